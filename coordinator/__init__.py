@@ -1,0 +1,1 @@
+"""Queue coordinator: engine, dispatch core, event log (issue: coordinator)."""

@@ -1,0 +1,1 @@
+"""LED call boards, window strips and voice calls."""

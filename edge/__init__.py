@@ -1,0 +1,1 @@
+"""Edge agents that run on each Raspberry Pi and wire devices to the bus."""

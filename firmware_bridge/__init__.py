@@ -1,0 +1,1 @@
+"""Serial link to the hall's microcontroller devices: framing, polling, drivers."""

@@ -1,0 +1,240 @@
+"""The wire contract in one table: for each topic, who publishes, who listens, QoS, retain,
+payload model, and whether a publish may wait in the outbox while the broker is away.
+
+``mqtt_topics.md`` is rendered from this table (``python -m hallq.contract --write``) and a
+test fails when the two disagree, so the document can never drift from the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hallq import messages as m
+from hallq.errors import TopicError
+from hallq.topics import PREFIX, Action, EventKind, Role, StateKind, TopicParts
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    pattern: str
+    publisher: str
+    subscribers: str
+    qos: int
+    retained: bool
+    payload: Any
+    queue_offline: bool
+    expiry_s: int | None
+    summary: str
+    roles: tuple[Role, ...] = ()
+
+    @property
+    def payload_name(self) -> str:
+        return str(getattr(self.payload, "__name__", self.payload))
+
+
+DEVICE_ROLES = (Role.WINDOW, Role.DISPENSER, Role.BOARD)
+ALL_CLIENTS = tuple(Role)
+COMMAND_EXPIRY_S = 10
+REPLY_EXPIRY_S = 30
+
+CLIENT_TOPICS: dict[Action, TopicSpec] = {
+    Action.CMD: TopicSpec(
+        f"{PREFIX}/{{hall}}/{{role}}/{{client}}/cmd",
+        "window agent (its pads) or supervisor (dashboard)",
+        "coordinator",
+        1, False, m.WindowCommand, False, COMMAND_EXPIRY_S,
+        "A window command. Never queued offline and expires after 10 s: a stale CALL is wrong.",
+        (Role.WINDOW, Role.SUPERVISOR),
+    ),
+    Action.REQ: TopicSpec(
+        f"{PREFIX}/{{hall}}/dispenser/{{client}}/req",
+        "dispenser agent",
+        "coordinator",
+        1, False, m.TicketRequest, True, None,
+        "Ticket issue or number-block lease request; the reply carries `corr` = this `id`. "
+        "Offline issues are replayed from the outbox.",
+        (Role.DISPENSER,),
+    ),
+    Action.REPLY: TopicSpec(
+        f"{PREFIX}/{{hall}}/{{role}}/{{client}}/reply",
+        "coordinator",
+        "the client named in the topic",
+        1, False, m.Reply, False, REPLY_EXPIRY_S,
+        "Answer to that client's request or command (`corr` = the request's `id`).",
+        (Role.WINDOW, Role.DISPENSER, Role.SUPERVISOR),
+    ),
+    Action.STATUS: TopicSpec(
+        f"{PREFIX}/{{hall}}/{{role}}/{{client}}/status",
+        "the client itself (birth) and the broker (its will)",
+        "coordinator, dashboard, boards (coordinator presence), `hallq status`",
+        1, True, m.Presence, False, None,
+        "Presence. `boot` rises on every connect; an `offline` whose boot is below the "
+        "last `online` seen is stale and ignored.",
+        ALL_CLIENTS,
+    ),
+    Action.HEALTH: TopicSpec(
+        f"{PREFIX}/{{hall}}/{{role}}/{{client}}/health",
+        "the client itself",
+        "coordinator, dashboard, `hallq status`",
+        1, True, m.DeviceHealth, False, None,
+        "Device health: link, printer paper, last error, one entry per component.",
+        ALL_CLIENTS,
+    ),
+    Action.ERROR: TopicSpec(
+        f"{PREFIX}/{{hall}}/{{role}}/{{client}}/error",
+        "the client that rejected an input",
+        "dashboard, logs",
+        1, False, m.ErrorReport, False, None,
+        "A payload or topic this client rejected, or a handler that failed, with the field.",
+        ALL_CLIENTS,
+    ),
+}
+
+STATE_TOPICS: dict[StateKind, TopicSpec] = {
+    StateKind.WINDOW: TopicSpec(
+        f"{PREFIX}/{{hall}}/state/window/{{window}}",
+        "coordinator", "window agents (pad display), boards, dashboard",
+        1, True, m.WindowState, False, None,
+        "One window: open/paused/closed, the ticket being served, its skills.",
+    ),
+    StateKind.QUEUE: TopicSpec(
+        f"{PREFIX}/{{hall}}/state/queue/{{service}}",
+        "coordinator", "dispensers, dashboard, ticket pages",
+        1, True, m.QueueState, False, None,
+        "One service's queue: waiting count, the next numbers, estimated wait.",
+    ),
+    StateKind.BOARD: TopicSpec(
+        f"{PREFIX}/{{hall}}/state/board",
+        "coordinator", "board agents, dashboard",
+        1, True, m.BoardState, False, None,
+        "What the call boards show: the last calls (newest first), waiting per service.",
+    ),
+    StateKind.STATS: TopicSpec(
+        f"{PREFIX}/{{hall}}/state/stats",
+        "coordinator", "dashboard, supervisors",
+        1, True, m.StatsState, False, None,
+        "Today's KPIs for the hall, per service and per window.",
+    ),
+}
+
+EVENT_TOPICS: dict[EventKind, TopicSpec] = {
+    EventKind.CALL: TopicSpec(
+        f"{PREFIX}/{{hall}}/event/call",
+        "coordinator", "voice agents, boards (flash), dashboard",
+        1, False, m.CallEvent, False, None,
+        "A ticket called (or recalled) to a window.",
+    ),
+    EventKind.TICKET: TopicSpec(
+        f"{PREFIX}/{{hall}}/event/ticket",
+        "coordinator", "dashboard, ticket pages",
+        1, False, m.TicketEvent, False, None,
+        "A ticket changed state (issued, served, no-show, transferred...).",
+    ),
+    EventKind.ALERT: TopicSpec(
+        f"{PREFIX}/{{hall}}/event/alert",
+        "coordinator", "dashboard, supervisors",
+        1, False, m.AlertEvent, False, None,
+        "Something a supervisor should see: emergency key, device offline, wait target passed.",
+    ),
+}
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    *CLIENT_TOPICS.values(),
+    *STATE_TOPICS.values(),
+    *EVENT_TOPICS.values(),
+)
+
+
+def spec_for(parts: TopicParts) -> TopicSpec:
+    """The spec of a parsed topic; a client topic of a role it does not apply to is an error."""
+    if parts.role == "state":
+        return STATE_TOPICS[StateKind(parts.action)]
+    if parts.role == "event":
+        return EVENT_TOPICS[EventKind(parts.action)]
+    spec = CLIENT_TOPICS[Action(parts.action)]
+    if Role(parts.role) not in spec.roles:
+        raise TopicError(
+            f"'{parts.action}' topics are not used by role '{parts.role}' "
+            f"(only {', '.join(r.value for r in spec.roles)})"
+        )
+    return spec
+
+
+# --- the generated part of mqtt_topics.md ---------------------------------------------------
+
+BEGIN = "<!-- BEGIN GENERATED: python -m hallq.contract --write mqtt_topics.md -->"
+END = "<!-- END GENERATED -->"
+
+
+def _payload_types() -> list[Any]:
+    seen: list[Any] = []
+    for spec in ALL_TOPICS:
+        if spec.payload not in seen:
+            seen.append(spec.payload)
+    return seen
+
+
+def render_generated() -> str:
+    lines = [
+        BEGIN,
+        "",
+        "## Topics",
+        "",
+        "| topic | publisher | subscribers | QoS | retained | outbox | expiry | payload |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for spec in ALL_TOPICS:
+        pattern = f"`{spec.pattern}`"
+        if spec.roles and "{role}" in spec.pattern:
+            pattern += f" (role: {' / '.join(r.value for r in spec.roles)})"
+        lines.append(
+            f"| {pattern} | {spec.publisher} | {spec.subscribers} | {spec.qos} | "
+            f"{'yes' if spec.retained else 'no'} | {'yes' if spec.queue_offline else 'no'} | "
+            f"{f'{spec.expiry_s} s' if spec.expiry_s else '-'} | [{spec.payload_name}](#{spec.payload_name.lower()}) |"
+        )
+    lines += ["", "What each topic is for:", ""]
+    for spec in ALL_TOPICS:
+        lines.append(f"- `{spec.pattern}`: {spec.summary}")
+    lines += ["", "## Payload schemas", ""]
+    for payload in _payload_types():
+        name = str(getattr(payload, "__name__", payload))
+        schema = m.adapter(payload).json_schema(mode="validation")
+        lines += [
+            f"### {name}",
+            "",
+            "```json",
+            json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True),
+            "```",
+            "",
+        ]
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def splice(document: str) -> str:
+    """Replace the generated section of ``document`` with a fresh rendering."""
+    try:
+        head, rest = document.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+    except ValueError:
+        raise ValueError(f"the document has no {BEGIN!r} ... {END!r} section") from None
+    return head + render_generated().rstrip("\n") + tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Regenerate the schema part of mqtt_topics.md")
+    parser.add_argument("--write", metavar="FILE", type=Path, required=True)
+    args = parser.parse_args(argv)
+    path: Path = args.write
+    path.write_text(splice(path.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
