@@ -1,0 +1,521 @@
+"""The MQTT session every hallq process uses: presence, reconnect, outbox, routing, requests.
+
+aiomqtt 2.x gives one connection; this wraps it into what a service needs to stay up for
+months: it reconnects forever with jittered backoff, re-subscribes and re-announces itself
+each time, keeps a persistent broker session, holds queueable publishes in a SQLite outbox
+while the broker is away, and survives any bad message (logged and reported on its error
+topic). QoS, retain and expiry of every publish come from :mod:`hallq.contract`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import random
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
+
+import aiomqtt
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel
+
+from hallq import __version__
+from hallq.contract import TopicSpec, spec_for
+from hallq.errors import NotConnected, PayloadError, RequestTimeout, TopicError
+from hallq.messages import ErrorReport, Message, Presence, Reply, Retained, decode, encode
+from hallq.retained import PresenceBook, RevisionGate
+from hallq.session_store import SessionStore
+from hallq.topics import Action, HallTopics, Role, TopicParts, check_filter, check_id, matches, parse
+
+if TYPE_CHECKING:
+    from hallq.config import BrokerConfig
+
+log = logging.getLogger("hallq.bus")
+
+NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+PROTOCOLS = {"5": aiomqtt.ProtocolVersion.V5, "3.1.1": aiomqtt.ProtocolVersion.V311}
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A validated message handed to a route's handler."""
+
+    topic: str
+    parts: TopicParts
+    payload: Any
+    retained: bool
+
+
+Handler = Callable[[Incoming], Awaitable[None] | None]
+
+
+def backoff_delay(attempt: int, initial: float, cap: float) -> float:
+    """Full-jitter exponential backoff: spreads a hall's devices after a broker restart."""
+    ceiling = min(cap, initial * (2 ** min(attempt, 30)))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
+    if not broker.use_tls:
+        return None
+    tls = broker.tls
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if tls.cert_file:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    if tls.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@functools.cache
+def _payload_classes(payload_type: Any) -> tuple[type, ...]:
+    target = getattr(payload_type, "__value__", payload_type)
+    if get_origin(target) is Annotated:
+        target = get_args(target)[0]
+    return get_args(target) or (target,)
+
+
+class Session:
+    """One client's connection to the hall broker. Use as ``async with Session(...)``."""
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        *,
+        hall: str,
+        role: Role | str,
+        client_id: str,
+        state_dir: Path,
+        outbox_max: int = 10_000,
+        backoff_initial: float = 0.25,
+        backoff_max: float = 30.0,
+        op_timeout: float = 5.0,
+    ) -> None:
+        self.broker = broker
+        self.role = Role(role)
+        self.client_id = check_id(client_id, "client id")
+        self.topics = HallTopics(hall)
+        self.status_topic = self.topics.status(self.role, client_id)
+        self.error_topic = self.topics.error(self.role, client_id)
+        self.reply_topic = self.topics.reply(self.role, client_id) if self._has_replies() else None
+        self._state_path = Path(state_dir) / f"session-{hall}-{client_id}.sqlite"
+        self._outbox_max = outbox_max
+        self._backoff = (backoff_initial, backoff_max)
+        self._op_timeout = op_timeout
+        self._routes: list[tuple[str, Handler]] = []
+        self._specs: dict[str, TopicSpec] = {}
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._revisions = RevisionGate()
+        self._presence = PresenceBook()
+        self._store: SessionStore | None = None
+        self._client: aiomqtt.Client | None = None
+        self._protocol: aiomqtt.ProtocolVersion | None = None
+        self._boot = 0
+        self._rev_counter = 0
+        self._connected = asyncio.Event()
+        self._closing = False
+        self._runner: asyncio.Task[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.connects = 0
+
+    def _has_replies(self) -> bool:
+        from hallq.contract import CLIENT_TOPICS
+
+        return self.role in CLIENT_TOPICS[Action.REPLY].roles
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Session:
+        self._store = SessionStore(self._state_path, max_items=self._outbox_max)
+        self._runner = asyncio.create_task(self._run(), name=f"hallq-session-{self.client_id}")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Announce ``offline`` (retained) and disconnect cleanly, leaving no will behind."""
+        if self._closing:
+            return
+        self._closing = True
+        client = self._client
+        if client is not None and self._connected.is_set():
+            try:
+                await client.publish(
+                    self.status_topic, self._presence_payload("offline"), qos=1, retain=True,
+                    timeout=self._op_timeout,
+                )
+            except aiomqtt.MqttError as exc:
+                log.warning("%s: could not publish offline status: %s", self.client_id, exc)
+        for task in [self._drainer, self._runner, *self._tasks]:
+            if task is not None and not task.done():
+                task.cancel()
+        for task in [self._drainer, self._runner, *self._tasks]:
+            if task is not None:
+                try:
+                    await task
+                except (asyncio.CancelledError, aiomqtt.MqttError):
+                    pass
+                except Exception:
+                    log.exception("%s: session task failed while closing", self.client_id)
+        for future in self._pending.values():
+            future.cancel()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def boot(self) -> int:
+        return self._boot
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    @property
+    def outbox_size(self) -> int:
+        return len(self._store) if self._store is not None else 0
+
+    def next_rev(self) -> int:
+        """A revision for state this client publishes: boot in the high bits, so it keeps
+        rising across restarts without a clock."""
+        self._rev_counter += 1
+        return (self._boot << 32) | self._rev_counter
+
+    # --- connection loop ------------------------------------------------------------------
+
+    def _presence_payload(self, state: str) -> bytes:
+        return encode(
+            Presence(
+                state=state, boot=self._boot, role=self.role.value, client=self.client_id,
+                version=__version__,
+            )
+        )
+
+    def _protocol_candidates(self) -> list[aiomqtt.ProtocolVersion]:
+        if self._protocol is not None:
+            return [self._protocol]
+        wanted = self.broker.protocol
+        if wanted == "auto":
+            return [aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311]
+        return [PROTOCOLS[wanted]]
+
+    def _make_client(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+        broker = self.broker
+        v5 = protocol is aiomqtt.ProtocolVersion.V5
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = broker.session_expiry_s
+        password = broker.password.get_secret_value() if broker.password is not None else None
+        return aiomqtt.Client(
+            broker.host,
+            broker.port,
+            identifier=self.client_id,
+            username=broker.username,
+            password=password,
+            protocol=protocol,
+            will=aiomqtt.Will(self.status_topic, self._presence_payload("offline"), 1, True),
+            clean_session=None if v5 else False,
+            clean_start=False if v5 else MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+            keepalive=broker.keepalive,
+            tls_context=_tls_context(broker),
+            socket_options=NODELAY,
+            timeout=self._op_timeout,
+            logger=logging.getLogger("hallq.mqtt"),
+        )
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closing:
+            for protocol in self._protocol_candidates():
+                assert self._store is not None
+                self._boot = self._store.next_boot()
+                self._rev_counter = 0
+                client = self._make_client(protocol)
+                try:
+                    async with client:
+                        self._protocol = protocol
+                        attempt = 0
+                        await self._serve(client)
+                except aiomqtt.MqttError as exc:
+                    if self._client is not None:
+                        log.warning("%s: lost the broker: %s", self.client_id, exc)
+                    else:
+                        log.log(
+                            logging.WARNING if attempt in (0, 5) or attempt % 20 == 0 else logging.DEBUG,
+                            "%s: cannot connect to %s (MQTT %s, attempt %d): %s",
+                            self.client_id, self.broker.url, protocol.name, attempt + 1, exc,
+                        )
+                finally:
+                    self._on_disconnect()
+                if self._protocol is not None or self._closing:
+                    break
+            if self._closing:
+                return
+            delay = backoff_delay(attempt, *self._backoff)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        self._client = client
+        self.connects += 1
+        filters = [self.status_topic]
+        if self.reply_topic is not None:
+            filters.append(self.reply_topic)
+        for topic_filter, _ in self._routes:
+            if topic_filter not in filters:
+                filters.append(topic_filter)
+        await client.subscribe([(f, 1) for f in filters])
+        await client.publish(
+            self.status_topic, self._presence_payload("online"), qos=1, retain=True
+        )
+        log.info(
+            "%s: connected to %s (MQTT %s, boot %d)",
+            self.client_id, self.broker.url, "5" if self._v5 else "3.1.1", self._boot,
+        )
+        self._connected.set()
+        self._kick_drain()
+        async for message in client.messages:
+            await self._dispatch(message)
+
+    def _on_disconnect(self) -> None:
+        self._connected.clear()
+        self._client = None
+        if self._drainer is not None and not self._drainer.done():
+            self._drainer.cancel()
+
+    @property
+    def _v5(self) -> bool:
+        return self._protocol is aiomqtt.ProtocolVersion.V5
+
+    # --- publishing ------------------------------------------------------------------------
+
+    def spec(self, topic: str) -> TopicSpec:
+        found = self._specs.get(topic)
+        if found is None:
+            found = self._specs[topic] = spec_for(parse(topic))
+        return found
+
+    async def publish(self, topic: str, message: BaseModel, *, queue: bool = False) -> bool:
+        """Publish ``message`` with the QoS/retain/expiry the contract gives ``topic``.
+
+        Returns True once the broker has it, False when it was put in the outbox. ``queue``
+        lets the message wait in the outbox while the broker is away; it is refused for
+        topics whose messages must never arrive late (a button press, a reply).
+        """
+        spec = self.spec(topic)
+        if not isinstance(message, _payload_classes(spec.payload)):
+            raise TypeError(f"{topic} carries {spec.payload_name}, not {type(message).__name__}")
+        if queue and not spec.queue_offline:
+            raise ValueError(f"{topic}: {spec.payload_name} may not be queued offline")
+        data = encode(message)
+        if queue:
+            assert self._store is not None, "publish before the session was entered"
+            if self._client is None or len(self._store) or self._drain_running():
+                self._store.push(topic, data, spec.qos, spec.retained)
+                self._kick_drain()
+                return False
+        client = self._client
+        if client is None:
+            raise NotConnected(
+                f"not connected to {self.broker.url}: {topic} was not sent "
+                "(this message is never queued offline)"
+            )
+        try:
+            await self._send(client, topic, data, spec.qos, spec.retained, spec.expiry_s)
+        except aiomqtt.MqttError as exc:
+            if queue and self._store is not None:
+                self._store.push(topic, data, spec.qos, spec.retained)
+                return False
+            raise NotConnected(f"{topic} was not sent: {exc}") from exc
+        return True
+
+    async def _send(
+        self,
+        client: aiomqtt.Client,
+        topic: str,
+        data: bytes,
+        qos: int,
+        retain: bool,
+        expiry_s: int | None,
+    ) -> None:
+        properties = None
+        if expiry_s and self._v5:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.MessageExpiryInterval = expiry_s
+        await client.publish(topic, data, qos=qos, retain=retain, properties=properties)
+
+    def _drain_running(self) -> bool:
+        return self._drainer is not None and not self._drainer.done()
+
+    def _kick_drain(self) -> None:
+        if self._client is None or self._drain_running() or not self.outbox_size:
+            return
+        self._drainer = asyncio.create_task(self._drain(self._client))
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Send the outbox in order; a row leaves the file only after the broker acked it."""
+        store = self._store
+        assert store is not None
+        sent = 0
+        try:
+            while items := store.head():
+                for item in items:
+                    await self._send(client, item.topic, item.payload, item.qos, item.retain, None)
+                    store.remove(item.seq)
+                    sent += 1
+        except aiomqtt.MqttError as exc:
+            log.warning("%s: outbox drain stopped after %d: %s", self.client_id, sent, exc)
+            return
+        if sent:
+            log.info("%s: sent %d queued message(s) from the outbox", self.client_id, sent)
+
+    async def wait_outbox_empty(self, timeout: float) -> None:
+        """Wait until every queued publish reached the broker (tests, clean shutdown)."""
+        async with asyncio.timeout(timeout):
+            while self.outbox_size or self._drain_running():
+                if self._drainer is not None and not self._drainer.done():
+                    await asyncio.shield(self._drainer)
+                else:
+                    await asyncio.sleep(0.05)
+
+    # --- requests ------------------------------------------------------------------------
+
+    async def request(self, topic: str, message: Message, *, timeout: float) -> Any:
+        """Publish a request and wait for the reply on this client's reply topic whose
+        ``corr`` is the request's id. Never queued: a caller that times out decides itself."""
+        if self.reply_topic is None:
+            raise ValueError(f"role {self.role} has no reply topic")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[message.id] = future
+        try:
+            await self.publish(topic, message)
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"no reply to {topic} (id {message.id}) within {timeout:g} s"
+            ) from None
+        finally:
+            self._pending.pop(message.id, None)
+
+    # --- receiving -----------------------------------------------------------------------
+
+    async def subscribe(self, topic_filter: str, handler: Handler) -> None:
+        """Route messages matching ``topic_filter`` to ``handler`` (now and after every
+        reconnect). Payloads are validated against the contract before the handler runs."""
+        self._routes.append((check_filter(topic_filter), handler))
+        client = self._client
+        if client is not None:
+            await client.subscribe(topic_filter, qos=1)
+
+    async def _dispatch(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        raw = message.payload if isinstance(message.payload, (bytes, bytearray)) else (
+            str(message.payload).encode() if message.payload is not None else b""
+        )
+        if topic == self.status_topic:
+            self._watch_own_status(bytes(raw))
+            return
+        if topic == self.reply_topic:
+            self._resolve_reply(topic, bytes(raw))
+            return
+        handlers = [h for f, h in self._routes if matches(f, topic)]
+        if not handlers:
+            log.debug("%s: no route for %s (ignored)", self.client_id, topic)
+            return
+        if not raw and message.retain:
+            return
+        try:
+            parts = parse(topic)
+            spec = spec_for(parts)
+        except TopicError as exc:
+            await self._report(topic, "bad_topic", str(exc), None)
+            return
+        try:
+            payload = decode(spec.payload, bytes(raw))
+        except PayloadError as exc:
+            await self._report(topic, exc.code, str(exc), exc.field)
+            return
+        if not self._fresh(topic, payload):
+            log.debug("%s: stale %s on %s ignored", self.client_id, spec.payload_name, topic)
+            return
+        incoming = Incoming(topic, parts, payload, bool(message.retain))
+        for handler in handlers:
+            try:
+                result = handler(incoming)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # one bad message must never end the session
+                log.exception("%s: handler %s failed on %s", self.client_id, handler, topic)
+                await self._report(topic, "handler_failed", f"{type(exc).__name__}: {exc}", None)
+
+    def _fresh(self, topic: str, payload: Any) -> bool:
+        if isinstance(payload, Retained):
+            return self._revisions.accept(topic, payload.rev)
+        if isinstance(payload, Presence):
+            return self._presence.accept(payload)
+        return True
+
+    def _watch_own_status(self, raw: bytes) -> None:
+        """Re-assert ``online`` when a will from an earlier connection overwrote it."""
+        try:
+            presence = decode(Presence, raw)
+        except PayloadError:
+            presence = None
+        client = self._client
+        if self._closing or client is None:
+            return
+        if presence is not None and presence.state == "online" and presence.boot >= self._boot:
+            return
+        log.warning(
+            "%s: own status shows %s; publishing online (boot %d) again",
+            self.client_id, presence.state if presence else "garbage", self._boot,
+        )
+        self._spawn(
+            client.publish(self.status_topic, self._presence_payload("online"), qos=1, retain=True)
+        )
+
+    def _resolve_reply(self, topic: str, raw: bytes) -> None:
+        try:
+            reply = decode(Reply, raw)
+        except PayloadError as exc:
+            self._spawn(self._report(topic, exc.code, str(exc), exc.field))
+            return
+        future = self._pending.get(reply.corr)
+        if future is None or future.done():
+            log.info("%s: reply %s to an unknown or expired request", self.client_id, reply.corr)
+            return
+        future.set_result(reply)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("%s: background publish failed: %s", self.client_id, task.exception())
+
+    async def _report(self, topic: str, code: str, text: str, field: str | None) -> None:
+        log.warning("%s: rejected message on %s: %s", self.client_id, topic, text)
+        report = ErrorReport(topic=topic[:300], code=code, message=text[:1000], field=field)
+        try:
+            await self.publish(self.error_topic, report)
+        except (NotConnected, aiomqtt.MqttError) as exc:
+            log.warning("%s: could not report the error: %s", self.client_id, exc)

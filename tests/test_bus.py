@@ -1,0 +1,339 @@
+"""The MQTT session against a real Mosquitto: presence, reconnect, outbox, requests, routing."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from hallq import messages as m
+from hallq.bus import Incoming, Session
+from hallq.errors import NotConnected, RequestTimeout
+from hallq.topics import HallTopics
+
+from .conftest import Inbox, Mosquitto
+
+pytestmark = pytest.mark.broker
+
+T = HallTopics("liwan")
+HERE = Path(__file__).resolve().parent
+
+
+def issue(service: str = "tax-filing", **kw: Any) -> m.IssueRequest:
+    return m.IssueRequest(kind="issue", service=service, **kw)
+
+
+async def raw_publish(broker: Mosquitto, topic: str, payload: bytes, retain: bool = False,
+                      username: str | None = None) -> None:
+    async with aiomqtt.Client("127.0.0.1", broker.port, username=username) as client:
+        await client.publish(topic, payload, qos=1, retain=retain)
+
+
+def presence_of(client: str, state: str) -> Callable[[list[Any]], bool]:
+    return lambda ps: any(p.client == client and p.state == state for p in ps)
+
+
+async def test_birth_and_clean_shutdown_are_seen_by_another_client(
+    make_session: Callable[..., Session], inbox: type[Inbox]
+) -> None:
+    seen = inbox()
+    async with make_session("coordinator", "coord") as observer:
+        await observer.subscribe(T.every("status", "window"), seen)
+        await observer.wait_connected(10)
+        async with make_session("window", "win-01") as device:
+            await device.wait_connected(10)
+            await seen.wait_for(presence_of("win-01", "online"))
+            boot = device.boot
+        payloads = await seen.wait_for(presence_of("win-01", "offline"))
+    online, offline = payloads[-2], payloads[-1]
+    assert (online.state, offline.state) == ("online", "offline")
+    assert online.boot == offline.boot == boot
+
+
+async def test_a_killed_process_leaves_its_offline_will(
+    mosquitto: Mosquitto, make_session: Callable[..., Session], inbox: type[Inbox],
+    tmp_path: Path,
+) -> None:
+    seen = inbox()
+    async with make_session("coordinator", "coord") as observer:
+        await observer.subscribe(T.every("status"), seen)
+        await observer.wait_connected(10)
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "session_proc.py"), mosquitto.url, "win-07",
+             str(tmp_path / "proc-state")],
+            stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)  # type: ignore[union-attr]
+            assert line.startswith("ready boot="), line
+            boot = int(line.split("=")[1])
+            await seen.wait_for(presence_of("win-07", "online"))
+        finally:
+            proc.kill()
+            proc.wait(10)
+            proc.stdout.close()  # type: ignore[union-attr]
+        payloads = await seen.wait_for(presence_of("win-07", "offline"))
+    will = [p for p in payloads if p.client == "win-07"][-1]
+    assert will.state == "offline" and will.boot == boot
+
+
+async def test_boot_rises_with_every_start(make_session: Callable[..., Session]) -> None:
+    boots = []
+    for _ in range(2):
+        async with make_session("window", "win-02") as device:
+            await device.wait_connected(10)
+            boots.append(device.boot)
+    assert boots[1] > boots[0]
+
+
+async def test_a_stale_will_is_overwritten_by_the_live_client(
+    mosquitto: Mosquitto, make_session: Callable[..., Session], inbox: type[Inbox]
+) -> None:
+    async with make_session("window", "win-03") as device:
+        await device.wait_connected(10)
+        stale = m.Presence(state="offline", boot=device.boot - 1, role="window", client="win-03")
+        await raw_publish(mosquitto, device.status_topic, m.encode(stale), retain=True)
+        seen = inbox()
+        async with make_session("coordinator", "late-observer") as observer:
+            await observer.subscribe(device.status_topic, seen)
+            await observer.wait_connected(10)
+            payloads = await seen.wait_for(
+                lambda ps: bool(ps) and ps[-1].state == "online" and ps[-1].boot == device.boot
+            )
+    assert all(p.boot == device.boot for p in payloads), "the stale will must not be applied"
+
+
+async def test_outbox_is_delivered_once_and_in_order_after_the_broker_restarts(
+    mosquitto: Mosquitto, make_session: Callable[..., Session], inbox: type[Inbox]
+) -> None:
+    got = inbox()
+    async with make_session("coordinator", "coord") as coord, \
+            make_session("dispenser", "disp-1") as dispenser:
+        await coord.subscribe(T.every("req", "dispenser"), got)
+        await coord.wait_connected(10)
+        await dispenser.wait_connected(10)
+        assert await dispenser.publish(T.req("disp-1"), issue(), queue=True) is True
+        await got.wait_for(lambda ps: len(ps) == 1)
+
+        mosquitto.stop()
+        sent = [issue(offline=m.OfflineIssue(number=f"A9{i:02d}", issued_at=m._utcnow()))
+                for i in range(25)]
+        for request in sent:
+            assert await dispenser.publish(T.req("disp-1"), request, queue=True) is False
+        assert dispenser.outbox_size == 25
+        with pytest.raises(NotConnected):
+            await dispenser.publish(T.error("dispenser", "disp-1"), m.ErrorReport(
+                topic="x", code="bad_topic", message="not queueable"))
+
+        mosquitto.start()
+        await dispenser.wait_outbox_empty(20)
+        payloads = await got.wait_for(lambda ps: len(ps) >= 26, timeout=20)
+        await asyncio.sleep(0.3)  # a duplicate would arrive right behind the last one
+        payloads = got.payloads
+    assert [p.id for p in payloads[1:]] == [r.id for r in sent]
+    assert len(payloads) == 26
+    assert dispenser.connects >= 2 and coord.connects >= 2
+
+
+async def test_window_commands_are_never_queued(make_session: Callable[..., Session]) -> None:
+    device = make_session("window", "win-04", url="mqtt://127.0.0.1:9")
+    async with device:
+        cmd = m.WindowAction(window=4, action="call")
+        with pytest.raises(ValueError, match="may not be queued"):
+            await device.publish(T.cmd("window", "win-04"), cmd, queue=True)
+        with pytest.raises(NotConnected, match="never queued offline"):
+            await device.publish(T.cmd("window", "win-04"), cmd)
+        assert device.outbox_size == 0
+
+
+async def test_a_persistent_session_receives_qos1_sent_while_it_was_away(
+    make_session: Callable[..., Session], inbox: type[Inbox]
+) -> None:
+    got = inbox()
+    board = make_session("board", "board-1")
+    async with board:
+        await board.subscribe(T.event("call"), got)
+        await board.wait_connected(10)
+    call = m.CallEvent(ticket="A023", service="tax-filing", window=15, zone="hall-1")
+    async with make_session("coordinator", "coord") as coord:
+        await coord.wait_connected(10)
+        await coord.publish(T.event("call"), call)
+    back = make_session("board", "board-1")
+    async with back:
+        await back.subscribe(T.event("call"), got)
+        payloads = await got.wait_for(lambda ps: len(ps) == 1)
+    assert payloads[0] == call
+
+
+async def test_request_reply_correlates_concurrent_requests(
+    make_session: Callable[..., Session]
+) -> None:
+    async with make_session("coordinator", "coord") as coord, \
+            make_session("dispenser", "disp-2", protocol="3.1.1") as dispenser:
+        requests: list[Incoming] = []
+        both = asyncio.Event()
+
+        async def answer(incoming: Incoming) -> None:
+            requests.append(incoming)
+            if len(requests) < 2:
+                return
+            both.set()
+            for req in reversed(requests):  # answer out of order
+                reply = m.IssueReply(
+                    kind="issue", corr=req.payload.id, ok=True,
+                    ticket=m.TicketInfo(number="A001" if req.payload.service == "a" else "B001",
+                                        service=req.payload.service, priority="normal",
+                                        issued_at=m._utcnow(), people_ahead=0, eta_min=0),
+                )
+                await coord.publish(T.reply("dispenser", req.parts.client), reply)
+                stray = m.CommandReply(kind="command", corr=m.new_ulid(), ok=True)
+                await coord.publish(T.reply("dispenser", req.parts.client), stray)
+
+        await coord.subscribe(T.every("req", "dispenser"), answer)
+        await coord.wait_connected(10)
+        await dispenser.wait_connected(10)
+        ra, rb = issue("a"), issue("b")
+        a, b = await asyncio.gather(
+            dispenser.request(T.req("disp-2"), ra, timeout=10),
+            dispenser.request(T.req("disp-2"), rb, timeout=10),
+        )
+    assert (a.corr, a.ticket.number) == (ra.id, "A001")
+    assert (b.corr, b.ticket.number) == (rb.id, "B001")
+    assert dispenser._protocol is aiomqtt.ProtocolVersion.V311
+    assert coord._protocol is aiomqtt.ProtocolVersion.V5
+
+
+async def test_request_times_out_when_nobody_answers(make_session: Callable[..., Session]) -> None:
+    async with make_session("dispenser", "disp-3") as dispenser:
+        await dispenser.wait_connected(10)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(RequestTimeout, match="no reply"):
+            await dispenser.request(T.req("disp-3"), issue(), timeout=0.5)
+        assert 0.45 <= loop.time() - start < 3
+        assert not dispenser._pending
+
+
+async def test_bad_input_is_reported_and_the_session_survives(
+    mosquitto: Mosquitto, make_session: Callable[..., Session], inbox: type[Inbox]
+) -> None:
+    commands, errors = inbox(), inbox()
+    boom = {"armed": True}
+
+    async def handle(incoming: Incoming) -> None:
+        if boom["armed"] and incoming.payload.action == "recall":
+            boom["armed"] = False
+            raise RuntimeError("handler bug")
+        await commands(incoming)
+
+    async with make_session("coordinator", "coord") as coord, \
+            make_session("supervisor", "watch") as watcher:
+        await watcher.subscribe(T.every("error", "coordinator"), errors)
+        await coord.subscribe(T.every("cmd", "window"), handle)
+        await coord.wait_connected(10)
+        await watcher.wait_connected(10)
+        topic = T.cmd("window", "win-05")
+        good = m.WindowAction(window=5, action="call")
+        wrong_type = m.encode(good).replace(b'"window":5', b'"window":"5"')
+        await raw_publish(mosquitto, topic, b"\xff\xfe not json")
+        await raw_publish(mosquitto, topic, wrong_type)
+        await raw_publish(mosquitto, topic, b"{" + b" " * 20000 + b"}")
+        await raw_publish(mosquitto, T.cmd("board", "b1"), m.encode(good))
+        await raw_publish(mosquitto, topic, m.encode(m.WindowAction(window=5, action="recall")))
+        await raw_publish(mosquitto, topic, m.encode(good))
+        await commands.wait_for(lambda ps: len(ps) == 1)
+        reports = await errors.wait_for(lambda ps: len(ps) >= 4)
+    assert [r.code for r in reports] == ["invalid_json", "invalid_payload", "oversize",
+                                         "handler_failed"]
+    assert reports[1].field == "window" and reports[1].topic == topic
+    assert "handler bug" in reports[3].message
+    assert commands.payloads == [good]
+
+
+async def test_stale_revisions_of_retained_state_are_ignored(
+    make_session: Callable[..., Session], inbox: type[Inbox]
+) -> None:
+    got = inbox()
+
+    def state(rev: int) -> m.WindowState:
+        return m.WindowState(rev=rev, window=15, zone="hall-1", status="open")
+
+    async with make_session("coordinator", "coord") as coord, \
+            make_session("window", "win-15") as pad:
+        await pad.subscribe(T.window_state(15), got)
+        await coord.wait_connected(10)
+        await pad.wait_connected(10)
+        for rev in (5, 3, 5, 6):
+            await coord.publish(T.window_state(15), state(rev))
+        await got.wait_for(lambda ps: ps and ps[-1].rev == 6)
+    assert [p.rev for p in got.payloads] == [5, 6]
+
+
+async def test_retained_state_reaches_a_client_that_connects_later(
+    make_session: Callable[..., Session], inbox: type[Inbox]
+) -> None:
+    got = inbox()
+    board = m.BoardState(rev=1, waiting={"tax-filing": 3})
+    async with make_session("coordinator", "coord") as coord:
+        await coord.wait_connected(10)
+        await coord.publish(T.board_state(), board)
+    async with make_session("board", "board-9") as late:
+        await late.subscribe(T.board_state(), got)
+        payloads = await got.wait_for(lambda ps: len(ps) == 1)
+    assert payloads[0] == board and got.items[0].retained
+
+
+async def test_client_sockets_have_tcp_nodelay(make_session: Callable[..., Session]) -> None:
+    async with make_session("window", "win-06") as device:
+        await device.wait_connected(10)
+        sock = device._client._client.socket()  # type: ignore[union-attr]
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+async def test_acl_confines_a_device_to_its_own_level(
+    tmp_path: Path, inbox: type[Inbox], make_session: Callable[..., Session],
+) -> None:
+    from hallq.acl import mosquitto_acl
+
+    acl = tmp_path / "acl"
+    acl.write_text(mosquitto_acl(coordinator_users=["coordinator"]))
+    broker = Mosquitto(tmp_path, extra=f"acl_file {acl}", persistence=False)
+    broker.start()
+    try:
+        got = inbox()
+        async with make_session("coordinator", "coord", url=broker.url,
+                                username="coordinator") as coord, \
+                make_session("window", "win-01", url=broker.url, username="win-01") as dev:
+            await coord.subscribe(T.every("cmd", "window"), got)
+            await coord.wait_connected(10)
+            await dev.wait_connected(10)
+            forged = m.WindowAction(window=2, action="call")
+            await dev._client.publish(  # type: ignore[union-attr]
+                T.cmd("window", "win-02"), m.encode(forged), qos=1)
+            own = m.WindowAction(window=1, action="call")
+            await dev.publish(T.cmd("window", "win-01"), own)
+            payloads = await got.wait_for(lambda ps: any(p.window == 1 for p in ps))
+    finally:
+        broker.kill()
+    assert [p.window for p in payloads] == [1]
+
+
+async def test_a_session_started_before_the_broker_keeps_trying_until_it_is_up(
+    tmp_path: Path, make_session: Callable[..., Session],
+) -> None:
+    late = Mosquitto(tmp_path, persistence=False)
+    async with make_session("window", "win-08", url=late.url) as device:
+        with pytest.raises(TimeoutError):
+            await device.wait_connected(0.5)
+        late.start()
+        try:
+            await device.wait_connected(15)
+        finally:
+            late.kill()

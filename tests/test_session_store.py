@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from hallq import messages as m
+from hallq.bus import backoff_delay
+from hallq.retained import PresenceBook, RevisionGate
+from hallq.session_store import SessionStore
+
+
+def test_outbox_keeps_order_and_survives_reopening(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "s.sqlite", max_items=100)
+    for i in range(5):
+        store.push(f"t/{i}", b"%d" % i, 1, i == 4)
+    store.remove(store.head()[0].seq)
+    store.close()
+    again = SessionStore(tmp_path / "s.sqlite", max_items=100)
+    items = again.head()
+    assert [i.topic for i in items] == ["t/1", "t/2", "t/3", "t/4"]
+    assert [i.retain for i in items] == [False, False, False, True]
+    assert len(again) == 4
+
+
+def test_full_outbox_drops_the_oldest_with_a_counted_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SessionStore(tmp_path / "s.sqlite", max_items=3)
+    with caplog.at_level(logging.WARNING, "hallq.outbox"):
+        for i in range(5):
+            store.push("hallq/v1/liwan/dispenser/d1/req", b"%d" % i, 1, False)
+    assert [i.payload for i in store.head()] == [b"2", b"3", b"4"]
+    assert store.dropped == 2
+    assert "2 dropped so far" in caplog.records[-1].getMessage()
+    assert "hallq/v1/liwan/dispenser/d1/req" in caplog.records[-1].getMessage()
+
+
+def test_boot_counter_rises_across_opens(tmp_path: Path) -> None:
+    first = SessionStore(tmp_path / "s.sqlite")
+    a, b = first.next_boot(), first.next_boot()
+    first.close()
+    assert SessionStore(tmp_path / "s.sqlite").next_boot() > b > a
+
+
+def test_revision_gate_applies_only_newer_revisions() -> None:
+    gate = RevisionGate()
+    assert [gate.accept("t", r) for r in (3, 2, 3, 4)] == [True, False, False, True]
+    assert gate.accept("other", 1)
+
+
+def test_presence_book_ignores_a_will_from_an_earlier_boot() -> None:
+    book = PresenceBook()
+
+    def p(state: str, boot: int) -> m.Presence:
+        return m.Presence(state=state, boot=boot, role="window", client="w1")
+
+    assert book.online("window", "w1") is None
+    assert book.accept(p("online", 5))
+    assert not book.accept(p("offline", 4))
+    assert book.online("window", "w1") is True
+    assert book.accept(p("offline", 5))
+    assert book.online("window", "w1") is False
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    delays = [backoff_delay(n, 0.25, 30.0) for n in range(12)]
+    assert 0.125 <= delays[0] <= 0.25
+    assert all(d <= 30.0 for d in delays)
+    assert delays[-1] >= 15.0
+    assert len({backoff_delay(8, 0.25, 30.0) for _ in range(20)}) > 1
