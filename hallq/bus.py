@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -63,6 +64,18 @@ def backoff_delay(attempt: int, initial: float, cap: float) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the handshake fails: paho drops such a socket without closing it,
+    and a client retrying a misconfigured broker for hours must not pile up descriptors."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
 def _tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
     if not broker.use_tls:
         return None
@@ -73,6 +86,7 @@ def _tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
     if tls.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    context.sslsocket_class = _ClosingSSLSocket
     return context
 
 
@@ -82,6 +96,18 @@ def _payload_classes(payload_type: Any) -> tuple[type, ...]:
     if get_origin(target) is Annotated:
         target = get_args(target)[0]
     return get_args(target) or (target,)
+
+
+def _may_be_protocol_refusal(error: BaseException) -> bool:
+    """True unless the socket itself failed (refused, TLS, DNS: an OSError behind aiomqtt's
+    MqttError) or the broker refused the credentials; then trying MQTT 3.1.1 is pointless.
+    A broker that ignores an MQTT 5 CONNECT (amqtt) shows up as a CONNACK timeout."""
+    cause = error.__context__
+    if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+        return False
+    if isinstance(error, MqttConnectError):
+        return "protocol" in str(error).lower()
+    return isinstance(error, aiomqtt.MqttError)
 
 
 class Session:
@@ -127,6 +153,7 @@ class Session:
         self._drainer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.connects = 0
+        self.attempts = 0
 
     def _has_replies(self) -> bool:
         from hallq.contract import CLIENT_TOPICS
@@ -240,36 +267,46 @@ class Session:
         )
 
     async def _run(self) -> None:
-        attempt = 0
+        failures = 0
         while not self._closing:
             for protocol in self._protocol_candidates():
-                assert self._store is not None
-                self._boot = self._store.next_boot()
-                self._rev_counter = 0
-                client = self._make_client(protocol)
-                try:
-                    async with client:
-                        self._protocol = protocol
-                        attempt = 0
-                        await self._serve(client)
-                except aiomqtt.MqttError as exc:
-                    if self._client is not None:
-                        log.warning("%s: lost the broker: %s", self.client_id, exc)
-                    else:
-                        log.log(
-                            logging.WARNING if attempt in (0, 5) or attempt % 20 == 0 else logging.DEBUG,
-                            "%s: cannot connect to %s (MQTT %s, attempt %d): %s",
-                            self.client_id, self.broker.url, protocol.name, attempt + 1, exc,
-                        )
-                finally:
-                    self._on_disconnect()
-                if self._protocol is not None or self._closing:
+                error = await self._connect_once(protocol, failures)
+                if error is None:
+                    failures = 0
+                if self._closing:
+                    return
+                if error is None or not _may_be_protocol_refusal(error):
                     break
-            if self._closing:
-                return
-            delay = backoff_delay(attempt, *self._backoff)
-            attempt += 1
-            await asyncio.sleep(delay)
+            if error is not None:
+                failures += 1
+            await asyncio.sleep(backoff_delay(failures, *self._backoff))
+
+    async def _connect_once(
+        self, protocol: aiomqtt.ProtocolVersion, failures: int
+    ) -> BaseException | None:
+        """One connection, served until it ends; returns the error if it never came up."""
+        assert self._store is not None
+        self._boot = self._store.next_boot()
+        self._rev_counter = 0
+        client = self._make_client(protocol)
+        self.attempts += 1
+        try:
+            async with client:
+                self._protocol = protocol
+                await self._serve(client)
+        except aiomqtt.MqttError as exc:
+            if self._client is None:
+                level = logging.WARNING if failures in (0, 5) or failures % 20 == 0 else logging.DEBUG
+                log.log(level, "%s: cannot connect to %s (MQTT %s, attempt %d): %s",
+                        self.client_id, self.broker.url, protocol.name, failures + 1, exc)
+                return exc
+            log.warning("%s: lost the broker: %s", self.client_id, exc)
+        except Exception as exc:
+            log.exception("%s: session failed; reconnecting", self.client_id)
+            return exc
+        finally:
+            self._on_disconnect()
+        return None
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         self._client = client

@@ -303,7 +303,7 @@ async def test_acl_confines_a_device_to_its_own_level(
     from hallq.acl import mosquitto_acl
 
     acl = tmp_path / "acl"
-    acl.write_text(mosquitto_acl(coordinator_users=["coordinator"]))
+    acl.write_text(mosquitto_acl(coordinator_users=["coordinator"], hall="liwan"))
     broker = Mosquitto(tmp_path, extra=f"acl_file {acl}", persistence=False)
     broker.start()
     try:

@@ -1,0 +1,1117 @@
+"""The hall layout: one TOML file per hall, validated once into typed models.
+
+Every agent and the coordinator load the same file, so a mistake in it must stop a
+process at start with a message a field engineer can act on: the key path in TOML
+terms, what was expected and what was found. Secrets (broker password, the ID-card
+hashing key) come from the environment or a separate file in production and are never
+echoed back, not even in error messages.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import tomllib
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, time
+from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from hallq.errors import ConfigError, TopicError
+from hallq.topics import check_id
+
+__all__ = [
+    "ENV_OVERRIDES",
+    "Agent",
+    "BrokerConfig",
+    "Device",
+    "HallConfig",
+    "HallInfo",
+    "LedSize",
+    "RuntimeConfig",
+    "SecurityConfig",
+    "SerialPort",
+    "Service",
+    "SpiPort",
+    "TlsConfig",
+    "Window",
+    "Zone",
+    "load_config",
+    "parse_config",
+]
+
+Loc = tuple[str | int, ...]
+
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "HALLQ_BROKER_URL": ("broker", "url"),
+    "HALLQ_BROKER_USERNAME": ("broker", "username"),
+    "HALLQ_BROKER_PASSWORD": ("broker", "password"),
+    "HALLQ_ID_HASH_KEY": ("security", "id_hash_key"),
+    "HALLQ_STATE_DIR": ("runtime", "state_dir"),
+}
+
+_SECRET_KEYS = frozenset({"password", "id_hash_key"})
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_STANDARD_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+_MIN_HASH_KEY_LEN = 16
+
+
+# --- problems and how they are reported -------------------------------------------------
+
+
+class _Problems(ValueError):
+    """Carries problems with their own key paths through pydantic.
+
+    pydantic reports a validator's ValueError at the validator's location; a cross-check
+    that finds several problems deeper down needs each reported at its own path.
+    """
+
+    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
+        self.problems = problems
+        super().__init__(
+            "; ".join(f"{_toml_path(loc)}: {msg}" if loc else msg for loc, msg in problems)
+        )
+
+
+def _problem(message: str, *loc: str | int) -> _Problems:
+    return _Problems([(loc, message)])
+
+
+class _Collector:
+    """Gathers every problem of one validator so a single run reports them all."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Loc, str]] = []
+
+    def add(self, message: str, *loc: str | int) -> None:
+        self.items.append((loc, message))
+
+    def raise_any(self) -> None:
+        if self.items:
+            raise _Problems(self.items)
+
+
+def _toml_path(loc: Loc) -> str:
+    out = ""
+    for seg in loc:
+        if isinstance(seg, int):
+            out += f"[{seg}]"
+        else:
+            key = seg if _BARE_KEY.fullmatch(seg) else json.dumps(seg, ensure_ascii=False)
+            out += f".{key}" if out else key
+    return out
+
+
+def _show(value: object) -> str:
+    """Spell a found value the way it looks in TOML, short enough for one line."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return type(value).__name__
+
+
+# --- value checkers used as BeforeValidators --------------------------------------------
+
+
+def _bounds(lo: float | None, hi: float | None, *, lo_open: bool = False) -> str:
+    if lo is not None and hi is not None:
+        return f"> {lo} and <= {hi}" if lo_open else f"between {lo} and {hi}"
+    if lo is not None:
+        return f"> {lo}" if lo_open else f">= {lo}"
+    return f"<= {hi}"
+
+
+def _int_range(lo: int | None, hi: int | None = None) -> Callable[[object], int]:
+    def check(value: object) -> int:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or (lo is not None and value < lo)
+            or (hi is not None and value > hi)
+        ):
+            raise _problem(f"expected an integer {_bounds(lo, hi)}, got {_show(value)}")
+        return value
+
+    return check
+
+
+def _positive_number(hi: float) -> Callable[[object], float]:
+    def check(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= hi:
+            bounds = _bounds(0, hi, lo_open=True)
+            raise _problem(f"expected a number {bounds}, got {_show(value)}")
+        return float(value)
+
+    return check
+
+
+def _id_check(what: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if not isinstance(value, str):
+            raise _problem(f"expected a string id, got {_show(value)}")
+        try:
+            return check_id(value, what)
+        except TopicError as exc:
+            raise _problem(str(exc)) from exc
+
+    return check
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise _problem(f"expected a string, got {_show(value)}")
+    if not value.strip():
+        raise _problem("must not be empty")
+    return value.strip()
+
+
+def _secret(value: object) -> object:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if not isinstance(value, str):
+        raise _problem("expected a string (value not shown)")
+    if not value.strip():
+        raise _problem("must not be empty")
+    return value
+
+
+def _hash_key(value: object) -> object:
+    value = _secret(value)
+    if isinstance(value, str) and len(value) < _MIN_HASH_KEY_LEN:
+        raise _problem(
+            f"must be at least {_MIN_HASH_KEY_LEN} characters: ID-card numbers are guessable, "
+            "so only a long random key keeps their hashes private (value not shown)"
+        )
+    return value
+
+
+def _path_text(value: object) -> object:
+    if isinstance(value, os.PathLike):
+        return value
+    if not isinstance(value, str):
+        raise _problem(f"expected a path string, got {_show(value)}")
+    if not value.strip():
+        raise _problem("must not be empty")
+    return value
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Relative paths are taken from the config file's folder, as a reader of it expects."""
+    value = value.expanduser()
+    base = (info.context or {}).get("base_dir")
+    if not value.is_absolute() and base is not None:
+        value = Path(base) / value
+    return value
+
+
+def _clock(value: object) -> time:
+    if isinstance(value, time) and value.tzinfo is None:
+        return value.replace(second=0, microsecond=0)
+    if isinstance(value, str) and (m := _HHMM.fullmatch(value.strip())):
+        return time(int(m.group(1)), int(m.group(2)))
+    raise _problem(f'expected a local time "HH:MM", got {_show(value)}')
+
+
+def _intervals(value: object) -> list[tuple[time, time]]:
+    if not isinstance(value, list) or not value:
+        raise _problem(f'expected an array of ["HH:MM", "HH:MM"] pairs, got {_show(value)}')
+    out: list[tuple[time, time]] = []
+    problems = _Collector()
+    for i, pair in enumerate(value):
+        if not isinstance(pair, list) or len(pair) != 2:
+            problems.add(f'expected a pair ["HH:MM", "HH:MM"], got {_show(pair)}', i)
+            continue
+        try:
+            start, end = _clock(pair[0]), _clock(pair[1])
+        except _Problems as exc:
+            problems.add(exc.problems[0][1], i)
+            continue
+        if end <= start:
+            problems.add(f"ends ({end:%H:%M}) before it starts ({start:%H:%M})", i)
+        elif out and start < out[-1][1]:
+            problems.add(
+                f"starts at {start:%H:%M}, before the previous interval ends "
+                f"({out[-1][1]:%H:%M}); list intervals in order, without overlap",
+                i,
+            )
+        out.append((start, end))
+    problems.raise_any()
+    return out
+
+
+def _timezone(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise _problem(f"expected an IANA time zone name, got {_show(value)}")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise _problem(
+            f"unknown time zone {value!r}: use an IANA name such as 'Asia/Shanghai'"
+        ) from None
+    return value
+
+
+def _prefix(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Z]", value):
+        raise _problem(f"expected one upper-case letter A-Z, got {_show(value)}")
+    return value
+
+
+def _log_level(value: object) -> object:
+    if isinstance(value, str) and value.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        return value.upper()
+    return value
+
+
+def _broker_url(value: object) -> str:
+    if not isinstance(value, str):
+        raise _problem(f"expected an mqtt:// or mqtts:// URL, got {_show(value)}")
+    parts = urlsplit(value.strip())
+    if "@" in parts.netloc:
+        raise _problem(
+            "must not carry credentials: set broker.username and HALLQ_BROKER_PASSWORD "
+            "(or broker.password_file) instead (value not shown)"
+        )
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise _problem(f"expected an mqtt:// or mqtts:// URL, got {_show(value)}")
+    if not parts.hostname:
+        raise _problem(f"has no host name, got {_show(value)}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise _problem(f"has a bad port, got {_show(value)}") from None
+    if port == 0:
+        raise _problem(f"has a bad port, got {_show(value)}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise _problem(f"must be scheme://host[:port] only, got {_show(value)}")
+    return value.strip()
+
+
+def _serial_port(value: object) -> str:
+    if isinstance(value, str) and (
+        re.fullmatch(r"/dev/\S+", value)
+        or re.fullmatch(r"(socket|rfc2217)://[^\s:/]+:\d{1,5}", value)
+        or re.fullmatch(r"sim(:[a-z0-9_-]+)?", value)
+    ):
+        return value
+    raise _problem(
+        'expected a device path ("/dev/ttyUSB0"), a network port ("socket://host:4001", '
+        f'"rfc2217://host:4001") or "sim", got {_show(value)}'
+    )
+
+
+def _baud(value: object) -> int:
+    if isinstance(value, bool) or value not in _STANDARD_BAUDS:
+        rates = ", ".join(map(str, _STANDARD_BAUDS))
+        raise _problem(f"expected a standard baud rate ({rates}), got {_show(value)}")
+    assert isinstance(value, int)
+    return value
+
+
+def _led_side(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value % 8 or not 8 <= value <= 512:
+        raise _problem(f"expected a multiple of 8 between 8 and 512, got {_show(value)}")
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+Secret = Annotated[SecretStr, BeforeValidator(_secret)]
+PathT = Annotated[Path, BeforeValidator(_path_text), AfterValidator(_resolve_path)]
+ClockTime = Annotated[time, BeforeValidator(_clock)]
+Intervals = Annotated[list[tuple[time, time]], BeforeValidator(_intervals)]
+Pin = Annotated[int, BeforeValidator(_int_range(0, 27))]
+Weight = Annotated[float, BeforeValidator(_positive_number(10))]
+
+
+def _default_open_hours() -> list[tuple[time, time]]:
+    return [(time(9, 0), time(12, 0)), (time(13, 30), time(17, 0))]
+
+
+def _default_state_dir() -> Path:
+    """systemd's StateDirectory= when run as a unit (ProtectHome hides ~), else the XDG spot."""
+    systemd_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(systemd_dir) if systemd_dir else Path("~/.local/state/hallq").expanduser()
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+# --- sections -----------------------------------------------------------------------------
+
+
+class HallInfo(_Model):
+    """Who the hall is and when it is open."""
+
+    id: Annotated[str, BeforeValidator(_id_check("hall id"))]
+    name: Text
+    name_en: Text | None = None
+    timezone: Annotated[str, BeforeValidator(_timezone)]
+    reset_time: ClockTime = time(0, 0)
+    open_hours: Intervals = Field(default_factory=_default_open_hours)
+
+    @property
+    def tzinfo(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @model_validator(mode="after")
+    def _reset_outside_hours(self) -> HallInfo:
+        for start, end in self.open_hours:
+            if start <= self.reset_time < end:
+                raise _problem(
+                    f"{self.reset_time:%H:%M} is inside open hours "
+                    f"({start:%H:%M}-{end:%H:%M}); numbers must not restart while people queue",
+                    "reset_time",
+                )
+        return self
+
+
+class TlsConfig(_Model):
+    ca_file: PathT | None = None
+    cert_file: PathT | None = None
+    key_file: PathT | None = None
+    insecure: StrictBool = False
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            missing = "key_file" if self.key_file is None else "cert_file"
+            raise _problem("a client certificate needs both cert_file and key_file", missing)
+        return self
+
+
+class BrokerConfig(_Model):
+    url: Annotated[str, BeforeValidator(_broker_url)] = "mqtt://127.0.0.1:1883"
+    username: Text | None = None
+    password: Secret | None = None
+    password_file: PathT | None = None
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    keepalive: Annotated[int, BeforeValidator(_int_range(5, 600))] = 30
+    session_expiry_s: Annotated[int, BeforeValidator(_int_range(0, 7 * 86400))] = 3600
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_password_source(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and data.get("password") is not None
+            and (data.get("password_file") is not None)
+        ):
+            raise _problem("give either password or password_file, not both", "password_file")
+        return data
+
+    @model_validator(mode="after")
+    def _read_password_file(self) -> BrokerConfig:
+        if self.password_file is not None:
+            where = str(self.password_file)
+            try:
+                text = self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise _problem(
+                    f"cannot read {where!r}: {exc.strerror or exc}", "password_file"
+                ) from exc
+            except UnicodeDecodeError:
+                raise _problem(f"{where!r} is not UTF-8 text", "password_file") from None
+            if not text:
+                raise _problem(f"{where!r} is empty", "password_file")
+            self.password = SecretStr(text)
+        if self.password is not None and self.username is None:
+            raise _problem("a password is set but no username", "username")
+        return self
+
+    @property
+    def host(self) -> str:
+        host = urlsplit(self.url).hostname
+        assert host is not None
+        return host
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def use_tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts" or self.tls.ca_file is not None
+
+
+class RuntimeConfig(_Model):
+    state_dir: PathT = Field(default_factory=_default_state_dir)
+    outbox_max: Annotated[int, BeforeValidator(_int_range(10))] = 10_000
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_log_level)
+    ] = "INFO"
+
+
+class SecurityConfig(_Model):
+    id_hash_key: Annotated[SecretStr, BeforeValidator(_hash_key)] | None = None
+
+
+class Zone(_Model):
+    """A function hall (功能厅); ``site`` says which 办税点 (building) it is in."""
+
+    id: Annotated[str, BeforeValidator(_id_check("zone id"))]
+    name: Text
+    name_en: Text | None = None
+    site: Annotated[str, BeforeValidator(_id_check("site id"))]
+
+
+class Service(_Model):
+    code: Annotated[str, BeforeValidator(_id_check("service code"))]
+    name: Text
+    name_en: Text | None = None
+    prefix: Annotated[str, BeforeValidator(_prefix)]
+    width: Annotated[int, BeforeValidator(_int_range(2, 5))] = 3
+    priority: Literal["green", "normal"] = "normal"
+    wait_target_min: Annotated[float, BeforeValidator(_positive_number(480))] = 15.0
+    hours: Intervals | None = None
+    daily_cap: Annotated[int, BeforeValidator(_int_range(1))] | None = None
+    warn_at: Annotated[int, BeforeValidator(_int_range(1))] | None = None
+
+    @model_validator(mode="after")
+    def _caps(self) -> Service:
+        problems = _Collector()
+        if self.daily_cap is not None:
+            if self.warn_at is not None and self.warn_at >= self.daily_cap:
+                problems.add(
+                    f"must be below daily_cap ({self.daily_cap}), got {self.warn_at}", "warn_at"
+                )
+            biggest = 10**self.width - 1
+            if self.daily_cap > biggest:
+                problems.add(
+                    f"{self.daily_cap} does not fit in {self.width} digits "
+                    f"(largest number {self.prefix}{biggest}); raise width",
+                    "daily_cap",
+                )
+        problems.raise_any()
+        return self
+
+
+class Window(_Model):
+    number: Annotated[int, BeforeValidator(_int_range(1, 999))]
+    zone: Text
+    name: Text | None = None
+    skills: dict[str, Weight] = Field(default_factory=dict)
+    all_services: StrictBool = False
+    express: StrictBool = False
+
+    _service_codes: tuple[str, ...] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _serves_something(self) -> Window:
+        if not self.skills and not self.all_services:
+            raise _problem(
+                "window serves nothing: give skills = { <service> = <weight>, ... } "
+                "or all_services = true",
+                "skills",
+            )
+        return self
+
+    def weights(self) -> dict[str, float]:
+        """Effective weights: an 一窗通办 window serves every service at 1.0 unless overridden."""
+        if not self.all_services:
+            return dict(self.skills)
+        if self._service_codes is None:
+            raise RuntimeError(
+                f"window {self.number} has all_services = true; its weights are known only "
+                "once it belongs to a HallConfig"
+            )
+        return {code: self.skills.get(code, 1.0) for code in self._service_codes}
+
+
+class SerialPort(_Model):
+    port: Annotated[str, BeforeValidator(_serial_port)]
+    baud: Annotated[int, BeforeValidator(_baud)] = 9600
+    address: Annotated[int, BeforeValidator(_int_range(1, 247))] | None = None
+
+
+class SpiPort(_Model):
+    port: Annotated[int, BeforeValidator(_int_range(0, 1))] = 0
+    device: Annotated[int, BeforeValidator(_int_range(0, 1))] = 0
+    cascaded: Annotated[int, BeforeValidator(_int_range(1, 4096))] | None = None
+    block_orientation: Literal[0, 90, -90, 180] = 0
+    rotate: Annotated[int, BeforeValidator(_int_range(0, 3))] = 0
+
+
+class LedSize(_Model):
+    width: Annotated[int, BeforeValidator(_led_side)]
+    height: Annotated[int, BeforeValidator(_led_side)]
+
+
+DeviceKind = Literal[
+    "call_pad",
+    "rating_pad",
+    "keypad",
+    "scanner",
+    "id_reader",
+    "printer",
+    "gpio_buttons",
+    "led_max7219",
+    "led_serial",
+    "speaker",
+]
+AgentRole = Literal["window", "dispenser", "board"]
+
+_OPTIONAL_FIELDS = ("window", "services", "zone", "serial", "gpio", "spi", "led")
+_KIND_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    # kind: (fields it must have, fields it may have)
+    "call_pad": (frozenset({"window", "serial"}), frozenset()),
+    "rating_pad": (frozenset({"window", "serial"}), frozenset()),
+    "keypad": (frozenset({"services", "serial"}), frozenset()),
+    "scanner": (frozenset({"serial"}), frozenset()),
+    "id_reader": (frozenset({"serial"}), frozenset()),
+    "printer": (frozenset({"serial"}), frozenset()),
+    "gpio_buttons": (frozenset({"gpio"}), frozenset({"window", "services"})),
+    "led_max7219": (frozenset({"spi", "led"}), frozenset({"window", "zone"})),
+    "led_serial": (frozenset({"serial", "led"}), frozenset({"window", "zone"})),
+    "speaker": (frozenset(), frozenset({"zone"})),
+}
+_ROLE_KINDS: dict[str, tuple[str, ...]] = {
+    "window": ("call_pad", "rating_pad", "gpio_buttons", "led_serial", "led_max7219"),
+    "dispenser": ("keypad", "scanner", "id_reader", "printer", "gpio_buttons"),
+    "board": ("led_max7219", "led_serial", "speaker"),
+}
+_PAD_KINDS = frozenset({"call_pad", "rating_pad", "gpio_buttons"})
+# BCM pins an SPI bus takes over once a MAX7219 chain is wired to it.
+_SPI_PINS = {0: frozenset({7, 8, 9, 10, 11}), 1: frozenset({16, 17, 18, 19, 20, 21})}
+
+
+class Device(_Model):
+    id: Annotated[str, BeforeValidator(_id_check("device id"))]
+    kind: DeviceKind
+    window: Annotated[int, BeforeValidator(_int_range(1, 999))] | None = None
+    services: list[Text] | None = None
+    zone: Text | None = None
+    serial: SerialPort | None = None
+    gpio: dict[str, Pin] | None = None
+    spi: SpiPort | None = None
+    led: LedSize | None = None
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> Device:
+        required, optional = _KIND_FIELDS[self.kind]
+        problems = _Collector()
+        for name in _OPTIONAL_FIELDS:
+            present = getattr(self, name) is not None
+            if name in required and not present:
+                problems.add(f"required for a {self.kind} device", name)
+            elif present and name not in required | optional:
+                problems.add(f"not used by a {self.kind} device; remove it", name)
+        if self.window is not None and self.zone is not None:
+            problems.add("give either window or zone, not both", "zone")
+        if self.services is not None:
+            if not self.services:
+                problems.add("list at least one service", "services")
+            for i, code in enumerate(self.services):
+                if code in self.services[:i]:
+                    problems.add(f"service {code!r} is listed twice", "services", i)
+        if self.gpio is not None and not self.gpio:
+            problems.add("map at least one button name to a BCM pin", "gpio")
+        if self.spi is not None and self.spi.cascaded is not None and self.led is not None:
+            modules = self.led.width * self.led.height // 64
+            if self.spi.cascaded != modules:
+                problems.add(
+                    f"a {self.led.width}x{self.led.height} matrix is {modules} 8x8 modules, "
+                    f"got {self.spi.cascaded}",
+                    "spi",
+                    "cascaded",
+                )
+        problems.raise_any()
+        return self
+
+
+class Agent(_Model):
+    """One Raspberry Pi agent process, which is one MQTT client."""
+
+    id: Annotated[str, BeforeValidator(_id_check("agent id"))]
+    role: AgentRole
+    host: Text | None = None
+    devices: list[Device] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _fits_role(self) -> Agent:
+        problems = _Collector()
+        allowed = _ROLE_KINDS[self.role]
+        pins: dict[int, str] = {}
+        spi_used: dict[tuple[int, int], str] = {}
+        has_pad = False
+        for i, dev in enumerate(self.devices):
+            if dev.kind not in allowed:
+                problems.add(
+                    f"a {self.role} agent cannot drive a {dev.kind}; "
+                    f"it may have: {', '.join(allowed)}",
+                    "devices",
+                    i,
+                    "kind",
+                )
+                continue
+            if self.role == "window":
+                has_pad = has_pad or dev.kind in ("call_pad", "gpio_buttons")
+                if dev.window is None and dev.kind not in ("call_pad", "rating_pad"):
+                    problems.add(
+                        "required: say which window this device serves", "devices", i, "window"
+                    )
+                if dev.kind == "gpio_buttons" and dev.services is not None:
+                    problems.add("not used by window buttons; remove it", "devices", i, "services")
+            elif self.role == "dispenser" and dev.window is not None:
+                problems.add(
+                    "a dispenser's device does not act for a window", "devices", i, "window"
+                )
+            if dev.spi is not None:
+                key = (dev.spi.port, dev.spi.device)
+                if key in spi_used:
+                    problems.add(
+                        f"SPI {key[0]}.{key[1]} is already used by {spi_used[key]!r}",
+                        "devices",
+                        i,
+                        "spi",
+                    )
+                spi_used[key] = dev.id
+            for name, pin in (dev.gpio or {}).items():
+                if pin in pins:
+                    problems.add(
+                        f"BCM pin {pin} is already used by {pins[pin]}", "devices", i, "gpio", name
+                    )
+                pins[pin] = f"{dev.id}.{name}"
+        for i, dev in enumerate(self.devices):
+            for name, pin in (dev.gpio or {}).items():
+                for (port, _), user in spi_used.items():
+                    if pin in _SPI_PINS[port]:
+                        problems.add(
+                            f"BCM pin {pin} belongs to SPI bus {port}, used by {user!r}",
+                            "devices",
+                            i,
+                            "gpio",
+                            name,
+                        )
+        if self.role == "window" and not has_pad:
+            problems.add("a window agent needs a call_pad or gpio_buttons device", "devices")
+        problems.raise_any()
+        return self
+
+
+class HallConfig(_Model):
+    """A whole hall; cross-references between sections are checked here."""
+
+    hall: HallInfo
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    zones: list[Zone] = Field(min_length=1)
+    services: list[Service] = Field(min_length=1)
+    windows: list[Window] = Field(min_length=1)
+    agents: list[Agent] = Field(default_factory=list)
+
+    _services: dict[str, Service] = PrivateAttr(default_factory=dict)
+    _windows: dict[int, Window] = PrivateAttr(default_factory=dict)
+    _zones: dict[str, Zone] = PrivateAttr(default_factory=dict)
+    _agents: dict[str, Agent] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> HallConfig:
+        problems = _Collector()
+        _unique(problems, "zones", "id", [z.id for z in self.zones], "zone id")
+        _unique(problems, "services", "code", [s.code for s in self.services], "service code")
+        _unique(problems, "services", "prefix", [s.prefix for s in self.services], "prefix")
+        _unique(problems, "windows", "number", [w.number for w in self.windows], "window number")
+        _unique(problems, "agents", "id", [a.id for a in self.agents], "agent id")
+        zones = {z.id: z for z in self.zones}
+        services = {s.code: s for s in self.services}
+        windows = {w.number: w for w in self.windows}
+        for i, win in enumerate(self.windows):
+            if win.zone not in zones:
+                problems.add(_unknown("zone", win.zone, zones), "windows", i, "zone")
+            for code in win.skills:
+                if code not in services:
+                    problems.add(_unknown("service", code, services), "windows", i, "skills", code)
+        self._check_devices(problems, zones, services, windows)
+        problems.raise_any()
+
+        codes = tuple(services)
+        for win in self.windows:
+            win._service_codes = codes
+        self._services = services
+        self._windows = windows
+        self._zones = zones
+        self._agents = {a.id: a for a in self.agents}
+        return self
+
+    def _check_devices(
+        self,
+        problems: _Collector,
+        zones: dict[str, Zone],
+        services: dict[str, Service],
+        windows: dict[int, Window],
+    ) -> None:
+        device_agent: dict[str, str] = {}
+        pad_agent: dict[int, str] = {}
+        pads_seen: set[tuple[int, str]] = set()
+        buses: dict[str, list[tuple[Loc, Device]]] = defaultdict(list)
+        for a, agent in enumerate(self.agents):
+            for d, dev in enumerate(agent.devices):
+                at: Loc = ("agents", a, "devices", d)
+                if dev.id in device_agent:
+                    problems.add(
+                        f"duplicate device id {dev.id!r} (also in agent {device_agent[dev.id]!r})",
+                        *at,
+                        "id",
+                    )
+                device_agent.setdefault(dev.id, agent.id)
+                if dev.window is not None and dev.window not in windows:
+                    problems.add(
+                        f"window {dev.window} is not configured in [[windows]]", *at, "window"
+                    )
+                elif dev.window is not None and agent.role == "window" and dev.kind in _PAD_KINDS:
+                    owner = pad_agent.setdefault(dev.window, agent.id)
+                    if owner != agent.id:
+                        problems.add(
+                            f"window {dev.window} already has pads on agent {owner!r}; "
+                            "one agent per window",
+                            *at,
+                            "window",
+                        )
+                    if (dev.window, dev.kind) in pads_seen and dev.kind != "gpio_buttons":
+                        problems.add(f"window {dev.window} already has a {dev.kind}", *at, "window")
+                    pads_seen.add((dev.window, dev.kind))
+                if dev.zone is not None and dev.zone not in zones:
+                    problems.add(_unknown("zone", dev.zone, zones), *at, "zone")
+                for k, code in enumerate(dev.services or []):
+                    if code not in services:
+                        problems.add(_unknown("service", code, services), *at, "services", k)
+                if dev.serial is not None:
+                    port = dev.serial.port
+                    # A device path names a line on one Pi; a network port is one line for all.
+                    buses[port if "://" in port else f"{agent.id} {port}"].append((at, dev))
+        for members in buses.values():
+            _check_bus(problems, members)
+
+    def service(self, code: str) -> Service:
+        try:
+            return self._services[code]
+        except KeyError:
+            raise KeyError(
+                f"unknown service {code!r} in hall {self.hall.id!r} "
+                f"(known: {', '.join(self._services)})"
+            ) from None
+
+    def zone(self, zone_id: str) -> Zone:
+        try:
+            return self._zones[zone_id]
+        except KeyError:
+            raise KeyError(
+                f"unknown zone {zone_id!r} in hall {self.hall.id!r} "
+                f"(known: {', '.join(self._zones)})"
+            ) from None
+
+    def window(self, number: int) -> Window:
+        try:
+            return self._windows[number]
+        except KeyError:
+            raise KeyError(
+                f"window {number!r} is not configured in hall {self.hall.id!r}"
+            ) from None
+
+    def agent(self, agent_id: str) -> Agent:
+        try:
+            return self._agents[agent_id]
+        except KeyError:
+            raise KeyError(
+                f"unknown agent {agent_id!r} in hall {self.hall.id!r} "
+                f"(known: {', '.join(self._agents) or 'none'})"
+            ) from None
+
+    def windows_for_agent(self, agent_id: str) -> list[int]:
+        """The windows an agent's pads may act for: what the coordinator checks commands against."""
+        agent = self.agent(agent_id)
+        if agent.role != "window":
+            return []
+        return sorted(
+            {d.window for d in agent.devices if d.kind in _PAD_KINDS and d.window is not None}
+        )
+
+
+def _unknown(what: str, value: str, known: Mapping[str, object]) -> str:
+    return f"unknown {what} {value!r} (known: {', '.join(known)})"
+
+
+def _unique(problems: _Collector, table: str, key: str, values: list[Any], what: str) -> None:
+    first: dict[Any, int] = {}
+    for i, value in enumerate(values):
+        if value in first:
+            problems.add(
+                f"duplicate {what} {value!r} (first used by {table}[{first[value]}])", table, i, key
+            )
+        else:
+            first[value] = i
+
+
+def _check_bus(problems: _Collector, members: list[tuple[Loc, Device]]) -> None:
+    """Devices sharing one serial line must agree on the baud rate and be addressable."""
+    if len(members) < 2:
+        return
+    first = members[0][1]
+    assert first.serial is not None
+    port, baud = first.serial.port, first.serial.baud
+    addresses: dict[int, str] = {}
+    for at, dev in members:
+        assert dev.serial is not None
+        if dev.serial.baud != baud:
+            problems.add(
+                f"{port} runs at {baud} baud for {first.id!r}; every device on one bus must match",
+                *at,
+                "serial",
+                "baud",
+            )
+        addr = dev.serial.address
+        if addr is None:
+            problems.add(
+                f"required: {len(members)} devices share {port}, so each needs its RS-485 address",
+                *at,
+                "serial",
+                "address",
+            )
+        elif addr in addresses:
+            problems.add(
+                f"duplicate RS-485 address {addr} on {port} (also used by {addresses[addr]!r})",
+                *at,
+                "serial",
+                "address",
+            )
+        else:
+            addresses[addr] = dev.id
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def load_config(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> HallConfig:
+    """Every process starts here, so all see one validated hall, with HALLQ_* taking precedence.
+
+    Any problem, from a missing file to a bad env value, is one ConfigError listing them all.
+    """
+    p = Path(path)
+    source = str(p)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError as exc:
+        raise ConfigError(source, [f"no such file (looked for {p.absolute()})"]) from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(source, ["is a directory, not a TOML file"]) from exc
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [f"not UTF-8 text (bad byte at offset {exc.start})"]) from exc
+    return _parse(text, source, p.parent, environ)
+
+
+def parse_config(
+    text: str,
+    source: str = "<string>",
+    *,
+    environ: Mapping[str, str] | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> HallConfig:
+    """Like load_config for text already in memory; relative paths resolve against base_dir."""
+    return _parse(text, source, Path(base_dir) if base_dir is not None else None, environ)
+
+
+def _parse(
+    text: str, source: str, base_dir: Path | None, environ: Mapping[str, str] | None
+) -> HallConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [_syntax_problem(exc)]) from exc
+    env_locs = _apply_env(data, os.environ if environ is None else environ)
+    try:
+        return HallConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        problems = _problems_from(exc, data, env_locs)
+    raise ConfigError(source, problems)
+
+
+def _syntax_problem(exc: tomllib.TOMLDecodeError) -> str:
+    msg = str(exc)
+    m = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", msg)
+    if m:
+        return f"line {m.group(1)}, column {m.group(2)}: TOML syntax error: {msg[: m.start()]}"
+    return f"TOML syntax error: {msg}"
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[Loc, str]:
+    """Overlay HALLQ_* variables onto the parsed file; returns which keys they set."""
+    used: dict[Loc, str] = {}
+    for var, (section, key) in ENV_OVERRIDES.items():
+        value = environ.get(var)
+        if value is None:
+            continue
+        table = data.setdefault(section, {})
+        if not isinstance(table, dict):
+            continue
+        if key == "state_dir" and value.strip():
+            value = os.path.abspath(os.path.expanduser(value))
+        table[key] = value
+        if key == "password":
+            table.pop("password_file", None)
+        used[(section, key)] = var
+    return used
+
+
+def _problems_from(
+    exc: ValidationError, data: dict[str, Any], env_locs: dict[Loc, str]
+) -> list[str]:
+    out: list[str] = []
+    for err in exc.errors():
+        loc: Loc = tuple(err["loc"])
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, _Problems):
+            items = [((*loc, *sub), msg) for sub, msg in inner.problems]
+        else:
+            items = [(loc, _message(err, loc))]
+        for at, msg in items:
+            line = f"{_label(at, data, env_locs)}: {msg}"
+            if line not in out:
+                out.append(line)
+    return out
+
+
+def _message(err: Any, loc: Loc) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    secret = any(seg in _SECRET_KEYS for seg in loc)
+    got = "" if secret else f", got {_show(value)}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else ""
+        model = _model_at(loc[:-1])
+        if model is None:
+            return "unknown key"
+        allowed = list(model.model_fields)
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown key{hint} (allowed: {', '.join(allowed)})"
+    if kind == "string_type":
+        return f"expected a string{got}"
+    if kind == "bool_type":
+        return f"expected true or false{got}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a table{got}"
+    if kind == "list_type":
+        return f"expected an array{got}"
+    if kind == "too_short":
+        n = ctx.get("min_length", 1)
+        return f"needs at least {n} {'entry' if n == 1 else 'entries'}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected')}{got}"
+    if kind == "value_error" and isinstance(ctx.get("error"), Exception):
+        return str(ctx["error"])
+    return str(err["msg"])
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The model class that validates the table at ``loc``, for listing its allowed keys."""
+    tp: Any = HallConfig
+    for seg in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(str(seg))
+            if field is None:
+                return None
+            tp = field.annotation
+        elif get_origin(tp) is list and isinstance(seg, int):
+            tp = get_args(tp)[0]
+        elif get_origin(tp) is dict:
+            tp = get_args(tp)[1]
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        else:
+            return tp
+
+
+_ENTRY_LABELS = {
+    "zones": ("zone", "id"),
+    "services": ("service", "code"),
+    "windows": ("window", "number"),
+    "agents": ("agent", "id"),
+    "devices": ("device", "id"),
+}
+
+
+def _label(loc: Loc, data: Any, env_locs: dict[Loc, str]) -> str:
+    """The key path, plus whichever entry it is in, since nobody counts [[windows]] by hand."""
+    path = _toml_path(loc) or "(top level)"
+    for env_loc, var in env_locs.items():
+        if loc[: len(env_loc)] == env_loc:
+            return f"{path} (from {var})"
+    names: list[str] = []
+    node = data
+    for i, seg in enumerate(loc):
+        if isinstance(node, dict) and isinstance(seg, str):
+            node = node.get(seg)
+        elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+            node = node[seg]
+            parent = loc[i - 1] if i else None
+            if isinstance(parent, str) and parent in _ENTRY_LABELS and isinstance(node, dict):
+                word, key = _ENTRY_LABELS[parent]
+                ident = node.get(key)
+                if isinstance(ident, str | int) and not isinstance(ident, bool):
+                    names.append(f"{word} {ident}")
+        else:
+            break
+    return f"{path} ({', '.join(names)})" if names else path
+
+
+# --- summary ------------------------------------------------------------------------------

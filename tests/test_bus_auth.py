@@ -1,0 +1,94 @@
+"""Credentials and TLS from the broker config, against a Mosquitto that demands them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hallq.bus import Session
+from hallq.config import BrokerConfig
+
+from .conftest import Mosquitto
+
+pytestmark = pytest.mark.broker
+
+
+def _session(broker: BrokerConfig, tmp_path: Path, client: str) -> Session:
+    return Session(broker, hall="liwan", role="window", client_id=client,
+                   state_dir=tmp_path / client, backoff_initial=0.05, backoff_max=0.3)
+
+
+async def test_username_and_password_are_used_and_a_wrong_one_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "win-01", "s3cret"], check=True)
+    broker = Mosquitto(tmp_path, extra=f"password_file {passwd}\nallow_anonymous false",
+                       persistence=False)
+    broker.start()
+    try:
+        good = BrokerConfig(url=broker.url, username="win-01", password="s3cret")
+        async with _session(good, tmp_path, "win-01") as session:
+            await session.wait_connected(10)
+        bad = BrokerConfig(url=broker.url, username="win-01", password="wrong")
+        with caplog.at_level(logging.WARNING, "hallq.bus"):
+            async with _session(bad, tmp_path, "win-01") as session:
+                with pytest.raises(TimeoutError):
+                    await session.wait_connected(1.0)
+    finally:
+        broker.kill()
+    refusals = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
+    assert refusals and "win-01" in refusals[0]
+    assert all("wrong" not in r.getMessage() for r in caplog.records)
+
+
+def _make_certs(d: Path) -> None:
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "2", "-subj", "/CN=hallq test CA")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_tls_connects_with_the_configured_ca_and_refuses_an_unknown_one(
+    tmp_path: Path,
+) -> None:
+    _make_certs(tmp_path)
+    broker = Mosquitto(
+        tmp_path, persistence=False,
+        extra=f"cafile {tmp_path}/ca.crt\ncertfile {tmp_path}/server.crt\n"
+              f"keyfile {tmp_path}/server.key",
+    )
+    broker.start()
+    url = f"mqtts://127.0.0.1:{broker.port}"
+    try:
+        trusted = BrokerConfig(url=url, tls={"ca_file": tmp_path / "ca.crt"})
+        assert trusted.use_tls
+        async with _session(trusted, tmp_path, "win-tls") as session:
+            await session.wait_connected(10)
+        untrusted = BrokerConfig(url=url)
+        async with _session(untrusted, tmp_path, "win-tls2") as session:
+            with pytest.raises(TimeoutError):
+                await session.wait_connected(0.5)
+            fds = []
+            for target in (5, 25):
+                async with asyncio.timeout(20):
+                    while session.attempts < target:
+                        await asyncio.sleep(0.02)
+                fds.append(len(os.listdir("/proc/self/fd")))
+            assert not session.connected
+        assert fds[1] - fds[0] < 5, f"20 failed handshakes left {fds[1] - fds[0]} more fds open"
+    finally:
+        broker.kill()

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from hallq import __version__
+from hallq.cli import main
+
+LIWAN = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_acl_is_scoped_to_the_hall_of_the_config() -> None:
+    result = CliRunner().invoke(main, ["acl", "--config", str(LIWAN), "--coordinator-user", "qc"])
+    assert result.exit_code == 0, result.output
+    assert "pattern write hallq/v1/liwan/+/%c/#" in result.output
+    assert "user qc\ntopic readwrite hallq/v1/liwan/#" in result.output
+
+
+def test_acl_refuses_a_user_name_that_is_not_an_id() -> None:
+    result = CliRunner().invoke(main, ["acl", "--config", str(LIWAN), "--coordinator-user", "a b"])
+    assert result.exit_code == 2 and "coordinator user 'a b'" in result.output
+
+
+def test_topics_lists_the_hall_topics(tmp_path: Path) -> None:
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["topics", "--config", str(LIWAN)])
+    assert result.exit_code == 0, result.output
+    assert "hallq/v1/liwan/state/window/{window}" in result.output
+    assert "WindowCommand" in result.output
+
+
+def test_a_broken_config_fails_commands_with_the_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "hall.toml"
+    bad.write_text(LIWAN.read_text(encoding="utf-8").replace("[hall]", "[hal]", 1))
+    result = CliRunner().invoke(main, ["topics", "--config", str(bad)])
+    assert result.exit_code == 1
+    assert str(bad) in result.output and "hal" in result.output
