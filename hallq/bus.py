@@ -311,16 +311,19 @@ class Session:
     async def _serve(self, client: aiomqtt.Client) -> None:
         self._client = client
         self.connects += 1
-        filters = [self.status_topic]
+        # Filters covering our own status are subscribed only after the birth, so the one
+        # retained status we get back is our birth, or a stale will that came after it.
+        filters = list(dict.fromkeys(f for f, _ in self._routes))
+        early = [f for f in filters if not matches(f, self.status_topic)]
+        late = [self.status_topic, *(f for f in filters if matches(f, self.status_topic))]
         if self.reply_topic is not None:
-            filters.append(self.reply_topic)
-        for topic_filter, _ in self._routes:
-            if topic_filter not in filters:
-                filters.append(topic_filter)
-        await client.subscribe([(f, 1) for f in filters])
+            early.insert(0, self.reply_topic)
+        if early:
+            await client.subscribe([(f, 1) for f in early])
         await client.publish(
             self.status_topic, self._presence_payload("online"), qos=1, retain=True
         )
+        await client.subscribe([(f, 1) for f in dict.fromkeys(late)])
         log.info(
             "%s: connected to %s (MQTT %s, boot %d)",
             self.client_id, self.broker.url, "5" if self._v5 else "3.1.1", self._boot,
@@ -467,7 +470,6 @@ class Session:
         )
         if topic == self.status_topic:
             self._watch_own_status(bytes(raw))
-            return
         if topic == self.reply_topic:
             self._resolve_reply(topic, bytes(raw))
             return

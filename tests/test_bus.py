@@ -84,13 +84,21 @@ async def test_a_killed_process_leaves_its_offline_will(
     assert will.state == "offline" and will.boot == boot
 
 
-async def test_boot_rises_with_every_start(make_session: Callable[..., Session]) -> None:
+async def test_boot_rises_with_every_start_and_a_restart_is_quiet(
+    make_session: Callable[..., Session], inbox: type[Inbox], caplog: pytest.LogCaptureFixture
+) -> None:
     boots = []
     for _ in range(2):
+        seen = inbox()
         async with make_session("window", "win-02") as device:
+            await device.subscribe(T.every("status"), seen)
             await device.wait_connected(10)
+            await seen.wait_for(lambda ps: any(p.boot == device.boot for p in ps))
             boots.append(device.boot)
     assert boots[1] > boots[0]
+    assert not [r for r in caplog.records if "again" in r.getMessage()], (
+        "the previous run's retained offline must not look like a stale will"
+    )
 
 
 async def test_a_stale_will_is_overwritten_by_the_live_client(
@@ -337,3 +345,19 @@ async def test_a_session_started_before_the_broker_keeps_trying_until_it_is_up(
             await device.wait_connected(15)
         finally:
             late.kill()
+
+
+async def test_mqtt5_commands_carry_a_message_expiry(
+    mosquitto: Mosquitto, make_session: Callable[..., Session]
+) -> None:
+    topic = T.cmd("window", "win-09")
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port,
+                              protocol=aiomqtt.ProtocolVersion.V5) as spy, \
+            make_session("window", "win-09") as pad:
+        await spy.subscribe(topic, qos=1)
+        await pad.wait_connected(10)
+        await pad.publish(topic, m.WindowAction(window=9, action="call"))
+        async with asyncio.timeout(10):
+            message = await anext(aiter(spy.messages))
+    assert 0 < message.properties.MessageExpiryInterval <= 10  # type: ignore[union-attr]
+    assert not message.retain
