@@ -44,6 +44,7 @@ __all__ = [
     "ENV_OVERRIDES",
     "Agent",
     "BrokerConfig",
+    "CoordinatorConfig",
     "Device",
     "HallConfig",
     "HallInfo",
@@ -480,6 +481,20 @@ class SecurityConfig(_Model):
     id_hash_key: Annotated[SecretStr, BeforeValidator(_hash_key)] | None = None
 
 
+class CoordinatorConfig(_Model):
+    """How the coordinator runs the hall's queues."""
+
+    client_id: Annotated[str, BeforeValidator(_id_check("coordinator client id"))] = "coordinator"
+    log_path: PathT | None = None
+    carry_over: StrictBool = False
+    person_daily_limit: Annotated[int, BeforeValidator(_int_range(1, 50))] | None = None
+    max_recalls: Annotated[int, BeforeValidator(_int_range(0, 10))] = 3
+    board_calls: Annotated[int, BeforeValidator(_int_range(1, 50))] = 10
+    overdue_boost: Annotated[float, BeforeValidator(_positive_number(10))] = 2.0
+    default_service_min: Annotated[float, BeforeValidator(_positive_number(120))] = 1.63
+    retention_days: Annotated[int, BeforeValidator(_int_range(1, 3650))] = 400
+
+
 class Zone(_Model):
     """A function hall (功能厅); ``site`` says which 办税点 (building) it is in."""
 
@@ -730,6 +745,7 @@ class HallConfig(_Model):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    coordinator: CoordinatorConfig = Field(default_factory=CoordinatorConfig)
     zones: list[Zone] = Field(min_length=1)
     services: list[Service] = Field(min_length=1)
     windows: list[Window] = Field(min_length=1)

@@ -1,0 +1,609 @@
+"""The queue engine: a hall's tickets and windows, changed only by commands. No I/O.
+
+Every change goes through :meth:`Engine.apply` with the time it happens, so replaying the
+event log with the recorded times rebuilds exactly the same state. Rejections are values
+(an :class:`Outcome` with a :class:`~hallq.messages.Rejection`), never exceptions.
+Which ticket a window calls is decided by the dispatch core (``DISPATCH.md``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hallq import messages as m
+from hallq.config import HallConfig, Service
+from hallq.messages import Priority, Rejection, TicketState, WindowStatus
+
+CLASS_OF = {Priority.GREEN: 0, Priority.APPOINTMENT: 1, Priority.ASSISTED: 2, Priority.NORMAL: 3}
+OPEN_STATES = frozenset({TicketState.WAITING, TicketState.CALLED, TicketState.SERVING,
+                         TicketState.NO_SHOW, TicketState.PARKED})
+AT_WINDOW = frozenset({TicketState.CALLED, TicketState.SERVING})
+RECENT_SERVICE_TIMES = 20
+
+
+@dataclass
+class Ticket:
+    idx: int
+    number: str
+    service: str
+    priority: Priority
+    issued_at: float
+    seq: int
+    state: TicketState = TicketState.WAITING
+    window: int | None = None
+    directed: int | None = None
+    called_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    recalls: int = 0
+    rating: int | None = None
+    identity: str | None = None
+    appointment: str | None = None
+    appt_start: float = 0.0
+    appt_end: float = 0.0
+    offline: bool = False
+
+    @property
+    def wait_s(self) -> float | None:
+        return None if self.called_at is None else self.called_at - self.issued_at
+
+    @property
+    def service_s(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return self.finished_at - (self.started_at or self.called_at or self.finished_at)
+
+
+@dataclass
+class WindowRec:
+    number: int
+    idx: int
+    zone: str
+    skills: dict[str, float]
+    status: WindowStatus = WindowStatus.OPEN
+    current: Ticket | None = None
+    last_done: Ticket | None = None
+    since: float | None = None
+
+
+@dataclass
+class Outcome:
+    """What a command did: the reply, the events to publish, the state that changed."""
+
+    ok: bool
+    error: Rejection | None = None
+    ticket: Ticket | None = None
+    info: m.TicketInfo | None = None
+    events: list[m.Message] = field(default_factory=list)
+    windows: set[int] = field(default_factory=set)
+    services: set[str] = field(default_factory=set)
+
+    @property
+    def board_changed(self) -> bool:
+        return bool(self.services) or any(isinstance(e, m.CallEvent) for e in self.events)
+
+
+def reject(code: str, message: str) -> Outcome:
+    return Outcome(ok=False, error=Rejection(code=code, message=message))
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+class Engine:
+    """One hall's queue state; the single writer of it."""
+
+    def __init__(self, cfg: HallConfig, core_cls: type[Any]) -> None:
+        self.cfg = cfg
+        self.tz = cfg.hall.tzinfo
+        self.settings = cfg.coordinator
+        self.services: dict[str, Service] = {s.code: s for s in cfg.services}
+        self.service_idx = {s.code: i for i, s in enumerate(cfg.services)}
+        self._core_cls = core_cls
+        self.windows: dict[int, WindowRec] = {
+            w.number: WindowRec(w.number, i, w.zone, dict(w.weights()))
+            for i, w in enumerate(cfg.windows)
+        }
+        self.day: dt.date | None = None
+        self._new_day_state()
+
+    # --- day lifecycle -------------------------------------------------------------------
+
+    def _new_day_state(self) -> None:
+        self.core = self._core_cls(len(self.services), len(self.windows), 1024)
+        self.core.set_boost(self.settings.overdue_boost)
+        for code, i in self.service_idx.items():
+            self.core.set_service(i, self.services[code].wait_target_min * 60.0)
+        for win in self.windows.values():
+            self._push_skills(win)
+        self.tickets: list[Ticket] = []
+        self.by_number: dict[str, Ticket] = {}
+        self.counters: Counter[str] = Counter()
+        self.per_person: Counter[str] = Counter()
+        self.recent: dict[str, deque[float]] = {
+            code: deque(maxlen=RECENT_SERVICE_TIMES) for code in self.services
+        }
+        self.calls: deque[m.BoardCall] = deque(maxlen=self.settings.board_calls)
+        self.appointments: dict[str, tuple[str, float, float]] = {}
+        self.seq = 0
+
+    def _push_skills(self, win: WindowRec) -> None:
+        codes = [c for c in win.skills if c in self.service_idx]
+        self.core.set_skills(
+            win.idx, [self.service_idx[c] for c in codes], [float(win.skills[c]) for c in codes]
+        )
+
+    def business_day(self, now: float) -> dt.date:
+        """Local date, counted from the daily reset time (a 00:30 reset puts 00:10 in the
+        previous business day)."""
+        reset = self.cfg.hall.reset_time
+        local = dt.datetime.fromtimestamp(now, self.tz)
+        return (local - dt.timedelta(hours=reset.hour, minutes=reset.minute)).date()
+
+    def due(self, now: float) -> bool:
+        return self.day != self.business_day(now)
+
+    def roll_over(self, now: float) -> tuple[dict[str, Any], Outcome]:
+        """Close the day: waiting tickets are closed out or carried over; numbers restart.
+
+        Returns the snapshot the new day starts from (logged, so recovery replays only the
+        current day) and the events of the close-out.
+        """
+        outcome = Outcome(ok=True)
+        carried: list[Ticket] = []
+        for t in self.tickets:
+            if t.state not in OPEN_STATES:
+                continue
+            if self.settings.carry_over and t.state is TicketState.WAITING:
+                carried.append(t)
+                continue
+            final = TicketState.DONE if t.state in AT_WINDOW else TicketState.CANCELLED
+            t.state = final
+            outcome.events.append(m.TicketEvent(ticket=t.number, service=t.service, state=final,
+                                                window=t.window, reason="day closed"))
+        snapshot = {
+            "day": self.business_day(now).isoformat(),
+            "carried": [self._ticket_snapshot(t) for t in sorted(carried, key=lambda t: t.seq)],
+            "windows": {str(n): {"status": w.status.value, "skills": w.skills}
+                        for n, w in self.windows.items()},
+        }
+        self.start_day(snapshot)
+        outcome.windows = set(self.windows)
+        outcome.services = set(self.services)
+        return snapshot, outcome
+
+    @staticmethod
+    def _ticket_snapshot(t: Ticket) -> dict[str, Any]:
+        return {"number": t.number, "service": t.service, "priority": t.priority.value,
+                "issued_at": t.issued_at, "identity": t.identity, "appointment": t.appointment}
+
+    def start_day(self, snapshot: dict[str, Any]) -> None:
+        """Begin a business day from a snapshot made by :meth:`roll_over`."""
+        self.day = dt.date.fromisoformat(snapshot["day"])
+        for number, state in snapshot.get("windows", {}).items():
+            win = self.windows.get(int(number))
+            if win is not None:
+                win.status = WindowStatus(state["status"])
+                win.skills = {c: float(v) for c, v in state["skills"].items()
+                              if c in self.services}
+                win.current = win.last_done = None
+                win.since = None
+        self._new_day_state()
+        for item in snapshot.get("carried", []):
+            if item["service"] not in self.services:
+                continue
+            t = self._new_ticket(item["service"], item["number"], Priority(item["priority"]),
+                                 item["issued_at"], item.get("identity"), item.get("appointment"))
+            digits = int(t.number[1:])
+            self.counters[t.service] = max(self.counters[t.service], digits)
+            self._enqueue(t)
+
+    # --- apply ----------------------------------------------------------------------------
+
+    def apply(self, command: Any, now: float, source: str = "") -> Outcome:
+        """Apply one validated command at time ``now`` (epoch seconds)."""
+        if isinstance(command, m.IssueRequest):
+            return self.issue(command, now)
+        if isinstance(command, m.LeaseRequest):
+            return reject("not_supported", "number leases are not available on this coordinator")
+        window = self.windows.get(command.window)
+        if window is None:
+            return reject("unknown_window", f"window {command.window} is not configured")
+        handler = getattr(self, f"_do_{command.action}")
+        outcome: Outcome = handler(window, command, now)
+        if outcome.ok:
+            outcome.windows.add(window.number)
+        return outcome
+
+    # --- issuing ----------------------------------------------------------------------------
+
+    def _hours(self, service: Service) -> list[tuple[dt.time, dt.time]]:
+        return service.hours or self.cfg.hall.open_hours
+
+    def issue(self, req: m.IssueRequest, now: float) -> Outcome:
+        service = self.services.get(req.service)
+        if service is None:
+            return reject("unknown_service", f"unknown service {req.service!r}")
+        issued_at = req.offline.issued_at.timestamp() if req.offline else now
+        local = dt.datetime.fromtimestamp(issued_at, self.tz).time()
+        hours = self._hours(service)
+        if not any(start <= local < end for start, end in hours):
+            spans = ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in hours)
+            return reject("service_closed", f"{service.name} 取号时间 {spans}")
+        if service.daily_cap is not None and self.counters[service.code] >= service.daily_cap:
+            return reject("daily_cap_reached", f"{service.name} 今日号已取完")
+        limit = self.settings.person_daily_limit
+        if req.identity and limit is not None and self.per_person[req.identity] >= limit:
+            return reject("person_limit_reached", f"每人每天最多取号 {limit} 次")
+        if self.counters[service.code] + 1 >= 10 ** service.width:
+            return reject("numbers_exhausted", f"{service.name} 号码已用完")
+        self.counters[service.code] += 1
+        number = f"{service.prefix}{self.counters[service.code]:0{service.width}d}"
+        priority = Priority.GREEN if service.priority == "green" else req.priority
+        slot = self.appointments.get(req.appointment or "")
+        if slot is not None and slot[0] == service.code and priority is not Priority.GREEN:
+            priority = Priority.APPOINTMENT
+        elif priority is Priority.APPOINTMENT:
+            priority = Priority.NORMAL
+        t = self._new_ticket(service.code, number, priority, issued_at, req.identity,
+                             req.appointment)
+        if priority is Priority.APPOINTMENT and slot is not None:
+            t.appt_start, t.appt_end = slot[1], slot[2]
+        t.offline = req.offline is not None
+        if req.identity:
+            self.per_person[req.identity] += 1
+        self._enqueue(t)
+        outcome = Outcome(ok=True, ticket=t, services={t.service})
+        outcome.info = self.ticket_info(t, now)
+        outcome.events.append(m.TicketEvent(ticket=number, service=t.service,
+                                            state=TicketState.WAITING))
+        if service.warn_at is not None and self.counters[service.code] == service.warn_at:
+            outcome.events.append(m.AlertEvent(
+                severity="warning", kind="daily_cap_near",
+                message=f"{service.name} 已发 {service.warn_at} 号, 上限 {service.daily_cap}"))
+        return outcome
+
+    def _new_ticket(self, service: str, number: str, priority: Priority, issued_at: float,
+                    identity: str | None, appointment: str | None) -> Ticket:
+        t = Ticket(idx=len(self.tickets), number=number, service=service, priority=priority,
+                   issued_at=issued_at, seq=self.seq, identity=identity, appointment=appointment)
+        self.seq += 1
+        self.tickets.append(t)
+        self.by_number[number] = t
+        return t
+
+    def register_appointment(self, code: str, service: str, start: float, end: float) -> None:
+        """A booked slot a taxpayer checks in to at the dispenser with ``code``."""
+        self.appointments[code] = (service, start, end)
+
+    def _enqueue(self, t: Ticket, *, behind_head: bool = False) -> None:
+        t.state = TicketState.WAITING
+        cls = CLASS_OF[t.priority]
+        if cls == CLASS_OF[Priority.APPOINTMENT] and not t.appt_end:
+            cls = CLASS_OF[Priority.NORMAL]
+        s = self.service_idx[t.service]
+        if t.directed is not None:
+            self.core.add_directed(t.idx, self.windows[t.directed].idx, s, cls, t.issued_at, t.seq)
+        elif behind_head:
+            self.core.add_behind_head(t.idx, s, cls, t.issued_at, t.seq)
+        else:
+            self.core.add(t.idx, s, cls, t.issued_at, t.seq, t.appt_start, t.appt_end)
+
+    # --- estimates --------------------------------------------------------------------------
+
+    def avg_service_s(self, service: str) -> float:
+        recent = self.recent[service]
+        return statistics.fmean(recent) if recent else self.settings.default_service_min * 60
+
+    def serving_windows(self, service: str) -> int:
+        return sum(1 for w in self.windows.values()
+                   if w.status is WindowStatus.OPEN and service in w.skills)
+
+    def eta_min(self, service: str, people_ahead: int) -> float:
+        per_window = self.avg_service_s(service) / max(1, self.serving_windows(service))
+        return round(people_ahead * per_window / 60.0, 1)
+
+    def ticket_info(self, t: Ticket, now: float) -> m.TicketInfo:
+        ahead = self.core.position(t.idx, now) if self.core.queued(t.idx) else 0
+        return m.TicketInfo(number=t.number, service=t.service, priority=t.priority,
+                            issued_at=_utc(t.issued_at), people_ahead=ahead,
+                            eta_min=self.eta_min(t.service, ahead))
+
+    # --- window operations -----------------------------------------------------------------
+
+    def _ready(self, win: WindowRec) -> Outcome | None:
+        if win.status is WindowStatus.CLOSED:
+            return reject("window_closed", f"{win.number}号窗口已关闭")
+        if win.status is WindowStatus.PAUSED:
+            return reject("window_paused", f"{win.number}号窗口暂停服务")
+        return None
+
+    def _current(self, win: WindowRec) -> Ticket | Outcome:
+        if win.current is None:
+            return reject("no_current_ticket", f"{win.number}号窗口没有正在办理的号")
+        return win.current
+
+    def _ticket(self, number: str) -> Ticket | Outcome:
+        t = self.by_number.get(number)
+        if t is None:
+            return reject("unknown_ticket", f"今天没有 {number} 号")
+        return t
+
+    def _finish(self, win: WindowRec, t: Ticket, now: float, out: Outcome,
+                rating: int | None = None) -> None:
+        t.state = TicketState.DONE
+        t.finished_at = now
+        t.started_at = t.started_at or t.called_at
+        t.rating = rating
+        self.recent[t.service].append(now - (t.started_at or now))
+        win.current = None
+        win.last_done = t
+        win.since = now
+        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
+                                        state=TicketState.DONE, window=win.number))
+
+    def _call(self, win: WindowRec, t: Ticket, now: float, out: Outcome) -> None:
+        t.state = TicketState.CALLED
+        t.window = win.number
+        t.directed = None
+        t.called_at = now
+        t.recalls = 0
+        win.current = t
+        win.since = now
+        call = m.CallEvent(ticket=t.number, service=t.service, window=win.number, zone=win.zone)
+        self.calls.appendleft(m.BoardCall(ticket=t.number, window=win.number, zone=win.zone,
+                                          called_at=_utc(now)))
+        out.ticket = t
+        out.services.add(t.service)
+        out.events += [call, m.TicketEvent(ticket=t.number, service=t.service,
+                                           state=TicketState.CALLED, window=win.number)]
+
+    def _do_call(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
+        if (blocked := self._ready(win)) is not None:
+            return blocked
+        idx = self.core.peek_next(win.idx, now)
+        if idx < 0:
+            return reject("no_one_waiting", "没有等候的号")
+        out = Outcome(ok=True)
+        if win.current is not None:
+            self._finish(win, win.current, now, out)
+        self.core.call_next(win.idx, now)
+        self._call(win, self.tickets[idx], now, out)
+        return out
+
+    def _do_call_ticket(self, win: WindowRec, cmd: m.TicketAction, now: float) -> Outcome:
+        if (blocked := self._ready(win)) is not None:
+            return blocked
+        t = self._ticket(cmd.ticket)
+        if isinstance(t, Outcome):
+            return t
+        if t.state not in (TicketState.WAITING, TicketState.NO_SHOW, TicketState.PARKED):
+            return reject("ticket_not_waiting", f"{t.number} 当前状态为 {t.state.value}")
+        out = Outcome(ok=True)
+        if win.current is not None:
+            self._finish(win, win.current, now, out)
+        self.core.remove(t.idx)
+        self._call(win, t, now, out)
+        return out
+
+    _do_unpark = _do_call_ticket
+
+    def _do_recall(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
+        t = self._current(win)
+        if isinstance(t, Outcome):
+            return t
+        if t.recalls >= self.settings.max_recalls:
+            return reject("recall_limit", f"{t.number} 已重呼 {t.recalls} 次")
+        t.recalls += 1
+        out = Outcome(ok=True, ticket=t)
+        out.events.append(m.CallEvent(ticket=t.number, service=t.service, window=win.number,
+                                      zone=win.zone, recall=t.recalls))
+        self.calls.appendleft(m.BoardCall(ticket=t.number, window=win.number, zone=win.zone,
+                                          called_at=_utc(now)))
+        return out
+
+    def _do_skip(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
+        t = self._current(win)
+        if isinstance(t, Outcome):
+            return t
+        if t.state is not TicketState.CALLED:
+            return reject("ticket_not_called", f"{t.number} 已在办理, 不能过号")
+        t.state = TicketState.NO_SHOW
+        win.current = None
+        win.since = now
+        out = Outcome(ok=True, ticket=t)
+        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
+                                        state=TicketState.NO_SHOW, window=win.number))
+        return out
+
+    def _do_reinstate(self, win: WindowRec, cmd: m.TicketAction, now: float) -> Outcome:
+        t = self._ticket(cmd.ticket)
+        if isinstance(t, Outcome):
+            return t
+        if t.state is not TicketState.NO_SHOW:
+            return reject("ticket_not_skipped", f"{t.number} 不是过号状态")
+        self._enqueue(t, behind_head=True)
+        out = Outcome(ok=True, ticket=t, services={t.service})
+        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
+                                        state=TicketState.WAITING, reason="reinstated"))
+        return out
+
+    def _do_start(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
+        t = self._current(win)
+        if isinstance(t, Outcome):
+            return t
+        if t.state is not TicketState.CALLED:
+            return reject("ticket_not_called", f"{t.number} 已在办理")
+        t.state = TicketState.SERVING
+        t.started_at = now
+        out = Outcome(ok=True, ticket=t)
+        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
+                                        state=TicketState.SERVING, window=win.number))
+        return out
+
+    def _do_finish(self, win: WindowRec, cmd: m.Finish, now: float) -> Outcome:
+        t = self._current(win)
+        if isinstance(t, Outcome):
+            return t
+        out = Outcome(ok=True, ticket=t)
+        self._finish(win, t, now, out, cmd.rating)
+        return out
+
+    def _do_rate(self, win: WindowRec, cmd: m.Rate, now: float) -> Outcome:
+        t = win.last_done
+        if t is None or t.number != cmd.ticket:
+            return reject("not_served_here", f"{cmd.ticket} 不是本窗口刚办完的号")
+        t.rating = cmd.rating
+        return Outcome(ok=True, ticket=t)
+
+    def _do_transfer(self, win: WindowRec, cmd: m.Transfer, now: float) -> Outcome:
+        t = self._ticket(cmd.ticket) if cmd.ticket else self._current(win)
+        if isinstance(t, Outcome):
+            return t
+        if t.state not in (TicketState.WAITING, *AT_WINDOW):
+            return reject("ticket_finished", f"{t.number} 当前状态为 {t.state.value}, 不能转移")
+        if t.state in AT_WINDOW and t.window != win.number:
+            return reject("not_your_ticket", f"{t.number} 正在 {t.window}号窗口办理")
+        if cmd.to_service is not None and cmd.to_service not in self.services:
+            return reject("unknown_service", f"unknown service {cmd.to_service!r}")
+        if cmd.to_window is not None and cmd.to_window not in self.windows:
+            return reject("unknown_window", f"window {cmd.to_window} is not configured")
+        out = Outcome(ok=True, ticket=t, services={t.service})
+        if t.state in AT_WINDOW:
+            win.current = None
+            win.since = now
+        else:
+            self.core.remove(t.idx)
+        if cmd.to_service is not None:
+            t.service = cmd.to_service
+            t.directed = None
+            target = f"to {cmd.to_service}"
+        else:
+            t.directed = cmd.to_window
+            target = f"to window {cmd.to_window}"
+            out.windows.add(cmd.to_window)  # type: ignore[arg-type]
+        t.window = None
+        self._enqueue(t)
+        out.services.add(t.service)
+        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
+                                        state=TicketState.TRANSFERRED, window=win.number,
+                                        reason=target))
+        return out
+
+    def _do_cancel(self, win: WindowRec, cmd: m.TicketAction, now: float) -> Outcome:
+        t = self._ticket(cmd.ticket)
+        if isinstance(t, Outcome):
+            return t
+        if t.state not in (TicketState.WAITING, TicketState.NO_SHOW, TicketState.PARKED):
+            return reject("ticket_not_waiting", f"{t.number} 当前状态为 {t.state.value}")
+        self.core.remove(t.idx)
+        t.state = TicketState.CANCELLED
+        out = Outcome(ok=True, ticket=t, services={t.service})
+        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
+                                        state=TicketState.CANCELLED))
+        return out
+
+    def _do_park(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
+        t = self._current(win)
+        if isinstance(t, Outcome):
+            return t
+        t.state = TicketState.PARKED
+        win.current = None
+        win.since = now
+        out = Outcome(ok=True, ticket=t)
+        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
+                                        state=TicketState.PARKED, window=win.number))
+        return out
+
+    def _set_status(self, win: WindowRec, status: WindowStatus, now: float) -> Outcome:
+        if status is WindowStatus.CLOSED and win.current is not None:
+            return reject("window_busy", f"请先办结或转移 {win.current.number}")
+        win.status = status
+        win.since = now
+        return Outcome(ok=True, services={c for c in win.skills})
+
+    def _do_pause(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
+        return self._set_status(win, WindowStatus.PAUSED, now)
+
+    def _do_resume(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
+        return self._set_status(win, WindowStatus.OPEN, now)
+
+    _do_open = _do_resume
+
+    def _do_close(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
+        return self._set_status(win, WindowStatus.CLOSED, now)
+
+    def _do_emergency(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
+        out = Outcome(ok=True)
+        out.events.append(m.AlertEvent(severity="critical", kind="emergency", window=win.number,
+                                       message=f"{win.number}号窗口紧急呼叫"))
+        return out
+
+    def _do_set_skills(self, win: WindowRec, cmd: m.SetSkills, now: float) -> Outcome:
+        unknown = sorted(set(cmd.skills) - set(self.services))
+        if unknown:
+            return reject("unknown_service", f"unknown service(s): {', '.join(unknown)}")
+        before = set(win.skills)
+        win.skills = dict(cmd.skills)
+        self._push_skills(win)
+        return Outcome(ok=True, services=before | set(win.skills))
+
+    # --- views for publishing ---------------------------------------------------------------
+
+    def waiting_tickets(self, service: str) -> list[Ticket]:
+        return [t for t in self.tickets
+                if t.service == service and t.state is TicketState.WAITING and t.directed is None]
+
+    def window_state(self, number: int, rev: int) -> m.WindowState:
+        w = self.windows[number]
+        t = w.current
+        return m.WindowState(rev=rev, window=number, zone=w.zone, status=w.status,
+                             ticket=t.number if t else None, service=t.service if t else None,
+                             since=_utc(w.since) if w.since is not None else None,
+                             skills=w.skills)
+
+    def queue_state(self, service: str, rev: int, now: float) -> m.QueueState:
+        waiting = self.waiting_tickets(service)
+        idx = self.service_idx[service]
+        ordered = sorted(waiting, key=lambda t: (CLASS_OF[t.priority], t.seq))[:20]
+        oldest = min((t.issued_at for t in waiting), default=None)
+        return m.QueueState(
+            rev=rev, service=service, waiting=self.core.waiting(idx),
+            next=[t.number for t in ordered],
+            eta_min=self.eta_min(service, len(waiting)),
+            oldest_wait_s=max(0.0, now - oldest) if oldest is not None else None,
+        )
+
+    def board_state(self, rev: int) -> m.BoardState:
+        waiting = {code: self.core.waiting(i) for code, i in self.service_idx.items()}
+        return m.BoardState(rev=rev, calls=list(self.calls), waiting=waiting)
+
+    def stats_state(self, rev: int) -> m.StatsState:
+        day = self.day or dt.date.today()
+        return m.StatsState(
+            rev=rev, day=day, total=_kpi(self.tickets),
+            per_service={code: _kpi(t for t in self.tickets if t.service == code)
+                         for code in self.services},
+            per_window={str(n): _kpi(t for t in self.tickets if t.window == n)
+                        for n in self.windows},
+        )
+
+
+def _kpi(tickets: Iterable[Ticket]) -> m.Kpi:
+    items = list(tickets)
+    waits = sorted(t.wait_s for t in items if t.wait_s is not None)
+    services = [t.service_s for t in items if t.service_s is not None]
+    return m.Kpi(
+        issued=len(items),
+        served=sum(1 for t in items if t.state is TicketState.DONE),
+        no_show=sum(1 for t in items if t.state is TicketState.NO_SHOW),
+        avg_wait_s=round(statistics.fmean(waits), 1) if waits else None,
+        p90_wait_s=round(waits[min(len(waits) - 1, int(0.9 * len(waits)))], 1) if waits else None,
+        avg_service_s=round(statistics.fmean(services), 1) if services else None,
+    )

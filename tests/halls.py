@@ -1,0 +1,108 @@
+"""A small hall for coordinator tests: 3 services, 4 windows, one window agent, one dispenser."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from hallq.config import HallConfig, parse_config
+
+SMALL_HALL = """
+[hall]
+id = "test-hall"
+name = "测试办税服务厅"
+timezone = "Asia/Shanghai"
+reset_time = "03:00"
+open_hours = [["08:00", "18:00"]]
+
+[coordinator]
+max_recalls = 2
+person_daily_limit = 2
+board_calls = 5
+{coordinator_extra}
+
+[[zones]]
+id = "hall-1"
+name = "第一办税厅"
+site = "main"
+
+[[services]]
+code = "tax-filing"
+name = "申报纳税"
+prefix = "A"
+wait_target_min = 10
+
+[[services]]
+code = "invoice"
+name = "发票办理"
+prefix = "B"
+daily_cap = 5
+warn_at = 3
+
+[[services]]
+code = "green"
+name = "营改增绿色通道"
+prefix = "G"
+priority = "green"
+hours = [["09:00", "12:00"]]
+
+[[windows]]
+number = 1
+zone = "hall-1"
+all_services = true
+
+[[windows]]
+number = 2
+zone = "hall-1"
+skills = {{ invoice = 2.0 }}
+
+[[windows]]
+number = 3
+zone = "hall-1"
+skills = {{ tax-filing = 1.0 }}
+
+[[windows]]
+number = 4
+zone = "hall-1"
+skills = {{ tax-filing = 1.0, invoice = 1.0 }}
+
+[[agents]]
+id = "pi-w1"
+role = "window"
+
+[[agents.devices]]
+id = "pad-1"
+kind = "call_pad"
+window = 1
+serial = {{ port = "/dev/ttyUSB0", address = 1 }}
+
+[[agents.devices]]
+id = "pad-2"
+kind = "call_pad"
+window = 2
+serial = {{ port = "/dev/ttyUSB0", address = 2 }}
+
+[[agents]]
+id = "pi-d1"
+role = "dispenser"
+
+[[agents.devices]]
+id = "keys-1"
+kind = "keypad"
+services = ["tax-filing", "invoice", "green"]
+serial = {{ port = "/dev/ttyUSB0", address = 1 }}
+"""
+
+TZ = dt.timezone(dt.timedelta(hours=8))
+
+
+def small_hall(**coordinator: Any) -> HallConfig:
+    extra = "\n".join(f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}"
+                      for k, v in coordinator.items())
+    return parse_config(SMALL_HALL.format(coordinator_extra=extra), "small-hall.toml")
+
+
+def at(hour: int, minute: int = 0, second: float = 0.0, day: int = 30) -> float:
+    """Epoch seconds of a local (UTC+8) time on 2026-11-30, or ``day - 30`` days later."""
+    base = dt.datetime(2026, 11, 30, hour, minute, tzinfo=TZ) + dt.timedelta(days=day - 30)
+    return base.timestamp() + second

@@ -1,0 +1,340 @@
+"""The queue engine: every operation and rejection, against both dispatch cores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from coordinator.engine import Engine, Outcome
+from hallq import messages as m
+from hallq.messages import Priority, TicketState, WindowStatus
+
+from .halls import at, small_hall
+
+H = "ab" * 32
+
+
+@pytest.fixture
+def engine(core_cls: type[Any]) -> Engine:
+    e = Engine(small_hall(), core_cls)
+    e.roll_over(at(8))
+    return e
+
+
+def issue(e: Engine, service: str = "tax-filing", now: float | None = None, **kw: Any) -> Outcome:
+    return e.apply(m.IssueRequest(kind="issue", service=service, **kw), now or at(9))
+
+
+def act(e: Engine, window: int, action: str, now: float | None = None, **kw: Any) -> Outcome:
+    model = {"call_ticket": m.TicketAction, "reinstate": m.TicketAction,
+             "unpark": m.TicketAction, "cancel": m.TicketAction, "transfer": m.Transfer,
+             "finish": m.Finish, "rate": m.Rate, "set_skills": m.SetSkills}.get(action,
+                                                                                m.WindowAction)
+    return e.apply(model(window=window, action=action, **kw), now or at(10))
+
+
+def called(out: Outcome) -> str:
+    assert out.ok, out.error
+    assert out.ticket is not None
+    return out.ticket.number
+
+
+def code(out: Outcome) -> str:
+    assert not out.ok and out.error is not None
+    return out.error.code
+
+
+# --- issuing -------------------------------------------------------------------------------
+
+
+def test_numbers_count_per_service_with_prefix_and_width(engine: Engine) -> None:
+    numbers = [issue(engine, s).ticket.number for s in  # type: ignore[union-attr]
+               ("tax-filing", "tax-filing", "invoice", "tax-filing")]
+    assert numbers == ["A001", "A002", "B001", "A003"]
+
+
+def test_issue_reply_counts_people_ahead_and_estimates_the_wait(engine: Engine) -> None:
+    for _ in range(3):
+        issue(engine)
+    out = issue(engine)
+    assert out.info is not None and out.info.people_ahead == 3
+    serving = engine.serving_windows("tax-filing")
+    assert serving == 3
+    assert out.info.eta_min == round(3 * 1.63 * 60 / serving / 60, 1)
+    assert [type(e) for e in out.events] == [m.TicketEvent]
+
+
+def test_issue_rejections_are_values_with_reasons(engine: Engine) -> None:
+    assert code(issue(engine, "passport")) == "unknown_service"
+    assert code(issue(engine, now=at(7, 59))) == "service_closed"
+    closed = issue(engine, "green", now=at(13))
+    assert code(closed) == "service_closed" and "09:00-12:00" in closed.error.message  # type: ignore[union-attr]
+    assert issue(engine, "green", now=at(11, 59)).ok
+
+
+def test_daily_cap_and_its_warning(engine: Engine) -> None:
+    outs = [issue(engine, "invoice") for _ in range(6)]
+    assert [o.ok for o in outs] == [True] * 5 + [False]
+    assert code(outs[5]) == "daily_cap_reached"
+    alerts = [e for o in outs for e in o.events if isinstance(e, m.AlertEvent)]
+    assert len(alerts) == 1 and alerts[0].kind == "daily_cap_near"
+
+
+def test_per_person_daily_limit_by_identity_hash(engine: Engine) -> None:
+    assert issue(engine, identity=H).ok and issue(engine, "invoice", identity=H).ok
+    assert code(issue(engine, identity=H)) == "person_limit_reached"
+    assert issue(engine, identity="cd" * 32).ok and issue(engine).ok
+
+
+def test_green_service_tickets_get_the_green_class(engine: Engine) -> None:
+    t = issue(engine, "green", now=at(9, 30)).ticket
+    assert t is not None and t.priority is Priority.GREEN
+
+
+# --- calling -------------------------------------------------------------------------------
+
+
+def test_call_follows_issue_order_within_a_class_and_green_first(engine: Engine) -> None:
+    issue(engine, now=at(9, 0))
+    issue(engine, now=at(9, 1))
+    issue(engine, "green", now=at(9, 2))
+    assert called(act(engine, 1, "call", at(9, 3))) == "G001"
+    assert called(act(engine, 1, "call", at(9, 4))) == "A001"
+    assert called(act(engine, 1, "call", at(9, 5))) == "A002"
+
+
+def test_call_publishes_a_call_event_and_the_board_remembers(engine: Engine) -> None:
+    issue(engine)
+    out = act(engine, 1, "call")
+    call = [e for e in out.events if isinstance(e, m.CallEvent)]
+    assert call == [m.CallEvent(ticket="A001", service="tax-filing", window=1, zone="hall-1",
+                                id=call[0].id, ts=call[0].ts)]
+    assert out.board_changed and out.windows == {1}
+    assert engine.board_state(1).calls[0].ticket == "A001"
+    assert engine.window_state(1, 1).ticket == "A001"
+
+
+def test_a_window_calls_only_services_it_serves(engine: Engine) -> None:
+    issue(engine, "tax-filing")
+    assert code(act(engine, 2, "call")) == "no_one_waiting"
+    issue(engine, "invoice")
+    assert called(act(engine, 2, "call")) == "B001"
+
+
+def test_calling_again_finishes_the_current_ticket(engine: Engine) -> None:
+    issue(engine)
+    issue(engine)
+    act(engine, 1, "call", at(10))
+    out = act(engine, 1, "call", at(10, 2))
+    assert called(out) == "A002"
+    first = engine.by_number["A001"]
+    assert first.state is TicketState.DONE and first.finished_at == at(10, 2)
+
+
+def test_paused_and_closed_windows_cannot_call(engine: Engine) -> None:
+    issue(engine)
+    assert act(engine, 1, "pause").ok
+    assert code(act(engine, 1, "call")) == "window_paused"
+    assert engine.window_state(1, 2).status is WindowStatus.PAUSED
+    assert act(engine, 1, "close").ok
+    assert code(act(engine, 1, "call")) == "window_closed"
+    assert act(engine, 1, "open").ok
+    assert called(act(engine, 1, "call")) == "A001"
+
+
+def test_closing_a_busy_window_is_refused(engine: Engine) -> None:
+    issue(engine)
+    act(engine, 1, "call")
+    assert code(act(engine, 1, "close")) == "window_busy"
+    assert act(engine, 1, "finish").ok and act(engine, 1, "close").ok
+
+
+def test_unknown_window(engine: Engine) -> None:
+    assert code(act(engine, 99, "call")) == "unknown_window"
+
+
+def test_call_a_specific_ticket(engine: Engine) -> None:
+    issue(engine)
+    issue(engine)
+    assert called(act(engine, 1, "call_ticket", ticket="A002")) == "A002"
+    assert code(act(engine, 1, "call_ticket", ticket="A002")) == "ticket_not_waiting"
+    assert code(act(engine, 1, "call_ticket", ticket="A404")) == "unknown_ticket"
+    assert called(act(engine, 3, "call")) == "A001"
+    assert code(act(engine, 3, "call")) == "no_one_waiting"
+
+
+def test_recall_up_to_the_limit(engine: Engine) -> None:
+    assert code(act(engine, 1, "recall")) == "no_current_ticket"
+    issue(engine)
+    act(engine, 1, "call")
+    recalls = [act(engine, 1, "recall") for _ in range(3)]
+    assert [r.ok for r in recalls] == [True, True, False]
+    assert code(recalls[2]) == "recall_limit"
+    assert [e.recall for e in recalls[1].events if isinstance(e, m.CallEvent)] == [2]
+
+
+def test_skip_then_reinstate_goes_behind_the_current_head(engine: Engine) -> None:
+    for minute in range(3):
+        issue(engine, now=at(9, minute))
+    act(engine, 1, "call")
+    assert act(engine, 1, "skip").ok
+    assert engine.by_number["A001"].state is TicketState.NO_SHOW
+    assert code(act(engine, 1, "reinstate", ticket="A002")) == "ticket_not_skipped"
+    assert act(engine, 1, "reinstate", ticket="A001").ok
+    order = [called(act(engine, 3, "call", at(10, i))) for i in range(3)]
+    assert order == ["A002", "A001", "A003"]
+
+
+def test_skip_is_only_for_a_ticket_not_yet_served(engine: Engine) -> None:
+    issue(engine)
+    act(engine, 1, "call")
+    act(engine, 1, "start")
+    assert code(act(engine, 1, "skip")) == "ticket_not_called"
+
+
+def test_start_finish_and_rating(engine: Engine) -> None:
+    issue(engine, now=at(9))
+    act(engine, 1, "call", at(9, 5))
+    assert act(engine, 1, "start", at(9, 6)).ok
+    assert code(act(engine, 1, "start", at(9, 6))) == "ticket_not_called"
+    assert act(engine, 1, "finish", at(9, 8), rating=4).ok
+    t = engine.by_number["A001"]
+    assert (t.state, t.wait_s, t.service_s, t.rating) == (TicketState.DONE, 300.0, 120.0, 4)
+    assert act(engine, 1, "rate", ticket="A001", rating=2).ok and t.rating == 2
+    assert code(act(engine, 2, "rate", ticket="A001", rating=2)) == "not_served_here"
+    assert engine.avg_service_s("tax-filing") == 120.0
+
+
+def test_transfer_to_a_service_keeps_the_original_issue_time(engine: Engine) -> None:
+    issue(engine, "tax-filing", now=at(9, 0))
+    issue(engine, "invoice", now=at(9, 5))
+    act(engine, 3, "call")
+    out = act(engine, 3, "transfer", to_service="invoice")
+    assert out.ok and engine.window_state(3, 9).ticket is None
+    moved = engine.by_number["A001"]
+    assert moved.service == "invoice" and moved.issued_at == at(9, 0)
+    assert called(act(engine, 2, "call")) == "A001", "issued earlier, so it is ahead of B001"
+
+
+def test_transfer_to_a_window_is_served_first_there(engine: Engine) -> None:
+    issue(engine, "invoice", now=at(9, 0))
+    issue(engine, "tax-filing", now=at(9, 5))
+    act(engine, 3, "call")
+    assert act(engine, 3, "transfer", to_window=2).ok
+    assert called(act(engine, 2, "call")) == "A001"
+    assert called(act(engine, 2, "call")) == "B001"
+
+
+def test_transfer_rejections(engine: Engine) -> None:
+    issue(engine)
+    act(engine, 1, "call")
+    assert code(act(engine, 3, "transfer", ticket="A001", to_service="invoice")) == (
+        "not_your_ticket")
+    assert code(act(engine, 1, "transfer", to_window=42)) == "unknown_window"
+    assert code(act(engine, 1, "transfer", to_service="passport")) == "unknown_service"
+    act(engine, 1, "finish")
+    assert code(act(engine, 1, "transfer", ticket="A001", to_service="invoice")) == (
+        "ticket_finished")
+
+
+def test_cancel_park_and_unpark(engine: Engine) -> None:
+    issue(engine)
+    issue(engine)
+    assert act(engine, 1, "cancel", ticket="A002").ok
+    assert engine.by_number["A002"].state is TicketState.CANCELLED
+    assert code(act(engine, 1, "cancel", ticket="A002")) == "ticket_not_waiting"
+    act(engine, 1, "call")
+    assert act(engine, 1, "park").ok and engine.window_state(1, 1).ticket is None
+    assert engine.by_number["A001"].state is TicketState.PARKED
+    assert code(act(engine, 1, "call")) == "no_one_waiting"
+    assert called(act(engine, 1, "unpark", ticket="A001")) == "A001"
+
+
+def test_emergency_raises_a_critical_alert(engine: Engine) -> None:
+    out = act(engine, 2, "emergency")
+    assert [(e.severity, e.window) for e in out.events] == [("critical", 2)]  # type: ignore[attr-defined]
+
+
+def test_skills_change_live(engine: Engine) -> None:
+    issue(engine, "invoice")
+    assert code(act(engine, 3, "call")) == "no_one_waiting"
+    assert act(engine, 3, "set_skills", skills={"invoice": 1.0}).ok
+    assert called(act(engine, 3, "call")) == "B001"
+    assert code(act(engine, 3, "set_skills", skills={"passport": 1.0})) == "unknown_service"
+
+
+def test_weights_and_the_overdue_boost_order_heads(engine: Engine) -> None:
+    issue(engine, "tax-filing", now=at(9, 0))
+    issue(engine, "invoice", now=at(9, 4))
+    # window 2 weights invoice 2.0 but does not serve tax-filing
+    act(engine, 4, "set_skills", skills={"tax-filing": 1.0, "invoice": 3.0})
+    # at 9:08 tax-filing waited 8 min (x1), invoice 4 min (x3=12): invoice first
+    assert called(act(engine, 4, "call", at(9, 8))) == "B001"
+    issue(engine, "invoice", now=at(9, 8))
+    # at 9:11 tax-filing waited 11 min, past its 10-min target: 11 x2 = 22 > 3 x3 = 9
+    assert called(act(engine, 4, "call", at(9, 11))) == "A001"
+
+
+def test_appointments_take_precedence_only_within_their_slot(engine: Engine) -> None:
+    engine.register_appointment("APPT1234", "tax-filing", at(10), at(10, 30))
+    issue(engine, now=at(9, 0))
+    appt = issue(engine, now=at(9, 10), appointment="APPT1234")
+    assert appt.ticket is not None and appt.ticket.priority is Priority.APPOINTMENT
+    assert called(act(engine, 3, "call", at(9, 50))) == "A001", "early: waits like others"
+    issue(engine, now=at(9, 55))
+    assert called(act(engine, 3, "call", at(10, 1))) == "A002", "within its slot: first"
+
+
+# --- the day ---------------------------------------------------------------------------------
+
+
+def test_rollover_closes_out_the_day_and_numbers_restart(engine: Engine) -> None:
+    issue(engine)
+    issue(engine)
+    act(engine, 1, "call")
+    assert not engine.due(at(23)) and engine.due(at(3, 1, day=31))
+    snapshot, out = engine.roll_over(at(3, 1, day=31))
+    states = sorted((e.ticket, e.state) for e in out.events)  # type: ignore[attr-defined]
+    assert states == [("A001", TicketState.DONE), ("A002", TicketState.CANCELLED)]
+    assert snapshot["carried"] == [] and str(engine.day) == "2026-12-01"
+    assert issue(engine, now=at(9, day=31)).ticket.number == "A001"  # type: ignore[union-attr]
+    assert engine.window_state(1, 1).ticket is None
+
+
+def test_carry_over_keeps_waiting_tickets_and_skips_their_numbers(core_cls: type[Any]) -> None:
+    e = Engine(small_hall(carry_over=True), core_cls)
+    e.roll_over(at(8))
+    issue(e)
+    issue(e)
+    act(e, 1, "call")
+    snapshot, _ = e.roll_over(at(3, 1, day=31))
+    assert [c["number"] for c in snapshot["carried"]] == ["A002"]
+    assert e.by_number["A002"].state is TicketState.WAITING
+    assert issue(e, now=at(9, day=31)).ticket.number == "A003"  # type: ignore[union-attr]
+    assert called(act(e, 3, "call", at(9, 1, day=31))) == "A002"
+
+
+def test_a_day_restarted_from_its_snapshot_has_the_same_windows(core_cls: type[Any]) -> None:
+    e = Engine(small_hall(), core_cls)
+    e.roll_over(at(8))
+    act(e, 2, "pause")
+    act(e, 3, "set_skills", skills={"invoice": 1.5})
+    snapshot, _ = e.roll_over(at(3, 1, day=31))
+    fresh = Engine(small_hall(), core_cls)
+    fresh.start_day(snapshot)
+    assert fresh.window_state(2, 1).status is WindowStatus.PAUSED
+    assert fresh.windows[3].skills == e.windows[3].skills == {"invoice": 1.5}
+    assert str(fresh.day) == "2026-12-01"
+
+
+def test_stats_count_waits_and_service_times(engine: Engine) -> None:
+    issue(engine, now=at(9))
+    issue(engine, now=at(9))
+    act(engine, 1, "call", at(9, 10))
+    act(engine, 1, "call", at(9, 12))
+    act(engine, 1, "finish", at(9, 15))
+    stats = engine.stats_state(5)
+    assert (stats.total.issued, stats.total.served) == (2, 2)
+    assert stats.total.avg_wait_s == 660.0 and stats.per_window["1"].served == 2
+    assert stats.per_service["invoice"].issued == 0
