@@ -29,6 +29,7 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
 from hallq import __version__
+from hallq.aio import cancel_and_wait
 from hallq.contract import TopicSpec, spec_for
 from hallq.errors import NotConnected, PayloadError, RequestTimeout, TopicError
 from hallq.messages import ErrorReport, Message, Presence, Reply, Retained, decode, encode
@@ -185,16 +186,11 @@ class Session:
             except aiomqtt.MqttError as exc:
                 log.warning("%s: could not publish offline status: %s", self.client_id, exc)
         for task in [self._drainer, self._runner, *self._tasks]:
-            if task is not None and not task.done():
-                task.cancel()
-        for task in [self._drainer, self._runner, *self._tasks]:
-            if task is not None:
-                try:
-                    await task
-                except (asyncio.CancelledError, aiomqtt.MqttError):
-                    pass
-                except Exception:
-                    log.exception("%s: session task failed while closing", self.client_id)
+            if task is None:
+                continue
+            await cancel_and_wait(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("%s: session task ended with %r", self.client_id, task.exception())
         for future in self._pending.values():
             future.cancel()
         if self._store is not None:
@@ -521,9 +517,11 @@ class Session:
             return
         if presence is not None and presence.state == "online" and presence.boot >= self._boot:
             return
-        log.warning(
-            "%s: own status shows %s; publishing online (boot %d) again",
-            self.client_id, presence.state if presence else "garbage", self._boot,
+        log.info(
+            "%s: own status was replaced by %s; publishing online (boot %d) again",
+            self.client_id,
+            f"a will from boot {presence.boot}" if presence else "an unreadable payload",
+            self._boot,
         )
         self._spawn(
             client.publish(self.status_topic, self._presence_payload("online"), qos=1, retain=True)

@@ -96,10 +96,26 @@ serial = {{ port = "/dev/ttyUSB0", address = 1 }}
 TZ = dt.timezone(dt.timedelta(hours=8))
 
 
-def small_hall(**coordinator: Any) -> HallConfig:
+def small_hall_text(broker_url: str | None = None, state_dir: str | None = None,
+                    all_day: bool = False, **coordinator: Any) -> str:
+    """The small hall as TOML; ``all_day`` opens it round the clock for real-time tests."""
     extra = "\n".join(f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}"
                       for k, v in coordinator.items())
-    return parse_config(SMALL_HALL.format(coordinator_extra=extra), "small-hall.toml")
+    text = SMALL_HALL.format(coordinator_extra=extra)
+    if all_day:
+        text = text.replace('reset_time = "03:00"\nopen_hours = [["08:00", "18:00"]]',
+                            'reset_time = "00:00"\nopen_hours = [["00:01", "23:59"]]')
+    if broker_url:
+        text += f'\n[broker]\nurl = "{broker_url}"\nkeepalive = 5\n'
+    if state_dir:
+        text += f'\n[runtime]\nstate_dir = "{state_dir}"\n'
+    return text
+
+
+def small_hall(broker_url: str | None = None, state_dir: str | None = None,
+               all_day: bool = False, **coordinator: Any) -> HallConfig:
+    text = small_hall_text(broker_url, state_dir, all_day, **coordinator)
+    return parse_config(text, "small-hall.toml")
 
 
 def at(hour: int, minute: int = 0, second: float = 0.0, day: int = 30) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import subprocess
 import sys
@@ -87,6 +88,7 @@ async def test_a_killed_process_leaves_its_offline_will(
 async def test_boot_rises_with_every_start_and_a_restart_is_quiet(
     make_session: Callable[..., Session], inbox: type[Inbox], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "hallq.bus")
     boots = []
     for _ in range(2):
         seen = inbox()

@@ -267,12 +267,11 @@ def test_skills_change_live(engine: Engine) -> None:
 def test_weights_and_the_overdue_boost_order_heads(engine: Engine) -> None:
     issue(engine, "tax-filing", now=at(9, 0))
     issue(engine, "invoice", now=at(9, 4))
-    # window 2 weights invoice 2.0 but does not serve tax-filing
+    issue(engine, "invoice", now=at(9, 5))
     act(engine, 4, "set_skills", skills={"tax-filing": 1.0, "invoice": 3.0})
-    # at 9:08 tax-filing waited 8 min (x1), invoice 4 min (x3=12): invoice first
+    # 9:08: A001 waited 8 min x1 = 8; B001 4 min x3 = 12: the weight puts B001 first
     assert called(act(engine, 4, "call", at(9, 8))) == "B001"
-    issue(engine, "invoice", now=at(9, 8))
-    # at 9:11 tax-filing waited 11 min, past its 10-min target: 11 x2 = 22 > 3 x3 = 9
+    # 9:11: A001 waited 11 min, past its 10-min target: 11 x1 x2 = 22 > B002 6 min x3 = 18
     assert called(act(engine, 4, "call", at(9, 11))) == "A001"
 
 

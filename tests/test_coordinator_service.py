@@ -1,0 +1,176 @@
+"""The coordinator over a real Mosquitto: devices see replies, events and retained state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator.service import Coordinator
+from hallq import messages as m
+from hallq.aio import cancel_and_wait
+from hallq.bus import Session
+from hallq.errors import RequestTimeout
+from hallq.topics import HallTopics
+
+from .conftest import Inbox, Mosquitto
+from .halls import at, small_hall, small_hall_text
+
+pytestmark = pytest.mark.broker
+T = HallTopics("test-hall")
+
+
+class FakeClock:
+    """Hall time for the coordinator: a weekday morning, advanced by the test."""
+
+    def __init__(self) -> None:
+        self.now = at(10)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextlib.asynccontextmanager
+async def running(cfg: Any, log_path: Path, clock: Callable[[], float]) -> AsyncIterator[
+        Coordinator]:
+    coordinator = Coordinator(cfg, log_path=log_path, dispatch="pure", clock=clock)
+    ready = asyncio.Event()
+    async with coordinator.make_session() as session:
+        task = asyncio.create_task(coordinator.run(session, ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 15)
+            yield coordinator
+        finally:
+            await cancel_and_wait(task)
+    coordinator.close()
+
+
+def device(cfg: Any, role: str, client: str, tmp_path: Path) -> Session:
+    return Session(cfg.broker, hall=cfg.hall.id, role=role, client_id=client,
+                   state_dir=tmp_path / "dev" / client, backoff_initial=0.05, backoff_max=0.5)
+
+
+async def test_a_dispenser_and_a_pad_see_what_mqtt_topics_md_promises(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    calls, window1, board = inbox(), inbox(), inbox()
+    async with running(cfg, tmp_path / "log.sqlite", clock), \
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
+            device(cfg, "window", "pi-w1", tmp_path) as pad:
+        await pad.subscribe(T.event("call"), calls)
+        await pad.subscribe(T.window_state(1), window1)
+        await pad.subscribe(T.board_state(), board)
+        await dispenser.wait_connected(10)
+        await pad.wait_connected(10)
+        await window1.wait_for(lambda ps: bool(ps))  # retained state published at start
+
+        first = await dispenser.request(T.req("pi-d1"), m.IssueRequest(kind="issue",
+                                        service="tax-filing"), timeout=10)
+        second = await dispenser.request(T.req("pi-d1"), m.IssueRequest(kind="issue",
+                                         service="tax-filing"), timeout=10)
+        assert first.ok and first.ticket.number == "A001" and first.ticket.people_ahead == 0
+        assert second.ticket.number == "A002" and second.ticket.people_ahead == 1
+
+        clock.now += 120
+        reply = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(window=1,
+                                  action="call"), timeout=10)
+        assert reply.ok and reply.ticket == "A001"
+        call = (await calls.wait_for(lambda ps: bool(ps)))[0]
+        assert (call.ticket, call.window, call.zone, call.recall) == ("A001", 1, "hall-1", 0)
+        state = await window1.wait_for(lambda ps: ps[-1].ticket == "A001")
+        assert state[-1].status == "open" and state[-1].service == "tax-filing"
+        shown = await board.wait_for(lambda ps: bool(ps[-1].calls))
+        assert shown[-1].calls[0].ticket == "A001" and shown[-1].waiting["tax-filing"] == 1
+
+        refused = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(window=3,
+                                    action="call"), timeout=10)
+        assert not refused.ok and refused.error.code == "not_your_window"
+        assert [p.ticket for p in calls.payloads] == ["A001"]
+
+
+async def test_a_restarted_coordinator_republishes_state_and_keeps_numbering(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    log_path = tmp_path / "log.sqlite"
+    async with running(cfg, log_path, clock), \
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+        await dispenser.wait_connected(10)
+        for _ in range(3):
+            await dispenser.request(T.req("pi-d1"), m.IssueRequest(kind="issue",
+                                    service="invoice"), timeout=10)
+    mosquitto.restart()  # forget retained messages: the coordinator must publish them again
+    queue = inbox()
+    async with running(cfg, log_path, clock), \
+            device(cfg, "board", "board-1", tmp_path) as board, \
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+        await board.subscribe(T.queue_state("invoice"), queue)
+        state = await queue.wait_for(lambda ps: bool(ps))
+        assert state[-1].waiting == 3 and state[-1].next == ["B001", "B002", "B003"]
+        reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(kind="issue",
+                                        service="invoice"), timeout=10)
+        assert reply.ticket.number == "B004"
+
+
+async def test_sigkill_while_issuing_loses_no_acknowledged_ticket(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = tmp_path / "hall.toml"
+    config.write_text(small_hall_text(mosquitto.url, str(tmp_path / "state"), all_day=True))
+    log_path = tmp_path / "log.sqlite"
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"), all_day=True)
+
+    def start() -> subprocess.Popen[bytes]:
+        with (tmp_path / "coordinator.log").open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "hallq.cli", "coordinator", "--config", str(config),
+                 "--log", str(log_path), "--dispatch", "pure"],
+                stdout=subprocess.DEVNULL, stderr=out,
+            )
+
+    acked: list[str] = []
+    proc = start()
+    try:
+        async with device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+            await dispenser.wait_connected(10)
+            killed = False
+            while len(acked) < 40:
+                request = m.IssueRequest(kind="issue", service="tax-filing")
+                for _ in range(60):  # a device retries with the same id until it gets a reply
+                    try:
+                        reply = await dispenser.request(T.req("pi-d1"), request, timeout=0.5)
+                        break
+                    except RequestTimeout:
+                        continue
+                else:
+                    pytest.fail(f"no reply after the restart; log: {tmp_path}/coordinator.log")
+                acked.append(reply.ticket.number)
+                if len(acked) == 15 and not killed:
+                    # the next requests stream in while the coordinator dies
+                    burst = [m.IssueRequest(kind="issue", service="tax-filing") for _ in range(5)]
+                    for b in burst:
+                        await dispenser.publish(T.req("pi-d1"), b)
+                    proc.kill()
+                    proc.wait(10)
+                    killed = True
+                    proc = start()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    with sqlite3.connect(log_path) as db:
+        logged = [row[0] for row in db.execute(
+            "SELECT json_extract(result, '$.info.number') FROM entries "
+            "WHERE kind = 'ticket' AND json_extract(result, '$.ok')")]
+    assert len(logged) == len(set(logged)), "a number was issued twice"
+    assert set(acked) <= set(logged), "an acknowledged ticket is missing from the log"
+    assert len(acked) == len(set(acked)) == 40

@@ -1,0 +1,247 @@
+"""The hall queue: idempotency, authorisation, the log as truth, and properties of random days."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from coordinator.eventlog import EventLog
+from coordinator.hallqueue import HallQueue
+from hallq import messages as m
+from hallq.messages import TicketState
+
+from .halls import at, small_hall
+
+
+def make_queue(path: Path, core_cls: type[Any], **coordinator: Any) -> HallQueue:
+    return HallQueue(small_hall(**coordinator), EventLog(path), core_cls)
+
+
+def issue(service: str = "tax-filing") -> m.IssueRequest:
+    return m.IssueRequest(kind="issue", service=service)
+
+
+def test_a_repeated_command_id_gets_the_original_result_and_changes_nothing(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    q = make_queue(tmp_path / "log.sqlite", core_cls)
+    request = issue()
+    first = q.submit("ticket", "dispenser", "pi-d1", request, at(9))
+    again = q.submit("ticket", "dispenser", "pi-d1", request, at(9, 1))
+    assert not first.duplicate and again.duplicate
+    assert again.record == first.record and again.seq == first.seq
+    assert first.record["info"]["number"] == "A001"
+    assert len(q.engine.tickets) == 1
+    call = m.WindowAction(window=1, action="call")
+    assert q.submit("window", "window", "pi-w1", call, at(9, 2)).record["ticket"] == "A001"
+    assert q.submit("window", "window", "pi-w1", call, at(9, 3)).record["ticket"] == "A001"
+    assert q.engine.by_number["A001"].called_at == at(9, 2)
+
+
+@pytest.mark.parametrize(
+    ("role", "client", "window", "code"),
+    [
+        ("window", "pi-w1", 3, "not_your_window"),
+        ("window", "pi-x9", 1, "unknown_device"),
+        ("window", "pi-d1", 1, "wrong_role"),
+    ],
+)
+def test_a_device_acts_only_for_its_own_windows(
+    tmp_path: Path, core_cls: type[Any], role: str, client: str, window: int, code: str
+) -> None:
+    q = make_queue(tmp_path / "log.sqlite", core_cls)
+    q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
+    done = q.submit("window", role, client, m.WindowAction(window=window, action="call"), at(9))
+    assert done.record["error"]["code"] == code
+    assert q.engine.by_number["A001"].state is TicketState.WAITING
+
+
+def test_supervisors_may_act_for_any_window(tmp_path: Path, core_cls: type[Any]) -> None:
+    q = make_queue(tmp_path / "log.sqlite", core_cls)
+    done = q.submit("window", "supervisor", "desk", m.WindowAction(window=3, action="pause"),
+                    at(9))
+    assert done.record["ok"]
+
+
+def test_the_first_command_of_a_day_opens_it_and_recovery_starts_there(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    path = tmp_path / "log.sqlite"
+    q = make_queue(path, core_cls)
+    q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
+    q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
+    nxt = q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, day=31))
+    assert nxt.rollover is not None and nxt.record["info"]["number"] == "A001"
+    start, entries = q.log.current_day()
+    assert start is not None and start.day == "2026-12-01" and len(entries) == 1
+    again = make_queue(path, core_cls)
+    assert again.recover() == 1
+    assert [t.number for t in again.engine.tickets] == ["A001"]
+
+
+def test_old_days_are_pruned_after_the_retention_period(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    q = make_queue(tmp_path / "log.sqlite", core_cls, retention_days=1)
+    for day in (30, 31, 32):
+        q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, day=day))
+    days = {row[0] for row in q.log._db.execute("SELECT DISTINCT day FROM entries")}
+    assert days == {"2026-12-01", "2026-12-02"}
+
+
+# --- properties of random days --------------------------------------------------------------
+
+SERVICES = ["tax-filing", "invoice", "green"]
+WINDOWS = [1, 2, 3, 4]
+
+op = st.one_of(
+    st.tuples(st.just("issue"), st.sampled_from(SERVICES),
+              st.sampled_from(["normal", "assisted", "green"])),
+    st.tuples(st.just("call"), st.sampled_from(WINDOWS)),
+    st.tuples(st.just("call"), st.sampled_from(WINDOWS)),
+    st.tuples(st.just("start"), st.sampled_from(WINDOWS)),
+    st.tuples(st.just("finish"), st.sampled_from(WINDOWS)),
+    st.tuples(st.just("skip"), st.sampled_from(WINDOWS)),
+    st.tuples(st.just("recall"), st.sampled_from(WINDOWS)),
+    st.tuples(st.just("park"), st.sampled_from(WINDOWS)),
+    st.tuples(st.just("pause"), st.sampled_from(WINDOWS)),
+    st.tuples(st.just("resume"), st.sampled_from(WINDOWS)),
+    st.tuples(st.just("reinstate"), st.sampled_from(WINDOWS), st.integers(0, 30)),
+    st.tuples(st.just("unpark"), st.sampled_from(WINDOWS), st.integers(0, 30)),
+    st.tuples(st.just("cancel"), st.sampled_from(WINDOWS), st.integers(0, 30)),
+    st.tuples(st.just("call_ticket"), st.sampled_from(WINDOWS), st.integers(0, 30)),
+    st.tuples(st.just("transfer"), st.sampled_from(WINDOWS), st.sampled_from(SERVICES)),
+    st.tuples(st.just("transfer_window"), st.sampled_from(WINDOWS), st.sampled_from(WINDOWS)),
+    st.tuples(st.just("set_skills"), st.sampled_from(WINDOWS),
+              st.dictionaries(st.sampled_from(SERVICES), st.sampled_from([0.5, 1.0, 3.0]),
+                              min_size=1)),
+)
+
+
+def command_for(step: tuple[Any, ...], q: HallQueue) -> tuple[str, str, str, Any]:
+    kind = step[0]
+    if kind == "issue":
+        return "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service=step[1],
+                                                               priority=step[2])
+    window = step[1]
+    numbers = [t.number for t in q.engine.tickets]
+    pick = numbers[step[2] % len(numbers)] if len(step) > 2 and isinstance(step[2], int) and \
+        numbers else "A999"
+    if kind in ("reinstate", "unpark", "cancel", "call_ticket"):
+        cmd: Any = m.TicketAction(window=window, action=kind, ticket=pick)
+    elif kind == "transfer":
+        cmd = m.Transfer(window=window, action="transfer", to_service=step[2])
+    elif kind == "transfer_window":
+        cmd = m.Transfer(window=window, action="transfer", to_window=step[2])
+    elif kind == "set_skills":
+        cmd = m.SetSkills(window=window, action="set_skills", skills=step[2])
+    elif kind == "finish":
+        cmd = m.Finish(window=window, action="finish", rating=3)
+    else:
+        cmd = m.WindowAction(window=window, action=kind)
+    return "window", "supervisor", "desk", cmd
+
+
+def check_invariants(q: HallQueue) -> None:
+    e = q.engine
+    numbers = [t.number for t in e.tickets]
+    assert len(numbers) == len(set(numbers)), "a number was issued twice"
+    for service in e.services.values():
+        mine = sorted(int(t.number[1:]) for t in e.tickets if t.number[0] == service.prefix)
+        assert mine == list(range(1, len(mine) + 1)), "numbers must be consecutive"
+    at_window = {}
+    for w in e.windows.values():
+        if w.current is not None:
+            assert w.current.state in (TicketState.CALLED, TicketState.SERVING)
+            assert w.current.window == w.number
+            assert w.current.number not in at_window, "two windows hold the same ticket"
+            at_window[w.current.number] = w.number
+    for t in e.tickets:
+        assert e.core.queued(t.idx) == (t.state is TicketState.WAITING), t
+        if t.state in (TicketState.CALLED, TicketState.SERVING):
+            assert at_window.get(t.number) == t.window, "a called ticket with no window"
+    for code, i in e.service_idx.items():
+        waiting = [t for t in e.tickets if t.service == code and t.state is TicketState.WAITING
+                   and t.directed is None]
+        assert e.core.waiting(i) == len(waiting)
+
+
+def fingerprint(q: HallQueue, now: float) -> Any:
+    e = q.engine
+    tickets = [(t.number, t.service, t.state, t.window, t.directed, t.issued_at, t.called_at,
+                t.finished_at, t.recalls, t.rating) for t in e.tickets]
+    windows = [(w.number, w.status, w.current.number if w.current else None, sorted(w.skills.items()))
+               for w in e.windows.values()]
+    nxt = [e.core.peek_next(w.idx, now) for w in e.windows.values()]
+    return tickets, windows, nxt
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(op, min_size=1, max_size=60))
+def test_random_days_keep_every_ticket_once_and_replay_to_the_same_state(
+    steps: list[tuple[Any, ...]], core_cls: type[Any]
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "log.sqlite"
+        q = make_queue(path, core_cls)
+        accepted = 0
+        now = at(9)
+        for i, step in enumerate(steps):
+            now = at(9, 0, second=37.0 * i)
+            kind, role, client, cmd = command_for(step, q)
+            done = q.submit(kind, role, client, cmd, now)
+            if kind == "ticket" and done.record["ok"]:
+                accepted += 1
+            check_invariants(q)
+        assert len(q.engine.tickets) == accepted, "an accepted ticket was lost"
+        replayed = make_queue(path, core_cls)
+        replayed.recover()
+        assert fingerprint(replayed, now + 60) == fingerprint(q, now + 60)
+        q.log.close()
+        replayed.log.close()
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    tickets=st.lists(st.tuples(st.sampled_from(SERVICES),
+                               st.sampled_from(["normal", "assisted", "green"]),
+                               st.integers(0, 1800)), min_size=1, max_size=6),
+    skills=st.dictionaries(st.sampled_from(SERVICES), st.sampled_from([0.5, 1.0, 2.0, 4.0]),
+                           min_size=1),
+    call_after=st.integers(0, 600),
+)
+@example(tickets=[("tax-filing", "normal", 1100), ("invoice", "normal", 1300)],
+         skills={"tax-filing": 0.5, "invoice": 1.0}, call_after=0)
+def test_a_call_picks_the_best_score_among_eligible_tickets(
+    tickets: list[tuple[str, str, int]], skills: dict[str, float], call_after: int,
+    core_cls: type[Any],
+) -> None:
+    from coordinator.engine import CLASS_OF, Engine
+
+    e = Engine(small_hall(), core_cls)
+    e.roll_over(at(8))
+    e.apply(m.SetSkills(window=4, action="set_skills", skills=skills), at(8, 30))
+    for service, priority, offset in sorted(tickets, key=lambda x: x[2]):
+        e.apply(m.IssueRequest(kind="issue", service=service, priority=priority),
+                at(9, second=offset))
+    now = at(9, second=1800 + call_after)  # waits straddle the 10- and 15-minute targets
+    eligible = [t for t in e.tickets if t.service in skills]
+    out = e.apply(m.WindowAction(window=4, action="call"), now)
+    if not eligible:
+        assert out.error is not None and out.error.code == "no_one_waiting"
+        return
+
+    def key(t: Any) -> tuple[float, float, int]:
+        wait = now - t.issued_at
+        target = e.services[t.service].wait_target_min * 60
+        urgency = wait * skills[t.service] * (2.0 if wait >= target else 1.0)
+        return CLASS_OF[t.priority], -urgency, t.seq
+
+    assert out.ticket is not None and out.ticket is min(eligible, key=key)
