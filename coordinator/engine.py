@@ -79,6 +79,7 @@ class Outcome:
     error: Rejection | None = None
     ticket: Ticket | None = None
     info: m.TicketInfo | None = None
+    lease: tuple[int, int] | None = None
     events: list[m.Message] = field(default_factory=list)
     windows: set[int] = field(default_factory=set)
     services: set[str] = field(default_factory=set)
@@ -125,6 +126,8 @@ class Engine:
         self.tickets: list[Ticket] = []
         self.by_number: dict[str, Ticket] = {}
         self.counters: Counter[str] = Counter()
+        self.issued: Counter[str] = Counter()
+        self.leases: dict[tuple[str, str], list[tuple[int, int]]] = {}
         self.per_person: Counter[str] = Counter()
         self.recent: dict[str, deque[float]] = {
             code: deque(maxlen=RECENT_SERVICE_TIMES) for code in self.services
@@ -209,9 +212,9 @@ class Engine:
     def apply(self, command: Any, now: float, source: str = "") -> Outcome:
         """Apply one validated command at time ``now`` (epoch seconds)."""
         if isinstance(command, m.IssueRequest):
-            return self.issue(command, now)
+            return self.issue(command, now, source)
         if isinstance(command, m.LeaseRequest):
-            return reject("not_supported", "number leases are not available on this coordinator")
+            return self.lease(command, source)
         window = self.windows.get(command.window)
         if window is None:
             return reject("unknown_window", f"window {command.window} is not configured")
@@ -226,25 +229,60 @@ class Engine:
     def _hours(self, service: Service) -> list[tuple[dt.time, dt.time]]:
         return service.hours or self.cfg.hall.open_hours
 
-    def issue(self, req: m.IssueRequest, now: float) -> Outcome:
+    def lease(self, req: m.LeaseRequest, source: str) -> Outcome:
+        """Reserve a block of numbers a dispenser may issue from while it cannot reach us;
+        online issuing skips the block, so no number can be handed out twice."""
         service = self.services.get(req.service)
         if service is None:
             return reject("unknown_service", f"unknown service {req.service!r}")
-        issued_at = req.offline.issued_at.timestamp() if req.offline else now
-        local = dt.datetime.fromtimestamp(issued_at, self.tz).time()
-        hours = self._hours(service)
-        if not any(start <= local < end for start, end in hours):
-            spans = ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in hours)
-            return reject("service_closed", f"{service.name} 取号时间 {spans}")
-        if service.daily_cap is not None and self.counters[service.code] >= service.daily_cap:
-            return reject("daily_cap_reached", f"{service.name} 今日号已取完")
-        limit = self.settings.person_daily_limit
-        if req.identity and limit is not None and self.per_person[req.identity] >= limit:
-            return reject("person_limit_reached", f"每人每天最多取号 {limit} 次")
-        if self.counters[service.code] + 1 >= 10 ** service.width:
-            return reject("numbers_exhausted", f"{service.name} 号码已用完")
-        self.counters[service.code] += 1
-        number = f"{service.prefix}{self.counters[service.code]:0{service.width}d}"
+        first = self.counters[service.code] + 1
+        last = first + req.size - 1
+        if last >= 10 ** service.width:
+            return reject("numbers_exhausted", f"{service.name} 号码不足以预留 {req.size} 个")
+        self.counters[service.code] = last
+        self.leases.setdefault((source, service.code), []).append((first, last))
+        return Outcome(ok=True, lease=(first, last))
+
+    def _check_offline(self, service: Service, offline: m.OfflineIssue, source: str) -> Outcome | None:
+        number = offline.number
+        if number[0] != service.prefix or len(number) != service.width + 1:
+            return reject("not_leased", f"{number} is not a {service.name} number")
+        n = int(number[1:])
+        blocks = self.leases.get((source, service.code), [])
+        if not any(first <= n <= last for first, last in blocks):
+            return reject("not_leased", f"{number} was not leased to {source} today")
+        if number in self.by_number:
+            return reject("number_used", f"{number} was already issued")
+        return None
+
+    def issue(self, req: m.IssueRequest, now: float, source: str = "") -> Outcome:
+        service = self.services.get(req.service)
+        if service is None:
+            return reject("unknown_service", f"unknown service {req.service!r}")
+        if req.offline is not None:
+            # Issued and printed already: only the lease decides; hours and caps were the
+            # dispenser's to apply when it handed the ticket out.
+            if (refused := self._check_offline(service, req.offline, source)) is not None:
+                return refused
+            number = req.offline.number
+            issued_at = req.offline.issued_at.timestamp()
+        else:
+            local = dt.datetime.fromtimestamp(now, self.tz).time()
+            hours = self._hours(service)
+            if not any(start <= local < end for start, end in hours):
+                spans = ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in hours)
+                return reject("service_closed", f"{service.name} 取号时间 {spans}")
+            if service.daily_cap is not None and self.issued[service.code] >= service.daily_cap:
+                return reject("daily_cap_reached", f"{service.name} 今日号已取完")
+            limit = self.settings.person_daily_limit
+            if req.identity and limit is not None and self.per_person[req.identity] >= limit:
+                return reject("person_limit_reached", f"每人每天最多取号 {limit} 次")
+            if self.counters[service.code] + 1 >= 10 ** service.width:
+                return reject("numbers_exhausted", f"{service.name} 号码已用完")
+            self.counters[service.code] += 1
+            number = f"{service.prefix}{self.counters[service.code]:0{service.width}d}"
+            issued_at = now
+        self.issued[service.code] += 1
         priority = Priority.GREEN if service.priority == "green" else req.priority
         slot = self.appointments.get(req.appointment or "")
         if slot is not None and slot[0] == service.code and priority is not Priority.GREEN:
@@ -263,7 +301,7 @@ class Engine:
         outcome.info = self.ticket_info(t, now)
         outcome.events.append(m.TicketEvent(ticket=number, service=t.service,
                                             state=TicketState.WAITING))
-        if service.warn_at is not None and self.counters[service.code] == service.warn_at:
+        if service.warn_at is not None and self.issued[service.code] == service.warn_at:
             outcome.events.append(m.AlertEvent(
                 severity="warning", kind="daily_cap_near",
                 message=f"{service.name} 已发 {service.warn_at} 号, 上限 {service.daily_cap}"))

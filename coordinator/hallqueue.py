@@ -31,6 +31,7 @@ def record_of(outcome: Outcome) -> dict[str, Any]:
         "error": outcome.error.model_dump() if outcome.error else None,
         "ticket": outcome.ticket.number if outcome.ticket else None,
         "info": outcome.info.model_dump(mode="json") if outcome.info else None,
+        "lease": list(outcome.lease) if outcome.lease else None,
     }
 
 

@@ -9,6 +9,7 @@ the log and republishes every retained state, so boards are right at once.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -33,15 +34,16 @@ def default_log_path(cfg: HallConfig) -> Path:
     return cfg.coordinator.log_path or cfg.runtime.state_dir / f"events-{cfg.hall.id}.sqlite"
 
 
-def _reply(command: Any, record: dict[str, Any]) -> m.Message:
+def _reply(command: Any, record: dict[str, Any], day: dt.date | None) -> m.Message:
     error = m.Rejection(**record["error"]) if record["error"] else None
     if isinstance(command, m.IssueRequest):
         info = m.TicketInfo.model_validate(record["info"]) if record["info"] else None
         return m.IssueReply(kind="issue", corr=command.id, ok=record["ok"], error=error,
                             ticket=info)
     if isinstance(command, m.LeaseRequest):
+        first, last = record.get("lease") or (None, None)
         return m.LeaseReply(kind="lease", corr=command.id, ok=record["ok"], error=error,
-                            service=command.service)
+                            service=command.service, day=day, first=first, last=last)
     return m.CommandReply(kind="command", corr=command.id, ok=record["ok"], error=error,
                           ticket=record["ticket"])
 
@@ -140,7 +142,7 @@ class Coordinator:
         async with self._lock:
             done = self.queue.submit(kind, parts.role, parts.client or "", command, self.clock())
             await self._publish(self._topics.reply(parts.role, parts.client or ""),
-                                _reply(command, done.record))
+                                _reply(command, done.record, self.engine.day))
             if done.rollover is not None:
                 await self._publish_outcome(done.rollover, done.seq)
             if done.outcome is not None and done.outcome.ok:

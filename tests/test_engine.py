@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from coordinator.engine import Engine, Outcome
+from coordinator.engine import Engine, Outcome, _utc
 from hallq import messages as m
 from hallq.messages import Priority, TicketState, WindowStatus
 
@@ -337,3 +337,55 @@ def test_stats_count_waits_and_service_times(engine: Engine) -> None:
     assert (stats.total.issued, stats.total.served) == (2, 2)
     assert stats.total.avg_wait_s == 660.0 and stats.per_window["1"].served == 2
     assert stats.per_service["invoice"].issued == 0
+
+
+def test_numbers_run_out_at_the_width(engine: Engine) -> None:
+    engine.services["invoice"] = engine.services["invoice"].model_copy(
+        update={"width": 2, "daily_cap": None})
+    outs = [issue(engine, "invoice") for _ in range(100)]
+    assert outs[-2].ticket.number == "B99"  # type: ignore[union-attr]
+    assert code(outs[-1]) == "numbers_exhausted"
+    assert code(engine.apply(m.LeaseRequest(kind="lease", service="invoice", size=1), at(9),
+                             "pi-d1")) == "numbers_exhausted"
+
+
+def lease(e: Engine, service: str, size: int, source: str = "pi-d1") -> tuple[int, int]:
+    out = e.apply(m.LeaseRequest(kind="lease", service=service, size=size), at(9), source)
+    assert out.ok and out.lease is not None
+    return out.lease
+
+
+def offline(e: Engine, number: str, when: float, source: str = "pi-d1",
+            service: str = "tax-filing") -> Outcome:
+    req = m.IssueRequest(kind="issue", service=service, offline=m.OfflineIssue(
+        number=number, issued_at=_utc(when)))
+    return e.apply(req, at(11), source)
+
+
+def test_a_leased_block_is_skipped_online_and_accepted_offline_with_its_time(
+    engine: Engine,
+) -> None:
+    issue(engine)
+    assert lease(engine, "tax-filing", 10) == (2, 11)
+    assert issue(engine).ticket.number == "A012"  # type: ignore[union-attr]
+    replayed = offline(engine, "A002", at(9, 30))
+    assert replayed.ok and replayed.ticket is not None
+    assert replayed.ticket.issued_at == at(9, 30) and replayed.ticket.offline
+    assert code(offline(engine, "A002", at(9, 31))) == "number_used"
+    assert code(offline(engine, "A012", at(9, 31))) == "not_leased"
+    assert code(offline(engine, "A003", at(9, 31), source="pi-d2")) == "not_leased"
+    assert code(offline(engine, "B003", at(9, 31))) == "not_leased"
+
+
+def test_offline_issues_stand_even_outside_hours_or_past_the_cap(engine: Engine) -> None:
+    first, last = lease(engine, "invoice", 3)
+    for _ in range(5):
+        issue(engine, "invoice")
+    assert code(issue(engine, "invoice")) == "daily_cap_reached"
+    assert offline(engine, f"B{first:03d}", at(18, 30), service="invoice").ok
+
+
+def test_leases_end_with_the_day(engine: Engine) -> None:
+    lease(engine, "tax-filing", 5)
+    engine.roll_over(at(3, 1, day=31))
+    assert code(offline(engine, "A001", at(9, day=31))) == "not_leased"
