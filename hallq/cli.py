@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,11 +16,24 @@ if TYPE_CHECKING:
 
 
 def _version_text() -> str:
-    return f"hallq {__version__}"
+    from coordinator.dispatch import active_kind
+
+    try:
+        kind = active_kind()
+    except (ImportError, ValueError):
+        kind = "unavailable"
+    return f"hallq {__version__} (dispatch core: {kind})"
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_version_text())
+        ctx.exit()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(message="%(version)s", version=_version_text(), prog_name="hallq")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show the version and the active dispatch core.")
 def main() -> None:
     """hallq: queue management for public service halls."""
 
@@ -94,3 +108,57 @@ def acl(config_file: Path, users: tuple[str, ...]) -> None:
         click.echo(mosquitto_acl(list(users), hall=hall), nl=False)
     except TopicError as exc:
         raise click.BadParameter(str(exc), param_hint="--coordinator-user") from None
+
+
+def _setup_logging(level: str) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _run_until_signalled(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run the service; SIGTERM/SIGINT cancel it so it shuts down cleanly (offline status)."""
+    import asyncio
+    import signal
+
+    from hallq.aio import cancel_and_wait
+
+    async def runner() -> None:
+        task = asyncio.ensure_future(coro_factory())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        await cancel_and_wait(task)
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+    asyncio.run(runner())
+
+
+@main.command()
+@config_option
+@click.option("--log", "log_path", type=click.Path(path_type=Path), default=None,
+              help="event log (SQLite); default: coordinator.log_path or the state dir")
+@click.option("--dispatch", type=click.Choice(["auto", "compiled", "pure"]), default=None,
+              help="dispatch core to use (default: HALLQ_DISPATCH or auto)")
+def coordinator(config_file: Path, log_path: Path | None, dispatch: str | None) -> None:
+    """Run the hall's queue coordinator (the only writer of its queue state)."""
+    import os
+
+    from coordinator.service import serve
+
+    cfg = _load(config_file)
+    _setup_logging(cfg.runtime.log_level)
+    kind = dispatch or os.environ.get("HALLQ_DISPATCH", "auto")
+    _run_until_signalled(lambda: serve(cfg, log_path=log_path, dispatch=kind))
+
+
+if __name__ == "__main__":
+    main()

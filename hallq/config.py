@@ -490,7 +490,7 @@ class CoordinatorConfig(_Model):
     person_daily_limit: Annotated[int, BeforeValidator(_int_range(1, 50))] | None = None
     max_recalls: Annotated[int, BeforeValidator(_int_range(0, 10))] = 3
     board_calls: Annotated[int, BeforeValidator(_int_range(1, 50))] = 10
-    overdue_boost: Annotated[float, BeforeValidator(_positive_number(10))] = 2.0
+    overdue_boost: Annotated[float, BeforeValidator(_positive_number(10)), Field(ge=1.0)] = 2.0
     default_service_min: Annotated[float, BeforeValidator(_positive_number(120))] = 1.63
     retention_days: Annotated[int, BeforeValidator(_int_range(1, 3650))] = 400
 
