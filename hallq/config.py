@@ -475,6 +475,7 @@ class RuntimeConfig(_Model):
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_log_level)
     ] = "INFO"
+    pin_factory: Literal["lgpio", "rpigpio", "native", "mock"] | None = None
 
 
 class SecurityConfig(_Model):
