@@ -47,6 +47,7 @@ class Ticket:
     appt_start: float = 0.0
     appt_end: float = 0.0
     offline: bool = False
+    source: str = ""
 
     @property
     def wait_s(self) -> float | None:
@@ -215,6 +216,8 @@ class Engine:
             return self.issue(command, now, source)
         if isinstance(command, m.LeaseRequest):
             return self.lease(command, source)
+        if isinstance(command, m.VoidRequest):
+            return self.void(command, source)
         window = self.windows.get(command.window)
         if window is None:
             return reject("unknown_window", f"window {command.window} is not configured")
@@ -242,6 +245,21 @@ class Engine:
         self.counters[service.code] = last
         self.leases.setdefault((source, service.code), []).append((first, last))
         return Outcome(ok=True, lease=(first, last))
+
+    def void(self, req: m.VoidRequest, source: str) -> Outcome:
+        t = self.by_number.get(req.number)
+        if t is None:
+            return reject("unknown_ticket", f"今天没有 {req.number} 号")
+        if t.source != source:
+            return reject("not_your_ticket", f"{req.number} was not issued by {source}")
+        if t.state is not TicketState.WAITING:
+            return reject("ticket_not_waiting", f"{t.number} 当前状态为 {t.state.value}")
+        self.core.remove(t.idx)
+        t.state = TicketState.VOIDED
+        out = Outcome(ok=True, ticket=t, services={t.service})
+        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
+                                        state=TicketState.VOIDED, reason=req.reason))
+        return out
 
     def _check_offline(self, service: Service, offline: m.OfflineIssue, source: str) -> Outcome | None:
         number = offline.number
@@ -294,6 +312,7 @@ class Engine:
         if priority is Priority.APPOINTMENT and slot is not None:
             t.appt_start, t.appt_end = slot[1], slot[2]
         t.offline = req.offline is not None
+        t.source = source
         if req.identity:
             self.per_person[req.identity] += 1
         self._enqueue(t)

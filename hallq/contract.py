@@ -56,8 +56,8 @@ CLIENT_TOPICS: dict[Action, TopicSpec] = {
         "dispenser agent",
         "coordinator",
         1, False, m.TicketRequest, True, None,
-        "Ticket issue or number-block lease request; the reply carries `corr` = this `id`. "
-        "Offline issues are replayed from the outbox.",
+        "Ticket issue, number-block lease, or void of a ticket that could not be printed; "
+        "the reply carries `corr` = this `id`. Offline issues are replayed from the outbox.",
         (Role.DISPENSER,),
     ),
     Action.REPLY: TopicSpec(

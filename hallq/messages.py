@@ -192,8 +192,17 @@ class LeaseRequest(Message):
     size: int = Field(ge=1, le=500)
 
 
+class VoidRequest(Message):
+    """Withdraw a ticket the dispenser could not print, so no ghost number waits in the queue."""
+
+    kind: Literal["void"]
+    number: TicketNo
+    reason: ShortText
+
+
 TicketRequest = TypeAliasType(
-    "TicketRequest", Annotated[Union[IssueRequest, LeaseRequest], Field(discriminator="kind")]
+    "TicketRequest",
+    Annotated[Union[IssueRequest, LeaseRequest, VoidRequest], Field(discriminator="kind")],
 )
 
 

@@ -389,3 +389,14 @@ def test_leases_end_with_the_day(engine: Engine) -> None:
     lease(engine, "tax-filing", 5)
     engine.roll_over(at(3, 1, day=31))
     assert code(offline(engine, "A001", at(9, day=31))) == "not_leased"
+
+
+def test_a_dispenser_voids_a_ticket_it_could_not_print(engine: Engine) -> None:
+    issued = engine.apply(m.IssueRequest(kind="issue", service="invoice"), at(9), "pi-d1")
+    number = issued.ticket.number  # type: ignore[union-attr]
+    void = m.VoidRequest(kind="void", number=number, reason="paper out")
+    assert code(engine.apply(void, at(9), "pi-d2")) == "not_your_ticket"
+    out = engine.apply(void, at(9), "pi-d1")
+    assert out.ok and engine.by_number[number].state is TicketState.VOIDED
+    assert engine.core.waiting(engine.service_idx["invoice"]) == 0
+    assert code(engine.apply(void, at(9), "pi-d1")) == "ticket_not_waiting"

@@ -27,6 +27,7 @@ EXAMPLES: list[Any] = [
         offline=m.OfflineIssue(number="B901", issued_at=NOW),
     ),
     m.LeaseRequest(kind="lease", service="invoice", size=50),
+    m.VoidRequest(kind="void", number="B012", reason="printer out of paper"),
     m.IssueReply(
         kind="issue", corr=new_ulid(), ok=True,
         ticket=m.TicketInfo(
@@ -63,6 +64,7 @@ TYPE_OF = {
     m.WindowAction: m.WindowCommand, m.TicketAction: m.WindowCommand, m.Transfer: m.WindowCommand,
     m.Finish: m.WindowCommand, m.Rate: m.WindowCommand, m.SetSkills: m.WindowCommand,
     m.IssueRequest: m.TicketRequest, m.LeaseRequest: m.TicketRequest,
+    m.VoidRequest: m.TicketRequest,
     m.IssueReply: m.Reply, m.LeaseReply: m.Reply, m.CommandReply: m.Reply,
 }
 
