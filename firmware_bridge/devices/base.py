@@ -1,0 +1,42 @@
+"""What every device on the framed bus shares: an address on a link, and a way to read events.
+
+A driver attaches itself to its link when made, so the link polls it; it turns the raw
+event bytes into a typed event and sends commands through the link. Drivers never touch
+MQTT: the agent decides what an event means for the hall.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from firmware_bridge.errors import FrameError
+from firmware_bridge.link import SerialLink
+from firmware_bridge.payloads import DeviceKind, EventType
+from firmware_bridge.updates import DeviceEvent
+
+__all__ = ["FramedDevice"]
+
+
+class FramedDevice:
+    """Base of the drivers for devices on the RS-485 bus."""
+
+    kind: ClassVar[DeviceKind]
+
+    def __init__(
+        self,
+        link: SerialLink,
+        address: int,
+        *,
+        device: str | None = None,
+        reply_timeout: float | None = None,
+    ) -> None:
+        self.link = link
+        self.address = address
+        self.device = device or f"{self.kind.name.lower()}-{address}"
+        link.attach(self, reply_timeout=reply_timeout)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.device!r}, address={self.address}, port={self.link.port!r})"
+
+    def decode_event(self, event: EventType, data: bytes) -> DeviceEvent | None:
+        raise FrameError(f"a {self.kind.name.lower()} does not send {event.name} events")

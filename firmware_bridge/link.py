@@ -1,0 +1,641 @@
+"""The bus master: one asyncio task that owns a serial line and every device on it.
+
+RS-485 is half duplex and the devices speak only when asked, so everything on the line
+is one sequence of transactions run by a single task: commands from the agent first,
+then a round-robin POLL of every attached device. Devices that stop answering are polled
+rarely so they do not slow the rest; a port that disappears is reopened with capped,
+jittered backoff, and pending commands fail at once instead of running late (a stale
+DISPLAY is worse than none). Bad bytes only ever bump a counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Self
+
+from firmware_bridge.errors import (
+    BridgeError,
+    DeviceRejected,
+    DeviceTimeout,
+    FrameError,
+    LinkDown,
+    PortUnavailable,
+)
+from firmware_bridge.frame import (
+    BROADCAST,
+    MAX_ADDRESS,
+    MAX_WIRE_FRAME,
+    Command,
+    DropReason,
+    Frame,
+    FrameDecoder,
+)
+from firmware_bridge.payloads import DeviceStatus, EventType, Identity, NackReason, split_event
+from firmware_bridge.port import PortConnection, open_port
+from firmware_bridge.timing import LinkTiming
+from firmware_bridge.updates import DeviceEvent, DeviceState, LinkState, Update
+from hallq.aio import cancel_and_wait
+
+__all__ = ["EventSource", "LinkStats", "SerialLink"]
+
+log = logging.getLogger("firmware_bridge.link")
+
+_SUMMARY_EVERY = 60.0
+_STABLE_AFTER = 5.0  # a port open this long counts as working again
+
+
+class EventSource(Protocol):
+    """What the link needs of a driver: where it is and how to read its events."""
+
+    @property
+    def address(self) -> int: ...
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def kind(self) -> int: ...
+
+    def decode_event(self, event: EventType, data: bytes) -> DeviceEvent | None:
+        """Raise ValueError (FrameError) for data that does not fit this kind of device."""
+        ...
+
+
+@dataclass(slots=True)
+class LinkStats:
+    frames_sent: int = 0
+    frames_received: int = 0
+    timeouts: int = 0
+    retries: int = 0
+    duplicate_events: int = 0
+    bad_events: int = 0
+    unexpected_frames: int = 0
+    open_failures: int = 0
+    opened: int = 0
+    dropped_updates: int = 0
+
+
+@dataclass(slots=True)
+class _Device:
+    source: EventSource
+    reply_timeout: float | None
+    online: bool | None = None
+    misses: int = 0
+    last_event_seq: int | None = None  # kept across reconnects: a device resends after a flap
+    identity: Identity | None = None
+    status: DeviceStatus | None = None
+    next_poll: float = 0.0
+    next_status: float = 0.0
+
+
+@dataclass(slots=True)
+class _Job:
+    address: int
+    command: Command
+    payload: bytes
+    retries: int
+    future: asyncio.Future[Frame | None] = field(repr=False)
+
+
+class _PortLost(Exception):
+    pass
+
+
+class _Updates:
+    def __init__(self, queue: asyncio.Queue[Update]) -> None:
+        self._queue = queue
+
+    def __aiter__(self) -> _Updates:
+        return self
+
+    async def __anext__(self) -> Update:
+        return await self._queue.get()
+
+
+class SerialLink:
+    """Master of one RS-485 line; use as ``async with SerialLink(url) as link``.
+
+    Attach a driver per device before or after entering; read ``link.updates()`` for
+    typed device events and LinkState/DeviceState changes, in order.
+    """
+
+    def __init__(
+        self,
+        port: str,
+        *,
+        baudrate: int = 9600,
+        timing: LinkTiming | None = None,
+        queue_size: int = 1024,
+    ) -> None:
+        self.port = port
+        self.baudrate = baudrate
+        self.timing = timing or LinkTiming()
+        self.stats = LinkStats()
+        self._devices: dict[int, _Device] = {}
+        self._decoder = FrameDecoder(addresses=self._devices.__contains__, name=port)
+        self._updates: asyncio.Queue[Update] = asyncio.Queue(maxsize=queue_size)
+        self._jobs: deque[_Job] = deque()
+        self._wake: asyncio.Future[None] | None = None
+        self._conn: PortConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._up: bool | None = None
+        self._seq = 0
+        self._led_frame_id = 0
+        self._pending: tuple[Callable[[Frame], bool], asyncio.Future[Frame]] | None = None
+        self._last_rx = float("-inf")
+        self._tx_end = float("-inf")
+        self._summary_at = 0.0
+        self._summary_drops: Counter[DropReason] = Counter()
+
+    def __repr__(self) -> str:
+        return f"SerialLink({self.port!r}, {len(self._devices)} devices, up={self.is_up})"
+
+    # --- public API -------------------------------------------------------------------
+
+    def attach(self, source: EventSource, *, reply_timeout: float | None = None) -> None:
+        """Poll ``source.address`` from now on; ``reply_timeout`` overrides the link's for it."""
+        address = source.address
+        if not 1 <= address <= MAX_ADDRESS:
+            raise ValueError(f"device address must be 1..{MAX_ADDRESS}, got {address}")
+        if address in self._devices:
+            other = self._devices[address].source.device
+            raise ValueError(f"{self.port}: address {address} is already used by {other!r}")
+        self._devices[address] = _Device(source, reply_timeout)
+
+    @property
+    def is_up(self) -> bool:
+        return self._conn is not None and self._conn.is_open
+
+    @property
+    def drops(self) -> dict[DropReason, int]:
+        """Frames the decoder threw away, by reason, since the link was made."""
+        return dict(self._decoder.drops)
+
+    def device_state(self, address: int) -> DeviceState | None:
+        dev = self._devices.get(address)
+        if dev is None or dev.online is None:
+            return None
+        return self._state_of(address, dev, "current")
+
+    def updates(self) -> _Updates:
+        """Async iterator over events and health changes; meant for one consumer."""
+        return _Updates(self._updates)
+
+    async def next_update(self, timeout: float | None = None) -> Update:
+        async with asyncio.timeout(timeout):
+            return await self._updates.get()
+
+    async def request(
+        self, address: int, command: Command, payload: bytes = b"", *, retries: int | None = None
+    ) -> Frame:
+        """Send a command and return the device's ACK (or HELLO/STATUS answer).
+
+        Raises LinkDown when the port is closed, DeviceTimeout after the retries,
+        DeviceRejected on NACK.
+        """
+        if not 1 <= address <= MAX_ADDRESS:
+            raise ValueError(f"device address must be 1..{MAX_ADDRESS}, got {address}")
+        Frame(address, command, 0, payload)  # validate here, in the caller's traceback
+        reply = await self._submit(address, command, payload, retries)
+        assert reply is not None
+        return reply
+
+    async def broadcast(self, command: Command, payload: bytes = b"") -> None:
+        """Send to every device at once; nobody answers a broadcast, so nothing is confirmed."""
+        Frame(BROADCAST, command, 0, payload)
+        await self._submit(BROADCAST, command, payload, 0)
+
+    def next_led_frame_id(self) -> int:
+        self._led_frame_id = (self._led_frame_id + 1) & 0xFF
+        return self._led_frame_id
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._supervise(), name=f"serial-link {self.port}"
+            )
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_and_wait(task)
+        self._fail_jobs(LinkDown(f"{self.port}: link closed"))
+
+    # --- commands from the agent ----------------------------------------------------------
+
+    async def _submit(
+        self, address: int, command: Command, payload: bytes, retries: int | None
+    ) -> Frame | None:
+        if not self.is_up:
+            raise LinkDown(f"{self.port}: serial port is not open")
+        future: asyncio.Future[Frame | None] = asyncio.get_running_loop().create_future()
+        attempts = self.timing.retries if retries is None else retries
+        self._jobs.append(_Job(address, command, payload, attempts, future))
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+        return await future
+
+    def _fail_jobs(self, exc: BridgeError) -> None:
+        while self._jobs:
+            job = self._jobs.popleft()
+            if not job.future.done():
+                job.future.set_exception(exc)
+
+    # --- the port's life ----------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        delay = self.timing.reopen_initial
+        while True:
+            try:
+                conn = await open_port(self.port, baudrate=self.baudrate, on_data=self._on_data)
+            except PortUnavailable as exc:
+                self.stats.open_failures += 1
+                if self._up is not False:
+                    self._set_link(False, str(exc))
+                else:
+                    log.debug("%s: still unavailable: %s", self.port, exc)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.timing.reopen_max)
+                continue
+            self.stats.opened += 1
+            opened_at = asyncio.get_running_loop().time()
+            self._decoder.reset()
+            self._conn = conn
+            self._set_link(True, "port open")
+            reason = "port closed"
+            failed = False
+            try:
+                await self._serve(conn)
+            except _PortLost:
+                reason = conn.close_reason()
+            except Exception as exc:  # a bug here must not end the link for good
+                log.exception("%s: bus loop failed; reopening the port", self.port)
+                reason, failed = f"internal error: {exc!r}", True
+            finally:
+                self._conn = None
+                self._pending = None
+                await conn.close()
+                self._fail_jobs(LinkDown(f"{self.port}: serial port lost"))
+            self._set_link(False, reason)
+            self._all_offline()
+            # Reopen at once after a port that worked for a while; back off from one that
+            # dies as soon as it opens (a flapping adapter), so it cannot spin the CPU.
+            if failed or asyncio.get_running_loop().time() - opened_at < _STABLE_AFTER:
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.timing.reopen_max)
+            else:
+                delay = self.timing.reopen_initial
+
+    def _set_link(self, up: bool, reason: str) -> None:
+        self._up = up
+        if up:
+            log.info("%s: link up", self.port)
+        else:
+            log.warning("%s: link down: %s", self.port, reason)
+        self._emit(LinkState(self.port, up, reason))
+
+    def _all_offline(self) -> None:
+        for address, dev in self._devices.items():
+            dev.misses = 0
+            if dev.online:
+                dev.online = False
+                self._emit(self._state_of(address, dev, "link down"))
+
+    def _on_data(self, data: bytes) -> None:
+        self._last_rx = asyncio.get_running_loop().time()
+        for frame in self._decoder.feed(data):
+            self.stats.frames_received += 1
+            pending = self._pending
+            if pending is not None and not pending[1].done() and pending[0](frame):
+                pending[1].set_result(frame)
+            else:
+                self.stats.unexpected_frames += 1
+                log.debug("%s: unexpected %r", self.port, frame)
+
+    # --- the bus loop --------------------------------------------------------------------
+
+    async def _serve(self, conn: PortConnection) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            addresses = sorted(self._devices)
+            for address in addresses:
+                await self._run_jobs(conn)
+                dev = self._devices.get(address)
+                if dev is not None and (dev.online is not False or loop.time() >= dev.next_poll):
+                    await self._poll_turn(conn, address, dev)
+            await self._run_jobs(conn)
+            self._log_summary(loop.time())
+            rest = self.timing.poll_interval - (loop.time() - started)
+            if not addresses or rest > 0:
+                await self._idle(conn, rest if addresses else None)
+
+    async def _idle(self, conn: PortConnection, timeout: float | None) -> None:
+        """Wait out the rest of a round, but start at once when a command arrives."""
+        if self._jobs:
+            return
+        self._wake = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait(
+                {self._wake, conn.closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            self._wake.cancel()
+            self._wake = None
+        if conn.closed.done():
+            raise _PortLost
+
+    async def _run_jobs(self, conn: PortConnection) -> None:
+        while self._jobs:
+            job = self._jobs.popleft()
+            if job.future.done():  # the caller gave up
+                continue
+            try:
+                if job.address == BROADCAST:
+                    await self._send(
+                        conn, Frame(BROADCAST, job.command, self._next_seq(), job.payload)
+                    )
+                    reply = None
+                else:
+                    reply = await self._command(
+                        conn, job.address, job.command, job.payload, job.retries
+                    )
+            except _PortLost:
+                job.future.set_exception(LinkDown(f"{self.port}: serial port lost"))
+                raise
+            except BridgeError as exc:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+                continue
+            if not job.future.done():
+                job.future.set_result(reply)
+
+    async def _command(
+        self, conn: PortConnection, address: int, command: Command, payload: bytes, retries: int
+    ) -> Frame:
+        seq = self._next_seq()
+        frame = Frame(address, command, seq, payload)
+
+        def expect(reply: Frame) -> bool:
+            return reply.address == address and reply.seq == seq and reply.command != Command.EVENT
+
+        for attempt in range(1 + retries):
+            if attempt:
+                self.stats.retries += 1
+            reply = await self._transact(conn, frame, expect)
+            if reply is None:
+                self._missed(address, command)
+                continue
+            self._answered(address)
+            if reply.command == Command.NACK:
+                raise DeviceRejected(address, command.name, NackReason.describe(reply.payload))
+            return reply
+        raise DeviceTimeout(address, command.name, 1 + retries)
+
+    async def _poll_turn(self, conn: PortConnection, address: int, dev: _Device) -> None:
+        for _ in range(max(1, self.timing.events_per_turn)):
+            seq = self._next_seq()
+
+            def expect(reply: Frame, seq: int = seq) -> bool:
+                return reply.address == address and (
+                    reply.command == Command.EVENT or reply.seq == seq
+                )
+
+            reply = await self._transact(conn, Frame(address, Command.POLL, seq), expect)
+            if reply is None:
+                self._missed(address, Command.POLL)
+                return
+            was_online = dev.online is True
+            event = self._split(address, reply) if reply.command == Command.EVENT else None
+            self._answered(address)
+            if not was_online:
+                if event is not None and event[0] == EventType.BOOT:
+                    dev.identity = self._identity(address, event[1]) or dev.identity
+                await self._come_online(conn, address, dev)
+            if reply.command != Command.EVENT:
+                break
+            await self._take_event(conn, address, dev, reply, event, was_online)
+        loop = asyncio.get_running_loop()
+        if dev.online and loop.time() >= dev.next_status:
+            status = await self._ask_status(conn, address, dev)
+            changed = status is not None and (
+                dev.status is None or status.flags != dev.status.flags
+            )
+            dev.status = status
+            if changed:
+                self._emit(self._state_of(address, dev, "status"))
+
+    async def _take_event(
+        self,
+        conn: PortConnection,
+        address: int,
+        dev: _Device,
+        reply: Frame,
+        event: tuple[EventType, bytes] | None,
+        was_online: bool,
+    ) -> None:
+        await self._send(conn, Frame(address, Command.ACK, reply.seq))
+        if dev.last_event_seq == reply.seq:
+            self.stats.duplicate_events += 1
+            log.debug(
+                "%s: device %d repeated event seq %d; ACKed again", self.port, address, reply.seq
+            )
+            return
+        dev.last_event_seq = reply.seq
+        if event is None:
+            return
+        kind, data = event
+        if kind == EventType.BOOT:
+            dev.identity = self._identity(address, data) or dev.identity
+            if was_online:
+                self._emit(self._state_of(address, dev, "rebooted"))
+            return
+        try:
+            typed = dev.source.decode_event(kind, data)
+        except ValueError as exc:
+            # The driver's message names the problem, never the data (it may be an ID number).
+            self.stats.bad_events += 1
+            log.warning("%s: device %d sent a bad %s event: %s", self.port, address, kind.name, exc)
+            return
+        except Exception:
+            self.stats.bad_events += 1
+            log.exception(
+                "%s: driver for device %d failed on a %s event", self.port, address, kind.name
+            )
+            return
+        if typed is not None:
+            self._emit(typed)
+
+    def _split(self, address: int, reply: Frame) -> tuple[EventType, bytes] | None:
+        try:
+            return split_event(reply.payload)
+        except FrameError as exc:
+            self.stats.bad_events += 1
+            log.warning("%s: device %d sent a bad event: %s", self.port, address, exc)
+            return None
+
+    def _identity(self, address: int, data: bytes) -> Identity | None:
+        try:
+            return Identity.decode(data)
+        except FrameError as exc:
+            self.stats.bad_events += 1
+            log.warning("%s: device %d sent a bad identity: %s", self.port, address, exc)
+            return None
+
+    async def _come_online(self, conn: PortConnection, address: int, dev: _Device) -> None:
+        if dev.identity is None:
+            try:
+                hello = await self._command(conn, address, Command.HELLO, b"", self.timing.retries)
+                dev.identity = self._identity(address, hello.payload)
+            except (DeviceTimeout, DeviceRejected) as exc:
+                log.info("%s: device %d gave no identity: %s", self.port, address, exc)
+        dev.status = await self._ask_status(conn, address, dev)
+        dev.online = True
+        reason = "answering"
+        want = dev.source.kind
+        if dev.identity is not None and dev.identity.kind != want:
+            reason = f"answers as {dev.identity.kind_name}, configured as kind {want}"
+            log.warning("%s: device %d %s", self.port, address, reason)
+        log.info("%s: device %d (%s) online", self.port, address, dev.source.device)
+        self._emit(self._state_of(address, dev, reason))
+
+    async def _ask_status(
+        self, conn: PortConnection, address: int, dev: _Device
+    ) -> DeviceStatus | None:
+        dev.next_status = asyncio.get_running_loop().time() + self.timing.status_interval
+        try:
+            reply = await self._command(conn, address, Command.STATUS, b"", 0)
+            return DeviceStatus.decode(reply.payload)
+        except (DeviceTimeout, DeviceRejected, FrameError) as exc:
+            log.info("%s: device %d gave no status: %s", self.port, address, exc)
+            return dev.status
+
+    def _answered(self, address: int) -> None:
+        dev = self._devices.get(address)
+        if dev is not None:
+            dev.misses = 0
+
+    def _missed(self, address: int, command: Command) -> None:
+        self.stats.timeouts += 1
+        dev = self._devices.get(address)
+        if dev is None:
+            return
+        dev.misses += 1
+        now = asyncio.get_running_loop().time()
+        if dev.misses >= self.timing.offline_after and dev.online is not False:
+            dev.online = False
+            reason = f"no answer to {dev.misses} requests (last {command.name})"
+            log.warning(
+                "%s: device %d (%s) offline: %s", self.port, address, dev.source.device, reason
+            )
+            self._emit(self._state_of(address, dev, reason))
+        if dev.online is False:
+            dev.next_poll = now + self.timing.offline_poll_interval
+
+    # --- one transaction on the wire -------------------------------------------------------
+
+    async def _quiet(self, conn: PortConnection) -> None:
+        """Let the line go quiet: our own last frame out, and the turnaround after any reply."""
+        loop = asyncio.get_running_loop()
+        ready = max(self._tx_end, self._last_rx + self.timing.turnaround_s(self.baudrate))
+        delay = ready - loop.time()
+        if delay > 0:
+            await asyncio.wait({conn.closed}, timeout=delay)
+        if conn.closed.done():
+            raise _PortLost
+
+    async def _send(self, conn: PortConnection, frame: Frame) -> float:
+        await self._quiet(conn)
+        data = frame.encode()
+        sent = asyncio.get_running_loop().time()
+        conn.write(data)
+        self.stats.frames_sent += 1
+        self._tx_end = sent + self.timing.wire_time(len(data), self.baudrate)
+        return sent
+
+    async def _transact(
+        self, conn: PortConnection, frame: Frame, expect: Callable[[Frame], bool]
+    ) -> Frame | None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Frame] = loop.create_future()
+        self._pending = (expect, future)
+        try:
+            sent = await self._send(conn, frame)
+            dev = self._devices.get(frame.address)
+            timeout = self.timing.reply_timeout
+            if dev is not None and dev.reply_timeout is not None:
+                timeout = dev.reply_timeout
+            gap = self.timing.byte_gap
+            deadline = self._tx_end + timeout
+            limit = deadline + self.timing.wire_time(MAX_WIRE_FRAME, self.baudrate) + gap
+            while True:
+                waiting: set[asyncio.Future[Any]] = {future, conn.closed}
+                await asyncio.wait(
+                    waiting,
+                    timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if future.done():
+                    return future.result()
+                if conn.closed.done():
+                    raise _PortLost
+                now = loop.time()
+                if now >= limit:
+                    return None
+                if conn.bytes_waiting():  # it answered; this process was slow to read
+                    deadline = now + gap
+                    continue
+                # A reply is still coming in: wait while its bytes keep arriving.
+                if self._last_rx > sent and now - self._last_rx < gap:
+                    deadline = self._last_rx + gap
+                    continue
+                return None
+        finally:
+            self._pending = None
+            future.cancel()
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFF
+        return self._seq
+
+    # --- reporting -------------------------------------------------------------------------
+
+    def _state_of(self, address: int, dev: _Device, reason: str) -> DeviceState:
+        return DeviceState(
+            self.port,
+            dev.source.device,
+            address,
+            bool(dev.online),
+            reason,
+            dev.identity,
+            dev.status,
+        )
+
+    def _emit(self, update: Update) -> None:
+        if self._updates.full():
+            self._updates.get_nowait()
+            self.stats.dropped_updates += 1
+            log.warning("%s: update queue full; dropped the oldest update", self.port)
+        self._updates.put_nowait(update)
+
+    def _log_summary(self, now: float) -> None:
+        if now - self._summary_at < _SUMMARY_EVERY:
+            return
+        self._summary_at = now
+        new = self._decoder.drops - self._summary_drops
+        if new:
+            self._summary_drops = Counter(self._decoder.drops)
+            detail = ", ".join(f"{reason}={n}" for reason, n in sorted(new.items()))
+            log.warning("%s: frames dropped since last report: %s", self.port, detail)

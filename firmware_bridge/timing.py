@@ -1,0 +1,41 @@
+"""Bus timing: how long the master waits, and for what, on a half-duplex RS-485 line.
+
+Only one party may drive the line at a time. The master must not talk before a device's
+transceiver has released the bus (turnaround), and must allow for the reply's own time on
+the wire, which at 9600 baud is about a millisecond per byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["LinkTiming"]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTiming:
+    """Defaults suit 9600 baud through a USB-RS485 adapter (its 16 ms latency timer included)."""
+
+    reply_timeout: float = 0.1  # from the end of our frame to the first byte of the reply
+    byte_gap: float = 0.05  # a reply that has started may pause this long between bytes
+    retries: int = 2  # further attempts of a command (a missed POLL just comes round again)
+    turnaround: float | None = None  # quiet line before we transmit; None: 3.5 chars, >= 2 ms
+    poll_interval: float = 0.05  # shortest time one round of polls may take
+    offline_after: int = 3  # consecutive unanswered requests before a device is offline
+    offline_poll_interval: float = 5.0  # an offline device is tried this often, not every round
+    status_interval: float = 60.0  # how often an online device is asked for STATUS
+    events_per_turn: int = 4  # events taken from one device before the next is polled
+    reopen_initial: float = 0.25  # backoff after the port failed, doubling...
+    reopen_max: float = 5.0  # ...up to this
+    bits_per_char: int = 10  # 8N1
+
+    def char_time(self, baudrate: int) -> float:
+        return self.bits_per_char / baudrate
+
+    def wire_time(self, nbytes: int, baudrate: int) -> float:
+        return nbytes * self.char_time(baudrate)
+
+    def turnaround_s(self, baudrate: int) -> float:
+        if self.turnaround is not None:
+            return self.turnaround
+        return max(0.002, 3.5 * self.char_time(baudrate))

@@ -1,0 +1,495 @@
+"""The bus master end to end: a SerialLink on a pty, simulated devices at the other end.
+
+Tests wait on what the link reports or the simulator records, never on a fixed sleep, and
+use generous timeouts so a loaded machine only makes them slower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tty
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import pytest
+
+from firmware_bridge import (
+    Bitmap,
+    Command,
+    DeviceRejected,
+    DeviceState,
+    DeviceTimeout,
+    DropReason,
+    LinkDown,
+    LinkState,
+    LinkTiming,
+    PortUnavailable,
+    SerialLink,
+    Update,
+)
+from firmware_bridge.devices import (
+    CallPad,
+    IdCard,
+    IdCardRejected,
+    IdReader,
+    Keypad,
+    LedController,
+    PadKey,
+    PadKeyPress,
+    Rating,
+    RatingPad,
+    Scan,
+    Scanner,
+    ServiceKey,
+    TransferTarget,
+    hash_id_number,
+)
+from firmware_bridge.display_text import encode_display
+from firmware_bridge.port import open_port
+from firmware_bridge.sim import (
+    BusSimulator,
+    SimCallPad,
+    SimIdReader,
+    SimKeypad,
+    SimLedController,
+    SimRatingPad,
+    SimScanner,
+)
+
+FAST = LinkTiming(
+    reply_timeout=0.25,
+    byte_gap=0.1,
+    poll_interval=0.01,
+    offline_after=2,
+    offline_poll_interval=0.1,
+    status_interval=3600,
+    reopen_initial=0.02,
+    reopen_max=0.2,
+)
+KEY = "deployment-key-for-tests-0123456789"
+ID_NUMBER = "440103199001011236"
+U = TypeVar("U")
+
+
+class Watch:
+    """Reads link.updates() in the background so a test can wait for what it expects."""
+
+    def __init__(self, link: SerialLink) -> None:
+        self.link = link
+        self.items: list[Update] = []
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        async for update in self.link.updates():
+            self.items.append(update)
+            self._changed.set()
+
+    def of(self, kind: type[U]) -> list[U]:
+        return [u for u in self.items if isinstance(u, kind)]
+
+    async def wait_for(
+        self, predicate: Callable[[list[Update]], bool], timeout: float = 10
+    ) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate(self.items):
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def first(
+        self,
+        kind: type[U],
+        where: Callable[[U], bool] = lambda u: True,
+        *,
+        after: int = 0,
+        timeout: float = 10,
+    ) -> U:
+        """The first update of ``kind`` matching ``where`` at or after index ``after``."""
+        found: list[U] = []
+
+        def match(items: list[Update]) -> bool:
+            found[:] = [u for u in items[after:] if isinstance(u, kind) and where(u)]
+            return bool(found)
+
+        await self.wait_for(match, timeout)
+        return found[0]
+
+
+async def poll_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    """For state that has no event of its own (a counter); bounded by a timeout."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def online(address: int, value: bool = True) -> Callable[[DeviceState], bool]:
+    return lambda s: s.address == address and s.online is value
+
+
+@dataclass
+class Hall:
+    sim: BusSimulator
+    link: SerialLink
+    watch: Watch
+    pad: CallPad
+    rating: RatingPad
+    keypad: Keypad
+    scanner: Scanner
+    ids: IdReader
+    led: LedController
+
+
+ADDRESSES = (1, 2, 3, 5, 11, 21)
+
+
+@pytest.fixture
+async def hall(tmp_path: Path) -> AsyncIterator[Hall]:
+    sim = BusSimulator(
+        tmp_path / "bus0",
+        [
+            SimCallPad(1),
+            SimKeypad(2),
+            SimScanner(3),
+            SimIdReader(5),
+            SimRatingPad(11),
+            SimLedController(21),
+        ],
+    )
+    link = SerialLink(str(sim.path), baudrate=115200, timing=FAST)
+    hall = Hall(
+        sim,
+        link,
+        Watch(link),
+        CallPad(link, 1, window=1, device="pad-01"),
+        RatingPad(link, 11, window=1, device="rate-01"),
+        Keypad(link, 2, services=["tax", "invoice", "social"], device="keys-1"),
+        Scanner(link, 3, device="scan-1"),
+        IdReader(link, 5, key=KEY, device="idr-1"),
+        LedController(link, 21, width=128, height=16, device="strip-01"),
+    )
+    async with sim, link, hall.watch:
+        await hall.watch.wait_for(
+            lambda items: (
+                {u.address for u in items if isinstance(u, DeviceState) and u.online}
+                == set(ADDRESSES)
+            )
+        )
+        # Every device's power-up BOOT event has been acknowledged: the tests start clean.
+        await sim.wait_for(lambda: all(0 in d.acked for d in sim.devices.values()))
+        yield hall
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+async def test_devices_come_online_with_their_identity(hall: Hall) -> None:
+    assert hall.watch.of(LinkState)[0].up
+    states = {s.address: s for s in hall.watch.of(DeviceState)}
+    assert states[1].device == "pad-01"
+    assert states[1].identity is not None and states[1].identity.kind_name == "call_pad"
+    assert states[21].identity is not None and states[21].identity.kind_name == "led_controller"
+    assert states[11].status is not None and states[11].status.ok
+    assert hall.link.is_up
+    assert hall.link.device_state(2) is not None
+
+
+async def test_key_press_arrives_exactly_once_when_the_ack_is_lost(hall: Hall) -> None:
+    sim, pad = hall.sim, hall.sim[1]
+    sim.drop_next(1, Command.ACK)  # the master's ACK of the next event never arrives
+    seq = sim.press(1, "CALL")
+    await sim.wait_for(lambda: seq in pad.acked)
+    assert pad.transmissions[seq] >= 2  # the pad repeated it with the same seq
+    assert hall.link.stats.duplicate_events >= 1
+    sim.press(1, "FINISH")
+    await hall.watch.first(PadKeyPress, lambda e: e.key == PadKey.FINISH)
+    presses = hall.watch.of(PadKeyPress)
+    assert [p.key for p in presses] == [PadKey.CALL, PadKey.FINISH]
+    assert presses[0] == PadKeyPress("pad-01", 1, 1, PadKey.CALL, None)
+
+
+async def test_every_kind_of_device_delivers_typed_events(hall: Hall) -> None:
+    sim, watch = hall.sim, hall.watch
+    sim.press(1, "TRANSFER", TransferTarget("window", 15))
+    sim.press(2, 3)
+    sim.scan(3, "APPT1234")
+    sim.rate(11, 2)
+    await watch.wait_for(
+        lambda items: len([u for u in items if not isinstance(u, DeviceState | LinkState)]) == 4
+    )
+    assert watch.of(PadKeyPress)[0].target == TransferTarget("window", 15)
+    assert watch.of(ServiceKey) == [ServiceKey("keys-1", 2, 3, "social")]
+    assert watch.of(Scan) == [Scan("scan-1", 3, "APPT1234")]
+    assert watch.of(Rating)[0].label == "基本满意"
+
+
+async def test_events_queued_on_one_device_come_in_order(hall: Hall) -> None:
+    keys = ["CALL", "RECALL", "SKIP", "PAUSE", "RESUME", "FINISH", "EMERGENCY"]
+    for key in keys:
+        hall.sim.press(1, key)
+    await hall.watch.wait_for(
+        lambda items: len([u for u in items if isinstance(u, PadKeyPress)]) == 7
+    )
+    assert [p.key.name for p in hall.watch.of(PadKeyPress)] == keys
+
+
+async def test_a_bad_event_is_acknowledged_counted_and_skipped(hall: Hall) -> None:
+    seq = hall.sim[1].queue_event(b"\x01\x42")  # KEY with a code no pad has
+    hall.sim.press(1, "CALL")
+    await hall.watch.first(PadKeyPress)
+    assert seq in hall.sim[1].acked
+    assert hall.link.stats.bad_events == 1
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+async def test_display_reaches_the_pad_even_when_the_first_frame_is_lost(hall: Hall) -> None:
+    hall.sim.drop_next(1, Command.DISPLAY)
+    await hall.pad.show("请A023号到15号窗口", beep=True)
+    assert hall.sim.device(1, SimCallPad).display == "请A023号到15号窗口"
+    assert hall.sim.device(1, SimCallPad).displays == [("请A023号到15号窗口", 1)]
+    assert hall.link.stats.retries >= 1
+
+
+async def test_broadcast_display_reaches_every_pad(hall: Hall) -> None:
+    await hall.link.broadcast(Command.DISPLAY, encode_display("暂停服务"))
+    await hall.sim.wait_for(lambda: hall.sim.device(1, SimCallPad).display == "暂停服务")
+
+
+async def test_led_image_in_two_chunks_survives_a_lost_ack(hall: Hall) -> None:
+    image = Bitmap.from_art(
+        ["".join("#" if (x + y) % 3 == 0 else "." for x in range(128)) for y in range(16)]
+    )
+    hall.sim.garble_next_reply(21, Command.LED_FRAME)  # the first chunk's ACK is corrupted
+    await hall.led.show(image)
+    assert hall.sim.device(21, SimLedController).frames == [
+        image
+    ]  # the resent chunk was taken once
+    assert hall.sim[21].received[Command.LED_FRAME] == 3
+    assert hall.link.stats.retries >= 1
+    assert hall.link.drops[DropReason.BAD_CRC] >= 1
+
+
+async def test_a_device_that_refuses_raises_device_rejected(hall: Hall) -> None:
+    with pytest.raises(DeviceRejected, match="unsupported"):
+        await hall.link.request(11, Command.DISPLAY, encode_display("x"))
+
+
+async def test_wrong_image_size_is_refused_before_sending(hall: Hall) -> None:
+    with pytest.raises(ValueError, match="128x16"):
+        await hall.led.show(Bitmap.from_art(["#" * 8]))
+
+
+# --- health ----------------------------------------------------------------------------------
+
+
+async def test_a_silent_device_goes_offline_and_comes_back(hall: Hall) -> None:
+    hall.sim[11].muted = True
+    await hall.watch.first(DeviceState, online(11, False))
+    assert hall.link.device_state(11) is not None and not hall.link.device_state(11).online  # type: ignore[union-attr]
+    with pytest.raises(DeviceTimeout):
+        await hall.link.request(11, Command.HELLO)
+    mark = len(hall.watch.items)
+    hall.sim.press(1, "CALL")  # the others keep working meanwhile
+    await hall.watch.first(PadKeyPress, after=mark)
+    hall.sim[11].muted = False
+    await hall.watch.first(DeviceState, online(11), after=mark)
+
+
+async def test_a_rebooted_device_restarts_its_count(hall: Hall) -> None:
+    sim, watch = hall.sim, hall.watch
+    sim.press(1, "CALL")  # seq 1
+    await watch.first(PadKeyPress)
+    sim[1].reboot()
+    assert sim.press(1, "RECALL") == 1  # seq 1 again, after the BOOT event's 0
+    state = await watch.first(DeviceState, lambda s: s.reason == "rebooted")
+    assert state.identity is not None and state.identity.boot_id == 2
+    await watch.first(PadKeyPress, lambda e: e.key == PadKey.RECALL)
+
+
+async def test_line_noise_does_not_stop_the_link(hall: Hall) -> None:
+    for _ in range(20):
+        hall.sim.inject(b"\x7e\x01\x82\x00\xff\x7f noise \x7d\x7d \x00\xff" * 3)
+    await poll_until(lambda: hall.link.drops.get(DropReason.GARBAGE, 0) > 0)
+    seq = hall.sim.press(1, "CALL")
+    await hall.sim.wait_for(lambda: seq in hall.sim[1].acked)
+    await hall.watch.first(PadKeyPress)
+    assert hall.link.is_up
+
+
+async def test_a_pad_at_an_led_address_is_reported(tmp_path: Path) -> None:
+    async with BusSimulator(tmp_path / "bus", [SimLedController(4)]) as sim:
+        link = SerialLink(str(sim.path), baudrate=115200, timing=FAST)
+        CallPad(link, 4, device="pad-04")
+        async with link, Watch(link) as watch:
+            state = await watch.first(DeviceState, online(4))
+    assert "answers as led_controller" in state.reason
+
+
+# --- the port ------------------------------------------------------------------------------
+
+
+async def test_unplug_and_replug_recovers_without_restart(hall: Hall) -> None:
+    sim, link, watch = hall.sim, hall.link, hall.watch
+    mark = len(watch.items)
+    sim.unplug()
+    down = await watch.first(LinkState, lambda s: not s.up, after=mark)
+    assert down.reason
+    await watch.first(DeviceState, online(1, False), after=mark)
+    assert not link.is_up
+    with pytest.raises(LinkDown):
+        await hall.pad.show("A001")
+    opened = link.stats.opened
+    await poll_until(lambda: link.stats.open_failures >= 1)  # it kept trying while unplugged
+    sim.replug()
+    await watch.first(LinkState, lambda s: s.up, after=mark)
+    await watch.first(DeviceState, online(1), after=mark)
+    assert link.stats.opened == opened + 1
+    seq = sim.press(1, "CALL")
+    await watch.first(PadKeyPress, after=mark)
+    await sim.wait_for(lambda: seq in sim[1].acked)
+    await hall.pad.show("A001")
+    assert sim.device(1, SimCallPad).display == "A001"
+    ups = [s.up for s in watch.of(LinkState)]
+    assert ups == [True, False, True]
+
+
+async def test_an_event_pending_across_an_unplug_is_delivered_once(hall: Hall) -> None:
+    sim, watch = hall.sim, hall.watch
+    sim.drop_next(1, Command.ACK)
+    seq = sim.press(1, "CALL")
+    await watch.first(PadKeyPress)
+    sim.unplug()  # the pad still holds the event: its ACK was lost
+    await watch.first(LinkState, lambda s: not s.up)
+    sim.replug()
+    await sim.wait_for(lambda: seq in sim[1].acked)
+    sim.press(1, "FINISH")
+    await watch.first(PadKeyPress, lambda e: e.key == PadKey.FINISH)
+    assert [p.key for p in watch.of(PadKeyPress)] == [PadKey.CALL, PadKey.FINISH]
+
+
+async def test_a_missing_port_is_reported_down_and_commands_fail_fast(tmp_path: Path) -> None:
+    link = SerialLink(str(tmp_path / "no-such-tty"), timing=FAST)
+    async with link, Watch(link) as watch:
+        state = await watch.first(LinkState)
+        assert not state.up and "no-such-tty" in state.reason
+        with pytest.raises(LinkDown):
+            await link.request(1, Command.HELLO)
+        await poll_until(lambda: link.stats.open_failures >= 3)
+        assert len(watch.of(LinkState)) == 1  # reported once, not at every retry
+
+
+@pytest.mark.parametrize(
+    ("url", "why"), [("loop://", "pty"), ("rfc2217://host:1", "socket://"), ("ftp://x", "scheme")]
+)
+async def test_urls_without_a_descriptor_are_refused_with_a_reason(url: str, why: str) -> None:
+    with pytest.raises(PortUnavailable, match=why):
+        await open_port(url, baudrate=9600, on_data=lambda data: None)
+
+
+async def test_socket_url_reaches_a_serial_server(tmp_path: Path) -> None:
+    """socket://host:port (a serial device server) works like a tty: bridge one to the sim."""
+    async with BusSimulator(tmp_path / "bus", [SimCallPad(7)]) as sim:
+        tty_fd = os.open(sim.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        tty.setraw(tty_fd)
+        loop = asyncio.get_running_loop()
+        clients: list[asyncio.StreamWriter] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            clients.append(writer)
+            loop.add_reader(tty_fd, lambda: writer.write(os.read(tty_fd, 4096)))
+            try:
+                while data := await reader.read(4096):
+                    os.write(tty_fd, data)
+            finally:
+                loop.remove_reader(tty_fd)
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            link = SerialLink(f"socket://127.0.0.1:{port}", timing=FAST)
+            pad = CallPad(link, 7)
+            async with link, Watch(link) as watch:
+                await watch.first(DeviceState, online(7))
+                sim.press(7, "CALL")
+                await watch.first(PadKeyPress)
+                await pad.show("A001")
+            assert sim.device(7, SimCallPad).display == "A001"
+        finally:
+            for writer in clients:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+            os.close(tty_fd)
+
+
+# --- RS-485 timing (modelled by the simulator) -----------------------------------------------
+
+
+async def test_a_long_reply_at_9600_baud_is_waited_for_not_talked_over(tmp_path: Path) -> None:
+    text = "APPT-" + "0123456789" * 18  # ~190 bytes: about 200 ms on the wire at 9600 baud
+    timing = LinkTiming(reply_timeout=0.1, byte_gap=0.5, poll_interval=0.01, status_interval=3600)
+    async with BusSimulator(tmp_path / "bus", [SimScanner(3)], baudrate=9600) as sim:
+        link = SerialLink(str(sim.path), baudrate=9600, timing=timing)
+        Scanner(link, 3)
+        async with link, Watch(link) as watch:
+            await watch.first(DeviceState, online(3))
+            sim.scan(3, text)
+            event = await watch.first(Scan)
+    assert event.text == text
+    assert sim.collisions == 0
+
+
+async def test_a_master_that_ignores_the_wire_time_collides(tmp_path: Path) -> None:
+    """The simulator's bus model: talking over a device garbles both frames."""
+    hasty = LinkTiming(
+        reply_timeout=0.005, byte_gap=0.0, poll_interval=0.01, retries=0, turnaround=0.0
+    )
+    async with BusSimulator(tmp_path / "bus", [SimScanner(3)], baudrate=9600) as sim:
+        sim.scan(3, "X" * 150)
+        link = SerialLink(str(sim.path), baudrate=115200, timing=hasty)  # wrong baud: no wait
+        Scanner(link, 3)
+        async with link:
+            await sim.wait_for(lambda: sim.collisions > 0)
+
+
+# --- privacy ----------------------------------------------------------------------------------
+
+
+async def test_the_id_number_appears_nowhere(hall: Hall, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    hall.sim.drop_next(5, Command.ACK)  # a repeat too, to walk the duplicate path
+    seq = hall.sim.swipe_id(5, ID_NUMBER)
+    hall.sim.swipe_id(5, "44010319900101123X")  # a misread (check digit wrong)
+    await hall.watch.first(IdCardRejected)
+    await hall.sim.wait_for(lambda: seq in hall.sim[5].acked)
+    card = hall.watch.of(IdCard)[0]
+    assert card.id_hash == hash_id_number(ID_NUMBER, KEY)
+    assert len(hall.watch.of(IdCard)) == 1
+    seen: list[Any] = [
+        caplog.text,
+        repr(card),
+        str(card),
+        repr(hall.ids),
+        repr(hall.link),
+        repr(hall.link.stats),
+        hall.watch.items,
+    ]
+    for record in caplog.records:
+        seen += [record.getMessage(), record.args, record.exc_text]
+    haystack = " ".join(map(str, seen))
+    for number in (ID_NUMBER, "44010319900101123", KEY):
+        assert number not in haystack
