@@ -129,6 +129,7 @@ class Engine:
         self.counters: Counter[str] = Counter()
         self.issued: Counter[str] = Counter()
         self.leases: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        self.lease_floor: dict[str, int] = {}
         self.per_person: Counter[str] = Counter()
         self.recent: dict[str, deque[float]] = {
             code: deque(maxlen=RECENT_SERVICE_TIMES) for code in self.services
@@ -144,11 +145,7 @@ class Engine:
         )
 
     def business_day(self, now: float) -> dt.date:
-        """Local date, counted from the daily reset time (a 00:30 reset puts 00:10 in the
-        previous business day)."""
-        reset = self.cfg.hall.reset_time
-        local = dt.datetime.fromtimestamp(now, self.tz)
-        return (local - dt.timedelta(hours=reset.hour, minutes=reset.minute)).date()
+        return self.cfg.hall.business_day(now)
 
     def due(self, now: float) -> bool:
         return self.day != self.business_day(now)
@@ -233,16 +230,19 @@ class Engine:
         return service.hours or self.cfg.hall.open_hours
 
     def lease(self, req: m.LeaseRequest, source: str) -> Outcome:
-        """Reserve a block of numbers a dispenser may issue from while it cannot reach us;
-        online issuing skips the block, so no number can be handed out twice."""
+        """Reserve a block of numbers a dispenser may issue from while it cannot reach us.
+
+        Blocks are taken from the top of the number space (A999 downwards), so the day's
+        online numbers run on undisturbed from A001 and never reach a leased one.
+        """
         service = self.services.get(req.service)
         if service is None:
             return reject("unknown_service", f"unknown service {req.service!r}")
-        first = self.counters[service.code] + 1
-        last = first + req.size - 1
-        if last >= 10 ** service.width:
+        last = self.lease_floor.get(service.code, 10 ** service.width) - 1
+        first = last - req.size + 1
+        if first <= self.counters[service.code]:
             return reject("numbers_exhausted", f"{service.name} 号码不足以预留 {req.size} 个")
-        self.counters[service.code] = last
+        self.lease_floor[service.code] = first
         self.leases.setdefault((source, service.code), []).append((first, last))
         return Outcome(ok=True, lease=(first, last))
 
@@ -295,7 +295,8 @@ class Engine:
             limit = self.settings.person_daily_limit
             if req.identity and limit is not None and self.per_person[req.identity] >= limit:
                 return reject("person_limit_reached", f"每人每天最多取号 {limit} 次")
-            if self.counters[service.code] + 1 >= 10 ** service.width:
+            ceiling = self.lease_floor.get(service.code, 10 ** service.width)
+            if self.counters[service.code] + 1 >= ceiling:
                 return reject("numbers_exhausted", f"{service.name} 号码已用完")
             self.counters[service.code] += 1
             number = f"{service.prefix}{self.counters[service.code]:0{service.width}d}"

@@ -155,6 +155,7 @@ class Session:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.connects = 0
         self.attempts = 0
+        self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
 
     def _has_replies(self) -> bool:
         from hallq.contract import CLIENT_TOPICS
@@ -326,6 +327,8 @@ class Session:
         )
         self._connected.set()
         self._kick_drain()
+        for hook in self._connect_hooks:
+            self._spawn(hook())
         async for message in client.messages:
             await self._dispatch(message)
 
@@ -434,14 +437,18 @@ class Session:
 
     async def request(self, topic: str, message: Message, *, timeout: float) -> Any:
         """Publish a request and wait for the reply on this client's reply topic whose
-        ``corr`` is the request's id. Never queued: a caller that times out decides itself."""
+        ``corr`` is the request's id. Never queued: a caller that times out decides itself.
+        ``timeout`` covers the publish too: a dispenser must decide within it even when the
+        broker has just vanished and the PUBACK will never come."""
         if self.reply_topic is None:
             raise ValueError(f"role {self.role} has no reply topic")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending[message.id] = future
         try:
-            await self.publish(topic, message)
-            return await asyncio.wait_for(future, timeout)
+            await asyncio.wait_for(self.publish(topic, message), timeout)
+            return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
         except TimeoutError:
             raise RequestTimeout(
                 f"no reply to {topic} (id {message.id}) within {timeout:g} s"
@@ -450,6 +457,10 @@ class Session:
             self._pending.pop(message.id, None)
 
     # --- receiving -----------------------------------------------------------------------
+
+    def on_connect(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` after every (re)connect, once the birth is out (republish state)."""
+        self._connect_hooks.append(hook)
 
     async def subscribe(self, topic_filter: str, handler: Handler) -> None:
         """Route messages matching ``topic_filter`` to ``handler`` (now and after every

@@ -160,5 +160,29 @@ def coordinator(config_file: Path, log_path: Path | None, dispatch: str | None) 
     _run_until_signalled(lambda: serve(cfg, log_path=log_path, dispatch=kind))
 
 
+
+@main.command()
+@config_option
+@click.option("--device", "agent_id", required=True, help="the agent id from the hall file")
+@click.option("--sim-dir", type=click.Path(path_type=Path), default=None,
+              help="directory of simulated serial ports (ports named sim or sim:NAME)")
+@click.option("--simulate-all", is_flag=True,
+              help="treat every serial port as simulated (the demo; needs --sim-dir)")
+def agent(config_file: Path, agent_id: str, sim_dir: Path | None, simulate_all: bool) -> None:
+    """Run the agent of one Pi: its devices, wired to the hall's bus."""
+    from edge.agent import run_agent
+
+    cfg = _load(config_file)
+    try:
+        cfg.agent(agent_id)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--device") from None
+    if simulate_all and sim_dir is None:
+        raise click.BadParameter("--simulate-all needs --sim-dir", param_hint="--sim-dir")
+    _setup_logging(cfg.runtime.log_level)
+    _run_until_signalled(lambda: run_agent(cfg, agent_id, sim_dir=sim_dir,
+                                           simulate_all=simulate_all))
+
+
 if __name__ == "__main__":
     main()

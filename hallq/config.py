@@ -16,7 +16,7 @@ import re
 import tomllib
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -45,6 +45,7 @@ __all__ = [
     "Agent",
     "BrokerConfig",
     "CoordinatorConfig",
+    "EdgeConfig",
     "Device",
     "HallConfig",
     "HallInfo",
@@ -296,6 +297,14 @@ def _log_level(value: object) -> object:
     return value
 
 
+def _http_url(value: object) -> str:
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https") or not (
+        urlsplit(value).hostname
+    ):
+        raise _problem(f"expected an http:// or https:// URL, got {_show(value)}")
+    return value
+
+
 def _broker_url(value: object) -> str:
     if not isinstance(value, str):
         raise _problem(f"expected an mqtt:// or mqtts:// URL, got {_show(value)}")
@@ -383,9 +392,22 @@ class HallInfo(_Model):
     reset_time: ClockTime = time(0, 0)
     open_hours: Intervals = Field(default_factory=_default_open_hours)
 
+    public_url: Annotated[str, BeforeValidator(_http_url)] = "http://127.0.0.1:8080"
+
     @property
     def tzinfo(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def business_day(self, ts: float) -> date:
+        """Local date counted from the daily reset (a 00:30 reset puts 00:10 in the day
+        before); the coordinator and every dispenser must agree on it."""
+        local = datetime.fromtimestamp(ts, self.tzinfo)
+        reset = self.reset_time
+        return (local - timedelta(hours=reset.hour, minutes=reset.minute)).date()
+
+    def ticket_url(self, number: str) -> str:
+        """Where a ticket's QR code leads: the live status page of that ticket."""
+        return f"{self.public_url.rstrip('/')}/t/{self.id}/{number}"
 
     @model_validator(mode="after")
     def _reset_outside_hours(self) -> HallInfo:
@@ -480,6 +502,15 @@ class RuntimeConfig(_Model):
 
 class SecurityConfig(_Model):
     id_hash_key: Annotated[SecretStr, BeforeValidator(_hash_key)] | None = None
+
+
+class EdgeConfig(_Model):
+    """How the agents on the Pis behave when the coordinator is slow or away."""
+
+    reply_timeout_s: Annotated[float, BeforeValidator(_positive_number(30))] = 1.5
+    command_timeout_s: Annotated[float, BeforeValidator(_positive_number(30))] = 3.0
+    lease_size: Annotated[int, BeforeValidator(_int_range(1, 500))] = 50
+    lease_low_water: Annotated[int, BeforeValidator(_int_range(0, 500))] = 10
 
 
 class CoordinatorConfig(_Model):
@@ -747,6 +778,7 @@ class HallConfig(_Model):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     coordinator: CoordinatorConfig = Field(default_factory=CoordinatorConfig)
+    edge: EdgeConfig = Field(default_factory=EdgeConfig)
     zones: list[Zone] = Field(min_length=1)
     services: list[Service] = Field(min_length=1)
     windows: list[Window] = Field(min_length=1)

@@ -82,6 +82,12 @@ kind = "call_pad"
 window = 2
 serial = {{ port = "/dev/ttyUSB0", address = 2 }}
 
+[[agents.devices]]
+id = "rate-1"
+kind = "rating_pad"
+window = 1
+serial = {{ port = "/dev/ttyUSB0", address = 11 }}
+
 [[agents]]
 id = "pi-d1"
 role = "dispenser"
@@ -91,6 +97,11 @@ id = "keys-1"
 kind = "keypad"
 services = ["tax-filing", "invoice", "green"]
 serial = {{ port = "/dev/ttyUSB0", address = 1 }}
+
+[[agents.devices]]
+id = "printer-1"
+kind = "printer"
+serial = {{ port = "/dev/ttyUSB1", baud = 19200 }}
 """
 
 TZ = dt.timezone(dt.timedelta(hours=8))

@@ -362,23 +362,35 @@ def offline(e: Engine, number: str, when: float, source: str = "pi-d1",
     return e.apply(req, at(11), source)
 
 
-def test_a_leased_block_is_skipped_online_and_accepted_offline_with_its_time(
+def test_leased_blocks_come_from_the_top_and_are_accepted_offline_with_their_time(
     engine: Engine,
 ) -> None:
     issue(engine)
-    assert lease(engine, "tax-filing", 10) == (2, 11)
-    assert issue(engine).ticket.number == "A012"  # type: ignore[union-attr]
-    replayed = offline(engine, "A002", at(9, 30))
+    assert lease(engine, "tax-filing", 10) == (990, 999)
+    assert lease(engine, "tax-filing", 5, source="pi-d2") == (985, 989)
+    assert issue(engine).ticket.number == "A002"  # type: ignore[union-attr]
+    replayed = offline(engine, "A990", at(9, 30))
     assert replayed.ok and replayed.ticket is not None
     assert replayed.ticket.issued_at == at(9, 30) and replayed.ticket.offline
-    assert code(offline(engine, "A002", at(9, 31))) == "number_used"
-    assert code(offline(engine, "A012", at(9, 31))) == "not_leased"
-    assert code(offline(engine, "A003", at(9, 31), source="pi-d2")) == "not_leased"
-    assert code(offline(engine, "B003", at(9, 31))) == "not_leased"
+    assert code(offline(engine, "A990", at(9, 31))) == "number_used"
+    assert code(offline(engine, "A002", at(9, 31))) == "not_leased"
+    assert code(offline(engine, "A991", at(9, 31), source="pi-d2")) == "not_leased"
+    assert code(offline(engine, "B991", at(9, 31))) == "not_leased"
+
+
+def test_online_numbers_stop_below_the_leased_blocks(engine: Engine) -> None:
+    engine.services["invoice"] = engine.services["invoice"].model_copy(
+        update={"width": 2, "daily_cap": None})
+    assert lease(engine, "invoice", 90) == (10, 99)
+    outs = [issue(engine, "invoice") for _ in range(10)]
+    assert outs[-2].ticket.number == "B09"  # type: ignore[union-attr]
+    assert code(outs[-1]) == "numbers_exhausted"
+    assert code(engine.apply(m.LeaseRequest(kind="lease", service="invoice", size=1), at(9),
+                             "pi-d1")) == "numbers_exhausted"
 
 
 def test_offline_issues_stand_even_outside_hours_or_past_the_cap(engine: Engine) -> None:
-    first, last = lease(engine, "invoice", 3)
+    first, _ = lease(engine, "invoice", 3)
     for _ in range(5):
         issue(engine, "invoice")
     assert code(issue(engine, "invoice")) == "daily_cap_reached"
@@ -388,7 +400,7 @@ def test_offline_issues_stand_even_outside_hours_or_past_the_cap(engine: Engine)
 def test_leases_end_with_the_day(engine: Engine) -> None:
     lease(engine, "tax-filing", 5)
     engine.roll_over(at(3, 1, day=31))
-    assert code(offline(engine, "A001", at(9, day=31))) == "not_leased"
+    assert code(offline(engine, "A999", at(9, day=31))) == "not_leased"
 
 
 def test_a_dispenser_voids_a_ticket_it_could_not_print(engine: Engine) -> None:

@@ -165,14 +165,18 @@ def check_invariants(q: HallQueue) -> None:
     numbers = [t.number for t in e.tickets]
     assert len(numbers) == len(set(numbers)), "a number was issued twice"
     for service in e.services.values():
-        mine = [int(t.number[1:]) for t in e.tickets if t.number[0] == service.prefix]
-        assert all(1 <= n <= e.counters[service.code] for n in mine), "a number out of range"
         leased = [n for (_, code), blocks in e.leases.items() if code == service.code
                   for first, last in blocks for n in range(first, last + 1)]
         assert len(leased) == len(set(leased)), "a number leased twice"
-        online = [t for t in e.tickets if t.service == service.code and not t.offline]
-        assert not {int(t.number[1:]) for t in online if t.number[0] == service.prefix} & set(
-            leased), "an online ticket took a leased number"
+        assert all(n > e.counters[service.code] for n in leased), "a lease below online numbers"
+        for t in e.tickets:
+            if t.number[0] != service.prefix:
+                continue
+            n = int(t.number[1:])
+            if t.offline:
+                assert n in leased, "an offline ticket outside the leases"
+            else:
+                assert 1 <= n <= e.counters[service.code], "an online number out of range"
     at_window = {}
     for w in e.windows.values():
         if w.current is not None:

@@ -1,0 +1,152 @@
+"""One agent process per Pi: the hall file's devices for that agent, wired to the bus.
+
+``run_agent`` opens the serial lines (or their simulators), the GPIO keys and the MQTT
+session, starts the role's worker (dispenser or window) and feeds it every device update
+until cancelled. Board agents (LED boards, voice) live in :mod:`edge.board`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge.dispenser import DispenserAgent
+from edge.gpio import Buttons, Indicators, make_pin_factory, split_pins
+from edge.leases import LeaseBook
+from edge.window import WindowAgent
+from firmware_bridge.devices import CallPad
+from firmware_bridge.devices.call_pad import PadKey, PadKeyPress
+from firmware_bridge.devices.keypad import ServiceKey
+from firmware_bridge.wiring import wire_devices
+from hallq.bus import Session
+from hallq.config import Agent, HallConfig
+
+log = logging.getLogger("hallq.edge")
+
+PRINTER_POLL_S = 30.0
+LEASE_CHECK_S = 60.0
+
+
+def make_session(cfg: HallConfig, agent: Agent) -> Session:
+    return Session(cfg.broker, hall=cfg.hall.id, role=agent.role, client_id=agent.id,
+                   state_dir=cfg.runtime.state_dir, outbox_max=cfg.runtime.outbox_max)
+
+
+def _gpio_event(agent: Agent, device_id: str, window: int | None, name: str) -> Any:
+    """A GPIO key as the same event its serial twin would produce."""
+    if agent.role == "window":
+        key = PadKey.__members__.get(name.upper())
+        return None if key is None else PadKeyPress(device_id, 0, window, key)
+    services = [s for d in agent.devices if d.id == device_id for s in (d.services or [])]
+    if name in services:
+        return ServiceKey(device_id, 0, services.index(name) + 1, name)
+    return None
+
+
+async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = None,
+                    simulate_all: bool = False, clock: Callable[[], float] = time.time,
+                    ready: asyncio.Event | None = None) -> None:
+    """Serve one agent until cancelled (SIGTERM/SIGINT in the CLI)."""
+    agent = cfg.agent(agent_id)
+    if agent.role == "board":
+        from edge.board import run_board
+
+        await run_board(cfg, agent, sim_dir=sim_dir, simulate_all=simulate_all, ready=ready)
+        return
+    wiring = wire_devices(agent.devices, id_hash_key=cfg.security.id_hash_key,
+                          sim_dir=sim_dir, simulate_all=simulate_all)
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[Any] = asyncio.Queue()
+    gpio: list[Buttons | Indicators] = []
+    leases: LeaseBook | None = None
+    worker: DispenserAgent | WindowAgent
+    async with make_session(cfg, agent) as session, wiring:
+        try:
+            if agent.role == "dispenser":
+                leases = LeaseBook(cfg.runtime.state_dir / f"leases-{cfg.hall.id}-{agent.id}.sqlite")
+                printer = next(iter(wiring.printers.values()), None)
+                worker = DispenserAgent(cfg, agent, session, leases, printer, clock=clock)
+            else:
+                pads = {d.window: d for d in wiring.drivers.values()
+                        if isinstance(d, CallPad) and d.window is not None}
+                worker = WindowAgent(cfg, agent, session, pads)
+            await worker.start()
+            factory = None
+            for dev in agent.devices:
+                if dev.kind == "gpio_buttons" and dev.gpio:
+                    factory = factory or make_pin_factory(cfg.runtime.pin_factory)
+                    keys, lamps = split_pins(dev.gpio)
+
+                    def on_press(name: str, dev_id: str = dev.id, window: int | None = dev.window
+                                 ) -> None:
+                        event = _gpio_event(agent, dev_id, window, name)
+                        if event is not None:
+                            events.put_nowait(event)
+
+                    gpio.append(Buttons(keys, factory, on_press, loop=loop))
+                    if lamps:
+                        gpio.append(Indicators(lamps, factory))
+            feeders = [asyncio.create_task(_feed(link.updates(), events))
+                       for link in wiring.links.values()]
+            chores = [asyncio.create_task(_every(LEASE_CHECK_S, worker.top_up_leases)),
+                      asyncio.create_task(_every(PRINTER_POLL_S, worker.poll_printer))] \
+                if isinstance(worker, DispenserAgent) else []
+            if ready is not None:
+                await session.wait_connected()
+                ready.set()
+            try:
+                await _dispatch(worker, events)
+            finally:
+                for task in feeders + chores:
+                    task.cancel()
+        finally:
+            for item in gpio:
+                item.close()
+            if leases is not None:
+                leases.close()
+
+
+async def _feed(updates: Any, events: asyncio.Queue[Any]) -> None:
+    async for update in updates:
+        events.put_nowait(update)
+
+
+async def _every(period: float, job: Callable[[], Any]) -> None:
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await job()
+        except Exception:
+            log.exception("periodic %s failed", getattr(job, "__name__", job))
+
+
+async def _dispatch(worker: DispenserAgent | WindowAgent, events: asyncio.Queue[Any]) -> None:
+    """Dispensers serve one key press at a time; window pads each get their own turn so a
+    slow reply at one window never holds up the others."""
+    running: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            update = await events.get()
+            if isinstance(worker, DispenserAgent):
+                await _guarded(worker, update)
+                continue
+            task = asyncio.create_task(_guarded(worker, update))
+            running.add(task)
+            task.add_done_callback(running.discard)
+    finally:
+        for task in running:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*running, return_exceptions=True)
+
+
+async def _guarded(worker: DispenserAgent | WindowAgent, update: Any) -> None:
+    try:
+        await worker.handle(update)
+    except Exception:
+        log.exception("%s: handling %r failed", worker.agent.id, type(update).__name__)

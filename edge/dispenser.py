@@ -1,0 +1,218 @@
+"""The dispenser agent (取号机): a key press becomes a printed ticket, online or not.
+
+Online: request -> the coordinator's reply -> print; a ticket that fails to print is voided
+so no ghost number waits. When the reply does not come in time (or the broker is away) the
+ticket is issued from a number block the coordinator leased to this dispenser in advance,
+printed like any other, and replayed through the outbox when the link returns; the
+coordinator accepts it with its original time. The taxpayer cannot tell the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edge.health import Health
+from edge.leases import LeaseBook
+from firmware_bridge import DeviceState, LinkState
+from firmware_bridge.devices import TicketPrinter
+from firmware_bridge.devices.escpos import CHINESE_OFF, CHINESE_ON, CUT, INIT, Ticket, text
+from firmware_bridge.devices.id_reader import IdCard, IdCardRejected
+from firmware_bridge.devices.keypad import ServiceKey
+from firmware_bridge.devices.scanner import Scan
+from hallq import messages as m
+from hallq.bus import Incoming, Session
+from hallq.config import Agent, HallConfig
+from hallq.errors import NotConnected, RequestTimeout
+
+log = logging.getLogger("hallq.edge.dispenser")
+
+FAULTS = frozenset({"paper_out", "cover_open", "error", "offline"})
+PENDING_S = 30.0  # a scanned code or a swiped card applies to the next key press only this long
+
+
+@dataclass
+class Issued:
+    """What happened to one key press (for the log and the tests)."""
+
+    number: str | None
+    online: bool
+    printed: bool
+    error: str | None = None
+
+
+class DispenserAgent:
+    def __init__(self, cfg: HallConfig, agent: Agent, session: Session, leases: LeaseBook,
+                 printer: TicketPrinter | None, *, clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.agent = agent
+        self.session = session
+        self.leases = leases
+        self.printer = printer
+        self.clock = clock
+        self.health = Health(session)
+        self.services = sorted({code for dev in agent.devices for code in (dev.services or [])}
+                               or {s.code for s in cfg.services})
+        self.queues: dict[str, m.QueueState] = {}
+        self.issued: list[Issued] = []
+        self._appointment: tuple[str, float] | None = None
+        self._identity: tuple[str, float] | None = None
+        self._lock = asyncio.Lock()
+        self._leasing = asyncio.Lock()
+        self.req_topic = session.topics.req(agent.id)
+
+    async def start(self) -> None:
+        for code in self.services:
+            await self.session.subscribe(self.session.topics.queue_state(code), self._on_queue)
+        self.session.on_connect(self._on_connect)
+
+    async def _on_connect(self) -> None:
+        await self.health.publish()
+        await self.top_up_leases()
+
+    def _on_queue(self, incoming: Incoming) -> None:
+        self.queues[incoming.payload.service] = incoming.payload
+
+    # --- leases --------------------------------------------------------------------------
+
+    def day(self) -> dt.date:
+        return self.cfg.hall.business_day(self.clock())
+
+    async def top_up_leases(self) -> None:
+        """Keep at least the low-water mark of leased numbers per service, for the next outage."""
+        edge = self.cfg.edge
+        async with self._leasing:
+            today = self.day().isoformat()
+            self.leases.forget_before(today)
+            for code in self.services:
+                if self.leases.remaining(today, code) > edge.lease_low_water:
+                    continue
+                request = m.LeaseRequest(kind="lease", service=code, size=edge.lease_size)
+                try:
+                    reply = await self.session.request(self.req_topic, request,
+                                                       timeout=edge.command_timeout_s)
+                except (RequestTimeout, NotConnected) as exc:
+                    log.info("%s: no lease for %s yet: %s", self.agent.id, code, exc)
+                    return
+                if reply.ok and reply.first and reply.last and reply.day:
+                    self.leases.add_block(reply.day.isoformat(), code, reply.first, reply.last)
+                    log.info("%s: leased %s %d-%d for %s", self.agent.id, code, reply.first,
+                             reply.last, reply.day)
+                elif reply.error is not None:
+                    log.warning("%s: lease for %s refused: %s", self.agent.id, code,
+                                reply.error.message)
+
+    # --- device events ---------------------------------------------------------------------
+
+    async def handle(self, update: Any) -> None:
+        if isinstance(update, ServiceKey):
+            await self.issue(update.service)
+        elif isinstance(update, Scan):
+            self._appointment = (update.text.strip().upper(), self.clock())
+        elif isinstance(update, IdCard):
+            self._identity = (update.id_hash, self.clock())
+        elif isinstance(update, IdCardRejected):
+            await self.health.update(update.device, False, "card_misread", update.reason)
+        elif isinstance(update, LinkState):
+            await self.health.update(f"line-{update.port.rsplit('/', 1)[-1]}", update.up,
+                                     "ok" if update.up else "link_down", update.reason)
+        elif isinstance(update, DeviceState):
+            await self.health.update(update.device, update.online,
+                                     "ok" if update.online else "offline", update.reason)
+
+    def _pending(self, slot: tuple[str, float] | None) -> str | None:
+        if slot is None or self.clock() - slot[1] > PENDING_S:
+            return None
+        return slot[0]
+
+    async def issue(self, service: str) -> Issued:
+        """One key press: exactly one printed ticket, or a printed notice saying why not."""
+        async with self._lock:
+            appointment = self._pending(self._appointment)
+            identity = self._pending(self._identity)
+            self._appointment = self._identity = None
+            request = m.IssueRequest(
+                kind="issue", service=service, identity=identity,
+                appointment=appointment if appointment and 4 <= len(appointment) <= 16 and
+                appointment.isalnum() else None,
+            )
+            try:
+                reply = await self.session.request(self.req_topic, request,
+                                                   timeout=self.cfg.edge.reply_timeout_s)
+            except (RequestTimeout, NotConnected) as exc:
+                log.info("%s: coordinator not answering (%s): issuing offline", self.agent.id, exc)
+                result = await self._issue_offline(service)
+            else:
+                result = await self._issue_online(reply)
+            self.issued.append(result)
+        if not result.online:
+            await self.top_up_leases()
+        return result
+
+    async def _issue_online(self, reply: m.IssueReply) -> Issued:
+        if not reply.ok or reply.ticket is None:
+            message = reply.error.message if reply.error else "无法取号"
+            await self._print_notice(message)
+            return Issued(None, True, False, reply.error.code if reply.error else "refused")
+        info = reply.ticket
+        printed = await self._print(info.service, info.number, info.people_ahead,
+                                    round(info.eta_min), info.issued_at)
+        if not printed:
+            void = m.VoidRequest(kind="void", number=info.number, reason="ticket not printed")
+            await self.session.publish(self.req_topic, void, queue=True)
+        return Issued(info.number, True, printed)
+
+    async def _issue_offline(self, service_code: str) -> Issued:
+        service = self.cfg.service(service_code)
+        now = self.clock()
+        n = self.leases.take(self.day().isoformat(), service_code)
+        if n is None:
+            await self.health.update("leases", False, "exhausted", f"no leased {service_code}")
+            await self._print_notice("系统忙，请稍后再取号")
+            return Issued(None, False, False, "no_lease")
+        number = f"{service.prefix}{n:0{service.width}d}"
+        queue = self.queues.get(service_code)
+        ahead = queue.waiting if queue else 0
+        eta = round(queue.eta_min) if queue and queue.eta_min is not None else None
+        issued_at = dt.datetime.fromtimestamp(now, dt.UTC)
+        printed = await self._print(service_code, number, ahead, eta, issued_at)
+        if printed:
+            replay = m.IssueRequest(kind="issue", service=service_code,
+                                    offline=m.OfflineIssue(number=number, issued_at=issued_at))
+            await self.session.publish(self.req_topic, replay, queue=True)
+            log.info("%s: issued %s offline; queued for replay", self.agent.id, number)
+        return Issued(number, False, printed)
+
+    async def _print(self, service_code: str, number: str, ahead: int, eta: int | None,
+                     issued_at: dt.datetime) -> bool:
+        if self.printer is None:
+            return True
+        ticket = Ticket(hall=self.cfg.hall.name, service=self.cfg.service(service_code).name,
+                        number=number, people_ahead=ahead, wait_minutes=eta,
+                        issued_at=issued_at.astimezone(self.cfg.hall.tzinfo),
+                        status_url=self.cfg.hall.ticket_url(number))
+        result = await self.printer.print_ticket(ticket)
+        status = str(result.status.condition)
+        await self.health.update(self.printer.device, result.done and status not in FAULTS,
+                                 status, result.reason if not result.done else None)
+        if not result.done:
+            log.warning("%s: ticket %s not printed: %s", self.agent.id, number, result.reason)
+        return result.done
+
+    async def _print_notice(self, message: str) -> None:
+        if self.printer is None:
+            return
+        data = b"".join([INIT, CHINESE_ON, text(self.cfg.hall.name), text(message), CHINESE_OFF,
+                         CUT])
+        await self.printer.print_bytes(data)
+
+    async def poll_printer(self) -> None:
+        if self.printer is None:
+            return
+        condition = str((await self.printer.status()).condition)
+        await self.health.update(self.printer.device, condition not in FAULTS, condition)

@@ -1,0 +1,135 @@
+"""The window agent (呼叫器): pad keys become commands, retained window state the display.
+
+Commands are never queued: a CALL replayed minutes later would call the wrong person, so
+while the coordinator cannot be reached the pad says the link is down and nothing is sent.
+The display follows the retained window state, so a rebooted pad is right at once. A rating
+key rates the ticket that window served last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from edge.health import Health
+from firmware_bridge import DeviceState, LinkState
+from firmware_bridge.devices import CallPad
+from firmware_bridge.devices.call_pad import PadKey, PadKeyPress
+from firmware_bridge.devices.rating_pad import Rating
+from firmware_bridge.errors import BridgeError
+from hallq import messages as m
+from hallq.bus import Incoming, Session
+from hallq.config import Agent, HallConfig
+from hallq.errors import NotConnected, RequestTimeout
+
+log = logging.getLogger("hallq.edge.window")
+
+LINK_DOWN = "网络断开 请稍候"
+NO_REPLY = "无响应 请重试"
+SIMPLE = {PadKey.CALL: "call", PadKey.RECALL: "recall", PadKey.SKIP: "skip",
+          PadKey.PAUSE: "pause", PadKey.RESUME: "resume", PadKey.EMERGENCY: "emergency"}
+Show = Callable[[int, str], Awaitable[None]]
+
+
+def display_text(state: m.WindowState) -> str:
+    if state.status is m.WindowStatus.PAUSED:
+        return "暂停服务"
+    if state.status is m.WindowStatus.CLOSED:
+        return "窗口关闭"
+    return state.ticket or "空闲 请叫号"
+
+
+class WindowAgent:
+    def __init__(self, cfg: HallConfig, agent: Agent, session: Session,
+                 pads: dict[int, CallPad]) -> None:
+        self.cfg = cfg
+        self.agent = agent
+        self.session = session
+        self.pads = pads
+        self.health = Health(session)
+        self.windows = cfg.windows_for_agent(agent.id)
+        self.states: dict[int, m.WindowState] = {}
+        self.last_served: dict[int, str] = {}
+        self.cmd_topic = session.topics.cmd("window", agent.id)
+        self._busy: dict[int, asyncio.Lock] = {w: asyncio.Lock() for w in self.windows}
+
+    async def start(self) -> None:
+        for window in self.windows:
+            await self.session.subscribe(self.session.topics.window_state(window), self._on_state)
+        self.session.on_connect(self.health.publish)
+
+    async def show(self, window: int, text: str) -> None:
+        pad = self.pads.get(window)
+        if pad is None:
+            return
+        try:
+            await pad.show(text)
+        except BridgeError as exc:
+            log.info("%s: pad of window %d cannot show %r: %s", self.agent.id, window, text, exc)
+
+    async def _on_state(self, incoming: Incoming) -> None:
+        state: m.WindowState = incoming.payload
+        before = self.states.get(state.window)
+        if before is not None and before.ticket and before.ticket != state.ticket:
+            self.last_served[state.window] = before.ticket
+        self.states[state.window] = state
+        await self.show(state.window, display_text(state))
+
+    def command_for(self, press: PadKeyPress) -> Any:
+        window = press.window
+        if press.key in SIMPLE:
+            return m.WindowAction(window=window, action=SIMPLE[press.key])
+        if press.key is PadKey.FINISH:
+            return m.Finish(window=window, action="finish")
+        if press.key is PadKey.TRANSFER and press.target is not None:
+            if press.target.kind == "window":
+                return m.Transfer(window=window, action="transfer", to_window=press.target.number)
+            services = self.cfg.services
+            if 1 <= press.target.number <= len(services):
+                return m.Transfer(window=window, action="transfer",
+                                  to_service=services[press.target.number - 1].code)
+        return None
+
+    async def send(self, window: int, command: Any) -> m.CommandReply | None:
+        """Send one command now or not at all; the pad shows what happened."""
+        if not self.session.connected:
+            await self.show(window, LINK_DOWN)
+            return None
+        try:
+            reply: m.CommandReply = await self.session.request(
+                self.cmd_topic, command, timeout=self.cfg.edge.command_timeout_s)
+        except NotConnected:
+            await self.show(window, LINK_DOWN)
+            return None
+        except RequestTimeout:
+            await self.show(window, NO_REPLY)
+            return None
+        if not reply.ok and reply.error is not None:
+            await self.show(window, reply.error.message)
+        return reply
+
+    async def handle(self, update: Any) -> None:
+        if isinstance(update, PadKeyPress) and update.window in self.windows:
+            command = self.command_for(update)
+            if command is None:
+                await self.show(update.window, "无效的转移目标")
+                return
+            async with self._busy[update.window]:  # one window's keys stay in order
+                await self.send(update.window, command)
+        elif isinstance(update, Rating) and update.window in self.windows:
+            window = update.window
+            ticket = self.last_served.get(window)
+            if ticket is None:
+                log.info("%s: rating %d at window %d with no ticket served yet", self.agent.id,
+                         update.score, window)
+                return
+            await self.send(window, m.Rate(window=window, action="rate", ticket=ticket,
+                                           rating=update.score))
+        elif isinstance(update, LinkState):
+            await self.health.update(f"line-{update.port.rsplit('/', 1)[-1]}", update.up,
+                                     "ok" if update.up else "link_down", update.reason)
+        elif isinstance(update, DeviceState):
+            await self.health.update(update.device, update.online,
+                                     "ok" if update.online else "offline", update.reason)

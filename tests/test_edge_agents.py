@@ -1,0 +1,166 @@
+"""Agents end to end: simulated devices on ptys, a real Mosquitto, a real coordinator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.agent import run_agent
+from firmware_bridge.sim import BusSimulator, PrinterSimulator, SimCallPad
+from firmware_bridge.sim.hall import simulate_devices
+from hallq.aio import cancel_and_wait
+from hallq.config import HallConfig
+from hallq.messages import IssueRequest, TicketState
+
+from .conftest import Inbox, Mosquitto
+from .coordinated import FakeClock, device, running
+from .halls import small_hall
+
+pytestmark = pytest.mark.broker
+
+
+@contextlib.asynccontextmanager
+async def agent(cfg: HallConfig, agent_id: str, tmp_path: Path, clock: Any) -> AsyncIterator[
+        tuple[dict[str, tuple[BusSimulator, int]], dict[str, PrinterSimulator]]]:
+    """The agent's devices simulated on ptys, and the agent process's main coroutine."""
+    sim_dir = tmp_path / f"sim-{agent_id}"
+    sims = simulate_devices(cfg.agent(agent_id).devices, sim_dir)
+    async with sims:
+        ready = asyncio.Event()
+        task = asyncio.create_task(run_agent(cfg, agent_id, sim_dir=sim_dir, simulate_all=True,
+                                             clock=clock, ready=ready))
+        try:
+            done, _ = await asyncio.wait({task, asyncio.ensure_future(ready.wait())},
+                                         timeout=15, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                task.result()
+            assert ready.is_set(), f"agent {agent_id} did not come up"
+            yield sims.devices, sims.printers
+        finally:
+            await cancel_and_wait(task)
+
+
+async def test_a_key_press_prints_the_ticket_a_pad_calls_it_and_a_rating_is_logged(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
+            agent(cfg, "pi-d1", tmp_path, clock) as (d_devices, printers), \
+            agent(cfg, "pi-w1", tmp_path, clock) as (w_devices, _):
+        keypad_bus, keypad = d_devices["keys-1"]
+        printer = printers["printer-1"]
+        keypad_bus.press(keypad, 1)  # key 1: tax-filing
+        await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
+        printed = printer.tickets[0]
+        assert "A001" in printed.text and "前面还有 0 人" in printed.text
+        assert printed.qr_codes == [cfg.hall.ticket_url("A001")]
+
+        pad_bus, pad = w_devices["pad-1"]
+        sim_pad = pad_bus.device(pad, SimCallPad)
+        await pad_bus.wait_for(lambda: sim_pad.display == "空闲 请叫号", timeout=15)
+        clock.now += 90
+        pad_bus.press(pad, "CALL")
+        await pad_bus.wait_for(lambda: sim_pad.display == "A001", timeout=15)
+        assert coordinator.engine.by_number["A001"].state is TicketState.CALLED
+
+        pad_bus.press(pad, "FINISH")
+        await pad_bus.wait_for(lambda: sim_pad.display == "空闲 请叫号", timeout=15)
+        rate_bus, rate = w_devices["rate-1"]
+        rate_bus.rate(rate, 4)
+        async with asyncio.timeout(15):
+            while coordinator.engine.by_number["A001"].rating != 4:
+                await asyncio.sleep(0.02)
+        logged = coordinator.eventlog._db.execute(
+            "SELECT count(*) FROM entries WHERE payload LIKE '%\"action\":\"rate\"%'").fetchone()
+        assert logged[0] == 1
+
+
+async def test_an_offline_dispenser_issues_from_its_lease_and_replays_on_return(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
+            agent(cfg, "pi-d1", tmp_path, clock) as (devices, printers):
+        keypad_bus, keypad = devices["keys-1"]
+        printer = printers["printer-1"]
+        async with asyncio.timeout(15):
+            while ("pi-d1", "invoice") not in coordinator.engine.leases:
+                await asyncio.sleep(0.02)
+        keypad_bus.press(keypad, 2)  # invoice, online
+        await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
+
+        mosquitto.stop()
+        for _ in range(3):
+            keypad_bus.press(keypad, 2)
+        await printer.wait_for(lambda: len(printer.tickets) == 4, timeout=30)
+        offline_numbers = ["B950", "B951", "B952"]
+        for ticket, number in zip(printer.tickets, ["B001", *offline_numbers], strict=True):
+            assert number in ticket.text and ticket.qr_codes == [cfg.hall.ticket_url(number)]
+
+        mosquitto.start()
+        async with asyncio.timeout(30):
+            while not all(n in coordinator.engine.by_number for n in offline_numbers):
+                await asyncio.sleep(0.05)
+        tickets = coordinator.engine.tickets
+        assert [t.number for t in tickets] == ["B001", *offline_numbers]
+        assert all(t.offline for t in tickets[1:]) and not tickets[0].offline
+        assert len({t.number for t in tickets}) == len(tickets)
+
+
+async def test_a_pad_never_queues_a_call_while_the_link_is_down(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
+            agent(cfg, "pi-w1", tmp_path, clock) as (devices, _):
+        pad_bus, pad = devices["pad-1"]
+        sim_pad = pad_bus.device(pad, SimCallPad)
+        await pad_bus.wait_for(lambda: sim_pad.display is not None, timeout=15)
+        mosquitto.stop()
+        pad_bus.press(pad, "CALL")
+        await pad_bus.wait_for(lambda: sim_pad.display == "网络断开 请稍候", timeout=15)
+        mosquitto.start()
+        await pad_bus.wait_for(lambda: sim_pad.display == "空闲 请叫号", timeout=30)
+        calls = coordinator.eventlog._db.execute(
+            "SELECT count(*) FROM entries WHERE kind = 'window'").fetchone()[0]
+        assert calls == 0, "a CALL pressed while offline must not arrive later"
+
+
+async def test_an_unplugged_pad_line_recovers_without_a_restart_and_health_says_so(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    health = inbox()
+
+    def line(ps: list[Any], ok: bool) -> bool:
+        return any(c.name == "line-ttyusb0" and c.ok is ok for p in ps[-1:] for c in p.components)
+
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
+            agent(cfg, "pi-w1", tmp_path, clock) as (devices, _):
+        await coordinator.session.subscribe(  # type: ignore[union-attr]
+            coordinator.session.topics.health("window", "pi-w1"), health)  # type: ignore[union-attr]
+        pad_bus, pad = devices["pad-1"]
+        sim_pad = pad_bus.device(pad, SimCallPad)
+        await pad_bus.wait_for(lambda: sim_pad.display is not None, timeout=15)
+        await health.wait_for(lambda ps: line(ps, True), timeout=15)
+        pad_bus.unplug()
+        await health.wait_for(lambda ps: line(ps, False), timeout=15)
+        pad_bus.replug()
+        await health.wait_for(lambda ps: line(ps, True), timeout=30)
+        async with device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+            await dispenser.wait_connected(10)
+            reply = await dispenser.request(
+                dispenser.topics.req("pi-d1"),
+                IssueRequest(kind="issue", service="tax-filing"), timeout=10)
+        assert reply.ok
+        pad_bus.press(pad, "CALL")
+        await pad_bus.wait_for(lambda: sim_pad.display == "A001", timeout=30)
