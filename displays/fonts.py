@@ -1,0 +1,213 @@
+"""The 16-pixel CJK bitmap font the boards draw with: GNU Unifont, glyph by glyph.
+
+Unifont is a bitmap font stored as OpenType outlines of whole pixels, so FreeType at 16 px
+turns it back into the exact 1-bit bitmaps, with no anti-aliasing to threshold away. Glyphs
+are drawn one at a time and cached: a board redraws the same few dozen characters many
+times a second, and per-glyph drawing lets each character come from the first font that
+has it, with a visible box (and one log line) for a character none has.
+
+The bundled subset (``fontfiles/unifont-subset.otf``) comes first: it was cut from the same
+Unifont, so default layouts look the same on every board whether or not the Debian package
+``fonts-unifont`` is installed; the system Unifont then supplies anything a notice uses
+beyond the subset.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from displays.errors import FontError
+
+__all__ = [
+    "BUNDLED_FONT",
+    "GLYPH_HEIGHT",
+    "SYSTEM_UNIFONT_PATHS",
+    "UNIFONT_ENV",
+    "BitmapFont",
+    "Glyph",
+    "default_font",
+    "find_unifont",
+    "font_coverage",
+]
+
+log = logging.getLogger("displays.fonts")
+
+GLYPH_HEIGHT = 16
+BUNDLED_FONT = Path(__file__).with_name("fontfiles") / "unifont-subset.otf"
+UNIFONT_ENV = "HALLQ_UNIFONT"
+# Debian/Ubuntu fonts-unifont: OTF since bookworm (15.x), TTF in older releases.
+SYSTEM_UNIFONT_PATHS = (
+    Path("/usr/share/fonts/opentype/unifont/unifont.otf"),
+    Path("/usr/share/fonts/truetype/unifont/unifont.ttf"),
+    Path("/usr/share/fonts/unifont/unifont.otf"),
+    Path("/usr/local/share/fonts/unifont.otf"),
+)
+_TEXT_CACHE_SIZE = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Glyph:
+    image: Image.Image  # mode "1", GLYPH_HEIGHT high, as wide as the advance
+    font: Path | None  # None: no font has the character; ``image`` is a box
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+
+def find_unifont() -> Path | None:
+    """The system Unifont: ``$HALLQ_UNIFONT`` if set, else the Debian package's file."""
+    override = os.environ.get(UNIFONT_ENV)
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_file():
+            raise FontError(f"{UNIFONT_ENV}={override!r} is not a font file")
+        return path
+    return next((p for p in SYSTEM_UNIFONT_PATHS if p.is_file()), None)
+
+
+@cache
+def font_coverage(path: Path) -> frozenset[int]:
+    """Code points the font maps to a glyph; read once per process (80 ms for all of Unifont)."""
+    from fontTools.ttLib import TTFont, TTLibError  # type: ignore[import-untyped]
+
+    quiet = logging.getLogger("fontTools")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # Unifont's 1970 head timestamps are reported as warnings
+    try:
+        with TTFont(path, lazy=True) as font:
+            cmap = font.getBestCmap()
+    except (OSError, TTLibError) as exc:
+        raise FontError(f"cannot read the character map of {path}: {exc}") from exc
+    finally:
+        quiet.setLevel(level)
+    if cmap is None:
+        raise FontError(f"{path} has no Unicode character map")
+    return frozenset(cmap)
+
+
+class BitmapFont:
+    """Fonts tried in order for each character; text comes out as 16-px mode-"1" strips.
+
+    Thread-safe: the emulator may render for the web dashboard while the board agent draws.
+    """
+
+    height = GLYPH_HEIGHT
+
+    def __init__(self, paths: Sequence[Path | str]) -> None:
+        if not paths:
+            raise FontError("a BitmapFont needs at least one font file")
+        self.paths = tuple(Path(p) for p in paths)
+        self._faces: dict[Path, ImageFont.FreeTypeFont] = {}
+        for path in self.paths:
+            try:
+                self._faces[path] = ImageFont.truetype(str(path), GLYPH_HEIGHT)
+            except OSError as exc:
+                raise FontError(f"cannot load font {path}: {exc}") from exc
+        self._glyphs: dict[str, Glyph] = {}
+        self._texts: OrderedDict[str, Image.Image] = OrderedDict()
+        self._lock = threading.Lock()
+        self.missing: set[str] = set()  # characters drawn as a box, each logged once
+
+    def __repr__(self) -> str:
+        return f"BitmapFont({', '.join(p.name for p in self.paths)})"
+
+    def covers(self, ch: str) -> bool:
+        return any(ord(ch) in font_coverage(p) for p in self.paths)
+
+    def glyph(self, ch: str) -> Glyph:
+        found = self._glyphs.get(ch)
+        if found is None:
+            with self._lock:
+                found = self._glyphs.get(ch) or self._make_glyph(ch)
+                self._glyphs[ch] = found
+        return found
+
+    def text_width(self, text: str) -> int:
+        return sum(self.glyph(ch).width for ch in clean_text(text))
+
+    def render(self, text: str) -> Image.Image:
+        """A strip exactly as wide as ``text``: cached, so do not draw on the result."""
+        found = self._texts.get(text)
+        if found is not None:
+            return found
+        glyphs = [self.glyph(ch) for ch in clean_text(text)]
+        strip = Image.new("1", (max(1, sum(g.width for g in glyphs)), GLYPH_HEIGHT))
+        x = 0
+        for g in glyphs:
+            strip.paste(g.image, (x, 0))
+            x += g.width
+        with self._lock:
+            self._texts[text] = strip
+            if len(self._texts) > _TEXT_CACHE_SIZE:
+                self._texts.popitem(last=False)
+        return strip
+
+    def _make_glyph(self, ch: str) -> Glyph:
+        for path in self.paths:
+            if ord(ch) in font_coverage(path):
+                face = self._faces[path]
+                width = round(face.getlength(ch))
+                image = Image.new("1", (width, GLYPH_HEIGHT))
+                if width:
+                    ImageDraw.Draw(image).text((0, 0), ch, font=face, fill=1)
+                return Glyph(image, path)
+        if ch not in self.missing:
+            self.missing.add(ch)
+            log.warning(
+                "no font has %r (U+%04X); it is drawn as a box (fonts: %s)",
+                ch,
+                ord(ch),
+                ", ".join(str(p) for p in self.paths),
+            )
+        return Glyph(box_glyph(ch), None)
+
+
+def box_glyph(ch: str) -> Image.Image:
+    """The stand-in for a character no font has: an outlined box of the character's width."""
+    width = 16 if unicodedata.east_asian_width(ch) in ("W", "F") else 8
+    image = Image.new("1", (width, GLYPH_HEIGHT))
+    ImageDraw.Draw(image).rectangle((1, 2, width - 2, 13), outline=1)
+    return image
+
+
+def clean_text(text: str) -> str:
+    """Line breaks and tabs become spaces; other control and format characters are dropped."""
+    out = []
+    for ch in text:
+        if ch in "\t\n\r\v\f":
+            out.append(" ")
+        elif unicodedata.category(ch) not in ("Cc", "Cf"):
+            out.append(ch)
+    return "".join(out)
+
+
+def default_font_paths() -> list[Path]:
+    paths = [BUNDLED_FONT]
+    system = find_unifont()
+    if system is not None:
+        paths.append(system)
+    else:
+        log.info("system Unifont not found (Debian: fonts-unifont); using the bundled subset only")
+    return paths
+
+
+@cache
+def default_font() -> BitmapFont:
+    """The bundled subset, then the system Unifont; one per process, shared by all layouts."""
+    return BitmapFont(default_font_paths())
+
+
+def characters(texts: Iterable[str]) -> str:
+    """The distinct characters of ``texts``, sorted: what a font subset must cover."""
+    return "".join(sorted({ch for text in texts for ch in clean_text(text)}))

@@ -1,0 +1,36 @@
+"""What every layout draws the same way: the blank frame and the offline marker."""
+
+from __future__ import annotations
+
+from PIL import Image, ImageDraw
+
+from displays.motion import blink_on
+
+__all__ = ["OFFLINE_BLINK_PERIOD", "blank", "draw_offline_marker", "paste_clipped"]
+
+OFFLINE_BLINK_PERIOD = 2.0
+
+
+def blank(size: tuple[int, int]) -> Image.Image:
+    return Image.new("1", size)
+
+
+def draw_offline_marker(frame: Image.Image, t: float) -> None:
+    """A 2x2 dot blinking in the top-right corner: the board has lost the coordinator.
+
+    Small enough not to hide a number, but a supervisor looking at the board sees that the
+    calls on it may be stale. The 3x3 corner is cleared in both phases so the dot is not
+    confused with a glyph's pixels.
+    """
+    width = frame.width
+    draw = ImageDraw.Draw(frame)
+    draw.rectangle((width - 3, 0, width - 1, 2), fill=0)
+    if blink_on(t, OFFLINE_BLINK_PERIOD):
+        draw.rectangle((width - 2, 0, width - 1, 1), fill=1)
+
+
+def paste_clipped(frame: Image.Image, strip: Image.Image, x: int, y: int, width: int) -> None:
+    """Paste ``strip`` at (x, y), cut to ``width`` pixels so it cannot spill into a neighbour."""
+    if strip.width > width:
+        strip = strip.crop((0, 0, width, strip.height))
+    frame.paste(strip, (x, y))
