@@ -17,12 +17,16 @@ from typing import Any
 
 from edge.dispenser import DispenserAgent
 from edge.gpio import Buttons, Indicators, make_pin_factory, split_pins
+from edge.health import Health, report_link_health
 from edge.leases import LeaseBook
+from edge.panels import Panels
 from edge.window import WindowAgent
 from firmware_bridge.devices import CallPad
 from firmware_bridge.devices.call_pad import PadKey, PadKeyPress
 from firmware_bridge.devices.keypad import ServiceKey
+from firmware_bridge.timing import LinkTiming
 from firmware_bridge.wiring import wire_devices
+from hallq.aio import cancel_and_wait
 from hallq.bus import Session
 from hallq.config import Agent, HallConfig
 
@@ -50,31 +54,28 @@ def _gpio_event(agent: Agent, device_id: str, window: int | None, name: str) -> 
 
 async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = None,
                     simulate_all: bool = False, clock: Callable[[], float] = time.time,
-                    ready: asyncio.Event | None = None) -> None:
+                    ready: asyncio.Event | None = None, timing: LinkTiming | None = None) -> None:
     """Serve one agent until cancelled (SIGTERM/SIGINT in the CLI)."""
     agent = cfg.agent(agent_id)
-    if agent.role == "board":
-        from edge.board import run_board
-
-        await run_board(cfg, agent, sim_dir=sim_dir, simulate_all=simulate_all, ready=ready)
-        return
     wiring = wire_devices(agent.devices, id_hash_key=cfg.security.id_hash_key,
-                          sim_dir=sim_dir, simulate_all=simulate_all)
+                          sim_dir=sim_dir, simulate_all=simulate_all, timing=timing)
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Any] = asyncio.Queue()
     gpio: list[Buttons | Indicators] = []
     leases: LeaseBook | None = None
-    worker: DispenserAgent | WindowAgent
+    worker: DispenserAgent | WindowAgent | BoardWorker
     async with make_session(cfg, agent) as session, wiring:
         try:
             if agent.role == "dispenser":
                 leases = LeaseBook(cfg.runtime.state_dir / f"leases-{cfg.hall.id}-{agent.id}.sqlite")
                 printer = next(iter(wiring.printers.values()), None)
                 worker = DispenserAgent(cfg, agent, session, leases, printer, clock=clock)
-            else:
+            elif agent.role == "window":
                 pads = {d.window: d for d in wiring.drivers.values()
                         if isinstance(d, CallPad) and d.window is not None}
                 worker = WindowAgent(cfg, agent, session, pads)
+            else:
+                worker = BoardWorker(agent, Health(session))
             await worker.start()
             factory = None
             for dev in agent.devices:
@@ -91,24 +92,43 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
                     gpio.append(Buttons(keys, factory, on_press, loop=loop))
                     if lamps:
                         gpio.append(Indicators(lamps, factory))
-            feeders = [asyncio.create_task(_feed(link.updates(), events))
-                       for link in wiring.links.values()]
-            chores = [asyncio.create_task(_every(LEASE_CHECK_S, worker.top_up_leases)),
-                      asyncio.create_task(_every(PRINTER_POLL_S, worker.poll_printer))] \
-                if isinstance(worker, DispenserAgent) else []
-            if ready is not None:
-                await session.wait_connected()
-                ready.set()
-            try:
-                await _dispatch(worker, events)
-            finally:
-                for task in feeders + chores:
-                    task.cancel()
+            panels = Panels(cfg, agent.devices, session, wiring.drivers, worker.health,
+                            emulate=simulate_all,
+                            output_dir=cfg.runtime.state_dir / "boards" / agent.id)
+            async with panels:
+                feeders = [asyncio.create_task(_feed(link.updates(), events))
+                           for link in wiring.links.values()]
+                chores = [asyncio.create_task(panels.run())] if panels.wanted else []
+                if isinstance(worker, DispenserAgent):
+                    chores += [asyncio.create_task(_every(LEASE_CHECK_S, worker.top_up_leases)),
+                               asyncio.create_task(_every(PRINTER_POLL_S, worker.poll_printer))]
+                if ready is not None:
+                    await session.wait_connected()
+                    ready.set()
+                try:
+                    await _dispatch(worker, events)
+                finally:
+                    for task in feeders + chores:
+                        await cancel_and_wait(task)
         finally:
             for item in gpio:
                 item.close()
             if leases is not None:
                 leases.close()
+
+
+class BoardWorker:
+    """A board agent has no keys: its lines and LED controllers only report health."""
+
+    def __init__(self, agent: Agent, health: Health) -> None:
+        self.agent = agent
+        self.health = health
+
+    async def start(self) -> None:
+        self.health.session.on_connect(self.health.publish)
+
+    async def handle(self, update: Any) -> None:
+        await report_link_health(self.health, update)
 
 
 async def _feed(updates: Any, events: asyncio.Queue[Any]) -> None:
@@ -125,7 +145,8 @@ async def _every(period: float, job: Callable[[], Any]) -> None:
             log.exception("periodic %s failed", getattr(job, "__name__", job))
 
 
-async def _dispatch(worker: DispenserAgent | WindowAgent, events: asyncio.Queue[Any]) -> None:
+async def _dispatch(worker: DispenserAgent | WindowAgent | BoardWorker,
+                    events: asyncio.Queue[Any]) -> None:
     """Dispensers serve one key press at a time; window pads each get their own turn so a
     slow reply at one window never holds up the others."""
     running: set[asyncio.Task[None]] = set()
@@ -145,7 +166,7 @@ async def _dispatch(worker: DispenserAgent | WindowAgent, events: asyncio.Queue[
             await asyncio.gather(*running, return_exceptions=True)
 
 
-async def _guarded(worker: DispenserAgent | WindowAgent, update: Any) -> None:
+async def _guarded(worker: DispenserAgent | WindowAgent | BoardWorker, update: Any) -> None:
     try:
         await worker.handle(update)
     except Exception:

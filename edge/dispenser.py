@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edge.health import Health
+from edge.health import Health, report_link_health
 from edge.leases import LeaseBook
-from firmware_bridge import DeviceState, LinkState
 from firmware_bridge.devices import TicketPrinter
 from firmware_bridge.devices.escpos import CHINESE_OFF, CHINESE_ON, CUT, INIT, Ticket, text
 from firmware_bridge.devices.id_reader import IdCard, IdCardRejected
@@ -118,12 +117,8 @@ class DispenserAgent:
             self._identity = (update.id_hash, self.clock())
         elif isinstance(update, IdCardRejected):
             await self.health.update(update.device, False, "card_misread", update.reason)
-        elif isinstance(update, LinkState):
-            await self.health.update(f"line-{update.port.rsplit('/', 1)[-1]}", update.up,
-                                     "ok" if update.up else "link_down", update.reason)
-        elif isinstance(update, DeviceState):
-            await self.health.update(update.device, update.online,
-                                     "ok" if update.online else "offline", update.reason)
+        else:
+            await report_link_health(self.health, update)
 
     def _pending(self, slot: tuple[str, float] | None) -> str | None:
         if slot is None or self.clock() - slot[1] > PENDING_S:

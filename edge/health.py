@@ -56,3 +56,18 @@ class Health:
     async def update(self, name: str, ok: bool, status: str, detail: str | None = None) -> None:
         if self.set(name, ok, status, detail):
             await self.publish()
+
+
+async def report_link_health(health: Health, update: object) -> bool:
+    """Lines and devices going up and down, as every agent reports them; True if handled."""
+    from firmware_bridge import DeviceState, LinkState
+
+    if isinstance(update, LinkState):
+        await health.update(f"line-{update.port.rsplit('/', 1)[-1]}", update.up,
+                            "ok" if update.up else "link_down", update.reason)
+        return True
+    if isinstance(update, DeviceState):
+        await health.update(update.device, update.online,
+                            "ok" if update.online else "offline", update.reason)
+        return True
+    return False

@@ -13,8 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from edge.health import Health
-from firmware_bridge import DeviceState, LinkState
+from edge.health import Health, report_link_health
 from firmware_bridge.devices import CallPad
 from firmware_bridge.devices.call_pad import PadKey, PadKeyPress
 from firmware_bridge.devices.rating_pad import Rating
@@ -127,9 +126,5 @@ class WindowAgent:
                 return
             await self.send(window, m.Rate(window=window, action="rate", ticket=ticket,
                                            rating=update.score))
-        elif isinstance(update, LinkState):
-            await self.health.update(f"line-{update.port.rsplit('/', 1)[-1]}", update.up,
-                                     "ok" if update.up else "link_down", update.reason)
-        elif isinstance(update, DeviceState):
-            await self.health.update(update.device, update.online,
-                                     "ok" if update.online else "offline", update.reason)
+        else:
+            await report_link_health(self.health, update)

@@ -184,5 +184,37 @@ def agent(config_file: Path, agent_id: str, sim_dir: Path | None, simulate_all: 
                                            simulate_all=simulate_all))
 
 
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="the hall's TOML file (default: the example Liwan hall)")
+@click.option("--speed", type=click.FloatRange(min=0.1, max=3600), default=60.0,
+              show_default=True, help="hall clock runs this many times faster than real time")
+@click.option("--duration", type=click.FloatRange(min=1), default=None,
+              help="stop after this many seconds of wall time and print the KPIs")
+@click.option("--volume", type=click.IntRange(min=1, max=100_000), default=2400,
+              show_default=True, help="taxpayers arriving over the day")
+@click.option("--broker", "broker_url", default=None,
+              help="MQTT broker URL (default: the config's if it answers, else a private "
+                   "Mosquitto, else an embedded broker)")
+def demo(config_file: Path | None, speed: float, duration: float | None, volume: int,
+         broker_url: str | None) -> None:
+    """A whole hall, simulated on this machine: coordinator, agents, devices, traffic."""
+    import logging
+
+    from hallq.demo import DEFAULT_CONFIG, run_demo
+
+    path = config_file or DEFAULT_CONFIG
+    _load(path)  # a bad file fails here with its message, before anything starts
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _run_until_signalled(lambda: _quietly(run_demo(path, speed=speed, duration=duration,
+                                                   volume=volume, broker_url=broker_url)))
+
+
+async def _quietly(coro: Coroutine[Any, Any, Any]) -> None:
+    await coro
+
+
 if __name__ == "__main__":
     main()

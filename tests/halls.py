@@ -104,6 +104,22 @@ kind = "printer"
 serial = {{ port = "/dev/ttyUSB1", baud = 19200 }}
 """
 
+BOARD_AGENT = """
+[[agents]]
+id = "pi-b1"
+role = "board"
+
+[[agents.devices]]
+id = "main-board"
+kind = "led_max7219"
+spi = {{ port = 0, device = 0 }}
+led = {{ width = 128, height = 16 }}
+
+[[agents.devices]]
+id = "voice-1"
+kind = "speaker"
+"""
+
 TZ = dt.timezone(dt.timedelta(hours=8))
 
 
@@ -112,7 +128,7 @@ def small_hall_text(broker_url: str | None = None, state_dir: str | None = None,
     """The small hall as TOML; ``all_day`` opens it round the clock for real-time tests."""
     extra = "\n".join(f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}"
                       for k, v in coordinator.items())
-    text = SMALL_HALL.format(coordinator_extra=extra)
+    text = SMALL_HALL.format(coordinator_extra=extra) + BOARD_AGENT.format()
     if all_day:
         text = text.replace('reset_time = "03:00"\nopen_hours = [["08:00", "18:00"]]',
                             'reset_time = "00:00"\nopen_hours = [["00:01", "23:59"]]')

@@ -15,7 +15,7 @@ from firmware_bridge.sim import BusSimulator, PrinterSimulator, SimCallPad
 from firmware_bridge.sim.hall import simulate_devices
 from hallq.aio import cancel_and_wait
 from hallq.config import HallConfig
-from hallq.messages import IssueRequest, TicketState
+from hallq.messages import IssueRequest, TicketState, WindowAction
 
 from .conftest import Inbox, Mosquitto
 from .coordinated import FakeClock, device, running
@@ -164,3 +164,27 @@ async def test_an_unplugged_pad_line_recovers_without_a_restart_and_health_says_
         assert reply.ok
         pad_bus.press(pad, "CALL")
         await pad_bus.wait_for(lambda: sim_pad.display == "A001", timeout=30)
+
+
+async def test_a_board_agent_draws_the_call_and_announces_it(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    out = tmp_path / "state" / "boards" / "pi-b1"
+    async with running(cfg, tmp_path / "log.sqlite", clock), \
+            agent(cfg, "pi-b1", tmp_path, clock), \
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
+            device(cfg, "window", "pi-w1", tmp_path) as pad:
+        await dispenser.wait_connected(10)
+        await pad.wait_connected(10)
+        await dispenser.request(dispenser.topics.req("pi-d1"),
+                                IssueRequest(kind="issue", service="tax-filing"), timeout=10)
+        reply = await pad.request(pad.topics.cmd("window", "pi-w1"),
+                                  WindowAction(window=1, action="call"), timeout=10)
+        assert reply.ticket == "A001"
+        async with asyncio.timeout(30):
+            while not (out / "voice-1" / "0001.wav").exists() or not (
+                    out / "main-board.png").exists():
+                await asyncio.sleep(0.05)
+    assert (out / "voice-1" / "0001.wav").stat().st_size > 1000

@@ -1,0 +1,177 @@
+"""An agent's LED panels and speakers, driven by the hall's retained state and call events.
+
+Main and zone boards follow the retained board summary, window strips their window's
+retained state; a call event flashes the call and is announced. When the coordinator's
+presence goes offline the panels show it discreetly instead of letting stale calls look live.
+Animation runs on the monotonic clock; a frame goes to the sink only when it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from displays import (
+    DEFAULT_SCHEDULE,
+    Announcer,
+    AplayPlayer,
+    CallBoard,
+    EmulatorSink,
+    SerialLedSink,
+    WavFilePlayer,
+    WindowStrip,
+    make_layout,
+    make_voice,
+    open_sink,
+)
+from edge.health import Health
+from hallq import messages as m
+from hallq.bus import Incoming, Session
+from hallq.config import Device, HallConfig
+
+log = logging.getLogger("hallq.edge.panels")
+
+LED_KINDS = frozenset({"led_max7219", "led_serial"})
+MAX_SLEEP_S = 1.0
+SAVE_EVERY_S = 1.0  # emulated panels are written as PNG for people to look at, not per frame
+
+
+@dataclass
+class Panel:
+    device: Device
+    layout: CallBoard | WindowStrip
+    sink: Any
+    last: bytes | None = None
+    brightness: int | None = None
+    saved_at: float = 0.0
+
+
+@dataclass
+class Panels:
+    cfg: HallConfig
+    devices: list[Device]
+    session: Session
+    drivers: dict[str, Any]
+    health: Health
+    emulate: bool = False
+    output_dir: Path | None = None
+    panels: list[Panel] = field(default_factory=list)
+    announcers: list[Announcer] = field(default_factory=list)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    @property
+    def wanted(self) -> bool:
+        return any(d.kind in LED_KINDS or d.kind == "speaker" for d in self.devices)
+
+    async def __aenter__(self) -> Panels:
+        await self._stack.__aenter__()
+        for dev in self.devices:
+            if dev.kind in LED_KINDS:
+                await self._add_panel(dev)
+            elif dev.kind == "speaker":
+                player: Any = (WavFilePlayer(self.output_dir / dev.id) if self.emulate and
+                               self.output_dir else AplayPlayer())
+                announcer = Announcer(make_voice(None), player, zone=dev.zone)
+                self.announcers.append(await self._stack.enter_async_context(announcer))
+        topics = self.session.topics
+        if any(isinstance(p.layout, CallBoard) for p in self.panels):
+            await self.session.subscribe(topics.board_state(), self._on_board)
+        for window in {p.layout.spec.window for p in self.panels
+                       if isinstance(p.layout, WindowStrip)}:
+            await self.session.subscribe(topics.window_state(window), self._on_window)
+        await self.session.subscribe(topics.event("call"), self._on_call)
+        await self.session.subscribe(f"{topics.base}/coordinator/+/status", self._on_presence)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for panel in self.panels:
+            with contextlib.suppress(Exception):
+                panel.sink.close()
+        await self._stack.__aexit__(*exc_info)
+
+    async def _add_panel(self, dev: Device) -> None:
+        backend = "emulator" if self.emulate and dev.kind == "led_max7219" else None
+        sink = open_sink(dev, backend=backend, led_driver=self.drivers.get(dev.id))
+        if isinstance(sink, SerialLedSink):
+            sink = await self._stack.enter_async_context(sink)
+        self.panels.append(Panel(dev, make_layout(self.cfg, dev), sink))
+
+    def _on_board(self, incoming: Incoming) -> None:
+        now = time.monotonic()
+        for panel in self.panels:
+            if isinstance(panel.layout, CallBoard):
+                panel.layout.update(incoming.payload, now)
+        self._wake.set()
+
+    def _on_window(self, incoming: Incoming) -> None:
+        state: m.WindowState = incoming.payload
+        now = time.monotonic()
+        for panel in self.panels:
+            if isinstance(panel.layout, WindowStrip) and panel.layout.spec.window == state.window:
+                panel.layout.update(state, now)
+        self._wake.set()
+
+    def _on_call(self, incoming: Incoming) -> None:
+        event: m.CallEvent = incoming.payload
+        now = time.monotonic()
+        for panel in self.panels:
+            panel.layout.note_call(event, now)
+        for announcer in self.announcers:
+            announcer.submit(event)
+        self._wake.set()
+
+    def _on_presence(self, incoming: Incoming) -> None:
+        online = incoming.payload.state == "online"
+        for panel in self.panels:
+            panel.layout.set_online(online)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Draw every panel whenever its frame changes; never returns."""
+        while True:
+            now = time.monotonic()
+            local = dt.datetime.now(self.cfg.hall.tzinfo)
+            wake_at = now + MAX_SLEEP_S
+            for panel in self.panels:
+                await self._draw(panel, now, local)
+                nxt = panel.layout.next_change(now)
+                if nxt is not None:
+                    wake_at = min(wake_at, nxt)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.01, wake_at - time.monotonic()))
+
+    async def _draw(self, panel: Panel, now: float, local: dt.datetime) -> None:
+        level = DEFAULT_SCHEDULE.level_at(local)
+        if level != panel.brightness:
+            panel.sink.set_brightness(level)
+            panel.brightness = level
+        frame = panel.layout.frame_at(now)
+        data = frame.tobytes()
+        if data == panel.last:
+            return
+        panel.last = data
+        try:
+            panel.sink.show(frame)
+        except Exception as exc:
+            await self.health.update(panel.device.id, False, "display_error", str(exc))
+            return
+        if isinstance(panel.sink, EmulatorSink) and self.output_dir is not None and (
+                now - panel.saved_at >= SAVE_EVERY_S):
+            panel.saved_at = now
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            panel.sink.save_png(self.output_dir / f"{panel.device.id}.png")
+
+    def png(self, device_id: str) -> bytes | None:
+        """The emulated panel as the dashboard shows it."""
+        for panel in self.panels:
+            if panel.device.id == device_id and isinstance(panel.sink, EmulatorSink):
+                return panel.sink.png_bytes()
+        return None

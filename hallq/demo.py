@@ -1,0 +1,346 @@
+"""``hallq demo``: a whole hall on one machine, everything real except the hardware.
+
+The coordinator, one agent per configured Pi (simulated devices behind pseudo-terminals
+speaking the real bytes), and a traffic generator: taxpayers arrive by an hourly profile
+and press dispenser keys; staff at every window press CALL, serve, skip no-shows,
+transfer and let taxpayers rate. Hall time runs ``speed`` times faster than the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import math
+import random
+import re
+import socket
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from hallq.config import BrokerConfig, HallConfig
+
+log = logging.getLogger("hallq.demo")
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
+TICKET = re.compile(r"^[A-Z][0-9]{2,5}$")
+# Share of the day's arrivals per half hour from 09:00 (morning peak ~10:00, early-afternoon
+# peak ~14:30, lunch lull); the simulator work calibrates this properly.
+HALF_HOURS = [4, 7, 10, 11, 9, 7, 4, 2, 2, 3, 6, 9, 10, 8, 6, 4]
+MIX = {"tax-filing": 0.34, "invoice": 0.24, "registration": 0.08, "preferential": 0.06,
+       "certificate": 0.08, "consulting": 0.10, "vat-green": 0.05, "social-insurance": 0.05}
+SERVICE_MIN = {"tax-filing": 1.8, "invoice": 1.2, "registration": 2.4, "preferential": 2.0,
+               "certificate": 1.0, "consulting": 1.5, "vat-green": 1.4, "social-insurance": 1.8}
+RATINGS = [(4, 0.70), (3, 0.20), (2, 0.07), (1, 0.03)]
+
+
+class HallClock:
+    """Hall time, ``speed`` times faster than the wall clock, starting at ``start``."""
+
+    def __init__(self, start: float, speed: float) -> None:
+        self.start = start
+        self.speed = speed
+        self._wall0 = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.start + (time.monotonic() - self._wall0) * self.speed
+
+    async def sleep(self, hall_seconds: float) -> None:
+        await asyncio.sleep(max(0.0, hall_seconds) / self.speed)
+
+
+@dataclass
+class DemoStats:
+    arrivals: int = 0
+    presses: int = 0
+    calls: list[float] = field(default_factory=list)
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.asynccontextmanager
+async def demo_broker(cfg: HallConfig, workdir: Path, url: str | None = None) -> AsyncIterator[
+        BrokerConfig]:
+    """The broker named in the config (or ``url``) if it answers; else a private Mosquitto if
+    the binary exists; else an embedded MQTT 3.1.1 broker (amqtt), so pip install suffices."""
+    from hallq.mosquitto import Mosquitto, find_mosquitto, free_port
+
+    if url is not None:
+        yield BrokerConfig(url=url)
+        return
+    if _reachable(cfg.broker.host, cfg.broker.port):
+        yield cfg.broker
+        return
+    if find_mosquitto() is not None:
+        broker = Mosquitto(workdir, persistence=False)
+        broker.start()
+        try:
+            yield BrokerConfig(url=broker.url)
+        finally:
+            broker.stop()
+        return
+    from amqtt.broker import Broker
+
+    port = free_port()
+    embedded = Broker({
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    })
+    await embedded.start()
+    try:
+        yield BrokerConfig(url=f"mqtt://127.0.0.1:{port}", protocol="3.1.1")
+    finally:
+        await embedded.shutdown()
+
+
+def demo_config(cfg: HallConfig, broker: BrokerConfig, state: Path) -> HallConfig:
+    security = cfg.security
+    if security.id_hash_key is None:
+        security = security.model_copy(update={"id_hash_key": SecretStr("hallq-demo-key-0001")})
+    return cfg.model_copy(update={
+        "broker": broker,
+        "security": security,
+        "runtime": cfg.runtime.model_copy(update={"state_dir": state, "pin_factory": "mock"}),
+        "coordinator": cfg.coordinator.model_copy(update={"log_path": state / "events.sqlite"}),
+    })
+
+
+def opening_time(cfg: HallConfig) -> float:
+    """Today, a few minutes before the hall opens, in hall time."""
+    tz = cfg.hall.tzinfo
+    today = dt.datetime.now(tz).date()
+    first = cfg.hall.open_hours[0][0]
+    return (dt.datetime.combine(today, first, tz) - dt.timedelta(minutes=3)).timestamp()
+
+
+class Traffic:
+    """Taxpayers and staff, acting only through the simulated devices' keys."""
+
+    def __init__(self, cfg: HallConfig, sims: dict[str, Any], clock: HallClock, *,
+                 daily_volume: int, seed: int = 7) -> None:
+        self.cfg = cfg
+        self.sims = sims
+        self.clock = clock
+        self.daily_volume = daily_volume
+        self.rng = random.Random(seed)
+        self.stats = DemoStats()
+        self.keys: dict[str, list[tuple[Any, int, int]]] = {}
+        for agent in cfg.agents:
+            for dev in agent.devices:
+                if dev.kind == "keypad" and dev.id in sims:
+                    bus, address = sims[dev.id]
+                    for index, code in enumerate(dev.services or [], start=1):
+                        self.keys.setdefault(code, []).append((bus, address, index))
+
+    def rate_now(self, now: float) -> float:
+        """Arrivals per hall second at ``now`` (non-homogeneous Poisson)."""
+        local = dt.datetime.fromtimestamp(now, self.cfg.hall.tzinfo)
+        slot = (local.hour * 60 + local.minute - 9 * 60) // 30
+        if not 0 <= slot < len(HALF_HOURS):
+            return 0.0
+        return self.daily_volume * HALF_HOURS[slot] / sum(HALF_HOURS) / 1800.0
+
+    def _service(self) -> str:
+        codes = [c for c in MIX if c in self.keys]
+        return self.rng.choices(codes, weights=[MIX[c] for c in codes])[0] if codes else ""
+
+    async def arrivals(self) -> None:
+        while True:
+            rate = self.rate_now(self.clock())
+            if rate <= 0:
+                await self.clock.sleep(60)
+                continue
+            await self.clock.sleep(self.rng.expovariate(rate))
+            code = self._service()
+            if not code:
+                continue
+            bus, address, key = self.rng.choice(self.keys[code])
+            bus.press(address, key)
+            self.stats.arrivals += 1
+
+    def _service_s(self, code: str | None) -> float:
+        mean = SERVICE_MIN.get(code or "", 1.63) * 60
+        sigma = 0.5
+        return self.rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma)
+
+    async def staff(self, window: int, pad_id: str, rating_id: str | None) -> None:
+        from firmware_bridge.sim import SimCallPad
+
+        bus, address = self.sims[pad_id]
+        pad = bus.device(address, SimCallPad)
+        rating = self.sims.get(rating_id) if rating_id else None
+        service_of = {s.prefix: s.code for s in self.cfg.services}
+        await self.clock.sleep(self.rng.uniform(0, 120))
+        while True:
+            shown = len(pad.displays)
+            bus.press(address, "CALL")
+            self.stats.presses += 1
+            with contextlib.suppress(TimeoutError):
+                await bus.wait_for(lambda: len(pad.displays) > shown, timeout=5)
+            text = pad.display or ""
+            if not TICKET.match(text):
+                await self.clock.sleep(self.rng.uniform(15, 45))
+                continue
+            self.stats.calls.append(self.clock())
+            await self.clock.sleep(self.rng.uniform(10, 30))  # the taxpayer walks over
+            if self.rng.random() < 0.03:
+                bus.press(address, "RECALL")
+                await self.clock.sleep(40)
+                bus.press(address, "SKIP")
+                continue
+            await self.clock.sleep(self._service_s(service_of.get(text[0])))
+            if self.rng.random() < 0.02:
+                bus.press(address, "TRANSFER", f"S{self.rng.randint(1, len(self.cfg.services))}")
+                continue
+            bus.press(address, "FINISH")
+            if rating is not None and self.rng.random() < 0.6:
+                await self.clock.sleep(3)
+                score = self.rng.choices([r for r, _ in RATINGS], [w for _, w in RATINGS])[0]
+                rating[0].rate(rating[1], score)
+
+
+def _staffing(cfg: HallConfig) -> list[tuple[int, str, str | None]]:
+    pads: dict[int, str] = {}
+    ratings: dict[int, str] = {}
+    for agent in cfg.agents:
+        for dev in agent.devices:
+            if dev.window is not None and dev.kind == "call_pad":
+                pads[dev.window] = dev.id
+            elif dev.window is not None and dev.kind == "rating_pad":
+                ratings[dev.window] = dev.id
+    return [(w, pads[w], ratings.get(w)) for w in sorted(pads)]
+
+
+def summary_table(engine: Any, clock: HallClock, stats: DemoStats) -> Any:
+    from rich.table import Table
+
+    now = clock()
+    local = dt.datetime.fromtimestamp(now, engine.tz)
+    stats_state = engine.stats_state(0)
+    busy = sum(1 for w in engine.windows.values() if w.current is not None)
+    open_ = sum(1 for w in engine.windows.values() if w.status.value == "open")
+    per_min = sum(1 for t in stats.calls if now - t <= 60)
+    avg = stats_state.total.avg_wait_s
+    table = Table(title=f"{engine.cfg.hall.name}  {local:%H:%M:%S}  ×{clock.speed:g}",
+                  show_header=True)
+    table.add_column("service")
+    table.add_column("waiting", justify="right")
+    table.add_column("issued", justify="right")
+    table.add_column("avg wait", justify="right")
+    for code, service in engine.services.items():
+        kpi = stats_state.per_service[code]
+        table.add_row(service.name, str(engine.core.waiting(engine.service_idx[code])),
+                      str(kpi.issued),
+                      f"{kpi.avg_wait_s / 60:.1f} min" if kpi.avg_wait_s is not None else "-")
+    table.caption = (f"windows busy {busy}/{open_} open · calls/min {per_min} · "
+                     f"issued {stats_state.total.issued} · served {stats_state.total.served} · "
+                     f"avg wait {avg / 60:.2f} min" if avg is not None else
+                     f"windows busy {busy}/{open_} open · issued {stats_state.total.issued}")
+    return table
+
+
+def kpi_lines(engine: Any) -> list[str]:
+    stats = engine.stats_state(0)
+    total = stats.total
+    lines = [f"issued {total.issued}, served {total.served}, no-shows {total.no_show}"]
+    if total.avg_wait_s is not None:
+        lines.append(f"average wait {total.avg_wait_s / 60:.2f} min, p90 "
+                     f"{(total.p90_wait_s or 0) / 60:.2f} min")
+    if total.avg_service_s is not None:
+        lines.append(f"average counter time {total.avg_service_s / 60:.2f} min")
+    return lines
+
+
+async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
+                   duration: float | None = None, volume: int = 2400,
+                   broker_url: str | None = None, state_dir: Path | None = None,
+                   live: bool = True, on_ready: Callable[[Any], None] | None = None,
+                   seed: int = 7) -> list[str]:
+    """Run the demo; returns the day's KPI lines (also printed)."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from coordinator.service import Coordinator
+    from edge.agent import run_agent
+    from firmware_bridge.sim.hall import SimulatedHall, simulate_devices
+    from firmware_bridge.timing import LinkTiming
+    from hallq.aio import cancel_and_wait
+    from hallq.config import load_config
+
+    console = Console()
+    base = load_config(config)
+    with tempfile.TemporaryDirectory(prefix="hallq-demo-") as tmp:
+        work = Path(state_dir) if state_dir else Path(tmp)
+        (work / "broker").mkdir(parents=True, exist_ok=True)
+        async with demo_broker(base, work / "broker", broker_url) as broker:
+            cfg = demo_config(base, broker, work / "state")
+            clock = HallClock(opening_time(cfg), speed)
+            coordinator = Coordinator(cfg, clock=clock)
+            sims: dict[str, Any] = {}
+            halls: list[SimulatedHall] = []
+            tasks: list[asyncio.Task[Any]] = []
+            async with contextlib.AsyncExitStack() as stack:
+                session = await stack.enter_async_context(coordinator.make_session())
+                ready = asyncio.Event()
+                tasks.append(asyncio.create_task(coordinator.run(session, ready)))
+                await asyncio.wait_for(ready.wait(), 30)
+                timing = LinkTiming(poll_interval=0.2)
+                for agent in cfg.agents:
+                    sim_dir = work / "sim" / agent.id
+                    hall = await stack.enter_async_context(
+                        simulate_devices(agent.devices, sim_dir))
+                    halls.append(hall)
+                    sims.update(hall.devices)
+                    agent_ready = asyncio.Event()
+                    tasks.append(asyncio.create_task(run_agent(
+                        cfg, agent.id, sim_dir=sim_dir, simulate_all=True, clock=clock,
+                        ready=agent_ready, timing=timing)))
+                    await asyncio.wait_for(agent_ready.wait(), 30)
+                traffic = Traffic(cfg, sims, clock, daily_volume=volume, seed=seed)
+                tasks.append(asyncio.create_task(traffic.arrivals()))
+                tasks += [asyncio.create_task(traffic.staff(w, pad, rating))
+                          for w, pad, rating in _staffing(cfg)]
+                url = f"http://{cfg.coordinator.http_host}:{cfg.coordinator.http_port}/" if \
+                    getattr(cfg.coordinator, "http_port", 0) else None
+                console.print(f"[bold]hallq demo[/]: {cfg.hall.name}, {len(cfg.windows)} windows, "
+                              f"{len(cfg.agents)} agents, broker {broker.url}, ×{speed:g}"
+                              + (f"\ndashboard: {url}" if url else ""))
+                if on_ready is not None:
+                    on_ready(coordinator)
+                try:
+                    if live:
+                        with Live(summary_table(coordinator.engine, clock, traffic.stats),
+                                  console=console, refresh_per_second=2) as screen:
+                            await _wait(duration, lambda: screen.update(
+                                summary_table(coordinator.engine, clock, traffic.stats)))
+                    else:
+                        await _wait(duration, lambda: None)
+                finally:
+                    for task in reversed(tasks):
+                        await cancel_and_wait(task)
+                lines = kpi_lines(coordinator.engine)
+            coordinator.close()
+    console.print("[bold]today's KPIs[/]")
+    for line in lines:
+        console.print("  " + line)
+    return lines
+
+
+async def _wait(duration: float | None, tick: Callable[[], None]) -> None:
+    start = time.monotonic()
+    while duration is None or time.monotonic() - start < duration:
+        await asyncio.sleep(0.5)
+        tick()
