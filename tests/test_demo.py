@@ -1,0 +1,29 @@
+"""The demo: the example hall, every agent, simulated devices and traffic, at high speed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from hallq.demo import DEFAULT_CONFIG, run_demo
+
+from .conftest import Mosquitto
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.mark.timeout(180)
+async def test_the_demo_issues_calls_serves_draws_boards_and_reports_kpis(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=15, broker_url=mosquitto.url,
+                           state_dir=tmp_path, live=False, volume=4000)
+    counts = re.search(r"issued (\d+), served (\d+)", lines[0])
+    assert counts is not None, lines
+    issued, served = map(int, counts.groups())
+    assert issued > 30 and served > 10, lines
+    assert any("average wait" in line for line in lines)
+    boards = sorted(p.name for p in (tmp_path / "state" / "boards").rglob("*.png"))
+    assert any(name.startswith("board") or "main" in name for name in boards), boards
