@@ -126,6 +126,7 @@ class SerialLedSink:
             self._wake.set()
 
     async def _sender(self) -> None:
+        streak = 0
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -139,12 +140,18 @@ class SerialLedSink:
                 await self.driver.show(bitmap)
             except BridgeError as exc:
                 self.failures += 1
-                log.warning("%s: frame not delivered (%s); retrying", self, exc)
+                streak += 1
+                # the line opening at start-up or a short blip is normal (and the link reports
+                # its own health); a panel that stays dark deserves a warning, now and then
+                level = logging.WARNING if streak == 4 or streak % 60 == 0 else logging.INFO
+                log.log(level, "%s: frame not delivered (%s, %d in a row); retrying", self, exc,
+                        streak)
                 await asyncio.sleep(self.retry_delay)
                 self._wake.set()
                 continue
             self._delivered = bitmap
             self.sent += 1
+            streak = 0
             if self._latest == bitmap:
                 self._idle.set()
             else:

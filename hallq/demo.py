@@ -41,6 +41,16 @@ SERVICE_MIN = {"tax-filing": 1.8, "invoice": 1.2, "registration": 2.4, "preferen
 RATINGS = [(4, 0.70), (3, 0.20), (2, 0.07), (1, 0.03)]
 
 
+def filing_factor(day_of_month: int) -> float:
+    """征期: the first half of the month is busier, days 10-15 (the deadline) the busiest;
+    ``--volume`` is an average filing-period day."""
+    if day_of_month <= 9:
+        return 1.0
+    if day_of_month <= 15:
+        return 1.4
+    return 0.6
+
+
 class HallClock:
     """Hall time, ``speed`` times faster than the wall clock, starting at ``start``."""
 
@@ -151,7 +161,8 @@ class Traffic:
         slot = (local.hour * 60 + local.minute - 9 * 60) // 30
         if not 0 <= slot < len(HALF_HOURS):
             return 0.0
-        return self.daily_volume * HALF_HOURS[slot] / sum(HALF_HOURS) / 1800.0
+        share = HALF_HOURS[slot] / sum(HALF_HOURS)
+        return self.daily_volume * filing_factor(local.day) * share / 1800.0
 
     def _service(self) -> str:
         codes = [c for c in MIX if c in self.keys]
