@@ -7,8 +7,9 @@ SQLite, so a dispenser that reboots while offline never hands a number out twice
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
+
+from hallq.sqlite import open_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -24,11 +25,7 @@ CREATE TABLE IF NOT EXISTS used (
 
 class LeaseBook:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_db(path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()

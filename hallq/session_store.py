@@ -7,9 +7,10 @@ offline still has the tickets it must replay, and its next boot number is still 
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from hallq.sqlite import open_db
 
 log = logging.getLogger("hallq.outbox")
 
@@ -41,13 +42,9 @@ class SessionStore:
     def __init__(self, path: Path, *, max_items: int = 10_000) -> None:
         if max_items < 1:
             raise ValueError("outbox max_items must be at least 1")
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_items = max_items
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_db(path, _SCHEMA, synchronous="NORMAL")
         self._count = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
     def _meta(self, key: str) -> int:

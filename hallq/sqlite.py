@@ -1,0 +1,22 @@
+"""SQLite files as every hallq component opens them: WAL, autocommit, schema ensured."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Literal
+
+
+def open_db(path: Path, schema: str, *,
+            synchronous: Literal["FULL", "NORMAL"] = "FULL") -> sqlite3.Connection:
+    """Open (creating folders and tables) a database in WAL mode.
+
+    FULL where a lost write would lose a ticket (the event log, leases); NORMAL where the
+    worst case is re-sending a message (the outbox).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.executescript(schema)
+    return db
