@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +113,7 @@ class Engine:
             for i, w in enumerate(cfg.windows)
         }
         self.day: dt.date | None = None
+        self.day_hooks: list[Callable[[], None]] = []
         self._new_day_state()
 
     # --- day lifecycle -------------------------------------------------------------------
@@ -204,6 +205,8 @@ class Engine:
             digits = int(t.number[1:])
             self.counters[t.service] = max(self.counters[t.service], digits)
             self._enqueue(t)
+        for hook in self.day_hooks:
+            hook()
 
     # --- apply ----------------------------------------------------------------------------
 
