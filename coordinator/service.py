@@ -9,10 +9,12 @@ the log and republishes every retained state, so boards are right at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from coordinator.dispatch import load_core
 from coordinator.engine import Outcome
 from coordinator.eventlog import EventLog
 from coordinator.hallqueue import HallQueue, Submitted
+from coordinator.web.appointments import AppointmentBook, default_book_path
+from coordinator.web.devices import DeviceBook
 from hallq import messages as m
 from hallq.bus import Incoming, Session
 from hallq.config import HallConfig
@@ -28,6 +32,11 @@ from hallq.errors import NotConnected
 log = logging.getLogger("hallq.coordinator")
 
 STATS_INTERVAL_S = 1.0
+RECENT_ALERTS = 200
+
+# Called after every published outcome (and each stats refresh) with a small summary of
+# what changed; must not block (the web's live stream is one).
+Listener = Callable[[dict[str, Any]], None]
 
 
 def default_log_path(cfg: HallConfig) -> Path:
@@ -57,12 +66,40 @@ class Coordinator:
         self.clock = clock
         self.eventlog = EventLog(log_path or default_log_path(cfg))
         self.queue = HallQueue(cfg, self.eventlog, load_core(dispatch))
+        self.bookings = AppointmentBook(default_book_path(self.eventlog.path), cfg)
+        # the engine forgets appointments when a day starts; replay must already know them
+        self.queue.engine.day_hooks.append(self.register_bookings)
+        self.register_bookings()
         replayed = self.queue.recover()
         log.info("recovered hall %s from %s: %d entries of the current day replayed",
                  cfg.hall.id, self.eventlog.path, replayed)
         self.session: Session | None = None
         self._stats_dirty = True
         self._lock = asyncio.Lock()
+        self.devices = DeviceBook(clock)
+        self.alerts: deque[tuple[float, m.AlertEvent]] = deque(maxlen=RECENT_ALERTS)
+        self._listeners: list[Listener] = []
+        self.web: Any = None  # coordinator.web.server.WebServer once started
+
+    def register_bookings(self) -> None:
+        engine = self.queue.engine
+        day = engine.day or self.cfg.hall.business_day(self.clock())
+        for b in self.bookings.on_day(day):
+            engine.register_appointment(b.code, b.service, b.start, b.end)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _notify(self, change: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:  # a broken listener must not stop the hall
+                log.exception("change listener %r failed", listener)
 
     @property
     def engine(self) -> Any:
@@ -81,6 +118,8 @@ class Coordinator:
         await session.subscribe(topics.every("cmd", "window"), self._on_window_command)
         await session.subscribe(topics.every("cmd", "supervisor"), self._on_window_command)
         await session.subscribe(topics.every("req", "dispenser"), self._on_ticket_request)
+        await session.subscribe(topics.every("status"), self._on_presence)
+        await session.subscribe(topics.every("health"), self._on_health)
         await session.wait_connected()
         await self.publish_all()
         if ready is not None:
@@ -98,6 +137,7 @@ class Coordinator:
                 await self._publish(self._topics.stats_state(),
                                     self.engine.stats_state(self.queue.seq))
                 self._stats_dirty = False
+                self._notify({"type": "stats", "rev": self.queue.seq})
 
     @property
     def _topics(self) -> Any:
@@ -135,25 +175,67 @@ class Coordinator:
         if outcome.board_changed:
             await self._publish(t.board_state(), self.engine.board_state(rev))
         self._stats_dirty = True
+        for event in outcome.events:
+            if isinstance(event, m.AlertEvent):
+                self.alerts.appendleft((now, event))
+        self._notify({
+            "type": "outcome", "rev": rev,
+            "events": [e.model_dump(mode="json", exclude_none=True) for e in outcome.events],
+            "windows": sorted(outcome.windows), "services": sorted(outcome.services),
+            "board": outcome.board_changed,
+        })
 
     async def submit(self, kind: str, incoming: Incoming) -> Submitted:
         parts = incoming.parts
-        command = incoming.payload
+        return await self.execute(kind, parts.role, parts.client or "", incoming.payload)
+
+    async def execute(self, kind: str, role: str, client: str, command: Any, *,
+                      reply: bool = True) -> Submitted:
+        """The one path a command takes, from a device over MQTT or a supervisor on the web:
+        logged by the queue, then its reply (unless the caller answers itself) and outcome
+        published."""
         async with self._lock:
-            done = self.queue.submit(kind, parts.role, parts.client or "", command, self.clock())
-            await self._publish(self._topics.reply(parts.role, parts.client or ""),
-                                _reply(command, done.record, self.engine.day))
+            done = self.queue.submit(kind, role, client, command, self.clock())
+            if reply:
+                await self._publish(self._topics.reply(role, client),
+                                    _reply(command, done.record, self.engine.day))
             if done.rollover is not None:
                 await self._publish_outcome(done.rollover, done.seq)
             if done.outcome is not None and done.outcome.ok:
                 await self._publish_outcome(done.outcome, done.seq)
         if done.duplicate:
             log.info("repeated command %s from %s: answered from the log", command.id,
-                     parts.client)
+                     client)
         elif not done.record["ok"]:
             log.info("%s from %s refused: %s", getattr(command, "action", "request"),
-                     parts.client, done.record["error"]["message"])
+                     client, done.record["error"]["message"])
         return done
+
+    async def book_appointment(self, service: str, day: dt.date, start: float, *,
+                               booked_by: str = "taxpayer", note: str | None = None) -> Any:
+        """Book durably, then let the engine know when the booking is for today."""
+        async with self._lock:
+            now = self.clock()
+            booking = self.bookings.book(service, day, start, now, self.checked_in(),
+                                         booked_by=booked_by, note=note)
+            day = self.engine.day or self.cfg.hall.business_day(now)
+            if booking.day == day.isoformat():  # other days: registered when they open
+                self.engine.register_appointment(booking.code, booking.service,
+                                                 booking.start, booking.end)
+        return booking
+
+    def checked_in(self) -> set[str]:
+        """Appointment codes a ticket was issued under today."""
+        return {t.appointment for t in self.engine.tickets if t.appointment}
+
+    async def _on_presence(self, incoming: Incoming) -> None:
+        if self.devices.note_presence(incoming.payload):
+            self._notify({"type": "device", "client": incoming.payload.client})
+
+    async def _on_health(self, incoming: Incoming) -> None:
+        parts = incoming.parts
+        self.devices.note_health(parts.role, parts.client or "", incoming.payload)
+        self._notify({"type": "device", "client": parts.client})
 
     async def _on_window_command(self, incoming: Incoming) -> None:
         await self.submit("window", incoming)
@@ -162,7 +244,31 @@ class Coordinator:
         await self.submit("ticket", incoming)
 
     def close(self) -> None:
+        self.bookings.close()
         self.eventlog.close()
+
+
+@contextlib.asynccontextmanager
+async def web_dashboard(coordinator: Coordinator) -> AsyncIterator[Any]:
+    """The dashboard and API beside the queue (None when off or its port is taken: the
+    queue must run even when the dashboard cannot)."""
+    settings = coordinator.cfg.coordinator
+    if not settings.http_port:
+        yield None
+        return
+    from coordinator.web.server import start_web
+
+    try:
+        web = await start_web(coordinator, settings.http_host, settings.http_port)
+    except OSError as exc:
+        log.error("web dashboard not started on %s:%d: %s (set coordinator.http_port; "
+                  "0 turns it off)", settings.http_host, settings.http_port, exc)
+        yield None
+        return
+    try:
+        yield web
+    finally:
+        await web.stop()
 
 
 async def serve(cfg: HallConfig, *, log_path: Path | None = None, dispatch: str = "auto",
@@ -170,7 +276,7 @@ async def serve(cfg: HallConfig, *, log_path: Path | None = None, dispatch: str 
     """Run a coordinator until cancelled (SIGTERM/SIGINT in the CLI)."""
     coordinator = Coordinator(cfg, log_path=log_path, dispatch=dispatch)
     try:
-        async with coordinator.make_session() as session:
+        async with web_dashboard(coordinator), coordinator.make_session() as session:
             await coordinator.run(session, ready)
     finally:
         coordinator.close()

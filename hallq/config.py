@@ -70,9 +70,10 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "HALLQ_BROKER_PASSWORD": ("broker", "password"),
     "HALLQ_ID_HASH_KEY": ("security", "id_hash_key"),
     "HALLQ_STATE_DIR": ("runtime", "state_dir"),
+    "HALLQ_SUPERVISOR_PASSWORD": ("coordinator", "supervisor_password"),
 }
 
-_SECRET_KEYS = frozenset({"password", "id_hash_key"})
+_SECRET_KEYS = frozenset({"password", "id_hash_key", "supervisor_password"})
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _STANDARD_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
@@ -525,6 +526,16 @@ class CoordinatorConfig(_Model):
     overdue_boost: Annotated[float, BeforeValidator(_positive_number(10)), Field(ge=1.0)] = 2.0
     default_service_min: Annotated[float, BeforeValidator(_positive_number(120))] = 1.63
     retention_days: Annotated[int, BeforeValidator(_int_range(1, 3650))] = 400
+    # web dashboard, ticket pages and API (coordinator/web); port 0 turns it off
+    http_host: Text = "127.0.0.1"
+    http_port: Annotated[int, BeforeValidator(_int_range(0, 65535))] = 8080
+    supervisor_user: Annotated[str, BeforeValidator(_id_check("supervisor user"))] = "supervisor"
+    # no password: the supervisor view refuses everyone rather than being open
+    supervisor_password: Secret | None = None
+    # appointments (双向预约): slot length and how many bookings one slot takes
+    appointment_slot_min: Annotated[int, BeforeValidator(_int_range(5, 240))] = 30
+    appointment_capacity: Annotated[int, BeforeValidator(_int_range(1, 500))] = 4
+    appointment_days: Annotated[int, BeforeValidator(_int_range(1, 60))] = 7
 
 
 class Zone(_Model):
@@ -547,6 +558,8 @@ class Service(_Model):
     hours: Intervals | None = None
     daily_cap: Annotated[int, BeforeValidator(_int_range(1))] | None = None
     warn_at: Annotated[int, BeforeValidator(_int_range(1))] | None = None
+    # 一次性告知: the documents to bring, listed on the ticket and booking pages
+    materials: list[Text] = Field(default_factory=list, max_length=30)
 
     @model_validator(mode="after")
     def _caps(self) -> Service:

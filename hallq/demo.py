@@ -29,6 +29,7 @@ from hallq.config import BrokerConfig, HallConfig
 
 log = logging.getLogger("hallq.demo")
 
+DEMO_PASSWORD = "hallq-demo"  # only when the hall file sets none; printed with the URL
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
 TICKET = re.compile(r"^[A-Z][0-9]{2,5}$")
 # Share of the day's arrivals per half hour from 09:00 (morning peak ~10:00, early-afternoon
@@ -120,11 +121,14 @@ def demo_config(cfg: HallConfig, broker: BrokerConfig, state: Path) -> HallConfi
     security = cfg.security
     if security.id_hash_key is None:
         security = security.model_copy(update={"id_hash_key": SecretStr("hallq-demo-key-0001")})
+    coordinator = {"log_path": state / "events.sqlite"}
+    if cfg.coordinator.supervisor_password is None:
+        coordinator["supervisor_password"] = SecretStr(DEMO_PASSWORD)
     return cfg.model_copy(update={
         "broker": broker,
         "security": security,
         "runtime": cfg.runtime.model_copy(update={"state_dir": state, "pin_factory": "mock"}),
-        "coordinator": cfg.coordinator.model_copy(update={"log_path": state / "events.sqlite"}),
+        "coordinator": cfg.coordinator.model_copy(update=coordinator),
     })
 
 
@@ -288,7 +292,7 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
     from rich.console import Console
     from rich.live import Live
 
-    from coordinator.service import Coordinator
+    from coordinator.service import Coordinator, web_dashboard
     from edge.agent import run_agent
     from firmware_bridge.sim.hall import SimulatedHall, simulate_devices
     from firmware_bridge.timing import LinkTiming
@@ -308,6 +312,7 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
             halls: list[SimulatedHall] = []
             tasks: list[asyncio.Task[Any]] = []
             async with contextlib.AsyncExitStack() as stack:
+                web = await stack.enter_async_context(web_dashboard(coordinator))
                 session = await stack.enter_async_context(coordinator.make_session())
                 ready = asyncio.Event()
                 tasks.append(asyncio.create_task(coordinator.run(session, ready)))
@@ -328,11 +333,11 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
                 tasks.append(asyncio.create_task(traffic.arrivals()))
                 tasks += [asyncio.create_task(traffic.staff(w, pad, rating))
                           for w, pad, rating in _staffing(cfg)]
-                url = f"http://{cfg.coordinator.http_host}:{cfg.coordinator.http_port}/" if \
-                    getattr(cfg.coordinator, "http_port", 0) else None
                 console.print(f"[bold]hallq demo[/]: {cfg.hall.name}, {len(cfg.windows)} windows, "
-                              f"{len(cfg.agents)} agents, broker {broker.url}, ×{speed:g}"
-                              + (f"\ndashboard: {url}" if url else ""))
+                              f"{len(cfg.agents)} agents, broker {broker.url}, ×{speed:g}")
+                if web is not None:
+                    user = cfg.coordinator.supervisor_user
+                    console.print(f"dashboard: {web.url}/  (supervisor: {user} / {DEMO_PASSWORD})")
                 if on_ready is not None:
                     on_ready(coordinator)
                 try:

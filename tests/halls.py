@@ -129,9 +129,9 @@ def small_hall_text(broker_url: str | None = None, state_dir: str | None = None,
     extra = "\n".join(f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}"
                       for k, v in coordinator.items())
     text = SMALL_HALL.format(coordinator_extra=extra) + BOARD_AGENT.format()
-    if all_day:
+    if all_day:  # closed only in the minute of the reset, 23:59-24:00 hall time
         text = text.replace('reset_time = "03:00"\nopen_hours = [["08:00", "18:00"]]',
-                            'reset_time = "00:00"\nopen_hours = [["00:01", "23:59"]]')
+                            'reset_time = "23:59"\nopen_hours = [["00:00", "23:59"]]')
     if broker_url:
         text += f'\n[broker]\nurl = "{broker_url}"\nkeepalive = 5\n'
     if state_dir:

@@ -90,7 +90,8 @@ async def test_sigkill_while_issuing_loses_no_acknowledged_ticket(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     config = tmp_path / "hall.toml"
-    config.write_text(small_hall_text(mosquitto.url, str(tmp_path / "state"), all_day=True))
+    config.write_text(small_hall_text(mosquitto.url, str(tmp_path / "state"), all_day=True,
+                                      http_port=0))
     log_path = tmp_path / "log.sqlite"
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"), all_day=True)
 

@@ -1,0 +1,190 @@
+"""The OpenAPI 3.1 description of the coordinator's HTTP API, written by hand.
+
+Hand-written because the API is small and its JSON mostly reuses the wire models: those
+schemas come from pydantic (the same ones ``mqtt_topics.md`` documents), so the two
+contracts cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from hallq import messages as m
+from hallq.config import HallConfig
+
+_WIRE: list[type[BaseModel]] = [m.WindowState, m.QueueState, m.BoardState, m.StatsState, m.AlertEvent,
+         m.ComponentHealth]
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _ok(description: str, schema: dict[str, Any], media: str = "application/json"
+        ) -> dict[str, Any]:
+    return {"200": {"description": description, "content": {media: {"schema": schema}}}}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    text = {"400": "bad input", "401": "supervisor login required", "404": "not found",
+            "409": "refused (slot full, or the engine rejected the command)",
+            "503": "board renderer unavailable"}
+    return {c: {"description": text[c], "content": {"application/json": {
+        "schema": _ref("Error")}}} for c in codes}
+
+
+def _param(name: str, where: str, schema: dict[str, Any], required: bool = True,
+           description: str = "") -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required, "schema": schema,
+            "description": description}
+
+
+_OBJ: dict[str, Any] = {"type": "object"}
+_STR: dict[str, Any] = {"type": "string"}
+_BASIC: list[dict[str, list[str]]] = [{"supervisorBasic": []}]
+
+
+def _schemas() -> dict[str, Any]:
+    _, defs = models_json_schema([(model, "serialization") for model in _WIRE],
+                                 ref_template="#/components/schemas/{model}")
+    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    schemas["Error"] = {"type": "object", "required": ["ok", "error"], "properties": {
+        "ok": {"const": False}, "error": {"type": "object", "properties": {
+            "code": _STR, "message": _STR}}}}
+    schemas["Service"] = {"type": "object", "properties": {
+        "code": _STR, "name": _STR, "prefix": _STR, "wait_target_min": {"type": "number"},
+        "materials": {"type": "array", "items": _STR}, "queue": _ref("QueueState"),
+        "over_target": {"type": "boolean"}}}
+    schemas["Device"] = {"type": "object", "properties": {
+        "role": _STR, "client": _STR, "online": {"type": ["boolean", "null"]},
+        "boot": {"type": ["integer", "null"]}, "version": {"type": ["string", "null"]},
+        "healthy": {"type": ["boolean", "null"]},
+        "components": {"type": "array", "items": _ref("ComponentHealth")}}}
+    schemas["Hall"] = {"type": "object", "properties": {
+        "hall": _OBJ, "rev": {"type": "integer"}, "now": _STR,
+        "services": {"type": "array", "items": _ref("Service")},
+        "windows": {"type": "array", "items": _ref("WindowState")},
+        "board": _ref("BoardState"), "stats": _ref("StatsState"),
+        "devices": {"type": "array", "items": _ref("Device")},
+        "alerts": {"type": "integer", "description": "how many alerts are open"}}}
+    schemas["Ticket"] = {"type": "object", "properties": {
+        "number": _STR, "service": _STR, "service_name": _STR,
+        "materials": {"type": "array", "items": _STR},
+        "state": {"enum": [s.value for s in m.TicketState]},
+        "people_ahead": {"type": ["integer", "null"]}, "eta_min": {"type": ["number", "null"]},
+        "window": {"type": ["integer", "null"], "description": "set once called"},
+        "issued_at": _STR, "called_at": {"type": ["string", "null"]}}}
+    schemas["Alert"] = {"type": "object", "properties": {
+        "severity": {"enum": ["info", "warning", "critical"]}, "kind": _STR,
+        "message": _STR, "at": _STR}}
+    schemas["Slots"] = {"type": "object", "properties": {
+        "service": _STR, "day": {"type": "string", "format": "date"},
+        "capacity": {"type": "integer"}, "days": {"type": "array", "items": _STR},
+        "slots": {"type": "array", "items": {"type": "object", "properties": {
+            "slot": _STR, "start": _STR, "free": {"type": "integer"},
+            "open": {"type": "boolean"}}}}}}
+    schemas["BookingRequest"] = {"type": "object", "required": ["service", "start"],
+                                 "properties": {
+        "service": _STR, "day": {"type": "string", "format": "date"},
+        "start": {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$"},
+        "note": {"type": "string", "description": "supervisor invitations only"}}}
+    schemas["Booking"] = {"type": "object", "properties": {
+        "code": {"type": "string", "pattern": "^[A-Z0-9]{4,16}$"}, "service": _STR,
+        "day": _STR, "start": _STR, "end": _STR, "slot": _STR,
+        "state": {"enum": ["booked", "checked_in", "no_show"]}, "booked_by": _STR}}
+    schemas["SupervisorCommand"] = {"type": "object", "required": ["action"], "properties": {
+        "action": {"enum": ["open", "close", "pause", "resume", "set_skills"]},
+        "skills": {"type": "object", "additionalProperties": {"type": "number"},
+                   "description": "set_skills only: service code -> weight"}}}
+    schemas["CommandResult"] = {"type": "object", "properties": {
+        "ok": {"type": "boolean"}, "error": {"type": ["object", "null"]},
+        "seq": {"type": "integer"}, "id": _STR}}
+    return schemas
+
+
+def openapi_document(cfg: HallConfig) -> dict[str, Any]:
+    code = _param("code", "path", _STR)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"hallq coordinator API — {cfg.hall.name}", "version": "1"},
+        "paths": {
+            "/api/hall": {"get": {"summary": "services, windows, queues, board, KPIs, devices",
+                                  "responses": _ok("hall summary", _ref("Hall"))}},
+            "/api/health": {"get": {
+                "summary": "liveness: is the coordinator connected to the broker",
+                "responses": {**_ok("connected", _OBJ),
+                              "503": {"description": "the broker link is down", "content": {
+                                  "application/json": {"schema": _OBJ}}}}}},
+            "/api/tickets/{number}": {"get": {
+                "summary": "one ticket of today: state, people ahead, wait, window",
+                "parameters": [_param("number", "path", _STR)],
+                "responses": {**_ok("the ticket", _ref("Ticket")), **_errors("404")}}},
+            "/api/devices": {"get": {"summary": "presence and health of every client",
+                                     "responses": _ok("devices", {
+                                         "type": "array", "items": _ref("Device")})}},
+            "/api/alerts": {"get": {
+                "summary": "engine alerts, offline devices, services past their wait target",
+                "responses": _ok("alerts", {"type": "array", "items": _ref("Alert")})}},
+            "/api/boards": {"get": {"summary": "the hall's LED call boards",
+                                    "responses": _ok("boards", {"type": "array",
+                                                                "items": _OBJ})}},
+            "/api/boards/{board}.png": {"get": {
+                "summary": "a board as it looks now",
+                "parameters": [_param("board", "path", _STR)],
+                "responses": {**_ok("PNG", {"type": "string", "format": "binary"}, "image/png"),
+                              **_errors("404", "503")}}},
+            "/api/stream": {"get": {
+                "summary": "Server-Sent Events: `hello`, then `change` after every outcome",
+                "responses": _ok("event stream", _STR, "text/event-stream")}},
+            "/api/openapi.json": {"get": {"summary": "this document",
+                                          "responses": _ok("OpenAPI document", _OBJ)}},
+            "/api/appointments/slots": {"get": {
+                "summary": "bookable slots of a service on a day, with free places",
+                "parameters": [_param("service", "query", _STR),
+                               _param("day", "query", {"type": "string", "format": "date"},
+                                      required=False)],
+                "responses": {**_ok("slots", _ref("Slots")), **_errors("400")}}},
+            "/api/appointments": {"post": {
+                "summary": "book a slot; the answer carries the appointment code",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("BookingRequest")}}},
+                "responses": {"201": {"description": "booked", "content": {
+                    "application/json": {"schema": _ref("Booking")}}},
+                    **_errors("400", "409")}}},
+            "/api/appointments/{code}": {"get": {
+                "summary": "a booking and whether it was checked in",
+                "parameters": [code],
+                "responses": {**_ok("booking", _ref("Booking")), **_errors("404")}}},
+            "/api/supervisor/windows/{window}": {"post": {
+                "summary": "open/close/pause/resume a window or change its skills",
+                "security": _BASIC,
+                "parameters": [_param("window", "path", {"type": "integer", "minimum": 1})],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("SupervisorCommand")}}},
+                "responses": {**_ok("applied", _ref("CommandResult")),
+                              **_errors("400", "401", "409")}}},
+            "/api/supervisor/appointments": {
+                "post": {"summary": "invite a taxpayer: book on their behalf",
+                         "security": _BASIC,
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": _ref("BookingRequest")}}},
+                         "responses": {"201": {"description": "booked", "content": {
+                             "application/json": {"schema": _ref("Booking")}}},
+                             **_errors("400", "401", "409")}},
+                "get": {"summary": "the bookings of a day", "security": _BASIC,
+                        "parameters": [_param("day", "query",
+                                              {"type": "string", "format": "date"},
+                                              required=False)],
+                        "responses": {**_ok("bookings", {"type": "array",
+                                                         "items": _ref("Booking")}),
+                                      **_errors("401")}}},
+            "/api/supervisor/whoami": {"get": {
+                "summary": "the logged-in supervisor", "security": _BASIC,
+                "responses": {**_ok("user", _OBJ), **_errors("401")}}},
+        },
+        "components": {"schemas": _schemas(), "securitySchemes": {
+            "supervisorBasic": {"type": "http", "scheme": "basic"}}},
+    }

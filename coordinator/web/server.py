@@ -1,0 +1,341 @@
+"""The coordinator's HTTP server: routes, the live stream, start and stop.
+
+aiohttp runs in the coordinator's own event loop, so handlers read the engine directly
+(no copies, no second process) and supervisor commands go through
+:meth:`Coordinator.execute`, the path MQTT commands take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from coordinator.web import views
+from coordinator.web.appointments import BookingError, booking_json
+from coordinator.web.auth import REALM, supervisor_from
+from coordinator.web.boards import boards, render_png
+from coordinator.web.openapi import openapi_document
+from coordinator.web.stream import StreamHub, is_close, sse_frame
+from hallq import messages as m
+
+log = logging.getLogger("hallq.web")
+
+STATIC = Path(__file__).parent / "static"
+KEEPALIVE_S = 15.0
+SUPERVISOR_ACTIONS = frozenset({"open", "close", "pause", "resume", "set_skills"})
+
+COORDINATOR: web.AppKey[Any] = web.AppKey("coordinator", object)
+HUB: web.AppKey[StreamHub] = web.AppKey("hub", StreamHub)
+
+
+def _c(request: web.Request) -> Any:
+    return request.app[COORDINATOR]
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"ok": False, "error": {"code": code, "message": message}},
+                             status=status)
+
+
+def _json(data: Any) -> web.Response:
+    return web.json_response(data, headers={"Cache-Control": "no-store"})
+
+
+# --- public API ---------------------------------------------------------------------------
+
+
+async def hall(request: web.Request) -> web.Response:
+    return _json(views.summary_json(_c(request)))
+
+
+async def health(request: web.Request) -> web.Response:
+    """For probes and ``hallq doctor``: 200 while the broker link is up, else 503."""
+    c = _c(request)
+    connected = c.session is not None and c.session.connected
+    return web.json_response({
+        "ok": connected, "broker_connected": connected, "seq": c.queue.seq,
+        "day": c.engine.day.isoformat() if c.engine.day else None,
+        "stream_clients": request.app[HUB].clients,
+    }, status=200 if connected else 503, headers={"Cache-Control": "no-store"})
+
+
+async def ticket(request: web.Request) -> web.Response:
+    found = views.ticket_json(_c(request), request.match_info["number"])
+    if found is None:
+        return _error(404, "unknown_ticket", f"今天没有 {request.match_info['number']} 号")
+    return _json(found)
+
+
+async def devices(request: web.Request) -> web.Response:
+    return _json([d.as_json() for d in _c(request).devices.all()])
+
+
+async def alerts(request: web.Request) -> web.Response:
+    return _json(views.alerts_json(_c(request)))
+
+
+async def board_list(request: web.Request) -> web.Response:
+    return _json([{"id": b.id, "zone": b.zone, "width": b.width, "height": b.height,
+                   "png": f"/api/boards/{b.id}.png"} for b in boards(_c(request).cfg)])
+
+
+async def board_png(request: web.Request) -> web.Response:
+    c = _c(request)
+    try:
+        png = render_png(c.cfg, request.match_info["board"], c.engine.board_state(c.queue.seq))
+    except ImportError as exc:  # the displays package is optional for the API
+        return _error(503, "renderer_unavailable", f"board renderer not available: {exc}")
+    if png is None:
+        return _error(404, "unknown_board", f"no board {request.match_info['board']!r}")
+    return web.Response(body=png, content_type="image/png",
+                        headers={"Cache-Control": "no-store"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document(_c(request).cfg))
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: a ``hello`` with the current revision, then every change."""
+    hub = request.app[HUB]
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+        "X-Accel-Buffering": "no"})
+    queue = hub.open()
+    try:
+        await response.prepare(request)
+        await response.write(sse_frame("hello", {"rev": _c(request).queue.seq}))
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            if is_close(item):
+                break
+            await response.write(sse_frame("change", item))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        hub.close(queue)
+    return response
+
+
+# --- appointments ----------------------------------------------------------------------
+
+
+def _day(text: str | None, c: Any) -> dt.date:
+    if not text:
+        return c.cfg.hall.business_day(c.clock())
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise BookingError("bad_day", f"day must be YYYY-MM-DD, got {text!r}") from None
+
+
+async def slots(request: web.Request) -> web.Response:
+    c = _c(request)
+    service = request.query.get("service", "")
+    try:
+        day = _day(request.query.get("day"), c)
+        found = c.bookings.slots(service, day)
+    except BookingError as exc:
+        return _error(400, exc.code, str(exc))
+    now, checked_in = c.clock(), c.checked_in()
+    capacity = c.cfg.coordinator.appointment_capacity
+    days = c.bookings.bookable_days(now)
+    return _json({
+        "service": service, "day": day.isoformat(), "capacity": capacity,
+        "days": [d.isoformat() for d in days],
+        "slots": [{"slot": s.label, "start": s.label[:5],
+                   "free": max(0, capacity - c.bookings.taken(service, s, now, checked_in)),
+                   "open": s.end > now and day in days} for s in found],
+    })
+
+
+async def _book(request: web.Request, booked_by: str) -> web.Response:
+    c = _c(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "invalid_json", "body must be JSON")
+    if not isinstance(body, dict):
+        return _error(400, "invalid_json", "body must be a JSON object")
+    try:
+        service, start_text = str(body.get("service", "")), str(body.get("start", ""))
+        day = _day(body.get("day"), c)
+        slot = next((s for s in c.bookings.slots(service, day) if s.label[:5] == start_text),
+                    None)
+        if slot is None:
+            raise BookingError("unknown_slot", f"没有 {start_text} 开始的预约时段")
+        note = body.get("note") if booked_by != "taxpayer" else None
+        booking = await c.book_appointment(service, day, slot.start, booked_by=booked_by,
+                                           note=str(note)[:100] if note else None)
+    except BookingError as exc:
+        status = 409 if exc.code == "slot_full" else 400
+        return _error(status, exc.code, str(exc))
+    log.info("appointment %s booked by %s: %s %s", booking.code, booked_by, service,
+             slot.label)
+    data = booking_json(booking, c.cfg, c.clock(), c.checked_in())
+    return web.json_response({"ok": True, **data}, status=201)
+
+
+async def book(request: web.Request) -> web.Response:
+    return await _book(request, "taxpayer")
+
+
+async def appointment(request: web.Request) -> web.Response:
+    c = _c(request)
+    found = c.bookings.get(request.match_info["code"].upper())
+    if found is None:
+        return _error(404, "unknown_appointment", "没有这个预约码")
+    return _json(booking_json(found, c.cfg, c.clock(), c.checked_in()))
+
+
+# --- supervisor ------------------------------------------------------------------------
+
+
+def _supervisor(request: web.Request) -> str | None:
+    return supervisor_from(request.headers.get("Authorization"), _c(request).cfg.coordinator)
+
+
+def _user(request: web.Request) -> str:
+    user = _supervisor(request)
+    assert user is not None  # the middleware let the request through
+    return user
+
+
+@web.middleware
+async def supervisor_auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    path = request.path
+    guarded = path == "/supervisor" or path.startswith("/api/supervisor/")
+    if guarded and _supervisor(request) is None:
+        return web.json_response(
+            {"ok": False, "error": {"code": "unauthorized",
+                                    "message": "supervisor login required"}},
+            status=401, headers={"WWW-Authenticate": REALM})
+    return await handler(request)
+
+
+async def supervisor_command(request: web.Request) -> web.Response:
+    c = _c(request)
+    try:
+        body = await request.json()
+        window = int(request.match_info["window"])
+    except ValueError:
+        return _error(400, "invalid_json", "body must be JSON, window a number")
+    if not isinstance(body, dict) or body.get("action") not in SUPERVISOR_ACTIONS:
+        return _error(400, "bad_action",
+                      f"action must be one of {', '.join(sorted(SUPERVISOR_ACTIONS))}")
+    try:
+        command = m.adapter(m.WindowCommand).validate_python({**body, "window": window})
+    except ValidationError as exc:
+        field, message = m.describe(exc, tagged=True)
+        return _error(400, "invalid_command", f"{field}: {message}")
+    user = _user(request)
+    done = await c.execute("window", "supervisor", user, command, reply=False)
+    log.info("supervisor %s: %s window %d -> %s", user, command.action, window,
+             "ok" if done.record["ok"] else done.record["error"]["code"])
+    return web.json_response({"ok": done.record["ok"], "error": done.record["error"],
+                              "seq": done.seq, "id": command.id},
+                             status=200 if done.record["ok"] else 409)
+
+
+async def supervisor_invite(request: web.Request) -> web.Response:
+    return await _book(request, f"supervisor/{_user(request)}")
+
+
+async def supervisor_appointments(request: web.Request) -> web.Response:
+    c = _c(request)
+    try:
+        day = _day(request.query.get("day"), c)
+    except BookingError as exc:
+        return _error(400, exc.code, str(exc))
+    now, checked_in = c.clock(), c.checked_in()
+    return _json([{**booking_json(b, c.cfg, now, checked_in), "note": b.note}
+                  for b in c.bookings.on_day(day)])
+
+
+async def whoami(request: web.Request) -> web.Response:
+    return _json({"user": _user(request)})
+
+
+# --- pages -----------------------------------------------------------------------------
+
+
+def _page(name: str) -> Any:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+    return handler
+
+
+async def ticket_page(request: web.Request) -> web.StreamResponse:
+    if request.match_info["hall"] != _c(request).cfg.hall.id:
+        raise web.HTTPNotFound(text="unknown hall")
+    return web.FileResponse(STATIC / "ticket.html", headers={"Cache-Control": "no-cache"})
+
+
+def make_app(coordinator: Any) -> web.Application:
+    app = web.Application(middlewares=[supervisor_auth])
+    hub = StreamHub()
+    app[COORDINATOR] = coordinator
+    app[HUB] = hub
+    coordinator.add_listener(hub.notify)
+
+    async def on_shutdown(app: web.Application) -> None:
+        coordinator.remove_listener(hub.notify)
+        hub.shutdown()
+
+    app.on_shutdown.append(on_shutdown)
+    r = app.router
+    r.add_get("/api/hall", hall)
+    r.add_get("/api/health", health)
+    r.add_get("/api/tickets/{number}", ticket)
+    r.add_get("/api/devices", devices)
+    r.add_get("/api/alerts", alerts)
+    r.add_get("/api/boards", board_list)
+    r.add_get("/api/boards/{board}.png", board_png)
+    r.add_get("/api/stream", stream)
+    r.add_get("/api/openapi.json", openapi)
+    r.add_get("/api/appointments/slots", slots)
+    r.add_post("/api/appointments", book)
+    r.add_get("/api/appointments/{code}", appointment)
+    r.add_post("/api/supervisor/windows/{window}", supervisor_command)
+    r.add_post("/api/supervisor/appointments", supervisor_invite)
+    r.add_get("/api/supervisor/appointments", supervisor_appointments)
+    r.add_get("/api/supervisor/whoami", whoami)
+    r.add_get("/", _page("hall.html"))
+    r.add_get("/book", _page("book.html"))
+    r.add_get("/supervisor", _page("supervisor.html"))
+    r.add_get("/t/{hall}/{number}", ticket_page)
+    r.add_static("/static/", STATIC)
+    return app
+
+
+class WebServer:
+    def __init__(self, runner: web.AppRunner, url: str) -> None:
+        self.runner = runner
+        self.url = url
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_web(coordinator: Any, host: str, port: int) -> WebServer:
+    """Serve until :meth:`WebServer.stop`; ``port`` 0 picks a free one (tests)."""
+    runner = web.AppRunner(make_app(coordinator), handle_signals=False, access_log=None,
+                           shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0]
+    url = f"http://{host}:{bound[1]}"
+    coordinator.web = server = WebServer(runner, url)
+    log.info("web dashboard and API on %s", url)
+    return server

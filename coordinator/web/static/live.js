@@ -1,0 +1,41 @@
+// Shared by the pages: JSON fetch and a Server-Sent Events subscription that refreshes a
+// page on every change the coordinator publishes. EventSource reconnects by itself.
+"use strict";
+window.hallq = {
+  async getJSON(url, opts) {
+    const r = await fetch(url, Object.assign({cache: "no-store"}, opts || {}));
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) { const e = new Error((body.error && body.error.message) || r.statusText);
+                 e.status = r.status; e.body = body; throw e; }
+    return body;
+  },
+  live(onChange, indicator) {
+    const es = new EventSource("/api/stream");
+    const mark = (on) => { if (indicator) { indicator.className = "live " + (on ? "on" : "off");
+                                            indicator.textContent = on ? "实时" : "连接中断"; } };
+    es.addEventListener("hello", () => { mark(true); onChange({type: "hello"}); });
+    es.addEventListener("change", (ev) => onChange(JSON.parse(ev.data)));
+    es.onerror = () => mark(false);
+    return es;
+  },
+  el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") node.className = v; else if (k.startsWith("on")) node[k] = v;
+      else node.setAttribute(k, v);
+    }
+    for (const c of children) node.append(c instanceof Node ? c : String(c ?? ""));
+    return node;
+  },
+  minutes(s) { return s == null ? "—" : (s / 60).toFixed(1) + " 分钟"; },
+  // one refresh at a time; a change arriving meanwhile triggers one more afterwards
+  serial(fn) {
+    let running = false, again = false;
+    const run = async () => {
+      if (running) { again = true; return; }
+      running = true;
+      try { do { again = false; await fn(); } while (again); } finally { running = false; }
+    };
+    return run;
+  },
+};

@@ -1,0 +1,99 @@
+"""JSON views of the hall, built from the engine at the moment of the request.
+
+The wire models already say what a window, queue, board and KPI look like, so the API
+returns their JSON dumps and adds only what a person needs beside them (names, materials,
+a ticket's place in line).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from hallq.messages import TicketState
+
+AHEAD_STATES = frozenset({TicketState.WAITING})
+
+
+def _iso(ts: float | None, tz: dt.tzinfo) -> str | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, tz).isoformat()
+
+
+def service_json(c: Any, code: str, now: float) -> dict[str, Any]:
+    svc = c.engine.services[code]
+    queue = c.engine.queue_state(code, c.queue.seq, now).model_dump(mode="json")
+    target_s = svc.wait_target_min * 60.0
+    oldest = queue.get("oldest_wait_s")
+    return {
+        "code": code, "name": svc.name, "name_en": svc.name_en, "prefix": svc.prefix,
+        "wait_target_min": svc.wait_target_min, "materials": list(svc.materials),
+        "queue": queue, "over_target": oldest is not None and oldest > target_s,
+    }
+
+
+def summary_json(c: Any) -> dict[str, Any]:
+    now, rev, engine = c.clock(), c.queue.seq, c.engine
+    return {
+        "hall": {"id": c.cfg.hall.id, "name": c.cfg.hall.name,
+                 "day": engine.day.isoformat() if engine.day else None},
+        "rev": rev,
+        "now": _iso(now, c.cfg.hall.tzinfo),
+        "services": [service_json(c, code, now) for code in engine.services],
+        "windows": [engine.window_state(n, rev).model_dump(mode="json") for n in engine.windows],
+        "board": engine.board_state(rev).model_dump(mode="json"),
+        "stats": engine.stats_state(rev).model_dump(mode="json"),
+        "devices": [d.as_json() for d in c.devices.all()],
+        "alerts": len(alerts_json(c)),
+    }
+
+
+def ticket_json(c: Any, number: str) -> dict[str, Any] | None:
+    t = c.engine.by_number.get(number)
+    if t is None:
+        return None
+    now, tz = c.clock(), c.cfg.hall.tzinfo
+    svc = c.engine.services.get(t.service)
+    waiting = t.state in AHEAD_STATES
+    info = c.engine.ticket_info(t, now) if waiting else None
+    return {
+        "number": t.number, "service": t.service,
+        "service_name": svc.name if svc else t.service,
+        "materials": list(svc.materials) if svc else [],
+        "state": t.state.value, "priority": t.priority.value,
+        "people_ahead": info.people_ahead if info else None,
+        "eta_min": info.eta_min if info else None,
+        "window": t.window if t.state in (TicketState.CALLED, TicketState.SERVING) else None,
+        "directed_window": t.directed,
+        "issued_at": _iso(t.issued_at, tz), "called_at": _iso(t.called_at, tz),
+        "recalls": t.recalls, "rev": c.queue.seq,
+    }
+
+
+def alerts_json(c: Any) -> list[dict[str, Any]]:
+    """What a supervisor should look at now: recent engine alerts, offline or unhealthy
+    devices, services whose oldest ticket waits past the target."""
+    now, tz = c.clock(), c.cfg.hall.tzinfo
+    out: list[dict[str, Any]] = []
+    for d in c.devices.offline():
+        out.append({"severity": "warning", "kind": "device_offline", "client": d.client,
+                    "role": d.role, "at": _iso(d.since, tz),
+                    "message": f"{d.client} ({d.role}) 离线"})
+    for d in c.devices.unhealthy():
+        bad = ", ".join(f"{x.name}:{x.status}" for x in d.health.components if not x.ok)
+        out.append({"severity": "warning", "kind": "device_unhealthy", "client": d.client,
+                    "role": d.role, "at": _iso(d.health_at, tz),
+                    "message": f"{d.client} 设备异常: {bad}"})
+    for code in c.engine.services:
+        svc = service_json(c, code, now)
+        if svc["over_target"]:
+            minutes = svc["queue"]["oldest_wait_s"] / 60.0
+            out.append({"severity": "warning", "kind": "wait_over_target", "service": code,
+                        "at": _iso(now, tz),
+                        "message": f"{svc['name']} 最长等候 {minutes:.0f} 分钟, "
+                                   f"超过目标 {svc['wait_target_min']:g} 分钟"})
+    for at, event in c.alerts:
+        item = event.model_dump(mode="json", exclude_none=True)
+        item.pop("v", None)
+        item.update(at=_iso(at, tz))
+        out.append(item)
+    return out

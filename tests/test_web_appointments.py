@@ -1,0 +1,157 @@
+"""Appointments: booking, capacity, invitations, check-in, no-shows, restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hallq import messages as m
+from hallq.topics import HallTopics
+
+from .conftest import Mosquitto
+from .coordinated import FakeClock, device
+from .halls import at
+from .test_web_helpers import supervisor_auth, web_hall, web_running
+
+pytestmark = pytest.mark.broker
+T = HallTopics("test-hall")
+TODAY, TOMORROW = "2026-11-30", "2026-12-01"
+
+
+async def _book(http: aiohttp.ClientSession, url: str, status: int = 201,
+                path: str = "/api/appointments", **body: Any) -> Any:
+    async with http.post(url + path, json=body, headers=supervisor_auth()) as r:
+        data = await r.json()
+        assert r.status == status, data
+        return data
+
+
+async def _slots(http: aiohttp.ClientSession, url: str, service: str, day: str) -> Any:
+    async with http.get(f"{url}/api/appointments/slots",
+                        params={"service": service, "day": day}) as r:
+        assert r.status == 200
+        return {s["start"]: s for s in (await r.json())["slots"]}
+
+
+async def test_booking_fills_a_slot_up_to_its_capacity(mosquitto: Mosquitto,
+                                                       tmp_path: Path) -> None:
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))  # capacity 2, 30-min slots
+    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url), \
+            aiohttp.ClientSession() as http:
+        slots = await _slots(http, url, "invoice", TODAY)
+        assert slots["08:00"]["open"] is False and slots["10:30"]["free"] == 2
+        assert slots["17:30"]["slot"] == "17:30-18:00" and "18:00" not in slots
+        first = await _book(http, url, service="invoice", day=TODAY, start="10:30")
+        assert first["slot"] == "10:30-11:00" and first["state"] == "booked"
+        assert m.IssueRequest(kind="issue", service="invoice",
+                              appointment=first["code"]).appointment == first["code"]
+        second = await _book(http, url, service="invoice", day=TODAY, start="10:30")
+        assert second["code"] != first["code"]
+        full = await _book(http, url, 409, service="invoice", day=TODAY, start="10:30")
+        assert full["error"]["code"] == "slot_full"
+        assert (await _slots(http, url, "invoice", TODAY))["10:30"]["free"] == 0
+        # another slot, another service: not affected
+        await _book(http, url, service="tax-filing", day=TODAY, start="10:30")
+        await _book(http, url, service="invoice", day=TOMORROW, start="10:30")
+
+        past = await _book(http, url, 400, service="invoice", day=TODAY, start="09:00")
+        assert past["error"]["code"] == "slot_past"
+        bad = await _book(http, url, 400, service="invoice", day=TODAY, start="10:10")
+        assert bad["error"]["code"] == "unknown_slot"
+        far = await _book(http, url, 400, service="invoice", day="2027-03-01", start="10:30")
+        assert far["error"]["code"] == "day_not_bookable"
+        green = await _slots(http, url, "green", TODAY)  # the service's own hours
+        assert min(green) == "09:00" and max(green) == "11:30"
+
+        async with http.get(f"{url}/api/appointments/{first['code']}") as r:
+            assert (await r.json())["service"] == "invoice"
+
+
+async def test_a_supervisor_invites_and_the_taxpayer_checks_in(mosquitto: Mosquitto,
+                                                               tmp_path: Path) -> None:
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url), \
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
+            aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/api/supervisor/appointments",
+                             json={"service": "tax-filing", "start": "10:00"}) as r:
+            assert r.status == 401
+        invited = await _book(http, url, path="/api/supervisor/appointments",
+                              service="tax-filing", start="10:00", note="王先生 138****")
+        assert invited["booked_by"] == "supervisor/supervisor"
+        async with http.get(f"{url}/api/supervisor/appointments", headers=supervisor_auth(),
+                            params={"day": TODAY}) as r:
+            listed = await r.json()
+        assert [(b["code"], b["note"]) for b in listed] == [(invited["code"], "王先生 138****")]
+
+        await dispenser.wait_connected(10)
+        reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
+            kind="issue", service="tax-filing", appointment=invited["code"]), timeout=10)
+        assert reply.ok and reply.ticket.priority == "appointment"
+        async with http.get(f"{url}/api/appointments/{invited['code']}") as r:
+            assert (await r.json())["state"] == "checked_in"
+
+
+async def test_a_no_show_gives_its_place_back(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url), \
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
+            aiohttp.ClientSession() as http:
+        came = await _book(http, url, service="invoice", day=TODAY, start="10:00")
+        missed = await _book(http, url, service="invoice", day=TODAY, start="10:00")
+        assert (await _slots(http, url, "invoice", TODAY))["10:00"]["free"] == 0
+        await dispenser.wait_connected(10)
+        reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
+            kind="issue", service="invoice", appointment=came["code"]), timeout=10)
+        assert reply.ok
+        clock.now = at(10, 30)
+        assert (await _slots(http, url, "invoice", TODAY))["10:00"]["free"] == 1
+        async with http.get(f"{url}/api/appointments/{missed['code']}") as r:
+            assert (await r.json())["state"] == "no_show"
+        async with http.get(f"{url}/api/appointments/{came['code']}") as r:
+            assert (await r.json())["state"] == "checked_in"
+
+
+async def test_bookings_survive_a_restart_and_reach_the_engine(mosquitto: Mosquitto,
+                                                               tmp_path: Path) -> None:
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    log_path = tmp_path / "log.sqlite"
+    async with web_running(cfg, log_path, clock) as (c, url), \
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
+            aiohttp.ClientSession() as http:
+        today = await _book(http, url, service="invoice", day=TODAY, start="11:00")
+        checked = await _book(http, url, service="invoice", day=TODAY, start="11:00")
+        tomorrow = await _book(http, url, service="tax-filing", day=TOMORROW, start="09:00")
+        assert today["code"] in c.engine.appointments
+        assert tomorrow["code"] not in c.engine.appointments  # not today's
+        await dispenser.wait_connected(10)
+        first = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
+            kind="issue", service="invoice", appointment=checked["code"]), timeout=10)
+        assert first.ticket.priority == "appointment"
+
+    async with web_running(cfg, log_path, clock) as (c, url), \
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
+            aiohttp.ClientSession() as http:
+        # replay saw the booking: the checked-in ticket kept its appointment priority
+        assert c.engine.by_number[first.ticket.number].priority == "appointment"
+        assert today["code"] in c.engine.appointments
+        async with http.get(f"{url}/api/appointments/{today['code']}") as r:
+            assert r.status == 200 and (await r.json())["state"] == "booked"
+        assert (await _slots(http, url, "invoice", TODAY))["11:00"]["free"] == 0
+        await dispenser.wait_connected(10)
+        reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
+            kind="issue", service="invoice", appointment=today["code"]), timeout=10)
+        assert reply.ticket.priority == "appointment"
+
+        # the next business day opens: tomorrow's booking is registered then
+        clock.now = at(9, 0, day=31)
+        reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
+            kind="issue", service="tax-filing", appointment=tomorrow["code"]), timeout=10)
+        assert reply.ok and reply.ticket.priority == "appointment"
+        assert str(c.engine.day) == TOMORROW

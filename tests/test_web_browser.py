@@ -1,0 +1,152 @@
+"""End to end in headless Chromium (Debian's, driven by Playwright; no browser download).
+
+A coordinator with its web server on a private Mosquitto; tickets are issued and called
+over MQTT as the devices do, and the pages must follow live (Server-Sent Events). The test
+waits on page conditions, never on sleeps. Screenshots go to the test's directory and,
+when ``HALLQ_ARTIFACTS`` is set, are copied there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hallq import messages as m
+from hallq.topics import HallTopics
+
+from .conftest import Mosquitto
+from .coordinated import FakeClock, device
+from .test_web_helpers import PASSWORD, web_hall, web_running
+
+pytestmark = pytest.mark.broker
+T = HallTopics("test-hall")
+CHROMIUM = os.environ.get("HALLQ_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WAIT_MS = 20_000
+
+
+def _playwright() -> Any:
+    """The async Playwright entry, or skip (locally) / fail (CI) saying what is missing."""
+    problem = None
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError as exc:
+        problem = f"playwright is not installed ({exc}); pip install -e '.[test]'"
+    if problem is None and not Path(CHROMIUM).exists():
+        problem = (f"no Chromium at {CHROMIUM}: apt-get install chromium chromium-driver "
+                   "(or set HALLQ_CHROMIUM)")
+    if problem is not None:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return async_playwright
+
+
+class Shots:
+    def __init__(self, tmp_path: Path) -> None:
+        self.dir = tmp_path / "artifacts"
+        self.dir.mkdir()
+        self.copy_to = os.environ.get("HALLQ_ARTIFACTS")
+
+    async def take(self, page: Any, name: str) -> None:
+        path = self.dir / f"{name}.png"
+        await page.screenshot(path=str(path), full_page=True)
+        if self.copy_to:
+            Path(self.copy_to).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, Path(self.copy_to) / path.name)
+
+
+async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
+                                                       tmp_path: Path) -> None:
+    async_playwright = _playwright()
+    shots = Shots(tmp_path)
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url), \
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
+            device(cfg, "window", "pi-w1", tmp_path) as pad, \
+            device(cfg, "board", "board-1", tmp_path):
+        await dispenser.wait_connected(10)
+        await pad.wait_connected(10)
+
+        async def issue(service: str = "tax-filing") -> str:
+            reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
+                kind="issue", service=service), timeout=10)
+            return str(reply.ticket.number)
+
+        async def call() -> str:
+            clock.now += 90
+            reply = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(
+                window=1, action="call"), timeout=10)
+            assert reply.ok
+            return str(reply.ticket)
+
+        numbers = [await issue() for _ in range(5)]
+        await issue("invoice")
+        assert await call() == numbers[0]
+
+        async with async_playwright() as p:
+            browser = await p.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+                args=FLAGS, http_credentials={"username": "supervisor", "password": PASSWORD},
+                locale="zh-CN", viewport={"width": 1280, "height": 900})
+            browser.set_default_timeout(WAIT_MS)
+            try:
+                hall = await browser.new_page()
+                await hall.goto(url + "/")
+                await hall.wait_for_selector("#live.on")
+                await hall.wait_for_selector(f'#calls[data-first="{numbers[0]}"]')
+                await hall.wait_for_function(
+                    "() => [...document.querySelectorAll('.boards img')]"
+                    ".every(i => i.complete && i.naturalWidth > 0)")
+                await shots.take(hall, "hall-before")
+
+                ticket = await browser.new_page()
+                await ticket.set_viewport_size({"width": 390, "height": 844})
+                last = numbers[-1]
+                await ticket.goto(f"{url}/t/test-hall/{last}")
+                status = ticket.locator("#status")
+                await ticket.wait_for_selector('#status[data-ahead="3"]')
+                await ticket.wait_for_selector("#materials li")
+                assert "居民身份证原件" in await ticket.locator("#materials").inner_text()
+                await shots.take(ticket, "ticket-waiting")
+
+                assert await call() == numbers[1]
+                await hall.wait_for_selector(f'#calls[data-first="{numbers[1]}"]')
+                await shots.take(hall, "hall-after-call")
+                await ticket.wait_for_selector('#status[data-ahead="2"]')
+                assert await call() == numbers[2]
+                await ticket.wait_for_selector('#status[data-ahead="1"]')
+                assert await call() == numbers[3]
+                await ticket.wait_for_selector('#status[data-ahead="0"]')
+                assert await call() == last
+                await ticket.wait_for_selector('#status[data-state="called"]')
+                assert await status.inner_text() == "请到1号窗口办理"
+                await shots.take(ticket, "ticket-called")
+
+                desk = await browser.new_page()
+                await desk.goto(url + "/supervisor")
+                await desk.wait_for_selector("#live.on")
+                await desk.click('tr[data-window="2"] button[data-action="pause"]')
+                await desk.wait_for_selector('tr[data-window="2"] [data-status="paused"]')
+                assert c.engine.windows[2].status == "paused"
+                await hall.wait_for_selector("#windows .pill.paused")
+                await shots.take(desk, "supervisor")
+
+                book = await browser.new_page()
+                await book.set_viewport_size({"width": 390, "height": 844})
+                await book.goto(url + "/book")
+                await book.wait_for_selector("#slots input:not([disabled])")
+                await book.click("#slots input:not([disabled])")
+                await book.click("#submit")
+                await book.wait_for_selector("#result:not([hidden])")
+                code = (await book.locator("#code").inner_text()).strip()
+                assert c.bookings.get(code) is not None
+                await shots.take(book, "booking")
+            finally:
+                await browser.close()
