@@ -243,6 +243,14 @@ class Coordinator:
     async def _on_ticket_request(self, incoming: Incoming) -> None:
         await self.submit("ticket", incoming)
 
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: is it connected, how busy is the hall."""
+        engine = self.engine
+        link = "online" if self.session is not None and self.session.connected else "broker lost"
+        waiting = sum(engine.core.waiting(i) for i in engine.service_idx.values())
+        open_ = sum(1 for w in engine.windows.values() if w.status.value == "open")
+        return f"{link}, {waiting} waiting, {open_}/{len(engine.windows)} windows open"
+
     def close(self) -> None:
         self.bookings.close()
         self.eventlog.close()
@@ -274,9 +282,13 @@ async def web_dashboard(coordinator: Coordinator) -> AsyncIterator[Any]:
 async def serve(cfg: HallConfig, *, log_path: Path | None = None, dispatch: str = "auto",
                 ready: asyncio.Event | None = None) -> None:
     """Run a coordinator until cancelled (SIGTERM/SIGINT in the CLI)."""
+    from hallq.sdnotify import Notifier, supervised
+
     coordinator = Coordinator(cfg, log_path=log_path, dispatch=dispatch)
     try:
-        async with web_dashboard(coordinator), coordinator.make_session() as session:
+        async with web_dashboard(coordinator), coordinator.make_session() as session, \
+                supervised(Notifier.from_env(), session.wait_connected(),
+                           coordinator.status_line):
             await coordinator.run(session, ready)
     finally:
         coordinator.close()

@@ -28,6 +28,7 @@ from firmware_bridge.timing import LinkTiming
 from firmware_bridge.wiring import wire_devices
 from hallq.aio import cancel_and_wait
 from hallq.bus import Session
+from hallq.sdnotify import Notifier, supervised
 from hallq.config import Agent, HallConfig
 
 log = logging.getLogger("hallq.edge")
@@ -106,7 +107,9 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
                     await session.wait_connected()
                     ready.set()
                 try:
-                    await _dispatch(worker, events)
+                    async with supervised(Notifier.from_env(), session.wait_connected(),
+                                          lambda: status_line(session, worker.health)):
+                        await _dispatch(worker, events)
                 finally:
                     for task in feeders + chores:
                         await cancel_and_wait(task)
@@ -115,6 +118,13 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
                 item.close()
             if leases is not None:
                 leases.close()
+
+
+def status_line(session: Session, health: Health) -> str:
+    """For ``systemctl status``: "online, printer-1 paper_near_end"."""
+    link = "online" if session.connected else "broker lost"
+    faults = [f"{c.name} {c.status}" for c in health.components() if not c.ok]
+    return ", ".join([link, *faults]) if faults else f"{link}, all devices ok"
 
 
 class BoardWorker:

@@ -27,6 +27,9 @@ class Health:
         self.session = session
         self._components: dict[str, m.ComponentHealth] = {}
 
+    def components(self) -> list[m.ComponentHealth]:
+        return list(self._components.values())
+
     def get(self, name: str) -> m.ComponentHealth | None:
         return self._components.get(component_name(name))
 

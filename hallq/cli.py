@@ -111,12 +111,9 @@ def acl(config_file: Path, users: tuple[str, ...]) -> None:
 
 
 def _setup_logging(level: str) -> None:
-    import logging
+    from hallq.logsetup import setup_logging
 
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(level)
 
 
 def _run_until_signalled(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -214,6 +211,58 @@ def demo(config_file: Path | None, speed: float, duration: float | None, volume:
 
 async def _quietly(coro: Coroutine[Any, Any, Any]) -> None:
     await coro
+
+
+
+@main.command()
+@config_option
+@click.option("--device", "agent_id", default=None,
+              help="check this agent's hardware (default: the agents whose host is this machine)")
+@click.option("--sim-dir", type=click.Path(path_type=Path), default=None,
+              help="directory of simulated serial ports (ports named sim or sim:NAME)")
+def doctor(config_file: Path, agent_id: str | None, sim_dir: Path | None) -> None:
+    """Check this machine for what the hall needs: ports, devices, broker, clock, disk."""
+    import asyncio
+
+    from hallq.doctor import exit_code, render_checks, run_doctor
+
+    cfg = _load(config_file)
+    if agent_id is not None:
+        try:
+            cfg.agent(agent_id)
+        except KeyError as exc:
+            raise click.BadParameter(str(exc.args[0]), param_hint="--device") from None
+    checks = asyncio.run(run_doctor(cfg, agent_id, sim_dir=sim_dir))
+    render_checks(checks)
+    raise SystemExit(exit_code(checks))
+
+
+@main.command()
+@config_option
+@click.option("--timeout", type=click.FloatRange(min=0.2, max=60), default=2.0,
+              show_default=True, help="seconds to collect retained presence and health")
+def status(config_file: Path, timeout: float) -> None:
+    """Every device's presence, health and last seen, from the broker's retained topics."""
+    import asyncio
+
+    from hallq.status import (
+        StatusUnavailable,
+        collect_status,
+        render_status,
+        status_caveat,
+        status_exit_code,
+    )
+
+    cfg = _load(config_file)
+    try:
+        rows = asyncio.run(collect_status(cfg, timeout=timeout))
+    except StatusUnavailable as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from None
+    if note := status_caveat(cfg):
+        click.echo(note, err=True)
+    render_status(rows, tz=cfg.hall.tzinfo)
+    raise SystemExit(status_exit_code(rows))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""Logging for every hallq process: JSON lines for journald, readable text on a terminal.
+
+Under systemd, stderr goes to the journal; one JSON object per line keeps fields (logger,
+level, exception) machine-readable for ``journalctl -o cat | jq``. On a terminal a field
+engineer wants plain text. Either way a filter masks anything shaped like a Chinese
+resident ID-card number (18 characters: 17 digits and a digit or X), because a log line
+must never leak one even if some code formats a raw card read into a message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TextIO
+
+__all__ = [
+    "LEVEL_ENV",
+    "IdCardRedactor",
+    "JsonFormatter",
+    "redact",
+    "running_under_systemd",
+    "setup_logging",
+]
+
+LEVEL_ENV = "HALLQ_LOG_LEVEL"
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Not part of a longer digit run, so order numbers and timestamps are left alone.
+_ID_CARD = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+_MASK = "[id-redacted]"
+_HANDLER_NAME = "hallq-root"
+
+
+def redact(text: str) -> str:
+    return _ID_CARD.sub(_MASK, text)
+
+
+class IdCardRedactor(logging.Filter):
+    """Rewrites the record's message (arguments merged in) with ID-card numbers masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad format string: the handler reports it
+            return True
+        clean = redact(message)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; journald adds host and unit, so they are not repeated."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exc"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def running_under_systemd(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return bool(env.get("JOURNAL_STREAM") or env.get("INVOCATION_ID"))
+
+
+def _level(level: str, environ: Mapping[str, str]) -> int:
+    """``$HALLQ_LOG_LEVEL`` beats the config (an engineer debugging one unit sets it there)."""
+    wanted = (environ.get(LEVEL_ENV) or level or "INFO").strip().upper()
+    if wanted not in _LEVELS:
+        wanted = "INFO"
+    return int(getattr(logging, wanted))
+
+
+def setup_logging(
+    level: str = "INFO",
+    *,
+    environ: Mapping[str, str] | None = None,
+    stream: TextIO | None = None,
+    json_lines: bool | None = None,
+) -> None:
+    """Configure the root logger once per process (calling again replaces our handler).
+
+    ``level`` is ``cfg.runtime.log_level``; ``json_lines`` defaults to "under systemd".
+    """
+    env = os.environ if environ is None else environ
+    use_json = running_under_systemd(env) if json_lines is None else json_lines
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.addFilter(IdCardRedactor())
+    if use_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(_level(level, env))
+    # aiomqtt/paho at DEBUG log every packet; keep them at INFO unless asked for DEBUG.
+    if root.level > logging.DEBUG:
+        logging.getLogger("hallq.mqtt").setLevel(max(root.level, logging.INFO))

@@ -1,0 +1,222 @@
+"""``hallq status``: who in the hall is online, read from the broker's retained messages.
+
+Every client keeps a retained presence (birth ``online``, will or goodbye ``offline``) and
+agents a retained health summary, so one short subscription shows the whole hall without
+asking anyone. Comparing with the hall file adds what the broker cannot know: a configured
+agent that never connected ("never seen"), which is the usual state of a Pi nobody has
+installed yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import aiomqtt
+    from rich.console import Console
+
+    from hallq.config import BrokerConfig, HallConfig
+    from hallq.messages import DeviceHealth, Presence
+
+__all__ = [
+    "Row",
+    "Seen",
+    "StatusUnavailable",
+    "collect_status",
+    "render_status",
+    "status_caveat",
+    "status_exit_code",
+]
+
+
+class Seen(StrEnum):
+    """A client's presence as the table shows it."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    NEVER_SEEN = "never seen"
+
+
+class StatusUnavailable(Exception):
+    """The broker could not be asked (down, wrong credentials); the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    client: str
+    role: str
+    presence: Seen
+    configured: bool
+    health: str = ""
+    health_ok: bool | None = None  # None: no health published
+    last_seen: datetime | None = None
+
+    @property
+    def online(self) -> bool:
+        return self.presence is Seen.ONLINE
+
+
+def _health_summary(health: DeviceHealth) -> tuple[str, bool]:
+    bad = [c for c in health.components if not c.ok]
+    if not health.components:
+        return "no components", True
+    if not bad:
+        return f"all ok ({len(health.components)})", True
+    return "; ".join(f"{c.name}: {c.status}" for c in bad), False
+
+
+def probe_client(broker: BrokerConfig, name: str, timeout: float) -> aiomqtt.Client:
+    """A short-lived client for a look at the broker, under its own id (``NAME-PID``): never
+    an agent's id, which would take over (and disconnect) that agent's session."""
+    import aiomqtt
+
+    from hallq.bus import _tls_context
+
+    password = broker.password.get_secret_value() if broker.password is not None else None
+    v5 = broker.protocol == "5"
+    return aiomqtt.Client(
+        broker.host,
+        broker.port,
+        identifier=f"{name}-{os.getpid()}",
+        username=broker.username,
+        password=password,
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        tls_context=_tls_context(broker),
+        timeout=timeout,
+        keepalive=max(5, int(timeout * 2)),
+    )
+
+
+async def _read_retained(
+    cfg: HallConfig, timeout: float, quiet: float
+) -> tuple[dict[tuple[str, str], Presence], dict[tuple[str, str], DeviceHealth]]:
+    import aiomqtt
+
+    from hallq.errors import PayloadError, TopicError
+    from hallq.messages import DeviceHealth, Presence, decode
+    from hallq.topics import HallTopics, parse
+
+    broker = cfg.broker
+    topics = HallTopics(cfg.hall.id)
+    presence: dict[tuple[str, str], Presence] = {}
+    health: dict[tuple[str, str], DeviceHealth] = {}
+    client = probe_client(broker, "status", timeout)
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout * 2 + 1):
+            async with client:
+                await client.subscribe([(topics.every("status"), 1), (topics.every("health"), 1)])
+                deadline = loop.time() + timeout
+                messages = client.messages
+                while (left := deadline - loop.time()) > 0:
+                    # Retained messages come at once; stop after a quiet spell.
+                    try:
+                        message = await asyncio.wait_for(anext(messages), min(left, quiet))
+                    except TimeoutError:
+                        break
+                    with contextlib.suppress(PayloadError, TopicError, TypeError):
+                        parts = parse(str(message.topic))
+                        if parts.client is None:
+                            continue
+                        key = (parts.role, parts.client)
+                        raw = bytes(message.payload)  # type: ignore[arg-type]
+                        if parts.action == "status":
+                            presence[key] = decode(Presence, raw)
+                        elif parts.action == "health":
+                            health[key] = decode(DeviceHealth, raw)
+    except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+        raise StatusUnavailable(
+            f"cannot read the hall's status from {broker.host}:{broker.port}: {exc or 'timeout'}"
+        ) from exc
+    return presence, health
+
+
+async def collect_status(cfg: HallConfig, *, timeout: float = 2.0, quiet: float = 0.3) -> list[Row]:
+    """One row per configured client (coordinator first, then agents), then any other
+    client the broker knows of. Raises StatusUnavailable when the broker cannot be read."""
+    presence, health = await _read_retained(cfg, timeout, quiet)
+    expected = [("coordinator", cfg.coordinator.client_id)] + [(a.role, a.id) for a in cfg.agents]
+    rows = [_row(key, presence, health, configured=True) for key in expected]
+    for key in sorted(set(presence) | set(health)):
+        if key not in expected:
+            rows.append(_row(key, presence, health, configured=False))
+    return rows
+
+
+def _row(
+    key: tuple[str, str],
+    presence: dict[tuple[str, str], Presence],
+    health: dict[tuple[str, str], DeviceHealth],
+    *,
+    configured: bool,
+) -> Row:
+    role, client = key
+    seen = presence.get(key)
+    state = Seen.NEVER_SEEN if seen is None else Seen(seen.state)
+    summary, ok = ("", None)
+    stamps = [seen.ts] if seen is not None else []
+    if key in health:
+        summary, ok = _health_summary(health[key])
+        stamps.append(health[key].ts)
+    return Row(client, role, state, configured, summary, ok, max(stamps) if stamps else None)
+
+
+def status_caveat(cfg: HallConfig) -> str | None:
+    """A warning to print above the table when these credentials cannot see the whole hall.
+
+    The ACL from ``hallq acl`` lets a device's user read only its own status and the
+    coordinator's; the broker still grants the subscription, so everyone else would look
+    "never seen". Devices log in with user name = agent id, which is how this is spotted.
+    """
+    user = cfg.broker.username
+    if user is not None and user in {a.id for a in cfg.agents}:
+        return (
+            f"broker user {user!r} is an agent's: the hall ACL lets it see only its own and "
+            "the coordinator's status. Run on the server with the coordinator's credentials "
+            "(HALLQ_BROKER_USERNAME / HALLQ_BROKER_PASSWORD)."
+        )
+    return None
+
+
+def status_exit_code(rows: Sequence[Row]) -> int:
+    """1 if the coordinator or any configured agent is not online."""
+    return 1 if any(r.configured and not r.online for r in rows) else 0
+
+
+_PRESENCE_STYLE = {
+    Seen.ONLINE: "green",
+    Seen.OFFLINE: "bold red",
+    Seen.NEVER_SEEN: "yellow",
+}
+
+
+def render_status(
+    rows: Sequence[Row], console: Console | None = None, *, tz: object = None
+) -> None:
+    """Coloured table: device, role, presence, health, last seen (local time of ``tz``)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="hallq status")
+    for column in ("device", "role", "presence", "health", "last seen"):
+        table.add_column(column)
+    for row in rows:
+        name = row.client if row.configured else f"{row.client} [dim](not in hall file)[/]"
+        health = row.health or "-"
+        if row.health_ok is True:
+            health = f"[green]{health}[/]"
+        elif row.health_ok is False:
+            health = f"[red]{health}[/]"
+        last = "-"
+        if row.last_seen is not None:
+            last = row.last_seen.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[arg-type]
+        style = _PRESENCE_STYLE[row.presence]
+        table.add_row(name, row.role, f"[{style}]{row.presence.value}[/]", health, last)
+    (console or Console()).print(table)

@@ -1,0 +1,355 @@
+"""hallq doctor against a simulated RS-485 bus on a pty, a real Mosquitto, and fake /dev nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from firmware_bridge.sim import BusSimulator, PrinterSimulator, SimCallPad, SimRatingPad
+from hallq.bus import Session
+from hallq.config import BrokerConfig, HallConfig, parse_config
+from hallq.doctor import (
+    Check,
+    Result,
+    check_clock,
+    check_disk,
+    check_node,
+    exit_code,
+    render_checks,
+    run_doctor,
+)
+from hallq.mosquitto import Mosquitto, free_port
+
+HALL = """
+[hall]
+id = "doc-hall"
+name = "诊断测试厅"
+timezone = "Asia/Shanghai"
+
+[broker]
+url = "{url}"
+
+[runtime]
+state_dir = "{state}"
+
+[[zones]]
+id = "z1"
+name = "一厅"
+site = "main"
+
+[[services]]
+code = "tax"
+name = "申报纳税"
+prefix = "A"
+
+[[windows]]
+number = 1
+zone = "z1"
+all_services = true
+
+[[agents]]
+id = "win-01"
+role = "window"
+[[agents.devices]]
+id = "pad-1"
+kind = "call_pad"
+window = 1
+serial = {{ port = "{port}", address = 1 }}
+[[agents.devices]]
+id = "rate-1"
+kind = "rating_pad"
+window = 1
+serial = {{ port = "{port}", address = 2 }}
+
+[[agents]]
+id = "disp-01"
+role = "dispenser"
+[[agents.devices]]
+id = "prn"
+kind = "printer"
+serial = {{ port = "sim:printer", baud = 115200 }}
+
+[[agents]]
+id = "board-1"
+role = "board"
+host = "board-pi"
+[[agents.devices]]
+id = "led-1"
+kind = "led_max7219"
+zone = "z1"
+spi = {{ port = 0, device = 0 }}
+led = {{ width = 32, height = 8 }}
+[[agents.devices]]
+id = "keys"
+kind = "speaker"
+"""
+
+
+def hall(tmp_path: Path, *, url: str | None = None, port: str | None = None) -> HallConfig:
+    text = HALL.format(
+        url=url or f"mqtt://127.0.0.1:{free_port()}",
+        state=tmp_path / "state",
+        port=port or "sim:rs485",
+    )
+    return parse_config(text)
+
+
+def by_name(checks: list[Check]) -> dict[str, Check]:
+    return {c.name: c for c in checks}
+
+
+async def test_devices_on_a_simulated_bus_answer(tmp_path: Path) -> None:
+    cfg = hall(tmp_path)
+    async with BusSimulator(tmp_path / "rs485", [SimCallPad(1), SimRatingPad(2)]):
+        checks = by_name(
+            await run_doctor(cfg, "win-01", timeout=2, sim_dir=tmp_path, check_network=False)
+        )
+    assert checks[f"serial {tmp_path / 'rs485'}"].result is Result.OK
+    assert checks["device pad-1"].result is Result.OK, checks["device pad-1"]
+    assert "call_pad" in checks["device pad-1"].detail
+    assert checks["device rate-1"].result is Result.OK
+    assert checks["disk"].result in (Result.OK, Result.WARN)
+
+
+async def test_a_silent_device_and_a_device_at_the_wrong_address(tmp_path: Path) -> None:
+    cfg = hall(tmp_path)
+    # a rating pad answers where the call pad should be; nothing at address 2
+    async with BusSimulator(tmp_path / "rs485", [SimRatingPad(1)]):
+        checks = by_name(
+            await run_doctor(cfg, "win-01", timeout=1, sim_dir=tmp_path, check_network=False)
+        )
+    wrong, silent = checks["device pad-1"], checks["device rate-1"]
+    assert wrong.result is Result.FAIL and "answers as rating_pad" in wrong.detail
+    assert "address" in wrong.fix
+    assert silent.result is Result.FAIL and "no answer at address 2" in silent.detail
+    assert "RS-485" in silent.fix
+    assert exit_code(list(checks.values())) == 1
+
+
+async def test_a_missing_port_says_to_plug_it_in(tmp_path: Path) -> None:
+    missing = "/dev/ttyUSB-hallq-test-missing"
+    cfg = hall(tmp_path, port=missing)
+    checks = by_name(await run_doctor(cfg, "win-01", timeout=0.5, check_network=False))
+    port = checks[f"serial {missing}"]
+    assert port.result is Result.FAIL and "not found" in port.detail
+    assert "plug in" in port.fix and "pad-1" in port.fix
+    assert "device pad-1" not in checks  # not polled: one row for the port is enough
+    assert exit_code(list(checks.values())) == 1
+
+
+async def test_an_unknown_agent_lists_the_known_ones(tmp_path: Path) -> None:
+    checks = await run_doctor(hall(tmp_path), "nope", check_network=False)
+    assert checks[0].result is Result.FAIL and "win-01" in checks[0].fix
+
+
+async def test_without_an_agent_id_the_agents_of_this_host_are_checked(tmp_path: Path) -> None:
+    cfg = hall(tmp_path)
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    here = await run_doctor(
+        cfg,
+        None,
+        hostname="board-pi.hall.lan",
+        dev_dir=dev,
+        check_network=False,
+        font_finder=lambda: None,
+    )
+    assert "spi led-1" in by_name(here) and "device pad-1" not in by_name(here)
+    server = await run_doctor(cfg, None, hostname="server", check_network=False)
+    assert [c.name for c in server] == ["clock", "disk"]
+
+
+def test_no_permission_names_the_group_to_join(tmp_path: Path) -> None:
+    node = tmp_path / "ttyUSB0"
+    node.write_text("")
+    node.chmod(0o660)
+    os.chown(node, 0, 20) if os.geteuid() == 0 else None  # group dialout where we can
+    check = check_node("serial", node, "plug it in", user="nobody")
+    assert check.result is Result.FAIL
+    group = check.fix.split("group ")[1].split(":")[0]
+    assert f"add user nobody to group {group}" in check.fix
+    pwd.getpwnam("nobody")  # the test relies on this account existing
+
+
+async def test_gpio_and_spi_nodes(tmp_path: Path) -> None:
+    cfg = hall(tmp_path)
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    checks = by_name(
+        await run_doctor(cfg, "board-1", dev_dir=dev, check_network=False, font_finder=lambda: None)
+    )
+    spi = checks["spi led-1"]
+    assert spi.result is Result.FAIL and "raspi-config" in spi.fix
+    assert checks["board font"].result is Result.WARN
+    assert "fonts-unifont" in checks["board font"].fix
+    (dev / "spidev0.0").write_text("")
+    (dev / "spidev0.0").chmod(0o666)
+    checks = by_name(
+        await run_doctor(
+            cfg,
+            "board-1",
+            dev_dir=dev,
+            check_network=False,
+            font_finder=lambda: tmp_path / "unifont.otf",
+        )
+    )
+    assert checks["spi led-1"].result is Result.OK
+    assert checks["board font"].result is Result.OK
+
+
+@pytest.mark.broker
+async def test_broker_and_coordinator_online_then_broker_stopped(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = hall(tmp_path, url=mosquitto.url)
+    checks = by_name(await run_doctor(cfg, None, timeout=2))
+    assert checks["broker"].result is Result.OK
+    assert checks["coordinator"].result is Result.FAIL
+    assert "never seen" in checks["coordinator"].detail
+    assert "systemctl start hallq-coordinator" in checks["coordinator"].fix
+
+    broker = BrokerConfig(url=mosquitto.url, keepalive=5)
+    async with Session(
+        broker,
+        hall="doc-hall",
+        role="coordinator",
+        client_id="coordinator",
+        state_dir=tmp_path / "coord",
+    ) as session:
+        await session.wait_connected(10)
+        checks = by_name(await run_doctor(cfg, None, timeout=2))
+    assert checks["coordinator"].result is Result.OK, checks["coordinator"]
+    checks = by_name(await run_doctor(cfg, None, timeout=2))
+    assert checks["coordinator"].result is Result.FAIL and "offline" in checks["coordinator"].detail
+
+    mosquitto.stop()
+    checks = by_name(await run_doctor(cfg, None, timeout=1))
+    assert checks["broker"].result is Result.FAIL
+    assert "systemctl status mosquitto" in checks["broker"].fix
+    assert "coordinator" not in checks  # cannot tell without a broker
+    assert exit_code(list(checks.values())) == 1
+
+
+@pytest.mark.broker
+async def test_wrong_password_points_at_the_credentials(tmp_path: Path) -> None:
+    import subprocess
+
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    passwd = workdir / "passwd"
+
+    await asyncio.to_thread(
+        subprocess.run, ["mosquitto_passwd", "-c", "-b", str(passwd), "win-01", "right"], check=True
+    )
+    broker = Mosquitto(workdir, extra=f"allow_anonymous false\npassword_file {passwd}")
+    broker.start()
+    try:
+        text = HALL.format(url=broker.url, state=tmp_path / "state", port="sim")
+        text = text.replace(
+            f'url = "{broker.url}"',
+            f'url = "{broker.url}"\nusername = "win-01"\npassword = "wrong"',
+        )
+        checks = by_name(await run_doctor(parse_config(text), None, timeout=2))
+    finally:
+        broker.kill()
+    assert checks["broker"].result is Result.FAIL
+    assert "HALLQ_BROKER_PASSWORD" in checks["broker"].fix
+
+
+def test_clock_states(tmp_path: Path) -> None:
+    fake = tmp_path / "timedatectl"
+    fake.write_text("#!/bin/sh\necho no\n")
+    fake.chmod(0o755)
+    assert check_clock([str(fake)]).result is Result.WARN
+    fake.write_text("#!/bin/sh\necho yes\n")
+    assert check_clock([str(fake)]).result is Result.OK
+    fake.write_text("#!/bin/sh\necho 'System has not been booted with systemd' >&2\nexit 1\n")
+    unknown = check_clock([str(fake)])
+    assert unknown.result is Result.UNKNOWN and "booted" in unknown.detail
+    assert check_clock(["no-such-timedatectl"]).result is Result.UNKNOWN
+    assert exit_code([unknown]) == 0
+
+
+def test_disk_space(tmp_path: Path) -> None:
+    assert check_disk(tmp_path / "not" / "yet", min_free_mb=0, warn_free_mb=0).result is Result.OK
+    full = check_disk(tmp_path, min_free_mb=10**12)
+    assert full.result is Result.FAIL and "MB free" in full.detail
+
+
+def test_render_shows_the_fix() -> None:
+    console = Console(record=True, width=200)
+    render_checks(
+        [
+            Check(
+                "serial /dev/ttyUSB0",
+                Result.FAIL,
+                "no permission",
+                "add user hallq to group dialout",
+            )
+        ],
+        console,
+    )
+    out = console.export_text()
+    assert "add user hallq to group dialout" in out and "fail" in out
+
+
+async def test_a_port_held_by_the_running_agent_says_stop_it_first(tmp_path: Path) -> None:
+    import serial
+
+    cfg = hall(tmp_path)
+    async with BusSimulator(tmp_path / "rs485", [SimCallPad(1), SimRatingPad(2)]):
+        held = serial.Serial(str(tmp_path / "rs485"), exclusive=True)  # the agent's lock
+        try:
+            checks = by_name(
+                await run_doctor(cfg, "win-01", timeout=0.5, sim_dir=tmp_path, check_network=False)
+            )
+        finally:
+            held.close()
+    bus = checks[f"bus {tmp_path / 'rs485'}"]
+    assert bus.result is Result.FAIL and "lock" in bus.detail.lower(), bus
+    assert "not polled: pad-1, rate-1" in bus.detail
+    assert "systemctl stop hallq-agent@win-01" in bus.fix
+
+
+@pytest.mark.parametrize(
+    ("state", "result", "words"),
+    [
+        ({}, Result.OK, "ready"),
+        ({"paper": "near_end"}, Result.WARN, "new roll"),
+        ({"paper": "out"}, Result.FAIL, "load a new roll"),
+        ({"cover_open": True}, Result.FAIL, "close the printer cover"),
+        ({"answers": False}, Result.FAIL, "baud (115200 configured)"),
+    ],
+)
+async def test_the_ticket_printer_status(
+    tmp_path: Path, state: dict[str, object], result: Result, words: str
+) -> None:
+    cfg = hall(tmp_path)
+    async with PrinterSimulator(tmp_path / "printer", **state):  # type: ignore[arg-type]
+        checks = by_name(
+            await run_doctor(cfg, "disp-01", timeout=0.3, sim_dir=tmp_path, check_network=False)
+        )
+    printer = checks["printer prn"]
+    assert printer.result is result, printer
+    assert words in printer.detail + printer.fix
+
+
+async def test_a_printer_port_held_by_the_agent(tmp_path: Path) -> None:
+    import serial
+
+    cfg = hall(tmp_path)
+    async with PrinterSimulator(tmp_path / "printer"):
+        held = serial.Serial(str(tmp_path / "printer"), exclusive=True)
+        try:
+            checks = by_name(
+                await run_doctor(cfg, "disp-01", timeout=0.3, sim_dir=tmp_path, check_network=False)
+            )
+        finally:
+            held.close()
+    bus = checks[f"bus {tmp_path / 'printer'}"]
+    assert "lock" in bus.detail.lower() and "hallq-agent@disp-01" in bus.fix
