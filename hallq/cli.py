@@ -265,5 +265,60 @@ def status(config_file: Path, timeout: float) -> None:
     raise SystemExit(status_exit_code(rows))
 
 
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="the hall's TOML file (default: the example Liwan hall)")
+@click.option("--volume", type=click.FloatRange(min=1), default=None,
+              help="arrivals on an average filing-period day (default: the calibrated 9000)")
+@click.option("--day", "day_of_month", type=click.IntRange(1, 31), default=None,
+              help="day of the month (filing-period factor); default: the average day")
+@click.option("--replications", "-r", type=click.IntRange(1, 1000), default=10,
+              show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--policy", "policies", multiple=True,
+              type=click.Choice(["fifo", "hallq", "pool"]),
+              help="policies to compare (default: all three)")
+@click.option("--dispatch", type=click.Choice(["auto", "compiled", "pure"]), default="auto",
+              show_default=True)
+@click.option("--no-show", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+              help="share of taxpayers who leave before being called")
+@click.option("--chart", type=click.Path(path_type=Path), default=None,
+              help="write a PNG of queue length and wait over the day here")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def simulate(config_file: Path | None, volume: float | None, day_of_month: int | None,
+             replications: int, seed: int, policies: tuple[str, ...], dispatch: str,
+             no_show: float, chart: Path | None, as_json: bool) -> None:
+    """Simulate hall days on the real engine and compare staffing policies."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from coordinator.simulation import (
+        CALIBRATED_VOLUME,
+        POLICIES,
+        render_report,
+        run_simulation,
+        save_chart,
+    )
+    from hallq.demo import DEFAULT_CONFIG
+
+    cfg = _load(config_file or DEFAULT_CONFIG)
+    console = Console(stderr=as_json)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("simulating hall days", total=None)
+        report = run_simulation(
+            cfg, volume=volume or CALIBRATED_VOLUME, day_of_month=day_of_month,
+            replications=replications, seed=seed, policies=policies or POLICIES,
+            core_kind=dispatch, no_show=no_show,
+            progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if chart is not None:
+        save_chart(report, chart)
+        console.print(f"chart: {chart}")
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        console.print(render_report(report))
+
+
 if __name__ == "__main__":
     main()

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from coordinator.simulation.profile import HALF_HOURS, MIX, SERVICE_MIN, filing_factor
 from hallq.config import BrokerConfig, HallConfig
 
 log = logging.getLogger("hallq.demo")
@@ -32,24 +33,7 @@ log = logging.getLogger("hallq.demo")
 DEMO_PASSWORD = "hallq-demo"  # only when the hall file sets none; printed with the URL
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
 TICKET = re.compile(r"^[A-Z][0-9]{2,5}$")
-# Share of the day's arrivals per half hour from 09:00 (morning peak ~10:00, early-afternoon
-# peak ~14:30, lunch lull); the simulator work calibrates this properly.
-HALF_HOURS = [4, 7, 10, 11, 9, 7, 4, 2, 2, 3, 6, 9, 10, 8, 6, 4]
-MIX = {"tax-filing": 0.34, "invoice": 0.24, "registration": 0.08, "preferential": 0.06,
-       "certificate": 0.08, "consulting": 0.10, "vat-green": 0.05, "social-insurance": 0.05}
-SERVICE_MIN = {"tax-filing": 1.8, "invoice": 1.2, "registration": 2.4, "preferential": 2.0,
-               "certificate": 1.0, "consulting": 1.5, "vat-green": 1.4, "social-insurance": 1.8}
 RATINGS = [(4, 0.70), (3, 0.20), (2, 0.07), (1, 0.03)]
-
-
-def filing_factor(day_of_month: int) -> float:
-    """征期: the first half of the month is busier, days 10-15 (the deadline) the busiest;
-    ``--volume`` is an average filing-period day."""
-    if day_of_month <= 9:
-        return 1.0
-    if day_of_month <= 15:
-        return 1.4
-    return 0.6
 
 
 class HallClock:

@@ -40,3 +40,19 @@ def test_a_broken_config_fails_commands_with_the_reason(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["topics", "--config", str(bad)])
     assert result.exit_code == 1
     assert str(bad) in result.output and "hal" in result.output
+
+
+def test_simulate_prints_a_json_report_and_writes_the_chart(tmp_path: Path) -> None:
+    import json
+
+    from .halls import small_hall_text
+
+    hall = tmp_path / "hall.toml"
+    hall.write_text(small_hall_text())
+    chart = tmp_path / "day.png"
+    result = CliRunner().invoke(main, ["simulate", "--config", str(hall), "-r", "2",
+                                       "--volume", "300", "--json", "--chart", str(chart)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert list(report["policies"]) == ["fifo", "hallq", "pool"] and report["replications"] == 2
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,242 @@
+"""The hall simulator: deterministic, common random numbers, conservation, real cores."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from coordinator.dispatch import load_core
+from coordinator.simulation import (
+    Demand,
+    draw_days,
+    render_report,
+    run_simulation,
+    save_chart,
+    sim_day,
+)
+from coordinator.simulation.day import run_day, sim_config
+from coordinator.simulation.policies import dedicated_skills, policy_skills
+from coordinator.simulation.profile import day_factor, draw_day, open_spans
+from hallq.config import HallConfig, parse_config
+
+TINY_HALL = """
+[hall]
+id = "tiny"
+name = "小厅"
+timezone = "Asia/Shanghai"
+open_hours = [["09:00", "11:00"], ["13:00", "14:00"]]
+
+[[zones]]
+id = "z"
+name = "厅"
+site = "main"
+
+[[services]]
+code = "tax-filing"
+name = "申报"
+prefix = "A"
+wait_target_min = 10
+
+[[services]]
+code = "invoice"
+name = "发票"
+prefix = "B"
+wait_target_min = 10
+
+[[services]]
+code = "green"
+name = "绿色通道"
+prefix = "G"
+priority = "green"
+wait_target_min = 5
+hours = [["09:00", "10:30"]]
+
+[[windows]]
+number = 1
+zone = "z"
+all_services = true
+
+[[windows]]
+number = 2
+zone = "z"
+skills = { tax-filing = 2.0, invoice = 1.0 }
+
+[[windows]]
+number = 3
+zone = "z"
+skills = { invoice = 2.0, tax-filing = 1.0 }
+
+[[windows]]
+number = 4
+zone = "z"
+skills = { tax-filing = 1.0, green = 1.0 }
+"""
+
+# 4 windows x 3 h open / ~1.6 min: ~450 tickets of capacity; 400 keeps queues long.
+VOLUME = 400.0
+
+
+def _has_compiled() -> bool:
+    try:
+        load_core("compiled")
+    except ImportError:
+        return False
+    return True
+
+
+KINDS = ["pure", pytest.param("compiled", marks=pytest.mark.skipif(
+    not _has_compiled(), reason="compiled dispatch core not built"))]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> HallConfig:
+    return parse_config(TINY_HALL, "tiny.toml")
+
+
+@pytest.fixture(scope="module")
+def demand(tiny: HallConfig) -> Demand:
+    return Demand.for_services([s.code for s in tiny.services])
+
+
+def _strip(d: dict) -> dict:
+    d = dict(d)
+    d.pop("wall_s")
+    return d
+
+
+def test_same_seed_same_report(tiny: HallConfig) -> None:
+    ticks: list[tuple[int, int]] = []
+    a = run_simulation(tiny, volume=VOLUME, replications=2, seed=7, core_kind="pure",
+                       no_show=0.05, progress=lambda done, total: ticks.append((done, total)))
+    assert ticks == [(i, 6) for i in range(1, 7)]
+    b = run_simulation(tiny, volume=VOLUME, replications=2, seed=7, core_kind="pure",
+                       no_show=0.05)
+    c = run_simulation(tiny, volume=VOLUME, replications=2, seed=8, core_kind="pure",
+                       no_show=0.05)
+    assert _strip(a.to_dict()) == _strip(b.to_dict())
+    assert _strip(a.to_dict()) != _strip(c.to_dict())
+
+
+def test_arrivals_are_common_to_every_policy(tiny: HallConfig, demand: Demand) -> None:
+    """CRN: the drawn days depend on the seed and replication only, and every policy is
+    offered the very same taxpayers (same ones refused, same ones served)."""
+    days = draw_days(tiny, demand, volume=VOLUME, day_of_month=None, replications=2, seed=3)
+    again = draw_days(tiny, demand, volume=VOLUME, day_of_month=None, replications=3, seed=3)
+    assert days == again[:2]
+    assert days[0] != days[1]
+    core = load_core("pure")
+    spans = open_spans(tiny.hall.open_hours)
+    results = [run_day(sim_config(tiny), core, policy_skills(tiny, demand, p), days[0],
+                       day=sim_day(None), spans=spans) for p in ("fifo", "hallq", "pool")]
+    for r in results:
+        assert r.turned_away == results[0].turned_away
+        assert r.served == results[0].served
+        assert sorted(len(w) for w in r.waits.values()) == sorted(
+            len(w) for w in results[0].waits.values())
+
+
+def test_every_arrival_is_accounted_for_and_overtime_counted(tiny: HallConfig,
+                                                             demand: Demand) -> None:
+    """Heavy load to the last minute: tickets waiting at closing are served after it."""
+    spans = open_spans(tiny.hall.open_hours)
+    arrivals = draw_day(demand, spans, volume=700, rng=random.Random(1), no_show=0.1)
+    r = run_day(sim_config(tiny), load_core("pure"), dedicated_skills(tiny, demand), arrivals,
+                day=sim_day(None), spans=spans)
+    assert r.served + r.no_shows + sum(r.turned_away.values()) == len(arrivals)
+    assert r.served == sum(len(w) for w in r.waits.values())
+    assert r.no_shows > 0
+    assert r.turned_away["service_closed"] > 0   # green closes at 10:30
+    assert r.overtime_s > 0
+    assert all(w >= 0 for ws in r.waits.values() for w in ws)
+    assert r.queue_samples[-1][1] > 0            # still a queue at 14:00
+
+
+def test_full_pool_beats_dedicated_fifo(tiny: HallConfig) -> None:
+    report = run_simulation(tiny, volume=VOLUME, replications=3, seed=11, core_kind="pure",
+                            policies=["fifo", "pool"])
+    fifo = report.policies["fifo"].waits["all"]["mean"].mean
+    pool = report.policies["pool"].waits["all"]["mean"].mean
+    assert pool < fifo
+
+
+@pytest.mark.parametrize("policy", ["fifo", "hallq", "pool"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_cores_give_identical_days(tiny: HallConfig, demand: Demand, kind: str,
+                                   policy: str) -> None:
+    spans = open_spans(tiny.hall.open_hours)
+    arrivals = draw_day(demand, spans, volume=VOLUME, rng=random.Random(5), no_show=0.05)
+    skills = policy_skills(tiny, demand, policy)
+    ref = run_day(sim_config(tiny), load_core("pure"), skills, arrivals, day=sim_day(None),
+                  spans=spans)
+    got = run_day(sim_config(tiny), load_core(kind), skills, arrivals, day=sim_day(None),
+                  spans=spans)
+    assert got == ref
+
+
+def test_dedicated_windows_follow_skills_and_cover_services(tiny: HallConfig,
+                                                            demand: Demand) -> None:
+    skills = dedicated_skills(tiny, demand)
+    allowed = {w.number: set(w.weights()) for w in tiny.windows}
+    assert set(skills) == set(allowed)
+    for number, sk in skills.items():
+        assert len(sk) == 1 and set(sk) <= allowed[number]
+    assert {c for sk in skills.values() for c in sk} == {s.code for s in tiny.services}
+
+
+def test_volume_and_filing_factor(demand: Demand) -> None:
+    spans = open_spans(parse_config(TINY_HALL, "t.toml").hall.open_hours)
+    n = [len(draw_day(demand, spans, volume=1000, rng=random.Random(i))) for i in range(5)]
+    assert 900 < sum(n) / 5 < 1100
+    assert day_factor(None) == 1.0
+    assert day_factor(12) > day_factor(3) > day_factor(20)
+    assert sum(day_factor(d) for d in range(1, 16)) / 15 == pytest.approx(1.0)
+    assert math.isclose(sum(demand.mix.values()), 1.0)
+
+
+def test_json_form_and_render(tiny: HallConfig) -> None:
+    report = run_simulation(tiny, volume=VOLUME, replications=2, seed=2, core_kind="pure")
+    data = json.loads(report.to_json())
+    assert set(data["policies"]) == {"fifo", "hallq", "pool"}
+    fifo = data["policies"]["fifo"]
+    assert set(fifo["wait_min"]) == {"all", "tax-filing", "invoice", "green"}
+    mean = fifo["wait_min"]["all"]["mean"]
+    assert mean["ci95"][0] <= mean["mean"] <= mean["ci95"][1]
+    assert set(fifo["wait_min"]["all"]) == {"mean", "p50", "p90", "p95", "max"}
+    assert set(fifo["utilisation"]) == {"1", "2", "3", "4"}
+    assert 0 < fifo["mean_utilisation"] <= 1.5
+    assert "overtime_min" in fifo and fifo["timeline"]["queue"]
+    assert data["replications"] == 2 and data["seed"] == 2
+    from rich.console import Console
+
+    console = Console(record=True, width=160)
+    console.print(render_report(report))
+    assert "full pool" in console.export_text()
+
+
+def test_chart_is_a_png(tiny: HallConfig, tmp_path: Path) -> None:
+    report = run_simulation(tiny, volume=VOLUME, replications=1, seed=2, core_kind="pure")
+    path = save_chart(report, tmp_path / "out" / "day.png")
+    raw = path.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    length, kind = struct.unpack(">I4s", raw[8:16])
+    assert kind == b"IHDR" and zlib.crc32(raw[12:16 + length]) == struct.unpack(
+        ">I", raw[16 + length:20 + length])[0]
+    with Image.open(path) as img:
+        img.verify()
+    with Image.open(path) as img:
+        assert img.size == (960, 640)
+        assert len(img.convert("RGB").getcolors(100000) or []) > 3
+
+
+def test_bad_arguments(tiny: HallConfig) -> None:
+    with pytest.raises(ValueError, match="policy"):
+        run_simulation(tiny, volume=10, policies=["lifo"], core_kind="pure")
+    with pytest.raises(ValueError, match="replications"):
+        run_simulation(tiny, volume=10, replications=0, core_kind="pure")
