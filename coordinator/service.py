@@ -80,6 +80,36 @@ class Coordinator:
         self.alerts: deque[tuple[float, m.AlertEvent]] = deque(maxlen=RECENT_ALERTS)
         self._listeners: list[Listener] = []
         self.web: Any = None  # coordinator.web.server.WebServer once started
+        self.forecast = self._forecast()
+
+    def _forecast(self) -> Any:
+        """The comfort index for the boards: from the event log's history, or (the demo)
+        from a generated one when ``coordinator.comfort_synthetic`` allows it."""
+        from coordinator.forecast import build_forecast
+
+        try:
+            forecast = build_forecast(self.cfg, log_path=self.eventlog.path,
+                                      start=self.cfg.hall.business_day(self.clock()))
+        except Exception:
+            log.exception("comfort index: no forecast (boards show none)")
+            return None
+        if not forecast.source.startswith("event log") and not (
+                self.cfg.coordinator.comfort_synthetic):
+            log.info("comfort index not shown: %s", forecast.source)
+            return None
+        return forecast
+
+    def board_state(self, rev: int) -> m.BoardState:
+        """The engine's board summary with today's comfort level (办税舒适度) when known."""
+        state = self.engine.board_state(rev)
+        if self.forecast is None:
+            return state
+        try:
+            level = self.forecast.today_level(self.clock())
+        except ValueError:  # the forecast's days are over: build the next month's
+            self.forecast = self._forecast()
+            return state
+        return state.model_copy(update={"comfort": level})
 
     def register_bookings(self) -> None:
         engine = self.queue.engine
@@ -159,7 +189,7 @@ class Coordinator:
             await self._publish(t.window_state(number), self.engine.window_state(number, rev))
         for code in self.engine.services:
             await self._publish(t.queue_state(code), self.engine.queue_state(code, rev, now))
-        await self._publish(t.board_state(), self.engine.board_state(rev))
+        await self._publish(t.board_state(), self.board_state(rev))
         await self._publish(t.stats_state(), self.engine.stats_state(rev))
 
     async def _publish_outcome(self, outcome: Outcome, rev: int) -> None:
@@ -173,7 +203,7 @@ class Coordinator:
         for code in sorted(outcome.services):
             await self._publish(t.queue_state(code), self.engine.queue_state(code, rev, now))
         if outcome.board_changed:
-            await self._publish(t.board_state(), self.engine.board_state(rev))
+            await self._publish(t.board_state(), self.board_state(rev))
         self._stats_dirty = True
         for event in outcome.events:
             if isinstance(event, m.AlertEvent):

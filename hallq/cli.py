@@ -320,5 +320,56 @@ def simulate(config_file: Path | None, volume: float | None, day_of_month: int |
         console.print(render_report(report))
 
 
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="the hall's TOML file (default: the example Liwan hall)")
+@click.option("--log", "log_path", type=click.Path(path_type=Path), default=None,
+              help="the coordinator's event log; a generated history when absent or short")
+@click.option("--months", type=click.IntRange(2, 60), default=6, show_default=True,
+              help="length of a generated history")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--days", type=click.IntRange(1, 92), default=30, show_default=True)
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="first forecast day (default: today)")
+@click.option("--evaluate", "holdout", type=click.IntRange(0, 12), default=0,
+              help="score the last N months of the history against seasonal-naive")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None)
+@click.option("--png", "png_path", type=click.Path(path_type=Path), default=None)
+def forecast(config_file: Path | None, log_path: Path | None, months: int, seed: int,
+             days: int, start: Any, holdout: int, csv_path: Path | None,
+             png_path: Path | None) -> None:
+    """办税舒适度指数: forecast arrivals by hour and class them 较少 / 适中 / 较多."""
+    import datetime as dt
+
+    from rich.console import Console
+
+    from coordinator.forecast import (
+        arrival_counts,
+        build_forecast,
+        evaluate,
+        export_csv,
+        export_png,
+        generate_history,
+        render_forecast,
+    )
+    from hallq.demo import DEFAULT_CONFIG
+
+    cfg = _load(config_file or DEFAULT_CONFIG)
+    console = Console()
+    fc = build_forecast(cfg, log_path=log_path, months_synthetic=months, seed=seed, days=days,
+                        start=start.date() if start else None)
+    console.print(render_forecast(fc))
+    if holdout:
+        history = (arrival_counts(log_path, cfg) if fc.source.startswith("event log") else
+                   generate_history(cfg, months, seed, end=fc.start - dt.timedelta(days=1)))
+        for line in evaluate(cfg, history, holdout_months=holdout).lines():
+            console.print(line)
+    if csv_path is not None:
+        console.print(f"wrote {export_csv(fc, csv_path)}")
+    if png_path is not None:
+        console.print(f"wrote {export_png(fc, png_path)}")
+
+
 if __name__ == "__main__":
     main()

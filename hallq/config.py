@@ -526,6 +526,7 @@ class CoordinatorConfig(_Model):
     overdue_boost: Annotated[float, BeforeValidator(_positive_number(10)), Field(ge=1.0)] = 2.0
     default_service_min: Annotated[float, BeforeValidator(_positive_number(120))] = 1.63
     retention_days: Annotated[int, BeforeValidator(_int_range(1, 3650))] = 400
+    comfort_synthetic: StrictBool = False
     # web dashboard, ticket pages and API (coordinator/web); port 0 turns it off
     http_host: Text = "127.0.0.1"
     http_port: Annotated[int, BeforeValidator(_int_range(0, 65535))] = 8080

@@ -105,7 +105,7 @@ def demo_config(cfg: HallConfig, broker: BrokerConfig, state: Path) -> HallConfi
     security = cfg.security
     if security.id_hash_key is None:
         security = security.model_copy(update={"id_hash_key": SecretStr("hallq-demo-key-0001")})
-    coordinator = {"log_path": state / "events.sqlite"}
+    coordinator: dict[str, Any] = {"log_path": state / "events.sqlite", "comfort_synthetic": True}
     if cfg.coordinator.supervisor_password is None:
         coordinator["supervisor_password"] = SecretStr(DEMO_PASSWORD)
     return cfg.model_copy(update={

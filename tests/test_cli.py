@@ -56,3 +56,14 @@ def test_simulate_prints_a_json_report_and_writes_the_chart(tmp_path: Path) -> N
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert list(report["policies"]) == ["fifo", "hallq", "pool"] and report["replications"] == 2
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_forecast_prints_levels_scores_held_out_months_and_exports(tmp_path: Path) -> None:
+    csv, png = tmp_path / "comfort.csv", tmp_path / "comfort.png"
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, [
+        "forecast", "--config", str(LIWAN), "--start", "2026-11-01", "--months", "6",
+        "--evaluate", "1", "--csv", str(csv), "--png", str(png)])
+    assert result.exit_code == 0, result.output
+    assert "seasonal-naive" in result.output and "较" in result.output
+    assert csv.read_text(encoding="utf-8-sig").splitlines()[0].startswith("date")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

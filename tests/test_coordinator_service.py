@@ -139,3 +139,22 @@ async def test_sigkill_while_issuing_loses_no_acknowledged_ticket(
     assert len(logged) == len(set(logged)), "a number was issued twice"
     assert set(acked) <= set(logged), "an acknowledged ticket is missing from the log"
     assert len(acked) == len(set(acked)) == 40
+
+
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_boards_carry_the_comfort_level_only_from_a_real_or_allowed_history(
+    tmp_path: Path, synthetic: bool
+) -> None:
+    from coordinator.service import Coordinator
+
+    cfg = small_hall(comfort_synthetic=synthetic)
+    coordinator = Coordinator(cfg, log_path=tmp_path / "log.sqlite", dispatch="pure",
+                              clock=FakeClock())
+    try:
+        comfort = coordinator.board_state(1).comfort
+    finally:
+        coordinator.close()
+    if synthetic:
+        assert comfort in ("较少", "适中", "较多")
+    else:
+        assert comfort is None, "a two-day-old log must not put a made-up level on the boards"

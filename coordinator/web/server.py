@@ -88,7 +88,7 @@ async def board_list(request: web.Request) -> web.Response:
 async def board_png(request: web.Request) -> web.Response:
     c = _c(request)
     try:
-        png = render_png(c.cfg, request.match_info["board"], c.engine.board_state(c.queue.seq))
+        png = render_png(c.cfg, request.match_info["board"], c.board_state(c.queue.seq))
     except ImportError as exc:  # the displays package is optional for the API
         return _error(503, "renderer_unavailable", f"board renderer not available: {exc}")
     if png is None:

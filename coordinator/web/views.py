@@ -40,7 +40,7 @@ def summary_json(c: Any) -> dict[str, Any]:
         "now": _iso(now, c.cfg.hall.tzinfo),
         "services": [service_json(c, code, now) for code in engine.services],
         "windows": [engine.window_state(n, rev).model_dump(mode="json") for n in engine.windows],
-        "board": engine.board_state(rev).model_dump(mode="json"),
+        "board": c.board_state(rev).model_dump(mode="json"),
         "stats": engine.stats_state(rev).model_dump(mode="json"),
         "devices": [d.as_json() for d in c.devices.all()],
         "alerts": len(alerts_json(c)),

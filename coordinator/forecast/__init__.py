@@ -1,0 +1,31 @@
+"""办税舒适度指数: forecast hall arrivals a month ahead and class them 较少 / 适中 / 较多.
+
+Submodules: ``history`` (counts per day and half hour, from the event log or generated),
+``model`` (Poisson GLM by IRLS: month trend, filing period, weekday, half hour),
+``levels`` (wait-derived thresholds), ``index`` (the :class:`Forecast` and
+``build_forecast``), ``evaluate`` (held-out months against seasonal-naive), ``export``
+(terminal table, CSV, PNG). ``hallq forecast`` runs them all.
+
+A command line wires it like this::
+
+    fc = build_forecast(cfg, log_path=default_log_path(cfg))  # coordinator.service
+    console.print(render_forecast(fc))
+    export_csv(fc, "comfort.csv"); export_png(fc, "comfort.png")
+    board_state.comfort = fc.today_level(time.time())
+"""
+
+from __future__ import annotations
+
+from coordinator.forecast.evaluate import Evaluation, evaluate, seasonal_naive
+from coordinator.forecast.export import export_csv, export_png, render_forecast
+from coordinator.forecast.history import History, arrival_counts, generate_history
+from coordinator.forecast.index import MIN_WEEKS, Forecast, HourRow, build_forecast, forecast_from
+from coordinator.forecast.levels import LEVELS, Level, Thresholds, expected_wait, thresholds
+from coordinator.forecast.model import Fit, PoissonFitError, fit
+
+__all__ = [
+    "LEVELS", "MIN_WEEKS", "Evaluation", "Fit", "Forecast", "History", "HourRow", "Level",
+    "PoissonFitError", "Thresholds", "arrival_counts", "build_forecast", "evaluate",
+    "expected_wait", "export_csv", "export_png", "fit", "forecast_from", "generate_history",
+    "render_forecast", "seasonal_naive", "thresholds",
+]

@@ -1,0 +1,235 @@
+"""The comfort index: the GLM recovers known effects, beats seasonal-naive, levels follow
+their wait-derived thresholds, counts come right from a real event log, exports are valid."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from coordinator.eventlog import EventLog
+from coordinator.forecast import (
+    LEVELS,
+    arrival_counts,
+    build_forecast,
+    evaluate,
+    expected_wait,
+    export_csv,
+    export_png,
+    fit,
+    forecast_from,
+    generate_history,
+    render_forecast,
+    seasonal_naive,
+    thresholds,
+)
+from coordinator.forecast.history import SYNTHETIC_TREND, SYNTHETIC_WEEKDAY, open_slots
+from coordinator.forecast.levels import BUSY, MODERATE, QUIET, erlang_c_wait
+from coordinator.hallqueue import HallQueue
+from coordinator.simulation.profile import filing_factor
+from hallq import messages as m
+from hallq.config import HallConfig
+
+from .halls import at, small_hall
+
+END = dt.date(2026, 10, 31)
+
+
+@pytest.fixture(scope="module")
+def hall() -> HallConfig:
+    return small_hall()
+
+
+@pytest.fixture(scope="module")
+def history(hall: HallConfig) -> Any:
+    return generate_history(hall, 8, seed=3, end=END)
+
+
+def test_the_glm_recovers_the_generators_effects(hall: HallConfig, history: Any) -> None:
+    model = fit(history)
+    assert model.open_weekdays == (0, 1, 2, 3, 4, 5)  # Sunday closed, Saturday open (low)
+    assert model.effect("trend/month") == pytest.approx(SYNTHETIC_TREND, abs=0.01)
+    assert model.effect("filing days 10-15") == pytest.approx(
+        math.log(filing_factor(12) / filing_factor(1)), abs=0.04)
+    assert model.effect("filing days 16-end") == pytest.approx(
+        math.log(filing_factor(20) / filing_factor(1)), abs=0.04)
+    for w, name in enumerate(("Tue", "Wed", "Thu", "Fri", "Sat"), start=1):
+        truth = math.log(SYNTHETIC_WEEKDAY[w] / SYNTHETIC_WEEKDAY[0])
+        assert model.effect(f"weekday {name}") == pytest.approx(truth, abs=0.06), name
+    assert model.iterations < 20
+
+
+def test_the_model_beats_seasonal_naive_on_held_out_months(hall: HallConfig,
+                                                           history: Any) -> None:
+    ev = evaluate(hall, history, holdout_months=2)
+    assert ev.months == ("2026-09", "2026-10")
+    assert ev.cells > 500
+    assert ev.mae < 0.7 * ev.baseline_mae
+    assert ev.accuracy > ev.baseline_accuracy
+    assert ev.accuracy > 0.8
+    assert any("seasonal-naive" in line for line in ev.lines())
+
+
+def test_seasonal_naive_is_the_mean_of_the_last_four_same_weekdays(history: Any) -> None:
+    train, _ = history.split(30)
+    day = train.end + dt.timedelta(days=7)
+    rows = [i for i, d in enumerate(train.days) if d.weekday() == day.weekday()][-4:]
+    assert np.allclose(seasonal_naive(train, [day])[0], train.counts[rows].mean(axis=0))
+
+
+def test_erlang_c_matches_the_textbook_cases() -> None:
+    # M/M/1: Wq = rho / (mu - lambda) -> rate 0.5, service 1 -> 1.0
+    assert erlang_c_wait(0.5, 1.0, 1) == pytest.approx(1.0)
+    # M/M/2 at a = 1: C = 1/3, Wq = C * s / (c - a) = 1/3
+    assert erlang_c_wait(1.0, 1.0, 2) == pytest.approx(1 / 3)
+    assert erlang_c_wait(2.0, 1.0, 2) == math.inf
+
+
+def test_levels_follow_the_wait_thresholds(hall: HallConfig) -> None:
+    th = thresholds(hall)
+    assert 0 < th.quiet_per_hour < th.busy_per_hour
+    assert expected_wait(hall, th.quiet_per_hour) == pytest.approx(th.quiet_wait_min, rel=1e-3)
+    assert expected_wait(hall, th.busy_per_hour) == pytest.approx(th.busy_wait_min, rel=1e-3)
+    assert th.level(th.quiet_per_hour * 0.99) == QUIET
+    assert th.level(th.quiet_per_hour) == MODERATE
+    assert th.level(th.busy_per_hour * 0.99) == MODERATE
+    assert th.level(th.busy_per_hour) == BUSY
+    assert LEVELS == ("较少", "适中", "较多")  # BoardState.comfort's values
+
+
+def test_forecast_levels_are_the_thresholds_applied_to_the_rates(hall: HallConfig,
+                                                                 history: Any) -> None:
+    fc = forecast_from(hall, history, days=30)
+    assert fc.start == END + dt.timedelta(days=1) and len(fc.days) == 30
+    seen = set()
+    for i, d in enumerate(fc.days):
+        if not fc.is_open(d):
+            assert d.weekday() == 6 and fc.mean[i].sum() == 0 and fc.day_level(d) == QUIET
+            continue
+        for j, s in enumerate(fc.slots):
+            level = fc.slot_level(d, s)
+            assert level == fc.thresholds.level(fc.mean[i, j] / fc.open_min[j] * 60)
+            seen.add(level)
+            ts = dt.datetime(d.year, d.month, d.day, s // 60, s % 60 + 10,
+                             tzinfo=hall.hall.tzinfo).timestamp()
+            assert fc.level_at(ts) == level
+    assert seen == set(LEVELS)  # the small hall's month spans all three
+    monday_noon = dt.datetime(2026, 11, 2, 12, 0, tzinfo=hall.hall.tzinfo)
+    assert fc.today_level(monday_noon) == fc.day_level(dt.date(2026, 11, 2))
+    assert fc.level_at(monday_noon.replace(hour=20).timestamp()) == QUIET  # closed
+    with pytest.raises(ValueError, match="outside the forecast"):
+        fc.level_at(at(9, day=31 + 60))
+
+
+def test_counts_come_from_issued_tickets_in_the_event_log(tmp_path: Path,
+                                                          core_cls: type[Any]) -> None:
+    cfg = small_hall()
+    path = tmp_path / "log.sqlite"
+    q = HallQueue(cfg, EventLog(path), core_cls)
+
+    def issue(service: str, when: float) -> dict[str, Any]:
+        return q.submit("ticket", "dispenser", "pi-d1",
+                        m.IssueRequest(kind="issue", service=service), when).record
+
+    for minute in (5, 20, 29):
+        issue("tax-filing", at(9, minute))
+    repeated = m.IssueRequest(kind="issue", service="tax-filing")
+    q.submit("ticket", "dispenser", "pi-d1", repeated, at(9, 30))
+    q.submit("ticket", "dispenser", "pi-d1", repeated, at(9, 31))  # duplicate: counted once
+    issue("tax-filing", at(9, 59, 59))
+    results = [issue("invoice", at(10, 2)) for _ in range(6)]  # daily cap 5: one refused
+    assert [r["ok"] for r in results] == [True] * 5 + [False]
+    assert not issue("green", at(15))["ok"]  # green only 09:00-12:00: refused, not counted
+    issue("tax-filing", at(14, 10, day=32))  # two days on; the day between had nobody
+    q.submit("window", "window", "pi-w1", m.WindowAction(window=1, action="call"), at(14, 11,
+                                                                                       day=32))
+    q.log.close()
+
+    h = arrival_counts(path, cfg)
+    monday = dt.date(2026, 11, 30)
+    assert h.start == monday and h.end == monday + dt.timedelta(days=2)
+    assert h.slots == open_slots(cfg)[0]
+    assert h.count(monday, 9, 0) == 3
+    assert h.count(monday, 9, 30) == 2
+    assert h.count(monday, 10, 0) == 5
+    assert h.count(monday, 15, 0) == 0
+    assert h.count(monday + dt.timedelta(days=1), 9) == 0
+    assert h.count(monday + dt.timedelta(days=2), 14, 0) == 1
+    assert int(h.counts.sum()) == 11
+    assert h.as_dict()[(monday, 600)] == 5
+
+
+def test_a_short_log_falls_back_to_a_generated_history(tmp_path: Path,
+                                                       core_cls: type[Any]) -> None:
+    cfg = small_hall()
+    path = tmp_path / "log.sqlite"
+    q = HallQueue(cfg, EventLog(path), core_cls)
+    q.submit("ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="invoice"),
+             at(9))
+    q.log.close()
+    fc = build_forecast(cfg, log_path=path, start=dt.date(2026, 12, 1), days=7)
+    assert fc.source.startswith("generated: 6 months, seed 1")
+    assert "holds 0.1 weeks, fewer than 8" in fc.source  # one day
+    missing = build_forecast(cfg, log_path=tmp_path / "none.sqlite", start=dt.date(2026, 12, 1))
+    assert "no event log at" in missing.source and len(missing.days) == 30
+
+
+def test_a_long_enough_log_is_used(tmp_path: Path, hall: HallConfig) -> None:
+    """Replay a (light: every entry is a durable commit) generated history's counts into
+    an event log and forecast from it."""
+    history = generate_history(hall, 3, seed=5, end=END, volume=40)
+    path = tmp_path / "log.sqlite"
+    log = EventLog(path)
+    tz = hall.hall.tzinfo
+    ok = {"ok": True, "info": {"number": "A001"}}
+    recent = history.split(10 * 7)[1]  # ten weeks
+    seq = 0
+    for (day, slot), n in recent.as_dict().items():
+        for k in range(n):
+            ts = dt.datetime(day.year, day.month, day.day, slot // 60, slot % 60,
+                             tzinfo=tz).timestamp() + 30 * 60 * (k + 0.5) / n
+            seq += 1
+            log.append(kind="ticket", cmd_id=f"c{seq}", day=day.isoformat(), at=ts,
+                       source="dispenser/pi-d1", payload="{}", result=ok)
+    log.append(kind="ticket", cmd_id="refused", day=END.isoformat(), at=at(9, day=1),
+               source="dispenser/pi-d1", payload="{}", result={"ok": False, "error": {}})
+    log.close()
+    back = arrival_counts(path, hall)
+    skip = (back.start - recent.start).days  # a leading closed Sunday leaves no trace
+    assert back.end == recent.end and np.array_equal(back.counts, recent.counts[skip:])
+    fc = build_forecast(hall, log_path=path, start=dt.date(2026, 11, 1), days=30)
+    assert fc.source.startswith("event log") and fc.history_weeks == pytest.approx(10, abs=0.2)
+
+
+def test_csv_png_and_table_are_written(tmp_path: Path, hall: HallConfig, history: Any) -> None:
+    fc = forecast_from(hall, history, days=30)
+    with export_csv(fc, tmp_path / "m" / "comfort.csv").open(encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    open_days = [d for d in fc.days if fc.is_open(d)]
+    hours = sorted({s // 60 for s in fc.slots})
+    assert len(rows) == len(open_days) * len(hours)
+    first = open_days[0]
+    assert rows[0]["date"] == first.isoformat() and rows[0]["hour"] == f"{hours[0]:02d}:00"
+    assert {r["level"] for r in rows} <= set(LEVELS)
+    first_day = [float(r["forecast"]) for r in rows if r["date"] == first.isoformat()]
+    assert sum(first_day) == pytest.approx(fc.mean[fc.days.index(first)].sum(),
+                                           abs=0.1 * len(hours))
+    png = export_png(fc, tmp_path / "m" / "comfort.png")
+    with Image.open(png) as img:
+        img.verify()
+    with Image.open(png) as img:
+        assert img.format == "PNG" and img.width > 300 and img.height > 30 * 20
+    doc = fc.to_json()
+    assert len(doc["days"]) == 30 and doc["hours"][0]["level"] in LEVELS
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(render_forecast(fc))
+    text = console.export_text()
+    assert "休息" in text and fc.start.isoformat() in text
