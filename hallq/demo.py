@@ -87,18 +87,10 @@ async def demo_broker(cfg: HallConfig, workdir: Path, url: str | None = None) ->
         finally:
             broker.stop()
         return
-    from amqtt.broker import Broker
+    from hallq.embedded_broker import embedded_broker
 
-    port = free_port()
-    embedded = Broker({
-        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-    })
-    await embedded.start()
-    try:
-        yield BrokerConfig(url=f"mqtt://127.0.0.1:{port}", protocol="3.1.1")
-    finally:
-        await embedded.shutdown()
+    with embedded_broker(free_port()) as url:
+        yield BrokerConfig(url=url, protocol="3.1.1")
 
 
 def demo_config(cfg: HallConfig, broker: BrokerConfig, state: Path) -> HallConfig:

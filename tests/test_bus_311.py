@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 
 from hallq import messages as m
 from hallq.bus import Session
+from hallq.embedded_broker import embedded_broker
 from hallq.config import BrokerConfig
 from hallq.topics import HallTopics
 
@@ -22,19 +21,8 @@ T = HallTopics("liwan")
 
 @pytest.fixture
 def amqtt_url() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("amqtt_proc.py")), str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready", "amqtt did not start"
-        yield f"mqtt://127.0.0.1:{port}"
-    finally:
-        proc.kill()
-        proc.wait(10)
-        proc.stdout.close()  # type: ignore[union-attr]
+    with embedded_broker(free_port()) as url:
+        yield url
 
 
 async def test_auto_falls_back_to_311_and_request_reply_works(

@@ -27,3 +27,17 @@ async def test_the_demo_issues_calls_serves_draws_boards_and_reports_kpis(
     assert any("average wait" in line for line in lines)
     boards = sorted(p.name for p in (tmp_path / "state" / "boards").rglob("*.png"))
     assert any(name.startswith("board") or "main" in name for name in boards), boards
+
+
+@pytest.mark.timeout(180)
+async def test_with_no_broker_and_no_mosquitto_the_demo_embeds_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hallq.mosquitto
+
+    monkeypatch.setenv("HALLQ_BROKER_URL", "mqtt://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(hallq.mosquitto, "find_mosquitto", lambda: None)
+    lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=12, state_dir=tmp_path,
+                           live=False, volume=4000)
+    counts = re.search(r"issued (\d+), served (\d+)", lines[0])
+    assert counts is not None and int(counts.group(1)) > 10, lines
