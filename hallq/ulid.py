@@ -6,6 +6,7 @@ they were made (the random part is incremented), which keeps a device's commands
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import threading
@@ -19,12 +20,13 @@ _last_ms = -1
 _last_rand = 0
 
 
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+
+
 def _encode(value: int) -> str:
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 0x1F])
-        value >>= 5
-    return "".join(reversed(chars))
+    """26 Crockford base32 characters of a 128-bit value, via the C-level base32 codec:
+    160 bits encode to 32 characters, the last 26 of which hold the low 130 bits."""
+    return base64.b32encode(value.to_bytes(20, "big")).translate(_TO_CROCKFORD)[6:].decode()
 
 
 def new_ulid() -> str:

@@ -151,3 +151,11 @@ def test_ulids_sort_in_creation_order_even_within_one_millisecond() -> None:
     assert ids == sorted(ids) and len(set(ids)) == 2000
     times = [ulid_time_ms(i) for i in ids]
     assert len(set(times)) < len(ids), "expected several ids in the same millisecond"
+
+
+def test_ulid_encoding_is_crockford_base32_of_the_128_bits() -> None:
+    from hallq.ulid import _encode
+
+    assert _encode(0) == "0" * 26
+    assert _encode(2**128 - 1) == "7" + "Z" * 25
+    assert _encode(31 << 5 | 10) == "0" * 24 + "ZA"
