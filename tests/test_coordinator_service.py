@@ -158,3 +158,23 @@ def test_boards_carry_the_comfort_level_only_from_a_real_or_allowed_history(
         assert comfort in ("较少", "适中", "较多")
     else:
         assert comfort is None, "a two-day-old log must not put a made-up level on the boards"
+
+
+async def test_the_dashboard_serves_the_comfort_heat_map(tmp_path: Path) -> None:
+    import aiohttp
+
+    from coordinator.service import Coordinator
+    from coordinator.web.server import start_web
+
+    coordinator = Coordinator(small_hall(comfort_synthetic=True), log_path=tmp_path / "l.sqlite",
+                              dispatch="pure", clock=FakeClock())
+    web = await start_web(coordinator, "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{web.url}/api/comfort.png") as r:
+            assert r.status == 200 and (await r.read())[:8] == b"\x89PNG\r\n\x1a\n"
+        coordinator.forecast = None
+        async with aiohttp.ClientSession() as http, http.get(f"{web.url}/api/comfort.png") as r:
+            assert r.status == 404
+    finally:
+        await web.stop()
+        coordinator.close()

@@ -8,6 +8,8 @@ with a BOM so the bureau's Excel opens it without mangling 较少/适中/较多.
 
 from __future__ import annotations
 
+import io
+
 import csv
 from pathlib import Path
 
@@ -82,9 +84,23 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 def export_png(forecast: Forecast, path: str | Path, *, cell: tuple[int, int] = (44, 20)
                ) -> Path:
-    """A heat map: a row per day (closed days grey), a cell per open hour in its level's
-    colour with the forecast count, the day's level at the row's end, and a legend."""
+    """The monthly picture for the bureau's WeChat account (see :func:`heat_map`)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    heat_map(forecast, cell=cell).save(path, format="PNG")
+    return path
+
+
+def png_bytes(forecast: Forecast) -> bytes:
+    """The heat map as PNG, for the dashboard."""
+    out = io.BytesIO()
+    heat_map(forecast).save(out, format="PNG")
+    return out.getvalue()
+
+
+def heat_map(forecast: Forecast, *, cell: tuple[int, int] = (44, 20)) -> Image.Image:
+    """A row per day (closed days grey), a cell per open hour in its level's colour with
+    the forecast count, the day's level at the row's end, and a legend."""
     hours = sorted({s // 60 for s in forecast.slots})
     cw, ch = cell
     left, top = 130, 56
@@ -116,6 +132,4 @@ def export_png(forecast: Forecast, path: str | Path, *, cell: tuple[int, int] = 
         draw.rectangle((lx, ly + 2, lx + 16, ly + 16), fill=COLOURS[name])
         draw.text((lx + 22, ly), name, fill="black", font=font)
         lx += 90
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG")
-    return path
+    return img

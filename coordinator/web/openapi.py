@@ -136,6 +136,10 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                 "parameters": [_param("board", "path", _STR)],
                 "responses": {**_ok("PNG", {"type": "string", "format": "binary"}, "image/png"),
                               **_errors("404", "503")}}},
+            "/api/comfort.png": {"get": {
+                "summary": "办税舒适度指数: the next 30 days by hour, 较少/适中/较多",
+                "responses": {**_ok("PNG", {"type": "string", "format": "binary"}, "image/png"),
+                              **_errors("404")}}},
             "/api/stream": {"get": {
                 "summary": "Server-Sent Events: `hello`, then `change` after every outcome",
                 "responses": _ok("event stream", _STR, "text/event-stream")}},

@@ -97,6 +97,16 @@ async def board_png(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "no-store"})
 
 
+async def comfort_png(request: web.Request) -> web.Response:
+    c = _c(request)
+    if c.forecast is None:
+        return _error(404, "no_forecast", "no comfort index for this hall yet (too little history)")
+    from coordinator.forecast.export import png_bytes
+
+    return web.Response(body=png_bytes(c.forecast), content_type="image/png",
+                        headers={"Cache-Control": "max-age=600"})
+
+
 async def openapi(request: web.Request) -> web.Response:
     return _json(openapi_document(_c(request).cfg))
 
@@ -302,6 +312,7 @@ def make_app(coordinator: Any) -> web.Application:
     r.add_get("/api/boards", board_list)
     r.add_get("/api/boards/{board}.png", board_png)
     r.add_get("/api/stream", stream)
+    r.add_get("/api/comfort.png", comfort_png)
     r.add_get("/api/openapi.json", openapi)
     r.add_get("/api/appointments/slots", slots)
     r.add_post("/api/appointments", book)
