@@ -32,6 +32,8 @@ from hallq.errors import NotConnected
 log = logging.getLogger("hallq.coordinator")
 
 STATS_INTERVAL_S = 1.0
+ADVICE_EVERY_S = 60.0  # hall seconds between checks for express-window advice
+ADVICE_REPEAT_S = 600.0
 RECENT_ALERTS = 200
 
 # Called after every published outcome (and each stats refresh) with a small summary of
@@ -81,6 +83,8 @@ class Coordinator:
         self._listeners: list[Listener] = []
         self.web: Any = None  # coordinator.web.server.WebServer once started
         self.forecast = self._forecast()
+        self._advised_at = float("-inf")
+        self._advised: dict[str, float] = {}
 
     def _forecast(self) -> Any:
         """The comfort index for the boards: from the event log's history, or (the demo)
@@ -168,6 +172,34 @@ class Coordinator:
                                     self.engine.stats_state(self.queue.seq))
                 self._stats_dirty = False
                 self._notify({"type": "stats", "rev": self.queue.seq})
+            await self._advise()
+
+    async def _advise(self) -> None:
+        """Express-window advice (快速办理专窗) for supervisors: when a service's predicted
+        wait passes its target, an alert names windows to switch and for how long. The
+        queueing estimate keeps this cheap enough for the event loop; each service is
+        advised again only after ADVICE_REPEAT_S."""
+        now = self.clock()
+        if now - self._advised_at < ADVICE_EVERY_S:
+            return
+        self._advised_at = now
+        from coordinator.advice import advice_alert, advise
+
+        try:
+            advice = advise(self.engine, now, simulate=False)
+        except Exception:
+            log.exception("express-window advice failed")
+            return
+        for item in advice:
+            if now - self._advised.get(item.service, -ADVICE_REPEAT_S) < ADVICE_REPEAT_S:
+                continue
+            self._advised[item.service] = now
+            alert = advice_alert(item)
+            self.alerts.appendleft((now, alert))
+            await self._publish(self._topics.event("alert"), alert)
+            self._notify({"type": "outcome", "rev": self.queue.seq,
+                          "events": [alert.model_dump(mode="json", exclude_none=True)],
+                          "windows": [], "services": [item.service], "board": False})
 
     @property
     def _topics(self) -> Any:

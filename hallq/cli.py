@@ -371,5 +371,16 @@ def forecast(config_file: Path | None, log_path: Path | None, months: int, seed:
         console.print(f"wrote {export_png(fc, png_path)}")
 
 
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def advise(args: tuple[str, ...]) -> None:
+    """快速办理专窗: plan staffing changes for a day and measure live advice (-h for options)."""
+    from coordinator.advice.__main__ import main as advise_main
+
+    raise SystemExit(advise_main(list(args)))
+
+
 if __name__ == "__main__":
     main()

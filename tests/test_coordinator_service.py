@@ -178,3 +178,25 @@ async def test_the_dashboard_serves_the_comfort_heat_map(tmp_path: Path) -> None
     finally:
         await web.stop()
         coordinator.close()
+
+
+async def test_a_queue_past_its_target_raises_express_window_advice(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    alerts = inbox()
+    async with running(cfg, tmp_path / "log.sqlite", FakeClock()), \
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
+            device(cfg, "supervisor", "desk", tmp_path) as desk:
+        await desk.subscribe(desk.topics.event("alert"), alerts)
+        await dispenser.wait_connected(10)
+        await desk.wait_connected(10)
+        for _ in range(30):
+            await dispenser.request(dispenser.topics.req("pi-d1"),
+                                    m.IssueRequest(kind="issue", service="tax-filing"),
+                                    timeout=10)
+        found = await alerts.wait_for(
+            lambda ps: any(p.kind == "express_advice" for p in ps), timeout=15)
+    advice = next(p for p in found if p.kind == "express_advice")
+    assert advice.window == 2, "window 2 serves only invoices: the one free to help"
+    assert "申报纳税" in advice.message or "tax-filing" in advice.message
