@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edge.health import Health, report_link_health
@@ -29,7 +28,6 @@ LINK_DOWN = "网络断开 请稍候"
 NO_REPLY = "无响应 请重试"
 SIMPLE = {PadKey.CALL: "call", PadKey.RECALL: "recall", PadKey.SKIP: "skip",
           PadKey.PAUSE: "pause", PadKey.RESUME: "resume", PadKey.EMERGENCY: "emergency"}
-Show = Callable[[int, str], Awaitable[None]]
 
 
 def display_text(state: m.WindowState) -> str:

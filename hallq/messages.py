@@ -29,7 +29,7 @@ from hallq.errors import PayloadError
 from hallq.topics import ID_PATTERN
 from hallq.ulid import ULID_PATTERN, new_ulid
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 MAX_PAYLOAD_BYTES = 16 * 1024
 
 Ulid = Annotated[str, StringConstraints(pattern=ULID_PATTERN)]
