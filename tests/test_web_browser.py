@@ -150,3 +150,59 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await shots.take(book, "booking")
             finally:
                 await browser.close()
+
+
+@pytest.mark.timeout(180)
+async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_moves_up(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from hallq.aio import cancel_and_wait
+    from hallq.demo import DEFAULT_CONFIG, run_demo
+    from hallq.messages import TicketState
+
+    async_playwright = _playwright()
+    shots = Shots(tmp_path)
+    started: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    demo = asyncio.create_task(run_demo(
+        DEFAULT_CONFIG, speed=120, duration=150, broker_url=mosquitto.url,
+        state_dir=tmp_path / "demo", live=False, volume=9000, on_ready=started.set_result))
+    try:
+        coordinator = await asyncio.wait_for(asyncio.shield(started), 60)
+        settings = coordinator.cfg.coordinator
+        url = f"http://{settings.http_host}:{settings.http_port}"
+        engine = coordinator.engine
+        async with asyncio.timeout(60):  # the morning queue forms
+            while sum(t.state is TicketState.WAITING for t in engine.tickets) < 10:
+                await asyncio.sleep(0.1)
+        waiting = [t for t in engine.tickets if t.state is TicketState.WAITING]
+        mine = waiting[-1].number
+        async with async_playwright() as p:
+            browser = await p.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+                args=FLAGS, locale="zh-CN", viewport={"width": 1280, "height": 900})
+            browser.set_default_timeout(WAIT_MS * 3)
+            try:
+                hall = await browser.new_page()
+                await hall.goto(url + "/")
+                await hall.wait_for_selector("#live.on")
+                first = await hall.get_attribute("#calls", "data-first")
+                await hall.wait_for_function(
+                    "(first) => document.querySelector('#calls').dataset.first !== first",
+                    arg=first)
+                await shots.take(hall, "demo-hall")
+                ticket = await browser.new_page()
+                await ticket.set_viewport_size({"width": 390, "height": 844})
+                await ticket.goto(f"{url}/t/{coordinator.cfg.hall.id}/{mine}")
+                await ticket.wait_for_selector("#status[data-ahead]")
+                ahead = int(await ticket.get_attribute("#status", "data-ahead") or "0")
+                await ticket.wait_for_function(
+                    "(ahead) => { const s = document.querySelector('#status');"
+                    " return s.dataset.state === 'called' || +s.dataset.ahead < ahead; }",
+                    arg=ahead)
+                await shots.take(ticket, "demo-ticket")
+            finally:
+                await browser.close()
+    finally:
+        await cancel_and_wait(demo)
