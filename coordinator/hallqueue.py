@@ -52,6 +52,8 @@ class HallQueue:
         self.cfg = cfg
         self.log = log_
         self.engine = Engine(cfg, core_cls)
+        self._issued_for: dict[str, str] = {}  # request id -> ticket number (this process)
+        self._superseded: set[str] = set()  # online request ids replaced by offline issues
 
     @property
     def seq(self) -> int:
@@ -92,7 +94,32 @@ class HallQueue:
 
     def _decide(self, role: str, client: str, command: Any, now: float) -> Outcome:
         refused = self.authorize(role, client, command)
-        return refused if refused is not None else self.engine.apply(command, now, client)
+        if refused is not None:
+            return refused
+        if not isinstance(command, m.IssueRequest):
+            return self.engine.apply(command, now, client)
+        return self._issue(command, now, client)
+
+    def _issue(self, request: m.IssueRequest, now: float, client: str) -> Outcome:
+        """One key press, one ticket: an offline replay names the online request that timed
+        out for the same press; a ticket issued for that request was never printed, so it is
+        voided, and the request is refused if it only arrives now."""
+        if request.id in self._superseded:
+            return reject("superseded", "this key press was issued offline instead")
+        late = request.offline.supersedes if request.offline else None
+        outcome = self.engine.apply(request, now, client)
+        if not outcome.ok or late is None:
+            if outcome.ok and outcome.ticket is not None:
+                self._issued_for[request.id] = outcome.ticket.number
+            return outcome
+        self._superseded.add(late)
+        earlier = self._issued_for.get(late)
+        if earlier is not None:
+            void = self.engine.void(m.VoidRequest(kind="void", number=earlier,
+                                                  reason="issued offline instead"), client)
+            outcome.events += void.events
+            outcome.services |= void.services
+        return outcome
 
     def roll_over_if_due(self, now: float) -> Outcome | None:
         if not self.engine.due(now):

@@ -141,7 +141,7 @@ class DispenserAgent:
                                                    timeout=self.cfg.edge.reply_timeout_s)
             except (RequestTimeout, NotConnected) as exc:
                 log.info("%s: coordinator not answering (%s): issuing offline", self.agent.id, exc)
-                result = await self._issue_offline(service)
+                result = await self._issue_offline(service, supersedes=request.id)
             else:
                 result = await self._issue_online(reply)
             self.issued.append(result)
@@ -162,7 +162,7 @@ class DispenserAgent:
             await self.session.publish(self.req_topic, void, queue=True)
         return Issued(info.number, True, printed)
 
-    async def _issue_offline(self, service_code: str) -> Issued:
+    async def _issue_offline(self, service_code: str, *, supersedes: str) -> Issued:
         service = self.cfg.service(service_code)
         now = self.clock()
         n = self.leases.take(self.day().isoformat(), service_code)
@@ -178,7 +178,8 @@ class DispenserAgent:
         printed = await self._print(service_code, number, ahead, eta, issued_at)
         if printed:
             replay = m.IssueRequest(kind="issue", service=service_code,
-                                    offline=m.OfflineIssue(number=number, issued_at=issued_at))
+                                    offline=m.OfflineIssue(number=number, issued_at=issued_at,
+                                                           supersedes=supersedes))
             await self.session.publish(self.req_topic, replay, queue=True)
             log.info("%s: issued %s offline; queued for replay", self.agent.id, number)
         return Issued(number, False, printed)

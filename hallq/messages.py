@@ -173,6 +173,11 @@ class OfflineIssue(Wire):
 
     number: TicketNo
     issued_at: AwareDatetime
+    supersedes: Ulid | None = Field(
+        default=None,
+        description="id of the online request that timed out for this key press: if the "
+        "coordinator issued a ticket for it, that ticket was never printed and is voided",
+    )
 
 
 class IssueRequest(Message):
