@@ -116,7 +116,7 @@ def _setup_logging(level: str) -> None:
     setup_logging(level)
 
 
-def _run_until_signalled(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+def _run_until_signalled(coro_factory: Callable[[], Coroutine[Any, Any, object]]) -> None:
     """Run the service; SIGTERM/SIGINT cancel it so it shuts down cleanly (offline status)."""
     import asyncio
     import signal
@@ -205,12 +205,8 @@ def demo(config_file: Path | None, speed: float, duration: float | None, volume:
     _load(path)  # a bad file fails here with its message, before anything starts
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _run_until_signalled(lambda: _quietly(run_demo(path, speed=speed, duration=duration,
-                                                   volume=volume, broker_url=broker_url)))
-
-
-async def _quietly(coro: Coroutine[Any, Any, Any]) -> None:
-    await coro
+    _run_until_signalled(lambda: run_demo(path, speed=speed, duration=duration, volume=volume,
+                                          broker_url=broker_url))
 
 
 
