@@ -263,8 +263,9 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
                    duration: float | None = None, volume: int = 2400,
                    broker_url: str | None = None, state_dir: Path | None = None,
                    live: bool = True, on_ready: Callable[[Any], None] | None = None,
-                   seed: int = 7) -> list[str]:
-    """Run the demo; returns the day's KPI lines (also printed)."""
+                   seed: int = 7, http_port: int | None = None) -> list[str]:
+    """Run the demo; returns the day's KPI lines (also printed). ``http_port`` overrides
+    the dashboard's port (0 turns it off)."""
     from rich.console import Console
     from rich.live import Live
 
@@ -282,6 +283,9 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
         (work / "broker").mkdir(parents=True, exist_ok=True)
         async with demo_broker(base, work / "broker", broker_url) as broker:
             cfg = demo_config(base, broker, work / "state")
+            if http_port is not None:
+                cfg = cfg.model_copy(update={"coordinator": cfg.coordinator.model_copy(
+                    update={"http_port": http_port})})
             clock = HallClock(opening_time(cfg), speed)
             coordinator = Coordinator(cfg, clock=clock)
             sims: dict[str, Any] = {}

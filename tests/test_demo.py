@@ -19,7 +19,7 @@ async def test_the_demo_issues_calls_serves_draws_boards_and_reports_kpis(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=15, broker_url=mosquitto.url,
-                           state_dir=tmp_path, live=False, volume=4000)
+                           state_dir=tmp_path, live=False, volume=4000, http_port=0)
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
     assert counts is not None, lines
     issued, served = map(int, counts.groups())
@@ -38,6 +38,6 @@ async def test_with_no_broker_and_no_mosquitto_the_demo_embeds_one(
     monkeypatch.setenv("HALLQ_BROKER_URL", "mqtt://127.0.0.1:9")  # nothing listens there
     monkeypatch.setattr(hallq.mosquitto, "find_mosquitto", lambda: None)
     lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=12, state_dir=tmp_path,
-                           live=False, volume=4000)
+                           live=False, volume=4000, http_port=0)
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
     assert counts is not None and int(counts.group(1)) > 10, lines
