@@ -79,7 +79,7 @@ def find_unifont() -> Path | None:
 @cache
 def font_coverage(path: Path) -> frozenset[int]:
     """Code points the font maps to a glyph; read once per process (80 ms for all of Unifont)."""
-    from fontTools.ttLib import TTFont, TTLibError  # type: ignore[import-untyped]
+    from fontTools.ttLib import TTFont, TTLibError
 
     quiet = logging.getLogger("fontTools")
     level = quiet.level

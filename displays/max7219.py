@@ -57,7 +57,7 @@ def _quiet_luma() -> Iterator[None]:
 
 def _spidev() -> Any:
     try:
-        import spidev  # type: ignore[import-not-found,unused-ignore]
+        import spidev
     except ImportError as exc:
         raise SinkError(
             "a MAX7219 board needs spidev: install the Pi extra (pip install 'hallq[pi]') "
@@ -81,9 +81,9 @@ class Max7219Sink:
         bus_speed_hz: int = 8_000_000,
         brightness: int = 0x70,
     ) -> None:
-        from luma.core.error import DeviceNotFoundError  # type: ignore[import-untyped]
-        from luma.core.interface.serial import noop, spi  # type: ignore[import-untyped]
-        from luma.led_matrix.device import max7219  # type: ignore[import-untyped]
+        from luma.core.error import DeviceNotFoundError
+        from luma.core.interface.serial import noop, spi
+        from luma.led_matrix.device import max7219
 
         if width % 8 or height % 8 or width <= 0 or height <= 0:
             raise SinkError(f"a MAX7219 panel is whole 8x8 modules, got {width}x{height}")

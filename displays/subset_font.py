@@ -61,7 +61,7 @@ def required_text(configs: Iterable[Path] = DEFAULT_CONFIGS) -> str:
 
 
 def build_subset(source: Path, output: Path, text: str) -> None:
-    from fontTools import subset  # type: ignore[import-untyped]
+    from fontTools import subset
 
     options = subset.Options()
     options.layout_features = []  # glyphs are drawn one by one: no shaping tables needed

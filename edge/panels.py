@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from displays import (
@@ -30,6 +31,7 @@ from displays import (
     make_voice,
     open_sink,
 )
+from displays.sinks import Backend
 from edge.health import Health
 from hallq import messages as m
 from hallq.bus import Incoming, Session
@@ -90,14 +92,20 @@ class Panels:
         await self.session.subscribe(f"{topics.base}/coordinator/+/status", self._on_presence)
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         for panel in self.panels:
             with contextlib.suppress(Exception):
                 panel.sink.close()
-        await self._stack.__aexit__(*exc_info)
+        await self._stack.__aexit__(exc_type, exc, tb)
 
     async def _add_panel(self, dev: Device) -> None:
-        backend = "emulator" if self.emulate and dev.kind == "led_max7219" else None
+        backend: Backend | None = (
+            "emulator" if self.emulate and dev.kind == "led_max7219" else None)
         sink = open_sink(dev, backend=backend, led_driver=self.drivers.get(dev.id))
         if isinstance(sink, SerialLedSink):
             sink = await self._stack.enter_async_context(sink)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from edge.health import Health, report_link_health
 from firmware_bridge.devices import CallPad
@@ -26,8 +26,10 @@ log = logging.getLogger("hallq.edge.window")
 
 LINK_DOWN = "网络断开 请稍候"
 NO_REPLY = "无响应 请重试"
-SIMPLE = {PadKey.CALL: "call", PadKey.RECALL: "recall", PadKey.SKIP: "skip",
-          PadKey.PAUSE: "pause", PadKey.RESUME: "resume", PadKey.EMERGENCY: "emergency"}
+SimpleAction = Literal["call", "recall", "skip", "pause", "resume", "emergency"]
+SIMPLE: dict[PadKey, SimpleAction] = {
+    PadKey.CALL: "call", PadKey.RECALL: "recall", PadKey.SKIP: "skip",
+    PadKey.PAUSE: "pause", PadKey.RESUME: "resume", PadKey.EMERGENCY: "emergency"}
 
 
 def display_text(state: m.WindowState) -> str:
@@ -75,7 +77,10 @@ class WindowAgent:
         await self.show(state.window, display_text(state))
 
     def command_for(self, press: PadKeyPress) -> Any:
+        """The command a key press asks for; None if it asks for none (or names no window)."""
         window = press.window
+        if window is None:  # handle() passes only presses of this agent's windows
+            return None
         if press.key in SIMPLE:
             return m.WindowAction(window=window, action=SIMPLE[press.key])
         if press.key is PadKey.FINISH:

@@ -19,7 +19,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
@@ -32,7 +32,16 @@ from hallq import __version__
 from hallq.aio import cancel_and_wait
 from hallq.contract import TopicSpec, spec_for
 from hallq.errors import NotConnected, PayloadError, RequestTimeout, TopicError
-from hallq.messages import ErrorReport, Message, Presence, Reply, Retained, decode, encode
+from hallq.messages import (
+    ErrorReport,
+    Message,
+    Presence,
+    RejectCode,
+    Reply,
+    Retained,
+    decode,
+    encode,
+)
 from hallq.retained import PresenceBook, RevisionGate
 from hallq.session_store import SessionStore
 from hallq.topics import Action, HallTopics, Role, TopicParts, check_filter, check_id, matches, parse
@@ -221,7 +230,7 @@ class Session:
 
     # --- connection loop ------------------------------------------------------------------
 
-    def _presence_payload(self, state: str) -> bytes:
+    def _presence_payload(self, state: Literal["online", "offline"]) -> bytes:
         return encode(
             Presence(
                 state=state, boot=self._boot, role=self.role.value, client=self.client_id,
@@ -560,7 +569,9 @@ class Session:
         if not task.cancelled() and task.exception() is not None:
             log.warning("%s: background publish failed: %s", self.client_id, task.exception())
 
-    async def _report(self, topic: str, code: str, text: str, field: str | None) -> None:
+    async def _report(
+        self, topic: str, code: RejectCode, text: str, field: str | None
+    ) -> None:
         log.warning("%s: rejected message on %s: %s", self.client_id, topic, text)
         report = ErrorReport(topic=topic[:300], code=code, message=text[:1000], field=field)
         try:

@@ -465,7 +465,7 @@ async def check_broker(
                     async with asyncio.timeout(presence_window):
                         async for message in client.messages:
                             with contextlib.suppress(PayloadError):
-                                raw = bytes(message.payload)  # type: ignore[arg-type]
+                                raw = bytes(message.payload)
                                 presence: Presence = decode(Presence, raw)
                                 seen[presence.client] = presence
                             if cfg.coordinator.client_id in seen:

@@ -6,6 +6,11 @@ Callers catch ``HallqError`` to handle anything hallq raised on purpose, or the 
 
 from __future__ import annotations
 
+from typing import Literal
+
+# the ``code`` a PayloadError carries into an ErrorReport (hallq.messages.RejectCode)
+PayloadErrorCode = Literal["oversize", "invalid_json", "invalid_payload"]
+
 
 class HallqError(Exception):
     """Root of every error hallq raises deliberately."""
@@ -34,7 +39,7 @@ class PayloadError(HallqError, ValueError):
         *,
         field: str | None = None,
         model: str | None = None,
-        code: str = "invalid_payload",
+        code: PayloadErrorCode = "invalid_payload",
     ) -> None:
         self.field = field
         self.model = model

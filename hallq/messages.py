@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar, Union, overload
 
 from typing_extensions import TypeAliasType
 
@@ -367,11 +367,14 @@ class DeviceHealth(Retained):
     components: list[ComponentHealth] = Field(default_factory=list, max_length=32)
 
 
+RejectCode = Literal["oversize", "invalid_json", "invalid_payload", "bad_topic", "handler_failed"]
+
+
 class ErrorReport(Message):
     """What a client rejected: the topic it came on, a code, and the field at fault."""
 
     topic: Annotated[str, StringConstraints(max_length=300)]
-    code: Literal["oversize", "invalid_json", "invalid_payload", "bad_topic", "handler_failed"]
+    code: RejectCode
     message: Annotated[str, StringConstraints(max_length=1000)]
     field: Annotated[str, StringConstraints(max_length=200)] | None = None
 
@@ -427,7 +430,13 @@ def describe(error: ValidationError, *, tagged: bool = False) -> tuple[str, str]
     return field, message + (f" (+{more} more)" if more else "")
 
 
-def decode(payload_type: type[T] | Any, data: bytes | str) -> T:
+@overload
+def decode(payload_type: type[T], data: bytes | str) -> T: ...
+@overload
+def decode(payload_type: Any, data: bytes | str) -> Any: ...  # a union or Annotated form
+
+
+def decode(payload_type: Any, data: bytes | str) -> Any:
     """Validate a raw payload strictly; raise ``PayloadError`` naming the size or the field.
 
     Strict JSON validation: "15" is not a window number and a naive timestamp is not a time.
@@ -441,7 +450,7 @@ def decode(payload_type: type[T] | Any, data: bytes | str) -> T:
             code="oversize",
         )
     try:
-        return adapter(payload_type).validate_json(data, strict=True)  # type: ignore[no-any-return]
+        return adapter(payload_type).validate_json(data, strict=True)
     except ValidationError as exc:
         if exc.errors()[0]["type"] == "json_invalid":
             reason = exc.errors(include_url=False)[0]["msg"]

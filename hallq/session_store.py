@@ -45,7 +45,7 @@ class SessionStore:
         self.path = path
         self.max_items = max_items
         self._db = open_db(path, _SCHEMA, synchronous="NORMAL")
-        self._count = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        self._count: int = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
     def _meta(self, key: str) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -126,7 +126,7 @@ async def _read_retained(
                         if parts.client is None:
                             continue
                         key = (parts.role, parts.client)
-                        raw = bytes(message.payload)  # type: ignore[arg-type]
+                        raw = bytes(message.payload)
                         if parts.action == "status":
                             presence[key] = decode(Presence, raw)
                         elif parts.action == "health":
