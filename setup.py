@@ -14,7 +14,7 @@ from typing import Any
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-COMPILED = ["coordinator.dispatch_core"]
+COMPILED = ["coordinator.dispatch_core", "coordinator.simulation.fastday"]
 REQUIRE = os.environ.get("HALLQ_REQUIRE_CYTHON", "") == "1"
 SKIP = os.environ.get("HALLQ_NO_CYTHON", "") == "1"
 

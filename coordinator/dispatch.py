@@ -16,17 +16,17 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from coordinator.dispatch_core import DispatchCore
 
-__all__ = ["ENV_VAR", "KINDS", "active_kind", "describe", "load_core"]
+__all__ = ["ENV_VAR", "KINDS", "active_kind", "core_kind", "describe", "is_extension",
+           "load_core", "pure_twin"]
 
 ENV_VAR = "HALLQ_DISPATCH"
 KINDS = ("auto", "compiled", "pure")
-_PURE_NAME = "coordinator._dispatch_core_pure"
-_SOURCE = Path(__file__).with_name("dispatch_core.py")
+_ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_core(kind: str | None = None) -> type[DispatchCore]:
@@ -38,10 +38,10 @@ def load_core(kind: str | None = None) -> type[DispatchCore]:
     """
     kind = _resolve(kind)
     if kind == "pure":
-        core: type[DispatchCore] = _pure_module().DispatchCore
+        core: type[DispatchCore] = pure_twin("coordinator.dispatch_core").DispatchCore
         return core
     module = importlib.import_module("coordinator.dispatch_core")
-    if kind == "compiled" and not _is_extension(module):
+    if kind == "compiled" and not is_extension(module):
         raise ImportError(
             "the compiled dispatch core is not built (coordinator.dispatch_core was loaded "
             f"from {module.__file__}); reinstall with Cython and a C compiler available, "
@@ -53,7 +53,12 @@ def load_core(kind: str | None = None) -> type[DispatchCore]:
 
 def active_kind() -> str:
     """``"compiled"`` or ``"pure"``: what ``load_core()`` gives in this environment."""
-    return "compiled" if _is_extension(sys.modules[load_core().__module__]) else "pure"
+    return core_kind(load_core())
+
+
+def core_kind(core_cls: type[Any]) -> str:
+    """``"compiled"`` or ``"pure"``: which build a core class (from ``load_core``) is."""
+    return "compiled" if is_extension(sys.modules[core_cls.__module__]) else "pure"
 
 
 def describe() -> str:
@@ -63,7 +68,7 @@ def describe() -> str:
     except ImportError:
         return "dispatch core: unavailable (HALLQ_DISPATCH=compiled but no compiled extension)"
     module = sys.modules[core.__module__]
-    if _is_extension(module):
+    if is_extension(module):
         return f"dispatch core: compiled ({_cython_version(module)})"
     if _resolve(None) == "pure":
         return f"dispatch core: pure Python ({ENV_VAR}=pure)"
@@ -81,23 +86,31 @@ def _resolve(kind: str | None) -> str:
     return kind
 
 
-def _is_extension(module: ModuleType) -> bool:
+def is_extension(module: ModuleType) -> bool:
     return isinstance(getattr(module, "__loader__", None), importlib.machinery.ExtensionFileLoader)
 
 
-def _pure_module() -> ModuleType:
-    module = sys.modules.get(_PURE_NAME)
+def pure_twin(name: str) -> ModuleType:
+    """The ``.py`` source of a compiled module, run as Python under a name of its own.
+
+    ``coordinator.dispatch_core`` becomes ``coordinator._dispatch_core_pure``: the same
+    code, importable next to the built extension, for ``pure`` runs and comparisons.
+    """
+    package, _, leaf = name.rpartition(".")
+    pure_name = f"{package}._{leaf}_pure"
+    module = sys.modules.get(pure_name)
     if module is not None:
         return module
-    spec = importlib.util.spec_from_file_location(_PURE_NAME, _SOURCE)
+    source = _ROOT.joinpath(*name.split(".")).with_suffix(".py")
+    spec = importlib.util.spec_from_file_location(pure_name, source)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the pure dispatch core from {_SOURCE}")
+        raise ImportError(f"cannot load the pure {name} from {source}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[_PURE_NAME] = module
+    sys.modules[pure_name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[_PURE_NAME]
+        del sys.modules[pure_name]
         raise
     return module
 

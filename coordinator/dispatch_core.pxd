@@ -45,6 +45,9 @@ cdef class DispatchCore:
     @cython.locals(n=Py_ssize_t, i=Py_ssize_t, s=int, weight=double)
     cpdef void set_skills(self, int w, services, weights) except *
 
+    @cython.locals(q=int, s=int, t=Py_ssize_t)
+    cpdef void clear(self) noexcept
+
     cpdef void add(self, Py_ssize_t t, int s, int cls, double issue_time, long long seq,
                    double appt_start=*, double appt_end=*) except *
 

@@ -121,6 +121,20 @@ class DispatchCore:
             i += 1
         self.sk_n[w] = n
 
+    def clear(self) -> None:
+        """Empty every queue and forget every ticket, keeping services, targets, boost and
+        skills: the same hall on a new day, without configuring it again (the simulator
+        plays thousands of days on one configured core)."""
+        for q in range(self.n_fifo + self.n_windows):
+            self.qhead[q] = -1
+            self.qtail[q] = -1
+        for s in range(self.n_services):
+            self.svc_waiting[s] = 0
+        for t in range(self.capacity):
+            self.tqueue[t] = -1
+            self.nxt[t] = -1
+            self.prv[t] = -1
+
     # enqueue
 
     def add(self, t: int, s: int, cls: int, issue_time: float, seq: int,

@@ -229,7 +229,7 @@ class Engine:
 
     # --- issuing ----------------------------------------------------------------------------
 
-    def _hours(self, service: Service) -> list[tuple[dt.time, dt.time]]:
+    def hours_of(self, service: Service) -> list[tuple[dt.time, dt.time]]:
         return service.hours or self.cfg.hall.open_hours
 
     def lease(self, req: m.LeaseRequest, source: str) -> Outcome:
@@ -289,7 +289,7 @@ class Engine:
             issued_at = req.offline.issued_at.timestamp()
         else:
             local = dt.datetime.fromtimestamp(now, self.tz).time()
-            hours = self._hours(service)
+            hours = self.hours_of(service)
             if not any(start <= local < end for start, end in hours):
                 spans = ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in hours)
                 return reject("service_closed", f"{service.name} 取号时间 {spans}")

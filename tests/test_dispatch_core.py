@@ -295,6 +295,30 @@ def test_arrays_grow_past_the_initial_capacity(core_cls: type[Any]) -> None:
     assert drain(core, 0, 1000.0) == tickets
 
 
+def test_clear_gives_a_new_day_with_the_same_configuration(core_cls: type[Any]) -> None:
+    def day(core: Any) -> list[int]:
+        for t, (s, cls) in enumerate([(0, NORMAL), (1, NORMAL), (0, GREEN), (1, NORMAL)]):
+            core.add(t, s, cls, float(t), t)
+        core.add_directed(4, 1, 0, NORMAL, 4.0, 4)
+        return [core.call_next(0, 900.0), core.call_next(1, 900.0), core.call_next(1, 900.0)]
+
+    def configured() -> Any:
+        core = core_cls(2, 2)
+        core.set_service(1, 60.0)
+        core.set_boost(10.0)
+        core.set_skills(0, [0, 1], [1.0, 1.0])
+        core.set_skills(1, [1], [1.0])
+        return core
+
+    used = configured()
+    day(used)                                  # leaves tickets queued, some in the middle
+    assert used.waiting(1) == 1 and used.queued(0)
+    used.clear()
+    assert [used.waiting(s) for s in (0, 1)] == [0, 0]
+    assert not any(used.queued(t) for t in range(5))
+    assert day(used) == day(configured()) == [2, 4, 1]
+
+
 def test_set_skills_applies_live(core_cls: type[Any]) -> None:
     core = one_window(core_cls, [0])
     core.add(0, 0, NORMAL, 0.0, 0)

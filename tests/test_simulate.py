@@ -21,7 +21,7 @@ from coordinator.simulation import (
     save_chart,
     sim_day,
 )
-from coordinator.simulation.day import run_day, sim_config
+from coordinator.simulation.day import FastHall, day_loop, fast_day, run_day, sim_config
 from coordinator.simulation.policies import dedicated_skills, policy_skills
 from coordinator.simulation.profile import day_factor, draw_day, open_spans
 from hallq.config import HallConfig, parse_config
@@ -178,6 +178,47 @@ def test_cores_give_identical_days(tiny: HallConfig, demand: Demand, kind: str,
     got = run_day(sim_config(tiny), load_core(kind), skills, arrivals, day=sim_day(None),
                   spans=spans)
     assert got == ref
+
+
+@pytest.mark.parametrize("policy", ["fifo", "hallq", "pool", "no-green"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_compiled_loop_plays_the_engines_day(tiny: HallConfig, demand: Demand, kind: str,
+                                             policy: str) -> None:
+    """The fast loop drives the core the engine configured and must reproduce, ticket for
+    ticket, the day played command by command through ``Engine.apply``: the same waits in
+    the same call order, busy times, refusals (hours, a daily cap), no-shows, timeline.
+    Three days on one ``FastHall`` also prove ``DispatchCore.clear`` leaves nothing behind,
+    including the tickets a day with an unserved service leaves queued ("no-green")."""
+    services = [s.model_copy(update={"daily_cap": 60}) if s.code == "invoice" else s
+                for s in tiny.services]
+    cfg = sim_config(tiny.model_copy(update={"services": services}))
+    spans = open_spans(cfg.hall.open_hours)
+    if policy == "no-green":
+        skills = {w: {c: x for c, x in sk.items() if c != "green"}
+                  for w, sk in policy_skills(tiny, demand, "pool").items()}
+    else:
+        skills = policy_skills(tiny, demand, policy)
+    core = load_core(kind)
+    hall = FastHall(cfg, core, skills, day=sim_day(None), spans=spans)
+    assert (day_loop(core).__module__ == "coordinator.simulation.fastday") == (kind == "compiled")
+    for seed in (5, 6, 7):
+        arrivals = draw_day(demand, spans, volume=VOLUME * 1.5, rng=random.Random(seed),
+                            no_show=0.05)
+        ref = run_day(cfg, core, skills, arrivals, day=sim_day(None), spans=spans)
+        assert ref.turned_away["daily_cap_reached"] > 0 and ref.no_shows > 0
+        assert ref.turned_away["service_closed"] > 0
+        if policy == "no-green":
+            assert ref.queue_samples[-1][1] > 0
+        assert hall.play(arrivals) == ref
+        assert fast_day(cfg, core, skills, list(arrivals), day=sim_day(None), spans=spans) == ref
+
+
+def test_simulation_through_the_engine_reports_the_same_waits(tiny: HallConfig) -> None:
+    fast = run_simulation(tiny, volume=VOLUME, replications=2, seed=4, core_kind="pure")
+    slow = run_simulation(tiny, volume=VOLUME, replications=2, seed=4, core_kind="pure",
+                          engine=True)
+    assert slow.core_kind == "pure engine"
+    assert fast.to_dict()["policies"] == slow.to_dict()["policies"]
 
 
 def test_dedicated_windows_follow_skills_and_cover_services(tiny: HallConfig,

@@ -1,11 +1,14 @@
 """Simulate hall days on the real engine and dispatch core, to compare staffing policies.
 
 ``run_simulation`` draws R independent days (the same days for every policy: common
-random numbers), plays each through a fresh :class:`~coordinator.engine.Engine` per policy
-and aggregates the waits with 95% intervals over days. ``render_report`` gives the
+random numbers), plays each on the hall's dispatch core as a real
+:class:`~coordinator.engine.Engine` configured it -- by the compiled day loop
+(``FastHall``), or command by command through ``Engine.apply`` with ``engine=True``; both
+give the same waits -- and aggregates the waits with 95% intervals over days. ``render_report`` gives the
 terminal view, ``save_chart`` the PNG, ``SimulationReport.to_json`` the machine view.
 
-Submodules: ``profile`` (demand, no engine), ``day`` (one day through the engine),
+Submodules: ``profile`` (demand, no engine), ``day`` (one day on the engine's core),
+``fastday`` (the compiled day loop),
 ``policies`` (window skills per policy), ``report`` (figures), ``render`` (table, chart),
 ``calibrate`` (the volume that gives a target mean wait).
 
@@ -29,8 +32,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from coordinator.dispatch import core_kind as kind_of_core
 from coordinator.dispatch import load_core
-from coordinator.simulation.day import DayResult, run_day, sim_config
+from coordinator.simulation.day import DayResult, FastHall, run_day, sim_config
 from coordinator.simulation.policies import POLICIES, POLICY_NAMES, policy_skills
 from coordinator.simulation.profile import (
     CALIBRATED_VOLUME,
@@ -45,7 +49,7 @@ from coordinator.simulation.report import Estimate, PolicyReport, SimulationRepo
 from hallq.config import HallConfig
 
 __all__ = [
-    "CALIBRATED_VOLUME", "POLICIES", "Demand", "PolicyReport", "SimulationReport", "draw_days",
+    "CALIBRATED_VOLUME", "POLICIES", "Demand", "FastHall", "PolicyReport", "SimulationReport", "draw_days",
     "render_report", "run_simulation", "save_chart", "sim_day",
 ]
 
@@ -70,13 +74,14 @@ def run_simulation(cfg: HallConfig, *, volume: float, day_of_month: int | None =
                    replications: int = 10, seed: int = 1,
                    policies: Sequence[str] = POLICIES, core_kind: str = "auto",
                    no_show: float = 0.0, demand: Demand | None = None,
-                   progress: Progress | None = None) -> SimulationReport:
+                   progress: Progress | None = None, engine: bool = False) -> SimulationReport:
     """Simulate ``replications`` days of ``cfg`` under each policy and compare them.
 
     ``volume`` is the expected arrivals of an average filing-period day; ``day_of_month``
     scales it by the filing factor (``None``: the average day itself). ``core_kind`` is
     ``load_core``'s ``auto|compiled|pure``. ``progress(done, total)`` is called after each
-    policy-day, for a progress bar.
+    policy-day, for a progress bar. ``engine`` plays every step through ``Engine.apply``
+    (the reference path, ~100x slower) instead of the compiled loop.
     """
     if replications < 1:
         raise ValueError("replications must be at least 1")
@@ -86,7 +91,7 @@ def run_simulation(cfg: HallConfig, *, volume: float, day_of_month: int | None =
     if unknown:
         raise ValueError(f"unknown policy {unknown[0]!r}: expected one of {', '.join(POLICIES)}")
     core_cls = load_core(core_kind)
-    kind = "pure" if core_cls.__module__.endswith("_pure") else _kind_of(core_cls)
+    kind = kind_of_core(core_cls)
     sim_cfg = sim_config(cfg)
     demand = demand or Demand.for_services([s.code for s in cfg.services])
     spans = open_spans(cfg.hall.open_hours)
@@ -97,10 +102,15 @@ def run_simulation(cfg: HallConfig, *, volume: float, day_of_month: int | None =
     skills = {p: policy_skills(cfg, demand, p) for p in policies}
     results: dict[str, list[DayResult]] = {p: [] for p in policies}
     total, done = replications * len(policies), 0
+    halls = {} if engine else {p: FastHall(sim_cfg, core_cls, skills[p], day=date, spans=spans)
+                               for p in policies}
     for arrivals in days:
         for p in policies:
-            results[p].append(run_day(sim_cfg, core_cls, skills[p], arrivals, day=date,
-                                      spans=spans))
+            if engine:
+                results[p].append(run_day(sim_cfg, core_cls, skills[p], arrivals, day=date,
+                                          spans=spans))
+            else:
+                results[p].append(halls[p].play(arrivals))
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -115,15 +125,9 @@ def run_simulation(cfg: HallConfig, *, volume: float, day_of_month: int | None =
     }
     return SimulationReport(
         hall=cfg.hall.id, volume=volume, day_of_month=day_of_month,
-        replications=replications, seed=seed, core_kind=kind, no_show=no_show,
+        replications=replications, seed=seed, core_kind=kind + (" engine" if engine else ""),
+        no_show=no_show,
         arrivals=Estimate.of([float(len(a)) for a in days]), policies=reports,
         wall_s=time.perf_counter() - started, settings=settings,
     )
 
-
-def _kind_of(core_cls: type[Any]) -> str:
-    import sys
-
-    from coordinator.dispatch import _is_extension  # one definition of "compiled"
-
-    return "compiled" if _is_extension(sys.modules[core_cls.__module__]) else "pure"

@@ -1,24 +1,39 @@
-"""One simulated hall day, driven through the real :class:`~coordinator.engine.Engine`.
+"""One simulated hall day on the real :class:`~coordinator.engine.Engine` and dispatch core.
 
 The simulator owns only time and people: an arrival list (drawn once per replication in
-``profile``) and a heap of window-free events. Every decision about who is called goes
-through ``Engine.apply`` with the same commands the hall's devices send -- a dispenser's
-``IssueRequest``, a pad's ``WindowAction(call)``, ``WindowAction(skip)`` and ``Finish`` --
-so the policy simulated is the one the coordinator runs, compiled or pure, never a copy.
+``profile``) and a heap of window-free events. Who is called is never decided here: the
+policy simulated is the one the coordinator runs, compiled or pure, never a copy. Two
+loops play a day:
+
+- ``run_day`` sends every step through ``Engine.apply`` with the commands the hall's
+  devices send -- a dispenser's ``IssueRequest``, a pad's ``WindowAction(call)``,
+  ``WindowAction(skip)`` and ``Finish``. It is the reference, and slow: most of its time
+  is the engine's per-command bookkeeping (events, ticket records, estimates).
+- ``fast_day`` lets a real engine configure its dispatch core (services, targets, boost,
+  ``SetSkills``), then drives that core directly from a compiled loop
+  (``fastday.py``) that applies the engine's issuing rules. The simulator's default; a test
+  holds it to ``run_day``'s waits, ticket for ticket.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import heapq
+from array import array
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordinator.engine import Engine
-from coordinator.simulation.profile import Arrival
+import numpy as np
+
+from coordinator.dispatch import core_kind, is_extension, pure_twin
+from coordinator.engine import CLASS_OF, Engine
+from coordinator.simulation import fastday as fd
+from coordinator.simulation.profile import Arrival, DayArrivals, open_spans
 from hallq import messages as m
 from hallq.config import HallConfig
+from hallq.messages import Priority
 
 NO_SHOW_WAIT_S = 60.0     # how long a window waits for a called ticket before skipping it
 SAMPLE_S = 300.0          # queue-length samples every 5 minutes
@@ -60,23 +75,31 @@ def epoch_of(cfg: HallConfig, day: dt.date) -> float:
     return dt.datetime.combine(day, dt.time(0, 0), cfg.hall.tzinfo).timestamp()
 
 
-def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: list[Arrival], *,
-            day: dt.date, spans: list[tuple[float, float]]) -> DayResult:
-    """Play ``arrivals`` through a fresh engine whose windows have ``skills``.
-
-    Windows serve continuously while anyone waits (through lunch and past closing: tickets
-    issued before closing are served, the overrun is the overtime); an idle window is called
-    on by the first arrival it can serve. Commands are built once per window and service and
-    reused: the engine keys nothing on a command's id, only the service layer does.
-    """
-    base = epoch_of(cfg, day)
+def _engine_for(cfg: HallConfig, core_cls: type[Any], skills: Skills, day: dt.date,
+                t0: float) -> Engine:
+    """A fresh engine on ``day`` whose windows were given ``skills`` as a supervisor would."""
     engine = Engine(cfg, core_cls)
     engine.start_day({"day": day.isoformat()})
-    t0 = base + spans[0][0]
     for number, sk in skills.items():
         out = engine.apply(m.SetSkills(window=number, action="set_skills", skills=sk), t0)
         if not out.ok:
             raise ValueError(f"window {number}: {out.error}")
+    return engine
+
+
+def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequence[Arrival],
+            *, day: dt.date, spans: list[tuple[float, float]]) -> DayResult:
+    """Play ``arrivals`` through a fresh engine whose windows have ``skills``.
+
+    Windows serve continuously while anyone waits (through lunch and past closing: tickets
+    issued before closing are served, the overrun is the overtime); an idle window is called
+    on by the first arrival it can serve, the one idle longest when several can. Commands
+    are built once per window and service and reused: the engine keys nothing on a
+    command's id, only the service layer does.
+    """
+    base = epoch_of(cfg, day)
+    t0 = base + spans[0][0]
+    engine = _engine_for(cfg, core_cls, skills, day, t0)
     issue = {c: m.IssueRequest(kind="issue", service=c) for c in engine.services}
     call = {w: m.WindowAction(window=w, action="call") for w in engine.windows}
     skip = {w: m.WindowAction(window=w, action="skip") for w in engine.windows}
@@ -164,3 +187,128 @@ def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: list
         turned_away=turned, queue_samples=samples,
         wait_bins={k: (v[0], int(v[1])) for k, v in wait_bins.items()},
     )
+
+
+Loop = Callable[..., float]
+
+
+def day_loop(core_cls: type[Any]) -> Loop:
+    """The ``fastday.play`` that fits ``core_cls``: compiled with compiled, pure with pure.
+
+    A compiled core with no compiled loop (a build that skipped it) runs the pure loop; it
+    is slower, not wrong.
+    """
+    if core_kind(core_cls) == "compiled" and is_extension(fd):
+        return fd.play
+    return pure_twin("coordinator.simulation.fastday").play  # type: ignore[no-any-return]
+
+
+class FastHall:
+    """A hall set up once for one set of window skills, then playing days on the compiled loop.
+
+    A real engine configures the dispatch core once (services, targets, boost, ``SetSkills``
+    per window); each day then starts with ``DispatchCore.clear`` -- the same configured
+    core, emptied -- so the set-up is not paid again for every replication.
+    """
+
+    def __init__(self, cfg: HallConfig, core_cls: type[Any], skills: Skills, *, day: dt.date,
+                 spans: list[tuple[float, float]]) -> None:
+        self.base = epoch_of(cfg, day)
+        self.spans = spans
+        self.t0 = self.base + spans[0][0]
+        engine = _engine_for(cfg, core_cls, skills, day, self.t0)
+        self.core = engine.core
+        self.play_loop = day_loop(core_cls)
+        self.codes = list(engine.services)
+        self.service_idx = dict(engine.service_idx)
+        green, normal = CLASS_OF[Priority.GREEN], CLASS_OF[Priority.NORMAL]
+        services = list(engine.services.values())
+        self.cls_of = array("i", [green if s.priority == "green" else normal for s in services])
+        self.cap = array("q", [-1 if s.daily_cap is None else s.daily_cap for s in services])
+        self.ceiling = array("q", [10 ** s.width for s in services])
+        self.hours, self.hours_off = array("d"), array("i", [0])
+        for s in services:
+            for a, b in open_spans(engine.hours_of(s)):
+                self.hours.extend((a, b))
+            self.hours_off.append(len(self.hours) // 2)
+        self.numbers = list(skills)
+        pos = {w: p for p, w in enumerate(self.numbers)}
+        self.win_idx = array("i", [engine.windows[w].idx for w in self.numbers])
+        self.win_num = array("i", self.numbers)
+        self.serve_off, self.serve_pos = array("i", [0]), array("i")
+        for c in self.codes:
+            self.serve_pos.extend(pos[w] for w, sk in skills.items() if c in sk)
+            self.serve_off.append(len(self.serve_pos))
+        nw, ns = len(self.numbers), len(self.codes)
+        self.work, self.flags = _doubles(nw + ns), _zeros("q", nw + ns)
+        self.ht, self.hk, self.hn, self.hp = (_doubles(nw + 1), _zeros("i", nw + 1),
+                                              _zeros("i", nw + 1), _zeros("i", nw + 1))
+        self.n_bins = int(86400 // WAIT_BIN_S) + 1
+        self._size = -1
+
+    def _tickets(self, n: int) -> None:
+        """Per-ticket buffers, kept from day to day (every slot is written before it is read)."""
+        if n > self._size:
+            self._size = max(n, 2 * self._size)
+            self.tsvc, self.tarr, self.csvc = (_zeros("i", self._size), _zeros("i", self._size),
+                                               _zeros("i", self._size))
+            self.tissue, self.cwait = _doubles(self._size), _doubles(self._size)
+
+    def play(self, arrivals: Sequence[Arrival]) -> DayResult:
+        cols = DayArrivals.of(arrivals, self.codes)
+        if cols.codes == tuple(self.codes):
+            svc_of_code = array("i", range(len(self.codes)))
+        else:
+            svc_of_code = array("i", [self.service_idx.get(c, -1) for c in cols.codes])
+        self._tickets(len(cols))
+        self.core.clear()
+        spans, nw = self.spans, len(self.numbers)
+        busy, bins, bin_n = _doubles(nw), _doubles(self.n_bins), _zeros("q", self.n_bins)
+        samples, counts = _zeros("q", _MAX_SAMPLES), _zeros("q", fd.N_COUNTS)
+        last_end = self.play_loop(
+            self.core, cols.t, cols.svc, cols.service_s, cols.no_show, svc_of_code, self.cls_of,
+            self.cap, self.ceiling, self.hours, self.hours_off, self.win_idx, self.win_num,
+            self.serve_off, self.serve_pos, self.base, self.t0, NO_SHOW_WAIT_S, spans[0][0],
+            SAMPLE_S, WAIT_BIN_S, self.tsvc, self.tissue, self.tarr, self.cwait, self.csvc, busy,
+            samples, bins, bin_n, counts, self.work, self.flags, self.ht, self.hk, self.hn,
+            self.hp)
+        served, no_shows = counts[fd.SERVED], counts[fd.NO_SHOWS]
+        cw = np.frombuffer(self.cwait, dtype=np.float64, count=served)
+        cs = np.frombuffer(self.csvc, dtype=np.int32, count=served)
+        waits = {c: cw[cs == k].tolist() for k, c in enumerate(self.codes)}
+        turned: Counter[str] = Counter()
+        for code, k in (("unknown_service", fd.UNKNOWN), ("service_closed", fd.CLOSED),
+                        ("daily_cap_reached", fd.CAPPED), ("numbers_exhausted", fd.EXHAUSTED)):
+            if counts[k]:
+                turned[code] = counts[k]
+        queue = [(spans[0][0] + k * SAMPLE_S, samples[k]) for k in range(counts[fd.SAMPLED])]
+        left = counts[fd.ADMITTED] - served - no_shows
+        next_sample = spans[0][0] + len(queue) * SAMPLE_S
+        while next_sample <= spans[-1][1]:
+            queue.append((next_sample, left))
+            next_sample += SAMPLE_S
+        close = self.base + spans[-1][1]
+        return DayResult(
+            waits=waits, busy_s={w: busy[p] for p, w in enumerate(self.numbers)},
+            open_s=sum(b - a for a, b in spans), overtime_s=max(0.0, last_end - close),
+            served=served, no_shows=no_shows, turned_away=turned, queue_samples=queue,
+            wait_bins={k * WAIT_BIN_S: (bins[k], bin_n[k]) for k in range(self.n_bins)
+                       if bin_n[k]},
+        )
+
+
+def fast_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequence[Arrival],
+             *, day: dt.date, spans: list[tuple[float, float]]) -> DayResult:
+    """``run_day``'s day, with the core driven from the compiled loop (same waits)."""
+    return FastHall(cfg, core_cls, skills, day=day, spans=spans).play(arrivals)
+
+
+_MAX_SAMPLES = int(2 * 86400 // SAMPLE_S) + 1
+
+
+def _zeros(code: str, n: int) -> array[int]:
+    return array(code, [0]) * n
+
+
+def _doubles(n: int) -> array[float]:
+    return array("d", [0.0]) * n

@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-from collections.abc import Mapping
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 # Share of the day's arrivals per half hour from 09:00 (morning peak ~10:00, early-afternoon
 # peak ~14:30, lunch lull). Halls closed over lunch simply get no arrivals in those slots.
@@ -62,6 +64,11 @@ class Demand:
     mean_min: Mapping[str, float]
     sigma: float = SERVICE_SIGMA
     half_hours: tuple[float, ...] = tuple(HALF_HOURS)
+    sigmas: Mapping[str, float] | None = None   # per-service lognormal shape, else ``sigma``
+
+    def sigma_of(self, code: str) -> float:
+        """Lognormal shape of one service's counter time (learned ones differ by service)."""
+        return self.sigmas.get(code, self.sigma) if self.sigmas else self.sigma
 
     @classmethod
     def for_services(cls, codes: list[str], *, mean_counter_min: float = SEED_MEAN_COUNTER_MIN,
@@ -99,13 +106,75 @@ class Arrival:
     no_show: bool
 
 
+class DayArrivals(Sequence[Arrival]):
+    """One day's arrivals stored by column, so the compiled day loop reads them as C arrays.
+
+    It is still a sequence of :class:`Arrival` for everything else (the engine-driven loops,
+    the advice, tests); items are built on access. ``svc`` indexes ``codes``.
+    """
+
+    __slots__ = ("codes", "t", "svc", "service_s", "no_show")
+
+    def __init__(self, codes: Sequence[str], t: array[float], svc: array[int],
+                 service_s: array[float], no_show: array[int]) -> None:
+        n = len(t)
+        if not len(svc) == len(service_s) == len(no_show) == n:
+            raise ValueError("arrival columns differ in length")
+        self.codes = tuple(codes)
+        self.t, self.svc, self.service_s, self.no_show = t, svc, service_s, no_show
+
+    @classmethod
+    def of(cls, arrivals: Iterable[Arrival], codes: Sequence[str] = ()) -> DayArrivals:
+        """Columns of any arrivals; services not in ``codes`` are added after them."""
+        if isinstance(arrivals, DayArrivals) and (not codes or arrivals.codes == tuple(codes)):
+            return arrivals
+        index = {c: i for i, c in enumerate(codes)}
+        t, svc, service_s, no_show = array("d"), array("i"), array("d"), array("b")
+        for a in arrivals:
+            t.append(a.t)
+            svc.append(index.setdefault(a.service, len(index)))
+            service_s.append(a.service_s)
+            no_show.append(a.no_show)
+        return cls(list(index), t, svc, service_s, no_show)
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    @overload
+    def __getitem__(self, i: int) -> Arrival: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Arrival]: ...
+    def __getitem__(self, i: int | slice) -> Arrival | list[Arrival]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return Arrival(self.t[i], self.codes[self.svc[i]], self.service_s[i],
+                       bool(self.no_show[i]))
+
+    def __iter__(self) -> Iterator[Arrival]:
+        codes = self.codes
+        for t, s, d, ns in zip(self.t, self.svc, self.service_s, self.no_show, strict=True):
+            yield Arrival(t, codes[s], d, bool(ns))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DayArrivals):
+            return list(self) == list(other)
+        if isinstance(other, list):
+            return list(self) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable columns
+
+    def __repr__(self) -> str:
+        return f"DayArrivals({len(self)} arrivals, services {list(self.codes)})"
+
+
 def open_spans(hours: list[tuple[dt.time, dt.time]]) -> list[tuple[float, float]]:
     """Opening hours as (start, end) seconds from midnight."""
     return [(a.hour * 3600 + a.minute * 60.0, b.hour * 3600 + b.minute * 60.0) for a, b in hours]
 
 
 def draw_day(demand: Demand, spans: list[tuple[float, float]], *, volume: float,
-             rng: random.Random, no_show: float = 0.0) -> list[Arrival]:
+             rng: random.Random, no_show: float = 0.0) -> DayArrivals:
     """One day's arrivals: a non-homogeneous Poisson process, piecewise constant by half
     hour, with expected total ``volume`` over the open spans.
 
@@ -127,21 +196,27 @@ def draw_day(demand: Demand, spans: list[tuple[float, float]], *, volume: float,
     for c in codes:
         acc += demand.mix[c]
         cum.append(acc)
-    mus = {c: math.log(demand.mean_min[c] * 60) - demand.sigma ** 2 / 2 for c in codes}
-    out: list[Arrival] = []
+    sigmas = [demand.sigma_of(c) for c in codes]
+    mus = [math.log(demand.mean_min[c] * 60) - sig ** 2 / 2 for c, sig in zip(codes, sigmas,
+                                                                                strict=True)]
+    ts, svc, service_s, gone = array("d"), array("i"), array("d"), array("b")
+    out = DayArrivals(codes, ts, svc, service_s, gone)
     if mass <= 0 or volume <= 0:
         return out
+    last = len(codes) - 1
     for start, end, w in pieces:
         rate = volume * w / mass / (end - start)
         t = start + rng.expovariate(rate)
         while t < end:
             u = rng.random() * acc
-            code = codes[-1]
-            for c, edge in zip(codes, cum, strict=True):
+            k = last
+            for j, edge in enumerate(cum):
                 if u < edge:
-                    code = c
+                    k = j
                     break
-            out.append(Arrival(t, code, rng.lognormvariate(mus[code], demand.sigma),
-                               no_show > 0 and rng.random() < no_show))
+            ts.append(t)
+            svc.append(k)
+            service_s.append(rng.lognormvariate(mus[k], sigmas[k]))
+            gone.append(no_show > 0 and rng.random() < no_show)
             t += rng.expovariate(rate)
     return out

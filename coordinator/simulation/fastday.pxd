@@ -1,0 +1,43 @@
+# Augments fastday.py for Cython (the .py stays the single source): C types for the loop,
+# and the compiled dispatch core's class, so every core call is a C call.
+
+cimport cython
+
+from coordinator.dispatch_core cimport DispatchCore
+
+cdef int _FREE
+cdef int _NOSHOW
+
+
+cdef inline bint _before(double[::1] ht, int[::1] hk, int[::1] hn, Py_ssize_t a,
+                         Py_ssize_t b) noexcept nogil
+
+cdef inline void _swap(double[::1] ht, int[::1] hk, int[::1] hn, int[::1] hp, Py_ssize_t a,
+                       Py_ssize_t b) noexcept nogil
+
+@cython.locals(i=Py_ssize_t, parent=Py_ssize_t)
+cdef inline Py_ssize_t _push(double[::1] ht, int[::1] hk, int[::1] hn, int[::1] hp,
+                             Py_ssize_t size, double t, int kind, int num, int p) noexcept nogil
+
+@cython.locals(i=Py_ssize_t, c=Py_ssize_t)
+cdef inline Py_ssize_t _pop(double[::1] ht, int[::1] hk, int[::1] hn, int[::1] hp,
+                            Py_ssize_t size) noexcept nogil
+
+
+@cython.locals(n=Py_ssize_t, n_win=Py_ssize_t, n_samples=Py_ssize_t, n_bins=Py_ssize_t,
+               n_svc=Py_ssize_t, p=int, q=int, s=int, k=int, size=Py_ssize_t, i=Py_ssize_t,
+               nt=Py_ssize_t, nc=Py_ssize_t, waiting="long long", ns=Py_ssize_t,
+               next_sample=double, last_end=double, now=double, rel=double, kind=int,
+               a=Py_ssize_t, is_open=bint, issued="long long", t=Py_ssize_t, d=double,
+               wait=double, b=Py_ssize_t)
+cpdef double play(DispatchCore core, double[::1] at, int[::1] asvc, double[::1] aserv,
+                  signed char[::1] anoshow, int[::1] svc_of_code, int[::1] cls_of,
+                  long long[::1] cap, long long[::1] ceiling, double[::1] hours,
+                  int[::1] hours_off, int[::1] win_idx, int[::1] win_num, int[::1] serve_off,
+                  int[::1] serve_pos, double base, double t0, double no_show_wait,
+                  double sample_from, double sample_s, double bin_s, int[::1] tsvc,
+                  double[::1] tissue, int[::1] tarr, double[::1] cwait, int[::1] csvc,
+                  double[::1] busy, long long[::1] samples, double[::1] bins,
+                  long long[::1] bin_n, long long[::1] counts, double[::1] work,
+                  long long[::1] flags, double[::1] ht, int[::1] hk, int[::1] hn,
+                  int[::1] hp) except? -1.0

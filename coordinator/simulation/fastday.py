@@ -1,0 +1,220 @@
+# cython: language_level=3, annotation_typing=False
+# cython: boundscheck=False, wraparound=False, initializedcheck=False
+"""The simulator's day loop, compiled like the dispatch core it drives.
+
+Who is called next is decided by the hall's own :class:`DispatchCore`, configured by a real
+:class:`~coordinator.engine.Engine` (services, wait targets, boost, window skills); this
+loop only moves time and people, and applies the engine's issuing rules (service hours,
+daily caps, the number space). It is what ``coordinator.simulation.day.run_day`` does
+through ``Engine.apply`` command by command, minus the per-command Python work -- and a
+test holds the two to the same waits, ticket for ticket.
+
+This file is both the pure-Python loop and the Cython source (``fastday.pxd`` types it);
+the compiled loop needs the compiled core and the pure one the pure core, and
+``coordinator.simulation.day`` pairs them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ADMITTED", "CAPPED", "CLOSED", "EXHAUSTED", "N_COUNTS", "NO_SHOWS", "SAMPLED",
+           "SERVED", "UNKNOWN", "play"]
+
+# indices into ``counts``
+ADMITTED = 0
+SERVED = 1
+NO_SHOWS = 2
+CLOSED = 3
+CAPPED = 4
+EXHAUSTED = 5
+UNKNOWN = 6
+SAMPLED = 7
+N_COUNTS = 8
+
+_FREE = 0
+_NOSHOW = 1
+
+
+def _before(ht: Any, hk: Any, hn: Any, a: int, b: int) -> bool:
+    """Heap order (time, kind, window number): the engine-driven loop's tuple order."""
+    if ht[a] != ht[b]:
+        return ht[a] < ht[b]
+    if hk[a] != hk[b]:
+        return hk[a] < hk[b]
+    return hn[a] < hn[b]
+
+
+def _swap(ht: Any, hk: Any, hn: Any, hp: Any, a: int, b: int) -> None:
+    ht[a], ht[b] = ht[b], ht[a]
+    hk[a], hk[b] = hk[b], hk[a]
+    hn[a], hn[b] = hn[b], hn[a]
+    hp[a], hp[b] = hp[b], hp[a]
+
+
+def _push(ht: Any, hk: Any, hn: Any, hp: Any, size: int, t: float, kind: int, num: int,
+          p: int) -> int:
+    i = size
+    ht[i] = t
+    hk[i] = kind
+    hn[i] = num
+    hp[i] = p
+    while i > 0:
+        parent = (i - 1) >> 1
+        if not _before(ht, hk, hn, i, parent):
+            break
+        _swap(ht, hk, hn, hp, i, parent)
+        i = parent
+    return size + 1
+
+
+def _pop(ht: Any, hk: Any, hn: Any, hp: Any, size: int) -> int:
+    """Remove the root (read it first); returns the new size."""
+    size -= 1
+    if size > 0:
+        _swap(ht, hk, hn, hp, 0, size)
+        i = 0
+        while True:
+            c = 2 * i + 1
+            if c >= size:
+                break
+            if c + 1 < size and _before(ht, hk, hn, c + 1, c):
+                c += 1
+            if not _before(ht, hk, hn, c, i):
+                break
+            _swap(ht, hk, hn, hp, i, c)
+            i = c
+    return size
+
+
+def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, svc_of_code: Any,
+         cls_of: Any, cap: Any, ceiling: Any, hours: Any, hours_off: Any, win_idx: Any,
+         win_num: Any, serve_off: Any, serve_pos: Any, base: float, t0: float,
+         no_show_wait: float, sample_from: float, sample_s: float, bin_s: float,
+         tsvc: Any, tissue: Any, tarr: Any, cwait: Any, csvc: Any, busy: Any, samples: Any,
+         bins: Any, bin_n: Any, counts: Any, work: Any, flags: Any, ht: Any, hk: Any,
+         hn: Any, hp: Any) -> float:
+    """Play one day; returns the time of the last finish (or ``t0``).
+
+    Inputs: arrivals by column (seconds from midnight, code index, counter seconds,
+    no-show), ``svc_of_code`` (core service index per code, -1 unknown), per core service
+    ``cls_of``/``cap`` (-1: none)/``ceiling`` and opening spans ``hours[2k:2k+2]`` for
+    ``k`` in ``hours_off[s]..hours_off[s+1]``; per window taking part (position ``p``, in
+    the order the engine-driven loop knows them) its core index and number; per service
+    the positions of the windows serving it, ``serve_pos[serve_off[s]:serve_off[s+1]]``.
+
+    Outputs, filled in place: per ticket (issue order) its service, issue time and arrival;
+    per call of a present taxpayer (call order) the wait and service; per window position
+    its busy seconds; ``samples[k]`` tickets waiting at ``sample_from + k * sample_s`` (as
+    far as it has room); ``bins``/``bin_n`` wait sum and count by issue time; ``counts``
+    (see the module's indices). ``work`` (doubles) and ``flags`` (ints) are scratch of at
+    least one slot per window and per service; ``ht/hk/hn/hp`` a heap of one per window.
+    """
+    n = len(at)
+    n_win = len(win_idx)
+    n_samples = len(samples)
+    n_bins = len(bins)
+    n_svc = len(cls_of)
+    # scratch: idle-since per window in work[0:n_win], issued per service in
+    # flags[n_win:n_win+n_svc], idle flag per window in flags[0:n_win]
+    for p in range(n_win):
+        flags[p] = 1
+        work[p] = t0
+    for s in range(n_svc):
+        flags[n_win + s] = 0
+    size = 0
+    i = 0
+    nt = 0
+    nc = 0
+    waiting = 0
+    ns = 0
+    next_sample = sample_from
+    last_end = t0
+    while i < n or size > 0:
+        if size > 0 and (i >= n or ht[0] <= base + at[i]):
+            now = ht[0]
+            kind = hk[0]
+            p = hp[0]
+            size = _pop(ht, hk, hn, hp, size)
+            rel = now - base
+        else:
+            rel = at[i]
+            now = base + rel
+            kind = 2
+            p = -1
+            i += 1
+        while next_sample <= rel:
+            if ns < n_samples:
+                samples[ns] = waiting
+                ns += 1
+            next_sample += sample_s
+        if kind == 2:
+            a = i - 1
+            s = svc_of_code[asvc[a]]
+            if s < 0:
+                counts[UNKNOWN] += 1
+                continue
+            is_open = False
+            for k in range(hours_off[s], hours_off[s + 1]):
+                if hours[2 * k] <= rel < hours[2 * k + 1]:
+                    is_open = True
+                    break
+            if not is_open:
+                counts[CLOSED] += 1
+                continue
+            issued = flags[n_win + s]
+            if 0 <= cap[s] <= issued:
+                counts[CAPPED] += 1
+                continue
+            if issued + 1 >= ceiling[s]:
+                counts[EXHAUSTED] += 1
+                continue
+            flags[n_win + s] = issued + 1
+            t = nt
+            nt += 1
+            tsvc[t] = s
+            tissue[t] = now
+            tarr[t] = a
+            core.add(t, s, cls_of[s], now, t, 0.0, 0.0)
+            waiting += 1
+            p = -1
+            for k in range(serve_off[s], serve_off[s + 1]):
+                q = serve_pos[k]
+                if flags[q] and (p < 0 or work[q] < work[p]):
+                    p = q
+            if p < 0:
+                continue
+            flags[p] = 0
+        else:
+            if kind == _FREE:
+                counts[SERVED] += 1
+            else:
+                counts[NO_SHOWS] += 1
+            last_end = now
+        t = core.call_next(win_idx[p], now)
+        if t < 0:
+            flags[p] = 1
+            work[p] = now
+            continue
+        waiting -= 1
+        a = tarr[t]
+        if anoshow[a]:
+            size = _push(ht, hk, hn, hp, size, now + no_show_wait, _NOSHOW, win_num[p], p)
+            busy[p] += no_show_wait
+        else:
+            d = aserv[a]
+            size = _push(ht, hk, hn, hp, size, now + d, _FREE, win_num[p], p)
+            busy[p] += d
+            wait = now - tissue[t]
+            cwait[nc] = wait
+            csvc[nc] = tsvc[t]
+            nc += 1
+            rel = tissue[t] - base
+            if rel >= 0.0:
+                b = int(rel / bin_s)
+                if b < n_bins:
+                    bins[b] += wait
+                    bin_n[b] += 1
+    counts[ADMITTED] = nt
+    counts[SAMPLED] = ns
+    return last_end
