@@ -357,7 +357,8 @@ def forecast(config_file: Path | None, log_path: Path | None, months: int, seed:
                         start=start.date() if start else None)
     console.print(render_forecast(fc))
     if holdout:
-        history = (arrival_counts(log_path, cfg) if fc.source.startswith("event log") else
+        history = (arrival_counts(log_path, cfg)
+                   if log_path is not None and fc.source.startswith("event log") else
                    generate_history(cfg, months, seed, end=fc.start - dt.timedelta(days=1)))
         for line in evaluate(cfg, history, holdout_months=holdout).lines():
             console.print(line)

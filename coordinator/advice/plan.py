@@ -145,9 +145,9 @@ def limit_staff(cfg: HallConfig, skills: Skills, staff_limit: int) -> Skills:
     return kept
 
 
-def _evaluate(cfg: HallConfig, core_cls: type[Any], st: Staffing, days: Sequence[list[Arrival]],
-              date: dt.date, start_s: float, *, live: bool = False,
-              switches: list[int] | None = None) -> list[DayResult]:
+def _evaluate(cfg: HallConfig, core_cls: type[Any], st: Staffing,
+              days: Sequence[Sequence[Arrival]], date: dt.date, start_s: float, *,
+              live: bool = False, switches: list[int] | None = None) -> list[DayResult]:
     """Play ``days`` with ``st``; ``live`` also acts on the live advice every 5 minutes
     (``switches`` collects how many switches each day made)."""
     out = []

@@ -38,7 +38,7 @@ from coordinator.simulation.day import DayResult, FastHall, run_day, sim_config
 from coordinator.simulation.policies import POLICIES, POLICY_NAMES, policy_skills
 from coordinator.simulation.profile import (
     CALIBRATED_VOLUME,
-    Arrival,
+    DayArrivals,
     Demand,
     day_factor,
     draw_day,
@@ -62,7 +62,7 @@ def sim_day(day_of_month: int | None) -> dt.date:
 
 
 def draw_days(cfg: HallConfig, demand: Demand, *, volume: float, day_of_month: int | None,
-              replications: int, seed: int, no_show: float = 0.0) -> list[list[Arrival]]:
+              replications: int, seed: int, no_show: float = 0.0) -> list[DayArrivals]:
     """R independent days of arrivals; replication r depends only on (seed, r)."""
     spans = open_spans(cfg.hall.open_hours)
     expected = volume * day_factor(day_of_month)

@@ -200,7 +200,7 @@ def day_loop(core_cls: type[Any]) -> Loop:
     """
     if core_kind(core_cls) == "compiled" and is_extension(fd):
         return fd.play
-    return pure_twin("coordinator.simulation.fastday").play  # type: ignore[no-any-return]
+    return pure_twin("coordinator.simulation.fastday").play
 
 
 class FastHall:

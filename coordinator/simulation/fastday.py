@@ -18,8 +18,18 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ADMITTED", "CAPPED", "CLOSED", "EXHAUSTED", "N_COUNTS", "NO_SHOWS", "SAMPLED",
-           "SERVED", "UNKNOWN", "play"]
+__all__ = [
+    "ADMITTED",
+    "CAPPED",
+    "CLOSED",
+    "EXHAUSTED",
+    "NO_SHOWS",
+    "N_COUNTS",
+    "SAMPLED",
+    "SERVED",
+    "UNKNOWN",
+    "play",
+]
 
 # indices into ``counts``
 ADMITTED = 0

@@ -113,7 +113,7 @@ class DayArrivals(Sequence[Arrival]):
     the advice, tests); items are built on access. ``svc`` indexes ``codes``.
     """
 
-    __slots__ = ("codes", "t", "svc", "service_s", "no_show")
+    __slots__ = ("codes", "no_show", "service_s", "svc", "t")
 
     def __init__(self, codes: Sequence[str], t: array[float], svc: array[int],
                  service_s: array[float], no_show: array[int]) -> None:
