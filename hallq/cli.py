@@ -282,9 +282,15 @@ def status(config_file: Path, timeout: float) -> None:
 @click.option("--chart", type=click.Path(path_type=Path), default=None,
               help="write a PNG of queue length and wait over the day here")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@click.option("--history", "history", type=click.Path(path_type=Path), default=None,
+              help="the hall's event log: learn the service mix, counter times and arrival "
+                   "profile from it (the seed hall's figures where it holds too little)")
+@click.option("--history-since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="learn only from business days from this date on (default: the whole log)")
 def simulate(config_file: Path | None, volume: float | None, day_of_month: int | None,
              replications: int, seed: int, policies: tuple[str, ...], dispatch: str,
-             no_show: float, chart: Path | None, as_json: bool) -> None:
+             no_show: float, chart: Path | None, as_json: bool, history: Path | None,
+             history_since: Any) -> None:
     """Simulate hall days on the real engine and compare staffing policies."""
     from rich.console import Console
     from rich.progress import Progress
@@ -296,16 +302,29 @@ def simulate(config_file: Path | None, volume: float | None, day_of_month: int |
         run_simulation,
         save_chart,
     )
+    from coordinator.simulation.learn import LearnError, learn_demand, render_learned
     from hallq.demo import DEFAULT_CONFIG
 
     cfg = _load(config_file or DEFAULT_CONFIG)
     console = Console(stderr=as_json)
+    if history_since is not None and history is None:
+        raise click.BadParameter("needs --history", param_hint="--history-since")
+    demand = None
+    if history is not None:
+        try:
+            learned = learn_demand(history, cfg, core_kind=dispatch,
+                                   since=history_since.date() if history_since else None)
+        except LearnError as exc:
+            click.echo(f"--history: {exc}", err=True)
+            raise SystemExit(2) from None
+        console.print(render_learned(learned))
+        demand = learned.demand
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("simulating hall days", total=None)
         report = run_simulation(
             cfg, volume=volume or CALIBRATED_VOLUME, day_of_month=day_of_month,
             replications=replications, seed=seed, policies=policies or POLICIES,
-            core_kind=dispatch, no_show=no_show,
+            core_kind=dispatch, no_show=no_show, demand=demand,
             progress=lambda done, total: bar.update(task, completed=done, total=total))
     if chart is not None:
         save_chart(report, chart)
