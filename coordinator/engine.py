@@ -414,6 +414,7 @@ class Engine:
         t.window = win.number
         t.directed = None
         t.called_at = now
+        t.started_at = None  # a transferred ticket's start belongs to its first window
         t.recalls = 0
         win.current = t
         win.since = now

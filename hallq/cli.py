@@ -279,6 +279,13 @@ def status(config_file: Path, timeout: float) -> None:
               show_default=True)
 @click.option("--no-show", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
               help="share of taxpayers who leave before being called")
+@click.option("--transfer", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+              help="share of taxpayers the first window sends on to another service")
+@click.option("--appointments", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+              help="share of taxpayers who booked a half-hour slot")
+@click.option("--engine", "through_engine", is_flag=True,
+              help="play every step through the engine's commands (the reference; ~400x "
+                   "slower than the compiled day loop, same waits)")
 @click.option("--chart", type=click.Path(path_type=Path), default=None,
               help="write a PNG of queue length and wait over the day here")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
@@ -289,7 +296,8 @@ def status(config_file: Path, timeout: float) -> None:
               help="learn only from business days from this date on (default: the whole log)")
 def simulate(config_file: Path | None, volume: float | None, day_of_month: int | None,
              replications: int, seed: int, policies: tuple[str, ...], dispatch: str,
-             no_show: float, chart: Path | None, as_json: bool, history: Path | None,
+             no_show: float, transfer: float, appointments: float,
+             through_engine: bool, chart: Path | None, as_json: bool, history: Path | None,
              history_since: Any) -> None:
     """Simulate hall days on the real engine and compare staffing policies."""
     from rich.console import Console
@@ -324,7 +332,8 @@ def simulate(config_file: Path | None, volume: float | None, day_of_month: int |
         report = run_simulation(
             cfg, volume=volume or CALIBRATED_VOLUME, day_of_month=day_of_month,
             replications=replications, seed=seed, policies=policies or POLICIES,
-            core_kind=dispatch, no_show=no_show, demand=demand,
+            core_kind=dispatch, no_show=no_show, transfer=transfer, appointments=appointments,
+            demand=demand, engine=through_engine,
             progress=lambda done, total: bar.update(task, completed=done, total=total))
     if chart is not None:
         save_chart(report, chart)

@@ -217,6 +217,21 @@ def test_transfer_to_a_service_keeps_the_original_issue_time(engine: Engine) -> 
     assert called(act(engine, 2, "call")) == "A001", "issued earlier, so it is ahead of B001"
 
 
+def test_counter_time_after_a_transfer_is_the_second_windows_only(engine: Engine) -> None:
+    """Regression: the start pressed at the first window stayed on the ticket, so the
+    second window's service time (and the wait estimates built on it) took in the time
+    the taxpayer spent walking and queueing between the two."""
+    issue(engine, "tax-filing", now=at(9, 0))
+    act(engine, 3, "call", now=at(9, 1))
+    act(engine, 3, "start", now=at(9, 2))
+    act(engine, 3, "transfer", to_service="invoice", now=at(9, 5))
+    act(engine, 2, "call", now=at(9, 30))
+    act(engine, 2, "finish", now=at(9, 33))
+    t = engine.by_number["A001"]
+    assert t.service_s == 180.0
+    assert list(engine.recent["invoice"]) == [180.0]
+
+
 def test_transfer_to_a_window_is_served_first_there(engine: Engine) -> None:
     issue(engine, "invoice", now=at(9, 0))
     issue(engine, "tax-filing", now=at(9, 5))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import random
+import statistics
 import struct
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -186,7 +188,8 @@ def test_compiled_loop_plays_the_engines_day(tiny: HallConfig, demand: Demand, k
                                              policy: str) -> None:
     """The fast loop drives the core the engine configured and must reproduce, ticket for
     ticket, the day played command by command through ``Engine.apply``: the same waits in
-    the same call order, busy times, refusals (hours, a daily cap), no-shows, timeline.
+    the same call order, busy times, refusals (hours, a daily cap), no-shows, transfers,
+    booked slots, timeline.
     Three days on one ``FastHall`` also prove ``DispatchCore.clear`` leaves nothing behind,
     including the tickets a day with an unserved service leaves queued ("no-green")."""
     services = [s.model_copy(update={"daily_cap": 60}) if s.code == "invoice" else s
@@ -203,14 +206,55 @@ def test_compiled_loop_plays_the_engines_day(tiny: HallConfig, demand: Demand, k
     assert (day_loop(core).__module__ == "coordinator.simulation.fastday") == (kind == "compiled")
     for seed in (5, 6, 7):
         arrivals = draw_day(demand, spans, volume=VOLUME * 1.5, rng=random.Random(seed),
-                            no_show=0.05)
+                            no_show=0.05, transfer=0.1, appointments=0.2)
         ref = run_day(cfg, core, skills, arrivals, day=sim_day(None), spans=spans)
         assert ref.turned_away["daily_cap_reached"] > 0 and ref.no_shows > 0
+        assert ref.transferred > 0
         assert ref.turned_away["service_closed"] > 0
         if policy == "no-green":
             assert ref.queue_samples[-1][1] > 0
         assert hall.play(arrivals) == ref
         assert fast_day(cfg, core, skills, list(arrivals), day=sim_day(None), spans=spans) == ref
+
+
+def test_booked_taxpayers_wait_less_while_their_slot_lasts(tiny: HallConfig,
+                                                           demand: Demand) -> None:
+    cfg = sim_config(tiny)
+    spans = open_spans(cfg.hall.open_hours)
+    hall = FastHall(cfg, load_core("pure"), policy_skills(tiny, demand, "pool"),
+                    day=sim_day(None), spans=spans)
+    booked: list[float] = []
+    everyone: list[float] = []
+    for seed in range(3):
+        arrivals = draw_day(demand, spans, volume=VOLUME * 1.2, rng=random.Random(seed),
+                            appointments=0.2)
+        r = hall.play(arrivals)
+        n_booked = sum(1 for a in arrivals if a.slot)
+        assert 0.1 * len(arrivals) < n_booked < 0.3 * len(arrivals)
+        assert 0 < len(r.booked_waits) <= n_booked
+        booked += r.booked_waits
+        everyone += [w for ws in r.waits.values() for w in ws]
+    # counted from the slot's start, which early comers wait for; a whole slot's holders
+    # become due at once, so the last of them still waits a few services
+    assert statistics.fmean(booked) < 0.5 * statistics.fmean(everyone)
+
+
+def test_a_transferred_taxpayer_waits_again_and_is_served_once(tiny: HallConfig,
+                                                               demand: Demand) -> None:
+    cfg = sim_config(tiny)
+    spans = open_spans(cfg.hall.open_hours)
+    hall = FastHall(cfg, load_core("pure"), policy_skills(tiny, demand, "pool"),
+                    day=sim_day(None), spans=spans)
+    arrivals = draw_day(demand, spans, volume=VOLUME * 0.5, rng=random.Random(9), transfer=0.3)
+    plain = hall.play([replace(a, transfer=None, transfer_s=0.0) for a in arrivals])
+    r = hall.play(arrivals)
+    admitted = len(arrivals) - sum(r.turned_away.values())
+    moved = [a for a in arrivals if a.transfer]
+    assert 0.2 * len(arrivals) < len(moved) < 0.4 * len(arrivals)
+    assert r.served == plain.served == admitted
+    assert 0 < r.transferred <= len(moved)
+    assert sum(len(w) for w in r.waits.values()) == r.served + r.transferred
+    assert sum(r.busy_s.values()) > sum(plain.busy_s.values())
 
 
 def test_simulation_through_the_engine_reports_the_same_waits(tiny: HallConfig) -> None:

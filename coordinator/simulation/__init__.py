@@ -62,31 +62,40 @@ def sim_day(day_of_month: int | None) -> dt.date:
 
 
 def draw_days(cfg: HallConfig, demand: Demand, *, volume: float, day_of_month: int | None,
-              replications: int, seed: int, no_show: float = 0.0) -> list[DayArrivals]:
+              replications: int, seed: int, no_show: float = 0.0, transfer: float = 0.0,
+              appointments: float = 0.0) -> list[DayArrivals]:
     """R independent days of arrivals; replication r depends only on (seed, r)."""
     spans = open_spans(cfg.hall.open_hours)
     expected = volume * day_factor(day_of_month)
     return [draw_day(demand, spans, volume=expected, rng=random.Random(f"hallq-sim:{seed}:{r}"),
-                     no_show=no_show) for r in range(replications)]
+                     no_show=no_show, transfer=transfer, appointments=appointments)
+            for r in range(replications)]
 
 
 def run_simulation(cfg: HallConfig, *, volume: float, day_of_month: int | None = None,
                    replications: int = 10, seed: int = 1,
                    policies: Sequence[str] = POLICIES, core_kind: str = "auto",
-                   no_show: float = 0.0, demand: Demand | None = None,
-                   progress: Progress | None = None, engine: bool = False) -> SimulationReport:
+                   no_show: float = 0.0, transfer: float = 0.0, appointments: float = 0.0,
+                   demand: Demand | None = None, progress: Progress | None = None,
+                   engine: bool = False) -> SimulationReport:
     """Simulate ``replications`` days of ``cfg`` under each policy and compare them.
 
     ``volume`` is the expected arrivals of an average filing-period day; ``day_of_month``
     scales it by the filing factor (``None``: the average day itself). ``core_kind`` is
     ``load_core``'s ``auto|compiled|pure``. ``progress(done, total)`` is called after each
-    policy-day, for a progress bar. ``engine`` plays every step through ``Engine.apply``
+    policy-day, for a progress bar. ``no_show``, ``transfer`` and ``appointments`` are the
+    shares of taxpayers who leave before their call, are sent on to a second service, and
+    booked a slot (``profile.draw_day``). ``engine`` plays every step through ``Engine.apply``
     (the reference path, ~100x slower) instead of the compiled loop.
     """
     if replications < 1:
         raise ValueError("replications must be at least 1")
     if volume < 0:
         raise ValueError("volume must not be negative")
+    for name, share in (("no_show", no_show), ("transfer", transfer),
+                        ("appointments", appointments)):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"{name} must be a share between 0 and 1, got {share}")
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         raise ValueError(f"unknown policy {unknown[0]!r}: expected one of {', '.join(POLICIES)}")
@@ -97,7 +106,8 @@ def run_simulation(cfg: HallConfig, *, volume: float, day_of_month: int | None =
     spans = open_spans(cfg.hall.open_hours)
     started = time.perf_counter()
     days = draw_days(cfg, demand, volume=volume, day_of_month=day_of_month,
-                     replications=replications, seed=seed, no_show=no_show)
+                     replications=replications, seed=seed, no_show=no_show,
+                     transfer=transfer, appointments=appointments)
     date = sim_day(day_of_month)
     skills = {p: policy_skills(cfg, demand, p) for p in policies}
     results: dict[str, list[DayResult]] = {p: [] for p in policies}
@@ -122,6 +132,7 @@ def run_simulation(cfg: HallConfig, *, volume: float, day_of_month: int | None =
         "lognormal_sigma": demand.sigma,
         "open_hours": [[f"{a:%H:%M}", f"{b:%H:%M}"] for a, b in cfg.hall.open_hours],
         "day_factor": round(day_factor(day_of_month), 4),
+        "transfer": transfer, "appointments": appointments,
     }
     return SimulationReport(
         hall=cfg.hall.id, volume=volume, day_of_month=day_of_month,

@@ -55,6 +55,9 @@ class DayResult:
     turned_away: Counter[str]                 # rejection code -> arrivals refused a ticket
     queue_samples: list[tuple[float, int]]    # (seconds from midnight, tickets waiting)
     wait_bins: dict[float, tuple[float, int]] = field(default_factory=dict)  # bin -> (sum, n)
+    transferred: int = 0                      # first services that ended in a transfer
+    # appointment holders' waits counted from the start of their slot (when they came early)
+    booked_waits: list[float] = field(default_factory=list)
 
 
 def sim_config(cfg: HallConfig) -> HallConfig:
@@ -93,9 +96,12 @@ def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequ
 
     Windows serve continuously while anyone waits (through lunch and past closing: tickets
     issued before closing are served, the overrun is the overtime); an idle window is called
-    on by the first arrival it can serve, the one idle longest when several can. Commands
-    are built once per window and service and reused: the engine keys nothing on a
-    command's id, only the service layer does.
+    on by the first arrival it can serve, the one idle longest when several can. A booked
+    taxpayer's slot is registered just before they take their ticket with its code. At the
+    end of a transferred taxpayer's first service the window sends ``Transfer``, calls its
+    next, and if the ticket still waits the longest-idle window able to serve it calls; the
+    second wait counts from the transfer. Commands are built once per window and service
+    and reused: the engine keys nothing on a command's id, only the service layer does.
     """
     base = epoch_of(cfg, day)
     t0 = base + spans[0][0]
@@ -111,12 +117,15 @@ def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequ
 
     idle: dict[int, float] = dict.fromkeys(skills, t0)   # window -> idle since
     busy: dict[int, float] = dict.fromkeys(skills, 0.0)
+    at: dict[int, int] = {}                               # window -> ticket index it serves
     by_idx: list[Arrival] = []
+    moved: dict[int, float] = {}                          # ticket index -> transferred at
     heap: list[tuple[float, int, int]] = []               # (time, kind, window)
     waits: dict[str, list[float]] = {c: [] for c in engine.services}
     wait_bins: dict[float, list[float]] = {}
+    booked: list[float] = []
     turned: Counter[str] = Counter()
-    served = no_shows = waiting = 0
+    served = no_shows = transferred = waiting = 0
     samples: list[tuple[float, int]] = []
     next_sample = spans[0][0]
     last_end = t0
@@ -131,18 +140,29 @@ def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequ
         t = out.ticket
         assert t is not None  # a successful call names the ticket it called
         a = by_idx[t.idx]
-        if a.no_show:
+        again = moved.get(t.idx)
+        if again is None and a.no_show:
             heapq.heappush(heap, (now + NO_SHOW_WAIT_S, 1, w))
             busy[w] += NO_SHOW_WAIT_S
-        else:
-            heapq.heappush(heap, (now + a.service_s, 0, w))
-            busy[w] += a.service_s
-            wait = now - t.issued_at
-            waits[t.service].append(wait)
-            bucket = wait_bins.setdefault((t.issued_at - base) // WAIT_BIN_S * WAIT_BIN_S,
-                                          [0.0, 0])
-            bucket[0] += wait
-            bucket[1] += 1
+            return
+        d = a.service_s if again is None else a.transfer_s
+        heapq.heappush(heap, (now + d, 0, w))
+        busy[w] += d
+        at[w] = t.idx
+        wait = now - (t.issued_at if again is None else again)
+        waits[t.service].append(wait)
+        if t.priority is Priority.APPOINTMENT and again is None:
+            booked.append(max(0.0, now - max(t.issued_at, t.appt_start)))
+        bucket = wait_bins.setdefault((t.issued_at - base) // WAIT_BIN_S * WAIT_BIN_S, [0.0, 0])
+        bucket[0] += wait
+        bucket[1] += 1
+
+    def wake(service: str, now: float) -> None:
+        free = [x for x in serves[service] if x in idle]
+        if free:
+            w = min(free, key=idle.__getitem__)
+            del idle[w]
+            call_next(w, now)
 
     i, n = 0, len(arrivals)
     while i < n or heap:
@@ -157,26 +177,43 @@ def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequ
             samples.append((next_sample, waiting))
             next_sample += SAMPLE_S
         if kind == 2:
-            out = engine.apply(issue[a.service], now)
+            if a.slot is None:
+                out = engine.apply(issue[a.service], now)
+            else:
+                code = f"SIM{i:06d}"
+                engine.register_appointment(code, a.service, base + a.slot[0], base + a.slot[1])
+                out = engine.apply(m.IssueRequest(kind="issue", service=a.service,
+                                                  appointment=code), now)
             if not out.ok:
                 turned[out.error.code if out.error else "rejected"] += 1
                 continue
             by_idx.append(a)
             waiting += 1
-            free = [x for x in serves[a.service] if x in idle]
-            if free:
-                w = min(free, key=idle.__getitem__)
-                del idle[w]
-                call_next(w, now)
-        else:
-            if kind == 0:
-                engine.apply(finish[w], now)
-                served += 1
-            else:
-                engine.apply(skip[w], now)
-                no_shows += 1
-            last_end = now
+            wake(a.service, now)
+            continue
+        last_end = now
+        if kind == 1:
+            engine.apply(skip[w], now)
+            no_shows += 1
             call_next(w, now)
+            continue
+        t_idx = at.pop(w)
+        a = by_idx[t_idx]
+        if a.transfer is not None and t_idx not in moved:
+            out = engine.apply(m.Transfer(window=w, action="transfer", to_service=a.transfer),
+                               now)
+            if not out.ok:
+                raise RuntimeError(f"transfer refused: {out.error}")
+            moved[t_idx] = now
+            transferred += 1
+            waiting += 1
+            call_next(w, now)
+            if engine.core.queued(t_idx):
+                wake(a.transfer, now)
+            continue
+        engine.apply(finish[w], now)
+        served += 1
+        call_next(w, now)
     close = base + spans[-1][1]
     while next_sample <= spans[-1][1]:
         samples.append((next_sample, waiting))
@@ -186,6 +223,7 @@ def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequ
         overtime_s=max(0.0, last_end - close), served=served, no_shows=no_shows,
         turned_away=turned, queue_samples=samples,
         wait_bins={k: (v[0], int(v[1])) for k, v in wait_bins.items()},
+        transferred=transferred, booked_waits=booked,
     )
 
 
@@ -221,9 +259,12 @@ class FastHall:
         self.play_loop = day_loop(core_cls)
         self.codes = list(engine.services)
         self.service_idx = dict(engine.service_idx)
-        green, normal = CLASS_OF[Priority.GREEN], CLASS_OF[Priority.NORMAL]
+        self.green = CLASS_OF[Priority.GREEN]
+        self.appointment = CLASS_OF[Priority.APPOINTMENT]
+        normal = CLASS_OF[Priority.NORMAL]
         services = list(engine.services.values())
-        self.cls_of = array("i", [green if s.priority == "green" else normal for s in services])
+        self.cls_of = array("i", [self.green if s.priority == "green" else normal
+                                  for s in services])
         self.cap = array("q", [-1 if s.daily_cap is None else s.daily_cap for s in services])
         self.ceiling = array("q", [10 ** s.width for s in services])
         self.hours, self.hours_off = array("d"), array("i", [0])
@@ -241,6 +282,7 @@ class FastHall:
             self.serve_off.append(len(self.serve_pos))
         nw, ns = len(self.numbers), len(self.codes)
         self.work, self.flags = _doubles(nw + ns), _zeros("q", nw + ns)
+        self.wcur = _zeros("i", nw)
         self.ht, self.hk, self.hn, self.hp = (_doubles(nw + 1), _zeros("i", nw + 1),
                                               _zeros("i", nw + 1), _zeros("i", nw + 1))
         self.n_bins = int(86400 // WAIT_BIN_S) + 1
@@ -250,9 +292,9 @@ class FastHall:
         """Per-ticket buffers, kept from day to day (every slot is written before it is read)."""
         if n > self._size:
             self._size = max(n, 2 * self._size)
-            self.tsvc, self.tarr, self.csvc = (_zeros("i", self._size), _zeros("i", self._size),
-                                               _zeros("i", self._size))
-            self.tissue, self.cwait = _doubles(self._size), _doubles(self._size)
+            self.tsvc, self.tarr, self.csvc, self.tcls = (_zeros("i", self._size) for _ in range(4))
+            self.tissue, self.cwait, self.tsa, self.tsb, self.tback, self.cbook = (
+                _doubles(self._size) for _ in range(6))
 
     def play(self, arrivals: Sequence[Arrival]) -> DayResult:
         cols = DayArrivals.of(arrivals, self.codes)
@@ -260,21 +302,25 @@ class FastHall:
             svc_of_code = array("i", range(len(self.codes)))
         else:
             svc_of_code = array("i", [self.service_idx.get(c, -1) for c in cols.codes])
+            unknown = {cols.codes[x] for x in set(cols.xfer) if x >= 0 and svc_of_code[x] < 0}
+            if unknown:
+                raise ValueError(f"transfer to unknown service(s) {sorted(unknown)}")
         self._tickets(len(cols))
         self.core.clear()
         spans, nw = self.spans, len(self.numbers)
         busy, bins, bin_n = _doubles(nw), _doubles(self.n_bins), _zeros("q", self.n_bins)
         samples, counts = _zeros("q", _MAX_SAMPLES), _zeros("q", fd.N_COUNTS)
         last_end = self.play_loop(
-            self.core, cols.t, cols.svc, cols.service_s, cols.no_show, svc_of_code, self.cls_of,
+            self.core, cols.t, cols.svc, cols.service_s, cols.no_show, cols.xfer, cols.xfer_s,
+            cols.slot_a, cols.slot_b, svc_of_code, self.cls_of, self.green, self.appointment,
             self.cap, self.ceiling, self.hours, self.hours_off, self.win_idx, self.win_num,
             self.serve_off, self.serve_pos, self.base, self.t0, NO_SHOW_WAIT_S, spans[0][0],
-            SAMPLE_S, WAIT_BIN_S, self.tsvc, self.tissue, self.tarr, self.cwait, self.csvc, busy,
-            samples, bins, bin_n, counts, self.work, self.flags, self.ht, self.hk, self.hn,
-            self.hp)
+            SAMPLE_S, WAIT_BIN_S, self.tsvc, self.tissue, self.tarr, self.tcls, self.tsa,
+            self.tsb, self.tback, self.cwait, self.csvc, self.cbook, busy, samples, bins, bin_n, counts,
+            self.work, self.flags, self.wcur, self.ht, self.hk, self.hn, self.hp)
         served, no_shows = counts[fd.SERVED], counts[fd.NO_SHOWS]
-        cw = np.frombuffer(self.cwait, dtype=np.float64, count=served)
-        cs = np.frombuffer(self.csvc, dtype=np.int32, count=served)
+        cw = np.frombuffer(self.cwait, dtype=np.float64, count=counts[fd.CALLED])
+        cs = np.frombuffer(self.csvc, dtype=np.int32, count=counts[fd.CALLED])
         waits = {c: cw[cs == k].tolist() for k, c in enumerate(self.codes)}
         turned: Counter[str] = Counter()
         for code, k in (("unknown_service", fd.UNKNOWN), ("service_closed", fd.CLOSED),
@@ -282,7 +328,7 @@ class FastHall:
             if counts[k]:
                 turned[code] = counts[k]
         queue = [(spans[0][0] + k * SAMPLE_S, samples[k]) for k in range(counts[fd.SAMPLED])]
-        left = counts[fd.ADMITTED] - served - no_shows
+        left = counts[fd.ADMITTED] + counts[fd.TRANSFERRED] - counts[fd.CALLED] - no_shows
         next_sample = spans[0][0] + len(queue) * SAMPLE_S
         while next_sample <= spans[-1][1]:
             queue.append((next_sample, left))
@@ -294,6 +340,9 @@ class FastHall:
             served=served, no_shows=no_shows, turned_away=turned, queue_samples=queue,
             wait_bins={k * WAIT_BIN_S: (bins[k], bin_n[k]) for k in range(self.n_bins)
                        if bin_n[k]},
+            transferred=counts[fd.TRANSFERRED],
+            booked_waits=np.frombuffer(self.cbook, dtype=np.float64,
+                                       count=counts[fd.BOOKED]).tolist(),
         )
 
 

@@ -18,18 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "ADMITTED",
-    "CAPPED",
-    "CLOSED",
-    "EXHAUSTED",
-    "NO_SHOWS",
-    "N_COUNTS",
-    "SAMPLED",
-    "SERVED",
-    "UNKNOWN",
-    "play",
-]
+__all__ = ["ADMITTED", "BOOKED", "CALLED", "CAPPED", "CLOSED", "EXHAUSTED", "NO_SHOWS", "N_COUNTS",
+           "SAMPLED", "SERVED", "TRANSFERRED", "UNKNOWN", "play"]
 
 # indices into ``counts``
 ADMITTED = 0
@@ -40,7 +30,10 @@ CAPPED = 4
 EXHAUSTED = 5
 UNKNOWN = 6
 SAMPLED = 7
-N_COUNTS = 8
+TRANSFERRED = 8
+CALLED = 9
+BOOKED = 10
+N_COUNTS = 11
 
 _FREE = 0
 _NOSHOW = 1
@@ -97,45 +90,60 @@ def _pop(ht: Any, hk: Any, hn: Any, hp: Any, size: int) -> int:
     return size
 
 
-def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, svc_of_code: Any,
-         cls_of: Any, cap: Any, ceiling: Any, hours: Any, hours_off: Any, win_idx: Any,
-         win_num: Any, serve_off: Any, serve_pos: Any, base: float, t0: float,
-         no_show_wait: float, sample_from: float, sample_s: float, bin_s: float,
-         tsvc: Any, tissue: Any, tarr: Any, cwait: Any, csvc: Any, busy: Any, samples: Any,
-         bins: Any, bin_n: Any, counts: Any, work: Any, flags: Any, ht: Any, hk: Any,
-         hn: Any, hp: Any) -> float:
+def _idle_for(s: int, serve_off: Any, serve_pos: Any, flags: Any, work: Any) -> int:
+    """The window idle longest among those serving ``s`` (first listed on a tie); -1: none."""
+    p = -1
+    for k in range(serve_off[s], serve_off[s + 1]):
+        q = serve_pos[k]
+        if flags[q] and (p < 0 or work[q] < work[p]):
+            p = q
+    return p
+
+
+def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: Any,
+         asa: Any, asb: Any, svc_of_code: Any, cls_of: Any, green_cls: int, appt_cls: int,
+         cap: Any, ceiling: Any, hours: Any, hours_off: Any, win_idx: Any, win_num: Any,
+         serve_off: Any, serve_pos: Any, base: float, t0: float, no_show_wait: float,
+         sample_from: float, sample_s: float, bin_s: float, tsvc: Any, tissue: Any, tarr: Any,
+         tcls: Any, tsa: Any, tsb: Any, tback: Any, cwait: Any, csvc: Any, cbook: Any,
+         busy: Any, samples: Any, bins: Any, bin_n: Any, counts: Any, work: Any, flags: Any,
+         wcur: Any, ht: Any, hk: Any, hn: Any, hp: Any) -> float:
     """Play one day; returns the time of the last finish (or ``t0``).
 
     Inputs: arrivals by column (seconds from midnight, code index, counter seconds,
-    no-show), ``svc_of_code`` (core service index per code, -1 unknown), per core service
+    no-show, transfer code index or -1 and its counter seconds, booked slot or 0, 0),
+    ``svc_of_code`` (core service index per code, -1 unknown), per core service
     ``cls_of``/``cap`` (-1: none)/``ceiling`` and opening spans ``hours[2k:2k+2]`` for
     ``k`` in ``hours_off[s]..hours_off[s+1]``; per window taking part (position ``p``, in
     the order the engine-driven loop knows them) its core index and number; per service
     the positions of the windows serving it, ``serve_pos[serve_off[s]:serve_off[s+1]]``.
 
-    Outputs, filled in place: per ticket (issue order) its service, issue time and arrival;
-    per call of a present taxpayer (call order) the wait and service; per window position
-    its busy seconds; ``samples[k]`` tickets waiting at ``sample_from + k * sample_s`` (as
-    far as it has room); ``bins``/``bin_n`` wait sum and count by issue time; ``counts``
-    (see the module's indices). ``work`` (doubles) and ``flags`` (ints) are scratch of at
-    least one slot per window and per service; ``ht/hk/hn/hp`` a heap of one per window.
+    Outputs, filled in place: per ticket (issue order) its service, issue time, arrival,
+    class, slot and transfer time (-1: none); per call of a present taxpayer (call order)
+    the wait and service, and per booked one its wait from the slot's start; per window position its busy seconds; ``samples[k]`` tickets
+    waiting at ``sample_from + k * sample_s`` (as far as it has room); ``bins``/``bin_n``
+    wait sum and count by issue time; ``counts`` (see the module's indices). ``work``
+    (doubles), ``flags`` (ints) are scratch of one slot per window and per service,
+    ``wcur`` of one per window; ``ht/hk/hn/hp`` a heap of one per window.
     """
     n = len(at)
     n_win = len(win_idx)
     n_samples = len(samples)
     n_bins = len(bins)
     n_svc = len(cls_of)
-    # scratch: idle-since per window in work[0:n_win], issued per service in
-    # flags[n_win:n_win+n_svc], idle flag per window in flags[0:n_win]
+    # scratch: idle flag per window in flags[0:n_win], tickets issued per service in
+    # flags[n_win:n_win+n_svc], idle-since per window in work[0:n_win]
     for p in range(n_win):
         flags[p] = 1
         work[p] = t0
+        wcur[p] = -1
     for s in range(n_svc):
         flags[n_win + s] = 0
     size = 0
     i = 0
     nt = 0
     nc = 0
+    nb = 0
     waiting = 0
     ns = 0
     next_sample = sample_from
@@ -158,6 +166,7 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, svc_of_code: A
                 samples[ns] = waiting
                 ns += 1
             next_sample += sample_s
+        then = -1       # after calling on ``p``: a window to wake for ``then``'s new service
         if kind == 2:
             a = i - 1
             s = svc_of_code[asvc[a]]
@@ -185,37 +194,69 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, svc_of_code: A
             tsvc[t] = s
             tissue[t] = now
             tarr[t] = a
-            core.add(t, s, cls_of[s], now, t, 0.0, 0.0)
+            tback[t] = -1.0
+            c = cls_of[s]
+            if asb[a] > 0.0 and c != green_cls:
+                c = appt_cls
+                tsa[t] = base + asa[a]
+                tsb[t] = base + asb[a]
+            else:
+                tsa[t] = 0.0
+                tsb[t] = 0.0
+            tcls[t] = c
+            core.add(t, s, c, now, t, tsa[t], tsb[t])
             waiting += 1
-            p = -1
-            for k in range(serve_off[s], serve_off[s + 1]):
-                q = serve_pos[k]
-                if flags[q] and (p < 0 or work[q] < work[p]):
-                    p = q
+            p = _idle_for(s, serve_off, serve_pos, flags, work)
             if p < 0:
                 continue
             flags[p] = 0
         else:
-            if kind == _FREE:
-                counts[SERVED] += 1
-            else:
-                counts[NO_SHOWS] += 1
             last_end = now
-        t = core.call_next(win_idx[p], now)
-        if t < 0:
-            flags[p] = 1
-            work[p] = now
-            continue
-        waiting -= 1
-        a = tarr[t]
-        if anoshow[a]:
-            size = _push(ht, hk, hn, hp, size, now + no_show_wait, _NOSHOW, win_num[p], p)
-            busy[p] += no_show_wait
-        else:
-            d = aserv[a]
+            t = wcur[p]
+            wcur[p] = -1
+            if kind == _NOSHOW:
+                counts[NO_SHOWS] += 1
+            elif ax[tarr[t]] >= 0 and tback[t] < 0.0:
+                s = svc_of_code[ax[tarr[t]]]
+                tsvc[t] = s
+                tback[t] = now
+                core.add(t, s, tcls[t], tissue[t], t, tsa[t], tsb[t])
+                counts[TRANSFERRED] += 1
+                waiting += 1
+                then = t
+            else:
+                counts[SERVED] += 1
+        for r in range(2):
+            if r == 1:
+                if then < 0 or not core.queued(then):
+                    break
+                p = _idle_for(tsvc[then], serve_off, serve_pos, flags, work)
+                if p < 0:
+                    break
+                flags[p] = 0
+            t = core.call_next(win_idx[p], now)
+            if t < 0:
+                flags[p] = 1
+                work[p] = now
+                continue
+            waiting -= 1
+            a = tarr[t]
+            wcur[p] = t
+            if tback[t] < 0.0 and anoshow[a]:
+                size = _push(ht, hk, hn, hp, size, now + no_show_wait, _NOSHOW, win_num[p], p)
+                busy[p] += no_show_wait
+                continue
+            if tback[t] < 0.0:
+                d = aserv[a]
+                wait = now - tissue[t]
+                if tcls[t] == appt_cls:
+                    cbook[nb] = max(0.0, now - max(tissue[t], tsa[t]))
+                    nb += 1
+            else:
+                d = axs[a]
+                wait = now - tback[t]
             size = _push(ht, hk, hn, hp, size, now + d, _FREE, win_num[p], p)
             busy[p] += d
-            wait = now - tissue[t]
             cwait[nc] = wait
             csvc[nc] = tsvc[t]
             nc += 1
@@ -227,4 +268,6 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, svc_of_code: A
                     bin_n[b] += 1
     counts[ADMITTED] = nt
     counts[SAMPLED] = ns
+    counts[CALLED] = nc
+    counts[BOOKED] = nb
     return last_end

@@ -242,9 +242,7 @@ def _replay(db: sqlite3.Connection, cfg: HallConfig, core_cls: type[Any],
             for t in engine.tickets:
                 if t.finished_at is None or t.called_at is None:
                     continue
-                # a ticket transferred back to a queue keeps the start of its first visit
-                begun = t.started_at if (t.started_at or 0.0) >= t.called_at else t.called_at
-                took = t.finished_at - begun
+                took = t.finished_at - (t.started_at or t.called_at)
                 if 0 < took <= max_s:
                     times.setdefault(t.service, []).append(took)
                 else:

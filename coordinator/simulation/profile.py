@@ -98,27 +98,48 @@ class Demand:
 @dataclass(frozen=True)
 class Arrival:
     """One taxpayer: when (seconds from midnight, hall time), for what, how long at the
-    counter, and whether they will be gone when called."""
+    counter, and whether they will be gone when called.
+
+    ``transfer``: the service the first window sends them on to, and ``transfer_s`` the
+    counter time there. ``slot``: a booked appointment (start, end in seconds from
+    midnight) they check in with at the dispenser.
+    """
 
     t: float
     service: str
     service_s: float
     no_show: bool
+    transfer: str | None = None
+    transfer_s: float = 0.0
+    slot: tuple[float, float] | None = None
+
+
+APPOINTMENT_SLOT_S = 1800.0   # booked slots are half hours
+EARLY_S = 600.0               # booked taxpayers come up to 10 minutes before their slot
 
 
 class DayArrivals(Sequence[Arrival]):
     """One day's arrivals stored by column, so the compiled day loop reads them as C arrays.
 
     It is still a sequence of :class:`Arrival` for everything else (the engine-driven loops,
-    the advice, tests); items are built on access. ``svc`` indexes ``codes``.
+    the advice, tests); items are built on access. ``svc`` and ``xfer`` index ``codes``
+    (``xfer`` -1: no transfer); ``slot_a``/``slot_b`` are 0 without a booking.
     """
 
-    __slots__ = ("codes", "no_show", "service_s", "svc", "t")
+    __slots__ = ("codes", "no_show", "service_s", "slot_a", "slot_b", "svc", "t", "xfer",
+                 "xfer_s")
 
     def __init__(self, codes: Sequence[str], t: array[float], svc: array[int],
-                 service_s: array[float], no_show: array[int]) -> None:
+                 service_s: array[float], no_show: array[int], xfer: array[int] | None = None,
+                 xfer_s: array[float] | None = None, slot_a: array[float] | None = None,
+                 slot_b: array[float] | None = None) -> None:
         n = len(t)
-        if not len(svc) == len(service_s) == len(no_show) == n:
+        self.xfer = array("i", [-1]) * n if xfer is None else xfer
+        self.xfer_s = array("d", [0.0]) * n if xfer_s is None else xfer_s
+        self.slot_a = array("d", [0.0]) * n if slot_a is None else slot_a
+        self.slot_b = array("d", [0.0]) * n if slot_b is None else slot_b
+        if not all(len(c) == n for c in (svc, service_s, no_show, self.xfer, self.xfer_s,
+                                         self.slot_a, self.slot_b)):
             raise ValueError("arrival columns differ in length")
         self.codes = tuple(codes)
         self.t, self.svc, self.service_s, self.no_show = t, svc, service_s, no_show
@@ -130,12 +151,17 @@ class DayArrivals(Sequence[Arrival]):
             return arrivals
         index = {c: i for i, c in enumerate(codes)}
         t, svc, service_s, no_show = array("d"), array("i"), array("d"), array("b")
+        xfer, xfer_s, slot_a, slot_b = array("i"), array("d"), array("d"), array("d")
         for a in arrivals:
             t.append(a.t)
             svc.append(index.setdefault(a.service, len(index)))
             service_s.append(a.service_s)
             no_show.append(a.no_show)
-        return cls(list(index), t, svc, service_s, no_show)
+            xfer.append(-1 if a.transfer is None else index.setdefault(a.transfer, len(index)))
+            xfer_s.append(a.transfer_s)
+            slot_a.append(a.slot[0] if a.slot else 0.0)
+            slot_b.append(a.slot[1] if a.slot else 0.0)
+        return cls(list(index), t, svc, service_s, no_show, xfer, xfer_s, slot_a, slot_b)
 
     def __len__(self) -> int:
         return len(self.t)
@@ -147,13 +173,13 @@ class DayArrivals(Sequence[Arrival]):
     def __getitem__(self, i: int | slice) -> Arrival | list[Arrival]:
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
+        x = self.xfer[i]
         return Arrival(self.t[i], self.codes[self.svc[i]], self.service_s[i],
-                       bool(self.no_show[i]))
+                       bool(self.no_show[i]), None if x < 0 else self.codes[x], self.xfer_s[i],
+                       (self.slot_a[i], self.slot_b[i]) if self.slot_b[i] else None)
 
     def __iter__(self) -> Iterator[Arrival]:
-        codes = self.codes
-        for t, s, d, ns in zip(self.t, self.svc, self.service_s, self.no_show, strict=True):
-            yield Arrival(t, codes[s], d, bool(ns))
+        return (self[i] for i in range(len(self)))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, DayArrivals):
@@ -174,9 +200,16 @@ def open_spans(hours: list[tuple[dt.time, dt.time]]) -> list[tuple[float, float]
 
 
 def draw_day(demand: Demand, spans: list[tuple[float, float]], *, volume: float,
-             rng: random.Random, no_show: float = 0.0) -> DayArrivals:
+             rng: random.Random, no_show: float = 0.0, transfer: float = 0.0,
+             appointments: float = 0.0) -> DayArrivals:
     """One day's arrivals: a non-homogeneous Poisson process, piecewise constant by half
     hour, with expected total ``volume`` over the open spans.
+
+    ``transfer`` is the share of taxpayers the first window sends on to another service
+    (chosen by the mix); ``appointments`` the share who booked the half-hour slot in which
+    they would have come, and come up to ``EARLY_S`` before it starts instead (not before
+    the hall opens). Both draw nothing when 0, so days without them are the very days
+    drawn before they existed.
 
     Exponential gaps within each constant-rate piece are exact for that piece. Every random
     number the day needs (service, counter time, no-show) is drawn here, once, so policies
@@ -200,23 +233,53 @@ def draw_day(demand: Demand, spans: list[tuple[float, float]], *, volume: float,
     mus = [math.log(demand.mean_min[c] * 60) - sig ** 2 / 2 for c, sig in zip(codes, sigmas,
                                                                                 strict=True)]
     ts, svc, service_s, gone = array("d"), array("i"), array("d"), array("b")
-    out = DayArrivals(codes, ts, svc, service_s, gone)
+    xfer, xfer_s, slot_a, slot_b = array("i"), array("d"), array("d"), array("d")
+    out = DayArrivals(codes, ts, svc, service_s, gone, xfer, xfer_s, slot_a, slot_b)
     if mass <= 0 or volume <= 0:
         return out
     last = len(codes) - 1
+
+    def span_of(t: float) -> float:
+        return next(a for a, b in spans if a <= t < b)
+
+    def pick() -> int:
+        u = rng.random() * acc
+        for j, edge in enumerate(cum):
+            if u < edge:
+                return j
+        return last
+
     for start, end, w in pieces:
+        if w <= 0:
+            continue  # a half hour nobody comes in (a learned profile may hold one)
         rate = volume * w / mass / (end - start)
         t = start + rng.expovariate(rate)
         while t < end:
-            u = rng.random() * acc
-            k = last
-            for j, edge in enumerate(cum):
-                if u < edge:
-                    k = j
-                    break
+            k = pick()
             ts.append(t)
             svc.append(k)
             service_s.append(rng.lognormvariate(mus[k], sigmas[k]))
             gone.append(no_show > 0 and rng.random() < no_show)
+            x, d = -1, 0.0
+            if transfer > 0 and len(codes) > 1 and rng.random() < transfer:
+                while (x := pick()) == k:
+                    pass
+                d = rng.lognormvariate(mus[x], sigmas[x])
+            xfer.append(x)
+            xfer_s.append(d)
+            a = b = 0.0
+            if appointments > 0 and rng.random() < appointments:
+                # booked for the half hour they would have come in; they come before it
+                a = max(span_of(t), t // APPOINTMENT_SLOT_S * APPOINTMENT_SLOT_S)
+                b = a + APPOINTMENT_SLOT_S
+                ts[-1] = max(span_of(t), a - rng.uniform(0.0, EARLY_S))
+            slot_a.append(a)
+            slot_b.append(b)
             t += rng.expovariate(rate)
+    if appointments > 0:
+        order = sorted(range(len(ts)), key=ts.__getitem__)
+        for floats in (ts, service_s, xfer_s, slot_a, slot_b):
+            floats[:] = array("d", [floats[k] for k in order])
+        for ints in (svc, gone, xfer):
+            ints[:] = array(ints.typecode, [ints[k] for k in order])
     return out

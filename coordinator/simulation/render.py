@@ -48,7 +48,17 @@ def render_report(report: SimulationReport) -> Group:
     for c in services:
         per_service.add_row(c, *(_cell(p.waits[c]["mean"].mean, p.waits[c]["mean"].half)
                                  for p in report.policies.values()))
-    return Group(head, overall, per_service)
+    parts: list[Text | Table] = [head, overall, per_service]
+    for p in report.policies.values():
+        notes = []
+        if p.transferred.mean > 0:
+            notes.append(f"{p.transferred.text(0)} transferred a day")
+        if p.booked:
+            notes.append(f"booked taxpayers wait {p.booked['mean'].text()} min from their "
+                         f"slot's start (p95 {p.booked['p95'].mean:.1f})")
+        if notes:
+            parts.append(Text(f"{p.policy}: " + "; ".join(notes)))
+    return Group(*parts)
 
 
 def _cell(mean: float, half: float) -> str:

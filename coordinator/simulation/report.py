@@ -96,6 +96,8 @@ class PolicyReport:
     queue: list[tuple[float, float]]               # (hour of day, mean tickets waiting)
     wait_by_issue: list[tuple[float, float]]       # (hour of day, mean wait min)
     skills: dict[int, dict[str, float]] = field(default_factory=dict)
+    transferred: Estimate = Estimate(0.0, 0.0)
+    booked: dict[str, Estimate] = field(default_factory=dict)   # stat -> min from slot start
 
     @classmethod
     def from_days(cls, policy: str, name: str, days: list[DayResult],
@@ -127,7 +129,8 @@ class PolicyReport:
             no_shows=Estimate.of([float(d.no_shows) for d in days]),
             turned_away={k: v / len(days) for k, v in sorted(turned.items())},
             queue=queue, wait_by_issue=[(h + WAIT_BIN_S / 7200.0, w) for h, w in wait_series],
-            skills=skills,
+            skills=skills, transferred=Estimate.of([float(d.transferred) for d in days]),
+            booked=_booked(days),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,7 +147,14 @@ class PolicyReport:
                          "wait_min_by_issue": [[round(h, 3), round(w, 2)]
                                                for h, w in self.wait_by_issue]},
             "skills": {str(w): s for w, s in self.skills.items()},
+            "transferred": self.transferred.to_dict(1),
+            "booked_wait_from_slot_min": {s: e.to_dict() for s, e in self.booked.items()},
         }
+
+
+def _booked(days: list[DayResult]) -> dict[str, Estimate]:
+    rows = [wait_stats(d.booked_waits) for d in days if d.booked_waits]
+    return {s: Estimate.of([x[s] for x in rows]) for s in STATS} if rows else {}
 
 
 def _mean_series(series: list[dict[float, int]], step: float) -> list[tuple[float, float]]:
