@@ -1,11 +1,15 @@
 """The comfort index: the GLM recovers known effects, beats seasonal-naive, levels follow
-their wait-derived thresholds, counts come right from a real event log, exports are valid."""
+their wait-derived thresholds (simulated hall days, or Erlang C) and agree with direct
+simulations, counts come right from a real event log, exports are valid."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
+import logging
 import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from coordinator.dispatch import load_core
 from coordinator.eventlog import EventLog
 from coordinator.forecast import (
     LEVELS,
@@ -25,25 +30,54 @@ from coordinator.forecast import (
     fit,
     forecast_from,
     generate_history,
+    levels,
     render_forecast,
     seasonal_naive,
     thresholds,
 )
-from coordinator.forecast.history import SYNTHETIC_TREND, SYNTHETIC_WEEKDAY, open_slots
-from coordinator.forecast.levels import BUSY, MODERATE, QUIET, erlang_c_wait
+from coordinator.forecast.history import (
+    SYNTHETIC_TREND,
+    SYNTHETIC_WEEKDAY,
+    open_slots,
+    synthetic_volume,
+)
+from coordinator.forecast.levels import (
+    BUSY,
+    BUSY_WAIT_MIN,
+    MODERATE,
+    QUIET,
+    QUIET_WAIT_MIN,
+    erlang_c_wait,
+    simulated_wait_curve,
+)
 from coordinator.hallqueue import HallQueue
-from coordinator.simulation.profile import filing_factor
+from coordinator.simulation import FastHall, run_simulation, sim_day
+from coordinator.simulation.day import sim_config
+from coordinator.simulation.policies import configured_skills
+from coordinator.simulation.profile import (
+    FILING_MEAN,
+    Demand,
+    draw_day,
+    filing_factor,
+    open_spans,
+)
 from hallq import messages as m
-from hallq.config import HallConfig
+from hallq.config import HallConfig, load_config
 
 from .halls import at, small_hall
 
 END = dt.date(2026, 10, 31)
+LIWAN = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
 
 
 @pytest.fixture(scope="module")
 def hall() -> HallConfig:
     return small_hall()
+
+
+@pytest.fixture(scope="module")
+def liwan() -> HallConfig:
+    return load_config(LIWAN)
 
 
 @pytest.fixture(scope="module")
@@ -92,15 +126,115 @@ def test_erlang_c_matches_the_textbook_cases() -> None:
 
 
 def test_levels_follow_the_wait_thresholds(hall: HallConfig) -> None:
-    th = thresholds(hall)
-    assert 0 < th.quiet_per_hour < th.busy_per_hour
-    assert expected_wait(hall, th.quiet_per_hour) == pytest.approx(th.quiet_wait_min, rel=1e-3)
-    assert expected_wait(hall, th.busy_per_hour) == pytest.approx(th.busy_wait_min, rel=1e-3)
-    assert th.level(th.quiet_per_hour * 0.99) == QUIET
-    assert th.level(th.quiet_per_hour) == MODERATE
-    assert th.level(th.busy_per_hour * 0.99) == MODERATE
-    assert th.level(th.busy_per_hour) == BUSY
+    for th, wait_at in ((thresholds(hall, method="erlang"), lambda r: expected_wait(hall, r)),
+                        (thresholds(hall), simulated_wait_curve(hall).wait_at)):
+        assert 0 < th.quiet_per_hour < th.busy_per_hour
+        assert wait_at(th.quiet_per_hour) == pytest.approx(th.quiet_wait_min, rel=1e-3)
+        assert wait_at(th.busy_per_hour) == pytest.approx(th.busy_wait_min, rel=1e-3)
+        assert th.level(th.quiet_per_hour * 0.99) == QUIET
+        assert th.level(th.quiet_per_hour) == MODERATE
+        assert th.level(th.busy_per_hour * 0.99) == MODERATE
+        assert th.level(th.busy_per_hour) == BUSY
     assert LEVELS == ("较少", "适中", "较多")  # BoardState.comfort's values
+
+
+def test_simulated_thresholds_are_ordered_deterministic_and_say_so(hall: HallConfig) -> None:
+    th = thresholds(hall)
+    assert th.method == "simulated" and "hallq dispatch" in th.basis
+    assert (th.quiet_wait_min, th.busy_wait_min) == (QUIET_WAIT_MIN, BUSY_WAIT_MIN)
+    assert 0 < th.quiet_per_hour < th.busy_per_hour
+    curve = simulated_wait_curve(hall)
+    assert list(curve.rates) == sorted(curve.rates)
+    assert all(a <= b for a, b in zip(curve.waits, curve.waits[1:], strict=False))
+    assert curve.wait_at(0) == 0 and curve.rate_for(1e9) is None
+    levels._CURVES.clear()  # the same seeds again, not the process cache
+    again = thresholds(hall)
+    assert again == th and simulated_wait_curve(hall) == curve
+    other = thresholds(hall, policy="fifo")
+    assert other.method == "simulated" and "FIFO" in other.basis
+    assert thresholds(hall, method="erlang").method == "erlang"
+    with pytest.raises(ValueError, match="unknown method"):
+        thresholds(hall, method="guess")  # type: ignore[arg-type]
+
+
+def test_an_unsimulable_hall_falls_back_to_erlang_with_a_warning(
+        hall: HallConfig, caplog: pytest.LogCaptureFixture) -> None:
+    # window 1 is the only one serving the green channel
+    no_green = hall.model_copy(update={"windows": [w for w in hall.windows if w.number != 1]})
+    with caplog.at_level(logging.WARNING, logger="hallq.forecast"):
+        th = thresholds(no_green)
+    erlang = thresholds(no_green, method="erlang")
+    assert th.method == "erlang" and "not simulated: no window serves green" in th.basis
+    assert (th.quiet_per_hour, th.busy_per_hour) == (erlang.quiet_per_hour,
+                                                     erlang.busy_per_hour)
+    assert "no window serves green" in caplog.text and "Erlang C instead" in caplog.text
+
+
+def test_the_simulated_moderate_band_is_wider_than_erlangs(liwan: HallConfig) -> None:
+    """The point of simulating: M/M/c with 47 windows jumps from no wait to saturation within
+    a few percent of load (Liwan: 1,348-1,459/h); the simulated days, backlog included,
+    spread 适中 over a much wider range of rates."""
+    sim, erl = thresholds(liwan), thresholds(liwan, method="erlang")
+    assert sim.method == "simulated" and erl.method == "erlang"
+    assert sim.quiet_per_hour < sim.busy_per_hour
+    assert sim.busy_per_hour - sim.quiet_per_hour > 2 * (erl.busy_per_hour - erl.quiet_per_hour)
+
+
+def _mean_wait(report: Any) -> float:
+    return float(report.policies["hallq"].waits["all"]["mean"].mean)
+
+
+def test_simulated_edges_agree_with_direct_simulations(liwan: HallConfig) -> None:
+    """Levels from the simulated thresholds against days simulated here, apart from them."""
+    th = thresholds(liwan)
+    spans = open_spans(liwan.hall.open_hours)
+    hours = sum(b - a for a, b in spans) / 3600
+    demand = Demand.for_services([s.code for s in liwan.services])
+    # A day at a steady rate, through the simulator's front door. Under the quiet edge it
+    # is 较少 and waits under a minute; over the busy edge it is 较多 and waits longer than
+    # 5.04 min. A steady day above the hall's capacity (~1,730/h) piles up all day, one below
+    # it hardly waits, so the margins are wide on the busy side: the edges come from days
+    # with peaks, whose half hours at a given rate may carry a peak's backlog.
+    flat = dataclasses.replace(demand, half_hours=(1.0,) * len(demand.half_hours))
+
+    def steady(per_hour: float) -> float:
+        return _mean_wait(run_simulation(liwan, volume=per_hour * hours, replications=2,
+                                         seed=7, policies=["hallq"], demand=flat))
+
+    assert th.level(0.9 * th.quiet_per_hour) == QUIET
+    assert steady(0.9 * th.quiet_per_hour) < QUIET_WAIT_MIN
+    assert th.level(1.25 * th.busy_per_hour) == BUSY
+    assert steady(1.25 * th.busy_per_hour) > BUSY_WAIT_MIN
+    # Days with the hall's profile, drawn on seeds of their own (one per filing period and
+    # weekday), and their half hours by the arrivals they had: those up to 20% under the
+    # quiet edge waited under a minute per ticket, those up to 20% over the busy edge
+    # over 5.04 min.
+    hall = FastHall(sim_config(liwan), load_core(), configured_skills(liwan),
+                    day=sim_day(None), spans=spans)
+    slots, open_min = open_slots(liwan)
+    minutes = dict(zip(slots, open_min, strict=True))
+    cells: list[tuple[float, float, int]] = []  # (arrivals per hour, wait sum min, tickets)
+    for d in (1, 10, 16):
+        for wd in range(5):
+            volume = (synthetic_volume(liwan) * filing_factor(d) / FILING_MEAN
+                      * SYNTHETIC_WEEKDAY[wd])
+            day = hall.play(draw_day(demand, spans, volume=volume,
+                                     rng=random.Random(f"test-levels:{d}:{wd}")))
+            half: dict[int, list[float]] = {}
+            for start, (total, n) in day.wait_bins.items():
+                cell = half.setdefault(int(start // 1800 * 30), [0.0, 0])
+                cell[0] += total / 60
+                cell[1] += n
+            cells += [(n / minutes[s] * 60, total, int(n)) for s, (total, n) in half.items()
+                      if s in minutes]
+
+    def wait_between(lo: float, hi: float) -> float:
+        inside = [(total, n) for rate, total, n in cells if lo <= rate < hi]
+        assert len(inside) >= 5, (lo, hi, len(inside))
+        return sum(t for t, _ in inside) / sum(n for _, n in inside)
+
+    assert wait_between(0.8 * th.quiet_per_hour, th.quiet_per_hour) < QUIET_WAIT_MIN
+    assert wait_between(th.busy_per_hour, 1.2 * th.busy_per_hour) > BUSY_WAIT_MIN
 
 
 def test_forecast_levels_are_the_thresholds_applied_to_the_rates(hall: HallConfig,
@@ -227,9 +361,12 @@ def test_csv_png_and_table_are_written(tmp_path: Path, hall: HallConfig, history
         assert img.format == "PNG" and img.width > 300 and img.height > 30 * 20
     doc = fc.to_json()
     assert len(doc["days"]) == 30 and doc["hours"][0]["level"] in LEVELS
+    assert doc["thresholds_per_hour"]["method"] == "simulated"
+    assert "hallq dispatch" in doc["thresholds_per_hour"]["basis"]
     from rich.console import Console
 
     console = Console(record=True, width=200)
     console.print(render_forecast(fc))
     text = console.export_text()
     assert "休息" in text and fc.start.isoformat() in text
+    assert "edges from simulated waits: hallq dispatch" in text

@@ -2,9 +2,9 @@
 
 Submodules: ``history`` (counts per day and half hour, from the event log or generated),
 ``model`` (Poisson GLM by IRLS: month trend, filing period, weekday, half hour),
-``levels`` (wait-derived thresholds), ``index`` (the :class:`Forecast` and
-``build_forecast``), ``evaluate`` (held-out months against seasonal-naive), ``export``
-(terminal table, CSV, PNG). ``hallq forecast`` runs them all.
+``levels`` (wait-derived thresholds, from simulated hall days or Erlang C), ``index`` (the
+:class:`Forecast` and ``build_forecast``), ``evaluate`` (held-out months against
+seasonal-naive), ``export`` (terminal table, CSV, PNG). ``hallq forecast`` runs them all.
 
 A command line wires it like this::
 
@@ -20,12 +20,21 @@ from coordinator.forecast.evaluate import Evaluation, evaluate, seasonal_naive
 from coordinator.forecast.export import export_csv, export_png, render_forecast
 from coordinator.forecast.history import History, arrival_counts, generate_history
 from coordinator.forecast.index import MIN_WEEKS, Forecast, HourRow, build_forecast, forecast_from
-from coordinator.forecast.levels import LEVELS, Level, Thresholds, expected_wait, thresholds
+from coordinator.forecast.levels import (
+    LEVELS,
+    Level,
+    Thresholds,
+    WaitCurve,
+    expected_wait,
+    simulated_wait_curve,
+    thresholds,
+)
 from coordinator.forecast.model import Fit, PoissonFitError, fit
 
 __all__ = [
     "LEVELS", "MIN_WEEKS", "Evaluation", "Fit", "Forecast", "History", "HourRow", "Level",
-    "PoissonFitError", "Thresholds", "arrival_counts", "build_forecast", "evaluate",
-    "expected_wait", "export_csv", "export_png", "fit", "forecast_from", "generate_history",
-    "render_forecast", "seasonal_naive", "thresholds",
+    "PoissonFitError", "Thresholds", "WaitCurve", "arrival_counts", "build_forecast",
+    "evaluate", "expected_wait", "export_csv", "export_png", "fit", "forecast_from",
+    "generate_history", "render_forecast", "seasonal_naive", "simulated_wait_curve",
+    "thresholds",
 ]

@@ -8,9 +8,8 @@ with a BOM so the bureau's Excel opens it without mangling 较少/适中/较多.
 
 from __future__ import annotations
 
-import io
-
 import csv
+import io
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -52,7 +51,8 @@ def render_forecast(forecast: Forecast) -> Group:
     head = Text(f"{forecast.cfg.hall.id}: comfort index {forecast.start} to "
                 f"{forecast.days[-1]} from {forecast.source}; 较少 below "
                 f"{th.quiet_per_hour:.0f}/h (wait < {th.quiet_wait_min:g} min), 较多 from "
-                f"{th.busy_per_hour:.0f}/h (wait >= {th.busy_wait_min:g} min)")
+                f"{th.busy_per_hour:.0f}/h (wait >= {th.busy_wait_min:g} min); edges from "
+                f"{th.method} waits: {th.basis}")
     hours = sorted({s // 60 for s in forecast.slots})
     table = Table(title="forecast arrivals per hour")
     table.add_column("date")

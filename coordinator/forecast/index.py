@@ -112,7 +112,9 @@ class Forecast:
         return {
             "hall": self.cfg.hall.id, "source": self.source, "start": self.start.isoformat(),
             "thresholds_per_hour": {"quiet_below": round(self.thresholds.quiet_per_hour, 1),
-                                    "busy_from": round(self.thresholds.busy_per_hour, 1)},
+                                    "busy_from": round(self.thresholds.busy_per_hour, 1),
+                                    "method": self.thresholds.method,
+                                    "basis": self.thresholds.basis},
             "days": [{"date": d.isoformat(), "open": self.is_open(d),
                       "count": round(float(self.mean[i].sum()), 1), "level": self.day_level(d)}
                      for i, d in enumerate(self.days)],
