@@ -166,7 +166,9 @@ class Coordinator:
         async with self._lock:
             rollover = self.queue.roll_over_if_due(self.clock())
             if rollover is not None:
+                self.forecast = self._forecast()   # a new day: yesterday joins the history
                 await self._publish_outcome(rollover, self.queue.seq)
+                await self._publish_comfort(self.queue.seq)
             if self._stats_dirty:
                 await self._publish(self._topics.stats_state(),
                                     self.engine.stats_state(self.queue.seq))
@@ -223,6 +225,14 @@ class Coordinator:
             await self._publish(t.queue_state(code), self.engine.queue_state(code, rev, now))
         await self._publish(t.board_state(), self.board_state(rev))
         await self._publish(t.stats_state(), self.engine.stats_state(rev))
+        await self._publish_comfort(rev)
+
+    async def _publish_comfort(self, rev: int) -> None:
+        """The comfort index, retained, from today on (nothing while there is none)."""
+        if self.forecast is not None:
+            today = self.cfg.hall.business_day(self.clock())
+            await self._publish(self._topics.comfort_state(),
+                                self.forecast.comfort_state(rev, today))
 
     async def _publish_outcome(self, outcome: Outcome, rev: int) -> None:
         t, now = self._topics, self.clock()

@@ -120,6 +120,12 @@ STATE_TOPICS: dict[StateKind, TopicSpec] = {
         1, True, m.StatsState, False, None,
         "Today's KPIs for the hall, per service and per window.",
     ),
+    StateKind.COMFORT: TopicSpec(
+        f"{PREFIX}/{{hall}}/state/comfort",
+        "coordinator", "dashboard, WeChat publisher, boards",
+        1, True, m.ComfortState, False, None,
+        "办税舒适度指数: the next 30 days by hour (较少/适中/较多), rebuilt daily.",
+    ),
 }
 
 EVENT_TOPICS: dict[EventKind, TopicSpec] = {

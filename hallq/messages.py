@@ -45,6 +45,7 @@ IdentityHash = Annotated[
 ]
 AppointmentCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{4,16}$")]
 ShortText = Annotated[str, StringConstraints(max_length=200)]
+ComfortLevel = Literal["较少", "适中", "较多"]   # 办税舒适度: quiet, moderate, busy
 Weight = Annotated[float, Field(gt=0, le=10)]
 
 
@@ -314,7 +315,40 @@ class BoardState(Retained):
     calls: list[BoardCall] = Field(default_factory=list, max_length=50, description="newest first")
     waiting: dict[ServiceCode, int] = Field(default_factory=dict)
     notice: ShortText | None = None
-    comfort: Literal["较少", "适中", "较多"] | None = None
+    comfort: ComfortLevel | None = None
+
+
+class ComfortDay(Wire):
+    """One day of the comfort index: its level, and by hour from ``first_hour`` the level
+    (``null``: closed that hour, e.g. lunch) and forecast arrivals -- columns, so a month
+    fits well inside one message."""
+
+    day: dt.date
+    open: bool
+    level: ComfortLevel
+    first_hour: int = Field(default=0, ge=0, le=23)
+    hours: list[ComfortLevel | None] = Field(default_factory=list, max_length=24)
+    expected: list[int] = Field(default_factory=list, max_length=24)
+
+    @model_validator(mode="after")
+    def _columns_agree(self) -> ComfortDay:
+        if len(self.hours) != len(self.expected):
+            raise ValueError(f"{len(self.hours)} hour levels but {len(self.expected)} counts")
+        if self.first_hour + len(self.hours) > 24:
+            raise ValueError("hours run past midnight")
+        return self
+
+
+class ComfortState(Retained):
+    """办税舒适度指数: the forecast's next days by hour, for boards, the dashboard and the
+    bureau's WeChat publisher. Levels are bands of expected wait; the edges are arrivals
+    per hour."""
+
+    source: ShortText
+    quiet_below_per_hour: float = Field(ge=0)
+    busy_from_per_hour: float = Field(ge=0)
+    method: ShortText
+    days: list[ComfortDay] = Field(default_factory=list, max_length=62)
 
 
 class QueueState(Retained):

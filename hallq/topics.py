@@ -60,6 +60,7 @@ class StateKind(StrEnum):
     QUEUE = "queue"
     BOARD = "board"
     STATS = "stats"
+    COMFORT = "comfort"
 
 
 class EventKind(StrEnum):
@@ -157,6 +158,9 @@ class HallTopics:
 
     def stats_state(self) -> str:
         return f"{self.base}/{STATE}/{StateKind.STATS}"
+
+    def comfort_state(self) -> str:
+        return f"{self.base}/{STATE}/{StateKind.COMFORT}"
 
     def event(self, kind: str | EventKind) -> str:
         return f"{self.base}/{EVENT}/{EventKind(kind)}"

@@ -160,6 +160,35 @@ def test_boards_carry_the_comfort_level_only_from_a_real_or_allowed_history(
         assert comfort is None, "a two-day-old log must not put a made-up level on the boards"
 
 
+async def test_the_comfort_index_is_published_retained_for_the_month_ahead(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    """What the WeChat publisher and the dashboard read: the next 30 days by hour, from
+    today, agreeing with the level the boards show, and there for a late subscriber."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"), comfort_synthetic=True)
+    clock = FakeClock()
+    comfort, board = inbox(), inbox()
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
+            device(cfg, "board", "pi-b1", tmp_path) as late:
+        await late.subscribe(T.comfort_state(), comfort)
+        await late.subscribe(T.board_state(), board)
+        state = (await comfort.wait_for(lambda ps: bool(ps)))[-1]
+        shown = (await board.wait_for(lambda ps: bool(ps)))[-1]
+        today = cfg.hall.business_day(clock.now)
+        assert state.days[0].day == today and len(state.days) == 30
+        assert shown.comfort == state.days[0].level
+        assert state.quiet_below_per_hour < state.busy_from_per_hour
+        week = state.days[:7]
+        assert any(not d.open for d in week) and any(d.open for d in week)
+        for d in state.days:
+            if d.open:
+                assert d.first_hour == 8 and len(d.hours) == len(d.expected) == 10
+                assert sum(d.expected) > 0
+            else:
+                assert d.hours == [] and d.level == "较少"
+        assert coordinator.forecast.comfort_state(1, today).days == state.days
+
+
 async def test_the_dashboard_serves_the_comfort_heat_map(tmp_path: Path) -> None:
     import aiohttp
 

@@ -261,6 +261,32 @@ def test_forecast_levels_are_the_thresholds_applied_to_the_rates(hall: HallConfi
         fc.level_at(at(9, day=31 + 60))
 
 
+def test_the_retained_message_holds_the_month_by_hour_with_lunch_closed(
+        liwan: HallConfig) -> None:
+    history = generate_history(liwan, 3, seed=1, end=END)
+    fc = forecast_from(liwan, history, days=30)
+    today = fc.days[3]
+    state = fc.comfort_state(7, today)
+    raw = state.model_dump_json().encode()
+    assert len(raw) < 16 * 1024 and m.decode(m.ComfortState, raw) == state
+    assert state.rev == 7 and [d.day for d in state.days] == fc.days[3:]
+    rows = {(r.day, r.hour): r for r in fc.hourly()}
+    for d in state.days:
+        assert d.level == fc.day_level(d.day)
+        if not d.open:
+            assert d.hours == [] and d.expected == []
+            continue
+        assert d.first_hour == 9
+        for k, (level, n) in enumerate(zip(d.hours, d.expected, strict=True)):
+            row = rows.get((d.day, d.first_hour + k))
+            if row is None:       # 12:00-13:30 is lunch in Liwan: no hour 12
+                assert d.first_hour + k == 12 and level is None and n == 0
+            else:
+                assert (level, n) == (row.level, round(row.count))
+    with pytest.raises(ValueError, match="counts"):
+        m.ComfortDay(day=today, open=True, level="较少", hours=["较少"], expected=[])
+
+
 def test_counts_come_from_issued_tickets_in_the_event_log(tmp_path: Path,
                                                           core_cls: type[Any]) -> None:
     cfg = small_hall()

@@ -51,6 +51,12 @@ EXAMPLES: list[Any] = [
                                            called_at=NOW)], waiting={"tax-filing": 12},
                  comfort="适中"),
     m.QueueState(rev=3, service="tax-filing", waiting=2, next=["A024", "A025"], eta_min=3.0),
+    m.ComfortState(rev=4, source="event log, 26 weeks", quiet_below_per_hour=1289.0,
+                   busy_from_per_hour=1635.0, method="simulated", days=[
+                       m.ComfortDay(day=NOW.date(), open=True, level="适中", first_hour=9,
+                                    hours=["较少", "较多", "适中", None],
+                                    expected=[800, 1700, 1400, 0]),
+                       m.ComfortDay(day=NOW.date(), open=False, level="较少")]),
     m.StatsState(rev=1, day=NOW.date(), total=m.Kpi(issued=10, served=8, avg_wait_s=301.0),
                  per_window={"15": m.Kpi(issued=0, served=3)}),
     m.Presence(state="online", boot=12, role="window", client="win-01", version="0.1.0"),

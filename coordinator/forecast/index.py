@@ -18,6 +18,7 @@ import numpy as np
 from coordinator.forecast.history import History, arrival_counts, generate_history
 from coordinator.forecast.levels import QUIET, Level, Thresholds, thresholds
 from coordinator.forecast.model import Fit, fit
+from hallq import messages as m
 from hallq.config import HallConfig
 
 __all__ = ["MIN_WEEKS", "Forecast", "HourRow", "build_forecast", "forecast_from"]
@@ -106,6 +107,27 @@ class Forecast:
                 minutes = sum(self.open_min[j] for j in js)
                 rows.append(HourRow(d, h, count, self.thresholds.level(count / minutes * 60)))
         return rows
+
+    def comfort_state(self, rev: int, today: dt.date) -> m.ComfortState:
+        """The retained MQTT form, from ``today`` to the forecast's last day."""
+        by_day: dict[dt.date, dict[int, HourRow]] = {}
+        for r in self.hourly():
+            by_day.setdefault(r.day, {})[r.hour] = r
+        days = []
+        for d in self.days:
+            if d < today:
+                continue
+            rows = by_day.get(d, {})
+            span = range(min(rows), max(rows) + 1) if rows else range(0)
+            days.append(m.ComfortDay(
+                day=d, open=self.is_open(d), level=self.day_level(d),
+                first_hour=span.start, hours=[rows[h].level if h in rows else None for h in span],
+                expected=[round(rows[h].count) if h in rows else 0 for h in span]))
+        th = self.thresholds
+        return m.ComfortState(rev=rev, source=self.source[:200],
+                              quiet_below_per_hour=round(th.quiet_per_hour, 1),
+                              busy_from_per_hour=round(th.busy_per_hour, 1),
+                              method=th.method, days=days)
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for the dashboard's chart and the retained MQTT message."""
