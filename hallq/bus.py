@@ -5,6 +5,10 @@ months: it reconnects forever with jittered backoff, re-subscribes and re-announ
 each time, keeps a persistent broker session, holds queueable publishes in a SQLite outbox
 while the broker is away, and survives any bad message (logged and reported on its error
 topic). QoS, retain and expiry of every publish come from :mod:`hallq.contract`.
+
+With ``ack_after_handler`` a QoS 1 message is acknowledged (PUBACK) only once its handlers
+have returned, not when it arrives: a process that dies while a message is in flight gets
+it again from its persistent broker session on the next connect (see ``docs/delivery.md``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
-from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel
@@ -121,7 +125,18 @@ def _may_be_protocol_refusal(error: BaseException) -> bool:
 
 
 class Session:
-    """One client's connection to the hall broker. Use as ``async with Session(...)``."""
+    """One client's connection to the hall broker. Use as ``async with Session(...)``.
+
+    ``ack_after_handler``: acknowledge each QoS>=1 message only after :meth:`_dispatch`
+    has finished with it (its handlers returned, or it was rejected and reported), instead
+    of paho's default of acknowledging on arrival. Messages are dispatched one at a time in
+    arrival order, so the acknowledgements leave in that order too (MQTT 3.1.1 §4.6). A
+    message whose handling is interrupted (the process dies, the session is closed or
+    cancelled mid-handler, the connection drops with it still queued) is not acknowledged,
+    and the broker delivers it again when this client id reconnects: handlers must be
+    idempotent on the message id. Register routes before the first connect: a redelivered
+    message with no route is acknowledged and dropped like any other.
+    """
 
     def __init__(
         self,
@@ -135,8 +150,10 @@ class Session:
         backoff_initial: float = 0.25,
         backoff_max: float = 30.0,
         op_timeout: float = 5.0,
+        ack_after_handler: bool = False,
     ) -> None:
         self.broker = broker
+        self.ack_after_handler = ack_after_handler
         self.role = Role(role)
         self.client_id = check_id(client_id, "client id")
         self.topics = HallTopics(hall)
@@ -254,7 +271,7 @@ class Session:
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = broker.session_expiry_s
         password = broker.password.get_secret_value() if broker.password is not None else None
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             broker.host,
             broker.port,
             identifier=self.client_id,
@@ -271,6 +288,9 @@ class Session:
             timeout=self._op_timeout,
             logger=logging.getLogger("hallq.mqtt"),
         )
+        # aiomqtt does not expose paho's manual acknowledgement; set it before connecting
+        client._client.manual_ack_set(self.ack_after_handler)
+        return client
 
     async def _run(self) -> None:
         failures = 0
@@ -339,7 +359,24 @@ class Session:
         for hook in self._connect_hooks:
             self._spawn(hook())
         async for message in client.messages:
-            await self._dispatch(message)
+            try:
+                await self._dispatch(message)
+            except Exception:
+                # past the handlers' own guard (a bug): acknowledge anyway, or the broker
+                # would hand the same message back after every reconnect
+                self._ack(client, message)
+                raise
+            self._ack(client, message)
+
+    def _ack(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        """Send the PUBACK (PUBCOMP at QoS 2) paho held back for ``message``. Always on the
+        connection that delivered it: once that one is gone this sends nothing, and the
+        broker redelivers the message on the next connection."""
+        if not self.ack_after_handler or message.qos == 0:
+            return
+        rc = client._client.ack(message.mid, message.qos)
+        if rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
+            log.debug("%s: ack of message %d not sent: %s", self.client_id, message.mid, rc)
 
     def _on_disconnect(self) -> None:
         self._connected.clear()
