@@ -124,7 +124,7 @@ class Engine:
         for code, i in self.service_idx.items():
             self.core.set_service(i, self.services[code].wait_target_min * 60.0)
         for win in self.windows.values():
-            self._push_skills(win)
+            self.push_skills(win)
         self.tickets: list[Ticket] = []
         self.by_number: dict[str, Ticket] = {}
         self.counters: Counter[str] = Counter()
@@ -139,7 +139,9 @@ class Engine:
         self.appointments: dict[str, tuple[str, float, float]] = {}
         self.seq = 0
 
-    def _push_skills(self, win: WindowRec) -> None:
+    def push_skills(self, win: WindowRec) -> None:
+        """Give the core the skills the engine holds for ``win`` (also to undo a simulated
+        day's changes)."""
         codes = [c for c in win.skills if c in self.service_idx]
         self.core.set_skills(
             win.idx, [self.service_idx[c] for c in codes], [float(win.skills[c]) for c in codes]
@@ -613,7 +615,7 @@ class Engine:
             return reject("unknown_service", f"unknown service(s): {', '.join(unknown)}")
         before = set(win.skills)
         win.skills = dict(cmd.skills)
-        self._push_skills(win)
+        self.push_skills(win)
         return Outcome(ok=True, services=before | set(win.skills))
 
     # --- views for publishing ---------------------------------------------------------------

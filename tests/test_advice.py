@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from coordinator.advice import Advice, advice_alert, advise, plan_day, replay_da
 from coordinator.dispatch import load_core
 from coordinator.engine import Engine
 from coordinator.simulation import draw_days, sim_day
-from coordinator.simulation.day import DayResult, run_day, sim_config
+from coordinator.simulation.day import DayResult, FastHall, SkillChange, run_day, sim_config
 from coordinator.simulation.policies import configured_skills
 from coordinator.simulation.profile import Demand, open_spans
 from hallq import messages as m
@@ -85,6 +86,46 @@ def test_replay_without_changes_matches_run_day() -> None:
     a = run_day(sc, core, skills, day, day=sim_day(None), spans=spans)
     b = replay_day(sc, core, skills, day, day=sim_day(None), start_s=spans[0][0])
     assert a.waits == b.waits and a.overtime_s == b.overtime_s
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_compiled_loop_replays_what_replay_day_does(core_cls: type[Any], seed: int) -> None:
+    """``FastHall.play`` with a start after opening, a backlog, busy windows and timed
+    skill changes (closing windows, opening closed ones, retasking) must serve the very
+    tickets ``replay_day`` serves through the engine; then, on the same hall, a plain day
+    must match ``run_day`` again (the changes are undone)."""
+    cfg = small_hall()
+    sc = sim_config(cfg)
+    demand = Demand.for_services([s.code for s in cfg.services])
+    spans = open_spans(cfg.hall.open_hours)
+    rng = random.Random(seed)
+    day = draw_days(cfg, demand, volume=1000, day_of_month=None, replications=1, seed=seed,
+                    no_show=0.05)[0]
+    start_s = spans[0][0] + rng.uniform(1.0, 4.0) * 3600
+    backlog = [a for a in day if a.t < start_s][-rng.randint(5, 20):]
+    future = [a for a in day if a.t >= start_s]
+    configured = configured_skills(cfg)
+    skills = {w: sk for w, sk in configured.items() if w != 1 + seed % 4}
+    busy = {w: start_s + rng.uniform(0.0, 300.0) for w in skills if rng.random() < 0.5
+            } if seed % 2 else {}
+    codes = [s.code for s in cfg.services]
+    changes = []
+    for _ in range(8):
+        chosen = [c for c in codes if rng.random() < 0.5]
+        changes.append(SkillChange(rng.uniform(start_s - 600.0, spans[-1][1]),
+                                   rng.choice(list(configured)),
+                                   {c: round(rng.uniform(0.5, 3.0), 2) for c in chosen}))
+    ref = replay_day(sc, core_cls, skills, future, day=sim_day(None), start_s=start_s,
+                     changes=changes, backlog=backlog, busy_until_s=busy)
+    hall = FastHall(sc, core_cls, skills, day=sim_day(None), spans=spans)
+    got = hall.play(future, start_s=start_s, changes=changes, backlog=backlog,
+                    busy_until_s=busy)
+    assert ref.served > 100
+    for name in ("waits", "busy_s", "served", "no_shows", "turned_away", "overtime_s",
+                 "open_s"):
+        assert getattr(got, name) == getattr(ref, name), name
+    plain = hall.play(day)
+    assert plain == run_day(sc, core_cls, skills, day, day=sim_day(None), spans=spans)
 
 
 def test_plan_keeps_the_staff_limit_and_is_no_worse_than_configured() -> None:

@@ -229,3 +229,4 @@ async def test_a_queue_past_its_target_raises_express_window_advice(
     advice = next(p for p in found if p.kind == "express_advice")
     assert advice.window == 2, "window 2 serves only invoices: the one free to help"
     assert "申报纳税" in advice.message or "tax-filing" in advice.message
+    assert advice.message.endswith("(simulation)"), "the effect comes from a short simulation"

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from coordinator.advice.plan import Plan, plan_day
+from coordinator.advice.plan import SEARCH_DAYS, Plan, plan_day
 from coordinator.simulation.profile import CALIBRATED_VOLUME
 from hallq.config import load_config
 
@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--day", type=int, default=None, help="day of month (default: average)")
     ap.add_argument("--staff-limit", type=int, default=None)
     ap.add_argument("--replications", type=int, default=10)
-    ap.add_argument("--search-days", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--search-days", type=int, default=SEARCH_DAYS,
+                    help="days, drawn apart from the reported ones, each candidate is played on")
+    ap.add_argument("--rounds", type=int, default=6, help="moves kept at most")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--core", default="auto", choices=["auto", "compiled", "pure"])
     ap.add_argument("--no-live", action="store_true", help="skip the live-advice variant")

@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from coordinator.advice.replay import SkillChange, Skills, replay_day
+from coordinator.advice.replay import SkillChange, Skills
 from coordinator.engine import Engine
-from coordinator.simulation.day import epoch_of, sim_config
-from coordinator.simulation.profile import SERVICE_SIGMA, Arrival
+from coordinator.simulation.day import FastHall, epoch_of, sim_config
+from coordinator.simulation.profile import SERVICE_SIGMA, Arrival, DayArrivals, open_spans
 from hallq import messages as m
 from hallq.messages import TicketState, WindowStatus
 
@@ -166,24 +166,32 @@ def advise(engine: Engine, now: float, *, horizon_min: float = 30, seed: int = 1
             "restore": {w: dict(engine.windows[w].skills) for w in chosen},
             "duration_min": duration, "waiting": waiting, "target_min": target,
             "predicted_wait_min": round(min(wait, 999.0), 2), "until": now + duration * 60.0}
-        effect = None
+        advice = Advice(**fields, basis="queueing", before_min=round(min(wait, 999.0), 2),
+                        after_min=round(after_q, 2), others_before_min=others_q[0],
+                        others_after_min=others_q[1])
         if simulate:
-            try:
-                effect = simulate_switch(engine, now, c, chosen, duration, horizon_min=horizon_min,
-                                         seed=seed, replications=replications)
-            except (ValueError, KeyError):  # a state the replay cannot rebuild: fall back
-                effect = None
-        if effect is not None:
-            out.append(Advice(**fields, basis="simulation", before_min=effect["before_min"],
-                              after_min=effect["after_min"],
-                              others_before_min=effect["others_before_min"],
-                              others_after_min=effect["others_after_min"]))
-        else:
-            out.append(Advice(**fields, basis="queueing",
-                              before_min=round(min(wait, 999.0), 2),
-                              after_min=round(after_q, 2), others_before_min=others_q[0],
-                              others_after_min=others_q[1]))
+            advice = with_simulated_effect(engine, now, advice, horizon_min=horizon_min,
+                                           seed=seed, replications=replications)
+        out.append(advice)
     return out
+
+
+def with_simulated_effect(engine: Engine, now: float, advice: Advice, *,
+                          horizon_min: float = 30, seed: int = 1,
+                          replications: int = 5) -> Advice:
+    """``advice`` with its effect from a short simulation (``simulate_switch``) instead of
+    the queueing estimate; unchanged if the state cannot be simulated. Separate from
+    ``advise`` so a caller can pick the advice it will publish first and simulate only that
+    (the windows chosen do not depend on the effect)."""
+    try:
+        effect = simulate_switch(engine, now, advice.service, advice.windows,
+                                 advice.duration_min, horizon_min=horizon_min, seed=seed,
+                                 replications=replications)
+    except (ValueError, KeyError):  # a state the simulation cannot rebuild: keep queueing
+        return advice
+    return replace(advice, basis="simulation", before_min=effect["before_min"],
+                   after_min=effect["after_min"], others_before_min=effect["others_before_min"],
+                   others_after_min=effect["others_after_min"])
 
 
 def _others_queue(engine: Engine, service: str) -> tuple[float, float]:
@@ -236,9 +244,11 @@ def simulate_switch(engine: Engine, now: float, service: str, windows: tuple[int
                     replications: int = 5) -> dict[str, float]:
     """Predicted mean waits (min) with and without the switch, from the current state.
 
-    Each replication draws one future (counter times, arrivals) and plays it twice through
-    fresh engines: as is, and with ``windows`` serving only ``service`` for
-    ``duration_min``. Figures are means over replications of the tickets' mean wait.
+    Each replication draws one future (counter times, arrivals) and plays it twice on a
+    copy of the hall's dispatch core (``FastHall``: the compiled day loop, the same waits as
+    ``replay_day`` through an engine): as is, and with ``windows`` serving only ``service``
+    for ``duration_min``. Figures are means over replications of the tickets' mean wait.
+    A few milliseconds for Liwan, so the coordinator can afford it when advice fires.
     """
     day = engine.day or engine.business_day(now)
     cfg = sim_config(engine.cfg)
@@ -246,16 +256,21 @@ def simulate_switch(engine: Engine, now: float, service: str, windows: tuple[int
     core_cls = type(engine.core)
     start_s = now - base
     rows: dict[str, list[float]] = {"before": [], "after": [], "ob": [], "oa": []}
+    hall: FastHall | None = None
     for r in range(replications):
         rng = random.Random(f"hallq-advice:{seed}:{r}")
         backlog, future, busy, skills = _state(engine, now, rng, horizon_min, base)
+        if hall is None:
+            hall = FastHall(cfg, core_cls, skills, day=day,
+                            spans=open_spans(cfg.hall.open_hours))
         changes = []
         for w in windows:
             changes.append(SkillChange(start_s, w, {service: 1.0}))
             changes.append(SkillChange(start_s + duration_min * 60.0, w, dict(skills[w])))
+        both = DayArrivals.of([*sorted(backlog, key=lambda a: a.t), *future], hall.codes)
         for key, ch in (("before", []), ("after", changes)):
-            res = replay_day(cfg, core_cls, skills, future, day=day, start_s=start_s,
-                             changes=ch, backlog=backlog, busy_until_s=busy)
+            res = hall.play(both, start_s=start_s, changes=ch, backlog=len(backlog),
+                            busy_until_s=busy)
             waits = _with_unserved(res.waits, backlog, future, start_s + horizon_min * 60.0)
             mine = waits[service]
             others = [x for c, ws in waits.items() if c != service for x in ws]

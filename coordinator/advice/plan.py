@@ -4,8 +4,9 @@ A greedy local search on the simulator: start from the hall's configured skills 
 the staff limit), try a small set of moves on the services with the worst p95 wait, keep
 the best move if it lowers the overall p95 (mean of each day's p95), repeat. Every
 candidate is played on the same drawn days (common random numbers), so a move is kept for
-what it does, not for the luck of its days. The search is deliberately small: each
-candidate costs R simulated hall-days through the real engine (~1 s each for Liwan).
+what it does, not for the luck of its days. Candidates are played on the compiled day
+loop (a few ms per Liwan day); only the variants acting on live advice go through the
+engine (~1 s a day), since the advice reads the engine's state as the day goes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from coordinator.advice.live import ActOnAdvice
 from coordinator.advice.replay import SkillChange, Skills, replay_day
 from coordinator.dispatch import load_core
 from coordinator.simulation import draw_days, sim_day
-from coordinator.simulation.day import DayResult, sim_config
+from coordinator.simulation.day import DayResult, FastHall, sim_config
 from coordinator.simulation.policies import configured_skills, dedicated_skills
 from coordinator.simulation.profile import Arrival, Demand, open_spans
 from coordinator.simulation.report import PolicyReport
@@ -29,25 +30,28 @@ from hallq.config import HallConfig
 # the two arrival peaks of the profile (10:00, 14:30) as seconds from midnight: where an
 # express window earns its keep
 PEAKS_S: tuple[tuple[float, float], ...] = ((9.5 * 3600, 11.5 * 3600), (14 * 3600, 16 * 3600))
-SEARCH_DAYS = 4        # days per candidate during the search (all replications at the end)
-MOVES_PER_ROUND = 6
+SEARCH_DAYS = 10       # days per candidate during the search (all replications at the end)
+MOVES_PER_ROUND = 12
+SEARCH_SEED_OFFSET = 100_003   # search days are drawn apart from the reported ones
 
 
 @dataclass(frozen=True)
 class Move:
     """One change to the day: ``add`` service at ``weight`` to a window all day, or make a
-    window an ``express`` window serving only ``service`` in the peak hours."""
+    window an ``express`` window serving only ``service`` in some of the peak hours
+    (``peaks`` indexes ``PEAKS_S``)."""
 
     kind: str                  # "add" | "express"
     window: int
     service: str
     weight: float = 2.0
+    peaks: tuple[int, ...] = (0, 1)
 
     def describe(self) -> str:
         if self.kind == "add":
             return (f"window {self.window}: also serve {self.service} "
                     f"(weight {self.weight:g}) all day")
-        spans = ", ".join(f"{_hhmm(a)}-{_hhmm(b)}" for a, b in PEAKS_S)
+        spans = ", ".join(f"{_hhmm(a)}-{_hhmm(b)}" for a, b in (PEAKS_S[k] for k in self.peaks))
         return f"window {self.window}: express window for {self.service} during {spans}"
 
 
@@ -68,7 +72,7 @@ class Staffing:
         if mv.kind == "add":
             skills[mv.window][mv.service] = mv.weight
         else:
-            for a, b in PEAKS_S:
+            for a, b in (PEAKS_S[k] for k in mv.peaks):
                 changes.append(SkillChange(a, mv.window, {mv.service: 1.0}))
                 changes.append(SkillChange(b, mv.window, dict(skills[mv.window])))
         return Staffing(skills, changes)
@@ -149,13 +153,19 @@ def _evaluate(cfg: HallConfig, core_cls: type[Any], st: Staffing,
               days: Sequence[Sequence[Arrival]], date: dt.date, start_s: float, *,
               live: bool = False, switches: list[int] | None = None) -> list[DayResult]:
     """Play ``days`` with ``st``; ``live`` also acts on the live advice every 5 minutes
-    (``switches`` collects how many switches each day made)."""
+    (``switches`` collects how many switches each day made). Without it the days run on
+    the compiled loop (``FastHall``, the same waits as ``replay_day``); the live advice
+    needs the engine's state at every tick, so those days go through the engine."""
+    if not live:
+        hall = FastHall(cfg, core_cls, st.skills, day=date,
+                        spans=open_spans(cfg.hall.open_hours))
+        return [hall.play(d, start_s=start_s, changes=st.changes) for d in days]
     out = []
     for d in days:
-        hook = ActOnAdvice() if live else None
+        hook = ActOnAdvice()
         out.append(replay_day(cfg, core_cls, st.skills, d, day=date, start_s=start_s,
                               changes=st.changes, hook=hook))
-        if hook is not None and switches is not None:
+        if switches is not None:
             switches.append(len(hook.taken))
     return out
 
@@ -174,10 +184,11 @@ def _worse(a: PolicyReport, b: PolicyReport) -> bool:
 
 def candidate_moves(st: Staffing, rep: PolicyReport, targets: Mapping[str, float],
                     used: set[int], limit: int = MOVES_PER_ROUND) -> list[Move]:
-    """A few moves aimed at the services furthest over (or nearest) their wait target.
+    """Moves aimed at the services furthest over (or nearest) their wait target.
 
     Donor windows: open, not yet moved, not serving the service, serving the least pressed
-    services (lowest p95 / target). Each service gets an ``add`` and an ``express`` try.
+    services (lowest p95 / target). Each service gets an ``add`` from its two best donors
+    and, from the best, an ``express`` try for both peaks and for each peak alone.
     """
     def pressure(c: str) -> float:
         p95 = rep.waits.get(c, {}).get("p95")
@@ -192,9 +203,12 @@ def candidate_moves(st: Staffing, rep: PolicyReport, targets: Mapping[str, float
         donors.sort(key=lambda w: (max((pressure(x) for x in st.skills[w]), default=0.0), w))
         if not donors:
             continue
-        proposed.add(donors[0])
-        moves.append(Move("add", donors[0], c))
-        moves.append(Move("express", donors[0], c))
+        first = donors[0]
+        proposed.update(donors[:2])
+        moves.append(Move("add", first, c))
+        moves += [Move("express", first, c, peaks=k) for k in ((0, 1), (0,), (1,))]
+        if len(donors) > 1:
+            moves.append(Move("add", donors[1], c))
         if len(moves) >= limit:
             break
     return moves[:limit]
@@ -202,14 +216,15 @@ def candidate_moves(st: Staffing, rep: PolicyReport, targets: Mapping[str, float
 
 def plan_day(cfg: HallConfig, *, volume: float, day_of_month: int | None = None,
              staff_limit: int | None = None, replications: int = 10, seed: int = 1,
-             core_kind: str = "auto", rounds: int = 3, search_days: int = SEARCH_DAYS,
+             core_kind: str = "auto", rounds: int = 6, search_days: int = SEARCH_DAYS,
              live: bool = True, log: Callable[[str], None] | None = None) -> Plan:
     """Search moves that lower the day's p95 wait with at most ``staff_limit`` windows open.
 
-    The search plays ``search_days`` of the drawn days per candidate; the final figures for
-    FIFO, the configured skills and the plan use all ``replications`` days (the same days
-    for all). A move is kept only if it lowers the search days' p95 (ties: the mean), and
-    the whole plan is dropped if it is worse than the configured skills on all the days.
+    The search plays ``search_days`` days drawn for it alone; the final figures for FIFO,
+    the configured skills and the plan use ``replications`` other days (the same days for
+    all variants), so the plan is judged out of sample. A move is kept only if it lowers
+    the search days' p95 (ties: the mean), and the whole plan is dropped if it is worse
+    than the configured skills on the reported days.
     ``live`` adds two variants acting on the live advice every 5 minutes (``ActOnAdvice``):
     the plan with it -- hallq's policy with express-window advice -- and FIFO with it.
     """
@@ -222,7 +237,10 @@ def plan_day(cfg: HallConfig, *, volume: float, day_of_month: int | None = None,
     date = sim_day(day_of_month)
     days = draw_days(cfg, demand, volume=volume, day_of_month=day_of_month,
                      replications=replications, seed=seed)
-    search = days[:max(1, min(search_days, replications))]
+    # the search plays days of its own, so the reported figures are out of sample: a move
+    # kept for the luck of the days it was tried on does not also look good on them
+    search = draw_days(cfg, demand, volume=volume, day_of_month=day_of_month,
+                       replications=max(1, search_days), seed=seed + SEARCH_SEED_OFFSET)
     targets = {s.code: s.wait_target_min for s in cfg.services}
 
     base = Staffing(limit_staff(cfg, configured_skills(cfg), limit))

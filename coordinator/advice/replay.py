@@ -21,11 +21,10 @@ import datetime as dt
 import heapq
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from coordinator.engine import Engine
-from coordinator.simulation.day import NO_SHOW_WAIT_S, DayResult, epoch_of
+from coordinator.simulation.day import NO_SHOW_WAIT_S, DayResult, SkillChange, epoch_of
 from coordinator.simulation.profile import Arrival
 from hallq import messages as m
 from hallq.config import HallConfig
@@ -38,16 +37,6 @@ _FREE, _NOSHOW, _ARRIVE, _CHANGE, _TICK = 0, 1, 2, 3, 4
 # called every ``tick_s`` with the engine and the time; returns changes to schedule (the
 # live advice played inside a simulated day)
 Hook = Callable[[Engine, float], Sequence["SkillChange"]]
-
-
-@dataclass(frozen=True)
-class SkillChange:
-    """From ``at_s`` (seconds from midnight) window ``window`` serves ``skills``;
-    an empty mapping closes the window (it finishes its current ticket, then calls no one)."""
-
-    at_s: float
-    window: int
-    skills: Mapping[str, float]
 
 
 def replay_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequence[Arrival],

@@ -21,7 +21,7 @@ import datetime as dt
 import heapq
 from array import array
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,12 +241,24 @@ def day_loop(core_cls: type[Any]) -> Loop:
     return pure_twin("coordinator.simulation.fastday").play
 
 
+@dataclass(frozen=True)
+class SkillChange:
+    """From ``at_s`` (seconds from midnight) window ``window`` serves ``skills``;
+    an empty mapping closes the window (it finishes its current ticket, then calls no one)."""
+
+    at_s: float
+    window: int
+    skills: Mapping[str, float]
+
+
 class FastHall:
     """A hall set up once for one set of window skills, then playing days on the compiled loop.
 
     A real engine configures the dispatch core once (services, targets, boost, ``SetSkills``
     per window); each day then starts with ``DispatchCore.clear`` -- the same configured
-    core, emptied -- so the set-up is not paid again for every replication.
+    core, emptied -- so the set-up is not paid again for every replication. A day may also
+    start later than opening, from a backlog and with windows busy, and change skills at
+    given times (what ``coordinator.advice.replay_day`` does through the engine).
     """
 
     def __init__(self, cfg: HallConfig, core_cls: type[Any], skills: Skills, *, day: dt.date,
@@ -254,7 +266,7 @@ class FastHall:
         self.base = epoch_of(cfg, day)
         self.spans = spans
         self.t0 = self.base + spans[0][0]
-        engine = _engine_for(cfg, core_cls, skills, day, self.t0)
+        self.engine = engine = _engine_for(cfg, core_cls, skills, day, self.t0)
         self.core = engine.core
         self.play_loop = day_loop(core_cls)
         self.codes = list(engine.services)
@@ -272,21 +284,26 @@ class FastHall:
             for a, b in open_spans(engine.hours_of(s)):
                 self.hours.extend((a, b))
             self.hours_off.append(len(self.hours) // 2)
-        self.numbers = list(skills)
-        pos = {w: p for p, w in enumerate(self.numbers)}
+        self.skills = skills
+        # windows open at the start first (in the skills' order), then every other one
+        self.numbers = list(skills) + [w for w in engine.windows if w not in skills]
+        self.pos = {w: p for p, w in enumerate(self.numbers)}
         self.win_idx = array("i", [engine.windows[w].idx for w in self.numbers])
         self.win_num = array("i", self.numbers)
-        self.serve_off, self.serve_pos = array("i", [0]), array("i")
-        for c in self.codes:
-            self.serve_pos.extend(pos[w] for w, sk in skills.items() if c in sk)
-            self.serve_off.append(len(self.serve_pos))
         nw, ns = len(self.numbers), len(self.codes)
+        self.wsk0 = _zeros("b", nw * ns)
+        for w, sk in skills.items():
+            for c in sk:
+                self.wsk0[self.pos[w] * ns + self.service_idx[c]] = 1
+        self.incur0 = array("b", [1 if w in skills else 0 for w in self.numbers])
         self.work, self.flags = _doubles(nw + ns), _zeros("q", nw + ns)
-        self.wcur = _zeros("i", nw)
+        self.wcur, self.by_rank, self.occ = _zeros("i", nw), _zeros("i", nw), _zeros("b", nw)
+        self.serve_off, self.serve_pos = _zeros("i", ns + 1), _zeros("i", nw * ns)
         self.ht, self.hk, self.hn, self.hp = (_doubles(nw + 1), _zeros("i", nw + 1),
                                               _zeros("i", nw + 1), _zeros("i", nw + 1))
         self.n_bins = int(86400 // WAIT_BIN_S) + 1
         self._size = -1
+        self._changed: set[int] = set()
 
     def _tickets(self, n: int) -> None:
         """Per-ticket buffers, kept from day to day (every slot is written before it is read)."""
@@ -296,8 +313,53 @@ class FastHall:
             self.tissue, self.cwait, self.tsa, self.tsb, self.tback, self.cbook = (
                 _doubles(self._size) for _ in range(6))
 
-    def play(self, arrivals: Sequence[Arrival]) -> DayResult:
-        cols = DayArrivals.of(arrivals, self.codes)
+    def _changes(self, changes: Sequence[SkillChange], start_s: float
+                 ) -> tuple[array[float], array[int], array[int], list[Any], list[Any]]:
+        ns = len(self.codes)
+        order = sorted(range(len(changes)), key=lambda k: changes[k].at_s)
+        ch_t, ch_p, ch_sk = array("d"), array("i"), _zeros("b", len(changes) * ns)
+        svcs: list[Any] = []
+        wts: list[Any] = []
+        for row, k in enumerate(order):
+            ch = changes[k]
+            if ch.window not in self.pos:
+                raise ValueError(f"skill change for window {ch.window}, which the hall lacks")
+            unknown = [c for c in ch.skills if c not in self.service_idx]
+            if unknown:
+                raise ValueError(f"skill change for window {ch.window}: unknown service "
+                                 f"{unknown[0]!r}")
+            ch_t.append(self.base + max(ch.at_s, start_s))
+            ch_p.append(self.pos[ch.window])
+            for c in ch.skills:
+                ch_sk[row * ns + self.service_idx[c]] = 1
+            svcs.append([self.service_idx[c] for c in ch.skills])
+            wts.append([float(x) for x in ch.skills.values()])
+            self._changed.add(ch.window)
+        return ch_t, ch_p, ch_sk, svcs, wts
+
+    def play(self, arrivals: Sequence[Arrival], *, start_s: float | None = None,
+             changes: Sequence[SkillChange] = (), backlog: Sequence[Arrival] | int = (),
+             busy_until_s: Mapping[int, float] | None = None) -> DayResult:
+        """Play ``arrivals`` (in time order) from opening, or from ``start_s``.
+
+        ``backlog``: tickets issued before ``start_s`` and still waiting (counted from
+        their issue time) -- or how many of ``arrivals`` are such tickets, in time order at
+        their head, when the caller plays one column store several times; ``busy_until_s``:
+        when a window now at its counter is free; ``changes``: timed skill changes
+        (``replay_day``'s meaning).
+        """
+        for w in self._changed:   # undo the skill changes of the last day played
+            self.engine.push_skills(self.engine.windows[w])
+        self._changed.clear()
+        start = self.spans[0][0] if start_s is None else start_s
+        t0 = self.base + start
+        if isinstance(backlog, int):
+            n_back = backlog
+            cols = DayArrivals.of(arrivals, self.codes)
+        else:
+            back = sorted(backlog, key=lambda a: a.t)
+            n_back = len(back)
+            cols = DayArrivals.of([*back, *arrivals] if back else arrivals, self.codes)
         if cols.codes == tuple(self.codes):
             svc_of_code = array("i", range(len(self.codes)))
         else:
@@ -305,19 +367,25 @@ class FastHall:
             unknown = {cols.codes[x] for x in set(cols.xfer) if x >= 0 and svc_of_code[x] < 0}
             if unknown:
                 raise ValueError(f"transfer to unknown service(s) {sorted(unknown)}")
+        ch_t, ch_p, ch_sk, ch_svcs, ch_wts = self._changes(changes, start)
         self._tickets(len(cols))
         self.core.clear()
         spans, nw = self.spans, len(self.numbers)
+        free_at = array("d", [(busy_until_s or {}).get(w, -1.0) for w in self.numbers])
         busy, bins, bin_n = _doubles(nw), _doubles(self.n_bins), _zeros("q", self.n_bins)
         samples, counts = _zeros("q", _MAX_SAMPLES), _zeros("q", fd.N_COUNTS)
+        wsk, incur = array("b", self.wsk0), array("b", self.incur0)
+        rank = array("i", range(nw))
         last_end = self.play_loop(
             self.core, cols.t, cols.svc, cols.service_s, cols.no_show, cols.xfer, cols.xfer_s,
-            cols.slot_a, cols.slot_b, svc_of_code, self.cls_of, self.green, self.appointment,
-            self.cap, self.ceiling, self.hours, self.hours_off, self.win_idx, self.win_num,
-            self.serve_off, self.serve_pos, self.base, self.t0, NO_SHOW_WAIT_S, spans[0][0],
-            SAMPLE_S, WAIT_BIN_S, self.tsvc, self.tissue, self.tarr, self.tcls, self.tsa,
-            self.tsb, self.tback, self.cwait, self.csvc, self.cbook, busy, samples, bins, bin_n, counts,
-            self.work, self.flags, self.wcur, self.ht, self.hk, self.hn, self.hp)
+            cols.slot_a, cols.slot_b, n_back, svc_of_code, self.cls_of, self.green,
+            self.appointment, self.cap, self.ceiling, self.hours, self.hours_off, self.win_idx,
+            self.win_num, wsk, incur, rank, free_at, ch_t, ch_p, ch_sk, ch_svcs, ch_wts,
+            self.base, t0, NO_SHOW_WAIT_S, start, SAMPLE_S, WAIT_BIN_S, self.tsvc, self.tissue,
+            self.tarr, self.tcls, self.tsa, self.tsb, self.tback, self.cwait, self.csvc,
+            self.cbook, busy, samples, bins, bin_n, counts, self.work, self.flags, self.wcur,
+            self.occ, self.by_rank, self.serve_off, self.serve_pos, self.ht, self.hk, self.hn,
+            self.hp)
         served, no_shows = counts[fd.SERVED], counts[fd.NO_SHOWS]
         cw = np.frombuffer(self.cwait, dtype=np.float64, count=counts[fd.CALLED])
         cs = np.frombuffer(self.csvc, dtype=np.int32, count=counts[fd.CALLED])
@@ -327,16 +395,19 @@ class FastHall:
                         ("daily_cap_reached", fd.CAPPED), ("numbers_exhausted", fd.EXHAUSTED)):
             if counts[k]:
                 turned[code] = counts[k]
-        queue = [(spans[0][0] + k * SAMPLE_S, samples[k]) for k in range(counts[fd.SAMPLED])]
+        queue = [(start + k * SAMPLE_S, samples[k]) for k in range(counts[fd.SAMPLED])]
         left = counts[fd.ADMITTED] + counts[fd.TRANSFERRED] - counts[fd.CALLED] - no_shows
-        next_sample = spans[0][0] + len(queue) * SAMPLE_S
+        next_sample = start + len(queue) * SAMPLE_S
         while next_sample <= spans[-1][1]:
             queue.append((next_sample, left))
             next_sample += SAMPLE_S
-        close = self.base + spans[-1][1]
+        close = self.base + max(start, spans[-1][1])
+        shown = set(self.skills) | {ch.window for ch in changes}
         return DayResult(
-            waits=waits, busy_s={w: busy[p] for p, w in enumerate(self.numbers)},
-            open_s=sum(b - a for a, b in spans), overtime_s=max(0.0, last_end - close),
+            waits=waits, busy_s={w: busy[p] for p, w in enumerate(self.numbers) if w in shown},
+            open_s=sum(b - a for a, b in spans) if start_s is None else
+            max(1.0, spans[-1][1] - start_s),
+            overtime_s=max(0.0, last_end - close),
             served=served, no_shows=no_shows, turned_away=turned, queue_samples=queue,
             wait_bins={k * WAIT_BIN_S: (bins[k], bin_n[k]) for k in range(self.n_bins)
                        if bin_n[k]},

@@ -90,57 +90,96 @@ def _pop(ht: Any, hk: Any, hn: Any, hp: Any, size: int) -> int:
     return size
 
 
-def _idle_for(s: int, serve_off: Any, serve_pos: Any, flags: Any, work: Any) -> int:
-    """The window idle longest among those serving ``s`` (first listed on a tie); -1: none."""
-    p = -1
-    for k in range(serve_off[s], serve_off[s + 1]):
-        q = serve_pos[k]
-        if flags[q] and (p < 0 or work[q] < work[p]):
-            p = q
-    return p
+def _rebuild(n_win: int, n_svc: int, wsk: Any, incur: Any, rank: Any, by_rank: Any,
+             serve_off: Any, serve_pos: Any) -> None:
+    """Windows serving each service, open ones only, in the order they were opened: the
+    order the engine-driven loops offer an arrival to idle windows."""
+    m = 0
+    for p in range(n_win):
+        if incur[p]:
+            k = m
+            while k > 0 and rank[by_rank[k - 1]] > rank[p]:
+                by_rank[k] = by_rank[k - 1]
+                k -= 1
+            by_rank[k] = p
+            m += 1
+    k = 0
+    for s in range(n_svc):
+        serve_off[s] = k
+        for j in range(m):
+            if wsk[by_rank[j] * n_svc + s]:
+                serve_pos[k] = by_rank[j]
+                k += 1
+    serve_off[n_svc] = k
 
 
 def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: Any,
-         asa: Any, asb: Any, svc_of_code: Any, cls_of: Any, green_cls: int, appt_cls: int,
-         cap: Any, ceiling: Any, hours: Any, hours_off: Any, win_idx: Any, win_num: Any,
-         serve_off: Any, serve_pos: Any, base: float, t0: float, no_show_wait: float,
-         sample_from: float, sample_s: float, bin_s: float, tsvc: Any, tissue: Any, tarr: Any,
-         tcls: Any, tsa: Any, tsb: Any, tback: Any, cwait: Any, csvc: Any, cbook: Any,
-         busy: Any, samples: Any, bins: Any, bin_n: Any, counts: Any, work: Any, flags: Any,
-         wcur: Any, ht: Any, hk: Any, hn: Any, hp: Any) -> float:
-    """Play one day; returns the time of the last finish (or ``t0``).
+         asa: Any, asb: Any, n_back: int, svc_of_code: Any, cls_of: Any, green_cls: int,
+         appt_cls: int, cap: Any, ceiling: Any, hours: Any, hours_off: Any, win_idx: Any,
+         win_num: Any, wsk: Any, incur: Any, rank: Any, free_at: Any, ch_t: Any, ch_p: Any,
+         ch_sk: Any, ch_svcs: Any, ch_wts: Any, base: float, t0: float, no_show_wait: float,
+         sample_from: float, sample_s: float, bin_s: float, tsvc: Any, tissue: Any,
+         tarr: Any, tcls: Any, tsa: Any, tsb: Any, tback: Any, cwait: Any, csvc: Any,
+         cbook: Any, busy: Any, samples: Any, bins: Any, bin_n: Any, counts: Any,
+         work: Any, flags: Any, wcur: Any, occ: Any, by_rank: Any, serve_off: Any,
+         serve_pos: Any, ht: Any, hk: Any, hn: Any, hp: Any) -> float:
+    """Play one day (or the rest of one); returns the time of the last finish (or ``t0``).
 
-    Inputs: arrivals by column (seconds from midnight, code index, counter seconds,
-    no-show, transfer code index or -1 and its counter seconds, booked slot or 0, 0),
-    ``svc_of_code`` (core service index per code, -1 unknown), per core service
-    ``cls_of``/``cap`` (-1: none)/``ceiling`` and opening spans ``hours[2k:2k+2]`` for
-    ``k`` in ``hours_off[s]..hours_off[s+1]``; per window taking part (position ``p``, in
-    the order the engine-driven loop knows them) its core index and number; per service
-    the positions of the windows serving it, ``serve_pos[serve_off[s]:serve_off[s+1]]``.
+    Arrivals by column: seconds from midnight, code index, counter seconds, no-show,
+    transfer code index or -1 and its counter seconds, booked slot or 0, 0. The first
+    ``n_back`` are a backlog: tickets issued before ``t0`` (at their own times) and still
+    waiting; the rest arrive in time order. ``svc_of_code``: core service index per code
+    (-1 unknown); per core service ``cls_of``, ``cap`` (-1: none), ``ceiling`` and opening
+    spans ``hours[2k:2k+2]`` for ``k`` in ``hours_off[s]..hours_off[s+1]``.
+
+    Windows by position ``p``: core index, number, the services they serve
+    (``wsk[p * n_svc + s]``), whether open at ``t0`` (``incur``), their order of opening
+    (``rank``), when a busy one becomes free (``free_at``, seconds from midnight, <= start
+    when not busy). Skill changes in time order: at ``ch_t[k]`` (epoch) window ``ch_p[k]``
+    gets the services of row ``k`` of ``ch_sk`` -- none closes it -- and the core gets
+    ``core.set_skills(index, ch_svcs[k], ch_wts[k])``.
 
     Outputs, filled in place: per ticket (issue order) its service, issue time, arrival,
     class, slot and transfer time (-1: none); per call of a present taxpayer (call order)
-    the wait and service, and per booked one its wait from the slot's start; per window position its busy seconds; ``samples[k]`` tickets
-    waiting at ``sample_from + k * sample_s`` (as far as it has room); ``bins``/``bin_n``
-    wait sum and count by issue time; ``counts`` (see the module's indices). ``work``
-    (doubles), ``flags`` (ints) are scratch of one slot per window and per service,
-    ``wcur`` of one per window; ``ht/hk/hn/hp`` a heap of one per window.
+    the wait and service, and per booked one its wait from the slot's start; per window its
+    busy seconds; ``samples[k]`` tickets waiting at ``sample_from + k * sample_s`` (as far
+    as it has room); ``bins``/``bin_n`` wait sum and count by issue time; ``counts`` (see
+    the module's indices). The rest is scratch: ``work``/``flags`` one slot per window and
+    per service, ``wcur``/``occ``/``by_rank`` one per window, ``serve_off`` one per
+    service and one more, ``serve_pos`` one per window and service, ``ht/hk/hn/hp`` a heap
+    of one per window.
     """
     n = len(at)
     n_win = len(win_idx)
     n_samples = len(samples)
     n_bins = len(bins)
     n_svc = len(cls_of)
+    n_ch = len(ch_t)
     # scratch: idle flag per window in flags[0:n_win], tickets issued per service in
     # flags[n_win:n_win+n_svc], idle-since per window in work[0:n_win]
-    for p in range(n_win):
-        flags[p] = 1
-        work[p] = t0
-        wcur[p] = -1
     for s in range(n_svc):
         flags[n_win + s] = 0
     size = 0
+    start = t0 - base
+    for p in range(n_win):
+        flags[p] = 0
+        wcur[p] = -1
+        occ[p] = 0
+        if not incur[p]:
+            continue
+        if free_at[p] > start:
+            size = _push(ht, hk, hn, hp, size, base + free_at[p], _FREE, win_num[p], p)
+            occ[p] = 1
+        else:
+            flags[p] = 1
+            work[p] = t0
+    _rebuild(n_win, n_svc, wsk, incur, rank, by_rank, serve_off, serve_pos)
+    next_rank = 0
+    for p in range(n_win):
+        if rank[p] >= next_rank:
+            next_rank = rank[p] + 1
     i = 0
+    j = 0
     nt = 0
     nc = 0
     nb = 0
@@ -148,25 +187,51 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
     ns = 0
     next_sample = sample_from
     last_end = t0
-    while i < n or size > 0:
-        if size > 0 and (i >= n or ht[0] <= base + at[i]):
+    wake = 0        # backlog issued: the idle windows call, in number order, before all else
+    while i < n or size > 0 or j < n_ch or wake >= 0:
+        then = -1   # after calling on ``p``: a window to wake for ``then``'s new service
+        back = i < n_back
+        if back:
+            now = base + at[i]
+            rel = at[i]
+            kind = 2
+            i += 1
+        elif wake >= 0:
+            if wake == 0 and nt == 0:
+                wake = -1
+                continue
+            p = -1
+            for q in range(n_win):   # the lowest-numbered idle window not yet woken
+                if flags[q] and win_num[q] >= wake and (p < 0 or win_num[q] < win_num[p]):
+                    p = q
+            if p < 0:
+                wake = -1
+                continue
+            wake = win_num[p] + 1
+            now = t0
+            rel = start
+            kind = 4
+        elif size > 0 and (i >= n or ht[0] <= base + at[i]) and (j >= n_ch or ht[0] <= ch_t[j]):
             now = ht[0]
             kind = hk[0]
             p = hp[0]
             size = _pop(ht, hk, hn, hp, size)
             rel = now - base
-        else:
+        elif i < n and (j >= n_ch or base + at[i] <= ch_t[j]):
             rel = at[i]
             now = base + rel
             kind = 2
-            p = -1
             i += 1
-        while next_sample <= rel:
+        else:
+            now = ch_t[j]
+            rel = now - base
+            kind = 3
+            j += 1
+        while next_sample <= rel and not back and kind != 4:
             if ns < n_samples:
                 samples[ns] = waiting
                 ns += 1
             next_sample += sample_s
-        then = -1       # after calling on ``p``: a window to wake for ``then``'s new service
         if kind == 2:
             a = i - 1
             s = svc_of_code[asvc[a]]
@@ -206,17 +271,49 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
             tcls[t] = c
             core.add(t, s, c, now, t, tsa[t], tsb[t])
             waiting += 1
-            p = _idle_for(s, serve_off, serve_pos, flags, work)
+            if back:
+                continue
+            p = -1
+            for k in range(serve_off[s], serve_off[s + 1]):
+                q = serve_pos[k]
+                if flags[q] and (p < 0 or work[q] < work[p]):
+                    p = q
             if p < 0:
                 continue
-            flags[p] = 0
-        else:
-            last_end = now
+        elif kind == 3:
+            k = j - 1
+            p = ch_p[k]
+            opened = False
+            for s in range(n_svc):
+                wsk[p * n_svc + s] = ch_sk[k * n_svc + s]
+                if ch_sk[k * n_svc + s]:
+                    opened = True
+            if opened:
+                core.set_skills(win_idx[p], ch_svcs[k], ch_wts[k])
+                if not incur[p]:
+                    incur[p] = 1
+                    rank[p] = next_rank
+                    next_rank += 1
+                _rebuild(n_win, n_svc, wsk, incur, rank, by_rank, serve_off, serve_pos)
+                if occ[p]:
+                    continue
+            else:
+                if incur[p]:
+                    incur[p] = 0
+                    _rebuild(n_win, n_svc, wsk, incur, rank, by_rank, serve_off, serve_pos)
+                flags[p] = 0
+                continue
+        elif kind != 4:
+            occ[p] = 0
             t = wcur[p]
             wcur[p] = -1
             if kind == _NOSHOW:
                 counts[NO_SHOWS] += 1
+                last_end = now
+            elif t < 0:
+                pass    # busy at the start with a ticket from before it
             elif ax[tarr[t]] >= 0 and tback[t] < 0.0:
+                last_end = now
                 s = svc_of_code[ax[tarr[t]]]
                 tsvc[t] = s
                 tback[t] = now
@@ -225,15 +322,22 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
                 waiting += 1
                 then = t
             else:
+                last_end = now
                 counts[SERVED] += 1
         for r in range(2):
             if r == 1:
                 if then < 0 or not core.queued(then):
                     break
-                p = _idle_for(tsvc[then], serve_off, serve_pos, flags, work)
+                p = -1
+                for k in range(serve_off[tsvc[then]], serve_off[tsvc[then] + 1]):
+                    q = serve_pos[k]
+                    if flags[q] and (p < 0 or work[q] < work[p]):
+                        p = q
                 if p < 0:
                     break
-                flags[p] = 0
+            flags[p] = 0
+            if not incur[p]:
+                continue
             t = core.call_next(win_idx[p], now)
             if t < 0:
                 flags[p] = 1
@@ -242,6 +346,7 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
             waiting -= 1
             a = tarr[t]
             wcur[p] = t
+            occ[p] = 1
             if tback[t] < 0.0 and anoshow[a]:
                 size = _push(ht, hk, hn, hp, size, now + no_show_wait, _NOSHOW, win_num[p], p)
                 busy[p] += no_show_wait
