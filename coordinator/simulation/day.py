@@ -299,8 +299,10 @@ class FastHall:
         self.work, self.flags = _doubles(nw + ns), _zeros("q", nw + ns)
         self.wcur, self.by_rank, self.occ = _zeros("i", nw), _zeros("i", nw), _zeros("b", nw)
         self.serve_off, self.serve_pos = _zeros("i", ns + 1), _zeros("i", nw * ns)
-        self.ht, self.hk, self.hn, self.hp = (_doubles(nw + 1), _zeros("i", nw + 1),
-                                              _zeros("i", nw + 1), _zeros("i", nw + 1))
+        self.ht, self.hk, self.hp = _doubles(nw + 1), _zeros("i", nw + 1), _zeros("i", nw + 1)
+        self.split = fd.split if self.play_loop is fd.play else pure_twin(
+            "coordinator.simulation.fastday").split
+        self.offsets = _zeros("q", ns + 1)
         self.n_bins = int(86400 // WAIT_BIN_S) + 1
         self._size = -1
         self._changed: set[int] = set()
@@ -310,8 +312,8 @@ class FastHall:
         if n > self._size:
             self._size = max(n, 2 * self._size)
             self.tsvc, self.tarr, self.csvc, self.tcls = (_zeros("i", self._size) for _ in range(4))
-            self.tissue, self.cwait, self.tsa, self.tsb, self.tback, self.cbook = (
-                _doubles(self._size) for _ in range(6))
+            self.tissue, self.cwait, self.tsa, self.tsb, self.tback, self.cbook, self.grouped = (
+                _doubles(self._size) for _ in range(7))
 
     def _changes(self, changes: Sequence[SkillChange], start_s: float
                  ) -> tuple[array[float], array[int], array[int], list[Any], list[Any]]:
@@ -384,12 +386,12 @@ class FastHall:
             self.base, t0, NO_SHOW_WAIT_S, start, SAMPLE_S, WAIT_BIN_S, self.tsvc, self.tissue,
             self.tarr, self.tcls, self.tsa, self.tsb, self.tback, self.cwait, self.csvc,
             self.cbook, busy, samples, bins, bin_n, counts, self.work, self.flags, self.wcur,
-            self.occ, self.by_rank, self.serve_off, self.serve_pos, self.ht, self.hk, self.hn,
-            self.hp)
+            self.occ, self.by_rank, self.serve_off, self.serve_pos, self.ht, self.hk, self.hp)
         served, no_shows = counts[fd.SERVED], counts[fd.NO_SHOWS]
-        cw = np.frombuffer(self.cwait, dtype=np.float64, count=counts[fd.CALLED])
-        cs = np.frombuffer(self.csvc, dtype=np.int32, count=counts[fd.CALLED])
-        waits = {c: cw[cs == k].tolist() for k, c in enumerate(self.codes)}
+        self.split(self.cwait, self.csvc, counts[fd.CALLED], len(self.codes), self.grouped,
+                   self.offsets)
+        off = self.offsets
+        waits = {c: self.grouped[off[k]:off[k + 1]].tolist() for k, c in enumerate(self.codes)}
         turned: Counter[str] = Counter()
         for code, k in (("unknown_service", fd.UNKNOWN), ("service_closed", fd.CLOSED),
                         ("daily_cap_reached", fd.CAPPED), ("numbers_exhausted", fd.EXHAUSTED)):

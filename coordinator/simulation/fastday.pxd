@@ -9,19 +9,18 @@ cdef int _FREE
 cdef int _NOSHOW
 
 
-cdef inline bint _before(double[::1] ht, int[::1] hk, int[::1] hn, Py_ssize_t a,
-                         Py_ssize_t b) noexcept nogil
-
-cdef inline void _swap(double[::1] ht, int[::1] hk, int[::1] hn, int[::1] hp, Py_ssize_t a,
-                       Py_ssize_t b) noexcept nogil
-
 @cython.locals(i=Py_ssize_t, parent=Py_ssize_t)
-cdef inline Py_ssize_t _push(double[::1] ht, int[::1] hk, int[::1] hn, int[::1] hp,
-                             Py_ssize_t size, double t, int kind, int num, int p) noexcept nogil
+cdef inline Py_ssize_t _push(double[::1] ht, int[::1] hk, int[::1] hp, Py_ssize_t size,
+                             double t, int key, int p) noexcept nogil
+
+cdef inline Py_ssize_t _pop(double[::1] ht, int[::1] hk, int[::1] hp,
+                            Py_ssize_t size) noexcept nogil
 
 @cython.locals(i=Py_ssize_t, c=Py_ssize_t)
-cdef inline Py_ssize_t _pop(double[::1] ht, int[::1] hk, int[::1] hn, int[::1] hp,
-                            Py_ssize_t size) noexcept nogil
+cdef inline void _sift(double[::1] ht, int[::1] hk, int[::1] hp, Py_ssize_t size, double t,
+                       int key, int p) noexcept nogil
+
+cdef inline int _key(int kind, int number) noexcept nogil
 
 
 @cython.locals(m=int, p=int, k=int, s=int, j=int)
@@ -37,7 +36,7 @@ cdef void _rebuild(int n_win, int n_svc, signed char[::1] wsk, signed char[::1] 
                ns=Py_ssize_t, next_sample=double, last_end=double, wake=int, back=bint,
                now=double, rel=double, kind=int, a=Py_ssize_t, is_open=bint,
                issued="long long", t=Py_ssize_t, then=Py_ssize_t, opened=bint, d=double,
-               wait=double, b=Py_ssize_t)
+               wait=double, b=Py_ssize_t, root=bint, gone=bint, key=int)
 cpdef double play(DispatchCore core, double[::1] at, int[::1] asvc, double[::1] aserv,
                   signed char[::1] anoshow, int[::1] ax, double[::1] axs, double[::1] asa,
                   double[::1] asb, Py_ssize_t n_back, int[::1] svc_of_code, int[::1] cls_of,
@@ -53,4 +52,9 @@ cpdef double play(DispatchCore core, double[::1] at, int[::1] asvc, double[::1] 
                   double[::1] bins, long long[::1] bin_n, long long[::1] counts,
                   double[::1] work, long long[::1] flags, int[::1] wcur, signed char[::1] occ,
                   int[::1] by_rank, int[::1] serve_off, int[::1] serve_pos, double[::1] ht,
-                  int[::1] hk, int[::1] hn, int[::1] hp) except? -1.0
+                  int[::1] hk, int[::1] hp) except? -1.0
+
+
+@cython.locals(i=Py_ssize_t, k=Py_ssize_t)
+cpdef void split(double[::1] values, int[::1] keys, Py_ssize_t n, Py_ssize_t n_keys,
+                 double[::1] out, long long[::1] offsets) noexcept

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["ADMITTED", "BOOKED", "CALLED", "CAPPED", "CLOSED", "EXHAUSTED", "NO_SHOWS", "N_COUNTS",
-           "SAMPLED", "SERVED", "TRANSFERRED", "UNKNOWN", "play"]
+           "SAMPLED", "SERVED", "TRANSFERRED", "UNKNOWN", "play", "split"]
 
 # indices into ``counts``
 ADMITTED = 0
@@ -39,55 +39,55 @@ _FREE = 0
 _NOSHOW = 1
 
 
-def _before(ht: Any, hk: Any, hn: Any, a: int, b: int) -> bool:
-    """Heap order (time, kind, window number): the engine-driven loop's tuple order."""
-    if ht[a] != ht[b]:
-        return ht[a] < ht[b]
-    if hk[a] != hk[b]:
-        return hk[a] < hk[b]
-    return hn[a] < hn[b]
-
-
-def _swap(ht: Any, hk: Any, hn: Any, hp: Any, a: int, b: int) -> None:
-    ht[a], ht[b] = ht[b], ht[a]
-    hk[a], hk[b] = hk[b], hk[a]
-    hn[a], hn[b] = hn[b], hn[a]
-    hp[a], hp[b] = hp[b], hp[a]
-
-
-def _push(ht: Any, hk: Any, hn: Any, hp: Any, size: int, t: float, kind: int, num: int,
-          p: int) -> int:
+def _push(ht: Any, hk: Any, hp: Any, size: int, t: float, key: int, p: int) -> int:
+    """Add an event: at ``t``, tie ``key`` (kind and window number, see ``_key``), for
+    window position ``p``. The heap is ordered by (time, kind, window number): the
+    engine-driven loop's tuple order."""
     i = size
-    ht[i] = t
-    hk[i] = kind
-    hn[i] = num
-    hp[i] = p
     while i > 0:
         parent = (i - 1) >> 1
-        if not _before(ht, hk, hn, i, parent):
+        if ht[parent] < t or (ht[parent] == t and hk[parent] < key):
             break
-        _swap(ht, hk, hn, hp, i, parent)
+        ht[i] = ht[parent]
+        hk[i] = hk[parent]
+        hp[i] = hp[parent]
         i = parent
+    ht[i] = t
+    hk[i] = key
+    hp[i] = p
     return size + 1
 
 
-def _pop(ht: Any, hk: Any, hn: Any, hp: Any, size: int) -> int:
+def _pop(ht: Any, hk: Any, hp: Any, size: int) -> int:
     """Remove the root (read it first); returns the new size."""
     size -= 1
     if size > 0:
-        _swap(ht, hk, hn, hp, 0, size)
-        i = 0
-        while True:
-            c = 2 * i + 1
-            if c >= size:
-                break
-            if c + 1 < size and _before(ht, hk, hn, c + 1, c):
-                c += 1
-            if not _before(ht, hk, hn, c, i):
-                break
-            _swap(ht, hk, hn, hp, i, c)
-            i = c
+        _sift(ht, hk, hp, size, ht[size], hk[size], hp[size])
     return size
+
+
+def _sift(ht: Any, hk: Any, hp: Any, size: int, t: float, key: int, p: int) -> None:
+    """Put (t, key, p) in the root's place and sift it down: a pop and a push in one."""
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and (ht[c + 1] < ht[c] or (ht[c + 1] == ht[c] and hk[c + 1] < hk[c])):
+            c += 1
+        if t < ht[c] or (t == ht[c] and key < hk[c]):
+            break
+        ht[i] = ht[c]
+        hk[i] = hk[c]
+        hp[i] = hp[c]
+        i = c
+    ht[i] = t
+    hk[i] = key
+    hp[i] = p
+
+
+def _key(kind: int, number: int) -> int:
+    return kind * 1024 + number   # window numbers are 1..999
 
 
 def _rebuild(n_win: int, n_svc: int, wsk: Any, incur: Any, rank: Any, by_rank: Any,
@@ -122,7 +122,7 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
          tarr: Any, tcls: Any, tsa: Any, tsb: Any, tback: Any, cwait: Any, csvc: Any,
          cbook: Any, busy: Any, samples: Any, bins: Any, bin_n: Any, counts: Any,
          work: Any, flags: Any, wcur: Any, occ: Any, by_rank: Any, serve_off: Any,
-         serve_pos: Any, ht: Any, hk: Any, hn: Any, hp: Any) -> float:
+         serve_pos: Any, ht: Any, hk: Any, hp: Any) -> float:
     """Play one day (or the rest of one); returns the time of the last finish (or ``t0``).
 
     Arrivals by column: seconds from midnight, code index, counter seconds, no-show,
@@ -146,8 +146,8 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
     as it has room); ``bins``/``bin_n`` wait sum and count by issue time; ``counts`` (see
     the module's indices). The rest is scratch: ``work``/``flags`` one slot per window and
     per service, ``wcur``/``occ``/``by_rank`` one per window, ``serve_off`` one per
-    service and one more, ``serve_pos`` one per window and service, ``ht/hk/hn/hp`` a heap
-    of one per window.
+    service and one more, ``serve_pos`` one per window and service, ``ht/hk/hp`` a heap of
+    one per window.
     """
     n = len(at)
     n_win = len(win_idx)
@@ -168,7 +168,7 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
         if not incur[p]:
             continue
         if free_at[p] > start:
-            size = _push(ht, hk, hn, hp, size, base + free_at[p], _FREE, win_num[p], p)
+            size = _push(ht, hk, hp, size, base + free_at[p], _key(_FREE, win_num[p]), p)
             occ[p] = 1
         else:
             flags[p] = 1
@@ -190,6 +190,7 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
     wake = 0        # backlog issued: the idle windows call, in number order, before all else
     while i < n or size > 0 or j < n_ch or wake >= 0:
         then = -1   # after calling on ``p``: a window to wake for ``then``'s new service
+        root = False
         back = i < n_back
         if back:
             now = base + at[i]
@@ -213,9 +214,9 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
             kind = 4
         elif size > 0 and (i >= n or ht[0] <= base + at[i]) and (j >= n_ch or ht[0] <= ch_t[j]):
             now = ht[0]
-            kind = hk[0]
+            kind = hk[0] >> 10
             p = hp[0]
-            size = _pop(ht, hk, hn, hp, size)
+            root = True     # popped when done, or replaced by ``p``'s next event
             rel = now - base
         elif i < n and (j >= n_ch or base + at[i] <= ch_t[j]):
             rel = at[i]
@@ -347,21 +348,31 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
             a = tarr[t]
             wcur[p] = t
             occ[p] = 1
-            if tback[t] < 0.0 and anoshow[a]:
-                size = _push(ht, hk, hn, hp, size, now + no_show_wait, _NOSHOW, win_num[p], p)
-                busy[p] += no_show_wait
+            gone = tback[t] < 0.0 and anoshow[a]
+            if gone:
+                d = no_show_wait
+            elif tback[t] < 0.0:
+                d = aserv[a]
+            else:
+                d = axs[a]
+            busy[p] += d
+            key = _key(_NOSHOW if gone else _FREE, win_num[p])
+            if root and r == 0:     # the event just handled was p's: reuse its heap slot
+                _sift(ht, hk, hp, size, now + d, key, p)
+            else:
+                if root:
+                    size = _pop(ht, hk, hp, size)
+                size = _push(ht, hk, hp, size, now + d, key, p)
+            root = False
+            if gone:
                 continue
             if tback[t] < 0.0:
-                d = aserv[a]
                 wait = now - tissue[t]
                 if tcls[t] == appt_cls:
                     cbook[nb] = max(0.0, now - max(tissue[t], tsa[t]))
                     nb += 1
             else:
-                d = axs[a]
                 wait = now - tback[t]
-            size = _push(ht, hk, hn, hp, size, now + d, _FREE, win_num[p], p)
-            busy[p] += d
             cwait[nc] = wait
             csvc[nc] = tsvc[t]
             nc += 1
@@ -371,8 +382,28 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
                 if b < n_bins:
                     bins[b] += wait
                     bin_n[b] += 1
+        if root:
+            size = _pop(ht, hk, hp, size)
     counts[ADMITTED] = nt
     counts[SAMPLED] = ns
     counts[CALLED] = nc
     counts[BOOKED] = nb
     return last_end
+
+
+def split(values: Any, keys: Any, n: int, n_keys: int, out: Any, offsets: Any) -> None:
+    """``values[:n]`` grouped by ``keys`` into ``out``, in their order within a group:
+    group ``k`` is ``out[offsets[k]:offsets[k + 1]]`` (a counting sort)."""
+    for k in range(n_keys + 1):
+        offsets[k] = 0
+    for i in range(n):
+        offsets[keys[i] + 1] += 1
+    for k in range(n_keys):
+        offsets[k + 1] += offsets[k]
+    for i in range(n):
+        k = keys[i]
+        out[offsets[k]] = values[i]
+        offsets[k] += 1
+    for k in range(n_keys, 0, -1):
+        offsets[k] = offsets[k - 1]
+    offsets[0] = 0
