@@ -97,7 +97,7 @@ cdef class DispatchCore:
     @cython.locals(dst="long long[::1]")
     cdef object _more_seqs(self, long long[::1] src, Py_ssize_t old, Py_ssize_t cap)
 
-    @cython.locals(seq="long long", a=int, start=double)
+    @cython.locals(seq="long long", a=int, start=double, issued=double)
     cdef inline void _insert_ordered(self, Py_ssize_t t, int q, bint by_slot) noexcept
 
     @cython.locals(n=int)

@@ -353,17 +353,22 @@ class DispatchCore:
         return grown
 
     def _insert_ordered(self, t: int, q: int, by_slot: bool) -> None:
-        """Walk from the tail: a fresh ticket (highest seq) lands there in O(1)."""
+        """Issue order -- issue time, then seq -- behind any earlier appointment slot.
+
+        Walks from the tail: a fresh ticket lands there in O(1); a transferred one, or one
+        issued offline and replayed late (older time, newer seq), at its issue-time place.
+        """
         seq = self.tseq[t]
+        issued = self.issue[t]
+        start = self.astart[t]
         a = self.qtail[q]
-        if by_slot:
-            start = self.astart[t]
-            while a >= 0 and (self.astart[a] > start
-                              or (self.astart[a] == start and self.tseq[a] > seq)):
-                a = self.prv[a]
-        else:
-            while a >= 0 and self.tseq[a] > seq:
-                a = self.prv[a]
+        while a >= 0:
+            if by_slot and self.astart[a] != start:
+                if self.astart[a] < start:
+                    break
+            elif self.issue[a] < issued or (self.issue[a] == issued and self.tseq[a] < seq):
+                break
+            a = self.prv[a]
         self._link_after(t, q, a)
 
     def _link_after(self, t: int, q: int, a: int) -> None:

@@ -228,11 +228,24 @@ def test_directed_queue_is_served_first_by_its_window_only(core_cls: type[Any]) 
     core.set_skills(1, [0], [1.0])
     core.add(0, 0, GREEN, 0.0, 0)
     core.add_directed(1, 1, 1, NORMAL, 50.0, 9)
-    core.add_directed(2, 1, 0, NORMAL, 60.0, 3)
+    core.add_directed(2, 1, 0, NORMAL, 40.0, 3)
     assert core.waiting(0) == 1 and core.waiting(1) == 0
     assert core.position(2, 100.0) == 0 and core.position(1, 100.0) == 1
     assert core.peek_next(0, 100.0) == 0
     assert drain(core, 1, 100.0) == [2, 1, 0]
+
+
+def test_a_ticket_replayed_late_queues_by_its_issue_time(core_cls: type[Any]) -> None:
+    """An offline ticket (issued 10:00 from a lease, replayed at 10:20 with a newer seq)
+    waits ahead of the online tickets issued after it, and people-ahead counts agree."""
+    core = one_window(core_cls, [0])
+    core.add(0, 0, NORMAL, 590.0, 0)
+    core.add(1, 0, NORMAL, 610.0, 1)
+    core.add(2, 0, NORMAL, 630.0, 2)
+    core.add(3, 0, NORMAL, 600.0, 3)          # the replayed offline ticket
+    core.add(4, 0, NORMAL, 600.0, 4)          # same second, later seq: behind it
+    assert [core.position(t, 1200.0) for t in range(5)] == [0, 3, 4, 1, 2]
+    assert drain(core, 0, 1200.0) == [0, 3, 4, 1, 2]
 
 
 def test_directed_queue_works_for_a_window_without_skills(core_cls: type[Any]) -> None:
@@ -433,7 +446,8 @@ class Model:
 
     def add(self, key: tuple[str, int, int], ticket: Ticket) -> None:
         by_slot = key[0] == "class" and key[2] == APPOINTMENT
-        order = (lambda x: (x.appt_start, x.seq)) if by_slot else (lambda x: (x.seq,))
+        order = ((lambda x: (x.appt_start, x.issue, x.seq)) if by_slot
+                 else (lambda x: (x.issue, x.seq)))
         queue = self.queue(key)
         i = len(queue)
         while i > 0 and order(queue[i - 1]) > order(ticket):

@@ -393,6 +393,19 @@ def test_leased_blocks_come_from_the_top_and_are_accepted_offline_with_their_tim
     assert code(offline(engine, "B991", at(9, 31))) == "not_leased"
 
 
+def test_a_ticket_issued_offline_is_called_in_its_issue_time_order(engine: Engine) -> None:
+    """A dispenser cut off at 9:30 prints A990 from its lease; others keep issuing online;
+    replayed at 11:00, A990 is still called before the tickets issued after 9:30."""
+    lease(engine, "tax-filing", 10)
+    issue(engine, "tax-filing", now=at(9, 20))                   # A001
+    issue(engine, "tax-filing", now=at(9, 40))                   # A002
+    issue(engine, "tax-filing", now=at(10, 50))                  # A003
+    replayed = offline(engine, "A990", at(9, 30))
+    assert replayed.ok and replayed.info is not None and replayed.info.people_ahead == 1
+    order = [called(act(engine, 3, "call", now=at(11, 5 + k))) for k in range(4)]
+    assert order == ["A001", "A990", "A002", "A003"]
+
+
 def test_online_numbers_stop_below_the_leased_blocks(engine: Engine) -> None:
     engine.services["invoice"] = engine.services["invoice"].model_copy(
         update={"width": 2, "daily_cap": None})
