@@ -24,12 +24,13 @@ from edge.window import WindowAgent
 from firmware_bridge.devices import CallPad
 from firmware_bridge.devices.call_pad import PadKey, PadKeyPress
 from firmware_bridge.devices.keypad import ServiceKey
+from firmware_bridge.seqstore import EventSeqStore
 from firmware_bridge.timing import LinkTiming
 from firmware_bridge.wiring import wire_devices
 from hallq.aio import cancel_and_wait
 from hallq.bus import Session
-from hallq.sdnotify import Notifier, supervised
 from hallq.config import Agent, HallConfig
+from hallq.sdnotify import Notifier, supervised
 
 log = logging.getLogger("hallq.edge")
 
@@ -59,7 +60,9 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
     """Serve one agent until cancelled (SIGTERM/SIGINT in the CLI)."""
     agent = cfg.agent(agent_id)
     wiring = wire_devices(agent.devices, id_hash_key=cfg.security.id_hash_key,
-                          sim_dir=sim_dir, simulate_all=simulate_all, timing=timing)
+                          sim_dir=sim_dir, simulate_all=simulate_all, timing=timing,
+                          seq_store=EventSeqStore(cfg.runtime.state_dir /
+                                                  f"event-seq-{cfg.hall.id}-{agent.id}.sqlite"))
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Any] = asyncio.Queue()
     gpio: list[Buttons | Indicators] = []

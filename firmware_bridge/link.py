@@ -37,6 +37,7 @@ from firmware_bridge.frame import (
 )
 from firmware_bridge.payloads import DeviceStatus, EventType, Identity, NackReason, split_event
 from firmware_bridge.port import PortConnection, open_port
+from firmware_bridge.seqstore import EventSeqStore
 from firmware_bridge.timing import LinkTiming
 from firmware_bridge.updates import DeviceEvent, DeviceState, LinkState, Update
 from hallq.aio import cancel_and_wait
@@ -86,7 +87,7 @@ class _Device:
     reply_timeout: float | None
     online: bool | None = None
     misses: int = 0
-    last_event_seq: int | None = None  # kept across reconnects: a device resends after a flap
+    last_event_seq: int | None = None  # kept across reconnects, and restarts with a store
     identity: Identity | None = None
     status: DeviceStatus | None = None
     next_poll: float = 0.0
@@ -131,8 +132,10 @@ class SerialLink:
         baudrate: int = 9600,
         timing: LinkTiming | None = None,
         queue_size: int = 1024,
+        seq_store: EventSeqStore | None = None,
     ) -> None:
         self.port = port
+        self.seq_store = seq_store
         self.baudrate = baudrate
         self.timing = timing or LinkTiming()
         self.stats = LinkStats()
@@ -165,7 +168,9 @@ class SerialLink:
         if address in self._devices:
             other = self._devices[address].source.device
             raise ValueError(f"{self.port}: address {address} is already used by {other!r}")
-        self._devices[address] = _Device(source, reply_timeout)
+        dev = self._devices[address] = _Device(source, reply_timeout)
+        if self.seq_store is not None:
+            dev.last_event_seq = self.seq_store.get(source.device)
 
     @property
     def is_up(self) -> bool:
@@ -454,6 +459,8 @@ class SerialLink:
             )
             return
         dev.last_event_seq = reply.seq
+        if self.seq_store is not None:  # before delivering: a crash loses a press, never doubles it
+            self.seq_store.put(dev.source.device, reply.seq)
         if event is None:
             return
         kind, data = event

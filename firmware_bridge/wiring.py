@@ -25,6 +25,7 @@ from firmware_bridge.devices import (
 )
 from firmware_bridge.link import SerialLink
 from firmware_bridge.port import resolve_port
+from firmware_bridge.seqstore import EventSeqStore
 from firmware_bridge.timing import LinkTiming
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class Wiring:
     links: dict[str, SerialLink] = field(default_factory=dict)  # by resolved port
     drivers: dict[str, FramedDevice] = field(default_factory=dict)  # by device id
     printers: dict[str, TicketPrinter] = field(default_factory=dict)  # by device id
+    seq_store: EventSeqStore | None = None  # closed with the wiring
 
     async def __aenter__(self) -> Self:
         for link in self.links.values():
@@ -55,6 +57,8 @@ class Wiring:
             await link.close()
         for printer in self.printers.values():
             await printer.close()
+        if self.seq_store is not None:
+            self.seq_store.close()
 
 
 def wire_devices(
@@ -64,9 +68,14 @@ def wire_devices(
     timing: LinkTiming | None = None,
     sim_dir: str | Path | None = None,
     simulate_all: bool = False,
+    seq_store: EventSeqStore | None = None,
 ) -> Wiring:
-    """Build (not start) the serial side of one agent; enter the result to start its links."""
-    wiring = Wiring()
+    """Build (not start) the serial side of one agent; enter the result to start its links.
+
+    ``seq_store`` keeps each device's last event SEQ across agent restarts (see
+    ``firmware_bridge.seqstore``); the agent passes one in its state directory.
+    """
+    wiring = Wiring(seq_store=seq_store)
     for dev in devices:
         if dev.serial is None or (dev.kind not in FRAMED_KINDS and dev.kind != "printer"):
             continue
@@ -76,7 +85,8 @@ def wire_devices(
             continue
         link = wiring.links.get(port)
         if link is None:
-            link = wiring.links[port] = SerialLink(port, baudrate=dev.serial.baud, timing=timing)
+            link = wiring.links[port] = SerialLink(port, baudrate=dev.serial.baud, timing=timing,
+                                                   seq_store=seq_store)
         wiring.drivers[dev.id] = _driver(dev, link, id_hash_key)
     return wiring
 

@@ -195,6 +195,45 @@ async def hall(tmp_path: Path) -> AsyncIterator[Hall]:
 # --- events ----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kept", [True, False])
+async def test_a_restarted_link_drops_the_repeat_of_an_event_it_delivered(
+    tmp_path: Path, kept: bool
+) -> None:
+    """The ACK of a CALL is lost and the agent restarts before the pad repeats it: with the
+    SEQ kept on disk the new link drops the repeat (one CALL); without, it calls twice."""
+    from firmware_bridge.seqstore import EventSeqStore
+
+    sim = BusSimulator(tmp_path / "bus0", [SimCallPad(1)])
+    store_path = tmp_path / "seq.sqlite"
+
+    def new_link() -> tuple[SerialLink, Watch]:
+        store = EventSeqStore(store_path) if kept else None
+        link = SerialLink(str(sim.path), baudrate=115200, timing=FAST, seq_store=store)
+        CallPad(link, 1, window=1, device="pad-01")
+        return link, Watch(link)
+
+    async with sim:
+        link, watch = new_link()
+        async with link, watch:
+            await sim.wait_for(lambda: 0 in sim[1].acked)       # BOOT taken
+            sim.drop_next(1, Command.ACK, times=10_000)          # no ACK gets through now
+            seq = sim.press(1, "CALL")
+            await watch.first(PadKeyPress, lambda e: e.key == PadKey.CALL)
+        if link.seq_store is not None:
+            link.seq_store.close()
+        assert seq not in sim[1].acked
+        sim.clear_drops()
+        link, watch = new_link()
+        async with link, watch:
+            await sim.wait_for(lambda: seq in sim[1].acked)      # the repeat, ACKed
+            sim.press(1, "FINISH")
+            await watch.first(PadKeyPress, lambda e: e.key == PadKey.FINISH)
+            keys = [p.key for p in watch.of(PadKeyPress)]
+        if link.seq_store is not None:
+            link.seq_store.close()
+    assert keys == ([PadKey.FINISH] if kept else [PadKey.CALL, PadKey.FINISH])
+
+
 async def test_devices_come_online_with_their_identity(hall: Hall) -> None:
     assert hall.watch.of(LinkState)[0].up
     states = {s.address: s for s in hall.watch.of(DeviceState)}

@@ -154,6 +154,10 @@ class BusSimulator:
         """The next ``times`` frames of ``command`` to ``address`` are lost on the wire."""
         self._drops[(address, command)] += times
 
+    def clear_drops(self) -> None:
+        """Frames still due to be lost get through after all: the line is clean again."""
+        self._drops.clear()
+
     def garble_next_reply(self, address: int, to: Command | None = None, times: int = 1) -> None:
         """Corrupt the device's next reply (to a ``to`` request, or to anything) on the wire."""
         self._garble[(address, to)] += times

@@ -1,0 +1,54 @@
+"""The last event SEQ accepted from each device, kept on disk so a restarted agent still
+drops a repeat.
+
+A device repeats its oldest event until it sees the master's ACK. If that ACK is lost and
+the agent restarts before the repeat arrives, an agent that forgot the SEQ would deliver
+the key press twice -- for a window's CALL key, calling the next taxpayer over the one
+just called. The SEQ is written before the event is delivered, so a crash in between
+loses the press (staff press again) rather than doubling it. A device's power-up BOOT
+event (SEQ 0) restarts its count, so a stored SEQ never hides a new press for long.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+from hallq.sqlite import open_db
+
+__all__ = ["EventSeqStore"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS last_event_seq (
+    device TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL CHECK (seq BETWEEN 0 AND 255)
+);
+"""
+
+
+class EventSeqStore:
+    """``device id -> last accepted SEQ``; a failing disk is logged, never fatal."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = open_db(path, SCHEMA)
+
+    def get(self, device: str) -> int | None:
+        row = self._db.execute("SELECT seq FROM last_event_seq WHERE device = ?",
+                               (device,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def put(self, device: str, seq: int) -> None:
+        try:
+            self._db.execute("INSERT INTO last_event_seq (device, seq) VALUES (?, ?) "
+                             "ON CONFLICT (device) DO UPDATE SET seq = excluded.seq",
+                             (device, seq))
+        except sqlite3.Error as exc:
+            log.warning("%s: could not keep event seq %d of %s (a repeat after a restart "
+                        "may be delivered twice): %s", self.path, seq, device, exc)
+
+    def close(self) -> None:
+        self._db.close()
