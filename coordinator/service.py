@@ -285,6 +285,8 @@ class Coordinator:
                 await self._publish_outcome(done.rollover, done.seq)
             if done.outcome is not None and done.outcome.ok:
                 await self._publish_outcome(done.outcome, done.seq)
+            elif done.duplicate:
+                await self._announce_again(command, done.record)
         if done.duplicate:
             log.info("repeated command %s from %s: answered from the log", command.id,
                      client)
@@ -292,6 +294,26 @@ class Coordinator:
             log.info("%s from %s refused: %s", getattr(command, "action", "request"),
                      client, done.record["error"]["message"])
         return done
+
+    async def _announce_again(self, command: Any, record: dict[str, Any]) -> None:
+        """A call answered from the log is announced once more if it is still on.
+
+        Pads never repeat a command, so a window command comes back only from the broker,
+        after a coordinator that logged it died before its PUBACK -- maybe before it
+        published the call too. Retained state is republished at start; the call event,
+        which the voice and the boards' flash act on, is not: without this the taxpayer
+        would never hear the number. Announced twice at worst, never not at all.
+        """
+        action = getattr(command, "action", None)
+        if not record.get("ok") or action not in ("call", "call_ticket", "unpark"):
+            return
+        t = self.engine.by_number.get(record.get("ticket") or "")
+        win = self.engine.windows.get(command.window)
+        if t is None or win is None or win.current is not t or (
+                t.state is not m.TicketState.CALLED):
+            return
+        await self._publish(self._topics.event("call"), m.CallEvent(
+            ticket=t.number, service=t.service, window=win.number, zone=win.zone))
 
     async def book_appointment(self, service: str, day: dt.date, start: float, *,
                                booked_by: str = "taxpayer", note: str | None = None) -> Any:

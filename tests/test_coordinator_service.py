@@ -160,6 +160,43 @@ def test_boards_carry_the_comfort_level_only_from_a_real_or_allowed_history(
         assert comfort is None, "a two-day-old log must not put a made-up level on the boards"
 
 
+async def test_a_call_answered_from_the_log_is_announced_again_while_it_is_on(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    """The broker redelivers a CALL the coordinator logged before dying: the reply comes
+    from the log and the call event goes out again, or the voice would never say it."""
+    from coordinator.service import Coordinator
+
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    calls = inbox()
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
+            device(cfg, "window", "pi-w1", tmp_path) as pad:
+        assert isinstance(coordinator, Coordinator)
+        await pad.subscribe(T.event("call"), calls)
+        await pad.wait_connected(10)
+        for _ in range(2):
+            await coordinator.execute("ticket", "dispenser", "pi-d1",
+                                      m.IssueRequest(kind="issue", service="tax-filing"))
+        call = m.WindowAction(window=1, action="call")
+        first = await coordinator.execute("window", "window", "pi-w1", call)
+        again = await coordinator.execute("window", "window", "pi-w1", call)
+        assert not first.duplicate and again.duplicate and again.record == first.record
+        heard = await calls.wait_for(lambda ps: len(ps) == 2)
+        assert [(c.ticket, c.window) for c in heard] == [("A001", 1), ("A001", 1)]
+        await coordinator.execute("window", "window", "pi-w1",
+                                  m.WindowAction(window=1, action="call"))   # A002 now
+        await calls.wait_for(lambda ps: len(ps) == 3)
+        stale = await coordinator.execute("window", "window", "pi-w1", call)
+        assert stale.duplicate
+        done = await coordinator.execute("window", "window", "pi-w1",
+                                         m.WindowAction(window=1, action="recall"))
+        assert done.record["ok"]
+        heard = await calls.wait_for(lambda ps: len(ps) == 4)
+    assert [c.ticket for c in heard] == ["A001", "A001", "A002", "A002"], \
+        "A001 is no longer on: its repeated CALL must not announce it"
+
+
 async def test_the_comfort_index_is_published_retained_for_the_month_ahead(
     mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
 ) -> None:
