@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import segno
 
 from hallq import messages as m
 from hallq.topics import HallTopics
@@ -68,6 +70,16 @@ async def test_booking_fills_a_slot_up_to_its_capacity(mosquitto: Mosquitto,
 
         async with http.get(f"{url}/api/appointments/{first['code']}") as r:
             assert (await r.json())["service"] == "invoice"
+        async with http.get(f"{url}/api/appointments/{first['code'].lower()}/qr.svg") as r:
+            assert r.status == 200 and r.content_type == "image/svg+xml"
+            svg = await r.read()
+        want = io.BytesIO()
+        segno.make_qr(first["code"], error="m").save(want, kind="svg", scale=8, border=4,
+                                                     dark="#111", xmldecl=False)
+        assert svg == want.getvalue(), "the QR holds the code the dispenser expects"
+        assert b'xmlns="http://www.w3.org/2000/svg"' in svg  # an <img> shows only this
+        async with http.get(f"{url}/api/appointments/ZZZZZZ/qr.svg") as r:
+            assert r.status == 404
 
 
 async def test_a_supervisor_invites_and_the_taxpayer_checks_in(mosquitto: Mosquitto,

@@ -147,6 +147,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await book.wait_for_selector("#result:not([hidden])")
                 code = (await book.locator("#code").inner_text()).strip()
                 assert c.bookings.get(code) is not None
+                await book.wait_for_function(
+                    "() => document.getElementById('qr').naturalWidth > 100")
                 await shots.take(book, "booking")
             finally:
                 await browser.close()

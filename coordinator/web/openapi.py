@@ -162,6 +162,11 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                 "summary": "a booking and whether it was checked in",
                 "parameters": [code],
                 "responses": {**_ok("booking", _ref("Booking")), **_errors("404")}}},
+            "/api/appointments/{code}/qr.svg": {"get": {
+                "summary": "the booking code as a QR code (SVG), for the dispenser's scanner",
+                "parameters": [code],
+                "responses": {"200": {"description": "QR code", "content": {
+                    "image/svg+xml": {"schema": {"type": "string"}}}}, **_errors("404")}}},
             "/api/supervisor/windows/{window}": {"post": {
                 "summary": "open/close/pause/resume a window or change its skills",
                 "security": _BASIC,

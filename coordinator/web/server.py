@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,27 @@ async def appointment(request: web.Request) -> web.Response:
     return _json(booking_json(found, c.cfg, c.clock(), c.checked_in()))
 
 
+def qr_svg(text: str) -> bytes:
+    """A standalone SVG document (an ``<img>`` needs the namespace) of ``text`` as QR."""
+    import segno
+
+    out = io.BytesIO()
+    segno.make_qr(text, error="m").save(out, kind="svg", scale=8, border=4, dark="#111",
+                                        xmldecl=False)
+    return out.getvalue()
+
+
+async def appointment_qr(request: web.Request) -> web.Response:
+    """The booking code as a QR code: shown on the taxpayer's phone, read by the
+    dispenser's scanner, which checks the booking in with the next key press."""
+    c = _c(request)
+    found = c.bookings.get(request.match_info["code"].upper())
+    if found is None:
+        return _error(404, "unknown_appointment", "没有这个预约码")
+    return web.Response(body=qr_svg(found.code), content_type="image/svg+xml",
+                        headers={"Cache-Control": "private, max-age=86400"})
+
+
 # --- supervisor ------------------------------------------------------------------------
 
 
@@ -317,6 +339,7 @@ def make_app(coordinator: Any) -> web.Application:
     r.add_get("/api/appointments/slots", slots)
     r.add_post("/api/appointments", book)
     r.add_get("/api/appointments/{code}", appointment)
+    r.add_get("/api/appointments/{code}/qr.svg", appointment_qr)
     r.add_post("/api/supervisor/windows/{window}", supervisor_command)
     r.add_post("/api/supervisor/appointments", supervisor_invite)
     r.add_get("/api/supervisor/appointments", supervisor_appointments)

@@ -41,6 +41,7 @@
         const b = await hallq.getJSON("/api/appointments", {method: "POST",
           headers: {"Content-Type": "application/json"}, body: JSON.stringify(f)});
         $("code").textContent = b.code;
+        $("qr").src = `/api/appointments/${encodeURIComponent(b.code)}/qr.svg`;
         $("when").textContent = `${b.day} ${b.slot}`;
         $("result").hidden = false;
       } catch (e) { $("error").textContent = e.message; }
