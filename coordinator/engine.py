@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -649,25 +649,55 @@ class Engine:
         return m.BoardState(rev=rev, calls=list(self.calls), waiting=waiting)
 
     def stats_state(self, rev: int) -> m.StatsState:
+        """Today's KPIs, in one pass over the day's tickets (the coordinator publishes this
+        every second while anything changes)."""
         day = self.day or dt.date.today()
+        total = _Tally()
+        by_service = {code: _Tally() for code in self.services}
+        by_window = {n: _Tally() for n in self.windows}
+        for t in self.tickets:
+            wait = None if t.called_at is None else t.called_at - t.issued_at
+            took = None if t.finished_at is None else t.finished_at - (
+                t.started_at or t.called_at or t.finished_at)
+            total.add(t.state, wait, took)
+            if (kpi := by_service.get(t.service)) is not None:
+                kpi.add(t.state, wait, took)
+            if t.window is not None and (kpi := by_window.get(t.window)) is not None:
+                kpi.add(t.state, wait, took)
         return m.StatsState(
-            rev=rev, day=day, total=_kpi(self.tickets),
-            per_service={code: _kpi(t for t in self.tickets if t.service == code)
-                         for code in self.services},
-            per_window={str(n): _kpi(t for t in self.tickets if t.window == n)
-                        for n in self.windows},
+            rev=rev, day=day, total=total.kpi(),
+            per_service={code: k.kpi() for code, k in by_service.items()},
+            per_window={str(n): k.kpi() for n, k in by_window.items()},
         )
 
 
-def _kpi(tickets: Iterable[Ticket]) -> m.Kpi:
-    items = list(tickets)
-    waits = sorted(t.wait_s for t in items if t.wait_s is not None)
-    services = [t.service_s for t in items if t.service_s is not None]
-    return m.Kpi(
-        issued=len(items),
-        served=sum(1 for t in items if t.state is TicketState.DONE),
-        no_show=sum(1 for t in items if t.state is TicketState.NO_SHOW),
-        avg_wait_s=round(statistics.fmean(waits), 1) if waits else None,
-        p90_wait_s=round(waits[min(len(waits) - 1, int(0.9 * len(waits)))], 1) if waits else None,
-        avg_service_s=round(statistics.fmean(services), 1) if services else None,
-    )
+class _Tally:
+    """One group's tickets as the KPIs need them: counts, waits, counter times."""
+
+    __slots__ = ("issued", "no_show", "served", "took", "waits")
+
+    def __init__(self) -> None:
+        self.issued = self.served = self.no_show = 0
+        self.waits: list[float] = []
+        self.took: list[float] = []
+
+    def add(self, state: TicketState, wait: float | None, took: float | None) -> None:
+        self.issued += 1
+        if state is TicketState.DONE:
+            self.served += 1
+        elif state is TicketState.NO_SHOW:
+            self.no_show += 1
+        if wait is not None:
+            self.waits.append(wait)
+        if took is not None:
+            self.took.append(took)
+
+    def kpi(self) -> m.Kpi:
+        waits = sorted(self.waits)
+        return m.Kpi(
+            issued=self.issued, served=self.served, no_show=self.no_show,
+            avg_wait_s=round(statistics.fmean(waits), 1) if waits else None,
+            p90_wait_s=round(waits[min(len(waits) - 1, int(0.9 * len(waits)))], 1)
+            if waits else None,
+            avg_service_s=round(statistics.fmean(self.took), 1) if self.took else None,
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -352,6 +353,40 @@ def test_stats_count_waits_and_service_times(engine: Engine) -> None:
     assert (stats.total.issued, stats.total.served) == (2, 2)
     assert stats.total.avg_wait_s == 660.0 and stats.per_window["1"].served == 2
     assert stats.per_service["invoice"].issued == 0
+
+
+def test_stats_agree_with_each_group_counted_on_its_own(engine: Engine) -> None:
+    """The one-pass stats against KPIs computed the obvious way, group by group, over a
+    morning with calls, starts, finishes, skips and a transfer."""
+    rng = random.Random(4)
+    services = ["tax-filing", "invoice", "green"]
+    for k in range(60):
+        issue(engine, rng.choice(services), now=at(9, k // 2, (k % 2) * 30))
+    for k in range(80):
+        w = rng.choice([1, 2, 3, 4])
+        action = rng.choice(["call", "call", "start", "finish", "skip"])
+        act(engine, w, action, at(10, k // 2, (k % 2) * 30))
+    act(engine, 1, "call", at(11))
+    act(engine, 1, "transfer", at(11, 1), to_service="invoice")
+
+    def kpi(tickets: list[Any]) -> m.Kpi:
+        waits = sorted(t.wait_s for t in tickets if t.wait_s is not None)
+        took = [t.service_s for t in tickets if t.service_s is not None]
+        return m.Kpi(
+            issued=len(tickets), served=sum(t.state is TicketState.DONE for t in tickets),
+            no_show=sum(t.state is TicketState.NO_SHOW for t in tickets),
+            avg_wait_s=round(sum(waits) / len(waits), 1) if waits else None,
+            p90_wait_s=round(waits[min(len(waits) - 1, int(0.9 * len(waits)))], 1)
+            if waits else None,
+            avg_service_s=round(sum(took) / len(took), 1) if took else None)
+
+    stats = engine.stats_state(9)
+    assert stats.total == kpi(engine.tickets)
+    assert stats.total.served > 10 and stats.total.no_show > 0
+    for c in services:
+        assert stats.per_service[c] == kpi([t for t in engine.tickets if t.service == c])
+    for n in engine.windows:
+        assert stats.per_window[str(n)] == kpi([t for t in engine.tickets if t.window == n])
 
 
 def test_numbers_run_out_at_the_width(engine: Engine) -> None:
