@@ -4,13 +4,15 @@
 random numbers), plays each on the hall's dispatch core as a real
 :class:`~coordinator.engine.Engine` configured it -- by the compiled day loop
 (``FastHall``), or command by command through ``Engine.apply`` with ``engine=True``; both
-give the same waits -- and aggregates the waits with 95% intervals over days. ``render_report`` gives the
-terminal view, ``save_chart`` the PNG, ``SimulationReport.to_json`` the machine view.
+give the same waits -- and aggregates the waits with 95% intervals over days.
+``render_report`` gives the terminal view, ``save_chart`` the PNG,
+``SimulationReport.to_json`` the machine view.
 
-Submodules: ``profile`` (demand, no engine), ``day`` (one day on the engine's core),
-``fastday`` (the compiled day loop),
-``policies`` (window skills per policy), ``report`` (figures), ``render`` (table, chart),
-``calibrate`` (the volume that gives a target mean wait).
+Submodules: ``profile`` (demand: arrivals, counter times, no-shows, transfers, booked
+slots; no engine), ``learn`` (demand learned from the event log), ``day`` (one day on
+the engine's core: ``run_day`` through the engine, ``FastHall`` on the compiled loop),
+``fastday`` (that loop), ``policies`` (window skills per policy), ``report`` (figures),
+``render`` (table, chart), ``calibrate`` (the volume that gives a target mean wait).
 
 A command line wires it like this::
 
