@@ -76,6 +76,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
 _SECRET_KEYS = frozenset({"password", "id_hash_key", "supervisor_password"})
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_YMD = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_YM = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _STANDARD_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 _MIN_HASH_KEY_LEN = 16
 
@@ -274,6 +276,83 @@ def _intervals(value: object) -> list[tuple[time, time]]:
     return out
 
 
+_WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _date(value: object) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _YMD.fullmatch(value.strip()):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            raise _problem(f"{value.strip()!r} is not a calendar date") from None
+    raise _problem(f"expected a date YYYY-MM-DD (e.g. 2026-10-01), got {_show(value)}")
+
+
+def _date_list(weekend_only: bool) -> Callable[[object], list[date]]:
+    """A list of dates (TOML dates or "YYYY-MM-DD" strings), each listed once; with
+    ``weekend_only`` every one a Saturday or Sunday (a 调休 working day)."""
+
+    def check(value: object) -> list[date]:
+        if not isinstance(value, list):
+            raise _problem(f"expected an array of dates YYYY-MM-DD, got {_show(value)}")
+        out: list[date] = []
+        seen: dict[date, int] = {}
+        problems = _Collector()
+        for i, item in enumerate(value):
+            try:
+                day = _date(item)
+            except _Problems as exc:
+                problems.add(exc.problems[0][1], i)
+                continue
+            if day in seen:
+                problems.add(f"{day} is listed twice (also at [{seen[day]}])", i)
+                continue
+            if weekend_only and day.weekday() < 5:
+                problems.add(
+                    f"{day} is a {_WEEKDAY_NAMES[day.weekday()]}: extra_workdays are the "
+                    "Saturdays and Sundays the hall opens (调休); a weekday is a working day "
+                    "already",
+                    i,
+                )
+                continue
+            seen[day] = i
+            out.append(day)
+        problems.raise_any()
+        return sorted(out)
+
+    return check
+
+
+def _days_in_month(year: int, month: int) -> int:
+    nxt = date(year + month // 12, month % 12 + 1, 1)
+    return (nxt - timedelta(days=1)).day
+
+
+def _deadlines(value: object) -> dict[str, int]:
+    """``{"YYYY-MM": day}``: the day of that month its filing deadline falls on."""
+    if not isinstance(value, dict):
+        raise _problem(f'expected a table of "YYYY-MM" = day of month, got {_show(value)}')
+    out: dict[str, int] = {}
+    problems = _Collector()
+    for key, day in value.items():
+        m = _YM.fullmatch(key.strip())
+        if not m:
+            problems.add(f'expected a month "YYYY-MM" (e.g. "2026-10") as the key, got {key!r}',
+                         key)
+            continue
+        year, month = int(m.group(1)), int(m.group(2))
+        last = _days_in_month(year, month)
+        if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= last:
+            problems.add(f"expected a day of the month between 1 and {last} "
+                         f"({year}-{month:02d} has {last} days), got {_show(day)}", key)
+            continue
+        out[f"{year}-{month:02d}"] = day
+    problems.raise_any()
+    return dict(sorted(out.items()))
+
+
 def _timezone(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise _problem(f"expected an IANA time zone name, got {_show(value)}")
@@ -395,6 +474,16 @@ class HallInfo(_Model):
 
     public_url: Annotated[str, BeforeValidator(_http_url)] = "http://127.0.0.1:8080"
 
+    # The hall calendar, for the comfort index: holidays on days it would open, 调休
+    # weekend days it opens, and 征期 deadlines moved from the 15th (by holidays or a
+    # weekend). Dates of past years stay useful: the forecast is fitted on the history.
+    closed_days: Annotated[list[date], BeforeValidator(_date_list(False))] = Field(
+        default_factory=list)
+    extra_workdays: Annotated[list[date], BeforeValidator(_date_list(True))] = Field(
+        default_factory=list)
+    filing_deadlines: Annotated[dict[str, int], BeforeValidator(_deadlines)] = Field(
+        default_factory=dict)
+
     @property
     def tzinfo(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -411,14 +500,35 @@ class HallInfo(_Model):
         return f"{self.public_url.rstrip('/')}/t/{self.id}/{number}"
 
     @model_validator(mode="after")
-    def _reset_outside_hours(self) -> HallInfo:
+    def _cross_check(self) -> HallInfo:
+        problems = _Collector()
         for start, end in self.open_hours:
             if start <= self.reset_time < end:
-                raise _problem(
+                problems.add(
                     f"{self.reset_time:%H:%M} is inside open hours "
                     f"({start:%H:%M}-{end:%H:%M}); numbers must not restart while people queue",
                     "reset_time",
                 )
+        # the calendar: no date both closed and open, no deadline on a closed day
+        closed = set(self.closed_days)
+        for i, day in enumerate(self.extra_workdays):
+            if day in closed:
+                problems.add(
+                    f"{day} is also in hall.closed_days: a date is either closed or an extra "
+                    "working day",
+                    "extra_workdays",
+                    i,
+                )
+        for month, day_of_month in self.filing_deadlines.items():
+            deadline = date(int(month[:4]), int(month[5:]), day_of_month)
+            if deadline in closed:
+                problems.add(
+                    f"{deadline} is in hall.closed_days: a deadline falls on a day the hall "
+                    "is open (the 申报纳税期限 notice moves it past the holiday)",
+                    "filing_deadlines",
+                    month,
+                )
+        problems.raise_any()
         return self
 
 

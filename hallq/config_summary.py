@@ -24,6 +24,22 @@ def _hours(intervals: list[tuple[time, time]]) -> str:
     return ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in intervals)
 
 
+def _calendar(cfg: HallConfig) -> str:
+    """One line on the hall calendar the comfort index uses."""
+    hall = cfg.hall
+    bits = []
+    if hall.closed_days:
+        span = f"{hall.closed_days[0]} to {hall.closed_days[-1]}"
+        bits.append(f"{len(hall.closed_days)} closed days ({span})")
+    if hall.extra_workdays:
+        bits.append(f"{len(hall.extra_workdays)} extra working days (调休): "
+                    + ", ".join(map(str, hall.extra_workdays)))
+    if hall.filing_deadlines:
+        bits.append("filing deadlines (else the 15th): "
+                    + ", ".join(f"{m}-{d:02d}" for m, d in hall.filing_deadlines.items()))
+    return "calendar: " + "; ".join(bits)
+
+
 def render_summary(cfg: HallConfig) -> RenderableType:
     """What a field engineer checks before deploying: layout, coverage, whether secrets are set."""
     from rich.console import Group
@@ -101,7 +117,10 @@ def render_summary(cfg: HallConfig) -> RenderableType:
             a.host or "",
         )
 
-    parts: list[RenderableType] = [head, services, windows, agents]
+    parts: list[RenderableType] = [head]
+    if hall.closed_days or hall.extra_workdays or hall.filing_deadlines:
+        parts.append(RichText(_calendar(cfg)))
+    parts += [services, windows, agents]
     if cfg.agents:
         covered = {w for a in cfg.agents for w in cfg.windows_for_agent(a.id)}
         uncovered = [w.number for w in cfg.windows if w.number not in covered]

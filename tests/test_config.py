@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 
 import pytest
@@ -182,6 +182,77 @@ def test_minimal_config_defaults() -> None:
     assert cfg.service("invoice").width == 3
     assert cfg.window(2).weights() == {"invoice": 2.0}
     assert cfg.window(1).weights() == {"tax-filing": 1.0, "invoice": 1.0}
+
+
+def test_liwan_example_holds_the_2026_calendar() -> None:
+    hall = load_config(EXAMPLE).hall
+    assert date(2026, 10, 1) in hall.closed_days and date(2026, 2, 17) in hall.closed_days
+    assert date(2026, 10, 10) in hall.extra_workdays
+    assert all(d.weekday() >= 5 for d in hall.extra_workdays)
+    assert hall.filing_deadlines["2026-10"] == 26 and hall.filing_deadlines["2026-02"] == 24
+    assert hall.closed_days == sorted(hall.closed_days)
+
+
+def test_the_hall_calendar_defaults_to_none() -> None:
+    hall = parse_config(hall_toml(), environ={}).hall
+    assert (hall.closed_days, hall.extra_workdays, hall.filing_deadlines) == ([], [], {})
+
+
+def test_the_hall_calendar_takes_toml_dates_and_strings() -> None:
+    hall = HALL + (
+        'closed_days = [2026-10-02, "2026-10-01"]\nextra_workdays = ["2026-10-10"]\n'
+        '[hall.filing_deadlines]\n"2026-10" = 26\n2026-02 = 24\n'
+    )
+    cfg = parse_config(hall_toml(hall=hall), environ={})
+    assert cfg.hall.closed_days == [date(2026, 10, 1), date(2026, 10, 2)]
+    assert cfg.hall.extra_workdays == [date(2026, 10, 10)]
+    assert cfg.hall.filing_deadlines == {"2026-02": 24, "2026-10": 26}
+
+
+def test_calendar_dates_that_do_not_parse_name_the_field_and_value() -> None:
+    hall = HALL + (
+        'closed_days = [2026-10-01, "2026-02-30", "1 Oct", 2026-10-01, 2026-10-03T09:00:00]\n'
+        "extra_workdays = 20261010\n"
+    )
+    problems = problems_of(hall_toml(hall=hall))
+    assert_problem(problems, "hall.closed_days[1]", "'2026-02-30' is not a calendar date")
+    assert_problem(problems, "hall.closed_days[2]", "expected a date YYYY-MM-DD", "'1 Oct'")
+    assert_problem(problems, "hall.closed_days[3]", "2026-10-01 is listed twice", "[0]")
+    assert_problem(problems, "hall.closed_days[4]", "expected a date", "2026-10-03T09:00:00")
+    assert_problem(problems, "hall.extra_workdays", "expected an array of dates", "20261010")
+
+
+def test_an_extra_workday_must_be_a_weekend_day() -> None:
+    hall = HALL + "extra_workdays = [2026-10-10, 2026-10-09]\n"
+    assert_problem(problems_of(hall_toml(hall=hall)), "hall.extra_workdays[1]",
+                   "2026-10-09 is a Friday", "调休")
+
+
+def test_a_date_cannot_be_closed_and_an_extra_workday() -> None:
+    hall = HALL + "closed_days = [2026-10-01, 2026-10-10]\nextra_workdays = [2026-10-10]\n"
+    assert_problem(problems_of(hall_toml(hall=hall)), "hall.extra_workdays[0]",
+                   "2026-10-10 is also in hall.closed_days")
+
+
+def test_filing_deadlines_are_days_of_their_month() -> None:
+    closed = 'closed_days = [2026-10-05]\nreset_time = "10:00"\n'
+    hall = HALL + closed + (
+        '[hall.filing_deadlines]\n"2026-02" = 30\n"2026-13" = 15\n"2026-04" = "20"\n'
+        '"Oct" = 26\n"2026-11" = 0\n'
+    )
+    problems = problems_of(hall_toml(hall=hall))
+    assert_problem(problems, "hall.filing_deadlines.2026-02", "between 1 and 28",
+                   "2026-02 has 28 days", "got 30")
+    assert_problem(problems, "hall.filing_deadlines.2026-13", 'a month "YYYY-MM"', "'2026-13'")
+    assert_problem(problems, "hall.filing_deadlines.2026-04", "day of the month", "got '20'")
+    assert_problem(problems, "hall.filing_deadlines.Oct", 'a month "YYYY-MM"')
+    assert_problem(problems, "hall.filing_deadlines.2026-11", "between 1 and 30", "got 0")
+    # a deadline on a closed day; the hall's cross-checks are reported together
+    problems = problems_of(hall_toml(hall=HALL + closed + 'filing_deadlines = {"2026-10" = 5}\n'))
+    assert_problem(problems, "hall.filing_deadlines.2026-10", "2026-10-05 is in hall.closed_days")
+    assert_problem(problems, "hall.reset_time", "inside open hours")
+    assert_problem(problems_of(hall_toml(hall=HALL + "filing_deadlines = 15\n")),
+                   "hall.filing_deadlines", "expected a table", "15")
 
 
 def test_mqtts_url_defaults_to_port_8883_and_tls() -> None:
@@ -631,6 +702,21 @@ def test_cli_check_good_file_prints_summary() -> None:
     assert "liwan" in result.stdout
     assert "47" in result.stdout and "24" in result.stdout
     assert "vat-green" in result.stdout
+    flat = " ".join(result.stdout.split())  # the console wraps at 80 columns
+    assert "calendar: 33 closed days (2026-01-01 to 2026-10-07)" in flat
+    assert "6 extra working days (调休)" in flat and "2026-10-26" in flat
+
+
+def test_summary_mentions_the_calendar_only_when_set() -> None:
+    def summary(hall: str) -> str:
+        console = Console(file=io.StringIO(), width=200, record=True)
+        console.print(render_summary(parse_config(hall_toml(hall=hall), environ={})))
+        return console.export_text()
+
+    assert "calendar" not in summary(HALL)
+    text = summary(HALL + 'extra_workdays = [2026-10-10]\nfiling_deadlines = {"2026-10" = 26}\n')
+    assert "calendar: 1 extra working days (调休): 2026-10-10; filing deadlines" in text
+    assert "2026-10-26" in text and "closed days" not in text
 
 
 def test_cli_check_bad_file_exits_1_with_the_problem_on_stderr(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The comfort index: the GLM recovers known effects, beats seasonal-naive, levels follow
 their wait-derived thresholds (simulated hall days, or Erlang C) and agree with direct
-simulations, counts come right from a real event log, exports are valid."""
+simulations, counts come right from a real event log, exports are valid, and the hall
+calendar closes holidays, opens 调休 days and moves the filing peak with the deadline."""
 
 from __future__ import annotations
 
@@ -35,10 +36,12 @@ from coordinator.forecast import (
     seasonal_naive,
     thresholds,
 )
+from coordinator.forecast.hall_calendar import Calendar, workday_factor
 from coordinator.forecast.history import (
     SYNTHETIC_TREND,
     SYNTHETIC_WEEKDAY,
     open_slots,
+    synthetic_means,
     synthetic_volume,
 )
 from coordinator.forecast.levels import (
@@ -50,21 +53,26 @@ from coordinator.forecast.levels import (
     erlang_c_wait,
     simulated_wait_curve,
 )
+from coordinator.forecast.model import filing_group
 from coordinator.hallqueue import HallQueue
 from coordinator.simulation import FastHall, run_simulation, sim_day
 from coordinator.simulation.day import sim_config
 from coordinator.simulation.policies import configured_skills
 from coordinator.simulation.profile import (
+    AFTER,
+    EARLY,
     FILING_MEAN,
+    PEAK,
     Demand,
     draw_day,
     filing_factor,
+    filing_phase,
     open_spans,
 )
 from hallq import messages as m
-from hallq.config import HallConfig, load_config
+from hallq.config import HallConfig, load_config, parse_config
 
-from .halls import at, small_hall
+from .halls import at, small_hall, small_hall_text
 
 END = dt.date(2026, 10, 31)
 LIWAN = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
@@ -396,3 +404,193 @@ def test_csv_png_and_table_are_written(tmp_path: Path, hall: HallConfig, history
     text = console.export_text()
     assert "休息" in text and fc.start.isoformat() in text
     assert "edges from simulated waits: hallq dispatch" in text
+
+
+# --- the hall calendar: holidays, 调休 working weekends, moved filing deadlines ----------
+
+# Labour Day, Mid-Autumn and National Day 2026 with their 调休 weekend days, and the
+# deadlines they move (税总办征科函〔2025〕64号): May to the 22nd, October to the 26th.
+CALENDAR = """closed_days = [2026-05-01, 2026-05-02, 2026-05-03, 2026-05-04, 2026-05-05,
+               2026-09-25, 2026-09-26, 2026-09-27, 2026-10-01, 2026-10-02, 2026-10-03,
+               2026-10-04, 2026-10-05, 2026-10-06, 2026-10-07]
+extra_workdays = [2026-05-09, 2026-09-20, 2026-10-10]
+filing_deadlines = { "2026-05" = 22, "2026-10" = 26 }
+"""
+NATIONAL_DAY = [dt.date(2026, 10, d) for d in range(1, 8)]
+TIAOXIU_SATURDAY = dt.date(2026, 10, 10)
+
+
+@pytest.fixture(scope="module")
+def cal_hall() -> HallConfig:
+    hours = 'open_hours = [["08:00", "18:00"]]\n'
+    return parse_config(small_hall_text().replace(hours, hours + CALENDAR))
+
+
+@pytest.fixture(scope="module")
+def october(cal_hall: HallConfig) -> Any:
+    """October 2026 forecast from six generated months that follow the calendar."""
+    history = generate_history(cal_hall, 6, seed=3, end=dt.date(2026, 9, 30))
+    return forecast_from(cal_hall, history, days=31)
+
+
+def _total(fc: Any, day: dt.date) -> float:
+    return float(fc.mean[fc.days.index(day)].sum())
+
+
+def test_filing_phases_follow_the_deadline() -> None:
+    # the default deadline gives the groups the model and the simulator always had
+    assert [filing_phase(d) for d in range(1, 32)] == [EARLY] * 9 + [PEAK] * 6 + [AFTER] * 16
+    assert [filing_group(d) for d in (1, 9, 10, 15, 16, 31)] == [0, 0, 1, 1, 2, 2]
+    assert [filing_factor(d) for d in (9, 10, 15, 16)] == [1.0, 1.4, 1.4, 0.6]
+    # October 2026: the deadline moved to the 26th; the peak is the 21st to the 26th
+    assert [filing_phase(d, 26) for d in (20, 21, 26, 27)] == [EARLY, PEAK, PEAK, AFTER]
+    # February 2026: deadline the 24th right after the Spring Festival (15th-23rd closed):
+    # the peak reaches back over the holiday to the days before it
+    closed = range(15, 24)
+    assert [d for d in range(1, 29) if filing_phase(d, 24, closed) == PEAK and
+            d not in closed] == [10, 11, 12, 13, 14, 24]
+    cal = Calendar.make(deadlines={"2026-10": 26})
+    assert cal.deadline(dt.date(2026, 10, 3)) == 26 and cal.deadline(dt.date(2026, 11, 3)) == 15
+    assert cal.filing_factor(dt.date(2026, 10, 22)) == 1.4
+    assert cal.filing_factor(dt.date(2026, 10, 12)) == 1.0
+
+
+def test_a_holiday_in_the_forecast_is_closed_and_quiet(cal_hall: HallConfig,
+                                                       october: Any) -> None:
+    fc = october
+    assert fc.days[0] == NATIONAL_DAY[0] and len(fc.days) == 31
+    tz = cal_hall.hall.tzinfo
+    for d in NATIONAL_DAY:
+        assert not fc.is_open(d) and _total(fc, d) == 0 and fc.day_level(d) == QUIET
+        ten = dt.datetime(d.year, d.month, d.day, 10, 0, tzinfo=tz).timestamp()
+        assert fc.level_at(ten) == QUIET and fc.today_level(ten) == QUIET
+    assert dt.date(2026, 10, 8) in [r.day for r in fc.hourly()]
+    assert not {r.day for r in fc.hourly()} & set(NATIONAL_DAY)
+    state = fc.comfort_state(1, fc.days[0])
+    by_day = {d.day: d for d in state.days}
+    assert all(not by_day[d].open and by_day[d].hours == [] for d in NATIONAL_DAY)
+    assert by_day[dt.date(2026, 10, 8)].open  # a Thursday after the holiday
+    doc = {d["date"]: d for d in fc.to_json()["days"]}
+    assert doc["2026-10-01"] == {"date": "2026-10-01", "open": False, "count": 0.0,
+                                 "level": QUIET}
+
+
+def test_a_tiaoxiu_saturday_is_open_like_a_working_day(october: Any) -> None:
+    fc = october
+    sat = TIAOXIU_SATURDAY
+    assert sat.weekday() == 5 and fc.is_open(sat)
+    # the hall still opens on Saturdays (the generator's skeleton service), Sundays not;
+    # the 调休 Sunday in the history (2026-09-20) does not open Sundays
+    assert fc.fit.open_weekdays == (0, 1, 2, 3, 4, 5)
+    assert not fc.is_open(dt.date(2026, 10, 11))
+    # the mean of the Monday-to-Friday effects: as busy as the weekdays of the week after
+    # (same filing phase), several times a normal Saturday
+    week = [dt.date(2026, 10, d) for d in range(12, 17)]
+    weekdays = [_total(fc, d) for d in week]
+    assert _total(fc, sat) == pytest.approx(sum(weekdays) / 5, rel=0.05)
+    assert _total(fc, sat) > 4 * _total(fc, dt.date(2026, 10, 17))
+    rank = [LEVELS.index(fc.day_level(d)) for d in week]
+    assert min(rank) <= LEVELS.index(fc.day_level(sat)) <= max(rank)
+    assert fc.day_level(sat) != QUIET and fc.day_level(dt.date(2026, 10, 17)) == QUIET
+    assert {r.day for r in fc.hourly()} >= {sat}
+
+
+def test_a_moved_october_deadline_moves_the_peak(cal_hall: HallConfig, october: Any) -> None:
+    fc = october
+    open_days = [d for d in fc.days if fc.is_open(d)]
+    busiest = sorted(open_days, key=lambda d: _total(fc, d), reverse=True)
+    peak = [dt.date(2026, 10, d) for d in range(21, 27)]
+    assert busiest[0] == dt.date(2026, 10, 26)  # the deadline, a Monday
+    assert set(busiest[:4]) <= set(peak)
+    mid_month = [dt.date(2026, 10, d) for d in range(12, 17)]
+    assert not set(busiest[:4]) & set(mid_month)
+    peak_weekdays = [d for d in peak if d.weekday() < 5]
+    assert (np.mean([_total(fc, d) for d in peak_weekdays])
+            > 1.25 * np.mean([_total(fc, d) for d in mid_month]))
+    # the model saw the moved May deadline in the history: its peak effect is the truth
+    assert fc.fit.effect("filing days 10-15") == pytest.approx(math.log(1.4), abs=0.04)
+    # without the calendar the same history puts October's peak on the 10th-15th
+    blind = forecast_from(hall_without_calendar(cal_hall),
+                          generate_history(cal_hall, 6, seed=3, end=dt.date(2026, 9, 30)),
+                          days=31)
+    top = sorted((d for d in blind.days if blind.is_open(d)), key=lambda d: _total(blind, d),
+                 reverse=True)[:4]
+    assert all(10 <= d.day <= 15 for d in top)
+    assert blind.is_open(dt.date(2026, 10, 1))  # and opens on National Day
+
+
+def hall_without_calendar(cfg: HallConfig) -> HallConfig:
+    hall = cfg.hall.model_copy(update={"closed_days": [], "extra_workdays": [],
+                                       "filing_deadlines": {}})
+    return cfg.model_copy(update={"hall": hall})
+
+
+def test_the_generated_history_follows_the_calendar(cal_hall: HallConfig) -> None:
+    history = generate_history(cal_hall, 6, seed=3, end=dt.date(2026, 9, 30))
+    totals = dict(zip(history.days, history.counts.sum(axis=1), strict=True))
+    assert all(totals[dt.date(2026, 5, d)] == 0 for d in range(1, 6))
+    assert totals[dt.date(2026, 5, 9)] > 4 * totals[dt.date(2026, 5, 16)]  # 调休 Saturday
+    assert totals[dt.date(2026, 9, 20)] > 0  # 调休 Sunday
+    may = dict(zip(history.days, synthetic_means(cal_hall, history.days, history.start
+                                                 ).sum(axis=1), strict=True))
+    # the peak of May follows its deadline (22nd): Thursday 21st vs Thursday 14th
+    assert may[dt.date(2026, 5, 21)] == pytest.approx(
+        1.4 * may[dt.date(2026, 5, 14)] * math.exp(SYNTHETIC_TREND * 7 / 30.4375))
+    assert may[dt.date(2026, 5, 9)] == pytest.approx(
+        workday_factor(SYNTHETIC_WEEKDAY) / SYNTHETIC_WEEKDAY[5] * may[dt.date(2026, 5, 16)]
+        * math.exp(-SYNTHETIC_TREND * 7 / 30.4375))
+    # no calendar: the generator's means as they were before it existed
+    plain = small_hall()
+    days = [END - dt.timedelta(days=k) for k in range(60)]
+    origin = days[-1]
+    slots, open_min = open_slots(plain)
+    demand = Demand.for_services([s.code for s in plain.services])
+    w = np.array([demand.weight_at(s) * mins / 30 for s, mins in zip(slots, open_min,
+                                                                       strict=True)])
+    old = np.array([synthetic_volume(plain) * math.exp(SYNTHETIC_TREND * (d - origin).days
+                                                       / 30.4375)
+                    * filing_factor(d.day) / FILING_MEAN * SYNTHETIC_WEEKDAY[d.weekday()]
+                    for d in days])[:, None] * (w / w.sum())[None, :]
+    assert np.array_equal(synthetic_means(plain, days, origin), old)
+
+
+def test_the_fit_skips_closed_days_even_with_tickets(cal_hall: HallConfig) -> None:
+    history = generate_history(cal_hall, 6, seed=3, end=dt.date(2026, 9, 30))
+    cal = Calendar.of(cal_hall)
+    model = fit(history, calendar=cal)
+    counts = history.counts.copy()
+    counts[history.days.index(dt.date(2026, 5, 4))] = 500  # a green channel on a holiday
+    noisy = dataclasses.replace(history, counts=counts)
+    assert np.allclose(fit(noisy, calendar=cal).coef, model.coef)
+    assert not np.allclose(fit(noisy).coef, fit(history).coef)  # a calendar-blind fit uses it
+
+
+def test_seasonal_naive_leaves_holidays_and_tiaoxiu_days_out(cal_hall: HallConfig) -> None:
+    history = generate_history(cal_hall, 6, seed=3, end=dt.date(2026, 9, 30))
+    cal = Calendar.of(cal_hall)
+    counts = history.counts.copy()
+    counts[history.days.index(dt.date(2026, 9, 25))] = 500  # tickets on a closed Friday
+    train = dataclasses.replace(history, counts=counts)
+    sat, fri, holiday = TIAOXIU_SATURDAY, dt.date(2026, 10, 9), dt.date(2026, 10, 2)
+    out = seasonal_naive(train, [sat, fri, holiday, dt.date(2026, 10, 17)], calendar=cal)
+    rows = {d: i for i, d in enumerate(train.days)}
+    fridays = [rows[dt.date(2026, 9, d)] for d in (4, 11, 18)] + [rows[dt.date(2026, 8, 28)]]
+    assert np.allclose(out[1], train.counts[fridays].mean(axis=0))  # 25 Sep left out
+    assert not out[2].any()  # closed
+    saturdays = [rows[dt.date(2026, 9, d)] for d in (5, 12, 19)] + [rows[dt.date(2026, 8, 29)]]
+    assert np.allclose(out[3], train.counts[saturdays].mean(axis=0))
+    workdays = [r for r in range(len(train.days) - 1, -1, -1)
+                if train.days[r].weekday() < 5 and train.counts[r].sum() > 0
+                and not cal.is_closed(train.days[r])][:20]
+    assert np.allclose(out[0], train.counts[workdays].mean(axis=0))
+
+
+def test_evaluation_counts_the_days_a_forecast_gets_open_or_closed_wrong(
+        cal_hall: HallConfig) -> None:
+    history = generate_history(cal_hall, 6, seed=3, end=dt.date(2026, 10, 31))
+    ev = evaluate(cal_hall, history, holdout_months=2)
+    assert ev.days == 61 and ev.wrong_days == 0 and ev.baseline_wrong_days == 0
+    blind = evaluate(hall_without_calendar(cal_hall), history, holdout_months=2)
+    # 25-26 Sep and 1-3, 5-7 Oct forecast open, 20 Sep (调休 Sunday) forecast closed
+    assert blind.wrong_days == 9 and blind.mae > 2 * ev.mae
+    assert any("closed but open: model 0" in line for line in ev.lines())

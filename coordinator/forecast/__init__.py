@@ -1,7 +1,8 @@
 """办税舒适度指数: forecast hall arrivals a month ahead and class them 较少 / 适中 / 较多.
 
 Submodules: ``history`` (counts per day and half hour, from the event log or generated),
-``model`` (Poisson GLM by IRLS: month trend, filing period, weekday, half hour),
+``hall_calendar`` (holidays, 调休 working weekends and filing deadlines from the hall
+file), ``model`` (Poisson GLM by IRLS: month trend, filing phase, weekday, half hour),
 ``levels`` (wait-derived thresholds, from simulated hall days or Erlang C), ``index`` (the
 :class:`Forecast` and ``build_forecast``), ``evaluate`` (held-out months against
 seasonal-naive), ``export`` (terminal table, CSV, PNG). ``hallq forecast`` runs them all.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from coordinator.forecast.evaluate import Evaluation, evaluate, seasonal_naive
 from coordinator.forecast.export import export_csv, export_png, render_forecast
+from coordinator.forecast.hall_calendar import Calendar
 from coordinator.forecast.history import History, arrival_counts, generate_history
 from coordinator.forecast.index import MIN_WEEKS, Forecast, HourRow, build_forecast, forecast_from
 from coordinator.forecast.levels import (
@@ -32,7 +34,7 @@ from coordinator.forecast.levels import (
 from coordinator.forecast.model import Fit, PoissonFitError, fit
 
 __all__ = [
-    "LEVELS", "MIN_WEEKS", "Evaluation", "Fit", "Forecast", "History", "HourRow", "Level",
+    "LEVELS", "MIN_WEEKS", "Calendar", "Evaluation", "Fit", "Forecast", "History", "HourRow", "Level",
     "PoissonFitError", "Thresholds", "WaitCurve", "arrival_counts", "build_forecast",
     "evaluate", "expected_wait", "export_csv", "export_png", "fit", "forecast_from",
     "generate_history", "render_forecast", "seasonal_naive", "simulated_wait_curve",

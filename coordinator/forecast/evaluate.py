@@ -3,9 +3,13 @@
 Each of the last ``holdout_months`` calendar months is forecast from everything before it
 (as the monthly export would have been), and compared with what came. The baseline is
 what a supervisor would do by hand: for each weekday and half hour, the mean of the last
-four such days before the month starts. Both are scored on the month's open days:
+four such days before the month starts, holidays and 调休 working weekends left out (a 调休
+day is forecast as the mean of the last four weeks' Monday-to-Friday days, a holiday as
+closed). Both are scored on the month's open days:
 mean absolute error of half-hour counts, and how often the level (较少/适中/较多) of the
-forecast matches the level of the actual count.
+forecast matches the level of the actual count. Those scores cannot see a day forecast
+open that was closed (a holiday) or the reverse, so the days each got wrong are counted
+apart.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coordinator.forecast.hall_calendar import Calendar
 from coordinator.forecast.history import History
 from coordinator.forecast.levels import Thresholds, thresholds
-from coordinator.forecast.model import fit
+from coordinator.forecast.model import NO_CALENDAR, fit
 from hallq.config import HallConfig
 
 __all__ = ["Evaluation", "evaluate", "seasonal_naive"]
@@ -26,7 +31,9 @@ __all__ = ["Evaluation", "evaluate", "seasonal_naive"]
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Scores over all held-out open half hours (``cells``) of ``months``."""
+    """Scores over all held-out open half hours (``cells``) of ``months``; ``days`` held
+    out, of which ``wrong_days`` (``baseline_wrong_days``) were forecast open but had no
+    tickets, or forecast closed but had some."""
 
     months: tuple[str, ...]
     cells: int
@@ -36,6 +43,9 @@ class Evaluation:
     baseline_accuracy: float
     mean_count: float
     source: str
+    days: int = 0
+    wrong_days: int = 0
+    baseline_wrong_days: int = 0
 
     def lines(self) -> list[str]:
         """The printed summary (the CLI and BENCHMARKS.md use the same words)."""
@@ -46,17 +56,30 @@ class Evaluation:
             mae += f" ({(1 - self.mae / self.baseline_mae) * 100:+.0f}% better)"
         levels = (f"level accuracy: model {self.accuracy:.1%}, seasonal-naive "
                   f"{self.baseline_accuracy:.1%}")
-        return [head, mae, levels]
+        wrong = (f"days forecast open but closed, or closed but open: model "
+                 f"{self.wrong_days}, seasonal-naive {self.baseline_wrong_days} "
+                 f"(of {self.days})")
+        return [head, mae, levels, wrong]
 
 
-def seasonal_naive(train: History, days: list[dt.date], weeks: int = 4) -> np.ndarray:
+def seasonal_naive(train: History, days: list[dt.date], weeks: int = 4,
+                   calendar: Calendar = NO_CALENDAR) -> np.ndarray:
     """Per (day, half hour): the mean of the last ``weeks`` open same-weekday days of
-    ``train`` (closed or holiday days, with no tickets, are skipped)."""
+    ``train``. Days with no tickets and the calendar's closed and extra working days are
+    skipped; a closed day is forecast closed (zeros), an extra working day as the mean of
+    the last ``weeks`` x 5 open Monday-to-Friday days."""
     totals = train.counts.sum(axis=1)
+    usual = [r for r in range(len(train.days) - 1, -1, -1)
+             if totals[r] > 0 and not calendar.is_closed(train.days[r])
+             and not calendar.is_extra_workday(train.days[r])]
     out = np.zeros((len(days), len(train.slots)))
     for i, d in enumerate(days):
-        rows = [r for r in range(len(train.days) - 1, -1, -1)
-                if train.days[r].weekday() == d.weekday() and totals[r] > 0][:weeks]
+        if calendar.is_closed(d):
+            continue
+        if calendar.is_extra_workday(d):
+            rows = [r for r in usual if train.days[r].weekday() < 5][:weeks * 5]
+        else:
+            rows = [r for r in usual if train.days[r].weekday() == d.weekday()][:weeks]
         if rows:
             out[i] = train.counts[rows].mean(axis=0)
     return out
@@ -70,14 +93,17 @@ def _month_starts(history: History, n: int) -> list[dt.date]:
 
 def evaluate(cfg: HallConfig, history: History, *, holdout_months: int = 2,
              th: Thresholds | None = None) -> Evaluation:
-    """Score the model and the baseline on the last ``holdout_months`` months."""
+    """Score the model and the baseline on the last ``holdout_months`` months, both told
+    the hall calendar in ``cfg``."""
     th = th or thresholds(cfg)
+    cal = Calendar.of(cfg)
     minutes = np.array(history.open_min)
     errs: list[np.ndarray] = []
     base_errs: list[np.ndarray] = []
     hits: list[np.ndarray] = []
     base_hits: list[np.ndarray] = []
     actuals: list[np.ndarray] = []
+    n_days = wrong = base_wrong = 0
     starts = _month_starts(history, holdout_months)
     if not starts:
         raise ValueError("the history is too short to hold out a month")
@@ -88,11 +114,15 @@ def evaluate(cfg: HallConfig, history: History, *, holdout_months: int = 2,
                         history.counts[:cut], history.source)
         days = history.days[cut:(b - history.start).days]
         actual = history.counts[cut:cut + len(days)].astype(float)
-        model = fit(train)
+        model = fit(train, calendar=cal)
         pred = model.mean(days)
-        base = seasonal_naive(train, days)
-        open_rows = (actual.sum(axis=1) > 0) & np.array(
-            [d.weekday() in model.open_weekdays for d in days], bool)
+        base = seasonal_naive(train, days, calendar=cal)
+        came = actual.sum(axis=1) > 0
+        forecast_open = np.array([model.is_open(d) for d in days], bool)
+        n_days += len(days)
+        wrong += int((came != forecast_open).sum())
+        base_wrong += int((came != (base.sum(axis=1) > 0)).sum())
+        open_rows = came & forecast_open
         act, pr, bs = actual[open_rows], pred[open_rows], base[open_rows]
         errs.append(np.abs(pr - act).ravel())
         base_errs.append(np.abs(bs - act).ravel())
@@ -107,4 +137,5 @@ def evaluate(cfg: HallConfig, history: History, *, holdout_months: int = 2,
         mae=float(err.mean()), baseline_mae=float(berr.mean()),
         accuracy=float(np.concatenate(hits).mean()),
         baseline_accuracy=float(np.concatenate(base_hits).mean()),
-        mean_count=float(np.concatenate(actuals).mean()), source=history.source)
+        mean_count=float(np.concatenate(actuals).mean()), source=history.source,
+        days=n_days, wrong_days=wrong, baseline_wrong_days=base_wrong)

@@ -4,7 +4,9 @@ The comfort index is a forecast of demand, so its input is what people asked for
 tickets, counted by the half hour they were issued in (hall time). Rejected requests
 (daily cap, per-person limit) are left out: they never joined a queue. Days run from the
 first to the last day seen; a day with no tickets stays in as zeros, which the model reads
-as a closed day (weekend, holiday) rather than as a day nobody came.
+as a closed day (weekend, holiday) rather than as a day nobody came. Which days were
+holidays or 调休 working weekends is the hall calendar's business (``hall_calendar``),
+passed to the model next to the history.
 
 ``generate_history`` draws a synthetic history from the simulator's demand profile so the
 demo and the tests have months of data on a fresh install. Its effects are the truth the
@@ -22,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from coordinator.forecast.hall_calendar import Calendar, workday_factor
 from coordinator.simulation.profile import (
     CALIBRATED_VOLUME,
     FILING_MEAN,
     Demand,
-    filing_factor,
 )
 from hallq.config import HallConfig
 
@@ -156,16 +158,29 @@ def synthetic_means(cfg: HallConfig, days: Sequence[dt.date], origin: dt.date, *
                     volume: float | None = None, trend: float = SYNTHETIC_TREND,
                     weekday: Sequence[float] = SYNTHETIC_WEEKDAY) -> np.ndarray:
     """Expected arrivals per (day, open half hour) under the generator's known effects:
-    ``volume`` x month trend x filing factor x weekday x half-hour profile share."""
+    ``volume`` x month trend x filing factor x weekday x half-hour profile share.
+
+    The hall calendar (``hall.closed_days``, ``extra_workdays``, ``filing_deadlines``)
+    applies: nobody comes on a closed day, an extra working day has the geometric mean of
+    the Monday-to-Friday multipliers, and the filing factor follows each month's deadline.
+    """
     slots, open_min = open_slots(cfg)
     demand = Demand.for_services([s.code for s in cfg.services])
     w = np.array([demand.weight_at(s) * m / SLOT_MIN for s, m in zip(slots, open_min,
                                                                       strict=True)])
     share = w / w.sum()
     base = synthetic_volume(cfg) if volume is None else volume
+    cal = Calendar.of(cfg)
+    extra = workday_factor(weekday)
+
+    def day_weight(d: dt.date) -> float:
+        if cal.is_closed(d):
+            return 0.0
+        return extra if cal.is_extra_workday(d) else weekday[d.weekday()]
+
     daily = np.array([
-        base * math.exp(trend * months_between(origin, d)) * filing_factor(d.day) / FILING_MEAN
-        * weekday[d.weekday()] for d in days])
+        base * math.exp(trend * months_between(origin, d)) * cal.filing_factor(d) / FILING_MEAN
+        * day_weight(d) for d in days])
     return daily[:, None] * share[None, :]
 
 
@@ -179,8 +194,9 @@ def generate_history(cfg: HallConfig, months: int = 6, seed: int = 1, *,
                      trend: float = SYNTHETIC_TREND,
                      weekday: Sequence[float] = SYNTHETIC_WEEKDAY) -> History:
     """A synthetic ``months``-month history ending on ``end`` (default yesterday, hall
-    time): Poisson counts around :func:`synthetic_means`. Lunch is whatever the hall's
-    opening hours close plus the profile's lull; deterministic for a seed."""
+    time): Poisson counts around :func:`synthetic_means`, the hall calendar included.
+    Lunch is whatever the hall's opening hours close plus the profile's lull;
+    deterministic for a seed."""
     if months < 1:
         raise ValueError("months must be at least 1")
     if end is None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from coordinator.forecast.hall_calendar import Calendar
 from coordinator.forecast.history import History, arrival_counts, generate_history
 from coordinator.forecast.levels import QUIET, Level, Thresholds, thresholds
 from coordinator.forecast.model import Fit, fit
@@ -56,7 +57,9 @@ class Forecast:
                                           for i in range(self.mean.shape[0])])
 
     def is_open(self, day: dt.date) -> bool:
-        return day.weekday() in self.fit.open_weekdays
+        """The hall opens on ``day``: an open weekday or a 调休 working day, and not one of
+        the hall calendar's closed days."""
+        return self.fit.is_open(day)
 
     def _row(self, day: dt.date) -> int:
         row = (day - self.start).days
@@ -148,8 +151,9 @@ class Forecast:
 def forecast_from(cfg: HallConfig, history: History, *, start: dt.date | None = None,
                   days: int = 30, th: Thresholds | None = None) -> Forecast:
     """Fit ``history`` and forecast ``days`` days from ``start`` (default: the day after
-    the history ends)."""
-    model = fit(history)
+    the history ends), both under the hall calendar in ``cfg`` (holidays closed, 调休
+    days open, filing phases by each month's deadline)."""
+    model = fit(history, calendar=Calendar.of(cfg))
     start = start or history.end + dt.timedelta(days=1)
     span = [start + dt.timedelta(days=i) for i in range(days)]
     return Forecast(cfg, start, history.slots, history.open_min, model.mean(span),

@@ -13,7 +13,7 @@ import datetime as dt
 import math
 import random
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import overload
 
@@ -33,14 +33,35 @@ SERVICE_SIGMA = 0.6            # lognormal shape: coefficient of variation ~0.66
 CALIBRATED_VOLUME = 9000.0
 
 
-def filing_factor(day_of_month: int) -> float:
-    """征期: the first half of the month is busier, days 10-15 (the deadline) the busiest;
-    ``--volume`` is an average filing-period day."""
-    if day_of_month <= 9:
-        return 1.0
-    if day_of_month <= 15:
-        return 1.4
-    return 0.6
+# 征期: taxes due monthly are filed by the month's deadline, the 15th unless holidays or a
+# weekend move it (征期延长, e.g. to the 26th in October 2026 after National Day).
+FILING_DEADLINE = 15
+PEAK_DAYS = 6                  # the run-up: the deadline and the 5 days before it
+EARLY, PEAK, AFTER = 0, 1, 2   # filing phases
+FILING_PHASES = ("early", "peak", "after")
+PHASE_FACTOR = (1.0, 1.4, 0.6)
+
+
+def filing_phase(day_of_month: int, deadline: int = FILING_DEADLINE,
+                 closed: Container[int] = ()) -> int:
+    """The filing phase (``EARLY``, ``PEAK`` or ``AFTER``) of a day of a month whose filing
+    deadline is ``deadline``: the peak is the last ``PEAK_DAYS`` calendar days up to and
+    including the deadline, after is every day past it. Days of the month in ``closed``
+    (the hall's holidays) are not counted in the peak's days, so a deadline right after a
+    long holiday (the Spring Festival) reaches back over it to the days before it. The
+    default deadline gives days 1-9 / 10-15 / 16-end."""
+    if day_of_month > deadline:
+        return AFTER
+    counted = sum(1 for d in range(day_of_month, deadline + 1) if d not in closed)
+    return PEAK if counted <= PEAK_DAYS else EARLY
+
+
+def filing_factor(day_of_month: int, deadline: int = FILING_DEADLINE,
+                  closed: Container[int] = ()) -> float:
+    """征期: the run-up to the deadline is the busiest (x1.4), the days before it busy
+    (x1.0), the rest of the month quiet (x0.6); ``--volume`` is an average filing-period
+    day. By default days 1-9, 10-15 and 16-end (see :func:`filing_phase`)."""
+    return PHASE_FACTOR[filing_phase(day_of_month, deadline, closed)]
 
 
 # Mean of filing_factor over days 1-15, so that ``day_factor`` averages 1.0 over the period.
