@@ -4,27 +4,27 @@ Every agent and the coordinator load the same file, so a mistake in it must stop
 process at start with a message a field engineer can act on: the key path in TOML
 terms, what was expected and what was found. Secrets (broker password, the ID-card
 hashing key) come from the environment or a separate file in production and are never
-echoed back, not even in error messages.
+echoed back, not even in error messages. The checks of single values, and the problem
+collector behind the messages, live in :mod:`hallq.config_checks`; the sections, the
+cross-checks between them and loading live here.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 import tomllib
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -33,20 +33,47 @@ from pydantic import (
     SecretStr,
     StrictBool,
     ValidationError,
-    ValidationInfo,
     model_validator,
 )
 
-from hallq.errors import ConfigError, TopicError
-from hallq.topics import check_id
+from hallq.config_checks import (
+    ClockTime,
+    Collector,
+    Intervals,
+    Loc,
+    PathT,
+    Pin,
+    Problems,
+    Secret,
+    Text,
+    Weight,
+    baud_rate,
+    broker_url,
+    date_list,
+    deadlines,
+    hash_key,
+    http_url,
+    id_check,
+    int_range,
+    led_side,
+    log_level_name,
+    positive_number,
+    problem,
+    serial_port,
+    show,
+    ticket_prefix,
+    timezone_name,
+    toml_path,
+)
+from hallq.errors import ConfigError
 
 __all__ = [
     "ENV_OVERRIDES",
     "Agent",
     "BrokerConfig",
     "CoordinatorConfig",
-    "EdgeConfig",
     "Device",
+    "EdgeConfig",
     "HallConfig",
     "HallInfo",
     "LedSize",
@@ -62,8 +89,6 @@ __all__ = [
     "parse_config",
 ]
 
-Loc = tuple[str | int, ...]
-
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "HALLQ_BROKER_URL": ("broker", "url"),
     "HALLQ_BROKER_USERNAME": ("broker", "username"),
@@ -74,375 +99,6 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
 }
 
 _SECRET_KEYS = frozenset({"password", "id_hash_key", "supervisor_password"})
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-_YMD = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_YM = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-_STANDARD_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
-_MIN_HASH_KEY_LEN = 16
-
-
-# --- problems and how they are reported -------------------------------------------------
-
-
-class _Problems(ValueError):
-    """Carries problems with their own key paths through pydantic.
-
-    pydantic reports a validator's ValueError at the validator's location; a cross-check
-    that finds several problems deeper down needs each reported at its own path.
-    """
-
-    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
-        self.problems = problems
-        super().__init__(
-            "; ".join(f"{_toml_path(loc)}: {msg}" if loc else msg for loc, msg in problems)
-        )
-
-
-def _problem(message: str, *loc: str | int) -> _Problems:
-    return _Problems([(loc, message)])
-
-
-class _Collector:
-    """Gathers every problem of one validator so a single run reports them all."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[Loc, str]] = []
-
-    def add(self, message: str, *loc: str | int) -> None:
-        self.items.append((loc, message))
-
-    def raise_any(self) -> None:
-        if self.items:
-            raise _Problems(self.items)
-
-
-def _toml_path(loc: Loc) -> str:
-    out = ""
-    for seg in loc:
-        if isinstance(seg, int):
-            out += f"[{seg}]"
-        else:
-            key = seg if _BARE_KEY.fullmatch(seg) else json.dumps(seg, ensure_ascii=False)
-            out += f".{key}" if out else key
-    return out
-
-
-def _show(value: object) -> str:
-    """Spell a found value the way it looks in TOML, short enough for one line."""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, str):
-        return repr(value if len(value) <= 60 else value[:57] + "...")
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    return type(value).__name__
-
-
-# --- value checkers used as BeforeValidators --------------------------------------------
-
-
-def _bounds(lo: float | None, hi: float | None, *, lo_open: bool = False) -> str:
-    if lo is not None and hi is not None:
-        return f"> {lo} and <= {hi}" if lo_open else f"between {lo} and {hi}"
-    if lo is not None:
-        return f"> {lo}" if lo_open else f">= {lo}"
-    return f"<= {hi}"
-
-
-def _int_range(lo: int | None, hi: int | None = None) -> Callable[[object], int]:
-    def check(value: object) -> int:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or (lo is not None and value < lo)
-            or (hi is not None and value > hi)
-        ):
-            raise _problem(f"expected an integer {_bounds(lo, hi)}, got {_show(value)}")
-        return value
-
-    return check
-
-
-def _positive_number(hi: float) -> Callable[[object], float]:
-    def check(value: object) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= hi:
-            bounds = _bounds(0, hi, lo_open=True)
-            raise _problem(f"expected a number {bounds}, got {_show(value)}")
-        return float(value)
-
-    return check
-
-
-def _id_check(what: str) -> Callable[[object], str]:
-    def check(value: object) -> str:
-        if not isinstance(value, str):
-            raise _problem(f"expected a string id, got {_show(value)}")
-        try:
-            return check_id(value, what)
-        except TopicError as exc:
-            raise _problem(str(exc)) from exc
-
-    return check
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise _problem(f"expected a string, got {_show(value)}")
-    if not value.strip():
-        raise _problem("must not be empty")
-    return value.strip()
-
-
-def _secret(value: object) -> object:
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    if not isinstance(value, str):
-        raise _problem("expected a string (value not shown)")
-    if not value.strip():
-        raise _problem("must not be empty")
-    return value
-
-
-def _hash_key(value: object) -> object:
-    value = _secret(value)
-    if isinstance(value, str) and len(value) < _MIN_HASH_KEY_LEN:
-        raise _problem(
-            f"must be at least {_MIN_HASH_KEY_LEN} characters: ID-card numbers are guessable, "
-            "so only a long random key keeps their hashes private (value not shown)"
-        )
-    return value
-
-
-def _path_text(value: object) -> object:
-    if isinstance(value, os.PathLike):
-        return value
-    if not isinstance(value, str):
-        raise _problem(f"expected a path string, got {_show(value)}")
-    if not value.strip():
-        raise _problem("must not be empty")
-    return value
-
-
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    """Relative paths are taken from the config file's folder, as a reader of it expects."""
-    value = value.expanduser()
-    base = (info.context or {}).get("base_dir")
-    if not value.is_absolute() and base is not None:
-        value = Path(base) / value
-    return value
-
-
-def _clock(value: object) -> time:
-    if isinstance(value, time) and value.tzinfo is None:
-        return value.replace(second=0, microsecond=0)
-    if isinstance(value, str) and (m := _HHMM.fullmatch(value.strip())):
-        return time(int(m.group(1)), int(m.group(2)))
-    raise _problem(f'expected a local time "HH:MM", got {_show(value)}')
-
-
-def _intervals(value: object) -> list[tuple[time, time]]:
-    if not isinstance(value, list) or not value:
-        raise _problem(f'expected an array of ["HH:MM", "HH:MM"] pairs, got {_show(value)}')
-    out: list[tuple[time, time]] = []
-    problems = _Collector()
-    for i, pair in enumerate(value):
-        if not isinstance(pair, list) or len(pair) != 2:
-            problems.add(f'expected a pair ["HH:MM", "HH:MM"], got {_show(pair)}', i)
-            continue
-        try:
-            start, end = _clock(pair[0]), _clock(pair[1])
-        except _Problems as exc:
-            problems.add(exc.problems[0][1], i)
-            continue
-        if end <= start:
-            problems.add(f"ends ({end:%H:%M}) before it starts ({start:%H:%M})", i)
-        elif out and start < out[-1][1]:
-            problems.add(
-                f"starts at {start:%H:%M}, before the previous interval ends "
-                f"({out[-1][1]:%H:%M}); list intervals in order, without overlap",
-                i,
-            )
-        out.append((start, end))
-    problems.raise_any()
-    return out
-
-
-_WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-
-def _date(value: object) -> date:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and _YMD.fullmatch(value.strip()):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            raise _problem(f"{value.strip()!r} is not a calendar date") from None
-    raise _problem(f"expected a date YYYY-MM-DD (e.g. 2026-10-01), got {_show(value)}")
-
-
-def _date_list(weekend_only: bool) -> Callable[[object], list[date]]:
-    """A list of dates (TOML dates or "YYYY-MM-DD" strings), each listed once; with
-    ``weekend_only`` every one a Saturday or Sunday (a 调休 working day)."""
-
-    def check(value: object) -> list[date]:
-        if not isinstance(value, list):
-            raise _problem(f"expected an array of dates YYYY-MM-DD, got {_show(value)}")
-        out: list[date] = []
-        seen: dict[date, int] = {}
-        problems = _Collector()
-        for i, item in enumerate(value):
-            try:
-                day = _date(item)
-            except _Problems as exc:
-                problems.add(exc.problems[0][1], i)
-                continue
-            if day in seen:
-                problems.add(f"{day} is listed twice (also at [{seen[day]}])", i)
-                continue
-            if weekend_only and day.weekday() < 5:
-                problems.add(
-                    f"{day} is a {_WEEKDAY_NAMES[day.weekday()]}: extra_workdays are the "
-                    "Saturdays and Sundays the hall opens (调休); a weekday is a working day "
-                    "already",
-                    i,
-                )
-                continue
-            seen[day] = i
-            out.append(day)
-        problems.raise_any()
-        return sorted(out)
-
-    return check
-
-
-def _days_in_month(year: int, month: int) -> int:
-    nxt = date(year + month // 12, month % 12 + 1, 1)
-    return (nxt - timedelta(days=1)).day
-
-
-def _deadlines(value: object) -> dict[str, int]:
-    """``{"YYYY-MM": day}``: the day of that month its filing deadline falls on."""
-    if not isinstance(value, dict):
-        raise _problem(f'expected a table of "YYYY-MM" = day of month, got {_show(value)}')
-    out: dict[str, int] = {}
-    problems = _Collector()
-    for key, day in value.items():
-        m = _YM.fullmatch(key.strip())
-        if not m:
-            problems.add(f'expected a month "YYYY-MM" (e.g. "2026-10") as the key, got {key!r}',
-                         key)
-            continue
-        year, month = int(m.group(1)), int(m.group(2))
-        last = _days_in_month(year, month)
-        if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= last:
-            problems.add(f"expected a day of the month between 1 and {last} "
-                         f"({year}-{month:02d} has {last} days), got {_show(day)}", key)
-            continue
-        out[f"{year}-{month:02d}"] = day
-    problems.raise_any()
-    return dict(sorted(out.items()))
-
-
-def _timezone(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise _problem(f"expected an IANA time zone name, got {_show(value)}")
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise _problem(
-            f"unknown time zone {value!r}: use an IANA name such as 'Asia/Shanghai'"
-        ) from None
-    return value
-
-
-def _prefix(value: object) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Z]", value):
-        raise _problem(f"expected one upper-case letter A-Z, got {_show(value)}")
-    return value
-
-
-def _log_level(value: object) -> object:
-    if isinstance(value, str) and value.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        return value.upper()
-    return value
-
-
-def _http_url(value: object) -> str:
-    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https") or not (
-        urlsplit(value).hostname
-    ):
-        raise _problem(f"expected an http:// or https:// URL, got {_show(value)}")
-    return value
-
-
-def _broker_url(value: object) -> str:
-    if not isinstance(value, str):
-        raise _problem(f"expected an mqtt:// or mqtts:// URL, got {_show(value)}")
-    parts = urlsplit(value.strip())
-    if "@" in parts.netloc:
-        raise _problem(
-            "must not carry credentials: set broker.username and HALLQ_BROKER_PASSWORD "
-            "(or broker.password_file) instead (value not shown)"
-        )
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise _problem(f"expected an mqtt:// or mqtts:// URL, got {_show(value)}")
-    if not parts.hostname:
-        raise _problem(f"has no host name, got {_show(value)}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise _problem(f"has a bad port, got {_show(value)}") from None
-    if port == 0:
-        raise _problem(f"has a bad port, got {_show(value)}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise _problem(f"must be scheme://host[:port] only, got {_show(value)}")
-    return value.strip()
-
-
-def _serial_port(value: object) -> str:
-    if isinstance(value, str) and (
-        re.fullmatch(r"/dev/\S+", value)
-        or re.fullmatch(r"(socket|rfc2217)://[^\s:/]+:\d{1,5}", value)
-        or re.fullmatch(r"sim(:[a-z0-9_-]+)?", value)
-    ):
-        return value
-    raise _problem(
-        'expected a device path ("/dev/ttyUSB0"), a network port ("socket://host:4001", '
-        f'"rfc2217://host:4001") or "sim", got {_show(value)}'
-    )
-
-
-def _baud(value: object) -> int:
-    if isinstance(value, bool) or value not in _STANDARD_BAUDS:
-        rates = ", ".join(map(str, _STANDARD_BAUDS))
-        raise _problem(f"expected a standard baud rate ({rates}), got {_show(value)}")
-    assert isinstance(value, int)
-    return value
-
-
-def _led_side(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value % 8 or not 8 <= value <= 512:
-        raise _problem(f"expected a multiple of 8 between 8 and 512, got {_show(value)}")
-    return value
-
-
-Text = Annotated[str, BeforeValidator(_text)]
-Secret = Annotated[SecretStr, BeforeValidator(_secret)]
-PathT = Annotated[Path, BeforeValidator(_path_text), AfterValidator(_resolve_path)]
-ClockTime = Annotated[time, BeforeValidator(_clock)]
-Intervals = Annotated[list[tuple[time, time]], BeforeValidator(_intervals)]
-Pin = Annotated[int, BeforeValidator(_int_range(0, 27))]
-Weight = Annotated[float, BeforeValidator(_positive_number(10))]
 
 
 def _default_open_hours() -> list[tuple[time, time]]:
@@ -465,23 +121,23 @@ class _Model(BaseModel):
 class HallInfo(_Model):
     """Who the hall is and when it is open."""
 
-    id: Annotated[str, BeforeValidator(_id_check("hall id"))]
+    id: Annotated[str, BeforeValidator(id_check("hall id"))]
     name: Text
     name_en: Text | None = None
-    timezone: Annotated[str, BeforeValidator(_timezone)]
+    timezone: Annotated[str, BeforeValidator(timezone_name)]
     reset_time: ClockTime = time(0, 0)
     open_hours: Intervals = Field(default_factory=_default_open_hours)
 
-    public_url: Annotated[str, BeforeValidator(_http_url)] = "http://127.0.0.1:8080"
+    public_url: Annotated[str, BeforeValidator(http_url)] = "http://127.0.0.1:8080"
 
     # The hall calendar, for the comfort index: holidays on days it would open, 调休
     # weekend days it opens, and 征期 deadlines moved from the 15th (by holidays or a
     # weekend). Dates of past years stay useful: the forecast is fitted on the history.
-    closed_days: Annotated[list[date], BeforeValidator(_date_list(False))] = Field(
+    closed_days: Annotated[list[date], BeforeValidator(date_list(False))] = Field(
         default_factory=list)
-    extra_workdays: Annotated[list[date], BeforeValidator(_date_list(True))] = Field(
+    extra_workdays: Annotated[list[date], BeforeValidator(date_list(True))] = Field(
         default_factory=list)
-    filing_deadlines: Annotated[dict[str, int], BeforeValidator(_deadlines)] = Field(
+    filing_deadlines: Annotated[dict[str, int], BeforeValidator(deadlines)] = Field(
         default_factory=dict)
 
     @property
@@ -501,7 +157,7 @@ class HallInfo(_Model):
 
     @model_validator(mode="after")
     def _cross_check(self) -> HallInfo:
-        problems = _Collector()
+        problems = Collector()
         for start, end in self.open_hours:
             if start <= self.reset_time < end:
                 problems.add(
@@ -542,19 +198,19 @@ class TlsConfig(_Model):
     def _cert_and_key(self) -> TlsConfig:
         if (self.cert_file is None) != (self.key_file is None):
             missing = "key_file" if self.key_file is None else "cert_file"
-            raise _problem("a client certificate needs both cert_file and key_file", missing)
+            raise problem("a client certificate needs both cert_file and key_file", missing)
         return self
 
 
 class BrokerConfig(_Model):
-    url: Annotated[str, BeforeValidator(_broker_url)] = "mqtt://127.0.0.1:1883"
+    url: Annotated[str, BeforeValidator(broker_url)] = "mqtt://127.0.0.1:1883"
     username: Text | None = None
     password: Secret | None = None
     password_file: PathT | None = None
     tls: TlsConfig = Field(default_factory=TlsConfig)
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
-    keepalive: Annotated[int, BeforeValidator(_int_range(5, 600))] = 30
-    session_expiry_s: Annotated[int, BeforeValidator(_int_range(0, 7 * 86400))] = 3600
+    keepalive: Annotated[int, BeforeValidator(int_range(5, 600))] = 30
+    session_expiry_s: Annotated[int, BeforeValidator(int_range(0, 7 * 86400))] = 3600
 
     @model_validator(mode="before")
     @classmethod
@@ -564,7 +220,7 @@ class BrokerConfig(_Model):
             and data.get("password") is not None
             and (data.get("password_file") is not None)
         ):
-            raise _problem("give either password or password_file, not both", "password_file")
+            raise problem("give either password or password_file, not both", "password_file")
         return data
 
     @model_validator(mode="after")
@@ -574,16 +230,16 @@ class BrokerConfig(_Model):
             try:
                 text = self.password_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise _problem(
+                raise problem(
                     f"cannot read {where!r}: {exc.strerror or exc}", "password_file"
                 ) from exc
             except UnicodeDecodeError:
-                raise _problem(f"{where!r} is not UTF-8 text", "password_file") from None
+                raise problem(f"{where!r} is not UTF-8 text", "password_file") from None
             if not text:
-                raise _problem(f"{where!r} is empty", "password_file")
+                raise problem(f"{where!r} is empty", "password_file")
             self.password = SecretStr(text)
         if self.password is not None and self.username is None:
-            raise _problem("a password is set but no username", "username")
+            raise problem("a password is set but no username", "username")
         return self
 
     @property
@@ -604,77 +260,77 @@ class BrokerConfig(_Model):
 
 class RuntimeConfig(_Model):
     state_dir: PathT = Field(default_factory=_default_state_dir)
-    outbox_max: Annotated[int, BeforeValidator(_int_range(10))] = 10_000
+    outbox_max: Annotated[int, BeforeValidator(int_range(10))] = 10_000
     log_level: Annotated[
-        Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_log_level)
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(log_level_name)
     ] = "INFO"
     pin_factory: Literal["lgpio", "rpigpio", "native", "mock"] | None = None
 
 
 class SecurityConfig(_Model):
-    id_hash_key: Annotated[SecretStr, BeforeValidator(_hash_key)] | None = None
+    id_hash_key: Annotated[SecretStr, BeforeValidator(hash_key)] | None = None
 
 
 class EdgeConfig(_Model):
     """How the agents on the Pis behave when the coordinator is slow or away."""
 
-    reply_timeout_s: Annotated[float, BeforeValidator(_positive_number(30))] = 1.5
-    command_timeout_s: Annotated[float, BeforeValidator(_positive_number(30))] = 3.0
-    lease_size: Annotated[int, BeforeValidator(_int_range(1, 500))] = 50
-    lease_low_water: Annotated[int, BeforeValidator(_int_range(0, 500))] = 10
+    reply_timeout_s: Annotated[float, BeforeValidator(positive_number(30))] = 1.5
+    command_timeout_s: Annotated[float, BeforeValidator(positive_number(30))] = 3.0
+    lease_size: Annotated[int, BeforeValidator(int_range(1, 500))] = 50
+    lease_low_water: Annotated[int, BeforeValidator(int_range(0, 500))] = 10
 
 
 class CoordinatorConfig(_Model):
     """How the coordinator runs the hall's queues."""
 
-    client_id: Annotated[str, BeforeValidator(_id_check("coordinator client id"))] = "coordinator"
+    client_id: Annotated[str, BeforeValidator(id_check("coordinator client id"))] = "coordinator"
     log_path: PathT | None = None
     carry_over: StrictBool = False
-    person_daily_limit: Annotated[int, BeforeValidator(_int_range(1, 50))] | None = None
-    max_recalls: Annotated[int, BeforeValidator(_int_range(0, 10))] = 3
-    board_calls: Annotated[int, BeforeValidator(_int_range(1, 50))] = 10
-    overdue_boost: Annotated[float, BeforeValidator(_positive_number(10)), Field(ge=1.0)] = 2.0
-    default_service_min: Annotated[float, BeforeValidator(_positive_number(120))] = 1.63
-    retention_days: Annotated[int, BeforeValidator(_int_range(1, 3650))] = 400
+    person_daily_limit: Annotated[int, BeforeValidator(int_range(1, 50))] | None = None
+    max_recalls: Annotated[int, BeforeValidator(int_range(0, 10))] = 3
+    board_calls: Annotated[int, BeforeValidator(int_range(1, 50))] = 10
+    overdue_boost: Annotated[float, BeforeValidator(positive_number(10)), Field(ge=1.0)] = 2.0
+    default_service_min: Annotated[float, BeforeValidator(positive_number(120))] = 1.63
+    retention_days: Annotated[int, BeforeValidator(int_range(1, 3650))] = 400
     comfort_synthetic: StrictBool = False
     # web dashboard, ticket pages and API (coordinator/web); port 0 turns it off
     http_host: Text = "127.0.0.1"
-    http_port: Annotated[int, BeforeValidator(_int_range(0, 65535))] = 8080
-    supervisor_user: Annotated[str, BeforeValidator(_id_check("supervisor user"))] = "supervisor"
+    http_port: Annotated[int, BeforeValidator(int_range(0, 65535))] = 8080
+    supervisor_user: Annotated[str, BeforeValidator(id_check("supervisor user"))] = "supervisor"
     # no password: the supervisor view refuses everyone rather than being open
     supervisor_password: Secret | None = None
     # appointments (双向预约): slot length and how many bookings one slot takes
-    appointment_slot_min: Annotated[int, BeforeValidator(_int_range(5, 240))] = 30
-    appointment_capacity: Annotated[int, BeforeValidator(_int_range(1, 500))] = 4
-    appointment_days: Annotated[int, BeforeValidator(_int_range(1, 60))] = 7
+    appointment_slot_min: Annotated[int, BeforeValidator(int_range(5, 240))] = 30
+    appointment_capacity: Annotated[int, BeforeValidator(int_range(1, 500))] = 4
+    appointment_days: Annotated[int, BeforeValidator(int_range(1, 60))] = 7
 
 
 class Zone(_Model):
     """A function hall (功能厅); ``site`` says which 办税点 (building) it is in."""
 
-    id: Annotated[str, BeforeValidator(_id_check("zone id"))]
+    id: Annotated[str, BeforeValidator(id_check("zone id"))]
     name: Text
     name_en: Text | None = None
-    site: Annotated[str, BeforeValidator(_id_check("site id"))]
+    site: Annotated[str, BeforeValidator(id_check("site id"))]
 
 
 class Service(_Model):
-    code: Annotated[str, BeforeValidator(_id_check("service code"))]
+    code: Annotated[str, BeforeValidator(id_check("service code"))]
     name: Text
     name_en: Text | None = None
-    prefix: Annotated[str, BeforeValidator(_prefix)]
-    width: Annotated[int, BeforeValidator(_int_range(2, 5))] = 3
+    prefix: Annotated[str, BeforeValidator(ticket_prefix)]
+    width: Annotated[int, BeforeValidator(int_range(2, 5))] = 3
     priority: Literal["green", "normal"] = "normal"
-    wait_target_min: Annotated[float, BeforeValidator(_positive_number(480))] = 15.0
+    wait_target_min: Annotated[float, BeforeValidator(positive_number(480))] = 15.0
     hours: Intervals | None = None
-    daily_cap: Annotated[int, BeforeValidator(_int_range(1))] | None = None
-    warn_at: Annotated[int, BeforeValidator(_int_range(1))] | None = None
+    daily_cap: Annotated[int, BeforeValidator(int_range(1))] | None = None
+    warn_at: Annotated[int, BeforeValidator(int_range(1))] | None = None
     # 一次性告知: the documents to bring, listed on the ticket and booking pages
     materials: list[Text] = Field(default_factory=list, max_length=30)
 
     @model_validator(mode="after")
     def _caps(self) -> Service:
-        problems = _Collector()
+        problems = Collector()
         if self.daily_cap is not None:
             if self.warn_at is not None and self.warn_at >= self.daily_cap:
                 problems.add(
@@ -692,7 +348,7 @@ class Service(_Model):
 
 
 class Window(_Model):
-    number: Annotated[int, BeforeValidator(_int_range(1, 999))]
+    number: Annotated[int, BeforeValidator(int_range(1, 999))]
     zone: Text
     name: Text | None = None
     skills: dict[str, Weight] = Field(default_factory=dict)
@@ -704,7 +360,7 @@ class Window(_Model):
     @model_validator(mode="after")
     def _serves_something(self) -> Window:
         if not self.skills and not self.all_services:
-            raise _problem(
+            raise problem(
                 "window serves nothing: give skills = { <service> = <weight>, ... } "
                 "or all_services = true",
                 "skills",
@@ -724,22 +380,22 @@ class Window(_Model):
 
 
 class SerialPort(_Model):
-    port: Annotated[str, BeforeValidator(_serial_port)]
-    baud: Annotated[int, BeforeValidator(_baud)] = 9600
-    address: Annotated[int, BeforeValidator(_int_range(1, 247))] | None = None
+    port: Annotated[str, BeforeValidator(serial_port)]
+    baud: Annotated[int, BeforeValidator(baud_rate)] = 9600
+    address: Annotated[int, BeforeValidator(int_range(1, 247))] | None = None
 
 
 class SpiPort(_Model):
-    port: Annotated[int, BeforeValidator(_int_range(0, 1))] = 0
-    device: Annotated[int, BeforeValidator(_int_range(0, 1))] = 0
-    cascaded: Annotated[int, BeforeValidator(_int_range(1, 4096))] | None = None
+    port: Annotated[int, BeforeValidator(int_range(0, 1))] = 0
+    device: Annotated[int, BeforeValidator(int_range(0, 1))] = 0
+    cascaded: Annotated[int, BeforeValidator(int_range(1, 4096))] | None = None
     block_orientation: Literal[0, 90, -90, 180] = 0
-    rotate: Annotated[int, BeforeValidator(_int_range(0, 3))] = 0
+    rotate: Annotated[int, BeforeValidator(int_range(0, 3))] = 0
 
 
 class LedSize(_Model):
-    width: Annotated[int, BeforeValidator(_led_side)]
-    height: Annotated[int, BeforeValidator(_led_side)]
+    width: Annotated[int, BeforeValidator(led_side)]
+    height: Annotated[int, BeforeValidator(led_side)]
 
 
 DeviceKind = Literal[
@@ -781,9 +437,9 @@ _SPI_PINS = {0: frozenset({7, 8, 9, 10, 11}), 1: frozenset({16, 17, 18, 19, 20, 
 
 
 class Device(_Model):
-    id: Annotated[str, BeforeValidator(_id_check("device id"))]
+    id: Annotated[str, BeforeValidator(id_check("device id"))]
     kind: DeviceKind
-    window: Annotated[int, BeforeValidator(_int_range(1, 999))] | None = None
+    window: Annotated[int, BeforeValidator(int_range(1, 999))] | None = None
     services: list[Text] | None = None
     zone: Text | None = None
     serial: SerialPort | None = None
@@ -794,7 +450,7 @@ class Device(_Model):
     @model_validator(mode="after")
     def _fits_kind(self) -> Device:
         required, optional = _KIND_FIELDS[self.kind]
-        problems = _Collector()
+        problems = Collector()
         for name in _OPTIONAL_FIELDS:
             present = getattr(self, name) is not None
             if name in required and not present:
@@ -827,14 +483,14 @@ class Device(_Model):
 class Agent(_Model):
     """One Raspberry Pi agent process, which is one MQTT client."""
 
-    id: Annotated[str, BeforeValidator(_id_check("agent id"))]
+    id: Annotated[str, BeforeValidator(id_check("agent id"))]
     role: AgentRole
     host: Text | None = None
     devices: list[Device] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _fits_role(self) -> Agent:
-        problems = _Collector()
+        problems = Collector()
         allowed = _ROLE_KINDS[self.role]
         pins: dict[int, str] = {}
         spi_used: dict[tuple[int, int], str] = {}
@@ -915,7 +571,7 @@ class HallConfig(_Model):
 
     @model_validator(mode="after")
     def _cross_check(self) -> HallConfig:
-        problems = _Collector()
+        problems = Collector()
         _unique(problems, "zones", "id", [z.id for z in self.zones], "zone id")
         _unique(problems, "services", "code", [s.code for s in self.services], "service code")
         _unique(problems, "services", "prefix", [s.prefix for s in self.services], "prefix")
@@ -944,7 +600,7 @@ class HallConfig(_Model):
 
     def _check_devices(
         self,
-        problems: _Collector,
+        problems: Collector,
         zones: dict[str, Zone],
         services: dict[str, Service],
         windows: dict[int, Window],
@@ -1040,7 +696,7 @@ def _unknown(what: str, value: str, known: Mapping[str, object]) -> str:
     return f"unknown {what} {value!r} (known: {', '.join(known)})"
 
 
-def _unique(problems: _Collector, table: str, key: str, values: list[Any], what: str) -> None:
+def _unique(problems: Collector, table: str, key: str, values: list[Any], what: str) -> None:
     first: dict[Any, int] = {}
     for i, value in enumerate(values):
         if value in first:
@@ -1051,7 +707,7 @@ def _unique(problems: _Collector, table: str, key: str, values: list[Any], what:
             first[value] = i
 
 
-def _check_bus(problems: _Collector, members: list[tuple[Loc, Device]]) -> None:
+def _check_bus(problems: Collector, members: list[tuple[Loc, Device]]) -> None:
     """Devices sharing one serial line must agree on the baud rate and be addressable."""
     if len(members) < 2:
         return
@@ -1174,7 +830,7 @@ def _problems_from(
     for err in exc.errors():
         loc: Loc = tuple(err["loc"])
         inner = (err.get("ctx") or {}).get("error")
-        if isinstance(inner, _Problems):
+        if isinstance(inner, Problems):
             items = [((*loc, *sub), msg) for sub, msg in inner.problems]
         else:
             items = [(loc, _message(err, loc))]
@@ -1190,7 +846,7 @@ def _message(err: Any, loc: Loc) -> str:
     ctx = err.get("ctx") or {}
     value = err.get("input")
     secret = any(seg in _SECRET_KEYS for seg in loc)
-    got = "" if secret else f", got {_show(value)}"
+    got = "" if secret else f", got {show(value)}"
     if kind == "missing":
         return "required key is missing"
     if kind == "extra_forbidden":
@@ -1265,7 +921,7 @@ _ENTRY_LABELS = {
 
 def _label(loc: Loc, data: Any, env_locs: dict[Loc, str]) -> str:
     """The key path, plus whichever entry it is in, since nobody counts [[windows]] by hand."""
-    path = _toml_path(loc) or "(top level)"
+    path = toml_path(loc) or "(top level)"
     for env_loc, var in env_locs.items():
         if loc[: len(env_loc)] == env_loc:
             return f"{path} (from {var})"
