@@ -266,7 +266,8 @@ class Engine:
                                         state=TicketState.VOIDED, reason=req.reason))
         return out
 
-    def _check_offline(self, service: Service, offline: m.OfflineIssue, source: str) -> Outcome | None:
+    def _check_offline(self, service: Service, offline: m.OfflineIssue,
+                       source: str) -> Outcome | None:
         number = offline.number
         if number[0] != service.prefix or len(number) != service.width + 1:
             return reject("not_leased", f"{number} is not a {service.name} number")

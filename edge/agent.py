@@ -71,7 +71,8 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
     async with make_session(cfg, agent) as session, wiring:
         try:
             if agent.role == "dispenser":
-                leases = LeaseBook(cfg.runtime.state_dir / f"leases-{cfg.hall.id}-{agent.id}.sqlite")
+                leases = LeaseBook(cfg.runtime.state_dir /
+                                   f"leases-{cfg.hall.id}-{agent.id}.sqlite")
                 printer = next(iter(wiring.printers.values()), None)
                 worker = DispenserAgent(cfg, agent, session, leases, printer, clock=clock)
             elif agent.role == "window":

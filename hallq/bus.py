@@ -48,7 +48,16 @@ from hallq.messages import (
 )
 from hallq.retained import PresenceBook, RevisionGate
 from hallq.session_store import SessionStore
-from hallq.topics import Action, HallTopics, Role, TopicParts, check_filter, check_id, matches, parse
+from hallq.topics import (
+    Action,
+    HallTopics,
+    Role,
+    TopicParts,
+    check_filter,
+    check_id,
+    matches,
+    parse,
+)
 
 if TYPE_CHECKING:
     from hallq.config import BrokerConfig
@@ -322,7 +331,8 @@ class Session:
                 await self._serve(client)
         except aiomqtt.MqttError as exc:
             if self._client is None:
-                level = logging.WARNING if failures in (0, 5) or failures % 20 == 0 else logging.DEBUG
+                loud = failures in (0, 5) or failures % 20 == 0
+                level = logging.WARNING if loud else logging.DEBUG
                 log.log(level, "%s: cannot connect to %s (MQTT %s, attempt %d): %s",
                         self.client_id, self.broker.url, protocol.name, failures + 1, exc)
                 return exc

@@ -201,7 +201,8 @@ def render_generated() -> str:
         lines.append(
             f"| {pattern} | {spec.publisher} | {spec.subscribers} | {spec.qos} | "
             f"{'yes' if spec.retained else 'no'} | {'yes' if spec.queue_offline else 'no'} | "
-            f"{f'{spec.expiry_s} s' if spec.expiry_s else '-'} | [{spec.payload_name}](#{spec.payload_name.lower()}) |"
+            f"{f'{spec.expiry_s} s' if spec.expiry_s else '-'} | "
+            f"[{spec.payload_name}](#{spec.payload_name.lower()}) |"
         )
     lines += ["", "What each topic is for:", ""]
     for spec in ALL_TOPICS:

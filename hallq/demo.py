@@ -181,7 +181,8 @@ class Traffic:
             bus.press(address, "CALL")
             self.stats.presses += 1
             with contextlib.suppress(TimeoutError):
-                await bus.wait_for(lambda: len(pad.displays) > shown, timeout=5)
+                await bus.wait_for(lambda: len(pad.displays) > shown,  # noqa: B023 awaited here
+                                   timeout=5)
             text = pad.display or ""
             if not TICKET.match(text):
                 await self.clock.sleep(self.rng.uniform(15, 45))

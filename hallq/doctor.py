@@ -179,7 +179,8 @@ def _gpio_spi_checks(agent: Agent, dev_dir: Path) -> list[Check]:
                     "gpio",
                     Result.FAIL,
                     f"no {dev_dir}/gpiochip* found",
-                    "run on the Pi itself; a kernel without the GPIO character device needs updating",
+                    "run on the Pi itself; a kernel without the GPIO character device "
+                    "needs updating",
                 )
             )
         else:
@@ -347,7 +348,8 @@ async def check_bus(
                     Check(
                         name,
                         Result.FAIL,
-                        f"address {dev.serial.address} answers as {identity.kind_name}, configured {dev.kind}",
+                        f"address {dev.serial.address} answers as {identity.kind_name}, "
+                        f"configured {dev.kind}",
                         "set the device's address switch, or fix serial.address in the hall file",
                     )
                 )
@@ -514,7 +516,8 @@ def _broker_failure(broker: BrokerConfig, where: str, exc: BaseException) -> Che
 
 def _coordinator_check(client_id: str, seen: Mapping[str, Presence], tz: tzinfo) -> Check:
     presence = seen.get(client_id)
-    fix = "on the coordinator host: sudo systemctl start hallq-coordinator; journalctl -u hallq-coordinator"
+    fix = ("on the coordinator host: sudo systemctl start hallq-coordinator; "
+           "journalctl -u hallq-coordinator")
     if presence is None:
         return Check("coordinator", Result.FAIL, f"{client_id} never seen on the broker", fix)
     if presence.state != "online":

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar, Union, overload
-
-from typing_extensions import TypeAliasType
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 from pydantic import (
     AwareDatetime,
@@ -24,6 +22,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from typing_extensions import TypeAliasType
 
 from hallq.errors import PayloadError
 from hallq.topics import ID_PATTERN
@@ -160,7 +159,7 @@ class SetSkills(_WindowCommand):
 WindowCommand = TypeAliasType(
     "WindowCommand",
     Annotated[
-        Union[WindowAction, TicketAction, Transfer, Finish, Rate, SetSkills],
+        WindowAction | TicketAction | Transfer | Finish | Rate | SetSkills,
         Field(discriminator="action"),
     ],
 )
@@ -208,7 +207,7 @@ class VoidRequest(Message):
 
 TicketRequest = TypeAliasType(
     "TicketRequest",
-    Annotated[Union[IssueRequest, LeaseRequest, VoidRequest], Field(discriminator="kind")],
+    Annotated[IssueRequest | LeaseRequest | VoidRequest, Field(discriminator="kind")],
 )
 
 
@@ -259,7 +258,7 @@ class CommandReply(_Reply):
 
 Reply = TypeAliasType(
     "Reply",
-    Annotated[Union[IssueReply, LeaseReply, CommandReply], Field(discriminator="kind")],
+    Annotated[IssueReply | LeaseReply | CommandReply, Field(discriminator="kind")],
 )
 TAGGED_UNIONS: frozenset[Any] = frozenset({WindowCommand, TicketRequest, Reply})
 

@@ -80,9 +80,10 @@ class Mosquitto:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return
-            except OSError:
+            except OSError as exc:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not listen on {self.port} in {timeout}s")
+                    raise RuntimeError(
+                        f"mosquitto did not listen on {self.port} in {timeout}s") from exc
                 time.sleep(0.02)
 
     def stop(self) -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from hallq import messages as m
 from hallq.bus import Session
-from hallq.embedded_broker import embedded_broker
 from hallq.config import BrokerConfig
+from hallq.embedded_broker import embedded_broker
 from hallq.topics import HallTopics
 
 from .conftest import Inbox, free_port

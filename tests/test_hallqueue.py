@@ -198,8 +198,8 @@ def fingerprint(q: HallQueue, now: float) -> Any:
     e = q.engine
     tickets = [(t.number, t.service, t.state, t.window, t.directed, t.issued_at, t.called_at,
                 t.finished_at, t.recalls, t.rating) for t in e.tickets]
-    windows = [(w.number, w.status, w.current.number if w.current else None, sorted(w.skills.items()))
-               for w in e.windows.values()]
+    windows = [(w.number, w.status, w.current.number if w.current else None,
+                sorted(w.skills.items())) for w in e.windows.values()]
     nxt = [e.core.peek_next(w.idx, now) for w in e.windows.values()]
     return tickets, windows, nxt
 

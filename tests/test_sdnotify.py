@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
+import json
 import logging
 import os
 import socket
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from hallq.logsetup import redact, running_under_systemd, setup_logging
 from hallq.sdnotify import Notifier, ready_when, watchdog, watchdog_interval
 
 
@@ -199,11 +202,6 @@ async def test_ready_when_the_condition_holds_or_after_the_grace(
 
 # --- hallq.logsetup: what a unit writes to the journal -----------------------------------
 # (kept here with the other systemd-facing tests; the brief lists no test file of its own)
-
-import io
-import json
-
-from hallq.logsetup import redact, running_under_systemd, setup_logging
 
 
 @pytest.fixture

@@ -51,7 +51,8 @@ from coordinator.simulation.report import Estimate, PolicyReport, SimulationRepo
 from hallq.config import HallConfig
 
 __all__ = [
-    "CALIBRATED_VOLUME", "POLICIES", "Demand", "FastHall", "PolicyReport", "SimulationReport", "draw_days",
+    "CALIBRATED_VOLUME", "POLICIES", "Demand", "FastHall", "PolicyReport", "SimulationReport",
+    "draw_days",
     "render_report", "run_simulation", "save_chart", "sim_day",
 ]
 

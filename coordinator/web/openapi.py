@@ -15,8 +15,8 @@ from pydantic.json_schema import models_json_schema
 from hallq import messages as m
 from hallq.config import HallConfig
 
-_WIRE: list[type[BaseModel]] = [m.WindowState, m.QueueState, m.BoardState, m.StatsState, m.AlertEvent,
-         m.ComponentHealth]
+_WIRE: list[type[BaseModel]] = [m.WindowState, m.QueueState, m.BoardState, m.StatsState,
+                                 m.AlertEvent, m.ComponentHealth]
 
 
 def _ref(name: str) -> dict[str, Any]:

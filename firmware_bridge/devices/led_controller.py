@@ -43,7 +43,8 @@ class LedController(FramedDevice):
         """Send a whole 1-bit image; returns once the controller has acknowledged every chunk."""
         if (image.width, image.height) != (self.width, self.height):
             raise FrameError(
-                f"{self.device} is {self.width}x{self.height}, the image is {image.width}x{image.height}"
+                f"{self.device} is {self.width}x{self.height}, "
+                f"the image is {image.width}x{image.height}"
             )
         for attempt in (1, 2):
             try:
