@@ -1,7 +1,8 @@
 """The comfort index: the GLM recovers known effects, beats seasonal-naive, levels follow
-their wait-derived thresholds (simulated hall days, or Erlang C) and agree with direct
-simulations, counts come right from a real event log, exports are valid, and the hall
-calendar closes holidays, opens 调休 days and moves the filing peak with the deadline."""
+the simulated waits of each forecast day (or, as an option, wait-derived rate thresholds
+from simulated hall days or Erlang C, which agree with direct simulations), counts come
+right from a real event log, exports are valid, and the hall calendar closes holidays,
+opens 调休 days and moves the filing peak with the deadline."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -52,8 +54,10 @@ from coordinator.forecast.levels import (
     QUIET_WAIT_MIN,
     erlang_c_wait,
     simulated_wait_curve,
+    wait_level,
 )
 from coordinator.forecast.model import filing_group
+from coordinator.forecast.waits import draw_expected, simulate_waits
 from coordinator.hallqueue import HallQueue
 from coordinator.simulation import FastHall, run_simulation, sim_day
 from coordinator.simulation.day import sim_config
@@ -115,7 +119,18 @@ def test_the_model_beats_seasonal_naive_on_held_out_months(hall: HallConfig,
     assert ev.mae < 0.7 * ev.baseline_mae
     assert ev.accuracy > ev.baseline_accuracy
     assert ev.accuracy > 0.8
+    # like for like by simulated waits: the actual counts, the model's and the baseline's
+    # forecasts each played on the simulator, per open hour and per day
+    assert ev.replications == 4 and ev.hours == ev.cells // 2
+    assert ev.wait_accuracy is not None and ev.baseline_wait_accuracy is not None
+    assert ev.wait_accuracy > ev.baseline_wait_accuracy and ev.wait_accuracy > 0.9
+    assert ev.wait_day_accuracy is not None and ev.baseline_wait_day_accuracy is not None
+    assert ev.wait_day_accuracy > ev.baseline_wait_day_accuracy + 0.2
     assert any("seasonal-naive" in line for line in ev.lines())
+    assert any("by simulated waits" in line for line in ev.lines())
+    rates = evaluate(hall, history, holdout_months=2, level_by="rates")
+    assert rates.wait_accuracy is None and rates.accuracy == ev.accuracy
+    assert not any("by simulated waits" in line for line in rates.lines())
 
 
 def test_seasonal_naive_is_the_mean_of_the_last_four_same_weekdays(history: Any) -> None:
@@ -247,7 +262,8 @@ def test_simulated_edges_agree_with_direct_simulations(liwan: HallConfig) -> Non
 
 def test_forecast_levels_are_the_thresholds_applied_to_the_rates(hall: HallConfig,
                                                                  history: Any) -> None:
-    fc = forecast_from(hall, history, days=30)
+    fc = forecast_from(hall, history, days=30, level_by="rates")
+    assert fc.level_by == "rates" and fc.waits is None and fc.method == "simulated"
     assert fc.start == END + dt.timedelta(days=1) and len(fc.days) == 30
     seen = set()
     for i, d in enumerate(fc.days):
@@ -269,15 +285,131 @@ def test_forecast_levels_are_the_thresholds_applied_to_the_rates(hall: HallConfi
         fc.level_at(at(9, day=31 + 60))
 
 
+def test_forecast_levels_are_the_simulated_waits_of_each_day(hall: HallConfig,
+                                                             history: Any) -> None:
+    """The default: each open day simulated 4 times at its forecast counts, and every half
+    hour, hour and day classed by the mean wait of the tickets issued in it."""
+    fc = forecast_from(hall, history, days=30)
+    waits = fc.waits
+    assert fc.level_by == "waits" and waits is not None and fc.method == "simulated waits"
+    assert waits.replications == 4 and waits.policy == "hallq"
+    hours = {(r.day, r.hour): r for r in fc.hourly()}
+    seen = set()
+    for i, d in enumerate(fc.days):
+        if not fc.is_open(d):
+            assert not waits.tickets[i].any() and fc.day_level(d) == QUIET
+            continue
+        # served tickets: the small hall caps invoices at 5 a day and turns green away
+        # after 12:00, so fewer than the forecast arrivals
+        assert 0 < waits.tickets[i].sum() < 4 * fc.mean[i].sum()
+        assert fc.day_level(d) == wait_level(waits.mean_wait(i))
+        assert fc.day_wait(d) == waits.mean_wait(i)
+        for j, s in enumerate(fc.slots):
+            level = fc.slot_level(d, s)
+            assert level == wait_level(waits.mean_wait(i, [j]))
+            ts = dt.datetime(d.year, d.month, d.day, s // 60, s % 60 + 10,
+                             tzinfo=hall.hall.tzinfo).timestamp()
+            assert fc.level_at(ts) == level
+        for h, wait in waits.hour_waits(i).items():
+            row = hours[d, h]
+            assert row.wait_min == wait and row.level == wait_level(wait)
+            seen.add(row.level)
+    assert seen == set(LEVELS)
+    doc = fc.to_json()
+    assert doc["level_by"] == "waits" and doc["waits"]["replications"] == 4
+    assert all("wait_min" in r for r in doc["hours"])
+    assert [("wait_min" in d) for d in doc["days"]] == [fc.is_open(d) for d in fc.days]
+    # deterministic: the same seeds give the same simulated days, another seed others
+    again = forecast_from(hall, history, days=30)
+    assert again.waits is not None
+    assert np.array_equal(again.waits.wait_sum, waits.wait_sum)
+    assert np.array_equal(again.waits.tickets, waits.tickets)
+    assert [r.level for r in again.hourly()] == [r.level for r in fc.hourly()]
+    other = forecast_from(hall, history, days=30, seed=2)
+    assert other.waits is not None and not np.array_equal(other.waits.wait_sum,
+                                                          waits.wait_sum)
+    # a day's simulation depends on its date and counts only, not on the rest of the month
+    week = forecast_from(hall, history, start=fc.days[7], days=7)
+    assert week.waits is not None
+    assert np.array_equal(week.waits.wait_sum, waits.wait_sum[7:14])
+    with pytest.raises(ValueError, match="unknown level_by"):
+        forecast_from(hall, history, days=3, level_by="guess")  # type: ignore[arg-type]
+
+
+def test_a_hall_that_cannot_be_simulated_gets_levels_by_rates(
+        hall: HallConfig, history: Any, caplog: pytest.LogCaptureFixture) -> None:
+    no_green = hall.model_copy(update={"windows": [w for w in hall.windows if w.number != 1]})
+    with caplog.at_level(logging.WARNING, logger="hallq.forecast"):
+        fc = forecast_from(no_green, history, days=7)
+    assert fc.level_by == "rates" and fc.waits is None
+    assert "cannot simulate the forecast days" in caplog.text
+
+
+def test_simulated_waits_see_the_backlog_rates_cannot(liwan: HallConfig) -> None:
+    """The deadline of May 2026 is Friday the 22nd (moved by Labour Day). At 11:30 the
+    forecast rate is under the busy edge, 适中 by rate, but the morning's queue is still
+    there: the tickets issued then wait over 5.04 min, 较多. At 09:30, before the queue
+    builds, they wait under a minute at a similar rate."""
+    history = generate_history(liwan, 2, seed=1, end=dt.date(2026, 4, 30))
+    deadline = dt.date(2026, 5, 22)
+    assert Calendar.of(liwan).deadline(deadline) == 22 and deadline.weekday() == 4
+    fc = forecast_from(liwan, history, start=deadline, days=1)
+    assert fc.waits is not None
+
+    def rate(slot: int) -> float:
+        j = fc.slots.index(slot)
+        return float(fc.mean[0, j] / fc.open_min[j] * 60)
+
+    th = fc.thresholds
+    assert th.quiet_per_hour < rate(11 * 60 + 30) < th.busy_per_hour  # 适中 by rate
+    assert th.level(rate(11 * 60 + 30)) == MODERATE
+    assert fc.slot_level(deadline, 11 * 60 + 30) == BUSY
+    assert fc.waits.mean_wait(0, [fc.slots.index(11 * 60 + 30)]) > 3 * BUSY_WAIT_MIN
+    assert th.level(rate(9 * 60 + 30)) == MODERATE  # the same band by rate ...
+    assert fc.slot_level(deadline, 9 * 60 + 30) == QUIET  # ... but nobody waits yet
+    assert {r.hour: r.level for r in fc.hourly()}[11] == BUSY
+
+
+def test_days_drawn_from_expected_counts(liwan: HallConfig) -> None:
+    """``draw_expected``: Poisson counts around the expected ones, in time order, within
+    each piece, and the same taxpayers in order for equally seeded generators."""
+    demand = Demand.for_services([s.code for s in liwan.services])
+    pieces = [(9 * 3600.0, 9.5 * 3600, 300.0), (9.5 * 3600, 10 * 3600, 0.0),
+              (13.5 * 3600, 13.75 * 3600, 100.0)]
+    n = [len(draw_expected(demand, pieces, np.random.default_rng(k))) for k in range(100)]
+    assert np.mean(n) == pytest.approx(400, rel=0.03) and np.std(n) == pytest.approx(20, rel=0.3)
+    day = draw_expected(demand, pieces, np.random.default_rng(1))
+    t = list(day.t)
+    assert t == sorted(t)
+    assert all(9 * 3600 <= x < 9.5 * 3600 or 13.5 * 3600 <= x < 13.75 * 3600 for x in t)
+    assert list(day.codes) == list(demand.mix) and not any(day.no_show)
+    more = draw_expected(demand, [(a, b, 2 * c) for a, b, c in pieces],
+                         np.random.default_rng(1))
+    assert len(more) > len(day)
+    assert list(more.svc)[:len(day)] == list(day.svc)
+    assert list(more.service_s)[:len(day)] == list(day.service_s)
+    assert len(draw_expected(demand, [], np.random.default_rng(1))) == 0
+    # a closed day is not simulated at all
+    slots = (540, 570)
+    waits = simulate_waits(liwan, slots, np.array([[0.0, 0.0], [300.0, 300.0]]),
+                           [dt.date(2026, 5, 1), dt.date(2026, 5, 6)])
+    assert not waits.tickets[0].any() and waits.tickets[1].sum() > 0
+    assert waits.mean_wait(0) == 0.0
+
+
 def test_the_retained_message_holds_the_month_by_hour_with_lunch_closed(
         liwan: HallConfig) -> None:
     history = generate_history(liwan, 3, seed=1, end=END)
-    fc = forecast_from(liwan, history, days=30)
+    # one simulated day per forecast day: the message is the same whatever the number, and
+    # a Liwan month at 4 would take ~7 s on an install without the compiled core
+    fc = forecast_from(liwan, history, days=30, replications=1)
+    assert fc.waits is not None and fc.waits.replications == 1
     today = fc.days[3]
     state = fc.comfort_state(7, today)
     raw = state.model_dump_json().encode()
     assert len(raw) < 16 * 1024 and m.decode(m.ComfortState, raw) == state
     assert state.rev == 7 and [d.day for d in state.days] == fc.days[3:]
+    assert state.method == "simulated waits"
     rows = {(r.day, r.hour): r for r in fc.hourly()}
     for d in state.days:
         assert d.level == fc.day_level(d.day)
@@ -293,6 +425,22 @@ def test_the_retained_message_holds_the_month_by_hour_with_lunch_closed(
                 assert (level, n) == (row.level, round(row.count))
     with pytest.raises(ValueError, match="counts"):
         m.ComfortDay(day=today, open=True, level="较少", hours=["较少"], expected=[])
+
+
+def test_a_month_of_simulated_waits_is_fast_with_the_compiled_core(liwan: HallConfig) -> None:
+    """The coordinator builds the forecast at start: Liwan's 30 days (22 open, ~11,000
+    arrivals each, 4 simulated days per day) take ~0.2 s on the compiled core; the pure
+    one, ~7 s, is used only when the compiled one is not built."""
+    try:
+        load_core("compiled")
+    except ImportError as exc:
+        if os.environ.get("CI"):  # as the core_cls fixture: CI must have it built
+            raise
+        pytest.skip(f"compiled dispatch core not built: {exc}")
+    history = generate_history(liwan, 3, seed=1, end=END)
+    fc = forecast_from(liwan, history, days=30)
+    assert fc.waits is not None and fc.waits.core == "compiled"
+    assert fc.waits.replications == 4 and fc.waits.wall_s < 1.0
 
 
 def test_counts_come_from_issued_tickets_in_the_event_log(tmp_path: Path,
@@ -379,6 +527,7 @@ def test_csv_png_and_table_are_written(tmp_path: Path, hall: HallConfig, history
     fc = forecast_from(hall, history, days=30)
     with export_csv(fc, tmp_path / "m" / "comfort.csv").open(encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
+    assert all(float(r["wait_min"]) >= 0 for r in rows)
     open_days = [d for d in fc.days if fc.is_open(d)]
     hours = sorted({s // 60 for s in fc.slots})
     assert len(rows) == len(open_days) * len(hours)
@@ -403,7 +552,14 @@ def test_csv_png_and_table_are_written(tmp_path: Path, hall: HallConfig, history
     console.print(render_forecast(fc))
     text = console.export_text()
     assert "休息" in text and fc.start.isoformat() in text
-    assert "edges from simulated waits: hallq dispatch" in text
+    assert "levels by simulated wait of the tickets issued in each hour" in text
+    assert "4 days per forecast day, hallq dispatch" in text
+    by_rates = forecast_from(hall, history, days=30, level_by="rates")
+    with export_csv(by_rates, tmp_path / "r.csv").open(encoding="utf-8-sig") as f:
+        assert {r["wait_min"] for r in csv.DictReader(f)} == {""}
+    console = Console(record=True, width=200)
+    console.print(render_forecast(by_rates))
+    assert "edges from simulated waits: hallq dispatch" in console.export_text()
 
 
 # --- the hall calendar: holidays, 调休 working weekends, moved filing deadlines ----------
@@ -460,8 +616,10 @@ def test_a_holiday_in_the_forecast_is_closed_and_quiet(cal_hall: HallConfig,
     fc = october
     assert fc.days[0] == NATIONAL_DAY[0] and len(fc.days) == 31
     tz = cal_hall.hall.tzinfo
+    assert fc.waits is not None
     for d in NATIONAL_DAY:
         assert not fc.is_open(d) and _total(fc, d) == 0 and fc.day_level(d) == QUIET
+        assert not fc.waits.tickets[fc.days.index(d)].any()  # not simulated
         ten = dt.datetime(d.year, d.month, d.day, 10, 0, tzinfo=tz).timestamp()
         assert fc.level_at(ten) == QUIET and fc.today_level(ten) == QUIET
     assert dt.date(2026, 10, 8) in [r.day for r in fc.hourly()]
@@ -588,9 +746,10 @@ def test_seasonal_naive_leaves_holidays_and_tiaoxiu_days_out(cal_hall: HallConfi
 def test_evaluation_counts_the_days_a_forecast_gets_open_or_closed_wrong(
         cal_hall: HallConfig) -> None:
     history = generate_history(cal_hall, 6, seed=3, end=dt.date(2026, 10, 31))
-    ev = evaluate(cal_hall, history, holdout_months=2)
+    ev = evaluate(cal_hall, history, holdout_months=2, level_by="rates")
     assert ev.days == 61 and ev.wrong_days == 0 and ev.baseline_wrong_days == 0
-    blind = evaluate(hall_without_calendar(cal_hall), history, holdout_months=2)
+    blind = evaluate(hall_without_calendar(cal_hall), history, holdout_months=2,
+                     level_by="rates")
     # 25-26 Sep and 1-3, 5-7 Oct forecast open, 20 Sep (调休 Sunday) forecast closed
     assert blind.wrong_days == 9 and blind.mae > 2 * ev.mae
     assert any("closed but open: model 0" in line for line in ev.lines())

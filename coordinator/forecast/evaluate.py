@@ -10,30 +10,52 @@ mean absolute error of half-hour counts, and how often the level (较少/适中/
 forecast matches the level of the actual count. Those scores cannot see a day forecast
 open that was closed (a holiday) or the reverse, so the days each got wrong are counted
 apart.
+
+Levels are scored both ways, like for like. By rate thresholds, per half hour: the level
+of the forecast rate against the level of the actual rate. By simulated waits (the index's
+default, ``waits``), per open hour and per day: the actual counts, the model's forecast and
+the baseline's are each played as days on the simulator (the same replications and seeds
+for all three, so the same taxpayers), and each cell's level is the mean wait of the
+tickets issued in it. Even a perfect forecast would not score 100% on waits: the same
+counts played on other seeds give other waits near an edge.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from coordinator.forecast.hall_calendar import Calendar
 from coordinator.forecast.history import History
-from coordinator.forecast.levels import Thresholds, thresholds
+from coordinator.forecast.levels import (
+    LEVEL_BY,
+    LevelBy,
+    SimulationUnavailable,
+    Thresholds,
+    thresholds,
+    wait_level,
+)
 from coordinator.forecast.model import NO_CALENDAR, fit
+from coordinator.forecast.waits import REPLICATIONS, SimulatedWaits, simulate_waits
 from hallq.config import HallConfig
 
 __all__ = ["Evaluation", "evaluate", "seasonal_naive"]
+
+log = logging.getLogger("hallq.forecast")
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """Scores over all held-out open half hours (``cells``) of ``months``; ``days`` held
     out, of which ``wrong_days`` (``baseline_wrong_days``) were forecast open but had no
-    tickets, or forecast closed but had some."""
+    tickets, or forecast closed but had some. ``accuracy`` is by rate thresholds per half
+    hour; ``wait_accuracy`` by simulated waits per open hour (``hours`` of them) and
+    ``wait_day_accuracy`` per day (None when not simulated)."""
 
     months: tuple[str, ...]
     cells: int
@@ -46,6 +68,12 @@ class Evaluation:
     days: int = 0
     wrong_days: int = 0
     baseline_wrong_days: int = 0
+    hours: int = 0
+    wait_accuracy: float | None = None
+    baseline_wait_accuracy: float | None = None
+    wait_day_accuracy: float | None = None
+    baseline_wait_day_accuracy: float | None = None
+    replications: int = 0
 
     def lines(self) -> list[str]:
         """The printed summary (the CLI and BENCHMARKS.md use the same words)."""
@@ -54,12 +82,19 @@ class Evaluation:
         mae = f"MAE per half hour: model {self.mae:.2f}, seasonal-naive {self.baseline_mae:.2f}"
         if self.baseline_mae > 0:
             mae += f" ({(1 - self.mae / self.baseline_mae) * 100:+.0f}% better)"
-        levels = (f"level accuracy: model {self.accuracy:.1%}, seasonal-naive "
-                  f"{self.baseline_accuracy:.1%}")
+        levels = (f"level accuracy by rate thresholds, per half hour: model "
+                  f"{self.accuracy:.1%}, seasonal-naive {self.baseline_accuracy:.1%}")
         wrong = (f"days forecast open but closed, or closed but open: model "
                  f"{self.wrong_days}, seasonal-naive {self.baseline_wrong_days} "
                  f"(of {self.days})")
-        return [head, mae, levels, wrong]
+        out = [head, mae, levels]
+        if self.wait_accuracy is not None and self.baseline_wait_accuracy is not None:
+            out.append(f"level accuracy by simulated waits ({self.replications} days per "
+                       f"day), per open hour ({self.hours}): model {self.wait_accuracy:.1%}, "
+                       f"seasonal-naive {self.baseline_wait_accuracy:.1%}; per day: model "
+                       f"{self.wait_day_accuracy or 0:.1%}, seasonal-naive "
+                       f"{self.baseline_wait_day_accuracy or 0:.1%}")
+        return [*out, wrong]
 
 
 def seasonal_naive(train: History, days: list[dt.date], weeks: int = 4,
@@ -85,6 +120,29 @@ def seasonal_naive(train: History, days: list[dt.date], weeks: int = 4,
     return out
 
 
+@dataclass
+class _WaitScores:
+    """(model right, baseline right) per held-out open hour and day, each against the
+    simulated-wait level of the actual counts."""
+
+    hours: list[tuple[bool, bool]] = field(default_factory=list)
+    days: list[tuple[bool, bool]] = field(default_factory=list)
+
+    def add(self, th: Thresholds, sims: list[SimulatedWaits], hour_cols: list[list[int]],
+            rows: list[int]) -> None:
+        """``sims``: the actual counts', the model's and the baseline's simulated days."""
+        def levels(row: int, cols: list[int] | None) -> list[str]:
+            return [wait_level(w.mean_wait(row, cols), quiet_wait_min=th.quiet_wait_min,
+                               busy_wait_min=th.busy_wait_min) for w in sims]
+
+        for i in rows:
+            for cols in hour_cols:
+                truth, model, base = levels(i, cols)
+                self.hours.append((model == truth, base == truth))
+            truth, model, base = levels(i, None)
+            self.days.append((model == truth, base == truth))
+
+
 def _month_starts(history: History, n: int) -> list[dt.date]:
     months = sorted({(d.year, d.month) for d in history.days})
     starts = [max(dt.date(y, m, 1), history.start) for y, m in months[-n:]]
@@ -92,10 +150,20 @@ def _month_starts(history: History, n: int) -> list[dt.date]:
 
 
 def evaluate(cfg: HallConfig, history: History, *, holdout_months: int = 2,
-             th: Thresholds | None = None) -> Evaluation:
+             th: Thresholds | None = None, level_by: LevelBy = "waits",
+             replications: int = REPLICATIONS, seed: int = 1) -> Evaluation:
     """Score the model and the baseline on the last ``holdout_months`` months, both told
-    the hall calendar in ``cfg``."""
+    the hall calendar in ``cfg``. Levels are scored by rate thresholds, and with
+    ``level_by="waits"`` (the default) by simulated waits too, ``replications`` days per
+    held-out day (seeds from ``seed`` and the date); a hall that cannot be simulated logs
+    a warning and gets the rate scores only."""
+    if level_by not in LEVEL_BY:
+        raise ValueError(f"unknown level_by {level_by!r}: expected one of "
+                         f"{', '.join(LEVEL_BY)}")
     th = th or thresholds(cfg)
+    hour_cols = [[j for j, s in enumerate(history.slots) if s // 60 == h]
+                 for h in sorted({s // 60 for s in history.slots})]
+    scores = _WaitScores() if level_by == "waits" else None
     cal = Calendar.of(cfg)
     minutes = np.array(history.open_min)
     errs: list[np.ndarray] = []
@@ -131,11 +199,31 @@ def evaluate(cfg: HallConfig, history: History, *, holdout_months: int = 2,
         hits.append((level(pr / minutes * 60) == truth).ravel())
         base_hits.append((level(bs / minutes * 60) == truth).ravel())
         actuals.append(act.ravel())
+        if scores is None:
+            continue
+        try:
+            sims = [simulate_waits(cfg, history.slots, x * open_rows[:, None], days,
+                                   replications=replications, seed=seed)
+                    for x in (actual, pred, base)]
+        except SimulationUnavailable as exc:
+            log.warning("comfort index for hall %s: cannot simulate the held-out days (%s); "
+                        "levels scored by rate thresholds only", cfg.hall.id, exc)
+            scores = None
+        else:
+            scores.add(th, sims, hour_cols, np.flatnonzero(open_rows).tolist())
     err, berr = np.concatenate(errs), np.concatenate(base_errs)
+    by_wait: dict[str, Any] = {}
+    if scores is not None and scores.hours:
+        hours, days_ = np.array(scores.hours), np.array(scores.days)
+        by_wait = {"hours": len(hours), "replications": replications,
+                   "wait_accuracy": float(hours[:, 0].mean()),
+                   "baseline_wait_accuracy": float(hours[:, 1].mean()),
+                   "wait_day_accuracy": float(days_[:, 0].mean()),
+                   "baseline_wait_day_accuracy": float(days_[:, 1].mean())}
     return Evaluation(
         months=tuple(f"{s:%Y-%m}" for s in starts), cells=int(err.size),
         mae=float(err.mean()), baseline_mae=float(berr.mean()),
         accuracy=float(np.concatenate(hits).mean()),
         baseline_accuracy=float(np.concatenate(base_hits).mean()),
         mean_count=float(np.concatenate(actuals).mean()), source=history.source,
-        days=n_days, wrong_days=wrong, baseline_wrong_days=base_wrong)
+        days=n_days, wrong_days=wrong, baseline_wrong_days=base_wrong, **by_wait)

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from coordinator.forecast.index import Forecast
 from coordinator.forecast.levels import BUSY, MODERATE, QUIET, Level
+from coordinator.simulation.policies import POLICY_NAMES
 
 __all__ = ["CLOSED", "COLOURS", "export_csv", "export_png", "render_forecast"]
 
@@ -27,20 +28,22 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     QUIET: (96, 170, 90), MODERATE: (240, 180, 50), BUSY: (214, 69, 65), CLOSED: (205, 205, 205),
 }
 RICH_STYLE = {QUIET: "green", MODERATE: "yellow", BUSY: "red"}
-CSV_HEADER = ("date", "hour", "forecast", "level")
+CSV_HEADER = ("date", "hour", "forecast", "level", "wait_min")
 # the bundled font subset lacks 周三/五/六/日, so weekdays are spelt in English
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def export_csv(forecast: Forecast, path: str | Path) -> Path:
-    """One row per open hour: date, hour ("09:00"), forecast arrivals, level."""
+    """One row per open hour: date, hour ("09:00"), forecast arrivals, level, and the
+    mean simulated wait in minutes (empty when levels are by rates)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8-sig", newline="") as f:
         out = csv.writer(f)
         out.writerow(CSV_HEADER)
         for r in forecast.hourly():
-            out.writerow((r.day.isoformat(), f"{r.hour:02d}:00", f"{r.count:.1f}", r.level))
+            out.writerow((r.day.isoformat(), f"{r.hour:02d}:00", f"{r.count:.1f}", r.level,
+                          "" if r.wait_min is None else f"{r.wait_min:.1f}"))
     return path
 
 
@@ -48,11 +51,17 @@ def render_forecast(forecast: Forecast) -> Group:
     """Days as rows, open hours as columns, each cell the forecast count in its level's
     colour; the head says where the history came from and the thresholds."""
     th = forecast.thresholds
+    waits = forecast.waits
+    if waits is None:
+        levels = (f"较少 below {th.quiet_per_hour:.0f}/h (wait < {th.quiet_wait_min:g} min), "
+                  f"较多 from {th.busy_per_hour:.0f}/h (wait >= {th.busy_wait_min:g} min); "
+                  f"edges from {th.method} waits: {th.basis}")
+    else:
+        levels = (f"levels by simulated wait of the tickets issued in each hour "
+                  f"({waits.replications} days per forecast day, {POLICY_NAMES[waits.policy]}): "
+                  f"较少 under {th.quiet_wait_min:g} min, 较多 from {th.busy_wait_min:g} min")
     head = Text(f"{forecast.cfg.hall.id}: comfort index {forecast.start} to "
-                f"{forecast.days[-1]} from {forecast.source}; 较少 below "
-                f"{th.quiet_per_hour:.0f}/h (wait < {th.quiet_wait_min:g} min), 较多 from "
-                f"{th.busy_per_hour:.0f}/h (wait >= {th.busy_wait_min:g} min); edges from "
-                f"{th.method} waits: {th.basis}")
+                f"{forecast.days[-1]} from {forecast.source}; {levels}")
     hours = sorted({s // 60 for s in forecast.slots})
     table = Table(title="forecast arrivals per hour")
     table.add_column("date")

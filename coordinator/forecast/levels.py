@@ -3,7 +3,13 @@
 A count means nothing to a taxpayer; a wait does. Each level is a band of expected wait --
 under 1 min you walk up to a window (较少), from the seed hall's mean wait (5.04 min) on it
 is a busier-than-usual hall (较多) -- and the band edges are turned into arrival rates once
-per hall, so a forecast cell is classed by comparing its rate with two numbers.
+per hall, so a forecast cell can be classed by comparing its rate with two numbers.
+
+The forecast no longer does so by default: it simulates each forecast day and classes a
+cell by the wait of the tickets issued in it (``coordinator.forecast.waits``, the same
+edges through :func:`wait_level`), because a rate cannot see backlog (below). The rate
+thresholds remain the ``level_by="rates"`` option, the fallback for a hall whose forecast
+days cannot be simulated, and the edges the retained message carries.
 
 Two ways to find the rate at which the expected wait reaches an edge (``thresholds``'s
 ``method``):
@@ -42,7 +48,8 @@ that rate *averaged over the month's days*. A half hour after a peak waits far l
 than one at the same rate before it (Liwan, hallq, a deadline Monday of ~13,000
 arrivals: 09:30 and 11:30 both see ~1,900 arrivals/h; 09:30 waits ~2 min, 11:30 ~57 min),
 so a rate threshold cannot be right for every cell; it is right on average over the cells
-at that rate. ``Forecast.day_level`` applies the same edges to a day's mean rate; for Liwan
+at that rate (which is why the forecast now simulates its own days). With ``level_by="rates"``,
+``Forecast.day_level`` applies the same edges to a day's mean rate; for Liwan
 a day averaging the quiet edge (1,289/h) waits 1.0 min on average, one averaging the busy
 edge (1,635/h) 8.7 min. The month's days are the generated history's; a hall whose real
 volume differs much from it would get other edges from its own days (``volume``).
@@ -66,9 +73,9 @@ from coordinator.simulation.policies import POLICIES, POLICY_NAMES, dedicated_sk
 from coordinator.simulation.profile import SEED_MEAN_WAIT_MIN, Demand, filing_factor
 from hallq.config import HallConfig
 
-__all__ = ["BUSY", "LEVELS", "METHODS", "MODERATE", "QUIET", "Level", "Method",
-           "SimulationUnavailable", "Thresholds", "WaitCurve", "erlang_c_wait",
-           "expected_wait", "simulated_wait_curve", "thresholds"]
+__all__ = ["BUSY", "LEVELS", "LEVEL_BY", "METHODS", "MODERATE", "QUIET", "Level", "LevelBy",
+           "Method", "SimulationUnavailable", "Thresholds", "WaitCurve", "erlang_c_wait",
+           "expected_wait", "simulated_wait_curve", "thresholds", "wait_level"]
 
 log = logging.getLogger("hallq.forecast")
 
@@ -80,6 +87,11 @@ LEVELS: tuple[Level, ...] = (QUIET, MODERATE, BUSY)
 
 Method = Literal["simulated", "erlang"]
 METHODS: tuple[Method, ...] = ("simulated", "erlang")
+
+# What a forecast cell's level comes from: the simulated wait of its own day
+# (``coordinator.forecast.waits``), or its rate against the thresholds here.
+LevelBy = Literal["waits", "rates"]
+LEVEL_BY: tuple[LevelBy, ...] = ("waits", "rates")
 
 # Band edges in minutes of expected wait: under 1 min you walk up to a window (较少);
 # from the seed hall's mean wait (5.04 min) on, it is a busier-than-usual hall (较多).
@@ -94,6 +106,17 @@ KERNEL_WIDTH = 0.06          # Gaussian kernel sd in log rate: ~6% of the rate
 GRID_POINTS = 241
 STRESS_ROUNDS = 4            # heavier days added, x1.25 each, when no day reaches 较多
 _CACHE_SIZE = 32
+
+
+def wait_level(wait_min: float, *, quiet_wait_min: float = QUIET_WAIT_MIN,
+               busy_wait_min: float = BUSY_WAIT_MIN) -> Level:
+    """The level of an expected wait itself (what the rate thresholds stand for): under
+    ``quiet_wait_min`` 较少, from ``busy_wait_min`` 较多, 适中 between."""
+    if wait_min < quiet_wait_min:
+        return QUIET
+    if wait_min < busy_wait_min:
+        return MODERATE
+    return BUSY
 
 
 class SimulationUnavailable(ValueError):

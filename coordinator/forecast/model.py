@@ -154,7 +154,7 @@ def fit(history: History, *, calendar: Calendar = NO_CALENDAR, max_iter: int = 5
     beta = np.zeros(x.shape[1])
     dev_old = np.inf
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 -- the count is the fit's ``iterations``
         z = eta + (y - mu) / mu
         xw = x * mu[:, None]
         beta = np.linalg.solve(x.T @ xw + np.diag(penalty) * len(y), xw.T @ z)
