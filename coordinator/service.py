@@ -25,6 +25,7 @@ from coordinator.hallqueue import HallQueue, Submitted
 from coordinator.web.appointments import AppointmentBook, default_book_path
 from coordinator.web.devices import DeviceBook
 from hallq import messages as m
+from hallq.aio import cancel_and_wait
 from hallq.bus import Incoming, Session
 from hallq.config import HallConfig
 from hallq.errors import NotConnected
@@ -85,6 +86,7 @@ class Coordinator:
         self.forecast = self._forecast()
         self._advised_at = float("-inf")
         self._advised: dict[str, float] = {}
+        self._refreshing: asyncio.Task[None] | None = None
 
     def _forecast(self) -> Any:
         """The comfort index for the boards: from the event log's history, or (the demo)
@@ -162,17 +164,20 @@ class Coordinator:
         await self.publish_all()
         if ready is not None:
             ready.set()
-        while True:
-            await asyncio.sleep(STATS_INTERVAL_S)
-            await self._tick()
+        try:
+            while True:
+                await asyncio.sleep(STATS_INTERVAL_S)
+                await self._tick()
+        finally:
+            if self._refreshing is not None:
+                await cancel_and_wait(self._refreshing)
 
     async def _tick(self) -> None:
         async with self._lock:
             rollover = self.queue.roll_over_if_due(self.clock())
             if rollover is not None:
-                self.forecast = self._forecast()   # a new day: yesterday joins the history
                 await self._publish_outcome(rollover, self.queue.seq)
-                await self._publish_comfort(self.queue.seq)
+                self._refresh_forecast()
             if self._stats_dirty:
                 await self._publish(self._topics.stats_state(),
                                     self.engine.stats_state(self.queue.seq))
@@ -237,6 +242,17 @@ class Coordinator:
         await self._publish(t.stats_state(), self.engine.stats_state(rev))
         await self._publish_comfort(rev)
 
+    def _refresh_forecast(self) -> None:
+        """A new day: yesterday joins the history. The comfort index is rebuilt in a
+        worker thread (its simulated days take a fraction of a second compiled, seconds
+        pure) and published when ready; the queue keeps serving meanwhile."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self._rebuild_forecast())
+
+    async def _rebuild_forecast(self) -> None:
+        self.forecast = await asyncio.to_thread(self._forecast)
+        await self._publish_comfort(self.queue.seq)
+
     async def _publish_comfort(self, rev: int) -> None:
         """The comfort index, retained, from today on (nothing while there is none)."""
         if self.forecast is not None:
@@ -283,6 +299,7 @@ class Coordinator:
                                     _reply(command, done.record, self.engine.day))
             if done.rollover is not None:
                 await self._publish_outcome(done.rollover, done.seq)
+                self._refresh_forecast()
             if done.outcome is not None and done.outcome.ok:
                 await self._publish_outcome(done.outcome, done.seq)
             elif done.duplicate:

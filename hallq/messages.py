@@ -340,8 +340,9 @@ class ComfortDay(Wire):
 
 class ComfortState(Retained):
     """办税舒适度指数: the forecast's next days by hour, for boards, the dashboard and the
-    bureau's WeChat publisher. Levels are bands of expected wait; the edges are arrivals
-    per hour."""
+    bureau's WeChat publisher. Levels are bands of expected wait (by default the mean
+    wait of simulated days at the forecast's arrivals, ``method``); the two rates are the
+    arrivals per hour at which the wait reaches each band edge, for reference."""
 
     source: ShortText
     quiet_below_per_hour: float = Field(ge=0)

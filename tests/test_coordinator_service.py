@@ -15,7 +15,7 @@ from hallq.topics import HallTopics
 
 from .conftest import Inbox, Mosquitto
 from .coordinated import FakeClock, device, running
-from .halls import small_hall, small_hall_text
+from .halls import at, small_hall, small_hall_text
 
 pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
@@ -224,6 +224,30 @@ async def test_the_comfort_index_is_published_retained_for_the_month_ahead(
             else:
                 assert d.hours == [] and d.level == "较少"
         assert coordinator.forecast.comfort_state(1, today).days == state.days
+
+
+async def test_the_comfort_index_moves_on_with_the_day(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    """At the day's rollover the index is rebuilt (off the event loop) and republished from
+    the new day, whichever path noticed the new day first -- here a dispenser's request."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"), comfort_synthetic=True)
+    clock = FakeClock()
+    comfort = inbox()
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+        await dispenser.subscribe(T.comfort_state(), comfort)
+        await dispenser.wait_connected(10)
+        first = (await comfort.wait_for(lambda ps: bool(ps)))[-1]
+        clock.now = at(9, day=31)
+        reply = await dispenser.request(T.req("pi-d1"),
+                                        m.IssueRequest(kind="issue", service="tax-filing"),
+                                        timeout=10)
+        assert reply.ok and reply.ticket.number == "A001"      # a new day's numbering
+        moved = (await comfort.wait_for(
+            lambda ps: ps[-1].days[0].day > first.days[0].day, timeout=20))[-1]
+    assert moved.rev > first.rev
+    assert moved.days[0].day == first.days[1].day == coordinator.engine.day
 
 
 async def test_the_dashboard_serves_the_comfort_heat_map(tmp_path: Path) -> None:
