@@ -83,12 +83,18 @@ def render_forecast(forecast: Forecast) -> Group:
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    from displays.fonts import BUNDLED_FONT
+    """The system Unifont when installed (every character), else the bundled subset cut
+    for the boards (the level words, weekdays, digits), else Pillow's Latin default."""
+    from displays.fonts import BUNDLED_FONT, find_unifont
 
-    try:
-        return ImageFont.truetype(str(BUNDLED_FONT), size)
-    except OSError:  # a stripped install: Latin only, levels still told apart by colour
-        return ImageFont.load_default()
+    for path in (find_unifont(), BUNDLED_FONT):
+        if path is None:
+            continue
+        try:
+            return ImageFont.truetype(str(path), size)
+        except OSError:
+            continue
+    return ImageFont.load_default()  # a stripped install: levels still told apart by colour
 
 
 def export_png(forecast: Forecast, path: str | Path, *, cell: tuple[int, int] = (44, 20)
@@ -109,11 +115,15 @@ def png_bytes(forecast: Forecast) -> bytes:
 
 def heat_map(forecast: Forecast, *, cell: tuple[int, int] = (44, 20)) -> Image.Image:
     """A row per day (closed days grey), a cell per open hour in its level's colour with
-    the forecast count, the day's level at the row's end, and a legend."""
+    the expected wait in minutes (or, with levels by rate, the forecast count), the day's
+    level at the row's end, and a legend saying which number the cells hold.
+
+    A taxpayer choosing when to come reads the wait, not the crowd: with levels by
+    simulated wait, a quieter hour after a peak can be the red one."""
     hours = sorted({s // 60 for s in forecast.slots})
     cw, ch = cell
     left, top = 130, 56
-    width = left + cw * len(hours) + 70
+    width = max(left + cw * len(hours) + 70, 580)
     height = top + ch * len(forecast.days) + 40
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
@@ -133,7 +143,8 @@ def heat_map(forecast: Forecast, *, cell: tuple[int, int] = (44, 20)) -> Image.I
             level: str = row.level if (is_open and row) else CLOSED
             draw.rectangle(box, fill=COLOURS[level])
             if row is not None and is_open:
-                draw.text((box[0] + 3, y + 2), f"{row.count:.0f}", fill="black", font=font)
+                shown = row.count if row.wait_min is None else row.wait_min
+                draw.text((box[0] + 3, y + 2), f"{shown:.0f}", fill="black", font=font)
         day: Level | str = forecast.day_level(d) if is_open else CLOSED
         draw.text((left + cw * len(hours) + 8, y + 2), day, fill=COLOURS[day], font=font)
     lx, ly = 10, height - 28
@@ -141,4 +152,7 @@ def heat_map(forecast: Forecast, *, cell: tuple[int, int] = (44, 20)) -> Image.I
         draw.rectangle((lx, ly + 2, lx + 16, ly + 16), fill=COLOURS[name])
         draw.text((lx + 22, ly), name, fill="black", font=font)
         lx += 90
+    by_wait = any(r.wait_min is not None for r in rows.values())
+    draw.text((lx + 10, ly), "数字: 预计等候分钟" if by_wait else "数字: 预计取号数",
+              fill=(60, 60, 60), font=font)
     return img
