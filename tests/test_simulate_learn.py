@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import math
 import random
 import sqlite3
@@ -226,6 +227,32 @@ def test_simulate_with_history_prints_what_was_learned(
             if line.startswith("│") and line.split()[1] in PER_DAY}
     assert "learned" in rows["tax-filing"] and "learned" in rows["invoice"]
     assert "seed (too few)" in rows["green"]
+
+
+def test_advise_plans_with_the_learned_demand(
+    history: tuple[Path, dict[str, list[float]]], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """hallq advise --history: the plan's days are drawn from the learned demand (its
+    counter times are longer than the seed's here, so FIFO waits longer), and a bad log
+    is one line and exit 2 as for simulate."""
+    from coordinator.advice.__main__ import main as advise
+
+    path, _ = history
+    hall_file = tmp_path / "hall.toml"
+    hall_file.write_text(hall_text())
+    base = [str(hall_file), "--volume", "150", "--replications", "2", "--search-days", "1",
+            "--rounds", "1", "--no-live", "--core", "pure", "--json"]
+    assert advise(base) == 0
+    seed_plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert advise([*base, "--history", str(path)]) == 0
+    out = capsys.readouterr()
+    learned_plan = json.loads(out.out.strip().splitlines()[-1])
+    assert "counter time per service" in out.err
+    fifo = [p["wait_min"]["fifo"]["all"]["mean"] for p in (seed_plan, learned_plan)]
+    assert fifo[1] > fifo[0]
+    assert advise([str(hall_file), "--history", str(tmp_path / "nowhere.sqlite")]) == 2
+    assert "no such file" in capsys.readouterr().err
 
 
 def _bad_logs(tmp: Path) -> dict[str, tuple[Path, str]]:

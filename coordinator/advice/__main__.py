@@ -8,11 +8,14 @@ per-service FIFO in mean wait and 35% in p95, same staffing, green channel mean 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import math
 import sys
 import time
 from dataclasses import asdict, dataclass
+
+from rich.console import Console
 
 from coordinator.advice.plan import SEARCH_DAYS, Plan, plan_day
 from coordinator.simulation.profile import CALIBRATED_VOLUME
@@ -78,15 +81,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--core", default="auto", choices=["auto", "compiled", "pure"])
     ap.add_argument("--no-live", action="store_true", help="skip the live-advice variant")
+    ap.add_argument("--history", default=None, metavar="EVENT_LOG",
+                    help="plan with the service mix, counter times and arrival profile "
+                         "learned from the hall's event log (hallq simulate --history)")
+    ap.add_argument("--history-since", type=dt.date.fromisoformat, default=None,
+                    metavar="YYYY-MM-DD", help="learn only from business days since then")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     started = time.perf_counter()
     log = (lambda s: print(s, file=sys.stderr)) if args.verbose else None
-    plan = plan_day(load_config(args.config), volume=args.volume, day_of_month=args.day,
+    cfg = load_config(args.config)
+    demand = None
+    if args.history is not None:
+        from coordinator.simulation.learn import LearnError, learn_demand, render_learned
+
+        try:
+            learned = learn_demand(args.history, cfg, since=args.history_since,
+                                   core_kind=args.core)
+        except LearnError as exc:
+            print(f"--history: {exc}", file=sys.stderr)
+            return 2
+        Console(stderr=True).print(render_learned(learned))
+        demand = learned.demand
+    plan = plan_day(cfg, volume=args.volume, day_of_month=args.day,
                     staff_limit=args.staff_limit, replications=args.replications,
                     seed=args.seed, core_kind=args.core, rounds=args.rounds,
-                    search_days=args.search_days, live=not args.no_live, log=log)
+                    search_days=args.search_days, live=not args.no_live, log=log,
+                    demand=demand)
     rows = bar_rows(plan)
     judged = rows[-1]  # the last variant: "advised" when live, else "planned"
     if args.json:

@@ -217,7 +217,8 @@ def candidate_moves(st: Staffing, rep: PolicyReport, targets: Mapping[str, float
 def plan_day(cfg: HallConfig, *, volume: float, day_of_month: int | None = None,
              staff_limit: int | None = None, replications: int = 10, seed: int = 1,
              core_kind: str = "auto", rounds: int = 6, search_days: int = SEARCH_DAYS,
-             live: bool = True, log: Callable[[str], None] | None = None) -> Plan:
+             live: bool = True, log: Callable[[str], None] | None = None,
+             demand: Demand | None = None) -> Plan:
     """Search moves that lower the day's p95 wait with at most ``staff_limit`` windows open.
 
     The search plays ``search_days`` days drawn for it alone; the final figures for FIFO,
@@ -227,10 +228,11 @@ def plan_day(cfg: HallConfig, *, volume: float, day_of_month: int | None = None,
     than the configured skills on the reported days.
     ``live`` adds two variants acting on the live advice every 5 minutes (``ActOnAdvice``):
     the plan with it -- hallq's policy with express-window advice -- and FIFO with it.
+    ``demand`` is the hall's (e.g. learned from its event log); the seed hall's by default.
     """
     core_cls = load_core(core_kind)
     sc = sim_config(cfg)
-    demand = Demand.for_services([s.code for s in cfg.services])
+    demand = demand or Demand.for_services([s.code for s in cfg.services])
     spans = open_spans(cfg.hall.open_hours)
     start_s = spans[0][0]
     limit = len(cfg.windows) if staff_limit is None else staff_limit
