@@ -262,9 +262,16 @@ async def test_the_dashboard_serves_the_comfort_heat_map(tmp_path: Path) -> None
     try:
         async with aiohttp.ClientSession() as http, http.get(f"{web.url}/api/comfort.png") as r:
             assert r.status == 200 and (await r.read())[:8] == b"\x89PNG\r\n\x1a\n"
+        async with aiohttp.ClientSession() as http, http.get(f"{web.url}/api/comfort") as r:
+            assert r.status == 200
+            data = m.decode(m.ComfortState, await r.read())
+        today = coordinator.cfg.hall.business_day(coordinator.clock())
+        assert data.days == coordinator.forecast.comfort_state(0, today).days
+        assert data.days[0].day == today and len(data.days) == 30
         coordinator.forecast = None
-        async with aiohttp.ClientSession() as http, http.get(f"{web.url}/api/comfort.png") as r:
-            assert r.status == 404
+        for path in ("/api/comfort.png", "/api/comfort"):
+            async with aiohttp.ClientSession() as http, http.get(web.url + path) as r:
+                assert r.status == 404
     finally:
         await web.stop()
         coordinator.close()

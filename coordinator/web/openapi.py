@@ -16,7 +16,7 @@ from hallq import messages as m
 from hallq.config import HallConfig
 
 _WIRE: list[type[BaseModel]] = [m.WindowState, m.QueueState, m.BoardState, m.StatsState,
-                                 m.AlertEvent, m.ComponentHealth]
+                                 m.AlertEvent, m.ComponentHealth, m.ComfortState]
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -136,6 +136,10 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                 "parameters": [_param("board", "path", _STR)],
                 "responses": {**_ok("PNG", {"type": "string", "format": "binary"}, "image/png"),
                               **_errors("404", "503")}}},
+            "/api/comfort": {"get": {
+                "summary": "办税舒适度指数 as data, from today: the state/comfort payload",
+                "responses": {**_ok("comfort index", _ref("ComfortState")),
+                              **_errors("404")}}},
             "/api/comfort.png": {"get": {
                 "summary": "办税舒适度指数: the next 30 days by hour, 较少/适中/较多",
                 "responses": {**_ok("PNG", {"type": "string", "format": "binary"}, "image/png"),

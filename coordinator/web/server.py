@@ -108,6 +108,18 @@ async def comfort_png(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "max-age=600"})
 
 
+async def comfort(request: web.Request) -> web.Response:
+    """The comfort index as data, from today: the retained ``state/comfort`` message's
+    payload, for the bureau's WeChat publisher or anything else that fetches over HTTP."""
+    c = _c(request)
+    if c.forecast is None:
+        return _error(404, "no_forecast", "no comfort index for this hall yet (too little history)")
+    today = c.cfg.hall.business_day(c.clock())
+    state = c.forecast.comfort_state(c.queue.seq, today)
+    return web.json_response(text=state.model_dump_json(),
+                             headers={"Cache-Control": "max-age=600"})
+
+
 async def openapi(request: web.Request) -> web.Response:
     return _json(openapi_document(_c(request).cfg))
 
@@ -335,6 +347,7 @@ def make_app(coordinator: Any) -> web.Application:
     r.add_get("/api/boards/{board}.png", board_png)
     r.add_get("/api/stream", stream)
     r.add_get("/api/comfort.png", comfort_png)
+    r.add_get("/api/comfort", comfort)
     r.add_get("/api/openapi.json", openapi)
     r.add_get("/api/appointments/slots", slots)
     r.add_post("/api/appointments", book)
