@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,23 @@ async def test_booking_fills_a_slot_up_to_its_capacity(mosquitto: Mosquitto,
         assert b'xmlns="http://www.w3.org/2000/svg"' in svg  # an <img> shows only this
         async with http.get(f"{url}/api/appointments/ZZZZZZ/qr.svg") as r:
             assert r.status == 404
+
+
+async def test_slots_show_the_comfort_index_for_their_half_hour(mosquitto: Mosquitto,
+                                                                 tmp_path: Path) -> None:
+    """A taxpayer choosing a slot sees how busy the hall is forecast to be then."""
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"), comfort_synthetic=True)
+    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
+            aiohttp.ClientSession() as http:
+        assert c.forecast is not None
+        slots = await _slots(http, url, "invoice", TOMORROW)
+        day = dt.date.fromisoformat(TOMORROW)
+        for start, slot in slots.items():
+            minute = int(start[:2]) * 60 + int(start[3:])
+            assert slot["comfort"] == c.forecast.slot_level(day, minute), start
+        assert {s["comfort"] for s in slots.values()} <= {"较少", "适中", "较多"}
+        far = await _slots(http, url, "invoice", "2027-03-01")   # beyond the forecast
+        assert {s["comfort"] for s in far.values()} == {None}
 
 
 async def test_a_supervisor_invites_and_the_taxpayer_checks_in(mosquitto: Mosquitto,

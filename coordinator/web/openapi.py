@@ -85,7 +85,9 @@ def _schemas() -> dict[str, Any]:
         "capacity": {"type": "integer"}, "days": {"type": "array", "items": _STR},
         "slots": {"type": "array", "items": {"type": "object", "properties": {
             "slot": _STR, "start": _STR, "free": {"type": "integer"},
-            "open": {"type": "boolean"}}}}}}
+            "open": {"type": "boolean"},
+            "comfort": {"type": ["string", "null"], "enum": ["较少", "适中", "较多", None],
+                        "description": "the comfort index's level for that half hour"}}}}}}
     schemas["BookingRequest"] = {"type": "object", "required": ["service", "start"],
                                  "properties": {
         "service": _STR, "day": {"type": "string", "format": "date"},

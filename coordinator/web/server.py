@@ -178,8 +178,22 @@ async def slots(request: web.Request) -> web.Response:
         "days": [d.isoformat() for d in days],
         "slots": [{"slot": s.label, "start": s.label[:5],
                    "free": max(0, capacity - c.bookings.taken(service, s, now, checked_in)),
-                   "open": s.end > now and day in days} for s in found],
+                   "open": s.end > now and day in days,
+                   "comfort": _comfort_at(c, day, s.label[:5])} for s in found],
     })
+
+
+def _comfort_at(c: Any, day: dt.date, hhmm: str) -> str | None:
+    """The comfort level forecast for the half hour starting ``hh:mm`` (None when there is
+    no index, or it does not reach that day): a booking shows how busy the hall will be."""
+    if c.forecast is None:
+        return None
+    hour, minute = int(hhmm[:2]), int(hhmm[3:5])
+    try:
+        level: str = c.forecast.slot_level(day, hour * 60 + minute // 30 * 30)
+    except ValueError:  # outside the forecast's days, or a half hour it has as closed
+        return None
+    return level
 
 
 async def _book(request: web.Request, booked_by: str) -> web.Response:

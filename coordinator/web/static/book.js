@@ -20,8 +20,11 @@
       const input = el("input", {type: "radio", name: "start", value: x.start});
       input.disabled = !x.open || x.free === 0;
       input.onchange = () => { $("submit").disabled = false; };
+      const busy = x.comfort ? el("span", {class: `comfort comfort-${x.comfort}`},
+                                 ` ${x.comfort}`) : "";
       return el("label", {style: "display:block"}, input,
-                ` ${x.slot} `, el("span", {class: "muted"}, x.open ? `余 ${x.free}` : "已过"));
+                ` ${x.slot} `, el("span", {class: "muted"}, x.open ? `余 ${x.free}` : "已过"),
+                busy);
     }));
     $("submit").disabled = true;
   }
