@@ -3,6 +3,7 @@ times drawn from known lognormals, fitted back; fallbacks reported; bad files re
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 import itertools
 import json
@@ -178,23 +179,26 @@ def test_the_profile_needs_enough_tickets_per_half_hour(
 ) -> None:
     path, _ = history
     cfg = hall()
-    # 608 tickets over the 18 open half hours from 09:00: 33.8 a half hour on average
-    default = learn_demand(path, cfg, min_samples=34, core_kind="pure")
+    # 608 tickets over the hall's 20 open half hours from 08:00: 30.4 a half hour
+    default = learn_demand(path, cfg, min_samples=31, core_kind="pure")
     assert not default.profile_learned
     assert default.demand.half_hours == Demand.for_services(["x"]).half_hours
-    shaped = learn_demand(path, cfg, min_samples=33, core_kind="pure")
-    assert shaped.profile_learned
-    # one ticket every 45 s from 09:00: 40, 40, 40 and 32 in the first four half hours of
-    # each day; the 14 open half hours after them saw none and count half a ticket each
+    assert default.demand.profile_start == dt.time(9, 0)
+    shaped = learn_demand(path, cfg, min_samples=30, core_kind="pure")
+    assert shaped.profile_learned and shaped.demand.profile_start == dt.time(8, 0)
+    # the hall opens at 08:00 and nobody came before 09:00; then one ticket every 45 s:
+    # 40, 40, 40 and 32 in the next four half hours of each day; the 16 open half hours
+    # without a ticket count half a ticket each
     n = len(DAYS)
-    total = sum(PER_DAY.values()) * n + 14 * 0.5
+    total = sum(PER_DAY.values()) * n + 16 * 0.5
     assert shaped.demand.half_hours == pytest.approx(
-        tuple(100 * k / total for k in (40 * n, 40 * n, 40 * n, 32 * n, *[0.5] * 14)))
+        tuple(100 * k / total for k in (0.5, 0.5, 40 * n, 40 * n, 40 * n, 32 * n,
+                                        *[0.5] * 14)))
+    assert shaped.demand.weight_at(8 * 60 + 10) == pytest.approx(100 * 0.5 / total)
+    assert shaped.demand.weight_at(9 * 60 + 10) == pytest.approx(100 * 40 * n / total)
 
 
 def test_since_keeps_only_later_days(history: tuple[Path, dict[str, list[float]]]) -> None:
-    import datetime as dt
-
     path, _ = history
     learned = learn_demand(path, hall(), since=dt.date(2026, 12, 1), min_samples=MIN_SAMPLES,
                            core_kind="pure")

@@ -19,8 +19,9 @@ What is learned, and from what:
   counts: successful issues; leases, voids and refusals are not arrivals).
 * the half-hour profile -- issued tickets per half hour (``forecast.history.arrival_counts``)
   divided by the minutes each half hour is open, once there are on average at least
-  ``min_samples`` tickets per open half hour. The profile starts at 09:00 (see
-  ``profile.PROFILE_START``); tickets issued earlier are counted but cannot shape it.
+  ``min_samples`` tickets per open half hour. The profile starts at the hall's first
+  open half hour (or 09:00, the seed profile's start, if that is earlier); tickets issued
+  before it (offline replays stamped earlier) are counted but cannot shape it.
 
 A service with fewer than ``min_samples`` counter times keeps the seed's mean and shape.
 Every fallback is in the result (and in ``render_learned``), because a supervisor must
@@ -123,7 +124,7 @@ def learn_demand(log_path: str | Path, cfg: HallConfig, *, since: dt.date | None
     try:
         issued, unknown, days, times, dropped, trouble = _replay(
             db, cfg, load_core(core_kind), since, max_counter_min * 60.0)
-        half_hours, outside = _profile(path, cfg, since, min_samples)
+        half_hours, first, outside = _profile(path, cfg, since, min_samples)
     except sqlite3.DatabaseError as exc:  # damaged pages, malformed JSON in a result
         raise LearnError(f"{path}: cannot be read as an event log ({exc})") from None
     finally:
@@ -153,11 +154,12 @@ def learn_demand(log_path: str | Path, cfg: HallConfig, *, since: dt.date | None
     mix_learned = total >= min_samples
     mix = {c: issued[c] / total for c in codes} if mix_learned else dict(seed.mix)
     if outside:
-        notes.append(f"{outside} ticket(s) issued before {PROFILE_START:%H:%M} cannot shape "
+        notes.append(f"{outside} ticket(s) issued before {first:%H:%M} cannot shape "
                      "the half-hour profile, which starts there")
     sigmas = {c: f.sigma_used for c, f in fits.items()}
     demand = Demand(mix=mix, mean_min={c: f.mean_min for c, f in fits.items()},
-                    sigma=seed.sigma, half_hours=half_hours or seed.half_hours, sigmas=sigmas)
+                    sigma=seed.sigma, half_hours=half_hours or seed.half_hours, sigmas=sigmas,
+                    profile_start=first if half_hours else seed.profile_start)
     return LearnedDemand(demand=demand, services=fits, source=path, days=days,
                          issued=total, mix_learned=mix_learned,
                          profile_learned=half_hours is not None, since=since,
@@ -304,17 +306,18 @@ class _ReplayMismatches(logging.Filter):
 
 
 def _profile(path: Path, cfg: HallConfig, since: dt.date | None,
-             min_samples: int) -> tuple[tuple[float, ...] | None, int]:
-    """Arrivals per open minute by half hour from 09:00 (summing to 100), or ``None`` while
-    the hall's open half hours hold fewer than ``min_samples`` tickets each on average; and
-    how many tickets fell before the profile's start.
+             min_samples: int) -> tuple[tuple[float, ...] | None, dt.time, int]:
+    """Arrivals per open minute by half hour from the profile's start (summing to 100),
+    or ``None`` while the hall's open half hours hold fewer than ``min_samples`` tickets
+    each on average; the start; and how many tickets fell before it.
 
     A half hour with no ticket counts half of one: having seen none says its rate is low,
     not nil, and a zero weight would leave the day's Poisson draw without a rate there
     (``weight_at`` also lends the smallest weight to hours before the profile).
     """
     history = arrival_counts(path, cfg)
-    first = PROFILE_START.hour * 60 + PROFILE_START.minute
+    first = min([PROFILE_START.hour * 60 + PROFILE_START.minute, *open_slots(cfg)[0]])
+    start = dt.time(first // 60, first % 60)
     per_slot: Counter[int] = Counter()
     outside = 0
     for i, day in enumerate(history.days):
@@ -327,13 +330,13 @@ def _profile(path: Path, cfg: HallConfig, since: dt.date | None,
                 per_slot[slot] += int(history.counts[i, j])
     shaped = [s for s in open_slots(cfg)[0] if s >= first]
     if sum(per_slot.values()) < max(1, min_samples * len(shaped)):
-        return None, outside
+        return None, start, outside
     open_min = dict(zip(history.slots, history.open_min, strict=True))
     last = max([*shaped, *(s for s, n in per_slot.items() if n)])
     rated = [max(per_slot[s], 0.5) / (open_min.get(s) or 30.0)
              for s in range(first, last + 1, 30)]
     scale = 100.0 / sum(rated)
-    return tuple(r * scale for r in rated), outside
+    return tuple(r * scale for r in rated), start, outside
 
 
 # --- showing it -----------------------------------------------------------------------------

@@ -86,6 +86,7 @@ class Demand:
     sigma: float = SERVICE_SIGMA
     half_hours: tuple[float, ...] = tuple(HALF_HOURS)
     sigmas: Mapping[str, float] | None = None   # per-service lognormal shape, else ``sigma``
+    profile_start: dt.time = PROFILE_START        # the time ``half_hours[0]`` begins
 
     def sigma_of(self, code: str) -> float:
         """Lognormal shape of one service's counter time (learned ones differ by service)."""
@@ -108,8 +109,8 @@ class Demand:
 
     def weight_at(self, minute_of_day: float) -> float:
         """Profile weight of the half hour holding ``minute_of_day``; outside the profile
-        the quietest slot's weight (a hall opening earlier or later than 09:00-17:00)."""
-        start = PROFILE_START.hour * 60 + PROFILE_START.minute
+        the quietest slot's weight (a hall open longer than its profile covers)."""
+        start = self.profile_start.hour * 60 + self.profile_start.minute
         slot = int((minute_of_day - start) // 30)
         if 0 <= slot < len(self.half_hours):
             return self.half_hours[slot]
