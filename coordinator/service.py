@@ -112,8 +112,11 @@ class Coordinator:
             return state
         try:
             level = self.forecast.today_level(self.clock())
-        except ValueError:  # the forecast's days are over: build the next month's
-            self.forecast = self._forecast()
+        except ValueError:
+            # the forecast's days are over (a daily rebuild failed): retry in the
+            # background, never here -- this runs on every board publish
+            with contextlib.suppress(RuntimeError):  # no running loop: a later call retries
+                self._refresh_forecast()
             return state
         return state.model_copy(update={"comfort": level})
 

@@ -11,9 +11,17 @@ import pytest
 
 from hallq.bus import Session
 from hallq.config import BrokerConfig
+from hallq.embedded_broker import embedded_broker
 from hallq.mosquitto import Mosquitto, free_port
 
 __all__ = ["Inbox", "Mosquitto", "free_port"]
+
+@pytest.fixture
+def amqtt_url() -> Iterator[str]:
+    """The demo's embedded broker (amqtt, MQTT 3.1.1 only) on a free port."""
+    with embedded_broker(free_port()) as url:
+        yield url
+
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
-import pytest
 
 from hallq import messages as m
 from hallq.bus import Session
 from hallq.config import BrokerConfig
-from hallq.embedded_broker import embedded_broker
 from hallq.topics import HallTopics
 
-from .conftest import Inbox, free_port
+from .conftest import Inbox
 
 T = HallTopics("liwan")
-
-
-@pytest.fixture
-def amqtt_url() -> Iterator[str]:
-    with embedded_broker(free_port()) as url:
-        yield url
 
 
 async def test_auto_falls_back_to_311_and_request_reply_works(

@@ -12,7 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,9 @@ import pytest
 from hallq import messages as m
 from hallq.bus import Incoming, Session
 from hallq.config import BrokerConfig
-from hallq.embedded_broker import embedded_broker
 from hallq.topics import HallTopics
 
-from .conftest import Inbox, Mosquitto, free_port
+from .conftest import Inbox, Mosquitto
 from .coordinated import device
 from .halls import small_hall, small_hall_text
 
@@ -270,12 +269,6 @@ async def test_a_coordinator_killed_inside_a_command_logs_it_once_after_restarti
     else:
         assert rows == 0, "acked on arrival and killed before the log: the command is lost"
         assert logged == {marker.corr: "A001"}
-
-
-@pytest.fixture
-def amqtt_url() -> Iterator[str]:
-    with embedded_broker(free_port()) as url:
-        yield url
 
 
 async def test_ack_after_handler_on_amqtt_answers_and_survives_bad_input(

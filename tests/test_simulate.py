@@ -217,12 +217,17 @@ def test_compiled_loop_plays_the_engines_day(tiny: HallConfig, demand: Demand, k
         assert fast_day(cfg, core, skills, list(arrivals), day=sim_day(None), spans=spans) == ref
 
 
-def test_booked_taxpayers_wait_less_while_their_slot_lasts(tiny: HallConfig,
-                                                           demand: Demand) -> None:
+@pytest.fixture
+def pool_hall(tiny: HallConfig, demand: Demand) -> FastHall:
+    """The tiny hall with every window serving everything, on the pure loop."""
     cfg = sim_config(tiny)
-    spans = open_spans(cfg.hall.open_hours)
-    hall = FastHall(cfg, load_core("pure"), policy_skills(tiny, demand, "pool"),
-                    day=sim_day(None), spans=spans)
+    return FastHall(cfg, load_core("pure"), policy_skills(tiny, demand, "pool"),
+                    day=sim_day(None), spans=open_spans(cfg.hall.open_hours))
+
+
+def test_booked_taxpayers_wait_less_while_their_slot_lasts(pool_hall: FastHall,
+                                                           demand: Demand) -> None:
+    hall, spans = pool_hall, pool_hall.spans
     booked: list[float] = []
     everyone: list[float] = []
     for seed in range(3):
@@ -239,12 +244,9 @@ def test_booked_taxpayers_wait_less_while_their_slot_lasts(tiny: HallConfig,
     assert statistics.fmean(booked) < 0.5 * statistics.fmean(everyone)
 
 
-def test_a_transferred_taxpayer_waits_again_and_is_served_once(tiny: HallConfig,
+def test_a_transferred_taxpayer_waits_again_and_is_served_once(pool_hall: FastHall,
                                                                demand: Demand) -> None:
-    cfg = sim_config(tiny)
-    spans = open_spans(cfg.hall.open_hours)
-    hall = FastHall(cfg, load_core("pure"), policy_skills(tiny, demand, "pool"),
-                    day=sim_day(None), spans=spans)
+    hall, spans = pool_hall, pool_hall.spans
     arrivals = draw_day(demand, spans, volume=VOLUME * 0.5, rng=random.Random(9), transfer=0.3)
     plain = hall.play([replace(a, transfer=None, transfer_s=0.0) for a in arrivals])
     r = hall.play(arrivals)

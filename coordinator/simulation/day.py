@@ -9,10 +9,11 @@ loops play a day:
   devices send -- a dispenser's ``IssueRequest``, a pad's ``WindowAction(call)``,
   ``WindowAction(skip)`` and ``Finish``. It is the reference, and slow: most of its time
   is the engine's per-command bookkeeping (events, ticket records, estimates).
-- ``fast_day`` lets a real engine configure its dispatch core (services, targets, boost,
-  ``SetSkills``), then drives that core directly from a compiled loop
-  (``fastday.py``) that applies the engine's issuing rules. The simulator's default; a test
-  holds it to ``run_day``'s waits, ticket for ticket.
+- ``FastHall`` lets a real engine configure its dispatch core (services, targets, boost,
+  ``SetSkills``) once, then drives that core directly from a compiled loop
+  (``fastday.py``) that applies the engine's issuing rules. The simulator's default;
+  tests hold it to ``run_day``'s waits (and ``advice.replay_day``'s), ticket for ticket.
+  ``fast_day`` is one day on a fresh ``FastHall``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -230,15 +232,21 @@ def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequ
 Loop = Callable[..., float]
 
 
-def day_loop(core_cls: type[Any]) -> Loop:
-    """The ``fastday.play`` that fits ``core_cls``: compiled with compiled, pure with pure.
+def loop_module(core_cls: type[Any]) -> ModuleType:
+    """The ``fastday`` that fits ``core_cls``: compiled with compiled, pure with pure.
 
     A compiled core with no compiled loop (a build that skipped it) runs the pure loop; it
     is slower, not wrong.
     """
     if core_kind(core_cls) == "compiled" and is_extension(fd):
-        return fd.play
-    return pure_twin("coordinator.simulation.fastday").play
+        return fd
+    return pure_twin("coordinator.simulation.fastday")
+
+
+def day_loop(core_cls: type[Any]) -> Loop:
+    """``loop_module(core_cls).play``: the day loop itself."""
+    play: Loop = loop_module(core_cls).play
+    return play
 
 
 @dataclass(frozen=True)
@@ -268,7 +276,8 @@ class FastHall:
         self.t0 = self.base + spans[0][0]
         self.engine = engine = _engine_for(cfg, core_cls, skills, day, self.t0)
         self.core = engine.core
-        self.play_loop = day_loop(core_cls)
+        loop = loop_module(core_cls)
+        self.play_loop, self.split = loop.play, loop.split
         self.codes = list(engine.services)
         self.service_idx = dict(engine.service_idx)
         self.green = CLASS_OF[Priority.GREEN]
@@ -300,8 +309,6 @@ class FastHall:
         self.wcur, self.by_rank, self.occ = _zeros("i", nw), _zeros("i", nw), _zeros("b", nw)
         self.serve_off, self.serve_pos = _zeros("i", ns + 1), _zeros("i", nw * ns)
         self.ht, self.hk, self.hp = _doubles(nw + 1), _zeros("i", nw + 1), _zeros("i", nw + 1)
-        self.split = fd.split if self.play_loop is fd.play else pure_twin(
-            "coordinator.simulation.fastday").split
         self.offsets = _zeros("q", ns + 1)
         self.n_bins = int(86400 // WAIT_BIN_S) + 1
         self._size = -1
