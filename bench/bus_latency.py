@@ -80,11 +80,12 @@ def raw_floor(port: int, n: int) -> list[float]:
     return samples
 
 
-async def hallq_round_trips(url: str, n: int, state: Path) -> list[float]:
+async def hallq_round_trips(url: str, n: int, state: Path,
+                            ack_after_handler: bool = False) -> list[float]:
     broker = BrokerConfig(url=url)
 
     async with Session(broker, hall="bench", role="coordinator", client_id="coord",
-                       state_dir=state) as coord, \
+                       state_dir=state, ack_after_handler=ack_after_handler) as coord, \
             Session(broker, hall="bench", role="dispenser", client_id="d1",
                     state_dir=state) as disp:
         now = m._utcnow()
@@ -146,6 +147,10 @@ def main() -> int:
                     print(f"hallq: {args.n} Session.request round trips...", file=sys.stderr)
                     results["hallq"] = percentiles(
                         asyncio.run(hallq_round_trips(broker.url, args.n, work / "s1")))
+                    print(f"hallq, responder acking after its handler (the coordinator's "
+                          f"setting): {args.n} round trips...", file=sys.stderr)
+                    results["hallq_ack_after"] = percentiles(asyncio.run(
+                        hallq_round_trips(broker.url, args.n, work / "s3", True)))
                 else:
                     print(f"hallq, broker without set_tcp_nodelay: {args.slow_n} round trips...",
                           file=sys.stderr)
@@ -161,7 +166,9 @@ def main() -> int:
               f"{figures['mean_ms']:>10.3f}")
     ratio = results["hallq"]["p50_ms"] / results["floor"]["p50_ms"]
     nagle = results["hallq_broker_nagle"]["p50_ms"] / results["hallq"]["p50_ms"]
+    late_ack = results["hallq_ack_after"]["p50_ms"] / results["hallq"]["p50_ms"]
     print(f"hallq / raw paho floor (p50): {ratio:.2f}x")
+    print(f"responder acking after its handler / on arrival (p50): {late_ack:.2f}x")
     print(f"broker without set_tcp_nodelay / with (p50): {nagle:.1f}x")
     print(f"WindowCommand: encode {codec['encode_us']:.2f} us, strict decode "
           f"{codec['decode_us']:.2f} us, {codec['bytes']:.0f} bytes")
@@ -171,7 +178,9 @@ def main() -> int:
             "hallq_p50_ms": results["hallq"]["p50_ms"],
             "hallq_p99_ms": results["hallq"]["p99_ms"],
             "nagle_p50_ms": results["hallq_broker_nagle"]["p50_ms"],
+            "ack_after_p50_ms": results["hallq_ack_after"]["p50_ms"],
             "ratio_hallq_floor": ratio,
+            "ratio_ack_after": late_ack,
             "ratio_nagle": nagle,
             **{f"codec_{k}": v for k, v in codec.items()},
         }
