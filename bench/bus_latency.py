@@ -30,8 +30,8 @@ import paho.mqtt.client as paho
 from hallq import messages as m
 from hallq.bus import Incoming, Session
 from hallq.config import BrokerConfig
-from hallq.mosquitto import Mosquitto
 from hallq.topics import HallTopics
+from hallqctl.mosquitto import Mosquitto
 
 T = HallTopics("bench")
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a private Mosquitto per test (hallq.mosquitto), sessions, inboxes."""
+"""Shared fixtures: a private Mosquitto per test (hallqctl.mosquitto), sessions, inboxes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from hallq.bus import Session
 from hallq.config import BrokerConfig
-from hallq.embedded_broker import embedded_broker
-from hallq.mosquitto import Mosquitto, free_port
+from hallqctl.embedded_broker import embedded_broker
+from hallqctl.mosquitto import Mosquitto, free_port
 
 __all__ = ["Inbox", "Mosquitto", "free_port"]
 

@@ -238,7 +238,7 @@ async def test_a_coordinator_killed_inside_a_command_logs_it_once_after_restarti
             assert await next_line(proc) == f"{said} {crashed.id}"
             assert await killed(proc)
             # the real service, as systemd restarts it (ack after handler is its default)
-            procs.append(spawn("-m", "hallq.cli", "coordinator", "--config", str(config),
+            procs.append(spawn("-m", "hallqctl.cli", "coordinator", "--config", str(config),
                                "--log", str(log_path), "--dispatch", "pure", stderr=err))
             marker = await dispenser.request(
                 topics.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"),

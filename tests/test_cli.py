@@ -5,7 +5,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from hallq import __version__
-from hallq.cli import main
+from hallqctl.cli import main
 
 LIWAN = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
 

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from hallq.cli import main
 from hallq.config import ENV_OVERRIDES, HallConfig, load_config, parse_config
-from hallq.config_summary import render_summary
 from hallq.errors import ConfigError
+from hallqctl.cli import main
+from hallqctl.config_summary import render_summary
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
 

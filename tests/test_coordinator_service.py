@@ -98,7 +98,7 @@ async def test_sigkill_while_issuing_loses_no_acknowledged_ticket(
     def start() -> subprocess.Popen[bytes]:
         with (tmp_path / "coordinator.log").open("ab") as out:
             return subprocess.Popen(
-                [sys.executable, "-m", "hallq.cli", "coordinator", "--config", str(config),
+                [sys.executable, "-m", "hallqctl.cli", "coordinator", "--config", str(config),
                  "--log", str(log_path), "--dispatch", "pure"],
                 stdout=subprocess.DEVNULL, stderr=out,
             )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hallq.demo import DEFAULT_CONFIG, run_demo
+from hallqctl.demo import DEFAULT_CONFIG, run_demo
 
 from .conftest import Mosquitto
 
@@ -33,10 +33,10 @@ async def test_the_demo_issues_calls_serves_draws_boards_and_reports_kpis(
 async def test_with_no_broker_and_no_mosquitto_the_demo_embeds_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hallq.mosquitto
+    import hallqctl.mosquitto
 
     monkeypatch.setenv("HALLQ_BROKER_URL", "mqtt://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setattr(hallq.mosquitto, "find_mosquitto", lambda: None)
+    monkeypatch.setattr(hallqctl.mosquitto, "find_mosquitto", lambda: None)
     lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=12, state_dir=tmp_path,
                            live=False, volume=4000, http_port=0)
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])

@@ -112,7 +112,7 @@ def test_env_var_picks_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_version_names_the_dispatch_core() -> None:
-    from hallq.cli import main
+    from hallqctl.cli import main
 
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0

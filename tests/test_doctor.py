@@ -13,7 +13,7 @@ from rich.console import Console
 from firmware_bridge.sim import BusSimulator, PrinterSimulator, SimCallPad, SimRatingPad
 from hallq.bus import Session
 from hallq.config import BrokerConfig, HallConfig, parse_config
-from hallq.doctor import (
+from hallqctl.doctor import (
     Check,
     Result,
     check_clock,
@@ -23,7 +23,7 @@ from hallq.doctor import (
     render_checks,
     run_doctor,
 )
-from hallq.mosquitto import Mosquitto, free_port
+from hallqctl.mosquitto import Mosquitto, free_port
 
 HALL = """
 [hall]

@@ -44,7 +44,7 @@ def run_hallq(args: list[str], sock: socket.socket, tmp_path: Path) -> subproces
     env = {**os.environ, "NOTIFY_SOCKET": sock.getsockname(), "WATCHDOG_USEC": "400000"}
     env.pop("WATCHDOG_PID", None)
     with (tmp_path / "service.log").open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "hallq.cli", *args], env=env,
+        return subprocess.Popen([sys.executable, "-m", "hallqctl.cli", *args], env=env,
                                 stdout=subprocess.DEVNULL, stderr=out)
 
 

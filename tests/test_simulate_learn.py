@@ -22,8 +22,8 @@ from coordinator.hallqueue import HallQueue
 from coordinator.simulation.learn import LearnError, fit_lognormal, learn_demand
 from coordinator.simulation.profile import SERVICE_SIGMA, Demand
 from hallq import messages as m
-from hallq.cli import main
 from hallq.config import HallConfig, parse_config
+from hallqctl.cli import main
 
 from .halls import at, small_hall_text
 

@@ -10,8 +10,8 @@ from rich.console import Console
 from hallq.bus import Session
 from hallq.config import BrokerConfig, HallConfig, parse_config
 from hallq.messages import ComponentHealth, DeviceHealth
-from hallq.mosquitto import Mosquitto, free_port
-from hallq.status import (
+from hallqctl.mosquitto import Mosquitto, free_port
+from hallqctl.status import (
     Seen,
     StatusUnavailable,
     collect_status,

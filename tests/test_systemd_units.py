@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from hallq.acl import mosquitto_acl
-from hallq.mosquitto import find_mosquitto, free_port
+from hallqctl.mosquitto import find_mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ROOT / "systemd"

@@ -161,13 +161,13 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
     import asyncio
 
     from hallq.aio import cancel_and_wait
-    from hallq.demo import DEFAULT_CONFIG, run_demo
     from hallq.messages import TicketState
+    from hallqctl.demo import DEFAULT_CONFIG, run_demo
 
     async_playwright = _playwright()
     shots = Shots(tmp_path)
     started: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    from hallq.mosquitto import free_port
+    from hallqctl.mosquitto import free_port
 
     port = free_port()
     demo = asyncio.create_task(run_demo(

@@ -49,7 +49,7 @@ def config_check(file: Path) -> None:
     """Validate FILE (with HALLQ_* overrides applied) and summarise the hall it describes."""
     from rich.console import Console
 
-    from hallq.config_summary import render_summary
+    from hallqctl.config_summary import render_summary
 
     Console().print(render_summary(_load(file)))
 
@@ -199,7 +199,7 @@ def demo(config_file: Path | None, speed: float, duration: float | None, volume:
     """A whole hall, simulated on this machine: coordinator, agents, devices, traffic."""
     import logging
 
-    from hallq.demo import DEFAULT_CONFIG, run_demo
+    from hallqctl.demo import DEFAULT_CONFIG, run_demo
 
     path = config_file or DEFAULT_CONFIG
     _load(path)  # a bad file fails here with its message, before anything starts
@@ -220,7 +220,7 @@ def doctor(config_file: Path, agent_id: str | None, sim_dir: Path | None) -> Non
     """Check this machine for what the hall needs: ports, devices, broker, clock, disk."""
     import asyncio
 
-    from hallq.doctor import exit_code, render_checks, run_doctor
+    from hallqctl.doctor import exit_code, render_checks, run_doctor
 
     cfg = _load(config_file)
     if agent_id is not None:
@@ -241,7 +241,7 @@ def status(config_file: Path, timeout: float) -> None:
     """Every device's presence, health and last seen, from the broker's retained topics."""
     import asyncio
 
-    from hallq.status import (
+    from hallqctl.status import (
         StatusUnavailable,
         collect_status,
         render_status,
@@ -311,7 +311,7 @@ def simulate(config_file: Path | None, volume: float | None, day_of_month: int |
         save_chart,
     )
     from coordinator.simulation.learn import LearnError, learn_demand, render_learned
-    from hallq.demo import DEFAULT_CONFIG
+    from hallqctl.demo import DEFAULT_CONFIG
 
     cfg = _load(config_file or DEFAULT_CONFIG)
     console = Console(stderr=as_json)
@@ -377,7 +377,7 @@ def forecast(config_file: Path | None, log_path: Path | None, months: int, seed:
         generate_history,
         render_forecast,
     )
-    from hallq.demo import DEFAULT_CONFIG
+    from hallqctl.demo import DEFAULT_CONFIG
 
     cfg = _load(config_file or DEFAULT_CONFIG)
     console = Console()

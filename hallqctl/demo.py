@@ -28,7 +28,7 @@ from pydantic import SecretStr
 from coordinator.simulation.profile import HALF_HOURS, MIX, SERVICE_MIN, filing_factor
 from hallq.config import BrokerConfig, HallConfig
 
-log = logging.getLogger("hallq.demo")
+log = logging.getLogger("hallqctl.demo")
 
 DEMO_PASSWORD = "hallq-demo"  # only when the hall file sets none; printed with the URL
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
@@ -71,7 +71,7 @@ async def demo_broker(cfg: HallConfig, workdir: Path, url: str | None = None) ->
         BrokerConfig]:
     """The broker named in the config (or ``url``) if it answers; else a private Mosquitto if
     the binary exists; else an embedded MQTT 3.1.1 broker (amqtt), so pip install suffices."""
-    from hallq.mosquitto import Mosquitto, find_mosquitto, free_port
+    from hallqctl.mosquitto import Mosquitto, find_mosquitto, free_port
 
     if url is not None:
         yield BrokerConfig(url=url)
@@ -87,7 +87,7 @@ async def demo_broker(cfg: HallConfig, workdir: Path, url: str | None = None) ->
         finally:
             broker.stop()
         return
-    from hallq.embedded_broker import embedded_broker
+    from hallqctl.embedded_broker import embedded_broker
 
     with embedded_broker(free_port()) as url:
         yield BrokerConfig(url=url, protocol="3.1.1")

@@ -1,6 +1,6 @@
 """An MQTT 3.1.1 broker (amqtt) for machines without Mosquitto: the demo's fallback.
 
-It runs in its own process (``python -m hallq.embedded_broker PORT``) so that its
+It runs in its own process (``python -m hallqctl.embedded_broker PORT``) so that its
 connection handling, which leaves transports behind on shutdown, never touches the
 process that uses it; the caller reads ``ready`` on stdout before connecting.
 """
@@ -29,7 +29,7 @@ async def serve(port: int) -> None:
 @contextlib.contextmanager
 def embedded_broker(port: int) -> Iterator[str]:
     """Start the broker process on 127.0.0.1:``port``; yields its URL; stops it after."""
-    proc = subprocess.Popen([sys.executable, "-m", "hallq.embedded_broker", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "hallqctl.embedded_broker", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None

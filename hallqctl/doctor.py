@@ -448,8 +448,8 @@ async def check_broker(
 
     from hallq.errors import PayloadError
     from hallq.messages import Presence, decode
-    from hallq.status import probe_client
     from hallq.topics import HallTopics, Role
+    from hallqctl.status import probe_client
 
     broker = cfg.broker
     where = f"{broker.host}:{broker.port}"
