@@ -5,12 +5,17 @@ and its result before anything is published, and the hall's state is the replay 
 log. A ``day_open`` entry starts each business day with a snapshot (carried-over tickets,
 window status and skills), so recovery replays only the current day. Older days stay for
 analytics until the retention period ends.
+
+A write that fails (disk full, read-only file system, I/O error) raises
+:class:`StorageFailed`; the caller must then treat the command as not kept (see
+``docs/delivery.md``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +34,12 @@ CREATE TABLE IF NOT EXISTS entries (
     result TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_day ON entries (day);
+CREATE TABLE IF NOT EXISTS probe (k INTEGER PRIMARY KEY CHECK (k = 1), at REAL NOT NULL);
 """
+
+
+class StorageFailed(Exception):
+    """The event log could not be written: nothing may change that the log does not keep."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +83,23 @@ class EventLog:
     def append(self, *, kind: str, cmd_id: str | None, day: str, at: float, source: str,
                payload: str, result: dict[str, Any] | None) -> int:
         """Append one entry durably and return its sequence number."""
-        cursor = self._db.execute(
-            "INSERT INTO entries (kind, cmd_id, day, at, source, payload, result) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kind, cmd_id, day, at, source, payload,
-             json.dumps(result, ensure_ascii=False) if result is not None else None),
-        )
+        try:
+            cursor = self._db.execute(
+                "INSERT INTO entries (kind, cmd_id, day, at, source, payload, result) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kind, cmd_id, day, at, source, payload,
+                 json.dumps(result, ensure_ascii=False) if result is not None else None),
+            )
+        except (sqlite3.OperationalError, OSError) as exc:
+            raise StorageFailed(f"event log {self.path}: {exc}") from exc
         return int(cursor.lastrowid or 0)
+
+    def probe(self, at: float) -> None:
+        """One real, synced write: whether an append would be kept now (after a failure)."""
+        try:
+            self._db.execute("INSERT OR REPLACE INTO probe (k, at) VALUES (1, ?)", (at,))
+        except (sqlite3.OperationalError, OSError) as exc:
+            raise StorageFailed(f"event log {self.path}: {exc}") from exc
 
     def current_day(self) -> tuple[Entry | None, list[Entry]]:
         """The latest ``day_open`` entry and every entry after it, in order."""

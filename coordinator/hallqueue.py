@@ -4,6 +4,10 @@
 (QoS 1 redelivery, device retries), checks that the sender may act for the window, opens
 a new business day when one is due, applies the command and appends it to the log
 before the caller publishes anything. ``recover`` rebuilds the same state from the log.
+
+Log first, or not at all: when the append fails (:class:`StorageFailed`) the engine is
+rebuilt from the log before the error goes up, so memory never holds a change the log
+lost -- no number consumed, no ticket a window could call that a restart would forget.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator.engine import Engine, Outcome, reject
-from coordinator.eventlog import EventLog
+from coordinator.eventlog import EventLog, StorageFailed
 from hallq import messages as m
 from hallq.config import HallConfig
 
@@ -41,16 +45,18 @@ class Submitted:
     record: dict[str, Any]
     outcome: Outcome | None
     rollover: Outcome | None = None
+    kept: bool = True  # False: refused because the log could not take it
 
     @property
     def duplicate(self) -> bool:
-        return self.outcome is None
+        return self.outcome is None and self.kept
 
 
 class HallQueue:
     def __init__(self, cfg: HallConfig, log_: EventLog, core_cls: type[Any]) -> None:
         self.cfg = cfg
         self.log = log_
+        self._core_cls = core_cls
         self.engine = Engine(cfg, core_cls)
         self._issued_for: dict[str, str] = {}  # request id -> ticket number (this process)
         self._superseded: set[str] = set()  # online request ids replaced by offline issues
@@ -77,6 +83,15 @@ class HallQueue:
             log.warning("%d replayed command(s) differ from the log (was the hall config "
                         "changed?); the logged results stand for repeated ids", mismatches)
         return len(entries)
+
+    def rebuild(self) -> None:
+        """Forget memory and replay the log: the rollback of a change the log did not keep."""
+        hooks = self.engine.day_hooks
+        self.engine = Engine(self.cfg, self._core_cls)
+        self.engine.day_hooks.extend(hooks)
+        self._issued_for.clear()
+        self._superseded.clear()
+        self.recover()
 
     def authorize(self, role: str, client: str, command: Any) -> Outcome | None:
         """A device acts only for what the hall config gives it; supervisors for any window."""
@@ -125,8 +140,13 @@ class HallQueue:
         if not self.engine.due(now):
             return None
         snapshot, outcome = self.engine.roll_over(now)
-        self.log.append(kind="day_open", cmd_id=None, day=snapshot["day"], at=now, source="",
-                        payload=json.dumps(snapshot, ensure_ascii=False), result=None)
+        try:
+            self.log.append(kind="day_open", cmd_id=None, day=snapshot["day"], at=now,
+                            source="", payload=json.dumps(snapshot, ensure_ascii=False),
+                            result=None)
+        except StorageFailed:
+            self.rebuild()
+            raise
         keep_from = self.engine.business_day(now) - dt.timedelta(
             days=self.cfg.coordinator.retention_days)
         if dropped := self.log.prune(keep_from):
@@ -143,7 +163,12 @@ class HallQueue:
         outcome = self._decide(role, client, command, now)
         record = record_of(outcome)
         assert self.engine.day is not None
-        seq = self.log.append(kind=kind, cmd_id=command.id, day=self.engine.day.isoformat(),
-                              at=now, source=f"{role}/{client}", payload=m.encode(command).decode(),
-                              result=record)
+        try:
+            seq = self.log.append(kind=kind, cmd_id=command.id,
+                                  day=self.engine.day.isoformat(), at=now,
+                                  source=f"{role}/{client}",
+                                  payload=m.encode(command).decode(), result=record)
+        except StorageFailed:
+            self.rebuild()
+            raise
         return Submitted(seq, record, outcome, rollover)

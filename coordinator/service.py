@@ -3,7 +3,17 @@
 It subscribes to the hall's window commands and ticket requests, submits each to the
 :class:`~coordinator.hallqueue.HallQueue` (logged before anything is published), then
 publishes the reply, the events and the retained state that changed. On start it replays
-the log and republishes every retained state, so boards are right at once.
+the log; on every (re)connect it republishes every retained state and announces again the
+calls still on, so boards and pads converge whatever the broker lost meanwhile.
+
+Messages are rendered under the engine's lock and published after it is released, in the
+order they were rendered (``_deliver``): a slow or dead broker never stalls the queue.
+
+When the event log cannot be written the coordinator refuses every command with
+``storage_failed`` ("系统存储故障"), leaves it unacknowledged for the broker to deliver
+again, raises an alert, reports itself unhealthy (health topic, systemd STATUS) and tries
+the disk again every second; once a write succeeds it reconnects, so the broker hands the
+refused commands back (see docs/delivery.md).
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any
 
 from coordinator.dispatch import load_core
 from coordinator.engine import Outcome
-from coordinator.eventlog import EventLog
+from coordinator.eventlog import EventLog, StorageFailed
 from coordinator.hallqueue import HallQueue, Submitted
 from coordinator.web.appointments import AppointmentBook, default_book_path
 from coordinator.web.devices import DeviceBook
@@ -28,7 +38,7 @@ from hallq import messages as m
 from hallq.aio import cancel_and_wait
 from hallq.bus import Incoming, Session
 from hallq.config import HallConfig
-from hallq.errors import NotConnected
+from hallq.errors import NotConnected, NotKept
 
 log = logging.getLogger("hallq.coordinator")
 
@@ -36,6 +46,8 @@ STATS_INTERVAL_S = 1.0
 ADVICE_EVERY_S = 60.0  # hall seconds between checks for express-window advice
 ADVICE_REPEAT_S = 600.0
 RECENT_ALERTS = 200
+STORAGE_FAILED = "系统存储故障"
+Batch = list[tuple[str, m.Message]]
 
 # Called after every published outcome (and each stats refresh) with a small summary of
 # what changed; must not block (the web's live stream is one).
@@ -78,7 +90,11 @@ class Coordinator:
                  cfg.hall.id, self.eventlog.path, replayed)
         self.session: Session | None = None
         self._stats_dirty = True
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # the engine and the log: never held across a publish
+        self._sending = asyncio.Lock()  # publishes leave in the order they were rendered
+        self.storage_error: str | None = None
+        self._reconnect_due = False
+        self._converged_for = -1
         self.devices = DeviceBook(clock)
         self.alerts: deque[tuple[float, m.AlertEvent]] = deque(maxlen=RECENT_ALERTS)
         self._listeners: list[Listener] = []
@@ -158,13 +174,14 @@ class Coordinator:
         """Serve until cancelled; ``session`` must be entered already."""
         self.session = session
         topics = session.topics
+        session.on_connect(self._converge)
         await session.subscribe(topics.every("cmd", "window"), self._on_window_command)
         await session.subscribe(topics.every("cmd", "supervisor"), self._on_window_command)
         await session.subscribe(topics.every("req", "dispenser"), self._on_ticket_request)
         await session.subscribe(topics.every("status"), self._on_presence)
         await session.subscribe(topics.every("health"), self._on_health)
         await session.wait_connected()
-        await self.publish_all()
+        await self._converge()
         if ready is not None:
             ready.set()
         try:
@@ -176,19 +193,28 @@ class Coordinator:
                 await cancel_and_wait(self._refreshing)
 
     async def _tick(self) -> None:
+        batch: Batch = []
         async with self._lock:
-            rollover = self.queue.roll_over_if_due(self.clock())
+            if self.storage_error is not None:
+                batch += self._retry_storage()
+            try:
+                rollover = (self.queue.roll_over_if_due(self.clock())
+                            if self.storage_error is None else None)
+            except StorageFailed as exc:
+                rollover = None
+                batch += self._storage_failed(exc)
             if rollover is not None:
-                await self._publish_outcome(rollover, self.queue.seq)
+                batch += self._outcome_batch(rollover, self.queue.seq)
                 self._refresh_forecast()
             if self._stats_dirty:
-                await self._publish(self._topics.stats_state(),
-                                    self.engine.stats_state(self.queue.seq))
+                batch.append((self._topics.stats_state(),
+                              self.engine.stats_state(self.queue.seq)))
                 self._stats_dirty = False
                 self._notify({"type": "stats", "rev": self.queue.seq})
-            await self._advise()
+            batch += self._advise()
+        await self._deliver(batch)
 
-    async def _advise(self) -> None:
+    def _advise(self) -> Batch:
         """Express-window advice (快速办理专窗) for supervisors: when a service's predicted
         wait passes its target, an alert names windows to switch and for how long. The
         queueing estimate finds it, cheaply, every hall minute; the advice published gets
@@ -196,8 +222,9 @@ class Coordinator:
         compiled loop). Each service is advised again only after ADVICE_REPEAT_S."""
         now = self.clock()
         if now - self._advised_at < ADVICE_EVERY_S:
-            return
+            return []
         self._advised_at = now
+        batch: Batch = []
         from coordinator.advice import advice_alert, advise
         from coordinator.advice.live import with_simulated_effect
 
@@ -205,7 +232,7 @@ class Coordinator:
             advice = advise(self.engine, now, simulate=False)
         except Exception:
             log.exception("express-window advice failed")
-            return
+            return []
         for item in advice:
             if now - self._advised.get(item.service, -ADVICE_REPEAT_S) < ADVICE_REPEAT_S:
                 continue
@@ -216,10 +243,11 @@ class Coordinator:
             self._advised[item.service] = now
             alert = advice_alert(item)
             self.alerts.appendleft((now, alert))
-            await self._publish(self._topics.event("alert"), alert)
+            batch.append((self._topics.event("alert"), alert))
             self._notify({"type": "outcome", "rev": self.queue.seq,
                           "events": [alert.model_dump(mode="json", exclude_none=True)],
                           "windows": [], "services": [item.service], "board": False})
+        return batch
 
     @property
     def _topics(self) -> Any:
@@ -234,16 +262,94 @@ class Coordinator:
             log.warning("not published (the broker is away; state is republished on "
                         "reconnect): %s", exc)
 
+    async def _deliver(self, batch: Batch) -> None:
+        """Publish rendered messages in render order, outside the engine's lock."""
+        if batch:
+            async with self._sending:
+                for topic, message in batch:
+                    await self._publish(topic, message)
+        if self._reconnect_due and self.session is not None:
+            self._reconnect_due = False
+            self.session.reconnect()
+
+    def _all_state(self) -> Batch:
+        """Every retained state from the engine, and a call event for every call still on
+        (the voice and the boards' flash act on events, which the broker does not keep)."""
+        rev, now, t, engine = self.queue.seq, self.clock(), self._topics, self.engine
+        batch: Batch = [(t.window_state(n), engine.window_state(n, rev)) for n in engine.windows]
+        batch += [(t.queue_state(c), engine.queue_state(c, rev, now)) for c in engine.services]
+        batch += [(t.board_state(), self.board_state(rev)),
+                  (t.stats_state(), engine.stats_state(rev))]
+        if self.forecast is not None:
+            today = self.cfg.hall.business_day(now)
+            batch.append((t.comfort_state(), self.forecast.comfort_state(rev, today)))
+        batch.append((t.health("coordinator", self.cfg.coordinator.client_id), self._health()))
+        for win in engine.windows.values():
+            ticket = win.current
+            if ticket is not None and ticket.state is m.TicketState.CALLED:
+                batch.append((t.event("call"), m.CallEvent(
+                    ticket=ticket.number, service=ticket.service, window=win.number,
+                    zone=win.zone, recall=ticket.recalls)))
+        return batch
+
     async def publish_all(self) -> None:
-        """Every retained state, from the recovered engine."""
-        rev, now, t = self.queue.seq, self.clock(), self._topics
-        for number in self.engine.windows:
-            await self._publish(t.window_state(number), self.engine.window_state(number, rev))
-        for code in self.engine.services:
-            await self._publish(t.queue_state(code), self.engine.queue_state(code, rev, now))
-        await self._publish(t.board_state(), self.board_state(rev))
-        await self._publish(t.stats_state(), self.engine.stats_state(rev))
-        await self._publish_comfort(rev)
+        """Every retained state, from the engine (and the calls still on)."""
+        async with self._lock:
+            batch = self._all_state()
+        await self._deliver(batch)
+
+    async def _converge(self) -> None:
+        """After each (re)connect, once: whatever the broker lost or kept stale, the hall's
+        views become the engine's again."""
+        session = self.session
+        if session is None or self._converged_for == session.connects:
+            return
+        self._converged_for = session.connects
+        await self.publish_all()
+
+    def _health(self) -> m.DeviceHealth:
+        assert self.session is not None
+        ok = self.storage_error is None
+        return m.DeviceHealth(rev=self.session.next_rev(), components=[m.ComponentHealth(
+            name="eventlog", ok=ok, status="ok" if ok else "storage_failed",
+            detail=None if ok else (self.storage_error or "")[:200])])
+
+    def _storage_failed(self, exc: StorageFailed) -> Batch:
+        """The log cannot be written: say so once, loudly (alert, health, systemd status)."""
+        if self.storage_error is not None:
+            return []
+        self.storage_error = str(exc)
+        log.critical("event log cannot be written; refusing every command until it can: %s",
+                     exc)
+        alert = m.AlertEvent(severity="critical", kind="storage_failed",
+                             message=f"{STORAGE_FAILED}：事件日志无法写入，暂停受理")
+        self.alerts.appendleft((self.clock(), alert))
+        self._notify({"type": "outcome", "rev": self.queue.seq,
+                      "events": [alert.model_dump(mode="json", exclude_none=True)],
+                      "windows": [], "services": [], "board": False})
+        t = self._topics
+        return [(t.event("alert"), alert),
+                (t.health("coordinator", self.cfg.coordinator.client_id), self._health())]
+
+    def _retry_storage(self) -> Batch:
+        """One real write; if the log takes it, back to serving (and what to publish)."""
+        try:
+            self.eventlog.probe(self.clock())
+        except StorageFailed as exc:
+            self.storage_error = str(exc)
+            return []
+        log.warning("event log writable again; serving commands (%s)", self.storage_error)
+        self.storage_error = None
+        alert = m.AlertEvent(severity="info", kind="storage_recovered",
+                             message="事件日志恢复写入，恢复受理")
+        self.alerts.appendleft((self.clock(), alert))
+        t, session = self._topics, self.session
+        batch: Batch = [(t.event("alert"), alert),
+                        (t.health("coordinator", self.cfg.coordinator.client_id),
+                         self._health())]
+        # the commands refused meanwhile come back from the broker on a new connection
+        self._reconnect_due = session is not None and session.unacked > 0
+        return batch
 
     def _refresh_forecast(self) -> None:
         """A new day: yesterday joins the history. The comfort index is rebuilt in a
@@ -254,27 +360,26 @@ class Coordinator:
 
     async def _rebuild_forecast(self) -> None:
         self.forecast = await asyncio.to_thread(self._forecast)
-        await self._publish_comfort(self.queue.seq)
+        if self.forecast is not None and self.session is not None:
+            async with self._lock:
+                rev, today = self.queue.seq, self.cfg.hall.business_day(self.clock())
+                batch: Batch = [(self._topics.comfort_state(),
+                                 self.forecast.comfort_state(rev, today))]
+            await self._deliver(batch)
 
-    async def _publish_comfort(self, rev: int) -> None:
-        """The comfort index, retained, from today on (nothing while there is none)."""
-        if self.forecast is not None:
-            today = self.cfg.hall.business_day(self.clock())
-            await self._publish(self._topics.comfort_state(),
-                                self.forecast.comfort_state(rev, today))
-
-    async def _publish_outcome(self, outcome: Outcome, rev: int) -> None:
+    def _outcome_batch(self, outcome: Outcome, rev: int) -> Batch:
         t, now = self._topics, self.clock()
+        batch: Batch = []
         for event in outcome.events:
             kind = {m.CallEvent: "call", m.TicketEvent: "ticket", m.AlertEvent: "alert"}[
                 type(event)]
-            await self._publish(t.event(kind), event)
+            batch.append((t.event(kind), event))
         for number in sorted(outcome.windows):
-            await self._publish(t.window_state(number), self.engine.window_state(number, rev))
+            batch.append((t.window_state(number), self.engine.window_state(number, rev)))
         for code in sorted(outcome.services):
-            await self._publish(t.queue_state(code), self.engine.queue_state(code, rev, now))
+            batch.append((t.queue_state(code), self.engine.queue_state(code, rev, now)))
         if outcome.board_changed:
-            await self._publish(t.board_state(), self.board_state(rev))
+            batch.append((t.board_state(), self.board_state(rev)))
         self._stats_dirty = True
         for event in outcome.events:
             if isinstance(event, m.AlertEvent):
@@ -285,55 +390,54 @@ class Coordinator:
             "windows": sorted(outcome.windows), "services": sorted(outcome.services),
             "board": outcome.board_changed,
         })
+        return batch
 
     async def submit(self, kind: str, incoming: Incoming) -> Submitted:
         parts = incoming.parts
-        return await self.execute(kind, parts.role, parts.client or "", incoming.payload)
+        done = await self.execute(kind, parts.role, parts.client or "", incoming.payload)
+        if not done.kept:
+            raise NotKept(done.record["error"]["message"])
+        return done
 
     async def execute(self, kind: str, role: str, client: str, command: Any, *,
                       reply: bool = True) -> Submitted:
         """The one path a command takes, from a device over MQTT or a supervisor on the web:
         logged by the queue, then its reply (unless the caller answers itself) and outcome
-        published."""
+        published. ``kept`` is False when the log could not take it: nothing changed."""
+        batch: Batch = []
         async with self._lock:
-            done = self.queue.submit(kind, role, client, command, self.clock())
+            now = self.clock()
+            if self.storage_error is not None:
+                batch += self._retry_storage()
+            try:
+                if self.storage_error is not None:
+                    raise StorageFailed(self.storage_error)
+                done = self.queue.submit(kind, role, client, command, now)
+            except StorageFailed as exc:
+                batch += self._storage_failed(exc)
+                done = Submitted(-1, {"ok": False, "ticket": None, "info": None,
+                                      "lease": None, "error": {"code": "storage_failed",
+                                                               "message": STORAGE_FAILED}},
+                                 None, kept=False)
             if reply:
-                await self._publish(self._topics.reply(role, client),
-                                    _reply(command, done.record, self.engine.day))
+                batch.insert(0, (self._topics.reply(role, client),
+                                 _reply(command, done.record, self.engine.day)))
             if done.rollover is not None:
-                await self._publish_outcome(done.rollover, done.seq)
+                batch += self._outcome_batch(done.rollover, done.seq)
                 self._refresh_forecast()
             if done.outcome is not None and done.outcome.ok:
-                await self._publish_outcome(done.outcome, done.seq)
-            elif done.duplicate:
-                await self._announce_again(command, done.record)
-        if done.duplicate:
+                batch += self._outcome_batch(done.outcome, done.seq)
+        await self._deliver(batch)
+        if not done.kept:
+            log.warning("%s from %s refused: the event log cannot be written",
+                        getattr(command, "action", "request"), client)
+        elif done.duplicate:
             log.info("repeated command %s from %s: answered from the log", command.id,
                      client)
         elif not done.record["ok"]:
             log.info("%s from %s refused: %s", getattr(command, "action", "request"),
                      client, done.record["error"]["message"])
         return done
-
-    async def _announce_again(self, command: Any, record: dict[str, Any]) -> None:
-        """A call answered from the log is announced once more if it is still on.
-
-        Pads never repeat a command, so a window command comes back only from the broker,
-        after a coordinator that logged it died before its PUBACK -- maybe before it
-        published the call too. Retained state is republished at start; the call event,
-        which the voice and the boards' flash act on, is not: without this the taxpayer
-        would never hear the number. Announced twice at worst, never not at all.
-        """
-        action = getattr(command, "action", None)
-        if not record.get("ok") or action not in ("call", "call_ticket", "unpark"):
-            return
-        t = self.engine.by_number.get(record.get("ticket") or "")
-        win = self.engine.windows.get(command.window)
-        if t is None or win is None or win.current is not t or (
-                t.state is not m.TicketState.CALLED):
-            return
-        await self._publish(self._topics.event("call"), m.CallEvent(
-            ticket=t.number, service=t.service, window=win.number, zone=win.zone))
 
     async def book_appointment(self, service: str, day: dt.date, start: float, *,
                                booked_by: str = "taxpayer", note: str | None = None) -> Any:
@@ -370,6 +474,8 @@ class Coordinator:
     def status_line(self) -> str:
         """One line for ``systemctl status``: is it connected, how busy is the hall."""
         engine = self.engine
+        if self.storage_error is not None:
+            return f"UNHEALTHY: {STORAGE_FAILED}, refusing commands ({self.storage_error})"
         link = "online" if self.session is not None and self.session.connected else "broker lost"
         waiting = sum(engine.core.waiting(i) for i in engine.service_idx.values())
         open_ = sum(1 for w in engine.windows.values() if w.status.value == "open")

@@ -4,7 +4,9 @@ Online: request -> the coordinator's reply -> print; a ticket that fails to prin
 so no ghost number waits. When the reply does not come in time (or the broker is away) the
 ticket is issued from a number block the coordinator leased to this dispenser in advance,
 printed like any other, and replayed through the outbox when the link returns; the
-coordinator accepts it with its original time. The taxpayer cannot tell the difference.
+coordinator accepts it with its original time. A coordinator that refuses for storage
+(``storage_failed``: its log cannot be written) is treated as unreachable. The taxpayer
+cannot tell the difference.
 """
 
 from __future__ import annotations
@@ -143,7 +145,13 @@ class DispenserAgent:
                 log.info("%s: coordinator not answering (%s): issuing offline", self.agent.id, exc)
                 result = await self._issue_offline(service, supersedes=request.id)
             else:
-                result = await self._issue_online(reply)
+                if not reply.ok and reply.error is not None and (
+                        reply.error.code == "storage_failed"):
+                    log.warning("%s: coordinator cannot store tickets: issuing offline",
+                                self.agent.id)
+                    result = await self._issue_offline(service, supersedes=request.id)
+                else:
+                    result = await self._issue_online(reply)
             self.issued.append(result)
         if not result.online:
             await self.top_up_leases()

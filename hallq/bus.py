@@ -35,7 +35,7 @@ from pydantic import BaseModel
 from hallq import __version__
 from hallq.aio import cancel_and_wait
 from hallq.contract import TopicSpec, spec_for
-from hallq.errors import NotConnected, PayloadError, RequestTimeout, TopicError
+from hallq.errors import NotConnected, NotKept, PayloadError, RequestTimeout, TopicError
 from hallq.messages import (
     ErrorReport,
     Message,
@@ -66,6 +66,7 @@ log = logging.getLogger("hallq.bus")
 
 NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 PROTOCOLS = {"5": aiomqtt.ProtocolVersion.V5, "3.1.1": aiomqtt.ProtocolVersion.V311}
+PROBE_EVERY_S = 1.0  # while backing off, how often the broker's port is tried
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,7 @@ class Session:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.connects = 0
         self.attempts = 0
+        self.unacked = 0  # messages left unacknowledged (NotKept) on the current connection
         self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
 
     def _has_replies(self) -> bool:
@@ -314,7 +316,27 @@ class Session:
                     break
             if error is not None:
                 failures += 1
-            await asyncio.sleep(backoff_delay(failures, *self._backoff))
+            if await self._wait_or_probe(backoff_delay(failures, *self._backoff)):
+                failures = 0
+
+    async def _wait_or_probe(self, delay: float) -> bool:
+        """Sleep ``delay`` before the next attempt, but knock on the broker's port every
+        second meanwhile: True (start over from the short delay) as soon as it answers, so
+        a hall is back within about a second of its broker, not a 30 s backoff later."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + delay
+        while (left := end - loop.time()) > 0:
+            await asyncio.sleep(min(left, PROBE_EVERY_S * random.uniform(0.5, 1.0)))
+            if loop.time() >= end or self._closing:
+                return False
+            try:
+                async with asyncio.timeout(PROBE_EVERY_S):
+                    _, writer = await asyncio.open_connection(self.broker.host, self.broker.port)
+            except (OSError, TimeoutError):
+                continue
+            writer.close()
+            return True
+        return False
 
     async def _connect_once(
         self, protocol: aiomqtt.ProtocolVersion, failures: int
@@ -370,13 +392,16 @@ class Session:
             self._spawn(hook())
         async for message in client.messages:
             try:
-                await self._dispatch(message)
+                kept = await self._dispatch(message)
             except Exception:
                 # past the handlers' own guard (a bug): acknowledge anyway, or the broker
                 # would hand the same message back after every reconnect
                 self._ack(client, message)
                 raise
-            self._ack(client, message)
+            if kept:
+                self._ack(client, message)
+            else:
+                self.unacked += 1
 
     def _ack(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         """Send the PUBACK (PUBCOMP at QoS 2) paho held back for ``message``. Always on the
@@ -388,7 +413,15 @@ class Session:
         if rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
             log.debug("%s: ack of message %d not sent: %s", self.client_id, message.mid, rc)
 
+    def reconnect(self) -> None:
+        """End the connection cleanly (no will) and connect again at once: the broker then
+        delivers again every message left unacknowledged on this one."""
+        client = self._client
+        if client is not None:
+            client._client.disconnect()
+
     def _on_disconnect(self) -> None:
+        self.unacked = 0
         self._connected.clear()
         self._client = None
         if self._drainer is not None and not self._drainer.done():
@@ -453,7 +486,24 @@ class Session:
         if expiry_s and self._v5:
             properties = Properties(PacketTypes.PUBLISH)
             properties.MessageExpiryInterval = expiry_s
-        await client.publish(topic, data, qos=qos, retain=retain, properties=properties)
+        if qos == 0:
+            await client.publish(topic, data, qos=qos, retain=retain, properties=properties)
+            return
+        # A dropped connection fails the publish at once: aiomqtt would wait for a PUBACK
+        # that cannot come until its operation timeout.
+        gone = client._disconnected
+        publish = asyncio.ensure_future(
+            client.publish(topic, data, qos=qos, retain=retain, properties=properties))
+        try:
+            await asyncio.wait((publish, gone), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            publish.cancel()
+            raise
+        if publish.done():
+            publish.result()
+            return
+        publish.cancel()
+        raise aiomqtt.MqttError(f"connection lost before the broker acknowledged {topic}")
 
     def _drain_running(self) -> bool:
         return self._drainer is not None and not self._drainer.done()
@@ -526,7 +576,9 @@ class Session:
         if client is not None:
             await client.subscribe(topic_filter, qos=1)
 
-    async def _dispatch(self, message: aiomqtt.Message) -> None:
+    async def _dispatch(self, message: aiomqtt.Message) -> bool:
+        """Validate and route one message; False if a handler could not keep it (then it is
+        not acknowledged)."""
         topic = message.topic.value
         raw = message.payload if isinstance(message.payload, (bytes, bytearray)) else (
             str(message.payload).encode() if message.payload is not None else b""
@@ -535,36 +587,42 @@ class Session:
             self._watch_own_status(bytes(raw))
         if topic == self.reply_topic:
             self._resolve_reply(topic, bytes(raw))
-            return
+            return True
         handlers = [h for f, h in self._routes if matches(f, topic)]
         if not handlers:
             log.debug("%s: no route for %s (ignored)", self.client_id, topic)
-            return
+            return True
         if not raw and message.retain:
-            return
+            return True
         try:
             parts = parse(topic)
             spec = spec_for(parts)
         except TopicError as exc:
             await self._report(topic, "bad_topic", str(exc), None)
-            return
+            return True
         try:
             payload = decode(spec.payload, bytes(raw))
         except PayloadError as exc:
             await self._report(topic, exc.code, str(exc), exc.field)
-            return
+            return True
         if not self._fresh(topic, payload):
             log.debug("%s: stale %s on %s ignored", self.client_id, spec.payload_name, topic)
-            return
+            return True
         incoming = Incoming(topic, parts, payload, bool(message.retain))
+        kept = True
         for handler in handlers:
             try:
                 result = handler(incoming)
                 if inspect.isawaitable(result):
                     await result
+            except NotKept as exc:
+                log.warning("%s: %s not kept, left for the broker to deliver again: %s",
+                            self.client_id, topic, exc)
+                kept = False
             except Exception as exc:  # one bad message must never end the session
                 log.exception("%s: handler %s failed on %s", self.client_id, handler, topic)
                 await self._report(topic, "handler_failed", f"{type(exc).__name__}: {exc}", None)
+        return kept
 
     def _fresh(self, topic: str, payload: Any) -> bool:
         if isinstance(payload, Retained):

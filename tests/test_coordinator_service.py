@@ -160,41 +160,38 @@ def test_boards_carry_the_comfort_level_only_from_a_real_or_allowed_history(
         assert comfort is None, "a two-day-old log must not put a made-up level on the boards"
 
 
-async def test_a_call_answered_from_the_log_is_announced_again_while_it_is_on(
+async def test_a_duplicate_publishes_nothing_and_calls_on_are_announced_at_each_start(
     mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
 ) -> None:
-    """The broker redelivers a CALL the coordinator logged before dying: the reply comes
-    from the log and the call event goes out again, or the voice would never say it."""
-    from coordinator.service import Coordinator
-
+    """A repeated CALL gets the first reply and nothing else goes out; the calls still on
+    are announced again when the coordinator (re)connects, so a call logged by a
+    coordinator that died before publishing it is still heard."""
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    calls = inbox()
-    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
-            device(cfg, "window", "pi-w1", tmp_path) as pad:
-        assert isinstance(coordinator, Coordinator)
-        await pad.subscribe(T.event("call"), calls)
-        await pad.wait_connected(10)
-        for _ in range(2):
-            await coordinator.execute("ticket", "dispenser", "pi-d1",
-                                      m.IssueRequest(kind="issue", service="tax-filing"))
-        call = m.WindowAction(window=1, action="call")
-        first = await coordinator.execute("window", "window", "pi-w1", call)
-        again = await coordinator.execute("window", "window", "pi-w1", call)
-        assert not first.duplicate and again.duplicate and again.record == first.record
-        heard = await calls.wait_for(lambda ps: len(ps) == 2)
-        assert [(c.ticket, c.window) for c in heard] == [("A001", 1), ("A001", 1)]
-        await coordinator.execute("window", "window", "pi-w1",
-                                  m.WindowAction(window=1, action="call"))   # A002 now
-        await calls.wait_for(lambda ps: len(ps) == 3)
-        stale = await coordinator.execute("window", "window", "pi-w1", call)
-        assert stale.duplicate
-        done = await coordinator.execute("window", "window", "pi-w1",
-                                         m.WindowAction(window=1, action="recall"))
-        assert done.record["ok"]
-        heard = await calls.wait_for(lambda ps: len(ps) == 4)
-    assert [c.ticket for c in heard] == ["A001", "A001", "A002", "A002"], \
-        "A001 is no longer on: its repeated CALL must not announce it"
+    calls, tickets = inbox(), inbox()
+    log_path = tmp_path / "log.sqlite"
+    async with device(cfg, "board", "ear", tmp_path) as ear:
+        await ear.subscribe(T.event("call"), calls)
+        await ear.subscribe(T.event("ticket"), tickets)
+        await ear.wait_connected(10)
+        async with running(cfg, log_path, clock) as coordinator:
+            for _ in range(2):
+                await coordinator.execute("ticket", "dispenser", "pi-d1",
+                                          m.IssueRequest(kind="issue", service="tax-filing"))
+            call = m.WindowAction(window=1, action="call")
+            first = await coordinator.execute("window", "window", "pi-w1", call)
+            again = await coordinator.execute("window", "window", "pi-w1", call)
+            assert not first.duplicate and again.duplicate and again.record == first.record
+            await coordinator.execute("window", "window", "pi-w1",
+                                      m.WindowAction(window=1, action="recall"))
+            heard = await calls.wait_for(lambda ps: len(ps) == 2)
+            assert [(c.ticket, c.recall) for c in heard] == [("A001", 0), ("A001", 1)], \
+                "the duplicate CALL was announced again"
+        async with running(cfg, log_path, clock):
+            heard = await calls.wait_for(lambda ps: len(ps) == 3)
+        assert (heard[-1].ticket, heard[-1].window) == ("A001", 1)
+        assert [e.state.value for e in tickets.payloads] == ["waiting", "waiting", "called"], \
+            "a duplicate published a ticket event"
 
 
 async def test_the_comfort_index_is_published_retained_for_the_month_ahead(

@@ -307,3 +307,52 @@ def test_an_online_request_arriving_after_its_offline_replay_is_refused(
     late = q.submit("ticket", "dispenser", "pi-d1", online, at(9, 2))
     assert late.record["error"]["code"] == "superseded"
     assert [t.number for t in q.engine.tickets] == [f"A{first}"]
+
+
+def _fill(log: EventLog) -> None:
+    """A full disk as SQLite meets it (SQLITE_FULL): the file may not grow by a page."""
+    pages = log._db.execute("PRAGMA page_count").fetchone()[0]
+    log._db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_a_command_the_log_cannot_keep_changes_nothing(
+    tmp_path: Path, core_cls: type[Any], fault: str
+) -> None:
+    """Log first, or not at all: a failed append leaves no ticket, no consumed number and no
+    call in memory that a restart would not find in the log."""
+    from coordinator.eventlog import StorageFailed
+
+    path = tmp_path / "log.sqlite"
+    q = make_queue(path, core_cls)
+    for _ in range(2):
+        q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
+    if fault == "full":
+        _fill(q.log)
+    else:
+        q.log._db.execute("PRAGMA query_only = 1")
+    refused = 0
+    for i in range(300):  # a full page still takes a few rows: go on until it refuses
+        command: Any = issue() if i % 2 else m.Finish(window=1, action="finish") if i % 4 else (
+            m.WindowAction(window=1, action="call"))
+        try:
+            q.submit("ticket" if i % 2 else "window", "dispenser" if i % 2 else "window",
+                     "pi-d1" if i % 2 else "pi-w1", command, at(9, 1, i))
+        except StorageFailed:
+            refused += 1
+        if refused == 6:
+            break
+
+    def view(queue: HallQueue) -> list[tuple[str, str, int | None]]:
+        return [(t.number, t.state.value, t.window) for t in queue.engine.tickets]
+
+    kept = view(q)
+    assert refused == 6
+    again = make_queue(path, core_cls)
+    again.recover()
+    assert view(again) == kept, "memory and log disagree"
+    q.log._db.execute("PRAGMA query_only = 0")
+    q.log._db.execute("PRAGMA max_page_count = 1000000")
+    done = q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, 6))
+    assert done.record["info"]["number"] == f"A{len(kept) + 1:03d}", "a refused issue used a number"
+    assert view(q)[:-1] == kept

@@ -1,0 +1,68 @@
+"""Faults without lies: a full or read-only disk, broker restarts and late commands, with a
+real Mosquitto, the real coordinator and simulated devices on ptys."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from hallq import messages as m
+from hallq.topics import HallTopics
+
+from .conftest import Inbox, Mosquitto
+from .coordinated import FakeClock, device, running
+from .halls import small_hall
+from .test_edge_agents import agent
+
+pytestmark = pytest.mark.broker
+T = HallTopics("test-hall")
+
+
+async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue_offline(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    """The log turns read-only mid-day: a key press still prints a ticket (from the lease),
+    supervisors get an alert, health turns red, nothing changes in memory; once the log
+    takes writes again the refused requests come back from the broker and every printed
+    number is in the queue exactly once."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    alerts, health = inbox(), inbox()
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
+            device(cfg, "board", "watch", tmp_path) as watch, \
+            agent(cfg, "pi-d1", tmp_path, clock) as (devices, printers):
+        await watch.subscribe(T.event("alert"), alerts)
+        await watch.subscribe(T.health("coordinator", cfg.coordinator.client_id), health)
+        await watch.wait_connected(10)
+        keypad_bus, keypad = devices["keys-1"]
+        printer = printers["printer-1"]
+        async with asyncio.timeout(15):
+            while ("pi-d1", "invoice") not in coordinator.engine.leases:
+                await asyncio.sleep(0.02)
+        keypad_bus.press(keypad, 2)
+        await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
+
+        coordinator.eventlog._db.execute("PRAGMA query_only = 1")  # the disk went read-only
+        for _ in range(2):
+            keypad_bus.press(keypad, 2)
+        await printer.wait_for(lambda: len(printer.tickets) == 3, timeout=15)
+        assert ["B001", "B950", "B951"] == [
+            n for t in printer.tickets for n in ("B001", "B950", "B951") if n in t.text]
+        await alerts.wait_for(lambda ps: any(a.kind == "storage_failed" for a in ps))
+        sick = await health.wait_for(lambda ps: any(not h.components[0].ok for h in ps))
+        assert sick[-1].components[0].status == "storage_failed"
+        assert "UNHEALTHY" in coordinator.status_line()
+        assert [t.number for t in coordinator.engine.tickets] == ["B001"]
+
+        coordinator.eventlog._db.execute("PRAGMA query_only = 0")  # the disk is back
+        await alerts.wait_for(lambda ps: any(a.kind == "storage_recovered" for a in ps))
+        await health.wait_for(lambda ps: ps[-1].components[0].ok)
+        async with asyncio.timeout(20):
+            while not {"B950", "B951"} <= set(coordinator.engine.by_number):
+                await asyncio.sleep(0.05)
+        waiting = [t.number for t in coordinator.engine.tickets
+                   if t.state is m.TicketState.WAITING]
+        assert sorted(waiting) == ["B001", "B950", "B951"], "a number not printed waits"
+        assert "UNHEALTHY" not in coordinator.status_line()
