@@ -66,3 +66,40 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
                    if t.state is m.TicketState.WAITING]
         assert sorted(waiting) == ["B001", "B950", "B951"], "a number not printed waits"
         assert "UNHEALTHY" not in coordinator.status_line()
+
+
+@pytest.mark.parametrize("how", ["restart", "sigkill"])
+async def test_views_converge_after_the_broker_comes_back_empty(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox], how: str
+) -> None:
+    """The broker comes back without its retained messages (no persistence, or killed
+    before it saved them): the coordinator republishes every view and announces the call
+    still on, and does it again on every reconnect."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator:
+        for _ in range(3):
+            await coordinator.execute("ticket", "dispenser", "pi-d1",
+                                      m.IssueRequest(kind="issue", service="tax-filing"))
+        await coordinator.execute("window", "window", "pi-w1",
+                                  m.WindowAction(window=1, action="call"))
+        mosquitto.persistence = False
+        if how == "sigkill":
+            mosquitto.kill()
+            mosquitto.start()
+        else:
+            mosquitto.restart()
+        window, queue, calls = inbox(), inbox(), inbox()
+        async with device(cfg, "board", "late", tmp_path) as late:
+            await late.subscribe(T.event("call"), calls)
+            await late.subscribe(T.window_state(1), window)
+            await late.subscribe(T.queue_state("tax-filing"), queue)
+            shown = await window.wait_for(lambda ps: bool(ps), timeout=15)
+            assert shown[-1].ticket == "A001"
+            waiting = await queue.wait_for(lambda ps: bool(ps))
+            assert waiting[-1].next == ["A002", "A003"]
+            # the call event is not retained: heard by whoever listens at a reconnect
+            assert coordinator.session is not None
+            coordinator.session.reconnect()
+            heard = await calls.wait_for(lambda ps: bool(ps), timeout=15)
+            assert heard[-1].ticket == "A001" and heard[-1].window == 1
