@@ -1,7 +1,8 @@
 """A hall's queue as the coordinator runs it: the engine, fed only through the event log.
 
 ``submit`` is the one way in: it answers a repeated command id with the stored result
-(QoS 1 redelivery, device retries), checks that the sender may act for the window, opens
+(QoS 1 redelivery, device retries), refuses one that outlived its sender's deadline (not
+logged: it changes nothing), checks that the sender may act for the window, opens
 a new business day when one is due, applies the command and appends it to the log
 before the caller publishes anything. ``recover`` rebuilds the same state from the log.
 
@@ -60,6 +61,7 @@ class HallQueue:
         self.engine = Engine(cfg, core_cls)
         self._issued_for: dict[str, str] = {}  # request id -> ticket number (this process)
         self._superseded: set[str] = set()  # online request ids replaced by offline issues
+        self._asked: set[str] = set()  # command ids a pad asked about before they arrived
 
     @property
     def seq(self) -> int:
@@ -155,10 +157,32 @@ class HallQueue:
                  len(snapshot["carried"]))
         return outcome
 
-    def submit(self, kind: str, role: str, client: str, command: Any, now: float) -> Submitted:
+    def answer(self, role: str, client: str, query: m.Query) -> dict[str, Any]:
+        """Whether the command ``query.about`` of this sender happened. Asked after the pad's
+        deadline, "no" is final: the id is refused if it arrives later still."""
+        record: dict[str, Any] = {"ok": True, "error": None, "ticket": None, "info": None,
+                                  "lease": None, "happened": False}
+        refused = self.authorize(role, client, query)
+        if refused is not None:
+            return record_of(refused)
+        seen = self.log.lookup(query.about)
+        if seen is None or seen.result is None or seen.source != f"{role}/{client}":
+            self._asked.add(query.about)
+            return record
+        result = seen.result
+        return {**record, "happened": bool(result["ok"]), "ticket": result.get("ticket"),
+                "refused": result.get("error")}
+
+    def submit(self, kind: str, role: str, client: str, command: Any, now: float, *,
+               late: bool = False) -> Submitted:
+        """Apply and log one command; ``late``: it outlived its sender's deadline and is
+        refused unless it was logged already (then the first reply stands)."""
         seen = self.log.lookup(command.id)
         if seen is not None and seen.result is not None:
             return Submitted(seen.seq, seen.result, None)
+        if late or command.id in self._asked:
+            expired = reject("expired", "命令已超时，未执行")
+            return Submitted(self.seq, record_of(expired), expired)
         rollover = self.roll_over_if_due(now)
         outcome = self._decide(role, client, command, now)
         record = record_of(outcome)

@@ -46,6 +46,7 @@ STATS_INTERVAL_S = 1.0
 ADVICE_EVERY_S = 60.0  # hall seconds between checks for express-window advice
 ADVICE_REPEAT_S = 600.0
 RECENT_ALERTS = 200
+RECENT_REFUSED = 10_000
 STORAGE_FAILED = "系统存储故障"
 Batch = list[tuple[str, m.Message]]
 
@@ -68,8 +69,10 @@ def _reply(command: Any, record: dict[str, Any], day: dt.date | None) -> m.Messa
         first, last = record.get("lease") or (None, None)
         return m.LeaseReply(kind="lease", corr=command.id, ok=record["ok"], error=error,
                             service=command.service, day=day, first=first, last=last)
+    refused = record.get("refused")
     return m.CommandReply(kind="command", corr=command.id, ok=record["ok"], error=error,
-                          ticket=record["ticket"])
+                          ticket=record["ticket"], happened=record.get("happened"),
+                          refused=m.Rejection(**refused) if refused else None)
 
 
 class Coordinator:
@@ -94,6 +97,7 @@ class Coordinator:
         self._sending = asyncio.Lock()  # publishes leave in the order they were rendered
         self.storage_error: str | None = None
         self._reconnect_due = False
+        self._refused_at: dict[str, float] = {}  # command id -> first refused (loop time)
         self._converged_for = -1
         self.devices = DeviceBook(clock)
         self.alerts: deque[tuple[float, m.AlertEvent]] = deque(maxlen=RECENT_ALERTS)
@@ -392,15 +396,41 @@ class Coordinator:
         })
         return batch
 
+    def deadline_s(self, command: Any) -> float:
+        """How long the sender waits for the reply: the command's whole life."""
+        edge = self.cfg.edge
+        return edge.reply_timeout_s if isinstance(command, m.IssueRequest) else (
+            edge.command_timeout_s)
+
+    def late(self, incoming: Incoming) -> bool:
+        """Did this command outlive its sender's deadline? Judged without the sender's clock:
+        on MQTT 5 the broker drops an expired one (what it delivers has life left); else a
+        command that waited at the broker for us is late if we were away longer than the
+        deadline (our own clock; unknown across a restart, so late). Offline replays and
+        voids are never late: they report what already happened."""
+        command = incoming.payload
+        if isinstance(command, m.VoidRequest) or (
+                isinstance(command, m.IssueRequest) and command.offline is not None):
+            return False
+        if incoming.expiry_left_s is not None or incoming.waited_s is None:
+            return False
+        return incoming.waited_s > self.deadline_s(command)
+
     async def submit(self, kind: str, incoming: Incoming) -> Submitted:
-        parts = incoming.parts
-        done = await self.execute(kind, parts.role, parts.client or "", incoming.payload)
+        parts, command = incoming.parts, incoming.payload
+        now = asyncio.get_running_loop().time()
+        first = self._refused_at.get(command.id, now)  # refused for storage and back again
+        late = self.late(incoming) or now - first > self.deadline_s(command)
+        done = await self.execute(kind, parts.role, parts.client or "", command, late=late)
         if not done.kept:
+            self._refused_at[command.id] = first
+            while len(self._refused_at) > RECENT_REFUSED:
+                del self._refused_at[next(iter(self._refused_at))]
             raise NotKept(done.record["error"]["message"])
         return done
 
     async def execute(self, kind: str, role: str, client: str, command: Any, *,
-                      reply: bool = True) -> Submitted:
+                      reply: bool = True, late: bool = False) -> Submitted:
         """The one path a command takes, from a device over MQTT or a supervisor on the web:
         logged by the queue, then its reply (unless the caller answers itself) and outcome
         published. ``kept`` is False when the log could not take it: nothing changed."""
@@ -410,9 +440,13 @@ class Coordinator:
             if self.storage_error is not None:
                 batch += self._retry_storage()
             try:
-                if self.storage_error is not None:
+                if isinstance(command, m.Query):  # read only: answered even on a bad disk
+                    done = Submitted(self.queue.seq,
+                                     self.queue.answer(role, client, command), None)
+                elif self.storage_error is not None and not late:
                     raise StorageFailed(self.storage_error)
-                done = self.queue.submit(kind, role, client, command, now)
+                else:
+                    done = self.queue.submit(kind, role, client, command, now, late=late)
             except StorageFailed as exc:
                 batch += self._storage_failed(exc)
                 done = Submitted(-1, {"ok": False, "ticket": None, "info": None,
@@ -431,6 +465,9 @@ class Coordinator:
         if not done.kept:
             log.warning("%s from %s refused: the event log cannot be written",
                         getattr(command, "action", "request"), client)
+        elif isinstance(command, m.Query):
+            log.info("%s asked whether %s happened: %s", client, command.about,
+                     done.record.get("happened"))
         elif done.duplicate:
             log.info("repeated command %s from %s: answered from the log", command.id,
                      client)

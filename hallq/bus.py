@@ -17,6 +17,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import math
 import random
 import socket
 import ssl
@@ -77,9 +78,20 @@ class Incoming:
     parts: TopicParts
     payload: Any
     retained: bool
+    waited_s: float | None = None
+    """None: it came live. Otherwise it waited at the broker for this client (it arrived
+    before the client's own birth came back on a new connection), for at most this long by
+    the receiver's own clock (inf when unknown, e.g. across a restart)."""
+    expiry_left_s: int | None = None
+    """MQTT 5: what the broker left of the sender's message expiry (the broker judged it)."""
 
 
 Handler = Callable[[Incoming], Awaitable[None] | None]
+
+
+def _expiry_left(message: aiomqtt.Message) -> int | None:
+    left = getattr(message.properties, "MessageExpiryInterval", None)
+    return left if isinstance(left, int) else None
 
 
 def backoff_delay(attempt: int, initial: float, cap: float) -> float:
@@ -192,6 +204,10 @@ class Session:
         self.connects = 0
         self.attempts = 0
         self.unacked = 0  # messages left unacknowledged (NotKept) on the current connection
+        self._live = False  # our own birth came back: what follows did not wait at the broker
+        self._down_since: float | None = None  # loop time the last connection ended
+        self._away_s = float("inf")  # how long we were away before this connection
+        self._connected_at = 0.0
         self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
 
     def _has_replies(self) -> bool:
@@ -369,6 +385,10 @@ class Session:
     async def _serve(self, client: aiomqtt.Client) -> None:
         self._client = client
         self.connects += 1
+        now = asyncio.get_running_loop().time()
+        self._live = False
+        self._connected_at = now
+        self._away_s = now - self._down_since if self._down_since is not None else float("inf")
         # Filters covering our own status are subscribed only after the birth, so the one
         # retained status we get back is our birth, or a stale will that came after it.
         filters = list(dict.fromkeys(f for f, _ in self._routes))
@@ -422,6 +442,8 @@ class Session:
 
     def _on_disconnect(self) -> None:
         self.unacked = 0
+        if self._client is not None:
+            self._down_since = asyncio.get_running_loop().time()
         self._connected.clear()
         self._client = None
         if self._drainer is not None and not self._drainer.done():
@@ -439,12 +461,14 @@ class Session:
             found = self._specs[topic] = spec_for(parse(topic))
         return found
 
-    async def publish(self, topic: str, message: BaseModel, *, queue: bool = False) -> bool:
+    async def publish(self, topic: str, message: BaseModel, *, queue: bool = False,
+                      expiry_s: float | None = None) -> bool:
         """Publish ``message`` with the QoS/retain/expiry the contract gives ``topic``.
 
         Returns True once the broker has it, False when it was put in the outbox. ``queue``
         lets the message wait in the outbox while the broker is away; it is refused for
         topics whose messages must never arrive late (a button press, a reply).
+        ``expiry_s``: the message's life when the sender's deadline sets it (a request).
         """
         spec = self.spec(topic)
         if not isinstance(message, _payload_classes(spec.payload)):
@@ -452,20 +476,21 @@ class Session:
         if queue and not spec.queue_offline:
             raise ValueError(f"{topic}: {spec.payload_name} may not be queued offline")
         data = encode(message)
+        client = self._live_client()
         if queue:
             assert self._store is not None, "publish before the session was entered"
-            if self._client is None or len(self._store) or self._drain_running():
+            if client is None or len(self._store) or self._drain_running():
                 self._store.push(topic, data, spec.qos, spec.retained)
                 self._kick_drain()
                 return False
-        client = self._client
         if client is None:
             raise NotConnected(
                 f"not connected to {self.broker.url}: {topic} was not sent "
                 "(this message is never queued offline)"
             )
         try:
-            await self._send(client, topic, data, spec.qos, spec.retained, spec.expiry_s)
+            life = spec.expiry_s if expiry_s is None else max(1, math.ceil(expiry_s))
+            await self._send(client, topic, data, spec.qos, spec.retained, life)
         except aiomqtt.MqttError as exc:
             if queue and self._store is not None:
                 self._store.push(topic, data, spec.qos, spec.retained)
@@ -508,10 +533,18 @@ class Session:
     def _drain_running(self) -> bool:
         return self._drainer is not None and not self._drainer.done()
 
+    def _live_client(self) -> aiomqtt.Client | None:
+        """The connection, unless it is gone (even before the session has noticed)."""
+        client = self._client
+        if client is None or client._disconnected.done():
+            return None
+        return client
+
     def _kick_drain(self) -> None:
-        if self._client is None or self._drain_running() or not self.outbox_size:
+        client = self._live_client()
+        if client is None or self._drain_running() or not self.outbox_size:
             return
-        self._drainer = asyncio.create_task(self._drain(self._client))
+        self._drainer = asyncio.create_task(self._drain(client))
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         """Send the outbox in order; a row leaves the file only after the broker acked it."""
@@ -534,8 +567,13 @@ class Session:
         """Wait until every queued publish reached the broker (tests, clean shutdown)."""
         async with asyncio.timeout(timeout):
             while self.outbox_size or self._drain_running():
-                if self._drainer is not None and not self._drainer.done():
-                    await asyncio.shield(self._drainer)
+                drainer = self._drainer
+                if drainer is not None and not drainer.done():
+                    try:
+                        await asyncio.shield(drainer)
+                    except asyncio.CancelledError:
+                        if not drainer.cancelled():
+                            raise  # we were cancelled, not the drain (its link went)
                 else:
                     await asyncio.sleep(0.05)
 
@@ -553,7 +591,7 @@ class Session:
         future: asyncio.Future[Any] = loop.create_future()
         self._pending[message.id] = future
         try:
-            await asyncio.wait_for(self.publish(topic, message), timeout)
+            await asyncio.wait_for(self.publish(topic, message, expiry_s=timeout), timeout)
             return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
         except TimeoutError:
             raise RequestTimeout(
@@ -608,7 +646,8 @@ class Session:
         if not self._fresh(topic, payload):
             log.debug("%s: stale %s on %s ignored", self.client_id, spec.payload_name, topic)
             return True
-        incoming = Incoming(topic, parts, payload, bool(message.retain))
+        incoming = Incoming(topic, parts, payload, bool(message.retain), self._waited(),
+                            _expiry_left(message))
         kept = True
         for handler in handlers:
             try:
@@ -623,6 +662,11 @@ class Session:
                 log.exception("%s: handler %s failed on %s", self.client_id, handler, topic)
                 await self._report(topic, "handler_failed", f"{type(exc).__name__}: {exc}", None)
         return kept
+
+    def _waited(self) -> float | None:
+        if self._live:
+            return None
+        return self._away_s + (asyncio.get_running_loop().time() - self._connected_at)
 
     def _fresh(self, topic: str, payload: Any) -> bool:
         if isinstance(payload, Retained):
@@ -641,6 +685,7 @@ class Session:
         if self._closing or client is None:
             return
         if presence is not None and presence.state == "online" and presence.boot >= self._boot:
+            self._live = True  # our birth is back: everything queued for us came before it
             return
         log.info(
             "%s: own status was replaced by %s; publishing online (boot %d) again",

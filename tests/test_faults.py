@@ -4,16 +4,19 @@ real Mosquitto, the real coordinator and simulated devices on ptys."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from hallq import messages as m
+from hallq.config import HallConfig, parse_config
+from hallq.errors import RequestTimeout
 from hallq.topics import HallTopics
 
 from .conftest import Inbox, Mosquitto
 from .coordinated import FakeClock, device, running
-from .halls import small_hall
+from .halls import small_hall, small_hall_text
 from .test_edge_agents import agent
 
 pytestmark = pytest.mark.broker
@@ -103,3 +106,47 @@ async def test_views_converge_after_the_broker_comes_back_empty(
             coordinator.session.reconnect()
             heard = await calls.wait_for(lambda ps: bool(ps), timeout=15)
             assert heard[-1].ticket == "A001" and heard[-1].window == 1
+
+
+def _hall(url: str, tmp_path: Path, protocol: str) -> HallConfig:
+    text = small_hall_text(url, str(tmp_path / "state")).replace(
+        "keepalive = 5\n", f'keepalive = 5\nprotocol = "{protocol}"\n')
+    return parse_config(text, "small-hall.toml")
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_a_call_that_outlived_its_deadline_is_never_applied_and_the_pad_can_ask(
+    mosquitto: Mosquitto, tmp_path: Path, protocol: str
+) -> None:
+    """A CALL pressed while the coordinator was down waits at the broker; when the
+    coordinator is back after the pad's deadline the CALL is dropped (MQTT 5: by the broker)
+    or refused (3.1.1: it waited while the coordinator was away), never applied. The pad's
+    query then says it did not happen, and a CALL that did happen is reported as such."""
+    cfg = _hall(mosquitto.url, tmp_path, protocol)
+    clock = FakeClock()
+    log_path = tmp_path / "log.sqlite"
+    deadline = cfg.edge.command_timeout_s
+    async with device(cfg, "window", "pi-w1", tmp_path) as pad:
+        async with running(cfg, log_path, clock) as coordinator:
+            await coordinator.execute("ticket", "dispenser", "pi-d1",
+                                      m.IssueRequest(kind="issue", service="tax-filing"))
+        await pad.wait_connected(10)
+        call = m.WindowAction(window=1, action="call")
+        with pytest.raises(RequestTimeout):  # nobody answers: the pad shows "no reply"
+            await pad.request(T.cmd("window", "pi-w1"), call, timeout=deadline)
+        if protocol == "5":  # the broker counts its life in whole seconds
+            await asyncio.sleep(1.0)
+        async with running(cfg, log_path, clock) as coordinator:
+            ask = m.Query(window=1, action="query", about=call.id)
+            answer = await pad.request(T.cmd("window", "pi-w1"), ask, timeout=10)
+            assert answer.ok and answer.happened is False
+            assert coordinator.engine.windows[1].current is None, "a stale CALL was applied"
+            again = m.WindowAction(window=1, action="call")
+            reply = await pad.request(T.cmd("window", "pi-w1"), again, timeout=10)
+            assert reply.ok and reply.ticket == "A001"
+            answer = await pad.request(T.cmd("window", "pi-w1"), m.Query(
+                window=1, action="query", about=again.id), timeout=10)
+            assert answer.happened is True and answer.ticket == "A001"
+        with sqlite3.connect(log_path) as db:
+            logged = {row[0] for row in db.execute("SELECT cmd_id FROM entries")}
+        assert call.id not in logged and again.id in logged
