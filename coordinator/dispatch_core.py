@@ -215,43 +215,26 @@ class DispatchCore:
                 ahead += 1
                 a = self.prv[a]
             return ahead
-        s = self.tsvc[t]
-        walk = self.walk
-        base = s * _N_CLASSES
-        for c in range(_N_CLASSES):
-            walk[c] = self.qhead[base + c]
-        target = self.target[s]
-        boost = self.boost
+        self._walk_from(self.tsvc[t])
         while True:
-            best = -1
-            best_c = 0
-            best_cls = _N_CLASSES
-            best_urg = 0.0
-            best_seq = 0
-            for c in range(_N_CLASSES):
-                h = walk[c]
-                if h < 0:
-                    continue
-                eff = c
-                if c == _APPOINTMENT and not (self.astart[h] <= now <= self.aend[h]):
-                    eff = _NORMAL
-                if eff > best_cls:
-                    continue
-                wait = now - self.issue[h]
-                urg = wait
-                if wait >= target:
-                    urg = urg * boost
-                if (eff < best_cls or urg > best_urg
-                        or (urg == best_urg and self.tseq[h] < best_seq)):
-                    best = h
-                    best_c = c
-                    best_cls = eff
-                    best_urg = urg
-                    best_seq = self.tseq[h]
+            best = self._walk_step(self.tsvc[t], now)
             if best == t or best < 0:
                 return ahead
-            walk[best_c] = self.nxt[best]
             ahead += 1
+
+    def upcoming(self, s: int, now: float, limit: int) -> list[int]:
+        """Up to ``limit`` tickets of service ``s`` in the order a window serving only it
+        would call them -- the order ``position`` counts, so a queue's "next" list and the
+        people-ahead figure agree with the dispatcher."""
+        self._check_service(s)
+        out: list[int] = []
+        self._walk_from(s)
+        while len(out) < limit:
+            best = self._walk_step(s, now)
+            if best < 0:
+                break
+            out.append(best)
+        return out
 
     # internals
 
@@ -292,6 +275,47 @@ class DispatchCore:
                     best_cls = eff
                     best_urg = urg
                     best_seq = self.head_seq[q + c]
+        return best
+
+    def _walk_from(self, s: int) -> None:
+        base = s * _N_CLASSES
+        for c in range(_N_CLASSES):
+            self.walk[c] = self.qhead[base + c]
+
+    def _walk_step(self, s: int, now: float) -> int:
+        """The next ticket of a walk over service ``s``'s class queues, by ``_pick``'s rule
+        for one window with weight 1: strongest class in force, then most urgent wait (past
+        the target boosted), then the lower seq. Advances the walk; -1 at the end."""
+        walk = self.walk
+        target = self.target[s]
+        boost = self.boost
+        best = -1
+        best_c = 0
+        best_cls = _N_CLASSES
+        best_urg = 0.0
+        best_seq = 0
+        for c in range(_N_CLASSES):
+            h = walk[c]
+            if h < 0:
+                continue
+            eff = c
+            if c == _APPOINTMENT and not (self.astart[h] <= now <= self.aend[h]):
+                eff = _NORMAL
+            if eff > best_cls:
+                continue
+            wait = now - self.issue[h]
+            urg = wait
+            if wait >= target:
+                urg = urg * boost
+            if (eff < best_cls or urg > best_urg
+                    or (urg == best_urg and self.tseq[h] < best_seq)):
+                best = h
+                best_c = c
+                best_cls = eff
+                best_urg = urg
+                best_seq = self.tseq[h]
+        if best >= 0:
+            walk[best_c] = self.nxt[best]
         return best
 
     def _check_window(self, w: int) -> None:
