@@ -103,7 +103,8 @@ class Coordinator:
         self.alerts: deque[tuple[float, m.AlertEvent]] = deque(maxlen=RECENT_ALERTS)
         self._listeners: list[Listener] = []
         self.web: Any = None  # coordinator.web.server.WebServer once started
-        self.forecast = self._forecast()
+        # built in a worker once serving (seconds over a long log; nothing waits for it)
+        self.forecast: Any = None
         self._advised_at = float("-inf")
         self._advised: dict[str, float] = {}
         self._refreshing: asyncio.Task[None] | None = None
@@ -188,6 +189,7 @@ class Coordinator:
         await self._converge()
         if ready is not None:
             ready.set()
+        self._refresh_forecast()
         try:
             while True:
                 await asyncio.sleep(STATS_INTERVAL_S)
@@ -367,7 +369,8 @@ class Coordinator:
         if self.forecast is not None and self.session is not None:
             async with self._lock:
                 rev, today = self.queue.seq, self.cfg.hall.business_day(self.clock())
-                batch: Batch = [(self._topics.comfort_state(),
+                batch: Batch = [(self._topics.board_state(), self.board_state(rev)),
+                                (self._topics.comfort_state(),
                                  self.forecast.comfort_state(rev, today))]
             await self._deliver(batch)
 

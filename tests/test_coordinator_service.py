@@ -153,6 +153,7 @@ def test_boards_carry_the_comfort_level_only_from_a_real_or_allowed_history(
     cfg = small_hall(comfort_synthetic=synthetic)
     coordinator = Coordinator(cfg, log_path=tmp_path / "log.sqlite", dispatch="pure",
                               clock=FakeClock())
+    coordinator.forecast = coordinator._forecast()  # built in a worker once serving
     try:
         comfort = coordinator.board_state(1).comfort
     finally:
@@ -210,7 +211,10 @@ async def test_the_comfort_index_is_published_retained_for_the_month_ahead(
         await late.subscribe(T.comfort_state(), comfort)
         await late.subscribe(T.board_state(), board)
         state = (await comfort.wait_for(lambda ps: bool(ps)))[-1]
-        shown = (await board.wait_for(lambda ps: bool(ps)))[-1]
+        # built in a worker after start: the boards carry it from their next change on
+        await coordinator.execute("ticket", "dispenser", "pi-d1",
+                                  m.IssueRequest(kind="issue", service="tax-filing"))
+        shown = (await board.wait_for(lambda ps: ps[-1].comfort is not None))[-1]
         today = cfg.hall.business_day(clock.now)
         assert state.days[0].day == today and len(state.days) == 30
         assert shown.comfort == state.days[0].level
@@ -258,6 +262,7 @@ async def test_the_dashboard_serves_the_comfort_heat_map(tmp_path: Path) -> None
 
     coordinator = Coordinator(small_hall(comfort_synthetic=True), log_path=tmp_path / "l.sqlite",
                               dispatch="pure", clock=FakeClock())
+    coordinator.forecast = coordinator._forecast()
     web = await start_web(coordinator, "127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as http, http.get(f"{web.url}/api/comfort.png") as r:
