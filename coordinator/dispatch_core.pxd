@@ -39,6 +39,9 @@ cdef class DispatchCore:
     cdef double[::1] aend
     cdef long long[::1] tseq
 
+    cpdef dict export_state(self)
+    cpdef void import_state(self, dict state) except *
+
     cpdef void set_service(self, int s, double target_s) except *
     cpdef void set_boost(self, double factor) except *
 

@@ -14,8 +14,12 @@ lost -- no number consumed, no ticket a window could call that a restart would f
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import json
 import logging
+import pickle
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +31,11 @@ from hallq.config import HallConfig
 log = logging.getLogger("hallq.coordinator")
 
 KINDS: dict[str, Any] = {"window": m.WindowCommand, "ticket": m.TicketRequest}
+CHECKPOINT_EVERY = 1000  # entries between checkpoints: a restart replays fewer than this
+CHECKPOINT_FORMAT = 1
+# the engine's state in a checkpoint (the rest of it comes from the hall config)
+ENGINE_STATE = ("windows", "day", "tickets", "by_number", "counters", "issued", "leases",
+                "lease_floor", "per_person", "recent", "calls", "appointments", "seq")
 
 
 def record_of(outcome: Outcome) -> dict[str, Any]:
@@ -67,11 +76,59 @@ class HallQueue:
     def seq(self) -> int:
         return self.log.last_seq()
 
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What a checkpoint is only valid for: this state format, code and hall config."""
+        from hallq import __version__
+
+        text = f"{CHECKPOINT_FORMAT}|{__version__}|{self.cfg.model_dump_json()}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def save_checkpoint(self, seq: int, data: bytes) -> bool:
+        """Store ``data`` (from :meth:`checkpoint` after entry ``seq``); safe in a worker
+        thread. False if it could not be written: a checkpoint only saves time."""
+        day = self.engine.day.isoformat() if self.engine.day else ""
+        try:
+            EventLog.save_checkpoint(self.log.path, seq, day, self.fingerprint, data)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("event log: checkpoint at seq %d not written: %s", seq, exc)
+            return False
+        return True
+
+    def checkpoint(self) -> bytes:
+        """The whole state after the last entry, to restore instead of replaying the day."""
+        state: dict[str, Any] = {k: getattr(self.engine, k) for k in ENGINE_STATE}
+        state["core"] = self.engine.core.export_state()
+        state["queue"] = (self._issued_for, self._superseded, self._asked)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _restore(self, data: bytes) -> None:
+        state = pickle.loads(data)  # our own file, written by checkpoint()
+        self.engine.core.import_state(state.pop("core"))
+        self._issued_for, self._superseded, self._asked = state.pop("queue")
+        for key, value in state.items():
+            setattr(self.engine, key, value)
+        for hook in self.engine.day_hooks:  # bookings made after the checkpoint
+            hook()
+
     def recover(self) -> int:
-        """Replay the current business day from the log; returns the entries replayed."""
-        start, entries = self.log.current_day()
+        """Rebuild the current business day: from the newest checkpoint of this day when
+        there is a valid one, then the entries after it; returns the entries replayed."""
+        start = self.log.day_start()
+        after = start.seq if start is not None else 0
         if start is not None:
             self.engine.start_day(json.loads(start.payload))
+        found = self.log.latest_checkpoint()
+        if found is not None and found[0] >= after and found[2] == self.fingerprint:
+            try:
+                self._restore(found[3])
+                after = found[0]
+            except Exception:
+                log.exception("checkpoint at seq %d unusable; replaying the whole day", found[0])
+                self._fresh_engine()
+                if start is not None:
+                    self.engine.start_day(json.loads(start.payload))
+        entries = self.log.entries_after(after)
         mismatches = 0
         for entry in entries:
             command = m.decode(KINDS[entry.kind], entry.payload)
@@ -86,14 +143,18 @@ class HallQueue:
                         "changed?); the logged results stand for repeated ids", mismatches)
         return len(entries)
 
-    def rebuild(self) -> None:
-        """Forget memory and replay the log: the rollback of a change the log did not keep."""
+    def _fresh_engine(self) -> None:
         hooks = self.engine.day_hooks
         self.engine = Engine(self.cfg, self._core_cls)
         self.engine.day_hooks.extend(hooks)
-        self._issued_for.clear()
-        self._superseded.clear()
+        self._issued_for, self._superseded, self._asked = {}, set(), set()
+
+    def rebuild(self) -> None:
+        """Forget memory and replay the log: the rollback of a change the log did not keep."""
+        asked = self._asked
+        self._fresh_engine()
         self.recover()
+        self._asked |= asked  # answers already given stand
 
     def authorize(self, role: str, client: str, command: Any) -> Outcome | None:
         """A device acts only for what the hall config gives it; supervisors for any window."""

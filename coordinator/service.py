@@ -31,7 +31,7 @@ from typing import Any
 from coordinator.dispatch import load_core
 from coordinator.engine import Outcome
 from coordinator.eventlog import EventLog, StorageFailed
-from coordinator.hallqueue import HallQueue, Submitted
+from coordinator.hallqueue import CHECKPOINT_EVERY, HallQueue, Submitted
 from coordinator.web.appointments import AppointmentBook, default_book_path
 from coordinator.web.devices import DeviceBook
 from hallq import messages as m
@@ -89,6 +89,8 @@ class Coordinator:
         self.queue.engine.day_hooks.append(self.register_bookings)
         self.register_bookings()
         replayed = self.queue.recover()
+        self._checkpoint_seq = self.queue.seq if replayed < CHECKPOINT_EVERY else 0
+        self._checkpointing: asyncio.Future[bool] | None = None
         log.info("recovered hall %s from %s: %d entries of the current day replayed",
                  cfg.hall.id, self.eventlog.path, replayed)
         self.session: Session | None = None
@@ -464,6 +466,8 @@ class Coordinator:
                 self._refresh_forecast()
             if done.outcome is not None and done.outcome.ok:
                 batch += self._outcome_batch(done.outcome, done.seq)
+            if done.seq - self._checkpoint_seq >= CHECKPOINT_EVERY:
+                self._checkpoint(done.seq)
         await self._deliver(batch)
         if not done.kept:
             log.warning("%s from %s refused: the event log cannot be written",
@@ -478,6 +482,16 @@ class Coordinator:
             log.info("%s from %s refused: %s", getattr(command, "action", "request"),
                      client, done.record["error"]["message"])
         return done
+
+    def _checkpoint(self, seq: int) -> None:
+        """Every CHECKPOINT_EVERY entries: the state is pickled here, under the lock (tens
+        of ms for a busy day), and written by a worker thread."""
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        self._checkpoint_seq = seq
+        data = self.queue.checkpoint()
+        self._checkpointing = asyncio.ensure_future(
+            asyncio.to_thread(self.queue.save_checkpoint, seq, data))
 
     async def book_appointment(self, service: str, day: dt.date, start: float, *,
                                booked_by: str = "taxpayer", note: str | None = None) -> Any:
@@ -522,6 +536,10 @@ class Coordinator:
         return f"{link}, {waiting} waiting, {open_}/{len(engine.windows)} windows open"
 
     def close(self) -> None:
+        """A clean stop leaves a checkpoint, so the next start replays nothing."""
+        seq = self.queue.seq
+        if seq > self._checkpoint_seq and self.storage_error is None:
+            self.queue.save_checkpoint(seq, self.queue.checkpoint())
         self.bookings.close()
         self.eventlog.close()
 
