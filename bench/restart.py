@@ -128,15 +128,23 @@ async def time_to_answer(cfg: HallConfig, config: Path, log: Path, work: Path) -
             [sys.executable, "-m", "hallqctl.cli", "coordinator", "--config", str(config),
              "--log", str(log)], stdout=subprocess.DEVNULL,
             stderr=(work / "coordinator.log").open("ab"))
+        asks: set[asyncio.Task[object]] = set()
         try:
             while True:
                 if proc.poll() is not None:
                     raise RuntimeError(f"coordinator exited; see {work}/coordinator.log")
-                with contextlib.suppress(RequestTimeout, NotConnected):
-                    await dev.request(topic, m.IssueRequest(
-                        kind="issue", service=cfg.services[0].code), timeout=0.02)
-                    return time.perf_counter() - started
+                asks.add(asyncio.create_task(dev.request(topic, m.IssueRequest(
+                    kind="issue", service=cfg.services[0].code), timeout=60)))
+                done, _ = await asyncio.wait(asks, timeout=0.02,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    with contextlib.suppress(RequestTimeout, NotConnected):
+                        task.result()
+                        return time.perf_counter() - started
+                    asks.discard(task)
         finally:
+            for task in asks:
+                task.cancel()
             proc.terminate()
             proc.wait(20)
 

@@ -31,7 +31,7 @@ from hallq.config import HallConfig
 log = logging.getLogger("hallq.coordinator")
 
 KINDS: dict[str, Any] = {"window": m.WindowCommand, "ticket": m.TicketRequest}
-CHECKPOINT_EVERY = 1000  # entries between checkpoints: a restart replays fewer than this
+CHECKPOINT_EVERY = 500  # entries between checkpoints: a restart replays fewer than this
 CHECKPOINT_FORMAT = 1
 # the engine's state in a checkpoint (the rest of it comes from the hall config)
 ENGINE_STATE = ("windows", "day", "tickets", "by_number", "counters", "issued", "leases",
@@ -81,7 +81,9 @@ class HallQueue:
         """What a checkpoint is only valid for: this state format, code and hall config."""
         from hallq import __version__
 
-        text = f"{CHECKPOINT_FORMAT}|{__version__}|{self.cfg.model_dump_json()}"
+        hall = self.cfg.model_dump_json(
+            include={"hall", "coordinator", "zones", "services", "windows", "agents"})
+        text = f"{CHECKPOINT_FORMAT}|{__version__}|{hall}"
         return hashlib.sha256(text.encode()).hexdigest()
 
     def save_checkpoint(self, seq: int, data: bytes) -> bool:
@@ -119,7 +121,10 @@ class HallQueue:
         if start is not None:
             self.engine.start_day(json.loads(start.payload))
         found = self.log.latest_checkpoint()
-        if found is not None and found[0] >= after and found[2] == self.fingerprint:
+        if found is not None and found[0] >= after and found[2] != self.fingerprint:
+            log.info("checkpoint at seq %d is for another hall config or version; replaying "
+                     "the whole day", found[0])
+        elif found is not None and found[0] >= after:
             try:
                 self._restore(found[3])
                 after = found[0]

@@ -484,8 +484,8 @@ class Coordinator:
         return done
 
     def _checkpoint(self, seq: int) -> None:
-        """Every CHECKPOINT_EVERY entries: the state is pickled here, under the lock (tens
-        of ms for a busy day), and written by a worker thread."""
+        """Every CHECKPOINT_EVERY entries: the state is pickled here, under the lock (~0.1 s
+        for a 20k-entry day), and written by a worker thread."""
         if self._checkpointing is not None and not self._checkpointing.done():
             return
         self._checkpoint_seq = seq
