@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import json
 import random
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -117,8 +118,24 @@ def build_log(cfg: HallConfig, path: Path, size: int, checkpoint: bool) -> None:
         checkpoint_before_tail(cfg, path, min(today - 1, CHECKPOINT_EVERY - 1))
 
 
-async def time_to_answer(cfg: HallConfig, config: Path, log: Path, work: Path) -> float:
+async def time_to_answer(config: Path, log: Path, work: Path) -> float:
+    """One start on a fresh broker (nothing queued from an earlier start)."""
+    broker_dir = work / "broker"
+    shutil.rmtree(broker_dir, ignore_errors=True)
+    broker_dir.mkdir()
+    broker = Mosquitto(broker_dir, persistence=False)
+    broker.start()
+    try:
+        config.write_text(hall_text(broker.url, work / "state"), encoding="utf-8")
+        cfg = parse_config(config.read_text(encoding="utf-8"), str(config))
+        return await _time_to_answer(cfg, config, log, work)
+    finally:
+        broker.kill()
+
+
+async def _time_to_answer(cfg: HallConfig, config: Path, log: Path, work: Path) -> float:
     dispenser = next(a.id for a in cfg.agents if a.role == "dispenser")
+    shutil.rmtree(work / "dev", ignore_errors=True)
     async with Session(cfg.broker, hall=cfg.hall.id, role="dispenser", client_id=dispenser,
                        state_dir=work / "dev", backoff_initial=0.05, backoff_max=0.2) as dev:
         await dev.wait_connected(10)
@@ -159,37 +176,30 @@ async def main() -> None:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="hallq-restart-") as tmp:
         work = Path(tmp)
-        (work / "broker").mkdir()
-        broker = Mosquitto(work / "broker")
-        broker.start()
-        try:
-            config = work / "hall.toml"
-            config.write_text(hall_text(broker.url, work / "state"), encoding="utf-8")
-            cfg = parse_config(config.read_text(encoding="utf-8"), str(config))
-            for size in sizes:
-                for checkpoint in (True, False):
-                    log = work / f"events-{size}-{checkpoint}.sqlite"
-                    t0 = time.perf_counter()
-                    build_log(cfg, log, size, checkpoint)
-                    built = time.perf_counter() - t0
-                    original = log.read_bytes()
-                    times = []
-                    for _ in range(args.repeat):
-                        log.write_bytes(original)  # the clean stop checkpointed; undo it
-                        for extra in (log.with_name(log.name + "-wal"),
-                                      log.with_name(log.name + "-shm")):
-                            extra.unlink(missing_ok=True)
-                        times.append(await time_to_answer(cfg, config, log, work))
-                    key = f"{size}{'' if checkpoint else '-no-checkpoint'}"
-                    results[key] = {"events": size, "checkpoint": checkpoint,
-                                    "best_s": min(times), "median_s": statistics.median(times)}
-                    how = "checkpoint + tail" if checkpoint else "full replay"
-                    print(f"{size:>9,} events, {how:>17}: "
-                          f"time to answer best {min(times):.3f} s, median "
-                          f"{statistics.median(times):.3f} s  (log built in {built:.0f} s)",
-                          flush=True)
-        finally:
-            broker.kill()
+        config = work / "hall.toml"
+        config.write_text(hall_text("mqtt://127.0.0.1:1883", work / "state"), encoding="utf-8")
+        cfg = parse_config(config.read_text(encoding="utf-8"), str(config))
+        for size in sizes:
+            for checkpoint in (True, False):
+                log = work / f"events-{size}-{checkpoint}.sqlite"
+                t0 = time.perf_counter()
+                build_log(cfg, log, size, checkpoint)
+                built = time.perf_counter() - t0
+                original = log.read_bytes()
+                times = []
+                for _ in range(args.repeat):
+                    log.write_bytes(original)  # the clean stop checkpointed; undo it
+                    for extra in (log.with_name(log.name + "-wal"),
+                                  log.with_name(log.name + "-shm")):
+                        extra.unlink(missing_ok=True)
+                    times.append(await time_to_answer(config, log, work))
+                key = f"{size}{'' if checkpoint else '-no-checkpoint'}"
+                results[key] = {"events": size, "checkpoint": checkpoint,
+                                "best_s": min(times), "median_s": statistics.median(times)}
+                how = "checkpoint + tail" if checkpoint else "full replay"
+                print(f"{size:>9,} events, {how:>17}: time to answer best {min(times):.3f} s, "
+                      f"median {statistics.median(times):.3f} s  (log built in {built:.0f} s)",
+                      flush=True)
     if args.json:
         print(json.dumps(results))
 

@@ -274,8 +274,10 @@ class Coordinator:
         """Publish rendered messages in render order, outside the engine's lock."""
         if batch:
             async with self._sending:
-                for topic, message in batch:
-                    await self._publish(topic, message)
+                # handed to paho in this order at once (tasks start in creation order),
+                # then their PUBACKs awaited together: one round trip per batch, not one
+                # per message (a reconnect's full republish is about 60 of them)
+                await asyncio.gather(*(self._publish(t, message) for t, message in batch))
         if self._reconnect_due and self.session is not None:
             self._reconnect_due = False
             self.session.reconnect()
