@@ -409,6 +409,12 @@ class Coordinator:
         return edge.reply_timeout_s if isinstance(command, m.IssueRequest) else (
             edge.command_timeout_s)
 
+    @staticmethod
+    def expires(command: Any) -> bool:
+        """Offline replays and voids report what already happened: they never expire."""
+        return not isinstance(command, m.VoidRequest) and not (
+            isinstance(command, m.IssueRequest) and command.offline is not None)
+
     def late(self, incoming: Incoming) -> bool:
         """Did this command outlive its sender's deadline? Judged without the sender's clock:
         on MQTT 5 the broker drops an expired one (what it delivers has life left); else a
@@ -416,8 +422,7 @@ class Coordinator:
         deadline (our own clock; unknown across a restart, so late). Offline replays and
         voids are never late: they report what already happened."""
         command = incoming.payload
-        if isinstance(command, m.VoidRequest) or (
-                isinstance(command, m.IssueRequest) and command.offline is not None):
+        if not self.expires(command):
             return False
         if incoming.expiry_left_s is not None or incoming.waited_s is None:
             return False
@@ -427,7 +432,8 @@ class Coordinator:
         parts, command = incoming.parts, incoming.payload
         now = asyncio.get_running_loop().time()
         first = self._refused_at.get(command.id, now)  # refused for storage and back again
-        late = self.late(incoming) or now - first > self.deadline_s(command)
+        late = self.late(incoming) or (
+            self.expires(command) and now - first > self.deadline_s(command))
         done = await self.execute(kind, parts.role, parts.client or "", command, late=late)
         if not done.kept:
             self._refused_at[command.id] = first

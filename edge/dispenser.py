@@ -74,7 +74,22 @@ class DispenserAgent:
 
     async def _on_connect(self) -> None:
         await self.health.publish()
+        await self.confirm_replays()
         await self.top_up_leases()
+
+    async def confirm_replays(self) -> None:
+        """Send again every offline ticket the coordinator has not answered (same id: a
+        replay it has logged is answered from its log) until a reply comes for each."""
+        for payload in self.leases.unanswered():
+            replay = m.decode(m.IssueRequest, payload)
+            try:
+                await self.session.request(self.req_topic, replay,
+                                           timeout=self.cfg.edge.command_timeout_s)
+            except (RequestTimeout, NotConnected) as exc:
+                log.info("%s: replay of %s not answered yet: %s", self.agent.id,
+                         replay.offline.number if replay.offline else replay.id, exc)
+                return
+            self.leases.replayed(replay.id)
 
     def _on_queue(self, incoming: Incoming) -> None:
         self.queues[incoming.payload.service] = incoming.payload
@@ -155,6 +170,8 @@ class DispenserAgent:
             self.issued.append(result)
         if not result.online:
             await self.top_up_leases()
+        elif self.leases.unanswered():  # the coordinator is back: replays it may not have
+            await self.confirm_replays()
         return result
 
     async def _issue_online(self, reply: m.IssueReply) -> Issued:
@@ -188,6 +205,7 @@ class DispenserAgent:
             replay = m.IssueRequest(kind="issue", service=service_code,
                                     offline=m.OfflineIssue(number=number, issued_at=issued_at,
                                                            supersedes=supersedes))
+            self.leases.hold_replay(replay.id, self.day().isoformat(), m.encode(replay).decode())
             await self.session.publish(self.req_topic, replay, queue=True)
             log.info("%s: issued %s offline; queued for replay", self.agent.id, number)
         return Issued(number, False, printed)
