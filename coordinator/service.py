@@ -47,6 +47,7 @@ ADVICE_EVERY_S = 60.0  # hall seconds between checks for express-window advice
 ADVICE_REPEAT_S = 600.0
 RECENT_ALERTS = 200
 RECENT_REFUSED = 10_000
+MIN_EXPIRY_LEFT_S = 2  # MQTT 5 expiry left that proves a queued command is still in time
 STORAGE_FAILED = "系统存储故障"
 Batch = list[tuple[str, m.Message]]
 
@@ -416,15 +417,17 @@ class Coordinator:
             isinstance(command, m.IssueRequest) and command.offline is not None)
 
     def late(self, incoming: Incoming) -> bool:
-        """Did this command outlive its sender's deadline? Judged without the sender's clock:
-        on MQTT 5 the broker drops an expired one (what it delivers has life left); else a
-        command that waited at the broker for us is late if we were away longer than the
-        deadline (our own clock; unknown across a restart, so late). Offline replays and
-        voids are never late: they report what already happened."""
+        """Did this command outlive its sender's deadline? Judged without the sender's clock.
+        One that came live is fresh. One that waited at the broker for us is fresh if the
+        broker left it at least MIN_EXPIRY_LEFT_S of its MQTT 5 expiry (the broker counts
+        whole seconds, so less proves nothing), else only if we were away for less than
+        the deadline (our own clock; unknown across a restart, so late). Offline replays
+        and voids are never late: they report what already happened."""
         command = incoming.payload
-        if not self.expires(command):
+        if not self.expires(command) or incoming.waited_s is None:
             return False
-        if incoming.expiry_left_s is not None or incoming.waited_s is None:
+        left = incoming.expiry_left_s
+        if left is not None and left >= MIN_EXPIRY_LEFT_S:
             return False
         return incoming.waited_s > self.deadline_s(command)
 
