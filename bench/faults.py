@@ -141,7 +141,8 @@ class Hall:
             if self.proc is not None and self.proc.poll() is not None:
                 self.restarts += 1
                 await asyncio.sleep(0.3)
-                self.start_coordinator()
+                if not self.stopping:
+                    self.start_coordinator()
             await asyncio.sleep(0.05)
 
     # --- devices -----------------------------------------------------------------------
@@ -251,6 +252,18 @@ def same(a: Any, b: Any) -> bool:
 async def run(scenario: str, faults: int, every: float, hold: float, seed: int,
               work: Path) -> dict[str, Any]:
     hall = Hall(work, scenario, seed)
+    try:
+        return await _run(hall, faults, every, hold)
+    finally:
+        hall.stopping = True
+        if hall.proc is not None and hall.proc.poll() is None:
+            hall.proc.kill()
+            hall.proc.wait(10)
+        hall.broker.kill()
+
+
+async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, Any]:
+    work = hall.work
     hall.broker.start()
     hall.config.write_text(hall_text(hall.broker.url, hall.state), encoding="utf-8")
     cfg = parse_config(hall.config.read_text(encoding="utf-8"), str(hall.config))
@@ -298,7 +311,6 @@ async def run(scenario: str, faults: int, every: float, hold: float, seed: int,
     assert hall.proc is not None
     hall.proc.send_signal(signal.SIGTERM)
     hall.proc.wait(30)
-    hall.broker.kill()
     copy = work / "final.sqlite"
     src = sqlite3.connect(hall.state / f"events-{cfg.hall.id}.sqlite")
     dst = sqlite3.connect(copy)

@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import socket
+import sqlite3
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -359,7 +360,12 @@ class Session:
     ) -> BaseException | None:
         """One connection, served until it ends; returns the error if it never came up."""
         assert self._store is not None
-        self._boot = self._store.next_boot()
+        try:
+            self._boot = self._store.next_boot()
+        except sqlite3.Error as exc:  # a full or read-only disk must not end the session
+            self._boot += 1
+            log.warning("%s: state file not writable (%s); boot %d kept in memory",
+                        self.client_id, exc, self._boot)
         self._rev_counter = 0
         client = self._make_client(protocol)
         self.attempts += 1
