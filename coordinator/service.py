@@ -418,13 +418,18 @@ class Coordinator:
 
     def late(self, incoming: Incoming) -> bool:
         """Did this command outlive its sender's deadline? Judged without the sender's clock.
-        One that came live is fresh. One that waited at the broker for us is fresh if the
+        One that waited longer than the deadline in this process (behind slow commands) is
+        late. One that came live is fresh. One that waited at the broker for us is fresh if the
         broker left it at least MIN_EXPIRY_LEFT_S of its MQTT 5 expiry (the broker counts
         whole seconds, so less proves nothing), else only if we were away for less than
         the deadline (our own clock; unknown across a restart, so late). Offline replays
         and voids are never late: they report what already happened."""
         command = incoming.payload
-        if not self.expires(command) or incoming.waited_s is None:
+        if not self.expires(command):
+            return False
+        if incoming.held_s > self.deadline_s(command):  # it queued behind slow work here
+            return True
+        if incoming.waited_s is None:
             return False
         left = incoming.expiry_left_s
         if left is not None and left >= MIN_EXPIRY_LEFT_S:

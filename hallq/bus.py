@@ -22,6 +22,7 @@ import random
 import socket
 import sqlite3
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,8 @@ class Incoming:
     the receiver's own clock (inf when unknown, e.g. across a restart)."""
     expiry_left_s: int | None = None
     """MQTT 5: what the broker left of the sender's message expiry (the broker judged it)."""
+    held_s: float = 0.0
+    """How long it waited in this process before its handler ran (behind slower ones)."""
 
 
 Handler = Callable[[Incoming], Awaitable[None] | None]
@@ -205,6 +208,7 @@ class Session:
         self.connects = 0
         self.attempts = 0
         self.unacked = 0  # messages left unacknowledged (NotKept) on the current connection
+        self._arrivals: dict[int, float] = {}  # mid -> when paho handed it over (monotonic)
         self._live = False  # our own birth came back: what follows did not wait at the broker
         self._down_since: float | None = None  # loop time the last connection ended
         self._away_s = float("inf")  # how long we were away before this connection
@@ -318,6 +322,16 @@ class Session:
         )
         # aiomqtt does not expose paho's manual acknowledgement; set it before connecting
         client._client.manual_ack_set(self.ack_after_handler)
+        deliver = client._client.on_message
+        assert deliver is not None, "aiomqtt routes paho's messages through on_message"
+        arrivals = self._arrivals = {}
+
+        def stamped(paho: Any, userdata: Any, message: Any) -> None:
+            if message.mid:  # when it arrived, before it waits in aiomqtt's queue
+                arrivals[message.mid] = time.monotonic()
+            deliver(paho, userdata, message)
+
+        client._client.on_message = stamped
         return client
 
     async def _run(self) -> None:
@@ -652,8 +666,10 @@ class Session:
         if not self._fresh(topic, payload):
             log.debug("%s: stale %s on %s ignored", self.client_id, spec.payload_name, topic)
             return True
+        arrived = self._arrivals.pop(message.mid, None) if message.mid else None
+        held = time.monotonic() - arrived if arrived is not None else 0.0
         incoming = Incoming(topic, parts, payload, bool(message.retain), self._waited(),
-                            _expiry_left(message))
+                            _expiry_left(message), held)
         kept = True
         for handler in handlers:
             try:
