@@ -105,11 +105,19 @@ class EventLog:
         return int(cursor.lastrowid or 0)
 
     def probe(self, at: float) -> None:
-        """One real, synced write: whether an append would be kept now (after a failure)."""
+        """One real, synced write: whether an append would be kept now (after a failure).
+        The file is opened again first: SQLite opens a file it cannot write read-only and
+        keeps it so, even once the file system is writable again."""
+        db: sqlite3.Connection | None = None
         try:
-            self._db.execute("INSERT OR REPLACE INTO probe (k, at) VALUES (1, ?)", (at,))
+            db = open_db(self.path, _SCHEMA)
+            db.execute("INSERT OR REPLACE INTO probe (k, at) VALUES (1, ?)", (at,))
         except (sqlite3.OperationalError, OSError) as exc:
+            if db is not None:
+                db.close()
             raise StorageFailed(f"event log {self.path}: {exc}") from exc
+        self._db.close()
+        self._db = db
 
     def current_day(self) -> tuple[Entry | None, list[Entry]]:
         """The latest ``day_open`` entry and every entry after it, in order."""

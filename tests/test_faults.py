@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,12 +25,24 @@ T = HallTopics("test-hall")
 
 
 async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue_offline(
-    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The log turns read-only mid-day: a key press still prints a ticket (from the lease),
     supervisors get an alert, health turns red, nothing changes in memory; once the log
     takes writes again the refused requests come back from the broker and every printed
     number is in the queue exactly once."""
+    from coordinator import eventlog
+
+    disk = {"read_only": False}  # the file system, as SQLite sees it (bench/faults.py: real)
+    real_open = eventlog.open_db
+
+    def open_db(path: Path, schema: str, **kw: Any) -> sqlite3.Connection:
+        db = real_open(path, schema, **kw)
+        if disk["read_only"]:
+            db.execute("PRAGMA query_only = 1")
+        return db
+
+    monkeypatch.setattr(eventlog, "open_db", open_db)
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
     alerts, health = inbox(), inbox()
@@ -47,7 +60,8 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
         keypad_bus.press(keypad, 2)
         await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
 
-        coordinator.eventlog._db.execute("PRAGMA query_only = 1")  # the disk went read-only
+        disk["read_only"] = True  # the disk went read-only
+        coordinator.eventlog._db.execute("PRAGMA query_only = 1")
         for _ in range(2):
             keypad_bus.press(keypad, 2)
         await printer.wait_for(lambda: len(printer.tickets) == 3, timeout=15)
@@ -59,7 +73,7 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
         assert "UNHEALTHY" in coordinator.status_line()
         assert [t.number for t in coordinator.engine.tickets] == ["B001"]
 
-        coordinator.eventlog._db.execute("PRAGMA query_only = 0")  # the disk is back
+        disk["read_only"] = False  # the disk is back
         await alerts.wait_for(lambda ps: any(a.kind == "storage_recovered" for a in ps))
         await health.wait_for(lambda ps: ps[-1].components[0].ok)
         async with asyncio.timeout(20):
