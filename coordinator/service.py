@@ -20,6 +20,7 @@ from typing import Any
 
 from coordinator.dispatch import load_core
 from coordinator.engine import Outcome
+from coordinator.eta import WaitEstimator
 from coordinator.eventlog import EventLog
 from coordinator.hallqueue import HallQueue, Submitted
 from coordinator.web.appointments import AppointmentBook, default_book_path
@@ -36,6 +37,7 @@ STATS_INTERVAL_S = 1.0
 ADVICE_EVERY_S = 60.0  # hall seconds between checks for express-window advice
 ADVICE_REPEAT_S = 600.0
 RECENT_ALERTS = 200
+ETA_STALE_S = 30.0     # hall seconds: waits are re-simulated at least this often
 
 # Called after every published outcome (and each stats refresh) with a small summary of
 # what changed; must not block (the web's live stream is one).
@@ -74,6 +76,11 @@ class Coordinator:
         self.queue.engine.day_hooks.append(self.register_bookings)
         self.register_bookings()
         replayed = self.queue.recover()
+        self.eta = WaitEstimator(self.queue.engine)
+        self.queue.engine.estimator = self.eta
+        self._eta_task: asyncio.Task[None] | None = None
+        self._eta_dirty = True
+        self._eta_shown: dict[str, tuple[int, int]] = {}
         log.info("recovered hall %s from %s: %d entries of the current day replayed",
                  cfg.hall.id, self.eventlog.path, replayed)
         self.session: Session | None = None
@@ -174,6 +181,8 @@ class Coordinator:
         finally:
             if self._refreshing is not None:
                 await cancel_and_wait(self._refreshing)
+            if self._eta_task is not None:
+                await cancel_and_wait(self._eta_task)
 
     async def _tick(self) -> None:
         async with self._lock:
@@ -187,6 +196,42 @@ class Coordinator:
                 self._stats_dirty = False
                 self._notify({"type": "stats", "rev": self.queue.seq})
             await self._advise()
+            self._estimate_waits()
+
+    def _estimate_waits(self) -> None:
+        """Wait estimates (``coordinator.eta``): after a change, once the last refresh's
+        cost allows (at most 5% of a core), the hall is captured here and played forward
+        in a worker thread; the queues whose shown range moved are republished."""
+        now = self.clock()
+        snap = self.eta.snapshot
+        stale = snap is None or now - snap.at > ETA_STALE_S
+        if not (self._eta_dirty or stale) or not self.eta.due():
+            return
+        if self._eta_task is not None and not self._eta_task.done():
+            return
+        self._eta_dirty = False
+        state = self.eta.capture(now)
+        self._eta_task = asyncio.create_task(self._simulate_waits(state))
+
+    async def _simulate_waits(self, state: dict[str, Any]) -> None:
+        try:
+            snapshot = await asyncio.to_thread(self.eta.simulate, state)
+        except Exception:
+            log.exception("wait estimates: the simulation failed (queueing estimate shown)")
+            return
+        async with self._lock:
+            self.eta.install(snapshot)
+            rev, now, changed = self.queue.seq, self.clock(), []
+            for code in self.engine.services:
+                queue = self.engine.queue_state(code, rev, now)
+                shown = queue.wait.bounds() if queue.wait is not None else (0, 0)
+                if self._eta_shown.get(code) != shown:
+                    self._eta_shown[code] = shown
+                    changed.append(code)
+                    if self.session is not None:
+                        await self._publish(self._topics.queue_state(code), queue)
+            if changed:
+                self._notify({"type": "estimates", "rev": rev, "services": changed})
 
     async def _advise(self) -> None:
         """Express-window advice (快速办理专窗) for supervisors: when a service's predicted
@@ -276,6 +321,7 @@ class Coordinator:
         if outcome.board_changed:
             await self._publish(t.board_state(), self.board_state(rev))
         self._stats_dirty = True
+        self._eta_dirty = True
         for event in outcome.events:
             if isinstance(event, m.AlertEvent):
                 self.alerts.appendleft((now, event))
