@@ -243,9 +243,10 @@ class WaitRange(Wire):
             hi = lo + 1
         return lo, hi
 
-    def zh(self) -> str:
+    def zh(self, dash: str = "–") -> str:
+        """``dash="-"`` for printers whose font is GB2312 only (no en dash)."""
         lo, hi = self.bounds()
-        return "1 分钟内" if self.high_min < 1 else f"约 {lo}–{hi} 分钟"
+        return "1 分钟内" if self.high_min < 1 else f"约 {lo}{dash}{hi} 分钟"
 
     def en(self) -> str:
         lo, hi = self.bounds()

@@ -75,6 +75,8 @@ def _schemas() -> dict[str, Any]:
         "materials": {"type": "array", "items": _STR},
         "state": {"enum": [s.value for s in m.TicketState]},
         "people_ahead": {"type": ["integer", "null"]}, "eta_min": {"type": ["number", "null"]},
+        "wait": {"type": ["object", "null"], "description": "WaitRange, with its words in "
+                 "zh and en (\"约 8–12 分钟\")"},
         "window": {"type": ["integer", "null"], "description": "set once called"},
         "issued_at": _STR, "called_at": {"type": ["string", "null"]}}}
     schemas["Alert"] = {"type": "object", "properties": {

@@ -19,9 +19,19 @@ def _iso(ts: float | None, tz: dt.tzinfo) -> str | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, tz).isoformat()
 
 
+def _wait_json(wait: Any) -> dict[str, Any] | None:
+    """The wait range and the words every public page shows for it (one wording:
+    ``WaitRange.zh``/``en``)."""
+    if wait is None:
+        return None
+    return {**wait.model_dump(mode="json"), "zh": wait.zh(), "en": wait.en()}
+
+
 def service_json(c: Any, code: str, now: float) -> dict[str, Any]:
     svc = c.engine.services[code]
-    queue = c.engine.queue_state(code, c.queue.seq, now).model_dump(mode="json")
+    state = c.engine.queue_state(code, c.queue.seq, now)
+    queue = state.model_dump(mode="json")
+    queue["wait"] = _wait_json(state.wait)
     target_s = svc.wait_target_min * 60.0
     oldest = queue.get("oldest_wait_s")
     return {
@@ -62,6 +72,7 @@ def ticket_json(c: Any, number: str) -> dict[str, Any] | None:
         "state": t.state.value, "priority": t.priority.value,
         "people_ahead": info.people_ahead if info else None,
         "eta_min": info.eta_min if info else None,
+        "wait": _wait_json(info.wait) if info else None,
         "window": t.window if t.state in (TicketState.CALLED, TicketState.SERVING) else None,
         "directed_window": t.directed,
         "issued_at": _iso(t.issued_at, tz), "called_at": _iso(t.called_at, tz),
