@@ -22,7 +22,7 @@ __all__ = [
     "fixed_text",
 ]
 
-CALL_FULL = "{ticket} → {window}号窗口"
+CALL_FULL = "请{ticket}号到{window}号窗口"
 CALL_COMPACT = "{ticket}→{window}"
 WAITING = "{service} 等候{count}人"
 COMFORT = "办税舒适度：{level}"
