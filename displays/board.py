@@ -1,8 +1,9 @@
 """The main hall board (综合屏) and zone boards: the latest calls, newest first, and a ticker.
 
 Layout, in 16-pixel rows: every row but the last shows calls, as many across as fit (the
-whole "请A023号到15号窗口" wherever it fits, else "A023→15"); the last row is a ticker (the notice, the comfort level, people waiting per service) that
-scrolls when it is wider than the board. A one-row board shows calls only. A call that
+whole "请A023号到15号窗口" wherever it fits, else "A023→15"); the last row is a ticker
+(the notice, the comfort level, people waiting per service) that scrolls when it is wider
+than the board. A one-row board shows calls only. A call that
 arrives while the board is running blinks off three times so heads turn; calls already on
 the board when it starts do not.
 """
