@@ -81,6 +81,7 @@ class Coordinator:
         self._eta_task: asyncio.Task[None] | None = None
         self._eta_dirty = True
         self._eta_shown: dict[str, tuple[int, int]] = {}
+        self._rev_seq = self._rev_sub = 0
         log.info("recovered hall %s from %s: %d entries of the current day replayed",
                  cfg.hall.id, self.eventlog.path, replayed)
         self.session: Session | None = None
@@ -174,6 +175,7 @@ class Coordinator:
         await self.publish_all()
         if ready is not None:
             ready.set()
+        learning = asyncio.create_task(self._learn_counter_times())
         try:
             while True:
                 await asyncio.sleep(STATS_INTERVAL_S)
@@ -183,6 +185,7 @@ class Coordinator:
                 await cancel_and_wait(self._refreshing)
             if self._eta_task is not None:
                 await cancel_and_wait(self._eta_task)
+            await cancel_and_wait(learning)
 
     async def _tick(self) -> None:
         async with self._lock:
@@ -213,6 +216,35 @@ class Coordinator:
         state = self.eta.capture(now)
         self._eta_task = asyncio.create_task(self._simulate_waits(state))
 
+    def _queue_rev(self, seq: int, *, bump: bool = False) -> int:
+        """A queue topic's revision: the log's sequence number in the high bits, and in
+        the low 16 how many times its wait estimate was republished since that entry, so
+        a republished estimate is newer than the state it updates and older than the next
+        change (receivers drop a revision not above the last)."""
+        if seq != self._rev_seq:
+            self._rev_seq, self._rev_sub = seq, 0
+        if bump:
+            self._rev_sub = min(self._rev_sub + 1, 0xFFFF)
+        return seq << 16 | self._rev_sub
+
+    async def _learn_counter_times(self) -> None:
+        """The wait estimates draw each service's counter times from its history in the
+        event log where there is enough of it (``learn_demand``), else from today's."""
+        from coordinator.simulation.learn import LearnError, learn_demand
+
+        try:
+            learned = await asyncio.to_thread(learn_demand, self.eventlog.path, self.cfg)
+        except LearnError as exc:
+            log.info("wait estimates: counter times from today only (%s)", exc)
+            return
+        except Exception:
+            log.exception("wait estimates: learning counter times failed")
+            return
+        self.eta.fits = {c: (f.mu, f.sigma) for c, f in learned.services.items()
+                         if f.learned and f.mu is not None and f.sigma is not None}
+        log.info("wait estimates: counter times learned for %s",
+                 ", ".join(sorted(self.eta.fits)) or "no service (too little history)")
+
     async def _simulate_waits(self, state: dict[str, Any]) -> None:
         try:
             snapshot = await asyncio.to_thread(self.eta.simulate, state)
@@ -221,15 +253,18 @@ class Coordinator:
             return
         async with self._lock:
             self.eta.install(snapshot)
-            rev, now, changed = self.queue.seq, self.clock(), []
+            rev, now = self.queue.seq, self.clock()
+            changed = []
             for code in self.engine.services:
-                queue = self.engine.queue_state(code, rev, now)
-                shown = queue.wait.bounds() if queue.wait is not None else (0, 0)
+                shown = self.engine.eta_range(None, code, now).bounds()
                 if self._eta_shown.get(code) != shown:
                     self._eta_shown[code] = shown
                     changed.append(code)
-                    if self.session is not None:
-                        await self._publish(self._topics.queue_state(code), queue)
+            if changed and self.session is not None:
+                qrev = self._queue_rev(rev, bump=True)
+                for code in changed:
+                    await self._publish(self._topics.queue_state(code),
+                                        self.engine.queue_state(code, qrev, now))
             if changed:
                 self._notify({"type": "estimates", "rev": rev, "services": changed})
 
@@ -285,7 +320,8 @@ class Coordinator:
         for number in self.engine.windows:
             await self._publish(t.window_state(number), self.engine.window_state(number, rev))
         for code in self.engine.services:
-            await self._publish(t.queue_state(code), self.engine.queue_state(code, rev, now))
+            await self._publish(t.queue_state(code),
+                                self.engine.queue_state(code, self._queue_rev(rev), now))
         await self._publish(t.board_state(), self.board_state(rev))
         await self._publish(t.stats_state(), self.engine.stats_state(rev))
         await self._publish_comfort(rev)
@@ -317,7 +353,8 @@ class Coordinator:
         for number in sorted(outcome.windows):
             await self._publish(t.window_state(number), self.engine.window_state(number, rev))
         for code in sorted(outcome.services):
-            await self._publish(t.queue_state(code), self.engine.queue_state(code, rev, now))
+            await self._publish(t.queue_state(code),
+                                self.engine.queue_state(code, self._queue_rev(rev), now))
         if outcome.board_changed:
             await self._publish(t.board_state(), self.board_state(rev))
         self._stats_dirty = True
