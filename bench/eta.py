@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--replications", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--spread", type=float, default=SPREAD,
-                        help="widening of the simulated range, share of the wait per side")
+                        help="widening of the simulated range, minutes per side")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cfg = load_config(args.config)

@@ -35,10 +35,10 @@ from hallq.messages import TicketState, WindowStatus
 
 RATE_LOOKBACK_S = 1800.0   # arrivals expected at the rate of the last half hour
 HORIZON_S = 3600.0         # arrivals are drawn this far ahead (all waiting are called anyway)
-# A ticket's range from eight replications is narrower than the spread of its real call
-# (few samples, a refresh up to seconds old): it is widened by this share of the wait on
-# each side; set on the average filing day (bench/eta.py, BENCHMARKS.md).
-SPREAD = 0.08
+# A range read from eight replications is narrower than the spread of the real call (few
+# samples, a refresh up to seconds old): it is widened by this many minutes on each side;
+# set on the average filing day (bench/eta.py, BENCHMARKS.md).
+SPREAD = 0.2
 LOW_Q, HIGH_Q = 0.1, 0.9
 _NORMAL = statistics.NormalDist()
 
@@ -263,8 +263,8 @@ class WaitEstimator:
                spread: float | None = None) -> m.WaitRange:
         widen = self.spread if spread is None else spread
         p50 = max(0.0, p50_s) / 60.0
-        low = max(0.0, low_s / 60.0 - widen * p50)
-        high = max(p50, high_s / 60.0 + widen * p50)
+        low = max(0.0, low_s / 60.0 - widen)
+        high = max(p50, high_s / 60.0 + widen)
         floor = min(floor_min, 999.0)
         return m.WaitRange(p50_min=round(min(999.0, max(p50, floor)), 1),
                            low_min=round(min(999.0, max(low, floor)), 1),

@@ -171,6 +171,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await book.set_viewport_size({"width": 390, "height": 844})
                 await book.goto(url + "/book")
                 await book.wait_for_selector("#slots input:not([disabled])")
+                assert (await book.locator("#day option").first.inner_text()).endswith(
+                    "周一 Mon")   # the FakeClock's day, 2026-11-30, with its weekday
                 await book.click("#slots input:not([disabled])")
                 await book.click("#submit")
                 await book.wait_for_selector("#result:not([hidden])")
