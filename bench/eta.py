@@ -15,7 +15,7 @@ The estimator's counter times are the demand's (what ``learn_demand`` gives for 
 with history); the refresh cost is measured and reported as the share of a core the live
 coordinator spends at its refresh rate.
 
-Usage: python bench/eta.py [--days quiet,average,peak] [--refresh 30] [--json]
+Usage: python bench/eta.py [--days quiet,average,peak] [--volume 9000] [--refresh 30] [--json]
 """
 
 from __future__ import annotations
@@ -80,13 +80,13 @@ def _old_eta(engine: Engine, service: str, ahead: int) -> float:
 
 
 def run_day(cfg: Any, core_cls: type[Any], demand: Demand, label: str, dom: int | None,
-            *, seed: int, tick_s: float, refresh_s: float, replications: int,
+            *, volume: float, seed: int, tick_s: float, refresh_s: float, replications: int,
             spread: float
             ) -> dict[str, Any]:
     sim = sim_config(cfg)
     day = sim_day(dom)
     skills = configured_skills(cfg)
-    (arrivals,) = draw_days(cfg, demand, volume=CALIBRATED_VOLUME, day_of_month=dom,
+    (arrivals,) = draw_days(cfg, demand, volume=volume, day_of_month=dom,
                             replications=1, seed=seed, no_show=NO_SHOW)
     opens = sim.hall.open_hours[0][0]
     start_s = opens.hour * 3600.0 + opens.minute * 60.0 - tick_s   # first ask at opening
@@ -183,6 +183,8 @@ def main() -> None:
                         help="hall seconds between simulation refreshes")
     parser.add_argument("--replications", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--volume", type=float, default=CALIBRATED_VOLUME,
+                        help="arrivals of an average filing day")
     parser.add_argument("--spread", type=float, default=SPREAD,
                         help="widening of the simulated range, minutes per side")
     parser.add_argument("--json", action="store_true")
@@ -190,11 +192,12 @@ def main() -> None:
     cfg = load_config(args.config)
     core_cls = load_core("auto")
     demand = Demand.for_services([s.code for s in cfg.services])
-    out: dict[str, Any] = {"core": core_kind(core_cls), "volume": CALIBRATED_VOLUME,
+    out: dict[str, Any] = {"core": core_kind(core_cls), "volume": args.volume,
                            "tick_s": args.tick, "refresh_s": args.refresh,
                            "replications": args.replications, "days": []}
     for label in args.days.split(","):
-        res = run_day(cfg, core_cls, demand, label, DAYS[label], seed=args.seed,
+        res = run_day(cfg, core_cls, demand, label, DAYS[label], volume=args.volume,
+                      seed=args.seed,
                       tick_s=args.tick, refresh_s=args.refresh,
                       replications=args.replications, spread=args.spread)
         out["days"].append(res)
