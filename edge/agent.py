@@ -8,7 +8,6 @@ until cancelled. Board agents (LED boards, voice) live in :mod:`edge.board`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from firmware_bridge.devices.keypad import ServiceKey
 from firmware_bridge.seqstore import EventSeqStore
 from firmware_bridge.timing import LinkTiming
 from firmware_bridge.wiring import wire_devices
-from hallq.aio import cancel_and_wait
+from hallq.aio import BackgroundTasks
 from hallq.bus import Session
 from hallq.config import Agent, HallConfig
 from hallq.sdnotify import Notifier, supervised
@@ -100,23 +99,20 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
             panels = Panels(cfg, agent.devices, session, wiring.drivers, worker.health,
                             emulate=simulate_all,
                             output_dir=cfg.runtime.state_dir / "boards" / agent.id)
-            async with panels:
-                feeders = [asyncio.create_task(_feed(link.updates(), events))
-                           for link in wiring.links.values()]
-                chores = [asyncio.create_task(panels.run())] if panels.wanted else []
+            async with panels, BackgroundTasks(agent.id) as chores:
+                for link in wiring.links.values():
+                    chores.spawn(_feed(link.updates(), events), name=f"feed {link.port}")
+                if panels.wanted:
+                    chores.spawn(panels.run(), name="panels")
                 if isinstance(worker, DispenserAgent):
-                    chores += [asyncio.create_task(_every(LEASE_CHECK_S, worker.top_up_leases)),
-                               asyncio.create_task(_every(PRINTER_POLL_S, worker.poll_printer))]
+                    chores.spawn(_every(LEASE_CHECK_S, worker.top_up_leases), name="leases")
+                    chores.spawn(_every(PRINTER_POLL_S, worker.poll_printer), name="printer")
                 if ready is not None:
                     await session.wait_connected()
                     ready.set()
-                try:
-                    async with supervised(Notifier.from_env(), session.wait_connected(),
-                                          lambda: status_line(session, worker.health)):
-                        await _dispatch(worker, events)
-                finally:
-                    for task in feeders + chores:
-                        await cancel_and_wait(task)
+                async with supervised(Notifier.from_env(), session.wait_connected(),
+                                      lambda: status_line(session, worker.health)):
+                    await _dispatch(worker, events)
         finally:
             for item in gpio:
                 item.close()
@@ -163,21 +159,13 @@ async def _dispatch(worker: DispenserAgent | WindowAgent | BoardWorker,
                     events: asyncio.Queue[Any]) -> None:
     """Dispensers serve one key press at a time; window pads each get their own turn so a
     slow reply at one window never holds up the others."""
-    running: set[asyncio.Task[None]] = set()
-    try:
+    async with BackgroundTasks(f"{worker.agent.id} pads") as running:
         while True:
             update = await events.get()
             if isinstance(worker, DispenserAgent):
                 await _guarded(worker, update)
-                continue
-            task = asyncio.create_task(_guarded(worker, update))
-            running.add(task)
-            task.add_done_callback(running.discard)
-    finally:
-        for task in running:
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*running, return_exceptions=True)
+            else:
+                running.spawn(_guarded(worker, update))
 
 
 async def _guarded(worker: DispenserAgent | WindowAgent | BoardWorker, update: Any) -> None:
