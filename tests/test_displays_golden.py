@@ -27,6 +27,8 @@ from displays.strip import StripSpec, WindowStrip
 from hallq.config import HallConfig, load_config
 from hallq.messages import BoardCall, BoardState, WindowState, WindowStatus
 
+from .ci import in_ci
+
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("HALLQ_UPDATE_GOLDEN") == "1"
 T0 = dt.datetime(2026, 11, 30, 9, 30, tzinfo=dt.UTC)
@@ -35,6 +37,9 @@ FONT = BitmapFont([BUNDLED_FONT])
 
 def check(name: str, frame: Image.Image, tmp_path: Path) -> None:
     path = GOLDEN / f"{name}.png"
+    if UPDATE and in_ci():
+        pytest.fail("HALLQ_UPDATE_GOLDEN=1 under CI: references are updated by a person who "
+                    "looks at them, never by the run that is checking them")
     if UPDATE:
         GOLDEN.mkdir(exist_ok=True)
         frame.save(path, optimize=True)

@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import logging
 import math
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -76,6 +75,7 @@ from coordinator.simulation.profile import (
 from hallq import messages as m
 from hallq.config import HallConfig, load_config, parse_config
 
+from .ci import missing
 from .halls import at, small_hall, small_hall_text
 
 END = dt.date(2026, 10, 31)
@@ -434,9 +434,7 @@ def test_a_month_of_simulated_waits_is_fast_with_the_compiled_core(liwan: HallCo
     try:
         load_core("compiled")
     except ImportError as exc:
-        if os.environ.get("CI"):  # as the core_cls fixture: CI must have it built
-            raise
-        pytest.skip(f"compiled dispatch core not built: {exc}")
+        missing(f"the compiled dispatch core: {exc}")
     history = generate_history(liwan, 3, seed=1, end=END)
     fc = forecast_from(liwan, history, days=30)
     assert fc.waits is not None and fc.waits.core == "compiled"
