@@ -16,6 +16,7 @@ from typing import Any
 
 from edge.dispenser import DispenserAgent
 from edge.gpio import Buttons, Indicators, make_pin_factory, split_pins
+from edge.hall_devices import serial_devices
 from edge.health import Health, report_link_health
 from edge.leases import LeaseBook
 from edge.panels import Panels
@@ -28,7 +29,7 @@ from firmware_bridge.timing import LinkTiming
 from firmware_bridge.wiring import wire_devices
 from hallq.aio import BackgroundTasks
 from hallq.bus import Session
-from hallq.config import Agent, HallConfig
+from hallq.config import Agent, HallConfig, device_services
 from hallq.sdnotify import Notifier, supervised
 
 log = logging.getLogger("hallq.edge")
@@ -47,7 +48,7 @@ def _gpio_event(agent: Agent, device_id: str, window: int | None, name: str) -> 
     if agent.role == "window":
         key = PadKey.__members__.get(name.upper())
         return None if key is None else PadKeyPress(device_id, 0, window, key)
-    services = [s for d in agent.devices if d.id == device_id for s in (d.services or [])]
+    services = [s for d in agent.devices if d.id == device_id for s in device_services(d) or []]
     if name in services:
         return ServiceKey(device_id, 0, services.index(name) + 1, name)
     return None
@@ -58,7 +59,7 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
                     ready: asyncio.Event | None = None, timing: LinkTiming | None = None) -> None:
     """Serve one agent until cancelled (SIGTERM/SIGINT in the CLI)."""
     agent = cfg.agent(agent_id)
-    wiring = wire_devices(agent.devices, id_hash_key=cfg.security.id_hash_key,
+    wiring = wire_devices(serial_devices(agent.devices), id_hash_key=cfg.security.id_hash_key,
                           sim_dir=sim_dir, simulate_all=simulate_all, timing=timing,
                           seq_store=EventSeqStore(cfg.runtime.state_dir /
                                                   f"event-seq-{cfg.hall.id}-{agent.id}.sqlite"))

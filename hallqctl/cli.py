@@ -182,6 +182,31 @@ def agent(config_file: Path, agent_id: str, sim_dir: Path | None, simulate_all: 
 
 
 
+@main.command("sim-devices")
+@config_option
+@click.option("--device", "agent_id", required=True, help="the agent id from the hall file")
+@click.option("--sim-dir", type=click.Path(path_type=Path), required=True,
+              help="where the pty links are made (the agent's --sim-dir)")
+def sim_devices(config_file: Path, agent_id: str, sim_dir: Path) -> None:
+    """Simulate one agent's serial devices on ptys; type commands to press keys (help)."""
+    import asyncio
+
+    from edge.hall_devices import serial_devices
+    from firmware_bridge.sim.__main__ import serve
+    from firmware_bridge.sim.hall import simulate_devices
+
+    cfg = _load(config_file)
+    try:
+        agent = cfg.agent(agent_id)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--device") from None
+    hall = simulate_devices(serial_devices(agent.devices), sim_dir)
+    try:
+        asyncio.run(serve(hall))
+    except KeyboardInterrupt:
+        pass
+
+
 @main.command()
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
               help="the hall's TOML file (default: the example Liwan hall)")

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from coordinator.simulation.profile import HALF_HOURS, MIX, SERVICE_MIN, filing_factor
-from hallq.config import BrokerConfig, HallConfig
+from hallq.config import BrokerConfig, CallPadDevice, HallConfig, RatingPadDevice
 
 log = logging.getLogger("hallqctl.demo")
 
@@ -213,9 +213,9 @@ def _staffing(cfg: HallConfig) -> list[tuple[int, str, str | None]]:
     ratings: dict[int, str] = {}
     for agent in cfg.agents:
         for dev in agent.devices:
-            if dev.window is not None and dev.kind == "call_pad":
+            if isinstance(dev, CallPadDevice):
                 pads[dev.window] = dev.id
-            elif dev.window is not None and dev.kind == "rating_pad":
+            elif isinstance(dev, RatingPadDevice):
                 ratings[dev.window] = dev.id
     return [(w, pads[w], ratings.get(w)) for w in sorted(pads)]
 
@@ -272,6 +272,7 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
 
     from coordinator.service import Coordinator, web_dashboard
     from edge.agent import run_agent
+    from edge.hall_devices import serial_devices
     from firmware_bridge.sim.hall import SimulatedHall, simulate_devices
     from firmware_bridge.timing import LinkTiming
     from hallq.aio import cancel_and_wait
@@ -302,7 +303,7 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
                 for agent in cfg.agents:
                     sim_dir = work / "sim" / agent.id
                     hall = await stack.enter_async_context(
-                        simulate_devices(agent.devices, sim_dir))
+                        simulate_devices(serial_devices(agent.devices), sim_dir))
                     halls.append(hall)
                     sims.update(hall.devices)
                     agent_ready = asyncio.Event()
