@@ -264,9 +264,11 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
                    duration: float | None = None, volume: int = 2400,
                    broker_url: str | None = None, state_dir: Path | None = None,
                    live: bool = True, on_ready: Callable[[Any], None] | None = None,
-                   seed: int = 7, http_port: int | None = None) -> list[str]:
+                   seed: int = 7, http_port: int | None = None,
+                   until: Callable[[Any], bool] | None = None) -> list[str]:
     """Run the demo; returns the day's KPI lines (also printed). ``http_port`` overrides
-    the dashboard's port (0 turns it off)."""
+    the dashboard's port (0 turns it off); ``until(engine)``, checked twice a second, ends
+    it early (a test waits for what it checks, with ``duration`` as the limit)."""
     from rich.console import Console
     from rich.live import Live
 
@@ -329,7 +331,8 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
                             await _wait(duration, lambda: screen.update(
                                 summary_table(coordinator.engine, clock, traffic.stats)))
                     else:
-                        await _wait(duration, lambda: None)
+                        await _wait(duration, lambda: None,
+                                    until and (lambda: until(coordinator.engine)))
                 finally:
                     for task in reversed(tasks):
                         await cancel_and_wait(task)
@@ -341,8 +344,11 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
     return lines
 
 
-async def _wait(duration: float | None, tick: Callable[[], None]) -> None:
+async def _wait(duration: float | None, tick: Callable[[], None],
+                done: Callable[[], bool] | None = None) -> None:
     start = time.monotonic()
     while duration is None or time.monotonic() - start < duration:
         await asyncio.sleep(0.5)
         tick()
+        if done is not None and done():
+            return
