@@ -332,7 +332,7 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
                                 summary_table(coordinator.engine, clock, traffic.stats)))
                     else:
                         await _wait(duration, lambda: None,
-                                    until and (lambda: until(coordinator.engine)))
+                                    None if until is None else lambda: until(coordinator.engine))
                 finally:
                     for task in reversed(tasks):
                         await cancel_and_wait(task)
