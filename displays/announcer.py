@@ -22,7 +22,6 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Literal, Self
 
 from displays.errors import VoiceError
@@ -89,12 +88,7 @@ class Announcer:
             self._background.spawn(self._run())
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self._background.close()
 
     def submit(self, event: CallEvent) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import TracebackType
 from typing import Protocol, Self
 
 from PIL import Image
@@ -74,12 +73,7 @@ class SerialLedSink:
             self._background.spawn(self._sender())
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
         await self._background.close()
 

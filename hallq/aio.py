@@ -7,7 +7,6 @@ import asyncio
 import logging
 import random
 from collections.abc import Coroutine
-from types import TracebackType
 from typing import Any, Self
 
 __all__ = ["BackgroundTasks", "backoff_delay", "cancel_and_wait"]
@@ -62,12 +61,7 @@ class BackgroundTasks:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
 
