@@ -6,7 +6,9 @@ with the kernel-style priority prefix (``<3>`` error .. ``<7>`` debug) journald 
 ``journalctl -p warning`` shows the warnings and errors instead of treating every line as
 info. The prefix is written only when stderr really is the journal stream
 (``$JOURNAL_STREAM`` names its device and inode), never on a terminal or into a file.
-On a terminal a field engineer wants plain text. Either way a filter masks anything
+On a terminal a field engineer wants plain text. Control characters in a message
+(a newline or terminal escape inside a device's payload) are escaped, so one record is
+one line and cannot forge another. Either way a filter masks anything
 shaped like a Chinese resident ID-card number (18 characters: 17 digits and a digit or X),
 because a log line must never leak one even if some code formats a raw card read into a
 message.
@@ -28,6 +30,7 @@ __all__ = [
     "IdCardRedactor",
     "JsonFormatter",
     "JournalPriority",
+    "escape_controls",
     "redact",
     "running_under_systemd",
     "setup_logging",
@@ -38,11 +41,17 @@ _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Not part of a longer digit run, so order numbers and timestamps are left alone.
 _ID_CARD = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 _MASK = "[id-redacted]"
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _HANDLER_NAME = "hallq-root"
 
 
 def redact(text: str) -> str:
     return _ID_CARD.sub(_MASK, text)
+
+
+def escape_controls(text: str) -> str:
+    """``\\n``, ``\\x1b``... for every C0/C1 control character but tab."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class IdCardRedactor(logging.Filter):
@@ -53,7 +62,7 @@ class IdCardRedactor(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):  # a bad format string: the handler reports it
             return True
-        clean = redact(message)
+        clean = escape_controls(redact(message))
         if clean != message or record.args:
             record.msg, record.args = clean, None
         if record.exc_info and not record.exc_text:
