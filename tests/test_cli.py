@@ -82,18 +82,18 @@ def test_sim_devices_serves_an_agents_serial_devices_on_ptys(tmp_path: Path) -> 
     hall_file.write_text(small_hall_text().replace("/dev/ttyUSB0", "sim:rs485"),
                          encoding="utf-8")
     sim_dir = tmp_path / "sim"
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", "from hallqctl.cli import main; main()", "sim-devices",
          "--config", str(hall_file), "--device", "pi-w1", "--sim-dir", str(sim_dir)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # printed once the simulators serve
-        assert line.startswith(f"bus {sim_dir}") and "addresses [1, 2, 11]" in line, line
-        assert any(p.name.startswith("rs485") for p in sim_dir.iterdir())
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()  # printed once the simulators serve
+            assert line.startswith(f"bus {sim_dir}") and "addresses [1, 2, 11]" in line, line
+            assert any(p.name.startswith("rs485") for p in sim_dir.iterdir())
+        finally:
+            proc.terminate()
     bad = CliRunner().invoke(main, ["sim-devices", "--config", str(hall_file), "--device",
                                     "pi-x", "--sim-dir", str(sim_dir)])
     assert bad.exit_code == 2 and "unknown agent 'pi-x'" in bad.output
