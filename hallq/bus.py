@@ -36,6 +36,7 @@ from hallq import __version__
 from hallq.aio import cancel_and_wait
 from hallq.contract import TopicSpec, spec_for
 from hallq.errors import NotConnected, PayloadError, RequestTimeout, TopicError
+from hallq.logsetup import escape_controls, redact
 from hallq.messages import (
     ErrorReport,
     Message,
@@ -191,6 +192,9 @@ class Session:
         self.connects = 0
         self.attempts = 0
         self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
+        # Asked with the topic of each routed message before it is parsed or validated;
+        # False drops it unanswered (the coordinator's per-client rate limit).
+        self.admit: Callable[[str], bool] | None = None
 
     def _has_replies(self) -> bool:
         from hallq.contract import CLIENT_TOPICS
@@ -372,10 +376,11 @@ class Session:
             try:
                 await self._dispatch(message)
             except Exception:
-                # past the handlers' own guard (a bug): acknowledge anyway, or the broker
-                # would hand the same message back after every reconnect
-                self._ack(client, message)
-                raise
+                # past the handlers' own guard (a bug): acknowledge it and serve on. Raising
+                # would restart the session, and the broker would hand the same message
+                # back after every reconnect: one client could keep us flapping.
+                log.exception("%s: message on %s dropped", self.client_id,
+                              message.topic.value)
             self._ack(client, message)
 
     def _ack(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
@@ -540,6 +545,8 @@ class Session:
         if not handlers:
             log.debug("%s: no route for %s (ignored)", self.client_id, topic)
             return
+        if self.admit is not None and not self.admit(topic):
+            return
         if not raw and message.retain:
             return
         try:
@@ -619,9 +626,22 @@ class Session:
     async def _report(
         self, topic: str, code: RejectCode, text: str, field: str | None
     ) -> None:
+        """Log and publish what was rejected. Everything quoted came from a client, so it is
+        redacted, escaped and cut to the report's limits here, whoever built it: a report
+        that failed its own validation would end the session (issue 12)."""
         log.warning("%s: rejected message on %s: %s", self.client_id, topic, text)
-        report = ErrorReport(topic=topic[:300], code=code, message=text[:1000], field=field)
         try:
+            report = ErrorReport(
+                topic=_clip(topic, 300), code=code, message=_clip(text, 1000),
+                field=None if field is None else _clip(field, 200),
+            )
             await self.publish(self.error_topic, report)
         except (NotConnected, aiomqtt.MqttError) as exc:
             log.warning("%s: could not report the error: %s", self.client_id, exc)
+        except Exception:  # never let a report take the session down
+            log.exception("%s: could not build the error report", self.client_id)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = escape_controls(redact(text))
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -4,7 +4,9 @@ Under systemd, stderr goes to the journal; one JSON object per line keeps fields
 level, exception) machine-readable for ``journalctl -o cat | jq``. On a terminal a field
 engineer wants plain text. Either way a filter masks anything shaped like a Chinese
 resident ID-card number (18 characters: 17 digits and a digit or X), because a log line
-must never leak one even if some code formats a raw card read into a message.
+must never leak one even if some code formats a raw card read into a message, and escapes
+control characters (newline, ESC...), because a field a device sent must not be able to
+forge a log line or drive the engineer's terminal.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TextIO
 __all__ = [
     "LEVEL_ENV",
     "IdCardRedactor",
+    "escape_controls",
     "JsonFormatter",
     "redact",
     "running_under_systemd",
@@ -35,25 +38,47 @@ _MASK = "[id-redacted]"
 _HANDLER_NAME = "hallq-root"
 
 
+# C0 and C1 controls, DEL, and the Unicode line/paragraph separators a terminal or a log
+# viewer may break a line on
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
+
+
 def redact(text: str) -> str:
     return _ID_CARD.sub(_MASK, text)
 
 
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` on one line: control characters shown as ``\\n``, ``\\e``, ``\\x07``..."""
+    if keep_newlines:
+        return "\n".join(_CONTROLS.sub(_escaped, line) for line in text.split("\n"))
+    return _CONTROLS.sub(_escaped, text)
+
+
 class IdCardRedactor(logging.Filter):
-    """Rewrites the record's message (arguments merged in) with ID-card numbers masked."""
+    """Rewrites the record's message (arguments merged in) with ID-card numbers masked and
+    control characters escaped, so every formatter writes one line per record. A traceback
+    keeps its own line breaks; anything else in it is escaped the same way."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except (TypeError, ValueError):  # a bad format string: the handler reports it
             return True
-        clean = redact(message)
+        clean = escape_controls(redact(message))
         if clean != message or record.args:
             record.msg, record.args = clean, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = escape_controls(redact(record.exc_text), keep_newlines=True)
         return True
 
 
