@@ -40,7 +40,8 @@ LEASE_CHECK_S = 60.0
 
 def make_session(cfg: HallConfig, agent: Agent) -> Session:
     return Session(cfg.broker.for_client(agent.id, agent.credentials), hall=cfg.hall.id,
-                   role=agent.role, client_id=agent.id, state_dir=cfg.runtime.state_dir, outbox_max=cfg.runtime.outbox_max)
+                   role=agent.role, client_id=agent.id, state_dir=cfg.runtime.state_dir,
+                   outbox_max=cfg.runtime.outbox_max)
 
 
 def _gpio_event(agent: Agent, device_id: str, window: int | None, name: str) -> Any:
