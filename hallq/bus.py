@@ -30,6 +30,7 @@ from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel
 
 from hallq import __version__
@@ -359,11 +360,11 @@ class Session:
         if self.reply_topic is not None:
             early.insert(0, self.reply_topic)
         if early:
-            await client.subscribe([(f, 1) for f in early])
+            await client.subscribe([self._subscription(f) for f in early])
         await client.publish(
             self.status_topic, self._presence_payload("online"), qos=1, retain=True
         )
-        await client.subscribe([(f, 1) for f in dict.fromkeys(late)])
+        await client.subscribe([self._subscription(f) for f in dict.fromkeys(late)])
         log.info(
             "%s: connected to %s (MQTT %s, boot %d)",
             self.client_id, self.broker.url, "5" if self._v5 else "3.1.1", self._boot,
@@ -529,7 +530,15 @@ class Session:
         self._routes.append((check_filter(topic_filter), handler))
         client = self._client
         if client is not None:
-            await client.subscribe(topic_filter, qos=1)
+            await client.subscribe([self._subscription(topic_filter)])
+
+    def _subscription(self, topic_filter: str) -> tuple[str, Any]:
+        """QoS 1; on MQTT 5 also "retain as published", so a message its sender published
+        retained says so when it arrives live too (the coordinator refuses retained
+        commands). On 3.1.1 only a copy from the broker's retained store is flagged."""
+        if self._v5:
+            return topic_filter, SubscribeOptions(qos=1, retainAsPublished=True)
+        return topic_filter, 1
 
     async def _dispatch(self, message: aiomqtt.Message) -> None:
         topic = message.topic.value

@@ -163,7 +163,6 @@ def mosquitto_conf(cfg: HallConfig, broker_dir: Path, *, port: int, bind: str | 
         "# publish only its own role's topics (see hallq/acl.py and SECURITY.md).",
         "per_listener_settings false",
         "allow_anonymous false",
-        "use_username_as_clientid true",
         f"password_file {d}/passwd",
         f"acl_file {d}/acl",
         "# Nagle + delayed ACKs add ~44 ms per hop on a quiet LAN (FIELD-NOTES.md).",
@@ -177,6 +176,8 @@ def mosquitto_conf(cfg: HallConfig, broker_dir: Path, *, port: int, bind: str | 
         f"certfile {d}/server.crt",
         f"keyfile {d}/server.key",
         "tls_version tlsv1.2",
+        "# a listener option: placed before any listener it would open a default one on 1883",
+        "use_username_as_clientid true",
     ]
     if run_as:
         lines += ["", f"user {run_as}"]
