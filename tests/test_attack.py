@@ -35,7 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from hallq import messages as m
 from hallq.config import HallConfig, parse_config
 from hallq.contract import CLIENT_TOPICS
-from hallq.topics import Action, HallTopics, Role
+from hallq.topics import HallTopics, Role
 from hallq.ulid import new_ulid
 from hallqctl.mosquitto import Mosquitto, free_port
 from hallqctl.provision import provision
