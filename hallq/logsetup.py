@@ -25,6 +25,7 @@ __all__ = [
     "IdCardRedactor",
     "escape_controls",
     "JsonFormatter",
+    "TextFormatter",
     "redact",
     "running_under_systemd",
     "setup_logging",
@@ -82,6 +83,16 @@ class IdCardRedactor(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """Plain text for a terminal. The message is one line already (the filter escaped it);
+    a traceback's lines are marked ``| `` so that nothing in one -- an exception message
+    quoting a device's text -- can pass for a record of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        first, *rest = super().format(record).split("\n")
+        return "\n".join([first, *(f"| {line}" for line in rest)])
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; journald adds host and unit, so they are not repeated."""
 
@@ -134,7 +145,7 @@ def setup_logging(
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+            TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
