@@ -70,10 +70,10 @@ class Client:
     """A raw paho MQTT 5 client, so the broker's reason codes are seen as they are."""
 
     def __init__(self, port: int, ca: Path, user: str | None, password: str | None,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, *, v5: bool = True) -> None:
         self.port = port
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or user or "",
-                             protocol=mqtt.MQTTv5)
+                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
         if user is not None:
             self.c.username_pw_set(user, password)
         self.c.tls_set(ca_certs=str(ca))
@@ -124,6 +124,7 @@ class Client:
         """Publish at QoS 1 and return the PUBACK reason code."""
         info = self.c.publish(topic, payload, qos=1, retain=retain)
         await self.wait(lambda: info.mid in self.acks, 10)
+        assert info.mid in self.acks, (topic, self.c.is_connected(), info.rc)
         return int(self.acks[info.mid].value)
 
     def close(self) -> None:
@@ -261,10 +262,14 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
             watch = clients["operator"] = Client(port, ca, "operator", password("operator"))
             assert await watch.connect() == 0
             await watch.subscribe(f"hallq/v1/{HALL}/#")
+            async def log_in(name: str) -> Client:
+                client = clients[name] = Client(port, ca, name, password(name))
+                assert await client.connect() == 0, f"{name} cannot log in"
+                await client.subscribe(f"hallq/v1/{HALL}/#")
+                return client
+
             for name in ATTACKERS:
-                clients[name] = Client(port, ca, name, password(name))
-                assert await clients[name].connect() == 0, f"{name} cannot log in"
-                await clients[name].subscribe(f"hallq/v1/{HALL}/#")
+                await log_in(name)
 
             # controls: the same identities' legitimate commands do have an effect
             d1, w1, desk = clients["pi-d1"], clients["pi-w1"], clients["desk-1"]
@@ -361,6 +366,33 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
                       retain=True)
             await desk.publish(sup_cmd, b"", retain=True)
 
+            # 1b. the same on MQTT 3.1.1, where the broker drops a denied publish without a
+            # word: each identity then publishes a marker on its own health topic, and the
+            # broker keeps one client's messages in order, so once the operator sees the
+            # marker it would have seen anything before it that got through
+            for name in ATTACKERS:
+                clients[name].close()  # one login, one connection: the broker binds them
+                old = clients[name] = Client(port, ca, name, password(name), v5=False)
+                assert await old.connect() == 0
+                seen = len(watch.got)
+                tried = foreign_topics(name)
+                for topic in tried:
+                    payload, retain = forged(topic)
+                    await old.publish(topic, payload, retain=retain)
+                marker = m.encode(m.DeviceHealth(rev=1, components=[]))
+                own_health = T.health(ROLES[name], name)
+                await old.publish(own_health, marker)
+                expected = (own_health, marker)
+                assert await watch.wait(lambda e=expected, n=seen: any(  # type: ignore[misc]
+                    (t, p) == e for t, p, _ in watch.got[n:]))
+                through = {t for t, _, _ in watch.got[seen:]} & set(tried)
+                for topic in tried:
+                    report.note(f"{name} (3.1.1)", "effect" if topic in through else "broker",
+                                topic)
+                old.close()
+                await log_in(name)
+            d1, desk = clients["pi-d1"], clients["desk-1"]
+
             # 3. outsiders and a stolen login under the coordinator's client id
             async def login(what: str, user: str | None, secret: str | None,
                             client_id: str | None = None) -> Client:
@@ -382,6 +414,14 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
                         else "effect", "forged coordinator presence")
             thief.close()
             assert session.connects == 1, "the coordinator was kicked off the broker"
+            impostor = Client(port, ca, "pi-w1", password("pi-w1"), client_id="pi-d1")
+            assert await impostor.connect() == 0  # renamed pi-w1 by the broker
+            rc = await impostor.publish(T.req("pi-d1"), m.encode(
+                m.IssueRequest(kind="issue", service="invoice")))
+            report.note("pi-w1 as client id pi-d1", "broker" if rc == NOT_AUTHORISED
+                        else "effect", "a ticket request as the dispenser")
+            impostor.close()
+            assert clients["pi-d1"].c.is_connected(), "the dispenser was kicked off"
             # the broker made the thief pi-b1: it could only take over its own session
             clients["pi-b1"].close()
             flooder = clients["pi-b1"] = Client(port, ca, "pi-b1", password("pi-b1"))
