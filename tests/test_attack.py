@@ -383,7 +383,7 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
                 own_health = T.health(ROLES[name], name)
                 await old.publish(own_health, marker)
                 expected = (own_health, marker)
-                assert await watch.wait(lambda e=expected, n=seen: any(  # type: ignore[misc]
+                assert await watch.wait(lambda e=expected, n=seen: any(
                     (t, p) == e for t, p, _ in watch.got[n:]))
                 through = {t for t, _, _ in watch.got[seen:]} & set(tried)
                 for topic in tried:
