@@ -248,8 +248,9 @@ class BrokerConfig(_Model):
     def for_client(self, client_id: str, credentials: Path | None = None) -> BrokerConfig:
         """How ``client_id`` logs in: with its provisioned credentials directory (given, or
         ``credentials_dir/client_id`` when that exists) the user name is the client id
-        (the broker binds the two), the password is the directory's ``password`` and its
-        ``ca.crt`` verifies the broker; without one, this config as it is."""
+        (the broker binds the two), the password is the directory's ``password``, its
+        ``ca.crt`` verifies the broker and its ``client.crt``/``client.key``, when there,
+        prove the client; without one, this config as it is."""
         if credentials is None and self.credentials_dir is not None:
             candidate = self.credentials_dir / client_id
             credentials = candidate if candidate.is_dir() else None
@@ -269,6 +270,9 @@ class BrokerConfig(_Model):
         ca = credentials / "ca.crt"
         if tls.ca_file is None and ca.is_file():
             tls = tls.model_copy(update={"ca_file": ca})
+        cert, key = credentials / "client.crt", credentials / "client.key"
+        if tls.cert_file is None and cert.is_file() and key.is_file():
+            tls = tls.model_copy(update={"cert_file": cert, "key_file": key})
         return self.model_copy(update={"username": client_id, "password": SecretStr(secret),
                                        "password_file": None, "tls": tls})
 

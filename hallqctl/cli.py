@@ -123,11 +123,13 @@ def acl(config_file: Path, operators: tuple[str, ...]) -> None:
                    "broker.url's host, localhost and 127.0.0.1 are always in)")
 @click.option("--run-as", default=None,
               help="the user Mosquitto runs as (its `user` option; test rigs only)")
+@click.option("--client-certs", is_flag=True,
+              help="also a certificate per client from the hall CA, which the broker demands")
 @click.option("--operator", "operators", multiple=True, default=["operator"],
               show_default=True, help="read-only broker user(s) for hallq status / doctor")
 def provision(config_file: Path, out: Path, rotate: tuple[str, ...], port: int,
               bind: str | None, hosts: tuple[str, ...], run_as: str | None,
-              operators: tuple[str, ...]) -> None:
+              client_certs: bool, operators: tuple[str, ...]) -> None:
     """Credentials for every client of the hall, the ACL and the broker config (TLS, no
     anonymous access, login bound to client id). Run again to add or --rotate clients."""
     from hallqctl.provision import ProvisionError
@@ -136,7 +138,7 @@ def provision(config_file: Path, out: Path, rotate: tuple[str, ...], port: int,
     cfg = _load(config_file)
     try:
         done = run(cfg, out, rotate=rotate, port=port, bind=bind, hosts=hosts, run_as=run_as,
-                   operators=operators)
+                   client_certs=client_certs, operators=operators)
     except ProvisionError as exc:
         click.echo(f"hallq provision: {exc}", err=True)
         raise SystemExit(1) from None

@@ -153,3 +153,50 @@ def test_the_command_line_reports_what_it_did(tmp_path: Path) -> None:
     assert "rotated (1): pi-d1" in again.output and "kept (5)" in again.output
     bad = CliRunner().invoke(main, [*args, "--rotate", "nobody"])
     assert bad.exit_code == 1 and "not a client of hall" in bad.output
+
+
+@pytest.mark.broker
+async def test_with_client_certs_the_broker_wants_the_certificate_and_the_password(
+    tmp_path: Path,
+) -> None:
+    import ssl
+
+    import paho.mqtt.client as mqtt
+
+    from hallq.bus import Session
+    from hallqctl.mosquitto import Mosquitto, free_port
+
+    port, out = free_port(), tmp_path / "out"
+    cfg = parse_config(small_hall_text() + SUPERVISORS + f'\n[broker]\nurl = '
+                       f'"mqtts://127.0.0.1:{port}"\ncredentials_dir = "{out}/devices"\n',
+                       "hall.toml")
+    provision(cfg, out, port=port, bind="127.0.0.1", run_as="root", client_certs=True)
+    device = out / "devices" / "pi-w1"
+    assert (device / "client.crt").exists() and stat.S_IMODE(
+        (device / "client.key").stat().st_mode) == 0o600
+    assert "require_certificate true" in (out / "broker" / "mosquitto.conf").read_text()
+    broker_cfg = cfg.broker.for_client("pi-w1")
+    assert broker_cfg.tls.cert_file == device / "client.crt"
+    (tmp_path / "run").mkdir()
+    broker = Mosquitto(tmp_path / "run", config=out / "broker" / "mosquitto.conf", port=port)
+    broker.start()
+    try:
+        async with Session(broker_cfg, hall="test-hall", role="window", client_id="pi-w1",
+                           state_dir=tmp_path / "s") as session:
+            await session.wait_connected(10)
+        bare = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pi-w1")
+        bare.username_pw_set("pi-w1", (device / "password").read_text().strip())
+        bare.tls_set(ca_certs=str(device / "ca.crt"))
+        accepted: list[int] = []
+        bare.on_connect = lambda c, u, f, rc, p: accepted.append(rc.value)
+        try:  # no certificate: the broker ends the TLS session before any CONNACK
+            bare.connect("127.0.0.1", port, keepalive=5)
+            for _ in range(20):
+                bare.loop(0.1)
+        except (ssl.SSLError, OSError):
+            pass
+        assert 0 not in accepted
+    finally:
+        broker.kill()
+    again = provision(cfg, out, port=port, rotate=("pi-w1",), client_certs=True)
+    assert again.rotated == ["pi-w1"]
