@@ -110,8 +110,11 @@ if ((server)); then
         for id in coordinator operator "${agents[@]}"; do
             [[ -d "$PROVISION/devices/$id" ]] || continue
             install -d -m 0750 -o root -g "$SERVICE_USER" "$ETC/credentials/$id"
-            install -m 0640 -o root -g "$SERVICE_USER" "$PROVISION/devices/$id/password" \
-                "$PROVISION/devices/$id/ca.crt" "$ETC/credentials/$id/"
+            for file in password ca.crt client.crt client.key; do
+                [[ -f "$PROVISION/devices/$id/$file" ]] || continue
+                install -m 0640 -o root -g "$SERVICE_USER" "$PROVISION/devices/$id/$file" \
+                    "$ETC/credentials/$id/"
+            done
         done
     else
         log "NOTE: no $ETC/hall.toml: the hall broker is not configured; run again after copying it"
