@@ -226,7 +226,7 @@ def fingerprint(coordinator: Any) -> tuple[Any, ...]:
     engine = coordinator.engine
     return (coordinator.queue.seq, len(engine.tickets),
             tuple((n, w.status.value, w.current.number if w.current else None,
-                   tuple(sorted(w.skills.items())) if hasattr(w, "skills") else ())
+                   tuple(sorted(w.skills.items())))
                   for n, w in sorted(engine.windows.items())))
 
 
