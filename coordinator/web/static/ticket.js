@@ -64,7 +64,7 @@
       zh = t.people_ahead === 0 ? "下一位就是您，请留意叫号" : `前面还有 ${t.people_ahead} 人`;
       en = t.people_ahead === 0 ? "You are next, please listen for your number" :
         `${t.people_ahead} ${t.people_ahead === 1 ? "person" : "people"} ahead of you`;
-      if (t.wait) { dzh = `预计等候 ${t.wait.zh}`; den = `Expected wait ${t.wait.en}`; }
+      if (t.wait_text) { dzh = `预计等候 ${t.wait_text.zh}`; den = `Expected wait ${t.wait_text.en}`; }
     } else {
       [zh, en] = (TEXT[t.state] || (() => [t.state, t.state]))(t);
       if (DETAIL[t.state]) [dzh, den] = DETAIL[t.state](t);
