@@ -34,6 +34,9 @@ from hallq import messages as m
 from hallq.messages import TicketState, WindowStatus
 
 RATE_LOOKBACK_S = 1800.0   # arrivals expected at the rate of the last half hour
+# An open window left idle this long while its services have people waiting has nobody
+# at it (a clerk at it would have called): it is left out until it calls again.
+UNSTAFFED_S = 120.0
 HORIZON_S = 3600.0         # arrivals are drawn this far ahead (all waiting are called anyway)
 # Minutes added on each side of a range: the replications' own spread misses that a
 # refresh is up to seconds old when it is read (set on the average filing day, 0.05;
@@ -132,8 +135,12 @@ class WaitEstimator:
         lookback = min(RATE_LOOKBACK_S, max(300.0, now - self._opened(base)))
         skills: dict[int, dict[str, float]] = {}
         busy: dict[int, tuple[str, float]] = {}
+        queued = {t.service for t in waiting}
         for w in e.windows.values():
             if w.status is not WindowStatus.OPEN or not w.skills:
+                continue
+            if (w.current is None and w.since is not None and now - w.since > UNSTAFFED_S
+                    and queued.intersection(w.skills)):
                 continue
             skills[w.number] = dict(w.skills)
             cur = w.current

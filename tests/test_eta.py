@@ -77,3 +77,16 @@ def test_the_estimator_keeps_within_its_budget_between_refreshes(engine: Engine)
     est._last_cost = 0.02   # a 20 ms simulation: the next may start 0.4 s later
     assert not est.due(100.3)
     assert est.due(100.4)
+
+
+def test_an_open_window_idle_while_people_wait_is_not_counted(engine: Engine) -> None:
+    """Window 3 serves tax-filing but has not called for five minutes though A001 waits:
+    nobody is at it, so the wait is not predicted as if it would call at once."""
+    for w in (1, 2, 4):
+        assert act(engine, w, "close", now=at(9)).ok
+    assert act(engine, 3, "pause", now=at(9)).ok
+    assert act(engine, 3, "resume", now=at(9)).ok     # open, idle since 9:00
+    issue(engine, now=at(9, 1))
+    est = WaitEstimator(engine, fits={"tax-filing": (4.0943, 0.01)}, replications=2)
+    assert 3 in est.capture(at(9, 1, 30))["skills"]   # idle 90 s: still counted
+    assert est.capture(at(9, 5))["skills"] == {}      # idle 5 min with A001 waiting
