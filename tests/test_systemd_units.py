@@ -12,7 +12,6 @@ is a failure, elsewhere a skip. shellcheck (Debian ``shellcheck``) is optional e
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -23,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from hallqctl.mosquitto import find_mosquitto, free_port
+
+from .ci import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ROOT / "systemd"
@@ -37,9 +38,7 @@ def _tool(name: str, package: str) -> str:
     if found:
         return found
     message = f"{name} not installed (Debian package: {package})"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    missing(message)
 
 
 @pytest.fixture
@@ -169,9 +168,7 @@ def test_hall_broker_config_loads_under_debians_main_config(tmp_path: Path) -> N
 
     binary = find_mosquitto()
     if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("mosquitto not installed (Debian package: mosquitto)")
-        pytest.skip("mosquitto not installed")
+        missing("mosquitto (Debian package: mosquitto)")
     port = free_port()
     out = tmp_path / "provision"
     provision(load_config(ROOT / "examples" / "liwan.toml"), out, port=port, bind="127.0.0.1")
