@@ -451,17 +451,28 @@ def _bus_groups(
 
 
 async def check_broker(
-    cfg: HallConfig, *, timeout: float, presence_window: float = 1.0
+    cfg: HallConfig, *, timeout: float, presence_window: float = 1.0,
+    agents: Sequence[Agent] = (),
 ) -> list[Check]:
-    """Connect as a throw-away client (never the agent's own id, which would kick it off)."""
+    """Connect as a throw-away client id. Where ``hallq provision`` credentials are, log
+    in with them: the server's read-only ``operator``, else the first agent checked here
+    (the broker binds the client id to that login, so a running agent would be bumped
+    once: the doctor is run with the agent stopped)."""
     import aiomqtt
 
-    from hallq.errors import PayloadError
+    from hallq.acl import OPERATOR
+    from hallq.errors import ConfigError, PayloadError
     from hallq.messages import Presence, decode
     from hallq.topics import HallTopics, Role
     from hallqctl.status import probe_client
 
-    broker = cfg.broker
+    try:
+        broker = cfg.broker.for_client(OPERATOR)
+        if broker is cfg.broker and agents:
+            broker = cfg.broker.for_client(agents[0].id, agents[0].credentials)
+    except ConfigError as exc:
+        return [Check("broker", Result.FAIL, str(exc).splitlines()[-1].strip(" -"),
+                      "copy the device's directory from `hallq provision` again")]
     where = f"{broker.host}:{broker.port}"
     try:
         client = probe_client(broker, "doctor", timeout)
@@ -597,7 +608,7 @@ async def run_doctor(
         if font is not None:
             checks.append(font)
     if check_network:
-        checks += await check_broker(cfg, timeout=timeout)
+        checks += await check_broker(cfg, timeout=timeout, agents=agents)
     checks.append(check_clock(clock_command) if clock_command else check_clock())
     checks.append(check_disk(cfg.runtime.state_dir))
     return checks
