@@ -149,9 +149,12 @@ class HallQueue:
         return len(entries)
 
     def _fresh_engine(self) -> None:
-        hooks = self.engine.day_hooks
+        hooks, estimator = self.engine.day_hooks, self.engine.estimator
         self.engine = Engine(self.cfg, self._core_cls)
         self.engine.day_hooks.extend(hooks)
+        if estimator is not None:  # the wait estimator follows the new engine
+            self.engine.estimator = estimator
+            estimator.engine = self.engine
         self._issued_for, self._superseded, self._asked = {}, set(), set()
 
     def rebuild(self) -> None:

@@ -28,8 +28,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from coordinator.authz import Authority, Refusal, flood_alert, refusal_alert
 from coordinator.dispatch import load_core
 from coordinator.engine import Outcome
+from coordinator.eta import WaitEstimator
 from coordinator.eventlog import EventLog, StorageFailed
 from coordinator.hallqueue import CHECKPOINT_EVERY, HallQueue, Submitted
 from coordinator.web.appointments import AppointmentBook, default_book_path
@@ -39,6 +41,7 @@ from hallq.aio import cancel_and_wait
 from hallq.bus import Incoming, Session
 from hallq.config import HallConfig
 from hallq.errors import NotConnected, NotKept
+from hallq.topics import ID_PATTERN
 
 log = logging.getLogger("hallq.coordinator")
 
@@ -50,6 +53,7 @@ RECENT_REFUSED = 10_000
 MIN_EXPIRY_LEFT_S = 2  # MQTT 5 expiry left that proves a queued command is still in time
 STORAGE_FAILED = "系统存储故障"
 Batch = list[tuple[str, m.Message]]
+ETA_STALE_S = 30.0     # hall seconds: waits are re-simulated at least this often
 
 # Called after every published outcome (and each stats refresh) with a small summary of
 # what changed; must not block (the web's live stream is one).
@@ -92,6 +96,12 @@ class Coordinator:
         replayed = self.queue.recover()
         self._checkpoint_seq = self.queue.seq if replayed < CHECKPOINT_EVERY else 0
         self._checkpointing: asyncio.Future[bool] | None = None
+        self.eta = WaitEstimator(self.queue.engine)
+        self.queue.engine.estimator = self.eta
+        self._eta_task: asyncio.Task[None] | None = None
+        self._eta_dirty = True
+        self._eta_shown: dict[str, tuple[int, int]] = {}
+        self._rev_seq = self._rev_sub = 0
         log.info("recovered hall %s from %s: %d entries of the current day replayed",
                  cfg.hall.id, self.eventlog.path, replayed)
         self.session: Session | None = None
@@ -111,6 +121,8 @@ class Coordinator:
         self._advised_at = float("-inf")
         self._advised: dict[str, float] = {}
         self._refreshing: asyncio.Task[None] | None = None
+        self.authz = Authority(cfg)
+        self._alerting: set[asyncio.Task[None]] = set()
 
     def _forecast(self) -> Any:
         """The comfort index for the boards: from the event log's history, or (the demo)
@@ -174,13 +186,15 @@ class Coordinator:
         killed before that gets the command again from its persistent session when it
         restarts, and answers it from the log if it was logged already."""
         cfg = self.cfg
-        return Session(cfg.broker, hall=cfg.hall.id, role="coordinator",
+        broker = cfg.broker.for_client(cfg.coordinator.client_id, cfg.coordinator.credentials)
+        return Session(broker, hall=cfg.hall.id, role="coordinator",
                        client_id=cfg.coordinator.client_id, state_dir=cfg.runtime.state_dir,
                        outbox_max=cfg.runtime.outbox_max, ack_after_handler=ack_after_handler)
 
     async def run(self, session: Session, ready: asyncio.Event | None = None) -> None:
         """Serve until cancelled; ``session`` must be entered already."""
         self.session = session
+        session.admit = self._admit
         topics = session.topics
         session.on_connect(self._converge)
         await session.subscribe(topics.every("cmd", "window"), self._on_window_command)
@@ -193,6 +207,7 @@ class Coordinator:
         if ready is not None:
             ready.set()
         self._refresh_forecast()
+        learning = asyncio.create_task(self._learn_counter_times())
         try:
             while True:
                 await asyncio.sleep(STATS_INTERVAL_S)
@@ -200,6 +215,9 @@ class Coordinator:
         finally:
             if self._refreshing is not None:
                 await cancel_and_wait(self._refreshing)
+            if self._eta_task is not None:
+                await cancel_and_wait(self._eta_task)
+            await cancel_and_wait(learning)
 
     async def _tick(self) -> None:
         batch: Batch = []
@@ -221,6 +239,75 @@ class Coordinator:
                 self._stats_dirty = False
                 self._notify({"type": "stats", "rev": self.queue.seq})
             batch += self._advise()
+            self._estimate_waits()
+        await self._deliver(batch)
+
+    def _estimate_waits(self) -> None:
+        """Wait estimates (``coordinator.eta``): after a change, once the last refresh's
+        cost allows (at most 5% of a core), the hall is captured here and played forward
+        in a worker thread; the queues whose shown range moved are republished."""
+        now = self.clock()
+        snap = self.eta.snapshot
+        stale = snap is None or now - snap.at > ETA_STALE_S
+        if not (self._eta_dirty or stale) or not self.eta.due():
+            return
+        if self._eta_task is not None and not self._eta_task.done():
+            return
+        self._eta_dirty = False
+        state = self.eta.capture(now)
+        self._eta_task = asyncio.create_task(self._simulate_waits(state))
+
+    def _queue_rev(self, seq: int, *, bump: bool = False) -> int:
+        """A queue topic's revision: the log's sequence number in the high bits, and in
+        the low 16 how many times its wait estimate was republished since that entry, so
+        a republished estimate is newer than the state it updates and older than the next
+        change (receivers drop a revision not above the last)."""
+        if seq != self._rev_seq:
+            self._rev_seq, self._rev_sub = seq, 0
+        if bump:
+            self._rev_sub = min(self._rev_sub + 1, 0xFFFF)
+        return seq << 16 | self._rev_sub
+
+    async def _learn_counter_times(self) -> None:
+        """The wait estimates draw each service's counter times from its history in the
+        event log where there is enough of it (``learn_demand``), else from today's."""
+        from coordinator.simulation.learn import LearnError, learn_demand
+
+        try:
+            learned = await asyncio.to_thread(learn_demand, self.eventlog.path, self.cfg)
+        except LearnError as exc:
+            log.info("wait estimates: counter times from today only (%s)", exc)
+            return
+        except Exception:
+            log.exception("wait estimates: learning counter times failed")
+            return
+        self.eta.fits = {c: (f.mu, f.sigma) for c, f in learned.services.items()
+                         if f.learned and f.mu is not None and f.sigma is not None}
+        log.info("wait estimates: counter times learned for %s",
+                 ", ".join(sorted(self.eta.fits)) or "no service (too little history)")
+
+    async def _simulate_waits(self, state: dict[str, Any]) -> None:
+        try:
+            snapshot = await asyncio.to_thread(self.eta.simulate, state)
+        except Exception:
+            log.exception("wait estimates: the simulation failed (queueing estimate shown)")
+            return
+        async with self._lock:
+            self.eta.install(snapshot)
+            rev, now = self.queue.seq, self.clock()
+            changed = []
+            for code in self.engine.services:
+                shown = self.engine.eta_range(None, code, now).bounds()
+                if self._eta_shown.get(code) != shown:
+                    self._eta_shown[code] = shown
+                    changed.append(code)
+            batch: Batch = []
+            if changed and self.session is not None:
+                qrev = self._queue_rev(rev, bump=True)
+                batch = [(self._topics.queue_state(code),
+                          self.engine.queue_state(code, qrev, now)) for code in changed]
+            if changed:
+                self._notify({"type": "estimates", "rev": rev, "services": changed})
         await self._deliver(batch)
 
     def _advise(self) -> Batch:
@@ -288,7 +375,8 @@ class Coordinator:
         (the voice and the boards' flash act on events, which the broker does not keep)."""
         rev, now, t, engine = self.queue.seq, self.clock(), self._topics, self.engine
         batch: Batch = [(t.window_state(n), engine.window_state(n, rev)) for n in engine.windows]
-        batch += [(t.queue_state(c), engine.queue_state(c, rev, now)) for c in engine.services]
+        qrev = self._queue_rev(rev)
+        batch += [(t.queue_state(c), engine.queue_state(c, qrev, now)) for c in engine.services]
         batch += [(t.board_state(), self.board_state(rev)),
                   (t.stats_state(), engine.stats_state(rev))]
         if self.forecast is not None:
@@ -389,10 +477,12 @@ class Coordinator:
         for number in sorted(outcome.windows):
             batch.append((t.window_state(number), self.engine.window_state(number, rev)))
         for code in sorted(outcome.services):
-            batch.append((t.queue_state(code), self.engine.queue_state(code, rev, now)))
+            batch.append((t.queue_state(code),
+                          self.engine.queue_state(code, self._queue_rev(rev), now)))
         if outcome.board_changed:
             batch.append((t.board_state(), self.board_state(rev)))
         self._stats_dirty = True
+        self._eta_dirty = True
         for event in outcome.events:
             if isinstance(event, m.AlertEvent):
                 self.alerts.appendleft((now, event))
@@ -436,19 +526,62 @@ class Coordinator:
             return False
         return incoming.waited_s > self.deadline_s(command)
 
-    async def submit(self, kind: str, incoming: Incoming) -> Submitted:
-        parts, command = incoming.parts, incoming.payload
+    async def submit(self, kind: str, incoming: Incoming) -> Submitted | None:
+        """A command from MQTT: checked by :mod:`coordinator.authz` first (a refused one is
+        answered with the reason and goes no further: None), then judged against its
+        sender's deadline, then executed; one the log could not keep raises NotKept."""
+        parts = incoming.parts
+        role, client, command = parts.role, parts.client or "", incoming.payload
+        refusal = self.authz.check(kind, role, client, command, retained=incoming.retained)
+        if refusal is None:
+            owner = self.queue.log.lookup(command.id)
+            refusal = self.authz.claim(owner.source if owner else None, role, client)
+        if refusal is not None:
+            await self._refuse(role, client, command, refusal)
+            return None
         now = asyncio.get_running_loop().time()
         first = self._refused_at.get(command.id, now)  # refused for storage and back again
         late = self.late(incoming) or (
             self.expires(command) and now - first > self.deadline_s(command))
-        done = await self.execute(kind, parts.role, parts.client or "", command, late=late)
+        done = await self.execute(kind, role, client, command, late=late)
         if not done.kept:
             self._refused_at[command.id] = first
             while len(self._refused_at) > RECENT_REFUSED:
                 del self._refused_at[next(iter(self._refused_at))]
             raise NotKept(done.record["error"]["message"])
         return done
+
+    async def _refuse(self, role: str, client: str, command: Any, refusal: Refusal) -> None:
+        log.warning("%s %s/%s refused: %s: %s", getattr(command, "action", "request"), role,
+                    client, refusal.code, refusal.message)
+        await self._publish(self._topics.reply(role, client),
+                            _reply(command, refusal.record(), self.engine.day))
+        if self.authz.should_alert(f"{role}/{client}", refusal.code):
+            await self._raise_alert(refusal_alert(role, client, refusal))
+
+    def _admit(self, topic: str) -> bool:
+        """The per-client rate limit, before a message is parsed (see Authority.admit)."""
+        if self.authz.admit(topic):
+            return True
+        levels = topic.split("/")
+        role, client = levels[3], levels[4]
+        if self.authz.should_alert(f"{role}/{client}", "flood"):
+            log.warning("%s %s floods the coordinator: dropping what is over %g/s",
+                        role[:32], client[:32], self.cfg.security.client_rate_per_s)
+            named = client if ID_PATTERN.fullmatch(client) else "unknown"
+            task = asyncio.create_task(self._raise_alert(
+                flood_alert(role if ID_PATTERN.fullmatch(role) else "client", named,
+                            self.cfg.security.client_rate_per_s)))
+            self._alerting.add(task)
+            task.add_done_callback(self._alerting.discard)
+        return False
+
+    async def _raise_alert(self, alert: m.AlertEvent) -> None:
+        self.alerts.appendleft((self.clock(), alert))
+        await self._publish(self._topics.event("alert"), alert)
+        self._notify({"type": "outcome", "rev": self.queue.seq,
+                      "events": [alert.model_dump(mode="json", exclude_none=True)],
+                      "windows": [], "services": [], "board": False})
 
     async def execute(self, kind: str, role: str, client: str, command: Any, *,
                       reply: bool = True, late: bool = False) -> Submitted:
@@ -527,6 +660,11 @@ class Coordinator:
         return {t.appointment for t in self.engine.tickets if t.appointment}
 
     async def _on_presence(self, incoming: Incoming) -> None:
+        parts, presence = incoming.parts, incoming.payload
+        if (presence.role, presence.client) != (parts.role, parts.client):
+            log.warning("presence on %s claims to be %s/%s: ignored", incoming.topic,
+                        presence.role, presence.client)
+            return
         if self.devices.note_presence(incoming.payload):
             self._notify({"type": "device", "client": incoming.payload.client})
 
