@@ -108,16 +108,15 @@ class EventLog:
         """One real, synced write: whether an append would be kept now (after a failure).
         The file is opened again first: SQLite opens a file it cannot write read-only and
         keeps it so, even once the file system is writable again."""
-        db: sqlite3.Connection | None = None
-        try:
-            db = open_db(self.path, _SCHEMA)
-            db.execute("INSERT OR REPLACE INTO probe (k, at) VALUES (1, ?)", (at,))
-        except (sqlite3.OperationalError, OSError) as exc:
-            if db is not None:
-                db.close()
-            raise StorageFailed(f"event log {self.path}: {exc}") from exc
+        # the old connection goes first: SQLite shares one file descriptor per file within
+        # a process, so a new connection beside it would inherit its read-only one
         self._db.close()
-        self._db = db
+        try:
+            self._db = open_db(self.path, _SCHEMA)
+            self._db.execute("INSERT OR REPLACE INTO probe (k, at) VALUES (1, ?)", (at,))
+        except (sqlite3.OperationalError, OSError) as exc:
+            self._db = sqlite3.connect(self.path, isolation_level=None)  # reads still work
+            raise StorageFailed(f"event log {self.path}: {exc}") from exc
 
     def current_day(self) -> tuple[Entry | None, list[Entry]]:
         """The latest ``day_open`` entry and every entry after it, in order."""
