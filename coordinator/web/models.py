@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 ComfortLevel = Literal["较少", "适中", "较多"]
-BookingState = Literal["booked", "checked_in", "no_show"]
+BookingState = Literal["booked", "checked_in", "no_show", "cancelled"]
 
 
 class _Out(BaseModel):
