@@ -47,7 +47,8 @@ _LIVE = "cancelled_at IS NULL"
 
 
 class BookingError(ValueError):
-    """A booking refused; ``code`` is stable for clients, the message is for people."""
+    """A booking refused; ``code`` is stable for clients, the message is for people:
+    Chinese, then English on a second line (the public pages' language policy)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -132,11 +133,11 @@ class AppointmentBook:
         so that year is not bookable until it is entered."""
         weekday = WEEKDAYS_ZH[day.weekday()]
         if not self.calendar.is_open(day, OPEN_WEEKDAYS):
-            return BookingError("hall_closed", f"{day} {weekday} 办税服务厅不办公 "
+            return BookingError("hall_closed", f"{day} {weekday} 办税服务厅不办公\n"
                                                "The hall is closed that day")
         if self.calendar and self.calendar.uncovered_years(day, day):
             return BookingError("calendar_missing",
-                                f"{day.year} 年的节假日安排尚未公布, 暂不能预约 "
+                                f"{day.year} 年的节假日安排尚未公布, 暂不能预约\n"
                                 f"The hall's {day.year} calendar is not published yet")
         return None
 
@@ -152,9 +153,9 @@ class AppointmentBook:
         inside = any(s.label[:5] <= hhmm < s.label[6:] for s in found)
         if not inside:
             raise BookingError("outside_hours",
-                               f"{svc.name} 的预约时间为 {hours}, 所选时间不在其内 "
+                               f"{svc.name} 的预约时间为 {hours}, 所选时间不在其内\n"
                                f"Bookings for this service: {hours}")
-        raise BookingError("unknown_slot", "没有这个预约时段 No such slot")
+        raise BookingError("unknown_slot", "没有这个预约时段\nNo such slot")
 
     # --- bookings ----------------------------------------------------------------------
 
@@ -192,13 +193,13 @@ class AppointmentBook:
         if refused is not None:
             raise refused
         if day not in self.bookable_days(now):
-            raise BookingError("day_not_bookable", f"{day} 不在可预约的日期内 "
+            raise BookingError("day_not_bookable", f"{day} 不在可预约的日期内\n"
                                                    "That day cannot be booked")
         slot = next((s for s in self.slots(service, day) if s.start == start), None)
         if slot is None:
-            raise BookingError("unknown_slot", "没有这个预约时段 No such slot")
+            raise BookingError("unknown_slot", "没有这个预约时段\nNo such slot")
         if slot.end <= now:
-            raise BookingError("slot_past", f"{slot.label} 时段已过 That slot is over")
+            raise BookingError("slot_past", f"{slot.label} 时段已过\nThat slot is over")
         capacity = self.cfg.coordinator.appointment_capacity
         limit = self.cfg.coordinator.appointment_per_person_day
         # the checks and the insert in one transaction: two bookers never share the last
@@ -207,11 +208,11 @@ class AppointmentBook:
         try:
             if person is not None and len(self.by_person(person, service,
                                                          day.isoformat())) >= limit:
-                raise BookingError("person_limit", f"每人每天每项业务限约 {limit} 次 "
+                raise BookingError("person_limit", f"每人每天每项业务限约 {limit} 次\n"
                                                    f"At most {limit} per person, service "
                                                    "and day")
             if self.taken(service, slot, now, checked_in) >= capacity:
-                raise BookingError("slot_full", f"{slot.label} 时段已约满 That slot is full")
+                raise BookingError("slot_full", f"{slot.label} 时段已约满\nThat slot is full")
             code = self._new_code()
             self._db.execute(
                 "INSERT INTO appointments (code, service, day, start, end, booked_at, "
@@ -233,12 +234,12 @@ class AppointmentBook:
         # a wrong proof and an unknown code answer alike: the code cannot be probed
         if found is None or found.cancelled_at is not None or found.person is None or (
                 not hmac.compare_digest(found.person, person)):
-            raise BookingError("unknown_appointment", "预约码或证件号/手机号不符 "
+            raise BookingError("unknown_appointment", "预约码或证件号/手机号不符\n"
                                                       "Code and ID or phone do not match")
         if found.code in checked_in:
-            raise BookingError("checked_in", "已取号, 不能取消 Already checked in")
+            raise BookingError("checked_in", "已取号, 不能取消\nAlready checked in")
         if found.end <= now:
-            raise BookingError("slot_past", "预约时段已过 That slot is over")
+            raise BookingError("slot_past", "预约时段已过\nThat slot is over")
         self._db.execute("UPDATE appointments SET cancelled_at = ? WHERE code = ?",
                          (now, found.code))
         cancelled = self.get(found.code)
@@ -271,7 +272,7 @@ class AddressLimiter:
             attempts.popleft()
         if len(attempts) >= self.per_hour:
             wait = int(attempts[0] + self.WINDOW_S - now) // 60 + 1
-            raise BookingError("rate_limited", f"操作过于频繁, 请 {wait} 分钟后再试 "
+            raise BookingError("rate_limited", f"操作过于频繁, 请 {wait} 分钟后再试\n"
                                                f"Too many attempts, try again in {wait} min")
         attempts.append(now)
 

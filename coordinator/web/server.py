@@ -61,7 +61,7 @@ def _json(data: Any) -> web.Response:
 
 
 async def hall(request: web.Request) -> web.Response:
-    return _json(views.summary_json(_c(request)))
+    return _json(views.public_json(_c(request)))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -82,6 +82,10 @@ async def ticket(request: web.Request) -> web.Response:
     if found is None:
         return _error(404, "unknown_ticket", f"今天没有 {request.match_info['number']} 号")
     return _json(found)
+
+
+async def internal_hall(request: web.Request) -> web.Response:
+    return _json(views.summary_json(_c(request)))
 
 
 async def devices(request: web.Request) -> web.Response:
@@ -214,21 +218,21 @@ def _person(body: dict[str, Any], c: HallService, *, required: bool) -> str | No
     phone = str(body.get("phone") or "").strip()
     if not id_number and not phone:
         if required:
-            raise BookingError("identity_required", "请填写身份证号或手机号 "
+            raise BookingError("identity_required", "请填写身份证号或手机号\n"
                                                     "Enter your ID or mobile number")
         return None
     key = c.cfg.security.id_hash_key
     if key is None:
-        raise BookingError("real_name_unavailable", "本厅暂未开通实名预约 "
+        raise BookingError("real_name_unavailable", "本厅暂未开通实名预约\n"
                                                     "Real-name booking is not set up here")
     if id_number:
         problem = id_number_problem(id_number)
         if problem is not None:
-            raise BookingError("bad_id_number", f"身份证号无效 Invalid ID number: {problem}")
+            raise BookingError("bad_id_number", f"身份证号无效\nInvalid ID number: {problem}")
         return hash_id_number(id_number, key)
     digits = normalise_phone(phone)
     if digits is None:
-        raise BookingError("bad_phone", "手机号无效 Not an 11-digit mobile number")
+        raise BookingError("bad_phone", "手机号无效\nNot an 11-digit mobile number")
     return hash_phone(digits, key)
 
 
@@ -334,7 +338,7 @@ def _user(request: web.Request) -> str:
 @web.middleware
 async def supervisor_auth(request: web.Request, handler: Any) -> web.StreamResponse:
     path = request.path
-    guarded = path == "/supervisor" or path.startswith("/api/supervisor/")
+    guarded = path == "/supervisor" or path.startswith(("/supervisor/", "/api/supervisor/"))
     if guarded and _supervisor(request) is None:
         return web.json_response(
             {"ok": False, "error": {"code": "unauthorized",
@@ -419,8 +423,6 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_get("/api/hall", hall)
     r.add_get("/api/health", health)
     r.add_get("/api/tickets/{number}", ticket)
-    r.add_get("/api/devices", devices)
-    r.add_get("/api/alerts", alerts)
     r.add_get("/api/boards", board_list)
     r.add_get("/api/boards/{board}.png", board_png)
     r.add_get("/api/stream", stream)
@@ -436,9 +438,13 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_post("/api/supervisor/appointments", supervisor_invite)
     r.add_get("/api/supervisor/appointments", supervisor_appointments)
     r.add_get("/api/supervisor/whoami", whoami)
+    r.add_get("/api/supervisor/hall", internal_hall)
+    r.add_get("/api/supervisor/devices", devices)
+    r.add_get("/api/supervisor/alerts", alerts)
     r.add_get("/", _page("hall.html"))
     r.add_get("/book", _page("book.html"))
     r.add_get("/supervisor", _page("supervisor.html"))
+    r.add_get("/supervisor/hall", _page("internal.html"))
     r.add_get("/t/{hall}/{number}", ticket_page)
     r.add_static("/static/", STATIC)
     return app
