@@ -242,7 +242,7 @@ class SupervisorCommand(_Out):
 
 
 RESPONSE_MODELS: list[type[BaseModel]] = [
-    Error, Service, Device, PublicHall, Hall, Ticket, Alert, Health, BoardItem, Slots, Booking, Booked,
-    SupervisorBooking, CommandResult, WhoAmI, BookingRequest, SupervisorCommand,
+    Error, Service, Device, PublicHall, Hall, Ticket, Alert, Health, BoardItem, Slots, Booking,
+    Booked, SupervisorBooking, CommandResult, WhoAmI, BookingRequest, SupervisorCommand,
     CancelRequest, m.ComfortState,
 ]
