@@ -94,6 +94,7 @@ class Device(_Out):
 class HallHeader(_Out):
     id: str
     name: str
+    name_en: str | None = None
     day: str | None = Field(description="the business day the engine is on")
 
 

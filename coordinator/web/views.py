@@ -54,7 +54,7 @@ def devices_json(c: HallService) -> list[dict[str, Any]]:
 
 def _header(c: HallService) -> api.HallHeader:
     day = c.engine.day
-    return api.HallHeader(id=c.cfg.hall.id, name=c.cfg.hall.name,
+    return api.HallHeader(id=c.cfg.hall.id, name=c.cfg.hall.name, name_en=c.cfg.hall.name_en,
                           day=day.isoformat() if day else None)
 
 

@@ -27,9 +27,11 @@
       const [zh, en] = weekday(d);
       return el("option", {value: d}, `${d} ${zh} · ${en}`);
     }));
+    const picked = firstTime ? null : ($("slots").querySelector("input:checked") || {}).value;
     $("slots").replaceChildren(...s.slots.map((x) => {
       const input = el("input", {type: "radio", name: "start", value: x.start});
       input.disabled = !x.open || x.free === 0;
+      input.checked = !input.disabled && x.start === picked;
       input.onchange = () => { $("submit").disabled = false; };
       const state = !x.open ? "已过 · over" : x.free === 0 ? "约满 · full" : `余 ${x.free} · ${x.free} left`;
       const busy = x.comfort ? el("span", {class: `comfort comfort-${x.comfort}`},
@@ -37,7 +39,7 @@
       return el("label", {class: "slot"}, input, ` ${x.slot} `,
                 el("span", {class: "muted"}, state), busy);
     }));
-    $("submit").disabled = true;
+    $("submit").disabled = !$("slots").querySelector("input:checked");
   }
 
   function showError(target, e) { target.textContent = e.message; target.className = "error"; }
@@ -48,8 +50,8 @@
     services = h.services;
     $("service").replaceChildren(...services.map((s) =>
       el("option", {value: s.code}, s.name_en ? `${s.name} · ${s.name_en}` : s.name)));
-    $("service").onchange = () => { showMaterials(); loadSlots(false); };
-    $("day").onchange = () => loadSlots(false);
+    $("service").onchange = () => { showMaterials(); $("slots").replaceChildren(); loadSlots(false); };
+    $("day").onchange = () => { $("slots").replaceChildren(); loadSlots(false); };
     for (const r of document.querySelectorAll("input[name=kind]")) {
       r.onchange = () => {
         const phone = r.value === "phone" && r.checked;
@@ -83,7 +85,7 @@
       $("cancel-result").className = "";
       $("cancel-result").textContent =
         `${b.code}: ${svc ? svc.name : b.service} ${b.day} ${zh} ${b.slot} — ${szh}\n` +
-        `${svc && svc.name_en ? svc.name_en : b.service}, ${b.day} ${en} ${b.slot} — ${sen}`;
+        `${svc ? svc.name_en || svc.name : b.service}, ${b.day} ${en} ${b.slot} — ${sen}`;
     };
     const code = () => encodeURIComponent($("cancel-code").value.trim().toUpperCase());
     $("lookup").onclick = async () => {
