@@ -243,6 +243,7 @@ def status(config_file: Path, timeout: float) -> None:
 
     from hallqctl.status import (
         StatusUnavailable,
+        city_link_line,
         collect_status,
         render_status,
         status_caveat,
@@ -250,14 +251,19 @@ def status(config_file: Path, timeout: float) -> None:
     )
 
     cfg = _load(config_file)
+    city = city_link_line(cfg)
     try:
         rows = asyncio.run(collect_status(cfg, timeout=timeout))
     except StatusUnavailable as exc:
         click.echo(str(exc), err=True)
+        if city:
+            click.echo(city, err=True)
         raise SystemExit(2) from None
     if note := status_caveat(cfg):
         click.echo(note, err=True)
     render_status(rows, tz=cfg.hall.tzinfo)
+    if city:
+        click.echo(city)
     raise SystemExit(status_exit_code(rows))
 
 
@@ -395,6 +401,78 @@ def forecast(config_file: Path | None, log_path: Path | None, months: int, seed:
     if png_path is not None:
         console.print(f"wrote {export_png(fc, png_path)}")
 
+
+
+dsn_option = click.option(
+    "--dsn", envvar="HALLQ_CITY_DSN", required=True,
+    help="the city PostgreSQL (libpq connection string or URL; or HALLQ_CITY_DSN). Keep the "
+         "password out of it: PGPASSWORD or ~/.pgpass",
+)
+
+
+@main.command()
+@config_option
+@dsn_option
+@click.option("--log", "log_path", type=click.Path(path_type=Path), default=None,
+              help="event log (SQLite); default: coordinator.log_path or the state dir")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True,
+              help="most entries per COPY transaction")
+@click.option("--max-rate", type=click.FloatRange(min=1), default=None,
+              help="most entries per second while catching up (default: no limit)")
+def ship(config_file: Path, dsn: str, log_path: Path | None, batch: int,
+         max_rate: float | None) -> None:
+    """Ship the hall's event log to the city's PostgreSQL (its own process; the hall keeps
+    serving whatever happens to the city link)."""
+    import signal
+    import threading
+
+    from city.ship import Shipper, import_psycopg
+    from coordinator.service import default_log_path
+
+    import_psycopg()
+    cfg = _load(config_file)
+    _setup_logging(cfg.runtime.log_level)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    shipper = Shipper(cfg.hall.id, log_path or default_log_path(cfg), dsn, batch=batch,
+                      max_rate=max_rate)
+    try:
+        shipper.run(stop)
+    except Exception as exc:
+        from city.migrate import MigrationError
+
+        if isinstance(exc, MigrationError):
+            click.echo(str(exc), err=True)
+            raise SystemExit(2) from None
+        raise
+    finally:
+        shipper.close()
+
+
+@main.group()
+def city() -> None:
+    """The city level: the central PostgreSQL the halls ship to."""
+
+
+@city.command("migrate")
+@dsn_option
+def city_migrate(dsn: str) -> None:
+    """Bring the city database's schema up to this hallq's (numbered SQL files, in order)."""
+    from city.migrate import MigrationError, migrate
+    from city.ship import import_psycopg
+
+    psycopg = import_psycopg()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            done = migrate(conn)
+    except (psycopg.Error, MigrationError) as exc:
+        click.echo(f"city migrate: {exc}", err=True)
+        raise SystemExit(2) from None
+    for m in done:
+        click.echo(f"applied {m.version:04d}_{m.name}")
+    if not done:
+        click.echo("the city database is current")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
