@@ -450,6 +450,59 @@ def ship(config_file: Path, dsn: str, log_path: Path | None, batch: int,
         shipper.close()
 
 
+@main.command()
+@config_option
+@click.option("--city", "city_nodes", envvar="HALLQ_CITY_BROKERS", required=True,
+              help="the city broker's nodes, host:port,host:port,... (MQTT over TLS)")
+@click.option("--cafile", type=click.Path(path_type=Path), default=None,
+              help="the CA certificate that signed the city nodes' certificates")
+@click.option("--username", default=None, help="this hall's city user (default hall-<hall id>)")
+@click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="file holding this hall's city password (or HALLQ_CITY_BRIDGE_PASSWORD)")
+@click.option("--certfile", type=click.Path(path_type=Path), default=None,
+              help="client certificate, where the city asks for one")
+@click.option("--keyfile", type=click.Path(path_type=Path), default=None)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="write the Mosquitto config here (mode 600: it holds the password), "
+                   "e.g. /etc/mosquitto/conf.d/hallq-city.conf; default: print it")
+@click.option("--nats-user", "password_hash", default=None, metavar="BCRYPT_HASH",
+              help="print instead the city NATS server's user entry for this hall, with "
+                   "this password hash")
+def bridge(config_file: Path, city_nodes: str, cafile: Path | None, username: str | None,
+           password_file: Path | None, certfile: Path | None, keyfile: Path | None,
+           out: Path | None, password_hash: str | None) -> None:
+    """Generate the hall broker's bridge to the city broker: the hall's public summaries
+    (queues, waits, KPIs, comfort, windows) outbound only; never commands or identities."""
+    import os
+
+    from city.bridge import BridgeError, bridge_config, city_broker, nats_user
+
+    cfg = _load(config_file)
+    user = username or f"hall-{cfg.hall.id}"
+    if password_hash is not None:
+        click.echo(nats_user(cfg.hall.id, user, password_hash))
+        return
+    if password_file is not None:
+        password = password_file.read_text(encoding="utf-8").strip()
+    else:
+        password = os.environ.get("HALLQ_CITY_BRIDGE_PASSWORD", "")
+    try:
+        city = city_broker(city_nodes, cafile=cafile, username=user, password=password,
+                           certfile=certfile, keyfile=keyfile)
+    except BridgeError as exc:
+        click.echo(f"hallq bridge: {exc}", err=True)
+        raise SystemExit(2) from None
+    text = bridge_config(cfg.hall.id, city)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(out, 0o600)
+    click.echo(f"wrote {out}: include it in the hall's mosquitto.conf and restart Mosquitto")
+
+
 @main.group()
 def city() -> None:
     """The city level: the central PostgreSQL the halls ship to."""
