@@ -103,7 +103,7 @@ class Shipper:
     """One hall's log to one city database; ``run`` until ``stop`` is set."""
 
     def __init__(self, hall_id: str, log_path: Path, dsn: str, *, batch: int = 5000,
-                 max_rate: float | None = None, idle: float = 0.5, backoff_max: float = 30.0,
+                 max_rate: float | None = None, idle: float = 0.5, backoff_max: float = 10.0,
                  connect_timeout: float = 5.0) -> None:
         self.hall_id = hall_id
         self.log_path = log_path

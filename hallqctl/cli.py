@@ -12,6 +12,8 @@ from hallq import __version__
 from hallq.errors import ConfigError
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from hallq.config import HallConfig
 
 
@@ -526,6 +528,71 @@ def city_migrate(dsn: str) -> None:
         click.echo(f"applied {m.version:04d}_{m.name}")
     if not done:
         click.echo("the city database is current")
+
+
+
+@city.command("rollup")
+@dsn_option
+@click.option("--day", "days", multiple=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="business day to (re)compute; default: yesterday and today")
+@click.option("--tz", default="Asia/Shanghai", show_default=True,
+              help="the halls' time zone, for the hour of the day")
+def city_rollup(dsn: str, days: tuple[dt.datetime, ...], tz: str) -> None:
+    """Roll the shipped events of a day up into the bureau's hourly KPIs (idempotent)."""
+    import datetime as dt_
+
+    from city.ship import import_psycopg
+
+    psycopg = import_psycopg()
+    today = dt_.date.today()
+    wanted = [d.date() for d in days] or [today - dt_.timedelta(days=1), today]
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for day in wanted:
+                row = conn.execute("SELECT hallq_rollup_day(%s, %s)", (day, tz)).fetchone()
+                click.echo(f"{day}: {row[0] if row else 0} hourly row(s)")
+    except psycopg.Error as exc:
+        click.echo(f"city rollup: {exc}", err=True)
+        raise SystemExit(2) from None
+
+
+@main.command()
+@click.option("--dsn", envvar="HALLQ_CITY_DSN", default=None,
+              help="the city PostgreSQL, for KPIs and the comfort index (or HALLQ_CITY_DSN)")
+@click.option("--city", "city_nodes", envvar="HALLQ_CITY_BROKERS", default="",
+              help="the city broker's nodes, host:port,... for the live view")
+@click.option("--cafile", type=click.Path(path_type=Path), default=None,
+              help="CA of the city broker's TLS certificates (none: plain MQTT)")
+@click.option("--username", default="bureau", show_default=True)
+@click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="the bureau user's password (or HALLQ_CITY_BUREAU_PASSWORD)")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8090, show_default=True)
+def bureau(dsn: str | None, city_nodes: str, cafile: Path | None, username: str,
+           password_file: Path | None, host: str, port: int) -> None:
+    """The city dashboard: every hall's live load, the quietest hall per service, KPIs
+    by hall/day/service/hour and the monthly comfort index (CSV, PNG)."""
+    import asyncio
+    import os
+
+    from city.bureau import CityBrokerLink, serve
+
+    password = (password_file.read_text(encoding="utf-8").strip() if password_file
+                else os.environ.get("HALLQ_CITY_BUREAU_PASSWORD"))
+    links = []
+    for node in filter(None, (n.strip() for n in city_nodes.split(","))):
+        h, _, p = node.rpartition(":")
+        if not h or not p.isdigit():
+            raise click.BadParameter(f"{node!r}: give each node as host:port",
+                                     param_hint="--city")
+        links.append(CityBrokerLink(h, int(p), username, password, cafile))
+    _setup_logging("INFO")
+    click.echo(f"bureau dashboard on http://{host}:{port}/")
+
+    async def run() -> None:
+        await serve(host, port, links, dsn, asyncio.Event())
+
+    _run_until_signalled(run)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
