@@ -33,6 +33,13 @@ def kpis(conn: psycopg.Connection, by: By, start: dt.date, end: dt.date, *,
     if by not in _COLUMN:
         raise ValueError(f"by must be one of {', '.join(_COLUMN)}, not {by!r}")
     column = sql.Identifier(_COLUMN[by])
+    # the smallest rollup that holds the answer: no hour -> daily; no service -> per hall-hour
+    if by != "hour":
+        table = "kpi_daily"
+    elif service is None:
+        table = "kpi_hall_hour"
+    else:
+        table = "kpi_hourly"
     where = [sql.SQL("day BETWEEN %(start)s AND %(end)s")]
     if hall is not None:
         where.append(sql.SQL("hall_id = %(hall)s"))
@@ -40,9 +47,9 @@ def kpis(conn: psycopg.Connection, by: By, start: dt.date, end: dt.date, *,
         where.append(sql.SQL("service = %(service)s"))
     query = sql.SQL(
         "SELECT {col} AS key, sum(issued)::bigint, sum(called)::bigint, sum(finished)::bigint,"
-        " sum(wait_sum_s) / nullif(sum(called), 0), max(wait_max_s) FROM kpi_hourly"
+        " sum(wait_sum_s) / nullif(sum(called), 0), max(wait_max_s) FROM {table}"
         " WHERE {where} GROUP BY {col} ORDER BY {col}"
-    ).format(col=column, where=sql.SQL(" AND ").join(where))
+    ).format(col=column, table=sql.Identifier(table), where=sql.SQL(" AND ").join(where))
     rows = conn.execute(query, {"start": start, "end": end, "hall": hall,
                                 "service": service}).fetchall()
     return [{by: key.isoformat() if isinstance(key, dt.date) else key, "issued": issued,
@@ -78,9 +85,8 @@ def comfort_month(conn: psycopg.Connection, month: dt.date) -> list[HallMonth]:
     start = month.replace(day=1)
     end = (start + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
     rows = conn.execute(
-        "SELECT hall_id, sum(wait_sum_s) / sum(called) / 60, sum(issued), sum(called)"
-        " FROM kpi_hourly WHERE day BETWEEN %s AND %s"
-        " GROUP BY hall_id, day, hour HAVING sum(called) > 0 ORDER BY hall_id",
+        "SELECT hall_id, wait_sum_s / called / 60, issued, called"
+        " FROM kpi_hall_hour WHERE day BETWEEN %s AND %s AND called > 0 ORDER BY hall_id",
         (start, end)).fetchall()
     per: dict[str, list[tuple[float, int, int]]] = {}
     for hall, wait, issued, called in rows:
