@@ -32,6 +32,8 @@ from coordinator.shipmark import ShipMark, lag, mark_path, write_mark
 if TYPE_CHECKING:
     import psycopg
 
+    from hallq.sdnotify import Notifier
+
 log = logging.getLogger("hallq.ship")
 
 COLUMNS = ("hall_id", "seq", "day", "at", "kind", "op", "service", "window_no", "ticket",
@@ -150,9 +152,13 @@ class Shipper:
         from city.migrate import MigrationError, require_current
 
         try:
+            # keepalives: a city link that dies without a reset is noticed in ~25 s, and a
+            # statement that hangs is cut at 60 s, so the shipper never blocks for good
             conn = psycopg.connect(self.dsn, autocommit=True,
                                    connect_timeout=max(1, int(self.connect_timeout)),
-                                   application_name=f"hallq-ship-{self.hall_id}")
+                                   application_name=f"hallq-ship-{self.hall_id}",
+                                   keepalives=1, keepalives_idle=10, keepalives_interval=5,
+                                   keepalives_count=3, options="-c statement_timeout=60000")
         except psycopg.Error as exc:
             raise CityUnavailable(f"cannot connect to {self.target}: {exc}".strip()) from exc
         try:
@@ -252,9 +258,16 @@ class Shipper:
             elif self.max_rate:
                 stop.wait(max(0.0, n / self.max_rate - (time.monotonic() - started)))
 
-    def run(self, stop: threading.Event, report_every: float = 60.0) -> None:
+    def run(self, stop: threading.Event, report_every: float = 60.0,
+            notifier: Notifier | None = None) -> None:
+        """Ship until ``stop``; under systemd, READY at once (the hall does not wait for the
+        city), a watchdog ping per batch or idle turn, and the lag as the unit's status."""
         next_report = time.monotonic() + report_every
+        if notifier is not None:
+            notifier.ready(f"shipping to {self.target}")
         for _ in self.batches(stop):
+            if notifier is not None:
+                notifier.ping()
             if time.monotonic() >= next_report:
                 next_report = time.monotonic() + report_every
                 if self._log is None:
@@ -263,3 +276,5 @@ class Shipper:
                              ShipMark(self.cursor, time.time()))
                 log.info("shipped %d entries in %d batches; %d behind (%.0f s)",
                          self.stats.shipped, self.stats.batches, behind.events, behind.seconds)
+                if notifier is not None:
+                    notifier.status(f"{behind.events} entries, {behind.seconds:.0f} s behind")

@@ -437,10 +437,12 @@ def ship(config_file: Path, dsn: str, log_path: Path | None, batch: int,
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    from hallq.sdnotify import Notifier
+
     shipper = Shipper(cfg.hall.id, log_path or default_log_path(cfg), dsn, batch=batch,
                       max_rate=max_rate)
     try:
-        shipper.run(stop)
+        shipper.run(stop, notifier=Notifier.from_env())
     except Exception as exc:
         from city.migrate import MigrationError
 

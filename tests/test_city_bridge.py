@@ -178,3 +178,53 @@ def test_summaries_reach_the_city_through_a_node_failure_and_nothing_else_does(
         bureau.disconnect()
         bureau.loop_stop()
         hall.kill()
+
+
+@pytest.mark.broker
+async def test_the_bureau_sees_a_hall_go_quiet_through_the_bridge_with_a_node_down(
+        city: NatsCityCluster, tmp_path: Path) -> None:
+    import asyncio
+
+    from city.bureau import CityBrokerLink, LiveCity, follow
+
+    if find_mosquitto() is None:
+        pytest.skip("needs mosquitto")
+    conf = bridge_config("liwan", city_broker(",".join(city.addresses()), cafile=city.cafile,
+                                               username="hall-liwan", password="hall-pw"))
+    hall_dir = tmp_path / "hall"
+    hall_dir.mkdir()
+    hall = Mosquitto(hall_dir, extra=conf, persistence=False)
+    hall.start()
+    city.kill(1)  # the bureau's first node is down from the start: it must move on
+    links = [CityBrokerLink("127.0.0.1", city.mqtt_ports[i], "bureau", "bureau-pw", city.cafile)
+             for i in (1, 2, 0)]
+    live = LiveCity()
+    stop = asyncio.Event()
+    follower = asyncio.ensure_future(follow(live, links, stop))
+    coordinator = hall_client(hall)
+    topic = T.queue_state("tax-filing")
+
+    async def until_eta(eta: float) -> None:
+        async with asyncio.timeout(40):
+            while True:
+                best = live.least_crowded("tax-filing")
+                if best and best[0]["eta_min"] == eta:
+                    return
+                await asyncio.sleep(0.05)
+
+    try:
+        busy = m.encode(m.QueueState(rev=1, service="tax-filing", waiting=80, eta_min=25.0))
+        coordinator.publish(topic, busy, qos=1, retain=True)
+        await until_eta(25.0)
+        assert live.halls["liwan"].waiting == 80
+        quiet = m.encode(m.QueueState(rev=2, service="tax-filing", waiting=0, eta_min=0.0))
+        coordinator.publish(topic, quiet, qos=1, retain=True)
+        await until_eta(0.0)
+        assert live.halls["liwan"].waiting == 0
+    finally:
+        stop.set()
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        coordinator.disconnect()
+        coordinator.loop_stop()
+        hall.kill()
