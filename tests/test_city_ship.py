@@ -344,3 +344,25 @@ def test_a_hall_offline_for_an_hour_shows_its_lag_and_catches_up(
     assert_exactly(dsn, cfg.hall.id, 1 + len(during))
     line = city_link_line(cfg)
     assert line is not None and "0 event(s), 0 s behind" in line and "failed" not in line
+
+
+def test_the_coordinator_reports_the_city_link_from_the_shippers_mark(tmp_path: Path) -> None:
+    from coordinator.shipmark import ShipMark, write_mark
+    from coordinator.web.server import city_link
+
+    log_path = tmp_path / "events.sqlite"
+    rows = day_rows(volume=40)
+    write_rows(log_path, rows)
+    log = EventLog(log_path)
+    try:
+        assert city_link(log) is None  # no shipper has run: a hall without the city
+        write_mark(mark_path(log_path), ShipMark(10, time.time(), "connection refused", "db"))
+        got = city_link(log)
+        assert got is not None
+        assert got["events"] == len(rows) - 10 and got["shipped_seq"] == 10
+        assert got["error"] == "connection refused"
+        assert got["seconds"] == pytest.approx(time.time() - rows[10][3], abs=5)
+        mark_path(log_path).write_text("{not json")
+        assert "not a ship mark" in city_link(log)["error"]  # type: ignore[index]
+    finally:
+        log.close()
