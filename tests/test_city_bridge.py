@@ -140,10 +140,10 @@ def test_summaries_reach_the_city_through_a_node_failure_and_nothing_else_does(
             m.WindowAction(window=1, action="call")), qos=1)
         coordinator.publish(T.status("window", "pi-w1"), b"{}", qos=1, retain=True)
         coordinator.publish(T.event("call"), b"{}", qos=1)
-        assert wait_for(inbox, topic, first, 30) == []
+        assert set(wait_for(inbox, topic, first, 30)) <= {topic}
         second = queue_state(2, 5)
         coordinator.publish(topic, second, qos=1, retain=True)
-        assert wait_for(inbox, topic, second, 10) == []
+        assert set(wait_for(inbox, topic, second, 10)) <= {topic}
 
         city.kill(0)  # the node the bridge is connected to (the first address)
         quiet = queue_state(3, 0)

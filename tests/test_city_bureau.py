@@ -194,3 +194,44 @@ async def test_without_a_database_the_live_view_still_answers() -> None:
                 assert r.status == 200 and "no hall has reported yet" in await r.text()
     finally:
         await runner.cleanup()
+
+
+def test_the_city_commands_migrate_roll_up_and_write_a_private_bridge_file(
+        shipped: dict[tuple[str, dt.date], list[LogRow]], city_dsn: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from hallqctl.cli import main
+
+    from .citydb import ADMIN_DSN, dsn_with
+
+    psycopg = psycopg_module()
+    fresh = f"hallq_test_cli_{int(time.time() * 1000) % 10**9}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{fresh}"')
+    try:
+        runner = CliRunner()
+        first = runner.invoke(main, ["city", "migrate", "--dsn", dsn_with(ADMIN_DSN, dbname=fresh)])
+        assert first.exit_code == 0, first.output
+        assert "applied 0001_events" in first.output and "applied 0002_kpi_hourly" in first.output
+        again = runner.invoke(main, ["city", "migrate"],
+                              env={"HALLQ_CITY_DSN": dsn_with(ADMIN_DSN, dbname=fresh)})
+        assert again.exit_code == 0 and "current" in again.output
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
+    rolled = CliRunner().invoke(main, ["city", "rollup", "--dsn", city_dsn, "--day", "2026-03-16"])
+    assert rolled.exit_code == 0 and rolled.output.startswith("2026-03-16: ")
+    assert int(rolled.output.split(": ")[1].split()[0]) > 0
+
+    hall = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
+    out = tmp_path / "hallq-city.conf"
+    made = CliRunner().invoke(main, ["bridge", "--config", str(hall), "--city", "c1:8883,c2:8883",
+                                     "--cafile", "/etc/hallq/city-ca.pem", "--out", str(out)],
+                              env={"HALLQ_CITY_BRIDGE_PASSWORD": "s3cret"})
+    assert made.exit_code == 0, made.output
+    assert out.stat().st_mode & 0o777 == 0o600 and "remote_password s3cret" in out.read_text()
+    assert "s3cret" not in made.output
+    missing = CliRunner().invoke(main, ["bridge", "--config", str(hall), "--city", "c1:8883",
+                                        "--cafile", "ca.pem"],
+                                 env={"HALLQ_CITY_BRIDGE_PASSWORD": ""})
+    assert missing.exit_code == 2 and "password" in missing.output
