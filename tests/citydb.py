@@ -16,21 +16,21 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from hallqctl.mosquitto import free_port
+
+from .ci import missing
 
 ADMIN_DSN = os.environ.get("HALLQ_TEST_PG",
                            "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 PG_BIN = Path("/usr/lib/postgresql")
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI needs it: the city tests run against a real PostgreSQL)")
-    pytest.skip(reason)
+def _missing(reason: str) -> NoReturn:
+    missing(f"{reason} (the city tests run against a real PostgreSQL)")
 
 
 def psycopg_module() -> Any:

@@ -3,7 +3,6 @@ the three-node NATS city broker dies. Real Mosquitto (the hall), real NATS (the 
 
 from __future__ import annotations
 
-import os
 import queue
 import shutil
 import time
@@ -18,6 +17,8 @@ from city.testcluster import NatsCityCluster, find_nats_server
 from hallq import messages as m
 from hallq.topics import HallTopics
 from hallqctl.mosquitto import Mosquitto, find_mosquitto
+
+from .ci import missing
 
 T = HallTopics("liwan")
 
@@ -55,9 +56,7 @@ def test_the_city_user_may_publish_only_its_halls_summaries() -> None:
 @pytest.fixture
 def city(tmp_path: Path) -> Iterator[NatsCityCluster]:
     if find_nats_server() is None or shutil.which("openssl") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs nats-server and openssl (.ci/run installs them)")
-        pytest.skip("needs nats-server and openssl")
+        missing("nats-server and openssl (.ci/run installs them)")
     cluster = NatsCityCluster(tmp_path, {"liwan": "hall-pw"}, "bureau-pw")
     cluster.start()
     try:
@@ -120,7 +119,7 @@ def wait_for(inbox: queue.Queue[paho.MQTTMessage], topic: str, payload: bytes,
 def test_summaries_reach_the_city_through_a_node_failure_and_nothing_else_does(
         city: NatsCityCluster, tmp_path: Path) -> None:
     if find_mosquitto() is None:
-        pytest.skip("needs mosquitto")
+        missing("mosquitto")
     conf = bridge_config("liwan", city_broker(",".join(city.addresses()), cafile=city.cafile,
                                                username="hall-liwan", password="hall-pw"))
     hall_dir = tmp_path / "hall"
@@ -188,7 +187,7 @@ async def test_the_bureau_sees_a_hall_go_quiet_through_the_bridge_with_a_node_do
     from city.bureau import CityBrokerLink, LiveCity, follow
 
     if find_mosquitto() is None:
-        pytest.skip("needs mosquitto")
+        missing("mosquitto")
     conf = bridge_config("liwan", city_broker(",".join(city.addresses()), cafile=city.cafile,
                                                username="hall-liwan", password="hall-pw"))
     hall_dir = tmp_path / "hall"

@@ -359,10 +359,11 @@ def test_the_coordinator_reports_the_city_link_from_the_shippers_mark(tmp_path: 
         write_mark(mark_path(log_path), ShipMark(10, time.time(), "connection refused", "db"))
         got = city_link(log)
         assert got is not None
-        assert got["events"] == len(rows) - 10 and got["shipped_seq"] == 10
-        assert got["error"] == "connection refused"
-        assert got["seconds"] == pytest.approx(time.time() - rows[10][3], abs=5)
+        assert got.events == len(rows) - 10 and got.shipped_seq == 10
+        assert got.error == "connection refused"
+        assert got.seconds == pytest.approx(time.time() - rows[10][3], abs=5)
         mark_path(log_path).write_text("{not json")
-        assert "not a ship mark" in city_link(log)["error"]  # type: ignore[index]
+        broken = city_link(log)
+        assert broken is not None and "not a ship mark" in (broken.error or "")
     finally:
         log.close()
