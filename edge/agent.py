@@ -46,7 +46,8 @@ def make_session(cfg: HallConfig, agent: Agent) -> Session:
                     agent.id, creds, agent.id)
     return Session(cfg.broker.for_client(agent.id, agent.credentials), hall=cfg.hall.id,
                    role=agent.role, client_id=agent.id, state_dir=cfg.runtime.state_dir,
-                   outbox_max=cfg.runtime.outbox_max)
+                   outbox_max=cfg.runtime.outbox_max,
+                   drain_per_s=cfg.security.client_rate_per_s / 2)
 
 
 def _gpio_event(agent: Agent, device_id: str, window: int | None, name: str) -> Any:

@@ -182,8 +182,12 @@ class Session:
         backoff_max: float = 30.0,
         op_timeout: float = 5.0,
         ack_after_handler: bool = False,
+        drain_per_s: float | None = None,
     ) -> None:
         self.broker = broker
+        # the outbox drains at most this fast: the coordinator drops what a client sends
+        # beyond its rate limit, and a dispenser's offline issues must all arrive
+        self.drain_per_s = drain_per_s
         self.ack_after_handler = ack_after_handler
         self.role = Role(role)
         self.client_id = check_id(client_id, "client id")
@@ -488,9 +492,13 @@ class Session:
         store = self._store
         assert store is not None
         sent = 0
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         try:
             while items := store.head():
                 for item in items:
+                    if self.drain_per_s:
+                        await asyncio.sleep(start + sent / self.drain_per_s - loop.time())
                     await self._send(client, item.topic, item.payload, item.qos, item.retain, None)
                     store.remove(item.seq)
                     sent += 1

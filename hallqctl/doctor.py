@@ -522,11 +522,13 @@ def _broker_failure(broker: BrokerConfig, where: str, exc: BaseException) -> Che
         )
     ):
         fix = (
-            "check broker.username and HALLQ_BROKER_PASSWORD in /etc/hallq/hallq.env against "
-            "mosquitto_passwd /etc/mosquitto/hallq.passwd"
+            f"{broker.username or 'this client'} logs in with its `hallq provision` password: "
+            "copy its devices/ID/ from the server to broker.credentials_dir/ID/ again; on the "
+            "server run hallq provision (adds new devices) and systemctl reload mosquitto"
         )
     elif any(word in low for word in ("ssl", "certificate", "tls")):
-        fix = "check broker.tls.ca_file and that the broker certificate names this host"
+        fix = ("check the CA (credentials ca.crt or broker.tls.ca_file) and that the broker "
+               "certificate names the host in broker.url (hallq provision --host)")
     else:
         fix = (
             f"start the broker (sudo systemctl status mosquitto) or correct broker.url "

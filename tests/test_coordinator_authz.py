@@ -3,6 +3,7 @@ what a mis-configured broker would let through must still change nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -132,4 +133,31 @@ async def test_a_flooding_device_is_cut_to_its_rate_and_named_in_an_alert(
             kind="issue", service="invoice"), timeout=10)
         assert ticket.ok, "the others are still served"
         assert coordinator.authz.dropped("window/pi-w1") > 0
+        assert coordinator.authz.dropped("dispenser/pi-d1") == 0
+
+
+@pytest.mark.timeout(120)
+async def test_a_dispensers_outbox_drains_within_the_rate_limit_and_loses_nothing(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """After an outage a dispenser replays its outbox; it paces itself under the
+    coordinator's per-client limit (edge.agent.make_session), so none is dropped."""
+    from edge.agent import make_session
+
+    cfg = hall(mosquitto.url, tmp_path, "client_rate_per_s = 80\nclient_burst = 10\n")
+    async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator, \
+            make_session(cfg, cfg.agent("pi-d1")) as dispenser:
+        await dispenser.wait_connected(10)
+        assert dispenser.drain_per_s == 40
+        mosquitto.stop()
+        for _ in range(60):
+            await dispenser.publish(T.req("pi-d1"), m.IssueRequest(
+                kind="issue", service="tax-filing"), queue=True)
+        assert dispenser.outbox_size == 60
+        issued = asyncio.Event()
+        coordinator.add_listener(
+            lambda _: issued.set() if len(coordinator.engine.tickets) >= 60 else None)
+        mosquitto.start()
+        await dispenser.wait_outbox_empty(60)  # generous: CI machines are shared
+        await asyncio.wait_for(issued.wait(), 40)
         assert coordinator.authz.dropped("dispenser/pi-d1") == 0

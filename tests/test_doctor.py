@@ -230,7 +230,7 @@ async def test_wrong_password_points_at_the_credentials(tmp_path: Path) -> None:
     finally:
         broker.kill()
     assert checks["broker"].result is Result.FAIL
-    assert "HALLQ_BROKER_PASSWORD" in checks["broker"].fix
+    assert "win-01 logs in with its `hallq provision` password" in checks["broker"].fix
 
 
 def test_clock_states(tmp_path: Path) -> None:
