@@ -95,14 +95,14 @@ def main() -> None:
         city = NatsCityCluster(work, {"liwan": "hall-pw"}, "bureau-pw")
         hall_dir = work / "hall"
         hall_dir.mkdir()
-        conf = bridge_config("liwan", city_broker(",".join(city.addresses()), cafile=city.cafile,
-                                                   username="hall-liwan", password="hall-pw"))
-        hall = Mosquitto(hall_dir, extra=conf, persistence=False)
+        hall: Mosquitto | None = None
         clients: list[paho.Client] = []
         try:
-            city.start()
-            for i in range(3):
-                city.wait_mqtt(i)
+            city.start_all()  # the ports are final only once every node is up
+            conf = bridge_config("liwan", city_broker(
+                ",".join(city.addresses()), cafile=city.cafile, username="hall-liwan",
+                password="hall-pw"))
+            hall = Mosquitto(hall_dir, extra=conf, persistence=False)
             hall.start()
             arrivals: queue.Queue[tuple[float, bytes]] = queue.Queue()
             viewer = client("bureau-view", city.mqtt_ports[2], cafile=city.cafile,
@@ -124,7 +124,8 @@ def main() -> None:
             for c in clients:
                 c.disconnect()
                 c.loop_stop()
-            hall.kill()
+            if hall is not None:
+                hall.kill()
             city.stop()
 
     result: dict[str, Any] = {"n": args.n, "rate_per_s": args.rate}

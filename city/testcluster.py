@@ -57,11 +57,34 @@ class NatsCityCluster:
         self.workdir = workdir
         self.halls = halls  # hall id -> bridge password
         self.bureau_password = bureau_password
-        self.client_ports = [free_port() for _ in range(nodes)]
-        self.route_ports = [free_port() for _ in range(nodes)]
-        self.mqtt_ports = [free_port() for _ in range(nodes)]
+        self.nodes = nodes
+        self._pick_ports()
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * nodes
         self.cafile = make_certs(workdir)
+
+    def _pick_ports(self) -> None:
+        self.client_ports = [free_port() for _ in range(self.nodes)]
+        self.route_ports = [free_port() for _ in range(self.nodes)]
+        self.mqtt_ports = [free_port() for _ in range(self.nodes)]
+
+    def start_all(self, timeout: float = 30.0, attempts: int = 3) -> None:
+        """Start every node and wait until each takes an MQTT session. A port picked free
+        can be taken by another process before the node binds it; then all nodes start
+        again on new ports."""
+        for attempt in range(attempts):
+            self.start()
+            try:
+                for i in range(self.nodes):
+                    self.wait_mqtt(i, timeout)
+                return
+            except RuntimeError as exc:
+                self.stop()
+                if "address already in use" not in str(exc) or attempt == attempts - 1:
+                    raise
+                for i in range(self.nodes):
+                    shutil.rmtree(self.workdir / f"store-{i}", ignore_errors=True)
+                    (self.workdir / f"city-{i}.log").unlink(missing_ok=True)
+                self._pick_ports()
 
     def addresses(self) -> list[str]:
         return [f"127.0.0.1:{p}" for p in self.mqtt_ports]

@@ -58,10 +58,8 @@ def city(tmp_path: Path) -> Iterator[NatsCityCluster]:
     if find_nats_server() is None or shutil.which("openssl") is None:
         missing("nats-server and openssl (.ci/run installs them)")
     cluster = NatsCityCluster(tmp_path, {"liwan": "hall-pw"}, "bureau-pw")
-    cluster.start()
     try:
-        for i in range(3):
-            cluster.wait_mqtt(i)
+        cluster.start_all()
         yield cluster
     finally:
         cluster.stop()
