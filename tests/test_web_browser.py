@@ -154,6 +154,7 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.xdist_group("demo")  # a whole simulated hall: in turn with the demo tests
 async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_moves_up(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
