@@ -241,7 +241,7 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
 
     from hallq.aio import cancel_and_wait
     from hallq.messages import TicketState
-    from hallqctl.demo import DEFAULT_CONFIG, run_demo
+    from hallqctl.demo import DEFAULT_CONFIG, DEMO_PASSWORD, run_demo
 
     async_playwright = _playwright()
     shots = Shots(tmp_path)
@@ -269,7 +269,8 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
         async with async_playwright() as p:
             browser = await p.chromium.launch_persistent_context(
                 str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-                args=FLAGS, locale="zh-CN", viewport={"width": 1280, "height": 900})
+                args=FLAGS, locale="zh-CN", viewport={"width": 1280, "height": 900},
+                http_credentials={"username": "supervisor", "password": DEMO_PASSWORD})
             browser.set_default_timeout(WAIT_MS * 3)
             try:
                 hall = await browser.new_page()
@@ -280,6 +281,16 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
                     "(first) => document.querySelector('#calls').dataset.first !== first",
                     arg=first)
                 await shots.take(hall, "demo-hall")
+                await hall.set_viewport_size({"width": 390, "height": 844})
+                await shots.take(hall, "demo-hall-phone")
+                inside = await browser.new_page()
+                await inside.goto(url + "/supervisor/hall")
+                await inside.wait_for_selector("#zones table")
+                zones = coordinator.cfg.zones
+                assert await inside.locator("#zones summary").count() == len(zones)
+                assert await inside.locator("#zones tr").count() == (
+                    len(coordinator.cfg.windows) + len(zones))   # a head row per hall
+                await shots.take(inside, "demo-internal-hall")
                 ticket = await browser.new_page()
                 await ticket.set_viewport_size({"width": 390, "height": 844})
                 await ticket.goto(f"{url}/t/{coordinator.cfg.hall.id}/{mine}")

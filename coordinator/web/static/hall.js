@@ -6,7 +6,8 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const el = hallq.el;
-  const COMFORT = {"较少": ["人少", "Quiet"], "适中": ["适中", "Moderate"], "较多": ["人多", "Busy"]};
+  const COMFORT = {"较少": ["人数较少", "Quiet"], "适中": ["人数适中", "Moderately busy"],
+                   "较多": ["人数较多", "Busy"]};
   let boards = [];
   let hallId = null;
 
@@ -43,7 +44,7 @@
     $("comfort-now").hidden = !level;
     if (level) {
       $("comfort-level").className = `big-level comfort comfort-${h.comfort}`;
-      $("comfort-level").replaceChildren(...two(`${h.comfort}（${level[0]}）`, level[1]));
+      $("comfort-level").replaceChildren(...two(level[0], level[1]));
     }
     for (const img of $("boards").querySelectorAll("img")) {
       img.src = img.dataset.src + "?rev=" + h.rev;
