@@ -156,13 +156,7 @@ class Coordinator:
 
     async def run(self, session: Session, ready: asyncio.Event | None = None) -> None:
         """Serve until cancelled; ``session`` must be entered already."""
-        self.session = session
-        topics = session.topics
-        await session.subscribe(topics.every("cmd", "window"), self._on_window_command)
-        await session.subscribe(topics.every("cmd", "supervisor"), self._on_window_command)
-        await session.subscribe(topics.every("req", "dispenser"), self._on_ticket_request)
-        await session.subscribe(topics.every("status"), self._on_presence)
-        await session.subscribe(topics.every("health"), self._on_health)
+        await self.attach(session)
         await session.wait_connected()
         await self.publish_all()
         if ready is not None:
@@ -174,6 +168,17 @@ class Coordinator:
         finally:
             if self._refreshing is not None:
                 await cancel_and_wait(self._refreshing)
+
+    async def attach(self, session: Session) -> None:
+        """Route what the coordinator listens to into its handlers; the fuzz suite feeds a
+        session attached so, without a broker, at the rate validation can go."""
+        self.session = session
+        topics = session.topics
+        await session.subscribe(topics.every("cmd", "window"), self._on_window_command)
+        await session.subscribe(topics.every("cmd", "supervisor"), self._on_window_command)
+        await session.subscribe(topics.every("req", "dispenser"), self._on_ticket_request)
+        await session.subscribe(topics.every("status"), self._on_presence)
+        await session.subscribe(topics.every("health"), self._on_health)
 
     async def _tick(self) -> None:
         async with self._lock:
