@@ -18,10 +18,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 SCALE = os.environ.get("HALLQ_FUZZ_SCALE", "ci")
 if SCALE not in ("ci", "long"):
     raise RuntimeError(f"HALLQ_FUZZ_SCALE must be 'ci' or 'long', got {SCALE!r}")
 SEED = int(os.environ.get("HALLQ_FUZZ_SEED", "20261204"))
+
+
+# A fuzz test takes seconds at CI scale, up to a minute on a loaded two-core box; the long
+# run takes minutes. Either way pytest's default 60 s per test is not the limit.
+TIMEOUT = pytest.mark.timeout(7200 if SCALE == "long" else 180)
 
 
 def count(ci: int, long: int) -> int:

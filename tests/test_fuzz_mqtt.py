@@ -38,8 +38,10 @@ from hallq.topics import Role, matches
 
 from .conftest import Inbox, Mosquitto
 from .coordinated import FakeClock, device, running
-from .fuzzing import count, report, rng
+from .fuzzing import TIMEOUT, count, report, rng
 from .halls import small_hall
+
+pytestmark = TIMEOUT
 
 # The clients a payload comes from on each role's topics (the small hall's own agents, a
 # supervisor, and one id the hall does not know).

@@ -33,7 +33,10 @@ from firmware_bridge.frame import (
     FrameDecoder,
 )
 from firmware_bridge.sim import BusSimulator, SimCallPad
-from tests.fuzzing import count, report, rng
+
+from .fuzzing import TIMEOUT, count, report, rng
+
+pytestmark = TIMEOUT
 
 ACCEPT = frozenset(range(1, 21))  # the addresses the master under test polls
 DEVICE_CMDS = [Command.EVENT, Command.ACK, Command.NACK, Command.HELLO, Command.STATUS]
