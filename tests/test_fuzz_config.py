@@ -55,15 +55,19 @@ def mutate(r: random.Random, text: str) -> tuple[str | bytes, str]:
     lines = text.split("\n")
     kind = r.randrange(12)
     i = r.randrange(len(lines))
+    keyed = [j for j, line in enumerate(lines) if KEY_LINE.match(line)]
+    headers = [j for j, line in enumerate(lines) if line.startswith("[")]
+    if not text:
+        return text, "empty"
+    if (kind <= 3 and not keyed) or (kind == 7 and not headers):
+        kind = 9  # an earlier edit left nothing of that kind
     if kind <= 2:  # a value of another kind, or out of range
-        keyed = [j for j, line in enumerate(lines) if KEY_LINE.match(line)]
         j = r.choice(keyed)
         mm = KEY_LINE.match(lines[j])
         assert mm is not None
         lines[j] = f"{mm[1]}{mm[2]}{mm[3]}{r.choice(ODD_VALUES)}"
         return "\n".join(lines), "value"
     if kind == 3:  # a key misspelt
-        keyed = [j for j, line in enumerate(lines) if KEY_LINE.match(line)]
         j = r.choice(keyed)
         mm = KEY_LINE.match(lines[j])
         assert mm is not None
@@ -82,7 +86,6 @@ def mutate(r: random.Random, text: str) -> tuple[str | bytes, str]:
         lines[i], lines[j] = lines[j], lines[i]
         return "\n".join(lines), "swapped"
     if kind == 7:  # a table header lost or misspelt
-        headers = [j for j, line in enumerate(lines) if line.startswith("[")]
         j = r.choice(headers)
         lines[j] = r.choice(["", lines[j].replace("[", "", 1), lines[j].rstrip("]") + "s]",
                              "[[agents.device]]", "[hall]", "[[windows]]"])

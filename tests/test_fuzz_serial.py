@@ -119,6 +119,11 @@ def m_cut(r: random.Random, f: Frame) -> Mutant:
     return data[: r.randrange(3, len(data) - 1)], DropReason.TRUNCATED
 
 
+def m_lone_escape(r: random.Random, f: Frame) -> Mutant:
+    """A frame that got as far as one escape byte: the next start must count it."""
+    return bytes((SOF, ESC)), DropReason.TRUNCATED
+
+
 def m_bad_escape(r: random.Random, f: Frame) -> Mutant:
     data = f.encode()
     at = r.randrange(1, len(data) - 1)
@@ -190,8 +195,9 @@ def m_random_bytes(r: random.Random, f: Frame) -> Mutant:
 
 MUTATIONS: list[Callable[[random.Random, Frame], Mutant]] = [
     m_bad_crc, m_oversize_len, m_runaway, m_len_short, m_len_long, m_cut, m_bad_escape,
-    m_escape_at_eof, m_unknown_command, m_master_command_from_device, m_echo, m_misaddressed,
-    m_garbage, m_bitflips, m_bitflips, m_byte_edits, m_byte_edits, m_spliced, m_random_bytes,
+    m_escape_at_eof, m_lone_escape, m_unknown_command, m_master_command_from_device, m_echo,
+    m_misaddressed, m_garbage, m_bitflips, m_bitflips, m_byte_edits, m_byte_edits, m_spliced,
+    m_random_bytes,
 ]
 
 
