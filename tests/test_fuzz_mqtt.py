@@ -140,7 +140,7 @@ class Mutant:
 KNOWN = {
     "v_true": "`\"v\": true` passes as version 1",
     "no_id": "a command without `id` is accepted",
-    "long_key": "an unknown field name over 200 characters breaks the error report",
+    "long_key": "a field path over 200 characters (a long unknown key) breaks the error report",
 }
 
 
@@ -187,8 +187,10 @@ def mutate(r: random.Random, seed: dict[str, Any]) -> Mutant:
         if key in target:
             key += "_"
         target[key] = r.choice(ODD_VALUES)
-        return Mutant(_dump(doc), "extra", _dotted((*path, key)),
-                      "long_key" if len(key) > 200 else None)
+        field = _dotted((*path, key))
+        # the report's field: the path, and ".[key]" when the key itself is what is wrong
+        return Mutant(_dump(doc), "extra", field,
+                      "long_key" if len(field) + len(".[key]") > 200 else None)
     if kind == 3:  # the tag of a union
         tag = "action" if "action" in doc else "kind" if "kind" in doc else "state"
         doc[tag] = r.choice(["", "CALL", "call ", "issue", "lease", 1, None, "offline", "x"])
