@@ -4,10 +4,11 @@ CI runs each suite at a size that takes seconds; the long run the issue asks for
 million frames, 100 k payloads, 10 k configs) is the same code with
 ``HALLQ_FUZZ_SCALE=long``:
 
-    HALLQ_FUZZ_SCALE=long .venv/bin/python -m pytest -s tests/test_fuzz_*.py
+    HALLQ_FUZZ_SCALE=long .venv/bin/python -m pytest -n0 -s tests/test_fuzz_*.py
 
 ``HALLQ_FUZZ_SEED`` replays a run (a failure message prints the seed and the input).
-Every suite prints one ``fuzz:`` line with its counts and time (``-s`` shows it).
+Every suite prints one ``fuzz:`` line with its counts and time (``-n0 -s`` shows it: the
+suite runs under xdist, whose workers keep a test's output).
 """
 
 from __future__ import annotations
