@@ -75,9 +75,9 @@ def coordinator_url(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[tuple[str,
     assert "Traceback" not in log, log[-5000:]
 
 
-# stamped per response, or moving with the clock; "rev" is the event log's sequence,
-# compared on its own
-VOLATILE = {"now", "ts", "id", "oldest_wait_s", "eta_min", "rev"}
+# stamped per response, or moving with the clock (wait estimates are refreshed by a timer);
+# "rev" is the event log's sequence, compared on its own
+VOLATILE = {"now", "ts", "id", "oldest_wait_s", "eta_min", "wait", "rev"}
 
 
 def _steady(doc: Any) -> Any:
