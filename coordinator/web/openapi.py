@@ -152,7 +152,7 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                                               required=False)],
                         "responses": {**_ok("bookings", {"type": "array",
                                                          "items": _ref("SupervisorBooking")}),
-                                      **_errors("401")}}},
+                                      **_errors("400", "401")}}},
             "/api/supervisor/hall": {"get": {
                 "summary": "the internal hall: windows by function hall, KPIs, devices, alerts",
                 "security": _BASIC,
