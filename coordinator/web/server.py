@@ -248,13 +248,21 @@ def _person(body: dict[str, Any], c: HallService, *, required: bool) -> str | No
     return hash_phone(digits, key)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def _body(request: web.Request, model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON body, checked against the model the OpenAPI document shows for it; the
+    refusal names the field and never quotes its value (it may be an ID number)."""
     try:
         body = await request.json()
     except ValueError:
         raise BookingError("invalid_json", "body must be JSON") from None
     if not isinstance(body, dict):
         raise BookingError("invalid_json", "body must be a JSON object")
+    try:
+        model.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err["loc"]) or "body"
+        raise BookingError("invalid_body", f"{field}: {err['msg']}") from None
     return body
 
 
@@ -270,7 +278,7 @@ async def _book(request: web.Request, booked_by: str) -> web.Response:
     try:
         if taxpayer:
             request.app[LIMITER].take(request.remote or "?", c.clock())
-        body = await _body(request)
+        body = await _body(request, api.BookingRequest)
         person = _person(body, c, required=taxpayer)
         service, start_text = str(body.get("service", "")), str(body.get("start", ""))
         day = _day(body.get("day"), c)
@@ -304,7 +312,7 @@ async def cancel_appointment(request: web.Request) -> web.Response:
     c = _c(request)
     try:
         request.app[LIMITER].take(request.remote or "?", c.clock())
-        person = _person(await _body(request), c, required=True)
+        person = _person(await _body(request, api.CancelRequest), c, required=True)
         assert person is not None
         booking = await c.cancel_appointment(request.match_info["code"].upper(), person)
     except BookingError as exc:
