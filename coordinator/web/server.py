@@ -262,7 +262,8 @@ async def _body(request: web.Request, model: type[BaseModel]) -> dict[str, Any]:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(x) for x in err["loc"]) or "body"
-        raise BookingError("invalid_body", f"{field}: {err['msg']}") from None
+        code = "bad_day" if field == "day" else "invalid_body"  # bad_day: as before
+        raise BookingError(code, f"{field}: {err['msg']}") from None
     return body
 
 
