@@ -81,7 +81,9 @@ def wire_devices(
             continue
         port = resolve_port(dev.serial.port, sim_dir, simulate_all=simulate_all)
         if dev.kind == "printer":
-            wiring.printers[dev.id] = TicketPrinter(port, baudrate=dev.serial.baud, device=dev.id)
+            settle = (timing or LinkTiming()).print_settle
+            wiring.printers[dev.id] = TicketPrinter(port, baudrate=dev.serial.baud, device=dev.id,
+                                                    settle=settle)
             continue
         link = wiring.links.get(port)
         if link is None:
