@@ -17,9 +17,15 @@ from typing import Any
 import pytest
 
 from hallq.config import load_config
-from hallqctl.demo import DEFAULT_CONFIG, DEMO_PASSWORD, DemoError, login_hint, run_demo
+from hallqctl.demo import (
+    DEFAULT_CONFIG,
+    DEMO_PASSWORD,
+    DemoError,
+    login_hint,
+    run_demo,
+    stop_components,
+)
 from hallqctl.demo import demo_config as make_demo_config
-from hallqctl.demo import stop_components
 
 from .conftest import Mosquitto
 
@@ -115,7 +121,8 @@ async def test_stopping_names_a_component_that_will_not_stop() -> None:
     async def polite() -> None:
         await asyncio.sleep(10)
 
-    tasks = {"agent pi-x": asyncio.create_task(stubborn()), "traffic": asyncio.create_task(polite())}
+    tasks = {"agent pi-x": asyncio.create_task(stubborn()),
+             "traffic": asyncio.create_task(polite())}
     await asyncio.sleep(0)
     started = time.monotonic()
     assert await stop_components(tasks, timeout=1.0) == ["agent pi-x"]
