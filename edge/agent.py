@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.dispenser import DispenserAgent
-from edge.gpio import Buttons, Indicators, make_pin_factory, split_pins
 from edge.health import Health, report_link_health
 from edge.leases import LeaseBook
-from edge.panels import Panels
 from edge.window import WindowAgent
 from firmware_bridge.devices import CallPad
 from firmware_bridge.devices.call_pad import PadKey, PadKeyPress
@@ -34,6 +32,9 @@ from hallq.sdnotify import Notifier, supervised
 
 log = logging.getLogger("hallq.edge")
 
+# devices drawn or spoken by edge.panels (displays, Pillow, the font): imported only by an
+# agent that has one, so a dispenser or a pad-only window Pi starts without them
+PANEL_KINDS = frozenset({"led_max7219", "led_serial", "speaker"})
 PRINTER_POLL_S = 30.0
 LEASE_CHECK_S = 60.0
 
@@ -65,7 +66,7 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
                                                   f"event-seq-{cfg.hall.id}-{agent.id}.sqlite"))
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Any] = asyncio.Queue()
-    gpio: list[Buttons | Indicators] = []
+    gpio: list[Any] = []  # edge.gpio's Buttons and Indicators (gpiozero, imported if used)
     leases: LeaseBook | None = None
     worker: DispenserAgent | WindowAgent | BoardWorker
     async with make_session(cfg, agent) as session, wiring:
@@ -85,6 +86,8 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
             factory = None
             for dev in agent.devices:
                 if dev.kind == "gpio_buttons" and dev.gpio:
+                    from edge.gpio import Buttons, Indicators, make_pin_factory, split_pins
+
                     factory = factory or make_pin_factory(cfg.runtime.pin_factory)
                     keys, lamps = split_pins(dev.gpio)
 
@@ -97,13 +100,18 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
                     gpio.append(Buttons(keys, factory, on_press, loop=loop))
                     if lamps:
                         gpio.append(Indicators(lamps, factory))
-            panels = Panels(cfg, agent.devices, session, wiring.drivers, worker.health,
-                            emulate=simulate_all,
-                            output_dir=cfg.runtime.state_dir / "boards" / agent.id)
-            async with panels:
+            async with contextlib.AsyncExitStack() as stack:
+                chores: list[asyncio.Task[None]] = []
+                if any(d.kind in PANEL_KINDS for d in agent.devices):
+                    from edge.panels import Panels
+
+                    panels = await stack.enter_async_context(Panels(
+                        cfg, agent.devices, session, wiring.drivers, worker.health,
+                        emulate=simulate_all,
+                        output_dir=cfg.runtime.state_dir / "boards" / agent.id))
+                    chores.append(asyncio.create_task(panels.run()))
                 feeders = [asyncio.create_task(_feed(link.updates(), events))
                            for link in wiring.links.values()]
-                chores = [asyncio.create_task(panels.run())] if panels.wanted else []
                 if isinstance(worker, DispenserAgent):
                     chores += [asyncio.create_task(_every(LEASE_CHECK_S, worker.top_up_leases)),
                                asyncio.create_task(_every(PRINTER_POLL_S, worker.poll_printer))]

@@ -110,6 +110,28 @@ async def demo_broker(workdir: Path, url: str | None = None) -> AsyncIterator[Br
         yield BrokerConfig(url=url, protocol="3.1.1")
 
 
+def machine_notes() -> list[str]:
+    """One line for each optional part this machine lacks, with what the demo does instead
+    and how to add it (the voice is said by the board agents themselves)."""
+    from displays.errors import FontError
+    from displays.fonts import find_unifont
+    from hallqctl.doctor import check_dispatch_core
+
+    notes = []
+    core = check_dispatch_core()
+    if core is not None and core.result.value != "ok":
+        notes.append(f"dispatch core: {core.detail} ({core.fix})")
+    try:
+        font = find_unifont()
+    except FontError as exc:
+        notes.append(f"board font: {exc}; the bundled subset draws the boards")
+    else:
+        if font is None:
+            notes.append("no system Unifont: the boards draw with the bundled subset "
+                         "(sudo apt-get install fonts-unifont)")
+    return notes
+
+
 def free_http_port(host: str, port: int) -> int | None:
     """``port`` if nothing listens there, else None."""
     with socket.socket() as s:
@@ -369,6 +391,8 @@ async def run_demo(config: Path | None = None, *, speed: float = 60.0,
 
     console = Console()
     base = load_config(config or DEFAULT_CONFIG)
+    for note in machine_notes():
+        _say(note)
     with tempfile.TemporaryDirectory(prefix="hallq-demo-") as tmp:
         work = Path(state_dir) if state_dir else Path(tmp)
         (work / "broker").mkdir(parents=True, exist_ok=True)
