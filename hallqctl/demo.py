@@ -47,12 +47,20 @@ RATINGS = [(4, 0.70), (3, 0.20), (2, 0.07), (1, 0.03)]
 class HallClock:
     """Hall time, ``speed`` times faster than the wall clock, starting at ``start``."""
 
-    def __init__(self, start: float, speed: float) -> None:
+    def __init__(self, start: float, speed: float, *, running: bool = True) -> None:
         self.start = start
         self.speed = speed
-        self._wall0 = time.monotonic()
+        self._wall0: float | None = time.monotonic() if running else None
+
+    def run(self) -> None:
+        """Let hall time pass from now on; until then it stands at ``start`` (the demo holds
+        it while its parts start, which can take half a minute on a slow machine)."""
+        if self._wall0 is None:
+            self._wall0 = time.monotonic()
 
     def __call__(self) -> float:
+        if self._wall0 is None:
+            return self.start
         return self.start + (time.monotonic() - self._wall0) * self.speed
 
     async def sleep(self, hall_seconds: float) -> None:
@@ -292,7 +300,7 @@ def summary_table(engine: Any, clock: HallClock, stats: DemoStats) -> Any:
     stats_state = engine.stats_state(0)
     busy = sum(1 for w in engine.windows.values() if w.current is not None)
     open_ = sum(1 for w in engine.windows.values() if w.status.value == "open")
-    per_min = sum(1 for t in stats.calls if now - t <= 60)
+    per_min = sum(1 for t in stats.calls if now - t <= 300) / 5  # the last 5 hall minutes
     avg = stats_state.total.avg_wait_s
     table = Table(title=f"{engine.cfg.hall.name}  {local:%H:%M:%S}  ×{clock.speed:g}",
                   show_header=True)
@@ -305,7 +313,7 @@ def summary_table(engine: Any, clock: HallClock, stats: DemoStats) -> Any:
         table.add_row(service.name, str(engine.core.waiting(engine.service_idx[code])),
                       str(kpi.issued),
                       f"{kpi.avg_wait_s / 60:.1f} min" if kpi.avg_wait_s is not None else "-")
-    table.caption = (f"windows busy {busy}/{open_} open · calls/min {per_min} · "
+    table.caption = (f"windows busy {busy}/{open_} open · calls/min {per_min:.1f} · "
                      f"issued {stats_state.total.issued} · served {stats_state.total.served} · "
                      f"avg wait {avg / 60:.2f} min" if avg is not None else
                      f"windows busy {busy}/{open_} open · issued {stats_state.total.issued}")
@@ -398,7 +406,7 @@ async def run_demo(config: Path | None = None, *, speed: float = 60.0,
         (work / "broker").mkdir(parents=True, exist_ok=True)
         async with demo_broker(work / "broker", broker_url) as broker:
             cfg = demo_config(base, broker, work / "state", http_port)
-            clock = HallClock(opening_time(cfg, after_open_min), speed)
+            clock = HallClock(opening_time(cfg, after_open_min), speed, running=False)
             coordinator = Coordinator(cfg, clock=clock)
             components: dict[str, asyncio.Task[Any]] = {}
             stuck: list[str] = []
@@ -476,6 +484,7 @@ async def _start_hall(cfg: HallConfig, coordinator: Any, session: Any, clock: Ha
             cfg, agent.id, sim_dir=sim_dir, simulate_all=True, clock=clock,
             ready=agent_ready, timing=timing))
         await _started(name, components[name], agent_ready)
+    clock.run()
     traffic = Traffic(cfg, sims, clock, daily_volume=volume, seed=seed)
     components["traffic"] = asyncio.create_task(traffic.arrivals())
     for w, pad, rating in _staffing(cfg):
