@@ -101,7 +101,9 @@ def run_agent(agent: str, sim_dir: Path, state: Path, url: str, watch: PresenceW
     started = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()))  # type: ignore[union-attr]
+    assert proc.stderr is not None
+    stream = proc.stderr
+    reader = threading.Thread(target=lambda: errors.append(stream.read()))
     reader.start()
     try:
         online = watch.wait(agent, 30) - started
@@ -156,8 +158,9 @@ def main() -> None:
                 online = [r[0] for r in results]
                 rss = [r[1] for r in results]
                 heads = top_imports(imports, args.top)
+                runs = ", ".join(f"{x:.2f}" for x in online)
                 print(f"{role} agent {agent}: start to online median "
-                      f"{statistics.median(online):.2f} s (runs {', '.join(f'{x:.2f}' for x in online)}), "
+                      f"{statistics.median(online):.2f} s (runs {runs}), "
                       f"idle RSS median {statistics.median(rss):.1f} MB")
                 print("  top imports (self ms by package): "
                       + ", ".join(f"{name} {ms:.0f}" for name, ms in heads))
