@@ -3,9 +3,10 @@
 lgpio is the default (the only backend that works on the Pi 5; the `pi` extra installs
 it); RPi.GPIO for older boards, if installed by hand (hallq no longer ships it: it is
 unmaintained and fails on the Pi 5); the mock factory for tests and the demo. Both
-hardware backends are imported only when chosen, so the coordinator and CI never need them. Debouncing is ours, not gpiozero's: a
-press counts once the pin has been quiet for ``debounce_s``, so contact bounce (which
-gpiozero's mock factory does not simulate) can be shown in tests and never double-calls.
+hardware backends are imported only when chosen, so the coordinator and CI never need
+them. Debouncing is ours, not gpiozero's: a press counts once the pin has been quiet for
+``debounce_s``, so contact bounce (which gpiozero's mock factory does not simulate) can be
+shown in tests and never double-calls.
 """
 
 from __future__ import annotations
