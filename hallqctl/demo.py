@@ -169,7 +169,10 @@ def demo_config(cfg: HallConfig, broker: BrokerConfig, state: Path,
         coordinator["http_port"] = free_port()
         _say(f"port {cfg.coordinator.http_port} is taken: the dashboard uses "
              f"{coordinator['http_port']} (--http-port to choose)")
+    # one machine carries the whole hall here, and may answer slower than a hall server
+    edge = cfg.edge.model_copy(update={"reply_timeout_s": max(cfg.edge.reply_timeout_s, 5.0)})
     return cfg.model_copy(update={
+        "edge": edge,
         "broker": broker,
         "security": security,
         "runtime": cfg.runtime.model_copy(update={"state_dir": state, "pin_factory": "mock"}),
@@ -410,6 +413,7 @@ async def run_demo(config: Path | None = None, *, speed: float = 60.0,
             coordinator = Coordinator(cfg, clock=clock)
             components: dict[str, asyncio.Task[Any]] = {}
             stuck: list[str] = []
+            interrupted = False
             try:
                 async with contextlib.AsyncExitStack() as stack:
                     web = await stack.enter_async_context(web_dashboard(coordinator))
@@ -424,13 +428,18 @@ async def run_demo(config: Path | None = None, *, speed: float = 60.0,
                             console.print(f"dashboard: {web.url}/  ({login_hint(base, cfg)})")
                         if on_ready is not None:
                             on_ready(coordinator)
-                        if live:
-                            with Live(summary_table(coordinator.engine, clock, traffic.stats),
-                                      console=console, refresh_per_second=2) as screen:
-                                await _wait(duration, components, lambda: screen.update(
-                                    summary_table(coordinator.engine, clock, traffic.stats)))
-                        else:
-                            await _wait(duration, components, lambda: None)
+                        try:
+                            if live:
+                                with Live(summary_table(coordinator.engine, clock,
+                                                        traffic.stats),
+                                          console=console, refresh_per_second=2) as screen:
+                                    await _wait(duration, components, lambda: screen.update(
+                                        summary_table(coordinator.engine, clock,
+                                                      traffic.stats)))
+                            else:
+                                await _wait(duration, components, lambda: None)
+                        except asyncio.CancelledError:  # Ctrl-C: the end of the day, as
+                            interrupted = True          # --duration would have made it
                     except DemoError as exc:
                         # the root cause first, then a quiet stop: what the other components
                         # log while they go down would only bury it
@@ -455,6 +464,8 @@ async def run_demo(config: Path | None = None, *, speed: float = 60.0,
     console.print("[bold]today's KPIs[/]")
     for line in lines:
         console.print("  " + line)
+    if interrupted:
+        raise asyncio.CancelledError
     return lines
 
 

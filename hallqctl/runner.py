@@ -68,8 +68,9 @@ def run_bounded(main: Callable[[], Coroutine[Any, Any, object]], *,
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
-        if not task.done():  # its own orderly stop may take a stage of its own: 2 x stop_s
-            if await _cancel_within({task}, 2 * stop_s, every=stop_s):
+        if not task.done():  # cancelled once: a second cancel would cut its own orderly
+            # stop short (which may take a stage per part: 3 x stop_s in all)
+            if await _cancel_within({task}, 3 * stop_s, every=3 * stop_s):
                 _give_up("the service", [describe_task(task)])
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]

@@ -173,3 +173,20 @@ def test_the_demo_prints_its_own_login_only(tmp_path: Path,
     assert DEMO_PASSWORD not in hint and "the-real-one" not in hint
     assert cfg.coordinator.supervisor_password is not None
     assert cfg.coordinator.supervisor_password.get_secret_value() == "the-real-one"
+
+
+@pytest.mark.timeout(120)
+async def test_ctrl_c_ends_the_day_with_its_kpis(
+    mosquitto: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    demo = asyncio.create_task(run_demo(
+        DEFAULT_CONFIG, speed=240, broker_url=mosquitto.url, state_dir=tmp_path, live=False,
+        http_port=0, on_ready=ready.set_result))
+    await asyncio.wait_for(asyncio.shield(ready), 60)
+    await asyncio.sleep(2)
+    demo.cancel()  # what SIGINT does through hallqctl.runner
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(demo, 20)
+    out = capsys.readouterr().out
+    assert "today's KPIs" in out and re.search(r"issued \d+, served \d+", out), out
