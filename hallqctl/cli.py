@@ -110,6 +110,19 @@ def acl(config_file: Path, users: tuple[str, ...]) -> None:
         raise click.BadParameter(str(exc), param_hint="--coordinator-user") from None
 
 
+def _need_role(extra: str, *modules: str) -> None:
+    """A role's command on a machine installed without that role: say which extra to add."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            click.echo(f"this needs hallq's `{extra}` role, and {exc.name} is not installed: "
+                       f"pip install 'hallq[{extra}]'", err=True)
+            raise SystemExit(2) from None
+
+
 def _setup_logging(level: str) -> None:
     from hallq.logsetup import setup_logging
 
@@ -134,6 +147,7 @@ def coordinator(config_file: Path, log_path: Path | None, dispatch: str | None) 
     """Run the hall's queue coordinator (the only writer of its queue state)."""
     import os
 
+    _need_role("coordinator", "coordinator.service", "coordinator.web.server")
     from coordinator.service import serve
 
     cfg = _load(config_file)
@@ -192,6 +206,8 @@ def demo(config_file: Path | None, speed: float, duration: float | None, volume:
     """A whole hall, simulated on this machine: coordinator, agents, devices, traffic."""
     import logging
 
+    _need_role("demo", "coordinator.service", "coordinator.web.server", "edge.agent",
+               "edge.panels")
     from hallq.examples import example_hall
     from hallqctl.demo import DemoError, run_demo
 
