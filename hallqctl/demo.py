@@ -94,7 +94,14 @@ async def demo_broker(workdir: Path, url: str | None = None) -> AsyncIterator[Br
     from hallqctl.mosquitto import Mosquitto, find_mosquitto, free_port
 
     if url is not None:
-        yield BrokerConfig(url=url)
+        joined = BrokerConfig(url=url)
+        try:
+            with socket.create_connection((joined.host, joined.port), timeout=3):
+                pass
+        except OSError as exc:
+            raise DemoError(f"--broker {url}: nothing answers at {joined.host}:{joined.port} "
+                            f"({exc.strerror or exc})") from exc
+        yield joined
         return
     if find_mosquitto() is not None:
         broker = Mosquitto(workdir, persistence=False)
