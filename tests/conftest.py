@@ -32,7 +32,7 @@ from hallqctl.mosquitto import Mosquitto, find_mosquitto, free_port
 __all__ = ["IN_CI", "Inbox", "Mosquitto", "free_port", "need"]
 
 IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-HARD_GRACE_S = 30.0
+HARD_GRACE_S = float(os.environ.get("HALLQ_TEST_HARD_GRACE_S", "30"))
 
 
 def need(what: str, present: bool, install: str) -> None:
@@ -63,7 +63,10 @@ def _hard_limit(item: pytest.Item) -> float | None:
     return seconds + HARD_GRACE_S if seconds > 0 else None
 
 
-def _end_the_run(nodeid: str, limit: float) -> None:
+def _end_the_run(config: pytest.Config, nodeid: str, limit: float) -> None:
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:  # give fd 2 back, so this reaches the terminal
+        capture.suspend_global_capture(in_=False)
     sys.stderr.write(f"\nHARD TIMEOUT: {nodeid} still running after {limit:g} s; "
                      "ending the test run (stacks below)\n")
     sys.stderr.flush()
@@ -76,7 +79,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     limit = _hard_limit(item)
     watchdog = None
     if limit is not None:
-        watchdog = threading.Timer(limit, _end_the_run, (item.nodeid, limit))
+        watchdog = threading.Timer(limit, _end_the_run, (item.config, item.nodeid, limit))
         watchdog.daemon = True
         watchdog.start()
     try:
