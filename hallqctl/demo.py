@@ -176,10 +176,7 @@ def demo_config(cfg: HallConfig, broker: BrokerConfig, state: Path,
         coordinator["http_port"] = free_port()
         _say(f"port {cfg.coordinator.http_port} is taken: the dashboard uses "
              f"{coordinator['http_port']} (--http-port to choose)")
-    # one machine carries the whole hall here, and may answer slower than a hall server
-    edge = cfg.edge.model_copy(update={"reply_timeout_s": max(cfg.edge.reply_timeout_s, 5.0)})
     return cfg.model_copy(update={
-        "edge": edge,
         "broker": broker,
         "security": security,
         "runtime": cfg.runtime.model_copy(update={"state_dir": state, "pin_factory": "mock"}),
