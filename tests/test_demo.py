@@ -36,8 +36,10 @@ pytestmark = pytest.mark.broker
 async def test_the_demo_issues_calls_serves_draws_boards_and_reports_kpis(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
+    # an hour of the morning from 09:30 (hall time holds while the parts start)
     lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=15, broker_url=mosquitto.url,
-                           state_dir=tmp_path, live=False, volume=4000, http_port=0)
+                           state_dir=tmp_path, live=False, volume=4000, http_port=0,
+                           after_open_min=30)
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
     assert counts is not None, lines
     issued, served = map(int, counts.groups())
@@ -72,7 +74,7 @@ async def test_on_a_bare_machine_the_demo_embeds_a_broker_goes_without_voice_and
     try:
         with caplog.at_level(logging.WARNING):
             lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=12, state_dir=tmp_path,
-                                   live=False, volume=4000, http_port=0)
+                                   live=False, volume=4000, http_port=0, after_open_min=30)
     finally:
         watcher.cancel()
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
