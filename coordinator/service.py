@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from coordinator.authz import Authority, Refusal, flood_alert, refusal_alert
 from coordinator.dispatch import load_core
 from coordinator.engine import Outcome
 from coordinator.eventlog import EventLog
@@ -29,6 +30,7 @@ from hallq.aio import cancel_and_wait
 from hallq.bus import Incoming, Session
 from hallq.config import HallConfig
 from hallq.errors import NotConnected
+from hallq.topics import ID_PATTERN
 
 log = logging.getLogger("hallq.coordinator")
 
@@ -87,6 +89,8 @@ class Coordinator:
         self._advised_at = float("-inf")
         self._advised: dict[str, float] = {}
         self._refreshing: asyncio.Task[None] | None = None
+        self.authz = Authority(cfg)
+        self._alerting: set[asyncio.Task[None]] = set()
 
     def _forecast(self) -> Any:
         """The comfort index for the boards: from the event log's history, or (the demo)
@@ -150,13 +154,15 @@ class Coordinator:
         killed before that gets the command again from its persistent session when it
         restarts, and answers it from the log if it was logged already."""
         cfg = self.cfg
-        return Session(cfg.broker, hall=cfg.hall.id, role="coordinator",
+        broker = cfg.broker.for_client(cfg.coordinator.client_id, cfg.coordinator.credentials)
+        return Session(broker, hall=cfg.hall.id, role="coordinator",
                        client_id=cfg.coordinator.client_id, state_dir=cfg.runtime.state_dir,
                        outbox_max=cfg.runtime.outbox_max, ack_after_handler=ack_after_handler)
 
     async def run(self, session: Session, ready: asyncio.Event | None = None) -> None:
         """Serve until cancelled; ``session`` must be entered already."""
         self.session = session
+        session.admit = self._admit
         topics = session.topics
         await session.subscribe(topics.every("cmd", "window"), self._on_window_command)
         await session.subscribe(topics.every("cmd", "supervisor"), self._on_window_command)
@@ -286,9 +292,51 @@ class Coordinator:
             "board": outcome.board_changed,
         })
 
-    async def submit(self, kind: str, incoming: Incoming) -> Submitted:
+    async def submit(self, kind: str, incoming: Incoming) -> Submitted | None:
+        """A command from MQTT: checked by :mod:`coordinator.authz` first; a refused one
+        is answered with the reason and goes no further (None)."""
         parts = incoming.parts
-        return await self.execute(kind, parts.role, parts.client or "", incoming.payload)
+        role, client, command = parts.role, parts.client or "", incoming.payload
+        refusal = self.authz.check(kind, role, client, command, retained=incoming.retained)
+        if refusal is None:
+            owner = self.queue.log.lookup(command.id)
+            refusal = self.authz.claim(owner.source if owner else None, role, client)
+        if refusal is not None:
+            await self._refuse(role, client, command, refusal)
+            return None
+        return await self.execute(kind, role, client, command)
+
+    async def _refuse(self, role: str, client: str, command: Any, refusal: Refusal) -> None:
+        log.warning("%s %s/%s refused: %s: %s", getattr(command, "action", "request"), role,
+                    client, refusal.code, refusal.message)
+        await self._publish(self._topics.reply(role, client),
+                            _reply(command, refusal.record(), self.engine.day))
+        if self.authz.should_alert(f"{role}/{client}", refusal.code):
+            await self._raise_alert(refusal_alert(role, client, refusal))
+
+    def _admit(self, topic: str) -> bool:
+        """The per-client rate limit, before a message is parsed (see Authority.admit)."""
+        if self.authz.admit(topic):
+            return True
+        levels = topic.split("/")
+        role, client = levels[3], levels[4]
+        if self.authz.should_alert(f"{role}/{client}", "flood"):
+            log.warning("%s %s floods the coordinator: dropping what is over %g/s",
+                        role[:32], client[:32], self.cfg.security.client_rate_per_s)
+            named = client if ID_PATTERN.fullmatch(client) else "unknown"
+            task = asyncio.create_task(self._raise_alert(
+                flood_alert(role if ID_PATTERN.fullmatch(role) else "client", named,
+                            self.cfg.security.client_rate_per_s)))
+            self._alerting.add(task)
+            task.add_done_callback(self._alerting.discard)
+        return False
+
+    async def _raise_alert(self, alert: m.AlertEvent) -> None:
+        self.alerts.appendleft((self.clock(), alert))
+        await self._publish(self._topics.event("alert"), alert)
+        self._notify({"type": "outcome", "rev": self.queue.seq,
+                      "events": [alert.model_dump(mode="json", exclude_none=True)],
+                      "windows": [], "services": [], "board": False})
 
     async def execute(self, kind: str, role: str, client: str, command: Any, *,
                       reply: bool = True) -> Submitted:
@@ -353,6 +401,11 @@ class Coordinator:
         return {t.appointment for t in self.engine.tickets if t.appointment}
 
     async def _on_presence(self, incoming: Incoming) -> None:
+        parts, presence = incoming.parts, incoming.payload
+        if (presence.role, presence.client) != (parts.role, parts.client):
+            log.warning("presence on %s claims to be %s/%s: ignored", incoming.topic,
+                        presence.role, presence.client)
+            return
         if self.devices.note_presence(incoming.payload):
             self._notify({"type": "device", "client": incoming.payload.client})
 

@@ -55,8 +55,7 @@ class DispenserAgent:
         self.printer = printer
         self.clock = clock
         self.health = Health(session)
-        self.services = sorted({code for dev in agent.devices for code in (dev.services or [])}
-                               or {s.code for s in cfg.services})
+        self.services = cfg.services_for_agent(agent.id)
         self.queues: dict[str, m.QueueState] = {}
         self.issued: list[Issued] = []
         self._appointment: tuple[str, float] | None = None

@@ -28,15 +28,22 @@ from displays import (
     VoiceError,
     WavFilePlayer,
     WindowStrip,
-    make_layout,
     make_voice,
     open_sink,
 )
 from displays.sinks import Backend
+from edge.hall_devices import layout_for, panel_spec
 from edge.health import Health
 from hallq import messages as m
 from hallq.bus import Incoming, Session
-from hallq.config import Device, HallConfig
+from hallq.config import (
+    Device,
+    HallConfig,
+    LedDevice,
+    LedMax7219Device,
+    LedSerialDevice,
+    SpeakerDevice,
+)
 
 log = logging.getLogger("hallq.edge.panels")
 
@@ -48,7 +55,7 @@ SAVE_EVERY_S = 1.0  # emulated panels are written as PNG for people to look at, 
 
 @dataclass
 class Panel:
-    device: Device
+    device: LedDevice
     layout: CallBoard | WindowStrip
     sink: Any
     last: bytes | None = None
@@ -77,9 +84,9 @@ class Panels:
     async def __aenter__(self) -> Panels:
         await self._stack.__aenter__()
         for dev in self.devices:
-            if dev.kind in LED_KINDS:
+            if isinstance(dev, LedMax7219Device | LedSerialDevice):
                 await self._add_panel(dev)
-            elif dev.kind == "speaker":
+            elif isinstance(dev, SpeakerDevice):
                 try:
                     voice = make_voice(None)
                 except VoiceError as exc:
@@ -96,7 +103,9 @@ class Panels:
                        if isinstance(p.layout, WindowStrip)}:
             await self.session.subscribe(topics.window_state(window), self._on_window)
         await self.session.subscribe(topics.event("call"), self._on_call)
-        await self.session.subscribe(f"{topics.base}/coordinator/+/status", self._on_presence)
+        # only the hall's coordinator: a presence under another id says nothing about it
+        await self.session.subscribe(
+            topics.status("coordinator", self.cfg.coordinator.client_id), self._on_presence)
         return self
 
     async def __aexit__(
@@ -110,7 +119,7 @@ class Panels:
                 panel.sink.close()
         await self._stack.__aexit__(exc_type, exc, tb)
 
-    def _voice_off(self, dev: Device, exc: VoiceError) -> None:
+    def _voice_off(self, dev: SpeakerDevice, exc: VoiceError) -> None:
         """No voice is no reason to stop the boards: they still show every call. Said once
         per process in the log (a demo runs several board agents), and in the health."""
         global _VOICE_OFF_SAID
@@ -121,13 +130,14 @@ class Panels:
             log.warning("voice off: no espeak-ng and no voice clips, so calls are shown but "
                         "not spoken (install it: sudo apt-get install espeak-ng)")
 
-    async def _add_panel(self, dev: Device) -> None:
+    async def _add_panel(self, dev: LedDevice) -> None:
         backend: Backend | None = (
             "emulator" if self.emulate and dev.kind == "led_max7219" else None)
-        sink = open_sink(dev, backend=backend, led_driver=self.drivers.get(dev.id))
+        spec = panel_spec(dev)
+        sink = open_sink(spec, backend=backend, led_driver=self.drivers.get(dev.id))
         if isinstance(sink, SerialLedSink):
             sink = await self._stack.enter_async_context(sink)
-        self.panels.append(Panel(dev, make_layout(self.cfg, dev), sink))
+        self.panels.append(Panel(dev, layout_for(self.cfg, dev), sink))
 
     def _on_board(self, incoming: Incoming) -> None:
         now = time.monotonic()

@@ -33,7 +33,7 @@ from coordinator.simulation.profile import (
     SERVICE_MIN,
     day_factor,
 )
-from hallq.config import BrokerConfig, HallConfig
+from hallq.config import BrokerConfig, CallPadDevice, HallConfig, RatingPadDevice
 from hallq.examples import example_hall
 
 log = logging.getLogger("hallqctl.demo")
@@ -292,9 +292,9 @@ def _staffing(cfg: HallConfig) -> list[tuple[int, str, str | None]]:
     ratings: dict[int, str] = {}
     for agent in cfg.agents:
         for dev in agent.devices:
-            if dev.window is not None and dev.kind == "call_pad":
+            if isinstance(dev, CallPadDevice):
                 pads[dev.window] = dev.id
-            elif dev.window is not None and dev.kind == "rating_pad":
+            elif isinstance(dev, RatingPadDevice):
                 ratings[dev.window] = dev.id
     return [(w, pads[w], ratings.get(w)) for w in sorted(pads)]
 
@@ -393,11 +393,14 @@ async def run_demo(config: Path | None = None, *, speed: float = 60.0,
                    broker_url: str | None = None, state_dir: Path | None = None,
                    live: bool = True, on_ready: Callable[[Any], None] | None = None,
                    seed: int = 7, http_port: int | None = None,
-                   after_open_min: float = -3.0) -> list[str]:
+                   after_open_min: float = -3.0,
+                   until: Callable[[Any], bool] | None = None) -> list[str]:
     """Run the demo; returns the day's KPI lines (also printed). ``http_port`` overrides
     the dashboard's port (0 turns it off; by default the hall file's, or a free one when
     that is taken). The hall clock starts ``after_open_min`` minutes after opening.
-    Raises :class:`DemoError` with the root cause when a component fails."""
+    ``until(engine)``, checked twice a second, ends it early (a test waits for what it
+    checks, with ``duration`` as the limit). Raises :class:`DemoError` with the root cause
+    when a component fails."""
     from rich.console import Console
     from rich.live import Live
 
@@ -413,6 +416,12 @@ async def run_demo(config: Path | None = None, *, speed: float = 60.0,
         (work / "broker").mkdir(parents=True, exist_ok=True)
         async with demo_broker(work / "broker", broker_url) as broker:
             cfg = demo_config(base, broker, work / "state", http_port)
+            # the coordinator's per-client rate limit is in wall seconds; a hall hour that
+            # passes in a wall minute sends its devices' keys that much faster
+            sec = cfg.security
+            cfg = cfg.model_copy(update={"security": sec.model_copy(update={
+                "client_rate_per_s": sec.client_rate_per_s * max(1.0, speed / 10),
+                "client_burst": int(sec.client_burst * max(1.0, speed / 10))})})
             clock = HallClock(opening_time(cfg, after_open_min), speed, running=False)
             coordinator = Coordinator(cfg, clock=clock)
             components: dict[str, asyncio.Task[Any]] = {}
@@ -441,7 +450,9 @@ async def run_demo(config: Path | None = None, *, speed: float = 60.0,
                                         summary_table(coordinator.engine, clock,
                                                       traffic.stats)))
                             else:
-                                await _wait(duration, components, lambda: None)
+                                await _wait(duration, components, lambda: None,
+                                            None if until is None else
+                                            lambda: until(coordinator.engine))
                         except asyncio.CancelledError:  # Ctrl-C: the end of the day, as
                             interrupted = True          # --duration would have made it
                     except DemoError as exc:
@@ -480,6 +491,7 @@ async def _start_hall(cfg: HallConfig, coordinator: Any, session: Any, clock: Ha
     """The coordinator, then each agent on its simulated devices, then the people; each
     must be ready before the next starts, so a failure names the first thing that broke."""
     from edge.agent import run_agent
+    from edge.hall_devices import serial_devices
     from firmware_bridge.sim.hall import simulate_devices
     from firmware_bridge.timing import LinkTiming
 
@@ -491,7 +503,8 @@ async def _start_hall(cfg: HallConfig, coordinator: Any, session: Any, clock: Ha
     timing = LinkTiming(poll_interval=0.2, print_settle=0.5 / clock.speed)
     for agent in cfg.agents:
         sim_dir = work / "sim" / agent.id
-        hall = await stack.enter_async_context(simulate_devices(agent.devices, sim_dir))
+        hall = await stack.enter_async_context(
+            simulate_devices(serial_devices(agent.devices), sim_dir))
         sims.update(hall.devices)
         agent_ready = asyncio.Event()
         name = f"agent {agent.id}"
@@ -517,9 +530,11 @@ def login_hint(base: HallConfig, cfg: HallConfig) -> str:
 
 
 async def _wait(duration: float | None, components: dict[str, asyncio.Task[Any]],
-                tick: Callable[[], None]) -> None:
+                tick: Callable[[], None], done: Callable[[], bool] | None = None) -> None:
     start = time.monotonic()
     while duration is None or time.monotonic() - start < duration:
         await asyncio.sleep(0.5)
         _check_running(components)
         tick()
+        if done is not None and done():
+            return

@@ -3,8 +3,8 @@
 Also two rules for the whole suite:
 
 - a test that needs a system package this machine lacks (Mosquitto for every ``broker``
-  test) is skipped with the command that installs it, except under CI (``$CI`` set), where
-  it fails: CI installs everything (``.ci/run``) and must run every test;
+  test) is skipped with the command that installs it, except under CI (``tests/ci.py``),
+  where it fails: CI installs everything (``.ci/run``) and must run every test;
 - no test hangs: besides pytest-timeout's per-test limit (``timeout`` in pyproject.toml,
   which raises in the test and so cannot end a hang in an event loop's own shutdown), a
   watchdog thread ends the whole run ``HARD_GRACE_S`` later, naming the test and dumping
@@ -29,19 +29,17 @@ from hallq.config import BrokerConfig
 from hallqctl.embedded_broker import embedded_broker
 from hallqctl.mosquitto import Mosquitto, find_mosquitto, free_port
 
-__all__ = ["IN_CI", "Inbox", "Mosquitto", "free_port", "need"]
+from .ci import missing
 
-IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+__all__ = ["Inbox", "Mosquitto", "free_port", "need"]
+
 HARD_GRACE_S = float(os.environ.get("HALLQ_TEST_HARD_GRACE_S", "30"))
 
 
 def need(what: str, present: bool, install: str) -> None:
-    """Skip (fail under CI) when ``what`` is missing, saying how to install it."""
-    if present:
-        return
-    if IN_CI:
-        pytest.fail(f"CI must provide {what}: {install}")
-    pytest.skip(f"{what} is not installed ({install})")
+    """Skip (fail under CI: tests/ci.py) when ``what`` is missing, saying how to install it."""
+    if not present:
+        missing(f"{what} is not installed ({install})")
 
 
 def need_mosquitto() -> None:
@@ -159,13 +157,10 @@ def make_session(
 @pytest.fixture(params=["pure", "compiled"])
 def core_cls(request: pytest.FixtureRequest) -> type[Any]:
     """Both dispatch cores; in CI a missing compiled core fails instead of skipping."""
-    import os
 
     from coordinator.dispatch import load_core
 
     try:
         return load_core(request.param)
     except ImportError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"compiled dispatch core not built: {exc}")
+        missing(f"the compiled dispatch core: {exc}")

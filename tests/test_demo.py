@@ -36,17 +36,23 @@ pytestmark = pytest.mark.broker
 async def test_the_demo_issues_calls_serves_draws_boards_and_reports_kpis(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    # an hour of the morning from 09:30 (hall time holds while the parts start)
-    lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=15, broker_url=mosquitto.url,
+    def boards() -> list[str]:
+        return sorted(p.name for p in (tmp_path / "state" / "boards").rglob("*.png"))
+
+    def enough(engine: Any) -> bool:
+        total = engine.stats_state(0).total
+        return total.issued > 30 and total.served > 10 and bool(boards())
+
+    # the morning from 09:30 (hall time holds while the parts start)
+    lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=120, broker_url=mosquitto.url,
                            state_dir=tmp_path, live=False, volume=4000, http_port=0,
-                           after_open_min=30)
+                           after_open_min=30, until=enough)
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
     assert counts is not None, lines
     issued, served = map(int, counts.groups())
     assert issued > 30 and served > 10, lines
     assert any("average wait" in line for line in lines)
-    boards = sorted(p.name for p in (tmp_path / "state" / "boards").rglob("*.png"))
-    assert any(name.startswith("board") or "main" in name for name in boards), boards
+    assert any(name.startswith("board") or "main" in name for name in boards()), boards()
 
 
 @pytest.mark.timeout(180)
@@ -71,10 +77,15 @@ async def test_on_a_bare_machine_the_demo_embeds_a_broker_goes_without_voice_and
                 seen.append(str(message.topic))
 
     watcher = asyncio.create_task(watch())
+    started = time.monotonic()
     try:
         with caplog.at_level(logging.WARNING):
-            lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=12, state_dir=tmp_path,
-                                   live=False, volume=4000, http_port=0, after_open_min=30)
+            # 12 s at least, so that the hall's broker would have seen a demo writing to it
+            lines = await run_demo(
+                DEFAULT_CONFIG, speed=240, duration=120, state_dir=tmp_path, live=False,
+                volume=4000, http_port=0, after_open_min=30,
+                until=lambda engine: engine.stats_state(0).total.issued > 10
+                and time.monotonic() - started > 12)
     finally:
         watcher.cancel()
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])

@@ -18,6 +18,7 @@ import pytest
 from hallq import messages as m
 from hallq.topics import HallTopics
 
+from .ci import missing
 from .conftest import Mosquitto
 from .coordinated import FakeClock, device
 from .test_web_helpers import PASSWORD, web_hall, web_running
@@ -41,9 +42,7 @@ def _playwright() -> Any:
         problem = (f"no Chromium at {CHROMIUM}: apt-get install chromium chromium-driver "
                    "(or set HALLQ_CHROMIUM)")
     if problem is not None:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
+        missing(problem)
     return async_playwright
 
 
