@@ -133,7 +133,7 @@ class HallQueue:
                 self._fresh_engine()
                 if start is not None:
                     self.engine.start_day(json.loads(start.payload))
-        entries = self.log.entries_after(after)
+        entries = self.log.entries_since(after)
         mismatches = 0
         for entry in entries:
             command = m.decode(KINDS[entry.kind], entry.payload)

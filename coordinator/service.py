@@ -193,15 +193,7 @@ class Coordinator:
 
     async def run(self, session: Session, ready: asyncio.Event | None = None) -> None:
         """Serve until cancelled; ``session`` must be entered already."""
-        self.session = session
-        session.admit = self._admit
-        topics = session.topics
-        session.on_connect(self._converge)
-        await session.subscribe(topics.every("cmd", "window"), self._on_window_command)
-        await session.subscribe(topics.every("cmd", "supervisor"), self._on_window_command)
-        await session.subscribe(topics.every("req", "dispenser"), self._on_ticket_request)
-        await session.subscribe(topics.every("status"), self._on_presence)
-        await session.subscribe(topics.every("health"), self._on_health)
+        await self.attach(session)
         await session.wait_connected()
         await self._converge()
         if ready is not None:
@@ -218,6 +210,19 @@ class Coordinator:
             if self._eta_task is not None:
                 await cancel_and_wait(self._eta_task)
             await cancel_and_wait(learning)
+
+    async def attach(self, session: Session) -> None:
+        """Route what the coordinator listens to into its handlers; the fuzz suite feeds a
+        session attached so, without a broker, at the rate validation can go."""
+        self.session = session
+        session.admit = self._admit
+        topics = session.topics
+        session.on_connect(self._converge)
+        await session.subscribe(topics.every("cmd", "window"), self._on_window_command)
+        await session.subscribe(topics.every("cmd", "supervisor"), self._on_window_command)
+        await session.subscribe(topics.every("req", "dispenser"), self._on_ticket_request)
+        await session.subscribe(topics.every("status"), self._on_presence)
+        await session.subscribe(topics.every("health"), self._on_health)
 
     async def _tick(self) -> None:
         batch: Batch = []
@@ -643,16 +648,25 @@ class Coordinator:
             asyncio.to_thread(self.queue.save_checkpoint, seq, data))
 
     async def book_appointment(self, service: str, day: dt.date, start: float, *,
-                               booked_by: str = "taxpayer", note: str | None = None) -> Any:
+                               booked_by: str = "taxpayer", note: str | None = None,
+                               person: str | None = None) -> Any:
         """Book durably, then let the engine know when the booking is for today."""
         async with self._lock:
             now = self.clock()
             booking = self.bookings.book(service, day, start, now, self.checked_in(),
-                                         booked_by=booked_by, note=note)
+                                         booked_by=booked_by, note=note, person=person)
             day = self.engine.day or self.cfg.hall.business_day(now)
             if booking.day == day.isoformat():  # other days: registered when they open
                 self.engine.register_appointment(booking.code, booking.service,
                                                  booking.start, booking.end)
+        return booking
+
+    async def cancel_appointment(self, code: str, person: str) -> Any:
+        """Cancel durably; the engine forgets the code, so a later check-in with it is an
+        ordinary ticket, as replay (which never registers a cancelled booking) has it."""
+        async with self._lock:
+            booking = self.bookings.cancel(code, person, self.clock(), self.checked_in())
+            self.engine.appointments.pop(booking.code, None)
         return booking
 
     def checked_in(self) -> set[str]:

@@ -363,6 +363,10 @@ class CoordinatorConfig(_Model):
     appointment_slot_min: Annotated[int, BeforeValidator(int_range(5, 240))] = 30
     appointment_capacity: Annotated[int, BeforeValidator(int_range(1, 500))] = 4
     appointment_days: Annotated[int, BeforeValidator(int_range(1, 60))] = 7
+    # real-name booking: one person's bookings per service per day, and one client
+    # address's booking attempts per hour (so neither can fill a slot)
+    appointment_per_person_day: Annotated[int, BeforeValidator(int_range(1, 20))] = 1
+    appointment_per_address_hour: Annotated[int, BeforeValidator(int_range(1, 10_000))] = 10
 
 
 class Zone(_Model):
@@ -960,7 +964,7 @@ def _parse(
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, [_syntax_problem(exc)]) from exc
+        raise ConfigError(source, [_syntax_problem(exc, text)]) from exc
     env_locs = _apply_env(data, os.environ if environ is None else environ)
     try:
         return HallConfig.model_validate(data, context={"base_dir": base_dir})
@@ -969,11 +973,16 @@ def _parse(
     raise ConfigError(source, problems)
 
 
-def _syntax_problem(exc: tomllib.TOMLDecodeError) -> str:
+def _syntax_problem(exc: tomllib.TOMLDecodeError, text: str) -> str:
     msg = str(exc)
     m = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", msg)
     if m:
         return f"line {m.group(1)}, column {m.group(2)}: TOML syntax error: {msg[: m.start()]}"
+    m = re.search(r"\s*\(at end of document\)\s*$", msg)
+    if m:  # a file cut short: say where it ends, so nobody hunts for the line
+        last = text.rsplit("\n", 1)[-1]
+        return (f"line {text.count(chr(10)) + 1}, column {len(last) + 1}: TOML syntax "
+                f"error: {msg[: m.start()]} (the file ends there)")
     return f"TOML syntax error: {msg}"
 
 
