@@ -748,9 +748,24 @@ async def serve(cfg: HallConfig, *, log_path: Path | None = None, dispatch: str 
 
     coordinator = Coordinator(cfg, log_path=log_path, dispatch=dispatch)
     try:
-        async with web_dashboard(coordinator), coordinator.make_session() as session, \
+        async with coordinator.make_session() as session, \
                 supervised(Notifier.from_env(), session.wait_connected(),
                            coordinator.status_line):
-            await coordinator.run(session, ready)
+            # devices first: the dashboard (aiohttp's import, its routes) starts once the
+            # queue answers over MQTT, so a restart's first reply does not wait for it
+            serving = asyncio.Event()
+            runner = asyncio.create_task(coordinator.run(session, serving))
+            try:
+                waiter = asyncio.create_task(serving.wait())
+                await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if runner.done():
+                    await runner
+                async with web_dashboard(coordinator):
+                    if ready is not None:
+                        ready.set()
+                    await runner
+            finally:
+                await cancel_and_wait(runner)
     finally:
         coordinator.close()
