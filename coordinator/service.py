@@ -20,7 +20,7 @@ from typing import Any
 
 from coordinator.authz import Authority, Refusal, flood_alert, refusal_alert
 from coordinator.dispatch import load_core
-from coordinator.engine import Outcome
+from coordinator.engine import Engine, Outcome
 from coordinator.eta import WaitEstimator
 from coordinator.eventlog import EventLog
 from coordinator.hallqueue import HallQueue, Submitted
@@ -153,7 +153,7 @@ class Coordinator:
                 log.exception("change listener %r failed", listener)
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Engine:
         return self.queue.engine
 
     def make_session(self, *, ack_after_handler: bool = True) -> Session:

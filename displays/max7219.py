@@ -49,7 +49,7 @@ def _device_class() -> Any:
     """
     from luma.led_matrix.device import max7219
 
-    class Max7219Device(max7219):
+    class Max7219Device(max7219):  # type: ignore[misc]  # luma ships no types
         def display(self, image: Image.Image) -> None:
             assert image.mode == self.mode and image.size == self.size
             image = self.preprocess(image)

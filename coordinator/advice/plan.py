@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.advice.live import ActOnAdvice
-from coordinator.advice.replay import SkillChange, Skills, replay_day
+from coordinator.advice.replay import Skills, replay_day
+from coordinator.simulation.day import SkillChange
 from coordinator.dispatch import load_core
 from coordinator.simulation import draw_days, sim_day
 from coordinator.simulation.day import DayResult, FastHall, sim_config

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
 from coordinator.eventlog import EventLog
@@ -357,7 +358,7 @@ def _user(request: web.Request) -> str:
 
 
 @web.middleware
-async def supervisor_auth(request: web.Request, handler: Any) -> web.StreamResponse:
+async def supervisor_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
     guarded = path == "/supervisor" or path.startswith(("/supervisor/", "/api/supervisor/"))
     if guarded and _supervisor(request) is None:
