@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from hallq import messages as m
 from hallq.bus import Incoming, Session
@@ -52,7 +53,7 @@ def raw_floor(port: int, n: int) -> list[float]:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def client(name: str) -> paho.Client:
-        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=name)
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=name)
         c.on_socket_open = nodelay
         c.connect("127.0.0.1", port)
         c.loop_start()

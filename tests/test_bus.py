@@ -18,6 +18,7 @@ from hallq import messages as m
 from hallq.bus import Incoming, Session
 from hallq.errors import NotConnected, RequestTimeout
 from hallq.topics import HallTopics
+from hallq.ulid import new_ulid
 
 from .conftest import Inbox, Mosquitto
 
@@ -203,7 +204,7 @@ async def test_request_reply_correlates_concurrent_requests(
                                         issued_at=m._utcnow(), people_ahead=0, eta_min=0),
                 )
                 await coord.publish(T.reply("dispenser", req.parts.client), reply)
-                stray = m.CommandReply(kind="command", corr=m.new_ulid(), ok=True)
+                stray = m.CommandReply(kind="command", corr=new_ulid(), ok=True)
                 await coord.publish(T.reply("dispenser", req.parts.client), stray)
 
         await coord.subscribe(T.every("req", "dispenser"), answer)

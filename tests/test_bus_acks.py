@@ -19,6 +19,7 @@ from typing import Any
 import aiomqtt
 import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import MQTTErrorCode
 
 from hallq import messages as m
 from hallq.bus import Incoming, Session
@@ -138,7 +139,7 @@ async def test_every_qos1_message_is_acked_once_in_arrival_order_after_its_dispa
             trace.add("arrived", message.mid)
         on_message(self, message)
 
-    def puback(self: paho.Client, mid: int) -> paho.MQTTErrorCode:
+    def puback(self: paho.Client, mid: int) -> MQTTErrorCode:
         if self._client_id == b"coord":
             trace.add("acked", mid)
         return send_puback(self, mid)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from city.bridge import PUBLIC_SUMMARIES, BridgeError, bridge_config, city_broker, nats_user
 from city.testcluster import NatsCityCluster, find_nats_server
@@ -67,7 +68,7 @@ def city(tmp_path: Path) -> Iterator[NatsCityCluster]:
 
 def city_client(city: NatsCityCluster, node: int, inbox: queue.Queue[paho.MQTTMessage]
                 ) -> paho.Client:
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bureau-{node}",
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bureau-{node}",
                          protocol=paho.MQTTv311)
     client.tls_set(ca_certs=str(city.cafile))
     client.username_pw_set("bureau", city.bureau_password)
@@ -84,7 +85,7 @@ def city_client(city: NatsCityCluster, node: int, inbox: queue.Queue[paho.MQTTMe
 
 
 def hall_client(broker: Mosquitto) -> paho.Client:
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="coordinator",
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="coordinator",
                          protocol=paho.MQTTv311)
     client.connect("127.0.0.1", broker.port)
     client.loop_start()

@@ -37,6 +37,7 @@ from hallq.contract import CLIENT_TOPICS, TopicSpec
 from hallq.errors import PayloadError
 from hallq.logsetup import escape_controls, redact
 from hallq.topics import Role, matches
+from hallq.ulid import new_ulid
 
 from .conftest import Inbox, Mosquitto
 from .coordinated import FakeClock, device, running
@@ -106,7 +107,7 @@ def _seeds(payload: Any, role: Role, client: str) -> list[BaseModel]:
             m.IssueRequest(kind="issue", service="invoice", priority=m.Priority.ASSISTED,
                            appointment="AB12", identity="0" * 64),
             m.IssueRequest(kind="issue", service="tax-filing", offline=m.OfflineIssue(
-                number="A901", issued_at=m._utcnow(), supersedes=m.new_ulid())),
+                number="A901", issued_at=m._utcnow(), supersedes=new_ulid())),
             m.LeaseRequest(kind="lease", service="invoice", size=20),
             m.VoidRequest(kind="void", number="A001", reason="paper out"),
         ]

@@ -162,6 +162,7 @@ async def test_with_client_certs_the_broker_wants_the_certificate_and_the_passwo
     import ssl
 
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     from hallq.bus import Session
     from hallqctl.mosquitto import Mosquitto, free_port
@@ -184,7 +185,7 @@ async def test_with_client_certs_the_broker_wants_the_certificate_and_the_passwo
         async with Session(broker_cfg, hall="test-hall", role="window", client_id="pi-w1",
                            state_dir=tmp_path / "s") as session:
             await session.wait_connected(10)
-        bare = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pi-w1")
+        bare = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pi-w1")
         bare.username_pw_set("pi-w1", (device / "password").read_text().strip())
         bare.tls_set(ca_certs=str(device / "ca.crt"))
         accepted: list[int] = []

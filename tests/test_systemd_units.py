@@ -143,8 +143,9 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
 def _connect_rc(port: int, username: str | None, password: str | None,
                 ca: Path | None = None) -> int:
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="probe")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe")
     if username is not None:
         client.username_pw_set(username, password)
     if ca is not None:

@@ -11,7 +11,8 @@ import pytest
 
 from coordinator.service import serve
 from hallq.aio import cancel_and_wait
-from hallq.config import ConfigError, parse_config
+from hallq.config import parse_config
+from hallq.errors import ConfigError
 
 from .conftest import Mosquitto, free_port
 from .halls import small_hall_text
