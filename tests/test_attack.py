@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ class Client:
             self.got.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
             self.cond.notify_all()
 
-    async def wait(self, predicate: Any, timeout: float = 5.0) -> bool:
+    async def wait(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
         def block() -> bool:
             with self.cond:
                 return self.cond.wait_for(predicate, timeout)
@@ -170,21 +171,25 @@ def forged(topic: str) -> tuple[bytes, bool]:
     kind = parts[3] if parts[3] in ("state", "event") else parts[5]
     big = 10**12
     message: m.Message
+    build: dict[str, Callable[[], m.Message]]
     if parts[3] == "state":
-        message = {
-            "window": lambda: m.WindowState(rev=big, window=1, zone="hall-1", status="closed"),
+        build = {
+            "window": lambda: m.WindowState(rev=big, window=1, zone="hall-1",
+                                            status=m.WindowStatus.CLOSED),
             "queue": lambda: m.QueueState(rev=big, service="invoice", waiting=999),
             "board": lambda: m.BoardState(rev=big, notice="forged"),
-        }.get(parts[4], lambda: m.BoardState(rev=big, notice="forged"))()
+        }
+        message = build.get(parts[4], lambda: m.BoardState(rev=big, notice="forged"))()
         return m.encode(message), True
     if parts[3] == "event":
-        message = {
+        build = {
             "call": lambda: m.CallEvent(ticket="A999", service="tax-filing", window=1,
                                         zone="hall-1"),
             "ticket": lambda: m.TicketEvent(ticket="A999", service="tax-filing",
-                                            state="no_show"),
-        }.get(parts[4], lambda: m.AlertEvent(severity="critical", kind="forged",
-                                             message="forged"))()
+                                            state=m.TicketState.NO_SHOW),
+        }
+        message = build.get(parts[4], lambda: m.AlertEvent(severity="critical", kind="forged",
+                                                           message="forged"))()
         return m.encode(message), False
     role, client = parts[3], parts[4]
     if kind == "cmd":

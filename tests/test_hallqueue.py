@@ -243,7 +243,7 @@ def test_random_days_keep_every_ticket_once_and_replay_to_the_same_state(
 @example(tickets=[("tax-filing", "normal", 1100), ("invoice", "normal", 1300)],
          skills={"tax-filing": 0.5, "invoice": 1.0}, call_after=0)
 def test_a_call_picks_the_best_score_among_eligible_tickets(
-    tickets: list[tuple[str, str, int]], skills: dict[str, float], call_after: int,
+    tickets: list[tuple[str, m.Priority, int]], skills: dict[str, float], call_after: int,
     core_cls: type[Any],
 ) -> None:
     from coordinator.engine import CLASS_OF, Engine

@@ -66,7 +66,7 @@ EXAMPLES: list[Any] = [
                   message="bad", field="window"),
 ]
 
-TYPE_OF = {
+TYPE_OF: dict[type[Any], Any] = {
     m.WindowAction: m.WindowCommand, m.TicketAction: m.WindowCommand, m.Transfer: m.WindowCommand,
     m.Finish: m.WindowCommand, m.Rate: m.WindowCommand, m.SetSkills: m.WindowCommand,
     m.IssueRequest: m.TicketRequest, m.LeaseRequest: m.TicketRequest,

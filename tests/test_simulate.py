@@ -109,7 +109,7 @@ def demand(tiny: HallConfig) -> Demand:
     return Demand.for_services([s.code for s in tiny.services])
 
 
-def _strip(d: dict) -> dict:
+def _strip(d: dict[str, Any]) -> dict[str, Any]:
     d = dict(d)
     d.pop("wall_s")
     return d
