@@ -31,12 +31,13 @@ from typing import Any
 
 from coordinator.advice.replay import replay_day
 from coordinator.dispatch import core_kind, load_core
-from coordinator.engine import Engine
+from coordinator.engine import Engine, Outcome
 from coordinator.eta import SPREAD, WaitEstimator, fits_of
 from coordinator.simulation import draw_days, sim_day
 from coordinator.simulation.day import sim_config
 from coordinator.simulation.policies import configured_skills
 from coordinator.simulation.profile import CALIBRATED_VOLUME, Demand
+from hallq import messages as m
 from hallq.config import load_config
 from hallq.messages import TicketState
 
@@ -134,7 +135,7 @@ def run_day(cfg: Any, core_cls: type[Any], demand: Demand, label: str, dom: int 
                                                replications=replications, spread=spread)
             issue = engine.issue
 
-            def issue_and_ask(req: Any, at: float, source: str = "") -> Any:
+            def issue_and_ask(req: m.IssueRequest, at: float, source: str = "") -> Outcome:
                 out = issue(req, at, source)
                 t = out.ticket
                 if out.ok and t is not None and t.number in truth:

@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -142,7 +142,8 @@ def make_session(
 ) -> Callable[..., Session]:
     """Build a Session on the test broker; each client id gets its own state dir by default."""
 
-    def build(role: str, client_id: str, *, protocol: str = "auto", **kwargs: Any) -> Session:
+    def build(role: str, client_id: str, *, protocol: Literal["auto", "5", "3.1.1"] = "auto",
+              **kwargs: Any) -> Session:
         broker = BrokerConfig(url=kwargs.pop("url", mosquitto.url), protocol=protocol,
                               username=kwargs.pop("username", None), keepalive=5)
         return Session(

@@ -197,10 +197,11 @@ async def test_request_reply_correlates_concurrent_requests(
                 return
             both.set()
             for req in reversed(requests):  # answer out of order
+                assert req.parts.client is not None  # a request topic names its client
                 reply = m.IssueReply(
                     kind="issue", corr=req.payload.id, ok=True,
                     ticket=m.TicketInfo(number="A001" if req.payload.service == "a" else "B001",
-                                        service=req.payload.service, priority="normal",
+                                        service=req.payload.service, priority=m.Priority.NORMAL,
                                         issued_at=m._utcnow(), people_ahead=0, eta_min=0),
                 )
                 await coord.publish(T.reply("dispenser", req.parts.client), reply)
@@ -274,7 +275,7 @@ async def test_stale_revisions_of_retained_state_are_ignored(
     got = inbox()
 
     def state(rev: int) -> m.WindowState:
-        return m.WindowState(rev=rev, window=15, zone="hall-1", status="open")
+        return m.WindowState(rev=rev, window=15, zone="hall-1", status=m.WindowStatus.OPEN)
 
     async with make_session("coordinator", "coord") as coord, \
             make_session("window", "win-15") as pad:
@@ -283,7 +284,7 @@ async def test_stale_revisions_of_retained_state_are_ignored(
         await pad.wait_connected(10)
         for rev in (5, 3, 5, 6):
             await coord.publish(T.window_state(15), state(rev))
-        await got.wait_for(lambda ps: ps and ps[-1].rev == 6)
+        await got.wait_for(lambda ps: bool(ps) and ps[-1].rev == 6)
     assert [p.rev for p in got.payloads] == [5, 6]
 
 
@@ -305,6 +306,7 @@ async def test_client_sockets_have_tcp_nodelay(make_session: Callable[..., Sessi
     async with make_session("window", "win-06") as device:
         await device.wait_connected(10)
         sock = device._client._client.socket()  # type: ignore[union-attr]
+        assert isinstance(sock, socket.socket)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 

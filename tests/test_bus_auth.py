@@ -10,9 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from hallq.bus import Session
-from hallq.config import BrokerConfig
+from hallq.config import BrokerConfig, TlsConfig
 
 from .conftest import Mosquitto, need
 
@@ -33,10 +34,10 @@ async def test_username_and_password_are_used_and_a_wrong_one_is_logged(
                        persistence=False)
     broker.start()
     try:
-        good = BrokerConfig(url=broker.url, username="win-01", password="s3cret")
+        good = BrokerConfig(url=broker.url, username="win-01", password=SecretStr("s3cret"))
         async with _session(good, tmp_path, "win-01") as session:
             await session.wait_connected(10)
-        bad = BrokerConfig(url=broker.url, username="win-01", password="wrong")
+        bad = BrokerConfig(url=broker.url, username="win-01", password=SecretStr("wrong"))
         with caplog.at_level(logging.WARNING, "hallq.bus"):
             async with _session(bad, tmp_path, "win-01") as session:
                 with pytest.raises(TimeoutError):
@@ -74,7 +75,7 @@ async def test_tls_connects_with_the_configured_ca_and_refuses_an_unknown_one(
     broker.start()
     url = f"mqtts://127.0.0.1:{broker.port}"
     try:
-        trusted = BrokerConfig(url=url, tls={"ca_file": tmp_path / "ca.crt"})
+        trusted = BrokerConfig(url=url, tls=TlsConfig(ca_file=tmp_path / "ca.crt"))
         assert trusted.use_tls
         async with _session(trusted, tmp_path, "win-tls") as session:
             await session.wait_connected(10)

@@ -142,9 +142,9 @@ def command_for(step: tuple[Any, ...], q: HallQueue) -> tuple[str, str, str, Any
             kind="issue", service=service.code,
             offline=m.OfflineIssue(number=number, issued_at=m._utcnow()))
     window = step[1]
-    numbers = [t.number for t in q.engine.tickets]
-    pick = numbers[step[2] % len(numbers)] if len(step) > 2 and isinstance(step[2], int) and \
-        numbers else "A999"
+    picks = [t.number for t in q.engine.tickets]
+    pick = picks[step[2] % len(picks)] if len(step) > 2 and isinstance(step[2], int) and \
+        picks else "A999"
     if kind in ("reinstate", "unpark", "cancel", "call_ticket"):
         cmd: Any = m.TicketAction(window=window, action=kind, ticket=pick)
     elif kind == "transfer":

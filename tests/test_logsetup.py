@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ def test_control_characters_from_a_device_stay_on_the_line_they_came_in(
                 root.removeHandler(h)
         root.setLevel(level)
     lines = stream.getvalue().splitlines()
-    records = [json.loads(line) for line in lines] if json_lines else lines
+    records: list[Any] = [json.loads(line) for line in lines] if json_lines else list(lines)
     text = stream.getvalue()
     assert "\x1b" not in text and "\u2028" not in text and "110101199003077777" not in text
     if json_lines:

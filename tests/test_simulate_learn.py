@@ -126,6 +126,7 @@ def test_counter_times_are_fitted_by_maximum_likelihood_on_the_logs(
         fit = learned.services[code]
         n = len(drawn[code])
         assert fit.learned and fit.served == n >= 200
+        assert fit.mu is not None and fit.sigma is not None
         # the estimate of exactly the times the log was written with...
         logs = [math.log(x) for x in drawn[code]]
         want_mu, want_sigma = statistics.fmean(logs), statistics.pstdev(logs)
