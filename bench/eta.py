@@ -135,13 +135,13 @@ def run_day(cfg: Any, core_cls: type[Any], demand: Demand, label: str, dom: int 
                                                replications=replications, spread=spread)
             issue = engine.issue
 
-            def issue_and_ask(req: m.IssueRequest, at: float, source: str = "") -> Outcome:
-                out = issue(req, at, source)
+            def issue_and_ask(req: m.IssueRequest, now: float, source: str = "") -> Outcome:
+                out = issue(req, now, source)
                 t = out.ticket
                 if out.ok and t is not None and t.number in truth:
-                    record(engine, est, t, at, "issue")
+                    record(engine, est, t, now, "issue")
                     called = truth[t.number]
-                    heapq.heappush(halfway, (at + (called - at) / 2, t.idx))
+                    heapq.heappush(halfway, (now + (called - now) / 2, t.idx))
                 return out
 
             engine.issue = issue_and_ask  # type: ignore[method-assign]

@@ -78,15 +78,15 @@ def test_kpis_by_hall_day_service_and_hour_add_up_to_the_logs(
     with psycopg.connect(city_dsn, autocommit=True) as conn:
         by_hall = {r["hall"]: r for r in kpis(conn, "hall", DAYS[0], DAYS[1])}
         for hall in HALLS:
-            want = [expected(shipped[(hall, d)]) for d in DAYS]
-            tickets = sum(n for e in want for n, _ in e.values())
-            waits = sum(w for e in want for _, w in e.values())
+            per_day = [expected(shipped[(hall, d)]) for d in DAYS]
+            tickets = sum(n for e in per_day for n, _ in e.values())
+            waits = sum(w for e in per_day for _, w in e.values())
             assert by_hall[hall]["issued"] == by_hall[hall]["called"] == tickets
             assert by_hall[hall]["finished"] == tickets
             assert by_hall[hall]["avg_wait_min"] == pytest.approx(waits / tickets / 60, abs=0.01)
         total = sum(r["issued"] for r in by_hall.values())
         for by in ("day", "service", "hour"):
-            rows = kpis(conn, by, DAYS[0], DAYS[1])  # type: ignore[arg-type]
+            rows = kpis(conn, by, DAYS[0], DAYS[1])
             assert sum(r["issued"] for r in rows) == total, by
         one_day = kpis(conn, "service", DAYS[1], DAYS[1], hall="east")
         want = expected(shipped[("east", DAYS[1])])

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from hallq.config import ENV_OVERRIDES, HallConfig, load_config, parse_config
+from hallq.config import ENV_OVERRIDES, HallConfig, KeypadDevice, load_config, parse_config
 from hallq.errors import ConfigError
 from hallqctl.cli import main
 from hallqctl.config_summary import render_summary
@@ -441,7 +441,7 @@ def test_same_port_name_on_two_agents_is_two_buses() -> None:
     # /dev/ttyUSB0 exists on every Pi: the keypad alone on pi-d1's line needs no address.
     cfg = parse_config(hall_toml(), environ={})
     keypad = cfg.agent("pi-d1").devices[0]
-    assert keypad.serial is not None
+    assert isinstance(keypad, KeypadDevice)
     assert (keypad.serial.port, keypad.serial.address) == ("/dev/ttyUSB0", None)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hallq import messages as m
-from hallq.config import parse_config
+from hallq.config import HallConfig, parse_config
 from hallq.topics import HallTopics
 
 from .conftest import Inbox, Mosquitto
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
 
 
-def hall(url: str, tmp_path: Path, security: str = "") -> object:
+def hall(url: str, tmp_path: Path, security: str = "") -> HallConfig:
     text = small_hall_text(url, str(tmp_path / "state"))
     text = text.replace('services = ["tax-filing", "invoice", "green"]',
                         'services = ["tax-filing", "invoice"]')

@@ -21,7 +21,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -198,10 +198,10 @@ def mutate(r: random.Random, seed: dict[str, Any]) -> Mutant:
         data = _dump(doc)
         return Mutant(data[: r.randrange(len(data))], "truncated")
     if kind == 6:  # bytes flipped
-        data = bytearray(_dump(doc))
+        flipped = bytearray(_dump(doc))
         for _ in range(r.randrange(1, 4)):
-            data[r.randrange(len(data))] ^= 1 << r.randrange(8)
-        return Mutant(bytes(data), "bitflip")
+            flipped[r.randrange(len(flipped))] ^= 1 << r.randrange(8)
+        return Mutant(bytes(flipped), "bitflip")
     if kind == 7:  # not UTF-8, NUL, a BOM, trailing junk
         data = _dump(doc)
         edit = r.choice([b"\xff\xfe", b"\x00", b"\xef\xbb\xbf", b"}", b",", b"\xc3"])
@@ -250,10 +250,7 @@ class Tally:
     rejected: int = 0
     crashes: int = 0
     state_changes: int = 0
-    codes: Counter[str] | None = None
-
-    def __post_init__(self) -> None:
-        self.codes = Counter()
+    codes: Counter[str] = field(default_factory=Counter)
 
 
 def snapshot(c: Coordinator) -> str:
@@ -433,12 +430,14 @@ async def test_fuzz_over_mosquitto_the_session_survives(
     async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
             device(cfg, "board", "watcher", tmp_path) as watcher, \
             device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
-        await watcher.subscribe(coordinator.session.error_topic, errors)
+        session = coordinator.session
+        assert session is not None  # running() returns a started coordinator
+        await watcher.subscribe(session.error_topic, errors)
         await watcher.wait_connected(10)
         await dispenser.wait_connected(10)
         assert (await ask_for_a_ticket(dispenser)) == "A001"  # and the day has begun
         before = snapshot(coordinator)
-        connects = coordinator.session.connects
+        connects = session.connects
         quiet = logging.getLogger("hallq")
         level, quiet.level = quiet.level, logging.ERROR
         try:
@@ -461,14 +460,14 @@ async def test_fuzz_over_mosquitto_the_session_survives(
         finally:
             quiet.level = level
         assert_same(before, snapshot(coordinator))
-        assert coordinator.session.connects == connects  # never restarted
-        assert coordinator.session.connected
+        assert session.connects == connects  # never restarted
+        assert session.connected
         assert all(e.code != "handler_failed" for e in reports)
         assert all(e.field for e in reports if e.code == "invalid_payload")
         # one report per payload; the coordinator's own status topic is delivered to it
         # twice (its own subscription and the wildcard overlap), so reported twice
         extra = Counter(e.topic for e in reports) - want
-        assert set(extra) <= {coordinator.session.status_topic}, extra
+        assert set(extra) <= {session.status_topic}, extra
         assert (await ask_for_a_ticket(dispenser)) == "A002"
 
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from hallq.acl import hall_acl
-from hallq.config import parse_config
+from hallq.config import HallConfig, parse_config
 from hallq.contract import CLIENT_TOPICS
 from hallq.errors import ConfigError
 from hallq.topics import Role
@@ -23,7 +23,7 @@ from .halls import small_hall_text
 SUPERVISORS = '\n[security]\nsupervisor_clients = ["desk-1"]\n'
 
 
-def hall(extra: str = "") -> object:
+def hall(extra: str = "") -> HallConfig:
     return parse_config(small_hall_text() + SUPERVISORS + extra, "hall.toml")
 
 
