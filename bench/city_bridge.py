@@ -110,7 +110,7 @@ def main() -> None:
                             user="bureau", password="bureau-pw")
             clients.append(viewer)
             viewer.on_message = lambda c, u, msg: arrivals.put((time.perf_counter(),
-                                                                 msg.payload))
+                                                                 bytes(msg.payload)))
             viewer.subscribe("hallq/v1/+/state/#", 0)
             coordinator = client("coordinator", hall.port)
             clients.append(coordinator)

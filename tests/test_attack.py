@@ -389,8 +389,11 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
                 own_health = T.health(ROLES[name], name)
                 await old.publish(own_health, marker)
                 expected = (own_health, marker)
-                assert await watch.wait(lambda e=expected, n=seen: any(
-                    (t, p) == e for t, p, _ in watch.got[n:]))
+
+                def marked(e: tuple[str, bytes] = expected, n: int = seen) -> bool:
+                    return any((t, p) == e for t, p, _ in watch.got[n:])
+
+                assert await watch.wait(marked)
                 through = {(t, p) for t, p, _ in watch.got[seen:]} & set(tried)
                 for sent in tried:
                     report.note(f"{name} (3.1.1)", "effect" if sent in through else "broker",

@@ -88,6 +88,7 @@ def test_a_log_entry_becomes_a_row_the_bureau_can_group_by() -> None:
 
     rows = day_rows(volume=50)
     issue, call = rows[1], rows[2]
+    assert issue[5] and issue[6] and call[5] and call[6]  # both carry payload and result
     r = city_row("liwan", (2, *issue))
     assert r[4:11] == ("ticket", "issue", json.loads(issue[5])["service"], None,
                        json.loads(issue[6])["ticket"], True, issue[4])

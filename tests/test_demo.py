@@ -142,7 +142,7 @@ async def test_stopping_names_a_component_that_will_not_stop() -> None:
     assert await stop_components(tasks, timeout=1.0) == ["agent pi-x"]
     assert time.monotonic() - started < 2
     assert tasks["traffic"].cancelled()
-    tasks["agent pi-x"].get_coro().close()  # type: ignore[union-attr]
+    tasks["agent pi-x"].get_coro().close()
 
 
 @pytest.mark.timeout(60)

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from coordinator.advice.replay import Skills
-from coordinator.simulation.day import SkillChange
 from coordinator.engine import Engine
-from coordinator.simulation.day import FastHall, epoch_of, sim_config
+from coordinator.simulation.day import FastHall, SkillChange, epoch_of, sim_config
 from coordinator.simulation.profile import SERVICE_SIGMA, Arrival, DayArrivals, open_spans
 from hallq import messages as m
 from hallq.messages import TicketState, WindowStatus
