@@ -263,7 +263,8 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
     try:
         async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator:
             session = coordinator.session
-            assert session is not None and session.connects == 1
+            assert session is not None
+            assert session.connects == 1
             watch = clients["operator"] = Client(port, ca, "operator", password("operator"))
             assert await watch.connect() == 0
             await watch.subscribe(f"hallq/v1/{HALL}/#")
@@ -326,7 +327,8 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
                 await watch.wait(lambda: any(r.topic == topic for r in reported()))
                 found = [r for r in reported() if r.topic == topic]
                 if found:
-                    assert ID_NUMBER not in found[0].message and "\x1b" not in found[0].message
+                    assert ID_NUMBER not in found[0].message
+                    assert "\x1b" not in found[0].message
                     report.note(name, "coordinator", what,
                                 f"{found[0].code}:{(found[0].field or '')[:12]}")
                 else:
@@ -479,5 +481,6 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
         (artifacts / "attack-report.json").write_text(json.dumps(result, indent=2))
     assert report.with_effect == 0, report.effects
     # the lease after the flood is the one change the suite makes on purpose
-    assert before[1:] == after[1:] and after[0] == before[0] + 1, (before, after)
+    assert before[1:] == after[1:], (before, after)
+    assert after[0] == before[0] + 1, (before, after)
     assert report.attempts == report.denied_by_broker + report.rejected_by_coordinator

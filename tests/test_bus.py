@@ -83,7 +83,8 @@ async def test_a_killed_process_leaves_its_offline_will(
             proc.stdout.close()  # type: ignore[union-attr]
         payloads = await seen.wait_for(presence_of("win-07", "offline"))
     will = [p for p in payloads if p.client == "win-07"][-1]
-    assert will.state == "offline" and will.boot == boot
+    assert will.state == "offline"
+    assert will.boot == boot
 
 
 async def test_boot_rises_with_every_start_and_a_restart_is_quiet(
@@ -150,7 +151,8 @@ async def test_outbox_is_delivered_once_and_in_order_after_the_broker_restarts(
         payloads = got.payloads
     assert [p.id for p in payloads[1:]] == [r.id for r in sent]
     assert len(payloads) == 26
-    assert dispenser.connects >= 2 and coord.connects >= 2
+    assert dispenser.connects >= 2
+    assert coord.connects >= 2
 
 
 async def test_window_commands_are_never_queued(make_session: Callable[..., Session]) -> None:
@@ -264,7 +266,8 @@ async def test_bad_input_is_reported_and_the_session_survives(
         reports = await errors.wait_for(lambda ps: len(ps) >= 4)
     assert [r.code for r in reports] == ["invalid_json", "invalid_payload", "oversize",
                                          "handler_failed"]
-    assert reports[1].field == "window" and reports[1].topic == topic
+    assert reports[1].field == "window"
+    assert reports[1].topic == topic
     assert "handler bug" in reports[3].message
     assert commands.payloads == [good]
 
@@ -299,7 +302,8 @@ async def test_retained_state_reaches_a_client_that_connects_later(
     async with make_session("board", "board-9") as late:
         await late.subscribe(T.board_state(), got)
         payloads = await got.wait_for(lambda ps: len(ps) == 1)
-    assert payloads[0] == board and got.items[0].retained
+    assert payloads[0] == board
+    assert got.items[0].retained
 
 
 async def test_client_sockets_have_tcp_nodelay(make_session: Callable[..., Session]) -> None:

@@ -264,9 +264,11 @@ async def test_a_coordinator_killed_inside_a_command_logs_it_once_after_restarti
     assert marker.ok
     if ack_after_handler:
         assert rows == 1
-        assert reply is not None and reply.ok
+        assert reply is not None
+        assert reply.ok
         assert logged == {crashed.id: "A001", marker.corr: "A002"}
-        assert reply.ticket.number == "A001" and marker.ticket.number == "A002"
+        assert reply.ticket.number == "A001"
+        assert marker.ticket.number == "A002"
     else:
         assert rows == 0, "acked on arrival and killed before the log: the command is lost"
         assert logged == {marker.corr: "A001"}

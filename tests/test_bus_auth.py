@@ -45,7 +45,8 @@ async def test_username_and_password_are_used_and_a_wrong_one_is_logged(
     finally:
         broker.kill()
     refusals = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
-    assert refusals and "win-01" in refusals[0]
+    assert refusals
+    assert "win-01" in refusals[0]
     assert all("wrong" not in r.getMessage() for r in caplog.records)
 
 

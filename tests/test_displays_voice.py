@@ -303,7 +303,8 @@ async def test_an_old_backlog_is_not_announced() -> None:
     async with late:
         late.submit(event("A023", 15))
         await asyncio.wait_for(late.idle(), 5)
-    assert player.events == [] and late.log[0][1] == "too_old"
+    assert player.events == []
+    assert late.log[0][1] == "too_old"
 
 
 async def test_other_zones_are_ignored() -> None:

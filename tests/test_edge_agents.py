@@ -59,7 +59,8 @@ async def test_a_key_press_prints_the_ticket_a_pad_calls_it_and_a_rating_is_logg
         keypad_bus.press(keypad, 1)  # key 1: tax-filing
         await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
         printed = printer.tickets[0]
-        assert "A001" in printed.text and "前面还有 0 人" in printed.text
+        assert "A001" in printed.text
+        assert "前面还有 0 人" in printed.text
         assert "预计等待 1 分钟内" in printed.text   # the reply's range, as printed
         assert printed.qr_codes == [cfg.hall.ticket_url("A001")]
 
@@ -104,7 +105,8 @@ async def test_an_offline_dispenser_issues_from_its_lease_and_replays_on_return(
         await printer.wait_for(lambda: len(printer.tickets) == 4, timeout=30)
         offline_numbers = ["B950", "B951", "B952"]
         for ticket, number in zip(printer.tickets, ["B001", *offline_numbers], strict=True):
-            assert number in ticket.text and ticket.qr_codes == [cfg.hall.ticket_url(number)]
+            assert number in ticket.text
+            assert ticket.qr_codes == [cfg.hall.ticket_url(number)]
 
         mosquitto.start()
         async with asyncio.timeout(30):
@@ -112,7 +114,8 @@ async def test_an_offline_dispenser_issues_from_its_lease_and_replays_on_return(
                 await asyncio.sleep(0.05)
         tickets = coordinator.engine.tickets
         assert [t.number for t in tickets] == ["B001", *offline_numbers]
-        assert all(t.offline for t in tickets[1:]) and not tickets[0].offline
+        assert all(t.offline for t in tickets[1:])
+        assert not tickets[0].offline
         assert len({t.number for t in tickets}) == len(tickets)
 
 

@@ -238,9 +238,12 @@ async def test_devices_come_online_with_their_identity(hall: Hall) -> None:
     assert hall.watch.of(LinkState)[0].up
     states = {s.address: s for s in hall.watch.of(DeviceState)}
     assert states[1].device == "pad-01"
-    assert states[1].identity is not None and states[1].identity.kind_name == "call_pad"
-    assert states[21].identity is not None and states[21].identity.kind_name == "led_controller"
-    assert states[11].status is not None and states[11].status.ok
+    assert states[1].identity is not None
+    assert states[1].identity.kind_name == "call_pad"
+    assert states[21].identity is not None
+    assert states[21].identity.kind_name == "led_controller"
+    assert states[11].status is not None
+    assert states[11].status.ok
     assert hall.link.is_up
     assert hall.link.device_state(2) is not None
 
@@ -338,7 +341,9 @@ async def test_wrong_image_size_is_refused_before_sending(hall: Hall) -> None:
 async def test_a_silent_device_goes_offline_and_comes_back(hall: Hall) -> None:
     hall.sim[11].muted = True
     await hall.watch.first(DeviceState, online(11, False))
-    assert hall.link.device_state(11) is not None and not hall.link.device_state(11).online  # type: ignore[union-attr]
+    state = hall.link.device_state(11)
+    assert state is not None
+    assert not state.online
     with pytest.raises(DeviceTimeout):
         await hall.link.request(11, Command.HELLO)
     mark = len(hall.watch.items)
@@ -355,7 +360,8 @@ async def test_a_rebooted_device_restarts_its_count(hall: Hall) -> None:
     sim[1].reboot()
     assert sim.press(1, "RECALL") == 1  # seq 1 again, after the BOOT event's 0
     state = await watch.first(DeviceState, lambda s: s.reason == "rebooted")
-    assert state.identity is not None and state.identity.boot_id == 2
+    assert state.identity is not None
+    assert state.identity.boot_id == 2
     await watch.first(PadKeyPress, lambda e: e.key == PadKey.RECALL)
 
 
@@ -424,7 +430,8 @@ async def test_a_missing_port_is_reported_down_and_commands_fail_fast(tmp_path: 
     link = SerialLink(str(tmp_path / "no-such-tty"), timing=FAST)
     async with link, Watch(link) as watch:
         state = await watch.first(LinkState)
-        assert not state.up and "no-such-tty" in state.reason
+        assert not state.up
+        assert "no-such-tty" in state.reason
         with pytest.raises(LinkDown):
             await link.request(1, Command.HELLO)
         await poll_until(lambda: link.stats.open_failures >= 3)

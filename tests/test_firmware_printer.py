@@ -152,7 +152,9 @@ async def test_a_ticket_prints_and_is_confirmed(
     printer_sim: PrinterSimulator, printer: TicketPrinter
 ) -> None:
     result = await printer.print_ticket(TICKET)
-    assert result.written and result.done and result.confirmed
+    assert result.written
+    assert result.done
+    assert result.confirmed
     assert result.status.condition == PrinterCondition.OK
     [page] = printer_sim.tickets
     assert "A023" in [line.text for line in page.lines]
@@ -169,11 +171,14 @@ async def test_paper_running_out_during_the_ticket_fails_it(
     assert first.done
     assert first.status.condition == PrinterCondition.PAPER_NEAR_END
     second = await printer.print_ticket(TICKET)
-    assert second.written and not second.done
+    assert second.written
+    assert not second.done
     assert second.status.paper_out
-    assert len(printer_sim.tickets) == 1 and printer_sim.lost == 1
+    assert len(printer_sim.tickets) == 1
+    assert printer_sim.lost == 1
     third = await printer.print_ticket(TICKET)  # known out: nothing is sent
-    assert not third.written and not third.done
+    assert not third.written
+    assert not third.done
     assert "paper_out" in third.reason
     assert printer_sim.cuts == 2
 
@@ -197,7 +202,9 @@ async def test_a_mute_printer_is_unknown_and_the_ticket_unconfirmed(
     assert status.condition == PrinterCondition.UNKNOWN
     assert printer_sim.status_queries == 1  # gave up after the first silence
     result = await printer.print_ticket(TICKET)
-    assert result.written and result.done and not result.confirmed
+    assert result.written
+    assert result.done
+    assert not result.confirmed
     assert len(printer_sim.tickets) == 1
 
 
@@ -207,7 +214,8 @@ async def test_an_unplugged_printer_fails_the_ticket_then_recovers(
     assert (await printer.print_ticket(TICKET)).done
     printer_sim.unplug()
     result = await printer.print_ticket(TICKET)
-    assert not result.done and not result.written
+    assert not result.done
+    assert not result.written
     printer_sim.replug()
     assert (await printer.print_ticket(TICKET)).confirmed
     assert len(printer_sim.tickets) == 2

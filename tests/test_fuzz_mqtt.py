@@ -299,7 +299,8 @@ def check_report(report_msg: m.ErrorReport, mutant: Mutant, topic: str) -> None:
     again = m.decode(m.ErrorReport, m.encode(report_msg))  # as the dashboard receives it
     assert again.topic == topic
     if report_msg.code == "invalid_json":
-        assert "line" in report_msg.message and "column" in report_msg.message, report_msg
+        assert "line" in report_msg.message, report_msg
+        assert "column" in report_msg.message, report_msg
     elif report_msg.code == "oversize":
         assert "bytes" in report_msg.message, report_msg
     else:
@@ -373,7 +374,8 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path) -> None:
                     before = None
                     continue
                 tally.rejected += 1
-                assert len(errors) == 1 and len(out) == 1, (out, context)
+                assert len(errors) == 1, (out, context)
+                assert len(out) == 1, (out, context)
                 check_report(errors[0], mutant, topic)
                 tally.codes[errors[0].code] += 1
                 top = (mutant.field or "").split(".")[0]
@@ -399,7 +401,8 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path) -> None:
         coordinator.close()
     assert set(per_topic) == {f"{role.value}/{spec.pattern.rsplit('/', 1)[1]}"
                               for spec, role in inputs}
-    assert tally.rejected > n // 2 and tally.valid > 0
+    assert tally.rejected > n // 2
+    assert tally.valid > 0
 
 
 # --- the same, over a real broker -------------------------------------------------------------
@@ -475,5 +478,6 @@ async def ask_for_a_ticket(dispenser: Session) -> str:
     reply = await dispenser.request(
         dispenser.topics.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"),
         timeout=10)
-    assert reply.ok and reply.ticket is not None
+    assert reply.ok
+    assert reply.ticket is not None
     return str(reply.ticket.number)

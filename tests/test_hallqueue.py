@@ -33,8 +33,10 @@ def test_a_repeated_command_id_gets_the_original_result_and_changes_nothing(
     request = issue()
     first = q.submit("ticket", "dispenser", "pi-d1", request, at(9))
     again = q.submit("ticket", "dispenser", "pi-d1", request, at(9, 1))
-    assert not first.duplicate and again.duplicate
-    assert again.record == first.record and again.seq == first.seq
+    assert not first.duplicate
+    assert again.duplicate
+    assert again.record == first.record
+    assert again.seq == first.seq
     assert first.record["info"]["number"] == "A001"
     assert len(q.engine.tickets) == 1
     call = m.WindowAction(window=1, action="call")
@@ -76,9 +78,12 @@ def test_the_first_command_of_a_day_opens_it_and_recovery_starts_there(
     q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
     q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
     nxt = q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, day=31))
-    assert nxt.rollover is not None and nxt.record["info"]["number"] == "A001"
+    assert nxt.rollover is not None
+    assert nxt.record["info"]["number"] == "A001"
     start, entries = q.log.current_day()
-    assert start is not None and start.day == "2026-12-01" and len(entries) == 1
+    assert start is not None
+    assert start.day == "2026-12-01"
+    assert len(entries) == 1
     again = make_queue(path, core_cls)
     assert again.recover() == 1
     assert [t.number for t in again.engine.tickets] == ["A001"]
@@ -258,7 +263,8 @@ def test_a_call_picks_the_best_score_among_eligible_tickets(
     eligible = [t for t in e.tickets if t.service in skills]
     out = e.apply(m.WindowAction(window=4, action="call"), now)
     if not eligible:
-        assert out.error is not None and out.error.code == "no_one_waiting"
+        assert out.error is not None
+        assert out.error.code == "no_one_waiting"
         return
 
     def key(t: Any) -> tuple[float, float, int]:
@@ -267,7 +273,8 @@ def test_a_call_picks_the_best_score_among_eligible_tickets(
         urgency = wait * skills[t.service] * (2.0 if wait >= target else 1.0)
         return CLASS_OF[t.priority], -urgency, t.seq
 
-    assert out.ticket is not None and out.ticket is min(eligible, key=key)
+    assert out.ticket is not None
+    assert out.ticket is min(eligible, key=key)
 
 
 def _replay(number: str, supersedes: str) -> m.IssueRequest:

@@ -84,7 +84,8 @@ def test_without_notify_socket_everything_is_a_no_op() -> None:
     notifier = Notifier.from_env({})
     assert not notifier.enabled
     assert notifier.ready("x") is False
-    assert notifier.sent == 0 and notifier.failures == 0
+    assert notifier.sent == 0
+    assert notifier.failures == 0
 
 
 def test_ready_status_and_stopping_arrive_as_one_datagram_each(
@@ -235,7 +236,9 @@ def test_text_on_a_terminal_and_env_level_wins(root_logger: logging.Logger) -> N
     logging.getLogger("hallq.test").debug("card %s", "440106199001011234")
     text = out.getvalue()
     assert text.count("\n") == 1
-    assert "DEBUG" in text and "card [id-redacted]" in text and not text.startswith("{")
+    assert "DEBUG" in text
+    assert "card [id-redacted]" in text
+    assert not text.startswith("{")
 
 
 @pytest.mark.parametrize(

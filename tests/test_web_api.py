@@ -53,20 +53,24 @@ async def test_hall_summary_and_ticket_follow_the_engine(mosquitto: Mosquitto,
         await pad.wait_connected(10)
         numbers = [await _issue(dispenser) for _ in range(3)]
         third = await _get(http, f"{url}/api/tickets/{numbers[2]}")
-        assert third["state"] == "waiting" and third["people_ahead"] == 2
-        assert third["materials"] == MATERIALS and third["window"] is None
+        assert third["state"] == "waiting"
+        assert third["people_ahead"] == 2
+        assert third["materials"] == MATERIALS
+        assert third["window"] is None
         assert third["eta_min"] > 0
 
         clock.now += 60
         assert await _call(pad) == numbers[0]
         called = await _get(http, f"{url}/api/tickets/{numbers[0]}")
-        assert called["state"] == "called" and called["window"] == 1
+        assert called["state"] == "called"
+        assert called["window"] == 1
         assert (await _get(http, f"{url}/api/tickets/{numbers[2]}"))["people_ahead"] == 1
 
         hall = await _get(http, f"{url}/api/hall")
         assert hall["hall"]["id"] == "test-hall"
         filing = next(s for s in hall["services"] if s["code"] == "tax-filing")
-        assert filing["queue"]["waiting"] == 2 and filing["materials"] == MATERIALS
+        assert filing["queue"]["waiting"] == 2
+        assert filing["materials"] == MATERIALS
         assert hall["board"]["calls"][0]["ticket"] == numbers[0]
         # the public view says nothing about staff, devices or KPIs
         assert not {"windows", "stats", "devices", "alerts"} & set(hall)
@@ -75,7 +79,8 @@ async def test_hall_summary_and_ticket_follow_the_engine(mosquitto: Mosquitto,
         inside = await _get(http, f"{url}/api/supervisor/hall", headers=supervisor_auth())
         assert inside["windows"][0]["ticket"] == numbers[0]
         assert inside["stats"]["total"]["issued"] == 3
-        assert inside["zones"] and inside["windows"][0]["zone"] in inside["zones"]
+        assert inside["zones"]
+        assert inside["windows"][0]["zone"] in inside["zones"]
 
         async with http.get(f"{url}/api/tickets/Z999") as r:
             assert r.status == 404
@@ -96,7 +101,8 @@ async def test_devices_presence_and_health_and_alerts(mosquitto: Mosquitto,
             devices = await _get(http, f"{url}/api/supervisor/devices",
                                  headers=supervisor_auth())
             d1 = next(d for d in devices if d["client"] == "pi-d1")
-            assert d1["online"] is True and d1["healthy"] is False
+            assert d1["online"] is True
+            assert d1["healthy"] is False
             assert d1["components"][0]["status"] == "paper_out"
         await _until(lambda: any(d.client == "pi-d1" and d.online is False
                                  for d in c.devices.all()))
@@ -125,7 +131,8 @@ async def test_wait_target_and_engine_alerts_are_listed(mosquitto: Mosquitto,
         await _until(lambda: bool(c.alerts))  # the reply goes out before the events
         alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=supervisor_auth())
         kinds = [a["kind"] for a in alerts]
-        assert "wait_over_target" in kinds and "daily_cap_near" in kinds
+        assert "wait_over_target" in kinds
+        assert "daily_cap_near" in kinds
 
 
 async def _until(predicate: Any, timeout: float = 10.0) -> None:
@@ -169,7 +176,8 @@ async def test_stream_sends_each_call_as_it_happens(mosquitto: Mosquitto,
                 async for kind, data in events:
                     calls = [e for e in data.get("events", []) if "zone" in e]
                     if kind == "change" and calls:
-                        assert calls[0]["ticket"] == number and calls[0]["window"] == 1
+                        assert calls[0]["ticket"] == number
+                        assert calls[0]["window"] == 1
                         assert 1 in data["windows"]
                         break
 
@@ -180,9 +188,11 @@ async def test_board_png_is_rendered_by_the_displays_package(mosquitto: Mosquitt
     async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url), \
             aiohttp.ClientSession() as http:
         boards = await _get(http, f"{url}/api/boards")
-        assert boards and all(b["png"].endswith(".png") for b in boards)
+        assert boards
+        assert all(b["png"].endswith(".png") for b in boards)
         async with http.get(url + boards[0]["png"]) as r:
-            assert r.status == 200 and r.content_type == "image/png"
+            assert r.status == 200
+            assert r.content_type == "image/png"
             assert (await r.read()).startswith(b"\x89PNG")
         async with http.get(f"{url}/api/boards/nope.png") as r:
             assert r.status == 404
@@ -217,7 +227,8 @@ async def test_pages_are_served_locally(mosquitto: Mosquitto, tmp_path: Path) ->
             async with http.get(url + path) as r:
                 assert r.status == 200, path
                 body = await r.text()
-                assert "http://" not in body and "https://" not in body, path  # no CDN
+                assert "http://" not in body, path  # no CDN
+                assert "https://" not in body, path
         async with http.get(f"{url}/t/other-hall/A001") as r:
             assert r.status == 404
         async with http.get(f"{url}/supervisor", headers=supervisor_auth()) as r:
@@ -270,7 +281,8 @@ async def test_real_responses_validate_against_the_openapi_document(
         inside = await check("GET", "/api/supervisor/hall", "/api/supervisor/hall", headers=auth)
         assert inside["devices"]
         called = await check("GET", f"/api/tickets/{numbers[0]}", "/api/tickets/{number}")
-        assert called["state"] == "called" and called["recalls"] == 0
+        assert called["state"] == "called"
+        assert called["recalls"] == 0
         await check("GET", f"/api/tickets/{numbers[2]}", "/api/tickets/{number}")
         await check("GET", "/api/tickets/Z999", "/api/tickets/{number}", 404)
         devices = await check("GET", "/api/supervisor/devices", "/api/supervisor/devices",

@@ -108,7 +108,9 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await shots.take(hall, "hall-before")
                 # the public view: no staff matters, Chinese with English under it
                 text = await hall.locator("main").inner_text()
-                assert "设备" not in text and "过号" not in text and "窗口 Windows" not in text
+                assert "设备" not in text
+                assert "过号" not in text
+                assert "窗口 Windows" not in text
                 assert await hall.locator("#calls li").first.inner_text() == (
                     f"请{numbers[0]}号到1号窗口\n{numbers[0]}, please go to window 1")
                 assert "Expected wait" in await hall.locator("#queues").inner_text()
@@ -125,7 +127,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await ticket.wait_for_selector("#materials li")
                 assert "居民身份证原件" in await ticket.locator("#materials").inner_text()
                 detail = await ticket.locator("#detail").inner_text()
-                assert detail.startswith("预计等候 约 ") and detail.endswith(" 分钟"), detail
+                assert detail.startswith("预计等候 约 "), detail
+                assert detail.endswith(" 分钟"), detail
                 assert (await ticket.locator("#detail-en").inner_text()).startswith(
                     "Expected wait about ")
                 await shots.take(ticket, "ticket-waiting")
@@ -213,7 +216,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 assert await book.locator("#who").input_value() == ""
                 code = (await book.locator("#code").inner_text()).strip()
                 stored = c.bookings.get(code)
-                assert stored is not None and stored.person == hash_id_number(ID_NUMBER,
+                assert stored is not None
+                assert stored.person == hash_id_number(ID_NUMBER,
                                                                                ID_HASH_KEY)
                 await book.wait_for_function(
                     "() => document.getElementById('qr').naturalWidth > 100")
@@ -226,7 +230,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await book.click("#cancel-submit")
                 await book.wait_for_selector("#cancel-result:has-text('Cancelled')")
                 stored = c.bookings.get(code)
-                assert stored is not None and stored.cancelled_at is not None
+                assert stored is not None
+                assert stored.cancelled_at is not None
                 await shots.take(book, "booking-cancelled")
             finally:
                 await browser.close()

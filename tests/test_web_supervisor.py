@@ -35,7 +35,8 @@ async def test_supervisor_routes_need_the_right_credentials(mosquitto: Mosquitto
                     assert r.headers["WWW-Authenticate"].startswith("Basic ")
         assert c.engine.windows[1].status == "open"
         async with http.get(f"{url}/api/supervisor/whoami", headers=supervisor_auth()) as r:
-            assert r.status == 200 and (await r.json())["user"] == "supervisor"
+            assert r.status == 200
+            assert (await r.json())["user"] == "supervisor"
 
 
 async def test_no_password_configured_means_nobody_gets_in(mosquitto: Mosquitto,
@@ -62,7 +63,8 @@ async def test_a_supervisor_command_is_logged_and_published_like_a_pads(
         auth = supervisor_auth()
         async with http.post(f"{url}/api/supervisor/windows/2", headers=auth,
                              json={"action": "pause"}) as r:
-            assert r.status == 200 and (await r.json())["ok"]
+            assert r.status == 200
+            assert (await r.json())["ok"]
         assert c.engine.windows[2].status == "paused"
         await window2.wait_for(lambda ps: ps[-1].status == "paused")
 
@@ -85,10 +87,12 @@ async def test_a_supervisor_command_is_logged_and_published_like_a_pads(
         # found by tests/test_fuzz_http.py: these were 500s
         async with http.post(f"{url}/api/supervisor/windows/2", headers=auth,
                              json={"action": []}) as r:
-            assert r.status == 400 and (await r.json())["error"]["code"] == "bad_action"
+            assert r.status == 400
+            assert (await r.json())["error"]["code"] == "bad_action"
         async with http.post(f"{url}/api/supervisor/appointments", headers=auth,
                              json={"service": "tax-filing", "start": "09:00", "day": 5}) as r:
-            assert r.status == 400 and (await r.json())["error"]["code"] == "bad_day"
+            assert r.status == 400
+            assert (await r.json())["error"]["code"] == "bad_day"
     with sqlite3.connect(log_path) as db:
         rows = db.execute("SELECT source, payload FROM entries WHERE kind = 'window'").fetchall()
     assert [(src, json.loads(p)["action"]) for src, p in rows][:2] == [
@@ -111,4 +115,5 @@ async def test_a_closed_window_survives_a_restart(mosquitto: Mosquitto, tmp_path
             await pad.wait_connected(10)
             reply = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(
                 window=1, action="call"), timeout=10)
-            assert not reply.ok and reply.error.code == "window_closed"
+            assert not reply.ok
+            assert reply.error.code == "window_closed"
