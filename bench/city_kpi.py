@@ -27,11 +27,11 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).parent))
-from city_ingest import DAY, hall_id, logs  # noqa: E402
+from city_ingest import DAY, hall_id, logs
 
-from city.kpi import comfort_month, kpis  # noqa: E402
-from city.migrate import migrate  # noqa: E402
-from city.ship import Shipper  # noqa: E402
+from city.kpi import comfort_month, kpis
+from city.migrate import migrate
+from city.ship import Shipper
 
 MONTH = (dt.date(2026, 3, 1), dt.date(2026, 3, 31))
 

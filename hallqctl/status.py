@@ -30,11 +30,11 @@ __all__ = [
     "Row",
     "Seen",
     "StatusUnavailable",
+    "city_link_line",
     "collect_status",
     "render_status",
     "status_caveat",
     "status_exit_code",
-    "city_link_line",
 ]
 
 

@@ -202,7 +202,7 @@ def test_two_shippers_for_one_hall_never_store_an_entry_twice(city_dsn: str,
             idle = 0
             while idle < 3:
                 idle = idle + 1 if s.ship_once() == 0 else 0
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=drain, args=(s,)) for s in (a, b)]

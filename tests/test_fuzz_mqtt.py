@@ -389,8 +389,8 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path) -> None:
                 since.append(context)
                 # the full comparison every few payloads (it costs more than the rest); the
                 # event log's sequence every time
-                if coordinator.queue.seq != seq or (i % 8 == 0 or i == n - 1) and (
-                        snapshot(coordinator) != before):
+                if coordinator.queue.seq != seq or ((i % 8 == 0 or i == n - 1) and (
+                        snapshot(coordinator) != before)):
                     tally.state_changes += 1
                     raise AssertionError(f"invalid input changed the hall: one of {since}")
             figures.update(valid=tally.valid, rejected=tally.rejected, crashes=tally.crashes,
