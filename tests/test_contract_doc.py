@@ -48,5 +48,5 @@ def test_commands_are_never_retained_or_queued() -> None:
     cmd = contract.CLIENT_TOPICS[Action.CMD]
     assert not cmd.retained
     assert not cmd.queue_offline
-    assert cmd.expiry_s
+    assert cmd.deadline
     assert all(spec.retained for spec in contract.STATE_TOPICS.values())
