@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import hallq.sqlite
 from hallq import messages as m
 from hallq.config import HallConfig, parse_config
 from hallq.errors import RequestTimeout
@@ -34,7 +35,7 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
     from coordinator import eventlog
 
     disk = {"read_only": False}  # the file system, as SQLite sees it (bench/faults.py: real)
-    real_open = eventlog.open_db
+    real_open = hallq.sqlite.open_db  # what coordinator.eventlog imported
 
     def open_db(path: Path, schema: str, **kw: Any) -> sqlite3.Connection:
         db = real_open(path, schema, **kw)
@@ -119,7 +120,8 @@ async def test_views_converge_after_the_broker_comes_back_empty(
             assert coordinator.session is not None
             coordinator.session.reconnect()
             heard = await calls.wait_for(lambda ps: bool(ps), timeout=15)
-            assert heard[-1].ticket == "A001" and heard[-1].window == 1
+            assert heard[-1].ticket == "A001"
+            assert heard[-1].window == 1
 
 
 def _hall(url: str, tmp_path: Path, protocol: str) -> HallConfig:
@@ -153,14 +155,18 @@ async def test_a_call_that_outlived_its_deadline_is_never_applied_and_the_pad_ca
         async with running(cfg, log_path, clock) as coordinator:
             ask = m.Query(window=1, action="query", about=call.id)
             answer = await pad.request(T.cmd("window", "pi-w1"), ask, timeout=10)
-            assert answer.ok and answer.happened is False
+            assert answer.ok
+            assert answer.happened is False
             assert coordinator.engine.windows[1].current is None, "a stale CALL was applied"
             again = m.WindowAction(window=1, action="call")
             reply = await pad.request(T.cmd("window", "pi-w1"), again, timeout=10)
-            assert reply.ok and reply.ticket == "A001"
+            assert reply.ok
+            assert reply.ticket == "A001"
             answer = await pad.request(T.cmd("window", "pi-w1"), m.Query(
                 window=1, action="query", about=again.id), timeout=10)
-            assert answer.happened is True and answer.ticket == "A001"
+            assert answer.happened is True
+            assert answer.ticket == "A001"
         with sqlite3.connect(log_path) as db:
             logged = {row[0] for row in db.execute("SELECT cmd_id FROM entries")}
-        assert call.id not in logged and again.id in logged
+        assert call.id not in logged
+        assert again.id in logged

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -400,7 +400,8 @@ def test_a_checkpoint_restores_exactly_what_replaying_the_day_builds(
             cmd: Any = issue(rng.choice(["tax-filing", "invoice"]))
             q.submit("ticket", "dispenser", "pi-d1", cmd, now)
         else:
-            action = rng.choice(["call", "call", "finish", "skip", "recall", "start"])
+            action: Literal["call", "finish", "skip", "recall", "start"] = rng.choice(
+                ["call", "call", "finish", "skip", "recall", "start"])
             cmd = (m.Finish(window=1, action="finish") if action == "finish" else
                    m.WindowAction(window=rng.choice([1, 2]), action=action))
             q.submit("window", "window", "pi-w1", cmd, now)
