@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shutil
@@ -15,7 +14,7 @@ from pydantic import SecretStr
 from hallq.bus import Session
 from hallq.config import BrokerConfig, TlsConfig
 
-from .conftest import Mosquitto, need
+from .conftest import Mosquitto, need, until
 
 pytestmark = pytest.mark.broker
 
@@ -86,9 +85,10 @@ async def test_tls_connects_with_the_configured_ca_and_refuses_an_unknown_one(
                 await session.wait_connected(0.5)
             fds = []
             for target in (5, 25):
-                async with asyncio.timeout(20):
-                    while session.attempts < target:
-                        await asyncio.sleep(0.02)
+                def tried(n: int = target) -> bool:
+                    return session.attempts >= n
+
+                await until(tried, timeout=20)
                 fds.append(len(os.listdir("/proc/self/fd")))
             assert not session.connected
         assert fds[1] - fds[0] < 5, f"20 failed handshakes left {fds[1] - fds[0]} more fds open"

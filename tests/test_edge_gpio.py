@@ -9,6 +9,8 @@ import pytest
 
 from edge.gpio import Buttons, GpioError, Indicators, make_pin_factory, split_pins
 
+from .conftest import until
+
 
 @pytest.fixture
 def factory() -> object:
@@ -44,9 +46,7 @@ async def buttons(factory: object) -> AsyncIterator[tuple[Buttons, Presses, obje
 async def quiet(b: Buttons) -> None:
     """Wait until no debounce timer is pending (the pins have settled)."""
     await asyncio.sleep(0)  # run the edge callbacks the mock pins queued from this thread
-    async with asyncio.timeout(5):
-        while any(p.timer is not None for p in b._pins.values()):
-            await asyncio.sleep(0.005)
+    await until(lambda: all(p.timer is None for p in b._pins.values()), timeout=5)
 
 
 async def test_a_bouncing_contact_gives_one_press(

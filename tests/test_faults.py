@@ -16,7 +16,7 @@ from hallq.config import HallConfig, parse_config
 from hallq.errors import RequestTimeout
 from hallq.topics import HallTopics
 
-from .conftest import Inbox, Mosquitto
+from .conftest import Inbox, Mosquitto, until
 from .coordinated import FakeClock, device, running
 from .halls import small_hall, small_hall_text
 from .test_edge_agents import agent
@@ -55,9 +55,7 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
         await watch.wait_connected(10)
         keypad_bus, keypad = devices["keys-1"]
         printer = printers["printer-1"]
-        async with asyncio.timeout(15):
-            while ("pi-d1", "invoice") not in coordinator.engine.leases:
-                await asyncio.sleep(0.02)
+        await until(lambda: ("pi-d1", "invoice") in coordinator.engine.leases, timeout=15)
         keypad_bus.press(keypad, 2)
         await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
 
@@ -77,9 +75,7 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
         disk["read_only"] = False  # the disk is back
         await alerts.wait_for(lambda ps: any(a.kind == "storage_recovered" for a in ps))
         await health.wait_for(lambda ps: ps[-1].components[0].ok)
-        async with asyncio.timeout(20):
-            while not {"B950", "B951"} <= set(coordinator.engine.by_number):
-                await asyncio.sleep(0.05)
+        await until(lambda: {"B950", "B951"} <= set(coordinator.engine.by_number), timeout=20)
         waiting = [t.number for t in coordinator.engine.tickets
                    if t.state is m.TicketState.WAITING]
         assert sorted(waiting) == ["B001", "B950", "B951"], "a number not printed waits"

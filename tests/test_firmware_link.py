@@ -60,6 +60,8 @@ from firmware_bridge.sim import (
     SimScanner,
 )
 
+from .conftest import until
+
 FAST = LinkTiming(
     reply_timeout=0.25,
     byte_gap=0.1,
@@ -126,13 +128,6 @@ class Watch:
 
         await self.wait_for(match, timeout)
         return found[0]
-
-
-async def poll_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    """For state that has no event of its own (a counter); bounded by a timeout."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def online(address: int, value: bool = True) -> Callable[[DeviceState], bool]:
@@ -368,7 +363,7 @@ async def test_a_rebooted_device_restarts_its_count(hall: Hall) -> None:
 async def test_line_noise_does_not_stop_the_link(hall: Hall) -> None:
     for _ in range(20):
         hall.sim.inject(b"\x7e\x01\x82\x00\xff\x7f noise \x7d\x7d \x00\xff" * 3)
-    await poll_until(lambda: hall.link.drops.get(DropReason.GARBAGE, 0) > 0)
+    await until(lambda: hall.link.drops.get(DropReason.GARBAGE, 0) > 0)
     seq = hall.sim.press(1, "CALL")
     await hall.sim.wait_for(lambda: seq in hall.sim[1].acked)
     await hall.watch.first(PadKeyPress)
@@ -398,7 +393,7 @@ async def test_unplug_and_replug_recovers_without_restart(hall: Hall) -> None:
     with pytest.raises(LinkDown):
         await hall.pad.show("A001")
     opened = link.stats.opened
-    await poll_until(lambda: link.stats.open_failures >= 1)  # it kept trying while unplugged
+    await until(lambda: link.stats.open_failures >= 1)  # it kept trying while unplugged
     sim.replug()
     await watch.first(LinkState, lambda s: s.up, after=mark)
     await watch.first(DeviceState, online(1), after=mark)
@@ -434,7 +429,7 @@ async def test_a_missing_port_is_reported_down_and_commands_fail_fast(tmp_path: 
         assert "no-such-tty" in state.reason
         with pytest.raises(LinkDown):
             await link.request(1, Command.HELLO)
-        await poll_until(lambda: link.stats.open_failures >= 3)
+        await until(lambda: link.stats.open_failures >= 3)
         assert len(watch.of(LinkState)) == 1  # reported once, not at every retry
 
 

@@ -20,6 +20,8 @@ import pytest
 from hallq.logsetup import redact, running_under_systemd, setup_logging
 from hallq.sdnotify import Notifier, ready_when, watchdog, watchdog_interval
 
+from .conftest import until
+
 
 class Receiver:
     """The systemd end: a datagram socket whose messages a thread timestamps on arrival."""
@@ -157,15 +159,11 @@ async def test_watchdog_pings_stop_while_the_loop_is_blocked_and_resume_after(
     notifier = Notifier(address)
     env = {"WATCHDOG_USEC": "100000", "WATCHDOG_PID": str(os.getpid())}  # ping every 50 ms
     task = asyncio.create_task(watchdog(notifier, environ=env))
-    async with asyncio.timeout(10):
-        while notifier.sent < 3:
-            await asyncio.sleep(0.01)
+    await until(lambda: notifier.sent >= 3, timeout=10)
     before = notifier.sent
     time.sleep(0.5)  # a hung handler: the loop cannot run the watchdog
     assert notifier.sent == before
-    async with asyncio.timeout(10):
-        while notifier.sent < before + 3:
-            await asyncio.sleep(0.01)
+    await until(lambda: notifier.sent >= before + 3, timeout=10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -13,7 +13,7 @@ import pytest
 from hallq import messages as m
 from hallq.topics import HallTopics
 
-from .conftest import Mosquitto
+from .conftest import Mosquitto, until
 from .coordinated import FakeClock, device
 from .test_web_helpers import MATERIALS, supervisor_auth, web_hall, web_running
 
@@ -97,14 +97,14 @@ async def test_devices_presence_and_health_and_alerts(mosquitto: Mosquitto,
             await dispenser.publish(T.health("dispenser", "pi-d1"), m.DeviceHealth(
                 rev=dispenser.next_rev(), components=[m.ComponentHealth(
                     name="printer-1", ok=False, status="paper_out")]))
-            await _until(lambda: any(d.health for d in c.devices.all()))
+            await until(lambda: any(d.health for d in c.devices.all()))
             devices = await _get(http, f"{url}/api/supervisor/devices",
                                  headers=supervisor_auth())
             d1 = next(d for d in devices if d["client"] == "pi-d1")
             assert d1["online"] is True
             assert d1["healthy"] is False
             assert d1["components"][0]["status"] == "paper_out"
-        await _until(lambda: any(d.client == "pi-d1" and d.online is False
+        await until(lambda: any(d.client == "pi-d1" and d.online is False
                                  for d in c.devices.all()))
         # a stale will from an earlier boot must not flip a newer online back
         assert not c.devices.note_presence(m.Presence(state="offline", boot=0, role="dispenser",
@@ -128,17 +128,11 @@ async def test_wait_target_and_engine_alerts_are_listed(mosquitto: Mosquitto,
         for _ in range(3):  # invoice warns at the 3rd ticket (warn_at = 3)
             await _issue(dispenser, "invoice")
         clock.now += 11 * 60  # tax-filing's target is 10 min
-        await _until(lambda: bool(c.alerts))  # the reply goes out before the events
+        await until(lambda: bool(c.alerts))  # the reply goes out before the events
         alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=supervisor_auth())
         kinds = [a["kind"] for a in alerts]
         assert "wait_over_target" in kinds
         assert "daily_cap_near" in kinds
-
-
-async def _until(predicate: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 async def _events(response: aiohttp.ClientResponse) -> Any:
@@ -271,7 +265,7 @@ async def test_real_responses_validate_against_the_openapi_document(
         await dispenser.publish(T.health("dispenser", "pi-d1"), m.DeviceHealth(
             rev=dispenser.next_rev(), components=[m.ComponentHealth(
                 name="printer-1", ok=False, status="paper_out")]))
-        await _until(lambda: any(d.health for d in c.devices.all()))
+        await until(lambda: any(d.health for d in c.devices.all()))
         clock.now += 11 * 60  # past tax-filing's 10 min target: an alert
         await _call(pad)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import io
 import itertools
@@ -17,7 +16,7 @@ from hallq import messages as m
 from hallq.id_number import hash_id_number, hash_phone
 from hallq.topics import HallTopics
 
-from .conftest import Mosquitto
+from .conftest import Mosquitto, until
 from .coordinated import FakeClock, device
 from .halls import at
 from .test_web_helpers import ID_HASH_KEY, supervisor_auth, web_hall, web_running
@@ -112,9 +111,8 @@ async def test_slots_show_the_comfort_index_for_their_half_hour(mosquitto: Mosqu
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"), comfort_synthetic=True)
     async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
             aiohttp.ClientSession() as http:
-        async with asyncio.timeout(30):  # built in a worker once the coordinator serves
-            while c.forecast is None:
-                await asyncio.sleep(0.05)
+        # built in a worker once the coordinator serves
+        await until(lambda: c.forecast is not None, timeout=30)
         slots = await _slots(http, url, "invoice", TOMORROW)
         day = dt.date.fromisoformat(TOMORROW)
         for start, slot in slots.items():

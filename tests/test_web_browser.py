@@ -20,7 +20,7 @@ from hallq.id_number import hash_id_number
 from hallq.topics import HallTopics
 
 from .ci import missing
-from .conftest import Mosquitto
+from .conftest import Mosquitto, until
 from .coordinated import FakeClock, device
 from .test_web_helpers import ID_HASH_KEY, PASSWORD, web_hall, web_running
 
@@ -267,9 +267,7 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
             return [t for t in engine.tickets
                     if t.state is TicketState.WAITING and t.service == service]
 
-        async with asyncio.timeout(60):  # a queue forms at 申报纳税
-            while len(queued("tax-filing")) < 3:
-                await asyncio.sleep(0.1)
+        await until(lambda: len(queued("tax-filing")) >= 3, timeout=60)  # a queue forms at 申报纳税
         mine = queued("tax-filing")[-1].number
         async with async_playwright() as p:
             browser = await p.chromium.launch_persistent_context(
