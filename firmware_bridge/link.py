@@ -190,7 +190,7 @@ class SerialLink:
         """Async iterator over events and health changes; meant for one consumer."""
         return _Updates(self._updates)
 
-    async def next_update(self, timeout: float | None = None) -> Update:
+    async def next_update(self, timeout: float | None = None) -> Update:  # noqa: ASYNC109  public API: the caller bounds each wait
         async with asyncio.timeout(timeout):
             return await self._updates.get()
 
@@ -349,7 +349,7 @@ class SerialLink:
             if not addresses or rest > 0:
                 await self._idle(conn, rest if addresses else None)
 
-    async def _idle(self, conn: PortConnection, timeout: float | None) -> None:
+    async def _idle(self, conn: PortConnection, timeout: float | None) -> None:  # noqa: ASYNC109  the rest of a polling round, not a deadline
         """Wait out the rest of a round, but start at once when a command arrives."""
         if self._jobs:
             return

@@ -382,7 +382,7 @@ class _Probe:
 
 
 async def check_bus(
-    url: str, baudrate: int, devices: Sequence[FramedDevice], *, timeout: float,
+    url: str, baudrate: int, devices: Sequence[FramedDevice], *, timeout: float,  # noqa: ASYNC109  each check is bounded by --timeout
     agent_id: str = "ID",
 ) -> list[Check]:
     """Open the line briefly and ask each configured device HELLO."""
@@ -485,7 +485,7 @@ _PRINTER_FIX = {
 
 
 async def check_printer(
-    url: str, dev: PrinterDevice, *, timeout: float, agent_id: str = "ID"
+    url: str, dev: PrinterDevice, *, timeout: float, agent_id: str = "ID"  # noqa: ASYNC109  each check is bounded by --timeout
 ) -> Check:
     """Ask the ESC/POS printer its DLE EOT status; no answer is a failure, never "ok"."""
     from firmware_bridge.devices.printer import TicketPrinter
@@ -535,7 +535,7 @@ def _bus_groups(
 
 
 async def check_broker(
-    cfg: HallConfig, *, timeout: float, presence_window: float = 1.0,
+    cfg: HallConfig, *, timeout: float, presence_window: float = 1.0,  # noqa: ASYNC109  each check is bounded by --timeout
     agents: Sequence[Agent] = (),
 ) -> list[Check]:
     """Connect as a throw-away client id. Where ``hallq provision`` credentials are, log
@@ -659,7 +659,7 @@ async def run_doctor(
     cfg: HallConfig,
     agent_id: str | None,
     *,
-    timeout: float = 3.0,
+    timeout: float = 3.0,  # noqa: ASYNC109  each check is bounded by --timeout
     dev_dir: Path = Path("/dev"),
     sim_dir: Path | None = None,
     check_network: bool = True,

@@ -133,7 +133,7 @@ class Inbox:
         return self.payloads
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109  each test states its bound
     """Wait for state that has no event of its own (the engine's tickets, a counter, a file
     another process writes), checking every 10 ms; ``timeout`` bounds it, as every wait."""
     async with asyncio.timeout(timeout):

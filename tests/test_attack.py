@@ -101,7 +101,7 @@ class Client:
             self.got.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
             self.cond.notify_all()
 
-    async def wait(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    async def wait(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:  # noqa: ASYNC109  test helper: each test states its bound
         def block() -> bool:
             with self.cond:
                 return self.cond.wait_for(predicate, timeout)

@@ -44,7 +44,7 @@ def spawn(*args: str, stderr: Path) -> subprocess.Popen[str]:
                                 stderr=err, text=True)
 
 
-async def next_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
+async def next_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:  # noqa: ASYNC109  test helper: each test states its bound
     assert proc.stdout is not None
     return (await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)).strip()
 
@@ -117,7 +117,7 @@ class Trace:
     def mids(self, kind: str) -> list[int]:
         return [mid for k, mid in self.events if k == kind]
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:  # noqa: ASYNC109  test helper: each test states its bound
         async with asyncio.timeout(timeout):
             while not predicate():
                 self._changed.clear()

@@ -26,7 +26,7 @@ class Presses:
         self.names.append(name)
         self.changed.set()
 
-    async def wait(self, count: int, timeout: float = 5.0) -> list[str]:
+    async def wait(self, count: int, timeout: float = 5.0) -> list[str]:  # noqa: ASYNC109  test helper: each test states its bound
         async with asyncio.timeout(timeout):
             while len(self.names) < count:
                 self.changed.clear()

@@ -104,7 +104,7 @@ class Watch:
         return [u for u in self.items if isinstance(u, kind)]
 
     async def wait_for(
-        self, predicate: Callable[[list[Update]], bool], timeout: float = 10
+        self, predicate: Callable[[list[Update]], bool], timeout: float = 10  # noqa: ASYNC109  test helper: each test states its bound
     ) -> None:
         async with asyncio.timeout(timeout):
             while not predicate(self.items):
@@ -117,7 +117,7 @@ class Watch:
         where: Callable[[U], bool] = lambda u: True,
         *,
         after: int = 0,
-        timeout: float = 10,
+        timeout: float = 10,  # noqa: ASYNC109  test helper: each test states its bound
     ) -> U:
         """The first update of ``kind`` matching ``where`` at or after index ``after``."""
         found: list[U] = []
