@@ -21,6 +21,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -332,7 +333,7 @@ def calendar_gaps(cfg: HallConfig, today: date) -> str | None:
 
 
 def check_calendar(cfg: HallConfig, today: date | None = None) -> Check:
-    gap = calendar_gaps(cfg, today or date.today())
+    gap = calendar_gaps(cfg, today or cfg.hall.business_day(time.time()))
     if gap is None:
         return Check("hall calendar", Result.OK, "covers the days forecast and bookable")
     return Check("hall calendar", Result.WARN, gap,
@@ -398,7 +399,7 @@ async def check_bus(
     async with link:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not link.is_up and loop.time() < deadline:
+        while not link.is_up and loop.time() < deadline:  # noqa: ASYNC110  the updates queue is read below, for the probes
             await asyncio.sleep(0.02)
         if not link.is_up:
             reason = await _link_down_reason(link)
@@ -681,14 +682,14 @@ async def run_doctor(
     for agent in agents:
         checks += _serial_checks(agent, sim_dir)
         for (url, baud), devices in _bus_groups(agent, sim_dir).items():
-            if "://" not in url and not Path(url).exists():
+            if "://" not in url and not await asyncio.to_thread(Path(url).exists):
                 continue  # the serial check above already says so
             checks += await check_bus(url, baud, devices, timeout=timeout, agent_id=agent.id)
         for dev in agent.devices:
             if not isinstance(dev, PrinterDevice):
                 continue
             path = _local_port(dev.serial.port, sim_dir)
-            if path and ("://" in path or Path(path).exists()):
+            if path and ("://" in path or await asyncio.to_thread(Path(path).exists)):
                 checks.append(await check_printer(path, dev, timeout=timeout, agent_id=agent.id))
         checks += _gpio_spi_checks(agent, dev_dir)
         font = check_font(agent, font_finder)

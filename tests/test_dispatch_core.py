@@ -301,7 +301,7 @@ def test_position_matches_the_order_of_calls(core_cls: type[Any]) -> None:
 def test_arrays_grow_past_the_initial_capacity(core_cls: type[Any]) -> None:
     core = core_cls(2, 1, capacity=4)
     core.set_skills(0, [0, 1], [1.0, 1.0])
-    tickets = list(range(0, 40, 3)) + [500]
+    tickets = [*range(0, 40, 3), 500]
     for seq, t in enumerate(tickets):
         core.add(t, seq % 2, NORMAL, float(seq), seq)
     assert core.capacity >= 501
@@ -413,11 +413,11 @@ def test_bad_input_raises_and_changes_nothing(core_cls: type[Any]) -> None:
         core.call_next(2, 0.0)
     with pytest.raises(IndexError):
         core.waiting(-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="boost factor must be positive"):
         core.set_boost(0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="wait target must be >= 0"):
         core.set_service(0, -1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="need at least one service and one window"):
         core_cls(0, 1)
     assert core.waiting(0) == 1
     assert not core.queued(1)

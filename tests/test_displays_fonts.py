@@ -169,7 +169,7 @@ def test_unifont_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.setenv(UNIFONT_ENV, str(BUNDLED_FONT))
     assert find_unifont() == BUNDLED_FONT
     monkeypatch.setenv(UNIFONT_ENV, str(tmp_path / "nope.otf"))
-    with pytest.raises(FontError, match="nope.otf"):
+    with pytest.raises(FontError, match=r"nope\.otf"):
         find_unifont()
 
 

@@ -145,7 +145,7 @@ def test_max7219_brightness_and_close() -> None:
     bus.writes.clear()
     sink.set_brightness(0)
     assert bus.writes == [[SHUTDOWN, 0] * 4]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="brightness must be 0-255"):
         sink.set_brightness(300)
     sink.close()
     assert bus.closed

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,13 +20,14 @@ from firmware_bridge.devices import (
 from firmware_bridge.devices.escpos import CHINESE_ON, qr_code, size, status_query
 from firmware_bridge.sim import EscPosParser, PrintedTicket, PrinterSimulator
 
+HALL_TZ = ZoneInfo("Asia/Shanghai")
 TICKET = Ticket(
     hall="广州市荔湾区办税服务厅",
     service="综合业务",
     number="A023",
     people_ahead=5,
     wait_minutes=8,
-    issued_at=datetime(2024, 5, 6, 9, 31),
+    issued_at=datetime(2024, 5, 6, 9, 31, tzinfo=HALL_TZ),  # the edge prints hall time
     status_url="https://q.example.cn/t/liwan/A023?k=7f3a",
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -99,7 +100,7 @@ async def test_a_dispenser_keypad_id_reader_and_printer(
             "B007",
             2,
             4,
-            datetime(2024, 5, 6, 10, 0),
+            datetime(2024, 5, 6, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai")),
             "https://q.example.cn/t/B007",
         )
         result = await printer.print_ticket(ticket)

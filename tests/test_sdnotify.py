@@ -161,7 +161,7 @@ async def test_watchdog_pings_stop_while_the_loop_is_blocked_and_resume_after(
     task = asyncio.create_task(watchdog(notifier, environ=env))
     await until(lambda: notifier.sent >= 3, timeout=10)
     before = notifier.sent
-    time.sleep(0.5)  # a hung handler: the loop cannot run the watchdog
+    time.sleep(0.5)  # noqa: ASYNC251  a hung handler on purpose: the loop cannot run the watchdog
     assert notifier.sent == before
     await until(lambda: notifier.sent >= before + 3, timeout=10)
     task.cancel()
