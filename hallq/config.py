@@ -83,6 +83,8 @@ __all__ = [
     "Service",
     "SpiPort",
     "TlsConfig",
+    "WebConfig",
+    "WebUser",
     "Window",
     "Zone",
     "load_config",
@@ -296,13 +298,67 @@ class CoordinatorConfig(_Model):
     # web dashboard, ticket pages and API (coordinator/web); port 0 turns it off
     http_host: Text = "127.0.0.1"
     http_port: Annotated[int, BeforeValidator(int_range(0, 65535))] = 8080
+    # a first supervisor from HALLQ_SUPERVISOR_PASSWORD (environment only, hashed at start);
+    # the users of [web] and its users file are the lasting way (`hallq user add`)
     supervisor_user: Annotated[str, BeforeValidator(id_check("supervisor user"))] = "supervisor"
-    # no password: the supervisor view refuses everyone rather than being open
     supervisor_password: Secret | None = None
     # appointments (双向预约): slot length and how many bookings one slot takes
     appointment_slot_min: Annotated[int, BeforeValidator(int_range(5, 240))] = 30
     appointment_capacity: Annotated[int, BeforeValidator(int_range(1, 500))] = 4
     appointment_days: Annotated[int, BeforeValidator(int_range(1, 60))] = 7
+
+
+PASSWORD_HASH = re.compile(r"\$argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+")
+
+
+def _password_hash(value: object) -> str:
+    """Only an argon2id hash is accepted: a clear password must never sit in a hall file."""
+    if not isinstance(value, str) or not PASSWORD_HASH.fullmatch(value.strip()):
+        raise problem("expected an argon2id hash as `hallq user add` writes it "
+                      '("$argon2id$v=19$m=...") (value not shown)')
+    return value.strip()
+
+
+class WebUser(_Model):
+    """Someone who may log into the supervisor desk: a supervisor acts, a viewer only looks."""
+
+    name: Annotated[str, BeforeValidator(id_check("web user name"))]
+    role: Literal["supervisor", "viewer"]
+    password_hash: Annotated[str, BeforeValidator(_password_hash)]
+
+
+class WebConfig(_Model):
+    """The supervisor desk's logins, sessions and TLS (the web server itself is
+    ``coordinator.http_host``/``http_port``)."""
+
+    # users beside the ones listed here; `hallq user add` writes this file (hashes only).
+    # Default, when loaded from a file: <hall file stem>.users.toml next to it.
+    users_file: PathT | None = None
+    users: list[WebUser] = Field(default_factory=list)
+    # served by the coordinator itself, for halls with no reverse proxy in front
+    tls_cert_file: PathT | None = None
+    tls_key_file: PathT | None = None
+    session_idle_min: Annotated[int, BeforeValidator(int_range(1, 24 * 60))] = 30
+    session_max_h: Annotated[int, BeforeValidator(int_range(1, 72))] = 12
+    # failed logins before a lockout, per user name and per client address, counted over
+    # lockout_min; the lockout lasts lockout_min from the last failure
+    login_failures_per_user: Annotated[int, BeforeValidator(int_range(1, 100))] = 5
+    login_failures_per_address: Annotated[int, BeforeValidator(int_range(1, 1000))] = 20
+    lockout_min: Annotated[int, BeforeValidator(int_range(1, 24 * 60))] = 15
+
+    @model_validator(mode="after")
+    def _check(self) -> WebConfig:
+        problems = Collector()
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            missing = "tls_key_file" if self.tls_key_file is None else "tls_cert_file"
+            problems.add("TLS needs both tls_cert_file and tls_key_file", missing)
+        _unique(problems, "users", "name", [u.name for u in self.users], "user name")
+        problems.raise_any()
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
 
 class Zone(_Model):
@@ -558,6 +614,7 @@ class HallConfig(_Model):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     coordinator: CoordinatorConfig = Field(default_factory=CoordinatorConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     zones: list[Zone] = Field(min_length=1)
     services: list[Service] = Field(min_length=1)
@@ -767,7 +824,7 @@ def load_config(
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(source, [f"not UTF-8 text (bad byte at offset {exc.start})"]) from exc
-    return _parse(text, source, p.parent, environ)
+    return _parse(text, source, p.parent, environ, p.parent / f"{p.stem}.users.toml")
 
 
 def parse_config(
@@ -782,17 +839,36 @@ def parse_config(
 
 
 def _parse(
-    text: str, source: str, base_dir: Path | None, environ: Mapping[str, str] | None
+    text: str,
+    source: str,
+    base_dir: Path | None,
+    environ: Mapping[str, str] | None,
+    users_file: Path | None = None,
 ) -> HallConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [_syntax_problem(exc)]) from exc
+    section = data.get("coordinator")
+    early = []
+    if isinstance(section, dict) and "supervisor_password" in section:
+        early.append(
+            "coordinator.supervisor_password: a clear password does not belong in the hall "
+            "file; add users with `hallq user add NAME --role supervisor` (stores an argon2 "
+            "hash), or set HALLQ_SUPERVISOR_PASSWORD for a first supervisor"
+        )
+        del section["supervisor_password"]
     env_locs = _apply_env(data, os.environ if environ is None else environ)
     try:
-        return HallConfig.model_validate(data, context={"base_dir": base_dir})
+        cfg = HallConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        problems = _problems_from(exc, data, env_locs)
+        problems = early + _problems_from(exc, data, env_locs)
+    else:
+        if not early:
+            if cfg.web.users_file is None:
+                cfg.web.users_file = users_file
+            return cfg
+        problems = early
     raise ConfigError(source, problems)
 
 

@@ -30,7 +30,7 @@ from hallq.config import BrokerConfig, HallConfig
 
 log = logging.getLogger("hallqctl.demo")
 
-DEMO_PASSWORD = "hallq-demo"  # only when the hall file sets none; printed with the URL
+DEMO_PASSWORD = "hallq-demo"  # when HALLQ_SUPERVISOR_PASSWORD is unset; then printed
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
 TICKET = re.compile(r"^[A-Z][0-9]{2,5}$")
 RATINGS = [(4, 0.70), (3, 0.20), (2, 0.07), (1, 0.03)]
@@ -318,7 +318,9 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
                               f"{len(cfg.agents)} agents, broker {broker.url}, ×{speed:g}")
                 if web is not None:
                     user = cfg.coordinator.supervisor_user
-                    console.print(f"dashboard: {web.url}/  (supervisor: {user} / {DEMO_PASSWORD})")
+                    made = base.coordinator.supervisor_password is None
+                    login = f"  (supervisor desk login: {user} / {DEMO_PASSWORD})" if made else ""
+                    console.print(f"dashboard: {web.url}/{login}")
                 if on_ready is not None:
                     on_ready(coordinator)
                 try:

@@ -211,5 +211,5 @@ async def test_pages_are_served_locally(mosquitto: Mosquitto, tmp_path: Path) ->
                 assert "http://" not in body and "https://" not in body, path  # no CDN
         async with http.get(f"{url}/t/other-hall/A001") as r:
             assert r.status == 404
-        async with http.get(f"{url}/supervisor", headers=supervisor_auth()) as r:
+        async with http.get(f"{url}/supervisor", headers=await supervisor_auth(http, url)) as r:
             assert r.status == 200

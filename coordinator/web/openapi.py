@@ -29,8 +29,11 @@ def _ok(description: str, schema: dict[str, Any], media: str = "application/json
 
 
 def _errors(*codes: str) -> dict[str, Any]:
-    text = {"400": "bad input", "401": "supervisor login required", "404": "not found",
-            "409": "refused (slot full, or the engine rejected the command)",
+    text = {"400": "bad input", "401": "login required (or wrong credentials)",
+            "403": "CSRF token missing, another site's Origin, or a viewer trying to act",
+            "404": "not found", "409": "refused (slot full, or the engine rejected the command)",
+            "415": "body must be JSON",
+            "429": "too many failed logins: locked, the message says until when",
             "503": "board renderer unavailable"}
     return {c: {"description": text[c], "content": {"application/json": {
         "schema": _ref("Error")}}} for c in codes}
@@ -44,7 +47,10 @@ def _param(name: str, where: str, schema: dict[str, Any], required: bool = True,
 
 _OBJ: dict[str, Any] = {"type": "object"}
 _STR: dict[str, Any] = {"type": "string"}
-_BASIC: list[dict[str, list[str]]] = [{"supervisorBasic": []}]
+# the desk's session cookie; a change also needs its CSRF token (and this site's Origin,
+# when a browser sends one)
+_READ: list[dict[str, list[str]]] = [{"session": []}]
+_WRITE: list[dict[str, list[str]]] = [{"session": [], "csrf": []}]
 
 
 def _schemas() -> dict[str, Any]:
@@ -101,6 +107,21 @@ def _schemas() -> dict[str, Any]:
         "action": {"enum": ["open", "close", "pause", "resume", "set_skills"]},
         "skills": {"type": "object", "additionalProperties": {"type": "number"},
                    "description": "set_skills only: service code -> weight"}}}
+    schemas["Login"] = {"type": "object", "required": ["user", "password"], "properties": {
+        "user": {"type": "string", "maxLength": 64}, "password": _STR}}
+    schemas["Session"] = {"type": "object", "properties": {
+        "ok": {"type": "boolean"}, "user": _STR, "role": {"enum": ["supervisor", "viewer"]},
+        "csrf": {"type": "string", "description": "send as X-CSRF-Token on every change"},
+        "may_act": {"type": "boolean"},
+        "expires_at": {"type": "number", "description": "epoch seconds, if left idle"}}}
+    schemas["AuditEntry"] = {"type": "object", "properties": {
+        "id": {"type": "integer"}, "at": {"type": "number", "description": "epoch seconds"},
+        "user": _STR, "role": {"type": ["string", "null"]},
+        "action": {"type": "string", "description":
+                   "login, logout, denied, open, close, pause, resume, set_skills, invite"},
+        "target": {"type": ["string", "null"]}, "ok": {"type": "boolean"},
+        "result": {"type": ["string", "null"]}, "detail": {},
+        "client": {"type": ["string", "null"], "description": "the client's address"}}}
     schemas["CommandResult"] = {"type": "object", "properties": {
         "ok": {"type": "boolean"}, "error": {"type": ["object", "null"]},
         "seq": {"type": "integer"}, "id": _STR}}
@@ -175,21 +196,21 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                     "image/svg+xml": {"schema": {"type": "string"}}}}, **_errors("404")}}},
             "/api/supervisor/windows/{window}": {"post": {
                 "summary": "open/close/pause/resume a window or change its skills",
-                "security": _BASIC,
+                "security": _WRITE,
                 "parameters": [_param("window", "path", {"type": "integer", "minimum": 1})],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref("SupervisorCommand")}}},
                 "responses": {**_ok("applied", _ref("CommandResult")),
-                              **_errors("400", "401", "409")}}},
+                              **_errors("400", "401", "403", "409")}}},
             "/api/supervisor/appointments": {
                 "post": {"summary": "invite a taxpayer: book on their behalf",
-                         "security": _BASIC,
+                         "security": _WRITE,
                          "requestBody": {"required": True, "content": {"application/json": {
                              "schema": _ref("BookingRequest")}}},
                          "responses": {"201": {"description": "booked", "content": {
                              "application/json": {"schema": _ref("Booking")}}},
-                             **_errors("400", "401", "409")}},
-                "get": {"summary": "the bookings of a day", "security": _BASIC,
+                             **_errors("400", "401", "403", "409")}},
+                "get": {"summary": "the bookings of a day", "security": _READ,
                         "parameters": [_param("day", "query",
                                               {"type": "string", "format": "date"},
                                               required=False)],
@@ -197,9 +218,35 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                                                          "items": _ref("Booking")}),
                                       **_errors("401")}}},
             "/api/supervisor/whoami": {"get": {
-                "summary": "the logged-in supervisor", "security": _BASIC,
-                "responses": {**_ok("user", _OBJ), **_errors("401")}}},
+                "summary": "the logged-in user (as /api/session)", "security": _READ,
+                "responses": {**_ok("session", _ref("Session")), **_errors("401")}}},
+            "/api/supervisor/audit": {"get": {
+                "summary": "the audit log, newest first: who did what, when, from where "
+                           "(supervisors only)",
+                "security": _READ,
+                "parameters": [
+                    _param("limit", "query", {"type": "integer", "minimum": 1,
+                                              "maximum": 500}, required=False),
+                    _param("before", "query", {"type": "integer"}, required=False,
+                           description="an entry id: page further back")],
+                "responses": {**_ok("entries", {"type": "array",
+                                                "items": _ref("AuditEntry")}),
+                              **_errors("400", "401", "403")}}},
+            "/api/login": {"post": {
+                "summary": "log into the supervisor desk: sets the session cookie "
+                           "(HttpOnly, SameSite=Strict, Secure over TLS)",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("Login")}}},
+                "responses": {**_ok("logged in", _ref("Session")),
+                              **_errors("400", "401", "403", "415", "429")}}},
+            "/api/logout": {"post": {
+                "summary": "end the session", "security": _WRITE,
+                "responses": {**_ok("logged out", _OBJ), **_errors("401", "403")}}},
+            "/api/session": {"get": {
+                "summary": "the current session: user, role, CSRF token", "security": _READ,
+                "responses": {**_ok("session", _ref("Session")), **_errors("401")}}},
         },
         "components": {"schemas": _schemas(), "securitySchemes": {
-            "supervisorBasic": {"type": "http", "scheme": "basic"}}},
+            "session": {"type": "apiKey", "in": "cookie", "name": "hallq_session"},
+            "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"}}},
     }
