@@ -171,7 +171,7 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
 
     from hallq.aio import cancel_and_wait
     from hallq.messages import TicketState
-    from hallqctl.demo import DEFAULT_CONFIG, run_demo
+    from hallqctl.demo import DEFAULT_CONFIG, DEMO_PASSWORD, run_demo
 
     async_playwright = _playwright()
     shots = Shots(tmp_path)
@@ -222,6 +222,11 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
                     " return s.dataset.state !== 'waiting' || +s.dataset.ahead < ahead; }",
                     arg=ahead)
                 await shots.take(ticket, "demo-ticket")
+                # the demo made its supervisor (no HALLQ_SUPERVISOR_PASSWORD here): log in
+                desk = await browser.new_page()
+                await desk_login(desk, url, "supervisor", DEMO_PASSWORD)
+                await desk.wait_for_selector('#windows tr[data-window="1"]')
+                await shots.take(desk, "demo-desk")
             finally:
                 await browser.close()
     finally:
