@@ -25,6 +25,7 @@ from pydantic import (
 from typing_extensions import TypeAliasType
 
 from hallq.errors import PayloadError
+from hallq.logsetup import redact
 from hallq.topics import ID_PATTERN
 from hallq.ulid import ULID_PATTERN, new_ulid
 
@@ -458,7 +459,8 @@ def describe(error: ValidationError, *, tagged: bool = False) -> tuple[str, str]
     got = first.get("input")
     message = first["msg"]
     if isinstance(got, (str, int, float, bool)) or got is None:
-        shown = repr(got)
+        # redacted here, not only in the log: the report goes out on the error topic
+        shown = redact(repr(got))
         message += f" (got {shown[:57] + '...' if len(shown) > 60 else shown})"
     more = error.error_count() - 1
     return field, message + (f" (+{more} more)" if more else "")

@@ -57,7 +57,9 @@ def _c(request: web.Request) -> Any:
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"ok": False, "error": {"code": code, "message": message}},
+    """An error answer; what it quotes of the request is ID-redacted (a ticket number
+    field is where a taxpayer might type their ID-card number)."""
+    return web.json_response({"ok": False, "error": {"code": code, "message": redact(message)}},
                              status=status)
 
 
@@ -228,7 +230,7 @@ async def _book(request: web.Request, booked_by: str) -> tuple[web.Response, Any
         slot = next((s for s in c.bookings.slots(service, day) if s.label[:5] == start_text),
                     None)
         if slot is None:
-            raise BookingError("unknown_slot", f"没有 {start_text[:10]} 开始的预约时段")
+            raise BookingError("unknown_slot", f"没有 {start_text[:5]} 开始的预约时段")
         note = body.get("note") if booked_by != "taxpayer" else None
         booking = await c.book_appointment(service, day, slot.start, booked_by=booked_by,
                                            note=redact(str(note))[:100] if note else None)
