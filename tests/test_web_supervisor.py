@@ -219,7 +219,8 @@ async def test_users_added_with_the_cli_log_in_and_removed_ones_are_out(
     users_file = tmp_path / "hall.users.toml"
     text = users_file.read_text()
     assert "$argon2id$" in text and secret not in text and secret not in done.output
-    assert users_file.stat().st_mode & 0o077 == 0
+    assert users_file.stat().st_mode & 0o777 == 0o640  # the service's group reads it
+    assert users_file.stat().st_gid == tmp_path.stat().st_gid
     short = runner.invoke(cli, ["user", "add", "wang", "--role", "viewer", "--config",
                                 str(hall_file), "--password-stdin"], input="short\n")
     assert short.exit_code != 0 and "at least 10" in short.output

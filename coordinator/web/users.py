@@ -92,8 +92,10 @@ def read_users_file(path: Path) -> list[User]:
 
 
 def write_users_file(path: Path, users: list[User]) -> None:
-    """Replace the file atomically, readable by its owner only (hashes are still secrets:
-    a stolen hash can be guessed at offline)."""
+    """Replace the file atomically, readable by its owner and group only (hashes are still
+    secrets: a stolen hash can be guessed at offline). The group is the folder's, so with
+    /etc/hallq root:hallq 0750 the coordinator (group hallq) reads what `sudo hallq user`
+    wrote."""
     lines = ["# hallq supervisor desk users: written by `hallq user`; argon2id hashes only",
              ""]
     for u in sorted(users, key=lambda u: u.name):
@@ -101,8 +103,15 @@ def write_users_file(path: Path, users: list[User]) -> None:
                   f'password_hash = "{u.password_hash}"', ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o640)
+        group = path.parent.stat().st_gid
+        if os.stat(out.fileno()).st_gid != group:
+            try:
+                os.fchown(out.fileno(), -1, group)
+            except PermissionError:
+                pass  # not root and not in that group: the file keeps the writer's group
         out.write("\n".join(lines))
         out.flush()
         os.fsync(out.fileno())
