@@ -3,6 +3,7 @@ commands taking the pads' path."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import shutil
@@ -179,6 +180,9 @@ async def test_repeated_failures_lock_the_name_and_the_address(mosquitto: Mosqui
         assert (await attempt("viewer", VIEWER_PASSWORD)).status == 429
         now[0] += 601
         assert (await attempt("viewer", VIEWER_PASSWORD)).status == 200
+        # a burst at once: the attempts queued behind the locking one are not even hashed
+        burst = await asyncio.gather(*(attempt("viewer", f"burst {i}") for i in range(10)))
+        assert sorted(r.status for r in burst) == [401, 401] + [429] * 8
         entries = c.web.runner.app[AUDIT].recent(50)
         results = [(e["user"], e["ok"], e["result"]) for e in entries if e["action"] == "login"]
         assert ("supervisor", False, "locked") in results
@@ -229,6 +233,8 @@ async def test_users_added_with_the_cli_log_in_and_removed_ones_are_out(
     assert again.exit_code != 0 and "already exists" in again.output
     listed = runner.invoke(cli, ["user", "list", "--config", str(hall_file)])
     assert listed.output.split() == ["lihua", "supervisor", str(users_file)]
+    checked = runner.invoke(cli, ["config", "check", str(hall_file)])
+    assert "desk users: 1 supervisor(s), 0 viewer(s)" in " ".join(checked.output.split())
 
     from hallq.config import load_config
 

@@ -171,6 +171,16 @@ def same_origin(request: web.Request, public_url: str) -> bool:
     return claimed in allowed
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A login attempt's outcome: the user, or refused (``failed`` when a wrong password
+    was counted; ``locked_until`` when the name or address is locked, now or already)."""
+
+    user: User | None = None
+    locked_until: float | None = None
+    failed: bool = False
+
+
 class Gate:
     """The desk's users, their sessions and the login throttle, for one web server."""
 
@@ -187,12 +197,20 @@ class Gate:
         # argon2 takes ~64 MiB and tens of ms per check: one at a time, off the loop
         self._verifying = asyncio.Semaphore(1)
 
-    async def check_password(self, name: str, password: str) -> User | None:
-        self.directory.refresh()
-        user = self.directory.get(name)
+    async def attempt(self, name: str, password: str, address: str) -> Attempt:
+        """The lock is checked once it is this attempt's turn, so a burst of attempts
+        queued behind the first is refused without hashing."""
         async with self._verifying:
+            until = self.throttle.locked_until(name, address)
+            if until is not None:
+                return Attempt(locked_until=until)
+            self.directory.refresh()
+            user = self.directory.get(name)
             ok = await asyncio.to_thread(verify_password, user, password)
-        return user if ok else None
+            if ok and user is not None:
+                self.throttle.succeeded(name)
+                return Attempt(user=user)
+            return Attempt(locked_until=self.throttle.failed(name, address), failed=True)
 
     def session_of(self, request: web.Request) -> Session | None:
         self.directory.refresh()

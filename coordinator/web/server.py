@@ -349,19 +349,17 @@ async def login(request: web.Request) -> web.Response:
     name = str(body.get("user", "")).strip()[:64]
     password = str(body.get("password", ""))[:1024]
     client = _client(request)
-    until = g.throttle.locked_until(name, client)
-    if until is None:
-        user = await g.check_password(name, password)
-        if user is not None:
-            g.throttle.succeeded(name)
-            session = g.sessions.open(user, client)
-            _audit(request, "login", session=session)
-            log.info("desk login: %s (%s) from %s", user.name, user.role, client)
-            response = _json(_session_json(g, session))
-            response.set_cookie(COOKIE, session.token, httponly=True, samesite="Strict",
-                                secure=request.secure, path="/")
-            return response
-        until = g.throttle.failed(name, client)
+    outcome = await g.attempt(name, password, client)
+    if outcome.user is not None:
+        session = g.sessions.open(outcome.user, client)
+        _audit(request, "login", session=session)
+        log.info("desk login: %s (%s) from %s", session.user, session.role, client)
+        response = _json(_session_json(g, session))
+        response.set_cookie(COOKIE, session.token, httponly=True, samesite="Strict",
+                            secure=request.secure, path="/")
+        return response
+    until = outcome.locked_until
+    if outcome.failed:
         known = g.directory.get(name) is not None
         # an unknown name is not stored: it is often a password typed in the wrong box
         _audit(request, "login", ok=False, user=name if known else "(unknown)",
@@ -370,6 +368,7 @@ async def login(request: web.Request) -> web.Response:
             return _error(401, "bad_credentials", "用户名或密码错误 wrong user name or password")
         log.warning("desk login locked for %s / %s after repeated failures",
                     name if known else "(unknown user)", client)
+    assert until is not None
     now = g.clock()
     response = _error(429, "locked", lockout_message(until, now, c.cfg))
     response.headers["Retry-After"] = str(max(1, int(until - now + 0.999)))
