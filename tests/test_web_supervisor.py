@@ -408,3 +408,23 @@ async def test_a_closed_window_survives_a_restart(mosquitto: Mosquitto, tmp_path
             reply = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(
                 window=1, action="call"), timeout=10)
             assert not reply.ok and reply.error.code == "window_closed"
+
+
+def test_a_broken_users_file_keeps_the_last_good_users(tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    from coordinator.web.users import Directory
+
+    users_file = tmp_path / "hall.users.toml"
+    users_file.write_text(users_toml({"wang": ("viewer", "wang's password")}, table="users"))
+    cfg = parse_config(small_hall_text() + f"\n[web]\nusers_file = '{users_file}'\n",
+                       environ={})
+    directory = Directory(cfg)
+    assert [(u.name, u.role) for u in directory.all()] == [("wang", "viewer")]
+    users_file.write_text('[[users]]\nname = "wang"\nrole = "admin"\npassword_hash = "x"\n')
+    directory.refresh()
+    assert [u.name for u in directory.all()] == ["wang"]
+    assert "users[0].role" in caplog.text and "keeping the previous users" in caplog.text
+    assert "password_hash = \"x\"" not in caplog.text
+    users_file.unlink()
+    directory.refresh()
+    assert directory.all() == []

@@ -331,6 +331,8 @@ async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def _secured(response: Any) -> Any:
+    if getattr(response, "prepared", False):  # a stream: its headers are already sent
+        return response
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response

@@ -145,9 +145,15 @@ class Directory:
             return
         try:
             st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             stamp = None
+        except OSError as exc:
+            if self._stamp != (-1, -1):
+                log.error("users file %s cannot be read, keeping the previous users: %s",
+                          self.path, exc)
+                self._stamp = (-1, -1)
+            return
         if stamp == self._stamp:
             return
         try:
