@@ -12,6 +12,7 @@ cross-checks between them and loading live here.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -319,6 +320,18 @@ def _password_hash(value: object) -> str:
     return value.strip()
 
 
+def _ip_list(value: object) -> list[str]:
+    if not isinstance(value, list):
+        raise problem(f"expected an array of IP addresses, got {show(value)}")
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_address(item if isinstance(item, str) else "")))
+        except ValueError:
+            raise problem(f"expected an IP address, got {show(item)}") from None
+    return out
+
+
 class WebUser(_Model):
     """Someone who may log into the supervisor desk: a supervisor acts, a viewer only looks."""
 
@@ -345,6 +358,10 @@ class WebConfig(_Model):
     login_failures_per_user: Annotated[int, BeforeValidator(int_range(1, 100))] = 5
     login_failures_per_address: Annotated[int, BeforeValidator(int_range(1, 1000))] = 20
     lockout_min: Annotated[int, BeforeValidator(int_range(1, 24 * 60))] = 15
+    # reverse proxies whose X-Forwarded-For / -Proto are believed (their addresses); from
+    # anyone else those headers are ignored, so a client cannot pick its own address
+    trusted_proxies: Annotated[list[str], BeforeValidator(_ip_list)] = Field(
+        default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> WebConfig:

@@ -190,6 +190,47 @@ async def test_repeated_failures_lock_the_name_and_the_address(mosquitto: Mosqui
         assert all(e["client"] == "127.0.0.1" for e in entries)
 
 
+async def test_behind_a_trusted_proxy_the_forwarded_address_counts(mosquitto: Mosquitto,
+                                                                      tmp_path: Path) -> None:
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"),
+                   web='trusted_proxies = ["127.0.0.1"]\nlogin_failures_per_address = 2')
+    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
+            aiohttp.ClientSession() as http:
+        async def attempt(forwarded: str, password: str = "wrong", **headers: str) -> int:
+            return await _status(http, "POST", f"{url}/api/login",
+                                 json={"user": "viewer", "password": password},
+                                 headers={"X-Forwarded-For": forwarded, **headers})
+
+        # the proxy appends the peer it saw; what the client wrote before it is not believed
+        assert await attempt("10.9.9.9, 10.0.0.7") == 401
+        assert await attempt("10.0.0.7") == 429  # the second failure from that PC locks it
+        assert await attempt("10.0.0.7", VIEWER_PASSWORD) == 429
+        assert await attempt("10.0.0.9", VIEWER_PASSWORD) == 200  # another PC is not locked
+        async with http.post(f"{url}/api/login", json={"user": "supervisor",
+                                                       "password": PASSWORD},
+                             headers={"X-Forwarded-For": "10.0.0.8",
+                                      "X-Forwarded-Proto": "https"}) as r:
+            assert r.status == 200 and r.cookies["hallq_session"]["secure"]
+        clients = [e["client"] for e in c.web.runner.app[AUDIT].recent(10)]
+        assert clients == ["10.0.0.8", "10.0.0.9", "10.0.0.7", "10.0.0.7"]
+    with pytest.raises(ConfigError, match="web.trusted_proxies"):
+        parse_config(small_hall_text() + "\n[web]\ntrusted_proxies = ['proxy.lan']\n",
+                     environ={})
+
+
+async def test_without_a_trusted_proxy_forwarded_headers_are_ignored(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
+            aiohttp.ClientSession() as http, \
+            http.post(f"{url}/api/login", json={"user": "supervisor", "password": PASSWORD},
+                      headers={"X-Forwarded-For": "10.0.0.8",
+                               "X-Forwarded-Proto": "https"}) as r:
+        assert r.status == 200 and not r.cookies["hallq_session"]["secure"]
+        assert c.web.runner.app[AUDIT].recent(1)[0]["client"] == "127.0.0.1"
+
+
 async def test_sessions_expire_when_idle_and_at_their_age_limit(mosquitto: Mosquitto,
                                                                 tmp_path: Path) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"),

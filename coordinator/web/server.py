@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import ipaddress
 import logging
 import ssl
 from pathlib import Path
@@ -285,7 +286,25 @@ def _session(request: web.Request) -> Session:
 
 
 def _client(request: web.Request) -> str:
-    return request.remote or "?"
+    """The client's address: the TCP peer, or what a trusted proxy says it forwarded for
+    (the last X-Forwarded-For entry, the one that proxy added)."""
+    peer = request.remote or "?"
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded and peer in _c(request).cfg.web.trusted_proxies:
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        try:
+            return str(ipaddress.ip_address(last))
+        except ValueError:
+            return peer
+    return peer
+
+
+def _secure(request: web.Request) -> bool:
+    """Whether the browser reached us over TLS: ours, or a trusted proxy's."""
+    if request.secure:
+        return True
+    return (request.remote in _c(request).cfg.web.trusted_proxies
+            and request.headers.get("X-Forwarded-Proto", "").lower() == "https")
 
 
 def _audit(request: web.Request, action: str, *, target: str | None = None, ok: bool = True,
@@ -358,7 +377,7 @@ async def login(request: web.Request) -> web.Response:
         log.info("desk login: %s (%s) from %s", session.user, session.role, client)
         response = _json(_session_json(g, session))
         response.set_cookie(COOKIE, session.token, httponly=True, samesite="Strict",
-                            secure=request.secure, path="/")
+                            secure=_secure(request), path="/")
         return response
     until = outcome.locked_until
     if outcome.failed:
