@@ -52,7 +52,7 @@
                               el("td", {}, (a.at || "").slice(11, 19)))));
     $("windows").replaceChildren(
       el("tr", {}, el("th", {}, "窗口"), el("th", {}, "状态"), el("th", {}, "当前"),
-         el("th", {}, "操作"), el("th", {}, "业务")),
+         el("th", {}, me.may_act ? "操作" : ""), el("th", {}, "业务")),
       ...h.windows.map((w) => el("tr", {"data-window": w.window},
         el("td", {}, w.window + "号"),
         el("td", {}, el("span", {class: "pill " + w.status, "data-status": w.status},
