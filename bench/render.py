@@ -30,9 +30,9 @@ from typing import Any
 from displays.board import CallBoard
 from displays.emulator import EmulatorSink
 from displays.fonts import BitmapFont, default_font, default_font_paths
-from displays.layouts import make_layout
 from displays.max7219 import Max7219Sink
 from displays.serial_led import to_bitmap
+from edge.hall_devices import layout_for
 from hallq.config import load_config
 from hallq.messages import BoardCall, BoardState
 
@@ -84,7 +84,7 @@ def busy_state(rev: int, newest: str | None = None, waiting_bump: int = 0) -> Bo
 def make_board(font: BitmapFont) -> CallBoard:
     hall = load_config(ROOT / "examples" / "liwan.toml")
     device = next(d for a in hall.agents for d in a.devices if d.id == "board-main")
-    board = make_layout(hall, device, font=font)
+    board = layout_for(hall, device, font=font)
     assert isinstance(board, CallBoard)
     board.update(busy_state(1), 0.0)
     board.update(busy_state(2, newest="A0024"), 0.0)  # a new call: it flashes for 3 s

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -649,10 +650,11 @@ class Engine:
         waiting = {code: self.core.waiting(i) for code, i in self.service_idx.items()}
         return m.BoardState(rev=rev, calls=list(self.calls), waiting=waiting)
 
-    def stats_state(self, rev: int) -> m.StatsState:
+    def stats_state(self, rev: int, now: float | None = None) -> m.StatsState:
         """Today's KPIs, in one pass over the day's tickets (the coordinator publishes this
-        every second while anything changes)."""
-        day = self.day or dt.date.today()
+        every second while anything changes). Before the first ticket, "today" is the hall's
+        business day, not the machine's calendar date (a UTC Pi at 00:30 in Beijing...)."""
+        day = self.day or self.business_day(time.time() if now is None else now)
         total = _Tally()
         by_service = {code: _Tally() for code in self.services}
         by_window = {n: _Tally() for n in self.windows}

@@ -3,9 +3,9 @@
 The board agent feeds layouts the retained state it receives and pushes their frames to
 sinks; nothing here talks MQTT. In short::
 
-    layout = make_layout(hall, device)            # CallBoard or WindowStrip
+    layout = make_layout(panel, listing)          # PanelSpec, HallListing: plain values
     layout.update(board_state, now)               # BoardState / WindowState, monotonic now
-    sink = open_sink(device)                      # Max7219Sink, SerialLedSink, EmulatorSink
+    sink = open_sink(panel)                       # Max7219Sink, SerialLedSink, EmulatorSink
     sink.show(layout.frame_at(now))               # again at layout.next_change(now)
     sink.set_brightness(DEFAULT_SCHEDULE.level_at(local_time))
 
@@ -19,7 +19,7 @@ from displays.brightness import DEFAULT_SCHEDULE, BrightnessSchedule
 from displays.emulator import EmulatorSink, led_look
 from displays.errors import DisplayError, FontError, SinkError, VoiceError
 from displays.fonts import BitmapFont, default_font
-from displays.layouts import Layout, frames, make_layout, panel_size
+from displays.layouts import HallListing, Layout, PanelSpec, frames, make_layout, panel_size
 from displays.max7219 import Max7219Sink
 from displays.players import AplayPlayer, WavFilePlayer
 from displays.serial_led import SerialLedSink, to_bitmap
@@ -42,8 +42,10 @@ __all__ = [
     "EspeakVoice",
     "FallbackVoice",
     "FontError",
+    "HallListing",
     "Layout",
     "Max7219Sink",
+    "PanelSpec",
     "SerialLedSink",
     "Sink",
     "SinkError",

@@ -22,12 +22,12 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Literal, Self
 
 from displays.errors import VoiceError
 from displays.players import Player
 from displays.voice import Synthesizer, call_words
+from hallq.aio import BackgroundTasks
 from hallq.messages import CallEvent
 
 __all__ = ["Announcement", "Announcer", "Outcome"]
@@ -78,26 +78,18 @@ class Announcer:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTasks("announcer")
 
     def __repr__(self) -> str:
         return f"Announcer(zone={self.zone}, queued={len(self._queue)})"
 
     async def __aenter__(self) -> Self:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="announcer")
+        if not self._background:
+            self._background.spawn(self._run())
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._background.close()
 
     def submit(self, event: CallEvent) -> bool:
         """Queue a call or recall; False when it is not for this speaker or already seen."""

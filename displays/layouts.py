@@ -1,25 +1,77 @@
-"""Which layout a configured LED device gets, and what every layout offers the board agent.
+"""Which layout an LED panel gets, and what every layout offers the board agent.
 
-A device with ``window`` is that window's strip; otherwise it is a call board for its
-``zone``, or for the whole hall when it has none (as ``examples/liwan.toml`` describes).
+Everything arrives as plain values, as luma and gpiozero take them: a ``PanelSpec`` (size,
+driver, rotation, and the window or zone it shows) and a ``HallListing`` (the hall's
+services and windows). A panel with ``window`` is that window's strip; otherwise it is a
+call board for its ``zone``, or for the whole hall when it has none. Reading the hall file
+is the agent's job (``edge.hall_devices`` turns its devices into these values).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from PIL import Image
 
 from displays.board import BoardSpec, CallBoard, CallStyle
 from displays.fonts import BitmapFont
 from displays.strip import StripSpec, WindowStrip
-from hallq.config import Device, HallConfig
 from hallq.messages import CallEvent
 
-__all__ = ["Layout", "frames", "make_layout", "panel_size"]
+__all__ = ["HallListing", "Layout", "PanelSpec", "frames", "make_layout", "panel_size"]
 
-_LED_KINDS = ("led_max7219", "led_serial")
+
+@dataclass(frozen=True, slots=True)
+class PanelSpec:
+    """One LED panel: its pixels, how it is driven and what it shows."""
+
+    name: str
+    width: int
+    height: int
+    driver: Literal["max7219", "serial"]
+    window: int | None = None
+    zone: str | None = None
+    # MAX7219 chains only: the SPI bus and how the modules are turned
+    spi_port: int = 0
+    spi_device: int = 0
+    block_orientation: int = 0
+    rotate: int = 0
+
+
+class _ServiceLike(Protocol):
+    @property
+    def code(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def width(self) -> int: ...
+
+
+class _WindowLike(Protocol):
+    @property
+    def number(self) -> int: ...
+    @property
+    def zone(self) -> str: ...
+    def weights(self) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HallListing:
+    """What a call board lists: services as (code, name, digits in a ticket number) and
+    windows as (number, zone, codes of the services it serves)."""
+
+    services: tuple[tuple[str, str, int], ...]
+    windows: tuple[tuple[int, str, frozenset[str]], ...]
+
+    @classmethod
+    def of(cls, services: Iterable[_ServiceLike], windows: Iterable[_WindowLike]) -> HallListing:
+        """From anything shaped like services and windows (the hall file's, a test's)."""
+        return cls(
+            services=tuple((s.code, s.name, s.width) for s in services),
+            windows=tuple((w.number, w.zone, frozenset(w.weights())) for w in windows),
+        )
 
 
 class Layout(Protocol):
@@ -37,54 +89,51 @@ class Layout(Protocol):
     def note_call(self, event: CallEvent, now: float) -> None: ...
 
 
-def panel_size(device: Device) -> tuple[int, int]:
+def panel_size(panel: PanelSpec) -> tuple[int, int]:
     """The size frames are drawn at: the panel's, turned when a MAX7219 chain is rotated."""
-    if device.kind not in _LED_KINDS or device.led is None:
-        raise ValueError(f"device {device.id!r} ({device.kind}) is not an LED panel")
-    width, height = device.led.width, device.led.height
-    if device.spi is not None and device.spi.rotate in (1, 3):
-        width, height = height, width
-    return width, height
+    if panel.driver == "max7219" and panel.rotate in (1, 3):
+        return panel.height, panel.width
+    return panel.width, panel.height
 
 
 def make_layout(
-    hall: HallConfig,
-    device: Device,
+    panel: PanelSpec,
+    hall: HallListing,
     *,
     font: BitmapFont | None = None,
     message: str | None = None,
     call_style: CallStyle = "auto",
     scroll_speed: float = 32.0,
 ) -> CallBoard | WindowStrip:
-    width, height = panel_size(device)
-    ticket_chars = 1 + max(s.width for s in hall.services)
-    if device.window is not None:
+    width, height = panel_size(panel)
+    ticket_chars = 1 + max(digits for _, _, digits in hall.services)
+    if panel.window is not None:
         return WindowStrip(
             StripSpec(
                 width,
                 height,
-                device.window,
+                panel.window,
                 message=message,
                 ticket_chars=ticket_chars,
                 scroll_speed=scroll_speed,
             ),
             font,
         )
-    windows = [w for w in hall.windows if device.zone is None or w.zone == device.zone]
+    windows = [w for w in hall.windows if panel.zone is None or w[1] == panel.zone]
     served: set[str] = set()
-    for window in windows:
-        served.update(window.weights())
+    for _, _, codes in windows:
+        served.update(codes)
     services = tuple(
-        (s.code, s.name) for s in hall.services if device.zone is None or s.code in served
+        (code, name) for code, name, _ in hall.services if panel.zone is None or code in served
     )
     spec = BoardSpec(
         width,
         height,
-        zone=device.zone,
+        zone=panel.zone,
         services=services,
         call_style=call_style,
         ticket_chars=ticket_chars,
-        window_digits=len(str(max((w.number for w in windows), default=1))),
+        window_digits=len(str(max((number for number, _, _ in windows), default=1))),
         scroll_speed=scroll_speed,
     )
     return CallBoard(spec, font)

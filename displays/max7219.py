@@ -5,7 +5,7 @@ Wiring and sizes, as luma handles them:
 - Give luma ``width`` and ``height`` and never ``cascaded``: luma reads ``cascaded`` as
   "one row of that many modules" and overrides the size to ``cascaded*8 x 8``, so a
   192x32 board would silently become 768x8. The hall file's ``spi.cascaded`` is only a
-  cross-check (``hallq.config`` verifies width*height/64 against it).
+  cross-check (the hall file's loader verifies width*height/64 against it).
 - A 16- or 32-pixel-high board is two or four rows of 8-pixel modules on one chain. luma
   expects the chain to start at the top-left module, run along the top row to the right,
   then continue at the left end of the next row down (a "Z", not a snake).
@@ -27,7 +27,6 @@ from typing import Any, Protocol
 from PIL import Image
 
 from displays.errors import SinkError
-from hallq.config import Device
 
 __all__ = ["Max7219Sink", "SpiBus"]
 
@@ -112,20 +111,6 @@ class Max7219Sink:
             raise SinkError(f"{self.where}: permission denied (add the user to 'spi')") from exc
         self.size: tuple[int, int] = self.device.size
         self.closed = False
-
-    @classmethod
-    def from_config(cls, device: Device, *, bus: SpiBus | None = None) -> Max7219Sink:
-        if device.kind != "led_max7219" or device.spi is None or device.led is None:
-            raise SinkError(f"device {device.id!r} is not a configured led_max7219")
-        return cls(
-            device.led.width,
-            device.led.height,
-            port=device.spi.port,
-            device=device.spi.device,
-            block_orientation=device.spi.block_orientation,
-            rotate=device.spi.rotate,
-            bus=bus,
-        )
 
     def __repr__(self) -> str:
         return f"Max7219Sink({self.size[0]}x{self.size[1]}, {self.where})"

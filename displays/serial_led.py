@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import TracebackType
 from typing import Protocol, Self
 
 from PIL import Image
@@ -20,6 +19,7 @@ from PIL import Image
 from displays.errors import SinkError
 from firmware_bridge.errors import BridgeError
 from firmware_bridge.led_frames import Bitmap
+from hallq.aio import BackgroundTasks
 
 __all__ = ["LedDriver", "SerialLedSink", "to_bitmap"]
 
@@ -62,30 +62,20 @@ class SerialLedSink:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTasks(f"led sender {driver!r}")
         self._closed = False
 
     def __repr__(self) -> str:
         return f"SerialLedSink({self.size[0]}x{self.size[1]}, {self.driver!r})"
 
     async def __aenter__(self) -> Self:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._sender(), name=f"led sender {self.driver!r}"
-            )
+        if not self._background:
+            self._background.spawn(self._sender())
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._background.close()
 
     def show(self, image: Image.Image) -> None:
         if self._closed:
@@ -112,7 +102,7 @@ class SerialLedSink:
 
     async def flush(self) -> None:
         """Wait until the newest frame shown has been acknowledged by the controller."""
-        if self._task is None:
+        if not self._background:
             raise SinkError(f"{self} is not running: use it as 'async with'")
         await self._idle.wait()
 

@@ -1,4 +1,4 @@
-"""Where frames go: the small protocol every sink speaks, and the sink for a configured device.
+"""Where frames go: the small protocol every sink speaks, and the sink for a panel.
 
 Sinks take finished 1-bit frames at the panel's size; they never draw and never know the
 hall's state. ``HALLQ_DISPLAY_BACKEND=emulator`` (or ``backend="emulator"``) swaps any panel
@@ -14,8 +14,7 @@ from PIL import Image
 
 from displays.emulator import EmulatorSink
 from displays.errors import SinkError
-from displays.layouts import panel_size
-from hallq.config import Device
+from displays.layouts import PanelSpec, panel_size
 
 if TYPE_CHECKING:
     from displays.max7219 import SpiBus
@@ -41,35 +40,37 @@ class Sink(Protocol):
 
 
 def open_sink(
-    device: Device,
+    panel: PanelSpec,
     *,
     backend: Backend | None = None,
     spi_bus: SpiBus | None = None,
     led_driver: LedDriver | None = None,
 ) -> Sink:
-    """The sink for an LED device of the hall file.
+    """The sink for an LED panel.
 
-    A ``led_serial`` device needs its ``led_driver`` (the firmware_bridge LedController on
+    A serial panel needs its ``led_driver`` (the firmware_bridge LedController on
     the agent's SerialLink); the returned ``SerialLedSink`` must then be entered with
     ``async with`` to start sending.
     """
     chosen = backend or os.environ.get(BACKEND_ENV) or "hardware"
     if chosen not in ("hardware", "emulator"):
         raise SinkError(f"{BACKEND_ENV} must be 'hardware' or 'emulator', got {chosen!r}")
-    width, height = panel_size(device)
+    width, height = panel_size(panel)
     if chosen == "emulator":
         return EmulatorSink(width, height)
-    if device.kind == "led_max7219":
+    if panel.driver == "max7219":
         from displays.max7219 import Max7219Sink
 
-        return Max7219Sink.from_config(device, bus=spi_bus)
+        return Max7219Sink(panel.width, panel.height, port=panel.spi_port,
+                           device=panel.spi_device, block_orientation=panel.block_orientation,
+                           rotate=panel.rotate, bus=spi_bus)
     if led_driver is None:
-        raise SinkError(f"device {device.id!r} is a serial LED controller: pass its led_driver")
+        raise SinkError(f"panel {panel.name!r} is a serial LED controller: pass its led_driver")
     from displays.serial_led import SerialLedSink
 
     if (led_driver.width, led_driver.height) != (width, height):
         raise SinkError(
-            f"device {device.id!r} is {width}x{height} but its driver is "
+            f"panel {panel.name!r} is {width}x{height} but its driver is "
             f"{led_driver.width}x{led_driver.height}"
         )
     return SerialLedSink(led_driver)

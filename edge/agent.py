@@ -8,7 +8,6 @@ until cancelled. Board agents (LED boards, voice) live in :mod:`edge.board`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 
 from edge.dispenser import DispenserAgent
 from edge.gpio import Buttons, Indicators, make_pin_factory, split_pins
+from edge.hall_devices import serial_devices
 from edge.health import Health, report_link_health
 from edge.leases import LeaseBook
 from edge.panels import Panels
@@ -27,9 +27,9 @@ from firmware_bridge.devices.keypad import ServiceKey
 from firmware_bridge.seqstore import EventSeqStore
 from firmware_bridge.timing import LinkTiming
 from firmware_bridge.wiring import wire_devices
-from hallq.aio import cancel_and_wait
+from hallq.aio import BackgroundTasks
 from hallq.bus import Session
-from hallq.config import Agent, HallConfig
+from hallq.config import Agent, HallConfig, device_services
 from hallq.sdnotify import Notifier, supervised
 
 log = logging.getLogger("hallq.edge")
@@ -48,7 +48,7 @@ def _gpio_event(agent: Agent, device_id: str, window: int | None, name: str) -> 
     if agent.role == "window":
         key = PadKey.__members__.get(name.upper())
         return None if key is None else PadKeyPress(device_id, 0, window, key)
-    services = [s for d in agent.devices if d.id == device_id for s in (d.services or [])]
+    services = [s for d in agent.devices if d.id == device_id for s in device_services(d) or []]
     if name in services:
         return ServiceKey(device_id, 0, services.index(name) + 1, name)
     return None
@@ -59,7 +59,7 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
                     ready: asyncio.Event | None = None, timing: LinkTiming | None = None) -> None:
     """Serve one agent until cancelled (SIGTERM/SIGINT in the CLI)."""
     agent = cfg.agent(agent_id)
-    wiring = wire_devices(agent.devices, id_hash_key=cfg.security.id_hash_key,
+    wiring = wire_devices(serial_devices(agent.devices), id_hash_key=cfg.security.id_hash_key,
                           sim_dir=sim_dir, simulate_all=simulate_all, timing=timing,
                           seq_store=EventSeqStore(cfg.runtime.state_dir /
                                                   f"event-seq-{cfg.hall.id}-{agent.id}.sqlite"))
@@ -100,23 +100,20 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
             panels = Panels(cfg, agent.devices, session, wiring.drivers, worker.health,
                             emulate=simulate_all,
                             output_dir=cfg.runtime.state_dir / "boards" / agent.id)
-            async with panels:
-                feeders = [asyncio.create_task(_feed(link.updates(), events))
-                           for link in wiring.links.values()]
-                chores = [asyncio.create_task(panels.run())] if panels.wanted else []
+            async with panels, BackgroundTasks(agent.id) as chores:
+                for link in wiring.links.values():
+                    chores.spawn(_feed(link.updates(), events), name=f"feed {link.port}")
+                if panels.wanted:
+                    chores.spawn(panels.run(), name="panels")
                 if isinstance(worker, DispenserAgent):
-                    chores += [asyncio.create_task(_every(LEASE_CHECK_S, worker.top_up_leases)),
-                               asyncio.create_task(_every(PRINTER_POLL_S, worker.poll_printer))]
+                    chores.spawn(_every(LEASE_CHECK_S, worker.top_up_leases), name="leases")
+                    chores.spawn(_every(PRINTER_POLL_S, worker.poll_printer), name="printer")
                 if ready is not None:
                     await session.wait_connected()
                     ready.set()
-                try:
-                    async with supervised(Notifier.from_env(), session.wait_connected(),
-                                          lambda: status_line(session, worker.health)):
-                        await _dispatch(worker, events)
-                finally:
-                    for task in feeders + chores:
-                        await cancel_and_wait(task)
+                async with supervised(Notifier.from_env(), session.wait_connected(),
+                                      lambda: status_line(session, worker.health)):
+                    await _dispatch(worker, events)
         finally:
             for item in gpio:
                 item.close()
@@ -163,21 +160,13 @@ async def _dispatch(worker: DispenserAgent | WindowAgent | BoardWorker,
                     events: asyncio.Queue[Any]) -> None:
     """Dispensers serve one key press at a time; window pads each get their own turn so a
     slow reply at one window never holds up the others."""
-    running: set[asyncio.Task[None]] = set()
-    try:
+    async with BackgroundTasks(f"{worker.agent.id} pads") as running:
         while True:
             update = await events.get()
             if isinstance(worker, DispenserAgent):
                 await _guarded(worker, update)
-                continue
-            task = asyncio.create_task(_guarded(worker, update))
-            running.add(task)
-            task.add_done_callback(running.discard)
-    finally:
-        for task in running:
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*running, return_exceptions=True)
+            else:
+                running.spawn(_guarded(worker, update))
 
 
 async def _guarded(worker: DispenserAgent | WindowAgent | BoardWorker, update: Any) -> None:

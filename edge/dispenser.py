@@ -26,7 +26,7 @@ from firmware_bridge.devices.keypad import ServiceKey
 from firmware_bridge.devices.scanner import Scan
 from hallq import messages as m
 from hallq.bus import Incoming, Session
-from hallq.config import Agent, HallConfig
+from hallq.config import Agent, HallConfig, device_services
 from hallq.errors import NotConnected, RequestTimeout
 
 log = logging.getLogger("hallq.edge.dispenser")
@@ -55,8 +55,8 @@ class DispenserAgent:
         self.printer = printer
         self.clock = clock
         self.health = Health(session)
-        self.services = sorted({code for dev in agent.devices for code in (dev.services or [])}
-                               or {s.code for s in cfg.services})
+        keyed = {code for dev in agent.devices for code in device_services(dev) or []}
+        self.services = sorted(keyed or {s.code for s in cfg.services})
         self.queues: dict[str, m.QueueState] = {}
         self.issued: list[Issued] = []
         self._appointment: tuple[str, float] | None = None

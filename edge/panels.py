@@ -27,15 +27,22 @@ from displays import (
     SerialLedSink,
     WavFilePlayer,
     WindowStrip,
-    make_layout,
     make_voice,
     open_sink,
 )
 from displays.sinks import Backend
+from edge.hall_devices import layout_for, panel_spec
 from edge.health import Health
 from hallq import messages as m
 from hallq.bus import Incoming, Session
-from hallq.config import Device, HallConfig
+from hallq.config import (
+    Device,
+    HallConfig,
+    LedDevice,
+    LedMax7219Device,
+    LedSerialDevice,
+    SpeakerDevice,
+)
 
 log = logging.getLogger("hallq.edge.panels")
 
@@ -46,7 +53,7 @@ SAVE_EVERY_S = 1.0  # emulated panels are written as PNG for people to look at, 
 
 @dataclass
 class Panel:
-    device: Device
+    device: LedDevice
     layout: CallBoard | WindowStrip
     sink: Any
     last: bytes | None = None
@@ -75,9 +82,9 @@ class Panels:
     async def __aenter__(self) -> Panels:
         await self._stack.__aenter__()
         for dev in self.devices:
-            if dev.kind in LED_KINDS:
+            if isinstance(dev, LedMax7219Device | LedSerialDevice):
                 await self._add_panel(dev)
-            elif dev.kind == "speaker":
+            elif isinstance(dev, SpeakerDevice):
                 player: Any = (WavFilePlayer(self.output_dir / dev.id) if self.emulate and
                                self.output_dir else AplayPlayer())
                 announcer = Announcer(make_voice(None), player, zone=dev.zone)
@@ -103,13 +110,14 @@ class Panels:
                 panel.sink.close()
         await self._stack.__aexit__(exc_type, exc, tb)
 
-    async def _add_panel(self, dev: Device) -> None:
+    async def _add_panel(self, dev: LedDevice) -> None:
         backend: Backend | None = (
             "emulator" if self.emulate and dev.kind == "led_max7219" else None)
-        sink = open_sink(dev, backend=backend, led_driver=self.drivers.get(dev.id))
+        spec = panel_spec(dev)
+        sink = open_sink(spec, backend=backend, led_driver=self.drivers.get(dev.id))
         if isinstance(sink, SerialLedSink):
             sink = await self._stack.enter_async_context(sink)
-        self.panels.append(Panel(dev, make_layout(self.cfg, dev), sink))
+        self.panels.append(Panel(dev, layout_for(self.cfg, dev), sink))
 
     def _on_board(self, incoming: Incoming) -> None:
         now = time.monotonic()

@@ -3,7 +3,9 @@
 The agent makes a SerialLink per RS-485 line, a driver per device on it (which attaches
 itself), enters the link, and reads ``link.updates()``: typed device events and link and
 device health, in order. The ticket printer is separate (ESC/POS on its own port).
-See PROTOCOL.md for the bytes.
+Nothing here reads the hall file: ports, addresses and sizes arrive as plain values
+(``wiring.SerialDevice``), which the agent makes from its config. See PROTOCOL.md for the
+bytes.
 """
 
 from firmware_bridge.errors import (

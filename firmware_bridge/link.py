@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from firmware_bridge.port import PortConnection, open_port
 from firmware_bridge.seqstore import EventSeqStore
 from firmware_bridge.timing import LinkTiming
 from firmware_bridge.updates import DeviceEvent, DeviceState, LinkState, Update
-from hallq.aio import cancel_and_wait
+from hallq.aio import backoff_delay, cancel_and_wait
 
 __all__ = ["EventSource", "LinkStats", "SerialLink"]
 
@@ -261,7 +260,7 @@ class SerialLink:
     # --- the port's life ----------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        delay = self.timing.reopen_initial
+        failures = 0
         while True:
             try:
                 conn = await open_port(self.port, baudrate=self.baudrate, on_data=self._on_data)
@@ -271,8 +270,8 @@ class SerialLink:
                     self._set_link(False, str(exc))
                 else:
                     log.debug("%s: still unavailable: %s", self.port, exc)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.timing.reopen_max)
+                await asyncio.sleep(self._backoff(failures))
+                failures += 1
                 continue
             self.stats.opened += 1
             opened_at = asyncio.get_running_loop().time()
@@ -298,10 +297,13 @@ class SerialLink:
             # Reopen at once after a port that worked for a while; back off from one that
             # dies as soon as it opens (a flapping adapter), so it cannot spin the CPU.
             if failed or asyncio.get_running_loop().time() - opened_at < _STABLE_AFTER:
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.timing.reopen_max)
+                await asyncio.sleep(self._backoff(failures))
+                failures += 1
             else:
-                delay = self.timing.reopen_initial
+                failures = 0
+
+    def _backoff(self, failures: int) -> float:
+        return backoff_delay(failures, self.timing.reopen_initial, self.timing.reopen_max)
 
     def _set_link(self, up: bool, reason: str) -> None:
         self._up = up

@@ -1,9 +1,10 @@
-"""From an agent's device list in the hall file to running links, drivers and printers.
+"""From a list of serial devices, in plain values, to running links, drivers and printers.
 
-An agent calls ``wire_devices(agent.devices, id_hash_key=...)`` and gets one SerialLink
-per RS-485 line (devices sharing a port share a link), a driver per framed device keyed
-by its hall-file id, and a TicketPrinter per printer. Devices that are not serial (GPIO
-buttons, MAX7219 boards, speakers) are left to their own modules.
+An agent turns its hall-file devices into ``SerialDevice`` values (``edge.hall_devices``),
+calls ``wire_devices(devices, id_hash_key=...)`` and gets one SerialLink per RS-485 line
+(devices sharing a port share a link), a driver per framed device keyed by its id, and a
+TicketPrinter per printer. Devices that are not serial (GPIO buttons, MAX7219 boards,
+speakers) never reach this module.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import Literal, Protocol, Self
 
 from firmware_bridge.devices import (
     CallPad,
@@ -28,12 +29,27 @@ from firmware_bridge.port import resolve_port
 from firmware_bridge.seqstore import EventSeqStore
 from firmware_bridge.timing import LinkTiming
 
-if TYPE_CHECKING:
-    from hallq.config import Device
+__all__ = ["FRAMED_KINDS", "SerialDevice", "Wiring", "wire_devices"]
 
-__all__ = ["FRAMED_KINDS", "Wiring", "wire_devices"]
-
+SerialKind = Literal[
+    "call_pad", "rating_pad", "keypad", "scanner", "id_reader", "led_serial", "printer"
+]
 FRAMED_KINDS = frozenset({"call_pad", "rating_pad", "keypad", "scanner", "id_reader", "led_serial"})
+
+
+@dataclass(frozen=True, slots=True)
+class SerialDevice:
+    """One device on a serial port: what the drivers and simulators need, nothing more."""
+
+    id: str
+    kind: SerialKind
+    port: str
+    baud: int = 9600
+    address: int = 1  # a device alone on its line may leave it unset: 1
+    window: int | None = None  # pads
+    services: tuple[str, ...] = ()  # keypads
+    width: int = 0  # LED controllers
+    height: int = 0
 
 
 class _Secret(Protocol):
@@ -62,7 +78,7 @@ class Wiring:
 
 
 def wire_devices(
-    devices: Iterable[Device],
+    devices: Iterable[SerialDevice],
     *,
     id_hash_key: bytes | str | _Secret | None = None,
     timing: LinkTiming | None = None,
@@ -77,30 +93,29 @@ def wire_devices(
     """
     wiring = Wiring(seq_store=seq_store)
     for dev in devices:
-        if dev.serial is None or (dev.kind not in FRAMED_KINDS and dev.kind != "printer"):
-            continue
-        port = resolve_port(dev.serial.port, sim_dir, simulate_all=simulate_all)
+        port = resolve_port(dev.port, sim_dir, simulate_all=simulate_all)
         if dev.kind == "printer":
-            wiring.printers[dev.id] = TicketPrinter(port, baudrate=dev.serial.baud, device=dev.id)
+            wiring.printers[dev.id] = TicketPrinter(port, baudrate=dev.baud, device=dev.id)
             continue
         link = wiring.links.get(port)
         if link is None:
-            link = wiring.links[port] = SerialLink(port, baudrate=dev.serial.baud, timing=timing,
+            link = wiring.links[port] = SerialLink(port, baudrate=dev.baud, timing=timing,
                                                    seq_store=seq_store)
         wiring.drivers[dev.id] = _driver(dev, link, id_hash_key)
     return wiring
 
 
-def _driver(dev: Device, link: SerialLink, key: bytes | str | _Secret | None) -> FramedDevice:
-    assert dev.serial is not None
-    address = dev.serial.address or 1  # a device alone on its line may leave it unset
+def _driver(
+    dev: SerialDevice, link: SerialLink, key: bytes | str | _Secret | None
+) -> FramedDevice:
+    address = dev.address
     match dev.kind:
         case "call_pad":
             return CallPad(link, address, window=dev.window, device=dev.id)
         case "rating_pad":
             return RatingPad(link, address, window=dev.window, device=dev.id)
         case "keypad":
-            return Keypad(link, address, services=dev.services or [], device=dev.id)
+            return Keypad(link, address, services=list(dev.services), device=dev.id)
         case "scanner":
             return Scanner(link, address, device=dev.id)
         case "id_reader":
@@ -111,8 +126,5 @@ def _driver(dev: Device, link: SerialLink, key: bytes | str | _Secret | None) ->
                 )
             return IdReader(link, address, key=key, device=dev.id)
         case "led_serial":
-            assert dev.led is not None
-            return LedController(
-                link, address, width=dev.led.width, height=dev.led.height, device=dev.id
-            )
+            return LedController(link, address, width=dev.width, height=dev.height, device=dev.id)
     raise ValueError(f"device {dev.id!r}: {dev.kind} is not a framed serial device")

@@ -1,9 +1,17 @@
-"""asyncio helpers that every long-running hallq process needs."""
+"""asyncio helpers that every long-running hallq process needs: ending tasks for sure,
+owning background tasks, and spacing retries."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+import random
+from collections.abc import Coroutine
+from typing import Any, Self
+
+__all__ = ["BackgroundTasks", "backoff_delay", "cancel_and_wait"]
+
+log = logging.getLogger("hallq.aio")
 
 
 async def cancel_and_wait(task: asyncio.Task[Any], retry_s: float = 0.5) -> None:
@@ -16,3 +24,54 @@ async def cancel_and_wait(task: asyncio.Task[Any], retry_s: float = 0.5) -> None
     while not task.done():
         task.cancel()
         await asyncio.wait({task}, timeout=retry_s)
+
+
+class BackgroundTasks:
+    """The tasks a component starts and must not outlive it.
+
+    An ``async with`` block (or ``close()``) ends every one of them with
+    :func:`cancel_and_wait`, so no task is left running after its owner, and a task that
+    failed is logged under the owner's name instead of vanishing with "exception was never
+    retrieved".
+    """
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name or self.owner)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: task %s failed", self.owner, task.get_name(),
+                      exc_info=task.exception())
+
+    async def close(self) -> None:
+        while self._tasks:
+            await cancel_and_wait(self._tasks.pop())
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def backoff_delay(attempt: int, initial: float, cap: float) -> float:
+    """Exponential backoff with "equal jitter": the ceiling doubles from ``initial`` per
+    attempt up to ``cap``; the delay is half of it fixed plus half at random.
+
+    The fixed half keeps a floor (a broker or serial adapter that fails at once is not
+    hammered); the random half spreads a hall's devices after a shared outage, so they do
+    not all come back in the same instant. ``attempt`` counts from 0.
+    """
+    ceiling = min(cap, initial * (2 ** min(max(attempt, 0), 30)))
+    return random.uniform(ceiling / 2, ceiling)

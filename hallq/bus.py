@@ -17,7 +17,6 @@ import asyncio
 import functools
 import inspect
 import logging
-import random
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -33,7 +32,7 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
 from hallq import __version__
-from hallq.aio import cancel_and_wait
+from hallq.aio import backoff_delay, cancel_and_wait
 from hallq.contract import TopicSpec, spec_for
 from hallq.errors import NotConnected, PayloadError, RequestTimeout, TopicError
 from hallq.messages import (
@@ -81,12 +80,6 @@ class Incoming:
 Handler = Callable[[Incoming], Awaitable[None] | None]
 
 
-def backoff_delay(attempt: int, initial: float, cap: float) -> float:
-    """Full-jitter exponential backoff: spreads a hall's devices after a broker restart."""
-    ceiling = min(cap, initial * (2 ** min(attempt, 30)))
-    return random.uniform(ceiling / 2, ceiling)
-
-
 class _ClosingSSLSocket(ssl.SSLSocket):
     """Closes itself when the handshake fails: paho drops such a socket without closing it,
     and a client retrying a misconfigured broker for hours must not pile up descriptors."""
@@ -111,6 +104,33 @@ def _tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
         context.verify_mode = ssl.CERT_NONE
     context.sslsocket_class = _ClosingSSLSocket
     return context
+
+
+def broker_client(
+    broker: BrokerConfig,
+    identifier: str,
+    protocol: aiomqtt.ProtocolVersion,
+    *,
+    timeout: float,
+    keepalive: int | None = None,
+    **options: Any,
+) -> aiomqtt.Client:
+    """Every aiomqtt client hallq makes: the hall file's broker, credentials and TLS (with
+    the socket that closes itself on a failed handshake); ``options`` add the session's
+    will, clean-start and properties."""
+    password = broker.password.get_secret_value() if broker.password is not None else None
+    return aiomqtt.Client(
+        broker.host,
+        broker.port,
+        identifier=identifier,
+        username=broker.username,
+        password=password,
+        protocol=protocol,
+        keepalive=broker.keepalive if keepalive is None else keepalive,
+        tls_context=_tls_context(broker),
+        timeout=timeout,
+        **options,
+    )
 
 
 @functools.cache
@@ -279,22 +299,16 @@ class Session:
         if v5:
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = broker.session_expiry_s
-        password = broker.password.get_secret_value() if broker.password is not None else None
-        client = aiomqtt.Client(
-            broker.host,
-            broker.port,
-            identifier=self.client_id,
-            username=broker.username,
-            password=password,
-            protocol=protocol,
+        client = broker_client(
+            broker,
+            self.client_id,
+            protocol,
+            timeout=self._op_timeout,
             will=aiomqtt.Will(self.status_topic, self._presence_payload("offline"), 1, True),
             clean_session=None if v5 else False,
             clean_start=False if v5 else MQTT_CLEAN_START_FIRST_ONLY,
             properties=properties,
-            keepalive=broker.keepalive,
-            tls_context=_tls_context(broker),
             socket_options=NODELAY,
-            timeout=self._op_timeout,
             logger=logging.getLogger("hallq.mqtt"),
         )
         # aiomqtt does not expose paho's manual acknowledgement; set it before connecting

@@ -73,7 +73,21 @@ __all__ = [
     "Agent",
     "BrokerConfig",
     "CoordinatorConfig",
+    "DEVICE_CLASSES",
+    "CallPadDevice",
     "Device",
+    "FramedDevice",
+    "GpioButtonsDevice",
+    "IdReaderDevice",
+    "KeypadDevice",
+    "LedDevice",
+    "LedMax7219Device",
+    "LedSerialDevice",
+    "PadDevice",
+    "PrinterDevice",
+    "RatingPadDevice",
+    "ScannerDevice",
+    "SpeakerDevice",
     "EdgeConfig",
     "HallConfig",
     "HallInfo",
@@ -88,6 +102,9 @@ __all__ = [
     "WebUser",
     "Window",
     "Zone",
+    "device_services",
+    "device_window",
+    "device_zone",
     "load_config",
     "parse_config",
 ]
@@ -485,20 +502,6 @@ DeviceKind = Literal[
 ]
 AgentRole = Literal["window", "dispenser", "board"]
 
-_OPTIONAL_FIELDS = ("window", "services", "zone", "serial", "gpio", "spi", "led")
-_KIND_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    # kind: (fields it must have, fields it may have)
-    "call_pad": (frozenset({"window", "serial"}), frozenset()),
-    "rating_pad": (frozenset({"window", "serial"}), frozenset()),
-    "keypad": (frozenset({"services", "serial"}), frozenset()),
-    "scanner": (frozenset({"serial"}), frozenset()),
-    "id_reader": (frozenset({"serial"}), frozenset()),
-    "printer": (frozenset({"serial"}), frozenset()),
-    "gpio_buttons": (frozenset({"gpio"}), frozenset({"window", "services"})),
-    "led_max7219": (frozenset({"spi", "led"}), frozenset({"window", "zone"})),
-    "led_serial": (frozenset({"serial", "led"}), frozenset({"window", "zone"})),
-    "speaker": (frozenset(), frozenset({"zone"})),
-}
 _ROLE_KINDS: dict[str, tuple[str, ...]] = {
     "window": ("call_pad", "rating_pad", "gpio_buttons", "led_serial", "led_max7219"),
     "dispenser": ("keypad", "scanner", "id_reader", "printer", "gpio_buttons"),
@@ -509,48 +512,144 @@ _PAD_KINDS = frozenset({"call_pad", "rating_pad", "gpio_buttons"})
 _SPI_PINS = {0: frozenset({7, 8, 9, 10, 11}), 1: frozenset({16, 17, 18, 19, 20, 21})}
 
 
-class Device(_Model):
+WindowNumber = Annotated[int, BeforeValidator(int_range(1, 999))]
+
+
+class _DeviceBase(_Model):
+    """What every device has; each kind below adds the fields it needs, required or not, so
+    the type checker knows a call pad has a serial port and a speaker has none."""
+
     id: Annotated[str, BeforeValidator(id_check("device id"))]
-    kind: DeviceKind
-    window: Annotated[int, BeforeValidator(int_range(1, 999))] | None = None
-    services: list[Text] | None = None
-    zone: Text | None = None
-    serial: SerialPort | None = None
-    gpio: dict[str, Pin] | None = None
-    spi: SpiPort | None = None
-    led: LedSize | None = None
 
     @model_validator(mode="after")
-    def _fits_kind(self) -> Device:
-        required, optional = _KIND_FIELDS[self.kind]
+    def _fields_agree(self) -> _DeviceBase:
         problems = Collector()
-        for name in _OPTIONAL_FIELDS:
-            present = getattr(self, name) is not None
-            if name in required and not present:
-                problems.add(f"required for a {self.kind} device", name)
-            elif present and name not in required | optional:
-                problems.add(f"not used by a {self.kind} device; remove it", name)
-        if self.window is not None and self.zone is not None:
+        window, zone = getattr(self, "window", None), getattr(self, "zone", None)
+        if window is not None and zone is not None:
             problems.add("give either window or zone, not both", "zone")
-        if self.services is not None:
-            if not self.services:
+        services: list[str] | None = getattr(self, "services", None)
+        if services is not None:
+            if not services:
                 problems.add("list at least one service", "services")
-            for i, code in enumerate(self.services):
-                if code in self.services[:i]:
+            for i, code in enumerate(services):
+                if code in services[:i]:
                     problems.add(f"service {code!r} is listed twice", "services", i)
-        if self.gpio is not None and not self.gpio:
+        gpio: dict[str, int] | None = getattr(self, "gpio", None)
+        if gpio is not None and not gpio:
             problems.add("map at least one button name to a BCM pin", "gpio")
-        if self.spi is not None and self.spi.cascaded is not None and self.led is not None:
-            modules = self.led.width * self.led.height // 64
-            if self.spi.cascaded != modules:
-                problems.add(
-                    f"a {self.led.width}x{self.led.height} matrix is {modules} 8x8 modules, "
-                    f"got {self.spi.cascaded}",
-                    "spi",
-                    "cascaded",
-                )
         problems.raise_any()
         return self
+
+
+class _Framed(_DeviceBase):
+    """On an RS-485 line (or, for the printer, its own serial port)."""
+
+    serial: SerialPort
+
+
+class CallPadDevice(_Framed):
+    kind: Literal["call_pad"]
+    window: WindowNumber
+
+
+class RatingPadDevice(_Framed):
+    kind: Literal["rating_pad"]
+    window: WindowNumber
+
+
+class KeypadDevice(_Framed):
+    kind: Literal["keypad"]
+    services: list[Text]
+
+
+class ScannerDevice(_Framed):
+    kind: Literal["scanner"]
+
+
+class IdReaderDevice(_Framed):
+    kind: Literal["id_reader"]
+
+
+class PrinterDevice(_Framed):
+    kind: Literal["printer"]
+
+
+class GpioButtonsDevice(_DeviceBase):
+    kind: Literal["gpio_buttons"]
+    gpio: dict[str, Pin]
+    window: WindowNumber | None = None
+    services: list[Text] | None = None
+
+
+class LedMax7219Device(_DeviceBase):
+    kind: Literal["led_max7219"]
+    spi: SpiPort
+    led: LedSize
+    window: WindowNumber | None = None
+    zone: Text | None = None
+
+    @model_validator(mode="after")
+    def _chain_fits(self) -> LedMax7219Device:
+        modules = self.led.width * self.led.height // 64
+        if self.spi.cascaded is not None and self.spi.cascaded != modules:
+            raise problem(
+                f"a {self.led.width}x{self.led.height} matrix is {modules} 8x8 modules, "
+                f"got {self.spi.cascaded}",
+                "spi",
+                "cascaded",
+            )
+        return self
+
+
+class LedSerialDevice(_Framed):
+    kind: Literal["led_serial"]
+    led: LedSize
+    window: WindowNumber | None = None
+    zone: Text | None = None
+
+
+class SpeakerDevice(_DeviceBase):
+    kind: Literal["speaker"]
+    zone: Text | None = None
+
+
+FramedDevice = (CallPadDevice | RatingPadDevice | KeypadDevice | ScannerDevice
+                | IdReaderDevice | PrinterDevice | LedSerialDevice)
+LedDevice = LedMax7219Device | LedSerialDevice
+PadDevice = CallPadDevice | RatingPadDevice | GpioButtonsDevice
+Device = Annotated[
+    FramedDevice | GpioButtonsDevice | LedMax7219Device | SpeakerDevice,
+    Field(discriminator="kind"),
+]
+DEVICE_CLASSES: dict[str, type[_DeviceBase]] = {
+    "call_pad": CallPadDevice,
+    "rating_pad": RatingPadDevice,
+    "keypad": KeypadDevice,
+    "scanner": ScannerDevice,
+    "id_reader": IdReaderDevice,
+    "printer": PrinterDevice,
+    "gpio_buttons": GpioButtonsDevice,
+    "led_max7219": LedMax7219Device,
+    "led_serial": LedSerialDevice,
+    "speaker": SpeakerDevice,
+}
+_DEVICE_FIELDS = frozenset(f for cls in DEVICE_CLASSES.values() for f in cls.model_fields)
+
+
+def device_window(dev: Device) -> int | None:
+    """The window a device acts for, whatever its kind (None: not a window's device)."""
+    window: int | None = getattr(dev, "window", None)
+    return window
+
+
+def device_zone(dev: Device) -> str | None:
+    zone: str | None = getattr(dev, "zone", None)
+    return zone
+
+
+def device_services(dev: Device) -> list[str] | None:
+    services: list[str] | None = getattr(dev, "services", None)
+    return services
 
 
 class Agent(_Model):
@@ -578,19 +677,20 @@ class Agent(_Model):
                     "kind",
                 )
                 continue
+            window = device_window(dev)
             if self.role == "window":
                 has_pad = has_pad or dev.kind in ("call_pad", "gpio_buttons")
-                if dev.window is None and dev.kind not in ("call_pad", "rating_pad"):
+                if window is None:
                     problems.add(
                         "required: say which window this device serves", "devices", i, "window"
                     )
-                if dev.kind == "gpio_buttons" and dev.services is not None:
+                if isinstance(dev, GpioButtonsDevice) and dev.services is not None:
                     problems.add("not used by window buttons; remove it", "devices", i, "services")
-            elif self.role == "dispenser" and dev.window is not None:
+            elif self.role == "dispenser" and window is not None:
                 problems.add(
                     "a dispenser's device does not act for a window", "devices", i, "window"
                 )
-            if dev.spi is not None:
+            if isinstance(dev, LedMax7219Device):
                 key = (dev.spi.port, dev.spi.device)
                 if key in spi_used:
                     problems.add(
@@ -600,14 +700,14 @@ class Agent(_Model):
                         "spi",
                     )
                 spi_used[key] = dev.id
-            for name, pin in (dev.gpio or {}).items():
+            for name, pin in _gpio(dev).items():
                 if pin in pins:
                     problems.add(
                         f"BCM pin {pin} is already used by {pins[pin]}", "devices", i, "gpio", name
                     )
                 pins[pin] = f"{dev.id}.{name}"
         for i, dev in enumerate(self.devices):
-            for name, pin in (dev.gpio or {}).items():
+            for name, pin in _gpio(dev).items():
                 for (port, _), user in spi_used.items():
                     if pin in _SPI_PINS[port]:
                         problems.add(
@@ -682,7 +782,7 @@ class HallConfig(_Model):
         device_agent: dict[str, str] = {}
         pad_agent: dict[int, str] = {}
         pads_seen: set[tuple[int, str]] = set()
-        buses: dict[str, list[tuple[Loc, Device]]] = defaultdict(list)
+        buses: dict[str, list[tuple[Loc, _Framed]]] = defaultdict(list)
         for a, agent in enumerate(self.agents):
             for d, dev in enumerate(agent.devices):
                 at: Loc = ("agents", a, "devices", d)
@@ -693,28 +793,29 @@ class HallConfig(_Model):
                         "id",
                     )
                 device_agent.setdefault(dev.id, agent.id)
-                if dev.window is not None and dev.window not in windows:
+                window, zone = device_window(dev), device_zone(dev)
+                if window is not None and window not in windows:
                     problems.add(
-                        f"window {dev.window} is not configured in [[windows]]", *at, "window"
+                        f"window {window} is not configured in [[windows]]", *at, "window"
                     )
-                elif dev.window is not None and agent.role == "window" and dev.kind in _PAD_KINDS:
-                    owner = pad_agent.setdefault(dev.window, agent.id)
+                elif window is not None and agent.role == "window" and dev.kind in _PAD_KINDS:
+                    owner = pad_agent.setdefault(window, agent.id)
                     if owner != agent.id:
                         problems.add(
-                            f"window {dev.window} already has pads on agent {owner!r}; "
+                            f"window {window} already has pads on agent {owner!r}; "
                             "one agent per window",
                             *at,
                             "window",
                         )
-                    if (dev.window, dev.kind) in pads_seen and dev.kind != "gpio_buttons":
-                        problems.add(f"window {dev.window} already has a {dev.kind}", *at, "window")
-                    pads_seen.add((dev.window, dev.kind))
-                if dev.zone is not None and dev.zone not in zones:
-                    problems.add(_unknown("zone", dev.zone, zones), *at, "zone")
-                for k, code in enumerate(dev.services or []):
+                    if (window, dev.kind) in pads_seen and dev.kind != "gpio_buttons":
+                        problems.add(f"window {window} already has a {dev.kind}", *at, "window")
+                    pads_seen.add((window, dev.kind))
+                if zone is not None and zone not in zones:
+                    problems.add(_unknown("zone", zone, zones), *at, "zone")
+                for k, code in enumerate(device_services(dev) or []):
                     if code not in services:
                         problems.add(_unknown("service", code, services), *at, "services", k)
-                if dev.serial is not None:
+                if isinstance(dev, _Framed):
                     port = dev.serial.port
                     # A device path names a line on one Pi; a network port is one line for all.
                     buses[port if "://" in port else f"{agent.id} {port}"].append((at, dev))
@@ -762,7 +863,9 @@ class HallConfig(_Model):
         if agent.role != "window":
             return []
         return sorted(
-            {d.window for d in agent.devices if d.kind in _PAD_KINDS and d.window is not None}
+            {d.window for d in agent.devices
+             if isinstance(d, CallPadDevice | RatingPadDevice | GpioButtonsDevice)
+             and d.window is not None}
         )
 
 
@@ -781,16 +884,18 @@ def _unique(problems: Collector, table: str, key: str, values: list[Any], what: 
             first[value] = i
 
 
-def _check_bus(problems: Collector, members: list[tuple[Loc, Device]]) -> None:
+def _gpio(dev: Device) -> dict[str, int]:
+    return dev.gpio if isinstance(dev, GpioButtonsDevice) else {}
+
+
+def _check_bus(problems: Collector, members: list[tuple[Loc, _Framed]]) -> None:
     """Devices sharing one serial line must agree on the baud rate and be addressable."""
     if len(members) < 2:
         return
     first = members[0][1]
-    assert first.serial is not None
     port, baud = first.serial.port, first.serial.baud
     addresses: dict[int, str] = {}
     for at, dev in members:
-        assert dev.serial is not None
         if dev.serial.baud != baud:
             problems.add(
                 f"{port} runs at {baud} baud for {first.id!r}; every device on one bus must match",
@@ -921,12 +1026,16 @@ def _problems_from(
 ) -> list[str]:
     out: list[str] = []
     for err in exc.errors():
-        loc: Loc = tuple(err["loc"])
+        loc, kind = _device_tag_out(tuple(err["loc"]), err["type"])
         inner = (err.get("ctx") or {}).get("error")
         if isinstance(inner, Problems):
             items = [((*loc, *sub), msg) for sub, msg in inner.problems]
+        elif kind is not None and err["type"] == "missing":
+            items = [(loc, f"required for a {kind} device")]
+        elif kind is not None and err["type"] == "extra_forbidden" and loc[-1] in _DEVICE_FIELDS:
+            items = [(loc, f"not used by a {kind} device; remove it")]
         else:
-            items = [(loc, _message(err, loc))]
+            items = [(loc, _message(err, loc, DEVICE_CLASSES.get(kind or "")))]
         for at, msg in items:
             line = f"{_label(at, data, env_locs)}: {msg}"
             if line not in out:
@@ -934,17 +1043,33 @@ def _problems_from(
     return out
 
 
-def _message(err: Any, loc: Loc) -> str:
+def _device_tag_out(loc: Loc, kind: str) -> tuple[Loc, str | None]:
+    """pydantic puts a device's kind into the path (``devices.0.call_pad.serial``); people
+    wrote ``devices[0].serial``. Returns the path without it, and the kind."""
+    for i in range(2, len(loc)):
+        if loc[i - 2] == "devices" and isinstance(loc[i - 1], int):
+            if isinstance(loc[i], str) and loc[i] in DEVICE_CLASSES:
+                return (*loc[:i], *loc[i + 1:]), str(loc[i])
+            if kind.startswith("union_tag"):
+                return (*loc[:i], "kind"), None
+    if kind.startswith("union_tag") and len(loc) >= 2 and loc[-2] == "devices":
+        return (*loc, "kind"), None
+    return loc, None
+
+
+def _message(err: Any, loc: Loc, model: type[BaseModel] | None = None) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     value = err.get("input")
     secret = any(seg in _SECRET_KEYS for seg in loc)
     got = "" if secret else f", got {show(value)}"
-    if kind == "missing":
+    if kind in ("missing", "union_tag_not_found"):
         return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"expected one of {', '.join(map(repr, DEVICE_CLASSES))}, got {ctx.get('tag')!r}"
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else ""
-        model = _model_at(loc[:-1])
+        model = model or _model_at(loc[:-1])
         if model is None:
             return "unknown key"
         allowed = list(model.model_fields)

@@ -1,10 +1,17 @@
 """Logging for every hallq process: JSON lines for journald, readable text on a terminal.
 
 Under systemd, stderr goes to the journal; one JSON object per line keeps fields (logger,
-level, exception) machine-readable for ``journalctl -o cat | jq``. On a terminal a field
-engineer wants plain text. Either way a filter masks anything shaped like a Chinese
-resident ID-card number (18 characters: 17 digits and a digit or X), because a log line
-must never leak one even if some code formats a raw card read into a message.
+level, exception) machine-readable for ``journalctl -o cat | jq``, and each line starts
+with the kernel-style priority prefix (``<3>`` error .. ``<7>`` debug) journald reads, so
+``journalctl -p warning`` shows the warnings and errors instead of treating every line as
+info. The prefix is written only when stderr really is the journal stream
+(``$JOURNAL_STREAM`` names its device and inode), never on a terminal or into a file.
+On a terminal a field engineer wants plain text. Control characters in a message
+(a newline or terminal escape inside a device's payload) are escaped, so one record is
+one line and cannot forge another. Either way a filter masks anything
+shaped like a Chinese resident ID-card number (18 characters: 17 digits and a digit or X),
+because a log line must never leak one even if some code formats a raw card read into a
+message.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ __all__ = [
     "LEVEL_ENV",
     "IdCardRedactor",
     "JsonFormatter",
+    "JournalPriority",
+    "escape_controls",
     "redact",
     "running_under_systemd",
     "setup_logging",
@@ -35,11 +44,17 @@ _ID_CARD = re.compile(
     r"(?<![0-9A-Za-z])(?:\d{17}|\d{6}[ -]\d{8}[ -]\d{3})[\dXx](?![0-9A-Za-z])"
 )
 _MASK = "[id-redacted]"
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _HANDLER_NAME = "hallq-root"
 
 
 def redact(text: str) -> str:
     return _ID_CARD.sub(_MASK, text)
+
+
+def escape_controls(text: str) -> str:
+    """``\\n``, ``\\x1b``... for every C0/C1 control character but tab."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class IdCardRedactor(logging.Filter):
@@ -50,7 +65,7 @@ class IdCardRedactor(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):  # a bad format string: the handler reports it
             return True
-        clean = redact(message)
+        clean = escape_controls(redact(message))
         if clean != message or record.args:
             record.msg, record.args = clean, None
         if record.exc_info and not record.exc_text:
@@ -79,6 +94,44 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class JournalPriority(logging.Formatter):
+    """Prefixes another formatter's line with its syslog priority, for journald."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{syslog_priority(record.levelno)}>{self.inner.format(record)}"
+
+
+def syslog_priority(levelno: int) -> int:
+    """crit 2, err 3, warning 4, info 6, debug 7 (sd-daemon(3)'s SD_* prefixes)."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+def stream_is_journal(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """True when ``stream`` is the journal socket systemd connected (``$JOURNAL_STREAM`` is
+    its ``device:inode``); a unit that redirects stderr to a file gets no prefixes."""
+    env = os.environ if environ is None else environ
+    dev, _, ino = env.get("JOURNAL_STREAM", "").partition(":")
+    if not (dev.isdigit() and ino.isdigit()):
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # io.StringIO and closed streams
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
 def running_under_systemd(environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     return bool(env.get("JOURNAL_STREAM") or env.get("INVOCATION_ID"))
@@ -98,22 +151,23 @@ def setup_logging(
     environ: Mapping[str, str] | None = None,
     stream: TextIO | None = None,
     json_lines: bool | None = None,
+    priorities: bool | None = None,
 ) -> None:
     """Configure the root logger once per process (calling again replaces our handler).
 
-    ``level`` is ``cfg.runtime.log_level``; ``json_lines`` defaults to "under systemd".
+    ``level`` is ``cfg.runtime.log_level``; ``json_lines`` defaults to "under systemd",
+    ``priorities`` (the ``<N>`` prefixes) to "the stream is the journal".
     """
     env = os.environ if environ is None else environ
+    out = stream if stream is not None else sys.stderr
     use_json = running_under_systemd(env) if json_lines is None else json_lines
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    prefix = stream_is_journal(out, env) if priorities is None else priorities
+    handler = logging.StreamHandler(out)
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(IdCardRedactor())
-    if use_json:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+    formatter = JsonFormatter() if use_json else logging.Formatter(
+        "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    handler.setFormatter(JournalPriority(formatter) if prefix else formatter)
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)

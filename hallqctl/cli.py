@@ -307,6 +307,31 @@ def agent(config_file: Path, agent_id: str, sim_dir: Path | None, simulate_all: 
 
 
 
+@main.command("sim-devices")
+@config_option
+@click.option("--device", "agent_id", required=True, help="the agent id from the hall file")
+@click.option("--sim-dir", type=click.Path(path_type=Path), required=True,
+              help="where the pty links are made (the agent's --sim-dir)")
+def sim_devices(config_file: Path, agent_id: str, sim_dir: Path) -> None:
+    """Simulate one agent's serial devices on ptys; type commands to press keys (help)."""
+    import asyncio
+
+    from edge.hall_devices import serial_devices
+    from firmware_bridge.sim.__main__ import serve
+    from firmware_bridge.sim.hall import simulate_devices
+
+    cfg = _load(config_file)
+    try:
+        agent = cfg.agent(agent_id)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--device") from None
+    hall = simulate_devices(serial_devices(agent.devices), sim_dir)
+    try:
+        asyncio.run(serve(hall))
+    except KeyboardInterrupt:
+        pass
+
+
 @main.command()
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
               help="the hall's TOML file (default: the example Liwan hall)")
@@ -435,23 +460,13 @@ def simulate(config_file: Path | None, volume: float | None, day_of_month: int |
         run_simulation,
         save_chart,
     )
-    from coordinator.simulation.learn import LearnError, learn_demand, render_learned
     from hallqctl.demo import DEFAULT_CONFIG
 
     cfg = _load(config_file or DEFAULT_CONFIG)
     console = Console(stderr=as_json)
     if history_since is not None and history is None:
         raise click.BadParameter("needs --history", param_hint="--history-since")
-    demand = None
-    if history is not None:
-        try:
-            learned = learn_demand(history, cfg, core_kind=dispatch,
-                                   since=history_since.date() if history_since else None)
-        except LearnError as exc:
-            click.echo(f"--history: {exc}", err=True)
-            raise SystemExit(2) from None
-        console.print(render_learned(learned))
-        demand = learned.demand
+    demand = _learned_demand(cfg, history, history_since, dispatch, console)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("simulating hall days", total=None)
         report = run_simulation(
@@ -522,14 +537,90 @@ def forecast(config_file: Path | None, log_path: Path | None, months: int, seed:
 
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
-                                "help_option_names": []})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def advise(args: tuple[str, ...]) -> None:
-    """快速办理专窗: plan staffing changes for a day and measure live advice (-h for options)."""
-    from coordinator.advice.__main__ import main as advise_main
+@main.command()
+@click.argument("config_file", metavar="CONFIG", type=click.Path(path_type=Path))
+@click.option("--volume", type=click.FloatRange(min=1), default=None,
+              help="arrivals on an average filing-period day (default: the calibrated 9000)")
+@click.option("--day", "day_of_month", type=click.IntRange(1, 31), default=None,
+              help="day of the month (filing-period factor); default: the average day")
+@click.option("--staff-limit", type=click.IntRange(min=1), default=None,
+              help="windows open at the most (default: every configured window)")
+@click.option("--replications", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--search-days", type=click.IntRange(min=1), default=None,
+              help="days, drawn apart from the reported ones, each candidate is played on")
+@click.option("--rounds", type=click.IntRange(min=0), default=6, show_default=True,
+              help="moves kept at most")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--core", type=click.Choice(["auto", "compiled", "pure"]), default="auto",
+              show_default=True, help="dispatch core the simulated days run on")
+@click.option("--no-live", is_flag=True, help="skip the live-advice variant")
+@click.option("--history", type=click.Path(path_type=Path), default=None,
+              metavar="EVENT_LOG",
+              help="plan with the service mix, counter times and arrival profile learned "
+                   "from the hall's event log (as hallq simulate --history)")
+@click.option("--history-since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="learn only from business days from this date on")
+@click.option("--json", "as_json", is_flag=True, help="print the plan and bar as JSON")
+@click.option("--verbose", is_flag=True, help="log the search's steps to stderr")
+def advise(config_file: Path, volume: float | None, day_of_month: int | None,
+           staff_limit: int | None, replications: int, search_days: int | None, rounds: int,
+           seed: int, core: str, no_live: bool, history: Path | None, history_since: Any,
+           as_json: bool, verbose: bool) -> None:
+    """快速办理专窗: plan express-window staffing for a day of CONFIG's hall, and measure it
+    (with live advice) against per-service FIFO on the same simulated days."""
+    import json
+    import time
+    from dataclasses import asdict
 
-    raise SystemExit(advise_main(list(args)))
+    from rich.console import Console
+
+    from coordinator.advice.bar import bar_rows
+    from coordinator.advice.plan import SEARCH_DAYS, plan_day
+    from coordinator.simulation.profile import CALIBRATED_VOLUME
+
+    started = time.perf_counter()
+    cfg = _load(config_file)
+    if history_since is not None and history is None:
+        raise click.BadParameter("needs --history", param_hint="--history-since")
+    demand = _learned_demand(cfg, history, history_since, core, Console(stderr=True))
+    plan = plan_day(cfg, volume=volume or CALIBRATED_VOLUME, day_of_month=day_of_month,
+                    staff_limit=staff_limit, replications=replications, seed=seed,
+                    core_kind=core, rounds=rounds, search_days=search_days or SEARCH_DAYS,
+                    live=not no_live, demand=demand,
+                    log=(lambda line: click.echo(line, err=True)) if verbose else None)
+    rows = bar_rows(plan)
+    judged = rows[-1]  # the last variant: "advised" when live, else "planned"
+    if as_json:
+        click.echo(json.dumps({**plan.to_dict(), "bar": [asdict(r) for r in rows],
+                               "bar_variant": judged.variant, "bar_met": judged.passes,
+                               "wall_s": round(time.perf_counter() - started, 1)},
+                              ensure_ascii=False, default=lambda x: None))
+        return
+    click.echo(plan.render())
+    click.echo("\n| variant | mean min | p95 min | green mean min | mean vs FIFO | p95 vs FIFO |")
+    click.echo("|---|---|---|---|---|---|")
+    for r in rows:
+        click.echo(r.markdown())
+    click.echo(f"\nbar (mean -25%, p95 -35%, green < 1 min) for {judged.name}: "
+               f"{'met' if judged.passes else 'NOT met'}; {time.perf_counter() - started:.0f} s")
+
+
+def _learned_demand(cfg: HallConfig, history: Path | None, since: Any, core: str,
+                    console: Any) -> Any:
+    """``--history``: the demand learned from the event log (shown on ``console``), or None;
+    a log that cannot be learned from is one line and exit 2."""
+    if history is None:
+        return None
+    from coordinator.simulation.learn import LearnError, learn_demand, render_learned
+
+    try:
+        learned = learn_demand(history, cfg, core_kind=core,
+                               since=since.date() if since else None)
+    except LearnError as exc:
+        click.echo(f"--history: {exc}", err=True)
+        raise SystemExit(2) from None
+    console.print(render_learned(learned))
+    return learned.demand
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from coordinator.simulation.profile import HALF_HOURS, MIX, SERVICE_MIN, filing_factor
-from hallq.config import BrokerConfig, HallConfig
+from hallq.config import BrokerConfig, CallPadDevice, HallConfig, RatingPadDevice
 
 log = logging.getLogger("hallqctl.demo")
 
@@ -213,9 +213,9 @@ def _staffing(cfg: HallConfig) -> list[tuple[int, str, str | None]]:
     ratings: dict[int, str] = {}
     for agent in cfg.agents:
         for dev in agent.devices:
-            if dev.window is not None and dev.kind == "call_pad":
+            if isinstance(dev, CallPadDevice):
                 pads[dev.window] = dev.id
-            elif dev.window is not None and dev.kind == "rating_pad":
+            elif isinstance(dev, RatingPadDevice):
                 ratings[dev.window] = dev.id
     return [(w, pads[w], ratings.get(w)) for w in sorted(pads)]
 
@@ -264,14 +264,17 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
                    duration: float | None = None, volume: int = 2400,
                    broker_url: str | None = None, state_dir: Path | None = None,
                    live: bool = True, on_ready: Callable[[Any], None] | None = None,
-                   seed: int = 7, http_port: int | None = None) -> list[str]:
+                   seed: int = 7, http_port: int | None = None,
+                   until: Callable[[Any], bool] | None = None) -> list[str]:
     """Run the demo; returns the day's KPI lines (also printed). ``http_port`` overrides
-    the dashboard's port (0 turns it off)."""
+    the dashboard's port (0 turns it off); ``until(engine)``, checked twice a second, ends
+    it early (a test waits for what it checks, with ``duration`` as the limit)."""
     from rich.console import Console
     from rich.live import Live
 
     from coordinator.service import Coordinator, web_dashboard
     from edge.agent import run_agent
+    from edge.hall_devices import serial_devices
     from firmware_bridge.sim.hall import SimulatedHall, simulate_devices
     from firmware_bridge.timing import LinkTiming
     from hallq.aio import cancel_and_wait
@@ -302,7 +305,7 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
                 for agent in cfg.agents:
                     sim_dir = work / "sim" / agent.id
                     hall = await stack.enter_async_context(
-                        simulate_devices(agent.devices, sim_dir))
+                        simulate_devices(serial_devices(agent.devices), sim_dir))
                     halls.append(hall)
                     sims.update(hall.devices)
                     agent_ready = asyncio.Event()
@@ -330,7 +333,8 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
                             await _wait(duration, lambda: screen.update(
                                 summary_table(coordinator.engine, clock, traffic.stats)))
                     else:
-                        await _wait(duration, lambda: None)
+                        await _wait(duration, lambda: None,
+                                    None if until is None else lambda: until(coordinator.engine))
                 finally:
                     for task in reversed(tasks):
                         await cancel_and_wait(task)
@@ -342,8 +346,11 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
     return lines
 
 
-async def _wait(duration: float | None, tick: Callable[[], None]) -> None:
+async def _wait(duration: float | None, tick: Callable[[], None],
+                done: Callable[[], bool] | None = None) -> None:
     start = time.monotonic()
     while duration is None or time.monotonic() - start < duration:
         await asyncio.sleep(0.5)
         tick()
+        if done is not None and done():
+            return

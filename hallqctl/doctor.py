@@ -29,11 +29,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hallq.config import (
+    FramedDevice,
+    GpioButtonsDevice,
+    LedMax7219Device,
+    PrinterDevice,
+)
+
 if TYPE_CHECKING:
     from rich.console import Console
 
     from firmware_bridge import SerialLink
-    from hallq.config import Agent, BrokerConfig, Device, HallConfig
+    from hallq.config import Agent, BrokerConfig, HallConfig
     from hallq.messages import Presence
 
 __all__ = ["Check", "Result", "exit_code", "render_checks", "run_doctor"]
@@ -145,7 +152,7 @@ def _serial_checks(agent: Agent, sim_dir: Path | None) -> list[Check]:
     checks: list[Check] = []
     seen: set[str] = set()
     for dev in agent.devices:
-        if dev.serial is None or dev.serial.port in seen:
+        if not isinstance(dev, FramedDevice) or dev.serial.port in seen:
             continue
         seen.add(dev.serial.port)
         url = _local_port(dev.serial.port, sim_dir)
@@ -171,7 +178,7 @@ def _serial_checks(agent: Agent, sim_dir: Path | None) -> list[Check]:
 
 def _gpio_spi_checks(agent: Agent, dev_dir: Path) -> list[Check]:
     checks: list[Check] = []
-    if any(d.gpio for d in agent.devices):
+    if any(isinstance(d, GpioButtonsDevice) for d in agent.devices):
         chips = sorted(dev_dir.glob("gpiochip*"))
         if not chips:
             checks.append(
@@ -186,7 +193,7 @@ def _gpio_spi_checks(agent: Agent, dev_dir: Path) -> list[Check]:
         else:
             checks.append(check_node("gpio", chips[0], "", SERVICE_USER))
     for dev in agent.devices:
-        if dev.spi is None:
+        if not isinstance(dev, LedMax7219Device):
             continue
         node = dev_dir / f"spidev{dev.spi.port}.{dev.spi.device}"
         fix = (
@@ -291,7 +298,8 @@ class _Probe:
 
 
 async def check_bus(
-    url: str, baudrate: int, devices: Sequence[Device], *, timeout: float, agent_id: str = "ID"
+    url: str, baudrate: int, devices: Sequence[FramedDevice], *, timeout: float,
+    agent_id: str = "ID",
 ) -> list[Check]:
     """Open the line briefly and ask each configured device HELLO."""
     from firmware_bridge import Command, LinkTiming, SerialLink
@@ -301,8 +309,7 @@ async def check_bus(
     timing = LinkTiming(reopen_initial=0.05, reopen_max=0.2, status_interval=3600.0)
     link = SerialLink(url, baudrate=baudrate, timing=timing)
     for dev in devices:
-        assert dev.serial is not None and dev.serial.address is not None
-        link.attach(_Probe(dev.serial.address, dev.id, _FIRMWARE_KIND.get(dev.kind, 0)))
+        link.attach(_Probe(dev.serial.address or 1, dev.id, _FIRMWARE_KIND.get(dev.kind, 0)))
     checks: list[Check] = []
     async with link:
         loop = asyncio.get_running_loop()
@@ -313,11 +320,10 @@ async def check_bus(
             reason = await _link_down_reason(link)
             return [_port_failure(url, devices, reason, agent_id)]
         for dev in devices:
-            assert dev.serial is not None and dev.serial.address is not None
             name = f"device {dev.id}"
             try:
                 reply = await asyncio.wait_for(
-                    link.request(dev.serial.address, Command.HELLO, retries=2), timeout
+                    link.request(dev.serial.address or 1, Command.HELLO, retries=2), timeout
                 )
             except (BridgeError, TimeoutError) as exc:
                 checks.append(
@@ -365,7 +371,7 @@ async def check_bus(
     return checks
 
 
-def _port_failure(url: str, devices: Sequence[Device], reason: str, agent_id: str) -> Check:
+def _port_failure(url: str, devices: Sequence[FramedDevice], reason: str, agent_id: str) -> Check:
     if "lock" in reason.lower() or "busy" in reason.lower():
         fix = f"another process holds the port: sudo systemctl stop hallq-agent@{agent_id} first"
     else:
@@ -394,13 +400,14 @@ _PRINTER_FIX = {
 }
 
 
-async def check_printer(url: str, dev: Device, *, timeout: float, agent_id: str = "ID") -> Check:
+async def check_printer(
+    url: str, dev: PrinterDevice, *, timeout: float, agent_id: str = "ID"
+) -> Check:
     """Ask the ESC/POS printer its DLE EOT status; no answer is a failure, never "ok"."""
     from firmware_bridge.devices.printer import TicketPrinter
     from firmware_bridge.errors import PortUnavailable
     from firmware_bridge.port import open_port
 
-    assert dev.serial is not None
     name = f"printer {dev.id}"
     try:  # TicketPrinter would report a locked port as mere silence
         conn = await open_port(url, baudrate=dev.serial.baud, on_data=lambda data: None)
@@ -426,10 +433,13 @@ async def check_printer(url: str, dev: Device, *, timeout: float, agent_id: str 
     return Check(name, Result.OK, "ready, paper ok")
 
 
-def _bus_groups(agent: Agent, sim_dir: Path | None) -> dict[tuple[str, int], list[Device]]:
-    groups: dict[tuple[str, int], list[Device]] = defaultdict(list)
+def _bus_groups(
+    agent: Agent, sim_dir: Path | None
+) -> dict[tuple[str, int], list[FramedDevice]]:
+    groups: dict[tuple[str, int], list[FramedDevice]] = defaultdict(list)
     for dev in agent.devices:
-        if dev.serial is None or dev.serial.address is None or dev.kind == "printer":
+        if (not isinstance(dev, FramedDevice) or dev.serial.address is None
+                or isinstance(dev, PrinterDevice)):
             continue
         url = _local_port(dev.serial.port, sim_dir)
         if url is not None:
@@ -577,8 +587,10 @@ async def run_doctor(
                 continue  # the serial check above already says so
             checks += await check_bus(url, baud, devices, timeout=timeout, agent_id=agent.id)
         for dev in agent.devices:
-            path = _local_port(dev.serial.port, sim_dir) if dev.serial else None
-            if dev.kind == "printer" and path and ("://" in path or Path(path).exists()):
+            if not isinstance(dev, PrinterDevice):
+                continue
+            path = _local_port(dev.serial.port, sim_dir)
+            if path and ("://" in path or Path(path).exists()):
                 checks.append(await check_printer(path, dev, timeout=timeout, agent_id=agent.id))
         checks += _gpio_spi_checks(agent, dev_dir)
         font = check_font(agent, font_finder)

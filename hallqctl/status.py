@@ -77,18 +77,13 @@ def probe_client(broker: BrokerConfig, name: str, timeout: float) -> aiomqtt.Cli
     an agent's id, which would take over (and disconnect) that agent's session."""
     import aiomqtt
 
-    from hallq.bus import _tls_context
+    from hallq.bus import broker_client
 
-    password = broker.password.get_secret_value() if broker.password is not None else None
     v5 = broker.protocol == "5"
-    return aiomqtt.Client(
-        broker.host,
-        broker.port,
-        identifier=f"{name}-{os.getpid()}",
-        username=broker.username,
-        password=password,
-        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-        tls_context=_tls_context(broker),
+    return broker_client(
+        broker,
+        f"{name}-{os.getpid()}",
+        aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
         timeout=timeout,
         keepalive=max(5, int(timeout * 2)),
     )

@@ -14,6 +14,8 @@ from hallq.config import BrokerConfig
 from hallqctl.embedded_broker import embedded_broker
 from hallqctl.mosquitto import Mosquitto, free_port
 
+from .ci import missing
+
 __all__ = ["Inbox", "Mosquitto", "free_port"]
 
 @pytest.fixture
@@ -86,13 +88,10 @@ def make_session(
 @pytest.fixture(params=["pure", "compiled"])
 def core_cls(request: pytest.FixtureRequest) -> type[Any]:
     """Both dispatch cores; in CI a missing compiled core fails instead of skipping."""
-    import os
 
     from coordinator.dispatch import load_core
 
     try:
         return load_core(request.param)
     except ImportError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"compiled dispatch core not built: {exc}")
+        missing(f"the compiled dispatch core: {exc}")

@@ -1,8 +1,11 @@
-"""A small hall for coordinator tests: 3 services, 4 windows, one window agent, one dispenser."""
+"""The test halls: the small hall for coordinator tests (3 services, 4 windows, one
+window agent, one dispenser, a board agent), and the one-window hall tool tests fill with
+the agents they need."""
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from hallq.config import HallConfig, parse_config
@@ -149,3 +152,39 @@ def at(hour: int, minute: int = 0, second: float = 0.0, day: int = 30) -> float:
     """Epoch seconds of a local (UTC+8) time on 2026-11-30, or ``day - 30`` days later."""
     base = dt.datetime(2026, 11, 30, hour, minute, tzinfo=TZ) + dt.timedelta(days=day - 30)
     return base.timestamp() + second
+
+
+ONE_WINDOW_HALL = """
+[hall]
+id = "{hall_id}"
+name = "测试厅"
+timezone = "Asia/Shanghai"
+
+[broker]
+url = "{broker_url}"
+
+[[zones]]
+id = "z1"
+name = "一厅"
+site = "main"
+
+[[services]]
+code = "tax"
+name = "申报纳税"
+prefix = "A"
+
+[[windows]]
+number = 1
+zone = "z1"
+all_services = true
+"""
+
+
+def one_window_hall(hall_id: str, agents: str, broker_url: str,
+                    state_dir: str | Path | None = None) -> HallConfig:
+    """The smallest hall (one zone, one service "tax", window 1) with ``agents`` (TOML
+    ``[[agents]]`` tables) added: for tools that look at devices, not at queues."""
+    text = ONE_WINDOW_HALL.format(hall_id=hall_id, broker_url=broker_url)
+    if state_dir is not None:
+        text += f'\n[runtime]\nstate_dir = "{state_dir}"\n'
+    return parse_config(text + agents, f"{hall_id}.toml")

@@ -67,3 +67,33 @@ def test_forecast_prints_levels_scores_held_out_months_and_exports(tmp_path: Pat
     assert "seasonal-naive" in result.output and "较" in result.output
     assert csv.read_text(encoding="utf-8-sig").splitlines()[0].startswith("date")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sim_devices_serves_an_agents_serial_devices_on_ptys(tmp_path: Path) -> None:
+    """``hallq sim-devices`` is how a field engineer simulates one agent of a hall file
+    (firmware_bridge itself no longer reads it): the window agent's RS-485 line appears
+    as a pty where that agent, run with the same --sim-dir, looks for it."""
+    import subprocess
+    import sys
+
+    from .halls import small_hall_text
+
+    hall_file = tmp_path / "hall.toml"
+    hall_file.write_text(small_hall_text().replace("/dev/ttyUSB0", "sim:rs485"),
+                         encoding="utf-8")
+    sim_dir = tmp_path / "sim"
+    with subprocess.Popen(
+        [sys.executable, "-c", "from hallqctl.cli import main; main()", "sim-devices",
+         "--config", str(hall_file), "--device", "pi-w1", "--sim-dir", str(sim_dir)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()  # printed once the simulators serve
+            assert line.startswith(f"bus {sim_dir}") and "addresses [1, 2, 11]" in line, line
+            assert any(p.name.startswith("rs485") for p in sim_dir.iterdir())
+        finally:
+            proc.terminate()
+    bad = CliRunner().invoke(main, ["sim-devices", "--config", str(hall_file), "--device",
+                                    "pi-x", "--sim-dir", str(sim_dir)])
+    assert bad.exit_code == 2 and "unknown agent 'pi-x'" in bad.output

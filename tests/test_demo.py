@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,15 +19,22 @@ pytestmark = pytest.mark.broker
 async def test_the_demo_issues_calls_serves_draws_boards_and_reports_kpis(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=15, broker_url=mosquitto.url,
-                           state_dir=tmp_path, live=False, volume=4000, http_port=0)
+    def boards() -> list[str]:
+        return sorted(p.name for p in (tmp_path / "state" / "boards").rglob("*.png"))
+
+    def enough(engine: Any) -> bool:
+        total = engine.stats_state(0).total
+        return total.issued > 30 and total.served > 10 and bool(boards())
+
+    lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=120, broker_url=mosquitto.url,
+                           state_dir=tmp_path, live=False, volume=4000, http_port=0,
+                           until=enough)
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
     assert counts is not None, lines
     issued, served = map(int, counts.groups())
     assert issued > 30 and served > 10, lines
     assert any("average wait" in line for line in lines)
-    boards = sorted(p.name for p in (tmp_path / "state" / "boards").rglob("*.png"))
-    assert any(name.startswith("board") or "main" in name for name in boards), boards
+    assert any(name.startswith("board") or "main" in name for name in boards()), boards()
 
 
 @pytest.mark.timeout(180)
@@ -37,7 +45,8 @@ async def test_with_no_broker_and_no_mosquitto_the_demo_embeds_one(
 
     monkeypatch.setenv("HALLQ_BROKER_URL", "mqtt://127.0.0.1:9")  # nothing listens there
     monkeypatch.setattr(hallqctl.mosquitto, "find_mosquitto", lambda: None)
-    lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=12, state_dir=tmp_path,
-                           live=False, volume=4000, http_port=0)
+    lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=120, state_dir=tmp_path,
+                           live=False, volume=4000, http_port=0,
+                           until=lambda engine: engine.stats_state(0).total.issued > 10)
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
     assert counts is not None and int(counts.group(1)) > 10, lines

@@ -23,20 +23,16 @@ from hypothesis import strategies as st
 from coordinator import dispatch
 from coordinator.dispatch import active_kind, describe, load_core
 
+from .ci import missing
+
 GREEN, APPOINTMENT, ASSISTED, NORMAL = 0, 1, 2, 3
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _load(kind: str) -> type[Any]:
     try:
         return load_core(kind)
     except ImportError as exc:
-        if _in_ci():
-            pytest.fail(f"CI needs the compiled dispatch core: {exc}")
-        pytest.skip("compiled dispatch core not built")
+        missing(f"the compiled dispatch core: {exc}")
 
 
 @pytest.fixture(scope="module", params=["pure", "compiled"])

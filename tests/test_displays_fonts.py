@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,14 @@ from displays.fonts import (
 from displays.subset_font import build_subset, hall_names, required_text
 from displays.texts import COMFORT_LEVELS, PAUSED
 
-IN_CI = bool(os.environ.get("CI"))
+from .ci import missing
 
 
 def system_unifont() -> Path:
     """The Debian fonts-unifont file; CI installs it, elsewhere its tests skip."""
     path = find_unifont()
     if path is None:
-        if IN_CI:
-            pytest.fail("CI must install fonts-unifont (system Unifont not found)")
-        pytest.skip("system Unifont not installed (apt-get install fonts-unifont)")
+        missing("the system Unifont (apt-get install fonts-unifont)")
     return path
 
 

@@ -22,10 +22,12 @@ from PIL import Image
 from displays.board import BoardSpec, CallBoard
 from displays.emulator import led_look
 from displays.fonts import BUNDLED_FONT, BitmapFont
-from displays.layouts import make_layout
 from displays.strip import StripSpec, WindowStrip
+from edge.hall_devices import layout_for
 from hallq.config import HallConfig, load_config
 from hallq.messages import BoardCall, BoardState, WindowState, WindowStatus
+
+from .ci import in_ci
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("HALLQ_UPDATE_GOLDEN") == "1"
@@ -35,6 +37,9 @@ FONT = BitmapFont([BUNDLED_FONT])
 
 def check(name: str, frame: Image.Image, tmp_path: Path) -> None:
     path = GOLDEN / f"{name}.png"
+    if UPDATE and in_ci():
+        pytest.fail("HALLQ_UPDATE_GOLDEN=1 under CI: references are updated by a person who "
+                    "looks at them, never by the run that is checking them")
     if UPDATE:
         GOLDEN.mkdir(exist_ok=True)
         frame.save(path, optimize=True)
@@ -88,7 +93,7 @@ BUSY = BoardState(
 
 
 def test_main_board_192x32(hall: HallConfig, tmp_path: Path) -> None:
-    board = make_layout(hall, led_device(hall, "board-main"), font=FONT)
+    board = layout_for(hall, led_device(hall, "board-main"), font=FONT)
     assert isinstance(board, CallBoard)
     board.update(BUSY, 0.0)
     check("main-192x32-t2", board.frame_at(2.0), tmp_path)  # ticker 64 px in
@@ -96,7 +101,7 @@ def test_main_board_192x32(hall: HallConfig, tmp_path: Path) -> None:
 
 
 def test_main_board_offline(hall: HallConfig, tmp_path: Path) -> None:
-    board = make_layout(hall, led_device(hall, "board-main"), font=FONT)
+    board = layout_for(hall, led_device(hall, "board-main"), font=FONT)
     assert isinstance(board, CallBoard)
     board.update(BUSY, 0.0)
     board.set_online(False)
@@ -104,7 +109,7 @@ def test_main_board_offline(hall: HallConfig, tmp_path: Path) -> None:
 
 
 def test_zone_board_256x32(hall: HallConfig, tmp_path: Path) -> None:
-    board = make_layout(hall, led_device(hall, "board-hall-2"), font=FONT)
+    board = layout_for(hall, led_device(hall, "board-hall-2"), font=FONT)
     assert isinstance(board, CallBoard)
     board.update(BUSY, 0.0)
     check("zone-hall-2-256x32", board.frame_at(3.0), tmp_path)

@@ -10,8 +10,9 @@ from PIL import Image
 
 from displays.board import BoardSpec, CallBoard
 from displays.fonts import BUNDLED_FONT, BitmapFont
-from displays.layouts import frames, make_layout, panel_size
+from displays.layouts import frames, panel_size
 from displays.strip import StripSpec, WindowStrip
+from edge.hall_devices import layout_for, panel_spec
 from hallq.config import HallConfig, load_config
 from hallq.messages import BoardCall, BoardState, CallEvent, WindowState, WindowStatus
 
@@ -58,26 +59,26 @@ def lit(image: Image.Image) -> bool:
 
 
 def test_devices_get_the_layout_their_config_describes(hall: HallConfig, font: BitmapFont) -> None:
-    main = make_layout(hall, device(hall, "board-main"), font=font)
+    main = layout_for(hall, device(hall, "board-main"), font=font)
     assert isinstance(main, CallBoard) and main.spec.zone is None
     assert main.size == (192, 32) and main.rows == 2
     assert len(main.spec.services) == len(hall.services)  # the whole hall's queues
     assert main.spec.ticket_chars == 5  # A0023: tax-filing has 4 digits
-    vat = make_layout(hall, device(hall, "board-vat"), font=font)
+    vat = layout_for(hall, device(hall, "board-vat"), font=font)
     assert isinstance(vat, CallBoard) and vat.spec.zone == "vat"
     assert {code for code, _ in vat.spec.services} < {s.code for s in hall.services}
-    strip = make_layout(hall, device(hall, "strip-22"), font=font)
+    strip = layout_for(hall, device(hall, "strip-22"), font=font)
     assert isinstance(strip, WindowStrip) and strip.spec.window == 22
     assert strip.size == (128, 16)
     with pytest.raises(ValueError, match="not an LED panel"):
-        make_layout(hall, device(hall, "voice-vat"), font=font)
+        layout_for(hall, device(hall, "voice-vat"), font=font)
 
 
 def test_a_rotated_max7219_panel_is_drawn_turned(hall: HallConfig) -> None:
     board = device(hall, "board-main")
     turned = board.model_copy(update={"spi": board.spi.model_copy(update={"rotate": 1})})
-    assert panel_size(board) == (192, 32)
-    assert panel_size(turned) == (32, 192)
+    assert panel_size(panel_spec(board)) == (192, 32)
+    assert panel_size(panel_spec(turned)) == (32, 192)
 
 
 def test_auto_style_shows_the_most_calls(font: BitmapFont) -> None:

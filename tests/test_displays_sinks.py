@@ -21,10 +21,11 @@ from displays.board import BoardSpec, CallBoard
 from displays.emulator import EmulatorSink, led_look
 from displays.errors import SinkError
 from displays.fonts import BUNDLED_FONT, BitmapFont
-from displays.layouts import frames
+from displays.layouts import PanelSpec, frames
 from displays.max7219 import Max7219Sink
 from displays.serial_led import SerialLedSink, to_bitmap
 from displays.sinks import BACKEND_ENV, open_sink
+from edge.hall_devices import panel_spec
 from firmware_bridge.errors import LinkDown
 from firmware_bridge.led_frames import Bitmap
 from hallq.config import load_config
@@ -36,8 +37,8 @@ HALL = load_config(Path(__file__).parents[1] / "examples" / "liwan.toml")
 DIGIT_0, INTENSITY, SHUTDOWN = 0x01, 0x0A, 0x0C
 
 
-def device(device_id: str):  # type: ignore[no-untyped-def]
-    return next(d for a in HALL.agents for d in a.devices if d.id == device_id)
+def device(device_id: str) -> PanelSpec:
+    return panel_spec(next(d for a in HALL.agents for d in a.devices if d.id == device_id))
 
 
 def rendered(width: int, height: int, t: float = 1.0) -> Image.Image:
@@ -123,7 +124,8 @@ def test_max7219_receives_the_rendered_frame(orientation: int) -> None:
 def test_max7219_from_the_hall_file_is_192x32_not_768x8() -> None:
     # board-main says cascaded = 96; passed to luma, that would make a 768x8 single row.
     bus = RecordingSpi()
-    sink = Max7219Sink.from_config(device("board-main"), bus=bus)
+    sink = open_sink(device("board-main"), spi_bus=bus)
+    assert isinstance(sink, Max7219Sink)
     assert sink.size == (192, 32) and sink.device.cascaded == 96
     frame = rendered(192, 32, t=3.0)
     bus.writes.clear()

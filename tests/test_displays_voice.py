@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
-import os
 import shutil
 import stat
 import wave
@@ -33,7 +32,8 @@ from displays.voice import (
 )
 from hallq.messages import CallEvent
 
-IN_CI = bool(os.environ.get("CI"))
+from .ci import missing
+
 T0 = dt.datetime(2026, 11, 30, 9, 30, tzinfo=dt.UTC)
 RATE = 8000
 
@@ -135,9 +135,7 @@ class FakeEspeak(EspeakVoice):
 
 def need_espeak() -> None:
     if shutil.which("espeak-ng") is None:
-        if IN_CI:
-            pytest.fail("CI must install espeak-ng (apt-get install espeak-ng)")
-        pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
+        missing("espeak-ng (apt-get install espeak-ng)")
 
 
 async def test_espeak_produces_a_wav() -> None:

@@ -8,11 +8,12 @@ import pwd
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from rich.console import Console
 
 from firmware_bridge.sim import BusSimulator, PrinterSimulator, SimCallPad, SimRatingPad
 from hallq.bus import Session
-from hallq.config import BrokerConfig, HallConfig, parse_config
+from hallq.config import BrokerConfig, HallConfig
 from hallqctl.doctor import (
     Check,
     Result,
@@ -25,33 +26,9 @@ from hallqctl.doctor import (
 )
 from hallqctl.mosquitto import Mosquitto, free_port
 
-HALL = """
-[hall]
-id = "doc-hall"
-name = "诊断测试厅"
-timezone = "Asia/Shanghai"
+from .halls import one_window_hall
 
-[broker]
-url = "{url}"
-
-[runtime]
-state_dir = "{state}"
-
-[[zones]]
-id = "z1"
-name = "一厅"
-site = "main"
-
-[[services]]
-code = "tax"
-name = "申报纳税"
-prefix = "A"
-
-[[windows]]
-number = 1
-zone = "z1"
-all_services = true
-
+AGENTS = """
 [[agents]]
 id = "win-01"
 role = "window"
@@ -91,12 +68,8 @@ kind = "speaker"
 
 
 def hall(tmp_path: Path, *, url: str | None = None, port: str | None = None) -> HallConfig:
-    text = HALL.format(
-        url=url or f"mqtt://127.0.0.1:{free_port()}",
-        state=tmp_path / "state",
-        port=port or "sim:rs485",
-    )
-    return parse_config(text)
+    return one_window_hall("doc-hall", AGENTS.format(port=port or "sim:rs485"),
+                           url or f"mqtt://127.0.0.1:{free_port()}", tmp_path / "state")
 
 
 def by_name(checks: list[Check]) -> dict[str, Check]:
@@ -249,12 +222,11 @@ async def test_wrong_password_points_at_the_credentials(tmp_path: Path) -> None:
     broker = Mosquitto(workdir, extra=f"allow_anonymous false\npassword_file {passwd}")
     broker.start()
     try:
-        text = HALL.format(url=broker.url, state=tmp_path / "state", port="sim")
-        text = text.replace(
-            f'url = "{broker.url}"',
-            f'url = "{broker.url}"\nusername = "win-01"\npassword = "wrong"',
-        )
-        checks = by_name(await run_doctor(parse_config(text), None, timeout=2))
+        cfg = hall(tmp_path, url=broker.url, port="sim")
+        wrong = cfg.broker.model_copy(update={"username": "win-01",
+                                              "password": SecretStr("wrong")})
+        cfg = cfg.model_copy(update={"broker": wrong})
+        checks = by_name(await run_doctor(cfg, None, timeout=2))
     finally:
         broker.kill()
     assert checks["broker"].result is Result.FAIL

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from edge.agent import run_agent
+from edge.hall_devices import serial_devices
 from firmware_bridge.sim import BusSimulator, PrinterSimulator, SimCallPad
 from firmware_bridge.sim.hall import simulate_devices
 from hallq.aio import cancel_and_wait
@@ -29,7 +30,7 @@ async def agent(cfg: HallConfig, agent_id: str, tmp_path: Path, clock: Any) -> A
         tuple[dict[str, tuple[BusSimulator, int]], dict[str, PrinterSimulator]]]:
     """The agent's devices simulated on ptys, and the agent process's main coroutine."""
     sim_dir = tmp_path / f"sim-{agent_id}"
-    sims = simulate_devices(cfg.agent(agent_id).devices, sim_dir)
+    sims = simulate_devices(serial_devices(cfg.agent(agent_id).devices), sim_dir)
     async with sims:
         ready = asyncio.Event()
         task = asyncio.create_task(run_agent(cfg, agent_id, sim_dir=sim_dir, simulate_all=True,

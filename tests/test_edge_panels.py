@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from displays import make_layout
+from edge.hall_devices import layout_for
 from edge.health import Health
 from edge.panels import Panels
 from hallq import messages as m
@@ -34,7 +34,7 @@ async def test_a_restarted_board_shows_the_current_calls_within_a_second(
         await coordinator.publish(coordinator.topics.board_state(), state)
         await coordinator.publish(coordinator.topics.status("coordinator", "coordinator"), online)
 
-    expected = make_layout(cfg, board_dev)
+    expected = layout_for(cfg, board_dev)
     expected.update(state, 0.0)
     expected.set_online(True)
     want = expected.frame_at(100.0).tobytes()

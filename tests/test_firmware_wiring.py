@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.hall_devices import serial_devices
 from firmware_bridge import DeviceState, LinkTiming, resolve_port
 from firmware_bridge.devices import CallPad, IdCard, IdReader, Keypad, ServiceKey, Ticket
 from firmware_bridge.sim import SimCallPad
@@ -35,7 +36,7 @@ def test_ports_resolve_to_simulator_paths(tmp_path: Path) -> None:
 async def test_a_window_cabinet_runs_on_its_simulated_bus(
     tmp_path: Path, hall_config: HallConfig
 ) -> None:
-    devices = hall_config.agent("pi-w01").devices
+    devices = serial_devices(hall_config.agent("pi-w01").devices)
     sims = simulate_devices(devices, tmp_path)
     wiring = wire_devices(devices, timing=FAST, sim_dir=tmp_path, simulate_all=True)
     assert len(wiring.links) == 1 and len(wiring.drivers) == 18
@@ -63,7 +64,7 @@ async def test_a_window_cabinet_runs_on_its_simulated_bus(
 async def test_a_dispenser_keypad_id_reader_and_printer(
     tmp_path: Path, hall_config: HallConfig
 ) -> None:
-    devices = hall_config.agent("pi-d01").devices
+    devices = serial_devices(hall_config.agent("pi-d01").devices)
     sims = simulate_devices(devices, tmp_path)
     wiring = wire_devices(
         devices,
@@ -107,4 +108,5 @@ def test_an_id_reader_without_a_key_is_a_clear_error(tmp_path: Path) -> None:
     if config.security.id_hash_key is not None:
         pytest.skip("the example hall sets a key")
     with pytest.raises(ValueError, match="HALLQ_ID_HASH_KEY"):
-        wire_devices(config.agent("pi-d01").devices, sim_dir=tmp_path, simulate_all=True)
+        wire_devices(serial_devices(config.agent("pi-d01").devices), sim_dir=tmp_path,
+                     simulate_all=True)

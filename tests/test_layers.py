@@ -29,11 +29,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 }
 # Drivers and renderers take plain values: the hall file is the agent's to read.
 HALL_FILE = "hallq.config"
-# Still to be turned into plain-value constructors (issue 17); this set only shrinks.
-HALL_FILE_READERS_PENDING: set[str] = {
-    "displays/layouts.py", "displays/max7219.py", "displays/sinks.py",
-    "firmware_bridge/sim/__main__.py", "firmware_bridge/sim/hall.py", "firmware_bridge/wiring.py",
-}
+# Files allowed to read the hall file anyway; this set stays empty (issue 17 emptied it).
+HALL_FILE_READERS_PENDING: set[str] = set()
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:

@@ -92,7 +92,9 @@ def test_every_contract_payload_has_an_example() -> None:
 
 
 def _call(**override: Any) -> bytes:
-    base = {"v": 1, "id": new_ulid(), "ts": "2026-11-29T09:30:00Z", "window": 15, "action": "call"}
+    # a fixed id: parameters built from it name the tests, and xdist workers must agree
+    base = {"v": 1, "id": "01KB0Q4M3ZC7T9V2W8X5Y6N1PA", "ts": "2026-11-29T09:30:00Z", "window": 15,
+            "action": "call"}
     base.update(override)
     return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.hall_devices import serial_devices
 from firmware_bridge.sim.hall import simulate_devices
 
 from .conftest import Mosquitto
@@ -59,7 +60,7 @@ async def test_ready_status_watchdog_and_stopping_reach_the_notify_socket(
         sims = None
     else:
         sim_dir = tmp_path / "sim"
-        sims = simulate_devices(small_hall().agent("pi-w1").devices, sim_dir)
+        sims = simulate_devices(serial_devices(small_hall().agent("pi-w1").devices), sim_dir)
         await sims.__aenter__()
         args = ["agent", "--config", str(config), "--device", "pi-w1", "--sim-dir",
                 str(sim_dir), "--simulate-all"]

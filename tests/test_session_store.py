@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hallq import messages as m
-from hallq.bus import backoff_delay
+from hallq.aio import backoff_delay
 from hallq.retained import PresenceBook, RevisionGate
 from hallq.session_store import SessionStore
 

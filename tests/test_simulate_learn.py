@@ -235,28 +235,35 @@ def test_simulate_with_history_prints_what_was_learned(
 
 def test_advise_plans_with_the_learned_demand(
     history: tuple[Path, dict[str, list[float]]], tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """hallq advise --history: the plan's days are drawn from the learned demand (its
     counter times are longer than the seed's here, so FIFO waits longer), and a bad log
     is one line and exit 2 as for simulate."""
-    from coordinator.advice.__main__ import main as advise
+    from click.testing import CliRunner, Result
+
+    from hallqctl.cli import main
+
+    def advise(args: list[str]) -> Result:
+        return CliRunner().invoke(main, ["advise", *args], catch_exceptions=False)
 
     path, _ = history
     hall_file = tmp_path / "hall.toml"
     hall_file.write_text(hall_text())
     base = [str(hall_file), "--volume", "150", "--replications", "2", "--search-days", "1",
             "--rounds", "1", "--no-live", "--core", "pure", "--json"]
-    assert advise(base) == 0
-    seed_plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert advise([*base, "--history", str(path)]) == 0
-    out = capsys.readouterr()
-    learned_plan = json.loads(out.out.strip().splitlines()[-1])
-    assert "counter time per service" in out.err
+    seed = advise(base)
+    assert seed.exit_code == 0, seed.output
+    seed_plan = json.loads(seed.stdout.strip().splitlines()[-1])
+    learned = advise([*base, "--history", str(path)])
+    assert learned.exit_code == 0, learned.output
+    learned_plan = json.loads(learned.stdout.strip().splitlines()[-1])
+    assert "counter time per service" in learned.stderr
     fifo = [p["wait_min"]["fifo"]["all"]["mean"] for p in (seed_plan, learned_plan)]
     assert fifo[1] > fifo[0]
-    assert advise([str(hall_file), "--history", str(tmp_path / "nowhere.sqlite")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    bad = advise([str(hall_file), "--history", str(tmp_path / "nowhere.sqlite")])
+    assert bad.exit_code == 2
+    assert "no such file" in bad.stderr
+    assert advise([str(hall_file), "--rounds", "x"]).exit_code == 2  # click's usage error
 
 
 def _bad_logs(tmp: Path) -> dict[str, tuple[Path, str]]:

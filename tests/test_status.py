@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from hallq.bus import Session
-from hallq.config import BrokerConfig, HallConfig, parse_config
+from hallq.config import BrokerConfig, HallConfig
 from hallq.messages import ComponentHealth, DeviceHealth
 from hallqctl.mosquitto import Mosquitto, free_port
 from hallqctl.status import (
@@ -20,32 +20,11 @@ from hallqctl.status import (
     status_exit_code,
 )
 
+from .halls import one_window_hall
+
 pytestmark = pytest.mark.broker
 
-HALL = """
-[hall]
-id = "st-hall"
-name = "状态测试厅"
-timezone = "Asia/Shanghai"
-
-[broker]
-url = "{url}"
-
-[[zones]]
-id = "z1"
-name = "一厅"
-site = "main"
-
-[[services]]
-code = "tax"
-name = "申报纳税"
-prefix = "A"
-
-[[windows]]
-number = 1
-zone = "z1"
-all_services = true
-
+AGENTS = """
 [[agents]]
 id = "win-01"
 role = "window"
@@ -53,7 +32,7 @@ role = "window"
 id = "pad-1"
 kind = "call_pad"
 window = 1
-serial = {{ port = "sim", address = 1 }}
+serial = { port = "sim", address = 1 }
 
 [[agents]]
 id = "disp-01"
@@ -61,12 +40,12 @@ role = "dispenser"
 [[agents.devices]]
 id = "printer"
 kind = "printer"
-serial = {{ port = "/dev/ttyUSB1" }}
+serial = { port = "/dev/ttyUSB1" }
 """
 
 
 def hall(url: str) -> HallConfig:
-    return parse_config(HALL.format(url=url))
+    return one_window_hall("st-hall", AGENTS, url)
 
 
 def session(url: str, role: str, client: str, tmp_path: Path) -> Session:

@@ -12,7 +12,6 @@ is a failure, elsewhere a skip. shellcheck (Debian ``shellcheck``) is optional e
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -24,6 +23,8 @@ import pytest
 
 from hallq.acl import mosquitto_acl
 from hallqctl.mosquitto import find_mosquitto, free_port
+
+from .ci import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ROOT / "systemd"
@@ -38,9 +39,7 @@ def _tool(name: str, package: str) -> str:
     if found:
         return found
     message = f"{name} not installed (Debian package: {package})"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    missing(message)
 
 
 @pytest.fixture
@@ -164,9 +163,7 @@ def test_hall_broker_config_loads_under_debians_main_config(tmp_path: Path) -> N
     binary = find_mosquitto()
     passwd_tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
     if binary is None or not Path(passwd_tool).exists():
-        if os.environ.get("CI"):
-            pytest.fail("mosquitto not installed (Debian package: mosquitto)")
-        pytest.skip("mosquitto not installed")
+        missing("mosquitto (Debian package: mosquitto)")
     port = free_port()
     confd = tmp_path / "conf.d"
     confd.mkdir()

@@ -15,7 +15,7 @@ from hallq.topics import HallTopics
 
 from .conftest import Mosquitto
 from .coordinated import FakeClock, device
-from .test_web_helpers import MATERIALS, supervisor_auth, web_hall, web_running
+from .test_web_helpers import MATERIALS, PASSWORD, supervisor_auth, web_hall, web_running
 
 pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
@@ -213,3 +213,94 @@ async def test_pages_are_served_locally(mosquitto: Mosquitto, tmp_path: Path) ->
             assert r.status == 404
         async with http.get(f"{url}/supervisor", headers=await supervisor_auth(http, url)) as r:
             assert r.status == 200
+
+
+async def test_real_responses_validate_against_the_openapi_document(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Every JSON answer of the API, with devices, alerts, tickets in several states,
+    bookings and supervisor commands in it, is what the document says (its schemas forbid
+    fields they do not name, so a view that adds one without its model fails here)."""
+    from jsonschema import Draft202012Validator
+
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    checked: list[tuple[str, str, int]] = []
+    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url), \
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
+            device(cfg, "window", "pi-w1", tmp_path) as pad, \
+            aiohttp.ClientSession() as http:
+        doc = await _get(http, f"{url}/api/openapi.json")
+
+        async def check(method: str, path: str, template: str, status: int = 200,
+                        **kw: Any) -> Any:
+            async with http.request(method, f"{url}{path}", **kw) as r:
+                assert r.status == status, await r.text()
+                body = await r.json()
+            media = doc["paths"][template][method.lower()]["responses"][str(status)]["content"]
+            schema = {**media["application/json"]["schema"], "components": doc["components"]}
+            errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                      for e in Draft202012Validator(schema).iter_errors(body)]
+            assert errors == [], (method, path, errors)
+            checked.append((method, template, status))
+            return body
+
+        await dispenser.wait_connected(10)
+        await pad.wait_connected(10)
+        numbers = [await _issue(dispenser) for _ in range(3)]
+        await dispenser.publish(T.health("dispenser", "pi-d1"), m.DeviceHealth(
+            rev=dispenser.next_rev(), components=[m.ComponentHealth(
+                name="printer-1", ok=False, status="paper_out")]))
+        await _until(lambda: any(d.health for d in c.devices.all()))
+        clock.now += 11 * 60  # past tax-filing's 10 min target: an alert
+        await _call(pad)
+
+        hall = await check("GET", "/api/hall", "/api/hall")
+        assert hall["devices"] and hall["services"][0]["name_en"] is None
+        called = await check("GET", f"/api/tickets/{numbers[0]}", "/api/tickets/{number}")
+        assert called["state"] == "called" and called["recalls"] == 0
+        await check("GET", f"/api/tickets/{numbers[2]}", "/api/tickets/{number}")
+        await check("GET", "/api/tickets/Z999", "/api/tickets/{number}", 404)
+        devices = await check("GET", "/api/devices", "/api/devices")
+        assert any(d["healthy"] is False for d in devices)
+        alerts = await check("GET", "/api/alerts", "/api/alerts")
+        assert {"device_unhealthy", "wait_over_target"} <= {a["kind"] for a in alerts}
+        await check("GET", "/api/health", "/api/health")
+        await check("GET", "/api/boards", "/api/boards")
+        await check("GET", "/api/openapi.json", "/api/openapi.json")
+
+        slots = await check("GET", "/api/appointments/slots?service=tax-filing",
+                            "/api/appointments/slots")
+        start = next(s["start"] for s in slots["slots"] if s["open"] and s["free"])
+        booked = await check("POST", "/api/appointments", "/api/appointments", 201,
+                             json={"service": "tax-filing", "day": slots["day"],
+                                   "start": start})
+        await check("GET", f"/api/appointments/{booked['code']}", "/api/appointments/{code}")
+        await check("POST", "/api/appointments", "/api/appointments", 400, json=[])
+        await check("POST", "/api/login", "/api/login", 401,
+                    json={"user": "supervisor", "password": "wrong"})
+        login = await check("POST", "/api/login", "/api/login",
+                            json={"user": "supervisor", "password": PASSWORD})
+        auth = await supervisor_auth(http, url)
+        await check("GET", "/api/session", "/api/session", headers=auth)
+        assert login["role"] == "supervisor"
+        await check("GET", "/api/supervisor/whoami", "/api/supervisor/whoami", headers=auth)
+        await check("GET", "/api/supervisor/whoami", "/api/supervisor/whoami", 401)
+        await check("POST", "/api/supervisor/appointments", "/api/supervisor/appointments",
+                    201, headers=auth, json={"service": "tax-filing", "day": slots["day"],
+                                             "start": start, "note": "回访"})
+        listed = await check("GET", f"/api/supervisor/appointments?day={slots['day']}",
+                             "/api/supervisor/appointments", headers=auth)
+        assert {b["note"] for b in listed} == {None, "回访"}
+        await check("POST", "/api/supervisor/windows/2", "/api/supervisor/windows/{window}",
+                    headers=auth, json={"action": "pause"})
+        await check("POST", "/api/supervisor/windows/99", "/api/supervisor/windows/{window}",
+                    409, headers=auth, json={"action": "pause"})
+        await check("POST", "/api/supervisor/windows/2", "/api/supervisor/windows/{window}",
+                    403, headers={"Cookie": auth["Cookie"]}, json={"action": "resume"})
+        audit = await check("GET", "/api/supervisor/audit", "/api/supervisor/audit",
+                            headers=auth)
+        assert audit[0]["action"] == "denied" and audit[1]["target"] == "window 99"
+        await check("POST", "/api/logout", "/api/logout", headers=auth)
+        await check("GET", "/api/session", "/api/session", 401, headers=auth)
+    assert len(checked) == 26

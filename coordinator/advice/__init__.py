@@ -9,7 +9,7 @@
 - ``replay_day``: the simulated day both rest on -- ``run_day`` plus timed ``SetSkills``
   and a start from a live state.
 
-``python -m coordinator.advice HALL.toml`` prints the plan and the bar table.
+``hallq advise HALL.toml`` prints the plan and the bar table (``bar.py``).
 """
 
 from coordinator.advice.live import (

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,8 +138,8 @@ def arrival_counts(log_path: str | Path, cfg: HallConfig) -> History:
         minutes = dict(zip(slots, open_min, strict=True))
         slots, open_min = tuple(merged), tuple(minutes.get(s, float(SLOT_MIN)) for s in merged)
     if not cells:
-        return History(dt.date.today(), slots, open_min, np.zeros((0, len(slots)), np.int64),
-                       f"event log {log_path}: no tickets")
+        return History(cfg.hall.business_day(time.time()), slots, open_min,
+                       np.zeros((0, len(slots)), np.int64), f"event log {log_path}: no tickets")
     first = min(d for d, _ in cells)
     last = max(d for d, _ in cells)
     counts = np.zeros(((last - first).days + 1, len(slots)), np.int64)

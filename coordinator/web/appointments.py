@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coordinator.web import models as api
 from hallq.config import HallConfig
 
 # no 0/O, 1/I: the code is read out and typed in at the dispenser
@@ -163,16 +164,17 @@ class AppointmentBook:
                 return code
 
 
-def booking_json(b: Booking, cfg: HallConfig, now: float, checked_in: set[str]) -> dict[str, Any]:
+def booking_json(b: Booking, cfg: HallConfig, now: float, checked_in: set[str]) -> api.Booking:
     tz = cfg.hall.tzinfo
     start = dt.datetime.fromtimestamp(b.start, tz)
     end = dt.datetime.fromtimestamp(b.end, tz)
+    state: api.BookingState
     if b.code in checked_in:
         state = "checked_in"
     elif b.end <= now:
         state = "no_show"
     else:
         state = "booked"
-    return {"code": b.code, "service": b.service, "day": b.day,
-            "start": start.isoformat(), "end": end.isoformat(),
-            "slot": f"{start:%H:%M}-{end:%H:%M}", "state": state, "booked_by": b.booked_by}
+    return api.Booking(code=b.code, service=b.service, day=b.day, start=start.isoformat(),
+                       end=end.isoformat(), slot=f"{start:%H:%M}-{end:%H:%M}", state=state,
+                       booked_by=b.booked_by)

@@ -12,7 +12,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from hallq.config import HallConfig
+from hallq.config import HallConfig, LedMax7219Device, LedSerialDevice
 
 DEFAULT_SIZE = (192, 64)
 SCALE = 3
@@ -26,17 +26,11 @@ class BoardInfo:
     height: int
 
 
-def _board_devices(cfg: HallConfig) -> list[Any]:
-    return [d for agent in cfg.agents for d in agent.devices
-            if d.kind in ("led_max7219", "led_serial") and d.window is None]
-
-
 def boards(cfg: HallConfig) -> list[BoardInfo]:
-    found = []
-    for d in _board_devices(cfg):
-        led = d.led
-        width, height = (led.width, led.height) if led is not None else DEFAULT_SIZE
-        found.append(BoardInfo(d.id, d.zone, width, height))
+    """The hall's call boards (LED panels not on a window), or one default whole-hall board."""
+    found = [BoardInfo(d.id, d.zone, d.led.width, d.led.height)
+             for agent in cfg.agents for d in agent.devices
+             if isinstance(d, LedMax7219Device | LedSerialDevice) and d.window is None]
     return found or [BoardInfo("hall", None, *DEFAULT_SIZE)]
 
 
@@ -45,20 +39,15 @@ def render_png(cfg: HallConfig, board_id: str, state: Any) -> bytes | None:
 
     Raises ImportError when the displays package is not usable (the API answers 503).
     """
-    from displays.board import BoardSpec, CallBoard
     from displays.emulator import led_look
-    from displays.layouts import make_layout
+    from displays.layouts import HallListing, PanelSpec, make_layout
 
-    device = next((d for d in _board_devices(cfg) if d.id == board_id), None)
-    if device is not None:
-        layout: Any = make_layout(cfg, device)
-    elif board_id == "hall" and not _board_devices(cfg):
-        layout = CallBoard(BoardSpec(
-            *DEFAULT_SIZE, services=tuple((s.code, s.name) for s in cfg.services),
-            ticket_chars=1 + max(s.width for s in cfg.services),
-            window_digits=len(str(max((w.number for w in cfg.windows), default=1)))))
-    else:
+    board = next((b for b in boards(cfg) if b.id == board_id), None)
+    if board is None:
         return None
+    # drawn as the panel's own pixels, unturned: the picture is of the board, not its wiring
+    panel = PanelSpec(board.id, board.width, board.height, "serial", zone=board.zone)
+    layout: Any = make_layout(panel, HallListing.of(cfg.services, cfg.windows))
     layout.update(state, 0.0)
     picture = led_look(layout.frame_at(0.0), scale=SCALE)
     out = io.BytesIO()

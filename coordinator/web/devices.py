@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from hallq import messages as m
 from hallq.retained import PresenceBook
@@ -25,16 +24,6 @@ class DeviceSeen:
     since: float | None = None
     health: m.DeviceHealth | None = None
     health_at: float | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        components = self.health.components if self.health is not None else []
-        return {
-            "role": self.role, "client": self.client, "online": self.online,
-            "boot": self.boot, "version": self.version, "since": self.since,
-            "healthy": all(c.ok for c in components) if self.health is not None else None,
-            "components": [c.model_dump(mode="json") for c in components],
-            "health_at": self.health_at,
-        }
 
 
 class DeviceBook:

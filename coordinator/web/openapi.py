@@ -1,8 +1,9 @@
-"""The OpenAPI 3.1 description of the coordinator's HTTP API, written by hand.
+"""The OpenAPI 3.1 description of the coordinator's HTTP API, generated from its models.
 
-Hand-written because the API is small and its JSON mostly reuses the wire models: those
-schemas come from pydantic (the same ones ``mqtt_topics.md`` documents), so the two
-contracts cannot drift apart.
+The paths are listed here; every schema is the JSON schema of a pydantic model: the wire
+messages (the same ones ``mqtt_topics.md`` documents) and the API's own response models
+(``models.py``), which the views fill. So the document says what the API answers, and
+``tests/test_web_api.py`` validates real responses against it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from coordinator.web.models import RESPONSE_MODELS
 from hallq import messages as m
 from hallq.config import HallConfig
 
@@ -54,78 +56,10 @@ _WRITE: list[dict[str, list[str]]] = [{"session": [], "csrf": []}]
 
 
 def _schemas() -> dict[str, Any]:
-    _, defs = models_json_schema([(model, "serialization") for model in _WIRE],
+    models = list(dict.fromkeys([*_WIRE, *RESPONSE_MODELS]))
+    _, defs = models_json_schema([(model, "serialization") for model in models],
                                  ref_template="#/components/schemas/{model}")
-    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
-    schemas["Error"] = {"type": "object", "required": ["ok", "error"], "properties": {
-        "ok": {"const": False}, "error": {"type": "object", "properties": {
-            "code": _STR, "message": _STR}}}}
-    schemas["Service"] = {"type": "object", "properties": {
-        "code": _STR, "name": _STR, "prefix": _STR, "wait_target_min": {"type": "number"},
-        "materials": {"type": "array", "items": _STR}, "queue": _ref("QueueState"),
-        "over_target": {"type": "boolean"}}}
-    schemas["Device"] = {"type": "object", "properties": {
-        "role": _STR, "client": _STR, "online": {"type": ["boolean", "null"]},
-        "boot": {"type": ["integer", "null"]}, "version": {"type": ["string", "null"]},
-        "healthy": {"type": ["boolean", "null"]},
-        "components": {"type": "array", "items": _ref("ComponentHealth")}}}
-    schemas["Hall"] = {"type": "object", "properties": {
-        "hall": _OBJ, "rev": {"type": "integer"}, "now": _STR,
-        "services": {"type": "array", "items": _ref("Service")},
-        "windows": {"type": "array", "items": _ref("WindowState")},
-        "board": _ref("BoardState"), "stats": _ref("StatsState"),
-        "devices": {"type": "array", "items": _ref("Device")},
-        "alerts": {"type": "integer", "description": "how many alerts are open"}}}
-    schemas["Ticket"] = {"type": "object", "properties": {
-        "number": _STR, "service": _STR, "service_name": _STR,
-        "materials": {"type": "array", "items": _STR},
-        "state": {"enum": [s.value for s in m.TicketState]},
-        "people_ahead": {"type": ["integer", "null"]}, "eta_min": {"type": ["number", "null"]},
-        "window": {"type": ["integer", "null"], "description": "set once called"},
-        "issued_at": _STR, "called_at": {"type": ["string", "null"]}}}
-    schemas["Alert"] = {"type": "object", "properties": {
-        "severity": {"enum": ["info", "warning", "critical"]}, "kind": _STR,
-        "message": _STR, "at": _STR}}
-    schemas["Slots"] = {"type": "object", "properties": {
-        "service": _STR, "day": {"type": "string", "format": "date"},
-        "capacity": {"type": "integer"}, "days": {"type": "array", "items": _STR},
-        "slots": {"type": "array", "items": {"type": "object", "properties": {
-            "slot": _STR, "start": _STR, "free": {"type": "integer"},
-            "open": {"type": "boolean"},
-            "comfort": {"type": ["string", "null"], "enum": ["较少", "适中", "较多", None],
-                        "description": "the comfort index's level for that half hour"}}}}}}
-    schemas["BookingRequest"] = {"type": "object", "required": ["service", "start"],
-                                 "properties": {
-        "service": _STR, "day": {"type": "string", "format": "date"},
-        "start": {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$"},
-        "note": {"type": "string", "description": "supervisor invitations only"}}}
-    schemas["Booking"] = {"type": "object", "properties": {
-        "code": {"type": "string", "pattern": "^[A-Z0-9]{4,16}$"}, "service": _STR,
-        "day": _STR, "start": _STR, "end": _STR, "slot": _STR,
-        "state": {"enum": ["booked", "checked_in", "no_show"]}, "booked_by": _STR}}
-    schemas["SupervisorCommand"] = {"type": "object", "required": ["action"], "properties": {
-        "action": {"enum": ["open", "close", "pause", "resume", "set_skills"]},
-        "skills": {"type": "object", "additionalProperties": {"type": "number"},
-                   "description": "set_skills only: service code -> weight"}}}
-    schemas["Login"] = {"type": "object", "required": ["user", "password"], "properties": {
-        "user": {"type": "string", "maxLength": 64}, "password": _STR}}
-    schemas["Session"] = {"type": "object", "properties": {
-        "ok": {"type": "boolean"}, "user": _STR, "role": {"enum": ["supervisor", "viewer"]},
-        "csrf": {"type": "string", "description": "send as X-CSRF-Token on every change"},
-        "may_act": {"type": "boolean"},
-        "expires_at": {"type": "number", "description": "epoch seconds, if left idle"}}}
-    schemas["AuditEntry"] = {"type": "object", "properties": {
-        "id": {"type": "integer"}, "at": {"type": "number", "description": "epoch seconds"},
-        "user": _STR, "role": {"type": ["string", "null"]},
-        "action": {"type": "string", "description":
-                   "login, logout, denied, open, close, pause, resume, set_skills, invite"},
-        "target": {"type": ["string", "null"]}, "ok": {"type": "boolean"},
-        "result": {"type": ["string", "null"]}, "detail": {},
-        "client": {"type": ["string", "null"], "description": "the client's address"}}}
-    schemas["CommandResult"] = {"type": "object", "properties": {
-        "ok": {"type": "boolean"}, "error": {"type": ["object", "null"]},
-        "seq": {"type": "integer"}, "id": _STR}}
-    return schemas
+    return dict(defs.get("$defs", {}))
 
 
 def openapi_document(cfg: HallConfig) -> dict[str, Any]:
@@ -138,9 +72,9 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                                   "responses": _ok("hall summary", _ref("Hall"))}},
             "/api/health": {"get": {
                 "summary": "liveness: is the coordinator connected to the broker",
-                "responses": {**_ok("connected", _OBJ),
+                "responses": {**_ok("connected", _ref("Health")),
                               "503": {"description": "the broker link is down", "content": {
-                                  "application/json": {"schema": _OBJ}}}}}},
+                                  "application/json": {"schema": _ref("Health")}}}}}},
             "/api/tickets/{number}": {"get": {
                 "summary": "one ticket of today: state, people ahead, wait, window",
                 "parameters": [_param("number", "path", _STR)],
@@ -153,7 +87,7 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                 "responses": _ok("alerts", {"type": "array", "items": _ref("Alert")})}},
             "/api/boards": {"get": {"summary": "the hall's LED call boards",
                                     "responses": _ok("boards", {"type": "array",
-                                                                "items": _OBJ})}},
+                                                                "items": _ref("BoardItem")})}},
             "/api/boards/{board}.png": {"get": {
                 "summary": "a board as it looks now",
                 "parameters": [_param("board", "path", _STR)],
@@ -183,7 +117,7 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref("BookingRequest")}}},
                 "responses": {"201": {"description": "booked", "content": {
-                    "application/json": {"schema": _ref("Booking")}}},
+                    "application/json": {"schema": _ref("Booked")}}},
                     **_errors("400", "409")}}},
             "/api/appointments/{code}": {"get": {
                 "summary": "a booking and whether it was checked in",
@@ -201,25 +135,28 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref("SupervisorCommand")}}},
                 "responses": {**_ok("applied", _ref("CommandResult")),
-                              **_errors("400", "401", "403", "409")}}},
+                              **_errors("400", "401", "403"),
+                              "409": {"description": "the engine refused the command",
+                                      "content": {"application/json": {
+                                          "schema": _ref("CommandResult")}}}}}},
             "/api/supervisor/appointments": {
                 "post": {"summary": "invite a taxpayer: book on their behalf",
                          "security": _WRITE,
                          "requestBody": {"required": True, "content": {"application/json": {
                              "schema": _ref("BookingRequest")}}},
                          "responses": {"201": {"description": "booked", "content": {
-                             "application/json": {"schema": _ref("Booking")}}},
+                             "application/json": {"schema": _ref("Booked")}}},
                              **_errors("400", "401", "403", "409")}},
                 "get": {"summary": "the bookings of a day", "security": _READ,
                         "parameters": [_param("day", "query",
                                               {"type": "string", "format": "date"},
                                               required=False)],
                         "responses": {**_ok("bookings", {"type": "array",
-                                                         "items": _ref("Booking")}),
+                                                         "items": _ref("SupervisorBooking")}),
                                       **_errors("401")}}},
             "/api/supervisor/whoami": {"get": {
                 "summary": "the logged-in user (as /api/session)", "security": _READ,
-                "responses": {**_ok("session", _ref("Session")), **_errors("401")}}},
+                "responses": {**_ok("session", _ref("WhoAmI")), **_errors("401")}}},
             "/api/supervisor/audit": {"get": {
                 "summary": "the audit log, newest first: who did what, when, from where "
                            "(supervisors only)",
@@ -236,15 +173,15 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                 "summary": "log into the supervisor desk: sets the session cookie "
                            "(HttpOnly, SameSite=Strict, Secure over TLS)",
                 "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": _ref("Login")}}},
-                "responses": {**_ok("logged in", _ref("Session")),
+                    "schema": _ref("LoginRequest")}}},
+                "responses": {**_ok("logged in", _ref("WhoAmI")),
                               **_errors("400", "401", "403", "415", "429")}}},
             "/api/logout": {"post": {
                 "summary": "end the session", "security": _WRITE,
-                "responses": {**_ok("logged out", _OBJ), **_errors("401", "403")}}},
+                "responses": {**_ok("logged out", _ref("Done")), **_errors("401", "403")}}},
             "/api/session": {"get": {
                 "summary": "the current session: user, role, CSRF token", "security": _READ,
-                "responses": {**_ok("session", _ref("Session")), **_errors("401")}}},
+                "responses": {**_ok("session", _ref("WhoAmI")), **_errors("401")}}},
         },
         "components": {"schemas": _schemas(), "securitySchemes": {
             "session": {"type": "apiKey", "in": "cookie", "name": "hallq_session"},

@@ -14,16 +14,25 @@ import ipaddress
 import logging
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from coordinator.web import models as api
 from coordinator.web import views
 from coordinator.web.appointments import BookingError, booking_json
 from coordinator.web.audit import AuditLog, default_audit_path
-from coordinator.web.auth import COOKIE, SAFE_METHODS, Gate, Session, lockout_message, same_origin
+from coordinator.web.auth import (
+    COOKIE,
+    SAFE_METHODS,
+    Gate,
+    Session,
+    lockout_message,
+    same_origin,
+)
 from coordinator.web.boards import boards, render_png
+from coordinator.web.interface import HallService
 from coordinator.web.openapi import openapi_document
 from coordinator.web.stream import StreamHub, is_close, sse_frame
 from hallq import messages as m
@@ -35,7 +44,7 @@ STATIC = Path(__file__).parent / "static"
 KEEPALIVE_S = 15.0
 SUPERVISOR_ACTIONS = frozenset({"open", "close", "pause", "resume", "set_skills"})
 
-COORDINATOR: web.AppKey[Any] = web.AppKey("coordinator", object)
+COORDINATOR: web.AppKey[HallService] = web.AppKey("coordinator", object)  # type: ignore[arg-type]
 HUB: web.AppKey[StreamHub] = web.AppKey("hub", StreamHub)
 GATE: web.AppKey[Gate] = web.AppKey("gate", Gate)
 AUDIT: web.AppKey[AuditLog] = web.AppKey("audit", AuditLog)
@@ -53,18 +62,23 @@ SECURITY_HEADERS = {
 }
 
 
-def _c(request: web.Request) -> Any:
+def _c(request: web.Request) -> HallService:
     return request.app[COORDINATOR]
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
     """An error answer; what it quotes of the request is ID-redacted (a ticket number
     field is where a taxpayer might type their ID-card number)."""
-    return web.json_response({"ok": False, "error": {"code": code, "message": redact(message)}},
-                             status=status)
+    body = api.Error(error=api.ErrorDetail(code=code, message=redact(message)))
+    return web.json_response(body.model_dump(mode="json"), status=status)
 
 
 def _json(data: Any) -> web.Response:
+    """A view's JSON (its model already dumped), or a response model, never cached."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    elif isinstance(data, list):
+        data = [x.model_dump(mode="json") if isinstance(x, BaseModel) else x for x in data]
     return web.json_response(data, headers={"Cache-Control": "no-store"})
 
 
@@ -79,11 +93,13 @@ async def health(request: web.Request) -> web.Response:
     """For probes and ``hallq doctor``: 200 while the broker link is up, else 503."""
     c = _c(request)
     connected = c.session is not None and c.session.connected
-    return web.json_response({
-        "ok": connected, "broker_connected": connected, "seq": c.queue.seq,
-        "day": c.engine.day.isoformat() if c.engine.day else None,
-        "stream_clients": request.app[HUB].clients,
-    }, status=200 if connected else 503, headers={"Cache-Control": "no-store"})
+    body = api.Health(
+        ok=connected, broker_connected=connected, seq=c.queue.seq,
+        day=c.engine.day.isoformat() if c.engine.day else None,
+        stream_clients=request.app[HUB].clients,
+    )
+    return web.json_response(body.model_dump(mode="json"), status=200 if connected else 503,
+                             headers={"Cache-Control": "no-store"})
 
 
 async def ticket(request: web.Request) -> web.Response:
@@ -94,7 +110,7 @@ async def ticket(request: web.Request) -> web.Response:
 
 
 async def devices(request: web.Request) -> web.Response:
-    return _json([d.as_json() for d in _c(request).devices.all()])
+    return _json(views.devices_json(_c(request)))
 
 
 async def alerts(request: web.Request) -> web.Response:
@@ -102,8 +118,8 @@ async def alerts(request: web.Request) -> web.Response:
 
 
 async def board_list(request: web.Request) -> web.Response:
-    return _json([{"id": b.id, "zone": b.zone, "width": b.width, "height": b.height,
-                   "png": f"/api/boards/{b.id}.png"} for b in boards(_c(request).cfg)])
+    return _json([api.BoardItem(id=b.id, zone=b.zone, width=b.width, height=b.height,
+                                png=f"/api/boards/{b.id}.png") for b in boards(_c(request).cfg)])
 
 
 async def board_png(request: web.Request) -> web.Response:
@@ -173,7 +189,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 # --- appointments ----------------------------------------------------------------------
 
 
-def _day(text: str | None, c: Any) -> dt.date:
+def _day(text: str | None, c: HallService) -> dt.date:
     if not text:
         return c.cfg.hall.business_day(c.clock())
     try:
@@ -193,17 +209,17 @@ async def slots(request: web.Request) -> web.Response:
     now, checked_in = c.clock(), c.checked_in()
     capacity = c.cfg.coordinator.appointment_capacity
     days = c.bookings.bookable_days(now)
-    return _json({
-        "service": service, "day": day.isoformat(), "capacity": capacity,
-        "days": [d.isoformat() for d in days],
-        "slots": [{"slot": s.label, "start": s.label[:5],
-                   "free": max(0, capacity - c.bookings.taken(service, s, now, checked_in)),
-                   "open": s.end > now and day in days,
-                   "comfort": _comfort_at(c, day, s.label[:5])} for s in found],
-    })
+    return _json(api.Slots(
+        service=service, day=day.isoformat(), capacity=capacity,
+        days=[d.isoformat() for d in days],
+        slots=[api.Slot(slot=s.label, start=s.label[:5],
+                        free=max(0, capacity - c.bookings.taken(service, s, now, checked_in)),
+                        open=s.end > now and day in days,
+                        comfort=_comfort_at(c, day, s.label[:5])) for s in found],
+    ))
 
 
-def _comfort_at(c: Any, day: dt.date, hhmm: str) -> str | None:
+def _comfort_at(c: HallService, day: dt.date, hhmm: str) -> api.ComfortLevel | None:
     """The comfort level forecast for the half hour starting ``hh:mm`` (None when there is
     no index, or it does not reach that day): a booking shows how busy the hall will be."""
     if c.forecast is None:
@@ -213,7 +229,7 @@ def _comfort_at(c: Any, day: dt.date, hhmm: str) -> str | None:
         level: str = c.forecast.slot_level(day, hour * 60 + minute // 30 * 30)
     except ValueError:  # outside the forecast's days, or a half hour it has as closed
         return None
-    return level
+    return cast("api.ComfortLevel", level)  # the Slot model checks it is one of the three
 
 
 async def _book(request: web.Request, booked_by: str) -> tuple[web.Response, Any]:
@@ -241,7 +257,8 @@ async def _book(request: web.Request, booked_by: str) -> tuple[web.Response, Any
     log.info("appointment %s booked by %s: %s %s", booking.code, booked_by, service,
              slot.label)
     data = booking_json(booking, c.cfg, c.clock(), c.checked_in())
-    return web.json_response({"ok": True, **data}, status=201), booking
+    return web.json_response(api.Booked(**data.model_dump()).model_dump(mode="json"),
+                             status=201), booking
 
 
 async def book(request: web.Request) -> web.Response:
@@ -396,16 +413,16 @@ async def login(request: web.Request) -> web.Response:
     return response
 
 
-def _session_json(g: Gate, session: Session) -> dict[str, Any]:
-    return {"ok": True, "user": session.user, "role": session.role, "csrf": session.csrf,
-            "may_act": session.may_act, "expires_at": g.sessions.expires_at(session)}
+def _session_json(g: Gate, session: Session) -> api.WhoAmI:
+    return api.WhoAmI(user=session.user, role=cast(Any, session.role), csrf=session.csrf,
+                      may_act=session.may_act, expires_at=g.sessions.expires_at(session))
 
 
 async def logout(request: web.Request) -> web.Response:
     session = _session(request)
     request.app[GATE].sessions.close(session.token)
     _audit(request, "logout")
-    response = web.json_response({"ok": True})
+    response = _json(api.Done())
     response.del_cookie(COOKIE, path="/")
     return response
 
@@ -426,7 +443,7 @@ async def audit_log(request: web.Request) -> web.Response:
         before = int(request.query["before"]) if "before" in request.query else None
     except ValueError:
         return _error(400, "bad_query", "limit and before must be integers")
-    return _json(request.app[AUDIT].recent(limit, before))
+    return _json([api.AuditEntry(**e) for e in request.app[AUDIT].recent(limit, before)])
 
 
 async def supervisor_command(request: web.Request) -> web.Response:
@@ -455,9 +472,8 @@ async def supervisor_command(request: web.Request) -> web.Response:
            result=None if ok else done.record["error"]["code"], detail=detail)
     log.info("supervisor %s: %s window %d -> %s", user, command.action, window,
              "ok" if ok else done.record["error"]["code"])
-    return web.json_response({"ok": ok, "error": done.record["error"],
-                              "seq": done.seq, "id": command.id},
-                             status=200 if ok else 409)
+    result = api.CommandResult(ok=ok, error=done.record["error"], seq=done.seq, id=command.id)
+    return web.json_response(result.model_dump(mode="json"), status=200 if ok else 409)
 
 
 async def supervisor_invite(request: web.Request) -> web.Response:
@@ -477,8 +493,8 @@ async def supervisor_appointments(request: web.Request) -> web.Response:
     except BookingError as exc:
         return _error(400, exc.code, str(exc))
     now, checked_in = c.clock(), c.checked_in()
-    return _json([{**booking_json(b, c.cfg, now, checked_in), "note": b.note}
-                  for b in c.bookings.on_day(day)])
+    return _json([api.SupervisorBooking(**booking_json(b, c.cfg, now, checked_in).model_dump(),
+                                        note=b.note) for b in c.bookings.on_day(day)])
 
 
 async def whoami(request: web.Request) -> web.Response:
@@ -500,7 +516,7 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "ticket.html", headers={"Cache-Control": "no-cache"})
 
 
-def make_app(coordinator: Any) -> web.Application:
+def make_app(coordinator: HallService) -> web.Application:
     app = web.Application(middlewares=[gate], client_max_size=64 * 1024)
     hub = StreamHub()
     app[COORDINATOR] = coordinator
@@ -574,7 +590,7 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
-async def start_web(coordinator: Any, host: str, port: int) -> WebServer:
+async def start_web(coordinator: HallService, host: str, port: int) -> WebServer:
     """Serve until :meth:`WebServer.stop`; ``port`` 0 picks a free one (tests). HTTPS
     when ``[web]`` names a certificate."""
     settings = coordinator.cfg.web

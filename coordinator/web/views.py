@@ -1,7 +1,8 @@
 """JSON views of the hall, built from the engine at the moment of the request.
 
-The wire models already say what a window, queue, board and KPI look like, so the API
-returns their JSON dumps and adds only what a person needs beside them (names, materials,
+Each view fills its response model (``models.py``, which the OpenAPI document is made
+from) and returns its JSON. The wire models already say what a window, queue, board and
+KPI look like, so the views add only what a person needs beside them (names, materials,
 a ticket's place in line).
 """
 
@@ -10,6 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from coordinator.web import models as api
+from coordinator.web.devices import DeviceSeen
+from coordinator.web.interface import HallService
 from hallq.messages import TicketState
 
 AHEAD_STATES = frozenset({TicketState.WAITING})
@@ -19,35 +23,51 @@ def _iso(ts: float | None, tz: dt.tzinfo) -> str | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, tz).isoformat()
 
 
-def service_json(c: Any, code: str, now: float) -> dict[str, Any]:
+def _service(c: HallService, code: str, now: float) -> api.Service:
     svc = c.engine.services[code]
-    queue = c.engine.queue_state(code, c.queue.seq, now).model_dump(mode="json")
-    target_s = svc.wait_target_min * 60.0
-    oldest = queue.get("oldest_wait_s")
-    return {
-        "code": code, "name": svc.name, "name_en": svc.name_en, "prefix": svc.prefix,
-        "wait_target_min": svc.wait_target_min, "materials": list(svc.materials),
-        "queue": queue, "over_target": oldest is not None and oldest > target_s,
-    }
+    queue = c.engine.queue_state(code, c.queue.seq, now)
+    oldest = queue.oldest_wait_s
+    return api.Service(
+        code=code, name=svc.name, name_en=svc.name_en, prefix=svc.prefix,
+        wait_target_min=svc.wait_target_min, materials=list(svc.materials), queue=queue,
+        over_target=oldest is not None and oldest > svc.wait_target_min * 60.0,
+    )
 
 
-def summary_json(c: Any) -> dict[str, Any]:
+def service_json(c: HallService, code: str, now: float) -> dict[str, Any]:
+    return _service(c, code, now).model_dump(mode="json")
+
+
+def _device(d: DeviceSeen) -> api.Device:
+    components = d.health.components if d.health is not None else []
+    return api.Device(
+        role=d.role, client=d.client, online=d.online, boot=d.boot, version=d.version,
+        since=d.since, healthy=all(x.ok for x in components) if d.health is not None else None,
+        components=list(components), health_at=d.health_at,
+    )
+
+
+def devices_json(c: HallService) -> list[dict[str, Any]]:
+    return [_device(d).model_dump(mode="json") for d in c.devices.all()]
+
+
+def summary_json(c: HallService) -> dict[str, Any]:
     now, rev, engine = c.clock(), c.queue.seq, c.engine
-    return {
-        "hall": {"id": c.cfg.hall.id, "name": c.cfg.hall.name,
-                 "day": engine.day.isoformat() if engine.day else None},
-        "rev": rev,
-        "now": _iso(now, c.cfg.hall.tzinfo),
-        "services": [service_json(c, code, now) for code in engine.services],
-        "windows": [engine.window_state(n, rev).model_dump(mode="json") for n in engine.windows],
-        "board": c.board_state(rev).model_dump(mode="json"),
-        "stats": engine.stats_state(rev).model_dump(mode="json"),
-        "devices": [d.as_json() for d in c.devices.all()],
-        "alerts": len(alerts_json(c)),
-    }
+    return api.Hall(
+        hall=api.HallHeader(id=c.cfg.hall.id, name=c.cfg.hall.name,
+                            day=engine.day.isoformat() if engine.day else None),
+        rev=rev,
+        now=_iso(now, c.cfg.hall.tzinfo),
+        services=[_service(c, code, now) for code in engine.services],
+        windows=[engine.window_state(n, rev) for n in engine.windows],
+        board=c.board_state(rev),
+        stats=engine.stats_state(rev, now),
+        devices=[_device(d) for d in c.devices.all()],
+        alerts=len(alerts_json(c)),
+    ).model_dump(mode="json")
 
 
-def ticket_json(c: Any, number: str) -> dict[str, Any] | None:
+def ticket_json(c: HallService, number: str) -> dict[str, Any] | None:
     t = c.engine.by_number.get(number)
     if t is None:
         return None
@@ -55,21 +75,21 @@ def ticket_json(c: Any, number: str) -> dict[str, Any] | None:
     svc = c.engine.services.get(t.service)
     waiting = t.state in AHEAD_STATES
     info = c.engine.ticket_info(t, now) if waiting else None
-    return {
-        "number": t.number, "service": t.service,
-        "service_name": svc.name if svc else t.service,
-        "materials": list(svc.materials) if svc else [],
-        "state": t.state.value, "priority": t.priority.value,
-        "people_ahead": info.people_ahead if info else None,
-        "eta_min": info.eta_min if info else None,
-        "window": t.window if t.state in (TicketState.CALLED, TicketState.SERVING) else None,
-        "directed_window": t.directed,
-        "issued_at": _iso(t.issued_at, tz), "called_at": _iso(t.called_at, tz),
-        "recalls": t.recalls, "rev": c.queue.seq,
-    }
+    return api.Ticket(
+        number=t.number, service=t.service,
+        service_name=svc.name if svc else t.service,
+        materials=list(svc.materials) if svc else [],
+        state=t.state, priority=t.priority,
+        people_ahead=info.people_ahead if info else None,
+        eta_min=info.eta_min if info else None,
+        window=t.window if t.state in (TicketState.CALLED, TicketState.SERVING) else None,
+        directed_window=t.directed,
+        issued_at=_iso(t.issued_at, tz), called_at=_iso(t.called_at, tz),
+        recalls=t.recalls, rev=c.queue.seq,
+    ).model_dump(mode="json")
 
 
-def alerts_json(c: Any) -> list[dict[str, Any]]:
+def alerts_json(c: HallService) -> list[dict[str, Any]]:
     """What a supervisor should look at now: recent engine alerts, offline or unhealthy
     devices, services whose oldest ticket waits past the target."""
     now, tz = c.clock(), c.cfg.hall.tzinfo
@@ -79,7 +99,8 @@ def alerts_json(c: Any) -> list[dict[str, Any]]:
                     "role": d.role, "at": _iso(d.since, tz),
                     "message": f"{d.client} ({d.role}) 离线"})
     for d in c.devices.unhealthy():
-        bad = ", ".join(f"{x.name}:{x.status}" for x in d.health.components if not x.ok)
+        components = d.health.components if d.health is not None else []
+        bad = ", ".join(f"{x.name}:{x.status}" for x in components if not x.ok)
         out.append({"severity": "warning", "kind": "device_unhealthy", "client": d.client,
                     "role": d.role, "at": _iso(d.health_at, tz),
                     "message": f"{d.client} 设备异常: {bad}"})
@@ -96,4 +117,4 @@ def alerts_json(c: Any) -> list[dict[str, Any]]:
         item.pop("v", None)
         item.update(at=_iso(at, tz))
         out.append(item)
-    return out
+    return [api.Alert.model_validate(item).model_dump(mode="json") for item in out]

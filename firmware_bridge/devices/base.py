@@ -14,7 +14,7 @@ from firmware_bridge.link import SerialLink
 from firmware_bridge.payloads import DeviceKind, EventType
 from firmware_bridge.updates import DeviceEvent
 
-__all__ = ["FramedDevice"]
+__all__ = ["FramedDevice", "WindowDevice"]
 
 
 class FramedDevice:
@@ -41,3 +41,20 @@ class FramedDevice:
 
     def decode_event(self, event: EventType, data: bytes) -> DeviceEvent | None:
         raise FrameError(f"a {self.kind.name.lower()} does not send {event.name} events")
+
+
+class WindowDevice(FramedDevice):
+    """A device that belongs to one service window (call pad, rating pad): its events say
+    which window they came from."""
+
+    def __init__(
+        self,
+        link: SerialLink,
+        address: int,
+        *,
+        window: int | None = None,
+        device: str | None = None,
+        reply_timeout: float | None = None,
+    ) -> None:
+        super().__init__(link, address, device=device, reply_timeout=reply_timeout)
+        self.window = window

@@ -14,11 +14,10 @@ from typing import Literal
 from firmware_bridge.display_text import encode_display
 from firmware_bridge.errors import FrameError
 from firmware_bridge.frame import Command
-from firmware_bridge.link import SerialLink
 from firmware_bridge.payloads import DeviceKind, EventType, PadKey, split_key
 from firmware_bridge.updates import DeviceEvent
 
-from .base import FramedDevice
+from .base import WindowDevice
 
 __all__ = ["CallPad", "PadKey", "PadKeyPress", "TransferTarget"]
 
@@ -42,20 +41,8 @@ class PadKeyPress(DeviceEvent):
     target: TransferTarget | None = None
 
 
-class CallPad(FramedDevice):
+class CallPad(WindowDevice):
     kind = DeviceKind.CALL_PAD
-
-    def __init__(
-        self,
-        link: SerialLink,
-        address: int,
-        *,
-        window: int | None = None,
-        device: str | None = None,
-        reply_timeout: float | None = None,
-    ) -> None:
-        super().__init__(link, address, device=device, reply_timeout=reply_timeout)
-        self.window = window
 
     def decode_event(self, event: EventType, data: bytes) -> PadKeyPress:
         if event != EventType.KEY:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from firmware_bridge.errors import FrameError
-from firmware_bridge.link import SerialLink
 from firmware_bridge.payloads import DeviceKind, EventType
 from firmware_bridge.updates import DeviceEvent
 
-from .base import FramedDevice
+from .base import WindowDevice
 
 __all__ = ["RATING_LABELS", "Rating", "RatingPad"]
 
@@ -26,20 +25,8 @@ class Rating(DeviceEvent):
         return RATING_LABELS[self.score]
 
 
-class RatingPad(FramedDevice):
+class RatingPad(WindowDevice):
     kind = DeviceKind.RATING_PAD
-
-    def __init__(
-        self,
-        link: SerialLink,
-        address: int,
-        *,
-        window: int | None = None,
-        device: str | None = None,
-        reply_timeout: float | None = None,
-    ) -> None:
-        super().__init__(link, address, device=device, reply_timeout=reply_timeout)
-        self.window = window
 
     def decode_event(self, event: EventType, data: bytes) -> Rating:
         if event != EventType.RATING:

@@ -1,9 +1,10 @@
-"""Run simulated devices for the demo: ``python -m firmware_bridge.sim --dir /tmp/hallq-sim``.
+"""Run simulated devices: ``python -m firmware_bridge.sim --dir /tmp/hallq-sim``.
 
-With ``--config hall.toml --agent pi-w01`` it simulates that agent's serial devices at the
-paths the agent opens when it runs with the same ``--dir`` in simulation mode; without,
-one bus (pad 1, rating pad 11, LED strip 21) and a printer. Type commands to act as a
-person at the devices (``help`` lists them); without a terminal it just serves.
+One bus (pad 1, rating pad 11, LED strip 21) and a printer; ``hallq sim-devices --config
+hall.toml --device pi-w01 --sim-dir DIR`` serves one agent's serial devices from the hall
+file the same way, at the paths that agent opens with the same ``--sim-dir``. Type
+commands to act as a person at the devices (``help`` lists them); without a terminal it
+just serves.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from firmware_bridge.devices.call_pad import TransferTarget
 
 from .bus import BusSimulator
 from .devices import SimCallPad, SimLedController, SimRatingPad
-from .hall import SimulatedHall, simulate_devices
+from .hall import SimulatedHall
 from .printer import PrinterSimulator
 
 HELP = """commands:
@@ -116,15 +117,8 @@ def _command(hall: SimulatedHall, words: list[str]) -> bool:
     return True
 
 
-async def _main(args: argparse.Namespace) -> None:
-    sim_dir = Path(args.dir)
-    if args.config:
-        from hallq.config import load_config
-
-        agent = load_config(args.config).agent(args.agent)
-        hall = simulate_devices(agent.devices, sim_dir)
-    else:
-        hall = _default_hall(sim_dir)
+async def serve(hall: SimulatedHall) -> None:
+    """Start the simulators, print where they are, then take commands from stdin."""
     async with hall:
         for bus in hall.buses.values():
             print(f"bus {bus.path}: addresses {sorted(bus.devices)}", flush=True)
@@ -149,15 +143,11 @@ async def _main(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m firmware_bridge.sim", description=__doc__)
     parser.add_argument("--dir", required=True, help="where the pty links are made")
-    parser.add_argument("--config", help="hall file; simulate one agent's serial devices")
-    parser.add_argument("--agent", help="agent id in the hall file (with --config)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    if args.config and not args.agent:
-        parser.error("--config needs --agent")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
     try:
-        asyncio.run(_main(args))
+        asyncio.run(serve(_default_hall(Path(args.dir))))
     except KeyboardInterrupt:
         pass
 

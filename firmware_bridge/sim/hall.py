@@ -1,4 +1,4 @@
-"""Simulators for an agent's devices as the hall file lists them: the demo's hardware.
+"""Simulators for an agent's serial devices (``SerialDevice`` values): the demo's hardware.
 
 Each serial line becomes a BusSimulator (or a PrinterSimulator) at the path
 ``resolve_port`` gives the agent, so agent and simulators meet without configuration.
@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 from firmware_bridge.port import resolve_port
+from firmware_bridge.wiring import SerialDevice
 
 from .bus import BusSimulator
 from .devices import (
@@ -24,9 +25,6 @@ from .devices import (
     SimScanner,
 )
 from .printer import PrinterSimulator
-
-if TYPE_CHECKING:
-    from hallq.config import Device
 
 __all__ = ["SimulatedHall", "simulate_devices"]
 
@@ -61,16 +59,14 @@ class SimulatedHall:
 
 
 def simulate_devices(
-    devices: Iterable[Device], sim_dir: str | Path, *, simulate_all: bool = True
+    devices: Iterable[SerialDevice], sim_dir: str | Path, *, simulate_all: bool = True
 ) -> SimulatedHall:
     hall = SimulatedHall()
     Path(sim_dir).mkdir(parents=True, exist_ok=True)
     for dev in devices:
-        if dev.serial is None:
+        if not simulate_all and not dev.port.startswith("sim"):
             continue
-        if not simulate_all and not dev.serial.port.startswith("sim"):
-            continue
-        path = resolve_port(dev.serial.port, sim_dir, simulate_all=simulate_all)
+        path = resolve_port(dev.port, sim_dir, simulate_all=simulate_all)
         if dev.kind == "printer":
             hall.printers[dev.id] = PrinterSimulator(path)
             continue
@@ -80,7 +76,7 @@ def simulate_devices(
         bus = hall.buses.get(path)
         if bus is None:
             bus = hall.buses[path] = BusSimulator(path)
-        address = dev.serial.address or 1
+        address = dev.address
         bus.add(kind(address))
         hall.devices[dev.id] = (bus, address)
     return hall

@@ -1,0 +1,240 @@
+"""The HTTP API's responses (and request bodies) as pydantic models.
+
+The views build these, so a response cannot carry a field its model lacks, and the
+OpenAPI document (``openapi.py``) is generated from the same models' JSON schemas: the
+document and what the API answers cannot drift apart. Where the wire contract already
+says what a window, queue, board or KPI looks like, the model reuses that message.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hallq import messages as m
+
+__all__ = [
+    "RESPONSE_MODELS",
+    "Alert",
+    "AuditEntry",
+    "BoardItem",
+    "Booked",
+    "Booking",
+    "BookingRequest",
+    "CommandResult",
+    "Device",
+    "Done",
+    "Error",
+    "Hall",
+    "HallHeader",
+    "Health",
+    "LoginRequest",
+    "Service",
+    "Slot",
+    "Slots",
+    "SupervisorBooking",
+    "SupervisorCommand",
+    "Ticket",
+    "WhoAmI",
+]
+
+ComfortLevel = Literal["较少", "适中", "较多"]
+BookingState = Literal["booked", "checked_in", "no_show"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Out):
+    code: str
+    message: str
+
+
+class Error(_Out):
+    ok: Literal[False] = False
+    error: ErrorDetail
+
+
+class Service(_Out):
+    code: str
+    name: str
+    name_en: str | None
+    prefix: str
+    wait_target_min: float
+    materials: list[str]
+    queue: m.QueueState
+    over_target: bool
+
+
+class Device(_Out):
+    role: str
+    client: str
+    online: bool | None
+    boot: int | None
+    version: str | None
+    since: float | None = Field(description="when the presence last changed (epoch s)")
+    healthy: bool | None
+    components: list[m.ComponentHealth]
+    health_at: float | None = Field(description="when health was last reported (epoch s)")
+
+
+class HallHeader(_Out):
+    id: str
+    name: str
+    day: str | None = Field(description="the business day the engine is on")
+
+
+class Hall(_Out):
+    hall: HallHeader
+    rev: int
+    now: str | None
+    services: list[Service]
+    windows: list[m.WindowState]
+    board: m.BoardState
+    stats: m.StatsState
+    devices: list[Device]
+    alerts: int = Field(description="how many alerts are open")
+
+
+class Ticket(_Out):
+    number: str
+    service: str
+    service_name: str
+    materials: list[str]
+    state: m.TicketState
+    priority: m.Priority
+    people_ahead: int | None
+    eta_min: float | None
+    window: int | None = Field(description="set once called")
+    directed_window: int | None = Field(description="a transfer sent it to this window")
+    issued_at: str | None
+    called_at: str | None
+    recalls: int
+    rev: int
+
+
+class Alert(BaseModel):
+    """Engine alerts carry their own fields (``AlertEvent``) beside these."""
+
+    model_config = ConfigDict(extra="allow")
+
+    severity: Literal["info", "warning", "critical"]
+    kind: str
+    message: str
+    at: str | None
+
+
+class Health(_Out):
+    ok: bool
+    broker_connected: bool
+    seq: int
+    day: str | None
+    stream_clients: int
+
+
+class BoardItem(_Out):
+    id: str
+    zone: str | None
+    width: int
+    height: int
+    png: str
+
+
+class Slot(_Out):
+    slot: str
+    start: str
+    free: int
+    open: bool
+    comfort: ComfortLevel | None = Field(
+        description="the comfort index's level for that half hour")
+
+
+class Slots(_Out):
+    service: str
+    day: str
+    capacity: int
+    days: list[str]
+    slots: list[Slot]
+
+
+class Booking(_Out):
+    code: str = Field(pattern="^[A-Z0-9]{4,16}$")
+    service: str
+    day: str
+    start: str
+    end: str
+    slot: str
+    state: BookingState
+    booked_by: str
+
+
+class Booked(Booking):
+    ok: Literal[True] = True
+
+
+class SupervisorBooking(Booking):
+    note: str | None
+
+
+class CommandResult(_Out):
+    ok: bool
+    error: m.Rejection | None
+    seq: int
+    id: str
+
+
+class WhoAmI(_Out):
+    """The logged-in session (``/api/login``, ``/api/session``, ``/api/supervisor/whoami``)."""
+
+    ok: Literal[True] = True
+    user: str
+    role: Literal["supervisor", "viewer"]
+    csrf: str = Field(description="send as X-CSRF-Token with every change")
+    may_act: bool
+    expires_at: float = Field(description="epoch seconds, if left idle")
+
+
+class LoginRequest(_Out):
+    user: str = Field(max_length=64)
+    password: str
+
+
+class Done(_Out):
+    ok: Literal[True] = True
+
+
+class AuditEntry(_Out):
+    id: int
+    at: float = Field(description="epoch seconds (wall clock)")
+    user: str
+    role: str | None
+    action: str = Field(description="login, logout, denied, open, close, pause, resume, "
+                                    "set_skills, invite")
+    target: str | None
+    ok: bool
+    result: str | None
+    detail: dict[str, object] | str | None
+    client: str | None = Field(description="the client's address")
+
+
+class BookingRequest(_Out):
+    service: str
+    day: str | None = Field(default=None, description="YYYY-MM-DD; default: today")
+    start: str = Field(pattern="^[0-2][0-9]:[0-5][0-9]$")
+    note: str | None = Field(default=None, description="supervisor invitations only")
+
+
+class SupervisorCommand(_Out):
+    action: Literal["open", "close", "pause", "resume", "set_skills"]
+    skills: dict[str, float] | None = Field(
+        default=None, description="set_skills only: service code -> weight")
+
+
+RESPONSE_MODELS: list[type[BaseModel]] = [
+    Error, Service, Device, Hall, Ticket, Alert, Health, BoardItem, Slots, Booking, Booked,
+    SupervisorBooking, CommandResult, WhoAmI, BookingRequest, SupervisorCommand,
+    LoginRequest, Done, AuditEntry,
+    m.ComfortState,
+]
