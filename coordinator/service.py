@@ -18,8 +18,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from coordinator.authz import Authority, Refusal, flood_alert, refusal_alert
 from coordinator.dispatch import load_core
 from coordinator.engine import Outcome
+from coordinator.eta import WaitEstimator
 from coordinator.eventlog import EventLog
 from coordinator.hallqueue import HallQueue, Submitted
 from coordinator.web.appointments import AppointmentBook, default_book_path
@@ -29,6 +31,7 @@ from hallq.aio import cancel_and_wait
 from hallq.bus import Incoming, Session
 from hallq.config import HallConfig
 from hallq.errors import NotConnected
+from hallq.topics import ID_PATTERN
 
 log = logging.getLogger("hallq.coordinator")
 
@@ -36,6 +39,7 @@ STATS_INTERVAL_S = 1.0
 ADVICE_EVERY_S = 60.0  # hall seconds between checks for express-window advice
 ADVICE_REPEAT_S = 600.0
 RECENT_ALERTS = 200
+ETA_STALE_S = 30.0     # hall seconds: waits are re-simulated at least this often
 
 # Called after every published outcome (and each stats refresh) with a small summary of
 # what changed; must not block (the web's live stream is one).
@@ -74,6 +78,12 @@ class Coordinator:
         self.queue.engine.day_hooks.append(self.register_bookings)
         self.register_bookings()
         replayed = self.queue.recover()
+        self.eta = WaitEstimator(self.queue.engine)
+        self.queue.engine.estimator = self.eta
+        self._eta_task: asyncio.Task[None] | None = None
+        self._eta_dirty = True
+        self._eta_shown: dict[str, tuple[int, int]] = {}
+        self._rev_seq = self._rev_sub = 0
         log.info("recovered hall %s from %s: %d entries of the current day replayed",
                  cfg.hall.id, self.eventlog.path, replayed)
         self.session: Session | None = None
@@ -87,6 +97,8 @@ class Coordinator:
         self._advised_at = float("-inf")
         self._advised: dict[str, float] = {}
         self._refreshing: asyncio.Task[None] | None = None
+        self.authz = Authority(cfg)
+        self._alerting: set[asyncio.Task[None]] = set()
 
     def _forecast(self) -> Any:
         """The comfort index for the boards: from the event log's history, or (the demo)
@@ -150,13 +162,15 @@ class Coordinator:
         killed before that gets the command again from its persistent session when it
         restarts, and answers it from the log if it was logged already."""
         cfg = self.cfg
-        return Session(cfg.broker, hall=cfg.hall.id, role="coordinator",
+        broker = cfg.broker.for_client(cfg.coordinator.client_id, cfg.coordinator.credentials)
+        return Session(broker, hall=cfg.hall.id, role="coordinator",
                        client_id=cfg.coordinator.client_id, state_dir=cfg.runtime.state_dir,
                        outbox_max=cfg.runtime.outbox_max, ack_after_handler=ack_after_handler)
 
     async def run(self, session: Session, ready: asyncio.Event | None = None) -> None:
         """Serve until cancelled; ``session`` must be entered already."""
         self.session = session
+        session.admit = self._admit
         topics = session.topics
         await session.subscribe(topics.every("cmd", "window"), self._on_window_command)
         await session.subscribe(topics.every("cmd", "supervisor"), self._on_window_command)
@@ -167,6 +181,7 @@ class Coordinator:
         await self.publish_all()
         if ready is not None:
             ready.set()
+        learning = asyncio.create_task(self._learn_counter_times())
         try:
             while True:
                 await asyncio.sleep(STATS_INTERVAL_S)
@@ -174,6 +189,9 @@ class Coordinator:
         finally:
             if self._refreshing is not None:
                 await cancel_and_wait(self._refreshing)
+            if self._eta_task is not None:
+                await cancel_and_wait(self._eta_task)
+            await cancel_and_wait(learning)
 
     async def _tick(self) -> None:
         async with self._lock:
@@ -187,6 +205,74 @@ class Coordinator:
                 self._stats_dirty = False
                 self._notify({"type": "stats", "rev": self.queue.seq})
             await self._advise()
+            self._estimate_waits()
+
+    def _estimate_waits(self) -> None:
+        """Wait estimates (``coordinator.eta``): after a change, once the last refresh's
+        cost allows (at most 5% of a core), the hall is captured here and played forward
+        in a worker thread; the queues whose shown range moved are republished."""
+        now = self.clock()
+        snap = self.eta.snapshot
+        stale = snap is None or now - snap.at > ETA_STALE_S
+        if not (self._eta_dirty or stale) or not self.eta.due():
+            return
+        if self._eta_task is not None and not self._eta_task.done():
+            return
+        self._eta_dirty = False
+        state = self.eta.capture(now)
+        self._eta_task = asyncio.create_task(self._simulate_waits(state))
+
+    def _queue_rev(self, seq: int, *, bump: bool = False) -> int:
+        """A queue topic's revision: the log's sequence number in the high bits, and in
+        the low 16 how many times its wait estimate was republished since that entry, so
+        a republished estimate is newer than the state it updates and older than the next
+        change (receivers drop a revision not above the last)."""
+        if seq != self._rev_seq:
+            self._rev_seq, self._rev_sub = seq, 0
+        if bump:
+            self._rev_sub = min(self._rev_sub + 1, 0xFFFF)
+        return seq << 16 | self._rev_sub
+
+    async def _learn_counter_times(self) -> None:
+        """The wait estimates draw each service's counter times from its history in the
+        event log where there is enough of it (``learn_demand``), else from today's."""
+        from coordinator.simulation.learn import LearnError, learn_demand
+
+        try:
+            learned = await asyncio.to_thread(learn_demand, self.eventlog.path, self.cfg)
+        except LearnError as exc:
+            log.info("wait estimates: counter times from today only (%s)", exc)
+            return
+        except Exception:
+            log.exception("wait estimates: learning counter times failed")
+            return
+        self.eta.fits = {c: (f.mu, f.sigma) for c, f in learned.services.items()
+                         if f.learned and f.mu is not None and f.sigma is not None}
+        log.info("wait estimates: counter times learned for %s",
+                 ", ".join(sorted(self.eta.fits)) or "no service (too little history)")
+
+    async def _simulate_waits(self, state: dict[str, Any]) -> None:
+        try:
+            snapshot = await asyncio.to_thread(self.eta.simulate, state)
+        except Exception:
+            log.exception("wait estimates: the simulation failed (queueing estimate shown)")
+            return
+        async with self._lock:
+            self.eta.install(snapshot)
+            rev, now = self.queue.seq, self.clock()
+            changed = []
+            for code in self.engine.services:
+                shown = self.engine.eta_range(None, code, now).bounds()
+                if self._eta_shown.get(code) != shown:
+                    self._eta_shown[code] = shown
+                    changed.append(code)
+            if changed and self.session is not None:
+                qrev = self._queue_rev(rev, bump=True)
+                for code in changed:
+                    await self._publish(self._topics.queue_state(code),
+                                        self.engine.queue_state(code, qrev, now))
+            if changed:
+                self._notify({"type": "estimates", "rev": rev, "services": changed})
 
     async def _advise(self) -> None:
         """Express-window advice (快速办理专窗) for supervisors: when a service's predicted
@@ -240,7 +326,8 @@ class Coordinator:
         for number in self.engine.windows:
             await self._publish(t.window_state(number), self.engine.window_state(number, rev))
         for code in self.engine.services:
-            await self._publish(t.queue_state(code), self.engine.queue_state(code, rev, now))
+            await self._publish(t.queue_state(code),
+                                self.engine.queue_state(code, self._queue_rev(rev), now))
         await self._publish(t.board_state(), self.board_state(rev))
         await self._publish(t.stats_state(), self.engine.stats_state(rev))
         await self._publish_comfort(rev)
@@ -272,10 +359,12 @@ class Coordinator:
         for number in sorted(outcome.windows):
             await self._publish(t.window_state(number), self.engine.window_state(number, rev))
         for code in sorted(outcome.services):
-            await self._publish(t.queue_state(code), self.engine.queue_state(code, rev, now))
+            await self._publish(t.queue_state(code),
+                                self.engine.queue_state(code, self._queue_rev(rev), now))
         if outcome.board_changed:
             await self._publish(t.board_state(), self.board_state(rev))
         self._stats_dirty = True
+        self._eta_dirty = True
         for event in outcome.events:
             if isinstance(event, m.AlertEvent):
                 self.alerts.appendleft((now, event))
@@ -286,9 +375,51 @@ class Coordinator:
             "board": outcome.board_changed,
         })
 
-    async def submit(self, kind: str, incoming: Incoming) -> Submitted:
+    async def submit(self, kind: str, incoming: Incoming) -> Submitted | None:
+        """A command from MQTT: checked by :mod:`coordinator.authz` first; a refused one
+        is answered with the reason and goes no further (None)."""
         parts = incoming.parts
-        return await self.execute(kind, parts.role, parts.client or "", incoming.payload)
+        role, client, command = parts.role, parts.client or "", incoming.payload
+        refusal = self.authz.check(kind, role, client, command, retained=incoming.retained)
+        if refusal is None:
+            owner = self.queue.log.lookup(command.id)
+            refusal = self.authz.claim(owner.source if owner else None, role, client)
+        if refusal is not None:
+            await self._refuse(role, client, command, refusal)
+            return None
+        return await self.execute(kind, role, client, command)
+
+    async def _refuse(self, role: str, client: str, command: Any, refusal: Refusal) -> None:
+        log.warning("%s %s/%s refused: %s: %s", getattr(command, "action", "request"), role,
+                    client, refusal.code, refusal.message)
+        await self._publish(self._topics.reply(role, client),
+                            _reply(command, refusal.record(), self.engine.day))
+        if self.authz.should_alert(f"{role}/{client}", refusal.code):
+            await self._raise_alert(refusal_alert(role, client, refusal))
+
+    def _admit(self, topic: str) -> bool:
+        """The per-client rate limit, before a message is parsed (see Authority.admit)."""
+        if self.authz.admit(topic):
+            return True
+        levels = topic.split("/")
+        role, client = levels[3], levels[4]
+        if self.authz.should_alert(f"{role}/{client}", "flood"):
+            log.warning("%s %s floods the coordinator: dropping what is over %g/s",
+                        role[:32], client[:32], self.cfg.security.client_rate_per_s)
+            named = client if ID_PATTERN.fullmatch(client) else "unknown"
+            task = asyncio.create_task(self._raise_alert(
+                flood_alert(role if ID_PATTERN.fullmatch(role) else "client", named,
+                            self.cfg.security.client_rate_per_s)))
+            self._alerting.add(task)
+            task.add_done_callback(self._alerting.discard)
+        return False
+
+    async def _raise_alert(self, alert: m.AlertEvent) -> None:
+        self.alerts.appendleft((self.clock(), alert))
+        await self._publish(self._topics.event("alert"), alert)
+        self._notify({"type": "outcome", "rev": self.queue.seq,
+                      "events": [alert.model_dump(mode="json", exclude_none=True)],
+                      "windows": [], "services": [], "board": False})
 
     async def execute(self, kind: str, role: str, client: str, command: Any, *,
                       reply: bool = True) -> Submitted:
@@ -353,6 +484,11 @@ class Coordinator:
         return {t.appointment for t in self.engine.tickets if t.appointment}
 
     async def _on_presence(self, incoming: Incoming) -> None:
+        parts, presence = incoming.parts, incoming.payload
+        if (presence.role, presence.client) != (parts.role, parts.client):
+            log.warning("presence on %s claims to be %s/%s: ignored", incoming.topic,
+                        presence.role, presence.client)
+            return
         if self.devices.note_presence(incoming.payload):
             self._notify({"type": "device", "client": incoming.payload.client})
 

@@ -15,6 +15,7 @@ set -euo pipefail
 PREFIX=/opt/hallq
 VENV="$PREFIX/venv"
 ETC=/etc/hallq
+PROVISION=/etc/mosquitto/hallq  # hallq provision --out: CA, broker files, every device's login
 UNIT_DIR=/etc/systemd/system
 SERVICE_USER=hallq
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -100,17 +101,23 @@ if ((server)); then
     install -d -m 0755 "$UNIT_DIR/mosquitto.service.d" /etc/mosquitto/conf.d
     install -m 0644 "$HERE/systemd/mosquitto.service.d/hallq.conf" \
         "$UNIT_DIR/mosquitto.service.d/hallq.conf"
-    install -m 0644 "$HERE/systemd/mosquitto/hallq.conf" /etc/mosquitto/conf.d/hallq.conf
-    for file in hallq.passwd hallq.acl; do
-        if [[ ! -e "/etc/mosquitto/$file" ]]; then
-            install -m 0640 -o root -g mosquitto /dev/null "/etc/mosquitto/$file"
-        fi
-    done
     if [[ -f "$ETC/hall.toml" ]]; then
-        "$VENV/bin/hallq" acl --config "$ETC/hall.toml" >/etc/mosquitto/hallq.acl.new
-        mv /etc/mosquitto/hallq.acl.new /etc/mosquitto/hallq.acl
-        chown root:mosquitto /etc/mosquitto/hallq.acl
-        chmod 0640 /etc/mosquitto/hallq.acl
+        # every identity, the ACL, the hall CA and the broker config; a re-run keeps the
+        # existing identities and adds new ones (docs/field-guide.md, SECURITY.md)
+        "$VENV/bin/hallq" provision --config "$ETC/hall.toml" --out "$PROVISION"
+        install -m 0644 "$PROVISION/broker/mosquitto.conf" /etc/mosquitto/conf.d/hallq.conf
+        # this server's own clients: the coordinator, the operator (hallq status), its agents
+        for id in coordinator operator "${agents[@]}"; do
+            [[ -d "$PROVISION/devices/$id" ]] || continue
+            install -d -m 0750 -o root -g "$SERVICE_USER" "$ETC/credentials/$id"
+            for file in password ca.crt client.crt client.key; do
+                [[ -f "$PROVISION/devices/$id/$file" ]] || continue
+                install -m 0640 -o root -g "$SERVICE_USER" "$PROVISION/devices/$id/$file" \
+                    "$ETC/credentials/$id/"
+            done
+        done
+    else
+        log "NOTE: no $ETC/hall.toml: the hall broker is not configured; run again after copying it"
     fi
 fi
 systemctl daemon-reload
@@ -136,5 +143,5 @@ fi
 
 log "done; check with: sudo -u $SERVICE_USER $VENV/bin/hallq doctor --config $ETC/hall.toml"
 if ((server)); then
-    log "broker users: mosquitto_passwd -b /etc/mosquitto/hallq.passwd USER PASSWORD"
+    log "device credentials: $PROVISION/devices/ID/ -> $ETC/credentials/ID/ on each Pi"
 fi

@@ -39,8 +39,15 @@ LEASE_CHECK_S = 60.0
 
 
 def make_session(cfg: HallConfig, agent: Agent) -> Session:
-    return Session(cfg.broker, hall=cfg.hall.id, role=agent.role, client_id=agent.id,
-                   state_dir=cfg.runtime.state_dir, outbox_max=cfg.runtime.outbox_max)
+    creds = cfg.broker.credentials_dir
+    if agent.credentials is None and creds is not None and not (creds / agent.id).is_dir():
+        log.warning("%s: no broker credentials in %s/%s (copy the directory `hallq "
+                    "provision` wrote for it); trying the hall file's broker login",
+                    agent.id, creds, agent.id)
+    return Session(cfg.broker.for_client(agent.id, agent.credentials), hall=cfg.hall.id,
+                   role=agent.role, client_id=agent.id, state_dir=cfg.runtime.state_dir,
+                   outbox_max=cfg.runtime.outbox_max,
+                   drain_per_s=cfg.security.client_rate_per_s / 2)
 
 
 def _gpio_event(agent: Agent, device_id: str, window: int | None, name: str) -> Any:

@@ -26,7 +26,7 @@ from firmware_bridge.devices.keypad import ServiceKey
 from firmware_bridge.devices.scanner import Scan
 from hallq import messages as m
 from hallq.bus import Incoming, Session
-from hallq.config import Agent, HallConfig, device_services
+from hallq.config import Agent, HallConfig
 from hallq.errors import NotConnected, RequestTimeout
 
 log = logging.getLogger("hallq.edge.dispenser")
@@ -55,8 +55,7 @@ class DispenserAgent:
         self.printer = printer
         self.clock = clock
         self.health = Health(session)
-        keyed = {code for dev in agent.devices for code in device_services(dev) or []}
-        self.services = sorted(keyed or {s.code for s in cfg.services})
+        self.services = cfg.services_for_agent(agent.id)
         self.queues: dict[str, m.QueueState] = {}
         self.issued: list[Issued] = []
         self._appointment: tuple[str, float] | None = None
@@ -156,7 +155,8 @@ class DispenserAgent:
             return Issued(None, True, False, reply.error.code if reply.error else "refused")
         info = reply.ticket
         printed = await self._print(info.service, info.number, info.people_ahead,
-                                    round(info.eta_min), info.issued_at)
+                                    round(info.eta_min), info.issued_at,
+                                    info.wait.zh(dash="-") if info.wait else None)
         if not printed:
             void = m.VoidRequest(kind="void", number=info.number, reason="ticket not printed")
             await self.session.publish(self.req_topic, void, queue=True)
@@ -174,8 +174,9 @@ class DispenserAgent:
         queue = self.queues.get(service_code)
         ahead = queue.waiting if queue else 0
         eta = round(queue.eta_min) if queue and queue.eta_min is not None else None
+        wait = queue.wait.zh(dash="-") if queue and queue.wait else None
         issued_at = dt.datetime.fromtimestamp(now, dt.UTC)
-        printed = await self._print(service_code, number, ahead, eta, issued_at)
+        printed = await self._print(service_code, number, ahead, eta, issued_at, wait)
         if printed:
             replay = m.IssueRequest(kind="issue", service=service_code,
                                     offline=m.OfflineIssue(number=number, issued_at=issued_at,
@@ -185,11 +186,11 @@ class DispenserAgent:
         return Issued(number, False, printed)
 
     async def _print(self, service_code: str, number: str, ahead: int, eta: int | None,
-                     issued_at: dt.datetime) -> bool:
+                     issued_at: dt.datetime, wait: str | None = None) -> bool:
         if self.printer is None:
             return True
         ticket = Ticket(hall=self.cfg.hall.name, service=self.cfg.service(service_code).name,
-                        number=number, people_ahead=ahead, wait_minutes=eta,
+                        number=number, people_ahead=ahead, wait_minutes=eta, wait_text=wait,
                         issued_at=issued_at.astimezone(self.cfg.hall.tzinfo),
                         status_url=self.cfg.hall.ticket_url(number))
         result = await self.printer.print_ticket(ticket)

@@ -96,7 +96,9 @@ class Panels:
                        if isinstance(p.layout, WindowStrip)}:
             await self.session.subscribe(topics.window_state(window), self._on_window)
         await self.session.subscribe(topics.event("call"), self._on_call)
-        await self.session.subscribe(f"{topics.base}/coordinator/+/status", self._on_presence)
+        # only the hall's coordinator: a presence under another id says nothing about it
+        await self.session.subscribe(
+            topics.status("coordinator", self.cfg.coordinator.client_id), self._on_presence)
         return self
 
     async def __aexit__(

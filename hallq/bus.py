@@ -29,12 +29,14 @@ from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel
 
 from hallq import __version__
 from hallq.aio import backoff_delay, cancel_and_wait
 from hallq.contract import TopicSpec, spec_for
 from hallq.errors import NotConnected, PayloadError, RequestTimeout, TopicError
+from hallq.logsetup import escape_controls, redact
 from hallq.messages import (
     ErrorReport,
     Message,
@@ -180,8 +182,12 @@ class Session:
         backoff_max: float = 30.0,
         op_timeout: float = 5.0,
         ack_after_handler: bool = False,
+        drain_per_s: float | None = None,
     ) -> None:
         self.broker = broker
+        # the outbox drains at most this fast: the coordinator drops what a client sends
+        # beyond its rate limit, and a dispenser's offline issues must all arrive
+        self.drain_per_s = drain_per_s
         self.ack_after_handler = ack_after_handler
         self.role = Role(role)
         self.client_id = check_id(client_id, "client id")
@@ -211,6 +217,9 @@ class Session:
         self.connects = 0
         self.attempts = 0
         self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
+        # Asked with the topic of each routed message before it is parsed or validated;
+        # False drops it unanswered (the coordinator's per-client rate limit).
+        self.admit: Callable[[str], bool] | None = None
 
     def _has_replies(self) -> bool:
         from hallq.contract import CLIENT_TOPICS
@@ -369,11 +378,11 @@ class Session:
         if self.reply_topic is not None:
             early.insert(0, self.reply_topic)
         if early:
-            await client.subscribe([(f, 1) for f in early])
+            await client.subscribe([self._subscription(f) for f in early])
         await client.publish(
             self.status_topic, self._presence_payload("online"), qos=1, retain=True
         )
-        await client.subscribe([(f, 1) for f in dict.fromkeys(late)])
+        await client.subscribe([self._subscription(f) for f in dict.fromkeys(late)])
         log.info(
             "%s: connected to %s (MQTT %s, boot %d)",
             self.client_id, self.broker.url, "5" if self._v5 else "3.1.1", self._boot,
@@ -386,10 +395,11 @@ class Session:
             try:
                 await self._dispatch(message)
             except Exception:
-                # past the handlers' own guard (a bug): acknowledge anyway, or the broker
-                # would hand the same message back after every reconnect
-                self._ack(client, message)
-                raise
+                # past the handlers' own guard (a bug): acknowledge it and serve on. Raising
+                # would restart the session, and the broker would hand the same message
+                # back after every reconnect: one client could keep us flapping.
+                log.exception("%s: message on %s dropped", self.client_id,
+                              message.topic.value)
             self._ack(client, message)
 
     def _ack(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
@@ -482,9 +492,13 @@ class Session:
         store = self._store
         assert store is not None
         sent = 0
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         try:
             while items := store.head():
                 for item in items:
+                    if self.drain_per_s:
+                        await asyncio.sleep(start + sent / self.drain_per_s - loop.time())
                     await self._send(client, item.topic, item.payload, item.qos, item.retain, None)
                     store.remove(item.seq)
                     sent += 1
@@ -538,7 +552,15 @@ class Session:
         self._routes.append((check_filter(topic_filter), handler))
         client = self._client
         if client is not None:
-            await client.subscribe(topic_filter, qos=1)
+            await client.subscribe([self._subscription(topic_filter)])
+
+    def _subscription(self, topic_filter: str) -> tuple[str, Any]:
+        """QoS 1; on MQTT 5 also "retain as published", so a message its sender published
+        retained says so when it arrives live too (the coordinator refuses retained
+        commands). On 3.1.1 only a copy from the broker's retained store is flagged."""
+        if self._v5:
+            return topic_filter, SubscribeOptions(qos=1, retainAsPublished=True)
+        return topic_filter, 1
 
     async def _dispatch(self, message: aiomqtt.Message) -> None:
         topic = message.topic.value
@@ -553,6 +575,8 @@ class Session:
         handlers = [h for f, h in self._routes if matches(f, topic)]
         if not handlers:
             log.debug("%s: no route for %s (ignored)", self.client_id, topic)
+            return
+        if self.admit is not None and not self.admit(topic):
             return
         if not raw and message.retain:
             return
@@ -633,9 +657,22 @@ class Session:
     async def _report(
         self, topic: str, code: RejectCode, text: str, field: str | None
     ) -> None:
+        """Log and publish what was rejected. Everything quoted came from a client, so it is
+        redacted, escaped and cut to the report's limits here, whoever built it: a report
+        that failed its own validation would end the session (issue 12)."""
         log.warning("%s: rejected message on %s: %s", self.client_id, topic, text)
-        report = ErrorReport(topic=topic[:300], code=code, message=text[:1000], field=field)
         try:
+            report = ErrorReport(
+                topic=_clip(topic, 300), code=code, message=_clip(text, 1000),
+                field=None if field is None else _clip(field, 200),
+            )
             await self.publish(self.error_topic, report)
         except (NotConnected, aiomqtt.MqttError) as exc:
             log.warning("%s: could not report the error: %s", self.client_id, exc)
+        except Exception:  # never let a report take the session down
+            log.exception("%s: could not build the error report", self.client_id)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = escape_controls(redact(text))
+    return text if len(text) <= limit else text[: limit - 3] + "..."

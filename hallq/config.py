@@ -231,6 +231,9 @@ class BrokerConfig(_Model):
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
     keepalive: Annotated[int, BeforeValidator(int_range(5, 600))] = 30
     session_expiry_s: Annotated[int, BeforeValidator(int_range(0, 7 * 86400))] = 3600
+    # `hallq provision` output as copied to this machine: one directory per client id
+    # (CREDENTIALS/win-01/password, ca.crt); a client with one logs in as its own id
+    credentials_dir: PathT | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -262,6 +265,37 @@ class BrokerConfig(_Model):
             raise problem("a password is set but no username", "username")
         return self
 
+    def for_client(self, client_id: str, credentials: Path | None = None) -> BrokerConfig:
+        """How ``client_id`` logs in: with its provisioned credentials directory (given, or
+        ``credentials_dir/client_id`` when that exists) the user name is the client id
+        (the broker binds the two), the password is the directory's ``password``, its
+        ``ca.crt`` verifies the broker and its ``client.crt``/``client.key``, when there,
+        prove the client; without one, this config as it is."""
+        if credentials is None and self.credentials_dir is not None:
+            candidate = self.credentials_dir / client_id
+            credentials = candidate if candidate.is_dir() else None
+        if credentials is None:
+            return self
+        where = credentials / "password"
+        try:
+            secret = where.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(str(where), [
+                f"cannot read the broker password of {client_id!r}: "
+                f"{getattr(exc, 'strerror', None) or exc} (copy the directory `hallq "
+                f"provision` wrote for {client_id} to {credentials})"]) from None
+        if not secret:
+            raise ConfigError(str(where), [f"the broker password of {client_id!r} is empty"])
+        tls = self.tls
+        ca = credentials / "ca.crt"
+        if tls.ca_file is None and ca.is_file():
+            tls = tls.model_copy(update={"ca_file": ca})
+        cert, key = credentials / "client.crt", credentials / "client.key"
+        if tls.cert_file is None and cert.is_file() and key.is_file():
+            tls = tls.model_copy(update={"cert_file": cert, "key_file": key})
+        return self.model_copy(update={"username": client_id, "password": SecretStr(secret),
+                                       "password_file": None, "tls": tls})
+
     @property
     def host(self) -> str:
         host = urlsplit(self.url).hostname
@@ -289,6 +323,13 @@ class RuntimeConfig(_Model):
 
 class SecurityConfig(_Model):
     id_hash_key: Annotated[SecretStr, BeforeValidator(hash_key)] | None = None
+    # MQTT client ids of supervisor consoles: the only senders of supervisor/<id>/cmd the
+    # coordinator obeys (a device never is one); `hallq provision` gives each a login
+    supervisor_clients: list[Annotated[str, BeforeValidator(id_check("supervisor client id"))]] = (
+        Field(default_factory=list))
+    # per client: messages a second it may send the coordinator, and the burst above that
+    client_rate_per_s: Annotated[float, BeforeValidator(positive_number(10_000))] = 20.0
+    client_burst: Annotated[int, BeforeValidator(int_range(1, 100_000))] = 60
 
 
 class EdgeConfig(_Model):
@@ -304,6 +345,8 @@ class CoordinatorConfig(_Model):
     """How the coordinator runs the hall's queues."""
 
     client_id: Annotated[str, BeforeValidator(id_check("coordinator client id"))] = "coordinator"
+    # its broker credentials (`hallq provision` wrote them); default as for agents
+    credentials: PathT | None = None
     log_path: PathT | None = None
     carry_over: StrictBool = False
     person_daily_limit: Annotated[int, BeforeValidator(int_range(1, 50))] | None = None
@@ -658,6 +701,9 @@ class Agent(_Model):
     id: Annotated[str, BeforeValidator(id_check("agent id"))]
     role: AgentRole
     host: Text | None = None
+    # this agent's broker credentials (a `hallq provision` device directory) on its Pi;
+    # default: broker.credentials_dir/ID when that exists
+    credentials: PathT | None = None
     devices: list[Device] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -751,6 +797,18 @@ class HallConfig(_Model):
         _unique(problems, "services", "prefix", [s.prefix for s in self.services], "prefix")
         _unique(problems, "windows", "number", [w.number for w in self.windows], "window number")
         _unique(problems, "agents", "id", [a.id for a in self.agents], "agent id")
+        agent_ids = {a.id for a in self.agents}
+        if self.coordinator.client_id in agent_ids:
+            problems.add(f"{self.coordinator.client_id!r} is also an agent id: every client "
+                         "needs its own broker identity", "coordinator", "client_id")
+        for i, sup in enumerate(self.security.supervisor_clients):
+            if sup in self.security.supervisor_clients[:i]:
+                problems.add(f"duplicate supervisor client id {sup!r}",
+                             "security", "supervisor_clients", i)
+            elif sup in agent_ids or sup == self.coordinator.client_id:
+                problems.add(f"{sup!r} is a device's or the coordinator's id: a supervisor "
+                             "console needs its own broker identity",
+                             "security", "supervisor_clients", i)
         zones = {z.id: z for z in self.zones}
         services = {s.code: s for s in self.services}
         windows = {w.number: w for w in self.windows}
@@ -867,6 +925,16 @@ class HallConfig(_Model):
              if isinstance(d, CallPadDevice | RatingPadDevice | GpioButtonsDevice)
              and d.window is not None}
         )
+
+
+    def services_for_agent(self, agent_id: str) -> list[str]:
+        """The services a dispenser issues for: its keys' services, or every service when
+        none of its devices names any (a scanner or ID reader alone)."""
+        agent = self.agent(agent_id)
+        if agent.role != "dispenser":
+            return []
+        named = {code for d in agent.devices for code in (device_services(d) or [])}
+        return sorted(named or self._services)
 
 
 def _unknown(what: str, value: str, known: Mapping[str, object]) -> str:

@@ -31,6 +31,9 @@ class TopicSpec:
     expiry_s: int | None
     summary: str
     roles: tuple[Role, ...] = ()
+    # published by the coordinator (replies, state, events) rather than by the client the
+    # topic names; the broker ACL (hallq/acl.py) is generated from this
+    by_coordinator: bool = False
 
     @property
     def payload_name(self) -> str:
@@ -66,7 +69,7 @@ CLIENT_TOPICS: dict[Action, TopicSpec] = {
         "the client named in the topic",
         1, False, m.Reply, False, REPLY_EXPIRY_S,
         "Answer to that client's request or command (`corr` = the request's `id`).",
-        (Role.WINDOW, Role.DISPENSER, Role.SUPERVISOR),
+        (Role.WINDOW, Role.DISPENSER, Role.SUPERVISOR), by_coordinator=True,
     ),
     Action.STATUS: TopicSpec(
         f"{PREFIX}/{{hall}}/{{role}}/{{client}}/status",
@@ -101,30 +104,35 @@ STATE_TOPICS: dict[StateKind, TopicSpec] = {
         "coordinator", "window agents (pad display), boards, dashboard",
         1, True, m.WindowState, False, None,
         "One window: open/paused/closed, the ticket being served, its skills.",
+        by_coordinator=True,
     ),
     StateKind.QUEUE: TopicSpec(
         f"{PREFIX}/{{hall}}/state/queue/{{service}}",
         "coordinator", "dispensers, dashboard, ticket pages",
         1, True, m.QueueState, False, None,
         "One service's queue: waiting count, the next numbers, estimated wait.",
+        by_coordinator=True,
     ),
     StateKind.BOARD: TopicSpec(
         f"{PREFIX}/{{hall}}/state/board",
         "coordinator", "board agents, dashboard",
         1, True, m.BoardState, False, None,
         "What the call boards show: the last calls (newest first), waiting per service.",
+        by_coordinator=True,
     ),
     StateKind.STATS: TopicSpec(
         f"{PREFIX}/{{hall}}/state/stats",
         "coordinator", "dashboard, supervisors",
         1, True, m.StatsState, False, None,
         "Today's KPIs for the hall, per service and per window.",
+        by_coordinator=True,
     ),
     StateKind.COMFORT: TopicSpec(
         f"{PREFIX}/{{hall}}/state/comfort",
         "coordinator", "dashboard, WeChat publisher, boards",
         1, True, m.ComfortState, False, None,
         "办税舒适度指数: the next 30 days by hour (较少/适中/较多), rebuilt daily.",
+        by_coordinator=True,
     ),
 }
 
@@ -134,18 +142,21 @@ EVENT_TOPICS: dict[EventKind, TopicSpec] = {
         "coordinator", "voice agents, boards (flash), dashboard",
         1, False, m.CallEvent, False, None,
         "A ticket called (or recalled) to a window.",
+        by_coordinator=True,
     ),
     EventKind.TICKET: TopicSpec(
         f"{PREFIX}/{{hall}}/event/ticket",
         "coordinator", "dashboard, ticket pages",
         1, False, m.TicketEvent, False, None,
         "A ticket changed state (issued, served, no-show, transferred...).",
+        by_coordinator=True,
     ),
     EventKind.ALERT: TopicSpec(
         f"{PREFIX}/{{hall}}/event/alert",
         "coordinator", "dashboard, supervisors",
         1, False, m.AlertEvent, False, None,
         "Something a supervisor should see: emergency key, device offline, wait target passed.",
+        by_coordinator=True,
     ),
 }
 

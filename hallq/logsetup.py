@@ -28,9 +28,10 @@ from typing import TextIO
 __all__ = [
     "LEVEL_ENV",
     "IdCardRedactor",
-    "JsonFormatter",
-    "JournalPriority",
     "escape_controls",
+    "JournalPriority",
+    "JsonFormatter",
+    "TextFormatter",
     "redact",
     "running_under_systemd",
     "setup_logging",
@@ -44,21 +45,37 @@ _ID_CARD = re.compile(
     r"(?<![0-9A-Za-z])(?:\d{17}|\d{6}[ -]\d{8}[ -]\d{3})[\dXx](?![0-9A-Za-z])"
 )
 _MASK = "[id-redacted]"
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _HANDLER_NAME = "hallq-root"
+
+
+# C0 and C1 controls, DEL, and the Unicode line/paragraph separators a terminal or a log
+# viewer may break a line on
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
 
 
 def redact(text: str) -> str:
     return _ID_CARD.sub(_MASK, text)
 
 
-def escape_controls(text: str) -> str:
-    """``\\n``, ``\\x1b``... for every C0/C1 control character but tab."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` on one line: control characters shown as ``\\n``, ``\\e``, ``\\x07``..."""
+    if keep_newlines:
+        return "\n".join(_CONTROLS.sub(_escaped, line) for line in text.split("\n"))
+    return _CONTROLS.sub(_escaped, text)
 
 
 class IdCardRedactor(logging.Filter):
-    """Rewrites the record's message (arguments merged in) with ID-card numbers masked."""
+    """Rewrites the record's message (arguments merged in) with ID-card numbers masked and
+    control characters escaped, so every formatter writes one line per record. A traceback
+    keeps its own line breaks; anything else in it is escaped the same way."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -71,8 +88,18 @@ class IdCardRedactor(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = escape_controls(redact(record.exc_text), keep_newlines=True)
         return True
+
+
+class TextFormatter(logging.Formatter):
+    """Plain text for a terminal. The message is one line already (the filter escaped it);
+    a traceback's lines are marked ``| `` so that nothing in one -- an exception message
+    quoting a device's text -- can pass for a record of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        first, *rest = super().format(record).split("\n")
+        return "\n".join([first, *(f"| {line}" for line in rest)])
 
 
 class JsonFormatter(logging.Formatter):
@@ -165,7 +192,7 @@ def setup_logging(
     handler = logging.StreamHandler(out)
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(IdCardRedactor())
-    formatter = JsonFormatter() if use_json else logging.Formatter(
+    formatter = JsonFormatter() if use_json else TextFormatter(
         "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
     handler.setFormatter(JournalPriority(formatter) if prefix else formatter)
     root = logging.getLogger()

@@ -20,12 +20,15 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
 from hallq.errors import PayloadError
-from hallq.logsetup import redact
+from hallq.logsetup import escape_controls, redact
 from hallq.topics import ID_PATTERN
 from hallq.ulid import ULID_PATTERN, new_ulid
 
@@ -93,6 +96,36 @@ class Message(Wire):
     id: Ulid = Field(default_factory=new_ulid, description="ULID; commands are idempotent on it")
     ts: AwareDatetime = Field(default_factory=_utcnow, description="when it was made (UTC)")
 
+    @field_validator("v", mode="before")
+    @classmethod
+    def _version_is_an_integer(cls, value: Any) -> Any:
+        # Literal[1] accepts True (True == 1 in Python), strict mode or not
+        if isinstance(value, bool):
+            raise ValueError("the schema version is an integer, not a boolean")
+        return value
+
+
+WIRE = {"wire": True}  # validation context of a payload that came over the network
+
+
+def _id_required(schema: dict[str, Any]) -> None:
+    schema["required"] = sorted({*schema.get("required", []), "id"})
+
+
+class Command(Message):
+    """A command or request to the coordinator. On the wire its ``id`` is required: it is
+    the idempotency key, and one made up by the receiver would turn a retried request into
+    a second ticket. (Built in Python, the id is still generated.)"""
+
+    model_config = ConfigDict(json_schema_extra=_id_required)
+
+    @model_validator(mode="after")
+    def _wire_needs_an_id(self, info: ValidationInfo) -> Command:
+        if info.context and info.context.get("wire") and "id" not in self.model_fields_set:
+            raise PydanticCustomError(
+                "id_missing", "Field required: the command's idempotency key (a ULID)")
+        return self
+
 
 class Retained(Message):
     """Retained state; receivers apply a revision only if it is above the last one applied."""
@@ -103,7 +136,7 @@ class Retained(Message):
 # --- window commands: window agent (or supervisor) -> coordinator ---------------------------
 
 
-class _WindowCommand(Message):
+class _WindowCommand(Command):
     window: WindowNo
 
 
@@ -181,7 +214,7 @@ class OfflineIssue(Wire):
     )
 
 
-class IssueRequest(Message):
+class IssueRequest(Command):
     kind: Literal["issue"]
     service: ServiceCode
     priority: Priority = Priority.NORMAL
@@ -190,7 +223,7 @@ class IssueRequest(Message):
     offline: OfflineIssue | None = None
 
 
-class LeaseRequest(Message):
+class LeaseRequest(Command):
     """Ask for a block of numbers to issue from while the coordinator cannot be reached."""
 
     kind: Literal["lease"]
@@ -198,7 +231,7 @@ class LeaseRequest(Message):
     size: int = Field(ge=1, le=500)
 
 
-class VoidRequest(Message):
+class VoidRequest(Command):
     """Withdraw a ticket the dispenser could not print, so no ghost number waits in the queue."""
 
     kind: Literal["void"]
@@ -217,14 +250,52 @@ class Rejection(Wire):
     message: ShortText
 
 
+class WaitRange(Wire):
+    """A predicted wait until the call, as a taxpayer should read it: a range that holds
+    the call 8 times in 10 (``low_min``..``high_min``) around the likeliest wait
+    (``p50_min``). ``basis``: ``simulation`` (the hall played forward from now with its
+    real dispatch policy) or ``queueing`` (people ahead x counter time / windows' worth,
+    between simulations or where none runs)."""
+
+    p50_min: float = Field(ge=0)
+    low_min: float = Field(ge=0)
+    high_min: float = Field(ge=0)
+    basis: Literal["simulation", "queueing"] = "queueing"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WaitRange:
+        if not self.low_min <= self.p50_min <= self.high_min:
+            raise ValueError("expected low_min <= p50_min <= high_min")
+        return self
+
+    def bounds(self) -> tuple[int, int]:
+        """Whole minutes as shown: the low end rounded down, the high end up, at least
+        one apart once the wait is a minute or more."""
+        lo = int(self.low_min)
+        hi = max(lo, int(-(-self.high_min // 1)))
+        if hi == lo and self.high_min >= 1:
+            hi = lo + 1
+        return lo, hi
+
+    def zh(self, dash: str = "–") -> str:
+        """``dash="-"`` for printers whose font is GB2312 only (no en dash)."""
+        lo, hi = self.bounds()
+        return "1 分钟内" if self.high_min < 1 else f"约 {lo}{dash}{hi} 分钟"
+
+    def en(self) -> str:
+        lo, hi = self.bounds()
+        return "within 1 min" if self.high_min < 1 else f"about {lo}–{hi} min"
+
+
 class TicketInfo(Wire):
     number: TicketNo
     service: ServiceCode
     priority: Priority
     issued_at: AwareDatetime
     people_ahead: int = Field(ge=0)
-    eta_min: float = Field(ge=0)
+    eta_min: float = Field(ge=0, description="the likeliest wait (wait.p50_min), minutes")
     url: Annotated[str, StringConstraints(max_length=300)] | None = None
+    wait: WaitRange | None = None
 
 
 class _Reply(Message):
@@ -356,8 +427,11 @@ class QueueState(Retained):
     service: ServiceCode
     waiting: int = Field(ge=0)
     next: list[TicketNo] = Field(default_factory=list, max_length=20)
-    eta_min: float | None = Field(default=None, ge=0)
+    eta_min: float | None = Field(default=None, ge=0,
+                                  description="the likeliest wait for a ticket issued now "
+                                              "(wait.p50_min), minutes")
     oldest_wait_s: float | None = Field(default=None, ge=0)
+    wait: WaitRange | None = None
 
 
 class Kpi(Wire):
@@ -402,7 +476,8 @@ class DeviceHealth(Retained):
     components: list[ComponentHealth] = Field(default_factory=list, max_length=32)
 
 
-RejectCode = Literal["oversize", "invalid_json", "invalid_payload", "bad_topic", "handler_failed"]
+RejectCode = Literal["oversize", "invalid_json", "invalid_payload", "bad_topic", "handler_failed",
+                     "refused"]
 
 
 class ErrorReport(Message):
@@ -443,11 +518,24 @@ def _type_name(payload_type: Any) -> str:
     return str(getattr(payload_type, "__name__", payload_type))
 
 
+FIELD_SHOWN = 80  # characters of a field path an error quotes
+INPUT_SHOWN = 60  # characters of a rejected value an error quotes
+
+
+def _quote(text: str, limit: int) -> str:
+    """What an error may say about client text: identity numbers masked, control
+    characters escaped, cut to ``limit`` -- so a report always fits its own schema and
+    never carries an ID number or a forged log line."""
+    text = escape_controls(redact(text))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def describe(error: ValidationError, *, tagged: bool = False) -> tuple[str, str]:
     """(dotted field path, message) of the first error, for logs and error reports.
 
     For a tagged union the first location level is the tag value; it is dropped so the path
-    names the field as it appears in the JSON.
+    names the field as it appears in the JSON. Both parts are bounded and redacted
+    (:func:`_quote`): a field name is client text too.
     """
     first = error.errors(include_url=False)[0]
     loc = [str(part) for part in first["loc"]]
@@ -455,13 +543,13 @@ def describe(error: ValidationError, *, tagged: bool = False) -> tuple[str, str]
         loc = loc[1:]
     if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
         loc.append(str(first.get("ctx", {}).get("discriminator", "")).strip("'"))
-    field = ".".join(loc) or "(payload)"
+    if first["type"] == "id_missing":
+        loc.append("id")
+    field = _quote(".".join(loc), FIELD_SHOWN) or "(payload)"
     got = first.get("input")
     message = first["msg"]
     if isinstance(got, (str, int, float, bool)) or got is None:
-        # redacted here, not only in the log: the report goes out on the error topic
-        shown = redact(repr(got))
-        message += f" (got {shown[:57] + '...' if len(shown) > 60 else shown})"
+        message += f" (got {_quote(repr(got), INPUT_SHOWN)})"
     more = error.error_count() - 1
     return field, message + (f" (+{more} more)" if more else "")
 
@@ -486,10 +574,10 @@ def decode(payload_type: Any, data: bytes | str) -> Any:
             code="oversize",
         )
     try:
-        return adapter(payload_type).validate_json(data, strict=True)
+        return adapter(payload_type).validate_json(data, strict=True, context=WIRE)
     except ValidationError as exc:
         if exc.errors()[0]["type"] == "json_invalid":
-            reason = exc.errors(include_url=False)[0]["msg"]
+            reason = _quote(exc.errors(include_url=False)[0]["msg"], 200)
             raise PayloadError(f"{name}: {reason}", model=name, code="invalid_json") from None
         field, message = describe(exc, tagged=payload_type in TAGGED_UNIONS)
         raise PayloadError(f"{name}: field {field}: {message}", field=field, model=name) from None

@@ -96,18 +96,60 @@ def topics(config_file: Path) -> None:
 
 @main.command()
 @config_option
-@click.option("--coordinator-user", "users", multiple=True, default=["coordinator"],
-              show_default=True, help="MQTT user(s) of the coordinator (full access)")
-def acl(config_file: Path, users: tuple[str, ...]) -> None:
-    """Print a Mosquitto acl_file that confines each device to its own topic level."""
-    from hallq.acl import mosquitto_acl
+@click.option("--operator", "operators", multiple=True, default=["operator"],
+              show_default=True, help="read-only broker user(s) for hallq status / doctor")
+def acl(config_file: Path, operators: tuple[str, ...]) -> None:
+    """Print the hall broker's acl_file: each login publishes only its own role's topics."""
+    from hallq.acl import hall_acl
     from hallq.errors import TopicError
 
-    hall = _load(config_file).hall.id
     try:
-        click.echo(mosquitto_acl(list(users), hall=hall), nl=False)
+        click.echo(hall_acl(_load(config_file), tuple(operators)), nl=False)
     except TopicError as exc:
-        raise click.BadParameter(str(exc), param_hint="--coordinator-user") from None
+        raise click.BadParameter(str(exc), param_hint="--operator") from None
+
+
+@main.command()
+@config_option
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="directory for the CA, the broker's files and each device's credentials")
+@click.option("--rotate", multiple=True, metavar="CLIENT",
+              help="give this client a new password (repeatable); the others are kept")
+@click.option("--listen", "port", default=8883, show_default=True, type=int,
+              help="the broker's TLS port on the hall LAN")
+@click.option("--bind", default=None, help="the address the broker listens on (default: all)")
+@click.option("--host", "hosts", multiple=True,
+              help="another name or address of the broker for its certificate (repeatable; "
+                   "broker.url's host, localhost and 127.0.0.1 are always in)")
+@click.option("--run-as", default=None,
+              help="the user Mosquitto runs as (its `user` option; test rigs only)")
+@click.option("--client-certs", is_flag=True,
+              help="also a certificate per client from the hall CA, which the broker demands")
+@click.option("--operator", "operators", multiple=True, default=["operator"],
+              show_default=True, help="read-only broker user(s) for hallq status / doctor")
+def provision(config_file: Path, out: Path, rotate: tuple[str, ...], port: int,
+              bind: str | None, hosts: tuple[str, ...], run_as: str | None,
+              client_certs: bool, operators: tuple[str, ...]) -> None:
+    """Credentials for every client of the hall, the ACL and the broker config (TLS, no
+    anonymous access, login bound to client id). Run again to add or --rotate clients."""
+    from hallqctl.provision import ProvisionError
+    from hallqctl.provision import provision as run
+
+    cfg = _load(config_file)
+    try:
+        done = run(cfg, out, rotate=rotate, port=port, bind=bind, hosts=hosts, run_as=run_as,
+                   client_certs=client_certs, operators=operators)
+    except ProvisionError as exc:
+        click.echo(f"hallq provision: {exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(done.summary())
+    click.echo(
+        f"next: broker  -> install {out}/broker/mosquitto.conf as "
+        "/etc/mosquitto/conf.d/hallq.conf, then `systemctl reload mosquitto`\n"
+        f"      each Pi -> copy {out}/devices/<id>/ to /etc/hallq/credentials/<id>/ and set "
+        f'broker.url = "mqtts://{cfg.broker.host}:{port}", '
+        'broker.credentials_dir = "/etc/hallq/credentials" in the hall file'
+    )
 
 
 def _setup_logging(level: str) -> None:

@@ -290,6 +290,12 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
             if http_port is not None:
                 cfg = cfg.model_copy(update={"coordinator": cfg.coordinator.model_copy(
                     update={"http_port": http_port})})
+            # the coordinator's per-client rate limit is in wall seconds; a hall hour that
+            # passes in a wall minute sends its devices' keys that much faster
+            sec = cfg.security
+            cfg = cfg.model_copy(update={"security": sec.model_copy(update={
+                "client_rate_per_s": sec.client_rate_per_s * max(1.0, speed / 10),
+                "client_burst": int(sec.client_burst * max(1.0, speed / 10))})})
             clock = HallClock(opening_time(cfg), speed)
             coordinator = Coordinator(cfg, clock=clock)
             sims: dict[str, Any] = {}

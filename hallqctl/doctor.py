@@ -24,7 +24,7 @@ import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import date, timedelta, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -256,6 +256,33 @@ def check_clock(
     )
 
 
+FORECAST_DAYS = 30   # the comfort index's days ahead
+
+
+def calendar_gaps(cfg: HallConfig, today: date) -> str | None:
+    """Why the hall calendar does not cover the comfort index's and the bookings' days
+    ahead, or ``None`` when it does."""
+    from coordinator.forecast.hall_calendar import Calendar
+
+    ahead = max(FORECAST_DAYS, cfg.coordinator.appointment_days)
+    last = today + timedelta(days=ahead)
+    years = Calendar.of(cfg).uncovered_years(today, last)
+    if not years:
+        return None
+    listed = ", ".join(str(y) for y in years)
+    return (f"hall.closed_days names no holiday in {listed}, but the comfort index and "
+            f"bookings reach {last}: its holidays would be forecast and booked as open")
+
+
+def check_calendar(cfg: HallConfig, today: date | None = None) -> Check:
+    gap = calendar_gaps(cfg, today or date.today())
+    if gap is None:
+        return Check("hall calendar", Result.OK, "covers the days forecast and bookable")
+    return Check("hall calendar", Result.WARN, gap,
+                 "add the year's public holidays to hall.closed_days (and its 调休 working "
+                 "weekends to hall.extra_workdays) in the hall file")
+
+
 def check_disk(state_dir: Path, *, min_free_mb: int = 100, warn_free_mb: int = 500) -> Check:
     """The outbox and the event log live in the state dir; a full disk loses them."""
     probe = state_dir
@@ -451,17 +478,28 @@ def _bus_groups(
 
 
 async def check_broker(
-    cfg: HallConfig, *, timeout: float, presence_window: float = 1.0
+    cfg: HallConfig, *, timeout: float, presence_window: float = 1.0,
+    agents: Sequence[Agent] = (),
 ) -> list[Check]:
-    """Connect as a throw-away client (never the agent's own id, which would kick it off)."""
+    """Connect as a throw-away client id. Where ``hallq provision`` credentials are, log
+    in with them: the server's read-only ``operator``, else the first agent checked here
+    (the broker binds the client id to that login, so a running agent would be bumped
+    once: the doctor is run with the agent stopped)."""
     import aiomqtt
 
-    from hallq.errors import PayloadError
+    from hallq.acl import OPERATOR
+    from hallq.errors import ConfigError, PayloadError
     from hallq.messages import Presence, decode
     from hallq.topics import HallTopics, Role
     from hallqctl.status import probe_client
 
-    broker = cfg.broker
+    try:
+        broker = cfg.broker.for_client(OPERATOR)
+        if broker is cfg.broker and agents:
+            broker = cfg.broker.for_client(agents[0].id, agents[0].credentials)
+    except ConfigError as exc:
+        return [Check("broker", Result.FAIL, str(exc).splitlines()[-1].strip(" -"),
+                      "copy the device's directory from `hallq provision` again")]
     where = f"{broker.host}:{broker.port}"
     try:
         client = probe_client(broker, "doctor", timeout)
@@ -511,11 +549,13 @@ def _broker_failure(broker: BrokerConfig, where: str, exc: BaseException) -> Che
         )
     ):
         fix = (
-            "check broker.username and HALLQ_BROKER_PASSWORD in /etc/hallq/hallq.env against "
-            "mosquitto_passwd /etc/mosquitto/hallq.passwd"
+            f"{broker.username or 'this client'} logs in with its `hallq provision` password: "
+            "copy its devices/ID/ from the server to broker.credentials_dir/ID/ again; on the "
+            "server run hallq provision (adds new devices) and systemctl reload mosquitto"
         )
     elif any(word in low for word in ("ssl", "certificate", "tls")):
-        fix = "check broker.tls.ca_file and that the broker certificate names this host"
+        fix = ("check the CA (credentials ca.crt or broker.tls.ca_file) and that the broker "
+               "certificate names the host in broker.url (hallq provision --host)")
     else:
         fix = (
             f"start the broker (sudo systemctl status mosquitto) or correct broker.url "
@@ -597,9 +637,10 @@ async def run_doctor(
         if font is not None:
             checks.append(font)
     if check_network:
-        checks += await check_broker(cfg, timeout=timeout)
+        checks += await check_broker(cfg, timeout=timeout, agents=agents)
     checks.append(check_clock(clock_command) if clock_command else check_clock())
     checks.append(check_disk(cfg.runtime.state_dir))
+    checks.append(check_calendar(cfg))
     return checks
 
 

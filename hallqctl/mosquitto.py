@@ -34,15 +34,19 @@ class Mosquitto:
     """A real broker with its own config, which a test may stop, kill and start again."""
 
     def __init__(
-        self, workdir: Path, extra: str = "", persistence: bool = True, nodelay: bool = True
+        self, workdir: Path, extra: str = "", persistence: bool = True, nodelay: bool = True,
+        *, config: Path | None = None, port: int | None = None,
     ) -> None:
+        """``config`` runs a config written elsewhere (``hallq provision``) as it is, on the
+        ``port`` it listens on, instead of the private loopback one."""
         binary = find_mosquitto()
         if binary is None:
             raise FileNotFoundError("mosquitto is not installed (Debian: apt install mosquitto)")
         self.binary = binary
         self.nodelay = nodelay
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port if port is not None else free_port()
+        self.config = config
         self.extra = extra
         self.persistence = persistence
         self.proc: subprocess.Popen[bytes] | None = None
@@ -70,7 +74,7 @@ class Mosquitto:
 
     def start(self, timeout: float = 10.0) -> None:
         assert self.proc is None, "already running"
-        conf = self._write_config()
+        conf = self.config if self.config is not None else self._write_config()
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
         deadline = time.monotonic() + timeout

@@ -94,11 +94,12 @@ async def _read_retained(
 ) -> tuple[dict[tuple[str, str], Presence], dict[tuple[str, str], DeviceHealth]]:
     import aiomqtt
 
+    from hallq.acl import OPERATOR
     from hallq.errors import PayloadError, TopicError
     from hallq.messages import DeviceHealth, Presence, decode
     from hallq.topics import HallTopics, parse
 
-    broker = cfg.broker
+    broker = cfg.broker.for_client(OPERATOR)  # provisioned read-only login, when present
     topics = HallTopics(cfg.hall.id)
     presence: dict[tuple[str, str], Presence] = {}
     health: dict[tuple[str, str], DeviceHealth] = {}
@@ -166,11 +167,13 @@ def _row(
 def status_caveat(cfg: HallConfig) -> str | None:
     """A warning to print above the table when these credentials cannot see the whole hall.
 
-    The ACL from ``hallq acl`` lets a device's user read only its own status and the
+    The hall ACL (``hallq provision``) lets a device's user read only its own status and the
     coordinator's; the broker still grants the subscription, so everyone else would look
     "never seen". Devices log in with user name = agent id, which is how this is spotted.
     """
-    user = cfg.broker.username
+    from hallq.acl import OPERATOR
+
+    user = cfg.broker.for_client(OPERATOR).username
     if user is not None and user in {a.id for a in cfg.agents}:
         return (
             f"broker user {user!r} is an agent's: the hall ACL lets it see only its own and "

@@ -310,25 +310,28 @@ async def test_client_sockets_have_tcp_nodelay(make_session: Callable[..., Sessi
 async def test_acl_confines_a_device_to_its_own_level(
     tmp_path: Path, inbox: type[Inbox], make_session: Callable[..., Session],
 ) -> None:
-    from hallq.acl import mosquitto_acl
+    from hallq.acl import hall_acl
+    from hallq.config import load_config
 
     acl = tmp_path / "acl"
-    acl.write_text(mosquitto_acl(coordinator_users=["coordinator"], hall="liwan"))
+    acl.write_text(hall_acl(load_config(Path(__file__).parents[1] / "examples" / "liwan.toml")))
     broker = Mosquitto(tmp_path, extra=f"acl_file {acl}", persistence=False)
     broker.start()
     try:
         got = inbox()
-        async with make_session("coordinator", "coord", url=broker.url,
+        async with make_session("coordinator", "coordinator", url=broker.url,
                                 username="coordinator") as coord, \
-                make_session("window", "win-01", url=broker.url, username="win-01") as dev:
-            await coord.subscribe(T.every("cmd", "window"), got)
+                make_session("window", "pi-w01", url=broker.url, username="pi-w01") as dev:
+            await coord.subscribe(T.every("cmd"), got)
             await coord.wait_connected(10)
             await dev.wait_connected(10)
             forged = m.WindowAction(window=2, action="call")
             await dev._client.publish(  # type: ignore[union-attr]
-                T.cmd("window", "win-02"), m.encode(forged), qos=1)
+                T.cmd("window", "pi-w02"), m.encode(forged), qos=1)
+            await dev._client.publish(  # type: ignore[union-attr]
+                T.cmd("supervisor", "pi-w01"), m.encode(forged), qos=1)
             own = m.WindowAction(window=1, action="call")
-            await dev.publish(T.cmd("window", "win-01"), own)
+            await dev.publish(T.cmd("window", "pi-w01"), own)
             payloads = await got.wait_for(lambda ps: any(p.window == 1 for p in ps))
     finally:
         broker.kill()

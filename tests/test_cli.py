@@ -15,16 +15,17 @@ def test_version() -> None:
     assert result.exit_code == 0 and __version__ in result.output
 
 
-def test_acl_is_scoped_to_the_hall_of_the_config() -> None:
-    result = CliRunner().invoke(main, ["acl", "--config", str(LIWAN), "--coordinator-user", "qc"])
+def test_acl_is_scoped_to_the_hall_and_its_clients() -> None:
+    result = CliRunner().invoke(main, ["acl", "--config", str(LIWAN), "--operator", "ops"])
     assert result.exit_code == 0, result.output
-    assert "pattern write hallq/v1/liwan/+/%c/#" in result.output
-    assert "user qc\ntopic readwrite hallq/v1/liwan/#" in result.output
+    assert "user pi-w01\ntopic write hallq/v1/liwan/window/pi-w01/cmd\n" in result.output
+    assert "user ops\ntopic read hallq/v1/liwan/#" in result.output
+    assert "pattern" not in result.output and "/+/%c/" not in result.output
 
 
 def test_acl_refuses_a_user_name_that_is_not_an_id() -> None:
-    result = CliRunner().invoke(main, ["acl", "--config", str(LIWAN), "--coordinator-user", "a b"])
-    assert result.exit_code == 2 and "coordinator user 'a b'" in result.output
+    result = CliRunner().invoke(main, ["acl", "--config", str(LIWAN), "--operator", "a b"])
+    assert result.exit_code == 2 and "broker user 'a b'" in result.output
 
 
 def test_topics_lists_the_hall_topics(tmp_path: Path) -> None:

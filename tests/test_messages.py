@@ -112,6 +112,7 @@ def _call(**override: Any) -> bytes:
         (_call(id="not-a-ulid"), "id", "pattern"),
         (_call(action="rate", ticket="A023", rating=5), "rating", "less than or equal to 4"),
         (_call(action="call_ticket", ticket="a23"), "ticket", "pattern"),
+        (_call(v=True), "v", "integer, not a boolean"),
     ],
 )
 def test_rejections_name_the_field(data: bytes, field: str, words: str) -> None:
@@ -145,6 +146,49 @@ def test_identity_must_be_a_keyed_hash_never_a_raw_id_number() -> None:
     with pytest.raises(PayloadError) as info:
         m.decode(m.TicketRequest, raw)
     assert info.value.field == "identity"
+
+
+def test_the_rejection_never_quotes_the_id_number_it_refused() -> None:
+    raw = json.dumps({"id": new_ulid(), "kind": "issue", "service": "tax-filing",
+                      "identity": "44010319900101123X"}).encode()
+    with pytest.raises(PayloadError) as info:
+        m.decode(m.TicketRequest, raw)
+    assert "44010319900101123X" not in str(info.value) and "[id-redacted]" in str(info.value)
+    raw = json.dumps({"id": new_ulid(), "kind": "issue", "service": "tax-filing",
+                      "44010319900101123X": 1}).encode()
+    with pytest.raises(PayloadError) as info:
+        m.decode(m.TicketRequest, raw)
+    assert "44010319900101123X" not in str(info.value) + (info.value.field or "")
+
+
+def test_a_command_off_the_wire_needs_its_id_but_one_built_here_gets_one() -> None:
+    for kind, data in ((m.WindowCommand, {"window": 1, "action": "call"}),
+                       (m.TicketRequest, {"kind": "lease", "service": "invoice", "size": 5})):
+        with pytest.raises(PayloadError) as info:
+            m.decode(kind, json.dumps(data).encode())
+        assert info.value.field == "id" and "idempotency" in str(info.value)
+    assert m.WindowAction(window=1, action="call").id
+    events = m.decode(m.CallEvent, json.dumps({"ticket": "A001", "service": "a", "window": 1,
+                                                "zone": "z"}).encode())
+    assert events.id, "only commands need an id on the wire"
+    schema = m.adapter(m.TicketRequest).json_schema()
+    assert all("id" in d["required"] for d in schema["$defs"].values() if "kind" in d.get(
+        "properties", {}))
+
+
+def test_what_a_rejection_quotes_is_bounded_and_on_one_line() -> None:
+    data = json.dumps({"id": new_ulid(), "window": 1, "action": "call", "x" * 500: 1,
+                       "ticket": "A\n\x1b[2J"}).encode()
+    with pytest.raises(PayloadError) as info:
+        m.decode(m.WindowCommand, data)
+    field = info.value.field or ""
+    assert len(field) <= 80 and field.endswith("...")
+    bad = json.dumps({"id": new_ulid(), "window": 1, "action": "call_ticket",
+                      "ticket": "A1\n12:00 ERROR forged\x1b[2J"}).encode()
+    with pytest.raises(PayloadError) as info:
+        m.decode(m.WindowCommand, bad)
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
+    m.ErrorReport(topic="t", code="invalid_payload", message=str(info.value), field=field)
 
 
 def test_reply_must_carry_an_error_exactly_when_not_ok() -> None:

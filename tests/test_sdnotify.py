@@ -288,19 +288,3 @@ def test_priority_prefixes_only_when_stderr_is_the_journal_stream(
         log.warning("w")
         not_journal.flush()
     assert (tmp_path / "stderr.log").read_text(encoding="utf-8").startswith("{")
-
-
-def test_control_characters_in_a_message_cannot_forge_a_line(root_logger: logging.Logger) -> None:
-    """A scanned code or payload with a newline or a terminal escape stays one record on
-    one line, readable; a traceback keeps its lines."""
-    out = io.StringIO()
-    setup_logging("INFO", environ={}, stream=out, json_lines=False)
-    log = logging.getLogger("hallq.test")
-    log.warning("scanned %r as %s", "x", "AB12\nERROR hallq.bus: forged\x1b[2J")
-    try:
-        raise ValueError("bad")
-    except ValueError:
-        log.exception("failed")
-    lines = out.getvalue().splitlines()
-    assert "AB12\\nERROR hallq.bus: forged\\x1b[2J" in lines[0]
-    assert lines[1].endswith("failed") and lines[2].startswith("Traceback")

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from hallq.acl import mosquitto_acl
 from hallqctl.mosquitto import find_mosquitto, free_port
 
 from .ci import missing
@@ -140,12 +139,15 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
             time.sleep(0.05)
 
 
-def _connect_rc(port: int, username: str | None, password: str | None) -> int:
+def _connect_rc(port: int, username: str | None, password: str | None,
+                ca: Path | None = None) -> int:
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="probe")
     if username is not None:
         client.username_pw_set(username, password)
+    if ca is not None:
+        client.tls_set(ca_certs=str(ca))
     codes: list[int] = []
     client.on_connect = lambda c, u, f, rc, p: codes.append(rc.value)
     client.connect("127.0.0.1", port, keepalive=5)
@@ -159,23 +161,20 @@ def _connect_rc(port: int, username: str | None, password: str | None) -> int:
 
 @pytest.mark.broker
 def test_hall_broker_config_loads_under_debians_main_config(tmp_path: Path) -> None:
-    """Our conf.d file next to Debian's stock mosquitto.conf: no duplicate keys, auth on."""
+    """`hallq provision`'s conf.d file next to Debian's stock mosquitto.conf: no duplicate
+    keys, TLS on, anonymous and wrong passwords refused, the coordinator let in."""
+    from hallq.config import load_config
+    from hallqctl.provision import provision
+
     binary = find_mosquitto()
-    passwd_tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-    if binary is None or not Path(passwd_tool).exists():
+    if binary is None:
         missing("mosquitto (Debian package: mosquitto)")
     port = free_port()
+    out = tmp_path / "provision"
+    provision(load_config(ROOT / "examples" / "liwan.toml"), out, port=port, bind="127.0.0.1")
     confd = tmp_path / "conf.d"
     confd.mkdir()
-    passwd, acl = tmp_path / "hallq.passwd", tmp_path / "hallq.acl"
-    subprocess.run([passwd_tool, "-c", "-b", str(passwd), "coordinator", "s3cret"], check=True)
-    passwd.chmod(0o644)  # run as root, mosquitto drops to its own user
-    acl.write_text(mosquitto_acl(["coordinator"], hall="liwan"))
-    ours = (UNITS / "mosquitto" / "hallq.conf").read_text()
-    ours = re.sub(r"^listener 1883$", f"listener {port} 127.0.0.1", ours, flags=re.MULTILINE)
-    ours = ours.replace("/etc/mosquitto/hallq.passwd", str(passwd))
-    ours = ours.replace("/etc/mosquitto/hallq.acl", str(acl))
-    (confd / "hallq.conf").write_text(ours)
+    (confd / "hallq.conf").write_text((out / "broker" / "mosquitto.conf").read_text())
     main = tmp_path / "mosquitto.conf"
     main.write_text(  # Debian 12's stock file, paths moved into tmp
         f"persistence true\npersistence_location {tmp_path}/\n"
@@ -184,11 +183,16 @@ def test_hall_broker_config_loads_under_debians_main_config(tmp_path: Path) -> N
     log = tmp_path / "mosquitto.log"
     log.touch()
     proc = subprocess.Popen([binary, "-c", str(main)], stderr=subprocess.DEVNULL)
+    secret = (out / "devices" / "coordinator" / "password").read_text().strip()
+    ca = out / "broker" / "ca.crt"
     try:
         _wait_listening(port, proc, log)
-        assert _connect_rc(port, "coordinator", "s3cret") == 0
-        assert _connect_rc(port, None, None) != 0  # anonymous refused
-        assert _connect_rc(port, "coordinator", "wrong") != 0
+        assert _connect_rc(port, "coordinator", secret, ca) == 0
+        assert _connect_rc(port, None, None, ca) != 0  # anonymous refused
+        assert _connect_rc(port, "coordinator", "wrong", ca) != 0
+        with pytest.raises((OSError, AssertionError)):  # TLS only: no CONNACK in the clear
+            _connect_rc(port, "coordinator", secret, None)
+        assert "1883" not in log.read_text(), "a default listener was opened"
     finally:
         proc.terminate()
         proc.wait(10)

@@ -57,6 +57,17 @@ class Error(_Out):
     error: ErrorDetail
 
 
+class WaitText(_Out):
+    """A wait range as every public page words it (``WaitRange.zh`` / ``en``)."""
+
+    zh: str = Field(description='e.g. "约 8–12 分钟"')
+    en: str = Field(description='e.g. "about 8–12 min"')
+
+    @classmethod
+    def of(cls, wait: m.WaitRange | None) -> WaitText | None:
+        return None if wait is None else cls(zh=wait.zh(), en=wait.en())
+
+
 class Service(_Out):
     code: str
     name: str
@@ -66,6 +77,7 @@ class Service(_Out):
     materials: list[str]
     queue: m.QueueState
     over_target: bool
+    wait_text: WaitText | None = Field(default=None, description="queue.wait in words")
 
 
 class Device(_Out):
@@ -107,6 +119,8 @@ class Ticket(_Out):
     priority: m.Priority
     people_ahead: int | None
     eta_min: float | None
+    wait: m.WaitRange | None = None
+    wait_text: WaitText | None = Field(default=None, description="wait in words")
     window: int | None = Field(description="set once called")
     directed_window: int | None = Field(description="a transfer sent it to this window")
     issued_at: str | None

@@ -1,0 +1,153 @@
+"""Who may tell the coordinator what, checked again at the coordinator.
+
+The broker's ACL (``hallq provision``) already confines every login to its own topics, but a
+mis-configured or replaced broker must not turn the hall over to whoever can reach it. So a
+command that arrives over MQTT is checked here before it touches the queue or the event log:
+the sender is the ``{role}/{client}`` of its topic (which the ACL binds to the login), and
+that sender must be allowed to issue this command for this window or service by the hall
+file. A refusal changes nothing: it is answered on the sender's reply topic with the
+reason, logged, and raised to supervisors as an alert (at most once a minute per sender).
+
+It also keeps a token bucket per sender, asked before a message is even parsed, so one
+flooding device cannot starve the others; the coordinator names it in an alert.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hallq import messages as m
+from hallq.config import HallConfig
+from hallq.topics import PREFIX
+
+ALERT_EVERY_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    code: str
+    message: str
+
+    def record(self) -> dict[str, Any]:
+        """The shape of a logged result (coordinator.hallqueue.record_of), for the reply."""
+        return {"ok": False, "error": {"code": self.code, "message": self.message},
+                "ticket": None, "info": None, "lease": None}
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+    dropped: int = 0
+
+
+@dataclass
+class Authority:
+    """The hall file's answer to "may this sender do that"; one per coordinator."""
+
+    cfg: HallConfig
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    _alerted: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    @property
+    def supervisors(self) -> list[str]:
+        return self.cfg.security.supervisor_clients
+
+    def check(self, kind: str, role: str, client: str, command: Any, *,
+              retained: bool = False) -> Refusal | None:
+        """Why ``role/client`` may not have ``command`` applied, or None when it may."""
+        if retained:
+            return Refusal("retained_command",
+                           "a retained command is never applied: it would run again at "
+                           "every reconnect; publish commands without retain")
+        if kind == "window" and role == "supervisor":
+            if client not in self.supervisors:
+                return Refusal("not_a_supervisor",
+                               f"{client} is not a supervisor console of this hall "
+                               "(security.supervisor_clients)")
+            return None
+        try:
+            agent = self.cfg.agent(client)
+        except KeyError:
+            return Refusal("unknown_device", f"{client} is not an agent of hall "
+                                             f"{self.cfg.hall.id}")
+        if agent.role != role:
+            return Refusal("wrong_role", f"{client} is configured as a {agent.role}, "
+                                         f"not a {role}")
+        if kind == "window":
+            if role != "window":
+                return Refusal("wrong_role", f"a {role} does not send window commands")
+            if command.window not in self.cfg.windows_for_agent(client):
+                return Refusal("not_your_window",
+                               f"{client} may not act for window {command.window}")
+            return None
+        if role != "dispenser":
+            return Refusal("wrong_role", f"a {role} does not request tickets")
+        service = getattr(command, "service", None)
+        if service is not None and service not in self.cfg.services_for_agent(client):
+            return Refusal("not_your_service",
+                           f"{client} does not issue tickets for {service[:40]}")
+        return None
+
+    def claim(self, owner: str | None, role: str, client: str) -> Refusal | None:
+        """A command id is its sender's: another sender repeating it gets nothing of it."""
+        if owner is None or owner == f"{role}/{client}":
+            return None
+        return Refusal("id_taken", "this command id was already used by another sender; "
+                                   "every command needs a new id")
+
+    # --- flooding ----------------------------------------------------------------------
+
+    def admit(self, topic: str) -> bool:
+        """One message from the client named in ``topic``: within its rate? Topics that
+        name no client (state, events) are not the clients' to send, and pass."""
+        levels = topic.split("/")
+        if len(levels) != 6 or f"{levels[0]}/{levels[1]}" != PREFIX:
+            return True
+        sender = f"{levels[3]}/{levels[4]}"[:80]
+        sec = self.cfg.security
+        now = self.clock()
+        bucket = self._buckets.get(sender)
+        if bucket is None:
+            if len(self._buckets) > 10_000:  # made-up senders must not grow this forever
+                self._buckets.clear()
+            bucket = self._buckets[sender] = _Bucket(float(sec.client_burst), now)
+        bucket.tokens = min(float(sec.client_burst),
+                            bucket.tokens + (now - bucket.at) * sec.client_rate_per_s)
+        bucket.at = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return True
+        bucket.dropped += 1
+        return False
+
+    def dropped(self, sender: str) -> int:
+        bucket = self._buckets.get(sender)
+        return bucket.dropped if bucket else 0
+
+    def should_alert(self, sender: str, why: str) -> bool:
+        """At most one alert a minute per sender and reason, so an attack cannot flood
+        the supervisors in turn."""
+        now = self.clock()
+        key = (sender, why)
+        if now - self._alerted.get(key, -ALERT_EVERY_S) < ALERT_EVERY_S:
+            return False
+        if len(self._alerted) > 10_000:
+            self._alerted.clear()
+        self._alerted[key] = now
+        return True
+
+
+def flood_alert(role: str, client: str, rate: float) -> m.AlertEvent:
+    return m.AlertEvent(severity="warning", kind="client_flood", client=client[:32] or None,
+                        message=f"{role} {client} sends more than {rate:g} messages a second; "
+                                "the excess is dropped"[:200])
+
+
+def refusal_alert(role: str, client: str, refusal: Refusal) -> m.AlertEvent:
+    return m.AlertEvent(severity="warning", kind="command_refused", client=client,
+                        message=f"{role} {client}: {refusal.code}: {refusal.message}"[:200])
