@@ -277,7 +277,6 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
     from edge.hall_devices import serial_devices
     from firmware_bridge.sim.hall import SimulatedHall, simulate_devices
     from firmware_bridge.timing import LinkTiming
-    from hallq.aio import cancel_and_wait
     from hallq.config import load_config
 
     console = Console()
@@ -342,14 +341,34 @@ async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
                         await _wait(duration, lambda: None,
                                     None if until is None else lambda: until(coordinator.engine))
                 finally:
-                    for task in reversed(tasks):
-                        await cancel_and_wait(task)
+                    await _stop_all(tasks)
                 lines = kpi_lines(coordinator.engine)
             coordinator.close()
     console.print("[bold]today's KPIs[/]")
     for line in lines:
         console.print("  " + line)
     return lines
+
+
+async def _stop_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Stop the demo's tasks, newest first, to the end even when the demo is cancelled
+    again meanwhile (``cancel_and_wait`` repeats its cancel every 0.5 s): cut short, it
+    would leave agents running on devices that the exit stack then closes."""
+    from hallq.aio import cancel_and_wait
+
+    async def each() -> None:
+        for task in reversed(tasks):
+            await cancel_and_wait(task)
+
+    stopping = asyncio.ensure_future(each())
+    cancelled = False
+    while not stopping.done():
+        try:
+            await asyncio.shield(stopping)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def _wait(duration: float | None, tick: Callable[[], None],

@@ -81,7 +81,7 @@ def render_forecast(forecast: Forecast) -> Group:
     return Group(head, table)
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def chart_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """The system Unifont when installed (every character), else the bundled subset cut
     for the boards (the level words, weekdays, digits), else Pillow's Latin default."""
     from displays.fonts import BUNDLED_FONT, find_unifont
@@ -126,7 +126,7 @@ def heat_map(forecast: Forecast, *, cell: tuple[int, int] = (44, 20)) -> Image.I
     height = top + ch * len(forecast.days) + 40
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
-    font = _font(16)
+    font = chart_font(16)
     title = f"{forecast.cfg.hall.name} 办税舒适度 {forecast.start} - {forecast.days[-1]}"
     draw.text((10, 8), title, fill="black", font=font)
     for k, h in enumerate(hours):

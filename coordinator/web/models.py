@@ -22,6 +22,7 @@ __all__ = [
     "Booked",
     "Booking",
     "BookingRequest",
+    "CityLink",
     "CommandResult",
     "Device",
     "Done",
@@ -140,12 +141,24 @@ class Alert(BaseModel):
     at: str | None
 
 
+class CityLink(_Out):
+    """How far the event log's shipping to the city lags, from the shipper's mark."""
+
+    events: int | None = None
+    seconds: float | None = None
+    shipped_seq: int | None = None
+    error: str | None = None
+    updated: float | None = Field(default=None, description="epoch s of the shipper's last try")
+
+
 class Health(_Out):
     ok: bool
     broker_connected: bool
     seq: int
     day: str | None
     stream_clients: int
+    city_link: CityLink | None = Field(
+        default=None, description="null where no shipper has run (a hall without the city)")
 
 
 class BoardItem(_Out):
