@@ -1038,7 +1038,7 @@ def _parse(
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, [_syntax_problem(exc)]) from exc
+        raise ConfigError(source, [_syntax_problem(exc, text)]) from exc
     section = data.get("coordinator")
     early = []
     if isinstance(section, dict) and "supervisor_password" in section:
@@ -1062,11 +1062,16 @@ def _parse(
     raise ConfigError(source, problems)
 
 
-def _syntax_problem(exc: tomllib.TOMLDecodeError) -> str:
+def _syntax_problem(exc: tomllib.TOMLDecodeError, text: str) -> str:
     msg = str(exc)
     m = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", msg)
     if m:
         return f"line {m.group(1)}, column {m.group(2)}: TOML syntax error: {msg[: m.start()]}"
+    m = re.search(r"\s*\(at end of document\)\s*$", msg)
+    if m:  # a file cut short: say where it ends, so nobody hunts for the line
+        last = text.rsplit("\n", 1)[-1]
+        return (f"line {text.count(chr(10)) + 1}, column {len(last) + 1}: TOML syntax "
+                f"error: {msg[: m.start()]} (the file ends there)")
     return f"TOML syntax error: {msg}"
 
 

@@ -154,7 +154,7 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                                               required=False)],
                         "responses": {**_ok("bookings", {"type": "array",
                                                          "items": _ref("SupervisorBooking")}),
-                                      **_errors("401")}}},
+                                      **_errors("400", "401")}}},
             "/api/supervisor/whoami": {"get": {
                 "summary": "the logged-in user (as /api/session)", "security": _READ,
                 "responses": {**_ok("session", _ref("WhoAmI")), **_errors("401")}}},

@@ -201,12 +201,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
 # --- appointments ----------------------------------------------------------------------
 
 
-def _day(text: str | None, c: HallService) -> dt.date:
+def _day(text: object, c: HallService) -> dt.date:
     if not text:
         return c.cfg.hall.business_day(c.clock())
     try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
+        return dt.date.fromisoformat(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a JSON body may give a number or a list
         raise BookingError("bad_day", f"day must be YYYY-MM-DD, got {text!r}") from None
 
 
@@ -466,7 +466,8 @@ async def supervisor_command(request: web.Request) -> web.Response:
     except ValueError:
         return _error(400, "invalid_json", "body must be JSON, window a number")
     target = f"window {request.match_info['window'][:12]}"
-    if not isinstance(body, dict) or body.get("action") not in SUPERVISOR_ACTIONS:
+    action = body.get("action") if isinstance(body, dict) else None
+    if not isinstance(action, str) or action not in SUPERVISOR_ACTIONS:  # [] is unhashable
         _audit(request, "window", target=target, ok=False, result="bad_action")
         return _error(400, "bad_action",
                       f"action must be one of {', '.join(sorted(SUPERVISOR_ACTIONS))}")
@@ -474,7 +475,7 @@ async def supervisor_command(request: web.Request) -> web.Response:
         command = m.adapter(m.WindowCommand).validate_python({**body, "window": window})
     except ValidationError as exc:
         field, message = m.describe(exc, tagged=True)
-        _audit(request, body["action"], target=target, ok=False, result="invalid_command")
+        _audit(request, action, target=target, ok=False, result="invalid_command")
         return _error(400, "invalid_command", f"{field}: {message}")
     user = _session(request).user
     done = await c.execute("window", "supervisor", user, command, reply=False)
