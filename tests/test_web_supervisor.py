@@ -50,8 +50,9 @@ async def test_desk_routes_need_a_session_and_a_right_password(mosquitto: Mosqui
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
             aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/supervisor", allow_redirects=False) as r:
-            assert r.status == 303 and r.headers["Location"] == "/login?next=/supervisor"
+        for page in ("/supervisor", "/supervisor/hall"):  # the desk and any page under it
+            async with http.get(url + page, allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/login?next=/supervisor"
         for method, path in (("GET", "/api/supervisor/whoami"), ("GET", "/api/session"),
                              ("POST", "/api/supervisor/windows/1"), ("POST", "/api/logout")):
             assert await _status(http, method, url + path, json={"action": "pause"},

@@ -347,7 +347,9 @@ def _audit(request: web.Request, action: str, *, target: str | None = None, ok: 
 
 
 def _guarded(path: str) -> bool:
-    return path == "/supervisor" or path.startswith("/api/supervisor/") or path == "/api/logout"
+    """The desk's pages (``/supervisor`` and anything under it) and API."""
+    return (path == "/supervisor" or path.startswith(("/supervisor/", "/api/supervisor/"))
+            or path == "/api/logout")
 
 
 @web.middleware
@@ -361,7 +363,7 @@ async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
         g = request.app[GATE]
         session = g.session_of(request)
         if session is None:
-            if request.path == "/supervisor":
+            if not request.path.startswith("/api/"):
                 raise _secured(web.HTTPSeeOther("/login?next=/supervisor"))
             return _secured(_error(401, "unauthorized", "请先登录 login required"))
         request[SESSION] = session
