@@ -472,16 +472,25 @@ class Coordinator:
             ticket=t.number, service=t.service, window=win.number, zone=win.zone))
 
     async def book_appointment(self, service: str, day: dt.date, start: float, *,
-                               booked_by: str = "taxpayer", note: str | None = None) -> Any:
+                               booked_by: str = "taxpayer", note: str | None = None,
+                               person: str | None = None) -> Any:
         """Book durably, then let the engine know when the booking is for today."""
         async with self._lock:
             now = self.clock()
             booking = self.bookings.book(service, day, start, now, self.checked_in(),
-                                         booked_by=booked_by, note=note)
+                                         booked_by=booked_by, note=note, person=person)
             day = self.engine.day or self.cfg.hall.business_day(now)
             if booking.day == day.isoformat():  # other days: registered when they open
                 self.engine.register_appointment(booking.code, booking.service,
                                                  booking.start, booking.end)
+        return booking
+
+    async def cancel_appointment(self, code: str, person: str) -> Any:
+        """Cancel durably; the engine forgets the code, so a later check-in with it is an
+        ordinary ticket, as replay (which never registers a cancelled booking) has it."""
+        async with self._lock:
+            booking = self.bookings.cancel(code, person, self.clock(), self.checked_in())
+            self.engine.appointments.pop(booking.code, None)
         return booking
 
     def checked_in(self) -> set[str]:

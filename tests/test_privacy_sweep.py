@@ -214,8 +214,9 @@ async def test_no_id_number_in_clear_anywhere_after_a_day(mosquitto: Mosquitto,
         assert await fetch(http, "GET", f"{url}/api/tickets/{TYPED_NUMBER}") == 404
         assert await fetch(http, "POST", f"{url}/api/login",
                            json={"user": TYPED_NUMBER, "password": TYPED_NUMBER}) == 401
-        pages = ["/", "/book", "/login", "/supervisor", "/api/hall", "/api/devices",
-                 "/api/alerts", "/api/boards", "/api/supervisor/appointments",
+        pages = ["/", "/book", "/login", "/supervisor", "/supervisor/hall", "/api/hall",
+                 "/api/supervisor/hall", "/api/supervisor/devices", "/api/supervisor/alerts",
+                 "/api/boards", "/api/supervisor/appointments",
                  "/api/supervisor/audit?limit=500", "/api/openapi.json",
                  *(f"/api/tickets/{t.number}" for t in c.engine.tickets)]
         for page in pages:

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 from argon2 import PasswordHasher
+from pydantic import SecretStr
 
 from coordinator.service import Coordinator
 from coordinator.web.server import start_web
@@ -19,6 +20,7 @@ from .halls import small_hall_text
 
 PASSWORD = "correct horse battery"
 VIEWER_PASSWORD = "just looking 12345"
+ID_HASH_KEY = "web-test-id-hash-key-0001"
 MATERIALS = ["居民身份证原件", "财务报表"]
 # cheap parameters keep the tests quick; a hash carries its parameters, so verifying it
 # is the same code path as a production hash
@@ -42,7 +44,9 @@ def web_hall(broker_url: str, state_dir: str, *, web: str = "", **coordinator: A
     text = text.replace('wait_target_min = 10\n',
                         'wait_target_min = 10\nmaterials = ["居民身份证原件", "财务报表"]\n', 1)
     text += f"\n[web]\n{web}\n" + users_toml()
-    return parse_config(text, "web-hall.toml")
+    cfg = parse_config(text, "web-hall.toml")
+    security = cfg.security.model_copy(update={"id_hash_key": SecretStr(ID_HASH_KEY)})
+    return cfg.model_copy(update={"security": security})
 
 
 @contextlib.asynccontextmanager

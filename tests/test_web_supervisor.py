@@ -52,7 +52,7 @@ async def test_desk_routes_need_a_session_and_a_right_password(mosquitto: Mosqui
             aiohttp.ClientSession() as http:
         for page in ("/supervisor", "/supervisor/hall"):  # the desk and any page under it
             async with http.get(url + page, allow_redirects=False) as r:
-                assert r.status == 303 and r.headers["Location"] == "/login?next=/supervisor"
+                assert r.status == 303 and r.headers["Location"] == f"/login?next={page}"
         for method, path in (("GET", "/api/supervisor/whoami"), ("GET", "/api/session"),
                              ("POST", "/api/supervisor/windows/1"), ("POST", "/api/logout")):
             assert await _status(http, method, url + path, json={"action": "pause"},

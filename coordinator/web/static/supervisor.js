@@ -80,8 +80,8 @@
 
   const refresh = hallq.serial(async () => {
     try {
-      const [h, alerts, audit] = await Promise.all([hallq.getJSON("/api/hall"),
-        hallq.getJSON("/api/alerts"),
+      const [h, alerts, audit] = await Promise.all([hallq.getJSON("/api/supervisor/hall"),
+        hallq.getJSON("/api/supervisor/alerts"),
         me.may_act ? hallq.getJSON("/api/supervisor/audit?limit=50") : null]);
       show(h, alerts);
       if (audit) showAudit(audit);
