@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import itertools
@@ -105,7 +106,9 @@ async def test_slots_show_the_comfort_index_for_their_half_hour(mosquitto: Mosqu
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"), comfort_synthetic=True)
     async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
             aiohttp.ClientSession() as http:
-        assert c.forecast is not None
+        async with asyncio.timeout(30):  # built in a worker once the coordinator serves
+            while c.forecast is None:
+                await asyncio.sleep(0.05)
         slots = await _slots(http, url, "invoice", TOMORROW)
         day = dt.date.fromisoformat(TOMORROW)
         for start, slot in slots.items():
