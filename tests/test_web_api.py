@@ -15,7 +15,7 @@ from hallq.topics import HallTopics
 
 from .conftest import Mosquitto
 from .coordinated import FakeClock, device
-from .test_web_helpers import MATERIALS, supervisor_auth, web_hall, web_running
+from .test_web_helpers import MATERIALS, PASSWORD, supervisor_auth, web_hall, web_running
 
 pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
@@ -72,7 +72,8 @@ async def test_hall_summary_and_ticket_follow_the_engine(mosquitto: Mosquitto,
         assert not {"windows", "stats", "devices", "alerts"} & set(hall)
         async with http.get(f"{url}/api/supervisor/hall") as r:
             assert r.status == 401
-        inside = await _get(http, f"{url}/api/supervisor/hall", headers=supervisor_auth())
+        inside = await _get(http, f"{url}/api/supervisor/hall", headers=await supervisor_auth(
+            http, url))
         assert inside["windows"][0]["ticket"] == numbers[0]
         assert inside["stats"]["total"]["issued"] == 3
         assert inside["zones"] and inside["windows"][0]["zone"] in inside["zones"]
@@ -94,7 +95,8 @@ async def test_devices_presence_and_health_and_alerts(mosquitto: Mosquitto,
                     name="printer-1", ok=False, status="paper_out")]))
             await _until(lambda: any(d.health for d in c.devices.all()))
             devices = await _get(http, f"{url}/api/supervisor/devices",
-                                 headers=supervisor_auth())
+                                 headers=await supervisor_auth(
+            http, url))
             d1 = next(d for d in devices if d["client"] == "pi-d1")
             assert d1["online"] is True and d1["healthy"] is False
             assert d1["components"][0]["status"] == "paper_out"
@@ -105,7 +107,8 @@ async def test_devices_presence_and_health_and_alerts(mosquitto: Mosquitto,
                                                       client="pi-d1"))
         async with http.get(f"{url}/api/alerts") as r:
             assert r.status == 404  # internal: only under /api/supervisor/
-        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=supervisor_auth())
+        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=await supervisor_auth(
+            http, url))
         kinds = {a["kind"] for a in alerts}
         assert {"device_offline", "device_unhealthy"} <= kinds
 
@@ -123,7 +126,8 @@ async def test_wait_target_and_engine_alerts_are_listed(mosquitto: Mosquitto,
             await _issue(dispenser, "invoice")
         clock.now += 11 * 60  # tax-filing's target is 10 min
         await _until(lambda: bool(c.alerts))  # the reply goes out before the events
-        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=supervisor_auth())
+        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=await supervisor_auth(
+            http, url))
         kinds = [a["kind"] for a in alerts]
         assert "wait_over_target" in kinds and "daily_cap_near" in kinds
 
@@ -220,7 +224,8 @@ async def test_pages_are_served_locally(mosquitto: Mosquitto, tmp_path: Path) ->
                 assert "http://" not in body and "https://" not in body, path  # no CDN
         async with http.get(f"{url}/t/other-hall/A001") as r:
             assert r.status == 404
-        async with http.get(f"{url}/supervisor", headers=supervisor_auth()) as r:
+        async with http.get(f"{url}/supervisor", headers=await supervisor_auth(
+            http, url)) as r:
             assert r.status == 200
 
 
@@ -264,7 +269,7 @@ async def test_real_responses_validate_against_the_openapi_document(
         clock.now += 11 * 60  # past tax-filing's 10 min target: an alert
         await _call(pad)
 
-        auth = supervisor_auth()
+        auth = await supervisor_auth(http, url)
         hall = await check("GET", "/api/hall", "/api/hall")
         assert hall["services"][0]["name_en"] is None
         inside = await check("GET", "/api/supervisor/hall", "/api/supervisor/hall", headers=auth)
@@ -295,6 +300,13 @@ async def test_real_responses_validate_against_the_openapi_document(
                     "/api/appointments/{code}/cancel", 404, json={"phone": "13900000000"})
         await check("POST", f"/api/appointments/{booked['code']}/cancel",
                     "/api/appointments/{code}/cancel", json={"phone": "13800000000"})
+        await check("POST", "/api/login", "/api/login", 401,
+                    json={"user": "supervisor", "password": "wrong"})
+        login = await check("POST", "/api/login", "/api/login",
+                            json={"user": "supervisor", "password": PASSWORD})
+        auth = await supervisor_auth(http, url)
+        await check("GET", "/api/session", "/api/session", headers=auth)
+        assert login["role"] == "supervisor"
         await check("GET", "/api/supervisor/whoami", "/api/supervisor/whoami", headers=auth)
         await check("GET", "/api/supervisor/whoami", "/api/supervisor/whoami", 401)
         await check("POST", "/api/supervisor/appointments", "/api/supervisor/appointments",
@@ -307,4 +319,11 @@ async def test_real_responses_validate_against_the_openapi_document(
                     headers=auth, json={"action": "pause"})
         await check("POST", "/api/supervisor/windows/99", "/api/supervisor/windows/{window}",
                     409, headers=auth, json={"action": "pause"})
-    assert len(checked) == 22
+        await check("POST", "/api/supervisor/windows/2", "/api/supervisor/windows/{window}",
+                    403, headers={"Cookie": auth["Cookie"]}, json={"action": "resume"})
+        audit = await check("GET", "/api/supervisor/audit", "/api/supervisor/audit",
+                            headers=auth)
+        assert audit[0]["action"] == "denied" and audit[1]["target"] == "window 99"
+        await check("POST", "/api/logout", "/api/logout", headers=auth)
+        await check("GET", "/api/session", "/api/session", 401, headers=auth)
+    assert len(checked) == 29

@@ -15,7 +15,7 @@ from hallq.config import ConfigError, parse_config
 
 from .conftest import Mosquitto, free_port
 from .halls import small_hall_text
-from .test_web_helpers import basic
+from .test_web_helpers import login
 
 
 def test_supervisor_password_comes_from_the_environment_and_is_never_shown() -> None:
@@ -41,9 +41,8 @@ def test_services_list_their_materials() -> None:
 async def test_serve_runs_the_web_server_and_stops_it(mosquitto: Mosquitto,
                                                       tmp_path: Path) -> None:
     port = free_port()
-    text = small_hall_text(mosquitto.url, str(tmp_path / "state"), http_port=port,
-                           supervisor_password="pw-for-test")
-    cfg = parse_config(text, environ={})
+    text = small_hall_text(mosquitto.url, str(tmp_path / "state"), http_port=port)
+    cfg = parse_config(text, environ={"HALLQ_SUPERVISOR_PASSWORD": "pw-for-test"})
     ready = asyncio.Event()
     task = asyncio.create_task(serve(cfg, log_path=tmp_path / "log.sqlite", dispatch="pure",
                                      ready=ready))
@@ -55,8 +54,9 @@ async def test_serve_runs_the_web_server_and_stops_it(mosquitto: Mosquitto,
                 assert r.status == 200 and (await r.json())["hall"]["id"] == "test-hall"
             async with http.get(f"{url}/api/health") as r:
                 assert r.status == 200 and (await r.json())["broker_connected"] is True
+            # the first supervisor, from the environment, hashed in memory
             async with http.get(f"{url}/api/supervisor/whoami",
-                                headers=basic("supervisor", "pw-for-test")) as r:
+                                headers=await login(http, url, "supervisor", "pw-for-test")) as r:
                 assert r.status == 200
             # an open live stream must not hold up the shutdown
             stream = await http.get(f"{url}/api/stream")
