@@ -120,7 +120,7 @@ def test_the_controller_refuses_what_it_cannot_apply() -> None:
 def test_a_delta_cannot_resize_or_reuse_its_base_id() -> None:
     with pytest.raises(FrameError, match="size"):
         led_deltas(board(0), board(0, width=128), 1, 2)
-    with pytest.raises(FrameError, match="different"):
+    with pytest.raises(FrameError, match="differ"):
         led_deltas(board(0), board(1), 2, 2)
 
 
