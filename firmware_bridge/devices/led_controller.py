@@ -27,6 +27,7 @@ log = logging.getLogger("firmware_bridge.devices.led")
 
 class LedController(FramedDevice):
     kind = DeviceKind.LED_CONTROLLER
+    poll_period = 1.0  # it has no keys: a poll only finds a reboot, which a delta finds too
 
     def __init__(
         self,
