@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,19 @@ class EventLog:
         self.path = path
         self._db = open_db(path, _SCHEMA)
 
+    @classmethod
+    def reader(cls, path: Path) -> EventLog:
+        """The log opened read-only, usable from any one thread at a time: for readers
+        beside the coordinator (the city shipper, status) that must never write to it.
+        Raises FileNotFoundError when the coordinator has not created it yet."""
+        if not path.exists():
+            raise FileNotFoundError(f"no event log at {path}")
+        log = cls.__new__(cls)
+        log.path = path
+        log._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                  isolation_level=None, check_same_thread=False)
+        return log
+
     def close(self) -> None:
         self._db.close()
 
@@ -80,6 +94,25 @@ class EventLog:
              json.dumps(result, ensure_ascii=False) if result is not None else None),
         )
         return int(cursor.lastrowid or 0)
+
+    def entries_after(self, seq: int, limit: int) -> list[tuple[Any, ...]]:
+        """Raw rows (seq, kind, cmd_id, day, at, source, payload, result) after ``seq``, in
+        order: the shipper's read, without decoding what it only forwards."""
+        return self._db.execute(
+            "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
+            "WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ).fetchall()
+
+    def backlog(self, seq: int) -> tuple[int, float | None]:
+        """How many entries follow ``seq`` and the time of the first of them (None: none).
+
+        Two index lookups whatever the backlog, so the coordinator can answer it in its
+        event loop: the count is by sequence numbers, which the log never skips."""
+        last = self.last_seq()
+        row = self._db.execute(
+            "SELECT at FROM entries WHERE seq > ? ORDER BY seq LIMIT 1", (seq,)
+        ).fetchone()
+        return max(0, last - seq), (row[0] if row else None)
 
     def current_day(self) -> tuple[Entry | None, list[Entry]]:
         """The latest ``day_open`` entry and every entry after it, in order."""

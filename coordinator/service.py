@@ -21,6 +21,7 @@ from typing import Any
 from coordinator.authz import Authority, Refusal, flood_alert, refusal_alert
 from coordinator.dispatch import load_core
 from coordinator.engine import Outcome
+from coordinator.eta import WaitEstimator
 from coordinator.eventlog import EventLog
 from coordinator.hallqueue import HallQueue, Submitted
 from coordinator.web.appointments import AppointmentBook, default_book_path
@@ -38,6 +39,7 @@ STATS_INTERVAL_S = 1.0
 ADVICE_EVERY_S = 60.0  # hall seconds between checks for express-window advice
 ADVICE_REPEAT_S = 600.0
 RECENT_ALERTS = 200
+ETA_STALE_S = 30.0     # hall seconds: waits are re-simulated at least this often
 
 # Called after every published outcome (and each stats refresh) with a small summary of
 # what changed; must not block (the web's live stream is one).
@@ -76,6 +78,12 @@ class Coordinator:
         self.queue.engine.day_hooks.append(self.register_bookings)
         self.register_bookings()
         replayed = self.queue.recover()
+        self.eta = WaitEstimator(self.queue.engine)
+        self.queue.engine.estimator = self.eta
+        self._eta_task: asyncio.Task[None] | None = None
+        self._eta_dirty = True
+        self._eta_shown: dict[str, tuple[int, int]] = {}
+        self._rev_seq = self._rev_sub = 0
         log.info("recovered hall %s from %s: %d entries of the current day replayed",
                  cfg.hall.id, self.eventlog.path, replayed)
         self.session: Session | None = None
@@ -173,6 +181,7 @@ class Coordinator:
         await self.publish_all()
         if ready is not None:
             ready.set()
+        learning = asyncio.create_task(self._learn_counter_times())
         try:
             while True:
                 await asyncio.sleep(STATS_INTERVAL_S)
@@ -180,6 +189,9 @@ class Coordinator:
         finally:
             if self._refreshing is not None:
                 await cancel_and_wait(self._refreshing)
+            if self._eta_task is not None:
+                await cancel_and_wait(self._eta_task)
+            await cancel_and_wait(learning)
 
     async def _tick(self) -> None:
         async with self._lock:
@@ -193,6 +205,74 @@ class Coordinator:
                 self._stats_dirty = False
                 self._notify({"type": "stats", "rev": self.queue.seq})
             await self._advise()
+            self._estimate_waits()
+
+    def _estimate_waits(self) -> None:
+        """Wait estimates (``coordinator.eta``): after a change, once the last refresh's
+        cost allows (at most 5% of a core), the hall is captured here and played forward
+        in a worker thread; the queues whose shown range moved are republished."""
+        now = self.clock()
+        snap = self.eta.snapshot
+        stale = snap is None or now - snap.at > ETA_STALE_S
+        if not (self._eta_dirty or stale) or not self.eta.due():
+            return
+        if self._eta_task is not None and not self._eta_task.done():
+            return
+        self._eta_dirty = False
+        state = self.eta.capture(now)
+        self._eta_task = asyncio.create_task(self._simulate_waits(state))
+
+    def _queue_rev(self, seq: int, *, bump: bool = False) -> int:
+        """A queue topic's revision: the log's sequence number in the high bits, and in
+        the low 16 how many times its wait estimate was republished since that entry, so
+        a republished estimate is newer than the state it updates and older than the next
+        change (receivers drop a revision not above the last)."""
+        if seq != self._rev_seq:
+            self._rev_seq, self._rev_sub = seq, 0
+        if bump:
+            self._rev_sub = min(self._rev_sub + 1, 0xFFFF)
+        return seq << 16 | self._rev_sub
+
+    async def _learn_counter_times(self) -> None:
+        """The wait estimates draw each service's counter times from its history in the
+        event log where there is enough of it (``learn_demand``), else from today's."""
+        from coordinator.simulation.learn import LearnError, learn_demand
+
+        try:
+            learned = await asyncio.to_thread(learn_demand, self.eventlog.path, self.cfg)
+        except LearnError as exc:
+            log.info("wait estimates: counter times from today only (%s)", exc)
+            return
+        except Exception:
+            log.exception("wait estimates: learning counter times failed")
+            return
+        self.eta.fits = {c: (f.mu, f.sigma) for c, f in learned.services.items()
+                         if f.learned and f.mu is not None and f.sigma is not None}
+        log.info("wait estimates: counter times learned for %s",
+                 ", ".join(sorted(self.eta.fits)) or "no service (too little history)")
+
+    async def _simulate_waits(self, state: dict[str, Any]) -> None:
+        try:
+            snapshot = await asyncio.to_thread(self.eta.simulate, state)
+        except Exception:
+            log.exception("wait estimates: the simulation failed (queueing estimate shown)")
+            return
+        async with self._lock:
+            self.eta.install(snapshot)
+            rev, now = self.queue.seq, self.clock()
+            changed = []
+            for code in self.engine.services:
+                shown = self.engine.eta_range(None, code, now).bounds()
+                if self._eta_shown.get(code) != shown:
+                    self._eta_shown[code] = shown
+                    changed.append(code)
+            if changed and self.session is not None:
+                qrev = self._queue_rev(rev, bump=True)
+                for code in changed:
+                    await self._publish(self._topics.queue_state(code),
+                                        self.engine.queue_state(code, qrev, now))
+            if changed:
+                self._notify({"type": "estimates", "rev": rev, "services": changed})
 
     async def _advise(self) -> None:
         """Express-window advice (快速办理专窗) for supervisors: when a service's predicted
@@ -246,7 +326,8 @@ class Coordinator:
         for number in self.engine.windows:
             await self._publish(t.window_state(number), self.engine.window_state(number, rev))
         for code in self.engine.services:
-            await self._publish(t.queue_state(code), self.engine.queue_state(code, rev, now))
+            await self._publish(t.queue_state(code),
+                                self.engine.queue_state(code, self._queue_rev(rev), now))
         await self._publish(t.board_state(), self.board_state(rev))
         await self._publish(t.stats_state(), self.engine.stats_state(rev))
         await self._publish_comfort(rev)
@@ -278,10 +359,12 @@ class Coordinator:
         for number in sorted(outcome.windows):
             await self._publish(t.window_state(number), self.engine.window_state(number, rev))
         for code in sorted(outcome.services):
-            await self._publish(t.queue_state(code), self.engine.queue_state(code, rev, now))
+            await self._publish(t.queue_state(code),
+                                self.engine.queue_state(code, self._queue_rev(rev), now))
         if outcome.board_changed:
             await self._publish(t.board_state(), self.board_state(rev))
         self._stats_dirty = True
+        self._eta_dirty = True
         for event in outcome.events:
             if isinstance(event, m.AlertEvent):
                 self.alerts.appendleft((now, event))

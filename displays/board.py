@@ -1,8 +1,9 @@
 """The main hall board (综合屏) and zone boards: the latest calls, newest first, and a ticker.
 
-Layout, in 16-pixel rows: every row but the last shows calls, as many across as fit; the
-last row is a ticker (the notice, the comfort level, people waiting per service) that
-scrolls when it is wider than the board. A one-row board shows calls only. A call that
+Layout, in 16-pixel rows: every row but the last shows calls, as many across as fit (the
+whole "请A023号到15号窗口" wherever it fits, else "A023→15"); the last row is a ticker
+(the notice, the comfort level, people waiting per service) that scrolls when it is wider
+than the board. A one-row board shows calls only. A call that
 arrives while the board is running blinks off three times so heads turn; calls already on
 the board when it starts do not.
 """
@@ -188,7 +189,8 @@ class CallBoard:
         return self.calls[: max(0, limit)]
 
     def _grid(self) -> tuple[str, int]:
-        """The call style and column count: ``auto`` picks whichever shows more calls."""
+        """The call style and column count: ``auto`` says the whole "请A023号到15号窗口"
+        wherever one fits across, "A023→15" only on boards too narrow for it."""
         ticket = "A" + "0" * max(1, self.spec.ticket_chars - 1)
         window = "8" * max(1, self.spec.window_digits)
         width = self.spec.width
@@ -200,7 +202,7 @@ class CallBoard:
                 fits[style] = 0  # does not fit even once: clipped
         if self.spec.call_style != "auto":
             return self.spec.call_style, max(1, fits[self.spec.call_style])
-        if fits["full"] >= fits["compact"] and fits["full"] > 0:
+        if fits["full"] > 0:   # the whole sentence wherever it fits, even once a row
             return "full", fits["full"]
         return "compact", max(1, fits["compact"])
 

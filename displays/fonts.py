@@ -161,7 +161,7 @@ class BitmapFont:
                 image = Image.new("1", (width, GLYPH_HEIGHT))
                 if width:
                     ImageDraw.Draw(image).text((0, 0), ch, font=face, fill=1)
-                return Glyph(image, path)
+                return Glyph(_on_cjk_baseline(image), path)
         if ch not in self.missing:
             self.missing.add(ch)
             log.warning(
@@ -171,6 +171,27 @@ class BitmapFont:
                 ", ".join(str(p) for p in self.paths),
             )
         return Glyph(box_glyph(ch), None)
+
+
+NARROW_DROP = 2   # Unifont's digits end 2 rows above its ideographs' bottom
+
+
+def _on_cjk_baseline(image: Image.Image) -> Image.Image:
+    """A half-width glyph moved down onto the ideographs' baseline: Unifont draws digits
+    and letters on row 13 and ideographs down to row 15, so "请A023号" would read with the
+    number floating above the characters. Glyphs with descenders drop only as far as they
+    can without losing a row."""
+    if image.width > GLYPH_HEIGHT // 2:
+        return image
+    box = image.getbbox()
+    if box is None:
+        return image
+    drop = min(NARROW_DROP, GLYPH_HEIGHT - box[3])
+    if drop <= 0:
+        return image
+    moved = Image.new("1", image.size)
+    moved.paste(image.crop((0, 0, image.width, GLYPH_HEIGHT - drop)), (0, drop))
+    return moved
 
 
 def box_glyph(ch: str) -> Image.Image:

@@ -22,7 +22,7 @@ __all__ = [
     "fixed_text",
 ]
 
-CALL_FULL = "{ticket} → {window}号窗口"
+CALL_FULL = "请{ticket}号到{window}号窗口"
 CALL_COMPACT = "{ticket}→{window}"
 WAITING = "{service} 等候{count}人"
 COMFORT = "办税舒适度：{level}"
@@ -37,6 +37,7 @@ SEPARATOR = "\u3000\u3000"  # two ideographic spaces between ticker items (32 px
 EXTRA_TEXT = (
     "请到号窗口办理暂停服务等候人数当前正在叫号过号重新取号预约绿色通道快速专窗"
     "一窗通办综合业务咨询欢迎光临谢谢合作请稍候系统维护中午休息下午上午开始结束时间"
+    "周一二三四五六日"
     "，。：；！？、（）《》“”‘’—…·　"
     "←↑→↓"
 )

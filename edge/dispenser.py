@@ -155,7 +155,8 @@ class DispenserAgent:
             return Issued(None, True, False, reply.error.code if reply.error else "refused")
         info = reply.ticket
         printed = await self._print(info.service, info.number, info.people_ahead,
-                                    round(info.eta_min), info.issued_at)
+                                    round(info.eta_min), info.issued_at,
+                                    info.wait.zh(dash="-") if info.wait else None)
         if not printed:
             void = m.VoidRequest(kind="void", number=info.number, reason="ticket not printed")
             await self.session.publish(self.req_topic, void, queue=True)
@@ -173,8 +174,9 @@ class DispenserAgent:
         queue = self.queues.get(service_code)
         ahead = queue.waiting if queue else 0
         eta = round(queue.eta_min) if queue and queue.eta_min is not None else None
+        wait = queue.wait.zh(dash="-") if queue and queue.wait else None
         issued_at = dt.datetime.fromtimestamp(now, dt.UTC)
-        printed = await self._print(service_code, number, ahead, eta, issued_at)
+        printed = await self._print(service_code, number, ahead, eta, issued_at, wait)
         if printed:
             replay = m.IssueRequest(kind="issue", service=service_code,
                                     offline=m.OfflineIssue(number=number, issued_at=issued_at,
@@ -184,11 +186,11 @@ class DispenserAgent:
         return Issued(number, False, printed)
 
     async def _print(self, service_code: str, number: str, ahead: int, eta: int | None,
-                     issued_at: dt.datetime) -> bool:
+                     issued_at: dt.datetime, wait: str | None = None) -> bool:
         if self.printer is None:
             return True
         ticket = Ticket(hall=self.cfg.hall.name, service=self.cfg.service(service_code).name,
-                        number=number, people_ahead=ahead, wait_minutes=eta,
+                        number=number, people_ahead=ahead, wait_minutes=eta, wait_text=wait,
                         issued_at=issued_at.astimezone(self.cfg.hall.tzinfo),
                         status_url=self.cfg.hall.ticket_url(number))
         result = await self.printer.print_ticket(ticket)

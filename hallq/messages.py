@@ -250,14 +250,52 @@ class Rejection(Wire):
     message: ShortText
 
 
+class WaitRange(Wire):
+    """A predicted wait until the call, as a taxpayer should read it: a range that holds
+    the call 8 times in 10 (``low_min``..``high_min``) around the likeliest wait
+    (``p50_min``). ``basis``: ``simulation`` (the hall played forward from now with its
+    real dispatch policy) or ``queueing`` (people ahead x counter time / windows' worth,
+    between simulations or where none runs)."""
+
+    p50_min: float = Field(ge=0)
+    low_min: float = Field(ge=0)
+    high_min: float = Field(ge=0)
+    basis: Literal["simulation", "queueing"] = "queueing"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WaitRange:
+        if not self.low_min <= self.p50_min <= self.high_min:
+            raise ValueError("expected low_min <= p50_min <= high_min")
+        return self
+
+    def bounds(self) -> tuple[int, int]:
+        """Whole minutes as shown: the low end rounded down, the high end up, at least
+        one apart once the wait is a minute or more."""
+        lo = int(self.low_min)
+        hi = max(lo, int(-(-self.high_min // 1)))
+        if hi == lo and self.high_min >= 1:
+            hi = lo + 1
+        return lo, hi
+
+    def zh(self, dash: str = "–") -> str:
+        """``dash="-"`` for printers whose font is GB2312 only (no en dash)."""
+        lo, hi = self.bounds()
+        return "1 分钟内" if self.high_min < 1 else f"约 {lo}{dash}{hi} 分钟"
+
+    def en(self) -> str:
+        lo, hi = self.bounds()
+        return "within 1 min" if self.high_min < 1 else f"about {lo}–{hi} min"
+
+
 class TicketInfo(Wire):
     number: TicketNo
     service: ServiceCode
     priority: Priority
     issued_at: AwareDatetime
     people_ahead: int = Field(ge=0)
-    eta_min: float = Field(ge=0)
+    eta_min: float = Field(ge=0, description="the likeliest wait (wait.p50_min), minutes")
     url: Annotated[str, StringConstraints(max_length=300)] | None = None
+    wait: WaitRange | None = None
 
 
 class _Reply(Message):
@@ -389,8 +427,11 @@ class QueueState(Retained):
     service: ServiceCode
     waiting: int = Field(ge=0)
     next: list[TicketNo] = Field(default_factory=list, max_length=20)
-    eta_min: float | None = Field(default=None, ge=0)
+    eta_min: float | None = Field(default=None, ge=0,
+                                  description="the likeliest wait for a ticket issued now "
+                                              "(wait.p50_min), minutes")
     oldest_wait_s: float | None = Field(default=None, ge=0)
+    wait: WaitRange | None = None
 
 
 class Kpi(Wire):

@@ -12,6 +12,8 @@ from hallq import __version__
 from hallq.errors import ConfigError
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from hallq.config import HallConfig
 
 
@@ -310,6 +312,7 @@ def status(config_file: Path, timeout: float) -> None:
 
     from hallqctl.status import (
         StatusUnavailable,
+        city_link_line,
         collect_status,
         render_status,
         status_caveat,
@@ -317,14 +320,19 @@ def status(config_file: Path, timeout: float) -> None:
     )
 
     cfg = _load(config_file)
+    city = city_link_line(cfg)
     try:
         rows = asyncio.run(collect_status(cfg, timeout=timeout))
     except StatusUnavailable as exc:
         click.echo(str(exc), err=True)
+        if city:
+            click.echo(city, err=True)
         raise SystemExit(2) from None
     if note := status_caveat(cfg):
         click.echo(note, err=True)
     render_status(rows, tz=cfg.hall.tzinfo)
+    if city:
+        click.echo(city)
     raise SystemExit(status_exit_code(rows))
 
 
@@ -452,6 +460,198 @@ def forecast(config_file: Path | None, log_path: Path | None, months: int, seed:
     if png_path is not None:
         console.print(f"wrote {export_png(fc, png_path)}")
 
+
+
+dsn_option = click.option(
+    "--dsn", envvar="HALLQ_CITY_DSN", required=True,
+    help="the city PostgreSQL (libpq connection string or URL; or HALLQ_CITY_DSN). Keep the "
+         "password out of it: PGPASSWORD or ~/.pgpass",
+)
+
+
+@main.command()
+@config_option
+@dsn_option
+@click.option("--log", "log_path", type=click.Path(path_type=Path), default=None,
+              help="event log (SQLite); default: coordinator.log_path or the state dir")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True,
+              help="most entries per COPY transaction")
+@click.option("--max-rate", type=click.FloatRange(min=1), default=None,
+              help="most entries per second while catching up (default: no limit)")
+def ship(config_file: Path, dsn: str, log_path: Path | None, batch: int,
+         max_rate: float | None) -> None:
+    """Ship the hall's event log to the city's PostgreSQL (its own process; the hall keeps
+    serving whatever happens to the city link)."""
+    import signal
+    import threading
+
+    from city.ship import Shipper, import_psycopg
+    from coordinator.service import default_log_path
+
+    import_psycopg()
+    cfg = _load(config_file)
+    _setup_logging(cfg.runtime.log_level)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    from hallq.sdnotify import Notifier
+
+    shipper = Shipper(cfg.hall.id, log_path or default_log_path(cfg), dsn, batch=batch,
+                      max_rate=max_rate)
+    try:
+        shipper.run(stop, notifier=Notifier.from_env())
+    except Exception as exc:
+        from city.migrate import MigrationError
+
+        if isinstance(exc, MigrationError):
+            click.echo(str(exc), err=True)
+            raise SystemExit(2) from None
+        raise
+    finally:
+        shipper.close()
+
+
+@main.command()
+@config_option
+@click.option("--city", "city_nodes", envvar="HALLQ_CITY_BROKERS", required=True,
+              help="the city broker's nodes, host:port,host:port,... (MQTT over TLS)")
+@click.option("--cafile", type=click.Path(path_type=Path), default=None,
+              help="the CA certificate that signed the city nodes' certificates")
+@click.option("--username", default=None, help="this hall's city user (default hall-<hall id>)")
+@click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="file holding this hall's city password (or HALLQ_CITY_BRIDGE_PASSWORD)")
+@click.option("--certfile", type=click.Path(path_type=Path), default=None,
+              help="client certificate, where the city asks for one")
+@click.option("--keyfile", type=click.Path(path_type=Path), default=None)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="write the Mosquitto config here (mode 600: it holds the password), "
+                   "e.g. /etc/mosquitto/conf.d/hallq-city.conf; default: print it")
+@click.option("--nats-user", "password_hash", default=None, metavar="BCRYPT_HASH",
+              help="print instead the city NATS server's user entry for this hall, with "
+                   "this password hash")
+def bridge(config_file: Path, city_nodes: str, cafile: Path | None, username: str | None,
+           password_file: Path | None, certfile: Path | None, keyfile: Path | None,
+           out: Path | None, password_hash: str | None) -> None:
+    """Generate the hall broker's bridge to the city broker: the hall's public summaries
+    (queues, waits, KPIs, comfort, windows) outbound only; never commands or identities."""
+    import os
+
+    from city.bridge import BridgeError, bridge_config, city_broker, nats_user
+
+    cfg = _load(config_file)
+    user = username or f"hall-{cfg.hall.id}"
+    if password_hash is not None:
+        click.echo(nats_user(cfg.hall.id, user, password_hash))
+        return
+    if password_file is not None:
+        password = password_file.read_text(encoding="utf-8").strip()
+    else:
+        password = os.environ.get("HALLQ_CITY_BRIDGE_PASSWORD", "")
+    try:
+        city = city_broker(city_nodes, cafile=cafile, username=user, password=password,
+                           certfile=certfile, keyfile=keyfile)
+    except BridgeError as exc:
+        click.echo(f"hallq bridge: {exc}", err=True)
+        raise SystemExit(2) from None
+    text = bridge_config(cfg.hall.id, city)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(out, 0o600)
+    click.echo(f"wrote {out}: include it in the hall's mosquitto.conf and restart Mosquitto")
+
+
+@main.group()
+def city() -> None:
+    """The city level: the central PostgreSQL the halls ship to."""
+
+
+@city.command("migrate")
+@dsn_option
+def city_migrate(dsn: str) -> None:
+    """Bring the city database's schema up to this hallq's (numbered SQL files, in order)."""
+    from city.migrate import MigrationError, migrate
+    from city.ship import import_psycopg
+
+    psycopg = import_psycopg()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            done = migrate(conn)
+    except (psycopg.Error, MigrationError) as exc:
+        click.echo(f"city migrate: {exc}", err=True)
+        raise SystemExit(2) from None
+    for m in done:
+        click.echo(f"applied {m.version:04d}_{m.name}")
+    if not done:
+        click.echo("the city database is current")
+
+
+
+@city.command("rollup")
+@dsn_option
+@click.option("--day", "days", multiple=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="business day to (re)compute; default: yesterday and today")
+@click.option("--tz", default="Asia/Shanghai", show_default=True,
+              help="the halls' time zone, for the hour of the day")
+def city_rollup(dsn: str, days: tuple[dt.datetime, ...], tz: str) -> None:
+    """Roll the shipped events of a day up into the bureau's hourly KPIs (idempotent)."""
+    import datetime as dt_
+
+    from city.ship import import_psycopg
+
+    psycopg = import_psycopg()
+    today = dt_.date.today()
+    wanted = [d.date() for d in days] or [today - dt_.timedelta(days=1), today]
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for day in wanted:
+                row = conn.execute("SELECT hallq_rollup_day(%s, %s)", (day, tz)).fetchone()
+                click.echo(f"{day}: {row[0] if row else 0} hourly row(s)")
+    except psycopg.Error as exc:
+        click.echo(f"city rollup: {exc}", err=True)
+        raise SystemExit(2) from None
+
+
+@main.command()
+@click.option("--dsn", envvar="HALLQ_CITY_DSN", default=None,
+              help="the city PostgreSQL, for KPIs and the comfort index (or HALLQ_CITY_DSN)")
+@click.option("--city", "city_nodes", envvar="HALLQ_CITY_BROKERS", default="",
+              help="the city broker's nodes, host:port,... for the live view")
+@click.option("--cafile", type=click.Path(path_type=Path), default=None,
+              help="CA of the city broker's TLS certificates (none: plain MQTT)")
+@click.option("--username", default="bureau", show_default=True)
+@click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="the bureau user's password (or HALLQ_CITY_BUREAU_PASSWORD)")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8090, show_default=True)
+def bureau(dsn: str | None, city_nodes: str, cafile: Path | None, username: str,
+           password_file: Path | None, host: str, port: int) -> None:
+    """The city dashboard: every hall's live load, the quietest hall per service, KPIs
+    by hall/day/service/hour and the monthly comfort index (CSV, PNG)."""
+    import asyncio
+    import os
+
+    from city.bureau import CityBrokerLink, serve
+
+    password = (password_file.read_text(encoding="utf-8").strip() if password_file
+                else os.environ.get("HALLQ_CITY_BUREAU_PASSWORD"))
+    links = []
+    for node in filter(None, (n.strip() for n in city_nodes.split(","))):
+        h, _, p = node.rpartition(":")
+        if not h or not p.isdigit():
+            raise click.BadParameter(f"{node!r}: give each node as host:port",
+                                     param_hint="--city")
+        links.append(CityBrokerLink(h, int(p), username, password, cafile))
+    _setup_logging("INFO")
+    click.echo(f"bureau dashboard on http://{host}:{port}/")
+
+    async def run() -> None:
+        await serve(host, port, links, dsn, asyncio.Event())
+
+    _run_until_signalled(run)
 
 
 @main.command()

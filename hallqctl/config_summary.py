@@ -60,6 +60,14 @@ def render_summary(cfg: HallConfig) -> RenderableType:
         f"state dir {cfg.runtime.state_dir}; log level {cfg.runtime.log_level}",
     )
 
+    from datetime import date
+
+    from hallqctl.doctor import calendar_gaps
+
+    gap = calendar_gaps(cfg, date.today())
+    if gap is not None:
+        head.append(f"\nwarning: {gap}", style="yellow")
+
     serving = Counter(code for w in cfg.windows for code in w.weights())
     services = Table(title=f"Services ({len(cfg.services)})", title_justify="left")
     for col in ("code", "ticket", "name", "priority", "target", "windows", "notes"):

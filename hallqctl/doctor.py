@@ -24,7 +24,7 @@ import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import date, timedelta, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -254,6 +254,33 @@ def check_clock(
         "not NTP synchronised: ticket times and the daily reset may be off",
         "sudo timedatectl set-ntp true; check the hall LAN reaches an NTP server",
     )
+
+
+FORECAST_DAYS = 30   # the comfort index's days ahead
+
+
+def calendar_gaps(cfg: HallConfig, today: date) -> str | None:
+    """Why the hall calendar does not cover the comfort index's and the bookings' days
+    ahead, or ``None`` when it does."""
+    from coordinator.forecast.hall_calendar import Calendar
+
+    ahead = max(FORECAST_DAYS, cfg.coordinator.appointment_days)
+    last = today + timedelta(days=ahead)
+    years = Calendar.of(cfg).uncovered_years(today, last)
+    if not years:
+        return None
+    listed = ", ".join(str(y) for y in years)
+    return (f"hall.closed_days names no holiday in {listed}, but the comfort index and "
+            f"bookings reach {last}: its holidays would be forecast and booked as open")
+
+
+def check_calendar(cfg: HallConfig, today: date | None = None) -> Check:
+    gap = calendar_gaps(cfg, today or date.today())
+    if gap is None:
+        return Check("hall calendar", Result.OK, "covers the days forecast and bookable")
+    return Check("hall calendar", Result.WARN, gap,
+                 "add the year's public holidays to hall.closed_days (and its 调休 working "
+                 "weekends to hall.extra_workdays) in the hall file")
 
 
 def check_disk(state_dir: Path, *, min_free_mb: int = 100, warn_free_mb: int = 500) -> Check:
@@ -613,6 +640,7 @@ async def run_doctor(
         checks += await check_broker(cfg, timeout=timeout, agents=agents)
     checks.append(check_clock(clock_command) if clock_command else check_clock())
     checks.append(check_disk(cfg.runtime.state_dir))
+    checks.append(check_calendar(cfg))
     return checks
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ __all__ = [
     "render_status",
     "status_caveat",
     "status_exit_code",
+    "city_link_line",
 ]
 
 
@@ -218,3 +220,30 @@ def render_status(
         style = _PRESENCE_STYLE[row.presence]
         table.add_row(name, row.role, f"[{style}]{row.presence.value}[/]", health, last)
     (console or Console()).print(table)
+
+
+def city_link_line(cfg: HallConfig, log_path: Path | None = None) -> str | None:
+    """One line on shipping the event log to the city: how many entries and seconds behind,
+    and the last error. None where no shipper has run (a hall without the city link).
+    Read from the shipper's mark beside the log, so it answers with the city down."""
+    from coordinator.eventlog import EventLog
+    from coordinator.service import default_log_path
+    from coordinator.shipmark import lag, mark_path, read_mark
+
+    path = log_path or default_log_path(cfg)
+    try:
+        mark = read_mark(mark_path(path))
+    except ValueError as exc:
+        return f"city link: {exc}"
+    if mark is None or not path.exists():
+        return None
+    log = EventLog.reader(path)
+    try:
+        behind = lag(log, mark)
+    finally:
+        log.close()
+    text = (f"city link ({mark.target}): {behind.events} event(s), {behind.seconds:.0f} s behind"
+            f" (shipped to #{behind.shipped_seq})")
+    if mark.error:
+        text += f"; last attempt failed: {mark.error}"
+    return text

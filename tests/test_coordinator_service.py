@@ -298,3 +298,30 @@ async def test_a_queue_past_its_target_raises_express_window_advice(
     assert advice.window == 2, "window 2 serves only invoices: the one free to help"
     assert "申报纳税" in advice.message or "tax-filing" in advice.message
     assert advice.message.endswith("(simulation)"), "the effect comes from a short simulation"
+
+
+async def test_queues_are_republished_with_simulated_wait_ranges(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    """After tickets are issued, the coordinator plays the hall forward off its event loop
+    and republishes the queue with the simulated range; the issue reply carries a range."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    queue = inbox()
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
+            device(cfg, "board", "board-1", tmp_path) as board, \
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+        await board.subscribe(T.queue_state("tax-filing"), queue)
+        await dispenser.wait_connected(10)
+        for w in (1, 4):   # one window serving tax-filing alone: a queue forms
+            await coordinator.execute("window", "supervisor", "desk",
+                                      m.WindowAction(window=w, action="close"), reply=False)
+        replies = [await dispenser.request(T.req("pi-d1"), m.IssueRequest(
+            kind="issue", service="tax-filing"), timeout=10) for _ in range(6)]
+        assert all(r.ticket.wait is not None for r in replies)
+        state = await queue.wait_for(
+            lambda ps: ps[-1].wait is not None and ps[-1].wait.basis == "simulation")
+        last = state[-1]
+        assert last.waiting == 6 and last.eta_min == last.wait.p50_min > 0
+        assert last.wait.low_min <= last.wait.p50_min <= last.wait.high_min
+        assert coordinator.eta.refreshes >= 1

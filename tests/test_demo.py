@@ -12,7 +12,8 @@ from hallqctl.demo import DEFAULT_CONFIG, run_demo
 
 from .conftest import Mosquitto
 
-pytestmark = pytest.mark.broker
+# a whole simulated hall each: one worker runs them in turn (--dist loadgroup)
+pytestmark = [pytest.mark.broker, pytest.mark.xdist_group("demo")]
 
 
 @pytest.mark.timeout(180)

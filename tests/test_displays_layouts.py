@@ -81,13 +81,16 @@ def test_a_rotated_max7219_panel_is_drawn_turned(hall: HallConfig) -> None:
     assert panel_size(panel_spec(turned)) == (32, 192)
 
 
-def test_auto_style_shows_the_most_calls(font: BitmapFont) -> None:
+def test_auto_style_spells_the_call_out_wherever_it_fits(font: BitmapFont) -> None:
     wide = CallBoard(BoardSpec(192, 32, ticket_chars=4), font)
-    assert (wide.style, wide.columns) == ("compact", 3)  # A023→15: 56 px
+    assert (wide.style, wide.columns) == ("full", 1)  # 请A023号到15号窗口: 144 px
+    assert wide.call_text(call("A023", 15)) == "请A023号到15号窗口"
+    wider = CallBoard(BoardSpec(320, 32, ticket_chars=4), font)
+    assert (wider.style, wider.columns) == ("full", 2)
     narrow = CallBoard(BoardSpec(128, 16, ticket_chars=4), font)
-    assert (narrow.style, narrow.columns) == ("compact", 2)  # two calls beat one spelled out
-    full = CallBoard(BoardSpec(128, 16, ticket_chars=4, call_style="full"), font)
-    assert (full.style, full.columns) == ("full", 1)  # A023 → 15号窗口: 120 px
+    assert (narrow.style, narrow.columns) == ("compact", 2)  # too narrow: A023→15, 56 px
+    compact = CallBoard(BoardSpec(192, 32, ticket_chars=4, call_style="compact"), font)
+    assert (compact.style, compact.columns) == ("compact", 3)
 
 
 def test_board_needs_room_for_the_font() -> None:
@@ -99,7 +102,7 @@ def test_board_needs_room_for_the_font() -> None:
 
 
 def test_calls_fill_the_rows_newest_first(font: BitmapFont) -> None:
-    board = CallBoard(BoardSpec(192, 48, ticket_chars=4), font)  # 3 columns, 2 call rows
+    board = CallBoard(BoardSpec(192, 48, ticket_chars=4, call_style="compact"), font)  # 3x2
     calls = [call(f"A{n:03d}", n, minutes_ago=30 - n) for n in range(30, 20, -1)]
     board.update(board_state(1, calls), 0.0)
     assert board.ticker.text == ""  # no ticker: all three rows show calls
@@ -119,7 +122,7 @@ def test_zone_board_shows_only_its_zone(font: BitmapFont) -> None:
 
 
 def test_a_new_call_flashes_three_times_calls_at_boot_do_not(font: BitmapFont) -> None:
-    board = CallBoard(BoardSpec(192, 16, ticket_chars=4), font)
+    board = CallBoard(BoardSpec(192, 16, ticket_chars=4, call_style="compact"), font)
     board.update(board_state(1, [call("A001", 1, minutes_ago=5)]), 100.0)
     assert all(lit(cell(board, 100.0 + i / 4, 0)) for i in range(16))  # no flash at boot
     board.update(board_state(2, [call("A002", 7), call("A001", 1, minutes_ago=5)]), 200.0)

@@ -134,7 +134,7 @@ async def test_without_an_agent_id_the_agents_of_this_host_are_checked(tmp_path:
     )
     assert "spi led-1" in by_name(here) and "device pad-1" not in by_name(here)
     server = await run_doctor(cfg, None, hostname="server", check_network=False)
-    assert [c.name for c in server] == ["clock", "disk"]
+    assert [c.name for c in server] == ["clock", "disk", "hall calendar"]
 
 
 def test_no_permission_names_the_group_to_join(tmp_path: Path) -> None:
@@ -325,3 +325,17 @@ async def test_a_printer_port_held_by_the_agent(tmp_path: Path) -> None:
             held.close()
     bus = checks[f"bus {tmp_path / 'printer'}"]
     assert "lock" in bus.detail.lower() and "hallq-agent@disp-01" in bus.fix
+
+
+def test_doctor_warns_when_the_hall_calendar_stops_before_the_days_ahead() -> None:
+    import datetime as dt
+
+    from hallq.config import load_config
+    from hallqctl.doctor import check_calendar
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "examples" / "liwan.toml")
+    assert {d.year for d in cfg.hall.closed_days} == {2026}
+    late = check_calendar(cfg, dt.date(2026, 12, 4))
+    assert late.result == "warn" and "2027" in late.detail and "2027-01-03" in late.detail
+    assert "hall.closed_days" in late.fix
+    assert check_calendar(cfg, dt.date(2026, 6, 1)).result == "ok"

@@ -60,6 +60,7 @@ async def test_a_key_press_prints_the_ticket_a_pad_calls_it_and_a_rating_is_logg
         await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
         printed = printer.tickets[0]
         assert "A001" in printed.text and "前面还有 0 人" in printed.text
+        assert "预计等待 1 分钟内" in printed.text   # the reply's range, as printed
         assert printed.qr_codes == [cfg.hall.ticket_url("A001")]
 
         pad_bus, pad = w_devices["pad-1"]

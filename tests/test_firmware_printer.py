@@ -72,6 +72,11 @@ def test_chinese_is_gb18030_after_fs_ampersand() -> None:
     assert "广州市荔湾区办税服务厅" not in page.text
 
 
+def test_the_wait_prints_as_the_range_the_coordinator_gave() -> None:
+    page, _, _ = parse(ticket_bytes(replace(TICKET, wait_text="约 8-12 分钟")))
+    assert "预计等待 约 8-12 分钟" in page.text
+
+
 def test_no_wait_estimate_prints_as_such() -> None:
     page, _, _ = parse(ticket_bytes(replace(TICKET, wait_minutes=None)))
     assert "预计等待 暂无" in page.text

@@ -15,17 +15,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("hallq", "hallqctl", "coordinator", "edge", "firmware_bridge", "displays")
-COMPONENTS = ("hallqctl", "coordinator", "edge", "firmware_bridge", "displays")
+PACKAGES = ("hallq", "hallqctl", "coordinator", "edge", "firmware_bridge", "displays", "city")
+COMPONENTS = ("hallqctl", "coordinator", "edge", "firmware_bridge", "displays", "city")
 
 # package -> module prefixes it must never import
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "hallq": COMPONENTS,
-    "coordinator": ("hallqctl", "edge", "firmware_bridge"),
+    "coordinator": ("hallqctl", "edge", "firmware_bridge", "city"),
     "edge": ("hallqctl", "coordinator"),
     "firmware_bridge": ("hallqctl", "coordinator", "edge", "displays", "hallq.bus",
                         "hallq.session_store"),
     "displays": ("hallqctl", "coordinator", "edge", "hallq.bus", "hallq.session_store"),
+    # the city level reads a hall's event log and the contract; the hall never imports it
+    "city": ("hallqctl", "edge", "firmware_bridge", "displays", "hallq.bus"),
 }
 # Drivers and renderers take plain values: the hall file is the agent's to read.
 HALL_FILE = "hallq.config"

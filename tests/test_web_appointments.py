@@ -66,6 +66,13 @@ async def test_booking_fills_a_slot_up_to_its_capacity(mosquitto: Mosquitto,
         assert bad["error"]["code"] == "unknown_slot"
         far = await _book(http, url, 400, service="invoice", day="2027-03-01", start="10:30")
         assert far["error"]["code"] == "day_not_bookable"
+        # 2026-12-05 is a Saturday: the hall is closed, and the refusal says so
+        closed = await _book(http, url, 400, service="invoice", day="2026-12-05", start="10:30")
+        assert closed["error"]["code"] == "hall_closed"
+        assert "2026-12-05 周六" in closed["error"]["message"]
+        async with http.get(f"{url}/api/appointments/slots?service=invoice") as r:
+            days = (await r.json())["days"]
+        assert "2026-12-05" not in days and "2026-12-06" not in days and len(days) == 5
         green = await _slots(http, url, "green", TODAY)  # the service's own hours
         assert min(green) == "09:00" and max(green) == "11:30"
 

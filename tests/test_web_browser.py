@@ -113,7 +113,14 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await ticket.wait_for_selector('#status[data-ahead="3"]')
                 await ticket.wait_for_selector("#materials li")
                 assert "居民身份证原件" in await ticket.locator("#materials").inner_text()
+                detail = await ticket.locator("#detail").inner_text()
+                assert detail.startswith("预计等候 约 ") and detail.endswith(" 分钟"), detail
+                assert (await ticket.locator("#detail-en").inner_text()).startswith(
+                    "Expected wait about ")
                 await shots.take(ticket, "ticket-waiting")
+                await ticket.set_viewport_size({"width": 1280, "height": 900})
+                await shots.take(ticket, "ticket-waiting-desktop")
+                await ticket.set_viewport_size({"width": 390, "height": 844})
 
                 assert await call() == numbers[1]
                 await hall.wait_for_selector(f'#calls[data-first="{numbers[1]}"]')
@@ -126,7 +133,29 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 assert await call() == last
                 await ticket.wait_for_selector('#status[data-state="called"]')
                 assert await status.inner_text() == "请到1号窗口办理"
+                assert await ticket.locator("#window").inner_text() == "1号窗口"
+                assert await ticket.title() == f"请到1号窗口 · {last}"
                 await shots.take(ticket, "ticket-called")
+                clock.now += 60
+                done = await pad.request(T.cmd("window", "pi-w1"), m.Finish(
+                    window=1, action="finish"), timeout=10)
+                assert done.ok
+                await ticket.wait_for_selector('#status[data-state="done"]')
+                assert await ticket.locator("#thanks-card").is_visible()
+                assert not await ticket.locator("#materials-card").is_visible()
+                await shots.take(ticket, "ticket-done")
+
+                missed = await issue()
+                await ticket.goto(f"{url}/t/test-hall/{missed}")
+                await ticket.wait_for_selector('#status[data-state="waiting"]')
+                assert [await call() for _ in range(2)][-1] == missed   # B001 waited longer
+                skipped = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(
+                    window=1, action="skip"), timeout=10)
+                assert skipped.ok
+                await ticket.wait_for_selector('#status[data-state="no_show"]')
+                assert "导税台" in await ticket.locator("#detail").inner_text()
+                assert "help desk" in await ticket.locator("#detail-en").inner_text()
+                await shots.take(ticket, "ticket-missed")
 
                 desk = await browser.new_page()
                 await desk.goto(url + "/supervisor")
@@ -141,6 +170,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await book.set_viewport_size({"width": 390, "height": 844})
                 await book.goto(url + "/book")
                 await book.wait_for_selector("#slots input:not([disabled])")
+                assert (await book.locator("#day option").first.inner_text()).endswith(
+                    "周一 Mon")   # the FakeClock's day, 2026-11-30, with its weekday
                 await book.click("#slots input:not([disabled])")
                 await book.click("#submit")
                 await book.wait_for_selector("#result:not([hidden])")
@@ -154,6 +185,7 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.xdist_group("demo")  # a whole simulated hall: in turn with the demo tests
 async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_moves_up(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:

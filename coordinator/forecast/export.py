@@ -29,8 +29,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 RICH_STYLE = {QUIET: "green", MODERATE: "yellow", BUSY: "red"}
 CSV_HEADER = ("date", "hour", "forecast", "level", "wait_min")
-# the bundled font subset lacks 周三/五/六/日, so weekdays are spelt in English
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")  # in the bundled subset
 
 
 def export_csv(forecast: Forecast, path: str | Path) -> Path:
@@ -82,7 +81,7 @@ def render_forecast(forecast: Forecast) -> Group:
     return Group(head, table)
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def chart_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """The system Unifont when installed (every character), else the bundled subset cut
     for the boards (the level words, weekdays, digits), else Pillow's Latin default."""
     from displays.fonts import BUNDLED_FONT, find_unifont
@@ -127,9 +126,9 @@ def heat_map(forecast: Forecast, *, cell: tuple[int, int] = (44, 20)) -> Image.I
     height = top + ch * len(forecast.days) + 40
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
-    font = _font(16)
-    draw.text((10, 8), f"办税舒适度 {forecast.cfg.hall.id} {forecast.start} - {forecast.days[-1]}",
-              fill="black", font=font)
+    font = chart_font(16)
+    title = f"{forecast.cfg.hall.name} 办税舒适度 {forecast.start} - {forecast.days[-1]}"
+    draw.text((10, 8), title, fill="black", font=font)
     for k, h in enumerate(hours):
         draw.text((left + k * cw + 6, top - 20), f"{h:02d}:00", fill=(60, 60, 60), font=font)
     rows = {(r.day, r.hour): r for r in forecast.hourly()}

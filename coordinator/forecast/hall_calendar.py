@@ -70,6 +70,13 @@ class Calendar:
     def is_extra_workday(self, day: dt.date) -> bool:
         return day in self.extra_workdays
 
+    def uncovered_years(self, first: dt.date, last: dt.date) -> list[int]:
+        """Years between ``first`` and ``last`` for which the calendar names no closed
+        day: a year nobody entered, whose New Year's Day would be forecast and booked as
+        open (``hallq config check`` and ``doctor`` warn)."""
+        have = {d.year for d in self.closed}
+        return [y for y in range(first.year, last.year + 1) if y not in have]
+
     def is_open(self, day: dt.date, open_weekdays: Sequence[int]) -> bool:
         """Open on ``day``: not closed, and an extra working day or an open weekday."""
         if day in self.closed:

@@ -312,6 +312,7 @@ class FastHall:
         self.offsets = _zeros("q", ns + 1)
         self.n_bins = int(86400 // WAIT_BIN_S) + 1
         self._size = -1
+        self._admitted = 0
         self._changed: set[int] = set()
 
     def _tickets(self, n: int) -> None:
@@ -319,8 +320,8 @@ class FastHall:
         if n > self._size:
             self._size = max(n, 2 * self._size)
             self.tsvc, self.tarr, self.csvc, self.tcls = (_zeros("i", self._size) for _ in range(4))
-            self.tissue, self.cwait, self.tsa, self.tsb, self.tback, self.cbook, self.grouped = (
-                _doubles(self._size) for _ in range(7))
+            (self.tissue, self.cwait, self.tsa, self.tsb, self.tback, self.tcall, self.cbook,
+             self.grouped) = (_doubles(self._size) for _ in range(8))
 
     def _changes(self, changes: Sequence[SkillChange], start_s: float
                  ) -> tuple[array[float], array[int], array[int], list[Any], list[Any]]:
@@ -391,9 +392,10 @@ class FastHall:
             self.appointment, self.cap, self.ceiling, self.hours, self.hours_off, self.win_idx,
             self.win_num, wsk, incur, rank, free_at, ch_t, ch_p, ch_sk, ch_svcs, ch_wts,
             self.base, t0, NO_SHOW_WAIT_S, start, SAMPLE_S, WAIT_BIN_S, self.tsvc, self.tissue,
-            self.tarr, self.tcls, self.tsa, self.tsb, self.tback, self.cwait, self.csvc,
+            self.tarr, self.tcls, self.tsa, self.tsb, self.tback, self.tcall, self.cwait, self.csvc,
             self.cbook, busy, samples, bins, bin_n, counts, self.work, self.flags, self.wcur,
             self.occ, self.by_rank, self.serve_off, self.serve_pos, self.ht, self.hk, self.hp)
+        self._admitted = counts[fd.ADMITTED]
         served, no_shows = counts[fd.SERVED], counts[fd.NO_SHOWS]
         self.split(self.cwait, self.csvc, counts[fd.CALLED], len(self.codes), self.grouped,
                    self.offsets)
@@ -424,6 +426,17 @@ class FastHall:
             booked_waits=np.frombuffer(self.cbook, dtype=np.float64,
                                        count=counts[fd.BOOKED]).tolist(),
         )
+
+    def first_calls(self, n: int) -> array[float]:
+        """After ``play``: per arrival ``0..n-1`` (the backlog first) the epoch of its
+        first call, -1 where it was refused a ticket or never called (the wait estimates
+        read each waiting ticket's call from here)."""
+        out = array("d", [-1.0]) * n
+        for t in range(self._admitted):
+            a = self.tarr[t]
+            if a < n:
+                out[a] = self.tcall[t]
+        return out
 
 
 def fast_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequence[Arrival],

@@ -119,8 +119,8 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
          win_num: Any, wsk: Any, incur: Any, rank: Any, free_at: Any, ch_t: Any, ch_p: Any,
          ch_sk: Any, ch_svcs: Any, ch_wts: Any, base: float, t0: float, no_show_wait: float,
          sample_from: float, sample_s: float, bin_s: float, tsvc: Any, tissue: Any,
-         tarr: Any, tcls: Any, tsa: Any, tsb: Any, tback: Any, cwait: Any, csvc: Any,
-         cbook: Any, busy: Any, samples: Any, bins: Any, bin_n: Any, counts: Any,
+         tarr: Any, tcls: Any, tsa: Any, tsb: Any, tback: Any, tcall: Any, cwait: Any,
+         csvc: Any, cbook: Any, busy: Any, samples: Any, bins: Any, bin_n: Any, counts: Any,
          work: Any, flags: Any, wcur: Any, occ: Any, by_rank: Any, serve_off: Any,
          serve_pos: Any, ht: Any, hk: Any, hp: Any) -> float:
     """Play one day (or the rest of one); returns the time of the last finish (or ``t0``).
@@ -141,7 +141,8 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
 
     Outputs, filled in place: per ticket (issue order) its service, issue time, arrival,
     class, slot and transfer time (-1: none); per call of a present taxpayer (call order)
-    the wait and service, and per booked one its wait from the slot's start; per window its
+    the wait and service, and per booked one its wait from the slot's start; per ticket
+    the time (epoch) of its first call, -1 if it was never called (``tcall``); per window its
     busy seconds; ``samples[k]`` tickets waiting at ``sample_from + k * sample_s`` (as far
     as it has room); ``bins``/``bin_n`` wait sum and count by issue time; ``counts`` (see
     the module's indices). The rest is scratch: ``work``/``flags`` one slot per window and
@@ -261,6 +262,7 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
             tissue[t] = now
             tarr[t] = a
             tback[t] = -1.0
+            tcall[t] = -1.0
             c = cls_of[s]
             if asb[a] > 0.0 and c != green_cls:
                 c = appt_cls
@@ -348,6 +350,8 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
             a = tarr[t]
             wcur[p] = t
             occ[p] = 1
+            if tback[t] < 0.0:
+                tcall[t] = now
             gone = tback[t] < 0.0 and anoshow[a]
             if gone:
                 d = no_show_wait

@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coordinator.forecast.hall_calendar import Calendar
 from coordinator.web import models as api
 from hallq.config import HallConfig
+
+OPEN_WEEKDAYS = range(5)   # Monday to Friday, unless the hall calendar says otherwise
+WEEKDAYS_ZH = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 
 # no 0/O, 1/I: the code is read out and typed in at the dispenser
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -73,6 +77,7 @@ class AppointmentBook:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.cfg = cfg
+        self.calendar = Calendar.of(cfg)
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -102,9 +107,11 @@ class AppointmentBook:
         return out
 
     def bookable_days(self, now: float) -> list[dt.date]:
+        """The open days among the next ``appointment_days``: not a holiday of the hall
+        calendar, and a weekday or a 调休 working day."""
         today = self.cfg.hall.business_day(now)
-        return [today + dt.timedelta(days=i)
-                for i in range(self.cfg.coordinator.appointment_days)]
+        days = (today + dt.timedelta(days=i) for i in range(self.cfg.coordinator.appointment_days))
+        return [d for d in days if self.calendar.is_open(d, OPEN_WEEKDAYS)]
 
     # --- bookings ----------------------------------------------------------------------
 
@@ -132,6 +139,9 @@ class AppointmentBook:
              checked_in: set[str], *, booked_by: str = "taxpayer",
              note: str | None = None) -> Booking:
         if day not in self.bookable_days(now):
+            if not self.calendar.is_open(day, OPEN_WEEKDAYS):
+                raise BookingError("hall_closed",
+                                   f"{day} {WEEKDAYS_ZH[day.weekday()]} 办税服务厅不办公")
             raise BookingError("day_not_bookable", f"{day} 不在可预约的日期内")
         slot = next((s for s in self.slots(service, day) if s.start == start), None)
         if slot is None:

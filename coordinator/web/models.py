@@ -21,6 +21,7 @@ __all__ = [
     "Booked",
     "Booking",
     "BookingRequest",
+    "CityLink",
     "CommandResult",
     "Device",
     "Error",
@@ -54,6 +55,17 @@ class Error(_Out):
     error: ErrorDetail
 
 
+class WaitText(_Out):
+    """A wait range as every public page words it (``WaitRange.zh`` / ``en``)."""
+
+    zh: str = Field(description='e.g. "约 8–12 分钟"')
+    en: str = Field(description='e.g. "about 8–12 min"')
+
+    @classmethod
+    def of(cls, wait: m.WaitRange | None) -> WaitText | None:
+        return None if wait is None else cls(zh=wait.zh(), en=wait.en())
+
+
 class Service(_Out):
     code: str
     name: str
@@ -63,6 +75,7 @@ class Service(_Out):
     materials: list[str]
     queue: m.QueueState
     over_target: bool
+    wait_text: WaitText | None = Field(default=None, description="queue.wait in words")
 
 
 class Device(_Out):
@@ -104,6 +117,8 @@ class Ticket(_Out):
     priority: m.Priority
     people_ahead: int | None
     eta_min: float | None
+    wait: m.WaitRange | None = None
+    wait_text: WaitText | None = Field(default=None, description="wait in words")
     window: int | None = Field(description="set once called")
     directed_window: int | None = Field(description="a transfer sent it to this window")
     issued_at: str | None
@@ -123,12 +138,24 @@ class Alert(BaseModel):
     at: str | None
 
 
+class CityLink(_Out):
+    """How far the event log's shipping to the city lags, from the shipper's mark."""
+
+    events: int | None = None
+    seconds: float | None = None
+    shipped_seq: int | None = None
+    error: str | None = None
+    updated: float | None = Field(default=None, description="epoch s of the shipper's last try")
+
+
 class Health(_Out):
     ok: bool
     broker_connected: bool
     seq: int
     day: str | None
     stream_clients: int
+    city_link: CityLink | None = Field(
+        default=None, description="null where no shipper has run (a hall without the city)")
 
 
 class BoardItem(_Out):

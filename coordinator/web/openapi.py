@@ -65,7 +65,8 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
             "/api/hall": {"get": {"summary": "services, windows, queues, board, KPIs, devices",
                                   "responses": _ok("hall summary", _ref("Hall"))}},
             "/api/health": {"get": {
-                "summary": "liveness: is the coordinator connected to the broker",
+                "summary": "liveness: is the coordinator connected to the broker; `city_link`: "
+                           "how far the event log's shipping to the city lags (null: none)",
                 "responses": {**_ok("connected", _ref("Health")),
                               "503": {"description": "the broker link is down", "content": {
                                   "application/json": {"schema": _ref("Health")}}}}}},

@@ -17,6 +17,8 @@ from typing import Any, cast
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from coordinator.eventlog import EventLog
+from coordinator.shipmark import lag, mark_path, read_mark
 from coordinator.web import models as api
 from coordinator.web import views
 from coordinator.web.appointments import BookingError, booking_json
@@ -69,10 +71,20 @@ async def health(request: web.Request) -> web.Response:
     body = api.Health(
         ok=connected, broker_connected=connected, seq=c.queue.seq,
         day=c.engine.day.isoformat() if c.engine.day else None,
-        stream_clients=request.app[HUB].clients,
+        stream_clients=request.app[HUB].clients, city_link=city_link(c.queue.log),
     )
     return web.json_response(body.model_dump(mode="json"), status=200 if connected else 503,
                              headers={"Cache-Control": "no-store"})
+
+
+def city_link(log: EventLog) -> api.CityLink | None:
+    """The shipper's lag behind this log (None: no shipper has run here). Read from the mark
+    the shipper leaves beside the log: the coordinator never talks to the city itself."""
+    try:
+        mark = read_mark(mark_path(log.path))
+    except ValueError as exc:
+        return api.CityLink(error=str(exc))
+    return None if mark is None else api.CityLink(**lag(log, mark).as_json())
 
 
 async def ticket(request: web.Request) -> web.Response:

@@ -31,6 +31,7 @@ def _service(c: HallService, code: str, now: float) -> api.Service:
         code=code, name=svc.name, name_en=svc.name_en, prefix=svc.prefix,
         wait_target_min=svc.wait_target_min, materials=list(svc.materials), queue=queue,
         over_target=oldest is not None and oldest > svc.wait_target_min * 60.0,
+        wait_text=api.WaitText.of(queue.wait),
     )
 
 
@@ -82,6 +83,8 @@ def ticket_json(c: HallService, number: str) -> dict[str, Any] | None:
         state=t.state, priority=t.priority,
         people_ahead=info.people_ahead if info else None,
         eta_min=info.eta_min if info else None,
+        wait=info.wait if info else None,
+        wait_text=api.WaitText.of(info.wait) if info else None,
         window=t.window if t.state in (TicketState.CALLED, TicketState.SERVING) else None,
         directed_window=t.directed,
         issued_at=_iso(t.issued_at, tz), called_at=_iso(t.called_at, tz),

@@ -5,6 +5,7 @@
   const $ = (id) => document.getElementById(id);
   const el = hallq.el;
   let services = [];
+  const WEEKDAYS = ["周日 Sun", "周一 Mon", "周二 Tue", "周三 Wed", "周四 Thu", "周五 Fri", "周六 Sat"];
 
   function showMaterials() {
     const s = services.find((x) => x.code === $("service").value);
@@ -15,7 +16,8 @@
   async function loadSlots(firstTime) {
     const s = await hallq.getJSON(`/api/appointments/slots?service=${$("service").value}` +
                                   (firstTime ? "" : `&day=${$("day").value}`));
-    if (firstTime) $("day").replaceChildren(...s.days.map((d) => el("option", {value: d}, d)));
+    if (firstTime) $("day").replaceChildren(...s.days.map((d) => el("option", {value: d},
+      `${d} ${WEEKDAYS[new Date(d + "T12:00:00").getDay()]}`)));
     $("slots").replaceChildren(...s.slots.map((x) => {
       const input = el("input", {type: "radio", name: "start", value: x.start});
       input.disabled = !x.open || x.free === 0;
@@ -45,7 +47,7 @@
           headers: {"Content-Type": "application/json"}, body: JSON.stringify(f)});
         $("code").textContent = b.code;
         $("qr").src = `/api/appointments/${encodeURIComponent(b.code)}/qr.svg`;
-        $("when").textContent = `${b.day} ${b.slot}`;
+        $("when").textContent = `${b.day} ${WEEKDAYS[new Date(b.day + "T12:00:00").getDay()]} ${b.slot}`;
         $("result").hidden = false;
       } catch (e) { $("error").textContent = e.message; }
       loadSlots(false);

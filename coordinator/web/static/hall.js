@@ -22,7 +22,7 @@
     fill($("queues"), ["业务 Service", "等候", "下一位", "预计", "最长等候"], h.services.map((s) => [
       s.name, el("span", {class: "pill " + (s.over_target ? "warning" : ""),
                           "data-service": s.code}, s.queue.waiting),
-      (s.queue.next || []).slice(0, 3).join(" "), s.queue.eta_min + " 分钟",
+      (s.queue.next || []).slice(0, 3).join(" "), s.wait_text ? s.wait_text.zh : "—",
       hallq.minutes(s.queue.oldest_wait_s)]));
     fill($("windows"), ["窗口", "状态", "当前", "业务"], h.windows.map((w) => [
       w.window + "号", el("span", {class: "pill " + w.status}, STATUS[w.status] || w.status),

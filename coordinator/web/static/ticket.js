@@ -1,4 +1,6 @@
-// The page a ticket's QR code opens: /t/{hall}/{number}. Chinese first, English below.
+// The page a ticket's QR code opens: /t/{hall}/{number}. Every message is Chinese on its
+// first line and English on the second. When the number is called the title changes, the
+// window shows in large type, and the phone vibrates and chimes where it allows.
 "use strict";
 (() => {
   const number = decodeURIComponent(location.pathname.split("/").pop());
@@ -6,39 +8,87 @@
   $("number").textContent = number;
   document.title = number + " 排队进度";
   let materialsShown = false;
+  let lastState = null;
+  let audio = null;
 
   const TEXT = {
     called: (t) => [`请到${t.window}号窗口办理`, `Please go to window ${t.window}`],
     serving: (t) => [`正在${t.window}号窗口办理`, `Being served at window ${t.window}`],
-    done: () => ["已办结，感谢您的耐心等候", "Done, thank you"],
-    no_show: () => ["已过号，请到导税台咨询", "Missed call, please ask at the help desk"],
+    done: () => ["已办结", "Done"],
+    no_show: () => ["已过号", "Your number was called and missed"],
     parked: () => ["暂缓办理，请留意叫号", "On hold, please listen for your number"],
     cancelled: () => ["号码已取消", "Ticket cancelled"],
     voided: () => ["号码已作废", "Ticket voided"],
     transferred: () => ["已转办，请留意叫号", "Transferred, please listen for your number"],
   };
+  const DETAIL = {
+    no_show: () => ["请到导税台说明，恢复排队；本号当天有效，闭厅前均可恢复。",
+                    "Ask at the help desk to rejoin the queue; the number is kept until the hall closes today."],
+    called: (t) => [t.recalls ? `第 ${t.recalls} 次重呼，请尽快前往` : "请尽快前往，过号需到导税台恢复",
+                    t.recalls ? `Called again (${t.recalls}), please hurry` : "Please go now; a missed call must be reinstated at the help desk"],
+  };
+
+  function chime() {
+    try {
+      if (navigator.vibrate) navigator.vibrate([400, 150, 400, 150, 400]);
+    } catch (e) { /* not allowed here */ }
+    try {
+      audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+      const t0 = audio.currentTime;
+      for (const [i, f] of [[0, 880], [1, 660], [2, 880]]) {
+        const o = audio.createOscillator(), g = audio.createGain();
+        o.frequency.value = f;
+        g.gain.setValueAtTime(0.3, t0 + i * 0.35);
+        g.gain.exponentialRampToValueAtTime(0.001, t0 + i * 0.35 + 0.3);
+        o.connect(g).connect(audio.destination);
+        o.start(t0 + i * 0.35);
+        o.stop(t0 + i * 0.35 + 0.32);
+      }
+    } catch (e) { /* no audio */ }
+  }
+  // phones play sound only after a tap on the page: one tap arms the alert
+  $("alert-on").hidden = false;
+  $("alert-on").onclick = () => {
+    audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+    audio.resume();
+    $("alert-on").textContent = "已开启提醒 · Alert on";
+    $("alert-on").disabled = true;
+  };
 
   function show(t) {
     $("service").textContent = t.service_name;
     $("status").dataset.state = t.state;
-    let zh, en;
+    $("card").dataset.state = t.state;
+    let zh, en, dzh = "", den = "";
     if (t.state === "waiting") {
       zh = t.people_ahead === 0 ? "下一位就是您，请留意叫号" : `前面还有 ${t.people_ahead} 人`;
-      en = `${t.people_ahead} ahead of you`;
-      $("detail").textContent = t.people_ahead === 0 ? "" :
-        `预计等候约 ${t.eta_min} 分钟 (about ${t.eta_min} min)`;
+      en = t.people_ahead === 0 ? "You are next, please listen for your number" :
+        `${t.people_ahead} ${t.people_ahead === 1 ? "person" : "people"} ahead of you`;
+      if (t.wait_text) { dzh = `预计等候 ${t.wait_text.zh}`; den = `Expected wait ${t.wait_text.en}`; }
     } else {
       [zh, en] = (TEXT[t.state] || (() => [t.state, t.state]))(t);
-      $("detail").textContent = t.recalls ? `第 ${t.recalls} 次重呼` : "";
+      if (DETAIL[t.state]) [dzh, den] = DETAIL[t.state](t);
     }
+    const atWindow = t.state === "called" || t.state === "serving";
+    $("window").hidden = !atWindow;
+    if (atWindow) $("window").textContent = `${t.window}号窗口`;
+    document.title = t.state === "called" ? `请到${t.window}号窗口 · ${number}` :
+      t.state === "done" ? `已办结 · ${number}` : `${number} 排队进度`;
+    if (t.state === "called" && (lastState !== "called" || t.recalls)) chime();
+    lastState = t.state;
     $("status").textContent = zh;
     $("status-en").textContent = en;
+    $("detail").textContent = dzh;
+    $("detail-en").textContent = den;
     $("status").dataset.ahead = t.people_ahead ?? "";
-    if (!materialsShown && t.materials.length) {
+    const finished = ["done", "cancelled", "voided"].includes(t.state);
+    $("thanks-card").hidden = t.state !== "done";
+    $("alert-on").hidden = finished || atWindow;
+    if (!materialsShown && t.materials.length && !finished) {
       materialsShown = true;
-      $("materials-card").hidden = false;
       for (const m of t.materials) $("materials").append(hallq.el("li", {}, m));
     }
+    $("materials-card").hidden = !materialsShown || finished;
   }
 
   const refresh = hallq.serial(async () => {
@@ -46,6 +96,7 @@
       show(await hallq.getJSON("/api/tickets/" + encodeURIComponent(number)));
     } catch (e) {
       $("status").textContent = e.status === 404 ? "今天没有这个号码" : "暂时无法查询，稍后自动重试";
+      $("status-en").textContent = e.status === 404 ? "No such ticket today" : "Cannot check now, retrying";
       $("status").dataset.state = "error";
     }
   });

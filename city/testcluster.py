@@ -1,0 +1,177 @@
+"""A private three-node NATS city broker on loopback, for tests, benches and trying the
+bridge on one machine (as ``hallqctl.mosquitto`` is for the hall's broker).
+
+Each node has its own ports and JetStream store; MQTT (which NATS serves only with
+JetStream) listens with TLS from a throwaway CA, and retained messages and sessions are
+replicated on all three nodes so one node's loss loses nothing. Users: one per hall
+(``city.bridge.nats_user``'s rule, publishing only its hall's summaries) and ``bureau``
+(reading every hall's summaries).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+NATS_SERVER = "/usr/sbin/nats-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def find_nats_server() -> str | None:
+    return shutil.which("nats-server") or (NATS_SERVER if Path(NATS_SERVER).exists() else None)
+
+
+def make_certs(d: Path) -> Path:
+    """A CA and a server certificate for 127.0.0.1; returns the CA file."""
+    def ssl_(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ssl_("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+         "-days", "2", "-subj", "/CN=hallq city test CA")
+    ssl_("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+         "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl_("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    return d / "ca.crt"
+
+
+class NatsCityCluster:
+    def __init__(self, workdir: Path, halls: dict[str, str], bureau_password: str,
+                 nodes: int = 3) -> None:
+        binary = find_nats_server()
+        if binary is None:
+            raise FileNotFoundError(
+                "nats-server is not installed (Debian: apt install nats-server)")
+        self.binary = binary
+        self.workdir = workdir
+        self.halls = halls  # hall id -> bridge password
+        self.bureau_password = bureau_password
+        self.nodes = nodes
+        self._pick_ports()
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * nodes
+        self.cafile = make_certs(workdir)
+
+    def _pick_ports(self) -> None:
+        self.client_ports = [free_port() for _ in range(self.nodes)]
+        self.route_ports = [free_port() for _ in range(self.nodes)]
+        self.mqtt_ports = [free_port() for _ in range(self.nodes)]
+
+    def start_all(self, timeout: float = 30.0, attempts: int = 3) -> None:
+        """Start every node and wait until each takes an MQTT session. A port picked free
+        can be taken by another process before the node binds it; then all nodes start
+        again on new ports."""
+        for attempt in range(attempts):
+            self.start()
+            try:
+                for i in range(self.nodes):
+                    self.wait_mqtt(i, timeout)
+                return
+            except RuntimeError as exc:
+                self.stop()
+                if "address already in use" not in str(exc) or attempt == attempts - 1:
+                    raise
+                for i in range(self.nodes):
+                    shutil.rmtree(self.workdir / f"store-{i}", ignore_errors=True)
+                    (self.workdir / f"city-{i}.log").unlink(missing_ok=True)
+                self._pick_ports()
+
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{p}" for p in self.mqtt_ports]
+
+    def _users(self) -> list[dict[str, object]]:
+        users: list[dict[str, object]] = [
+            {"user": f"hall-{hall}", "password": pw, "permissions": {
+                "publish": {"allow": [f"hallq.v1.{hall}.state.>", "$MQTT.>"]},
+                "subscribe": {"allow": ["$MQTT.>", "_INBOX.>"]}}}
+            for hall, pw in self.halls.items()]
+        users.append({"user": "bureau", "password": self.bureau_password, "permissions": {
+            "publish": {"allow": ["$MQTT.>"]},
+            "subscribe": {"allow": ["hallq.v1.*.state", "hallq.v1.*.state.>", "$MQTT.>",
+                                    "_INBOX.>"]}}})
+        return users
+
+    def _config(self, i: int) -> Path:
+        routes = [f"nats-route://127.0.0.1:{p}" for p in self.route_ports]
+        store = self.workdir / f"store-{i}"
+        conf = {
+            "server_name": f"city-{i}",
+            "listen": f"127.0.0.1:{self.client_ports[i]}",
+            "jetstream": {"store_dir": str(store)},
+            "cluster": {"name": "hallq-city", "listen": f"127.0.0.1:{self.route_ports[i]}",
+                        "routes": routes},
+            "mqtt": {"listen": f"127.0.0.1:{self.mqtt_ports[i]}",
+                     "tls": {"cert_file": str(self.workdir / "server.crt"),
+                             "key_file": str(self.workdir / "server.key")},
+                     "stream_replicas": 3},
+            "authorization": {"users": self._users()},
+        }
+        path = self.workdir / f"city-{i}.conf"
+        path.write_text(json.dumps(conf, indent=2))  # NATS config accepts JSON
+        return path
+
+    def start(self, i: int | None = None) -> None:
+        for n in ([i] if i is not None else range(len(self.procs))):
+            assert self.procs[n] is None, f"node {n} already running"
+            conf = self._config(n)
+            with open(self.workdir / f"city-{n}.log", "ab") as log:
+                self.procs[n] = subprocess.Popen([self.binary, "-c", str(conf)],
+                                                 stdout=log, stderr=log)
+
+    def kill(self, i: int) -> None:
+        proc = self.procs[i]
+        if proc is not None:
+            proc.kill()
+            proc.wait(10)
+            self.procs[i] = None
+
+    def stop(self) -> None:
+        for i in range(len(self.procs)):
+            self.kill(i)
+
+    def log(self, i: int) -> str:
+        path = self.workdir / f"city-{i}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_mqtt(self, i: int, timeout: float = 30.0) -> None:
+        """Until node ``i`` accepts an MQTT session (JetStream must have its leader)."""
+        import paho.mqtt.client as paho
+
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            proc = self.procs[i]
+            if proc is None or proc.poll() is not None:
+                raise RuntimeError(f"city node {i} is not running: {self.log(i)[-2000:]}")
+            client = paho.Client(paho.CallbackAPIVersion.VERSION2,
+                                 client_id=f"probe-{i}-{time.monotonic_ns()}",
+                                 protocol=paho.MQTTv311)
+            client.tls_set(ca_certs=str(self.cafile))
+            client.username_pw_set("bureau", self.bureau_password)
+            try:
+                client.connect("127.0.0.1", self.mqtt_ports[i], keepalive=5)
+                rc = None
+                client.loop_start()
+                end = time.monotonic() + 5
+                while time.monotonic() < end and not client.is_connected():
+                    time.sleep(0.05)
+                rc = client.is_connected()
+                client.disconnect()
+                client.loop_stop()
+                if rc:
+                    return
+            except (TimeoutError, OSError, ssl.SSLError) as exc:
+                last = exc
+            time.sleep(0.2)
+        raise TimeoutError(f"city node {i} took no MQTT session in {timeout} s ({last}): "
+                           f"{self.log(i)[-2000:]}")

@@ -1,0 +1,324 @@
+"""Wait estimates a taxpayer can trust: each waiting ticket's call, predicted by playing the
+hall forward from its real state with its real dispatch policy.
+
+A refresh copies the hall as it is now (every waiting ticket at its real issue time and
+class, each busy window's ticket and how long it has been at the counter, the open
+windows' skills), then plays it forward on the compiled day loop (``FastHall``: the same
+``DispatchCore`` the coordinator calls with) ``replications`` times: counter times drawn
+from each service's distribution (learned from the event log when given, else the
+engine's recent counter times), a busy window's remaining time drawn given how long it
+has already served, no-shows at today's rate, arrivals at the last half hour's rate.
+Each ticket's call times over the replications give its likeliest wait and the range
+that holds 8 calls in 10; a probe per service, issued at the refresh and taking no
+counter time, gives the wait of a ticket issued now. Between refreshes a ticket keeps its
+predicted call time; a ticket issued since gets its queue's.
+
+The cost is the replications' simulated days (a few ms each on Liwan); ``due`` spaces the
+refreshes so they take at most ``budget`` of one core (see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.engine import Engine, Ticket
+from coordinator.simulation.day import NO_SHOW_WAIT_S, FastHall, epoch_of, sim_config
+from coordinator.simulation.profile import SERVICE_SIGMA, Arrival, DayArrivals, Demand, open_spans
+from hallq import messages as m
+from hallq.messages import TicketState, WindowStatus
+
+RATE_LOOKBACK_S = 1800.0   # arrivals expected at the rate of the last half hour
+# An open window left idle this long while its services have people waiting has nobody
+# at it (a clerk at it would have called): it is left out until it calls again.
+UNSTAFFED_S = 120.0
+HORIZON_S = 3600.0         # arrivals are drawn this far ahead (all waiting are called anyway)
+# Minutes added on each side of a range: the replications' own spread misses that a
+# refresh is up to seconds old when it is read (set on the average filing day, 0.05;
+# bench/eta.py --spread tries others, BENCHMARKS.md has the table).
+SPREAD = 0.05
+LOW_Q, HIGH_Q = 0.1, 0.9
+_NORMAL = statistics.NormalDist()
+
+
+@dataclass(frozen=True)
+class _Pred:
+    """A ticket's predicted call, epoch seconds: likeliest, and the 80% range."""
+
+    p50: float
+    low: float
+    high: float
+
+
+@dataclass
+class Snapshot:
+    """One refresh's predictions: per waiting ticket number, and per service the wait of a
+    ticket issued at ``at`` (seconds)."""
+
+    at: float
+    tickets: dict[str, _Pred]
+    queue: dict[str, tuple[float, float, float]]
+    cost_s: float = 0.0
+
+
+class WaitEstimator:
+    """Predicted waits for a hall's tickets; attach with ``engine.estimator = est``.
+
+    ``refresh(now)`` simulates (synchronously; the coordinator runs ``capture`` on its loop
+    and ``simulate`` in a worker thread); ``estimate`` answers from the last refresh, or
+    returns ``None`` where it has nothing better than the engine's queueing estimate.
+    """
+
+    def __init__(self, engine: Engine, *, fits: Mapping[str, tuple[float, float]] | None = None,
+                 replications: int = 8,
+                 budget: float = 0.05, min_interval_s: float = 1.0, seed: int = 1,
+                 spread: float = SPREAD) -> None:
+        self.engine = engine
+        self.fits = dict(fits or {})
+        self.replications = replications
+        self.budget = budget
+        self.min_interval_s = min_interval_s
+        self.seed = seed
+        self.spread = spread
+        self.snapshot: Snapshot | None = None
+        self.cost_s = 0.0            # wall seconds spent simulating, in total
+        self.refreshes = 0
+        self._last_wall = -math.inf
+        self._last_cost = 0.0
+        self._halls: dict[Any, FastHall] = {}
+        self._cfg = sim_config(engine.cfg)
+        self._round = 0
+
+    # --- when ------------------------------------------------------------------------------
+
+    def due(self, wall: float | None = None) -> bool:
+        """Whether a refresh now keeps the simulating under ``budget`` of a core: the
+        next may start once the last one's cost / budget has passed."""
+        wall = time.monotonic() if wall is None else wall
+        gap = max(self.min_interval_s, self._last_cost / self.budget)
+        return wall - self._last_wall >= gap
+
+    # --- the state --------------------------------------------------------------------------
+
+    def _counter(self, code: str) -> tuple[float, float]:
+        """(mu, sigma) of the lognormal counter seconds of ``code``: learned from the
+        hall's history where given, else around today's recent counter times."""
+        fit = self.fits.get(code)
+        if fit is not None:
+            return fit
+        sigma = SERVICE_SIGMA
+        mean = self.engine.avg_service_s(code)
+        return math.log(max(1.0, mean)) - sigma * sigma / 2, sigma
+
+    def capture(self, now: float) -> dict[str, Any]:
+        """What the simulation needs of the hall now; plain data, cheap (one pass over the
+        day's tickets), so it runs where the engine lives and the simulating elsewhere."""
+        started = time.thread_time()
+        e = self.engine
+        day = e.day or e.business_day(now)
+        base = epoch_of(self._cfg, day)
+        waiting = [t for t in e.tickets if t.state is TicketState.WAITING and t.directed is None]
+        waiting.sort(key=lambda t: (t.issued_at, t.seq))
+        called = sum(1 for t in e.tickets if t.called_at is not None)
+        no_shows = sum(1 for t in e.tickets if t.state is TicketState.NO_SHOW)
+        recent: dict[str, int] = dict.fromkeys(e.services, 0)
+        for t in reversed(e.tickets):
+            if t.issued_at < now - RATE_LOOKBACK_S:
+                break
+            if t.issued_at <= now and t.service in recent:
+                recent[t.service] += 1
+        lookback = min(RATE_LOOKBACK_S, max(300.0, now - self._opened(base)))
+        skills: dict[int, dict[str, float]] = {}
+        busy: dict[int, tuple[str, float]] = {}
+        queued = {t.service for t in waiting}
+        for w in e.windows.values():
+            if w.status is not WindowStatus.OPEN or not w.skills:
+                continue
+            if (w.current is None and w.since is not None and now - w.since > UNSTAFFED_S
+                    and queued.intersection(w.skills)):
+                continue
+            skills[w.number] = dict(w.skills)
+            cur = w.current
+            if cur is not None and cur.state in (TicketState.CALLED, TicketState.SERVING):
+                busy[w.number] = (cur.service, now - (cur.started_at or cur.called_at or now))
+        state = {
+            "now": now, "day": day, "base": base,
+            "backlog": [(t.number, t.service, t.issued_at - base, t.appt_start - base
+                         if t.appt_end else 0.0, t.appt_end - base if t.appt_end else 0.0)
+                        for t in waiting],
+            "rates": {c: n / lookback for c, n in recent.items()},
+            "no_show": no_shows / called if called >= 20 else 0.0,
+            "skills": skills, "busy": busy,
+            "counter": {c: self._counter(c) for c in e.services},
+        }
+        state["capture_s"] = time.thread_time() - started
+        return state
+
+    def _opened(self, base: float) -> float:
+        return base + open_spans(self._cfg.hall.open_hours)[0][0]
+
+    # --- the simulation ------------------------------------------------------------------------
+
+    def _hall(self, state: Mapping[str, Any]) -> FastHall:
+        skills = state["skills"]
+        key = (state["day"], tuple(sorted((w, tuple(sorted(sk.items())))
+                                          for w, sk in skills.items())))
+        hall = self._halls.get(key)
+        if hall is None:
+            if len(self._halls) > 8:
+                self._halls.clear()
+            hall = FastHall(self._cfg, type(self.engine.core), skills, day=state["day"],
+                            spans=open_spans(self._cfg.hall.open_hours))
+            self._halls[key] = hall
+        return hall
+
+    def simulate(self, state: Mapping[str, Any]) -> Snapshot:
+        """Play the captured hall forward ``replications`` times; safe in a worker thread
+        (it reads only ``state`` and its own simulated halls)."""
+        started = time.thread_time()   # CPU of this thread: the budget is a core's share
+        now, base = state["now"], state["base"]
+        start_s = now - base
+        hall = self._hall(state)
+        counter = state["counter"]
+        backlog = state["backlog"]
+        n_back = len(backlog)
+        probes = list(counter)
+        calls: list[list[float]] = [[] for _ in range(n_back + len(probes))]
+        self._round += 1
+        for r in range(self.replications):
+            rng = random.Random(f"hallq-eta:{self.seed}:{self._round}:{r}")
+            arrivals = self._draw(state, rng, probes)
+            cols = DayArrivals.of(arrivals, hall.codes)
+            busy = {w: start_s + _remaining(rng, counter[c][0], counter[c][1], elapsed)
+                    for w, (c, elapsed) in state["busy"].items()}
+            hall.play(cols, start_s=start_s, backlog=len(calls), busy_until_s=busy)
+            first = hall.first_calls(len(calls))
+            for k, called in enumerate(first):
+                if called >= 0:
+                    calls[k].append(called)
+        queue: dict[str, tuple[float, float, float]] = {}
+        for c, times in zip(probes, calls[n_back:], strict=True):
+            if len(times) >= max(1, self.replications // 2):
+                p50, low, high = _quantiles(times)
+                queue[c] = (p50 - now, low - now, high - now)
+        tickets: dict[str, _Pred] = {}
+        for (number, *_), times in zip(backlog, calls, strict=False):
+            if len(times) >= max(1, self.replications // 2):
+                tickets[number] = _Pred(*_quantiles(times))
+        cost = time.thread_time() - started + state.get("capture_s", 0.0)
+        return Snapshot(at=now, tickets=tickets, queue=queue, cost_s=cost)
+
+    def _draw(self, state: Mapping[str, Any], rng: random.Random,
+              probes: list[str]) -> list[Arrival]:
+        """The waiting tickets, then one probe per service issued now (a ticket a window
+        takes no time over, so it delays nobody: its call is the wait of a ticket issued
+        now), then the arrivals expected over the horizon."""
+        counter, no_show = state["counter"], state["no_show"]
+        out = [Arrival(t, c, rng.lognormvariate(*counter[c]), rng.random() < no_show,
+                       slot=(a, b) if b else None)
+               for _, c, t, a, b in state["backlog"]]
+        start_s = state["now"] - state["base"]
+        out.extend(Arrival(start_s, c, 0.0, False) for c in probes)
+        future: list[Arrival] = []
+        for c, rate in state["rates"].items():
+            if rate <= 0:
+                continue
+            t = start_s + rng.expovariate(rate)
+            while t < start_s + HORIZON_S:
+                future.append(Arrival(t, c, rng.lognormvariate(*counter[c]),
+                                      rng.random() < no_show))
+                t += rng.expovariate(rate)
+        future.sort(key=lambda a: a.t)
+        return out + future
+
+    def install(self, snapshot: Snapshot, wall: float | None = None) -> None:
+        self.snapshot = snapshot
+        self.refreshes += 1
+        self.cost_s += snapshot.cost_s
+        self._last_cost = snapshot.cost_s
+        self._last_wall = time.monotonic() if wall is None else wall
+
+    def refresh(self, now: float, wall: float | None = None) -> Snapshot:
+        """Capture, simulate and install in one go (tests, the benchmark)."""
+        snap = self.simulate(self.capture(now))
+        self.install(snap, wall)
+        return snap
+
+    # --- answers ---------------------------------------------------------------------------
+
+    def estimate(self, engine: Engine, t: Ticket | None, service: str,
+                 now: float) -> m.WaitRange | None:
+        """The wait of ``t`` from now (or of a ticket of ``service`` issued now), minutes;
+        ``None`` where the last refresh says nothing about it."""
+        snap = self.snapshot
+        if snap is None or now - snap.at > 2 * HORIZON_S:
+            return None
+        floor = engine.oldest_wait_min(service, now) if t is None else 0.0
+        pred = snap.tickets.get(t.number) if t is not None else None
+        if pred is not None:
+            if pred.p50 < now:     # its predicted call has passed: nothing better known
+                return None
+            return self._range(pred.p50 - now, pred.low - now, pred.high - now, floor)
+        q = snap.queue.get(service)
+        if q is None:
+            return None
+        return self._range(q[0], q[1], q[2], floor)
+
+    def _range(self, p50_s: float, low_s: float, high_s: float, floor_min: float,
+               spread: float | None = None) -> m.WaitRange:
+        widen = self.spread if spread is None else spread
+        p50 = max(0.0, p50_s) / 60.0
+        low = max(0.0, low_s / 60.0 - widen)
+        high = max(p50, high_s / 60.0 + widen)
+        floor = min(floor_min, 999.0)
+        return m.WaitRange(p50_min=round(min(999.0, max(p50, floor)), 1),
+                           low_min=round(min(999.0, max(low, floor)), 1),
+                           high_min=round(min(999.0, max(high, floor)), 1),
+                           basis="simulation")
+
+
+def fits_of(demand: Demand, codes: Iterable[str] | None = None) -> dict[str, tuple[float, float]]:
+    """Counter-time lognormals ``(mu, sigma)`` of a demand model (the learned one:
+    ``coordinator.simulation.learn``), for ``codes`` (default: all of its services)."""
+    out = {}
+    for c in codes if codes is not None else demand.mean_min:
+        if c in demand.mean_min:
+            sigma = demand.sigma_of(c)
+            out[c] = (math.log(demand.mean_min[c] * 60.0) - sigma * sigma / 2, sigma)
+    return out
+
+
+def _remaining(rng: random.Random, mu: float, sigma: float, elapsed: float) -> float:
+    """Counter seconds still to go for a ticket served for ``elapsed`` already: drawn from
+    the service's lognormal given that it lasts longer than that."""
+    if elapsed <= 0:
+        return rng.lognormvariate(mu, sigma)
+    lo = _NORMAL.cdf((math.log(elapsed) - mu) / sigma)
+    u = min(1.0 - 1e-9, lo + (1.0 - lo) * rng.random())
+    return max(NO_SHOW_WAIT_S / 10, math.exp(mu + sigma * _NORMAL.inv_cdf(u)) - elapsed)
+
+
+def _quantiles(xs: list[float]) -> tuple[float, float, float]:
+    """(P50, P10, P90) of the distribution ``xs`` were drawn from. The k-th smallest of
+    n draws sits on average at quantile k / (n + 1), so P10 is read at position
+    0.1 (n + 1), not 0.1 (n - 1) + 1: interpolating within the sample would make eight
+    replications' 80% range hold the call only about 6 times in 10. With eight draws the
+    range is their smallest to their largest (expected to hold 7 in 9)."""
+    s = sorted(xs)
+    n = len(s)
+
+    def q(p: float) -> float:
+        pos = min(n - 1.0, max(0.0, p * (n + 1) - 1))
+        i = int(pos)
+        j = min(n - 1, i + 1)
+        return s[i] + (s[j] - s[i]) * (pos - i)
+
+    return q(0.5), q(LOW_Q), q(HIGH_Q)
+
+
+__all__ = ["Snapshot", "WaitEstimator", "fits_of"]

@@ -1,0 +1,237 @@
+"""The bureau's side: the hourly rollup and KPIs on the real city database, the monthly
+comfort index, the live city view's rules, and the dashboard's HTTP answers."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from city.bureau import CityDb, LiveCity, make_app
+from city.replay import LogRow, write_rows
+from hallq import messages as m
+from hallq.topics import HallTopics
+from hallqctl.mosquitto import free_port
+
+from .citydb import city_dsn, psycopg_module
+from .test_city_ship import day_rows
+
+__all__ = ["city_dsn"]
+
+DAYS = (dt.date(2026, 3, 16), dt.date(2026, 3, 17))
+HALLS = ("east", "west")
+
+
+def expected(rows: list[LogRow]) -> dict[str, tuple[int, float]]:
+    """service -> (tickets issued, total wait in s to their first call), from the log."""
+    issued: dict[str, tuple[str, float]] = {}
+    first_call: dict[str, float] = {}
+    for kind, _, _, at, _, payload, result in rows:
+        body = json.loads(payload)
+        res = json.loads(result) if result else {}
+        if kind == "ticket" and body.get("kind") == "issue":
+            issued[res["ticket"]] = (body["service"], at)
+        elif body.get("action") == "call":
+            first_call.setdefault(res["ticket"], at)
+    out: dict[str, tuple[int, float]] = {}
+    for ticket, (service, at) in issued.items():
+        n, w = out.get(service, (0, 0.0))
+        out[service] = (n + 1, w + first_call[ticket] - at)
+    return out
+
+
+@pytest.fixture
+def shipped(city_dsn: str, tmp_path: Path) -> dict[tuple[str, dt.date], list[LogRow]]:
+    from city.ship import Shipper
+
+    logs: dict[tuple[str, dt.date], list[LogRow]] = {}
+    for h, hall in enumerate(HALLS):
+        path = tmp_path / f"events-{hall}.sqlite"
+        for day in DAYS:
+            rows = day_rows(volume=300 * (h + 1), day=day, seed=h)
+            logs[(hall, day)] = rows
+            write_rows(path, rows)
+        shipper = Shipper(hall, path, city_dsn)
+        while shipper.ship_once():
+            pass
+        shipper.close()
+    psycopg = psycopg_module()
+    with psycopg.connect(city_dsn, autocommit=True) as conn:
+        for day in DAYS:
+            assert conn.execute("SELECT hallq_rollup_day(%s)", (day,)).fetchone()[0] > 0
+            conn.execute("SELECT hallq_rollup_day(%s)", (day,))  # again: same rows
+    return logs
+
+
+def test_kpis_by_hall_day_service_and_hour_add_up_to_the_logs(
+        city_dsn: str, shipped: dict[tuple[str, dt.date], list[LogRow]]) -> None:
+    from city.kpi import kpis
+
+    psycopg = psycopg_module()
+    with psycopg.connect(city_dsn, autocommit=True) as conn:
+        by_hall = {r["hall"]: r for r in kpis(conn, "hall", DAYS[0], DAYS[1])}
+        for hall in HALLS:
+            want = [expected(shipped[(hall, d)]) for d in DAYS]
+            tickets = sum(n for e in want for n, _ in e.values())
+            waits = sum(w for e in want for _, w in e.values())
+            assert by_hall[hall]["issued"] == by_hall[hall]["called"] == tickets
+            assert by_hall[hall]["finished"] == tickets
+            assert by_hall[hall]["avg_wait_min"] == pytest.approx(waits / tickets / 60, abs=0.01)
+        total = sum(r["issued"] for r in by_hall.values())
+        for by in ("day", "service", "hour"):
+            rows = kpis(conn, by, DAYS[0], DAYS[1])  # type: ignore[arg-type]
+            assert sum(r["issued"] for r in rows) == total, by
+        one_day = kpis(conn, "service", DAYS[1], DAYS[1], hall="east")
+        want = expected(shipped[("east", DAYS[1])])
+        assert {r["service"]: r["issued"] for r in one_day} == {s: n for s, (n, _) in want.items()}
+        hours = [r["hour"] for r in kpis(conn, "hour", DAYS[0], DAYS[1])]
+        assert hours == sorted(hours) and 8 <= hours[0] and hours[-1] <= 18  # hall time
+        with pytest.raises(ValueError, match="by must be one of"):
+            kpis(conn, "window", DAYS[0], DAYS[1])  # type: ignore[arg-type]
+
+
+def test_the_monthly_comfort_index_per_hall_as_csv_and_png(
+        city_dsn: str, shipped: dict[tuple[str, dt.date], list[LogRow]], tmp_path: Path) -> None:
+    from city.kpi import comfort_csv, comfort_month, comfort_png
+
+    psycopg = psycopg_module()
+    with psycopg.connect(city_dsn, autocommit=True) as conn:
+        months = comfort_month(conn, DAYS[0])
+        assert comfort_month(conn, dt.date(2026, 4, 1)) == []
+    assert sorted(h.hall for h in months) == sorted(HALLS)
+    for h in months:
+        assert sum(h.shares) == pytest.approx(1, abs=0.001) and h.hours > 0
+        assert 0 <= h.index <= 100 and h.month == "2026-03"
+    text = comfort_csv(months)
+    assert text.startswith("\ufeff")
+    table = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    assert table[0][4:7] == ["较少 %", "适中 %", "较多 %"] and len(table) == 3
+    png = comfort_png(months, "办税舒适度 2026-03")
+    assert png.startswith(b"\x89PNG")
+    (tmp_path / "comfort.png").write_bytes(png)
+
+
+def queue_msg(rev: int, service: str, waiting: int, eta: float) -> bytes:
+    return m.encode(m.QueueState(rev=rev, service=service, waiting=waiting, eta_min=eta))
+
+
+def test_the_live_city_keeps_the_newest_revision_and_ranks_halls_by_expected_wait() -> None:
+    live = LiveCity()
+    east, west = HallTopics("east"), HallTopics("west")
+    now = 1_000_000.0
+    assert live.apply(east.queue_state("invoice"), queue_msg(5, "invoice", 30, 12.0), now)
+    assert live.apply(west.queue_state("invoice"), queue_msg(2, "invoice", 10, 4.0), now)
+    assert not live.apply(east.queue_state("invoice"), queue_msg(4, "invoice", 99, 60.0), now)
+    assert not live.apply(east.cmd("window", "pi-w1"), b"{}", now)  # not a summary
+    assert not live.apply(east.queue_state("invoice"), b"not json", now)
+    assert [h["hall"] for h in live.least_crowded("invoice", now=now)] == ["west", "east"]
+    # east goes quiet
+    assert live.apply(east.queue_state("invoice"), queue_msg(6, "invoice", 0, 0.0), now + 5)
+    assert live.least_crowded("invoice", now=now + 5)[0] == {"hall": "east", "waiting": 0,
+                                                             "eta_min": 0.0}
+    # a hall silent for five minutes is not recommended
+    assert [h["hall"] for h in live.least_crowded("invoice", now=now + 303)] == ["east"]
+    window = m.WindowState(rev=1, window=3, zone="hall-1", status=m.WindowStatus.OPEN)
+    assert live.apply(east.window_state(3), m.encode(window), now)
+    assert live.halls["east"].windows_open == 1 and live.halls["east"].waiting == 0
+
+
+async def test_the_dashboard_answers_live_kpi_and_comfort_requests(
+        city_dsn: str, shipped: dict[tuple[str, dt.date], list[LogRow]]) -> None:
+    live = LiveCity()
+    live.apply(HallTopics("east").queue_state("invoice"), queue_msg(1, "invoice", 3, 1.5))
+    db = CityDb(city_dsn)
+    port = free_port()
+    runner = web.AppRunner(make_app(live, db))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/api/halls") as r:
+                assert [h["hall"] for h in await r.json()] == ["east"]
+            async with http.get(f"{base}/api/least-crowded?service=invoice") as r:
+                assert (await r.json())["halls"][0]["hall"] == "east"
+            async with http.get(f"{base}/api/kpi?by=service&from=2026-03-16&to=2026-03-17") as r:
+                assert r.status == 200
+                assert sum(x["issued"] for x in (await r.json())["rows"]) > 0
+            async with http.get(f"{base}/api/kpi?by=window") as r:
+                assert r.status == 400 and "by" in await r.text()
+            started = time.perf_counter()
+            async with http.get(f"{base}/api/comfort.csv?month=2026-03") as r:
+                assert r.status == 200 and "较少" in (await r.read()).decode()
+            assert time.perf_counter() - started < 30
+            async with http.get(f"{base}/api/comfort.png?month=2026-03") as r:
+                assert (await r.read()).startswith(b"\x89PNG")
+            async with http.get(f"{base}/api/comfort.csv?month=March") as r:
+                assert r.status == 400 and "YYYY-MM" in await r.text()
+            async with http.get(f"{base}/") as r:
+                page = await r.text()
+                assert "east" in page and "1 halls live" in page
+    finally:
+        await runner.cleanup()
+        db.close()
+
+
+async def test_without_a_database_the_live_view_still_answers() -> None:
+    live = LiveCity()
+    port = free_port()
+    runner = web.AppRunner(make_app(live, None))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/api/kpi") as r:
+                assert r.status == 503 and "--dsn" in await r.text()
+            async with http.get(f"http://127.0.0.1:{port}/") as r:
+                assert r.status == 200 and "no hall has reported yet" in await r.text()
+    finally:
+        await runner.cleanup()
+
+
+def test_the_city_commands_migrate_roll_up_and_write_a_private_bridge_file(
+        shipped: dict[tuple[str, dt.date], list[LogRow]], city_dsn: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from hallqctl.cli import main
+
+    from .citydb import ADMIN_DSN, dsn_with
+
+    psycopg = psycopg_module()
+    fresh = f"hallq_test_cli_{int(time.time() * 1000) % 10**9}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{fresh}"')
+    try:
+        runner = CliRunner()
+        first = runner.invoke(main, ["city", "migrate", "--dsn", dsn_with(ADMIN_DSN, dbname=fresh)])
+        assert first.exit_code == 0, first.output
+        assert "applied 0001_events" in first.output and "applied 0002_kpi_hourly" in first.output
+        again = runner.invoke(main, ["city", "migrate"],
+                              env={"HALLQ_CITY_DSN": dsn_with(ADMIN_DSN, dbname=fresh)})
+        assert again.exit_code == 0 and "current" in again.output
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
+    rolled = CliRunner().invoke(main, ["city", "rollup", "--dsn", city_dsn, "--day", "2026-03-16"])
+    assert rolled.exit_code == 0 and rolled.output.startswith("2026-03-16: ")
+    assert int(rolled.output.split(": ")[1].split()[0]) > 0
+
+    hall = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
+    out = tmp_path / "hallq-city.conf"
+    made = CliRunner().invoke(main, ["bridge", "--config", str(hall), "--city", "c1:8883,c2:8883",
+                                     "--cafile", "/etc/hallq/city-ca.pem", "--out", str(out)],
+                              env={"HALLQ_CITY_BRIDGE_PASSWORD": "s3cret"})
+    assert made.exit_code == 0, made.output
+    assert out.stat().st_mode & 0o777 == 0o600 and "remote_password s3cret" in out.read_text()
+    assert "s3cret" not in made.output
+    missing = CliRunner().invoke(main, ["bridge", "--config", str(hall), "--city", "c1:8883",
+                                        "--cafile", "ca.pem"],
+                                 env={"HALLQ_CITY_BRIDGE_PASSWORD": ""})
+    assert missing.exit_code == 2 and "password" in missing.output

@@ -1,0 +1,92 @@
+"""Wait estimates: the queueing formula with shared windows, the floor of a queue's
+estimate, and the simulation estimator predicting each waiting ticket's call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from coordinator.engine import Engine
+from coordinator.eta import WaitEstimator
+from hallq import messages as m
+
+from .halls import at, small_hall
+from .test_engine import act, issue
+
+
+@pytest.fixture
+def engine(core_cls: type[Any]) -> Engine:
+    e = Engine(small_hall(), core_cls)
+    e.roll_over(at(8))
+    return e
+
+
+def test_a_window_serving_several_busy_services_counts_once_in_all(engine: Engine) -> None:
+    for _ in range(3):
+        issue(engine, "tax-filing")
+        issue(engine, "invoice")
+    # tax-filing is served by window 1 (all services), 3 (tax only), 4 (tax + invoice):
+    # 1 and 4 split their time with the invoice queue, so 2 windows' worth, not 3
+    assert engine.window_share("tax-filing") == pytest.approx(2.0)
+    assert engine.eta_min("tax-filing", 3) == round(3 * 1.63 / 2.0, 1)
+
+
+def test_a_new_tickets_range_never_reads_below_the_oldest_tickets_wait(engine: Engine) -> None:
+    issue(engine, "tax-filing", now=at(9))
+    queue = engine.queue_state("tax-filing", 1, at(9, 30))
+    assert queue.wait is not None
+    assert queue.wait.low_min >= 30.0 and queue.eta_min == queue.wait.p50_min >= 30.0
+    assert queue.wait.zh().startswith("约 30–")
+
+
+def test_wait_range_reads_as_whole_minutes() -> None:
+    w = m.WaitRange(p50_min=9.6, low_min=7.8, high_min=12.2, basis="simulation")
+    assert (w.zh(), w.en()) == ("约 7–13 分钟", "about 7–13 min")
+    assert m.WaitRange(p50_min=0.2, low_min=0.0, high_min=0.5).zh() == "1 分钟内"
+    with pytest.raises(ValueError, match="low_min <= p50_min <= high_min"):
+        m.WaitRange(p50_min=5, low_min=6, high_min=7)
+
+
+def test_the_simulation_predicts_each_waiting_tickets_call(engine: Engine) -> None:
+    """One window serving tax-filing, a minute a taxpayer: the k-th in line is called in
+    about k minutes; the engine's replies and queue state then say so."""
+    for w in (1, 2, 4):
+        assert act(engine, w, "close", now=at(9)).ok
+    numbers = [issue(engine, now=at(9)).ticket.number for _ in range(10)]  # type: ignore[union-attr]
+    assert act(engine, 3, "call", now=at(9)).ok          # A001 at the counter since 9:00
+    est = WaitEstimator(engine, fits={"tax-filing": (4.0943, 0.01)}, replications=4)  # ~60 s
+    engine.estimator = est
+    now = at(9, 0, 30)
+    est.refresh(now)
+    for k, number in enumerate(numbers[1:], start=1):
+        wait = engine.eta_range(engine.by_number[number], "tax-filing", now)
+        assert wait.basis == "simulation"
+        assert wait.p50_min == pytest.approx(k - 0.5, abs=0.15), number
+        assert wait.low_min <= k - 0.5 <= wait.high_min
+    info = engine.ticket_info(engine.by_number[numbers[-1]], now)
+    assert info.wait is not None and info.eta_min == info.wait.p50_min
+    # a ticket issued now waits behind all nine: about 9.5 minutes
+    queue = engine.queue_state("tax-filing", 1, now)
+    assert queue.wait is not None and queue.wait.p50_min == pytest.approx(9.5, abs=0.3)
+
+
+def test_the_estimator_keeps_within_its_budget_between_refreshes(engine: Engine) -> None:
+    est = WaitEstimator(engine, budget=0.05, min_interval_s=0.0)
+    est.refresh(at(9), wall=100.0)
+    est._last_cost = 0.02   # a 20 ms simulation: the next may start 0.4 s later
+    assert not est.due(100.3)
+    assert est.due(100.4)
+
+
+def test_an_open_window_idle_while_people_wait_is_not_counted(engine: Engine) -> None:
+    """Window 3 serves tax-filing but has not called for five minutes though A001 waits:
+    nobody is at it, so the wait is not predicted as if it would call at once."""
+    for w in (1, 2, 4):
+        assert act(engine, w, "close", now=at(9)).ok
+    assert act(engine, 3, "pause", now=at(9)).ok
+    assert act(engine, 3, "resume", now=at(9)).ok     # open, idle since 9:00
+    issue(engine, now=at(9, 1))
+    est = WaitEstimator(engine, fits={"tax-filing": (4.0943, 0.01)}, replications=2)
+    assert 3 in est.capture(at(9, 1, 30))["skills"]   # idle 90 s: still counted
+    assert est.capture(at(9, 5))["skills"] == {}      # idle 5 min with A001 waiting
