@@ -167,3 +167,21 @@ async def test_older_firmware_gets_whole_images(
         assert ctrl.shown == board(seed)
     assert not led.deltas and led.whole_images == 3
     assert ctrl.received[Command.LED_DELTA] == 1
+
+
+def test_random_bytes_are_refused_cleanly_and_leave_the_image_up() -> None:
+    """A controller fed line garbage that passed the CRC must refuse it, never break."""
+    rnd = random.Random(7)
+    image = board(2)
+    for n in range(2000):
+        screen = LedScreen()
+        for chunk in led_chunks(image, 9):
+            screen.feed_frame(chunk)
+        head = bytes((9, rnd.choice((9, 10, 11)), rnd.getrandbits(1)))
+        payload = head + bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 60)))
+        try:
+            shown = screen.feed_delta(payload)
+        except ChunkRejected:
+            assert screen.shown == image, n
+            continue
+        assert shown is None or (shown.width, shown.height) == (256, 32)
