@@ -3,6 +3,11 @@
 ``coordinator/dispatch_core.py`` is valid Python, so a failed compile still leaves a working
 (slower) install: the build warns and goes on. ``HALLQ_REQUIRE_CYTHON=1`` turns any failure
 into a build error (CI, release wheels); ``HALLQ_NO_CYTHON=1`` skips compiling altogether.
+
+Only the coordinator runs the dispatch core, but a build cannot see which extras are being
+installed; so whoever installs an agent-only machine says so: ``deploy/install-pi.sh`` sets
+``HALLQ_NO_CYTHON=1`` unless ``--server``, and an agent Pi needs neither Cython's C output
+nor a compile of it.
 """
 
 from __future__ import annotations

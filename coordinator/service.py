@@ -169,14 +169,7 @@ class Coordinator:
 
     async def run(self, session: Session, ready: asyncio.Event | None = None) -> None:
         """Serve until cancelled; ``session`` must be entered already."""
-        self.session = session
-        session.admit = self._admit
-        topics = session.topics
-        await session.subscribe(topics.every("cmd", "window"), self._on_window_command)
-        await session.subscribe(topics.every("cmd", "supervisor"), self._on_window_command)
-        await session.subscribe(topics.every("req", "dispenser"), self._on_ticket_request)
-        await session.subscribe(topics.every("status"), self._on_presence)
-        await session.subscribe(topics.every("health"), self._on_health)
+        await self.attach(session)
         await session.wait_connected()
         await self.publish_all()
         if ready is not None:
@@ -192,6 +185,18 @@ class Coordinator:
             if self._eta_task is not None:
                 await cancel_and_wait(self._eta_task)
             await cancel_and_wait(learning)
+
+    async def attach(self, session: Session) -> None:
+        """Route what the coordinator listens to into its handlers; the fuzz suite feeds a
+        session attached so, without a broker, at the rate validation can go."""
+        self.session = session
+        session.admit = self._admit
+        topics = session.topics
+        await session.subscribe(topics.every("cmd", "window"), self._on_window_command)
+        await session.subscribe(topics.every("cmd", "supervisor"), self._on_window_command)
+        await session.subscribe(topics.every("req", "dispenser"), self._on_ticket_request)
+        await session.subscribe(topics.every("status"), self._on_presence)
+        await session.subscribe(topics.every("health"), self._on_health)
 
     async def _tick(self) -> None:
         async with self._lock:

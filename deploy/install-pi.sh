@@ -76,11 +76,21 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     python3 -m venv "$VENV"
 fi
 "$VENV/bin/pip" install --quiet --upgrade pip
-if [[ -d "$source_path" ]]; then
-    "$VENV/bin/pip" install --quiet --upgrade "$(cd "$source_path" && pwd)[pi]"
+# Only what this Pi runs: agents get the agent role; the hall server the coordinator too,
+# and only there is the dispatch core compiled (setup.py honours HALLQ_NO_CYTHON=1).
+extras="agent,pi"
+if ((server)); then
+    extras="coordinator,agent,pi"
 else
-    "$VENV/bin/pip" install --quiet --upgrade "${source_path}[pi]"
+    export HALLQ_NO_CYTHON=1
 fi
+if [[ -d "$source_path" ]]; then
+    target="$(cd "$source_path" && pwd)[$extras]"
+else
+    target="${source_path}[$extras]"
+fi
+# the same versions on every Pi of the hall
+"$VENV/bin/pip" install --quiet --upgrade -c "$HERE/deploy/constraints.txt" "$target"
 install -d -m 0755 "$PREFIX/docs"
 if [[ -f "$HERE/docs/field-guide.md" ]]; then
     install -m 0644 "$HERE/docs/field-guide.md" "$PREFIX/docs/field-guide.md"

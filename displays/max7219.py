@@ -19,9 +19,6 @@ The SPI bus is built with ``gpio=noop()`` so luma never imports RPi.GPIO (absent
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Protocol
 
 from PIL import Image
@@ -43,15 +40,38 @@ class SpiBus(Protocol):
     def close(self) -> None: ...
 
 
-@contextmanager
-def _quiet_luma() -> Iterator[None]:
-    # luma.led_matrix 1.9 calls Image.getdata(), deprecated since Pillow 12.1 (removal in 14,
-    # hence the Pillow<14 pin); silenced here only, so our own code still trips on it.
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=r"Image\.Image\.getdata is deprecated", category=DeprecationWarning
-        )
-        yield
+def _device_class() -> Any:
+    """luma's max7219 with a ``display`` that reads pixels through ``tobytes()``.
+
+    luma.led_matrix 1.9 reads them with ``Image.getdata()``, deprecated since Pillow 12.1
+    and gone in Pillow 14; this is the same loop over the same pixels, so hallq need not
+    hold Pillow back for luma's sake. Built on first use: luma is imported only on a board.
+    """
+    from luma.led_matrix.device import max7219
+
+    class Max7219Device(max7219):
+        def display(self, image: Image.Image) -> None:
+            assert image.mode == self.mode and image.size == self.size
+            image = self.preprocess(image)
+            pix = image.convert("L").tobytes()  # one byte per pixel, 0 or 255
+            step = 2 * self.cascaded
+            buf = bytearray(8 * step)
+            i = 0
+            for digit in range(8):
+                for first in self._offsets:
+                    byte = 0
+                    idx = first + digit
+                    for y in self._rows:
+                        if pix[idx]:
+                            byte |= 1 << y
+                        idx += self._w
+                    buf[i] = digit + self._const.DIGIT_0
+                    buf[i + 1] = byte
+                    i += 2
+            for start in range(0, len(buf), step):
+                self.data(list(buf[start:start + step]))
+
+    return Max7219Device
 
 
 def _spidev() -> Any:
@@ -82,29 +102,27 @@ class Max7219Sink:
     ) -> None:
         from luma.core.error import DeviceNotFoundError
         from luma.core.interface.serial import noop, spi
-        from luma.led_matrix.device import max7219
 
         if width % 8 or height % 8 or width <= 0 or height <= 0:
             raise SinkError(f"a MAX7219 panel is whole 8x8 modules, got {width}x{height}")
         self.where = f"SPI {port}.{device}"
         try:
-            with _quiet_luma():
-                serial = spi(
-                    spi=bus if bus is not None else _spidev(),
-                    gpio=noop(),
-                    port=port,
-                    device=device,
-                    bus_speed_hz=bus_speed_hz,
-                )
-                self.device = max7219(
-                    serial,
-                    width=width,
-                    height=height,
-                    rotate=rotate,
-                    block_orientation=block_orientation,
-                    blocks_arranged_in_reverse_order=reverse_blocks,
-                    contrast=brightness,
-                )
+            serial = spi(
+                spi=bus if bus is not None else _spidev(),
+                gpio=noop(),
+                port=port,
+                device=device,
+                bus_speed_hz=bus_speed_hz,
+            )
+            self.device = _device_class()(
+                serial,
+                width=width,
+                height=height,
+                rotate=rotate,
+                block_orientation=block_orientation,
+                blocks_arranged_in_reverse_order=reverse_blocks,
+                contrast=brightness,
+            )
         except DeviceNotFoundError as exc:
             raise SinkError(f"{self.where}: no SPI device; is SPI enabled on this Pi?") from exc
         except PermissionError as exc:
@@ -124,8 +142,7 @@ class Max7219Sink:
                 f"{image.size[0]}x{image.size[1]} mode {image.mode!r}"
             )
         try:
-            with _quiet_luma():
-                self.device.display(image)
+            self.device.display(image)
         except OSError as exc:
             raise SinkError(f"{self}: SPI write failed: {exc}") from exc
 
@@ -143,5 +160,4 @@ class Max7219Sink:
         """Blank and power down the chain, then release the SPI device."""
         if not self.closed:
             self.closed = True
-            with _quiet_luma():
-                self.device.cleanup()
+            self.device.cleanup()

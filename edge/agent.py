@@ -8,6 +8,7 @@ until cancelled. Board agents (LED boards, voice) live in :mod:`edge.board`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -15,11 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from edge.dispenser import DispenserAgent
-from edge.gpio import Buttons, Indicators, make_pin_factory, split_pins
 from edge.hall_devices import serial_devices
 from edge.health import Health, report_link_health
 from edge.leases import LeaseBook
-from edge.panels import Panels
 from edge.window import WindowAgent
 from firmware_bridge.devices import CallPad
 from firmware_bridge.devices.call_pad import PadKey, PadKeyPress
@@ -34,6 +33,9 @@ from hallq.sdnotify import Notifier, supervised
 
 log = logging.getLogger("hallq.edge")
 
+# devices drawn or spoken by edge.panels (displays, Pillow, the font): imported only by an
+# agent that has one, so a dispenser or a pad-only window Pi starts without them
+PANEL_KINDS = frozenset({"led_max7219", "led_serial", "speaker"})
 PRINTER_POLL_S = 30.0
 LEASE_CHECK_S = 60.0
 
@@ -72,7 +74,7 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
                                                   f"event-seq-{cfg.hall.id}-{agent.id}.sqlite"))
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Any] = asyncio.Queue()
-    gpio: list[Buttons | Indicators] = []
+    gpio: list[Any] = []  # edge.gpio's Buttons and Indicators (gpiozero, imported if used)
     leases: LeaseBook | None = None
     worker: DispenserAgent | WindowAgent | BoardWorker
     async with make_session(cfg, agent) as session, wiring:
@@ -92,6 +94,8 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
             factory = None
             for dev in agent.devices:
                 if dev.kind == "gpio_buttons" and dev.gpio:
+                    from edge.gpio import Buttons, Indicators, make_pin_factory, split_pins
+
                     factory = factory or make_pin_factory(cfg.runtime.pin_factory)
                     keys, lamps = split_pins(dev.gpio)
 
@@ -104,13 +108,20 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
                     gpio.append(Buttons(keys, factory, on_press, loop=loop))
                     if lamps:
                         gpio.append(Indicators(lamps, factory))
-            panels = Panels(cfg, agent.devices, session, wiring.drivers, worker.health,
-                            emulate=simulate_all,
-                            output_dir=cfg.runtime.state_dir / "boards" / agent.id)
-            async with panels, BackgroundTasks(agent.id) as chores:
+            async with contextlib.AsyncExitStack() as stack:
+                if any(d.kind in PANEL_KINDS for d in agent.devices):
+                    from edge.panels import Panels
+
+                    panels: Panels | None = await stack.enter_async_context(Panels(
+                        cfg, agent.devices, session, wiring.drivers, worker.health,
+                        emulate=simulate_all,
+                        output_dir=cfg.runtime.state_dir / "boards" / agent.id))
+                else:
+                    panels = None
+                chores = await stack.enter_async_context(BackgroundTasks(agent.id))
                 for link in wiring.links.values():
                     chores.spawn(_feed(link.updates(), events), name=f"feed {link.port}")
-                if panels.wanted:
+                if panels is not None and panels.wanted:
                     chores.spawn(panels.run(), name="panels")
                 if isinstance(worker, DispenserAgent):
                     chores.spawn(_every(LEASE_CHECK_S, worker.top_up_leases), name="leases")

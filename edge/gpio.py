@@ -1,10 +1,12 @@
 """GPIO buttons and indicator LEDs through gpiozero, with a pin factory chosen by name.
 
-lgpio is the default (the only backend that works on the Pi 5); RPi.GPIO for older boards;
-the mock factory for tests and the demo. Both hardware backends are imported only when
-chosen, so the coordinator and CI never need them. Debouncing is ours, not gpiozero's: a
-press counts once the pin has been quiet for ``debounce_s``, so contact bounce (which
-gpiozero's mock factory does not simulate) can be shown in tests and never double-calls.
+lgpio is the default (the only backend that works on the Pi 5; the `pi` extra installs
+it); RPi.GPIO for older boards, if installed by hand (hallq no longer ships it: it is
+unmaintained and fails on the Pi 5); the mock factory for tests and the demo. Both
+hardware backends are imported only when chosen, so the coordinator and CI never need
+them. Debouncing is ours, not gpiozero's: a press counts once the pin has been quiet for
+``debounce_s``, so contact bounce (which gpiozero's mock factory does not simulate) can be
+shown in tests and never double-calls.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ def make_pin_factory(name: str | None = None) -> Any:
     try:
         return getattr(importlib.import_module(module), cls)()
     except ImportError as exc:
+        fix = ("pip install RPi.GPIO, or use the default lgpio" if chosen == "rpigpio" else
+               "on a Pi, pip install 'hallq[agent,pi]'")
         raise GpioError(
-            f"pin factory {chosen!r} needs a library that is not installed ({exc.name}): "
-            "on a Pi, pip install 'hallq[pi]'"
+            f"pin factory {chosen!r} needs a library that is not installed ({exc.name}): {fix}"
         ) from exc
     except Exception as exc:  # the backends raise their own types for missing chips/SoCs
         raise GpioError(f"pin factory {chosen!r} cannot start on this machine: {exc}") from exc

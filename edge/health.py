@@ -33,13 +33,15 @@ class Health:
     def get(self, name: str) -> m.ComponentHealth | None:
         return self._components.get(component_name(name))
 
-    def set(self, name: str, ok: bool, status: str, detail: str | None = None) -> bool:
-        """Record a component's state; True when it changed (and should be published)."""
+    def set(self, name: str, ok: bool, status: str, detail: str | None = None, *,
+            quiet: bool = False) -> bool:
+        """Record a component's state; True when it changed (and should be published).
+        ``quiet``: the caller has logged the fault already (once for many agents)."""
         item = m.ComponentHealth(name=component_name(name), ok=ok,
                                  status=component_name(status), detail=detail and detail[:200])
         if self._components.get(item.name) == item:
             return False
-        if not ok:
+        if not ok and not quiet:
             log.warning("%s: %s %s%s", self.session.client_id, item.name, item.status,
                         f" ({detail})" if detail else "")
         self._components[item.name] = item

@@ -25,6 +25,7 @@ from displays import (
     CallBoard,
     EmulatorSink,
     SerialLedSink,
+    VoiceError,
     WavFilePlayer,
     WindowStrip,
     make_voice,
@@ -48,6 +49,7 @@ log = logging.getLogger("hallq.edge.panels")
 
 LED_KINDS = frozenset({"led_max7219", "led_serial"})
 MAX_SLEEP_S = 1.0
+_VOICE_OFF_SAID = False
 SAVE_EVERY_S = 1.0  # emulated panels are written as PNG for people to look at, not per frame
 
 
@@ -85,9 +87,14 @@ class Panels:
             if isinstance(dev, LedMax7219Device | LedSerialDevice):
                 await self._add_panel(dev)
             elif isinstance(dev, SpeakerDevice):
+                try:
+                    voice = make_voice(None)
+                except VoiceError as exc:
+                    self._voice_off(dev, exc)
+                    continue
                 player: Any = (WavFilePlayer(self.output_dir / dev.id) if self.emulate and
                                self.output_dir else AplayPlayer())
-                announcer = Announcer(make_voice(None), player, zone=dev.zone)
+                announcer = Announcer(voice, player, zone=dev.zone)
                 self.announcers.append(await self._stack.enter_async_context(announcer))
         topics = self.session.topics
         if any(isinstance(p.layout, CallBoard) for p in self.panels):
@@ -111,6 +118,17 @@ class Panels:
             with contextlib.suppress(Exception):
                 panel.sink.close()
         await self._stack.__aexit__(exc_type, exc, tb)
+
+    def _voice_off(self, dev: SpeakerDevice, exc: VoiceError) -> None:
+        """No voice is no reason to stop the boards: they still show every call. Said once
+        per process in the log (a demo runs several board agents), and in the health."""
+        global _VOICE_OFF_SAID
+        detail = f"voice off: {exc}"
+        self.health.set(dev.id, False, "voice_off", detail, quiet=True)
+        if not _VOICE_OFF_SAID:
+            _VOICE_OFF_SAID = True
+            log.warning("voice off: no espeak-ng and no voice clips, so calls are shown but "
+                        "not spoken (install it: sudo apt-get install espeak-ng)")
 
     async def _add_panel(self, dev: LedDevice) -> None:
         backend: Backend | None = (

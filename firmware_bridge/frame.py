@@ -199,7 +199,7 @@ class FrameDecoder:
         buf = self._buf
         for byte in bytes(data):
             if byte == SOF:
-                if self._state == _IN_FRAME and buf:
+                if self._state == _IN_FRAME and (buf or self._escaped):  # a lone 0x7D counts
                     self._drop(DropReason.TRUNCATED, f"new SOF after {len(buf)} bytes")
                 buf.clear()
                 self._state = _IN_FRAME

@@ -28,6 +28,7 @@ class LinkTiming:
     reopen_initial: float = 0.25  # backoff after the port failed, doubling...
     reopen_max: float = 5.0  # ...up to this
     bits_per_char: int = 10  # 8N1
+    print_settle: float = 0.5  # a ticket printer's time to print before its status is asked
 
     def char_time(self, baudrate: int) -> float:
         return self.bits_per_char / baudrate

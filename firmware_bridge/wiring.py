@@ -95,7 +95,9 @@ def wire_devices(
     for dev in devices:
         port = resolve_port(dev.port, sim_dir, simulate_all=simulate_all)
         if dev.kind == "printer":
-            wiring.printers[dev.id] = TicketPrinter(port, baudrate=dev.baud, device=dev.id)
+            settle = (timing or LinkTiming()).print_settle
+            wiring.printers[dev.id] = TicketPrinter(port, baudrate=dev.baud, device=dev.id,
+                                                    settle=settle)
             continue
         link = wiring.links.get(port)
         if link is None:

@@ -242,17 +242,22 @@ class Session:
             return
         self._closing = True
         client = self._client
-        if client is not None and self._connected.is_set():
-            try:
-                await client.publish(
-                    self.status_topic, self._presence_payload("offline"), qos=1, retain=True,
-                    timeout=self._op_timeout,
-                )
-            except aiomqtt.MqttError as exc:
-                log.warning("%s: could not publish offline status: %s", self.client_id, exc)
-        for task in [self._drainer, self._runner, *self._tasks]:
-            if task is None:
-                continue
+        tasks = [t for t in (self._drainer, self._runner, *self._tasks) if t is not None]
+        try:
+            if client is not None and self._connected.is_set():
+                try:
+                    await client.publish(
+                        self.status_topic, self._presence_payload("offline"), qos=1,
+                        retain=True, timeout=self._op_timeout,
+                    )
+                except aiomqtt.MqttError as exc:
+                    log.warning("%s: could not publish offline status: %s", self.client_id, exc)
+        finally:
+            # cancelled while closing, the tasks must still end: a second close() returns
+            # at once, and a session task left running would outlive its owner
+            for task in tasks:
+                task.cancel()
+        for task in tasks:
             await cancel_and_wait(task)
             if not task.cancelled() and task.exception() is not None:
                 log.warning("%s: session task ended with %r", self.client_id, task.exception())

@@ -960,7 +960,7 @@ def _parse(
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, [_syntax_problem(exc)]) from exc
+        raise ConfigError(source, [_syntax_problem(exc, text)]) from exc
     env_locs = _apply_env(data, os.environ if environ is None else environ)
     try:
         return HallConfig.model_validate(data, context={"base_dir": base_dir})
@@ -969,11 +969,16 @@ def _parse(
     raise ConfigError(source, problems)
 
 
-def _syntax_problem(exc: tomllib.TOMLDecodeError) -> str:
+def _syntax_problem(exc: tomllib.TOMLDecodeError, text: str) -> str:
     msg = str(exc)
     m = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", msg)
     if m:
         return f"line {m.group(1)}, column {m.group(2)}: TOML syntax error: {msg[: m.start()]}"
+    m = re.search(r"\s*\(at end of document\)\s*$", msg)
+    if m:  # a file cut short: say where it ends, so nobody hunts for the line
+        last = text.rsplit("\n", 1)[-1]
+        return (f"line {text.count(chr(10)) + 1}, column {len(last) + 1}: TOML syntax "
+                f"error: {msg[: m.start()]} (the file ends there)")
     return f"TOML syntax error: {msg}"
 
 

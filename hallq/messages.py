@@ -161,13 +161,18 @@ class Transfer(_WindowCommand):
     action: Literal["transfer"]
     ticket: TicketNo | None = None
     to_service: ServiceCode | None = None
-    to_window: WindowNo | None = None
+    to_window: WindowNo | None = Field(default=None, validate_default=True)
 
-    @model_validator(mode="after")
-    def _one_target(self) -> Transfer:
-        if (self.to_service is None) == (self.to_window is None):
+    # On a field, not the model: a model validator's error has no location, and the error
+    # report would name no field.
+    @field_validator("to_window")
+    @classmethod
+    def _one_target(cls, to_window: int | None, info: ValidationInfo) -> int | None:
+        if "to_service" not in info.data:  # to_service itself was wrong: that error is enough
+            return to_window
+        if (info.data["to_service"] is None) == (to_window is None):
             raise ValueError("give exactly one of to_service or to_window")
-        return self
+        return to_window
 
 
 class Finish(_WindowCommand):

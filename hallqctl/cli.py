@@ -154,6 +154,19 @@ def provision(config_file: Path, out: Path, rotate: tuple[str, ...], port: int,
     )
 
 
+def _need_role(extra: str, *modules: str) -> None:
+    """A role's command on a machine installed without that role: say which extra to add."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            click.echo(f"this needs hallq's `{extra}` role, and {exc.name} is not installed: "
+                       f"pip install 'hallq[{extra}]'", err=True)
+            raise SystemExit(2) from None
+
+
 def _setup_logging(level: str) -> None:
     from hallq.logsetup import setup_logging
 
@@ -161,26 +174,11 @@ def _setup_logging(level: str) -> None:
 
 
 def _run_until_signalled(coro_factory: Callable[[], Coroutine[Any, Any, object]]) -> None:
-    """Run the service; SIGTERM/SIGINT cancel it so it shuts down cleanly (offline status)."""
-    import asyncio
-    import signal
+    """Run the service; SIGTERM/SIGINT cancel it so it shuts down cleanly (offline status),
+    within a bounded time (hallqctl.runner)."""
+    from hallqctl.runner import run_bounded
 
-    from hallq.aio import cancel_and_wait
-
-    async def runner() -> None:
-        task = asyncio.ensure_future(coro_factory())
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        await cancel_and_wait(task)
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
-
-    asyncio.run(runner())
+    run_bounded(coro_factory)
 
 
 @main.command()
@@ -193,6 +191,7 @@ def coordinator(config_file: Path, log_path: Path | None, dispatch: str | None) 
     """Run the hall's queue coordinator (the only writer of its queue state)."""
     import os
 
+    _need_role("coordinator", "coordinator.service", "coordinator.web.server")
     from coordinator.service import serve
 
     cfg = _load(config_file)
@@ -258,24 +257,42 @@ def sim_devices(config_file: Path, agent_id: str, sim_dir: Path) -> None:
               show_default=True, help="hall clock runs this many times faster than real time")
 @click.option("--duration", type=click.FloatRange(min=1), default=None,
               help="stop after this many seconds of wall time and print the KPIs")
-@click.option("--volume", type=click.IntRange(min=1, max=100_000), default=2400,
-              show_default=True, help="taxpayers arriving over the day")
+@click.option("--volume", type=click.IntRange(min=1, max=100_000), default=None,
+              help="taxpayers arriving over the day (default: the calibrated filing-period "
+                   "day, 9000)")
 @click.option("--broker", "broker_url", default=None,
-              help="MQTT broker URL (default: the config's if it answers, else a private "
-                   "Mosquitto, else an embedded broker)")
-def demo(config_file: Path | None, speed: float, duration: float | None, volume: int,
-         broker_url: str | None) -> None:
+              help="join this MQTT broker on purpose (default: a private one the demo starts: "
+                   "Mosquitto if installed, else an embedded broker; never the hall file's)")
+@click.option("--http-port", type=click.IntRange(0, 65535), default=None,
+              help="the dashboard's port (default: the hall file's, or a free one when that is "
+                   "taken; 0 turns it off)")
+@click.option("--start", "after_open_min", type=click.FloatRange(-60, 600), default=40.0,
+              show_default=True,
+              help="minutes after the hall opens when the demo's day begins (the morning "
+                   "peak follows within a minute at the default speed)")
+def demo(config_file: Path | None, speed: float, duration: float | None, volume: int | None,
+         broker_url: str | None, http_port: int | None, after_open_min: float) -> None:
     """A whole hall, simulated on this machine: coordinator, agents, devices, traffic."""
     import logging
 
-    from hallqctl.demo import DEFAULT_CONFIG, run_demo
+    _need_role("demo", "coordinator.service", "coordinator.web.server", "edge.agent",
+               "edge.panels")
+    from hallq.examples import example_hall
+    from hallqctl.demo import DemoError, run_demo
 
-    path = config_file or DEFAULT_CONFIG
+    path = config_file or example_hall()
     _load(path)  # a bad file fails here with its message, before anything starts
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _run_until_signalled(lambda: run_demo(path, speed=speed, duration=duration, volume=volume,
-                                          broker_url=broker_url))
+    extra: dict[str, Any] = {} if volume is None else {"volume": volume}
+    try:
+        _run_until_signalled(lambda: run_demo(path, speed=speed, duration=duration,
+                                              broker_url=broker_url, http_port=http_port,
+                                              after_open_min=after_open_min, **extra))
+    except DemoError as exc:
+        if not exc.reported:
+            click.echo(f"hallq demo: error: {exc}", err=True)
+        raise SystemExit(1) from None
 
 
 
@@ -385,9 +402,9 @@ def simulate(config_file: Path | None, volume: float | None, day_of_month: int |
         run_simulation,
         save_chart,
     )
-    from hallqctl.demo import DEFAULT_CONFIG
+    from hallq.examples import example_hall
 
-    cfg = _load(config_file or DEFAULT_CONFIG)
+    cfg = _load(config_file or example_hall())
     console = Console(stderr=as_json)
     if history_since is not None and history is None:
         raise click.BadParameter("needs --history", param_hint="--history-since")
@@ -442,9 +459,9 @@ def forecast(config_file: Path | None, log_path: Path | None, months: int, seed:
         generate_history,
         render_forecast,
     )
-    from hallqctl.demo import DEFAULT_CONFIG
+    from hallq.examples import example_hall
 
-    cfg = _load(config_file or DEFAULT_CONFIG)
+    cfg = _load(config_file or example_hall())
     console = Console()
     fc = build_forecast(cfg, log_path=log_path, months_synthetic=months, seed=seed, days=days,
                         start=start.date() if start else None)

@@ -16,6 +16,7 @@ import math
 import random
 import re
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,13 +26,20 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from coordinator.simulation.profile import HALF_HOURS, MIX, SERVICE_MIN, filing_factor
+from coordinator.simulation.profile import (
+    CALIBRATED_VOLUME,
+    HALF_HOURS,
+    MIX,
+    SERVICE_MIN,
+    day_factor,
+)
 from hallq.config import BrokerConfig, CallPadDevice, HallConfig, RatingPadDevice
+from hallq.examples import example_hall
 
 log = logging.getLogger("hallqctl.demo")
 
 DEMO_PASSWORD = "hallq-demo"  # only when the hall file sets none; printed with the URL
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
+DEFAULT_CONFIG = example_hall()
 TICKET = re.compile(r"^[A-Z][0-9]{2,5}$")
 RATINGS = [(4, 0.70), (3, 0.20), (2, 0.07), (1, 0.03)]
 
@@ -39,12 +47,20 @@ RATINGS = [(4, 0.70), (3, 0.20), (2, 0.07), (1, 0.03)]
 class HallClock:
     """Hall time, ``speed`` times faster than the wall clock, starting at ``start``."""
 
-    def __init__(self, start: float, speed: float) -> None:
+    def __init__(self, start: float, speed: float, *, running: bool = True) -> None:
         self.start = start
         self.speed = speed
-        self._wall0 = time.monotonic()
+        self._wall0: float | None = time.monotonic() if running else None
+
+    def run(self) -> None:
+        """Let hall time pass from now on; until then it stands at ``start`` (the demo holds
+        it while its parts start, which can take half a minute on a slow machine)."""
+        if self._wall0 is None:
+            self._wall0 = time.monotonic()
 
     def __call__(self) -> float:
+        if self._wall0 is None:
+            return self.start
         return self.start + (time.monotonic() - self._wall0) * self.speed
 
     async def sleep(self, hall_seconds: float) -> None:
@@ -58,48 +74,108 @@ class DemoStats:
     calls: list[float] = field(default_factory=list)
 
 
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+class DemoError(Exception):
+    """The demo cannot go on; the message is the root cause, printed as the first error."""
+
+    reported = False  # already printed on stderr
+
+
+def _say(text: str) -> None:
+    """A line for the person at the terminal, beside the log (stderr, never buffered)."""
+    print(f"hallq demo: {text}", file=sys.stderr, flush=True)
 
 
 @contextlib.asynccontextmanager
-async def demo_broker(cfg: HallConfig, workdir: Path, url: str | None = None) -> AsyncIterator[
-        BrokerConfig]:
-    """The broker named in the config (or ``url``) if it answers; else a private Mosquitto if
-    the binary exists; else an embedded MQTT 3.1.1 broker (amqtt), so pip install suffices."""
+async def demo_broker(workdir: Path, url: str | None = None) -> AsyncIterator[BrokerConfig]:
+    """A broker of the demo's own: ``url`` when given (joined on purpose); else a private
+    Mosquitto on a free loopback port if the binary exists; else an embedded MQTT 3.1.1
+    broker (amqtt), so pip install suffices. The hall file's broker is never used: a demo
+    must not publish a fake hall into a broker it did not start."""
     from hallqctl.mosquitto import Mosquitto, find_mosquitto, free_port
 
     if url is not None:
-        yield BrokerConfig(url=url)
-        return
-    if _reachable(cfg.broker.host, cfg.broker.port):
-        yield cfg.broker
+        joined = BrokerConfig(url=url)
+        try:
+            with socket.create_connection((joined.host, joined.port), timeout=3):
+                pass
+        except OSError as exc:
+            raise DemoError(f"--broker {url}: nothing answers at {joined.host}:{joined.port} "
+                            f"({exc.strerror or exc})") from exc
+        yield joined
         return
     if find_mosquitto() is not None:
         broker = Mosquitto(workdir, persistence=False)
-        broker.start()
+        try:
+            broker.start()
+        except RuntimeError as exc:
+            raise DemoError(f"the private Mosquitto did not start: {exc}") from exc
         try:
             yield BrokerConfig(url=broker.url)
         finally:
             broker.stop()
         return
-    from hallqctl.embedded_broker import embedded_broker
-
+    try:
+        from hallqctl.embedded_broker import embedded_broker
+    except ImportError as exc:  # pragma: no cover - the `demo` extra brings amqtt
+        raise DemoError("no broker: install Mosquitto (sudo apt-get install mosquitto) or "
+                        "the embedded one (pip install 'hallq[demo]')") from exc
+    _say("Mosquitto is not installed (sudo apt-get install mosquitto): "
+         "using the embedded MQTT 3.1.1 broker")
     with embedded_broker(free_port()) as url:
         yield BrokerConfig(url=url, protocol="3.1.1")
 
 
-def demo_config(cfg: HallConfig, broker: BrokerConfig, state: Path) -> HallConfig:
+def machine_notes() -> list[str]:
+    """One line for each optional part this machine lacks, with what the demo does instead
+    and how to add it (the voice is said by the board agents themselves)."""
+    from displays.errors import FontError
+    from displays.fonts import find_unifont
+    from hallqctl.doctor import check_dispatch_core
+
+    notes = []
+    core = check_dispatch_core()
+    if core is not None and core.result.value != "ok":
+        notes.append(f"dispatch core: {core.detail} ({core.fix})")
+    try:
+        font = find_unifont()
+    except FontError as exc:
+        notes.append(f"board font: {exc}; the bundled subset draws the boards")
+    else:
+        if font is None:
+            notes.append("no system Unifont: the boards draw with the bundled subset "
+                         "(sudo apt-get install fonts-unifont)")
+    return notes
+
+
+def free_http_port(host: str, port: int) -> int | None:
+    """``port`` if nothing listens there, else None."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return None
+    return port
+
+
+def demo_config(cfg: HallConfig, broker: BrokerConfig, state: Path,
+                http_port: int | None = None) -> HallConfig:
+    """The hall file made a demo: its own broker and state, the mock pin factory, a demo
+    supervisor password and ID key where the file sets none, a dashboard port that is free."""
     security = cfg.security
     if security.id_hash_key is None:
         security = security.model_copy(update={"id_hash_key": SecretStr("hallq-demo-key-0001")})
     coordinator: dict[str, Any] = {"log_path": state / "events.sqlite", "comfort_synthetic": True}
     if cfg.coordinator.supervisor_password is None:
         coordinator["supervisor_password"] = SecretStr(DEMO_PASSWORD)
+    if http_port is not None:
+        coordinator["http_port"] = http_port
+    elif cfg.coordinator.http_port and free_http_port(
+            cfg.coordinator.http_host, cfg.coordinator.http_port) is None:
+        from hallqctl.mosquitto import free_port
+
+        coordinator["http_port"] = free_port()
+        _say(f"port {cfg.coordinator.http_port} is taken: the dashboard uses "
+             f"{coordinator['http_port']} (--http-port to choose)")
     return cfg.model_copy(update={
         "broker": broker,
         "security": security,
@@ -108,23 +184,26 @@ def demo_config(cfg: HallConfig, broker: BrokerConfig, state: Path) -> HallConfi
     })
 
 
-def opening_time(cfg: HallConfig) -> float:
-    """Today, a few minutes before the hall opens, in hall time."""
+def opening_time(cfg: HallConfig, after_open_min: float = -3.0) -> float:
+    """Today, ``after_open_min`` minutes after the hall opens (a few before, by default),
+    in hall time."""
     tz = cfg.hall.tzinfo
     today = dt.datetime.now(tz).date()
     first = cfg.hall.open_hours[0][0]
-    return (dt.datetime.combine(today, first, tz) - dt.timedelta(minutes=3)).timestamp()
+    return (dt.datetime.combine(today, first, tz)
+            + dt.timedelta(minutes=after_open_min)).timestamp()
 
 
 class Traffic:
     """Taxpayers and staff, acting only through the simulated devices' keys."""
 
     def __init__(self, cfg: HallConfig, sims: dict[str, Any], clock: HallClock, *,
-                 daily_volume: int, seed: int = 7) -> None:
+                 daily_volume: int, seed: int = 7, day_of_month: int | None = None) -> None:
         self.cfg = cfg
         self.sims = sims
         self.clock = clock
         self.daily_volume = daily_volume
+        self.day_of_month = day_of_month  # None: an average filing-period (征期) day
         self.rng = random.Random(seed)
         self.stats = DemoStats()
         self.keys: dict[str, list[tuple[Any, int, int]]] = {}
@@ -142,7 +221,7 @@ class Traffic:
         if not 0 <= slot < len(HALF_HOURS):
             return 0.0
         share = HALF_HOURS[slot] / sum(HALF_HOURS)
-        return self.daily_volume * filing_factor(local.day) * share / 1800.0
+        return self.daily_volume * day_factor(self.day_of_month) * share / 1800.0
 
     def _service(self) -> str:
         codes = [c for c in MIX if c in self.keys]
@@ -228,7 +307,7 @@ def summary_table(engine: Any, clock: HallClock, stats: DemoStats) -> Any:
     stats_state = engine.stats_state(0)
     busy = sum(1 for w in engine.windows.values() if w.current is not None)
     open_ = sum(1 for w in engine.windows.values() if w.status.value == "open")
-    per_min = sum(1 for t in stats.calls if now - t <= 60)
+    per_min = sum(1 for t in stats.calls if now - t <= 300) / 5  # the last 5 hall minutes
     avg = stats_state.total.avg_wait_s
     table = Table(title=f"{engine.cfg.hall.name}  {local:%H:%M:%S}  ×{clock.speed:g}",
                   show_header=True)
@@ -241,7 +320,7 @@ def summary_table(engine: Any, clock: HallClock, stats: DemoStats) -> Any:
         table.add_row(service.name, str(engine.core.waiting(engine.service_idx[code])),
                       str(kpi.issued),
                       f"{kpi.avg_wait_s / 60:.1f} min" if kpi.avg_wait_s is not None else "-")
-    table.caption = (f"windows busy {busy}/{open_} open · calls/min {per_min} · "
+    table.caption = (f"windows busy {busy}/{open_} open · calls/min {per_min:.1f} · "
                      f"issued {stats_state.total.issued} · served {stats_state.total.served} · "
                      f"avg wait {avg / 60:.2f} min" if avg is not None else
                      f"windows busy {busy}/{open_} open · issued {stats_state.total.issued}")
@@ -260,101 +339,202 @@ def kpi_lines(engine: Any) -> list[str]:
     return lines
 
 
-async def run_demo(config: Path = DEFAULT_CONFIG, *, speed: float = 60.0,
-                   duration: float | None = None, volume: int = 2400,
+STOP_S = 5.0  # every component gets this long to stop; what does not is named
+START_S = 30.0
+
+
+async def _started(name: str, task: asyncio.Task[Any], ready: asyncio.Event,
+                   timeout: float = START_S) -> None:
+    """Wait until the component says it is ready; if it dies first, its error is the
+    demo's error at once (not a timeout 30 s later)."""
+    waiter = asyncio.ensure_future(ready.wait())
+    try:
+        done, _ = await asyncio.wait({task, waiter}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task in done:
+        raise DemoError(f"{name} failed at start: {_cause(task)}")
+    if not done:
+        raise DemoError(f"{name} was not ready within {timeout:g} s")
+
+
+def _cause(task: asyncio.Task[Any]) -> str:
+    if task.cancelled():
+        return "cancelled"
+    exc = task.exception()
+    if exc is None:
+        return "ended without an error"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _check_running(components: dict[str, asyncio.Task[Any]]) -> None:
+    for name, task in components.items():
+        if task.done():
+            raise DemoError(f"{name} stopped: {_cause(task)}")
+
+
+async def stop_components(components: dict[str, asyncio.Task[Any]],
+                          timeout: float = STOP_S) -> list[str]:
+    """Cancel every component at once and wait at most ``timeout`` for all of them; the
+    names of those still running (a swallowed cancellation, a blocked thread)."""
+    pending = {task for task in components.values() if not task.done()}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for task in pending:
+            task.cancel()  # again each round: Python 3.11's wait_for can lose one
+        _, pending = await asyncio.wait(pending, timeout=min(timeout / 2,
+                                                             deadline - time.monotonic()))
+    return [name for name, task in components.items() if task in pending]
+
+
+async def run_demo(config: Path | None = None, *, speed: float = 60.0,
+                   duration: float | None = None, volume: int = int(CALIBRATED_VOLUME),
                    broker_url: str | None = None, state_dir: Path | None = None,
                    live: bool = True, on_ready: Callable[[Any], None] | None = None,
                    seed: int = 7, http_port: int | None = None,
+                   after_open_min: float = -3.0,
                    until: Callable[[Any], bool] | None = None) -> list[str]:
     """Run the demo; returns the day's KPI lines (also printed). ``http_port`` overrides
-    the dashboard's port (0 turns it off); ``until(engine)``, checked twice a second, ends
-    it early (a test waits for what it checks, with ``duration`` as the limit)."""
+    the dashboard's port (0 turns it off; by default the hall file's, or a free one when
+    that is taken). The hall clock starts ``after_open_min`` minutes after opening.
+    ``until(engine)``, checked twice a second, ends it early (a test waits for what it
+    checks, with ``duration`` as the limit). Raises :class:`DemoError` with the root cause
+    when a component fails."""
     from rich.console import Console
     from rich.live import Live
 
     from coordinator.service import Coordinator, web_dashboard
-    from edge.agent import run_agent
-    from edge.hall_devices import serial_devices
-    from firmware_bridge.sim.hall import SimulatedHall, simulate_devices
-    from firmware_bridge.timing import LinkTiming
-    from hallq.aio import cancel_and_wait
     from hallq.config import load_config
 
     console = Console()
-    base = load_config(config)
+    base = load_config(config or DEFAULT_CONFIG)
+    for note in machine_notes():
+        _say(note)
     with tempfile.TemporaryDirectory(prefix="hallq-demo-") as tmp:
         work = Path(state_dir) if state_dir else Path(tmp)
         (work / "broker").mkdir(parents=True, exist_ok=True)
-        async with demo_broker(base, work / "broker", broker_url) as broker:
-            cfg = demo_config(base, broker, work / "state")
-            if http_port is not None:
-                cfg = cfg.model_copy(update={"coordinator": cfg.coordinator.model_copy(
-                    update={"http_port": http_port})})
+        async with demo_broker(work / "broker", broker_url) as broker:
+            cfg = demo_config(base, broker, work / "state", http_port)
             # the coordinator's per-client rate limit is in wall seconds; a hall hour that
             # passes in a wall minute sends its devices' keys that much faster
             sec = cfg.security
             cfg = cfg.model_copy(update={"security": sec.model_copy(update={
                 "client_rate_per_s": sec.client_rate_per_s * max(1.0, speed / 10),
                 "client_burst": int(sec.client_burst * max(1.0, speed / 10))})})
-            clock = HallClock(opening_time(cfg), speed)
+            clock = HallClock(opening_time(cfg, after_open_min), speed, running=False)
             coordinator = Coordinator(cfg, clock=clock)
-            sims: dict[str, Any] = {}
-            halls: list[SimulatedHall] = []
-            tasks: list[asyncio.Task[Any]] = []
-            async with contextlib.AsyncExitStack() as stack:
-                web = await stack.enter_async_context(web_dashboard(coordinator))
-                session = await stack.enter_async_context(coordinator.make_session())
-                ready = asyncio.Event()
-                tasks.append(asyncio.create_task(coordinator.run(session, ready)))
-                await asyncio.wait_for(ready.wait(), 30)
-                timing = LinkTiming(poll_interval=0.2)
-                for agent in cfg.agents:
-                    sim_dir = work / "sim" / agent.id
-                    hall = await stack.enter_async_context(
-                        simulate_devices(serial_devices(agent.devices), sim_dir))
-                    halls.append(hall)
-                    sims.update(hall.devices)
-                    agent_ready = asyncio.Event()
-                    tasks.append(asyncio.create_task(run_agent(
-                        cfg, agent.id, sim_dir=sim_dir, simulate_all=True, clock=clock,
-                        ready=agent_ready, timing=timing)))
-                    await asyncio.wait_for(agent_ready.wait(), 30)
-                traffic = Traffic(cfg, sims, clock, daily_volume=volume, seed=seed)
-                tasks.append(asyncio.create_task(traffic.arrivals()))
-                tasks += [asyncio.create_task(traffic.staff(w, pad, rating))
-                          for w, pad, rating in _staffing(cfg)]
-                console.print(f"[bold]hallq demo[/]: {cfg.hall.name}, {len(cfg.windows)} windows, "
-                              f"{len(cfg.agents)} agents, broker {broker.url}, ×{speed:g}")
-                if web is not None:
-                    user = cfg.coordinator.supervisor_user
-                    console.print(f"dashboard: {web.url}/  (supervisor: {user} / {DEMO_PASSWORD})")
-                if on_ready is not None:
-                    on_ready(coordinator)
-                try:
-                    if live:
-                        with Live(summary_table(coordinator.engine, clock, traffic.stats),
-                                  console=console, refresh_per_second=2) as screen:
-                            await _wait(duration, lambda: screen.update(
-                                summary_table(coordinator.engine, clock, traffic.stats)))
-                    else:
-                        await _wait(duration, lambda: None,
-                                    None if until is None else lambda: until(coordinator.engine))
-                finally:
-                    for task in reversed(tasks):
-                        await cancel_and_wait(task)
-                lines = kpi_lines(coordinator.engine)
-            coordinator.close()
+            components: dict[str, asyncio.Task[Any]] = {}
+            stuck: list[str] = []
+            interrupted = False
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    web = await stack.enter_async_context(web_dashboard(coordinator))
+                    session = await stack.enter_async_context(coordinator.make_session())
+                    try:
+                        traffic = await _start_hall(cfg, coordinator, session, clock, work,
+                                                    stack, components, volume, seed)
+                        console.print(f"[bold]hallq demo[/]: {cfg.hall.name}, "
+                                      f"{len(cfg.windows)} windows, {len(cfg.agents)} agents, "
+                                      f"broker {broker.url}, ×{speed:g}")
+                        if web is not None:
+                            console.print(f"dashboard: {web.url}/  ({login_hint(base, cfg)})")
+                        if on_ready is not None:
+                            on_ready(coordinator)
+                        try:
+                            if live:
+                                with Live(summary_table(coordinator.engine, clock,
+                                                        traffic.stats),
+                                          console=console, refresh_per_second=2) as screen:
+                                    await _wait(duration, components, lambda: screen.update(
+                                        summary_table(coordinator.engine, clock,
+                                                      traffic.stats)))
+                            else:
+                                await _wait(duration, components, lambda: None,
+                                            None if until is None else
+                                            lambda: until(coordinator.engine))
+                        except asyncio.CancelledError:  # Ctrl-C: the end of the day, as
+                            interrupted = True          # --duration would have made it
+                    except DemoError as exc:
+                        # the root cause first, then a quiet stop: what the other components
+                        # log while they go down would only bury it
+                        _say(f"error: {exc}")
+                        exc.reported = True
+                        logging.disable(logging.CRITICAL)
+                        raise
+                    finally:
+                        try:
+                            stuck = await stop_components(components)
+                        finally:
+                            logging.disable(logging.NOTSET)
+                    lines = kpi_lines(coordinator.engine)
+            except BaseException:
+                if stuck:  # said even when another error is on its way out
+                    _say(f"did not stop within {STOP_S:g} s: {', '.join(stuck)}")
+                raise
+            finally:
+                coordinator.close()
+            if stuck:
+                raise DemoError(f"did not stop within {STOP_S:g} s: {', '.join(stuck)}")
     console.print("[bold]today's KPIs[/]")
     for line in lines:
         console.print("  " + line)
+    if interrupted:
+        raise asyncio.CancelledError
     return lines
 
 
-async def _wait(duration: float | None, tick: Callable[[], None],
-                done: Callable[[], bool] | None = None) -> None:
+async def _start_hall(cfg: HallConfig, coordinator: Any, session: Any, clock: HallClock,
+                      work: Path, stack: contextlib.AsyncExitStack,
+                      components: dict[str, asyncio.Task[Any]], volume: int,
+                      seed: int) -> Traffic:
+    """The coordinator, then each agent on its simulated devices, then the people; each
+    must be ready before the next starts, so a failure names the first thing that broke."""
+    from edge.agent import run_agent
+    from edge.hall_devices import serial_devices
+    from firmware_bridge.sim.hall import simulate_devices
+    from firmware_bridge.timing import LinkTiming
+
+    ready = asyncio.Event()
+    components["coordinator"] = asyncio.create_task(coordinator.run(session, ready))
+    await _started("coordinator", components["coordinator"], ready)
+    sims: dict[str, Any] = {}
+    # the devices' physical time (a ticket takes half a second to print) runs at hall speed
+    timing = LinkTiming(poll_interval=0.2, print_settle=0.5 / clock.speed)
+    for agent in cfg.agents:
+        sim_dir = work / "sim" / agent.id
+        hall = await stack.enter_async_context(
+            simulate_devices(serial_devices(agent.devices), sim_dir))
+        sims.update(hall.devices)
+        agent_ready = asyncio.Event()
+        name = f"agent {agent.id}"
+        components[name] = asyncio.create_task(run_agent(
+            cfg, agent.id, sim_dir=sim_dir, simulate_all=True, clock=clock,
+            ready=agent_ready, timing=timing))
+        await _started(name, components[name], agent_ready)
+    clock.run()
+    traffic = Traffic(cfg, sims, clock, daily_volume=volume, seed=seed)
+    components["traffic"] = asyncio.create_task(traffic.arrivals())
+    for w, pad, rating in _staffing(cfg):
+        components[f"staff at window {w}"] = asyncio.create_task(traffic.staff(w, pad, rating))
+    return traffic
+
+
+def login_hint(base: HallConfig, cfg: HallConfig) -> str:
+    """The supervisor desk's login as the person should type it: the demo's own password
+    only when the demo set it, never one from HALLQ_SUPERVISOR_PASSWORD or the hall file."""
+    user = cfg.coordinator.supervisor_user
+    if base.coordinator.supervisor_password is None:
+        return f"supervisor: {user} / {DEMO_PASSWORD}"
+    return f"supervisor: {user}, with the password you set"
+
+
+async def _wait(duration: float | None, components: dict[str, asyncio.Task[Any]],
+                tick: Callable[[], None], done: Callable[[], bool] | None = None) -> None:
     start = time.monotonic()
     while duration is None or time.monotonic() - start < duration:
         await asyncio.sleep(0.5)
+        _check_running(components)
         tick()
         if done is not None and done():
             return

@@ -232,6 +232,62 @@ def check_font(
     return Check("board font", Result.OK, str(path))
 
 
+# --- what this machine may lack: each has a fallback, and a fix -----------------------------
+
+
+def check_voice(agents: Sequence[Agent], which: Callable[[str], str | None] = shutil.which
+                ) -> Check | None:
+    """Speakers need espeak-ng (or recorded clips); without it calls are shown, not spoken."""
+    if not any(d.kind == "speaker" for a in agents for d in a.devices):
+        return None
+    found = which("espeak-ng")
+    if found:
+        return Check("voice", Result.OK, f"espeak-ng at {found}")
+    return Check("voice", Result.WARN,
+                 "no espeak-ng and no voice clips: boards show calls, nobody speaks them",
+                 "sudo apt-get install espeak-ng")
+
+
+def check_dispatch_core(kind: Callable[[], str] | None = None) -> Check | None:
+    """Where the coordinator is installed: is its dispatch core compiled, or the pure twin?"""
+    import importlib.util
+
+    if kind is None:
+        if importlib.util.find_spec("aiohttp") is None:  # no coordinator role here
+            return None
+        from coordinator.dispatch import active_kind
+
+        kind = active_kind
+    try:
+        found = kind()
+    except (ImportError, ValueError) as exc:
+        return Check("dispatch core", Result.FAIL, str(exc), "unset HALLQ_DISPATCH")
+    if found == "compiled":
+        return Check("dispatch core", Result.OK, "compiled (Cython)")
+    return Check("dispatch core", Result.WARN,
+                 "pure Python (installed without a C compiler): same picks, ~35x slower",
+                 "sudo apt-get install build-essential python3-dev, then reinstall hallq "
+                 "(pip install --force-reinstall --no-deps ...)")
+
+
+def check_local_broker(cfg: HallConfig, finder: Callable[[], str | None] | None = None
+                       ) -> Check | None:
+    """When the hall's broker is this machine: is Mosquitto installed here at all?"""
+    if cfg.broker.host not in ("127.0.0.1", "localhost", "::1", socket.gethostname()):
+        return None
+    if finder is None:
+        from hallqctl.mosquitto import find_mosquitto
+
+        finder = find_mosquitto
+    found = finder()
+    if found:
+        return Check("mosquitto", Result.OK, f"installed ({found})")
+    return Check("mosquitto", Result.WARN,
+                 f"not installed, yet the hall's broker is this machine ({cfg.broker.url}); "
+                 "`hallq demo` runs an embedded broker instead",
+                 "sudo apt-get install mosquitto")
+
+
 def check_clock(
     command: Sequence[str] = ("timedatectl", "show", "-p", "NTPSynchronized", "--value"),
 ) -> Check:
@@ -523,13 +579,14 @@ async def check_broker(
                                 break
     except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
         return [_broker_failure(broker, where, exc)]
-    checks = [
-        Check(
-            "broker",
-            Result.OK,
-            f"connected to {where}" + (f" as {broker.username}" if broker.username else ""),
-        )
-    ]
+    connected = f"connected to {where}" + (f" as {broker.username}" if broker.username else "")
+    if "url" in broker.model_fields_set:
+        checks = [Check("broker", Result.OK, connected)]
+    else:  # a bench default: whatever answers on this port may well be another hall's broker
+        checks = [Check("broker", Result.WARN,
+                        f"{connected}, the default: neither the hall file nor "
+                        "HALLQ_BROKER_URL names the hall's broker, so this one may not be it",
+                        "set broker.url in the hall file, or HALLQ_BROKER_URL")]
     checks.append(_coordinator_check(cfg.coordinator.client_id, seen, cfg.hall.tzinfo))
     return checks
 
@@ -637,6 +694,12 @@ async def run_doctor(
         font = check_font(agent, font_finder)
         if font is not None:
             checks.append(font)
+    voice = check_voice(agents)
+    if voice is not None:
+        checks.append(voice)
+    for machine in (check_dispatch_core(), check_local_broker(cfg)):
+        if machine is not None:
+            checks.append(machine)
     if check_network:
         checks += await check_broker(cfg, timeout=timeout, agents=agents)
     checks.append(check_clock(clock_command) if clock_command else check_clock())

@@ -90,10 +90,15 @@ class Mosquitto:
                         f"mosquitto did not listen on {self.port} in {timeout}s") from exc
                 time.sleep(0.02)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
+        """Terminate; a broker that has not exited after ``timeout`` s is killed."""
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(10)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
             self.proc = None
 
     def kill(self) -> None:

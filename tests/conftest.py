@@ -1,8 +1,23 @@
-"""Shared fixtures: a private Mosquitto per test (hallqctl.mosquitto), sessions, inboxes."""
+"""Shared fixtures: a private Mosquitto per test (hallqctl.mosquitto), sessions, inboxes.
+
+Also two rules for the whole suite:
+
+- a test that needs a system package this machine lacks (Mosquitto for every ``broker``
+  test) is skipped with the command that installs it, except under CI (``tests/ci.py``),
+  where it fails: CI installs everything (``.ci/run``) and must run every test;
+- no test hangs: besides pytest-timeout's per-test limit (``timeout`` in pyproject.toml,
+  which raises in the test and so cannot end a hang in an event loop's own shutdown), a
+  watchdog thread ends the whole run ``HARD_GRACE_S`` later, naming the test and dumping
+  every thread's stack.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import os
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +27,64 @@ import pytest
 from hallq.bus import Session
 from hallq.config import BrokerConfig
 from hallqctl.embedded_broker import embedded_broker
-from hallqctl.mosquitto import Mosquitto, free_port
+from hallqctl.mosquitto import Mosquitto, find_mosquitto, free_port
 
 from .ci import missing
 
-__all__ = ["Inbox", "Mosquitto", "free_port"]
+__all__ = ["Inbox", "Mosquitto", "free_port", "need"]
+
+HARD_GRACE_S = float(os.environ.get("HALLQ_TEST_HARD_GRACE_S", "30"))
+
+
+def need(what: str, present: bool, install: str) -> None:
+    """Skip (fail under CI: tests/ci.py) when ``what`` is missing, saying how to install it."""
+    if not present:
+        missing(f"{what} is not installed ({install})")
+
+
+def need_mosquitto() -> None:
+    need("mosquitto", find_mosquitto() is not None, "sudo apt-get install mosquitto")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("broker") is not None:
+        need_mosquitto()
+
+
+def _hard_limit(item: pytest.Item) -> float | None:
+    marker = item.get_closest_marker("timeout")
+    limit = marker.args[0] if marker is not None and marker.args else item.config.getini("timeout")
+    try:
+        seconds = float(limit)
+    except (TypeError, ValueError):
+        return None
+    return seconds + HARD_GRACE_S if seconds > 0 else None
+
+
+def _end_the_run(config: pytest.Config, nodeid: str, limit: float) -> None:
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:  # give fd 2 back, so this reaches the terminal
+        capture.suspend_global_capture(in_=False)
+    sys.stderr.write(f"\nHARD TIMEOUT: {nodeid} still running after {limit:g} s; "
+                     "ending the test run (stacks below)\n")
+    sys.stderr.flush()
+    faulthandler.dump_traceback(all_threads=True)
+    os._exit(3)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    limit = _hard_limit(item)
+    watchdog = None
+    if limit is not None:
+        watchdog = threading.Timer(limit, _end_the_run, (item.config, item.nodeid, limit))
+        watchdog.daemon = True
+        watchdog.start()
+    try:
+        yield
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
 
 @pytest.fixture
 def amqtt_url() -> Iterator[str]:
@@ -27,6 +95,7 @@ def amqtt_url() -> Iterator[str]:
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    need_mosquitto()
     workdir = tmp_path / "broker"
     workdir.mkdir()
     broker = Mosquitto(workdir)

@@ -14,7 +14,7 @@ import pytest
 from hallq.bus import Session
 from hallq.config import BrokerConfig
 
-from .conftest import Mosquitto
+from .conftest import Mosquitto, need
 
 pytestmark = pytest.mark.broker
 
@@ -61,10 +61,10 @@ def _make_certs(d: Path) -> None:
         "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 async def test_tls_connects_with_the_configured_ca_and_refuses_an_unknown_one(
     tmp_path: Path,
 ) -> None:
+    need("openssl", shutil.which("openssl") is not None, "sudo apt-get install openssl")
     _make_certs(tmp_path)
     broker = Mosquitto(
         tmp_path, persistence=False,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from hallq import __version__
@@ -59,6 +60,8 @@ def test_simulate_prints_a_json_report_and_writes_the_chart(tmp_path: Path) -> N
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+# ~10 s with the compiled day loop; a machine without a C compiler runs it pure (~40 s of CPU)
+@pytest.mark.timeout(300)
 def test_forecast_prints_levels_scores_held_out_months_and_exports(tmp_path: Path) -> None:
     csv, png = tmp_path / "comfort.csv", tmp_path / "comfort.png"
     result = CliRunner(env={"COLUMNS": "200"}).invoke(main, [

@@ -576,6 +576,15 @@ def test_toml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
     assert "line 3" in message and "TOML syntax error" in message
 
 
+def test_a_file_cut_short_names_the_line_where_it_ends(tmp_path: Path) -> None:
+    path = tmp_path / "cut.toml"
+    path.write_text('[hall]\nid = "x"\n[', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems[0].startswith("line 3, column 2: TOML syntax error")
+    assert "the file ends there" in info.value.problems[0]
+
+
 def test_missing_file_names_the_path(tmp_path: Path) -> None:
     path = tmp_path / "nope.toml"
     with pytest.raises(ConfigError) as info:

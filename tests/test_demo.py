@@ -1,14 +1,31 @@
-"""The demo: the example hall, every agent, simulated devices and traffic, at high speed."""
+"""The demo: the example hall, every agent, simulated devices and traffic, at high speed;
+and what a new user's machine may lack (Mosquitto, espeak-ng) or do wrong (a component that
+fails, one that will not stop)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hallqctl.demo import DEFAULT_CONFIG, run_demo
+from hallq.config import load_config
+from hallqctl.demo import (
+    DEFAULT_CONFIG,
+    DEMO_PASSWORD,
+    DemoError,
+    login_hint,
+    run_demo,
+    stop_components,
+)
+from hallqctl.demo import demo_config as make_demo_config
 
 from .conftest import Mosquitto
 
@@ -27,9 +44,10 @@ async def test_the_demo_issues_calls_serves_draws_boards_and_reports_kpis(
         total = engine.stats_state(0).total
         return total.issued > 30 and total.served > 10 and bool(boards())
 
+    # the morning from 09:30 (hall time holds while the parts start)
     lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=120, broker_url=mosquitto.url,
                            state_dir=tmp_path, live=False, volume=4000, http_port=0,
-                           until=enough)
+                           after_open_min=30, until=enough)
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
     assert counts is not None, lines
     issued, served = map(int, counts.groups())
@@ -39,15 +57,150 @@ async def test_the_demo_issues_calls_serves_draws_boards_and_reports_kpis(
 
 
 @pytest.mark.timeout(180)
-async def test_with_no_broker_and_no_mosquitto_the_demo_embeds_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_on_a_bare_machine_the_demo_embeds_a_broker_goes_without_voice_and_leaves_the_halls_broker_alone(  # noqa: E501
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    import aiomqtt
+
     import hallqctl.mosquitto
 
-    monkeypatch.setenv("HALLQ_BROKER_URL", "mqtt://127.0.0.1:9")  # nothing listens there
+    # the hall file's broker answers, but the demo must not write a fake hall into it
+    monkeypatch.setenv("HALLQ_BROKER_URL", mosquitto.url)
     monkeypatch.setattr(hallqctl.mosquitto, "find_mosquitto", lambda: None)
-    lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=120, state_dir=tmp_path,
-                           live=False, volume=4000, http_port=0,
-                           until=lambda engine: engine.stats_state(0).total.issued > 10)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no espeak-ng
+    seen: list[str] = []
+
+    async def watch() -> None:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.subscribe("#")
+            async for message in client.messages:
+                seen.append(str(message.topic))
+
+    watcher = asyncio.create_task(watch())
+    started = time.monotonic()
+    try:
+        with caplog.at_level(logging.WARNING):
+            # 12 s at least, so that the hall's broker would have seen a demo writing to it
+            lines = await run_demo(
+                DEFAULT_CONFIG, speed=240, duration=120, state_dir=tmp_path, live=False,
+                volume=4000, http_port=0, after_open_min=30,
+                until=lambda engine: engine.stats_state(0).total.issued > 10
+                and time.monotonic() - started > 12)
+    finally:
+        watcher.cancel()
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
     assert counts is not None and int(counts.group(1)) > 10, lines
+    assert seen == []
+    voice_off = [r for r in caplog.records if "voice off" in r.getMessage()]
+    assert len(voice_off) == 1 and "apt-get install espeak-ng" in voice_off[0].getMessage()
+
+
+@pytest.mark.timeout(60)
+async def test_an_agent_failing_at_start_stops_the_demo_at_once_with_its_cause(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import edge.agent
+    from displays.errors import VoiceError
+
+    real = edge.agent.run_agent
+    cfg = load_config(DEFAULT_CONFIG)
+    broken = cfg.agents[len(cfg.agents) // 2].id
+
+    async def run_agent(cfg: Any, agent_id: str, **kwargs: Any) -> None:
+        if agent_id == broken:
+            raise VoiceError("no voice here")
+        await real(cfg, agent_id, **kwargs)
+
+    monkeypatch.setattr(edge.agent, "run_agent", run_agent)
+    started = time.monotonic()
+    with pytest.raises(DemoError, match=rf"^agent {broken} failed at start: VoiceError: no voice"):
+        await run_demo(DEFAULT_CONFIG, speed=60, duration=30, broker_url=mosquitto.url,
+                       state_dir=tmp_path, live=False, http_port=0)
+    assert time.monotonic() - started < 30
+    errors = capsys.readouterr().err
+    assert errors.startswith(f"hallq demo: error: agent {broken} failed at start"), errors
+    assert asyncio.all_tasks() == {asyncio.current_task()}  # every component was stopped
+
+
+async def test_stopping_names_a_component_that_will_not_stop() -> None:
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                pass
+
+    async def polite() -> None:
+        await asyncio.sleep(10)
+
+    tasks = {"agent pi-x": asyncio.create_task(stubborn()),
+             "traffic": asyncio.create_task(polite())}
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    assert await stop_components(tasks, timeout=1.0) == ["agent pi-x"]
+    assert time.monotonic() - started < 2
+    assert tasks["traffic"].cancelled()
+    tasks["agent pi-x"].get_coro().close()  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(60)
+def test_a_service_that_will_not_stop_is_named_and_the_process_exits_non_zero(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "stuck.py"
+    script.write_text(textwrap.dedent("""
+        import asyncio, os, signal
+        from hallqctl.runner import run_bounded
+
+        async def deaf() -> None:
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.3, os.kill, os.getpid(), signal.SIGTERM)
+            while True:
+                try:
+                    await asyncio.sleep(10)
+                except asyncio.CancelledError:
+                    pass
+
+        run_bounded(deaf, stop_s=0.5)
+    """))
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 70, proc
+    assert "did not stop within" in proc.stderr and "deaf" in proc.stderr, proc.stderr
+    assert time.monotonic() - started < 20
+
+
+def test_the_demo_prints_its_own_login_only(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from hallq.config import BrokerConfig
+
+    broker = BrokerConfig(url="mqtt://127.0.0.1:1")
+    base = load_config(DEFAULT_CONFIG)
+    assert DEMO_PASSWORD in login_hint(base, make_demo_config(base, broker, tmp_path, 0))
+    monkeypatch.setenv("HALLQ_SUPERVISOR_PASSWORD", "the-real-one")
+    base = load_config(DEFAULT_CONFIG)
+    cfg = make_demo_config(base, broker, tmp_path, 0)
+    hint = login_hint(base, cfg)
+    assert DEMO_PASSWORD not in hint and "the-real-one" not in hint
+    assert cfg.coordinator.supervisor_password is not None
+    assert cfg.coordinator.supervisor_password.get_secret_value() == "the-real-one"
+
+
+@pytest.mark.timeout(120)
+async def test_ctrl_c_ends_the_day_with_its_kpis(
+    mosquitto: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    demo = asyncio.create_task(run_demo(
+        DEFAULT_CONFIG, speed=240, broker_url=mosquitto.url, state_dir=tmp_path, live=False,
+        http_port=0, on_ready=ready.set_result))
+    await asyncio.wait_for(asyncio.shield(ready), 60)
+    await asyncio.sleep(2)
+    demo.cancel()  # what SIGINT does through hallqctl.runner
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(demo, 20)
+    out = capsys.readouterr().out
+    assert "today's KPIs" in out and re.search(r"issued \d+, served \d+", out), out

@@ -134,7 +134,9 @@ async def test_without_an_agent_id_the_agents_of_this_host_are_checked(tmp_path:
     )
     assert "spi led-1" in by_name(here) and "device pad-1" not in by_name(here)
     server = await run_doctor(cfg, None, hostname="server", check_network=False)
-    assert [c.name for c in server] == ["clock", "disk", "hall calendar"]
+    # no device of this host: only what any machine of the hall is asked
+    assert [c.name for c in server if c.name not in ("dispatch core", "mosquitto")] == [
+        "clock", "disk", "hall calendar"]
 
 
 def test_no_permission_names_the_group_to_join(tmp_path: Path) -> None:
@@ -339,3 +341,50 @@ def test_doctor_warns_when_the_hall_calendar_stops_before_the_days_ahead() -> No
     assert late.result == "warn" and "2027" in late.detail and "2027-01-03" in late.detail
     assert "hall.closed_days" in late.fix
     assert check_calendar(cfg, dt.date(2026, 6, 1)).result == "ok"
+
+
+# --- what a bare machine lacks: each is a warning with its fix, never a failure ------------
+
+
+def test_a_speaker_without_espeak_is_a_warning_naming_the_package(tmp_path: Path) -> None:
+    from hallqctl.doctor import check_voice
+
+    cfg = hall(tmp_path)  # board-1 has a speaker
+    missing = check_voice(cfg.agents, which=lambda name: None)
+    assert missing is not None and missing.result is Result.WARN
+    assert missing.fix == "sudo apt-get install espeak-ng" and "show calls" in missing.detail
+    found = check_voice(cfg.agents, which=lambda name: "/usr/bin/espeak-ng")
+    assert found is not None and found.result is Result.OK
+    assert check_voice([], which=lambda name: None) is None  # no speaker here: not asked
+
+
+def test_a_pure_dispatch_core_is_a_warning_naming_the_compiler() -> None:
+    from hallqctl.doctor import check_dispatch_core
+
+    pure = check_dispatch_core(lambda: "pure")
+    assert pure is not None and pure.result is Result.WARN and "build-essential" in pure.fix
+    compiled = check_dispatch_core(lambda: "compiled")
+    assert compiled is not None and compiled.result is Result.OK
+
+
+def test_no_mosquitto_where_the_halls_broker_is_local(tmp_path: Path) -> None:
+    from hallqctl.doctor import check_local_broker
+
+    cfg = hall(tmp_path)  # mqtt://127.0.0.1:...
+    missing = check_local_broker(cfg, finder=lambda: None)
+    assert missing is not None and missing.result is Result.WARN
+    assert missing.fix == "sudo apt-get install mosquitto"
+    remote = hall(tmp_path, url="mqtt://broker.hall.lan:1883")
+    assert check_local_broker(remote, finder=lambda: None) is None
+
+
+@pytest.mark.broker
+async def test_a_broker_nobody_configured_is_checked_but_flagged(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = hall(tmp_path, url=mosquitto.url)
+    unnamed = cfg.model_copy(update={"broker": BrokerConfig.model_construct(
+        _fields_set=set(), **dict(cfg.broker))})
+    checks = by_name(await run_doctor(unnamed, None, timeout=2))
+    assert checks["broker"].result is Result.WARN
+    assert "HALLQ_BROKER_URL" in checks["broker"].fix

@@ -86,8 +86,10 @@ async def test_two_real_presses_count_twice_and_a_held_key_once(
 def test_pin_factories_are_chosen_by_name_with_a_fix_when_missing() -> None:
     with pytest.raises(GpioError, match="unknown pin factory 'pi6'"):
         make_pin_factory("pi6")
-    with pytest.raises(GpioError, match="hallq\\[pi\\]|cannot start"):
+    with pytest.raises(GpioError, match="hallq\\[agent,pi\\]|cannot start"):
         make_pin_factory("lgpio")
+    with pytest.raises(GpioError, match="pip install RPi.GPIO, or use the default lgpio|cannot"):
+        make_pin_factory("rpigpio")  # no longer installed by any extra
 
 
 def test_the_env_var_picks_the_default_factory(monkeypatch: pytest.MonkeyPatch) -> None:

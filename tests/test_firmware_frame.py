@@ -169,6 +169,10 @@ def test_truncated_by_next_sof() -> None:
     check(encode(GOOD)[:-3], DropReason.TRUNCATED)
 
 
+def test_a_lone_escape_cut_by_the_next_sof_is_counted() -> None:
+    check(bytes((SOF, ESC)), DropReason.TRUNCATED)  # found by tests/test_fuzz_serial.py
+
+
 def test_truncated_shorter_than_len() -> None:
     check(raw_frame(2, 0x82, 1, b"\x01\x02", length=5), DropReason.TRUNCATED)
 

@@ -112,6 +112,9 @@ def _call(**override: Any) -> bytes:
         (_call(id="not-a-ulid"), "id", "pattern"),
         (_call(action="rate", ticket="A023", rating=5), "rating", "less than or equal to 4"),
         (_call(action="call_ticket", ticket="a23"), "ticket", "pattern"),
+        (_call(action="transfer"), "to_window", "exactly one of to_service or to_window"),
+        (_call(action="transfer", to_service="invoice", to_window=3), "to_window",
+         "exactly one"),
         (_call(v=True), "v", "integer, not a boolean"),
     ],
 )

@@ -82,6 +82,13 @@ async def test_a_supervisor_command_is_logged_and_published_like_a_pads(
         async with http.post(f"{url}/api/supervisor/windows/99", headers=auth,
                              json={"action": "open"}) as r:
             assert r.status == 409
+        # found by tests/test_fuzz_http.py: these were 500s
+        async with http.post(f"{url}/api/supervisor/windows/2", headers=auth,
+                             json={"action": []}) as r:
+            assert r.status == 400 and (await r.json())["error"]["code"] == "bad_action"
+        async with http.post(f"{url}/api/supervisor/appointments", headers=auth,
+                             json={"service": "tax-filing", "start": "09:00", "day": 5}) as r:
+            assert r.status == 400 and (await r.json())["error"]["code"] == "bad_day"
     with sqlite3.connect(log_path) as db:
         rows = db.execute("SELECT source, payload FROM entries WHERE kind = 'window'").fetchall()
     assert [(src, json.loads(p)["action"]) for src, p in rows][:2] == [

@@ -148,7 +148,7 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                                               required=False)],
                         "responses": {**_ok("bookings", {"type": "array",
                                                          "items": _ref("SupervisorBooking")}),
-                                      **_errors("401")}}},
+                                      **_errors("400", "401")}}},
             "/api/supervisor/whoami": {"get": {
                 "summary": "the logged-in supervisor", "security": _BASIC,
                 "responses": {**_ok("user", _ref("WhoAmI")), **_errors("401")}}},

@@ -174,12 +174,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
 # --- appointments ----------------------------------------------------------------------
 
 
-def _day(text: str | None, c: HallService) -> dt.date:
+def _day(text: object, c: HallService) -> dt.date:
     if not text:
         return c.cfg.hall.business_day(c.clock())
     try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
+        return dt.date.fromisoformat(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a JSON body may give a number or a list
         raise BookingError("bad_day", f"day must be YYYY-MM-DD, got {text!r}") from None
 
 
@@ -309,7 +309,8 @@ async def supervisor_command(request: web.Request) -> web.Response:
         window = int(request.match_info["window"])
     except ValueError:
         return _error(400, "invalid_json", "body must be JSON, window a number")
-    if not isinstance(body, dict) or body.get("action") not in SUPERVISOR_ACTIONS:
+    action = body.get("action") if isinstance(body, dict) else None
+    if not isinstance(action, str) or action not in SUPERVISOR_ACTIONS:  # [] is unhashable
         return _error(400, "bad_action",
                       f"action must be one of {', '.join(sorted(SUPERVISOR_ACTIONS))}")
     try:
