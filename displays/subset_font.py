@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from displays.errors import FontError
-from displays.fonts import BUNDLED_CHARS, BUNDLED_FONT, cmap_coverage, characters, find_unifont
+from displays.fonts import BUNDLED_CHARS, BUNDLED_FONT, characters, cmap_coverage, find_unifont
 from displays.texts import fixed_text
 
 __all__ = ["DEFAULT_CONFIGS", "build_subset", "hall_names", "required_text"]
