@@ -39,6 +39,9 @@ cdef class DispatchCore:
     cdef double[::1] aend
     cdef long long[::1] tseq
 
+    cpdef dict export_state(self)
+    cpdef void import_state(self, dict state) except *
+
     cpdef void set_service(self, int s, double target_s) except *
     cpdef void set_boost(self, double factor) except *
 
@@ -68,11 +71,19 @@ cdef class DispatchCore:
     cpdef bint queued(self, Py_ssize_t t) noexcept
     cpdef Py_ssize_t waiting(self, int s) except -1
 
-    @cython.locals(q=int, ahead=Py_ssize_t, a=int, s=int, base=int, c=int, walk="int[::1]",
-                   target=double, boost=double, best=int, best_c=int, best_cls=int,
-                   best_urg=double, best_seq="long long", h=int, eff=int, wait=double,
-                   urg=double)
+    @cython.locals(q=int, ahead=Py_ssize_t, a=int, best=int)
     cpdef Py_ssize_t position(self, Py_ssize_t t, double now) except -2
+
+    @cython.locals(out=list, best=int)
+    cpdef list upcoming(self, int s, double now, Py_ssize_t limit)
+
+    @cython.locals(base=int, c=int)
+    cdef inline void _walk_from(self, int s) noexcept
+
+    @cython.locals(walk="int[::1]", target=double, boost=double, best=int, best_c=int,
+                   best_cls=int, best_urg=double, best_seq="long long", c=int, h=int, eff=int,
+                   wait=double, urg=double)
+    cdef inline int _walk_step(self, int s, double now) noexcept
 
     @cython.locals(directed=int, boost=double, best=int, best_cls=int, best_urg=double,
                    best_seq="long long", base=Py_ssize_t, i=Py_ssize_t, s=int, weight=double,

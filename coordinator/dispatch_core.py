@@ -43,6 +43,18 @@ def _seqs(n: int) -> array[int]:
     return array("q", [0]) * n
 
 
+def _int_array(code: str, data: object) -> array[int]:
+    a: array[int] = array(code)
+    a.frombytes(data)  # type: ignore[arg-type]
+    return a
+
+
+def _float_array(data: object) -> array[float]:
+    a: array[float] = array("d")
+    a.frombytes(data)  # type: ignore[arg-type]
+    return a
+
+
 class DispatchCore:
     """Per-hall queues and the call-next choice, over dense ticket/service/window indices.
 
@@ -82,6 +94,47 @@ class DispatchCore:
         self.astart = _doubles(capacity, 0.0)
         self.aend = _doubles(capacity, 0.0)
         self.tseq = _seqs(capacity)
+
+    # checkpoints
+
+    def export_state(self) -> dict[str, object]:
+        """Everything this core holds, as bytes: a checkpoint restored by ``import_state``
+        instead of replaying the day (a restart answers in a fraction of a second)."""
+        return {
+            "capacity": self.capacity, "boost": self.boost,
+            "qhead": bytes(self.qhead), "qtail": bytes(self.qtail),
+            "head_issue": bytes(self.head_issue), "head_seq": bytes(self.head_seq),
+            "head_start": bytes(self.head_start), "head_end": bytes(self.head_end),
+            "svc_waiting": bytes(self.svc_waiting), "target": bytes(self.target),
+            "sk_svc": bytes(self.sk_svc), "sk_weight": bytes(self.sk_weight),
+            "sk_n": bytes(self.sk_n), "nxt": bytes(self.nxt), "prv": bytes(self.prv),
+            "tqueue": bytes(self.tqueue), "tsvc": bytes(self.tsvc), "issue": bytes(self.issue),
+            "astart": bytes(self.astart), "aend": bytes(self.aend), "tseq": bytes(self.tseq),
+        }
+
+    def import_state(self, state: dict[str, object]) -> None:
+        """Take over a state from ``export_state`` of a core of the same shape."""
+        self.capacity = int(state["capacity"])  # type: ignore[call-overload]
+        self.boost = float(state["boost"])  # type: ignore[arg-type]
+        self.qhead = _int_array("i", state["qhead"])
+        self.qtail = _int_array("i", state["qtail"])
+        self.head_issue = _float_array(state["head_issue"])
+        self.head_seq = _int_array("q", state["head_seq"])
+        self.head_start = _float_array(state["head_start"])
+        self.head_end = _float_array(state["head_end"])
+        self.svc_waiting = _int_array("i", state["svc_waiting"])
+        self.target = _float_array(state["target"])
+        self.sk_svc = _int_array("i", state["sk_svc"])
+        self.sk_weight = _float_array(state["sk_weight"])
+        self.sk_n = _int_array("i", state["sk_n"])
+        self.nxt = _int_array("i", state["nxt"])
+        self.prv = _int_array("i", state["prv"])
+        self.tqueue = _int_array("i", state["tqueue"])
+        self.tsvc = _int_array("i", state["tsvc"])
+        self.issue = _float_array(state["issue"])
+        self.astart = _float_array(state["astart"])
+        self.aend = _float_array(state["aend"])
+        self.tseq = _int_array("q", state["tseq"])
 
     # configuration
 
@@ -215,43 +268,26 @@ class DispatchCore:
                 ahead += 1
                 a = self.prv[a]
             return ahead
-        s = self.tsvc[t]
-        walk = self.walk
-        base = s * _N_CLASSES
-        for c in range(_N_CLASSES):
-            walk[c] = self.qhead[base + c]
-        target = self.target[s]
-        boost = self.boost
+        self._walk_from(self.tsvc[t])
         while True:
-            best = -1
-            best_c = 0
-            best_cls = _N_CLASSES
-            best_urg = 0.0
-            best_seq = 0
-            for c in range(_N_CLASSES):
-                h = walk[c]
-                if h < 0:
-                    continue
-                eff = c
-                if c == _APPOINTMENT and not (self.astart[h] <= now <= self.aend[h]):
-                    eff = _NORMAL
-                if eff > best_cls:
-                    continue
-                wait = now - self.issue[h]
-                urg = wait
-                if wait >= target:
-                    urg = urg * boost
-                if (eff < best_cls or urg > best_urg
-                        or (urg == best_urg and self.tseq[h] < best_seq)):
-                    best = h
-                    best_c = c
-                    best_cls = eff
-                    best_urg = urg
-                    best_seq = self.tseq[h]
+            best = self._walk_step(self.tsvc[t], now)
             if best == t or best < 0:
                 return ahead
-            walk[best_c] = self.nxt[best]
             ahead += 1
+
+    def upcoming(self, s: int, now: float, limit: int) -> list[int]:
+        """Up to ``limit`` tickets of service ``s`` in the order a window serving only it
+        would call them -- the order ``position`` counts, so a queue's "next" list and the
+        people-ahead figure agree with the dispatcher."""
+        self._check_service(s)
+        out: list[int] = []
+        self._walk_from(s)
+        while len(out) < limit:
+            best = self._walk_step(s, now)
+            if best < 0:
+                break
+            out.append(best)
+        return out
 
     # internals
 
@@ -292,6 +328,47 @@ class DispatchCore:
                     best_cls = eff
                     best_urg = urg
                     best_seq = self.head_seq[q + c]
+        return best
+
+    def _walk_from(self, s: int) -> None:
+        base = s * _N_CLASSES
+        for c in range(_N_CLASSES):
+            self.walk[c] = self.qhead[base + c]
+
+    def _walk_step(self, s: int, now: float) -> int:
+        """The next ticket of a walk over service ``s``'s class queues, by ``_pick``'s rule
+        for one window with weight 1: strongest class in force, then most urgent wait (past
+        the target boosted), then the lower seq. Advances the walk; -1 at the end."""
+        walk = self.walk
+        target = self.target[s]
+        boost = self.boost
+        best = -1
+        best_c = 0
+        best_cls = _N_CLASSES
+        best_urg = 0.0
+        best_seq = 0
+        for c in range(_N_CLASSES):
+            h = walk[c]
+            if h < 0:
+                continue
+            eff = c
+            if c == _APPOINTMENT and not (self.astart[h] <= now <= self.aend[h]):
+                eff = _NORMAL
+            if eff > best_cls:
+                continue
+            wait = now - self.issue[h]
+            urg = wait
+            if wait >= target:
+                urg = urg * boost
+            if (eff < best_cls or urg > best_urg
+                    or (urg == best_urg and self.tseq[h] < best_seq)):
+                best = h
+                best_c = c
+                best_cls = eff
+                best_urg = urg
+                best_seq = self.tseq[h]
+        if best >= 0:
+            walk[best_c] = self.nxt[best]
         return best
 
     def _check_window(self, w: int) -> None:

@@ -697,7 +697,7 @@ class Engine:
     def queue_state(self, service: str, rev: int, now: float) -> m.QueueState:
         waiting = self.waiting_tickets(service)
         idx = self.service_idx[service]
-        ordered = sorted(waiting, key=lambda t: (CLASS_OF[t.priority], t.seq))[:20]
+        ordered = [self.tickets[i] for i in self.core.upcoming(idx, now, 20)]
         oldest = min((t.issued_at for t in waiting), default=None)
         wait = self.eta_range(None, service, now)
         return m.QueueState(

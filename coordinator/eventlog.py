@@ -3,8 +3,14 @@
 The log is the truth: every command is appended with the time it was applied, its source
 and its result before anything is published, and the hall's state is the replay of the
 log. A ``day_open`` entry starts each business day with a snapshot (carried-over tickets,
-window status and skills), so recovery replays only the current day. Older days stay for
+window status and skills), so recovery replays only the current day; a checkpoint of the
+whole state (every ``CHECKPOINT_EVERY`` entries, see ``HallQueue``) shortens that to the
+entries after it. Older days stay for
 analytics until the retention period ends.
+
+A write that fails (disk full, read-only file system, I/O error) raises
+:class:`StorageFailed`; the caller must then treat the command as not kept (see
+``docs/delivery.md``).
 """
 
 from __future__ import annotations
@@ -30,7 +36,20 @@ CREATE TABLE IF NOT EXISTS entries (
     result TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_day ON entries (day);
+CREATE TABLE IF NOT EXISTS probe (k INTEGER PRIMARY KEY CHECK (k = 1), at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS entries_kind ON entries (kind, seq);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq INTEGER PRIMARY KEY,
+    day TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    data BLOB NOT NULL
+);
 """
+KEEP_CHECKPOINTS = 2
+
+
+class StorageFailed(Exception):
+    """The event log could not be written: nothing may change that the log does not keep."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +106,30 @@ class EventLog:
     def append(self, *, kind: str, cmd_id: str | None, day: str, at: float, source: str,
                payload: str, result: dict[str, Any] | None) -> int:
         """Append one entry durably and return its sequence number."""
-        cursor = self._db.execute(
-            "INSERT INTO entries (kind, cmd_id, day, at, source, payload, result) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kind, cmd_id, day, at, source, payload,
-             json.dumps(result, ensure_ascii=False) if result is not None else None),
-        )
+        try:
+            cursor = self._db.execute(
+                "INSERT INTO entries (kind, cmd_id, day, at, source, payload, result) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kind, cmd_id, day, at, source, payload,
+                 json.dumps(result, ensure_ascii=False) if result is not None else None),
+            )
+        except (sqlite3.OperationalError, OSError) as exc:
+            raise StorageFailed(f"event log {self.path}: {exc}") from exc
         return int(cursor.lastrowid or 0)
+
+    def probe(self, at: float) -> None:
+        """One real, synced write: whether an append would be kept now (after a failure).
+        The file is opened again first: SQLite opens a file it cannot write read-only and
+        keeps it so, even once the file system is writable again."""
+        # the old connection goes first: SQLite shares one file descriptor per file within
+        # a process, so a new connection beside it would inherit its read-only one
+        self._db.close()
+        try:
+            self._db = open_db(self.path, _SCHEMA)
+            self._db.execute("INSERT OR REPLACE INTO probe (k, at) VALUES (1, ?)", (at,))
+        except (sqlite3.OperationalError, OSError) as exc:
+            self._db = sqlite3.connect(self.path, isolation_level=None)  # reads still work
+            raise StorageFailed(f"event log {self.path}: {exc}") from exc
 
     def entries_after(self, seq: int, limit: int) -> list[tuple[Any, ...]]:
         """Raw rows (seq, kind, cmd_id, day, at, source, payload, result) after ``seq``, in
@@ -116,17 +152,45 @@ class EventLog:
 
     def current_day(self) -> tuple[Entry | None, list[Entry]]:
         """The latest ``day_open`` entry and every entry after it, in order."""
+        start = self.day_start()
+        return start, self.entries_since(start.seq if start else 0)
+
+    def day_start(self) -> Entry | None:
         row = self._db.execute(
             "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
             "WHERE kind = 'day_open' ORDER BY seq DESC LIMIT 1"
         ).fetchone()
-        start = _entry(row) if row else None
-        after = start.seq if start else 0
+        return _entry(row) if row else None
+
+    def entries_since(self, seq: int) -> list[Entry]:
         rows = self._db.execute(
             "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
-            "WHERE seq > ? ORDER BY seq", (after,)
+            "WHERE seq > ? ORDER BY seq", (seq,)
         ).fetchall()
-        return start, [_entry(r) for r in rows]
+        return [_entry(r) for r in rows]
+
+    def latest_checkpoint(self) -> tuple[int, str, str, bytes] | None:
+        """(seq, day, fingerprint, data) of the newest checkpoint, if any."""
+        row = self._db.execute(
+            "SELECT seq, day, fingerprint, data FROM checkpoints ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (int(row[0]), row[1], row[2], bytes(row[3]))
+
+    @staticmethod
+    def save_checkpoint(path: Path, seq: int, day: str, fingerprint: str, data: bytes) -> None:
+        """Store a checkpoint of the state after entry ``seq`` over a connection of its own
+        (called from a worker thread; the log's own connection stays on the event loop).
+        Only a speed-up: a checkpoint that cannot be written is simply not there."""
+        db = open_db(path, _SCHEMA)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT OR REPLACE INTO checkpoints (seq, day, fingerprint, data) "
+                       "VALUES (?, ?, ?, ?)", (seq, day, fingerprint, data))
+            db.execute("DELETE FROM checkpoints WHERE seq NOT IN (SELECT seq FROM checkpoints "
+                       "ORDER BY seq DESC LIMIT ?)", (KEEP_CHECKPOINTS,))
+            db.execute("COMMIT")
+        finally:
+            db.close()
 
     def prune(self, keep_from: dt.date) -> int:
         """Drop whole days before ``keep_from``; returns how many entries went."""

@@ -1,27 +1,41 @@
 """A hall's queue as the coordinator runs it: the engine, fed only through the event log.
 
 ``submit`` is the one way in: it answers a repeated command id with the stored result
-(QoS 1 redelivery, device retries), checks that the sender may act for the window, opens
+(QoS 1 redelivery, device retries), refuses one that outlived its sender's deadline (not
+logged: it changes nothing), checks that the sender may act for the window, opens
 a new business day when one is due, applies the command and appends it to the log
 before the caller publishes anything. ``recover`` rebuilds the same state from the log.
+
+Log first, or not at all: when the append fails (:class:`StorageFailed`) the engine is
+rebuilt from the log before the error goes up, so memory never holds a change the log
+lost -- no number consumed, no ticket a window could call that a restart would forget.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import json
 import logging
+import pickle
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from coordinator.engine import Engine, Outcome, reject
-from coordinator.eventlog import EventLog
+from coordinator.eventlog import EventLog, StorageFailed
 from hallq import messages as m
 from hallq.config import HallConfig
 
 log = logging.getLogger("hallq.coordinator")
 
 KINDS: dict[str, Any] = {"window": m.WindowCommand, "ticket": m.TicketRequest}
+CHECKPOINT_EVERY = 500  # entries between checkpoints: a restart replays fewer than this
+CHECKPOINT_FORMAT = 1
+# the engine's state in a checkpoint (the rest of it comes from the hall config)
+ENGINE_STATE = ("windows", "day", "tickets", "by_number", "counters", "issued", "leases",
+                "lease_floor", "per_person", "recent", "calls", "appointments", "seq")
 
 
 def record_of(outcome: Outcome) -> dict[str, Any]:
@@ -41,29 +55,85 @@ class Submitted:
     record: dict[str, Any]
     outcome: Outcome | None
     rollover: Outcome | None = None
+    kept: bool = True  # False: refused because the log could not take it
 
     @property
     def duplicate(self) -> bool:
-        return self.outcome is None
+        return self.outcome is None and self.kept
 
 
 class HallQueue:
     def __init__(self, cfg: HallConfig, log_: EventLog, core_cls: type[Any]) -> None:
         self.cfg = cfg
         self.log = log_
+        self._core_cls = core_cls
         self.engine = Engine(cfg, core_cls)
         self._issued_for: dict[str, str] = {}  # request id -> ticket number (this process)
         self._superseded: set[str] = set()  # online request ids replaced by offline issues
+        self._asked: set[str] = set()  # command ids a pad asked about before they arrived
 
     @property
     def seq(self) -> int:
         return self.log.last_seq()
 
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What a checkpoint is only valid for: this state format, code and hall config."""
+        from hallq import __version__
+
+        hall = self.cfg.model_dump_json(
+            include={"hall", "coordinator", "zones", "services", "windows", "agents"})
+        text = f"{CHECKPOINT_FORMAT}|{__version__}|{hall}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def save_checkpoint(self, seq: int, data: bytes) -> bool:
+        """Store ``data`` (from :meth:`checkpoint` after entry ``seq``); safe in a worker
+        thread. False if it could not be written: a checkpoint only saves time."""
+        day = self.engine.day.isoformat() if self.engine.day else ""
+        try:
+            EventLog.save_checkpoint(self.log.path, seq, day, self.fingerprint, data)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("event log: checkpoint at seq %d not written: %s", seq, exc)
+            return False
+        return True
+
+    def checkpoint(self) -> bytes:
+        """The whole state after the last entry, to restore instead of replaying the day."""
+        state: dict[str, Any] = {k: getattr(self.engine, k) for k in ENGINE_STATE}
+        state["core"] = self.engine.core.export_state()
+        state["queue"] = (self._issued_for, self._superseded, self._asked)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _restore(self, data: bytes) -> None:
+        state = pickle.loads(data)  # our own file, written by checkpoint()
+        self.engine.core.import_state(state.pop("core"))
+        self._issued_for, self._superseded, self._asked = state.pop("queue")
+        for key, value in state.items():
+            setattr(self.engine, key, value)
+        for hook in self.engine.day_hooks:  # bookings made after the checkpoint
+            hook()
+
     def recover(self) -> int:
-        """Replay the current business day from the log; returns the entries replayed."""
-        start, entries = self.log.current_day()
+        """Rebuild the current business day: from the newest checkpoint of this day when
+        there is a valid one, then the entries after it; returns the entries replayed."""
+        start = self.log.day_start()
+        after = start.seq if start is not None else 0
         if start is not None:
             self.engine.start_day(json.loads(start.payload))
+        found = self.log.latest_checkpoint()
+        if found is not None and found[0] >= after and found[2] != self.fingerprint:
+            log.info("checkpoint at seq %d is for another hall config or version; replaying "
+                     "the whole day", found[0])
+        elif found is not None and found[0] >= after:
+            try:
+                self._restore(found[3])
+                after = found[0]
+            except Exception:
+                log.exception("checkpoint at seq %d unusable; replaying the whole day", found[0])
+                self._fresh_engine()
+                if start is not None:
+                    self.engine.start_day(json.loads(start.payload))
+        entries = self.log.entries_since(after)
         mismatches = 0
         for entry in entries:
             command = m.decode(KINDS[entry.kind], entry.payload)
@@ -77,6 +147,22 @@ class HallQueue:
             log.warning("%d replayed command(s) differ from the log (was the hall config "
                         "changed?); the logged results stand for repeated ids", mismatches)
         return len(entries)
+
+    def _fresh_engine(self) -> None:
+        hooks, estimator = self.engine.day_hooks, self.engine.estimator
+        self.engine = Engine(self.cfg, self._core_cls)
+        self.engine.day_hooks.extend(hooks)
+        if estimator is not None:  # the wait estimator follows the new engine
+            self.engine.estimator = estimator
+            estimator.engine = self.engine
+        self._issued_for, self._superseded, self._asked = {}, set(), set()
+
+    def rebuild(self) -> None:
+        """Forget memory and replay the log: the rollback of a change the log did not keep."""
+        asked = self._asked
+        self._fresh_engine()
+        self.recover()
+        self._asked |= asked  # answers already given stand
 
     def authorize(self, role: str, client: str, command: Any) -> Outcome | None:
         """A device acts only for what the hall config gives it; supervisors for any window."""
@@ -125,8 +211,13 @@ class HallQueue:
         if not self.engine.due(now):
             return None
         snapshot, outcome = self.engine.roll_over(now)
-        self.log.append(kind="day_open", cmd_id=None, day=snapshot["day"], at=now, source="",
-                        payload=json.dumps(snapshot, ensure_ascii=False), result=None)
+        try:
+            self.log.append(kind="day_open", cmd_id=None, day=snapshot["day"], at=now,
+                            source="", payload=json.dumps(snapshot, ensure_ascii=False),
+                            result=None)
+        except StorageFailed:
+            self.rebuild()
+            raise
         keep_from = self.engine.business_day(now) - dt.timedelta(
             days=self.cfg.coordinator.retention_days)
         if dropped := self.log.prune(keep_from):
@@ -135,15 +226,42 @@ class HallQueue:
                  len(snapshot["carried"]))
         return outcome
 
-    def submit(self, kind: str, role: str, client: str, command: Any, now: float) -> Submitted:
+    def answer(self, role: str, client: str, query: m.Query) -> dict[str, Any]:
+        """Whether the command ``query.about`` of this sender happened. Asked after the pad's
+        deadline, "no" is final: the id is refused if it arrives later still."""
+        record: dict[str, Any] = {"ok": True, "error": None, "ticket": None, "info": None,
+                                  "lease": None, "happened": False}
+        refused = self.authorize(role, client, query)
+        if refused is not None:
+            return record_of(refused)
+        seen = self.log.lookup(query.about)
+        if seen is None or seen.result is None or seen.source != f"{role}/{client}":
+            self._asked.add(query.about)
+            return record
+        result = seen.result
+        return {**record, "happened": bool(result["ok"]), "ticket": result.get("ticket"),
+                "refused": result.get("error")}
+
+    def submit(self, kind: str, role: str, client: str, command: Any, now: float, *,
+               late: bool = False) -> Submitted:
+        """Apply and log one command; ``late``: it outlived its sender's deadline and is
+        refused unless it was logged already (then the first reply stands)."""
         seen = self.log.lookup(command.id)
         if seen is not None and seen.result is not None:
             return Submitted(seen.seq, seen.result, None)
+        if late or command.id in self._asked:
+            expired = reject("expired", "命令已超时，未执行")
+            return Submitted(self.seq, record_of(expired), expired)
         rollover = self.roll_over_if_due(now)
         outcome = self._decide(role, client, command, now)
         record = record_of(outcome)
         assert self.engine.day is not None
-        seq = self.log.append(kind=kind, cmd_id=command.id, day=self.engine.day.isoformat(),
-                              at=now, source=f"{role}/{client}", payload=m.encode(command).decode(),
-                              result=record)
+        try:
+            seq = self.log.append(kind=kind, cmd_id=command.id,
+                                  day=self.engine.day.isoformat(), at=now,
+                                  source=f"{role}/{client}",
+                                  payload=m.encode(command).decode(), result=record)
+        except StorageFailed:
+            self.rebuild()
+            raise
         return Submitted(seq, record, outcome, rollover)

@@ -4,7 +4,9 @@ Online: request -> the coordinator's reply -> print; a ticket that fails to prin
 so no ghost number waits. When the reply does not come in time (or the broker is away) the
 ticket is issued from a number block the coordinator leased to this dispenser in advance,
 printed like any other, and replayed through the outbox when the link returns; the
-coordinator accepts it with its original time. The taxpayer cannot tell the difference.
+coordinator accepts it with its original time. A coordinator that refuses for storage
+(``storage_failed``: its log cannot be written) is treated as unreachable. The taxpayer
+cannot tell the difference.
 """
 
 from __future__ import annotations
@@ -71,7 +73,22 @@ class DispenserAgent:
 
     async def _on_connect(self) -> None:
         await self.health.publish()
+        await self.confirm_replays()
         await self.top_up_leases()
+
+    async def confirm_replays(self) -> None:
+        """Send again every offline ticket the coordinator has not answered (same id: a
+        replay it has logged is answered from its log) until a reply comes for each."""
+        for payload in self.leases.unanswered():
+            replay = m.decode(m.IssueRequest, payload)
+            try:
+                await self.session.request(self.req_topic, replay,
+                                           timeout=self.cfg.edge.command_timeout_s)
+            except (RequestTimeout, NotConnected) as exc:
+                log.info("%s: replay of %s not answered yet: %s", self.agent.id,
+                         replay.offline.number if replay.offline else replay.id, exc)
+                return
+            self.leases.replayed(replay.id)
 
     def _on_queue(self, incoming: Incoming) -> None:
         self.queues[incoming.payload.service] = incoming.payload
@@ -142,10 +159,18 @@ class DispenserAgent:
                 log.info("%s: coordinator not answering (%s): issuing offline", self.agent.id, exc)
                 result = await self._issue_offline(service, supersedes=request.id)
             else:
-                result = await self._issue_online(reply)
+                if not reply.ok and reply.error is not None and (
+                        reply.error.code == "storage_failed"):
+                    log.warning("%s: coordinator cannot store tickets: issuing offline",
+                                self.agent.id)
+                    result = await self._issue_offline(service, supersedes=request.id)
+                else:
+                    result = await self._issue_online(reply)
             self.issued.append(result)
         if not result.online:
             await self.top_up_leases()
+        elif self.leases.unanswered():  # the coordinator is back: replays it may not have
+            await self.confirm_replays()
         return result
 
     async def _issue_online(self, reply: m.IssueReply) -> Issued:
@@ -181,6 +206,7 @@ class DispenserAgent:
             replay = m.IssueRequest(kind="issue", service=service_code,
                                     offline=m.OfflineIssue(number=number, issued_at=issued_at,
                                                            supersedes=supersedes))
+            self.leases.hold_replay(replay.id, self.day().isoformat(), m.encode(replay).decode())
             await self.session.publish(self.req_topic, replay, queue=True)
             log.info("%s: issued %s offline; queued for replay", self.agent.id, number)
         return Issued(number, False, printed)

@@ -3,6 +3,10 @@
 When the coordinator cannot be reached the dispenser issues from a block of numbers the
 coordinator reserved for it in advance. The blocks and every number used from them live in
 SQLite, so a dispenser that reboots while offline never hands a number out twice.
+
+Each ticket issued offline is also kept here until the coordinator has answered its
+replay: the broker's acknowledgement is not enough (a broker killed before it saved the
+message loses it), so the replay is sent again after every reconnect until a reply comes.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ CREATE TABLE IF NOT EXISTS blocks (
 CREATE TABLE IF NOT EXISTS used (
     day TEXT NOT NULL, service TEXT NOT NULL, number INTEGER NOT NULL,
     PRIMARY KEY (day, service, number)
+);
+CREATE TABLE IF NOT EXISTS replays (
+    id TEXT PRIMARY KEY, day TEXT NOT NULL, payload TEXT NOT NULL
 );
 """
 
@@ -64,3 +71,17 @@ class LeaseBook:
         """Blocks end with their business day."""
         self._db.execute("DELETE FROM blocks WHERE day < ?", (day,))
         self._db.execute("DELETE FROM used WHERE day < ?", (day,))
+        self._db.execute("DELETE FROM replays WHERE day < ?", (day,))
+
+    def hold_replay(self, replay_id: str, day: str, payload: str) -> None:
+        """Keep an offline ticket's replay until the coordinator answers it."""
+        self._db.execute("INSERT OR IGNORE INTO replays VALUES (?, ?, ?)",
+                         (replay_id, day, payload))
+
+    def replayed(self, replay_id: str) -> None:
+        self._db.execute("DELETE FROM replays WHERE id = ?", (replay_id,))
+
+    def unanswered(self) -> list[str]:
+        """Payloads of the replays the coordinator has not answered yet, oldest first."""
+        return [row[0] for row in self._db.execute(
+            "SELECT payload FROM replays ORDER BY rowid")]

@@ -2,6 +2,9 @@
 
 Commands are never queued: a CALL replayed minutes later would call the wrong person, so
 while the coordinator cannot be reached the pad says the link is down and nothing is sent.
+A command lives exactly as long as the pad waits for its reply (``edge.command_timeout_s``:
+the broker or the coordinator drops it after that); when no reply came in time the pad
+asks "did it happen?" and shows the answer, which past the deadline is final.
 The display follows the retained window state, so a rebooted pad is right at once. A rating
 key rates the ticket that window served last.
 """
@@ -26,6 +29,7 @@ log = logging.getLogger("hallq.edge.window")
 
 LINK_DOWN = "网络断开 请稍候"
 NO_REPLY = "无响应 请重试"
+NOT_DONE = "未执行 请重试"
 SimpleAction = Literal["call", "recall", "skip", "pause", "resume", "emergency"]
 SIMPLE: dict[PadKey, SimpleAction] = {
     PadKey.CALL: "call", PadKey.RECALL: "recall", PadKey.SKIP: "skip",
@@ -106,11 +110,27 @@ class WindowAgent:
             await self.show(window, LINK_DOWN)
             return None
         except RequestTimeout:
-            await self.show(window, NO_REPLY)
-            return None
+            return await self._ask(window, command)
         if not reply.ok and reply.error is not None:
             await self.show(window, reply.error.message)
         return reply
+
+    async def _ask(self, window: int, command: Any) -> m.CommandReply | None:
+        """After the deadline: did ``command`` happen? Show the truth, or that we cannot tell."""
+        query = m.Query(window=window, action="query", about=command.id)
+        try:
+            answer: m.CommandReply = await self.session.request(
+                self.cmd_topic, query, timeout=self.cfg.edge.command_timeout_s)
+        except (NotConnected, RequestTimeout):
+            await self.show(window, NO_REPLY)
+            return None
+        if not answer.ok or not answer.happened:
+            text = answer.refused.message if answer.refused else NOT_DONE
+            await self.show(window, text)
+            return answer
+        state = self.states.get(window)
+        await self.show(window, display_text(state) if state else answer.ticket or "")
+        return answer
 
     async def handle(self, update: Any) -> None:
         if isinstance(update, PadKeyPress) and update.window in self.windows:

@@ -17,8 +17,12 @@ import asyncio
 import functools
 import inspect
 import logging
+import math
+import random
 import socket
+import sqlite3
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +39,7 @@ from pydantic import BaseModel
 from hallq import __version__
 from hallq.aio import backoff_delay, cancel_and_wait
 from hallq.contract import TopicSpec, spec_for
-from hallq.errors import NotConnected, PayloadError, RequestTimeout, TopicError
+from hallq.errors import NotConnected, NotKept, PayloadError, RequestTimeout, TopicError
 from hallq.logsetup import escape_controls, redact
 from hallq.messages import (
     ErrorReport,
@@ -67,6 +71,7 @@ log = logging.getLogger("hallq.bus")
 
 NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 PROTOCOLS = {"5": aiomqtt.ProtocolVersion.V5, "3.1.1": aiomqtt.ProtocolVersion.V311}
+PROBE_EVERY_S = 1.0  # while backing off, how often the broker's port is tried
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +82,22 @@ class Incoming:
     parts: TopicParts
     payload: Any
     retained: bool
+    waited_s: float | None = None
+    """None: it came live. Otherwise it waited at the broker for this client (it arrived
+    before the client's own birth came back on a new connection), for at most this long by
+    the receiver's own clock (inf when unknown, e.g. across a restart)."""
+    expiry_left_s: int | None = None
+    """MQTT 5: what the broker left of the sender's message expiry (the broker judged it)."""
+    held_s: float = 0.0
+    """How long it waited in this process before its handler ran (behind slower ones)."""
 
 
 Handler = Callable[[Incoming], Awaitable[None] | None]
+
+
+def _expiry_left(message: aiomqtt.Message) -> int | None:
+    left = getattr(message.properties, "MessageExpiryInterval", None)
+    return left if isinstance(left, int) else None
 
 
 class _ClosingSSLSocket(ssl.SSLSocket):
@@ -216,6 +234,12 @@ class Session:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.connects = 0
         self.attempts = 0
+        self.unacked = 0  # messages left unacknowledged (NotKept) on the current connection
+        self._arrivals: dict[int, float] = {}  # mid -> when paho handed it over (monotonic)
+        self._live = False  # our own birth came back: what follows did not wait at the broker
+        self._down_since: float | None = None  # loop time the last connection ended
+        self._away_s = float("inf")  # how long we were away before this connection
+        self._connected_at = 0.0
         self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
         # Asked with the topic of each routed message before it is parsed or validated;
         # False drops it unanswered (the coordinator's per-client rate limit).
@@ -327,6 +351,16 @@ class Session:
         )
         # aiomqtt does not expose paho's manual acknowledgement; set it before connecting
         client._client.manual_ack_set(self.ack_after_handler)
+        deliver = client._client.on_message
+        assert deliver is not None, "aiomqtt routes paho's messages through on_message"
+        arrivals = self._arrivals = {}
+
+        def stamped(paho: Any, userdata: Any, message: Any) -> None:
+            if message.mid:  # when it arrived, before it waits in aiomqtt's queue
+                arrivals[message.mid] = time.monotonic()
+            deliver(paho, userdata, message)
+
+        client._client.on_message = stamped
         return client
 
     async def _run(self) -> None:
@@ -342,14 +376,39 @@ class Session:
                     break
             if error is not None:
                 failures += 1
-            await asyncio.sleep(backoff_delay(failures, *self._backoff))
+            if await self._wait_or_probe(backoff_delay(failures, *self._backoff)):
+                failures = 0
+
+    async def _wait_or_probe(self, delay: float) -> bool:
+        """Sleep ``delay`` before the next attempt, but knock on the broker's port every
+        second meanwhile: True (start over from the short delay) as soon as it answers, so
+        a hall is back within about a second of its broker, not a 30 s backoff later."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + delay
+        while (left := end - loop.time()) > 0:
+            await asyncio.sleep(min(left, PROBE_EVERY_S * random.uniform(0.5, 1.0)))
+            if loop.time() >= end or self._closing:
+                return False
+            try:
+                async with asyncio.timeout(PROBE_EVERY_S):
+                    _, writer = await asyncio.open_connection(self.broker.host, self.broker.port)
+            except (OSError, TimeoutError):
+                continue
+            writer.close()
+            return True
+        return False
 
     async def _connect_once(
         self, protocol: aiomqtt.ProtocolVersion, failures: int
     ) -> BaseException | None:
         """One connection, served until it ends; returns the error if it never came up."""
         assert self._store is not None
-        self._boot = self._store.next_boot()
+        try:
+            self._boot = self._store.next_boot()
+        except sqlite3.Error as exc:  # a full or read-only disk must not end the session
+            self._boot += 1
+            log.warning("%s: state file not writable (%s); boot %d kept in memory",
+                        self.client_id, exc, self._boot)
         self._rev_counter = 0
         client = self._make_client(protocol)
         self.attempts += 1
@@ -375,6 +434,10 @@ class Session:
     async def _serve(self, client: aiomqtt.Client) -> None:
         self._client = client
         self.connects += 1
+        now = asyncio.get_running_loop().time()
+        self._live = False
+        self._connected_at = now
+        self._away_s = now - self._down_since if self._down_since is not None else float("inf")
         # Filters covering our own status are subscribed only after the birth, so the one
         # retained status we get back is our birth, or a stale will that came after it.
         filters = list(dict.fromkeys(f for f, _ in self._routes))
@@ -398,14 +461,18 @@ class Session:
             self._spawn(hook())
         async for message in client.messages:
             try:
-                await self._dispatch(message)
+                kept = await self._dispatch(message)
             except Exception:
                 # past the handlers' own guard (a bug): acknowledge it and serve on. Raising
                 # would restart the session, and the broker would hand the same message
                 # back after every reconnect: one client could keep us flapping.
                 log.exception("%s: message on %s dropped", self.client_id,
                               message.topic.value)
-            self._ack(client, message)
+                kept = True
+            if kept:
+                self._ack(client, message)
+            else:
+                self.unacked += 1
 
     def _ack(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         """Send the PUBACK (PUBCOMP at QoS 2) paho held back for ``message``. Always on the
@@ -417,7 +484,17 @@ class Session:
         if rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
             log.debug("%s: ack of message %d not sent: %s", self.client_id, message.mid, rc)
 
+    def reconnect(self) -> None:
+        """End the connection cleanly (no will) and connect again at once: the broker then
+        delivers again every message left unacknowledged on this one."""
+        client = self._client
+        if client is not None:
+            client._client.disconnect()
+
     def _on_disconnect(self) -> None:
+        self.unacked = 0
+        if self._client is not None:
+            self._down_since = asyncio.get_running_loop().time()
         self._connected.clear()
         self._client = None
         if self._drainer is not None and not self._drainer.done():
@@ -435,12 +512,14 @@ class Session:
             found = self._specs[topic] = spec_for(parse(topic))
         return found
 
-    async def publish(self, topic: str, message: BaseModel, *, queue: bool = False) -> bool:
+    async def publish(self, topic: str, message: BaseModel, *, queue: bool = False,
+                      expiry_s: float | None = None) -> bool:
         """Publish ``message`` with the QoS/retain/expiry the contract gives ``topic``.
 
         Returns True once the broker has it, False when it was put in the outbox. ``queue``
         lets the message wait in the outbox while the broker is away; it is refused for
         topics whose messages must never arrive late (a button press, a reply).
+        ``expiry_s``: the message's life when the sender's deadline sets it (a request).
         """
         spec = self.spec(topic)
         if not isinstance(message, _payload_classes(spec.payload)):
@@ -448,20 +527,21 @@ class Session:
         if queue and not spec.queue_offline:
             raise ValueError(f"{topic}: {spec.payload_name} may not be queued offline")
         data = encode(message)
+        client = self._live_client()
         if queue:
             assert self._store is not None, "publish before the session was entered"
-            if self._client is None or len(self._store) or self._drain_running():
+            if client is None or len(self._store) or self._drain_running():
                 self._store.push(topic, data, spec.qos, spec.retained)
                 self._kick_drain()
                 return False
-        client = self._client
         if client is None:
             raise NotConnected(
                 f"not connected to {self.broker.url}: {topic} was not sent "
                 "(this message is never queued offline)"
             )
         try:
-            await self._send(client, topic, data, spec.qos, spec.retained, spec.expiry_s)
+            life = spec.expiry_s if expiry_s is None else max(1, math.ceil(expiry_s))
+            await self._send(client, topic, data, spec.qos, spec.retained, life)
         except aiomqtt.MqttError as exc:
             if queue and self._store is not None:
                 self._store.push(topic, data, spec.qos, spec.retained)
@@ -482,15 +562,40 @@ class Session:
         if expiry_s and self._v5:
             properties = Properties(PacketTypes.PUBLISH)
             properties.MessageExpiryInterval = expiry_s
-        await client.publish(topic, data, qos=qos, retain=retain, properties=properties)
+        if qos == 0:
+            await client.publish(topic, data, qos=qos, retain=retain, properties=properties)
+            return
+        # A dropped connection fails the publish at once: aiomqtt would wait for a PUBACK
+        # that cannot come until its operation timeout.
+        gone = client._disconnected
+        publish = asyncio.ensure_future(
+            client.publish(topic, data, qos=qos, retain=retain, properties=properties))
+        try:
+            await asyncio.wait((publish, gone), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            publish.cancel()
+            raise
+        if publish.done():
+            publish.result()
+            return
+        publish.cancel()
+        raise aiomqtt.MqttError(f"connection lost before the broker acknowledged {topic}")
 
     def _drain_running(self) -> bool:
         return self._drainer is not None and not self._drainer.done()
 
+    def _live_client(self) -> aiomqtt.Client | None:
+        """The connection, unless it is gone (even before the session has noticed)."""
+        client = self._client
+        if client is None or client._disconnected.done():
+            return None
+        return client
+
     def _kick_drain(self) -> None:
-        if self._client is None or self._drain_running() or not self.outbox_size:
+        client = self._live_client()
+        if client is None or self._drain_running() or not self.outbox_size:
             return
-        self._drainer = asyncio.create_task(self._drain(self._client))
+        self._drainer = asyncio.create_task(self._drain(client))
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         """Send the outbox in order; a row leaves the file only after the broker acked it."""
@@ -517,8 +622,13 @@ class Session:
         """Wait until every queued publish reached the broker (tests, clean shutdown)."""
         async with asyncio.timeout(timeout):
             while self.outbox_size or self._drain_running():
-                if self._drainer is not None and not self._drainer.done():
-                    await asyncio.shield(self._drainer)
+                drainer = self._drainer
+                if drainer is not None and not drainer.done():
+                    try:
+                        await asyncio.shield(drainer)
+                    except asyncio.CancelledError:
+                        if not drainer.cancelled():
+                            raise  # we were cancelled, not the drain (its link went)
                 else:
                     await asyncio.sleep(0.05)
 
@@ -536,7 +646,7 @@ class Session:
         future: asyncio.Future[Any] = loop.create_future()
         self._pending[message.id] = future
         try:
-            await asyncio.wait_for(self.publish(topic, message), timeout)
+            await asyncio.wait_for(self.publish(topic, message, expiry_s=timeout), timeout)
             return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
         except TimeoutError:
             raise RequestTimeout(
@@ -567,7 +677,9 @@ class Session:
             return topic_filter, SubscribeOptions(qos=1, retainAsPublished=True)
         return topic_filter, 1
 
-    async def _dispatch(self, message: aiomqtt.Message) -> None:
+    async def _dispatch(self, message: aiomqtt.Message) -> bool:
+        """Validate and route one message; False if a handler could not keep it (then it is
+        not acknowledged)."""
         topic = message.topic.value
         raw = message.payload if isinstance(message.payload, (bytes, bytearray)) else (
             str(message.payload).encode() if message.payload is not None else b""
@@ -576,38 +688,52 @@ class Session:
             self._watch_own_status(bytes(raw))
         if topic == self.reply_topic:
             self._resolve_reply(topic, bytes(raw))
-            return
+            return True
         handlers = [h for f, h in self._routes if matches(f, topic)]
         if not handlers:
             log.debug("%s: no route for %s (ignored)", self.client_id, topic)
-            return
+            return True
         if self.admit is not None and not self.admit(topic):
-            return
+            return True
         if not raw and message.retain:
-            return
+            return True
         try:
             parts = parse(topic)
             spec = spec_for(parts)
         except TopicError as exc:
             await self._report(topic, "bad_topic", str(exc), None)
-            return
+            return True
         try:
             payload = decode(spec.payload, bytes(raw))
         except PayloadError as exc:
             await self._report(topic, exc.code, str(exc), exc.field)
-            return
+            return True
         if not self._fresh(topic, payload):
             log.debug("%s: stale %s on %s ignored", self.client_id, spec.payload_name, topic)
-            return
-        incoming = Incoming(topic, parts, payload, bool(message.retain))
+            return True
+        arrived = self._arrivals.pop(message.mid, None) if message.mid else None
+        held = time.monotonic() - arrived if arrived is not None else 0.0
+        incoming = Incoming(topic, parts, payload, bool(message.retain), self._waited(),
+                            _expiry_left(message), held)
+        kept = True
         for handler in handlers:
             try:
                 result = handler(incoming)
                 if inspect.isawaitable(result):
                     await result
+            except NotKept as exc:
+                log.warning("%s: %s not kept, left for the broker to deliver again: %s",
+                            self.client_id, topic, exc)
+                kept = False
             except Exception as exc:  # one bad message must never end the session
                 log.exception("%s: handler %s failed on %s", self.client_id, handler, topic)
                 await self._report(topic, "handler_failed", f"{type(exc).__name__}: {exc}", None)
+        return kept
+
+    def _waited(self) -> float | None:
+        if self._live:
+            return None
+        return self._away_s + (asyncio.get_running_loop().time() - self._connected_at)
 
     def _fresh(self, topic: str, payload: Any) -> bool:
         if isinstance(payload, Retained):
@@ -626,6 +752,7 @@ class Session:
         if self._closing or client is None:
             return
         if presence is not None and presence.state == "online" and presence.boot >= self._boot:
+            self._live = True  # our birth is back: everything queued for us came before it
             return
         log.info(
             "%s: own status was replaced by %s; publishing online (boot %d) again",

@@ -363,6 +363,10 @@ class CoordinatorConfig(_Model):
     appointment_slot_min: Annotated[int, BeforeValidator(int_range(5, 240))] = 30
     appointment_capacity: Annotated[int, BeforeValidator(int_range(1, 500))] = 4
     appointment_days: Annotated[int, BeforeValidator(int_range(1, 60))] = 7
+    # real-name booking: one person's bookings per service per day, and one client
+    # address's booking attempts per hour (so neither can fill a slot)
+    appointment_per_person_day: Annotated[int, BeforeValidator(int_range(1, 20))] = 1
+    appointment_per_address_hour: Annotated[int, BeforeValidator(int_range(1, 10_000))] = 10
 
 
 class Zone(_Model):

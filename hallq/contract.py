@@ -31,6 +31,13 @@ class TopicSpec:
     expiry_s: int | None
     summary: str
     roles: tuple[Role, ...] = ()
+    deadline: bool = False  # a request: it lives exactly as long as its sender waits
+
+    @property
+    def expiry_text(self) -> str:
+        if self.deadline:
+            return "the sender's reply deadline"
+        return f"{self.expiry_s} s" if self.expiry_s else "-"
     # published by the coordinator (replies, state, events) rather than by the client the
     # topic names; the broker ACL (hallq/acl.py) is generated from this
     by_coordinator: bool = False
@@ -42,7 +49,6 @@ class TopicSpec:
 
 DEVICE_ROLES = (Role.WINDOW, Role.DISPENSER, Role.BOARD)
 ALL_CLIENTS = tuple(Role)
-COMMAND_EXPIRY_S = 10
 REPLY_EXPIRY_S = 30
 
 CLIENT_TOPICS: dict[Action, TopicSpec] = {
@@ -50,9 +56,11 @@ CLIENT_TOPICS: dict[Action, TopicSpec] = {
         f"{PREFIX}/{{hall}}/{{role}}/{{client}}/cmd",
         "window agent (its pads) or supervisor (dashboard)",
         "coordinator",
-        1, False, m.WindowCommand, False, COMMAND_EXPIRY_S,
-        "A window command. Never queued offline and expires after 10 s: a stale CALL is wrong.",
-        (Role.WINDOW, Role.SUPERVISOR),
+        1, False, m.WindowCommand, False, None,
+        "A window command. Never queued offline; it lives as long as the pad waits for the "
+        "reply (`edge.command_timeout_s`) and is refused after that: a stale CALL is wrong. "
+        "A pad that got no reply asks with `query` whether it happened.",
+        (Role.WINDOW, Role.SUPERVISOR), deadline=True,
     ),
     Action.REQ: TopicSpec(
         f"{PREFIX}/{{hall}}/dispenser/{{client}}/req",
@@ -60,8 +68,10 @@ CLIENT_TOPICS: dict[Action, TopicSpec] = {
         "coordinator",
         1, False, m.TicketRequest, True, None,
         "Ticket issue, number-block lease, or void of a ticket that could not be printed; "
-        "the reply carries `corr` = this `id`. Offline issues are replayed from the outbox.",
-        (Role.DISPENSER,),
+        "the reply carries `corr` = this `id`. An online issue or lease lives as long as the "
+        "dispenser waits for the reply (`edge.reply_timeout_s`, `edge.command_timeout_s`); "
+        "offline issues, replayed from the outbox, and voids never expire.",
+        (Role.DISPENSER,), deadline=True,
     ),
     Action.REPLY: TopicSpec(
         f"{PREFIX}/{{hall}}/{{role}}/{{client}}/reply",
@@ -212,7 +222,7 @@ def render_generated() -> str:
         lines.append(
             f"| {pattern} | {spec.publisher} | {spec.subscribers} | {spec.qos} | "
             f"{'yes' if spec.retained else 'no'} | {'yes' if spec.queue_offline else 'no'} | "
-            f"{f'{spec.expiry_s} s' if spec.expiry_s else '-'} | "
+            f"{spec.expiry_text} | "
             f"[{spec.payload_name}](#{spec.payload_name.lower()}) |"
         )
     lines += ["", "What each topic is for:", ""]

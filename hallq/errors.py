@@ -57,3 +57,8 @@ class NotConnected(BusError, ConnectionError):
 
 class RequestTimeout(BusError, TimeoutError):
     """No reply with the request's correlation id arrived in time."""
+
+
+class NotKept(HallqError):
+    """A handler could not keep what a message asked (its store failed). The session leaves
+    the message unacknowledged, so the broker delivers it again on the next connection."""

@@ -195,10 +195,19 @@ class SetSkills(_WindowCommand):
     skills: dict[ServiceCode, Weight] = Field(min_length=1, max_length=64)
 
 
+class Query(_WindowCommand):
+    """"Did my last command happen?": asked by a pad whose command got no reply within its
+    deadline. Past that deadline the coordinator's answer is final: a command it has not
+    applied by then it never will (see docs/delivery.md)."""
+
+    action: Literal["query"]
+    about: Ulid = Field(description="the id of the command asked about")
+
+
 WindowCommand = TypeAliasType(
     "WindowCommand",
     Annotated[
-        WindowAction | TicketAction | Transfer | Finish | Rate | SetSkills,
+        WindowAction | TicketAction | Transfer | Finish | Rate | SetSkills | Query,
         Field(discriminator="action"),
     ],
 )
@@ -331,6 +340,11 @@ class LeaseReply(_Reply):
 class CommandReply(_Reply):
     kind: Literal["command"]
     ticket: TicketNo | None = Field(default=None, description="the ticket the command acted on")
+    happened: bool | None = Field(
+        default=None, description="answer to a query: whether the command asked about "
+        "changed the hall (then `ticket` is the one it acted on); false is final")
+    refused: Rejection | None = Field(
+        default=None, description="answer to a query: why the command asked about was refused")
 
 
 Reply = TypeAliasType(

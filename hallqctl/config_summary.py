@@ -67,6 +67,10 @@ def render_summary(cfg: HallConfig) -> RenderableType:
     gap = calendar_gaps(cfg, date.today())
     if gap is not None:
         head.append(f"\nwarning: {gap}", style="yellow")
+    if cfg.security.id_hash_key is None and cfg.coordinator.http_port:
+        head.append("\nwarning: security.id_hash_key is not set: taxpayers cannot book "
+                    "appointments (real-name booking hashes their ID or phone with it)",
+                    style="yellow")
 
     serving = Counter(code for w in cfg.windows for code in w.weights())
     services = Table(title=f"Services ({len(cfg.services)})", title_justify="left")

@@ -327,7 +327,8 @@ def calendar_gaps(cfg: HallConfig, today: date) -> str | None:
         return None
     listed = ", ".join(str(y) for y in years)
     return (f"hall.closed_days names no holiday in {listed}, but the comfort index and "
-            f"bookings reach {last}: its holidays would be forecast and booked as open")
+            f"bookings reach {last}: its holidays would be forecast as open, and "
+            f"taxpayers cannot book its days until it is entered")
 
 
 def check_calendar(cfg: HallConfig, today: date | None = None) -> Check:

@@ -66,17 +66,17 @@ async def run_coordinator(config: str, log_path: str, cmd_id: str, point: str,
                                      Coordinator.make_session)
 
     async def execute_then_die(self: Coordinator, kind: str, role: str, client: str,
-                               command: Any, *, reply: bool = True) -> Any:
+                               command: Any, *, reply: bool = True, late: bool = False) -> Any:
         if command.id == cmd_id and point == "before_log":
             print(f"handling {cmd_id}", flush=True)
             assert self.session is not None
             await barrier(self.session)
             die()
-        return await execute(self, kind, role, client, command, reply=reply)
+        return await execute(self, kind, role, client, command, reply=reply, late=late)
 
     def submit_then_die(self: HallQueue, kind: str, role: str, client: str, command: Any,
-                        now: float) -> Any:
-        done = submit(self, kind, role, client, command, now)
+                        now: float, *, late: bool = False) -> Any:
+        done = submit(self, kind, role, client, command, now, late=late)
         if command.id == cmd_id and point == "after_log":
             print(f"logged {cmd_id}", flush=True)
             die()

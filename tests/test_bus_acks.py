@@ -153,10 +153,11 @@ async def test_every_qos1_message_is_acked_once_in_arrival_order_after_its_dispa
                             ack_after_handler=ack_after_handler) as coord:
         dispatch = coord._dispatch
 
-        async def traced(message: aiomqtt.Message) -> None:
-            await dispatch(message)
+        async def traced(message: aiomqtt.Message) -> bool:
+            kept = await dispatch(message)
             if message.qos:
                 trace.add("dispatched", message.mid)
+            return kept
 
         coord._dispatch = traced  # type: ignore[method-assign]
 

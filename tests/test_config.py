@@ -742,3 +742,13 @@ def test_cli_check_missing_file_exits_1(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["config", "check", str(tmp_path / "none.toml")])
     assert result.exit_code == 1
     assert "no such file" in result.stderr
+
+
+def test_summary_warns_that_booking_needs_the_id_hash_key() -> None:
+    def summary(environ: dict[str, str]) -> str:
+        console = Console(file=io.StringIO(), width=200, record=True)
+        console.print(render_summary(parse_config(hall_toml(), environ=environ)))
+        return console.export_text()
+
+    assert "taxpayers cannot book appointments" in summary({})
+    assert "cannot book appointments" not in summary({"HALLQ_ID_HASH_KEY": HASH_KEY})

@@ -46,5 +46,5 @@ def test_client_topics_of_the_wrong_role_are_not_in_the_contract() -> None:
 
 def test_commands_are_never_retained_or_queued() -> None:
     cmd = contract.CLIENT_TOPICS[contract.Action.CMD]
-    assert not cmd.retained and not cmd.queue_offline and cmd.expiry_s
+    assert not cmd.retained and not cmd.queue_offline and cmd.deadline
     assert all(spec.retained for spec in contract.STATE_TOPICS.values())

@@ -144,7 +144,7 @@ async def test_a_dispensers_outbox_drains_within_the_rate_limit_and_loses_nothin
     coordinator's per-client limit (edge.agent.make_session), so none is dropped."""
     from edge.agent import make_session
 
-    cfg = hall(mosquitto.url, tmp_path, "client_rate_per_s = 80\nclient_burst = 10\n")
+    cfg = hall(mosquitto.url, tmp_path, "client_rate_per_s = 80\nclient_burst = 30\n")
     async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator, \
             make_session(cfg, cfg.agent("pi-d1")) as dispenser:
         await dispenser.wait_connected(10)

@@ -475,3 +475,20 @@ def test_a_dispenser_voids_a_ticket_it_could_not_print(engine: Engine) -> None:
     assert out.ok and engine.by_number[number].state is TicketState.VOIDED
     assert engine.core.waiting(engine.service_idx["invoice"]) == 0
     assert code(engine.apply(void, at(9), "pi-d1")) == "ticket_not_waiting"
+
+
+def test_the_queue_next_list_is_the_order_the_dispatcher_calls(engine: Engine) -> None:
+    """After an offline replay and with a green ticket and an overdue one, the retained
+    queue's "next" list (dispensers, dashboard, ticket pages) is exactly the order in which
+    a window serving the service calls: one function decides both."""
+    lease(engine, "tax-filing", 10)
+    issue(engine, "tax-filing", now=at(9, 20))                       # A001
+    issue(engine, "tax-filing", now=at(9, 40))                       # A002
+    issue(engine, "tax-filing", now=at(10, 50), priority=Priority.ASSISTED)  # A003
+    offline(engine, "A990", at(9, 30))                               # arrives last
+    issue(engine, "tax-filing", now=at(10, 55))                      # A004
+    now = at(11, 5)
+    shown = engine.queue_state("tax-filing", 1, now).next
+    assert shown[:2] == ["A003", "A001"] and shown.index("A990") < shown.index("A002")
+    called_order = [called(act(engine, 3, "call", now=now)) for _ in shown]
+    assert called_order == shown

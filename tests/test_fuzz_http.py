@@ -32,7 +32,7 @@ from schemathesis import GenerationMode, checks
 from .conftest import Mosquitto, free_port
 from .fuzzing import SEED, TIMEOUT, count, report
 from .halls import small_hall_text
-from .test_web_helpers import PASSWORD, supervisor_auth
+from .test_web_helpers import ID_HASH_KEY, PASSWORD, supervisor_auth
 
 pytestmark = [pytest.mark.broker, TIMEOUT]
 
@@ -45,9 +45,11 @@ SKIP = {"GET /api/stream"}
 def coordinator_url(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = free_port()
     config = tmp_path / "hall.toml"
+    # real-name booking on (an ID hash key), and no per-address limit to hide the rest
     config.write_text(small_hall_text(
         mosquitto.url, str(tmp_path / "state"), all_day=True, http_port=port,
-        supervisor_password=PASSWORD, appointment_capacity=2))
+        supervisor_password=PASSWORD, appointment_capacity=2,
+        appointment_per_address_hour=10_000) + f'\n[security]\nid_hash_key = "{ID_HASH_KEY}"\n')
     log_path = tmp_path / "log.sqlite"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HALLQ_")}
     with (tmp_path / "coordinator.log").open("wb") as out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -307,3 +308,112 @@ def test_an_online_request_arriving_after_its_offline_replay_is_refused(
     late = q.submit("ticket", "dispenser", "pi-d1", online, at(9, 2))
     assert late.record["error"]["code"] == "superseded"
     assert [t.number for t in q.engine.tickets] == [f"A{first}"]
+
+
+def _fill(log: EventLog) -> None:
+    """A full disk as SQLite meets it (SQLITE_FULL): the file may not grow by a page."""
+    pages = log._db.execute("PRAGMA page_count").fetchone()[0]
+    log._db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_a_command_the_log_cannot_keep_changes_nothing(
+    tmp_path: Path, core_cls: type[Any], fault: str
+) -> None:
+    """Log first, or not at all: a failed append leaves no ticket, no consumed number and no
+    call in memory that a restart would not find in the log."""
+    from coordinator.eventlog import StorageFailed
+
+    path = tmp_path / "log.sqlite"
+    q = make_queue(path, core_cls)
+    for _ in range(2):
+        q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
+    if fault == "full":
+        _fill(q.log)
+    else:
+        q.log._db.execute("PRAGMA query_only = 1")
+    refused = 0
+    for i in range(300):  # a full page still takes a few rows: go on until it refuses
+        command: Any = issue() if i % 2 else m.Finish(window=1, action="finish") if i % 4 else (
+            m.WindowAction(window=1, action="call"))
+        try:
+            q.submit("ticket" if i % 2 else "window", "dispenser" if i % 2 else "window",
+                     "pi-d1" if i % 2 else "pi-w1", command, at(9, 1, i))
+        except StorageFailed:
+            refused += 1
+        if refused == 6:
+            break
+
+    def view(queue: HallQueue) -> list[tuple[str, str, int | None]]:
+        return [(t.number, t.state.value, t.window) for t in queue.engine.tickets]
+
+    kept = view(q)
+    assert refused == 6
+    again = make_queue(path, core_cls)
+    again.recover()
+    assert view(again) == kept, "memory and log disagree"
+    q.log._db.execute("PRAGMA query_only = 0")
+    q.log._db.execute("PRAGMA max_page_count = 1000000")
+    done = q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, 6))
+    assert done.record["info"]["number"] == f"A{len(kept) + 1:03d}", "a refused issue used a number"
+    assert view(q)[:-1] == kept
+
+
+def _views(q: HallQueue, now: float) -> Any:
+    e = q.engine
+    return (
+        [(t.number, t.state.value, t.window, t.called_at, t.recalls) for t in e.tickets],
+        {n: (w.status.value, w.current.number if w.current else None, w.skills)
+         for n, w in e.windows.items()},
+        {c: e.queue_state(c, 1, now).model_dump(exclude={"id", "ts"}) for c in e.services},
+        e.board_state(1).model_dump(exclude={"id", "ts"}),
+        e.stats_state(1).model_dump(exclude={"id", "ts"}),
+        dict(e.counters), e.leases,
+        [e.core.position(t.idx, now) for t in e.tickets],
+    )
+
+
+def test_a_checkpoint_restores_exactly_what_replaying_the_day_builds(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    """Restart from the checkpoint plus the entries after it, or replay the whole day:
+    the same queues, windows, numbers, positions and figures."""
+    import random
+
+    rng = random.Random(7)
+    path = tmp_path / "log.sqlite"
+    q = make_queue(path, core_cls)
+    q.submit("ticket", "dispenser", "pi-d1",
+             m.LeaseRequest(kind="lease", service="tax-filing", size=20), at(8, 59))
+    now = at(9)
+    for i in range(400):
+        now += 17
+        r = rng.random()
+        if r < 0.45:
+            cmd: Any = issue(rng.choice(["tax-filing", "invoice"]))
+            q.submit("ticket", "dispenser", "pi-d1", cmd, now)
+        else:
+            action = rng.choice(["call", "call", "finish", "skip", "recall", "start"])
+            cmd = (m.Finish(window=1, action="finish") if action == "finish" else
+                   m.WindowAction(window=rng.choice([1, 2]), action=action))
+            q.submit("window", "window", "pi-w1", cmd, now)
+        if i == 250:
+            q.save_checkpoint(q.seq, q.checkpoint())
+    replay = m.OfflineIssue(number="A999", issued_at=dt.datetime.fromtimestamp(at(9, 30), dt.UTC))
+    q.submit("ticket", "dispenser", "pi-d1",
+             m.IssueRequest(kind="issue", service="tax-filing", offline=replay), now + 5)
+    expected = _views(q, now + 60)
+
+    restored = make_queue(path, core_cls)
+    replayed = restored.recover()
+    assert replayed < 200, "the checkpoint was not used"
+    assert _views(restored, now + 60) == expected
+    restored.log._db.execute("DELETE FROM checkpoints")
+    full = make_queue(path, core_cls)
+    assert full.recover() > 400
+    assert _views(full, now + 60) == expected
+    call = m.WindowAction(window=2, action="call")
+    a = restored.submit("window", "window", "pi-w1", call, now + 70).record
+    b = full.submit("window", "window", "pi-w1", m.WindowAction(window=2, action="call"),
+                    now + 70).record
+    assert a["ticket"] == b["ticket"]

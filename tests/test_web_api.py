@@ -67,9 +67,15 @@ async def test_hall_summary_and_ticket_follow_the_engine(mosquitto: Mosquitto,
         assert hall["hall"]["id"] == "test-hall"
         filing = next(s for s in hall["services"] if s["code"] == "tax-filing")
         assert filing["queue"]["waiting"] == 2 and filing["materials"] == MATERIALS
-        assert hall["windows"][0]["ticket"] == numbers[0]
         assert hall["board"]["calls"][0]["ticket"] == numbers[0]
-        assert hall["stats"]["total"]["issued"] == 3
+        # the public view says nothing about staff, devices or KPIs
+        assert not {"windows", "stats", "devices", "alerts"} & set(hall)
+        async with http.get(f"{url}/api/supervisor/hall") as r:
+            assert r.status == 401
+        inside = await _get(http, f"{url}/api/supervisor/hall", headers=supervisor_auth())
+        assert inside["windows"][0]["ticket"] == numbers[0]
+        assert inside["stats"]["total"]["issued"] == 3
+        assert inside["zones"] and inside["windows"][0]["zone"] in inside["zones"]
 
         async with http.get(f"{url}/api/tickets/Z999") as r:
             assert r.status == 404
@@ -87,7 +93,8 @@ async def test_devices_presence_and_health_and_alerts(mosquitto: Mosquitto,
                 rev=dispenser.next_rev(), components=[m.ComponentHealth(
                     name="printer-1", ok=False, status="paper_out")]))
             await _until(lambda: any(d.health for d in c.devices.all()))
-            devices = await _get(http, f"{url}/api/devices")
+            devices = await _get(http, f"{url}/api/supervisor/devices",
+                                 headers=supervisor_auth())
             d1 = next(d for d in devices if d["client"] == "pi-d1")
             assert d1["online"] is True and d1["healthy"] is False
             assert d1["components"][0]["status"] == "paper_out"
@@ -96,7 +103,9 @@ async def test_devices_presence_and_health_and_alerts(mosquitto: Mosquitto,
         # a stale will from an earlier boot must not flip a newer online back
         assert not c.devices.note_presence(m.Presence(state="offline", boot=0, role="dispenser",
                                                       client="pi-d1"))
-        alerts = await _get(http, f"{url}/api/alerts")
+        async with http.get(f"{url}/api/alerts") as r:
+            assert r.status == 404  # internal: only under /api/supervisor/
+        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=supervisor_auth())
         kinds = {a["kind"] for a in alerts}
         assert {"device_offline", "device_unhealthy"} <= kinds
 
@@ -114,7 +123,7 @@ async def test_wait_target_and_engine_alerts_are_listed(mosquitto: Mosquitto,
             await _issue(dispenser, "invoice")
         clock.now += 11 * 60  # tax-filing's target is 10 min
         await _until(lambda: bool(c.alerts))  # the reply goes out before the events
-        alerts = await _get(http, f"{url}/api/alerts")
+        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=supervisor_auth())
         kinds = [a["kind"] for a in alerts]
         assert "wait_over_target" in kinds and "daily_cap_near" in kinds
 
@@ -255,15 +264,20 @@ async def test_real_responses_validate_against_the_openapi_document(
         clock.now += 11 * 60  # past tax-filing's 10 min target: an alert
         await _call(pad)
 
+        auth = supervisor_auth()
         hall = await check("GET", "/api/hall", "/api/hall")
-        assert hall["devices"] and hall["services"][0]["name_en"] is None
+        assert hall["services"][0]["name_en"] is None
+        inside = await check("GET", "/api/supervisor/hall", "/api/supervisor/hall", headers=auth)
+        assert inside["devices"]
         called = await check("GET", f"/api/tickets/{numbers[0]}", "/api/tickets/{number}")
         assert called["state"] == "called" and called["recalls"] == 0
         await check("GET", f"/api/tickets/{numbers[2]}", "/api/tickets/{number}")
         await check("GET", "/api/tickets/Z999", "/api/tickets/{number}", 404)
-        devices = await check("GET", "/api/devices", "/api/devices")
+        devices = await check("GET", "/api/supervisor/devices", "/api/supervisor/devices",
+                              headers=auth)
         assert any(d["healthy"] is False for d in devices)
-        alerts = await check("GET", "/api/alerts", "/api/alerts")
+        alerts = await check("GET", "/api/supervisor/alerts", "/api/supervisor/alerts",
+                             headers=auth)
         assert {"device_unhealthy", "wait_over_target"} <= {a["kind"] for a in alerts}
         await check("GET", "/api/health", "/api/health")
         await check("GET", "/api/boards", "/api/boards")
@@ -274,10 +288,13 @@ async def test_real_responses_validate_against_the_openapi_document(
         start = next(s["start"] for s in slots["slots"] if s["open"] and s["free"])
         booked = await check("POST", "/api/appointments", "/api/appointments", 201,
                              json={"service": "tax-filing", "day": slots["day"],
-                                   "start": start})
+                                   "start": start, "phone": "13800000000"})
         await check("GET", f"/api/appointments/{booked['code']}", "/api/appointments/{code}")
         await check("POST", "/api/appointments", "/api/appointments", 400, json=[])
-        auth = supervisor_auth()
+        await check("POST", f"/api/appointments/{booked['code']}/cancel",
+                    "/api/appointments/{code}/cancel", 404, json={"phone": "13900000000"})
+        await check("POST", f"/api/appointments/{booked['code']}/cancel",
+                    "/api/appointments/{code}/cancel", json={"phone": "13800000000"})
         await check("GET", "/api/supervisor/whoami", "/api/supervisor/whoami", headers=auth)
         await check("GET", "/api/supervisor/whoami", "/api/supervisor/whoami", 401)
         await check("POST", "/api/supervisor/appointments", "/api/supervisor/appointments",
@@ -285,9 +302,9 @@ async def test_real_responses_validate_against_the_openapi_document(
                                              "start": start, "note": "回访"})
         listed = await check("GET", f"/api/supervisor/appointments?day={slots['day']}",
                              "/api/supervisor/appointments", headers=auth)
-        assert {b["note"] for b in listed} == {None, "回访"}
+        assert {b["note"] for b in listed} == {"回访"}  # the cancelled booking is gone
         await check("POST", "/api/supervisor/windows/2", "/api/supervisor/windows/{window}",
                     headers=auth, json={"action": "pause"})
         await check("POST", "/api/supervisor/windows/99", "/api/supervisor/windows/{window}",
                     409, headers=auth, json={"action": "pause"})
-    assert len(checked) == 19
+    assert len(checked) == 22

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +14,27 @@ import pytest
 import segno
 
 from hallq import messages as m
+from hallq.id_number import hash_id_number, hash_phone
 from hallq.topics import HallTopics
 
 from .conftest import Mosquitto
 from .coordinated import FakeClock, device
 from .halls import at
-from .test_web_helpers import supervisor_auth, web_hall, web_running
+from .test_web_helpers import ID_HASH_KEY, supervisor_auth, web_hall, web_running
 
 pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
 TODAY, TOMORROW = "2026-11-30", "2026-12-01"
 
 
+_phones = itertools.count(13800000000)
+
+
 async def _book(http: aiohttp.ClientSession, url: str, status: int = 201,
                 path: str = "/api/appointments", **body: Any) -> Any:
+    """Book; a taxpayer's booking gives a fresh phone number unless the test gives one."""
+    if path == "/api/appointments" and "id_number" not in body:
+        body.setdefault("phone", str(next(_phones)))
     async with http.post(url + path, json=body, headers=supervisor_auth()) as r:
         data = await r.json()
         assert r.status == status, data
@@ -96,7 +105,9 @@ async def test_slots_show_the_comfort_index_for_their_half_hour(mosquitto: Mosqu
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"), comfort_synthetic=True)
     async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
             aiohttp.ClientSession() as http:
-        assert c.forecast is not None
+        async with asyncio.timeout(30):  # built in a worker once the coordinator serves
+            while c.forecast is None:
+                await asyncio.sleep(0.05)
         slots = await _slots(http, url, "invoice", TOMORROW)
         day = dt.date.fromisoformat(TOMORROW)
         for start, slot in slots.items():
@@ -192,3 +203,100 @@ async def test_bookings_survive_a_restart_and_reach_the_engine(mosquitto: Mosqui
             kind="issue", service="tax-filing", appointment=tomorrow["code"]), timeout=10)
         assert reply.ok and reply.ticket.priority == "appointment"
         assert str(c.engine.day) == TOMORROW
+
+
+ID_NUMBER = "11010519491231002X"  # check digit valid
+
+
+async def test_real_name_booking_limits_a_person_and_cancels_with_proof(
+        mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One ID (or phone) gets one booking per service and day, hashed like the ID
+    reader's; the number is never stored, logged or echoed; the code plus the same ID
+    cancels, and the place is free again."""
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"), appointment_per_address_hour=50)
+    caplog.set_level("DEBUG")
+    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
+            aiohttp.ClientSession() as http:
+        none = await _book(http, url, 400, service="invoice", day=TOMORROW, start="10:30",
+                           phone="")
+        assert none["error"]["code"] == "identity_required"
+        wrong = ID_NUMBER[:-1] + "5"
+        bad = await _book(http, url, 400, service="invoice", day=TOMORROW, start="10:30",
+                          id_number=wrong)
+        assert bad["error"]["code"] == "bad_id_number" and wrong not in str(bad)
+        assert (await _book(http, url, 400, service="invoice", day=TOMORROW, start="10:30",
+                            phone="12345"))["error"]["code"] == "bad_phone"
+
+        mine = await _book(http, url, service="invoice", day=TOMORROW, start="10:30",
+                           id_number=ID_NUMBER.lower())
+        assert ID_NUMBER not in str(mine)
+        again = await _book(http, url, 409, service="invoice", day=TOMORROW, start="11:00",
+                            id_number=ID_NUMBER)
+        assert again["error"]["code"] == "person_limit"
+        # another service the same day, or the same service another day: allowed
+        await _book(http, url, service="tax-filing", day=TOMORROW, start="10:30",
+                    id_number=ID_NUMBER)
+        by_phone = await _book(http, url, service="invoice", day=TOMORROW, start="10:30",
+                               phone="+86 139-0000-1111")
+        assert (await _book(http, url, 409, service="invoice", day=TOMORROW, start="14:00",
+                            phone="13900001111"))["error"]["code"] == "person_limit"
+        assert (await _slots(http, url, "invoice", TOMORROW))["10:30"]["free"] == 0
+
+        # the book holds the reader's hash, not the number
+        stored = c.bookings.get(mine["code"])
+        assert stored is not None
+        assert stored.person == hash_id_number(ID_NUMBER, ID_HASH_KEY)
+        assert stored.person != hash_phone("13900001111", ID_HASH_KEY)
+        raw = c.bookings.path.read_bytes() + c.bookings.path.with_name(
+            c.bookings.path.name + "-wal").read_bytes()
+        assert ID_NUMBER.encode() not in raw and b"13900001111" not in raw
+
+        cancel = f"{url}/api/appointments/{mine['code']}/cancel"
+        async with http.post(cancel, json={"phone": "13900001111"}) as r:
+            assert r.status == 404  # someone else's proof: as if there were no such code
+        async with http.post(cancel, json={"id_number": ID_NUMBER}) as r:
+            assert r.status == 200 and (await r.json())["state"] == "cancelled"
+        async with http.get(f"{url}/api/appointments/{mine['code']}") as r:
+            assert (await r.json())["state"] == "cancelled"
+        async with http.post(cancel, json={"id_number": ID_NUMBER}) as r:
+            assert r.status == 404
+        assert (await _slots(http, url, "invoice", TOMORROW))["10:30"]["free"] == 1
+        # cancelled, the person may book again
+        await _book(http, url, service="invoice", day=TOMORROW, start="11:00",
+                    id_number=ID_NUMBER)
+        assert by_phone["state"] == "booked"
+    assert ID_NUMBER not in caplog.text and "13900001111" not in caplog.text
+
+
+async def test_hours_outside_the_service_and_an_unentered_year_are_refused(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    hall = cfg.hall.model_copy(update={"closed_days": [dt.date(2026, 12, 2)]})
+    cfg = cfg.model_copy(update={"hall": hall})
+    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url), \
+            aiohttp.ClientSession() as http:
+        early = await _book(http, url, 400, service="green", day=TOMORROW, start="08:00")
+        assert early["error"]["code"] == "outside_hours"
+        assert "09:00-12:00" in early["error"]["message"]
+        holiday = await _book(http, url, 400, service="invoice", day="2026-12-02",
+                              start="10:30")
+        assert holiday["error"]["code"] == "hall_closed" and "周三" in holiday["error"]["message"]
+        async with http.get(f"{url}/api/appointments/slots?service=invoice") as r:
+            assert "2026-12-02" not in (await r.json())["days"]
+
+
+async def test_one_address_cannot_fill_the_slots(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"), appointment_per_address_hour=3,
+                   appointment_capacity=50)
+    clock = FakeClock()
+    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url), \
+            aiohttp.ClientSession() as http:
+        for _ in range(3):
+            await _book(http, url, service="invoice", day=TOMORROW, start="10:30")
+        limited = await _book(http, url, 429, service="invoice", day=TOMORROW, start="10:30")
+        assert limited["error"]["code"] == "rate_limited"
+        # supervisors inviting on a taxpayer's behalf are not limited
+        await _book(http, url, path="/api/supervisor/appointments", service="invoice",
+                    day=TOMORROW, start="10:30")
+        clock.now += 3601
+        await _book(http, url, service="invoice", day=TOMORROW, start="10:30")

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from hallq import messages as m
+from hallq.id_number import hash_id_number
 from hallq.topics import HallTopics
 
 from .ci import missing
 from .conftest import Mosquitto
 from .coordinated import FakeClock, device
-from .test_web_helpers import PASSWORD, web_hall, web_running
+from .test_web_helpers import ID_HASH_KEY, PASSWORD, web_hall, web_running
 
 pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
@@ -29,6 +30,7 @@ CHROMIUM = os.environ.get("HALLQ_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WAIT_MS = 20_000
+ID_NUMBER = "11010519491231002X"  # check digit valid
 
 
 def _playwright() -> Any:
@@ -104,6 +106,15 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                     "() => [...document.querySelectorAll('.boards img')]"
                     ".every(i => i.complete && i.naturalWidth > 0)")
                 await shots.take(hall, "hall-before")
+                # the public view: no staff matters, Chinese with English under it
+                text = await hall.locator("main").inner_text()
+                assert "设备" not in text and "过号" not in text and "窗口 Windows" not in text
+                assert await hall.locator("#calls li").first.inner_text() == (
+                    f"请{numbers[0]}号到1号窗口\n{numbers[0]}, please go to window 1")
+                assert "Expected wait" in await hall.locator("#queues").inner_text()
+                await hall.set_viewport_size({"width": 390, "height": 844})
+                await shots.take(hall, "hall-phone")
+                await hall.set_viewport_size({"width": 1280, "height": 900})
 
                 ticket = await browser.new_page()
                 await ticket.set_viewport_size({"width": 390, "height": 844})
@@ -163,23 +174,60 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await desk.click('tr[data-window="2"] button[data-action="pause"]')
                 await desk.wait_for_selector('tr[data-window="2"] [data-status="paused"]')
                 assert c.engine.windows[2].status == "paused"
-                await hall.wait_for_selector("#windows .pill.paused")
                 await shots.take(desk, "supervisor")
+                inside = await browser.new_page()
+                await inside.goto(url + "/supervisor/hall")
+                await inside.wait_for_selector('#zones table .pill.paused')
+                assert await inside.locator("#zones summary").count() == len(cfg.zones)
+                assert await inside.locator("[data-no-show]").count() == len(cfg.services)
+                await shots.take(inside, "internal-hall")
+                await inside.set_viewport_size({"width": 390, "height": 844})
+                await shots.take(inside, "internal-hall-phone")
+
+                # find my ticket: the box opens the ticket's own page
+                await hall.fill("#find-number", "Z999")
+                await hall.click("#find button")
+                await hall.wait_for_selector("#find-error:has-text('No ticket Z999')")
+                await hall.fill("#find-number", last.lower())
+                await hall.click("#find button")
+                await hall.wait_for_url(f"**/t/test-hall/{last}")
+                await hall.wait_for_selector('#status[data-state="done"]')
 
                 book = await browser.new_page()
                 await book.set_viewport_size({"width": 390, "height": 844})
                 await book.goto(url + "/book")
                 await book.wait_for_selector("#slots input:not([disabled])")
                 assert (await book.locator("#day option").first.inner_text()).endswith(
-                    "周一 Mon")   # the FakeClock's day, 2026-11-30, with its weekday
+                    "周一 · Mon")   # the FakeClock's day, 2026-11-30, with its weekday
                 await book.click("#slots input:not([disabled])")
+                await book.click("#submit")   # no ID or phone: refused, in both languages
+                await book.wait_for_selector("#error:has-text('Enter your ID')")
+                wrong = ID_NUMBER[:-1] + "5"
+                await book.fill("#who", wrong)
+                await book.click("#submit")
+                await book.wait_for_selector("#error:has-text('Invalid ID number')")
+                assert wrong not in await book.locator("body").inner_text()
+                await book.fill("#who", ID_NUMBER)
                 await book.click("#submit")
                 await book.wait_for_selector("#result:not([hidden])")
+                assert await book.locator("#who").input_value() == ""
                 code = (await book.locator("#code").inner_text()).strip()
-                assert c.bookings.get(code) is not None
+                stored = c.bookings.get(code)
+                assert stored is not None and stored.person == hash_id_number(ID_NUMBER,
+                                                                               ID_HASH_KEY)
                 await book.wait_for_function(
                     "() => document.getElementById('qr').naturalWidth > 100")
                 await shots.take(book, "booking")
+                await book.set_viewport_size({"width": 1280, "height": 900})
+                await shots.take(book, "booking-desktop")
+                await book.set_viewport_size({"width": 390, "height": 844})
+                await book.fill("#cancel-code", code.lower())
+                await book.fill("#cancel-who", ID_NUMBER)
+                await book.click("#cancel-submit")
+                await book.wait_for_selector("#cancel-result:has-text('Cancelled')")
+                stored = c.bookings.get(code)
+                assert stored is not None and stored.cancelled_at is not None
+                await shots.take(book, "booking-cancelled")
             finally:
                 await browser.close()
 
@@ -193,7 +241,7 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
 
     from hallq.aio import cancel_and_wait
     from hallq.messages import TicketState
-    from hallqctl.demo import DEFAULT_CONFIG, run_demo
+    from hallqctl.demo import DEFAULT_CONFIG, DEMO_PASSWORD, run_demo
 
     async_playwright = _playwright()
     shots = Shots(tmp_path)
@@ -221,7 +269,8 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
         async with async_playwright() as p:
             browser = await p.chromium.launch_persistent_context(
                 str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-                args=FLAGS, locale="zh-CN", viewport={"width": 1280, "height": 900})
+                args=FLAGS, locale="zh-CN", viewport={"width": 1280, "height": 900},
+                http_credentials={"username": "supervisor", "password": DEMO_PASSWORD})
             browser.set_default_timeout(WAIT_MS * 3)
             try:
                 hall = await browser.new_page()
@@ -232,6 +281,16 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
                     "(first) => document.querySelector('#calls').dataset.first !== first",
                     arg=first)
                 await shots.take(hall, "demo-hall")
+                await hall.set_viewport_size({"width": 390, "height": 844})
+                await shots.take(hall, "demo-hall-phone")
+                inside = await browser.new_page()
+                await inside.goto(url + "/supervisor/hall")
+                await inside.wait_for_selector("#zones table")
+                zones = coordinator.cfg.zones
+                assert await inside.locator("#zones summary").count() == len(zones)
+                assert await inside.locator("#zones tr").count() == (
+                    len(coordinator.cfg.windows) + len(zones))   # a head row per hall
+                await shots.take(inside, "demo-internal-hall")
                 ticket = await browser.new_page()
                 await ticket.set_viewport_size({"width": 390, "height": 844})
                 await ticket.goto(f"{url}/t/{coordinator.cfg.hall.id}/{mine}")

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from coordinator.service import Coordinator
 from coordinator.web.server import start_web
 from hallq.config import HallConfig, parse_config
@@ -16,6 +18,7 @@ from .coordinated import running
 from .halls import small_hall_text
 
 PASSWORD = "correct horse battery"
+ID_HASH_KEY = "web-test-id-hash-key-0001"
 MATERIALS = ["居民身份证原件", "财务报表"]
 
 
@@ -26,7 +29,9 @@ def web_hall(broker_url: str, state_dir: str, **coordinator: Any) -> HallConfig:
     text = small_hall_text(broker_url, state_dir, **coordinator)
     text = text.replace('wait_target_min = 10\n',
                         'wait_target_min = 10\nmaterials = ["居民身份证原件", "财务报表"]\n', 1)
-    return parse_config(text, "web-hall.toml")
+    cfg = parse_config(text, "web-hall.toml")
+    security = cfg.security.model_copy(update={"id_hash_key": SecretStr(ID_HASH_KEY)})
+    return cfg.model_copy(update={"security": security})
 
 
 @contextlib.asynccontextmanager

@@ -9,8 +9,10 @@ without a ticket issued under its code is a no-show and no longer takes capacity
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import secrets
 import sqlite3
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,10 +41,14 @@ CREATE TABLE IF NOT EXISTS appointments (
 );
 CREATE INDEX IF NOT EXISTS appointments_slot ON appointments (service, start);
 """
+# added for real-name booking; a book from before gains them empty (its bookings anonymous)
+_COLUMNS = {"person": "TEXT", "cancelled_at": "REAL"}
+_LIVE = "cancelled_at IS NULL"
 
 
 class BookingError(ValueError):
-    """A booking refused; ``code`` is stable for clients, the message is for people."""
+    """A booking refused; ``code`` is stable for clients, the message is for people:
+    Chinese, then English on a second line (the public pages' language policy)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -59,6 +65,8 @@ class Booking:
     booked_at: float
     booked_by: str
     note: str | None
+    person: str | None = None  # keyed hash of the ID or phone number, never the number
+    cancelled_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +90,12 @@ class AppointmentBook:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(appointments)")}
+        for name, kind in _COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE appointments ADD COLUMN {name} {kind}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS appointments_person "
+                         "ON appointments (person, day)")
 
     def close(self) -> None:
         self._db.close()
@@ -111,24 +125,59 @@ class AppointmentBook:
         calendar, and a weekday or a 调休 working day."""
         today = self.cfg.hall.business_day(now)
         days = (today + dt.timedelta(days=i) for i in range(self.cfg.coordinator.appointment_days))
-        return [d for d in days if self.calendar.is_open(d, OPEN_WEEKDAYS)]
+        return [d for d in days if self.refusal(d) is None]
+
+    def refusal(self, day: dt.date) -> BookingError | None:
+        """Why ``day`` cannot be booked whatever the slot, or None. A hall that keeps a
+        calendar but has not entered ``day``'s year cannot say whether it is a holiday,
+        so that year is not bookable until it is entered."""
+        weekday = WEEKDAYS_ZH[day.weekday()]
+        if not self.calendar.is_open(day, OPEN_WEEKDAYS):
+            return BookingError("hall_closed", f"{day} {weekday} 办税服务厅不办公\n"
+                                               "The hall is closed that day")
+        if self.calendar and self.calendar.uncovered_years(day, day):
+            return BookingError("calendar_missing",
+                                f"{day.year} 年的节假日安排尚未公布, 暂不能预约\n"
+                                f"The hall's {day.year} calendar is not published yet")
+        return None
+
+    def slot_at(self, service: str, day: dt.date, hhmm: str) -> Slot:
+        """The slot starting at ``hh:mm``; a time outside the service's hours is refused
+        with those hours, one inside them but off the slot grid as unknown."""
+        found = self.slots(service, day)
+        slot = next((s for s in found if s.label[:5] == hhmm), None)
+        if slot is not None:
+            return slot
+        svc = next(s for s in self.cfg.services if s.code == service)
+        hours = "、".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in svc.hours or self.cfg.hall.open_hours)
+        inside = any(s.label[:5] <= hhmm < s.label[6:] for s in found)
+        if not inside:
+            raise BookingError("outside_hours",
+                               f"{svc.name} 的预约时间为 {hours}, 所选时间不在其内\n"
+                               f"Bookings for this service: {hours}")
+        raise BookingError("unknown_slot", "没有这个预约时段\nNo such slot")
 
     # --- bookings ----------------------------------------------------------------------
 
     def _rows(self, sql: str, args: tuple[Any, ...]) -> list[Booking]:
         return [Booking(*row) for row in self._db.execute(
-            "SELECT code, service, day, start, end, booked_at, booked_by, note "
-            "FROM appointments " + sql, args)]
+            "SELECT code, service, day, start, end, booked_at, booked_by, note, person, "
+            "cancelled_at FROM appointments " + sql, args)]
 
     def get(self, code: str) -> Booking | None:
         found = self._rows("WHERE code = ?", (code,))
         return found[0] if found else None
 
     def on_day(self, day: dt.date) -> list[Booking]:
-        return self._rows("WHERE day = ? ORDER BY start, booked_at", (day.isoformat(),))
+        return self._rows(f"WHERE day = ? AND {_LIVE} ORDER BY start, booked_at",
+                          (day.isoformat(),))
 
     def in_slot(self, service: str, start: float) -> list[Booking]:
-        return self._rows("WHERE service = ? AND start = ?", (service, start))
+        return self._rows(f"WHERE service = ? AND start = ? AND {_LIVE}", (service, start))
+
+    def by_person(self, person: str, service: str, day: str) -> list[Booking]:
+        return self._rows(f"WHERE person = ? AND service = ? AND day = ? AND {_LIVE}",
+                          (person, service, day))
 
     def taken(self, service: str, slot: Slot, now: float, checked_in: set[str]) -> int:
         """Bookings that still hold a place: a no-show's place is given back."""
@@ -137,28 +186,39 @@ class AppointmentBook:
 
     def book(self, service: str, day: dt.date, start: float, now: float,
              checked_in: set[str], *, booked_by: str = "taxpayer",
-             note: str | None = None) -> Booking:
+             note: str | None = None, person: str | None = None) -> Booking:
+        """``person`` is the keyed hash of the booker's ID or phone number: at most
+        ``appointment_per_person_day`` bookings of one service a day each."""
+        refused = self.refusal(day)
+        if refused is not None:
+            raise refused
         if day not in self.bookable_days(now):
-            if not self.calendar.is_open(day, OPEN_WEEKDAYS):
-                raise BookingError("hall_closed",
-                                   f"{day} {WEEKDAYS_ZH[day.weekday()]} 办税服务厅不办公")
-            raise BookingError("day_not_bookable", f"{day} 不在可预约的日期内")
+            raise BookingError("day_not_bookable", f"{day} 不在可预约的日期内\n"
+                                                   "That day cannot be booked")
         slot = next((s for s in self.slots(service, day) if s.start == start), None)
         if slot is None:
-            raise BookingError("unknown_slot", "没有这个预约时段")
+            raise BookingError("unknown_slot", "没有这个预约时段\nNo such slot")
         if slot.end <= now:
-            raise BookingError("slot_past", f"{slot.label} 时段已过")
+            raise BookingError("slot_past", f"{slot.label} 时段已过\nThat slot is over")
         capacity = self.cfg.coordinator.appointment_capacity
-        # the check and the insert in one transaction: two bookers never share the last place
+        limit = self.cfg.coordinator.appointment_per_person_day
+        # the checks and the insert in one transaction: two bookers never share the last
+        # place, one person's two tabs never both get under the limit
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            if person is not None and len(self.by_person(person, service,
+                                                         day.isoformat())) >= limit:
+                raise BookingError("person_limit", f"每人每天每项业务限约 {limit} 次\n"
+                                                   f"At most {limit} per person, service "
+                                                   "and day")
             if self.taken(service, slot, now, checked_in) >= capacity:
-                raise BookingError("slot_full", f"{slot.label} 时段已约满")
+                raise BookingError("slot_full", f"{slot.label} 时段已约满\nThat slot is full")
             code = self._new_code()
             self._db.execute(
                 "INSERT INTO appointments (code, service, day, start, end, booked_at, "
-                "booked_by, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (code, service, day.isoformat(), slot.start, slot.end, now, booked_by, note))
+                "booked_by, note, person) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (code, service, day.isoformat(), slot.start, slot.end, now, booked_by, note,
+                 person))
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -167,6 +227,25 @@ class AppointmentBook:
         assert booking is not None
         return booking
 
+    def cancel(self, code: str, person: str, now: float, checked_in: set[str]) -> Booking:
+        """Cancel with the same ID or phone as booked with; a checked-in or finished booking
+        stays (replay would otherwise give its ticket a different priority)."""
+        found = self.get(code)
+        # a wrong proof and an unknown code answer alike: the code cannot be probed
+        if found is None or found.cancelled_at is not None or found.person is None or (
+                not hmac.compare_digest(found.person, person)):
+            raise BookingError("unknown_appointment", "预约码或证件号/手机号不符\n"
+                                                      "Code and ID or phone do not match")
+        if found.code in checked_in:
+            raise BookingError("checked_in", "已取号, 不能取消\nAlready checked in")
+        if found.end <= now:
+            raise BookingError("slot_past", "预约时段已过\nThat slot is over")
+        self._db.execute("UPDATE appointments SET cancelled_at = ? WHERE code = ?",
+                         (now, found.code))
+        cancelled = self.get(found.code)
+        assert cancelled is not None
+        return cancelled
+
     def _new_code(self) -> str:
         while True:
             code = "".join(secrets.choice(_ALPHABET) for _ in range(CODE_LEN))
@@ -174,12 +253,38 @@ class AppointmentBook:
                 return code
 
 
+class AddressLimiter:
+    """Booking attempts per client address in a sliding hour: one client (a script, a
+    scalper) cannot fill slots by trying many IDs or phones. Memory is bounded by pruning
+    addresses whose attempts have all aged out."""
+
+    WINDOW_S = 3600.0
+
+    def __init__(self, per_hour: int) -> None:
+        self.per_hour = per_hour
+        self._seen: dict[str, deque[float]] = {}
+
+    def take(self, address: str, now: float) -> None:
+        if len(self._seen) > 10_000:
+            self._seen = {a: q for a, q in self._seen.items() if q and q[-1] > now - self.WINDOW_S}
+        attempts = self._seen.setdefault(address, deque())
+        while attempts and attempts[0] <= now - self.WINDOW_S:
+            attempts.popleft()
+        if len(attempts) >= self.per_hour:
+            wait = int(attempts[0] + self.WINDOW_S - now) // 60 + 1
+            raise BookingError("rate_limited", f"操作过于频繁, 请 {wait} 分钟后再试\n"
+                                               f"Too many attempts, try again in {wait} min")
+        attempts.append(now)
+
+
 def booking_json(b: Booking, cfg: HallConfig, now: float, checked_in: set[str]) -> api.Booking:
     tz = cfg.hall.tzinfo
     start = dt.datetime.fromtimestamp(b.start, tz)
     end = dt.datetime.fromtimestamp(b.end, tz)
     state: api.BookingState
-    if b.code in checked_in:
+    if b.cancelled_at is not None:
+        state = "cancelled"
+    elif b.code in checked_in:
         state = "checked_in"
     elif b.end <= now:
         state = "no_show"

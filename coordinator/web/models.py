@@ -21,6 +21,7 @@ __all__ = [
     "Booked",
     "Booking",
     "BookingRequest",
+    "CancelRequest",
     "CityLink",
     "CommandResult",
     "Device",
@@ -28,6 +29,7 @@ __all__ = [
     "Hall",
     "HallHeader",
     "Health",
+    "PublicHall",
     "Service",
     "Slot",
     "Slots",
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 ComfortLevel = Literal["较少", "适中", "较多"]
-BookingState = Literal["booked", "checked_in", "no_show"]
+BookingState = Literal["booked", "checked_in", "no_show", "cancelled"]
 
 
 class _Out(BaseModel):
@@ -93,14 +95,32 @@ class Device(_Out):
 class HallHeader(_Out):
     id: str
     name: str
+    name_en: str | None = None
     day: str | None = Field(description="the business day the engine is on")
 
 
-class Hall(_Out):
+class PublicHall(_Out):
+    """What anyone in the hall may see: the boards, the queues with their estimates and
+    the comfort level now; nothing about staff, devices or KPIs."""
+
     hall: HallHeader
     rev: int
     now: str | None
     services: list[Service]
+    board: m.BoardState
+    comfort: ComfortLevel | None = Field(
+        default=None, description="the comfort index's level now (None: no index)")
+
+
+class Hall(_Out):
+    """The supervisor's view: the public one plus windows, KPIs, devices and alerts."""
+
+    hall: HallHeader
+    rev: int
+    now: str | None
+    services: list[Service]
+    zones: dict[str, str] = Field(description="function hall id -> name, in the hall "
+                                              "file's order (the window table's groups)")
     windows: list[m.WindowState]
     board: m.BoardState
     stats: m.StatsState
@@ -218,6 +238,15 @@ class BookingRequest(_Out):
     day: str | None = Field(default=None, description="YYYY-MM-DD; default: today")
     start: str = Field(pattern="^[0-2][0-9]:[0-5][0-9]$")
     note: str | None = Field(default=None, description="supervisor invitations only")
+    id_number: str | None = Field(
+        default=None, description="taxpayers: an 18-character resident ID number (or phone); "
+                                  "keyed-hashed on arrival, never stored")
+    phone: str | None = Field(default=None, description="taxpayers: a mainland mobile number")
+
+
+class CancelRequest(_Out):
+    id_number: str | None = Field(default=None, description="the ID number booked with")
+    phone: str | None = Field(default=None, description="or the phone number booked with")
 
 
 class SupervisorCommand(_Out):
@@ -227,7 +256,7 @@ class SupervisorCommand(_Out):
 
 
 RESPONSE_MODELS: list[type[BaseModel]] = [
-    Error, Service, Device, Hall, Ticket, Alert, Health, BoardItem, Slots, Booking, Booked,
-    SupervisorBooking, CommandResult, WhoAmI, BookingRequest, SupervisorCommand,
-    m.ComfortState,
+    Error, Service, Device, PublicHall, Hall, Ticket, Alert, Health, BoardItem, Slots, Booking,
+    Booked, SupervisorBooking, CommandResult, WhoAmI, BookingRequest, SupervisorCommand,
+    CancelRequest, m.ComfortState,
 ]

@@ -32,8 +32,10 @@ def _ok(description: str, schema: dict[str, Any], media: str = "application/json
 
 def _errors(*codes: str) -> dict[str, Any]:
     text = {"400": "bad input", "401": "supervisor login required", "404": "not found",
-            "409": "refused (slot full, or the engine rejected the command)",
-            "503": "board renderer unavailable"}
+            "409": "refused (slot full, person limit, checked in, or the engine rejected "
+                   "the command)",
+            "429": "too many booking attempts from this address",
+            "503": "unavailable (board renderer, or real-name booking not set up)"}
     return {c: {"description": text[c], "content": {"application/json": {
         "schema": _ref("Error")}}} for c in codes}
 
@@ -62,8 +64,9 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": f"hallq coordinator API — {cfg.hall.name}", "version": "1"},
         "paths": {
-            "/api/hall": {"get": {"summary": "services, windows, queues, board, KPIs, devices",
-                                  "responses": _ok("hall summary", _ref("Hall"))}},
+            "/api/hall": {"get": {"summary": "the public hall: queues with estimates, board, "
+                                             "comfort level now",
+                                  "responses": _ok("hall", _ref("PublicHall"))}},
             "/api/health": {"get": {
                 "summary": "liveness: is the coordinator connected to the broker; `city_link`: "
                            "how far the event log's shipping to the city lags (null: none)",
@@ -74,12 +77,6 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                 "summary": "one ticket of today: state, people ahead, wait, window",
                 "parameters": [_param("number", "path", _STR)],
                 "responses": {**_ok("the ticket", _ref("Ticket")), **_errors("404")}}},
-            "/api/devices": {"get": {"summary": "presence and health of every client",
-                                     "responses": _ok("devices", {
-                                         "type": "array", "items": _ref("Device")})}},
-            "/api/alerts": {"get": {
-                "summary": "engine alerts, offline devices, services past their wait target",
-                "responses": _ok("alerts", {"type": "array", "items": _ref("Alert")})}},
             "/api/boards": {"get": {"summary": "the hall's LED call boards",
                                     "responses": _ok("boards", {"type": "array",
                                                                 "items": _ref("BoardItem")})}},
@@ -113,11 +110,18 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                     "schema": _ref("BookingRequest")}}},
                 "responses": {"201": {"description": "booked", "content": {
                     "application/json": {"schema": _ref("Booked")}}},
-                    **_errors("400", "409")}}},
+                    **_errors("400", "409", "429", "503")}}},
             "/api/appointments/{code}": {"get": {
                 "summary": "a booking and whether it was checked in",
                 "parameters": [code],
                 "responses": {**_ok("booking", _ref("Booking")), **_errors("404")}}},
+            "/api/appointments/{code}/cancel": {"post": {
+                "summary": "cancel a booking with the same ID or phone number it was made with",
+                "parameters": [code],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("CancelRequest")}}},
+                "responses": {**_ok("cancelled", _ref("Booking")),
+                              **_errors("400", "404", "409", "429")}}},
             "/api/appointments/{code}/qr.svg": {"get": {
                 "summary": "the booking code as a QR code (SVG), for the dispenser's scanner",
                 "parameters": [code],
@@ -149,6 +153,19 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                         "responses": {**_ok("bookings", {"type": "array",
                                                          "items": _ref("SupervisorBooking")}),
                                       **_errors("400", "401")}}},
+            "/api/supervisor/hall": {"get": {
+                "summary": "the internal hall: windows by function hall, KPIs, devices, alerts",
+                "security": _BASIC,
+                "responses": {**_ok("hall summary", _ref("Hall")), **_errors("401")}}},
+            "/api/supervisor/devices": {"get": {
+                "summary": "presence and health of every client", "security": _BASIC,
+                "responses": {**_ok("devices", {"type": "array", "items": _ref("Device")}),
+                              **_errors("401")}}},
+            "/api/supervisor/alerts": {"get": {
+                "summary": "engine alerts, offline devices, services past their wait target",
+                "security": _BASIC,
+                "responses": {**_ok("alerts", {"type": "array", "items": _ref("Alert")}),
+                              **_errors("401")}}},
             "/api/supervisor/whoami": {"get": {
                 "summary": "the logged-in supervisor", "security": _BASIC,
                 "responses": {**_ok("user", _ref("WhoAmI")), **_errors("401")}}},

@@ -21,13 +21,14 @@ from coordinator.eventlog import EventLog
 from coordinator.shipmark import lag, mark_path, read_mark
 from coordinator.web import models as api
 from coordinator.web import views
-from coordinator.web.appointments import BookingError, booking_json
+from coordinator.web.appointments import AddressLimiter, BookingError, booking_json
 from coordinator.web.auth import REALM, supervisor_from
 from coordinator.web.boards import boards, render_png
 from coordinator.web.interface import HallService
 from coordinator.web.openapi import openapi_document
 from coordinator.web.stream import StreamHub, is_close, sse_frame
 from hallq import messages as m
+from hallq.id_number import hash_id_number, hash_phone, id_number_problem, normalise_phone
 
 log = logging.getLogger("hallq.web")
 
@@ -37,6 +38,7 @@ SUPERVISOR_ACTIONS = frozenset({"open", "close", "pause", "resume", "set_skills"
 
 COORDINATOR: web.AppKey[HallService] = web.AppKey("coordinator", object)  # type: ignore[arg-type]
 HUB: web.AppKey[StreamHub] = web.AppKey("hub", StreamHub)
+LIMITER: web.AppKey[AddressLimiter] = web.AppKey("limiter", AddressLimiter)
 
 
 def _c(request: web.Request) -> HallService:
@@ -61,7 +63,7 @@ def _json(data: Any) -> web.Response:
 
 
 async def hall(request: web.Request) -> web.Response:
-    return _json(views.summary_json(_c(request)))
+    return _json(views.public_json(_c(request)))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -92,6 +94,10 @@ async def ticket(request: web.Request) -> web.Response:
     if found is None:
         return _error(404, "unknown_ticket", f"今天没有 {request.match_info['number']} 号")
     return _json(found)
+
+
+async def internal_hall(request: web.Request) -> web.Response:
+    return _json(views.summary_json(_c(request)))
 
 
 async def devices(request: web.Request) -> web.Response:
@@ -217,27 +223,73 @@ def _comfort_at(c: HallService, day: dt.date, hhmm: str) -> api.ComfortLevel | N
     return cast("api.ComfortLevel", level)  # the Slot model checks it is one of the three
 
 
-async def _book(request: web.Request, booked_by: str) -> web.Response:
-    c = _c(request)
+def _person(body: dict[str, Any], c: HallService, *, required: bool) -> str | None:
+    """The keyed hash of the ``id_number`` or ``phone`` in ``body`` (the same hash the
+    dispenser's ID reader makes); the number itself goes no further than this function."""
+    id_number = str(body.get("id_number") or "").strip().upper()
+    phone = str(body.get("phone") or "").strip()
+    if not id_number and not phone:
+        if required:
+            raise BookingError("identity_required", "请填写身份证号或手机号\n"
+                                                    "Enter your ID or mobile number")
+        return None
+    key = c.cfg.security.id_hash_key
+    if key is None:
+        raise BookingError("real_name_unavailable", "本厅暂未开通实名预约\n"
+                                                    "Real-name booking is not set up here")
+    if id_number:
+        problem = id_number_problem(id_number)
+        if problem is not None:
+            raise BookingError("bad_id_number", f"身份证号无效\nInvalid ID number: {problem}")
+        return hash_id_number(id_number, key)
+    digits = normalise_phone(phone)
+    if digits is None:
+        raise BookingError("bad_phone", "手机号无效\nNot an 11-digit mobile number")
+    return hash_phone(digits, key)
+
+
+async def _body(request: web.Request, model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON body, checked against the model the OpenAPI document shows for it; the
+    refusal names the field and never quotes its value (it may be an ID number)."""
     try:
         body = await request.json()
     except ValueError:
-        return _error(400, "invalid_json", "body must be JSON")
+        raise BookingError("invalid_json", "body must be JSON") from None
     if not isinstance(body, dict):
-        return _error(400, "invalid_json", "body must be a JSON object")
+        raise BookingError("invalid_json", "body must be a JSON object")
     try:
+        model.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err["loc"]) or "body"
+        code = "bad_day" if field == "day" else "invalid_body"  # bad_day: as before
+        raise BookingError(code, f"{field}: {err['msg']}") from None
+    return body
+
+
+def _status(exc: BookingError) -> int:
+    return {"slot_full": 409, "person_limit": 409, "checked_in": 409,
+            "unknown_appointment": 404, "rate_limited": 429,
+            "real_name_unavailable": 503}.get(exc.code, 400)
+
+
+async def _book(request: web.Request, booked_by: str) -> web.Response:
+    c = _c(request)
+    taxpayer = booked_by == "taxpayer"
+    try:
+        if taxpayer:
+            request.app[LIMITER].take(request.remote or "?", c.clock())
+        body = await _body(request, api.BookingRequest)
+        person = _person(body, c, required=taxpayer)
         service, start_text = str(body.get("service", "")), str(body.get("start", ""))
         day = _day(body.get("day"), c)
-        slot = next((s for s in c.bookings.slots(service, day) if s.label[:5] == start_text),
-                    None)
-        if slot is None:
-            raise BookingError("unknown_slot", f"没有 {start_text} 开始的预约时段")
-        note = body.get("note") if booked_by != "taxpayer" else None
+        slot = c.bookings.slot_at(service, day, start_text)
+        note = body.get("note") if not taxpayer else None
         booking = await c.book_appointment(service, day, slot.start, booked_by=booked_by,
-                                           note=str(note)[:100] if note else None)
+                                           note=str(note)[:100] if note else None,
+                                           person=person)
     except BookingError as exc:
-        status = 409 if exc.code == "slot_full" else 400
-        return _error(status, exc.code, str(exc))
+        return _error(_status(exc), exc.code, str(exc))
     log.info("appointment %s booked by %s: %s %s", booking.code, booked_by, service,
              slot.label)
     data = booking_json(booking, c.cfg, c.clock(), c.checked_in())
@@ -254,6 +306,20 @@ async def appointment(request: web.Request) -> web.Response:
     if found is None:
         return _error(404, "unknown_appointment", "没有这个预约码")
     return _json(booking_json(found, c.cfg, c.clock(), c.checked_in()))
+
+
+async def cancel_appointment(request: web.Request) -> web.Response:
+    """Cancel with the code and the same ID or phone number as proof."""
+    c = _c(request)
+    try:
+        request.app[LIMITER].take(request.remote or "?", c.clock())
+        person = _person(await _body(request, api.CancelRequest), c, required=True)
+        assert person is not None
+        booking = await c.cancel_appointment(request.match_info["code"].upper(), person)
+    except BookingError as exc:
+        return _error(_status(exc), exc.code, str(exc))
+    log.info("appointment %s cancelled", booking.code)
+    return _json(booking_json(booking, c.cfg, c.clock(), c.checked_in()))
 
 
 def qr_svg(text: str) -> bytes:
@@ -293,7 +359,7 @@ def _user(request: web.Request) -> str:
 @web.middleware
 async def supervisor_auth(request: web.Request, handler: Any) -> web.StreamResponse:
     path = request.path
-    guarded = path == "/supervisor" or path.startswith("/api/supervisor/")
+    guarded = path == "/supervisor" or path.startswith(("/supervisor/", "/api/supervisor/"))
     if guarded and _supervisor(request) is None:
         return web.json_response(
             {"ok": False, "error": {"code": "unauthorized",
@@ -367,6 +433,7 @@ def make_app(coordinator: HallService) -> web.Application:
     hub = StreamHub()
     app[COORDINATOR] = coordinator
     app[HUB] = hub
+    app[LIMITER] = AddressLimiter(coordinator.cfg.coordinator.appointment_per_address_hour)
     coordinator.add_listener(hub.notify)
 
     async def on_shutdown(app: web.Application) -> None:
@@ -378,8 +445,6 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_get("/api/hall", hall)
     r.add_get("/api/health", health)
     r.add_get("/api/tickets/{number}", ticket)
-    r.add_get("/api/devices", devices)
-    r.add_get("/api/alerts", alerts)
     r.add_get("/api/boards", board_list)
     r.add_get("/api/boards/{board}.png", board_png)
     r.add_get("/api/stream", stream)
@@ -390,13 +455,18 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_post("/api/appointments", book)
     r.add_get("/api/appointments/{code}", appointment)
     r.add_get("/api/appointments/{code}/qr.svg", appointment_qr)
+    r.add_post("/api/appointments/{code}/cancel", cancel_appointment)
     r.add_post("/api/supervisor/windows/{window}", supervisor_command)
     r.add_post("/api/supervisor/appointments", supervisor_invite)
     r.add_get("/api/supervisor/appointments", supervisor_appointments)
     r.add_get("/api/supervisor/whoami", whoami)
+    r.add_get("/api/supervisor/hall", internal_hall)
+    r.add_get("/api/supervisor/devices", devices)
+    r.add_get("/api/supervisor/alerts", alerts)
     r.add_get("/", _page("hall.html"))
     r.add_get("/book", _page("book.html"))
     r.add_get("/supervisor", _page("supervisor.html"))
+    r.add_get("/supervisor/hall", _page("internal.html"))
     r.add_get("/t/{hall}/{number}", ticket_page)
     r.add_static("/static/", STATIC)
     return app

@@ -52,14 +52,32 @@ def devices_json(c: HallService) -> list[dict[str, Any]]:
     return [_device(d).model_dump(mode="json") for d in c.devices.all()]
 
 
+def _header(c: HallService) -> api.HallHeader:
+    day = c.engine.day
+    return api.HallHeader(id=c.cfg.hall.id, name=c.cfg.hall.name, name_en=c.cfg.hall.name_en,
+                          day=day.isoformat() if day else None)
+
+
+def public_json(c: HallService) -> dict[str, Any]:
+    """The hall as a taxpayer may see it (hall view, ticket and booking pages)."""
+    now, rev = c.clock(), c.queue.seq
+    board = c.board_state(rev)
+    return api.PublicHall(
+        hall=_header(c), rev=rev, now=_iso(now, c.cfg.hall.tzinfo),
+        services=[_service(c, code, now) for code in c.engine.services],
+        board=board, comfort=board.comfort,
+    ).model_dump(mode="json")
+
+
 def summary_json(c: HallService) -> dict[str, Any]:
+    """The supervisor's hall: everything, windows grouped by function hall."""
     now, rev, engine = c.clock(), c.queue.seq, c.engine
     return api.Hall(
-        hall=api.HallHeader(id=c.cfg.hall.id, name=c.cfg.hall.name,
-                            day=engine.day.isoformat() if engine.day else None),
+        hall=_header(c),
         rev=rev,
         now=_iso(now, c.cfg.hall.tzinfo),
         services=[_service(c, code, now) for code in engine.services],
+        zones={z.id: z.name for z in c.cfg.zones},
         windows=[engine.window_state(n, rev) for n in engine.windows],
         board=c.board_state(rev),
         stats=engine.stats_state(rev, now),

@@ -8,29 +8,20 @@ few enough to enumerate). Nothing here logs, stores or puts the number in a mess
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
 from dataclasses import dataclass
-from typing import Protocol
 
 from firmware_bridge.errors import FrameError
 from firmware_bridge.link import SerialLink
 from firmware_bridge.payloads import DeviceKind, EventType
 from firmware_bridge.updates import DeviceEvent
+from hallq.id_number import Secret as _Secret
+from hallq.id_number import hash_id_number
+from hallq.id_number import id_number_problem as _valid
+from hallq.id_number import key_bytes as _key_bytes
 
 from .base import FramedDevice
 
 __all__ = ["IdCard", "IdCardRejected", "IdReader", "hash_id_number"]
-
-_MIN_KEY = 16
-_NUMBER = re.compile(r"[0-9]{17}[0-9X]")
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_CHECK = "10X98765432"
-
-
-class _Secret(Protocol):
-    def get_secret_value(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,32 +34,6 @@ class IdCardRejected(DeviceEvent):
     """The reader sent something that is not a valid resident ID number (misread, other card)."""
 
     reason: str
-
-
-def _key_bytes(key: bytes | str | _Secret) -> bytes:
-    if not isinstance(key, bytes | str):
-        key = key.get_secret_value()
-    raw = key.encode("utf-8") if isinstance(key, str) else key
-    if len(raw) < _MIN_KEY:
-        raise ValueError(f"the ID hash key must be at least {_MIN_KEY} bytes (value not shown)")
-    return raw
-
-
-def hash_id_number(number: str, key: bytes | str | _Secret) -> str:
-    """The hash an ID reader reports for ``number``: for matching, e.g. against appointments."""
-    return hmac.new(
-        _key_bytes(key), number.strip().upper().encode("ascii"), hashlib.sha256
-    ).hexdigest()
-
-
-def _valid(number: str) -> str | None:
-    """None when valid, else why not (never quoting the number)."""
-    if not _NUMBER.fullmatch(number):
-        return "not an 18-character resident ID number"
-    total = sum(int(d) * w for d, w in zip(number, _WEIGHTS, strict=False))
-    if _CHECK[total % 11] != number[17]:
-        return "check digit does not match"
-    return None
 
 
 class IdReader(FramedDevice):
@@ -96,5 +61,4 @@ class IdReader(FramedDevice):
         problem = _valid(number)
         if problem is not None:
             return IdCardRejected(self.device, self.address, problem)
-        digest = hmac.new(self._key, number.encode("ascii"), hashlib.sha256).hexdigest()
-        return IdCard(self.device, self.address, digest)
+        return IdCard(self.device, self.address, hash_id_number(number, self._key))

@@ -1,46 +1,69 @@
-// Hall view: boards (PNG from the displays renderer), queues, windows, KPIs, devices.
+// The public hall view: what anyone in the hall may see -- calls, queues with honest wait
+// ranges, how busy the hall is now, and a box that opens a ticket's own page. Staff
+// matters (windows, KPIs, devices, alerts) are on the supervisor side (/supervisor/hall).
+// Chinese first, English on a second line, as on every public page.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
   const el = hallq.el;
-  const STATUS = {open: "开放", paused: "暂停", closed: "关闭"};
+  const COMFORT = {"较少": ["人数较少", "Quiet"], "适中": ["人数适中", "Moderately busy"],
+                   "较多": ["人数较多", "Busy"]};
   let boards = [];
+  let hallId = null;
 
+  const two = (zh, en) => [zh, el("span", {class: "en2"}, en)];
   function row(cells, head) {
-    return el("tr", {}, ...cells.map((c) => el(head ? "th" : "td", {}, c)));
-  }
-  function fill(table, head, rows) {
-    table.replaceChildren(row(head, true), ...rows.map((r) => row(r)));
+    return el("tr", {}, ...cells.map((c) =>
+      el(head ? "th" : "td", {}, ...(Array.isArray(c) ? c : [c]))));
   }
 
   function show(h) {
+    hallId = h.hall.id;
     $("hall-name").textContent = h.hall.name;
+    $("hall-name-en").textContent = h.hall.name_en || "";
     $("day").textContent = h.hall.day || "";
-    const names = Object.fromEntries(h.services.map((s) => [s.code, s.name]));
-    $("calls").textContent = h.board.calls.map((c) => `${c.ticket}→${c.window}号`).join("  ") || "—";
-    $("calls").dataset.first = h.board.calls.length ? h.board.calls[0].ticket : "";
-    fill($("queues"), ["业务 Service", "等候", "下一位", "预计", "最长等候"], h.services.map((s) => [
-      s.name, el("span", {class: "pill " + (s.over_target ? "warning" : ""),
-                          "data-service": s.code}, s.queue.waiting),
-      (s.queue.next || []).slice(0, 3).join(" "), s.wait_text ? s.wait_text.zh : "—",
-      hallq.minutes(s.queue.oldest_wait_s)]));
-    fill($("windows"), ["窗口", "状态", "当前", "业务"], h.windows.map((w) => [
-      w.window + "号", el("span", {class: "pill " + w.status}, STATUS[w.status] || w.status),
-      w.ticket || "—", Object.keys(w.skills).map((c) => names[c] || c).join("、")]));
-    const t = h.stats.total;
-    $("kpis").replaceChildren(el("p", {},
-      `取号 ${t.issued} · 已办 ${t.served} · 过号 ${t.no_show} · 平均等候 ${hallq.minutes(t.avg_wait_s)}` +
-      ` · 90%等候 ${hallq.minutes(t.p90_wait_s)} · 平均办理 ${hallq.minutes(t.avg_service_s)}` +
-      ` · 告警 ${h.alerts}`));
-    fill($("devices"), ["设备", "角色", "在线", "健康"], h.devices.map((d) => [
-      d.client, d.role,
-      el("span", {class: "pill " + (d.online ? "online" : "offline")}, d.online ? "在线" : "离线"),
-      d.healthy == null ? "—" : el("span", {class: "pill " + (d.healthy ? "ok" : "warning")},
-        d.healthy ? "正常" : d.components.filter((c) => !c.ok).map((c) => c.name + ":" + c.status).join(", "))]));
+    const calls = h.board.calls.slice(0, 5);
+    $("calls").replaceChildren(...(calls.length ? calls.map((c) =>
+      el("li", {"data-ticket": c.ticket}, `请${c.ticket}号到${c.window}号窗口`,
+         el("span", {class: "en2"}, `${c.ticket}, please go to window ${c.window}`)))
+      : [el("li", {class: "muted"}, "暂无叫号", el("span", {class: "en2"}, "No calls yet"))]));
+    $("calls").dataset.first = calls.length ? calls[0].ticket : "";
+    $("queues").replaceChildren(
+      row([two("业务", "Service"), two("等候", "Waiting"), two("下一位", "Next"),
+           two("预计等候", "Expected wait"), two("最久已等", "Longest so far")], true),
+      ...h.services.map((s) => row([
+        two(s.name, s.name_en || ""),
+        el("span", {class: "pill " + (s.over_target ? "warning" : ""), "data-service": s.code},
+           s.queue.waiting),
+        el("span", {class: "next"}, (s.queue.next || []).slice(0, 3).join(" ") || "—"),
+        s.wait_text ? two(s.wait_text.zh, s.wait_text.en) : "—",
+        s.queue.oldest_wait_s == null ? "—"
+          : two(`${Math.round(s.queue.oldest_wait_s / 60)} 分钟`,
+                `${Math.round(s.queue.oldest_wait_s / 60)} min`)])));
+    const level = COMFORT[h.comfort];
+    $("comfort-now").hidden = !level;
+    if (level) {
+      $("comfort-level").className = `big-level comfort comfort-${h.comfort}`;
+      $("comfort-level").replaceChildren(...two(level[0], level[1]));
+    }
     for (const img of $("boards").querySelectorAll("img")) {
       img.src = img.dataset.src + "?rev=" + h.rev;
     }
   }
+
+  $("find").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const number = $("find-number").value.trim().toUpperCase();
+    $("find-error").textContent = "";
+    if (!number || !hallId) return;
+    try {
+      await hallq.getJSON(`/api/tickets/${encodeURIComponent(number)}`);
+      location.href = `/t/${encodeURIComponent(hallId)}/${encodeURIComponent(number)}`;
+    } catch (e) {
+      $("find-error").textContent = e.status === 404
+        ? `今天没有 ${number} 号, 请核对号码\nNo ticket ${number} today; check the number` : e.message;
+    }
+  };
 
   const refresh = hallq.serial(async () => {
     if (!boards.length) {

@@ -58,7 +58,7 @@
   }
 
   const refresh = hallq.serial(async () => {
-    const [h, alerts] = await Promise.all([hallq.getJSON("/api/hall"), hallq.getJSON("/api/alerts")]);
+    const [h, alerts] = await Promise.all([hallq.getJSON("/api/supervisor/hall"), hallq.getJSON("/api/supervisor/alerts")]);
     show(h, alerts);
   });
 

@@ -1,0 +1,420 @@
+"""Fault suite: the hall under load while the coordinator, the broker or the disk fail.
+
+A real Mosquitto, the real coordinator process (``hallq coordinator``) and the real edge
+agents in this process (``DispenserAgent`` without a printer, ``WindowAgent`` without pads:
+everything above the serial bytes) on the seed hall (``examples/liwan.toml``, moved to a
+time zone where it is midday, open all day). Dispensers press keys, windows call and finish;
+meanwhile one fault is injected again and again:
+
+- ``coordinator-kill``: SIGKILL the coordinator, restart it 0.3 s later (systemd's RestartSec);
+- ``broker-restart``: stop Mosquitto (SIGTERM) and start it again;
+- ``broker-kill``: SIGKILL Mosquitto (what it had not saved is gone) and start it again;
+- ``disk-full``: the state directory is a small tmpfs (in a private mount namespace, via
+  ``unshare``) filled to the last byte, then freed;
+- ``read-only``: the coordinator dies and comes back on a state directory mounted
+  read-only (an SD card the kernel remounted read-only), which becomes writable later.
+
+Each run reports, after the load stops and the outboxes are empty:
+
+- lost: printed tickets missing from the coordinator's log;
+- duplicated: a number printed twice, or a ticket called twice;
+- ghost: tickets in the queue that no dispenser printed (not voided);
+- stale_applied: commands applied after their sender's deadline (a window command after
+  ``edge.command_timeout_s``; an online issue after that deadline rounded up to whole
+  seconds -- MQTT 5 expiry counts seconds -- and not voided by the dispenser's replay);
+- not_converged: retained window/queue/board views on the broker that differ from the state
+  rebuilt from the log;
+- recover_s: for each fault, from its end (process or disk back) to the next ticket issued
+  online; max and median.
+
+All of the first five must be 0. Usage (``--json`` prints one line of results last):
+
+    python bench/faults.py --scenario all --faults 20 --every 3 --json   # the long run
+    python bench/faults.py --scenario all --faults 2 --every 2           # CI (short)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from coordinator.dispatch import load_core
+from coordinator.eventlog import EventLog
+from coordinator.hallqueue import HallQueue
+from edge.dispenser import DispenserAgent, Issued
+from edge.leases import LeaseBook
+from edge.window import WindowAgent
+from hallq import messages as m
+from hallq.bus import Session
+from hallq.config import HallConfig, parse_config
+from hallq.topics import HallTopics, parse
+from hallqctl.mosquitto import Mosquitto
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ("coordinator-kill", "broker-restart", "broker-kill", "disk-full", "read-only")
+NEEDS_MOUNTS = {"disk-full", "read-only"}
+WINDOWS_DRIVEN = 12
+TMPFS_SIZE = "48m"
+
+
+def midday_zone() -> str:
+    """An Etc/GMT zone where it is about noon now, so the hall is open and no day ends."""
+    offset = (12 - dt.datetime.now(dt.UTC).hour + 12) % 24 - 12  # hours east of UTC
+    return "UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
+def hall_text(url: str, state: Path) -> str:
+    text = (ROOT / "examples" / "liwan.toml").read_text(encoding="utf-8")
+    text = text.replace("http_port = 8080", "http_port = 0")
+    text = re.sub(r'^timezone = ".*"', f'timezone = "{midday_zone()}"', text, flags=re.M)
+    text = re.sub(r'^reset_time = ".*"', 'reset_time = "23:59"', text, flags=re.M)
+    text = re.sub(r"^open_hours = .*$", 'open_hours = [["00:00", "23:59"]]', text, flags=re.M)
+    text = re.sub(r"^hours = .*$", "", text, flags=re.M)
+    text = re.sub(r"^daily_cap = .*$", "", text, flags=re.M)
+    return text + f'\n[broker]\nurl = "{url}"\n\n[runtime]\nstate_dir = "{state}"\n'
+
+
+def sh(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+class Hall:
+    """Broker, coordinator process and agents of one run."""
+
+    def __init__(self, work: Path, scenario: str, seed: int) -> None:
+        self.work = work
+        self.scenario = scenario
+        self.rng = random.Random(seed)
+        (work / "broker").mkdir(parents=True)
+        self.broker = Mosquitto(work / "broker")
+        self.state = work / "state"
+        self.state.mkdir()
+        if scenario in NEEDS_MOUNTS:
+            sh("mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(self.state))
+            sh("mount", "--bind", str(self.state), str(self.state))
+        self.config = work / "hall.toml"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.issued: list[Issued] = []
+        self.sent: dict[str, tuple[float, float]] = {}  # command id -> (sent at, deadline)
+        self.recoveries: list[float] = []
+        self.stopping = False
+        self.restarts = 0
+        self.agents: list[Any] = []
+        self.sessions: list[Session] = []
+
+    # --- processes ---------------------------------------------------------------------
+
+    def start_coordinator(self) -> None:
+        with (self.work / "coordinator.log").open("ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hallqctl.cli", "coordinator", "--config",
+                 str(self.config)], stdout=subprocess.DEVNULL, stderr=err)
+
+    def kill_coordinator(self) -> None:
+        """SIGKILL; keep_coordinator starts it again (like systemd), unless ``hold``."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    async def keep_coordinator(self) -> None:
+        """What systemd does: a coordinator that exited is started again after 0.3 s."""
+        while not self.stopping:
+            if self.proc is not None and self.proc.poll() is not None:
+                self.restarts += 1
+                await asyncio.sleep(0.3)
+                if not self.stopping:
+                    self.start_coordinator()
+            await asyncio.sleep(0.05)
+
+    # --- devices -----------------------------------------------------------------------
+
+    def _session(self, cfg: HallConfig, role: str, client: str) -> Session:
+        session = Session(cfg.broker, hall=cfg.hall.id, role=role, client_id=client,
+                          state_dir=self.work / "edge" / client)
+        request = session.request
+
+        async def recorded(topic: str, message: m.Message, *, timeout: float) -> Any:
+            self.sent[message.id] = (time.time(), timeout)
+            return await request(topic, message, timeout=timeout)
+
+        session.request = recorded  # type: ignore[method-assign]
+        self.sessions.append(session)
+        return session
+
+    async def press_keys(self, agent: DispenserAgent, rate: float) -> None:
+        while not self.stopping:
+            await asyncio.sleep(self.rng.expovariate(rate))
+            self.issued.append(await agent.issue(self.rng.choice(agent.services)))
+
+    async def work_window(self, agent: WindowAgent, window: int, rate: float) -> None:
+        while not self.stopping:
+            await asyncio.sleep(self.rng.expovariate(rate))
+            action: Any = (m.Finish(window=window, action="finish") if self.rng.random() < 0.3
+                           else m.WindowAction(window=window, action="call"))
+            await agent.send(window, action)
+
+    async def probe_online(self, agent: DispenserAgent, since: float) -> None:
+        """Time from a fault's end to the next ticket issued online."""
+        while True:
+            result = await agent.issue(agent.services[0])
+            self.issued.append(result)
+            if os.environ.get("HALLQ_FAULTS_DEBUG"):
+                print(f"probe {time.perf_counter() - since:.2f} {result}", file=sys.stderr)
+            if result.online and result.number is not None:
+                self.recoveries.append(time.perf_counter() - since)
+                return
+            await asyncio.sleep(0.05)
+
+    # --- faults ------------------------------------------------------------------------
+
+    async def fault(self, probe: DispenserAgent, hold: float) -> None:
+        s = self.scenario
+        if s == "coordinator-kill":
+            self.kill_coordinator()  # keep_coordinator starts it again
+        elif s in ("broker-restart", "broker-kill"):
+            self.broker.stop() if s == "broker-restart" else self.broker.kill()
+            await asyncio.sleep(hold)
+            self.broker.start()
+        elif s == "disk-full":
+            filler = self.state / "filler"
+            with contextlib.suppress(OSError), filler.open("wb") as f:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+            with contextlib.suppress(OSError), filler.open("ab") as f:
+                while True:
+                    f.write(b"\0" * 4096)
+                    f.flush()
+            await asyncio.sleep(hold)
+            filler.unlink()
+        elif s == "read-only":
+            self.kill_coordinator()
+            sh("mount", "-o", "remount,bind,ro", str(self.state))
+            await asyncio.sleep(hold)
+            sh("mount", "-o", "remount,bind,rw", str(self.state))
+        await self.probe_online(probe, time.perf_counter())
+
+
+async def retained_views(cfg: HallConfig, quiet: float = 1.5) -> dict[str, Any]:
+    """What a board or pad connecting now would be shown (the broker's retained state)."""
+    from hallq.messages import decode
+
+    t = HallTopics(cfg.hall.id)
+    seen: dict[str, Any] = {}
+    async with aiomqtt.Client(cfg.broker.host, cfg.broker.port, identifier="fault-viewer") as c:
+        await c.subscribe([(t.all_state(), 1)])
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(quiet):
+                async for message in c.messages:
+                    topic = message.topic.value
+                    parts = parse(topic)
+                    if parts.action in ("window", "queue", "board"):
+                        model = {"window": m.WindowState, "queue": m.QueueState,
+                                 "board": m.BoardState}[parts.action]
+                        seen[topic] = decode(model, bytes(message.payload))
+    return seen
+
+
+def expected_views(cfg: HallConfig, q: HallQueue) -> dict[str, Any]:
+    t, e, now = HallTopics(cfg.hall.id), q.engine, time.time()
+    views: dict[str, Any] = {t.window_state(n): e.window_state(n, 0) for n in e.windows}
+    views |= {t.queue_state(c): e.queue_state(c, 0, now) for c in e.services}
+    views[t.board_state()] = e.board_state(0)
+    return views
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, m.WindowState):
+        return (a.status, a.ticket) == (b.status, b.ticket)
+    if isinstance(a, m.QueueState):
+        return (a.waiting, a.next) == (b.waiting, b.next)
+    return (a.waiting, [c.ticket for c in a.calls]) == (b.waiting, [c.ticket for c in b.calls])
+
+
+async def run(scenario: str, faults: int, every: float, hold: float, seed: int,
+              work: Path) -> dict[str, Any]:
+    hall = Hall(work, scenario, seed)
+    try:
+        return await _run(hall, faults, every, hold)
+    finally:
+        hall.stopping = True
+        if hall.proc is not None and hall.proc.poll() is None:
+            hall.proc.kill()
+            hall.proc.wait(10)
+        hall.broker.kill()
+
+
+async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, Any]:
+    work = hall.work
+    hall.broker.start()
+    hall.config.write_text(hall_text(hall.broker.url, hall.state), encoding="utf-8")
+    cfg = parse_config(hall.config.read_text(encoding="utf-8"), str(hall.config))
+    hall.start_coordinator()
+    keeper = asyncio.create_task(hall.keep_coordinator())
+    dispensers = [a for a in cfg.agents if a.role == "dispenser"]
+    pads = [a for a in cfg.agents if a.role == "window"]
+    tasks: list[asyncio.Task[None]] = []
+    async with contextlib.AsyncExitStack() as stack:
+        d_agents: list[DispenserAgent] = []
+        for agent in dispensers:
+            session = await stack.enter_async_context(hall._session(cfg, "dispenser", agent.id))
+            leases = LeaseBook(work / "edge" / agent.id / "leases.sqlite")
+            stack.callback(leases.close)
+            d = DispenserAgent(cfg, agent, session, leases, None)
+            await d.start()
+            d_agents.append(d)
+        windows: list[tuple[WindowAgent, int]] = []
+        for agent in pads:
+            session = await stack.enter_async_context(hall._session(cfg, "window", agent.id))
+            w = WindowAgent(cfg, agent, session, {})
+            await w.start()
+            windows += [(w, n) for n in w.windows]
+        windows = windows[:WINDOWS_DRIVEN]
+        for s in hall.sessions:
+            await s.wait_connected(30)
+        async with asyncio.timeout(90):  # leases in hand before the first fault
+            while not all(d.leases.remaining(d.day().isoformat(), c) for d in d_agents
+                          for c in d.services):
+                for d in d_agents:
+                    await d.top_up_leases()
+        tasks += [asyncio.create_task(hall.press_keys(d, 3.0)) for d in d_agents[1:]]
+        tasks += [asyncio.create_task(hall.work_window(w, n, 0.5)) for w, n in windows]
+        for _ in range(faults):
+            await asyncio.sleep(every)
+            await hall.fault(d_agents[0], hold)
+        hall.stopping = True
+        await asyncio.gather(*tasks)
+        for s in hall.sessions:
+            await s.wait_outbox_empty(120)
+        await hall.probe_online(d_agents[0], time.perf_counter())
+        await asyncio.sleep(1.0)  # the last outcome's publishes reach the broker
+        shown = await retained_views(cfg)
+    await asyncio.gather(keeper)
+    assert hall.proc is not None
+    hall.proc.send_signal(signal.SIGTERM)
+    hall.proc.wait(30)
+    copy = work / "final.sqlite"
+    src = sqlite3.connect(hall.state / f"events-{cfg.hall.id}.sqlite")
+    dst = sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    q = HallQueue(cfg, EventLog(copy), load_core("auto"))
+    q.recover()
+    return verdict(cfg, hall, q, shown)
+
+
+def verdict(cfg: HallConfig, hall: Hall, q: HallQueue, shown: dict[str, Any]) -> dict[str, Any]:
+    printed = Counter(i.number for i in hall.issued if i.number and i.printed)
+    engine = q.engine
+    known = set(engine.by_number)
+    closed = {m.TicketState.VOIDED, m.TicketState.CANCELLED}
+    ghosts = [t.number for t in engine.tickets if t.state not in closed and t.number not in printed]
+    calls: Counter[str] = Counter()
+    stale = 0
+    with sqlite3.connect(q.log.path) as db:
+        rows = db.execute("SELECT cmd_id, kind, at, payload, result FROM entries "
+                          "WHERE kind != 'day_open'").fetchall()
+    for cmd_id, kind, at, payload, result in rows:
+        body, outcome = json.loads(payload), json.loads(result or "{}")
+        if not outcome.get("ok"):
+            continue
+        if body.get("action") in ("call", "call_ticket") and outcome.get("ticket"):
+            calls[outcome["ticket"]] += 1
+        sent = hall.sent.get(cmd_id)
+        if sent is None or body.get("offline") or body.get("kind") in ("void", "lease"):
+            continue
+        late_by = at - sent[0] - sent[1]
+        if kind == "window" and late_by > 0:
+            stale += 1
+        elif kind == "ticket" and at - sent[0] > -(-sent[1] // 1):
+            number = (outcome.get("info") or {}).get("number")
+            if number and engine.by_number[number].state is not m.TicketState.VOIDED:
+                stale += 1
+    expected = expected_views(cfg, q)
+    not_converged = sorted(topic for topic, view in expected.items()
+                           if topic not in shown or not same(shown[topic], view))
+    rec = hall.recoveries[:-1] or hall.recoveries
+    return {
+        "scenario": hall.scenario, "faults": len(hall.recoveries) - 1,
+        "printed": sum(printed.values()),
+        "offline": sum(1 for i in hall.issued if i.number and not i.online),
+        "lost": len(set(printed) - known),
+        "duplicated": sum(n - 1 for n in printed.values() if n > 1)
+        + sum(n - 1 for n in calls.values() if n > 1),
+        "ghost": len(ghosts), "stale_applied": stale, "not_converged": len(not_converged),
+        "not_converged_topics": not_converged[:5],
+        "recover_max_s": round(max(rec), 3), "recover_median_s": round(statistics.median(rec), 3),
+    }
+
+
+def in_namespace() -> bool:
+    return os.environ.get("HALLQ_FAULTS_NS") == "1"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default="all", choices=("all", *SCENARIOS))
+    parser.add_argument("--faults", type=int, default=3)
+    parser.add_argument("--every", type=float, default=2.0, help="seconds of load between faults")
+    parser.add_argument("--hold", type=float, default=2.0, help="seconds an outage lasts")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    if any(s in NEEDS_MOUNTS for s in chosen) and not in_namespace():
+        if shutil.which("unshare") is None:
+            print("unshare not found: disk scenarios need a private mount namespace",
+                  file=sys.stderr)
+            return 2
+        env = {**os.environ, "HALLQ_FAULTS_NS": "1"}
+        return subprocess.run(["unshare", "-rm", "--propagation", "private", sys.executable,
+                               *sys.argv], env=env).returncode
+    results = []
+    for scenario in chosen:
+        with tempfile.TemporaryDirectory(prefix=f"hallq-faults-{scenario}-") as tmp:
+            if keep := os.environ.get("HALLQ_FAULTS_KEEP"):  # look at the run's files after
+                tmp = tempfile.mkdtemp(prefix=f"{scenario}-", dir=keep)
+            work = Path(tmp)
+            try:
+                result = asyncio.run(run(scenario, args.faults, args.every, args.hold,
+                                         args.seed, work))
+            finally:
+                state = work / "state"
+                if scenario in NEEDS_MOUNTS:
+                    subprocess.run(["umount", "-l", str(state)], capture_output=True)
+                    subprocess.run(["umount", "-l", str(state)], capture_output=True)
+        results.append(result)
+        print(f"{scenario:>16}: {result['faults']} faults, {result['printed']} printed "
+              f"({result['offline']} offline); lost {result['lost']}, duplicated "
+              f"{result['duplicated']}, ghost {result['ghost']}, stale applied "
+              f"{result['stale_applied']}, views not converged {result['not_converged']}; "
+              f"recovery max {result['recover_max_s']} s, median "
+              f"{result['recover_median_s']} s", flush=True)
+    bad = sum(r[k] for r in results for k in
+              ("lost", "duplicated", "ghost", "stale_applied", "not_converged"))
+    if args.json:
+        print(json.dumps(results))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

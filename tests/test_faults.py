@@ -1,0 +1,166 @@
+"""Faults without lies: a full or read-only disk, broker restarts and late commands, with a
+real Mosquitto, the real coordinator and simulated devices on ptys."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hallq import messages as m
+from hallq.config import HallConfig, parse_config
+from hallq.errors import RequestTimeout
+from hallq.topics import HallTopics
+
+from .conftest import Inbox, Mosquitto
+from .coordinated import FakeClock, device, running
+from .halls import small_hall, small_hall_text
+from .test_edge_agents import agent
+
+pytestmark = pytest.mark.broker
+T = HallTopics("test-hall")
+
+
+async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue_offline(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log turns read-only mid-day: a key press still prints a ticket (from the lease),
+    supervisors get an alert, health turns red, nothing changes in memory; once the log
+    takes writes again the refused requests come back from the broker and every printed
+    number is in the queue exactly once."""
+    from coordinator import eventlog
+
+    disk = {"read_only": False}  # the file system, as SQLite sees it (bench/faults.py: real)
+    real_open = eventlog.open_db
+
+    def open_db(path: Path, schema: str, **kw: Any) -> sqlite3.Connection:
+        db = real_open(path, schema, **kw)
+        if disk["read_only"]:
+            db.execute("PRAGMA query_only = 1")
+        return db
+
+    monkeypatch.setattr(eventlog, "open_db", open_db)
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    alerts, health = inbox(), inbox()
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
+            device(cfg, "board", "watch", tmp_path) as watch, \
+            agent(cfg, "pi-d1", tmp_path, clock) as (devices, printers):
+        await watch.subscribe(T.event("alert"), alerts)
+        await watch.subscribe(T.health("coordinator", cfg.coordinator.client_id), health)
+        await watch.wait_connected(10)
+        keypad_bus, keypad = devices["keys-1"]
+        printer = printers["printer-1"]
+        async with asyncio.timeout(15):
+            while ("pi-d1", "invoice") not in coordinator.engine.leases:
+                await asyncio.sleep(0.02)
+        keypad_bus.press(keypad, 2)
+        await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
+
+        disk["read_only"] = True  # the disk went read-only
+        coordinator.eventlog._db.execute("PRAGMA query_only = 1")
+        for _ in range(2):
+            keypad_bus.press(keypad, 2)
+        await printer.wait_for(lambda: len(printer.tickets) == 3, timeout=15)
+        assert ["B001", "B950", "B951"] == [
+            n for t in printer.tickets for n in ("B001", "B950", "B951") if n in t.text]
+        await alerts.wait_for(lambda ps: any(a.kind == "storage_failed" for a in ps))
+        sick = await health.wait_for(lambda ps: any(not h.components[0].ok for h in ps))
+        assert sick[-1].components[0].status == "storage_failed"
+        assert "UNHEALTHY" in coordinator.status_line()
+        assert [t.number for t in coordinator.engine.tickets] == ["B001"]
+
+        disk["read_only"] = False  # the disk is back
+        await alerts.wait_for(lambda ps: any(a.kind == "storage_recovered" for a in ps))
+        await health.wait_for(lambda ps: ps[-1].components[0].ok)
+        async with asyncio.timeout(20):
+            while not {"B950", "B951"} <= set(coordinator.engine.by_number):
+                await asyncio.sleep(0.05)
+        waiting = [t.number for t in coordinator.engine.tickets
+                   if t.state is m.TicketState.WAITING]
+        assert sorted(waiting) == ["B001", "B950", "B951"], "a number not printed waits"
+        assert "UNHEALTHY" not in coordinator.status_line()
+
+
+@pytest.mark.parametrize("how", ["restart", "sigkill"])
+async def test_views_converge_after_the_broker_comes_back_empty(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox], how: str
+) -> None:
+    """The broker comes back without its retained messages (no persistence, or killed
+    before it saved them): the coordinator republishes every view and announces the call
+    still on, and does it again on every reconnect."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator:
+        for _ in range(3):
+            await coordinator.execute("ticket", "dispenser", "pi-d1",
+                                      m.IssueRequest(kind="issue", service="tax-filing"))
+        await coordinator.execute("window", "window", "pi-w1",
+                                  m.WindowAction(window=1, action="call"))
+        mosquitto.persistence = False
+        if how == "sigkill":
+            mosquitto.kill()
+            mosquitto.start()
+        else:
+            mosquitto.restart()
+        window, queue, calls = inbox(), inbox(), inbox()
+        async with device(cfg, "board", "late", tmp_path) as late:
+            await late.subscribe(T.event("call"), calls)
+            await late.subscribe(T.window_state(1), window)
+            await late.subscribe(T.queue_state("tax-filing"), queue)
+            shown = await window.wait_for(lambda ps: bool(ps), timeout=15)
+            assert shown[-1].ticket == "A001"
+            waiting = await queue.wait_for(lambda ps: bool(ps))
+            assert waiting[-1].next == ["A002", "A003"]
+            # the call event is not retained: heard by whoever listens at a reconnect
+            assert coordinator.session is not None
+            coordinator.session.reconnect()
+            heard = await calls.wait_for(lambda ps: bool(ps), timeout=15)
+            assert heard[-1].ticket == "A001" and heard[-1].window == 1
+
+
+def _hall(url: str, tmp_path: Path, protocol: str) -> HallConfig:
+    text = small_hall_text(url, str(tmp_path / "state")).replace(
+        "keepalive = 5\n", f'keepalive = 5\nprotocol = "{protocol}"\n')
+    return parse_config(text, "small-hall.toml")
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_a_call_that_outlived_its_deadline_is_never_applied_and_the_pad_can_ask(
+    mosquitto: Mosquitto, tmp_path: Path, protocol: str
+) -> None:
+    """A CALL pressed while the coordinator was down waits at the broker; when the
+    coordinator is back after the pad's deadline the CALL is dropped (MQTT 5: by the broker)
+    or refused (3.1.1: it waited while the coordinator was away), never applied. The pad's
+    query then says it did not happen, and a CALL that did happen is reported as such."""
+    cfg = _hall(mosquitto.url, tmp_path, protocol)
+    clock = FakeClock()
+    log_path = tmp_path / "log.sqlite"
+    deadline = cfg.edge.command_timeout_s
+    async with device(cfg, "window", "pi-w1", tmp_path) as pad:
+        async with running(cfg, log_path, clock) as coordinator:
+            await coordinator.execute("ticket", "dispenser", "pi-d1",
+                                      m.IssueRequest(kind="issue", service="tax-filing"))
+        await pad.wait_connected(10)
+        call = m.WindowAction(window=1, action="call")
+        with pytest.raises(RequestTimeout):  # nobody answers: the pad shows "no reply"
+            await pad.request(T.cmd("window", "pi-w1"), call, timeout=deadline)
+        if protocol == "5":  # the broker counts its life in whole seconds
+            await asyncio.sleep(1.0)
+        async with running(cfg, log_path, clock) as coordinator:
+            ask = m.Query(window=1, action="query", about=call.id)
+            answer = await pad.request(T.cmd("window", "pi-w1"), ask, timeout=10)
+            assert answer.ok and answer.happened is False
+            assert coordinator.engine.windows[1].current is None, "a stale CALL was applied"
+            again = m.WindowAction(window=1, action="call")
+            reply = await pad.request(T.cmd("window", "pi-w1"), again, timeout=10)
+            assert reply.ok and reply.ticket == "A001"
+            answer = await pad.request(T.cmd("window", "pi-w1"), m.Query(
+                window=1, action="query", about=again.id), timeout=10)
+            assert answer.happened is True and answer.ticket == "A001"
+        with sqlite3.connect(log_path) as db:
+            logged = {row[0] for row in db.execute("SELECT cmd_id FROM entries")}
+        assert call.id not in logged and again.id in logged
