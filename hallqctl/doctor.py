@@ -377,6 +377,7 @@ class _Probe:
     address: int
     device: str
     kind: int
+    poll_period: float = 0.0
 
     def decode_event(self, event: object, data: bytes) -> None:
         return None

@@ -14,6 +14,7 @@ from displays.fonts import (
     UNIFONT_ENV,
     BitmapFont,
     clean_text,
+    cmap_coverage,
     find_unifont,
     font_coverage,
 )
@@ -87,6 +88,12 @@ def test_text_is_pure_one_bit_with_no_grey(subset: BitmapFont) -> None:
     image = subset.render("请A023号到15号窗口办理")
     assert image.mode == "1"
     assert {value for _, value in image.convert("L").getcolors() or []} == {0, 255}
+
+
+def test_bundled_character_list_is_the_subsets_own_cmap() -> None:
+    # boards trust the list instead of parsing the font: a stale list would draw a box for
+    # a character the subset has, or ask the subset for one it lacks
+    assert font_coverage(BUNDLED_FONT) == cmap_coverage(BUNDLED_FONT)
 
 
 def test_subset_covers_every_default_string_and_hall_name() -> None:

@@ -35,6 +35,7 @@ LEGAL = [
     (Command.STATUS, True),
     (Command.DISPLAY, False),
     (Command.LED_FRAME, False),
+    (Command.LED_DELTA, False),
 ]
 
 

@@ -507,6 +507,29 @@ async def test_a_master_that_ignores_the_wire_time_collides(tmp_path: Path) -> N
             await sim.wait_for(lambda: sim.collisions > 0)
 
 
+async def test_pads_are_polled_every_round_and_led_controllers_now_and_then(
+    tmp_path: Path,
+) -> None:
+    """An LED controller has no keys: polling it every round would only lengthen the wait
+    for a pad's key."""
+    async with BusSimulator(tmp_path / "bus", [SimCallPad(1), SimLedController(21)]) as sim:
+        link = SerialLink(str(sim.path), baudrate=115200, timing=FAST)
+        CallPad(link, 1)
+        LedController(link, 21, width=128, height=16)
+        async with link:
+            await sim.wait_for(lambda: 0 in sim[21].acked)  # online, BOOT taken
+            start_pad, start_led = sim[1].received[Command.POLL], sim[21].received[Command.POLL]
+            await sim.wait_for(lambda: sim[1].received[Command.POLL] >= start_pad + 60)
+            led_polls = sim[21].received[Command.POLL] - start_led
+    assert led_polls <= 3  # 60 rounds of >= 10 ms: at most one poll a second, and a margin
+
+
+def test_the_round_floor_follows_the_baud_rate() -> None:
+    assert LinkTiming().round_s(9600) == pytest.approx(0.05)
+    assert LinkTiming().round_s(115200) == pytest.approx(0.005)
+    assert LinkTiming(poll_interval=0.2).round_s(115200) == 0.2
+
+
 # --- privacy ----------------------------------------------------------------------------------
 
 

@@ -245,6 +245,9 @@ def test_text_on_a_terminal_and_env_level_wins(root_logger: logging.Logger) -> N
         ("id 44010619900101123x ok", "id [id-redacted] ok"),
         ("order 1234567890123456789012", "order 1234567890123456789012"),  # longer run
         ("A001 at 2026-01-01", "A001 at 2026-01-01"),
+        ("身份证 440106 19900101 123X 张三", "身份证 [id-redacted] 张三"),  # as people write it
+        ("id 440106-19900101-1234.", "id [id-redacted]."),
+        ("tel 020 12345678 1234", "tel 020 12345678 1234"),
     ],
 )
 def test_redact_only_masks_id_card_shapes(text: str, expected: str) -> None:

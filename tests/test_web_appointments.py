@@ -34,7 +34,8 @@ async def _book(http: aiohttp.ClientSession, url: str, status: int = 201,
     """Book; a taxpayer's booking gives a fresh phone number unless the test gives one."""
     if path == "/api/appointments" and "id_number" not in body:
         body.setdefault("phone", str(next(_phones)))
-    async with http.post(url + path, json=body, headers=supervisor_auth()) as r:
+    headers = await supervisor_auth(http, url) if path.startswith("/api/supervisor/") else {}
+    async with http.post(url + path, json=body, headers=headers) as r:
         data = await r.json()
         assert r.status == status, data
         return data
@@ -136,7 +137,8 @@ async def test_a_supervisor_invites_and_the_taxpayer_checks_in(mosquitto: Mosqui
         invited = await _book(http, url, path="/api/supervisor/appointments",
                               service="tax-filing", start="10:00", note="王先生 138****")
         assert invited["booked_by"] == "supervisor/supervisor"
-        async with http.get(f"{url}/api/supervisor/appointments", headers=supervisor_auth(),
+        auth = await supervisor_auth(http, url)
+        async with http.get(f"{url}/api/supervisor/appointments", headers=auth,
                             params={"day": TODAY}) as r:
             listed = await r.json()
         assert [(b["code"], b["note"]) for b in listed] == [(invited["code"], "王先生 138****")]
