@@ -378,7 +378,9 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
                 await desk.wait_for_selector('tr[data-window="2"] [data-status="paused"]')
                 await desk.wait_for_selector('#audit tr[data-action="pause"]')
                 row = await desk.inner_text('#audit tr[data-action="pause"]')
-                assert "supervisor" in row and "window 2" in row and "127.0.0.1" in row
+                assert "supervisor" in row
+                assert "window 2" in row
+                assert "127.0.0.1" in row
                 assert "成功" in row
                 await shots.take(desk, "desk-audit")
 
@@ -419,7 +421,8 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
                         headers: {'Content-Type': 'application/json', 'X-CSRF-Token': s.csrf},
                         body: JSON.stringify({action: 'close'})});
                     return r.status; }""")
-                assert status == 403 and c.engine.windows[1].status == "open"
+                assert status == 403
+                assert c.engine.windows[1].status == "open"
                 await shots.take(look, "desk-viewer")
 
                 locked = await viewer_ctx.new_page()
@@ -432,7 +435,8 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
                     await locked.wait_for_selector("#submit:not([disabled])")
                 await locked.wait_for_selector("#message:has-text('登录失败次数过多')")
                 message = await locked.inner_text("#message")
-                assert "后再试" in message and "分钟" in message
+                assert "后再试" in message
+                assert "分钟" in message
                 await shots.take(locked, "login-locked")
             finally:
                 await browser.close()
