@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from hallq.examples import example_hall
 from hallqctl.mosquitto import Mosquitto
@@ -44,7 +45,7 @@ class PresenceWatch:
     def __init__(self, port: int) -> None:
         self.online: dict[str, float] = {}
         self._changed = threading.Condition()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="footprint-watch")
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="footprint-watch")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(f"hallq/v1/{HALL}/+/+/status", qos=1)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from coordinator.service import Coordinator
 from edge.agent import run_agent
@@ -144,7 +145,7 @@ class CommandWatch:
     def __init__(self, port: int, topic: str) -> None:
         self.stamps: list[float] = []
         self._lock = threading.Lock()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-watch")
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-watch")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(topic, qos=1)
@@ -169,18 +170,18 @@ def led_traffic(ctrl: SimLedController) -> int:
 
 
 async def frame_after(bus: BusSimulator, ctrl: SimLedController, count: int,
-                      timeout: float) -> float:
+                      timeout: float) -> float:  # noqa: ASYNC109  bench helper: each measurement states its bound
     await bus.wait_for(lambda: len(ctrl.frames) > count, timeout=timeout)
     return time.monotonic()
 
 
-async def acked(bus: BusSimulator, pad: SimCallPad, seq: int, timeout: float) -> float:
+async def acked(bus: BusSimulator, pad: SimCallPad, seq: int, timeout: float) -> float:  # noqa: ASYNC109  bench helper: each measurement states its bound
     """When the agent's link acknowledged the key's event: the key has reached the agent."""
     await bus.wait_for(lambda: seq in pad.acked, timeout=timeout)
     return time.monotonic()
 
 
-async def quiet(ctrls: list[SimLedController], window: float, timeout: float = 60) -> None:
+async def quiet(ctrls: list[SimLedController], window: float, timeout: float = 60) -> None:  # noqa: ASYNC109  bench helper: each measurement states its bound
     """Until no LED controller has heard a frame for ``window`` seconds."""
     async with asyncio.timeout(timeout):
         last = [led_traffic(c) for c in ctrls]

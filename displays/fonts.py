@@ -35,9 +35,9 @@ __all__ = [
     "UNIFONT_ENV",
     "BitmapFont",
     "Glyph",
+    "cmap_coverage",
     "default_font",
     "find_unifont",
-    "cmap_coverage",
     "font_coverage",
 ]
 

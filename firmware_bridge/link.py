@@ -196,7 +196,7 @@ class SerialLink:
         """Async iterator over events and health changes; meant for one consumer."""
         return _Updates(self._updates)
 
-    async def next_update(self, timeout: float | None = None) -> Update:
+    async def next_update(self, timeout: float | None = None) -> Update:  # noqa: ASYNC109  public API: the caller bounds each wait
         async with asyncio.timeout(timeout):
             return await self._updates.get()
 
@@ -369,7 +369,7 @@ class SerialLink:
         dev.next_routine = now + dev.source.poll_period
         return True
 
-    async def _idle(self, conn: PortConnection, timeout: float | None) -> None:
+    async def _idle(self, conn: PortConnection, timeout: float | None) -> None:  # noqa: ASYNC109  the rest of a polling round, not a deadline
         """Wait out the rest of a round, but start at once when a command arrives."""
         if self._jobs:
             return

@@ -28,10 +28,10 @@ from typing import TextIO
 __all__ = [
     "LEVEL_ENV",
     "IdCardRedactor",
-    "escape_controls",
     "JournalPriority",
     "JsonFormatter",
     "TextFormatter",
+    "escape_controls",
     "redact",
     "running_under_systemd",
     "setup_logging",

@@ -741,11 +741,12 @@ def city_migrate(dsn: str) -> None:
 def city_rollup(dsn: str, days: tuple[dt.datetime, ...], tz: str) -> None:
     """Roll the shipped events of a day up into the bureau's hourly KPIs (idempotent)."""
     import datetime as dt_
+    from zoneinfo import ZoneInfo
 
     from city.ship import import_psycopg
 
     psycopg = import_psycopg()
-    today = dt_.date.today()
+    today = dt_.datetime.now(ZoneInfo(tz)).date()
     wanted = [d.date() for d in days] or [today - dt_.timedelta(days=1), today]
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:

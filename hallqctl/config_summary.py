@@ -84,11 +84,11 @@ def render_summary(cfg: HallConfig) -> RenderableType:
         f"\n{_web_line(cfg)}",
     )
 
-    from datetime import date
+    import time as clock
 
     from hallqctl.doctor import calendar_gaps
 
-    gap = calendar_gaps(cfg, date.today())
+    gap = calendar_gaps(cfg, cfg.hall.business_day(clock.time()))
     if gap is not None:
         head.append(f"\nwarning: {gap}", style="yellow")
     if cfg.security.id_hash_key is None and cfg.coordinator.http_port:

@@ -77,7 +77,8 @@ def test_deltas_rebuild_the_image_exactly(seed: int) -> None:
         assert screen.shown == first  # nothing half-updated on the panel
     assert screen.feed_delta(payloads[-1]) == second
     assert screen.feed_delta(payloads[-1]) is None  # a resend after a lost ACK changes nothing
-    assert screen.shown == second and screen.shown_id == 2
+    assert screen.shown == second
+    assert screen.shown_id == 2
 
 
 def test_a_noisy_image_still_fits_the_frames() -> None:
@@ -165,7 +166,8 @@ async def test_older_firmware_gets_whole_images(
     for seed in range(3):
         await led.show(board(seed))
         assert ctrl.shown == board(seed)
-    assert not led.deltas and led.whole_images == 3
+    assert not led.deltas
+    assert led.whole_images == 3
     assert ctrl.received[Command.LED_DELTA] == 1
 
 

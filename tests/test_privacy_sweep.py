@@ -32,12 +32,13 @@ import pytest
 
 from firmware_bridge.devices.id_reader import hash_id_number
 from firmware_bridge.sim import SimIdReader
+from firmware_bridge.sim.escpos_parser import Op
 from hallq import messages as m
 from hallq.config import parse_config
 from hallq.logsetup import setup_logging
 from hallq.topics import HallTopics
 
-from .conftest import Mosquitto
+from .conftest import Mosquitto, until
 from .coordinated import FakeClock, device
 from .halls import small_hall_text
 from .test_edge_agents import agent
@@ -124,10 +125,8 @@ class Spy:
             self.seen.append((str(message.topic),
                               payload if isinstance(payload, bytes) else str(payload).encode()))
 
-    async def wait_for(self, predicate: Any, timeout: float = 15) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate(self.seen):
-                await asyncio.sleep(0.02)
+    async def wait_for(self, predicate: Any, timeout: float = 15) -> None:  # noqa: ASYNC109  test helper: each test states its bound
+        await until(lambda: predicate(self.seen), timeout)
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
@@ -157,7 +156,12 @@ async def test_no_id_number_in_clear_anywhere_after_a_day(mosquitto: Mosquitto,
             aiohttp.ClientSession() as http:
         printer = printers["printer-1"]
         feed = printer._parser.feed
-        printer._parser.feed = lambda data: (raw_printed.append(bytes(data)), feed(data))[1]
+
+        def feed_and_keep(data: bytes) -> list[Op]:
+            raw_printed.append(bytes(data))
+            return feed(data)
+
+        printer._parser.feed = feed_and_keep  # type: ignore[method-assign]
         keys_bus, keys = devices["keys-1"]
         reader_bus, reader = devices["idcard-1"]
         sim_reader = reader_bus.device(reader, SimIdReader)
@@ -226,7 +230,8 @@ async def test_no_id_number_in_clear_anywhere_after_a_day(mosquitto: Mosquitto,
 
         # the search finds a number where one must be: the rogue's own message
         own = [p for t, p in spy.seen if t == T.req("pi-d9")]
-        assert own and {hit.split()[0] for hit in leaks(own[0])} == {ROGUE_NUMBER}
+        assert own
+        assert {hit.split()[0] for hit in leaks(own[0])} == {ROGUE_NUMBER}
         found: dict[str, list[str]] = {}
         for topic, payload in spy.seen:
             if topic != T.req("pi-d9") and (hit := leaks(topic.encode() + b" " + payload)):
@@ -236,7 +241,8 @@ async def test_no_id_number_in_clear_anywhere_after_a_day(mosquitto: Mosquitto,
                 found[f"web answer {i}: {body[:80]!r}"] = hit
         printed = b"".join(raw_printed) + "\n".join(
             t.text + " ".join(t.qr_codes) for t in printer.tickets).encode()
-        assert len(printer.tickets) >= 8 and raw_printed
+        assert len(printer.tickets) >= 8
+        assert raw_printed
         if hit := leaks(printed):
             found["printed tickets"] = hit
         log_text = logs.getvalue()

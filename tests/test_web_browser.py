@@ -20,7 +20,7 @@ from hallq.id_number import hash_id_number
 from hallq.topics import HallTopics
 
 from .ci import missing
-from .conftest import Mosquitto
+from .conftest import Mosquitto, until
 from .coordinated import FakeClock, device
 from .test_web_helpers import ID_HASH_KEY, PASSWORD, VIEWER_PASSWORD, web_hall, web_running
 
@@ -118,7 +118,9 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await shots.take(hall, "hall-before")
                 # the public view: no staff matters, Chinese with English under it
                 text = await hall.locator("main").inner_text()
-                assert "设备" not in text and "过号" not in text and "窗口 Windows" not in text
+                assert "设备" not in text
+                assert "过号" not in text
+                assert "窗口 Windows" not in text
                 assert await hall.locator("#calls li").first.inner_text() == (
                     f"请{numbers[0]}号到1号窗口\n{numbers[0]}, please go to window 1")
                 assert "Expected wait" in await hall.locator("#queues").inner_text()
@@ -135,7 +137,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await ticket.wait_for_selector("#materials li")
                 assert "居民身份证原件" in await ticket.locator("#materials").inner_text()
                 detail = await ticket.locator("#detail").inner_text()
-                assert detail.startswith("预计等候 约 ") and detail.endswith(" 分钟"), detail
+                assert detail.startswith("预计等候 约 "), detail
+                assert detail.endswith(" 分钟"), detail
                 assert (await ticket.locator("#detail-en").inner_text()).startswith(
                     "Expected wait about ")
                 await shots.take(ticket, "ticket-waiting")
@@ -223,7 +226,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 assert await book.locator("#who").input_value() == ""
                 code = (await book.locator("#code").inner_text()).strip()
                 stored = c.bookings.get(code)
-                assert stored is not None and stored.person == hash_id_number(ID_NUMBER,
+                assert stored is not None
+                assert stored.person == hash_id_number(ID_NUMBER,
                                                                                ID_HASH_KEY)
                 await book.wait_for_function(
                     "() => document.getElementById('qr').naturalWidth > 100")
@@ -236,7 +240,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await book.click("#cancel-submit")
                 await book.wait_for_selector("#cancel-result:has-text('Cancelled')")
                 stored = c.bookings.get(code)
-                assert stored is not None and stored.cancelled_at is not None
+                assert stored is not None
+                assert stored.cancelled_at is not None
                 await shots.take(book, "booking-cancelled")
             finally:
                 await browser.close()
@@ -272,9 +277,7 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
             return [t for t in engine.tickets
                     if t.state is TicketState.WAITING and t.service == service]
 
-        async with asyncio.timeout(60):  # a queue forms at 申报纳税
-            while len(queued("tax-filing")) < 3:
-                await asyncio.sleep(0.1)
+        await until(lambda: len(queued("tax-filing")) >= 3, timeout=60)  # a queue forms at 申报纳税
         mine = queued("tax-filing")[-1].number
         async with async_playwright() as p:
             browser = await p.chromium.launch_persistent_context(
@@ -375,7 +378,9 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
                 await desk.wait_for_selector('tr[data-window="2"] [data-status="paused"]')
                 await desk.wait_for_selector('#audit tr[data-action="pause"]')
                 row = await desk.inner_text('#audit tr[data-action="pause"]')
-                assert "supervisor" in row and "window 2" in row and "127.0.0.1" in row
+                assert "supervisor" in row
+                assert "window 2" in row
+                assert "127.0.0.1" in row
                 assert "成功" in row
                 await shots.take(desk, "desk-audit")
 
@@ -416,7 +421,8 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
                         headers: {'Content-Type': 'application/json', 'X-CSRF-Token': s.csrf},
                         body: JSON.stringify({action: 'close'})});
                     return r.status; }""")
-                assert status == 403 and c.engine.windows[1].status == "open"
+                assert status == 403
+                assert c.engine.windows[1].status == "open"
                 await shots.take(look, "desk-viewer")
 
                 locked = await viewer_ctx.new_page()
@@ -429,7 +435,8 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
                     await locked.wait_for_selector("#submit:not([disabled])")
                 await locked.wait_for_selector("#message:has-text('登录失败次数过多')")
                 message = await locked.inner_text("#message")
-                assert "后再试" in message and "分钟" in message
+                assert "后再试" in message
+                assert "分钟" in message
                 await shots.take(locked, "login-locked")
             finally:
                 await browser.close()

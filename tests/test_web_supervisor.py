@@ -19,7 +19,8 @@ from click.testing import CliRunner
 
 from coordinator.web.server import AUDIT, GATE
 from hallq import messages as m
-from hallq.config import ConfigError, parse_config
+from hallq.config import parse_config
+from hallq.errors import ConfigError
 from hallq.topics import HallTopics
 from hallqctl.cli import main as cli
 
@@ -52,7 +53,8 @@ async def test_desk_routes_need_a_session_and_a_right_password(mosquitto: Mosqui
             aiohttp.ClientSession() as http:
         for page in ("/supervisor", "/supervisor/hall"):  # the desk and any page under it
             async with http.get(url + page, allow_redirects=False) as r:
-                assert r.status == 303 and r.headers["Location"] == f"/login?next={page}"
+                assert r.status == 303
+                assert r.headers["Location"] == f"/login?next={page}"
         for method, path in (("GET", "/api/supervisor/whoami"), ("GET", "/api/session"),
                              ("POST", "/api/supervisor/windows/1"), ("POST", "/api/logout")):
             assert await _status(http, method, url + path, json={"action": "pause"},
@@ -61,7 +63,8 @@ async def test_desk_routes_need_a_session_and_a_right_password(mosquitto: Mosqui
                                ("viewer", PASSWORD), ("", "")):
             async with http.post(f"{url}/api/login",
                                  json={"user": user, "password": password}) as r:
-                assert r.status == 401 and "hallq_session" not in r.cookies
+                assert r.status == 401
+                assert "hallq_session" not in r.cookies
                 assert (await r.json())["error"]["message"].startswith("用户名或密码错误")
         async with http.post(f"{url}/api/login", data="user=supervisor") as r:
             assert r.status == 415  # a form post (what a cross-site page could send) is not JSON
@@ -71,17 +74,23 @@ async def test_desk_routes_need_a_session_and_a_right_password(mosquitto: Mosqui
                              json={"user": "supervisor", "password": PASSWORD}) as r:
             assert r.status == 200
             cookie = r.cookies["hallq_session"]
-            assert cookie["httponly"] and cookie["samesite"] == "Strict" and not cookie["secure"]
+            assert cookie["httponly"]
+            assert cookie["samesite"] == "Strict"
+            assert not cookie["secure"]
             assert cookie["path"] == "/"
             body = await r.json()
-            assert body["role"] == "supervisor" and body["may_act"] and len(body["csrf"]) > 30
+            assert body["role"] == "supervisor"
+            assert body["may_act"]
+            assert len(body["csrf"]) > 30
             assert r.headers["X-Frame-Options"] == "DENY"
             assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
         auth = {"Cookie": f"hallq_session={cookie.value}"}
         async with http.get(f"{url}/api/supervisor/whoami", headers=auth) as r:
-            assert r.status == 200 and (await r.json())["user"] == "supervisor"
+            assert r.status == 200
+            assert (await r.json())["user"] == "supervisor"
         async with http.get(f"{url}/supervisor", headers=auth, allow_redirects=False) as r:
-            assert r.status == 200 and "值班长" in await r.text()
+            assert r.status == 200
+            assert "值班长" in await r.text()
 
 
 async def test_a_viewer_looks_but_cannot_act(mosquitto: Mosquitto, tmp_path: Path) -> None:
@@ -90,12 +99,14 @@ async def test_a_viewer_looks_but_cannot_act(mosquitto: Mosquitto, tmp_path: Pat
             aiohttp.ClientSession() as http:
         viewer = await login(http, url, "viewer", VIEWER_PASSWORD)
         async with http.get(f"{url}/api/session", headers=viewer) as r:
-            assert (await r.json())["role"] == "viewer" and not (await r.json())["may_act"]
+            assert (await r.json())["role"] == "viewer"
+            assert not (await r.json())["may_act"]
         assert await _status(http, "GET", f"{url}/api/supervisor/appointments",
                              headers=viewer) == 200
         async with http.post(f"{url}/api/supervisor/windows/1", headers=viewer,
                              json={"action": "close"}) as r:
-            assert r.status == 403 and (await r.json())["error"]["code"] == "forbidden"
+            assert r.status == 403
+            assert (await r.json())["error"]["code"] == "forbidden"
         assert await _status(http, "POST", f"{url}/api/supervisor/appointments", headers=viewer,
                              json={"service": "tax-filing", "start": "10:00"}) == 403
         assert await _status(http, "GET", f"{url}/api/supervisor/audit", headers=viewer) == 403
@@ -164,14 +175,16 @@ async def test_repeated_failures_lock_the_name_and_the_address(mosquitto: Mosqui
         for _ in range(2):
             assert (await attempt("supervisor", "nope nope nope")).status == 401
         locked = await attempt("supervisor", "nope nope nope")
-        assert locked.status == 429 and locked.headers["Retry-After"] == "600"
+        assert locked.status == 429
+        assert locked.headers["Retry-After"] == "600"
         message = (await locked.json())["error"]["message"]
         assert message == "登录失败次数过多，请于 16:10 后再试（约 10 分钟）"
         # the right password changes nothing while locked, and is not even checked
         assert (await attempt("supervisor", PASSWORD)).status == 429
         now[0] += 300
         right = await attempt("supervisor", PASSWORD)
-        assert right.status == 429 and "16:10" in (await right.json())["error"]["message"]
+        assert right.status == 429
+        assert "16:10" in (await right.json())["error"]["message"]
         now[0] += 301
         assert (await attempt("supervisor", PASSWORD)).status == 200
 
@@ -211,10 +224,11 @@ async def test_behind_a_trusted_proxy_the_forwarded_address_counts(mosquitto: Mo
                                                        "password": PASSWORD},
                              headers={"X-Forwarded-For": "10.0.0.8",
                                       "X-Forwarded-Proto": "https"}) as r:
-            assert r.status == 200 and r.cookies["hallq_session"]["secure"]
+            assert r.status == 200
+            assert r.cookies["hallq_session"]["secure"]
         clients = [e["client"] for e in c.web.runner.app[AUDIT].recent(10)]
         assert clients == ["10.0.0.8", "10.0.0.9", "10.0.0.7", "10.0.0.7"]
-    with pytest.raises(ConfigError, match="web.trusted_proxies"):
+    with pytest.raises(ConfigError, match=r"web\.trusted_proxies"):
         parse_config(small_hall_text() + "\n[web]\ntrusted_proxies = ['proxy.lan']\n",
                      environ={})
 
@@ -228,7 +242,8 @@ async def test_without_a_trusted_proxy_forwarded_headers_are_ignored(
             http.post(f"{url}/api/login", json={"user": "supervisor", "password": PASSWORD},
                       headers={"X-Forwarded-For": "10.0.0.8",
                                "X-Forwarded-Proto": "https"}) as r:
-        assert r.status == 200 and not r.cookies["hallq_session"]["secure"]
+        assert r.status == 200
+        assert not r.cookies["hallq_session"]["secure"]
         assert c.web.runner.app[AUDIT].recent(1)[0]["client"] == "127.0.0.1"
 
 
@@ -264,15 +279,19 @@ async def test_users_added_with_the_cli_log_in_and_removed_ones_are_out(
     assert done.exit_code == 0, done.output
     users_file = tmp_path / "hall.users.toml"
     text = users_file.read_text()
-    assert "$argon2id$" in text and secret not in text and secret not in done.output
+    assert "$argon2id$" in text
+    assert secret not in text
+    assert secret not in done.output
     assert users_file.stat().st_mode & 0o777 == 0o640  # the service's group reads it
     assert users_file.stat().st_gid == tmp_path.stat().st_gid
     short = runner.invoke(cli, ["user", "add", "wang", "--role", "viewer", "--config",
                                 str(hall_file), "--password-stdin"], input="short\n")
-    assert short.exit_code != 0 and "at least 10" in short.output
+    assert short.exit_code != 0
+    assert "at least 10" in short.output
     again = runner.invoke(cli, ["user", "add", "lihua", "--role", "viewer", "--config",
                                 str(hall_file), "--password-stdin"], input=secret + "\n")
-    assert again.exit_code != 0 and "already exists" in again.output
+    assert again.exit_code != 0
+    assert "already exists" in again.output
     listed = runner.invoke(cli, ["user", "list", "--config", str(hall_file)])
     assert listed.output.split() == ["lihua", "supervisor", str(users_file)]
     checked = runner.invoke(cli, ["config", "check", str(hall_file)])
@@ -305,11 +324,13 @@ async def test_users_added_with_the_cli_log_in_and_removed_ones_are_out(
 def test_the_hall_file_holds_hashes_never_passwords() -> None:
     with pytest.raises(ConfigError) as exc:
         parse_config(small_hall_text(supervisor_password="in clear 12345"), environ={})
-    assert "hallq user add" in str(exc.value) and "in clear 12345" not in str(exc.value)
+    assert "hallq user add" in str(exc.value)
+    assert "in clear 12345" not in str(exc.value)
     with pytest.raises(ConfigError) as exc:
         parse_config(small_hall_text() + '\n[[web.users]]\nname = "x"\nrole = "supervisor"\n'
                      'password_hash = "hunter2 hunter2"\n', environ={})
-    assert "web.users[0].password_hash" in str(exc.value) and "hunter2" not in str(exc.value)
+    assert "web.users[0].password_hash" in str(exc.value)
+    assert "hunter2" not in str(exc.value)
     with pytest.raises(ConfigError) as exc:
         parse_config(small_hall_text() + "\n[web]\ntls_cert_file = 'a.crt'\n" + users_toml(),
                      environ={})
@@ -336,7 +357,8 @@ async def test_the_coordinator_serves_the_desk_over_tls(mosquitto: Mosquitto,
         assert url.startswith("https://127.0.0.1:")
         async with http.post(f"{url}/api/login",
                              json={"user": "supervisor", "password": PASSWORD}) as r:
-            assert r.status == 200 and r.cookies["hallq_session"]["secure"]
+            assert r.status == 200
+            assert r.cookies["hallq_session"]["secure"]
             token = r.cookies["hallq_session"].value
             csrf = (await r.json())["csrf"]
         async with http.post(f"{url}/api/supervisor/windows/4", json={"action": "pause"},
@@ -351,7 +373,7 @@ async def test_the_coordinator_serves_the_desk_over_tls(mosquitto: Mosquitto,
     from coordinator.web.server import tls_context
 
     (tmp_path / "bad.crt").write_text("not a certificate")
-    with pytest.raises(OSError, match="web.tls_cert_file '.*bad.crt'"):
+    with pytest.raises(OSError, match=r"web\.tls_cert_file '.*bad\.crt'"):
         tls_context(tmp_path / "bad.crt", tmp_path / "web.key")
 
 
@@ -360,7 +382,7 @@ async def test_every_supervisor_action_is_audited_with_who_what_when_where(
 ) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url), \
+    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (_, url), \
             aiohttp.ClientSession() as http:
         auth = await supervisor_auth(http, url)
         for window, action in ((2, "pause"), (2, "resume"), (99, "open")):
@@ -386,7 +408,8 @@ async def test_every_supervisor_action_is_audited_with_who_what_when_where(
     ]
     assert rows[5][3].startswith("appointment ")
     assert json.loads(rows[4][7]) == {"skills": {"invoice": 1.0}}
-    assert {r[1] for r in rows} == {"supervisor"} and {r[6] for r in rows} == {"127.0.0.1"}
+    assert {r[1] for r in rows} == {"supervisor"}
+    assert {r[6] for r in rows} == {"127.0.0.1"}
     assert all(abs(r[8] - time.time()) < 120 for r in rows)  # wall-clock time
     # the note's ID number was redacted before it reached any file
     for path in tmp_path.glob("log*.sqlite*"):
@@ -407,7 +430,8 @@ async def test_a_supervisor_command_is_logged_and_published_like_a_pads(
         auth = await supervisor_auth(http, url)
         async with http.post(f"{url}/api/supervisor/windows/2", headers=auth,
                              json={"action": "pause"}) as r:
-            assert r.status == 200 and (await r.json())["ok"]
+            assert r.status == 200
+            assert (await r.json())["ok"]
         assert c.engine.windows[2].status == "paused"
         await window2.wait_for(lambda ps: ps[-1].status == "paused")
 
@@ -430,10 +454,12 @@ async def test_a_supervisor_command_is_logged_and_published_like_a_pads(
         # found by tests/test_fuzz_http.py: these were 500s
         async with http.post(f"{url}/api/supervisor/windows/2", headers=auth,
                              json={"action": []}) as r:
-            assert r.status == 400 and (await r.json())["error"]["code"] == "bad_action"
+            assert r.status == 400
+            assert (await r.json())["error"]["code"] == "bad_action"
         async with http.post(f"{url}/api/supervisor/appointments", headers=auth,
                              json={"service": "tax-filing", "start": "09:00", "day": 5}) as r:
-            assert r.status == 400 and (await r.json())["error"]["code"] == "bad_day"
+            assert r.status == 400
+            assert (await r.json())["error"]["code"] == "bad_day"
     with sqlite3.connect(log_path) as db:
         rows = db.execute("SELECT source, payload FROM entries WHERE kind = 'window'").fetchall()
     assert [(src, json.loads(p)["action"]) for src, p in rows][:2] == [
@@ -456,7 +482,8 @@ async def test_a_closed_window_survives_a_restart(mosquitto: Mosquitto, tmp_path
             await pad.wait_connected(10)
             reply = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(
                 window=1, action="call"), timeout=10)
-            assert not reply.ok and reply.error.code == "window_closed"
+            assert not reply.ok
+            assert reply.error.code == "window_closed"
 
 
 def test_a_broken_users_file_keeps_the_last_good_users(tmp_path: Path,
@@ -472,7 +499,8 @@ def test_a_broken_users_file_keeps_the_last_good_users(tmp_path: Path,
     users_file.write_text('[[users]]\nname = "wang"\nrole = "admin"\npassword_hash = "x"\n')
     directory.refresh()
     assert [u.name for u in directory.all()] == ["wang"]
-    assert "users[0].role" in caplog.text and "keeping the previous users" in caplog.text
+    assert "users[0].role" in caplog.text
+    assert "keeping the previous users" in caplog.text
     assert "password_hash = \"x\"" not in caplog.text
     users_file.unlink()
     directory.refresh()

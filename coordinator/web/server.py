@@ -14,9 +14,10 @@ import ipaddress
 import logging
 import ssl
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
 from coordinator.eventlog import EventLog
@@ -69,6 +70,8 @@ LIMITER: web.AppKey[AddressLimiter] = web.AppKey("limiter", AddressLimiter)
 def _c(request: web.Request) -> HallService:
     return request.app[COORDINATOR]
 
+
+_Sent = TypeVar("_Sent", web.StreamResponse, web.HTTPException)
 
 def _error(status: int, code: str, message: str) -> web.Response:
     """An error answer; what it quotes of the request is ID-redacted (a ticket number
@@ -419,7 +422,7 @@ def _guarded(path: str) -> bool:
 
 
 @web.middleware
-async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
+async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Same-origin check on every state-changing request; a session (and, to change
     anything, its CSRF token and the supervisor role) on the desk's routes."""
     unsafe = request.method not in SAFE_METHODS
@@ -446,7 +449,7 @@ async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
     return _secured(response)
 
 
-def _secured(response: Any) -> Any:
+def _secured(response: _Sent) -> _Sent:
     if getattr(response, "prepared", False):  # a stream: its headers are already sent
         return response
     for name, value in SECURITY_HEADERS.items():

@@ -183,7 +183,7 @@ class BusSimulator:
 
     # --- waiting without sleeping -------------------------------------------------------
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109  test-facing API: each test states its bound
         """Return once ``predicate()`` holds; it is checked after every frame the bus handles."""
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
