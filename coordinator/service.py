@@ -30,7 +30,7 @@ from typing import Any
 
 from coordinator.authz import Authority, Refusal, flood_alert, refusal_alert
 from coordinator.dispatch import load_core
-from coordinator.engine import Outcome
+from coordinator.engine import Engine, Outcome
 from coordinator.eta import WaitEstimator
 from coordinator.eventlog import EventLog, StorageFailed
 from coordinator.hallqueue import CHECKPOINT_EVERY, HallQueue, Submitted
@@ -177,7 +177,7 @@ class Coordinator:
                 log.exception("change listener %r failed", listener)
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Engine:
         return self.queue.engine
 
     def make_session(self, *, ack_after_handler: bool = True) -> Session:

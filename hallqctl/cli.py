@@ -208,6 +208,131 @@ def coordinator(config_file: Path, log_path: Path | None, dispatch: str | None) 
 
 
 
+@main.group()
+def user() -> None:
+    """Supervisor desk users: argon2id hashes in the hall's users file, never a password."""
+
+
+def _users_file(cfg: HallConfig) -> Path:
+    path = cfg.web.users_file
+    if path is None:  # only when the config came from text, never from `--config`
+        raise click.UsageError("set [web] users_file in the hall file")
+    return path
+
+
+def _read_password(stdin: bool) -> str:
+    import sys
+
+    from coordinator.web.users import MIN_PASSWORD
+
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD:
+        raise click.UsageError(f"a password needs at least {MIN_PASSWORD} characters")
+    return password
+
+
+def _save_user(config_file: Path, name: str, role: str | None, stdin: bool,
+               must_exist: bool) -> None:
+    from coordinator.web.users import (
+        User,
+        UsersFileError,
+        hash_password,
+        read_users_file,
+        write_users_file,
+    )
+    from hallq.errors import TopicError
+    from hallq.topics import check_id
+
+    try:
+        check_id(name, "user name")
+    except TopicError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    cfg = _load(config_file)
+    if any(u.name == name for u in cfg.web.users):
+        raise click.UsageError(f"user {name!r} is defined in {config_file} ([[web.users]]); "
+                               "change it there")
+    path = _users_file(cfg)
+    try:
+        users = read_users_file(path)
+    except UsersFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    old = next((u for u in users if u.name == name), None)
+    if must_exist and old is None:
+        raise click.UsageError(f"no user {name!r} in {path}")
+    if not must_exist and old is not None:
+        raise click.UsageError(f"user {name!r} already exists in {path}; "
+                               f"`hallq user passwd {name}` sets a new password")
+    new_role = role or (old.role if old else "viewer")
+    user = User(name, new_role, hash_password(_read_password(stdin)))
+    write_users_file(path, [u for u in users if u.name != name] + [user])
+    click.echo(f"{'updated' if old else 'added'} {name} ({new_role}) in {path}; the "
+               "coordinator picks it up at the next login (no restart)")
+
+
+password_stdin = click.option("--password-stdin", "stdin", is_flag=True,
+                              help="read the password from one line of standard input")
+
+
+@user.command("add")
+@config_option
+@click.argument("name")
+@click.option("--role", type=click.Choice(["supervisor", "viewer"]), required=True,
+              help="supervisor: may act; viewer: may only look")
+@password_stdin
+def user_add(config_file: Path, name: str, role: str, stdin: bool) -> None:
+    """Add user NAME to the hall's users file (asks for the password twice)."""
+    _save_user(config_file, name, role, stdin, must_exist=False)
+
+
+@user.command("passwd")
+@config_option
+@click.argument("name")
+@click.option("--role", type=click.Choice(["supervisor", "viewer"]), default=None,
+              help="change the role too")
+@password_stdin
+def user_passwd(config_file: Path, name: str, role: str | None, stdin: bool) -> None:
+    """Set a new password for NAME (their open sessions end if the role changes)."""
+    _save_user(config_file, name, role, stdin, must_exist=True)
+
+
+@user.command("remove")
+@config_option
+@click.argument("name")
+def user_remove(config_file: Path, name: str) -> None:
+    """Remove NAME from the users file; their sessions end at their next request."""
+    from coordinator.web.users import UsersFileError, read_users_file, write_users_file
+
+    path = _users_file(_load(config_file))
+    try:
+        users = read_users_file(path)
+    except UsersFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not any(u.name == name for u in users):
+        raise click.UsageError(f"no user {name!r} in {path}")
+    write_users_file(path, [u for u in users if u.name != name])
+    click.echo(f"removed {name} from {path}")
+
+
+@user.command("list")
+@config_option
+def user_list(config_file: Path) -> None:
+    """Every desk user, their role and where they are defined (never a hash)."""
+    from coordinator.web.users import UsersFileError, read_users_file
+
+    cfg = _load(config_file)
+    for u in cfg.web.users:
+        click.echo(f"{u.name}\t{u.role}\t{config_file}")
+    path = _users_file(cfg)
+    try:
+        for fu in read_users_file(path):
+            click.echo(f"{fu.name}\t{fu.role}\t{path}")
+    except UsersFileError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @main.command()
 @config_option
 @click.option("--device", "agent_id", required=True, help="the agent id from the hall file")
@@ -623,11 +748,12 @@ def city_migrate(dsn: str) -> None:
 def city_rollup(dsn: str, days: tuple[dt.datetime, ...], tz: str) -> None:
     """Roll the shipped events of a day up into the bureau's hourly KPIs (idempotent)."""
     import datetime as dt_
+    from zoneinfo import ZoneInfo
 
     from city.ship import import_psycopg
 
     psycopg = import_psycopg()
-    today = dt_.date.today()
+    today = dt_.datetime.now(ZoneInfo(tz)).date()
     wanted = [d.date() for d in days] or [today - dt_.timedelta(days=1), today]
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:

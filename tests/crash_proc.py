@@ -42,7 +42,7 @@ async def barrier(session: Session) -> None:
 
 async def run_session(url: str, client_id: str, state_dir: str, protocol: str,
                       ack: str) -> None:
-    broker = BrokerConfig(url=url, protocol=protocol)
+    broker = BrokerConfig.model_validate({"url": url, "protocol": protocol})
     async with Session(broker, hall="liwan", role="coordinator", client_id=client_id,
                        state_dir=Path(state_dir), ack_after_handler=ack == "on") as session:
         async def handle(incoming: Incoming) -> None:
@@ -84,7 +84,7 @@ async def run_coordinator(config: str, log_path: str, cmd_id: str, point: str,
             die()
         return done
 
-    def session_as_asked(self: Coordinator) -> Session:
+    def session_as_asked(self: Coordinator, *, ack_after_handler: bool = True) -> Session:
         return make_session(self, ack_after_handler=ack == "on")
 
     Coordinator.execute = execute_then_die  # type: ignore[method-assign]
