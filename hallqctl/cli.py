@@ -154,17 +154,24 @@ def provision(config_file: Path, out: Path, rotate: tuple[str, ...], port: int,
     )
 
 
-def _need_role(extra: str, *modules: str) -> None:
-    """A role's command on a machine installed without that role: say which extra to add."""
+def _need_role(extra: str, *modules: str, installed: tuple[str, ...] = ()) -> None:
+    """A role's command on a machine installed without that role: say which extra to add.
+    ``installed``: packages only looked for, not imported (what a service imports after
+    it is serving, so its start does not wait for them)."""
     import importlib
+    import importlib.util
 
+    missing = next((name for name in installed if importlib.util.find_spec(name) is None), None)
     for module in modules:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            click.echo(f"this needs hallq's `{extra}` role, and {exc.name} is not installed: "
-                       f"pip install 'hallq[{extra}]'", err=True)
-            raise SystemExit(2) from None
+            missing = exc.name
+            break
+    if missing is not None:
+        click.echo(f"this needs hallq's `{extra}` role, and {missing} is not installed: "
+                   f"pip install 'hallq[{extra}]'", err=True)
+        raise SystemExit(2) from None
 
 
 def _setup_logging(level: str) -> None:
@@ -191,7 +198,7 @@ def coordinator(config_file: Path, log_path: Path | None, dispatch: str | None) 
     """Run the hall's queue coordinator (the only writer of its queue state)."""
     import os
 
-    _need_role("coordinator", "coordinator.service", "coordinator.web.server")
+    _need_role("coordinator", "coordinator.service", installed=("aiohttp",))
     from coordinator.service import serve
 
     cfg = _load(config_file)

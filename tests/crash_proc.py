@@ -66,13 +66,15 @@ async def run_coordinator(config: str, log_path: str, cmd_id: str, point: str,
                                      Coordinator.make_session)
 
     async def execute_then_die(self: Coordinator, kind: str, role: str, client: str,
-                               command: Any, *, reply: bool = True, late: bool = False) -> Any:
+                               command: Any, *, reply: bool = True, late: bool = False,
+                               due: float | None = None) -> Any:
         if command.id == cmd_id and point == "before_log":
             print(f"handling {cmd_id}", flush=True)
             assert self.session is not None
             await barrier(self.session)
             die()
-        return await execute(self, kind, role, client, command, reply=reply, late=late)
+        return await execute(self, kind, role, client, command, reply=reply, late=late,
+                             due=due)
 
     def submit_then_die(self: HallQueue, kind: str, role: str, client: str, command: Any,
                         now: float, *, late: bool = False) -> Any:
