@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from hallq.examples import example_hall
 from hallqctl.mosquitto import Mosquitto
@@ -44,7 +45,7 @@ class PresenceWatch:
     def __init__(self, port: int) -> None:
         self.online: dict[str, float] = {}
         self._changed = threading.Condition()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="footprint-watch")
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="footprint-watch")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(f"hallq/v1/{HALL}/+/+/status", qos=1)
@@ -79,14 +80,20 @@ def rss_mb(pid: int) -> float:
 
 
 def start_sims(agent: str, sim_dir: Path) -> subprocess.Popen[bytes]:
+    """The agent's serial devices on ptys, as ``hallq sim-devices`` serves them."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware_bridge.sim", "--dir", str(sim_dir),
-         "--config", str(example_hall()), "--agent", agent],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [sys.executable, "-m", "hallqctl.cli", "sim-devices", "--config", str(example_hall()),
+         "--device", agent, "--sim-dir", str(sim_dir)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 15
-    while not any(sim_dir.glob("*")) and time.monotonic() < deadline:
+    while not (sim_dir.is_dir() and any(sim_dir.iterdir())):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            assert proc.stderr is not None
+            raise RuntimeError(f"the simulated devices of {agent} did not start: "
+                               + proc.stderr.read().decode("utf-8", "replace")[-2000:])
         time.sleep(0.05)
-    time.sleep(0.3)  # every port of the agent, not just the first
+    time.sleep(0.5)  # every port of the agent, not just the first
     return proc
 
 

@@ -24,8 +24,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from hallq import messages as m
 from hallq.bus import Incoming, Session
@@ -48,11 +50,12 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 def raw_floor(port: int, n: int) -> list[float]:
     got = threading.Event()
 
-    def nodelay(client: paho.Client, userdata: object, sock: socket.socket) -> None:
+    def nodelay(client: paho.Client, userdata: Any, sock: paho.SocketLike) -> None:
+        assert isinstance(sock, socket.socket)  # a plain TCP connection here
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def client(name: str) -> paho.Client:
-        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=name)
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=name)
         c.on_socket_open = nodelay
         c.connect("127.0.0.1", port)
         c.loop_start()
@@ -60,7 +63,11 @@ def raw_floor(port: int, n: int) -> list[float]:
 
     echo = client("floor-echo")
     asker = client("floor-ask")
-    echo.on_message = lambda c, u, msg: c.publish("floor/rep", msg.payload, qos=1)
+
+    def reply(c: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        c.publish("floor/rep", msg.payload, qos=1)
+
+    echo.on_message = reply
     asker.on_message = lambda c, u, msg: got.set()
     echo.subscribe("floor/req", qos=1)
     asker.subscribe("floor/rep", qos=1)
@@ -94,7 +101,7 @@ async def hallq_round_trips(url: str, n: int, state: Path,
             req = incoming.payload
             await coord.publish(T.reply("dispenser", incoming.parts.client or ""), m.IssueReply(
                 kind="issue", corr=req.id, ok=True,
-                ticket=m.TicketInfo(number="A001", service=req.service, priority="normal",
+                ticket=m.TicketInfo(number="A001", service=req.service, priority=m.Priority.NORMAL,
                                     issued_at=now, people_ahead=3, eta_min=4.5),
             ))
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from city.bridge import bridge_config, city_broker
 from city.testcluster import NatsCityCluster
@@ -42,7 +43,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 def client(name: str, port: int, *, cafile: Path | None = None, user: str | None = None,
            password: str | None = None) -> paho.Client:
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=name, protocol=paho.MQTTv311)
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=paho.MQTTv311)
     if cafile is not None:
         c.tls_set(ca_certs=str(cafile))
     if user is not None:
@@ -109,7 +110,7 @@ def main() -> None:
                             user="bureau", password="bureau-pw")
             clients.append(viewer)
             viewer.on_message = lambda c, u, msg: arrivals.put((time.perf_counter(),
-                                                                 msg.payload))
+                                                                 bytes(msg.payload)))
             viewer.subscribe("hallq/v1/+/state/#", 0)
             coordinator = client("coordinator", hall.port)
             clients.append(coordinator)

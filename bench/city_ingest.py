@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from city.migrate import migrate
 from city.replay import hall_day, write_rows
@@ -212,7 +212,7 @@ def main() -> None:
     name = f"hallq_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(args.dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = make_conninfo(**{**conninfo_to_dict(args.dsn), "dbname": name})
+    dsn = make_conninfo(args.dsn, dbname=name)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             migrate(conn)

@@ -19,18 +19,19 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).parent))
-from city_ingest import DAY, hall_id, logs  # noqa: E402
+from city_ingest import DAY, hall_id, logs
 
-from city.kpi import comfort_month, kpis  # noqa: E402
-from city.migrate import migrate  # noqa: E402
-from city.ship import Shipper  # noqa: E402
+from city.kpi import comfort_month, kpis
+from city.migrate import migrate
+from city.ship import Shipper
 
 MONTH = (dt.date(2026, 3, 1), dt.date(2026, 3, 31))
 
@@ -100,7 +101,7 @@ def main() -> None:
     name = f"hallq_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(args.dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = make_conninfo(**{**conninfo_to_dict(args.dsn), "dbname": name})
+    dsn = make_conninfo(args.dsn, dbname=name)
     results: dict[str, Any] = {"halls": args.halls, "shipped_halls": args.shipped}
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -117,7 +118,7 @@ def main() -> None:
             results["rollup_s"] = time.perf_counter() - t0
             results["kpi_rows"] = build_month(conn, args.halls, args.shipped)
             one_hall = hall_id(7)
-            queries = {
+            queries: dict[str, Callable[[], object]] = {
                 "by_hall": lambda: kpis(conn, "hall", *MONTH),
                 "by_day": lambda: kpis(conn, "day", *MONTH),
                 "by_service": lambda: kpis(conn, "service", *MONTH),

@@ -31,12 +31,13 @@ from typing import Any
 
 from coordinator.advice.replay import replay_day
 from coordinator.dispatch import core_kind, load_core
-from coordinator.engine import Engine
+from coordinator.engine import Engine, Outcome
 from coordinator.eta import SPREAD, WaitEstimator, fits_of
 from coordinator.simulation import draw_days, sim_day
 from coordinator.simulation.day import sim_config
 from coordinator.simulation.policies import configured_skills
 from coordinator.simulation.profile import CALIBRATED_VOLUME, Demand
+from hallq import messages as m
 from hallq.config import load_config
 from hallq.messages import TicketState
 
@@ -134,13 +135,13 @@ def run_day(cfg: Any, core_cls: type[Any], demand: Demand, label: str, dom: int 
                                                replications=replications, spread=spread)
             issue = engine.issue
 
-            def issue_and_ask(req: Any, at: float, source: str = "") -> Any:
-                out = issue(req, at, source)
+            def issue_and_ask(req: m.IssueRequest, now: float, source: str = "") -> Outcome:
+                out = issue(req, now, source)
                 t = out.ticket
                 if out.ok and t is not None and t.number in truth:
-                    record(engine, est, t, at, "issue")
+                    record(engine, est, t, now, "issue")
                     called = truth[t.number]
-                    heapq.heappush(halfway, (at + (called - at) / 2, t.idx))
+                    heapq.heappush(halfway, (now + (called - now) / 2, t.idx))
                 return out
 
             engine.issue = issue_and_ask  # type: ignore[method-assign]

@@ -152,7 +152,7 @@ class Hall:
                           state_dir=self.work / "edge" / client)
         request = session.request
 
-        async def recorded(topic: str, message: m.Message, *, timeout: float) -> Any:
+        async def recorded(topic: str, message: m.Message, *, timeout: float) -> Any:  # noqa: ASYNC109  test helper: each test states its bound
             self.sent[message.id] = (time.time(), timeout)
             return await request(topic, message, timeout=timeout)
 

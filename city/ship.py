@@ -148,18 +148,18 @@ class Shipper:
     def _connect(self) -> psycopg.Connection:
         if self._conn is not None and not self._conn.closed:
             return self._conn
-        psycopg = import_psycopg()
+        pg = import_psycopg()
         from city.migrate import MigrationError, require_current
 
         try:
             # keepalives: a city link that dies without a reset is noticed in ~25 s, and a
             # statement that hangs is cut at 60 s, so the shipper never blocks for good
-            conn = psycopg.connect(self.dsn, autocommit=True,
+            conn: psycopg.Connection = pg.connect(self.dsn, autocommit=True,
                                    connect_timeout=max(1, int(self.connect_timeout)),
                                    application_name=f"hallq-ship-{self.hall_id}",
                                    keepalives=1, keepalives_idle=10, keepalives_interval=5,
                                    keepalives_count=3, options="-c statement_timeout=60000")
-        except psycopg.Error as exc:
+        except pg.Error as exc:
             raise CityUnavailable(f"cannot connect to {self.target}: {exc}".strip()) from exc
         try:
             require_current(conn)
@@ -170,10 +170,11 @@ class Shipper:
         except MigrationError:
             conn.close()
             raise
-        except psycopg.Error as exc:
+        except pg.Error as exc:
             conn.close()
             raise CityUnavailable(f"{self.target}: {exc}") from exc
         self._conn = conn
+        assert row is not None  # the INSERT above made the row
         self.cursor = int(row[0])
         log.info("shipping hall %s to %s from entry %d", self.hall_id, self.target, self.cursor)
         return conn

@@ -146,6 +146,7 @@ class NatsCityCluster:
     def wait_mqtt(self, i: int, timeout: float = 30.0) -> None:
         """Until node ``i`` accepts an MQTT session (JetStream must have its leader)."""
         import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
 
         deadline = time.monotonic() + timeout
         last: object = None
@@ -153,7 +154,7 @@ class NatsCityCluster:
             proc = self.procs[i]
             if proc is None or proc.poll() is not None:
                 raise RuntimeError(f"city node {i} is not running: {self.log(i)[-2000:]}")
-            client = paho.Client(paho.CallbackAPIVersion.VERSION2,
+            client = paho.Client(CallbackAPIVersion.VERSION2,
                                  client_id=f"probe-{i}-{time.monotonic_ns()}",
                                  protocol=paho.MQTTv311)
             client.tls_set(ca_certs=str(self.cafile))

@@ -423,7 +423,7 @@ class Engine:
         typical error. A ticket issued now never reads less than the longest-waiting
         ticket of its queue has already waited."""
         if self.estimator is not None:
-            est = self.estimator.estimate(self, t, service, now)
+            est: m.WaitRange | None = self.estimator.estimate(self, t, service, now)
             if est is not None:
                 return est
         if t is None:

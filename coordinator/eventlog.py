@@ -124,12 +124,18 @@ class EventLog:
         # the old connection goes first: SQLite shares one file descriptor per file within
         # a process, so a new connection beside it would inherit its read-only one
         self._db.close()
+        db: sqlite3.Connection | None = None
         try:
-            self._db = open_db(self.path, _SCHEMA)
-            self._db.execute("INSERT OR REPLACE INTO probe (k, at) VALUES (1, ?)", (at,))
+            db = open_db(self.path, _SCHEMA)
+            db.execute("INSERT OR REPLACE INTO probe (k, at) VALUES (1, ?)", (at,))
         except (sqlite3.OperationalError, OSError) as exc:
+            # the failed connection is closed now, not when collected: while it lives, the
+            # next probe's connection would share its read-only descriptor
+            if db is not None:
+                db.close()
             self._db = sqlite3.connect(self.path, isolation_level=None)  # reads still work
             raise StorageFailed(f"event log {self.path}: {exc}") from exc
+        self._db = db
 
     def entries_after(self, seq: int, limit: int) -> list[tuple[Any, ...]]:
         """Raw rows (seq, kind, cmd_id, day, at, source, payload, result) after ``seq``, in

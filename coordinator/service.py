@@ -30,7 +30,7 @@ from typing import Any
 
 from coordinator.authz import Authority, Refusal, flood_alert, refusal_alert
 from coordinator.dispatch import load_core
-from coordinator.engine import Outcome
+from coordinator.engine import Engine, Outcome
 from coordinator.eta import WaitEstimator
 from coordinator.eventlog import EventLog, StorageFailed
 from coordinator.hallqueue import CHECKPOINT_EVERY, HallQueue, Submitted
@@ -177,7 +177,7 @@ class Coordinator:
                 log.exception("change listener %r failed", listener)
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Engine:
         return self.queue.engine
 
     def make_session(self, *, ack_after_handler: bool = True) -> Session:
@@ -545,10 +545,11 @@ class Coordinator:
             await self._refuse(role, client, command, refusal)
             return None
         now = asyncio.get_running_loop().time()
-        first = self._refused_at.get(command.id, now)  # refused for storage and back again
-        late = self.late(incoming) or (
-            self.expires(command) and now - first > self.deadline_s(command))
-        done = await self.execute(kind, role, client, command, late=late)
+        # its life counts from its arrival here, or from its first refusal for storage
+        first = self._refused_at.get(command.id, now - incoming.held_s)
+        due = first + self.deadline_s(command) if self.expires(command) else None
+        done = await self.execute(kind, role, client, command, late=self.late(incoming),
+                                  due=due)
         if not done.kept:
             self._refused_at[command.id] = first
             while len(self._refused_at) > RECENT_REFUSED:
@@ -589,15 +590,20 @@ class Coordinator:
                       "windows": [], "services": [], "board": False})
 
     async def execute(self, kind: str, role: str, client: str, command: Any, *,
-                      reply: bool = True, late: bool = False) -> Submitted:
+                      reply: bool = True, late: bool = False,
+                      due: float | None = None) -> Submitted:
         """The one path a command takes, from a device over MQTT or a supervisor on the web:
         logged by the queue, then its reply (unless the caller answers itself) and outcome
-        published. ``kept`` is False when the log could not take it: nothing changed."""
+        published. ``kept`` is False when the log could not take it: nothing changed.
+        ``due``: the loop time after which the sender no longer waits (expired if reached)."""
         batch: Batch = []
         async with self._lock:
             now = self.clock()
             if self.storage_error is not None:
                 batch += self._retry_storage()
+            # judged here, under the lock: waiting for it (a storage probe, a slow outcome)
+            # spends the sender's deadline too
+            late = late or (due is not None and asyncio.get_running_loop().time() > due)
             try:
                 if isinstance(command, m.Query):  # read only: answered even on a bad disk
                     done = Submitted(self.queue.seq,
@@ -742,9 +748,24 @@ async def serve(cfg: HallConfig, *, log_path: Path | None = None, dispatch: str 
 
     coordinator = Coordinator(cfg, log_path=log_path, dispatch=dispatch)
     try:
-        async with web_dashboard(coordinator), coordinator.make_session() as session, \
+        async with coordinator.make_session() as session, \
                 supervised(Notifier.from_env(), session.wait_connected(),
                            coordinator.status_line):
-            await coordinator.run(session, ready)
+            # devices first: the dashboard (aiohttp's import, its routes) starts once the
+            # queue answers over MQTT, so a restart's first reply does not wait for it
+            serving = asyncio.Event()
+            runner = asyncio.create_task(coordinator.run(session, serving))
+            try:
+                waiter = asyncio.create_task(serving.wait())
+                await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if runner.done():
+                    await runner
+                async with web_dashboard(coordinator):
+                    if ready is not None:
+                        ready.set()
+                    await runner
+            finally:
+                await cancel_and_wait(runner)
     finally:
         coordinator.close()

@@ -35,6 +35,7 @@ __all__ = [
     "UNIFONT_ENV",
     "BitmapFont",
     "Glyph",
+    "cmap_coverage",
     "default_font",
     "find_unifont",
     "font_coverage",
@@ -44,6 +45,7 @@ log = logging.getLogger("displays.fonts")
 
 GLYPH_HEIGHT = 16
 BUNDLED_FONT = Path(__file__).with_name("fontfiles") / "unifont-subset.otf"
+BUNDLED_CHARS = BUNDLED_FONT.with_suffix(".txt")  # its cmap, one line of characters
 UNIFONT_ENV = "HALLQ_UNIFONT"
 # Debian/Ubuntu fonts-unifont: OTF since bookworm (15.x), TTF in older releases.
 SYSTEM_UNIFONT_PATHS = (
@@ -78,7 +80,18 @@ def find_unifont() -> Path | None:
 
 @cache
 def font_coverage(path: Path) -> frozenset[int]:
-    """Code points the font maps to a glyph; read once per process (80 ms for all of Unifont)."""
+    """Code points the font maps to a glyph; read once per process (80 ms for all of Unifont).
+
+    The bundled subset's map comes from its character list (``unifont-subset.txt``, written
+    from the subset's own cmap and checked against it by a test): a board draws its first
+    frame without importing fontTools (~100 ms and several MB on every window Pi)."""
+    if path == BUNDLED_FONT and BUNDLED_CHARS.is_file():
+        return frozenset(map(ord, BUNDLED_CHARS.read_text(encoding="utf-8").rstrip("\n")))
+    return cmap_coverage(path)
+
+
+def cmap_coverage(path: Path) -> frozenset[int]:
+    """The code points of the font file's own Unicode cmap (imports fontTools)."""
     from fontTools.ttLib import TTFont, TTLibError
 
     quiet = logging.getLogger("fontTools")

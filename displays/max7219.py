@@ -49,9 +49,10 @@ def _device_class() -> Any:
     """
     from luma.led_matrix.device import max7219
 
-    class Max7219Device(max7219):
+    class Max7219Device(max7219):  # type: ignore[misc]  # luma ships no types
         def display(self, image: Image.Image) -> None:
-            assert image.mode == self.mode and image.size == self.size
+            assert image.mode == self.mode
+            assert image.size == self.size
             image = self.preprocess(image)
             pix = image.convert("L").tobytes()  # one byte per pixel, 0 or 255
             step = 2 * self.cascaded

@@ -2,10 +2,13 @@
 
 A 128x16 image is 256 bytes in two acknowledged LED_FRAME chunks; at 9600 baud on a
 shared RS-485 line that is a few hundred milliseconds, far slower than a scrolling layout
-draws. So ``show`` never waits for the line: it leaves the frame in a one-place mailbox and
-a background task sends whatever is newest when the line is free. Frames in between are
-skipped (the right thing for a display), identical frames are not resent, and a failed
-send is retried with the newest frame, not the stale one.
+draws. The controller driver sends only the changed rows once the controller holds an
+image (LED_DELTA), which is what makes a call reach a zone board in a blink, but a busy
+line can still lag a fast animation. So ``show`` never waits for the line: it leaves the
+frame in a one-place mailbox and a background task sends whatever is newest when the
+line is free. Frames in between are skipped (the right thing for a display), identical
+frames are not resent, and a failed send is retried with the newest frame, not the stale
+one.
 """
 
 from __future__ import annotations

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from displays.errors import FontError
-from displays.fonts import BUNDLED_FONT, characters, find_unifont
+from displays.fonts import BUNDLED_CHARS, BUNDLED_FONT, characters, cmap_coverage, find_unifont
 from displays.texts import fixed_text
 
 __all__ = ["DEFAULT_CONFIGS", "build_subset", "hall_names", "required_text"]
 
 DEFAULT_CONFIGS = (Path(__file__).resolve().parents[1] / "examples" / "liwan.toml",)
-CHARS_FILE = BUNDLED_FONT.with_suffix(".txt")
+CHARS_FILE = BUNDLED_CHARS
 SUBSET_FAMILY = "Unifont hallq subset"
 # copyright, family, style, unique id, full name, version, PostScript name, vendor URL,
 # licence description, licence URL: the licence travels with the subset.
@@ -118,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configs = [*DEFAULT_CONFIGS, *(args.config or [])]
     text = required_text(c for c in configs if c.is_file())
     build_subset(source, args.output, text)
-    args.output.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
+    # the subset's own map, which fonts.font_coverage reads instead of parsing the font
+    mapped = "".join(sorted(map(chr, cmap_coverage(args.output))))
+    args.output.with_suffix(".txt").write_text(mapped + "\n", encoding="utf-8")
     print(
         f"{args.output}: {len(text)} characters from {source}, {args.output.stat().st_size} bytes"
     )

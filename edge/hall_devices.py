@@ -8,11 +8,8 @@ view or a tool turns a validated ``hallq.config`` device into those values.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from displays.board import CallBoard
-from displays.layouts import HallListing, PanelSpec, make_layout
-from displays.strip import WindowStrip
 from firmware_bridge.wiring import SerialDevice
 from hallq.config import (
     CallPadDevice,
@@ -24,6 +21,12 @@ from hallq.config import (
     LedSerialDevice,
     RatingPadDevice,
 )
+
+if TYPE_CHECKING:  # displays (Pillow, layouts): imported by the callers that draw, not by
+    # a dispenser's agent, which only needs serial_devices
+    from displays.board import CallBoard
+    from displays.layouts import HallListing, PanelSpec
+    from displays.strip import WindowStrip
 
 __all__ = ["hall_listing", "layout_for", "panel_spec", "serial_devices"]
 
@@ -50,6 +53,8 @@ def _serial_device(dev: FramedDevice) -> SerialDevice:
 
 def panel_spec(dev: Device) -> PanelSpec:
     """An LED device as its panel; any other kind is a ValueError naming it."""
+    from displays.layouts import PanelSpec
+
     if isinstance(dev, LedMax7219Device):
         return PanelSpec(
             dev.id, dev.led.width, dev.led.height, "max7219", window=dev.window, zone=dev.zone,
@@ -63,9 +68,13 @@ def panel_spec(dev: Device) -> PanelSpec:
 
 
 def hall_listing(cfg: HallConfig) -> HallListing:
+    from displays.layouts import HallListing
+
     return HallListing.of(cfg.services, cfg.windows)
 
 
 def layout_for(cfg: HallConfig, dev: Device, **options: Any) -> CallBoard | WindowStrip:
     """The layout an LED device of the hall file shows (``options``: make_layout's)."""
+    from displays.layouts import make_layout
+
     return make_layout(panel_spec(dev), hall_listing(cfg), **options)

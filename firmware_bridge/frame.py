@@ -62,6 +62,7 @@ class Command(IntEnum):
     STATUS = 0x06
     DISPLAY = 0x10
     LED_FRAME = 0x11
+    LED_DELTA = 0x12
 
 
 # Which direction each command may travel in: (sent by master, sent by device).
@@ -74,6 +75,7 @@ _DIRECTIONS: dict[Command, tuple[bool, bool]] = {
     Command.STATUS: (True, True),
     Command.DISPLAY: (True, False),
     Command.LED_FRAME: (True, False),
+    Command.LED_DELTA: (True, False),
 }
 
 

@@ -61,6 +61,11 @@ class EventSource(Protocol):
     @property
     def kind(self) -> int: ...
 
+    @property
+    def poll_period(self) -> float:
+        """Seconds a device that has nothing urgent to say may go unpolled; 0: every round."""
+        ...
+
     def decode_event(self, event: EventType, data: bytes) -> DeviceEvent | None:
         """Raise ValueError (FrameError) for data that does not fit this kind of device."""
         ...
@@ -90,6 +95,7 @@ class _Device:
     identity: Identity | None = None
     status: DeviceStatus | None = None
     next_poll: float = 0.0
+    next_routine: float = 0.0  # a device with a poll_period is not polled before this
     next_status: float = 0.0
 
 
@@ -190,7 +196,7 @@ class SerialLink:
         """Async iterator over events and health changes; meant for one consumer."""
         return _Updates(self._updates)
 
-    async def next_update(self, timeout: float | None = None) -> Update:
+    async def next_update(self, timeout: float | None = None) -> Update:  # noqa: ASYNC109  public API: the caller bounds each wait
         async with asyncio.timeout(timeout):
             return await self._updates.get()
 
@@ -341,15 +347,29 @@ class SerialLink:
             for address in addresses:
                 await self._run_jobs(conn)
                 dev = self._devices.get(address)
-                if dev is not None and (dev.online is not False or loop.time() >= dev.next_poll):
+                if dev is not None and self._due(dev, loop.time()):
                     await self._poll_turn(conn, address, dev)
             await self._run_jobs(conn)
             self._log_summary(loop.time())
-            rest = self.timing.poll_interval - (loop.time() - started)
+            rest = self.timing.round_s(self.baudrate) - (loop.time() - started)
             if not addresses or rest > 0:
                 await self._idle(conn, rest if addresses else None)
 
-    async def _idle(self, conn: PortConnection, timeout: float | None) -> None:
+    @staticmethod
+    def _due(dev: _Device, now: float) -> bool:
+        """Pads every round; an LED controller (it only ever reports a reboot) now and then.
+
+        A round is as short as the devices that may have a key waiting make it, so a
+        pressed key waits at most one such round.
+        """
+        if dev.online is False:
+            return now >= dev.next_poll
+        if dev.online and now < dev.next_routine:
+            return False
+        dev.next_routine = now + dev.source.poll_period
+        return True
+
+    async def _idle(self, conn: PortConnection, timeout: float | None) -> None:  # noqa: ASYNC109  the rest of a polling round, not a deadline
         """Wait out the rest of a round, but start at once when a command arrives."""
         if self._jobs:
             return

@@ -91,7 +91,7 @@ class PortConnection:
     def write(self, data: bytes) -> None:
         self._transport.write(data)
 
-    async def drain(self, timeout: float) -> bool:
+    async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109  public API: the caller bounds each wait
         """Wait until the bytes have left our buffers and the UART's; False if they did not in time.
 
         A printer with hardware flow control stops taking bytes when it is out of paper,
@@ -136,7 +136,7 @@ class PortConnection:
         exc = self.closed.exception()
         return "closed" if exc is None else f"{type(exc).__name__}: {exc}"
 
-    async def close(self, timeout: float = 2.0) -> None:
+    async def close(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109  public API: the caller bounds each wait
         """Drop unsent bytes and close; waits until the driver has let go of the descriptor."""
         if not self._transport.is_closing():
             self._transport.abort()

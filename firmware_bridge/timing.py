@@ -20,7 +20,7 @@ class LinkTiming:
     byte_gap: float = 0.05  # a reply that has started may pause this long between bytes
     retries: int = 2  # further attempts of a command (a missed POLL just comes round again)
     turnaround: float | None = None  # quiet line before we transmit; None: 3.5 chars, >= 2 ms
-    poll_interval: float = 0.05  # shortest time one round of polls may take
+    poll_interval: float | None = None  # shortest round of polls; None: 48 chars, >= 5 ms
     offline_after: int = 3  # consecutive unanswered requests before a device is offline
     offline_poll_interval: float = 5.0  # an offline device is tried this often, not every round
     status_interval: float = 60.0  # how often an online device is asked for STATUS
@@ -35,6 +35,16 @@ class LinkTiming:
 
     def wire_time(self, nbytes: int, baudrate: int) -> float:
         return nbytes * self.char_time(baudrate)
+
+    def round_s(self, baudrate: int) -> float:
+        """A floor under one round, so one device on an idle line is not polled flat out.
+
+        48 characters is 50 ms at 9600 baud but 4 ms at 115200: a fixed 50 ms would make a
+        fast line's pads wait for nothing.
+        """
+        if self.poll_interval is not None:
+            return self.poll_interval
+        return max(0.005, 48 * self.char_time(baudrate))
 
     def turnaround_s(self, baudrate: int) -> float:
         if self.turnaround is not None:

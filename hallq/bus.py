@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
-from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, MQTTErrorCode
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -299,7 +300,7 @@ class Session:
     def boot(self) -> int:
         return self._boot
 
-    async def wait_connected(self, timeout: float | None = None) -> None:
+    async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109  public API: the caller bounds each wait
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     @property
@@ -618,7 +619,7 @@ class Session:
         if sent:
             log.info("%s: sent %d queued message(s) from the outbox", self.client_id, sent)
 
-    async def wait_outbox_empty(self, timeout: float) -> None:
+    async def wait_outbox_empty(self, timeout: float) -> None:  # noqa: ASYNC109  public API: the caller bounds each wait
         """Wait until every queued publish reached the broker (tests, clean shutdown)."""
         async with asyncio.timeout(timeout):
             while self.outbox_size or self._drain_running():
@@ -634,7 +635,7 @@ class Session:
 
     # --- requests ------------------------------------------------------------------------
 
-    async def request(self, topic: str, message: Message, *, timeout: float) -> Any:
+    async def request(self, topic: str, message: Message, *, timeout: float) -> Any:  # noqa: ASYNC109  public API: the caller bounds each wait
         """Publish a request and wait for the reply on this client's reply topic whose
         ``corr`` is the request's id. Never queued: a caller that times out decides itself.
         ``timeout`` covers the publish too: a dispenser must decide within it even when the

@@ -12,6 +12,7 @@ cross-checks between them and loading live here.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -68,35 +69,37 @@ from hallq.config_checks import (
 from hallq.errors import ConfigError
 
 __all__ = [
+    "DEVICE_CLASSES",
     "ENV_OVERRIDES",
     "Agent",
     "BrokerConfig",
-    "CoordinatorConfig",
-    "DEVICE_CLASSES",
     "CallPadDevice",
+    "CoordinatorConfig",
     "Device",
+    "EdgeConfig",
     "FramedDevice",
     "GpioButtonsDevice",
+    "HallConfig",
+    "HallInfo",
     "IdReaderDevice",
     "KeypadDevice",
     "LedDevice",
     "LedMax7219Device",
     "LedSerialDevice",
+    "LedSize",
     "PadDevice",
     "PrinterDevice",
     "RatingPadDevice",
-    "ScannerDevice",
-    "SpeakerDevice",
-    "EdgeConfig",
-    "HallConfig",
-    "HallInfo",
-    "LedSize",
     "RuntimeConfig",
+    "ScannerDevice",
     "SecurityConfig",
     "SerialPort",
     "Service",
+    "SpeakerDevice",
     "SpiPort",
     "TlsConfig",
+    "WebConfig",
+    "WebUser",
     "Window",
     "Zone",
     "device_services",
@@ -356,8 +359,9 @@ class CoordinatorConfig(_Model):
     # web dashboard, ticket pages and API (coordinator/web); port 0 turns it off
     http_host: Text = "127.0.0.1"
     http_port: Annotated[int, BeforeValidator(int_range(0, 65535))] = 8080
+    # a first supervisor from HALLQ_SUPERVISOR_PASSWORD (environment only, hashed at start);
+    # the users of [web] and its users file are the lasting way (`hallq user add`)
     supervisor_user: Annotated[str, BeforeValidator(id_check("supervisor user"))] = "supervisor"
-    # no password: the supervisor view refuses everyone rather than being open
     supervisor_password: Secret | None = None
     # appointments (双向预约): slot length and how many bookings one slot takes
     appointment_slot_min: Annotated[int, BeforeValidator(int_range(5, 240))] = 30
@@ -367,6 +371,75 @@ class CoordinatorConfig(_Model):
     # address's booking attempts per hour (so neither can fill a slot)
     appointment_per_person_day: Annotated[int, BeforeValidator(int_range(1, 20))] = 1
     appointment_per_address_hour: Annotated[int, BeforeValidator(int_range(1, 10_000))] = 10
+
+
+PASSWORD_HASH = re.compile(r"\$argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+")
+
+
+def _password_hash(value: object) -> str:
+    """Only an argon2id hash is accepted: a clear password must never sit in a hall file."""
+    if not isinstance(value, str) or not PASSWORD_HASH.fullmatch(value.strip()):
+        raise problem("expected an argon2id hash as `hallq user add` writes it "
+                      '("$argon2id$v=19$m=...") (value not shown)')
+    return value.strip()
+
+
+def _ip_list(value: object) -> list[str]:
+    if not isinstance(value, list):
+        raise problem(f"expected an array of IP addresses, got {show(value)}")
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_address(item if isinstance(item, str) else "")))
+        except ValueError:
+            raise problem(f"expected an IP address, got {show(item)}") from None
+    return out
+
+
+class WebUser(_Model):
+    """Someone who may log into the supervisor desk: a supervisor acts, a viewer only looks."""
+
+    name: Annotated[str, BeforeValidator(id_check("web user name"))]
+    role: Literal["supervisor", "viewer"]
+    password_hash: Annotated[str, BeforeValidator(_password_hash)]
+
+
+class WebConfig(_Model):
+    """The supervisor desk's logins, sessions and TLS (the web server itself is
+    ``coordinator.http_host``/``http_port``)."""
+
+    # users beside the ones listed here; `hallq user add` writes this file (hashes only).
+    # Default, when loaded from a file: <hall file stem>.users.toml next to it.
+    users_file: PathT | None = None
+    users: list[WebUser] = Field(default_factory=list)
+    # served by the coordinator itself, for halls with no reverse proxy in front
+    tls_cert_file: PathT | None = None
+    tls_key_file: PathT | None = None
+    session_idle_min: Annotated[int, BeforeValidator(int_range(1, 24 * 60))] = 30
+    session_max_h: Annotated[int, BeforeValidator(int_range(1, 72))] = 12
+    # failed logins before a lockout, per user name and per client address, counted over
+    # lockout_min; the lockout lasts lockout_min from the last failure
+    login_failures_per_user: Annotated[int, BeforeValidator(int_range(1, 100))] = 5
+    login_failures_per_address: Annotated[int, BeforeValidator(int_range(1, 1000))] = 20
+    lockout_min: Annotated[int, BeforeValidator(int_range(1, 24 * 60))] = 15
+    # reverse proxies whose X-Forwarded-For / -Proto are believed (their addresses); from
+    # anyone else those headers are ignored, so a client cannot pick its own address
+    trusted_proxies: Annotated[list[str], BeforeValidator(_ip_list)] = Field(
+        default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> WebConfig:
+        problems = Collector()
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            missing = "tls_key_file" if self.tls_key_file is None else "tls_cert_file"
+            problems.add("TLS needs both tls_cert_file and tls_key_file", missing)
+        _unique(problems, "users", "name", [u.name for u in self.users], "user name")
+        problems.raise_any()
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
 
 class Zone(_Model):
@@ -708,6 +781,7 @@ class HallConfig(_Model):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     coordinator: CoordinatorConfig = Field(default_factory=CoordinatorConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     zones: list[Zone] = Field(min_length=1)
     services: list[Service] = Field(min_length=1)
@@ -944,7 +1018,7 @@ def load_config(
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(source, [f"not UTF-8 text (bad byte at offset {exc.start})"]) from exc
-    return _parse(text, source, p.parent, environ)
+    return _parse(text, source, p.parent, environ, p.parent / f"{p.stem}.users.toml")
 
 
 def parse_config(
@@ -959,17 +1033,36 @@ def parse_config(
 
 
 def _parse(
-    text: str, source: str, base_dir: Path | None, environ: Mapping[str, str] | None
+    text: str,
+    source: str,
+    base_dir: Path | None,
+    environ: Mapping[str, str] | None,
+    users_file: Path | None = None,
 ) -> HallConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [_syntax_problem(exc, text)]) from exc
+    section = data.get("coordinator")
+    early = []
+    if isinstance(section, dict) and "supervisor_password" in section:
+        early.append(
+            "coordinator.supervisor_password: a clear password does not belong in the hall "
+            "file; add users with `hallq user add NAME --role supervisor` (stores an argon2 "
+            "hash), or set HALLQ_SUPERVISOR_PASSWORD for a first supervisor"
+        )
+        del section["supervisor_password"]
     env_locs = _apply_env(data, os.environ if environ is None else environ)
     try:
-        return HallConfig.model_validate(data, context={"base_dir": base_dir})
+        cfg = HallConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        problems = _problems_from(exc, data, env_locs)
+        problems = early + _problems_from(exc, data, env_locs)
+    else:
+        if not early:
+            if cfg.web.users_file is None:
+                cfg.web.users_file = users_file
+            return cfg
+        problems = early
     raise ConfigError(source, problems)
 
 

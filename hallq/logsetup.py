@@ -28,10 +28,10 @@ from typing import TextIO
 __all__ = [
     "LEVEL_ENV",
     "IdCardRedactor",
-    "escape_controls",
     "JournalPriority",
     "JsonFormatter",
     "TextFormatter",
+    "escape_controls",
     "redact",
     "running_under_systemd",
     "setup_logging",
@@ -39,8 +39,11 @@ __all__ = [
 
 LEVEL_ENV = "HALLQ_LOG_LEVEL"
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# Not part of a longer digit run, so order numbers and timestamps are left alone.
-_ID_CARD = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+# Not part of a longer digit run, so order numbers and timestamps are left alone; also as
+# people write it, grouped 6-8-4 by spaces or hyphens ("110101 19900307 123X").
+_ID_CARD = re.compile(
+    r"(?<![0-9A-Za-z])(?:\d{17}|\d{6}[ -]\d{8}[ -]\d{3})[\dXx](?![0-9A-Za-z])"
+)
 _MASK = "[id-redacted]"
 _HANDLER_NAME = "hallq-root"
 

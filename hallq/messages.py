@@ -86,7 +86,7 @@ class WindowStatus(StrEnum):
 class Wire(BaseModel):
     """Closed model for nested wire objects; :func:`decode` validates the wire strictly."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Message(Wire):

@@ -16,7 +16,14 @@ def open_db(path: Path, schema: str, *,
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(f"PRAGMA synchronous={synchronous}")
-    db.executescript(schema)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.executescript(schema)
+    except BaseException:
+        # closed now: a connection is freed only by the cycle collector (its statement
+        # cache refers back to it), and until then a new one to this file in this
+        # process shares its descriptor, read-only if it was opened read-only
+        db.close()
+        raise
     return db

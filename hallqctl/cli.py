@@ -154,17 +154,24 @@ def provision(config_file: Path, out: Path, rotate: tuple[str, ...], port: int,
     )
 
 
-def _need_role(extra: str, *modules: str) -> None:
-    """A role's command on a machine installed without that role: say which extra to add."""
+def _need_role(extra: str, *modules: str, installed: tuple[str, ...] = ()) -> None:
+    """A role's command on a machine installed without that role: say which extra to add.
+    ``installed``: packages only looked for, not imported (what a service imports after
+    it is serving, so its start does not wait for them)."""
     import importlib
+    import importlib.util
 
+    missing = next((name for name in installed if importlib.util.find_spec(name) is None), None)
     for module in modules:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            click.echo(f"this needs hallq's `{extra}` role, and {exc.name} is not installed: "
-                       f"pip install 'hallq[{extra}]'", err=True)
-            raise SystemExit(2) from None
+            missing = exc.name
+            break
+    if missing is not None:
+        click.echo(f"this needs hallq's `{extra}` role, and {missing} is not installed: "
+                   f"pip install 'hallq[{extra}]'", err=True)
+        raise SystemExit(2) from None
 
 
 def _setup_logging(level: str) -> None:
@@ -191,7 +198,7 @@ def coordinator(config_file: Path, log_path: Path | None, dispatch: str | None) 
     """Run the hall's queue coordinator (the only writer of its queue state)."""
     import os
 
-    _need_role("coordinator", "coordinator.service", "coordinator.web.server")
+    _need_role("coordinator", "coordinator.service", installed=("aiohttp",))
     from coordinator.service import serve
 
     cfg = _load(config_file)
@@ -199,6 +206,131 @@ def coordinator(config_file: Path, log_path: Path | None, dispatch: str | None) 
     kind = dispatch or os.environ.get("HALLQ_DISPATCH", "auto")
     _run_until_signalled(lambda: serve(cfg, log_path=log_path, dispatch=kind))
 
+
+
+@main.group()
+def user() -> None:
+    """Supervisor desk users: argon2id hashes in the hall's users file, never a password."""
+
+
+def _users_file(cfg: HallConfig) -> Path:
+    path = cfg.web.users_file
+    if path is None:  # only when the config came from text, never from `--config`
+        raise click.UsageError("set [web] users_file in the hall file")
+    return path
+
+
+def _read_password(stdin: bool) -> str:
+    import sys
+
+    from coordinator.web.users import MIN_PASSWORD
+
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD:
+        raise click.UsageError(f"a password needs at least {MIN_PASSWORD} characters")
+    return password
+
+
+def _save_user(config_file: Path, name: str, role: str | None, stdin: bool,
+               must_exist: bool) -> None:
+    from coordinator.web.users import (
+        User,
+        UsersFileError,
+        hash_password,
+        read_users_file,
+        write_users_file,
+    )
+    from hallq.errors import TopicError
+    from hallq.topics import check_id
+
+    try:
+        check_id(name, "user name")
+    except TopicError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    cfg = _load(config_file)
+    if any(u.name == name for u in cfg.web.users):
+        raise click.UsageError(f"user {name!r} is defined in {config_file} ([[web.users]]); "
+                               "change it there")
+    path = _users_file(cfg)
+    try:
+        users = read_users_file(path)
+    except UsersFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    old = next((u for u in users if u.name == name), None)
+    if must_exist and old is None:
+        raise click.UsageError(f"no user {name!r} in {path}")
+    if not must_exist and old is not None:
+        raise click.UsageError(f"user {name!r} already exists in {path}; "
+                               f"`hallq user passwd {name}` sets a new password")
+    new_role = role or (old.role if old else "viewer")
+    user = User(name, new_role, hash_password(_read_password(stdin)))
+    write_users_file(path, [u for u in users if u.name != name] + [user])
+    click.echo(f"{'updated' if old else 'added'} {name} ({new_role}) in {path}; the "
+               "coordinator picks it up at the next login (no restart)")
+
+
+password_stdin = click.option("--password-stdin", "stdin", is_flag=True,
+                              help="read the password from one line of standard input")
+
+
+@user.command("add")
+@config_option
+@click.argument("name")
+@click.option("--role", type=click.Choice(["supervisor", "viewer"]), required=True,
+              help="supervisor: may act; viewer: may only look")
+@password_stdin
+def user_add(config_file: Path, name: str, role: str, stdin: bool) -> None:
+    """Add user NAME to the hall's users file (asks for the password twice)."""
+    _save_user(config_file, name, role, stdin, must_exist=False)
+
+
+@user.command("passwd")
+@config_option
+@click.argument("name")
+@click.option("--role", type=click.Choice(["supervisor", "viewer"]), default=None,
+              help="change the role too")
+@password_stdin
+def user_passwd(config_file: Path, name: str, role: str | None, stdin: bool) -> None:
+    """Set a new password for NAME (their open sessions end if the role changes)."""
+    _save_user(config_file, name, role, stdin, must_exist=True)
+
+
+@user.command("remove")
+@config_option
+@click.argument("name")
+def user_remove(config_file: Path, name: str) -> None:
+    """Remove NAME from the users file; their sessions end at their next request."""
+    from coordinator.web.users import UsersFileError, read_users_file, write_users_file
+
+    path = _users_file(_load(config_file))
+    try:
+        users = read_users_file(path)
+    except UsersFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not any(u.name == name for u in users):
+        raise click.UsageError(f"no user {name!r} in {path}")
+    write_users_file(path, [u for u in users if u.name != name])
+    click.echo(f"removed {name} from {path}")
+
+
+@user.command("list")
+@config_option
+def user_list(config_file: Path) -> None:
+    """Every desk user, their role and where they are defined (never a hash)."""
+    from coordinator.web.users import UsersFileError, read_users_file
+
+    cfg = _load(config_file)
+    for u in cfg.web.users:
+        click.echo(f"{u.name}\t{u.role}\t{config_file}")
+    path = _users_file(cfg)
+    try:
+        for fu in read_users_file(path):
+            click.echo(f"{fu.name}\t{fu.role}\t{path}")
+    except UsersFileError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -616,11 +748,12 @@ def city_migrate(dsn: str) -> None:
 def city_rollup(dsn: str, days: tuple[dt.datetime, ...], tz: str) -> None:
     """Roll the shipped events of a day up into the bureau's hourly KPIs (idempotent)."""
     import datetime as dt_
+    from zoneinfo import ZoneInfo
 
     from city.ship import import_psycopg
 
     psycopg = import_psycopg()
-    today = dt_.date.today()
+    today = dt_.datetime.now(ZoneInfo(tz)).date()
     wanted = [d.date() for d in days] or [today - dt_.timedelta(days=1), today]
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:

@@ -40,6 +40,29 @@ def _calendar(cfg: HallConfig) -> str:
     return "calendar: " + "; ".join(bits)
 
 
+def _web_line(cfg: HallConfig) -> str:
+    """Who can log into the desk: a hall whose desk nobody can open is worth a warning."""
+    from coordinator.web.users import UsersFileError, read_users_file
+
+    web = cfg.web
+    users: list[str] = [u.role for u in web.users]
+    where = ""
+    if web.users_file is not None:
+        try:
+            users += [u.role for u in read_users_file(web.users_file)]
+            where = f" (hall file and {web.users_file})"
+        except UsersFileError as exc:
+            where = f" (users file unreadable: {exc})"
+    if cfg.coordinator.supervisor_password is not None:
+        users.append("supervisor")
+        where += " + HALLQ_SUPERVISOR_PASSWORD"
+    port = cfg.coordinator.http_port
+    served = "off" if not port else (
+        f"{'https' if web.tls else 'http'}://{cfg.coordinator.http_host}:{port}")
+    return (f"web {served}; desk users: {users.count('supervisor')} supervisor(s), "
+            f"{users.count('viewer')} viewer(s){where}")
+
+
 def render_summary(cfg: HallConfig) -> RenderableType:
     """What a field engineer checks before deploying: layout, coverage, whether secrets are set."""
     from rich.console import Group
@@ -58,13 +81,14 @@ def render_summary(cfg: HallConfig) -> RenderableType:
         f"password {'set' if broker.password is not None else 'not set'}",
         f"\nID hash key {'set' if cfg.security.id_hash_key is not None else 'not set'}; "
         f"state dir {cfg.runtime.state_dir}; log level {cfg.runtime.log_level}",
+        f"\n{_web_line(cfg)}",
     )
 
-    from datetime import date
+    import time as clock
 
     from hallqctl.doctor import calendar_gaps
 
-    gap = calendar_gaps(cfg, date.today())
+    gap = calendar_gaps(cfg, cfg.hall.business_day(clock.time()))
     if gap is not None:
         head.append(f"\nwarning: {gap}", style="yellow")
     if cfg.security.id_hash_key is None and cfg.coordinator.http_port:

@@ -21,6 +21,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -332,7 +333,7 @@ def calendar_gaps(cfg: HallConfig, today: date) -> str | None:
 
 
 def check_calendar(cfg: HallConfig, today: date | None = None) -> Check:
-    gap = calendar_gaps(cfg, today or date.today())
+    gap = calendar_gaps(cfg, today or cfg.hall.business_day(time.time()))
     if gap is None:
         return Check("hall calendar", Result.OK, "covers the days forecast and bookable")
     return Check("hall calendar", Result.WARN, gap,
@@ -376,13 +377,14 @@ class _Probe:
     address: int
     device: str
     kind: int
+    poll_period: float = 0.0
 
     def decode_event(self, event: object, data: bytes) -> None:
         return None
 
 
 async def check_bus(
-    url: str, baudrate: int, devices: Sequence[FramedDevice], *, timeout: float,
+    url: str, baudrate: int, devices: Sequence[FramedDevice], *, timeout: float,  # noqa: ASYNC109  each check is bounded by --timeout
     agent_id: str = "ID",
 ) -> list[Check]:
     """Open the line briefly and ask each configured device HELLO."""
@@ -398,7 +400,7 @@ async def check_bus(
     async with link:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not link.is_up and loop.time() < deadline:
+        while not link.is_up and loop.time() < deadline:  # noqa: ASYNC110  the updates queue is read below, for the probes
             await asyncio.sleep(0.02)
         if not link.is_up:
             reason = await _link_down_reason(link)
@@ -485,7 +487,7 @@ _PRINTER_FIX = {
 
 
 async def check_printer(
-    url: str, dev: PrinterDevice, *, timeout: float, agent_id: str = "ID"
+    url: str, dev: PrinterDevice, *, timeout: float, agent_id: str = "ID"  # noqa: ASYNC109  each check is bounded by --timeout
 ) -> Check:
     """Ask the ESC/POS printer its DLE EOT status; no answer is a failure, never "ok"."""
     from firmware_bridge.devices.printer import TicketPrinter
@@ -535,7 +537,7 @@ def _bus_groups(
 
 
 async def check_broker(
-    cfg: HallConfig, *, timeout: float, presence_window: float = 1.0,
+    cfg: HallConfig, *, timeout: float, presence_window: float = 1.0,  # noqa: ASYNC109  each check is bounded by --timeout
     agents: Sequence[Agent] = (),
 ) -> list[Check]:
     """Connect as a throw-away client id. Where ``hallq provision`` credentials are, log
@@ -659,7 +661,7 @@ async def run_doctor(
     cfg: HallConfig,
     agent_id: str | None,
     *,
-    timeout: float = 3.0,
+    timeout: float = 3.0,  # noqa: ASYNC109  each check is bounded by --timeout
     dev_dir: Path = Path("/dev"),
     sim_dir: Path | None = None,
     check_network: bool = True,
@@ -681,14 +683,14 @@ async def run_doctor(
     for agent in agents:
         checks += _serial_checks(agent, sim_dir)
         for (url, baud), devices in _bus_groups(agent, sim_dir).items():
-            if "://" not in url and not Path(url).exists():
+            if "://" not in url and not await asyncio.to_thread(Path(url).exists):
                 continue  # the serial check above already says so
             checks += await check_bus(url, baud, devices, timeout=timeout, agent_id=agent.id)
         for dev in agent.devices:
             if not isinstance(dev, PrinterDevice):
                 continue
             path = _local_port(dev.serial.port, sim_dir)
-            if path and ("://" in path or Path(path).exists()):
+            if path and ("://" in path or await asyncio.to_thread(Path(path).exists)):
                 checks.append(await check_printer(path, dev, timeout=timeout, agent_id=agent.id))
         checks += _gpio_spi_checks(agent, dev_dir)
         font = check_font(agent, font_finder)

@@ -30,11 +30,11 @@ __all__ = [
     "Row",
     "Seen",
     "StatusUnavailable",
+    "city_link_line",
     "collect_status",
     "render_status",
     "status_caveat",
     "status_exit_code",
-    "city_link_line",
 ]
 
 
@@ -92,7 +92,7 @@ def probe_client(broker: BrokerConfig, name: str, timeout: float) -> aiomqtt.Cli
 
 
 async def _read_retained(
-    cfg: HallConfig, timeout: float, quiet: float
+    cfg: HallConfig, timeout: float, quiet: float  # noqa: ASYNC109  bounded by `hallq status --timeout`
 ) -> tuple[dict[tuple[str, str], Presence], dict[tuple[str, str], DeviceHealth]]:
     import aiomqtt
 
@@ -136,7 +136,7 @@ async def _read_retained(
     return presence, health
 
 
-async def collect_status(cfg: HallConfig, *, timeout: float = 2.0, quiet: float = 0.3) -> list[Row]:
+async def collect_status(cfg: HallConfig, *, timeout: float = 2.0, quiet: float = 0.3) -> list[Row]:  # noqa: ASYNC109  bounded by `hallq status --timeout`
     """One row per configured client (coordinator first, then agents), then any other
     client the broker knows of. Raises StatusUnavailable when the broker cannot be read."""
     presence, health = await _read_retained(cfg, timeout, quiet)

@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -123,12 +123,22 @@ class Inbox:
         return [item.payload for item in self.items]
 
     async def wait_for(
-        self, predicate: Callable[[list[Any]], bool], timeout: float = 10.0
+        self,
+        predicate: Callable[[list[Any]], bool],
+        timeout: float = 10.0,  # noqa: ASYNC109  each test states its bound at the call
     ) -> list[Any]:
         async with asyncio.timeout(timeout):
             async with self._changed:
                 await self._changed.wait_for(lambda: predicate(self.payloads))
         return self.payloads
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109  each test states its bound
+    """Wait for state that has no event of its own (the engine's tickets, a counter, a file
+    another process writes), checking every 10 ms; ``timeout`` bounds it, as every wait."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110  the state itself is all there is to watch
+            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -142,7 +152,8 @@ def make_session(
 ) -> Callable[..., Session]:
     """Build a Session on the test broker; each client id gets its own state dir by default."""
 
-    def build(role: str, client_id: str, *, protocol: str = "auto", **kwargs: Any) -> Session:
+    def build(role: str, client_id: str, *, protocol: Literal["auto", "5", "3.1.1"] = "auto",
+              **kwargs: Any) -> Session:
         broker = BrokerConfig(url=kwargs.pop("url", mosquitto.url), protocol=protocol,
                               username=kwargs.pop("username", None), keepalive=5)
         return Session(

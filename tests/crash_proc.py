@@ -42,7 +42,7 @@ async def barrier(session: Session) -> None:
 
 async def run_session(url: str, client_id: str, state_dir: str, protocol: str,
                       ack: str) -> None:
-    broker = BrokerConfig(url=url, protocol=protocol)
+    broker = BrokerConfig.model_validate({"url": url, "protocol": protocol})
     async with Session(broker, hall="liwan", role="coordinator", client_id=client_id,
                        state_dir=Path(state_dir), ack_after_handler=ack == "on") as session:
         async def handle(incoming: Incoming) -> None:
@@ -66,13 +66,15 @@ async def run_coordinator(config: str, log_path: str, cmd_id: str, point: str,
                                      Coordinator.make_session)
 
     async def execute_then_die(self: Coordinator, kind: str, role: str, client: str,
-                               command: Any, *, reply: bool = True, late: bool = False) -> Any:
+                               command: Any, *, reply: bool = True, late: bool = False,
+                               due: float | None = None) -> Any:
         if command.id == cmd_id and point == "before_log":
             print(f"handling {cmd_id}", flush=True)
             assert self.session is not None
             await barrier(self.session)
             die()
-        return await execute(self, kind, role, client, command, reply=reply, late=late)
+        return await execute(self, kind, role, client, command, reply=reply, late=late,
+                             due=due)
 
     def submit_then_die(self: HallQueue, kind: str, role: str, client: str, command: Any,
                         now: float, *, late: bool = False) -> Any:
@@ -82,7 +84,7 @@ async def run_coordinator(config: str, log_path: str, cmd_id: str, point: str,
             die()
         return done
 
-    def session_as_asked(self: Coordinator) -> Session:
+    def session_as_asked(self: Coordinator, *, ack_after_handler: bool = True) -> Session:
         return make_session(self, ack_after_handler=ack == "on")
 
     Coordinator.execute = execute_then_die  # type: ignore[method-assign]

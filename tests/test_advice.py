@@ -38,7 +38,8 @@ def test_long_queue_gets_advice_naming_a_window_not_serving_it(engine: Engine) -
     advice = advise(engine, at(9, 6), seed=1)
     assert [a.service for a in advice] == ["tax-filing"]
     a = advice[0]
-    assert a.windows and all("tax-filing" not in engine.windows[w].skills for w in a.windows)
+    assert a.windows
+    assert all("tax-filing" not in engine.windows[w].skills for w in a.windows)
     assert a.predicted_wait_min > a.target_min == 10
     assert a.basis == "simulation"
     assert 10 <= a.duration_min <= 30
@@ -72,7 +73,8 @@ def test_advice_alert_is_a_valid_alert_event(engine: Engine) -> None:
     assert (alert.severity, alert.kind, alert.window) == ("warning", "express_advice",
                                                           a.windows[0])
     assert m.AlertEvent.model_validate_json(alert.model_dump_json()) == alert
-    assert f"{a.windows[0]}号" in alert.message and len(alert.message) <= 200
+    assert f"{a.windows[0]}号" in alert.message
+    assert len(alert.message) <= 200
 
 
 def test_replay_without_changes_matches_run_day() -> None:
@@ -85,7 +87,8 @@ def test_replay_without_changes_matches_run_day() -> None:
     skills = configured_skills(cfg)
     a = run_day(sc, core, skills, day, day=sim_day(None), spans=spans)
     b = replay_day(sc, core, skills, day, day=sim_day(None), start_s=spans[0][0])
-    assert a.waits == b.waits and a.overtime_s == b.overtime_s
+    assert a.waits == b.waits
+    assert a.overtime_s == b.overtime_s
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -141,7 +144,8 @@ def test_plan_keeps_the_staff_limit_and_is_no_worse_than_configured() -> None:
     assert (planned["p95"].mean, planned["mean"].mean) <= (configured["p95"].mean,
                                                            configured["mean"].mean)
     assert not math.isnan(plan.reports["fifo"].waits["all"]["mean"].mean)
-    assert "planned" in plan.render() and plan.to_dict()["staff_limit"] == 3
+    assert "planned" in plan.render()
+    assert plan.to_dict()["staff_limit"] == 3
 
 
 def test_advice_type_is_frozen() -> None:
@@ -183,5 +187,6 @@ def test_a_queue_no_window_serves_gets_a_window(engine: Engine) -> None:
         assert engine.apply(m.IssueRequest(kind="issue", service="green"), at(9, 0, i)).ok
     advice = advise(engine, at(9, 1), replications=2)
     green = next(a for a in advice if a.service == "green")
-    assert green.windows and math.isfinite(green.predicted_wait_min)
+    assert green.windows
+    assert math.isfinite(green.predicted_wait_min)
     assert green.after_min < green.before_min

@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ class Client:
             self.got.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
             self.cond.notify_all()
 
-    async def wait(self, predicate: Any, timeout: float = 5.0) -> bool:
+    async def wait(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:  # noqa: ASYNC109  test helper: each test states its bound
         def block() -> bool:
             with self.cond:
                 return self.cond.wait_for(predicate, timeout)
@@ -170,21 +171,25 @@ def forged(topic: str) -> tuple[bytes, bool]:
     kind = parts[3] if parts[3] in ("state", "event") else parts[5]
     big = 10**12
     message: m.Message
+    build: dict[str, Callable[[], m.Message]]
     if parts[3] == "state":
-        message = {
-            "window": lambda: m.WindowState(rev=big, window=1, zone="hall-1", status="closed"),
+        build = {
+            "window": lambda: m.WindowState(rev=big, window=1, zone="hall-1",
+                                            status=m.WindowStatus.CLOSED),
             "queue": lambda: m.QueueState(rev=big, service="invoice", waiting=999),
             "board": lambda: m.BoardState(rev=big, notice="forged"),
-        }.get(parts[4], lambda: m.BoardState(rev=big, notice="forged"))()
+        }
+        message = build.get(parts[4], lambda: m.BoardState(rev=big, notice="forged"))()
         return m.encode(message), True
     if parts[3] == "event":
-        message = {
+        build = {
             "call": lambda: m.CallEvent(ticket="A999", service="tax-filing", window=1,
                                         zone="hall-1"),
             "ticket": lambda: m.TicketEvent(ticket="A999", service="tax-filing",
-                                            state="no_show"),
-        }.get(parts[4], lambda: m.AlertEvent(severity="critical", kind="forged",
-                                             message="forged"))()
+                                            state=m.TicketState.NO_SHOW),
+        }
+        message = build.get(parts[4], lambda: m.AlertEvent(severity="critical", kind="forged",
+                                                           message="forged"))()
         return m.encode(message), False
     role, client = parts[3], parts[4]
     if kind == "cmd":
@@ -258,7 +263,8 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
     try:
         async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator:
             session = coordinator.session
-            assert session is not None and session.connects == 1
+            assert session is not None
+            assert session.connects == 1
             watch = clients["operator"] = Client(port, ca, "operator", password("operator"))
             assert await watch.connect() == 0
             await watch.subscribe(f"hallq/v1/{HALL}/#")
@@ -321,7 +327,8 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
                 await watch.wait(lambda: any(r.topic == topic for r in reported()))
                 found = [r for r in reported() if r.topic == topic]
                 if found:
-                    assert ID_NUMBER not in found[0].message and "\x1b" not in found[0].message
+                    assert ID_NUMBER not in found[0].message
+                    assert "\x1b" not in found[0].message
                     report.note(name, "coordinator", what,
                                 f"{found[0].code}:{(found[0].field or '')[:12]}")
                 else:
@@ -384,8 +391,11 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
                 own_health = T.health(ROLES[name], name)
                 await old.publish(own_health, marker)
                 expected = (own_health, marker)
-                assert await watch.wait(lambda e=expected, n=seen: any(
-                    (t, p) == e for t, p, _ in watch.got[n:]))
+
+                def marked(e: tuple[str, bytes] = expected, n: int = seen) -> bool:
+                    return any((t, p) == e for t, p, _ in watch.got[n:])
+
+                assert await watch.wait(marked)
                 through = {(t, p) for t, p, _ in watch.got[seen:]} & set(tried)
                 for sent in tried:
                     report.note(f"{name} (3.1.1)", "effect" if sent in through else "broker",
@@ -471,5 +481,6 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
         (artifacts / "attack-report.json").write_text(json.dumps(result, indent=2))
     assert report.with_effect == 0, report.effects
     # the lease after the flood is the one change the suite makes on purpose
-    assert before[1:] == after[1:] and after[0] == before[0] + 1, (before, after)
+    assert before[1:] == after[1:], (before, after)
+    assert after[0] == before[0] + 1, (before, after)
     assert report.attempts == report.denied_by_broker + report.rejected_by_coordinator

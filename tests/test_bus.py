@@ -18,6 +18,7 @@ from hallq import messages as m
 from hallq.bus import Incoming, Session
 from hallq.errors import NotConnected, RequestTimeout
 from hallq.topics import HallTopics
+from hallq.ulid import new_ulid
 
 from .conftest import Inbox, Mosquitto
 
@@ -82,7 +83,8 @@ async def test_a_killed_process_leaves_its_offline_will(
             proc.stdout.close()  # type: ignore[union-attr]
         payloads = await seen.wait_for(presence_of("win-07", "offline"))
     will = [p for p in payloads if p.client == "win-07"][-1]
-    assert will.state == "offline" and will.boot == boot
+    assert will.state == "offline"
+    assert will.boot == boot
 
 
 async def test_boot_rises_with_every_start_and_a_restart_is_quiet(
@@ -149,7 +151,8 @@ async def test_outbox_is_delivered_once_and_in_order_after_the_broker_restarts(
         payloads = got.payloads
     assert [p.id for p in payloads[1:]] == [r.id for r in sent]
     assert len(payloads) == 26
-    assert dispenser.connects >= 2 and coord.connects >= 2
+    assert dispenser.connects >= 2
+    assert coord.connects >= 2
 
 
 async def test_window_commands_are_never_queued(make_session: Callable[..., Session]) -> None:
@@ -196,14 +199,15 @@ async def test_request_reply_correlates_concurrent_requests(
                 return
             both.set()
             for req in reversed(requests):  # answer out of order
+                assert req.parts.client is not None  # a request topic names its client
                 reply = m.IssueReply(
                     kind="issue", corr=req.payload.id, ok=True,
                     ticket=m.TicketInfo(number="A001" if req.payload.service == "a" else "B001",
-                                        service=req.payload.service, priority="normal",
+                                        service=req.payload.service, priority=m.Priority.NORMAL,
                                         issued_at=m._utcnow(), people_ahead=0, eta_min=0),
                 )
                 await coord.publish(T.reply("dispenser", req.parts.client), reply)
-                stray = m.CommandReply(kind="command", corr=m.new_ulid(), ok=True)
+                stray = m.CommandReply(kind="command", corr=new_ulid(), ok=True)
                 await coord.publish(T.reply("dispenser", req.parts.client), stray)
 
         await coord.subscribe(T.every("req", "dispenser"), answer)
@@ -262,7 +266,8 @@ async def test_bad_input_is_reported_and_the_session_survives(
         reports = await errors.wait_for(lambda ps: len(ps) >= 4)
     assert [r.code for r in reports] == ["invalid_json", "invalid_payload", "oversize",
                                          "handler_failed"]
-    assert reports[1].field == "window" and reports[1].topic == topic
+    assert reports[1].field == "window"
+    assert reports[1].topic == topic
     assert "handler bug" in reports[3].message
     assert commands.payloads == [good]
 
@@ -273,7 +278,7 @@ async def test_stale_revisions_of_retained_state_are_ignored(
     got = inbox()
 
     def state(rev: int) -> m.WindowState:
-        return m.WindowState(rev=rev, window=15, zone="hall-1", status="open")
+        return m.WindowState(rev=rev, window=15, zone="hall-1", status=m.WindowStatus.OPEN)
 
     async with make_session("coordinator", "coord") as coord, \
             make_session("window", "win-15") as pad:
@@ -282,7 +287,7 @@ async def test_stale_revisions_of_retained_state_are_ignored(
         await pad.wait_connected(10)
         for rev in (5, 3, 5, 6):
             await coord.publish(T.window_state(15), state(rev))
-        await got.wait_for(lambda ps: ps and ps[-1].rev == 6)
+        await got.wait_for(lambda ps: bool(ps) and ps[-1].rev == 6)
     assert [p.rev for p in got.payloads] == [5, 6]
 
 
@@ -297,13 +302,15 @@ async def test_retained_state_reaches_a_client_that_connects_later(
     async with make_session("board", "board-9") as late:
         await late.subscribe(T.board_state(), got)
         payloads = await got.wait_for(lambda ps: len(ps) == 1)
-    assert payloads[0] == board and got.items[0].retained
+    assert payloads[0] == board
+    assert got.items[0].retained
 
 
 async def test_client_sockets_have_tcp_nodelay(make_session: Callable[..., Session]) -> None:
     async with make_session("window", "win-06") as device:
         await device.wait_connected(10)
         sock = device._client._client.socket()  # type: ignore[union-attr]
+        assert isinstance(sock, socket.socket)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import aiomqtt
 import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import MQTTErrorCode
 
 from hallq import messages as m
 from hallq.bus import Incoming, Session
@@ -43,7 +44,7 @@ def spawn(*args: str, stderr: Path) -> subprocess.Popen[str]:
                                 stderr=err, text=True)
 
 
-async def next_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
+async def next_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:  # noqa: ASYNC109  test helper: each test states its bound
     assert proc.stdout is not None
     return (await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)).strip()
 
@@ -116,7 +117,7 @@ class Trace:
     def mids(self, kind: str) -> list[int]:
         return [mid for k, mid in self.events if k == kind]
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:  # noqa: ASYNC109  test helper: each test states its bound
         async with asyncio.timeout(timeout):
             while not predicate():
                 self._changed.clear()
@@ -138,7 +139,7 @@ async def test_every_qos1_message_is_acked_once_in_arrival_order_after_its_dispa
             trace.add("arrived", message.mid)
         on_message(self, message)
 
-    def puback(self: paho.Client, mid: int) -> paho.MQTTErrorCode:
+    def puback(self: paho.Client, mid: int) -> MQTTErrorCode:
         if self._client_id == b"coord":
             trace.add("acked", mid)
         return send_puback(self, mid)
@@ -264,9 +265,11 @@ async def test_a_coordinator_killed_inside_a_command_logs_it_once_after_restarti
     assert marker.ok
     if ack_after_handler:
         assert rows == 1
-        assert reply is not None and reply.ok
+        assert reply is not None
+        assert reply.ok
         assert logged == {crashed.id: "A001", marker.corr: "A002"}
-        assert reply.ticket.number == "A001" and marker.ticket.number == "A002"
+        assert reply.ticket.number == "A001"
+        assert marker.ticket.number == "A002"
     else:
         assert rows == 0, "acked on arrival and killed before the log: the command is lost"
         assert logged == {marker.corr: "A001"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shutil
@@ -10,11 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from hallq.bus import Session
-from hallq.config import BrokerConfig
+from hallq.config import BrokerConfig, TlsConfig
 
-from .conftest import Mosquitto, need
+from .conftest import Mosquitto, need, until
 
 pytestmark = pytest.mark.broker
 
@@ -33,10 +33,10 @@ async def test_username_and_password_are_used_and_a_wrong_one_is_logged(
                        persistence=False)
     broker.start()
     try:
-        good = BrokerConfig(url=broker.url, username="win-01", password="s3cret")
+        good = BrokerConfig(url=broker.url, username="win-01", password=SecretStr("s3cret"))
         async with _session(good, tmp_path, "win-01") as session:
             await session.wait_connected(10)
-        bad = BrokerConfig(url=broker.url, username="win-01", password="wrong")
+        bad = BrokerConfig(url=broker.url, username="win-01", password=SecretStr("wrong"))
         with caplog.at_level(logging.WARNING, "hallq.bus"):
             async with _session(bad, tmp_path, "win-01") as session:
                 with pytest.raises(TimeoutError):
@@ -44,7 +44,8 @@ async def test_username_and_password_are_used_and_a_wrong_one_is_logged(
     finally:
         broker.kill()
     refusals = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
-    assert refusals and "win-01" in refusals[0]
+    assert refusals
+    assert "win-01" in refusals[0]
     assert all("wrong" not in r.getMessage() for r in caplog.records)
 
 
@@ -74,7 +75,7 @@ async def test_tls_connects_with_the_configured_ca_and_refuses_an_unknown_one(
     broker.start()
     url = f"mqtts://127.0.0.1:{broker.port}"
     try:
-        trusted = BrokerConfig(url=url, tls={"ca_file": tmp_path / "ca.crt"})
+        trusted = BrokerConfig(url=url, tls=TlsConfig(ca_file=tmp_path / "ca.crt"))
         assert trusted.use_tls
         async with _session(trusted, tmp_path, "win-tls") as session:
             await session.wait_connected(10)
@@ -84,9 +85,10 @@ async def test_tls_connects_with_the_configured_ca_and_refuses_an_unknown_one(
                 await session.wait_connected(0.5)
             fds = []
             for target in (5, 25):
-                async with asyncio.timeout(20):
-                    while session.attempts < target:
-                        await asyncio.sleep(0.02)
+                def tried(n: int = target) -> bool:
+                    return session.attempts >= n
+
+                await until(tried, timeout=20)
                 fds.append(len(os.listdir("/proc/self/fd")))
             assert not session.connected
         assert fds[1] - fds[0] < 5, f"20 failed handshakes left {fds[1] - fds[0]} more fds open"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from city.bridge import PUBLIC_SUMMARIES, BridgeError, bridge_config, city_broker, nats_user
 from city.testcluster import NatsCityCluster, find_nats_server
@@ -31,7 +32,8 @@ def test_the_bridge_forwards_only_the_public_summaries_outbound() -> None:
     assert [t[1] for t in topics] == [t for t, _ in PUBLIC_SUMMARIES]
     assert all(t[2] == "out" and t[4] == t[5] == "hallq/v1/liwan/" for t in topics)
     assert "address a.city:8883 b.city:8883 c.city:8883" in text
-    assert "bridge_cafile /etc/hallq/ca.pem" in text and "bridge_insecure false" in text
+    assert "bridge_cafile /etc/hallq/ca.pem" in text
+    assert "bridge_insecure false" in text
     assert "try_private false" in text  # NATS refuses Mosquitto's private bridge flag
     for never in ("cmd", "req", "reply", "status", "health", "error", "event", "#"):
         assert all(never not in t[1] for t in topics), never
@@ -49,8 +51,10 @@ def test_bad_bridge_options_name_the_option() -> None:
 
 def test_the_city_user_may_publish_only_its_halls_summaries() -> None:
     entry = nats_user("liwan", "hall-liwan", "$2a$11$hash")
-    assert '"hallq.v1.liwan.state.>"' in entry and "$2a$11$hash" in entry
-    assert "hallq.v1.*" not in entry and '"hallq.>"' not in entry
+    assert '"hallq.v1.liwan.state.>"' in entry
+    assert "$2a$11$hash" in entry
+    assert "hallq.v1.*" not in entry
+    assert '"hallq.>"' not in entry
 
 
 @pytest.fixture
@@ -67,7 +71,7 @@ def city(tmp_path: Path) -> Iterator[NatsCityCluster]:
 
 def city_client(city: NatsCityCluster, node: int, inbox: queue.Queue[paho.MQTTMessage]
                 ) -> paho.Client:
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bureau-{node}",
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bureau-{node}",
                          protocol=paho.MQTTv311)
     client.tls_set(ca_certs=str(city.cafile))
     client.username_pw_set("bureau", city.bureau_password)
@@ -84,7 +88,7 @@ def city_client(city: NatsCityCluster, node: int, inbox: queue.Queue[paho.MQTTMe
 
 
 def hall_client(broker: Mosquitto) -> paho.Client:
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="coordinator",
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="coordinator",
                          protocol=paho.MQTTv311)
     client.connect("127.0.0.1", broker.port)
     client.loop_start()

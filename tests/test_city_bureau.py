@@ -78,21 +78,23 @@ def test_kpis_by_hall_day_service_and_hour_add_up_to_the_logs(
     with psycopg.connect(city_dsn, autocommit=True) as conn:
         by_hall = {r["hall"]: r for r in kpis(conn, "hall", DAYS[0], DAYS[1])}
         for hall in HALLS:
-            want = [expected(shipped[(hall, d)]) for d in DAYS]
-            tickets = sum(n for e in want for n, _ in e.values())
-            waits = sum(w for e in want for _, w in e.values())
+            per_day = [expected(shipped[(hall, d)]) for d in DAYS]
+            tickets = sum(n for e in per_day for n, _ in e.values())
+            waits = sum(w for e in per_day for _, w in e.values())
             assert by_hall[hall]["issued"] == by_hall[hall]["called"] == tickets
             assert by_hall[hall]["finished"] == tickets
             assert by_hall[hall]["avg_wait_min"] == pytest.approx(waits / tickets / 60, abs=0.01)
         total = sum(r["issued"] for r in by_hall.values())
         for by in ("day", "service", "hour"):
-            rows = kpis(conn, by, DAYS[0], DAYS[1])  # type: ignore[arg-type]
+            rows = kpis(conn, by, DAYS[0], DAYS[1])
             assert sum(r["issued"] for r in rows) == total, by
         one_day = kpis(conn, "service", DAYS[1], DAYS[1], hall="east")
         want = expected(shipped[("east", DAYS[1])])
         assert {r["service"]: r["issued"] for r in one_day} == {s: n for s, (n, _) in want.items()}
         hours = [r["hour"] for r in kpis(conn, "hour", DAYS[0], DAYS[1])]
-        assert hours == sorted(hours) and 8 <= hours[0] and hours[-1] <= 18  # hall time
+        assert hours == sorted(hours)
+        assert 8 <= hours[0]
+        assert hours[-1] <= 18  # hall time
         with pytest.raises(ValueError, match="by must be one of"):
             kpis(conn, "window", DAYS[0], DAYS[1])  # type: ignore[arg-type]
 
@@ -107,12 +109,15 @@ def test_the_monthly_comfort_index_per_hall_as_csv_and_png(
         assert comfort_month(conn, dt.date(2026, 4, 1)) == []
     assert sorted(h.hall for h in months) == sorted(HALLS)
     for h in months:
-        assert sum(h.shares) == pytest.approx(1, abs=0.001) and h.hours > 0
-        assert 0 <= h.index <= 100 and h.month == "2026-03"
+        assert sum(h.shares) == pytest.approx(1, abs=0.001)
+        assert h.hours > 0
+        assert 0 <= h.index <= 100
+        assert h.month == "2026-03"
     text = comfort_csv(months)
     assert text.startswith("\ufeff")
     table = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
-    assert table[0][4:7] == ["较少 %", "适中 %", "较多 %"] and len(table) == 3
+    assert table[0][4:7] == ["较少 %", "适中 %", "较多 %"]
+    assert len(table) == 3
     png = comfort_png(months, "办税舒适度 2026-03")
     assert png.startswith(b"\x89PNG")
     (tmp_path / "comfort.png").write_bytes(png)
@@ -140,7 +145,8 @@ def test_the_live_city_keeps_the_newest_revision_and_ranks_halls_by_expected_wai
     assert [h["hall"] for h in live.least_crowded("invoice", now=now + 303)] == ["east"]
     window = m.WindowState(rev=1, window=3, zone="hall-1", status=m.WindowStatus.OPEN)
     assert live.apply(east.window_state(3), m.encode(window), now)
-    assert live.halls["east"].windows_open == 1 and live.halls["east"].waiting == 0
+    assert live.halls["east"].windows_open == 1
+    assert live.halls["east"].waiting == 0
 
 
 async def test_the_dashboard_answers_live_kpi_and_comfort_requests(
@@ -163,18 +169,22 @@ async def test_the_dashboard_answers_live_kpi_and_comfort_requests(
                 assert r.status == 200
                 assert sum(x["issued"] for x in (await r.json())["rows"]) > 0
             async with http.get(f"{base}/api/kpi?by=window") as r:
-                assert r.status == 400 and "by" in await r.text()
+                assert r.status == 400
+                assert "by" in await r.text()
             started = time.perf_counter()
             async with http.get(f"{base}/api/comfort.csv?month=2026-03") as r:
-                assert r.status == 200 and "较少" in (await r.read()).decode()
+                assert r.status == 200
+                assert "较少" in (await r.read()).decode()
             assert time.perf_counter() - started < 30
             async with http.get(f"{base}/api/comfort.png?month=2026-03") as r:
                 assert (await r.read()).startswith(b"\x89PNG")
             async with http.get(f"{base}/api/comfort.csv?month=March") as r:
-                assert r.status == 400 and "YYYY-MM" in await r.text()
+                assert r.status == 400
+                assert "YYYY-MM" in await r.text()
             async with http.get(f"{base}/") as r:
                 page = await r.text()
-                assert "east" in page and "1 halls live" in page
+                assert "east" in page
+                assert "1 halls live" in page
     finally:
         await runner.cleanup()
         db.close()
@@ -189,9 +199,11 @@ async def test_without_a_database_the_live_view_still_answers() -> None:
     try:
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/api/kpi") as r:
-                assert r.status == 503 and "--dsn" in await r.text()
+                assert r.status == 503
+                assert "--dsn" in await r.text()
             async with http.get(f"http://127.0.0.1:{port}/") as r:
-                assert r.status == 200 and "no hall has reported yet" in await r.text()
+                assert r.status == 200
+                assert "no hall has reported yet" in await r.text()
     finally:
         await runner.cleanup()
 
@@ -212,15 +224,18 @@ def test_the_city_commands_migrate_roll_up_and_write_a_private_bridge_file(
         runner = CliRunner()
         first = runner.invoke(main, ["city", "migrate", "--dsn", dsn_with(ADMIN_DSN, dbname=fresh)])
         assert first.exit_code == 0, first.output
-        assert "applied 0001_events" in first.output and "applied 0002_kpi_hourly" in first.output
+        assert "applied 0001_events" in first.output
+        assert "applied 0002_kpi_hourly" in first.output
         again = runner.invoke(main, ["city", "migrate"],
                               env={"HALLQ_CITY_DSN": dsn_with(ADMIN_DSN, dbname=fresh)})
-        assert again.exit_code == 0 and "current" in again.output
+        assert again.exit_code == 0
+        assert "current" in again.output
     finally:
         with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
     rolled = CliRunner().invoke(main, ["city", "rollup", "--dsn", city_dsn, "--day", "2026-03-16"])
-    assert rolled.exit_code == 0 and rolled.output.startswith("2026-03-16: ")
+    assert rolled.exit_code == 0
+    assert rolled.output.startswith("2026-03-16: ")
     assert int(rolled.output.split(": ")[1].split()[0]) > 0
 
     hall = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
@@ -229,9 +244,11 @@ def test_the_city_commands_migrate_roll_up_and_write_a_private_bridge_file(
                                      "--cafile", "/etc/hallq/city-ca.pem", "--out", str(out)],
                               env={"HALLQ_CITY_BRIDGE_PASSWORD": "s3cret"})
     assert made.exit_code == 0, made.output
-    assert out.stat().st_mode & 0o777 == 0o600 and "remote_password s3cret" in out.read_text()
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert "remote_password s3cret" in out.read_text()
     assert "s3cret" not in made.output
     missing = CliRunner().invoke(main, ["bridge", "--config", str(hall), "--city", "c1:8883",
                                         "--cafile", "ca.pem"],
                                  env={"HALLQ_CITY_BRIDGE_PASSWORD": ""})
-    assert missing.exit_code == 2 and "password" in missing.output
+    assert missing.exit_code == 2
+    assert "password" in missing.output

@@ -88,11 +88,16 @@ def test_a_log_entry_becomes_a_row_the_bureau_can_group_by() -> None:
 
     rows = day_rows(volume=50)
     issue, call = rows[1], rows[2]
+    assert issue[5]  # both rows carry a payload and a result
+    assert issue[6]
+    assert call[5]
+    assert call[6]
     r = city_row("liwan", (2, *issue))
     assert r[4:11] == ("ticket", "issue", json.loads(issue[5])["service"], None,
                        json.loads(issue[6])["ticket"], True, issue[4])
     c = city_row("liwan", (3, *call))
-    assert c[5] == "call" and c[7] == json.loads(call[5])["window"]
+    assert c[5] == "call"
+    assert c[7] == json.loads(call[5])["window"]
     assert c[6] == json.loads(call[6])["info"]["service"]  # the window command names none
     opened = city_row("liwan", (1, *rows[0]))
     assert opened[4:10] == ("day_open", None, None, None, None, None)
@@ -160,8 +165,11 @@ def test_entries_ship_in_order_once_and_a_new_shipper_resumes_from_the_city_curs
     assert [shipper.ship_once() for _ in range(5)] == [300, 300, 300, 100, 0]
     assert_exactly(city_dsn, "liwan", 1000)
     mark = read_mark(mark_path(log_path))
-    assert mark is not None and mark.seq == 1000 and mark.error is None
-    assert "s3cret" not in mark.target and mark.target.startswith("127.0.0.1:5432/hallq_test_")
+    assert mark is not None
+    assert mark.seq == 1000
+    assert mark.error is None
+    assert "s3cret" not in mark.target
+    assert mark.target.startswith("127.0.0.1:5432/hallq_test_")
     shipper.close()
     mark_path(log_path).unlink()  # the city's cursor is the truth, not the local mark
 
@@ -194,7 +202,7 @@ def test_two_shippers_for_one_hall_never_store_an_entry_twice(city_dsn: str,
             idle = 0
             while idle < 3:
                 idle = idle + 1 if s.ship_once() == 0 else 0
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=drain, args=(s,)) for s in (a, b)]
@@ -323,9 +331,12 @@ def test_a_hall_offline_for_an_hour_shows_its_lag_and_catches_up(
     try:
         until(lambda: shipper.stats.failures >= 2, 30, "failed attempts")
         mark = read_mark(mark_path(log_path))
-        assert mark is not None and mark.error and mark.seq == 1
+        assert mark is not None
+        assert mark.error
+        assert mark.seq == 1
         line = city_link_line(cfg)
-        assert line is not None and f"{len(during)} event(s)" in line
+        assert line is not None
+        assert f"{len(during)} event(s)" in line
         seconds = float(line.split(", ")[1].split(" s")[0])
         assert 3500 < seconds < 3700 + (time.time() - now)
         assert "last attempt failed" in line
@@ -343,7 +354,9 @@ def test_a_hall_offline_for_an_hour_shows_its_lag_and_catches_up(
         shipper.close()
     assert_exactly(dsn, cfg.hall.id, 1 + len(during))
     line = city_link_line(cfg)
-    assert line is not None and "0 event(s), 0 s behind" in line and "failed" not in line
+    assert line is not None
+    assert "0 event(s), 0 s behind" in line
+    assert "failed" not in line
 
 
 def test_the_coordinator_reports_the_city_link_from_the_shippers_mark(tmp_path: Path) -> None:
@@ -359,11 +372,13 @@ def test_the_coordinator_reports_the_city_link_from_the_shippers_mark(tmp_path: 
         write_mark(mark_path(log_path), ShipMark(10, time.time(), "connection refused", "db"))
         got = city_link(log)
         assert got is not None
-        assert got.events == len(rows) - 10 and got.shipped_seq == 10
+        assert got.events == len(rows) - 10
+        assert got.shipped_seq == 10
         assert got.error == "connection refused"
         assert got.seconds == pytest.approx(time.time() - rows[10][3], abs=5)
         mark_path(log_path).write_text("{not json")
         broken = city_link(log)
-        assert broken is not None and "not a ship mark" in (broken.error or "")
+        assert broken is not None
+        assert "not a ship mark" in (broken.error or "")
     finally:
         log.close()

@@ -13,7 +13,8 @@ LIWAN = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
 
 def test_version() -> None:
     result = CliRunner().invoke(main, ["--version"])
-    assert result.exit_code == 0 and __version__ in result.output
+    assert result.exit_code == 0
+    assert __version__ in result.output
 
 
 def test_acl_is_scoped_to_the_hall_and_its_clients() -> None:
@@ -21,12 +22,14 @@ def test_acl_is_scoped_to_the_hall_and_its_clients() -> None:
     assert result.exit_code == 0, result.output
     assert "user pi-w01\ntopic write hallq/v1/liwan/window/pi-w01/cmd\n" in result.output
     assert "user ops\ntopic read hallq/v1/liwan/#" in result.output
-    assert "pattern" not in result.output and "/+/%c/" not in result.output
+    assert "pattern" not in result.output
+    assert "/+/%c/" not in result.output
 
 
 def test_acl_refuses_a_user_name_that_is_not_an_id() -> None:
     result = CliRunner().invoke(main, ["acl", "--config", str(LIWAN), "--operator", "a b"])
-    assert result.exit_code == 2 and "broker user 'a b'" in result.output
+    assert result.exit_code == 2
+    assert "broker user 'a b'" in result.output
 
 
 def test_topics_lists_the_hall_topics(tmp_path: Path) -> None:
@@ -41,7 +44,8 @@ def test_a_broken_config_fails_commands_with_the_reason(tmp_path: Path) -> None:
     bad.write_text(LIWAN.read_text(encoding="utf-8").replace("[hall]", "[hal]", 1))
     result = CliRunner().invoke(main, ["topics", "--config", str(bad)])
     assert result.exit_code == 1
-    assert str(bad) in result.output and "hal" in result.output
+    assert str(bad) in result.output
+    assert "hal" in result.output
 
 
 def test_simulate_prints_a_json_report_and_writes_the_chart(tmp_path: Path) -> None:
@@ -56,7 +60,8 @@ def test_simulate_prints_a_json_report_and_writes_the_chart(tmp_path: Path) -> N
                                        "--volume", "300", "--json", "--chart", str(chart)])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout[result.stdout.index("{"):])
-    assert list(report["policies"]) == ["fifo", "hallq", "pool"] and report["replications"] == 2
+    assert list(report["policies"]) == ["fifo", "hallq", "pool"]
+    assert report["replications"] == 2
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -68,7 +73,8 @@ def test_forecast_prints_levels_scores_held_out_months_and_exports(tmp_path: Pat
         "forecast", "--config", str(LIWAN), "--start", "2026-11-01", "--months", "6",
         "--evaluate", "1", "--csv", str(csv), "--png", str(png)])
     assert result.exit_code == 0, result.output
-    assert "seasonal-naive" in result.output and "较" in result.output
+    assert "seasonal-naive" in result.output
+    assert "较" in result.output
     assert csv.read_text(encoding="utf-8-sig").splitlines()[0].startswith("date")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -94,10 +100,12 @@ def test_sim_devices_serves_an_agents_serial_devices_on_ptys(tmp_path: Path) -> 
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()  # printed once the simulators serve
-            assert line.startswith(f"bus {sim_dir}") and "addresses [1, 2, 11]" in line, line
+            assert line.startswith(f"bus {sim_dir}"), line
+            assert "addresses [1, 2, 11]" in line, line
             assert any(p.name.startswith("rs485") for p in sim_dir.iterdir())
         finally:
             proc.terminate()
     bad = CliRunner().invoke(main, ["sim-devices", "--config", str(hall_file), "--device",
                                     "pi-x", "--sim-dir", str(sim_dir)])
-    assert bad.exit_code == 2 and "unknown agent 'pi-x'" in bad.output
+    assert bad.exit_code == 2
+    assert "unknown agent 'pi-x'" in bad.output

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from hallq.config import ENV_OVERRIDES, HallConfig, load_config, parse_config
+from hallq.config import ENV_OVERRIDES, HallConfig, KeypadDevice, load_config, parse_config
 from hallq.errors import ConfigError
 from hallqctl.cli import main
 from hallqctl.config_summary import render_summary
@@ -164,7 +164,8 @@ def test_liwan_weights_of_one_window_and_specialised_windows() -> None:
     assert one_window.all_services
     weights = one_window.weights()
     assert set(weights) == {s.code for s in cfg.services}
-    assert weights["vat-green"] == 2.0 and weights["tax-filing"] == 1.0
+    assert weights["vat-green"] == 2.0
+    assert weights["tax-filing"] == 1.0
     specialised = next(w for w in cfg.windows if not w.all_services and not w.express)
     assert specialised.weights() == specialised.skills
 
@@ -173,7 +174,8 @@ def test_minimal_config_defaults() -> None:
     cfg = parse_config(hall_toml(), environ={})
     assert cfg.broker.url == "mqtt://127.0.0.1:1883"
     assert (cfg.broker.host, cfg.broker.port, cfg.broker.use_tls) == ("127.0.0.1", 1883, False)
-    assert cfg.broker.protocol == "auto" and cfg.broker.keepalive == 30
+    assert cfg.broker.protocol == "auto"
+    assert cfg.broker.keepalive == 30
     assert cfg.hall.reset_time == time(0, 0)
     assert cfg.hall.open_hours == [(time(9), time(12)), (time(13, 30), time(17))]
     assert cfg.runtime.state_dir == Path("~/.local/state/hallq").expanduser()
@@ -186,10 +188,12 @@ def test_minimal_config_defaults() -> None:
 
 def test_liwan_example_holds_the_2026_calendar() -> None:
     hall = load_config(EXAMPLE).hall
-    assert date(2026, 10, 1) in hall.closed_days and date(2026, 2, 17) in hall.closed_days
+    assert date(2026, 10, 1) in hall.closed_days
+    assert date(2026, 2, 17) in hall.closed_days
     assert date(2026, 10, 10) in hall.extra_workdays
     assert all(d.weekday() >= 5 for d in hall.extra_workdays)
-    assert hall.filing_deadlines["2026-10"] == 26 and hall.filing_deadlines["2026-02"] == 24
+    assert hall.filing_deadlines["2026-10"] == 26
+    assert hall.filing_deadlines["2026-02"] == 24
     assert hall.closed_days == sorted(hall.closed_days)
 
 
@@ -441,7 +445,7 @@ def test_same_port_name_on_two_agents_is_two_buses() -> None:
     # /dev/ttyUSB0 exists on every Pi: the keypad alone on pi-d1's line needs no address.
     cfg = parse_config(hall_toml(), environ={})
     keypad = cfg.agent("pi-d1").devices[0]
-    assert keypad.serial is not None
+    assert isinstance(keypad, KeypadDevice)
     assert (keypad.serial.port, keypad.serial.address) == ("/dev/ttyUSB0", None)
 
 
@@ -573,7 +577,8 @@ def test_toml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
         load_config(path)
     message = str(info.value)
     assert str(path) in message
-    assert "line 3" in message and "TOML syntax error" in message
+    assert "line 3" in message
+    assert "TOML syntax error" in message
 
 
 def test_a_file_cut_short_names_the_line_where_it_ends(tmp_path: Path) -> None:
@@ -590,7 +595,8 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.source == str(path)
-    assert "no such file" in str(info.value) and str(path) in str(info.value)
+    assert "no such file" in str(info.value)
+    assert str(path) in str(info.value)
 
 
 def test_password_file_is_read_stripped_and_relative_to_the_config(tmp_path: Path) -> None:
@@ -627,7 +633,8 @@ def test_env_overrides_secrets_and_deploy_values(
         True,
     )
     assert cfg.broker.username == "pi-w1"
-    assert cfg.broker.password is not None and cfg.broker.password.get_secret_value() == SECRET
+    assert cfg.broker.password is not None
+    assert cfg.broker.password.get_secret_value() == SECRET
     assert cfg.security.id_hash_key is not None
     assert cfg.security.id_hash_key.get_secret_value() == HASH_KEY
     assert cfg.runtime.state_dir == tmp_path / "state"
@@ -637,7 +644,8 @@ def test_env_password_replaces_a_password_file(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("HALLQ_BROKER_PASSWORD", SECRET)
     broker = '[broker]\nusername = "pi"\npassword_file = "/does/not/exist"\n'
     cfg = parse_config(hall_toml(broker=broker))
-    assert cfg.broker.password is not None and cfg.broker.password.get_secret_value() == SECRET
+    assert cfg.broker.password is not None
+    assert cfg.broker.password.get_secret_value() == SECRET
 
 
 def test_bad_env_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -677,7 +685,8 @@ def _secret_config(monkeypatch: pytest.MonkeyPatch) -> HallConfig:
 def test_secrets_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _secret_config(monkeypatch)
     for text in (repr(cfg), str(cfg), repr(cfg.broker), cfg.model_dump_json()):
-        assert SECRET not in text and HASH_KEY not in text
+        assert SECRET not in text
+        assert HASH_KEY not in text
 
 
 def test_summary_shows_set_not_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -685,9 +694,13 @@ def test_summary_shows_set_not_the_secret(monkeypatch: pytest.MonkeyPatch) -> No
     console = Console(file=io.StringIO(), width=200, record=True)
     console.print(render_summary(cfg))
     out = console.export_text()
-    assert SECRET not in out and HASH_KEY not in out
-    assert "password set" in out and "ID hash key set" in out
-    assert "test-hall" in out and "tax-filing" in out and "pi-w1" in out
+    assert SECRET not in out
+    assert HASH_KEY not in out
+    assert "password set" in out
+    assert "ID hash key set" in out
+    assert "test-hall" in out
+    assert "tax-filing" in out
+    assert "pi-w1" in out
 
 
 def test_secret_of_the_wrong_type_is_not_echoed() -> None:
@@ -709,11 +722,13 @@ def test_cli_check_good_file_prints_summary() -> None:
     result = CliRunner().invoke(main, ["config", "check", str(EXAMPLE)])
     assert result.exit_code == 0, result.output
     assert "liwan" in result.stdout
-    assert "47" in result.stdout and "24" in result.stdout
+    assert "47" in result.stdout
+    assert "24" in result.stdout
     assert "vat-green" in result.stdout
     flat = " ".join(result.stdout.split())  # the console wraps at 80 columns
     assert "calendar: 33 closed days (2026-01-01 to 2026-10-07)" in flat
-    assert "6 extra working days (调休)" in flat and "2026-10-26" in flat
+    assert "6 extra working days (调休)" in flat
+    assert "2026-10-26" in flat
 
 
 def test_summary_mentions_the_calendar_only_when_set() -> None:
@@ -725,7 +740,8 @@ def test_summary_mentions_the_calendar_only_when_set() -> None:
     assert "calendar" not in summary(HALL)
     text = summary(HALL + 'extra_workdays = [2026-10-10]\nfiling_deadlines = {"2026-10" = 26}\n')
     assert "calendar: 1 extra working days (调休): 2026-10-10; filing deadlines" in text
-    assert "2026-10-26" in text and "closed days" not in text
+    assert "2026-10-26" in text
+    assert "closed days" not in text
 
 
 def test_cli_check_bad_file_exits_1_with_the_problem_on_stderr(tmp_path: Path) -> None:
@@ -734,7 +750,8 @@ def test_cli_check_bad_file_exits_1_with_the_problem_on_stderr(tmp_path: Path) -
     result = CliRunner().invoke(main, ["config", "check", str(path)])
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert str(path) in result.stderr and "broker.keepalive" in result.stderr
+    assert str(path) in result.stderr
+    assert "broker.keepalive" in result.stderr
     assert "Traceback" not in result.output
 
 

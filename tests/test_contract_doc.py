@@ -6,7 +6,7 @@ import pytest
 
 from hallq import contract
 from hallq.errors import TopicError
-from hallq.topics import HallTopics, parse
+from hallq.topics import Action, HallTopics, StateKind, parse
 
 DOC = Path(__file__).resolve().parent.parent / "mqtt_topics.md"
 
@@ -20,9 +20,9 @@ def test_mqtt_topics_md_matches_the_models() -> None:
 
 def test_a_changed_model_would_be_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     text = DOC.read_text(encoding="utf-8")
-    spec = contract.STATE_TOPICS[contract.StateKind.BOARD]
+    spec = contract.STATE_TOPICS[StateKind.BOARD]
     changed = contract.TopicSpec(**{**spec.__dict__, "retained": False})
-    monkeypatch.setitem(contract.STATE_TOPICS, contract.StateKind.BOARD, changed)
+    monkeypatch.setitem(contract.STATE_TOPICS, StateKind.BOARD, changed)
     monkeypatch.setattr(
         contract, "ALL_TOPICS",
         tuple(changed if s is spec else s for s in contract.ALL_TOPICS),
@@ -45,6 +45,8 @@ def test_client_topics_of_the_wrong_role_are_not_in_the_contract() -> None:
 
 
 def test_commands_are_never_retained_or_queued() -> None:
-    cmd = contract.CLIENT_TOPICS[contract.Action.CMD]
-    assert not cmd.retained and not cmd.queue_offline and cmd.deadline
+    cmd = contract.CLIENT_TOPICS[Action.CMD]
+    assert not cmd.retained
+    assert not cmd.queue_offline
+    assert cmd.deadline
     assert all(spec.retained for spec in contract.STATE_TOPICS.values())

@@ -41,23 +41,30 @@ async def test_a_dispenser_and_a_pad_see_what_mqtt_topics_md_promises(
                                         service="tax-filing"), timeout=10)
         second = await dispenser.request(T.req("pi-d1"), m.IssueRequest(kind="issue",
                                          service="tax-filing"), timeout=10)
-        assert first.ok and first.ticket.number == "A001" and first.ticket.people_ahead == 0
-        assert second.ticket.number == "A002" and second.ticket.people_ahead == 1
+        assert first.ok
+        assert first.ticket.number == "A001"
+        assert first.ticket.people_ahead == 0
+        assert second.ticket.number == "A002"
+        assert second.ticket.people_ahead == 1
 
         clock.now += 120
         reply = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(window=1,
                                   action="call"), timeout=10)
-        assert reply.ok and reply.ticket == "A001"
+        assert reply.ok
+        assert reply.ticket == "A001"
         call = (await calls.wait_for(lambda ps: bool(ps)))[0]
         assert (call.ticket, call.window, call.zone, call.recall) == ("A001", 1, "hall-1", 0)
         state = await window1.wait_for(lambda ps: ps[-1].ticket == "A001")
-        assert state[-1].status == "open" and state[-1].service == "tax-filing"
+        assert state[-1].status == "open"
+        assert state[-1].service == "tax-filing"
         shown = await board.wait_for(lambda ps: bool(ps[-1].calls))
-        assert shown[-1].calls[0].ticket == "A001" and shown[-1].waiting["tax-filing"] == 1
+        assert shown[-1].calls[0].ticket == "A001"
+        assert shown[-1].waiting["tax-filing"] == 1
 
         refused = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(window=3,
                                     action="call"), timeout=10)
-        assert not refused.ok and refused.error.code == "not_your_window"
+        assert not refused.ok
+        assert refused.error.code == "not_your_window"
         assert [p.ticket for p in calls.payloads] == ["A001"]
 
 
@@ -80,7 +87,8 @@ async def test_a_restarted_coordinator_republishes_state_and_keeps_numbering(
             device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
         await board.subscribe(T.queue_state("invoice"), queue)
         state = await queue.wait_for(lambda ps: bool(ps))
-        assert state[-1].waiting == 3 and state[-1].next == ["B001", "B002", "B003"]
+        assert state[-1].waiting == 3
+        assert state[-1].next == ["B001", "B002", "B003"]
         reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(kind="issue",
                                         service="invoice"), timeout=10)
         assert reply.ticket.number == "B004"
@@ -185,7 +193,9 @@ async def test_a_duplicate_publishes_nothing_and_calls_on_are_announced_at_each_
             call = m.WindowAction(window=1, action="call")
             first = await coordinator.execute("window", "window", "pi-w1", call)
             again = await coordinator.execute("window", "window", "pi-w1", call)
-            assert not first.duplicate and again.duplicate and again.record == first.record
+            assert not first.duplicate
+            assert again.duplicate
+            assert again.record == first.record
             await coordinator.execute("window", "window", "pi-w1",
                                       m.WindowAction(window=1, action="recall"))
             heard = await calls.wait_for(lambda ps: len(ps) == 2)
@@ -216,17 +226,21 @@ async def test_the_comfort_index_is_published_retained_for_the_month_ahead(
                                   m.IssueRequest(kind="issue", service="tax-filing"))
         shown = (await board.wait_for(lambda ps: ps[-1].comfort is not None))[-1]
         today = cfg.hall.business_day(clock.now)
-        assert state.days[0].day == today and len(state.days) == 30
+        assert state.days[0].day == today
+        assert len(state.days) == 30
         assert shown.comfort == state.days[0].level
         assert state.quiet_below_per_hour < state.busy_from_per_hour
         week = state.days[:7]
-        assert any(not d.open for d in week) and any(d.open for d in week)
+        assert any(not d.open for d in week)
+        assert any(d.open for d in week)
         for d in state.days:
             if d.open:
-                assert d.first_hour == 8 and len(d.hours) == len(d.expected) == 10
+                assert d.first_hour == 8
+                assert len(d.hours) == len(d.expected) == 10
                 assert sum(d.expected) > 0
             else:
-                assert d.hours == [] and d.level == "较少"
+                assert d.hours == []
+                assert d.level == "较少"
         assert coordinator.forecast.comfort_state(1, today).days == state.days
 
 
@@ -247,7 +261,8 @@ async def test_the_comfort_index_moves_on_with_the_day(
         reply = await dispenser.request(T.req("pi-d1"),
                                         m.IssueRequest(kind="issue", service="tax-filing"),
                                         timeout=10)
-        assert reply.ok and reply.ticket.number == "A001"      # a new day's numbering
+        assert reply.ok
+        assert reply.ticket.number == "A001"
         moved = (await comfort.wait_for(
             lambda ps: ps[-1].days[0].day > first.days[0].day, timeout=20))[-1]
     assert moved.rev > first.rev
@@ -266,13 +281,15 @@ async def test_the_dashboard_serves_the_comfort_heat_map(tmp_path: Path) -> None
     web = await start_web(coordinator, "127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as http, http.get(f"{web.url}/api/comfort.png") as r:
-            assert r.status == 200 and (await r.read())[:8] == b"\x89PNG\r\n\x1a\n"
+            assert r.status == 200
+            assert (await r.read())[:8] == b"\x89PNG\r\n\x1a\n"
         async with aiohttp.ClientSession() as http, http.get(f"{web.url}/api/comfort") as r:
             assert r.status == 200
             data = m.decode(m.ComfortState, await r.read())
         today = coordinator.cfg.hall.business_day(coordinator.clock())
         assert data.days == coordinator.forecast.comfort_state(0, today).days
-        assert data.days[0].day == today and len(data.days) == 30
+        assert data.days[0].day == today
+        assert len(data.days) == 30
         coordinator.forecast = None
         for path in ("/api/comfort.png", "/api/comfort"):
             async with aiohttp.ClientSession() as http, http.get(web.url + path) as r:
@@ -327,6 +344,7 @@ async def test_queues_are_republished_with_simulated_wait_ranges(
         state = await queue.wait_for(
             lambda ps: ps[-1].wait is not None and ps[-1].wait.basis == "simulation")
         last = state[-1]
-        assert last.waiting == 6 and last.eta_min == last.wait.p50_min > 0
+        assert last.waiting == 6
+        assert last.eta_min == last.wait.p50_min > 0
         assert last.wait.low_min <= last.wait.p50_min <= last.wait.high_min
         assert coordinator.eta.refreshes >= 1

@@ -51,7 +51,8 @@ async def test_the_demo_issues_calls_serves_draws_boards_and_reports_kpis(
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
     assert counts is not None, lines
     issued, served = map(int, counts.groups())
-    assert issued > 30 and served > 10, lines
+    assert issued > 30, lines
+    assert served > 10, lines
     assert any("average wait" in line for line in lines)
     assert any(name.startswith("board") or "main" in name for name in boards()), boards()
 
@@ -90,10 +91,12 @@ async def test_on_a_bare_machine_the_demo_embeds_a_broker_goes_without_voice_and
     finally:
         watcher.cancel()
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
-    assert counts is not None and int(counts.group(1)) > 10, lines
+    assert counts is not None, lines
+    assert int(counts.group(1)) > 10, lines
     assert seen == []
     voice_off = [r for r in caplog.records if "voice off" in r.getMessage()]
-    assert len(voice_off) == 1 and "apt-get install espeak-ng" in voice_off[0].getMessage()
+    assert len(voice_off) == 1
+    assert "apt-get install espeak-ng" in voice_off[0].getMessage()
 
 
 @pytest.mark.timeout(60)
@@ -142,7 +145,7 @@ async def test_stopping_names_a_component_that_will_not_stop() -> None:
     assert await stop_components(tasks, timeout=1.0) == ["agent pi-x"]
     assert time.monotonic() - started < 2
     assert tasks["traffic"].cancelled()
-    tasks["agent pi-x"].get_coro().close()  # type: ignore[union-attr]
+    tasks["agent pi-x"].get_coro().close()
 
 
 @pytest.mark.timeout(60)
@@ -169,7 +172,8 @@ def test_a_service_that_will_not_stop_is_named_and_the_process_exits_non_zero(
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=30)
     assert proc.returncode == 70, proc
-    assert "did not stop within" in proc.stderr and "deaf" in proc.stderr, proc.stderr
+    assert "did not stop within" in proc.stderr, proc.stderr
+    assert "deaf" in proc.stderr, proc.stderr
     assert time.monotonic() - started < 20
 
 
@@ -184,7 +188,8 @@ def test_the_demo_prints_its_own_login_only(tmp_path: Path,
     base = load_config(DEFAULT_CONFIG)
     cfg = make_demo_config(base, broker, tmp_path, 0)
     hint = login_hint(base, cfg)
-    assert DEMO_PASSWORD not in hint and "the-real-one" not in hint
+    assert DEMO_PASSWORD not in hint
+    assert "the-real-one" not in hint
     assert cfg.coordinator.supervisor_password is not None
     assert cfg.coordinator.supervisor_password.get_secret_value() == "the-real-one"
 
@@ -203,4 +208,5 @@ async def test_ctrl_c_ends_the_day_with_its_kpis(
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(demo, 20)
     out = capsys.readouterr().out
-    assert "today's KPIs" in out and re.search(r"issued \d+, served \d+", out), out
+    assert "today's KPIs" in out, out
+    assert re.search(r"issued \d+, served \d+", out), out

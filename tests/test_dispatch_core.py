@@ -61,7 +61,8 @@ def drain(core: Any, w: int, now: float) -> list[int]:
 def test_pure_kind_is_the_python_source() -> None:
     module = sys.modules[load_core("pure").__module__]
     assert module.__name__ == "coordinator._dispatch_core_pure"
-    assert module.__file__ is not None and module.__file__.endswith("dispatch_core.py")
+    assert module.__file__ is not None
+    assert module.__file__.endswith("dispatch_core.py")
 
 
 def test_compiled_kind_is_an_extension_module() -> None:
@@ -225,8 +226,10 @@ def test_directed_queue_is_served_first_by_its_window_only(core_cls: type[Any]) 
     core.add(0, 0, GREEN, 0.0, 0)
     core.add_directed(1, 1, 1, NORMAL, 50.0, 9)
     core.add_directed(2, 1, 0, NORMAL, 40.0, 3)
-    assert core.waiting(0) == 1 and core.waiting(1) == 0
-    assert core.position(2, 100.0) == 0 and core.position(1, 100.0) == 1
+    assert core.waiting(0) == 1
+    assert core.waiting(1) == 0
+    assert core.position(2, 100.0) == 0
+    assert core.position(1, 100.0) == 1
     assert core.peek_next(0, 100.0) == 0
     assert drain(core, 1, 100.0) == [2, 1, 0]
 
@@ -257,8 +260,11 @@ def test_remove_unlinks_anywhere(core_cls: type[Any]) -> None:
         core.add(t, 0, NORMAL, float(t), t)
     core.add_directed(5, 0, 0, NORMAL, 0.0, 5)
     assert [core.remove(t) for t in (2, 0, 4, 5)] == [True] * 4
-    assert core.remove(2) is False and core.remove(99) is False and core.remove(-1) is False
-    assert not core.queued(2) and core.queued(1)
+    assert core.remove(2) is False
+    assert core.remove(99) is False
+    assert core.remove(-1) is False
+    assert not core.queued(2)
+    assert core.queued(1)
     assert core.waiting(0) == 2
     assert drain(core, 0, 10.0) == [1, 3]
     core.add(0, 0, NORMAL, 0.0, 0)  # a removed ticket can be queued again
@@ -295,11 +301,12 @@ def test_position_matches_the_order_of_calls(core_cls: type[Any]) -> None:
 def test_arrays_grow_past_the_initial_capacity(core_cls: type[Any]) -> None:
     core = core_cls(2, 1, capacity=4)
     core.set_skills(0, [0, 1], [1.0, 1.0])
-    tickets = list(range(0, 40, 3)) + [500]
+    tickets = [*range(0, 40, 3), 500]
     for seq, t in enumerate(tickets):
         core.add(t, seq % 2, NORMAL, float(seq), seq)
     assert core.capacity >= 501
-    assert core.queued(500) and not core.queued(1)
+    assert core.queued(500)
+    assert not core.queued(1)
     assert core.waiting(0) + core.waiting(1) == len(tickets)
     assert drain(core, 0, 1000.0) == tickets
 
@@ -321,7 +328,8 @@ def test_clear_gives_a_new_day_with_the_same_configuration(core_cls: type[Any]) 
 
     used = configured()
     day(used)                                  # leaves tickets queued, some in the middle
-    assert used.waiting(1) == 1 and used.queued(0)
+    assert used.waiting(1) == 1
+    assert used.queued(0)
     used.clear()
     assert [used.waiting(s) for s in (0, 1)] == [0, 0]
     assert not any(used.queued(t) for t in range(5))
@@ -380,9 +388,12 @@ def test_worked_example_of_dispatch_md(core_cls: type[Any]) -> None:
 def test_peek_does_not_take(core_cls: type[Any]) -> None:
     core = one_window(core_cls)
     core.add(0, 0, NORMAL, 0.0, 0)
-    assert core.peek_next(0, 1.0) == 0 and core.queued(0)
-    assert core.call_next(0, 1.0) == 0 and not core.queued(0)
-    assert core.peek_next(0, 1.0) == -1 and core.call_next(0, 1.0) == -1
+    assert core.peek_next(0, 1.0) == 0
+    assert core.queued(0)
+    assert core.call_next(0, 1.0) == 0
+    assert not core.queued(0)
+    assert core.peek_next(0, 1.0) == -1
+    assert core.call_next(0, 1.0) == -1
 
 
 def test_bad_input_raises_and_changes_nothing(core_cls: type[Any]) -> None:
@@ -402,13 +413,14 @@ def test_bad_input_raises_and_changes_nothing(core_cls: type[Any]) -> None:
         core.call_next(2, 0.0)
     with pytest.raises(IndexError):
         core.waiting(-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="boost factor must be positive"):
         core.set_boost(0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="wait target must be >= 0"):
         core.set_service(0, -1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="need at least one service and one window"):
         core_cls(0, 1)
-    assert core.waiting(0) == 1 and not core.queued(1)
+    assert core.waiting(0) == 1
+    assert not core.queued(1)
     assert drain(core, 0, 1.0) == [0]
 
 

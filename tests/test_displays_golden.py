@@ -47,7 +47,8 @@ def check(name: str, frame: Image.Image, tmp_path: Path) -> None:
         pytest.fail(f"no reference {path}: run with HALLQ_UPDATE_GOLDEN=1 and review it")
     with Image.open(path) as ref:
         ref.load()
-    assert ref.mode == "1" and ref.size == frame.size, f"{name}: {ref.mode} {ref.size}"
+    assert ref.mode == "1", f"{name}: {ref.mode}"
+    assert ref.size == frame.size, f"{name}: {ref.size}"
     if ref.tobytes() != frame.tobytes():
         actual = tmp_path / f"{name}.actual.png"
         frame.save(actual)

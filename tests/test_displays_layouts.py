@@ -60,15 +60,19 @@ def lit(image: Image.Image) -> bool:
 
 def test_devices_get_the_layout_their_config_describes(hall: HallConfig, font: BitmapFont) -> None:
     main = layout_for(hall, device(hall, "board-main"), font=font)
-    assert isinstance(main, CallBoard) and main.spec.zone is None
-    assert main.size == (192, 32) and main.rows == 2
+    assert isinstance(main, CallBoard)
+    assert main.spec.zone is None
+    assert main.size == (192, 32)
+    assert main.rows == 2
     assert len(main.spec.services) == len(hall.services)  # the whole hall's queues
     assert main.spec.ticket_chars == 5  # A0023: tax-filing has 4 digits
     vat = layout_for(hall, device(hall, "board-vat"), font=font)
-    assert isinstance(vat, CallBoard) and vat.spec.zone == "vat"
+    assert isinstance(vat, CallBoard)
+    assert vat.spec.zone == "vat"
     assert {code for code, _ in vat.spec.services} < {s.code for s in hall.services}
     strip = layout_for(hall, device(hall, "strip-22"), font=font)
-    assert isinstance(strip, WindowStrip) and strip.spec.window == 22
+    assert isinstance(strip, WindowStrip)
+    assert strip.spec.window == 22
     assert strip.size == (128, 16)
     with pytest.raises(ValueError, match="not an LED panel"):
         layout_for(hall, device(hall, "voice-vat"), font=font)
@@ -187,7 +191,8 @@ def test_frames_are_a_pure_function_of_time(font: BitmapFont) -> None:
     board.update(board_state(1, [call("A001", 1)], notice="中午休息时间：12:00-13:30"), 0.0)
     first = [f.tobytes() for f in frames(board, 0.0, 2.0, 16)]
     again = [f.tobytes() for f in frames(board, 0.0, 2.0, 16)]
-    assert first == again and len(first) == 32
+    assert first == again
+    assert len(first) == 32
     assert len(set(first)) > 16  # the ticker moved between frames
     assert board.frame_at(1.5).tobytes() == first[24]
 
@@ -207,7 +212,8 @@ def test_strip_texts_follow_the_window(font: BitmapFont) -> None:
     strip.update(window_state(2, WindowStatus.PAUSED, "A023"), 1.0)
     assert strip.main_text() == "暂停服务"
     strip.update(window_state(3, WindowStatus.CLOSED), 2.0)
-    assert strip.main_text() == "" and strip.frame_at(2.0).getbbox() is None
+    assert strip.main_text() == ""
+    assert strip.frame_at(2.0).getbbox() is None
     strip.update(window_state(4, WindowStatus.OPEN), 3.0)
     assert strip.main_text() == "15号窗口"
     with pytest.raises(ValueError, match="window 16"):
@@ -229,7 +235,8 @@ def test_strip_flashes_a_new_number_not_the_one_at_boot(font: BitmapFont) -> Non
 def test_strip_message_scrolls_beside_the_number(font: BitmapFont) -> None:
     strip = WindowStrip(StripSpec(128, 16, 15, message="一窗通办 综合业务"), font)
     # 请A000号 is 64 px, then an 8 px gap, then a 56 px lane for the message
-    assert strip.message is not None and strip.message.width == 56
+    assert strip.message is not None
+    assert strip.message.width == 56
     strip.update(window_state(1, WindowStatus.OPEN, "A023"), 0.0)
     a, b = strip.frame_at(1.0), strip.frame_at(2.0)
     assert a.crop((0, 0, 72, 16)).tobytes() == b.crop((0, 0, 72, 16)).tobytes()  # number still
@@ -241,7 +248,8 @@ def test_a_strip_too_small_for_its_message_says_so(
     font: BitmapFont, caplog: pytest.LogCaptureFixture
 ) -> None:
     strip = WindowStrip(StripSpec(64, 16, 15, message="一窗通办"), font)
-    assert strip.message is None and strip.main.width == 64  # the number keeps the strip
+    assert strip.message is None
+    assert strip.main.width == 64  # the number keeps the strip
     assert "no room for the message" in caplog.text
 
 

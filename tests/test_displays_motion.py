@@ -34,7 +34,8 @@ def test_a_new_call_blinks_off_three_times_then_stays() -> None:
         True, True, False, False,  # 2.0-3.0
         True, True, True, True,  # 3.0-4.0: steady
     ]  # fmt: skip
-    assert flash_visible(-1.0) and flash_visible(3600.0)
+    assert flash_visible(-1.0)
+    assert flash_visible(3600.0)
 
 
 def test_flash_switch_times() -> None:
@@ -46,7 +47,8 @@ def test_flash_switch_times() -> None:
 
 def test_offline_blink() -> None:
     assert [blink_on(t) for t in (0.0, 0.9, 1.0, 1.9, 2.0)] == [True, True, False, False, True]
-    assert blink_next_change(0.25) == 1.0 and blink_next_change(1.0) == 2.0
+    assert blink_next_change(0.25) == 1.0
+    assert blink_next_change(1.0) == 2.0
 
 
 # --- scrolling --------------------------------------------------------------------------------
@@ -102,7 +104,8 @@ def test_a_window_number_replaces_at_once(font: BitmapFont) -> None:
     lane = Marquee(font, 32, speed=32.0)
     lane.set_text("请A0023号到15号窗口", 0.0)
     lane.set_text("A024", 1.0, wait=False)
-    assert lane.offset_at(1.0) == 0 and not lane.scrolls_at(1.0)
+    assert lane.offset_at(1.0) == 0
+    assert not lane.scrolls_at(1.0)
 
 
 def test_empty_text_draws_nothing(font: BitmapFont) -> None:
@@ -111,7 +114,8 @@ def test_empty_text_draws_nothing(font: BitmapFont) -> None:
     lane.draw(frame, 0, 0, 0.0)
     lane.set_text("", 0.0)
     lane.draw(frame, 0, 0, 5.0)
-    assert frame.getbbox() is None and lane.offset_at(5.0) is None
+    assert frame.getbbox() is None
+    assert lane.offset_at(5.0) is None
 
 
 # --- brightness -------------------------------------------------------------------------------

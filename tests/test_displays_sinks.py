@@ -112,7 +112,8 @@ def digit_writes(bus: RecordingSpi) -> list[list[int]]:
 def test_max7219_receives_the_rendered_frame(orientation: int) -> None:
     bus = RecordingSpi()
     sink = Max7219Sink(192, 32, block_orientation=orientation, bus=bus)
-    assert sink.size == (192, 32) and bus.opened == (0, 0)
+    assert sink.size == (192, 32)
+    assert bus.opened == (0, 0)
     frame = rendered(192, 32)
     bus.writes.clear()
     sink.show(frame)
@@ -126,7 +127,8 @@ def test_max7219_from_the_hall_file_is_192x32_not_768x8() -> None:
     bus = RecordingSpi()
     sink = open_sink(device("board-main"), spi_bus=bus)
     assert isinstance(sink, Max7219Sink)
-    assert sink.size == (192, 32) and sink.device.cascaded == 96
+    assert sink.size == (192, 32)
+    assert sink.device.cascaded == 96
     frame = rendered(192, 32, t=3.0)
     bus.writes.clear()
     sink.show(frame)
@@ -138,14 +140,16 @@ def test_max7219_brightness_and_close() -> None:
     sink = Max7219Sink(16, 16, bus=bus)
     bus.writes.clear()
     sink.set_brightness(200)
-    assert [INTENSITY, 200 >> 4] * 4 in bus.writes and [SHUTDOWN, 1] * 4 in bus.writes
+    assert [INTENSITY, 200 >> 4] * 4 in bus.writes
+    assert [SHUTDOWN, 1] * 4 in bus.writes
     bus.writes.clear()
     sink.set_brightness(0)
     assert bus.writes == [[SHUTDOWN, 0] * 4]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="brightness must be 0-255"):
         sink.set_brightness(300)
     sink.close()
-    assert bus.closed and [SHUTDOWN, 0] * 4 in bus.writes
+    assert bus.closed
+    assert [SHUTDOWN, 0] * 4 in bus.writes
     with pytest.raises(SinkError, match="closed"):
         sink.show(Image.new("1", (16, 16)))
 
@@ -182,15 +186,18 @@ def test_emulator_keeps_the_last_frame_and_serves_png() -> None:
     sink = EmulatorSink(192, 32, scale=3)
     frame = rendered(192, 32)
     sink.show(frame)
-    assert sink.frame.tobytes() == frame.tobytes() and sink.shown == 1
+    assert sink.frame.tobytes() == frame.tobytes()
+    assert sink.shown == 1
     png = sink.png_bytes()
     assert png.startswith(b"\x89PNG")
     with Image.open(io.BytesIO(png)) as picture:
-        assert picture.size == (576, 96) and picture.mode == "P"
+        assert picture.size == (576, 96)
+        assert picture.mode == "P"
         # the centre of a lit pixel's dot is the lit colour, an unlit one's the dim colour
         x, y = next((x, y) for y in range(32) for x in range(192) if frame.getpixel((x, y)))
         assert picture.getpixel((x * 3 + 1, y * 3 + 1)) == 2
-        assert picture.getpixel((1, 1)) == 1 and picture.getpixel((2, 2)) == 0
+        assert picture.getpixel((1, 1)) == 1
+        assert picture.getpixel((2, 2)) == 0
 
 
 def test_emulator_gif_has_one_image_per_frame(tmp_path: Path) -> None:
@@ -199,7 +206,8 @@ def test_emulator_gif_has_one_image_per_frame(tmp_path: Path) -> None:
     sink = EmulatorSink(64, 32, scale=2)
     sink.save_gif(tmp_path / "board.gif", frames(board, 0.0, 1.0, 10), frame_ms=100)
     with Image.open(tmp_path / "board.gif") as gif:
-        assert getattr(gif, "n_frames", 1) == 10 and gif.size == (128, 64)
+        assert getattr(gif, "n_frames", 1) == 10
+        assert gif.size == (128, 64)
 
 
 def test_emulator_plain_pixels_and_brightness() -> None:
@@ -207,18 +215,22 @@ def test_emulator_plain_pixels_and_brightness() -> None:
     frame = Image.new("1", (8, 16))
     frame.putpixel((3, 5), 1)
     sink.show(frame)
-    assert sink.picture().getpixel((6, 10)) and not sink.picture().getpixel((0, 0))
+    assert sink.picture().getpixel((6, 10))
+    assert not sink.picture().getpixel((0, 0))
     sink.set_brightness(0)
     assert sink.picture().getbbox() is None
     dim = led_look(frame, scale=4, brightness=16).getpalette()
     bright = led_look(frame, scale=4, brightness=255).getpalette()
-    assert dim is not None and bright is not None and dim[6] < bright[6]
+    assert dim is not None
+    assert bright is not None
+    assert dim[6] < bright[6]
 
 
 def test_open_sink_picks_by_kind_and_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(BACKEND_ENV, "emulator")
     sink = open_sink(device("board-main"))
-    assert isinstance(sink, EmulatorSink) and sink.size == (192, 32)
+    assert isinstance(sink, EmulatorSink)
+    assert sink.size == (192, 32)
     monkeypatch.delenv(BACKEND_ENV)
     hardware = open_sink(device("board-main"), spi_bus=RecordingSpi())
     assert isinstance(hardware, Max7219Sink)
@@ -297,7 +309,8 @@ async def test_serial_sink_retries_a_failed_frame() -> None:
         sink.show(frame)
         controller.allow(2)
         await asyncio.wait_for(sink.flush(), 5)
-    assert controller.shown == [to_bitmap(frame)] and sink.failures == 1
+    assert controller.shown == [to_bitmap(frame)]
+    assert sink.failures == 1
 
 
 async def test_serial_sink_brightness_zero_blanks() -> None:

@@ -121,7 +121,7 @@ async def test_missing_clips_fall_back_to_espeak_with_one_warning(
     assert await voice.synthesize(call_words("A017", 1)) == b"espeak"
     assert len([r for r in caplog.records if "7.wav" in r.getMessage()]) == 1
     assert (await voice.synthesize(call_words("A023", 15))).startswith(b"RIFF")
-    with pytest.raises(VoiceError, match="7.wav"):
+    with pytest.raises(VoiceError, match=r"7\.wav"):
         await FallbackVoice(ClipVoice(clips), None).synthesize(call_words("A007", 1))
 
 
@@ -149,7 +149,7 @@ async def test_espeak_produces_a_wav() -> None:
 async def test_espeak_failure_is_a_voice_error() -> None:
     need_espeak()
     # espeak-ng itself speaks English for an unknown voice and exits 0; we refuse instead.
-    with pytest.raises(VoiceError, match="no voice 'no-such-voice'.*cmn-latn-pinyin"):
+    with pytest.raises(VoiceError, match=r"no voice 'no-such-voice'.*cmn-latn-pinyin"):
         await EspeakVoice(voice="no-such-voice").synthesize(["请"])
     with pytest.raises(VoiceError, match="not found"):
         await EspeakVoice(executable="/nonexistent/espeak-ng").synthesize(["请"])
@@ -303,7 +303,8 @@ async def test_an_old_backlog_is_not_announced() -> None:
     async with late:
         late.submit(event("A023", 15))
         await asyncio.wait_for(late.idle(), 5)
-    assert player.events == [] and late.log[0][1] == "too_old"
+    assert player.events == []
+    assert late.log[0][1] == "too_old"
 
 
 async def test_other_zones_are_ignored() -> None:

@@ -97,9 +97,11 @@ async def test_a_silent_device_and_a_device_at_the_wrong_address(tmp_path: Path)
             await run_doctor(cfg, "win-01", timeout=1, sim_dir=tmp_path, check_network=False)
         )
     wrong, silent = checks["device pad-1"], checks["device rate-1"]
-    assert wrong.result is Result.FAIL and "answers as rating_pad" in wrong.detail
+    assert wrong.result is Result.FAIL
+    assert "answers as rating_pad" in wrong.detail
     assert "address" in wrong.fix
-    assert silent.result is Result.FAIL and "no answer at address 2" in silent.detail
+    assert silent.result is Result.FAIL
+    assert "no answer at address 2" in silent.detail
     assert "RS-485" in silent.fix
     assert exit_code(list(checks.values())) == 1
 
@@ -109,15 +111,18 @@ async def test_a_missing_port_says_to_plug_it_in(tmp_path: Path) -> None:
     cfg = hall(tmp_path, port=missing)
     checks = by_name(await run_doctor(cfg, "win-01", timeout=0.5, check_network=False))
     port = checks[f"serial {missing}"]
-    assert port.result is Result.FAIL and "not found" in port.detail
-    assert "plug in" in port.fix and "pad-1" in port.fix
+    assert port.result is Result.FAIL
+    assert "not found" in port.detail
+    assert "plug in" in port.fix
+    assert "pad-1" in port.fix
     assert "device pad-1" not in checks  # not polled: one row for the port is enough
     assert exit_code(list(checks.values())) == 1
 
 
 async def test_an_unknown_agent_lists_the_known_ones(tmp_path: Path) -> None:
     checks = await run_doctor(hall(tmp_path), "nope", check_network=False)
-    assert checks[0].result is Result.FAIL and "win-01" in checks[0].fix
+    assert checks[0].result is Result.FAIL
+    assert "win-01" in checks[0].fix
 
 
 async def test_without_an_agent_id_the_agents_of_this_host_are_checked(tmp_path: Path) -> None:
@@ -132,7 +137,8 @@ async def test_without_an_agent_id_the_agents_of_this_host_are_checked(tmp_path:
         check_network=False,
         font_finder=lambda: None,
     )
-    assert "spi led-1" in by_name(here) and "device pad-1" not in by_name(here)
+    assert "spi led-1" in by_name(here)
+    assert "device pad-1" not in by_name(here)
     server = await run_doctor(cfg, None, hostname="server", check_network=False)
     # no device of this host: only what any machine of the hall is asked
     assert [c.name for c in server if c.name not in ("dispatch core", "mosquitto")] == [
@@ -159,7 +165,8 @@ async def test_gpio_and_spi_nodes(tmp_path: Path) -> None:
         await run_doctor(cfg, "board-1", dev_dir=dev, check_network=False, font_finder=lambda: None)
     )
     spi = checks["spi led-1"]
-    assert spi.result is Result.FAIL and "raspi-config" in spi.fix
+    assert spi.result is Result.FAIL
+    assert "raspi-config" in spi.fix
     assert checks["board font"].result is Result.WARN
     assert "fonts-unifont" in checks["board font"].fix
     (dev / "spidev0.0").write_text("")
@@ -200,7 +207,8 @@ async def test_broker_and_coordinator_online_then_broker_stopped(
         checks = by_name(await run_doctor(cfg, None, timeout=2))
     assert checks["coordinator"].result is Result.OK, checks["coordinator"]
     checks = by_name(await run_doctor(cfg, None, timeout=2))
-    assert checks["coordinator"].result is Result.FAIL and "offline" in checks["coordinator"].detail
+    assert checks["coordinator"].result is Result.FAIL
+    assert "offline" in checks["coordinator"].detail
 
     mosquitto.stop()
     checks = by_name(await run_doctor(cfg, None, timeout=1))
@@ -244,7 +252,8 @@ def test_clock_states(tmp_path: Path) -> None:
     assert check_clock([str(fake)]).result is Result.OK
     fake.write_text("#!/bin/sh\necho 'System has not been booted with systemd' >&2\nexit 1\n")
     unknown = check_clock([str(fake)])
-    assert unknown.result is Result.UNKNOWN and "booted" in unknown.detail
+    assert unknown.result is Result.UNKNOWN
+    assert "booted" in unknown.detail
     assert check_clock(["no-such-timedatectl"]).result is Result.UNKNOWN
     assert exit_code([unknown]) == 0
 
@@ -252,7 +261,8 @@ def test_clock_states(tmp_path: Path) -> None:
 def test_disk_space(tmp_path: Path) -> None:
     assert check_disk(tmp_path / "not" / "yet", min_free_mb=0, warn_free_mb=0).result is Result.OK
     full = check_disk(tmp_path, min_free_mb=10**12)
-    assert full.result is Result.FAIL and "MB free" in full.detail
+    assert full.result is Result.FAIL
+    assert "MB free" in full.detail
 
 
 def test_render_shows_the_fix() -> None:
@@ -269,7 +279,8 @@ def test_render_shows_the_fix() -> None:
         console,
     )
     out = console.export_text()
-    assert "add user hallq to group dialout" in out and "fail" in out
+    assert "add user hallq to group dialout" in out
+    assert "fail" in out
 
 
 async def test_a_port_held_by_the_running_agent_says_stop_it_first(tmp_path: Path) -> None:
@@ -285,7 +296,8 @@ async def test_a_port_held_by_the_running_agent_says_stop_it_first(tmp_path: Pat
         finally:
             held.close()
     bus = checks[f"bus {tmp_path / 'rs485'}"]
-    assert bus.result is Result.FAIL and "lock" in bus.detail.lower(), bus
+    assert bus.result is Result.FAIL, bus
+    assert "lock" in bus.detail.lower(), bus
     assert "not polled: pad-1, rate-1" in bus.detail
     assert "systemctl stop hallq-agent@win-01" in bus.fix
 
@@ -326,7 +338,8 @@ async def test_a_printer_port_held_by_the_agent(tmp_path: Path) -> None:
         finally:
             held.close()
     bus = checks[f"bus {tmp_path / 'printer'}"]
-    assert "lock" in bus.detail.lower() and "hallq-agent@disp-01" in bus.fix
+    assert "lock" in bus.detail.lower()
+    assert "hallq-agent@disp-01" in bus.fix
 
 
 def test_doctor_warns_when_the_hall_calendar_stops_before_the_days_ahead() -> None:
@@ -338,7 +351,9 @@ def test_doctor_warns_when_the_hall_calendar_stops_before_the_days_ahead() -> No
     cfg = load_config(Path(__file__).resolve().parent.parent / "examples" / "liwan.toml")
     assert {d.year for d in cfg.hall.closed_days} == {2026}
     late = check_calendar(cfg, dt.date(2026, 12, 4))
-    assert late.result == "warn" and "2027" in late.detail and "2027-01-03" in late.detail
+    assert late.result == "warn"
+    assert "2027" in late.detail
+    assert "2027-01-03" in late.detail
     assert "hall.closed_days" in late.fix
     assert check_calendar(cfg, dt.date(2026, 6, 1)).result == "ok"
 
@@ -351,10 +366,13 @@ def test_a_speaker_without_espeak_is_a_warning_naming_the_package(tmp_path: Path
 
     cfg = hall(tmp_path)  # board-1 has a speaker
     missing = check_voice(cfg.agents, which=lambda name: None)
-    assert missing is not None and missing.result is Result.WARN
-    assert missing.fix == "sudo apt-get install espeak-ng" and "show calls" in missing.detail
+    assert missing is not None
+    assert missing.result is Result.WARN
+    assert missing.fix == "sudo apt-get install espeak-ng"
+    assert "show calls" in missing.detail
     found = check_voice(cfg.agents, which=lambda name: "/usr/bin/espeak-ng")
-    assert found is not None and found.result is Result.OK
+    assert found is not None
+    assert found.result is Result.OK
     assert check_voice([], which=lambda name: None) is None  # no speaker here: not asked
 
 
@@ -362,9 +380,12 @@ def test_a_pure_dispatch_core_is_a_warning_naming_the_compiler() -> None:
     from hallqctl.doctor import check_dispatch_core
 
     pure = check_dispatch_core(lambda: "pure")
-    assert pure is not None and pure.result is Result.WARN and "build-essential" in pure.fix
+    assert pure is not None
+    assert pure.result is Result.WARN
+    assert "build-essential" in pure.fix
     compiled = check_dispatch_core(lambda: "compiled")
-    assert compiled is not None and compiled.result is Result.OK
+    assert compiled is not None
+    assert compiled.result is Result.OK
 
 
 def test_no_mosquitto_where_the_halls_broker_is_local(tmp_path: Path) -> None:
@@ -372,7 +393,8 @@ def test_no_mosquitto_where_the_halls_broker_is_local(tmp_path: Path) -> None:
 
     cfg = hall(tmp_path)  # mqtt://127.0.0.1:...
     missing = check_local_broker(cfg, finder=lambda: None)
-    assert missing is not None and missing.result is Result.WARN
+    assert missing is not None
+    assert missing.result is Result.WARN
     assert missing.fix == "sudo apt-get install mosquitto"
     remote = hall(tmp_path, url="mqtt://broker.hall.lan:1883")
     assert check_local_broker(remote, finder=lambda: None) is None

@@ -18,7 +18,7 @@ from hallq.aio import cancel_and_wait
 from hallq.config import HallConfig
 from hallq.messages import IssueRequest, TicketState, WindowAction
 
-from .conftest import Inbox, Mosquitto
+from .conftest import Inbox, Mosquitto, until
 from .coordinated import FakeClock, device, running
 from .halls import small_hall
 
@@ -59,7 +59,8 @@ async def test_a_key_press_prints_the_ticket_a_pad_calls_it_and_a_rating_is_logg
         keypad_bus.press(keypad, 1)  # key 1: tax-filing
         await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
         printed = printer.tickets[0]
-        assert "A001" in printed.text and "前面还有 0 人" in printed.text
+        assert "A001" in printed.text
+        assert "前面还有 0 人" in printed.text
         assert "预计等待 1 分钟内" in printed.text   # the reply's range, as printed
         assert printed.qr_codes == [cfg.hall.ticket_url("A001")]
 
@@ -75,9 +76,7 @@ async def test_a_key_press_prints_the_ticket_a_pad_calls_it_and_a_rating_is_logg
         await pad_bus.wait_for(lambda: sim_pad.display == "空闲 请叫号", timeout=15)
         rate_bus, rate = w_devices["rate-1"]
         rate_bus.rate(rate, 4)
-        async with asyncio.timeout(15):
-            while coordinator.engine.by_number["A001"].rating != 4:
-                await asyncio.sleep(0.02)
+        await until(lambda: coordinator.engine.by_number["A001"].rating == 4, timeout=15)
         logged = coordinator.eventlog._db.execute(
             "SELECT count(*) FROM entries WHERE payload LIKE '%\"action\":\"rate\"%'").fetchone()
         assert logged[0] == 1
@@ -92,9 +91,7 @@ async def test_an_offline_dispenser_issues_from_its_lease_and_replays_on_return(
             agent(cfg, "pi-d1", tmp_path, clock) as (devices, printers):
         keypad_bus, keypad = devices["keys-1"]
         printer = printers["printer-1"]
-        async with asyncio.timeout(15):
-            while ("pi-d1", "invoice") not in coordinator.engine.leases:
-                await asyncio.sleep(0.02)
+        await until(lambda: ("pi-d1", "invoice") in coordinator.engine.leases, timeout=15)
         keypad_bus.press(keypad, 2)  # invoice, online
         await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
 
@@ -104,15 +101,16 @@ async def test_an_offline_dispenser_issues_from_its_lease_and_replays_on_return(
         await printer.wait_for(lambda: len(printer.tickets) == 4, timeout=30)
         offline_numbers = ["B950", "B951", "B952"]
         for ticket, number in zip(printer.tickets, ["B001", *offline_numbers], strict=True):
-            assert number in ticket.text and ticket.qr_codes == [cfg.hall.ticket_url(number)]
+            assert number in ticket.text
+            assert ticket.qr_codes == [cfg.hall.ticket_url(number)]
 
         mosquitto.start()
-        async with asyncio.timeout(30):
-            while not all(n in coordinator.engine.by_number for n in offline_numbers):
-                await asyncio.sleep(0.05)
+        await until(lambda: all(n in coordinator.engine.by_number for n in offline_numbers),
+                    timeout=30)
         tickets = coordinator.engine.tickets
         assert [t.number for t in tickets] == ["B001", *offline_numbers]
-        assert all(t.offline for t in tickets[1:]) and not tickets[0].offline
+        assert all(t.offline for t in tickets[1:])
+        assert not tickets[0].offline
         assert len({t.number for t in tickets}) == len(tickets)
 
 
@@ -185,8 +183,6 @@ async def test_a_board_agent_draws_the_call_and_announces_it(
         reply = await pad.request(pad.topics.cmd("window", "pi-w1"),
                                   WindowAction(window=1, action="call"), timeout=10)
         assert reply.ticket == "A001"
-        async with asyncio.timeout(30):
-            while not (out / "voice-1" / "0001.wav").exists() or not (
-                    out / "main-board.png").exists():
-                await asyncio.sleep(0.05)
+        await until(lambda: (out / "voice-1" / "0001.wav").exists()
+                    and (out / "main-board.png").exists(), timeout=30)
     assert (out / "voice-1" / "0001.wav").stat().st_size > 1000

@@ -9,6 +9,8 @@ import pytest
 
 from edge.gpio import Buttons, GpioError, Indicators, make_pin_factory, split_pins
 
+from .conftest import until
+
 
 @pytest.fixture
 def factory() -> object:
@@ -24,7 +26,7 @@ class Presses:
         self.names.append(name)
         self.changed.set()
 
-    async def wait(self, count: int, timeout: float = 5.0) -> list[str]:
+    async def wait(self, count: int, timeout: float = 5.0) -> list[str]:  # noqa: ASYNC109  test helper: each test states its bound
         async with asyncio.timeout(timeout):
             while len(self.names) < count:
                 self.changed.clear()
@@ -44,9 +46,7 @@ async def buttons(factory: object) -> AsyncIterator[tuple[Buttons, Presses, obje
 async def quiet(b: Buttons) -> None:
     """Wait until no debounce timer is pending (the pins have settled)."""
     await asyncio.sleep(0)  # run the edge callbacks the mock pins queued from this thread
-    async with asyncio.timeout(5):
-        while any(p.timer is not None for p in b._pins.values()):
-            await asyncio.sleep(0.005)
+    await until(lambda: all(p.timer is None for p in b._pins.values()), timeout=5)
 
 
 async def test_a_bouncing_contact_gives_one_press(
@@ -64,7 +64,8 @@ async def test_a_bouncing_contact_gives_one_press(
         pin.drive_low()
     pin.drive_high()
     await quiet(b)
-    assert presses.names == ["call"] and b.bounces >= 5
+    assert presses.names == ["call"]
+    assert b.bounces >= 5
 
 
 async def test_two_real_presses_count_twice_and_a_held_key_once(
@@ -86,9 +87,9 @@ async def test_two_real_presses_count_twice_and_a_held_key_once(
 def test_pin_factories_are_chosen_by_name_with_a_fix_when_missing() -> None:
     with pytest.raises(GpioError, match="unknown pin factory 'pi6'"):
         make_pin_factory("pi6")
-    with pytest.raises(GpioError, match="hallq\\[agent,pi\\]|cannot start"):
+    with pytest.raises(GpioError, match=r"hallq\[agent,pi\]|cannot start"):
         make_pin_factory("lgpio")
-    with pytest.raises(GpioError, match="pip install RPi.GPIO, or use the default lgpio|cannot"):
+    with pytest.raises(GpioError, match=r"pip install RPi\.GPIO, or use the default lgpio|cannot"):
         make_pin_factory("rpigpio")  # no longer installed by any extra
 
 
@@ -99,11 +100,13 @@ def test_the_env_var_picks_the_default_factory(monkeypatch: pytest.MonkeyPatch) 
 
 def test_indicators_drive_their_pins(factory: object) -> None:
     keys, lamps = split_pins({"call": 17, "led_link": 5, "led_paper": 6})
-    assert keys == {"call": 17} and lamps == {"link": 5, "paper": 6}
+    assert keys == {"call": 17}
+    assert lamps == {"link": 5, "paper": 6}
     leds = Indicators(lamps, factory)
     try:
         leds.set("link", True)
-        assert factory.pin(5).state and leds.state("link")  # type: ignore[attr-defined]
+        assert factory.pin(5).state  # type: ignore[attr-defined]  # gpiozero's, untyped
+        assert leds.state("link")
         leds.set("link", False)
         assert not factory.pin(5).state  # type: ignore[attr-defined]
     finally:

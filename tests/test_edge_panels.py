@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from displays.board import CallBoard
 from edge.hall_devices import layout_for
 from edge.health import Health
 from edge.panels import Panels
 from hallq import messages as m
 
-from .conftest import Mosquitto
+from .conftest import Mosquitto, until
 from .coordinated import device
 from .halls import small_hall
 
@@ -35,6 +36,7 @@ async def test_a_restarted_board_shows_the_current_calls_within_a_second(
         await coordinator.publish(coordinator.topics.status("coordinator", "coordinator"), online)
 
     expected = layout_for(cfg, board_dev)
+    assert isinstance(expected, CallBoard)
     expected.update(state, 0.0)
     expected.set_online(True)
     want = expected.frame_at(100.0).tobytes()
@@ -49,9 +51,7 @@ async def test_a_restarted_board_shows_the_current_calls_within_a_second(
                 await session.wait_connected(10)
                 start = time.monotonic()
                 sink = panels.panels[0].sink
-                async with asyncio.timeout(5):
-                    while sink.frame.tobytes() != want:
-                        await asyncio.sleep(0.01)
+                await until(lambda: sink.frame.tobytes() == want, timeout=5)
                 elapsed = time.monotonic() - start
             finally:
                 runner.cancel()

@@ -42,7 +42,8 @@ def called(out: Outcome) -> str:
 
 
 def code(out: Outcome) -> str:
-    assert not out.ok and out.error is not None
+    assert not out.ok
+    assert out.error is not None
     return out.error.code
 
 
@@ -59,7 +60,8 @@ def test_issue_reply_counts_people_ahead_and_estimates_the_wait(engine: Engine) 
     for _ in range(3):
         issue(engine)
     out = issue(engine)
-    assert out.info is not None and out.info.people_ahead == 3
+    assert out.info is not None
+    assert out.info.people_ahead == 3
     serving = engine.serving_windows("tax-filing")
     assert serving == 3
     assert out.info.eta_min == round(3 * 1.63 * 60 / serving / 60, 1)
@@ -70,7 +72,9 @@ def test_issue_rejections_are_values_with_reasons(engine: Engine) -> None:
     assert code(issue(engine, "passport")) == "unknown_service"
     assert code(issue(engine, now=at(7, 59))) == "service_closed"
     closed = issue(engine, "green", now=at(13))
-    assert code(closed) == "service_closed" and "09:00-12:00" in closed.error.message  # type: ignore[union-attr]
+    assert code(closed) == "service_closed"
+    assert closed.error is not None
+    assert "09:00-12:00" in closed.error.message
     assert issue(engine, "green", now=at(11, 59)).ok
 
 
@@ -79,18 +83,22 @@ def test_daily_cap_and_its_warning(engine: Engine) -> None:
     assert [o.ok for o in outs] == [True] * 5 + [False]
     assert code(outs[5]) == "daily_cap_reached"
     alerts = [e for o in outs for e in o.events if isinstance(e, m.AlertEvent)]
-    assert len(alerts) == 1 and alerts[0].kind == "daily_cap_near"
+    assert len(alerts) == 1
+    assert alerts[0].kind == "daily_cap_near"
 
 
 def test_per_person_daily_limit_by_identity_hash(engine: Engine) -> None:
-    assert issue(engine, identity=H).ok and issue(engine, "invoice", identity=H).ok
+    assert issue(engine, identity=H).ok
+    assert issue(engine, "invoice", identity=H).ok
     assert code(issue(engine, identity=H)) == "person_limit_reached"
-    assert issue(engine, identity="cd" * 32).ok and issue(engine).ok
+    assert issue(engine, identity="cd" * 32).ok
+    assert issue(engine).ok
 
 
 def test_green_service_tickets_get_the_green_class(engine: Engine) -> None:
     t = issue(engine, "green", now=at(9, 30)).ticket
-    assert t is not None and t.priority is Priority.GREEN
+    assert t is not None
+    assert t.priority is Priority.GREEN
 
 
 # --- calling -------------------------------------------------------------------------------
@@ -111,7 +119,8 @@ def test_call_publishes_a_call_event_and_the_board_remembers(engine: Engine) -> 
     call = [e for e in out.events if isinstance(e, m.CallEvent)]
     assert call == [m.CallEvent(ticket="A001", service="tax-filing", window=1, zone="hall-1",
                                 id=call[0].id, ts=call[0].ts)]
-    assert out.board_changed and out.windows == {1}
+    assert out.board_changed
+    assert out.windows == {1}
     assert engine.board_state(1).calls[0].ticket == "A001"
     assert engine.window_state(1, 1).ticket == "A001"
 
@@ -130,7 +139,8 @@ def test_calling_again_finishes_the_current_ticket(engine: Engine) -> None:
     out = act(engine, 1, "call", at(10, 2))
     assert called(out) == "A002"
     first = engine.by_number["A001"]
-    assert first.state is TicketState.DONE and first.finished_at == at(10, 2)
+    assert first.state is TicketState.DONE
+    assert first.finished_at == at(10, 2)
 
 
 def test_paused_and_closed_windows_cannot_call(engine: Engine) -> None:
@@ -148,7 +158,8 @@ def test_closing_a_busy_window_is_refused(engine: Engine) -> None:
     issue(engine)
     act(engine, 1, "call")
     assert code(act(engine, 1, "close")) == "window_busy"
-    assert act(engine, 1, "finish").ok and act(engine, 1, "close").ok
+    assert act(engine, 1, "finish").ok
+    assert act(engine, 1, "close").ok
 
 
 def test_unknown_window(engine: Engine) -> None:
@@ -202,7 +213,8 @@ def test_start_finish_and_rating(engine: Engine) -> None:
     assert act(engine, 1, "finish", at(9, 8), rating=4).ok
     t = engine.by_number["A001"]
     assert (t.state, t.wait_s, t.service_s, t.rating) == (TicketState.DONE, 300.0, 120.0, 4)
-    assert act(engine, 1, "rate", ticket="A001", rating=2).ok and t.rating == 2
+    assert act(engine, 1, "rate", ticket="A001", rating=2).ok
+    assert t.rating == 2
     assert code(act(engine, 2, "rate", ticket="A001", rating=2)) == "not_served_here"
     assert engine.avg_service_s("tax-filing") == 120.0
 
@@ -212,9 +224,11 @@ def test_transfer_to_a_service_keeps_the_original_issue_time(engine: Engine) -> 
     issue(engine, "invoice", now=at(9, 5))
     act(engine, 3, "call")
     out = act(engine, 3, "transfer", to_service="invoice")
-    assert out.ok and engine.window_state(3, 9).ticket is None
+    assert out.ok
+    assert engine.window_state(3, 9).ticket is None
     moved = engine.by_number["A001"]
-    assert moved.service == "invoice" and moved.issued_at == at(9, 0)
+    assert moved.service == "invoice"
+    assert moved.issued_at == at(9, 0)
     assert called(act(engine, 2, "call")) == "A001", "issued earlier, so it is ahead of B001"
 
 
@@ -261,7 +275,8 @@ def test_cancel_park_and_unpark(engine: Engine) -> None:
     assert engine.by_number["A002"].state is TicketState.CANCELLED
     assert code(act(engine, 1, "cancel", ticket="A002")) == "ticket_not_waiting"
     act(engine, 1, "call")
-    assert act(engine, 1, "park").ok and engine.window_state(1, 1).ticket is None
+    assert act(engine, 1, "park").ok
+    assert engine.window_state(1, 1).ticket is None
     assert engine.by_number["A001"].state is TicketState.PARKED
     assert code(act(engine, 1, "call")) == "no_one_waiting"
     assert called(act(engine, 1, "unpark", ticket="A001")) == "A001"
@@ -295,7 +310,8 @@ def test_appointments_take_precedence_only_within_their_slot(engine: Engine) -> 
     engine.register_appointment("APPT1234", "tax-filing", at(10), at(10, 30))
     issue(engine, now=at(9, 0))
     appt = issue(engine, now=at(9, 10), appointment="APPT1234")
-    assert appt.ticket is not None and appt.ticket.priority is Priority.APPOINTMENT
+    assert appt.ticket is not None
+    assert appt.ticket.priority is Priority.APPOINTMENT
     assert called(act(engine, 3, "call", at(9, 50))) == "A001", "early: waits like others"
     issue(engine, now=at(9, 55))
     assert called(act(engine, 3, "call", at(10, 1))) == "A002", "within its slot: first"
@@ -308,11 +324,13 @@ def test_rollover_closes_out_the_day_and_numbers_restart(engine: Engine) -> None
     issue(engine)
     issue(engine)
     act(engine, 1, "call")
-    assert not engine.due(at(23)) and engine.due(at(3, 1, day=31))
+    assert not engine.due(at(23))
+    assert engine.due(at(3, 1, day=31))
     snapshot, out = engine.roll_over(at(3, 1, day=31))
     states = sorted((e.ticket, e.state) for e in out.events)  # type: ignore[attr-defined]
     assert states == [("A001", TicketState.DONE), ("A002", TicketState.CANCELLED)]
-    assert snapshot["carried"] == [] and str(engine.day) == "2026-12-01"
+    assert snapshot["carried"] == []
+    assert str(engine.day) == "2026-12-01"
     assert issue(engine, now=at(9, day=31)).ticket.number == "A001"  # type: ignore[union-attr]
     assert engine.window_state(1, 1).ticket is None
 
@@ -351,7 +369,8 @@ def test_stats_count_waits_and_service_times(engine: Engine) -> None:
     act(engine, 1, "finish", at(9, 15))
     stats = engine.stats_state(5)
     assert (stats.total.issued, stats.total.served) == (2, 2)
-    assert stats.total.avg_wait_s == 660.0 and stats.per_window["1"].served == 2
+    assert stats.total.avg_wait_s == 660.0
+    assert stats.per_window["1"].served == 2
     assert stats.per_service["invoice"].issued == 0
 
 
@@ -382,7 +401,8 @@ def test_stats_agree_with_each_group_counted_on_its_own(engine: Engine) -> None:
 
     stats = engine.stats_state(9)
     assert stats.total == kpi(engine.tickets)
-    assert stats.total.served > 10 and stats.total.no_show > 0
+    assert stats.total.served > 10
+    assert stats.total.no_show > 0
     for c in services:
         assert stats.per_service[c] == kpi([t for t in engine.tickets if t.service == c])
     for n in engine.windows:
@@ -401,7 +421,8 @@ def test_numbers_run_out_at_the_width(engine: Engine) -> None:
 
 def lease(e: Engine, service: str, size: int, source: str = "pi-d1") -> tuple[int, int]:
     out = e.apply(m.LeaseRequest(kind="lease", service=service, size=size), at(9), source)
-    assert out.ok and out.lease is not None
+    assert out.ok
+    assert out.lease is not None
     return out.lease
 
 
@@ -420,8 +441,10 @@ def test_leased_blocks_come_from_the_top_and_are_accepted_offline_with_their_tim
     assert lease(engine, "tax-filing", 5, source="pi-d2") == (985, 989)
     assert issue(engine).ticket.number == "A002"  # type: ignore[union-attr]
     replayed = offline(engine, "A990", at(9, 30))
-    assert replayed.ok and replayed.ticket is not None
-    assert replayed.ticket.issued_at == at(9, 30) and replayed.ticket.offline
+    assert replayed.ok
+    assert replayed.ticket is not None
+    assert replayed.ticket.issued_at == at(9, 30)
+    assert replayed.ticket.offline
     assert code(offline(engine, "A990", at(9, 31))) == "number_used"
     assert code(offline(engine, "A002", at(9, 31))) == "not_leased"
     assert code(offline(engine, "A991", at(9, 31), source="pi-d2")) == "not_leased"
@@ -436,7 +459,9 @@ def test_a_ticket_issued_offline_is_called_in_its_issue_time_order(engine: Engin
     issue(engine, "tax-filing", now=at(9, 40))                   # A002
     issue(engine, "tax-filing", now=at(10, 50))                  # A003
     replayed = offline(engine, "A990", at(9, 30))
-    assert replayed.ok and replayed.info is not None and replayed.info.people_ahead == 1
+    assert replayed.ok
+    assert replayed.info is not None
+    assert replayed.info.people_ahead == 1
     order = [called(act(engine, 3, "call", now=at(11, 5 + k))) for k in range(4)]
     assert order == ["A001", "A990", "A002", "A003"]
 
@@ -472,7 +497,8 @@ def test_a_dispenser_voids_a_ticket_it_could_not_print(engine: Engine) -> None:
     void = m.VoidRequest(kind="void", number=number, reason="paper out")
     assert code(engine.apply(void, at(9), "pi-d2")) == "not_your_ticket"
     out = engine.apply(void, at(9), "pi-d1")
-    assert out.ok and engine.by_number[number].state is TicketState.VOIDED
+    assert out.ok
+    assert engine.by_number[number].state is TicketState.VOIDED
     assert engine.core.waiting(engine.service_idx["invoice"]) == 0
     assert code(engine.apply(void, at(9), "pi-d1")) == "ticket_not_waiting"
 
@@ -489,6 +515,7 @@ def test_the_queue_next_list_is_the_order_the_dispatcher_calls(engine: Engine) -
     issue(engine, "tax-filing", now=at(10, 55))                      # A004
     now = at(11, 5)
     shown = engine.queue_state("tax-filing", 1, now).next
-    assert shown[:2] == ["A003", "A001"] and shown.index("A990") < shown.index("A002")
+    assert shown[:2] == ["A003", "A001"]
+    assert shown.index("A990") < shown.index("A002")
     called_order = [called(act(engine, 3, "call", now=now)) for _ in shown]
     assert called_order == shown

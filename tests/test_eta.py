@@ -36,7 +36,8 @@ def test_a_new_tickets_range_never_reads_below_the_oldest_tickets_wait(engine: E
     issue(engine, "tax-filing", now=at(9))
     queue = engine.queue_state("tax-filing", 1, at(9, 30))
     assert queue.wait is not None
-    assert queue.wait.low_min >= 30.0 and queue.eta_min == queue.wait.p50_min >= 30.0
+    assert queue.wait.low_min >= 30.0
+    assert queue.eta_min == queue.wait.p50_min >= 30.0
     assert queue.wait.zh().startswith("约 30–")
 
 
@@ -65,10 +66,12 @@ def test_the_simulation_predicts_each_waiting_tickets_call(engine: Engine) -> No
         assert wait.p50_min == pytest.approx(k - 0.5, abs=0.15), number
         assert wait.low_min <= k - 0.5 <= wait.high_min
     info = engine.ticket_info(engine.by_number[numbers[-1]], now)
-    assert info.wait is not None and info.eta_min == info.wait.p50_min
+    assert info.wait is not None
+    assert info.eta_min == info.wait.p50_min
     # a ticket issued now waits behind all nine: about 9.5 minutes
     queue = engine.queue_state("tax-filing", 1, now)
-    assert queue.wait is not None and queue.wait.p50_min == pytest.approx(9.5, abs=0.3)
+    assert queue.wait is not None
+    assert queue.wait.p50_min == pytest.approx(9.5, abs=0.3)
 
 
 def test_the_estimator_keeps_within_its_budget_between_refreshes(engine: Engine) -> None:

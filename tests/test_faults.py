@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
+import hallq.sqlite
 from hallq import messages as m
 from hallq.config import HallConfig, parse_config
 from hallq.errors import RequestTimeout
 from hallq.topics import HallTopics
 
-from .conftest import Inbox, Mosquitto
+from .conftest import Inbox, Mosquitto, until
 from .coordinated import FakeClock, device, running
 from .halls import small_hall, small_hall_text
 from .test_edge_agents import agent
@@ -34,7 +35,7 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
     from coordinator import eventlog
 
     disk = {"read_only": False}  # the file system, as SQLite sees it (bench/faults.py: real)
-    real_open = eventlog.open_db
+    real_open = hallq.sqlite.open_db  # what coordinator.eventlog imported
 
     def open_db(path: Path, schema: str, **kw: Any) -> sqlite3.Connection:
         db = real_open(path, schema, **kw)
@@ -54,9 +55,7 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
         await watch.wait_connected(10)
         keypad_bus, keypad = devices["keys-1"]
         printer = printers["printer-1"]
-        async with asyncio.timeout(15):
-            while ("pi-d1", "invoice") not in coordinator.engine.leases:
-                await asyncio.sleep(0.02)
+        await until(lambda: ("pi-d1", "invoice") in coordinator.engine.leases, timeout=15)
         keypad_bus.press(keypad, 2)
         await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
 
@@ -76,9 +75,7 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
         disk["read_only"] = False  # the disk is back
         await alerts.wait_for(lambda ps: any(a.kind == "storage_recovered" for a in ps))
         await health.wait_for(lambda ps: ps[-1].components[0].ok)
-        async with asyncio.timeout(20):
-            while not {"B950", "B951"} <= set(coordinator.engine.by_number):
-                await asyncio.sleep(0.05)
+        await until(lambda: {"B950", "B951"} <= set(coordinator.engine.by_number), timeout=20)
         waiting = [t.number for t in coordinator.engine.tickets
                    if t.state is m.TicketState.WAITING]
         assert sorted(waiting) == ["B001", "B950", "B951"], "a number not printed waits"
@@ -119,7 +116,8 @@ async def test_views_converge_after_the_broker_comes_back_empty(
             assert coordinator.session is not None
             coordinator.session.reconnect()
             heard = await calls.wait_for(lambda ps: bool(ps), timeout=15)
-            assert heard[-1].ticket == "A001" and heard[-1].window == 1
+            assert heard[-1].ticket == "A001"
+            assert heard[-1].window == 1
 
 
 def _hall(url: str, tmp_path: Path, protocol: str) -> HallConfig:
@@ -153,14 +151,18 @@ async def test_a_call_that_outlived_its_deadline_is_never_applied_and_the_pad_ca
         async with running(cfg, log_path, clock) as coordinator:
             ask = m.Query(window=1, action="query", about=call.id)
             answer = await pad.request(T.cmd("window", "pi-w1"), ask, timeout=10)
-            assert answer.ok and answer.happened is False
+            assert answer.ok
+            assert answer.happened is False
             assert coordinator.engine.windows[1].current is None, "a stale CALL was applied"
             again = m.WindowAction(window=1, action="call")
             reply = await pad.request(T.cmd("window", "pi-w1"), again, timeout=10)
-            assert reply.ok and reply.ticket == "A001"
+            assert reply.ok
+            assert reply.ticket == "A001"
             answer = await pad.request(T.cmd("window", "pi-w1"), m.Query(
                 window=1, action="query", about=again.id), timeout=10)
-            assert answer.happened is True and answer.ticket == "A001"
+            assert answer.happened is True
+            assert answer.ticket == "A001"
         with sqlite3.connect(log_path) as db:
             logged = {row[0] for row in db.execute("SELECT cmd_id FROM entries")}
-        assert call.id not in logged and again.id in logged
+        assert call.id not in logged
+        assert again.id in logged

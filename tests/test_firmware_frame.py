@@ -35,6 +35,7 @@ LEGAL = [
     (Command.STATUS, True),
     (Command.DISPLAY, False),
     (Command.LED_FRAME, False),
+    (Command.LED_DELTA, False),
 ]
 
 
@@ -101,7 +102,8 @@ def test_special_bytes_inside_are_stuffed_and_restored() -> None:
     frame = Frame(SOF, Command.DISPLAY, EOF, payload)
     wire = encode(frame)
     inner = wire[1:-1]
-    assert SOF not in inner and EOF not in inner
+    assert SOF not in inner
+    assert EOF not in inner
     assert sniffer().feed(wire) == [frame]
 
 

@@ -60,6 +60,8 @@ from firmware_bridge.sim import (
     SimScanner,
 )
 
+from .conftest import until
+
 FAST = LinkTiming(
     reply_timeout=0.25,
     byte_gap=0.1,
@@ -102,7 +104,7 @@ class Watch:
         return [u for u in self.items if isinstance(u, kind)]
 
     async def wait_for(
-        self, predicate: Callable[[list[Update]], bool], timeout: float = 10
+        self, predicate: Callable[[list[Update]], bool], timeout: float = 10  # noqa: ASYNC109  test helper: each test states its bound
     ) -> None:
         async with asyncio.timeout(timeout):
             while not predicate(self.items):
@@ -115,7 +117,7 @@ class Watch:
         where: Callable[[U], bool] = lambda u: True,
         *,
         after: int = 0,
-        timeout: float = 10,
+        timeout: float = 10,  # noqa: ASYNC109  test helper: each test states its bound
     ) -> U:
         """The first update of ``kind`` matching ``where`` at or after index ``after``."""
         found: list[U] = []
@@ -126,13 +128,6 @@ class Watch:
 
         await self.wait_for(match, timeout)
         return found[0]
-
-
-async def poll_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    """For state that has no event of its own (a counter); bounded by a timeout."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def online(address: int, value: bool = True) -> Callable[[DeviceState], bool]:
@@ -243,9 +238,12 @@ async def test_devices_come_online_with_their_identity(hall: Hall) -> None:
     assert hall.watch.of(LinkState)[0].up
     states = {s.address: s for s in hall.watch.of(DeviceState)}
     assert states[1].device == "pad-01"
-    assert states[1].identity is not None and states[1].identity.kind_name == "call_pad"
-    assert states[21].identity is not None and states[21].identity.kind_name == "led_controller"
-    assert states[11].status is not None and states[11].status.ok
+    assert states[1].identity is not None
+    assert states[1].identity.kind_name == "call_pad"
+    assert states[21].identity is not None
+    assert states[21].identity.kind_name == "led_controller"
+    assert states[11].status is not None
+    assert states[11].status.ok
     assert hall.link.is_up
     assert hall.link.device_state(2) is not None
 
@@ -343,7 +341,9 @@ async def test_wrong_image_size_is_refused_before_sending(hall: Hall) -> None:
 async def test_a_silent_device_goes_offline_and_comes_back(hall: Hall) -> None:
     hall.sim[11].muted = True
     await hall.watch.first(DeviceState, online(11, False))
-    assert hall.link.device_state(11) is not None and not hall.link.device_state(11).online  # type: ignore[union-attr]
+    state = hall.link.device_state(11)
+    assert state is not None
+    assert not state.online
     with pytest.raises(DeviceTimeout):
         await hall.link.request(11, Command.HELLO)
     mark = len(hall.watch.items)
@@ -360,14 +360,15 @@ async def test_a_rebooted_device_restarts_its_count(hall: Hall) -> None:
     sim[1].reboot()
     assert sim.press(1, "RECALL") == 1  # seq 1 again, after the BOOT event's 0
     state = await watch.first(DeviceState, lambda s: s.reason == "rebooted")
-    assert state.identity is not None and state.identity.boot_id == 2
+    assert state.identity is not None
+    assert state.identity.boot_id == 2
     await watch.first(PadKeyPress, lambda e: e.key == PadKey.RECALL)
 
 
 async def test_line_noise_does_not_stop_the_link(hall: Hall) -> None:
     for _ in range(20):
         hall.sim.inject(b"\x7e\x01\x82\x00\xff\x7f noise \x7d\x7d \x00\xff" * 3)
-    await poll_until(lambda: hall.link.drops.get(DropReason.GARBAGE, 0) > 0)
+    await until(lambda: hall.link.drops.get(DropReason.GARBAGE, 0) > 0)
     seq = hall.sim.press(1, "CALL")
     await hall.sim.wait_for(lambda: seq in hall.sim[1].acked)
     await hall.watch.first(PadKeyPress)
@@ -397,7 +398,7 @@ async def test_unplug_and_replug_recovers_without_restart(hall: Hall) -> None:
     with pytest.raises(LinkDown):
         await hall.pad.show("A001")
     opened = link.stats.opened
-    await poll_until(lambda: link.stats.open_failures >= 1)  # it kept trying while unplugged
+    await until(lambda: link.stats.open_failures >= 1)  # it kept trying while unplugged
     sim.replug()
     await watch.first(LinkState, lambda s: s.up, after=mark)
     await watch.first(DeviceState, online(1), after=mark)
@@ -429,10 +430,11 @@ async def test_a_missing_port_is_reported_down_and_commands_fail_fast(tmp_path: 
     link = SerialLink(str(tmp_path / "no-such-tty"), timing=FAST)
     async with link, Watch(link) as watch:
         state = await watch.first(LinkState)
-        assert not state.up and "no-such-tty" in state.reason
+        assert not state.up
+        assert "no-such-tty" in state.reason
         with pytest.raises(LinkDown):
             await link.request(1, Command.HELLO)
-        await poll_until(lambda: link.stats.open_failures >= 3)
+        await until(lambda: link.stats.open_failures >= 3)
         assert len(watch.of(LinkState)) == 1  # reported once, not at every retry
 
 
@@ -508,6 +510,29 @@ async def test_a_master_that_ignores_the_wire_time_collides(tmp_path: Path) -> N
         Scanner(link, 3)
         async with link:
             await sim.wait_for(lambda: sim.collisions > 0)
+
+
+async def test_pads_are_polled_every_round_and_led_controllers_now_and_then(
+    tmp_path: Path,
+) -> None:
+    """An LED controller has no keys: polling it every round would only lengthen the wait
+    for a pad's key."""
+    async with BusSimulator(tmp_path / "bus", [SimCallPad(1), SimLedController(21)]) as sim:
+        link = SerialLink(str(sim.path), baudrate=115200, timing=FAST)
+        CallPad(link, 1)
+        LedController(link, 21, width=128, height=16)
+        async with link:
+            await sim.wait_for(lambda: 0 in sim[21].acked)  # online, BOOT taken
+            start_pad, start_led = sim[1].received[Command.POLL], sim[21].received[Command.POLL]
+            await sim.wait_for(lambda: sim[1].received[Command.POLL] >= start_pad + 60)
+            led_polls = sim[21].received[Command.POLL] - start_led
+    assert led_polls <= 3  # 60 rounds of >= 10 ms: at most one poll a second, and a margin
+
+
+def test_the_round_floor_follows_the_baud_rate() -> None:
+    assert LinkTiming().round_s(9600) == pytest.approx(0.05)
+    assert LinkTiming().round_s(115200) == pytest.approx(0.005)
+    assert LinkTiming(poll_interval=0.2).round_s(115200) == 0.2
 
 
 # --- privacy ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,13 +20,14 @@ from firmware_bridge.devices import (
 from firmware_bridge.devices.escpos import CHINESE_ON, qr_code, size, status_query
 from firmware_bridge.sim import EscPosParser, PrintedTicket, PrinterSimulator
 
+HALL_TZ = ZoneInfo("Asia/Shanghai")
 TICKET = Ticket(
     hall="广州市荔湾区办税服务厅",
     service="综合业务",
     number="A023",
     people_ahead=5,
     wait_minutes=8,
-    issued_at=datetime(2024, 5, 6, 9, 31),
+    issued_at=datetime(2024, 5, 6, 9, 31, tzinfo=HALL_TZ),  # the edge prints hall time
     status_url="https://q.example.cn/t/liwan/A023?k=7f3a",
 )
 
@@ -152,7 +154,9 @@ async def test_a_ticket_prints_and_is_confirmed(
     printer_sim: PrinterSimulator, printer: TicketPrinter
 ) -> None:
     result = await printer.print_ticket(TICKET)
-    assert result.written and result.done and result.confirmed
+    assert result.written
+    assert result.done
+    assert result.confirmed
     assert result.status.condition == PrinterCondition.OK
     [page] = printer_sim.tickets
     assert "A023" in [line.text for line in page.lines]
@@ -169,11 +173,14 @@ async def test_paper_running_out_during_the_ticket_fails_it(
     assert first.done
     assert first.status.condition == PrinterCondition.PAPER_NEAR_END
     second = await printer.print_ticket(TICKET)
-    assert second.written and not second.done
+    assert second.written
+    assert not second.done
     assert second.status.paper_out
-    assert len(printer_sim.tickets) == 1 and printer_sim.lost == 1
+    assert len(printer_sim.tickets) == 1
+    assert printer_sim.lost == 1
     third = await printer.print_ticket(TICKET)  # known out: nothing is sent
-    assert not third.written and not third.done
+    assert not third.written
+    assert not third.done
     assert "paper_out" in third.reason
     assert printer_sim.cuts == 2
 
@@ -197,7 +204,9 @@ async def test_a_mute_printer_is_unknown_and_the_ticket_unconfirmed(
     assert status.condition == PrinterCondition.UNKNOWN
     assert printer_sim.status_queries == 1  # gave up after the first silence
     result = await printer.print_ticket(TICKET)
-    assert result.written and result.done and not result.confirmed
+    assert result.written
+    assert result.done
+    assert not result.confirmed
     assert len(printer_sim.tickets) == 1
 
 
@@ -207,7 +216,8 @@ async def test_an_unplugged_printer_fails_the_ticket_then_recovers(
     assert (await printer.print_ticket(TICKET)).done
     printer_sim.unplug()
     result = await printer.print_ticket(TICKET)
-    assert not result.done and not result.written
+    assert not result.done
+    assert not result.written
     printer_sim.replug()
     assert (await printer.print_ticket(TICKET)).confirmed
     assert len(printer_sim.tickets) == 2

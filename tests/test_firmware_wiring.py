@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -39,10 +40,13 @@ async def test_a_window_cabinet_runs_on_its_simulated_bus(
     devices = serial_devices(hall_config.agent("pi-w01").devices)
     sims = simulate_devices(devices, tmp_path)
     wiring = wire_devices(devices, timing=FAST, sim_dir=tmp_path, simulate_all=True)
-    assert len(wiring.links) == 1 and len(wiring.drivers) == 18
+    assert len(wiring.links) == 1
+    assert len(wiring.drivers) == 18
     [link] = wiring.links.values()
     pad = wiring.drivers["pad-04"]
-    assert isinstance(pad, CallPad) and pad.window == 4 and pad.address == 4
+    assert isinstance(pad, CallPad)
+    assert pad.window == 4
+    assert pad.address == 4
     async with sims, wiring:
         online: set[str] = set()
         async with asyncio.timeout(20):
@@ -74,7 +78,8 @@ async def test_a_dispenser_keypad_id_reader_and_printer(
         simulate_all=True,
     )
     keypad, reader = wiring.drivers["keys-d01"], wiring.drivers["idcard-d01"]
-    assert isinstance(keypad, Keypad) and isinstance(reader, IdReader)
+    assert isinstance(keypad, Keypad)
+    assert isinstance(reader, IdReader)
     assert keypad.link is not reader.link  # each on its own port
     printer = wiring.printers["printer-d01"]
     printer.settle = 0
@@ -95,7 +100,7 @@ async def test_a_dispenser_keypad_id_reader_and_printer(
             "B007",
             2,
             4,
-            datetime(2024, 5, 6, 10, 0),
+            datetime(2024, 5, 6, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai")),
             "https://q.example.cn/t/B007",
         )
         result = await printer.print_ticket(ticket)

@@ -121,15 +121,20 @@ def test_the_model_beats_seasonal_naive_on_held_out_months(hall: HallConfig,
     assert ev.accuracy > 0.8
     # like for like by simulated waits: the actual counts, the model's and the baseline's
     # forecasts each played on the simulator, per open hour and per day
-    assert ev.replications == 4 and ev.hours == ev.cells // 2
-    assert ev.wait_accuracy is not None and ev.baseline_wait_accuracy is not None
-    assert ev.wait_accuracy > ev.baseline_wait_accuracy and ev.wait_accuracy > 0.9
-    assert ev.wait_day_accuracy is not None and ev.baseline_wait_day_accuracy is not None
+    assert ev.replications == 4
+    assert ev.hours == ev.cells // 2
+    assert ev.wait_accuracy is not None
+    assert ev.baseline_wait_accuracy is not None
+    assert ev.wait_accuracy > ev.baseline_wait_accuracy
+    assert ev.wait_accuracy > 0.9
+    assert ev.wait_day_accuracy is not None
+    assert ev.baseline_wait_day_accuracy is not None
     assert ev.wait_day_accuracy > ev.baseline_wait_day_accuracy + 0.2
     assert any("seasonal-naive" in line for line in ev.lines())
     assert any("by simulated waits" in line for line in ev.lines())
     rates = evaluate(hall, history, holdout_months=2, level_by="rates")
-    assert rates.wait_accuracy is None and rates.accuracy == ev.accuracy
+    assert rates.wait_accuracy is None
+    assert rates.accuracy == ev.accuracy
     assert not any("by simulated waits" in line for line in rates.lines())
 
 
@@ -163,18 +168,22 @@ def test_levels_follow_the_wait_thresholds(hall: HallConfig) -> None:
 
 def test_simulated_thresholds_are_ordered_deterministic_and_say_so(hall: HallConfig) -> None:
     th = thresholds(hall)
-    assert th.method == "simulated" and "hallq dispatch" in th.basis
+    assert th.method == "simulated"
+    assert "hallq dispatch" in th.basis
     assert (th.quiet_wait_min, th.busy_wait_min) == (QUIET_WAIT_MIN, BUSY_WAIT_MIN)
     assert 0 < th.quiet_per_hour < th.busy_per_hour
     curve = simulated_wait_curve(hall)
     assert list(curve.rates) == sorted(curve.rates)
     assert all(a <= b for a, b in zip(curve.waits, curve.waits[1:], strict=False))
-    assert curve.wait_at(0) == 0 and curve.rate_for(1e9) is None
+    assert curve.wait_at(0) == 0
+    assert curve.rate_for(1e9) is None
     levels._CURVES.clear()  # the same seeds again, not the process cache
     again = thresholds(hall)
-    assert again == th and simulated_wait_curve(hall) == curve
+    assert again == th
+    assert simulated_wait_curve(hall) == curve
     other = thresholds(hall, policy="fifo")
-    assert other.method == "simulated" and "FIFO" in other.basis
+    assert other.method == "simulated"
+    assert "FIFO" in other.basis
     assert thresholds(hall, method="erlang").method == "erlang"
     with pytest.raises(ValueError, match="unknown method"):
         thresholds(hall, method="guess")  # type: ignore[arg-type]
@@ -187,10 +196,12 @@ def test_an_unsimulable_hall_falls_back_to_erlang_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="hallq.forecast"):
         th = thresholds(no_green)
     erlang = thresholds(no_green, method="erlang")
-    assert th.method == "erlang" and "not simulated: no window serves green" in th.basis
+    assert th.method == "erlang"
+    assert "not simulated: no window serves green" in th.basis
     assert (th.quiet_per_hour, th.busy_per_hour) == (erlang.quiet_per_hour,
                                                      erlang.busy_per_hour)
-    assert "no window serves green" in caplog.text and "Erlang C instead" in caplog.text
+    assert "no window serves green" in caplog.text
+    assert "Erlang C instead" in caplog.text
 
 
 def test_the_simulated_moderate_band_is_wider_than_erlangs(liwan: HallConfig) -> None:
@@ -198,7 +209,8 @@ def test_the_simulated_moderate_band_is_wider_than_erlangs(liwan: HallConfig) ->
     a few percent of load (Liwan: 1,348-1,459/h); the simulated days, backlog included,
     spread 适中 over a much wider range of rates."""
     sim, erl = thresholds(liwan), thresholds(liwan, method="erlang")
-    assert sim.method == "simulated" and erl.method == "erlang"
+    assert sim.method == "simulated"
+    assert erl.method == "erlang"
     assert sim.quiet_per_hour < sim.busy_per_hour
     assert sim.busy_per_hour - sim.quiet_per_hour > 2 * (erl.busy_per_hour - erl.quiet_per_hour)
 
@@ -263,12 +275,17 @@ def test_simulated_edges_agree_with_direct_simulations(liwan: HallConfig) -> Non
 def test_forecast_levels_are_the_thresholds_applied_to_the_rates(hall: HallConfig,
                                                                  history: Any) -> None:
     fc = forecast_from(hall, history, days=30, level_by="rates")
-    assert fc.level_by == "rates" and fc.waits is None and fc.method == "simulated"
-    assert fc.start == END + dt.timedelta(days=1) and len(fc.days) == 30
+    assert fc.level_by == "rates"
+    assert fc.waits is None
+    assert fc.method == "simulated"
+    assert fc.start == END + dt.timedelta(days=1)
+    assert len(fc.days) == 30
     seen = set()
     for i, d in enumerate(fc.days):
         if not fc.is_open(d):
-            assert d.weekday() == 6 and fc.mean[i].sum() == 0 and fc.day_level(d) == QUIET
+            assert d.weekday() == 6
+            assert fc.mean[i].sum() == 0
+            assert fc.day_level(d) == QUIET
             continue
         for j, s in enumerate(fc.slots):
             level = fc.slot_level(d, s)
@@ -291,13 +308,17 @@ def test_forecast_levels_are_the_simulated_waits_of_each_day(hall: HallConfig,
     hour, hour and day classed by the mean wait of the tickets issued in it."""
     fc = forecast_from(hall, history, days=30)
     waits = fc.waits
-    assert fc.level_by == "waits" and waits is not None and fc.method == "simulated waits"
-    assert waits.replications == 4 and waits.policy == "hallq"
+    assert fc.level_by == "waits"
+    assert waits is not None
+    assert fc.method == "simulated waits"
+    assert waits.replications == 4
+    assert waits.policy == "hallq"
     hours = {(r.day, r.hour): r for r in fc.hourly()}
     seen = set()
     for i, d in enumerate(fc.days):
         if not fc.is_open(d):
-            assert not waits.tickets[i].any() and fc.day_level(d) == QUIET
+            assert not waits.tickets[i].any()
+            assert fc.day_level(d) == QUIET
             continue
         # served tickets: the small hall caps invoices at 5 a day and turns green away
         # after 12:00, so fewer than the forecast arrivals
@@ -312,11 +333,13 @@ def test_forecast_levels_are_the_simulated_waits_of_each_day(hall: HallConfig,
             assert fc.level_at(ts) == level
         for h, wait in waits.hour_waits(i).items():
             row = hours[d, h]
-            assert row.wait_min == wait and row.level == wait_level(wait)
+            assert row.wait_min == wait
+            assert row.level == wait_level(wait)
             seen.add(row.level)
     assert seen == set(LEVELS)
     doc = fc.to_json()
-    assert doc["level_by"] == "waits" and doc["waits"]["replications"] == 4
+    assert doc["level_by"] == "waits"
+    assert doc["waits"]["replications"] == 4
     assert all("wait_min" in r for r in doc["hours"])
     assert [("wait_min" in d) for d in doc["days"]] == [fc.is_open(d) for d in fc.days]
     # deterministic: the same seeds give the same simulated days, another seed others
@@ -326,7 +349,8 @@ def test_forecast_levels_are_the_simulated_waits_of_each_day(hall: HallConfig,
     assert np.array_equal(again.waits.tickets, waits.tickets)
     assert [r.level for r in again.hourly()] == [r.level for r in fc.hourly()]
     other = forecast_from(hall, history, days=30, seed=2)
-    assert other.waits is not None and not np.array_equal(other.waits.wait_sum,
+    assert other.waits is not None
+    assert not np.array_equal(other.waits.wait_sum,
                                                           waits.wait_sum)
     # a day's simulation depends on its date and counts only, not on the rest of the month
     week = forecast_from(hall, history, start=fc.days[7], days=7)
@@ -341,7 +365,8 @@ def test_a_hall_that_cannot_be_simulated_gets_levels_by_rates(
     no_green = hall.model_copy(update={"windows": [w for w in hall.windows if w.number != 1]})
     with caplog.at_level(logging.WARNING, logger="hallq.forecast"):
         fc = forecast_from(no_green, history, days=7)
-    assert fc.level_by == "rates" and fc.waits is None
+    assert fc.level_by == "rates"
+    assert fc.waits is None
     assert "cannot simulate the forecast days" in caplog.text
 
 
@@ -352,7 +377,8 @@ def test_simulated_waits_see_the_backlog_rates_cannot(liwan: HallConfig) -> None
     builds, they wait under a minute at a similar rate."""
     history = generate_history(liwan, 2, seed=1, end=dt.date(2026, 4, 30))
     deadline = dt.date(2026, 5, 22)
-    assert Calendar.of(liwan).deadline(deadline) == 22 and deadline.weekday() == 4
+    assert Calendar.of(liwan).deadline(deadline) == 22
+    assert deadline.weekday() == 4
     fc = forecast_from(liwan, history, start=deadline, days=1)
     assert fc.waits is not None
 
@@ -377,12 +403,14 @@ def test_days_drawn_from_expected_counts(liwan: HallConfig) -> None:
     pieces = [(9 * 3600.0, 9.5 * 3600, 300.0), (9.5 * 3600, 10 * 3600, 0.0),
               (13.5 * 3600, 13.75 * 3600, 100.0)]
     n = [len(draw_expected(demand, pieces, np.random.default_rng(k))) for k in range(100)]
-    assert np.mean(n) == pytest.approx(400, rel=0.03) and np.std(n) == pytest.approx(20, rel=0.3)
+    assert np.mean(n) == pytest.approx(400, rel=0.03)
+    assert np.std(n) == pytest.approx(20, rel=0.3)
     day = draw_expected(demand, pieces, np.random.default_rng(1))
     t = list(day.t)
     assert t == sorted(t)
     assert all(9 * 3600 <= x < 9.5 * 3600 or 13.5 * 3600 <= x < 13.75 * 3600 for x in t)
-    assert list(day.codes) == list(demand.mix) and not any(day.no_show)
+    assert list(day.codes) == list(demand.mix)
+    assert not any(day.no_show)
     more = draw_expected(demand, [(a, b, 2 * c) for a, b, c in pieces],
                          np.random.default_rng(1))
     assert len(more) > len(day)
@@ -393,7 +421,8 @@ def test_days_drawn_from_expected_counts(liwan: HallConfig) -> None:
     slots = (540, 570)
     waits = simulate_waits(liwan, slots, np.array([[0.0, 0.0], [300.0, 300.0]]),
                            [dt.date(2026, 5, 1), dt.date(2026, 5, 6)])
-    assert not waits.tickets[0].any() and waits.tickets[1].sum() > 0
+    assert not waits.tickets[0].any()
+    assert waits.tickets[1].sum() > 0
     assert waits.mean_wait(0) == 0.0
 
 
@@ -403,24 +432,30 @@ def test_the_retained_message_holds_the_month_by_hour_with_lunch_closed(
     # one simulated day per forecast day: the message is the same whatever the number, and
     # a Liwan month at 4 would take ~7 s on an install without the compiled core
     fc = forecast_from(liwan, history, days=30, replications=1)
-    assert fc.waits is not None and fc.waits.replications == 1
+    assert fc.waits is not None
+    assert fc.waits.replications == 1
     today = fc.days[3]
     state = fc.comfort_state(7, today)
     raw = state.model_dump_json().encode()
-    assert len(raw) < 16 * 1024 and m.decode(m.ComfortState, raw) == state
-    assert state.rev == 7 and [d.day for d in state.days] == fc.days[3:]
+    assert len(raw) < 16 * 1024
+    assert m.decode(m.ComfortState, raw) == state
+    assert state.rev == 7
+    assert [d.day for d in state.days] == fc.days[3:]
     assert state.method == "simulated waits"
     rows = {(r.day, r.hour): r for r in fc.hourly()}
     for d in state.days:
         assert d.level == fc.day_level(d.day)
         if not d.open:
-            assert d.hours == [] and d.expected == []
+            assert d.hours == []
+            assert d.expected == []
             continue
         assert d.first_hour == 9
         for k, (level, n) in enumerate(zip(d.hours, d.expected, strict=True)):
             row = rows.get((d.day, d.first_hour + k))
             if row is None:       # 12:00-13:30 is lunch in Liwan: no hour 12
-                assert d.first_hour + k == 12 and level is None and n == 0
+                assert d.first_hour + k == 12
+                assert level is None
+                assert n == 0
             else:
                 assert (level, n) == (row.level, round(row.count))
     with pytest.raises(ValueError, match="counts"):
@@ -438,8 +473,10 @@ def test_a_month_of_simulated_waits_runs_on_the_compiled_core(liwan: HallConfig)
         missing(f"the compiled dispatch core: {exc}")
     history = generate_history(liwan, 3, seed=1, end=END)
     fc = forecast_from(liwan, history, days=30)
-    assert fc.waits is not None and fc.waits.core == "compiled"
-    assert fc.waits.replications == 4 and fc.waits.wall_s > 0
+    assert fc.waits is not None
+    assert fc.waits.core == "compiled"
+    assert fc.waits.replications == 4
+    assert fc.waits.wall_s > 0
 
 
 def test_counts_come_from_issued_tickets_in_the_event_log(tmp_path: Path,
@@ -468,7 +505,8 @@ def test_counts_come_from_issued_tickets_in_the_event_log(tmp_path: Path,
 
     h = arrival_counts(path, cfg)
     monday = dt.date(2026, 11, 30)
-    assert h.start == monday and h.end == monday + dt.timedelta(days=2)
+    assert h.start == monday
+    assert h.end == monday + dt.timedelta(days=2)
     assert h.slots == open_slots(cfg)[0]
     assert h.count(monday, 9, 0) == 3
     assert h.count(monday, 9, 30) == 2
@@ -492,7 +530,8 @@ def test_a_short_log_falls_back_to_a_generated_history(tmp_path: Path,
     assert fc.source.startswith("generated: 6 months, seed 1")
     assert "holds 0.1 weeks, fewer than 8" in fc.source  # one day
     missing = build_forecast(cfg, log_path=tmp_path / "none.sqlite", start=dt.date(2026, 12, 1))
-    assert "no event log at" in missing.source and len(missing.days) == 30
+    assert "no event log at" in missing.source
+    assert len(missing.days) == 30
 
 
 def test_a_long_enough_log_is_used(tmp_path: Path, hall: HallConfig) -> None:
@@ -517,9 +556,11 @@ def test_a_long_enough_log_is_used(tmp_path: Path, hall: HallConfig) -> None:
     log.close()
     back = arrival_counts(path, hall)
     skip = (back.start - recent.start).days  # a leading closed Sunday leaves no trace
-    assert back.end == recent.end and np.array_equal(back.counts, recent.counts[skip:])
+    assert back.end == recent.end
+    assert np.array_equal(back.counts, recent.counts[skip:])
     fc = build_forecast(hall, log_path=path, start=dt.date(2026, 11, 1), days=30)
-    assert fc.source.startswith("event log") and fc.history_weeks == pytest.approx(10, abs=0.2)
+    assert fc.source.startswith("event log")
+    assert fc.history_weeks == pytest.approx(10, abs=0.2)
 
 
 def test_csv_png_and_table_are_written(tmp_path: Path, hall: HallConfig, history: Any) -> None:
@@ -531,7 +572,8 @@ def test_csv_png_and_table_are_written(tmp_path: Path, hall: HallConfig, history
     hours = sorted({s // 60 for s in fc.slots})
     assert len(rows) == len(open_days) * len(hours)
     first = open_days[0]
-    assert rows[0]["date"] == first.isoformat() and rows[0]["hour"] == f"{hours[0]:02d}:00"
+    assert rows[0]["date"] == first.isoformat()
+    assert rows[0]["hour"] == f"{hours[0]:02d}:00"
     assert {r["level"] for r in rows} <= set(LEVELS)
     first_day = [float(r["forecast"]) for r in rows if r["date"] == first.isoformat()]
     assert sum(first_day) == pytest.approx(fc.mean[fc.days.index(first)].sum(),
@@ -540,9 +582,12 @@ def test_csv_png_and_table_are_written(tmp_path: Path, hall: HallConfig, history
     with Image.open(png) as img:
         img.verify()
     with Image.open(png) as img:
-        assert img.format == "PNG" and img.width > 300 and img.height > 30 * 20
+        assert img.format == "PNG"
+        assert img.width > 300
+        assert img.height > 30 * 20
     doc = fc.to_json()
-    assert len(doc["days"]) == 30 and doc["hours"][0]["level"] in LEVELS
+    assert len(doc["days"]) == 30
+    assert doc["hours"][0]["level"] in LEVELS
     assert doc["thresholds_per_hour"]["method"] == "simulated"
     assert "hallq dispatch" in doc["thresholds_per_hour"]["basis"]
     from rich.console import Console
@@ -550,7 +595,8 @@ def test_csv_png_and_table_are_written(tmp_path: Path, hall: HallConfig, history
     console = Console(record=True, width=200)
     console.print(render_forecast(fc))
     text = console.export_text()
-    assert "休息" in text and fc.start.isoformat() in text
+    assert "休息" in text
+    assert fc.start.isoformat() in text
     assert "levels by simulated wait of the tickets issued in each hour" in text
     assert "4 days per forecast day, hallq dispatch" in text
     by_rates = forecast_from(hall, history, days=30, level_by="rates")
@@ -605,7 +651,8 @@ def test_filing_phases_follow_the_deadline() -> None:
     assert [d for d in range(1, 29) if filing_phase(d, 24, closed) == PEAK and
             d not in closed] == [10, 11, 12, 13, 14, 24]
     cal = Calendar.make(deadlines={"2026-10": 26})
-    assert cal.deadline(dt.date(2026, 10, 3)) == 26 and cal.deadline(dt.date(2026, 11, 3)) == 15
+    assert cal.deadline(dt.date(2026, 10, 3)) == 26
+    assert cal.deadline(dt.date(2026, 11, 3)) == 15
     assert cal.filing_factor(dt.date(2026, 10, 22)) == 1.4
     assert cal.filing_factor(dt.date(2026, 10, 12)) == 1.0
 
@@ -613,14 +660,18 @@ def test_filing_phases_follow_the_deadline() -> None:
 def test_a_holiday_in_the_forecast_is_closed_and_quiet(cal_hall: HallConfig,
                                                        october: Any) -> None:
     fc = october
-    assert fc.days[0] == NATIONAL_DAY[0] and len(fc.days) == 31
+    assert fc.days[0] == NATIONAL_DAY[0]
+    assert len(fc.days) == 31
     tz = cal_hall.hall.tzinfo
     assert fc.waits is not None
     for d in NATIONAL_DAY:
-        assert not fc.is_open(d) and _total(fc, d) == 0 and fc.day_level(d) == QUIET
+        assert not fc.is_open(d)
+        assert _total(fc, d) == 0
+        assert fc.day_level(d) == QUIET
         assert not fc.waits.tickets[fc.days.index(d)].any()  # not simulated
         ten = dt.datetime(d.year, d.month, d.day, 10, 0, tzinfo=tz).timestamp()
-        assert fc.level_at(ten) == QUIET and fc.today_level(ten) == QUIET
+        assert fc.level_at(ten) == QUIET
+        assert fc.today_level(ten) == QUIET
     assert dt.date(2026, 10, 8) in [r.day for r in fc.hourly()]
     assert not {r.day for r in fc.hourly()} & set(NATIONAL_DAY)
     state = fc.comfort_state(1, fc.days[0])
@@ -635,7 +686,8 @@ def test_a_holiday_in_the_forecast_is_closed_and_quiet(cal_hall: HallConfig,
 def test_a_tiaoxiu_saturday_is_open_like_a_working_day(october: Any) -> None:
     fc = october
     sat = TIAOXIU_SATURDAY
-    assert sat.weekday() == 5 and fc.is_open(sat)
+    assert sat.weekday() == 5
+    assert fc.is_open(sat)
     # the hall still opens on Saturdays (the generator's skeleton service), Sundays not;
     # the 调休 Sunday in the history (2026-09-20) does not open Sundays
     assert fc.fit.open_weekdays == (0, 1, 2, 3, 4, 5)
@@ -648,7 +700,8 @@ def test_a_tiaoxiu_saturday_is_open_like_a_working_day(october: Any) -> None:
     assert _total(fc, sat) > 4 * _total(fc, dt.date(2026, 10, 17))
     rank = [LEVELS.index(fc.day_level(d)) for d in week]
     assert min(rank) <= LEVELS.index(fc.day_level(sat)) <= max(rank)
-    assert fc.day_level(sat) != QUIET and fc.day_level(dt.date(2026, 10, 17)) == QUIET
+    assert fc.day_level(sat) != QUIET
+    assert fc.day_level(dt.date(2026, 10, 17)) == QUIET
     assert {r.day for r in fc.hourly()} >= {sat}
 
 
@@ -746,9 +799,12 @@ def test_evaluation_counts_the_days_a_forecast_gets_open_or_closed_wrong(
         cal_hall: HallConfig) -> None:
     history = generate_history(cal_hall, 6, seed=3, end=dt.date(2026, 10, 31))
     ev = evaluate(cal_hall, history, holdout_months=2, level_by="rates")
-    assert ev.days == 61 and ev.wrong_days == 0 and ev.baseline_wrong_days == 0
+    assert ev.days == 61
+    assert ev.wrong_days == 0
+    assert ev.baseline_wrong_days == 0
     blind = evaluate(hall_without_calendar(cal_hall), history, holdout_months=2,
                      level_by="rates")
     # 25-26 Sep and 1-3, 5-7 Oct forecast open, 20 Sep (调休 Sunday) forecast closed
-    assert blind.wrong_days == 9 and blind.mae > 2 * ev.mae
+    assert blind.wrong_days == 9
+    assert blind.mae > 2 * ev.mae
     assert any("closed but open: model 0" in line for line in ev.lines())

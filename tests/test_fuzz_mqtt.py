@@ -21,7 +21,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from hallq.contract import CLIENT_TOPICS, TopicSpec
 from hallq.errors import PayloadError
 from hallq.logsetup import escape_controls, redact
 from hallq.topics import Role, matches
+from hallq.ulid import new_ulid
 
 from .conftest import Inbox, Mosquitto
 from .coordinated import FakeClock, device, running
@@ -106,7 +107,7 @@ def _seeds(payload: Any, role: Role, client: str) -> list[BaseModel]:
             m.IssueRequest(kind="issue", service="invoice", priority=m.Priority.ASSISTED,
                            appointment="AB12", identity="0" * 64),
             m.IssueRequest(kind="issue", service="tax-filing", offline=m.OfflineIssue(
-                number="A901", issued_at=m._utcnow(), supersedes=m.new_ulid())),
+                number="A901", issued_at=m._utcnow(), supersedes=new_ulid())),
             m.LeaseRequest(kind="lease", service="invoice", size=20),
             m.VoidRequest(kind="void", number="A001", reason="paper out"),
         ]
@@ -197,10 +198,10 @@ def mutate(r: random.Random, seed: dict[str, Any]) -> Mutant:
         data = _dump(doc)
         return Mutant(data[: r.randrange(len(data))], "truncated")
     if kind == 6:  # bytes flipped
-        data = bytearray(_dump(doc))
+        flipped = bytearray(_dump(doc))
         for _ in range(r.randrange(1, 4)):
-            data[r.randrange(len(data))] ^= 1 << r.randrange(8)
-        return Mutant(bytes(data), "bitflip")
+            flipped[r.randrange(len(flipped))] ^= 1 << r.randrange(8)
+        return Mutant(bytes(flipped), "bitflip")
     if kind == 7:  # not UTF-8, NUL, a BOM, trailing junk
         data = _dump(doc)
         edit = r.choice([b"\xff\xfe", b"\x00", b"\xef\xbb\xbf", b"}", b",", b"\xc3"])
@@ -249,10 +250,7 @@ class Tally:
     rejected: int = 0
     crashes: int = 0
     state_changes: int = 0
-    codes: Counter[str] | None = None
-
-    def __post_init__(self) -> None:
-        self.codes = Counter()
+    codes: Counter[str] = field(default_factory=Counter)
 
 
 def snapshot(c: Coordinator) -> str:
@@ -301,7 +299,8 @@ def check_report(report_msg: m.ErrorReport, mutant: Mutant, topic: str) -> None:
     again = m.decode(m.ErrorReport, m.encode(report_msg))  # as the dashboard receives it
     assert again.topic == topic
     if report_msg.code == "invalid_json":
-        assert "line" in report_msg.message and "column" in report_msg.message, report_msg
+        assert "line" in report_msg.message, report_msg
+        assert "column" in report_msg.message, report_msg
     elif report_msg.code == "oversize":
         assert "bytes" in report_msg.message, report_msg
     else:
@@ -320,7 +319,8 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path) -> None:
     await coordinator.attach(session)
     published: list[tuple[str, BaseModel]] = []
 
-    async def record(topic: str, message: BaseModel, *, queue: bool = False) -> bool:
+    async def record(topic: str, message: BaseModel, *, queue: bool = False,
+                     expiry_s: float | None = None) -> bool:
         m.encode(message)  # what the real publish does first: it must fit the contract
         published.append((topic, message))
         return True
@@ -375,7 +375,8 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path) -> None:
                     before = None
                     continue
                 tally.rejected += 1
-                assert len(errors) == 1 and len(out) == 1, (out, context)
+                assert len(errors) == 1, (out, context)
+                assert len(out) == 1, (out, context)
                 check_report(errors[0], mutant, topic)
                 tally.codes[errors[0].code] += 1
                 top = (mutant.field or "").split(".")[0]
@@ -389,8 +390,8 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path) -> None:
                 since.append(context)
                 # the full comparison every few payloads (it costs more than the rest); the
                 # event log's sequence every time
-                if coordinator.queue.seq != seq or (i % 8 == 0 or i == n - 1) and (
-                        snapshot(coordinator) != before):
+                if coordinator.queue.seq != seq or ((i % 8 == 0 or i == n - 1) and (
+                        snapshot(coordinator) != before)):
                     tally.state_changes += 1
                     raise AssertionError(f"invalid input changed the hall: one of {since}")
             figures.update(valid=tally.valid, rejected=tally.rejected, crashes=tally.crashes,
@@ -401,7 +402,8 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path) -> None:
         coordinator.close()
     assert set(per_topic) == {f"{role.value}/{spec.pattern.rsplit('/', 1)[1]}"
                               for spec, role in inputs}
-    assert tally.rejected > n // 2 and tally.valid > 0
+    assert tally.rejected > n // 2
+    assert tally.valid > 0
 
 
 # --- the same, over a real broker -------------------------------------------------------------
@@ -432,12 +434,14 @@ async def test_fuzz_over_mosquitto_the_session_survives(
     async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
             device(cfg, "board", "watcher", tmp_path) as watcher, \
             device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
-        await watcher.subscribe(coordinator.session.error_topic, errors)
+        session = coordinator.session
+        assert session is not None  # running() returns a started coordinator
+        await watcher.subscribe(session.error_topic, errors)
         await watcher.wait_connected(10)
         await dispenser.wait_connected(10)
         assert (await ask_for_a_ticket(dispenser)) == "A001"  # and the day has begun
         before = snapshot(coordinator)
-        connects = coordinator.session.connects
+        connects = session.connects
         quiet = logging.getLogger("hallq")
         level, quiet.level = quiet.level, logging.ERROR
         try:
@@ -460,14 +464,14 @@ async def test_fuzz_over_mosquitto_the_session_survives(
         finally:
             quiet.level = level
         assert_same(before, snapshot(coordinator))
-        assert coordinator.session.connects == connects  # never restarted
-        assert coordinator.session.connected
+        assert session.connects == connects  # never restarted
+        assert session.connected
         assert all(e.code != "handler_failed" for e in reports)
         assert all(e.field for e in reports if e.code == "invalid_payload")
         # one report per payload; the coordinator's own status topic is delivered to it
         # twice (its own subscription and the wildcard overlap), so reported twice
         extra = Counter(e.topic for e in reports) - want
-        assert set(extra) <= {coordinator.session.status_topic}, extra
+        assert set(extra) <= {session.status_topic}, extra
         assert (await ask_for_a_ticket(dispenser)) == "A002"
 
 
@@ -475,5 +479,6 @@ async def ask_for_a_ticket(dispenser: Session) -> str:
     reply = await dispenser.request(
         dispenser.topics.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"),
         timeout=10)
-    assert reply.ok and reply.ticket is not None
+    assert reply.ok
+    assert reply.ticket is not None
     return str(reply.ticket.number)

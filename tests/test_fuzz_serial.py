@@ -225,12 +225,15 @@ def test_fuzz_decoder_mutated_frames() -> None:
                 out = decoder.feed(mutant) + decoder.feed(probe_wires[k])
             fed += len(mutant) + len(probe_wires[k])
             context = f"mutant {i} ({mutate.__name__}): {mutant.hex()}"
-            assert out and out[-1] == probes[k], f"the valid frame after it was lost: {context}"
+            assert out, f"the valid frame after it was lost: {context}"
+            assert out[-1] == probes[k], f"the valid frame after it was lost: {context}"
             assert decoder.buffered <= MAX_BODY, context
             new_drops = sum(drops.values()) - before_total
             if reason is not None:
                 assert len(out) == 1, f"decoded a frame from a broken one: {context}"
-                assert new_drops == 1 and drops[reason] == before_reason + 1, (
+                assert new_drops == 1, (
+                    f"expected one {reason} drop, got {new_drops} new drops: {context}")
+                assert drops[reason] == before_reason + 1, (
                     f"expected one {reason} drop, got {new_drops} new drops: {context}")
             elif any(b != SOF for b in mutant):
                 assert len(out) - 1 + new_drops >= 1, f"bytes vanished uncounted: {context}"
@@ -326,7 +329,8 @@ async def test_fuzz_link_over_a_pty(tmp_path: Path) -> None:
             figures["skipped_valid"] = skipped
             figures["drops"] = dict(sorted((str(k), v) for k, v in link.drops.items()))
             figures["timeouts"] = link.stats.timeouts
-        assert link.is_up and link.stats.opened == opened
+        assert link.is_up
+        assert link.stats.opened == opened
         assert link.stats.unexpected_frames == 0
         assert link.stats.bad_events == 0
     assert [p.key.name for p in presses] == pressed  # each press once, in order

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -34,8 +34,10 @@ def test_a_repeated_command_id_gets_the_original_result_and_changes_nothing(
     request = issue()
     first = q.submit("ticket", "dispenser", "pi-d1", request, at(9))
     again = q.submit("ticket", "dispenser", "pi-d1", request, at(9, 1))
-    assert not first.duplicate and again.duplicate
-    assert again.record == first.record and again.seq == first.seq
+    assert not first.duplicate
+    assert again.duplicate
+    assert again.record == first.record
+    assert again.seq == first.seq
     assert first.record["info"]["number"] == "A001"
     assert len(q.engine.tickets) == 1
     call = m.WindowAction(window=1, action="call")
@@ -77,9 +79,12 @@ def test_the_first_command_of_a_day_opens_it_and_recovery_starts_there(
     q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
     q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
     nxt = q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, day=31))
-    assert nxt.rollover is not None and nxt.record["info"]["number"] == "A001"
+    assert nxt.rollover is not None
+    assert nxt.record["info"]["number"] == "A001"
     start, entries = q.log.current_day()
-    assert start is not None and start.day == "2026-12-01" and len(entries) == 1
+    assert start is not None
+    assert start.day == "2026-12-01"
+    assert len(entries) == 1
     again = make_queue(path, core_cls)
     assert again.recover() == 1
     assert [t.number for t in again.engine.tickets] == ["A001"]
@@ -143,9 +148,9 @@ def command_for(step: tuple[Any, ...], q: HallQueue) -> tuple[str, str, str, Any
             kind="issue", service=service.code,
             offline=m.OfflineIssue(number=number, issued_at=m._utcnow()))
     window = step[1]
-    numbers = [t.number for t in q.engine.tickets]
-    pick = numbers[step[2] % len(numbers)] if len(step) > 2 and isinstance(step[2], int) and \
-        numbers else "A999"
+    picks = [t.number for t in q.engine.tickets]
+    pick = picks[step[2] % len(picks)] if len(step) > 2 and isinstance(step[2], int) and \
+        picks else "A999"
     if kind in ("reinstate", "unpark", "cancel", "call_ticket"):
         cmd: Any = m.TicketAction(window=window, action=kind, ticket=pick)
     elif kind == "transfer":
@@ -244,7 +249,7 @@ def test_random_days_keep_every_ticket_once_and_replay_to_the_same_state(
 @example(tickets=[("tax-filing", "normal", 1100), ("invoice", "normal", 1300)],
          skills={"tax-filing": 0.5, "invoice": 1.0}, call_after=0)
 def test_a_call_picks_the_best_score_among_eligible_tickets(
-    tickets: list[tuple[str, str, int]], skills: dict[str, float], call_after: int,
+    tickets: list[tuple[str, m.Priority, int]], skills: dict[str, float], call_after: int,
     core_cls: type[Any],
 ) -> None:
     from coordinator.engine import CLASS_OF, Engine
@@ -259,7 +264,8 @@ def test_a_call_picks_the_best_score_among_eligible_tickets(
     eligible = [t for t in e.tickets if t.service in skills]
     out = e.apply(m.WindowAction(window=4, action="call"), now)
     if not eligible:
-        assert out.error is not None and out.error.code == "no_one_waiting"
+        assert out.error is not None
+        assert out.error.code == "no_one_waiting"
         return
 
     def key(t: Any) -> tuple[float, float, int]:
@@ -268,7 +274,8 @@ def test_a_call_picks_the_best_score_among_eligible_tickets(
         urgency = wait * skills[t.service] * (2.0 if wait >= target else 1.0)
         return CLASS_OF[t.priority], -urgency, t.seq
 
-    assert out.ticket is not None and out.ticket is min(eligible, key=key)
+    assert out.ticket is not None
+    assert out.ticket is min(eligible, key=key)
 
 
 def _replay(number: str, supersedes: str) -> m.IssueRequest:
@@ -393,7 +400,8 @@ def test_a_checkpoint_restores_exactly_what_replaying_the_day_builds(
             cmd: Any = issue(rng.choice(["tax-filing", "invoice"]))
             q.submit("ticket", "dispenser", "pi-d1", cmd, now)
         else:
-            action = rng.choice(["call", "call", "finish", "skip", "recall", "start"])
+            action: Literal["call", "finish", "skip", "recall", "start"] = rng.choice(
+                ["call", "call", "finish", "skip", "recall", "start"])
             cmd = (m.Finish(window=1, action="finish") if action == "finish" else
                    m.WindowAction(window=rng.choice([1, 2]), action=action))
             q.submit("window", "window", "pi-w1", cmd, now)

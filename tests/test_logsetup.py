@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -32,11 +33,14 @@ def test_control_characters_from_a_device_stay_on_the_line_they_came_in(
                 root.removeHandler(h)
         root.setLevel(level)
     lines = stream.getvalue().splitlines()
-    records = [json.loads(line) for line in lines] if json_lines else lines
+    records: list[Any] = [json.loads(line) for line in lines] if json_lines else list(lines)
     text = stream.getvalue()
-    assert "\x1b" not in text and "\u2028" not in text and "110101199003077777" not in text
+    assert "\x1b" not in text
+    assert "\u2028" not in text
+    assert "110101199003077777" not in text
     if json_lines:
-        assert len(records) == 2 and "\\n12:00:00" in records[0]["msg"]
+        assert len(records) == 2
+        assert "\\n12:00:00" in records[0]["msg"]
     else:
         assert lines[0].endswith("refused A001\\n12:00:00 ERROR hallq.coordinator: forged"
                                  "\\e[2J\\u2028x [id-redacted]")

@@ -66,7 +66,7 @@ EXAMPLES: list[Any] = [
                   message="bad", field="window"),
 ]
 
-TYPE_OF = {
+TYPE_OF: dict[type[Any], Any] = {
     m.WindowAction: m.WindowCommand, m.TicketAction: m.WindowCommand, m.Transfer: m.WindowCommand,
     m.Finish: m.WindowCommand, m.Rate: m.WindowCommand, m.SetSkills: m.WindowCommand,
     m.IssueRequest: m.TicketRequest, m.LeaseRequest: m.TicketRequest,
@@ -83,7 +83,9 @@ def test_round_trip_through_the_contract_type(message: Any) -> None:
     assert back == message
     assert type(back) is type(message)
     fields = json.loads(data)
-    assert fields["v"] == 1 and len(fields["id"]) == 26 and fields["ts"].endswith("Z")
+    assert fields["v"] == 1
+    assert len(fields["id"]) == 26
+    assert fields["ts"].endswith("Z")
 
 
 def test_every_contract_payload_has_an_example() -> None:
@@ -130,11 +132,13 @@ def test_rejections_name_the_field(data: bytes, field: str, words: str) -> None:
 def test_invalid_json_and_oversize_are_their_own_codes() -> None:
     with pytest.raises(PayloadError) as info:
         m.decode(m.Presence, b"{not json")
-    assert info.value.code == "invalid_json" and "Presence" in str(info.value)
+    assert info.value.code == "invalid_json"
+    assert "Presence" in str(info.value)
     big = json.dumps({"topic": "x", "code": "oversize", "message": "y" * m.MAX_PAYLOAD_BYTES})
     with pytest.raises(PayloadError) as info:
         m.decode(m.ErrorReport, big.encode())
-    assert info.value.code == "oversize" and "byte limit" in str(info.value)
+    assert info.value.code == "oversize"
+    assert "byte limit" in str(info.value)
 
 
 def test_encode_refuses_a_payload_over_the_limit() -> None:
@@ -156,7 +160,8 @@ def test_the_rejection_never_quotes_the_id_number_it_refused() -> None:
                       "identity": "44010319900101123X"}).encode()
     with pytest.raises(PayloadError) as info:
         m.decode(m.TicketRequest, raw)
-    assert "44010319900101123X" not in str(info.value) and "[id-redacted]" in str(info.value)
+    assert "44010319900101123X" not in str(info.value)
+    assert "[id-redacted]" in str(info.value)
     raw = json.dumps({"id": new_ulid(), "kind": "issue", "service": "tax-filing",
                       "44010319900101123X": 1}).encode()
     with pytest.raises(PayloadError) as info:
@@ -169,7 +174,8 @@ def test_a_command_off_the_wire_needs_its_id_but_one_built_here_gets_one() -> No
                        (m.TicketRequest, {"kind": "lease", "service": "invoice", "size": 5})):
         with pytest.raises(PayloadError) as info:
             m.decode(kind, json.dumps(data).encode())
-        assert info.value.field == "id" and "idempotency" in str(info.value)
+        assert info.value.field == "id"
+        assert "idempotency" in str(info.value)
     assert m.WindowAction(window=1, action="call").id
     events = m.decode(m.CallEvent, json.dumps({"ticket": "A001", "service": "a", "window": 1,
                                                 "zone": "z"}).encode())
@@ -185,12 +191,14 @@ def test_what_a_rejection_quotes_is_bounded_and_on_one_line() -> None:
     with pytest.raises(PayloadError) as info:
         m.decode(m.WindowCommand, data)
     field = info.value.field or ""
-    assert len(field) <= 80 and field.endswith("...")
+    assert len(field) <= 80
+    assert field.endswith("...")
     bad = json.dumps({"id": new_ulid(), "window": 1, "action": "call_ticket",
                       "ticket": "A1\n12:00 ERROR forged\x1b[2J"}).encode()
     with pytest.raises(PayloadError) as info:
         m.decode(m.WindowCommand, bad)
-    assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
+    assert "\n" not in str(info.value)
+    assert "\x1b" not in str(info.value)
     m.ErrorReport(topic="t", code="invalid_payload", message=str(info.value), field=field)
 
 
@@ -203,7 +211,8 @@ def test_reply_must_carry_an_error_exactly_when_not_ok() -> None:
 
 def test_ulids_sort_in_creation_order_even_within_one_millisecond() -> None:
     ids = [new_ulid() for _ in range(2000)]
-    assert ids == sorted(ids) and len(set(ids)) == 2000
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 2000
     times = [ulid_time_ms(i) for i in ids]
     assert len(set(times)) < len(ids), "expected several ids in the same millisecond"
 

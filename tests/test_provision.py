@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from hallq.acl import hall_acl
-from hallq.config import parse_config
+from hallq.config import HallConfig, parse_config
 from hallq.contract import CLIENT_TOPICS
 from hallq.errors import ConfigError
 from hallq.topics import Role
@@ -23,7 +23,7 @@ from .halls import small_hall_text
 SUPERVISORS = '\n[security]\nsupervisor_clients = ["desk-1"]\n'
 
 
-def hall(extra: str = "") -> object:
+def hall(extra: str = "") -> HallConfig:
     return parse_config(small_hall_text() + SUPERVISORS + extra, "hall.toml")
 
 
@@ -45,18 +45,21 @@ def test_every_client_gets_its_own_hashed_password_and_the_broker_its_config(
     cfg = hall()
     done = provision(cfg, tmp_path, port=18883)
     clients = {"coordinator", "desk-1", "pi-w1", "pi-d1", "pi-b1", "operator"}
-    assert set(done.added) == clients and done.new_ca
+    assert set(done.added) == clients
+    assert done.new_ca
     hashes = passwd(tmp_path)
     assert set(hashes) == clients
     for client in clients:
         secret = (tmp_path / "devices" / client / "password").read_text().strip()
-        assert len(secret) >= 32 and secret not in hashes[client]
+        assert len(secret) >= 32
+        assert secret not in hashes[client]
         assert verify(hashes[client], secret)
         mode = stat.S_IMODE((tmp_path / "devices" / client / "password").stat().st_mode)
         assert mode == 0o600
         assert (tmp_path / "devices" / client / "ca.crt").read_text().startswith("-----BEGIN")
     conf = (tmp_path / "broker" / "mosquitto.conf").read_text().splitlines()
-    assert "allow_anonymous false" in conf and "listener 18883" in conf
+    assert "allow_anonymous false" in conf
+    assert "listener 18883" in conf
     assert conf.index("use_username_as_clientid true") > conf.index("listener 18883"), (
         "before a listener line Mosquitto would open a default listener on 1883")
     assert any(line.startswith("certfile ") for line in conf)
@@ -68,7 +71,9 @@ def test_a_rerun_keeps_everyone_rotates_on_request_adds_and_revokes(tmp_path: Pa
     first = passwd(tmp_path)
     w1 = (tmp_path / "devices" / "pi-w1" / "password").read_text()
     again = provision(hall(), tmp_path)
-    assert not again.added and not again.rotated and not again.new_ca
+    assert not again.added
+    assert not again.rotated
+    assert not again.new_ca
     assert passwd(tmp_path) == first
     rotated = provision(hall(), tmp_path, rotate=("pi-w1",))
     assert rotated.rotated == ["pi-w1"]
@@ -80,8 +85,10 @@ def test_a_rerun_keeps_everyone_rotates_on_request_adds_and_revokes(tmp_path: Pa
     two_desks = parse_config(small_hall_text() + SUPERVISORS.replace('"desk-1"',
                              '"desk-2"'), "hall.toml")
     changed = provision(two_desks, tmp_path)
-    assert changed.added == ["desk-2"] and changed.revoked == ["desk-1"]
-    assert "desk-1" not in passwd(tmp_path) and not (tmp_path / "devices" / "desk-1").exists()
+    assert changed.added == ["desk-2"]
+    assert changed.revoked == ["desk-1"]
+    assert "desk-1" not in passwd(tmp_path)
+    assert not (tmp_path / "devices" / "desk-1").exists()
     with pytest.raises(ProvisionError, match="pi-w9"):
         provision(two_desks, tmp_path, rotate=("pi-w9",))
 
@@ -126,8 +133,10 @@ def test_a_device_logs_in_as_itself_with_the_credentials_copied_to_it(tmp_path: 
     cfg = parse_config(small_hall_text() + SUPERVISORS + f'\n[broker]\nurl = "mqtts://h:8883"'
                        f'\ncredentials_dir = "{creds}"\n', "hall.toml")
     broker = cfg.broker.for_client("pi-w1")
-    assert broker.username == "pi-w1" and broker.tls.ca_file == creds / "pi-w1" / "ca.crt"
-    assert broker.password is not None and broker.password.get_secret_value() == (
+    assert broker.username == "pi-w1"
+    assert broker.tls.ca_file == creds / "pi-w1" / "ca.crt"
+    assert broker.password is not None
+    assert broker.password.get_secret_value() == (
         creds / "pi-w1" / "password").read_text().strip()
     assert cfg.broker.for_client("pi-x9") is cfg.broker, "no directory: the config as it is"
     (creds / "pi-d1" / "password").unlink()
@@ -148,11 +157,14 @@ def test_the_command_line_reports_what_it_did(tmp_path: Path) -> None:
     args = ["provision", "--config", str(tmp_path / "hall.toml"), "--out", str(tmp_path / "o")]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
-    assert "added (6)" in first.output and "credentials_dir" in first.output
+    assert "added (6)" in first.output
+    assert "credentials_dir" in first.output
     again = CliRunner().invoke(main, [*args, "--rotate", "pi-d1"])
-    assert "rotated (1): pi-d1" in again.output and "kept (5)" in again.output
+    assert "rotated (1): pi-d1" in again.output
+    assert "kept (5)" in again.output
     bad = CliRunner().invoke(main, [*args, "--rotate", "nobody"])
-    assert bad.exit_code == 1 and "not a client of hall" in bad.output
+    assert bad.exit_code == 1
+    assert "not a client of hall" in bad.output
 
 
 @pytest.mark.broker
@@ -162,6 +174,7 @@ async def test_with_client_certs_the_broker_wants_the_certificate_and_the_passwo
     import ssl
 
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     from hallq.bus import Session
     from hallqctl.mosquitto import Mosquitto, free_port
@@ -172,7 +185,8 @@ async def test_with_client_certs_the_broker_wants_the_certificate_and_the_passwo
                        "hall.toml")
     provision(cfg, out, port=port, bind="127.0.0.1", run_as="root", client_certs=True)
     device = out / "devices" / "pi-w1"
-    assert (device / "client.crt").exists() and stat.S_IMODE(
+    assert (device / "client.crt").exists()
+    assert stat.S_IMODE(
         (device / "client.key").stat().st_mode) == 0o600
     assert "require_certificate true" in (out / "broker" / "mosquitto.conf").read_text()
     broker_cfg = cfg.broker.for_client("pi-w1")
@@ -184,7 +198,7 @@ async def test_with_client_certs_the_broker_wants_the_certificate_and_the_passwo
         async with Session(broker_cfg, hall="test-hall", role="window", client_id="pi-w1",
                            state_dir=tmp_path / "s") as session:
             await session.wait_connected(10)
-        bare = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pi-w1")
+        bare = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pi-w1")
         bare.username_pw_set("pi-w1", (device / "password").read_text().strip())
         bare.tls_set(ca_certs=str(device / "ca.crt"))
         accepted: list[int] = []

@@ -20,6 +20,8 @@ import pytest
 from hallq.logsetup import redact, running_under_systemd, setup_logging
 from hallq.sdnotify import Notifier, ready_when, watchdog, watchdog_interval
 
+from .conftest import until
+
 
 class Receiver:
     """The systemd end: a datagram socket whose messages a thread timestamps on arrival."""
@@ -84,7 +86,8 @@ def test_without_notify_socket_everything_is_a_no_op() -> None:
     notifier = Notifier.from_env({})
     assert not notifier.enabled
     assert notifier.ready("x") is False
-    assert notifier.sent == 0 and notifier.failures == 0
+    assert notifier.sent == 0
+    assert notifier.failures == 0
 
 
 def test_ready_status_and_stopping_arrive_as_one_datagram_each(
@@ -156,15 +159,11 @@ async def test_watchdog_pings_stop_while_the_loop_is_blocked_and_resume_after(
     notifier = Notifier(address)
     env = {"WATCHDOG_USEC": "100000", "WATCHDOG_PID": str(os.getpid())}  # ping every 50 ms
     task = asyncio.create_task(watchdog(notifier, environ=env))
-    async with asyncio.timeout(10):
-        while notifier.sent < 3:
-            await asyncio.sleep(0.01)
+    await until(lambda: notifier.sent >= 3, timeout=10)
     before = notifier.sent
-    time.sleep(0.5)  # a hung handler: the loop cannot run the watchdog
+    time.sleep(0.5)  # noqa: ASYNC251  a hung handler on purpose: the loop cannot run the watchdog
     assert notifier.sent == before
-    async with asyncio.timeout(10):
-        while notifier.sent < before + 3:
-            await asyncio.sleep(0.01)
+    await until(lambda: notifier.sent >= before + 3, timeout=10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -235,7 +234,9 @@ def test_text_on_a_terminal_and_env_level_wins(root_logger: logging.Logger) -> N
     logging.getLogger("hallq.test").debug("card %s", "440106199001011234")
     text = out.getvalue()
     assert text.count("\n") == 1
-    assert "DEBUG" in text and "card [id-redacted]" in text and not text.startswith("{")
+    assert "DEBUG" in text
+    assert "card [id-redacted]" in text
+    assert not text.startswith("{")
 
 
 @pytest.mark.parametrize(
@@ -244,6 +245,9 @@ def test_text_on_a_terminal_and_env_level_wins(root_logger: logging.Logger) -> N
         ("id 44010619900101123x ok", "id [id-redacted] ok"),
         ("order 1234567890123456789012", "order 1234567890123456789012"),  # longer run
         ("A001 at 2026-01-01", "A001 at 2026-01-01"),
+        ("身份证 440106 19900101 123X 张三", "身份证 [id-redacted] 张三"),  # as people write it
+        ("id 440106-19900101-1234.", "id [id-redacted]."),
+        ("tel 020 12345678 1234", "tel 020 12345678 1234"),
     ],
 )
 def test_redact_only_masks_id_card_shapes(text: str, expected: str) -> None:

@@ -30,7 +30,7 @@ def notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
     sock.close()
 
 
-async def messages_until(sock: socket.socket, wanted: set[str], timeout: float) -> list[str]:
+async def messages_until(sock: socket.socket, wanted: set[str], timeout: float) -> list[str]:  # noqa: ASYNC109  test helper: each test states its bound
     """Datagram fields received until every ``wanted`` field (e.g. READY=1) has been seen."""
     loop = asyncio.get_running_loop()
     seen: list[str] = []

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_revision_gate_applies_only_newer_revisions() -> None:
 def test_presence_book_ignores_a_will_from_an_earlier_boot() -> None:
     book = PresenceBook()
 
-    def p(state: str, boot: int) -> m.Presence:
+    def p(state: Literal["online", "offline"], boot: int) -> m.Presence:
         return m.Presence(state=state, boot=boot, role="window", client="w1")
 
     assert book.online("window", "w1") is None

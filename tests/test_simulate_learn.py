@@ -125,7 +125,10 @@ def test_counter_times_are_fitted_by_maximum_likelihood_on_the_logs(
     for code, (mu, sigma) in TRUE.items():
         fit = learned.services[code]
         n = len(drawn[code])
-        assert fit.learned and fit.served == n >= 200
+        assert fit.learned
+        assert fit.served == n >= 200
+        assert fit.mu is not None
+        assert fit.sigma is not None
         # the estimate of exactly the times the log was written with...
         logs = [math.log(x) for x in drawn[code]]
         want_mu, want_sigma = statistics.fmean(logs), statistics.pstdev(logs)
@@ -151,7 +154,8 @@ def test_bad_samples_are_dropped_and_counted(
     path, _ = history
     learned = learn_demand(path, hall(), min_samples=MIN_SAMPLES, core_kind="pure")
     assert sum(f.dropped for f in learned.services.values()) == 2 * len(DAYS)
-    assert learned.days == len(DAYS) and not learned.notes
+    assert learned.days == len(DAYS)
+    assert not learned.notes
 
 
 def test_a_service_with_too_few_served_tickets_keeps_the_seed_and_says_so(
@@ -162,13 +166,17 @@ def test_a_service_with_too_few_served_tickets_keeps_the_seed_and_says_so(
     learned = learn_demand(path, cfg, min_samples=MIN_SAMPLES, core_kind="pure")
     seed = Demand.for_services([s.code for s in cfg.services])
     green = learned.services["green"]
-    assert learned.fell_back == ["green"] and learned.learned == ["tax-filing", "invoice"]
-    assert not green.learned and green.mu is None
+    assert learned.fell_back == ["green"]
+    assert learned.learned == ["tax-filing", "invoice"]
+    assert not green.learned
+    assert green.mu is None
     assert green.served == len(drawn["green"]) < MIN_SAMPLES
-    assert green.mean_min == seed.mean_min["green"] and green.sigma_used == SERVICE_SIGMA
+    assert green.mean_min == seed.mean_min["green"]
+    assert green.sigma_used == SERVICE_SIGMA
     # the mix is the issued counts, the fallback service included
     total = sum(PER_DAY.values())
-    assert learned.mix_learned and learned.issued == total * len(DAYS)
+    assert learned.mix_learned
+    assert learned.issued == total * len(DAYS)
     for code, n in PER_DAY.items():
         assert learned.demand.mix[code] == pytest.approx(n / total)
         assert learned.services[code].issued == n * len(DAYS)
@@ -185,7 +193,8 @@ def test_the_profile_needs_enough_tickets_per_half_hour(
     assert default.demand.half_hours == Demand.for_services(["x"]).half_hours
     assert default.demand.profile_start == dt.time(9, 0)
     shaped = learn_demand(path, cfg, min_samples=30, core_kind="pure")
-    assert shaped.profile_learned and shaped.demand.profile_start == dt.time(8, 0)
+    assert shaped.profile_learned
+    assert shaped.demand.profile_start == dt.time(8, 0)
     # the hall opens at 08:00 and nobody came before 09:00; then one ticket every 45 s:
     # 40, 40, 40 and 32 in the next four half hours of each day; the 16 open half hours
     # without a ticket count half a ticket each
@@ -202,7 +211,8 @@ def test_since_keeps_only_later_days(history: tuple[Path, dict[str, list[float]]
     path, _ = history
     learned = learn_demand(path, hall(), since=dt.date(2026, 12, 1), min_samples=MIN_SAMPLES,
                            core_kind="pure")
-    assert learned.days == 3 and learned.issued == sum(PER_DAY.values()) * 3
+    assert learned.days == 3
+    assert learned.issued == sum(PER_DAY.values()) * 3
 
 
 def test_replaying_under_another_hall_file_is_flagged(
@@ -226,10 +236,12 @@ def test_simulate_with_history_prints_what_was_learned(
         "--volume", "200", "--policy", "hallq", "--dispatch", "pure"])
     assert result.exit_code == 0, result.output
     learned, _, report = result.output.partition("wait (min)")
-    assert "counter time per service" in learned and report
+    assert "counter time per service" in learned
+    assert report
     rows = {line.split()[1]: line for line in learned.splitlines()
             if line.startswith("│") and line.split()[1] in PER_DAY}
-    assert "learned" in rows["tax-filing"] and "learned" in rows["invoice"]
+    assert "learned" in rows["tax-filing"]
+    assert "learned" in rows["invoice"]
     assert "seed (too few)" in rows["green"]
 
 
@@ -292,7 +304,9 @@ def test_a_bad_history_is_one_clear_line_and_exit_2(tmp_path: Path, case: str) -
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and str(path) in lines[0] and why in lines[0]
+    assert len(lines) == 1
+    assert str(path) in lines[0]
+    assert why in lines[0]
     assert "Traceback" not in result.output
 
 

@@ -85,15 +85,20 @@ async def test_status_of_a_hall_in_every_state(mosquitto: Mosquitto, tmp_path: P
         assert [r.client for r in rows.values()][:3] == ["coordinator", "win-01", "disp-01"]
         assert rows["coordinator"].presence is Seen.ONLINE
         assert rows["win-01"].presence is Seen.ONLINE
-        assert rows["win-01"].health == "link: link_down" and rows["win-01"].health_ok is False
-        assert rows["disp-01"].presence is Seen.NEVER_SEEN and rows["disp-01"].last_seen is None
-        assert rows["board-9"].presence is Seen.OFFLINE and not rows["board-9"].configured
+        assert rows["win-01"].health == "link: link_down"
+        assert rows["win-01"].health_ok is False
+        assert rows["disp-01"].presence is Seen.NEVER_SEEN
+        assert rows["disp-01"].last_seen is None
+        assert rows["board-9"].presence is Seen.OFFLINE
+        assert not rows["board-9"].configured
         assert status_exit_code(list(rows.values())) == 1  # disp-01 never seen
 
         console = Console(record=True, width=160)
         render_status(list(rows.values()), console)
         out = console.export_text()
-        assert "never seen" in out and "link: link_down" in out and "not in hall file" in out
+        assert "never seen" in out
+        assert "link: link_down" in out
+        assert "not in hall file" in out
 
     rows = {r.client: r for r in await collect_status(cfg, timeout=2)}
     assert rows["coordinator"].presence is Seen.OFFLINE
@@ -121,7 +126,8 @@ def test_caveat_for_an_agents_credentials() -> None:
     assert status_caveat(cfg) is None
     cfg.broker.username = "win-01"
     caveat = status_caveat(cfg)
-    assert caveat is not None and "coordinator's credentials" in caveat
+    assert caveat is not None
+    assert "coordinator's credentials" in caveat
 
 
 def test_an_unreachable_broker_raises_a_clear_error() -> None:

@@ -116,7 +116,8 @@ def test_agent_unit_opens_only_its_hardware() -> None:
     allowed = set(re.findall(r"^DeviceAllow=(\S+) rw$", text, re.MULTILINE))
     assert {"char-ttyUSB", "char-ttyAMA", "char-gpiochip", "char-spi"} <= allowed
     groups = re.search(r"^SupplementaryGroups=(.+)$", text, re.MULTILINE)
-    assert groups and {"dialout", "gpio", "spi"} <= set(groups.group(1).split())
+    assert groups
+    assert {"dialout", "gpio", "spi"} <= set(groups.group(1).split())
 
 
 def test_readme_records_the_scores() -> None:
@@ -143,8 +144,9 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
 def _connect_rc(port: int, username: str | None, password: str | None,
                 ca: Path | None = None) -> int:
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="probe")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe")
     if username is not None:
         client.username_pw_set(username, password)
     if ca is not None:

@@ -13,9 +13,9 @@ import pytest
 from hallq import messages as m
 from hallq.topics import HallTopics
 
-from .conftest import Mosquitto
+from .conftest import Mosquitto, until
 from .coordinated import FakeClock, device
-from .test_web_helpers import MATERIALS, supervisor_auth, web_hall, web_running
+from .test_web_helpers import MATERIALS, PASSWORD, supervisor_auth, web_hall, web_running
 
 pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
@@ -53,29 +53,35 @@ async def test_hall_summary_and_ticket_follow_the_engine(mosquitto: Mosquitto,
         await pad.wait_connected(10)
         numbers = [await _issue(dispenser) for _ in range(3)]
         third = await _get(http, f"{url}/api/tickets/{numbers[2]}")
-        assert third["state"] == "waiting" and third["people_ahead"] == 2
-        assert third["materials"] == MATERIALS and third["window"] is None
+        assert third["state"] == "waiting"
+        assert third["people_ahead"] == 2
+        assert third["materials"] == MATERIALS
+        assert third["window"] is None
         assert third["eta_min"] > 0
 
         clock.now += 60
         assert await _call(pad) == numbers[0]
         called = await _get(http, f"{url}/api/tickets/{numbers[0]}")
-        assert called["state"] == "called" and called["window"] == 1
+        assert called["state"] == "called"
+        assert called["window"] == 1
         assert (await _get(http, f"{url}/api/tickets/{numbers[2]}"))["people_ahead"] == 1
 
         hall = await _get(http, f"{url}/api/hall")
         assert hall["hall"]["id"] == "test-hall"
         filing = next(s for s in hall["services"] if s["code"] == "tax-filing")
-        assert filing["queue"]["waiting"] == 2 and filing["materials"] == MATERIALS
+        assert filing["queue"]["waiting"] == 2
+        assert filing["materials"] == MATERIALS
         assert hall["board"]["calls"][0]["ticket"] == numbers[0]
         # the public view says nothing about staff, devices or KPIs
         assert not {"windows", "stats", "devices", "alerts"} & set(hall)
         async with http.get(f"{url}/api/supervisor/hall") as r:
             assert r.status == 401
-        inside = await _get(http, f"{url}/api/supervisor/hall", headers=supervisor_auth())
+        inside = await _get(http, f"{url}/api/supervisor/hall", headers=await supervisor_auth(
+            http, url))
         assert inside["windows"][0]["ticket"] == numbers[0]
         assert inside["stats"]["total"]["issued"] == 3
-        assert inside["zones"] and inside["windows"][0]["zone"] in inside["zones"]
+        assert inside["zones"]
+        assert inside["windows"][0]["zone"] in inside["zones"]
 
         async with http.get(f"{url}/api/tickets/Z999") as r:
             assert r.status == 404
@@ -92,20 +98,23 @@ async def test_devices_presence_and_health_and_alerts(mosquitto: Mosquitto,
             await dispenser.publish(T.health("dispenser", "pi-d1"), m.DeviceHealth(
                 rev=dispenser.next_rev(), components=[m.ComponentHealth(
                     name="printer-1", ok=False, status="paper_out")]))
-            await _until(lambda: any(d.health for d in c.devices.all()))
+            await until(lambda: any(d.health for d in c.devices.all()))
             devices = await _get(http, f"{url}/api/supervisor/devices",
-                                 headers=supervisor_auth())
+                                 headers=await supervisor_auth(
+            http, url))
             d1 = next(d for d in devices if d["client"] == "pi-d1")
-            assert d1["online"] is True and d1["healthy"] is False
+            assert d1["online"] is True
+            assert d1["healthy"] is False
             assert d1["components"][0]["status"] == "paper_out"
-        await _until(lambda: any(d.client == "pi-d1" and d.online is False
+        await until(lambda: any(d.client == "pi-d1" and d.online is False
                                  for d in c.devices.all()))
         # a stale will from an earlier boot must not flip a newer online back
         assert not c.devices.note_presence(m.Presence(state="offline", boot=0, role="dispenser",
                                                       client="pi-d1"))
         async with http.get(f"{url}/api/alerts") as r:
             assert r.status == 404  # internal: only under /api/supervisor/
-        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=supervisor_auth())
+        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=await supervisor_auth(
+            http, url))
         kinds = {a["kind"] for a in alerts}
         assert {"device_offline", "device_unhealthy"} <= kinds
 
@@ -122,16 +131,12 @@ async def test_wait_target_and_engine_alerts_are_listed(mosquitto: Mosquitto,
         for _ in range(3):  # invoice warns at the 3rd ticket (warn_at = 3)
             await _issue(dispenser, "invoice")
         clock.now += 11 * 60  # tax-filing's target is 10 min
-        await _until(lambda: bool(c.alerts))  # the reply goes out before the events
-        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=supervisor_auth())
+        await until(lambda: bool(c.alerts))  # the reply goes out before the events
+        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=await supervisor_auth(
+            http, url))
         kinds = [a["kind"] for a in alerts]
-        assert "wait_over_target" in kinds and "daily_cap_near" in kinds
-
-
-async def _until(predicate: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
+        assert "wait_over_target" in kinds
+        assert "daily_cap_near" in kinds
 
 
 async def _events(response: aiohttp.ClientResponse) -> Any:
@@ -169,7 +174,8 @@ async def test_stream_sends_each_call_as_it_happens(mosquitto: Mosquitto,
                 async for kind, data in events:
                     calls = [e for e in data.get("events", []) if "zone" in e]
                     if kind == "change" and calls:
-                        assert calls[0]["ticket"] == number and calls[0]["window"] == 1
+                        assert calls[0]["ticket"] == number
+                        assert calls[0]["window"] == 1
                         assert 1 in data["windows"]
                         break
 
@@ -180,9 +186,11 @@ async def test_board_png_is_rendered_by_the_displays_package(mosquitto: Mosquitt
     async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url), \
             aiohttp.ClientSession() as http:
         boards = await _get(http, f"{url}/api/boards")
-        assert boards and all(b["png"].endswith(".png") for b in boards)
+        assert boards
+        assert all(b["png"].endswith(".png") for b in boards)
         async with http.get(url + boards[0]["png"]) as r:
-            assert r.status == 200 and r.content_type == "image/png"
+            assert r.status == 200
+            assert r.content_type == "image/png"
             assert (await r.read()).startswith(b"\x89PNG")
         async with http.get(f"{url}/api/boards/nope.png") as r:
             assert r.status == 404
@@ -217,10 +225,12 @@ async def test_pages_are_served_locally(mosquitto: Mosquitto, tmp_path: Path) ->
             async with http.get(url + path) as r:
                 assert r.status == 200, path
                 body = await r.text()
-                assert "http://" not in body and "https://" not in body, path  # no CDN
+                assert "http://" not in body, path  # no CDN
+                assert "https://" not in body, path
         async with http.get(f"{url}/t/other-hall/A001") as r:
             assert r.status == 404
-        async with http.get(f"{url}/supervisor", headers=supervisor_auth()) as r:
+        async with http.get(f"{url}/supervisor", headers=await supervisor_auth(
+            http, url)) as r:
             assert r.status == 200
 
 
@@ -260,17 +270,18 @@ async def test_real_responses_validate_against_the_openapi_document(
         await dispenser.publish(T.health("dispenser", "pi-d1"), m.DeviceHealth(
             rev=dispenser.next_rev(), components=[m.ComponentHealth(
                 name="printer-1", ok=False, status="paper_out")]))
-        await _until(lambda: any(d.health for d in c.devices.all()))
+        await until(lambda: any(d.health for d in c.devices.all()))
         clock.now += 11 * 60  # past tax-filing's 10 min target: an alert
         await _call(pad)
 
-        auth = supervisor_auth()
+        auth = await supervisor_auth(http, url)
         hall = await check("GET", "/api/hall", "/api/hall")
         assert hall["services"][0]["name_en"] is None
         inside = await check("GET", "/api/supervisor/hall", "/api/supervisor/hall", headers=auth)
         assert inside["devices"]
         called = await check("GET", f"/api/tickets/{numbers[0]}", "/api/tickets/{number}")
-        assert called["state"] == "called" and called["recalls"] == 0
+        assert called["state"] == "called"
+        assert called["recalls"] == 0
         await check("GET", f"/api/tickets/{numbers[2]}", "/api/tickets/{number}")
         await check("GET", "/api/tickets/Z999", "/api/tickets/{number}", 404)
         devices = await check("GET", "/api/supervisor/devices", "/api/supervisor/devices",
@@ -295,6 +306,13 @@ async def test_real_responses_validate_against_the_openapi_document(
                     "/api/appointments/{code}/cancel", 404, json={"phone": "13900000000"})
         await check("POST", f"/api/appointments/{booked['code']}/cancel",
                     "/api/appointments/{code}/cancel", json={"phone": "13800000000"})
+        await check("POST", "/api/login", "/api/login", 401,
+                    json={"user": "supervisor", "password": "wrong"})
+        login = await check("POST", "/api/login", "/api/login",
+                            json={"user": "supervisor", "password": PASSWORD})
+        auth = await supervisor_auth(http, url)
+        await check("GET", "/api/session", "/api/session", headers=auth)
+        assert login["role"] == "supervisor"
         await check("GET", "/api/supervisor/whoami", "/api/supervisor/whoami", headers=auth)
         await check("GET", "/api/supervisor/whoami", "/api/supervisor/whoami", 401)
         await check("POST", "/api/supervisor/appointments", "/api/supervisor/appointments",
@@ -307,4 +325,12 @@ async def test_real_responses_validate_against_the_openapi_document(
                     headers=auth, json={"action": "pause"})
         await check("POST", "/api/supervisor/windows/99", "/api/supervisor/windows/{window}",
                     409, headers=auth, json={"action": "pause"})
-    assert len(checked) == 22
+        await check("POST", "/api/supervisor/windows/2", "/api/supervisor/windows/{window}",
+                    403, headers={"Cookie": auth["Cookie"]}, json={"action": "resume"})
+        audit = await check("GET", "/api/supervisor/audit", "/api/supervisor/audit",
+                            headers=auth)
+        assert audit[0]["action"] == "denied"
+        assert audit[1]["target"] == "window 99"
+        await check("POST", "/api/logout", "/api/logout", headers=auth)
+        await check("GET", "/api/session", "/api/session", 401, headers=auth)
+    assert len(checked) == 29

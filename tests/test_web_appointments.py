@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import io
 import itertools
@@ -17,7 +16,7 @@ from hallq import messages as m
 from hallq.id_number import hash_id_number, hash_phone
 from hallq.topics import HallTopics
 
-from .conftest import Mosquitto
+from .conftest import Mosquitto, until
 from .coordinated import FakeClock, device
 from .halls import at
 from .test_web_helpers import ID_HASH_KEY, supervisor_auth, web_hall, web_running
@@ -35,7 +34,8 @@ async def _book(http: aiohttp.ClientSession, url: str, status: int = 201,
     """Book; a taxpayer's booking gives a fresh phone number unless the test gives one."""
     if path == "/api/appointments" and "id_number" not in body:
         body.setdefault("phone", str(next(_phones)))
-    async with http.post(url + path, json=body, headers=supervisor_auth()) as r:
+    headers = await supervisor_auth(http, url) if path.startswith("/api/supervisor/") else {}
+    async with http.post(url + path, json=body, headers=headers) as r:
         data = await r.json()
         assert r.status == status, data
         return data
@@ -54,10 +54,13 @@ async def test_booking_fills_a_slot_up_to_its_capacity(mosquitto: Mosquitto,
     async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url), \
             aiohttp.ClientSession() as http:
         slots = await _slots(http, url, "invoice", TODAY)
-        assert slots["08:00"]["open"] is False and slots["10:30"]["free"] == 2
-        assert slots["17:30"]["slot"] == "17:30-18:00" and "18:00" not in slots
+        assert slots["08:00"]["open"] is False
+        assert slots["10:30"]["free"] == 2
+        assert slots["17:30"]["slot"] == "17:30-18:00"
+        assert "18:00" not in slots
         first = await _book(http, url, service="invoice", day=TODAY, start="10:30")
-        assert first["slot"] == "10:30-11:00" and first["state"] == "booked"
+        assert first["slot"] == "10:30-11:00"
+        assert first["state"] == "booked"
         assert m.IssueRequest(kind="issue", service="invoice",
                               appointment=first["code"]).appointment == first["code"]
         second = await _book(http, url, service="invoice", day=TODAY, start="10:30")
@@ -81,14 +84,18 @@ async def test_booking_fills_a_slot_up_to_its_capacity(mosquitto: Mosquitto,
         assert "2026-12-05 周六" in closed["error"]["message"]
         async with http.get(f"{url}/api/appointments/slots?service=invoice") as r:
             days = (await r.json())["days"]
-        assert "2026-12-05" not in days and "2026-12-06" not in days and len(days) == 5
+        assert "2026-12-05" not in days
+        assert "2026-12-06" not in days
+        assert len(days) == 5
         green = await _slots(http, url, "green", TODAY)  # the service's own hours
-        assert min(green) == "09:00" and max(green) == "11:30"
+        assert min(green) == "09:00"
+        assert max(green) == "11:30"
 
         async with http.get(f"{url}/api/appointments/{first['code']}") as r:
             assert (await r.json())["service"] == "invoice"
         async with http.get(f"{url}/api/appointments/{first['code'].lower()}/qr.svg") as r:
-            assert r.status == 200 and r.content_type == "image/svg+xml"
+            assert r.status == 200
+            assert r.content_type == "image/svg+xml"
             svg = await r.read()
         want = io.BytesIO()
         segno.make_qr(first["code"], error="m").save(want, kind="svg", scale=8, border=4,
@@ -105,9 +112,8 @@ async def test_slots_show_the_comfort_index_for_their_half_hour(mosquitto: Mosqu
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"), comfort_synthetic=True)
     async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
             aiohttp.ClientSession() as http:
-        async with asyncio.timeout(30):  # built in a worker once the coordinator serves
-            while c.forecast is None:
-                await asyncio.sleep(0.05)
+        # built in a worker once the coordinator serves
+        await until(lambda: c.forecast is not None, timeout=30)
         slots = await _slots(http, url, "invoice", TOMORROW)
         day = dt.date.fromisoformat(TOMORROW)
         for start, slot in slots.items():
@@ -131,7 +137,8 @@ async def test_a_supervisor_invites_and_the_taxpayer_checks_in(mosquitto: Mosqui
         invited = await _book(http, url, path="/api/supervisor/appointments",
                               service="tax-filing", start="10:00", note="王先生 138****")
         assert invited["booked_by"] == "supervisor/supervisor"
-        async with http.get(f"{url}/api/supervisor/appointments", headers=supervisor_auth(),
+        auth = await supervisor_auth(http, url)
+        async with http.get(f"{url}/api/supervisor/appointments", headers=auth,
                             params={"day": TODAY}) as r:
             listed = await r.json()
         assert [(b["code"], b["note"]) for b in listed] == [(invited["code"], "王先生 138****")]
@@ -139,7 +146,8 @@ async def test_a_supervisor_invites_and_the_taxpayer_checks_in(mosquitto: Mosqui
         await dispenser.wait_connected(10)
         reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
             kind="issue", service="tax-filing", appointment=invited["code"]), timeout=10)
-        assert reply.ok and reply.ticket.priority == "appointment"
+        assert reply.ok
+        assert reply.ticket.priority == "appointment"
         async with http.get(f"{url}/api/appointments/{invited['code']}") as r:
             assert (await r.json())["state"] == "checked_in"
 
@@ -190,7 +198,8 @@ async def test_bookings_survive_a_restart_and_reach_the_engine(mosquitto: Mosqui
         assert c.engine.by_number[first.ticket.number].priority == "appointment"
         assert today["code"] in c.engine.appointments
         async with http.get(f"{url}/api/appointments/{today['code']}") as r:
-            assert r.status == 200 and (await r.json())["state"] == "booked"
+            assert r.status == 200
+            assert (await r.json())["state"] == "booked"
         assert (await _slots(http, url, "invoice", TODAY))["11:00"]["free"] == 0
         await dispenser.wait_connected(10)
         reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
@@ -201,7 +210,8 @@ async def test_bookings_survive_a_restart_and_reach_the_engine(mosquitto: Mosqui
         clock.now = at(9, 0, day=31)
         reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
             kind="issue", service="tax-filing", appointment=tomorrow["code"]), timeout=10)
-        assert reply.ok and reply.ticket.priority == "appointment"
+        assert reply.ok
+        assert reply.ticket.priority == "appointment"
         assert str(c.engine.day) == TOMORROW
 
 
@@ -223,7 +233,8 @@ async def test_real_name_booking_limits_a_person_and_cancels_with_proof(
         wrong = ID_NUMBER[:-1] + "5"
         bad = await _book(http, url, 400, service="invoice", day=TOMORROW, start="10:30",
                           id_number=wrong)
-        assert bad["error"]["code"] == "bad_id_number" and wrong not in str(bad)
+        assert bad["error"]["code"] == "bad_id_number"
+        assert wrong not in str(bad)
         assert (await _book(http, url, 400, service="invoice", day=TOMORROW, start="10:30",
                             phone="12345"))["error"]["code"] == "bad_phone"
 
@@ -249,13 +260,15 @@ async def test_real_name_booking_limits_a_person_and_cancels_with_proof(
         assert stored.person != hash_phone("13900001111", ID_HASH_KEY)
         raw = c.bookings.path.read_bytes() + c.bookings.path.with_name(
             c.bookings.path.name + "-wal").read_bytes()
-        assert ID_NUMBER.encode() not in raw and b"13900001111" not in raw
+        assert ID_NUMBER.encode() not in raw
+        assert b"13900001111" not in raw
 
         cancel = f"{url}/api/appointments/{mine['code']}/cancel"
         async with http.post(cancel, json={"phone": "13900001111"}) as r:
             assert r.status == 404  # someone else's proof: as if there were no such code
         async with http.post(cancel, json={"id_number": ID_NUMBER}) as r:
-            assert r.status == 200 and (await r.json())["state"] == "cancelled"
+            assert r.status == 200
+            assert (await r.json())["state"] == "cancelled"
         async with http.get(f"{url}/api/appointments/{mine['code']}") as r:
             assert (await r.json())["state"] == "cancelled"
         async with http.post(cancel, json={"id_number": ID_NUMBER}) as r:
@@ -265,7 +278,8 @@ async def test_real_name_booking_limits_a_person_and_cancels_with_proof(
         await _book(http, url, service="invoice", day=TOMORROW, start="11:00",
                     id_number=ID_NUMBER)
         assert by_phone["state"] == "booked"
-    assert ID_NUMBER not in caplog.text and "13900001111" not in caplog.text
+    assert ID_NUMBER not in caplog.text
+    assert "13900001111" not in caplog.text
 
 
 async def test_hours_outside_the_service_and_an_unentered_year_are_refused(
@@ -280,7 +294,8 @@ async def test_hours_outside_the_service_and_an_unentered_year_are_refused(
         assert "09:00-12:00" in early["error"]["message"]
         holiday = await _book(http, url, 400, service="invoice", day="2026-12-02",
                               start="10:30")
-        assert holiday["error"]["code"] == "hall_closed" and "周三" in holiday["error"]["message"]
+        assert holiday["error"]["code"] == "hall_closed"
+        assert "周三" in holiday["error"]["message"]
         async with http.get(f"{url}/api/appointments/slots?service=invoice") as r:
             assert "2026-12-02" not in (await r.json())["days"]
 

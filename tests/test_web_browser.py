@@ -20,9 +20,9 @@ from hallq.id_number import hash_id_number
 from hallq.topics import HallTopics
 
 from .ci import missing
-from .conftest import Mosquitto
+from .conftest import Mosquitto, until
 from .coordinated import FakeClock, device
-from .test_web_helpers import ID_HASH_KEY, PASSWORD, web_hall, web_running
+from .test_web_helpers import ID_HASH_KEY, PASSWORD, VIEWER_PASSWORD, web_hall, web_running
 
 pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
@@ -62,6 +62,17 @@ class Shots:
             shutil.copy(path, Path(self.copy_to) / path.name)
 
 
+async def desk_login(page: Any, url: str, user: str, password: str) -> None:
+    """Open the desk as a person would: it sends us to the login page, and back."""
+    await page.goto(url + "/supervisor")
+    if "/login" in page.url:  # not yet logged in in this browser context
+        await page.fill("#user", user)
+        await page.fill("#password", password)
+        await page.click("#submit")
+        await page.wait_for_url("**/supervisor")
+    await page.wait_for_selector("#live.on")
+
+
 async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                                                        tmp_path: Path) -> None:
     async_playwright = _playwright()
@@ -94,8 +105,7 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
         async with async_playwright() as p:
             browser = await p.chromium.launch_persistent_context(
                 str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-                args=FLAGS, http_credentials={"username": "supervisor", "password": PASSWORD},
-                locale="zh-CN", viewport={"width": 1280, "height": 900})
+                args=FLAGS, locale="zh-CN", viewport={"width": 1280, "height": 900})
             browser.set_default_timeout(WAIT_MS)
             try:
                 hall = await browser.new_page()
@@ -108,7 +118,9 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await shots.take(hall, "hall-before")
                 # the public view: no staff matters, Chinese with English under it
                 text = await hall.locator("main").inner_text()
-                assert "设备" not in text and "过号" not in text and "窗口 Windows" not in text
+                assert "设备" not in text
+                assert "过号" not in text
+                assert "窗口 Windows" not in text
                 assert await hall.locator("#calls li").first.inner_text() == (
                     f"请{numbers[0]}号到1号窗口\n{numbers[0]}, please go to window 1")
                 assert "Expected wait" in await hall.locator("#queues").inner_text()
@@ -125,7 +137,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await ticket.wait_for_selector("#materials li")
                 assert "居民身份证原件" in await ticket.locator("#materials").inner_text()
                 detail = await ticket.locator("#detail").inner_text()
-                assert detail.startswith("预计等候 约 ") and detail.endswith(" 分钟"), detail
+                assert detail.startswith("预计等候 约 "), detail
+                assert detail.endswith(" 分钟"), detail
                 assert (await ticket.locator("#detail-en").inner_text()).startswith(
                     "Expected wait about ")
                 await shots.take(ticket, "ticket-waiting")
@@ -169,13 +182,13 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await shots.take(ticket, "ticket-missed")
 
                 desk = await browser.new_page()
-                await desk.goto(url + "/supervisor")
-                await desk.wait_for_selector("#live.on")
+                await desk_login(desk, url, "supervisor", PASSWORD)
                 await desk.click('tr[data-window="2"] button[data-action="pause"]')
                 await desk.wait_for_selector('tr[data-window="2"] [data-status="paused"]')
                 assert c.engine.windows[2].status == "paused"
                 await shots.take(desk, "supervisor")
                 inside = await browser.new_page()
+                await desk_login(inside, url, "supervisor", PASSWORD)
                 await inside.goto(url + "/supervisor/hall")
                 await inside.wait_for_selector('#zones table .pill.paused')
                 assert await inside.locator("#zones summary").count() == len(cfg.zones)
@@ -213,7 +226,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 assert await book.locator("#who").input_value() == ""
                 code = (await book.locator("#code").inner_text()).strip()
                 stored = c.bookings.get(code)
-                assert stored is not None and stored.person == hash_id_number(ID_NUMBER,
+                assert stored is not None
+                assert stored.person == hash_id_number(ID_NUMBER,
                                                                                ID_HASH_KEY)
                 await book.wait_for_function(
                     "() => document.getElementById('qr').naturalWidth > 100")
@@ -226,7 +240,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await book.click("#cancel-submit")
                 await book.wait_for_selector("#cancel-result:has-text('Cancelled')")
                 stored = c.bookings.get(code)
-                assert stored is not None and stored.cancelled_at is not None
+                assert stored is not None
+                assert stored.cancelled_at is not None
                 await shots.take(book, "booking-cancelled")
             finally:
                 await browser.close()
@@ -262,15 +277,12 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
             return [t for t in engine.tickets
                     if t.state is TicketState.WAITING and t.service == service]
 
-        async with asyncio.timeout(60):  # a queue forms at 申报纳税
-            while len(queued("tax-filing")) < 3:
-                await asyncio.sleep(0.1)
+        await until(lambda: len(queued("tax-filing")) >= 3, timeout=60)  # a queue forms at 申报纳税
         mine = queued("tax-filing")[-1].number
         async with async_playwright() as p:
             browser = await p.chromium.launch_persistent_context(
                 str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-                args=FLAGS, locale="zh-CN", viewport={"width": 1280, "height": 900},
-                http_credentials={"username": "supervisor", "password": DEMO_PASSWORD})
+                args=FLAGS, locale="zh-CN", viewport={"width": 1280, "height": 900})
             browser.set_default_timeout(WAIT_MS * 3)
             try:
                 hall = await browser.new_page()
@@ -284,6 +296,8 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
                 await hall.set_viewport_size({"width": 390, "height": 844})
                 await shots.take(hall, "demo-hall-phone")
                 inside = await browser.new_page()
+                # the demo made its supervisor (no HALLQ_SUPERVISOR_PASSWORD here): log in
+                await desk_login(inside, url, "supervisor", DEMO_PASSWORD)
                 await inside.goto(url + "/supervisor/hall")
                 await inside.wait_for_selector("#zones table")
                 zones = coordinator.cfg.zones
@@ -303,7 +317,127 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
                     " return s.dataset.state !== 'waiting' || +s.dataset.ahead < ahead; }",
                     arg=ahead)
                 await shots.take(ticket, "demo-ticket")
+                # the demo made its supervisor (no HALLQ_SUPERVISOR_PASSWORD here): log in
+                desk = await browser.new_page()
+                await desk_login(desk, url, "supervisor", DEMO_PASSWORD)
+                await desk.wait_for_selector('#windows tr[data-window="1"]')
             finally:
                 await browser.close()
     finally:
         await cancel_and_wait(demo)
+
+
+EVIL_PAGE = """<!doctype html><html><body><h1>Free tea</h1>
+<form id="f" method="post" action="{target}"><input name="action" value="close"></form>
+<script>document.getElementById("f").submit()</script></body></html>"""
+
+
+async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A supervisor logs in, pauses a window and sees it in the audit log; a request
+    without the CSRF token, and a page on another origin posting a form, change nothing;
+    a viewer sees the desk without its controls; repeated failures lock the login."""
+    from aiohttp import web
+
+    async_playwright = _playwright()
+    shots = Shots(tmp_path)
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url):
+        evil_app = web.Application()
+        target = f"{url}/api/supervisor/windows/3"
+
+        async def evil(_request: web.Request) -> web.Response:
+            return web.Response(text=EVIL_PAGE.format(target=target), content_type="text/html")
+
+        evil_app.router.add_get("/", evil)
+        evil_runner = web.AppRunner(evil_app)
+        await evil_runner.setup()
+        site = web.TCPSite(evil_runner, "127.0.0.1", 0)
+        await site.start()
+        evil_url = f"http://127.0.0.1:{evil_runner.addresses[0][1]}/"
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=FLAGS)
+            try:
+                supervisor = await browser.new_context(locale="zh-CN",
+                                                       viewport={"width": 1280, "height": 900})
+                supervisor.set_default_timeout(WAIT_MS)
+                desk = await supervisor.new_page()
+                await desk.goto(url + "/supervisor")
+                await desk.wait_for_url("**/login?next=/supervisor")
+                await desk.fill("#user", "supervisor")
+                await desk.fill("#password", "not the password")
+                await desk.click("#submit")
+                await desk.wait_for_selector("#message.error")
+                assert "用户名或密码错误" in await desk.inner_text("#message")
+                await shots.take(desk, "login-refused")
+                await desk_login(desk, url, "supervisor", PASSWORD)
+                assert await desk.inner_text("#role") == "值班长 supervisor"
+                await desk.click('tr[data-window="2"] button[data-action="pause"]')
+                await desk.wait_for_selector('tr[data-window="2"] [data-status="paused"]')
+                await desk.wait_for_selector('#audit tr[data-action="pause"]')
+                row = await desk.inner_text('#audit tr[data-action="pause"]')
+                assert "supervisor" in row
+                assert "window 2" in row
+                assert "127.0.0.1" in row
+                assert "成功" in row
+                await shots.take(desk, "desk-audit")
+
+                # the desk's own cookie goes with this fetch, but no CSRF token: refused
+                status = await desk.evaluate("""() => fetch('/api/supervisor/windows/3', {
+                    method: 'POST', headers: {'Content-Type': 'application/json'},
+                    body: JSON.stringify({action: 'close'})}).then(r => r.status)""")
+                assert status == 403
+                # another origin on the same host (same site: SameSite lets the cookie go)
+                evil_page = await supervisor.new_page()
+                await evil_page.goto(evil_url)
+                await evil_page.wait_for_url(target)
+                assert "cross-site request refused" in await evil_page.inner_text("body")
+                await shots.take(evil_page, "forged-post-refused")
+                assert c.engine.windows[3].status == "open"
+                await desk.reload()
+                await desk.wait_for_selector('#audit tr[data-action="denied"]')
+                denied = await desk.inner_text('#audit tr[data-action="denied"]')
+                assert "csrf" in denied
+
+                await desk.click("#logout")
+                await desk.wait_for_url("**/login?next=/supervisor")
+                status = await desk.evaluate("() => fetch('/api/session').then(r => r.status)")
+                assert status == 401
+
+                viewer_ctx = await browser.new_context(locale="zh-CN",
+                                                       viewport={"width": 1280, "height": 900})
+                viewer_ctx.set_default_timeout(WAIT_MS)
+                look = await viewer_ctx.new_page()
+                await desk_login(look, url, "viewer", VIEWER_PASSWORD)
+                await look.wait_for_selector('tr[data-window="2"] [data-status="paused"]')
+                assert await look.inner_text("#role") == "只读 viewer"
+                assert not await look.is_visible('tr[data-window="1"] button[data-action]')
+                assert not await look.is_visible("#audit-card")
+                status = await look.evaluate("""async () => {
+                    const s = await (await fetch('/api/session')).json();
+                    const r = await fetch('/api/supervisor/windows/1', {method: 'POST',
+                        headers: {'Content-Type': 'application/json', 'X-CSRF-Token': s.csrf},
+                        body: JSON.stringify({action: 'close'})});
+                    return r.status; }""")
+                assert status == 403
+                assert c.engine.windows[1].status == "open"
+                await shots.take(look, "desk-viewer")
+
+                locked = await viewer_ctx.new_page()
+                await locked.goto(url + "/login")
+                for _ in range(cfg.web.login_failures_per_user):
+                    await locked.fill("#user", "viewer")
+                    await locked.fill("#password", "wrong wrong wrong")
+                    await locked.click("#submit")
+                    await locked.wait_for_selector("#message.error")
+                    await locked.wait_for_selector("#submit:not([disabled])")
+                await locked.wait_for_selector("#message:has-text('登录失败次数过多')")
+                message = await locked.inner_text("#message")
+                assert "后再试" in message
+                assert "分钟" in message
+                await shots.take(locked, "login-locked")
+            finally:
+                await browser.close()
+                await evil_runner.cleanup()

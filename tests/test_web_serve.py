@@ -11,11 +11,12 @@ import pytest
 
 from coordinator.service import serve
 from hallq.aio import cancel_and_wait
-from hallq.config import ConfigError, parse_config
+from hallq.config import parse_config
+from hallq.errors import ConfigError
 
 from .conftest import Mosquitto, free_port
 from .halls import small_hall_text
-from .test_web_helpers import basic
+from .test_web_helpers import login
 
 
 def test_supervisor_password_comes_from_the_environment_and_is_never_shown() -> None:
@@ -24,26 +25,28 @@ def test_supervisor_password_comes_from_the_environment_and_is_never_shown() -> 
     assert cfg.coordinator.supervisor_password is not None
     assert cfg.coordinator.supervisor_password.get_secret_value() == "from-env-123"
     assert "from-env-123" not in repr(cfg.coordinator)
-    assert cfg.coordinator.http_port == 8080 and cfg.coordinator.http_host == "127.0.0.1"
+    assert cfg.coordinator.http_port == 8080
+    assert cfg.coordinator.http_host == "127.0.0.1"
     with pytest.raises(ConfigError) as exc:
         parse_config(small_hall_text(http_port=70000, supervisor_password=""), environ={})
-    assert "http_port" in str(exc.value) and "supervisor_password" in str(exc.value)
+    assert "http_port" in str(exc.value)
+    assert "supervisor_password" in str(exc.value)
 
 
 def test_services_list_their_materials() -> None:
     text = small_hall_text().replace('wait_target_min = 10\n',
                                      'wait_target_min = 10\nmaterials = ["身份证"]\n', 1)
     cfg = parse_config(text, environ={})
-    assert cfg.services[0].materials == ["身份证"] and cfg.services[1].materials == []
+    assert cfg.services[0].materials == ["身份证"]
+    assert cfg.services[1].materials == []
 
 
 @pytest.mark.broker
 async def test_serve_runs_the_web_server_and_stops_it(mosquitto: Mosquitto,
                                                       tmp_path: Path) -> None:
     port = free_port()
-    text = small_hall_text(mosquitto.url, str(tmp_path / "state"), http_port=port,
-                           supervisor_password="pw-for-test")
-    cfg = parse_config(text, environ={})
+    text = small_hall_text(mosquitto.url, str(tmp_path / "state"), http_port=port)
+    cfg = parse_config(text, environ={"HALLQ_SUPERVISOR_PASSWORD": "pw-for-test"})
     ready = asyncio.Event()
     task = asyncio.create_task(serve(cfg, log_path=tmp_path / "log.sqlite", dispatch="pure",
                                      ready=ready))
@@ -52,11 +55,14 @@ async def test_serve_runs_the_web_server_and_stops_it(mosquitto: Mosquitto,
         await asyncio.wait_for(ready.wait(), 15)
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{url}/api/hall") as r:
-                assert r.status == 200 and (await r.json())["hall"]["id"] == "test-hall"
+                assert r.status == 200
+                assert (await r.json())["hall"]["id"] == "test-hall"
             async with http.get(f"{url}/api/health") as r:
-                assert r.status == 200 and (await r.json())["broker_connected"] is True
+                assert r.status == 200
+                assert (await r.json())["broker_connected"] is True
+            # the first supervisor, from the environment, hashed in memory
             async with http.get(f"{url}/api/supervisor/whoami",
-                                headers=basic("supervisor", "pw-for-test")) as r:
+                                headers=await login(http, url, "supervisor", "pw-for-test")) as r:
                 assert r.status == 200
             # an open live stream must not hold up the shutdown
             stream = await http.get(f"{url}/api/stream")

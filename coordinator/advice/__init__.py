@@ -22,7 +22,8 @@ from coordinator.advice.live import (
     simulate_switch,
 )
 from coordinator.advice.plan import Move, Plan, Staffing, limit_staff, plan_day
-from coordinator.advice.replay import SkillChange, replay_day
+from coordinator.advice.replay import replay_day
+from coordinator.simulation.day import SkillChange
 
 __all__ = [
     "ActOnAdvice", "Advice", "Move", "Plan", "SkillChange", "Staffing", "advice_alert", "advise",

@@ -19,9 +19,9 @@ import statistics
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from coordinator.advice.replay import SkillChange, Skills
+from coordinator.advice.replay import Skills
 from coordinator.engine import Engine
-from coordinator.simulation.day import FastHall, epoch_of, sim_config
+from coordinator.simulation.day import FastHall, SkillChange, epoch_of, sim_config
 from coordinator.simulation.profile import SERVICE_SIGMA, Arrival, DayArrivals, open_spans
 from hallq import messages as m
 from hallq.messages import TicketState, WindowStatus
@@ -83,7 +83,7 @@ def queue_wait_min(engine: Engine, service: str, extra_windows: int = 0) -> floa
         return 0.0
     if n <= 0:
         return math.inf
-    return waiting * engine.avg_service_s(service) / n / 60.0
+    return float(waiting * engine.avg_service_s(service) / n / 60.0)
 
 
 def oldest_wait_min(engine: Engine, service: str, now: float) -> float:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.advice.live import ActOnAdvice
-from coordinator.advice.replay import SkillChange, Skills, replay_day
+from coordinator.advice.replay import Skills, replay_day
 from coordinator.dispatch import load_core
 from coordinator.simulation import draw_days, sim_day
-from coordinator.simulation.day import DayResult, FastHall, sim_config
+from coordinator.simulation.day import DayResult, FastHall, SkillChange, sim_config
 from coordinator.simulation.policies import configured_skills, dedicated_skills
 from coordinator.simulation.profile import Arrival, Demand, open_spans
 from coordinator.simulation.report import PolicyReport

@@ -84,7 +84,7 @@ class History:
 
     @property
     def weeks(self) -> float:
-        return self.counts.shape[0] / 7
+        return float(self.counts.shape[0]) / 7
 
     def count(self, day: dt.date, hour: int, minute: int = 0) -> int:
         """Tickets issued on ``day`` in the half hour holding ``hour:minute``."""
@@ -182,7 +182,8 @@ def synthetic_means(cfg: HallConfig, days: Sequence[dt.date], origin: dt.date, *
     daily = np.array([
         base * math.exp(trend * months_between(origin, d)) * cal.filing_factor(d) / FILING_MEAN
         * day_weight(d) for d in days])
-    return daily[:, None] * share[None, :]
+    arrivals: np.ndarray = daily[:, None] * share[None, :]
+    return arrivals
 
 
 def months_between(origin: dt.date, day: dt.date) -> float:

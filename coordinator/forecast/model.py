@@ -75,7 +75,8 @@ class Fit:
     def mean(self, days: Sequence[dt.date]) -> np.ndarray:
         """Expected arrivals per (day, half hour); zeros on closed days."""
         x = _design(days, self.origin, self.slots, self.open_weekdays, self.calendar)
-        mu = np.exp(np.clip(x @ self.coef, -30.0, 30.0)).reshape(len(days), len(self.slots))
+        mu: np.ndarray = np.exp(np.clip(x @ self.coef, -30.0, 30.0))
+        mu = mu.reshape(len(days), len(self.slots))
         closed = np.array([not self.is_open(d) for d in days], bool)
         mu[closed] = 0.0
         return mu

@@ -1,35 +1,222 @@
-"""HTTP Basic authentication for the supervisor view and its API.
+"""Logins to the supervisor desk: sessions, CSRF, same-origin checks, login throttling.
 
-Basic auth keeps the pages plain (no login form, no session store) and works for scripts;
-the coordinator should sit behind TLS or on the hall LAN. Without a configured password
-nobody gets in: an unconfigured hall must not have an open supervisor desk.
+A login (user name + password, verified against an argon2id hash off the event loop)
+opens a server-side session named by a random token in an HttpOnly, SameSite=Strict
+cookie (Secure when served over TLS). Sessions end on logout, after ``session_idle_min``
+without a request, after ``session_max_h`` in any case, when the coordinator restarts,
+and when their user is removed or demoted. Every state-changing request (any method but
+GET/HEAD/OPTIONS) from a browser must come from this site's own pages (``Origin``, else
+``Referer``); one made under a session must also carry that session's CSRF token in
+``X-CSRF-Token``, which only the desk's own script can read. Failed logins lock the user
+name and the client address for a while, checked before the (costly) hash is verified.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
+import datetime as dt
 import hmac
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-from hallq.config import CoordinatorConfig
+from aiohttp import web
 
-REALM = 'Basic realm="hallq supervisor", charset="UTF-8"'
+from hallq.config import HallConfig
+
+from .users import Directory, User, verify_password
+
+COOKIE = "hallq_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_SESSIONS = 1000
+MAX_TRACKED = 10_000  # throttle keys kept; the oldest are forgotten past this
 
 
-def supervisor_from(header: str | None, settings: CoordinatorConfig) -> str | None:
-    """The supervisor's user name when the Authorization header carries valid credentials."""
-    secret = settings.supervisor_password
-    if secret is None or not header or not header.startswith("Basic "):
+@dataclass(slots=True)
+class Session:
+    token: str
+    user: str
+    role: str
+    csrf: str
+    created: float
+    last_seen: float
+    client: str
+
+    @property
+    def may_act(self) -> bool:
+        return self.role == "supervisor"
+
+
+class Sessions:
+    """In memory on purpose: a restart logs everyone out, and no token is ever on disk."""
+
+    def __init__(self, idle_s: float, max_s: float, clock: Callable[[], float]) -> None:
+        self.idle_s = idle_s
+        self.max_s = max_s
+        self.clock = clock
+        self._by_token: OrderedDict[str, Session] = OrderedDict()
+
+    def open(self, user: User, client: str) -> Session:
+        now = self.clock()
+        session = Session(secrets.token_urlsafe(32), user.name, user.role,
+                          secrets.token_urlsafe(32), now, now, client)
+        self._by_token[session.token] = session
+        while len(self._by_token) > MAX_SESSIONS:
+            self._by_token.popitem(last=False)
+        return session
+
+    def get(self, token: str | None, directory: Directory) -> Session | None:
+        """The live session named by ``token``; touching it extends its idle time."""
+        if not token:
+            return None
+        session = self._by_token.get(token)
+        if session is None:
+            return None
+        now = self.clock()
+        user = directory.get(session.user)
+        if (now - session.last_seen > self.idle_s or now - session.created > self.max_s
+                or user is None or user.role != session.role):
+            del self._by_token[token]
+            return None
+        session.last_seen = now
+        return session
+
+    def close(self, token: str) -> None:
+        self._by_token.pop(token, None)
+
+    def expires_at(self, session: Session) -> float:
+        return min(session.last_seen + self.idle_s, session.created + self.max_s)
+
+    def __len__(self) -> int:
+        return len(self._by_token)
+
+
+@dataclass(slots=True)
+class _Count:
+    failures: list[float] = field(default_factory=list)
+    locked_until: float = 0.0
+
+
+class LoginThrottle:
+    """``limit`` failures within ``window_s`` lock a key (a user name, an address) for
+    ``window_s``; while locked, no password is even checked."""
+
+    def __init__(self, per_user: int, per_address: int, window_s: float,
+                 clock: Callable[[], float]) -> None:
+        self.limits = {"user": per_user, "address": per_address}
+        self.window_s = window_s
+        self.clock = clock
+        self._counts: OrderedDict[tuple[str, str], _Count] = OrderedDict()
+
+    def _keys(self, user: str, address: str) -> list[tuple[str, str]]:
+        return [("user", user.casefold()), ("address", address)]
+
+    def locked_until(self, user: str, address: str) -> float | None:
+        now = self.clock()
+        until = max((c.locked_until for k in self._keys(user, address)
+                     if (c := self._counts.get(k)) is not None), default=0.0)
+        return until if until > now else None
+
+    def failed(self, user: str, address: str) -> float | None:
+        """Count a failure; the time the lock lifts when this one locked a key."""
+        now = self.clock()
+        locked: float | None = None
+        for key in self._keys(user, address):
+            count = self._counts.pop(key, None) or _Count()
+            self._counts[key] = count  # most recently used last
+            count.failures = [t for t in count.failures if now - t < self.window_s]
+            count.failures.append(now)
+            if len(count.failures) >= self.limits[key[0]]:
+                count.locked_until = now + self.window_s
+                count.failures.clear()
+                locked = count.locked_until
+        while len(self._counts) > MAX_TRACKED:
+            self._counts.popitem(last=False)
+        return locked
+
+    def succeeded(self, user: str) -> None:
+        self._counts.pop(("user", user.casefold()), None)
+
+
+def lockout_message(until: float, now: float, cfg: HallConfig) -> str:
+    minutes = max(1, round((until - now) / 60))
+    at = dt.datetime.fromtimestamp(until, cfg.hall.tzinfo)
+    return f"登录失败次数过多，请于 {at:%H:%M} 后再试（约 {minutes} 分钟）"
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
         return None
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    if not sep:
-        return None
-    # compare both even when the first differs, so timing says nothing about which failed
-    user_ok = hmac.compare_digest(user.encode(), settings.supervisor_user.encode())
-    password_ok = hmac.compare_digest(password.encode(),
-                                      secret.get_secret_value().encode())
-    return user if user_ok and password_ok else None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def same_origin(request: web.Request, public_url: str) -> bool:
+    """Whether a state-changing request comes from this site's pages. A request with
+    neither Origin nor Referer is not a browser's (a script with a session must still show
+    the CSRF token); ``Origin: null`` (sandboxed frames, file pages) is refused."""
+    claimed = request.headers.get("Origin")
+    if claimed is None:
+        referer = request.headers.get("Referer")
+        if referer is None:
+            return True
+        claimed = _origin(referer) or "null"
+    claimed = claimed.strip().lower()
+    host = request.host.lower()
+    allowed = {f"http://{host}", f"https://{host}", _origin(public_url)}
+    return claimed in allowed
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A login attempt's outcome: the user, or refused (``failed`` when a wrong password
+    was counted; ``locked_until`` when the name or address is locked, now or already)."""
+
+    user: User | None = None
+    locked_until: float | None = None
+    failed: bool = False
+
+
+class Gate:
+    """The desk's users, their sessions and the login throttle, for one web server."""
+
+    def __init__(self, cfg: HallConfig, clock: Callable[[], float] = time.time) -> None:
+        settings = cfg.web
+        self.cfg = cfg
+        self.clock = clock
+        self.directory = Directory(cfg)
+        self.sessions = Sessions(settings.session_idle_min * 60, settings.session_max_h * 3600,
+                                 lambda: self.clock())
+        self.throttle = LoginThrottle(settings.login_failures_per_user,
+                                      settings.login_failures_per_address,
+                                      settings.lockout_min * 60, lambda: self.clock())
+        # argon2 takes ~64 MiB and tens of ms per check: one at a time, off the loop
+        self._verifying = asyncio.Semaphore(1)
+
+    async def attempt(self, name: str, password: str, address: str) -> Attempt:
+        """The lock is checked once it is this attempt's turn, so a burst of attempts
+        queued behind the first is refused without hashing."""
+        async with self._verifying:
+            until = self.throttle.locked_until(name, address)
+            if until is not None:
+                return Attempt(locked_until=until)
+            self.directory.refresh()
+            user = self.directory.get(name)
+            ok = await asyncio.to_thread(verify_password, user, password)
+            if ok and user is not None:
+                self.throttle.succeeded(name)
+                return Attempt(user=user)
+            return Attempt(locked_until=self.throttle.failed(name, address), failed=True)
+
+    def session_of(self, request: web.Request) -> Session | None:
+        self.directory.refresh()
+        return self.sessions.get(request.cookies.get(COOKIE), self.directory)
+
+    @staticmethod
+    def csrf_ok(request: web.Request, session: Session) -> bool:
+        sent = request.headers.get(CSRF_HEADER, "")
+        return hmac.compare_digest(sent.encode(), session.csrf.encode())

@@ -16,6 +16,7 @@ from hallq import messages as m
 
 if TYPE_CHECKING:
     from coordinator.engine import Engine
+    from coordinator.eventlog import EventLog
     from coordinator.hallqueue import HallQueue, Submitted
     from coordinator.web.appointments import AppointmentBook, Booking
     from coordinator.web.devices import DeviceBook
@@ -36,6 +37,8 @@ class HallService(Protocol):
     def engine(self) -> Engine: ...
     @property
     def queue(self) -> HallQueue: ...
+    @property
+    def eventlog(self) -> EventLog: ...  # the desk's audit log is kept next to it
     @property
     def session(self) -> Session | None: ...
     @property

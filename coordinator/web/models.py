@@ -17,6 +17,7 @@ from hallq import messages as m
 __all__ = [
     "RESPONSE_MODELS",
     "Alert",
+    "AuditEntry",
     "BoardItem",
     "Booked",
     "Booking",
@@ -25,10 +26,12 @@ __all__ = [
     "CityLink",
     "CommandResult",
     "Device",
+    "Done",
     "Error",
     "Hall",
     "HallHeader",
     "Health",
+    "LoginRequest",
     "PublicHall",
     "Service",
     "Slot",
@@ -230,7 +233,37 @@ class CommandResult(_Out):
 
 
 class WhoAmI(_Out):
+    """The logged-in session (``/api/login``, ``/api/session``, ``/api/supervisor/whoami``)."""
+
+    ok: Literal[True] = True
     user: str
+    role: Literal["supervisor", "viewer"]
+    csrf: str = Field(description="send as X-CSRF-Token with every change")
+    may_act: bool
+    expires_at: float = Field(description="epoch seconds, if left idle")
+
+
+class LoginRequest(_Out):
+    user: str = Field(max_length=64)
+    password: str
+
+
+class Done(_Out):
+    ok: Literal[True] = True
+
+
+class AuditEntry(_Out):
+    id: int
+    at: float = Field(description="epoch seconds (wall clock)")
+    user: str
+    role: str | None
+    action: str = Field(description="login, logout, denied, open, close, pause, resume, "
+                                    "set_skills, invite")
+    target: str | None
+    ok: bool
+    result: str | None
+    detail: dict[str, object] | str | None
+    client: str | None = Field(description="the client's address")
 
 
 class BookingRequest(_Out):
@@ -258,5 +291,5 @@ class SupervisorCommand(_Out):
 RESPONSE_MODELS: list[type[BaseModel]] = [
     Error, Service, Device, PublicHall, Hall, Ticket, Alert, Health, BoardItem, Slots, Booking,
     Booked, SupervisorBooking, CommandResult, WhoAmI, BookingRequest, SupervisorCommand,
-    CancelRequest, m.ComfortState,
+    CancelRequest, LoginRequest, Done, AuditEntry, m.ComfortState,
 ]

@@ -31,10 +31,14 @@ def _ok(description: str, schema: dict[str, Any], media: str = "application/json
 
 
 def _errors(*codes: str) -> dict[str, Any]:
-    text = {"400": "bad input", "401": "supervisor login required", "404": "not found",
+    text = {"400": "bad input", "401": "login required (or wrong credentials)",
+            "403": "CSRF token missing, another site's Origin, or a viewer trying to act",
+            "404": "not found",
             "409": "refused (slot full, person limit, checked in, or the engine rejected "
                    "the command)",
-            "429": "too many booking attempts from this address",
+            "415": "body must be JSON",
+            "429": "too many failed logins (the message says until when), or too many "
+                   "booking attempts from this address",
             "503": "unavailable (board renderer, or real-name booking not set up)"}
     return {c: {"description": text[c], "content": {"application/json": {
         "schema": _ref("Error")}}} for c in codes}
@@ -48,7 +52,10 @@ def _param(name: str, where: str, schema: dict[str, Any], required: bool = True,
 
 _OBJ: dict[str, Any] = {"type": "object"}
 _STR: dict[str, Any] = {"type": "string"}
-_BASIC: list[dict[str, list[str]]] = [{"supervisorBasic": []}]
+# the desk's session cookie; a change also needs its CSRF token (and this site's Origin,
+# when a browser sends one)
+_READ: list[dict[str, list[str]]] = [{"session": []}]
+_WRITE: list[dict[str, list[str]]] = [{"session": [], "csrf": []}]
 
 
 def _schemas() -> dict[str, Any]:
@@ -129,24 +136,24 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                     "image/svg+xml": {"schema": {"type": "string"}}}}, **_errors("404")}}},
             "/api/supervisor/windows/{window}": {"post": {
                 "summary": "open/close/pause/resume a window or change its skills",
-                "security": _BASIC,
+                "security": _WRITE,
                 "parameters": [_param("window", "path", {"type": "integer", "minimum": 1})],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref("SupervisorCommand")}}},
                 "responses": {**_ok("applied", _ref("CommandResult")),
-                              **_errors("400", "401"),
+                              **_errors("400", "401", "403"),
                               "409": {"description": "the engine refused the command",
                                       "content": {"application/json": {
                                           "schema": _ref("CommandResult")}}}}}},
             "/api/supervisor/appointments": {
                 "post": {"summary": "invite a taxpayer: book on their behalf",
-                         "security": _BASIC,
+                         "security": _WRITE,
                          "requestBody": {"required": True, "content": {"application/json": {
                              "schema": _ref("BookingRequest")}}},
                          "responses": {"201": {"description": "booked", "content": {
                              "application/json": {"schema": _ref("Booked")}}},
-                             **_errors("400", "401", "409")}},
-                "get": {"summary": "the bookings of a day", "security": _BASIC,
+                             **_errors("400", "401", "403", "409")}},
+                "get": {"summary": "the bookings of a day", "security": _READ,
                         "parameters": [_param("day", "query",
                                               {"type": "string", "format": "date"},
                                               required=False)],
@@ -155,21 +162,47 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                                       **_errors("400", "401")}}},
             "/api/supervisor/hall": {"get": {
                 "summary": "the internal hall: windows by function hall, KPIs, devices, alerts",
-                "security": _BASIC,
+                "security": _READ,
                 "responses": {**_ok("hall summary", _ref("Hall")), **_errors("401")}}},
             "/api/supervisor/devices": {"get": {
-                "summary": "presence and health of every client", "security": _BASIC,
+                "summary": "presence and health of every client", "security": _READ,
                 "responses": {**_ok("devices", {"type": "array", "items": _ref("Device")}),
                               **_errors("401")}}},
             "/api/supervisor/alerts": {"get": {
                 "summary": "engine alerts, offline devices, services past their wait target",
-                "security": _BASIC,
+                "security": _READ,
                 "responses": {**_ok("alerts", {"type": "array", "items": _ref("Alert")}),
                               **_errors("401")}}},
             "/api/supervisor/whoami": {"get": {
-                "summary": "the logged-in supervisor", "security": _BASIC,
-                "responses": {**_ok("user", _ref("WhoAmI")), **_errors("401")}}},
+                "summary": "the logged-in user (as /api/session)", "security": _READ,
+                "responses": {**_ok("session", _ref("WhoAmI")), **_errors("401")}}},
+            "/api/supervisor/audit": {"get": {
+                "summary": "the audit log, newest first: who did what, when, from where "
+                           "(supervisors only)",
+                "security": _READ,
+                "parameters": [
+                    _param("limit", "query", {"type": "integer", "minimum": 1,
+                                              "maximum": 500}, required=False),
+                    _param("before", "query", {"type": "integer"}, required=False,
+                           description="an entry id: page further back")],
+                "responses": {**_ok("entries", {"type": "array",
+                                                "items": _ref("AuditEntry")}),
+                              **_errors("400", "401", "403")}}},
+            "/api/login": {"post": {
+                "summary": "log into the supervisor desk: sets the session cookie "
+                           "(HttpOnly, SameSite=Strict, Secure over TLS)",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("LoginRequest")}}},
+                "responses": {**_ok("logged in", _ref("WhoAmI")),
+                              **_errors("400", "401", "403", "415", "429")}}},
+            "/api/logout": {"post": {
+                "summary": "end the session", "security": _WRITE,
+                "responses": {**_ok("logged out", _ref("Done")), **_errors("401", "403")}}},
+            "/api/session": {"get": {
+                "summary": "the current session: user, role, CSRF token", "security": _READ,
+                "responses": {**_ok("session", _ref("WhoAmI")), **_errors("401")}}},
         },
         "components": {"schemas": _schemas(), "securitySchemes": {
-            "supervisorBasic": {"type": "http", "scheme": "basic"}}},
+            "session": {"type": "apiKey", "in": "cookie", "name": "hallq_session"},
+            "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"}}},
     }

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import ipaddress
 import logging
+import ssl
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
 from coordinator.eventlog import EventLog
@@ -22,13 +25,22 @@ from coordinator.shipmark import lag, mark_path, read_mark
 from coordinator.web import models as api
 from coordinator.web import views
 from coordinator.web.appointments import AddressLimiter, BookingError, booking_json
-from coordinator.web.auth import REALM, supervisor_from
+from coordinator.web.audit import AuditLog, default_audit_path
+from coordinator.web.auth import (
+    COOKIE,
+    SAFE_METHODS,
+    Gate,
+    Session,
+    lockout_message,
+    same_origin,
+)
 from coordinator.web.boards import boards, render_png
 from coordinator.web.interface import HallService
 from coordinator.web.openapi import openapi_document
 from coordinator.web.stream import StreamHub, is_close, sse_frame
 from hallq import messages as m
 from hallq.id_number import hash_id_number, hash_phone, id_number_problem, normalise_phone
+from hallq.logsetup import redact
 
 log = logging.getLogger("hallq.web")
 
@@ -38,6 +50,20 @@ SUPERVISOR_ACTIONS = frozenset({"open", "close", "pause", "resume", "set_skills"
 
 COORDINATOR: web.AppKey[HallService] = web.AppKey("coordinator", object)  # type: ignore[arg-type]
 HUB: web.AppKey[StreamHub] = web.AppKey("hub", StreamHub)
+GATE: web.AppKey[Gate] = web.AppKey("gate", Gate)
+AUDIT: web.AppKey[AuditLog] = web.AppKey("audit", AuditLog)
+# where the gate leaves the request's session (typed keys exist from aiohttp 3.14)
+SESSION: Any = (web.RequestKey("session", Session) if hasattr(web, "RequestKey")
+                else "hallq.session")
+# pages and scripts come from here only; no inline script anywhere, frames refused
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+                               "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+}
 LIMITER: web.AppKey[AddressLimiter] = web.AppKey("limiter", AddressLimiter)
 
 
@@ -45,8 +71,12 @@ def _c(request: web.Request) -> HallService:
     return request.app[COORDINATOR]
 
 
+_Sent = TypeVar("_Sent", web.StreamResponse, web.HTTPException)
+
 def _error(status: int, code: str, message: str) -> web.Response:
-    body = api.Error(error=api.ErrorDetail(code=code, message=message))
+    """An error answer; what it quotes of the request is ID-redacted (a ticket number
+    field is where a taxpayer might type their ID-card number)."""
+    body = api.Error(error=api.ErrorDetail(code=code, message=redact(message)))
     return web.json_response(body.model_dump(mode="json"), status=status)
 
 
@@ -273,7 +303,8 @@ def _status(exc: BookingError) -> int:
             "real_name_unavailable": 503}.get(exc.code, 400)
 
 
-async def _book(request: web.Request, booked_by: str) -> web.Response:
+async def _book(request: web.Request, booked_by: str) -> tuple[web.Response, Any]:
+    """The answer, and the booking made (None when refused)."""
     c = _c(request)
     taxpayer = booked_by == "taxpayer"
     try:
@@ -286,18 +317,19 @@ async def _book(request: web.Request, booked_by: str) -> web.Response:
         slot = c.bookings.slot_at(service, day, start_text)
         note = body.get("note") if not taxpayer else None
         booking = await c.book_appointment(service, day, slot.start, booked_by=booked_by,
-                                           note=str(note)[:100] if note else None,
+                                           note=redact(str(note))[:100] if note else None,
                                            person=person)
     except BookingError as exc:
-        return _error(_status(exc), exc.code, str(exc))
+        return _error(_status(exc), exc.code, str(exc)), None
     log.info("appointment %s booked by %s: %s %s", booking.code, booked_by, service,
              slot.label)
     data = booking_json(booking, c.cfg, c.clock(), c.checked_in())
-    return web.json_response(api.Booked(**data.model_dump()).model_dump(mode="json"), status=201)
+    return web.json_response(api.Booked(**data.model_dump()).model_dump(mode="json"),
+                             status=201), booking
 
 
 async def book(request: web.Request) -> web.Response:
-    return await _book(request, "taxpayer")
+    return (await _book(request, "taxpayer"))[0]
 
 
 async def appointment(request: web.Request) -> web.Response:
@@ -346,26 +378,155 @@ async def appointment_qr(request: web.Request) -> web.Response:
 # --- supervisor ------------------------------------------------------------------------
 
 
-def _supervisor(request: web.Request) -> str | None:
-    return supervisor_from(request.headers.get("Authorization"), _c(request).cfg.coordinator)
+def _session(request: web.Request) -> Session:
+    session: Session = request[SESSION]  # the middleware let the request through
+    return session
 
 
-def _user(request: web.Request) -> str:
-    user = _supervisor(request)
-    assert user is not None  # the middleware let the request through
-    return user
+def _client(request: web.Request) -> str:
+    """The client's address: the TCP peer, or what a trusted proxy says it forwarded for
+    (the last X-Forwarded-For entry, the one that proxy added)."""
+    peer = request.remote or "?"
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded and peer in _c(request).cfg.web.trusted_proxies:
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        try:
+            return str(ipaddress.ip_address(last))
+        except ValueError:
+            return peer
+    return peer
+
+
+def _secure(request: web.Request) -> bool:
+    """Whether the browser reached us over TLS: ours, or a trusted proxy's."""
+    if request.secure:
+        return True
+    return (request.remote in _c(request).cfg.web.trusted_proxies
+            and request.headers.get("X-Forwarded-Proto", "").lower() == "https")
+
+
+def _audit(request: web.Request, action: str, *, target: str | None = None, ok: bool = True,
+           result: str | None = None, detail: dict[str, Any] | None = None,
+           session: Session | None = None, user: str | None = None) -> None:
+    session = session or request.get(SESSION)
+    request.app[AUDIT].record(
+        user or (session.user if session else "?"), action,
+        role=session.role if session else None, target=target, ok=ok, result=result,
+        detail=detail, client=_client(request))
+
+
+def _guarded(path: str) -> bool:
+    """The desk's pages (``/supervisor`` and anything under it) and API."""
+    return (path == "/supervisor" or path.startswith(("/supervisor/", "/api/supervisor/"))
+            or path == "/api/logout")
 
 
 @web.middleware
-async def supervisor_auth(request: web.Request, handler: Any) -> web.StreamResponse:
-    path = request.path
-    guarded = path == "/supervisor" or path.startswith(("/supervisor/", "/api/supervisor/"))
-    if guarded and _supervisor(request) is None:
-        return web.json_response(
-            {"ok": False, "error": {"code": "unauthorized",
-                                    "message": "supervisor login required"}},
-            status=401, headers={"WWW-Authenticate": REALM})
-    return await handler(request)
+async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Same-origin check on every state-changing request; a session (and, to change
+    anything, its CSRF token and the supervisor role) on the desk's routes."""
+    unsafe = request.method not in SAFE_METHODS
+    if unsafe and not same_origin(request, _c(request).cfg.hall.public_url):
+        return _secured(_error(403, "bad_origin", "请求来源不是本站 cross-site request refused"))
+    if _guarded(request.path):
+        g = request.app[GATE]
+        session = g.session_of(request)
+        if session is None:
+            if not request.path.startswith("/api/"):  # a desk page: back to it after login
+                raise _secured(web.HTTPSeeOther(f"/login?next={request.path}"))
+            return _secured(_error(401, "unauthorized", "请先登录 login required"))
+        request[SESSION] = session
+        if unsafe and not g.csrf_ok(request, session):
+            _audit(request, "denied", target=request.path, ok=False, result="csrf")
+            return _secured(_error(403, "csrf", "缺少或错误的 CSRF 令牌 CSRF token missing"))
+        if unsafe and not session.may_act and request.path != "/api/logout":
+            _audit(request, "denied", target=request.path, ok=False, result="viewer")
+            return _secured(_error(403, "forbidden", "只读账号不能操作 a viewer may only look"))
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        raise _secured(exc) from None
+    return _secured(response)
+
+
+def _secured(response: _Sent) -> _Sent:
+    if getattr(response, "prepared", False):  # a stream: its headers are already sent
+        return response
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+async def login(request: web.Request) -> web.Response:
+    c, g = _c(request), request.app[GATE]
+    if request.content_type != "application/json":
+        return _error(415, "json_required", "body must be JSON")
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "invalid_json", "body must be JSON")
+    if not isinstance(body, dict):
+        return _error(400, "invalid_json", "body must be a JSON object")
+    name = str(body.get("user", "")).strip()[:64]
+    password = str(body.get("password", ""))[:1024]
+    client = _client(request)
+    outcome = await g.attempt(name, password, client)
+    if outcome.user is not None:
+        session = g.sessions.open(outcome.user, client)
+        _audit(request, "login", session=session)
+        log.info("desk login: %s (%s) from %s", session.user, session.role, client)
+        response = _json(_session_json(g, session))
+        response.set_cookie(COOKIE, session.token, httponly=True, samesite="Strict",
+                            secure=_secure(request), path="/")
+        return response
+    until = outcome.locked_until
+    if outcome.failed:
+        known = g.directory.get(name) is not None
+        # an unknown name is not stored: it is often a password typed in the wrong box
+        _audit(request, "login", ok=False, user=name if known else "(unknown)",
+               result="locked" if until else "bad_credentials")
+        if until is None:
+            return _error(401, "bad_credentials", "用户名或密码错误 wrong user name or password")
+        log.warning("desk login locked for %s / %s after repeated failures",
+                    name if known else "(unknown user)", client)
+    assert until is not None
+    now = g.clock()
+    response = _error(429, "locked", lockout_message(until, now, c.cfg))
+    response.headers["Retry-After"] = str(max(1, int(until - now + 0.999)))
+    return response
+
+
+def _session_json(g: Gate, session: Session) -> api.WhoAmI:
+    return api.WhoAmI(user=session.user, role=cast(Any, session.role), csrf=session.csrf,
+                      may_act=session.may_act, expires_at=g.sessions.expires_at(session))
+
+
+async def logout(request: web.Request) -> web.Response:
+    session = _session(request)
+    request.app[GATE].sessions.close(session.token)
+    _audit(request, "logout")
+    response = _json(api.Done())
+    response.del_cookie(COOKIE, path="/")
+    return response
+
+
+async def session_info(request: web.Request) -> web.Response:
+    g = request.app[GATE]
+    session = g.session_of(request)
+    if session is None:
+        return _error(401, "unauthorized", "请先登录 login required")
+    return _json(_session_json(g, session))
+
+
+async def audit_log(request: web.Request) -> web.Response:
+    if not _session(request).may_act:
+        return _error(403, "forbidden", "审计日志仅值班长可见 supervisors only")
+    try:
+        limit = min(500, max(1, int(request.query.get("limit", "100"))))
+        before = int(request.query["before"]) if "before" in request.query else None
+    except ValueError:
+        return _error(400, "bad_query", "limit and before must be integers")
+    return _json([api.AuditEntry(**e) for e in request.app[AUDIT].recent(limit, before)])
 
 
 async def supervisor_command(request: web.Request) -> web.Response:
@@ -375,27 +536,38 @@ async def supervisor_command(request: web.Request) -> web.Response:
         window = int(request.match_info["window"])
     except ValueError:
         return _error(400, "invalid_json", "body must be JSON, window a number")
+    target = f"window {request.match_info['window'][:12]}"
     action = body.get("action") if isinstance(body, dict) else None
     if not isinstance(action, str) or action not in SUPERVISOR_ACTIONS:  # [] is unhashable
+        _audit(request, "window", target=target, ok=False, result="bad_action")
         return _error(400, "bad_action",
                       f"action must be one of {', '.join(sorted(SUPERVISOR_ACTIONS))}")
     try:
         command = m.adapter(m.WindowCommand).validate_python({**body, "window": window})
     except ValidationError as exc:
         field, message = m.describe(exc, tagged=True)
+        _audit(request, action, target=target, ok=False, result="invalid_command")
         return _error(400, "invalid_command", f"{field}: {message}")
-    user = _user(request)
+    user = _session(request).user
     done = await c.execute("window", "supervisor", user, command, reply=False)
+    ok = bool(done.record["ok"])
+    detail = {"skills": command.skills} if command.action == "set_skills" else None
+    _audit(request, command.action, target=target, ok=ok,
+           result=None if ok else done.record["error"]["code"], detail=detail)
     log.info("supervisor %s: %s window %d -> %s", user, command.action, window,
-             "ok" if done.record["ok"] else done.record["error"]["code"])
-    result = api.CommandResult(ok=done.record["ok"], error=done.record["error"], seq=done.seq,
-                               id=command.id)
-    return web.json_response(result.model_dump(mode="json"),
-                             status=200 if done.record["ok"] else 409)
+             "ok" if ok else done.record["error"]["code"])
+    result = api.CommandResult(ok=ok, error=done.record["error"], seq=done.seq, id=command.id)
+    return web.json_response(result.model_dump(mode="json"), status=200 if ok else 409)
 
 
 async def supervisor_invite(request: web.Request) -> web.Response:
-    return await _book(request, f"supervisor/{_user(request)}")
+    response, booking = await _book(request, f"supervisor/{_session(request).user}")
+    if booking is not None:
+        _audit(request, "invite", target=f"appointment {booking.code}",
+               detail={"service": booking.service, "day": booking.day})
+    else:
+        _audit(request, "invite", ok=False, result=str(response.status))
+    return response
 
 
 async def supervisor_appointments(request: web.Request) -> web.Response:
@@ -410,7 +582,7 @@ async def supervisor_appointments(request: web.Request) -> web.Response:
 
 
 async def whoami(request: web.Request) -> web.Response:
-    return _json(api.WhoAmI(user=_user(request)))
+    return _json(_session_json(request.app[GATE], _session(request)))
 
 
 # --- pages -----------------------------------------------------------------------------
@@ -429,10 +601,13 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(coordinator: HallService) -> web.Application:
-    app = web.Application(middlewares=[supervisor_auth])
+    app = web.Application(middlewares=[gate], client_max_size=64 * 1024)
     hub = StreamHub()
     app[COORDINATOR] = coordinator
     app[HUB] = hub
+    app[GATE] = Gate(coordinator.cfg)
+    app[AUDIT] = AuditLog(default_audit_path(coordinator.eventlog.path),
+                          retention_days=coordinator.cfg.coordinator.retention_days)
     app[LIMITER] = AddressLimiter(coordinator.cfg.coordinator.appointment_per_address_hour)
     coordinator.add_listener(hub.notify)
 
@@ -440,7 +615,11 @@ def make_app(coordinator: HallService) -> web.Application:
         coordinator.remove_listener(hub.notify)
         hub.shutdown()
 
+    async def on_cleanup(app: web.Application) -> None:
+        app[AUDIT].close()
+
     app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
     r = app.router
     r.add_get("/api/hall", hall)
     r.add_get("/api/health", health)
@@ -460,6 +639,11 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_post("/api/supervisor/appointments", supervisor_invite)
     r.add_get("/api/supervisor/appointments", supervisor_appointments)
     r.add_get("/api/supervisor/whoami", whoami)
+    r.add_get("/api/supervisor/audit", audit_log)
+    r.add_post("/api/login", login)
+    r.add_post("/api/logout", logout)
+    r.add_get("/api/session", session_info)
+    r.add_get("/login", _page("login.html"))
     r.add_get("/api/supervisor/hall", internal_hall)
     r.add_get("/api/supervisor/devices", devices)
     r.add_get("/api/supervisor/alerts", alerts)
@@ -481,15 +665,37 @@ class WebServer:
         await self.runner.cleanup()
 
 
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """TLS 1.2+ with the certificate and key from the hall file's ``[web]``; an error names
+    both files (OSError, so a bad certificate stops the dashboard, never the queue)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise OSError(f"cannot load web.tls_cert_file {str(cert)!r} with web.tls_key_file "
+                      f"{str(key)!r}: {exc.strerror or exc}") from None
+    return context
+
+
 async def start_web(coordinator: HallService, host: str, port: int) -> WebServer:
-    """Serve until :meth:`WebServer.stop`; ``port`` 0 picks a free one (tests)."""
+    """Serve until :meth:`WebServer.stop`; ``port`` 0 picks a free one (tests). HTTPS
+    when ``[web]`` names a certificate."""
+    settings = coordinator.cfg.web
+    context = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        context = tls_context(settings.tls_cert_file, settings.tls_key_file)
     runner = web.AppRunner(make_app(coordinator), handle_signals=False, access_log=None,
                            shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        site = web.TCPSite(runner, host, port, ssl_context=context)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     bound = runner.addresses[0]
-    url = f"http://{host}:{bound[1]}"
+    url = f"{'https' if context else 'http'}://{host}:{bound[1]}"
     coordinator.web = server = WebServer(runner, url)
     log.info("web dashboard and API on %s", url)
     return server

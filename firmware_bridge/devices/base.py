@@ -21,6 +21,7 @@ class FramedDevice:
     """Base of the drivers for devices on the RS-485 bus."""
 
     kind: ClassVar[DeviceKind]
+    poll_period: ClassVar[float] = 0.0  # see EventSource.poll_period; 0: polled every round
 
     def __init__(
         self,

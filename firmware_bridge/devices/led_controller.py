@@ -1,8 +1,10 @@
-"""The serial LED controller behind a window strip (LED条屏) or a small board.
+"""The serial LED controller behind a window strip (LED条屏) or a zone board.
 
-An image goes out as LED_FRAME chunks, each acknowledged; if the controller lost track
-(it rebooted mid-image and answers OUT_OF_ORDER) the image is sent once more from the
-start under a new frame id.
+The driver remembers the image the controller acknowledged and sends only the rows that
+changed (LED_DELTA, run-length packed); a whole image (LED_FRAME chunks) goes out when the
+controller's image is unknown: at start, after a failed transfer, or when the controller
+refuses a delta because it rebooted. Firmware without LED_DELTA (it answers UNSUPPORTED)
+gets whole images from then on.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 
 from firmware_bridge.errors import DeviceRejected, FrameError
 from firmware_bridge.frame import Command
+from firmware_bridge.led_delta import led_deltas
 from firmware_bridge.led_frames import Bitmap, led_chunks
 from firmware_bridge.link import SerialLink
 from firmware_bridge.payloads import DeviceKind
@@ -24,6 +27,7 @@ log = logging.getLogger("firmware_bridge.devices.led")
 
 class LedController(FramedDevice):
     kind = DeviceKind.LED_CONTROLLER
+    poll_period = 1.0  # it has no keys: a poll only finds a reboot, which a delta finds too
 
     def __init__(
         self,
@@ -34,24 +38,65 @@ class LedController(FramedDevice):
         height: int,
         device: str | None = None,
         reply_timeout: float | None = None,
+        deltas: bool = True,
     ) -> None:
         super().__init__(link, address, device=device, reply_timeout=reply_timeout)
         self.width = width
         self.height = height
+        self.deltas = deltas
+        self.whole_images = 0
+        self.delta_images = 0
+        self._shown: tuple[Bitmap, int] | None = None  # acknowledged image and its frame id
 
     async def show(self, image: Bitmap) -> None:
-        """Send a whole 1-bit image; returns once the controller has acknowledged every chunk."""
+        """Put ``image`` up; returns once the controller has acknowledged all of it."""
         if (image.width, image.height) != (self.width, self.height):
             raise FrameError(
                 f"{self.device} is {self.width}x{self.height}, "
                 f"the image is {image.width}x{image.height}"
             )
+        shown, self._shown = self._shown, None  # unknown until this transfer is acknowledged
+        if shown is not None and shown[0] == image:
+            self._shown = shown
+            return
+        if shown is not None and self.deltas and await self._send_delta(shown, image):
+            return
         for attempt in (1, 2):
+            frame_id = self.link.next_led_frame_id()
             try:
-                for chunk in led_chunks(image, self.link.next_led_frame_id()):
+                for chunk in led_chunks(image, frame_id):
                     await self.link.request(self.address, Command.LED_FRAME, chunk)
-                return
             except DeviceRejected as exc:
                 if attempt == 2 or exc.reason != "out_of_order":
                     raise
                 log.info("%s lost the image midway; sending it again", self.device)
+                continue
+            self._shown = (image, frame_id)
+            self.whole_images += 1
+            return
+
+    async def _send_delta(self, shown: tuple[Bitmap, int], image: Bitmap) -> bool:
+        """False when a whole image must go instead (the delta is no smaller, or was refused)."""
+        old, base_id = shown
+        frame_id = self.link.next_led_frame_id()
+        if frame_id == base_id:
+            frame_id = self.link.next_led_frame_id()
+        payloads = led_deltas(old, image, base_id, frame_id)
+        if sum(map(len, payloads)) >= len(image.rows):
+            return False
+        try:
+            for payload in payloads:
+                await self.link.request(self.address, Command.LED_DELTA, payload)
+        except DeviceRejected as exc:
+            if exc.reason == "unsupported":
+                log.info("%s has no LED_DELTA (older firmware); sending whole images", self.device)
+                self.deltas = False
+                return False
+            if exc.reason == "out_of_order":
+                log.info("%s does not hold the image a delta needs (rebooted?); resending it",
+                         self.device)
+                return False
+            raise
+        self._shown = (image, frame_id)
+        self.delta_images += 1
+        return True

@@ -27,6 +27,7 @@ class Rating(DeviceEvent):
 
 class RatingPad(WindowDevice):
     kind = DeviceKind.RATING_PAD
+    poll_period = 0.25  # a rating may wait a quarter second; a call pad's key may not
 
     def decode_event(self, event: EventType, data: bytes) -> Rating:
         if event != EventType.RATING:

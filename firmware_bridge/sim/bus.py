@@ -1,10 +1,11 @@
 """A simulated RS-485 bus: several simulated devices sharing one line behind a pty.
 
 A pty moves bytes instantly whatever the baud rate, so when ``baudrate`` is given the
-bus models the wire: a reply leaves in chunks at the speed the UART would send it (as a
-USB adapter's latency timer delivers it), and the line is busy until the last byte is
-out. A master that talks while a device still holds the line causes a collision: both
-frames are garbled and counted, as they would be on the real bus.
+bus models the wire both ways: a master's frame is acted on only once its last byte would
+have arrived, a reply leaves in chunks at the speed the UART would send it (as a USB
+adapter's latency timer delivers it), and the line is busy until the last byte is out.
+A master that talks while a device still holds the line causes a collision: both frames
+are garbled and counted, as they would be on the real bus.
 
 Faults for tests: drop the next frame of a command to an address (a lost ACK), garble a
 reply, mute a device, reboot it, unplug and replug the whole line.
@@ -187,7 +188,7 @@ class BusSimulator:
 
     # --- waiting without sleeping -------------------------------------------------------
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109  test-facing API: each test states its bound
         """Return once ``predicate()`` holds; it is checked after every frame the bus handles."""
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
@@ -220,7 +221,17 @@ class BusSimulator:
             self._decoder.reset()
             self._notify()
             return
-        for frame in self._decoder.feed(data):
+        frames = self._decoder.feed(data)
+        if self.baudrate and frames:
+            # The pty delivered the master's bytes at once; the UART would still be receiving.
+            loop = asyncio.get_running_loop()
+            at = now + len(data) * 10 / self.baudrate
+            self._sending.append(loop.call_at(at, self._receive, frames))
+            return
+        self._receive(frames)
+
+    def _receive(self, frames: list[Frame]) -> None:
+        for frame in frames:
             self.frames_heard += 1
             self._handle(frame)
         self._notify()

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 
 from firmware_bridge.devices.call_pad import TransferTarget
 from firmware_bridge.display_text import DisplayFlag, decode_display
 from firmware_bridge.errors import FrameError
 from firmware_bridge.frame import Command, Frame
-from firmware_bridge.led_frames import Bitmap, ChunkRejected, LedAssembler
+from firmware_bridge.led_delta import LedScreen
+from firmware_bridge.led_frames import Bitmap, ChunkRejected
 from firmware_bridge.payloads import (
     DeviceKind,
     DeviceStatus,
@@ -119,12 +121,17 @@ class SimDevice:
                 return self.on_display(frame)
             case Command.LED_FRAME:
                 return self.on_led_frame(frame)
+            case Command.LED_DELTA:
+                return self.on_led_delta(frame)
         return self._nack(frame.seq, NackReason.UNSUPPORTED)
 
     def on_display(self, frame: Frame) -> Frame:
         return self._nack(frame.seq, NackReason.UNSUPPORTED)
 
     def on_led_frame(self, frame: Frame) -> Frame:
+        return self._nack(frame.seq, NackReason.UNSUPPORTED)
+
+    def on_led_delta(self, frame: Frame) -> Frame:
         return self._nack(frame.seq, NackReason.UNSUPPORTED)
 
     def _answer(self, command: Command, seq: int, payload: bytes = b"") -> Frame:
@@ -199,15 +206,29 @@ class SimLedController(SimDevice):
     ) -> None:
         super().__init__(address, model=model, firmware=firmware)
         self.frames: list[Bitmap] = []
-        self._assembler = LedAssembler()
+        self.deltas = True  # False: firmware from before LED_DELTA, which NACKs it UNSUPPORTED
+        self.screen = LedScreen()
+
+    @property
+    def shown(self) -> Bitmap | None:
+        """What the panel shows now (dark after a reboot until a whole image arrives)."""
+        return self.screen.shown
 
     def reboot(self) -> None:
         super().reboot()
-        self._assembler = LedAssembler()
+        self.screen = LedScreen()
 
     def on_led_frame(self, frame: Frame) -> Frame:
+        return self._take(frame, self.screen.feed_frame)
+
+    def on_led_delta(self, frame: Frame) -> Frame:
+        if not self.deltas:
+            return self._nack(frame.seq, NackReason.UNSUPPORTED)
+        return self._take(frame, self.screen.feed_delta)
+
+    def _take(self, frame: Frame, feed: Callable[[bytes], Bitmap | None]) -> Frame:
         try:
-            image = self._assembler.feed(frame.payload)
+            image = feed(frame.payload)
         except ChunkRejected as exc:
             return self._nack(frame.seq, exc.reason)
         if image is not None:

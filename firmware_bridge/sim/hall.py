@@ -1,7 +1,9 @@
 """Simulators for an agent's serial devices (``SerialDevice`` values): the demo's hardware.
 
 Each serial line becomes a BusSimulator (or a PrinterSimulator) at the path
-``resolve_port`` gives the agent, so agent and simulators meet without configuration.
+``resolve_port`` gives the agent, so agent and simulators meet without configuration. A
+bus models its line's time on the wire at the line's ``baud`` from the hall file (devices
+on one line share it; the hall file check enforces that).
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def simulate_devices(
             continue
         bus = hall.buses.get(path)
         if bus is None:
-            bus = hall.buses[path] = BusSimulator(path)
+            bus = hall.buses[path] = BusSimulator(path, baudrate=dev.baud)
         address = dev.address
         bus.add(kind(address))
         hall.devices[dev.id] = (bus, address)

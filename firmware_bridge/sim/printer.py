@@ -86,7 +86,7 @@ class PrinterSimulator:
             return 0x12 | (0x0C if self.paper != "ok" else 0) | (0x60 if out else 0)
         return 0x12
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109  test-facing API: each test states its bound
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
             while not predicate():

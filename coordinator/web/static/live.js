@@ -2,8 +2,13 @@
 // page on every change the coordinator publishes. EventSource reconnects by itself.
 "use strict";
 window.hallq = {
+  csrf: null,  // the desk's session token for state-changing requests (set by the desk)
   async getJSON(url, opts) {
-    const r = await fetch(url, Object.assign({cache: "no-store"}, opts || {}));
+    opts = Object.assign({cache: "no-store"}, opts || {});
+    if (hallq.csrf && opts.method && opts.method !== "GET") {
+      opts.headers = Object.assign({"X-CSRF-Token": hallq.csrf}, opts.headers || {});
+    }
+    const r = await fetch(url, opts);
     const body = await r.json().catch(() => ({}));
     if (!r.ok) { const e = new Error((body.error && body.error.message) || r.statusText);
                  e.status = r.status; e.body = body; throw e; }
