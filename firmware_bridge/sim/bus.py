@@ -156,7 +156,12 @@ class BusSimulator:
         self._drops[(address, command)] += times
 
     def clear_drops(self) -> None:
-        """Frames still due to be lost get through after all: the line is clean again."""
+        """Frames still due to be lost get through after all: the line is clean again.
+
+        Drops apply to frames as the bus reads them, so bytes a master wrote before this
+        call but the pty had not handed over yet get through too: wait until
+        ``frames_heard`` covers them first if they must stay lost.
+        """
         self._drops.clear()
 
     def garble_next_reply(self, address: int, to: Command | None = None, times: int = 1) -> None:
