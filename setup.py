@@ -26,8 +26,11 @@ SKIP = os.environ.get("HALLQ_NO_CYTHON", "") == "1"
 
 def warn(message: str) -> None:
     bar = "*" * 78
-    print(f"\n{bar}\nhallq: {message}\nhallq: installing the pure-Python dispatch core "
-          f"(same picks, ~35x slower call_next)\n{bar}\n", file=sys.stderr)
+    print(
+        f"\n{bar}\nhallq: {message}\nhallq: installing the pure-Python dispatch core "
+        f"(same picks, ~35x slower call_next)\n{bar}\n",
+        file=sys.stderr,
+    )
 
 
 class OptionalBuildExt(build_ext):

@@ -82,28 +82,65 @@ def rss_mb(pid: int) -> float:
 def start_sims(agent: str, sim_dir: Path) -> subprocess.Popen[bytes]:
     """The agent's serial devices on ptys, as ``hallq sim-devices`` serves them."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hallqctl.cli", "sim-devices", "--config", str(example_hall()),
-         "--device", agent, "--sim-dir", str(sim_dir)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "hallqctl.cli",
+            "sim-devices",
+            "--config",
+            str(example_hall()),
+            "--device",
+            agent,
+            "--sim-dir",
+            str(sim_dir),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 15
     while not (sim_dir.is_dir() and any(sim_dir.iterdir())):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             assert proc.stderr is not None
-            raise RuntimeError(f"the simulated devices of {agent} did not start: "
-                               + proc.stderr.read().decode("utf-8", "replace")[-2000:])
+            raise RuntimeError(
+                f"the simulated devices of {agent} did not start: "
+                + proc.stderr.read().decode("utf-8", "replace")[-2000:]
+            )
         time.sleep(0.05)
     time.sleep(0.5)  # every port of the agent, not just the first
     return proc
 
 
-def run_agent(agent: str, sim_dir: Path, state: Path, url: str, watch: PresenceWatch,
-              idle: float, importtime: bool = False) -> tuple[float, float, str]:
-    env = {**os.environ, "HALLQ_BROKER_URL": url, "HALLQ_STATE_DIR": str(state),
-           "HALLQ_ID_HASH_KEY": "footprint-bench-key-0001"}
-    cmd = [sys.executable, *(["-X", "importtime"] if importtime else []),
-           "-m", "hallqctl.cli", "agent", "--config", str(example_hall()), "--device", agent,
-           "--sim-dir", str(sim_dir), "--simulate-all"]
+def run_agent(
+    agent: str,
+    sim_dir: Path,
+    state: Path,
+    url: str,
+    watch: PresenceWatch,
+    idle: float,
+    importtime: bool = False,
+) -> tuple[float, float, str]:
+    env = {
+        **os.environ,
+        "HALLQ_BROKER_URL": url,
+        "HALLQ_STATE_DIR": str(state),
+        "HALLQ_ID_HASH_KEY": "footprint-bench-key-0001",
+    }
+    cmd = [
+        sys.executable,
+        *(["-X", "importtime"] if importtime else []),
+        "-m",
+        "hallqctl.cli",
+        "agent",
+        "--config",
+        str(example_hall()),
+        "--device",
+        agent,
+        "--sim-dir",
+        str(sim_dir),
+        "--simulate-all",
+    ]
     watch.forget(agent)
     started = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -154,11 +191,26 @@ def main() -> None:
                 sim_dir = work / "sim" / agent
                 sims = start_sims(agent, sim_dir)
                 try:
-                    results = [run_agent(agent, sim_dir, work / f"state-{agent}-{i}",
-                                         broker.url, watch, args.idle)
-                               for i in range(args.runs)]
-                    _, _, imports = run_agent(agent, sim_dir, work / f"state-{agent}-it",
-                                              broker.url, watch, 0.2, importtime=True)
+                    results = [
+                        run_agent(
+                            agent,
+                            sim_dir,
+                            work / f"state-{agent}-{i}",
+                            broker.url,
+                            watch,
+                            args.idle,
+                        )
+                        for i in range(args.runs)
+                    ]
+                    _, _, imports = run_agent(
+                        agent,
+                        sim_dir,
+                        work / f"state-{agent}-it",
+                        broker.url,
+                        watch,
+                        0.2,
+                        importtime=True,
+                    )
                 finally:
                     sims.terminate()
                     sims.wait(10)
@@ -166,14 +218,21 @@ def main() -> None:
                 rss = [r[1] for r in results]
                 heads = top_imports(imports, args.top)
                 runs = ", ".join(f"{x:.2f}" for x in online)
-                print(f"{role} agent {agent}: start to online median "
-                      f"{statistics.median(online):.2f} s (runs {runs}), "
-                      f"idle RSS median {statistics.median(rss):.1f} MB")
-                print("  top imports (self ms by package): "
-                      + ", ".join(f"{name} {ms:.0f}" for name, ms in heads))
-                summary[role] = {"agent": agent, "online_s": statistics.median(online),
-                                 "rss_mb": statistics.median(rss),
-                                 "imports_ms": dict(heads)}
+                print(
+                    f"{role} agent {agent}: start to online median "
+                    f"{statistics.median(online):.2f} s (runs {runs}), "
+                    f"idle RSS median {statistics.median(rss):.1f} MB"
+                )
+                print(
+                    "  top imports (self ms by package): "
+                    + ", ".join(f"{name} {ms:.0f}" for name, ms in heads)
+                )
+                summary[role] = {
+                    "agent": agent,
+                    "online_s": statistics.median(online),
+                    "rss_mb": statistics.median(rss),
+                    "imports_ms": dict(heads),
+                }
         finally:
             watch.close()
             broker.stop()

@@ -87,23 +87,42 @@ def raw_floor(port: int, n: int) -> list[float]:
     return samples
 
 
-async def hallq_round_trips(url: str, n: int, state: Path,
-                            ack_after_handler: bool = False) -> list[float]:
+async def hallq_round_trips(
+    url: str, n: int, state: Path, ack_after_handler: bool = False
+) -> list[float]:
     broker = BrokerConfig(url=url)
 
-    async with Session(broker, hall="bench", role="coordinator", client_id="coord",
-                       state_dir=state, ack_after_handler=ack_after_handler) as coord, \
-            Session(broker, hall="bench", role="dispenser", client_id="d1",
-                    state_dir=state) as disp:
+    async with (
+        Session(
+            broker,
+            hall="bench",
+            role="coordinator",
+            client_id="coord",
+            state_dir=state,
+            ack_after_handler=ack_after_handler,
+        ) as coord,
+        Session(broker, hall="bench", role="dispenser", client_id="d1", state_dir=state) as disp,
+    ):
         now = m._utcnow()
 
         async def answer(incoming: Incoming) -> None:
             req = incoming.payload
-            await coord.publish(T.reply("dispenser", incoming.parts.client or ""), m.IssueReply(
-                kind="issue", corr=req.id, ok=True,
-                ticket=m.TicketInfo(number="A001", service=req.service, priority=m.Priority.NORMAL,
-                                    issued_at=now, people_ahead=3, eta_min=4.5),
-            ))
+            await coord.publish(
+                T.reply("dispenser", incoming.parts.client or ""),
+                m.IssueReply(
+                    kind="issue",
+                    corr=req.id,
+                    ok=True,
+                    ticket=m.TicketInfo(
+                        number="A001",
+                        service=req.service,
+                        priority=m.Priority.NORMAL,
+                        issued_at=now,
+                        people_ahead=3,
+                        eta_min=4.5,
+                    ),
+                ),
+            )
 
         await coord.subscribe(T.every("req", "dispenser"), answer)
         await coord.wait_connected(10)
@@ -135,8 +154,12 @@ def codec_us(n: int = 20000) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="round trips per variant")
-    parser.add_argument("--slow-n", type=int, default=40,
-                        help="round trips with the broker's TCP_NODELAY off (each ~40 ms)")
+    parser.add_argument(
+        "--slow-n",
+        type=int,
+        default=40,
+        help="round trips with the broker's TCP_NODELAY off (each ~40 ms)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
 
@@ -153,32 +176,44 @@ def main() -> int:
                     results["floor"] = percentiles(raw_floor(broker.port, args.n))
                     print(f"hallq: {args.n} Session.request round trips...", file=sys.stderr)
                     results["hallq"] = percentiles(
-                        asyncio.run(hallq_round_trips(broker.url, args.n, work / "s1")))
-                    print(f"hallq, responder acking after its handler (the coordinator's "
-                          f"setting): {args.n} round trips...", file=sys.stderr)
-                    results["hallq_ack_after"] = percentiles(asyncio.run(
-                        hallq_round_trips(broker.url, args.n, work / "s3", True)))
+                        asyncio.run(hallq_round_trips(broker.url, args.n, work / "s1"))
+                    )
+                    print(
+                        f"hallq, responder acking after its handler (the coordinator's "
+                        f"setting): {args.n} round trips...",
+                        file=sys.stderr,
+                    )
+                    results["hallq_ack_after"] = percentiles(
+                        asyncio.run(hallq_round_trips(broker.url, args.n, work / "s3", True))
+                    )
                 else:
-                    print(f"hallq, broker without set_tcp_nodelay: {args.slow_n} round trips...",
-                          file=sys.stderr)
+                    print(
+                        f"hallq, broker without set_tcp_nodelay: {args.slow_n} round trips...",
+                        file=sys.stderr,
+                    )
                     results["hallq_broker_nagle"] = percentiles(
-                        asyncio.run(hallq_round_trips(broker.url, args.slow_n, work / "s2")))
+                        asyncio.run(hallq_round_trips(broker.url, args.slow_n, work / "s2"))
+                    )
             finally:
                 broker.kill()
     codec = codec_us()
 
     print(f"{'variant':<24}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
     for name, figures in results.items():
-        print(f"{name:<24}{figures['p50_ms']:>10.3f}{figures['p99_ms']:>10.3f}"
-              f"{figures['mean_ms']:>10.3f}")
+        print(
+            f"{name:<24}{figures['p50_ms']:>10.3f}{figures['p99_ms']:>10.3f}"
+            f"{figures['mean_ms']:>10.3f}"
+        )
     ratio = results["hallq"]["p50_ms"] / results["floor"]["p50_ms"]
     nagle = results["hallq_broker_nagle"]["p50_ms"] / results["hallq"]["p50_ms"]
     late_ack = results["hallq_ack_after"]["p50_ms"] / results["hallq"]["p50_ms"]
     print(f"hallq / raw paho floor (p50): {ratio:.2f}x")
     print(f"responder acking after its handler / on arrival (p50): {late_ack:.2f}x")
     print(f"broker without set_tcp_nodelay / with (p50): {nagle:.1f}x")
-    print(f"WindowCommand: encode {codec['encode_us']:.2f} us, strict decode "
-          f"{codec['decode_us']:.2f} us, {codec['bytes']:.0f} bytes")
+    print(
+        f"WindowCommand: encode {codec['encode_us']:.2f} us, strict decode "
+        f"{codec['decode_us']:.2f} us, {codec['bytes']:.0f} bytes"
+    )
     if args.json:
         summary = {
             "floor_p50_ms": results["floor"]["p50_ms"],

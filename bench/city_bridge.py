@@ -36,13 +36,21 @@ TOPIC = HallTopics("liwan").queue_state("tax-filing")
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    return {"p50_ms": statistics.median(ordered) * 1000,
-            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
-            "max_ms": ordered[-1] * 1000}
+    return {
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "max_ms": ordered[-1] * 1000,
+    }
 
 
-def client(name: str, port: int, *, cafile: Path | None = None, user: str | None = None,
-           password: str | None = None) -> paho.Client:
+def client(
+    name: str,
+    port: int,
+    *,
+    cafile: Path | None = None,
+    user: str | None = None,
+    password: str | None = None,
+) -> paho.Client:
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=paho.MQTTv311)
     if cafile is not None:
         c.tls_set(ca_certs=str(cafile))
@@ -57,13 +65,19 @@ def client(name: str, port: int, *, cafile: Path | None = None, user: str | None
     return c
 
 
-def run(publisher: paho.Client, arrivals: queue.Queue[tuple[float, bytes]], n: int, rate: float,
-        first_rev: int) -> list[float]:
+def run(
+    publisher: paho.Client,
+    arrivals: queue.Queue[tuple[float, bytes]],
+    n: int,
+    rate: float,
+    first_rev: int,
+) -> list[float]:
     sent: dict[bytes, float] = {}
     delays: list[float] = []
     for i in range(n):
-        payload = m.encode(m.QueueState(rev=first_rev + i, service="tax-filing",
-                                        waiting=i % 40, eta_min=2.0))
+        payload = m.encode(
+            m.QueueState(rev=first_rev + i, service="tax-filing", waiting=i % 40, eta_min=2.0)
+        )
         sent[payload] = time.perf_counter()
         publisher.publish(TOPIC, payload, qos=1, retain=True)
         time.sleep(1 / rate)
@@ -100,24 +114,41 @@ def main() -> None:
         clients: list[paho.Client] = []
         try:
             city.start_all()  # the ports are final only once every node is up
-            conf = bridge_config("liwan", city_broker(
-                ",".join(city.addresses()), cafile=city.cafile, username="hall-liwan",
-                password="hall-pw"))
+            conf = bridge_config(
+                "liwan",
+                city_broker(
+                    ",".join(city.addresses()),
+                    cafile=city.cafile,
+                    username="hall-liwan",
+                    password="hall-pw",
+                ),
+            )
             hall = Mosquitto(hall_dir, extra=conf, persistence=False)
             hall.start()
             arrivals: queue.Queue[tuple[float, bytes]] = queue.Queue()
-            viewer = client("bureau-view", city.mqtt_ports[2], cafile=city.cafile,
-                            user="bureau", password="bureau-pw")
+            viewer = client(
+                "bureau-view",
+                city.mqtt_ports[2],
+                cafile=city.cafile,
+                user="bureau",
+                password="bureau-pw",
+            )
             clients.append(viewer)
-            viewer.on_message = lambda c, u, msg: arrivals.put((time.perf_counter(),
-                                                                 bytes(msg.payload)))
+            viewer.on_message = lambda c, u, msg: arrivals.put(
+                (time.perf_counter(), bytes(msg.payload))
+            )
             viewer.subscribe("hallq/v1/+/state/#", 0)
             coordinator = client("coordinator", hall.port)
             clients.append(coordinator)
             run(coordinator, arrivals, 20, args.rate, 1)  # the bridge is up and warm
             bridged = run(coordinator, arrivals, args.n, args.rate, 100)
-            direct = client("hallq-bridge-liwan-direct", city.mqtt_ports[0], cafile=city.cafile,
-                            user="hall-liwan", password="hall-pw")
+            direct = client(
+                "hallq-bridge-liwan-direct",
+                city.mqtt_ports[0],
+                cafile=city.cafile,
+                user="hall-liwan",
+                password="hall-pw",
+            )
             clients.append(direct)
             run(direct, arrivals, 20, args.rate, 100_000)
             floor = run(direct, arrivals, args.n, args.rate, 200_000)
@@ -133,15 +164,22 @@ def main() -> None:
     result |= {f"bridged_{k}": v for k, v in percentiles(bridged).items()}
     result |= {f"direct_{k}": v for k, v in percentiles(floor).items()}
     result["p99_ratio"] = result["bridged_p99_ms"] / result["direct_p99_ms"]
-    print(f"{args.n} queue summaries at {args.rate:g}/s, hall broker -> bridge -> city node 0 "
-          "-> viewer on city node 2")
-    print(f"  via the bridge  p50 {result['bridged_p50_ms']:6.1f} ms  "
-          f"p99 {result['bridged_p99_ms']:6.1f} ms  max {result['bridged_max_ms']:6.1f} ms")
-    print(f"  direct (floor)  p50 {result['direct_p50_ms']:6.1f} ms  "
-          f"p99 {result['direct_p99_ms']:6.1f} ms  max {result['direct_max_ms']:6.1f} ms")
+    print(
+        f"{args.n} queue summaries at {args.rate:g}/s, hall broker -> bridge -> city node 0 "
+        "-> viewer on city node 2"
+    )
+    print(
+        f"  via the bridge  p50 {result['bridged_p50_ms']:6.1f} ms  "
+        f"p99 {result['bridged_p99_ms']:6.1f} ms  max {result['bridged_max_ms']:6.1f} ms"
+    )
+    print(
+        f"  direct (floor)  p50 {result['direct_p50_ms']:6.1f} ms  "
+        f"p99 {result['direct_p99_ms']:6.1f} ms  max {result['direct_max_ms']:6.1f} ms"
+    )
     if args.json:
-        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                          for k, v in result.items()}))
+        print(
+            json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()})
+        )
 
 
 if __name__ == "__main__":

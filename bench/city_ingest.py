@@ -108,8 +108,9 @@ def floor(dsn: str, paths: list[Path], workers: int) -> tuple[int, float]:
     per = [j[:rounds] for j in per]
     barrier = mp.Barrier(workers)
     out: Any = mp.Queue()
-    procs = [mp.Process(target=_floor_worker, args=(dsn, per[w], barrier, out))
-             for w in range(workers)]
+    procs = [
+        mp.Process(target=_floor_worker, args=(dsn, per[w], barrier, out)) for w in range(workers)
+    ]
     for p in procs:
         p.start()
     results = [out.get() for _ in procs]
@@ -144,8 +145,9 @@ def _ship_worker(dsn: str, jobs: list[tuple[int, Path]], batch: int, out: Any) -
 def ship_all(dsn: str, paths: list[Path], workers: int, batch: int) -> tuple[int, float]:
     per = [[(i, p) for i, p in enumerate(paths) if i % workers == w] for w in range(workers)]
     out: Any = mp.Queue()
-    procs = [mp.Process(target=_ship_worker, args=(dsn, per[w], batch, out))
-             for w in range(workers)]
+    procs = [
+        mp.Process(target=_ship_worker, args=(dsn, per[w], batch, out)) for w in range(workers)
+    ]
     t0 = time.perf_counter()
     for p in procs:
         p.start()
@@ -196,14 +198,25 @@ def reset(dsn: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--halls", type=int, default=100)
-    parser.add_argument("--volume", type=float, default=9000.0,
-                        help="expected tickets of an average filing-period day")
-    parser.add_argument("--day-of-month", type=int, default=15,
-                        help="filing day whose factor scales the volume (15: the deadline)")
+    parser.add_argument(
+        "--volume",
+        type=float,
+        default=9000.0,
+        help="expected tickets of an average filing-period day",
+    )
+    parser.add_argument(
+        "--day-of-month",
+        type=int,
+        default=15,
+        help="filing day whose factor scales the volume (15: the deadline)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="shipping processes at once")
     parser.add_argument("--batch", type=int, default=5000)
-    parser.add_argument("--dsn", default="host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                        help="a server where a database hallq_bench_<random> may be created")
+    parser.add_argument(
+        "--dsn",
+        default="host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+        help="a server where a database hallq_bench_<random> may be created",
+    )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/hallq-city-bench"))
     parser.add_argument("--json", action="store_true", help="print a JSON line at the end")
     args = parser.parse_args()
@@ -224,27 +237,40 @@ def main() -> None:
             stored = conn.execute("SELECT count(*) FROM events").fetchone()
         assert stored == (n_ship,), stored
         result: dict[str, Any] = {
-            "halls": args.halls, "events": n_ship, "workers": args.workers,
-            "floor_copy_eps": n_floor / s_floor, "hallq_ship_eps": n_ship / s_ship,
+            "halls": args.halls,
+            "events": n_ship,
+            "workers": args.workers,
+            "floor_copy_eps": n_floor / s_floor,
+            "hallq_ship_eps": n_ship / s_ship,
             "ratio": (n_ship / s_ship) / (n_floor / s_floor),
-            "floor_s": s_floor, "ship_s": s_ship,
+            "floor_s": s_floor,
+            "ship_s": s_ship,
         }
         result |= catch_up(dsn, paths[0], paths[0].parent, args.batch)
     finally:
         with psycopg.connect(args.dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    print(f"{result['halls']} halls, {result['events']:,} events of a peak day "
-          f"({args.workers} shipping processes, batches of {args.batch})")
-    print(f"  raw COPY floor   {result['floor_copy_eps']:10,.0f} events/s "
-          f"({result['floor_s']:.1f} s of COPY)")
-    print(f"  hallq shipping   {result['hallq_ship_eps']:10,.0f} events/s "
-          f"({result['ship_s']:.1f} s)   ratio {result['ratio']:.2f} of the floor")
-    print(f"  catch-up of one hall's busiest hour: {result['catchup_events']:,} events in "
-          f"{result['catchup_s']:.2f} s")
+    print(
+        f"{result['halls']} halls, {result['events']:,} events of a peak day "
+        f"({args.workers} shipping processes, batches of {args.batch})"
+    )
+    print(
+        f"  raw COPY floor   {result['floor_copy_eps']:10,.0f} events/s "
+        f"({result['floor_s']:.1f} s of COPY)"
+    )
+    print(
+        f"  hallq shipping   {result['hallq_ship_eps']:10,.0f} events/s "
+        f"({result['ship_s']:.1f} s)   ratio {result['ratio']:.2f} of the floor"
+    )
+    print(
+        f"  catch-up of one hall's busiest hour: {result['catchup_events']:,} events in "
+        f"{result['catchup_s']:.2f} s"
+    )
     if args.json:
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                          for k, v in result.items()}))
+        print(
+            json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()})
+        )
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ def build_month(conn: psycopg.Connection, halls: int, shipped: int) -> int:
                FROM generate_series(0, %(halls)s - 1) h
                JOIN seed s ON s.hall_id = 'hall-' || lpad((h %% %(shipped)s)::text, 3, '0')
                CROSS JOIN LATERAL (SELECT 0.6 + 0.8 * random() + 0 * h AS f) r""",
-            {"day": day, "halls": halls, "shipped": shipped})
+            {"day": day, "halls": halls, "shipped": shipped},
+        )
     for day in workdays():  # the coarser rollups, as hallq_rollup_day makes them
         conn.execute(
             """INSERT INTO kpi_daily SELECT day, hall_id, service, sum(issued), sum(called),
@@ -68,7 +69,9 @@ def build_month(conn: psycopg.Connection, halls: int, shipped: int) -> int:
                INSERT INTO kpi_hall_hour SELECT day, hall_id, hour, sum(issued), sum(called),
                    sum(finished), sum(wait_sum_s), max(wait_max_s)
                FROM kpi_hourly WHERE day = %(day)s GROUP BY day, hall_id, hour""".replace(
-                "%(day)s", f"'{day.isoformat()}'"))
+                "%(day)s", f"'{day.isoformat()}'"
+            )
+        )
     conn.execute("ANALYZE kpi_hourly")
     conn.execute("ANALYZE kpi_daily")
     conn.execute("ANALYZE kpi_hall_hour")
@@ -83,8 +86,10 @@ def timed(fn: Any, rounds: int) -> dict[str, float]:
         fn()
         samples.append(time.perf_counter() - t0)
     samples.sort()
-    return {"p50_ms": statistics.median(samples) * 1000,
-            "p95_ms": samples[min(len(samples) - 1, int(len(samples) * 0.95))] * 1000}
+    return {
+        "p50_ms": statistics.median(samples) * 1000,
+        "p95_ms": samples[min(len(samples) - 1, int(len(samples) * 0.95))] * 1000,
+    }
 
 
 def main() -> None:
@@ -135,14 +140,25 @@ def main() -> None:
         with psycopg.connect(args.dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    print(f"rollup of {results['rollup_events']:,} shipped events ({args.shipped} halls' peak "
-          f"day): {results['rollup_s']:.2f} s")
-    print(f"a month of {args.halls} halls: {results['kpi_rows']:,} kpi_hourly rows; "
-          f"{args.rounds} runs per query")
+    print(
+        f"rollup of {results['rollup_events']:,} shipped events ({args.shipped} halls' peak "
+        f"day): {results['rollup_s']:.2f} s"
+    )
+    print(
+        f"a month of {args.halls} halls: {results['kpi_rows']:,} kpi_hourly rows; "
+        f"{args.rounds} runs per query"
+    )
     worst = 0.0
-    for q in ("by_hall", "by_day", "by_service", "by_hour", "one_service_by_hour",
-              "one_hall_by_day",
-              "one_service_by_hall", "comfort_month"):
+    for q in (
+        "by_hall",
+        "by_day",
+        "by_service",
+        "by_hour",
+        "one_service_by_hour",
+        "one_hall_by_day",
+        "one_service_by_hall",
+        "comfort_month",
+    ):
         r = results[q]
         worst = max(worst, r["p95_ms"])
         print(f"  {q:22s} p50 {r['p50_ms']:7.1f} ms   p95 {r['p95_ms']:7.1f} ms")

@@ -94,12 +94,15 @@ def bench_issue(cls: type[Any], rounds: int, seed: int) -> float:
         core = cls(N_SERVICES, N_WINDOWS)
         hall.configure(core)
         now = 36_000.0
-        tickets = sorted((hall.ticket(now, 3600.0) for _ in range(WAITING)),
-                         key=lambda x: x.issue_time)
+        tickets = sorted(
+            (hall.ticket(now, 3600.0) for _ in range(WAITING)), key=lambda x: x.issue_time
+        )
         add = core.add
         for start in range(0, WAITING, BATCH):
-            batch = [(t, x.s, x.cls, x.issue_time, t, x.appt_start, x.appt_end)
-                     for t, x in enumerate(tickets[start:start + BATCH], start)]
+            batch = [
+                (t, x.s, x.cls, x.issue_time, t, x.appt_start, x.appt_end)
+                for t, x in enumerate(tickets[start : start + BATCH], start)
+            ]
             t0 = time.perf_counter_ns()
             for args in batch:
                 add(*args)
@@ -112,8 +115,7 @@ def bench_call_next(cls: type[Any], rounds: int, seed: int) -> tuple[float, list
     core = cls(N_SERVICES, N_WINDOWS)
     hall.configure(core)
     now = 36_000.0
-    tickets = sorted((hall.ticket(now, 3600.0) for _ in range(WAITING)),
-                     key=lambda x: x.issue_time)
+    tickets = sorted((hall.ticket(now, 3600.0) for _ in range(WAITING)), key=lambda x: x.issue_time)
     for t, x in enumerate(tickets):
         core.add(t, x.s, x.cls, x.issue_time, t, x.appt_start, x.appt_end)
     next_t = WAITING
@@ -152,22 +154,25 @@ def main() -> None:
     for kind in ("compiled", "pure"):
         cls = load_core(kind)
         results[f"issue_us_{kind}"] = bench_issue(cls, max(1, args.rounds // 20), args.seed)
-        results[f"call_next_us_{kind}"], calls[kind] = bench_call_next(cls, args.rounds,
-                                                                        args.seed)
+        results[f"call_next_us_{kind}"], calls[kind] = bench_call_next(cls, args.rounds, args.seed)
     if calls["compiled"] != calls["pure"]:
         sys.exit("compiled and pure dispatch cores called different tickets")
     results["ratio"] = results["call_next_us_pure"] / results["call_next_us_compiled"]
     issue_ratio = results["issue_us_pure"] / results["issue_us_compiled"]
 
     n_calls = args.rounds * BATCH
-    print(f"{N_WINDOWS} windows, {N_SERVICES} services, ~{WAITING} waiting; "
-          f"{n_calls} calls per kind, batches of {BATCH}, medians of batch means")
+    print(
+        f"{N_WINDOWS} windows, {N_SERVICES} services, ~{WAITING} waiting; "
+        f"{n_calls} calls per kind, batches of {BATCH}, medians of batch means"
+    )
     print(f"{'':10} {'issue µs':>10} {'issue/s':>12} {'call µs':>10} {'call/s':>12}")
     for kind in ("compiled", "pure"):
         issue, call = results[f"issue_us_{kind}"], results[f"call_next_us_{kind}"]
         print(f"{kind:10} {issue:10.3f} {1e6 / issue:12,.0f} {call:10.3f} {1e6 / call:12,.0f}")
-    print(f"pure/compiled: call_next {results['ratio']:.1f}x, issue {issue_ratio:.1f}x; "
-          f"both kinds called the same {n_calls} tickets")
+    print(
+        f"pure/compiled: call_next {results['ratio']:.1f}x, issue {issue_ratio:.1f}x; "
+        f"both kinds called the same {n_calls} tickets"
+    )
     if args.json:
         print(json.dumps({k: round(v, 4) for k, v in results.items()}))
 

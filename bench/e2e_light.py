@@ -124,8 +124,9 @@ def hall_text(baud: int, broker: str, state: Path) -> str:
             f'[[agents.devices]]\nid = "strip-{w}"\nkind = "led_serial"\nwindow = {w}\n'
             f"serial = {{ {line}, address = {20 + w} }}\nled = {{ width = 128, height = 16 }}\n"
         )
-    return HALL.format(windows=windows, window_devices="\n".join(devices), baud=baud,
-                       broker=broker, state=state)
+    return HALL.format(
+        windows=windows, window_devices="\n".join(devices), baud=baud, broker=broker, state=state
+    )
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -169,8 +170,12 @@ def led_traffic(ctrl: SimLedController) -> int:
     return ctrl.received[Command.LED_FRAME] + ctrl.received[Command.LED_DELTA]
 
 
-async def frame_after(bus: BusSimulator, ctrl: SimLedController, count: int,
-                      timeout: float) -> float:  # noqa: ASYNC109  bench helper: each measurement states its bound
+async def frame_after(
+    bus: BusSimulator,
+    ctrl: SimLedController,
+    count: int,
+    timeout: float,  # noqa: ASYNC109  bench helper: each measurement states its bound
+) -> float:
     await bus.wait_for(lambda: len(ctrl.frames) > count, timeout=timeout)
     return time.monotonic()
 
@@ -203,8 +208,9 @@ async def loop_lag(samples: list[float], period: float = 0.005) -> None:
 
 async def start_agent(cfg: HallConfig, agent_id: str, sim_dir: Path) -> asyncio.Task[None]:
     ready = asyncio.Event()
-    task = asyncio.create_task(run_agent(cfg, agent_id, sim_dir=sim_dir, simulate_all=True,
-                                         ready=ready))
+    task = asyncio.create_task(
+        run_agent(cfg, agent_id, sim_dir=sim_dir, simulate_all=True, ready=ready)
+    )
     waiter = asyncio.ensure_future(ready.wait())
     done, _ = await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
@@ -214,13 +220,15 @@ async def start_agent(cfg: HallConfig, agent_id: str, sim_dir: Path) -> asyncio.
     return task
 
 
-async def one_run(broker: Mosquitto, baud: int, deltas: bool, calls: int,
-                  work: Path) -> dict[str, Any]:
+async def one_run(
+    broker: Mosquitto, baud: int, deltas: bool, calls: int, work: Path
+) -> dict[str, Any]:
     cfg = parse_config(hall_text(baud, broker.url, work / "state"), "bench-hall.toml")
     sims: dict[str, SimulatedHall] = {}
     for agent_id in ("pi-w1", "pi-b1"):
-        sims[agent_id] = simulate_devices(serial_devices(cfg.agent(agent_id).devices),
-                                          work / f"sim-{agent_id}")
+        sims[agent_id] = simulate_devices(
+            serial_devices(cfg.agent(agent_id).devices), work / f"sim-{agent_id}"
+        )
     devices = {**sims["pi-w1"].devices, **sims["pi-b1"].devices}
 
     def ctrl(device_id: str) -> SimLedController:
@@ -247,13 +255,20 @@ async def one_run(broker: Mosquitto, baud: int, deltas: bool, calls: int,
             await asyncio.wait_for(ready.wait(), 30)
             tasks.append(await start_agent(cfg, "pi-w1", work / "sim-pi-w1"))
             tasks.append(await start_agent(cfg, "pi-b1", work / "sim-pi-b1"))
-            async with Session(cfg.broker, hall=cfg.hall.id, role="dispenser",
-                               client_id="pi-d1", state_dir=work / "dispenser") as dispenser:
+            async with Session(
+                cfg.broker,
+                hall=cfg.hall.id,
+                role="dispenser",
+                client_id="pi-d1",
+                state_dir=work / "dispenser",
+            ) as dispenser:
                 await dispenser.wait_connected(10)
                 for _ in range(calls):
                     reply = await dispenser.request(
                         dispenser.topics.req("pi-d1"),
-                        IssueRequest(kind="issue", service="tax-filing"), timeout=10)
+                        IssueRequest(kind="issue", service="tax-filing"),
+                        timeout=10,
+                    )
                     assert reply.ok, reply
             board_bus, _ = devices["zone-board"]
             board = ctrl("zone-board")
@@ -270,7 +285,8 @@ async def one_run(broker: Mosquitto, baud: int, deltas: bool, calls: int,
                 t_ack, t_strip, t_board = await asyncio.gather(
                     acked(pad_bus, pad_bus.device(pad, SimCallPad), seq, 30),
                     frame_after(strip_bus, strip, strip_count, 30),
-                    frame_after(board_bus, board, board_count, 30))
+                    frame_after(board_bus, board, board_count, 30),
+                )
                 key_ack.append(t_ack - t0)
                 t_cmd = watch.first_after(t0)
                 if t_cmd is not None:
@@ -278,12 +294,17 @@ async def one_run(broker: Mosquitto, baud: int, deltas: bool, calls: int,
                 key_strip.append(t_strip - t0)
                 key_board.append(t_board - t0)
                 pad_bus.press(pad, "FINISH")
-                print(f"  link {key_ack[-1] * 1000 if key_ack else float('nan'):.0f} ms", end="",
-                      file=sys.stderr)
-                print(f"  {baud} {'delta' if deltas else 'whole'} call {n + 1}/{calls}: "
-                      f"cmd {key_cmd[-1] * 1000 if key_cmd else float('nan'):.0f} ms, "
-                      f"strip {key_strip[-1] * 1000:.0f} ms, board {key_board[-1] * 1000:.0f} ms",
-                      file=sys.stderr)
+                print(
+                    f"  link {key_ack[-1] * 1000 if key_ack else float('nan'):.0f} ms",
+                    end="",
+                    file=sys.stderr,
+                )
+                print(
+                    f"  {baud} {'delta' if deltas else 'whole'} call {n + 1}/{calls}: "
+                    f"cmd {key_cmd[-1] * 1000 if key_cmd else float('nan'):.0f} ms, "
+                    f"strip {key_strip[-1] * 1000:.0f} ms, board {key_board[-1] * 1000:.0f} ms",
+                    file=sys.stderr,
+                )
             for task in reversed(tasks):  # agents down before their simulated devices go
                 await cancel_and_wait(task)
     finally:
@@ -336,20 +357,26 @@ def main() -> None:
             print(f"{name}: {calls} calls...", file=sys.stderr)
             out = subprocess.run(
                 [sys.executable, __file__, "--one", name, "--calls", str(calls)],
-                check=True, stdout=subprocess.PIPE, text=True,
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
             ).stdout
             results[name] = json.loads(out.strip().splitlines()[-1])
 
     def row(name: str) -> str:
         r = results[name]
-        cells = [f"{r[k]['p50_ms']:>6.0f} / {r[k]['p99_ms']:<6.0f}"
-                 for k in ("key_to_link", "key_to_command", "key_to_strip", "key_to_board")]
+        cells = [
+            f"{r[k]['p50_ms']:>6.0f} / {r[k]['p99_ms']:<6.0f}"
+            for k in ("key_to_link", "key_to_command", "key_to_strip", "key_to_board")
+        ]
         frames = f"{r['led_frames']} / {r['led_deltas']}"
         lag = f"{r['loop_lag']['p50_ms']:.1f} / {r['loop_lag']['p99_ms']:.0f}"
         return f"| {name} | " + " | ".join(cells) + f" | {frames} | {lag} |"
 
-    print("| run | key->link p50/p99 ms | key->MQTT p50/p99 ms | key->strip p50/p99 ms | "
-          "key->board p50/p99 ms | LED_FRAME / LED_DELTA frames | loop lag p50/p99 ms |")
+    print(
+        "| run | key->link p50/p99 ms | key->MQTT p50/p99 ms | key->strip p50/p99 ms | "
+        "key->board p50/p99 ms | LED_FRAME / LED_DELTA frames | loop lag p50/p99 ms |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in list(results):
         print(row(name))

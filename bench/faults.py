@@ -126,8 +126,10 @@ class Hall:
     def start_coordinator(self) -> None:
         with (self.work / "coordinator.log").open("ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hallqctl.cli", "coordinator", "--config",
-                 str(self.config)], stdout=subprocess.DEVNULL, stderr=err)
+                [sys.executable, "-m", "hallqctl.cli", "coordinator", "--config", str(self.config)],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
 
     def kill_coordinator(self) -> None:
         """SIGKILL; keep_coordinator starts it again (like systemd), unless ``hold``."""
@@ -148,8 +150,13 @@ class Hall:
     # --- devices -----------------------------------------------------------------------
 
     def _session(self, cfg: HallConfig, role: str, client: str) -> Session:
-        session = Session(cfg.broker, hall=cfg.hall.id, role=role, client_id=client,
-                          state_dir=self.work / "edge" / client)
+        session = Session(
+            cfg.broker,
+            hall=cfg.hall.id,
+            role=role,
+            client_id=client,
+            state_dir=self.work / "edge" / client,
+        )
         request = session.request
 
         async def recorded(topic: str, message: m.Message, *, timeout: float) -> Any:  # noqa: ASYNC109  test helper: each test states its bound
@@ -168,8 +175,11 @@ class Hall:
     async def work_window(self, agent: WindowAgent, window: int, rate: float) -> None:
         while not self.stopping:
             await asyncio.sleep(self.rng.expovariate(rate))
-            action: Any = (m.Finish(window=window, action="finish") if self.rng.random() < 0.3
-                           else m.WindowAction(window=window, action="call"))
+            action: Any = (
+                m.Finish(window=window, action="finish")
+                if self.rng.random() < 0.3
+                else m.WindowAction(window=window, action="call")
+            )
             await agent.send(window, action)
 
     async def probe_online(self, agent: DispenserAgent, since: float) -> None:
@@ -227,8 +237,11 @@ async def retained_views(cfg: HallConfig, quiet: float = 1.5) -> dict[str, Any]:
                     topic = message.topic.value
                     parts = parse(topic)
                     if parts.action in ("window", "queue", "board"):
-                        model = {"window": m.WindowState, "queue": m.QueueState,
-                                 "board": m.BoardState}[parts.action]
+                        model = {
+                            "window": m.WindowState,
+                            "queue": m.QueueState,
+                            "board": m.BoardState,
+                        }[parts.action]
                         seen[topic] = decode(model, bytes(message.payload))
     return seen
 
@@ -249,8 +262,9 @@ def same(a: Any, b: Any) -> bool:
     return (a.waiting, [c.ticket for c in a.calls]) == (b.waiting, [c.ticket for c in b.calls])
 
 
-async def run(scenario: str, faults: int, every: float, hold: float, seed: int,
-              work: Path) -> dict[str, Any]:
+async def run(
+    scenario: str, faults: int, every: float, hold: float, seed: int, work: Path
+) -> dict[str, Any]:
     hall = Hall(work, scenario, seed)
     try:
         return await _run(hall, faults, every, hold)
@@ -291,8 +305,9 @@ async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, 
         for s in hall.sessions:
             await s.wait_connected(30)
         async with asyncio.timeout(90):  # leases in hand before the first fault
-            while not all(d.leases.remaining(d.day().isoformat(), c) for d in d_agents
-                          for c in d.services):
+            while not all(
+                d.leases.remaining(d.day().isoformat(), c) for d in d_agents for c in d.services
+            ):
                 for d in d_agents:
                     await d.top_up_leases()
         tasks += [asyncio.create_task(hall.press_keys(d, 3.0)) for d in d_agents[1:]]
@@ -331,8 +346,9 @@ def verdict(cfg: HallConfig, hall: Hall, q: HallQueue, shown: dict[str, Any]) ->
     calls: Counter[str] = Counter()
     stale = 0
     with sqlite3.connect(q.log.path) as db:
-        rows = db.execute("SELECT cmd_id, kind, at, payload, result FROM entries "
-                          "WHERE kind != 'day_open'").fetchall()
+        rows = db.execute(
+            "SELECT cmd_id, kind, at, payload, result FROM entries WHERE kind != 'day_open'"
+        ).fetchall()
     for cmd_id, kind, at, payload, result in rows:
         body, outcome = json.loads(payload), json.loads(result or "{}")
         if not outcome.get("ok"):
@@ -350,19 +366,26 @@ def verdict(cfg: HallConfig, hall: Hall, q: HallQueue, shown: dict[str, Any]) ->
             if number and engine.by_number[number].state is not m.TicketState.VOIDED:
                 stale += 1
     expected = expected_views(cfg, q)
-    not_converged = sorted(topic for topic, view in expected.items()
-                           if topic not in shown or not same(shown[topic], view))
+    not_converged = sorted(
+        topic
+        for topic, view in expected.items()
+        if topic not in shown or not same(shown[topic], view)
+    )
     rec = hall.recoveries[:-1] or hall.recoveries
     return {
-        "scenario": hall.scenario, "faults": len(hall.recoveries) - 1,
+        "scenario": hall.scenario,
+        "faults": len(hall.recoveries) - 1,
         "printed": sum(printed.values()),
         "offline": sum(1 for i in hall.issued if i.number and not i.online),
         "lost": len(set(printed) - known),
         "duplicated": sum(n - 1 for n in printed.values() if n > 1)
         + sum(n - 1 for n in calls.values() if n > 1),
-        "ghost": len(ghosts), "stale_applied": stale, "not_converged": len(not_converged),
+        "ghost": len(ghosts),
+        "stale_applied": stale,
+        "not_converged": len(not_converged),
         "not_converged_topics": not_converged[:5],
-        "recover_max_s": round(max(rec), 3), "recover_median_s": round(statistics.median(rec), 3),
+        "recover_max_s": round(max(rec), 3),
+        "recover_median_s": round(statistics.median(rec), 3),
     }
 
 
@@ -382,12 +405,14 @@ def main() -> int:
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
     if any(s in NEEDS_MOUNTS for s in chosen) and not in_namespace():
         if shutil.which("unshare") is None:
-            print("unshare not found: disk scenarios need a private mount namespace",
-                  file=sys.stderr)
+            print(
+                "unshare not found: disk scenarios need a private mount namespace", file=sys.stderr
+            )
             return 2
         env = {**os.environ, "HALLQ_FAULTS_NS": "1"}
-        return subprocess.run(["unshare", "-rm", "--propagation", "private", sys.executable,
-                               *sys.argv], env=env).returncode
+        return subprocess.run(
+            ["unshare", "-rm", "--propagation", "private", sys.executable, *sys.argv], env=env
+        ).returncode
     results = []
     for scenario in chosen:
         with tempfile.TemporaryDirectory(prefix=f"hallq-faults-{scenario}-") as tmp:
@@ -395,22 +420,29 @@ def main() -> int:
                 tmp = tempfile.mkdtemp(prefix=f"{scenario}-", dir=keep)
             work = Path(tmp)
             try:
-                result = asyncio.run(run(scenario, args.faults, args.every, args.hold,
-                                         args.seed, work))
+                result = asyncio.run(
+                    run(scenario, args.faults, args.every, args.hold, args.seed, work)
+                )
             finally:
                 state = work / "state"
                 if scenario in NEEDS_MOUNTS:
                     subprocess.run(["umount", "-l", str(state)], capture_output=True)
                     subprocess.run(["umount", "-l", str(state)], capture_output=True)
         results.append(result)
-        print(f"{scenario:>16}: {result['faults']} faults, {result['printed']} printed "
-              f"({result['offline']} offline); lost {result['lost']}, duplicated "
-              f"{result['duplicated']}, ghost {result['ghost']}, stale applied "
-              f"{result['stale_applied']}, views not converged {result['not_converged']}; "
-              f"recovery max {result['recover_max_s']} s, median "
-              f"{result['recover_median_s']} s", flush=True)
-    bad = sum(r[k] for r in results for k in
-              ("lost", "duplicated", "ghost", "stale_applied", "not_converged"))
+        print(
+            f"{scenario:>16}: {result['faults']} faults, {result['printed']} printed "
+            f"({result['offline']} offline); lost {result['lost']}, duplicated "
+            f"{result['duplicated']}, ghost {result['ghost']}, stale applied "
+            f"{result['stale_applied']}, views not converged {result['not_converged']}; "
+            f"recovery max {result['recover_max_s']} s, median "
+            f"{result['recover_median_s']} s",
+            flush=True,
+        )
+    bad = sum(
+        r[k]
+        for r in results
+        for k in ("lost", "duplicated", "ghost", "stale_applied", "not_converged")
+    )
     if args.json:
         print(json.dumps(results))
     return 1 if bad else 0

@@ -70,9 +70,14 @@ async def measure(logins: int) -> dict[str, float]:
     idle = await worst_lag_ms(lambda: asyncio.sleep(0.2))
     in_thread = await worst_lag_ms(threaded)
     on_loop = await worst_lag_ms(inline)
-    return {"check_ms_median": statistics.median(times), "check_ms_max": max(times),
-            "loop_lag_idle_ms": idle, "loop_lag_thread_ms": in_thread,
-            "loop_lag_inline_ms": on_loop, "logins": logins}
+    return {
+        "check_ms_median": statistics.median(times),
+        "check_ms_max": max(times),
+        "loop_lag_idle_ms": idle,
+        "loop_lag_thread_ms": in_thread,
+        "loop_lag_inline_ms": on_loop,
+        "logins": logins,
+    }
 
 
 def main() -> int:
@@ -81,12 +86,16 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     r = asyncio.run(measure(args.logins))
-    print(f"argon2id check (m=64 MiB, t=3, p=4): median {r['check_ms_median']:.0f} ms, "
-          f"max {r['check_ms_max']:.0f} ms over {args.logins}")
-    print(f"event loop worst lateness: idle {r['loop_lag_idle_ms']:.1f} ms; "
-          f"{args.logins} checks in a thread {r['loop_lag_thread_ms']:.1f} ms; "
-          f"inline {r['loop_lag_inline_ms']:.0f} ms "
-          f"({r['loop_lag_inline_ms'] / max(r['loop_lag_thread_ms'], 0.1):.0f}x)")
+    print(
+        f"argon2id check (m=64 MiB, t=3, p=4): median {r['check_ms_median']:.0f} ms, "
+        f"max {r['check_ms_max']:.0f} ms over {args.logins}"
+    )
+    print(
+        f"event loop worst lateness: idle {r['loop_lag_idle_ms']:.1f} ms; "
+        f"{args.logins} checks in a thread {r['loop_lag_thread_ms']:.1f} ms; "
+        f"inline {r['loop_lag_inline_ms']:.0f} ms "
+        f"({r['loop_lag_inline_ms'] / max(r['loop_lag_thread_ms'], 0.1):.0f}x)"
+    )
     if args.json:
         print(json.dumps(r))
     return 0

@@ -65,8 +65,13 @@ def one_day(cfg: HallConfig, path: Path, events: int) -> None:
     for done in range(events):
         now += 1.0
         if done % 2 == 0:
-            q.submit("ticket", "dispenser", dispenser,
-                     m.IssueRequest(kind="issue", service=rng.choice(codes)), now)
+            q.submit(
+                "ticket",
+                "dispenser",
+                dispenser,
+                m.IssueRequest(kind="issue", service=rng.choice(codes)),
+                now,
+            )
         else:
             w = rng.choice(list(pads))
             q.submit("window", "window", pads[w], m.WindowAction(window=w, action="call"), now)
@@ -84,9 +89,13 @@ def add_history(path: Path, days: int) -> None:
         db.execute(
             "INSERT INTO entries (kind, cmd_id, day, at, source, payload, result) "
             "SELECT kind, cmd_id || ':' || ?, date(day, ?), at - ? * 86400, source, payload, "
-            "result FROM today ORDER BY seq", (k, f"-{k} days", k))
-    db.execute("INSERT INTO entries (kind, cmd_id, day, at, source, payload, result) "
-               "SELECT kind, cmd_id, day, at, source, payload, result FROM today ORDER BY seq")
+            "result FROM today ORDER BY seq",
+            (k, f"-{k} days", k),
+        )
+    db.execute(
+        "INSERT INTO entries (kind, cmd_id, day, at, source, payload, result) "
+        "SELECT kind, cmd_id, day, at, source, payload, result FROM today ORDER BY seq"
+    )
     db.execute("COMMIT")
     db.close()
 
@@ -96,8 +105,11 @@ def checkpoint_before_tail(cfg: HallConfig, path: Path, tail: int) -> None:
     its next checkpoint leaves it: set the tail aside, recover, checkpoint, put it back."""
     db = sqlite3.connect(path, isolation_level=None)
     last = db.execute("SELECT max(seq) FROM entries").fetchone()[0]
-    rows = db.execute("SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
-                      "WHERE seq > ? ORDER BY seq", (last - tail,)).fetchall()
+    rows = db.execute(
+        "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
+        "WHERE seq > ? ORDER BY seq",
+        (last - tail,),
+    ).fetchall()
     db.execute("DELETE FROM entries WHERE seq > ?", (last - tail,))
     db.close()
     q = HallQueue(cfg, EventLog(path), load_core("auto"))
@@ -105,8 +117,11 @@ def checkpoint_before_tail(cfg: HallConfig, path: Path, tail: int) -> None:
     q.save_checkpoint(q.seq, q.checkpoint())
     q.log.close()
     db = sqlite3.connect(path, isolation_level=None)
-    db.executemany("INSERT INTO entries (seq, kind, cmd_id, day, at, source, payload, result) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    db.executemany(
+        "INSERT INTO entries (seq, kind, cmd_id, day, at, source, payload, result) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
     db.close()
 
 
@@ -137,24 +152,49 @@ async def time_to_answer(config: Path, log: Path, work: Path) -> float:
 async def _time_to_answer(cfg: HallConfig, config: Path, log: Path, work: Path) -> float:
     dispenser = next(a.id for a in cfg.agents if a.role == "dispenser")
     shutil.rmtree(work / "dev", ignore_errors=True)
-    async with Session(cfg.broker, hall=cfg.hall.id, role="dispenser", client_id=dispenser,
-                       state_dir=work / "dev", backoff_initial=0.05, backoff_max=0.2) as dev:
+    async with Session(
+        cfg.broker,
+        hall=cfg.hall.id,
+        role="dispenser",
+        client_id=dispenser,
+        state_dir=work / "dev",
+        backoff_initial=0.05,
+        backoff_max=0.2,
+    ) as dev:
         await dev.wait_connected(10)
         topic = dev.topics.req(dispenser)
         started = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hallqctl.cli", "coordinator", "--config", str(config),
-             "--log", str(log)], stdout=subprocess.DEVNULL,
-            stderr=(work / "coordinator.log").open("ab"))
+            [
+                sys.executable,
+                "-m",
+                "hallqctl.cli",
+                "coordinator",
+                "--config",
+                str(config),
+                "--log",
+                str(log),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(work / "coordinator.log").open("ab"),
+        )
         asks: set[asyncio.Task[object]] = set()
         try:
             while True:
                 if proc.poll() is not None:
                     raise RuntimeError(f"coordinator exited; see {work}/coordinator.log")
-                asks.add(asyncio.create_task(dev.request(topic, m.IssueRequest(
-                    kind="issue", service=cfg.services[0].code), timeout=60)))
-                done, _ = await asyncio.wait(asks, timeout=0.02,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                asks.add(
+                    asyncio.create_task(
+                        dev.request(
+                            topic,
+                            m.IssueRequest(kind="issue", service=cfg.services[0].code),
+                            timeout=60,
+                        )
+                    )
+                )
+                done, _ = await asyncio.wait(
+                    asks, timeout=0.02, return_when=asyncio.FIRST_COMPLETED
+                )
                 for task in done:
                     with contextlib.suppress(RequestTimeout, NotConnected):
                         task.result()
@@ -167,8 +207,11 @@ async def _time_to_answer(cfg: HallConfig, config: Path, log: Path, work: Path) 
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:  # timed already; its slow stop is in its log
-                print(f"coordinator did not stop within 30 s; killed (see {work}/coordinator.log)",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"coordinator did not stop within 30 s; killed (see {work}/coordinator.log)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 proc.kill()
                 proc.wait(10)
 
@@ -177,8 +220,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--checkpoint-only", action="store_true",
-                        help="skip the full-replay logs (a 1M-entry log takes minutes to build)")
+    parser.add_argument(
+        "--checkpoint-only",
+        action="store_true",
+        help="skip the full-replay logs (a 1M-entry log takes minutes to build)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -198,17 +244,25 @@ async def main() -> None:
                 times = []
                 for _ in range(args.repeat):
                     log.write_bytes(original)  # the clean stop checkpointed; undo it
-                    for extra in (log.with_name(log.name + "-wal"),
-                                  log.with_name(log.name + "-shm")):
+                    for extra in (
+                        log.with_name(log.name + "-wal"),
+                        log.with_name(log.name + "-shm"),
+                    ):
                         extra.unlink(missing_ok=True)
                     times.append(await time_to_answer(config, log, work))
                 key = f"{size}{'' if checkpoint else '-no-checkpoint'}"
-                results[key] = {"events": size, "checkpoint": checkpoint,
-                                "best_s": min(times), "median_s": statistics.median(times)}
+                results[key] = {
+                    "events": size,
+                    "checkpoint": checkpoint,
+                    "best_s": min(times),
+                    "median_s": statistics.median(times),
+                }
                 how = "checkpoint + tail" if checkpoint else "full replay"
-                print(f"{size:>9,} events, {how:>17}: time to answer best {min(times):.3f} s, "
-                      f"median {statistics.median(times):.3f} s  (log built in {built:.0f} s)",
-                      flush=True)
+                print(
+                    f"{size:>9,} events, {how:>17}: time to answer best {min(times):.3f} s, "
+                    f"median {statistics.median(times):.3f} s  (log built in {built:.0f} s)",
+                    flush=True,
+                )
     if args.json:
         print(json.dumps(results))
 

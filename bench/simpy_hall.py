@@ -30,8 +30,9 @@ def _hours(cfg: HallConfig) -> dict[str, list[tuple[float, float]]]:
     return {s.code: open_spans(s.hours or cfg.hall.open_hours) for s in cfg.services}
 
 
-def run_simpy_day(cfg: HallConfig, windows_per_service: dict[str, int],
-                  arrivals: Iterable[Arrival]) -> SimpyDay:
+def run_simpy_day(
+    cfg: HallConfig, windows_per_service: dict[str, int], arrivals: Iterable[Arrival]
+) -> SimpyDay:
     """Play one day of ``arrivals`` with ``windows_per_service`` dedicated windows."""
     env = simpy.Environment()
     counters = {c: simpy.Resource(env, capacity=n) for c, n in windows_per_service.items()}
@@ -54,7 +55,8 @@ def run_simpy_day(cfg: HallConfig, windows_per_service: dict[str, int],
                 yield env.timeout(a.t - env.now)
             cap = caps[a.service]
             if not any(s <= a.t < e for s, e in hours[a.service]) or (
-                    cap is not None and issued[a.service] >= cap):
+                cap is not None and issued[a.service] >= cap
+            ):
                 turned += 1
                 continue
             issued[a.service] += 1
@@ -72,4 +74,3 @@ def windows_per_service(skills: dict[int, dict[str, float]]) -> dict[str, int]:
         (code,) = sk
         out[code] = out.get(code, 0) + 1
     return out
-

@@ -53,9 +53,16 @@ def _hostport(text: str) -> str:
     return f"{host}:{port}"
 
 
-def city_broker(addresses: str, *, cafile: Path | None, username: str, password: str,
-                certfile: Path | None = None, keyfile: Path | None = None,
-                tls: bool = True) -> CityBroker:
+def city_broker(
+    addresses: str,
+    *,
+    cafile: Path | None,
+    username: str,
+    password: str,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
+    tls: bool = True,
+) -> CityBroker:
     nodes = [_hostport(a) for a in addresses.split(",") if a.strip()]
     if not nodes:
         raise BridgeError("--city: no city node given")
@@ -105,7 +112,9 @@ def nats_user(hall_id: str, username: str, password_hash: str) -> str:
     entry = {
         "user": username,
         "password": password_hash,
-        "permissions": {"publish": {"allow": [subject, "$MQTT.>"]},
-                        "subscribe": {"allow": ["$MQTT.>", "_INBOX.>"]}},
+        "permissions": {
+            "publish": {"allow": [subject, "$MQTT.>"]},
+            "subscribe": {"allow": ["$MQTT.>", "_INBOX.>"]},
+        },
     }
     return json.dumps(entry, indent=2)

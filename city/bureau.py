@@ -52,13 +52,21 @@ class HallLive:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "hall": self.hall, "waiting": self.waiting, "windows_open": self.windows_open,
-            "windows": len(self.windows), "updated": self.updated,
-            "queues": {s: {"waiting": q.waiting, "eta_min": q.eta_min}
-                       for s, q in sorted(self.queues.items())},
+            "hall": self.hall,
+            "waiting": self.waiting,
+            "windows_open": self.windows_open,
+            "windows": len(self.windows),
+            "updated": self.updated,
+            "queues": {
+                s: {"waiting": q.waiting, "eta_min": q.eta_min}
+                for s, q in sorted(self.queues.items())
+            },
             "served_today": self.stats.total.served if self.stats else None,
-            "avg_wait_min": (round(self.stats.total.avg_wait_s / 60, 1)
-                             if self.stats and self.stats.total.avg_wait_s is not None else None),
+            "avg_wait_min": (
+                round(self.stats.total.avg_wait_s / 60, 1)
+                if self.stats and self.stats.total.avg_wait_s is not None
+                else None
+            ),
         }
 
 
@@ -104,8 +112,9 @@ class LiveCity:
         hall.updated = time.time() if now is None else now
         return True
 
-    def least_crowded(self, service: str, stale_s: float = 300.0,
-                      now: float | None = None) -> list[dict[str, Any]]:
+    def least_crowded(
+        self, service: str, stale_s: float = 300.0, now: float | None = None
+    ) -> list[dict[str, Any]]:
         """Halls serving ``service`` now, the shortest expected wait first (halls silent for
         ``stale_s`` are left out: their figures may be old)."""
         now = time.time() if now is None else now
@@ -114,8 +123,13 @@ class LiveCity:
             q = hall.queues.get(service)
             if q is None or now - hall.updated > stale_s:
                 continue
-            found.append({"hall": hall.hall, "waiting": q.waiting,
-                          "eta_min": q.eta_min if q.eta_min is not None else 0.0})
+            found.append(
+                {
+                    "hall": hall.hall,
+                    "waiting": q.waiting,
+                    "eta_min": q.eta_min if q.eta_min is not None else 0.0,
+                }
+            )
         return sorted(found, key=lambda h: (h["eta_min"], h["waiting"], h["hall"]))
 
     def services(self) -> list[str]:
@@ -142,17 +156,23 @@ async def follow(live: LiveCity, links: list[CityBrokerLink], stop: asyncio.Even
         turn += 1
         context = ssl.create_default_context(cafile=str(link.cafile)) if link.cafile else None
         try:
-            async with aiomqtt.Client(link.host, link.port, identifier=f"bureau-{time.time_ns()}",
-                                      username=link.username, password=link.password,
-                                      tls_context=context,
-                                      protocol=aiomqtt.ProtocolVersion.V311) as client:
+            async with aiomqtt.Client(
+                link.host,
+                link.port,
+                identifier=f"bureau-{time.time_ns()}",
+                username=link.username,
+                password=link.password,
+                tls_context=context,
+                protocol=aiomqtt.ProtocolVersion.V311,
+            ) as client:
                 await client.subscribe("hallq/v1/+/state/#", qos=0)
                 delay = 1.0
                 async for message in client.messages:
                     live.apply(str(message.topic), bytes(message.payload))
         except aiomqtt.MqttError as exc:
-            log.warning("city broker %s:%d: %s (retrying in %.0f s)", link.host, link.port,
-                        exc, delay)
+            log.warning(
+                "city broker %s:%d: %s (retrying in %.0f s)", link.host, link.port, exc, delay
+            )
             if turn % len(links) == 0:  # every node tried: wait before the next round
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
@@ -177,6 +197,7 @@ class CityDb:
 
     async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         async with self._lock:
+
             def call() -> Any:
                 import psycopg
 
@@ -186,6 +207,7 @@ class CityDb:
                     if self._conn is not None:
                         self._conn.close()
                     raise
+
             return await asyncio.to_thread(call)
 
     def close(self) -> None:
@@ -240,8 +262,9 @@ async def halls(request: web.Request) -> web.Response:
 
 async def least_crowded(request: web.Request) -> web.Response:
     service = request.query.get("service", "")
-    return web.json_response({"service": service,
-                              "halls": request.app[LIVE].least_crowded(service)})
+    return web.json_response(
+        {"service": service, "halls": request.app[LIVE].least_crowded(service)}
+    )
 
 
 async def kpi(request: web.Request) -> web.Response:
@@ -254,12 +277,19 @@ async def kpi(request: web.Request) -> web.Response:
     start = _date(request, "from", end.replace(day=1))
     db = _db(request)
     try:
-        rows = await db.run(kpis, by, start, end, hall=request.query.get("hall"),
-                            service=request.query.get("service"))
+        rows = await db.run(
+            kpis,
+            by,
+            start,
+            end,
+            hall=request.query.get("hall"),
+            service=request.query.get("service"),
+        )
     except Exception as exc:  # the database down must not take the live view with it
         raise web.HTTPServiceUnavailable(text=f"city database: {exc}") from None
-    return web.json_response({"by": by, "from": start.isoformat(), "to": end.isoformat(),
-                              "rows": rows})
+    return web.json_response(
+        {"by": by, "from": start.isoformat(), "to": end.isoformat(), "rows": rows}
+    )
 
 
 async def comfort_csv(request: web.Request) -> web.Response:
@@ -268,9 +298,12 @@ async def comfort_csv(request: web.Request) -> web.Response:
 
     month = _month(request)
     months = await _db(request).run(comfort_month, month)
-    return web.Response(body=to_csv(months).encode(), content_type="text/csv", charset="utf-8",
-                        headers={"Content-Disposition":
-                                 f'attachment; filename="comfort-{month:%Y-%m}.csv"'})
+    return web.Response(
+        body=to_csv(months).encode(),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="comfort-{month:%Y-%m}.csv"'},
+    )
 
 
 async def comfort_png(request: web.Request) -> web.Response:
@@ -284,8 +317,9 @@ async def comfort_png(request: web.Request) -> web.Response:
 
 
 def _shipping(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
-    return conn.execute("SELECT hall_id, shipped_seq, shipped_at, updated FROM halls "
-                        "ORDER BY hall_id").fetchall()
+    return conn.execute(
+        "SELECT hall_id, shipped_seq, shipped_at, updated FROM halls ORDER BY hall_id"
+    ).fetchall()
 
 
 async def page(request: web.Request) -> web.Response:
@@ -301,13 +335,18 @@ async def page(request: web.Request) -> web.Response:
         cards.append(
             f'<div class="hall {load}{" stale" if age > 300 else ""}"><b>{e(name)}</b>'
             f"<span>{h.waiting} waiting</span><span>{h.windows_open}/{len(h.windows)} "
-            f"windows open</span><small>{age:.0f} s ago</small></div>")
+            f"windows open</span><small>{age:.0f} s ago</small></div>"
+        )
     rows = []
     for service in live.services():
         best = live.least_crowded(service)[:3]
-        rows.append(f"<tr><td>{e(service)}</td><td>" + ", ".join(
-            f"{e(b['hall'])} ({b['eta_min']:.0f} min, {b['waiting']} waiting)" for b in best)
-            + "</td></tr>")
+        rows.append(
+            f"<tr><td>{e(service)}</td><td>"
+            + ", ".join(
+                f"{e(b['hall'])} ({b['eta_min']:.0f} min, {b['waiting']} waiting)" for b in best
+            )
+            + "</td></tr>"
+        )
     kpi_rows: list[str] = []
     db = request.app[DB]
     if db is not None:
@@ -318,7 +357,8 @@ async def page(request: web.Request) -> web.Response:
             for r in await db.run(kpis, "hall", today.replace(day=1), today):
                 kpi_rows.append(
                     f"<tr><td>{e(r['hall'])}</td><td>{r['issued']}</td><td>{r['finished']}</td>"
-                    f"<td>{r['avg_wait_min']}</td><td>{r['max_wait_min']}</td></tr>")
+                    f"<td>{r['avg_wait_min']}</td><td>{r['max_wait_min']}</td></tr>"
+                )
         except Exception as exc:
             kpi_rows.append(f'<tr><td colspan="5">city database: {e(str(exc))}</td></tr>')
     body = f"""<!doctype html><html lang="zh"><head><meta charset="utf-8">
@@ -329,11 +369,11 @@ body{{font-family:sans-serif;margin:1em}} .grid{{display:flex;flex-wrap:wrap;gap
 .stale{{opacity:.5}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 6px}}
 </style></head><body><h1>hallq bureau: {len(live.halls)} halls live</h1>
-<div class="grid">{''.join(cards) or 'no hall has reported yet'}</div>
+<div class="grid">{"".join(cards) or "no hall has reported yet"}</div>
 <h2>Least crowded hall now, per service</h2><table><tr><th>service</th><th>halls</th></tr>
-{''.join(rows)}</table>
+{"".join(rows)}</table>
 <h2>This month by hall</h2><table><tr><th>hall</th><th>issued</th><th>finished</th>
-<th>mean wait min</th><th>worst wait min</th></tr>{''.join(kpi_rows)}</table>
+<th>mean wait min</th><th>worst wait min</th></tr>{"".join(kpi_rows)}</table>
 <p><a href="/api/comfort.csv">comfort index CSV</a> · <a href="/api/comfort.png">PNG</a> ·
 <a href="/api/kpi?by=day">KPIs by day</a> · <a href="/api/kpi?by=service">by service</a> ·
 <a href="/api/kpi?by=hour">by hour</a></p></body></html>"""
@@ -354,8 +394,9 @@ def make_app(live: LiveCity, db: CityDb | None) -> web.Application:
     return app
 
 
-async def serve(host: str, port: int, links: list[CityBrokerLink], dsn: str | None,
-                stop: asyncio.Event) -> None:
+async def serve(
+    host: str, port: int, links: list[CityBrokerLink], dsn: str | None, stop: asyncio.Event
+) -> None:
     live = LiveCity()
     db = CityDb(dsn) if dsn else None
     runner = web.AppRunner(make_app(live, db))

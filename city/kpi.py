@@ -25,8 +25,15 @@ _COLUMN = {"hall": "hall_id", "day": "day", "service": "service", "hour": "hour"
 LEVELS = ("较少", "适中", "较多")
 
 
-def kpis(conn: psycopg.Connection, by: By, start: dt.date, end: dt.date, *,
-         hall: str | None = None, service: str | None = None) -> list[dict[str, Any]]:
+def kpis(
+    conn: psycopg.Connection,
+    by: By,
+    start: dt.date,
+    end: dt.date,
+    *,
+    hall: str | None = None,
+    service: str | None = None,
+) -> list[dict[str, Any]]:
     """Issued, called, finished, mean and worst wait, grouped ``by``, days start..end."""
     from psycopg import sql
 
@@ -50,13 +57,20 @@ def kpis(conn: psycopg.Connection, by: By, start: dt.date, end: dt.date, *,
         " sum(wait_sum_s) / nullif(sum(called), 0), max(wait_max_s) FROM {table}"
         " WHERE {where} GROUP BY {col} ORDER BY {col}"
     ).format(col=column, table=sql.Identifier(table), where=sql.SQL(" AND ").join(where))
-    rows = conn.execute(query, {"start": start, "end": end, "hall": hall,
-                                "service": service}).fetchall()
-    return [{by: key.isoformat() if isinstance(key, dt.date) else key, "issued": issued,
-             "called": called, "finished": finished,
-             "avg_wait_min": None if avg is None else round(avg / 60, 2),
-             "max_wait_min": None if worst is None else round(worst / 60, 2)}
-            for key, issued, called, finished, avg, worst in rows]
+    rows = conn.execute(
+        query, {"start": start, "end": end, "hall": hall, "service": service}
+    ).fetchall()
+    return [
+        {
+            by: key.isoformat() if isinstance(key, dt.date) else key,
+            "issued": issued,
+            "called": called,
+            "finished": finished,
+            "avg_wait_min": None if avg is None else round(avg / 60, 2),
+            "max_wait_min": None if worst is None else round(worst / 60, 2),
+        }
+        for key, issued, called, finished, avg, worst in rows
+    ]
 
 
 def level_of(wait_min: float) -> str:
@@ -87,7 +101,8 @@ def comfort_month(conn: psycopg.Connection, month: dt.date) -> list[HallMonth]:
     rows = conn.execute(
         "SELECT hall_id, wait_sum_s / called / 60, issued, called"
         " FROM kpi_hall_hour WHERE day BETWEEN %s AND %s AND called > 0 ORDER BY hall_id",
-        (start, end)).fetchall()
+        (start, end),
+    ).fetchall()
     per: dict[str, list[tuple[float, int, int]]] = {}
     for hall, wait, issued, called in rows:
         per.setdefault(hall, []).append((float(wait), int(issued), int(called)))
@@ -97,11 +112,16 @@ def comfort_month(conn: psycopg.Connection, month: dt.date) -> list[HallMonth]:
         for wait, _, _ in hours:
             counts[LEVELS.index(level_of(wait))] += 1
         called = sum(c for _, _, c in hours)
-        out.append(HallMonth(
-            hall, start.strftime("%Y-%m"), len(hours),
-            tuple(round(c / len(hours), 4) for c in counts),  # type: ignore[arg-type]
-            round(sum(w * c for w, _, c in hours) / called, 2),
-            sum(i for _, i, _ in hours)))
+        out.append(
+            HallMonth(
+                hall,
+                start.strftime("%Y-%m"),
+                len(hours),
+                tuple(round(c / len(hours), 4) for c in counts),  # type: ignore[arg-type]
+                round(sum(w * c for w, _, c in hours) / called, 2),
+                sum(i for _, i, _ in hours),
+            )
+        )
     return sorted(out, key=lambda h: (-h.index, h.hall))
 
 
@@ -110,11 +130,31 @@ def comfort_csv(months: list[HallMonth]) -> str:
     buf = io.StringIO()
     buf.write("\ufeff")
     w = csv.writer(buf)
-    w.writerow(["hall", "month", "comfort index", "open hours", "较少 %", "适中 %", "较多 %",
-                "mean wait min", "tickets"])
+    w.writerow(
+        [
+            "hall",
+            "month",
+            "comfort index",
+            "open hours",
+            "较少 %",
+            "适中 %",
+            "较多 %",
+            "mean wait min",
+            "tickets",
+        ]
+    )
     for h in months:
-        w.writerow([h.hall, h.month, h.index, h.hours, *(round(100 * s, 1) for s in h.shares),
-                    h.avg_wait_min, h.issued])
+        w.writerow(
+            [
+                h.hall,
+                h.month,
+                h.index,
+                h.hours,
+                *(round(100 * s, 1) for s in h.shares),
+                h.avg_wait_min,
+                h.issued,
+            ]
+        )
     return buf.getvalue()
 
 

@@ -75,11 +75,15 @@ def _check(done: dict[int, str], files: list[Migration]) -> None:
     for version, checksum in sorted(done.items()):
         m = by_version.get(version)
         if m is None:
-            raise MigrationError(f"the database has migration {version}, which this hallq does "
-                                 "not know: it was migrated by a newer hallq")
+            raise MigrationError(
+                f"the database has migration {version}, which this hallq does "
+                "not know: it was migrated by a newer hallq"
+            )
         if m.checksum != checksum:
-            raise MigrationError(f"migration {version:04d}_{m.name}.sql was changed after it was "
-                                 "applied; add a new migration instead of editing an old one")
+            raise MigrationError(
+                f"migration {version:04d}_{m.name}.sql was changed after it was "
+                "applied; add a new migration instead of editing an old one"
+            )
 
 
 def pending(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -103,7 +107,8 @@ def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[
                 conn.execute(m.sql.encode())
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                    (m.version, m.name, m.checksum))
+                    (m.version, m.name, m.checksum),
+                )
         return todo
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
@@ -114,5 +119,7 @@ def require_current(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) 
     todo = pending(conn, directory)
     if todo:
         names = ", ".join(f"{m.version:04d}_{m.name}" for m in todo)
-        raise MigrationError(f"the city database lacks migration(s) {names}: "
-                             "run `hallq city migrate --dsn ...` first")
+        raise MigrationError(
+            f"the city database lacks migration(s) {names}: "
+            "run `hallq city migrate --dsn ...` first"
+        )

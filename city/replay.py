@@ -33,26 +33,37 @@ def _ts(at: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(at, dt.UTC)
 
 
-def _record(ok: bool = True, ticket: str | None = None, info: dict[str, Any] | None = None
-            ) -> str:
-    return json.dumps({"ok": ok, "error": None, "ticket": ticket, "info": info, "lease": None},
-                      ensure_ascii=False)
+def _record(ok: bool = True, ticket: str | None = None, info: dict[str, Any] | None = None) -> str:
+    return json.dumps(
+        {"ok": ok, "error": None, "ticket": ticket, "info": info, "lease": None}, ensure_ascii=False
+    )
 
 
-def hall_day(cfg: HallConfig, day: dt.date, *, volume: float, seed: int | str = 1,
-             day_of_month: int | None = None) -> Iterator[LogRow]:
+def hall_day(
+    cfg: HallConfig,
+    day: dt.date,
+    *,
+    volume: float,
+    seed: int | str = 1,
+    day_of_month: int | None = None,
+) -> Iterator[LogRow]:
     """One business day of ``cfg``'s hall as log rows in time order (day_open first)."""
     rng = random.Random(f"hallq-city:{cfg.hall.id}:{day}:{seed}")
     codes = [s.code for s in cfg.services]
     prefix = {s.code: s.prefix for s in cfg.services}
     spans = open_spans(cfg.hall.open_hours)
-    arrivals = draw_day(Demand.for_services(codes), spans,
-                        volume=volume * day_factor(day_of_month), rng=rng)
+    arrivals = draw_day(
+        Demand.for_services(codes), spans, volume=volume * day_factor(day_of_month), rng=rng
+    )
     base = epoch_of(cfg, day)
     iso = day.isoformat()
     dispenser = next((a.id for a in cfg.agents if a.role == "dispenser"), "dispenser")
-    pad = {w: f"window/{a.id}" for a in cfg.agents if a.role == "window"
-           for w in cfg.windows_for_agent(a.id)}
+    pad = {
+        w: f"window/{a.id}"
+        for a in cfg.agents
+        if a.role == "window"
+        for w in cfg.windows_for_agent(a.id)
+    }
     serves: dict[str, list[int]] = {c: [] for c in codes}
     for w in cfg.windows:
         for c in codes:
@@ -68,8 +79,15 @@ def hall_day(cfg: HallConfig, day: dt.date, *, volume: float, seed: int | str = 
         n += 1
         heapq.heappush(events, (at, n, row))
 
-    yield ("day_open", None, iso, base + spans[0][0] - 600, "",
-           json.dumps({"day": iso, "carried": []}), None)
+    yield (
+        "day_open",
+        None,
+        iso,
+        base + spans[0][0] - 600,
+        "",
+        json.dumps({"day": iso, "carried": []}),
+        None,
+    )
     for a in arrivals:
         if not serves[a.service]:
             continue
@@ -78,18 +96,48 @@ def hall_day(cfg: HallConfig, day: dt.date, *, volume: float, seed: int | str = 
         number = f"{prefix[a.service]}{counters[a.service]:04d}"
         issue = m.IssueRequest(kind="issue", service=a.service, ts=_ts(t))
         info = {"number": number, "service": a.service, "state": "waiting"}
-        add(t, ("ticket", issue.id, iso, t, f"dispenser/{dispenser}",
-                m.encode(issue).decode(), _record(ticket=number, info=info)))
+        add(
+            t,
+            (
+                "ticket",
+                issue.id,
+                iso,
+                t,
+                f"dispenser/{dispenser}",
+                m.encode(issue).decode(),
+                _record(ticket=number, info=info),
+            ),
+        )
         window = min(serves[a.service], key=lambda w: free_at[w])
         start = max(t, free_at[window]) + 5.0
         source = pad.get(window, f"supervisor/w{window}")
         call = m.WindowAction(window=window, action="call", ts=_ts(start))
-        add(start, ("window", call.id, iso, start, source, m.encode(call).decode(),
-                    _record(ticket=number, info={**info, "state": "called"})))
+        add(
+            start,
+            (
+                "window",
+                call.id,
+                iso,
+                start,
+                source,
+                m.encode(call).decode(),
+                _record(ticket=number, info={**info, "state": "called"}),
+            ),
+        )
         end = start + (20.0 if a.no_show else a.service_s)
         finish = m.Finish(window=window, action="finish", ts=_ts(end))
-        add(end, ("window", finish.id, iso, end, source, m.encode(finish).decode(),
-                  _record(ticket=number, info={**info, "state": "done"})))
+        add(
+            end,
+            (
+                "window",
+                finish.id,
+                iso,
+                end,
+                source,
+                m.encode(finish).decode(),
+                _record(ticket=number, info={**info, "state": "done"}),
+            ),
+        )
         free_at[window] = end
     while events:
         yield heapq.heappop(events)[2]
@@ -104,7 +152,9 @@ def write_rows(log_path: Path, rows: Iterator[LogRow] | list[LogRow]) -> int:
         with db:
             cur = db.executemany(
                 "INSERT INTO entries (kind, cmd_id, day, at, source, payload, result) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             return cur.rowcount
     finally:
         db.close()

@@ -36,8 +36,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hallq.ship")
 
-COLUMNS = ("hall_id", "seq", "day", "at", "kind", "op", "service", "window_no", "ticket",
-           "ok", "source", "cmd_id", "payload", "result")
+COLUMNS = (
+    "hall_id",
+    "seq",
+    "day",
+    "at",
+    "kind",
+    "op",
+    "service",
+    "window_no",
+    "ticket",
+    "ok",
+    "source",
+    "cmd_id",
+    "payload",
+    "result",
+)
 COPY_SQL = f"COPY events ({', '.join(COLUMNS)}) FROM STDIN"
 _UTC = dt.UTC
 
@@ -90,8 +104,22 @@ def city_row(hall_id: str, row: tuple[Any, ...]) -> tuple[Any, ...]:
             service = service or info.get("service")
             ticket = ticket or info.get("number")
         ticket = ticket or body.get("number") or body.get("ticket")
-    return (hall_id, seq, day, dt.datetime.fromtimestamp(at, _UTC), kind, op, service, window,
-            ticket, ok, source, cmd_id, payload, result)
+    return (
+        hall_id,
+        seq,
+        day,
+        dt.datetime.fromtimestamp(at, _UTC),
+        kind,
+        op,
+        service,
+        window,
+        ticket,
+        ok,
+        source,
+        cmd_id,
+        payload,
+        result,
+    )
 
 
 @dataclass
@@ -104,9 +132,18 @@ class ShipStats:
 class Shipper:
     """One hall's log to one city database; ``run`` until ``stop`` is set."""
 
-    def __init__(self, hall_id: str, log_path: Path, dsn: str, *, batch: int = 5000,
-                 max_rate: float | None = None, idle: float = 0.5, backoff_max: float = 10.0,
-                 connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        hall_id: str,
+        log_path: Path,
+        dsn: str,
+        *,
+        batch: int = 5000,
+        max_rate: float | None = None,
+        idle: float = 0.5,
+        backoff_max: float = 10.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
         self.hall_id = hall_id
         self.log_path = log_path
         self.dsn = dsn
@@ -154,19 +191,27 @@ class Shipper:
         try:
             # keepalives: a city link that dies without a reset is noticed in ~25 s, and a
             # statement that hangs is cut at 60 s, so the shipper never blocks for good
-            conn: psycopg.Connection = pg.connect(self.dsn, autocommit=True,
-                                   connect_timeout=max(1, int(self.connect_timeout)),
-                                   application_name=f"hallq-ship-{self.hall_id}",
-                                   keepalives=1, keepalives_idle=10, keepalives_interval=5,
-                                   keepalives_count=3, options="-c statement_timeout=60000")
+            conn: psycopg.Connection = pg.connect(
+                self.dsn,
+                autocommit=True,
+                connect_timeout=max(1, int(self.connect_timeout)),
+                application_name=f"hallq-ship-{self.hall_id}",
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
+                options="-c statement_timeout=60000",
+            )
         except pg.Error as exc:
             raise CityUnavailable(f"cannot connect to {self.target}: {exc}".strip()) from exc
         try:
             require_current(conn)
-            conn.execute("INSERT INTO halls (hall_id) VALUES (%s) ON CONFLICT DO NOTHING",
-                         (self.hall_id,))
-            row = conn.execute("SELECT shipped_seq FROM halls WHERE hall_id = %s",
-                               (self.hall_id,)).fetchone()
+            conn.execute(
+                "INSERT INTO halls (hall_id) VALUES (%s) ON CONFLICT DO NOTHING", (self.hall_id,)
+            )
+            row = conn.execute(
+                "SELECT shipped_seq FROM halls WHERE hall_id = %s", (self.hall_id,)
+            ).fetchone()
         except MigrationError:
             conn.close()
             raise
@@ -196,26 +241,37 @@ class Shipper:
             if not rows:
                 return 0
             if rows[0][0] != self.cursor + 1:
-                log.warning("event log entries %d..%d are not in the log (pruned before they "
-                            "were shipped?)", self.cursor + 1, rows[0][0] - 1)
+                log.warning(
+                    "event log entries %d..%d are not in the log (pruned before they "
+                    "were shipped?)",
+                    self.cursor + 1,
+                    rows[0][0] - 1,
+                )
             self._ensure_days(conn, (r[3] for r in rows))
             with conn.transaction():
-                held = conn.execute("SELECT shipped_seq FROM halls WHERE hall_id = %s FOR UPDATE",
-                                    (self.hall_id,)).fetchone()
+                held = conn.execute(
+                    "SELECT shipped_seq FROM halls WHERE hall_id = %s FOR UPDATE", (self.hall_id,)
+                ).fetchone()
                 now_at = int(held[0]) if held else 0
                 if now_at != self.cursor:
                     # another shipper (or a restored database) moved it: start from there
-                    log.warning("city cursor for %s is %d, expected %d; following it",
-                                self.hall_id, now_at, self.cursor)
+                    log.warning(
+                        "city cursor for %s is %d, expected %d; following it",
+                        self.hall_id,
+                        now_at,
+                        self.cursor,
+                    )
                     self.cursor = now_at
                     return 0
                 with conn.cursor().copy(COPY_SQL) as copy:
                     for row in rows:
                         copy.write_row(city_row(self.hall_id, row))
                 last = rows[-1]
-                conn.execute("UPDATE halls SET shipped_seq = %s, shipped_at = %s, updated = now() "
-                             "WHERE hall_id = %s",
-                             (last[0], dt.datetime.fromtimestamp(last[4], _UTC), self.hall_id))
+                conn.execute(
+                    "UPDATE halls SET shipped_seq = %s, shipped_at = %s, updated = now() "
+                    "WHERE hall_id = %s",
+                    (last[0], dt.datetime.fromtimestamp(last[4], _UTC), self.hall_id),
+                )
         except psycopg.Error as exc:
             self._disconnect()
             raise CityUnavailable(f"{self.target}: {str(exc).strip()}") from exc
@@ -259,8 +315,9 @@ class Shipper:
             elif self.max_rate:
                 stop.wait(max(0.0, n / self.max_rate - (time.monotonic() - started)))
 
-    def run(self, stop: threading.Event, report_every: float = 60.0,
-            notifier: Notifier | None = None) -> None:
+    def run(
+        self, stop: threading.Event, report_every: float = 60.0, notifier: Notifier | None = None
+    ) -> None:
         """Ship until ``stop``; under systemd, READY at once (the hall does not wait for the
         city), a watchdog ping per batch or idle turn, and the lag as the unit's status."""
         next_report = time.monotonic() + report_every
@@ -273,9 +330,15 @@ class Shipper:
                 next_report = time.monotonic() + report_every
                 if self._log is None:
                     continue
-                behind = lag(self._log, None if self.cursor is None else
-                             ShipMark(self.cursor, time.time()))
-                log.info("shipped %d entries in %d batches; %d behind (%.0f s)",
-                         self.stats.shipped, self.stats.batches, behind.events, behind.seconds)
+                behind = lag(
+                    self._log, None if self.cursor is None else ShipMark(self.cursor, time.time())
+                )
+                log.info(
+                    "shipped %d entries in %d batches; %d behind (%.0f s)",
+                    self.stats.shipped,
+                    self.stats.batches,
+                    behind.events,
+                    behind.seconds,
+                )
                 if notifier is not None:
                     notifier.status(f"{behind.events} entries, {behind.seconds:.0f} s behind")

@@ -33,26 +33,67 @@ def find_nats_server() -> str | None:
 
 def make_certs(d: Path) -> Path:
     """A CA and a server certificate for 127.0.0.1; returns the CA file."""
+
     def ssl_(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
-    ssl_("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-         "-days", "2", "-subj", "/CN=hallq city test CA")
-    ssl_("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-         "-subj", "/CN=127.0.0.1")
+    ssl_(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=hallq city test CA",
+    )
+    ssl_(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl_("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-         "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    ssl_(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
     return d / "ca.crt"
 
 
 class NatsCityCluster:
-    def __init__(self, workdir: Path, halls: dict[str, str], bureau_password: str,
-                 nodes: int = 3) -> None:
+    def __init__(
+        self, workdir: Path, halls: dict[str, str], bureau_password: str, nodes: int = 3
+    ) -> None:
         binary = find_nats_server()
         if binary is None:
             raise FileNotFoundError(
-                "nats-server is not installed (Debian: apt install nats-server)")
+                "nats-server is not installed (Debian: apt install nats-server)"
+            )
         self.binary = binary
         self.workdir = workdir
         self.halls = halls  # hall id -> bridge password
@@ -91,14 +132,28 @@ class NatsCityCluster:
 
     def _users(self) -> list[dict[str, object]]:
         users: list[dict[str, object]] = [
-            {"user": f"hall-{hall}", "password": pw, "permissions": {
-                "publish": {"allow": [f"hallq.v1.{hall}.state.>", "$MQTT.>"]},
-                "subscribe": {"allow": ["$MQTT.>", "_INBOX.>"]}}}
-            for hall, pw in self.halls.items()]
-        users.append({"user": "bureau", "password": self.bureau_password, "permissions": {
-            "publish": {"allow": ["$MQTT.>"]},
-            "subscribe": {"allow": ["hallq.v1.*.state", "hallq.v1.*.state.>", "$MQTT.>",
-                                    "_INBOX.>"]}}})
+            {
+                "user": f"hall-{hall}",
+                "password": pw,
+                "permissions": {
+                    "publish": {"allow": [f"hallq.v1.{hall}.state.>", "$MQTT.>"]},
+                    "subscribe": {"allow": ["$MQTT.>", "_INBOX.>"]},
+                },
+            }
+            for hall, pw in self.halls.items()
+        ]
+        users.append(
+            {
+                "user": "bureau",
+                "password": self.bureau_password,
+                "permissions": {
+                    "publish": {"allow": ["$MQTT.>"]},
+                    "subscribe": {
+                        "allow": ["hallq.v1.*.state", "hallq.v1.*.state.>", "$MQTT.>", "_INBOX.>"]
+                    },
+                },
+            }
+        )
         return users
 
     def _config(self, i: int) -> Path:
@@ -108,12 +163,19 @@ class NatsCityCluster:
             "server_name": f"city-{i}",
             "listen": f"127.0.0.1:{self.client_ports[i]}",
             "jetstream": {"store_dir": str(store)},
-            "cluster": {"name": "hallq-city", "listen": f"127.0.0.1:{self.route_ports[i]}",
-                        "routes": routes},
-            "mqtt": {"listen": f"127.0.0.1:{self.mqtt_ports[i]}",
-                     "tls": {"cert_file": str(self.workdir / "server.crt"),
-                             "key_file": str(self.workdir / "server.key")},
-                     "stream_replicas": 3},
+            "cluster": {
+                "name": "hallq-city",
+                "listen": f"127.0.0.1:{self.route_ports[i]}",
+                "routes": routes,
+            },
+            "mqtt": {
+                "listen": f"127.0.0.1:{self.mqtt_ports[i]}",
+                "tls": {
+                    "cert_file": str(self.workdir / "server.crt"),
+                    "key_file": str(self.workdir / "server.key"),
+                },
+                "stream_replicas": 3,
+            },
             "authorization": {"users": self._users()},
         }
         path = self.workdir / f"city-{i}.conf"
@@ -121,12 +183,13 @@ class NatsCityCluster:
         return path
 
     def start(self, i: int | None = None) -> None:
-        for n in ([i] if i is not None else range(len(self.procs))):
+        for n in [i] if i is not None else range(len(self.procs)):
             assert self.procs[n] is None, f"node {n} already running"
             conf = self._config(n)
             with open(self.workdir / f"city-{n}.log", "ab") as log:
-                self.procs[n] = subprocess.Popen([self.binary, "-c", str(conf)],
-                                                 stdout=log, stderr=log)
+                self.procs[n] = subprocess.Popen(
+                    [self.binary, "-c", str(conf)], stdout=log, stderr=log
+                )
 
     def kill(self, i: int) -> None:
         proc = self.procs[i]
@@ -154,9 +217,11 @@ class NatsCityCluster:
             proc = self.procs[i]
             if proc is None or proc.poll() is not None:
                 raise RuntimeError(f"city node {i} is not running: {self.log(i)[-2000:]}")
-            client = paho.Client(CallbackAPIVersion.VERSION2,
-                                 client_id=f"probe-{i}-{time.monotonic_ns()}",
-                                 protocol=paho.MQTTv311)
+            client = paho.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=f"probe-{i}-{time.monotonic_ns()}",
+                protocol=paho.MQTTv311,
+            )
             client.tls_set(ca_certs=str(self.cafile))
             client.username_pw_set("bureau", self.bureau_password)
             try:
@@ -174,5 +239,6 @@ class NatsCityCluster:
             except (TimeoutError, OSError, ssl.SSLError) as exc:
                 last = exc
             time.sleep(0.2)
-        raise TimeoutError(f"city node {i} took no MQTT session in {timeout} s ({last}): "
-                           f"{self.log(i)[-2000:]}")
+        raise TimeoutError(
+            f"city node {i} took no MQTT session in {timeout} s ({last}): {self.log(i)[-2000:]}"
+        )

@@ -33,8 +33,13 @@ class Refusal:
 
     def record(self) -> dict[str, Any]:
         """The shape of a logged result (coordinator.hallqueue.record_of), for the reply."""
-        return {"ok": False, "error": {"code": self.code, "message": self.message},
-                "ticket": None, "info": None, "lease": None}
+        return {
+            "ok": False,
+            "error": {"code": self.code, "message": self.message},
+            "ticket": None,
+            "info": None,
+            "lease": None,
+        }
 
 
 @dataclass
@@ -57,48 +62,55 @@ class Authority:
     def supervisors(self) -> list[str]:
         return self.cfg.security.supervisor_clients
 
-    def check(self, kind: str, role: str, client: str, command: Any, *,
-              retained: bool = False) -> Refusal | None:
+    def check(
+        self, kind: str, role: str, client: str, command: Any, *, retained: bool = False
+    ) -> Refusal | None:
         """Why ``role/client`` may not have ``command`` applied, or None when it may."""
         if retained:
-            return Refusal("retained_command",
-                           "a retained command is never applied: it would run again at "
-                           "every reconnect; publish commands without retain")
+            return Refusal(
+                "retained_command",
+                "a retained command is never applied: it would run again at "
+                "every reconnect; publish commands without retain",
+            )
         if kind == "window" and role == "supervisor":
             if client not in self.supervisors:
-                return Refusal("not_a_supervisor",
-                               f"{client} is not a supervisor console of this hall "
-                               "(security.supervisor_clients)")
+                return Refusal(
+                    "not_a_supervisor",
+                    f"{client} is not a supervisor console of this hall "
+                    "(security.supervisor_clients)",
+                )
             return None
         try:
             agent = self.cfg.agent(client)
         except KeyError:
-            return Refusal("unknown_device", f"{client} is not an agent of hall "
-                                             f"{self.cfg.hall.id}")
+            return Refusal("unknown_device", f"{client} is not an agent of hall {self.cfg.hall.id}")
         if agent.role != role:
-            return Refusal("wrong_role", f"{client} is configured as a {agent.role}, "
-                                         f"not a {role}")
+            return Refusal("wrong_role", f"{client} is configured as a {agent.role}, not a {role}")
         if kind == "window":
             if role != "window":
                 return Refusal("wrong_role", f"a {role} does not send window commands")
             if command.window not in self.cfg.windows_for_agent(client):
-                return Refusal("not_your_window",
-                               f"{client} may not act for window {command.window}")
+                return Refusal(
+                    "not_your_window", f"{client} may not act for window {command.window}"
+                )
             return None
         if role != "dispenser":
             return Refusal("wrong_role", f"a {role} does not request tickets")
         service = getattr(command, "service", None)
         if service is not None and service not in self.cfg.services_for_agent(client):
-            return Refusal("not_your_service",
-                           f"{client} does not issue tickets for {service[:40]}")
+            return Refusal(
+                "not_your_service", f"{client} does not issue tickets for {service[:40]}"
+            )
         return None
 
     def claim(self, owner: str | None, role: str, client: str) -> Refusal | None:
         """A command id is its sender's: another sender repeating it gets nothing of it."""
         if owner is None or owner == f"{role}/{client}":
             return None
-        return Refusal("id_taken", "this command id was already used by another sender; "
-                                   "every command needs a new id")
+        return Refusal(
+            "id_taken",
+            "this command id was already used by another sender; every command needs a new id",
+        )
 
     # --- flooding ----------------------------------------------------------------------
 
@@ -116,8 +128,9 @@ class Authority:
             if len(self._buckets) > 10_000:  # made-up senders must not grow this forever
                 self._buckets.clear()
             bucket = self._buckets[sender] = _Bucket(float(sec.client_burst), now)
-        bucket.tokens = min(float(sec.client_burst),
-                            bucket.tokens + (now - bucket.at) * sec.client_rate_per_s)
+        bucket.tokens = min(
+            float(sec.client_burst), bucket.tokens + (now - bucket.at) * sec.client_rate_per_s
+        )
         bucket.at = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
@@ -143,11 +156,19 @@ class Authority:
 
 
 def flood_alert(role: str, client: str, rate: float) -> m.AlertEvent:
-    return m.AlertEvent(severity="warning", kind="client_flood", client=client[:32] or None,
-                        message=f"{role} {client} sends more than {rate:g} messages a second; "
-                                "the excess is dropped"[:200])
+    return m.AlertEvent(
+        severity="warning",
+        kind="client_flood",
+        client=client[:32] or None,
+        message=f"{role} {client} sends more than {rate:g} messages a second; "
+        "the excess is dropped"[:200],
+    )
 
 
 def refusal_alert(role: str, client: str, refusal: Refusal) -> m.AlertEvent:
-    return m.AlertEvent(severity="warning", kind="command_refused", client=client,
-                        message=f"{role} {client}: {refusal.code}: {refusal.message}"[:200])
+    return m.AlertEvent(
+        severity="warning",
+        kind="command_refused",
+        client=client,
+        message=f"{role} {client}: {refusal.code}: {refusal.message}"[:200],
+    )

@@ -21,8 +21,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from coordinator.dispatch_core import DispatchCore
 
-__all__ = ["ENV_VAR", "KINDS", "active_kind", "core_kind", "describe", "is_extension",
-           "load_core", "pure_twin"]
+__all__ = [
+    "ENV_VAR",
+    "KINDS",
+    "active_kind",
+    "core_kind",
+    "describe",
+    "is_extension",
+    "load_core",
+    "pure_twin",
+]
 
 ENV_VAR = "HALLQ_DISPATCH"
 KINDS = ("auto", "compiled", "pure")

@@ -64,8 +64,9 @@ class DispatchCore:
 
     def __init__(self, n_services: int, n_windows: int, capacity: int = 1024) -> None:
         if n_services < 1 or n_windows < 1:
-            raise ValueError(f"need at least one service and one window, got {n_services}, "
-                             f"{n_windows}")
+            raise ValueError(
+                f"need at least one service and one window, got {n_services}, {n_windows}"
+            )
         if capacity < 1:
             raise ValueError(f"capacity must be positive, got {capacity}")
         self.n_services = n_services
@@ -101,15 +102,27 @@ class DispatchCore:
         """Everything this core holds, as bytes: a checkpoint restored by ``import_state``
         instead of replaying the day (a restart answers in a fraction of a second)."""
         return {
-            "capacity": self.capacity, "boost": self.boost,
-            "qhead": bytes(self.qhead), "qtail": bytes(self.qtail),
-            "head_issue": bytes(self.head_issue), "head_seq": bytes(self.head_seq),
-            "head_start": bytes(self.head_start), "head_end": bytes(self.head_end),
-            "svc_waiting": bytes(self.svc_waiting), "target": bytes(self.target),
-            "sk_svc": bytes(self.sk_svc), "sk_weight": bytes(self.sk_weight),
-            "sk_n": bytes(self.sk_n), "nxt": bytes(self.nxt), "prv": bytes(self.prv),
-            "tqueue": bytes(self.tqueue), "tsvc": bytes(self.tsvc), "issue": bytes(self.issue),
-            "astart": bytes(self.astart), "aend": bytes(self.aend), "tseq": bytes(self.tseq),
+            "capacity": self.capacity,
+            "boost": self.boost,
+            "qhead": bytes(self.qhead),
+            "qtail": bytes(self.qtail),
+            "head_issue": bytes(self.head_issue),
+            "head_seq": bytes(self.head_seq),
+            "head_start": bytes(self.head_start),
+            "head_end": bytes(self.head_end),
+            "svc_waiting": bytes(self.svc_waiting),
+            "target": bytes(self.target),
+            "sk_svc": bytes(self.sk_svc),
+            "sk_weight": bytes(self.sk_weight),
+            "sk_n": bytes(self.sk_n),
+            "nxt": bytes(self.nxt),
+            "prv": bytes(self.prv),
+            "tqueue": bytes(self.tqueue),
+            "tsvc": bytes(self.tsvc),
+            "issue": bytes(self.issue),
+            "astart": bytes(self.astart),
+            "aend": bytes(self.aend),
+            "tseq": bytes(self.tseq),
         }
 
     def import_state(self, state: dict[str, object]) -> None:
@@ -190,8 +203,16 @@ class DispatchCore:
 
     # enqueue
 
-    def add(self, t: int, s: int, cls: int, issue_time: float, seq: int,
-            appt_start: float = 0.0, appt_end: float = 0.0) -> None:
+    def add(
+        self,
+        t: int,
+        s: int,
+        cls: int,
+        issue_time: float,
+        seq: int,
+        appt_start: float = 0.0,
+        appt_end: float = 0.0,
+    ) -> None:
         """Queue a new or transferred ticket at its issue-order (or slot-order) place."""
         self._prepare(t, s, cls)
         self.astart[t] = appt_start
@@ -211,8 +232,7 @@ class DispatchCore:
         self._link_after(t, q, self.qhead[q])
         self.svc_waiting[s] += 1
 
-    def add_directed(self, t: int, w: int, s: int, cls: int, issue_time: float,
-                     seq: int) -> None:
+    def add_directed(self, t: int, w: int, s: int, cls: int, issue_time: float, seq: int) -> None:
         """Transfer to one window, which calls it before anything else (in issue order)."""
         self._check_window(w)
         self._prepare(t, s, cls)
@@ -314,7 +334,8 @@ class DispatchCore:
                     continue
                 eff = c
                 if c == _APPOINTMENT and not (
-                        self.head_start[q + c] <= now <= self.head_end[q + c]):
+                    self.head_start[q + c] <= now <= self.head_end[q + c]
+                ):
                     eff = _NORMAL
                     if best_cls < _NORMAL:
                         continue
@@ -322,8 +343,11 @@ class DispatchCore:
                 urg = wait * weight
                 if wait >= limit:
                     urg = urg * boost
-                if (eff < best_cls or urg > best_urg
-                        or (urg == best_urg and self.head_seq[q + c] < best_seq)):
+                if (
+                    eff < best_cls
+                    or urg > best_urg
+                    or (urg == best_urg and self.head_seq[q + c] < best_seq)
+                ):
                     best = h
                     best_cls = eff
                     best_urg = urg
@@ -360,8 +384,7 @@ class DispatchCore:
             urg = wait
             if wait >= target:
                 urg = urg * boost
-            if (eff < best_cls or urg > best_urg
-                    or (urg == best_urg and self.tseq[h] < best_seq)):
+            if eff < best_cls or urg > best_urg or (urg == best_urg and self.tseq[h] < best_seq):
                 best = h
                 best_c = c
                 best_cls = eff

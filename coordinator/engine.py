@@ -21,8 +21,15 @@ from hallq.config import HallConfig, Service
 from hallq.messages import Priority, Rejection, TicketState, WindowStatus
 
 CLASS_OF = {Priority.GREEN: 0, Priority.APPOINTMENT: 1, Priority.ASSISTED: 2, Priority.NORMAL: 3}
-OPEN_STATES = frozenset({TicketState.WAITING, TicketState.CALLED, TicketState.SERVING,
-                         TicketState.NO_SHOW, TicketState.PARKED})
+OPEN_STATES = frozenset(
+    {
+        TicketState.WAITING,
+        TicketState.CALLED,
+        TicketState.SERVING,
+        TicketState.NO_SHOW,
+        TicketState.PARKED,
+    }
+)
 AT_WINDOW = frozenset({TicketState.CALLED, TicketState.SERVING})
 RECENT_SERVICE_TIMES = 20
 
@@ -96,12 +103,22 @@ class Outcome:
 QUEUEING_LOW, QUEUEING_HIGH = 0.5, 1.6
 
 
-def widened(p50_min: float, *, basis: str, low: float = QUEUEING_LOW,
-            high: float = QUEUEING_HIGH, floor_min: float = 0.0) -> m.WaitRange:
+def widened(
+    p50_min: float,
+    *,
+    basis: str,
+    low: float = QUEUEING_LOW,
+    high: float = QUEUEING_HIGH,
+    floor_min: float = 0.0,
+) -> m.WaitRange:
     """A range around a point estimate, never below ``floor_min``."""
     p50 = max(p50_min, floor_min)
-    return m.WaitRange(p50_min=round(p50, 1), low_min=round(max(p50 * low, floor_min), 1),
-                       high_min=round(p50 * high, 1), basis=basis)  # type: ignore[arg-type]
+    return m.WaitRange(
+        p50_min=round(p50, 1),
+        low_min=round(max(p50 * low, floor_min), 1),
+        high_min=round(p50 * high, 1),
+        basis=basis,
+    )  # type: ignore[arg-type]
 
 
 def reject(code: str, message: str) -> Outcome:
@@ -186,13 +203,22 @@ class Engine:
                 continue
             final = TicketState.DONE if t.state in AT_WINDOW else TicketState.CANCELLED
             t.state = final
-            outcome.events.append(m.TicketEvent(ticket=t.number, service=t.service, state=final,
-                                                window=t.window, reason="day closed"))
+            outcome.events.append(
+                m.TicketEvent(
+                    ticket=t.number,
+                    service=t.service,
+                    state=final,
+                    window=t.window,
+                    reason="day closed",
+                )
+            )
         snapshot = {
             "day": self.business_day(now).isoformat(),
             "carried": [self._ticket_snapshot(t) for t in sorted(carried, key=lambda t: t.seq)],
-            "windows": {str(n): {"status": w.status.value, "skills": w.skills}
-                        for n, w in self.windows.items()},
+            "windows": {
+                str(n): {"status": w.status.value, "skills": w.skills}
+                for n, w in self.windows.items()
+            },
         }
         self.start_day(snapshot)
         outcome.windows = set(self.windows)
@@ -201,8 +227,14 @@ class Engine:
 
     @staticmethod
     def _ticket_snapshot(t: Ticket) -> dict[str, Any]:
-        return {"number": t.number, "service": t.service, "priority": t.priority.value,
-                "issued_at": t.issued_at, "identity": t.identity, "appointment": t.appointment}
+        return {
+            "number": t.number,
+            "service": t.service,
+            "priority": t.priority.value,
+            "issued_at": t.issued_at,
+            "identity": t.identity,
+            "appointment": t.appointment,
+        }
 
     def start_day(self, snapshot: dict[str, Any]) -> None:
         """Begin a business day from a snapshot made by :meth:`roll_over`."""
@@ -211,16 +243,21 @@ class Engine:
             win = self.windows.get(int(number))
             if win is not None:
                 win.status = WindowStatus(state["status"])
-                win.skills = {c: float(v) for c, v in state["skills"].items()
-                              if c in self.services}
+                win.skills = {c: float(v) for c, v in state["skills"].items() if c in self.services}
                 win.current = win.last_done = None
                 win.since = None
         self._new_day_state()
         for item in snapshot.get("carried", []):
             if item["service"] not in self.services:
                 continue
-            t = self._new_ticket(item["service"], item["number"], Priority(item["priority"]),
-                                 item["issued_at"], item.get("identity"), item.get("appointment"))
+            t = self._new_ticket(
+                item["service"],
+                item["number"],
+                Priority(item["priority"]),
+                item["issued_at"],
+                item.get("identity"),
+                item.get("appointment"),
+            )
             digits = int(t.number[1:])
             self.counters[t.service] = max(self.counters[t.service], digits)
             self._enqueue(t)
@@ -260,7 +297,7 @@ class Engine:
         service = self.services.get(req.service)
         if service is None:
             return reject("unknown_service", f"unknown service {req.service!r}")
-        last = self.lease_floor.get(service.code, 10 ** service.width) - 1
+        last = self.lease_floor.get(service.code, 10**service.width) - 1
         first = last - req.size + 1
         if first <= self.counters[service.code]:
             return reject("numbers_exhausted", f"{service.name} 号码不足以预留 {req.size} 个")
@@ -279,12 +316,16 @@ class Engine:
         self.core.remove(t.idx)
         t.state = TicketState.VOIDED
         out = Outcome(ok=True, ticket=t, services={t.service})
-        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
-                                        state=TicketState.VOIDED, reason=req.reason))
+        out.events.append(
+            m.TicketEvent(
+                ticket=t.number, service=t.service, state=TicketState.VOIDED, reason=req.reason
+            )
+        )
         return out
 
-    def _check_offline(self, service: Service, offline: m.OfflineIssue,
-                       source: str) -> Outcome | None:
+    def _check_offline(
+        self, service: Service, offline: m.OfflineIssue, source: str
+    ) -> Outcome | None:
         number = offline.number
         if number[0] != service.prefix or len(number) != service.width + 1:
             return reject("not_leased", f"{number} is not a {service.name} number")
@@ -318,7 +359,7 @@ class Engine:
             limit = self.settings.person_daily_limit
             if req.identity and limit is not None and self.per_person[req.identity] >= limit:
                 return reject("person_limit_reached", f"每人每天最多取号 {limit} 次")
-            ceiling = self.lease_floor.get(service.code, 10 ** service.width)
+            ceiling = self.lease_floor.get(service.code, 10**service.width)
             if self.counters[service.code] + 1 >= ceiling:
                 return reject("numbers_exhausted", f"{service.name} 号码已用完")
             self.counters[service.code] += 1
@@ -331,8 +372,9 @@ class Engine:
             priority = Priority.APPOINTMENT
         elif priority is Priority.APPOINTMENT:
             priority = Priority.NORMAL
-        t = self._new_ticket(service.code, number, priority, issued_at, req.identity,
-                             req.appointment)
+        t = self._new_ticket(
+            service.code, number, priority, issued_at, req.identity, req.appointment
+        )
         if priority is Priority.APPOINTMENT and slot is not None:
             t.appt_start, t.appt_end = slot[1], slot[2]
         t.offline = req.offline is not None
@@ -342,18 +384,38 @@ class Engine:
         self._enqueue(t)
         outcome = Outcome(ok=True, ticket=t, services={t.service})
         outcome.info = self.ticket_info(t, now)
-        outcome.events.append(m.TicketEvent(ticket=number, service=t.service,
-                                            state=TicketState.WAITING))
+        outcome.events.append(
+            m.TicketEvent(ticket=number, service=t.service, state=TicketState.WAITING)
+        )
         if service.warn_at is not None and self.issued[service.code] == service.warn_at:
-            outcome.events.append(m.AlertEvent(
-                severity="warning", kind="daily_cap_near",
-                message=f"{service.name} 已发 {service.warn_at} 号, 上限 {service.daily_cap}"))
+            outcome.events.append(
+                m.AlertEvent(
+                    severity="warning",
+                    kind="daily_cap_near",
+                    message=f"{service.name} 已发 {service.warn_at} 号, 上限 {service.daily_cap}",
+                )
+            )
         return outcome
 
-    def _new_ticket(self, service: str, number: str, priority: Priority, issued_at: float,
-                    identity: str | None, appointment: str | None) -> Ticket:
-        t = Ticket(idx=len(self.tickets), number=number, service=service, priority=priority,
-                   issued_at=issued_at, seq=self.seq, identity=identity, appointment=appointment)
+    def _new_ticket(
+        self,
+        service: str,
+        number: str,
+        priority: Priority,
+        issued_at: float,
+        identity: str | None,
+        appointment: str | None,
+    ) -> Ticket:
+        t = Ticket(
+            idx=len(self.tickets),
+            number=number,
+            service=service,
+            priority=priority,
+            issued_at=issued_at,
+            seq=self.seq,
+            identity=identity,
+            appointment=appointment,
+        )
         self.seq += 1
         self.tickets.append(t)
         self.by_number[number] = t
@@ -383,16 +445,20 @@ class Engine:
         return statistics.fmean(recent) if recent else self.settings.default_service_min * 60
 
     def serving_windows(self, service: str) -> int:
-        return sum(1 for w in self.windows.values()
-                   if w.status is WindowStatus.OPEN and service in w.skills)
+        return sum(
+            1
+            for w in self.windows.values()
+            if w.status is WindowStatus.OPEN and service in w.skills
+        )
 
     def window_share(self, service: str) -> float:
         """How many windows' worth of counter time ``service`` gets: each open window
         serving it counts for the part of its queued work that is this service's (a window
         serving three busy services gives each about a third, not all of itself). With
         nothing queued at a window, its services share it equally."""
-        work = {c: self.core.waiting(i) * self.avg_service_s(c)
-                for c, i in self.service_idx.items()}
+        work = {
+            c: self.core.waiting(i) * self.avg_service_s(c) for c, i in self.service_idx.items()
+        }
         share = 0.0
         for w in self.windows.values():
             if w.status is not WindowStatus.OPEN or service not in w.skills:
@@ -414,8 +480,7 @@ class Engine:
 
     def oldest_wait_min(self, service: str, now: float) -> float:
         """Age of the longest-waiting ticket of ``service`` (0 when none waits)."""
-        return max((now - t.issued_at for t in self.waiting_tickets(service)),
-                   default=0.0) / 60.0
+        return max((now - t.issued_at for t in self.waiting_tickets(service)), default=0.0) / 60.0
 
     def eta_range(self, t: Ticket | None, service: str, now: float) -> m.WaitRange:
         """The wait shown for ``t`` (or for a ticket of ``service`` issued now): the wait
@@ -436,9 +501,15 @@ class Engine:
     def ticket_info(self, t: Ticket, now: float) -> m.TicketInfo:
         ahead = self.core.position(t.idx, now) if self.core.queued(t.idx) else 0
         wait = self.eta_range(t, t.service, now)
-        return m.TicketInfo(number=t.number, service=t.service, priority=t.priority,
-                            issued_at=_utc(t.issued_at), people_ahead=ahead,
-                            eta_min=wait.p50_min, wait=wait)
+        return m.TicketInfo(
+            number=t.number,
+            service=t.service,
+            priority=t.priority,
+            issued_at=_utc(t.issued_at),
+            people_ahead=ahead,
+            eta_min=wait.p50_min,
+            wait=wait,
+        )
 
     # --- window operations -----------------------------------------------------------------
 
@@ -460,8 +531,9 @@ class Engine:
             return reject("unknown_ticket", f"今天没有 {number} 号")
         return t
 
-    def _finish(self, win: WindowRec, t: Ticket, now: float, out: Outcome,
-                rating: int | None = None) -> None:
+    def _finish(
+        self, win: WindowRec, t: Ticket, now: float, out: Outcome, rating: int | None = None
+    ) -> None:
         t.state = TicketState.DONE
         t.finished_at = now
         t.started_at = t.started_at or t.called_at
@@ -470,8 +542,11 @@ class Engine:
         win.current = None
         win.last_done = t
         win.since = now
-        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
-                                        state=TicketState.DONE, window=win.number))
+        out.events.append(
+            m.TicketEvent(
+                ticket=t.number, service=t.service, state=TicketState.DONE, window=win.number
+            )
+        )
 
     def _call(self, win: WindowRec, t: Ticket, now: float, out: Outcome) -> None:
         t.state = TicketState.CALLED
@@ -483,12 +558,17 @@ class Engine:
         win.current = t
         win.since = now
         call = m.CallEvent(ticket=t.number, service=t.service, window=win.number, zone=win.zone)
-        self.calls.appendleft(m.BoardCall(ticket=t.number, window=win.number, zone=win.zone,
-                                          called_at=_utc(now)))
+        self.calls.appendleft(
+            m.BoardCall(ticket=t.number, window=win.number, zone=win.zone, called_at=_utc(now))
+        )
         out.ticket = t
         out.services.add(t.service)
-        out.events += [call, m.TicketEvent(ticket=t.number, service=t.service,
-                                           state=TicketState.CALLED, window=win.number)]
+        out.events += [
+            call,
+            m.TicketEvent(
+                ticket=t.number, service=t.service, state=TicketState.CALLED, window=win.number
+            ),
+        ]
 
     def _do_call(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
         if (blocked := self._ready(win)) is not None:
@@ -528,10 +608,18 @@ class Engine:
             return reject("recall_limit", f"{t.number} 已重呼 {t.recalls} 次")
         t.recalls += 1
         out = Outcome(ok=True, ticket=t)
-        out.events.append(m.CallEvent(ticket=t.number, service=t.service, window=win.number,
-                                      zone=win.zone, recall=t.recalls))
-        self.calls.appendleft(m.BoardCall(ticket=t.number, window=win.number, zone=win.zone,
-                                          called_at=_utc(now)))
+        out.events.append(
+            m.CallEvent(
+                ticket=t.number,
+                service=t.service,
+                window=win.number,
+                zone=win.zone,
+                recall=t.recalls,
+            )
+        )
+        self.calls.appendleft(
+            m.BoardCall(ticket=t.number, window=win.number, zone=win.zone, called_at=_utc(now))
+        )
         return out
 
     def _do_skip(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
@@ -544,8 +632,11 @@ class Engine:
         win.current = None
         win.since = now
         out = Outcome(ok=True, ticket=t)
-        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
-                                        state=TicketState.NO_SHOW, window=win.number))
+        out.events.append(
+            m.TicketEvent(
+                ticket=t.number, service=t.service, state=TicketState.NO_SHOW, window=win.number
+            )
+        )
         return out
 
     def _do_reinstate(self, win: WindowRec, cmd: m.TicketAction, now: float) -> Outcome:
@@ -556,8 +647,11 @@ class Engine:
             return reject("ticket_not_skipped", f"{t.number} 不是过号状态")
         self._enqueue(t, behind_head=True)
         out = Outcome(ok=True, ticket=t, services={t.service})
-        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
-                                        state=TicketState.WAITING, reason="reinstated"))
+        out.events.append(
+            m.TicketEvent(
+                ticket=t.number, service=t.service, state=TicketState.WAITING, reason="reinstated"
+            )
+        )
         return out
 
     def _do_start(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
@@ -569,8 +663,11 @@ class Engine:
         t.state = TicketState.SERVING
         t.started_at = now
         out = Outcome(ok=True, ticket=t)
-        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
-                                        state=TicketState.SERVING, window=win.number))
+        out.events.append(
+            m.TicketEvent(
+                ticket=t.number, service=t.service, state=TicketState.SERVING, window=win.number
+            )
+        )
         return out
 
     def _do_finish(self, win: WindowRec, cmd: m.Finish, now: float) -> Outcome:
@@ -617,9 +714,15 @@ class Engine:
         t.window = None
         self._enqueue(t)
         out.services.add(t.service)
-        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
-                                        state=TicketState.TRANSFERRED, window=win.number,
-                                        reason=target))
+        out.events.append(
+            m.TicketEvent(
+                ticket=t.number,
+                service=t.service,
+                state=TicketState.TRANSFERRED,
+                window=win.number,
+                reason=target,
+            )
+        )
         return out
 
     def _do_cancel(self, win: WindowRec, cmd: m.TicketAction, now: float) -> Outcome:
@@ -631,8 +734,9 @@ class Engine:
         self.core.remove(t.idx)
         t.state = TicketState.CANCELLED
         out = Outcome(ok=True, ticket=t, services={t.service})
-        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
-                                        state=TicketState.CANCELLED))
+        out.events.append(
+            m.TicketEvent(ticket=t.number, service=t.service, state=TicketState.CANCELLED)
+        )
         return out
 
     def _do_park(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
@@ -643,8 +747,11 @@ class Engine:
         win.current = None
         win.since = now
         out = Outcome(ok=True, ticket=t)
-        out.events.append(m.TicketEvent(ticket=t.number, service=t.service,
-                                        state=TicketState.PARKED, window=win.number))
+        out.events.append(
+            m.TicketEvent(
+                ticket=t.number, service=t.service, state=TicketState.PARKED, window=win.number
+            )
+        )
         return out
 
     def _set_status(self, win: WindowRec, status: WindowStatus, now: float) -> Outcome:
@@ -667,8 +774,14 @@ class Engine:
 
     def _do_emergency(self, win: WindowRec, cmd: m.WindowAction, now: float) -> Outcome:
         out = Outcome(ok=True)
-        out.events.append(m.AlertEvent(severity="critical", kind="emergency", window=win.number,
-                                       message=f"{win.number}号窗口紧急呼叫"))
+        out.events.append(
+            m.AlertEvent(
+                severity="critical",
+                kind="emergency",
+                window=win.number,
+                message=f"{win.number}号窗口紧急呼叫",
+            )
+        )
         return out
 
     def _do_set_skills(self, win: WindowRec, cmd: m.SetSkills, now: float) -> Outcome:
@@ -683,16 +796,25 @@ class Engine:
     # --- views for publishing ---------------------------------------------------------------
 
     def waiting_tickets(self, service: str) -> list[Ticket]:
-        return [t for t in self.tickets
-                if t.service == service and t.state is TicketState.WAITING and t.directed is None]
+        return [
+            t
+            for t in self.tickets
+            if t.service == service and t.state is TicketState.WAITING and t.directed is None
+        ]
 
     def window_state(self, number: int, rev: int) -> m.WindowState:
         w = self.windows[number]
         t = w.current
-        return m.WindowState(rev=rev, window=number, zone=w.zone, status=w.status,
-                             ticket=t.number if t else None, service=t.service if t else None,
-                             since=_utc(w.since) if w.since is not None else None,
-                             skills=w.skills)
+        return m.WindowState(
+            rev=rev,
+            window=number,
+            zone=w.zone,
+            status=w.status,
+            ticket=t.number if t else None,
+            service=t.service if t else None,
+            since=_utc(w.since) if w.since is not None else None,
+            skills=w.skills,
+        )
 
     def queue_state(self, service: str, rev: int, now: float) -> m.QueueState:
         waiting = self.waiting_tickets(service)
@@ -701,9 +823,12 @@ class Engine:
         oldest = min((t.issued_at for t in waiting), default=None)
         wait = self.eta_range(None, service, now)
         return m.QueueState(
-            rev=rev, service=service, waiting=self.core.waiting(idx),
+            rev=rev,
+            service=service,
+            waiting=self.core.waiting(idx),
             next=[t.number for t in ordered],
-            eta_min=wait.p50_min, wait=wait,
+            eta_min=wait.p50_min,
+            wait=wait,
             oldest_wait_s=max(0.0, now - oldest) if oldest is not None else None,
         )
 
@@ -721,15 +846,20 @@ class Engine:
         by_window = {n: _Tally() for n in self.windows}
         for t in self.tickets:
             wait = None if t.called_at is None else t.called_at - t.issued_at
-            took = None if t.finished_at is None else t.finished_at - (
-                t.started_at or t.called_at or t.finished_at)
+            took = (
+                None
+                if t.finished_at is None
+                else t.finished_at - (t.started_at or t.called_at or t.finished_at)
+            )
             total.add(t.state, wait, took)
             if (kpi := by_service.get(t.service)) is not None:
                 kpi.add(t.state, wait, took)
             if t.window is not None and (kpi := by_window.get(t.window)) is not None:
                 kpi.add(t.state, wait, took)
         return m.StatsState(
-            rev=rev, day=day, total=total.kpi(),
+            rev=rev,
+            day=day,
+            total=total.kpi(),
             per_service={code: k.kpi() for code, k in by_service.items()},
             per_window={str(n): k.kpi() for n, k in by_window.items()},
         )
@@ -759,9 +889,12 @@ class _Tally:
     def kpi(self) -> m.Kpi:
         waits = sorted(self.waits)
         return m.Kpi(
-            issued=self.issued, served=self.served, no_show=self.no_show,
+            issued=self.issued,
+            served=self.served,
+            no_show=self.no_show,
             avg_wait_s=round(statistics.fmean(waits), 1) if waits else None,
             p90_wait_s=round(waits[min(len(waits) - 1, int(0.9 * len(waits)))], 1)
-            if waits else None,
+            if waits
+            else None,
             avg_service_s=round(statistics.fmean(self.took), 1) if self.took else None,
         )

@@ -33,11 +33,11 @@ from coordinator.simulation.profile import SERVICE_SIGMA, Arrival, DayArrivals, 
 from hallq import messages as m
 from hallq.messages import TicketState, WindowStatus
 
-RATE_LOOKBACK_S = 1800.0   # arrivals expected at the rate of the last half hour
+RATE_LOOKBACK_S = 1800.0  # arrivals expected at the rate of the last half hour
 # An open window left idle this long while its services have people waiting has nobody
 # at it (a clerk at it would have called): it is left out until it calls again.
 UNSTAFFED_S = 120.0
-HORIZON_S = 3600.0         # arrivals are drawn this far ahead (all waiting are called anyway)
+HORIZON_S = 3600.0  # arrivals are drawn this far ahead (all waiting are called anyway)
 # Minutes added on each side of a range: the replications' own spread misses that a
 # refresh is up to seconds old when it is read (set on the average filing day, 0.05;
 # bench/eta.py --spread tries others, BENCHMARKS.md has the table).
@@ -74,10 +74,17 @@ class WaitEstimator:
     returns ``None`` where it has nothing better than the engine's queueing estimate.
     """
 
-    def __init__(self, engine: Engine, *, fits: Mapping[str, tuple[float, float]] | None = None,
-                 replications: int = 8,
-                 budget: float = 0.05, min_interval_s: float = 1.0, seed: int = 1,
-                 spread: float = SPREAD) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        fits: Mapping[str, tuple[float, float]] | None = None,
+        replications: int = 8,
+        budget: float = 0.05,
+        min_interval_s: float = 1.0,
+        seed: int = 1,
+        spread: float = SPREAD,
+    ) -> None:
         self.engine = engine
         self.fits = dict(fits or {})
         self.replications = replications
@@ -86,7 +93,7 @@ class WaitEstimator:
         self.seed = seed
         self.spread = spread
         self.snapshot: Snapshot | None = None
-        self.cost_s = 0.0            # wall seconds spent simulating, in total
+        self.cost_s = 0.0  # wall seconds spent simulating, in total
         self.refreshes = 0
         self._last_wall = -math.inf
         self._last_cost = 0.0
@@ -139,21 +146,35 @@ class WaitEstimator:
         for w in e.windows.values():
             if w.status is not WindowStatus.OPEN or not w.skills:
                 continue
-            if (w.current is None and w.since is not None and now - w.since > UNSTAFFED_S
-                    and queued.intersection(w.skills)):
+            if (
+                w.current is None
+                and w.since is not None
+                and now - w.since > UNSTAFFED_S
+                and queued.intersection(w.skills)
+            ):
                 continue
             skills[w.number] = dict(w.skills)
             cur = w.current
             if cur is not None and cur.state in (TicketState.CALLED, TicketState.SERVING):
                 busy[w.number] = (cur.service, now - (cur.started_at or cur.called_at or now))
         state = {
-            "now": now, "day": day, "base": base,
-            "backlog": [(t.number, t.service, t.issued_at - base, t.appt_start - base
-                         if t.appt_end else 0.0, t.appt_end - base if t.appt_end else 0.0)
-                        for t in waiting],
+            "now": now,
+            "day": day,
+            "base": base,
+            "backlog": [
+                (
+                    t.number,
+                    t.service,
+                    t.issued_at - base,
+                    t.appt_start - base if t.appt_end else 0.0,
+                    t.appt_end - base if t.appt_end else 0.0,
+                )
+                for t in waiting
+            ],
             "rates": {c: n / lookback for c, n in recent.items()},
             "no_show": no_shows / called if called >= 20 else 0.0,
-            "skills": skills, "busy": busy,
+            "skills": skills,
+            "busy": busy,
             "counter": {c: self._counter(c) for c in e.services},
         }
         state["capture_s"] = time.thread_time() - started
@@ -166,21 +187,28 @@ class WaitEstimator:
 
     def _hall(self, state: Mapping[str, Any]) -> FastHall:
         skills = state["skills"]
-        key = (state["day"], tuple(sorted((w, tuple(sorted(sk.items())))
-                                          for w, sk in skills.items())))
+        key = (
+            state["day"],
+            tuple(sorted((w, tuple(sorted(sk.items()))) for w, sk in skills.items())),
+        )
         hall = self._halls.get(key)
         if hall is None:
             if len(self._halls) > 8:
                 self._halls.clear()
-            hall = FastHall(self._cfg, type(self.engine.core), skills, day=state["day"],
-                            spans=open_spans(self._cfg.hall.open_hours))
+            hall = FastHall(
+                self._cfg,
+                type(self.engine.core),
+                skills,
+                day=state["day"],
+                spans=open_spans(self._cfg.hall.open_hours),
+            )
             self._halls[key] = hall
         return hall
 
     def simulate(self, state: Mapping[str, Any]) -> Snapshot:
         """Play the captured hall forward ``replications`` times; safe in a worker thread
         (it reads only ``state`` and its own simulated halls)."""
-        started = time.thread_time()   # CPU of this thread: the budget is a core's share
+        started = time.thread_time()  # CPU of this thread: the budget is a core's share
         now, base = state["now"], state["base"]
         start_s = now - base
         hall = self._hall(state)
@@ -194,8 +222,10 @@ class WaitEstimator:
             rng = random.Random(f"hallq-eta:{self.seed}:{self._round}:{r}")
             arrivals = self._draw(state, rng, probes)
             cols = DayArrivals.of(arrivals, hall.codes)
-            busy = {w: start_s + _remaining(rng, counter[c][0], counter[c][1], elapsed)
-                    for w, (c, elapsed) in state["busy"].items()}
+            busy = {
+                w: start_s + _remaining(rng, counter[c][0], counter[c][1], elapsed)
+                for w, (c, elapsed) in state["busy"].items()
+            }
             hall.play(cols, start_s=start_s, backlog=len(calls), busy_until_s=busy)
             first = hall.first_calls(len(calls))
             for k, called in enumerate(first):
@@ -213,15 +243,23 @@ class WaitEstimator:
         cost = time.thread_time() - started + state.get("capture_s", 0.0)
         return Snapshot(at=now, tickets=tickets, queue=queue, cost_s=cost)
 
-    def _draw(self, state: Mapping[str, Any], rng: random.Random,
-              probes: list[str]) -> list[Arrival]:
+    def _draw(
+        self, state: Mapping[str, Any], rng: random.Random, probes: list[str]
+    ) -> list[Arrival]:
         """The waiting tickets, then one probe per service issued now (a ticket a window
         takes no time over, so it delays nobody: its call is the wait of a ticket issued
         now), then the arrivals expected over the horizon."""
         counter, no_show = state["counter"], state["no_show"]
-        out = [Arrival(t, c, rng.lognormvariate(*counter[c]), rng.random() < no_show,
-                       slot=(a, b) if b else None)
-               for _, c, t, a, b in state["backlog"]]
+        out = [
+            Arrival(
+                t,
+                c,
+                rng.lognormvariate(*counter[c]),
+                rng.random() < no_show,
+                slot=(a, b) if b else None,
+            )
+            for _, c, t, a, b in state["backlog"]
+        ]
         start_s = state["now"] - state["base"]
         out.extend(Arrival(start_s, c, 0.0, False) for c in probes)
         future: list[Arrival] = []
@@ -230,8 +268,9 @@ class WaitEstimator:
                 continue
             t = start_s + rng.expovariate(rate)
             while t < start_s + HORIZON_S:
-                future.append(Arrival(t, c, rng.lognormvariate(*counter[c]),
-                                      rng.random() < no_show))
+                future.append(
+                    Arrival(t, c, rng.lognormvariate(*counter[c]), rng.random() < no_show)
+                )
                 t += rng.expovariate(rate)
         future.sort(key=lambda a: a.t)
         return out + future
@@ -251,8 +290,9 @@ class WaitEstimator:
 
     # --- answers ---------------------------------------------------------------------------
 
-    def estimate(self, engine: Engine, t: Ticket | None, service: str,
-                 now: float) -> m.WaitRange | None:
+    def estimate(
+        self, engine: Engine, t: Ticket | None, service: str, now: float
+    ) -> m.WaitRange | None:
         """The wait of ``t`` from now (or of a ticket of ``service`` issued now), minutes;
         ``None`` where the last refresh says nothing about it."""
         snap = self.snapshot
@@ -261,7 +301,7 @@ class WaitEstimator:
         floor = engine.oldest_wait_min(service, now) if t is None else 0.0
         pred = snap.tickets.get(t.number) if t is not None else None
         if pred is not None:
-            if pred.p50 < now:     # its predicted call has passed: nothing better known
+            if pred.p50 < now:  # its predicted call has passed: nothing better known
                 return None
             return self._range(pred.p50 - now, pred.low - now, pred.high - now, floor)
         q = snap.queue.get(service)
@@ -269,17 +309,25 @@ class WaitEstimator:
             return None
         return self._range(q[0], q[1], q[2], floor)
 
-    def _range(self, p50_s: float, low_s: float, high_s: float, floor_min: float,
-               spread: float | None = None) -> m.WaitRange:
+    def _range(
+        self,
+        p50_s: float,
+        low_s: float,
+        high_s: float,
+        floor_min: float,
+        spread: float | None = None,
+    ) -> m.WaitRange:
         widen = self.spread if spread is None else spread
         p50 = max(0.0, p50_s) / 60.0
         low = max(0.0, low_s / 60.0 - widen)
         high = max(p50, high_s / 60.0 + widen)
         floor = min(floor_min, 999.0)
-        return m.WaitRange(p50_min=round(min(999.0, max(p50, floor)), 1),
-                           low_min=round(min(999.0, max(low, floor)), 1),
-                           high_min=round(min(999.0, max(high, floor)), 1),
-                           basis="simulation")
+        return m.WaitRange(
+            p50_min=round(min(999.0, max(p50, floor)), 1),
+            low_min=round(min(999.0, max(low, floor)), 1),
+            high_min=round(min(999.0, max(high, floor)), 1),
+            basis="simulation",
+        )
 
 
 def fits_of(demand: Demand, codes: Iterable[str] | None = None) -> dict[str, tuple[float, float]]:

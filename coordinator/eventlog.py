@@ -66,8 +66,9 @@ class Entry:
 
 def _entry(row: tuple[Any, ...]) -> Entry:
     seq, kind, cmd_id, day, at, source, payload, result = row
-    return Entry(seq, kind, cmd_id, day, at, source, payload,
-                 json.loads(result) if result else None)
+    return Entry(
+        seq, kind, cmd_id, day, at, source, payload, json.loads(result) if result else None
+    )
 
 
 class EventLog:
@@ -86,8 +87,12 @@ class EventLog:
             raise FileNotFoundError(f"no event log at {path}")
         log = cls.__new__(cls)
         log.path = path
-        log._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                                  isolation_level=None, check_same_thread=False)
+        log._db = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+        )
         return log
 
     def close(self) -> None:
@@ -99,19 +104,36 @@ class EventLog:
     def lookup(self, cmd_id: str) -> Entry | None:
         row = self._db.execute(
             "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
-            "WHERE cmd_id = ?", (cmd_id,)
+            "WHERE cmd_id = ?",
+            (cmd_id,),
         ).fetchone()
         return None if row is None else _entry(row)
 
-    def append(self, *, kind: str, cmd_id: str | None, day: str, at: float, source: str,
-               payload: str, result: dict[str, Any] | None) -> int:
+    def append(
+        self,
+        *,
+        kind: str,
+        cmd_id: str | None,
+        day: str,
+        at: float,
+        source: str,
+        payload: str,
+        result: dict[str, Any] | None,
+    ) -> int:
         """Append one entry durably and return its sequence number."""
         try:
             cursor = self._db.execute(
                 "INSERT INTO entries (kind, cmd_id, day, at, source, payload, result) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (kind, cmd_id, day, at, source, payload,
-                 json.dumps(result, ensure_ascii=False) if result is not None else None),
+                (
+                    kind,
+                    cmd_id,
+                    day,
+                    at,
+                    source,
+                    payload,
+                    json.dumps(result, ensure_ascii=False) if result is not None else None,
+                ),
             )
         except (sqlite3.OperationalError, OSError) as exc:
             raise StorageFailed(f"event log {self.path}: {exc}") from exc
@@ -142,7 +164,8 @@ class EventLog:
         order: the shipper's read, without decoding what it only forwards."""
         return self._db.execute(
             "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
-            "WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
         ).fetchall()
 
     def backlog(self, seq: int) -> tuple[int, float | None]:
@@ -171,7 +194,8 @@ class EventLog:
     def entries_since(self, seq: int) -> list[Entry]:
         rows = self._db.execute(
             "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
-            "WHERE seq > ? ORDER BY seq", (seq,)
+            "WHERE seq > ? ORDER BY seq",
+            (seq,),
         ).fetchall()
         return [_entry(r) for r in rows]
 
@@ -190,10 +214,16 @@ class EventLog:
         db = open_db(path, _SCHEMA)
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT OR REPLACE INTO checkpoints (seq, day, fingerprint, data) "
-                       "VALUES (?, ?, ?, ?)", (seq, day, fingerprint, data))
-            db.execute("DELETE FROM checkpoints WHERE seq NOT IN (SELECT seq FROM checkpoints "
-                       "ORDER BY seq DESC LIMIT ?)", (KEEP_CHECKPOINTS,))
+            db.execute(
+                "INSERT OR REPLACE INTO checkpoints (seq, day, fingerprint, data) "
+                "VALUES (?, ?, ?, ?)",
+                (seq, day, fingerprint, data),
+            )
+            db.execute(
+                "DELETE FROM checkpoints WHERE seq NOT IN (SELECT seq FROM checkpoints "
+                "ORDER BY seq DESC LIMIT ?)",
+                (KEEP_CHECKPOINTS,),
+            )
             db.execute("COMMIT")
         finally:
             db.close()

@@ -34,8 +34,21 @@ KINDS: dict[str, Any] = {"window": m.WindowCommand, "ticket": m.TicketRequest}
 CHECKPOINT_EVERY = 500  # entries between checkpoints: a restart replays fewer than this
 CHECKPOINT_FORMAT = 1
 # the engine's state in a checkpoint (the rest of it comes from the hall config)
-ENGINE_STATE = ("windows", "day", "tickets", "by_number", "counters", "issued", "leases",
-                "lease_floor", "per_person", "recent", "calls", "appointments", "seq")
+ENGINE_STATE = (
+    "windows",
+    "day",
+    "tickets",
+    "by_number",
+    "counters",
+    "issued",
+    "leases",
+    "lease_floor",
+    "per_person",
+    "recent",
+    "calls",
+    "appointments",
+    "seq",
+)
 
 
 def record_of(outcome: Outcome) -> dict[str, Any]:
@@ -82,7 +95,8 @@ class HallQueue:
         from hallq import __version__
 
         hall = self.cfg.model_dump_json(
-            include={"hall", "coordinator", "zones", "services", "windows", "agents"})
+            include={"hall", "coordinator", "zones", "services", "windows", "agents"}
+        )
         text = f"{CHECKPOINT_FORMAT}|{__version__}|{hall}"
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -122,8 +136,11 @@ class HallQueue:
             self.engine.start_day(json.loads(start.payload))
         found = self.log.latest_checkpoint()
         if found is not None and found[0] >= after and found[2] != self.fingerprint:
-            log.info("checkpoint at seq %d is for another hall config or version; replaying "
-                     "the whole day", found[0])
+            log.info(
+                "checkpoint at seq %d is for another hall config or version; replaying "
+                "the whole day",
+                found[0],
+            )
         elif found is not None and found[0] >= after:
             try:
                 self._restore(found[3])
@@ -141,11 +158,19 @@ class HallQueue:
             outcome = self._decide(role, client, command, entry.at)
             if entry.result is not None and record_of(outcome) != entry.result:
                 mismatches += 1
-                log.warning("replay of %s (seq %d) differs from the logged result: %s != %s",
-                            entry.cmd_id, entry.seq, record_of(outcome), entry.result)
+                log.warning(
+                    "replay of %s (seq %d) differs from the logged result: %s != %s",
+                    entry.cmd_id,
+                    entry.seq,
+                    record_of(outcome),
+                    entry.result,
+                )
         if mismatches:
-            log.warning("%d replayed command(s) differ from the log (was the hall config "
-                        "changed?); the logged results stand for repeated ids", mismatches)
+            log.warning(
+                "%d replayed command(s) differ from the log (was the hall config "
+                "changed?); the logged results stand for repeated ids",
+                mismatches,
+            )
         return len(entries)
 
     def _fresh_engine(self) -> None:
@@ -201,8 +226,9 @@ class HallQueue:
         self._superseded.add(late)
         earlier = self._issued_for.get(late)
         if earlier is not None:
-            void = self.engine.void(m.VoidRequest(kind="void", number=earlier,
-                                                  reason="issued offline instead"), client)
+            void = self.engine.void(
+                m.VoidRequest(kind="void", number=earlier, reason="issued offline instead"), client
+            )
             outcome.events += void.events
             outcome.services |= void.services
         return outcome
@@ -212,25 +238,41 @@ class HallQueue:
             return None
         snapshot, outcome = self.engine.roll_over(now)
         try:
-            self.log.append(kind="day_open", cmd_id=None, day=snapshot["day"], at=now,
-                            source="", payload=json.dumps(snapshot, ensure_ascii=False),
-                            result=None)
+            self.log.append(
+                kind="day_open",
+                cmd_id=None,
+                day=snapshot["day"],
+                at=now,
+                source="",
+                payload=json.dumps(snapshot, ensure_ascii=False),
+                result=None,
+            )
         except StorageFailed:
             self.rebuild()
             raise
         keep_from = self.engine.business_day(now) - dt.timedelta(
-            days=self.cfg.coordinator.retention_days)
+            days=self.cfg.coordinator.retention_days
+        )
         if dropped := self.log.prune(keep_from):
             log.info("event log: dropped %d entries from before %s", dropped, keep_from)
-        log.info("business day %s opened (%d ticket(s) carried over)", snapshot["day"],
-                 len(snapshot["carried"]))
+        log.info(
+            "business day %s opened (%d ticket(s) carried over)",
+            snapshot["day"],
+            len(snapshot["carried"]),
+        )
         return outcome
 
     def answer(self, role: str, client: str, query: m.Query) -> dict[str, Any]:
         """Whether the command ``query.about`` of this sender happened. Asked after the pad's
         deadline, "no" is final: the id is refused if it arrives later still."""
-        record: dict[str, Any] = {"ok": True, "error": None, "ticket": None, "info": None,
-                                  "lease": None, "happened": False}
+        record: dict[str, Any] = {
+            "ok": True,
+            "error": None,
+            "ticket": None,
+            "info": None,
+            "lease": None,
+            "happened": False,
+        }
         refused = self.authorize(role, client, query)
         if refused is not None:
             return record_of(refused)
@@ -239,11 +281,16 @@ class HallQueue:
             self._asked.add(query.about)
             return record
         result = seen.result
-        return {**record, "happened": bool(result["ok"]), "ticket": result.get("ticket"),
-                "refused": result.get("error")}
+        return {
+            **record,
+            "happened": bool(result["ok"]),
+            "ticket": result.get("ticket"),
+            "refused": result.get("error"),
+        }
 
-    def submit(self, kind: str, role: str, client: str, command: Any, now: float, *,
-               late: bool = False) -> Submitted:
+    def submit(
+        self, kind: str, role: str, client: str, command: Any, now: float, *, late: bool = False
+    ) -> Submitted:
         """Apply and log one command; ``late``: it outlived its sender's deadline and is
         refused unless it was logged already (then the first reply stands)."""
         seen = self.log.lookup(command.id)
@@ -257,10 +304,15 @@ class HallQueue:
         record = record_of(outcome)
         assert self.engine.day is not None
         try:
-            seq = self.log.append(kind=kind, cmd_id=command.id,
-                                  day=self.engine.day.isoformat(), at=now,
-                                  source=f"{role}/{client}",
-                                  payload=m.encode(command).decode(), result=record)
+            seq = self.log.append(
+                kind=kind,
+                cmd_id=command.id,
+                day=self.engine.day.isoformat(),
+                at=now,
+                source=f"{role}/{client}",
+                payload=m.encode(command).decode(),
+                result=record,
+            )
         except StorageFailed:
             self.rebuild()
             raise

@@ -53,7 +53,7 @@ RECENT_REFUSED = 10_000
 MIN_EXPIRY_LEFT_S = 2  # MQTT 5 expiry left that proves a queued command is still in time
 STORAGE_FAILED = "系统存储故障"
 Batch = list[tuple[str, m.Message]]
-ETA_STALE_S = 30.0     # hall seconds: waits are re-simulated at least this often
+ETA_STALE_S = 30.0  # hall seconds: waits are re-simulated at least this often
 
 # Called after every published outcome (and each stats refresh) with a small summary of
 # what changed; must not block (the web's live stream is one).
@@ -68,23 +68,44 @@ def _reply(command: Any, record: dict[str, Any], day: dt.date | None) -> m.Messa
     error = m.Rejection(**record["error"]) if record["error"] else None
     if isinstance(command, m.IssueRequest):
         info = m.TicketInfo.model_validate(record["info"]) if record["info"] else None
-        return m.IssueReply(kind="issue", corr=command.id, ok=record["ok"], error=error,
-                            ticket=info)
+        return m.IssueReply(
+            kind="issue", corr=command.id, ok=record["ok"], error=error, ticket=info
+        )
     if isinstance(command, m.LeaseRequest):
         first, last = record.get("lease") or (None, None)
-        return m.LeaseReply(kind="lease", corr=command.id, ok=record["ok"], error=error,
-                            service=command.service, day=day, first=first, last=last)
+        return m.LeaseReply(
+            kind="lease",
+            corr=command.id,
+            ok=record["ok"],
+            error=error,
+            service=command.service,
+            day=day,
+            first=first,
+            last=last,
+        )
     refused = record.get("refused")
-    return m.CommandReply(kind="command", corr=command.id, ok=record["ok"], error=error,
-                          ticket=record["ticket"], happened=record.get("happened"),
-                          refused=m.Rejection(**refused) if refused else None)
+    return m.CommandReply(
+        kind="command",
+        corr=command.id,
+        ok=record["ok"],
+        error=error,
+        ticket=record["ticket"],
+        happened=record.get("happened"),
+        refused=m.Rejection(**refused) if refused else None,
+    )
 
 
 class Coordinator:
     """Owns one hall's queue; the only writer of its state."""
 
-    def __init__(self, cfg: HallConfig, *, log_path: Path | None = None,
-                 dispatch: str = "auto", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        cfg: HallConfig,
+        *,
+        log_path: Path | None = None,
+        dispatch: str = "auto",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.cfg = cfg
         self.clock = clock
         self.eventlog = EventLog(log_path or default_log_path(cfg))
@@ -102,8 +123,12 @@ class Coordinator:
         self._eta_dirty = True
         self._eta_shown: dict[str, tuple[int, int]] = {}
         self._rev_seq = self._rev_sub = 0
-        log.info("recovered hall %s from %s: %d entries of the current day replayed",
-                 cfg.hall.id, self.eventlog.path, replayed)
+        log.info(
+            "recovered hall %s from %s: %d entries of the current day replayed",
+            cfg.hall.id,
+            self.eventlog.path,
+            replayed,
+        )
         self.session: Session | None = None
         self._stats_dirty = True
         self._lock = asyncio.Lock()  # the engine and the log: never held across a publish
@@ -130,13 +155,17 @@ class Coordinator:
         from coordinator.forecast import build_forecast
 
         try:
-            forecast = build_forecast(self.cfg, log_path=self.eventlog.path,
-                                      start=self.cfg.hall.business_day(self.clock()))
+            forecast = build_forecast(
+                self.cfg,
+                log_path=self.eventlog.path,
+                start=self.cfg.hall.business_day(self.clock()),
+            )
         except Exception:
             log.exception("comfort index: no forecast (boards show none)")
             return None
         if not forecast.source.startswith("event log") and not (
-                self.cfg.coordinator.comfort_synthetic):
+            self.cfg.coordinator.comfort_synthetic
+        ):
             log.info("comfort index not shown: %s", forecast.source)
             return None
         return forecast
@@ -187,9 +216,15 @@ class Coordinator:
         restarts, and answers it from the log if it was logged already."""
         cfg = self.cfg
         broker = cfg.broker.for_client(cfg.coordinator.client_id, cfg.coordinator.credentials)
-        return Session(broker, hall=cfg.hall.id, role="coordinator",
-                       client_id=cfg.coordinator.client_id, state_dir=cfg.runtime.state_dir,
-                       outbox_max=cfg.runtime.outbox_max, ack_after_handler=ack_after_handler)
+        return Session(
+            broker,
+            hall=cfg.hall.id,
+            role="coordinator",
+            client_id=cfg.coordinator.client_id,
+            state_dir=cfg.runtime.state_dir,
+            outbox_max=cfg.runtime.outbox_max,
+            ack_after_handler=ack_after_handler,
+        )
 
     async def run(self, session: Session, ready: asyncio.Event | None = None) -> None:
         """Serve until cancelled; ``session`` must be entered already."""
@@ -230,8 +265,11 @@ class Coordinator:
             if self.storage_error is not None:
                 batch += self._retry_storage()
             try:
-                rollover = (self.queue.roll_over_if_due(self.clock())
-                            if self.storage_error is None else None)
+                rollover = (
+                    self.queue.roll_over_if_due(self.clock())
+                    if self.storage_error is None
+                    else None
+                )
             except StorageFailed as exc:
                 rollover = None
                 batch += self._storage_failed(exc)
@@ -239,8 +277,7 @@ class Coordinator:
                 batch += self._outcome_batch(rollover, self.queue.seq)
                 self._refresh_forecast()
             if self._stats_dirty:
-                batch.append((self._topics.stats_state(),
-                              self.engine.stats_state(self.queue.seq)))
+                batch.append((self._topics.stats_state(), self.engine.stats_state(self.queue.seq)))
                 self._stats_dirty = False
                 self._notify({"type": "stats", "rev": self.queue.seq})
             batch += self._advise()
@@ -286,10 +323,15 @@ class Coordinator:
         except Exception:
             log.exception("wait estimates: learning counter times failed")
             return
-        self.eta.fits = {c: (f.mu, f.sigma) for c, f in learned.services.items()
-                         if f.learned and f.mu is not None and f.sigma is not None}
-        log.info("wait estimates: counter times learned for %s",
-                 ", ".join(sorted(self.eta.fits)) or "no service (too little history)")
+        self.eta.fits = {
+            c: (f.mu, f.sigma)
+            for c, f in learned.services.items()
+            if f.learned and f.mu is not None and f.sigma is not None
+        }
+        log.info(
+            "wait estimates: counter times learned for %s",
+            ", ".join(sorted(self.eta.fits)) or "no service (too little history)",
+        )
 
     async def _simulate_waits(self, state: dict[str, Any]) -> None:
         try:
@@ -309,8 +351,10 @@ class Coordinator:
             batch: Batch = []
             if changed and self.session is not None:
                 qrev = self._queue_rev(rev, bump=True)
-                batch = [(self._topics.queue_state(code),
-                          self.engine.queue_state(code, qrev, now)) for code in changed]
+                batch = [
+                    (self._topics.queue_state(code), self.engine.queue_state(code, qrev, now))
+                    for code in changed
+                ]
             if changed:
                 self._notify({"type": "estimates", "rev": rev, "services": changed})
         await self._deliver(batch)
@@ -345,9 +389,16 @@ class Coordinator:
             alert = advice_alert(item)
             self.alerts.appendleft((now, alert))
             batch.append((self._topics.event("alert"), alert))
-            self._notify({"type": "outcome", "rev": self.queue.seq,
-                          "events": [alert.model_dump(mode="json", exclude_none=True)],
-                          "windows": [], "services": [item.service], "board": False})
+            self._notify(
+                {
+                    "type": "outcome",
+                    "rev": self.queue.seq,
+                    "events": [alert.model_dump(mode="json", exclude_none=True)],
+                    "windows": [],
+                    "services": [item.service],
+                    "board": False,
+                }
+            )
         return batch
 
     @property
@@ -360,8 +411,9 @@ class Coordinator:
         try:
             await self.session.publish(topic, message)
         except NotConnected as exc:
-            log.warning("not published (the broker is away; state is republished on "
-                        "reconnect): %s", exc)
+            log.warning(
+                "not published (the broker is away; state is republished on reconnect): %s", exc
+            )
 
     async def _deliver(self, batch: Batch) -> None:
         """Publish rendered messages in render order, outside the engine's lock."""
@@ -382,8 +434,10 @@ class Coordinator:
         batch: Batch = [(t.window_state(n), engine.window_state(n, rev)) for n in engine.windows]
         qrev = self._queue_rev(rev)
         batch += [(t.queue_state(c), engine.queue_state(c, qrev, now)) for c in engine.services]
-        batch += [(t.board_state(), self.board_state(rev)),
-                  (t.stats_state(), engine.stats_state(rev))]
+        batch += [
+            (t.board_state(), self.board_state(rev)),
+            (t.stats_state(), engine.stats_state(rev)),
+        ]
         if self.forecast is not None:
             today = self.cfg.hall.business_day(now)
             batch.append((t.comfort_state(), self.forecast.comfort_state(rev, today)))
@@ -391,9 +445,18 @@ class Coordinator:
         for win in engine.windows.values():
             ticket = win.current
             if ticket is not None and ticket.state is m.TicketState.CALLED:
-                batch.append((t.event("call"), m.CallEvent(
-                    ticket=ticket.number, service=ticket.service, window=win.number,
-                    zone=win.zone, recall=ticket.recalls)))
+                batch.append(
+                    (
+                        t.event("call"),
+                        m.CallEvent(
+                            ticket=ticket.number,
+                            service=ticket.service,
+                            window=win.number,
+                            zone=win.zone,
+                            recall=ticket.recalls,
+                        ),
+                    )
+                )
         return batch
 
     async def publish_all(self) -> None:
@@ -414,26 +477,45 @@ class Coordinator:
     def _health(self) -> m.DeviceHealth:
         assert self.session is not None
         ok = self.storage_error is None
-        return m.DeviceHealth(rev=self.session.next_rev(), components=[m.ComponentHealth(
-            name="eventlog", ok=ok, status="ok" if ok else "storage_failed",
-            detail=None if ok else (self.storage_error or "")[:200])])
+        return m.DeviceHealth(
+            rev=self.session.next_rev(),
+            components=[
+                m.ComponentHealth(
+                    name="eventlog",
+                    ok=ok,
+                    status="ok" if ok else "storage_failed",
+                    detail=None if ok else (self.storage_error or "")[:200],
+                )
+            ],
+        )
 
     def _storage_failed(self, exc: StorageFailed) -> Batch:
         """The log cannot be written: say so once, loudly (alert, health, systemd status)."""
         if self.storage_error is not None:
             return []
         self.storage_error = str(exc)
-        log.critical("event log cannot be written; refusing every command until it can: %s",
-                     exc)
-        alert = m.AlertEvent(severity="critical", kind="storage_failed",
-                             message=f"{STORAGE_FAILED}：事件日志无法写入，暂停受理")
+        log.critical("event log cannot be written; refusing every command until it can: %s", exc)
+        alert = m.AlertEvent(
+            severity="critical",
+            kind="storage_failed",
+            message=f"{STORAGE_FAILED}：事件日志无法写入，暂停受理",
+        )
         self.alerts.appendleft((self.clock(), alert))
-        self._notify({"type": "outcome", "rev": self.queue.seq,
-                      "events": [alert.model_dump(mode="json", exclude_none=True)],
-                      "windows": [], "services": [], "board": False})
+        self._notify(
+            {
+                "type": "outcome",
+                "rev": self.queue.seq,
+                "events": [alert.model_dump(mode="json", exclude_none=True)],
+                "windows": [],
+                "services": [],
+                "board": False,
+            }
+        )
         t = self._topics
-        return [(t.event("alert"), alert),
-                (t.health("coordinator", self.cfg.coordinator.client_id), self._health())]
+        return [
+            (t.event("alert"), alert),
+            (t.health("coordinator", self.cfg.coordinator.client_id), self._health()),
+        ]
 
     def _retry_storage(self) -> Batch:
         """One real write; if the log takes it, back to serving (and what to publish)."""
@@ -444,13 +526,15 @@ class Coordinator:
             return []
         log.warning("event log writable again; serving commands (%s)", self.storage_error)
         self.storage_error = None
-        alert = m.AlertEvent(severity="info", kind="storage_recovered",
-                             message="事件日志恢复写入，恢复受理")
+        alert = m.AlertEvent(
+            severity="info", kind="storage_recovered", message="事件日志恢复写入，恢复受理"
+        )
         self.alerts.appendleft((self.clock(), alert))
         t, session = self._topics, self.session
-        batch: Batch = [(t.event("alert"), alert),
-                        (t.health("coordinator", self.cfg.coordinator.client_id),
-                         self._health())]
+        batch: Batch = [
+            (t.event("alert"), alert),
+            (t.health("coordinator", self.cfg.coordinator.client_id), self._health()),
+        ]
         # the commands refused meanwhile come back from the broker on a new connection
         self._reconnect_due = session is not None and session.unacked > 0
         return batch
@@ -467,9 +551,10 @@ class Coordinator:
         if self.forecast is not None and self.session is not None:
             async with self._lock:
                 rev, today = self.queue.seq, self.cfg.hall.business_day(self.clock())
-                batch: Batch = [(self._topics.board_state(), self.board_state(rev)),
-                                (self._topics.comfort_state(),
-                                 self.forecast.comfort_state(rev, today))]
+                batch: Batch = [
+                    (self._topics.board_state(), self.board_state(rev)),
+                    (self._topics.comfort_state(), self.forecast.comfort_state(rev, today)),
+                ]
             await self._deliver(batch)
 
     def _outcome_batch(self, outcome: Outcome, rev: int) -> Batch:
@@ -477,13 +562,15 @@ class Coordinator:
         batch: Batch = []
         for event in outcome.events:
             kind = {m.CallEvent: "call", m.TicketEvent: "ticket", m.AlertEvent: "alert"}[
-                type(event)]
+                type(event)
+            ]
             batch.append((t.event(kind), event))
         for number in sorted(outcome.windows):
             batch.append((t.window_state(number), self.engine.window_state(number, rev)))
         for code in sorted(outcome.services):
-            batch.append((t.queue_state(code),
-                          self.engine.queue_state(code, self._queue_rev(rev), now)))
+            batch.append(
+                (t.queue_state(code), self.engine.queue_state(code, self._queue_rev(rev), now))
+            )
         if outcome.board_changed:
             batch.append((t.board_state(), self.board_state(rev)))
         self._stats_dirty = True
@@ -491,25 +578,33 @@ class Coordinator:
         for event in outcome.events:
             if isinstance(event, m.AlertEvent):
                 self.alerts.appendleft((now, event))
-        self._notify({
-            "type": "outcome", "rev": rev,
-            "events": [e.model_dump(mode="json", exclude_none=True) for e in outcome.events],
-            "windows": sorted(outcome.windows), "services": sorted(outcome.services),
-            "board": outcome.board_changed,
-        })
+        self._notify(
+            {
+                "type": "outcome",
+                "rev": rev,
+                "events": [e.model_dump(mode="json", exclude_none=True) for e in outcome.events],
+                "windows": sorted(outcome.windows),
+                "services": sorted(outcome.services),
+                "board": outcome.board_changed,
+            }
+        )
         return batch
 
     def deadline_s(self, command: Any) -> float:
         """How long the sender waits for the reply: the command's whole life."""
         edge = self.cfg.edge
-        return edge.reply_timeout_s if isinstance(command, m.IssueRequest) else (
-            edge.command_timeout_s)
+        return (
+            edge.reply_timeout_s
+            if isinstance(command, m.IssueRequest)
+            else (edge.command_timeout_s)
+        )
 
     @staticmethod
     def expires(command: Any) -> bool:
         """Offline replays and voids report what already happened: they never expire."""
         return not isinstance(command, m.VoidRequest) and not (
-            isinstance(command, m.IssueRequest) and command.offline is not None)
+            isinstance(command, m.IssueRequest) and command.offline is not None
+        )
 
     def late(self, incoming: Incoming) -> bool:
         """Did this command outlive its sender's deadline? Judged without the sender's clock.
@@ -548,8 +643,7 @@ class Coordinator:
         # its life counts from its arrival here, or from its first refusal for storage
         first = self._refused_at.get(command.id, now - incoming.held_s)
         due = first + self.deadline_s(command) if self.expires(command) else None
-        done = await self.execute(kind, role, client, command, late=self.late(incoming),
-                                  due=due)
+        done = await self.execute(kind, role, client, command, late=self.late(incoming), due=due)
         if not done.kept:
             self._refused_at[command.id] = first
             while len(self._refused_at) > RECENT_REFUSED:
@@ -558,10 +652,17 @@ class Coordinator:
         return done
 
     async def _refuse(self, role: str, client: str, command: Any, refusal: Refusal) -> None:
-        log.warning("%s %s/%s refused: %s: %s", getattr(command, "action", "request"), role,
-                    client, refusal.code, refusal.message)
-        await self._publish(self._topics.reply(role, client),
-                            _reply(command, refusal.record(), self.engine.day))
+        log.warning(
+            "%s %s/%s refused: %s: %s",
+            getattr(command, "action", "request"),
+            role,
+            client,
+            refusal.code,
+            refusal.message,
+        )
+        await self._publish(
+            self._topics.reply(role, client), _reply(command, refusal.record(), self.engine.day)
+        )
         if self.authz.should_alert(f"{role}/{client}", refusal.code):
             await self._raise_alert(refusal_alert(role, client, refusal))
 
@@ -572,12 +673,22 @@ class Coordinator:
         levels = topic.split("/")
         role, client = levels[3], levels[4]
         if self.authz.should_alert(f"{role}/{client}", "flood"):
-            log.warning("%s %s floods the coordinator: dropping what is over %g/s",
-                        role[:32], client[:32], self.cfg.security.client_rate_per_s)
+            log.warning(
+                "%s %s floods the coordinator: dropping what is over %g/s",
+                role[:32],
+                client[:32],
+                self.cfg.security.client_rate_per_s,
+            )
             named = client if ID_PATTERN.fullmatch(client) else "unknown"
-            task = asyncio.create_task(self._raise_alert(
-                flood_alert(role if ID_PATTERN.fullmatch(role) else "client", named,
-                            self.cfg.security.client_rate_per_s)))
+            task = asyncio.create_task(
+                self._raise_alert(
+                    flood_alert(
+                        role if ID_PATTERN.fullmatch(role) else "client",
+                        named,
+                        self.cfg.security.client_rate_per_s,
+                    )
+                )
+            )
             self._alerting.add(task)
             task.add_done_callback(self._alerting.discard)
         return False
@@ -585,13 +696,28 @@ class Coordinator:
     async def _raise_alert(self, alert: m.AlertEvent) -> None:
         self.alerts.appendleft((self.clock(), alert))
         await self._publish(self._topics.event("alert"), alert)
-        self._notify({"type": "outcome", "rev": self.queue.seq,
-                      "events": [alert.model_dump(mode="json", exclude_none=True)],
-                      "windows": [], "services": [], "board": False})
+        self._notify(
+            {
+                "type": "outcome",
+                "rev": self.queue.seq,
+                "events": [alert.model_dump(mode="json", exclude_none=True)],
+                "windows": [],
+                "services": [],
+                "board": False,
+            }
+        )
 
-    async def execute(self, kind: str, role: str, client: str, command: Any, *,
-                      reply: bool = True, late: bool = False,
-                      due: float | None = None) -> Submitted:
+    async def execute(
+        self,
+        kind: str,
+        role: str,
+        client: str,
+        command: Any,
+        *,
+        reply: bool = True,
+        late: bool = False,
+        due: float | None = None,
+    ) -> Submitted:
         """The one path a command takes, from a device over MQTT or a supervisor on the web:
         logged by the queue, then its reply (unless the caller answers itself) and outcome
         published. ``kept`` is False when the log could not take it: nothing changed.
@@ -606,21 +732,33 @@ class Coordinator:
             late = late or (due is not None and asyncio.get_running_loop().time() > due)
             try:
                 if isinstance(command, m.Query):  # read only: answered even on a bad disk
-                    done = Submitted(self.queue.seq,
-                                     self.queue.answer(role, client, command), None)
+                    done = Submitted(self.queue.seq, self.queue.answer(role, client, command), None)
                 elif self.storage_error is not None and not late:
                     raise StorageFailed(self.storage_error)
                 else:
                     done = self.queue.submit(kind, role, client, command, now, late=late)
             except StorageFailed as exc:
                 batch += self._storage_failed(exc)
-                done = Submitted(-1, {"ok": False, "ticket": None, "info": None,
-                                      "lease": None, "error": {"code": "storage_failed",
-                                                               "message": STORAGE_FAILED}},
-                                 None, kept=False)
+                done = Submitted(
+                    -1,
+                    {
+                        "ok": False,
+                        "ticket": None,
+                        "info": None,
+                        "lease": None,
+                        "error": {"code": "storage_failed", "message": STORAGE_FAILED},
+                    },
+                    None,
+                    kept=False,
+                )
             if reply:
-                batch.insert(0, (self._topics.reply(role, client),
-                                 _reply(command, done.record, self.engine.day)))
+                batch.insert(
+                    0,
+                    (
+                        self._topics.reply(role, client),
+                        _reply(command, done.record, self.engine.day),
+                    ),
+                )
             if done.rollover is not None:
                 batch += self._outcome_batch(done.rollover, done.seq)
                 self._refresh_forecast()
@@ -630,17 +768,27 @@ class Coordinator:
                 self._checkpoint(done.seq)
         await self._deliver(batch)
         if not done.kept:
-            log.warning("%s from %s refused: the event log cannot be written",
-                        getattr(command, "action", "request"), client)
+            log.warning(
+                "%s from %s refused: the event log cannot be written",
+                getattr(command, "action", "request"),
+                client,
+            )
         elif isinstance(command, m.Query):
-            log.info("%s asked whether %s happened: %s", client, command.about,
-                     done.record.get("happened"))
+            log.info(
+                "%s asked whether %s happened: %s",
+                client,
+                command.about,
+                done.record.get("happened"),
+            )
         elif done.duplicate:
-            log.info("repeated command %s from %s: answered from the log", command.id,
-                     client)
+            log.info("repeated command %s from %s: answered from the log", command.id, client)
         elif not done.record["ok"]:
-            log.info("%s from %s refused: %s", getattr(command, "action", "request"),
-                     client, done.record["error"]["message"])
+            log.info(
+                "%s from %s refused: %s",
+                getattr(command, "action", "request"),
+                client,
+                done.record["error"]["message"],
+            )
         return done
 
     def _checkpoint(self, seq: int) -> None:
@@ -651,20 +799,37 @@ class Coordinator:
         self._checkpoint_seq = seq
         data = self.queue.checkpoint()
         self._checkpointing = asyncio.ensure_future(
-            asyncio.to_thread(self.queue.save_checkpoint, seq, data))
+            asyncio.to_thread(self.queue.save_checkpoint, seq, data)
+        )
 
-    async def book_appointment(self, service: str, day: dt.date, start: float, *,
-                               booked_by: str = "taxpayer", note: str | None = None,
-                               person: str | None = None) -> Any:
+    async def book_appointment(
+        self,
+        service: str,
+        day: dt.date,
+        start: float,
+        *,
+        booked_by: str = "taxpayer",
+        note: str | None = None,
+        person: str | None = None,
+    ) -> Any:
         """Book durably, then let the engine know when the booking is for today."""
         async with self._lock:
             now = self.clock()
-            booking = self.bookings.book(service, day, start, now, self.checked_in(),
-                                         booked_by=booked_by, note=note, person=person)
+            booking = self.bookings.book(
+                service,
+                day,
+                start,
+                now,
+                self.checked_in(),
+                booked_by=booked_by,
+                note=note,
+                person=person,
+            )
             day = self.engine.day or self.cfg.hall.business_day(now)
             if booking.day == day.isoformat():  # other days: registered when they open
-                self.engine.register_appointment(booking.code, booking.service,
-                                                 booking.start, booking.end)
+                self.engine.register_appointment(
+                    booking.code, booking.service, booking.start, booking.end
+                )
         return booking
 
     async def cancel_appointment(self, code: str, person: str) -> Any:
@@ -682,8 +847,12 @@ class Coordinator:
     async def _on_presence(self, incoming: Incoming) -> None:
         parts, presence = incoming.parts, incoming.payload
         if (presence.role, presence.client) != (parts.role, parts.client):
-            log.warning("presence on %s claims to be %s/%s: ignored", incoming.topic,
-                        presence.role, presence.client)
+            log.warning(
+                "presence on %s claims to be %s/%s: ignored",
+                incoming.topic,
+                presence.role,
+                presence.client,
+            )
             return
         if self.devices.note_presence(incoming.payload):
             self._notify({"type": "device", "client": incoming.payload.client})
@@ -731,8 +900,12 @@ async def web_dashboard(coordinator: Coordinator) -> AsyncIterator[Any]:
     try:
         web = await start_web(coordinator, settings.http_host, settings.http_port)
     except OSError as exc:
-        log.error("web dashboard not started on %s:%d: %s (set coordinator.http_port; "
-                  "0 turns it off)", settings.http_host, settings.http_port, exc)
+        log.error(
+            "web dashboard not started on %s:%d: %s (set coordinator.http_port; 0 turns it off)",
+            settings.http_host,
+            settings.http_port,
+            exc,
+        )
         yield None
         return
     try:
@@ -741,16 +914,22 @@ async def web_dashboard(coordinator: Coordinator) -> AsyncIterator[Any]:
         await web.stop()
 
 
-async def serve(cfg: HallConfig, *, log_path: Path | None = None, dispatch: str = "auto",
-                ready: asyncio.Event | None = None) -> None:
+async def serve(
+    cfg: HallConfig,
+    *,
+    log_path: Path | None = None,
+    dispatch: str = "auto",
+    ready: asyncio.Event | None = None,
+) -> None:
     """Run a coordinator until cancelled (SIGTERM/SIGINT in the CLI)."""
     from hallq.sdnotify import Notifier, supervised
 
     coordinator = Coordinator(cfg, log_path=log_path, dispatch=dispatch)
     try:
-        async with coordinator.make_session() as session, \
-                supervised(Notifier.from_env(), session.wait_connected(),
-                           coordinator.status_line):
+        async with (
+            coordinator.make_session() as session,
+            supervised(Notifier.from_env(), session.wait_connected(), coordinator.status_line),
+        ):
             # devices first: the dashboard (aiohttp's import, its routes) starts once the
             # queue answers over MQTT, so a restart's first reply does not wait for it
             serving = asyncio.Event()

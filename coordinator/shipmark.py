@@ -40,8 +40,13 @@ class Lag:
     updated: float | None  # None: no shipper has ever run for this log
 
     def as_json(self) -> dict[str, Any]:
-        return {"events": self.events, "seconds": round(self.seconds, 1),
-                "shipped_seq": self.shipped_seq, "error": self.error, "updated": self.updated}
+        return {
+            "events": self.events,
+            "seconds": round(self.seconds, 1),
+            "shipped_seq": self.shipped_seq,
+            "error": self.error,
+            "updated": self.updated,
+        }
 
 
 def write_mark(path: Path, mark: ShipMark) -> None:
@@ -57,8 +62,9 @@ def write_mark(path: Path, mark: ShipMark) -> None:
 def read_mark(path: Path) -> ShipMark | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return ShipMark(int(data["seq"]), float(data["updated"]), data.get("error"),
-                        str(data.get("target", "")))
+        return ShipMark(
+            int(data["seq"]), float(data["updated"]), data.get("error"), str(data.get("target", ""))
+        )
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError) as exc:
@@ -71,5 +77,6 @@ def lag(log: EventLog, mark: ShipMark | None, now: float | None = None) -> Lag:
     events, first = log.backlog(shipped)
     now = time.time() if now is None else now
     seconds = max(0.0, now - first) if first is not None else 0.0
-    return Lag(events, seconds, shipped, mark.error if mark else None,
-               mark.updated if mark else None)
+    return Lag(
+        events, seconds, shipped, mark.error if mark else None, mark.updated if mark else None
+    )

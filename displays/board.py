@@ -202,7 +202,7 @@ class CallBoard:
                 fits[style] = 0  # does not fit even once: clipped
         if self.spec.call_style != "auto":
             return self.spec.call_style, max(1, fits[self.spec.call_style])
-        if fits["full"] > 0:   # the whole sentence wherever it fits, even once a row
+        if fits["full"] > 0:  # the whole sentence wherever it fits, even once a row
             return "full", fits["full"]
         return "compact", max(1, fits["compact"])
 

@@ -186,7 +186,7 @@ class BitmapFont:
         return Glyph(box_glyph(ch), None)
 
 
-NARROW_DROP = 2   # Unifont's digits end 2 rows above its ideographs' bottom
+NARROW_DROP = 2  # Unifont's digits end 2 rows above its ideographs' bottom
 
 
 def _on_cjk_baseline(image: Image.Image) -> Image.Image:

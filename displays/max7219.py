@@ -70,7 +70,7 @@ def _device_class() -> Any:
                     buf[i + 1] = byte
                     i += 2
             for start in range(0, len(buf), step):
-                self.data(list(buf[start:start + step]))
+                self.data(list(buf[start : start + step]))
 
     return Max7219Device
 

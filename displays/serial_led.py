@@ -137,8 +137,9 @@ class SerialLedSink:
                 # the line opening at start-up or a short blip is normal (and the link reports
                 # its own health); a panel that stays dark deserves a warning, now and then
                 level = logging.WARNING if streak == 4 or streak % 60 == 0 else logging.INFO
-                log.log(level, "%s: frame not delivered (%s, %d in a row); retrying", self, exc,
-                        streak)
+                log.log(
+                    level, "%s: frame not delivered (%s, %d in a row); retrying", self, exc, streak
+                )
                 await asyncio.sleep(self.retry_delay)
                 self._wake.set()
                 continue

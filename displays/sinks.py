@@ -61,9 +61,15 @@ def open_sink(
     if panel.driver == "max7219":
         from displays.max7219 import Max7219Sink
 
-        return Max7219Sink(panel.width, panel.height, port=panel.spi_port,
-                           device=panel.spi_device, block_orientation=panel.block_orientation,
-                           rotate=panel.rotate, bus=spi_bus)
+        return Max7219Sink(
+            panel.width,
+            panel.height,
+            port=panel.spi_port,
+            device=panel.spi_device,
+            block_orientation=panel.block_orientation,
+            rotate=panel.rotate,
+            bus=spi_bus,
+        )
     if led_driver is None:
         raise SinkError(f"panel {panel.name!r} is a serial LED controller: pass its led_driver")
     from displays.serial_led import SerialLedSink

@@ -43,13 +43,22 @@ LEASE_CHECK_S = 60.0
 def make_session(cfg: HallConfig, agent: Agent) -> Session:
     creds = cfg.broker.credentials_dir
     if agent.credentials is None and creds is not None and not (creds / agent.id).is_dir():
-        log.warning("%s: no broker credentials in %s/%s (copy the directory `hallq "
-                    "provision` wrote for it); trying the hall file's broker login",
-                    agent.id, creds, agent.id)
-    return Session(cfg.broker.for_client(agent.id, agent.credentials), hall=cfg.hall.id,
-                   role=agent.role, client_id=agent.id, state_dir=cfg.runtime.state_dir,
-                   outbox_max=cfg.runtime.outbox_max,
-                   drain_per_s=cfg.security.client_rate_per_s / 2)
+        log.warning(
+            "%s: no broker credentials in %s/%s (copy the directory `hallq "
+            "provision` wrote for it); trying the hall file's broker login",
+            agent.id,
+            creds,
+            agent.id,
+        )
+    return Session(
+        cfg.broker.for_client(agent.id, agent.credentials),
+        hall=cfg.hall.id,
+        role=agent.role,
+        client_id=agent.id,
+        state_dir=cfg.runtime.state_dir,
+        outbox_max=cfg.runtime.outbox_max,
+        drain_per_s=cfg.security.client_rate_per_s / 2,
+    )
 
 
 def _gpio_event(agent: Agent, device_id: str, window: int | None, name: str) -> Any:
@@ -63,15 +72,28 @@ def _gpio_event(agent: Agent, device_id: str, window: int | None, name: str) -> 
     return None
 
 
-async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = None,
-                    simulate_all: bool = False, clock: Callable[[], float] = time.time,
-                    ready: asyncio.Event | None = None, timing: LinkTiming | None = None) -> None:
+async def run_agent(
+    cfg: HallConfig,
+    agent_id: str,
+    *,
+    sim_dir: Path | None = None,
+    simulate_all: bool = False,
+    clock: Callable[[], float] = time.time,
+    ready: asyncio.Event | None = None,
+    timing: LinkTiming | None = None,
+) -> None:
     """Serve one agent until cancelled (SIGTERM/SIGINT in the CLI)."""
     agent = cfg.agent(agent_id)
-    wiring = wire_devices(serial_devices(agent.devices), id_hash_key=cfg.security.id_hash_key,
-                          sim_dir=sim_dir, simulate_all=simulate_all, timing=timing,
-                          seq_store=EventSeqStore(cfg.runtime.state_dir /
-                                                  f"event-seq-{cfg.hall.id}-{agent.id}.sqlite"))
+    wiring = wire_devices(
+        serial_devices(agent.devices),
+        id_hash_key=cfg.security.id_hash_key,
+        sim_dir=sim_dir,
+        simulate_all=simulate_all,
+        timing=timing,
+        seq_store=EventSeqStore(
+            cfg.runtime.state_dir / f"event-seq-{cfg.hall.id}-{agent.id}.sqlite"
+        ),
+    )
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Any] = asyncio.Queue()
     gpio: list[Any] = []  # edge.gpio's Buttons and Indicators (gpiozero, imported if used)
@@ -80,13 +102,17 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
     async with make_session(cfg, agent) as session, wiring:
         try:
             if agent.role == "dispenser":
-                leases = LeaseBook(cfg.runtime.state_dir /
-                                   f"leases-{cfg.hall.id}-{agent.id}.sqlite")
+                leases = LeaseBook(
+                    cfg.runtime.state_dir / f"leases-{cfg.hall.id}-{agent.id}.sqlite"
+                )
                 printer = next(iter(wiring.printers.values()), None)
                 worker = DispenserAgent(cfg, agent, session, leases, printer, clock=clock)
             elif agent.role == "window":
-                pads = {d.window: d for d in wiring.drivers.values()
-                        if isinstance(d, CallPad) and d.window is not None}
+                pads = {
+                    d.window: d
+                    for d in wiring.drivers.values()
+                    if isinstance(d, CallPad) and d.window is not None
+                }
                 worker = WindowAgent(cfg, agent, session, pads)
             else:
                 worker = BoardWorker(agent, Health(session))
@@ -99,8 +125,9 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
                     factory = factory or make_pin_factory(cfg.runtime.pin_factory)
                     keys, lamps = split_pins(dev.gpio)
 
-                    def on_press(name: str, dev_id: str = dev.id, window: int | None = dev.window
-                                 ) -> None:
+                    def on_press(
+                        name: str, dev_id: str = dev.id, window: int | None = dev.window
+                    ) -> None:
                         event = _gpio_event(agent, dev_id, window, name)
                         if event is not None:
                             events.put_nowait(event)
@@ -112,10 +139,17 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
                 if any(d.kind in PANEL_KINDS for d in agent.devices):
                     from edge.panels import Panels
 
-                    panels: Panels | None = await stack.enter_async_context(Panels(
-                        cfg, agent.devices, session, wiring.drivers, worker.health,
-                        emulate=simulate_all,
-                        output_dir=cfg.runtime.state_dir / "boards" / agent.id))
+                    panels: Panels | None = await stack.enter_async_context(
+                        Panels(
+                            cfg,
+                            agent.devices,
+                            session,
+                            wiring.drivers,
+                            worker.health,
+                            emulate=simulate_all,
+                            output_dir=cfg.runtime.state_dir / "boards" / agent.id,
+                        )
+                    )
                 else:
                     panels = None
                 chores = await stack.enter_async_context(BackgroundTasks(agent.id))
@@ -130,8 +164,11 @@ async def run_agent(cfg: HallConfig, agent_id: str, *, sim_dir: Path | None = No
                 if ready is not None:
                     await session.wait_connected()
                     ready.set()
-                async with supervised(Notifier.from_env(), session.wait_connected(),
-                                      lambda: status_line(session, worker.health)):
+                async with supervised(
+                    Notifier.from_env(),
+                    session.wait_connected(),
+                    lambda: status_line(session, worker.health),
+                ):
                     await _dispatch(worker, events)
         finally:
             for item in gpio:
@@ -192,8 +229,9 @@ async def _every(period: float, job: Callable[[], Any]) -> None:
             log.exception("periodic %s failed", getattr(job, "__name__", job))
 
 
-async def _dispatch(worker: DispenserAgent | WindowAgent | BoardWorker,
-                    events: asyncio.Queue[Any]) -> None:
+async def _dispatch(
+    worker: DispenserAgent | WindowAgent | BoardWorker, events: asyncio.Queue[Any]
+) -> None:
     """Dispensers serve one key press at a time; window pads each get their own turn so a
     slow reply at one window never holds up the others."""
     async with BackgroundTasks(f"{worker.agent.id} pads") as running:

@@ -48,8 +48,16 @@ class Issued:
 
 
 class DispenserAgent:
-    def __init__(self, cfg: HallConfig, agent: Agent, session: Session, leases: LeaseBook,
-                 printer: TicketPrinter | None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        cfg: HallConfig,
+        agent: Agent,
+        session: Session,
+        leases: LeaseBook,
+        printer: TicketPrinter | None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.cfg = cfg
         self.agent = agent
         self.session = session
@@ -82,11 +90,16 @@ class DispenserAgent:
         for payload in self.leases.unanswered():
             replay = m.decode(m.IssueRequest, payload)
             try:
-                await self.session.request(self.req_topic, replay,
-                                           timeout=self.cfg.edge.command_timeout_s)
+                await self.session.request(
+                    self.req_topic, replay, timeout=self.cfg.edge.command_timeout_s
+                )
             except (RequestTimeout, NotConnected) as exc:
-                log.info("%s: replay of %s not answered yet: %s", self.agent.id,
-                         replay.offline.number if replay.offline else replay.id, exc)
+                log.info(
+                    "%s: replay of %s not answered yet: %s",
+                    self.agent.id,
+                    replay.offline.number if replay.offline else replay.id,
+                    exc,
+                )
                 return
             self.leases.replayed(replay.id)
 
@@ -109,18 +122,26 @@ class DispenserAgent:
                     continue
                 request = m.LeaseRequest(kind="lease", service=code, size=edge.lease_size)
                 try:
-                    reply = await self.session.request(self.req_topic, request,
-                                                       timeout=edge.command_timeout_s)
+                    reply = await self.session.request(
+                        self.req_topic, request, timeout=edge.command_timeout_s
+                    )
                 except (RequestTimeout, NotConnected) as exc:
                     log.info("%s: no lease for %s yet: %s", self.agent.id, code, exc)
                     return
                 if reply.ok and reply.first and reply.last and reply.day:
                     self.leases.add_block(reply.day.isoformat(), code, reply.first, reply.last)
-                    log.info("%s: leased %s %d-%d for %s", self.agent.id, code, reply.first,
-                             reply.last, reply.day)
+                    log.info(
+                        "%s: leased %s %d-%d for %s",
+                        self.agent.id,
+                        code,
+                        reply.first,
+                        reply.last,
+                        reply.day,
+                    )
                 elif reply.error is not None:
-                    log.warning("%s: lease for %s refused: %s", self.agent.id, code,
-                                reply.error.message)
+                    log.warning(
+                        "%s: lease for %s refused: %s", self.agent.id, code, reply.error.message
+                    )
 
     # --- device events ---------------------------------------------------------------------
 
@@ -148,21 +169,29 @@ class DispenserAgent:
             identity = self._pending(self._identity)
             self._appointment = self._identity = None
             request = m.IssueRequest(
-                kind="issue", service=service, identity=identity,
-                appointment=appointment if appointment and 4 <= len(appointment) <= 16 and
-                appointment.isalnum() else None,
+                kind="issue",
+                service=service,
+                identity=identity,
+                appointment=appointment
+                if appointment and 4 <= len(appointment) <= 16 and appointment.isalnum()
+                else None,
             )
             try:
-                reply = await self.session.request(self.req_topic, request,
-                                                   timeout=self.cfg.edge.reply_timeout_s)
+                reply = await self.session.request(
+                    self.req_topic, request, timeout=self.cfg.edge.reply_timeout_s
+                )
             except (RequestTimeout, NotConnected) as exc:
                 log.info("%s: coordinator not answering (%s): issuing offline", self.agent.id, exc)
                 result = await self._issue_offline(service, supersedes=request.id)
             else:
-                if not reply.ok and reply.error is not None and (
-                        reply.error.code == "storage_failed"):
-                    log.warning("%s: coordinator cannot store tickets: issuing offline",
-                                self.agent.id)
+                if (
+                    not reply.ok
+                    and reply.error is not None
+                    and (reply.error.code == "storage_failed")
+                ):
+                    log.warning(
+                        "%s: coordinator cannot store tickets: issuing offline", self.agent.id
+                    )
                     result = await self._issue_offline(service, supersedes=request.id)
                 else:
                     result = await self._issue_online(reply)
@@ -179,9 +208,14 @@ class DispenserAgent:
             await self._print_notice(message)
             return Issued(None, True, False, reply.error.code if reply.error else "refused")
         info = reply.ticket
-        printed = await self._print(info.service, info.number, info.people_ahead,
-                                    round(info.eta_min), info.issued_at,
-                                    info.wait.zh(dash="-") if info.wait else None)
+        printed = await self._print(
+            info.service,
+            info.number,
+            info.people_ahead,
+            round(info.eta_min),
+            info.issued_at,
+            info.wait.zh(dash="-") if info.wait else None,
+        )
         if not printed:
             void = m.VoidRequest(kind="void", number=info.number, reason="ticket not printed")
             await self.session.publish(self.req_topic, void, queue=True)
@@ -203,26 +237,45 @@ class DispenserAgent:
         issued_at = dt.datetime.fromtimestamp(now, dt.UTC)
         printed = await self._print(service_code, number, ahead, eta, issued_at, wait)
         if printed:
-            replay = m.IssueRequest(kind="issue", service=service_code,
-                                    offline=m.OfflineIssue(number=number, issued_at=issued_at,
-                                                           supersedes=supersedes))
+            replay = m.IssueRequest(
+                kind="issue",
+                service=service_code,
+                offline=m.OfflineIssue(number=number, issued_at=issued_at, supersedes=supersedes),
+            )
             self.leases.hold_replay(replay.id, self.day().isoformat(), m.encode(replay).decode())
             await self.session.publish(self.req_topic, replay, queue=True)
             log.info("%s: issued %s offline; queued for replay", self.agent.id, number)
         return Issued(number, False, printed)
 
-    async def _print(self, service_code: str, number: str, ahead: int, eta: int | None,
-                     issued_at: dt.datetime, wait: str | None = None) -> bool:
+    async def _print(
+        self,
+        service_code: str,
+        number: str,
+        ahead: int,
+        eta: int | None,
+        issued_at: dt.datetime,
+        wait: str | None = None,
+    ) -> bool:
         if self.printer is None:
             return True
-        ticket = Ticket(hall=self.cfg.hall.name, service=self.cfg.service(service_code).name,
-                        number=number, people_ahead=ahead, wait_minutes=eta, wait_text=wait,
-                        issued_at=issued_at.astimezone(self.cfg.hall.tzinfo),
-                        status_url=self.cfg.hall.ticket_url(number))
+        ticket = Ticket(
+            hall=self.cfg.hall.name,
+            service=self.cfg.service(service_code).name,
+            number=number,
+            people_ahead=ahead,
+            wait_minutes=eta,
+            wait_text=wait,
+            issued_at=issued_at.astimezone(self.cfg.hall.tzinfo),
+            status_url=self.cfg.hall.ticket_url(number),
+        )
         result = await self.printer.print_ticket(ticket)
         status = str(result.status.condition)
-        await self.health.update(self.printer.device, result.done and status not in FAULTS,
-                                 status, result.reason if not result.done else None)
+        await self.health.update(
+            self.printer.device,
+            result.done and status not in FAULTS,
+            status,
+            result.reason if not result.done else None,
+        )
         if not result.done:
             log.warning("%s: ticket %s not printed: %s", self.agent.id, number, result.reason)
         return result.done
@@ -230,8 +283,9 @@ class DispenserAgent:
     async def _print_notice(self, message: str) -> None:
         if self.printer is None:
             return
-        data = b"".join([INIT, CHINESE_ON, text(self.cfg.hall.name), text(message), CHINESE_OFF,
-                         CUT])
+        data = b"".join(
+            [INIT, CHINESE_ON, text(self.cfg.hall.name), text(message), CHINESE_OFF, CUT]
+        )
         await self.printer.print_bytes(data)
 
     async def poll_printer(self) -> None:

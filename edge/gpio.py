@@ -42,8 +42,11 @@ def make_pin_factory(name: str | None = None) -> Any:
     try:
         return getattr(importlib.import_module(module), cls)()
     except ImportError as exc:
-        fix = ("pip install RPi.GPIO, or use the default lgpio" if chosen == "rpigpio" else
-               "on a Pi, pip install 'hallq[agent,pi]'")
+        fix = (
+            "pip install RPi.GPIO, or use the default lgpio"
+            if chosen == "rpigpio"
+            else "on a Pi, pip install 'hallq[agent,pi]'"
+        )
         raise GpioError(
             f"pin factory {chosen!r} needs a library that is not installed ({exc.name}): {fix}"
         ) from exc
@@ -62,9 +65,16 @@ class _Pin:
 class Buttons:
     """Named push buttons; ``on_press(name)`` runs on the event loop, once per real press."""
 
-    def __init__(self, pins: Mapping[str, int], factory: Any, on_press: Callable[[str], None],
-                 *, loop: asyncio.AbstractEventLoop, debounce_s: float = 0.03,
-                 pull_up: bool = True) -> None:
+    def __init__(
+        self,
+        pins: Mapping[str, int],
+        factory: Any,
+        on_press: Callable[[str], None],
+        *,
+        loop: asyncio.AbstractEventLoop,
+        debounce_s: float = 0.03,
+        pull_up: bool = True,
+    ) -> None:
         from gpiozero import Button
 
         self._loop = loop
@@ -142,5 +152,5 @@ class Indicators:
 def split_pins(pins: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
     """Config ``gpio`` tables list keys and lamps together; lamps are named ``led_*``."""
     buttons = {k: v for k, v in pins.items() if not k.startswith(LED_PREFIX)}
-    leds = {k[len(LED_PREFIX):]: v for k, v in pins.items() if k.startswith(LED_PREFIX)}
+    leds = {k[len(LED_PREFIX) :]: v for k, v in pins.items() if k.startswith(LED_PREFIX)}
     return buttons, leds

@@ -45,9 +45,15 @@ def _serial_device(dev: FramedDevice) -> SerialDevice:
     services = tuple(dev.services) if isinstance(dev, KeypadDevice) else ()
     width, height = (dev.led.width, dev.led.height) if isinstance(dev, LedSerialDevice) else (0, 0)
     return SerialDevice(
-        id=dev.id, kind=dev.kind, port=dev.serial.port, baud=dev.serial.baud,
-        address=dev.serial.address or 1, window=window, services=services,
-        width=width, height=height,
+        id=dev.id,
+        kind=dev.kind,
+        port=dev.serial.port,
+        baud=dev.serial.baud,
+        address=dev.serial.address or 1,
+        window=window,
+        services=services,
+        width=width,
+        height=height,
     )
 
 
@@ -57,13 +63,21 @@ def panel_spec(dev: Device) -> PanelSpec:
 
     if isinstance(dev, LedMax7219Device):
         return PanelSpec(
-            dev.id, dev.led.width, dev.led.height, "max7219", window=dev.window, zone=dev.zone,
-            spi_port=dev.spi.port, spi_device=dev.spi.device,
-            block_orientation=dev.spi.block_orientation, rotate=dev.spi.rotate,
+            dev.id,
+            dev.led.width,
+            dev.led.height,
+            "max7219",
+            window=dev.window,
+            zone=dev.zone,
+            spi_port=dev.spi.port,
+            spi_device=dev.spi.device,
+            block_orientation=dev.spi.block_orientation,
+            rotate=dev.spi.rotate,
         )
     if isinstance(dev, LedSerialDevice):
-        return PanelSpec(dev.id, dev.led.width, dev.led.height, "serial", window=dev.window,
-                         zone=dev.zone)
+        return PanelSpec(
+            dev.id, dev.led.width, dev.led.height, "serial", window=dev.window, zone=dev.zone
+        )
     raise ValueError(f"device {dev.id!r} ({dev.kind}) is not an LED panel")
 
 

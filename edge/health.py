@@ -33,23 +33,34 @@ class Health:
     def get(self, name: str) -> m.ComponentHealth | None:
         return self._components.get(component_name(name))
 
-    def set(self, name: str, ok: bool, status: str, detail: str | None = None, *,
-            quiet: bool = False) -> bool:
+    def set(
+        self, name: str, ok: bool, status: str, detail: str | None = None, *, quiet: bool = False
+    ) -> bool:
         """Record a component's state; True when it changed (and should be published).
         ``quiet``: the caller has logged the fault already (once for many agents)."""
-        item = m.ComponentHealth(name=component_name(name), ok=ok,
-                                 status=component_name(status), detail=detail and detail[:200])
+        item = m.ComponentHealth(
+            name=component_name(name),
+            ok=ok,
+            status=component_name(status),
+            detail=detail and detail[:200],
+        )
         if self._components.get(item.name) == item:
             return False
         if not ok and not quiet:
-            log.warning("%s: %s %s%s", self.session.client_id, item.name, item.status,
-                        f" ({detail})" if detail else "")
+            log.warning(
+                "%s: %s %s%s",
+                self.session.client_id,
+                item.name,
+                item.status,
+                f" ({detail})" if detail else "",
+            )
         self._components[item.name] = item
         return True
 
     def message(self) -> m.DeviceHealth:
-        return m.DeviceHealth(rev=self.session.next_rev(),
-                              components=list(self._components.values())[:32])
+        return m.DeviceHealth(
+            rev=self.session.next_rev(), components=list(self._components.values())[:32]
+        )
 
     async def publish(self) -> None:
         topic = self.session.topics.health(self.session.role, self.session.client_id)
@@ -68,11 +79,16 @@ async def report_link_health(health: Health, update: object) -> bool:
     from firmware_bridge import DeviceState, LinkState
 
     if isinstance(update, LinkState):
-        await health.update(f"line-{update.port.rsplit('/', 1)[-1]}", update.up,
-                            "ok" if update.up else "link_down", update.reason)
+        await health.update(
+            f"line-{update.port.rsplit('/', 1)[-1]}",
+            update.up,
+            "ok" if update.up else "link_down",
+            update.reason,
+        )
         return True
     if isinstance(update, DeviceState):
-        await health.update(update.device, update.online,
-                            "ok" if update.online else "offline", update.reason)
+        await health.update(
+            update.device, update.online, "ok" if update.online else "offline", update.reason
+        )
         return True
     return False

@@ -38,15 +38,18 @@ class LeaseBook:
         self._db.close()
 
     def add_block(self, day: str, service: str, first: int, last: int) -> None:
-        self._db.execute("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?)",
-                         (day, service, first, last))
+        self._db.execute(
+            "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?)", (day, service, first, last)
+        )
 
     def remaining(self, day: str, service: str) -> int:
         total = self._db.execute(
             "SELECT coalesce(sum(last - first + 1), 0) FROM blocks WHERE day = ? AND service = ?",
-            (day, service)).fetchone()[0]
-        used = self._db.execute("SELECT count(*) FROM used WHERE day = ? AND service = ?",
-                                (day, service)).fetchone()[0]
+            (day, service),
+        ).fetchone()[0]
+        used = self._db.execute(
+            "SELECT count(*) FROM used WHERE day = ? AND service = ?", (day, service)
+        ).fetchone()[0]
         return int(total) - int(used)
 
     def take(self, day: str, service: str) -> int | None:
@@ -55,11 +58,13 @@ class LeaseBook:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             for first, last in self._db.execute(
-                    "SELECT first, last FROM blocks WHERE day = ? AND service = ? ORDER BY first",
-                    (day, service)).fetchall():
+                "SELECT first, last FROM blocks WHERE day = ? AND service = ? ORDER BY first",
+                (day, service),
+            ).fetchall():
                 row = self._db.execute(
                     "SELECT coalesce(max(number), ?) FROM used WHERE day = ? AND service = ? "
-                    "AND number BETWEEN ? AND ?", (first - 1, day, service, first, last)
+                    "AND number BETWEEN ? AND ?",
+                    (first - 1, day, service, first, last),
                 ).fetchone()
                 number = int(row[0]) + 1
                 if number <= last:
@@ -75,13 +80,13 @@ class LeaseBook:
 
     def hold_replay(self, replay_id: str, day: str, payload: str) -> None:
         """Keep an offline ticket's replay until the coordinator answers it."""
-        self._db.execute("INSERT OR IGNORE INTO replays VALUES (?, ?, ?)",
-                         (replay_id, day, payload))
+        self._db.execute(
+            "INSERT OR IGNORE INTO replays VALUES (?, ?, ?)", (replay_id, day, payload)
+        )
 
     def replayed(self, replay_id: str) -> None:
         self._db.execute("DELETE FROM replays WHERE id = ?", (replay_id,))
 
     def unanswered(self) -> list[str]:
         """Payloads of the replays the coordinator has not answered yet, oldest first."""
-        return [row[0] for row in self._db.execute(
-            "SELECT payload FROM replays ORDER BY rowid")]
+        return [row[0] for row in self._db.execute("SELECT payload FROM replays ORDER BY rowid")]

@@ -92,20 +92,25 @@ class Panels:
                 except VoiceError as exc:
                     self._voice_off(dev, exc)
                     continue
-                player: Any = (WavFilePlayer(self.output_dir / dev.id) if self.emulate and
-                               self.output_dir else AplayPlayer())
+                player: Any = (
+                    WavFilePlayer(self.output_dir / dev.id)
+                    if self.emulate and self.output_dir
+                    else AplayPlayer()
+                )
                 announcer = Announcer(voice, player, zone=dev.zone)
                 self.announcers.append(await self._stack.enter_async_context(announcer))
         topics = self.session.topics
         if any(isinstance(p.layout, CallBoard) for p in self.panels):
             await self.session.subscribe(topics.board_state(), self._on_board)
-        for window in {p.layout.spec.window for p in self.panels
-                       if isinstance(p.layout, WindowStrip)}:
+        for window in {
+            p.layout.spec.window for p in self.panels if isinstance(p.layout, WindowStrip)
+        }:
             await self.session.subscribe(topics.window_state(window), self._on_window)
         await self.session.subscribe(topics.event("call"), self._on_call)
         # only the hall's coordinator: a presence under another id says nothing about it
         await self.session.subscribe(
-            topics.status("coordinator", self.cfg.coordinator.client_id), self._on_presence)
+            topics.status("coordinator", self.cfg.coordinator.client_id), self._on_presence
+        )
         return self
 
     async def __aexit__(
@@ -127,12 +132,13 @@ class Panels:
         self.health.set(dev.id, False, "voice_off", detail, quiet=True)
         if not _VOICE_OFF_SAID:
             _VOICE_OFF_SAID = True
-            log.warning("voice off: no espeak-ng and no voice clips, so calls are shown but "
-                        "not spoken (install it: sudo apt-get install espeak-ng)")
+            log.warning(
+                "voice off: no espeak-ng and no voice clips, so calls are shown but "
+                "not spoken (install it: sudo apt-get install espeak-ng)"
+            )
 
     async def _add_panel(self, dev: LedDevice) -> None:
-        backend: Backend | None = (
-            "emulator" if self.emulate and dev.kind == "led_max7219" else None)
+        backend: Backend | None = "emulator" if self.emulate and dev.kind == "led_max7219" else None
         spec = panel_spec(dev)
         sink = open_sink(spec, backend=backend, led_driver=self.drivers.get(dev.id))
         if isinstance(sink, SerialLedSink):
@@ -199,8 +205,11 @@ class Panels:
         except Exception as exc:
             await self.health.update(panel.device.id, False, "display_error", str(exc))
             return
-        if isinstance(panel.sink, EmulatorSink) and self.output_dir is not None and (
-                now - panel.saved_at >= SAVE_EVERY_S):
+        if (
+            isinstance(panel.sink, EmulatorSink)
+            and self.output_dir is not None
+            and (now - panel.saved_at >= SAVE_EVERY_S)
+        ):
             panel.saved_at = now
             self.output_dir.mkdir(parents=True, exist_ok=True)
             panel.sink.save_png(self.output_dir / f"{panel.device.id}.png")

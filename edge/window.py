@@ -32,8 +32,13 @@ NO_REPLY = "无响应 请重试"
 NOT_DONE = "未执行 请重试"
 SimpleAction = Literal["call", "recall", "skip", "pause", "resume", "emergency"]
 SIMPLE: dict[PadKey, SimpleAction] = {
-    PadKey.CALL: "call", PadKey.RECALL: "recall", PadKey.SKIP: "skip",
-    PadKey.PAUSE: "pause", PadKey.RESUME: "resume", PadKey.EMERGENCY: "emergency"}
+    PadKey.CALL: "call",
+    PadKey.RECALL: "recall",
+    PadKey.SKIP: "skip",
+    PadKey.PAUSE: "pause",
+    PadKey.RESUME: "resume",
+    PadKey.EMERGENCY: "emergency",
+}
 
 
 def display_text(state: m.WindowState) -> str:
@@ -45,8 +50,9 @@ def display_text(state: m.WindowState) -> str:
 
 
 class WindowAgent:
-    def __init__(self, cfg: HallConfig, agent: Agent, session: Session,
-                 pads: dict[int, CallPad]) -> None:
+    def __init__(
+        self, cfg: HallConfig, agent: Agent, session: Session, pads: dict[int, CallPad]
+    ) -> None:
         self.cfg = cfg
         self.agent = agent
         self.session = session
@@ -94,8 +100,11 @@ class WindowAgent:
                 return m.Transfer(window=window, action="transfer", to_window=press.target.number)
             services = self.cfg.services
             if 1 <= press.target.number <= len(services):
-                return m.Transfer(window=window, action="transfer",
-                                  to_service=services[press.target.number - 1].code)
+                return m.Transfer(
+                    window=window,
+                    action="transfer",
+                    to_service=services[press.target.number - 1].code,
+                )
         return None
 
     async def send(self, window: int, command: Any) -> m.CommandReply | None:
@@ -105,7 +114,8 @@ class WindowAgent:
             return None
         try:
             reply: m.CommandReply = await self.session.request(
-                self.cmd_topic, command, timeout=self.cfg.edge.command_timeout_s)
+                self.cmd_topic, command, timeout=self.cfg.edge.command_timeout_s
+            )
         except NotConnected:
             await self.show(window, LINK_DOWN)
             return None
@@ -120,7 +130,8 @@ class WindowAgent:
         query = m.Query(window=window, action="query", about=command.id)
         try:
             answer: m.CommandReply = await self.session.request(
-                self.cmd_topic, query, timeout=self.cfg.edge.command_timeout_s)
+                self.cmd_topic, query, timeout=self.cfg.edge.command_timeout_s
+            )
         except (NotConnected, RequestTimeout):
             await self.show(window, NO_REPLY)
             return None
@@ -144,10 +155,15 @@ class WindowAgent:
             window = update.window
             ticket = self.last_served.get(window)
             if ticket is None:
-                log.info("%s: rating %d at window %d with no ticket served yet", self.agent.id,
-                         update.score, window)
+                log.info(
+                    "%s: rating %d at window %d with no ticket served yet",
+                    self.agent.id,
+                    update.score,
+                    window,
+                )
                 return
-            await self.send(window, m.Rate(window=window, action="rate", ticket=ticket,
-                                           rating=update.score))
+            await self.send(
+                window, m.Rate(window=window, action="rate", ticket=ticket, rating=update.score)
+            )
         else:
             await report_link_health(self.health, update)

@@ -37,18 +37,27 @@ class EventSeqStore:
         self._db = open_db(path, SCHEMA)
 
     def get(self, device: str) -> int | None:
-        row = self._db.execute("SELECT seq FROM last_event_seq WHERE device = ?",
-                               (device,)).fetchone()
+        row = self._db.execute(
+            "SELECT seq FROM last_event_seq WHERE device = ?", (device,)
+        ).fetchone()
         return None if row is None else int(row[0])
 
     def put(self, device: str, seq: int) -> None:
         try:
-            self._db.execute("INSERT INTO last_event_seq (device, seq) VALUES (?, ?) "
-                             "ON CONFLICT (device) DO UPDATE SET seq = excluded.seq",
-                             (device, seq))
+            self._db.execute(
+                "INSERT INTO last_event_seq (device, seq) VALUES (?, ?) "
+                "ON CONFLICT (device) DO UPDATE SET seq = excluded.seq",
+                (device, seq),
+            )
         except sqlite3.Error as exc:
-            log.warning("%s: could not keep event seq %d of %s (a repeat after a restart "
-                        "may be delivered twice): %s", self.path, seq, device, exc)
+            log.warning(
+                "%s: could not keep event seq %d of %s (a repeat after a restart "
+                "may be delivered twice): %s",
+                self.path,
+                seq,
+                device,
+                exc,
+            )
 
     def close(self) -> None:
         self._db.close()

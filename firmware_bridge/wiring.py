@@ -96,20 +96,20 @@ def wire_devices(
         port = resolve_port(dev.port, sim_dir, simulate_all=simulate_all)
         if dev.kind == "printer":
             settle = (timing or LinkTiming()).print_settle
-            wiring.printers[dev.id] = TicketPrinter(port, baudrate=dev.baud, device=dev.id,
-                                                    settle=settle)
+            wiring.printers[dev.id] = TicketPrinter(
+                port, baudrate=dev.baud, device=dev.id, settle=settle
+            )
             continue
         link = wiring.links.get(port)
         if link is None:
-            link = wiring.links[port] = SerialLink(port, baudrate=dev.baud, timing=timing,
-                                                   seq_store=seq_store)
+            link = wiring.links[port] = SerialLink(
+                port, baudrate=dev.baud, timing=timing, seq_store=seq_store
+            )
         wiring.drivers[dev.id] = _driver(dev, link, id_hash_key)
     return wiring
 
 
-def _driver(
-    dev: SerialDevice, link: SerialLink, key: bytes | str | _Secret | None
-) -> FramedDevice:
+def _driver(dev: SerialDevice, link: SerialLink, key: bytes | str | _Secret | None) -> FramedDevice:
     address = dev.address
     match dev.kind:
         case "call_pad":

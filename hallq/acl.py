@@ -33,14 +33,22 @@ OPERATOR = "operator"
 def _topic(spec: TopicSpec, hall: str, role: str = "+", client: str = "+") -> str:
     """The ACL topic of a contract pattern: one client's, or with ``+`` for every level
     the pattern leaves open."""
-    return (spec.pattern.replace("{hall}", hall).replace("{role}", role)
-            .replace("{client}", client).replace("{window}", "+").replace("{service}", "+"))
+    return (
+        spec.pattern.replace("{hall}", hall)
+        .replace("{role}", role)
+        .replace("{client}", client)
+        .replace("{window}", "+")
+        .replace("{service}", "+")
+    )
 
 
 def client_writes(role: Role, client: str, hall: str) -> list[str]:
     """The topics a client of ``role`` publishes under its own level, per the contract."""
-    return [_topic(spec, hall, role.value, client) for spec in CLIENT_TOPICS.values()
-            if role in spec.roles and not spec.by_coordinator]
+    return [
+        _topic(spec, hall, role.value, client)
+        for spec in CLIENT_TOPICS.values()
+        if role in spec.roles and not spec.by_coordinator
+    ]
 
 
 def coordinator_writes(client: str, hall: str) -> list[str]:
@@ -50,9 +58,12 @@ def coordinator_writes(client: str, hall: str) -> list[str]:
 
 def _device_reads(role: Role, client: str, hall: str, coordinator: str) -> list[str]:
     base = f"{PREFIX}/{hall}"
-    reads = [f"{base}/state/#", f"{base}/event/#",
-             _topic(CLIENT_TOPICS[Action.STATUS], hall, Role.COORDINATOR.value, coordinator),
-             _topic(CLIENT_TOPICS[Action.STATUS], hall, role.value, client)]
+    reads = [
+        f"{base}/state/#",
+        f"{base}/event/#",
+        _topic(CLIENT_TOPICS[Action.STATUS], hall, Role.COORDINATOR.value, coordinator),
+        _topic(CLIENT_TOPICS[Action.STATUS], hall, role.value, client),
+    ]
     if role in CLIENT_TOPICS[Action.REPLY].roles:
         reads.append(_topic(CLIENT_TOPICS[Action.REPLY], hall, role.value, client))
     return reads
@@ -80,8 +91,11 @@ def hall_acl(cfg: HallConfig, operators: tuple[str, ...] = (OPERATOR,)) -> str:
         lines += _block(sup, client_writes(role, sup, hall), [everything])
     for agent in cfg.agents:
         role = Role(agent.role)
-        lines += _block(agent.id, client_writes(role, agent.id, hall),
-                        _device_reads(role, agent.id, hall, coord))
+        lines += _block(
+            agent.id,
+            client_writes(role, agent.id, hall),
+            _device_reads(role, agent.id, hall, coord),
+        )
     for op in operators:
         lines += _block(op, [], [everything])
     return "\n".join(lines) + "\n"

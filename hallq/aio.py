@@ -51,8 +51,7 @@ class BackgroundTasks:
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("%s: task %s failed", self.owner, task.get_name(),
-                      exc_info=task.exception())
+            log.error("%s: task %s failed", self.owner, task.get_name(), exc_info=task.exception())
 
     async def close(self) -> None:
         while self._tasks:

@@ -272,8 +272,11 @@ class Session:
             if client is not None and self._connected.is_set():
                 try:
                     await client.publish(
-                        self.status_topic, self._presence_payload("offline"), qos=1,
-                        retain=True, timeout=self._op_timeout,
+                        self.status_topic,
+                        self._presence_payload("offline"),
+                        qos=1,
+                        retain=True,
+                        timeout=self._op_timeout,
                     )
                 except aiomqtt.MqttError as exc:
                     log.warning("%s: could not publish offline status: %s", self.client_id, exc)
@@ -318,7 +321,10 @@ class Session:
     def _presence_payload(self, state: Literal["online", "offline"]) -> bytes:
         return encode(
             Presence(
-                state=state, boot=self._boot, role=self.role.value, client=self.client_id,
+                state=state,
+                boot=self._boot,
+                role=self.role.value,
+                client=self.client_id,
                 version=__version__,
             )
         )
@@ -408,8 +414,12 @@ class Session:
             self._boot = self._store.next_boot()
         except sqlite3.Error as exc:  # a full or read-only disk must not end the session
             self._boot += 1
-            log.warning("%s: state file not writable (%s); boot %d kept in memory",
-                        self.client_id, exc, self._boot)
+            log.warning(
+                "%s: state file not writable (%s); boot %d kept in memory",
+                self.client_id,
+                exc,
+                self._boot,
+            )
         self._rev_counter = 0
         client = self._make_client(protocol)
         self.attempts += 1
@@ -421,8 +431,15 @@ class Session:
             if self._client is None:
                 loud = failures in (0, 5) or failures % 20 == 0
                 level = logging.WARNING if loud else logging.DEBUG
-                log.log(level, "%s: cannot connect to %s (MQTT %s, attempt %d): %s",
-                        self.client_id, self.broker.url, protocol.name, failures + 1, exc)
+                log.log(
+                    level,
+                    "%s: cannot connect to %s (MQTT %s, attempt %d): %s",
+                    self.client_id,
+                    self.broker.url,
+                    protocol.name,
+                    failures + 1,
+                    exc,
+                )
                 return exc
             log.warning("%s: lost the broker: %s", self.client_id, exc)
         except Exception as exc:
@@ -454,7 +471,10 @@ class Session:
         await client.subscribe([self._subscription(f) for f in dict.fromkeys(late)])
         log.info(
             "%s: connected to %s (MQTT %s, boot %d)",
-            self.client_id, self.broker.url, "5" if self._v5 else "3.1.1", self._boot,
+            self.client_id,
+            self.broker.url,
+            "5" if self._v5 else "3.1.1",
+            self._boot,
         )
         self._connected.set()
         self._kick_drain()
@@ -467,8 +487,7 @@ class Session:
                 # past the handlers' own guard (a bug): acknowledge it and serve on. Raising
                 # would restart the session, and the broker would hand the same message
                 # back after every reconnect: one client could keep us flapping.
-                log.exception("%s: message on %s dropped", self.client_id,
-                              message.topic.value)
+                log.exception("%s: message on %s dropped", self.client_id, message.topic.value)
                 kept = True
             if kept:
                 self._ack(client, message)
@@ -513,8 +532,9 @@ class Session:
             found = self._specs[topic] = spec_for(parse(topic))
         return found
 
-    async def publish(self, topic: str, message: BaseModel, *, queue: bool = False,
-                      expiry_s: float | None = None) -> bool:
+    async def publish(
+        self, topic: str, message: BaseModel, *, queue: bool = False, expiry_s: float | None = None
+    ) -> bool:
         """Publish ``message`` with the QoS/retain/expiry the contract gives ``topic``.
 
         Returns True once the broker has it, False when it was put in the outbox. ``queue``
@@ -570,7 +590,8 @@ class Session:
         # that cannot come until its operation timeout.
         gone = client._disconnected
         publish = asyncio.ensure_future(
-            client.publish(topic, data, qos=qos, retain=retain, properties=properties))
+            client.publish(topic, data, qos=qos, retain=retain, properties=properties)
+        )
         try:
             await asyncio.wait((publish, gone), return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
@@ -682,8 +703,10 @@ class Session:
         """Validate and route one message; False if a handler could not keep it (then it is
         not acknowledged)."""
         topic = message.topic.value
-        raw = message.payload if isinstance(message.payload, (bytes, bytearray)) else (
-            str(message.payload).encode() if message.payload is not None else b""
+        raw = (
+            message.payload
+            if isinstance(message.payload, (bytes, bytearray))
+            else (str(message.payload).encode() if message.payload is not None else b"")
         )
         if topic == self.status_topic:
             self._watch_own_status(bytes(raw))
@@ -714,8 +737,9 @@ class Session:
             return True
         arrived = self._arrivals.pop(message.mid, None) if message.mid else None
         held = time.monotonic() - arrived if arrived is not None else 0.0
-        incoming = Incoming(topic, parts, payload, bool(message.retain), self._waited(),
-                            _expiry_left(message), held)
+        incoming = Incoming(
+            topic, parts, payload, bool(message.retain), self._waited(), _expiry_left(message), held
+        )
         kept = True
         for handler in handlers:
             try:
@@ -723,8 +747,12 @@ class Session:
                 if inspect.isawaitable(result):
                     await result
             except NotKept as exc:
-                log.warning("%s: %s not kept, left for the broker to deliver again: %s",
-                            self.client_id, topic, exc)
+                log.warning(
+                    "%s: %s not kept, left for the broker to deliver again: %s",
+                    self.client_id,
+                    topic,
+                    exc,
+                )
                 kept = False
             except Exception as exc:  # one bad message must never end the session
                 log.exception("%s: handler %s failed on %s", self.client_id, handler, topic)
@@ -787,16 +815,16 @@ class Session:
         if not task.cancelled() and task.exception() is not None:
             log.warning("%s: background publish failed: %s", self.client_id, task.exception())
 
-    async def _report(
-        self, topic: str, code: RejectCode, text: str, field: str | None
-    ) -> None:
+    async def _report(self, topic: str, code: RejectCode, text: str, field: str | None) -> None:
         """Log and publish what was rejected. Everything quoted came from a client, so it is
         redacted, escaped and cut to the report's limits here, whoever built it: a report
         that failed its own validation would end the session (issue 12)."""
         log.warning("%s: rejected message on %s: %s", self.client_id, topic, text)
         try:
             report = ErrorReport(
-                topic=_clip(topic, 300), code=code, message=_clip(text, 1000),
+                topic=_clip(topic, 300),
+                code=code,
+                message=_clip(text, 1000),
                 field=None if field is None else _clip(field, 200),
             )
             await self.publish(self.error_topic, report)

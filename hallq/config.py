@@ -154,11 +154,14 @@ class HallInfo(_Model):
     # weekend days it opens, and 征期 deadlines moved from the 15th (by holidays or a
     # weekend). Dates of past years stay useful: the forecast is fitted on the history.
     closed_days: Annotated[list[date], BeforeValidator(date_list(False))] = Field(
-        default_factory=list)
+        default_factory=list
+    )
     extra_workdays: Annotated[list[date], BeforeValidator(date_list(True))] = Field(
-        default_factory=list)
+        default_factory=list
+    )
     filing_deadlines: Annotated[dict[str, int], BeforeValidator(deadlines)] = Field(
-        default_factory=dict)
+        default_factory=dict
+    )
 
     @property
     def tzinfo(self) -> ZoneInfo:
@@ -280,10 +283,14 @@ class BrokerConfig(_Model):
         try:
             secret = where.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(str(where), [
-                f"cannot read the broker password of {client_id!r}: "
-                f"{getattr(exc, 'strerror', None) or exc} (copy the directory `hallq "
-                f"provision` wrote for {client_id} to {credentials})"]) from None
+            raise ConfigError(
+                str(where),
+                [
+                    f"cannot read the broker password of {client_id!r}: "
+                    f"{getattr(exc, 'strerror', None) or exc} (copy the directory `hallq "
+                    f"provision` wrote for {client_id} to {credentials})"
+                ],
+            ) from None
         if not secret:
             raise ConfigError(str(where), [f"the broker password of {client_id!r} is empty"])
         tls = self.tls
@@ -293,8 +300,14 @@ class BrokerConfig(_Model):
         cert, key = credentials / "client.crt", credentials / "client.key"
         if tls.cert_file is None and cert.is_file() and key.is_file():
             tls = tls.model_copy(update={"cert_file": cert, "key_file": key})
-        return self.model_copy(update={"username": client_id, "password": SecretStr(secret),
-                                       "password_file": None, "tls": tls})
+        return self.model_copy(
+            update={
+                "username": client_id,
+                "password": SecretStr(secret),
+                "password_file": None,
+                "tls": tls,
+            }
+        )
 
     @property
     def host(self) -> str:
@@ -326,7 +339,8 @@ class SecurityConfig(_Model):
     # MQTT client ids of supervisor consoles: the only senders of supervisor/<id>/cmd the
     # coordinator obeys (a device never is one); `hallq provision` gives each a login
     supervisor_clients: list[Annotated[str, BeforeValidator(id_check("supervisor client id"))]] = (
-        Field(default_factory=list))
+        Field(default_factory=list)
+    )
     # per client: messages a second it may send the coordinator, and the burst above that
     client_rate_per_s: Annotated[float, BeforeValidator(positive_number(10_000))] = 20.0
     client_burst: Annotated[int, BeforeValidator(int_range(1, 100_000))] = 60
@@ -379,8 +393,10 @@ PASSWORD_HASH = re.compile(r"\$argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]
 def _password_hash(value: object) -> str:
     """Only an argon2id hash is accepted: a clear password must never sit in a hall file."""
     if not isinstance(value, str) or not PASSWORD_HASH.fullmatch(value.strip()):
-        raise problem("expected an argon2id hash as `hallq user add` writes it "
-                      '("$argon2id$v=19$m=...") (value not shown)')
+        raise problem(
+            "expected an argon2id hash as `hallq user add` writes it "
+            '("$argon2id$v=19$m=...") (value not shown)'
+        )
     return value.strip()
 
 
@@ -424,8 +440,7 @@ class WebConfig(_Model):
     lockout_min: Annotated[int, BeforeValidator(int_range(1, 24 * 60))] = 15
     # reverse proxies whose X-Forwarded-For / -Proto are believed (their addresses); from
     # anyone else those headers are ignored, so a client cannot pick its own address
-    trusted_proxies: Annotated[list[str], BeforeValidator(_ip_list)] = Field(
-        default_factory=list)
+    trusted_proxies: Annotated[list[str], BeforeValidator(_ip_list)] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> WebConfig:
@@ -660,8 +675,15 @@ class SpeakerDevice(_DeviceBase):
     zone: Text | None = None
 
 
-FramedDevice = (CallPadDevice | RatingPadDevice | KeypadDevice | ScannerDevice
-                | IdReaderDevice | PrinterDevice | LedSerialDevice)
+FramedDevice = (
+    CallPadDevice
+    | RatingPadDevice
+    | KeypadDevice
+    | ScannerDevice
+    | IdReaderDevice
+    | PrinterDevice
+    | LedSerialDevice
+)
 LedDevice = LedMax7219Device | LedSerialDevice
 PadDevice = CallPadDevice | RatingPadDevice | GpioButtonsDevice
 Device = Annotated[
@@ -803,16 +825,25 @@ class HallConfig(_Model):
         _unique(problems, "agents", "id", [a.id for a in self.agents], "agent id")
         agent_ids = {a.id for a in self.agents}
         if self.coordinator.client_id in agent_ids:
-            problems.add(f"{self.coordinator.client_id!r} is also an agent id: every client "
-                         "needs its own broker identity", "coordinator", "client_id")
+            problems.add(
+                f"{self.coordinator.client_id!r} is also an agent id: every client "
+                "needs its own broker identity",
+                "coordinator",
+                "client_id",
+            )
         for i, sup in enumerate(self.security.supervisor_clients):
             if sup in self.security.supervisor_clients[:i]:
-                problems.add(f"duplicate supervisor client id {sup!r}",
-                             "security", "supervisor_clients", i)
+                problems.add(
+                    f"duplicate supervisor client id {sup!r}", "security", "supervisor_clients", i
+                )
             elif sup in agent_ids or sup == self.coordinator.client_id:
-                problems.add(f"{sup!r} is a device's or the coordinator's id: a supervisor "
-                             "console needs its own broker identity",
-                             "security", "supervisor_clients", i)
+                problems.add(
+                    f"{sup!r} is a device's or the coordinator's id: a supervisor "
+                    "console needs its own broker identity",
+                    "security",
+                    "supervisor_clients",
+                    i,
+                )
         zones = {z.id: z for z in self.zones}
         services = {s.code: s for s in self.services}
         windows = {w.number: w for w in self.windows}
@@ -857,9 +888,7 @@ class HallConfig(_Model):
                 device_agent.setdefault(dev.id, agent.id)
                 window, zone = device_window(dev), device_zone(dev)
                 if window is not None and window not in windows:
-                    problems.add(
-                        f"window {window} is not configured in [[windows]]", *at, "window"
-                    )
+                    problems.add(f"window {window} is not configured in [[windows]]", *at, "window")
                 elif window is not None and agent.role == "window" and dev.kind in _PAD_KINDS:
                     owner = pad_agent.setdefault(window, agent.id)
                     if owner != agent.id:
@@ -925,11 +954,13 @@ class HallConfig(_Model):
         if agent.role != "window":
             return []
         return sorted(
-            {d.window for d in agent.devices
-             if isinstance(d, CallPadDevice | RatingPadDevice | GpioButtonsDevice)
-             and d.window is not None}
+            {
+                d.window
+                for d in agent.devices
+                if isinstance(d, CallPadDevice | RatingPadDevice | GpioButtonsDevice)
+                and d.window is not None
+            }
         )
-
 
     def services_for_agent(self, agent_id: str) -> list[str]:
         """The services a dispenser issues for: its keys' services, or every service when
@@ -1074,8 +1105,10 @@ def _syntax_problem(exc: tomllib.TOMLDecodeError, text: str) -> str:
     m = re.search(r"\s*\(at end of document\)\s*$", msg)
     if m:  # a file cut short: say where it ends, so nobody hunts for the line
         last = text.rsplit("\n", 1)[-1]
-        return (f"line {text.count(chr(10)) + 1}, column {len(last) + 1}: TOML syntax "
-                f"error: {msg[: m.start()]} (the file ends there)")
+        return (
+            f"line {text.count(chr(10)) + 1}, column {len(last) + 1}: TOML syntax "
+            f"error: {msg[: m.start()]} (the file ends there)"
+        )
     return f"TOML syntax error: {msg}"
 
 
@@ -1126,7 +1159,7 @@ def _device_tag_out(loc: Loc, kind: str) -> tuple[Loc, str | None]:
     for i in range(2, len(loc)):
         if loc[i - 2] == "devices" and isinstance(loc[i - 1], int):
             if isinstance(loc[i], str) and loc[i] in DEVICE_CLASSES:
-                return (*loc[:i], *loc[i + 1:]), str(loc[i])
+                return (*loc[:i], *loc[i + 1 :]), str(loc[i])
             if kind.startswith("union_tag"):
                 return (*loc[:i], "kind"), None
     if kind.startswith("union_tag") and len(loc) >= 2 and loc[-2] == "devices":

@@ -26,13 +26,42 @@ from hallq.topics import check_id
 Loc = tuple[str | int, ...]
 
 __all__ = [
-    "WEEKDAY_NAMES", "ClockTime", "Collector", "Intervals", "PathT", "Pin", "Problems",
-    "Secret", "Text", "Weight", "baud_rate", "bounds_text", "broker_url",
-    "calendar_date", "clock_time", "date_list", "days_in_month", "deadlines",
-    "hash_key", "http_url", "id_check", "int_range", "intervals", "led_side",
-    "log_level_name", "path_text", "plain_text", "positive_number", "problem",
-    "resolve_path", "secret_value", "serial_port", "show", "ticket_prefix",
-    "timezone_name", "toml_path",
+    "WEEKDAY_NAMES",
+    "ClockTime",
+    "Collector",
+    "Intervals",
+    "PathT",
+    "Pin",
+    "Problems",
+    "Secret",
+    "Text",
+    "Weight",
+    "baud_rate",
+    "bounds_text",
+    "broker_url",
+    "calendar_date",
+    "clock_time",
+    "date_list",
+    "days_in_month",
+    "deadlines",
+    "hash_key",
+    "http_url",
+    "id_check",
+    "int_range",
+    "intervals",
+    "led_side",
+    "log_level_name",
+    "path_text",
+    "plain_text",
+    "positive_number",
+    "problem",
+    "resolve_path",
+    "secret_value",
+    "serial_port",
+    "show",
+    "ticket_prefix",
+    "timezone_name",
+    "toml_path",
 ]
 
 _MIN_HASH_KEY_LEN = 16
@@ -300,14 +329,18 @@ def deadlines(value: object) -> dict[str, int]:
     for key, day in value.items():
         m = _YM.fullmatch(key.strip())
         if not m:
-            problems.add(f'expected a month "YYYY-MM" (e.g. "2026-10") as the key, got {key!r}',
-                         key)
+            problems.add(
+                f'expected a month "YYYY-MM" (e.g. "2026-10") as the key, got {key!r}', key
+            )
             continue
         year, month = int(m.group(1)), int(m.group(2))
         last = days_in_month(year, month)
         if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= last:
-            problems.add(f"expected a day of the month between 1 and {last} "
-                         f"({year}-{month:02d} has {last} days), got {show(day)}", key)
+            problems.add(
+                f"expected a day of the month between 1 and {last} "
+                f"({year}-{month:02d} has {last} days), got {show(day)}",
+                key,
+            )
             continue
         out[f"{year}-{month:02d}"] = day
     problems.raise_any()
@@ -339,8 +372,10 @@ def log_level_name(value: object) -> object:
 
 
 def http_url(value: object) -> str:
-    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https") or not (
-        urlsplit(value).hostname
+    if (
+        not isinstance(value, str)
+        or urlsplit(value).scheme not in ("http", "https")
+        or not (urlsplit(value).hostname)
     ):
         raise problem(f"expected an http:// or https:// URL, got {show(value)}")
     return value

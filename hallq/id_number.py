@@ -16,8 +16,7 @@ import hmac
 import re
 from typing import Protocol
 
-__all__ = ["hash_id_number", "hash_phone", "id_number_problem", "key_bytes",
-           "normalise_phone"]
+__all__ = ["hash_id_number", "hash_phone", "id_number_problem", "key_bytes", "normalise_phone"]
 
 MIN_KEY = 16
 _NUMBER = re.compile(r"[0-9]{17}[0-9X]")

@@ -41,9 +41,7 @@ LEVEL_ENV = "HALLQ_LOG_LEVEL"
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Not part of a longer digit run, so order numbers and timestamps are left alone; also as
 # people write it, grouped 6-8-4 by spaces or hyphens ("110101 19900307 123X").
-_ID_CARD = re.compile(
-    r"(?<![0-9A-Za-z])(?:\d{17}|\d{6}[ -]\d{8}[ -]\d{3})[\dXx](?![0-9A-Za-z])"
-)
+_ID_CARD = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}|\d{6}[ -]\d{8}[ -]\d{3})[\dXx](?![0-9A-Za-z])")
 _MASK = "[id-redacted]"
 _HANDLER_NAME = "hallq-root"
 
@@ -192,8 +190,11 @@ def setup_logging(
     handler = logging.StreamHandler(out)
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(IdCardRedactor())
-    formatter = JsonFormatter() if use_json else TextFormatter(
-        "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    formatter = (
+        JsonFormatter()
+        if use_json
+        else TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    )
     handler.setFormatter(JournalPriority(formatter) if prefix else formatter)
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:

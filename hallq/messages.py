@@ -48,7 +48,7 @@ IdentityHash = Annotated[
 ]
 AppointmentCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{4,16}$")]
 ShortText = Annotated[str, StringConstraints(max_length=200)]
-ComfortLevel = Literal["较少", "适中", "较多"]   # 办税舒适度: quiet, moderate, busy
+ComfortLevel = Literal["较少", "适中", "较多"]  # 办税舒适度: quiet, moderate, busy
 Weight = Annotated[float, Field(gt=0, le=10)]
 
 
@@ -123,7 +123,8 @@ class Command(Message):
     def _wire_needs_an_id(self, info: ValidationInfo) -> Command:
         if info.context and info.context.get("wire") and "id" not in self.model_fields_set:
             raise PydanticCustomError(
-                "id_missing", "Field required: the command's idempotency key (a ULID)")
+                "id_missing", "Field required: the command's idempotency key (a ULID)"
+            )
         return self
 
 
@@ -196,7 +197,7 @@ class SetSkills(_WindowCommand):
 
 
 class Query(_WindowCommand):
-    """"Did my last command happen?": asked by a pad whose command got no reply within its
+    """ "Did my last command happen?": asked by a pad whose command got no reply within its
     deadline. Past that deadline the coordinator's answer is final: a command it has not
     applied by then it never will (see docs/delivery.md)."""
 
@@ -341,10 +342,13 @@ class CommandReply(_Reply):
     kind: Literal["command"]
     ticket: TicketNo | None = Field(default=None, description="the ticket the command acted on")
     happened: bool | None = Field(
-        default=None, description="answer to a query: whether the command asked about "
-        "changed the hall (then `ticket` is the one it acted on); false is final")
+        default=None,
+        description="answer to a query: whether the command asked about "
+        "changed the hall (then `ticket` is the one it acted on); false is final",
+    )
     refused: Rejection | None = Field(
-        default=None, description="answer to a query: why the command asked about was refused")
+        default=None, description="answer to a query: why the command asked about was refused"
+    )
 
 
 Reply = TypeAliasType(
@@ -446,9 +450,11 @@ class QueueState(Retained):
     service: ServiceCode
     waiting: int = Field(ge=0)
     next: list[TicketNo] = Field(default_factory=list, max_length=20)
-    eta_min: float | None = Field(default=None, ge=0,
-                                  description="the likeliest wait for a ticket issued now "
-                                              "(wait.p50_min), minutes")
+    eta_min: float | None = Field(
+        default=None,
+        ge=0,
+        description="the likeliest wait for a ticket issued now (wait.p50_min), minutes",
+    )
     oldest_wait_s: float | None = Field(default=None, ge=0)
     wait: WaitRange | None = None
 
@@ -466,8 +472,8 @@ class StatsState(Retained):
     day: dt.date
     total: Kpi
     per_service: dict[ServiceCode, Kpi] = Field(default_factory=dict)
-    per_window: dict[Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,2}$")], Kpi] = (
-        Field(default_factory=dict)
+    per_window: dict[Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,2}$")], Kpi] = Field(
+        default_factory=dict
     )
 
 
@@ -495,8 +501,9 @@ class DeviceHealth(Retained):
     components: list[ComponentHealth] = Field(default_factory=list, max_length=32)
 
 
-RejectCode = Literal["oversize", "invalid_json", "invalid_payload", "bad_topic", "handler_failed",
-                     "refused"]
+RejectCode = Literal[
+    "oversize", "invalid_json", "invalid_payload", "bad_topic", "handler_failed", "refused"
+]
 
 
 class ErrorReport(Message):

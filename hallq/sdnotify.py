@@ -179,8 +179,9 @@ async def ready_when(
     return True
 
 
-async def status_loop(notifier: Notifier, describe: Callable[[], str], *,
-                      every: float = 1.0) -> None:
+async def status_loop(
+    notifier: Notifier, describe: Callable[[], str], *, every: float = 1.0
+) -> None:
     """Keep ``STATUS=`` current for ``systemctl status`` (e.g. "online, 12 waiting"); sent
     only when the text changes, so at most one datagram a second."""
     if not notifier.enabled:
@@ -195,13 +196,18 @@ async def status_loop(notifier: Notifier, describe: Callable[[], str], *,
 
 
 @contextlib.asynccontextmanager
-async def supervised(notifier: Notifier, connected: Awaitable[object], describe: Callable[[], str],
-                     ) -> AsyncIterator[None]:
+async def supervised(
+    notifier: Notifier,
+    connected: Awaitable[object],
+    describe: Callable[[], str],
+) -> AsyncIterator[None]:
     """What a hallq service does for systemd while it runs: READY once connected (or after
     the grace period), WATCHDOG from the event loop, readable STATUS lines, STOPPING."""
-    tasks = [asyncio.create_task(watchdog(notifier)),
-             asyncio.create_task(ready_when(notifier, connected, status=describe)),
-             asyncio.create_task(status_loop(notifier, describe))]
+    tasks = [
+        asyncio.create_task(watchdog(notifier)),
+        asyncio.create_task(ready_when(notifier, connected, status=describe)),
+        asyncio.create_task(status_loop(notifier, describe)),
+    ]
     try:
         yield
     finally:

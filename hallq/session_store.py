@@ -83,7 +83,10 @@ class SessionStore:
                 log.warning(
                     "outbox %s is full (%d messages): dropped the oldest, for %s "
                     "(%d dropped so far)",
-                    self.path, self.max_items, oldest[0], total,
+                    self.path,
+                    self.max_items,
+                    oldest[0],
+                    total,
                 )
             self._db.execute(
                 "INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 
-def open_db(path: Path, schema: str, *,
-            synchronous: Literal["FULL", "NORMAL"] = "FULL") -> sqlite3.Connection:
+def open_db(
+    path: Path, schema: str, *, synchronous: Literal["FULL", "NORMAL"] = "FULL"
+) -> sqlite3.Connection:
     """Open (creating folders and tables) a database in WAL mode.
 
     FULL where a lost write would lose a ticket (the event log, leases); NORMAL where the

@@ -34,8 +34,14 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
-              callback=_print_version, help="Show the version and the active dispatch core.")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and the active dispatch core.",
+)
 def main() -> None:
     """hallq: queue management for public service halls."""
 
@@ -67,7 +73,10 @@ def _load(file: Path) -> HallConfig:
 
 
 config_option = click.option(
-    "--config", "config_file", required=True, type=click.Path(path_type=Path),
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(path_type=Path),
     help="the hall's TOML file",
 )
 
@@ -88,8 +97,12 @@ def topics(config_file: Path) -> None:
         table.add_column(column)
     for spec in ALL_TOPICS:
         table.add_row(
-            spec.pattern.replace("{hall}", hall), spec.publisher, spec.subscribers,
-            str(spec.qos), "yes" if spec.retained else "no", spec.payload_name,
+            spec.pattern.replace("{hall}", hall),
+            spec.publisher,
+            spec.subscribers,
+            str(spec.qos),
+            "yes" if spec.retained else "no",
+            spec.payload_name,
         )
     console = Console()
     console.print(table)
@@ -98,8 +111,14 @@ def topics(config_file: Path) -> None:
 
 @main.command()
 @config_option
-@click.option("--operator", "operators", multiple=True, default=["operator"],
-              show_default=True, help="read-only broker user(s) for hallq status / doctor")
+@click.option(
+    "--operator",
+    "operators",
+    multiple=True,
+    default=["operator"],
+    show_default=True,
+    help="read-only broker user(s) for hallq status / doctor",
+)
 def acl(config_file: Path, operators: tuple[str, ...]) -> None:
     """Print the hall broker's acl_file: each login publishes only its own role's topics."""
     from hallq.acl import hall_acl
@@ -113,25 +132,62 @@ def acl(config_file: Path, operators: tuple[str, ...]) -> None:
 
 @main.command()
 @config_option
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
-              help="directory for the CA, the broker's files and each device's credentials")
-@click.option("--rotate", multiple=True, metavar="CLIENT",
-              help="give this client a new password (repeatable); the others are kept")
-@click.option("--listen", "port", default=8883, show_default=True, type=int,
-              help="the broker's TLS port on the hall LAN")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="directory for the CA, the broker's files and each device's credentials",
+)
+@click.option(
+    "--rotate",
+    multiple=True,
+    metavar="CLIENT",
+    help="give this client a new password (repeatable); the others are kept",
+)
+@click.option(
+    "--listen",
+    "port",
+    default=8883,
+    show_default=True,
+    type=int,
+    help="the broker's TLS port on the hall LAN",
+)
 @click.option("--bind", default=None, help="the address the broker listens on (default: all)")
-@click.option("--host", "hosts", multiple=True,
-              help="another name or address of the broker for its certificate (repeatable; "
-                   "broker.url's host, localhost and 127.0.0.1 are always in)")
-@click.option("--run-as", default=None,
-              help="the user Mosquitto runs as (its `user` option; test rigs only)")
-@click.option("--client-certs", is_flag=True,
-              help="also a certificate per client from the hall CA, which the broker demands")
-@click.option("--operator", "operators", multiple=True, default=["operator"],
-              show_default=True, help="read-only broker user(s) for hallq status / doctor")
-def provision(config_file: Path, out: Path, rotate: tuple[str, ...], port: int,
-              bind: str | None, hosts: tuple[str, ...], run_as: str | None,
-              client_certs: bool, operators: tuple[str, ...]) -> None:
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    help="another name or address of the broker for its certificate (repeatable; "
+    "broker.url's host, localhost and 127.0.0.1 are always in)",
+)
+@click.option(
+    "--run-as", default=None, help="the user Mosquitto runs as (its `user` option; test rigs only)"
+)
+@click.option(
+    "--client-certs",
+    is_flag=True,
+    help="also a certificate per client from the hall CA, which the broker demands",
+)
+@click.option(
+    "--operator",
+    "operators",
+    multiple=True,
+    default=["operator"],
+    show_default=True,
+    help="read-only broker user(s) for hallq status / doctor",
+)
+def provision(
+    config_file: Path,
+    out: Path,
+    rotate: tuple[str, ...],
+    port: int,
+    bind: str | None,
+    hosts: tuple[str, ...],
+    run_as: str | None,
+    client_certs: bool,
+    operators: tuple[str, ...],
+) -> None:
     """Credentials for every client of the hall, the ACL and the broker config (TLS, no
     anonymous access, login bound to client id). Run again to add or --rotate clients."""
     from hallqctl.provision import ProvisionError
@@ -139,8 +195,17 @@ def provision(config_file: Path, out: Path, rotate: tuple[str, ...], port: int,
 
     cfg = _load(config_file)
     try:
-        done = run(cfg, out, rotate=rotate, port=port, bind=bind, hosts=hosts, run_as=run_as,
-                   client_certs=client_certs, operators=operators)
+        done = run(
+            cfg,
+            out,
+            rotate=rotate,
+            port=port,
+            bind=bind,
+            hosts=hosts,
+            run_as=run_as,
+            client_certs=client_certs,
+            operators=operators,
+        )
     except ProvisionError as exc:
         click.echo(f"hallq provision: {exc}", err=True)
         raise SystemExit(1) from None
@@ -169,8 +234,11 @@ def _need_role(extra: str, *modules: str, installed: tuple[str, ...] = ()) -> No
             missing = exc.name
             break
     if missing is not None:
-        click.echo(f"this needs hallq's `{extra}` role, and {missing} is not installed: "
-                   f"pip install 'hallq[{extra}]'", err=True)
+        click.echo(
+            f"this needs hallq's `{extra}` role, and {missing} is not installed: "
+            f"pip install 'hallq[{extra}]'",
+            err=True,
+        )
         raise SystemExit(2) from None
 
 
@@ -190,10 +258,19 @@ def _run_until_signalled(coro_factory: Callable[[], Coroutine[Any, Any, object]]
 
 @main.command()
 @config_option
-@click.option("--log", "log_path", type=click.Path(path_type=Path), default=None,
-              help="event log (SQLite); default: coordinator.log_path or the state dir")
-@click.option("--dispatch", type=click.Choice(["auto", "compiled", "pure"]), default=None,
-              help="dispatch core to use (default: HALLQ_DISPATCH or auto)")
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="event log (SQLite); default: coordinator.log_path or the state dir",
+)
+@click.option(
+    "--dispatch",
+    type=click.Choice(["auto", "compiled", "pure"]),
+    default=None,
+    help="dispatch core to use (default: HALLQ_DISPATCH or auto)",
+)
 def coordinator(config_file: Path, log_path: Path | None, dispatch: str | None) -> None:
     """Run the hall's queue coordinator (the only writer of its queue state)."""
     import os
@@ -205,7 +282,6 @@ def coordinator(config_file: Path, log_path: Path | None, dispatch: str | None) 
     _setup_logging(cfg.runtime.log_level)
     kind = dispatch or os.environ.get("HALLQ_DISPATCH", "auto")
     _run_until_signalled(lambda: serve(cfg, log_path=log_path, dispatch=kind))
-
 
 
 @main.group()
@@ -234,8 +310,9 @@ def _read_password(stdin: bool) -> str:
     return password
 
 
-def _save_user(config_file: Path, name: str, role: str | None, stdin: bool,
-               must_exist: bool) -> None:
+def _save_user(
+    config_file: Path, name: str, role: str | None, stdin: bool, must_exist: bool
+) -> None:
     from coordinator.web.users import (
         User,
         UsersFileError,
@@ -252,8 +329,9 @@ def _save_user(config_file: Path, name: str, role: str | None, stdin: bool,
         raise click.BadParameter(str(exc), param_hint="NAME") from None
     cfg = _load(config_file)
     if any(u.name == name for u in cfg.web.users):
-        raise click.UsageError(f"user {name!r} is defined in {config_file} ([[web.users]]); "
-                               "change it there")
+        raise click.UsageError(
+            f"user {name!r} is defined in {config_file} ([[web.users]]); change it there"
+        )
     path = _users_file(cfg)
     try:
         users = read_users_file(path)
@@ -263,24 +341,36 @@ def _save_user(config_file: Path, name: str, role: str | None, stdin: bool,
     if must_exist and old is None:
         raise click.UsageError(f"no user {name!r} in {path}")
     if not must_exist and old is not None:
-        raise click.UsageError(f"user {name!r} already exists in {path}; "
-                               f"`hallq user passwd {name}` sets a new password")
+        raise click.UsageError(
+            f"user {name!r} already exists in {path}; "
+            f"`hallq user passwd {name}` sets a new password"
+        )
     new_role = role or (old.role if old else "viewer")
     user = User(name, new_role, hash_password(_read_password(stdin)))
     write_users_file(path, [u for u in users if u.name != name] + [user])
-    click.echo(f"{'updated' if old else 'added'} {name} ({new_role}) in {path}; the "
-               "coordinator picks it up at the next login (no restart)")
+    click.echo(
+        f"{'updated' if old else 'added'} {name} ({new_role}) in {path}; the "
+        "coordinator picks it up at the next login (no restart)"
+    )
 
 
-password_stdin = click.option("--password-stdin", "stdin", is_flag=True,
-                              help="read the password from one line of standard input")
+password_stdin = click.option(
+    "--password-stdin",
+    "stdin",
+    is_flag=True,
+    help="read the password from one line of standard input",
+)
 
 
 @user.command("add")
 @config_option
 @click.argument("name")
-@click.option("--role", type=click.Choice(["supervisor", "viewer"]), required=True,
-              help="supervisor: may act; viewer: may only look")
+@click.option(
+    "--role",
+    type=click.Choice(["supervisor", "viewer"]),
+    required=True,
+    help="supervisor: may act; viewer: may only look",
+)
 @password_stdin
 def user_add(config_file: Path, name: str, role: str, stdin: bool) -> None:
     """Add user NAME to the hall's users file (asks for the password twice)."""
@@ -290,8 +380,9 @@ def user_add(config_file: Path, name: str, role: str, stdin: bool) -> None:
 @user.command("passwd")
 @config_option
 @click.argument("name")
-@click.option("--role", type=click.Choice(["supervisor", "viewer"]), default=None,
-              help="change the role too")
+@click.option(
+    "--role", type=click.Choice(["supervisor", "viewer"]), default=None, help="change the role too"
+)
 @password_stdin
 def user_passwd(config_file: Path, name: str, role: str | None, stdin: bool) -> None:
     """Set a new password for NAME (their open sessions end if the role changes)."""
@@ -336,10 +427,17 @@ def user_list(config_file: Path) -> None:
 @main.command()
 @config_option
 @click.option("--device", "agent_id", required=True, help="the agent id from the hall file")
-@click.option("--sim-dir", type=click.Path(path_type=Path), default=None,
-              help="directory of simulated serial ports (ports named sim or sim:NAME)")
-@click.option("--simulate-all", is_flag=True,
-              help="treat every serial port as simulated (the demo; needs --sim-dir)")
+@click.option(
+    "--sim-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="directory of simulated serial ports (ports named sim or sim:NAME)",
+)
+@click.option(
+    "--simulate-all",
+    is_flag=True,
+    help="treat every serial port as simulated (the demo; needs --sim-dir)",
+)
 def agent(config_file: Path, agent_id: str, sim_dir: Path | None, simulate_all: bool) -> None:
     """Run the agent of one Pi: its devices, wired to the hall's bus."""
     from edge.agent import run_agent
@@ -352,16 +450,20 @@ def agent(config_file: Path, agent_id: str, sim_dir: Path | None, simulate_all: 
     if simulate_all and sim_dir is None:
         raise click.BadParameter("--simulate-all needs --sim-dir", param_hint="--sim-dir")
     _setup_logging(cfg.runtime.log_level)
-    _run_until_signalled(lambda: run_agent(cfg, agent_id, sim_dir=sim_dir,
-                                           simulate_all=simulate_all))
-
+    _run_until_signalled(
+        lambda: run_agent(cfg, agent_id, sim_dir=sim_dir, simulate_all=simulate_all)
+    )
 
 
 @main.command("sim-devices")
 @config_option
 @click.option("--device", "agent_id", required=True, help="the agent id from the hall file")
-@click.option("--sim-dir", type=click.Path(path_type=Path), required=True,
-              help="where the pty links are made (the agent's --sim-dir)")
+@click.option(
+    "--sim-dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="where the pty links are made (the agent's --sim-dir)",
+)
 def sim_devices(config_file: Path, agent_id: str, sim_dir: Path) -> None:
     """Simulate one agent's serial devices on ptys; type commands to press keys (help)."""
     import asyncio
@@ -383,57 +485,109 @@ def sim_devices(config_file: Path, agent_id: str, sim_dir: Path) -> None:
 
 
 @main.command()
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="the hall's TOML file (default: the example Liwan hall)")
-@click.option("--speed", type=click.FloatRange(min=0.1, max=3600), default=60.0,
-              show_default=True, help="hall clock runs this many times faster than real time")
-@click.option("--duration", type=click.FloatRange(min=1), default=None,
-              help="stop after this many seconds of wall time and print the KPIs")
-@click.option("--volume", type=click.IntRange(min=1, max=100_000), default=None,
-              help="taxpayers arriving over the day (default: the calibrated filing-period "
-                   "day, 9000)")
-@click.option("--broker", "broker_url", default=None,
-              help="join this MQTT broker on purpose (default: a private one the demo starts: "
-                   "Mosquitto if installed, else an embedded broker; never the hall file's)")
-@click.option("--http-port", type=click.IntRange(0, 65535), default=None,
-              help="the dashboard's port (default: the hall file's, or a free one when that is "
-                   "taken; 0 turns it off)")
-@click.option("--start", "after_open_min", type=click.FloatRange(-60, 600), default=40.0,
-              show_default=True,
-              help="minutes after the hall opens when the demo's day begins (the morning "
-                   "peak follows within a minute at the default speed)")
-def demo(config_file: Path | None, speed: float, duration: float | None, volume: int | None,
-         broker_url: str | None, http_port: int | None, after_open_min: float) -> None:
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="the hall's TOML file (default: the example Liwan hall)",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0.1, max=3600),
+    default=60.0,
+    show_default=True,
+    help="hall clock runs this many times faster than real time",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="stop after this many seconds of wall time and print the KPIs",
+)
+@click.option(
+    "--volume",
+    type=click.IntRange(min=1, max=100_000),
+    default=None,
+    help="taxpayers arriving over the day (default: the calibrated filing-period day, 9000)",
+)
+@click.option(
+    "--broker",
+    "broker_url",
+    default=None,
+    help="join this MQTT broker on purpose (default: a private one the demo starts: "
+    "Mosquitto if installed, else an embedded broker; never the hall file's)",
+)
+@click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="the dashboard's port (default: the hall file's, or a free one when that is "
+    "taken; 0 turns it off)",
+)
+@click.option(
+    "--start",
+    "after_open_min",
+    type=click.FloatRange(-60, 600),
+    default=40.0,
+    show_default=True,
+    help="minutes after the hall opens when the demo's day begins (the morning "
+    "peak follows within a minute at the default speed)",
+)
+def demo(
+    config_file: Path | None,
+    speed: float,
+    duration: float | None,
+    volume: int | None,
+    broker_url: str | None,
+    http_port: int | None,
+    after_open_min: float,
+) -> None:
     """A whole hall, simulated on this machine: coordinator, agents, devices, traffic."""
     import logging
 
-    _need_role("demo", "coordinator.service", "coordinator.web.server", "edge.agent",
-               "edge.panels")
+    _need_role("demo", "coordinator.service", "coordinator.web.server", "edge.agent", "edge.panels")
     from hallq.examples import example_hall
     from hallqctl.demo import DemoError, run_demo
 
     path = config_file or example_hall()
     _load(path)  # a bad file fails here with its message, before anything starts
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     extra: dict[str, Any] = {} if volume is None else {"volume": volume}
     try:
-        _run_until_signalled(lambda: run_demo(path, speed=speed, duration=duration,
-                                              broker_url=broker_url, http_port=http_port,
-                                              after_open_min=after_open_min, **extra))
+        _run_until_signalled(
+            lambda: run_demo(
+                path,
+                speed=speed,
+                duration=duration,
+                broker_url=broker_url,
+                http_port=http_port,
+                after_open_min=after_open_min,
+                **extra,
+            )
+        )
     except DemoError as exc:
         if not exc.reported:
             click.echo(f"hallq demo: error: {exc}", err=True)
         raise SystemExit(1) from None
 
 
-
 @main.command()
 @config_option
-@click.option("--device", "agent_id", default=None,
-              help="check this agent's hardware (default: the agents whose host is this machine)")
-@click.option("--sim-dir", type=click.Path(path_type=Path), default=None,
-              help="directory of simulated serial ports (ports named sim or sim:NAME)")
+@click.option(
+    "--device",
+    "agent_id",
+    default=None,
+    help="check this agent's hardware (default: the agents whose host is this machine)",
+)
+@click.option(
+    "--sim-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="directory of simulated serial ports (ports named sim or sim:NAME)",
+)
 def doctor(config_file: Path, agent_id: str | None, sim_dir: Path | None) -> None:
     """Check this machine for what the hall needs: ports, devices, broker, clock, disk."""
     import asyncio
@@ -453,8 +607,13 @@ def doctor(config_file: Path, agent_id: str | None, sim_dir: Path | None) -> Non
 
 @main.command()
 @config_option
-@click.option("--timeout", type=click.FloatRange(min=0.2, max=60), default=2.0,
-              show_default=True, help="seconds to collect retained presence and health")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.2, max=60),
+    default=2.0,
+    show_default=True,
+    help="seconds to collect retained presence and health",
+)
 def status(config_file: Path, timeout: float) -> None:
     """Every device's presence, health and last seen, from the broker's retained topics."""
     import asyncio
@@ -485,44 +644,105 @@ def status(config_file: Path, timeout: float) -> None:
     raise SystemExit(status_exit_code(rows))
 
 
-
 @main.command()
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="the hall's TOML file (default: the example Liwan hall)")
-@click.option("--volume", type=click.FloatRange(min=1), default=None,
-              help="arrivals on an average filing-period day (default: the calibrated 9000)")
-@click.option("--day", "day_of_month", type=click.IntRange(1, 31), default=None,
-              help="day of the month (filing-period factor); default: the average day")
-@click.option("--replications", "-r", type=click.IntRange(1, 1000), default=10,
-              show_default=True)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="the hall's TOML file (default: the example Liwan hall)",
+)
+@click.option(
+    "--volume",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="arrivals on an average filing-period day (default: the calibrated 9000)",
+)
+@click.option(
+    "--day",
+    "day_of_month",
+    type=click.IntRange(1, 31),
+    default=None,
+    help="day of the month (filing-period factor); default: the average day",
+)
+@click.option("--replications", "-r", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--policy", "policies", multiple=True,
-              type=click.Choice(["fifo", "hallq", "pool"]),
-              help="policies to compare (default: all three)")
-@click.option("--dispatch", type=click.Choice(["auto", "compiled", "pure"]), default="auto",
-              show_default=True)
-@click.option("--no-show", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
-              help="share of taxpayers who leave before being called")
-@click.option("--transfer", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
-              help="share of taxpayers the first window sends on to another service")
-@click.option("--appointments", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
-              help="share of taxpayers who booked a half-hour slot")
-@click.option("--engine", "through_engine", is_flag=True,
-              help="play every step through the engine's commands (the reference; ~400x "
-                   "slower than the compiled day loop, same waits)")
-@click.option("--chart", type=click.Path(path_type=Path), default=None,
-              help="write a PNG of queue length and wait over the day here")
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    type=click.Choice(["fifo", "hallq", "pool"]),
+    help="policies to compare (default: all three)",
+)
+@click.option(
+    "--dispatch", type=click.Choice(["auto", "compiled", "pure"]), default="auto", show_default=True
+)
+@click.option(
+    "--no-show",
+    type=click.FloatRange(0, 0.5),
+    default=0.0,
+    show_default=True,
+    help="share of taxpayers who leave before being called",
+)
+@click.option(
+    "--transfer",
+    type=click.FloatRange(0, 0.5),
+    default=0.0,
+    show_default=True,
+    help="share of taxpayers the first window sends on to another service",
+)
+@click.option(
+    "--appointments",
+    type=click.FloatRange(0, 0.5),
+    default=0.0,
+    show_default=True,
+    help="share of taxpayers who booked a half-hour slot",
+)
+@click.option(
+    "--engine",
+    "through_engine",
+    is_flag=True,
+    help="play every step through the engine's commands (the reference; ~400x "
+    "slower than the compiled day loop, same waits)",
+)
+@click.option(
+    "--chart",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="write a PNG of queue length and wait over the day here",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-@click.option("--history", "history", type=click.Path(path_type=Path), default=None,
-              help="the hall's event log: learn the service mix, counter times and arrival "
-                   "profile from it (the seed hall's figures where it holds too little)")
-@click.option("--history-since", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="learn only from business days from this date on (default: the whole log)")
-def simulate(config_file: Path | None, volume: float | None, day_of_month: int | None,
-             replications: int, seed: int, policies: tuple[str, ...], dispatch: str,
-             no_show: float, transfer: float, appointments: float,
-             through_engine: bool, chart: Path | None, as_json: bool, history: Path | None,
-             history_since: Any) -> None:
+@click.option(
+    "--history",
+    "history",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="the hall's event log: learn the service mix, counter times and arrival "
+    "profile from it (the seed hall's figures where it holds too little)",
+)
+@click.option(
+    "--history-since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="learn only from business days from this date on (default: the whole log)",
+)
+def simulate(
+    config_file: Path | None,
+    volume: float | None,
+    day_of_month: int | None,
+    replications: int,
+    seed: int,
+    policies: tuple[str, ...],
+    dispatch: str,
+    no_show: float,
+    transfer: float,
+    appointments: float,
+    through_engine: bool,
+    chart: Path | None,
+    as_json: bool,
+    history: Path | None,
+    history_since: Any,
+) -> None:
     """Simulate hall days on the real engine and compare staffing policies."""
     from rich.console import Console
     from rich.progress import Progress
@@ -544,11 +764,20 @@ def simulate(config_file: Path | None, volume: float | None, day_of_month: int |
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("simulating hall days", total=None)
         report = run_simulation(
-            cfg, volume=volume or CALIBRATED_VOLUME, day_of_month=day_of_month,
-            replications=replications, seed=seed, policies=policies or POLICIES,
-            core_kind=dispatch, no_show=no_show, transfer=transfer, appointments=appointments,
-            demand=demand, engine=through_engine,
-            progress=lambda done, total: bar.update(task, completed=done, total=total))
+            cfg,
+            volume=volume or CALIBRATED_VOLUME,
+            day_of_month=day_of_month,
+            replications=replications,
+            seed=seed,
+            policies=policies or POLICIES,
+            core_kind=dispatch,
+            no_show=no_show,
+            transfer=transfer,
+            appointments=appointments,
+            demand=demand,
+            engine=through_engine,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     if chart is not None:
         save_chart(report, chart)
         console.print(f"chart: {chart}")
@@ -558,25 +787,56 @@ def simulate(config_file: Path | None, volume: float | None, day_of_month: int |
         console.print(render_report(report))
 
 
-
 @main.command()
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="the hall's TOML file (default: the example Liwan hall)")
-@click.option("--log", "log_path", type=click.Path(path_type=Path), default=None,
-              help="the coordinator's event log; a generated history when absent or short")
-@click.option("--months", type=click.IntRange(2, 60), default=6, show_default=True,
-              help="length of a generated history")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="the hall's TOML file (default: the example Liwan hall)",
+)
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="the coordinator's event log; a generated history when absent or short",
+)
+@click.option(
+    "--months",
+    type=click.IntRange(2, 60),
+    default=6,
+    show_default=True,
+    help="length of a generated history",
+)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--days", type=click.IntRange(1, 92), default=30, show_default=True)
-@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="first forecast day (default: today)")
-@click.option("--evaluate", "holdout", type=click.IntRange(0, 12), default=0,
-              help="score the last N months of the history against seasonal-naive")
+@click.option(
+    "--start",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="first forecast day (default: today)",
+)
+@click.option(
+    "--evaluate",
+    "holdout",
+    type=click.IntRange(0, 12),
+    default=0,
+    help="score the last N months of the history against seasonal-naive",
+)
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None)
 @click.option("--png", "png_path", type=click.Path(path_type=Path), default=None)
-def forecast(config_file: Path | None, log_path: Path | None, months: int, seed: int,
-             days: int, start: Any, holdout: int, csv_path: Path | None,
-             png_path: Path | None) -> None:
+def forecast(
+    config_file: Path | None,
+    log_path: Path | None,
+    months: int,
+    seed: int,
+    days: int,
+    start: Any,
+    holdout: int,
+    csv_path: Path | None,
+    png_path: Path | None,
+) -> None:
     """办税舒适度指数: forecast arrivals by hour and class them 较少 / 适中 / 较多."""
     import datetime as dt
 
@@ -595,13 +855,21 @@ def forecast(config_file: Path | None, log_path: Path | None, months: int, seed:
 
     cfg = _load(config_file or example_hall())
     console = Console()
-    fc = build_forecast(cfg, log_path=log_path, months_synthetic=months, seed=seed, days=days,
-                        start=start.date() if start else None)
+    fc = build_forecast(
+        cfg,
+        log_path=log_path,
+        months_synthetic=months,
+        seed=seed,
+        days=days,
+        start=start.date() if start else None,
+    )
     console.print(render_forecast(fc))
     if holdout:
-        history = (arrival_counts(log_path, cfg)
-                   if log_path is not None and fc.source.startswith("event log") else
-                   generate_history(cfg, months, seed, end=fc.start - dt.timedelta(days=1)))
+        history = (
+            arrival_counts(log_path, cfg)
+            if log_path is not None and fc.source.startswith("event log")
+            else generate_history(cfg, months, seed, end=fc.start - dt.timedelta(days=1))
+        )
         for line in evaluate(cfg, history, holdout_months=holdout).lines():
             console.print(line)
     if csv_path is not None:
@@ -610,25 +878,41 @@ def forecast(config_file: Path | None, log_path: Path | None, months: int, seed:
         console.print(f"wrote {export_png(fc, png_path)}")
 
 
-
 dsn_option = click.option(
-    "--dsn", envvar="HALLQ_CITY_DSN", required=True,
+    "--dsn",
+    envvar="HALLQ_CITY_DSN",
+    required=True,
     help="the city PostgreSQL (libpq connection string or URL; or HALLQ_CITY_DSN). Keep the "
-         "password out of it: PGPASSWORD or ~/.pgpass",
+    "password out of it: PGPASSWORD or ~/.pgpass",
 )
 
 
 @main.command()
 @config_option
 @dsn_option
-@click.option("--log", "log_path", type=click.Path(path_type=Path), default=None,
-              help="event log (SQLite); default: coordinator.log_path or the state dir")
-@click.option("--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True,
-              help="most entries per COPY transaction")
-@click.option("--max-rate", type=click.FloatRange(min=1), default=None,
-              help="most entries per second while catching up (default: no limit)")
-def ship(config_file: Path, dsn: str, log_path: Path | None, batch: int,
-         max_rate: float | None) -> None:
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="event log (SQLite); default: coordinator.log_path or the state dir",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 100_000),
+    default=5000,
+    show_default=True,
+    help="most entries per COPY transaction",
+)
+@click.option(
+    "--max-rate",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="most entries per second while catching up (default: no limit)",
+)
+def ship(
+    config_file: Path, dsn: str, log_path: Path | None, batch: int, max_rate: float | None
+) -> None:
     """Ship the hall's event log to the city's PostgreSQL (its own process; the hall keeps
     serving whatever happens to the city link)."""
     import signal
@@ -645,8 +929,9 @@ def ship(config_file: Path, dsn: str, log_path: Path | None, batch: int,
         signal.signal(sig, lambda *_: stop.set())
     from hallq.sdnotify import Notifier
 
-    shipper = Shipper(cfg.hall.id, log_path or default_log_path(cfg), dsn, batch=batch,
-                      max_rate=max_rate)
+    shipper = Shipper(
+        cfg.hall.id, log_path or default_log_path(cfg), dsn, batch=batch, max_rate=max_rate
+    )
     try:
         shipper.run(stop, notifier=Notifier.from_env())
     except Exception as exc:
@@ -662,25 +947,58 @@ def ship(config_file: Path, dsn: str, log_path: Path | None, batch: int,
 
 @main.command()
 @config_option
-@click.option("--city", "city_nodes", envvar="HALLQ_CITY_BROKERS", required=True,
-              help="the city broker's nodes, host:port,host:port,... (MQTT over TLS)")
-@click.option("--cafile", type=click.Path(path_type=Path), default=None,
-              help="the CA certificate that signed the city nodes' certificates")
+@click.option(
+    "--city",
+    "city_nodes",
+    envvar="HALLQ_CITY_BROKERS",
+    required=True,
+    help="the city broker's nodes, host:port,host:port,... (MQTT over TLS)",
+)
+@click.option(
+    "--cafile",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="the CA certificate that signed the city nodes' certificates",
+)
 @click.option("--username", default=None, help="this hall's city user (default hall-<hall id>)")
-@click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="file holding this hall's city password (or HALLQ_CITY_BRIDGE_PASSWORD)")
-@click.option("--certfile", type=click.Path(path_type=Path), default=None,
-              help="client certificate, where the city asks for one")
+@click.option(
+    "--password-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="file holding this hall's city password (or HALLQ_CITY_BRIDGE_PASSWORD)",
+)
+@click.option(
+    "--certfile",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="client certificate, where the city asks for one",
+)
 @click.option("--keyfile", type=click.Path(path_type=Path), default=None)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="write the Mosquitto config here (mode 600: it holds the password), "
-                   "e.g. /etc/mosquitto/conf.d/hallq-city.conf; default: print it")
-@click.option("--nats-user", "password_hash", default=None, metavar="BCRYPT_HASH",
-              help="print instead the city NATS server's user entry for this hall, with "
-                   "this password hash")
-def bridge(config_file: Path, city_nodes: str, cafile: Path | None, username: str | None,
-           password_file: Path | None, certfile: Path | None, keyfile: Path | None,
-           out: Path | None, password_hash: str | None) -> None:
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="write the Mosquitto config here (mode 600: it holds the password), "
+    "e.g. /etc/mosquitto/conf.d/hallq-city.conf; default: print it",
+)
+@click.option(
+    "--nats-user",
+    "password_hash",
+    default=None,
+    metavar="BCRYPT_HASH",
+    help="print instead the city NATS server's user entry for this hall, with this password hash",
+)
+def bridge(
+    config_file: Path,
+    city_nodes: str,
+    cafile: Path | None,
+    username: str | None,
+    password_file: Path | None,
+    certfile: Path | None,
+    keyfile: Path | None,
+    out: Path | None,
+    password_hash: str | None,
+) -> None:
     """Generate the hall broker's bridge to the city broker: the hall's public summaries
     (queues, waits, KPIs, comfort, windows) outbound only; never commands or identities."""
     import os
@@ -697,8 +1015,14 @@ def bridge(config_file: Path, city_nodes: str, cafile: Path | None, username: st
     else:
         password = os.environ.get("HALLQ_CITY_BRIDGE_PASSWORD", "")
     try:
-        city = city_broker(city_nodes, cafile=cafile, username=user, password=password,
-                           certfile=certfile, keyfile=keyfile)
+        city = city_broker(
+            city_nodes,
+            cafile=cafile,
+            username=user,
+            password=password,
+            certfile=certfile,
+            keyfile=keyfile,
+        )
     except BridgeError as exc:
         click.echo(f"hallq bridge: {exc}", err=True)
         raise SystemExit(2) from None
@@ -738,13 +1062,21 @@ def city_migrate(dsn: str) -> None:
         click.echo("the city database is current")
 
 
-
 @city.command("rollup")
 @dsn_option
-@click.option("--day", "days", multiple=True, type=click.DateTime(["%Y-%m-%d"]),
-              help="business day to (re)compute; default: yesterday and today")
-@click.option("--tz", default="Asia/Shanghai", show_default=True,
-              help="the halls' time zone, for the hour of the day")
+@click.option(
+    "--day",
+    "days",
+    multiple=True,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="business day to (re)compute; default: yesterday and today",
+)
+@click.option(
+    "--tz",
+    default="Asia/Shanghai",
+    show_default=True,
+    help="the halls' time zone, for the hour of the day",
+)
 def city_rollup(dsn: str, days: tuple[dt.datetime, ...], tz: str) -> None:
     """Roll the shipped events of a day up into the bureau's hourly KPIs (idempotent)."""
     import datetime as dt_
@@ -766,19 +1098,43 @@ def city_rollup(dsn: str, days: tuple[dt.datetime, ...], tz: str) -> None:
 
 
 @main.command()
-@click.option("--dsn", envvar="HALLQ_CITY_DSN", default=None,
-              help="the city PostgreSQL, for KPIs and the comfort index (or HALLQ_CITY_DSN)")
-@click.option("--city", "city_nodes", envvar="HALLQ_CITY_BROKERS", default="",
-              help="the city broker's nodes, host:port,... for the live view")
-@click.option("--cafile", type=click.Path(path_type=Path), default=None,
-              help="CA of the city broker's TLS certificates (none: plain MQTT)")
+@click.option(
+    "--dsn",
+    envvar="HALLQ_CITY_DSN",
+    default=None,
+    help="the city PostgreSQL, for KPIs and the comfort index (or HALLQ_CITY_DSN)",
+)
+@click.option(
+    "--city",
+    "city_nodes",
+    envvar="HALLQ_CITY_BROKERS",
+    default="",
+    help="the city broker's nodes, host:port,... for the live view",
+)
+@click.option(
+    "--cafile",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="CA of the city broker's TLS certificates (none: plain MQTT)",
+)
 @click.option("--username", default="bureau", show_default=True)
-@click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="the bureau user's password (or HALLQ_CITY_BUREAU_PASSWORD)")
+@click.option(
+    "--password-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="the bureau user's password (or HALLQ_CITY_BUREAU_PASSWORD)",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8090, show_default=True)
-def bureau(dsn: str | None, city_nodes: str, cafile: Path | None, username: str,
-           password_file: Path | None, host: str, port: int) -> None:
+def bureau(
+    dsn: str | None,
+    city_nodes: str,
+    cafile: Path | None,
+    username: str,
+    password_file: Path | None,
+    host: str,
+    port: int,
+) -> None:
     """The city dashboard: every hall's live load, the quietest hall per service, KPIs
     by hall/day/service/hour and the monthly comfort index (CSV, PNG)."""
     import asyncio
@@ -786,14 +1142,16 @@ def bureau(dsn: str | None, city_nodes: str, cafile: Path | None, username: str,
 
     from city.bureau import CityBrokerLink, serve
 
-    password = (password_file.read_text(encoding="utf-8").strip() if password_file
-                else os.environ.get("HALLQ_CITY_BUREAU_PASSWORD"))
+    password = (
+        password_file.read_text(encoding="utf-8").strip()
+        if password_file
+        else os.environ.get("HALLQ_CITY_BUREAU_PASSWORD")
+    )
     links = []
     for node in filter(None, (n.strip() for n in city_nodes.split(","))):
         h, _, p = node.rpartition(":")
         if not h or not p.isdigit():
-            raise click.BadParameter(f"{node!r}: give each node as host:port",
-                                     param_hint="--city")
+            raise click.BadParameter(f"{node!r}: give each node as host:port", param_hint="--city")
         links.append(CityBrokerLink(h, int(p), username, password, cafile))
     _setup_logging("INFO")
     click.echo(f"bureau dashboard on http://{host}:{port}/")
@@ -806,33 +1164,76 @@ def bureau(dsn: str | None, city_nodes: str, cafile: Path | None, username: str,
 
 @main.command()
 @click.argument("config_file", metavar="CONFIG", type=click.Path(path_type=Path))
-@click.option("--volume", type=click.FloatRange(min=1), default=None,
-              help="arrivals on an average filing-period day (default: the calibrated 9000)")
-@click.option("--day", "day_of_month", type=click.IntRange(1, 31), default=None,
-              help="day of the month (filing-period factor); default: the average day")
-@click.option("--staff-limit", type=click.IntRange(min=1), default=None,
-              help="windows open at the most (default: every configured window)")
+@click.option(
+    "--volume",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="arrivals on an average filing-period day (default: the calibrated 9000)",
+)
+@click.option(
+    "--day",
+    "day_of_month",
+    type=click.IntRange(1, 31),
+    default=None,
+    help="day of the month (filing-period factor); default: the average day",
+)
+@click.option(
+    "--staff-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="windows open at the most (default: every configured window)",
+)
 @click.option("--replications", type=click.IntRange(1, 1000), default=10, show_default=True)
-@click.option("--search-days", type=click.IntRange(min=1), default=None,
-              help="days, drawn apart from the reported ones, each candidate is played on")
-@click.option("--rounds", type=click.IntRange(min=0), default=6, show_default=True,
-              help="moves kept at most")
+@click.option(
+    "--search-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="days, drawn apart from the reported ones, each candidate is played on",
+)
+@click.option(
+    "--rounds", type=click.IntRange(min=0), default=6, show_default=True, help="moves kept at most"
+)
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--core", type=click.Choice(["auto", "compiled", "pure"]), default="auto",
-              show_default=True, help="dispatch core the simulated days run on")
+@click.option(
+    "--core",
+    type=click.Choice(["auto", "compiled", "pure"]),
+    default="auto",
+    show_default=True,
+    help="dispatch core the simulated days run on",
+)
 @click.option("--no-live", is_flag=True, help="skip the live-advice variant")
-@click.option("--history", type=click.Path(path_type=Path), default=None,
-              metavar="EVENT_LOG",
-              help="plan with the service mix, counter times and arrival profile learned "
-                   "from the hall's event log (as hallq simulate --history)")
-@click.option("--history-since", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="learn only from business days from this date on")
+@click.option(
+    "--history",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="EVENT_LOG",
+    help="plan with the service mix, counter times and arrival profile learned "
+    "from the hall's event log (as hallq simulate --history)",
+)
+@click.option(
+    "--history-since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="learn only from business days from this date on",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the plan and bar as JSON")
 @click.option("--verbose", is_flag=True, help="log the search's steps to stderr")
-def advise(config_file: Path, volume: float | None, day_of_month: int | None,
-           staff_limit: int | None, replications: int, search_days: int | None, rounds: int,
-           seed: int, core: str, no_live: bool, history: Path | None, history_since: Any,
-           as_json: bool, verbose: bool) -> None:
+def advise(
+    config_file: Path,
+    volume: float | None,
+    day_of_month: int | None,
+    staff_limit: int | None,
+    replications: int,
+    search_days: int | None,
+    rounds: int,
+    seed: int,
+    core: str,
+    no_live: bool,
+    history: Path | None,
+    history_since: Any,
+    as_json: bool,
+    verbose: bool,
+) -> None:
     """快速办理专窗: plan express-window staffing for a day of CONFIG's hall, and measure it
     (with live advice) against per-service FIFO on the same simulated days."""
     import json
@@ -850,30 +1251,51 @@ def advise(config_file: Path, volume: float | None, day_of_month: int | None,
     if history_since is not None and history is None:
         raise click.BadParameter("needs --history", param_hint="--history-since")
     demand = _learned_demand(cfg, history, history_since, core, Console(stderr=True))
-    plan = plan_day(cfg, volume=volume or CALIBRATED_VOLUME, day_of_month=day_of_month,
-                    staff_limit=staff_limit, replications=replications, seed=seed,
-                    core_kind=core, rounds=rounds, search_days=search_days or SEARCH_DAYS,
-                    live=not no_live, demand=demand,
-                    log=(lambda line: click.echo(line, err=True)) if verbose else None)
+    plan = plan_day(
+        cfg,
+        volume=volume or CALIBRATED_VOLUME,
+        day_of_month=day_of_month,
+        staff_limit=staff_limit,
+        replications=replications,
+        seed=seed,
+        core_kind=core,
+        rounds=rounds,
+        search_days=search_days or SEARCH_DAYS,
+        live=not no_live,
+        demand=demand,
+        log=(lambda line: click.echo(line, err=True)) if verbose else None,
+    )
     rows = bar_rows(plan)
     judged = rows[-1]  # the last variant: "advised" when live, else "planned"
     if as_json:
-        click.echo(json.dumps({**plan.to_dict(), "bar": [asdict(r) for r in rows],
-                               "bar_variant": judged.variant, "bar_met": judged.passes,
-                               "wall_s": round(time.perf_counter() - started, 1)},
-                              ensure_ascii=False, default=lambda x: None))
+        click.echo(
+            json.dumps(
+                {
+                    **plan.to_dict(),
+                    "bar": [asdict(r) for r in rows],
+                    "bar_variant": judged.variant,
+                    "bar_met": judged.passes,
+                    "wall_s": round(time.perf_counter() - started, 1),
+                },
+                ensure_ascii=False,
+                default=lambda x: None,
+            )
+        )
         return
     click.echo(plan.render())
     click.echo("\n| variant | mean min | p95 min | green mean min | mean vs FIFO | p95 vs FIFO |")
     click.echo("|---|---|---|---|---|---|")
     for r in rows:
         click.echo(r.markdown())
-    click.echo(f"\nbar (mean -25%, p95 -35%, green < 1 min) for {judged.name}: "
-               f"{'met' if judged.passes else 'NOT met'}; {time.perf_counter() - started:.0f} s")
+    click.echo(
+        f"\nbar (mean -25%, p95 -35%, green < 1 min) for {judged.name}: "
+        f"{'met' if judged.passes else 'NOT met'}; {time.perf_counter() - started:.0f} s"
+    )
 
 
-def _learned_demand(cfg: HallConfig, history: Path | None, since: Any, core: str,
-                    console: Any) -> Any:
+def _learned_demand(
+    cfg: HallConfig, history: Path | None, since: Any, core: str, console: Any
+) -> Any:
     """``--history``: the demand learned from the event log (shown on ``console``), or None;
     a log that cannot be learned from is one line and exit 2."""
     if history is None:
@@ -881,8 +1303,7 @@ def _learned_demand(cfg: HallConfig, history: Path | None, since: Any, core: str
     from coordinator.simulation.learn import LearnError, learn_demand, render_learned
 
     try:
-        learned = learn_demand(history, cfg, core_kind=core,
-                               since=since.date() if since else None)
+        learned = learn_demand(history, cfg, core_kind=core, since=since.date() if since else None)
     except LearnError as exc:
         click.echo(f"--history: {exc}", err=True)
         raise SystemExit(2) from None

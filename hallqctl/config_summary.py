@@ -32,11 +32,15 @@ def _calendar(cfg: HallConfig) -> str:
         span = f"{hall.closed_days[0]} to {hall.closed_days[-1]}"
         bits.append(f"{len(hall.closed_days)} closed days ({span})")
     if hall.extra_workdays:
-        bits.append(f"{len(hall.extra_workdays)} extra working days (调休): "
-                    + ", ".join(map(str, hall.extra_workdays)))
+        bits.append(
+            f"{len(hall.extra_workdays)} extra working days (调休): "
+            + ", ".join(map(str, hall.extra_workdays))
+        )
     if hall.filing_deadlines:
-        bits.append("filing deadlines (else the 15th): "
-                    + ", ".join(f"{m}-{d:02d}" for m, d in hall.filing_deadlines.items()))
+        bits.append(
+            "filing deadlines (else the 15th): "
+            + ", ".join(f"{m}-{d:02d}" for m, d in hall.filing_deadlines.items())
+        )
     return "calendar: " + "; ".join(bits)
 
 
@@ -57,10 +61,15 @@ def _web_line(cfg: HallConfig) -> str:
         users.append("supervisor")
         where += " + HALLQ_SUPERVISOR_PASSWORD"
     port = cfg.coordinator.http_port
-    served = "off" if not port else (
-        f"{'https' if web.tls else 'http'}://{cfg.coordinator.http_host}:{port}")
-    return (f"web {served}; desk users: {users.count('supervisor')} supervisor(s), "
-            f"{users.count('viewer')} viewer(s){where}")
+    served = (
+        "off"
+        if not port
+        else (f"{'https' if web.tls else 'http'}://{cfg.coordinator.http_host}:{port}")
+    )
+    return (
+        f"web {served}; desk users: {users.count('supervisor')} supervisor(s), "
+        f"{users.count('viewer')} viewer(s){where}"
+    )
 
 
 def render_summary(cfg: HallConfig) -> RenderableType:
@@ -92,9 +101,11 @@ def render_summary(cfg: HallConfig) -> RenderableType:
     if gap is not None:
         head.append(f"\nwarning: {gap}", style="yellow")
     if cfg.security.id_hash_key is None and cfg.coordinator.http_port:
-        head.append("\nwarning: security.id_hash_key is not set: taxpayers cannot book "
-                    "appointments (real-name booking hashes their ID or phone with it)",
-                    style="yellow")
+        head.append(
+            "\nwarning: security.id_hash_key is not set: taxpayers cannot book "
+            "appointments (real-name booking hashes their ID or phone with it)",
+            style="yellow",
+        )
 
     serving = Counter(code for w in cfg.windows for code in w.weights())
     services = Table(title=f"Services ({len(cfg.services)})", title_justify="left")

@@ -99,8 +99,10 @@ async def demo_broker(workdir: Path, url: str | None = None) -> AsyncIterator[Br
             with socket.create_connection((joined.host, joined.port), timeout=3):
                 pass
         except OSError as exc:
-            raise DemoError(f"--broker {url}: nothing answers at {joined.host}:{joined.port} "
-                            f"({exc.strerror or exc})") from exc
+            raise DemoError(
+                f"--broker {url}: nothing answers at {joined.host}:{joined.port} "
+                f"({exc.strerror or exc})"
+            ) from exc
         yield joined
         return
     if find_mosquitto() is not None:
@@ -117,10 +119,14 @@ async def demo_broker(workdir: Path, url: str | None = None) -> AsyncIterator[Br
     try:
         from hallqctl.embedded_broker import embedded_broker
     except ImportError as exc:  # pragma: no cover - the `demo` extra brings amqtt
-        raise DemoError("no broker: install Mosquitto (sudo apt-get install mosquitto) or "
-                        "the embedded one (pip install 'hallq[demo]')") from exc
-    _say("Mosquitto is not installed (sudo apt-get install mosquitto): "
-         "using the embedded MQTT 3.1.1 broker")
+        raise DemoError(
+            "no broker: install Mosquitto (sudo apt-get install mosquitto) or "
+            "the embedded one (pip install 'hallq[demo]')"
+        ) from exc
+    _say(
+        "Mosquitto is not installed (sudo apt-get install mosquitto): "
+        "using the embedded MQTT 3.1.1 broker"
+    )
     with embedded_broker(free_port()) as url:
         yield BrokerConfig(url=url, protocol="3.1.1")
 
@@ -142,8 +148,10 @@ def machine_notes() -> list[str]:
         notes.append(f"board font: {exc}; the bundled subset draws the boards")
     else:
         if font is None:
-            notes.append("no system Unifont: the boards draw with the bundled subset "
-                         "(sudo apt-get install fonts-unifont)")
+            notes.append(
+                "no system Unifont: the boards draw with the bundled subset "
+                "(sudo apt-get install fonts-unifont)"
+            )
     return notes
 
 
@@ -157,8 +165,9 @@ def free_http_port(host: str, port: int) -> int | None:
     return port
 
 
-def demo_config(cfg: HallConfig, broker: BrokerConfig, state: Path,
-                http_port: int | None = None) -> HallConfig:
+def demo_config(
+    cfg: HallConfig, broker: BrokerConfig, state: Path, http_port: int | None = None
+) -> HallConfig:
     """The hall file made a demo: its own broker and state, the mock pin factory, a demo
     supervisor password and ID key where the file sets none, a dashboard port that is free."""
     security = cfg.security
@@ -169,19 +178,25 @@ def demo_config(cfg: HallConfig, broker: BrokerConfig, state: Path,
         coordinator["supervisor_password"] = SecretStr(DEMO_PASSWORD)
     if http_port is not None:
         coordinator["http_port"] = http_port
-    elif cfg.coordinator.http_port and free_http_port(
-            cfg.coordinator.http_host, cfg.coordinator.http_port) is None:
+    elif (
+        cfg.coordinator.http_port
+        and free_http_port(cfg.coordinator.http_host, cfg.coordinator.http_port) is None
+    ):
         from hallqctl.mosquitto import free_port
 
         coordinator["http_port"] = free_port()
-        _say(f"port {cfg.coordinator.http_port} is taken: the dashboard uses "
-             f"{coordinator['http_port']} (--http-port to choose)")
-    return cfg.model_copy(update={
-        "broker": broker,
-        "security": security,
-        "runtime": cfg.runtime.model_copy(update={"state_dir": state, "pin_factory": "mock"}),
-        "coordinator": cfg.coordinator.model_copy(update=coordinator),
-    })
+        _say(
+            f"port {cfg.coordinator.http_port} is taken: the dashboard uses "
+            f"{coordinator['http_port']} (--http-port to choose)"
+        )
+    return cfg.model_copy(
+        update={
+            "broker": broker,
+            "security": security,
+            "runtime": cfg.runtime.model_copy(update={"state_dir": state, "pin_factory": "mock"}),
+            "coordinator": cfg.coordinator.model_copy(update=coordinator),
+        }
+    )
 
 
 def opening_time(cfg: HallConfig, after_open_min: float = -3.0) -> float:
@@ -190,15 +205,24 @@ def opening_time(cfg: HallConfig, after_open_min: float = -3.0) -> float:
     tz = cfg.hall.tzinfo
     today = dt.datetime.now(tz).date()
     first = cfg.hall.open_hours[0][0]
-    return (dt.datetime.combine(today, first, tz)
-            + dt.timedelta(minutes=after_open_min)).timestamp()
+    return (
+        dt.datetime.combine(today, first, tz) + dt.timedelta(minutes=after_open_min)
+    ).timestamp()
 
 
 class Traffic:
     """Taxpayers and staff, acting only through the simulated devices' keys."""
 
-    def __init__(self, cfg: HallConfig, sims: dict[str, Any], clock: HallClock, *,
-                 daily_volume: int, seed: int = 7, day_of_month: int | None = None) -> None:
+    def __init__(
+        self,
+        cfg: HallConfig,
+        sims: dict[str, Any],
+        clock: HallClock,
+        *,
+        daily_volume: int,
+        seed: int = 7,
+        day_of_month: int | None = None,
+    ) -> None:
         self.cfg = cfg
         self.sims = sims
         self.clock = clock
@@ -260,8 +284,10 @@ class Traffic:
             bus.press(address, "CALL")
             self.stats.presses += 1
             with contextlib.suppress(TimeoutError):
-                await bus.wait_for(lambda: len(pad.displays) > shown,  # noqa: B023 awaited here
-                                   timeout=5)
+                await bus.wait_for(
+                    lambda: len(pad.displays) > shown,  # noqa: B023 awaited here
+                    timeout=5,
+                )
             text = pad.display or ""
             if not TICKET.match(text):
                 await self.clock.sleep(self.rng.uniform(15, 45))
@@ -309,21 +335,28 @@ def summary_table(engine: Any, clock: HallClock, stats: DemoStats) -> Any:
     open_ = sum(1 for w in engine.windows.values() if w.status.value == "open")
     per_min = sum(1 for t in stats.calls if now - t <= 300) / 5  # the last 5 hall minutes
     avg = stats_state.total.avg_wait_s
-    table = Table(title=f"{engine.cfg.hall.name}  {local:%H:%M:%S}  ×{clock.speed:g}",
-                  show_header=True)
+    table = Table(
+        title=f"{engine.cfg.hall.name}  {local:%H:%M:%S}  ×{clock.speed:g}", show_header=True
+    )
     table.add_column("service")
     table.add_column("waiting", justify="right")
     table.add_column("issued", justify="right")
     table.add_column("avg wait", justify="right")
     for code, service in engine.services.items():
         kpi = stats_state.per_service[code]
-        table.add_row(service.name, str(engine.core.waiting(engine.service_idx[code])),
-                      str(kpi.issued),
-                      f"{kpi.avg_wait_s / 60:.1f} min" if kpi.avg_wait_s is not None else "-")
-    table.caption = (f"windows busy {busy}/{open_} open · calls/min {per_min:.1f} · "
-                     f"issued {stats_state.total.issued} · served {stats_state.total.served} · "
-                     f"avg wait {avg / 60:.2f} min" if avg is not None else
-                     f"windows busy {busy}/{open_} open · issued {stats_state.total.issued}")
+        table.add_row(
+            service.name,
+            str(engine.core.waiting(engine.service_idx[code])),
+            str(kpi.issued),
+            f"{kpi.avg_wait_s / 60:.1f} min" if kpi.avg_wait_s is not None else "-",
+        )
+    table.caption = (
+        f"windows busy {busy}/{open_} open · calls/min {per_min:.1f} · "
+        f"issued {stats_state.total.issued} · served {stats_state.total.served} · "
+        f"avg wait {avg / 60:.2f} min"
+        if avg is not None
+        else f"windows busy {busy}/{open_} open · issued {stats_state.total.issued}"
+    )
     return table
 
 
@@ -332,8 +365,10 @@ def kpi_lines(engine: Any) -> list[str]:
     total = stats.total
     lines = [f"issued {total.issued}, served {total.served}, no-shows {total.no_show}"]
     if total.avg_wait_s is not None:
-        lines.append(f"average wait {total.avg_wait_s / 60:.2f} min, p90 "
-                     f"{(total.p90_wait_s or 0) / 60:.2f} min")
+        lines.append(
+            f"average wait {total.avg_wait_s / 60:.2f} min, p90 "
+            f"{(total.p90_wait_s or 0) / 60:.2f} min"
+        )
     if total.avg_service_s is not None:
         lines.append(f"average counter time {total.avg_service_s / 60:.2f} min")
     return lines
@@ -343,14 +378,19 @@ STOP_S = 5.0  # every component gets this long to stop; what does not is named
 START_S = 30.0
 
 
-async def _started(name: str, task: asyncio.Task[Any], ready: asyncio.Event,
-                   timeout: float = START_S) -> None:  # noqa: ASYNC109  the demo passes its own start/stop bounds
+async def _started(
+    name: str,
+    task: asyncio.Task[Any],
+    ready: asyncio.Event,
+    timeout: float = START_S,  # noqa: ASYNC109  the demo passes its own start/stop bounds
+) -> None:
     """Wait until the component says it is ready; if it dies first, its error is the
     demo's error at once (not a timeout 30 s later)."""
     waiter = asyncio.ensure_future(ready.wait())
     try:
-        done, _ = await asyncio.wait({task, waiter}, timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {task, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         waiter.cancel()
     if task in done:
@@ -374,8 +414,10 @@ def _check_running(components: dict[str, asyncio.Task[Any]]) -> None:
             raise DemoError(f"{name} stopped: {_cause(task)}")
 
 
-async def stop_components(components: dict[str, asyncio.Task[Any]],
-                          timeout: float = STOP_S) -> list[str]:  # noqa: ASYNC109  the demo passes its own start/stop bounds
+async def stop_components(
+    components: dict[str, asyncio.Task[Any]],
+    timeout: float = STOP_S,  # noqa: ASYNC109  the demo passes its own start/stop bounds
+) -> list[str]:
     """Cancel every component at once and wait at most ``timeout`` for all of them; the
     names of those still running (a swallowed cancellation, a blocked thread)."""
     pending = {task for task in components.values() if not task.done()}
@@ -383,18 +425,27 @@ async def stop_components(components: dict[str, asyncio.Task[Any]],
     while pending and time.monotonic() < deadline:
         for task in pending:
             task.cancel()  # again each round: Python 3.11's wait_for can lose one
-        _, pending = await asyncio.wait(pending, timeout=min(timeout / 2,
-                                                             deadline - time.monotonic()))
+        _, pending = await asyncio.wait(
+            pending, timeout=min(timeout / 2, deadline - time.monotonic())
+        )
     return [name for name, task in components.items() if task in pending]
 
 
-async def run_demo(config: Path | None = None, *, speed: float = 60.0,
-                   duration: float | None = None, volume: int = int(CALIBRATED_VOLUME),
-                   broker_url: str | None = None, state_dir: Path | None = None,
-                   live: bool = True, on_ready: Callable[[Any], None] | None = None,
-                   seed: int = 7, http_port: int | None = None,
-                   after_open_min: float = -3.0,
-                   until: Callable[[Any], bool] | None = None) -> list[str]:
+async def run_demo(
+    config: Path | None = None,
+    *,
+    speed: float = 60.0,
+    duration: float | None = None,
+    volume: int = int(CALIBRATED_VOLUME),
+    broker_url: str | None = None,
+    state_dir: Path | None = None,
+    live: bool = True,
+    on_ready: Callable[[Any], None] | None = None,
+    seed: int = 7,
+    http_port: int | None = None,
+    after_open_min: float = -3.0,
+    until: Callable[[Any], bool] | None = None,
+) -> list[str]:
     """Run the demo; returns the day's KPI lines (also printed). ``http_port`` overrides
     the dashboard's port (0 turns it off; by default the hall file's, or a free one when
     that is taken). The hall clock starts ``after_open_min`` minutes after opening.
@@ -419,9 +470,16 @@ async def run_demo(config: Path | None = None, *, speed: float = 60.0,
             # the coordinator's per-client rate limit is in wall seconds; a hall hour that
             # passes in a wall minute sends its devices' keys that much faster
             sec = cfg.security
-            cfg = cfg.model_copy(update={"security": sec.model_copy(update={
-                "client_rate_per_s": sec.client_rate_per_s * max(1.0, speed / 10),
-                "client_burst": int(sec.client_burst * max(1.0, speed / 10))})})
+            cfg = cfg.model_copy(
+                update={
+                    "security": sec.model_copy(
+                        update={
+                            "client_rate_per_s": sec.client_rate_per_s * max(1.0, speed / 10),
+                            "client_burst": int(sec.client_burst * max(1.0, speed / 10)),
+                        }
+                    )
+                }
+            )
             clock = HallClock(opening_time(cfg, after_open_min), speed, running=False)
             coordinator = Coordinator(cfg, clock=clock)
             components: dict[str, asyncio.Task[Any]] = {}
@@ -432,29 +490,41 @@ async def run_demo(config: Path | None = None, *, speed: float = 60.0,
                     web = await stack.enter_async_context(web_dashboard(coordinator))
                     session = await stack.enter_async_context(coordinator.make_session())
                     try:
-                        traffic = await _start_hall(cfg, coordinator, session, clock, work,
-                                                    stack, components, volume, seed)
-                        console.print(f"[bold]hallq demo[/]: {cfg.hall.name}, "
-                                      f"{len(cfg.windows)} windows, {len(cfg.agents)} agents, "
-                                      f"broker {broker.url}, ×{speed:g}")
+                        traffic = await _start_hall(
+                            cfg, coordinator, session, clock, work, stack, components, volume, seed
+                        )
+                        console.print(
+                            f"[bold]hallq demo[/]: {cfg.hall.name}, "
+                            f"{len(cfg.windows)} windows, {len(cfg.agents)} agents, "
+                            f"broker {broker.url}, ×{speed:g}"
+                        )
                         if web is not None:
                             console.print(f"dashboard: {web.url}/  ({login_hint(base, cfg)})")
                         if on_ready is not None:
                             on_ready(coordinator)
                         try:
                             if live:
-                                with Live(summary_table(coordinator.engine, clock,
-                                                        traffic.stats),
-                                          console=console, refresh_per_second=2) as screen:
-                                    await _wait(duration, components, lambda: screen.update(
-                                        summary_table(coordinator.engine, clock,
-                                                      traffic.stats)))
+                                with Live(
+                                    summary_table(coordinator.engine, clock, traffic.stats),
+                                    console=console,
+                                    refresh_per_second=2,
+                                ) as screen:
+                                    await _wait(
+                                        duration,
+                                        components,
+                                        lambda: screen.update(
+                                            summary_table(coordinator.engine, clock, traffic.stats)
+                                        ),
+                                    )
                             else:
-                                await _wait(duration, components, lambda: None,
-                                            None if until is None else
-                                            lambda: until(coordinator.engine))
+                                await _wait(
+                                    duration,
+                                    components,
+                                    lambda: None,
+                                    None if until is None else lambda: until(coordinator.engine),
+                                )
                         except asyncio.CancelledError:  # Ctrl-C: the end of the day, as
-                            interrupted = True          # --duration would have made it
+                            interrupted = True  # --duration would have made it
                     except DemoError as exc:
                         # the root cause first, then a quiet stop: what the other components
                         # log while they go down would only bury it
@@ -484,10 +554,17 @@ async def run_demo(config: Path | None = None, *, speed: float = 60.0,
     return lines
 
 
-async def _start_hall(cfg: HallConfig, coordinator: Any, session: Any, clock: HallClock,
-                      work: Path, stack: contextlib.AsyncExitStack,
-                      components: dict[str, asyncio.Task[Any]], volume: int,
-                      seed: int) -> Traffic:
+async def _start_hall(
+    cfg: HallConfig,
+    coordinator: Any,
+    session: Any,
+    clock: HallClock,
+    work: Path,
+    stack: contextlib.AsyncExitStack,
+    components: dict[str, asyncio.Task[Any]],
+    volume: int,
+    seed: int,
+) -> Traffic:
     """The coordinator, then each agent on its simulated devices, then the people; each
     must be ready before the next starts, so a failure names the first thing that broke."""
     from edge.agent import run_agent
@@ -504,13 +581,22 @@ async def _start_hall(cfg: HallConfig, coordinator: Any, session: Any, clock: Ha
     for agent in cfg.agents:
         sim_dir = work / "sim" / agent.id
         hall = await stack.enter_async_context(
-            simulate_devices(serial_devices(agent.devices), sim_dir))
+            simulate_devices(serial_devices(agent.devices), sim_dir)
+        )
         sims.update(hall.devices)
         agent_ready = asyncio.Event()
         name = f"agent {agent.id}"
-        components[name] = asyncio.create_task(run_agent(
-            cfg, agent.id, sim_dir=sim_dir, simulate_all=True, clock=clock,
-            ready=agent_ready, timing=timing))
+        components[name] = asyncio.create_task(
+            run_agent(
+                cfg,
+                agent.id,
+                sim_dir=sim_dir,
+                simulate_all=True,
+                clock=clock,
+                ready=agent_ready,
+                timing=timing,
+            )
+        )
         await _started(name, components[name], agent_ready)
     clock.run()
     traffic = Traffic(cfg, sims, clock, daily_volume=volume, seed=seed)
@@ -529,8 +615,12 @@ def login_hint(base: HallConfig, cfg: HallConfig) -> str:
     return f"supervisor: {user}, with the password you set"
 
 
-async def _wait(duration: float | None, components: dict[str, asyncio.Task[Any]],
-                tick: Callable[[], None], done: Callable[[], bool] | None = None) -> None:
+async def _wait(
+    duration: float | None,
+    components: dict[str, asyncio.Task[Any]],
+    tick: Callable[[], None],
+    done: Callable[[], bool] | None = None,
+) -> None:
     start = time.monotonic()
     while duration is None or time.monotonic() - start < duration:
         await asyncio.sleep(0.5)

@@ -236,17 +236,21 @@ def check_font(
 # --- what this machine may lack: each has a fallback, and a fix -----------------------------
 
 
-def check_voice(agents: Sequence[Agent], which: Callable[[str], str | None] = shutil.which
-                ) -> Check | None:
+def check_voice(
+    agents: Sequence[Agent], which: Callable[[str], str | None] = shutil.which
+) -> Check | None:
     """Speakers need espeak-ng (or recorded clips); without it calls are shown, not spoken."""
     if not any(d.kind == "speaker" for a in agents for d in a.devices):
         return None
     found = which("espeak-ng")
     if found:
         return Check("voice", Result.OK, f"espeak-ng at {found}")
-    return Check("voice", Result.WARN,
-                 "no espeak-ng and no voice clips: boards show calls, nobody speaks them",
-                 "sudo apt-get install espeak-ng")
+    return Check(
+        "voice",
+        Result.WARN,
+        "no espeak-ng and no voice clips: boards show calls, nobody speaks them",
+        "sudo apt-get install espeak-ng",
+    )
 
 
 def check_dispatch_core(kind: Callable[[], str] | None = None) -> Check | None:
@@ -265,14 +269,18 @@ def check_dispatch_core(kind: Callable[[], str] | None = None) -> Check | None:
         return Check("dispatch core", Result.FAIL, str(exc), "unset HALLQ_DISPATCH")
     if found == "compiled":
         return Check("dispatch core", Result.OK, "compiled (Cython)")
-    return Check("dispatch core", Result.WARN,
-                 "pure Python (installed without a C compiler): same picks, ~35x slower",
-                 "sudo apt-get install build-essential python3-dev, then reinstall hallq "
-                 "(pip install --force-reinstall --no-deps ...)")
+    return Check(
+        "dispatch core",
+        Result.WARN,
+        "pure Python (installed without a C compiler): same picks, ~35x slower",
+        "sudo apt-get install build-essential python3-dev, then reinstall hallq "
+        "(pip install --force-reinstall --no-deps ...)",
+    )
 
 
-def check_local_broker(cfg: HallConfig, finder: Callable[[], str | None] | None = None
-                       ) -> Check | None:
+def check_local_broker(
+    cfg: HallConfig, finder: Callable[[], str | None] | None = None
+) -> Check | None:
     """When the hall's broker is this machine: is Mosquitto installed here at all?"""
     if cfg.broker.host not in ("127.0.0.1", "localhost", "::1", socket.gethostname()):
         return None
@@ -283,10 +291,13 @@ def check_local_broker(cfg: HallConfig, finder: Callable[[], str | None] | None 
     found = finder()
     if found:
         return Check("mosquitto", Result.OK, f"installed ({found})")
-    return Check("mosquitto", Result.WARN,
-                 f"not installed, yet the hall's broker is this machine ({cfg.broker.url}); "
-                 "`hallq demo` runs an embedded broker instead",
-                 "sudo apt-get install mosquitto")
+    return Check(
+        "mosquitto",
+        Result.WARN,
+        f"not installed, yet the hall's broker is this machine ({cfg.broker.url}); "
+        "`hallq demo` runs an embedded broker instead",
+        "sudo apt-get install mosquitto",
+    )
 
 
 def check_clock(
@@ -313,7 +324,7 @@ def check_clock(
     )
 
 
-FORECAST_DAYS = 30   # the comfort index's days ahead
+FORECAST_DAYS = 30  # the comfort index's days ahead
 
 
 def calendar_gaps(cfg: HallConfig, today: date) -> str | None:
@@ -327,18 +338,24 @@ def calendar_gaps(cfg: HallConfig, today: date) -> str | None:
     if not years:
         return None
     listed = ", ".join(str(y) for y in years)
-    return (f"hall.closed_days names no holiday in {listed}, but the comfort index and "
-            f"bookings reach {last}: its holidays would be forecast as open, and "
-            f"taxpayers cannot book its days until it is entered")
+    return (
+        f"hall.closed_days names no holiday in {listed}, but the comfort index and "
+        f"bookings reach {last}: its holidays would be forecast as open, and "
+        f"taxpayers cannot book its days until it is entered"
+    )
 
 
 def check_calendar(cfg: HallConfig, today: date | None = None) -> Check:
     gap = calendar_gaps(cfg, today or cfg.hall.business_day(time.time()))
     if gap is None:
         return Check("hall calendar", Result.OK, "covers the days forecast and bookable")
-    return Check("hall calendar", Result.WARN, gap,
-                 "add the year's public holidays to hall.closed_days (and its 调休 working "
-                 "weekends to hall.extra_workdays) in the hall file")
+    return Check(
+        "hall calendar",
+        Result.WARN,
+        gap,
+        "add the year's public holidays to hall.closed_days (and its 调休 working "
+        "weekends to hall.extra_workdays) in the hall file",
+    )
 
 
 def check_disk(state_dir: Path, *, min_free_mb: int = 100, warn_free_mb: int = 500) -> Check:
@@ -384,7 +401,11 @@ class _Probe:
 
 
 async def check_bus(
-    url: str, baudrate: int, devices: Sequence[FramedDevice], *, timeout: float,  # noqa: ASYNC109  each check is bounded by --timeout
+    url: str,
+    baudrate: int,
+    devices: Sequence[FramedDevice],
+    *,
+    timeout: float,  # noqa: ASYNC109  each check is bounded by --timeout
     agent_id: str = "ID",
 ) -> list[Check]:
     """Open the line briefly and ask each configured device HELLO."""
@@ -487,7 +508,11 @@ _PRINTER_FIX = {
 
 
 async def check_printer(
-    url: str, dev: PrinterDevice, *, timeout: float, agent_id: str = "ID"  # noqa: ASYNC109  each check is bounded by --timeout
+    url: str,
+    dev: PrinterDevice,
+    *,
+    timeout: float,  # noqa: ASYNC109  each check is bounded by --timeout
+    agent_id: str = "ID",
 ) -> Check:
     """Ask the ESC/POS printer its DLE EOT status; no answer is a failure, never "ok"."""
     from firmware_bridge.devices.printer import TicketPrinter
@@ -519,13 +544,14 @@ async def check_printer(
     return Check(name, Result.OK, "ready, paper ok")
 
 
-def _bus_groups(
-    agent: Agent, sim_dir: Path | None
-) -> dict[tuple[str, int], list[FramedDevice]]:
+def _bus_groups(agent: Agent, sim_dir: Path | None) -> dict[tuple[str, int], list[FramedDevice]]:
     groups: dict[tuple[str, int], list[FramedDevice]] = defaultdict(list)
     for dev in agent.devices:
-        if (not isinstance(dev, FramedDevice) or dev.serial.address is None
-                or isinstance(dev, PrinterDevice)):
+        if (
+            not isinstance(dev, FramedDevice)
+            or dev.serial.address is None
+            or isinstance(dev, PrinterDevice)
+        ):
             continue
         url = _local_port(dev.serial.port, sim_dir)
         if url is not None:
@@ -537,7 +563,10 @@ def _bus_groups(
 
 
 async def check_broker(
-    cfg: HallConfig, *, timeout: float, presence_window: float = 1.0,  # noqa: ASYNC109  each check is bounded by --timeout
+    cfg: HallConfig,
+    *,
+    timeout: float,  # noqa: ASYNC109  each check is bounded by --timeout
+    presence_window: float = 1.0,
     agents: Sequence[Agent] = (),
 ) -> list[Check]:
     """Connect as a throw-away client id. Where ``hallq provision`` credentials are, log
@@ -557,8 +586,14 @@ async def check_broker(
         if broker is cfg.broker and agents:
             broker = cfg.broker.for_client(agents[0].id, agents[0].credentials)
     except ConfigError as exc:
-        return [Check("broker", Result.FAIL, str(exc).splitlines()[-1].strip(" -"),
-                      "copy the device's directory from `hallq provision` again")]
+        return [
+            Check(
+                "broker",
+                Result.FAIL,
+                str(exc).splitlines()[-1].strip(" -"),
+                "copy the device's directory from `hallq provision` again",
+            )
+        ]
     where = f"{broker.host}:{broker.port}"
     try:
         client = probe_client(broker, "doctor", timeout)
@@ -585,10 +620,15 @@ async def check_broker(
     if "url" in broker.model_fields_set:
         checks = [Check("broker", Result.OK, connected)]
     else:  # a bench default: whatever answers on this port may well be another hall's broker
-        checks = [Check("broker", Result.WARN,
-                        f"{connected}, the default: neither the hall file nor "
-                        "HALLQ_BROKER_URL names the hall's broker, so this one may not be it",
-                        "set broker.url in the hall file, or HALLQ_BROKER_URL")]
+        checks = [
+            Check(
+                "broker",
+                Result.WARN,
+                f"{connected}, the default: neither the hall file nor "
+                "HALLQ_BROKER_URL names the hall's broker, so this one may not be it",
+                "set broker.url in the hall file, or HALLQ_BROKER_URL",
+            )
+        ]
     checks.append(_coordinator_check(cfg.coordinator.client_id, seen, cfg.hall.tzinfo))
     return checks
 
@@ -614,8 +654,10 @@ def _broker_failure(broker: BrokerConfig, where: str, exc: BaseException) -> Che
             "server run hallq provision (adds new devices) and systemctl reload mosquitto"
         )
     elif any(word in low for word in ("ssl", "certificate", "tls")):
-        fix = ("check the CA (credentials ca.crt or broker.tls.ca_file) and that the broker "
-               "certificate names the host in broker.url (hallq provision --host)")
+        fix = (
+            "check the CA (credentials ca.crt or broker.tls.ca_file) and that the broker "
+            "certificate names the host in broker.url (hallq provision --host)"
+        )
     else:
         fix = (
             f"start the broker (sudo systemctl status mosquitto) or correct broker.url "
@@ -626,8 +668,10 @@ def _broker_failure(broker: BrokerConfig, where: str, exc: BaseException) -> Che
 
 def _coordinator_check(client_id: str, seen: Mapping[str, Presence], tz: tzinfo) -> Check:
     presence = seen.get(client_id)
-    fix = ("on the coordinator host: sudo systemctl start hallq-coordinator; "
-           "journalctl -u hallq-coordinator")
+    fix = (
+        "on the coordinator host: sudo systemctl start hallq-coordinator; "
+        "journalctl -u hallq-coordinator"
+    )
     if presence is None:
         return Check("coordinator", Result.FAIL, f"{client_id} never seen on the broker", fix)
     if presence.state != "online":

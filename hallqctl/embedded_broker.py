@@ -17,10 +17,14 @@ from collections.abc import Iterator
 async def serve(port: int) -> None:
     from amqtt.broker import Broker
 
-    broker = Broker({
-        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-    })
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
+        }
+    )
     await broker.start()
     print("ready", flush=True)
     await asyncio.Event().wait()
@@ -29,8 +33,12 @@ async def serve(port: int) -> None:
 @contextlib.contextmanager
 def embedded_broker(port: int) -> Iterator[str]:
     """Start the broker process on 127.0.0.1:``port``; yields its URL; stops it after."""
-    proc = subprocess.Popen([sys.executable, "-m", "hallqctl.embedded_broker", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hallqctl.embedded_broker", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":

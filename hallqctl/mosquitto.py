@@ -34,8 +34,14 @@ class Mosquitto:
     """A real broker with its own config, which a test may stop, kill and start again."""
 
     def __init__(
-        self, workdir: Path, extra: str = "", persistence: bool = True, nodelay: bool = True,
-        *, config: Path | None = None, port: int | None = None,
+        self,
+        workdir: Path,
+        extra: str = "",
+        persistence: bool = True,
+        nodelay: bool = True,
+        *,
+        config: Path | None = None,
+        port: int | None = None,
     ) -> None:
         """``config`` runs a config written elsewhere (``hallq provision``) as it is, on the
         ``port`` it listens on, instead of the private loopback one."""
@@ -87,7 +93,8 @@ class Mosquitto:
             except OSError as exc:
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"mosquitto did not listen on {self.port} in {timeout}s") from exc
+                        f"mosquitto did not listen on {self.port} in {timeout}s"
+                    ) from exc
                 time.sleep(0.02)
 
     def stop(self, timeout: float = 3.0) -> None:

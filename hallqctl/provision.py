@@ -55,8 +55,12 @@ class Provisioned:
 
     def summary(self) -> str:
         lines = [f"provisioned {self.out}:"]
-        for name, items in (("added", self.added), ("rotated", self.rotated),
-                            ("kept", self.kept), ("revoked", self.revoked)):
+        for name, items in (
+            ("added", self.added),
+            ("rotated", self.rotated),
+            ("kept", self.kept),
+            ("revoked", self.revoked),
+        ):
             if items:
                 lines.append(f"  {name} ({len(items)}): {', '.join(items)}")
         if self.new_ca:
@@ -66,13 +70,13 @@ class Provisioned:
         return "\n".join(lines)
 
 
-def password_hash(password: str, *, salt: bytes | None = None,
-                  iterations: int = PBKDF2_ITERATIONS) -> str:
+def password_hash(
+    password: str, *, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS
+) -> str:
     """A Mosquitto 2 password-file hash (``$7$``: PBKDF2-HMAC-SHA512, 12-byte salt)."""
     salt = secrets.token_bytes(12) if salt is None else salt
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    return (f"$7${iterations}${base64.b64encode(salt).decode()}$"
-            f"{base64.b64encode(digest).decode()}")
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def _read_passwd(path: Path) -> dict[str, str]:
@@ -109,8 +113,9 @@ def _broker_group() -> int | None:
 def _openssl(*args: str, cwd: Path) -> None:
     binary = shutil.which("openssl")
     if binary is None:
-        raise ProvisionError("the openssl command is needed for the hall CA "
-                             "(Debian: apt install openssl)")
+        raise ProvisionError(
+            "the openssl command is needed for the hall CA (Debian: apt install openssl)"
+        )
     done = subprocess.run([binary, *args], cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
         raise ProvisionError(f"openssl {args[0]} failed: {done.stderr.strip()[-500:]}")
@@ -120,11 +125,28 @@ def _ensure_ca(ca_dir: Path, hall: str) -> bool:
     if (ca_dir / "ca.key").exists() and (ca_dir / "ca.crt").exists():
         return False
     ca_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
-             "-subj", f"/CN=hallq {hall} hall CA", "-addext",
-             "basicConstraints=critical,CA:TRUE", "-addext",
-             "keyUsage=critical,keyCertSign,cRLSign", cwd=ca_dir)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "3650",
+        "-subj",
+        f"/CN=hallq {hall} hall CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=ca_dir,
+    )
     os.chmod(ca_dir / "ca.key", 0o600)
     return True
 
@@ -143,12 +165,41 @@ def _san(hosts: list[str]) -> str:
 def _issue_server_cert(ca_dir: Path, broker_dir: Path, hosts: list[str]) -> None:
     work = broker_dir
     (work / "san.ext").write_text(_san(hosts) + "\nextendedKeyUsage=serverAuth\n")
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={hosts[0]}",
-             cwd=work)
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", str(ca_dir / "ca.crt"), "-CAkey",
-             str(ca_dir / "ca.key"), "-CAcreateserial", "-CAserial", str(ca_dir / "ca.srl"),
-             "-out", "server.crt", "-days", str(CERT_DAYS), "-extfile", "san.ext", cwd=work)
+    _openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        f"/CN={hosts[0]}",
+        cwd=work,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        str(ca_dir / "ca.crt"),
+        "-CAkey",
+        str(ca_dir / "ca.key"),
+        "-CAcreateserial",
+        "-CAserial",
+        str(ca_dir / "ca.srl"),
+        "-out",
+        "server.crt",
+        "-days",
+        str(CERT_DAYS),
+        "-extfile",
+        "san.ext",
+        cwd=work,
+    )
     (work / "server.csr").unlink()
     (work / "san.ext").unlink()
     os.chmod(work / "server.key", 0o600)
@@ -157,20 +208,55 @@ def _issue_server_cert(ca_dir: Path, broker_dir: Path, hosts: list[str]) -> None
 def _issue_client_cert(ca_dir: Path, device_dir: Path, client: str) -> None:
     """A key and certificate naming the client (CN = its id), for TLS client auth."""
     (device_dir / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", "client.key", "-out", "client.csr", "-subj", f"/CN={client}",
-             cwd=device_dir)
-    _openssl("x509", "-req", "-in", "client.csr", "-CA", str(ca_dir / "ca.crt"), "-CAkey",
-             str(ca_dir / "ca.key"), "-CAcreateserial", "-CAserial", str(ca_dir / "ca.srl"),
-             "-out", "client.crt", "-days", str(CERT_DAYS), "-extfile", "client.ext",
-             cwd=device_dir)
+    _openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+        "-subj",
+        f"/CN={client}",
+        cwd=device_dir,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        str(ca_dir / "ca.crt"),
+        "-CAkey",
+        str(ca_dir / "ca.key"),
+        "-CAcreateserial",
+        "-CAserial",
+        str(ca_dir / "ca.srl"),
+        "-out",
+        "client.crt",
+        "-days",
+        str(CERT_DAYS),
+        "-extfile",
+        "client.ext",
+        cwd=device_dir,
+    )
     (device_dir / "client.csr").unlink()
     (device_dir / "client.ext").unlink()
     os.chmod(device_dir / "client.key", 0o600)
 
 
-def mosquitto_conf(cfg: HallConfig, broker_dir: Path, *, port: int, bind: str | None,
-                   run_as: str | None, client_certs: bool = False) -> str:
+def mosquitto_conf(
+    cfg: HallConfig,
+    broker_dir: Path,
+    *,
+    port: int,
+    bind: str | None,
+    run_as: str | None,
+    client_certs: bool = False,
+) -> str:
     d = broker_dir.resolve()
     lines = [
         f"# hall {cfg.hall.id}: generated by `hallq provision` -- run it again rather than "
@@ -197,27 +283,42 @@ def mosquitto_conf(cfg: HallConfig, broker_dir: Path, *, port: int, bind: str | 
         "use_username_as_clientid true",
     ]
     if client_certs:
-        lines += ["# every client also shows a certificate from the hall CA (and its password)",
-                  "require_certificate true"]
+        lines += [
+            "# every client also shows a certificate from the hall CA (and its password)",
+            "require_certificate true",
+        ]
     if run_as:
         lines += ["", f"user {run_as}"]
     return "\n".join(lines) + "\n"
 
 
-def provision(cfg: HallConfig, out: Path, *, rotate: tuple[str, ...] = (), port: int = 8883,
-              bind: str | None = None, hosts: tuple[str, ...] = (),
-              run_as: str | None = None, client_certs: bool = False,
-              operators: tuple[str, ...] = (OPERATOR,)) -> Provisioned:
+def provision(
+    cfg: HallConfig,
+    out: Path,
+    *,
+    rotate: tuple[str, ...] = (),
+    port: int = 8883,
+    bind: str | None = None,
+    hosts: tuple[str, ...] = (),
+    run_as: str | None = None,
+    client_certs: bool = False,
+    operators: tuple[str, ...] = (OPERATOR,),
+) -> Provisioned:
     """Create or bring up to date the hall's broker identities under ``out``."""
     identities = clients(cfg, operators)
     unknown = [c for c in rotate if c not in identities]
     if unknown:
-        raise ProvisionError(f"--rotate {', '.join(unknown)}: not a client of hall "
-                             f"{cfg.hall.id} (known: {', '.join(identities)})")
+        raise ProvisionError(
+            f"--rotate {', '.join(unknown)}: not a client of hall "
+            f"{cfg.hall.id} (known: {', '.join(identities)})"
+        )
     if len(identities) < len(cfg.agents) + len(cfg.security.supervisor_clients) + 1 + len(
-            operators):
-        raise ProvisionError(f"an operator name ({', '.join(operators)}) is also a client id "
-                             "of the hall: choose another with --operator")
+        operators
+    ):
+        raise ProvisionError(
+            f"an operator name ({', '.join(operators)}) is also a client id "
+            "of the hall: choose another with --operator"
+        )
     out.mkdir(parents=True, exist_ok=True)
     ca_dir, broker_dir, devices = out / "ca", out / "broker", out / "devices"
     for d in (broker_dir, devices):
@@ -257,16 +358,26 @@ def provision(cfg: HallConfig, out: Path, *, rotate: tuple[str, ...] = (), port:
 
     group = _broker_group()
     readable = 0o640 if group is not None else 0o600
-    _write(broker_dir / "passwd", "".join(f"{u}:{h}\n" for u, h in sorted(hashes.items())),
-           readable)
+    _write(
+        broker_dir / "passwd", "".join(f"{u}:{h}\n" for u, h in sorted(hashes.items())), readable
+    )
     _write(broker_dir / "acl", hall_acl(cfg, operators), readable)
-    _write(broker_dir / "mosquitto.conf",
-           mosquitto_conf(cfg, broker_dir, port=port, bind=bind, run_as=run_as,
-                          client_certs=client_certs), 0o644)
+    _write(
+        broker_dir / "mosquitto.conf",
+        mosquitto_conf(
+            cfg, broker_dir, port=port, bind=bind, run_as=run_as, client_certs=client_certs
+        ),
+        0o644,
+    )
     os.chmod(broker_dir / "server.key", readable)
     if group is not None:
-        for path in (out, broker_dir, broker_dir / "passwd", broker_dir / "acl",
-                     broker_dir / "server.key"):
+        for path in (
+            out,
+            broker_dir,
+            broker_dir / "passwd",
+            broker_dir / "acl",
+            broker_dir / "server.key",
+        ):
             os.chown(path, -1, group)
         os.chmod(out, 0o750)
     return done

@@ -34,13 +34,17 @@ def describe_task(task: asyncio.Task[Any]) -> str:
 
 
 def _give_up(what: str, items: list[str]) -> None:
-    print(f"hallq: did not stop within {STOP_S:g} s: {what}: {', '.join(items)}",
-          file=sys.stderr, flush=True)
+    print(
+        f"hallq: did not stop within {STOP_S:g} s: {what}: {', '.join(items)}",
+        file=sys.stderr,
+        flush=True,
+    )
     os._exit(STUCK_EXIT)
 
 
-async def _cancel_within(tasks: set[asyncio.Task[Any]], limit: float,
-                         every: float = 0.5) -> set[asyncio.Task[Any]]:
+async def _cancel_within(
+    tasks: set[asyncio.Task[Any]], limit: float, every: float = 0.5
+) -> set[asyncio.Task[Any]]:
     """Cancel (again each ``every`` seconds, since one cancel can be lost) until all are
     done or ``limit`` passes; the tasks still running."""
     loop = asyncio.get_running_loop()
@@ -53,8 +57,9 @@ async def _cancel_within(tasks: set[asyncio.Task[Any]], limit: float,
     return pending
 
 
-def run_bounded(main: Callable[[], Coroutine[Any, Any, object]], *,
-                stop_s: float = STOP_S, signals: bool = True) -> None:
+def run_bounded(
+    main: Callable[[], Coroutine[Any, Any, object]], *, stop_s: float = STOP_S, signals: bool = True
+) -> None:
     """Run ``main()`` until it returns or SIGTERM/SIGINT arrives, then shut down within
     ``stop_s`` per stage. Exceptions from ``main`` propagate once the loop is closed."""
     loop = asyncio.new_event_loop()
@@ -84,10 +89,10 @@ def run_bounded(main: Callable[[], Coroutine[Any, Any, object]], *,
                 stuck = loop.run_until_complete(_cancel_within(leftovers, stop_s))
                 if stuck:
                     _give_up("tasks", sorted(describe_task(t) for t in stuck))
-            loop.run_until_complete(_bounded(loop.shutdown_asyncgens(), stop_s,
-                                             "async generators"))
-            loop.run_until_complete(_bounded(loop.shutdown_default_executor(), stop_s,
-                                             "worker threads"))
+            loop.run_until_complete(_bounded(loop.shutdown_asyncgens(), stop_s, "async generators"))
+            loop.run_until_complete(
+                _bounded(loop.shutdown_default_executor(), stop_s, "worker threads")
+            )
         finally:
             if signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):

@@ -92,7 +92,9 @@ def probe_client(broker: BrokerConfig, name: str, timeout: float) -> aiomqtt.Cli
 
 
 async def _read_retained(
-    cfg: HallConfig, timeout: float, quiet: float  # noqa: ASYNC109  bounded by `hallq status --timeout`
+    cfg: HallConfig,
+    timeout: float,  # noqa: ASYNC109  each check is bounded by --timeout
+    quiet: float,
 ) -> tuple[dict[tuple[str, str], Presence], dict[tuple[str, str], DeviceHealth]]:
     import aiomqtt
 
@@ -242,8 +244,10 @@ def city_link_line(cfg: HallConfig, log_path: Path | None = None) -> str | None:
         behind = lag(log, mark)
     finally:
         log.close()
-    text = (f"city link ({mark.target}): {behind.events} event(s), {behind.seconds:.0f} s behind"
-            f" (shipped to #{behind.shipped_seq})")
+    text = (
+        f"city link ({mark.target}): {behind.events} event(s), {behind.seconds:.0f} s behind"
+        f" (shipped to #{behind.shipped_seq})"
+    )
     if mark.error:
         text += f"; last attempt failed: {mark.error}"
     return text

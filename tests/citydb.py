@@ -24,8 +24,9 @@ from hallqctl.mosquitto import free_port
 
 from .ci import missing
 
-ADMIN_DSN = os.environ.get("HALLQ_TEST_PG",
-                           "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+ADMIN_DSN = os.environ.get(
+    "HALLQ_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
 PG_BIN = Path("/usr/lib/postgresql")
 
 
@@ -99,21 +100,48 @@ class PrivateCluster:
                 _missing("running as root without runuser to start PostgreSQL as postgres")
             shutil.chown(self.dir, "postgres", "postgres")
             self.as_postgres = ["runuser", "-u", "postgres", "--"]
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                  "--no-sync", "-E", "UTF8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
         self.admin_dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
 
     def _run(self, tool: str, *args: str) -> None:
-        done = subprocess.run([*self.as_postgres, str(self.bin / tool), *args],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [*self.as_postgres, str(self.bin / tool), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{tool} {' '.join(args)}: {done.stdout}{done.stderr}")
 
     def _ctl(self, action: str, *extra: str) -> None:
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c full_page_writes=off")
-        self._run("pg_ctl", action, "-D", str(self.data), "-w", "-t", "30", "-o", options,
-                  "-l", str(self.dir / "log"), *extra)
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl",
+            action,
+            "-D",
+            str(self.data),
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            options,
+            "-l",
+            str(self.dir / "log"),
+            *extra,
+        )
 
     def start(self) -> None:
         self._ctl("start")

@@ -65,8 +65,10 @@ def _end_the_run(config: pytest.Config, nodeid: str, limit: float) -> None:
     capture = config.pluginmanager.getplugin("capturemanager")
     if capture is not None:  # give fd 2 back, so this reaches the terminal
         capture.suspend_global_capture(in_=False)
-    sys.stderr.write(f"\nHARD TIMEOUT: {nodeid} still running after {limit:g} s; "
-                     "ending the test run (stacks below)\n")
+    sys.stderr.write(
+        f"\nHARD TIMEOUT: {nodeid} still running after {limit:g} s; "
+        "ending the test run (stacks below)\n"
+    )
     sys.stderr.flush()
     faulthandler.dump_traceback(all_threads=True)
     os._exit(3)
@@ -85,6 +87,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     finally:
         if watchdog is not None:
             watchdog.cancel()
+
 
 @pytest.fixture
 def amqtt_url() -> Iterator[str]:
@@ -147,19 +150,31 @@ def inbox() -> Callable[[], Inbox]:
 
 
 @pytest.fixture
-def make_session(
-    mosquitto: Mosquitto, tmp_path: Path
-) -> Callable[..., Session]:
+def make_session(mosquitto: Mosquitto, tmp_path: Path) -> Callable[..., Session]:
     """Build a Session on the test broker; each client id gets its own state dir by default."""
 
-    def build(role: str, client_id: str, *, protocol: Literal["auto", "5", "3.1.1"] = "auto",
-              **kwargs: Any) -> Session:
-        broker = BrokerConfig(url=kwargs.pop("url", mosquitto.url), protocol=protocol,
-                              username=kwargs.pop("username", None), keepalive=5)
+    def build(
+        role: str,
+        client_id: str,
+        *,
+        protocol: Literal["auto", "5", "3.1.1"] = "auto",
+        **kwargs: Any,
+    ) -> Session:
+        broker = BrokerConfig(
+            url=kwargs.pop("url", mosquitto.url),
+            protocol=protocol,
+            username=kwargs.pop("username", None),
+            keepalive=5,
+        )
         return Session(
-            broker, hall="liwan", role=role, client_id=client_id,
+            broker,
+            hall="liwan",
+            role=role,
+            client_id=client_id,
             state_dir=kwargs.pop("state_dir", tmp_path / "state" / client_id),
-            backoff_initial=0.05, backoff_max=0.5, **kwargs,
+            backoff_initial=0.05,
+            backoff_max=0.5,
+            **kwargs,
         )
 
     return build

@@ -26,8 +26,9 @@ class FakeClock:
 
 
 @contextlib.asynccontextmanager
-async def running(cfg: Any, log_path: Path, clock: Callable[[], float]) -> AsyncIterator[
-        Coordinator]:
+async def running(
+    cfg: Any, log_path: Path, clock: Callable[[], float]
+) -> AsyncIterator[Coordinator]:
     coordinator = Coordinator(cfg, log_path=log_path, dispatch="pure", clock=clock)
     ready = asyncio.Event()
     async with coordinator.make_session() as session:
@@ -41,5 +42,12 @@ async def running(cfg: Any, log_path: Path, clock: Callable[[], float]) -> Async
 
 
 def device(cfg: Any, role: str, client: str, tmp_path: Path) -> Session:
-    return Session(cfg.broker, hall=cfg.hall.id, role=role, client_id=client,
-                   state_dir=tmp_path / "dev" / client, backoff_initial=0.05, backoff_max=0.5)
+    return Session(
+        cfg.broker,
+        hall=cfg.hall.id,
+        role=role,
+        client_id=client,
+        state_dir=tmp_path / "dev" / client,
+        backoff_initial=0.05,
+        backoff_max=0.5,
+    )

@@ -40,11 +40,17 @@ async def barrier(session: Session) -> None:
     await client.publish(f"hallq-test/barrier/{session.client_id}", b"", qos=1)
 
 
-async def run_session(url: str, client_id: str, state_dir: str, protocol: str,
-                      ack: str) -> None:
+async def run_session(url: str, client_id: str, state_dir: str, protocol: str, ack: str) -> None:
     broker = BrokerConfig.model_validate({"url": url, "protocol": protocol})
-    async with Session(broker, hall="liwan", role="coordinator", client_id=client_id,
-                       state_dir=Path(state_dir), ack_after_handler=ack == "on") as session:
+    async with Session(
+        broker,
+        hall="liwan",
+        role="coordinator",
+        client_id=client_id,
+        state_dir=Path(state_dir),
+        ack_after_handler=ack == "on",
+    ) as session:
+
         async def handle(incoming: Incoming) -> None:
             print(f"handling {incoming.payload.id}", flush=True)
             await barrier(session)
@@ -56,28 +62,45 @@ async def run_session(url: str, client_id: str, state_dir: str, protocol: str,
         await asyncio.Event().wait()
 
 
-async def run_coordinator(config: str, log_path: str, cmd_id: str, point: str,
-                          ack: str) -> None:
+async def run_coordinator(config: str, log_path: str, cmd_id: str, point: str, ack: str) -> None:
     from coordinator.hallqueue import HallQueue
     from coordinator.service import Coordinator, serve
     from hallq.config import load_config
 
-    execute, submit, make_session = (Coordinator.execute, HallQueue.submit,
-                                     Coordinator.make_session)
+    execute, submit, make_session = (
+        Coordinator.execute,
+        HallQueue.submit,
+        Coordinator.make_session,
+    )
 
-    async def execute_then_die(self: Coordinator, kind: str, role: str, client: str,
-                               command: Any, *, reply: bool = True, late: bool = False,
-                               due: float | None = None) -> Any:
+    async def execute_then_die(
+        self: Coordinator,
+        kind: str,
+        role: str,
+        client: str,
+        command: Any,
+        *,
+        reply: bool = True,
+        late: bool = False,
+        due: float | None = None,
+    ) -> Any:
         if command.id == cmd_id and point == "before_log":
             print(f"handling {cmd_id}", flush=True)
             assert self.session is not None
             await barrier(self.session)
             die()
-        return await execute(self, kind, role, client, command, reply=reply, late=late,
-                             due=due)
+        return await execute(self, kind, role, client, command, reply=reply, late=late, due=due)
 
-    def submit_then_die(self: HallQueue, kind: str, role: str, client: str, command: Any,
-                        now: float, *, late: bool = False) -> Any:
+    def submit_then_die(
+        self: HallQueue,
+        kind: str,
+        role: str,
+        client: str,
+        command: Any,
+        now: float,
+        *,
+        late: bool = False,
+    ) -> Any:
         done = submit(self, kind, role, client, command, now, late=late)
         if command.id == cmd_id and point == "after_log":
             print(f"logged {cmd_id}", flush=True)

@@ -126,15 +126,23 @@ kind = "speaker"
 TZ = dt.timezone(dt.timedelta(hours=8))
 
 
-def small_hall_text(broker_url: str | None = None, state_dir: str | None = None,
-                    all_day: bool = False, **coordinator: Any) -> str:
+def small_hall_text(
+    broker_url: str | None = None,
+    state_dir: str | None = None,
+    all_day: bool = False,
+    **coordinator: Any,
+) -> str:
     """The small hall as TOML; ``all_day`` opens it round the clock for real-time tests."""
-    extra = "\n".join(f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}"
-                      for k, v in coordinator.items())
+    extra = "\n".join(
+        f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}"
+        for k, v in coordinator.items()
+    )
     text = SMALL_HALL.format(coordinator_extra=extra) + BOARD_AGENT.format()
     if all_day:  # closed only in the minute of the reset, 23:59-24:00 hall time
-        text = text.replace('reset_time = "03:00"\nopen_hours = [["08:00", "18:00"]]',
-                            'reset_time = "23:59"\nopen_hours = [["00:00", "23:59"]]')
+        text = text.replace(
+            'reset_time = "03:00"\nopen_hours = [["08:00", "18:00"]]',
+            'reset_time = "23:59"\nopen_hours = [["00:00", "23:59"]]',
+        )
     if broker_url:
         text += f'\n[broker]\nurl = "{broker_url}"\nkeepalive = 5\n'
     if state_dir:
@@ -142,8 +150,12 @@ def small_hall_text(broker_url: str | None = None, state_dir: str | None = None,
     return text
 
 
-def small_hall(broker_url: str | None = None, state_dir: str | None = None,
-               all_day: bool = False, **coordinator: Any) -> HallConfig:
+def small_hall(
+    broker_url: str | None = None,
+    state_dir: str | None = None,
+    all_day: bool = False,
+    **coordinator: Any,
+) -> HallConfig:
     text = small_hall_text(broker_url, state_dir, all_day, **coordinator)
     return parse_config(text, "small-hall.toml")
 
@@ -180,8 +192,9 @@ all_services = true
 """
 
 
-def one_window_hall(hall_id: str, agents: str, broker_url: str,
-                    state_dir: str | Path | None = None) -> HallConfig:
+def one_window_hall(
+    hall_id: str, agents: str, broker_url: str, state_dir: str | Path | None = None
+) -> HallConfig:
     """The smallest hall (one zone, one service "tax", window 1) with ``agents`` (TOML
     ``[[agents]]`` tables) added: for tools that look at devices, not at queues."""
     text = ONE_WINDOW_HALL.format(hall_id=hall_id, broker_url=broker_url)

@@ -12,7 +12,10 @@ from hallq.config import BrokerConfig
 
 async def main(url: str, client_id: str, state_dir: str) -> None:
     async with Session(
-        BrokerConfig(url=url), hall="liwan", role="window", client_id=client_id,
+        BrokerConfig(url=url),
+        hall="liwan",
+        role="window",
+        client_id=client_id,
         state_dir=Path(state_dir),
     ) as session:
         await session.wait_connected(10)

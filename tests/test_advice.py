@@ -33,7 +33,7 @@ def _issue(e: Engine, n: int, service: str = "tax-filing") -> None:
 
 
 def test_long_queue_gets_advice_naming_a_window_not_serving_it(engine: Engine) -> None:
-    _issue(engine, 30)   # 30 x 1.63 min / 3 windows ~ 16 min > the 10 min target
+    _issue(engine, 30)  # 30 x 1.63 min / 3 windows ~ 16 min > the 10 min target
     assert engine.apply(m.WindowAction(window=3, action="call"), at(9, 5)).ok
     advice = advise(engine, at(9, 6), seed=1)
     assert [a.service for a in advice] == ["tax-filing"]
@@ -43,7 +43,7 @@ def test_long_queue_gets_advice_naming_a_window_not_serving_it(engine: Engine) -
     assert a.predicted_wait_min > a.target_min == 10
     assert a.basis == "simulation"
     assert 10 <= a.duration_min <= 30
-    assert a.after_min < a.before_min          # one more window: shorter waits
+    assert a.after_min < a.before_min  # one more window: shorter waits
     assert a.restore == {w: engine.windows[w].skills for w in a.windows}
     assert [c.skills for c in a.commands()] == [{"tax-filing": 1.0}] * len(a.windows)
     # deterministic for a seed
@@ -70,8 +70,7 @@ def test_advice_alert_is_a_valid_alert_event(engine: Engine) -> None:
     a = advise(engine, at(9, 7), replications=2)[0]
     alert = advice_alert(a)
     assert isinstance(alert, m.AlertEvent)
-    assert (alert.severity, alert.kind, alert.window) == ("warning", "express_advice",
-                                                          a.windows[0])
+    assert (alert.severity, alert.kind, alert.window) == ("warning", "express_advice", a.windows[0])
     assert m.AlertEvent.model_validate_json(alert.model_dump_json()) == alert
     assert f"{a.windows[0]}号" in alert.message
     assert len(alert.message) <= 200
@@ -102,38 +101,61 @@ def test_the_compiled_loop_replays_what_replay_day_does(core_cls: type[Any], see
     demand = Demand.for_services([s.code for s in cfg.services])
     spans = open_spans(cfg.hall.open_hours)
     rng = random.Random(seed)
-    day = draw_days(cfg, demand, volume=1000, day_of_month=None, replications=1, seed=seed,
-                    no_show=0.05)[0]
+    day = draw_days(
+        cfg, demand, volume=1000, day_of_month=None, replications=1, seed=seed, no_show=0.05
+    )[0]
     start_s = spans[0][0] + rng.uniform(1.0, 4.0) * 3600
-    backlog = [a for a in day if a.t < start_s][-rng.randint(5, 20):]
+    backlog = [a for a in day if a.t < start_s][-rng.randint(5, 20) :]
     future = [a for a in day if a.t >= start_s]
     configured = configured_skills(cfg)
     skills = {w: sk for w, sk in configured.items() if w != 1 + seed % 4}
-    busy = {w: start_s + rng.uniform(0.0, 300.0) for w in skills if rng.random() < 0.5
-            } if seed % 2 else {}
+    busy = (
+        {w: start_s + rng.uniform(0.0, 300.0) for w in skills if rng.random() < 0.5}
+        if seed % 2
+        else {}
+    )
     codes = [s.code for s in cfg.services]
     changes = []
     for _ in range(8):
         chosen = [c for c in codes if rng.random() < 0.5]
-        changes.append(SkillChange(rng.uniform(start_s - 600.0, spans[-1][1]),
-                                   rng.choice(list(configured)),
-                                   {c: round(rng.uniform(0.5, 3.0), 2) for c in chosen}))
-    ref = replay_day(sc, core_cls, skills, future, day=sim_day(None), start_s=start_s,
-                     changes=changes, backlog=backlog, busy_until_s=busy)
+        changes.append(
+            SkillChange(
+                rng.uniform(start_s - 600.0, spans[-1][1]),
+                rng.choice(list(configured)),
+                {c: round(rng.uniform(0.5, 3.0), 2) for c in chosen},
+            )
+        )
+    ref = replay_day(
+        sc,
+        core_cls,
+        skills,
+        future,
+        day=sim_day(None),
+        start_s=start_s,
+        changes=changes,
+        backlog=backlog,
+        busy_until_s=busy,
+    )
     hall = FastHall(sc, core_cls, skills, day=sim_day(None), spans=spans)
-    got = hall.play(future, start_s=start_s, changes=changes, backlog=backlog,
-                    busy_until_s=busy)
+    got = hall.play(future, start_s=start_s, changes=changes, backlog=backlog, busy_until_s=busy)
     assert ref.served > 100
-    for name in ("waits", "busy_s", "served", "no_shows", "turned_away", "overtime_s",
-                 "open_s"):
+    for name in ("waits", "busy_s", "served", "no_shows", "turned_away", "overtime_s", "open_s"):
         assert getattr(got, name) == getattr(ref, name), name
     plain = hall.play(day)
     assert plain == run_day(sc, core_cls, skills, day, day=sim_day(None), spans=spans)
 
 
 def test_plan_keeps_the_staff_limit_and_is_no_worse_than_configured() -> None:
-    plan = plan_day(small_hall(), volume=1300, staff_limit=3, replications=3, seed=2,
-                    core_kind="auto", rounds=2, search_days=2)
+    plan = plan_day(
+        small_hall(),
+        volume=1300,
+        staff_limit=3,
+        replications=3,
+        seed=2,
+        core_kind="auto",
+        rounds=2,
+        search_days=2,
+    )
     assert len(plan.open_windows) <= 3
     assert set(plan.staffing.skills) <= set(plan.open_windows)
     assert {c.window for c in plan.staffing.changes} <= set(plan.open_windows)
@@ -141,8 +163,10 @@ def test_plan_keeps_the_staff_limit_and_is_no_worse_than_configured() -> None:
         assert len(rep.skills) <= 3
     planned = plan.reports["planned"].waits["all"]
     configured = plan.reports["configured"].waits["all"]
-    assert (planned["p95"].mean, planned["mean"].mean) <= (configured["p95"].mean,
-                                                           configured["mean"].mean)
+    assert (planned["p95"].mean, planned["mean"].mean) <= (
+        configured["p95"].mean,
+        configured["mean"].mean,
+    )
     assert not math.isnan(plan.reports["fifo"].waits["all"]["mean"].mean)
     assert "planned" in plan.render()
     assert plan.to_dict()["staff_limit"] == 3
@@ -162,8 +186,12 @@ def test_acting_on_live_advice_inside_a_simulated_day_shortens_the_long_queue() 
     demand = Demand.for_services([s.code for s in cfg.services])
     spans = open_spans(cfg.hall.open_hours)
     day = draw_days(cfg, demand, volume=1100, day_of_month=None, replications=1, seed=5)[0]
-    skills = {1: {"green": 1.0}, 2: {"invoice": 1.0}, 3: {"tax-filing": 1.0},
-              4: {"tax-filing": 1.0}}
+    skills = {
+        1: {"green": 1.0},
+        2: {"invoice": 1.0},
+        3: {"tax-filing": 1.0},
+        4: {"tax-filing": 1.0},
+    }
     plain = replay_day(sc, core, skills, day, day=sim_day(None), start_s=spans[0][0])
     hook = ActOnAdvice()
     acted = replay_day(sc, core, skills, day, day=sim_day(None), start_s=spans[0][0], hook=hook)
@@ -182,7 +210,7 @@ def test_acting_on_live_advice_inside_a_simulated_day_shortens_the_long_queue() 
 
 def test_a_queue_no_window_serves_gets_a_window(engine: Engine) -> None:
     act = m.SetSkills(window=1, action="set_skills", skills={"tax-filing": 1.0})
-    assert engine.apply(act, at(8, 30)).ok      # now nobody serves the green channel
+    assert engine.apply(act, at(8, 30)).ok  # now nobody serves the green channel
     for i in range(2):
         assert engine.apply(m.IssueRequest(kind="issue", service="green"), at(9, 0, i)).ok
     advice = advise(engine, at(9, 1), replications=2)

@@ -50,31 +50,50 @@ HALL = "test-hall"
 T = HallTopics(HALL)
 NOT_AUTHORISED = 0x87
 ID_NUMBER = "11010519491231002X"
-ROLES = {"coordinator": Role.COORDINATOR, "pi-w1": Role.WINDOW, "pi-d1": Role.DISPENSER,
-         "pi-b1": Role.BOARD, "desk-1": Role.SUPERVISOR}
+ROLES = {
+    "coordinator": Role.COORDINATOR,
+    "pi-w1": Role.WINDOW,
+    "pi-d1": Role.DISPENSER,
+    "pi-b1": Role.BOARD,
+    "desk-1": Role.SUPERVISOR,
+}
 ATTACKERS = ("pi-w1", "pi-d1", "pi-b1", "desk-1")
 
 
 def attack_hall(port: int, out: Path, state: Path) -> HallConfig:
     text = small_hall_text(state_dir=str(state), all_day=True)
     # the dispenser's keys serve two of the three services: "green" is not its to issue
-    text = text.replace('services = ["tax-filing", "invoice", "green"]',
-                        'services = ["tax-filing", "invoice"]')
-    text += (f'\n[broker]\nurl = "mqtts://127.0.0.1:{port}"\nkeepalive = 5\n'
-             f'credentials_dir = "{out}/devices"\n'
-             '\n[security]\nsupervisor_clients = ["desk-1"]\n'
-             'client_rate_per_s = 50\nclient_burst = 400\n')
+    text = text.replace(
+        'services = ["tax-filing", "invoice", "green"]', 'services = ["tax-filing", "invoice"]'
+    )
+    text += (
+        f'\n[broker]\nurl = "mqtts://127.0.0.1:{port}"\nkeepalive = 5\n'
+        f'credentials_dir = "{out}/devices"\n'
+        '\n[security]\nsupervisor_clients = ["desk-1"]\n'
+        "client_rate_per_s = 50\nclient_burst = 400\n"
+    )
     return parse_config(text, "attack-hall.toml")
 
 
 class Client:
     """A raw paho MQTT 5 client, so the broker's reason codes are seen as they are."""
 
-    def __init__(self, port: int, ca: Path, user: str | None, password: str | None,
-                 client_id: str | None = None, *, v5: bool = True) -> None:
+    def __init__(
+        self,
+        port: int,
+        ca: Path,
+        user: str | None,
+        password: str | None,
+        client_id: str | None = None,
+        *,
+        v5: bool = True,
+    ) -> None:
         self.port = port
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or user or "",
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
+        self.c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or user or "",
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        )
         if user is not None:
             self.c.username_pw_set(user, password)
         self.c.tls_set(ca_certs=str(ca))
@@ -105,6 +124,7 @@ class Client:
         def block() -> bool:
             with self.cond:
                 return self.cond.wait_for(predicate, timeout)
+
         return await asyncio.to_thread(block)
 
     async def connect(self) -> int:
@@ -157,11 +177,15 @@ class Report:
             self.effects.append(f"{who}: {what}")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"attempts": self.attempts, "denied_by_broker": self.denied_by_broker,
-                "rejected_by_coordinator": self.rejected_by_coordinator,
-                "with_effect": self.with_effect, "effects": self.effects,
-                "coordinator_reasons": dict(self.reasons),
-                "by_attacker": {k: dict(v) for k, v in self.by_attacker.items()}}
+        return {
+            "attempts": self.attempts,
+            "denied_by_broker": self.denied_by_broker,
+            "rejected_by_coordinator": self.rejected_by_coordinator,
+            "with_effect": self.with_effect,
+            "effects": self.effects,
+            "coordinator_reasons": dict(self.reasons),
+            "by_attacker": {k: dict(v) for k, v in self.by_attacker.items()},
+        }
 
 
 def forged(topic: str) -> tuple[bytes, bool]:
@@ -174,8 +198,9 @@ def forged(topic: str) -> tuple[bytes, bool]:
     build: dict[str, Callable[[], m.Message]]
     if parts[3] == "state":
         build = {
-            "window": lambda: m.WindowState(rev=big, window=1, zone="hall-1",
-                                            status=m.WindowStatus.CLOSED),
+            "window": lambda: m.WindowState(
+                rev=big, window=1, zone="hall-1", status=m.WindowStatus.CLOSED
+            ),
             "queue": lambda: m.QueueState(rev=big, service="invoice", waiting=999),
             "board": lambda: m.BoardState(rev=big, notice="forged"),
         }
@@ -183,13 +208,16 @@ def forged(topic: str) -> tuple[bytes, bool]:
         return m.encode(message), True
     if parts[3] == "event":
         build = {
-            "call": lambda: m.CallEvent(ticket="A999", service="tax-filing", window=1,
-                                        zone="hall-1"),
-            "ticket": lambda: m.TicketEvent(ticket="A999", service="tax-filing",
-                                            state=m.TicketState.NO_SHOW),
+            "call": lambda: m.CallEvent(
+                ticket="A999", service="tax-filing", window=1, zone="hall-1"
+            ),
+            "ticket": lambda: m.TicketEvent(
+                ticket="A999", service="tax-filing", state=m.TicketState.NO_SHOW
+            ),
         }
-        message = build.get(parts[4], lambda: m.AlertEvent(severity="critical", kind="forged",
-                                                           message="forged"))()
+        message = build.get(
+            parts[4], lambda: m.AlertEvent(severity="critical", kind="forged", message="forged")
+        )()
         return m.encode(message), False
     role, client = parts[3], parts[4]
     if kind == "cmd":
@@ -222,17 +250,34 @@ def foreign_topics(attacker: str) -> list[str]:
                 if own and not spec.by_coordinator:
                     continue  # its own topic: the broker rightly lets it through
                 topics.append(T.client(as_role, client, action))
-    topics += [T.window_state(1), T.queue_state("invoice"), T.board_state(), T.stats_state(),
-               T.comfort_state(), T.event("call"), T.event("ticket"), T.event("alert")]
+    topics += [
+        T.window_state(1),
+        T.queue_state("invoice"),
+        T.board_state(),
+        T.stats_state(),
+        T.comfort_state(),
+        T.event("call"),
+        T.event("ticket"),
+        T.event("alert"),
+    ]
     return list(dict.fromkeys(topics))
 
 
 def fingerprint(coordinator: Any) -> tuple[Any, ...]:
     engine = coordinator.engine
-    return (coordinator.queue.seq, len(engine.tickets),
-            tuple((n, w.status.value, w.current.number if w.current else None,
-                   tuple(sorted(w.skills.items())))
-                  for n, w in sorted(engine.windows.items())))
+    return (
+        coordinator.queue.seq,
+        len(engine.tickets),
+        tuple(
+            (
+                n,
+                w.status.value,
+                w.current.number if w.current else None,
+                tuple(sorted(w.skills.items())),
+            )
+            for n, w in sorted(engine.windows.items())
+        ),
+    )
 
 
 def reply_to(client: Client, topic: str, corr: str) -> Any:
@@ -268,6 +313,7 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
             watch = clients["operator"] = Client(port, ca, "operator", password("operator"))
             assert await watch.connect() == 0
             await watch.subscribe(f"hallq/v1/{HALL}/#")
+
             async def log_in(name: str) -> Client:
                 client = clients[name] = Client(port, ca, name, password(name))
                 assert await client.connect() == 0, f"{name} cannot log in"
@@ -286,7 +332,8 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
             control = m.WindowAction(window=3, action="pause")
             assert await desk.publish(T.cmd("supervisor", "desk-1"), m.encode(control)) == 0
             assert await desk.wait(
-                lambda: reply_to(desk, T.reply("supervisor", "desk-1"), control.id))
+                lambda: reply_to(desk, T.reply("supervisor", "desk-1"), control.id)
+            )
             assert reply_to(desk, T.reply("supervisor", "desk-1"), control.id).ok
             before = fingerprint(coordinator)
 
@@ -302,8 +349,15 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
                         report.note(name, "effect", f"{topic} accepted (rc {rc})")
 
             # 2. its own command topic, for what the hall file does not give it
-            async def own(name: str, topic: str, payload: bytes, corr: str | None,
-                          what: str, *, retain: bool = False) -> None:
+            async def own(
+                name: str,
+                topic: str,
+                payload: bytes,
+                corr: str | None,
+                what: str,
+                *,
+                retain: bool = False,
+            ) -> None:
                 attacker = clients[name]
                 reply_topic = topic.rsplit("/", 1)[0] + "/reply"
                 error_topic = T.error("coordinator", "coordinator")
@@ -322,15 +376,20 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
                     return
 
                 def reported() -> list[m.ErrorReport]:
-                    return [m.decode(m.ErrorReport, p) for t, p, _ in watch.got[seen:]
-                            if t == error_topic]
+                    return [
+                        m.decode(m.ErrorReport, p)
+                        for t, p, _ in watch.got[seen:]
+                        if t == error_topic
+                    ]
+
                 await watch.wait(lambda: any(r.topic == topic for r in reported()))
                 found = [r for r in reported() if r.topic == topic]
                 if found:
                     assert ID_NUMBER not in found[0].message
                     assert "\x1b" not in found[0].message
-                    report.note(name, "coordinator", what,
-                                f"{found[0].code}:{(found[0].field or '')[:12]}")
+                    report.note(
+                        name, "coordinator", what, f"{found[0].code}:{(found[0].field or '')[:12]}"
+                    )
                 else:
                     report.note(name, "effect", f"{what}: no error report")
 
@@ -341,21 +400,47 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
             w1_cmd = T.cmd("window", "pi-w1")
             await own("pi-w1", w1_cmd, *cmd(window=3, action="call"), "window 3 is not its")
             await own("pi-w1", w1_cmd, *cmd(window=4, action="close"), "window 4 is not its")
-            await own("pi-w1", w1_cmd, *cmd(window=1, action="call"), "retained command",
-                      retain=True)
+            await own(
+                "pi-w1", w1_cmd, *cmd(window=1, action="call"), "retained command", retain=True
+            )
             await w1.publish(w1_cmd, b"", retain=True)  # clear it from the broker
-            await own("pi-w1", w1_cmd, json.dumps({"window": 1, "action": "call"}).encode(),
-                      None, "command without id")
-            await own("pi-w1", w1_cmd, json.dumps(
-                {"v": True, "id": new_ulid(), "window": 1, "action": "call"}).encode(), None,
-                "v: true")
-            await own("pi-w1", w1_cmd, json.dumps(
-                {"id": new_ulid(), "window": 1, "action": "call", "x" * 500: 1}).encode(), None,
-                "500-character field name")
-            await own("pi-w1", w1_cmd, json.dumps(
-                {"id": new_ulid(), "window": 1, "action": "call_ticket",
-                 "ticket": "A001\n12:00:00 ERROR forged\x1b[2J"}).encode(), None,
-                "control characters")
+            await own(
+                "pi-w1",
+                w1_cmd,
+                json.dumps({"window": 1, "action": "call"}).encode(),
+                None,
+                "command without id",
+            )
+            await own(
+                "pi-w1",
+                w1_cmd,
+                json.dumps({"v": True, "id": new_ulid(), "window": 1, "action": "call"}).encode(),
+                None,
+                "v: true",
+            )
+            await own(
+                "pi-w1",
+                w1_cmd,
+                json.dumps(
+                    {"id": new_ulid(), "window": 1, "action": "call", "x" * 500: 1}
+                ).encode(),
+                None,
+                "500-character field name",
+            )
+            await own(
+                "pi-w1",
+                w1_cmd,
+                json.dumps(
+                    {
+                        "id": new_ulid(),
+                        "window": 1,
+                        "action": "call_ticket",
+                        "ticket": "A001\n12:00:00 ERROR forged\x1b[2J",
+                    }
+                ).encode(),
+                None,
+                "control characters",
+            )
             replay = m.WindowAction(id=issue.id, window=1, action="call")
             await own("pi-w1", w1_cmd, m.encode(replay), replay.id, "another sender's id")
             d1_req = T.req("pi-d1")
@@ -363,14 +448,21 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
             await own("pi-d1", d1_req, m.encode(green), green.id, "service not its")
             lease = m.LeaseRequest(kind="lease", service="green", size=50)
             await own("pi-d1", d1_req, m.encode(lease), lease.id, "lease not its")
-            await own("pi-d1", d1_req, json.dumps(
-                {"kind": "issue", "id": new_ulid(), "service": "invoice",
-                 "identity": ID_NUMBER}).encode(), None, "identity number in clear")
+            await own(
+                "pi-d1",
+                d1_req,
+                json.dumps(
+                    {"kind": "issue", "id": new_ulid(), "service": "invoice", "identity": ID_NUMBER}
+                ).encode(),
+                None,
+                "identity number in clear",
+            )
             reused = m.IssueRequest(id=control.id, kind="issue", service="invoice")
             await own("pi-d1", d1_req, m.encode(reused), reused.id, "another sender's id")
             sup_cmd = T.cmd("supervisor", "desk-1")
-            await own("desk-1", sup_cmd, *cmd(window=2, action="close"), "retained command",
-                      retain=True)
+            await own(
+                "desk-1", sup_cmd, *cmd(window=2, action="close"), "retained command", retain=True
+            )
             await desk.publish(sup_cmd, b"", retain=True)
 
             # 1b. the same on MQTT 3.1.1, where the broker drops a denied publish without a
@@ -398,39 +490,53 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
                 assert await watch.wait(marked)
                 through = {(t, p) for t, p, _ in watch.got[seen:]} & set(tried)
                 for sent in tried:
-                    report.note(f"{name} (3.1.1)", "effect" if sent in through else "broker",
-                                sent[0])
+                    report.note(
+                        f"{name} (3.1.1)", "effect" if sent in through else "broker", sent[0]
+                    )
                 old.close()
                 await log_in(name)
             d1, desk = clients["pi-d1"], clients["desk-1"]
 
             # 3. outsiders and a stolen login under the coordinator's client id
-            async def login(what: str, user: str | None, secret: str | None,
-                            client_id: str | None = None) -> Client:
+            async def login(
+                what: str, user: str | None, secret: str | None, client_id: str | None = None
+            ) -> Client:
                 intruder = Client(port, ca, user, secret, client_id)
                 rc = await intruder.connect()
                 report.note("outsider", "broker" if rc != 0 else "effect", what)
                 return intruder
 
-            for args in (("no credentials", None, None, "pi-w9"),
-                         ("wrong password", "pi-w1", "not-the-password"),
-                         ("unknown user", "pi-x9", "whatever"),
-                         ("coordinator's login, wrong password", "coordinator", "guess")):
+            for args in (
+                ("no credentials", None, None, "pi-w9"),
+                ("wrong password", "pi-w1", "not-the-password"),
+                ("unknown user", "pi-x9", "whatever"),
+                ("coordinator's login, wrong password", "coordinator", "guess"),
+            ):
                 (await login(*args)).close()
             thief = Client(port, ca, "pi-b1", password("pi-b1"), client_id="coordinator")
             assert await thief.connect() == 0  # its own login; the broker renames it
-            rc = await thief.publish(T.status("coordinator", "coordinator"), forged(
-                T.status("coordinator", "coordinator"))[0], retain=True)
-            report.note("pi-b1 as client id coordinator", "broker" if rc == NOT_AUTHORISED
-                        else "effect", "forged coordinator presence")
+            rc = await thief.publish(
+                T.status("coordinator", "coordinator"),
+                forged(T.status("coordinator", "coordinator"))[0],
+                retain=True,
+            )
+            report.note(
+                "pi-b1 as client id coordinator",
+                "broker" if rc == NOT_AUTHORISED else "effect",
+                "forged coordinator presence",
+            )
             thief.close()
             assert session.connects == 1, "the coordinator was kicked off the broker"
             impostor = Client(port, ca, "pi-w1", password("pi-w1"), client_id="pi-d1")
             assert await impostor.connect() == 0  # renamed pi-w1 by the broker
-            rc = await impostor.publish(T.req("pi-d1"), m.encode(
-                m.IssueRequest(kind="issue", service="invoice")))
-            report.note("pi-w1 as client id pi-d1", "broker" if rc == NOT_AUTHORISED
-                        else "effect", "a ticket request as the dispenser")
+            rc = await impostor.publish(
+                T.req("pi-d1"), m.encode(m.IssueRequest(kind="issue", service="invoice"))
+            )
+            report.note(
+                "pi-w1 as client id pi-d1",
+                "broker" if rc == NOT_AUTHORISED else "effect",
+                "a ticket request as the dispenser",
+            )
             impostor.close()
             assert clients["pi-d1"].c.is_connected(), "the dispenser was kicked off"
             # the broker made the thief pi-b1: it could only take over its own session
@@ -443,16 +549,23 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
             health = m.encode(m.DeviceHealth(rev=1, components=[]))
             for _ in range(2000):
                 flooder.c.publish(flood_topic, health, qos=0)
-            assert await watch.wait(lambda: any(
-                t == T.event("alert") and b"client_flood" in p and b"pi-b1" in p
-                for t, p, _ in watch.got), 10), (
-                "no alert names the flooding board", coordinator.authz._buckets,
-                len([1 for t, _, _ in watch.got if t == flood_topic]))
+            assert await watch.wait(
+                lambda: any(
+                    t == T.event("alert") and b"client_flood" in p and b"pi-b1" in p
+                    for t, p, _ in watch.got
+                ),
+                10,
+            ), (
+                "no alert names the flooding board",
+                coordinator.authz._buckets,
+                len([1 for t, _, _ in watch.got if t == flood_topic]),
+            )
             after_flood = m.LeaseRequest(kind="lease", service="invoice", size=5)
             t0 = time.monotonic()
             await d1.publish(T.req("pi-d1"), m.encode(after_flood))
-            assert await d1.wait(lambda: reply_to(d1, T.reply("dispenser", "pi-d1"),
-                                                  after_flood.id))
+            assert await d1.wait(
+                lambda: reply_to(d1, T.reply("dispenser", "pi-d1"), after_flood.id)
+            )
             served_in = time.monotonic() - t0
             dropped = coordinator.authz.dropped("board/pi-b1")
             assert dropped > 0
@@ -461,8 +574,11 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
             assert lease_ok
             after = fingerprint(coordinator)
             assert session.connects == 1, "a client restarted the coordinator's session"
-            offline = [p for t, p, _ in watch.got
-                       if t == T.status("coordinator", "coordinator") and b"offline" in p]
+            offline = [
+                p
+                for t, p, _ in watch.got
+                if t == T.status("coordinator", "coordinator") and b"offline" in p
+            ]
             assert not offline, "forged or real coordinator offline seen"
     finally:
         for client in clients.values():
@@ -471,9 +587,13 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
 
     seconds = time.monotonic() - started
     result = report.as_dict() | {
-        "flood": {"sent": 2000, "dropped_by_rate_limit": dropped,
-                  "other_client_served_in_s": round(served_in, 3)},
-        "seconds": round(seconds, 1)}
+        "flood": {
+            "sent": 2000,
+            "dropped_by_rate_limit": dropped,
+            "other_client_served_in_s": round(served_in, 3),
+        },
+        "seconds": round(seconds, 1),
+    }
     print("\nattack report:", json.dumps(result, indent=2, ensure_ascii=False))
     if os.environ.get("HALLQ_ARTIFACTS"):
         artifacts = Path(os.environ["HALLQ_ARTIFACTS"])

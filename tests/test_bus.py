@@ -32,8 +32,9 @@ def issue(service: str = "tax-filing", **kw: Any) -> m.IssueRequest:
     return m.IssueRequest(kind="issue", service=service, **kw)
 
 
-async def raw_publish(broker: Mosquitto, topic: str, payload: bytes, retain: bool = False,
-                      username: str | None = None) -> None:
+async def raw_publish(
+    broker: Mosquitto, topic: str, payload: bytes, retain: bool = False, username: str | None = None
+) -> None:
     async with aiomqtt.Client("127.0.0.1", broker.port, username=username) as client:
         await client.publish(topic, payload, qos=1, retain=retain)
 
@@ -60,7 +61,9 @@ async def test_birth_and_clean_shutdown_are_seen_by_another_client(
 
 
 async def test_a_killed_process_leaves_its_offline_will(
-    mosquitto: Mosquitto, make_session: Callable[..., Session], inbox: type[Inbox],
+    mosquitto: Mosquitto,
+    make_session: Callable[..., Session],
+    inbox: type[Inbox],
     tmp_path: Path,
 ) -> None:
     seen = inbox()
@@ -68,9 +71,15 @@ async def test_a_killed_process_leaves_its_offline_will(
         await observer.subscribe(T.every("status"), seen)
         await observer.wait_connected(10)
         proc = subprocess.Popen(
-            [sys.executable, str(HERE / "session_proc.py"), mosquitto.url, "win-07",
-             str(tmp_path / "proc-state")],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                str(HERE / "session_proc.py"),
+                mosquitto.url,
+                "win-07",
+                str(tmp_path / "proc-state"),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)  # type: ignore[union-attr]
@@ -126,8 +135,10 @@ async def test_outbox_is_delivered_once_and_in_order_after_the_broker_restarts(
     mosquitto: Mosquitto, make_session: Callable[..., Session], inbox: type[Inbox]
 ) -> None:
     got = inbox()
-    async with make_session("coordinator", "coord") as coord, \
-            make_session("dispenser", "disp-1") as dispenser:
+    async with (
+        make_session("coordinator", "coord") as coord,
+        make_session("dispenser", "disp-1") as dispenser,
+    ):
         await coord.subscribe(T.every("req", "dispenser"), got)
         await coord.wait_connected(10)
         await dispenser.wait_connected(10)
@@ -135,14 +146,18 @@ async def test_outbox_is_delivered_once_and_in_order_after_the_broker_restarts(
         await got.wait_for(lambda ps: len(ps) == 1)
 
         mosquitto.stop()
-        sent = [issue(offline=m.OfflineIssue(number=f"A9{i:02d}", issued_at=m._utcnow()))
-                for i in range(25)]
+        sent = [
+            issue(offline=m.OfflineIssue(number=f"A9{i:02d}", issued_at=m._utcnow()))
+            for i in range(25)
+        ]
         for request in sent:
             assert await dispenser.publish(T.req("disp-1"), request, queue=True) is False
         assert dispenser.outbox_size == 25
         with pytest.raises(NotConnected):
-            await dispenser.publish(T.error("dispenser", "disp-1"), m.ErrorReport(
-                topic="x", code="bad_topic", message="not queueable"))
+            await dispenser.publish(
+                T.error("dispenser", "disp-1"),
+                m.ErrorReport(topic="x", code="bad_topic", message="not queueable"),
+            )
 
         mosquitto.start()
         await dispenser.wait_outbox_empty(20)
@@ -186,10 +201,12 @@ async def test_a_persistent_session_receives_qos1_sent_while_it_was_away(
 
 
 async def test_request_reply_correlates_concurrent_requests(
-    make_session: Callable[..., Session]
+    make_session: Callable[..., Session],
 ) -> None:
-    async with make_session("coordinator", "coord") as coord, \
-            make_session("dispenser", "disp-2", protocol="3.1.1") as dispenser:
+    async with (
+        make_session("coordinator", "coord") as coord,
+        make_session("dispenser", "disp-2", protocol="3.1.1") as dispenser,
+    ):
         requests: list[Incoming] = []
         both = asyncio.Event()
 
@@ -201,10 +218,17 @@ async def test_request_reply_correlates_concurrent_requests(
             for req in reversed(requests):  # answer out of order
                 assert req.parts.client is not None  # a request topic names its client
                 reply = m.IssueReply(
-                    kind="issue", corr=req.payload.id, ok=True,
-                    ticket=m.TicketInfo(number="A001" if req.payload.service == "a" else "B001",
-                                        service=req.payload.service, priority=m.Priority.NORMAL,
-                                        issued_at=m._utcnow(), people_ahead=0, eta_min=0),
+                    kind="issue",
+                    corr=req.payload.id,
+                    ok=True,
+                    ticket=m.TicketInfo(
+                        number="A001" if req.payload.service == "a" else "B001",
+                        service=req.payload.service,
+                        priority=m.Priority.NORMAL,
+                        issued_at=m._utcnow(),
+                        people_ahead=0,
+                        eta_min=0,
+                    ),
                 )
                 await coord.publish(T.reply("dispenser", req.parts.client), reply)
                 stray = m.CommandReply(kind="command", corr=new_ulid(), ok=True)
@@ -247,8 +271,10 @@ async def test_bad_input_is_reported_and_the_session_survives(
             raise RuntimeError("handler bug")
         await commands(incoming)
 
-    async with make_session("coordinator", "coord") as coord, \
-            make_session("supervisor", "watch") as watcher:
+    async with (
+        make_session("coordinator", "coord") as coord,
+        make_session("supervisor", "watch") as watcher,
+    ):
         await watcher.subscribe(T.every("error", "coordinator"), errors)
         await coord.subscribe(T.every("cmd", "window"), handle)
         await coord.wait_connected(10)
@@ -264,8 +290,12 @@ async def test_bad_input_is_reported_and_the_session_survives(
         await raw_publish(mosquitto, topic, m.encode(good))
         await commands.wait_for(lambda ps: len(ps) == 1)
         reports = await errors.wait_for(lambda ps: len(ps) >= 4)
-    assert [r.code for r in reports] == ["invalid_json", "invalid_payload", "oversize",
-                                         "handler_failed"]
+    assert [r.code for r in reports] == [
+        "invalid_json",
+        "invalid_payload",
+        "oversize",
+        "handler_failed",
+    ]
     assert reports[1].field == "window"
     assert reports[1].topic == topic
     assert "handler bug" in reports[3].message
@@ -280,8 +310,10 @@ async def test_stale_revisions_of_retained_state_are_ignored(
     def state(rev: int) -> m.WindowState:
         return m.WindowState(rev=rev, window=15, zone="hall-1", status=m.WindowStatus.OPEN)
 
-    async with make_session("coordinator", "coord") as coord, \
-            make_session("window", "win-15") as pad:
+    async with (
+        make_session("coordinator", "coord") as coord,
+        make_session("window", "win-15") as pad,
+    ):
         await pad.subscribe(T.window_state(15), got)
         await coord.wait_connected(10)
         await pad.wait_connected(10)
@@ -315,7 +347,9 @@ async def test_client_sockets_have_tcp_nodelay(make_session: Callable[..., Sessi
 
 
 async def test_acl_confines_a_device_to_its_own_level(
-    tmp_path: Path, inbox: type[Inbox], make_session: Callable[..., Session],
+    tmp_path: Path,
+    inbox: type[Inbox],
+    make_session: Callable[..., Session],
 ) -> None:
     from hallq.acl import hall_acl
     from hallq.config import load_config
@@ -326,17 +360,22 @@ async def test_acl_confines_a_device_to_its_own_level(
     broker.start()
     try:
         got = inbox()
-        async with make_session("coordinator", "coordinator", url=broker.url,
-                                username="coordinator") as coord, \
-                make_session("window", "pi-w01", url=broker.url, username="pi-w01") as dev:
+        async with (
+            make_session(
+                "coordinator", "coordinator", url=broker.url, username="coordinator"
+            ) as coord,
+            make_session("window", "pi-w01", url=broker.url, username="pi-w01") as dev,
+        ):
             await coord.subscribe(T.every("cmd"), got)
             await coord.wait_connected(10)
             await dev.wait_connected(10)
             forged = m.WindowAction(window=2, action="call")
             await dev._client.publish(  # type: ignore[union-attr]
-                T.cmd("window", "pi-w02"), m.encode(forged), qos=1)
+                T.cmd("window", "pi-w02"), m.encode(forged), qos=1
+            )
             await dev._client.publish(  # type: ignore[union-attr]
-                T.cmd("supervisor", "pi-w01"), m.encode(forged), qos=1)
+                T.cmd("supervisor", "pi-w01"), m.encode(forged), qos=1
+            )
             own = m.WindowAction(window=1, action="call")
             await dev.publish(T.cmd("window", "pi-w01"), own)
             payloads = await got.wait_for(lambda ps: any(p.window == 1 for p in ps))
@@ -346,7 +385,8 @@ async def test_acl_confines_a_device_to_its_own_level(
 
 
 async def test_a_session_started_before_the_broker_keeps_trying_until_it_is_up(
-    tmp_path: Path, make_session: Callable[..., Session],
+    tmp_path: Path,
+    make_session: Callable[..., Session],
 ) -> None:
     late = Mosquitto(tmp_path, persistence=False)
     async with make_session("window", "win-08", url=late.url) as device:
@@ -365,9 +405,10 @@ async def test_mqtt5_commands_carry_a_message_expiry(
     """A command lives as long as its sender waits for the reply: that deadline is its
     MQTT 5 message expiry, so the broker drops it when the pad has given up."""
     topic = T.cmd("window", "win-09")
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port,
-                              protocol=aiomqtt.ProtocolVersion.V5) as spy, \
-            make_session("window", "win-09") as pad:
+    async with (
+        aiomqtt.Client("127.0.0.1", mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5) as spy,
+        make_session("window", "win-09") as pad,
+    ):
         await spy.subscribe(topic, qos=1)
         await pad.wait_connected(10)
         with pytest.raises(RequestTimeout):

@@ -33,15 +33,17 @@ from .halls import small_hall, small_hall_text
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 T = HallTopics("liwan")
-FLAG = pytest.mark.parametrize("ack_after_handler", [True, False],
-                               ids=["ack-after-handler", "ack-on-arrival"])
+FLAG = pytest.mark.parametrize(
+    "ack_after_handler", [True, False], ids=["ack-after-handler", "ack-on-arrival"]
+)
 PROTOCOL = pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 
 
 def spawn(*args: str, stderr: Path) -> subprocess.Popen[str]:
     with stderr.open("ab") as err:
-        return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=err, text=True)
+        return subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True
+        )
 
 
 async def next_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:  # noqa: ASYNC109  test helper: each test states its bound
@@ -69,12 +71,24 @@ def stop(proc: subprocess.Popen[Any]) -> None:
 @PROTOCOL
 @FLAG
 async def test_a_message_whose_handler_never_returned_is_delivered_again_after_a_restart(
-    mosquitto: Mosquitto, make_session: Callable[..., Session], inbox: type[Inbox],
-    tmp_path: Path, protocol: str, ack_after_handler: bool,
+    mosquitto: Mosquitto,
+    make_session: Callable[..., Session],
+    inbox: type[Inbox],
+    tmp_path: Path,
+    protocol: str,
+    ack_after_handler: bool,
 ) -> None:
     state = tmp_path / "coord-state"
-    proc = spawn(str(HERE / "crash_proc.py"), "session", mosquitto.url, "coord", str(state),
-                 protocol, "on" if ack_after_handler else "off", stderr=tmp_path / "proc.log")
+    proc = spawn(
+        str(HERE / "crash_proc.py"),
+        "session",
+        mosquitto.url,
+        "coord",
+        str(state),
+        protocol,
+        "on" if ack_after_handler else "off",
+        stderr=tmp_path / "proc.log",
+    )
     try:
         assert await next_line(proc) == "ready"
         async with make_session("window", "win-01") as pad:
@@ -85,8 +99,13 @@ async def test_a_message_whose_handler_never_returned_is_delivered_again_after_a
             assert await killed(proc)
 
             got = inbox()
-            async with make_session("coordinator", "coord", protocol=protocol, state_dir=state,
-                                    ack_after_handler=ack_after_handler) as coord:
+            async with make_session(
+                "coordinator",
+                "coord",
+                protocol=protocol,
+                state_dir=state,
+                ack_after_handler=ack_after_handler,
+            ) as coord:
                 await coord.subscribe(T.every("cmd", "window"), got)
                 # queued behind anything still in flight in coord's broker session
                 marker = m.WindowAction(window=1, action="recall")
@@ -128,8 +147,12 @@ class Trace:
 @PROTOCOL
 @FLAG
 async def test_every_qos1_message_is_acked_once_in_arrival_order_after_its_dispatch(
-    mosquitto: Mosquitto, make_session: Callable[..., Session], inbox: type[Inbox],
-    monkeypatch: pytest.MonkeyPatch, protocol: str, ack_after_handler: bool,
+    mosquitto: Mosquitto,
+    make_session: Callable[..., Session],
+    inbox: type[Inbox],
+    monkeypatch: pytest.MonkeyPatch,
+    protocol: str,
+    ack_after_handler: bool,
 ) -> None:
     trace = Trace()
     on_message, send_puback = paho.Client._handle_on_message, paho.Client._send_puback
@@ -150,8 +173,9 @@ async def test_every_qos1_message_is_acked_once_in_arrival_order_after_its_dispa
     handled = inbox()
     topic = T.cmd("window", "win-05")
     good = [m.WindowAction(window=5, action="call") for _ in range(3)]
-    async with make_session("coordinator", "coord", protocol=protocol,
-                            ack_after_handler=ack_after_handler) as coord:
+    async with make_session(
+        "coordinator", "coord", protocol=protocol, ack_after_handler=ack_after_handler
+    ) as coord:
         dispatch = coord._dispatch
 
         async def traced(message: aiomqtt.Message) -> bool:
@@ -166,8 +190,10 @@ async def test_every_qos1_message_is_acked_once_in_arrival_order_after_its_dispa
             if incoming.payload.action == "recall":
                 raise RuntimeError("handler bug")
             # a broker round trip inside the handler: later messages arrive meanwhile
-            await coord.publish(T.event("call"), m.CallEvent(
-                ticket="A001", service="tax-filing", window=5, zone="hall-1"))
+            await coord.publish(
+                T.event("call"),
+                m.CallEvent(ticket="A001", service="tax-filing", window=5, zone="hall-1"),
+            )
             await handled(incoming)
 
         await coord.subscribe(T.every("cmd", "window"), handle)
@@ -184,25 +210,32 @@ async def test_every_qos1_message_is_acked_once_in_arrival_order_after_its_dispa
             ]:
                 await raw.publish(topic, payload, qos=qos)
         await handled.wait_for(lambda ps: len(ps) == 3)
-        await trace.wait_for(lambda: sorted(trace.mids("acked")) == sorted(
-            trace.mids("arrived")) and len(trace.mids("arrived")) >= 6)
+        await trace.wait_for(
+            lambda: (
+                sorted(trace.mids("acked")) == sorted(trace.mids("arrived"))
+                and len(trace.mids("arrived")) >= 6
+            )
+        )
         events = list(trace.events)
 
     arrived_mids = [mid for kind, mid in events if kind == "arrived"]
     assert len(arrived_mids) >= 6  # the six QoS 1 commands and the session's own status
     assert [mid for kind, mid in events if kind == "acked"] == arrived_mids, (
-        "each QoS 1 message acked exactly once, in the order it arrived")
+        "each QoS 1 message acked exactly once, in the order it arrived"
+    )
     done = [(kind, mid) for kind, mid in events if kind != "arrived"]
     if ack_after_handler:
         assert done == [(k, mid) for mid in arrived_mids for k in ("dispatched", "acked")]
     else:
-        assert all(done.index(("acked", mid)) < done.index(("dispatched", mid))
-                   for mid in arrived_mids)
+        assert all(
+            done.index(("acked", mid)) < done.index(("dispatched", mid)) for mid in arrived_mids
+        )
 
     # and the broker agrees: nothing (not the poison messages either) is delivered again
     again = inbox()
-    async with make_session("coordinator", "coord", protocol=protocol,
-                            ack_after_handler=ack_after_handler) as coord:
+    async with make_session(
+        "coordinator", "coord", protocol=protocol, ack_after_handler=ack_after_handler
+    ) as coord:
         await coord.subscribe(T.every("cmd", "window"), again)
         marker = m.WindowAction(window=5, action="recall")
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as raw:
@@ -212,39 +245,68 @@ async def test_every_qos1_message_is_acked_once_in_arrival_order_after_its_dispa
 
 
 @pytest.mark.broker
-@pytest.mark.parametrize(("point", "ack_after_handler"), [
-    ("before_log", True), ("after_log", True), ("before_log", False),
-], ids=["killed-before-log", "killed-after-log", "killed-before-log-ack-on-arrival"])
+@pytest.mark.parametrize(
+    ("point", "ack_after_handler"),
+    [
+        ("before_log", True),
+        ("after_log", True),
+        ("before_log", False),
+    ],
+    ids=["killed-before-log", "killed-after-log", "killed-before-log-ack-on-arrival"],
+)
 async def test_a_coordinator_killed_inside_a_command_logs_it_once_after_restarting(
-    mosquitto: Mosquitto, tmp_path: Path, point: str, ack_after_handler: bool,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+    point: str,
+    ack_after_handler: bool,
 ) -> None:
     config = tmp_path / "hall.toml"
-    config.write_text(small_hall_text(mosquitto.url, str(tmp_path / "state"), all_day=True,
-                                      http_port=0))
+    config.write_text(
+        small_hall_text(mosquitto.url, str(tmp_path / "state"), all_day=True, http_port=0)
+    )
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"), all_day=True)
     log_path = tmp_path / "log.sqlite"
     err = tmp_path / "coordinator.log"
     topics = HallTopics(cfg.hall.id)
     crashed = m.IssueRequest(kind="issue", service="tax-filing")
-    proc = spawn(str(HERE / "crash_proc.py"), "coordinator", str(config), str(log_path),
-                 crashed.id, point, "on" if ack_after_handler else "off", stderr=err)
+    proc = spawn(
+        str(HERE / "crash_proc.py"),
+        "coordinator",
+        str(config),
+        str(log_path),
+        crashed.id,
+        point,
+        "on" if ack_after_handler else "off",
+        stderr=err,
+    )
     procs = [proc]
     try:
         assert await next_line(proc) == "ready", err.read_text()
         async with device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
             await dispenser.wait_connected(10)
             # no retry: only the broker can bring this request back to the coordinator
-            first = asyncio.create_task(
-                dispenser.request(topics.req("pi-d1"), crashed, timeout=60))
+            first = asyncio.create_task(dispenser.request(topics.req("pi-d1"), crashed, timeout=60))
             said = "handling" if point == "before_log" else "logged"
             assert await next_line(proc) == f"{said} {crashed.id}"
             assert await killed(proc)
             # the real service, as systemd restarts it (ack after handler is its default)
-            procs.append(spawn("-m", "hallqctl.cli", "coordinator", "--config", str(config),
-                               "--log", str(log_path), "--dispatch", "pure", stderr=err))
+            procs.append(
+                spawn(
+                    "-m",
+                    "hallqctl.cli",
+                    "coordinator",
+                    "--config",
+                    str(config),
+                    "--log",
+                    str(log_path),
+                    "--dispatch",
+                    "pure",
+                    stderr=err,
+                )
+            )
             marker = await dispenser.request(
-                topics.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"),
-                timeout=30)
+                topics.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"), timeout=30
+            )
             if ack_after_handler:
                 reply = await asyncio.wait_for(first, 10)
             else:
@@ -257,11 +319,15 @@ async def test_a_coordinator_killed_inside_a_command_logs_it_once_after_restarti
         for p in procs:
             stop(p)
     with sqlite3.connect(log_path) as db:
-        logged = dict(db.execute(
-            "SELECT cmd_id, json_extract(result, '$.info.number') FROM entries "
-            "WHERE kind = 'ticket'").fetchall())
-        rows = db.execute("SELECT count(*) FROM entries WHERE cmd_id = ?",
-                          (crashed.id,)).fetchone()[0]
+        logged = dict(
+            db.execute(
+                "SELECT cmd_id, json_extract(result, '$.info.number') FROM entries "
+                "WHERE kind = 'ticket'"
+            ).fetchall()
+        )
+        rows = db.execute(
+            "SELECT count(*) FROM entries WHERE cmd_id = ?", (crashed.id,)
+        ).fetchone()[0]
     assert marker.ok
     if ack_after_handler:
         assert rows == 1
@@ -283,27 +349,46 @@ async def test_ack_after_handler_on_amqtt_answers_and_survives_bad_input(
     there the flag does no good, and no harm."""
 
     def session(role: str, client: str, **kw: Any) -> Session:
-        return Session(BrokerConfig(url=amqtt_url), hall="liwan", role=role, client_id=client,
-                       state_dir=tmp_path / client, op_timeout=1.0, backoff_initial=0.05, **kw)
+        return Session(
+            BrokerConfig(url=amqtt_url),
+            hall="liwan",
+            role=role,
+            client_id=client,
+            state_dir=tmp_path / client,
+            op_timeout=1.0,
+            backoff_initial=0.05,
+            **kw,
+        )
 
     seen: list[str] = []
-    async with session("coordinator", "coord", ack_after_handler=True) as coord, \
-            session("dispenser", "d1") as disp:
+    async with (
+        session("coordinator", "coord", ack_after_handler=True) as coord,
+        session("dispenser", "d1") as disp,
+    ):
+
         async def answer(incoming: Incoming) -> None:
             req = incoming.payload
             seen.append(req.id)
             if req.service == "boom":
                 raise RuntimeError("handler bug")
-            await coord.publish(T.reply("dispenser", "d1"), m.IssueReply(
-                kind="issue", corr=req.id, ok=False,
-                error=m.Rejection(code="closed", message="已停止取号")))
+            await coord.publish(
+                T.reply("dispenser", "d1"),
+                m.IssueReply(
+                    kind="issue",
+                    corr=req.id,
+                    ok=False,
+                    error=m.Rejection(code="closed", message="已停止取号"),
+                ),
+            )
 
         await coord.subscribe(T.every("req", "dispenser"), answer)
         await coord.wait_connected(15)
         await disp.wait_connected(15)
         await disp.publish(T.req("d1"), m.IssueRequest(kind="issue", service="boom"))
-        replies = [await disp.request(T.req("d1"), m.IssueRequest(kind="issue", service="a"),
-                                      timeout=10) for _ in range(5)]
+        replies = [
+            await disp.request(T.req("d1"), m.IssueRequest(kind="issue", service="a"), timeout=10)
+            for _ in range(5)
+        ]
     assert [r.error.code for r in replies] == ["closed"] * 5
     assert len(seen) == len(set(seen)) == 6, "each message handled once"
     assert coord._protocol is aiomqtt.ProtocolVersion.V311
@@ -311,7 +396,9 @@ async def test_ack_after_handler_on_amqtt_answers_and_survives_bad_input(
 
 @pytest.mark.broker
 async def test_a_message_that_hits_a_bug_in_the_session_is_acked_and_dropped(
-    mosquitto: Mosquitto, make_session: Callable[..., Session], inbox: type[Inbox],
+    mosquitto: Mosquitto,
+    make_session: Callable[..., Session],
+    inbox: type[Inbox],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A bug past the handlers' guard costs that message only: it is logged and
@@ -320,8 +407,10 @@ async def test_a_message_that_hits_a_bug_in_the_session_is_acked_and_dropped(
     back after every reconnect."""
     got = inbox()
     poison = m.WindowAction(window=5, action="call")
-    async with make_session("coordinator", "coord", ack_after_handler=True) as coord, \
-            make_session("window", "win-05") as pad:
+    async with (
+        make_session("coordinator", "coord", ack_after_handler=True) as coord,
+        make_session("window", "win-05") as pad,
+    ):
         fresh = coord._fresh
 
         def broken(topic: str, payload: Any) -> bool:

@@ -20,8 +20,15 @@ pytestmark = pytest.mark.broker
 
 
 def _session(broker: BrokerConfig, tmp_path: Path, client: str) -> Session:
-    return Session(broker, hall="liwan", role="window", client_id=client,
-                   state_dir=tmp_path / client, backoff_initial=0.05, backoff_max=0.3)
+    return Session(
+        broker,
+        hall="liwan",
+        role="window",
+        client_id=client,
+        state_dir=tmp_path / client,
+        backoff_initial=0.05,
+        backoff_max=0.3,
+    )
 
 
 async def test_username_and_password_are_used_and_a_wrong_one_is_logged(
@@ -29,8 +36,9 @@ async def test_username_and_password_are_used_and_a_wrong_one_is_logged(
 ) -> None:
     passwd = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "win-01", "s3cret"], check=True)
-    broker = Mosquitto(tmp_path, extra=f"password_file {passwd}\nallow_anonymous false",
-                       persistence=False)
+    broker = Mosquitto(
+        tmp_path, extra=f"password_file {passwd}\nallow_anonymous false", persistence=False
+    )
     broker.start()
     try:
         good = BrokerConfig(url=broker.url, username="win-01", password=SecretStr("s3cret"))
@@ -53,13 +61,51 @@ def _make_certs(d: Path) -> None:
     def ssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-        "-days", "2", "-subj", "/CN=hallq test CA")
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=127.0.0.1")
+    ssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=hallq test CA",
+    )
+    ssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    ssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
 
 
 async def test_tls_connects_with_the_configured_ca_and_refuses_an_unknown_one(
@@ -68,9 +114,10 @@ async def test_tls_connects_with_the_configured_ca_and_refuses_an_unknown_one(
     need("openssl", shutil.which("openssl") is not None, "sudo apt-get install openssl")
     _make_certs(tmp_path)
     broker = Mosquitto(
-        tmp_path, persistence=False,
+        tmp_path,
+        persistence=False,
         extra=f"cafile {tmp_path}/ca.crt\ncertfile {tmp_path}/server.crt\n"
-              f"keyfile {tmp_path}/server.key",
+        f"keyfile {tmp_path}/server.key",
     )
     broker.start()
     url = f"mqtts://127.0.0.1:{broker.port}"
@@ -85,6 +132,7 @@ async def test_tls_connects_with_the_configured_ca_and_refuses_an_unknown_one(
                 await session.wait_connected(0.5)
             fds = []
             for target in (5, 25):
+
                 def tried(n: int = target) -> bool:
                     return session.attempts >= n
 

@@ -25,8 +25,12 @@ T = HallTopics("liwan")
 
 
 def test_the_bridge_forwards_only_the_public_summaries_outbound() -> None:
-    city = city_broker("a.city:8883, b.city:8883,c.city:8883", cafile=Path("/etc/hallq/ca.pem"),
-                       username="hall-liwan", password="pw")
+    city = city_broker(
+        "a.city:8883, b.city:8883,c.city:8883",
+        cafile=Path("/etc/hallq/ca.pem"),
+        username="hall-liwan",
+        password="pw",
+    )
     text = bridge_config("liwan", city)
     topics = [line.split() for line in text.splitlines() if line.startswith("topic ")]
     assert [t[1] for t in topics] == [t for t, _ in PUBLIC_SUMMARIES]
@@ -45,8 +49,7 @@ def test_bad_bridge_options_name_the_option() -> None:
     with pytest.raises(BridgeError, match="--cafile"):
         city_broker("c:8883", cafile=None, username="u", password="p")
     with pytest.raises(BridgeError, match="--certfile and --keyfile"):
-        city_broker("c:8883", cafile=Path("ca"), username="u", password="p",
-                    certfile=Path("c.pem"))
+        city_broker("c:8883", cafile=Path("ca"), username="u", password="p", certfile=Path("c.pem"))
 
 
 def test_the_city_user_may_publish_only_its_halls_summaries() -> None:
@@ -69,10 +72,12 @@ def city(tmp_path: Path) -> Iterator[NatsCityCluster]:
         cluster.stop()
 
 
-def city_client(city: NatsCityCluster, node: int, inbox: queue.Queue[paho.MQTTMessage]
-                ) -> paho.Client:
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bureau-{node}",
-                         protocol=paho.MQTTv311)
+def city_client(
+    city: NatsCityCluster, node: int, inbox: queue.Queue[paho.MQTTMessage]
+) -> paho.Client:
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"bureau-{node}", protocol=paho.MQTTv311
+    )
     client.tls_set(ca_certs=str(city.cafile))
     client.username_pw_set("bureau", city.bureau_password)
     subscribed = queue.Queue[int]()
@@ -88,8 +93,9 @@ def city_client(city: NatsCityCluster, node: int, inbox: queue.Queue[paho.MQTTMe
 
 
 def hall_client(broker: Mosquitto) -> paho.Client:
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="coordinator",
-                         protocol=paho.MQTTv311)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id="coordinator", protocol=paho.MQTTv311
+    )
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     return client
@@ -99,8 +105,9 @@ def queue_state(rev: int, waiting: int) -> bytes:
     return m.encode(m.QueueState(rev=rev, service="tax-filing", waiting=waiting, eta_min=3.0))
 
 
-def wait_for(inbox: queue.Queue[paho.MQTTMessage], topic: str, payload: bytes,
-             timeout: float) -> list[str]:
+def wait_for(
+    inbox: queue.Queue[paho.MQTTMessage], topic: str, payload: bytes, timeout: float
+) -> list[str]:
     """Messages until the one expected arrives; returns the topics seen before it."""
     seen: list[str] = []
     deadline = time.monotonic() + timeout
@@ -119,11 +126,19 @@ def wait_for(inbox: queue.Queue[paho.MQTTMessage], topic: str, payload: bytes,
 
 @pytest.mark.broker
 def test_summaries_reach_the_city_through_a_node_failure_and_nothing_else_does(
-        city: NatsCityCluster, tmp_path: Path) -> None:
+    city: NatsCityCluster, tmp_path: Path
+) -> None:
     if find_mosquitto() is None:
         missing("mosquitto")
-    conf = bridge_config("liwan", city_broker(",".join(city.addresses()), cafile=city.cafile,
-                                               username="hall-liwan", password="hall-pw"))
+    conf = bridge_config(
+        "liwan",
+        city_broker(
+            ",".join(city.addresses()),
+            cafile=city.cafile,
+            username="hall-liwan",
+            password="hall-pw",
+        ),
+    )
     hall_dir = tmp_path / "hall"
     hall_dir.mkdir()
     hall = Mosquitto(hall_dir, extra=conf, persistence=False)
@@ -137,8 +152,9 @@ def test_summaries_reach_the_city_through_a_node_failure_and_nothing_else_does(
         coordinator.publish(topic, first, qos=1, retain=True)
         # a command, a presence and an event published before the next summary: had the
         # bridge forwarded them, the city would see them before that summary (one link, in order)
-        coordinator.publish(T.cmd("window", "pi-w1"), m.encode(
-            m.WindowAction(window=1, action="call")), qos=1)
+        coordinator.publish(
+            T.cmd("window", "pi-w1"), m.encode(m.WindowAction(window=1, action="call")), qos=1
+        )
         coordinator.publish(T.status("window", "pi-w1"), b"{}", qos=1, retain=True)
         coordinator.publish(T.event("call"), b"{}", qos=1)
         assert set(wait_for(inbox, topic, first, 30)) <= {topic}
@@ -153,11 +169,14 @@ def test_summaries_reach_the_city_through_a_node_failure_and_nothing_else_does(
         # QoS 1 across the failover: what was in flight may come again (same topic; a
         # receiver drops what is not above the `rev` it has)
         assert set(wait_for(inbox, topic, quiet, 30)) <= {topic}
-        print(f"the hall going quiet reached the city {time.monotonic() - t0:.1f} s after "
-              f"its node was killed")
+        print(
+            f"the hall going quiet reached the city {time.monotonic() - t0:.1f} s after "
+            f"its node was killed"
+        )
         log = (hall_dir / "mosquitto.log").read_text(errors="replace")
-        assert f"127.0.0.1:{city.mqtt_ports[1]}" in log or \
-            f"127.0.0.1:{city.mqtt_ports[2]}" in log  # it moved to another node
+        assert (
+            f"127.0.0.1:{city.mqtt_ports[1]}" in log or f"127.0.0.1:{city.mqtt_ports[2]}" in log
+        )  # it moved to another node
 
         # A newcomer to the city view gets the latest summary, retained on the two nodes
         # left. A retained write made during the failover's leader election can time out
@@ -183,22 +202,32 @@ def test_summaries_reach_the_city_through_a_node_failure_and_nothing_else_does(
 
 @pytest.mark.broker
 async def test_the_bureau_sees_a_hall_go_quiet_through_the_bridge_with_a_node_down(
-        city: NatsCityCluster, tmp_path: Path) -> None:
+    city: NatsCityCluster, tmp_path: Path
+) -> None:
     import asyncio
 
     from city.bureau import CityBrokerLink, LiveCity, follow
 
     if find_mosquitto() is None:
         missing("mosquitto")
-    conf = bridge_config("liwan", city_broker(",".join(city.addresses()), cafile=city.cafile,
-                                               username="hall-liwan", password="hall-pw"))
+    conf = bridge_config(
+        "liwan",
+        city_broker(
+            ",".join(city.addresses()),
+            cafile=city.cafile,
+            username="hall-liwan",
+            password="hall-pw",
+        ),
+    )
     hall_dir = tmp_path / "hall"
     hall_dir.mkdir()
     hall = Mosquitto(hall_dir, extra=conf, persistence=False)
     hall.start()
     city.kill(1)  # the bureau's first node is down from the start: it must move on
-    links = [CityBrokerLink("127.0.0.1", city.mqtt_ports[i], "bureau", "bureau-pw", city.cafile)
-             for i in (1, 2, 0)]
+    links = [
+        CityBrokerLink("127.0.0.1", city.mqtt_ports[i], "bureau", "bureau-pw", city.cafile)
+        for i in (1, 2, 0)
+    ]
     live = LiveCity()
     stop = asyncio.Event()
     follower = asyncio.ensure_future(follow(live, links, stop))
@@ -215,9 +244,14 @@ async def test_the_bureau_sees_a_hall_go_quiet_through_the_bridge_with_a_node_do
         async with asyncio.timeout(40):
             while True:
                 rev += 1
-                coordinator.publish(topic, m.encode(m.QueueState(
-                    rev=rev, service="tax-filing", waiting=waiting, eta_min=eta)),
-                    qos=1, retain=True)
+                coordinator.publish(
+                    topic,
+                    m.encode(
+                        m.QueueState(rev=rev, service="tax-filing", waiting=waiting, eta_min=eta)
+                    ),
+                    qos=1,
+                    retain=True,
+                )
                 for _ in range(20):
                     best = live.least_crowded("tax-filing")
                     if best and best[0]["eta_min"] == eta:

@@ -71,7 +71,8 @@ def shipped(city_dsn: str, tmp_path: Path) -> dict[tuple[str, dt.date], list[Log
 
 
 def test_kpis_by_hall_day_service_and_hour_add_up_to_the_logs(
-        city_dsn: str, shipped: dict[tuple[str, dt.date], list[LogRow]]) -> None:
+    city_dsn: str, shipped: dict[tuple[str, dt.date], list[LogRow]]
+) -> None:
     from city.kpi import kpis
 
     psycopg = psycopg_module()
@@ -100,7 +101,8 @@ def test_kpis_by_hall_day_service_and_hour_add_up_to_the_logs(
 
 
 def test_the_monthly_comfort_index_per_hall_as_csv_and_png(
-        city_dsn: str, shipped: dict[tuple[str, dt.date], list[LogRow]], tmp_path: Path) -> None:
+    city_dsn: str, shipped: dict[tuple[str, dt.date], list[LogRow]], tmp_path: Path
+) -> None:
     from city.kpi import comfort_csv, comfort_month, comfort_png
 
     psycopg = psycopg_module()
@@ -139,8 +141,11 @@ def test_the_live_city_keeps_the_newest_revision_and_ranks_halls_by_expected_wai
     assert [h["hall"] for h in live.least_crowded("invoice", now=now)] == ["west", "east"]
     # east goes quiet
     assert live.apply(east.queue_state("invoice"), queue_msg(6, "invoice", 0, 0.0), now + 5)
-    assert live.least_crowded("invoice", now=now + 5)[0] == {"hall": "east", "waiting": 0,
-                                                             "eta_min": 0.0}
+    assert live.least_crowded("invoice", now=now + 5)[0] == {
+        "hall": "east",
+        "waiting": 0,
+        "eta_min": 0.0,
+    }
     # a hall silent for five minutes is not recommended
     assert [h["hall"] for h in live.least_crowded("invoice", now=now + 303)] == ["east"]
     window = m.WindowState(rev=1, window=3, zone="hall-1", status=m.WindowStatus.OPEN)
@@ -150,7 +155,8 @@ def test_the_live_city_keeps_the_newest_revision_and_ranks_halls_by_expected_wai
 
 
 async def test_the_dashboard_answers_live_kpi_and_comfort_requests(
-        city_dsn: str, shipped: dict[tuple[str, dt.date], list[LogRow]]) -> None:
+    city_dsn: str, shipped: dict[tuple[str, dt.date], list[LogRow]]
+) -> None:
     live = LiveCity()
     live.apply(HallTopics("east").queue_state("invoice"), queue_msg(1, "invoice", 3, 1.5))
     db = CityDb(city_dsn)
@@ -209,7 +215,8 @@ async def test_without_a_database_the_live_view_still_answers() -> None:
 
 
 def test_the_city_commands_migrate_roll_up_and_write_a_private_bridge_file(
-        shipped: dict[tuple[str, dt.date], list[LogRow]], city_dsn: str, tmp_path: Path) -> None:
+    shipped: dict[tuple[str, dt.date], list[LogRow]], city_dsn: str, tmp_path: Path
+) -> None:
     from click.testing import CliRunner
 
     from hallqctl.cli import main
@@ -226,8 +233,9 @@ def test_the_city_commands_migrate_roll_up_and_write_a_private_bridge_file(
         assert first.exit_code == 0, first.output
         assert "applied 0001_events" in first.output
         assert "applied 0002_kpi_hourly" in first.output
-        again = runner.invoke(main, ["city", "migrate"],
-                              env={"HALLQ_CITY_DSN": dsn_with(ADMIN_DSN, dbname=fresh)})
+        again = runner.invoke(
+            main, ["city", "migrate"], env={"HALLQ_CITY_DSN": dsn_with(ADMIN_DSN, dbname=fresh)}
+        )
         assert again.exit_code == 0
         assert "current" in again.output
     finally:
@@ -240,15 +248,29 @@ def test_the_city_commands_migrate_roll_up_and_write_a_private_bridge_file(
 
     hall = Path(__file__).resolve().parent.parent / "examples" / "liwan.toml"
     out = tmp_path / "hallq-city.conf"
-    made = CliRunner().invoke(main, ["bridge", "--config", str(hall), "--city", "c1:8883,c2:8883",
-                                     "--cafile", "/etc/hallq/city-ca.pem", "--out", str(out)],
-                              env={"HALLQ_CITY_BRIDGE_PASSWORD": "s3cret"})
+    made = CliRunner().invoke(
+        main,
+        [
+            "bridge",
+            "--config",
+            str(hall),
+            "--city",
+            "c1:8883,c2:8883",
+            "--cafile",
+            "/etc/hallq/city-ca.pem",
+            "--out",
+            str(out),
+        ],
+        env={"HALLQ_CITY_BRIDGE_PASSWORD": "s3cret"},
+    )
     assert made.exit_code == 0, made.output
     assert out.stat().st_mode & 0o777 == 0o600
     assert "remote_password s3cret" in out.read_text()
     assert "s3cret" not in made.output
-    missing = CliRunner().invoke(main, ["bridge", "--config", str(hall), "--city", "c1:8883",
-                                        "--cafile", "ca.pem"],
-                                 env={"HALLQ_CITY_BRIDGE_PASSWORD": ""})
+    missing = CliRunner().invoke(
+        main,
+        ["bridge", "--config", str(hall), "--city", "c1:8883", "--cafile", "ca.pem"],
+        env={"HALLQ_CITY_BRIDGE_PASSWORD": ""},
+    )
     assert missing.exit_code == 2
     assert "password" in missing.output

@@ -58,21 +58,30 @@ def day_rows(volume: float = 600, day: dt.date = DAY, seed: int = 1) -> list[Log
 def city_state(dsn: str, hall: str) -> dict[str, Any]:
     psycopg = psycopg_module()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        cursor = conn.execute("SELECT shipped_seq FROM halls WHERE hall_id = %s",
-                              (hall,)).fetchone()
+        cursor = conn.execute(
+            "SELECT shipped_seq FROM halls WHERE hall_id = %s", (hall,)
+        ).fetchone()
         count, distinct, low, high = conn.execute(
             "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM events "
-            "WHERE hall_id = %s", (hall,)).fetchone()
-    return {"cursor": cursor[0] if cursor else None, "count": count, "distinct": distinct,
-            "min": low, "max": high}
+            "WHERE hall_id = %s",
+            (hall,),
+        ).fetchone()
+    return {
+        "cursor": cursor[0] if cursor else None,
+        "count": count,
+        "distinct": distinct,
+        "min": low,
+        "max": high,
+    }
 
 
 def cursor_of(dsn: str, hall: str) -> int:
     psycopg = psycopg_module()
     try:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=2) as conn:
-            row = conn.execute("SELECT shipped_seq FROM halls WHERE hall_id = %s",
-                               (hall,)).fetchone()
+            row = conn.execute(
+                "SELECT shipped_seq FROM halls WHERE hall_id = %s", (hall,)
+            ).fetchone()
     except psycopg.OperationalError:
         return -1
     return int(row[0]) if row else 0
@@ -93,8 +102,15 @@ def test_a_log_entry_becomes_a_row_the_bureau_can_group_by() -> None:
     assert call[5]
     assert call[6]
     r = city_row("liwan", (2, *issue))
-    assert r[4:11] == ("ticket", "issue", json.loads(issue[5])["service"], None,
-                       json.loads(issue[6])["ticket"], True, issue[4])
+    assert r[4:11] == (
+        "ticket",
+        "issue",
+        json.loads(issue[5])["service"],
+        None,
+        json.loads(issue[6])["ticket"],
+        True,
+        issue[4],
+    )
     c = city_row("liwan", (3, *call))
     assert c[5] == "call"
     assert c[7] == json.loads(call[5])["window"]
@@ -104,8 +120,9 @@ def test_a_log_entry_becomes_a_row_the_bureau_can_group_by() -> None:
     assert opened[3] == dt.datetime.fromtimestamp(rows[0][3], dt.UTC)
 
 
-def test_migrations_apply_once_and_refuse_an_edited_or_unknown_one(city_dsn: str,
-                                                                   tmp_path: Path) -> None:
+def test_migrations_apply_once_and_refuse_an_edited_or_unknown_one(
+    city_dsn: str, tmp_path: Path
+) -> None:
     psycopg = psycopg_module()
     from city.migrate import MIGRATIONS_DIR, MigrationError, migrate, pending, require_current
 
@@ -154,7 +171,8 @@ def test_a_fresh_database_is_refused_until_migrated(tmp_path: Path) -> None:
 
 
 def test_entries_ship_in_order_once_and_a_new_shipper_resumes_from_the_city_cursor(
-        city_dsn: str, tmp_path: Path) -> None:
+    city_dsn: str, tmp_path: Path
+) -> None:
     from city.ship import Shipper
 
     log_path = tmp_path / "events-liwan.sqlite"
@@ -184,8 +202,9 @@ def test_entries_ship_in_order_once_and_a_new_shipper_resumes_from_the_city_curs
     again.close()
 
 
-def test_two_shippers_for_one_hall_never_store_an_entry_twice(city_dsn: str,
-                                                              tmp_path: Path) -> None:
+def test_two_shippers_for_one_hall_never_store_an_entry_twice(
+    city_dsn: str, tmp_path: Path
+) -> None:
     from city.ship import Shipper
 
     log_path = tmp_path / "events-liwan.sqlite"
@@ -221,8 +240,22 @@ def _ship_process(cfg_path: Path, log_path: Path, dsn: str, *extra: str) -> subp
     env = {**os.environ, "HALLQ_CITY_DSN": dsn}
     with open(cfg_path.with_name("ship.log"), "a", encoding="utf-8") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "hallqctl.cli", "ship", "--config", str(cfg_path), "--log",
-             str(log_path), *extra], env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "hallqctl.cli",
+                "ship",
+                "--config",
+                str(cfg_path),
+                "--log",
+                str(log_path),
+                *extra,
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
 
 def _hall_file(tmp_path: Path) -> Path:
@@ -232,7 +265,8 @@ def _hall_file(tmp_path: Path) -> Path:
 
 
 def test_a_sigkilled_shipper_restarts_where_the_city_cursor_is_losing_nothing(
-        city_dsn: str, tmp_path: Path) -> None:
+    city_dsn: str, tmp_path: Path
+) -> None:
     cfg_path = _hall_file(tmp_path)
     log_path = tmp_path / "events.sqlite"
     days = [day_rows(volume=3000, day=DAY + dt.timedelta(days=i)) for i in range(3)]
@@ -247,8 +281,13 @@ def test_a_sigkilled_shipper_restarts_where_the_city_cursor_is_losing_nothing(
         proc.kill()
     state = city_state(city_dsn, "test-hall")
     assert 2000 <= state["cursor"] < first, "killed after it had finished: no test"
-    assert state == {"cursor": state["cursor"], "count": state["cursor"],
-                     "distinct": state["cursor"], "min": 1, "max": state["cursor"]}
+    assert state == {
+        "cursor": state["cursor"],
+        "count": state["cursor"],
+        "distinct": state["cursor"],
+        "min": 1,
+        "max": state["cursor"],
+    }
 
     write_rows(log_path, days[2])  # the hall went on meanwhile
     total = first + len(days[2])
@@ -262,18 +301,20 @@ def test_a_sigkilled_shipper_restarts_where_the_city_cursor_is_losing_nothing(
     assert_exactly(city_dsn, "test-hall", total)
     with __import__("psycopg").connect(city_dsn) as conn:
         partitions = conn.execute(
-            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass").fetchone()
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass"
+        ).fetchone()
     assert partitions == (3,)
 
 
 def test_shipping_goes_on_across_a_postgresql_restart_losing_and_duplicating_nothing(
-        private_pg: PrivateCluster, tmp_path: Path) -> None:
+    private_pg: PrivateCluster, tmp_path: Path
+) -> None:
     from city.ship import Shipper
 
     dsn = create_database(private_pg.admin_dsn)
     log_path = tmp_path / "events-liwan.sqlite"
     rows = day_rows(volume=4000)
-    chunks = [rows[i:i + 2000] for i in range(0, len(rows), 2000)]
+    chunks = [rows[i : i + 2000] for i in range(0, len(rows), 2000)]
     shipper = Shipper("liwan", log_path, dsn, batch=500, idle=0.02, backoff_max=0.3)
     stop = threading.Event()
     sizes: list[int] = []
@@ -299,7 +340,8 @@ def test_shipping_goes_on_across_a_postgresql_restart_losing_and_duplicating_not
 
 
 def test_a_hall_offline_for_an_hour_shows_its_lag_and_catches_up(
-        private_pg: PrivateCluster, tmp_path: Path) -> None:
+    private_pg: PrivateCluster, tmp_path: Path
+) -> None:
     from city.ship import Shipper
     from hallqctl.status import city_link_line
 
@@ -316,15 +358,13 @@ def test_a_hall_offline_for_an_hour_shows_its_lag_and_catches_up(
     hour = [(k, c, d, at + shift, s, p, res) for k, c, d, at, s, p, res in hour]
     before, during = rows[:1], hour
     write_rows(log_path, before)
-    shipper = Shipper(cfg.hall.id, log_path, dsn, idle=0.02, backoff_max=0.2,
-                      connect_timeout=1)
+    shipper = Shipper(cfg.hall.id, log_path, dsn, idle=0.02, backoff_max=0.2, connect_timeout=1)
     assert shipper.ship_once() == 1
     shipper.close()
 
     private_pg.stop()
     write_rows(log_path, during)
-    shipper = Shipper(cfg.hall.id, log_path, dsn, idle=0.02, backoff_max=0.2,
-                      connect_timeout=1)
+    shipper = Shipper(cfg.hall.id, log_path, dsn, idle=0.02, backoff_max=0.2, connect_timeout=1)
     stop = threading.Event()
     thread = threading.Thread(target=lambda: list(shipper.batches(stop)))
     thread.start()
@@ -344,10 +384,15 @@ def test_a_hall_offline_for_an_hour_shows_its_lag_and_catches_up(
         private_pg.start()
         back = time.monotonic()
         until(lambda: cursor_of(dsn, cfg.hall.id) == 1 + len(during), 60, "the catch-up")
-        print(f"caught up {len(during)} entries (an hour at peak) in "
-              f"{time.monotonic() - back:.2f} s after the database came back")
-        until(lambda: (read_mark(mark_path(log_path)) or mark).error is None, 10,
-              "the mark to clear its error")
+        print(
+            f"caught up {len(during)} entries (an hour at peak) in "
+            f"{time.monotonic() - back:.2f} s after the database came back"
+        )
+        until(
+            lambda: (read_mark(mark_path(log_path)) or mark).error is None,
+            10,
+            "the mark to clear its error",
+        )
     finally:
         stop.set()
         thread.join(10)

@@ -56,10 +56,23 @@ def test_simulate_prints_a_json_report_and_writes_the_chart(tmp_path: Path) -> N
     hall = tmp_path / "hall.toml"
     hall.write_text(small_hall_text())
     chart = tmp_path / "day.png"
-    result = CliRunner().invoke(main, ["simulate", "--config", str(hall), "-r", "2",
-                                       "--volume", "300", "--json", "--chart", str(chart)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "--config",
+            str(hall),
+            "-r",
+            "2",
+            "--volume",
+            "300",
+            "--json",
+            "--chart",
+            str(chart),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout[result.stdout.index("{"):])
+    report = json.loads(result.stdout[result.stdout.index("{") :])
     assert list(report["policies"]) == ["fifo", "hallq", "pool"]
     assert report["replications"] == 2
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -69,9 +82,24 @@ def test_simulate_prints_a_json_report_and_writes_the_chart(tmp_path: Path) -> N
 @pytest.mark.timeout(300)
 def test_forecast_prints_levels_scores_held_out_months_and_exports(tmp_path: Path) -> None:
     csv, png = tmp_path / "comfort.csv", tmp_path / "comfort.png"
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, [
-        "forecast", "--config", str(LIWAN), "--start", "2026-11-01", "--months", "6",
-        "--evaluate", "1", "--csv", str(csv), "--png", str(png)])
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        main,
+        [
+            "forecast",
+            "--config",
+            str(LIWAN),
+            "--start",
+            "2026-11-01",
+            "--months",
+            "6",
+            "--evaluate",
+            "1",
+            "--csv",
+            str(csv),
+            "--png",
+            str(png),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "seasonal-naive" in result.output
     assert "较" in result.output
@@ -89,13 +117,24 @@ def test_sim_devices_serves_an_agents_serial_devices_on_ptys(tmp_path: Path) -> 
     from .halls import small_hall_text
 
     hall_file = tmp_path / "hall.toml"
-    hall_file.write_text(small_hall_text().replace("/dev/ttyUSB0", "sim:rs485"),
-                         encoding="utf-8")
+    hall_file.write_text(small_hall_text().replace("/dev/ttyUSB0", "sim:rs485"), encoding="utf-8")
     sim_dir = tmp_path / "sim"
     with subprocess.Popen(
-        [sys.executable, "-c", "from hallqctl.cli import main; main()", "sim-devices",
-         "--config", str(hall_file), "--device", "pi-w1", "--sim-dir", str(sim_dir)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from hallqctl.cli import main; main()",
+            "sim-devices",
+            "--config",
+            str(hall_file),
+            "--device",
+            "pi-w1",
+            "--sim-dir",
+            str(sim_dir),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
     ) as proc:
         try:
             assert proc.stdout is not None
@@ -105,7 +144,9 @@ def test_sim_devices_serves_an_agents_serial_devices_on_ptys(tmp_path: Path) -> 
             assert any(p.name.startswith("rs485") for p in sim_dir.iterdir())
         finally:
             proc.terminate()
-    bad = CliRunner().invoke(main, ["sim-devices", "--config", str(hall_file), "--device",
-                                    "pi-x", "--sim-dir", str(sim_dir)])
+    bad = CliRunner().invoke(
+        main,
+        ["sim-devices", "--config", str(hall_file), "--device", "pi-x", "--sim-dir", str(sim_dir)],
+    )
     assert bad.exit_code == 2
     assert "unknown agent 'pi-x'" in bad.output

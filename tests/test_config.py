@@ -228,25 +228,41 @@ def test_calendar_dates_that_do_not_parse_name_the_field_and_value() -> None:
 
 def test_an_extra_workday_must_be_a_weekend_day() -> None:
     hall = HALL + "extra_workdays = [2026-10-10, 2026-10-09]\n"
-    assert_problem(problems_of(hall_toml(hall=hall)), "hall.extra_workdays[1]",
-                   "2026-10-09 is a Friday", "调休")
+    assert_problem(
+        problems_of(hall_toml(hall=hall)),
+        "hall.extra_workdays[1]",
+        "2026-10-09 is a Friday",
+        "调休",
+    )
 
 
 def test_a_date_cannot_be_closed_and_an_extra_workday() -> None:
     hall = HALL + "closed_days = [2026-10-01, 2026-10-10]\nextra_workdays = [2026-10-10]\n"
-    assert_problem(problems_of(hall_toml(hall=hall)), "hall.extra_workdays[0]",
-                   "2026-10-10 is also in hall.closed_days")
+    assert_problem(
+        problems_of(hall_toml(hall=hall)),
+        "hall.extra_workdays[0]",
+        "2026-10-10 is also in hall.closed_days",
+    )
 
 
 def test_filing_deadlines_are_days_of_their_month() -> None:
     closed = 'closed_days = [2026-10-05]\nreset_time = "10:00"\n'
-    hall = HALL + closed + (
-        '[hall.filing_deadlines]\n"2026-02" = 30\n"2026-13" = 15\n"2026-04" = "20"\n'
-        '"Oct" = 26\n"2026-11" = 0\n'
+    hall = (
+        HALL
+        + closed
+        + (
+            '[hall.filing_deadlines]\n"2026-02" = 30\n"2026-13" = 15\n"2026-04" = "20"\n'
+            '"Oct" = 26\n"2026-11" = 0\n'
+        )
     )
     problems = problems_of(hall_toml(hall=hall))
-    assert_problem(problems, "hall.filing_deadlines.2026-02", "between 1 and 28",
-                   "2026-02 has 28 days", "got 30")
+    assert_problem(
+        problems,
+        "hall.filing_deadlines.2026-02",
+        "between 1 and 28",
+        "2026-02 has 28 days",
+        "got 30",
+    )
     assert_problem(problems, "hall.filing_deadlines.2026-13", 'a month "YYYY-MM"', "'2026-13'")
     assert_problem(problems, "hall.filing_deadlines.2026-04", "day of the month", "got '20'")
     assert_problem(problems, "hall.filing_deadlines.Oct", 'a month "YYYY-MM"')
@@ -255,8 +271,12 @@ def test_filing_deadlines_are_days_of_their_month() -> None:
     problems = problems_of(hall_toml(hall=HALL + closed + 'filing_deadlines = {"2026-10" = 5}\n'))
     assert_problem(problems, "hall.filing_deadlines.2026-10", "2026-10-05 is in hall.closed_days")
     assert_problem(problems, "hall.reset_time", "inside open hours")
-    assert_problem(problems_of(hall_toml(hall=HALL + "filing_deadlines = 15\n")),
-                   "hall.filing_deadlines", "expected a table", "15")
+    assert_problem(
+        problems_of(hall_toml(hall=HALL + "filing_deadlines = 15\n")),
+        "hall.filing_deadlines",
+        "expected a table",
+        "15",
+    )
 
 
 def test_mqtts_url_defaults_to_port_8883_and_tls() -> None:

@@ -24,7 +24,8 @@ def test_a_changed_model_would_be_caught(monkeypatch: pytest.MonkeyPatch) -> Non
     changed = contract.TopicSpec(**{**spec.__dict__, "retained": False})
     monkeypatch.setitem(contract.STATE_TOPICS, StateKind.BOARD, changed)
     monkeypatch.setattr(
-        contract, "ALL_TOPICS",
+        contract,
+        "ALL_TOPICS",
         tuple(changed if s is spec else s for s in contract.ALL_TOPICS),
     )
     assert contract.splice(text) != text

@@ -22,10 +22,12 @@ T = HallTopics("test-hall")
 
 def hall(url: str, tmp_path: Path, security: str = "") -> HallConfig:
     text = small_hall_text(url, str(tmp_path / "state"))
-    text = text.replace('services = ["tax-filing", "invoice", "green"]',
-                        'services = ["tax-filing", "invoice"]')
-    return parse_config(text + '\n[security]\nsupervisor_clients = ["desk-1"]\n' + security,
-                        "hall.toml")
+    text = text.replace(
+        'services = ["tax-filing", "invoice", "green"]', 'services = ["tax-filing", "invoice"]'
+    )
+    return parse_config(
+        text + '\n[security]\nsupervisor_clients = ["desk-1"]\n' + security, "hall.toml"
+    )
 
 
 async def test_only_named_supervisors_own_windows_and_own_services_are_obeyed(
@@ -33,12 +35,14 @@ async def test_only_named_supervisors_own_windows_and_own_services_are_obeyed(
 ) -> None:
     cfg = hall(mosquitto.url, tmp_path)
     alerts = inbox()
-    async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator, \
-            device(cfg, "supervisor", "pi-w1", tmp_path) as fake_desk, \
-            device(cfg, "supervisor", "desk-1", tmp_path) as desk, \
-            device(cfg, "window", "pi-b1", tmp_path) as board_as_pad, \
-            device(cfg, "window", "pi-zz", tmp_path) as stranger, \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+    async with (
+        running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator,
+        device(cfg, "supervisor", "pi-w1", tmp_path) as fake_desk,
+        device(cfg, "supervisor", "desk-1", tmp_path) as desk,
+        device(cfg, "window", "pi-b1", tmp_path) as board_as_pad,
+        device(cfg, "window", "pi-zz", tmp_path) as stranger,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
         await desk.subscribe(T.event("alert"), alerts)
         for s in (fake_desk, desk, board_as_pad, stranger, dispenser):
             await s.wait_connected(10)
@@ -50,8 +54,7 @@ async def test_only_named_supervisors_own_windows_and_own_services_are_obeyed(
             return str(reply.error.code)
 
         close = m.WindowAction(window=1, action="close")
-        assert await refused(fake_desk, T.cmd("supervisor", "pi-w1"), close) == (
-            "not_a_supervisor")
+        assert await refused(fake_desk, T.cmd("supervisor", "pi-w1"), close) == ("not_a_supervisor")
         assert await refused(board_as_pad, T.cmd("window", "pi-b1"), close) == "wrong_role"
         assert await refused(stranger, T.cmd("window", "pi-zz"), close) == "unknown_device"
         green = m.IssueRequest(kind="issue", service="green")
@@ -64,19 +67,17 @@ async def test_only_named_supervisors_own_windows_and_own_services_are_obeyed(
         again = await desk.request(T.cmd("supervisor", "desk-1"), close, timeout=10)
         assert again.ok, "its repeat is answered"
         assert coordinator.queue.seq == seq, "its repeat answered from the log"
-        found = await alerts.wait_for(lambda ps: sum(
-            p.kind == "command_refused" for p in ps) >= 4)
+        found = await alerts.wait_for(lambda ps: sum(p.kind == "command_refused" for p in ps) >= 4)
         named = {p.client for p in found if p.kind == "command_refused"}
         assert named == {"pi-w1", "pi-b1", "pi-zz", "pi-d1"}
 
         # the same refusal again within the minute: answered, not alerted again
-        assert await refused(fake_desk, T.cmd("supervisor", "pi-w1"), close) == (
-            "not_a_supervisor")
-        ticket = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
-            kind="issue", service="invoice"), timeout=10)
+        assert await refused(fake_desk, T.cmd("supervisor", "pi-w1"), close) == ("not_a_supervisor")
+        ticket = await dispenser.request(
+            T.req("pi-d1"), m.IssueRequest(kind="issue", service="invoice"), timeout=10
+        )
         assert ticket.ok
-    assert sum(p.kind == "command_refused" and p.client == "pi-w1"
-               for p in alerts.payloads) == 1
+    assert sum(p.kind == "command_refused" and p.client == "pi-w1" for p in alerts.payloads) == 1
 
 
 async def test_a_client_cannot_restart_the_coordinator_session_with_a_hostile_payload(
@@ -84,9 +85,11 @@ async def test_a_client_cannot_restart_the_coordinator_session_with_a_hostile_pa
 ) -> None:
     cfg = hall(mosquitto.url, tmp_path)
     errors = inbox()
-    async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator, \
-            device(cfg, "window", "pi-w1", tmp_path) as pad, \
-            device(cfg, "supervisor", "desk-1", tmp_path) as desk:
+    async with (
+        running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        device(cfg, "supervisor", "desk-1", tmp_path) as desk,
+    ):
         await desk.subscribe(T.error("coordinator", "coordinator"), errors)
         await pad.wait_connected(10)
         await desk.wait_connected(10)
@@ -95,7 +98,8 @@ async def test_a_client_cannot_restart_the_coordinator_session_with_a_hostile_pa
         topic = T.cmd("window", "pi-w1")
         hostile = [
             b'{"id":"01KBRQW4C3X8FQ3B7K0Q9JZ9ZZ","window":1,"action":"call","'
-            + b"\xe4\xb8\x80" * 400 + b'":1}',
+            + b"\xe4\xb8\x80" * 400
+            + b'":1}',
             b'{"id":"01KBRQW4C3X8FQ3B7K0Q9JZ9ZZ","window":1,"action":"call_ticket",'
             b'"ticket":"11010519491231002X"}',
             b'{"window":1,"action":"call"}',
@@ -119,9 +123,11 @@ async def test_a_flooding_device_is_cut_to_its_rate_and_named_in_an_alert(
 ) -> None:
     cfg = hall(mosquitto.url, tmp_path, "client_rate_per_s = 5\nclient_burst = 20\n")
     alerts = inbox()
-    async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator, \
-            device(cfg, "window", "pi-w1", tmp_path) as pad, \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+    async with (
+        running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
         await dispenser.subscribe(T.event("alert"), alerts)
         await pad.wait_connected(10)
         await dispenser.wait_connected(10)
@@ -133,8 +139,9 @@ async def test_a_flooding_device_is_cut_to_its_rate_and_named_in_an_alert(
         flood = next(p for p in found if p.kind == "client_flood")
         assert flood.client == "pi-w1"
         assert "window pi-w1" in flood.message
-        ticket = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
-            kind="issue", service="invoice"), timeout=10)
+        ticket = await dispenser.request(
+            T.req("pi-d1"), m.IssueRequest(kind="issue", service="invoice"), timeout=10
+        )
         assert ticket.ok, "the others are still served"
         assert coordinator.authz.dropped("window/pi-w1") > 0
         assert coordinator.authz.dropped("dispenser/pi-d1") == 0
@@ -149,18 +156,22 @@ async def test_a_dispensers_outbox_drains_within_the_rate_limit_and_loses_nothin
     from edge.agent import make_session
 
     cfg = hall(mosquitto.url, tmp_path, "client_rate_per_s = 80\nclient_burst = 30\n")
-    async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator, \
-            make_session(cfg, cfg.agent("pi-d1")) as dispenser:
+    async with (
+        running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator,
+        make_session(cfg, cfg.agent("pi-d1")) as dispenser,
+    ):
         await dispenser.wait_connected(10)
         assert dispenser.drain_per_s == 40
         mosquitto.stop()
         for _ in range(60):
-            await dispenser.publish(T.req("pi-d1"), m.IssueRequest(
-                kind="issue", service="tax-filing"), queue=True)
+            await dispenser.publish(
+                T.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"), queue=True
+            )
         assert dispenser.outbox_size == 60
         issued = asyncio.Event()
         coordinator.add_listener(
-            lambda _: issued.set() if len(coordinator.engine.tickets) >= 60 else None)
+            lambda _: issued.set() if len(coordinator.engine.tickets) >= 60 else None
+        )
         mosquitto.start()
         await dispenser.wait_outbox_empty(60)  # generous: CI machines are shared
         await asyncio.wait_for(issued.wait(), 40)

@@ -27,9 +27,11 @@ async def test_a_dispenser_and_a_pad_see_what_mqtt_topics_md_promises(
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
     calls, window1, board = inbox(), inbox(), inbox()
-    async with running(cfg, tmp_path / "log.sqlite", clock), \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
-            device(cfg, "window", "pi-w1", tmp_path) as pad:
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+    ):
         await pad.subscribe(T.event("call"), calls)
         await pad.subscribe(T.window_state(1), window1)
         await pad.subscribe(T.board_state(), board)
@@ -37,10 +39,12 @@ async def test_a_dispenser_and_a_pad_see_what_mqtt_topics_md_promises(
         await pad.wait_connected(10)
         await window1.wait_for(lambda ps: bool(ps))  # retained state published at start
 
-        first = await dispenser.request(T.req("pi-d1"), m.IssueRequest(kind="issue",
-                                        service="tax-filing"), timeout=10)
-        second = await dispenser.request(T.req("pi-d1"), m.IssueRequest(kind="issue",
-                                         service="tax-filing"), timeout=10)
+        first = await dispenser.request(
+            T.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"), timeout=10
+        )
+        second = await dispenser.request(
+            T.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"), timeout=10
+        )
         assert first.ok
         assert first.ticket.number == "A001"
         assert first.ticket.people_ahead == 0
@@ -48,8 +52,9 @@ async def test_a_dispenser_and_a_pad_see_what_mqtt_topics_md_promises(
         assert second.ticket.people_ahead == 1
 
         clock.now += 120
-        reply = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(window=1,
-                                  action="call"), timeout=10)
+        reply = await pad.request(
+            T.cmd("window", "pi-w1"), m.WindowAction(window=1, action="call"), timeout=10
+        )
         assert reply.ok
         assert reply.ticket == "A001"
         call = (await calls.wait_for(lambda ps: bool(ps)))[0]
@@ -61,8 +66,9 @@ async def test_a_dispenser_and_a_pad_see_what_mqtt_topics_md_promises(
         assert shown[-1].calls[0].ticket == "A001"
         assert shown[-1].waiting["tax-filing"] == 1
 
-        refused = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(window=3,
-                                    action="call"), timeout=10)
+        refused = await pad.request(
+            T.cmd("window", "pi-w1"), m.WindowAction(window=3, action="call"), timeout=10
+        )
         assert not refused.ok
         assert refused.error.code == "not_your_window"
         assert [p.ticket for p in calls.payloads] == ["A001"]
@@ -74,23 +80,29 @@ async def test_a_restarted_coordinator_republishes_state_and_keeps_numbering(
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
     log_path = tmp_path / "log.sqlite"
-    async with running(cfg, log_path, clock), \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+    async with (
+        running(cfg, log_path, clock),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
         await dispenser.wait_connected(10)
         for _ in range(3):
-            await dispenser.request(T.req("pi-d1"), m.IssueRequest(kind="issue",
-                                    service="invoice"), timeout=10)
+            await dispenser.request(
+                T.req("pi-d1"), m.IssueRequest(kind="issue", service="invoice"), timeout=10
+            )
     mosquitto.restart()  # forget retained messages: the coordinator must publish them again
     queue = inbox()
-    async with running(cfg, log_path, clock), \
-            device(cfg, "board", "board-1", tmp_path) as board, \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+    async with (
+        running(cfg, log_path, clock),
+        device(cfg, "board", "board-1", tmp_path) as board,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
         await board.subscribe(T.queue_state("invoice"), queue)
         state = await queue.wait_for(lambda ps: bool(ps))
         assert state[-1].waiting == 3
         assert state[-1].next == ["B001", "B002", "B003"]
-        reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(kind="issue",
-                                        service="invoice"), timeout=10)
+        reply = await dispenser.request(
+            T.req("pi-d1"), m.IssueRequest(kind="issue", service="invoice"), timeout=10
+        )
         assert reply.ticket.number == "B004"
 
 
@@ -98,17 +110,29 @@ async def test_sigkill_while_issuing_loses_no_acknowledged_ticket(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     config = tmp_path / "hall.toml"
-    config.write_text(small_hall_text(mosquitto.url, str(tmp_path / "state"), all_day=True,
-                                      http_port=0))
+    config.write_text(
+        small_hall_text(mosquitto.url, str(tmp_path / "state"), all_day=True, http_port=0)
+    )
     log_path = tmp_path / "log.sqlite"
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"), all_day=True)
 
     def start() -> subprocess.Popen[bytes]:
         with (tmp_path / "coordinator.log").open("ab") as out:
             return subprocess.Popen(
-                [sys.executable, "-m", "hallqctl.cli", "coordinator", "--config", str(config),
-                 "--log", str(log_path), "--dispatch", "pure"],
-                stdout=subprocess.DEVNULL, stderr=out,
+                [
+                    sys.executable,
+                    "-m",
+                    "hallqctl.cli",
+                    "coordinator",
+                    "--config",
+                    str(config),
+                    "--log",
+                    str(log_path),
+                    "--dispatch",
+                    "pure",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=out,
             )
 
     acked: list[str] = []
@@ -144,9 +168,13 @@ async def test_sigkill_while_issuing_loses_no_acknowledged_ticket(
         proc.terminate()
         proc.wait(10)
     with sqlite3.connect(log_path) as db:
-        logged = [row[0] for row in db.execute(
-            "SELECT json_extract(result, '$.info.number') FROM entries "
-            "WHERE kind = 'ticket' AND json_extract(result, '$.ok')")]
+        logged = [
+            row[0]
+            for row in db.execute(
+                "SELECT json_extract(result, '$.info.number') FROM entries "
+                "WHERE kind = 'ticket' AND json_extract(result, '$.ok')"
+            )
+        ]
     assert len(logged) == len(set(logged)), "a number was issued twice"
     assert set(acked) <= set(logged), "an acknowledged ticket is missing from the log"
     assert len(acked) == len(set(acked)) == 40
@@ -159,8 +187,9 @@ def test_boards_carry_the_comfort_level_only_from_a_real_or_allowed_history(
     from coordinator.service import Coordinator
 
     cfg = small_hall(comfort_synthetic=synthetic)
-    coordinator = Coordinator(cfg, log_path=tmp_path / "log.sqlite", dispatch="pure",
-                              clock=FakeClock())
+    coordinator = Coordinator(
+        cfg, log_path=tmp_path / "log.sqlite", dispatch="pure", clock=FakeClock()
+    )
     coordinator.forecast = coordinator._forecast()  # built in a worker once serving
     try:
         comfort = coordinator.board_state(1).comfort
@@ -188,24 +217,31 @@ async def test_a_duplicate_publishes_nothing_and_calls_on_are_announced_at_each_
         await ear.wait_connected(10)
         async with running(cfg, log_path, clock) as coordinator:
             for _ in range(2):
-                await coordinator.execute("ticket", "dispenser", "pi-d1",
-                                          m.IssueRequest(kind="issue", service="tax-filing"))
+                await coordinator.execute(
+                    "ticket",
+                    "dispenser",
+                    "pi-d1",
+                    m.IssueRequest(kind="issue", service="tax-filing"),
+                )
             call = m.WindowAction(window=1, action="call")
             first = await coordinator.execute("window", "window", "pi-w1", call)
             again = await coordinator.execute("window", "window", "pi-w1", call)
             assert not first.duplicate
             assert again.duplicate
             assert again.record == first.record
-            await coordinator.execute("window", "window", "pi-w1",
-                                      m.WindowAction(window=1, action="recall"))
+            await coordinator.execute(
+                "window", "window", "pi-w1", m.WindowAction(window=1, action="recall")
+            )
             heard = await calls.wait_for(lambda ps: len(ps) == 2)
-            assert [(c.ticket, c.recall) for c in heard] == [("A001", 0), ("A001", 1)], \
+            assert [(c.ticket, c.recall) for c in heard] == [("A001", 0), ("A001", 1)], (
                 "the duplicate CALL was announced again"
+            )
         async with running(cfg, log_path, clock):
             heard = await calls.wait_for(lambda ps: len(ps) == 3)
         assert (heard[-1].ticket, heard[-1].window) == ("A001", 1)
-        assert [e.state.value for e in tickets.payloads] == ["waiting", "waiting", "called"], \
+        assert [e.state.value for e in tickets.payloads] == ["waiting", "waiting", "called"], (
             "a duplicate published a ticket event"
+        )
 
 
 async def test_the_comfort_index_is_published_retained_for_the_month_ahead(
@@ -216,14 +252,17 @@ async def test_the_comfort_index_is_published_retained_for_the_month_ahead(
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"), comfort_synthetic=True)
     clock = FakeClock()
     comfort, board = inbox(), inbox()
-    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
-            device(cfg, "board", "pi-b1", tmp_path) as late:
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "board", "pi-b1", tmp_path) as late,
+    ):
         await late.subscribe(T.comfort_state(), comfort)
         await late.subscribe(T.board_state(), board)
         state = (await comfort.wait_for(lambda ps: bool(ps)))[-1]
         # built in a worker after start: the boards carry it from their next change on
-        await coordinator.execute("ticket", "dispenser", "pi-d1",
-                                  m.IssueRequest(kind="issue", service="tax-filing"))
+        await coordinator.execute(
+            "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="tax-filing")
+        )
         shown = (await board.wait_for(lambda ps: ps[-1].comfort is not None))[-1]
         today = cfg.hall.business_day(clock.now)
         assert state.days[0].day == today
@@ -252,19 +291,22 @@ async def test_the_comfort_index_moves_on_with_the_day(
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"), comfort_synthetic=True)
     clock = FakeClock()
     comfort = inbox()
-    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
         await dispenser.subscribe(T.comfort_state(), comfort)
         await dispenser.wait_connected(10)
         first = (await comfort.wait_for(lambda ps: bool(ps)))[-1]
         clock.now = at(9, day=31)
-        reply = await dispenser.request(T.req("pi-d1"),
-                                        m.IssueRequest(kind="issue", service="tax-filing"),
-                                        timeout=10)
+        reply = await dispenser.request(
+            T.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"), timeout=10
+        )
         assert reply.ok
         assert reply.ticket.number == "A001"
-        moved = (await comfort.wait_for(
-            lambda ps: ps[-1].days[0].day > first.days[0].day, timeout=20))[-1]
+        moved = (
+            await comfort.wait_for(lambda ps: ps[-1].days[0].day > first.days[0].day, timeout=20)
+        )[-1]
     assert moved.rev > first.rev
     assert moved.days[0].day == first.days[1].day == coordinator.engine.day
 
@@ -275,8 +317,12 @@ async def test_the_dashboard_serves_the_comfort_heat_map(tmp_path: Path) -> None
     from coordinator.service import Coordinator
     from coordinator.web.server import start_web
 
-    coordinator = Coordinator(small_hall(comfort_synthetic=True), log_path=tmp_path / "l.sqlite",
-                              dispatch="pure", clock=FakeClock())
+    coordinator = Coordinator(
+        small_hall(comfort_synthetic=True),
+        log_path=tmp_path / "l.sqlite",
+        dispatch="pure",
+        clock=FakeClock(),
+    )
     coordinator.forecast = coordinator._forecast()
     web = await start_web(coordinator, "127.0.0.1", 0)
     try:
@@ -304,18 +350,23 @@ async def test_a_queue_past_its_target_raises_express_window_advice(
 ) -> None:
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     alerts = inbox()
-    async with running(cfg, tmp_path / "log.sqlite", FakeClock()), \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
-            device(cfg, "supervisor", "desk", tmp_path) as desk:
+    async with (
+        running(cfg, tmp_path / "log.sqlite", FakeClock()),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "supervisor", "desk", tmp_path) as desk,
+    ):
         await desk.subscribe(desk.topics.event("alert"), alerts)
         await dispenser.wait_connected(10)
         await desk.wait_connected(10)
         for _ in range(30):
-            await dispenser.request(dispenser.topics.req("pi-d1"),
-                                    m.IssueRequest(kind="issue", service="tax-filing"),
-                                    timeout=10)
+            await dispenser.request(
+                dispenser.topics.req("pi-d1"),
+                m.IssueRequest(kind="issue", service="tax-filing"),
+                timeout=10,
+            )
         found = await alerts.wait_for(
-            lambda ps: any(p.kind == "express_advice" for p in ps), timeout=15)
+            lambda ps: any(p.kind == "express_advice" for p in ps), timeout=15
+        )
     advice = next(p for p in found if p.kind == "express_advice")
     assert advice.window == 2, "window 2 serves only invoices: the one free to help"
     assert "申报纳税" in advice.message or "tax-filing" in advice.message
@@ -330,19 +381,31 @@ async def test_queues_are_republished_with_simulated_wait_ranges(
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
     queue = inbox()
-    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
-            device(cfg, "board", "board-1", tmp_path) as board, \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "board", "board-1", tmp_path) as board,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
         await board.subscribe(T.queue_state("tax-filing"), queue)
         await dispenser.wait_connected(10)
-        for w in (1, 4):   # one window serving tax-filing alone: a queue forms
-            await coordinator.execute("window", "supervisor", "desk",
-                                      m.WindowAction(window=w, action="close"), reply=False)
-        replies = [await dispenser.request(T.req("pi-d1"), m.IssueRequest(
-            kind="issue", service="tax-filing"), timeout=10) for _ in range(6)]
+        for w in (1, 4):  # one window serving tax-filing alone: a queue forms
+            await coordinator.execute(
+                "window",
+                "supervisor",
+                "desk",
+                m.WindowAction(window=w, action="close"),
+                reply=False,
+            )
+        replies = [
+            await dispenser.request(
+                T.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"), timeout=10
+            )
+            for _ in range(6)
+        ]
         assert all(r.ticket.wait is not None for r in replies)
         state = await queue.wait_for(
-            lambda ps: ps[-1].wait is not None and ps[-1].wait.basis == "simulation")
+            lambda ps: ps[-1].wait is not None and ps[-1].wait.basis == "simulation"
+        )
         last = state[-1]
         assert last.waiting == 6
         assert last.eta_min == last.wait.p50_min > 0

@@ -45,9 +45,18 @@ async def test_the_demo_issues_calls_serves_draws_boards_and_reports_kpis(
         return total.issued > 30 and total.served > 10 and bool(boards())
 
     # the morning from 09:30 (hall time holds while the parts start)
-    lines = await run_demo(DEFAULT_CONFIG, speed=240, duration=120, broker_url=mosquitto.url,
-                           state_dir=tmp_path, live=False, volume=4000, http_port=0,
-                           after_open_min=30, until=enough)
+    lines = await run_demo(
+        DEFAULT_CONFIG,
+        speed=240,
+        duration=120,
+        broker_url=mosquitto.url,
+        state_dir=tmp_path,
+        live=False,
+        volume=4000,
+        http_port=0,
+        after_open_min=30,
+        until=enough,
+    )
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
     assert counts is not None, lines
     issued, served = map(int, counts.groups())
@@ -59,7 +68,9 @@ async def test_the_demo_issues_calls_serves_draws_boards_and_reports_kpis(
 
 @pytest.mark.timeout(180)
 async def test_on_a_bare_machine_the_demo_embeds_a_broker_goes_without_voice_and_leaves_the_halls_broker_alone(  # noqa: E501
-    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     import aiomqtt
@@ -84,10 +95,18 @@ async def test_on_a_bare_machine_the_demo_embeds_a_broker_goes_without_voice_and
         with caplog.at_level(logging.WARNING):
             # 12 s at least, so that the hall's broker would have seen a demo writing to it
             lines = await run_demo(
-                DEFAULT_CONFIG, speed=240, duration=120, state_dir=tmp_path, live=False,
-                volume=4000, http_port=0, after_open_min=30,
-                until=lambda engine: engine.stats_state(0).total.issued > 10
-                and time.monotonic() - started > 12)
+                DEFAULT_CONFIG,
+                speed=240,
+                duration=120,
+                state_dir=tmp_path,
+                live=False,
+                volume=4000,
+                http_port=0,
+                after_open_min=30,
+                until=lambda engine: (
+                    engine.stats_state(0).total.issued > 10 and time.monotonic() - started > 12
+                ),
+            )
     finally:
         watcher.cancel()
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
@@ -101,7 +120,9 @@ async def test_on_a_bare_machine_the_demo_embeds_a_broker_goes_without_voice_and
 
 @pytest.mark.timeout(60)
 async def test_an_agent_failing_at_start_stops_the_demo_at_once_with_its_cause(
-    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import edge.agent
@@ -119,8 +140,15 @@ async def test_an_agent_failing_at_start_stops_the_demo_at_once_with_its_cause(
     monkeypatch.setattr(edge.agent, "run_agent", run_agent)
     started = time.monotonic()
     with pytest.raises(DemoError, match=rf"^agent {broken} failed at start: VoiceError: no voice"):
-        await run_demo(DEFAULT_CONFIG, speed=60, duration=30, broker_url=mosquitto.url,
-                       state_dir=tmp_path, live=False, http_port=0)
+        await run_demo(
+            DEFAULT_CONFIG,
+            speed=60,
+            duration=30,
+            broker_url=mosquitto.url,
+            state_dir=tmp_path,
+            live=False,
+            http_port=0,
+        )
     assert time.monotonic() - started < 30
     errors = capsys.readouterr().err
     assert errors.startswith(f"hallq demo: error: agent {broken} failed at start"), errors
@@ -138,8 +166,10 @@ async def test_stopping_names_a_component_that_will_not_stop() -> None:
     async def polite() -> None:
         await asyncio.sleep(10)
 
-    tasks = {"agent pi-x": asyncio.create_task(stubborn()),
-             "traffic": asyncio.create_task(polite())}
+    tasks = {
+        "agent pi-x": asyncio.create_task(stubborn()),
+        "traffic": asyncio.create_task(polite()),
+    }
     await asyncio.sleep(0)
     started = time.monotonic()
     assert await stop_components(tasks, timeout=1.0) == ["agent pi-x"]
@@ -153,7 +183,8 @@ def test_a_service_that_will_not_stop_is_named_and_the_process_exits_non_zero(
     tmp_path: Path,
 ) -> None:
     script = tmp_path / "stuck.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import asyncio, os, signal
         from hallqctl.runner import run_bounded
 
@@ -167,18 +198,19 @@ def test_a_service_that_will_not_stop_is_named_and_the_process_exits_non_zero(
                     pass
 
         run_bounded(deaf, stop_s=0.5)
-    """))
+    """)
+    )
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=30)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 70, proc
     assert "did not stop within" in proc.stderr, proc.stderr
     assert "deaf" in proc.stderr, proc.stderr
     assert time.monotonic() - started < 20
 
 
-def test_the_demo_prints_its_own_login_only(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_demo_prints_its_own_login_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from hallq.config import BrokerConfig
 
     broker = BrokerConfig(url="mqtt://127.0.0.1:1")
@@ -199,9 +231,17 @@ async def test_ctrl_c_ends_the_day_with_its_kpis(
     mosquitto: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    demo = asyncio.create_task(run_demo(
-        DEFAULT_CONFIG, speed=240, broker_url=mosquitto.url, state_dir=tmp_path, live=False,
-        http_port=0, on_ready=ready.set_result))
+    demo = asyncio.create_task(
+        run_demo(
+            DEFAULT_CONFIG,
+            speed=240,
+            broker_url=mosquitto.url,
+            state_dir=tmp_path,
+            live=False,
+            http_port=0,
+            on_ready=ready.set_result,
+        )
+    )
     await asyncio.wait_for(asyncio.shield(ready), 60)
     await asyncio.sleep(2)
     demo.cancel()  # what SIGINT does through hallqctl.runner

@@ -40,8 +40,12 @@ def core_cls(request: pytest.FixtureRequest) -> type[Any]:
     return _load(request.param)
 
 
-def one_window(core_cls: type[Any], services: list[int] | None = None,
-               weights: list[float] | None = None, n_services: int = 3) -> Any:
+def one_window(
+    core_cls: type[Any],
+    services: list[int] | None = None,
+    weights: list[float] | None = None,
+    n_services: int = 3,
+) -> Any:
     core = core_cls(n_services, 2)
     services = [0] if services is None else services
     core.set_skills(0, services, [1.0] * len(services) if weights is None else weights)
@@ -83,7 +87,8 @@ def test_compiled_build_is_not_older_than_its_source() -> None:
     sources = [built.with_name("dispatch_core.py"), built.with_name("dispatch_core.pxd")]
     newest = max(p.stat().st_mtime for p in sources if p.exists())
     assert built.stat().st_mtime + 2.0 >= newest, (
-        f"{built.name} is older than its source: rebuild with `pip install -e .`")
+        f"{built.name} is older than its source: rebuild with `pip install -e .`"
+    )
 
 
 def test_compiled_kind_refuses_the_python_source(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,8 +246,8 @@ def test_a_ticket_replayed_late_queues_by_its_issue_time(core_cls: type[Any]) ->
     core.add(0, 0, NORMAL, 590.0, 0)
     core.add(1, 0, NORMAL, 610.0, 1)
     core.add(2, 0, NORMAL, 630.0, 2)
-    core.add(3, 0, NORMAL, 600.0, 3)          # the replayed offline ticket
-    core.add(4, 0, NORMAL, 600.0, 4)          # same second, later seq: behind it
+    core.add(3, 0, NORMAL, 600.0, 3)  # the replayed offline ticket
+    core.add(4, 0, NORMAL, 600.0, 4)  # same second, later seq: behind it
     assert [core.position(t, 1200.0) for t in range(5)] == [0, 3, 4, 1, 2]
     assert drain(core, 0, 1200.0) == [0, 3, 4, 1, 2]
 
@@ -327,7 +332,7 @@ def test_clear_gives_a_new_day_with_the_same_configuration(core_cls: type[Any]) 
         return core
 
     used = configured()
-    day(used)                                  # leaves tickets queued, some in the middle
+    day(used)  # leaves tickets queued, some in the middle
     assert used.waiting(1) == 1
     assert used.queued(0)
     used.clear()
@@ -454,8 +459,9 @@ class Model:
 
     def add(self, key: tuple[str, int, int], ticket: Ticket) -> None:
         by_slot = key[0] == "class" and key[2] == APPOINTMENT
-        order = ((lambda x: (x.appt_start, x.issue, x.seq)) if by_slot
-                 else (lambda x: (x.issue, x.seq)))
+        order = (
+            (lambda x: (x.appt_start, x.issue, x.seq)) if by_slot else (lambda x: (x.issue, x.seq))
+        )
         queue = self.queue(key)
         i = len(queue)
         while i > 0 and order(queue[i - 1]) > order(ticket):
@@ -473,8 +479,9 @@ class Model:
                     return True
         return False
 
-    def key(self, ticket: Ticket, directed: bool, cls: int, weight: float,
-            now: float) -> tuple[int, int, float, int]:
+    def key(
+        self, ticket: Ticket, directed: bool, cls: int, weight: float, now: float
+    ) -> tuple[int, int, float, int]:
         if cls == APPOINTMENT and not ticket.appt_start <= now <= ticket.appt_end:
             cls = NORMAL
         wait = now - ticket.issue
@@ -488,14 +495,14 @@ class Model:
         directed = self.queue(("window", w, 0))
         if directed:
             weight = max(skills.values(), default=1.0)
-            candidates.append((self.key(directed[0], True, directed[0].cls, weight, now),
-                               directed[0].t))
+            candidates.append(
+                (self.key(directed[0], True, directed[0].cls, weight, now), directed[0].t)
+            )
         for s, weight in skills.items():
             for cls in range(4):
                 queue = self.queue(("class", s, cls))
                 if queue:
-                    candidates.append((self.key(queue[0], False, cls, weight, now),
-                                       queue[0].t))
+                    candidates.append((self.key(queue[0], False, cls, weight, now), queue[0].t))
         return min(candidates)[1] if candidates else -1
 
     def waiting(self, s: int) -> int:
@@ -513,8 +520,11 @@ times = st.integers(0, 40).map(lambda x: x * 15.0)
 weights = st.sampled_from([0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 3.0])
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_call_next_returns_the_minimum_key(core_cls: type[Any], data: st.DataObject) -> None:
     n_services = data.draw(st.integers(1, 5), label="services")
@@ -545,9 +555,23 @@ def test_call_next_returns_the_minimum_key(core_cls: type[Any], data: st.DataObj
     now = 0.0
     next_t = 0
     for step in range(data.draw(st.integers(1, 60), label="steps")):
-        op = data.draw(st.sampled_from(
-            ["add", "add", "add", "appt", "behind", "directed", "remove", "call", "call",
-             "skills"]), label=f"op {step}")
+        op = data.draw(
+            st.sampled_from(
+                [
+                    "add",
+                    "add",
+                    "add",
+                    "appt",
+                    "behind",
+                    "directed",
+                    "remove",
+                    "call",
+                    "call",
+                    "skills",
+                ]
+            ),
+            label=f"op {step}",
+        )
         now += data.draw(times) / 10
         if op in ("add", "appt", "behind", "directed"):
             if next_t >= len(seqs):
@@ -567,8 +591,9 @@ def test_call_next_returns_the_minimum_key(core_cls: type[Any], data: st.DataObj
                 if cls == APPOINTMENT:
                     ticket.appt_start = now + data.draw(times) - 300.0
                     ticket.appt_end = ticket.appt_start + data.draw(times)
-                core.add(t, ticket.s, cls, ticket.issue, ticket.seq,
-                         ticket.appt_start, ticket.appt_end)
+                core.add(
+                    t, ticket.s, cls, ticket.issue, ticket.seq, ticket.appt_start, ticket.appt_end
+                )
                 model.add(("class", ticket.s, cls), ticket)
         elif op == "remove" and next_t:
             t = data.draw(st.integers(0, next_t - 1))
@@ -583,12 +608,19 @@ def test_call_next_returns_the_minimum_key(core_cls: type[Any], data: st.DataObj
         elif op == "skills":
             draw_skills(data.draw(window))
         assert [core.waiting(s) for s in range(n_services)] == [
-            model.waiting(s) for s in range(n_services)]
+            model.waiting(s) for s in range(n_services)
+        ]
 
     # positions agree with what a window serving only that service would call, in turn
     for s in range(n_services):
-        solo = Model(n_services, 1, boost, model.targets, {0: {s: 1.0}},
-                     {k: list(v) for k, v in model.queues.items() if k[0] == "class"})
+        solo = Model(
+            n_services,
+            1,
+            boost,
+            model.targets,
+            {0: {s: 1.0}},
+            {k: list(v) for k, v in model.queues.items() if k[0] == "class"},
+        )
         order = solo.drain(0, now)
         assert [core.position(t, now) for t in order] == list(range(len(order)))
     for w in range(n_windows):

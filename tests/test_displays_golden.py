@@ -38,8 +38,10 @@ FONT = BitmapFont([BUNDLED_FONT])
 def check(name: str, frame: Image.Image, tmp_path: Path) -> None:
     path = GOLDEN / f"{name}.png"
     if UPDATE and in_ci():
-        pytest.fail("HALLQ_UPDATE_GOLDEN=1 under CI: references are updated by a person who "
-                    "looks at them, never by the run that is checking them")
+        pytest.fail(
+            "HALLQ_UPDATE_GOLDEN=1 under CI: references are updated by a person who "
+            "looks at them, never by the run that is checking them"
+        )
     if UPDATE:
         GOLDEN.mkdir(exist_ok=True)
         frame.save(path, optimize=True)

@@ -68,8 +68,12 @@ kind = "speaker"
 
 
 def hall(tmp_path: Path, *, url: str | None = None, port: str | None = None) -> HallConfig:
-    return one_window_hall("doc-hall", AGENTS.format(port=port or "sim:rs485"),
-                           url or f"mqtt://127.0.0.1:{free_port()}", tmp_path / "state")
+    return one_window_hall(
+        "doc-hall",
+        AGENTS.format(port=port or "sim:rs485"),
+        url or f"mqtt://127.0.0.1:{free_port()}",
+        tmp_path / "state",
+    )
 
 
 def by_name(checks: list[Check]) -> dict[str, Check]:
@@ -142,7 +146,10 @@ async def test_without_an_agent_id_the_agents_of_this_host_are_checked(tmp_path:
     server = await run_doctor(cfg, None, hostname="server", check_network=False)
     # no device of this host: only what any machine of the hall is asked
     assert [c.name for c in server if c.name not in ("dispatch core", "mosquitto")] == [
-        "clock", "disk", "hall calendar"]
+        "clock",
+        "disk",
+        "hall calendar",
+    ]
 
 
 def test_no_permission_names_the_group_to_join(tmp_path: Path) -> None:
@@ -233,8 +240,7 @@ async def test_wrong_password_points_at_the_credentials(tmp_path: Path) -> None:
     broker.start()
     try:
         cfg = hall(tmp_path, url=broker.url, port="sim")
-        wrong = cfg.broker.model_copy(update={"username": "win-01",
-                                              "password": SecretStr("wrong")})
+        wrong = cfg.broker.model_copy(update={"username": "win-01", "password": SecretStr("wrong")})
         cfg = cfg.model_copy(update={"broker": wrong})
         checks = by_name(await run_doctor(cfg, None, timeout=2))
     finally:
@@ -405,8 +411,9 @@ async def test_a_broker_nobody_configured_is_checked_but_flagged(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     cfg = hall(tmp_path, url=mosquitto.url)
-    unnamed = cfg.model_copy(update={"broker": BrokerConfig.model_construct(
-        _fields_set=set(), **dict(cfg.broker))})
+    unnamed = cfg.model_copy(
+        update={"broker": BrokerConfig.model_construct(_fields_set=set(), **dict(cfg.broker))}
+    )
     checks = by_name(await run_doctor(unnamed, None, timeout=2))
     assert checks["broker"].result is Result.WARN
     assert "HALLQ_BROKER_URL" in checks["broker"].fix

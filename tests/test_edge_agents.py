@@ -26,18 +26,23 @@ pytestmark = pytest.mark.broker
 
 
 @contextlib.asynccontextmanager
-async def agent(cfg: HallConfig, agent_id: str, tmp_path: Path, clock: Any) -> AsyncIterator[
-        tuple[dict[str, tuple[BusSimulator, int]], dict[str, PrinterSimulator]]]:
+async def agent(
+    cfg: HallConfig, agent_id: str, tmp_path: Path, clock: Any
+) -> AsyncIterator[tuple[dict[str, tuple[BusSimulator, int]], dict[str, PrinterSimulator]]]:
     """The agent's devices simulated on ptys, and the agent process's main coroutine."""
     sim_dir = tmp_path / f"sim-{agent_id}"
     sims = simulate_devices(serial_devices(cfg.agent(agent_id).devices), sim_dir)
     async with sims:
         ready = asyncio.Event()
-        task = asyncio.create_task(run_agent(cfg, agent_id, sim_dir=sim_dir, simulate_all=True,
-                                             clock=clock, ready=ready))
+        task = asyncio.create_task(
+            run_agent(cfg, agent_id, sim_dir=sim_dir, simulate_all=True, clock=clock, ready=ready)
+        )
         try:
-            done, _ = await asyncio.wait({task, asyncio.ensure_future(ready.wait())},
-                                         timeout=15, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {task, asyncio.ensure_future(ready.wait())},
+                timeout=15,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             if task in done:
                 task.result()
             assert ready.is_set(), f"agent {agent_id} did not come up"
@@ -51,9 +56,11 @@ async def test_a_key_press_prints_the_ticket_a_pad_calls_it_and_a_rating_is_logg
 ) -> None:
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
-            agent(cfg, "pi-d1", tmp_path, clock) as (d_devices, printers), \
-            agent(cfg, "pi-w1", tmp_path, clock) as (w_devices, _):
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        agent(cfg, "pi-d1", tmp_path, clock) as (d_devices, printers),
+        agent(cfg, "pi-w1", tmp_path, clock) as (w_devices, _),
+    ):
         keypad_bus, keypad = d_devices["keys-1"]
         printer = printers["printer-1"]
         keypad_bus.press(keypad, 1)  # key 1: tax-filing
@@ -61,7 +68,7 @@ async def test_a_key_press_prints_the_ticket_a_pad_calls_it_and_a_rating_is_logg
         printed = printer.tickets[0]
         assert "A001" in printed.text
         assert "前面还有 0 人" in printed.text
-        assert "预计等待 1 分钟内" in printed.text   # the reply's range, as printed
+        assert "预计等待 1 分钟内" in printed.text  # the reply's range, as printed
         assert printed.qr_codes == [cfg.hall.ticket_url("A001")]
 
         pad_bus, pad = w_devices["pad-1"]
@@ -78,7 +85,8 @@ async def test_a_key_press_prints_the_ticket_a_pad_calls_it_and_a_rating_is_logg
         rate_bus.rate(rate, 4)
         await until(lambda: coordinator.engine.by_number["A001"].rating == 4, timeout=15)
         logged = coordinator.eventlog._db.execute(
-            "SELECT count(*) FROM entries WHERE payload LIKE '%\"action\":\"rate\"%'").fetchone()
+            'SELECT count(*) FROM entries WHERE payload LIKE \'%"action":"rate"%\''
+        ).fetchone()
         assert logged[0] == 1
 
 
@@ -87,8 +95,10 @@ async def test_an_offline_dispenser_issues_from_its_lease_and_replays_on_return(
 ) -> None:
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
-            agent(cfg, "pi-d1", tmp_path, clock) as (devices, printers):
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        agent(cfg, "pi-d1", tmp_path, clock) as (devices, printers),
+    ):
         keypad_bus, keypad = devices["keys-1"]
         printer = printers["printer-1"]
         await until(lambda: ("pi-d1", "invoice") in coordinator.engine.leases, timeout=15)
@@ -105,8 +115,9 @@ async def test_an_offline_dispenser_issues_from_its_lease_and_replays_on_return(
             assert ticket.qr_codes == [cfg.hall.ticket_url(number)]
 
         mosquitto.start()
-        await until(lambda: all(n in coordinator.engine.by_number for n in offline_numbers),
-                    timeout=30)
+        await until(
+            lambda: all(n in coordinator.engine.by_number for n in offline_numbers), timeout=30
+        )
         tickets = coordinator.engine.tickets
         assert [t.number for t in tickets] == ["B001", *offline_numbers]
         assert all(t.offline for t in tickets[1:])
@@ -119,8 +130,10 @@ async def test_a_pad_never_queues_a_call_while_the_link_is_down(
 ) -> None:
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
-            agent(cfg, "pi-w1", tmp_path, clock) as (devices, _):
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        agent(cfg, "pi-w1", tmp_path, clock) as (devices, _),
+    ):
         pad_bus, pad = devices["pad-1"]
         sim_pad = pad_bus.device(pad, SimCallPad)
         await pad_bus.wait_for(lambda: sim_pad.display is not None, timeout=15)
@@ -130,7 +143,8 @@ async def test_a_pad_never_queues_a_call_while_the_link_is_down(
         mosquitto.start()
         await pad_bus.wait_for(lambda: sim_pad.display == "空闲 请叫号", timeout=30)
         calls = coordinator.eventlog._db.execute(
-            "SELECT count(*) FROM entries WHERE kind = 'window'").fetchone()[0]
+            "SELECT count(*) FROM entries WHERE kind = 'window'"
+        ).fetchone()[0]
         assert calls == 0, "a CALL pressed while offline must not arrive later"
 
 
@@ -144,10 +158,13 @@ async def test_an_unplugged_pad_line_recovers_without_a_restart_and_health_says_
     def line(ps: list[Any], ok: bool) -> bool:
         return any(c.name == "line-ttyusb0" and c.ok is ok for p in ps[-1:] for c in p.components)
 
-    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
-            agent(cfg, "pi-w1", tmp_path, clock) as (devices, _):
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        agent(cfg, "pi-w1", tmp_path, clock) as (devices, _),
+    ):
         await coordinator.session.subscribe(  # type: ignore[union-attr]
-            coordinator.session.topics.health("window", "pi-w1"), health)  # type: ignore[union-attr]
+            coordinator.session.topics.health("window", "pi-w1"), health
+        )  # type: ignore[union-attr]
         pad_bus, pad = devices["pad-1"]
         sim_pad = pad_bus.device(pad, SimCallPad)
         await pad_bus.wait_for(lambda: sim_pad.display is not None, timeout=15)
@@ -160,7 +177,9 @@ async def test_an_unplugged_pad_line_recovers_without_a_restart_and_health_says_
             await dispenser.wait_connected(10)
             reply = await dispenser.request(
                 dispenser.topics.req("pi-d1"),
-                IssueRequest(kind="issue", service="tax-filing"), timeout=10)
+                IssueRequest(kind="issue", service="tax-filing"),
+                timeout=10,
+            )
         assert reply.ok
         pad_bus.press(pad, "CALL")
         await pad_bus.wait_for(lambda: sim_pad.display == "A001", timeout=30)
@@ -172,17 +191,25 @@ async def test_a_board_agent_draws_the_call_and_announces_it(
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
     out = tmp_path / "state" / "boards" / "pi-b1"
-    async with running(cfg, tmp_path / "log.sqlite", clock), \
-            agent(cfg, "pi-b1", tmp_path, clock), \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
-            device(cfg, "window", "pi-w1", tmp_path) as pad:
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock),
+        agent(cfg, "pi-b1", tmp_path, clock),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+    ):
         await dispenser.wait_connected(10)
         await pad.wait_connected(10)
-        await dispenser.request(dispenser.topics.req("pi-d1"),
-                                IssueRequest(kind="issue", service="tax-filing"), timeout=10)
-        reply = await pad.request(pad.topics.cmd("window", "pi-w1"),
-                                  WindowAction(window=1, action="call"), timeout=10)
+        await dispenser.request(
+            dispenser.topics.req("pi-d1"),
+            IssueRequest(kind="issue", service="tax-filing"),
+            timeout=10,
+        )
+        reply = await pad.request(
+            pad.topics.cmd("window", "pi-w1"), WindowAction(window=1, action="call"), timeout=10
+        )
         assert reply.ticket == "A001"
-        await until(lambda: (out / "voice-1" / "0001.wav").exists()
-                    and (out / "main-board.png").exists(), timeout=30)
+        await until(
+            lambda: (out / "voice-1" / "0001.wav").exists() and (out / "main-board.png").exists(),
+            timeout=30,
+        )
     assert (out / "voice-1" / "0001.wav").stat().st_size > 1000

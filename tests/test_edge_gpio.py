@@ -37,8 +37,13 @@ class Presses:
 @pytest.fixture
 async def buttons(factory: object) -> AsyncIterator[tuple[Buttons, Presses, object]]:
     presses = Presses()
-    b = Buttons({"call": 17, "finish": 27}, factory, presses, loop=asyncio.get_running_loop(),
-                debounce_s=0.02)
+    b = Buttons(
+        {"call": 17, "finish": 27},
+        factory,
+        presses,
+        loop=asyncio.get_running_loop(),
+        debounce_s=0.02,
+    )
     yield b, presses, factory
     b.close()
 
@@ -49,9 +54,7 @@ async def quiet(b: Buttons) -> None:
     await until(lambda: all(p.timer is None for p in b._pins.values()), timeout=5)
 
 
-async def test_a_bouncing_contact_gives_one_press(
-    buttons: tuple[Buttons, Presses, object]
-) -> None:
+async def test_a_bouncing_contact_gives_one_press(buttons: tuple[Buttons, Presses, object]) -> None:
     b, presses, factory = buttons
     pin = factory.pin(17)  # type: ignore[attr-defined]
     for _ in range(5):  # the contact chatters as it closes
@@ -69,7 +72,7 @@ async def test_a_bouncing_contact_gives_one_press(
 
 
 async def test_two_real_presses_count_twice_and_a_held_key_once(
-    buttons: tuple[Buttons, Presses, object]
+    buttons: tuple[Buttons, Presses, object],
 ) -> None:
     b, presses, factory = buttons
     call, finish = factory.pin(17), factory.pin(27)  # type: ignore[attr-defined]

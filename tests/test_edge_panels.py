@@ -26,9 +26,11 @@ async def test_a_restarted_board_shows_the_current_calls_within_a_second(
 ) -> None:
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     board_dev = next(d for d in cfg.agent("pi-b1").devices if d.id == "main-board")
-    state = m.BoardState(rev=7, calls=[m.BoardCall(ticket="A023", window=1, zone="hall-1",
-                                                   called_at=m._utcnow())],
-                         waiting={"tax-filing": 3})
+    state = m.BoardState(
+        rev=7,
+        calls=[m.BoardCall(ticket="A023", window=1, zone="hall-1", called_at=m._utcnow())],
+        waiting={"tax-filing": 3},
+    )
     online = m.Presence(state="online", boot=1, role="coordinator", client="coordinator")
     async with device(cfg, "coordinator", "coordinator", tmp_path) as coordinator:
         await coordinator.wait_connected(10)
@@ -43,8 +45,7 @@ async def test_a_restarted_board_shows_the_current_calls_within_a_second(
 
     session = device(cfg, "board", "pi-b1", tmp_path)
     async with session:
-        panels = Panels(cfg, cfg.agent("pi-b1").devices, session, {}, Health(session),
-                        emulate=True)
+        panels = Panels(cfg, cfg.agent("pi-b1").devices, session, {}, Health(session), emulate=True)
         async with panels:
             runner = asyncio.create_task(panels.run())
             try:

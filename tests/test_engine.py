@@ -28,10 +28,16 @@ def issue(e: Engine, service: str = "tax-filing", now: float | None = None, **kw
 
 
 def act(e: Engine, window: int, action: str, now: float | None = None, **kw: Any) -> Outcome:
-    model = {"call_ticket": m.TicketAction, "reinstate": m.TicketAction,
-             "unpark": m.TicketAction, "cancel": m.TicketAction, "transfer": m.Transfer,
-             "finish": m.Finish, "rate": m.Rate, "set_skills": m.SetSkills}.get(action,
-                                                                                m.WindowAction)
+    model = {
+        "call_ticket": m.TicketAction,
+        "reinstate": m.TicketAction,
+        "unpark": m.TicketAction,
+        "cancel": m.TicketAction,
+        "transfer": m.Transfer,
+        "finish": m.Finish,
+        "rate": m.Rate,
+        "set_skills": m.SetSkills,
+    }.get(action, m.WindowAction)
     return e.apply(model(window=window, action=action, **kw), now or at(10))
 
 
@@ -51,8 +57,10 @@ def code(out: Outcome) -> str:
 
 
 def test_numbers_count_per_service_with_prefix_and_width(engine: Engine) -> None:
-    numbers = [issue(engine, s).ticket.number for s in  # type: ignore[union-attr]
-               ("tax-filing", "tax-filing", "invoice", "tax-filing")]
+    numbers = [
+        issue(engine, s).ticket.number
+        for s in ("tax-filing", "tax-filing", "invoice", "tax-filing")  # type: ignore[union-attr]
+    ]
     assert numbers == ["A001", "A002", "B001", "A003"]
 
 
@@ -117,8 +125,16 @@ def test_call_publishes_a_call_event_and_the_board_remembers(engine: Engine) -> 
     issue(engine)
     out = act(engine, 1, "call")
     call = [e for e in out.events if isinstance(e, m.CallEvent)]
-    assert call == [m.CallEvent(ticket="A001", service="tax-filing", window=1, zone="hall-1",
-                                id=call[0].id, ts=call[0].ts)]
+    assert call == [
+        m.CallEvent(
+            ticket="A001",
+            service="tax-filing",
+            window=1,
+            zone="hall-1",
+            id=call[0].id,
+            ts=call[0].ts,
+        )
+    ]
     assert out.board_changed
     assert out.windows == {1}
     assert engine.board_state(1).calls[0].ticket == "A001"
@@ -260,12 +276,14 @@ def test_transfer_rejections(engine: Engine) -> None:
     issue(engine)
     act(engine, 1, "call")
     assert code(act(engine, 3, "transfer", ticket="A001", to_service="invoice")) == (
-        "not_your_ticket")
+        "not_your_ticket"
+    )
     assert code(act(engine, 1, "transfer", to_window=42)) == "unknown_window"
     assert code(act(engine, 1, "transfer", to_service="passport")) == "unknown_service"
     act(engine, 1, "finish")
     assert code(act(engine, 1, "transfer", ticket="A001", to_service="invoice")) == (
-        "ticket_finished")
+        "ticket_finished"
+    )
 
 
 def test_cancel_park_and_unpark(engine: Engine) -> None:
@@ -392,12 +410,15 @@ def test_stats_agree_with_each_group_counted_on_its_own(engine: Engine) -> None:
         waits = sorted(t.wait_s for t in tickets if t.wait_s is not None)
         took = [t.service_s for t in tickets if t.service_s is not None]
         return m.Kpi(
-            issued=len(tickets), served=sum(t.state is TicketState.DONE for t in tickets),
+            issued=len(tickets),
+            served=sum(t.state is TicketState.DONE for t in tickets),
             no_show=sum(t.state is TicketState.NO_SHOW for t in tickets),
             avg_wait_s=round(sum(waits) / len(waits), 1) if waits else None,
             p90_wait_s=round(waits[min(len(waits) - 1, int(0.9 * len(waits)))], 1)
-            if waits else None,
-            avg_service_s=round(sum(took) / len(took), 1) if took else None)
+            if waits
+            else None,
+            avg_service_s=round(sum(took) / len(took), 1) if took else None,
+        )
 
     stats = engine.stats_state(9)
     assert stats.total == kpi(engine.tickets)
@@ -411,12 +432,15 @@ def test_stats_agree_with_each_group_counted_on_its_own(engine: Engine) -> None:
 
 def test_numbers_run_out_at_the_width(engine: Engine) -> None:
     engine.services["invoice"] = engine.services["invoice"].model_copy(
-        update={"width": 2, "daily_cap": None})
+        update={"width": 2, "daily_cap": None}
+    )
     outs = [issue(engine, "invoice") for _ in range(100)]
     assert outs[-2].ticket.number == "B99"  # type: ignore[union-attr]
     assert code(outs[-1]) == "numbers_exhausted"
-    assert code(engine.apply(m.LeaseRequest(kind="lease", service="invoice", size=1), at(9),
-                             "pi-d1")) == "numbers_exhausted"
+    assert (
+        code(engine.apply(m.LeaseRequest(kind="lease", service="invoice", size=1), at(9), "pi-d1"))
+        == "numbers_exhausted"
+    )
 
 
 def lease(e: Engine, service: str, size: int, source: str = "pi-d1") -> tuple[int, int]:
@@ -426,10 +450,12 @@ def lease(e: Engine, service: str, size: int, source: str = "pi-d1") -> tuple[in
     return out.lease
 
 
-def offline(e: Engine, number: str, when: float, source: str = "pi-d1",
-            service: str = "tax-filing") -> Outcome:
-    req = m.IssueRequest(kind="issue", service=service, offline=m.OfflineIssue(
-        number=number, issued_at=_utc(when)))
+def offline(
+    e: Engine, number: str, when: float, source: str = "pi-d1", service: str = "tax-filing"
+) -> Outcome:
+    req = m.IssueRequest(
+        kind="issue", service=service, offline=m.OfflineIssue(number=number, issued_at=_utc(when))
+    )
     return e.apply(req, at(11), source)
 
 
@@ -455,9 +481,9 @@ def test_a_ticket_issued_offline_is_called_in_its_issue_time_order(engine: Engin
     """A dispenser cut off at 9:30 prints A990 from its lease; others keep issuing online;
     replayed at 11:00, A990 is still called before the tickets issued after 9:30."""
     lease(engine, "tax-filing", 10)
-    issue(engine, "tax-filing", now=at(9, 20))                   # A001
-    issue(engine, "tax-filing", now=at(9, 40))                   # A002
-    issue(engine, "tax-filing", now=at(10, 50))                  # A003
+    issue(engine, "tax-filing", now=at(9, 20))  # A001
+    issue(engine, "tax-filing", now=at(9, 40))  # A002
+    issue(engine, "tax-filing", now=at(10, 50))  # A003
     replayed = offline(engine, "A990", at(9, 30))
     assert replayed.ok
     assert replayed.info is not None
@@ -468,13 +494,16 @@ def test_a_ticket_issued_offline_is_called_in_its_issue_time_order(engine: Engin
 
 def test_online_numbers_stop_below_the_leased_blocks(engine: Engine) -> None:
     engine.services["invoice"] = engine.services["invoice"].model_copy(
-        update={"width": 2, "daily_cap": None})
+        update={"width": 2, "daily_cap": None}
+    )
     assert lease(engine, "invoice", 90) == (10, 99)
     outs = [issue(engine, "invoice") for _ in range(10)]
     assert outs[-2].ticket.number == "B09"  # type: ignore[union-attr]
     assert code(outs[-1]) == "numbers_exhausted"
-    assert code(engine.apply(m.LeaseRequest(kind="lease", service="invoice", size=1), at(9),
-                             "pi-d1")) == "numbers_exhausted"
+    assert (
+        code(engine.apply(m.LeaseRequest(kind="lease", service="invoice", size=1), at(9), "pi-d1"))
+        == "numbers_exhausted"
+    )
 
 
 def test_offline_issues_stand_even_outside_hours_or_past_the_cap(engine: Engine) -> None:
@@ -508,11 +537,11 @@ def test_the_queue_next_list_is_the_order_the_dispatcher_calls(engine: Engine) -
     queue's "next" list (dispensers, dashboard, ticket pages) is exactly the order in which
     a window serving the service calls: one function decides both."""
     lease(engine, "tax-filing", 10)
-    issue(engine, "tax-filing", now=at(9, 20))                       # A001
-    issue(engine, "tax-filing", now=at(9, 40))                       # A002
+    issue(engine, "tax-filing", now=at(9, 20))  # A001
+    issue(engine, "tax-filing", now=at(9, 40))  # A002
     issue(engine, "tax-filing", now=at(10, 50), priority=Priority.ASSISTED)  # A003
-    offline(engine, "A990", at(9, 30))                               # arrives last
-    issue(engine, "tax-filing", now=at(10, 55))                      # A004
+    offline(engine, "A990", at(9, 30))  # arrives last
+    issue(engine, "tax-filing", now=at(10, 55))  # A004
     now = at(11, 5)
     shown = engine.queue_state("tax-filing", 1, now).next
     assert shown[:2] == ["A003", "A001"]

@@ -55,7 +55,7 @@ def test_the_simulation_predicts_each_waiting_tickets_call(engine: Engine) -> No
     for w in (1, 2, 4):
         assert act(engine, w, "close", now=at(9)).ok
     numbers = [issue(engine, now=at(9)).ticket.number for _ in range(10)]  # type: ignore[union-attr]
-    assert act(engine, 3, "call", now=at(9)).ok          # A001 at the counter since 9:00
+    assert act(engine, 3, "call", now=at(9)).ok  # A001 at the counter since 9:00
     est = WaitEstimator(engine, fits={"tax-filing": (4.0943, 0.01)}, replications=4)  # ~60 s
     engine.estimator = est
     now = at(9, 0, 30)
@@ -77,7 +77,7 @@ def test_the_simulation_predicts_each_waiting_tickets_call(engine: Engine) -> No
 def test_the_estimator_keeps_within_its_budget_between_refreshes(engine: Engine) -> None:
     est = WaitEstimator(engine, budget=0.05, min_interval_s=0.0)
     est.refresh(at(9), wall=100.0)
-    est._last_cost = 0.02   # a 20 ms simulation: the next may start 0.4 s later
+    est._last_cost = 0.02  # a 20 ms simulation: the next may start 0.4 s later
     assert not est.due(100.3)
     assert est.due(100.4)
 
@@ -88,8 +88,8 @@ def test_an_open_window_idle_while_people_wait_is_not_counted(engine: Engine) ->
     for w in (1, 2, 4):
         assert act(engine, w, "close", now=at(9)).ok
     assert act(engine, 3, "pause", now=at(9)).ok
-    assert act(engine, 3, "resume", now=at(9)).ok     # open, idle since 9:00
+    assert act(engine, 3, "resume", now=at(9)).ok  # open, idle since 9:00
     issue(engine, now=at(9, 1))
     est = WaitEstimator(engine, fits={"tax-filing": (4.0943, 0.01)}, replications=2)
-    assert 3 in est.capture(at(9, 1, 30))["skills"]   # idle 90 s: still counted
-    assert est.capture(at(9, 5))["skills"] == {}      # idle 5 min with A001 waiting
+    assert 3 in est.capture(at(9, 1, 30))["skills"]  # idle 90 s: still counted
+    assert est.capture(at(9, 5))["skills"] == {}  # idle 5 min with A001 waiting

@@ -47,9 +47,11 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
     alerts, health = inbox(), inbox()
-    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
-            device(cfg, "board", "watch", tmp_path) as watch, \
-            agent(cfg, "pi-d1", tmp_path, clock) as (devices, printers):
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "board", "watch", tmp_path) as watch,
+        agent(cfg, "pi-d1", tmp_path, clock) as (devices, printers),
+    ):
         await watch.subscribe(T.event("alert"), alerts)
         await watch.subscribe(T.health("coordinator", cfg.coordinator.client_id), health)
         await watch.wait_connected(10)
@@ -65,7 +67,8 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
             keypad_bus.press(keypad, 2)
         await printer.wait_for(lambda: len(printer.tickets) == 3, timeout=15)
         assert ["B001", "B950", "B951"] == [
-            n for t in printer.tickets for n in ("B001", "B950", "B951") if n in t.text]
+            n for t in printer.tickets for n in ("B001", "B950", "B951") if n in t.text
+        ]
         await alerts.wait_for(lambda ps: any(a.kind == "storage_failed" for a in ps))
         sick = await health.wait_for(lambda ps: any(not h.components[0].ok for h in ps))
         assert sick[-1].components[0].status == "storage_failed"
@@ -76,8 +79,7 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
         await alerts.wait_for(lambda ps: any(a.kind == "storage_recovered" for a in ps))
         await health.wait_for(lambda ps: ps[-1].components[0].ok)
         await until(lambda: {"B950", "B951"} <= set(coordinator.engine.by_number), timeout=20)
-        waiting = [t.number for t in coordinator.engine.tickets
-                   if t.state is m.TicketState.WAITING]
+        waiting = [t.number for t in coordinator.engine.tickets if t.state is m.TicketState.WAITING]
         assert sorted(waiting) == ["B001", "B950", "B951"], "a number not printed waits"
         assert "UNHEALTHY" not in coordinator.status_line()
 
@@ -93,10 +95,12 @@ async def test_views_converge_after_the_broker_comes_back_empty(
     clock = FakeClock()
     async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator:
         for _ in range(3):
-            await coordinator.execute("ticket", "dispenser", "pi-d1",
-                                      m.IssueRequest(kind="issue", service="tax-filing"))
-        await coordinator.execute("window", "window", "pi-w1",
-                                  m.WindowAction(window=1, action="call"))
+            await coordinator.execute(
+                "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="tax-filing")
+            )
+        await coordinator.execute(
+            "window", "window", "pi-w1", m.WindowAction(window=1, action="call")
+        )
         mosquitto.persistence = False
         if how == "sigkill":
             mosquitto.kill()
@@ -122,7 +126,8 @@ async def test_views_converge_after_the_broker_comes_back_empty(
 
 def _hall(url: str, tmp_path: Path, protocol: str) -> HallConfig:
     text = small_hall_text(url, str(tmp_path / "state")).replace(
-        "keepalive = 5\n", f'keepalive = 5\nprotocol = "{protocol}"\n')
+        "keepalive = 5\n", f'keepalive = 5\nprotocol = "{protocol}"\n'
+    )
     return parse_config(text, "small-hall.toml")
 
 
@@ -140,8 +145,9 @@ async def test_a_call_that_outlived_its_deadline_is_never_applied_and_the_pad_ca
     deadline = cfg.edge.command_timeout_s
     async with device(cfg, "window", "pi-w1", tmp_path) as pad:
         async with running(cfg, log_path, clock) as coordinator:
-            await coordinator.execute("ticket", "dispenser", "pi-d1",
-                                      m.IssueRequest(kind="issue", service="tax-filing"))
+            await coordinator.execute(
+                "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="tax-filing")
+            )
         await pad.wait_connected(10)
         call = m.WindowAction(window=1, action="call")
         with pytest.raises(RequestTimeout):  # nobody answers: the pad shows "no reply"
@@ -158,8 +164,11 @@ async def test_a_call_that_outlived_its_deadline_is_never_applied_and_the_pad_ca
             reply = await pad.request(T.cmd("window", "pi-w1"), again, timeout=10)
             assert reply.ok
             assert reply.ticket == "A001"
-            answer = await pad.request(T.cmd("window", "pi-w1"), m.Query(
-                window=1, action="query", about=again.id), timeout=10)
+            answer = await pad.request(
+                T.cmd("window", "pi-w1"),
+                m.Query(window=1, action="query", about=again.id),
+                timeout=10,
+            )
             assert answer.happened is True
             assert answer.ticket == "A001"
         with sqlite3.connect(log_path) as db:

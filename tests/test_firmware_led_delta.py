@@ -37,8 +37,17 @@ def board(seed: int, width: int = 256, height: int = 32, lines: int = 2) -> Bitm
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\x00", b"\x00" * 3, b"\x00" * 130, b"\x00" * 131, b"\x00" * 400, bytes(range(256)),
-     b"ab" * 100 + b"\xff" * 7 + b"c", bytes(random.Random(1).getrandbits(8) for _ in range(999))],
+    [
+        b"",
+        b"\x00",
+        b"\x00" * 3,
+        b"\x00" * 130,
+        b"\x00" * 131,
+        b"\x00" * 400,
+        bytes(range(256)),
+        b"ab" * 100 + b"\xff" * 7 + b"c",
+        bytes(random.Random(1).getrandbits(8) for _ in range(999)),
+    ],
 )
 def test_run_length_round_trips(data: bytes) -> None:
     packed = rle_encode(data)

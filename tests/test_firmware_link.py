@@ -104,7 +104,9 @@ class Watch:
         return [u for u in self.items if isinstance(u, kind)]
 
     async def wait_for(
-        self, predicate: Callable[[list[Update]], bool], timeout: float = 10  # noqa: ASYNC109  test helper: each test states its bound
+        self,
+        predicate: Callable[[list[Update]], bool],
+        timeout: float = 10,  # noqa: ASYNC109  test helper: each test states its bound
     ) -> None:
         async with asyncio.timeout(timeout):
             while not predicate(self.items):
@@ -210,8 +212,8 @@ async def test_a_restarted_link_drops_the_repeat_of_an_event_it_delivered(
     async with sim:
         link, watch = new_link()
         async with link, watch:
-            await sim.wait_for(lambda: 0 in sim[1].acked)       # BOOT taken
-            sim.drop_next(1, Command.ACK, times=10_000)          # no ACK gets through now
+            await sim.wait_for(lambda: 0 in sim[1].acked)  # BOOT taken
+            sim.drop_next(1, Command.ACK, times=10_000)  # no ACK gets through now
             seq = sim.press(1, "CALL")
             await watch.first(PadKeyPress, lambda e: e.key == PadKey.CALL)
         if link.seq_store is not None:
@@ -224,7 +226,7 @@ async def test_a_restarted_link_drops_the_repeat_of_an_event_it_delivered(
         sim.clear_drops()
         link, watch = new_link()
         async with link, watch:
-            await sim.wait_for(lambda: seq in sim[1].acked)      # the repeat, ACKed
+            await sim.wait_for(lambda: seq in sim[1].acked)  # the repeat, ACKed
             assert sim[1].transmissions[seq] >= 2
             sim.press(1, "FINISH")
             await watch.first(PadKeyPress, lambda e: e.key == PadKey.FINISH)

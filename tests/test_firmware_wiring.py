@@ -113,5 +113,6 @@ def test_an_id_reader_without_a_key_is_a_clear_error(tmp_path: Path) -> None:
     if config.security.id_hash_key is not None:
         pytest.skip("the example hall sets a key")
     with pytest.raises(ValueError, match="HALLQ_ID_HASH_KEY"):
-        wire_devices(serial_devices(config.agent("pi-d01").devices), sim_dir=tmp_path,
-                     simulate_all=True)
+        wire_devices(
+            serial_devices(config.agent("pi-d01").devices), sim_dir=tmp_path, simulate_all=True
+        )

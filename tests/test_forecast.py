@@ -102,17 +102,18 @@ def test_the_glm_recovers_the_generators_effects(hall: HallConfig, history: Any)
     assert model.open_weekdays == (0, 1, 2, 3, 4, 5)  # Sunday closed, Saturday open (low)
     assert model.effect("trend/month") == pytest.approx(SYNTHETIC_TREND, abs=0.01)
     assert model.effect("filing days 10-15") == pytest.approx(
-        math.log(filing_factor(12) / filing_factor(1)), abs=0.04)
+        math.log(filing_factor(12) / filing_factor(1)), abs=0.04
+    )
     assert model.effect("filing days 16-end") == pytest.approx(
-        math.log(filing_factor(20) / filing_factor(1)), abs=0.04)
+        math.log(filing_factor(20) / filing_factor(1)), abs=0.04
+    )
     for w, name in enumerate(("Tue", "Wed", "Thu", "Fri", "Sat"), start=1):
         truth = math.log(SYNTHETIC_WEEKDAY[w] / SYNTHETIC_WEEKDAY[0])
         assert model.effect(f"weekday {name}") == pytest.approx(truth, abs=0.06), name
     assert model.iterations < 20
 
 
-def test_the_model_beats_seasonal_naive_on_held_out_months(hall: HallConfig,
-                                                           history: Any) -> None:
+def test_the_model_beats_seasonal_naive_on_held_out_months(hall: HallConfig, history: Any) -> None:
     ev = evaluate(hall, history, holdout_months=2)
     assert ev.months == ("2026-09", "2026-10")
     assert ev.cells > 500
@@ -154,8 +155,10 @@ def test_erlang_c_matches_the_textbook_cases() -> None:
 
 
 def test_levels_follow_the_wait_thresholds(hall: HallConfig) -> None:
-    for th, wait_at in ((thresholds(hall, method="erlang"), lambda r: expected_wait(hall, r)),
-                        (thresholds(hall), simulated_wait_curve(hall).wait_at)):
+    for th, wait_at in (
+        (thresholds(hall, method="erlang"), lambda r: expected_wait(hall, r)),
+        (thresholds(hall), simulated_wait_curve(hall).wait_at),
+    ):
         assert 0 < th.quiet_per_hour < th.busy_per_hour
         assert wait_at(th.quiet_per_hour) == pytest.approx(th.quiet_wait_min, rel=1e-3)
         assert wait_at(th.busy_per_hour) == pytest.approx(th.busy_wait_min, rel=1e-3)
@@ -190,7 +193,8 @@ def test_simulated_thresholds_are_ordered_deterministic_and_say_so(hall: HallCon
 
 
 def test_an_unsimulable_hall_falls_back_to_erlang_with_a_warning(
-        hall: HallConfig, caplog: pytest.LogCaptureFixture) -> None:
+    hall: HallConfig, caplog: pytest.LogCaptureFixture
+) -> None:
     # window 1 is the only one serving the green channel
     no_green = hall.model_copy(update={"windows": [w for w in hall.windows if w.number != 1]})
     with caplog.at_level(logging.WARNING, logger="hallq.forecast"):
@@ -198,8 +202,7 @@ def test_an_unsimulable_hall_falls_back_to_erlang_with_a_warning(
     erlang = thresholds(no_green, method="erlang")
     assert th.method == "erlang"
     assert "not simulated: no window serves green" in th.basis
-    assert (th.quiet_per_hour, th.busy_per_hour) == (erlang.quiet_per_hour,
-                                                     erlang.busy_per_hour)
+    assert (th.quiet_per_hour, th.busy_per_hour) == (erlang.quiet_per_hour, erlang.busy_per_hour)
     assert "no window serves green" in caplog.text
     assert "Erlang C instead" in caplog.text
 
@@ -233,8 +236,16 @@ def test_simulated_edges_agree_with_direct_simulations(liwan: HallConfig) -> Non
     flat = dataclasses.replace(demand, half_hours=(1.0,) * len(demand.half_hours))
 
     def steady(per_hour: float) -> float:
-        return _mean_wait(run_simulation(liwan, volume=per_hour * hours, replications=2,
-                                         seed=7, policies=["hallq"], demand=flat))
+        return _mean_wait(
+            run_simulation(
+                liwan,
+                volume=per_hour * hours,
+                replications=2,
+                seed=7,
+                policies=["hallq"],
+                demand=flat,
+            )
+        )
 
     assert th.level(0.9 * th.quiet_per_hour) == QUIET
     assert steady(0.9 * th.quiet_per_hour) < QUIET_WAIT_MIN
@@ -244,24 +255,30 @@ def test_simulated_edges_agree_with_direct_simulations(liwan: HallConfig) -> Non
     # weekday), and their half hours by the arrivals they had: those up to 20% under the
     # quiet edge waited under a minute per ticket, those up to 20% over the busy edge
     # over 5.04 min.
-    hall = FastHall(sim_config(liwan), load_core(), configured_skills(liwan),
-                    day=sim_day(None), spans=spans)
+    hall = FastHall(
+        sim_config(liwan), load_core(), configured_skills(liwan), day=sim_day(None), spans=spans
+    )
     slots, open_min = open_slots(liwan)
     minutes = dict(zip(slots, open_min, strict=True))
     cells: list[tuple[float, float, int]] = []  # (arrivals per hour, wait sum min, tickets)
     for d in (1, 10, 16):
         for wd in range(5):
-            volume = (synthetic_volume(liwan) * filing_factor(d) / FILING_MEAN
-                      * SYNTHETIC_WEEKDAY[wd])
-            day = hall.play(draw_day(demand, spans, volume=volume,
-                                     rng=random.Random(f"test-levels:{d}:{wd}")))
+            volume = (
+                synthetic_volume(liwan) * filing_factor(d) / FILING_MEAN * SYNTHETIC_WEEKDAY[wd]
+            )
+            day = hall.play(
+                draw_day(demand, spans, volume=volume, rng=random.Random(f"test-levels:{d}:{wd}"))
+            )
             half: dict[int, list[float]] = {}
             for start, (total, n) in day.wait_bins.items():
                 cell = half.setdefault(int(start // 1800 * 30), [0.0, 0])
                 cell[0] += total / 60
                 cell[1] += n
-            cells += [(n / minutes[s] * 60, total, int(n)) for s, (total, n) in half.items()
-                      if s in minutes]
+            cells += [
+                (n / minutes[s] * 60, total, int(n))
+                for s, (total, n) in half.items()
+                if s in minutes
+            ]
 
     def wait_between(lo: float, hi: float) -> float:
         inside = [(total, n) for rate, total, n in cells if lo <= rate < hi]
@@ -272,8 +289,9 @@ def test_simulated_edges_agree_with_direct_simulations(liwan: HallConfig) -> Non
     assert wait_between(th.busy_per_hour, 1.2 * th.busy_per_hour) > BUSY_WAIT_MIN
 
 
-def test_forecast_levels_are_the_thresholds_applied_to_the_rates(hall: HallConfig,
-                                                                 history: Any) -> None:
+def test_forecast_levels_are_the_thresholds_applied_to_the_rates(
+    hall: HallConfig, history: Any
+) -> None:
     fc = forecast_from(hall, history, days=30, level_by="rates")
     assert fc.level_by == "rates"
     assert fc.waits is None
@@ -291,8 +309,9 @@ def test_forecast_levels_are_the_thresholds_applied_to_the_rates(hall: HallConfi
             level = fc.slot_level(d, s)
             assert level == fc.thresholds.level(fc.mean[i, j] / fc.open_min[j] * 60)
             seen.add(level)
-            ts = dt.datetime(d.year, d.month, d.day, s // 60, s % 60 + 10,
-                             tzinfo=hall.hall.tzinfo).timestamp()
+            ts = dt.datetime(
+                d.year, d.month, d.day, s // 60, s % 60 + 10, tzinfo=hall.hall.tzinfo
+            ).timestamp()
             assert fc.level_at(ts) == level
     assert seen == set(LEVELS)  # the small hall's month spans all three
     monday_noon = dt.datetime(2026, 11, 2, 12, 0, tzinfo=hall.hall.tzinfo)
@@ -302,8 +321,9 @@ def test_forecast_levels_are_the_thresholds_applied_to_the_rates(hall: HallConfi
         fc.level_at(at(9, day=31 + 60))
 
 
-def test_forecast_levels_are_the_simulated_waits_of_each_day(hall: HallConfig,
-                                                             history: Any) -> None:
+def test_forecast_levels_are_the_simulated_waits_of_each_day(
+    hall: HallConfig, history: Any
+) -> None:
     """The default: each open day simulated 4 times at its forecast counts, and every half
     hour, hour and day classed by the mean wait of the tickets issued in it."""
     fc = forecast_from(hall, history, days=30)
@@ -328,8 +348,9 @@ def test_forecast_levels_are_the_simulated_waits_of_each_day(hall: HallConfig,
         for j, s in enumerate(fc.slots):
             level = fc.slot_level(d, s)
             assert level == wait_level(waits.mean_wait(i, [j]))
-            ts = dt.datetime(d.year, d.month, d.day, s // 60, s % 60 + 10,
-                             tzinfo=hall.hall.tzinfo).timestamp()
+            ts = dt.datetime(
+                d.year, d.month, d.day, s // 60, s % 60 + 10, tzinfo=hall.hall.tzinfo
+            ).timestamp()
             assert fc.level_at(ts) == level
         for h, wait in waits.hour_waits(i).items():
             row = hours[d, h]
@@ -350,8 +371,7 @@ def test_forecast_levels_are_the_simulated_waits_of_each_day(hall: HallConfig,
     assert [r.level for r in again.hourly()] == [r.level for r in fc.hourly()]
     other = forecast_from(hall, history, days=30, seed=2)
     assert other.waits is not None
-    assert not np.array_equal(other.waits.wait_sum,
-                                                          waits.wait_sum)
+    assert not np.array_equal(other.waits.wait_sum, waits.wait_sum)
     # a day's simulation depends on its date and counts only, not on the rest of the month
     week = forecast_from(hall, history, start=fc.days[7], days=7)
     assert week.waits is not None
@@ -361,7 +381,8 @@ def test_forecast_levels_are_the_simulated_waits_of_each_day(hall: HallConfig,
 
 
 def test_a_hall_that_cannot_be_simulated_gets_levels_by_rates(
-        hall: HallConfig, history: Any, caplog: pytest.LogCaptureFixture) -> None:
+    hall: HallConfig, history: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     no_green = hall.model_copy(update={"windows": [w for w in hall.windows if w.number != 1]})
     with caplog.at_level(logging.WARNING, logger="hallq.forecast"):
         fc = forecast_from(no_green, history, days=7)
@@ -400,8 +421,11 @@ def test_days_drawn_from_expected_counts(liwan: HallConfig) -> None:
     """``draw_expected``: Poisson counts around the expected ones, in time order, within
     each piece, and the same taxpayers in order for equally seeded generators."""
     demand = Demand.for_services([s.code for s in liwan.services])
-    pieces = [(9 * 3600.0, 9.5 * 3600, 300.0), (9.5 * 3600, 10 * 3600, 0.0),
-              (13.5 * 3600, 13.75 * 3600, 100.0)]
+    pieces = [
+        (9 * 3600.0, 9.5 * 3600, 300.0),
+        (9.5 * 3600, 10 * 3600, 0.0),
+        (13.5 * 3600, 13.75 * 3600, 100.0),
+    ]
     n = [len(draw_expected(demand, pieces, np.random.default_rng(k))) for k in range(100)]
     assert np.mean(n) == pytest.approx(400, rel=0.03)
     assert np.std(n) == pytest.approx(20, rel=0.3)
@@ -411,23 +435,25 @@ def test_days_drawn_from_expected_counts(liwan: HallConfig) -> None:
     assert all(9 * 3600 <= x < 9.5 * 3600 or 13.5 * 3600 <= x < 13.75 * 3600 for x in t)
     assert list(day.codes) == list(demand.mix)
     assert not any(day.no_show)
-    more = draw_expected(demand, [(a, b, 2 * c) for a, b, c in pieces],
-                         np.random.default_rng(1))
+    more = draw_expected(demand, [(a, b, 2 * c) for a, b, c in pieces], np.random.default_rng(1))
     assert len(more) > len(day)
-    assert list(more.svc)[:len(day)] == list(day.svc)
-    assert list(more.service_s)[:len(day)] == list(day.service_s)
+    assert list(more.svc)[: len(day)] == list(day.svc)
+    assert list(more.service_s)[: len(day)] == list(day.service_s)
     assert len(draw_expected(demand, [], np.random.default_rng(1))) == 0
     # a closed day is not simulated at all
     slots = (540, 570)
-    waits = simulate_waits(liwan, slots, np.array([[0.0, 0.0], [300.0, 300.0]]),
-                           [dt.date(2026, 5, 1), dt.date(2026, 5, 6)])
+    waits = simulate_waits(
+        liwan,
+        slots,
+        np.array([[0.0, 0.0], [300.0, 300.0]]),
+        [dt.date(2026, 5, 1), dt.date(2026, 5, 6)],
+    )
     assert not waits.tickets[0].any()
     assert waits.tickets[1].sum() > 0
     assert waits.mean_wait(0) == 0.0
 
 
-def test_the_retained_message_holds_the_month_by_hour_with_lunch_closed(
-        liwan: HallConfig) -> None:
+def test_the_retained_message_holds_the_month_by_hour_with_lunch_closed(liwan: HallConfig) -> None:
     history = generate_history(liwan, 3, seed=1, end=END)
     # one simulated day per forecast day: the message is the same whatever the number, and
     # a Liwan month at 4 would take ~7 s on an install without the compiled core
@@ -452,7 +478,7 @@ def test_the_retained_message_holds_the_month_by_hour_with_lunch_closed(
         assert d.first_hour == 9
         for k, (level, n) in enumerate(zip(d.hours, d.expected, strict=True)):
             row = rows.get((d.day, d.first_hour + k))
-            if row is None:       # 12:00-13:30 is lunch in Liwan: no hour 12
+            if row is None:  # 12:00-13:30 is lunch in Liwan: no hour 12
                 assert d.first_hour + k == 12
                 assert level is None
                 assert n == 0
@@ -479,15 +505,17 @@ def test_a_month_of_simulated_waits_runs_on_the_compiled_core(liwan: HallConfig)
     assert fc.waits.wall_s > 0
 
 
-def test_counts_come_from_issued_tickets_in_the_event_log(tmp_path: Path,
-                                                          core_cls: type[Any]) -> None:
+def test_counts_come_from_issued_tickets_in_the_event_log(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
     cfg = small_hall()
     path = tmp_path / "log.sqlite"
     q = HallQueue(cfg, EventLog(path), core_cls)
 
     def issue(service: str, when: float) -> dict[str, Any]:
-        return q.submit("ticket", "dispenser", "pi-d1",
-                        m.IssueRequest(kind="issue", service=service), when).record
+        return q.submit(
+            "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service=service), when
+        ).record
 
     for minute in (5, 20, 29):
         issue("tax-filing", at(9, minute))
@@ -499,8 +527,9 @@ def test_counts_come_from_issued_tickets_in_the_event_log(tmp_path: Path,
     assert [r["ok"] for r in results] == [True] * 5 + [False]
     assert not issue("green", at(15))["ok"]  # green only 09:00-12:00: refused, not counted
     issue("tax-filing", at(14, 10, day=32))  # two days on; the day between had nobody
-    q.submit("window", "window", "pi-w1", m.WindowAction(window=1, action="call"), at(14, 11,
-                                                                                       day=32))
+    q.submit(
+        "window", "window", "pi-w1", m.WindowAction(window=1, action="call"), at(14, 11, day=32)
+    )
     q.log.close()
 
     h = arrival_counts(path, cfg)
@@ -518,13 +547,11 @@ def test_counts_come_from_issued_tickets_in_the_event_log(tmp_path: Path,
     assert h.as_dict()[(monday, 600)] == 5
 
 
-def test_a_short_log_falls_back_to_a_generated_history(tmp_path: Path,
-                                                       core_cls: type[Any]) -> None:
+def test_a_short_log_falls_back_to_a_generated_history(tmp_path: Path, core_cls: type[Any]) -> None:
     cfg = small_hall()
     path = tmp_path / "log.sqlite"
     q = HallQueue(cfg, EventLog(path), core_cls)
-    q.submit("ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="invoice"),
-             at(9))
+    q.submit("ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="invoice"), at(9))
     q.log.close()
     fc = build_forecast(cfg, log_path=path, start=dt.date(2026, 12, 1), days=7)
     assert fc.source.startswith("generated: 6 months, seed 1")
@@ -546,13 +573,31 @@ def test_a_long_enough_log_is_used(tmp_path: Path, hall: HallConfig) -> None:
     seq = 0
     for (day, slot), n in recent.as_dict().items():
         for k in range(n):
-            ts = dt.datetime(day.year, day.month, day.day, slot // 60, slot % 60,
-                             tzinfo=tz).timestamp() + 30 * 60 * (k + 0.5) / n
+            ts = (
+                dt.datetime(
+                    day.year, day.month, day.day, slot // 60, slot % 60, tzinfo=tz
+                ).timestamp()
+                + 30 * 60 * (k + 0.5) / n
+            )
             seq += 1
-            log.append(kind="ticket", cmd_id=f"c{seq}", day=day.isoformat(), at=ts,
-                       source="dispenser/pi-d1", payload="{}", result=ok)
-    log.append(kind="ticket", cmd_id="refused", day=END.isoformat(), at=at(9, day=1),
-               source="dispenser/pi-d1", payload="{}", result={"ok": False, "error": {}})
+            log.append(
+                kind="ticket",
+                cmd_id=f"c{seq}",
+                day=day.isoformat(),
+                at=ts,
+                source="dispenser/pi-d1",
+                payload="{}",
+                result=ok,
+            )
+    log.append(
+        kind="ticket",
+        cmd_id="refused",
+        day=END.isoformat(),
+        at=at(9, day=1),
+        source="dispenser/pi-d1",
+        payload="{}",
+        result={"ok": False, "error": {}},
+    )
     log.close()
     back = arrival_counts(path, hall)
     skip = (back.start - recent.start).days  # a leading closed Sunday leaves no trace
@@ -576,8 +621,9 @@ def test_csv_png_and_table_are_written(tmp_path: Path, hall: HallConfig, history
     assert rows[0]["hour"] == f"{hours[0]:02d}:00"
     assert {r["level"] for r in rows} <= set(LEVELS)
     first_day = [float(r["forecast"]) for r in rows if r["date"] == first.isoformat()]
-    assert sum(first_day) == pytest.approx(fc.mean[fc.days.index(first)].sum(),
-                                           abs=0.1 * len(hours))
+    assert sum(first_day) == pytest.approx(
+        fc.mean[fc.days.index(first)].sum(), abs=0.1 * len(hours)
+    )
     png = export_png(fc, tmp_path / "m" / "comfort.png")
     with Image.open(png) as img:
         img.verify()
@@ -648,8 +694,14 @@ def test_filing_phases_follow_the_deadline() -> None:
     # February 2026: deadline the 24th right after the Spring Festival (15th-23rd closed):
     # the peak reaches back over the holiday to the days before it
     closed = range(15, 24)
-    assert [d for d in range(1, 29) if filing_phase(d, 24, closed) == PEAK and
-            d not in closed] == [10, 11, 12, 13, 14, 24]
+    assert [d for d in range(1, 29) if filing_phase(d, 24, closed) == PEAK and d not in closed] == [
+        10,
+        11,
+        12,
+        13,
+        14,
+        24,
+    ]
     cal = Calendar.make(deadlines={"2026-10": 26})
     assert cal.deadline(dt.date(2026, 10, 3)) == 26
     assert cal.deadline(dt.date(2026, 11, 3)) == 15
@@ -657,8 +709,7 @@ def test_filing_phases_follow_the_deadline() -> None:
     assert cal.filing_factor(dt.date(2026, 10, 12)) == 1.0
 
 
-def test_a_holiday_in_the_forecast_is_closed_and_quiet(cal_hall: HallConfig,
-                                                       october: Any) -> None:
+def test_a_holiday_in_the_forecast_is_closed_and_quiet(cal_hall: HallConfig, october: Any) -> None:
     fc = october
     assert fc.days[0] == NATIONAL_DAY[0]
     assert len(fc.days) == 31
@@ -679,8 +730,7 @@ def test_a_holiday_in_the_forecast_is_closed_and_quiet(cal_hall: HallConfig,
     assert all(not by_day[d].open and by_day[d].hours == [] for d in NATIONAL_DAY)
     assert by_day[dt.date(2026, 10, 8)].open  # a Thursday after the holiday
     doc = {d["date"]: d for d in fc.to_json()["days"]}
-    assert doc["2026-10-01"] == {"date": "2026-10-01", "open": False, "count": 0.0,
-                                 "level": QUIET}
+    assert doc["2026-10-01"] == {"date": "2026-10-01", "open": False, "count": 0.0, "level": QUIET}
 
 
 def test_a_tiaoxiu_saturday_is_open_like_a_working_day(october: Any) -> None:
@@ -715,23 +765,28 @@ def test_a_moved_october_deadline_moves_the_peak(cal_hall: HallConfig, october: 
     mid_month = [dt.date(2026, 10, d) for d in range(12, 17)]
     assert not set(busiest[:4]) & set(mid_month)
     peak_weekdays = [d for d in peak if d.weekday() < 5]
-    assert (np.mean([_total(fc, d) for d in peak_weekdays])
-            > 1.25 * np.mean([_total(fc, d) for d in mid_month]))
+    assert np.mean([_total(fc, d) for d in peak_weekdays]) > 1.25 * np.mean(
+        [_total(fc, d) for d in mid_month]
+    )
     # the model saw the moved May deadline in the history: its peak effect is the truth
     assert fc.fit.effect("filing days 10-15") == pytest.approx(math.log(1.4), abs=0.04)
     # without the calendar the same history puts October's peak on the 10th-15th
-    blind = forecast_from(hall_without_calendar(cal_hall),
-                          generate_history(cal_hall, 6, seed=3, end=dt.date(2026, 9, 30)),
-                          days=31)
-    top = sorted((d for d in blind.days if blind.is_open(d)), key=lambda d: _total(blind, d),
-                 reverse=True)[:4]
+    blind = forecast_from(
+        hall_without_calendar(cal_hall),
+        generate_history(cal_hall, 6, seed=3, end=dt.date(2026, 9, 30)),
+        days=31,
+    )
+    top = sorted(
+        (d for d in blind.days if blind.is_open(d)), key=lambda d: _total(blind, d), reverse=True
+    )[:4]
     assert all(10 <= d.day <= 15 for d in top)
     assert blind.is_open(dt.date(2026, 10, 1))  # and opens on National Day
 
 
 def hall_without_calendar(cfg: HallConfig) -> HallConfig:
-    hall = cfg.hall.model_copy(update={"closed_days": [], "extra_workdays": [],
-                                       "filing_deadlines": {}})
+    hall = cfg.hall.model_copy(
+        update={"closed_days": [], "extra_workdays": [], "filing_deadlines": {}}
+    )
     return cfg.model_copy(update={"hall": hall})
 
 
@@ -741,26 +796,43 @@ def test_the_generated_history_follows_the_calendar(cal_hall: HallConfig) -> Non
     assert all(totals[dt.date(2026, 5, d)] == 0 for d in range(1, 6))
     assert totals[dt.date(2026, 5, 9)] > 4 * totals[dt.date(2026, 5, 16)]  # 调休 Saturday
     assert totals[dt.date(2026, 9, 20)] > 0  # 调休 Sunday
-    may = dict(zip(history.days, synthetic_means(cal_hall, history.days, history.start
-                                                 ).sum(axis=1), strict=True))
+    may = dict(
+        zip(
+            history.days,
+            synthetic_means(cal_hall, history.days, history.start).sum(axis=1),
+            strict=True,
+        )
+    )
     # the peak of May follows its deadline (22nd): Thursday 21st vs Thursday 14th
     assert may[dt.date(2026, 5, 21)] == pytest.approx(
-        1.4 * may[dt.date(2026, 5, 14)] * math.exp(SYNTHETIC_TREND * 7 / 30.4375))
+        1.4 * may[dt.date(2026, 5, 14)] * math.exp(SYNTHETIC_TREND * 7 / 30.4375)
+    )
     assert may[dt.date(2026, 5, 9)] == pytest.approx(
-        workday_factor(SYNTHETIC_WEEKDAY) / SYNTHETIC_WEEKDAY[5] * may[dt.date(2026, 5, 16)]
-        * math.exp(-SYNTHETIC_TREND * 7 / 30.4375))
+        workday_factor(SYNTHETIC_WEEKDAY)
+        / SYNTHETIC_WEEKDAY[5]
+        * may[dt.date(2026, 5, 16)]
+        * math.exp(-SYNTHETIC_TREND * 7 / 30.4375)
+    )
     # no calendar: the generator's means as they were before it existed
     plain = small_hall()
     days = [END - dt.timedelta(days=k) for k in range(60)]
     origin = days[-1]
     slots, open_min = open_slots(plain)
     demand = Demand.for_services([s.code for s in plain.services])
-    w = np.array([demand.weight_at(s) * mins / 30 for s, mins in zip(slots, open_min,
-                                                                       strict=True)])
-    old = np.array([synthetic_volume(plain) * math.exp(SYNTHETIC_TREND * (d - origin).days
-                                                       / 30.4375)
-                    * filing_factor(d.day) / FILING_MEAN * SYNTHETIC_WEEKDAY[d.weekday()]
-                    for d in days])[:, None] * (w / w.sum())[None, :]
+    w = np.array([demand.weight_at(s) * mins / 30 for s, mins in zip(slots, open_min, strict=True)])
+    old = (
+        np.array(
+            [
+                synthetic_volume(plain)
+                * math.exp(SYNTHETIC_TREND * (d - origin).days / 30.4375)
+                * filing_factor(d.day)
+                / FILING_MEAN
+                * SYNTHETIC_WEEKDAY[d.weekday()]
+                for d in days
+            ]
+        )[:, None]
+        * (w / w.sum())[None, :]
+    )
     assert np.array_equal(synthetic_means(plain, days, origin), old)
 
 
@@ -789,21 +861,25 @@ def test_seasonal_naive_leaves_holidays_and_tiaoxiu_days_out(cal_hall: HallConfi
     assert not out[2].any()  # closed
     saturdays = [rows[dt.date(2026, 9, d)] for d in (5, 12, 19)] + [rows[dt.date(2026, 8, 29)]]
     assert np.allclose(out[3], train.counts[saturdays].mean(axis=0))
-    workdays = [r for r in range(len(train.days) - 1, -1, -1)
-                if train.days[r].weekday() < 5 and train.counts[r].sum() > 0
-                and not cal.is_closed(train.days[r])][:20]
+    workdays = [
+        r
+        for r in range(len(train.days) - 1, -1, -1)
+        if train.days[r].weekday() < 5
+        and train.counts[r].sum() > 0
+        and not cal.is_closed(train.days[r])
+    ][:20]
     assert np.allclose(out[0], train.counts[workdays].mean(axis=0))
 
 
 def test_evaluation_counts_the_days_a_forecast_gets_open_or_closed_wrong(
-        cal_hall: HallConfig) -> None:
+    cal_hall: HallConfig,
+) -> None:
     history = generate_history(cal_hall, 6, seed=3, end=dt.date(2026, 10, 31))
     ev = evaluate(cal_hall, history, holdout_months=2, level_by="rates")
     assert ev.days == 61
     assert ev.wrong_days == 0
     assert ev.baseline_wrong_days == 0
-    blind = evaluate(hall_without_calendar(cal_hall), history, holdout_months=2,
-                     level_by="rates")
+    blind = evaluate(hall_without_calendar(cal_hall), history, holdout_months=2, level_by="rates")
     # 25-26 Sep and 1-3, 5-7 Oct forecast open, 20 Sep (调休 Sunday) forecast closed
     assert blind.wrong_days == 9
     assert blind.mae > 2 * ev.mae

@@ -36,17 +36,52 @@ SEEDS = {
 }
 KEY_LINE = re.compile(r"^(\s*)([A-Za-z0-9_\-]+)(\s*=\s*)(.+)$")
 ODD_VALUES = [
-    '"x"', '""', "-1", "0", "99999", "9223372036854775807", "1.5", "-0.0", "nan", "inf",
-    "true", "false", "[]", "[1, \"a\"]", "{}", "{ a = 1 }", "1979-05-27T07:32:00Z",
-    "07:32:00", "2026-13-45", '"25:99"', '"\\u0000"', '"a\\nb"', '"\\u001b[2J"',
-    '"' + "长" * 300 + '"', '"../../../../etc/passwd"', '"/dev/null"', '"mqtt://"',
-    '"http://x"', '"mqtts://[::1"', '"#"', '"+/+"', '"A B"', "'literal'", '"""multi\nline"""',
-    "[[1, 2], [3]]", '["08:00", "07:00"]', '[["18:00", "08:00"]]', "0x10", "1e400",
+    '"x"',
+    '""',
+    "-1",
+    "0",
+    "99999",
+    "9223372036854775807",
+    "1.5",
+    "-0.0",
+    "nan",
+    "inf",
+    "true",
+    "false",
+    "[]",
+    '[1, "a"]',
+    "{}",
+    "{ a = 1 }",
+    "1979-05-27T07:32:00Z",
+    "07:32:00",
+    "2026-13-45",
+    '"25:99"',
+    '"\\u0000"',
+    '"a\\nb"',
+    '"\\u001b[2J"',
+    '"' + "长" * 300 + '"',
+    '"../../../../etc/passwd"',
+    '"/dev/null"',
+    '"mqtt://"',
+    '"http://x"',
+    '"mqtts://[::1"',
+    '"#"',
+    '"+/+"',
+    '"A B"',
+    "'literal'",
+    '"""multi\nline"""',
+    "[[1, 2], [3]]",
+    '["08:00", "07:00"]',
+    '[["18:00", "08:00"]]',
+    "0x10",
+    "1e400",
 ]
 # After the file, a problem names a line ("line 3, column 5: ..."), a byte offset, or a key
 # path ("windows[2].skills (window 3): ...", "(top level): ...").
-WHERE = re.compile(r"^(line \d+, column \d+: |not UTF-8 text \(bad byte at offset \d+\)"
-                   r"|\(top level\)[ :])")
+WHERE = re.compile(
+    r"^(line \d+, column \d+: |not UTF-8 text \(bad byte at offset \d+\)"
+    r"|\(top level\)[ :])"
+)
 SEGMENT = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*")'
 KEY_PATH = re.compile(rf"^({SEGMENT})(?:\.{SEGMENT}|\[\d+\])*(?: \(|: )")
 
@@ -87,14 +122,22 @@ def mutate(r: random.Random, text: str) -> tuple[str | bytes, str]:
         return "\n".join(lines), "swapped"
     if kind == 7:  # a table header lost or misspelt
         j = r.choice(headers)
-        lines[j] = r.choice(["", lines[j].replace("[", "", 1), lines[j].rstrip("]") + "s]",
-                             "[[agents.device]]", "[hall]", "[[windows]]"])
+        lines[j] = r.choice(
+            [
+                "",
+                lines[j].replace("[", "", 1),
+                lines[j].rstrip("]") + "s]",
+                "[[agents.device]]",
+                "[hall]",
+                "[[windows]]",
+            ]
+        )
         return "\n".join(lines), "header"
     if kind == 8:  # cut short (a copy that did not finish)
         return text[: r.randrange(len(text))], "truncated"
     if kind == 9:  # characters typed anywhere
         at = r.randrange(len(text))
-        junk = "".join(r.choice('=[]{}"\'#,.\n\t \\xé0') for _ in range(r.randrange(1, 6)))
+        junk = "".join(r.choice("=[]{}\"'#,.\n\t \\xé0") for _ in range(r.randrange(1, 6)))
         return text[:at] + junk + text[at:], "typed"
     if kind == 10:  # bytes that are not text
         data = bytearray(text.encode())
@@ -184,17 +227,26 @@ def test_fuzz_config_check_command(tmp_path: Path) -> None:
         # the first files go through the installed console script, the rest through its
         # main() in one process, each with its own exit status
         for path, how in files[:4]:
-            done = subprocess.run([str(Path(sys.executable).parent / "hallq"), "config",
-                                   "check", str(path)], capture_output=True, text=True,
-                                  timeout=60, env=env)
+            done = subprocess.run(
+                [str(Path(sys.executable).parent / "hallq"), "config", "check", str(path)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=env,
+            )
             assert "Traceback" not in done.stderr + done.stdout, (how, done.stderr)
             expect_invalid = _invalid(path)
             assert (done.returncode != 0) == expect_invalid, (how, done.returncode)
             if expect_invalid:
                 assert done.stderr.startswith(f"{path}: invalid hall configuration"), done.stderr
             invalid += expect_invalid
-        done = subprocess.run([sys.executable, "-c", script, *(str(p) for p, _ in files[4:])],
-                              capture_output=True, text=True, timeout=120, env=env)
+        done = subprocess.run(
+            [sys.executable, "-c", script, *(str(p) for p, _ in files[4:])],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
         assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
         exits = re.findall(r"@@exit (\S+) (\S+)", done.stderr)
         assert len(exits) == len(files) - 4, done.stderr[-3000:]

@@ -47,18 +47,38 @@ def coordinator_url(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[tuple[str,
     port = free_port()
     config = tmp_path / "hall.toml"
     # real-name booking on (an ID hash key), and no per-address limit to hide the rest
-    config.write_text(small_hall_text(
-        mosquitto.url, str(tmp_path / "state"), all_day=True, http_port=port,
-        appointment_capacity=2,
-        appointment_per_address_hour=10_000) + f'\n[security]\nid_hash_key = "{ID_HASH_KEY}"\n')
+    config.write_text(
+        small_hall_text(
+            mosquitto.url,
+            str(tmp_path / "state"),
+            all_day=True,
+            http_port=port,
+            appointment_capacity=2,
+            appointment_per_address_hour=10_000,
+        )
+        + f'\n[security]\nid_hash_key = "{ID_HASH_KEY}"\n'
+    )
     log_path = tmp_path / "log.sqlite"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HALLQ_")}
     env["HALLQ_SUPERVISOR_PASSWORD"] = PASSWORD  # the desk's first supervisor
     with (tmp_path / "coordinator.log").open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hallqctl.cli", "coordinator", "--config", str(config),
-             "--log", str(log_path), "--dispatch", "pure"],
-            stdout=subprocess.DEVNULL, stderr=out, env=env)
+            [
+                sys.executable,
+                "-m",
+                "hallqctl.cli",
+                "coordinator",
+                "--config",
+                str(config),
+                "--log",
+                str(log_path),
+                "--dispatch",
+                "pure",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -94,18 +114,26 @@ def _steady(doc: Any) -> Any:
 
 # What the document promises. Not positive_data_acceptance: a string the schema allows may
 # still name no service of this hall, and 400 is the right answer to that.
-CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
-          checks.content_type_conformance, checks.response_schema_conformance,
-          checks.response_headers_conformance, checks.negative_data_rejection]
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+    checks.response_headers_conformance,
+    checks.negative_data_rejection,
+]
 
 
 def desk_login(url: str) -> dict[str, str]:
     """A supervisor's session, as a script logs in: the cookie and the CSRF token."""
-    r = requests.post(f"{url}/api/login", json={"user": "supervisor", "password": PASSWORD},
-                      timeout=30)
+    r = requests.post(
+        f"{url}/api/login", json={"user": "supervisor", "password": PASSWORD}, timeout=30
+    )
     assert r.status_code == 200, r.text
-    return {"Cookie": f"hallq_session={r.cookies['hallq_session']}",
-            "X-CSRF-Token": r.json()["csrf"]}
+    return {
+        "Cookie": f"hallq_session={r.cookies['hallq_session']}",
+        "X-CSRF-Token": r.json()["csrf"],
+    }
 
 
 def hall_state(url: str, log_path: Path, auth: dict[str, str]) -> tuple[int, str]:
@@ -114,8 +142,7 @@ def hall_state(url: str, log_path: Path, auth: dict[str, str]) -> tuple[int, str
     with sqlite3.connect(f"file:{log_path}?mode=ro", uri=True) as db:
         last = db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
     hall = _steady(requests.get(f"{url}/api/hall", timeout=10).json())
-    bookings = requests.get(f"{url}/api/supervisor/appointments", headers=auth,
-                            timeout=10).json()
+    bookings = requests.get(f"{url}/api/supervisor/appointments", headers=auth, timeout=10).json()
     return int(last), json.dumps([hall, bookings], sort_keys=True)
 
 
@@ -145,8 +172,7 @@ class ApiFuzz:
         self.known = before
         headers = self.auth if with_auth and "supervisor" in label else {}
         started = time.perf_counter()
-        response = case.call(base_url=self.url, session=self.http, headers=headers,
-                             timeout=10)
+        response = case.call(base_url=self.url, session=self.http, headers=headers, timeout=10)
         self.request_s += time.perf_counter() - started
         self.statuses[f"{response.status_code // 100}xx"] += 1
         self.checked[label] += 1
@@ -174,8 +200,12 @@ class ApiFuzz:
         label = f"{op.method.upper()} {op.path}"
 
         @seed(SEED)
-        @settings(max_examples=examples, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=op.as_strategy(generation_mode=mode), with_auth=st.booleans())
         def run(case: Any, with_auth: bool) -> None:
             self.send(label, case, with_auth)
@@ -201,8 +231,11 @@ def test_fuzz_http_api_from_its_openapi(coordinator_url: tuple[str, Path]) -> No
             if f"{op.method.upper()} {op.path}" in labels:
                 for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                     fuzz.operation(op, mode, per_operation)
-        figures.update(requests=sum(fuzz.statuses.values()), statuses=dict(fuzz.statuses),
-                       per_operation_and_mode=per_operation,
-                       request_seconds=round(fuzz.request_s, 1),
-                       state_check_seconds=round(fuzz.state_s, 1))
+        figures.update(
+            requests=sum(fuzz.statuses.values()),
+            statuses=dict(fuzz.statuses),
+            per_operation_and_mode=per_operation,
+            request_seconds=round(fuzz.request_s, 1),
+            state_check_seconds=round(fuzz.state_s, 1),
+        )
     assert set(fuzz.checked) == labels

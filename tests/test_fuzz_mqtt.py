@@ -61,15 +61,21 @@ def fuzz_hall(broker_url: str | None, tmp_path: Path) -> HallConfig:
     """The small hall with supervisor ``sup-1``, and a rate limit no fuzz batch reaches:
     this suite is about what a payload can do, the rate limit has its own tests."""
     text = small_hall_text(broker_url, str(tmp_path / "state"))
-    text += ('\n[security]\nsupervisor_clients = ["sup-1"]\nclient_rate_per_s = 10000\n'
-             "client_burst = 100000\n")
+    text += (
+        '\n[security]\nsupervisor_clients = ["sup-1"]\nclient_rate_per_s = 10000\n'
+        "client_burst = 100000\n"
+    )
     return parse_config(text, "fuzz-hall.toml")
 
 
 def coordinator_inputs() -> list[tuple[TopicSpec, Role]]:
     """Every (topic, role) the contract says the coordinator receives."""
-    return [(spec, role) for spec in CLIENT_TOPICS.values()
-            if "coordinator" in spec.subscribers.split(", ") for role in spec.roles]
+    return [
+        (spec, role)
+        for spec in CLIENT_TOPICS.values()
+        if "coordinator" in spec.subscribers.split(", ")
+        for role in spec.roles
+    ]
 
 
 @functools.cache
@@ -86,13 +92,26 @@ def topic_of(spec: TopicSpec, role: Role, client: str, hall: str = "test-hall") 
 
 # --- valid seeds per payload type ---------------------------------------------------------
 
+
 def _seeds(payload: Any, role: Role, client: str) -> list[BaseModel]:
     if payload is m.WindowCommand:
         w = 1
         return [
-            *(m.WindowAction(window=w, action=a) for a in (
-                "call", "recall", "skip", "start", "pause", "resume", "open", "close",
-                "park", "emergency")),
+            *(
+                m.WindowAction(window=w, action=a)
+                for a in (
+                    "call",
+                    "recall",
+                    "skip",
+                    "start",
+                    "pause",
+                    "resume",
+                    "open",
+                    "close",
+                    "park",
+                    "emergency",
+                )
+            ),
             m.TicketAction(window=w, action="call_ticket", ticket="A001"),
             m.TicketAction(window=w, action="cancel", ticket="B002"),
             m.Transfer(window=w, action="transfer", to_service="invoice"),
@@ -104,38 +123,76 @@ def _seeds(payload: Any, role: Role, client: str) -> list[BaseModel]:
     if payload is m.TicketRequest:
         return [
             m.IssueRequest(kind="issue", service="tax-filing"),
-            m.IssueRequest(kind="issue", service="invoice", priority=m.Priority.ASSISTED,
-                           appointment="AB12", identity="0" * 64),
-            m.IssueRequest(kind="issue", service="tax-filing", offline=m.OfflineIssue(
-                number="A901", issued_at=m._utcnow(), supersedes=new_ulid())),
+            m.IssueRequest(
+                kind="issue",
+                service="invoice",
+                priority=m.Priority.ASSISTED,
+                appointment="AB12",
+                identity="0" * 64,
+            ),
+            m.IssueRequest(
+                kind="issue",
+                service="tax-filing",
+                offline=m.OfflineIssue(number="A901", issued_at=m._utcnow(), supersedes=new_ulid()),
+            ),
             m.LeaseRequest(kind="lease", service="invoice", size=20),
             m.VoidRequest(kind="void", number="A001", reason="paper out"),
         ]
     if payload is m.Presence:
-        return [m.Presence(state=s, boot=b, role=role.value, client=client, version="1.0")
-                for s in ("online", "offline") for b in (1, 7)]
+        return [
+            m.Presence(state=s, boot=b, role=role.value, client=client, version="1.0")
+            for s in ("online", "offline")
+            for b in (1, 7)
+        ]
     if payload is m.DeviceHealth:
-        return [m.DeviceHealth(rev=r, components=[
-            m.ComponentHealth(name="link", ok=True, status="ok"),
-            m.ComponentHealth(name="printer", ok=False, status="paper_out", detail="empty")])
-            for r in (1, 5)]
+        return [
+            m.DeviceHealth(
+                rev=r,
+                components=[
+                    m.ComponentHealth(name="link", ok=True, status="ok"),
+                    m.ComponentHealth(name="printer", ok=False, status="paper_out", detail="empty"),
+                ],
+            )
+            for r in (1, 5)
+        ]
     raise AssertionError(f"no seeds for {payload!r}: the fuzz must cover every input topic")
 
 
 # --- mutations ------------------------------------------------------------------------------
 
 ODD_VALUES: list[Any] = [
-    None, True, False, 0, -1, 1, 2**63, -(2**70), 1.5, 1e308, "", "x", "A001", "1",
-    "\x00\x1b[31m\n", "窗口", "a" * 5000, [], [1, "a"], {}, {"a": 1}, {"window": 1},
-    "2026-12-04T10:00:00", "2026-12-04T10:00:00+08:00", "01JEXAMPLE0000000000000000",
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2**63,
+    -(2**70),
+    1.5,
+    1e308,
+    "",
+    "x",
+    "A001",
+    "1",
+    "\x00\x1b[31m\n",
+    "窗口",
+    "a" * 5000,
+    [],
+    [1, "a"],
+    {},
+    {"a": 1},
+    {"window": 1},
+    "2026-12-04T10:00:00",
+    "2026-12-04T10:00:00+08:00",
+    "01JEXAMPLE0000000000000000",
     "440103199001011236",
 ]
-ODD_KEYS = ["", "x", "v ", "ID", "window\x00", "\u202e", "action", "__proto__",
-            "k" * 40, "é" * 100]
+ODD_KEYS = ["", "x", "v ", "ID", "window\x00", "\u202e", "action", "__proto__", "k" * 40, "é" * 100]
 
 
 TAGS = ("action", "kind")  # a changed tag makes the payload another model: any field may
-                           # be the first one wrong
+# be the first one wrong
 
 
 @dataclass
@@ -192,8 +249,7 @@ def mutate(r: random.Random, seed: dict[str, Any]) -> Mutant:
         doc[tag] = r.choice(["", "CALL", "call ", "issue", "lease", 1, None, "offline", "x"])
         return Mutant(_dump(doc), "tag", tag)
     if kind == 4:  # the whole document of another shape
-        return Mutant(_dump(r.choice([[], [doc], "text", 1, None, True, {}])), "shape",
-                      None)
+        return Mutant(_dump(r.choice([[], [doc], "text", 1, None, True, {}])), "shape", None)
     if kind == 5:  # cut anywhere
         data = _dump(doc)
         return Mutant(data[: r.randrange(len(data))], "truncated")
@@ -243,6 +299,7 @@ def _dump(doc: Any) -> bytes:
 
 # --- the harness -----------------------------------------------------------------------------
 
+
 @dataclass
 class Tally:
     sent: int = 0
@@ -258,21 +315,33 @@ def snapshot(c: Coordinator) -> str:
     length and the device book."""
     e, rev, now = c.engine, c.queue.seq, c.clock()
     parts: list[Any] = [rev, c.eventlog.path.stat().st_size]
-    parts += [e.window_state(n, rev).model_dump(mode="json", exclude={"ts", "id"})
-              for n in e.windows]
+    parts += [
+        e.window_state(n, rev).model_dump(mode="json", exclude={"ts", "id"}) for n in e.windows
+    ]
     # a queue's wait estimates are refreshed by the coordinator's own timer; its tickets not
-    parts += [e.queue_state(s, rev, now).model_dump(
-        mode="json", exclude={"ts", "id", "eta_min", "wait", "oldest_wait_s"})
-              for s in e.services]
+    parts += [
+        e.queue_state(s, rev, now).model_dump(
+            mode="json", exclude={"ts", "id", "eta_min", "wait", "oldest_wait_s"}
+        )
+        for s in e.services
+    ]
     parts.append(e.board_state(rev).model_dump(mode="json", exclude={"ts", "id"}))
     parts.append(e.stats_state(rev).model_dump(mode="json", exclude={"ts", "id"}))
-    parts.append([{**vars(d), "health": d.health and d.health.model_dump(
-        mode="json", exclude={"ts", "id"})} for d in c.devices.all()])
+    parts.append(
+        [
+            {
+                **vars(d),
+                "health": d.health and d.health.model_dump(mode="json", exclude={"ts", "id"}),
+            }
+            for d in c.devices.all()
+        ]
+    )
     return json.dumps(parts, sort_keys=True, default=str)
 
 
 def assert_same(before: str, after: str) -> None:
     """Two snapshots equal; if not, the first place they differ."""
+
     def first_difference(a: Any, b: Any, path: str) -> str | None:
         if type(a) is not type(b) or not isinstance(a, (dict, list)):
             return None if a == b else f"{path}: {a!r} -> {b!r}"
@@ -313,14 +382,16 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path) -> None:
     r = rng("mqtt")
     n = count(10_000, 100_000)
     cfg = fuzz_hall(None, tmp_path)
-    coordinator = Coordinator(cfg, log_path=tmp_path / "log.sqlite", dispatch="auto",
-                              clock=FakeClock())
+    coordinator = Coordinator(
+        cfg, log_path=tmp_path / "log.sqlite", dispatch="auto", clock=FakeClock()
+    )
     session = coordinator.make_session()
     await coordinator.attach(session)
     published: list[tuple[str, BaseModel]] = []
 
-    async def record(topic: str, message: BaseModel, *, queue: bool = False,
-                     expiry_s: float | None = None) -> bool:
+    async def record(
+        topic: str, message: BaseModel, *, queue: bool = False, expiry_s: float | None = None
+    ) -> bool:
         m.encode(message)  # what the real publish does first: it must fit the contract
         published.append((topic, message))
         return True
@@ -331,9 +402,14 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path) -> None:
     routed = [f for f, _ in session._routes]
     for spec, role in inputs:
         assert any(matches(f, topic_of(spec, role, CLIENTS[role][0])) for f in routed), spec
-    seeds = [[(spec, role, client, s.model_dump(mode="json", exclude_none=True))
-              for client in CLIENTS[role] for s in _seeds(spec.payload, role, client)]
-             for spec, role in inputs]
+    seeds = [
+        [
+            (spec, role, client, s.model_dump(mode="json", exclude_none=True))
+            for client in CLIENTS[role]
+            for s in _seeds(spec.payload, role, client)
+        ]
+        for spec, role in inputs
+    ]
     tally = Tally()
     per_topic: Counter[str] = Counter()
     quiet = logging.getLogger("hallq")
@@ -386,27 +462,37 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path) -> None:
                     named = unclipped(errors[0].field or "").split(".")[0]
                     shown = escape_controls(redact(top))  # as an error may quote client text
                     assert shown.startswith(named) or named in field_names(spec.payload), (
-                        errors[0].field, context)
+                        errors[0].field,
+                        context,
+                    )
                 since.append(context)
                 # the full comparison every few payloads (it costs more than the rest); the
                 # event log's sequence every time
-                if coordinator.queue.seq != seq or ((i % 8 == 0 or i == n - 1) and (
-                        snapshot(coordinator) != before)):
+                if coordinator.queue.seq != seq or (
+                    (i % 8 == 0 or i == n - 1) and (snapshot(coordinator) != before)
+                ):
                     tally.state_changes += 1
                     raise AssertionError(f"invalid input changed the hall: one of {since}")
-            figures.update(valid=tally.valid, rejected=tally.rejected, crashes=tally.crashes,
-                           state_changes=tally.state_changes, codes=dict(tally.codes),
-                           topics=dict(per_topic))
+            figures.update(
+                valid=tally.valid,
+                rejected=tally.rejected,
+                crashes=tally.crashes,
+                state_changes=tally.state_changes,
+                codes=dict(tally.codes),
+                topics=dict(per_topic),
+            )
     finally:
         quiet.level = level
         coordinator.close()
-    assert set(per_topic) == {f"{role.value}/{spec.pattern.rsplit('/', 1)[1]}"
-                              for spec, role in inputs}
+    assert set(per_topic) == {
+        f"{role.value}/{spec.pattern.rsplit('/', 1)[1]}" for spec, role in inputs
+    }
     assert tally.rejected > n // 2
     assert tally.valid > 0
 
 
 # --- the same, over a real broker -------------------------------------------------------------
+
 
 @pytest.mark.broker
 async def test_fuzz_over_mosquitto_the_session_survives(
@@ -423,7 +509,8 @@ async def test_fuzz_over_mosquitto_the_session_survives(
         spec, role = r.choice(inputs)
         client = r.choice(CLIENTS[role])
         seed = r.choice(_seeds(spec.payload, role, client)).model_dump(
-            mode="json", exclude_none=True)
+            mode="json", exclude_none=True
+        )
         mutant = mutate(r, seed)
         try:
             m.decode(spec.payload, mutant.raw)
@@ -431,9 +518,11 @@ async def test_fuzz_over_mosquitto_the_session_survives(
         except PayloadError:
             pass
         plan.append((topic_of(spec, role, client), mutant.raw))
-    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator, \
-            device(cfg, "board", "watcher", tmp_path) as watcher, \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "board", "watcher", tmp_path) as watcher,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
         session = coordinator.session
         assert session is not None  # running() returns a started coordinator
         await watcher.subscribe(session.error_topic, errors)
@@ -450,17 +539,18 @@ async def test_fuzz_over_mosquitto_the_session_survives(
                 # that has not acknowledged them, and drops the rest (a flooding device is
                 # the rate limits' business, not this suite's).
                 want: Counter[str] = Counter()
-                async with aiomqtt.Client("127.0.0.1", mosquitto.port,
-                                          identifier="fuzzer") as raw:
+                async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="fuzzer") as raw:
                     for start in range(0, n, 200):
-                        for topic, payload in plan[start: start + 200]:
+                        for topic, payload in plan[start : start + 200]:
                             await raw.publish(topic, payload, qos=1)
                             want[topic] += 1
                         reports = await errors.wait_for(
-                            lambda ps: not want - Counter(e.topic for e in ps), timeout=20)
+                            lambda ps: not want - Counter(e.topic for e in ps), timeout=20
+                        )
                 figures["reports"] = len(reports)
                 figures["without_field"] = sum(
-                    1 for e in reports if e.code == "invalid_payload" and not e.field)
+                    1 for e in reports if e.code == "invalid_payload" and not e.field
+                )
         finally:
             quiet.level = level
         assert_same(before, snapshot(coordinator))
@@ -477,8 +567,10 @@ async def test_fuzz_over_mosquitto_the_session_survives(
 
 async def ask_for_a_ticket(dispenser: Session) -> str:
     reply = await dispenser.request(
-        dispenser.topics.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"),
-        timeout=10)
+        dispenser.topics.req("pi-d1"),
+        m.IssueRequest(kind="issue", service="tax-filing"),
+        timeout=10,
+    )
     assert reply.ok
     assert reply.ticket is not None
     return str(reply.ticket.number)

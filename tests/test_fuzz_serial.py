@@ -47,8 +47,9 @@ STUFF_TO_PLAIN = bytes.maketrans(bytes(SPECIAL), b"\x00\x01\x02")
 BAD_FOLLOWERS = [b for b in range(256) if b not in (0x5D, 0x5E, 0x5F, *SPECIAL)]
 
 
-def body_of(addr: int, cmd: int, seq: int, payload: bytes, *, length: int | None = None,
-            crc_xor: int = 0) -> bytes:
+def body_of(
+    addr: int, cmd: int, seq: int, payload: bytes, *, length: int | None = None, crc_xor: int = 0
+) -> bytes:
     body = bytes((addr, cmd, seq, len(payload) if length is None else length)) + payload
     return body + (crc16_modbus(body) ^ crc_xor).to_bytes(2, "little")
 
@@ -70,8 +71,13 @@ def random_payload(r: random.Random) -> bytes:
 
 
 def valid_device_frame(r: random.Random) -> Frame:
-    return Frame(r.choice(sorted(ACCEPT)), r.choice(DEVICE_CMDS), r.randrange(256),
-                 random_payload(r), from_device=True)
+    return Frame(
+        r.choice(sorted(ACCEPT)),
+        r.choice(DEVICE_CMDS),
+        r.randrange(256),
+        random_payload(r),
+        from_device=True,
+    )
 
 
 # --- mutations: (bytes, the one drop reason they must cause, or None when any outcome
@@ -83,12 +89,14 @@ Mutant = tuple[bytes, DropReason | None]
 def m_bad_crc(r: random.Random, f: Frame) -> Mutant:
     cmd = f.command | 0x80
     return wire(body_of(f.address, cmd, f.seq, f.payload, crc_xor=r.randrange(1, 0x10000))), (
-        DropReason.BAD_CRC)
+        DropReason.BAD_CRC
+    )
 
 
 def m_oversize_len(r: random.Random, f: Frame) -> Mutant:
-    body = body_of(f.address, f.command | 0x80, f.seq, f.payload,
-                   length=r.randrange(MAX_PAYLOAD + 1, 256))
+    body = body_of(
+        f.address, f.command | 0x80, f.seq, f.payload, length=r.randrange(MAX_PAYLOAD + 1, 256)
+    )
     return wire(body), DropReason.OVERSIZE
 
 
@@ -103,7 +111,8 @@ def m_len_short(r: random.Random, f: Frame) -> Mutant:
         return m_bad_crc(r, f)
     length = r.randrange(len(f.payload) + 1, MAX_PAYLOAD + 1)
     return wire(body_of(f.address, f.command | 0x80, f.seq, f.payload, length=length)), (
-        DropReason.TRUNCATED)
+        DropReason.TRUNCATED
+    )
 
 
 def m_len_long(r: random.Random, f: Frame) -> Mutant:
@@ -111,7 +120,8 @@ def m_len_long(r: random.Random, f: Frame) -> Mutant:
         return m_bad_crc(r, f)
     length = r.randrange(len(f.payload))
     return wire(body_of(f.address, f.command | 0x80, f.seq, f.payload, length=length)), (
-        DropReason.BAD_LENGTH)
+        DropReason.BAD_LENGTH
+    )
 
 
 def m_cut(r: random.Random, f: Frame) -> Mutant:
@@ -186,7 +196,7 @@ def m_byte_edits(r: random.Random, f: Frame) -> Mutant:
 
 def m_spliced(r: random.Random, f: Frame) -> Mutant:
     a, b = f.encode(), valid_device_frame(r).encode()
-    return a[: r.randrange(len(a))] + b[r.randrange(len(b)):], None
+    return a[: r.randrange(len(a))] + b[r.randrange(len(b)) :], None
 
 
 def m_random_bytes(r: random.Random, f: Frame) -> Mutant:
@@ -194,9 +204,25 @@ def m_random_bytes(r: random.Random, f: Frame) -> Mutant:
 
 
 MUTATIONS: list[Callable[[random.Random, Frame], Mutant]] = [
-    m_bad_crc, m_oversize_len, m_runaway, m_len_short, m_len_long, m_cut, m_bad_escape,
-    m_escape_at_eof, m_lone_escape, m_unknown_command, m_master_command_from_device, m_echo,
-    m_misaddressed, m_garbage, m_bitflips, m_bitflips, m_byte_edits, m_byte_edits, m_spliced,
+    m_bad_crc,
+    m_oversize_len,
+    m_runaway,
+    m_len_short,
+    m_len_long,
+    m_cut,
+    m_bad_escape,
+    m_escape_at_eof,
+    m_lone_escape,
+    m_unknown_command,
+    m_master_command_from_device,
+    m_echo,
+    m_misaddressed,
+    m_garbage,
+    m_bitflips,
+    m_bitflips,
+    m_byte_edits,
+    m_byte_edits,
+    m_spliced,
     m_random_bytes,
 ]
 
@@ -232,9 +258,11 @@ def test_fuzz_decoder_mutated_frames() -> None:
             if reason is not None:
                 assert len(out) == 1, f"decoded a frame from a broken one: {context}"
                 assert new_drops == 1, (
-                    f"expected one {reason} drop, got {new_drops} new drops: {context}")
+                    f"expected one {reason} drop, got {new_drops} new drops: {context}"
+                )
                 assert drops[reason] == before_reason + 1, (
-                    f"expected one {reason} drop, got {new_drops} new drops: {context}")
+                    f"expected one {reason} drop, got {new_drops} new drops: {context}"
+                )
             elif any(b != SOF for b in mutant):
                 assert len(out) - 1 + new_drops >= 1, f"bytes vanished uncounted: {context}"
             by_kind[mutate.__name__] += 1
@@ -265,7 +293,7 @@ def test_fuzz_random_streams_with_valid_frames_inside() -> None:
             at = 0
             while at < len(stream):
                 step = r.choice((1, 7, 64, 512, len(stream)))
-                got += decoder.feed(stream[at: at + step])
+                got += decoder.feed(stream[at : at + step])
                 at += step
                 assert decoder.buffered <= MAX_BODY
             # noise can forge a frame only by a CRC match; never lose a valid one
@@ -277,9 +305,16 @@ def test_fuzz_random_streams_with_valid_frames_inside() -> None:
 
 # --- the link, over a pty ------------------------------------------------------------------
 
-FAST = LinkTiming(reply_timeout=0.25, byte_gap=0.1, poll_interval=0.01, offline_after=3,
-                  offline_poll_interval=0.1, status_interval=3600, reopen_initial=0.02,
-                  reopen_max=0.2)
+FAST = LinkTiming(
+    reply_timeout=0.25,
+    byte_gap=0.1,
+    poll_interval=0.01,
+    offline_after=3,
+    offline_poll_interval=0.1,
+    status_interval=3600,
+    reopen_initial=0.02,
+    reopen_max=0.2,
+)
 
 
 async def test_fuzz_link_over_a_pty(tmp_path: Path) -> None:
@@ -304,8 +339,13 @@ async def test_fuzz_link_over_a_pty(tmp_path: Path) -> None:
             while injected < n:
                 chunk = bytearray()
                 for _ in range(min(batch, n - injected)):
-                    base = Frame(address, r.choice(DEVICE_CMDS), r.randrange(256),
-                                 random_payload(r), from_device=True)
+                    base = Frame(
+                        address,
+                        r.choice(DEVICE_CMDS),
+                        r.randrange(256),
+                        random_payload(r),
+                        from_device=True,
+                    )
                     mutant, _ = r.choice(MUTATIONS)(r, base)
                     unit = mutant + bytes((EOF,))  # leaves any decoder hunting for a start
                     if FrameDecoder(addresses={address}, from_device=True).feed(unit):
@@ -342,4 +382,3 @@ async def test_fuzz_link_over_a_pty(tmp_path: Path) -> None:
         else:
             assert ours[reason] == theirs[reason], (reason, ours, theirs)
     assert set(theirs) >= set(DropReason) - {DropReason.WRONG_DIRECTION}
-

@@ -66,8 +66,7 @@ def test_a_device_acts_only_for_its_own_windows(
 
 def test_supervisors_may_act_for_any_window(tmp_path: Path, core_cls: type[Any]) -> None:
     q = make_queue(tmp_path / "log.sqlite", core_cls)
-    done = q.submit("window", "supervisor", "desk", m.WindowAction(window=3, action="pause"),
-                    at(9))
+    done = q.submit("window", "supervisor", "desk", m.WindowAction(window=3, action="pause"), at(9))
     assert done.record["ok"]
 
 
@@ -106,8 +105,11 @@ SERVICES = ["tax-filing", "invoice", "green"]
 WINDOWS = [1, 2, 3, 4]
 
 op = st.one_of(
-    st.tuples(st.just("issue"), st.sampled_from(SERVICES),
-              st.sampled_from(["normal", "assisted", "green"])),
+    st.tuples(
+        st.just("issue"),
+        st.sampled_from(SERVICES),
+        st.sampled_from(["normal", "assisted", "green"]),
+    ),
     st.tuples(st.just("lease"), st.sampled_from(SERVICES), st.integers(1, 4)),
     st.tuples(st.just("offline"), st.sampled_from(SERVICES), st.integers(0, 5)),
     st.tuples(st.just("call"), st.sampled_from(WINDOWS)),
@@ -125,32 +127,55 @@ op = st.one_of(
     st.tuples(st.just("call_ticket"), st.sampled_from(WINDOWS), st.integers(0, 30)),
     st.tuples(st.just("transfer"), st.sampled_from(WINDOWS), st.sampled_from(SERVICES)),
     st.tuples(st.just("transfer_window"), st.sampled_from(WINDOWS), st.sampled_from(WINDOWS)),
-    st.tuples(st.just("set_skills"), st.sampled_from(WINDOWS),
-              st.dictionaries(st.sampled_from(SERVICES), st.sampled_from([0.5, 1.0, 3.0]),
-                              min_size=1)),
+    st.tuples(
+        st.just("set_skills"),
+        st.sampled_from(WINDOWS),
+        st.dictionaries(st.sampled_from(SERVICES), st.sampled_from([0.5, 1.0, 3.0]), min_size=1),
+    ),
 )
 
 
 def command_for(step: tuple[Any, ...], q: HallQueue) -> tuple[str, str, str, Any]:
     kind = step[0]
     if kind == "issue":
-        return "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service=step[1],
-                                                               priority=step[2])
+        return (
+            "ticket",
+            "dispenser",
+            "pi-d1",
+            m.IssueRequest(kind="issue", service=step[1], priority=step[2]),
+        )
     if kind == "lease":
-        return "ticket", "dispenser", "pi-d1", m.LeaseRequest(kind="lease", service=step[1],
-                                                               size=step[2])
+        return (
+            "ticket",
+            "dispenser",
+            "pi-d1",
+            m.LeaseRequest(kind="lease", service=step[1], size=step[2]),
+        )
     if kind == "offline":
         service = q.engine.services[step[1]]
-        numbers = [n for first, last in q.engine.leases.get(("pi-d1", service.code), [])
-                   for n in range(first, last + 1)] or [999]
+        numbers = [
+            n
+            for first, last in q.engine.leases.get(("pi-d1", service.code), [])
+            for n in range(first, last + 1)
+        ] or [999]
         number = f"{service.prefix}{numbers[step[2] % len(numbers)]:03d}"
-        return "ticket", "dispenser", "pi-d1", m.IssueRequest(
-            kind="issue", service=service.code,
-            offline=m.OfflineIssue(number=number, issued_at=m._utcnow()))
+        return (
+            "ticket",
+            "dispenser",
+            "pi-d1",
+            m.IssueRequest(
+                kind="issue",
+                service=service.code,
+                offline=m.OfflineIssue(number=number, issued_at=m._utcnow()),
+            ),
+        )
     window = step[1]
     picks = [t.number for t in q.engine.tickets]
-    pick = picks[step[2] % len(picks)] if len(step) > 2 and isinstance(step[2], int) and \
-        picks else "A999"
+    pick = (
+        picks[step[2] % len(picks)]
+        if len(step) > 2 and isinstance(step[2], int) and picks
+        else "A999"
+    )
     if kind in ("reinstate", "unpark", "cancel", "call_ticket"):
         cmd: Any = m.TicketAction(window=window, action=kind, ticket=pick)
     elif kind == "transfer":
@@ -171,8 +196,13 @@ def check_invariants(q: HallQueue) -> None:
     numbers = [t.number for t in e.tickets]
     assert len(numbers) == len(set(numbers)), "a number was issued twice"
     for service in e.services.values():
-        leased = [n for (_, code), blocks in e.leases.items() if code == service.code
-                  for first, last in blocks for n in range(first, last + 1)]
+        leased = [
+            n
+            for (_, code), blocks in e.leases.items()
+            if code == service.code
+            for first, last in blocks
+            for n in range(first, last + 1)
+        ]
         assert len(leased) == len(set(leased)), "a number leased twice"
         assert all(n > e.counters[service.code] for n in leased), "a lease below online numbers"
         for t in e.tickets:
@@ -195,23 +225,44 @@ def check_invariants(q: HallQueue) -> None:
         if t.state in (TicketState.CALLED, TicketState.SERVING):
             assert at_window.get(t.number) == t.window, "a called ticket with no window"
     for code, i in e.service_idx.items():
-        waiting = [t for t in e.tickets if t.service == code and t.state is TicketState.WAITING
-                   and t.directed is None]
+        waiting = [
+            t
+            for t in e.tickets
+            if t.service == code and t.state is TicketState.WAITING and t.directed is None
+        ]
         assert e.core.waiting(i) == len(waiting)
 
 
 def fingerprint(q: HallQueue, now: float) -> Any:
     e = q.engine
-    tickets = [(t.number, t.service, t.state, t.window, t.directed, t.issued_at, t.called_at,
-                t.finished_at, t.recalls, t.rating) for t in e.tickets]
-    windows = [(w.number, w.status, w.current.number if w.current else None,
-                sorted(w.skills.items())) for w in e.windows.values()]
+    tickets = [
+        (
+            t.number,
+            t.service,
+            t.state,
+            t.window,
+            t.directed,
+            t.issued_at,
+            t.called_at,
+            t.finished_at,
+            t.recalls,
+            t.rating,
+        )
+        for t in e.tickets
+    ]
+    windows = [
+        (w.number, w.status, w.current.number if w.current else None, sorted(w.skills.items()))
+        for w in e.windows.values()
+    ]
     nxt = [e.core.peek_next(w.idx, now) for w in e.windows.values()]
     return tickets, windows, nxt
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(steps=st.lists(op, min_size=1, max_size=60))
 def test_random_days_keep_every_ticket_once_and_replay_to_the_same_state(
     steps: list[tuple[Any, ...]], core_cls: type[Any]
@@ -236,20 +287,33 @@ def test_random_days_keep_every_ticket_once_and_replay_to_the_same_state(
         replayed.log.close()
 
 
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
-    tickets=st.lists(st.tuples(st.sampled_from(SERVICES),
-                               st.sampled_from(["normal", "assisted", "green"]),
-                               st.integers(0, 1800)), min_size=1, max_size=6),
-    skills=st.dictionaries(st.sampled_from(SERVICES), st.sampled_from([0.5, 1.0, 2.0, 4.0]),
-                           min_size=1),
+    tickets=st.lists(
+        st.tuples(
+            st.sampled_from(SERVICES),
+            st.sampled_from(["normal", "assisted", "green"]),
+            st.integers(0, 1800),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    skills=st.dictionaries(
+        st.sampled_from(SERVICES), st.sampled_from([0.5, 1.0, 2.0, 4.0]), min_size=1
+    ),
     call_after=st.integers(0, 600),
 )
-@example(tickets=[("tax-filing", "normal", 1100), ("invoice", "normal", 1300)],
-         skills={"tax-filing": 0.5, "invoice": 1.0}, call_after=0)
+@example(
+    tickets=[("tax-filing", "normal", 1100), ("invoice", "normal", 1300)],
+    skills={"tax-filing": 0.5, "invoice": 1.0},
+    call_after=0,
+)
 def test_a_call_picks_the_best_score_among_eligible_tickets(
-    tickets: list[tuple[str, m.Priority, int]], skills: dict[str, float], call_after: int,
+    tickets: list[tuple[str, m.Priority, int]],
+    skills: dict[str, float],
+    call_after: int,
     core_cls: type[Any],
 ) -> None:
     from coordinator.engine import CLASS_OF, Engine
@@ -258,8 +322,9 @@ def test_a_call_picks_the_best_score_among_eligible_tickets(
     e.roll_over(at(8))
     e.apply(m.SetSkills(window=4, action="set_skills", skills=skills), at(8, 30))
     for service, priority, offset in sorted(tickets, key=lambda x: x[2]):
-        e.apply(m.IssueRequest(kind="issue", service=service, priority=priority),
-                at(9, second=offset))
+        e.apply(
+            m.IssueRequest(kind="issue", service=service, priority=priority), at(9, second=offset)
+        )
     now = at(9, second=1800 + call_after)  # waits straddle the 10- and 15-minute targets
     eligible = [t for t in e.tickets if t.service in skills]
     out = e.apply(m.WindowAction(window=4, action="call"), now)
@@ -279,8 +344,11 @@ def test_a_call_picks_the_best_score_among_eligible_tickets(
 
 
 def _replay(number: str, supersedes: str) -> m.IssueRequest:
-    return m.IssueRequest(kind="issue", service="tax-filing", offline=m.OfflineIssue(
-        number=number, issued_at=m._utcnow(), supersedes=supersedes))
+    return m.IssueRequest(
+        kind="issue",
+        service="tax-filing",
+        offline=m.OfflineIssue(number=number, issued_at=m._utcnow(), supersedes=supersedes),
+    )
 
 
 def test_a_late_online_ticket_is_voided_when_its_press_was_issued_offline(
@@ -288,8 +356,13 @@ def test_a_late_online_ticket_is_voided_when_its_press_was_issued_offline(
 ) -> None:
     path = tmp_path / "log.sqlite"
     q = make_queue(path, core_cls)
-    lease = q.submit("ticket", "dispenser", "pi-d1",
-                     m.LeaseRequest(kind="lease", service="tax-filing", size=5), at(9))
+    lease = q.submit(
+        "ticket",
+        "dispenser",
+        "pi-d1",
+        m.LeaseRequest(kind="lease", service="tax-filing", size=5),
+        at(9),
+    )
     first, _ = lease.record["lease"]
     online = issue()
     assert q.submit("ticket", "dispenser", "pi-d1", online, at(9)).record["ok"]  # reply lost
@@ -306,12 +379,18 @@ def test_an_online_request_arriving_after_its_offline_replay_is_refused(
     tmp_path: Path, core_cls: type[Any]
 ) -> None:
     q = make_queue(tmp_path / "log.sqlite", core_cls)
-    lease = q.submit("ticket", "dispenser", "pi-d1",
-                     m.LeaseRequest(kind="lease", service="tax-filing", size=5), at(9))
+    lease = q.submit(
+        "ticket",
+        "dispenser",
+        "pi-d1",
+        m.LeaseRequest(kind="lease", service="tax-filing", size=5),
+        at(9),
+    )
     first, _ = lease.record["lease"]
     online = issue()
-    assert q.submit("ticket", "dispenser", "pi-d1", _replay(f"A{first}", online.id),
-                    at(9, 1)).record["ok"]
+    assert q.submit(
+        "ticket", "dispenser", "pi-d1", _replay(f"A{first}", online.id), at(9, 1)
+    ).record["ok"]
     late = q.submit("ticket", "dispenser", "pi-d1", online, at(9, 2))
     assert late.record["error"]["code"] == "superseded"
     assert [t.number for t in q.engine.tickets] == [f"A{first}"]
@@ -341,11 +420,21 @@ def test_a_command_the_log_cannot_keep_changes_nothing(
         q.log._db.execute("PRAGMA query_only = 1")
     refused = 0
     for i in range(300):  # a full page still takes a few rows: go on until it refuses
-        command: Any = issue() if i % 2 else m.Finish(window=1, action="finish") if i % 4 else (
-            m.WindowAction(window=1, action="call"))
+        command: Any = (
+            issue()
+            if i % 2
+            else m.Finish(window=1, action="finish")
+            if i % 4
+            else (m.WindowAction(window=1, action="call"))
+        )
         try:
-            q.submit("ticket" if i % 2 else "window", "dispenser" if i % 2 else "window",
-                     "pi-d1" if i % 2 else "pi-w1", command, at(9, 1, i))
+            q.submit(
+                "ticket" if i % 2 else "window",
+                "dispenser" if i % 2 else "window",
+                "pi-d1" if i % 2 else "pi-w1",
+                command,
+                at(9, 1, i),
+            )
         except StorageFailed:
             refused += 1
         if refused == 6:
@@ -370,12 +459,15 @@ def _views(q: HallQueue, now: float) -> Any:
     e = q.engine
     return (
         [(t.number, t.state.value, t.window, t.called_at, t.recalls) for t in e.tickets],
-        {n: (w.status.value, w.current.number if w.current else None, w.skills)
-         for n, w in e.windows.items()},
+        {
+            n: (w.status.value, w.current.number if w.current else None, w.skills)
+            for n, w in e.windows.items()
+        },
         {c: e.queue_state(c, 1, now).model_dump(exclude={"id", "ts"}) for c in e.services},
         e.board_state(1).model_dump(exclude={"id", "ts"}),
         e.stats_state(1).model_dump(exclude={"id", "ts"}),
-        dict(e.counters), e.leases,
+        dict(e.counters),
+        e.leases,
         [e.core.position(t.idx, now) for t in e.tickets],
     )
 
@@ -390,8 +482,13 @@ def test_a_checkpoint_restores_exactly_what_replaying_the_day_builds(
     rng = random.Random(7)
     path = tmp_path / "log.sqlite"
     q = make_queue(path, core_cls)
-    q.submit("ticket", "dispenser", "pi-d1",
-             m.LeaseRequest(kind="lease", service="tax-filing", size=20), at(8, 59))
+    q.submit(
+        "ticket",
+        "dispenser",
+        "pi-d1",
+        m.LeaseRequest(kind="lease", service="tax-filing", size=20),
+        at(8, 59),
+    )
     now = at(9)
     for i in range(400):
         now += 17
@@ -401,15 +498,24 @@ def test_a_checkpoint_restores_exactly_what_replaying_the_day_builds(
             q.submit("ticket", "dispenser", "pi-d1", cmd, now)
         else:
             action: Literal["call", "finish", "skip", "recall", "start"] = rng.choice(
-                ["call", "call", "finish", "skip", "recall", "start"])
-            cmd = (m.Finish(window=1, action="finish") if action == "finish" else
-                   m.WindowAction(window=rng.choice([1, 2]), action=action))
+                ["call", "call", "finish", "skip", "recall", "start"]
+            )
+            cmd = (
+                m.Finish(window=1, action="finish")
+                if action == "finish"
+                else m.WindowAction(window=rng.choice([1, 2]), action=action)
+            )
             q.submit("window", "window", "pi-w1", cmd, now)
         if i == 250:
             q.save_checkpoint(q.seq, q.checkpoint())
     replay = m.OfflineIssue(number="A999", issued_at=dt.datetime.fromtimestamp(at(9, 30), dt.UTC))
-    q.submit("ticket", "dispenser", "pi-d1",
-             m.IssueRequest(kind="issue", service="tax-filing", offline=replay), now + 5)
+    q.submit(
+        "ticket",
+        "dispenser",
+        "pi-d1",
+        m.IssueRequest(kind="issue", service="tax-filing", offline=replay),
+        now + 5,
+    )
     expected = _views(q, now + 60)
 
     restored = make_queue(path, core_cls)
@@ -422,6 +528,7 @@ def test_a_checkpoint_restores_exactly_what_replaying_the_day_builds(
     assert _views(full, now + 60) == expected
     call = m.WindowAction(window=2, action="call")
     a = restored.submit("window", "window", "pi-w1", call, now + 70).record
-    b = full.submit("window", "window", "pi-w1", m.WindowAction(window=2, action="call"),
-                    now + 70).record
+    b = full.submit(
+        "window", "window", "pi-w1", m.WindowAction(window=2, action="call"), now + 70
+    ).record
     assert a["ticket"] == b["ticket"]

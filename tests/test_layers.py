@@ -23,8 +23,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "hallq": COMPONENTS,
     "coordinator": ("hallqctl", "edge", "firmware_bridge", "city"),
     "edge": ("hallqctl", "coordinator"),
-    "firmware_bridge": ("hallqctl", "coordinator", "edge", "displays", "hallq.bus",
-                        "hallq.session_store"),
+    "firmware_bridge": (
+        "hallqctl",
+        "coordinator",
+        "edge",
+        "displays",
+        "hallq.bus",
+        "hallq.session_store",
+    ),
     "displays": ("hallqctl", "coordinator", "edge", "hallq.bus", "hallq.session_store"),
     # the city level reads a hall's event log and the contract; the hall never imports it
     "city": ("hallqctl", "edge", "firmware_bridge", "displays", "hallq.bus"),

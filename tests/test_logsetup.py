@@ -42,6 +42,7 @@ def test_control_characters_from_a_device_stay_on_the_line_they_came_in(
         assert len(records) == 2
         assert "\\n12:00:00" in records[0]["msg"]
     else:
-        assert lines[0].endswith("refused A001\\n12:00:00 ERROR hallq.coordinator: forged"
-                                 "\\e[2J\\u2028x [id-redacted]")
+        assert lines[0].endswith(
+            "refused A001\\n12:00:00 ERROR hallq.coordinator: forged\\e[2J\\u2028x [id-redacted]"
+        )
         assert not any(line.startswith("12:00:00 ERROR") for line in lines)

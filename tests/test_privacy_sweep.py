@@ -56,10 +56,21 @@ def id_number(first17: str) -> str:
     return first17 + "10X98765432"[total % 11]
 
 
-PEOPLE = [id_number(p) for p in ("44010619900101123", "11010519851224301", "31011519770615002",
-                                 "44030620010930774", "51010719690311008")]
-X_PERSON = next(id_number(f"4401061988070{i:04d}") for i in range(10_000)
-                if id_number(f"4401061988070{i:04d}").endswith("X"))
+PEOPLE = [
+    id_number(p)
+    for p in (
+        "44010619900101123",
+        "11010519851224301",
+        "31011519770615002",
+        "44030620010930774",
+        "51010719690311008",
+    )
+]
+X_PERSON = next(
+    id_number(f"4401061988070{i:04d}")
+    for i in range(10_000)
+    if id_number(f"4401061988070{i:04d}").endswith("X")
+)
 MISREAD = PEOPLE[1][:17] + ("0" if PEOPLE[1][17] != "0" else "1")  # wrong check digit
 ROGUE_NUMBER = id_number("32010219950505661")
 NOTE_NUMBER = id_number("11010119900307425")
@@ -73,8 +84,11 @@ def forms(number: str) -> list[bytes]:
     grouped = [sep.join((number[:6], number[6:14], number[14:])) for sep in (" ", "-")]
     raw = number.encode()
     texts = [number, number.lower(), number[:17], *grouped]
-    return [t.encode() for t in texts] + [raw.hex().encode(), raw.hex().upper().encode(),
-                                          base64.b64encode(raw)]
+    return [t.encode() for t in texts] + [
+        raw.hex().encode(),
+        raw.hex().upper().encode(),
+        base64.b64encode(raw),
+    ]
 
 
 def leaks(blob: bytes) -> list[str]:
@@ -85,8 +99,12 @@ def hall_text(broker_url: str, state_dir: str) -> str:
     text = small_hall_text(broker_url, state_dir, all_day=False)
     printer = 'serial = { port = "/dev/ttyUSB1", baud = 19200 }\n'
     assert printer in text
-    text = text.replace(printer, printer + '\n[[agents.devices]]\nid = "idcard-1"\n'
-                        'kind = "id_reader"\nserial = { port = "/dev/ttyUSB2" }\n', 1)
+    text = text.replace(
+        printer,
+        printer + '\n[[agents.devices]]\nid = "idcard-1"\n'
+        'kind = "id_reader"\nserial = { port = "/dev/ttyUSB2" }\n',
+        1,
+    )
     return text + "\n[web]\n" + users_toml()
 
 
@@ -122,8 +140,12 @@ class Spy:
     async def _collect(self) -> None:
         async for message in self.client.messages:
             payload = message.payload
-            self.seen.append((str(message.topic),
-                              payload if isinstance(payload, bytes) else str(payload).encode()))
+            self.seen.append(
+                (
+                    str(message.topic),
+                    payload if isinstance(payload, bytes) else str(payload).encode(),
+                )
+            )
 
     async def wait_for(self, predicate: Any, timeout: float = 15) -> None:  # noqa: ASYNC109  test helper: each test states its bound
         await until(lambda: predicate(self.seen), timeout)
@@ -136,10 +158,14 @@ class Spy:
         await self.client.__aexit__(None, None, None)
 
 
-async def test_no_id_number_in_clear_anywhere_after_a_day(mosquitto: Mosquitto,
-                                                          tmp_path: Path) -> None:
-    cfg = parse_config(hall_text(mosquitto.url, str(tmp_path / "state")), "privacy.toml",
-                       environ={"HALLQ_ID_HASH_KEY": KEY})
+async def test_no_id_number_in_clear_anywhere_after_a_day(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = parse_config(
+        hall_text(mosquitto.url, str(tmp_path / "state")),
+        "privacy.toml",
+        environ={"HALLQ_ID_HASH_KEY": KEY},
+    )
     clock = FakeClock()
     web_bodies: list[bytes] = []
     raw_printed: list[bytes] = []
@@ -149,11 +175,14 @@ async def test_no_id_number_in_clear_anywhere_after_a_day(mosquitto: Mosquitto,
             web_bodies.append(await r.read())
             return r.status
 
-    async with captured_logs() as logs, Spy(mosquitto.port) as spy, \
-            web_running(cfg, tmp_path / "state" / "events.sqlite", clock) as (c, url), \
-            agent(cfg, "pi-d1", tmp_path, clock) as (devices, printers), \
-            device(cfg, "window", "pi-w1", tmp_path) as pad, \
-            aiohttp.ClientSession() as http:
+    async with (
+        captured_logs() as logs,
+        Spy(mosquitto.port) as spy,
+        web_running(cfg, tmp_path / "state" / "events.sqlite", clock) as (c, url),
+        agent(cfg, "pi-d1", tmp_path, clock) as (devices, printers),
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        aiohttp.ClientSession() as http,
+    ):
         printer = printers["printer-1"]
         feed = printer._parser.feed
 
@@ -195,34 +224,72 @@ async def test_no_id_number_in_clear_anywhere_after_a_day(mosquitto: Mosquitto,
         await pad.wait_connected(10)
         for action in ("call", "start", "call", "skip", "call"):
             clock.now += 120
-            reply = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(
-                window=1, action=action), timeout=10)
+            reply = await pad.request(
+                T.cmd("window", "pi-w1"), m.WindowAction(window=1, action=action), timeout=10
+            )
             assert reply.ok, reply
 
         # a misconfigured dispenser sends the number itself where the hash belongs
         rogue = m.IssueRequest(kind="issue", service="tax-filing").model_dump(mode="json")
         rogue["identity"] = ROGUE_NUMBER
         await spy.client.publish(T.req("pi-d9"), json.dumps(rogue), qos=1)
-        await spy.wait_for(lambda seen: any(t.endswith("/error") and b"identity" in p
-                                            for t, p in seen))
+        await spy.wait_for(
+            lambda seen: any(t.endswith("/error") and b"identity" in p for t, p in seen)
+        )
 
         # the supervisor's day, and a taxpayer typing their number into the ticket page
         auth = await login(http, url, "supervisor", PASSWORD)
-        assert await fetch(http, "POST", f"{url}/api/supervisor/windows/2", headers=auth,
-                           json={"action": "pause"}) == 200
-        assert await fetch(http, "POST", f"{url}/api/supervisor/appointments", headers=auth,
-                           json={"service": "tax-filing", "start": "11:00",
-                                 "note": "张三 身份证 " + " ".join(
-                                     (NOTE_NUMBER[:6], NOTE_NUMBER[6:14], NOTE_NUMBER[14:]))}
-                           ) == 201
+        assert (
+            await fetch(
+                http,
+                "POST",
+                f"{url}/api/supervisor/windows/2",
+                headers=auth,
+                json={"action": "pause"},
+            )
+            == 200
+        )
+        assert (
+            await fetch(
+                http,
+                "POST",
+                f"{url}/api/supervisor/appointments",
+                headers=auth,
+                json={
+                    "service": "tax-filing",
+                    "start": "11:00",
+                    "note": "张三 身份证 "
+                    + " ".join((NOTE_NUMBER[:6], NOTE_NUMBER[6:14], NOTE_NUMBER[14:])),
+                },
+            )
+            == 201
+        )
         assert await fetch(http, "GET", f"{url}/api/tickets/{TYPED_NUMBER}") == 404
-        assert await fetch(http, "POST", f"{url}/api/login",
-                           json={"user": TYPED_NUMBER, "password": TYPED_NUMBER}) == 401
-        pages = ["/", "/book", "/login", "/supervisor", "/supervisor/hall", "/api/hall",
-                 "/api/supervisor/hall", "/api/supervisor/devices", "/api/supervisor/alerts",
-                 "/api/boards", "/api/supervisor/appointments",
-                 "/api/supervisor/audit?limit=500", "/api/openapi.json",
-                 *(f"/api/tickets/{t.number}" for t in c.engine.tickets)]
+        assert (
+            await fetch(
+                http,
+                "POST",
+                f"{url}/api/login",
+                json={"user": TYPED_NUMBER, "password": TYPED_NUMBER},
+            )
+            == 401
+        )
+        pages = [
+            "/",
+            "/book",
+            "/login",
+            "/supervisor",
+            "/supervisor/hall",
+            "/api/hall",
+            "/api/supervisor/hall",
+            "/api/supervisor/devices",
+            "/api/supervisor/alerts",
+            "/api/boards",
+            "/api/supervisor/appointments",
+            "/api/supervisor/audit?limit=500",
+            "/api/openapi.json",
+            *(f"/api/tickets/{t.number}" for t in c.engine.tickets),
+        ]
         for page in pages:
             assert await fetch(http, "GET", url + page, headers=auth) == 200, page
         for script in ("hall.js", "supervisor.js", "live.js", "ticket.js", "book.js"):
@@ -239,8 +306,10 @@ async def test_no_id_number_in_clear_anywhere_after_a_day(mosquitto: Mosquitto,
         for i, body in enumerate(web_bodies):
             if hit := leaks(body):
                 found[f"web answer {i}: {body[:80]!r}"] = hit
-        printed = b"".join(raw_printed) + "\n".join(
-            t.text + " ".join(t.qr_codes) for t in printer.tickets).encode()
+        printed = (
+            b"".join(raw_printed)
+            + "\n".join(t.text + " ".join(t.qr_codes) for t in printer.tickets).encode()
+        )
         assert len(printer.tickets) >= 8
         assert raw_printed
         if hit := leaks(printed):

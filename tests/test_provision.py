@@ -61,7 +61,8 @@ def test_every_client_gets_its_own_hashed_password_and_the_broker_its_config(
     assert "allow_anonymous false" in conf
     assert "listener 18883" in conf
     assert conf.index("use_username_as_clientid true") > conf.index("listener 18883"), (
-        "before a listener line Mosquitto would open a default listener on 1883")
+        "before a listener line Mosquitto would open a default listener on 1883"
+    )
     assert any(line.startswith("certfile ") for line in conf)
     assert (tmp_path / "broker" / "acl").read_text() == hall_acl(cfg)
 
@@ -81,9 +82,11 @@ def test_a_rerun_keeps_everyone_rotates_on_request_adds_and_revokes(tmp_path: Pa
     assert now["pi-w1"] != first["pi-w1"]
     assert (tmp_path / "devices" / "pi-w1" / "password").read_text() != w1
     assert {k: v for k, v in now.items() if k != "pi-w1"} == {
-        k: v for k, v in first.items() if k != "pi-w1"}
-    two_desks = parse_config(small_hall_text() + SUPERVISORS.replace('"desk-1"',
-                             '"desk-2"'), "hall.toml")
+        k: v for k, v in first.items() if k != "pi-w1"
+    }
+    two_desks = parse_config(
+        small_hall_text() + SUPERVISORS.replace('"desk-1"', '"desk-2"'), "hall.toml"
+    )
     changed = provision(two_desks, tmp_path)
     assert changed.added == ["desk-2"]
     assert changed.revoked == ["desk-1"]
@@ -104,40 +107,57 @@ def test_the_acl_gives_each_role_exactly_what_the_contract_says_it_publishes() -
         elif line.startswith("topic write "):
             blocks[user].append(line.split()[2])
     base = "hallq/v1/test-hall"
-    for client, role in (("pi-w1", Role.WINDOW), ("pi-d1", Role.DISPENSER),
-                         ("pi-b1", Role.BOARD), ("desk-1", Role.SUPERVISOR)):
-        wanted = {f"{base}/{role}/{client}/{action}" for action, spec in CLIENT_TOPICS.items()
-                  if role in spec.roles and not spec.by_coordinator}
+    for client, role in (
+        ("pi-w1", Role.WINDOW),
+        ("pi-d1", Role.DISPENSER),
+        ("pi-b1", Role.BOARD),
+        ("desk-1", Role.SUPERVISOR),
+    ):
+        wanted = {
+            f"{base}/{role}/{client}/{action}"
+            for action, spec in CLIENT_TOPICS.items()
+            if role in spec.roles and not spec.by_coordinator
+        }
         assert set(blocks[client]) == wanted
     assert f"{base}/window/pi-w1/cmd" in blocks["pi-w1"]
     assert not any("/cmd" in t or "/req" in t for t in blocks["pi-b1"])
     assert blocks["operator"] == []
     for client, writes in blocks.items():
-        coordinator_only = [t for t in writes if "/state/" in t or "/event/" in t
-                            or t.startswith(f"{base}/coordinator/") or t.endswith("/reply")]
+        coordinator_only = [
+            t
+            for t in writes
+            if "/state/" in t
+            or "/event/" in t
+            or t.startswith(f"{base}/coordinator/")
+            or t.endswith("/reply")
+        ]
         assert not coordinator_only or client == "coordinator", (client, coordinator_only)
 
 
 def test_supervisor_consoles_need_their_own_identity() -> None:
     with pytest.raises(ConfigError, match="supervisor console needs its own broker identity"):
-        parse_config(small_hall_text() + '\n[security]\nsupervisor_clients = ["pi-w1"]\n',
-                     "hall.toml")
+        parse_config(
+            small_hall_text() + '\n[security]\nsupervisor_clients = ["pi-w1"]\n', "hall.toml"
+        )
     with pytest.raises(ConfigError, match="duplicate supervisor client id"):
-        parse_config(small_hall_text() + '\n[security]\nsupervisor_clients = ["a", "a"]\n',
-                     "hall.toml")
+        parse_config(
+            small_hall_text() + '\n[security]\nsupervisor_clients = ["a", "a"]\n', "hall.toml"
+        )
 
 
 def test_a_device_logs_in_as_itself_with_the_credentials_copied_to_it(tmp_path: Path) -> None:
     provision(hall(), tmp_path / "out")
     creds = tmp_path / "out" / "devices"
-    cfg = parse_config(small_hall_text() + SUPERVISORS + f'\n[broker]\nurl = "mqtts://h:8883"'
-                       f'\ncredentials_dir = "{creds}"\n', "hall.toml")
+    cfg = parse_config(
+        small_hall_text() + SUPERVISORS + f'\n[broker]\nurl = "mqtts://h:8883"'
+        f'\ncredentials_dir = "{creds}"\n',
+        "hall.toml",
+    )
     broker = cfg.broker.for_client("pi-w1")
     assert broker.username == "pi-w1"
     assert broker.tls.ca_file == creds / "pi-w1" / "ca.crt"
     assert broker.password is not None
-    assert broker.password.get_secret_value() == (
-        creds / "pi-w1" / "password").read_text().strip()
+    assert broker.password.get_secret_value() == (creds / "pi-w1" / "password").read_text().strip()
     assert cfg.broker.for_client("pi-x9") is cfg.broker, "no directory: the config as it is"
     (creds / "pi-d1" / "password").unlink()
     with pytest.raises(ConfigError, match="cannot read the broker password of 'pi-d1'"):
@@ -149,7 +169,8 @@ def test_the_hash_is_the_one_mosquitto_passwd_writes() -> None:
     salt = base64.b64decode("GY85fcCLcLd/Qr9/")
     assert password_hash("secret", salt=salt) == (
         "$7$101$GY85fcCLcLd/Qr9/$LphAZiVMCdtvNOC1U8lkyddW0p3NeYRVJE7ByURHisqFPiaDJPEbvyAYT82/"
-        "qrnymbTLxHExNwRgd854hZ9Mlg==")
+        "qrnymbTLxHExNwRgd854hZ9Mlg=="
+    )
 
 
 def test_the_command_line_reports_what_it_did(tmp_path: Path) -> None:
@@ -180,14 +201,15 @@ async def test_with_client_certs_the_broker_wants_the_certificate_and_the_passwo
     from hallqctl.mosquitto import Mosquitto, free_port
 
     port, out = free_port(), tmp_path / "out"
-    cfg = parse_config(small_hall_text() + SUPERVISORS + f'\n[broker]\nurl = '
-                       f'"mqtts://127.0.0.1:{port}"\ncredentials_dir = "{out}/devices"\n',
-                       "hall.toml")
+    cfg = parse_config(
+        small_hall_text() + SUPERVISORS + f"\n[broker]\nurl = "
+        f'"mqtts://127.0.0.1:{port}"\ncredentials_dir = "{out}/devices"\n',
+        "hall.toml",
+    )
     provision(cfg, out, port=port, bind="127.0.0.1", run_as="root", client_certs=True)
     device = out / "devices" / "pi-w1"
     assert (device / "client.crt").exists()
-    assert stat.S_IMODE(
-        (device / "client.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((device / "client.key").stat().st_mode) == 0o600
     assert "require_certificate true" in (out / "broker" / "mosquitto.conf").read_text()
     broker_cfg = cfg.broker.for_client("pi-w1")
     assert broker_cfg.tls.cert_file == device / "client.crt"
@@ -195,8 +217,9 @@ async def test_with_client_certs_the_broker_wants_the_certificate_and_the_passwo
     broker = Mosquitto(tmp_path / "run", config=out / "broker" / "mosquitto.conf", port=port)
     broker.start()
     try:
-        async with Session(broker_cfg, hall="test-hall", role="window", client_id="pi-w1",
-                           state_dir=tmp_path / "s") as session:
+        async with Session(
+            broker_cfg, hall="test-hall", role="window", client_id="pi-w1", state_dir=tmp_path / "s"
+        ) as session:
             await session.wait_connected(10)
         bare = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pi-w1")
         bare.username_pw_set("pi-w1", (device / "password").read_text().strip())

@@ -45,8 +45,12 @@ def run_hallq(args: list[str], sock: socket.socket, tmp_path: Path) -> subproces
     env = {**os.environ, "NOTIFY_SOCKET": sock.getsockname(), "WATCHDOG_USEC": "400000"}
     env.pop("WATCHDOG_PID", None)
     with (tmp_path / "service.log").open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "hallqctl.cli", *args], env=env,
-                                stdout=subprocess.DEVNULL, stderr=out)
+        return subprocess.Popen(
+            [sys.executable, "-m", "hallqctl.cli", *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
 
 
 @pytest.mark.parametrize("role", ["coordinator", "agent"])
@@ -62,12 +66,21 @@ async def test_ready_status_watchdog_and_stopping_reach_the_notify_socket(
         sim_dir = tmp_path / "sim"
         sims = simulate_devices(serial_devices(small_hall().agent("pi-w1").devices), sim_dir)
         await sims.__aenter__()
-        args = ["agent", "--config", str(config), "--device", "pi-w1", "--sim-dir",
-                str(sim_dir), "--simulate-all"]
+        args = [
+            "agent",
+            "--config",
+            str(config),
+            "--device",
+            "pi-w1",
+            "--sim-dir",
+            str(sim_dir),
+            "--simulate-all",
+        ]
     proc = run_hallq(args, notify_socket, tmp_path)
     try:
-        seen = await messages_until(notify_socket, {"READY=1", "WATCHDOG=1", "STATUS=online"},
-                                    timeout=30)
+        seen = await messages_until(
+            notify_socket, {"READY=1", "WATCHDOG=1", "STATUS=online"}, timeout=30
+        )
         pings_before = sum(f == "WATCHDOG=1" for f in seen)
         seen += await messages_until(notify_socket, {"WATCHDOG=1"}, timeout=5)
         assert sum(f == "WATCHDOG=1" for f in seen) > pings_before, "the watchdog keeps going"

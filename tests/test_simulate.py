@@ -117,13 +117,18 @@ def _strip(d: dict[str, Any]) -> dict[str, Any]:
 
 def test_same_seed_same_report(tiny: HallConfig) -> None:
     ticks: list[tuple[int, int]] = []
-    a = run_simulation(tiny, volume=VOLUME, replications=2, seed=7, core_kind="pure",
-                       no_show=0.05, progress=lambda done, total: ticks.append((done, total)))
+    a = run_simulation(
+        tiny,
+        volume=VOLUME,
+        replications=2,
+        seed=7,
+        core_kind="pure",
+        no_show=0.05,
+        progress=lambda done, total: ticks.append((done, total)),
+    )
     assert ticks == [(i, 6) for i in range(1, 7)]
-    b = run_simulation(tiny, volume=VOLUME, replications=2, seed=7, core_kind="pure",
-                       no_show=0.05)
-    c = run_simulation(tiny, volume=VOLUME, replications=2, seed=8, core_kind="pure",
-                       no_show=0.05)
+    b = run_simulation(tiny, volume=VOLUME, replications=2, seed=7, core_kind="pure", no_show=0.05)
+    c = run_simulation(tiny, volume=VOLUME, replications=2, seed=8, core_kind="pure", no_show=0.05)
     assert _strip(a.to_dict()) == _strip(b.to_dict())
     assert _strip(a.to_dict()) != _strip(c.to_dict())
 
@@ -137,34 +142,52 @@ def test_arrivals_are_common_to_every_policy(tiny: HallConfig, demand: Demand) -
     assert days[0] != days[1]
     core = load_core("pure")
     spans = open_spans(tiny.hall.open_hours)
-    results = [run_day(sim_config(tiny), core, policy_skills(tiny, demand, p), days[0],
-                       day=sim_day(None), spans=spans) for p in ("fifo", "hallq", "pool")]
+    results = [
+        run_day(
+            sim_config(tiny),
+            core,
+            policy_skills(tiny, demand, p),
+            days[0],
+            day=sim_day(None),
+            spans=spans,
+        )
+        for p in ("fifo", "hallq", "pool")
+    ]
     for r in results:
         assert r.turned_away == results[0].turned_away
         assert r.served == results[0].served
         assert sorted(len(w) for w in r.waits.values()) == sorted(
-            len(w) for w in results[0].waits.values())
+            len(w) for w in results[0].waits.values()
+        )
 
 
-def test_every_arrival_is_accounted_for_and_overtime_counted(tiny: HallConfig,
-                                                             demand: Demand) -> None:
+def test_every_arrival_is_accounted_for_and_overtime_counted(
+    tiny: HallConfig, demand: Demand
+) -> None:
     """Heavy load to the last minute: tickets waiting at closing are served after it."""
     spans = open_spans(tiny.hall.open_hours)
     arrivals = draw_day(demand, spans, volume=700, rng=random.Random(1), no_show=0.1)
-    r = run_day(sim_config(tiny), load_core("pure"), dedicated_skills(tiny, demand), arrivals,
-                day=sim_day(None), spans=spans)
+    r = run_day(
+        sim_config(tiny),
+        load_core("pure"),
+        dedicated_skills(tiny, demand),
+        arrivals,
+        day=sim_day(None),
+        spans=spans,
+    )
     assert r.served + r.no_shows + sum(r.turned_away.values()) == len(arrivals)
     assert r.served == sum(len(w) for w in r.waits.values())
     assert r.no_shows > 0
-    assert r.turned_away["service_closed"] > 0   # green closes at 10:30
+    assert r.turned_away["service_closed"] > 0  # green closes at 10:30
     assert r.overtime_s > 0
     assert all(w >= 0 for ws in r.waits.values() for w in ws)
-    assert r.queue_samples[-1][1] > 0            # still a queue at 14:00
+    assert r.queue_samples[-1][1] > 0  # still a queue at 14:00
 
 
 def test_full_pool_beats_dedicated_fifo(tiny: HallConfig) -> None:
-    report = run_simulation(tiny, volume=VOLUME, replications=3, seed=11, core_kind="pure",
-                            policies=["fifo", "pool"])
+    report = run_simulation(
+        tiny, volume=VOLUME, replications=3, seed=11, core_kind="pure", policies=["fifo", "pool"]
+    )
     fifo = report.policies["fifo"].waits["all"]["mean"].mean
     pool = report.policies["pool"].waits["all"]["mean"].mean
     assert pool < fifo
@@ -172,43 +195,55 @@ def test_full_pool_beats_dedicated_fifo(tiny: HallConfig) -> None:
 
 @pytest.mark.parametrize("policy", ["fifo", "hallq", "pool"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_cores_give_identical_days(tiny: HallConfig, demand: Demand, kind: str,
-                                   policy: str) -> None:
+def test_cores_give_identical_days(
+    tiny: HallConfig, demand: Demand, kind: str, policy: str
+) -> None:
     spans = open_spans(tiny.hall.open_hours)
     arrivals = draw_day(demand, spans, volume=VOLUME, rng=random.Random(5), no_show=0.05)
     skills = policy_skills(tiny, demand, policy)
-    ref = run_day(sim_config(tiny), load_core("pure"), skills, arrivals, day=sim_day(None),
-                  spans=spans)
-    got = run_day(sim_config(tiny), _core(kind), skills, arrivals, day=sim_day(None),
-                  spans=spans)
+    ref = run_day(
+        sim_config(tiny), load_core("pure"), skills, arrivals, day=sim_day(None), spans=spans
+    )
+    got = run_day(sim_config(tiny), _core(kind), skills, arrivals, day=sim_day(None), spans=spans)
     assert got == ref
 
 
 @pytest.mark.parametrize("policy", ["fifo", "hallq", "pool", "no-green"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_compiled_loop_plays_the_engines_day(tiny: HallConfig, demand: Demand, kind: str,
-                                             policy: str) -> None:
+def test_compiled_loop_plays_the_engines_day(
+    tiny: HallConfig, demand: Demand, kind: str, policy: str
+) -> None:
     """The fast loop drives the core the engine configured and must reproduce, ticket for
     ticket, the day played command by command through ``Engine.apply``: the same waits in
     the same call order, busy times, refusals (hours, a daily cap), no-shows, transfers,
     booked slots, timeline.
     Three days on one ``FastHall`` also prove ``DispatchCore.clear`` leaves nothing behind,
     including the tickets a day with an unserved service leaves queued ("no-green")."""
-    services = [s.model_copy(update={"daily_cap": 60}) if s.code == "invoice" else s
-                for s in tiny.services]
+    services = [
+        s.model_copy(update={"daily_cap": 60}) if s.code == "invoice" else s for s in tiny.services
+    ]
     cfg = sim_config(tiny.model_copy(update={"services": services}))
     spans = open_spans(cfg.hall.open_hours)
     if policy == "no-green":
-        skills = {w: {c: x for c, x in sk.items() if c != "green"}
-                  for w, sk in policy_skills(tiny, demand, "pool").items()}
+        skills = {
+            w: {c: x for c, x in sk.items() if c != "green"}
+            for w, sk in policy_skills(tiny, demand, "pool").items()
+        }
     else:
         skills = policy_skills(tiny, demand, policy)
     core = _core(kind)
     hall = FastHall(cfg, core, skills, day=sim_day(None), spans=spans)
     assert (day_loop(core).__module__ == "coordinator.simulation.fastday") == (kind == "compiled")
     for seed in (5, 6, 7):
-        arrivals = draw_day(demand, spans, volume=VOLUME * 1.5, rng=random.Random(seed),
-                            no_show=0.05, transfer=0.1, appointments=0.2)
+        arrivals = draw_day(
+            demand,
+            spans,
+            volume=VOLUME * 1.5,
+            rng=random.Random(seed),
+            no_show=0.05,
+            transfer=0.1,
+            appointments=0.2,
+        )
         ref = run_day(cfg, core, skills, arrivals, day=sim_day(None), spans=spans)
         assert ref.turned_away["daily_cap_reached"] > 0
         assert ref.no_shows > 0
@@ -224,18 +259,25 @@ def test_compiled_loop_plays_the_engines_day(tiny: HallConfig, demand: Demand, k
 def pool_hall(tiny: HallConfig, demand: Demand) -> FastHall:
     """The tiny hall with every window serving everything, on the pure loop."""
     cfg = sim_config(tiny)
-    return FastHall(cfg, load_core("pure"), policy_skills(tiny, demand, "pool"),
-                    day=sim_day(None), spans=open_spans(cfg.hall.open_hours))
+    return FastHall(
+        cfg,
+        load_core("pure"),
+        policy_skills(tiny, demand, "pool"),
+        day=sim_day(None),
+        spans=open_spans(cfg.hall.open_hours),
+    )
 
 
-def test_booked_taxpayers_wait_less_while_their_slot_lasts(pool_hall: FastHall,
-                                                           demand: Demand) -> None:
+def test_booked_taxpayers_wait_less_while_their_slot_lasts(
+    pool_hall: FastHall, demand: Demand
+) -> None:
     hall, spans = pool_hall, pool_hall.spans
     booked: list[float] = []
     everyone: list[float] = []
     for seed in range(3):
-        arrivals = draw_day(demand, spans, volume=VOLUME * 1.2, rng=random.Random(seed),
-                            appointments=0.2)
+        arrivals = draw_day(
+            demand, spans, volume=VOLUME * 1.2, rng=random.Random(seed), appointments=0.2
+        )
         r = hall.play(arrivals)
         n_booked = sum(1 for a in arrivals if a.slot)
         assert 0.1 * len(arrivals) < n_booked < 0.3 * len(arrivals)
@@ -247,8 +289,9 @@ def test_booked_taxpayers_wait_less_while_their_slot_lasts(pool_hall: FastHall,
     assert statistics.fmean(booked) < 0.5 * statistics.fmean(everyone)
 
 
-def test_a_transferred_taxpayer_waits_again_and_is_served_once(pool_hall: FastHall,
-                                                               demand: Demand) -> None:
+def test_a_transferred_taxpayer_waits_again_and_is_served_once(
+    pool_hall: FastHall, demand: Demand
+) -> None:
     hall, spans = pool_hall, pool_hall.spans
     arrivals = draw_day(demand, spans, volume=VOLUME * 0.5, rng=random.Random(9), transfer=0.3)
     plain = hall.play([replace(a, transfer=None, transfer_s=0.0) for a in arrivals])
@@ -264,14 +307,16 @@ def test_a_transferred_taxpayer_waits_again_and_is_served_once(pool_hall: FastHa
 
 def test_simulation_through_the_engine_reports_the_same_waits(tiny: HallConfig) -> None:
     fast = run_simulation(tiny, volume=VOLUME, replications=2, seed=4, core_kind="pure")
-    slow = run_simulation(tiny, volume=VOLUME, replications=2, seed=4, core_kind="pure",
-                          engine=True)
+    slow = run_simulation(
+        tiny, volume=VOLUME, replications=2, seed=4, core_kind="pure", engine=True
+    )
     assert slow.core_kind == "pure engine"
     assert fast.to_dict()["policies"] == slow.to_dict()["policies"]
 
 
-def test_dedicated_windows_follow_skills_and_cover_services(tiny: HallConfig,
-                                                            demand: Demand) -> None:
+def test_dedicated_windows_follow_skills_and_cover_services(
+    tiny: HallConfig, demand: Demand
+) -> None:
     skills = dedicated_skills(tiny, demand)
     allowed = {w.number: set(w.weights()) for w in tiny.windows}
     assert set(skills) == set(allowed)
@@ -320,8 +365,9 @@ def test_chart_is_a_png(tiny: HallConfig, tmp_path: Path) -> None:
     assert raw[:8] == b"\x89PNG\r\n\x1a\n"
     length, kind = struct.unpack(">I4s", raw[8:16])
     assert kind == b"IHDR"
-    assert zlib.crc32(raw[12:16 + length]) == struct.unpack(
-        ">I", raw[16 + length:20 + length])[0]
+    assert (
+        zlib.crc32(raw[12 : 16 + length]) == struct.unpack(">I", raw[16 + length : 20 + length])[0]
+    )
     with Image.open(path) as img:
         img.verify()
     with Image.open(path) as img:

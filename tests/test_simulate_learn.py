@@ -60,15 +60,25 @@ def write_log(path: Path, seed: int = 7) -> dict[str, list[float]]:
         services = [s for s, n in PER_DAY.items() for _ in range(n)]
         rng.shuffle(services)
         for i, service in enumerate(services):
-            q.submit("ticket", "dispenser", "pi-d1",
-                     m.IssueRequest(kind="issue", service=service), at(9, 0, GAP_S * i, day))
+            q.submit(
+                "ticket",
+                "dispenser",
+                "pi-d1",
+                m.IssueRequest(kind="issue", service=service),
+                at(9, 0, GAP_S * i, day),
+            )
         serve_day(q, rng, at(9, 1, 0.0, day), at(9, 0, GAP_S * len(services), day), drawn)
     q.log.close()
     return drawn
 
 
-def serve_day(q: HallQueue, rng: random.Random, first_call: float, last_issue: float,
-              drawn: dict[str, list[float]]) -> None:
+def serve_day(
+    q: HallQueue,
+    rng: random.Random,
+    first_call: float,
+    last_issue: float,
+    drawn: dict[str, list[float]],
+) -> None:
     """Windows 1 and 2 (pi-w1's) serve in hall-time order. Half the tickets get a ``start``
     press after a walk to the counter (not counter time), and a third end by the window
     calling the next number, which finishes them without a ``finish`` entry. Each window's
@@ -118,7 +128,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, l
 
 
 def test_counter_times_are_fitted_by_maximum_likelihood_on_the_logs(
-    history: tuple[Path, dict[str, list[float]]]
+    history: tuple[Path, dict[str, list[float]]],
 ) -> None:
     path, drawn = history
     learned = learn_demand(path, hall(), min_samples=MIN_SAMPLES, core_kind="pure")
@@ -136,21 +146,20 @@ def test_counter_times_are_fitted_by_maximum_likelihood_on_the_logs(
         assert fit.sigma == pytest.approx(want_sigma, abs=1e-6)
         # ...which lands nearer the truth than half the bias of the log of the mean
         # (mu + sigma²/2, what a mean-based fit gives), and that fit does not
-        tol = sigma ** 2 / 4
+        tol = sigma**2 / 4
         assert 3 * sigma / math.sqrt(n) < tol  # enough samples for the check to mean it
         assert abs(fit.mu - mu) < tol
         assert abs(math.log(sum(drawn[code]) / n) - mu) > tol
         assert abs(fit.sigma - sigma) < 3 * sigma / math.sqrt(2 * n)
         # the simulator draws with the same lognormal: mean = exp(mu + sigma²/2)
         assert learned.demand.mean_min[code] * 60 == pytest.approx(
-            math.exp(fit.mu + fit.sigma ** 2 / 2))
+            math.exp(fit.mu + fit.sigma**2 / 2)
+        )
         assert learned.demand.sigmas is not None
         assert learned.demand.sigmas[code] == pytest.approx(fit.sigma)
 
 
-def test_bad_samples_are_dropped_and_counted(
-    history: tuple[Path, dict[str, list[float]]]
-) -> None:
+def test_bad_samples_are_dropped_and_counted(history: tuple[Path, dict[str, list[float]]]) -> None:
     path, _ = history
     learned = learn_demand(path, hall(), min_samples=MIN_SAMPLES, core_kind="pure")
     assert sum(f.dropped for f in learned.services.values()) == 2 * len(DAYS)
@@ -159,7 +168,7 @@ def test_bad_samples_are_dropped_and_counted(
 
 
 def test_a_service_with_too_few_served_tickets_keeps_the_seed_and_says_so(
-    history: tuple[Path, dict[str, list[float]]]
+    history: tuple[Path, dict[str, list[float]]],
 ) -> None:
     path, drawn = history
     cfg = hall()
@@ -183,7 +192,7 @@ def test_a_service_with_too_few_served_tickets_keeps_the_seed_and_says_so(
 
 
 def test_the_profile_needs_enough_tickets_per_half_hour(
-    history: tuple[Path, dict[str, list[float]]]
+    history: tuple[Path, dict[str, list[float]]],
 ) -> None:
     path, _ = history
     cfg = hall()
@@ -201,22 +210,23 @@ def test_the_profile_needs_enough_tickets_per_half_hour(
     n = len(DAYS)
     total = sum(PER_DAY.values()) * n + 16 * 0.5
     assert shaped.demand.half_hours == pytest.approx(
-        tuple(100 * k / total for k in (0.5, 0.5, 40 * n, 40 * n, 40 * n, 32 * n,
-                                        *[0.5] * 14)))
+        tuple(100 * k / total for k in (0.5, 0.5, 40 * n, 40 * n, 40 * n, 32 * n, *[0.5] * 14))
+    )
     assert shaped.demand.weight_at(8 * 60 + 10) == pytest.approx(100 * 0.5 / total)
     assert shaped.demand.weight_at(9 * 60 + 10) == pytest.approx(100 * 40 * n / total)
 
 
 def test_since_keeps_only_later_days(history: tuple[Path, dict[str, list[float]]]) -> None:
     path, _ = history
-    learned = learn_demand(path, hall(), since=dt.date(2026, 12, 1), min_samples=MIN_SAMPLES,
-                           core_kind="pure")
+    learned = learn_demand(
+        path, hall(), since=dt.date(2026, 12, 1), min_samples=MIN_SAMPLES, core_kind="pure"
+    )
     assert learned.days == 3
     assert learned.issued == sum(PER_DAY.values()) * 3
 
 
 def test_replaying_under_another_hall_file_is_flagged(
-    history: tuple[Path, dict[str, list[float]]]
+    history: tuple[Path, dict[str, list[float]]],
 ) -> None:
     path, _ = history
     other = parse_config(hall_text().replace('id = "pi-w1"', 'id = "pi-w9"'), "other.toml")
@@ -231,22 +241,41 @@ def test_simulate_with_history_prints_what_was_learned(
     path, _ = history
     hall_file = tmp_path / "hall.toml"
     hall_file.write_text(hall_text())
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, [
-        "simulate", "--config", str(hall_file), "--history", str(path), "-r", "1",
-        "--volume", "200", "--policy", "hallq", "--dispatch", "pure"])
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        main,
+        [
+            "simulate",
+            "--config",
+            str(hall_file),
+            "--history",
+            str(path),
+            "-r",
+            "1",
+            "--volume",
+            "200",
+            "--policy",
+            "hallq",
+            "--dispatch",
+            "pure",
+        ],
+    )
     assert result.exit_code == 0, result.output
     learned, _, report = result.output.partition("wait (min)")
     assert "counter time per service" in learned
     assert report
-    rows = {line.split()[1]: line for line in learned.splitlines()
-            if line.startswith("│") and line.split()[1] in PER_DAY}
+    rows = {
+        line.split()[1]: line
+        for line in learned.splitlines()
+        if line.startswith("│") and line.split()[1] in PER_DAY
+    }
     assert "learned" in rows["tax-filing"]
     assert "learned" in rows["invoice"]
     assert "seed (too few)" in rows["green"]
 
 
 def test_advise_plans_with_the_learned_demand(
-    history: tuple[Path, dict[str, list[float]]], tmp_path: Path,
+    history: tuple[Path, dict[str, list[float]]],
+    tmp_path: Path,
 ) -> None:
     """hallq advise --history: the plan's days are drawn from the learned demand (its
     counter times are longer than the seed's here, so FIFO waits longer), and a bad log
@@ -261,8 +290,21 @@ def test_advise_plans_with_the_learned_demand(
     path, _ = history
     hall_file = tmp_path / "hall.toml"
     hall_file.write_text(hall_text())
-    base = [str(hall_file), "--volume", "150", "--replications", "2", "--search-days", "1",
-            "--rounds", "1", "--no-live", "--core", "pure", "--json"]
+    base = [
+        str(hall_file),
+        "--volume",
+        "150",
+        "--replications",
+        "2",
+        "--search-days",
+        "1",
+        "--rounds",
+        "1",
+        "--no-live",
+        "--core",
+        "pure",
+        "--json",
+    ]
     seed = advise(base)
     assert seed.exit_code == 0, seed.output
     seed_plan = json.loads(seed.stdout.strip().splitlines()[-1])
@@ -287,9 +329,13 @@ def _bad_logs(tmp: Path) -> dict[str, tuple[Path, str]]:
         db.execute("CREATE TABLE things (x)")
     empty = tmp / "empty.sqlite"
     EventLog(empty).close()
-    return {"missing": (missing, "no such file"), "text": (text, "not a hallq event log"),
-            "other": (other, "not a hallq event log"), "empty": (empty, "empty"),
-            "dir": (tmp, "directory")}
+    return {
+        "missing": (missing, "no such file"),
+        "text": (text, "not a hallq event log"),
+        "other": (other, "not a hallq event log"),
+        "empty": (empty, "empty"),
+        "dir": (tmp, "directory"),
+    }
 
 
 @pytest.mark.parametrize("case", ["missing", "text", "other", "empty", "dir"])
@@ -299,8 +345,9 @@ def test_a_bad_history_is_one_clear_line_and_exit_2(tmp_path: Path, case: str) -
         learn_demand(path, hall())
     hall_file = tmp_path / "hall.toml"
     hall_file.write_text(hall_text())
-    result = CliRunner().invoke(main, ["simulate", "--config", str(hall_file),
-                                       "--history", str(path), "-r", "1"])
+    result = CliRunner().invoke(
+        main, ["simulate", "--config", str(hall_file), "--history", str(path), "-r", "1"]
+    )
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     lines = result.output.strip().splitlines()
@@ -320,5 +367,5 @@ def test_a_log_with_no_issued_ticket_is_refused(tmp_path: Path) -> None:
 
 
 def test_fit_is_the_log_moments() -> None:
-    mu, sigma = fit_lognormal([math.e, math.e ** 3])
+    mu, sigma = fit_lognormal([math.e, math.e**3])
     assert (mu, sigma) == pytest.approx((2.0, 1.0))

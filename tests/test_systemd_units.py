@@ -30,8 +30,11 @@ UNITS = ROOT / "systemd"
 INSTALLED_BINARY = "/opt/hallq/venv/bin/hallq"
 # Exposure scores measured with systemd 252 (Debian 12), recorded in systemd/README.md;
 # the bounds leave a little room for other systemd versions weighing checks differently.
-SCORE_BOUNDS = {"hallq-coordinator.service": 2.0, "hallq-agent@.service": 2.5,
-                "hallq-ship.service": 2.0}
+SCORE_BOUNDS = {
+    "hallq-coordinator.service": 2.0,
+    "hallq-agent@.service": 2.5,
+    "hallq-ship.service": 2.0,
+}
 
 
 def _tool(name: str, package: str) -> str:
@@ -141,8 +144,9 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
             time.sleep(0.05)
 
 
-def _connect_rc(port: int, username: str | None, password: str | None,
-                ca: Path | None = None) -> int:
+def _connect_rc(
+    port: int, username: str | None, password: str | None, ca: Path | None = None
+) -> int:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 

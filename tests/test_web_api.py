@@ -22,15 +22,17 @@ T = HallTopics("test-hall")
 
 
 async def _issue(dispenser: Any, service: str = "tax-filing") -> str:
-    reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(kind="issue",
-                                    service=service), timeout=10)
+    reply = await dispenser.request(
+        T.req("pi-d1"), m.IssueRequest(kind="issue", service=service), timeout=10
+    )
     assert reply.ok
     return str(reply.ticket.number)
 
 
 async def _call(pad: Any, window: int = 1) -> str:
-    reply = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(window=window,
-                              action="call"), timeout=10)
+    reply = await pad.request(
+        T.cmd("window", "pi-w1"), m.WindowAction(window=window, action="call"), timeout=10
+    )
     assert reply.ok
     return str(reply.ticket)
 
@@ -41,14 +43,17 @@ async def _get(http: aiohttp.ClientSession, url: str, **kw: Any) -> Any:
         return await r.json()
 
 
-async def test_hall_summary_and_ticket_follow_the_engine(mosquitto: Mosquitto,
-                                                         tmp_path: Path) -> None:
+async def test_hall_summary_and_ticket_follow_the_engine(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url), \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
-            device(cfg, "window", "pi-w1", tmp_path) as pad, \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        aiohttp.ClientSession() as http,
+    ):
         await dispenser.wait_connected(10)
         await pad.wait_connected(10)
         numbers = [await _issue(dispenser) for _ in range(3)]
@@ -76,8 +81,9 @@ async def test_hall_summary_and_ticket_follow_the_engine(mosquitto: Mosquitto,
         assert not {"windows", "stats", "devices", "alerts"} & set(hall)
         async with http.get(f"{url}/api/supervisor/hall") as r:
             assert r.status == 401
-        inside = await _get(http, f"{url}/api/supervisor/hall", headers=await supervisor_auth(
-            http, url))
+        inside = await _get(
+            http, f"{url}/api/supervisor/hall", headers=await supervisor_auth(http, url)
+        )
         assert inside["windows"][0]["ticket"] == numbers[0]
         assert inside["stats"]["total"]["issued"] == 3
         assert inside["zones"]
@@ -87,53 +93,63 @@ async def test_hall_summary_and_ticket_follow_the_engine(mosquitto: Mosquitto,
             assert r.status == 404
 
 
-async def test_devices_presence_and_health_and_alerts(mosquitto: Mosquitto,
-                                                      tmp_path: Path) -> None:
+async def test_devices_presence_and_health_and_alerts(mosquitto: Mosquitto, tmp_path: Path) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url), \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url),
+        aiohttp.ClientSession() as http,
+    ):
         async with device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
             await dispenser.wait_connected(10)
-            await dispenser.publish(T.health("dispenser", "pi-d1"), m.DeviceHealth(
-                rev=dispenser.next_rev(), components=[m.ComponentHealth(
-                    name="printer-1", ok=False, status="paper_out")]))
+            await dispenser.publish(
+                T.health("dispenser", "pi-d1"),
+                m.DeviceHealth(
+                    rev=dispenser.next_rev(),
+                    components=[m.ComponentHealth(name="printer-1", ok=False, status="paper_out")],
+                ),
+            )
             await until(lambda: any(d.health for d in c.devices.all()))
-            devices = await _get(http, f"{url}/api/supervisor/devices",
-                                 headers=await supervisor_auth(
-            http, url))
+            devices = await _get(
+                http, f"{url}/api/supervisor/devices", headers=await supervisor_auth(http, url)
+            )
             d1 = next(d for d in devices if d["client"] == "pi-d1")
             assert d1["online"] is True
             assert d1["healthy"] is False
             assert d1["components"][0]["status"] == "paper_out"
-        await until(lambda: any(d.client == "pi-d1" and d.online is False
-                                 for d in c.devices.all()))
+        await until(lambda: any(d.client == "pi-d1" and d.online is False for d in c.devices.all()))
         # a stale will from an earlier boot must not flip a newer online back
-        assert not c.devices.note_presence(m.Presence(state="offline", boot=0, role="dispenser",
-                                                      client="pi-d1"))
+        assert not c.devices.note_presence(
+            m.Presence(state="offline", boot=0, role="dispenser", client="pi-d1")
+        )
         async with http.get(f"{url}/api/alerts") as r:
             assert r.status == 404  # internal: only under /api/supervisor/
-        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=await supervisor_auth(
-            http, url))
+        alerts = await _get(
+            http, f"{url}/api/supervisor/alerts", headers=await supervisor_auth(http, url)
+        )
         kinds = {a["kind"] for a in alerts}
         assert {"device_offline", "device_unhealthy"} <= kinds
 
 
-async def test_wait_target_and_engine_alerts_are_listed(mosquitto: Mosquitto,
-                                                        tmp_path: Path) -> None:
+async def test_wait_target_and_engine_alerts_are_listed(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url), \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        aiohttp.ClientSession() as http,
+    ):
         await dispenser.wait_connected(10)
         await _issue(dispenser)
         for _ in range(3):  # invoice warns at the 3rd ticket (warn_at = 3)
             await _issue(dispenser, "invoice")
         clock.now += 11 * 60  # tax-filing's target is 10 min
         await until(lambda: bool(c.alerts))  # the reply goes out before the events
-        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=await supervisor_auth(
-            http, url))
+        alerts = await _get(
+            http, f"{url}/api/supervisor/alerts", headers=await supervisor_auth(http, url)
+        )
         kinds = [a["kind"] for a in alerts]
         assert "wait_over_target" in kinds
         assert "daily_cap_near" in kinds
@@ -153,14 +169,15 @@ async def _events(response: aiohttp.ClientResponse) -> Any:
             event, data = None, []
 
 
-async def test_stream_sends_each_call_as_it_happens(mosquitto: Mosquitto,
-                                                    tmp_path: Path) -> None:
+async def test_stream_sends_each_call_as_it_happens(mosquitto: Mosquitto, tmp_path: Path) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url), \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
-            device(cfg, "window", "pi-w1", tmp_path) as pad, \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        aiohttp.ClientSession() as http,
+    ):
         await dispenser.wait_connected(10)
         await pad.wait_connected(10)
         number = await _issue(dispenser)
@@ -180,11 +197,14 @@ async def test_stream_sends_each_call_as_it_happens(mosquitto: Mosquitto,
                         break
 
 
-async def test_board_png_is_rendered_by_the_displays_package(mosquitto: Mosquitto,
-                                                             tmp_path: Path) -> None:
+async def test_board_png_is_rendered_by_the_displays_package(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url), \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url),
+        aiohttp.ClientSession() as http,
+    ):
         boards = await _get(http, f"{url}/api/boards")
         assert boards
         assert all(b["png"].endswith(".png") for b in boards)
@@ -196,13 +216,16 @@ async def test_board_png_is_rendered_by_the_displays_package(mosquitto: Mosquitt
             assert r.status == 404
 
 
-async def test_openapi_document_is_valid_and_lists_every_api_route(mosquitto: Mosquitto,
-                                                                   tmp_path: Path) -> None:
+async def test_openapi_document_is_valid_and_lists_every_api_route(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     from openapi_spec_validator import validate
 
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        aiohttp.ClientSession() as http,
+    ):
         doc = await _get(http, f"{url}/api/openapi.json")
         validate(doc)
         routes = set()
@@ -213,14 +236,19 @@ async def test_openapi_document_is_valid_and_lists_every_api_route(mosquitto: Mo
         assert routes <= set(doc["paths"]), routes - set(doc["paths"])
         for path, item in doc["paths"].items():
             for method in item:
-                assert any(r.canonical == path and route.method == method.upper()
-                           for r in c.web.runner.app.router.resources() for route in r)
+                assert any(
+                    r.canonical == path and route.method == method.upper()
+                    for r in c.web.runner.app.router.resources()
+                    for route in r
+                )
 
 
 async def test_pages_are_served_locally(mosquitto: Mosquitto, tmp_path: Path) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url), \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url),
+        aiohttp.ClientSession() as http,
+    ):
         for path in ("/", "/t/test-hall/A001", "/book", "/static/live.js", "/static/app.css"):
             async with http.get(url + path) as r:
                 assert r.status == 200, path
@@ -229,8 +257,7 @@ async def test_pages_are_served_locally(mosquitto: Mosquitto, tmp_path: Path) ->
                 assert "https://" not in body, path
         async with http.get(f"{url}/t/other-hall/A001") as r:
             assert r.status == 404
-        async with http.get(f"{url}/supervisor", headers=await supervisor_auth(
-            http, url)) as r:
+        async with http.get(f"{url}/supervisor", headers=await supervisor_auth(http, url)) as r:
             assert r.status == 200
 
 
@@ -245,21 +272,24 @@ async def test_real_responses_validate_against_the_openapi_document(
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
     checked: list[tuple[str, str, int]] = []
-    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url), \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
-            device(cfg, "window", "pi-w1", tmp_path) as pad, \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        aiohttp.ClientSession() as http,
+    ):
         doc = await _get(http, f"{url}/api/openapi.json")
 
-        async def check(method: str, path: str, template: str, status: int = 200,
-                        **kw: Any) -> Any:
+        async def check(method: str, path: str, template: str, status: int = 200, **kw: Any) -> Any:
             async with http.request(method, f"{url}{path}", **kw) as r:
                 assert r.status == status, await r.text()
                 body = await r.json()
             media = doc["paths"][template][method.lower()]["responses"][str(status)]["content"]
             schema = {**media["application/json"]["schema"], "components": doc["components"]}
-            errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-                      for e in Draft202012Validator(schema).iter_errors(body)]
+            errors = [
+                f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                for e in Draft202012Validator(schema).iter_errors(body)
+            ]
             assert errors == [], (method, path, errors)
             checked.append((method, template, status))
             return body
@@ -267,9 +297,13 @@ async def test_real_responses_validate_against_the_openapi_document(
         await dispenser.wait_connected(10)
         await pad.wait_connected(10)
         numbers = [await _issue(dispenser) for _ in range(3)]
-        await dispenser.publish(T.health("dispenser", "pi-d1"), m.DeviceHealth(
-            rev=dispenser.next_rev(), components=[m.ComponentHealth(
-                name="printer-1", ok=False, status="paper_out")]))
+        await dispenser.publish(
+            T.health("dispenser", "pi-d1"),
+            m.DeviceHealth(
+                rev=dispenser.next_rev(),
+                components=[m.ComponentHealth(name="printer-1", ok=False, status="paper_out")],
+            ),
+        )
         await until(lambda: any(d.health for d in c.devices.all()))
         clock.now += 11 * 60  # past tax-filing's 10 min target: an alert
         await _call(pad)
@@ -284,51 +318,103 @@ async def test_real_responses_validate_against_the_openapi_document(
         assert called["recalls"] == 0
         await check("GET", f"/api/tickets/{numbers[2]}", "/api/tickets/{number}")
         await check("GET", "/api/tickets/Z999", "/api/tickets/{number}", 404)
-        devices = await check("GET", "/api/supervisor/devices", "/api/supervisor/devices",
-                              headers=auth)
+        devices = await check(
+            "GET", "/api/supervisor/devices", "/api/supervisor/devices", headers=auth
+        )
         assert any(d["healthy"] is False for d in devices)
-        alerts = await check("GET", "/api/supervisor/alerts", "/api/supervisor/alerts",
-                             headers=auth)
+        alerts = await check(
+            "GET", "/api/supervisor/alerts", "/api/supervisor/alerts", headers=auth
+        )
         assert {"device_unhealthy", "wait_over_target"} <= {a["kind"] for a in alerts}
         await check("GET", "/api/health", "/api/health")
         await check("GET", "/api/boards", "/api/boards")
         await check("GET", "/api/openapi.json", "/api/openapi.json")
 
-        slots = await check("GET", "/api/appointments/slots?service=tax-filing",
-                            "/api/appointments/slots")
+        slots = await check(
+            "GET", "/api/appointments/slots?service=tax-filing", "/api/appointments/slots"
+        )
         start = next(s["start"] for s in slots["slots"] if s["open"] and s["free"])
-        booked = await check("POST", "/api/appointments", "/api/appointments", 201,
-                             json={"service": "tax-filing", "day": slots["day"],
-                                   "start": start, "phone": "13800000000"})
+        booked = await check(
+            "POST",
+            "/api/appointments",
+            "/api/appointments",
+            201,
+            json={
+                "service": "tax-filing",
+                "day": slots["day"],
+                "start": start,
+                "phone": "13800000000",
+            },
+        )
         await check("GET", f"/api/appointments/{booked['code']}", "/api/appointments/{code}")
         await check("POST", "/api/appointments", "/api/appointments", 400, json=[])
-        await check("POST", f"/api/appointments/{booked['code']}/cancel",
-                    "/api/appointments/{code}/cancel", 404, json={"phone": "13900000000"})
-        await check("POST", f"/api/appointments/{booked['code']}/cancel",
-                    "/api/appointments/{code}/cancel", json={"phone": "13800000000"})
-        await check("POST", "/api/login", "/api/login", 401,
-                    json={"user": "supervisor", "password": "wrong"})
-        login = await check("POST", "/api/login", "/api/login",
-                            json={"user": "supervisor", "password": PASSWORD})
+        await check(
+            "POST",
+            f"/api/appointments/{booked['code']}/cancel",
+            "/api/appointments/{code}/cancel",
+            404,
+            json={"phone": "13900000000"},
+        )
+        await check(
+            "POST",
+            f"/api/appointments/{booked['code']}/cancel",
+            "/api/appointments/{code}/cancel",
+            json={"phone": "13800000000"},
+        )
+        await check(
+            "POST",
+            "/api/login",
+            "/api/login",
+            401,
+            json={"user": "supervisor", "password": "wrong"},
+        )
+        login = await check(
+            "POST", "/api/login", "/api/login", json={"user": "supervisor", "password": PASSWORD}
+        )
         auth = await supervisor_auth(http, url)
         await check("GET", "/api/session", "/api/session", headers=auth)
         assert login["role"] == "supervisor"
         await check("GET", "/api/supervisor/whoami", "/api/supervisor/whoami", headers=auth)
         await check("GET", "/api/supervisor/whoami", "/api/supervisor/whoami", 401)
-        await check("POST", "/api/supervisor/appointments", "/api/supervisor/appointments",
-                    201, headers=auth, json={"service": "tax-filing", "day": slots["day"],
-                                             "start": start, "note": "回访"})
-        listed = await check("GET", f"/api/supervisor/appointments?day={slots['day']}",
-                             "/api/supervisor/appointments", headers=auth)
+        await check(
+            "POST",
+            "/api/supervisor/appointments",
+            "/api/supervisor/appointments",
+            201,
+            headers=auth,
+            json={"service": "tax-filing", "day": slots["day"], "start": start, "note": "回访"},
+        )
+        listed = await check(
+            "GET",
+            f"/api/supervisor/appointments?day={slots['day']}",
+            "/api/supervisor/appointments",
+            headers=auth,
+        )
         assert {b["note"] for b in listed} == {"回访"}  # the cancelled booking is gone
-        await check("POST", "/api/supervisor/windows/2", "/api/supervisor/windows/{window}",
-                    headers=auth, json={"action": "pause"})
-        await check("POST", "/api/supervisor/windows/99", "/api/supervisor/windows/{window}",
-                    409, headers=auth, json={"action": "pause"})
-        await check("POST", "/api/supervisor/windows/2", "/api/supervisor/windows/{window}",
-                    403, headers={"Cookie": auth["Cookie"]}, json={"action": "resume"})
-        audit = await check("GET", "/api/supervisor/audit", "/api/supervisor/audit",
-                            headers=auth)
+        await check(
+            "POST",
+            "/api/supervisor/windows/2",
+            "/api/supervisor/windows/{window}",
+            headers=auth,
+            json={"action": "pause"},
+        )
+        await check(
+            "POST",
+            "/api/supervisor/windows/99",
+            "/api/supervisor/windows/{window}",
+            409,
+            headers=auth,
+            json={"action": "pause"},
+        )
+        await check(
+            "POST",
+            "/api/supervisor/windows/2",
+            "/api/supervisor/windows/{window}",
+            403,
+            headers={"Cookie": auth["Cookie"]},
+            json={"action": "resume"},
+        )
+        audit = await check("GET", "/api/supervisor/audit", "/api/supervisor/audit", headers=auth)
         assert audit[0]["action"] == "denied"
         assert audit[1]["target"] == "window 99"
         await check("POST", "/api/logout", "/api/logout", headers=auth)

@@ -29,8 +29,13 @@ TODAY, TOMORROW = "2026-11-30", "2026-12-01"
 _phones = itertools.count(13800000000)
 
 
-async def _book(http: aiohttp.ClientSession, url: str, status: int = 201,
-                path: str = "/api/appointments", **body: Any) -> Any:
+async def _book(
+    http: aiohttp.ClientSession,
+    url: str,
+    status: int = 201,
+    path: str = "/api/appointments",
+    **body: Any,
+) -> Any:
     """Book; a taxpayer's booking gives a fresh phone number unless the test gives one."""
     if path == "/api/appointments" and "id_number" not in body:
         body.setdefault("phone", str(next(_phones)))
@@ -42,17 +47,21 @@ async def _book(http: aiohttp.ClientSession, url: str, status: int = 201,
 
 
 async def _slots(http: aiohttp.ClientSession, url: str, service: str, day: str) -> Any:
-    async with http.get(f"{url}/api/appointments/slots",
-                        params={"service": service, "day": day}) as r:
+    async with http.get(
+        f"{url}/api/appointments/slots", params={"service": service, "day": day}
+    ) as r:
         assert r.status == 200
         return {s["start"]: s for s in (await r.json())["slots"]}
 
 
-async def test_booking_fills_a_slot_up_to_its_capacity(mosquitto: Mosquitto,
-                                                       tmp_path: Path) -> None:
+async def test_booking_fills_a_slot_up_to_its_capacity(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))  # capacity 2, 30-min slots
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url), \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url),
+        aiohttp.ClientSession() as http,
+    ):
         slots = await _slots(http, url, "invoice", TODAY)
         assert slots["08:00"]["open"] is False
         assert slots["10:30"]["free"] == 2
@@ -61,8 +70,10 @@ async def test_booking_fills_a_slot_up_to_its_capacity(mosquitto: Mosquitto,
         first = await _book(http, url, service="invoice", day=TODAY, start="10:30")
         assert first["slot"] == "10:30-11:00"
         assert first["state"] == "booked"
-        assert m.IssueRequest(kind="issue", service="invoice",
-                              appointment=first["code"]).appointment == first["code"]
+        assert (
+            m.IssueRequest(kind="issue", service="invoice", appointment=first["code"]).appointment
+            == first["code"]
+        )
         second = await _book(http, url, service="invoice", day=TODAY, start="10:30")
         assert second["code"] != first["code"]
         full = await _book(http, url, 409, service="invoice", day=TODAY, start="10:30")
@@ -98,20 +109,24 @@ async def test_booking_fills_a_slot_up_to_its_capacity(mosquitto: Mosquitto,
             assert r.content_type == "image/svg+xml"
             svg = await r.read()
         want = io.BytesIO()
-        segno.make_qr(first["code"], error="m").save(want, kind="svg", scale=8, border=4,
-                                                     dark="#111", xmldecl=False)
+        segno.make_qr(first["code"], error="m").save(
+            want, kind="svg", scale=8, border=4, dark="#111", xmldecl=False
+        )
         assert svg == want.getvalue(), "the QR holds the code the dispenser expects"
         assert b'xmlns="http://www.w3.org/2000/svg"' in svg  # an <img> shows only this
         async with http.get(f"{url}/api/appointments/ZZZZZZ/qr.svg") as r:
             assert r.status == 404
 
 
-async def test_slots_show_the_comfort_index_for_their_half_hour(mosquitto: Mosquitto,
-                                                                 tmp_path: Path) -> None:
+async def test_slots_show_the_comfort_index_for_their_half_hour(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     """A taxpayer choosing a slot sees how busy the hall is forecast to be then."""
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"), comfort_synthetic=True)
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        aiohttp.ClientSession() as http,
+    ):
         # built in a worker once the coordinator serves
         await until(lambda: c.forecast is not None, timeout=30)
         slots = await _slots(http, url, "invoice", TOMORROW)
@@ -120,32 +135,46 @@ async def test_slots_show_the_comfort_index_for_their_half_hour(mosquitto: Mosqu
             minute = int(start[:2]) * 60 + int(start[3:])
             assert slot["comfort"] == c.forecast.slot_level(day, minute), start
         assert {s["comfort"] for s in slots.values()} <= {"较少", "适中", "较多"}
-        far = await _slots(http, url, "invoice", "2027-03-01")   # beyond the forecast
+        far = await _slots(http, url, "invoice", "2027-03-01")  # beyond the forecast
         assert {s["comfort"] for s in far.values()} == {None}
 
 
-async def test_a_supervisor_invites_and_the_taxpayer_checks_in(mosquitto: Mosquitto,
-                                                               tmp_path: Path) -> None:
+async def test_a_supervisor_invites_and_the_taxpayer_checks_in(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url), \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
-            aiohttp.ClientSession() as http:
-        async with http.post(f"{url}/api/supervisor/appointments",
-                             json={"service": "tax-filing", "start": "10:00"}) as r:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(
+            f"{url}/api/supervisor/appointments", json={"service": "tax-filing", "start": "10:00"}
+        ) as r:
             assert r.status == 401
-        invited = await _book(http, url, path="/api/supervisor/appointments",
-                              service="tax-filing", start="10:00", note="王先生 138****")
+        invited = await _book(
+            http,
+            url,
+            path="/api/supervisor/appointments",
+            service="tax-filing",
+            start="10:00",
+            note="王先生 138****",
+        )
         assert invited["booked_by"] == "supervisor/supervisor"
         auth = await supervisor_auth(http, url)
-        async with http.get(f"{url}/api/supervisor/appointments", headers=auth,
-                            params={"day": TODAY}) as r:
+        async with http.get(
+            f"{url}/api/supervisor/appointments", headers=auth, params={"day": TODAY}
+        ) as r:
             listed = await r.json()
         assert [(b["code"], b["note"]) for b in listed] == [(invited["code"], "王先生 138****")]
 
         await dispenser.wait_connected(10)
-        reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
-            kind="issue", service="tax-filing", appointment=invited["code"]), timeout=10)
+        reply = await dispenser.request(
+            T.req("pi-d1"),
+            m.IssueRequest(kind="issue", service="tax-filing", appointment=invited["code"]),
+            timeout=10,
+        )
         assert reply.ok
         assert reply.ticket.priority == "appointment"
         async with http.get(f"{url}/api/appointments/{invited['code']}") as r:
@@ -155,15 +184,20 @@ async def test_a_supervisor_invites_and_the_taxpayer_checks_in(mosquitto: Mosqui
 async def test_a_no_show_gives_its_place_back(mosquitto: Mosquitto, tmp_path: Path) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url), \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        aiohttp.ClientSession() as http,
+    ):
         came = await _book(http, url, service="invoice", day=TODAY, start="10:00")
         missed = await _book(http, url, service="invoice", day=TODAY, start="10:00")
         assert (await _slots(http, url, "invoice", TODAY))["10:00"]["free"] == 0
         await dispenser.wait_connected(10)
-        reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
-            kind="issue", service="invoice", appointment=came["code"]), timeout=10)
+        reply = await dispenser.request(
+            T.req("pi-d1"),
+            m.IssueRequest(kind="issue", service="invoice", appointment=came["code"]),
+            timeout=10,
+        )
         assert reply.ok
         clock.now = at(10, 30)
         assert (await _slots(http, url, "invoice", TODAY))["10:00"]["free"] == 1
@@ -173,27 +207,35 @@ async def test_a_no_show_gives_its_place_back(mosquitto: Mosquitto, tmp_path: Pa
             assert (await r.json())["state"] == "checked_in"
 
 
-async def test_bookings_survive_a_restart_and_reach_the_engine(mosquitto: Mosquitto,
-                                                               tmp_path: Path) -> None:
+async def test_bookings_survive_a_restart_and_reach_the_engine(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
     log_path = tmp_path / "log.sqlite"
-    async with web_running(cfg, log_path, clock) as (c, url), \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, log_path, clock) as (c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        aiohttp.ClientSession() as http,
+    ):
         today = await _book(http, url, service="invoice", day=TODAY, start="11:00")
         checked = await _book(http, url, service="invoice", day=TODAY, start="11:00")
         tomorrow = await _book(http, url, service="tax-filing", day=TOMORROW, start="09:00")
         assert today["code"] in c.engine.appointments
         assert tomorrow["code"] not in c.engine.appointments  # not today's
         await dispenser.wait_connected(10)
-        first = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
-            kind="issue", service="invoice", appointment=checked["code"]), timeout=10)
+        first = await dispenser.request(
+            T.req("pi-d1"),
+            m.IssueRequest(kind="issue", service="invoice", appointment=checked["code"]),
+            timeout=10,
+        )
         assert first.ticket.priority == "appointment"
 
-    async with web_running(cfg, log_path, clock) as (c, url), \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, log_path, clock) as (c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        aiohttp.ClientSession() as http,
+    ):
         # replay saw the booking: the checked-in ticket kept its appointment priority
         assert c.engine.by_number[first.ticket.number].priority == "appointment"
         assert today["code"] in c.engine.appointments
@@ -202,14 +244,20 @@ async def test_bookings_survive_a_restart_and_reach_the_engine(mosquitto: Mosqui
             assert (await r.json())["state"] == "booked"
         assert (await _slots(http, url, "invoice", TODAY))["11:00"]["free"] == 0
         await dispenser.wait_connected(10)
-        reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
-            kind="issue", service="invoice", appointment=today["code"]), timeout=10)
+        reply = await dispenser.request(
+            T.req("pi-d1"),
+            m.IssueRequest(kind="issue", service="invoice", appointment=today["code"]),
+            timeout=10,
+        )
         assert reply.ticket.priority == "appointment"
 
         # the next business day opens: tomorrow's booking is registered then
         clock.now = at(9, 0, day=31)
-        reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
-            kind="issue", service="tax-filing", appointment=tomorrow["code"]), timeout=10)
+        reply = await dispenser.request(
+            T.req("pi-d1"),
+            m.IssueRequest(kind="issue", service="tax-filing", appointment=tomorrow["code"]),
+            timeout=10,
+        )
         assert reply.ok
         assert reply.ticket.priority == "appointment"
         assert str(c.engine.day) == TOMORROW
@@ -219,38 +267,51 @@ ID_NUMBER = "11010519491231002X"  # check digit valid
 
 
 async def test_real_name_booking_limits_a_person_and_cancels_with_proof(
-        mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """One ID (or phone) gets one booking per service and day, hashed like the ID
     reader's; the number is never stored, logged or echoed; the code plus the same ID
     cancels, and the place is free again."""
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"), appointment_per_address_hour=50)
     caplog.set_level("DEBUG")
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
-            aiohttp.ClientSession() as http:
-        none = await _book(http, url, 400, service="invoice", day=TOMORROW, start="10:30",
-                           phone="")
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        aiohttp.ClientSession() as http,
+    ):
+        none = await _book(http, url, 400, service="invoice", day=TOMORROW, start="10:30", phone="")
         assert none["error"]["code"] == "identity_required"
         wrong = ID_NUMBER[:-1] + "5"
-        bad = await _book(http, url, 400, service="invoice", day=TOMORROW, start="10:30",
-                          id_number=wrong)
+        bad = await _book(
+            http, url, 400, service="invoice", day=TOMORROW, start="10:30", id_number=wrong
+        )
         assert bad["error"]["code"] == "bad_id_number"
         assert wrong not in str(bad)
-        assert (await _book(http, url, 400, service="invoice", day=TOMORROW, start="10:30",
-                            phone="12345"))["error"]["code"] == "bad_phone"
+        assert (
+            await _book(
+                http, url, 400, service="invoice", day=TOMORROW, start="10:30", phone="12345"
+            )
+        )["error"]["code"] == "bad_phone"
 
-        mine = await _book(http, url, service="invoice", day=TOMORROW, start="10:30",
-                           id_number=ID_NUMBER.lower())
+        mine = await _book(
+            http, url, service="invoice", day=TOMORROW, start="10:30", id_number=ID_NUMBER.lower()
+        )
         assert ID_NUMBER not in str(mine)
-        again = await _book(http, url, 409, service="invoice", day=TOMORROW, start="11:00",
-                            id_number=ID_NUMBER)
+        again = await _book(
+            http, url, 409, service="invoice", day=TOMORROW, start="11:00", id_number=ID_NUMBER
+        )
         assert again["error"]["code"] == "person_limit"
         # another service the same day, or the same service another day: allowed
-        await _book(http, url, service="tax-filing", day=TOMORROW, start="10:30",
-                    id_number=ID_NUMBER)
-        by_phone = await _book(http, url, service="invoice", day=TOMORROW, start="10:30",
-                               phone="+86 139-0000-1111")
-        assert (await _book(http, url, 409, service="invoice", day=TOMORROW, start="14:00",
-                            phone="13900001111"))["error"]["code"] == "person_limit"
+        await _book(
+            http, url, service="tax-filing", day=TOMORROW, start="10:30", id_number=ID_NUMBER
+        )
+        by_phone = await _book(
+            http, url, service="invoice", day=TOMORROW, start="10:30", phone="+86 139-0000-1111"
+        )
+        assert (
+            await _book(
+                http, url, 409, service="invoice", day=TOMORROW, start="14:00", phone="13900001111"
+            )
+        )["error"]["code"] == "person_limit"
         assert (await _slots(http, url, "invoice", TOMORROW))["10:30"]["free"] == 0
 
         # the book holds the reader's hash, not the number
@@ -258,8 +319,10 @@ async def test_real_name_booking_limits_a_person_and_cancels_with_proof(
         assert stored is not None
         assert stored.person == hash_id_number(ID_NUMBER, ID_HASH_KEY)
         assert stored.person != hash_phone("13900001111", ID_HASH_KEY)
-        raw = c.bookings.path.read_bytes() + c.bookings.path.with_name(
-            c.bookings.path.name + "-wal").read_bytes()
+        raw = (
+            c.bookings.path.read_bytes()
+            + c.bookings.path.with_name(c.bookings.path.name + "-wal").read_bytes()
+        )
         assert ID_NUMBER.encode() not in raw
         assert b"13900001111" not in raw
 
@@ -275,25 +338,26 @@ async def test_real_name_booking_limits_a_person_and_cancels_with_proof(
             assert r.status == 404
         assert (await _slots(http, url, "invoice", TOMORROW))["10:30"]["free"] == 1
         # cancelled, the person may book again
-        await _book(http, url, service="invoice", day=TOMORROW, start="11:00",
-                    id_number=ID_NUMBER)
+        await _book(http, url, service="invoice", day=TOMORROW, start="11:00", id_number=ID_NUMBER)
         assert by_phone["state"] == "booked"
     assert ID_NUMBER not in caplog.text
     assert "13900001111" not in caplog.text
 
 
 async def test_hours_outside_the_service_and_an_unentered_year_are_refused(
-        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     hall = cfg.hall.model_copy(update={"closed_days": [dt.date(2026, 12, 2)]})
     cfg = cfg.model_copy(update={"hall": hall})
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url), \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url),
+        aiohttp.ClientSession() as http,
+    ):
         early = await _book(http, url, 400, service="green", day=TOMORROW, start="08:00")
         assert early["error"]["code"] == "outside_hours"
         assert "09:00-12:00" in early["error"]["message"]
-        holiday = await _book(http, url, 400, service="invoice", day="2026-12-02",
-                              start="10:30")
+        holiday = await _book(http, url, 400, service="invoice", day="2026-12-02", start="10:30")
         assert holiday["error"]["code"] == "hall_closed"
         assert "周三" in holiday["error"]["message"]
         async with http.get(f"{url}/api/appointments/slots?service=invoice") as r:
@@ -301,17 +365,29 @@ async def test_hours_outside_the_service_and_an_unentered_year_are_refused(
 
 
 async def test_one_address_cannot_fill_the_slots(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    cfg = web_hall(mosquitto.url, str(tmp_path / "state"), appointment_per_address_hour=3,
-                   appointment_capacity=50)
+    cfg = web_hall(
+        mosquitto.url,
+        str(tmp_path / "state"),
+        appointment_per_address_hour=3,
+        appointment_capacity=50,
+    )
     clock = FakeClock()
-    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url), \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url),
+        aiohttp.ClientSession() as http,
+    ):
         for _ in range(3):
             await _book(http, url, service="invoice", day=TOMORROW, start="10:30")
         limited = await _book(http, url, 429, service="invoice", day=TOMORROW, start="10:30")
         assert limited["error"]["code"] == "rate_limited"
         # supervisors inviting on a taxpayer's behalf are not limited
-        await _book(http, url, path="/api/supervisor/appointments", service="invoice",
-                    day=TOMORROW, start="10:30")
+        await _book(
+            http,
+            url,
+            path="/api/supervisor/appointments",
+            service="invoice",
+            day=TOMORROW,
+            start="10:30",
+        )
         clock.now += 3601
         await _book(http, url, service="invoice", day=TOMORROW, start="10:30")

@@ -27,8 +27,15 @@ from .test_web_helpers import ID_HASH_KEY, PASSWORD, VIEWER_PASSWORD, web_hall, 
 pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
 CHROMIUM = os.environ.get("HALLQ_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 WAIT_MS = 20_000
 ID_NUMBER = "11010519491231002X"  # check digit valid
 
@@ -41,8 +48,10 @@ def _playwright() -> Any:
     except ImportError as exc:
         problem = f"playwright is not installed ({exc}); pip install -e '.[test]'"
     if problem is None and not Path(CHROMIUM).exists():
-        problem = (f"no Chromium at {CHROMIUM}: apt-get install chromium chromium-driver "
-                   "(or set HALLQ_CHROMIUM)")
+        problem = (
+            f"no Chromium at {CHROMIUM}: apt-get install chromium chromium-driver "
+            "(or set HALLQ_CHROMIUM)"
+        )
     if problem is not None:
         missing(problem)
     return async_playwright
@@ -73,28 +82,33 @@ async def desk_login(page: Any, url: str, user: str, password: str) -> None:
     await page.wait_for_selector("#live.on")
 
 
-async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
-                                                       tmp_path: Path) -> None:
+async def test_hall_and_ticket_pages_follow_calls_live(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     async_playwright = _playwright()
     shots = Shots(tmp_path)
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url), \
-            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser, \
-            device(cfg, "window", "pi-w1", tmp_path) as pad, \
-            device(cfg, "board", "board-1", tmp_path):
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        device(cfg, "board", "board-1", tmp_path),
+    ):
         await dispenser.wait_connected(10)
         await pad.wait_connected(10)
 
         async def issue(service: str = "tax-filing") -> str:
-            reply = await dispenser.request(T.req("pi-d1"), m.IssueRequest(
-                kind="issue", service=service), timeout=10)
+            reply = await dispenser.request(
+                T.req("pi-d1"), m.IssueRequest(kind="issue", service=service), timeout=10
+            )
             return str(reply.ticket.number)
 
         async def call() -> str:
             clock.now += 90
-            reply = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(
-                window=1, action="call"), timeout=10)
+            reply = await pad.request(
+                T.cmd("window", "pi-w1"), m.WindowAction(window=1, action="call"), timeout=10
+            )
             assert reply.ok
             return str(reply.ticket)
 
@@ -104,8 +118,13 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
 
         async with async_playwright() as p:
             browser = await p.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-                args=FLAGS, locale="zh-CN", viewport={"width": 1280, "height": 900})
+                str(tmp_path / "chromium-profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
+                locale="zh-CN",
+                viewport={"width": 1280, "height": 900},
+            )
             browser.set_default_timeout(WAIT_MS)
             try:
                 hall = await browser.new_page()
@@ -114,7 +133,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await hall.wait_for_selector(f'#calls[data-first="{numbers[0]}"]')
                 await hall.wait_for_function(
                     "() => [...document.querySelectorAll('.boards img')]"
-                    ".every(i => i.complete && i.naturalWidth > 0)")
+                    ".every(i => i.complete && i.naturalWidth > 0)"
+                )
                 await shots.take(hall, "hall-before")
                 # the public view: no staff matters, Chinese with English under it
                 text = await hall.locator("main").inner_text()
@@ -122,7 +142,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 assert "过号" not in text
                 assert "窗口 Windows" not in text
                 assert await hall.locator("#calls li").first.inner_text() == (
-                    f"请{numbers[0]}号到1号窗口\n{numbers[0]}, please go to window 1")
+                    f"请{numbers[0]}号到1号窗口\n{numbers[0]}, please go to window 1"
+                )
                 assert "Expected wait" in await hall.locator("#queues").inner_text()
                 await hall.set_viewport_size({"width": 390, "height": 844})
                 await shots.take(hall, "hall-phone")
@@ -140,7 +161,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 assert detail.startswith("预计等候 约 "), detail
                 assert detail.endswith(" 分钟"), detail
                 assert (await ticket.locator("#detail-en").inner_text()).startswith(
-                    "Expected wait about ")
+                    "Expected wait about "
+                )
                 await shots.take(ticket, "ticket-waiting")
                 await ticket.set_viewport_size({"width": 1280, "height": 900})
                 await shots.take(ticket, "ticket-waiting-desktop")
@@ -161,8 +183,9 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 assert await ticket.title() == f"请到1号窗口 · {last}"
                 await shots.take(ticket, "ticket-called")
                 clock.now += 60
-                done = await pad.request(T.cmd("window", "pi-w1"), m.Finish(
-                    window=1, action="finish"), timeout=10)
+                done = await pad.request(
+                    T.cmd("window", "pi-w1"), m.Finish(window=1, action="finish"), timeout=10
+                )
                 assert done.ok
                 await ticket.wait_for_selector('#status[data-state="done"]')
                 assert await ticket.locator("#thanks-card").is_visible()
@@ -172,9 +195,10 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 missed = await issue()
                 await ticket.goto(f"{url}/t/test-hall/{missed}")
                 await ticket.wait_for_selector('#status[data-state="waiting"]')
-                assert [await call() for _ in range(2)][-1] == missed   # B001 waited longer
-                skipped = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(
-                    window=1, action="skip"), timeout=10)
+                assert [await call() for _ in range(2)][-1] == missed  # B001 waited longer
+                skipped = await pad.request(
+                    T.cmd("window", "pi-w1"), m.WindowAction(window=1, action="skip"), timeout=10
+                )
                 assert skipped.ok
                 await ticket.wait_for_selector('#status[data-state="no_show"]')
                 assert "导税台" in await ticket.locator("#detail").inner_text()
@@ -190,7 +214,7 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 inside = await browser.new_page()
                 await desk_login(inside, url, "supervisor", PASSWORD)
                 await inside.goto(url + "/supervisor/hall")
-                await inside.wait_for_selector('#zones table .pill.paused')
+                await inside.wait_for_selector("#zones table .pill.paused")
                 assert await inside.locator("#zones summary").count() == len(cfg.zones)
                 assert await inside.locator("[data-no-show]").count() == len(cfg.services)
                 await shots.take(inside, "internal-hall")
@@ -211,9 +235,10 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 await book.goto(url + "/book")
                 await book.wait_for_selector("#slots input:not([disabled])")
                 assert (await book.locator("#day option").first.inner_text()).endswith(
-                    "周一 · Mon")   # the FakeClock's day, 2026-11-30, with its weekday
+                    "周一 · Mon"
+                )  # the FakeClock's day, 2026-11-30, with its weekday
                 await book.click("#slots input:not([disabled])")
-                await book.click("#submit")   # no ID or phone: refused, in both languages
+                await book.click("#submit")  # no ID or phone: refused, in both languages
                 await book.wait_for_selector("#error:has-text('Enter your ID')")
                 wrong = ID_NUMBER[:-1] + "5"
                 await book.fill("#who", wrong)
@@ -227,10 +252,10 @@ async def test_hall_and_ticket_pages_follow_calls_live(mosquitto: Mosquitto,
                 code = (await book.locator("#code").inner_text()).strip()
                 stored = c.bookings.get(code)
                 assert stored is not None
-                assert stored.person == hash_id_number(ID_NUMBER,
-                                                                               ID_HASH_KEY)
+                assert stored.person == hash_id_number(ID_NUMBER, ID_HASH_KEY)
                 await book.wait_for_function(
-                    "() => document.getElementById('qr').naturalWidth > 100")
+                    "() => document.getElementById('qr').naturalWidth > 100"
+                )
                 await shots.take(book, "booking")
                 await book.set_viewport_size({"width": 1280, "height": 900})
                 await shots.take(book, "booking-desktop")
@@ -264,25 +289,40 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
     from hallqctl.mosquitto import free_port
 
     port = free_port()
-    demo = asyncio.create_task(run_demo(
-        DEFAULT_CONFIG, speed=120, duration=150, broker_url=mosquitto.url,
-        state_dir=tmp_path / "demo", live=False, volume=9000, on_ready=started.set_result,
-        http_port=port))
+    demo = asyncio.create_task(
+        run_demo(
+            DEFAULT_CONFIG,
+            speed=120,
+            duration=150,
+            broker_url=mosquitto.url,
+            state_dir=tmp_path / "demo",
+            live=False,
+            volume=9000,
+            on_ready=started.set_result,
+            http_port=port,
+        )
+    )
     try:
         coordinator = await asyncio.wait_for(asyncio.shield(started), 60)
         url = f"http://{coordinator.cfg.coordinator.http_host}:{port}"
         engine = coordinator.engine
 
         def queued(service: str) -> list[Any]:
-            return [t for t in engine.tickets
-                    if t.state is TicketState.WAITING and t.service == service]
+            return [
+                t for t in engine.tickets if t.state is TicketState.WAITING and t.service == service
+            ]
 
         await until(lambda: len(queued("tax-filing")) >= 3, timeout=60)  # a queue forms at 申报纳税
         mine = queued("tax-filing")[-1].number
         async with async_playwright() as p:
             browser = await p.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-                args=FLAGS, locale="zh-CN", viewport={"width": 1280, "height": 900})
+                str(tmp_path / "chromium-profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
+                locale="zh-CN",
+                viewport={"width": 1280, "height": 900},
+            )
             browser.set_default_timeout(WAIT_MS * 3)
             try:
                 hall = await browser.new_page()
@@ -290,8 +330,8 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
                 await hall.wait_for_selector("#live.on")
                 first = await hall.get_attribute("#calls", "data-first")
                 await hall.wait_for_function(
-                    "(first) => document.querySelector('#calls').dataset.first !== first",
-                    arg=first)
+                    "(first) => document.querySelector('#calls').dataset.first !== first", arg=first
+                )
                 await shots.take(hall, "demo-hall")
                 await hall.set_viewport_size({"width": 390, "height": 844})
                 await shots.take(hall, "demo-hall-phone")
@@ -303,7 +343,8 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
                 zones = coordinator.cfg.zones
                 assert await inside.locator("#zones summary").count() == len(zones)
                 assert await inside.locator("#zones tr").count() == (
-                    len(coordinator.cfg.windows) + len(zones))   # a head row per hall
+                    len(coordinator.cfg.windows) + len(zones)
+                )  # a head row per hall
                 await shots.take(inside, "demo-internal-hall")
                 ticket = await browser.new_page()
                 await ticket.set_viewport_size({"width": 390, "height": 844})
@@ -315,7 +356,8 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
                 await ticket.wait_for_function(
                     "(ahead) => { const s = document.querySelector('#status');"
                     " return s.dataset.state !== 'waiting' || +s.dataset.ahead < ahead; }",
-                    arg=ahead)
+                    arg=ahead,
+                )
                 await shots.take(ticket, "demo-ticket")
                 # the demo made its supervisor (no HALLQ_SUPERVISOR_PASSWORD here): log in
                 desk = await browser.new_page()
@@ -357,11 +399,11 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
         await site.start()
         evil_url = f"http://127.0.0.1:{evil_runner.addresses[0][1]}/"
         async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                              args=FLAGS)
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
             try:
-                supervisor = await browser.new_context(locale="zh-CN",
-                                                       viewport={"width": 1280, "height": 900})
+                supervisor = await browser.new_context(
+                    locale="zh-CN", viewport={"width": 1280, "height": 900}
+                )
                 supervisor.set_default_timeout(WAIT_MS)
                 desk = await supervisor.new_page()
                 await desk.goto(url + "/supervisor")
@@ -406,8 +448,9 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
                 status = await desk.evaluate("() => fetch('/api/session').then(r => r.status)")
                 assert status == 401
 
-                viewer_ctx = await browser.new_context(locale="zh-CN",
-                                                       viewport={"width": 1280, "height": 900})
+                viewer_ctx = await browser.new_context(
+                    locale="zh-CN", viewport={"width": 1280, "height": 900}
+                )
                 viewer_ctx.set_default_timeout(WAIT_MS)
                 look = await viewer_ctx.new_page()
                 await desk_login(look, url, "viewer", VIEWER_PASSWORD)

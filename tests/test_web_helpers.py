@@ -30,19 +30,23 @@ USERS = {"supervisor": ("supervisor", PASSWORD), "viewer": ("viewer", VIEWER_PAS
 
 def users_toml(users: dict[str, tuple[str, str]] = USERS, table: str = "web.users") -> str:
     """``[[web.users]]`` entries (or a users file's ``[[users]]``) holding argon2 hashes."""
-    return "".join(f'\n[[{table}]]\nname = "{name}"\nrole = "{role}"\n'
-                   f'password_hash = "{_TEST_HASHER.hash(password)}"\n'
-                   for name, (role, password) in users.items())
+    return "".join(
+        f'\n[[{table}]]\nname = "{name}"\nrole = "{role}"\n'
+        f'password_hash = "{_TEST_HASHER.hash(password)}"\n'
+        for name, (role, password) in users.items()
+    )
 
 
-def web_hall(broker_url: str, state_dir: str, *, web: str = "", **coordinator: Any
-             ) -> HallConfig:
+def web_hall(broker_url: str, state_dir: str, *, web: str = "", **coordinator: Any) -> HallConfig:
     """The small hall with a supervisor and a viewer, and materials for tax filing;
     ``web`` adds keys to its ``[web]`` table."""
     coordinator.setdefault("appointment_capacity", 2)
     text = small_hall_text(broker_url, state_dir, **coordinator)
-    text = text.replace('wait_target_min = 10\n',
-                        'wait_target_min = 10\nmaterials = ["居民身份证原件", "财务报表"]\n', 1)
+    text = text.replace(
+        "wait_target_min = 10\n",
+        'wait_target_min = 10\nmaterials = ["居民身份证原件", "财务报表"]\n',
+        1,
+    )
     text += f"\n[web]\n{web}\n" + users_toml()
     cfg = parse_config(text, "web-hall.toml")
     security = cfg.security.model_copy(update={"id_hash_key": SecretStr(ID_HASH_KEY)})
@@ -50,8 +54,9 @@ def web_hall(broker_url: str, state_dir: str, *, web: str = "", **coordinator: A
 
 
 @contextlib.asynccontextmanager
-async def web_running(cfg: HallConfig, log_path: Path, clock: Callable[[], float]
-                      ) -> AsyncIterator[tuple[Coordinator, str]]:
+async def web_running(
+    cfg: HallConfig, log_path: Path, clock: Callable[[], float]
+) -> AsyncIterator[tuple[Coordinator, str]]:
     async with running(cfg, log_path, clock) as coordinator:
         server = await start_web(coordinator, "127.0.0.1", 0)
         try:
@@ -60,12 +65,12 @@ async def web_running(cfg: HallConfig, log_path: Path, clock: Callable[[], float
             await server.stop()
 
 
-async def login(http: aiohttp.ClientSession, url: str, user: str, password: str,
-                **kw: Any) -> dict[str, str]:
+async def login(
+    http: aiohttp.ClientSession, url: str, user: str, password: str, **kw: Any
+) -> dict[str, str]:
     """Log in as a script would; the headers of that session's requests (cookie and CSRF
     token), so a test's ClientSession needs no cookie jar that accepts IP addresses."""
-    async with http.post(f"{url}/api/login", json={"user": user, "password": password},
-                         **kw) as r:
+    async with http.post(f"{url}/api/login", json={"user": user, "password": password}, **kw) as r:
         assert r.status == 200, await r.text()
         body = await r.json()
         token = r.cookies["hallq_session"].value

@@ -34,22 +34,23 @@ def test_supervisor_password_comes_from_the_environment_and_is_never_shown() -> 
 
 
 def test_services_list_their_materials() -> None:
-    text = small_hall_text().replace('wait_target_min = 10\n',
-                                     'wait_target_min = 10\nmaterials = ["身份证"]\n', 1)
+    text = small_hall_text().replace(
+        "wait_target_min = 10\n", 'wait_target_min = 10\nmaterials = ["身份证"]\n', 1
+    )
     cfg = parse_config(text, environ={})
     assert cfg.services[0].materials == ["身份证"]
     assert cfg.services[1].materials == []
 
 
 @pytest.mark.broker
-async def test_serve_runs_the_web_server_and_stops_it(mosquitto: Mosquitto,
-                                                      tmp_path: Path) -> None:
+async def test_serve_runs_the_web_server_and_stops_it(mosquitto: Mosquitto, tmp_path: Path) -> None:
     port = free_port()
     text = small_hall_text(mosquitto.url, str(tmp_path / "state"), http_port=port)
     cfg = parse_config(text, environ={"HALLQ_SUPERVISOR_PASSWORD": "pw-for-test"})
     ready = asyncio.Event()
-    task = asyncio.create_task(serve(cfg, log_path=tmp_path / "log.sqlite", dispatch="pure",
-                                     ready=ready))
+    task = asyncio.create_task(
+        serve(cfg, log_path=tmp_path / "log.sqlite", dispatch="pure", ready=ready)
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         await asyncio.wait_for(ready.wait(), 15)
@@ -61,8 +62,10 @@ async def test_serve_runs_the_web_server_and_stops_it(mosquitto: Mosquitto,
                 assert r.status == 200
                 assert (await r.json())["broker_connected"] is True
             # the first supervisor, from the environment, hashed in memory
-            async with http.get(f"{url}/api/supervisor/whoami",
-                                headers=await login(http, url, "supervisor", "pw-for-test")) as r:
+            async with http.get(
+                f"{url}/api/supervisor/whoami",
+                headers=await login(http, url, "supervisor", "pw-for-test"),
+            ) as r:
                 assert r.status == 200
             # an open live stream must not hold up the shutdown
             stream = await http.get(f"{url}/api/stream")
@@ -79,15 +82,18 @@ async def test_serve_runs_the_web_server_and_stops_it(mosquitto: Mosquitto,
 
 
 @pytest.mark.broker
-async def test_a_busy_port_does_not_stop_the_queue(mosquitto: Mosquitto, tmp_path: Path,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_busy_port_does_not_stop_the_queue(
+    mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = blocker.sockets[0].getsockname()[1]
-    cfg = parse_config(small_hall_text(mosquitto.url, str(tmp_path / "state"),
-                                       http_port=port), environ={})
+    cfg = parse_config(
+        small_hall_text(mosquitto.url, str(tmp_path / "state"), http_port=port), environ={}
+    )
     ready = asyncio.Event()
-    task = asyncio.create_task(serve(cfg, log_path=tmp_path / "log.sqlite", dispatch="pure",
-                                     ready=ready))
+    task = asyncio.create_task(
+        serve(cfg, log_path=tmp_path / "log.sqlite", dispatch="pure", ready=ready)
+    )
     try:
         await asyncio.wait_for(ready.wait(), 15)
         assert "web dashboard not started" in caplog.text

@@ -46,23 +46,43 @@ async def _status(http: aiohttp.ClientSession, method: str, url: str, **kw: obje
         return r.status
 
 
-async def test_desk_routes_need_a_session_and_a_right_password(mosquitto: Mosquitto,
-                                                               tmp_path: Path) -> None:
+async def test_desk_routes_need_a_session_and_a_right_password(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        aiohttp.ClientSession() as http,
+    ):
         for page in ("/supervisor", "/supervisor/hall"):  # the desk and any page under it
             async with http.get(url + page, allow_redirects=False) as r:
                 assert r.status == 303
                 assert r.headers["Location"] == f"/login?next={page}"
-        for method, path in (("GET", "/api/supervisor/whoami"), ("GET", "/api/session"),
-                             ("POST", "/api/supervisor/windows/1"), ("POST", "/api/logout")):
-            assert await _status(http, method, url + path, json={"action": "pause"},
-                                 headers={"Cookie": "hallq_session=forged"}) == 401, path
-        for user, password in (("supervisor", "wrong password"), ("someone", PASSWORD),
-                               ("viewer", PASSWORD), ("", "")):
-            async with http.post(f"{url}/api/login",
-                                 json={"user": user, "password": password}) as r:
+        for method, path in (
+            ("GET", "/api/supervisor/whoami"),
+            ("GET", "/api/session"),
+            ("POST", "/api/supervisor/windows/1"),
+            ("POST", "/api/logout"),
+        ):
+            assert (
+                await _status(
+                    http,
+                    method,
+                    url + path,
+                    json={"action": "pause"},
+                    headers={"Cookie": "hallq_session=forged"},
+                )
+                == 401
+            ), path
+        for user, password in (
+            ("supervisor", "wrong password"),
+            ("someone", PASSWORD),
+            ("viewer", PASSWORD),
+            ("", ""),
+        ):
+            async with http.post(
+                f"{url}/api/login", json={"user": user, "password": password}
+            ) as r:
                 assert r.status == 401
                 assert "hallq_session" not in r.cookies
                 assert (await r.json())["error"]["message"].startswith("用户名或密码错误")
@@ -70,8 +90,9 @@ async def test_desk_routes_need_a_session_and_a_right_password(mosquitto: Mosqui
             assert r.status == 415  # a form post (what a cross-site page could send) is not JSON
         assert c.engine.windows[1].status == "open"
 
-        async with http.post(f"{url}/api/login",
-                             json={"user": "supervisor", "password": PASSWORD}) as r:
+        async with http.post(
+            f"{url}/api/login", json={"user": "supervisor", "password": PASSWORD}
+        ) as r:
             assert r.status == 200
             cookie = r.cookies["hallq_session"]
             assert cookie["httponly"]
@@ -95,20 +116,32 @@ async def test_desk_routes_need_a_session_and_a_right_password(mosquitto: Mosqui
 
 async def test_a_viewer_looks_but_cannot_act(mosquitto: Mosquitto, tmp_path: Path) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        aiohttp.ClientSession() as http,
+    ):
         viewer = await login(http, url, "viewer", VIEWER_PASSWORD)
         async with http.get(f"{url}/api/session", headers=viewer) as r:
             assert (await r.json())["role"] == "viewer"
             assert not (await r.json())["may_act"]
-        assert await _status(http, "GET", f"{url}/api/supervisor/appointments",
-                             headers=viewer) == 200
-        async with http.post(f"{url}/api/supervisor/windows/1", headers=viewer,
-                             json={"action": "close"}) as r:
+        assert (
+            await _status(http, "GET", f"{url}/api/supervisor/appointments", headers=viewer) == 200
+        )
+        async with http.post(
+            f"{url}/api/supervisor/windows/1", headers=viewer, json={"action": "close"}
+        ) as r:
             assert r.status == 403
             assert (await r.json())["error"]["code"] == "forbidden"
-        assert await _status(http, "POST", f"{url}/api/supervisor/appointments", headers=viewer,
-                             json={"service": "tax-filing", "start": "10:00"}) == 403
+        assert (
+            await _status(
+                http,
+                "POST",
+                f"{url}/api/supervisor/appointments",
+                headers=viewer,
+                json={"service": "tax-filing", "start": "10:00"},
+            )
+            == 403
+        )
         assert await _status(http, "GET", f"{url}/api/supervisor/audit", headers=viewer) == 403
         assert c.engine.windows[1].status == "open"
         assert not c.bookings.on_day(dt.date(2026, 11, 30))
@@ -118,7 +151,8 @@ async def test_a_viewer_looks_but_cannot_act(mosquitto: Mosquitto, tmp_path: Pat
         denied = [e for e in entries if e["action"] == "denied"]
         assert {(e["user"], e["target"], e["result"]) for e in denied} == {
             ("viewer", "/api/supervisor/windows/1", "viewer"),
-            ("viewer", "/api/supervisor/appointments", "viewer")}
+            ("viewer", "/api/supervisor/appointments", "viewer"),
+        }
         # the viewer can still log out
         assert await _status(http, "POST", f"{url}/api/logout", headers=viewer) == 200
 
@@ -127,48 +161,66 @@ async def test_a_change_needs_the_sessions_csrf_token_and_this_sites_origin(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        aiohttp.ClientSession() as http,
+    ):
         auth = await supervisor_auth(http, url)
         cookie_only = {"Cookie": auth["Cookie"]}
         target = f"{url}/api/supervisor/windows/1"
-        for headers in (cookie_only, {**cookie_only, "X-CSRF-Token": "guess"},
-                        {**auth, "Origin": "http://evil.example"},
-                        {**auth, "Origin": "null"},
-                        {**auth, "Referer": "http://evil.example/page"}):
+        for headers in (
+            cookie_only,
+            {**cookie_only, "X-CSRF-Token": "guess"},
+            {**auth, "Origin": "http://evil.example"},
+            {**auth, "Origin": "null"},
+            {**auth, "Referer": "http://evil.example/page"},
+        ):
             async with http.post(target, headers=headers, json={"action": "close"}) as r:
                 assert r.status == 403, headers
         # the public booking form is protected the same way: no session, but no other site
-        assert await _status(http, "POST", f"{url}/api/appointments",
-                             headers={"Origin": "http://evil.example"},
-                             json={"service": "tax-filing", "start": "10:00"}) == 403
+        assert (
+            await _status(
+                http,
+                "POST",
+                f"{url}/api/appointments",
+                headers={"Origin": "http://evil.example"},
+                json={"service": "tax-filing", "start": "10:00"},
+            )
+            == 403
+        )
         assert c.engine.windows[1].status == "open"
-        async with http.post(target, headers={**auth, "Origin": url},
-                             json={"action": "close"}) as r:
+        async with http.post(
+            target, headers={**auth, "Origin": url}, json={"action": "close"}
+        ) as r:
             assert r.status == 200
         assert c.engine.windows[1].status == "closed"
         assert await _status(http, "POST", f"{url}/api/logout", headers=cookie_only) == 403
         assert await _status(http, "POST", f"{url}/api/logout", headers=auth) == 200
         # the token dies with the session
-        assert await _status(http, "POST", target, headers=auth,
-                             json={"action": "open"}) == 401
+        assert await _status(http, "POST", target, headers=auth, json={"action": "open"}) == 401
         assert c.engine.windows[1].status == "closed"
 
 
-async def test_repeated_failures_lock_the_name_and_the_address(mosquitto: Mosquitto,
-                                                               tmp_path: Path) -> None:
-    cfg = web_hall(mosquitto.url, str(tmp_path / "state"),
-                   web="login_failures_per_user = 3\nlogin_failures_per_address = 6\n"
-                       "lockout_min = 10")
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
-            aiohttp.ClientSession() as http:
+async def test_repeated_failures_lock_the_name_and_the_address(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = web_hall(
+        mosquitto.url,
+        str(tmp_path / "state"),
+        web="login_failures_per_user = 3\nlogin_failures_per_address = 6\nlockout_min = 10",
+    )
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        aiohttp.ClientSession() as http,
+    ):
         gate = c.web.runner.app[GATE]
         now = [1_800_000_000.0]  # 2027-01-15 16:00 Beijing time
         gate.clock = lambda: now[0]
 
         async def attempt(user: str, password: str) -> aiohttp.ClientResponse:
-            async with http.post(f"{url}/api/login",
-                                 json={"user": user, "password": password}) as r:
+            async with http.post(
+                f"{url}/api/login", json={"user": user, "password": password}
+            ) as r:
                 await r.read()
                 return r
 
@@ -204,55 +256,74 @@ async def test_repeated_failures_lock_the_name_and_the_address(mosquitto: Mosqui
         assert all(e["client"] == "127.0.0.1" for e in entries)
 
 
-async def test_behind_a_trusted_proxy_the_forwarded_address_counts(mosquitto: Mosquitto,
-                                                                      tmp_path: Path) -> None:
-    cfg = web_hall(mosquitto.url, str(tmp_path / "state"),
-                   web='trusted_proxies = ["127.0.0.1"]\nlogin_failures_per_address = 2')
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
-            aiohttp.ClientSession() as http:
+async def test_behind_a_trusted_proxy_the_forwarded_address_counts(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = web_hall(
+        mosquitto.url,
+        str(tmp_path / "state"),
+        web='trusted_proxies = ["127.0.0.1"]\nlogin_failures_per_address = 2',
+    )
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        aiohttp.ClientSession() as http,
+    ):
+
         async def attempt(forwarded: str, password: str = "wrong", **headers: str) -> int:
-            return await _status(http, "POST", f"{url}/api/login",
-                                 json={"user": "viewer", "password": password},
-                                 headers={"X-Forwarded-For": forwarded, **headers})
+            return await _status(
+                http,
+                "POST",
+                f"{url}/api/login",
+                json={"user": "viewer", "password": password},
+                headers={"X-Forwarded-For": forwarded, **headers},
+            )
 
         # the proxy appends the peer it saw; what the client wrote before it is not believed
         assert await attempt("10.9.9.9, 10.0.0.7") == 401
         assert await attempt("10.0.0.7") == 429  # the second failure from that PC locks it
         assert await attempt("10.0.0.7", VIEWER_PASSWORD) == 429
         assert await attempt("10.0.0.9", VIEWER_PASSWORD) == 200  # another PC is not locked
-        async with http.post(f"{url}/api/login", json={"user": "supervisor",
-                                                       "password": PASSWORD},
-                             headers={"X-Forwarded-For": "10.0.0.8",
-                                      "X-Forwarded-Proto": "https"}) as r:
+        async with http.post(
+            f"{url}/api/login",
+            json={"user": "supervisor", "password": PASSWORD},
+            headers={"X-Forwarded-For": "10.0.0.8", "X-Forwarded-Proto": "https"},
+        ) as r:
             assert r.status == 200
             assert r.cookies["hallq_session"]["secure"]
         clients = [e["client"] for e in c.web.runner.app[AUDIT].recent(10)]
         assert clients == ["10.0.0.8", "10.0.0.9", "10.0.0.7", "10.0.0.7"]
     with pytest.raises(ConfigError, match=r"web\.trusted_proxies"):
-        parse_config(small_hall_text() + "\n[web]\ntrusted_proxies = ['proxy.lan']\n",
-                     environ={})
+        parse_config(small_hall_text() + "\n[web]\ntrusted_proxies = ['proxy.lan']\n", environ={})
 
 
 async def test_without_a_trusted_proxy_forwarded_headers_are_ignored(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
-            aiohttp.ClientSession() as http, \
-            http.post(f"{url}/api/login", json={"user": "supervisor", "password": PASSWORD},
-                      headers={"X-Forwarded-For": "10.0.0.8",
-                               "X-Forwarded-Proto": "https"}) as r:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{url}/api/login",
+            json={"user": "supervisor", "password": PASSWORD},
+            headers={"X-Forwarded-For": "10.0.0.8", "X-Forwarded-Proto": "https"},
+        ) as r,
+    ):
         assert r.status == 200
         assert not r.cookies["hallq_session"]["secure"]
         assert c.web.runner.app[AUDIT].recent(1)[0]["client"] == "127.0.0.1"
 
 
-async def test_sessions_expire_when_idle_and_at_their_age_limit(mosquitto: Mosquitto,
-                                                                tmp_path: Path) -> None:
-    cfg = web_hall(mosquitto.url, str(tmp_path / "state"),
-                   web="session_idle_min = 10\nsession_max_h = 1")
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
-            aiohttp.ClientSession() as http:
+async def test_sessions_expire_when_idle_and_at_their_age_limit(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = web_hall(
+        mosquitto.url, str(tmp_path / "state"), web="session_idle_min = 10\nsession_max_h = 1"
+    )
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        aiohttp.ClientSession() as http,
+    ):
         gate = c.web.runner.app[GATE]
         now = [1_800_000_000.0]
         gate.clock = lambda: now[0]
@@ -274,8 +345,20 @@ async def test_users_added_with_the_cli_log_in_and_removed_ones_are_out(
     hall_file.write_text(small_hall_text(mosquitto.url, str(tmp_path / "state")) + "\n[web]\n")
     runner = CliRunner()
     secret = "Li Hua's pass 2026"
-    done = runner.invoke(cli, ["user", "add", "lihua", "--role", "supervisor", "--config",
-                               str(hall_file), "--password-stdin"], input=secret + "\n")
+    done = runner.invoke(
+        cli,
+        [
+            "user",
+            "add",
+            "lihua",
+            "--role",
+            "supervisor",
+            "--config",
+            str(hall_file),
+            "--password-stdin",
+        ],
+        input=secret + "\n",
+    )
     assert done.exit_code == 0, done.output
     users_file = tmp_path / "hall.users.toml"
     text = users_file.read_text()
@@ -284,12 +367,27 @@ async def test_users_added_with_the_cli_log_in_and_removed_ones_are_out(
     assert secret not in done.output
     assert users_file.stat().st_mode & 0o777 == 0o640  # the service's group reads it
     assert users_file.stat().st_gid == tmp_path.stat().st_gid
-    short = runner.invoke(cli, ["user", "add", "wang", "--role", "viewer", "--config",
-                                str(hall_file), "--password-stdin"], input="short\n")
+    short = runner.invoke(
+        cli,
+        ["user", "add", "wang", "--role", "viewer", "--config", str(hall_file), "--password-stdin"],
+        input="short\n",
+    )
     assert short.exit_code != 0
     assert "at least 10" in short.output
-    again = runner.invoke(cli, ["user", "add", "lihua", "--role", "viewer", "--config",
-                                str(hall_file), "--password-stdin"], input=secret + "\n")
+    again = runner.invoke(
+        cli,
+        [
+            "user",
+            "add",
+            "lihua",
+            "--role",
+            "viewer",
+            "--config",
+            str(hall_file),
+            "--password-stdin",
+        ],
+        input=secret + "\n",
+    )
     assert again.exit_code != 0
     assert "already exists" in again.output
     listed = runner.invoke(cli, ["user", "list", "--config", str(hall_file)])
@@ -300,21 +398,55 @@ async def test_users_added_with_the_cli_log_in_and_removed_ones_are_out(
     from hallq.config import load_config
 
     cfg = load_config(hall_file, environ={})
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        aiohttp.ClientSession() as http,
+    ):
         auth = await login(http, url, "lihua", secret)
-        assert await _status(http, "POST", f"{url}/api/supervisor/windows/3", headers=auth,
-                             json={"action": "pause"}) == 200
+        assert (
+            await _status(
+                http,
+                "POST",
+                f"{url}/api/supervisor/windows/3",
+                headers=auth,
+                json={"action": "pause"},
+            )
+            == 200
+        )
         # demoted while logged in: the session ends at its next request
-        assert runner.invoke(cli, ["user", "passwd", "lihua", "--role", "viewer", "--config",
-                                   str(hall_file), "--password-stdin"],
-                             input=secret + "\n").exit_code == 0
+        assert (
+            runner.invoke(
+                cli,
+                [
+                    "user",
+                    "passwd",
+                    "lihua",
+                    "--role",
+                    "viewer",
+                    "--config",
+                    str(hall_file),
+                    "--password-stdin",
+                ],
+                input=secret + "\n",
+            ).exit_code
+            == 0
+        )
         assert await _status(http, "GET", f"{url}/api/session", headers=auth) == 401
         auth = await login(http, url, "lihua", secret)
-        assert await _status(http, "POST", f"{url}/api/supervisor/windows/3", headers=auth,
-                             json={"action": "resume"}) == 403
-        assert runner.invoke(cli, ["user", "remove", "lihua", "--config",
-                                   str(hall_file)]).exit_code == 0
+        assert (
+            await _status(
+                http,
+                "POST",
+                f"{url}/api/supervisor/windows/3",
+                headers=auth,
+                json={"action": "resume"},
+            )
+            == 403
+        )
+        assert (
+            runner.invoke(cli, ["user", "remove", "lihua", "--config", str(hall_file)]).exit_code
+            == 0
+        )
         assert await _status(http, "GET", f"{url}/api/session", headers=auth) == 401
         async with http.post(f"{url}/api/login", json={"user": "lihua", "password": secret}) as r:
             assert r.status == 401
@@ -327,43 +459,74 @@ def test_the_hall_file_holds_hashes_never_passwords() -> None:
     assert "hallq user add" in str(exc.value)
     assert "in clear 12345" not in str(exc.value)
     with pytest.raises(ConfigError) as exc:
-        parse_config(small_hall_text() + '\n[[web.users]]\nname = "x"\nrole = "supervisor"\n'
-                     'password_hash = "hunter2 hunter2"\n', environ={})
+        parse_config(
+            small_hall_text() + '\n[[web.users]]\nname = "x"\nrole = "supervisor"\n'
+            'password_hash = "hunter2 hunter2"\n',
+            environ={},
+        )
     assert "web.users[0].password_hash" in str(exc.value)
     assert "hunter2" not in str(exc.value)
     with pytest.raises(ConfigError) as exc:
-        parse_config(small_hall_text() + "\n[web]\ntls_cert_file = 'a.crt'\n" + users_toml(),
-                     environ={})
+        parse_config(
+            small_hall_text() + "\n[web]\ntls_cert_file = 'a.crt'\n" + users_toml(), environ={}
+        )
     assert "web.tls_key_file" in str(exc.value)
 
 
 def _make_cert(d: Path) -> None:
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                    "web.key", "-out", "web.crt", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   cwd=d, check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "web.key",
+            "-out",
+            "web.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        cwd=d,
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-async def test_the_coordinator_serves_the_desk_over_tls(mosquitto: Mosquitto,
-                                                        tmp_path: Path) -> None:
+async def test_the_coordinator_serves_the_desk_over_tls(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     _make_cert(tmp_path)
-    cfg = web_hall(mosquitto.url, str(tmp_path / "state"),
-                   web=f"tls_cert_file = '{tmp_path}/web.crt'\n"
-                       f"tls_key_file = '{tmp_path}/web.key'")
+    cfg = web_hall(
+        mosquitto.url,
+        str(tmp_path / "state"),
+        web=f"tls_cert_file = '{tmp_path}/web.crt'\ntls_key_file = '{tmp_path}/web.key'",
+    )
     trusted = ssl.create_default_context(cafile=str(tmp_path / "web.crt"))
-    async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url), \
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusted)) as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusted)) as http,
+    ):
         assert url.startswith("https://127.0.0.1:")
-        async with http.post(f"{url}/api/login",
-                             json={"user": "supervisor", "password": PASSWORD}) as r:
+        async with http.post(
+            f"{url}/api/login", json={"user": "supervisor", "password": PASSWORD}
+        ) as r:
             assert r.status == 200
             assert r.cookies["hallq_session"]["secure"]
             token = r.cookies["hallq_session"].value
             csrf = (await r.json())["csrf"]
-        async with http.post(f"{url}/api/supervisor/windows/4", json={"action": "pause"},
-                             headers={"Cookie": f"hallq_session={token}",
-                                      "X-CSRF-Token": csrf, "Origin": url}) as r:
+        async with http.post(
+            f"{url}/api/supervisor/windows/4",
+            json={"action": "pause"},
+            headers={"Cookie": f"hallq_session={token}", "X-CSRF-Token": csrf, "Origin": url},
+        ) as r:
             assert r.status == 200
         assert c.engine.windows[4].status == "paused"
         with pytest.raises(aiohttp.ClientError):  # no plain HTTP on the TLS port
@@ -382,21 +545,39 @@ async def test_every_supervisor_action_is_audited_with_who_what_when_where(
 ) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (_, url), \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (_, url),
+        aiohttp.ClientSession() as http,
+    ):
         auth = await supervisor_auth(http, url)
         for window, action in ((2, "pause"), (2, "resume"), (99, "open")):
-            await _status(http, "POST", f"{url}/api/supervisor/windows/{window}",
-                          headers=auth, json={"action": action})
-        await _status(http, "POST", f"{url}/api/supervisor/windows/4", headers=auth,
-                      json={"action": "set_skills", "skills": {"invoice": 1.0}})
-        await _status(http, "POST", f"{url}/api/supervisor/appointments", headers=auth,
-                      json={"service": "tax-filing", "start": "11:00",
-                            "note": "张三 110101199003074258"})
+            await _status(
+                http,
+                "POST",
+                f"{url}/api/supervisor/windows/{window}",
+                headers=auth,
+                json={"action": action},
+            )
+        await _status(
+            http,
+            "POST",
+            f"{url}/api/supervisor/windows/4",
+            headers=auth,
+            json={"action": "set_skills", "skills": {"invoice": 1.0}},
+        )
+        await _status(
+            http,
+            "POST",
+            f"{url}/api/supervisor/appointments",
+            headers=auth,
+            json={"service": "tax-filing", "start": "11:00", "note": "张三 110101199003074258"},
+        )
         await _status(http, "POST", f"{url}/api/logout", headers=auth)
     with sqlite3.connect(tmp_path / "log-audit.sqlite") as db:
-        rows = db.execute("SELECT user, role, action, target, ok, result, client, detail, at"
-                          " FROM audit ORDER BY id").fetchall()
+        rows = db.execute(
+            "SELECT user, role, action, target, ok, result, client, detail, at"
+            " FROM audit ORDER BY id"
+        ).fetchall()
     assert [(r[0], r[2], r[3], bool(r[4]), r[5]) for r in rows] == [
         ("supervisor", "login", None, True, None),
         ("supervisor", "pause", "window 2", True, None),
@@ -422,78 +603,104 @@ async def test_a_supervisor_command_is_logged_and_published_like_a_pads(
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     log_path = tmp_path / "log.sqlite"
     window2 = inbox()
-    async with web_running(cfg, log_path, FakeClock()) as (c, url), \
-            device(cfg, "board", "board-1", tmp_path) as board, \
-            aiohttp.ClientSession() as http:
+    async with (
+        web_running(cfg, log_path, FakeClock()) as (c, url),
+        device(cfg, "board", "board-1", tmp_path) as board,
+        aiohttp.ClientSession() as http,
+    ):
         await board.subscribe(T.window_state(2), window2)
         await window2.wait_for(lambda ps: bool(ps))
         auth = await supervisor_auth(http, url)
-        async with http.post(f"{url}/api/supervisor/windows/2", headers=auth,
-                             json={"action": "pause"}) as r:
+        async with http.post(
+            f"{url}/api/supervisor/windows/2", headers=auth, json={"action": "pause"}
+        ) as r:
             assert r.status == 200
             assert (await r.json())["ok"]
         assert c.engine.windows[2].status == "paused"
         await window2.wait_for(lambda ps: ps[-1].status == "paused")
 
-        async with http.post(f"{url}/api/supervisor/windows/2", headers=auth,
-                             json={"action": "set_skills",
-                                   "skills": {"invoice": 1.0, "tax-filing": 2.0}}) as r:
+        async with http.post(
+            f"{url}/api/supervisor/windows/2",
+            headers=auth,
+            json={"action": "set_skills", "skills": {"invoice": 1.0, "tax-filing": 2.0}},
+        ) as r:
             assert r.status == 200
         await window2.wait_for(lambda ps: ps[-1].skills == {"invoice": 1.0, "tax-filing": 2.0})
 
-        async with http.post(f"{url}/api/supervisor/windows/2", headers=auth,
-                             json={"action": "call"}) as r:
+        async with http.post(
+            f"{url}/api/supervisor/windows/2", headers=auth, json={"action": "call"}
+        ) as r:
             assert r.status == 400  # not a supervisor action here
-        async with http.post(f"{url}/api/supervisor/windows/2", headers=auth,
-                             json={"action": "set_skills", "skills": {"nope": 1.0}}) as r:
+        async with http.post(
+            f"{url}/api/supervisor/windows/2",
+            headers=auth,
+            json={"action": "set_skills", "skills": {"nope": 1.0}},
+        ) as r:
             assert r.status == 409
             assert (await r.json())["error"]["code"] == "unknown_service"
-        async with http.post(f"{url}/api/supervisor/windows/99", headers=auth,
-                             json={"action": "open"}) as r:
+        async with http.post(
+            f"{url}/api/supervisor/windows/99", headers=auth, json={"action": "open"}
+        ) as r:
             assert r.status == 409
         # found by tests/test_fuzz_http.py: these were 500s
-        async with http.post(f"{url}/api/supervisor/windows/2", headers=auth,
-                             json={"action": []}) as r:
+        async with http.post(
+            f"{url}/api/supervisor/windows/2", headers=auth, json={"action": []}
+        ) as r:
             assert r.status == 400
             assert (await r.json())["error"]["code"] == "bad_action"
-        async with http.post(f"{url}/api/supervisor/appointments", headers=auth,
-                             json={"service": "tax-filing", "start": "09:00", "day": 5}) as r:
+        async with http.post(
+            f"{url}/api/supervisor/appointments",
+            headers=auth,
+            json={"service": "tax-filing", "start": "09:00", "day": 5},
+        ) as r:
             assert r.status == 400
             assert (await r.json())["error"]["code"] == "bad_day"
     with sqlite3.connect(log_path) as db:
         rows = db.execute("SELECT source, payload FROM entries WHERE kind = 'window'").fetchall()
     assert [(src, json.loads(p)["action"]) for src, p in rows][:2] == [
-        ("supervisor/supervisor", "pause"), ("supervisor/supervisor", "set_skills")]
+        ("supervisor/supervisor", "pause"),
+        ("supervisor/supervisor", "set_skills"),
+    ]
     assert PASSWORD not in (tmp_path / "log.sqlite").read_bytes().decode("latin1")
 
 
 async def test_a_closed_window_survives_a_restart(mosquitto: Mosquitto, tmp_path: Path) -> None:
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     log_path = tmp_path / "log.sqlite"
-    async with web_running(cfg, log_path, FakeClock()) as (_c, url), \
-            aiohttp.ClientSession() as http:
-        assert await _status(http, "POST", f"{url}/api/supervisor/windows/1",
-                             headers=await supervisor_auth(http, url),
-                             json={"action": "close"}) == 200
+    async with (
+        web_running(cfg, log_path, FakeClock()) as (_c, url),
+        aiohttp.ClientSession() as http,
+    ):
+        assert (
+            await _status(
+                http,
+                "POST",
+                f"{url}/api/supervisor/windows/1",
+                headers=await supervisor_auth(http, url),
+                json={"action": "close"},
+            )
+            == 200
+        )
     async with web_running(cfg, log_path, FakeClock()) as (c, url):
         assert c.engine.windows[1].status == "closed"
         # and the pads are refused on a closed window, through the same engine
         async with device(cfg, "window", "pi-w1", tmp_path) as pad:
             await pad.wait_connected(10)
-            reply = await pad.request(T.cmd("window", "pi-w1"), m.WindowAction(
-                window=1, action="call"), timeout=10)
+            reply = await pad.request(
+                T.cmd("window", "pi-w1"), m.WindowAction(window=1, action="call"), timeout=10
+            )
             assert not reply.ok
             assert reply.error.code == "window_closed"
 
 
-def test_a_broken_users_file_keeps_the_last_good_users(tmp_path: Path,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_a_broken_users_file_keeps_the_last_good_users(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from coordinator.web.users import Directory
 
     users_file = tmp_path / "hall.users.toml"
     users_file.write_text(users_toml({"wang": ("viewer", "wang's password")}, table="users"))
-    cfg = parse_config(small_hall_text() + f"\n[web]\nusers_file = '{users_file}'\n",
-                       environ={})
+    cfg = parse_config(small_hall_text() + f"\n[web]\nusers_file = '{users_file}'\n", environ={})
     directory = Directory(cfg)
     assert [(u.name, u.role) for u in directory.all()] == [("wang", "viewer")]
     users_file.write_text('[[users]]\nname = "wang"\nrole = "admin"\npassword_hash = "x"\n')
@@ -501,7 +708,7 @@ def test_a_broken_users_file_keeps_the_last_good_users(tmp_path: Path,
     assert [u.name for u in directory.all()] == ["wang"]
     assert "users[0].role" in caplog.text
     assert "keeping the previous users" in caplog.text
-    assert "password_hash = \"x\"" not in caplog.text
+    assert 'password_hash = "x"' not in caplog.text
     users_file.unlink()
     directory.refresh()
     assert directory.all() == []

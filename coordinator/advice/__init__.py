@@ -26,7 +26,18 @@ from coordinator.advice.replay import replay_day
 from coordinator.simulation.day import SkillChange
 
 __all__ = [
-    "ActOnAdvice", "Advice", "Move", "Plan", "SkillChange", "Staffing", "advice_alert", "advise",
-    "limit_staff", "plan_day", "predicted_wait_min", "queue_wait_min", "replay_day",
+    "ActOnAdvice",
+    "Advice",
+    "Move",
+    "Plan",
+    "SkillChange",
+    "Staffing",
+    "advice_alert",
+    "advise",
+    "limit_staff",
+    "plan_day",
+    "predicted_wait_min",
+    "queue_wait_min",
+    "replay_day",
     "simulate_switch",
 ]

@@ -34,13 +34,19 @@ class BarRow:
 
     @property
     def passes(self) -> bool:
-        return (self.mean_cut >= MEAN_CUT and self.p95_cut >= P95_CUT
-                and self.green_mean is not None and self.green_mean < GREEN_MAX_MIN)
+        return (
+            self.mean_cut >= MEAN_CUT
+            and self.p95_cut >= P95_CUT
+            and self.green_mean is not None
+            and self.green_mean < GREEN_MAX_MIN
+        )
 
     def markdown(self) -> str:
-        return (f"| {self.name} | {self.mean:.2f} ± {self.mean_ci:.2f} | "
-                f"{self.p95:.2f} ± {self.p95_ci:.2f} | {self.green_mean} | "
-                f"{-self.mean_cut:+.0%} | {-self.p95_cut:+.0%} |")
+        return (
+            f"| {self.name} | {self.mean:.2f} ± {self.mean_ci:.2f} | "
+            f"{self.p95:.2f} ± {self.p95_ci:.2f} | {self.green_mean} | "
+            f"{-self.mean_cut:+.0%} | {-self.p95_cut:+.0%} |"
+        )
 
 
 def bar_rows(plan: Plan, green: str = GREEN) -> list[BarRow]:
@@ -50,11 +56,17 @@ def bar_rows(plan: Plan, green: str = GREEN) -> list[BarRow]:
     for key, rep in plan.reports.items():
         w = rep.waits["all"]
         g = rep.waits.get(green, {}).get("mean")
-        rows.append(BarRow(
-            variant=key, name=rep.name, mean=round(w["mean"].mean, 2),
-            mean_ci=round(w["mean"].half, 2), p95=round(w["p95"].mean, 2),
-            p95_ci=round(w["p95"].half, 2),
-            green_mean=None if g is None or math.isnan(g.mean) else round(g.mean, 2),
-            mean_cut=round(1 - w["mean"].mean / fifo["mean"].mean, 3),
-            p95_cut=round(1 - w["p95"].mean / fifo["p95"].mean, 3)))
+        rows.append(
+            BarRow(
+                variant=key,
+                name=rep.name,
+                mean=round(w["mean"].mean, 2),
+                mean_ci=round(w["mean"].half, 2),
+                p95=round(w["p95"].mean, 2),
+                p95_ci=round(w["p95"].half, 2),
+                green_mean=None if g is None or math.isnan(g.mean) else round(g.mean, 2),
+                mean_cut=round(1 - w["mean"].mean / fifo["mean"].mean, 3),
+                p95_cut=round(1 - w["p95"].mean / fifo["p95"].mean, 3),
+            )
+        )
     return rows

@@ -26,9 +26,9 @@ from coordinator.simulation.profile import SERVICE_SIGMA, Arrival, DayArrivals, 
 from hallq import messages as m
 from hallq.messages import TicketState, WindowStatus
 
-MAX_WINDOWS = 3           # never retask more than this many windows for one service at once
+MAX_WINDOWS = 3  # never retask more than this many windows for one service at once
 RATE_LOOKBACK_S = 1800.0  # arrival rate from the tickets issued in the last half hour
-MIN_REMAINING_S = 30.0    # a busy window is assumed to need at least this much longer
+MIN_REMAINING_S = 30.0  # a busy window is assumed to need at least this much longer
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Advice:
 
     service: str
     windows: tuple[int, ...]
-    restore: dict[int, dict[str, float]]          # window -> skills to go back to
+    restore: dict[int, dict[str, float]]  # window -> skills to go back to
     duration_min: int
     waiting: int
     target_min: float
@@ -52,27 +52,35 @@ class Advice:
     after_min: float
     others_before_min: float
     others_after_min: float
-    basis: str                                     # "simulation" | "queueing"
-    until: float = 0.0                             # epoch seconds the switch ends
+    basis: str  # "simulation" | "queueing"
+    until: float = 0.0  # epoch seconds the switch ends
     extra: dict[str, Any] = field(default_factory=dict)
 
     def commands(self) -> list[m.SetSkills]:
         """The ``SetSkills`` commands that carry the advice out (switch, not restore)."""
-        return [m.SetSkills(window=w, action="set_skills", skills={self.service: 1.0})
-                for w in self.windows]
+        return [
+            m.SetSkills(window=w, action="set_skills", skills={self.service: 1.0})
+            for w in self.windows
+        ]
 
     def message(self) -> str:
         wins = "、".join(f"{w}号" for w in self.windows)
-        return (f"{self.service} 预计等候 {self.predicted_wait_min:.0f} 分钟 (目标 "
-                f"{self.target_min:g}): 建议 {wins}窗口改为专窗 {self.duration_min} 分钟, "
-                f"预计 {self.before_min:.1f}→{self.after_min:.1f} 分钟, 其他业务 "
-                f"{self.others_before_min:.1f}→{self.others_after_min:.1f} ({self.basis})")[:200]
+        return (
+            f"{self.service} 预计等候 {self.predicted_wait_min:.0f} 分钟 (目标 "
+            f"{self.target_min:g}): 建议 {wins}窗口改为专窗 {self.duration_min} 分钟, "
+            f"预计 {self.before_min:.1f}→{self.after_min:.1f} 分钟, 其他业务 "
+            f"{self.others_before_min:.1f}→{self.others_after_min:.1f} ({self.basis})"
+        )[:200]
 
 
 def advice_alert(a: Advice) -> m.AlertEvent:
     """The supervisors' alert for ``a`` (alerts topic, dashboard)."""
-    return m.AlertEvent(severity="warning", kind="express_advice", message=a.message(),
-                        window=a.windows[0] if a.windows else None)
+    return m.AlertEvent(
+        severity="warning",
+        kind="express_advice",
+        message=a.message(),
+        window=a.windows[0] if a.windows else None,
+    )
 
 
 def queue_wait_min(engine: Engine, service: str, extra_windows: int = 0) -> float:
@@ -88,8 +96,11 @@ def queue_wait_min(engine: Engine, service: str, extra_windows: int = 0) -> floa
 
 def oldest_wait_min(engine: Engine, service: str, now: float) -> float:
     """Age of the longest-waiting ticket of ``service`` (0 when none waits)."""
-    ages = [now - t.issued_at for t in engine.tickets
-            if t.service == service and t.state is TicketState.WAITING and t.directed is None]
+    ages = [
+        now - t.issued_at
+        for t in engine.tickets
+        if t.service == service and t.state is TicketState.WAITING and t.directed is None
+    ]
     return max(ages, default=0.0) / 60.0
 
 
@@ -107,15 +118,33 @@ def _pressure(engine: Engine, service: str) -> float:
 
 def _donors(engine: Engine, service: str) -> list[int]:
     """Open windows not serving ``service``, least pressed first, idle ones before busy."""
-    wins = [w for w in engine.windows.values()
-            if w.status is WindowStatus.OPEN and service not in w.skills]
-    return [w.number for w in sorted(
-        wins, key=lambda w: (max((_pressure(engine, c) for c in w.skills), default=0.0),
-                             w.current is not None, w.number))]
+    wins = [
+        w
+        for w in engine.windows.values()
+        if w.status is WindowStatus.OPEN and service not in w.skills
+    ]
+    return [
+        w.number
+        for w in sorted(
+            wins,
+            key=lambda w: (
+                max((_pressure(engine, c) for c in w.skills), default=0.0),
+                w.current is not None,
+                w.number,
+            ),
+        )
+    ]
 
 
-def advise(engine: Engine, now: float, *, horizon_min: float = 30, seed: int = 1,
-           replications: int = 5, simulate: bool = True) -> list[Advice]:
+def advise(
+    engine: Engine,
+    now: float,
+    *,
+    horizon_min: float = 30,
+    seed: int = 1,
+    replications: int = 5,
+    simulate: bool = True,
+) -> list[Advice]:
     """Advice for every service whose predicted wait (``predicted_wait_min``) exceeds
     its wait target.
 
@@ -136,9 +165,14 @@ def advise(engine: Engine, now: float, *, horizon_min: float = 30, seed: int = 1
             continue
         donors = [w for w in _donors(engine, c) if w not in taken]
         # a donor must not push its own services over their targets
-        donors = [w for w in donors if all(
-            queue_wait_min(engine, x, -1) <= engine.services[x].wait_target_min
-            for x in engine.windows[w].skills)]
+        donors = [
+            w
+            for w in donors
+            if all(
+                queue_wait_min(engine, x, -1) <= engine.services[x].wait_target_min
+                for x in engine.windows[w].skills
+            )
+        ]
         if not donors:
             continue
         k = 1
@@ -162,36 +196,65 @@ def advise(engine: Engine, now: float, *, horizon_min: float = 30, seed: int = 1
         after_q = wait_with(k)
         others_q = _others_queue(engine, c)
         fields: dict[str, Any] = {
-            "service": c, "windows": chosen,
+            "service": c,
+            "windows": chosen,
             "restore": {w: dict(engine.windows[w].skills) for w in chosen},
-            "duration_min": duration, "waiting": waiting, "target_min": target,
-            "predicted_wait_min": round(min(wait, 999.0), 2), "until": now + duration * 60.0}
-        advice = Advice(**fields, basis="queueing", before_min=round(min(wait, 999.0), 2),
-                        after_min=round(after_q, 2), others_before_min=others_q[0],
-                        others_after_min=others_q[1])
+            "duration_min": duration,
+            "waiting": waiting,
+            "target_min": target,
+            "predicted_wait_min": round(min(wait, 999.0), 2),
+            "until": now + duration * 60.0,
+        }
+        advice = Advice(
+            **fields,
+            basis="queueing",
+            before_min=round(min(wait, 999.0), 2),
+            after_min=round(after_q, 2),
+            others_before_min=others_q[0],
+            others_after_min=others_q[1],
+        )
         if simulate:
-            advice = with_simulated_effect(engine, now, advice, horizon_min=horizon_min,
-                                           seed=seed, replications=replications)
+            advice = with_simulated_effect(
+                engine, now, advice, horizon_min=horizon_min, seed=seed, replications=replications
+            )
         out.append(advice)
     return out
 
 
-def with_simulated_effect(engine: Engine, now: float, advice: Advice, *,
-                          horizon_min: float = 30, seed: int = 1,
-                          replications: int = 5) -> Advice:
+def with_simulated_effect(
+    engine: Engine,
+    now: float,
+    advice: Advice,
+    *,
+    horizon_min: float = 30,
+    seed: int = 1,
+    replications: int = 5,
+) -> Advice:
     """``advice`` with its effect from a short simulation (``simulate_switch``) instead of
     the queueing estimate; unchanged if the state cannot be simulated. Separate from
     ``advise`` so a caller can pick the advice it will publish first and simulate only that
     (the windows chosen do not depend on the effect)."""
     try:
-        effect = simulate_switch(engine, now, advice.service, advice.windows,
-                                 advice.duration_min, horizon_min=horizon_min, seed=seed,
-                                 replications=replications)
+        effect = simulate_switch(
+            engine,
+            now,
+            advice.service,
+            advice.windows,
+            advice.duration_min,
+            horizon_min=horizon_min,
+            seed=seed,
+            replications=replications,
+        )
     except (ValueError, KeyError):  # a state the simulation cannot rebuild: keep queueing
         return advice
-    return replace(advice, basis="simulation", before_min=effect["before_min"],
-                   after_min=effect["after_min"], others_before_min=effect["others_before_min"],
-                   others_after_min=effect["others_after_min"])
+    return replace(
+        advice,
+        basis="simulation",
+        before_min=effect["before_min"],
+        after_min=effect["after_min"],
+        others_before_min=effect["others_before_min"],
+        others_after_min=effect["others_after_min"],
+    )
 
 
 def _others_queue(engine: Engine, service: str) -> tuple[float, float]:
@@ -199,21 +262,27 @@ def _others_queue(engine: Engine, service: str) -> tuple[float, float]:
     the donors leave them -- approximated as unchanged: the donors were picked among the
     windows whose services are least pressed, and the estimate cannot say which of a
     donor's services loses its capacity."""
-    rows = [(engine.core.waiting(engine.service_idx[x]), queue_wait_min(engine, x))
-            for x in engine.services if x != service]
+    rows = [
+        (engine.core.waiting(engine.service_idx[x]), queue_wait_min(engine, x))
+        for x in engine.services
+        if x != service
+    ]
     total = sum(n for n, _ in rows)
     mean = sum(n * w for n, w in rows if math.isfinite(w)) / total if total else 0.0
     return round(mean, 2), round(mean, 2)
 
 
-def _state(engine: Engine, now: float, rng: random.Random, horizon_min: float,
-           base: float) -> tuple[list[Arrival], list[Arrival], dict[int, float], Skills]:
+def _state(
+    engine: Engine, now: float, rng: random.Random, horizon_min: float, base: float
+) -> tuple[list[Arrival], list[Arrival], dict[int, float], Skills]:
     """Rebuild the hall as the replay needs it: backlog, future arrivals, busy windows."""
     sigma = SERVICE_SIGMA
-    mu = {c: math.log(engine.avg_service_s(c)) - sigma ** 2 / 2 for c in engine.services}
-    backlog = [Arrival(t.issued_at - base, t.service, rng.lognormvariate(mu[t.service], sigma),
-                       False)
-               for t in engine.tickets if t.state is TicketState.WAITING and t.directed is None]
+    mu = {c: math.log(engine.avg_service_s(c)) - sigma**2 / 2 for c in engine.services}
+    backlog = [
+        Arrival(t.issued_at - base, t.service, rng.lognormvariate(mu[t.service], sigma), False)
+        for t in engine.tickets
+        if t.state is TicketState.WAITING and t.directed is None
+    ]
     recent = [t for t in engine.tickets if now - RATE_LOOKBACK_S <= t.issued_at <= now]
     future: list[Arrival] = []
     end = now - base + horizon_min * 60.0
@@ -239,9 +308,17 @@ def _state(engine: Engine, now: float, rng: random.Random, horizon_min: float,
     return backlog, future, busy, skills
 
 
-def simulate_switch(engine: Engine, now: float, service: str, windows: tuple[int, ...],
-                    duration_min: float, *, horizon_min: float = 30, seed: int = 1,
-                    replications: int = 5) -> dict[str, float]:
+def simulate_switch(
+    engine: Engine,
+    now: float,
+    service: str,
+    windows: tuple[int, ...],
+    duration_min: float,
+    *,
+    horizon_min: float = 30,
+    seed: int = 1,
+    replications: int = 5,
+) -> dict[str, float]:
     """Predicted mean waits (min) with and without the switch, from the current state.
 
     Each replication draws one future (counter times, arrivals) and plays it twice on a
@@ -261,26 +338,29 @@ def simulate_switch(engine: Engine, now: float, service: str, windows: tuple[int
         rng = random.Random(f"hallq-advice:{seed}:{r}")
         backlog, future, busy, skills = _state(engine, now, rng, horizon_min, base)
         if hall is None:
-            hall = FastHall(cfg, core_cls, skills, day=day,
-                            spans=open_spans(cfg.hall.open_hours))
+            hall = FastHall(cfg, core_cls, skills, day=day, spans=open_spans(cfg.hall.open_hours))
         changes = []
         for w in windows:
             changes.append(SkillChange(start_s, w, {service: 1.0}))
             changes.append(SkillChange(start_s + duration_min * 60.0, w, dict(skills[w])))
         both = DayArrivals.of([*sorted(backlog, key=lambda a: a.t), *future], hall.codes)
         for key, ch in (("before", []), ("after", changes)):
-            res = hall.play(both, start_s=start_s, changes=ch, backlog=len(backlog),
-                            busy_until_s=busy)
+            res = hall.play(
+                both, start_s=start_s, changes=ch, backlog=len(backlog), busy_until_s=busy
+            )
             waits = _with_unserved(res.waits, backlog, future, start_s + horizon_min * 60.0)
             mine = waits[service]
             others = [x for c, ws in waits.items() if c != service for x in ws]
             rows[key].append(statistics.fmean(mine) / 60.0 if mine else 0.0)
             rows["ob" if key == "before" else "oa"].append(
-                statistics.fmean(others) / 60.0 if others else 0.0)
-    return {"before_min": round(statistics.fmean(rows["before"]), 2),
-            "after_min": round(statistics.fmean(rows["after"]), 2),
-            "others_before_min": round(statistics.fmean(rows["ob"]), 2),
-            "others_after_min": round(statistics.fmean(rows["oa"]), 2)}
+                statistics.fmean(others) / 60.0 if others else 0.0
+            )
+    return {
+        "before_min": round(statistics.fmean(rows["before"]), 2),
+        "after_min": round(statistics.fmean(rows["after"]), 2),
+        "others_before_min": round(statistics.fmean(rows["ob"]), 2),
+        "others_after_min": round(statistics.fmean(rows["oa"]), 2),
+    }
 
 
 class ActOnAdvice:
@@ -291,7 +371,7 @@ class ActOnAdvice:
 
     def __init__(self, *, horizon_min: float = 30) -> None:
         self.horizon_min = horizon_min
-        self.locked: dict[int, float] = {}    # window -> epoch it is restored
+        self.locked: dict[int, float] = {}  # window -> epoch it is restored
         self.taken: list[Advice] = []
 
     def __call__(self, engine: Engine, now: float) -> list[SkillChange]:
@@ -309,8 +389,9 @@ class ActOnAdvice:
         return changes
 
 
-def _with_unserved(waits: dict[str, list[float]], backlog: list[Arrival],
-                   future: list[Arrival], end_s: float) -> dict[str, list[float]]:
+def _with_unserved(
+    waits: dict[str, list[float]], backlog: list[Arrival], future: list[Arrival], end_s: float
+) -> dict[str, list[float]]:
     """Served waits plus a lower bound for tickets never called (a queue no window serves):
     each waited at least until ``end_s``, counted as the latest issued -- so a switch that
     leaves a queue unserved is never reported as a zero wait."""
@@ -318,5 +399,5 @@ def _with_unserved(waits: dict[str, list[float]], backlog: list[Arrival],
     for c, ws in out.items():
         issued = sorted((a.t for a in (*backlog, *future) if a.service == c), reverse=True)
         missing = len(issued) - len(ws)
-        ws.extend(max(0.0, end_s - t) for t in issued[:max(0, missing)])
+        ws.extend(max(0.0, end_s - t) for t in issued[: max(0, missing)])
     return out

@@ -39,10 +39,20 @@ _FREE, _NOSHOW, _ARRIVE, _CHANGE, _TICK = 0, 1, 2, 3, 4
 Hook = Callable[[Engine, float], Sequence["SkillChange"]]
 
 
-def replay_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequence[Arrival],
-               *, day: dt.date, start_s: float, changes: Sequence[SkillChange] = (),
-               backlog: Sequence[Arrival] = (), busy_until_s: Mapping[int, float] | None = None,
-               hook: Hook | None = None, tick_s: float = 300.0) -> DayResult:
+def replay_day(
+    cfg: HallConfig,
+    core_cls: type[Any],
+    skills: Skills,
+    arrivals: Sequence[Arrival],
+    *,
+    day: dt.date,
+    start_s: float,
+    changes: Sequence[SkillChange] = (),
+    backlog: Sequence[Arrival] = (),
+    busy_until_s: Mapping[int, float] | None = None,
+    hook: Hook | None = None,
+    tick_s: float = 300.0,
+) -> DayResult:
     """Play ``arrivals`` (times >= ``start_s``) from ``start_s`` with ``changes`` applied.
 
     ``skills`` are the windows open at ``start_s`` (windows not in it are closed until a
@@ -58,8 +68,9 @@ def replay_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: S
 
     def set_skills(number: int, sk: Mapping[str, float], now: float) -> None:
         if sk:
-            out = engine.apply(m.SetSkills(window=number, action="set_skills", skills=dict(sk)),
-                               now)
+            out = engine.apply(
+                m.SetSkills(window=number, action="set_skills", skills=dict(sk)), now
+            )
             if not out.ok:
                 raise ValueError(f"window {number}: {out.error}")
             current[number] = dict(sk)
@@ -89,11 +100,11 @@ def replay_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: S
         else:
             turned[out.error.code if out.error else "rejected"] += 1
 
-    heap: list[tuple[float, int, int, int]] = []          # (time, kind, seq, window/index)
+    heap: list[tuple[float, int, int, int]] = []  # (time, kind, seq, window/index)
     idle: dict[int, float] = {}
     busy: dict[int, float] = dict.fromkeys(engine.windows, 0.0)
-    at_counter: set[int] = set()                          # windows serving a real ticket
-    occupied: set[int] = set()                            # windows with a free/skip to come
+    at_counter: set[int] = set()  # windows serving a real ticket
+    occupied: set[int] = set()  # windows with a free/skip to come
     for number in skills:
         until = (busy_until_s or {}).get(number)
         if until is not None and until > start_s:
@@ -183,9 +194,14 @@ def replay_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: S
             call_next(x, now)
     spans_close = max(start_s, close_s)
     return DayResult(
-        waits=waits, busy_s={w: busy[w] for w in sorted(set(skills) | {c.window for c in sched})},
-        open_s=max(1.0, spans_close - start_s), overtime_s=max(0.0, last_end - base - spans_close),
-        served=served, no_shows=no_shows, turned_away=turned, queue_samples=[],
+        waits=waits,
+        busy_s={w: busy[w] for w in sorted(set(skills) | {c.window for c in sched})},
+        open_s=max(1.0, spans_close - start_s),
+        overtime_s=max(0.0, last_end - base - spans_close),
+        served=served,
+        no_shows=no_shows,
+        turned_away=turned,
+        queue_samples=[],
     )
 
 

@@ -77,42 +77,55 @@ class Evaluation:
 
     def lines(self) -> list[str]:
         """The printed summary (the CLI and BENCHMARKS.md use the same words)."""
-        head = (f"held-out months {', '.join(self.months)}: {self.cells} open half hours, "
-                f"mean {self.mean_count:.1f} arrivals each ({self.source})")
+        head = (
+            f"held-out months {', '.join(self.months)}: {self.cells} open half hours, "
+            f"mean {self.mean_count:.1f} arrivals each ({self.source})"
+        )
         mae = f"MAE per half hour: model {self.mae:.2f}, seasonal-naive {self.baseline_mae:.2f}"
         if self.baseline_mae > 0:
             mae += f" ({(1 - self.mae / self.baseline_mae) * 100:+.0f}% better)"
-        levels = (f"level accuracy by rate thresholds, per half hour: model "
-                  f"{self.accuracy:.1%}, seasonal-naive {self.baseline_accuracy:.1%}")
-        wrong = (f"days forecast open but closed, or closed but open: model "
-                 f"{self.wrong_days}, seasonal-naive {self.baseline_wrong_days} "
-                 f"(of {self.days})")
+        levels = (
+            f"level accuracy by rate thresholds, per half hour: model "
+            f"{self.accuracy:.1%}, seasonal-naive {self.baseline_accuracy:.1%}"
+        )
+        wrong = (
+            f"days forecast open but closed, or closed but open: model "
+            f"{self.wrong_days}, seasonal-naive {self.baseline_wrong_days} "
+            f"(of {self.days})"
+        )
         out = [head, mae, levels]
         if self.wait_accuracy is not None and self.baseline_wait_accuracy is not None:
-            out.append(f"level accuracy by simulated waits ({self.replications} days per "
-                       f"day), per open hour ({self.hours}): model {self.wait_accuracy:.1%}, "
-                       f"seasonal-naive {self.baseline_wait_accuracy:.1%}; per day: model "
-                       f"{self.wait_day_accuracy or 0:.1%}, seasonal-naive "
-                       f"{self.baseline_wait_day_accuracy or 0:.1%}")
+            out.append(
+                f"level accuracy by simulated waits ({self.replications} days per "
+                f"day), per open hour ({self.hours}): model {self.wait_accuracy:.1%}, "
+                f"seasonal-naive {self.baseline_wait_accuracy:.1%}; per day: model "
+                f"{self.wait_day_accuracy or 0:.1%}, seasonal-naive "
+                f"{self.baseline_wait_day_accuracy or 0:.1%}"
+            )
         return [*out, wrong]
 
 
-def seasonal_naive(train: History, days: list[dt.date], weeks: int = 4,
-                   calendar: Calendar = NO_CALENDAR) -> np.ndarray:
+def seasonal_naive(
+    train: History, days: list[dt.date], weeks: int = 4, calendar: Calendar = NO_CALENDAR
+) -> np.ndarray:
     """Per (day, half hour): the mean of the last ``weeks`` open same-weekday days of
     ``train``. Days with no tickets and the calendar's closed and extra working days are
     skipped; a closed day is forecast closed (zeros), an extra working day as the mean of
     the last ``weeks`` x 5 open Monday-to-Friday days."""
     totals = train.counts.sum(axis=1)
-    usual = [r for r in range(len(train.days) - 1, -1, -1)
-             if totals[r] > 0 and not calendar.is_closed(train.days[r])
-             and not calendar.is_extra_workday(train.days[r])]
+    usual = [
+        r
+        for r in range(len(train.days) - 1, -1, -1)
+        if totals[r] > 0
+        and not calendar.is_closed(train.days[r])
+        and not calendar.is_extra_workday(train.days[r])
+    ]
     out = np.zeros((len(days), len(train.slots)))
     for i, d in enumerate(days):
         if calendar.is_closed(d):
             continue
         if calendar.is_extra_workday(d):
-            rows = [r for r in usual if train.days[r].weekday() < 5][:weeks * 5]
+            rows = [r for r in usual if train.days[r].weekday() < 5][: weeks * 5]
         else:
             rows = [r for r in usual if train.days[r].weekday() == d.weekday()][:weeks]
         if rows:
@@ -128,12 +141,24 @@ class _WaitScores:
     hours: list[tuple[bool, bool]] = field(default_factory=list)
     days: list[tuple[bool, bool]] = field(default_factory=list)
 
-    def add(self, th: Thresholds, sims: list[SimulatedWaits], hour_cols: list[list[int]],
-            rows: list[int]) -> None:
+    def add(
+        self,
+        th: Thresholds,
+        sims: list[SimulatedWaits],
+        hour_cols: list[list[int]],
+        rows: list[int],
+    ) -> None:
         """``sims``: the actual counts', the model's and the baseline's simulated days."""
+
         def levels(row: int, cols: list[int] | None) -> list[str]:
-            return [wait_level(w.mean_wait(row, cols), quiet_wait_min=th.quiet_wait_min,
-                               busy_wait_min=th.busy_wait_min) for w in sims]
+            return [
+                wait_level(
+                    w.mean_wait(row, cols),
+                    quiet_wait_min=th.quiet_wait_min,
+                    busy_wait_min=th.busy_wait_min,
+                )
+                for w in sims
+            ]
 
         for i in rows:
             for cols in hour_cols:
@@ -149,20 +174,28 @@ def _month_starts(history: History, n: int) -> list[dt.date]:
     return [s for s in starts if s > history.start]
 
 
-def evaluate(cfg: HallConfig, history: History, *, holdout_months: int = 2,
-             th: Thresholds | None = None, level_by: LevelBy = "waits",
-             replications: int = REPLICATIONS, seed: int = 1) -> Evaluation:
+def evaluate(
+    cfg: HallConfig,
+    history: History,
+    *,
+    holdout_months: int = 2,
+    th: Thresholds | None = None,
+    level_by: LevelBy = "waits",
+    replications: int = REPLICATIONS,
+    seed: int = 1,
+) -> Evaluation:
     """Score the model and the baseline on the last ``holdout_months`` months, both told
     the hall calendar in ``cfg``. Levels are scored by rate thresholds, and with
     ``level_by="waits"`` (the default) by simulated waits too, ``replications`` days per
     held-out day (seeds from ``seed`` and the date); a hall that cannot be simulated logs
     a warning and gets the rate scores only."""
     if level_by not in LEVEL_BY:
-        raise ValueError(f"unknown level_by {level_by!r}: expected one of "
-                         f"{', '.join(LEVEL_BY)}")
+        raise ValueError(f"unknown level_by {level_by!r}: expected one of {', '.join(LEVEL_BY)}")
     th = th or thresholds(cfg)
-    hour_cols = [[j for j, s in enumerate(history.slots) if s // 60 == h]
-                 for h in sorted({s // 60 for s in history.slots})]
+    hour_cols = [
+        [j for j, s in enumerate(history.slots) if s // 60 == h]
+        for h in sorted({s // 60 for s in history.slots})
+    ]
     scores = _WaitScores() if level_by == "waits" else None
     cal = Calendar.of(cfg)
     minutes = np.array(history.open_min)
@@ -178,10 +211,11 @@ def evaluate(cfg: HallConfig, history: History, *, holdout_months: int = 2,
     bounds = [*starts, history.end + dt.timedelta(days=1)]
     for a, b in itertools.pairwise(bounds):
         cut = (a - history.start).days
-        train = History(history.start, history.slots, history.open_min,
-                        history.counts[:cut], history.source)
-        days = history.days[cut:(b - history.start).days]
-        actual = history.counts[cut:cut + len(days)].astype(float)
+        train = History(
+            history.start, history.slots, history.open_min, history.counts[:cut], history.source
+        )
+        days = history.days[cut : (b - history.start).days]
+        actual = history.counts[cut : cut + len(days)].astype(float)
         model = fit(train, calendar=cal)
         pred = model.mean(days)
         base = seasonal_naive(train, days, calendar=cal)
@@ -202,12 +236,24 @@ def evaluate(cfg: HallConfig, history: History, *, holdout_months: int = 2,
         if scores is None:
             continue
         try:
-            sims = [simulate_waits(cfg, history.slots, x * open_rows[:, None], days,
-                                   replications=replications, seed=seed)
-                    for x in (actual, pred, base)]
+            sims = [
+                simulate_waits(
+                    cfg,
+                    history.slots,
+                    x * open_rows[:, None],
+                    days,
+                    replications=replications,
+                    seed=seed,
+                )
+                for x in (actual, pred, base)
+            ]
         except SimulationUnavailable as exc:
-            log.warning("comfort index for hall %s: cannot simulate the held-out days (%s); "
-                        "levels scored by rate thresholds only", cfg.hall.id, exc)
+            log.warning(
+                "comfort index for hall %s: cannot simulate the held-out days (%s); "
+                "levels scored by rate thresholds only",
+                cfg.hall.id,
+                exc,
+            )
             scores = None
         else:
             scores.add(th, sims, hour_cols, np.flatnonzero(open_rows).tolist())
@@ -215,15 +261,25 @@ def evaluate(cfg: HallConfig, history: History, *, holdout_months: int = 2,
     by_wait: dict[str, Any] = {}
     if scores is not None and scores.hours:
         hours, days_ = np.array(scores.hours), np.array(scores.days)
-        by_wait = {"hours": len(hours), "replications": replications,
-                   "wait_accuracy": float(hours[:, 0].mean()),
-                   "baseline_wait_accuracy": float(hours[:, 1].mean()),
-                   "wait_day_accuracy": float(days_[:, 0].mean()),
-                   "baseline_wait_day_accuracy": float(days_[:, 1].mean())}
+        by_wait = {
+            "hours": len(hours),
+            "replications": replications,
+            "wait_accuracy": float(hours[:, 0].mean()),
+            "baseline_wait_accuracy": float(hours[:, 1].mean()),
+            "wait_day_accuracy": float(days_[:, 0].mean()),
+            "baseline_wait_day_accuracy": float(days_[:, 1].mean()),
+        }
     return Evaluation(
-        months=tuple(f"{s:%Y-%m}" for s in starts), cells=int(err.size),
-        mae=float(err.mean()), baseline_mae=float(berr.mean()),
+        months=tuple(f"{s:%Y-%m}" for s in starts),
+        cells=int(err.size),
+        mae=float(err.mean()),
+        baseline_mae=float(berr.mean()),
         accuracy=float(np.concatenate(hits).mean()),
         baseline_accuracy=float(np.concatenate(base_hits).mean()),
-        mean_count=float(np.concatenate(actuals).mean()), source=history.source,
-        days=n_days, wrong_days=wrong, baseline_wrong_days=base_wrong, **by_wait)
+        mean_count=float(np.concatenate(actuals).mean()),
+        source=history.source,
+        days=n_days,
+        wrong_days=wrong,
+        baseline_wrong_days=base_wrong,
+        **by_wait,
+    )

@@ -25,7 +25,10 @@ __all__ = ["CLOSED", "COLOURS", "export_csv", "export_png", "render_forecast"]
 
 CLOSED = "休息"
 COLOURS: dict[str, tuple[int, int, int]] = {
-    QUIET: (96, 170, 90), MODERATE: (240, 180, 50), BUSY: (214, 69, 65), CLOSED: (205, 205, 205),
+    QUIET: (96, 170, 90),
+    MODERATE: (240, 180, 50),
+    BUSY: (214, 69, 65),
+    CLOSED: (205, 205, 205),
 }
 RICH_STYLE = {QUIET: "green", MODERATE: "yellow", BUSY: "red"}
 CSV_HEADER = ("date", "hour", "forecast", "level", "wait_min")
@@ -41,8 +44,15 @@ def export_csv(forecast: Forecast, path: str | Path) -> Path:
         out = csv.writer(f)
         out.writerow(CSV_HEADER)
         for r in forecast.hourly():
-            out.writerow((r.day.isoformat(), f"{r.hour:02d}:00", f"{r.count:.1f}", r.level,
-                          "" if r.wait_min is None else f"{r.wait_min:.1f}"))
+            out.writerow(
+                (
+                    r.day.isoformat(),
+                    f"{r.hour:02d}:00",
+                    f"{r.count:.1f}",
+                    r.level,
+                    "" if r.wait_min is None else f"{r.wait_min:.1f}",
+                )
+            )
     return path
 
 
@@ -52,15 +62,21 @@ def render_forecast(forecast: Forecast) -> Group:
     th = forecast.thresholds
     waits = forecast.waits
     if waits is None:
-        levels = (f"较少 below {th.quiet_per_hour:.0f}/h (wait < {th.quiet_wait_min:g} min), "
-                  f"较多 from {th.busy_per_hour:.0f}/h (wait >= {th.busy_wait_min:g} min); "
-                  f"edges from {th.method} waits: {th.basis}")
+        levels = (
+            f"较少 below {th.quiet_per_hour:.0f}/h (wait < {th.quiet_wait_min:g} min), "
+            f"较多 from {th.busy_per_hour:.0f}/h (wait >= {th.busy_wait_min:g} min); "
+            f"edges from {th.method} waits: {th.basis}"
+        )
     else:
-        levels = (f"levels by simulated wait of the tickets issued in each hour "
-                  f"({waits.replications} days per forecast day, {POLICY_NAMES[waits.policy]}): "
-                  f"较少 under {th.quiet_wait_min:g} min, 较多 from {th.busy_wait_min:g} min")
-    head = Text(f"{forecast.cfg.hall.id}: comfort index {forecast.start} to "
-                f"{forecast.days[-1]} from {forecast.source}; {levels}")
+        levels = (
+            f"levels by simulated wait of the tickets issued in each hour "
+            f"({waits.replications} days per forecast day, {POLICY_NAMES[waits.policy]}): "
+            f"较少 under {th.quiet_wait_min:g} min, 较多 from {th.busy_wait_min:g} min"
+        )
+    head = Text(
+        f"{forecast.cfg.hall.id}: comfort index {forecast.start} to "
+        f"{forecast.days[-1]} from {forecast.source}; {levels}"
+    )
     hours = sorted({s // 60 for s in forecast.slots})
     table = Table(title="forecast arrivals per hour")
     table.add_column("date")
@@ -73,11 +89,14 @@ def render_forecast(forecast: Forecast) -> Group:
         if not forecast.is_open(d):
             table.add_row(d.isoformat(), CLOSED, *("" for _ in hours), "", style="dim")
             continue
-        cells = [Text(f"{rows[d, h].count:.0f}", style=RICH_STYLE[rows[d, h].level])
-                 for h in hours]
+        cells = [Text(f"{rows[d, h].count:.0f}", style=RICH_STYLE[rows[d, h].level]) for h in hours]
         level = forecast.day_level(d)
-        table.add_row(d.isoformat(), Text(level, style=RICH_STYLE[level]), *cells,
-                      f"{forecast.mean[i].sum():.0f}")
+        table.add_row(
+            d.isoformat(),
+            Text(level, style=RICH_STYLE[level]),
+            *cells,
+            f"{forecast.mean[i].sum():.0f}",
+        )
     return Group(head, table)
 
 
@@ -96,8 +115,7 @@ def chart_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default()  # a stripped install: levels still told apart by colour
 
 
-def export_png(forecast: Forecast, path: str | Path, *, cell: tuple[int, int] = (44, 20)
-               ) -> Path:
+def export_png(forecast: Forecast, path: str | Path, *, cell: tuple[int, int] = (44, 20)) -> Path:
     """The monthly picture for the bureau's WeChat account (see :func:`heat_map`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +170,10 @@ def heat_map(forecast: Forecast, *, cell: tuple[int, int] = (44, 20)) -> Image.I
         draw.text((lx + 22, ly), name, fill="black", font=font)
         lx += 90
     by_wait = any(r.wait_min is not None for r in rows.values())
-    draw.text((lx + 10, ly), "数字: 预计等候分钟" if by_wait else "数字: 预计取号数",
-              fill=(60, 60, 60), font=font)
+    draw.text(
+        (lx + 10, ly),
+        "数字: 预计等候分钟" if by_wait else "数字: 预计取号数",
+        fill=(60, 60, 60),
+        font=font,
+    )
     return img

@@ -36,7 +36,8 @@ class Calendar:
     extra_workdays: frozenset[dt.date] = frozenset()
     deadlines: Mapping[tuple[int, int], int] = field(default_factory=dict)
     _closed_by_month: dict[tuple[int, int], frozenset[int]] = field(
-        init=False, repr=False, default_factory=dict)
+        init=False, repr=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         both = self.closed & self.extra_workdays
@@ -51,15 +52,25 @@ class Calendar:
     def of(cls, cfg: HallConfig) -> Calendar:
         """The calendar in the hall file's ``[hall]`` section."""
         hall = cfg.hall
-        return cls(frozenset(hall.closed_days), frozenset(hall.extra_workdays),
-                   {(int(k[:4]), int(k[5:])): v for k, v in hall.filing_deadlines.items()})
+        return cls(
+            frozenset(hall.closed_days),
+            frozenset(hall.extra_workdays),
+            {(int(k[:4]), int(k[5:])): v for k, v in hall.filing_deadlines.items()},
+        )
 
     @classmethod
-    def make(cls, closed: Iterable[dt.date] = (), extra_workdays: Iterable[dt.date] = (),
-             deadlines: Mapping[str, int] | None = None) -> Calendar:
+    def make(
+        cls,
+        closed: Iterable[dt.date] = (),
+        extra_workdays: Iterable[dt.date] = (),
+        deadlines: Mapping[str, int] | None = None,
+    ) -> Calendar:
         """From plain values, deadlines keyed "YYYY-MM" as in the hall file."""
-        return cls(frozenset(closed), frozenset(extra_workdays),
-                   {(int(k[:4]), int(k[5:])): v for k, v in (deadlines or {}).items()})
+        return cls(
+            frozenset(closed),
+            frozenset(extra_workdays),
+            {(int(k[:4]), int(k[5:])): v for k, v in (deadlines or {}).items()},
+        )
 
     def __bool__(self) -> bool:
         return bool(self.closed or self.extra_workdays or self.deadlines)
@@ -90,13 +101,19 @@ class Calendar:
     def phase(self, day: dt.date) -> int:
         """``day``'s filing phase (early / peak / after) against its month's deadline, the
         month's closed days not counted in the peak's days."""
-        return filing_phase(day.day, self.deadline(day),
-                            self._closed_by_month.get((day.year, day.month), frozenset()))
+        return filing_phase(
+            day.day,
+            self.deadline(day),
+            self._closed_by_month.get((day.year, day.month), frozenset()),
+        )
 
     def filing_factor(self, day: dt.date) -> float:
         """The simulator's filing factor of ``day`` under this calendar."""
-        return filing_factor(day.day, self.deadline(day),
-                             self._closed_by_month.get((day.year, day.month), frozenset()))
+        return filing_factor(
+            day.day,
+            self.deadline(day),
+            self._closed_by_month.get((day.year, day.month), frozenset()),
+        )
 
 
 def workday_factor(weekday: Sequence[float]) -> float:

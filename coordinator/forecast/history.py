@@ -34,8 +34,13 @@ from coordinator.simulation.profile import (
 from hallq.config import HallConfig
 
 __all__ = [
-    "LIWAN_WINDOWS", "SYNTHETIC_TREND", "SYNTHETIC_WEEKDAY", "History", "arrival_counts",
-    "generate_history", "open_slots",
+    "LIWAN_WINDOWS",
+    "SYNTHETIC_TREND",
+    "SYNTHETIC_WEEKDAY",
+    "History",
+    "arrival_counts",
+    "generate_history",
+    "open_slots",
 ]
 
 SLOT_MIN = 30
@@ -43,7 +48,7 @@ SLOT_MIN = 30
 # backlog, Friday afternoons thin out, Saturday is a skeleton service, Sunday closed.
 SYNTHETIC_WEEKDAY = (1.20, 1.05, 1.00, 1.00, 0.90, 0.15, 0.0)
 SYNTHETIC_TREND = 0.02  # +2% volume per month: more registered taxpayers every month
-LIWAN_WINDOWS = 47      # the hall CALIBRATED_VOLUME was calibrated on
+LIWAN_WINDOWS = 47  # the hall CALIBRATED_VOLUME was calibrated on
 
 
 def open_slots(cfg: HallConfig) -> tuple[tuple[int, ...], tuple[float, ...]]:
@@ -96,17 +101,21 @@ class History:
 
     def as_dict(self) -> dict[tuple[dt.date, int], int]:
         """``{(date, slot minute): count}`` for every cell, zeros included."""
-        return {(d, s): int(self.counts[i, j]) for i, d in enumerate(self.days)
-                for j, s in enumerate(self.slots)}
+        return {
+            (d, s): int(self.counts[i, j])
+            for i, d in enumerate(self.days)
+            for j, s in enumerate(self.slots)
+        }
 
     def split(self, test_days: int) -> tuple[History, History]:
         """The history before the last ``test_days`` days, and those days."""
         if not 0 < test_days < self.counts.shape[0]:
             raise ValueError(f"cannot hold out {test_days} of {self.counts.shape[0]} days")
         cut = self.counts.shape[0] - test_days
-        return (History(self.start, self.slots, self.open_min, self.counts[:cut], self.source),
-                History(self.days[cut], self.slots, self.open_min, self.counts[cut:],
-                        self.source))
+        return (
+            History(self.start, self.slots, self.open_min, self.counts[:cut], self.source),
+            History(self.days[cut], self.slots, self.open_min, self.counts[cut:], self.source),
+        )
 
 
 def arrival_counts(log_path: str | Path, cfg: HallConfig) -> History:
@@ -122,15 +131,18 @@ def arrival_counts(log_path: str | Path, cfg: HallConfig) -> History:
     try:
         rows = db.execute(
             "SELECT at FROM entries WHERE kind = 'ticket' AND json_extract(result, '$.ok') "
-            "AND json_extract(result, '$.info') IS NOT NULL ORDER BY at").fetchall()
+            "AND json_extract(result, '$.info') IS NOT NULL ORDER BY at"
+        ).fetchall()
     finally:
         db.close()
     tz = cfg.hall.tzinfo
     cells: dict[tuple[dt.date, int], int] = {}
     for (at,) in rows:
         local = dt.datetime.fromtimestamp(float(at), tz)
-        key = (cfg.hall.business_day(float(at)),
-               (local.hour * 60 + local.minute) // SLOT_MIN * SLOT_MIN)
+        key = (
+            cfg.hall.business_day(float(at)),
+            (local.hour * 60 + local.minute) // SLOT_MIN * SLOT_MIN,
+        )
         cells[key] = cells.get(key, 0) + 1
     extra = sorted({s for _, s in cells} - set(slots))
     if extra:
@@ -138,15 +150,21 @@ def arrival_counts(log_path: str | Path, cfg: HallConfig) -> History:
         minutes = dict(zip(slots, open_min, strict=True))
         slots, open_min = tuple(merged), tuple(minutes.get(s, float(SLOT_MIN)) for s in merged)
     if not cells:
-        return History(cfg.hall.business_day(time.time()), slots, open_min,
-                       np.zeros((0, len(slots)), np.int64), f"event log {log_path}: no tickets")
+        return History(
+            cfg.hall.business_day(time.time()),
+            slots,
+            open_min,
+            np.zeros((0, len(slots)), np.int64),
+            f"event log {log_path}: no tickets",
+        )
     first = min(d for d, _ in cells)
     last = max(d for d, _ in cells)
     counts = np.zeros(((last - first).days + 1, len(slots)), np.int64)
     for (d, s), n in cells.items():
         counts[(d - first).days, slots.index(s)] += n
-    return History(first, slots, open_min, counts,
-                   f"event log {log_path}: {counts.shape[0] / 7:.1f} weeks")
+    return History(
+        first, slots, open_min, counts, f"event log {log_path}: {counts.shape[0] / 7:.1f} weeks"
+    )
 
 
 def synthetic_volume(cfg: HallConfig) -> float:
@@ -155,9 +173,15 @@ def synthetic_volume(cfg: HallConfig) -> float:
     return CALIBRATED_VOLUME * len(cfg.windows) / LIWAN_WINDOWS
 
 
-def synthetic_means(cfg: HallConfig, days: Sequence[dt.date], origin: dt.date, *,
-                    volume: float | None = None, trend: float = SYNTHETIC_TREND,
-                    weekday: Sequence[float] = SYNTHETIC_WEEKDAY) -> np.ndarray:
+def synthetic_means(
+    cfg: HallConfig,
+    days: Sequence[dt.date],
+    origin: dt.date,
+    *,
+    volume: float | None = None,
+    trend: float = SYNTHETIC_TREND,
+    weekday: Sequence[float] = SYNTHETIC_WEEKDAY,
+) -> np.ndarray:
     """Expected arrivals per (day, open half hour) under the generator's known effects:
     ``volume`` x month trend x filing factor x weekday x half-hour profile share.
 
@@ -167,8 +191,7 @@ def synthetic_means(cfg: HallConfig, days: Sequence[dt.date], origin: dt.date, *
     """
     slots, open_min = open_slots(cfg)
     demand = Demand.for_services([s.code for s in cfg.services])
-    w = np.array([demand.weight_at(s) * m / SLOT_MIN for s, m in zip(slots, open_min,
-                                                                      strict=True)])
+    w = np.array([demand.weight_at(s) * m / SLOT_MIN for s, m in zip(slots, open_min, strict=True)])
     share = w / w.sum()
     base = synthetic_volume(cfg) if volume is None else volume
     cal = Calendar.of(cfg)
@@ -179,9 +202,16 @@ def synthetic_means(cfg: HallConfig, days: Sequence[dt.date], origin: dt.date, *
             return 0.0
         return extra if cal.is_extra_workday(d) else weekday[d.weekday()]
 
-    daily = np.array([
-        base * math.exp(trend * months_between(origin, d)) * cal.filing_factor(d) / FILING_MEAN
-        * day_weight(d) for d in days])
+    daily = np.array(
+        [
+            base
+            * math.exp(trend * months_between(origin, d))
+            * cal.filing_factor(d)
+            / FILING_MEAN
+            * day_weight(d)
+            for d in days
+        ]
+    )
     arrivals: np.ndarray = daily[:, None] * share[None, :]
     return arrivals
 
@@ -191,10 +221,16 @@ def months_between(origin: dt.date, day: dt.date) -> float:
     return (day - origin).days / 30.4375
 
 
-def generate_history(cfg: HallConfig, months: int = 6, seed: int = 1, *,
-                     end: dt.date | None = None, volume: float | None = None,
-                     trend: float = SYNTHETIC_TREND,
-                     weekday: Sequence[float] = SYNTHETIC_WEEKDAY) -> History:
+def generate_history(
+    cfg: HallConfig,
+    months: int = 6,
+    seed: int = 1,
+    *,
+    end: dt.date | None = None,
+    volume: float | None = None,
+    trend: float = SYNTHETIC_TREND,
+    weekday: Sequence[float] = SYNTHETIC_WEEKDAY,
+) -> History:
     """A synthetic ``months``-month history ending on ``end`` (default yesterday, hall
     time): Poisson counts around :func:`synthetic_means`, the hall calendar included.
     Lunch is whatever the hall's opening hours close plus the profile's lull;
@@ -209,8 +245,7 @@ def generate_history(cfg: HallConfig, months: int = 6, seed: int = 1, *,
     rng = np.random.default_rng(seed)
     counts = rng.poisson(means).astype(np.int64)
     slots, open_min = open_slots(cfg)
-    return History(start, slots, open_min, counts,
-                   f"generated: {months} months, seed {seed}")
+    return History(start, slots, open_min, counts, f"generated: {months} months, seed {seed}")
 
 
 def _months_back(day: dt.date, months: int) -> dt.date:

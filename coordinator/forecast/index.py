@@ -57,7 +57,7 @@ class HourRow:
     hour: int
     count: float
     level: Level
-    wait_min: float | None = None   # mean simulated wait, when levels are by waits
+    wait_min: float | None = None  # mean simulated wait, when levels are by waits
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,8 +79,9 @@ class Forecast:
     days: list[dt.date] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "days", [self.start + dt.timedelta(days=i)
-                                          for i in range(self.mean.shape[0])])
+        object.__setattr__(
+            self, "days", [self.start + dt.timedelta(days=i) for i in range(self.mean.shape[0])]
+        )
 
     def is_open(self, day: dt.date) -> bool:
         """The hall opens on ``day``: an open weekday or a 调休 working day, and not one of
@@ -100,8 +101,9 @@ class Forecast:
 
     def _wait_level(self, wait_min: float) -> Level:
         th = self.thresholds
-        return wait_level(wait_min, quiet_wait_min=th.quiet_wait_min,
-                          busy_wait_min=th.busy_wait_min)
+        return wait_level(
+            wait_min, quiet_wait_min=th.quiet_wait_min, busy_wait_min=th.busy_wait_min
+        )
 
     def slot_level(self, day: dt.date, slot: int) -> Level:
         """The level of one half hour: the mean simulated wait of the tickets issued in
@@ -174,15 +176,25 @@ class Forecast:
                 continue
             rows = by_day.get(d, {})
             span = range(min(rows), max(rows) + 1) if rows else range(0)
-            days.append(m.ComfortDay(
-                day=d, open=self.is_open(d), level=self.day_level(d),
-                first_hour=span.start, hours=[rows[h].level if h in rows else None for h in span],
-                expected=[round(rows[h].count) if h in rows else 0 for h in span]))
+            days.append(
+                m.ComfortDay(
+                    day=d,
+                    open=self.is_open(d),
+                    level=self.day_level(d),
+                    first_hour=span.start,
+                    hours=[rows[h].level if h in rows else None for h in span],
+                    expected=[round(rows[h].count) if h in rows else 0 for h in span],
+                )
+            )
         th = self.thresholds
-        return m.ComfortState(rev=rev, source=self.source[:200],
-                              quiet_below_per_hour=round(th.quiet_per_hour, 1),
-                              busy_from_per_hour=round(th.busy_per_hour, 1),
-                              method=self.method, days=days)
+        return m.ComfortState(
+            rev=rev,
+            source=self.source[:200],
+            quiet_below_per_hour=round(th.quiet_per_hour, 1),
+            busy_from_per_hour=round(th.busy_per_hour, 1),
+            method=self.method,
+            days=days,
+        )
 
     @property
     def method(self) -> str:
@@ -197,47 +209,69 @@ class Forecast:
         waits = self.waits
 
         def day(i: int, d: dt.date) -> dict[str, Any]:
-            out = {"date": d.isoformat(), "open": self.is_open(d),
-                   "count": round(float(self.mean[i].sum()), 1), "level": self.day_level(d)}
+            out = {
+                "date": d.isoformat(),
+                "open": self.is_open(d),
+                "count": round(float(self.mean[i].sum()), 1),
+                "level": self.day_level(d),
+            }
             if waits is not None and self.is_open(d):
                 out["wait_min"] = round(waits.mean_wait(i), 2)
             return out
 
         def hour(r: HourRow) -> dict[str, Any]:
-            out = {"date": r.day.isoformat(), "hour": r.hour, "count": round(r.count, 1),
-                   "level": r.level}
+            out = {
+                "date": r.day.isoformat(),
+                "hour": r.hour,
+                "count": round(r.count, 1),
+                "level": r.level,
+            }
             if r.wait_min is not None:
                 out["wait_min"] = round(r.wait_min, 2)
             return out
 
         doc: dict[str, Any] = {
-            "hall": self.cfg.hall.id, "source": self.source, "start": self.start.isoformat(),
+            "hall": self.cfg.hall.id,
+            "source": self.source,
+            "start": self.start.isoformat(),
             "level_by": self.level_by,
-            "thresholds_per_hour": {"quiet_below": round(self.thresholds.quiet_per_hour, 1),
-                                    "busy_from": round(self.thresholds.busy_per_hour, 1),
-                                    "method": self.thresholds.method,
-                                    "basis": self.thresholds.basis},
+            "thresholds_per_hour": {
+                "quiet_below": round(self.thresholds.quiet_per_hour, 1),
+                "busy_from": round(self.thresholds.busy_per_hour, 1),
+                "method": self.thresholds.method,
+                "basis": self.thresholds.basis,
+            },
             "days": [day(i, d) for i, d in enumerate(self.days)],
             "hours": [hour(r) for r in self.hourly()],
         }
         if waits is not None:
-            doc["waits"] = {"replications": waits.replications, "policy": waits.policy,
-                            "quiet_below_min": self.thresholds.quiet_wait_min,
-                            "busy_from_min": self.thresholds.busy_wait_min}
+            doc["waits"] = {
+                "replications": waits.replications,
+                "policy": waits.policy,
+                "quiet_below_min": self.thresholds.quiet_wait_min,
+                "busy_from_min": self.thresholds.busy_wait_min,
+            }
         return doc
 
 
-def forecast_from(cfg: HallConfig, history: History, *, start: dt.date | None = None,
-                  days: int = 30, th: Thresholds | None = None, level_by: LevelBy = "waits",
-                  replications: int = REPLICATIONS, seed: int = 1) -> Forecast:
+def forecast_from(
+    cfg: HallConfig,
+    history: History,
+    *,
+    start: dt.date | None = None,
+    days: int = 30,
+    th: Thresholds | None = None,
+    level_by: LevelBy = "waits",
+    replications: int = REPLICATIONS,
+    seed: int = 1,
+) -> Forecast:
     """Fit ``history`` and forecast ``days`` days from ``start`` (default: the day after
     the history ends), both under the hall calendar in ``cfg`` (holidays closed, 调休
     days open, filing phases by each month's deadline). ``level_by="waits"`` simulates
     ``replications`` days per open day (seeds from ``seed`` and the date) for the levels;
     a hall that cannot be simulated logs a warning and gets levels by rates."""
     if level_by not in LEVEL_BY:
-        raise ValueError(f"unknown level_by {level_by!r}: expected one of "
-                         f"{', '.join(LEVEL_BY)}")
+        raise ValueError(f"unknown level_by {level_by!r}: expected one of {', '.join(LEVEL_BY)}")
     model = fit(history, calendar=Calendar.of(cfg))
     start = start or history.end + dt.timedelta(days=1)
     span = [start + dt.timedelta(days=i) for i in range(days)]
@@ -245,23 +279,50 @@ def forecast_from(cfg: HallConfig, history: History, *, start: dt.date | None = 
     waits = None
     if level_by == "waits":
         try:
-            waits = simulate_waits(cfg, history.slots, mean, span, replications=replications,
-                                   seed=seed)
+            waits = simulate_waits(
+                cfg, history.slots, mean, span, replications=replications, seed=seed
+            )
         except SimulationUnavailable as exc:
-            log.warning("comfort index for hall %s: cannot simulate the forecast days (%s); "
-                        "levels by rate thresholds instead", cfg.hall.id, exc)
+            log.warning(
+                "comfort index for hall %s: cannot simulate the forecast days (%s); "
+                "levels by rate thresholds instead",
+                cfg.hall.id,
+                exc,
+            )
         else:
-            log.info("comfort index for hall %s: %d forecast days x %d simulated (%s core) "
-                     "in %.2f s", cfg.hall.id, int((mean.sum(axis=1) > 0).sum()),
-                     waits.replications, waits.core, waits.wall_s)
-    return Forecast(cfg, start, history.slots, history.open_min, mean,
-                    th or thresholds(cfg), model, history.source, history.weeks, waits)
+            log.info(
+                "comfort index for hall %s: %d forecast days x %d simulated (%s core) in %.2f s",
+                cfg.hall.id,
+                int((mean.sum(axis=1) > 0).sum()),
+                waits.replications,
+                waits.core,
+                waits.wall_s,
+            )
+    return Forecast(
+        cfg,
+        start,
+        history.slots,
+        history.open_min,
+        mean,
+        th or thresholds(cfg),
+        model,
+        history.source,
+        history.weeks,
+        waits,
+    )
 
 
-def build_forecast(cfg: HallConfig, *, log_path: str | Path | None = None,
-                   months_synthetic: int = 6, seed: int = 1, days: int = 30,
-                   start: dt.date | None = None, min_weeks: float = MIN_WEEKS,
-                   level_by: LevelBy = "waits") -> Forecast:
+def build_forecast(
+    cfg: HallConfig,
+    *,
+    log_path: str | Path | None = None,
+    months_synthetic: int = 6,
+    seed: int = 1,
+    days: int = 30,
+    start: dt.date | None = None,
+    min_weeks: float = MIN_WEEKS,
+    level_by: LevelBy = "waits",
+) -> Forecast:
     """The hall's comfort forecast for ``days`` days from ``start`` (default today, hall
     time). Uses the event log at ``log_path`` when it holds at least ``min_weeks`` weeks,
     else a generated ``months_synthetic``-month history ending yesterday; ``source`` on

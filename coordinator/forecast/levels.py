@@ -73,9 +73,25 @@ from coordinator.simulation.policies import POLICIES, POLICY_NAMES, dedicated_sk
 from coordinator.simulation.profile import SEED_MEAN_WAIT_MIN, Demand, filing_factor
 from hallq.config import HallConfig
 
-__all__ = ["BUSY", "LEVELS", "LEVEL_BY", "METHODS", "MODERATE", "QUIET", "Level", "LevelBy",
-           "Method", "SimulationUnavailable", "Thresholds", "WaitCurve", "erlang_c_wait",
-           "expected_wait", "simulated_wait_curve", "thresholds", "wait_level"]
+__all__ = [
+    "BUSY",
+    "LEVELS",
+    "LEVEL_BY",
+    "METHODS",
+    "MODERATE",
+    "QUIET",
+    "Level",
+    "LevelBy",
+    "Method",
+    "SimulationUnavailable",
+    "Thresholds",
+    "WaitCurve",
+    "erlang_c_wait",
+    "expected_wait",
+    "simulated_wait_curve",
+    "thresholds",
+    "wait_level",
+]
 
 log = logging.getLogger("hallq.forecast")
 
@@ -100,16 +116,17 @@ BUSY_WAIT_MIN = SEED_MEAN_WAIT_MIN
 
 # The simulated month: filing periods as (a day in it, days of an average month in it).
 FILING_PERIODS = ((1, 9.0), (10, 6.0), (16, 365.25 / 12 - 15))
-WORKDAYS = range(5)          # Monday to Friday (Saturday's skeleton service never queues)
-REPLICATIONS = 2             # days drawn per (filing period, weekday): 30 days in all
-KERNEL_WIDTH = 0.06          # Gaussian kernel sd in log rate: ~6% of the rate
+WORKDAYS = range(5)  # Monday to Friday (Saturday's skeleton service never queues)
+REPLICATIONS = 2  # days drawn per (filing period, weekday): 30 days in all
+KERNEL_WIDTH = 0.06  # Gaussian kernel sd in log rate: ~6% of the rate
 GRID_POINTS = 241
-STRESS_ROUNDS = 4            # heavier days added, x1.25 each, when no day reaches 较多
+STRESS_ROUNDS = 4  # heavier days added, x1.25 each, when no day reaches 较多
 _CACHE_SIZE = 32
 
 
-def wait_level(wait_min: float, *, quiet_wait_min: float = QUIET_WAIT_MIN,
-               busy_wait_min: float = BUSY_WAIT_MIN) -> Level:
+def wait_level(
+    wait_min: float, *, quiet_wait_min: float = QUIET_WAIT_MIN, busy_wait_min: float = BUSY_WAIT_MIN
+) -> Level:
     """The level of an expected wait itself (what the rate thresholds stand for): under
     ``quiet_wait_min`` 较少, from ``busy_wait_min`` 较多, 适中 between."""
     if wait_min < quiet_wait_min:
@@ -146,8 +163,8 @@ class Thresholds:
     """Arrivals per hour at which the expected wait reaches each band edge, and how that
     wait was found (``method``; ``basis`` says it in words for the table and the JSON)."""
 
-    quiet_per_hour: float   # below: 较少
-    busy_per_hour: float    # at or above: 较多
+    quiet_per_hour: float  # below: 较少
+    busy_per_hour: float  # at or above: 较多
     quiet_wait_min: float
     busy_wait_min: float
     method: Method = "erlang"
@@ -166,11 +183,11 @@ class WaitCurve:
     """Expected wait (minutes) against arrivals per hour, non-decreasing, from simulated
     days; zero wait at zero arrivals, the last wait held beyond the last rate."""
 
-    rates: tuple[float, ...]   # per hour, increasing
-    waits: tuple[float, ...]   # minutes, non-decreasing
+    rates: tuple[float, ...]  # per hour, increasing
+    waits: tuple[float, ...]  # minutes, non-decreasing
     policy: str
-    days: int                  # days simulated
-    wall_s: float = field(default=0.0, compare=False)   # what the simulation took
+    days: int  # days simulated
+    wall_s: float = field(default=0.0, compare=False)  # what the simulation took
 
     def wait_at(self, per_hour: float) -> float:
         return float(np.interp(per_hour, (0.0, *self.rates), (0.0, *self.waits)))
@@ -194,20 +211,21 @@ def _service_queues(cfg: HallConfig) -> list[tuple[float, float, int]]:
     for served in skills.values():
         for c in served:
             windows[c] = windows.get(c, 0) + 1
-    return [(demand.mix[c], demand.mean_min[c], windows[c]) for c in demand.mix
-            if demand.mix[c] > 0]
+    return [
+        (demand.mix[c], demand.mean_min[c], windows[c]) for c in demand.mix if demand.mix[c] > 0
+    ]
 
 
 def expected_wait(cfg: HallConfig, per_hour: float) -> float:
     """Expected wait (minutes) at a steady ``per_hour`` arrivals, per-service FIFO, by
     Erlang C (the ``erlang`` method; the simulated one is :func:`simulated_wait_curve`)."""
     lam = per_hour / 60.0
-    return sum(share * erlang_c_wait(lam * share, mean, c)
-               for share, mean, c in _service_queues(cfg))
+    return sum(
+        share * erlang_c_wait(lam * share, mean, c) for share, mean, c in _service_queues(cfg)
+    )
 
 
-def _erlang_thresholds(cfg: HallConfig, quiet_wait_min: float,
-                       busy_wait_min: float) -> Thresholds:
+def _erlang_thresholds(cfg: HallConfig, quiet_wait_min: float, busy_wait_min: float) -> Thresholds:
     """Invert :func:`expected_wait` (increasing in the rate) by bisection at both edges."""
     queues = _service_queues(cfg)
     # the hall saturates when its most loaded service does
@@ -223,13 +241,20 @@ def _erlang_thresholds(cfg: HallConfig, quiet_wait_min: float,
                 hi = mid
         return lo
 
-    return Thresholds(rate_for(quiet_wait_min), rate_for(busy_wait_min),
-                      quiet_wait_min, busy_wait_min)
+    return Thresholds(
+        rate_for(quiet_wait_min), rate_for(busy_wait_min), quiet_wait_min, busy_wait_min
+    )
 
 
-def thresholds(cfg: HallConfig, *, quiet_wait_min: float = QUIET_WAIT_MIN,
-               busy_wait_min: float = BUSY_WAIT_MIN, method: Method = "simulated",
-               policy: str = "hallq", volume: float | None = None) -> Thresholds:
+def thresholds(
+    cfg: HallConfig,
+    *,
+    quiet_wait_min: float = QUIET_WAIT_MIN,
+    busy_wait_min: float = BUSY_WAIT_MIN,
+    method: Method = "simulated",
+    policy: str = "hallq",
+    volume: float | None = None,
+) -> Thresholds:
     """The hall's band edges in arrivals per hour (see the module's docstring).
 
     ``method="simulated"`` reads them off :func:`simulated_wait_curve` for ``policy`` and
@@ -243,18 +268,26 @@ def thresholds(cfg: HallConfig, *, quiet_wait_min: float = QUIET_WAIT_MIN,
     if method != "simulated":
         raise ValueError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
     try:
-        curve = simulated_wait_curve(cfg, policy=policy, volume=volume,
-                                     reach_min=busy_wait_min)
+        curve = simulated_wait_curve(cfg, policy=policy, volume=volume, reach_min=busy_wait_min)
         quiet, busy = curve.rate_for(quiet_wait_min), curve.rate_for(busy_wait_min)
         if quiet is None or busy is None:  # reach_min makes this unreachable; be explicit
             raise SimulationUnavailable(f"no simulated day waits {busy_wait_min:g} min")
     except SimulationUnavailable as exc:
-        log.warning("comfort index for hall %s: cannot simulate (%s); thresholds from "
-                    "Erlang C instead", cfg.hall.id, exc)
+        log.warning(
+            "comfort index for hall %s: cannot simulate (%s); thresholds from Erlang C instead",
+            cfg.hall.id,
+            exc,
+        )
         erlang = _erlang_thresholds(cfg, quiet_wait_min, busy_wait_min)
         return replace(erlang, basis=f"{erlang.basis}; not simulated: {exc}")
-    return Thresholds(quiet, busy, quiet_wait_min, busy_wait_min, "simulated",
-                      f"{POLICY_NAMES[policy]}, {curve.days} simulated days")
+    return Thresholds(
+        quiet,
+        busy,
+        quiet_wait_min,
+        busy_wait_min,
+        "simulated",
+        f"{POLICY_NAMES[policy]}, {curve.days} simulated days",
+    )
 
 
 # ------------------------------------------------------------------ simulated wait curve
@@ -264,19 +297,35 @@ _CURVES: OrderedDict[str, WaitCurve] = OrderedDict()
 
 def _hall_key(cfg: HallConfig, *parts: Any) -> str:
     """What a simulated day depends on: hours, the engine's settings, services, windows."""
-    doc = [cfg.hall.model_dump(mode="json", include={"timezone", "reset_time", "open_hours"}),
-           cfg.coordinator.model_dump(mode="json", include={"overdue_boost", "max_recalls",
-                                                            "person_daily_limit", "carry_over",
-                                                            "default_service_min"}),
-           [s.model_dump(mode="json") for s in cfg.services],
-           [w.model_dump(mode="json") for w in cfg.windows], [repr(p) for p in parts]]
+    doc = [
+        cfg.hall.model_dump(mode="json", include={"timezone", "reset_time", "open_hours"}),
+        cfg.coordinator.model_dump(
+            mode="json",
+            include={
+                "overdue_boost",
+                "max_recalls",
+                "person_daily_limit",
+                "carry_over",
+                "default_service_min",
+            },
+        ),
+        [s.model_dump(mode="json") for s in cfg.services],
+        [w.model_dump(mode="json") for w in cfg.windows],
+        [repr(p) for p in parts],
+    ]
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def simulated_wait_curve(cfg: HallConfig, *, policy: str = "hallq",
-                         replications: int = REPLICATIONS, seed: int = 1,
-                         volume: float | None = None, demand: Demand | None = None,
-                         reach_min: float = BUSY_WAIT_MIN) -> WaitCurve:
+def simulated_wait_curve(
+    cfg: HallConfig,
+    *,
+    policy: str = "hallq",
+    replications: int = REPLICATIONS,
+    seed: int = 1,
+    volume: float | None = None,
+    demand: Demand | None = None,
+    reach_min: float = BUSY_WAIT_MIN,
+) -> WaitCurve:
     """Expected wait against arrivals per hour from the hall's simulated month (see the
     module's docstring); cached per hall, arguments and process.
 
@@ -302,9 +351,15 @@ def simulated_wait_curve(cfg: HallConfig, *, policy: str = "hallq",
     return curve
 
 
-def _simulate_curve(cfg: HallConfig, policy: str, replications: int, seed: int,
-                    volume: float | None, demand: Demand | None,
-                    reach_min: float) -> WaitCurve:
+def _simulate_curve(
+    cfg: HallConfig,
+    policy: str,
+    replications: int,
+    seed: int,
+    volume: float | None,
+    demand: Demand | None,
+    reach_min: float,
+) -> WaitCurve:
     # imported here: the simulator's package may one day import the forecast's history
     from coordinator.dispatch import load_core
     from coordinator.forecast.history import (
@@ -322,14 +377,14 @@ def _simulate_curve(cfg: HallConfig, policy: str, replications: int, seed: int,
     served = {c for sk in skills.values() for c in sk}
     unserved = [c for c, share in demand.mix.items() if share > 0 and c not in served]
     if unserved:
-        raise SimulationUnavailable(f"no window serves {', '.join(unserved)} under the "
-                                    f"{policy} policy")
+        raise SimulationUnavailable(
+            f"no window serves {', '.join(unserved)} under the {policy} policy"
+        )
     slots, open_min = open_slots(cfg)
     spans = open_spans(cfg.hall.open_hours)
     if not slots or not spans:
         raise SimulationUnavailable("the hall has no opening hours")
-    weight = np.array([demand.weight_at(s) * m / 30 for s, m in zip(slots, open_min,
-                                                                     strict=True)])
+    weight = np.array([demand.weight_at(s) * m / 30 for s, m in zip(slots, open_min, strict=True)])
     if weight.sum() <= 0:
         raise SimulationUnavailable("the demand profile puts no arrivals in the opening hours")
     # expected arrivals per hour in each open half hour, per arrival of the day
@@ -337,8 +392,11 @@ def _simulate_curve(cfg: HallConfig, policy: str, replications: int, seed: int,
     base = synthetic_volume(cfg) if volume is None else volume
     if base <= 0:
         raise SimulationUnavailable("no arrivals to simulate")
-    month = [(base * filing_factor(d) / FILING_MEAN * SYNTHETIC_WEEKDAY[wd], days / 5)
-             for d, days in FILING_PERIODS for wd in WORKDAYS]
+    month = [
+        (base * filing_factor(d) / FILING_MEAN * SYNTHETIC_WEEKDAY[wd], days / 5)
+        for d, days in FILING_PERIODS
+        for wd in WORKDAYS
+    ]
     index = {s: j for j, s in enumerate(slots)}
     try:
         hall = FastHall(sim_config(cfg), load_core(), skills, day=sim_day(None), spans=spans)
@@ -367,26 +425,38 @@ def _simulate_curve(cfg: HallConfig, policy: str, replications: int, seed: int,
         for k in range(1, STRESS_ROUNDS + 1):
             if waits[-1] >= reach_min:
                 break
-            play(f"stress{k}", heaviest * 1.25 ** k, mean_weight)
+            play(f"stress{k}", heaviest * 1.25**k, mean_weight)
             rates, waits = _fit(rows)
     except SimulationUnavailable:
         raise
     except Exception as exc:  # a simulator failure must not cost the hall its index
         log.debug("comfort index: simulated day failed", exc_info=True)
-        raise SimulationUnavailable(f"the simulator failed: {type(exc).__name__}: {exc}"
-                                    ) from exc
+        raise SimulationUnavailable(f"the simulator failed: {type(exc).__name__}: {exc}") from exc
     if waits[-1] < reach_min:
-        raise SimulationUnavailable(f"even days of {heaviest * 1.25 ** STRESS_ROUNDS:.0f} "
-                                    f"arrivals wait under {reach_min:g} min on average")
-    curve = WaitCurve(tuple(rates.tolist()), tuple(waits.tolist()), policy,
-                      len(rows), time.perf_counter() - started)
-    log.info("comfort index for hall %s: %d days simulated (%s) in %.2f s", cfg.hall.id,
-             curve.days, policy, curve.wall_s)
+        raise SimulationUnavailable(
+            f"even days of {heaviest * 1.25**STRESS_ROUNDS:.0f} "
+            f"arrivals wait under {reach_min:g} min on average"
+        )
+    curve = WaitCurve(
+        tuple(rates.tolist()),
+        tuple(waits.tolist()),
+        policy,
+        len(rows),
+        time.perf_counter() - started,
+    )
+    log.info(
+        "comfort index for hall %s: %d days simulated (%s) in %.2f s",
+        cfg.hall.id,
+        curve.days,
+        policy,
+        curve.wall_s,
+    )
     return curve
 
 
-def _fit(rows: list[tuple[np.ndarray, float, np.ndarray, np.ndarray]]
-         ) -> tuple[np.ndarray, np.ndarray]:
+def _fit(
+    rows: list[tuple[np.ndarray, float, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
     """Kernel mean of the waits per ticket on a log-rate grid, then made non-decreasing."""
     rate = np.concatenate([r for r, _, _, _ in rows])
     day_w = np.concatenate([np.full(len(r), w) for r, w, _, _ in rows])

@@ -83,13 +83,22 @@ class Fit:
 
 
 def _names(slots: Sequence[int], open_weekdays: Sequence[int]) -> tuple[str, ...]:
-    return ("intercept", "trend/month", *(f"filing {g}" for g in FILING_GROUPS[1:]),
-            *(f"weekday {WEEKDAYS[w]}" for w in open_weekdays[1:]),
-            *(f"slot {s // 60:02d}:{s % 60:02d}" for s in slots[1:]))
+    return (
+        "intercept",
+        "trend/month",
+        *(f"filing {g}" for g in FILING_GROUPS[1:]),
+        *(f"weekday {WEEKDAYS[w]}" for w in open_weekdays[1:]),
+        *(f"slot {s // 60:02d}:{s % 60:02d}" for s in slots[1:]),
+    )
 
 
-def _design(days: Sequence[dt.date], origin: dt.date, slots: Sequence[int],
-            open_weekdays: Sequence[int], calendar: Calendar = NO_CALENDAR) -> np.ndarray:
+def _design(
+    days: Sequence[dt.date],
+    origin: dt.date,
+    slots: Sequence[int],
+    open_weekdays: Sequence[int],
+    calendar: Calendar = NO_CALENDAR,
+) -> np.ndarray:
     """One row per (day, half hour), day-major, columns as :func:`_names`."""
     n_s = len(slots)
     wd = list(open_weekdays)
@@ -112,27 +121,37 @@ def _design(days: Sequence[dt.date], origin: dt.date, slots: Sequence[int],
     x = np.repeat(per_day, n_s, axis=0)
     slot_cols = np.zeros((n_s, n_s - 1))
     slot_cols[np.arange(1, n_s), np.arange(n_s - 1)] = 1.0
-    x[:, cols - (n_s - 1):] = np.tile(slot_cols, (len(days), 1))
+    x[:, cols - (n_s - 1) :] = np.tile(slot_cols, (len(days), 1))
     return x
 
 
-def open_weekdays(history: History, closed_share: float = 0.5,
-                  calendar: Calendar = NO_CALENDAR) -> tuple[int, ...]:
+def open_weekdays(
+    history: History, closed_share: float = 0.5, calendar: Calendar = NO_CALENDAR
+) -> tuple[int, ...]:
     """Weekdays open on at least half their days in the history (a holiday Monday does
     not close Mondays; a hall that never opens Sundays does not get a Sunday forecast).
     The calendar's closed and extra working days do not count for their weekday."""
     totals = history.counts.sum(axis=1)
     out = []
     for w in range(7):
-        mine = [t for d, t in zip(history.days, totals, strict=True) if d.weekday() == w
-                and not calendar.is_closed(d) and not calendar.is_extra_workday(d)]
+        mine = [
+            t
+            for d, t in zip(history.days, totals, strict=True)
+            if d.weekday() == w and not calendar.is_closed(d) and not calendar.is_extra_workday(d)
+        ]
         if mine and sum(t > 0 for t in mine) / len(mine) >= closed_share:
             out.append(w)
     return tuple(out)
 
 
-def fit(history: History, *, calendar: Calendar = NO_CALENDAR, max_iter: int = 50,
-        tol: float = 1e-9, ridge: float = 1e-6) -> Fit:
+def fit(
+    history: History,
+    *,
+    calendar: Calendar = NO_CALENDAR,
+    max_iter: int = 50,
+    tol: float = 1e-9,
+    ridge: float = 1e-6,
+) -> Fit:
     """Fit the Poisson GLM to ``history``'s open days by iteratively reweighted least
     squares. A tiny ridge keeps a half hour with no tickets ever from diverging.
     ``calendar`` is the hall's: its closed days are left out even when they have tickets
@@ -141,8 +160,9 @@ def fit(history: History, *, calendar: Calendar = NO_CALENDAR, max_iter: int = 5
     if not weekdays:
         raise PoissonFitError("no open day in the history")
     totals = history.counts.sum(axis=1)
-    keep = [i for i, d in enumerate(history.days)
-            if totals[i] > 0 and calendar.is_open(d, weekdays)]
+    keep = [
+        i for i, d in enumerate(history.days) if totals[i] > 0 and calendar.is_open(d, weekdays)
+    ]
     if len(keep) < 14:
         raise PoissonFitError(f"only {len(keep)} open days in the history; need 14")
     days = [history.days[i] for i in keep]
@@ -165,8 +185,16 @@ def fit(history: History, *, calendar: Calendar = NO_CALENDAR, max_iter: int = 5
         if abs(dev_old - dev) <= tol * (abs(dev) + 1.0):
             break
         dev_old = dev
-    return Fit(_names(history.slots, weekdays), beta, history.start, history.slots, weekdays,
-               it, float(_deviance(y, mu)), calendar)
+    return Fit(
+        _names(history.slots, weekdays),
+        beta,
+        history.start,
+        history.slots,
+        weekdays,
+        it,
+        float(_deviance(y, mu)),
+        calendar,
+    )
 
 
 def _deviance(y: np.ndarray, mu: np.ndarray) -> float:

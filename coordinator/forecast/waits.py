@@ -46,15 +46,15 @@ from coordinator.forecast.levels import SimulationUnavailable
 from coordinator.simulation.profile import DayArrivals, Demand, open_spans
 from hallq.config import HallConfig
 
-__all__ = ["REPLICATIONS", "SimulatedWaits", "draw_expected", "simulate_waits",
-           "slot_pieces"]
+__all__ = ["REPLICATIONS", "SimulatedWaits", "draw_expected", "simulate_waits", "slot_pieces"]
 
-REPLICATIONS = 4   # simulated days per forecast day
-CHUNK = 1024       # points drawn at a time: the k-th taxpayer never depends on the day's total
+REPLICATIONS = 4  # simulated days per forecast day
+CHUNK = 1024  # points drawn at a time: the k-th taxpayer never depends on the day's total
 
 
-def slot_pieces(slots: Sequence[int], spans: Sequence[tuple[float, float]]
-                ) -> list[list[tuple[float, float]]]:
+def slot_pieces(
+    slots: Sequence[int], spans: Sequence[tuple[float, float]]
+) -> list[list[tuple[float, float]]]:
     """Per half hour (minute of day it starts), the parts of it the hall is open, as
     (start, end) seconds from midnight; empty for a half hour outside the opening hours."""
     out: list[list[tuple[float, float]]] = []
@@ -64,8 +64,9 @@ def slot_pieces(slots: Sequence[int], spans: Sequence[tuple[float, float]]
     return out
 
 
-def draw_expected(demand: Demand, pieces: Sequence[tuple[float, float, float]],
-                  rng: np.random.Generator) -> DayArrivals:
+def draw_expected(
+    demand: Demand, pieces: Sequence[tuple[float, float, float]], rng: np.random.Generator
+) -> DayArrivals:
     """One day's arrivals from explicit expected counts: ``pieces`` are (start, end seconds
     from midnight, expected arrivals), in time order and not overlapping, and the arrivals
     are a Poisson process of constant rate within each piece; services by ``demand``'s mix,
@@ -88,7 +89,7 @@ def draw_expected(demand: Demand, pieces: Sequence[tuple[float, float, float]],
     total = float(edges[-1])
     mix = np.cumsum([demand.mix[c] for c in codes])
     sigma = np.array([demand.sigma_of(c) for c in codes])
-    mu = np.log(np.array([demand.mean_min[c] * 60 for c in codes])) - sigma ** 2 / 2
+    mu = np.log(np.array([demand.mean_min[c] * 60 for c in codes])) - sigma**2 / 2
     cum, picks, normals = [], [], []
     reached = 0.0
     while reached < total:
@@ -105,10 +106,13 @@ def draw_expected(demand: Demand, pieces: Sequence[tuple[float, float, float]],
     u = np.concatenate(picks)[:n] * mix[-1]
     svc = np.minimum(np.searchsorted(mix, u, side="right"), len(codes) - 1)
     service_s = np.exp(mu[svc] + sigma[svc] * np.concatenate(normals)[:n])
-    return DayArrivals(codes, array("d", t.astype(np.float64).tobytes()),
-                       array("i", svc.astype(np.intc).tobytes()),
-                       array("d", service_s.astype(np.float64).tobytes()),
-                       array("b", bytes(n)))
+    return DayArrivals(
+        codes,
+        array("d", t.astype(np.float64).tobytes()),
+        array("i", svc.astype(np.intc).tobytes()),
+        array("d", service_s.astype(np.float64).tobytes()),
+        array("b", bytes(n)),
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,11 +122,11 @@ class SimulatedWaits:
     day (zeros on a day not simulated: closed)."""
 
     slots: tuple[int, ...]
-    wait_sum: np.ndarray   # (days, slots)
-    tickets: np.ndarray    # (days, slots)
+    wait_sum: np.ndarray  # (days, slots)
+    tickets: np.ndarray  # (days, slots)
     replications: int
     policy: str
-    core: str              # "compiled" or "pure"
+    core: str  # "compiled" or "pure"
     wall_s: float = 0.0
 
     def mean_wait(self, row: int, cols: Sequence[int] | None = None) -> float:
@@ -135,15 +139,23 @@ class SimulatedWaits:
     def hour_waits(self, row: int) -> dict[int, float]:
         """Mean wait per hour of day ``row``, for the hours holding any slot."""
         hours = sorted({s // 60 for s in self.slots})
-        return {h: self.mean_wait(row, [j for j, s in enumerate(self.slots) if s // 60 == h])
-                for h in hours}
+        return {
+            h: self.mean_wait(row, [j for j, s in enumerate(self.slots) if s // 60 == h])
+            for h in hours
+        }
 
 
 class _Hall:
     """A hall set up once for simulating forecast days: FastHall, demand, slot pieces."""
 
-    def __init__(self, cfg: HallConfig, slots: Sequence[int], policy: str,
-                 demand: Demand | None, core_cls: type[Any] | None) -> None:
+    def __init__(
+        self,
+        cfg: HallConfig,
+        slots: Sequence[int],
+        policy: str,
+        demand: Demand | None,
+        core_cls: type[Any] | None,
+    ) -> None:
         from coordinator.dispatch import core_kind, load_core
         from coordinator.simulation import FastHall, sim_day
         from coordinator.simulation.day import sim_config
@@ -156,23 +168,24 @@ class _Hall:
         served = {c for sk in skills.values() for c in sk}
         unserved = [c for c, share in self.demand.mix.items() if share > 0 and c not in served]
         if unserved:
-            raise SimulationUnavailable(f"no window serves {', '.join(unserved)} under the "
-                                        f"{policy} policy")
+            raise SimulationUnavailable(
+                f"no window serves {', '.join(unserved)} under the {policy} policy"
+            )
         spans = open_spans(cfg.hall.open_hours)
         if not spans:
             raise SimulationUnavailable("the hall has no opening hours")
         self.core_cls = core_cls or load_core("auto")
         self.core = core_kind(self.core_cls)
         try:
-            self.fast = FastHall(sim_config(cfg), self.core_cls, skills, day=sim_day(None),
-                                 spans=spans)
+            self.fast = FastHall(
+                sim_config(cfg), self.core_cls, skills, day=sim_day(None), spans=spans
+            )
         except Exception as exc:  # a hall file the engine refuses (e.g. skills): say why
             raise SimulationUnavailable(f"{type(exc).__name__}: {exc}") from exc
         self.pieces = slot_pieces(slots, spans)
         self.index = {s: j for j, s in enumerate(slots)}
 
-    def play(self, expected: np.ndarray, rng: np.random.Generator
-             ) -> tuple[np.ndarray, np.ndarray]:
+    def play(self, expected: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One simulated day at ``expected`` arrivals per slot: wait sum (min), tickets."""
         pieces: list[tuple[float, float, float]] = []
         for parts, n in zip(self.pieces, expected.tolist(), strict=True):
@@ -188,10 +201,18 @@ class _Hall:
         return total, count
 
 
-def simulate_waits(cfg: HallConfig, slots: Sequence[int], mean: np.ndarray,
-                   days: Sequence[dt.date], *, replications: int = REPLICATIONS,
-                   seed: int = 1, policy: str = "hallq", demand: Demand | None = None,
-                   core_cls: type[Any] | None = None) -> SimulatedWaits:
+def simulate_waits(
+    cfg: HallConfig,
+    slots: Sequence[int],
+    mean: np.ndarray,
+    days: Sequence[dt.date],
+    *,
+    replications: int = REPLICATIONS,
+    seed: int = 1,
+    policy: str = "hallq",
+    demand: Demand | None = None,
+    core_cls: type[Any] | None = None,
+) -> SimulatedWaits:
     """Simulate ``replications`` days for each row of ``mean`` (expected arrivals per
     (day, half hour ``slots``), day ``days[i]``) with any arrivals; rows without are
     closed days and are not simulated. Replication ``r`` of day ``d`` is drawn from the
@@ -210,12 +231,19 @@ def simulate_waits(cfg: HallConfig, slots: Sequence[int], mean: np.ndarray,
             if not mean[i].sum() > 0:
                 continue
             for r in range(replications):
-                total, count = hall.play(mean[i], np.random.default_rng(
-                    [seed % 2 ** 63, d.toordinal(), r]))
+                total, count = hall.play(
+                    mean[i], np.random.default_rng([seed % 2**63, d.toordinal(), r])
+                )
                 wait_sum[i] += total
                 tickets[i] += count
     except Exception as exc:  # a simulator failure must not cost the hall its index
-        raise SimulationUnavailable(f"the simulator failed: {type(exc).__name__}: {exc}"
-                                    ) from exc
-    return SimulatedWaits(tuple(slots), wait_sum, tickets, replications, policy, hall.core,
-                          time.perf_counter() - started)
+        raise SimulationUnavailable(f"the simulator failed: {type(exc).__name__}: {exc}") from exc
+    return SimulatedWaits(
+        tuple(slots),
+        wait_sum,
+        tickets,
+        replications,
+        policy,
+        hall.core,
+        time.perf_counter() - started,
+    )

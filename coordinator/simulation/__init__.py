@@ -51,9 +51,17 @@ from coordinator.simulation.report import Estimate, PolicyReport, SimulationRepo
 from hallq.config import HallConfig
 
 __all__ = [
-    "CALIBRATED_VOLUME", "POLICIES", "Demand", "FastHall", "PolicyReport", "SimulationReport",
+    "CALIBRATED_VOLUME",
+    "POLICIES",
+    "Demand",
+    "FastHall",
+    "PolicyReport",
+    "SimulationReport",
     "draw_days",
-    "render_report", "run_simulation", "save_chart", "sim_day",
+    "render_report",
+    "run_simulation",
+    "save_chart",
+    "sim_day",
 ]
 
 Progress = Callable[[int, int], None]
@@ -64,23 +72,51 @@ def sim_day(day_of_month: int | None) -> dt.date:
     return dt.date(2026, 3, day_of_month or 3)
 
 
-def draw_days(cfg: HallConfig, demand: Demand, *, volume: float, day_of_month: int | None,
-              replications: int, seed: int, no_show: float = 0.0, transfer: float = 0.0,
-              appointments: float = 0.0) -> list[DayArrivals]:
+def draw_days(
+    cfg: HallConfig,
+    demand: Demand,
+    *,
+    volume: float,
+    day_of_month: int | None,
+    replications: int,
+    seed: int,
+    no_show: float = 0.0,
+    transfer: float = 0.0,
+    appointments: float = 0.0,
+) -> list[DayArrivals]:
     """R independent days of arrivals; replication r depends only on (seed, r)."""
     spans = open_spans(cfg.hall.open_hours)
     expected = volume * day_factor(day_of_month)
-    return [draw_day(demand, spans, volume=expected, rng=random.Random(f"hallq-sim:{seed}:{r}"),
-                     no_show=no_show, transfer=transfer, appointments=appointments)
-            for r in range(replications)]
+    return [
+        draw_day(
+            demand,
+            spans,
+            volume=expected,
+            rng=random.Random(f"hallq-sim:{seed}:{r}"),
+            no_show=no_show,
+            transfer=transfer,
+            appointments=appointments,
+        )
+        for r in range(replications)
+    ]
 
 
-def run_simulation(cfg: HallConfig, *, volume: float, day_of_month: int | None = None,
-                   replications: int = 10, seed: int = 1,
-                   policies: Sequence[str] = POLICIES, core_kind: str = "auto",
-                   no_show: float = 0.0, transfer: float = 0.0, appointments: float = 0.0,
-                   demand: Demand | None = None, progress: Progress | None = None,
-                   engine: bool = False) -> SimulationReport:
+def run_simulation(
+    cfg: HallConfig,
+    *,
+    volume: float,
+    day_of_month: int | None = None,
+    replications: int = 10,
+    seed: int = 1,
+    policies: Sequence[str] = POLICIES,
+    core_kind: str = "auto",
+    no_show: float = 0.0,
+    transfer: float = 0.0,
+    appointments: float = 0.0,
+    demand: Demand | None = None,
+    progress: Progress | None = None,
+    engine: bool = False,
+) -> SimulationReport:
     """Simulate ``replications`` days of ``cfg`` under each policy and compare them.
 
     ``volume`` is the expected arrivals of an average filing-period day; ``day_of_month``
@@ -95,8 +131,11 @@ def run_simulation(cfg: HallConfig, *, volume: float, day_of_month: int | None =
         raise ValueError("replications must be at least 1")
     if volume < 0:
         raise ValueError("volume must not be negative")
-    for name, share in (("no_show", no_show), ("transfer", transfer),
-                        ("appointments", appointments)):
+    for name, share in (
+        ("no_show", no_show),
+        ("transfer", transfer),
+        ("appointments", appointments),
+    ):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"{name} must be a share between 0 and 1, got {share}")
     unknown = [p for p in policies if p not in POLICIES]
@@ -108,40 +147,59 @@ def run_simulation(cfg: HallConfig, *, volume: float, day_of_month: int | None =
     demand = demand or Demand.for_services([s.code for s in cfg.services])
     spans = open_spans(cfg.hall.open_hours)
     started = time.perf_counter()
-    days = draw_days(cfg, demand, volume=volume, day_of_month=day_of_month,
-                     replications=replications, seed=seed, no_show=no_show,
-                     transfer=transfer, appointments=appointments)
+    days = draw_days(
+        cfg,
+        demand,
+        volume=volume,
+        day_of_month=day_of_month,
+        replications=replications,
+        seed=seed,
+        no_show=no_show,
+        transfer=transfer,
+        appointments=appointments,
+    )
     date = sim_day(day_of_month)
     skills = {p: policy_skills(cfg, demand, p) for p in policies}
     results: dict[str, list[DayResult]] = {p: [] for p in policies}
     total, done = replications * len(policies), 0
-    halls = {} if engine else {p: FastHall(sim_cfg, core_cls, skills[p], day=date, spans=spans)
-                               for p in policies}
+    halls = (
+        {}
+        if engine
+        else {p: FastHall(sim_cfg, core_cls, skills[p], day=date, spans=spans) for p in policies}
+    )
     for arrivals in days:
         for p in policies:
             if engine:
-                results[p].append(run_day(sim_cfg, core_cls, skills[p], arrivals, day=date,
-                                          spans=spans))
+                results[p].append(
+                    run_day(sim_cfg, core_cls, skills[p], arrivals, day=date, spans=spans)
+                )
             else:
                 results[p].append(halls[p].play(arrivals))
             done += 1
             if progress is not None:
                 progress(done, total)
-    reports = {p: PolicyReport.from_days(p, POLICY_NAMES[p], results[p], skills[p])
-               for p in policies}
+    reports = {
+        p: PolicyReport.from_days(p, POLICY_NAMES[p], results[p], skills[p]) for p in policies
+    }
     settings: dict[str, Any] = {
         "mix": {k: round(v, 4) for k, v in demand.mix.items()},
         "mean_counter_min": {k: round(v, 3) for k, v in demand.mean_min.items()},
         "lognormal_sigma": demand.sigma,
         "open_hours": [[f"{a:%H:%M}", f"{b:%H:%M}"] for a, b in cfg.hall.open_hours],
         "day_factor": round(day_factor(day_of_month), 4),
-        "transfer": transfer, "appointments": appointments,
+        "transfer": transfer,
+        "appointments": appointments,
     }
     return SimulationReport(
-        hall=cfg.hall.id, volume=volume, day_of_month=day_of_month,
-        replications=replications, seed=seed, core_kind=kind + (" engine" if engine else ""),
+        hall=cfg.hall.id,
+        volume=volume,
+        day_of_month=day_of_month,
+        replications=replications,
+        seed=seed,
+        core_kind=kind + (" engine" if engine else ""),
         no_show=no_show,
-        arrivals=Estimate.of([float(len(a)) for a in days]), policies=reports,
-        wall_s=time.perf_counter() - started, settings=settings,
+        arrivals=Estimate.of([float(len(a)) for a in days]),
+        policies=reports,
+        wall_s=time.perf_counter() - started,
+        settings=settings,
     )
-

@@ -16,11 +16,20 @@ from coordinator.simulation.report import SimulationReport
 from hallq.config import HallConfig
 
 
-def calibrate_volume(cfg: HallConfig, *, target_min: float = SEED_MEAN_WAIT_MIN,
-                     policy: str = "fifo", low: float = 4000.0, high: float = 12000.0,
-                     replications: int = 10, seed: int = 1, core_kind: str = "auto",
-                     tolerance_min: float = 0.05, max_steps: int = 12,
-                     log: Callable[[str], None] | None = None) -> tuple[float, SimulationReport]:
+def calibrate_volume(
+    cfg: HallConfig,
+    *,
+    target_min: float = SEED_MEAN_WAIT_MIN,
+    policy: str = "fifo",
+    low: float = 4000.0,
+    high: float = 12000.0,
+    replications: int = 10,
+    seed: int = 1,
+    core_kind: str = "auto",
+    tolerance_min: float = 0.05,
+    max_steps: int = 12,
+    log: Callable[[str], None] | None = None,
+) -> tuple[float, SimulationReport]:
     """The volume (rounded to 10 arrivals) whose ``policy`` mean wait is nearest ``target``.
 
     Returns the volume and the report of its run. Assumes the mean wait rises with the
@@ -29,8 +38,14 @@ def calibrate_volume(cfg: HallConfig, *, target_min: float = SEED_MEAN_WAIT_MIN,
     best: tuple[float, float, SimulationReport] | None = None
     for _ in range(max_steps):
         mid = round((low + high) / 20.0) * 10.0
-        report = run_simulation(cfg, volume=mid, replications=replications, seed=seed,
-                                policies=[policy], core_kind=core_kind)
+        report = run_simulation(
+            cfg,
+            volume=mid,
+            replications=replications,
+            seed=seed,
+            policies=[policy],
+            core_kind=core_kind,
+        )
         wait = report.policies[policy].waits["all"]["mean"].mean
         if log is not None:
             log(f"volume {mid:.0f}: mean wait {wait:.2f} min")

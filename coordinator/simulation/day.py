@@ -37,9 +37,9 @@ from hallq import messages as m
 from hallq.config import HallConfig
 from hallq.messages import Priority
 
-NO_SHOW_WAIT_S = 60.0     # how long a window waits for a called ticket before skipping it
-SAMPLE_S = 300.0          # queue-length samples every 5 minutes
-WAIT_BIN_S = 900.0        # mean wait by quarter hour of issue
+NO_SHOW_WAIT_S = 60.0  # how long a window waits for a called ticket before skipping it
+SAMPLE_S = 300.0  # queue-length samples every 5 minutes
+WAIT_BIN_S = 900.0  # mean wait by quarter hour of issue
 
 Skills = dict[int, dict[str, float]]
 
@@ -48,16 +48,16 @@ Skills = dict[int, dict[str, float]]
 class DayResult:
     """What one policy did with one day's arrivals; raw enough to aggregate across days."""
 
-    waits: dict[str, list[float]]             # service -> wait seconds of served tickets
-    busy_s: dict[int, float]                  # window -> seconds at the counter
-    open_s: float                             # seconds the hall is open
-    overtime_s: float                         # last finish after closing, 0 if none
+    waits: dict[str, list[float]]  # service -> wait seconds of served tickets
+    busy_s: dict[int, float]  # window -> seconds at the counter
+    open_s: float  # seconds the hall is open
+    overtime_s: float  # last finish after closing, 0 if none
     served: int
     no_shows: int
-    turned_away: Counter[str]                 # rejection code -> arrivals refused a ticket
-    queue_samples: list[tuple[float, int]]    # (seconds from midnight, tickets waiting)
+    turned_away: Counter[str]  # rejection code -> arrivals refused a ticket
+    queue_samples: list[tuple[float, int]]  # (seconds from midnight, tickets waiting)
     wait_bins: dict[float, tuple[float, int]] = field(default_factory=dict)  # bin -> (sum, n)
-    transferred: int = 0                      # first services that ended in a transfer
+    transferred: int = 0  # first services that ended in a transfer
     # appointment holders' waits counted from the start of their slot (when they came early)
     booked_waits: list[float] = field(default_factory=list)
 
@@ -80,8 +80,9 @@ def epoch_of(cfg: HallConfig, day: dt.date) -> float:
     return dt.datetime.combine(day, dt.time(0, 0), cfg.hall.tzinfo).timestamp()
 
 
-def _engine_for(cfg: HallConfig, core_cls: type[Any], skills: Skills, day: dt.date,
-                t0: float) -> Engine:
+def _engine_for(
+    cfg: HallConfig, core_cls: type[Any], skills: Skills, day: dt.date, t0: float
+) -> Engine:
     """A fresh engine on ``day`` whose windows were given ``skills`` as a supervisor would."""
     engine = Engine(cfg, core_cls)
     engine.start_day({"day": day.isoformat()})
@@ -92,8 +93,15 @@ def _engine_for(cfg: HallConfig, core_cls: type[Any], skills: Skills, day: dt.da
     return engine
 
 
-def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequence[Arrival],
-            *, day: dt.date, spans: list[tuple[float, float]]) -> DayResult:
+def run_day(
+    cfg: HallConfig,
+    core_cls: type[Any],
+    skills: Skills,
+    arrivals: Sequence[Arrival],
+    *,
+    day: dt.date,
+    spans: list[tuple[float, float]],
+) -> DayResult:
     """Play ``arrivals`` through a fresh engine whose windows have ``skills``.
 
     Windows serve continuously while anyone waits (through lunch and past closing: tickets
@@ -117,12 +125,12 @@ def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequ
         for c in sk:
             serves[c].append(number)
 
-    idle: dict[int, float] = dict.fromkeys(skills, t0)   # window -> idle since
+    idle: dict[int, float] = dict.fromkeys(skills, t0)  # window -> idle since
     busy: dict[int, float] = dict.fromkeys(skills, 0.0)
-    at: dict[int, int] = {}                               # window -> ticket index it serves
+    at: dict[int, int] = {}  # window -> ticket index it serves
     by_idx: list[Arrival] = []
-    moved: dict[int, float] = {}                          # ticket index -> transferred at
-    heap: list[tuple[float, int, int]] = []               # (time, kind, window)
+    moved: dict[int, float] = {}  # ticket index -> transferred at
+    heap: list[tuple[float, int, int]] = []  # (time, kind, window)
     waits: dict[str, list[float]] = {c: [] for c in engine.services}
     wait_bins: dict[float, list[float]] = {}
     booked: list[float] = []
@@ -184,8 +192,9 @@ def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequ
             else:
                 code = f"SIM{i:06d}"
                 engine.register_appointment(code, a.service, base + a.slot[0], base + a.slot[1])
-                out = engine.apply(m.IssueRequest(kind="issue", service=a.service,
-                                                  appointment=code), now)
+                out = engine.apply(
+                    m.IssueRequest(kind="issue", service=a.service, appointment=code), now
+                )
             if not out.ok:
                 turned[out.error.code if out.error else "rejected"] += 1
                 continue
@@ -202,8 +211,7 @@ def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequ
         t_idx = at.pop(w)
         a = by_idx[t_idx]
         if a.transfer is not None and t_idx not in moved:
-            out = engine.apply(m.Transfer(window=w, action="transfer", to_service=a.transfer),
-                               now)
+            out = engine.apply(m.Transfer(window=w, action="transfer", to_service=a.transfer), now)
             if not out.ok:
                 raise RuntimeError(f"transfer refused: {out.error}")
             moved[t_idx] = now
@@ -221,11 +229,17 @@ def run_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequ
         samples.append((next_sample, waiting))
         next_sample += SAMPLE_S
     return DayResult(
-        waits=waits, busy_s=busy, open_s=sum(b - a for a, b in spans),
-        overtime_s=max(0.0, last_end - close), served=served, no_shows=no_shows,
-        turned_away=turned, queue_samples=samples,
+        waits=waits,
+        busy_s=busy,
+        open_s=sum(b - a for a, b in spans),
+        overtime_s=max(0.0, last_end - close),
+        served=served,
+        no_shows=no_shows,
+        turned_away=turned,
+        queue_samples=samples,
         wait_bins={k: (v[0], int(v[1])) for k, v in wait_bins.items()},
-        transferred=transferred, booked_waits=booked,
+        transferred=transferred,
+        booked_waits=booked,
     )
 
 
@@ -269,8 +283,15 @@ class FastHall:
     given times (what ``coordinator.advice.replay_day`` does through the engine).
     """
 
-    def __init__(self, cfg: HallConfig, core_cls: type[Any], skills: Skills, *, day: dt.date,
-                 spans: list[tuple[float, float]]) -> None:
+    def __init__(
+        self,
+        cfg: HallConfig,
+        core_cls: type[Any],
+        skills: Skills,
+        *,
+        day: dt.date,
+        spans: list[tuple[float, float]],
+    ) -> None:
         self.base = epoch_of(cfg, day)
         self.spans = spans
         self.t0 = self.base + spans[0][0]
@@ -284,10 +305,11 @@ class FastHall:
         self.appointment = CLASS_OF[Priority.APPOINTMENT]
         normal = CLASS_OF[Priority.NORMAL]
         services = list(engine.services.values())
-        self.cls_of = array("i", [self.green if s.priority == "green" else normal
-                                  for s in services])
+        self.cls_of = array(
+            "i", [self.green if s.priority == "green" else normal for s in services]
+        )
         self.cap = array("q", [-1 if s.daily_cap is None else s.daily_cap for s in services])
-        self.ceiling = array("q", [10 ** s.width for s in services])
+        self.ceiling = array("q", [10**s.width for s in services])
         self.hours, self.hours_off = array("d"), array("i", [0])
         for s in services:
             for a, b in open_spans(engine.hours_of(s)):
@@ -320,11 +342,20 @@ class FastHall:
         if n > self._size:
             self._size = max(n, 2 * self._size)
             self.tsvc, self.tarr, self.csvc, self.tcls = (_zeros("i", self._size) for _ in range(4))
-            (self.tissue, self.cwait, self.tsa, self.tsb, self.tback, self.tcall, self.cbook,
-             self.grouped) = (_doubles(self._size) for _ in range(8))
+            (
+                self.tissue,
+                self.cwait,
+                self.tsa,
+                self.tsb,
+                self.tback,
+                self.tcall,
+                self.cbook,
+                self.grouped,
+            ) = (_doubles(self._size) for _ in range(8))
 
-    def _changes(self, changes: Sequence[SkillChange], start_s: float
-                 ) -> tuple[array[float], array[int], array[int], list[Any], list[Any]]:
+    def _changes(
+        self, changes: Sequence[SkillChange], start_s: float
+    ) -> tuple[array[float], array[int], array[int], list[Any], list[Any]]:
         ns = len(self.codes)
         order = sorted(range(len(changes)), key=lambda k: changes[k].at_s)
         ch_t, ch_p, ch_sk = array("d"), array("i"), _zeros("b", len(changes) * ns)
@@ -336,8 +367,9 @@ class FastHall:
                 raise ValueError(f"skill change for window {ch.window}, which the hall lacks")
             unknown = [c for c in ch.skills if c not in self.service_idx]
             if unknown:
-                raise ValueError(f"skill change for window {ch.window}: unknown service "
-                                 f"{unknown[0]!r}")
+                raise ValueError(
+                    f"skill change for window {ch.window}: unknown service {unknown[0]!r}"
+                )
             ch_t.append(self.base + max(ch.at_s, start_s))
             ch_p.append(self.pos[ch.window])
             for c in ch.skills:
@@ -347,9 +379,15 @@ class FastHall:
             self._changed.add(ch.window)
         return ch_t, ch_p, ch_sk, svcs, wts
 
-    def play(self, arrivals: Sequence[Arrival], *, start_s: float | None = None,
-             changes: Sequence[SkillChange] = (), backlog: Sequence[Arrival] | int = (),
-             busy_until_s: Mapping[int, float] | None = None) -> DayResult:
+    def play(
+        self,
+        arrivals: Sequence[Arrival],
+        *,
+        start_s: float | None = None,
+        changes: Sequence[SkillChange] = (),
+        backlog: Sequence[Arrival] | int = (),
+        busy_until_s: Mapping[int, float] | None = None,
+    ) -> DayResult:
         """Play ``arrivals`` (in time order) from opening, or from ``start_s``.
 
         ``backlog``: tickets issued before ``start_s`` and still waiting (counted from
@@ -358,7 +396,7 @@ class FastHall:
         when a window now at its counter is free; ``changes``: timed skill changes
         (``replay_day``'s meaning).
         """
-        for w in self._changed:   # undo the skill changes of the last day played
+        for w in self._changed:  # undo the skill changes of the last day played
             self.engine.push_skills(self.engine.windows[w])
         self._changed.clear()
         start = self.spans[0][0] if start_s is None else start_s
@@ -387,23 +425,82 @@ class FastHall:
         wsk, incur = array("b", self.wsk0), array("b", self.incur0)
         rank = array("i", range(nw))
         last_end = self.play_loop(
-            self.core, cols.t, cols.svc, cols.service_s, cols.no_show, cols.xfer, cols.xfer_s,
-            cols.slot_a, cols.slot_b, n_back, svc_of_code, self.cls_of, self.green,
-            self.appointment, self.cap, self.ceiling, self.hours, self.hours_off, self.win_idx,
-            self.win_num, wsk, incur, rank, free_at, ch_t, ch_p, ch_sk, ch_svcs, ch_wts,
-            self.base, t0, NO_SHOW_WAIT_S, start, SAMPLE_S, WAIT_BIN_S, self.tsvc, self.tissue,
-            self.tarr, self.tcls, self.tsa, self.tsb, self.tback, self.tcall, self.cwait, self.csvc,
-            self.cbook, busy, samples, bins, bin_n, counts, self.work, self.flags, self.wcur,
-            self.occ, self.by_rank, self.serve_off, self.serve_pos, self.ht, self.hk, self.hp)
+            self.core,
+            cols.t,
+            cols.svc,
+            cols.service_s,
+            cols.no_show,
+            cols.xfer,
+            cols.xfer_s,
+            cols.slot_a,
+            cols.slot_b,
+            n_back,
+            svc_of_code,
+            self.cls_of,
+            self.green,
+            self.appointment,
+            self.cap,
+            self.ceiling,
+            self.hours,
+            self.hours_off,
+            self.win_idx,
+            self.win_num,
+            wsk,
+            incur,
+            rank,
+            free_at,
+            ch_t,
+            ch_p,
+            ch_sk,
+            ch_svcs,
+            ch_wts,
+            self.base,
+            t0,
+            NO_SHOW_WAIT_S,
+            start,
+            SAMPLE_S,
+            WAIT_BIN_S,
+            self.tsvc,
+            self.tissue,
+            self.tarr,
+            self.tcls,
+            self.tsa,
+            self.tsb,
+            self.tback,
+            self.tcall,
+            self.cwait,
+            self.csvc,
+            self.cbook,
+            busy,
+            samples,
+            bins,
+            bin_n,
+            counts,
+            self.work,
+            self.flags,
+            self.wcur,
+            self.occ,
+            self.by_rank,
+            self.serve_off,
+            self.serve_pos,
+            self.ht,
+            self.hk,
+            self.hp,
+        )
         self._admitted = counts[fd.ADMITTED]
         served, no_shows = counts[fd.SERVED], counts[fd.NO_SHOWS]
-        self.split(self.cwait, self.csvc, counts[fd.CALLED], len(self.codes), self.grouped,
-                   self.offsets)
+        self.split(
+            self.cwait, self.csvc, counts[fd.CALLED], len(self.codes), self.grouped, self.offsets
+        )
         off = self.offsets
-        waits = {c: self.grouped[off[k]:off[k + 1]].tolist() for k, c in enumerate(self.codes)}
+        waits = {c: self.grouped[off[k] : off[k + 1]].tolist() for k, c in enumerate(self.codes)}
         turned: Counter[str] = Counter()
-        for code, k in (("unknown_service", fd.UNKNOWN), ("service_closed", fd.CLOSED),
-                        ("daily_cap_reached", fd.CAPPED), ("numbers_exhausted", fd.EXHAUSTED)):
+        for code, k in (
+            ("unknown_service", fd.UNKNOWN),
+            ("service_closed", fd.CLOSED),
+            ("daily_cap_reached", fd.CAPPED),
+            ("numbers_exhausted", fd.EXHAUSTED),
+        ):
             if counts[k]:
                 turned[code] = counts[k]
         queue = [(start + k * SAMPLE_S, samples[k]) for k in range(counts[fd.SAMPLED])]
@@ -415,16 +512,21 @@ class FastHall:
         close = self.base + max(start, spans[-1][1])
         shown = set(self.skills) | {ch.window for ch in changes}
         return DayResult(
-            waits=waits, busy_s={w: busy[p] for p, w in enumerate(self.numbers) if w in shown},
-            open_s=sum(b - a for a, b in spans) if start_s is None else
-            max(1.0, spans[-1][1] - start_s),
+            waits=waits,
+            busy_s={w: busy[p] for p, w in enumerate(self.numbers) if w in shown},
+            open_s=sum(b - a for a, b in spans)
+            if start_s is None
+            else max(1.0, spans[-1][1] - start_s),
             overtime_s=max(0.0, last_end - close),
-            served=served, no_shows=no_shows, turned_away=turned, queue_samples=queue,
-            wait_bins={k * WAIT_BIN_S: (bins[k], bin_n[k]) for k in range(self.n_bins)
-                       if bin_n[k]},
+            served=served,
+            no_shows=no_shows,
+            turned_away=turned,
+            queue_samples=queue,
+            wait_bins={k * WAIT_BIN_S: (bins[k], bin_n[k]) for k in range(self.n_bins) if bin_n[k]},
             transferred=counts[fd.TRANSFERRED],
-            booked_waits=np.frombuffer(self.cbook, dtype=np.float64,
-                                       count=counts[fd.BOOKED]).tolist(),
+            booked_waits=np.frombuffer(
+                self.cbook, dtype=np.float64, count=counts[fd.BOOKED]
+            ).tolist(),
         )
 
     def first_calls(self, n: int) -> array[float]:
@@ -439,8 +541,15 @@ class FastHall:
         return out
 
 
-def fast_day(cfg: HallConfig, core_cls: type[Any], skills: Skills, arrivals: Sequence[Arrival],
-             *, day: dt.date, spans: list[tuple[float, float]]) -> DayResult:
+def fast_day(
+    cfg: HallConfig,
+    core_cls: type[Any],
+    skills: Skills,
+    arrivals: Sequence[Arrival],
+    *,
+    day: dt.date,
+    spans: list[tuple[float, float]],
+) -> DayResult:
     """``run_day``'s day, with the core driven from the compiled loop (same waits)."""
     return FastHall(cfg, core_cls, skills, day=day, spans=spans).play(arrivals)
 

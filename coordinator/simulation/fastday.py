@@ -18,8 +18,22 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ADMITTED", "BOOKED", "CALLED", "CAPPED", "CLOSED", "EXHAUSTED", "NO_SHOWS", "N_COUNTS",
-           "SAMPLED", "SERVED", "TRANSFERRED", "UNKNOWN", "play", "split"]
+__all__ = [
+    "ADMITTED",
+    "BOOKED",
+    "CALLED",
+    "CAPPED",
+    "CLOSED",
+    "EXHAUSTED",
+    "NO_SHOWS",
+    "N_COUNTS",
+    "SAMPLED",
+    "SERVED",
+    "TRANSFERRED",
+    "UNKNOWN",
+    "play",
+    "split",
+]
 
 # indices into ``counts``
 ADMITTED = 0
@@ -87,11 +101,19 @@ def _sift(ht: Any, hk: Any, hp: Any, size: int, t: float, key: int, p: int) -> N
 
 
 def _key(kind: int, number: int) -> int:
-    return kind * 1024 + number   # window numbers are 1..999
+    return kind * 1024 + number  # window numbers are 1..999
 
 
-def _rebuild(n_win: int, n_svc: int, wsk: Any, incur: Any, rank: Any, by_rank: Any,
-             serve_off: Any, serve_pos: Any) -> None:
+def _rebuild(
+    n_win: int,
+    n_svc: int,
+    wsk: Any,
+    incur: Any,
+    rank: Any,
+    by_rank: Any,
+    serve_off: Any,
+    serve_pos: Any,
+) -> None:
     """Windows serving each service, open ones only, in the order they were opened: the
     order the engine-driven loops offer an arrival to idle windows."""
     m = 0
@@ -113,16 +135,69 @@ def _rebuild(n_win: int, n_svc: int, wsk: Any, incur: Any, rank: Any, by_rank: A
     serve_off[n_svc] = k
 
 
-def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: Any,
-         asa: Any, asb: Any, n_back: int, svc_of_code: Any, cls_of: Any, green_cls: int,
-         appt_cls: int, cap: Any, ceiling: Any, hours: Any, hours_off: Any, win_idx: Any,
-         win_num: Any, wsk: Any, incur: Any, rank: Any, free_at: Any, ch_t: Any, ch_p: Any,
-         ch_sk: Any, ch_svcs: Any, ch_wts: Any, base: float, t0: float, no_show_wait: float,
-         sample_from: float, sample_s: float, bin_s: float, tsvc: Any, tissue: Any,
-         tarr: Any, tcls: Any, tsa: Any, tsb: Any, tback: Any, tcall: Any, cwait: Any,
-         csvc: Any, cbook: Any, busy: Any, samples: Any, bins: Any, bin_n: Any, counts: Any,
-         work: Any, flags: Any, wcur: Any, occ: Any, by_rank: Any, serve_off: Any,
-         serve_pos: Any, ht: Any, hk: Any, hp: Any) -> float:
+def play(
+    core: Any,
+    at: Any,
+    asvc: Any,
+    aserv: Any,
+    anoshow: Any,
+    ax: Any,
+    axs: Any,
+    asa: Any,
+    asb: Any,
+    n_back: int,
+    svc_of_code: Any,
+    cls_of: Any,
+    green_cls: int,
+    appt_cls: int,
+    cap: Any,
+    ceiling: Any,
+    hours: Any,
+    hours_off: Any,
+    win_idx: Any,
+    win_num: Any,
+    wsk: Any,
+    incur: Any,
+    rank: Any,
+    free_at: Any,
+    ch_t: Any,
+    ch_p: Any,
+    ch_sk: Any,
+    ch_svcs: Any,
+    ch_wts: Any,
+    base: float,
+    t0: float,
+    no_show_wait: float,
+    sample_from: float,
+    sample_s: float,
+    bin_s: float,
+    tsvc: Any,
+    tissue: Any,
+    tarr: Any,
+    tcls: Any,
+    tsa: Any,
+    tsb: Any,
+    tback: Any,
+    tcall: Any,
+    cwait: Any,
+    csvc: Any,
+    cbook: Any,
+    busy: Any,
+    samples: Any,
+    bins: Any,
+    bin_n: Any,
+    counts: Any,
+    work: Any,
+    flags: Any,
+    wcur: Any,
+    occ: Any,
+    by_rank: Any,
+    serve_off: Any,
+    serve_pos: Any,
+    ht: Any,
+    hk: Any,
+    hp: Any,
+) -> float:
     """Play one day (or the rest of one); returns the time of the last finish (or ``t0``).
 
     Arrivals by column: seconds from midnight, code index, counter seconds, no-show,
@@ -188,9 +263,9 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
     ns = 0
     next_sample = sample_from
     last_end = t0
-    wake = 0        # backlog issued: the idle windows call, in number order, before all else
+    wake = 0  # backlog issued: the idle windows call, in number order, before all else
     while i < n or size > 0 or j < n_ch or wake >= 0:
-        then = -1   # after calling on ``p``: a window to wake for ``then``'s new service
+        then = -1  # after calling on ``p``: a window to wake for ``then``'s new service
         root = False
         back = i < n_back
         if back:
@@ -203,7 +278,7 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
                 wake = -1
                 continue
             p = -1
-            for q in range(n_win):   # the lowest-numbered idle window not yet woken
+            for q in range(n_win):  # the lowest-numbered idle window not yet woken
                 if flags[q] and win_num[q] >= wake and (p < 0 or win_num[q] < win_num[p]):
                     p = q
             if p < 0:
@@ -217,7 +292,7 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
             now = ht[0]
             kind = hk[0] >> 10
             p = hp[0]
-            root = True     # popped when done, or replaced by ``p``'s next event
+            root = True  # popped when done, or replaced by ``p``'s next event
             rel = now - base
         elif i < n and (j >= n_ch or base + at[i] <= ch_t[j]):
             rel = at[i]
@@ -314,7 +389,7 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
                 counts[NO_SHOWS] += 1
                 last_end = now
             elif t < 0:
-                pass    # busy at the start with a ticket from before it
+                pass  # busy at the start with a ticket from before it
             elif ax[tarr[t]] >= 0 and tback[t] < 0.0:
                 last_end = now
                 s = svc_of_code[ax[tarr[t]]]
@@ -361,7 +436,7 @@ def play(core: Any, at: Any, asvc: Any, aserv: Any, anoshow: Any, ax: Any, axs: 
                 d = axs[a]
             busy[p] += d
             key = _key(_NOSHOW if gone else _FREE, win_num[p])
-            if root and r == 0:     # the event just handled was p's: reuse its heap slot
+            if root and r == 0:  # the event just handled was p's: reuse its heap slot
                 _sift(ht, hk, hp, size, now + d, key, p)
             else:
                 if root:

@@ -108,9 +108,15 @@ class LearnedDemand:
         return [c for c, f in self.services.items() if not f.learned]
 
 
-def learn_demand(log_path: str | Path, cfg: HallConfig, *, since: dt.date | None = None,
-                 min_samples: int = 30, max_counter_min: float = MAX_COUNTER_MIN,
-                 core_kind: str = "auto") -> LearnedDemand:
+def learn_demand(
+    log_path: str | Path,
+    cfg: HallConfig,
+    *,
+    since: dt.date | None = None,
+    min_samples: int = 30,
+    max_counter_min: float = MAX_COUNTER_MIN,
+    core_kind: str = "auto",
+) -> LearnedDemand:
     """The demand of the hall ``cfg`` as its event log at ``log_path`` shows it (business
     days from ``since`` on); seed figures wherever the log holds too little.
 
@@ -123,7 +129,8 @@ def learn_demand(log_path: str | Path, cfg: HallConfig, *, since: dt.date | None
     db = _open(path)
     try:
         issued, unknown, days, times, dropped, trouble = _replay(
-            db, cfg, load_core(core_kind), since, max_counter_min * 60.0)
+            db, cfg, load_core(core_kind), since, max_counter_min * 60.0
+        )
         half_hours, first, outside = _profile(path, cfg, since, min_samples)
     except sqlite3.DatabaseError as exc:  # damaged pages, malformed JSON in a result
         raise LearnError(f"{path}: cannot be read as an event log ({exc})") from None
@@ -131,12 +138,15 @@ def learn_demand(log_path: str | Path, cfg: HallConfig, *, since: dt.date | None
         db.close()
     after = f" since {since}" if since else ""
     if not issued and not unknown:
-        raise LearnError(f"{path}: no tickets were issued in this event log{after}; "
-                         "nothing to learn from")
+        raise LearnError(
+            f"{path}: no tickets were issued in this event log{after}; nothing to learn from"
+        )
     notes = list(trouble)
     if unknown:
-        notes.append(f"{sum(unknown.values())} ticket(s) of services not in this hall file "
-                     f"ignored: {', '.join(sorted(unknown))}")
+        notes.append(
+            f"{sum(unknown.values())} ticket(s) of services not in this hall file "
+            f"ignored: {', '.join(sorted(unknown))}"
+        )
 
     fits: dict[str, ServiceFit] = {}
     for code in codes:
@@ -144,27 +154,49 @@ def learn_demand(log_path: str | Path, cfg: HallConfig, *, since: dt.date | None
         evidence = {"served": len(sample), "dropped": dropped[code], "issued": issued[code]}
         if len(sample) >= min_samples:
             mu, sigma = fit_lognormal(sample)
-            fits[code] = ServiceFit(code, True, **evidence, mu=mu, sigma=sigma,
-                                    mean_min=math.exp(mu + sigma * sigma / 2) / 60.0,
-                                    sigma_used=sigma)
+            fits[code] = ServiceFit(
+                code,
+                True,
+                **evidence,
+                mu=mu,
+                sigma=sigma,
+                mean_min=math.exp(mu + sigma * sigma / 2) / 60.0,
+                sigma_used=sigma,
+            )
         else:
-            fits[code] = ServiceFit(code, False, **evidence, mean_min=seed.mean_min[code],
-                                    sigma_used=seed.sigma)
+            fits[code] = ServiceFit(
+                code, False, **evidence, mean_min=seed.mean_min[code], sigma_used=seed.sigma
+            )
     total = sum(issued[c] for c in codes)
     mix_learned = total >= min_samples
     mix = {c: issued[c] / total for c in codes} if mix_learned else dict(seed.mix)
     if outside:
-        notes.append(f"{outside} ticket(s) issued before {first:%H:%M} cannot shape "
-                     "the half-hour profile, which starts there")
+        notes.append(
+            f"{outside} ticket(s) issued before {first:%H:%M} cannot shape "
+            "the half-hour profile, which starts there"
+        )
     sigmas = {c: f.sigma_used for c, f in fits.items()}
-    demand = Demand(mix=mix, mean_min={c: f.mean_min for c, f in fits.items()},
-                    sigma=seed.sigma, half_hours=half_hours or seed.half_hours, sigmas=sigmas,
-                    profile_start=first if half_hours else seed.profile_start)
-    return LearnedDemand(demand=demand, services=fits, source=path, days=days,
-                         issued=total, mix_learned=mix_learned,
-                         profile_learned=half_hours is not None, since=since,
-                         min_samples=min_samples, mean_daily=total / days if days else 0.0,
-                         notes=notes)
+    demand = Demand(
+        mix=mix,
+        mean_min={c: f.mean_min for c, f in fits.items()},
+        sigma=seed.sigma,
+        half_hours=half_hours or seed.half_hours,
+        sigmas=sigmas,
+        profile_start=first if half_hours else seed.profile_start,
+    )
+    return LearnedDemand(
+        demand=demand,
+        services=fits,
+        source=path,
+        days=days,
+        issued=total,
+        mix_learned=mix_learned,
+        profile_learned=half_hours is not None,
+        since=since,
+        min_samples=min_samples,
+        mean_daily=total / days if days else 0.0,
+        notes=notes,
+    )
 
 
 def fit_lognormal(seconds: list[float]) -> tuple[float, float]:
@@ -179,6 +211,7 @@ def fit_lognormal(seconds: list[float]) -> tuple[float, float]:
 
 
 # --- reading the log ------------------------------------------------------------------------
+
 
 def _open(path: Path) -> sqlite3.Connection:
     """Read-only, so a running coordinator keeps writing (WAL lets readers in)."""
@@ -199,8 +232,9 @@ def _open(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _business_days(db: sqlite3.Connection, since: dt.date | None
-                   ) -> Iterator[tuple[str, list[_Row]]]:
+def _business_days(
+    db: sqlite3.Connection, since: dt.date | None
+) -> Iterator[tuple[str, list[_Row]]]:
     """Each logged day as its ``day_open`` entry and what follows, one day in memory."""
     day: str | None = None
     rows: list[_Row] = []
@@ -216,10 +250,13 @@ def _business_days(db: sqlite3.Connection, since: dt.date | None
         yield day, rows
 
 
-def _replay(db: sqlite3.Connection, cfg: HallConfig, core_cls: type[Any],
-            since: dt.date | None, max_s: float
-            ) -> tuple[Counter[str], Counter[str], int, dict[str, list[float]], Counter[str],
-                       list[str]]:
+def _replay(
+    db: sqlite3.Connection,
+    cfg: HallConfig,
+    core_cls: type[Any],
+    since: dt.date | None,
+    max_s: float,
+) -> tuple[Counter[str], Counter[str], int, dict[str, list[float]], Counter[str], list[str]]:
     """Issued tickets per service, counter times per service, and what could not be used."""
     known = {s.code for s in cfg.services}
     issued: Counter[str] = Counter()
@@ -253,11 +290,14 @@ def _replay(db: sqlite3.Connection, cfg: HallConfig, core_cls: type[Any],
         hallqueue.log.removeFilter(quiet)
     notes = []
     if skipped:
-        notes.append(f"{len(skipped)} day(s) could not be replayed and were left out "
-                     f"(first: {skipped[0]})")
+        notes.append(
+            f"{len(skipped)} day(s) could not be replayed and were left out (first: {skipped[0]})"
+        )
     if quiet.count:
-        notes.append(f"{quiet.count} replayed command(s) came out differently from the log: "
-                     "is this the hall file the log was written under?")
+        notes.append(
+            f"{quiet.count} replayed command(s) came out differently from the log: "
+            "is this the hall file the log was written under?"
+        )
     return issued, unknown, days, times, dropped, notes
 
 
@@ -267,8 +307,15 @@ def _replay_day(cfg: HallConfig, core_cls: type[Any], rows: list[_Row]) -> Any:
     scratch = EventLog(Path(":memory:"))  # SQLite's private in-memory database
     try:
         for _seq, kind, cmd_id, day, at, source, payload, result in rows:
-            scratch.append(kind=kind, cmd_id=cmd_id, day=day, at=at, source=source,
-                           payload=payload, result=json.loads(result) if result else None)
+            scratch.append(
+                kind=kind,
+                cmd_id=cmd_id,
+                day=day,
+                at=at,
+                source=source,
+                payload=payload,
+                result=json.loads(result) if result else None,
+            )
         queue = hallqueue.HallQueue(cfg, scratch, core_cls)
         queue.recover()
     finally:
@@ -305,8 +352,9 @@ class _ReplayMismatches(logging.Filter):
         return False
 
 
-def _profile(path: Path, cfg: HallConfig, since: dt.date | None,
-             min_samples: int) -> tuple[tuple[float, ...] | None, dt.time, int]:
+def _profile(
+    path: Path, cfg: HallConfig, since: dt.date | None, min_samples: int
+) -> tuple[tuple[float, ...] | None, dt.time, int]:
     """Arrivals per open minute by half hour from the profile's start (summing to 100),
     or ``None`` while the hall's open half hours hold fewer than ``min_samples`` tickets
     each on average; the start; and how many tickets fell before it.
@@ -333,34 +381,52 @@ def _profile(path: Path, cfg: HallConfig, since: dt.date | None,
         return None, start, outside
     open_min = dict(zip(history.slots, history.open_min, strict=True))
     last = max([*shaped, *(s for s, n in per_slot.items() if n)])
-    rated = [max(per_slot[s], 0.5) / (open_min.get(s) or 30.0)
-             for s in range(first, last + 1, 30)]
+    rated = [max(per_slot[s], 0.5) / (open_min.get(s) or 30.0) for s in range(first, last + 1, 30)]
     scale = 100.0 / sum(rated)
     return tuple(r * scale for r in rated), start, outside
 
 
 # --- showing it -----------------------------------------------------------------------------
 
+
 def render_learned(learned: LearnedDemand) -> Group:
     """What the simulation will use, service by service, and where each figure came from."""
     after = f" since {learned.since}" if learned.since else ""
-    head = Text(f"history {learned.source}{after}: {learned.days} business day(s), "
-                f"{learned.issued} ticket(s) issued, {learned.mean_daily:.0f} per day "
-                "(--volume sets the simulated day's)")
-    table = Table(title=f"counter time per service (learned from ≥ {learned.min_samples} "
-                        "served tickets, else the seed hall's)")
-    for name, justify in (("service", "left"), ("counter time", "left"), ("served", "right"),
-                          ("dropped", "right"), ("mean min", "right"), ("sigma", "right"),
-                          ("mix", "right")):
+    head = Text(
+        f"history {learned.source}{after}: {learned.days} business day(s), "
+        f"{learned.issued} ticket(s) issued, {learned.mean_daily:.0f} per day "
+        "(--volume sets the simulated day's)"
+    )
+    table = Table(
+        title=f"counter time per service (learned from ≥ {learned.min_samples} "
+        "served tickets, else the seed hall's)"
+    )
+    for name, justify in (
+        ("service", "left"),
+        ("counter time", "left"),
+        ("served", "right"),
+        ("dropped", "right"),
+        ("mean min", "right"),
+        ("sigma", "right"),
+        ("mix", "right"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     mix = learned.demand.mix
     for code, f in learned.services.items():
-        table.add_row(code, "learned" if f.learned else "[yellow]seed (too few)[/]",
-                      str(f.served), str(f.dropped), f"{f.mean_min:.2f}",
-                      f"{f.sigma_used:.2f}", f"{mix.get(code, 0.0):.1%}")
+        table.add_row(
+            code,
+            "learned" if f.learned else "[yellow]seed (too few)[/]",
+            str(f.served),
+            str(f.dropped),
+            f"{f.mean_min:.2f}",
+            f"{f.sigma_used:.2f}",
+            f"{mix.get(code, 0.0):.1%}",
+        )
+
     def origin(learned_: bool) -> str:
         return "learned" if learned_ else "[yellow]seed (too few tickets)[/]"
 
-    sources = Text.from_markup(f"mix: {origin(learned.mix_learned)}; "
-                               f"half-hour profile: {origin(learned.profile_learned)}")
+    sources = Text.from_markup(
+        f"mix: {origin(learned.mix_learned)}; half-hour profile: {origin(learned.profile_learned)}"
+    )
     return Group(head, table, sources, *(Text(note, style="yellow") for note in learned.notes))

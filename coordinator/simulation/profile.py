@@ -21,13 +21,29 @@ from typing import overload
 # peak ~14:30, lunch lull). Halls closed over lunch simply get no arrivals in those slots.
 PROFILE_START = dt.time(9, 0)
 HALF_HOURS = [4, 7, 10, 11, 9, 7, 4, 2, 2, 3, 6, 9, 10, 8, 6, 4]
-MIX = {"tax-filing": 0.34, "invoice": 0.24, "registration": 0.08, "preferential": 0.06,
-       "certificate": 0.08, "consulting": 0.10, "vat-green": 0.05, "social-insurance": 0.05}
-SERVICE_MIN = {"tax-filing": 1.8, "invoice": 1.2, "registration": 2.4, "preferential": 2.0,
-               "certificate": 1.0, "consulting": 1.5, "vat-green": 1.4, "social-insurance": 1.8}
-SEED_MEAN_COUNTER_MIN = 1.63   # the seed hall's overall mean counter time
-SEED_MEAN_WAIT_MIN = 5.04      # and its mean wait, the calibration target
-SERVICE_SIGMA = 0.6            # lognormal shape: coefficient of variation ~0.66
+MIX = {
+    "tax-filing": 0.34,
+    "invoice": 0.24,
+    "registration": 0.08,
+    "preferential": 0.06,
+    "certificate": 0.08,
+    "consulting": 0.10,
+    "vat-green": 0.05,
+    "social-insurance": 0.05,
+}
+SERVICE_MIN = {
+    "tax-filing": 1.8,
+    "invoice": 1.2,
+    "registration": 2.4,
+    "preferential": 2.0,
+    "certificate": 1.0,
+    "consulting": 1.5,
+    "vat-green": 1.4,
+    "social-insurance": 1.8,
+}
+SEED_MEAN_COUNTER_MIN = 1.63  # the seed hall's overall mean counter time
+SEED_MEAN_WAIT_MIN = 5.04  # and its mean wait, the calibration target
+SERVICE_SIGMA = 0.6  # lognormal shape: coefficient of variation ~0.66
 # Average filing-period daily volume at which per-service FIFO with dedicated windows gives
 # the seed's mean wait in the Liwan hall (``python bench/simulate.py --calibrate``).
 CALIBRATED_VOLUME = 9000.0
@@ -36,14 +52,15 @@ CALIBRATED_VOLUME = 9000.0
 # 征期: taxes due monthly are filed by the month's deadline, the 15th unless holidays or a
 # weekend move it (征期延长, e.g. to the 26th in October 2026 after National Day).
 FILING_DEADLINE = 15
-PEAK_DAYS = 6                  # the run-up: the deadline and the 5 days before it
-EARLY, PEAK, AFTER = 0, 1, 2   # filing phases
+PEAK_DAYS = 6  # the run-up: the deadline and the 5 days before it
+EARLY, PEAK, AFTER = 0, 1, 2  # filing phases
 FILING_PHASES = ("early", "peak", "after")
 PHASE_FACTOR = (1.0, 1.4, 0.6)
 
 
-def filing_phase(day_of_month: int, deadline: int = FILING_DEADLINE,
-                 closed: Container[int] = ()) -> int:
+def filing_phase(
+    day_of_month: int, deadline: int = FILING_DEADLINE, closed: Container[int] = ()
+) -> int:
     """The filing phase (``EARLY``, ``PEAK`` or ``AFTER``) of a day of a month whose filing
     deadline is ``deadline``: the peak is the last ``PEAK_DAYS`` calendar days up to and
     including the deadline, after is every day past it. Days of the month in ``closed``
@@ -56,8 +73,9 @@ def filing_phase(day_of_month: int, deadline: int = FILING_DEADLINE,
     return PEAK if counted <= PEAK_DAYS else EARLY
 
 
-def filing_factor(day_of_month: int, deadline: int = FILING_DEADLINE,
-                  closed: Container[int] = ()) -> float:
+def filing_factor(
+    day_of_month: int, deadline: int = FILING_DEADLINE, closed: Container[int] = ()
+) -> float:
     """征期: the run-up to the deadline is the busiest (x1.4), the days before it busy
     (x1.0), the rest of the month quiet (x0.6); ``--volume`` is an average filing-period
     day. By default days 1-9, 10-15 and 16-end (see :func:`filing_phase`)."""
@@ -85,16 +103,21 @@ class Demand:
     mean_min: Mapping[str, float]
     sigma: float = SERVICE_SIGMA
     half_hours: tuple[float, ...] = tuple(HALF_HOURS)
-    sigmas: Mapping[str, float] | None = None   # per-service lognormal shape, else ``sigma``
-    profile_start: dt.time = PROFILE_START        # the time ``half_hours[0]`` begins
+    sigmas: Mapping[str, float] | None = None  # per-service lognormal shape, else ``sigma``
+    profile_start: dt.time = PROFILE_START  # the time ``half_hours[0]`` begins
 
     def sigma_of(self, code: str) -> float:
         """Lognormal shape of one service's counter time (learned ones differ by service)."""
         return self.sigmas.get(code, self.sigma) if self.sigmas else self.sigma
 
     @classmethod
-    def for_services(cls, codes: list[str], *, mean_counter_min: float = SEED_MEAN_COUNTER_MIN,
-                     sigma: float = SERVICE_SIGMA) -> Demand:
+    def for_services(
+        cls,
+        codes: list[str],
+        *,
+        mean_counter_min: float = SEED_MEAN_COUNTER_MIN,
+        sigma: float = SERVICE_SIGMA,
+    ) -> Demand:
         known = {c: MIX[c] for c in codes if c in MIX}
         rest = [c for c in codes if c not in known]
         left = max(0.0, 1.0 - sum(known.values()))
@@ -136,8 +159,8 @@ class Arrival:
     slot: tuple[float, float] | None = None
 
 
-APPOINTMENT_SLOT_S = 1800.0   # booked slots are half hours
-EARLY_S = 600.0               # booked taxpayers come up to 10 minutes before their slot
+APPOINTMENT_SLOT_S = 1800.0  # booked slots are half hours
+EARLY_S = 600.0  # booked taxpayers come up to 10 minutes before their slot
 
 
 class DayArrivals(Sequence[Arrival]):
@@ -148,20 +171,29 @@ class DayArrivals(Sequence[Arrival]):
     (``xfer`` -1: no transfer); ``slot_a``/``slot_b`` are 0 without a booking.
     """
 
-    __slots__ = ("codes", "no_show", "service_s", "slot_a", "slot_b", "svc", "t", "xfer",
-                 "xfer_s")
+    __slots__ = ("codes", "no_show", "service_s", "slot_a", "slot_b", "svc", "t", "xfer", "xfer_s")
 
-    def __init__(self, codes: Sequence[str], t: array[float], svc: array[int],
-                 service_s: array[float], no_show: array[int], xfer: array[int] | None = None,
-                 xfer_s: array[float] | None = None, slot_a: array[float] | None = None,
-                 slot_b: array[float] | None = None) -> None:
+    def __init__(
+        self,
+        codes: Sequence[str],
+        t: array[float],
+        svc: array[int],
+        service_s: array[float],
+        no_show: array[int],
+        xfer: array[int] | None = None,
+        xfer_s: array[float] | None = None,
+        slot_a: array[float] | None = None,
+        slot_b: array[float] | None = None,
+    ) -> None:
         n = len(t)
         self.xfer = array("i", [-1]) * n if xfer is None else xfer
         self.xfer_s = array("d", [0.0]) * n if xfer_s is None else xfer_s
         self.slot_a = array("d", [0.0]) * n if slot_a is None else slot_a
         self.slot_b = array("d", [0.0]) * n if slot_b is None else slot_b
-        if not all(len(c) == n for c in (svc, service_s, no_show, self.xfer, self.xfer_s,
-                                         self.slot_a, self.slot_b)):
+        if not all(
+            len(c) == n
+            for c in (svc, service_s, no_show, self.xfer, self.xfer_s, self.slot_a, self.slot_b)
+        ):
             raise ValueError("arrival columns differ in length")
         self.codes = tuple(codes)
         self.t, self.svc, self.service_s, self.no_show = t, svc, service_s, no_show
@@ -196,9 +228,15 @@ class DayArrivals(Sequence[Arrival]):
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
         x = self.xfer[i]
-        return Arrival(self.t[i], self.codes[self.svc[i]], self.service_s[i],
-                       bool(self.no_show[i]), None if x < 0 else self.codes[x], self.xfer_s[i],
-                       (self.slot_a[i], self.slot_b[i]) if self.slot_b[i] else None)
+        return Arrival(
+            self.t[i],
+            self.codes[self.svc[i]],
+            self.service_s[i],
+            bool(self.no_show[i]),
+            None if x < 0 else self.codes[x],
+            self.xfer_s[i],
+            (self.slot_a[i], self.slot_b[i]) if self.slot_b[i] else None,
+        )
 
     def __iter__(self) -> Iterator[Arrival]:
         return (self[i] for i in range(len(self)))
@@ -221,9 +259,16 @@ def open_spans(hours: list[tuple[dt.time, dt.time]]) -> list[tuple[float, float]
     return [(a.hour * 3600 + a.minute * 60.0, b.hour * 3600 + b.minute * 60.0) for a, b in hours]
 
 
-def draw_day(demand: Demand, spans: list[tuple[float, float]], *, volume: float,
-             rng: random.Random, no_show: float = 0.0, transfer: float = 0.0,
-             appointments: float = 0.0) -> DayArrivals:
+def draw_day(
+    demand: Demand,
+    spans: list[tuple[float, float]],
+    *,
+    volume: float,
+    rng: random.Random,
+    no_show: float = 0.0,
+    transfer: float = 0.0,
+    appointments: float = 0.0,
+) -> DayArrivals:
     """One day's arrivals: a non-homogeneous Poisson process, piecewise constant by half
     hour, with expected total ``volume`` over the open spans.
 
@@ -252,8 +297,9 @@ def draw_day(demand: Demand, spans: list[tuple[float, float]], *, volume: float,
         acc += demand.mix[c]
         cum.append(acc)
     sigmas = [demand.sigma_of(c) for c in codes]
-    mus = [math.log(demand.mean_min[c] * 60) - sig ** 2 / 2 for c, sig in zip(codes, sigmas,
-                                                                                strict=True)]
+    mus = [
+        math.log(demand.mean_min[c] * 60) - sig**2 / 2 for c, sig in zip(codes, sigmas, strict=True)
+    ]
     ts, svc, service_s, gone = array("d"), array("i"), array("d"), array("b")
     xfer, xfer_s, slot_a, slot_b = array("i"), array("d"), array("d"), array("d")
     out = DayArrivals(codes, ts, svc, service_s, gone, xfer, xfer_s, slot_a, slot_b)

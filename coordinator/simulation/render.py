@@ -23,11 +23,16 @@ EXTRA = [(150, 100, 180), (230, 150, 30), (120, 120, 120)]
 
 def render_report(report: SimulationReport) -> Group:
     """The overall table (one row per policy) and mean wait per service."""
-    day = "average filing-period day" if report.day_of_month is None else \
-        f"day {report.day_of_month} of the month"
-    head = Text(f"{report.hall}: {report.volume:.0f} arrivals expected ({day}), "
-                f"{report.arrivals.text(0)} drawn, {report.replications} replication(s), "
-                f"seed {report.seed}, {report.core_kind} core, {report.wall_s:.1f} s")
+    day = (
+        "average filing-period day"
+        if report.day_of_month is None
+        else f"day {report.day_of_month} of the month"
+    )
+    head = Text(
+        f"{report.hall}: {report.volume:.0f} arrivals expected ({day}), "
+        f"{report.arrivals.text(0)} drawn, {report.replications} replication(s), "
+        f"seed {report.seed}, {report.core_kind} core, {report.wall_s:.1f} s"
+    )
     overall = Table(title="wait (min), mean ± 95% CI over days")
     overall.add_column("policy")
     for s in STATS:
@@ -37,25 +42,36 @@ def render_report(report: SimulationReport) -> Group:
     overall.add_column("turned away", justify="right")
     for p in report.policies.values():
         util = sum(e.mean for e in p.utilisation.values()) / max(1, len(p.utilisation))
-        overall.add_row(p.name, *(p.waits["all"][s].text() for s in STATS),
-                        p.overtime_min.text(1), f"{util:.0%}",
-                        f"{sum(p.turned_away.values()):.0f}")
+        overall.add_row(
+            p.name,
+            *(p.waits["all"][s].text() for s in STATS),
+            p.overtime_min.text(1),
+            f"{util:.0%}",
+            f"{sum(p.turned_away.values()):.0f}",
+        )
     per_service = Table(title="mean wait per service (min)")
     per_service.add_column("service")
     for p in report.policies.values():
         per_service.add_column(p.policy, justify="right")
     services = [k for k in next(iter(report.policies.values())).waits if k != "all"]
     for c in services:
-        per_service.add_row(c, *(_cell(p.waits[c]["mean"].mean, p.waits[c]["mean"].half)
-                                 for p in report.policies.values()))
+        per_service.add_row(
+            c,
+            *(
+                _cell(p.waits[c]["mean"].mean, p.waits[c]["mean"].half)
+                for p in report.policies.values()
+            ),
+        )
     parts: list[Text | Table] = [head, overall, per_service]
     for p in report.policies.values():
         notes = []
         if p.transferred.mean > 0:
             notes.append(f"{p.transferred.text(0)} transferred a day")
         if p.booked:
-            notes.append(f"booked taxpayers wait {p.booked['mean'].text()} min from their "
-                         f"slot's start (p95 {p.booked['p95'].mean:.1f})")
+            notes.append(
+                f"booked taxpayers wait {p.booked['mean'].text()} min from their "
+                f"slot's start (p95 {p.booked['p95'].mean:.1f})"
+            )
         if notes:
             parts.append(Text(f"{p.policy}: " + "; ".join(notes)))
     return Group(*parts)
@@ -65,16 +81,22 @@ def _cell(mean: float, half: float) -> str:
     return "-" if math.isnan(mean) else f"{mean:.2f} ± {half:.2f}"
 
 
-def save_chart(report: SimulationReport, path: str | Path, *, size: tuple[int, int] = (960, 640)
-               ) -> Path:
+def save_chart(
+    report: SimulationReport, path: str | Path, *, size: tuple[int, int] = (960, 640)
+) -> Path:
     """Write the queue-length and wait-over-the-day chart as PNG to ``path``."""
     path = Path(path)
     width, height = size
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
-    draw.text((10, 6), f"{report.hall}: {report.volume:.0f} arrivals/day, "
-              f"{report.replications} day(s), seed {report.seed}", fill="black", font=font)
+    draw.text(
+        (10, 6),
+        f"{report.hall}: {report.volume:.0f} arrivals/day, "
+        f"{report.replications} day(s), seed {report.seed}",
+        fill="black",
+        font=font,
+    )
     panel_h = (height - 100) // 2
     series_q = {k: p.queue for k, p in report.policies.items()}
     series_w = {k: p.wait_by_issue for k, p in report.policies.items()}
@@ -82,8 +104,14 @@ def save_chart(report: SimulationReport, path: str | Path, *, size: tuple[int, i
     x0, x1 = (min(hours), max(hours)) if hours else (9.0, 17.0)
     x0, x1 = math.floor(x0), max(math.ceil(x1), math.floor(x0) + 1)
     _panel(draw, font, (60, 30, width - 20, 30 + panel_h), series_q, (x0, x1), "tickets waiting")
-    _panel(draw, font, (60, 60 + panel_h, width - 20, 60 + 2 * panel_h), series_w, (x0, x1),
-           "mean wait (min) by issue time")
+    _panel(
+        draw,
+        font,
+        (60, 60 + panel_h, width - 20, 60 + 2 * panel_h),
+        series_w,
+        (x0, x1),
+        "mean wait (min) by issue time",
+    )
     lx = 70
     for i, k in enumerate(report.policies):
         colour = COLOURS.get(k, EXTRA[i % len(EXTRA)])
@@ -95,9 +123,14 @@ def save_chart(report: SimulationReport, path: str | Path, *, size: tuple[int, i
     return path
 
 
-def _panel(draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
-           box: tuple[int, int, int, int], series: dict[str, list[tuple[float, float]]],
-           xrange: tuple[float, float], label: str) -> None:
+def _panel(
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+    box: tuple[int, int, int, int],
+    series: dict[str, list[tuple[float, float]]],
+    xrange: tuple[float, float],
+    label: str,
+) -> None:
     left, top, right, bottom = box
     ymax = max([v for s in series.values() for _, v in s] + [1.0])
     ymax = _nice(ymax)
@@ -106,8 +139,10 @@ def _panel(draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont | ImageFont.Free
     x0, x1 = xrange
 
     def xy(h: float, v: float) -> tuple[float, float]:
-        return (left + (h - x0) / (x1 - x0) * (right - left),
-                bottom - v / ymax * (bottom - top - 18))
+        return (
+            left + (h - x0) / (x1 - x0) * (right - left),
+            bottom - v / ymax * (bottom - top - 18),
+        )
 
     for hour in range(int(x0), int(x1) + 1):
         x = xy(hour, 0)[0]

@@ -21,7 +21,7 @@ from coordinator.forecast.hall_calendar import Calendar
 from coordinator.web import models as api
 from hallq.config import HallConfig
 
-OPEN_WEEKDAYS = range(5)   # Monday to Friday, unless the hall calendar says otherwise
+OPEN_WEEKDAYS = range(5)  # Monday to Friday, unless the hall calendar says otherwise
 WEEKDAYS_ZH = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 
 # no 0/O, 1/I: the code is read out and typed in at the dispenser
@@ -94,8 +94,9 @@ class AppointmentBook:
         for name, kind in _COLUMNS.items():
             if name not in have:
                 self._db.execute(f"ALTER TABLE appointments ADD COLUMN {name} {kind}")
-        self._db.execute("CREATE INDEX IF NOT EXISTS appointments_person "
-                         "ON appointments (person, day)")
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS appointments_person ON appointments (person, day)"
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -115,8 +116,7 @@ class AppointmentBook:
             end_of = dt.datetime.combine(day, closes, tz)
             while start + length <= end_of:
                 end = start + length
-                out.append(Slot(start.timestamp(), end.timestamp(),
-                                f"{start:%H:%M}-{end:%H:%M}"))
+                out.append(Slot(start.timestamp(), end.timestamp(), f"{start:%H:%M}-{end:%H:%M}"))
                 start = end
         return out
 
@@ -133,12 +133,15 @@ class AppointmentBook:
         so that year is not bookable until it is entered."""
         weekday = WEEKDAYS_ZH[day.weekday()]
         if not self.calendar.is_open(day, OPEN_WEEKDAYS):
-            return BookingError("hall_closed", f"{day} {weekday} 办税服务厅不办公\n"
-                                               "The hall is closed that day")
+            return BookingError(
+                "hall_closed", f"{day} {weekday} 办税服务厅不办公\nThe hall is closed that day"
+            )
         if self.calendar and self.calendar.uncovered_years(day, day):
-            return BookingError("calendar_missing",
-                                f"{day.year} 年的节假日安排尚未公布, 暂不能预约\n"
-                                f"The hall's {day.year} calendar is not published yet")
+            return BookingError(
+                "calendar_missing",
+                f"{day.year} 年的节假日安排尚未公布, 暂不能预约\n"
+                f"The hall's {day.year} calendar is not published yet",
+            )
         return None
 
     def slot_at(self, service: str, day: dt.date, hhmm: str) -> Slot:
@@ -152,49 +155,71 @@ class AppointmentBook:
         hours = "、".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in svc.hours or self.cfg.hall.open_hours)
         inside = any(s.label[:5] <= hhmm < s.label[6:] for s in found)
         if not inside:
-            raise BookingError("outside_hours",
-                               f"{svc.name} 的预约时间为 {hours}, 所选时间不在其内\n"
-                               f"Bookings for this service: {hours}")
+            raise BookingError(
+                "outside_hours",
+                f"{svc.name} 的预约时间为 {hours}, 所选时间不在其内\n"
+                f"Bookings for this service: {hours}",
+            )
         raise BookingError("unknown_slot", "没有这个预约时段\nNo such slot")
 
     # --- bookings ----------------------------------------------------------------------
 
     def _rows(self, sql: str, args: tuple[Any, ...]) -> list[Booking]:
-        return [Booking(*row) for row in self._db.execute(
-            "SELECT code, service, day, start, end, booked_at, booked_by, note, person, "
-            "cancelled_at FROM appointments " + sql, args)]
+        return [
+            Booking(*row)
+            for row in self._db.execute(
+                "SELECT code, service, day, start, end, booked_at, booked_by, note, person, "
+                "cancelled_at FROM appointments " + sql,
+                args,
+            )
+        ]
 
     def get(self, code: str) -> Booking | None:
         found = self._rows("WHERE code = ?", (code,))
         return found[0] if found else None
 
     def on_day(self, day: dt.date) -> list[Booking]:
-        return self._rows(f"WHERE day = ? AND {_LIVE} ORDER BY start, booked_at",
-                          (day.isoformat(),))
+        return self._rows(
+            f"WHERE day = ? AND {_LIVE} ORDER BY start, booked_at", (day.isoformat(),)
+        )
 
     def in_slot(self, service: str, start: float) -> list[Booking]:
         return self._rows(f"WHERE service = ? AND start = ? AND {_LIVE}", (service, start))
 
     def by_person(self, person: str, service: str, day: str) -> list[Booking]:
-        return self._rows(f"WHERE person = ? AND service = ? AND day = ? AND {_LIVE}",
-                          (person, service, day))
+        return self._rows(
+            f"WHERE person = ? AND service = ? AND day = ? AND {_LIVE}", (person, service, day)
+        )
 
     def taken(self, service: str, slot: Slot, now: float, checked_in: set[str]) -> int:
         """Bookings that still hold a place: a no-show's place is given back."""
-        return sum(1 for b in self.in_slot(service, slot.start)
-                   if not (slot.end <= now and b.code not in checked_in))
+        return sum(
+            1
+            for b in self.in_slot(service, slot.start)
+            if not (slot.end <= now and b.code not in checked_in)
+        )
 
-    def book(self, service: str, day: dt.date, start: float, now: float,
-             checked_in: set[str], *, booked_by: str = "taxpayer",
-             note: str | None = None, person: str | None = None) -> Booking:
+    def book(
+        self,
+        service: str,
+        day: dt.date,
+        start: float,
+        now: float,
+        checked_in: set[str],
+        *,
+        booked_by: str = "taxpayer",
+        note: str | None = None,
+        person: str | None = None,
+    ) -> Booking:
         """``person`` is the keyed hash of the booker's ID or phone number: at most
         ``appointment_per_person_day`` bookings of one service a day each."""
         refused = self.refusal(day)
         if refused is not None:
             raise refused
         if day not in self.bookable_days(now):
-            raise BookingError("day_not_bookable", f"{day} 不在可预约的日期内\n"
-                                                   "That day cannot be booked")
+            raise BookingError(
+                "day_not_bookable", f"{day} 不在可预约的日期内\nThat day cannot be booked"
+            )
         slot = next((s for s in self.slots(service, day) if s.start == start), None)
         if slot is None:
             raise BookingError("unknown_slot", "没有这个预约时段\nNo such slot")
@@ -206,19 +231,32 @@ class AppointmentBook:
         # place, one person's two tabs never both get under the limit
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            if person is not None and len(self.by_person(person, service,
-                                                         day.isoformat())) >= limit:
-                raise BookingError("person_limit", f"每人每天每项业务限约 {limit} 次\n"
-                                                   f"At most {limit} per person, service "
-                                                   "and day")
+            if (
+                person is not None
+                and len(self.by_person(person, service, day.isoformat())) >= limit
+            ):
+                raise BookingError(
+                    "person_limit",
+                    f"每人每天每项业务限约 {limit} 次\nAt most {limit} per person, service and day",
+                )
             if self.taken(service, slot, now, checked_in) >= capacity:
                 raise BookingError("slot_full", f"{slot.label} 时段已约满\nThat slot is full")
             code = self._new_code()
             self._db.execute(
                 "INSERT INTO appointments (code, service, day, start, end, booked_at, "
                 "booked_by, note, person) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (code, service, day.isoformat(), slot.start, slot.end, now, booked_by, note,
-                 person))
+                (
+                    code,
+                    service,
+                    day.isoformat(),
+                    slot.start,
+                    slot.end,
+                    now,
+                    booked_by,
+                    note,
+                    person,
+                ),
+            )
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -232,16 +270,23 @@ class AppointmentBook:
         stays (replay would otherwise give its ticket a different priority)."""
         found = self.get(code)
         # a wrong proof and an unknown code answer alike: the code cannot be probed
-        if found is None or found.cancelled_at is not None or found.person is None or (
-                not hmac.compare_digest(found.person, person)):
-            raise BookingError("unknown_appointment", "预约码或证件号/手机号不符\n"
-                                                      "Code and ID or phone do not match")
+        if (
+            found is None
+            or found.cancelled_at is not None
+            or found.person is None
+            or (not hmac.compare_digest(found.person, person))
+        ):
+            raise BookingError(
+                "unknown_appointment",
+                "预约码或证件号/手机号不符\nCode and ID or phone do not match",
+            )
         if found.code in checked_in:
             raise BookingError("checked_in", "已取号, 不能取消\nAlready checked in")
         if found.end <= now:
             raise BookingError("slot_past", "预约时段已过\nThat slot is over")
-        self._db.execute("UPDATE appointments SET cancelled_at = ? WHERE code = ?",
-                         (now, found.code))
+        self._db.execute(
+            "UPDATE appointments SET cancelled_at = ? WHERE code = ?", (now, found.code)
+        )
         cancelled = self.get(found.code)
         assert cancelled is not None
         return cancelled
@@ -272,8 +317,10 @@ class AddressLimiter:
             attempts.popleft()
         if len(attempts) >= self.per_hour:
             wait = int(attempts[0] + self.WINDOW_S - now) // 60 + 1
-            raise BookingError("rate_limited", f"操作过于频繁, 请 {wait} 分钟后再试\n"
-                                               f"Too many attempts, try again in {wait} min")
+            raise BookingError(
+                "rate_limited",
+                f"操作过于频繁, 请 {wait} 分钟后再试\nToo many attempts, try again in {wait} min",
+            )
         attempts.append(now)
 
 
@@ -290,6 +337,13 @@ def booking_json(b: Booking, cfg: HallConfig, now: float, checked_in: set[str]) 
         state = "no_show"
     else:
         state = "booked"
-    return api.Booking(code=b.code, service=b.service, day=b.day, start=start.isoformat(),
-                       end=end.isoformat(), slot=f"{start:%H:%M}-{end:%H:%M}", state=state,
-                       booked_by=b.booked_by)
+    return api.Booking(
+        code=b.code,
+        service=b.service,
+        day=b.day,
+        start=start.isoformat(),
+        end=end.isoformat(),
+        slot=f"{start:%H:%M}-{end:%H:%M}",
+        state=state,
+        booked_by=b.booked_by,
+    )

@@ -56,8 +56,9 @@ def _detail(text: str | None) -> Any:
 
 
 class AuditLog:
-    def __init__(self, path: Path, *, retention_days: int = 400,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path, *, retention_days: int = 400, clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = path
         self.clock = clock
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,19 +66,36 @@ class AuditLog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        self._db.execute("DELETE FROM audit WHERE at < ?",
-                         (clock() - retention_days * 86400,))
+        self._db.execute("DELETE FROM audit WHERE at < ?", (clock() - retention_days * 86400,))
 
-    def record(self, user: str, action: str, *, role: str | None = None,
-               target: str | None = None, ok: bool = True, result: str | None = None,
-               detail: dict[str, Any] | None = None, client: str | None = None) -> int:
-        text = None if detail is None else json.dumps(detail, ensure_ascii=False,
-                                                      sort_keys=True)
+    def record(
+        self,
+        user: str,
+        action: str,
+        *,
+        role: str | None = None,
+        target: str | None = None,
+        ok: bool = True,
+        result: str | None = None,
+        detail: dict[str, Any] | None = None,
+        client: str | None = None,
+    ) -> int:
+        text = None if detail is None else json.dumps(detail, ensure_ascii=False, sort_keys=True)
         cur = self._db.execute(
             "INSERT INTO audit (at, user, role, action, target, ok, result, detail, client)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (self.clock(), _clip(user) or "?", role, action, _clip(target), int(ok),
-             _clip(result), _clip(text), _clip(client)))
+            (
+                self.clock(),
+                _clip(user) or "?",
+                role,
+                action,
+                _clip(target),
+                int(ok),
+                _clip(result),
+                _clip(text),
+                _clip(client),
+            ),
+        )
         return int(cur.lastrowid or 0)
 
     def recent(self, limit: int = 100, before: int | None = None) -> list[dict[str, Any]]:
@@ -85,10 +103,23 @@ class AuditLog:
         rows = self._db.execute(
             "SELECT id, at, user, role, action, target, ok, result, detail, client FROM audit"
             " WHERE id < ? ORDER BY id DESC LIMIT ?",
-            (before if before is not None else 2**62, limit)).fetchall()
-        return [{"id": r[0], "at": r[1], "user": r[2], "role": r[3], "action": r[4],
-                 "target": r[5], "ok": bool(r[6]), "result": r[7],
-                 "detail": _detail(r[8]), "client": r[9]} for r in rows]
+            (before if before is not None else 2**62, limit),
+        ).fetchall()
+        return [
+            {
+                "id": r[0],
+                "at": r[1],
+                "user": r[2],
+                "role": r[3],
+                "action": r[4],
+                "target": r[5],
+                "ok": bool(r[6]),
+                "result": r[7],
+                "detail": _detail(r[8]),
+                "client": r[9],
+            }
+            for r in rows
+        ]
 
     def close(self) -> None:
         self._db.close()

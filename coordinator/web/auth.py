@@ -62,8 +62,15 @@ class Sessions:
 
     def open(self, user: User, client: str) -> Session:
         now = self.clock()
-        session = Session(secrets.token_urlsafe(32), user.name, user.role,
-                          secrets.token_urlsafe(32), now, now, client)
+        session = Session(
+            secrets.token_urlsafe(32),
+            user.name,
+            user.role,
+            secrets.token_urlsafe(32),
+            now,
+            now,
+            client,
+        )
         self._by_token[session.token] = session
         while len(self._by_token) > MAX_SESSIONS:
             self._by_token.popitem(last=False)
@@ -78,8 +85,12 @@ class Sessions:
             return None
         now = self.clock()
         user = directory.get(session.user)
-        if (now - session.last_seen > self.idle_s or now - session.created > self.max_s
-                or user is None or user.role != session.role):
+        if (
+            now - session.last_seen > self.idle_s
+            or now - session.created > self.max_s
+            or user is None
+            or user.role != session.role
+        ):
             del self._by_token[token]
             return None
         session.last_seen = now
@@ -105,8 +116,9 @@ class LoginThrottle:
     """``limit`` failures within ``window_s`` lock a key (a user name, an address) for
     ``window_s``; while locked, no password is even checked."""
 
-    def __init__(self, per_user: int, per_address: int, window_s: float,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, per_user: int, per_address: int, window_s: float, clock: Callable[[], float]
+    ) -> None:
         self.limits = {"user": per_user, "address": per_address}
         self.window_s = window_s
         self.clock = clock
@@ -117,8 +129,14 @@ class LoginThrottle:
 
     def locked_until(self, user: str, address: str) -> float | None:
         now = self.clock()
-        until = max((c.locked_until for k in self._keys(user, address)
-                     if (c := self._counts.get(k)) is not None), default=0.0)
+        until = max(
+            (
+                c.locked_until
+                for k in self._keys(user, address)
+                if (c := self._counts.get(k)) is not None
+            ),
+            default=0.0,
+        )
         return until if until > now else None
 
     def failed(self, user: str, address: str) -> float | None:
@@ -189,11 +207,15 @@ class Gate:
         self.cfg = cfg
         self.clock = clock
         self.directory = Directory(cfg)
-        self.sessions = Sessions(settings.session_idle_min * 60, settings.session_max_h * 3600,
-                                 lambda: self.clock())
-        self.throttle = LoginThrottle(settings.login_failures_per_user,
-                                      settings.login_failures_per_address,
-                                      settings.lockout_min * 60, lambda: self.clock())
+        self.sessions = Sessions(
+            settings.session_idle_min * 60, settings.session_max_h * 3600, lambda: self.clock()
+        )
+        self.throttle = LoginThrottle(
+            settings.login_failures_per_user,
+            settings.login_failures_per_address,
+            settings.lockout_min * 60,
+            lambda: self.clock(),
+        )
         # argon2 takes ~64 MiB and tens of ms per check: one at a time, off the loop
         self._verifying = asyncio.Semaphore(1)
 

@@ -28,9 +28,12 @@ class BoardInfo:
 
 def boards(cfg: HallConfig) -> list[BoardInfo]:
     """The hall's call boards (LED panels not on a window), or one default whole-hall board."""
-    found = [BoardInfo(d.id, d.zone, d.led.width, d.led.height)
-             for agent in cfg.agents for d in agent.devices
-             if isinstance(d, LedMax7219Device | LedSerialDevice) and d.window is None]
+    found = [
+        BoardInfo(d.id, d.zone, d.led.width, d.led.height)
+        for agent in cfg.agents
+        for d in agent.devices
+        if isinstance(d, LedMax7219Device | LedSerialDevice) and d.window is None
+    ]
     return found or [BoardInfo("hall", None, *DEFAULT_SIZE)]
 
 

@@ -63,5 +63,8 @@ class DeviceBook:
         return [d for d in self.all() if d.online is False]
 
     def unhealthy(self) -> list[DeviceSeen]:
-        return [d for d in self.all()
-                if d.health is not None and not all(c.ok for c in d.health.components)]
+        return [
+            d
+            for d in self.all()
+            if d.health is not None and not all(c.ok for c in d.health.components)
+        ]

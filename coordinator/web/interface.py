@@ -60,12 +60,19 @@ class HallService(Protocol):
 
     def remove_listener(self, listener: Listener) -> None: ...
 
-    async def execute(self, kind: str, role: str, client: str, command: Any, *,
-                      reply: bool = True) -> Submitted: ...
+    async def execute(
+        self, kind: str, role: str, client: str, command: Any, *, reply: bool = True
+    ) -> Submitted: ...
 
-    async def book_appointment(self, service: str, day: dt.date, start: float, *,
-                               booked_by: str = "taxpayer",
-                               note: str | None = None,
-                               person: str | None = None) -> Booking: ...
+    async def book_appointment(
+        self,
+        service: str,
+        day: dt.date,
+        start: float,
+        *,
+        booked_by: str = "taxpayer",
+        note: str | None = None,
+        person: str | None = None,
+    ) -> Booking: ...
 
     async def cancel_appointment(self, code: str, person: str) -> Booking: ...

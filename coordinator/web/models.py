@@ -112,7 +112,8 @@ class PublicHall(_Out):
     services: list[Service]
     board: m.BoardState
     comfort: ComfortLevel | None = Field(
-        default=None, description="the comfort index's level now (None: no index)")
+        default=None, description="the comfort index's level now (None: no index)"
+    )
 
 
 class Hall(_Out):
@@ -122,8 +123,9 @@ class Hall(_Out):
     rev: int
     now: str | None
     services: list[Service]
-    zones: dict[str, str] = Field(description="function hall id -> name, in the hall "
-                                              "file's order (the window table's groups)")
+    zones: dict[str, str] = Field(
+        description="function hall id -> name, in the hall file's order (the window table's groups)"
+    )
     windows: list[m.WindowState]
     board: m.BoardState
     stats: m.StatsState
@@ -178,7 +180,8 @@ class Health(_Out):
     day: str | None
     stream_clients: int
     city_link: CityLink | None = Field(
-        default=None, description="null where no shipper has run (a hall without the city)")
+        default=None, description="null where no shipper has run (a hall without the city)"
+    )
 
 
 class BoardItem(_Out):
@@ -194,8 +197,7 @@ class Slot(_Out):
     start: str
     free: int
     open: bool
-    comfort: ComfortLevel | None = Field(
-        description="the comfort index's level for that half hour")
+    comfort: ComfortLevel | None = Field(description="the comfort index's level for that half hour")
 
 
 class Slots(_Out):
@@ -257,8 +259,9 @@ class AuditEntry(_Out):
     at: float = Field(description="epoch seconds (wall clock)")
     user: str
     role: str | None
-    action: str = Field(description="login, logout, denied, open, close, pause, resume, "
-                                    "set_skills, invite")
+    action: str = Field(
+        description="login, logout, denied, open, close, pause, resume, set_skills, invite"
+    )
     target: str | None
     ok: bool
     result: str | None
@@ -272,8 +275,10 @@ class BookingRequest(_Out):
     start: str = Field(pattern="^[0-2][0-9]:[0-5][0-9]$")
     note: str | None = Field(default=None, description="supervisor invitations only")
     id_number: str | None = Field(
-        default=None, description="taxpayers: an 18-character resident ID number (or phone); "
-                                  "keyed-hashed on arrival, never stored")
+        default=None,
+        description="taxpayers: an 18-character resident ID number (or phone); "
+        "keyed-hashed on arrival, never stored",
+    )
     phone: str | None = Field(default=None, description="taxpayers: a mainland mobile number")
 
 
@@ -285,11 +290,31 @@ class CancelRequest(_Out):
 class SupervisorCommand(_Out):
     action: Literal["open", "close", "pause", "resume", "set_skills"]
     skills: dict[str, float] | None = Field(
-        default=None, description="set_skills only: service code -> weight")
+        default=None, description="set_skills only: service code -> weight"
+    )
 
 
 RESPONSE_MODELS: list[type[BaseModel]] = [
-    Error, Service, Device, PublicHall, Hall, Ticket, Alert, Health, BoardItem, Slots, Booking,
-    Booked, SupervisorBooking, CommandResult, WhoAmI, BookingRequest, SupervisorCommand,
-    CancelRequest, LoginRequest, Done, AuditEntry, m.ComfortState,
+    Error,
+    Service,
+    Device,
+    PublicHall,
+    Hall,
+    Ticket,
+    Alert,
+    Health,
+    BoardItem,
+    Slots,
+    Booking,
+    Booked,
+    SupervisorBooking,
+    CommandResult,
+    WhoAmI,
+    BookingRequest,
+    SupervisorCommand,
+    CancelRequest,
+    LoginRequest,
+    Done,
+    AuditEntry,
+    m.ComfortState,
 ]

@@ -17,37 +17,55 @@ from coordinator.web.models import RESPONSE_MODELS
 from hallq import messages as m
 from hallq.config import HallConfig
 
-_WIRE: list[type[BaseModel]] = [m.WindowState, m.QueueState, m.BoardState, m.StatsState,
-                                 m.AlertEvent, m.ComponentHealth, m.ComfortState]
+_WIRE: list[type[BaseModel]] = [
+    m.WindowState,
+    m.QueueState,
+    m.BoardState,
+    m.StatsState,
+    m.AlertEvent,
+    m.ComponentHealth,
+    m.ComfortState,
+]
 
 
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _ok(description: str, schema: dict[str, Any], media: str = "application/json"
-        ) -> dict[str, Any]:
+def _ok(
+    description: str, schema: dict[str, Any], media: str = "application/json"
+) -> dict[str, Any]:
     return {"200": {"description": description, "content": {media: {"schema": schema}}}}
 
 
 def _errors(*codes: str) -> dict[str, Any]:
-    text = {"400": "bad input", "401": "login required (or wrong credentials)",
-            "403": "CSRF token missing, another site's Origin, or a viewer trying to act",
-            "404": "not found",
-            "409": "refused (slot full, person limit, checked in, or the engine rejected "
-                   "the command)",
-            "415": "body must be JSON",
-            "429": "too many failed logins (the message says until when), or too many "
-                   "booking attempts from this address",
-            "503": "unavailable (board renderer, or real-name booking not set up)"}
-    return {c: {"description": text[c], "content": {"application/json": {
-        "schema": _ref("Error")}}} for c in codes}
+    text = {
+        "400": "bad input",
+        "401": "login required (or wrong credentials)",
+        "403": "CSRF token missing, another site's Origin, or a viewer trying to act",
+        "404": "not found",
+        "409": "refused (slot full, person limit, checked in, or the engine rejected the command)",
+        "415": "body must be JSON",
+        "429": "too many failed logins (the message says until when), or too many "
+        "booking attempts from this address",
+        "503": "unavailable (board renderer, or real-name booking not set up)",
+    }
+    return {
+        c: {"description": text[c], "content": {"application/json": {"schema": _ref("Error")}}}
+        for c in codes
+    }
 
 
-def _param(name: str, where: str, schema: dict[str, Any], required: bool = True,
-           description: str = "") -> dict[str, Any]:
-    return {"name": name, "in": where, "required": required, "schema": schema,
-            "description": description}
+def _param(
+    name: str, where: str, schema: dict[str, Any], required: bool = True, description: str = ""
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": required,
+        "schema": schema,
+        "description": description,
+    }
 
 
 _OBJ: dict[str, Any] = {"type": "object"}
@@ -60,8 +78,9 @@ _WRITE: list[dict[str, list[str]]] = [{"session": [], "csrf": []}]
 
 def _schemas() -> dict[str, Any]:
     models = list(dict.fromkeys([*_WIRE, *RESPONSE_MODELS]))
-    _, defs = models_json_schema([(model, "serialization") for model in models],
-                                 ref_template="#/components/schemas/{model}")
+    _, defs = models_json_schema(
+        [(model, "serialization") for model in models], ref_template="#/components/schemas/{model}"
+    )
     return dict(defs.get("$defs", {}))
 
 
@@ -71,138 +90,275 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": f"hallq coordinator API — {cfg.hall.name}", "version": "1"},
         "paths": {
-            "/api/hall": {"get": {"summary": "the public hall: queues with estimates, board, "
-                                             "comfort level now",
-                                  "responses": _ok("hall", _ref("PublicHall"))}},
-            "/api/health": {"get": {
-                "summary": "liveness: is the coordinator connected to the broker; `city_link`: "
-                           "how far the event log's shipping to the city lags (null: none)",
-                "responses": {**_ok("connected", _ref("Health")),
-                              "503": {"description": "the broker link is down", "content": {
-                                  "application/json": {"schema": _ref("Health")}}}}}},
-            "/api/tickets/{number}": {"get": {
-                "summary": "one ticket of today: state, people ahead, wait, window",
-                "parameters": [_param("number", "path", _STR)],
-                "responses": {**_ok("the ticket", _ref("Ticket")), **_errors("404")}}},
-            "/api/boards": {"get": {"summary": "the hall's LED call boards",
-                                    "responses": _ok("boards", {"type": "array",
-                                                                "items": _ref("BoardItem")})}},
-            "/api/boards/{board}.png": {"get": {
-                "summary": "a board as it looks now",
-                "parameters": [_param("board", "path", _STR)],
-                "responses": {**_ok("PNG", {"type": "string", "format": "binary"}, "image/png"),
-                              **_errors("404", "503")}}},
-            "/api/comfort": {"get": {
-                "summary": "办税舒适度指数 as data, from today: the state/comfort payload",
-                "responses": {**_ok("comfort index", _ref("ComfortState")),
-                              **_errors("404")}}},
-            "/api/comfort.png": {"get": {
-                "summary": "办税舒适度指数: the next 30 days by hour, 较少/适中/较多",
-                "responses": {**_ok("PNG", {"type": "string", "format": "binary"}, "image/png"),
-                              **_errors("404")}}},
-            "/api/stream": {"get": {
-                "summary": "Server-Sent Events: `hello`, then `change` after every outcome",
-                "responses": _ok("event stream", _STR, "text/event-stream")}},
-            "/api/openapi.json": {"get": {"summary": "this document",
-                                          "responses": _ok("OpenAPI document", _OBJ)}},
-            "/api/appointments/slots": {"get": {
-                "summary": "bookable slots of a service on a day, with free places",
-                "parameters": [_param("service", "query", _STR),
-                               _param("day", "query", {"type": "string", "format": "date"},
-                                      required=False)],
-                "responses": {**_ok("slots", _ref("Slots")), **_errors("400")}}},
-            "/api/appointments": {"post": {
-                "summary": "book a slot; the answer carries the appointment code",
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": _ref("BookingRequest")}}},
-                "responses": {"201": {"description": "booked", "content": {
-                    "application/json": {"schema": _ref("Booked")}}},
-                    **_errors("400", "409", "429", "503")}}},
-            "/api/appointments/{code}": {"get": {
-                "summary": "a booking and whether it was checked in",
-                "parameters": [code],
-                "responses": {**_ok("booking", _ref("Booking")), **_errors("404")}}},
-            "/api/appointments/{code}/cancel": {"post": {
-                "summary": "cancel a booking with the same ID or phone number it was made with",
-                "parameters": [code],
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": _ref("CancelRequest")}}},
-                "responses": {**_ok("cancelled", _ref("Booking")),
-                              **_errors("400", "404", "409", "429")}}},
-            "/api/appointments/{code}/qr.svg": {"get": {
-                "summary": "the booking code as a QR code (SVG), for the dispenser's scanner",
-                "parameters": [code],
-                "responses": {"200": {"description": "QR code", "content": {
-                    "image/svg+xml": {"schema": {"type": "string"}}}}, **_errors("404")}}},
-            "/api/supervisor/windows/{window}": {"post": {
-                "summary": "open/close/pause/resume a window or change its skills",
-                "security": _WRITE,
-                "parameters": [_param("window", "path", {"type": "integer", "minimum": 1})],
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": _ref("SupervisorCommand")}}},
-                "responses": {**_ok("applied", _ref("CommandResult")),
-                              **_errors("400", "401", "403"),
-                              "409": {"description": "the engine refused the command",
-                                      "content": {"application/json": {
-                                          "schema": _ref("CommandResult")}}}}}},
+            "/api/hall": {
+                "get": {
+                    "summary": "the public hall: queues with estimates, board, comfort level now",
+                    "responses": _ok("hall", _ref("PublicHall")),
+                }
+            },
+            "/api/health": {
+                "get": {
+                    "summary": "liveness: is the coordinator connected to the broker; `city_link`: "
+                    "how far the event log's shipping to the city lags (null: none)",
+                    "responses": {
+                        **_ok("connected", _ref("Health")),
+                        "503": {
+                            "description": "the broker link is down",
+                            "content": {"application/json": {"schema": _ref("Health")}},
+                        },
+                    },
+                }
+            },
+            "/api/tickets/{number}": {
+                "get": {
+                    "summary": "one ticket of today: state, people ahead, wait, window",
+                    "parameters": [_param("number", "path", _STR)],
+                    "responses": {**_ok("the ticket", _ref("Ticket")), **_errors("404")},
+                }
+            },
+            "/api/boards": {
+                "get": {
+                    "summary": "the hall's LED call boards",
+                    "responses": _ok("boards", {"type": "array", "items": _ref("BoardItem")}),
+                }
+            },
+            "/api/boards/{board}.png": {
+                "get": {
+                    "summary": "a board as it looks now",
+                    "parameters": [_param("board", "path", _STR)],
+                    "responses": {
+                        **_ok("PNG", {"type": "string", "format": "binary"}, "image/png"),
+                        **_errors("404", "503"),
+                    },
+                }
+            },
+            "/api/comfort": {
+                "get": {
+                    "summary": "办税舒适度指数 as data, from today: the state/comfort payload",
+                    "responses": {**_ok("comfort index", _ref("ComfortState")), **_errors("404")},
+                }
+            },
+            "/api/comfort.png": {
+                "get": {
+                    "summary": "办税舒适度指数: the next 30 days by hour, 较少/适中/较多",
+                    "responses": {
+                        **_ok("PNG", {"type": "string", "format": "binary"}, "image/png"),
+                        **_errors("404"),
+                    },
+                }
+            },
+            "/api/stream": {
+                "get": {
+                    "summary": "Server-Sent Events: `hello`, then `change` after every outcome",
+                    "responses": _ok("event stream", _STR, "text/event-stream"),
+                }
+            },
+            "/api/openapi.json": {
+                "get": {"summary": "this document", "responses": _ok("OpenAPI document", _OBJ)}
+            },
+            "/api/appointments/slots": {
+                "get": {
+                    "summary": "bookable slots of a service on a day, with free places",
+                    "parameters": [
+                        _param("service", "query", _STR),
+                        _param(
+                            "day", "query", {"type": "string", "format": "date"}, required=False
+                        ),
+                    ],
+                    "responses": {**_ok("slots", _ref("Slots")), **_errors("400")},
+                }
+            },
+            "/api/appointments": {
+                "post": {
+                    "summary": "book a slot; the answer carries the appointment code",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("BookingRequest")}},
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "booked",
+                            "content": {"application/json": {"schema": _ref("Booked")}},
+                        },
+                        **_errors("400", "409", "429", "503"),
+                    },
+                }
+            },
+            "/api/appointments/{code}": {
+                "get": {
+                    "summary": "a booking and whether it was checked in",
+                    "parameters": [code],
+                    "responses": {**_ok("booking", _ref("Booking")), **_errors("404")},
+                }
+            },
+            "/api/appointments/{code}/cancel": {
+                "post": {
+                    "summary": "cancel a booking with the same ID or phone number it was made with",
+                    "parameters": [code],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("CancelRequest")}},
+                    },
+                    "responses": {
+                        **_ok("cancelled", _ref("Booking")),
+                        **_errors("400", "404", "409", "429"),
+                    },
+                }
+            },
+            "/api/appointments/{code}/qr.svg": {
+                "get": {
+                    "summary": "the booking code as a QR code (SVG), for the dispenser's scanner",
+                    "parameters": [code],
+                    "responses": {
+                        "200": {
+                            "description": "QR code",
+                            "content": {"image/svg+xml": {"schema": {"type": "string"}}},
+                        },
+                        **_errors("404"),
+                    },
+                }
+            },
+            "/api/supervisor/windows/{window}": {
+                "post": {
+                    "summary": "open/close/pause/resume a window or change its skills",
+                    "security": _WRITE,
+                    "parameters": [_param("window", "path", {"type": "integer", "minimum": 1})],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("SupervisorCommand")}},
+                    },
+                    "responses": {
+                        **_ok("applied", _ref("CommandResult")),
+                        **_errors("400", "401", "403"),
+                        "409": {
+                            "description": "the engine refused the command",
+                            "content": {"application/json": {"schema": _ref("CommandResult")}},
+                        },
+                    },
+                }
+            },
             "/api/supervisor/appointments": {
-                "post": {"summary": "invite a taxpayer: book on their behalf",
-                         "security": _WRITE,
-                         "requestBody": {"required": True, "content": {"application/json": {
-                             "schema": _ref("BookingRequest")}}},
-                         "responses": {"201": {"description": "booked", "content": {
-                             "application/json": {"schema": _ref("Booked")}}},
-                             **_errors("400", "401", "403", "409")}},
-                "get": {"summary": "the bookings of a day", "security": _READ,
-                        "parameters": [_param("day", "query",
-                                              {"type": "string", "format": "date"},
-                                              required=False)],
-                        "responses": {**_ok("bookings", {"type": "array",
-                                                         "items": _ref("SupervisorBooking")}),
-                                      **_errors("400", "401")}}},
-            "/api/supervisor/hall": {"get": {
-                "summary": "the internal hall: windows by function hall, KPIs, devices, alerts",
-                "security": _READ,
-                "responses": {**_ok("hall summary", _ref("Hall")), **_errors("401")}}},
-            "/api/supervisor/devices": {"get": {
-                "summary": "presence and health of every client", "security": _READ,
-                "responses": {**_ok("devices", {"type": "array", "items": _ref("Device")}),
-                              **_errors("401")}}},
-            "/api/supervisor/alerts": {"get": {
-                "summary": "engine alerts, offline devices, services past their wait target",
-                "security": _READ,
-                "responses": {**_ok("alerts", {"type": "array", "items": _ref("Alert")}),
-                              **_errors("401")}}},
-            "/api/supervisor/whoami": {"get": {
-                "summary": "the logged-in user (as /api/session)", "security": _READ,
-                "responses": {**_ok("session", _ref("WhoAmI")), **_errors("401")}}},
-            "/api/supervisor/audit": {"get": {
-                "summary": "the audit log, newest first: who did what, when, from where "
-                           "(supervisors only)",
-                "security": _READ,
-                "parameters": [
-                    _param("limit", "query", {"type": "integer", "minimum": 1,
-                                              "maximum": 500}, required=False),
-                    _param("before", "query", {"type": "integer"}, required=False,
-                           description="an entry id: page further back")],
-                "responses": {**_ok("entries", {"type": "array",
-                                                "items": _ref("AuditEntry")}),
-                              **_errors("400", "401", "403")}}},
-            "/api/login": {"post": {
-                "summary": "log into the supervisor desk: sets the session cookie "
-                           "(HttpOnly, SameSite=Strict, Secure over TLS)",
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": _ref("LoginRequest")}}},
-                "responses": {**_ok("logged in", _ref("WhoAmI")),
-                              **_errors("400", "401", "403", "415", "429")}}},
-            "/api/logout": {"post": {
-                "summary": "end the session", "security": _WRITE,
-                "responses": {**_ok("logged out", _ref("Done")), **_errors("401", "403")}}},
-            "/api/session": {"get": {
-                "summary": "the current session: user, role, CSRF token", "security": _READ,
-                "responses": {**_ok("session", _ref("WhoAmI")), **_errors("401")}}},
+                "post": {
+                    "summary": "invite a taxpayer: book on their behalf",
+                    "security": _WRITE,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("BookingRequest")}},
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "booked",
+                            "content": {"application/json": {"schema": _ref("Booked")}},
+                        },
+                        **_errors("400", "401", "403", "409"),
+                    },
+                },
+                "get": {
+                    "summary": "the bookings of a day",
+                    "security": _READ,
+                    "parameters": [
+                        _param("day", "query", {"type": "string", "format": "date"}, required=False)
+                    ],
+                    "responses": {
+                        **_ok("bookings", {"type": "array", "items": _ref("SupervisorBooking")}),
+                        **_errors("400", "401"),
+                    },
+                },
+            },
+            "/api/supervisor/hall": {
+                "get": {
+                    "summary": "the internal hall: windows by function hall, KPIs, devices, alerts",
+                    "security": _READ,
+                    "responses": {**_ok("hall summary", _ref("Hall")), **_errors("401")},
+                }
+            },
+            "/api/supervisor/devices": {
+                "get": {
+                    "summary": "presence and health of every client",
+                    "security": _READ,
+                    "responses": {
+                        **_ok("devices", {"type": "array", "items": _ref("Device")}),
+                        **_errors("401"),
+                    },
+                }
+            },
+            "/api/supervisor/alerts": {
+                "get": {
+                    "summary": "engine alerts, offline devices, services past their wait target",
+                    "security": _READ,
+                    "responses": {
+                        **_ok("alerts", {"type": "array", "items": _ref("Alert")}),
+                        **_errors("401"),
+                    },
+                }
+            },
+            "/api/supervisor/whoami": {
+                "get": {
+                    "summary": "the logged-in user (as /api/session)",
+                    "security": _READ,
+                    "responses": {**_ok("session", _ref("WhoAmI")), **_errors("401")},
+                }
+            },
+            "/api/supervisor/audit": {
+                "get": {
+                    "summary": "the audit log, newest first: who did what, when, from where "
+                    "(supervisors only)",
+                    "security": _READ,
+                    "parameters": [
+                        _param(
+                            "limit",
+                            "query",
+                            {"type": "integer", "minimum": 1, "maximum": 500},
+                            required=False,
+                        ),
+                        _param(
+                            "before",
+                            "query",
+                            {"type": "integer"},
+                            required=False,
+                            description="an entry id: page further back",
+                        ),
+                    ],
+                    "responses": {
+                        **_ok("entries", {"type": "array", "items": _ref("AuditEntry")}),
+                        **_errors("400", "401", "403"),
+                    },
+                }
+            },
+            "/api/login": {
+                "post": {
+                    "summary": "log into the supervisor desk: sets the session cookie "
+                    "(HttpOnly, SameSite=Strict, Secure over TLS)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("LoginRequest")}},
+                    },
+                    "responses": {
+                        **_ok("logged in", _ref("WhoAmI")),
+                        **_errors("400", "401", "403", "415", "429"),
+                    },
+                }
+            },
+            "/api/logout": {
+                "post": {
+                    "summary": "end the session",
+                    "security": _WRITE,
+                    "responses": {**_ok("logged out", _ref("Done")), **_errors("401", "403")},
+                }
+            },
+            "/api/session": {
+                "get": {
+                    "summary": "the current session: user, role, CSRF token",
+                    "security": _READ,
+                    "responses": {**_ok("session", _ref("WhoAmI")), **_errors("401")},
+                }
+            },
         },
-        "components": {"schemas": _schemas(), "securitySchemes": {
-            "session": {"type": "apiKey", "in": "cookie", "name": "hallq_session"},
-            "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"}}},
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": "hallq_session"},
+                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+            },
+        },
     }

@@ -53,16 +53,15 @@ HUB: web.AppKey[StreamHub] = web.AppKey("hub", StreamHub)
 GATE: web.AppKey[Gate] = web.AppKey("gate", Gate)
 AUDIT: web.AppKey[AuditLog] = web.AppKey("audit", AuditLog)
 # where the gate leaves the request's session (typed keys exist from aiohttp 3.14)
-SESSION: Any = (web.RequestKey("session", Session) if hasattr(web, "RequestKey")
-                else "hallq.session")
+SESSION: Any = web.RequestKey("session", Session) if hasattr(web, "RequestKey") else "hallq.session"
 # pages and scripts come from here only; no inline script anywhere, frames refused
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
-                               "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 }
 LIMITER: web.AppKey[AddressLimiter] = web.AppKey("limiter", AddressLimiter)
 
@@ -72,6 +71,7 @@ def _c(request: web.Request) -> HallService:
 
 
 _Sent = TypeVar("_Sent", web.StreamResponse, web.HTTPException)
+
 
 def _error(status: int, code: str, message: str) -> web.Response:
     """An error answer; what it quotes of the request is ID-redacted (a ticket number
@@ -101,12 +101,18 @@ async def health(request: web.Request) -> web.Response:
     c = _c(request)
     connected = c.session is not None and c.session.connected
     body = api.Health(
-        ok=connected, broker_connected=connected, seq=c.queue.seq,
+        ok=connected,
+        broker_connected=connected,
+        seq=c.queue.seq,
         day=c.engine.day.isoformat() if c.engine.day else None,
-        stream_clients=request.app[HUB].clients, city_link=city_link(c.queue.log),
+        stream_clients=request.app[HUB].clients,
+        city_link=city_link(c.queue.log),
     )
-    return web.json_response(body.model_dump(mode="json"), status=200 if connected else 503,
-                             headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        body.model_dump(mode="json"),
+        status=200 if connected else 503,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def city_link(log: EventLog) -> api.CityLink | None:
@@ -139,8 +145,14 @@ async def alerts(request: web.Request) -> web.Response:
 
 
 async def board_list(request: web.Request) -> web.Response:
-    return _json([api.BoardItem(id=b.id, zone=b.zone, width=b.width, height=b.height,
-                                png=f"/api/boards/{b.id}.png") for b in boards(_c(request).cfg)])
+    return _json(
+        [
+            api.BoardItem(
+                id=b.id, zone=b.zone, width=b.width, height=b.height, png=f"/api/boards/{b.id}.png"
+            )
+            for b in boards(_c(request).cfg)
+        ]
+    )
 
 
 async def board_png(request: web.Request) -> web.Response:
@@ -151,8 +163,7 @@ async def board_png(request: web.Request) -> web.Response:
         return _error(503, "renderer_unavailable", f"board renderer not available: {exc}")
     if png is None:
         return _error(404, "unknown_board", f"no board {request.match_info['board']!r}")
-    return web.Response(body=png, content_type="image/png",
-                        headers={"Cache-Control": "no-store"})
+    return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 async def comfort_png(request: web.Request) -> web.Response:
@@ -161,8 +172,11 @@ async def comfort_png(request: web.Request) -> web.Response:
         return _error(404, "no_forecast", "no comfort index for this hall yet (too little history)")
     from coordinator.forecast.export import png_bytes
 
-    return web.Response(body=png_bytes(c.forecast), content_type="image/png",
-                        headers={"Cache-Control": "max-age=600"})
+    return web.Response(
+        body=png_bytes(c.forecast),
+        content_type="image/png",
+        headers={"Cache-Control": "max-age=600"},
+    )
 
 
 async def comfort(request: web.Request) -> web.Response:
@@ -173,8 +187,7 @@ async def comfort(request: web.Request) -> web.Response:
         return _error(404, "no_forecast", "no comfort index for this hall yet (too little history)")
     today = c.cfg.hall.business_day(c.clock())
     state = c.forecast.comfort_state(c.queue.seq, today)
-    return web.json_response(text=state.model_dump_json(),
-                             headers={"Cache-Control": "max-age=600"})
+    return web.json_response(text=state.model_dump_json(), headers={"Cache-Control": "max-age=600"})
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -184,9 +197,13 @@ async def openapi(request: web.Request) -> web.Response:
 async def stream(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: a ``hello`` with the current revision, then every change."""
     hub = request.app[HUB]
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-store",
-        "X-Accel-Buffering": "no"})
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
     queue = hub.open()
     try:
         await response.prepare(request)
@@ -230,14 +247,24 @@ async def slots(request: web.Request) -> web.Response:
     now, checked_in = c.clock(), c.checked_in()
     capacity = c.cfg.coordinator.appointment_capacity
     days = c.bookings.bookable_days(now)
-    return _json(api.Slots(
-        service=service, day=day.isoformat(), capacity=capacity,
-        days=[d.isoformat() for d in days],
-        slots=[api.Slot(slot=s.label, start=s.label[:5],
-                        free=max(0, capacity - c.bookings.taken(service, s, now, checked_in)),
-                        open=s.end > now and day in days,
-                        comfort=_comfort_at(c, day, s.label[:5])) for s in found],
-    ))
+    return _json(
+        api.Slots(
+            service=service,
+            day=day.isoformat(),
+            capacity=capacity,
+            days=[d.isoformat() for d in days],
+            slots=[
+                api.Slot(
+                    slot=s.label,
+                    start=s.label[:5],
+                    free=max(0, capacity - c.bookings.taken(service, s, now, checked_in)),
+                    open=s.end > now and day in days,
+                    comfort=_comfort_at(c, day, s.label[:5]),
+                )
+                for s in found
+            ],
+        )
+    )
 
 
 def _comfort_at(c: HallService, day: dt.date, hhmm: str) -> api.ComfortLevel | None:
@@ -260,13 +287,15 @@ def _person(body: dict[str, Any], c: HallService, *, required: bool) -> str | No
     phone = str(body.get("phone") or "").strip()
     if not id_number and not phone:
         if required:
-            raise BookingError("identity_required", "请填写身份证号或手机号\n"
-                                                    "Enter your ID or mobile number")
+            raise BookingError(
+                "identity_required", "请填写身份证号或手机号\nEnter your ID or mobile number"
+            )
         return None
     key = c.cfg.security.id_hash_key
     if key is None:
-        raise BookingError("real_name_unavailable", "本厅暂未开通实名预约\n"
-                                                    "Real-name booking is not set up here")
+        raise BookingError(
+            "real_name_unavailable", "本厅暂未开通实名预约\nReal-name booking is not set up here"
+        )
     if id_number:
         problem = id_number_problem(id_number)
         if problem is not None:
@@ -298,9 +327,14 @@ async def _body(request: web.Request, model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _status(exc: BookingError) -> int:
-    return {"slot_full": 409, "person_limit": 409, "checked_in": 409,
-            "unknown_appointment": 404, "rate_limited": 429,
-            "real_name_unavailable": 503}.get(exc.code, 400)
+    return {
+        "slot_full": 409,
+        "person_limit": 409,
+        "checked_in": 409,
+        "unknown_appointment": 404,
+        "rate_limited": 429,
+        "real_name_unavailable": 503,
+    }.get(exc.code, 400)
 
 
 async def _book(request: web.Request, booked_by: str) -> tuple[web.Response, Any]:
@@ -316,16 +350,21 @@ async def _book(request: web.Request, booked_by: str) -> tuple[web.Response, Any
         day = _day(body.get("day"), c)
         slot = c.bookings.slot_at(service, day, start_text)
         note = body.get("note") if not taxpayer else None
-        booking = await c.book_appointment(service, day, slot.start, booked_by=booked_by,
-                                           note=redact(str(note))[:100] if note else None,
-                                           person=person)
+        booking = await c.book_appointment(
+            service,
+            day,
+            slot.start,
+            booked_by=booked_by,
+            note=redact(str(note))[:100] if note else None,
+            person=person,
+        )
     except BookingError as exc:
         return _error(_status(exc), exc.code, str(exc)), None
-    log.info("appointment %s booked by %s: %s %s", booking.code, booked_by, service,
-             slot.label)
+    log.info("appointment %s booked by %s: %s %s", booking.code, booked_by, service, slot.label)
     data = booking_json(booking, c.cfg, c.clock(), c.checked_in())
-    return web.json_response(api.Booked(**data.model_dump()).model_dump(mode="json"),
-                             status=201), booking
+    return web.json_response(
+        api.Booked(**data.model_dump()).model_dump(mode="json"), status=201
+    ), booking
 
 
 async def book(request: web.Request) -> web.Response:
@@ -359,8 +398,9 @@ def qr_svg(text: str) -> bytes:
     import segno
 
     out = io.BytesIO()
-    segno.make_qr(text, error="m").save(out, kind="svg", scale=8, border=4, dark="#111",
-                                        xmldecl=False)
+    segno.make_qr(text, error="m").save(
+        out, kind="svg", scale=8, border=4, dark="#111", xmldecl=False
+    )
     return out.getvalue()
 
 
@@ -371,8 +411,11 @@ async def appointment_qr(request: web.Request) -> web.Response:
     found = c.bookings.get(request.match_info["code"].upper())
     if found is None:
         return _error(404, "unknown_appointment", "没有这个预约码")
-    return web.Response(body=qr_svg(found.code), content_type="image/svg+xml",
-                        headers={"Cache-Control": "private, max-age=86400"})
+    return web.Response(
+        body=qr_svg(found.code),
+        content_type="image/svg+xml",
+        headers={"Cache-Control": "private, max-age=86400"},
+    )
 
 
 # --- supervisor ------------------------------------------------------------------------
@@ -401,24 +444,43 @@ def _secure(request: web.Request) -> bool:
     """Whether the browser reached us over TLS: ours, or a trusted proxy's."""
     if request.secure:
         return True
-    return (request.remote in _c(request).cfg.web.trusted_proxies
-            and request.headers.get("X-Forwarded-Proto", "").lower() == "https")
+    return (
+        request.remote in _c(request).cfg.web.trusted_proxies
+        and request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    )
 
 
-def _audit(request: web.Request, action: str, *, target: str | None = None, ok: bool = True,
-           result: str | None = None, detail: dict[str, Any] | None = None,
-           session: Session | None = None, user: str | None = None) -> None:
+def _audit(
+    request: web.Request,
+    action: str,
+    *,
+    target: str | None = None,
+    ok: bool = True,
+    result: str | None = None,
+    detail: dict[str, Any] | None = None,
+    session: Session | None = None,
+    user: str | None = None,
+) -> None:
     session = session or request.get(SESSION)
     request.app[AUDIT].record(
-        user or (session.user if session else "?"), action,
-        role=session.role if session else None, target=target, ok=ok, result=result,
-        detail=detail, client=_client(request))
+        user or (session.user if session else "?"),
+        action,
+        role=session.role if session else None,
+        target=target,
+        ok=ok,
+        result=result,
+        detail=detail,
+        client=_client(request),
+    )
 
 
 def _guarded(path: str) -> bool:
     """The desk's pages (``/supervisor`` and anything under it) and API."""
-    return (path == "/supervisor" or path.startswith(("/supervisor/", "/api/supervisor/"))
-            or path == "/api/logout")
+    return (
+        path == "/supervisor"
+        or path.startswith(("/supervisor/", "/api/supervisor/"))
+        or path == "/api/logout"
+    )
 
 
 @web.middleware
@@ -476,19 +538,33 @@ async def login(request: web.Request) -> web.Response:
         _audit(request, "login", session=session)
         log.info("desk login: %s (%s) from %s", session.user, session.role, client)
         response = _json(_session_json(g, session))
-        response.set_cookie(COOKIE, session.token, httponly=True, samesite="Strict",
-                            secure=_secure(request), path="/")
+        response.set_cookie(
+            COOKIE,
+            session.token,
+            httponly=True,
+            samesite="Strict",
+            secure=_secure(request),
+            path="/",
+        )
         return response
     until = outcome.locked_until
     if outcome.failed:
         known = g.directory.get(name) is not None
         # an unknown name is not stored: it is often a password typed in the wrong box
-        _audit(request, "login", ok=False, user=name if known else "(unknown)",
-               result="locked" if until else "bad_credentials")
+        _audit(
+            request,
+            "login",
+            ok=False,
+            user=name if known else "(unknown)",
+            result="locked" if until else "bad_credentials",
+        )
         if until is None:
             return _error(401, "bad_credentials", "用户名或密码错误 wrong user name or password")
-        log.warning("desk login locked for %s / %s after repeated failures",
-                    name if known else "(unknown user)", client)
+        log.warning(
+            "desk login locked for %s / %s after repeated failures",
+            name if known else "(unknown user)",
+            client,
+        )
     assert until is not None
     now = g.clock()
     response = _error(429, "locked", lockout_message(until, now, c.cfg))
@@ -497,8 +573,13 @@ async def login(request: web.Request) -> web.Response:
 
 
 def _session_json(g: Gate, session: Session) -> api.WhoAmI:
-    return api.WhoAmI(user=session.user, role=cast(Any, session.role), csrf=session.csrf,
-                      may_act=session.may_act, expires_at=g.sessions.expires_at(session))
+    return api.WhoAmI(
+        user=session.user,
+        role=cast(Any, session.role),
+        csrf=session.csrf,
+        may_act=session.may_act,
+        expires_at=g.sessions.expires_at(session),
+    )
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -540,8 +621,9 @@ async def supervisor_command(request: web.Request) -> web.Response:
     action = body.get("action") if isinstance(body, dict) else None
     if not isinstance(action, str) or action not in SUPERVISOR_ACTIONS:  # [] is unhashable
         _audit(request, "window", target=target, ok=False, result="bad_action")
-        return _error(400, "bad_action",
-                      f"action must be one of {', '.join(sorted(SUPERVISOR_ACTIONS))}")
+        return _error(
+            400, "bad_action", f"action must be one of {', '.join(sorted(SUPERVISOR_ACTIONS))}"
+        )
     try:
         command = m.adapter(m.WindowCommand).validate_python({**body, "window": window})
     except ValidationError as exc:
@@ -552,10 +634,21 @@ async def supervisor_command(request: web.Request) -> web.Response:
     done = await c.execute("window", "supervisor", user, command, reply=False)
     ok = bool(done.record["ok"])
     detail = {"skills": command.skills} if command.action == "set_skills" else None
-    _audit(request, command.action, target=target, ok=ok,
-           result=None if ok else done.record["error"]["code"], detail=detail)
-    log.info("supervisor %s: %s window %d -> %s", user, command.action, window,
-             "ok" if ok else done.record["error"]["code"])
+    _audit(
+        request,
+        command.action,
+        target=target,
+        ok=ok,
+        result=None if ok else done.record["error"]["code"],
+        detail=detail,
+    )
+    log.info(
+        "supervisor %s: %s window %d -> %s",
+        user,
+        command.action,
+        window,
+        "ok" if ok else done.record["error"]["code"],
+    )
     result = api.CommandResult(ok=ok, error=done.record["error"], seq=done.seq, id=command.id)
     return web.json_response(result.model_dump(mode="json"), status=200 if ok else 409)
 
@@ -563,8 +656,12 @@ async def supervisor_command(request: web.Request) -> web.Response:
 async def supervisor_invite(request: web.Request) -> web.Response:
     response, booking = await _book(request, f"supervisor/{_session(request).user}")
     if booking is not None:
-        _audit(request, "invite", target=f"appointment {booking.code}",
-               detail={"service": booking.service, "day": booking.day})
+        _audit(
+            request,
+            "invite",
+            target=f"appointment {booking.code}",
+            detail={"service": booking.service, "day": booking.day},
+        )
     else:
         _audit(request, "invite", ok=False, result=str(response.status))
     return response
@@ -577,8 +674,14 @@ async def supervisor_appointments(request: web.Request) -> web.Response:
     except BookingError as exc:
         return _error(400, exc.code, str(exc))
     now, checked_in = c.clock(), c.checked_in()
-    return _json([api.SupervisorBooking(**booking_json(b, c.cfg, now, checked_in).model_dump(),
-                                        note=b.note) for b in c.bookings.on_day(day)])
+    return _json(
+        [
+            api.SupervisorBooking(
+                **booking_json(b, c.cfg, now, checked_in).model_dump(), note=b.note
+            )
+            for b in c.bookings.on_day(day)
+        ]
+    )
 
 
 async def whoami(request: web.Request) -> web.Response:
@@ -591,6 +694,7 @@ async def whoami(request: web.Request) -> web.Response:
 def _page(name: str) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
     return handler
 
 
@@ -606,8 +710,10 @@ def make_app(coordinator: HallService) -> web.Application:
     app[COORDINATOR] = coordinator
     app[HUB] = hub
     app[GATE] = Gate(coordinator.cfg)
-    app[AUDIT] = AuditLog(default_audit_path(coordinator.eventlog.path),
-                          retention_days=coordinator.cfg.coordinator.retention_days)
+    app[AUDIT] = AuditLog(
+        default_audit_path(coordinator.eventlog.path),
+        retention_days=coordinator.cfg.coordinator.retention_days,
+    )
     app[LIMITER] = AddressLimiter(coordinator.cfg.coordinator.appointment_per_address_hour)
     coordinator.add_listener(hub.notify)
 
@@ -673,8 +779,10 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise OSError(f"cannot load web.tls_cert_file {str(cert)!r} with web.tls_key_file "
-                      f"{str(key)!r}: {exc.strerror or exc}") from None
+        raise OSError(
+            f"cannot load web.tls_cert_file {str(cert)!r} with web.tls_key_file "
+            f"{str(key)!r}: {exc.strerror or exc}"
+        ) from None
     return context
 
 
@@ -685,8 +793,9 @@ async def start_web(coordinator: HallService, host: str, port: int) -> WebServer
     context = None
     if settings.tls_cert_file is not None and settings.tls_key_file is not None:
         context = tls_context(settings.tls_cert_file, settings.tls_key_file)
-    runner = web.AppRunner(make_app(coordinator), handle_signals=False, access_log=None,
-                           shutdown_timeout=2.0)
+    runner = web.AppRunner(
+        make_app(coordinator), handle_signals=False, access_log=None, shutdown_timeout=2.0
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, ssl_context=context)

@@ -55,7 +55,8 @@ def verify_password(user: User | None, password: str) -> bool:
     """Slow on purpose (argon2): call it off the event loop."""
     try:
         return _HASHER.verify(user.password_hash if user else _dummy(), password) and (
-            user is not None)
+            user is not None
+        )
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
@@ -83,8 +84,7 @@ def read_users_file(path: Path) -> list[User]:
             user = WebUser.model_validate(entry)
         except ValidationError as exc:
             where = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "entry"
-            raise UsersFileError(
-                f"{path}: users[{i}].{where}: {exc.errors()[0]['msg']}") from None
+            raise UsersFileError(f"{path}: users[{i}].{where}: {exc.errors()[0]['msg']}") from None
         if any(u.name == user.name for u in users):
             raise UsersFileError(f"{path}: users[{i}].name: duplicate user {user.name!r}")
         users.append(User(user.name, user.role, user.password_hash))
@@ -96,11 +96,15 @@ def write_users_file(path: Path, users: list[User]) -> None:
     secrets: a stolen hash can be guessed at offline). The group is the folder's, so with
     /etc/hallq root:hallq 0750 the coordinator (group hallq) reads what `sudo hallq user`
     wrote."""
-    lines = ["# hallq supervisor desk users: written by `hallq user`; argon2id hashes only",
-             ""]
+    lines = ["# hallq supervisor desk users: written by `hallq user`; argon2id hashes only", ""]
     for u in sorted(users, key=lambda u: u.name):
-        lines += ["[[users]]", f'name = "{u.name}"', f'role = "{u.role}"',
-                  f'password_hash = "{u.password_hash}"', ""]
+        lines += [
+            "[[users]]",
+            f'name = "{u.name}"',
+            f'role = "{u.role}"',
+            f'password_hash = "{u.password_hash}"',
+            "",
+        ]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
@@ -124,20 +128,26 @@ class Directory:
 
     def __init__(self, cfg: HallConfig) -> None:
         self._fixed: dict[str, User] = {
-            u.name: User(u.name, u.role, u.password_hash) for u in cfg.web.users}
+            u.name: User(u.name, u.role, u.password_hash) for u in cfg.web.users
+        }
         settings = cfg.coordinator
         if settings.supervisor_password is not None and (
-                settings.supervisor_user not in self._fixed):
+            settings.supervisor_user not in self._fixed
+        ):
             self._fixed[settings.supervisor_user] = User(
-                settings.supervisor_user, "supervisor",
-                hash_password(settings.supervisor_password.get_secret_value()))
+                settings.supervisor_user,
+                "supervisor",
+                hash_password(settings.supervisor_password.get_secret_value()),
+            )
         self.path = cfg.web.users_file
         self._stamp: tuple[int, int] | None = None
         self._from_file: dict[str, User] = {}
         self.refresh()
         if not self.all():
-            log.warning("no supervisor desk users: nobody can log in (add one with "
-                        "`hallq user add NAME --role supervisor --config HALL.toml`)")
+            log.warning(
+                "no supervisor desk users: nobody can log in (add one with "
+                "`hallq user add NAME --role supervisor --config HALL.toml`)"
+            )
 
     def refresh(self) -> None:
         """Read the users file again if it changed; a broken file keeps the last good one."""
@@ -150,8 +160,9 @@ class Directory:
             stamp = None
         except OSError as exc:
             if self._stamp != (-1, -1):
-                log.error("users file %s cannot be read, keeping the previous users: %s",
-                          self.path, exc)
+                log.error(
+                    "users file %s cannot be read, keeping the previous users: %s", self.path, exc
+                )
                 self._stamp = (-1, -1)
             return
         if stamp == self._stamp:
@@ -166,8 +177,12 @@ class Directory:
         loaded: dict[str, User] = {}
         for u in users:
             if u.name in self._fixed:
-                log.warning("users file %s: user %r is also defined in the hall file; the "
-                            "hall file's entry is used", self.path, u.name)
+                log.warning(
+                    "users file %s: user %r is also defined in the hall file; the "
+                    "hall file's entry is used",
+                    self.path,
+                    u.name,
+                )
             else:
                 loaded[u.name] = u
         self._from_file = loaded

@@ -28,8 +28,13 @@ def _service(c: HallService, code: str, now: float) -> api.Service:
     queue = c.engine.queue_state(code, c.queue.seq, now)
     oldest = queue.oldest_wait_s
     return api.Service(
-        code=code, name=svc.name, name_en=svc.name_en, prefix=svc.prefix,
-        wait_target_min=svc.wait_target_min, materials=list(svc.materials), queue=queue,
+        code=code,
+        name=svc.name,
+        name_en=svc.name_en,
+        prefix=svc.prefix,
+        wait_target_min=svc.wait_target_min,
+        materials=list(svc.materials),
+        queue=queue,
         over_target=oldest is not None and oldest > svc.wait_target_min * 60.0,
         wait_text=api.WaitText.of(queue.wait),
     )
@@ -42,9 +47,15 @@ def service_json(c: HallService, code: str, now: float) -> dict[str, Any]:
 def _device(d: DeviceSeen) -> api.Device:
     components = d.health.components if d.health is not None else []
     return api.Device(
-        role=d.role, client=d.client, online=d.online, boot=d.boot, version=d.version,
-        since=d.since, healthy=all(x.ok for x in components) if d.health is not None else None,
-        components=list(components), health_at=d.health_at,
+        role=d.role,
+        client=d.client,
+        online=d.online,
+        boot=d.boot,
+        version=d.version,
+        since=d.since,
+        healthy=all(x.ok for x in components) if d.health is not None else None,
+        components=list(components),
+        health_at=d.health_at,
     )
 
 
@@ -54,8 +65,12 @@ def devices_json(c: HallService) -> list[dict[str, Any]]:
 
 def _header(c: HallService) -> api.HallHeader:
     day = c.engine.day
-    return api.HallHeader(id=c.cfg.hall.id, name=c.cfg.hall.name, name_en=c.cfg.hall.name_en,
-                          day=day.isoformat() if day else None)
+    return api.HallHeader(
+        id=c.cfg.hall.id,
+        name=c.cfg.hall.name,
+        name_en=c.cfg.hall.name_en,
+        day=day.isoformat() if day else None,
+    )
 
 
 def public_json(c: HallService) -> dict[str, Any]:
@@ -63,9 +78,12 @@ def public_json(c: HallService) -> dict[str, Any]:
     now, rev = c.clock(), c.queue.seq
     board = c.board_state(rev)
     return api.PublicHall(
-        hall=_header(c), rev=rev, now=_iso(now, c.cfg.hall.tzinfo),
+        hall=_header(c),
+        rev=rev,
+        now=_iso(now, c.cfg.hall.tzinfo),
         services=[_service(c, code, now) for code in c.engine.services],
-        board=board, comfort=board.comfort,
+        board=board,
+        comfort=board.comfort,
     ).model_dump(mode="json")
 
 
@@ -95,18 +113,22 @@ def ticket_json(c: HallService, number: str) -> dict[str, Any] | None:
     waiting = t.state in AHEAD_STATES
     info = c.engine.ticket_info(t, now) if waiting else None
     return api.Ticket(
-        number=t.number, service=t.service,
+        number=t.number,
+        service=t.service,
         service_name=svc.name if svc else t.service,
         materials=list(svc.materials) if svc else [],
-        state=t.state, priority=t.priority,
+        state=t.state,
+        priority=t.priority,
         people_ahead=info.people_ahead if info else None,
         eta_min=info.eta_min if info else None,
         wait=info.wait if info else None,
         wait_text=api.WaitText.of(info.wait) if info else None,
         window=t.window if t.state in (TicketState.CALLED, TicketState.SERVING) else None,
         directed_window=t.directed,
-        issued_at=_iso(t.issued_at, tz), called_at=_iso(t.called_at, tz),
-        recalls=t.recalls, rev=c.queue.seq,
+        issued_at=_iso(t.issued_at, tz),
+        called_at=_iso(t.called_at, tz),
+        recalls=t.recalls,
+        rev=c.queue.seq,
     ).model_dump(mode="json")
 
 
@@ -116,23 +138,43 @@ def alerts_json(c: HallService) -> list[dict[str, Any]]:
     now, tz = c.clock(), c.cfg.hall.tzinfo
     out: list[dict[str, Any]] = []
     for d in c.devices.offline():
-        out.append({"severity": "warning", "kind": "device_offline", "client": d.client,
-                    "role": d.role, "at": _iso(d.since, tz),
-                    "message": f"{d.client} ({d.role}) 离线"})
+        out.append(
+            {
+                "severity": "warning",
+                "kind": "device_offline",
+                "client": d.client,
+                "role": d.role,
+                "at": _iso(d.since, tz),
+                "message": f"{d.client} ({d.role}) 离线",
+            }
+        )
     for d in c.devices.unhealthy():
         components = d.health.components if d.health is not None else []
         bad = ", ".join(f"{x.name}:{x.status}" for x in components if not x.ok)
-        out.append({"severity": "warning", "kind": "device_unhealthy", "client": d.client,
-                    "role": d.role, "at": _iso(d.health_at, tz),
-                    "message": f"{d.client} 设备异常: {bad}"})
+        out.append(
+            {
+                "severity": "warning",
+                "kind": "device_unhealthy",
+                "client": d.client,
+                "role": d.role,
+                "at": _iso(d.health_at, tz),
+                "message": f"{d.client} 设备异常: {bad}",
+            }
+        )
     for code in c.engine.services:
         svc = service_json(c, code, now)
         if svc["over_target"]:
             minutes = svc["queue"]["oldest_wait_s"] / 60.0
-            out.append({"severity": "warning", "kind": "wait_over_target", "service": code,
-                        "at": _iso(now, tz),
-                        "message": f"{svc['name']} 最长等候 {minutes:.0f} 分钟, "
-                                   f"超过目标 {svc['wait_target_min']:g} 分钟"})
+            out.append(
+                {
+                    "severity": "warning",
+                    "kind": "wait_over_target",
+                    "service": code,
+                    "at": _iso(now, tz),
+                    "message": f"{svc['name']} 最长等候 {minutes:.0f} 分钟, "
+                    f"超过目标 {svc['wait_target_min']:g} 分钟",
+                }
+            )
     for at, event in c.alerts:
         item = event.model_dump(mode="json", exclude_none=True)
         item.pop("v", None)

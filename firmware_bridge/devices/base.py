@@ -37,8 +37,10 @@ class FramedDevice:
         link.attach(self, reply_timeout=reply_timeout)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.device!r}, address={self.address}, "
-                f"port={self.link.port!r})")
+        return (
+            f"{type(self).__name__}({self.device!r}, address={self.address}, "
+            f"port={self.link.port!r})"
+        )
 
     def decode_event(self, event: EventType, data: bytes) -> DeviceEvent | None:
         raise FrameError(f"a {self.kind.name.lower()} does not send {event.name} events")

@@ -107,13 +107,14 @@ class Ticket:
     issued_at: datetime
     status_url: str
     note: str | None = "请留意叫号，过号请重新取号"
-    wait_text: str | None = None    # the range as the coordinator gives it ("约 8-12 分钟")
+    wait_text: str | None = None  # the range as the coordinator gives it ("约 8-12 分钟")
 
 
 def ticket_bytes(ticket: Ticket, *, number_scale: int = 4, qr_module: int = 6) -> bytes:
     """The complete stream for one ticket, from ESC @ to the cut."""
     wait = ticket.wait_text or (
-        "暂无" if ticket.wait_minutes is None else f"约 {ticket.wait_minutes} 分钟")
+        "暂无" if ticket.wait_minutes is None else f"约 {ticket.wait_minutes} 分钟"
+    )
     out = [
         INIT,
         CHINESE_ON,

@@ -93,8 +93,10 @@ class LedController(FramedDevice):
                 self.deltas = False
                 return False
             if exc.reason == "out_of_order":
-                log.info("%s does not hold the image a delta needs (rebooted?); resending it",
-                         self.device)
+                log.info(
+                    "%s does not hold the image a delta needs (rebooted?); resending it",
+                    self.device,
+                )
                 return False
             raise
         self._shown = (image, frame_id)
