@@ -117,8 +117,8 @@ def widened(
         p50_min=round(p50, 1),
         low_min=round(max(p50 * low, floor_min), 1),
         high_min=round(p50 * high, 1),
-        basis=basis,
-    )  # type: ignore[arg-type]
+        basis=basis,  # type: ignore[arg-type]
+    )
 
 
 def reject(code: str, message: str) -> Outcome:

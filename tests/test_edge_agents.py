@@ -162,9 +162,10 @@ async def test_an_unplugged_pad_line_recovers_without_a_restart_and_health_says_
         running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
         agent(cfg, "pi-w1", tmp_path, clock) as (devices, _),
     ):
-        await coordinator.session.subscribe(  # type: ignore[union-attr]
+        assert coordinator.session is not None
+        await coordinator.session.subscribe(
             coordinator.session.topics.health("window", "pi-w1"), health
-        )  # type: ignore[union-attr]
+        )
         pad_bus, pad = devices["pad-1"]
         sim_pad = pad_bus.device(pad, SimCallPad)
         await pad_bus.wait_for(lambda: sim_pad.display is not None, timeout=15)

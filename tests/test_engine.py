@@ -58,8 +58,8 @@ def code(out: Outcome) -> str:
 
 def test_numbers_count_per_service_with_prefix_and_width(engine: Engine) -> None:
     numbers = [
-        issue(engine, s).ticket.number
-        for s in ("tax-filing", "tax-filing", "invoice", "tax-filing")  # type: ignore[union-attr]
+        issue(engine, s).ticket.number  # type: ignore[union-attr]
+        for s in ("tax-filing", "tax-filing", "invoice", "tax-filing")
     ]
     assert numbers == ["A001", "A002", "B001", "A003"]
 
