@@ -127,6 +127,9 @@ def _tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
     return context
 
 
+PENDING_CALLS_WARN = 5000
+
+
 def broker_client(
     broker: BrokerConfig,
     identifier: str,
@@ -140,7 +143,7 @@ def broker_client(
     the socket that closes itself on a failed handshake); ``options`` add the session's
     will, clean-start and properties."""
     password = broker.password.get_secret_value() if broker.password is not None else None
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         broker.host,
         broker.port,
         identifier=identifier,
@@ -152,6 +155,10 @@ def broker_client(
         timeout=timeout,
         **options,
     )
+    # aiomqtt warns on every publish past 10 in flight; a reconnect's republish of the whole
+    # hall sends hundreds at once by design, and the outbox bounds what is really pending.
+    client.pending_calls_threshold = PENDING_CALLS_WARN
+    return client
 
 
 @functools.cache
