@@ -32,7 +32,8 @@ def find_nats_server() -> str | None:
 
 
 def make_certs(d: Path) -> Path:
-    """A CA and a server certificate for 127.0.0.1; returns the CA file."""
+    """A CA and a server certificate for 127.0.0.1 (any TLS test: the city cluster, the
+    hall broker); returns the CA file."""
 
     def ssl_(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)

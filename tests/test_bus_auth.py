@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from city.testcluster import make_certs
 from hallq.bus import Session
 from hallq.config import BrokerConfig, TlsConfig
 
@@ -57,62 +58,11 @@ async def test_username_and_password_are_used_and_a_wrong_one_is_logged(
     assert all("wrong" not in r.getMessage() for r in caplog.records)
 
 
-def _make_certs(d: Path) -> None:
-    def ssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    ssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=hallq test CA",
-    )
-    ssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    )
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    )
-
-
 async def test_tls_connects_with_the_configured_ca_and_refuses_an_unknown_one(
     tmp_path: Path,
 ) -> None:
     need("openssl", shutil.which("openssl") is not None, "sudo apt-get install openssl")
-    _make_certs(tmp_path)
+    make_certs(tmp_path)
     broker = Mosquitto(
         tmp_path,
         persistence=False,
