@@ -49,6 +49,7 @@ STATS_INTERVAL_S = 1.0
 ADVICE_EVERY_S = 60.0  # hall seconds between checks for express-window advice
 ADVICE_REPEAT_S = 600.0
 RECENT_ALERTS = 200
+RECENT_ADVICE = 20
 RECENT_REFUSED = 10_000
 MIN_EXPIRY_LEFT_S = 2  # MQTT 5 expiry left that proves a queued command is still in time
 STORAGE_FAILED = "系统存储故障"
@@ -145,6 +146,8 @@ class Coordinator:
         self.forecast: Any = None
         self._advised_at = float("-inf")
         self._advised: dict[str, float] = {}
+        # advice worth showing, newest first: the desk adopts it to be applied or dismissed
+        self.advice: deque[tuple[float, Any]] = deque(maxlen=RECENT_ADVICE)
         self._refreshing: asyncio.Task[None] | None = None
         self.authz = Authority(cfg)
         self._alerting: set[asyncio.Task[None]] = set()
@@ -370,7 +373,7 @@ class Coordinator:
             return []
         self._advised_at = now
         batch: Batch = []
-        from coordinator.advice import advice_alert, advise
+        from coordinator.advice import advice_alert, advise, worth_it
         from coordinator.advice.live import with_simulated_effect
 
         try:
@@ -385,7 +388,10 @@ class Coordinator:
                 item = with_simulated_effect(self.engine, now, item)
             except Exception:
                 log.exception("express-window advice: simulating the effect failed")
+            if not worth_it(item):  # looked at again next minute, as the queue grows
+                continue
             self._advised[item.service] = now
+            self.advice.appendleft((now, item))
             alert = advice_alert(item)
             self.alerts.appendleft((now, alert))
             batch.append((self._topics.event("alert"), alert))

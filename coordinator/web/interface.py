@@ -46,6 +46,8 @@ class HallService(Protocol):
     @property
     def alerts(self) -> deque[tuple[float, m.AlertEvent]]: ...
     @property
+    def advice(self) -> deque[tuple[float, Any]]: ...  # (at, advice.Advice), newest first
+    @property
     def bookings(self) -> AppointmentBook: ...
     @property
     def forecast(self) -> Any: ...  # coordinator.forecast.Forecast, or None: no history yet

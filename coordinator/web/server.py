@@ -22,8 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from coordinator.eventlog import EventLog
 from coordinator.shipmark import lag, mark_path, read_mark
+from coordinator.web import desk, views
 from coordinator.web import models as api
-from coordinator.web import views
 from coordinator.web.appointments import AddressLimiter, BookingError, booking_json
 from coordinator.web.audit import AuditLog, default_audit_path
 from coordinator.web.auth import (
@@ -35,6 +35,8 @@ from coordinator.web.auth import (
     same_origin,
 )
 from coordinator.web.boards import boards, render_png
+from coordinator.web.desk import AdviceBook, AlertBook, error_zh, no_change
+from coordinator.web.figures import FigureCache
 from coordinator.web.interface import HallService
 from coordinator.web.openapi import openapi_document
 from coordinator.web.stream import StreamHub, is_close, sse_frame
@@ -64,6 +66,9 @@ SECURITY_HEADERS = {
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 }
 LIMITER: web.AppKey[AddressLimiter] = web.AppKey("limiter", AddressLimiter)
+ALERTS: web.AppKey[AlertBook] = web.AppKey("alerts", AlertBook)
+ADVICE: web.AppKey[AdviceBook] = web.AppKey("advice", AdviceBook)
+FIGURES: web.AppKey[FigureCache] = web.AppKey("figures", FigureCache)
 
 
 def _c(request: web.Request) -> HallService:
@@ -610,26 +615,41 @@ async def audit_log(request: web.Request) -> web.Response:
     return _json([api.AuditEntry(**e) for e in request.app[AUDIT].recent(limit, before)])
 
 
-async def supervisor_command(request: web.Request) -> web.Response:
+def _refusal(status: int, code: str, message: str, command_id: str = "") -> web.Response:
+    """A refused desk command: the machine-readable code, the message in Chinese."""
+    body = api.CommandResult(
+        ok=False, error=m.Rejection(code=code, message=message[:200]), seq=-1, id=command_id
+    )
+    return web.json_response(body.model_dump(mode="json"), status=status)
+
+
+async def _window_command(
+    request: web.Request, window: int, body: dict[str, Any]
+) -> tuple[web.Response, str | None]:
+    """One supervisor command for a window, checked, refused in Chinese or executed through
+    the coordinator (logged and published like a pad's), and audited. Also the path an
+    applied piece of advice takes. The code refused with, None when done."""
     c = _c(request)
-    try:
-        body = await request.json()
-        window = int(request.match_info["window"])
-    except ValueError:
-        return _error(400, "invalid_json", "body must be JSON, window a number")
-    target = f"window {request.match_info['window'][:12]}"
-    action = body.get("action") if isinstance(body, dict) else None
+    target = f"window {window}"
+    action = body.get("action")
     if not isinstance(action, str) or action not in SUPERVISOR_ACTIONS:  # [] is unhashable
         _audit(request, "window", target=target, ok=False, result="bad_action")
-        return _error(
-            400, "bad_action", f"action must be one of {', '.join(sorted(SUPERVISOR_ACTIONS))}"
-        )
+        return _error(400, "bad_action", "不支持的操作 (开窗/暂停/恢复/关窗/改业务)"), "bad_action"
     try:
         command = m.adapter(m.WindowCommand).validate_python({**body, "window": window})
     except ValidationError as exc:
-        field, message = m.describe(exc, tagged=True)
+        field, _message = m.describe(exc, tagged=True)
         _audit(request, action, target=target, ok=False, result="invalid_command")
-        return _error(400, "invalid_command", f"{field}: {message}")
+        code = (
+            "no_skills"
+            if field.startswith("skills") and not body.get("skills")
+            else ("bad_weight" if field.startswith("skills") else "invalid_command")
+        )
+        return _error(400, code, f"{error_zh(code, '', window)} ({field})"), code
+    skills = command.skills if command.action == "set_skills" else None
+    same = no_change(c.engine, window, command.action, skills)
+    if same is not None:
+        return _refusal(409, same[0], same[1], command.id), same[0]
     user = _session(request).user
     done = await c.execute("window", "supervisor", user, command, reply=False)
     ok = bool(done.record["ok"])
@@ -649,8 +669,118 @@ async def supervisor_command(request: web.Request) -> web.Response:
         window,
         "ok" if ok else done.record["error"]["code"],
     )
-    result = api.CommandResult(ok=ok, error=done.record["error"], seq=done.seq, id=command.id)
-    return web.json_response(result.model_dump(mode="json"), status=200 if ok else 409)
+    error = done.record["error"]
+    if error is not None:
+        error = {
+            "code": error["code"],
+            "message": error_zh(error["code"], error["message"], window),
+        }
+    result = api.CommandResult(ok=ok, error=error, seq=done.seq, id=command.id)
+    response = web.json_response(result.model_dump(mode="json"), status=200 if ok else 409)
+    return response, None if error is None else error["code"]
+
+
+async def supervisor_command(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        window = int(request.match_info["window"])
+    except ValueError:
+        return _error(400, "invalid_json", "请求格式错误: 须为 JSON, 窗口号须为数字")
+    if not isinstance(body, dict):
+        return _error(400, "invalid_json", "请求格式错误: 须为 JSON 对象")
+    return (await _window_command(request, window, body))[0]
+
+
+async def supervisor_impact(request: web.Request) -> web.Response:
+    """What an action would do to the hall, for the desk's confirmation; changes nothing."""
+    c = _c(request)
+    try:
+        window = int(request.match_info["window"])
+        body = await request.json()
+        req = api.ImpactRequest.model_validate(body)
+    except (ValueError, ValidationError):
+        return _error(400, "invalid_body", "请求格式错误: action 与 skills")
+    return _json(desk.impact(c.engine, window, req.action, req.skills))
+
+
+async def supervisor_desk(request: web.Request) -> web.Response:
+    c, app = _c(request), request.app
+    return _json(views.desk_json(c, app[ALERTS], app[ADVICE], app[FIGURES]))
+
+
+async def supervisor_ack(request: web.Request) -> web.Response:
+    """A named supervisor acknowledges an alert (audited); it stays acknowledged until it
+    happens again."""
+    c = _c(request)
+    try:
+        req = api.AckRequest.model_validate(await request.json())
+    except (ValueError, ValidationError):
+        return _error(400, "invalid_body", "请求格式错误: 需要告警的 key")
+    user = _session(request).user
+    seen = request.app[ALERTS].ack(req.key, user, c.clock())
+    _audit(
+        request,
+        "ack",
+        target=f"alert {req.key}",
+        ok=seen is not None,
+        result=None if seen else "unknown_alert",
+    )
+    if seen is None:
+        return _error(404, "unknown_alert", "这条告警已不存在 (情况已恢复)")
+    return _json(api.Done())
+
+
+async def supervisor_advice(request: web.Request) -> web.Response:
+    """Apply (the switch as logged supervisor set_skills commands), dismiss, or restore
+    (switch the windows back) a piece of express-window advice."""
+    c, book = _c(request), request.app[ADVICE]
+    book.take(getattr(c, "advice", ()), c.clock())
+    entry = book.entries.get(request.match_info["id"])
+    verb = request.match_info["verb"]
+    if entry is None:
+        return _error(404, "unknown_advice", "没有这条建议")
+    allowed = {"apply": ("open",), "dismiss": ("open",), "restore": ("applied",)}
+    if verb not in allowed:
+        return _error(404, "unknown_advice", "没有这个操作")
+    if entry.state not in allowed[verb]:
+        state = {
+            "applied": "已采纳",
+            "dismissed": "已忽略",
+            "expired": "已过期",
+            "restored": "已恢复",
+            "open": "未处理",
+        }[entry.state]
+        return _error(409, "advice_" + entry.state, f"这条建议{state}")
+    user, a = _session(request).user, entry.advice
+    target = f"advice {entry.id} {a.service}"
+    if verb == "dismiss":
+        entry.state, entry.by, entry.acted_at = "dismissed", user, c.clock()
+        _audit(request, "advice_dismiss", target=target)
+        return _json(book.view(c.engine, entry, c.clock()))
+    bodies = (
+        [(w, {"action": "set_skills", "skills": {a.service: 1.0}}) for w in a.windows]
+        if verb == "apply"
+        else [(w, {"action": "set_skills", "skills": a.restore[w]}) for w in a.windows]
+    )
+    failed = []
+    for w, body in bodies:
+        _response, refused = await _window_command(request, w, body)
+        if refused not in (None, "no_change"):
+            failed.append(w)
+    _audit(
+        request,
+        f"advice_{verb}",
+        target=target,
+        ok=not failed,
+        detail={"windows": list(a.windows), "failed": failed},
+    )
+    if failed and len(failed) == len(bodies):
+        return _error(409, "advice_failed", f"{'、'.join(f'{w}号' for w in failed)}窗口未能切换")
+    if verb == "apply":
+        entry.state, entry.by, entry.acted_at = "applied", user, c.clock()
+    else:
+        entry.state, entry.restored_by = "restored", user
+    return _json(book.view(c.engine, entry, c.clock()))
 
 
 async def supervisor_invite(request: web.Request) -> web.Response:
@@ -715,6 +845,11 @@ def make_app(coordinator: HallService) -> web.Application:
         retention_days=coordinator.cfg.coordinator.retention_days,
     )
     app[LIMITER] = AddressLimiter(coordinator.cfg.coordinator.appointment_per_address_hour)
+    app[ALERTS] = AlertBook()
+    app[ADVICE] = AdviceBook()
+    app[FIGURES] = FigureCache(
+        coordinator.cfg, coordinator.eventlog.path, type(coordinator.engine.core)
+    )
     coordinator.add_listener(hub.notify)
 
     async def on_shutdown(app: web.Application) -> None:
@@ -742,6 +877,10 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_get("/api/appointments/{code}/qr.svg", appointment_qr)
     r.add_post("/api/appointments/{code}/cancel", cancel_appointment)
     r.add_post("/api/supervisor/windows/{window}", supervisor_command)
+    r.add_post("/api/supervisor/windows/{window}/impact", supervisor_impact)
+    r.add_get("/api/supervisor/desk", supervisor_desk)
+    r.add_post("/api/supervisor/alerts/ack", supervisor_ack)
+    r.add_post("/api/supervisor/advice/{id}/{verb}", supervisor_advice)
     r.add_post("/api/supervisor/appointments", supervisor_invite)
     r.add_get("/api/supervisor/appointments", supervisor_appointments)
     r.add_get("/api/supervisor/whoami", whoami)
