@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -646,7 +646,8 @@ async def test_the_desk_keeps_an_edit_through_live_updates_and_works_alerts_and_
                 await browser.close()
     with sqlite3.connect(log_path) as db:
         rows = db.execute(
-            "SELECT source, payload FROM entries WHERE kind = 'window' AND source LIKE 'supervisor/%'"
+            "SELECT source, payload FROM entries"
+            " WHERE kind = 'window' AND source LIKE 'supervisor/%'"
         ).fetchall()
     actions = [json.loads(p)["action"] for _, p in rows]
     assert actions.count("set_skills") == 2  # the edit, and the advice applied

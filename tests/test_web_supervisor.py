@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -723,7 +724,7 @@ async def test_the_desk_refuses_in_chinese_with_a_stable_code_and_says_what_an_a
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     log_path = tmp_path / "log.sqlite"
     async with (
-        web_running(cfg, log_path, FakeClock()) as (c, url),
+        web_running(cfg, log_path, FakeClock()) as (_c, url),
         device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
         aiohttp.ClientSession() as http,
     ):
