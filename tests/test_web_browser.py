@@ -639,6 +639,18 @@ async def test_the_desk_keeps_an_edit_through_live_updates_and_works_alerts_and_
                 await desk.wait_for_selector('#audit tr[data-action="advice_apply"]')
                 await desk.wait_for_selector('#audit tr[data-action="ack"]')
                 await shots.take(desk, "desk-1366")
+                # the day report and the month's, as the desk's link opens them
+                report = await ctx.new_page()
+                await report.goto(url + "/supervisor/report")
+                body = await report.inner_text("body")
+                assert "日报 2026-11-30" in body
+                assert "采纳专窗建议" in body  # what was done today
+                assert "等候超时" in body  # and the alert, acknowledged
+                await shots.take(report, "report-day")
+                await report.goto(url + "/supervisor/report?month=2026-11")
+                month = await report.inner_text("body")
+                assert "办税日 3 天" in month  # the two seeded days and today
+                await shots.take(report, "report-month")
                 for width, height in ((1024, 768), (768, 1024)):
                     await desk.set_viewport_size({"width": width, "height": height})
                     await shots.take(desk, f"desk-{width}x{height}")

@@ -13,6 +13,7 @@ import io
 import ipaddress
 import logging
 import ssl
+import time
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -814,6 +815,63 @@ async def supervisor_appointments(request: web.Request) -> web.Response:
     )
 
 
+async def report(request: web.Request) -> web.Response:
+    """The day report (``?day=YYYY-MM-DD``, default today) or the month's (``?month=YYYY-MM``),
+    as printable HTML."""
+    from coordinator.web.figures import day_figures
+    from coordinator.web.report import day_report_html, month_report_html
+
+    c, cache = _c(request), request.app[FIGURES]
+    tz, now = c.cfg.hall.tzinfo, c.clock()
+    today = c.engine.day or c.cfg.hall.business_day(now)
+    generated = dt.datetime.fromtimestamp(now, tz).strftime("%Y-%m-%d %H:%M")
+
+    async def figures(day: dt.date) -> Any:
+        if day == today:
+            return day_figures(day, c.engine.tickets, tz)
+        return await cache.figures(day) if day < today else None
+
+    try:
+        if "month" in request.query:
+            first = dt.date.fromisoformat(request.query["month"][:7] + "-01")
+        else:
+            day = dt.date.fromisoformat(request.query.get("day") or today.isoformat())
+    except ValueError:
+        return _error(400, "bad_day", "日期格式应为 YYYY-MM-DD, 月份为 YYYY-MM")
+    if "month" in request.query:
+        days = []
+        d = first
+        while d.month == first.month and d <= today:
+            found = await figures(d)
+            if found is not None and found.issued:
+                days.append(found)
+            d += dt.timedelta(days=1)
+        html = month_report_html(c.cfg, first, days, generated=generated)
+        return web.Response(
+            text=html, content_type="text/html", headers={"Cache-Control": "no-store"}
+        )
+    found = await figures(day)
+    if found is None:
+        from coordinator.web.figures import DayFigures
+
+        found = DayFigures(day=day)
+    # the audit log keeps wall-clock time; the hall's clock is the same in a hall (and
+    # simulated in the demo and the tests): the day's bounds move by the difference
+    start = dt.datetime.combine(day, dt.time(), tz).timestamp() + (time.time() - now)
+    actions = [
+        {
+            **e,
+            "time": dt.datetime.fromtimestamp(e["at"] - (time.time() - now), tz).strftime("%H:%M"),
+        }
+        for e in request.app[AUDIT].between(start, start + 86400)
+    ]
+    alerts = views.desk_alerts(c, request.app[ALERTS]) if day == today else []
+    html = day_report_html(
+        c.cfg, found, actions, [a.model_dump() for a in alerts], generated=generated
+    )
+    return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+
 async def whoami(request: web.Request) -> web.Response:
     return _json(_session_json(request.app[GATE], _session(request)))
 
@@ -896,6 +954,7 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_get("/book", _page("book.html"))
     r.add_get("/supervisor", _page("supervisor.html"))
     r.add_get("/supervisor/hall", _page("internal.html"))
+    r.add_get("/supervisor/report", report)
     r.add_get("/t/{hall}/{number}", ticket_page)
     r.add_static("/static/", STATIC)
     return app
