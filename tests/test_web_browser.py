@@ -40,6 +40,7 @@ FLAGS = [
 ]
 WAIT_MS = 20_000
 ID_NUMBER = "11010519491231002X"  # check digit valid
+COMPLEX = hash_id_number("110105194912310037", ID_HASH_KEY)  # a taxpayer with long visits
 
 
 def _playwright() -> Any:
@@ -500,8 +501,9 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
 
 
 def _seed_past_days(cfg: Any, path: Path) -> None:
-    """Yesterday and the same weekday four weeks ago in the event log: four tickets each,
-    one served (20 minutes' wait) and rated, as the coordinator would have logged them."""
+    """Yesterday and the same weekday four weeks ago in the event log, as the coordinator
+    would have logged them: four tickets each, three served and rated; the first, COMPLEX's,
+    25 minutes at the counter (the others 5)."""
     from coordinator.dispatch import load_core
     from coordinator.eventlog import EventLog
     from coordinator.hallqueue import HallQueue
@@ -510,16 +512,20 @@ def _seed_past_days(cfg: Any, path: Path) -> None:
 
     log = EventLog(path)
     queue = HallQueue(cfg, log, load_core("pure"))
+
+    def submit(kind: str, role: str, client: str, command: Any, when: float) -> None:
+        assert queue.submit(kind, role, client, command, when).record["ok"]
+
     for day in (2, 29):
         for i in range(4):
-            issue = m.IssueRequest(kind="issue", service="tax-filing")
-            assert queue.submit("ticket", "dispenser", "pi-d1", issue, at(9, i, day=day)).record[
-                "ok"
-            ]
-        call = m.WindowAction(window=1, action="call")
-        assert queue.submit("window", "window", "pi-w1", call, at(9, 20, day=day)).record["ok"]
-        done = m.Finish(window=1, action="finish", rating=4)
-        assert queue.submit("window", "window", "pi-w1", done, at(9, 25, day=day)).record["ok"]
+            who = COMPLEX if i == 0 else None
+            issue = m.IssueRequest(kind="issue", service="tax-filing", identity=who)
+            submit("ticket", "dispenser", "pi-d1", issue, at(9, i, day=day))
+        for called, finished in ((20, 45), (45, 50), (50, 55)):
+            call = m.WindowAction(window=1, action="call")
+            submit("window", "window", "pi-w1", call, at(9, called, day=day))
+            done = m.Finish(window=1, action="finish", rating=4)
+            submit("window", "window", "pi-w1", done, at(9, finished, day=day))
     log.close()
 
 
@@ -638,6 +644,25 @@ async def test_the_desk_keeps_an_edit_through_live_updates_and_works_alerts_and_
                 await until(lambda: c.engine.windows[2].skills == {"tax-filing": 1.0})
                 await desk.wait_for_selector('#audit tr[data-action="advice_apply"]')
                 await desk.wait_for_selector('#audit tr[data-action="ack"]')
+                # 5. invitations: the taxpayer with long visits, offered a slot, then declining
+                await desk.click("#find-candidates")
+                candidate = desk.locator(f'tr[data-candidate="{COMPLEX[:16]}"]')
+                await candidate.wait_for()
+                assert "次办理时间长" in await candidate.inner_text()
+                assert COMPLEX not in await desk.content()  # a short prefix only
+                await candidate.locator("button[data-invite]").click()
+                await candidate.locator(".fb.ok").wait_for()
+                offered = desk.locator('#invited tr[data-state="offered"]')
+                await offered.wait_for()
+                code = (await offered.get_attribute("data-invited")) or ""
+                booking = c.bookings.get(code)
+                assert booking is not None
+                assert booking.person == COMPLEX
+                await shots.take(desk, "desk-invitations")
+                await offered.locator("button[data-decline]").click()
+                await desk.wait_for_selector(
+                    f'#invited tr[data-invited="{code}"][data-state="declined"]'
+                )
                 await shots.take(desk, "desk-1366")
                 # the day report and the month's, as the desk's link opens them
                 report = await ctx.new_page()

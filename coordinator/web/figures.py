@@ -71,6 +71,8 @@ class Past:
     started_at: float | None
     finished_at: float | None
     rating: int | None
+    identity: str | None = None  # the keyed hash the ID reader gave, never the number
+    appointment: str | None = None
 
 
 def _as_of(t: Any, cutoff: float | None) -> Any:
@@ -166,6 +168,8 @@ class FigureCache:
                 t.started_at,
                 t.finished_at,
                 t.rating,
+                t.identity,
+                t.appointment,
             )
             for t in engine.tickets
         ]

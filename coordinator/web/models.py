@@ -41,9 +41,14 @@ __all__ = [
     "Health",
     "Impact",
     "ImpactRequest",
+    "Invitation",
+    "Invitations",
+    "InviteCandidate",
+    "InviteRequest",
     "KpiCompare",
     "LoginRequest",
     "PublicHall",
+    "QuietSlot",
     "Service",
     "Slot",
     "Slots",
@@ -436,6 +441,50 @@ class Desk(_Out):
     advice: list[AdviceView]
 
 
+class QuietSlot(_Out):
+    day: str
+    start: str
+    slot: str
+    comfort: ComfortLevel | None = Field(description="null: no comfort index (earliest free)")
+    free: int
+
+
+class InviteCandidate(_Out):
+    ref: str = Field(description="what the desk sends back to invite (a hash prefix)")
+    label: str = Field(description="the identity as the desk shows it (a short hash prefix)")
+    reason: str
+    service: str
+    service_name: str
+    visits: int
+    last: str | None
+    slots: list[QuietSlot]
+
+
+class Invitation(_Out):
+    code: str
+    label: str
+    service: str
+    service_name: str
+    day: str
+    slot: str
+    state: Literal["offered", "accepted", "declined", "no_show"]
+    by: str
+
+
+class Invitations(_Out):
+    candidates: list[InviteCandidate]
+    invited: list[Invitation]
+    comfort: bool = Field(description="whether the comfort index chose the slots")
+    lookback_days: int
+
+
+class InviteRequest(_Out):
+    ref: str = Field(max_length=64)
+    service: str
+    day: str
+    start: str = Field(pattern="^[0-2][0-9]:[0-5][0-9]$")
+
+
 class AckRequest(_Out):
     key: str = Field(max_length=200)
 
@@ -473,4 +522,6 @@ RESPONSE_MODELS: list[type[BaseModel]] = [
     AdviceView,
     AckRequest,
     ImpactRequest,
+    Invitations,
+    InviteRequest,
 ]

@@ -262,6 +262,43 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                     "responses": {**_ok("the desk", _ref("Desk")), **_errors("401")},
                 }
             },
+            "/api/supervisor/invitations": {
+                "get": {
+                    "summary": "主动预约: taxpayers whose history shows complex business (by "
+                    "identity hash prefix only) with quiet slots, and the invitations made",
+                    "security": _READ,
+                    "responses": {
+                        **_ok("candidates and invitations", _ref("Invitations")),
+                        **_errors("401"),
+                    },
+                },
+                "post": {
+                    "summary": "invite a candidate: book the slot under their identity hash",
+                    "security": _WRITE,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("InviteRequest")}},
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "booked",
+                            "content": {"application/json": {"schema": _ref("Booked")}},
+                        },
+                        **_errors("400", "401", "403", "404", "409"),
+                    },
+                },
+            },
+            "/api/supervisor/invitations/{code}/decline": {
+                "post": {
+                    "summary": "the taxpayer declined: cancel the invitation's booking",
+                    "security": _WRITE,
+                    "parameters": [code],
+                    "responses": {
+                        **_ok("cancelled", _ref("Booking")),
+                        **_errors("400", "401", "403", "404", "409"),
+                    },
+                }
+            },
             "/api/supervisor/alerts/ack": {
                 "post": {
                     "summary": "acknowledge an alert by its key, as the logged-in supervisor "

@@ -872,6 +872,177 @@ async def report(request: web.Request) -> web.Response:
     return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
+INVITED: web.AppKey[dict[str, str]] = web.AppKey("invited", dict)
+
+
+def _quiet_slots(c: HallService, service: str, n: int = 3) -> list[api.QuietSlot]:
+    """Free slots from tomorrow on, the quiet ones (comfort 较少) only when there is an
+    index, one a day, earliest first."""
+    now, checked_in = c.clock(), c.checked_in()
+    capacity = c.cfg.coordinator.appointment_capacity
+    today = c.cfg.hall.business_day(now)
+    out: list[api.QuietSlot] = []
+    for day in c.bookings.bookable_days(now):
+        if day <= today:
+            continue
+        for s in c.bookings.slots(service, day):
+            comfort = _comfort_at(c, day, s.label[:5])
+            if c.forecast is not None and comfort != "较少":
+                continue
+            free = capacity - c.bookings.taken(service, s, now, checked_in)
+            if free > 0:
+                out.append(
+                    api.QuietSlot(
+                        day=day.isoformat(),
+                        start=s.label[:5],
+                        slot=s.label,
+                        comfort=comfort,
+                        free=free,
+                    )
+                )
+                break
+        if len(out) >= n:
+            break
+    return out
+
+
+async def supervisor_invitations(request: web.Request) -> web.Response:
+    """Whom to invite (complex business in the log's last weeks, by identity hash only),
+    on which quiet slots, and the invitations made with what came of them."""
+    from coordinator.web.invite import INVITE_NOTE, LOOKBACK_DAYS, complex_candidates, reason
+
+    c, cache = _c(request), request.app[FIGURES]
+    now = c.clock()
+    today = c.engine.day or c.cfg.hall.business_day(now)
+    names = {code: s.name for code, s in c.engine.services.items()}
+    since = today - dt.timedelta(days=LOOKBACK_DAYS)
+    invited = c.bookings.noted(INVITE_NOTE, since)
+    pending = {
+        b.person
+        for b in invited
+        if b.person and b.cancelled_at is None and b.day >= today.isoformat()
+    }
+    days = []
+    for i in range(1, LOOKBACK_DAYS + 1):
+        day = today - dt.timedelta(days=i)
+        past = await cache.get(day)
+        if past:
+            days.append((day, past))
+    found = complex_candidates(days, exclude={p for p in pending if p})
+    refs = request.app[INVITED]
+    candidates = []
+    for cand in found:
+        if cand.service not in names:
+            continue
+        refs[cand.ref] = cand.person
+        candidates.append(
+            api.InviteCandidate(
+                ref=cand.ref,
+                label=cand.person[:6],
+                reason=reason(cand, names),
+                service=cand.service,
+                service_name=names[cand.service],
+                visits=len(cand.days),
+                last=cand.last.isoformat() if cand.last else None,
+                slots=_quiet_slots(c, cand.service),
+            )
+        )
+    came: dict[str, set[str]] = {}
+    for b in invited:
+        if b.day == today.isoformat():
+            came[b.day] = c.checked_in()
+        elif b.day < today.isoformat() and b.day not in came:
+            past = await cache.get(dt.date.fromisoformat(b.day))
+            came[b.day] = {t.appointment for t in past or [] if t.appointment}
+    rows = []
+    for b in invited:
+        if b.cancelled_at is not None:
+            state = "declined"
+        elif b.code in came.get(b.day, set()):
+            state = "accepted"
+        elif b.end <= now:
+            state = "no_show"
+        else:
+            state = "offered"
+        start = dt.datetime.fromtimestamp(b.start, c.cfg.hall.tzinfo)
+        end = dt.datetime.fromtimestamp(b.end, c.cfg.hall.tzinfo)
+        rows.append(
+            api.Invitation(
+                code=b.code,
+                label=(b.person or "")[:6],
+                service=b.service,
+                service_name=names.get(b.service, b.service),
+                day=b.day,
+                slot=f"{start:%H:%M}-{end:%H:%M}",
+                state=state,  # type: ignore[arg-type]
+                by=b.booked_by.removeprefix("supervisor/"),
+            )
+        )
+    return _json(
+        api.Invitations(
+            candidates=candidates,
+            invited=rows,
+            comfort=c.forecast is not None,
+            lookback_days=LOOKBACK_DAYS,
+        )
+    )
+
+
+async def supervisor_invite_person(request: web.Request) -> web.Response:
+    """Book the slot for a candidate, under their identity hash (note 主动预约)."""
+    from coordinator.web.invite import INVITE_NOTE
+
+    c = _c(request)
+    try:
+        req = api.InviteRequest.model_validate(await request.json())
+        person = request.app[INVITED].get(req.ref)
+        if person is None:
+            raise BookingError("unknown_candidate", "候选人已失效, 请刷新候选名单")
+        day = _day(req.day, c)
+        slot = c.bookings.slot_at(req.service, day, req.start)
+        booking = await c.book_appointment(
+            req.service,
+            day,
+            slot.start,
+            booked_by=f"supervisor/{_session(request).user}",
+            note=INVITE_NOTE,
+            person=person,
+        )
+    except (ValueError, ValidationError) as exc:
+        if isinstance(exc, BookingError):
+            _audit(request, "invite", ok=False, result=exc.code)
+            return _error(
+                404 if exc.code == "unknown_candidate" else _status(exc),
+                exc.code,
+                str(exc).split("\n")[0],
+            )
+        return _error(400, "invalid_body", "请求格式错误: ref, service, day, start")
+    _audit(
+        request,
+        "invite",
+        target=f"appointment {booking.code}",
+        detail={"service": booking.service, "day": booking.day, "invited": person[:6]},
+    )
+    data = booking_json(booking, c.cfg, c.clock(), c.checked_in())
+    return web.json_response(api.Booked(**data.model_dump()).model_dump(mode="json"), status=201)
+
+
+async def supervisor_invite_decline(request: web.Request) -> web.Response:
+    """The taxpayer said no: the invitation's booking is cancelled (its place freed)."""
+    from coordinator.web.invite import INVITE_NOTE
+
+    c = _c(request)
+    found = c.bookings.get(request.match_info["code"].upper())
+    if found is None or found.note != INVITE_NOTE or found.person is None:
+        return _error(404, "unknown_appointment", "没有这条邀约")
+    try:
+        booking = await c.cancel_appointment(found.code, found.person)
+    except BookingError as exc:
+        return _error(_status(exc), exc.code, str(exc).split("\n")[0])
+    _audit(request, "invite_declined", target=f"appointment {booking.code}")
+    return _json(booking_json(booking, c.cfg, c.clock(), c.checked_in()))
+
+
 async def whoami(request: web.Request) -> web.Response:
     return _json(_session_json(request.app[GATE], _session(request)))
 
@@ -904,6 +1075,7 @@ def make_app(coordinator: HallService) -> web.Application:
     )
     app[LIMITER] = AddressLimiter(coordinator.cfg.coordinator.appointment_per_address_hour)
     app[ALERTS] = AlertBook()
+    app[INVITED] = {}
     app[ADVICE] = AdviceBook()
     app[FIGURES] = FigureCache(
         coordinator.cfg, coordinator.eventlog.path, type(coordinator.engine.core)
@@ -937,6 +1109,9 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_post("/api/supervisor/windows/{window}", supervisor_command)
     r.add_post("/api/supervisor/windows/{window}/impact", supervisor_impact)
     r.add_get("/api/supervisor/desk", supervisor_desk)
+    r.add_get("/api/supervisor/invitations", supervisor_invitations)
+    r.add_post("/api/supervisor/invitations", supervisor_invite_person)
+    r.add_post("/api/supervisor/invitations/{code}/decline", supervisor_invite_decline)
     r.add_post("/api/supervisor/alerts/ack", supervisor_ack)
     r.add_post("/api/supervisor/advice/{id}/{verb}", supervisor_advice)
     r.add_post("/api/supervisor/appointments", supervisor_invite)

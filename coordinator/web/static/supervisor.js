@@ -348,7 +348,7 @@
   }
 
   const AUDIT = {login: "登录", logout: "退出", denied: "被拒绝", open: "开窗", close: "关窗",
-                 pause: "暂停", resume: "恢复", set_skills: "改业务", invite: "邀约", ack: "知悉告警",
+                 pause: "暂停", resume: "恢复", set_skills: "改业务", invite: "邀约", invite_declined: "邀约被谢绝", ack: "知悉告警",
                  advice_apply: "采纳建议", advice_dismiss: "忽略建议", advice_restore: "恢复原业务"};
   function target(t) {
     if (!t) return "";
@@ -356,6 +356,8 @@
     if (x) return `${x[1]}号窗口`;
     x = /^alert ([a-z_]+):(.*)$/.exec(t);
     if (x) return `告警: ${{wait_over_target: "等候超时", device_offline: "设备离线", device_unhealthy: "设备异常"}[x[1]] || x[1]} ${names[x[2]] || x[2]}`;
+    x = /^appointment (\S+)$/.exec(t);
+    if (x) return `预约 ${x[1]}`;
     x = /^advice (\S+) (\S+)$/.exec(t);
     if (x) return `建议 ${x[1]}: ${names[x[2]] || x[2]}`;
     return t;
@@ -396,6 +398,55 @@
       el("td", {}, BOOKING[b.state] || b.state), el("td", {}, b.note || ""))));
   }
 
+  // --- invitations (主动预约) ------------------------------------------------------------
+  const INVITED = {offered: "已邀约, 待到", accepted: "已到", declined: "已谢绝", no_show: "未到"};
+  async function invitations(load) {
+    if (!me.may_act) return;
+    let data;
+    try {
+      if (load) $("inv-note").textContent = "正在读取近四周的记录…";
+      data = await hallq.getJSON("/api/supervisor/invitations");
+    } catch (e) { const f = failed(e); if (f) $("inv-note").textContent = f.message; return; }
+    if (load) {
+      $("inv-note").textContent = `近 ${data.lookback_days} 天 ${data.candidates.length} 人` +
+        (data.comfort ? " · 时段按办税舒适度“较少”挑选" : " · 暂无舒适度指数, 列出最早的空闲时段");
+      $("candidates").replaceChildren(
+        el("tr", {}, ...["纳税人", "原因", "业务", "来访", "时段", ""].map((t) => el("th", {}, t))),
+        ...data.candidates.map((cand) => {
+          const pick = el("select", {}, ...cand.slots.map((x) => el("option", {value: `${x.day} ${x.start}`},
+            `${x.day.slice(5)} ${x.slot}${x.comfort ? " · " + x.comfort : ""} (余 ${x.free})`)));
+          const out = el("td", {class: "fb"});
+          const go = el("button", {"data-invite": cand.ref, onclick: async () => {
+            const [day, start] = pick.value.split(" ");
+            go.disabled = true;
+            try {
+              const b = await post("/api/supervisor/invitations", {ref: cand.ref, service: cand.service, day, start});
+              out.className = "fb ok"; out.textContent = `✓ 已约 ${b.day.slice(5)} ${b.slot} · ${b.code}`;
+              invitations(false); audit();
+            } catch (e) { const f = failed(e); if (f) { out.className = "fb error"; out.textContent = f.message; go.disabled = false; } }
+          }}, "邀约");
+          if (!cand.slots.length) go.disabled = true;
+          return el("tr", {"data-candidate": cand.ref}, el("td", {class: "code-small"}, cand.label + "…"),
+            el("td", {}, cand.reason), el("td", {}, cand.service_name),
+            el("td", {class: "nowrap"}, `${cand.visits} 天 · 最近 ${(cand.last || "").slice(5)}`),
+            el("td", {}, cand.slots.length ? pick : el("span", {class: "muted"}, "近期无空闲时段")),
+            el("td", {class: "nowrap"}, go, out));
+        }));
+    }
+    $("invited").replaceChildren(
+      el("tr", {}, ...["预约码", "纳税人", "业务", "日期", "时段", "结果", "邀约人", ""].map((t) => el("th", {}, t))),
+      ...(data.invited.length ? data.invited.map((i) => el("tr", {"data-invited": i.code, "data-state": i.state},
+        el("td", {class: "code-small"}, i.code), el("td", {class: "code-small"}, i.label + "…"),
+        el("td", {}, i.service_name), el("td", {}, i.day.slice(5)), el("td", {}, i.slot),
+        el("td", {}, el("span", {class: "pill " + {offered: "", accepted: "ok", declined: "closed", no_show: "warning"}[i.state]},
+                        INVITED[i.state])),
+        el("td", {}, i.by),
+        el("td", {}, i.state === "offered" ? el("button", {"data-decline": i.code, onclick: async () => {
+          try { await post(`/api/supervisor/invitations/${i.code}/decline`); } catch (e) { failed(e); }
+          invitations(false); audit();
+        }}, "谢绝") : ""))) : [el("tr", {}, el("td", {colspan: "8", class: "muted"}, "还没有邀约"))]));
+  }
+
   async function init() {
     try { me = await hallq.getJSON("/api/session"); } catch (e) { return toLogin(); }
     hallq.csrf = me.csrf;
@@ -404,7 +455,7 @@
     $("role").dataset.role = me.role;
     document.body.classList.toggle("readonly", !me.may_act);
     $("audit-card").hidden = !me.may_act;
-    $("invite").hidden = !me.may_act;
+    $("invite-card").hidden = !me.may_act;
     $("logout").onclick = async () => {
       try { await hallq.getJSON("/api/logout", {method: "POST"}); } finally { toLogin(); }
     };
@@ -421,7 +472,8 @@
       } catch (e) { const x = failed(e); if (x) $("invite-result").textContent = x.message; }
       slots(); bookings(); audit();
     };
-    slots(); bookings(); audit();
+    slots(); bookings(); audit(); invitations(false);
+    $("find-candidates").onclick = () => invitations(true);
     hallq.live(refresh, $("live"));
   }
   init();
