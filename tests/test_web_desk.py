@@ -4,6 +4,7 @@ as they stood at the same hour, advice adopted once."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from types import SimpleNamespace
 
 from coordinator.web.desk import AlertBook
@@ -70,3 +71,36 @@ def test_a_past_day_counts_only_what_had_happened_by_the_same_hour() -> None:
     assert (by_ten.issued, by_ten.served, by_ten.rated) == (2, 1, 1)
     assert by_ten.avg_wait_s == 600.0  # the second ticket had not been called by 10:00
     assert whole.waits_by_hour["tax-filing"][10] == (1, 3600.0)
+
+
+async def test_a_past_day_is_replayed_once_and_kept_beside_the_log(tmp_path: Path) -> None:
+    """Replayed in a worker process, then read from ``<log>-days.sqlite``: a restarted
+    coordinator does not replay it again, and the day still open is never kept."""
+    from coordinator.dispatch import load_core
+    from coordinator.web.figures import FigureCache
+
+    from .test_web_browser import _seed_past_days
+    from .test_web_helpers import web_hall
+
+    cfg = web_hall("mqtt://127.0.0.1:1", str(tmp_path / "state"))
+    log = tmp_path / "log.sqlite"
+    _seed_past_days(cfg, log)
+    ready: list[dt.date] = []
+    today = dt.date(2026, 11, 30)
+    first = FigureCache(cfg, log, load_core("pure"), today=lambda: today, on_ready=ready.append)
+    try:
+        figures = await first.figures(dt.date(2026, 11, 29))
+        assert figures is not None
+        assert (figures.issued, figures.served, figures.rating) == (4, 3, 4.0)
+        assert await first.figures(dt.date(2026, 11, 28)) is None  # not in the log
+    finally:
+        first.close()
+    assert ready == [dt.date(2026, 11, 29)]
+    again = FigureCache(cfg, log, load_core("pure"), today=lambda: today)
+    try:
+        kept = await again.get(dt.date(2026, 11, 29))
+        assert again._pool is None  # from the store, no replay
+        assert kept is not None
+        assert kept[0].identity is not None  # what the invitations read
+    finally:
+        again.close()

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
+import multiprocessing
+import sqlite3
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,36 +147,108 @@ def same_weekday_last_month(day: dt.date) -> dt.date:
     return day - dt.timedelta(days=28)
 
 
-class FigureCache:
-    """Past days' figures, replayed once each in a worker thread (a Liwan day is a few
-    hundred milliseconds); concurrent askers share the one replay."""
+def replay_tickets(
+    log_path: Path, cfg: HallConfig, core: str, day: dt.date
+) -> list[tuple[Any, ...]] | None:
+    """A past day's tickets as ``Past`` fields, replayed from the log (None: no such day).
+    Runs in the figures' worker process: a Liwan day takes seconds of pure Python, which
+    must not hold the coordinator's GIL."""
+    from coordinator.dispatch import load_core
+    from coordinator.simulation.learn import logged_day_engine
 
-    def __init__(self, cfg: HallConfig, log_path: Path, core_cls: type[Any]) -> None:
-        self.cfg, self.log_path, self.core_cls = cfg, log_path, core_cls
+    engine = logged_day_engine(log_path, cfg, load_core(core), day)
+    if engine is None:
+        return None
+    return [
+        (
+            t.service,
+            t.state.value,
+            t.window,
+            t.issued_at,
+            t.called_at,
+            t.started_at,
+            t.finished_at,
+            t.rating,
+            t.identity,
+            t.appointment,
+        )
+        for t in engine.tickets
+    ]
+
+
+def _past(row: Sequence[Any]) -> Past:
+    return Past(row[0], TicketState(row[1]), *row[2:])
+
+
+class FigureCache:
+    """Past days' tickets, replayed once each from the event log in a worker process and
+    kept beside the log (``<log>-days.sqlite``: a day closed never changes), so a restart
+    does not replay them again. Concurrent askers share the one replay."""
+
+    def __init__(
+        self,
+        cfg: HallConfig,
+        log_path: Path,
+        core_cls: type[Any],
+        *,
+        today: Any = None,
+        on_ready: Any = None,
+    ) -> None:
+        from coordinator.dispatch import core_kind
+
+        self.cfg, self.log_path = cfg, log_path
+        self.core = core_kind(core_cls)
+        self.today = today  # () -> the business day now: only days before it are kept
+        self.on_ready = on_ready  # (day) -> None: a day was replayed (the desk refreshes)
+        self.store_path = log_path.with_name(f"{log_path.stem}-days.sqlite")
+        self._db: sqlite3.Connection | None = None
+        self._pool: ProcessPoolExecutor | None = None
         self._days: dict[dt.date, asyncio.Future[list[Past] | None]] = {}
         self._warming: set[asyncio.Task[list[Past] | None]] = set()
 
-    def _replay(self, day: dt.date) -> list[Past] | None:
-        from coordinator.simulation.learn import logged_day_engine
-
-        engine = logged_day_engine(self.log_path, self.cfg, self.core_cls, day)
-        if engine is None:
-            return None
-        return [
-            Past(
-                t.service,
-                t.state,
-                t.window,
-                t.issued_at,
-                t.called_at,
-                t.started_at,
-                t.finished_at,
-                t.rating,
-                t.identity,
-                t.appointment,
+    def _store(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = sqlite3.connect(self.store_path, isolation_level=None)
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS days (day TEXT PRIMARY KEY, tickets TEXT NOT NULL)"
             )
-            for t in engine.tickets
-        ]
+        return self._db
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._db is not None:
+            self._db.close()
+
+    async def _replay(self, day: dt.date) -> list[Past] | None:
+        try:
+            row = (
+                self._store()
+                .execute("SELECT tickets FROM days WHERE day = ?", (day.isoformat(),))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            log.warning("figures store %s: %s", self.store_path, exc)
+            row = None
+        if row is not None:
+            return [_past(r) for r in json.loads(row[0])]
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(
+            self._pool, replay_tickets, self.log_path, self.cfg, self.core, day
+        )
+        if rows is None:
+            return None
+        closed = self.today is None or day < self.today()
+        if closed:
+            try:
+                self._store().execute(
+                    "INSERT OR REPLACE INTO days VALUES (?, ?)", (day.isoformat(), json.dumps(rows))
+                )
+            except sqlite3.Error as exc:
+                log.warning("figures store %s: %s", self.store_path, exc)
+        return [_past(r) for r in rows]
 
     async def figures(self, day: dt.date, cutoff: float | None = None) -> DayFigures | None:
         """The day's figures (as they stood at ``cutoff``), replaying it if needed."""
@@ -187,10 +263,12 @@ class FigureCache:
             loop = asyncio.get_running_loop()
             found = self._days[day] = loop.create_future()
             try:
-                found.set_result(await asyncio.to_thread(self._replay, day))
+                found.set_result(await self._replay(day))
             except Exception as exc:  # a damaged day: no figures, the desk says "—"
                 found.set_result(None)
                 log.warning("no figures for %s: %s", day, exc)
+            if self.on_ready is not None and found.result() is not None:
+                self.on_ready(day)
         return await asyncio.shield(found)
 
     def ready(self, day: dt.date, cutoff: float | None = None) -> DayFigures | None:

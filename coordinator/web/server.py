@@ -1078,7 +1078,14 @@ def make_app(coordinator: HallService) -> web.Application:
     app[INVITED] = {}
     app[ADVICE] = AdviceBook()
     app[FIGURES] = FigureCache(
-        coordinator.cfg, coordinator.eventlog.path, type(coordinator.engine.core)
+        coordinator.cfg,
+        coordinator.eventlog.path,
+        type(coordinator.engine.core),
+        today=lambda: (
+            coordinator.engine.day or coordinator.cfg.hall.business_day(coordinator.clock())
+        ),
+        # a past day replayed: the desks showing "—" for it refresh
+        on_ready=lambda day: hub.notify({"type": "figures", "day": day.isoformat()}),
     )
     coordinator.add_listener(hub.notify)
 
@@ -1088,6 +1095,7 @@ def make_app(coordinator: HallService) -> web.Application:
 
     async def on_cleanup(app: web.Application) -> None:
         app[AUDIT].close()
+        app[FIGURES].close()
 
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
