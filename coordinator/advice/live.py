@@ -33,8 +33,8 @@ MIN_REMAINING_S = 30.0  # a busy window is assumed to need at least this much lo
 # changing desks: the predicted mean wait of the service falls by at least MIN_GAIN_MIN
 # minutes and by MIN_GAIN_SHARE of itself, and the other services together lose less than
 # it gains (docs/desk.md: the thresholds from `bench/advice_bar.py` on the simulator).
-MIN_GAIN_MIN = 2.0
-MIN_GAIN_SHARE = 0.15
+MIN_GAIN_MIN = 5.0
+MIN_GAIN_SHARE = 0.2
 
 
 @dataclass(frozen=True)
