@@ -84,6 +84,11 @@ def target_zh(target: object, names: Mapping[str, str]) -> str:
     return text
 
 
+def _span(alert: Mapping[str, Any]) -> str:
+    first, last = alert.get("first") or "", alert.get("last") or ""
+    return last if first == last else f"{first}–{last}"
+
+
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
@@ -158,19 +163,27 @@ def day_report_html(
         )
     else:
         out.append('<p class="muted">当天没有叫号</p>')
-    out.append('<div class="cols"><div><h2>窗口办理量</h2>')
+    out.append('<div class="cols"><div><h2>窗口办理量 (办结人数 · 办理小时)</h2>')
     rows = []
-    for n in sorted(f.windows):
-        served, busy = f.windows[n]
-        per_hour = served / (busy / 3600) if busy > 0 else None
-        zone = zone_names.get(zones.get(n, ""), zones.get(n, ""))
+    per_row = 4
+    for zid in [z.id for z in cfg.zones]:
+        numbers = [n for n in sorted(f.windows) if zones.get(n) == zid]
+        if not numbers:
+            continue
+        served_zone = sum(f.windows[n][0] for n in numbers)
         rows.append(
-            f"<tr><td>{n}号</td><td>{escape(zone)}</td><td>{served}</td><td>{busy / 3600:.1f}</td>"
-            f"<td>{'—' if per_hour is None else f'{per_hour:.1f}'}</td></tr>"
+            f'<tr><th colspan="{per_row}">{escape(zone_names.get(zid, zid))} · '
+            f"{served_zone} 人</th></tr>"
         )
+        for i in range(0, len(numbers), per_row):
+            cells = []
+            for n in numbers[i : i + per_row]:
+                served, busy = f.windows[n]
+                cells.append(f"<td>{n}号 <b>{served}</b> · {busy / 3600:.1f}</td>")
+            cells += ["<td></td>"] * (per_row - len(cells))
+            rows.append(f"<tr>{''.join(cells)}</tr>")
     out.append(
-        "<table><tr><th>窗口</th><th>办税厅</th><th>办结</th><th>办理时长 (时)</th>"
-        f"<th>每小时</th></tr>{''.join(rows)}</table>"
+        f'<table class="text">{"".join(rows)}</table>'
         if rows
         else '<p class="muted">没有窗口办结业务</p>'
     )
@@ -183,7 +196,7 @@ def day_report_html(
     out.append(f"<table><tr><th>评价</th><th>人数</th><th>占比</th></tr>{''.join(rows)}</table>")
     out.append("<h2>告警与处置</h2>")
     rows = [
-        f"<tr><td>{escape(str(a.get('last') or ''))}</td><td>{escape(str(a['kind_zh']))}</td>"
+        f"<tr><td>{escape(_span(a))}</td><td>{escape(str(a['kind_zh']))}</td>"
         f"<td>{escape(str(a['text']))}</td>"
         f"<td>{escape(str(a.get('acked_by') or '未处理'))}</td></tr>"
         for a in alerts

@@ -306,7 +306,10 @@
   }
   function showAdvice() {
     const STATE = {applied: "已采纳", dismissed: "已忽略", restored: "已恢复", expired: "已过期"};
-    $("advice").replaceChildren(...(desk.advice.length ? desk.advice.map((a) => {
+    // what is open or running, then the two latest of the rest (dismissed, expired)
+    const live = desk.advice.filter((a) => a.state === "open" || a.state === "applied" || a.due_restore);
+    const shown = [...live, ...desk.advice.filter((a) => !live.includes(a)).slice(0, 2)];
+    $("advice").replaceChildren(...(shown.length ? shown.map((a) => {
       const box = el("div", {class: "advice " + a.state, "data-advice": a.id, "data-state": a.state},
         el("p", {}, a.text));
       const wins = a.windows.map((w) => `${w}号`).join("、");
