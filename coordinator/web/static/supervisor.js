@@ -382,9 +382,13 @@
     } catch (e) { failed(e); }
   }
 
+  // one desk fetch at a time, at most about two a second: changes arriving meanwhile are
+  // folded into the next (a busy hall changes many times a second; each answer costs the
+  // coordinator a pass over the day's tickets)
   const refresh = hallq.serial(async () => {
     try { desk = await hallq.getJSON("/api/supervisor/desk"); show(); }
     catch (e) { if (e.status === 401) toLogin(); else throw e; }
+    await new Promise((done) => setTimeout(done, 400));
   });
 
   async function slots() {
