@@ -435,7 +435,7 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
                 await desk.wait_for_selector('#audit tr[data-action="pause"]')
                 row = await desk.inner_text('#audit tr[data-action="pause"]')
                 assert "supervisor" in row
-                assert "window 2" in row
+                assert "2号窗口" in row
                 assert "127.0.0.1" in row
                 assert "成功" in row
                 await shots.take(desk, "desk-audit")
