@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,7 +54,14 @@ from coordinator.forecast.history import arrival_counts, open_slots
 from coordinator.simulation.profile import PROFILE_START, Demand
 from hallq.config import HallConfig
 
-__all__ = ["LearnError", "LearnedDemand", "ServiceFit", "learn_demand", "render_learned"]
+__all__ = [
+    "LearnError",
+    "LearnedDemand",
+    "ServiceFit",
+    "learn_counter_times",
+    "learn_demand",
+    "render_learned",
+]
 
 MAX_COUNTER_MIN = 180.0
 _COLUMNS = "seq, kind, cmd_id, day, at, source, payload, result"
@@ -199,6 +207,41 @@ def learn_demand(
     )
 
 
+def learn_counter_times(
+    log_path: str | Path,
+    cfg: HallConfig,
+    *,
+    since: dt.date | None = None,
+    min_samples: int = 30,
+    max_counter_min: float = MAX_COUNTER_MIN,
+    core_kind: str = "auto",
+    stop: threading.Event | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Only the counter times (lognormal ``(mu, sigma)`` on seconds) of the services with
+    at least ``min_samples`` of them from ``since`` on: what the coordinator's wait
+    estimates draw from. It runs beside a serving coordinator, so it reads only those days
+    (not the arrival profile's second pass over the whole log), and ends between two
+    days once ``stop`` is set (the coordinator stopping), returning what it has.
+
+    Raises :class:`LearnError` as :func:`learn_demand` does for a missing or foreign file."""
+    path = Path(log_path)
+    known = {s.code for s in cfg.services}
+    db = _open(path)
+    try:
+        _, _, _, times, _, _ = _replay(
+            db, cfg, load_core(core_kind), since, max_counter_min * 60.0, stop
+        )
+    except sqlite3.DatabaseError as exc:
+        raise LearnError(f"{path}: cannot be read as an event log ({exc})") from None
+    finally:
+        db.close()
+    return {
+        code: fit_lognormal(sample)
+        for code, sample in times.items()
+        if code in known and len(sample) >= min_samples
+    }
+
+
 def fit_lognormal(seconds: list[float]) -> tuple[float, float]:
     """Maximum-likelihood lognormal: the mean and the (divide-by-n) spread of the logs.
 
@@ -233,12 +276,24 @@ def _open(path: Path) -> sqlite3.Connection:
 
 
 def _business_days(
-    db: sqlite3.Connection, since: dt.date | None
+    db: sqlite3.Connection, since: dt.date | None, stop: threading.Event | None = None
 ) -> Iterator[tuple[str, list[_Row]]]:
-    """Each logged day as its ``day_open`` entry and what follows, one day in memory."""
+    """Each logged day as its ``day_open`` entry and what follows, one day in memory; only
+    the days from ``since`` on are read."""
     day: str | None = None
     rows: list[_Row] = []
-    for row in db.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY seq"):
+    first = 0
+    if since is not None:  # days follow the log's order: start at the first entry of since
+        found = db.execute(  # by the day index: min(seq) would walk the log from its start
+            "SELECT seq FROM entries WHERE day >= ? ORDER BY day, seq LIMIT 1",
+            (since.isoformat(),),
+        ).fetchone()
+        if found is None:
+            return
+        first = found[0]
+    for row in db.execute(f"SELECT {_COLUMNS} FROM entries WHERE seq >= ? ORDER BY seq", (first,)):
+        if stop is not None and stop.is_set():
+            return
         if row[1] == "day_open" and rows:
             if day is not None and (since is None or day >= since.isoformat()):
                 yield day, rows
@@ -256,6 +311,7 @@ def _replay(
     core_cls: type[Any],
     since: dt.date | None,
     max_s: float,
+    stop: threading.Event | None = None,
 ) -> tuple[Counter[str], Counter[str], int, dict[str, list[float]], Counter[str], list[str]]:
     """Issued tickets per service, counter times per service, and what could not be used."""
     known = {s.code for s in cfg.services}
@@ -268,7 +324,7 @@ def _replay(
     quiet = _ReplayMismatches()
     hallqueue.log.addFilter(quiet)
     try:
-        for day, rows in _business_days(db, since):
+        for day, rows in _business_days(db, since, stop):
             try:
                 engine = _replay_day(cfg, core_cls, rows)
                 day_issued = _issued(rows)
