@@ -161,14 +161,18 @@ class Coordinator:
     def _forecast(self) -> Any:
         """The comfort index for the boards: from the event log's history, or (the demo)
         from a generated one when ``coordinator.comfort_synthetic`` allows it."""
-        from coordinator.forecast import build_forecast
+        from coordinator.forecast.history import Stopped
+        from coordinator.forecast.index import build_forecast
 
         try:
             forecast = build_forecast(
                 self.cfg,
                 log_path=self.eventlog.path,
                 start=self.cfg.hall.business_day(self.clock()),
+                stop=self.stopping,
             )
+        except Stopped:
+            return None
         except Exception:
             log.exception("comfort index: no forecast (boards show none)")
             return None
