@@ -332,6 +332,9 @@ class Coordinator:
         times are learned from the log."""
 
         def build() -> WaitEstimator:
+            # the first tick's express-window advice needs the simulation too: loaded here,
+            # not in the loop
+            import coordinator.advice  # noqa: F401
             from coordinator.eta import WaitEstimator
 
             return WaitEstimator(self.queue.engine)
@@ -925,6 +928,11 @@ async def web_dashboard(coordinator: Coordinator) -> AsyncIterator[Any]:
     if not settings.http_port:
         yield None
         return
+
+    def load() -> None:  # in a worker: the loop answers devices meanwhile
+        import coordinator.web.server  # noqa: F401
+
+    await asyncio.to_thread(load)
     from coordinator.web.server import start_web
 
     try:
