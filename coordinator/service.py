@@ -346,13 +346,19 @@ class Coordinator:
 
     async def _learn_counter_times(self, eta: WaitEstimator) -> None:
         """The wait estimates draw each service's counter times from its history in the
-        event log's last LEARN_DAYS where there is enough of it, else from today's."""
+        event log's last LEARN_DAYS where there is enough of it, else from today's. Each
+        closed day is replayed once; its sums are kept beside the log."""
         from coordinator.simulation.learn import LearnError, learn_counter_times
 
         since = self.cfg.hall.business_day(self.clock()) - dt.timedelta(days=LEARN_DAYS)
         try:
             fits = await asyncio.to_thread(
-                learn_counter_times, self.eventlog.path, self.cfg, since=since, stop=self.stopping
+                learn_counter_times,
+                self.eventlog.path,
+                self.cfg,
+                since=since,
+                stop=self.stopping,
+                cache=self.eventlog.path.with_name(f"{self.eventlog.path.stem}-counter-times.json"),
             )
         except LearnError as exc:
             log.info("wait estimates: counter times from today only (%s)", exc)
