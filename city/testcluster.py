@@ -88,7 +88,12 @@ def make_certs(d: Path) -> Path:
 
 class NatsCityCluster:
     def __init__(
-        self, workdir: Path, halls: dict[str, str], bureau_password: str, nodes: int = 3
+        self,
+        workdir: Path,
+        halls: dict[str, str],
+        bureau_password: str,
+        nodes: int = 3,
+        nearby: dict[str, list[str]] | None = None,
     ) -> None:
         binary = find_nats_server()
         if binary is None:
@@ -98,6 +103,7 @@ class NatsCityCluster:
         self.binary = binary
         self.workdir = workdir
         self.halls = halls  # hall id -> bridge password
+        self.nearby = nearby or {}  # hall id -> the halls whose queues its bridge reads
         self.bureau_password = bureau_password
         self.nodes = nodes
         self._pick_ports()
@@ -132,15 +138,10 @@ class NatsCityCluster:
         return [f"127.0.0.1:{p}" for p in self.mqtt_ports]
 
     def _users(self) -> list[dict[str, object]]:
+        from city.bridge import nats_user_entry
+
         users: list[dict[str, object]] = [
-            {
-                "user": f"hall-{hall}",
-                "password": pw,
-                "permissions": {
-                    "publish": {"allow": [f"hallq.v1.{hall}.state.>", "$MQTT.>"]},
-                    "subscribe": {"allow": ["$MQTT.>", "_INBOX.>"]},
-                },
-            }
+            nats_user_entry(hall, f"hall-{hall}", pw, self.nearby.get(hall, ()))
             for hall, pw in self.halls.items()
         ]
         users.append(

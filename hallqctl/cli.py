@@ -1007,8 +1007,9 @@ def bridge(
 
     cfg = _load(config_file)
     user = username or f"hall-{cfg.hall.id}"
+    nearby = [n.hall for n in cfg.city.nearby]
     if password_hash is not None:
-        click.echo(nats_user(cfg.hall.id, user, password_hash))
+        click.echo(nats_user(cfg.hall.id, user, password_hash, nearby))
         return
     if password_file is not None:
         password = password_file.read_text(encoding="utf-8").strip()
@@ -1026,7 +1027,7 @@ def bridge(
     except BridgeError as exc:
         click.echo(f"hallq bridge: {exc}", err=True)
         raise SystemExit(2) from None
-    text = bridge_config(cfg.hall.id, city)
+    text = bridge_config(cfg.hall.id, city, nearby)
     if out is None:
         click.echo(text, nl=False)
         return
