@@ -144,9 +144,7 @@ def nats_user_entry(
     }
 
 
-def nats_user(
-    hall_id: str, username: str, password_hash: str, nearby: Sequence[str] = ()
-) -> str:
+def nats_user(hall_id: str, username: str, password_hash: str, nearby: Sequence[str] = ()) -> str:
     """``nats_user_entry`` as JSON for the city's NATS configuration. ``password_hash``:
     a bcrypt hash (``nats server passwd``), never the password."""
     return json.dumps(nats_user_entry(hall_id, username, password_hash, nearby), indent=2)

@@ -272,8 +272,11 @@ class Coordinator:
     def _on_city_link(self, incoming: Incoming) -> None:
         up = incoming.payload.root == 1
         if self.nearby.on_link(up):
-            log.info("city link %s: nearby halls %s", "up" if up else "down",
-                     "shown" if up else "hidden until it is back")
+            log.info(
+                "city link %s: nearby halls %s",
+                "up" if up else "down",
+                "shown" if up else "hidden until it is back",
+            )
             self._notify({"type": "city", "link": up})
 
     async def _tick(self) -> None:

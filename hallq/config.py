@@ -474,10 +474,13 @@ class CityConfig(_Model):
 
     district: Text | None = None
     # the hall's cell on the bureau's map-like grid: [column, row], from the north-west
-    grid: tuple[
-        Annotated[int, BeforeValidator(int_range(0, 99))],
-        Annotated[int, BeforeValidator(int_range(0, 99))],
-    ] | None = None
+    grid: (
+        tuple[
+            Annotated[int, BeforeValidator(int_range(0, 99))],
+            Annotated[int, BeforeValidator(int_range(0, 99))],
+        ]
+        | None
+    ) = None
     nearby: list[NearbyHall] = Field(default_factory=list, max_length=20)
     nearby_gain_min: Annotated[float, BeforeValidator(positive_number(240))] = 15.0
 

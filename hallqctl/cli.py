@@ -1127,6 +1127,21 @@ def city_rollup(dsn: str, days: tuple[dt.datetime, ...], tz: str) -> None:
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8090, show_default=True)
+@click.option(
+    "--halls",
+    "city_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="the city file: [[halls]] id, name, district, grid = [column, row] (the map's cells)",
+)
+@click.option(
+    "--users",
+    "users_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="who may log in: [[users]] name, role, password_hash (argon2id, as `hallq user add` "
+    "writes); without it the dashboard is open",
+)
 def bureau(
     dsn: str | None,
     city_nodes: str,
@@ -1135,13 +1150,20 @@ def bureau(
     password_file: Path | None,
     host: str,
     port: int,
+    city_file: Path | None,
+    users_file: Path | None,
 ) -> None:
     """The city dashboard: every hall's live load, the quietest hall per service, KPIs
     by hall/day/service/hour and the monthly comfort index (CSV, PNG)."""
     import asyncio
     import os
 
-    from city.bureau import CityBrokerLink, serve
+    from city.bureau import CityBrokerLink, CityMapError, load_city_map, serve
+
+    try:
+        places = load_city_map(city_file) if city_file is not None else None
+    except CityMapError as exc:
+        raise click.BadParameter(str(exc), param_hint="--halls") from None
 
     password = (
         password_file.read_text(encoding="utf-8").strip()
@@ -1158,7 +1180,7 @@ def bureau(
     click.echo(f"bureau dashboard on http://{host}:{port}/")
 
     async def run() -> None:
-        await serve(host, port, links, dsn, asyncio.Event())
+        await serve(host, port, links, dsn, asyncio.Event(), places, users_file)
 
     _run_until_signalled(run)
 
