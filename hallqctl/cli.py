@@ -1063,6 +1063,44 @@ def city_migrate(dsn: str) -> None:
         click.echo("the city database is current")
 
 
+@city.command("add-hall")
+@dsn_option
+@click.argument("hall_id", metavar="HALL")
+@click.option("--role", default=None, help="its login role (default: hall_<HALL>)")
+@click.option(
+    "--password-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="set this password on the role (or HALLQ_CITY_HALL_PASSWORD; none: certificate "
+    "or pg_hba authentication only)",
+)
+def city_add_hall(dsn: str, hall_id: str, role: str | None, password_file: Path | None) -> None:
+    """Make HALL's shipper login: a role that may write only HALL's events and cursor."""
+    import os
+
+    from city.migrate import MigrationError, add_hall
+    from city.ship import import_psycopg
+    from hallq.errors import TopicError
+
+    psycopg = import_psycopg()
+    name = role or f"hall_{hall_id.replace('-', '_')}"
+    password = (
+        password_file.read_text(encoding="utf-8").strip()
+        if password_file
+        else os.environ.get("HALLQ_CITY_HALL_PASSWORD")
+    )
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            made = add_hall(conn, hall_id, name, password)
+    except (psycopg.Error, MigrationError, TopicError) as exc:
+        click.echo(f"city add-hall: {exc}", err=True)
+        raise SystemExit(2) from None
+    click.echo(
+        f"{'made' if made else 'updated'} role {name}: it may ship hall {hall_id} only "
+        f"(HALLQ_CITY_DSN=\"... user={name}\" hallq ship ...)"
+    )
+
+
 @city.command("rollup")
 @dsn_option
 @click.option(
