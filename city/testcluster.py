@@ -10,6 +10,7 @@ replicated on all three nodes so one node's loss loses nothing. Users: one per h
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
@@ -244,3 +245,62 @@ class NatsCityCluster:
         raise TimeoutError(
             f"city node {i} took no MQTT session in {timeout} s ({last}): {self.log(i)[-2000:]}"
         )
+
+
+class LinkCut:
+    """A TCP relay on loopback standing for the city link, which a test or bench cuts and
+    restores: ``cut`` drops every connection through it and refuses new ones (as a dead
+    WAN link or a firewall would look to the hall), ``restore`` lets them through again.
+    It runs on the caller's asyncio loop; clients in threads (the shipper) use it too."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.up = True
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> LinkCut:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._open |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.close()
+                self._open.discard(dst)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        self.up = False
+        for writer in list(self._open):
+            transport = writer.transport
+            transport.abort()  # no FIN handshake: the peer learns on its next read or write
+        self._open.clear()
+
+    def restore(self) -> None:
+        self.up = True
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
