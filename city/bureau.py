@@ -82,6 +82,7 @@ class LiveCity:
         self.halls: dict[str, HallLive] = {}
         self.version = 0  # rises with every summary applied; the page's stream follows it
         self._waiters: set[asyncio.Event] = set()
+        self.closing = False
 
     def watch(self) -> asyncio.Event:
         """An event set at every change, for one stream (``unwatch`` it when done)."""
@@ -91,6 +92,12 @@ class LiveCity:
 
     def unwatch(self, event: asyncio.Event) -> None:
         self._waiters.discard(event)
+
+    def close(self) -> None:
+        """End every stream (the server is stopping: it need not wait for a keepalive)."""
+        self.closing = True
+        for event in self._waiters:
+            event.set()
 
     def apply(self, topic: str, payload: bytes, now: float | None = None) -> bool:
         try:
@@ -349,7 +356,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     changed = live.watch()
     try:
-        while True:
+        while not live.closing:
             changed.clear()
             data = json.dumps(snapshot(live, places), ensure_ascii=False, separators=(",", ":"))
             await response.write(f"event: city\ndata: {data}\n\n".encode())
@@ -604,6 +611,11 @@ def make_app(
     app[DB] = db
     app[PLACES] = places or {}
     app[GATE] = Gate(None, users_file=users_file) if users_file is not None else None
+
+    async def end_streams(app: web.Application) -> None:
+        app[LIVE].close()
+
+    app.on_shutdown.append(end_streams)
     r = app.router
     r.add_get("/", page)
     r.add_get("/bureau.js", bureau_js)

@@ -1100,7 +1100,7 @@ def city_add_hall(dsn: str, hall_id: str, role: str | None, password_file: Path 
         raise SystemExit(2) from None
     click.echo(
         f"{'made' if made else 'updated'} role {name}: it may ship hall {hall_id} only "
-        f"(HALLQ_CITY_DSN=\"... user={name}\" hallq ship ...)"
+        f'(HALLQ_CITY_DSN="... user={name}" hallq ship ...)'
     )
 
 

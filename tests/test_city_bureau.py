@@ -235,6 +235,7 @@ def test_the_city_commands_migrate_roll_up_and_write_a_private_bridge_file(
         assert first.exit_code == 0, first.output
         assert "applied 0001_events" in first.output
         assert "applied 0002_kpi_hourly" in first.output
+        assert "applied 0003_hall_roles" in first.output
         again = runner.invoke(
             main, ["city", "migrate"], env={"HALLQ_CITY_DSN": dsn_with(ADMIN_DSN, dbname=fresh)}
         )
@@ -243,6 +244,20 @@ def test_the_city_commands_migrate_roll_up_and_write_a_private_bridge_file(
     finally:
         with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
+    role = f"hall_cli_{int(time.time() * 1000) % 10**9}"  # roles are the server's
+    added = CliRunner().invoke(
+        main, ["city", "add-hall", "--dsn", city_dsn, "east", "--role", role]
+    )
+    try:
+        assert added.exit_code == 0, added.output
+        assert f"made role {role}: it may ship hall east only" in added.output
+        bad = CliRunner().invoke(main, ["city", "add-hall", "--dsn", city_dsn, "East Hall"])
+        assert bad.exit_code == 2
+        assert "hall id 'East Hall' is not a valid id" in bad.output
+    finally:
+        with psycopg.connect(city_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP OWNED BY "{role}"')
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
     rolled = CliRunner().invoke(main, ["city", "rollup", "--dsn", city_dsn, "--day", "2026-03-16"])
     assert rolled.exit_code == 0
     assert rolled.output.startswith("2026-03-16: ")
