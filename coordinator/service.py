@@ -34,6 +34,7 @@ from coordinator.dispatch import load_core
 from coordinator.engine import Engine, Outcome
 from coordinator.eventlog import EventLog, StorageFailed
 from coordinator.hallqueue import CHECKPOINT_EVERY, HallQueue, Submitted
+from coordinator.nearby import NearbyHalls
 from coordinator.web.appointments import AppointmentBook, default_book_path
 from coordinator.web.devices import DeviceBook
 from hallq import messages as m
@@ -58,7 +59,7 @@ STORAGE_FAILED = "系统存储故障"
 Batch = list[tuple[str, m.Message]]
 ETA_STALE_S = 30.0  # hall seconds: waits are re-simulated at least this often
 # counter times for the wait estimates are learned from this many recent days of the log
-# (replayed in a worker after a start: a year's log would take that thread many minutes)
+# (a year's log would keep that worker busy for many minutes after every start)
 LEARN_DAYS = 28
 
 # Called after every published outcome (and each stats refresh) with a small summary of
@@ -155,6 +156,7 @@ class Coordinator:
         self._refreshing: asyncio.Task[None] | None = None
         self.authz = Authority(cfg)
         self._alerting: set[asyncio.Task[None]] = set()
+        self.nearby = NearbyHalls(cfg.city, clock)
         # set when stopping: a worker thread reading the log ends at its next check
         self.stopping = threading.Event()
 
@@ -272,6 +274,24 @@ class Coordinator:
         await session.subscribe(topics.every("req", "dispenser"), self._on_ticket_request)
         await session.subscribe(topics.every("status"), self._on_presence)
         await session.subscribe(topics.every("health"), self._on_health)
+        if self.nearby.halls:
+            await session.subscribe(topics.city_queues(), self._on_city_queue)
+            await session.subscribe(topics.city_link(), self._on_city_link)
+
+    def _on_city_queue(self, incoming: Incoming) -> None:
+        """A nearby hall's queue, brought in by the city bridge (``coordinator.nearby``)."""
+        assert incoming.parts.client is not None
+        self.nearby.on_queue(incoming.parts.client, incoming.payload)
+
+    def _on_city_link(self, incoming: Incoming) -> None:
+        up = incoming.payload.root == 1
+        if self.nearby.on_link(up):
+            log.info(
+                "city link %s: nearby halls %s",
+                "up" if up else "down",
+                "shown" if up else "hidden until it is back",
+            )
+            self._notify({"type": "city", "link": up})
 
     async def _tick(self) -> None:
         batch: Batch = []
