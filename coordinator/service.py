@@ -359,7 +359,11 @@ class Coordinator:
 
             return WaitEstimator(self.queue.engine)
 
-        eta = await asyncio.to_thread(build)
+        try:
+            eta = await asyncio.to_thread(build)
+        except Exception:  # the queue serves on with the engine's queueing estimate
+            log.exception("wait estimates: the estimator could not be started")
+            return
         eta.engine = self.queue.engine  # a storage failure's rebuild may have replaced it
         self.eta = self.queue.engine.estimator = eta
         await self._learn_counter_times(eta)
