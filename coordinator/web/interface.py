@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from coordinator.engine import Engine
     from coordinator.eventlog import EventLog
     from coordinator.hallqueue import HallQueue, Submitted
+    from coordinator.nearby import NearbyHalls
     from coordinator.web.appointments import AppointmentBook, Booking
     from coordinator.web.devices import DeviceBook
     from hallq.bus import Session
@@ -49,6 +50,8 @@ class HallService(Protocol):
     def advice(self) -> deque[tuple[float, Any]]: ...  # (at, advice.Advice), newest first
     @property
     def bookings(self) -> AppointmentBook: ...
+    @property
+    def nearby(self) -> NearbyHalls: ...
     @property
     def forecast(self) -> Any: ...  # coordinator.forecast.Forecast, or None: no history yet
 
