@@ -212,6 +212,9 @@ class FigureCache:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS days (day TEXT PRIMARY KEY, tickets TEXT NOT NULL)"
             )
+            if self.today is not None:  # kept as long as the event log keeps its days
+                keep = self.today() - dt.timedelta(days=self.cfg.coordinator.retention_days)
+                self._db.execute("DELETE FROM days WHERE day < ?", (keep.isoformat(),))
         return self._db
 
     def close(self) -> None:
