@@ -119,22 +119,26 @@ def _records(new: Bitmap, first: int, end: int, room: int) -> list[_Record]:
     return records
 
 
-def led_deltas(old: Bitmap, new: Bitmap, base_id: int, frame_id: int) -> list[bytes]:
+def led_deltas(
+    old: Bitmap, new: Bitmap, base_id: int, frame_id: int, max_payload: int = MAX_PAYLOAD
+) -> list[bytes]:
     """The LED_DELTA payloads turning ``old`` (shown as ``base_id``) into ``new`` (``frame_id``).
 
     Empty when nothing changed. Records never span two frames, so each payload is applied
-    on its own and a resent one (its ACK lost) writes the same bytes again.
+    on its own and a resent one (its ACK lost) writes the same bytes again. Payloads are at
+    most ``max_payload`` bytes (shorter frames let a slow line ask its pads in between).
     """
+    limit = min(max_payload, MAX_PAYLOAD)
     if (old.width, old.height) != (new.width, new.height):
         raise FrameError(f"a delta cannot change the size ({old} to {new})")
     if base_id == frame_id or not (0 <= base_id <= 0xFF and 0 <= frame_id <= 0xFF):
         raise FrameError(f"delta ids must differ and be 0..255, got {base_id}, {frame_id}")
-    room = MAX_PAYLOAD - _HEADER
+    room = limit - _HEADER
     payloads: list[bytearray] = []
     for first, end in _changed_ranges(old, new):
         for record in _records(new, first, end, room):
             data = record.encode()
-            if not payloads or len(payloads[-1]) + len(data) > MAX_PAYLOAD:
+            if not payloads or len(payloads[-1]) + len(data) > limit:
                 payloads.append(bytearray((base_id, frame_id, 0)))
             payloads[-1] += data
     if payloads:

@@ -64,7 +64,7 @@ class LedController(FramedDevice):
         for attempt in (1, 2):
             frame_id = self.link.next_led_frame_id()
             try:
-                for chunk in led_chunks(image, frame_id):
+                for chunk in led_chunks(image, frame_id, self.link.command_payload):
                     await self.link.request(self.address, Command.LED_FRAME, chunk)
             except DeviceRejected as exc:
                 if attempt == 2 or exc.reason != "out_of_order":
@@ -81,7 +81,7 @@ class LedController(FramedDevice):
         frame_id = self.link.next_led_frame_id()
         if frame_id == base_id:
             frame_id = self.link.next_led_frame_id()
-        payloads = led_deltas(old, image, base_id, frame_id)
+        payloads = led_deltas(old, image, base_id, frame_id, self.link.command_payload)
         if sum(map(len, payloads)) >= len(image.rows):
             return False
         try:
