@@ -10,7 +10,7 @@ are never 0x7D..0x7F, so a receiver cannot mistake them for framing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from firmware_bridge.errors import FrameError
@@ -83,9 +83,9 @@ def slot_answer(index: int, pending: bool) -> int:
 class AttentionAnswers:
     """The master's collector for one ATTENTION: slot bytes in, which devices to poll out.
 
-    Bytes that cannot be an answer (an index beyond the list, bits a slot byte never has)
-    are counted as noise and ignored; a device whose slot stays empty is polled directly,
-    so noise can delay a key by one poll, never lose it.
+    Bytes that cannot be an answer (an index beyond the list or already heard, bits a slot
+    byte never has) are counted as noise and left to the frame decoder; a device whose
+    slot stays empty is polled directly, so noise can delay a key by one poll, never lose it.
     """
 
     def __init__(self, request: AttentionRequest) -> None:
@@ -97,13 +97,22 @@ class AttentionAnswers:
     def complete(self) -> bool:
         return len(self.answers) == len(self.request.addresses)
 
-    def feed(self, data: Sequence[int]) -> None:
+    def take(self, byte: int) -> bool:
+        """Record ``byte`` if it is an answer for a slot not yet heard; False otherwise."""
+        index = byte & _INDEX
+        if byte & ~(PENDING | _INDEX) or index >= len(self.request.addresses):
+            self.noise += 1
+            return False
+        address = self.request.addresses[index]
+        if address in self.answers:
+            self.noise += 1
+            return False
+        self.answers[address] = bool(byte & PENDING)
+        return True
+
+    def feed(self, data: Iterable[int]) -> None:
         for byte in data:
-            index = byte & _INDEX
-            if byte & ~(PENDING | _INDEX) or index >= len(self.request.addresses):
-                self.noise += 1
-                continue
-            self.answers[self.request.addresses[index]] = bool(byte & PENDING)
+            self.take(byte)
 
     def to_poll(self) -> list[int]:
         """Addresses that said they have an event, or did not answer, in slot order."""

@@ -185,6 +185,11 @@ class FrameDecoder:
         return len(self._buf)
 
     @property
+    def hunting(self) -> bool:
+        """True between frames: the next byte is line noise unless it is a SOF."""
+        return self._state == _HUNT
+
+    @property
     def receiving(self) -> bool:
         """True while a frame has started but not ended: the master extends its timeout then."""
         return self._state == _IN_FRAME

@@ -30,6 +30,7 @@ from firmware_bridge.frame import (
     BROADCAST,
     MAX_ADDRESS,
     MAX_WIRE_FRAME,
+    SOF,
     Command,
     DropReason,
     Frame,
@@ -340,17 +341,8 @@ class SerialLink:
 
     def _on_data(self, data: bytes) -> None:
         self._last_rx = asyncio.get_running_loop().time()
-        if self._answers is not None:
-            # Inside an ATTENTION's answer window: slot bytes, up to a frame's SOF if any.
-            answers, done = self._answers
-            sof = data.find(b"\x7e")
-            answers.feed(data if sof < 0 else data[:sof])
-            if (answers.complete or sof >= 0) and not done.done():
-                done.set_result(None)
-            if sof < 0:
-                return
-            data = data[sof:]
-        for frame in self._decoder.feed(data):
+        frames = self._decoder.feed(data) if self._answers is None else self._take_answers(data)
+        for frame in frames:
             self.stats.frames_received += 1
             pending = self._pending
             if pending is not None and not pending[1].done() and pending[0](frame):
@@ -358,6 +350,20 @@ class SerialLink:
             else:
                 self.stats.unexpected_frames += 1
                 log.debug("%s: unexpected %r", self.port, frame)
+
+    def _take_answers(self, data: bytes) -> list[Frame]:
+        """In an ATTENTION's answer window: a byte between frames that is a slot answer is
+        taken as one; everything else goes to the decoder as usual (and counts there)."""
+        assert self._answers is not None
+        answers, done = self._answers
+        frames: list[Frame] = []
+        for byte in data:
+            if self._decoder.hunting and byte != SOF and answers.take(byte):
+                if answers.complete and not done.done():
+                    done.set_result(None)
+                continue
+            frames += self._decoder.feed(bytes((byte,)))
+        return frames
 
     # --- the bus loop --------------------------------------------------------------------
 
