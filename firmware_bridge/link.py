@@ -29,6 +29,7 @@ from firmware_bridge.errors import (
 from firmware_bridge.frame import (
     BROADCAST,
     MAX_ADDRESS,
+    MAX_PAYLOAD,
     MAX_WIRE_FRAME,
     SOF,
     Command,
@@ -229,7 +230,11 @@ class SerialLink:
 
     @property
     def command_payload(self) -> int:
-        """The payload size a long transfer should split into on this line (see LinkTiming)."""
+        """The payload size a long transfer should split into on this line: short enough for
+        the pads to be asked between frames (LinkTiming.command_payload), or the whole 200
+        bytes on a line without devices that have keys (a zone board's own line)."""
+        if not any(d.source.poll_period < self.timing.routine_poll for d in self._devices.values()):
+            return MAX_PAYLOAD
         return self.timing.command_payload(self.baudrate)
 
     def next_led_frame_id(self) -> int:
