@@ -292,11 +292,12 @@ class BusSimulator:
             data = bytes(answer for _, answer in slots)
             self._sending.append(loop.call_at(start, self._port.write, data))
             return
+        # handed over as a USB adapter would: up to ``chunk`` bytes, once the last is in
         char = 10 / self.baudrate
-        for end, answer in slots:
-            self._sending.append(
-                loop.call_at(start + end * char, self._port.write, bytes((answer,)))
-            )
+        for first in range(0, len(slots), self.chunk):
+            piece = slots[first : first + self.chunk]
+            data = bytes(answer for _, answer in piece)
+            self._sending.append(loop.call_at(start + piece[-1][0] * char, self._port.write, data))
         self._busy_until = start + slots[-1][0] * char
 
     def _transmit(self, reply: Frame, *, garble: bool) -> None:
