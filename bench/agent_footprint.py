@@ -137,7 +137,7 @@ def run_agent(
         sys.executable,
         *(["-X", "importtime"] if importtime else []),
         "-m",
-        "hallqctl.cli",
+        "hallqctl.launch",  # what the `hallq` console script runs
         "agent",
         "--config",
         str(example_hall()),
