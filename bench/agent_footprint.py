@@ -166,6 +166,13 @@ def run_agent(
     return online, rss, b"".join(errors).decode("utf-8", "replace")
 
 
+def import_total_ms(stderr: str) -> float:
+    """All import time of the process (every module's own time, summed)."""
+    return sum(
+        int(found.group(1)) / 1000 for found in re.finditer(r"import time:\s+(\d+) \|", stderr)
+    )
+
+
 def top_imports(stderr: str, top: int) -> list[tuple[str, float]]:
     """Top-level packages by the import time spent in their own modules (self ms, summed
     over every module of the package wherever it was imported from)."""
@@ -232,8 +239,9 @@ def main() -> None:
                     f"idle RSS median {statistics.median(rss):.1f} MB "
                     f"(PSS {pss:.1f}, USS {uss:.1f})"
                 )
+                total = import_total_ms(imports)
                 print(
-                    "  top imports (self ms by package): "
+                    f"  imports {total:.0f} ms; top (self ms by package): "
                     + ", ".join(f"{name} {ms:.0f}" for name, ms in heads)
                 )
                 summary[role] = {
@@ -242,6 +250,7 @@ def main() -> None:
                     "rss_mb": statistics.median(rss),
                     "pss_mb": round(pss, 1),
                     "uss_mb": round(uss, 1),
+                    "imports_total_ms": round(total, 1),
                     "imports_ms": dict(heads),
                 }
         finally:
