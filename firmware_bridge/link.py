@@ -617,7 +617,20 @@ class SerialLink:
         event: tuple[EventType, bytes] | None,
         was_online: bool,
     ) -> None:
+        """Deliver the event, then ACK it: the key is on its way while the ACK waits out the
+        line's turnaround. A lost ACK or a port lost before it only makes the device repeat
+        the event, which the SEQ check drops, as before."""
+        self._accept_event(address, dev, reply, event, was_online)
         await self._send(conn, Frame(address, Command.ACK, reply.seq))
+
+    def _accept_event(
+        self,
+        address: int,
+        dev: _Device,
+        reply: Frame,
+        event: tuple[EventType, bytes] | None,
+        was_online: bool,
+    ) -> None:
         if dev.last_event_seq == reply.seq:
             self.stats.duplicate_events += 1
             log.debug(
