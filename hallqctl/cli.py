@@ -14,7 +14,7 @@ from hallq.errors import ConfigError
 if TYPE_CHECKING:
     import datetime as dt
 
-    from hallq.config import HallConfig
+    from hallq.config import Agent, HallConfig
 
 
 def _version_text() -> str:
@@ -79,6 +79,71 @@ config_option = click.option(
     type=click.Path(path_type=Path),
     help="the hall's TOML file",
 )
+# Options several commands share, defined once so their names and help cannot drift apart.
+example_config_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="the hall's TOML file (default: the example Liwan hall)",
+)
+sim_dir_option = click.option(
+    "--sim-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="directory of simulated serial ports (ports named sim or sim:NAME)",
+)
+seed_option = click.option("--seed", type=int, default=1, show_default=True)
+
+
+def _stack(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def apply(f: Any) -> Any:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
+
+
+day_options = _stack(
+    click.option(
+        "--volume",
+        type=click.FloatRange(min=1),
+        default=None,
+        help="arrivals on an average filing-period day (default: the calibrated 9000)",
+    ),
+    click.option(
+        "--day",
+        "day_of_month",
+        type=click.IntRange(1, 31),
+        default=None,
+        help="day of the month (filing-period factor); default: the average day",
+    ),
+)
+history_options = _stack(
+    click.option(
+        "--history",
+        type=click.Path(path_type=Path),
+        default=None,
+        metavar="EVENT_LOG",
+        help="the hall's event log: learn the service mix, counter times and arrival "
+        "profile from it (the seed hall's figures where it holds too little)",
+    ),
+    click.option(
+        "--history-since",
+        type=click.DateTime(["%Y-%m-%d"]),
+        default=None,
+        help="learn only from business days from this date on (default: the whole log)",
+    ),
+)
+
+
+def _agent(cfg: HallConfig, agent_id: str) -> Agent:
+    """The agent's section of the hall file, or a usage error naming --device."""
+    try:
+        return cfg.agent(agent_id)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--device") from None
 
 
 @main.command()
@@ -427,12 +492,7 @@ def user_list(config_file: Path) -> None:
 @main.command()
 @config_option
 @click.option("--device", "agent_id", required=True, help="the agent id from the hall file")
-@click.option(
-    "--sim-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="directory of simulated serial ports (ports named sim or sim:NAME)",
-)
+@sim_dir_option
 @click.option(
     "--simulate-all",
     is_flag=True,
@@ -444,10 +504,7 @@ def agent(config_file: Path, agent_id: str, sim_dir: Path | None, simulate_all: 
 
     skip_pydantic_plugins()
     cfg = _load(config_file)
-    try:
-        cfg.agent(agent_id)
-    except KeyError as exc:
-        raise click.BadParameter(str(exc.args[0]), param_hint="--device") from None
+    _agent(cfg, agent_id)
     if simulate_all and sim_dir is None:
         raise click.BadParameter("--simulate-all needs --sim-dir", param_hint="--sim-dir")
     run_agent_process(cfg, agent_id, sim_dir, simulate_all)
@@ -471,10 +528,7 @@ def sim_devices(config_file: Path, agent_id: str, sim_dir: Path) -> None:
     from firmware_bridge.sim.hall import simulate_devices
 
     cfg = _load(config_file)
-    try:
-        agent = cfg.agent(agent_id)
-    except KeyError as exc:
-        raise click.BadParameter(str(exc.args[0]), param_hint="--device") from None
+    agent = _agent(cfg, agent_id)
     hall = simulate_devices(serial_devices(agent.devices), sim_dir)
     try:
         asyncio.run(serve(hall))
@@ -483,13 +537,7 @@ def sim_devices(config_file: Path, agent_id: str, sim_dir: Path) -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="the hall's TOML file (default: the example Liwan hall)",
-)
+@example_config_option
 @click.option(
     "--speed",
     type=click.FloatRange(min=0.1, max=3600),
@@ -580,12 +628,7 @@ def demo(
     default=None,
     help="check this agent's hardware (default: the agents whose host is this machine)",
 )
-@click.option(
-    "--sim-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="directory of simulated serial ports (ports named sim or sim:NAME)",
-)
+@sim_dir_option
 def doctor(config_file: Path, agent_id: str | None, sim_dir: Path | None) -> None:
     """Check this machine for what the hall needs: ports, devices, broker, clock, disk."""
     import asyncio
@@ -594,10 +637,7 @@ def doctor(config_file: Path, agent_id: str | None, sim_dir: Path | None) -> Non
 
     cfg = _load(config_file)
     if agent_id is not None:
-        try:
-            cfg.agent(agent_id)
-        except KeyError as exc:
-            raise click.BadParameter(str(exc.args[0]), param_hint="--device") from None
+        _agent(cfg, agent_id)
     checks = asyncio.run(run_doctor(cfg, agent_id, sim_dir=sim_dir))
     render_checks(checks)
     raise SystemExit(exit_code(checks))
@@ -643,28 +683,10 @@ def status(config_file: Path, timeout: float) -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="the hall's TOML file (default: the example Liwan hall)",
-)
-@click.option(
-    "--volume",
-    type=click.FloatRange(min=1),
-    default=None,
-    help="arrivals on an average filing-period day (default: the calibrated 9000)",
-)
-@click.option(
-    "--day",
-    "day_of_month",
-    type=click.IntRange(1, 31),
-    default=None,
-    help="day of the month (filing-period factor); default: the average day",
-)
+@example_config_option
+@day_options
 @click.option("--replications", "-r", type=click.IntRange(1, 1000), default=10, show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
+@seed_option
 @click.option(
     "--policy",
     "policies",
@@ -710,20 +732,7 @@ def status(config_file: Path, timeout: float) -> None:
     help="write a PNG of queue length and wait over the day here",
 )
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-@click.option(
-    "--history",
-    "history",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="the hall's event log: learn the service mix, counter times and arrival "
-    "profile from it (the seed hall's figures where it holds too little)",
-)
-@click.option(
-    "--history-since",
-    type=click.DateTime(["%Y-%m-%d"]),
-    default=None,
-    help="learn only from business days from this date on (default: the whole log)",
-)
+@history_options
 def simulate(
     config_file: Path | None,
     volume: float | None,
@@ -786,13 +795,7 @@ def simulate(
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="the hall's TOML file (default: the example Liwan hall)",
-)
+@example_config_option
 @click.option(
     "--log",
     "log_path",
@@ -807,7 +810,7 @@ def simulate(
     show_default=True,
     help="length of a generated history",
 )
-@click.option("--seed", type=int, default=1, show_default=True)
+@seed_option
 @click.option("--days", type=click.IntRange(1, 92), default=30, show_default=True)
 @click.option(
     "--start",
@@ -1162,19 +1165,7 @@ def bureau(
 
 @main.command()
 @click.argument("config_file", metavar="CONFIG", type=click.Path(path_type=Path))
-@click.option(
-    "--volume",
-    type=click.FloatRange(min=1),
-    default=None,
-    help="arrivals on an average filing-period day (default: the calibrated 9000)",
-)
-@click.option(
-    "--day",
-    "day_of_month",
-    type=click.IntRange(1, 31),
-    default=None,
-    help="day of the month (filing-period factor); default: the average day",
-)
+@day_options
 @click.option(
     "--staff-limit",
     type=click.IntRange(min=1),
@@ -1191,7 +1182,7 @@ def bureau(
 @click.option(
     "--rounds", type=click.IntRange(min=0), default=6, show_default=True, help="moves kept at most"
 )
-@click.option("--seed", type=int, default=1, show_default=True)
+@seed_option
 @click.option(
     "--core",
     type=click.Choice(["auto", "compiled", "pure"]),
@@ -1200,20 +1191,7 @@ def bureau(
     help="dispatch core the simulated days run on",
 )
 @click.option("--no-live", is_flag=True, help="skip the live-advice variant")
-@click.option(
-    "--history",
-    type=click.Path(path_type=Path),
-    default=None,
-    metavar="EVENT_LOG",
-    help="plan with the service mix, counter times and arrival profile learned "
-    "from the hall's event log (as hallq simulate --history)",
-)
-@click.option(
-    "--history-since",
-    type=click.DateTime(["%Y-%m-%d"]),
-    default=None,
-    help="learn only from business days from this date on",
-)
+@history_options
 @click.option("--json", "as_json", is_flag=True, help="print the plan and bar as JSON")
 @click.option("--verbose", is_flag=True, help="log the search's steps to stderr")
 def advise(
