@@ -126,6 +126,7 @@ def run_agent(
     watch: PresenceWatch,
     idle: float,
     importtime: bool = False,
+    entry: str = "hallqctl.launch",
 ) -> tuple[float, dict[str, float], str]:
     env = {
         **os.environ,
@@ -137,7 +138,7 @@ def run_agent(
         sys.executable,
         *(["-X", "importtime"] if importtime else []),
         "-m",
-        "hallqctl.launch",  # what the `hallq` console script runs
+        entry,  # hallqctl.launch: what the `hallq` console script runs
         "agent",
         "--config",
         str(example_hall()),
@@ -191,6 +192,11 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=3.0)
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument(
+        "--entry",
+        default="hallqctl.launch",
+        help="module run as `python -m ENTRY agent ...` (hallqctl.cli: an older tree's CLI)",
+    )
     args = parser.parse_args()
     summary: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="hallq-footprint-") as tmp:
@@ -212,6 +218,7 @@ def main() -> None:
                             broker.url,
                             watch,
                             args.idle,
+                            entry=args.entry,
                         )
                         for i in range(args.runs)
                     ]
@@ -223,6 +230,7 @@ def main() -> None:
                         watch,
                         0.2,
                         importtime=True,
+                        entry=args.entry,
                     )
                 finally:
                     sims.terminate()
