@@ -542,7 +542,9 @@ async def test_pads_are_asked_every_round_and_led_controllers_polled_now_and_the
 async def test_a_key_is_served_between_the_chunks_of_a_long_image(tmp_path: Path) -> None:
     """At 19200 baud a 128x32 image is a third of a second on the wire; a key pressed as it
     starts arrives while it is still being sent: the master asks the pads between its frames."""
-    timing = LinkTiming(reply_timeout=0.1, byte_gap=0.1, status_interval=3600)
+    # generous timeouts: a loaded machine's stall must not pass for a silent device, and
+    # they cost nothing while every device answers
+    timing = LinkTiming(reply_timeout=2.0, byte_gap=0.5, status_interval=3600)
     pads = [SimCallPad(a) for a in range(1, 11)]
     async with BusSimulator(tmp_path / "bus", [*pads, SimLedController(21)], baudrate=19200) as sim:
         link = SerialLink(str(sim.path), baudrate=19200, timing=timing)
