@@ -1008,8 +1008,9 @@ def bridge(
 
     cfg = _load(config_file)
     user = username or f"hall-{cfg.hall.id}"
+    nearby = [n.hall for n in cfg.city.nearby]
     if password_hash is not None:
-        click.echo(nats_user(cfg.hall.id, user, password_hash))
+        click.echo(nats_user(cfg.hall.id, user, password_hash, nearby))
         return
     if password_file is not None:
         password = password_file.read_text(encoding="utf-8").strip()
@@ -1027,7 +1028,7 @@ def bridge(
     except BridgeError as exc:
         click.echo(f"hallq bridge: {exc}", err=True)
         raise SystemExit(2) from None
-    text = bridge_config(cfg.hall.id, city)
+    text = bridge_config(cfg.hall.id, city, nearby)
     if out is None:
         click.echo(text, nl=False)
         return
@@ -1061,6 +1062,44 @@ def city_migrate(dsn: str) -> None:
         click.echo(f"applied {m.version:04d}_{m.name}")
     if not done:
         click.echo("the city database is current")
+
+
+@city.command("add-hall")
+@dsn_option
+@click.argument("hall_id", metavar="HALL")
+@click.option("--role", default=None, help="its login role (default: hall_<HALL>)")
+@click.option(
+    "--password-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="set this password on the role (or HALLQ_CITY_HALL_PASSWORD; none: certificate "
+    "or pg_hba authentication only)",
+)
+def city_add_hall(dsn: str, hall_id: str, role: str | None, password_file: Path | None) -> None:
+    """Make HALL's shipper login: a role that may write only HALL's events and cursor."""
+    import os
+
+    from city.migrate import MigrationError, add_hall
+    from city.ship import import_psycopg
+    from hallq.errors import TopicError
+
+    psycopg = import_psycopg()
+    name = role or f"hall_{hall_id.replace('-', '_')}"
+    password = (
+        password_file.read_text(encoding="utf-8").strip()
+        if password_file
+        else os.environ.get("HALLQ_CITY_HALL_PASSWORD")
+    )
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            made = add_hall(conn, hall_id, name, password)
+    except (psycopg.Error, MigrationError, TopicError) as exc:
+        click.echo(f"city add-hall: {exc}", err=True)
+        raise SystemExit(2) from None
+    click.echo(
+        f"{'made' if made else 'updated'} role {name}: it may ship hall {hall_id} only "
+        f'(HALLQ_CITY_DSN="... user={name}" hallq ship ...)'
+    )
 
 
 @city.command("rollup")
@@ -1127,6 +1166,21 @@ def city_rollup(dsn: str, days: tuple[dt.datetime, ...], tz: str) -> None:
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8090, show_default=True)
+@click.option(
+    "--halls",
+    "city_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="the city file: [[halls]] id, name, district, grid = [column, row] (the map's cells)",
+)
+@click.option(
+    "--users",
+    "users_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="who may log in: [[users]] name, role, password_hash (argon2id, as `hallq user add` "
+    "writes); without it the dashboard is open",
+)
 def bureau(
     dsn: str | None,
     city_nodes: str,
@@ -1135,13 +1189,20 @@ def bureau(
     password_file: Path | None,
     host: str,
     port: int,
+    city_file: Path | None,
+    users_file: Path | None,
 ) -> None:
     """The city dashboard: every hall's live load, the quietest hall per service, KPIs
     by hall/day/service/hour and the monthly comfort index (CSV, PNG)."""
     import asyncio
     import os
 
-    from city.bureau import CityBrokerLink, serve
+    from city.bureau import CityBrokerLink, CityMapError, load_city_map, serve
+
+    try:
+        places = load_city_map(city_file) if city_file is not None else None
+    except CityMapError as exc:
+        raise click.BadParameter(str(exc), param_hint="--halls") from None
 
     password = (
         password_file.read_text(encoding="utf-8").strip()
@@ -1158,7 +1219,7 @@ def bureau(
     click.echo(f"bureau dashboard on http://{host}:{port}/")
 
     async def run() -> None:
-        await serve(host, port, links, dsn, asyncio.Event())
+        await serve(host, port, links, dsn, asyncio.Event(), places, users_file)
 
     _run_until_signalled(run)
 
