@@ -9,6 +9,7 @@ Which ticket a window calls is decided by the dispatch core (``DISPATCH.md``).
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import statistics
 import time
 from collections import Counter, deque
@@ -172,6 +173,8 @@ class Engine:
         self.calls: deque[m.BoardCall] = deque(maxlen=self.settings.board_calls)
         self.appointments: dict[str, tuple[str, float, float]] = {}
         self.seq = 0
+        self._heaps: dict[str, list[tuple[float, int, int]]] = {}
+        self._heaps_for: list[Ticket] | None = None  # the ticket list they index
 
     def push_skills(self, win: WindowRec) -> None:
         """Give the core the skills the engine holds for ``win`` (also to undo a simulated
@@ -431,6 +434,8 @@ class Engine:
         if cls == CLASS_OF[Priority.APPOINTMENT] and not t.appt_end:
             cls = CLASS_OF[Priority.NORMAL]
         s = self.service_idx[t.service]
+        if t.directed is None:
+            heapq.heappush(self._waiting_heaps()[t.service], (t.issued_at, t.seq, t.idx))
         if t.directed is not None:
             self.core.add_directed(t.idx, self.windows[t.directed].idx, s, cls, t.issued_at, t.seq)
         elif behind_head:
@@ -478,9 +483,36 @@ class Engine:
             return 999.0
         return round(min(999.0, people_ahead * self.avg_service_s(service) / share / 60.0), 1)
 
+    def _waiting_heaps(self) -> dict[str, list[tuple[float, int, int]]]:
+        """Per service, the tickets that entered its queue, oldest first: (issue time, seq,
+        index) in a heap whose stale entries (called, transferred, cancelled since) are
+        dropped when they reach the top. Built from the tickets when the list is not the one
+        they index (a checkpoint restored, a new day), then kept as tickets are queued."""
+        if self._heaps_for is not self.tickets:
+            self._heaps = {code: [] for code in self.services}
+            for t in self.tickets:
+                if t.state is TicketState.WAITING and t.directed is None:
+                    self._heaps[t.service].append((t.issued_at, t.seq, t.idx))
+            for heap in self._heaps.values():
+                heapq.heapify(heap)
+            self._heaps_for = self.tickets
+        return self._heaps
+
+    def oldest_waiting(self, service: str) -> Ticket | None:
+        """The longest-waiting ticket in ``service``'s queue (directed ones excluded), in
+        amortised O(log n): what every queue publish needs, without a pass over the day."""
+        heap = self._waiting_heaps()[service]
+        while heap:
+            t = self.tickets[heap[0][2]]
+            if t.state is TicketState.WAITING and t.directed is None and t.service == service:
+                return t
+            heapq.heappop(heap)
+        return None
+
     def oldest_wait_min(self, service: str, now: float) -> float:
         """Age of the longest-waiting ticket of ``service`` (0 when none waits)."""
-        return max((now - t.issued_at for t in self.waiting_tickets(service)), default=0.0) / 60.0
+        t = self.oldest_waiting(service)
+        return 0.0 if t is None else max(0.0, now - t.issued_at) / 60.0
 
     def eta_range(self, t: Ticket | None, service: str, now: float) -> m.WaitRange:
         """The wait shown for ``t`` (or for a ticket of ``service`` issued now): the wait
@@ -817,10 +849,10 @@ class Engine:
         )
 
     def queue_state(self, service: str, rev: int, now: float) -> m.QueueState:
-        waiting = self.waiting_tickets(service)
         idx = self.service_idx[service]
         ordered = [self.tickets[i] for i in self.core.upcoming(idx, now, 20)]
-        oldest = min((t.issued_at for t in waiting), default=None)
+        first = self.oldest_waiting(service)
+        oldest = first.issued_at if first is not None else None
         wait = self.eta_range(None, service, now)
         return m.QueueState(
             rev=rev,
