@@ -47,8 +47,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hallq.bus import NODELAY
 from hallq.config import HallConfig, parse_config
-from hallq.ulid import new_ulid
 from hallq.topics import HallTopics
+from hallq.ulid import new_ulid
 from hallqctl.mosquitto import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -270,6 +270,18 @@ def wait_answering(load: Load, pid: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the responder did not answer within 60 s")
 
 
+def settle(pid: int, timeout: float = 60.0) -> None:
+    """Until the responder is idle (under 5% of a core for half a second): the
+    coordinator's start-up work in threads (comfort forecast, learning counter times)
+    would otherwise be charged to the first step."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = cpu_s(pid)
+        time.sleep(0.5)
+        if cpu_s(pid) - before < 0.025:
+            return
+
+
 def ladder(load: Load, pid: int, steps: list[int], seconds: float, label: str) -> list[Step]:
     out = []
     for c in steps:
@@ -295,6 +307,9 @@ def main() -> int:
     parser.add_argument("--day", type=int, default=0, help="then this many commands more")
     parser.add_argument("--day-concurrency", type=int, default=32)
     parser.add_argument("--profile", type=Path, help="py-spy flame graph of the busiest step")
+    parser.add_argument(
+        "--cprofile", type=Path, help="run the coordinator under cProfile, stats to this file"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--echo", nargs=2, metavar=("URL", "HALL"), help=argparse.SUPPRESS)
@@ -323,9 +338,12 @@ def main() -> int:
             proc.wait()
         log = work / "events.sqlite"
         coord_argv = [sys.executable, "-m", "hallqctl.cli", "coordinator", "--config"]
+        if args.cprofile:
+            coord_argv[1:1] = ["-m", "cProfile", "-o", str(args.cprofile.resolve())]
         proc = start([*coord_argv, str(config), "--log", str(log)], work, "coordinator")
         try:
             wait_answering(load, proc.pid, proc)
+            settle(proc.pid)
             hallq = ladder(load, proc.pid, steps, args.seconds, "coordinator")
             best = knee(hallq) or max(hallq, key=lambda s: s.rate)
             if args.profile:

@@ -14,6 +14,7 @@ it again from its persistent broker session on the next connect (see ``docs/deli
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import inspect
 import logging
@@ -193,6 +194,12 @@ class Session:
     and the broker delivers it again when this client id reconnects: handlers must be
     idempotent on the message id. Register routes before the first connect: a redelivered
     message with no route is acknowledged and dropped like any other.
+
+    ``concurrency``: how many messages may be in their handlers at once (default 1, one
+    at a time). Above 1 each message's handling is a task, started in arrival order (so a
+    handler's synchronous part runs in arrival order), and acknowledgements still leave in
+    arrival order: a message is acknowledged once it and every one before it are done.
+    The coordinator uses this so that commands arriving together share one fsync.
     """
 
     def __init__(
@@ -209,8 +216,10 @@ class Session:
         op_timeout: float = 5.0,
         ack_after_handler: bool = False,
         drain_per_s: float | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.broker = broker
+        self.concurrency = max(1, concurrency)
         # the outbox drains at most this fast: the coordinator drops what a client sends
         # beyond its rate limit, and a dispenser's offline issues must all arrive
         self.drain_per_s = drain_per_s
@@ -365,6 +374,10 @@ class Session:
         )
         # aiomqtt does not expose paho's manual acknowledgement; set it before connecting
         client._client.manual_ack_set(self.ack_after_handler)
+        if self.concurrency > 1:
+            # paho holds back QoS 1 publishes past 20 awaiting their PUBACK: a process
+            # answering many messages at once would wait a round trip per 20 of them
+            client._client.max_inflight_messages_set(0)
         deliver = client._client.on_message
         assert deliver is not None, "aiomqtt routes paho's messages through on_message"
         arrivals = self._arrivals = {}
@@ -487,19 +500,59 @@ class Session:
         self._kick_drain()
         for hook in self._connect_hooks:
             self._spawn(hook())
+        if self.concurrency > 1:
+            await self._serve_concurrently(client)
+            return
         async for message in client.messages:
-            try:
-                kept = await self._dispatch(message)
-            except Exception:
-                # past the handlers' own guard (a bug): acknowledge it and serve on. Raising
-                # would restart the session, and the broker would hand the same message
-                # back after every reconnect: one client could keep us flapping.
-                log.exception("%s: message on %s dropped", self.client_id, message.topic.value)
-                kept = True
+            kept = await self._dispatch_guarded(message)
             if kept:
                 self._ack(client, message)
             else:
                 self.unacked += 1
+
+    async def _dispatch_guarded(self, message: aiomqtt.Message) -> bool:
+        try:
+            return await self._dispatch(message)
+        except Exception:
+            # past the handlers' own guard (a bug): acknowledge it and serve on. Raising
+            # would restart the session, and the broker would hand the same message
+            # back after every reconnect: one client could keep us flapping.
+            log.exception("%s: message on %s dropped", self.client_id, message.topic.value)
+            return True
+
+    async def _serve_concurrently(self, client: aiomqtt.Client) -> None:
+        """Up to ``concurrency`` messages in their handlers at once; acknowledged in
+        arrival order as the oldest ones finish."""
+        inflight: collections.deque[tuple[aiomqtt.Message, asyncio.Task[bool]]] = (
+            collections.deque()
+        )
+
+        def settle(_: object = None) -> None:
+            while inflight and inflight[0][1].done():
+                message, task = inflight.popleft()
+                if task.cancelled() or client is not self._client:
+                    continue  # interrupted, or its connection is gone: delivered again
+                if task.result():
+                    self._ack(client, message)
+                else:
+                    self.unacked += 1
+
+        def start(message: aiomqtt.Message) -> None:
+            task = asyncio.ensure_future(self._dispatch_guarded(message))
+            inflight.append((message, task))
+            task.add_done_callback(settle)
+
+        queued = client._queue  # what paho already handed over: taken at once, in order
+        try:
+            async for message in client.messages:
+                start(message)
+                while not queued.empty() and len(inflight) < self.concurrency:
+                    start(queued.get_nowait())
+                while len(inflight) >= self.concurrency:
+                    await asyncio.wait({inflight[0][1]})
+        finally:
+            for _, task in inflight:
+                task.remove_done_callback(settle)
 
     def _ack(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         """Send the PUBACK (PUBCOMP at QoS 2) paho held back for ``message``. Always on the
@@ -526,6 +579,12 @@ class Session:
         self._client = None
         if self._drainer is not None and not self._drainer.done():
             self._drainer.cancel()
+
+    @property
+    def backlog(self) -> int:
+        """Messages received from the broker and not yet handed to a handler."""
+        client = self._client
+        return 0 if client is None else len(client.messages)
 
     @property
     def _v5(self) -> bool:
