@@ -8,7 +8,7 @@ every device: the private broker has no ACL), so the figures are the coordinator
 client library's. Two responders take the same load in the same run:
 
 - floor: an aiomqtt echo on the same broker, answering every request with its ``corr`` and
-  nothing else (``python bench/coordinator.py --echo URL HALL``);
+  nothing else (``python bench/coordinator_load.py --echo URL HALL``);
 - hallq: ``hallq coordinator`` on a fresh event log, every command logged (SQLite
   synchronous=FULL) and every view published.
 
@@ -18,7 +18,10 @@ within 50 ms. ``--day N`` then drives N more commands at one concurrency through
 day and prints throughput and CPU per slice, to show whether the cost grows with the day.
 ``--profile FILE`` runs py-spy (when installed) on the coordinator during the busiest step.
 
-Usage: python bench/coordinator.py [--steps 1,4,8,16,32,64,128,256] [--seconds 3] [--day 20000]
+(Named so, not ``coordinator.py``: run as a script, bench/ comes first on the path and
+that name would shadow the ``coordinator`` package.)
+
+Usage: python bench/coordinator_load.py [--steps 1,4,8,16,32,64,128,256] [--seconds 3] [--day 20000]
        [--profile flame.svg] [--json]
 """
 
