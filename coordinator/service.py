@@ -447,12 +447,18 @@ class Coordinator:
 
     async def _deliver(self, batch: Batch) -> None:
         """Publish rendered messages in render order, outside the engine's lock: handed to
-        paho in this order at once (tasks start in creation order, so batches delivered one
-        after another leave in that order too), then their PUBACKs awaited together. Batches
-        do not wait for each other's PUBACKs: under load they overlap."""
+        paho in this order at once (so batches delivered one after another leave in that
+        order too), then their PUBACKs awaited together. Batches do not wait for each
+        other's PUBACKs: under load they overlap."""
         if batch:
-            sends = [asyncio.ensure_future(self._publish(t, message)) for t, message in batch]
-            await asyncio.gather(*sends)
+            assert self.session is not None
+            try:
+                await self.session.publish_many(batch)
+            except NotConnected as exc:
+                log.warning(
+                    "not published (the broker is away; state is republished on reconnect): %s",
+                    exc,
+                )
         if self._reconnect_due and self.session is not None:
             self._reconnect_due = False
             self.session.reconnect()
