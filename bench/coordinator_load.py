@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,14 +138,19 @@ class Load:
 
     def __init__(self, cfg: HallConfig, port: int) -> None:
         t = HallTopics(cfg.hall.id)
-        self.dispensers = [(t.req(a.id), a.id) for a in cfg.agents if a.role == "dispenser"]
+        self.dispensers = [
+            (t.req(a.id), code)
+            for a in cfg.agents
+            if a.role == "dispenser"
+            for code in cfg.services_for_agent(a.id)
+        ]
         self.pads = [
             (t.cmd("window", a.id), w)
             for a in cfg.agents
             if a.role == "window"
             for w in cfg.windows_for_agent(a.id)
         ]
-        self.services = [s.code for s in cfg.services]
+        self.refused: Counter[str] = Counter()
         self.rng = random.Random(7)
         self.pending: dict[str, float] = {}
         self.latencies: list[float] = []
@@ -167,8 +173,7 @@ class Load:
         ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.sent += 1
         if self.sent % 2:
-            topic, _ = self.rng.choice(self.dispensers)
-            service = self.rng.choice(self.services)
+            topic, service = self.rng.choice(self.dispensers)
             body = f'{{"v":1,"id":"{ulid}","ts":"{ts}","kind":"issue","service":"{service}"}}'
         else:
             topic, window = self.rng.choice(self.pads)
@@ -182,6 +187,9 @@ class Load:
         if at < 0:
             return
         corr = data[at + 8 : at + 34].decode()
+        if b'"ok":false' in data:
+            found = re.search(rb'"code":"(\w+)"', data)
+            self.refused[found.group(1).decode() if found else "?"] += 1
         with self.lock:
             started = self.pending.pop(corr, None)
             if started is None:
@@ -364,6 +372,7 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"work directory kept: {work}", file=sys.stderr)
+    print(f"coordinator refusals (of every command sent): {dict(load.refused) or 'none'}")
     fk, hk = knee(floor), knee(hallq)
     print(
         f"knee (p99 <= {P99_BAR_MS:g} ms): coordinator "
@@ -385,6 +394,7 @@ def main() -> int:
         "ratio_rate": round(hk.rate / fk.rate, 3) if hk and fk else None,
         "ratio_cpu": round(hk.cpu_ms / fk.cpu_ms, 2) if hk and fk else None,
         "day": [s.row() for s in day],
+        "refused": dict(load.refused),
         "loaded_machine": os.getloadavg()[0],
     }
     if args.json:
