@@ -261,9 +261,11 @@ async def echo(url: str, hall: str) -> None:
             )
 
 
-def start(argv: list[str], work: Path, name: str) -> subprocess.Popen[bytes]:
+def start(argv: list[str], work: Path, name: str, tree: Path = ROOT) -> subprocess.Popen[bytes]:
+    """``tree``: the checkout whose packages ``-m`` runs (the script's directory comes
+    first on the path)."""
     return subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=(work / f"{name}.log").open("ab"), cwd=ROOT
+        argv, stdout=subprocess.PIPE, stderr=(work / f"{name}.log").open("ab"), cwd=tree
     )
 
 
@@ -322,6 +324,11 @@ def main() -> int:
         "--cprofile", type=Path, help="run the coordinator under cProfile, stats to this file"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        help="run the coordinator from this checkout instead (a before/after in one run)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--echo", nargs=2, metavar=("URL", "HALL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -351,7 +358,12 @@ def main() -> int:
         coord_argv = [sys.executable, "-m", "hallqctl.cli", "coordinator", "--config"]
         if args.cprofile:
             coord_argv[1:1] = ["-m", "cProfile", "-o", str(args.cprofile.resolve())]
-        proc = start([*coord_argv, str(config), "--log", str(log)], work, "coordinator")
+        proc = start(
+            [*coord_argv, str(config), "--log", str(log)],
+            work,
+            "coordinator",
+            (args.tree or ROOT).resolve(),
+        )
         try:
             wait_answering(load, proc.pid, proc)
             settle(proc.pid)
