@@ -34,6 +34,7 @@ from coordinator.engine import Engine, Outcome
 from coordinator.eta import WaitEstimator
 from coordinator.eventlog import EventLog, StorageFailed
 from coordinator.hallqueue import CHECKPOINT_EVERY, HallQueue, Submitted
+from coordinator.nearby import NearbyHalls
 from coordinator.web.appointments import AppointmentBook, default_book_path
 from coordinator.web.devices import DeviceBook
 from hallq import messages as m
@@ -175,6 +176,7 @@ class Coordinator:
         # makes them all durable (see _durable)
         self._commit_waiters: list[tuple[int, asyncio.Future[bool]]] = []
         self._committing: asyncio.Task[None] | None = None
+        self.nearby = NearbyHalls(cfg.city, clock)
 
     def _forecast(self) -> Any:
         """The comfort index for the boards: from the event log's history, or (the demo)
@@ -286,6 +288,24 @@ class Coordinator:
         await session.subscribe(topics.every("req", "dispenser"), self._on_ticket_request)
         await session.subscribe(topics.every("status"), self._on_presence)
         await session.subscribe(topics.every("health"), self._on_health)
+        if self.nearby.halls:
+            await session.subscribe(topics.city_queues(), self._on_city_queue)
+            await session.subscribe(topics.city_link(), self._on_city_link)
+
+    def _on_city_queue(self, incoming: Incoming) -> None:
+        """A nearby hall's queue, brought in by the city bridge (``coordinator.nearby``)."""
+        assert incoming.parts.client is not None
+        self.nearby.on_queue(incoming.parts.client, incoming.payload)
+
+    def _on_city_link(self, incoming: Incoming) -> None:
+        up = incoming.payload.root == 1
+        if self.nearby.on_link(up):
+            log.info(
+                "city link %s: nearby halls %s",
+                "up" if up else "down",
+                "shown" if up else "hidden until it is back",
+            )
+            self._notify({"type": "city", "link": up})
 
     async def _tick(self) -> None:
         batch: Batch = []
