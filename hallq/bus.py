@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hallq.bus")
 
 NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+ROUTE_CACHE = 4096  # topics whose handlers are remembered
 PROTOCOLS = {"5": aiomqtt.ProtocolVersion.V5, "3.1.1": aiomqtt.ProtocolVersion.V311}
 PROBE_EVERY_S = 1.0  # while backing off, how often the broker's port is tried
 
@@ -235,7 +236,9 @@ class Session:
         self._backoff = (backoff_initial, backoff_max)
         self._op_timeout = op_timeout
         self._routes: list[tuple[str, Handler]] = []
+        self._handlers: dict[str, list[Handler]] = {}  # topic -> its routes' handlers
         self._specs: dict[str, TopicSpec] = {}
+        self._expiry: dict[int, Properties] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._revisions = RevisionGate()
         self._presence = PresenceBook()
@@ -659,8 +662,10 @@ class Session:
                 )
             properties = None
             if spec.expiry_s and self._v5:
-                properties = Properties(PacketTypes.PUBLISH)
-                properties.MessageExpiryInterval = spec.expiry_s
+                properties = self._expiry.get(spec.expiry_s)
+                if properties is None:  # read, never changed, by paho: one per expiry
+                    properties = self._expiry[spec.expiry_s] = Properties(PacketTypes.PUBLISH)
+                    properties.MessageExpiryInterval = spec.expiry_s
             info = paho_client.publish(topic, encode(message), spec.qos, spec.retained, properties)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 raise NotConnected(f"{topic} was not sent: {info.rc}")
@@ -801,6 +806,7 @@ class Session:
         """Route messages matching ``topic_filter`` to ``handler`` (now and after every
         reconnect). Payloads are validated against the contract before the handler runs."""
         self._routes.append((check_filter(topic_filter), handler))
+        self._handlers.clear()
         client = self._client
         if client is not None:
             await client.subscribe([self._subscription(topic_filter)])
@@ -827,7 +833,12 @@ class Session:
         if topic == self.reply_topic:
             self._resolve_reply(topic, bytes(raw))
             return True
-        handlers = [h for f, h in self._routes if matches(f, topic)]
+        handlers = self._handlers.get(topic)
+        if handlers is None:  # paho's matcher builds a tree per call: once per topic
+            handlers = [h for f, h in self._routes if matches(f, topic)]
+            if len(self._handlers) >= ROUTE_CACHE:  # topics come from clients: bounded
+                self._handlers.clear()
+            self._handlers[topic] = handlers
         if not handlers:
             log.debug("%s: no route for %s (ignored)", self.client_id, topic)
             return True
