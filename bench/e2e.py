@@ -6,7 +6,8 @@ publishes the call event and the retained board state, which a board receives. O
 client in this process plays the pad and the board (TCP_NODELAY), on a private Mosquitto.
 Each sample first issues a ticket (not timed) so that there is someone to call.
 
-The floors, in the same run on the same broker: the same two broker hops with nothing but
+The floors, in the same run on the same broker (and the same disk: one durable SQLite
+commit, which every CALL includes): the same two broker hops with nothing but
 an echo between them -- raw paho on both ends (``bus_latency.raw_floor``) and aiomqtt on
 both ends (an aiomqtt echo process, ``coordinator_load.py --echo``). The goal of issue 19
 is CALL -> board state p99 within 2x the aiomqtt floor.
@@ -34,6 +35,7 @@ from coordinator_load import hall_text, quiet_broker
 
 from hallq.bus import NODELAY
 from hallq.config import parse_config
+from hallq.sqlite import open_db
 from hallq.topics import HallTopics
 from hallq.ulid import new_ulid
 
@@ -175,6 +177,19 @@ async def coordinator_path(url: str, config: Path, n: int) -> dict[str, list[flo
     return out
 
 
+def commit_floor(path: Path, n: int) -> list[float]:
+    """One durable one-row commit as the event log makes it (WAL, synchronous=FULL), on
+    the same disk: the part of every CALL that is the disk's."""
+    db = open_db(path, "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT)")
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        db.execute("INSERT INTO t (v) VALUES (?)", ("x" * 300,))
+        samples.append(time.perf_counter() - start)
+    db.close()
+    return samples
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="samples of each")
@@ -186,6 +201,7 @@ def main() -> int:
     config.write_text(hall_text(broker.url, work / "state"), encoding="utf-8")
     results: dict[str, dict[str, float]] = {}
     try:
+        results["sqlite_commit"] = summary(commit_floor(work / "floor.sqlite", args.n))
         print(f"paho 2-hop floor: {args.n} round trips...", file=sys.stderr)
         results["paho_floor"] = summary(raw_floor(broker.port, args.n))
         print(f"aiomqtt 2-hop floor: {args.n} round trips...", file=sys.stderr)
