@@ -324,7 +324,7 @@ class Coordinator:
             if rollover is not None:
                 batch += self._outcome_batch(rollover, self.queue.seq)
                 self._refresh_forecast()
-            if self._stats_dirty:
+            if self._stats_dirty and self.eventlog.staged == 0:  # only what the log holds
                 batch.append((self._topics.stats_state(), self.engine.stats_state(self.queue.seq)))
                 self._stats_dirty = False
                 self._notify({"type": "stats", "rev": self.queue.seq})
@@ -616,7 +616,9 @@ class Coordinator:
                 ]
             await self._deliver(batch)
 
-    def _outcome_batch(self, outcome: Outcome, rev: int) -> Batch:
+    def _outcome_batch(
+        self, outcome: Outcome, rev: int, later: list[dict[str, Any]] | None = None
+    ) -> Batch:
         """The outcome's events; the retained states it changed are marked, and rendered
         once for every command of a group when the group is durable (``_dirty_states``)."""
         t, now = self._topics, self.clock()
@@ -636,16 +638,18 @@ class Coordinator:
         for event in outcome.events:
             if isinstance(event, m.AlertEvent):
                 self.alerts.appendleft((now, event))
-        self._notify(
-            {
-                "type": "outcome",
-                "rev": rev,
-                "events": [e.model_dump(mode="json", exclude_none=True) for e in outcome.events],
-                "windows": sorted(outcome.windows),
-                "services": sorted(outcome.services),
-                "board": outcome.board_changed,
-            }
-        )
+        notice = {
+            "type": "outcome",
+            "rev": rev,
+            "events": [e.model_dump(mode="json", exclude_none=True) for e in outcome.events],
+            "windows": sorted(outcome.windows),
+            "services": sorted(outcome.services),
+            "board": outcome.board_changed,
+        }
+        if later is not None:  # told once the command is durable
+            later.append(notice)
+        else:
+            self._notify(notice)
         return batch
 
     def deadline_s(self, command: Any) -> float:
@@ -781,6 +785,7 @@ class Coordinator:
         published. ``kept`` is False when the log could not take it: nothing changed.
         ``due``: the loop time after which the sender no longer waits (expired if reached)."""
         batch: Batch = []
+        notices: list[dict[str, Any]] = []
         async with self._lock:
             now = self.clock()
             if self.storage_error is not None:
@@ -809,16 +814,19 @@ class Coordinator:
                     ),
                 )
             if done.rollover is not None:
-                batch += self._outcome_batch(done.rollover, done.seq)
+                batch += self._outcome_batch(done.rollover, done.seq, notices)
                 self._refresh_forecast()
             if done.outcome is not None and done.outcome.ok:
-                batch += self._outcome_batch(done.outcome, done.seq)
+                batch += self._outcome_batch(done.outcome, done.seq, notices)
             waiting = self._durable(done.seq) if done.kept else None
         if waiting is not None and not await waiting:
             # its group's commit failed: nothing of it happened, and nothing was published
             done = _not_kept()
             batch = [(self._topics.reply(role, client), _reply(command, done.record, None))]
             batch = batch if reply else []
+            notices = []
+        for notice in notices:
+            self._notify(notice)
         await self._deliver(batch)
         if not done.kept:
             log.warning(
