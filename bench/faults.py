@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import random
 import re
@@ -156,6 +157,7 @@ class Hall:
             role=role,
             client_id=client,
             state_dir=self.work / "edge" / client,
+            drain_per_s=cfg.security.client_rate_per_s / 2,  # as edge.agent.make_session
         )
         request = session.request
 
@@ -266,6 +268,10 @@ async def run(
     scenario: str, faults: int, every: float, hold: float, seed: int, work: Path
 ) -> dict[str, Any]:
     hall = Hall(work, scenario, seed)
+    handler = logging.FileHandler(work / "agents.log")  # the agents' side, for tracing
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.getLogger("hallq").addHandler(handler)
+    logging.getLogger("hallq").setLevel(logging.INFO)
     try:
         return await _run(hall, faults, every, hold)
     finally:
@@ -274,6 +280,8 @@ async def run(
             hall.proc.kill()
             hall.proc.wait(10)
         hall.broker.kill()
+        logging.getLogger("hallq").removeHandler(handler)
+        handler.close()
 
 
 async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, Any]:
@@ -319,6 +327,11 @@ async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, 
         await asyncio.gather(*tasks)
         for s in hall.sessions:
             await s.wait_outbox_empty(120)
+        with contextlib.suppress(TimeoutError):  # what is still unanswered then is lost
+            async with asyncio.timeout(60):
+                await asyncio.gather(*(d.replays_answered() for d in d_agents))
+        for d in d_agents:
+            await d.close()
         await hall.probe_online(d_agents[0], time.perf_counter())
         await asyncio.sleep(1.0)  # the last outcome's publishes reach the broker
         shown = await retained_views(cfg)
@@ -372,15 +385,18 @@ def verdict(cfg: HallConfig, hall: Hall, q: HallQueue, shown: dict[str, Any]) ->
         if topic not in shown or not same(shown[topic], view)
     )
     rec = hall.recoveries[:-1] or hall.recoveries
+    lost = sorted(set(printed) - known)
     return {
         "scenario": hall.scenario,
         "faults": len(hall.recoveries) - 1,
         "printed": sum(printed.values()),
         "offline": sum(1 for i in hall.issued if i.number and not i.online),
-        "lost": len(set(printed) - known),
+        "lost": len(lost),
+        "lost_numbers": lost[:10],
         "duplicated": sum(n - 1 for n in printed.values() if n > 1)
         + sum(n - 1 for n in calls.values() if n > 1),
         "ghost": len(ghosts),
+        "ghost_numbers": ghosts[:10],
         "stale_applied": stale,
         "not_converged": len(not_converged),
         "not_converged_topics": not_converged[:5],

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 import hallq.sqlite
+from edge.dispenser import DispenserAgent
+from edge.leases import LeaseBook
 from hallq import messages as m
 from hallq.config import HallConfig, parse_config
 from hallq.errors import RequestTimeout
@@ -122,6 +124,44 @@ async def test_views_converge_after_the_broker_comes_back_empty(
             heard = await calls.wait_for(lambda ps: bool(ps), timeout=15)
             assert heard[-1].ticket == "A001"
             assert heard[-1].window == 1
+
+
+async def test_an_offline_ticket_a_restarted_broker_dropped_is_replayed_until_answered(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A broker killed and started again empty drops what a dispenser sends before the
+    coordinator has subscribed again: a printed offline ticket's replay among it. The
+    dispenser sends it again until the coordinator answers, without waiting for another
+    key press or reconnect (bench/faults.py broker-kill lost printed tickets so)."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    log_path = tmp_path / "log.sqlite"
+    leases = LeaseBook(tmp_path / "leases.sqlite")
+    day = cfg.hall.business_day(clock()).isoformat()
+    async with device(cfg, "dispenser", "pi-d1", tmp_path) as session:
+        dispenser = DispenserAgent(cfg, cfg.agent("pi-d1"), session, leases, None, clock=clock)
+        try:
+            await dispenser.start()
+            await session.wait_connected(10)
+            async with running(cfg, log_path, clock):
+                await dispenser.top_up_leases()
+            assert leases.remaining(day, "invoice") > 0
+            mosquitto.persistence = False  # nobody's session or subscription survives
+            mosquitto.kill()
+            mosquitto.start()
+            await until(lambda: session.connects == 2 and session.connected, timeout=15)
+            issued = await dispenser.issue("invoice")  # nobody answers: printed from the lease
+            assert issued.number is not None
+            assert issued.printed
+            assert not issued.online
+            await session.wait_outbox_empty(10)  # the replay went to a broker nobody heard
+            async with running(cfg, log_path, clock) as coordinator:
+                await until(lambda: issued.number in coordinator.engine.by_number, timeout=30)
+                await until(lambda: not leases.unanswered(), timeout=10)
+                assert coordinator.engine.by_number[issued.number].offline
+        finally:
+            await dispenser.close()
+            leases.close()
 
 
 def _hall(url: str, tmp_path: Path, protocol: str) -> HallConfig:
