@@ -5,8 +5,9 @@ so no ghost number waits. When the reply does not come in time (or the broker is
 ticket is issued from a number block the coordinator leased to this dispenser in advance,
 printed like any other, and replayed through the outbox when the link returns; the
 coordinator accepts it with its original time. A coordinator that refuses for storage
-(``storage_failed``: its log cannot be written) is treated as unreachable. The taxpayer
-cannot tell the difference.
+(``storage_failed``: its log cannot be written) or because the request came too late to be
+answered in time (``expired``) is treated as unreachable. The taxpayer cannot tell the
+difference.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ log = logging.getLogger("hallq.edge.dispenser")
 
 FAULTS = frozenset({"paper_out", "cover_open", "error", "offline"})
 PENDING_S = 30.0  # a scanned code or a swiped card applies to the next key press only this long
+# refusals that say "not issued, and not because of this request": print from the lease
+# (its log cannot be written; the request reached it too late to be answered in time)
+NOT_DONE = frozenset({"storage_failed", "expired"})
 # an unanswered replay is sent again after this long at first, then less often up to the cap
 REPLAY_RETRY_S = (1.0, 15.0)
 
@@ -235,13 +239,11 @@ class DispenserAgent:
                 log.info("%s: coordinator not answering (%s): issuing offline", self.agent.id, exc)
                 result = await self._issue_offline(service, supersedes=request.id)
             else:
-                if (
-                    not reply.ok
-                    and reply.error is not None
-                    and (reply.error.code == "storage_failed")
-                ):
+                if not reply.ok and reply.error is not None and reply.error.code in NOT_DONE:
                     log.warning(
-                        "%s: coordinator cannot store tickets: issuing offline", self.agent.id
+                        "%s: coordinator did not issue (%s): issuing offline",
+                        self.agent.id,
+                        reply.error.code,
                     )
                     result = await self._issue_offline(service, supersedes=request.id)
                 else:

@@ -307,6 +307,12 @@ class Session:
         return self._connected.is_set()
 
     @property
+    def link_up(self) -> bool:
+        """The connection is there, even by what paho has seen and this session not yet
+        (``connected`` follows only once the message loop notices)."""
+        return self._live_client() is not None
+
+    @property
     def boot(self) -> int:
         return self._boot
 

@@ -164,6 +164,43 @@ async def test_an_offline_ticket_a_restarted_broker_dropped_is_replayed_until_an
             leases.close()
 
 
+async def test_a_command_that_waited_for_the_engine_past_its_deadline_is_refused(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    """A CALL that arrives live but waits for the coordinator's lock (behind a storage
+    probe, a recovery's republish) until the pad has shown "no reply" is refused, not
+    applied: its life counts from its arrival and is judged once it has the lock."""
+    text = small_hall_text(mosquitto.url, str(tmp_path / "state"))
+    cfg = parse_config(text + "\n[edge]\ncommand_timeout_s = 0.5\n", "small-hall.toml")
+    deadline = cfg.edge.command_timeout_s
+    clock = FakeClock()
+    replies = inbox()
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        device(cfg, "board", "watch", tmp_path) as watch,
+    ):
+        await coordinator.execute(
+            "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="tax-filing")
+        )
+        await watch.subscribe(T.reply("window", "pi-w1"), replies)
+        await watch.wait_connected(10)
+        await pad.wait_connected(10)
+        call = m.WindowAction(window=1, action="call")
+        async with coordinator._lock:  # the engine is busy past the pad's deadline
+            with pytest.raises(RequestTimeout):
+                await pad.request(T.cmd("window", "pi-w1"), call, timeout=deadline)
+            await until(lambda: bool(coordinator._lock._waiters), timeout=10)  # it has arrived
+            await asyncio.sleep(deadline)  # and has waited its whole life since
+        answered = await replies.wait_for(lambda ps: any(r.corr == call.id for r in ps))
+        reply = next(r for r in answered if r.corr == call.id)
+        assert not reply.ok
+        assert reply.error is not None
+        assert reply.error.code == "expired"
+        assert coordinator.engine.windows[1].current is None, "a stale CALL was applied"
+        assert coordinator.eventlog.lookup(call.id) is None
+
+
 def _hall(url: str, tmp_path: Path, protocol: str) -> HallConfig:
     text = small_hall_text(url, str(tmp_path / "state")).replace(
         "keepalive = 5\n", f'keepalive = 5\nprotocol = "{protocol}"\n'
