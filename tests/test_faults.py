@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import hallq.sqlite
+from coordinator.service import REPLY_MARGIN_S
 from edge.dispenser import DispenserAgent
 from edge.leases import LeaseBook
 from hallq import messages as m
@@ -199,6 +200,71 @@ async def test_a_command_that_waited_for_the_engine_past_its_deadline_is_refused
         assert reply.error.code == "expired"
         assert coordinator.engine.windows[1].current is None, "a stale CALL was applied"
         assert coordinator.eventlog.lookup(call.id) is None
+
+
+async def test_a_request_answered_too_late_for_its_dispenser_is_not_issued(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A key press whose request waits in the coordinator until its reply could no longer
+    reach the dispenser in time is refused, not issued: the dispenser prints from its lease,
+    and the hall holds one ticket for the press, the printed one (an issued ticket nobody
+    holds was called before the replay voided it: bench/faults.py read-only)."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    leases = LeaseBook(tmp_path / "leases.sqlite")
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as session,
+    ):
+        dispenser = DispenserAgent(cfg, cfg.agent("pi-d1"), session, leases, None, clock=clock)
+        try:
+            await dispenser.start()
+            await session.wait_connected(10)
+            await dispenser.top_up_leases()
+            # busy until a reply would no longer reach the dispenser with time to spare
+            async with coordinator._lock:
+                press = asyncio.create_task(dispenser.issue("invoice"))
+                await until(lambda: bool(coordinator._lock._waiters), timeout=10)
+                await asyncio.sleep(cfg.edge.reply_timeout_s - REPLY_MARGIN_S)
+            issued = await press
+            assert not issued.online
+            assert issued.number is not None
+            assert issued.printed
+            await asyncio.wait_for(dispenser.replays_answered(), 15)
+            tickets = [t for t in coordinator.engine.tickets if t.state is m.TicketState.WAITING]
+            assert [t.number for t in tickets] == [issued.number]
+        finally:
+            await dispenser.close()
+            leases.close()
+
+
+async def test_a_request_whose_connection_is_gone_is_not_applied(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A request read just before the broker died waits for the engine; by then its reply
+    cannot be sent, and its dispenser will print from its lease: it is not issued (the
+    broker delivers it again if it kept it). bench/faults.py broker-kill found the ticket
+    issued anyway, which nobody held, called before the replay voided it."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
+        await dispenser.wait_connected(10)
+        session = coordinator.session
+        assert session is not None
+        request = m.IssueRequest(kind="issue", service="tax-filing")
+        mosquitto.persistence = False  # it comes back without the request
+        async with coordinator._lock:
+            await dispenser.publish(T.req("pi-d1"), request)
+            await until(lambda: bool(coordinator._lock._waiters), timeout=10)
+            mosquitto.kill()
+            await until(lambda: not session.link_up, timeout=10)
+        mosquitto.start()  # the coordinator's next connection comes after that handler
+        await until(lambda: session.connects == 2 and session.connected, timeout=15)
+        assert coordinator.engine.tickets == []
+        assert coordinator.eventlog.lookup(request.id) is None
 
 
 def _hall(url: str, tmp_path: Path, protocol: str) -> HallConfig:
