@@ -118,9 +118,17 @@ class Hall:
         self.sent: dict[str, tuple[float, float]] = {}  # command id -> (sent at, deadline)
         self.recoveries: list[float] = []
         self.stopping = False
+        self.stopped = asyncio.Event()  # the load stops at once, not after its next pause
         self.restarts = 0
         self.agents: list[Any] = []
         self.sessions: list[Session] = []
+        self.phases: dict[str, float] = {}  # phase -> seconds it took (where the time goes)
+        self._phase_start = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = round(now - self._phase_start, 2)
+        self._phase_start = now
 
     # --- processes ---------------------------------------------------------------------
 
@@ -169,14 +177,19 @@ class Hall:
         self.sessions.append(session)
         return session
 
+    async def pause(self, rate: float) -> bool:
+        """A random pause between actions; False when the load stopped meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.rng.expovariate(rate)):
+                await self.stopped.wait()
+        return not self.stopping
+
     async def press_keys(self, agent: DispenserAgent, rate: float) -> None:
-        while not self.stopping:
-            await asyncio.sleep(self.rng.expovariate(rate))
+        while await self.pause(rate):
             self.issued.append(await agent.issue(self.rng.choice(agent.services)))
 
     async def work_window(self, agent: WindowAgent, window: int, rate: float) -> None:
-        while not self.stopping:
-            await asyncio.sleep(self.rng.expovariate(rate))
+        while await self.pause(rate):
             action: Any = (
                 m.Finish(window=window, action="finish")
                 if self.rng.random() < 0.3
@@ -290,6 +303,7 @@ async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, 
     hall.config.write_text(hall_text(hall.broker.url, hall.state), encoding="utf-8")
     cfg = parse_config(hall.config.read_text(encoding="utf-8"), str(hall.config))
     hall.start_coordinator()
+    hall.mark("broker")
     keeper = asyncio.create_task(hall.keep_coordinator())
     dispensers = [a for a in cfg.agents if a.role == "dispenser"]
     pads = [a for a in cfg.agents if a.role == "window"]
@@ -318,23 +332,29 @@ async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, 
             ):
                 for d in d_agents:
                     await d.top_up_leases()
+        hall.mark("leases")
         tasks += [asyncio.create_task(hall.press_keys(d, 3.0)) for d in d_agents[1:]]
         tasks += [asyncio.create_task(hall.work_window(w, n, 0.5)) for w, n in windows]
         for _ in range(faults):
             await asyncio.sleep(every)
             await hall.fault(d_agents[0], hold)
+        hall.mark("faults")
         hall.stopping = True
+        hall.stopped.set()
         await asyncio.gather(*tasks)
         for s in hall.sessions:
             await s.wait_outbox_empty(120)
+        hall.mark("outboxes")
         with contextlib.suppress(TimeoutError):  # what is still unanswered then is lost
             async with asyncio.timeout(60):
                 await asyncio.gather(*(d.replays_answered() for d in d_agents))
         for d in d_agents:
             await d.close()
+        hall.mark("replays")
         await hall.probe_online(d_agents[0], time.perf_counter())
         await asyncio.sleep(1.0)  # the last outcome's publishes reach the broker
         shown = await retained_views(cfg)
+        hall.mark("views")
     await asyncio.gather(keeper)
     assert hall.proc is not None
     hall.proc.send_signal(signal.SIGTERM)
@@ -347,6 +367,7 @@ async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, 
     dst.close()
     q = HallQueue(cfg, EventLog(copy), load_core("auto"))
     q.recover()
+    hall.mark("log")
     return verdict(cfg, hall, q, shown)
 
 
@@ -402,11 +423,66 @@ def verdict(cfg: HallConfig, hall: Hall, q: HallQueue, shown: dict[str, Any]) ->
         "not_converged_topics": not_converged[:5],
         "recover_max_s": round(max(rec), 3),
         "recover_median_s": round(statistics.median(rec), 3),
+        "phases_s": hall.phases,
     }
 
 
 def in_namespace() -> bool:
     return os.environ.get("HALLQ_FAULTS_NS") == "1"
+
+
+COUNTS = ("lost", "duplicated", "ghost", "stale_applied", "not_converged")
+
+
+def summary(result: dict[str, Any]) -> str:
+    return (
+        f"{result['scenario']:>16}: {result['faults']} faults, {result['printed']} printed "
+        f"({result['offline']} offline); lost {result['lost']}, duplicated "
+        f"{result['duplicated']}, ghost {result['ghost']}, stale applied "
+        f"{result['stale_applied']}, views not converged {result['not_converged']}; "
+        f"recovery max {result['recover_max_s']} s, median "
+        f"{result['recover_median_s']} s"
+    )
+
+
+def run_one(scenario: str, args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix=f"hallq-faults-{scenario}-") as tmp:
+        if keep := os.environ.get("HALLQ_FAULTS_KEEP"):  # look at the run's files after
+            tmp = tempfile.mkdtemp(prefix=f"{scenario}-", dir=keep)
+        work = Path(tmp)
+        try:
+            return asyncio.run(run(scenario, args.faults, args.every, args.hold, args.seed, work))
+        finally:
+            state = work / "state"
+            if scenario in NEEDS_MOUNTS:
+                subprocess.run(["umount", "-l", str(state)], capture_output=True)
+                subprocess.run(["umount", "-l", str(state)], capture_output=True)
+
+
+def run_apart(chosen: tuple[str, ...], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each scenario in a process of its own (its own broker on a free port, coordinator
+    and state directory), ``args.jobs`` at once; a run that crashed is reported as such."""
+    options = ["--faults", str(args.faults), "--every", str(args.every)]
+    options += ["--hold", str(args.hold), "--seed", str(args.seed), "--json"]
+    results: list[dict[str, Any]] = []
+    todo = list(chosen)
+    running: list[tuple[str, subprocess.Popen[str]]] = []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            scenario = todo.pop(0)
+            command = [sys.executable, __file__, "--scenario", scenario, *options]
+            running.append((scenario, subprocess.Popen(command, stdout=subprocess.PIPE, text=True)))
+        scenario, proc = running.pop(0)
+        out, _ = proc.communicate()
+        lines = out.strip().splitlines()
+        try:
+            results += json.loads(lines[-1])
+        except (IndexError, json.JSONDecodeError):
+            print(f"{scenario:>16}: crashed (exit {proc.returncode})", flush=True)
+            results.append({"scenario": scenario, "crashed": True})
+            continue
+        print(summary(results[-1]), flush=True)
+    return results
 
 
 def main() -> int:
@@ -416,6 +492,9 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=2.0, help="seconds of load between faults")
     parser.add_argument("--hold", type=float, default=2.0, help="seconds an outage lasts")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="scenarios run at once, each in its own process"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
@@ -429,35 +508,15 @@ def main() -> int:
         return subprocess.run(
             ["unshare", "-rm", "--propagation", "private", sys.executable, *sys.argv], env=env
         ).returncode
-    results = []
-    for scenario in chosen:
-        with tempfile.TemporaryDirectory(prefix=f"hallq-faults-{scenario}-") as tmp:
-            if keep := os.environ.get("HALLQ_FAULTS_KEEP"):  # look at the run's files after
-                tmp = tempfile.mkdtemp(prefix=f"{scenario}-", dir=keep)
-            work = Path(tmp)
-            try:
-                result = asyncio.run(
-                    run(scenario, args.faults, args.every, args.hold, args.seed, work)
-                )
-            finally:
-                state = work / "state"
-                if scenario in NEEDS_MOUNTS:
-                    subprocess.run(["umount", "-l", str(state)], capture_output=True)
-                    subprocess.run(["umount", "-l", str(state)], capture_output=True)
-        results.append(result)
-        print(
-            f"{scenario:>16}: {result['faults']} faults, {result['printed']} printed "
-            f"({result['offline']} offline); lost {result['lost']}, duplicated "
-            f"{result['duplicated']}, ghost {result['ghost']}, stale applied "
-            f"{result['stale_applied']}, views not converged {result['not_converged']}; "
-            f"recovery max {result['recover_max_s']} s, median "
-            f"{result['recover_median_s']} s",
-            flush=True,
-        )
-    bad = sum(
-        r[k]
-        for r in results
-        for k in ("lost", "duplicated", "ghost", "stale_applied", "not_converged")
+    if args.jobs > 1 and len(chosen) > 1:
+        results = run_apart(chosen, args)
+    else:
+        results = []
+        for scenario in chosen:
+            results.append(run_one(scenario, args))
+            print(summary(results[-1]), flush=True)
+    bad = sum(1 for r in results if r.get("crashed")) + sum(
+        r[k] for r in results if not r.get("crashed") for k in COUNTS
     )
     if args.json:
         print(json.dumps(results))
