@@ -238,16 +238,35 @@ class Hall:
         await self.probe_online(probe, time.perf_counter())
 
 
+async def coordinator_online(cfg: HallConfig, timeout: float = 60) -> None:  # noqa: ASYNC109  bench helper: its bound
+    """Wait for the coordinator's retained presence "online" (its routes are subscribed
+    before it announces itself), so no lease request is spent on a coordinator starting."""
+    from hallq.messages import decode
+
+    topic = HallTopics(cfg.hall.id).status("coordinator", cfg.coordinator.client_id)
+    async with (
+        asyncio.timeout(timeout),
+        aiomqtt.Client(cfg.broker.host, cfg.broker.port, identifier="fault-starter") as c,
+    ):
+        await c.subscribe(topic, 1)
+        async for message in c.messages:
+            if decode(m.Presence, bytes(message.payload)).state == "online":
+                return
+
+
 async def retained_views(cfg: HallConfig, quiet: float = 1.5) -> dict[str, Any]:
-    """What a board or pad connecting now would be shown (the broker's retained state)."""
+    """What a board or pad connecting now would be shown (the broker's retained state):
+    every window, queue and board topic and 0.3 s more for late changes, or ``quiet``
+    seconds in all if some never come."""
     from hallq.messages import decode
 
     t = HallTopics(cfg.hall.id)
+    wanted = len(cfg.windows) + len(cfg.services) + 1
     seen: dict[str, Any] = {}
     async with aiomqtt.Client(cfg.broker.host, cfg.broker.port, identifier="fault-viewer") as c:
         await c.subscribe([(t.all_state(), 1)])
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(quiet):
+            async with asyncio.timeout(quiet) as window:
                 async for message in c.messages:
                     topic = message.topic.value
                     parts = parse(topic)
@@ -258,6 +277,8 @@ async def retained_views(cfg: HallConfig, quiet: float = 1.5) -> dict[str, Any]:
                             "board": m.BoardState,
                         }[parts.action]
                         seen[topic] = decode(model, bytes(message.payload))
+                        if len(seen) == wanted:  # all there: a short quiet for late changes
+                            window.reschedule(asyncio.get_running_loop().time() + 0.3)
     return seen
 
 
@@ -326,12 +347,13 @@ async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, 
         windows = windows[:WINDOWS_DRIVEN]
         for s in hall.sessions:
             await s.wait_connected(30)
+        await coordinator_online(cfg)
+        hall.mark("coordinator")
         async with asyncio.timeout(90):  # leases in hand before the first fault
             while not all(
                 d.leases.remaining(d.day().isoformat(), c) for d in d_agents for c in d.services
             ):
-                for d in d_agents:
-                    await d.top_up_leases()
+                await asyncio.gather(*(d.top_up_leases() for d in d_agents))
         hall.mark("leases")
         tasks += [asyncio.create_task(hall.press_keys(d, 3.0)) for d in d_agents[1:]]
         tasks += [asyncio.create_task(hall.work_window(w, n, 0.5)) for w, n in windows]
