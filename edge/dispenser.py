@@ -140,19 +140,22 @@ class DispenserAgent:
 
     async def confirm_replays(self) -> bool:
         """Send again every offline ticket the coordinator has not answered (same id: a
-        replay it has logged is answered from its log); True once each has its reply."""
+        replay it has logged is answered from its log); True once each has its reply. A
+        reply that it could not keep the ticket (``storage_failed``) is no answer: this
+        copy expires at the broker, so the replay stays held and is sent again."""
         for payload in self.leases.unanswered():
             replay = m.decode(m.IssueRequest, payload)
+            number = replay.offline.number if replay.offline else replay.id
             try:
-                await self.session.request(
+                reply = await self.session.request(
                     self.req_topic, replay, timeout=self.cfg.edge.command_timeout_s
                 )
             except (RequestTimeout, NotConnected) as exc:
+                log.info("%s: replay of %s not answered yet: %s", self.agent.id, number, exc)
+                return False
+            if not reply.ok and reply.error is not None and reply.error.code in NOT_DONE:
                 log.info(
-                    "%s: replay of %s not answered yet: %s",
-                    self.agent.id,
-                    replay.offline.number if replay.offline else replay.id,
-                    exc,
+                    "%s: replay of %s not kept yet: %s", self.agent.id, number, reply.error.code
                 )
                 return False
             self.leases.replayed(replay.id)

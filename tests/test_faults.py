@@ -202,6 +202,69 @@ async def test_a_command_that_waited_for_the_engine_past_its_deadline_is_refused
         assert coordinator.eventlog.lookup(call.id) is None
 
 
+async def test_a_replay_refused_for_storage_stays_held_until_the_log_keeps_it(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A coordinator that cannot write its log answers an offline ticket's replay with
+    ``storage_failed``: that is no answer. The dispenser keeps the replay and sends it again
+    until the log keeps it, even when the broker has meanwhile lost the copies it held."""
+    from coordinator import eventlog
+    from edge import dispenser as dispenser_module
+
+    monkeypatch.setattr(dispenser_module, "REPLAY_RETRY_S", (0.2, 0.5))
+    disk = {"read_only": False}
+    real_open = hallq.sqlite.open_db
+
+    def open_db(path: Path, schema: str, **kw: Any) -> sqlite3.Connection:
+        db = real_open(path, schema, **kw)
+        if disk["read_only"]:
+            db.execute("PRAGMA query_only = 1")
+        return db
+
+    monkeypatch.setattr(eventlog, "open_db", open_db)
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    leases = LeaseBook(tmp_path / "leases.sqlite")
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as session,
+    ):
+        dispenser = DispenserAgent(cfg, cfg.agent("pi-d1"), session, leases, None, clock=clock)
+        try:
+            await dispenser.start()
+            await session.wait_connected(10)
+            await dispenser.top_up_leases()
+            disk["read_only"] = True
+            coordinator.eventlog._db.execute("PRAGMA query_only = 1")
+            answers: list[Any] = []
+            request = session.request
+
+            async def answered(topic: str, message: m.Message, *, timeout: float) -> Any:  # noqa: ASYNC109  the wrapped request's own bound
+                reply = await request(topic, message, timeout=timeout)
+                answers.append(reply)
+                return reply
+
+            monkeypatch.setattr(session, "request", answered)
+            issued = await dispenser.issue("invoice")  # refused for storage: from the lease
+            assert not issued.online
+            assert issued.number is not None
+            held = {m.decode(m.IssueRequest, p).id for p in leases.unanswered()}
+            await until(  # the replay was answered: storage_failed
+                lambda: any(a.corr in held and not a.ok for a in answers), timeout=15
+            )
+            mosquitto.persistence = False  # the broker forgets the copies it held
+            mosquitto.kill()
+            mosquitto.start()
+            await until(lambda: session.connects == 2 and session.connected, timeout=15)
+            assert leases.unanswered(), "a replay the log did not keep was let go"
+            disk["read_only"] = False
+            await until(lambda: issued.number in coordinator.engine.by_number, timeout=20)
+            await asyncio.wait_for(dispenser.replays_answered(), 15)
+        finally:
+            await dispenser.close()
+            leases.close()
+
+
 async def test_a_request_answered_too_late_for_its_dispenser_is_not_issued(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
