@@ -400,7 +400,7 @@ def verdict(cfg: HallConfig, hall: Hall, q: HallQueue, shown: dict[str, Any]) ->
     closed = {m.TicketState.VOIDED, m.TicketState.CANCELLED}
     ghosts = [t.number for t in engine.tickets if t.state not in closed and t.number not in printed]
     calls: Counter[str] = Counter()
-    stale = 0
+    stale: list[str] = []
     with sqlite3.connect(q.log.path) as db:
         rows = db.execute(
             "SELECT cmd_id, kind, at, payload, result FROM entries WHERE kind != 'day_open'"
@@ -416,11 +416,11 @@ def verdict(cfg: HallConfig, hall: Hall, q: HallQueue, shown: dict[str, Any]) ->
             continue
         late_by = at - sent[0] - sent[1]
         if kind == "window" and late_by > 0:
-            stale += 1
+            stale.append(f"{cmd_id} {body.get('action')} +{late_by:.2f}s")
         elif kind == "ticket" and at - sent[0] > -(-sent[1] // 1):
             number = (outcome.get("info") or {}).get("number")
             if number and engine.by_number[number].state is not m.TicketState.VOIDED:
-                stale += 1
+                stale.append(f"{cmd_id} issue {number} +{late_by:.2f}s")
     expected = expected_views(cfg, q)
     not_converged = sorted(
         topic
@@ -440,7 +440,8 @@ def verdict(cfg: HallConfig, hall: Hall, q: HallQueue, shown: dict[str, Any]) ->
         + sum(n - 1 for n in calls.values() if n > 1),
         "ghost": len(ghosts),
         "ghost_numbers": ghosts[:10],
-        "stale_applied": stale,
+        "stale_applied": len(stale),
+        "stale_commands": stale[:5],
         "not_converged": len(not_converged),
         "not_converged_topics": not_converged[:5],
         "recover_max_s": round(max(rec), 3),

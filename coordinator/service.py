@@ -52,6 +52,7 @@ RECENT_ALERTS = 200
 RECENT_REFUSED = 10_000
 MIN_EXPIRY_LEFT_S = 2  # MQTT 5 expiry left that proves a queued command is still in time
 REPLY_MARGIN_S = 0.5  # of a sender's wait, left for the reply to reach it (deadline_s)
+STALL_BEAT_S = 0.05  # a command's arrival counts this process's stalls (Session)
 LINK_LOST = Refusal("link_lost", "the connection this command came on is gone")
 STORAGE_FAILED = "系统存储故障"
 Batch = list[tuple[str, m.Message]]
@@ -226,6 +227,7 @@ class Coordinator:
             state_dir=cfg.runtime.state_dir,
             outbox_max=cfg.runtime.outbox_max,
             ack_after_handler=ack_after_handler,
+            stall_beat_s=STALL_BEAT_S,
         )
 
     async def run(self, session: Session, ready: asyncio.Event | None = None) -> None:

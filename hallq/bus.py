@@ -209,8 +209,14 @@ class Session:
         op_timeout: float = 5.0,
         ack_after_handler: bool = False,
         drain_per_s: float | None = None,
+        stall_beat_s: float | None = None,
     ) -> None:
         self.broker = broker
+        # a message read after this process stood still (a long step on the event loop,
+        # a starved CPU) waited in the socket meanwhile: with a heartbeat this often, its
+        # arrival is stamped from when the loop stopped, so a deadline counts that wait
+        self._stall_beat_s = stall_beat_s
+        self._beat = time.monotonic()
         # the outbox drains at most this fast: the coordinator drops what a client sends
         # beyond its rate limit, and a dispenser's offline issues must all arrive
         self.drain_per_s = drain_per_s
@@ -263,6 +269,8 @@ class Session:
     async def __aenter__(self) -> Session:
         self._store = SessionStore(self._state_path, max_items=self._outbox_max)
         self._runner = asyncio.create_task(self._run(), name=f"hallq-session-{self.client_id}")
+        if self._stall_beat_s is not None:
+            self._spawn(self._heartbeat(self._stall_beat_s))
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -301,6 +309,11 @@ class Session:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+    async def _heartbeat(self, every: float) -> None:
+        while True:
+            self._beat = time.monotonic()
+            await asyncio.sleep(every)
 
     @property
     def connected(self) -> bool:
@@ -375,9 +388,12 @@ class Session:
         assert deliver is not None, "aiomqtt routes paho's messages through on_message"
         arrivals = self._arrivals = {}
 
+        beat = self._stall_beat_s
+
         def stamped(paho: Any, userdata: Any, message: Any) -> None:
             if message.mid:  # when it arrived, before it waits in aiomqtt's queue
-                arrivals[message.mid] = time.monotonic()
+                now = time.monotonic()
+                arrivals[message.mid] = now if beat is None else min(now, self._beat + beat)
             deliver(paho, userdata, message)
 
         client._client.on_message = stamped
