@@ -16,6 +16,7 @@ from typing import Any
 import aiomqtt
 import paho.mqtt.client as paho_client
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from hallq import messages as m
 from hallq.bus import Incoming, Session
@@ -438,7 +439,7 @@ async def test_a_message_that_came_while_the_loop_stood_still_counts_that_wait(
         sent = threading.Event()
 
         def send() -> None:  # another process's client, while this loop stands still
-            sender = paho_client.Client(paho_client.CallbackAPIVersion.VERSION2)
+            sender = paho_client.Client(CallbackAPIVersion.VERSION2)
             sender.connect("127.0.0.1", mosquitto.port)
             sender.loop_start()
             sender.publish(T.cmd("window", "pi-w1"), m.encode(command), qos=1).wait_for_publish(10)
