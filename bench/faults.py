@@ -27,10 +27,13 @@ Each run reports, after the load stops and the outboxes are empty:
 - recover_s: for each fault, from its end (process or disk back) to the next ticket issued
   online; max and median.
 
-All of the first five must be 0. Usage (``--json`` prints one line of results last):
+All of the first five must be 0. Usage (``--json`` prints one line of results last;
+``--jobs N`` runs N scenarios at once, each in a process with its own broker, coordinator
+and state directory; ``HALLQ_FAULTS_KEEP=DIR`` keeps each run's files there: the
+coordinator's log, the agents' log ``agents.log``, the event log and the agents' state):
 
     python bench/faults.py --scenario all --faults 20 --every 3 --json   # the long run
-    python bench/faults.py --scenario all --faults 2 --every 2           # CI (short)
+    python bench/faults.py --scenario all --faults 2 --every 2 --hold 1 --jobs 3   # CI
 """
 
 from __future__ import annotations
@@ -495,7 +498,12 @@ def run_apart(chosen: tuple[str, ...], args: argparse.Namespace) -> list[dict[st
             scenario = todo.pop(0)
             command = [sys.executable, __file__, "--scenario", scenario, *options]
             running.append((scenario, subprocess.Popen(command, stdout=subprocess.PIPE, text=True)))
-        scenario, proc = running.pop(0)
+        finished = next(((s, p) for s, p in running if p.poll() is not None), None)
+        if finished is None:  # (each writes two lines: the pipe never fills)
+            time.sleep(0.1)
+            continue
+        running.remove(finished)
+        scenario, proc = finished
         out, _ = proc.communicate()
         lines = out.strip().splitlines()
         try:
@@ -505,6 +513,7 @@ def run_apart(chosen: tuple[str, ...], args: argparse.Namespace) -> list[dict[st
             results.append({"scenario": scenario, "crashed": True})
             continue
         print(summary(results[-1]), flush=True)
+    results.sort(key=lambda r: chosen.index(r["scenario"]))
     return results
 
 
