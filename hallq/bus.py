@@ -389,11 +389,14 @@ class Session:
         arrivals = self._arrivals = {}
 
         beat = self._stall_beat_s
+        opened = time.monotonic()  # nothing came on this connection before it was made
 
         def stamped(paho: Any, userdata: Any, message: Any) -> None:
             if message.mid:  # when it arrived, before it waits in aiomqtt's queue
                 now = time.monotonic()
-                arrivals[message.mid] = now if beat is None else min(now, self._beat + beat)
+                if beat is not None:  # since the loop last stood still, at the earliest
+                    now = max(opened, min(now, self._beat + beat))
+                arrivals[message.mid] = now
             deliver(paho, userdata, message)
 
         client._client.on_message = stamped
@@ -562,14 +565,16 @@ class Session:
         return found
 
     async def publish(
-        self, topic: str, message: BaseModel, *, queue: bool = False, expiry_s: float | None = None
+        self, topic: str, message: BaseModel, *, queue: bool = False, deadline: float | None = None
     ) -> bool:
         """Publish ``message`` with the QoS/retain/expiry the contract gives ``topic``.
 
         Returns True once the broker has it, False when it was put in the outbox. ``queue``
         lets the message wait in the outbox while the broker is away; it is refused for
         topics whose messages must never arrive late (a button press, a reply).
-        ``expiry_s``: the message's life when the sender's deadline sets it (a request).
+        ``deadline``: the loop time its sender stops waiting (a request). The message lives
+        what is left of it at the broker, and is not sent at all once it has passed (a
+        sender that stood still must not hand on a command it has given up on).
         """
         spec = self.spec(topic)
         if not isinstance(message, _payload_classes(spec.payload)):
@@ -590,7 +595,12 @@ class Session:
                 "(this message is never queued offline)"
             )
         try:
-            life = spec.expiry_s if expiry_s is None else max(1, math.ceil(expiry_s))
+            life = spec.expiry_s
+            if deadline is not None:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise RequestTimeout(f"{topic} not sent: its sender's deadline passed")
+                life = max(1, math.ceil(left))
             await self._send(client, topic, data, spec.qos, spec.retained, life)
         except aiomqtt.MqttError as exc:
             if queue and self._store is not None:
@@ -697,7 +707,7 @@ class Session:
         future: asyncio.Future[Any] = loop.create_future()
         self._pending[message.id] = future
         try:
-            await asyncio.wait_for(self.publish(topic, message, expiry_s=timeout), timeout)
+            await asyncio.wait_for(self.publish(topic, message, deadline=deadline), timeout)
             return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
         except TimeoutError:
             raise RequestTimeout(

@@ -423,6 +423,31 @@ async def test_mqtt5_commands_carry_a_message_expiry(
     assert not message.retain
 
 
+async def test_a_command_lives_what_is_left_of_its_deadline_and_is_not_sent_past_it(
+    mosquitto: Mosquitto, make_session: Callable[..., Session]
+) -> None:
+    """A sender that stood still between the key press and the publish (a starved Pi, a
+    slow step on its loop) must not hand on a command it has given up on: past its
+    deadline it is not sent; before it, it lives at the broker only what is left."""
+    topic = T.cmd("window", "win-09")
+    async with (
+        aiomqtt.Client("127.0.0.1", mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5) as spy,
+        make_session("window", "win-09") as pad,
+    ):
+        await spy.subscribe(topic, qos=1)
+        await pad.wait_connected(10)
+        now = asyncio.get_running_loop().time
+        late = m.WindowAction(window=9, action="call")
+        with pytest.raises(RequestTimeout):
+            await pad.publish(topic, late, deadline=now() - 0.01)
+        short = m.WindowAction(window=9, action="call")
+        await pad.publish(topic, short, deadline=now() + 0.8)
+        async with asyncio.timeout(10):
+            message = await anext(aiter(spy.messages))
+    assert m.decode(m.WindowAction, message.payload).id == short.id
+    assert message.properties.MessageExpiryInterval == 1  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("beat", [0.05, None], ids=["stall-aware", "stamped-when-read"])
 async def test_a_message_that_came_while_the_loop_stood_still_counts_that_wait(
     make_session: Callable[..., Session], mosquitto: Mosquitto, inbox: type[Inbox], beat: Any
