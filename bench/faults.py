@@ -97,6 +97,17 @@ def hall_text(url: str, state: Path) -> str:
     return text + f'\n[broker]\nurl = "{url}"\n\n[runtime]\nstate_dir = "{state}"\n'
 
 
+def fill(path: Path) -> None:
+    """Fill the file system holding ``path`` to the last byte (a real ENOSPC)."""
+    with contextlib.suppress(OSError), path.open("wb") as f:
+        while True:
+            f.write(b"\0" * (1 << 20))
+    with contextlib.suppress(OSError), path.open("ab") as f:
+        while True:
+            f.write(b"\0" * 4096)
+            f.flush()
+
+
 def sh(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
@@ -224,13 +235,7 @@ class Hall:
             self.broker.start()
         elif s == "disk-full":
             filler = self.state / "filler"
-            with contextlib.suppress(OSError), filler.open("wb") as f:
-                while True:
-                    f.write(b"\0" * (1 << 20))
-            with contextlib.suppress(OSError), filler.open("ab") as f:
-                while True:
-                    f.write(b"\0" * 4096)
-                    f.flush()
+            await asyncio.to_thread(fill, filler)  # (the agents' loop keeps running)
             await asyncio.sleep(hold)
             filler.unlink()
         elif s == "read-only":

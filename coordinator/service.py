@@ -651,6 +651,9 @@ class Coordinator:
         # kept then (a full disk, a lost link) and the broker delivered it again
         first = self._refused_at.get(command.id, now - incoming.held_s)
         due = first + self.deadline_s(command) if self.expires(command) else None
+        left = incoming.expiry_left_s  # MQTT 5: what its sender had left when it went
+        if due is not None and left is not None:  # (less if the sender stood still first)
+            due = min(due, now - incoming.held_s + left - min(REPLY_MARGIN_S, left / 3))
         done = await self.execute(
             kind, role, client, command, late=self.late(incoming), due=due, over_mqtt=True
         )

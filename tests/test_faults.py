@@ -301,6 +301,40 @@ async def test_a_request_answered_too_late_for_its_dispenser_is_not_issued(
             leases.close()
 
 
+async def test_a_command_whose_sender_has_little_left_is_judged_by_that(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    """A sender that stood still before publishing hands on a command with less than its
+    whole deadline left (MQTT 5 expiry: what is left, in whole seconds). The coordinator
+    judges it by that, not by the full deadline from its arrival: here 1 s is left, so a
+    reply later than 2/3 s after arrival would come too late, and the command is refused."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    replies = inbox()
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        device(cfg, "board", "watch", tmp_path) as watch,
+    ):
+        await coordinator.execute(
+            "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="tax-filing")
+        )
+        await watch.subscribe(T.reply("window", "pi-w1"), replies)
+        await watch.wait_connected(10)
+        await pad.wait_connected(10)
+        call = m.WindowAction(window=1, action="call")
+        now = asyncio.get_running_loop().time()
+        async with coordinator._lock:  # its full deadline would allow 2.5 s from arrival
+            await pad.publish(T.cmd("window", "pi-w1"), call, deadline=now + 0.9)
+            await until(lambda: bool(coordinator._lock._waiters), timeout=10)
+            await asyncio.sleep(0.8)  # over 1 s less a third, well under 2.5 s
+        answered = await replies.wait_for(lambda ps: any(r.corr == call.id for r in ps))
+        reply = next(r for r in answered if r.corr == call.id)
+        assert reply.error is not None
+        assert reply.error.code == "expired"
+        assert coordinator.engine.windows[1].current is None
+
+
 async def test_a_request_whose_connection_is_gone_is_not_applied(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
