@@ -10,9 +10,18 @@ log is set up that way (the worst case), and once more with no checkpoint at all
 Measured: a dispenser client sends an issue request every 20 ms (each with a fresh id and
 a short deadline) from the moment the process is spawned; time-to-answer is the first
 reply's arrival minus the spawn. Python's start-up and imports are included: it is what
-a hall waits for after a crash. Best and median of ``--repeat`` starts per size.
+a hall waits for after a crash. Best, median and worst of ``--repeat`` starts per size;
+beside them the coordinator's own CPU seconds until that reply (user + system, from
+/proc: what the start costs whatever else the machine runs) and the floor, a bare
+``python -c pass`` spawned and waited for in the same run (the ratio answer / floor
+says how far above an empty interpreter's start a restart is, under the same load).
+Each start ends with SIGTERM right after its answer; the time the process takes to exit
+is reported too (its worker threads are still reading the log then). The project's
+modules are byte-compiled first, as installing the wheel does: a checkout run with
+PYTHONDONTWRITEBYTECODE (this machine sets it) compiles every module at every start,
+~0.1 s of CPU no installed hall pays.
 
-Usage: python bench/restart.py [--sizes 1000,100000,1000000] [--repeat 3]
+Usage: python bench/restart.py [--sizes 1000,20000,100000,1000000] [--repeat 3]
        [--checkpoint-only] [--json]
 """
 
@@ -20,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import contextlib
 import datetime as dt
 import json
+import os
 import random
 import shutil
 import sqlite3
@@ -31,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator.dispatch import load_core
@@ -134,7 +146,27 @@ def build_log(cfg: HallConfig, path: Path, size: int, checkpoint: bool) -> None:
         checkpoint_before_tail(cfg, path, min(today - 1, CHECKPOINT_EVERY - 1))
 
 
-async def time_to_answer(config: Path, log: Path, work: Path) -> float:
+def floor_s() -> float:
+    """An empty interpreter's start and exit, spawned as the coordinator is."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.perf_counter() - started
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Start:
+    answer_s: float
+    cpu_s: float
+    stop_s: float
+
+
+async def time_to_answer(config: Path, log: Path, work: Path) -> Start:
     """One start on a fresh broker (nothing queued from an earlier start)."""
     broker_dir = work / "broker"
     shutil.rmtree(broker_dir, ignore_errors=True)
@@ -149,7 +181,7 @@ async def time_to_answer(config: Path, log: Path, work: Path) -> float:
         broker.kill()
 
 
-async def _time_to_answer(cfg: HallConfig, config: Path, log: Path, work: Path) -> float:
+async def _time_to_answer(cfg: HallConfig, config: Path, log: Path, work: Path) -> Start:
     dispenser = next(a.id for a in cfg.agents if a.role == "dispenser")
     shutil.rmtree(work / "dev", ignore_errors=True)
     async with Session(
@@ -179,6 +211,7 @@ async def _time_to_answer(cfg: HallConfig, config: Path, log: Path, work: Path) 
             stderr=(work / "coordinator.log").open("ab"),
         )
         asks: set[asyncio.Task[object]] = set()
+        answer: tuple[float, float] | None = None
         try:
             while True:
                 if proc.poll() is not None:
@@ -198,14 +231,18 @@ async def _time_to_answer(cfg: HallConfig, config: Path, log: Path, work: Path) 
                 for task in done:
                     with contextlib.suppress(RequestTimeout, NotConnected):
                         task.result()
-                        return time.perf_counter() - started
+                        answer = (time.perf_counter() - started, cpu_s(proc.pid))
                     asks.discard(task)
+                if answer is not None:
+                    break
         finally:
             for task in asks:
                 task.cancel()
+            stopping = time.perf_counter()
             proc.terminate()
             try:
                 proc.wait(30)
+                stop = time.perf_counter() - stopping
             except subprocess.TimeoutExpired:  # timed already; its slow stop is in its log
                 print(
                     f"coordinator did not stop within 30 s; killed (see {work}/coordinator.log)",
@@ -214,11 +251,13 @@ async def _time_to_answer(cfg: HallConfig, config: Path, log: Path, work: Path) 
                 )
                 proc.kill()
                 proc.wait(10)
+                stop = float("inf")
+        return Start(answer[0], answer[1], stop)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,100000,1000000")
+    parser.add_argument("--sizes", default="1000,20000,100000,1000000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--checkpoint-only",
@@ -228,7 +267,9 @@ async def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    results: dict[str, dict[str, float]] = {}
+    for package in ("hallq", "hallqctl", "coordinator"):
+        compileall.compile_dir(ROOT / package, quiet=1)
+    results: dict[str, dict[str, float | bool]] = {}
     with tempfile.TemporaryDirectory(prefix="hallq-restart-") as tmp:
         work = Path(tmp)
         config = work / "hall.toml"
@@ -241,7 +282,8 @@ async def main() -> None:
                 build_log(cfg, log, size, checkpoint)
                 built = time.perf_counter() - t0
                 original = log.read_bytes()
-                times = []
+                starts: list[Start] = []
+                floors: list[float] = []
                 for _ in range(args.repeat):
                     log.write_bytes(original)  # the clean stop checkpointed; undo it
                     for extra in (
@@ -249,18 +291,29 @@ async def main() -> None:
                         log.with_name(log.name + "-shm"),
                     ):
                         extra.unlink(missing_ok=True)
-                    times.append(await time_to_answer(config, log, work))
+                    floors.append(floor_s())
+                    starts.append(await time_to_answer(config, log, work))
+                times = [s.answer_s for s in starts]
+                median, floor = statistics.median(times), statistics.median(floors)
                 key = f"{size}{'' if checkpoint else '-no-checkpoint'}"
                 results[key] = {
                     "events": size,
                     "checkpoint": checkpoint,
                     "best_s": min(times),
-                    "median_s": statistics.median(times),
+                    "median_s": median,
+                    "max_s": max(times),
+                    "cpu_median_s": statistics.median(s.cpu_s for s in starts),
+                    "floor_s": floor,
+                    "median_over_floor": median / floor,
+                    "stop_max_s": max(s.stop_s for s in starts),
                 }
                 how = "checkpoint + tail" if checkpoint else "full replay"
                 print(
                     f"{size:>9,} events, {how:>17}: time to answer best {min(times):.3f} s, "
-                    f"median {statistics.median(times):.3f} s  (log built in {built:.0f} s)",
+                    f"median {median:.3f} s, max {max(times):.3f} s; CPU "
+                    f"{results[key]['cpu_median_s']:.2f} s; {median / floor:.1f}x the floor "
+                    f"({floor:.3f} s); stop max {results[key]['stop_max_s']:.1f} s  "
+                    f"(log built in {built:.0f} s)",
                     flush=True,
                 )
     if args.json:

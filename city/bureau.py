@@ -13,19 +13,23 @@ import asyncio
 import contextlib
 import datetime as dt
 import html
+import json
 import logging
 import ssl
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from coordinator.web.auth import COOKIE, Gate, Session, same_origin
 from hallq import messages as m
 from hallq.errors import PayloadError, TopicError
-from hallq.topics import parse
+from hallq.topics import ID_PATTERN, parse
 
 if TYPE_CHECKING:
     import psycopg
@@ -76,6 +80,24 @@ class LiveCity:
 
     def __init__(self) -> None:
         self.halls: dict[str, HallLive] = {}
+        self.version = 0  # rises with every summary applied; the page's stream follows it
+        self._waiters: set[asyncio.Event] = set()
+        self.closing = False
+
+    def watch(self) -> asyncio.Event:
+        """An event set at every change, for one stream (``unwatch`` it when done)."""
+        event = asyncio.Event()
+        self._waiters.add(event)
+        return event
+
+    def unwatch(self, event: asyncio.Event) -> None:
+        self._waiters.discard(event)
+
+    def close(self) -> None:
+        """End every stream (the server is stopping: it need not wait for a keepalive)."""
+        self.closing = True
+        for event in self._waiters:
+            event.set()
 
     def apply(self, topic: str, payload: bytes, now: float | None = None) -> bool:
         try:
@@ -110,6 +132,9 @@ class LiveCity:
         elif isinstance(msg, m.StatsState):
             hall.stats = msg
         hall.updated = time.time() if now is None else now
+        self.version += 1
+        for event in self._waiters:
+            event.set()
         return True
 
     def least_crowded(
@@ -215,7 +240,69 @@ class CityDb:
             self._conn.close()
 
 
+class CityMapError(ValueError):
+    """The city file cannot be used; the message names the file and the entry."""
+
+
+class HallPlace(BaseModel):
+    """A hall on the bureau's map-like grid (the city file's ``[[halls]]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=ID_PATTERN.pattern)
+    name: str = Field(min_length=1, max_length=80)
+    district: str | None = Field(default=None, max_length=40)
+    grid: tuple[int, int] | None = Field(default=None, description="[column, row] from the NW")
+
+
+def load_city_map(path: Path) -> dict[str, HallPlace]:
+    """The city file: one ``[[halls]]`` table per hall (id, name, district, grid), the same
+    district and grid cell as each hall file's ``[city]``."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CityMapError(f"{path}: {exc}") from None
+    entries = data.get("halls")
+    if set(data) != {"halls"} or not isinstance(entries, list):
+        raise CityMapError(f"{path}: expected only [[halls]] tables")
+    places: dict[str, HallPlace] = {}
+    for i, entry in enumerate(entries):
+        try:
+            place = HallPlace.model_validate(entry)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            raise CityMapError(f"{path}: halls[{i}].{where}: {err['msg']}") from None
+        if place.id in places:
+            raise CityMapError(f"{path}: halls[{i}]: hall {place.id!r} is listed twice")
+        places[place.id] = place
+    return places
+
+
+def snapshot(
+    live: LiveCity, places: dict[str, HallPlace], now: float | None = None
+) -> dict[str, Any]:
+    """What the dashboard's page shows, as one JSON object: every hall known from the city
+    file or the broker, with its grid cell, and the three quietest halls per service."""
+    now = time.time() if now is None else now
+    halls = []
+    for hall_id in sorted(set(places) | set(live.halls)):
+        place = places.get(hall_id)
+        h = live.halls.get(hall_id)
+        item: dict[str, Any] = h.as_json() if h is not None else {"hall": hall_id, "updated": None}
+        item["age_s"] = round(now - h.updated, 1) if h is not None else None
+        item["name"] = place.name if place else hall_id
+        item["district"] = place.district if place else None
+        item["grid"] = list(place.grid) if place and place.grid else None
+        halls.append(item)
+    least = {s: live.least_crowded(s, now=now)[:3] for s in live.services()}
+    return {"version": live.version, "halls": halls, "least": least}
+
+
 LIVE: web.AppKey[LiveCity] = web.AppKey("live", LiveCity)
+PLACES: web.AppKey[dict[str, HallPlace]] = web.AppKey("places", dict)
+GATE: web.AppKey[Gate | None] = web.AppKey("gate", object)  # type: ignore[arg-type]
+STREAM_COALESCE_S = 0.5  # at most two pushes a second, whatever the city's rate
+STREAM_KEEPALIVE_S = 15.0
 DB: web.AppKey[CityDb | None] = web.AppKey("db", object)  # type: ignore[arg-type]
 
 
@@ -256,8 +343,31 @@ def _db(request: web.Request) -> CityDb:
 
 
 async def halls(request: web.Request) -> web.Response:
-    live = request.app[LIVE]
-    return web.json_response([h.as_json() for _, h in sorted(live.halls.items())])
+    return web.json_response(snapshot(request.app[LIVE], request.app[PLACES])["halls"])
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: the whole snapshot now and after every change, coalesced to
+    at most one push per ``STREAM_COALESCE_S`` (the page redraws from it)."""
+    live, places = request.app[LIVE], request.app[PLACES]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
+    await response.prepare(request)
+    changed = live.watch()
+    try:
+        while not live.closing:
+            changed.clear()
+            data = json.dumps(snapshot(live, places), ensure_ascii=False, separators=(",", ":"))
+            await response.write(f"event: city\ndata: {data}\n\n".encode())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), STREAM_KEEPALIVE_S)
+            await asyncio.sleep(STREAM_COALESCE_S)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        live.unwatch(changed)
+    return response
 
 
 async def least_crowded(request: web.Request) -> web.Response:
@@ -323,30 +433,10 @@ def _shipping(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
 
 
 async def page(request: web.Request) -> web.Response:
-    """One page, no script: a grid of halls, the quietest hall per service, this month's
-    KPIs by hall; it reloads itself every 10 s."""
-    live = request.app[LIVE]
-    now = time.time()
+    """The dashboard: a map-like grid of the halls (their cells from the city file), the
+    quietest halls per service, drawn by ``bureau.js`` from the live stream; this month's
+    KPIs by hall from the database, rendered here."""
     e = html.escape
-    cards = []
-    for name, h in sorted(live.halls.items()):
-        age = now - h.updated
-        load = "quiet" if h.waiting < 20 else "busy" if h.waiting >= 100 else "moderate"
-        cards.append(
-            f'<div class="hall {load}{" stale" if age > 300 else ""}"><b>{e(name)}</b>'
-            f"<span>{h.waiting} waiting</span><span>{h.windows_open}/{len(h.windows)} "
-            f"windows open</span><small>{age:.0f} s ago</small></div>"
-        )
-    rows = []
-    for service in live.services():
-        best = live.least_crowded(service)[:3]
-        rows.append(
-            f"<tr><td>{e(service)}</td><td>"
-            + ", ".join(
-                f"{e(b['hall'])} ({b['eta_min']:.0f} min, {b['waiting']} waiting)" for b in best
-            )
-            + "</td></tr>"
-        )
     kpi_rows: list[str] = []
     db = request.app[DB]
     if db is not None:
@@ -361,31 +451,178 @@ async def page(request: web.Request) -> web.Response:
                 )
         except Exception as exc:
             kpi_rows.append(f'<tr><td colspan="5">city database: {e(str(exc))}</td></tr>')
+    session = _session(request)
+    who = (
+        f'{e(session.user)} · <form method="post" action="/logout" style="display:inline">'
+        "<button>退出 · Log out</button></form>"
+        if session is not None
+        else ""
+    )
     body = f"""<!doctype html><html lang="zh"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="10"><title>hallq bureau</title><style>
-body{{font-family:sans-serif;margin:1em}} .grid{{display:flex;flex-wrap:wrap;gap:6px}}
-.hall{{border:1px solid #999;padding:6px;width:150px;display:flex;flex-direction:column}}
-.quiet{{background:#d8f5dd}} .moderate{{background:#fbefc4}} .busy{{background:#f8d0cc}}
-.stale{{opacity:.5}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 6px}}
-</style></head><body><h1>hallq bureau: {len(live.halls)} halls live</h1>
-<div class="grid">{"".join(cards) or "no hall has reported yet"}</div>
-<h2>Least crowded hall now, per service</h2><table><tr><th>service</th><th>halls</th></tr>
-{"".join(rows)}</table>
+<title>hallq bureau</title><style>{PAGE_CSS}</style></head><body>
+<header><h1>hallq bureau: <span id="count">0</span> halls live</h1>
+<span id="live" class="off">connecting</span> <span class="who">{who}</span></header>
+<div id="map" class="map"></div><div id="unplaced" class="grid"></div>
+<h2>Least crowded hall now, per service</h2><table id="least">
+<tr><th>service</th><th>halls</th></tr></table>
 <h2>This month by hall</h2><table><tr><th>hall</th><th>issued</th><th>finished</th>
 <th>mean wait min</th><th>worst wait min</th></tr>{"".join(kpi_rows)}</table>
 <p><a href="/api/comfort.csv">comfort index CSV</a> · <a href="/api/comfort.png">PNG</a> ·
 <a href="/api/kpi?by=day">KPIs by day</a> · <a href="/api/kpi?by=service">by service</a> ·
-<a href="/api/kpi?by=hour">by hour</a></p></body></html>"""
+<a href="/api/kpi?by=hour">by hour</a></p><script src="/bureau.js"></script></body></html>"""
     return web.Response(text=body, content_type="text/html")
 
 
-def make_app(live: LiveCity, db: CityDb | None) -> web.Application:
-    app = web.Application()
+PAGE_CSS = """body{font-family:sans-serif;margin:1em}
+header{display:flex;gap:1em;align-items:center}
+.map{display:grid;grid-auto-columns:160px;grid-auto-rows:minmax(90px,auto);gap:6px;
+background:#f3f5f7;padding:6px;width:max-content;border-radius:6px}
+.grid{display:flex;flex-wrap:wrap;gap:6px;margin-top:6px}
+.hall{border:1px solid #999;padding:6px;width:146px;display:flex;flex-direction:column}
+.hall small{color:#555} .quiet{background:#d8f5dd} .moderate{background:#fbefc4}
+.busy{background:#f8d0cc} .silent{background:#eee} .stale{opacity:.5}
+#live.on{color:#2e7d32} #live.off{color:#c62828} table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:2px 6px}"""
+
+# The page's script: redraws the grid and the table from each pushed snapshot.
+BUREAU_JS = """"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, cls, ...kids) => { const n = document.createElement(tag);
+    if (cls) n.className = cls; n.append(...kids.map((k) => String(k ?? ""))); return n; };
+  function card(h) {
+    const load = h.updated == null ? "silent" : h.waiting < 20 ? "quiet" :
+      h.waiting >= 100 ? "busy" : "moderate";
+    const c = el("div", `hall ${load}${h.age_s != null && h.age_s > 300 ? " stale" : ""}`);
+    c.dataset.hall = h.hall;
+    const b = el("b", "", h.name);
+    c.append(b, el("small", "", [h.district, h.hall].filter(Boolean).join(" · ")));
+    if (h.updated == null) c.append(el("span", "", "no live data"));
+    else c.append(el("span", "waiting", `${h.waiting} waiting`),
+                  el("span", "", `${h.windows_open}/${h.windows} windows open`),
+                  el("small", "", `${Math.round(h.age_s)} s ago`));
+    if (h.grid) { c.style.gridColumn = h.grid[0] + 1; c.style.gridRow = h.grid[1] + 1; }
+    return c;
+  }
+  function draw(s) {
+    const live = s.halls.filter((h) => h.updated != null);
+    $("count").textContent = live.length;
+    $("map").replaceChildren(...s.halls.filter((h) => h.grid).map(card));
+    $("unplaced").replaceChildren(...s.halls.filter((h) => !h.grid).map(card));
+    const name = Object.fromEntries(s.halls.map((h) => [h.hall, h.name]));
+    const rows = Object.entries(s.least).map(([svc, best]) => {
+      const tr = el("tr", "", ); tr.append(el("td", "", svc), el("td", "",
+        best.map((b) => `${name[b.hall] || b.hall} (${Math.round(b.eta_min)} min, ` +
+                        `${b.waiting} waiting)`).join(", "))); return tr; });
+    $("least").replaceChildren($("least").rows[0], ...rows);
+  }
+  const es = new EventSource("/api/stream");
+  es.addEventListener("city", (ev) => {
+    $("live").className = "on"; $("live").textContent = "live"; draw(JSON.parse(ev.data)); });
+  es.onerror = () => { $("live").className = "off"; $("live").textContent = "reconnecting"; };
+})();
+"""
+
+
+async def bureau_js(request: web.Request) -> web.Response:
+    return web.Response(text=BUREAU_JS, content_type="application/javascript")
+
+
+# --- login: the supervisor desk's sessions, lockout and same-origin rule, reused ------------
+
+LOGIN_PAGE = """<!doctype html><html lang="zh"><head><meta charset="utf-8">
+<title>hallq bureau: log in</title></head><body><h1>hallq bureau</h1>
+<form method="post" action="/login"><p><label>用户 · User <input name="user" id="user"
+autocomplete="username"></label></p><p><label>密码 · Password <input name="password"
+id="password" type="password" autocomplete="current-password"></label></p>
+<p><button id="submit">登录 · Log in</button></p></form><p id="error">{error}</p></body></html>"""
+
+
+def _session(request: web.Request) -> Session | None:
+    gate = request.app[GATE]
+    return gate.session_of(request) if gate is not None else None
+
+
+@web.middleware
+async def gatekeeper(request: web.Request, handler: Any) -> web.StreamResponse:
+    """With users configured (``--users``), everything but the login page needs a session;
+    a page request is sent to log in, an API request gets 401."""
+    gate = request.app[GATE]
+    if gate is None or request.path == "/login" or gate.session_of(request) is not None:
+        return await handler(request)  # type: ignore[no-any-return]
+    if request.path.startswith("/api/") or request.path.endswith(".js"):
+        raise web.HTTPUnauthorized(text="log in first (/login)")
+    raise web.HTTPFound("/login")
+
+
+def _login_page(error: str = "", status: int = 200) -> web.Response:
+    return web.Response(
+        text=LOGIN_PAGE.format(error=html.escape(error)), content_type="text/html", status=status
+    )
+
+
+async def login_form(request: web.Request) -> web.Response:
+    return _login_page()
+
+
+async def login(request: web.Request) -> web.Response:
+    gate = request.app[GATE]
+    if gate is None:
+        raise web.HTTPFound("/")
+    if not same_origin(request, f"http://{request.host}"):
+        raise web.HTTPForbidden(text="login from another site refused")
+    form = await request.post()
+    name, password = str(form.get("user", ""))[:64], str(form.get("password", ""))[:256]
+    address = request.remote or "?"
+    attempt = await gate.attempt(name, password, address)
+    if attempt.user is None:
+        if attempt.locked_until is not None:
+            minutes = max(1, round((attempt.locked_until - gate.clock()) / 60))
+            return _login_page(f"too many failed logins: try again in {minutes} min", 429)
+        return _login_page("wrong user or password", 401)
+    session = gate.sessions.open(attempt.user, address)
+    response = web.HTTPFound("/")
+    response.set_cookie(
+        COOKIE, session.token, httponly=True, samesite="Strict", secure=request.secure, path="/"
+    )
+    log.info("bureau: %s logged in from %s", attempt.user.name, address)
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    gate = request.app[GATE]
+    if gate is not None and same_origin(request, f"http://{request.host}"):
+        gate.sessions.close(request.cookies.get(COOKIE, ""))
+    response = web.HTTPFound("/login")
+    response.del_cookie(COOKIE, path="/")
+    raise response
+
+
+def make_app(
+    live: LiveCity,
+    db: CityDb | None,
+    places: dict[str, HallPlace] | None = None,
+    users_file: Path | None = None,
+) -> web.Application:
+    """``users_file``: who may log in (``hallq user add --users-file``'s format: argon2id
+    hashes); without it the dashboard is open (run it on the bureau's network only)."""
+    app = web.Application(middlewares=[gatekeeper])
     app[LIVE] = live
     app[DB] = db
+    app[PLACES] = places or {}
+    app[GATE] = Gate(None, users_file=users_file) if users_file is not None else None
+
+    async def end_streams(app: web.Application) -> None:
+        app[LIVE].close()
+
+    app.on_shutdown.append(end_streams)
     r = app.router
     r.add_get("/", page)
+    r.add_get("/bureau.js", bureau_js)
+    r.add_get("/login", login_form)
+    r.add_post("/login", login)
+    r.add_post("/logout", logout)
+    r.add_get("/api/stream", stream)
     r.add_get("/api/halls", halls)
     r.add_get("/api/least-crowded", least_crowded)
     r.add_get("/api/kpi", kpi)
@@ -395,11 +632,19 @@ def make_app(live: LiveCity, db: CityDb | None) -> web.Application:
 
 
 async def serve(
-    host: str, port: int, links: list[CityBrokerLink], dsn: str | None, stop: asyncio.Event
+    host: str,
+    port: int,
+    links: list[CityBrokerLink],
+    dsn: str | None,
+    stop: asyncio.Event,
+    places: dict[str, HallPlace] | None = None,
+    users_file: Path | None = None,
 ) -> None:
     live = LiveCity()
     db = CityDb(dsn) if dsn else None
-    runner = web.AppRunner(make_app(live, db))
+    if users_file is None:
+        log.warning("bureau: no --users file, the dashboard is open to whoever reaches it")
+    runner = web.AppRunner(make_app(live, db, places, users_file), shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("bureau dashboard on http://%s:%d/", host, port)

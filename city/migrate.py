@@ -123,3 +123,33 @@ def require_current(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) 
             f"the city database lacks migration(s) {names}: "
             "run `hallq city migrate --dsn ...` first"
         )
+
+
+def add_hall(
+    conn: psycopg.Connection, hall_id: str, role: str, password: str | None = None
+) -> bool:
+    """Make ``role`` the login of hall ``hall_id``'s shipper: a member of
+    ``hallq_shipper`` that may write only that hall's rows and cursor (migration 0003).
+    Needs a login that may create roles. Returns False if the role existed (its password
+    is then set again, if given)."""
+    from psycopg import sql
+
+    from hallq.topics import check_id
+
+    check_id(hall_id, "hall id")
+    check_id(role.replace("_", "-"), "role name")  # the same characters, and no quoting
+    require_current(conn)
+    ident = sql.Identifier(role)
+    with conn.transaction():
+        exists = conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if exists is None:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident))
+        conn.execute(sql.SQL("GRANT hallq_shipper TO {}").format(ident))
+        if password:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident, sql.Literal(password)))
+        conn.execute(
+            "INSERT INTO hall_roles (role, hall_id) VALUES (%s, %s) "
+            "ON CONFLICT (role) DO UPDATE SET hall_id = excluded.hall_id",
+            (role, hall_id),
+        )
+    return exists is None

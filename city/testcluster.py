@@ -10,6 +10,7 @@ replicated on all three nodes so one node's loss loses nothing. Users: one per h
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
@@ -88,7 +89,12 @@ def make_certs(d: Path) -> Path:
 
 class NatsCityCluster:
     def __init__(
-        self, workdir: Path, halls: dict[str, str], bureau_password: str, nodes: int = 3
+        self,
+        workdir: Path,
+        halls: dict[str, str],
+        bureau_password: str,
+        nodes: int = 3,
+        nearby: dict[str, list[str]] | None = None,
     ) -> None:
         binary = find_nats_server()
         if binary is None:
@@ -98,6 +104,7 @@ class NatsCityCluster:
         self.binary = binary
         self.workdir = workdir
         self.halls = halls  # hall id -> bridge password
+        self.nearby = nearby or {}  # hall id -> the halls whose queues its bridge reads
         self.bureau_password = bureau_password
         self.nodes = nodes
         self._pick_ports()
@@ -132,15 +139,10 @@ class NatsCityCluster:
         return [f"127.0.0.1:{p}" for p in self.mqtt_ports]
 
     def _users(self) -> list[dict[str, object]]:
+        from city.bridge import nats_user_entry
+
         users: list[dict[str, object]] = [
-            {
-                "user": f"hall-{hall}",
-                "password": pw,
-                "permissions": {
-                    "publish": {"allow": [f"hallq.v1.{hall}.state.>", "$MQTT.>"]},
-                    "subscribe": {"allow": ["$MQTT.>", "_INBOX.>"]},
-                },
-            }
+            nats_user_entry(hall, f"hall-{hall}", pw, self.nearby.get(hall, ()))
             for hall, pw in self.halls.items()
         ]
         users.append(
@@ -243,3 +245,62 @@ class NatsCityCluster:
         raise TimeoutError(
             f"city node {i} took no MQTT session in {timeout} s ({last}): {self.log(i)[-2000:]}"
         )
+
+
+class LinkCut:
+    """A TCP relay on loopback standing for the city link, which a test or bench cuts and
+    restores: ``cut`` drops every connection through it and refuses new ones (as a dead
+    WAN link or a firewall would look to the hall), ``restore`` lets them through again.
+    It runs on the caller's asyncio loop; clients in threads (the shipper) use it too."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.up = True
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> LinkCut:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._open |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.close()
+                self._open.discard(dst)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        self.up = False
+        for writer in list(self._open):
+            transport = writer.transport
+            transport.abort()  # no FIN handshake: the peer learns on its next read or write
+        self._open.clear()
+
+    def restore(self) -> None:
+        self.up = True
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

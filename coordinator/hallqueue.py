@@ -51,6 +51,18 @@ ENGINE_STATE = (
 )
 
 
+def config_fingerprint(cfg: HallConfig) -> str:
+    """What a replay's result depends on, so what a checkpoint (or anything else derived
+    from replaying the log) is only valid for: this state format, code and hall config."""
+    from hallq import __version__
+
+    hall = cfg.model_dump_json(
+        include={"hall", "coordinator", "zones", "services", "windows", "agents"}
+    )
+    text = f"{CHECKPOINT_FORMAT}|{__version__}|{hall}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def record_of(outcome: Outcome) -> dict[str, Any]:
     """The part of an outcome a repeated command must get back unchanged."""
     return {
@@ -91,14 +103,7 @@ class HallQueue:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """What a checkpoint is only valid for: this state format, code and hall config."""
-        from hallq import __version__
-
-        hall = self.cfg.model_dump_json(
-            include={"hall", "coordinator", "zones", "services", "windows", "agents"}
-        )
-        text = f"{CHECKPOINT_FORMAT}|{__version__}|{hall}"
-        return hashlib.sha256(text.encode()).hexdigest()
+        return config_fingerprint(self.cfg)
 
     def save_checkpoint(self, seq: int, data: bytes) -> bool:
         """Store ``data`` (from :meth:`checkpoint` after entry ``seq``); safe in a worker

@@ -22,18 +22,19 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.authz import Authority, Refusal, flood_alert, refusal_alert
 from coordinator.dispatch import load_core
 from coordinator.engine import Engine, Outcome
-from coordinator.eta import WaitEstimator
 from coordinator.eventlog import EventLog, StorageFailed
 from coordinator.hallqueue import CHECKPOINT_EVERY, HallQueue, Submitted
+from coordinator.nearby import NearbyHalls
 from coordinator.web.appointments import AppointmentBook, default_book_path
 from coordinator.web.devices import DeviceBook
 from hallq import messages as m
@@ -42,6 +43,9 @@ from hallq.bus import Incoming, Session
 from hallq.config import HallConfig
 from hallq.errors import NotConnected, NotKept
 from hallq.topics import ID_PATTERN
+
+if TYPE_CHECKING:  # imported once serving: the simulation brings numpy
+    from coordinator.eta import WaitEstimator
 
 log = logging.getLogger("hallq.coordinator")
 
@@ -57,6 +61,9 @@ LINK_LOST = Refusal("link_lost", "the connection this command came on is gone")
 STORAGE_FAILED = "系统存储故障"
 Batch = list[tuple[str, m.Message]]
 ETA_STALE_S = 30.0  # hall seconds: waits are re-simulated at least this often
+# counter times for the wait estimates are learned from this many recent days of the log
+# (a year's log would keep that worker busy for many minutes after every start)
+LEARN_DAYS = 28
 
 # Called after every published outcome (and each stats refresh) with a small summary of
 # what changed; must not block (the web's live stream is one).
@@ -120,8 +127,9 @@ class Coordinator:
         replayed = self.queue.recover()
         self._checkpoint_seq = self.queue.seq if replayed < CHECKPOINT_EVERY else 0
         self._checkpointing: asyncio.Future[bool] | None = None
-        self.eta = WaitEstimator(self.queue.engine)
-        self.queue.engine.estimator = self.eta
+        # the wait estimator starts once serving (``_start_estimating``); until then the
+        # engine gives its queueing estimate
+        self.eta: WaitEstimator | None = None
         self._eta_task: asyncio.Task[None] | None = None
         self._eta_dirty = True
         self._eta_shown: dict[str, tuple[int, int]] = {}
@@ -151,18 +159,25 @@ class Coordinator:
         self._refreshing: asyncio.Task[None] | None = None
         self.authz = Authority(cfg)
         self._alerting: set[asyncio.Task[None]] = set()
+        self.nearby = NearbyHalls(cfg.city, clock)
+        # set when stopping: a worker thread reading the log ends at its next check
+        self.stopping = threading.Event()
 
     def _forecast(self) -> Any:
         """The comfort index for the boards: from the event log's history, or (the demo)
         from a generated one when ``coordinator.comfort_synthetic`` allows it."""
-        from coordinator.forecast import build_forecast
+        from coordinator.forecast.history import Stopped
+        from coordinator.forecast.index import build_forecast
 
         try:
             forecast = build_forecast(
                 self.cfg,
                 log_path=self.eventlog.path,
                 start=self.cfg.hall.business_day(self.clock()),
+                stop=self.stopping,
             )
+        except Stopped:
+            return None
         except Exception:
             log.exception("comfort index: no forecast (boards show none)")
             return None
@@ -238,12 +253,13 @@ class Coordinator:
         if ready is not None:
             ready.set()
         self._refresh_forecast()
-        learning = asyncio.create_task(self._learn_counter_times())
+        learning = asyncio.create_task(self._start_estimating())
         try:
             while True:
                 await asyncio.sleep(STATS_INTERVAL_S)
                 await self._tick()
         finally:
+            self.stopping.set()
             if self._refreshing is not None:
                 await cancel_and_wait(self._refreshing)
             if self._eta_task is not None:
@@ -262,6 +278,24 @@ class Coordinator:
         await session.subscribe(topics.every("req", "dispenser"), self._on_ticket_request)
         await session.subscribe(topics.every("status"), self._on_presence)
         await session.subscribe(topics.every("health"), self._on_health)
+        if self.nearby.halls:
+            await session.subscribe(topics.city_queues(), self._on_city_queue)
+            await session.subscribe(topics.city_link(), self._on_city_link)
+
+    def _on_city_queue(self, incoming: Incoming) -> None:
+        """A nearby hall's queue, brought in by the city bridge (``coordinator.nearby``)."""
+        assert incoming.parts.client is not None
+        self.nearby.on_queue(incoming.parts.client, incoming.payload)
+
+    def _on_city_link(self, incoming: Incoming) -> None:
+        up = incoming.payload.root == 1
+        if self.nearby.on_link(up):
+            log.info(
+                "city link %s: nearby halls %s",
+                "up" if up else "down",
+                "shown" if up else "hidden until it is back",
+            )
+            self._notify({"type": "city", "link": up})
 
     async def _tick(self) -> None:
         batch: Batch = []
@@ -292,16 +326,18 @@ class Coordinator:
         """Wait estimates (``coordinator.eta``): after a change, once the last refresh's
         cost allows (at most 5% of a core), the hall is captured here and played forward
         in a worker thread; the queues whose shown range moved are republished."""
-        now = self.clock()
-        snap = self.eta.snapshot
+        eta, now = self.eta, self.clock()
+        if eta is None:
+            return
+        snap = eta.snapshot
         stale = snap is None or now - snap.at > ETA_STALE_S
-        if not (self._eta_dirty or stale) or not self.eta.due():
+        if not (self._eta_dirty or stale) or not eta.due():
             return
         if self._eta_task is not None and not self._eta_task.done():
             return
         self._eta_dirty = False
-        state = self.eta.capture(now)
-        self._eta_task = asyncio.create_task(self._simulate_waits(state))
+        state = eta.capture(now)
+        self._eta_task = asyncio.create_task(self._simulate_waits(eta, state))
 
     def _queue_rev(self, seq: int, *, bump: bool = False) -> int:
         """A queue topic's revision: the log's sequence number in the high bits, and in
@@ -314,37 +350,64 @@ class Coordinator:
             self._rev_sub = min(self._rev_sub + 1, 0xFFFF)
         return seq << 16 | self._rev_sub
 
-    async def _learn_counter_times(self) -> None:
-        """The wait estimates draw each service's counter times from its history in the
-        event log where there is enough of it (``learn_demand``), else from today's."""
-        from coordinator.simulation.learn import LearnError, learn_demand
+    async def _start_estimating(self) -> None:
+        """The wait estimator, once the queue answers: importing the simulation (numpy) and
+        building its hall model are no part of a restart's first reply. Then its counter
+        times are learned from the log."""
+
+        def build() -> WaitEstimator:
+            # the first tick's express-window advice needs the simulation too: loaded here,
+            # not in the loop
+            import coordinator.advice  # noqa: F401
+            from coordinator.eta import WaitEstimator
+
+            return WaitEstimator(self.queue.engine)
 
         try:
-            learned = await asyncio.to_thread(learn_demand, self.eventlog.path, self.cfg)
+            eta = await asyncio.to_thread(build)
+        except Exception:  # the queue serves on with the engine's queueing estimate
+            log.exception("wait estimates: the estimator could not be started")
+            return
+        eta.engine = self.queue.engine  # a storage failure's rebuild may have replaced it
+        self.eta = self.queue.engine.estimator = eta
+        await self._learn_counter_times(eta)
+
+    async def _learn_counter_times(self, eta: WaitEstimator) -> None:
+        """The wait estimates draw each service's counter times from its history in the
+        event log's last LEARN_DAYS where there is enough of it, else from today's. Each
+        closed day is replayed once; its sums are kept beside the log."""
+        from coordinator.simulation.learn import LearnError, learn_counter_times
+
+        since = self.cfg.hall.business_day(self.clock()) - dt.timedelta(days=LEARN_DAYS)
+        try:
+            fits = await asyncio.to_thread(
+                learn_counter_times,
+                self.eventlog.path,
+                self.cfg,
+                since=since,
+                stop=self.stopping,
+                cache=self.eventlog.path.with_name(f"{self.eventlog.path.stem}-counter-times.json"),
+            )
         except LearnError as exc:
             log.info("wait estimates: counter times from today only (%s)", exc)
             return
         except Exception:
             log.exception("wait estimates: learning counter times failed")
             return
-        self.eta.fits = {
-            c: (f.mu, f.sigma)
-            for c, f in learned.services.items()
-            if f.learned and f.mu is not None and f.sigma is not None
-        }
+        eta.fits = fits
         log.info(
             "wait estimates: counter times learned for %s",
-            ", ".join(sorted(self.eta.fits)) or "no service (too little history)",
+            ", ".join(sorted(eta.fits)) or "no service (too little history)",
         )
 
-    async def _simulate_waits(self, state: dict[str, Any]) -> None:
+    async def _simulate_waits(self, eta: WaitEstimator, state: dict[str, Any]) -> None:
         try:
-            snapshot = await asyncio.to_thread(self.eta.simulate, state)
+            snapshot = await asyncio.to_thread(eta.simulate, state)
         except Exception:
             log.exception("wait estimates: the simulation failed (queueing estimate shown)")
             return
         async with self._lock:
-            self.eta.install(snapshot)
+            eta.install(snapshot)
             rev, now = self.queue.seq, self.clock()
             changed = []
             for code in self.engine.services:
@@ -916,6 +979,11 @@ async def web_dashboard(coordinator: Coordinator) -> AsyncIterator[Any]:
     if not settings.http_port:
         yield None
         return
+
+    def load() -> None:  # in a worker: the loop answers devices meanwhile
+        import coordinator.web.server  # noqa: F401
+
+    await asyncio.to_thread(load)
     from coordinator.web.server import start_web
 
     try:

@@ -457,6 +457,41 @@ class WebConfig(_Model):
         return self.tls_cert_file is not None
 
 
+class NearbyHall(_Model):
+    """Another hall of the city that this hall's ticket and booking pages may suggest."""
+
+    hall: Annotated[str, BeforeValidator(id_check("nearby hall id"))]
+    name: Text
+    district: Text | None = None
+    distance_km: Annotated[float, BeforeValidator(positive_number(500))] | None = None
+
+
+class CityConfig(_Model):
+    """Where the hall stands in the city (``docs/city.md``). ``nearby``: the halls whose
+    queue summaries the city bridge brings in (``hallq bridge``); a nearby hall is
+    suggested on the ticket and booking pages when its expected wait for the same service
+    is at least ``nearby_gain_min`` shorter and at most half of this hall's."""
+
+    district: Text | None = None
+    # the hall's cell on the bureau's map-like grid: [column, row], from the north-west
+    grid: (
+        tuple[
+            Annotated[int, BeforeValidator(int_range(0, 99))],
+            Annotated[int, BeforeValidator(int_range(0, 99))],
+        ]
+        | None
+    ) = None
+    nearby: list[NearbyHall] = Field(default_factory=list, max_length=20)
+    nearby_gain_min: Annotated[float, BeforeValidator(positive_number(240))] = 15.0
+
+    @model_validator(mode="after")
+    def _check(self) -> CityConfig:
+        problems = Collector()
+        _unique(problems, "nearby", "hall", [n.hall for n in self.nearby], "nearby hall")
+        problems.raise_any()
+        return self
+
+
 class Zone(_Model):
     """A function hall (功能厅); ``site`` says which 办税点 (building) it is in."""
 
@@ -809,6 +844,7 @@ class HallConfig(_Model):
     services: list[Service] = Field(min_length=1)
     windows: list[Window] = Field(min_length=1)
     agents: list[Agent] = Field(default_factory=list)
+    city: CityConfig = Field(default_factory=CityConfig)
 
     _services: dict[str, Service] = PrivateAttr(default_factory=dict)
     _windows: dict[int, Window] = PrivateAttr(default_factory=dict)
@@ -824,6 +860,9 @@ class HallConfig(_Model):
         _unique(problems, "windows", "number", [w.number for w in self.windows], "window number")
         _unique(problems, "agents", "id", [a.id for a in self.agents], "agent id")
         agent_ids = {a.id for a in self.agents}
+        for i, near in enumerate(self.city.nearby):
+            if near.hall == self.hall.id:
+                problems.add("a hall is not its own neighbour", "city", "nearby", i, "hall")
         if self.coordinator.client_id in agent_ids:
             problems.add(
                 f"{self.coordinator.client_id!r} is also an agent id: every client "

@@ -16,7 +16,17 @@ from typing import Any
 
 from hallq import messages as m
 from hallq.errors import TopicError
-from hallq.topics import PREFIX, Action, EventKind, Role, StateKind, TopicParts
+from hallq.topics import (
+    CITY,
+    CITY_LINK,
+    CITY_QUEUE,
+    PREFIX,
+    Action,
+    EventKind,
+    Role,
+    StateKind,
+    TopicParts,
+)
 
 
 @dataclass(frozen=True)
@@ -238,10 +248,40 @@ EVENT_TOPICS: dict[EventKind, TopicSpec] = {
     ),
 }
 
+# Brought in by the hall broker's city bridge (``hallq bridge``), never published by a
+# hall client: the ACL gives nobody write access, and the bridge is the broker itself.
+CITY_TOPICS: dict[str, TopicSpec] = {
+    CITY_QUEUE: TopicSpec(
+        f"{PREFIX}/{{hall}}/city/{{nearby}}/queue/{{service}}",
+        "the hall broker's city bridge (a nearby hall's `state/queue/{service}`)",
+        "coordinator (nearby halls on the ticket and booking pages)",
+        1,
+        True,
+        m.QueueState,
+        False,
+        None,
+        "A nearby hall's queue summary, as that hall published it to the city broker; only "
+        "the halls the hall file lists in `[city] nearby` are brought in.",
+    ),
+    CITY_LINK: TopicSpec(
+        f"{PREFIX}/{{hall}}/city/link",
+        "the hall broker (Mosquitto's bridge notification, local only)",
+        "coordinator (nearby halls are shown only while it is 1)",
+        1,
+        True,
+        m.CityLinkState,
+        False,
+        None,
+        "Whether the city bridge is connected: `1` or `0`, a bare number (Mosquitto writes "
+        "it). While it is `0` the nearby halls' summaries may be old and are not shown.",
+    ),
+}
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     *CLIENT_TOPICS.values(),
     *STATE_TOPICS.values(),
     *EVENT_TOPICS.values(),
+    *CITY_TOPICS.values(),
 )
 
 
@@ -251,6 +291,8 @@ def spec_for(parts: TopicParts) -> TopicSpec:
         return STATE_TOPICS[StateKind(parts.action)]
     if parts.role == "event":
         return EVENT_TOPICS[EventKind(parts.action)]
+    if parts.role == CITY:
+        return CITY_TOPICS[parts.action]
     spec = CLIENT_TOPICS[Action(parts.action)]
     if Role(parts.role) not in spec.roles:
         raise TopicError(

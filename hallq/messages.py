@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     StringConstraints,
     TypeAdapter,
     ValidationError,
@@ -457,6 +458,11 @@ class QueueState(Retained):
     )
     oldest_wait_s: float | None = Field(default=None, ge=0)
     wait: WaitRange | None = None
+
+
+class CityLinkState(RootModel[Annotated[int, Field(strict=True, ge=0, le=1)]]):
+    """The hall broker's city bridge: 1 connected, 0 not. Mosquitto itself publishes it
+    (bridge notifications, retained, local only), hence a bare number, not a message."""
 
 
 class Kpi(Wire):

@@ -9,6 +9,9 @@ The tree (``mqtt_topics.md`` is generated from :mod:`hallq.contract`)::
                                               status, health, error)
     hallq/v1/{hall}/state/{kind}[/{key}]       retained state published by the coordinator
     hallq/v1/{hall}/event/{kind}               events published by the coordinator
+    hallq/v1/{hall}/city/{other}/queue/{service}  a nearby hall's queue summary, brought in
+                                              by the city bridge (``hallq bridge``)
+    hallq/v1/{hall}/city/link                  the city bridge's link state (1 up, 0 down)
 
 A client publishes only under its own ``{role}/{client}`` level (the coordinator also
 publishes ``state``, ``event`` and the clients' ``reply`` topics), so a broker ACL pattern
@@ -72,6 +75,12 @@ class EventKind(StrEnum):
 KEYED_STATE = frozenset({StateKind.WINDOW, StateKind.QUEUE})
 STATE = "state"
 EVENT = "event"
+# What the city bridge brings into a hall: other halls' queue summaries and its own link
+# state. Nobody in the hall may publish there (the ACL lists no writer); only the hall
+# broker's bridge does, so a device cannot fake a quieter hall.
+CITY = "city"
+CITY_QUEUE = "queue"
+CITY_LINK = "link"
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -176,9 +185,34 @@ class HallTopics:
     def all_events(self) -> str:
         return f"{self.base}/{EVENT}/+"
 
+    def city_prefix(self, other: str) -> str:
+        """Where another hall's summaries land in this hall's broker (ends with ``/``)."""
+        return f"{self.base}/{CITY}/{check_id(other, 'nearby hall id')}/"
+
+    def city_queue(self, other: str, service: str) -> str:
+        return f"{self.city_prefix(other)}{CITY_QUEUE}/{check_id(service, 'service code')}"
+
+    def city_queues(self) -> str:
+        return f"{self.base}/{CITY}/+/{CITY_QUEUE}/+"
+
+    def city_link(self) -> str:
+        return f"{self.base}/{CITY}/{CITY_LINK}"
+
+
+def _parse_city(rest: list[str]) -> tuple[str, str | None, str, str | None]:
+    """``city/link`` or ``city/{other}/queue/{service}``: role ``city``, the other hall
+    as the client, the service as the key."""
+    if rest == [CITY, CITY_LINK]:
+        return CITY, None, CITY_LINK, None
+    if len(rest) != 4 or rest[2] != CITY_QUEUE:
+        raise TopicError("city topics are city/link or city/{hall}/queue/{service}")
+    return CITY, check_id(rest[1], "nearby hall id"), CITY_QUEUE, check_id(rest[3], "service code")
+
 
 def _parse_rest(rest: list[str]) -> tuple[str, str | None, str, str | None]:
     head = rest[0]
+    if head == CITY:
+        return _parse_city(rest)
     if head == STATE:
         if len(rest) < 2:
             raise TopicError("state topic without a kind")

@@ -14,7 +14,7 @@ from hallq.errors import ConfigError
 if TYPE_CHECKING:
     import datetime as dt
 
-    from hallq.config import HallConfig
+    from hallq.config import Agent, HallConfig
 
 
 def _version_text() -> str:
@@ -79,6 +79,71 @@ config_option = click.option(
     type=click.Path(path_type=Path),
     help="the hall's TOML file",
 )
+# Options several commands share, defined once so their names and help cannot drift apart.
+example_config_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="the hall's TOML file (default: the example Liwan hall)",
+)
+sim_dir_option = click.option(
+    "--sim-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="directory of simulated serial ports (ports named sim or sim:NAME)",
+)
+seed_option = click.option("--seed", type=int, default=1, show_default=True)
+
+
+def _stack(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def apply(f: Any) -> Any:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
+
+
+day_options = _stack(
+    click.option(
+        "--volume",
+        type=click.FloatRange(min=1),
+        default=None,
+        help="arrivals on an average filing-period day (default: the calibrated 9000)",
+    ),
+    click.option(
+        "--day",
+        "day_of_month",
+        type=click.IntRange(1, 31),
+        default=None,
+        help="day of the month (filing-period factor); default: the average day",
+    ),
+)
+history_options = _stack(
+    click.option(
+        "--history",
+        type=click.Path(path_type=Path),
+        default=None,
+        metavar="EVENT_LOG",
+        help="the hall's event log: learn the service mix, counter times and arrival "
+        "profile from it (the seed hall's figures where it holds too little)",
+    ),
+    click.option(
+        "--history-since",
+        type=click.DateTime(["%Y-%m-%d"]),
+        default=None,
+        help="learn only from business days from this date on (default: the whole log)",
+    ),
+)
+
+
+def _agent(cfg: HallConfig, agent_id: str) -> Agent:
+    """The agent's section of the hall file, or a usage error naming --device."""
+    try:
+        return cfg.agent(agent_id)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--device") from None
 
 
 @main.command()
@@ -427,12 +492,7 @@ def user_list(config_file: Path) -> None:
 @main.command()
 @config_option
 @click.option("--device", "agent_id", required=True, help="the agent id from the hall file")
-@click.option(
-    "--sim-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="directory of simulated serial ports (ports named sim or sim:NAME)",
-)
+@sim_dir_option
 @click.option(
     "--simulate-all",
     is_flag=True,
@@ -443,10 +503,7 @@ def agent(config_file: Path, agent_id: str, sim_dir: Path | None, simulate_all: 
     from edge.agent import run_agent
 
     cfg = _load(config_file)
-    try:
-        cfg.agent(agent_id)
-    except KeyError as exc:
-        raise click.BadParameter(str(exc.args[0]), param_hint="--device") from None
+    _agent(cfg, agent_id)
     if simulate_all and sim_dir is None:
         raise click.BadParameter("--simulate-all needs --sim-dir", param_hint="--sim-dir")
     _setup_logging(cfg.runtime.log_level)
@@ -473,10 +530,7 @@ def sim_devices(config_file: Path, agent_id: str, sim_dir: Path) -> None:
     from firmware_bridge.sim.hall import simulate_devices
 
     cfg = _load(config_file)
-    try:
-        agent = cfg.agent(agent_id)
-    except KeyError as exc:
-        raise click.BadParameter(str(exc.args[0]), param_hint="--device") from None
+    agent = _agent(cfg, agent_id)
     hall = simulate_devices(serial_devices(agent.devices), sim_dir)
     try:
         asyncio.run(serve(hall))
@@ -485,13 +539,7 @@ def sim_devices(config_file: Path, agent_id: str, sim_dir: Path) -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="the hall's TOML file (default: the example Liwan hall)",
-)
+@example_config_option
 @click.option(
     "--speed",
     type=click.FloatRange(min=0.1, max=3600),
@@ -582,12 +630,7 @@ def demo(
     default=None,
     help="check this agent's hardware (default: the agents whose host is this machine)",
 )
-@click.option(
-    "--sim-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="directory of simulated serial ports (ports named sim or sim:NAME)",
-)
+@sim_dir_option
 def doctor(config_file: Path, agent_id: str | None, sim_dir: Path | None) -> None:
     """Check this machine for what the hall needs: ports, devices, broker, clock, disk."""
     import asyncio
@@ -596,10 +639,7 @@ def doctor(config_file: Path, agent_id: str | None, sim_dir: Path | None) -> Non
 
     cfg = _load(config_file)
     if agent_id is not None:
-        try:
-            cfg.agent(agent_id)
-        except KeyError as exc:
-            raise click.BadParameter(str(exc.args[0]), param_hint="--device") from None
+        _agent(cfg, agent_id)
     checks = asyncio.run(run_doctor(cfg, agent_id, sim_dir=sim_dir))
     render_checks(checks)
     raise SystemExit(exit_code(checks))
@@ -645,28 +685,10 @@ def status(config_file: Path, timeout: float) -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="the hall's TOML file (default: the example Liwan hall)",
-)
-@click.option(
-    "--volume",
-    type=click.FloatRange(min=1),
-    default=None,
-    help="arrivals on an average filing-period day (default: the calibrated 9000)",
-)
-@click.option(
-    "--day",
-    "day_of_month",
-    type=click.IntRange(1, 31),
-    default=None,
-    help="day of the month (filing-period factor); default: the average day",
-)
+@example_config_option
+@day_options
 @click.option("--replications", "-r", type=click.IntRange(1, 1000), default=10, show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
+@seed_option
 @click.option(
     "--policy",
     "policies",
@@ -712,20 +734,7 @@ def status(config_file: Path, timeout: float) -> None:
     help="write a PNG of queue length and wait over the day here",
 )
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-@click.option(
-    "--history",
-    "history",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="the hall's event log: learn the service mix, counter times and arrival "
-    "profile from it (the seed hall's figures where it holds too little)",
-)
-@click.option(
-    "--history-since",
-    type=click.DateTime(["%Y-%m-%d"]),
-    default=None,
-    help="learn only from business days from this date on (default: the whole log)",
-)
+@history_options
 def simulate(
     config_file: Path | None,
     volume: float | None,
@@ -788,13 +797,7 @@ def simulate(
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="the hall's TOML file (default: the example Liwan hall)",
-)
+@example_config_option
 @click.option(
     "--log",
     "log_path",
@@ -809,7 +812,7 @@ def simulate(
     show_default=True,
     help="length of a generated history",
 )
-@click.option("--seed", type=int, default=1, show_default=True)
+@seed_option
 @click.option("--days", type=click.IntRange(1, 92), default=30, show_default=True)
 @click.option(
     "--start",
@@ -1007,8 +1010,9 @@ def bridge(
 
     cfg = _load(config_file)
     user = username or f"hall-{cfg.hall.id}"
+    nearby = [n.hall for n in cfg.city.nearby]
     if password_hash is not None:
-        click.echo(nats_user(cfg.hall.id, user, password_hash))
+        click.echo(nats_user(cfg.hall.id, user, password_hash, nearby))
         return
     if password_file is not None:
         password = password_file.read_text(encoding="utf-8").strip()
@@ -1026,7 +1030,7 @@ def bridge(
     except BridgeError as exc:
         click.echo(f"hallq bridge: {exc}", err=True)
         raise SystemExit(2) from None
-    text = bridge_config(cfg.hall.id, city)
+    text = bridge_config(cfg.hall.id, city, nearby)
     if out is None:
         click.echo(text, nl=False)
         return
@@ -1060,6 +1064,44 @@ def city_migrate(dsn: str) -> None:
         click.echo(f"applied {m.version:04d}_{m.name}")
     if not done:
         click.echo("the city database is current")
+
+
+@city.command("add-hall")
+@dsn_option
+@click.argument("hall_id", metavar="HALL")
+@click.option("--role", default=None, help="its login role (default: hall_<HALL>)")
+@click.option(
+    "--password-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="set this password on the role (or HALLQ_CITY_HALL_PASSWORD; none: certificate "
+    "or pg_hba authentication only)",
+)
+def city_add_hall(dsn: str, hall_id: str, role: str | None, password_file: Path | None) -> None:
+    """Make HALL's shipper login: a role that may write only HALL's events and cursor."""
+    import os
+
+    from city.migrate import MigrationError, add_hall
+    from city.ship import import_psycopg
+    from hallq.errors import TopicError
+
+    psycopg = import_psycopg()
+    name = role or f"hall_{hall_id.replace('-', '_')}"
+    password = (
+        password_file.read_text(encoding="utf-8").strip()
+        if password_file
+        else os.environ.get("HALLQ_CITY_HALL_PASSWORD")
+    )
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            made = add_hall(conn, hall_id, name, password)
+    except (psycopg.Error, MigrationError, TopicError) as exc:
+        click.echo(f"city add-hall: {exc}", err=True)
+        raise SystemExit(2) from None
+    click.echo(
+        f"{'made' if made else 'updated'} role {name}: it may ship hall {hall_id} only "
+        f'(HALLQ_CITY_DSN="... user={name}" hallq ship ...)'
+    )
 
 
 @city.command("rollup")
@@ -1126,6 +1168,21 @@ def city_rollup(dsn: str, days: tuple[dt.datetime, ...], tz: str) -> None:
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8090, show_default=True)
+@click.option(
+    "--halls",
+    "city_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="the city file: [[halls]] id, name, district, grid = [column, row] (the map's cells)",
+)
+@click.option(
+    "--users",
+    "users_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="who may log in: [[users]] name, role, password_hash (argon2id, as `hallq user add` "
+    "writes); without it the dashboard is open",
+)
 def bureau(
     dsn: str | None,
     city_nodes: str,
@@ -1134,13 +1191,20 @@ def bureau(
     password_file: Path | None,
     host: str,
     port: int,
+    city_file: Path | None,
+    users_file: Path | None,
 ) -> None:
     """The city dashboard: every hall's live load, the quietest hall per service, KPIs
     by hall/day/service/hour and the monthly comfort index (CSV, PNG)."""
     import asyncio
     import os
 
-    from city.bureau import CityBrokerLink, serve
+    from city.bureau import CityBrokerLink, CityMapError, load_city_map, serve
+
+    try:
+        places = load_city_map(city_file) if city_file is not None else None
+    except CityMapError as exc:
+        raise click.BadParameter(str(exc), param_hint="--halls") from None
 
     password = (
         password_file.read_text(encoding="utf-8").strip()
@@ -1157,26 +1221,14 @@ def bureau(
     click.echo(f"bureau dashboard on http://{host}:{port}/")
 
     async def run() -> None:
-        await serve(host, port, links, dsn, asyncio.Event())
+        await serve(host, port, links, dsn, asyncio.Event(), places, users_file)
 
     _run_until_signalled(run)
 
 
 @main.command()
 @click.argument("config_file", metavar="CONFIG", type=click.Path(path_type=Path))
-@click.option(
-    "--volume",
-    type=click.FloatRange(min=1),
-    default=None,
-    help="arrivals on an average filing-period day (default: the calibrated 9000)",
-)
-@click.option(
-    "--day",
-    "day_of_month",
-    type=click.IntRange(1, 31),
-    default=None,
-    help="day of the month (filing-period factor); default: the average day",
-)
+@day_options
 @click.option(
     "--staff-limit",
     type=click.IntRange(min=1),
@@ -1193,7 +1245,7 @@ def bureau(
 @click.option(
     "--rounds", type=click.IntRange(min=0), default=6, show_default=True, help="moves kept at most"
 )
-@click.option("--seed", type=int, default=1, show_default=True)
+@seed_option
 @click.option(
     "--core",
     type=click.Choice(["auto", "compiled", "pure"]),
@@ -1202,20 +1254,7 @@ def bureau(
     help="dispatch core the simulated days run on",
 )
 @click.option("--no-live", is_flag=True, help="skip the live-advice variant")
-@click.option(
-    "--history",
-    type=click.Path(path_type=Path),
-    default=None,
-    metavar="EVENT_LOG",
-    help="plan with the service mix, counter times and arrival profile learned "
-    "from the hall's event log (as hallq simulate --history)",
-)
-@click.option(
-    "--history-since",
-    type=click.DateTime(["%Y-%m-%d"]),
-    default=None,
-    help="learn only from business days from this date on",
-)
+@history_options
 @click.option("--json", "as_json", is_flag=True, help="print the plan and bar as JSON")
 @click.option("--verbose", is_flag=True, help="log the search's steps to stderr")
 def advise(

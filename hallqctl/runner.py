@@ -5,6 +5,12 @@ worker thread to return: one task that swallows a cancellation (Python 3.11's ``
 can) or one blocked thread and Ctrl-C never returns. Here each stage of the shutdown gets
 ``stop_s`` seconds; whatever is still running then is named in one line on stderr and the
 process exits non-zero at once, so systemd and the person at the terminal both see what hung.
+
+Worker threads are waited for here, not by ``loop.shutdown_default_executor()``: on Python
+3.11 a timeout around that coroutine cannot end it (its ``finally`` joins the thread that
+waits for the workers, blocking the loop), so a worker reading a long log held the stop
+for minutes. A thread cannot be cancelled: workers that may run long check a stop flag
+(``Coordinator.stopping``); what still runs after ``stop_s`` is abandoned by ``os._exit``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 __all__ = ["STOP_S", "describe_task", "run_bounded"]
@@ -63,6 +71,8 @@ def run_bounded(
     """Run ``main()`` until it returns or SIGTERM/SIGINT arrives, then shut down within
     ``stop_s`` per stage. Exceptions from ``main`` propagate once the loop is closed."""
     loop = asyncio.new_event_loop()
+    workers = ThreadPoolExecutor(thread_name_prefix="hallq-worker")
+    loop.set_default_executor(workers)  # ours, so its shutdown can be bounded
 
     async def runner() -> None:
         task = asyncio.ensure_future(main())
@@ -90,14 +100,24 @@ def run_bounded(
                 if stuck:
                     _give_up("tasks", sorted(describe_task(t) for t in stuck))
             loop.run_until_complete(_bounded(loop.shutdown_asyncgens(), stop_s, "async generators"))
-            loop.run_until_complete(
-                _bounded(loop.shutdown_default_executor(), stop_s, "worker threads")
-            )
+            _join_workers(workers, stop_s)
         finally:
             if signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
             loop.close()
+
+
+def _join_workers(workers: ThreadPoolExecutor, limit: float) -> None:
+    """Wait up to ``limit`` for the worker threads' jobs (queued ones are dropped)."""
+    waiter = threading.Thread(
+        target=workers.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
+    )
+    waiter.start()
+    waiter.join(limit)
+    if waiter.is_alive():
+        busy = sorted(t.name for t in threading.enumerate() if t.name.startswith("hallq-worker"))
+        _give_up("worker threads", busy or ["still running"])
 
 
 async def _bounded(job: Coroutine[Any, Any, None], limit: float, what: str) -> None:

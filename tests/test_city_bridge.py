@@ -270,3 +270,104 @@ async def test_the_bureau_sees_a_hall_go_quiet_through_the_bridge_with_a_node_do
         coordinator.disconnect()
         coordinator.loop_stop()
         hall.kill()
+
+
+def test_the_bridge_brings_in_only_the_nearby_halls_queues_under_city() -> None:
+    city = city_broker("a.city:8883", cafile=Path("ca.pem"), username="u", password="p")
+    text = bridge_config("liwan", city, ["haizhu", "yuexiu"])
+    inbound = [line.split() for line in text.splitlines() if " in " in line]
+    assert inbound == [
+        ["topic", "queue/+", "in", "0", f"hallq/v1/liwan/city/{h}/", f"hallq/v1/{h}/state/"]
+        for h in ("haizhu", "yuexiu")
+    ]
+    assert "notification_topic hallq/v1/liwan/city/link" in text
+    assert "notifications_local_only true" in text
+    entry = nats_user("liwan", "hall-liwan", "$2a$11$hash", ["haizhu"])
+    assert '"hallq.v1.haizhu.state.queue.*"' in entry  # reads only its neighbours' queues
+    assert "hallq.v1.*" not in entry
+
+
+@pytest.fixture
+def two_halls(tmp_path: Path) -> Iterator[NatsCityCluster]:
+    if find_nats_server() is None or shutil.which("openssl") is None:
+        missing("nats-server and openssl (.ci/run installs them)")
+    cluster = NatsCityCluster(
+        tmp_path,
+        {"liwan": "hall-pw", "haizhu": "hz-pw", "tianhe": "th-pw"},
+        "bureau-pw",
+        nearby={"liwan": ["haizhu"]},
+    )
+    try:
+        cluster.start_all()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.broker
+def test_a_nearby_halls_queue_comes_in_and_the_link_state_follows_the_city(
+    two_halls: NatsCityCluster, tmp_path: Path
+) -> None:
+    """Haizhu's summary, published to the city as its own bridge would, lands in Liwan's
+    broker under city/haizhu/; Tianhe's (not a neighbour) does not; with the whole city
+    gone, Liwan's broker says the link is 0."""
+    city = two_halls
+    if find_mosquitto() is None:
+        missing("mosquitto")
+    conf = bridge_config(
+        "liwan",
+        city_broker(
+            ",".join(city.addresses()),
+            cafile=city.cafile,
+            username="hall-liwan",
+            password="hall-pw",
+        ),
+        ["haizhu"],
+    )
+    hall_dir = tmp_path / "hall"
+    hall_dir.mkdir()
+    hall = Mosquitto(hall_dir, extra=conf, persistence=False)
+    hall.start()
+    inbox: queue.Queue[paho.MQTTMessage] = queue.Queue()
+    local = hall_client(hall)
+    local.on_message = lambda c, u, msg: inbox.put(msg)
+    local.subscribe("hallq/v1/liwan/city/#", 1)
+    link = T.city_link()
+    wait_for(inbox, link, b"1", 30)
+
+    others = []
+    for hall_id, pw in (("haizhu", "hz-pw"), ("tianhe", "th-pw")):
+        other = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"bridge-{hall_id}", protocol=paho.MQTTv311
+        )
+        other.tls_set(ca_certs=str(city.cafile))
+        other.username_pw_set(f"hall-{hall_id}", pw)
+        other.connect("127.0.0.1", city.mqtt_ports[1])
+        other.loop_start()
+        others.append(other)
+    try:
+        tianhe = HallTopics("tianhe").queue_state("tax-filing")
+        haizhu = HallTopics("haizhu").queue_state("tax-filing")
+        others[1].publish(tianhe, queue_state(1, 2), qos=1, retain=True).wait_for_publish(10)
+        seen: list[str] = []
+        # again until the bridge's subscription is in place (it subscribes after connecting)
+        deadline = time.monotonic() + 30
+        rev = 0
+        while True:
+            rev += 1
+            summary = queue_state(rev, 3)
+            others[0].publish(haizhu, summary, qos=1, retain=True).wait_for_publish(10)
+            try:
+                seen += wait_for(inbox, T.city_queue("haizhu", "tax-filing"), summary, 2)
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, "haizhu's queue never reached liwan"
+        assert all("tianhe" not in t for t in seen)
+
+        city.stop()
+        wait_for(inbox, link, b"0", 60)
+    finally:
+        for client in (local, *others):
+            client.disconnect()
+            client.loop_stop()
+        hall.kill()

@@ -3,18 +3,20 @@ comfort index, the live city view's rules, and the dashboard's HTTP answers."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from city.bureau import CityDb, LiveCity, make_app
+from city.bureau import CityDb, CityMapError, LiveCity, load_city_map, make_app
 from city.replay import LogRow, write_rows
 from hallq import messages as m
 from hallq.topics import HallTopics
@@ -189,8 +191,8 @@ async def test_the_dashboard_answers_live_kpi_and_comfort_requests(
                 assert "YYYY-MM" in await r.text()
             async with http.get(f"{base}/") as r:
                 page = await r.text()
-                assert "east" in page
-                assert "1 halls live" in page
+                assert "This month by hall" in page
+                assert "city database:" not in page  # the month's KPIs were read
     finally:
         await runner.cleanup()
         db.close()
@@ -209,7 +211,7 @@ async def test_without_a_database_the_live_view_still_answers() -> None:
                 assert "--dsn" in await r.text()
             async with http.get(f"http://127.0.0.1:{port}/") as r:
                 assert r.status == 200
-                assert "no hall has reported yet" in await r.text()
+                assert '<script src="/bureau.js">' in await r.text()
     finally:
         await runner.cleanup()
 
@@ -233,6 +235,7 @@ def test_the_city_commands_migrate_roll_up_and_write_a_private_bridge_file(
         assert first.exit_code == 0, first.output
         assert "applied 0001_events" in first.output
         assert "applied 0002_kpi_hourly" in first.output
+        assert "applied 0003_hall_roles" in first.output
         again = runner.invoke(
             main, ["city", "migrate"], env={"HALLQ_CITY_DSN": dsn_with(ADMIN_DSN, dbname=fresh)}
         )
@@ -241,6 +244,20 @@ def test_the_city_commands_migrate_roll_up_and_write_a_private_bridge_file(
     finally:
         with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
+    role = f"hall_cli_{int(time.time() * 1000) % 10**9}"  # roles are the server's
+    added = CliRunner().invoke(
+        main, ["city", "add-hall", "--dsn", city_dsn, "east", "--role", role]
+    )
+    try:
+        assert added.exit_code == 0, added.output
+        assert f"made role {role}: it may ship hall east only" in added.output
+        bad = CliRunner().invoke(main, ["city", "add-hall", "--dsn", city_dsn, "East Hall"])
+        assert bad.exit_code == 2
+        assert "hall id 'East Hall' is not a valid id" in bad.output
+    finally:
+        with psycopg.connect(city_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP OWNED BY "{role}"')
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
     rolled = CliRunner().invoke(main, ["city", "rollup", "--dsn", city_dsn, "--day", "2026-03-16"])
     assert rolled.exit_code == 0
     assert rolled.output.startswith("2026-03-16: ")
@@ -274,3 +291,157 @@ def test_the_city_commands_migrate_roll_up_and_write_a_private_bridge_file(
     )
     assert missing.exit_code == 2
     assert "password" in missing.output
+
+
+CITY_FILE = """
+[[halls]]
+id = "east"
+name = "东区办税服务厅"
+district = "东区"
+grid = [2, 0]
+
+[[halls]]
+id = "west"
+name = "西区办税服务厅"
+grid = [0, 1]
+"""
+
+
+async def _events(response: aiohttp.ClientResponse) -> Any:
+    """The stream's ``city`` events, decoded, as they come."""
+    async for line in response.content:
+        if line.startswith(b"data: "):
+            yield json.loads(line[6:])
+
+
+async def test_the_dashboard_pushes_each_change_with_the_halls_places(tmp_path: Path) -> None:
+    (tmp_path / "city.toml").write_text(CITY_FILE, encoding="utf-8")
+    places = load_city_map(tmp_path / "city.toml")
+    live = LiveCity()
+    port = free_port()
+    runner = web.AppRunner(make_app(live, None, places))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/api/stream") as r,
+        ):
+            events = _events(r)
+            first = await asyncio.wait_for(anext(events), 10)
+            # both halls are on the map before either has said anything
+            assert {h["hall"]: h["grid"] for h in first["halls"]} == {
+                "east": [2, 0],
+                "west": [0, 1],
+            }
+            assert all(h["updated"] is None for h in first["halls"])
+            live.apply(HallTopics("east").queue_state("invoice"), queue_msg(1, "invoice", 7, 3.0))
+            pushed = await asyncio.wait_for(anext(events), 10)  # pushed, not polled
+            east = next(h for h in pushed["halls"] if h["hall"] == "east")
+            assert east["waiting"] == 7
+            assert east["name"] == "东区办税服务厅"
+            assert pushed["least"]["invoice"][0]["hall"] == "east"
+    finally:
+        await runner.cleanup()
+
+
+def test_a_bad_city_file_names_the_entry(tmp_path: Path) -> None:
+    path = tmp_path / "city.toml"
+    path.write_text(CITY_FILE.replace("[0, 1]", '"left"'), encoding="utf-8")
+    with pytest.raises(CityMapError, match=r"city.toml: halls\[1\]\.grid"):
+        load_city_map(path)
+    path.write_text(CITY_FILE.replace('id = "west"', 'id = "east"'), encoding="utf-8")
+    with pytest.raises(CityMapError, match="'east' is listed twice"):
+        load_city_map(path)
+
+
+async def test_with_users_the_dashboard_needs_a_login(tmp_path: Path) -> None:
+    """The supervisor desk's sessions and lockout (coordinator.web.auth), on the bureau."""
+    from coordinator.web.users import User, hash_password, write_users_file
+
+    users = tmp_path / "bureau.users.toml"
+    write_users_file(users, [User("analyst", "viewer", hash_password("long enough pw"))])
+    live = LiveCity()
+    port = free_port()
+    runner = web.AppRunner(make_app(live, None, None, users))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            async with http.get(f"{base}/", allow_redirects=False) as r:
+                assert r.status == 302
+                assert r.headers["Location"] == "/login"
+            for path in ("/api/halls", "/api/stream", "/bureau.js", "/api/comfort.csv"):
+                async with http.get(f"{base}{path}") as r:
+                    assert r.status == 401, path
+            form = {"user": "analyst", "password": "wrong password"}
+            async with http.post(f"{base}/login", data=form) as r:
+                assert r.status == 401
+            async with http.post(
+                f"{base}/login", data=form, headers={"Origin": "http://evil.example"}
+            ) as r:
+                assert r.status == 403
+            form["password"] = "long enough pw"
+            async with http.post(f"{base}/login", data=form) as r:
+                assert r.status == 200  # redirected to the dashboard
+                assert "hallq bureau" in await r.text()
+            async with http.get(f"{base}/api/halls") as r:
+                assert r.status == 200
+            async with http.post(f"{base}/logout") as r:
+                assert r.url.path == "/login"
+            async with http.get(f"{base}/api/halls") as r:
+                assert r.status == 401
+            form["password"] = "wrong again"
+            statuses = []
+            for _ in range(6):
+                async with http.post(f"{base}/login", data=form) as r:
+                    statuses.append(r.status)
+            assert statuses[-1] == 429  # locked out, as at the desk
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_dashboard_page_draws_the_map_and_follows_the_city_live(
+    tmp_path: Path,
+) -> None:
+    from .test_web_browser import CHROMIUM, FLAGS, WAIT_MS, Shots, _playwright
+
+    async_playwright = _playwright()
+    shots = Shots(tmp_path)
+    (tmp_path / "city.toml").write_text(CITY_FILE, encoding="utf-8")
+    live = LiveCity()
+    live.apply(HallTopics("west").queue_state("invoice"), queue_msg(1, "invoice", 150, 40.0))
+    live.apply(HallTopics("north").queue_state("invoice"), queue_msg(1, "invoice", 30, 9.0))
+    port = free_port()
+    runner = web.AppRunner(make_app(live, None, load_city_map(tmp_path / "city.toml")))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            try:
+                page = await browser.new_page(viewport={"width": 900, "height": 700})
+                page.set_default_timeout(WAIT_MS)
+                await page.goto(f"http://127.0.0.1:{port}/")
+                await page.wait_for_selector('#map .hall.busy[data-hall="west"]')
+                # placed by the city file's cells; a hall not in it goes below the map
+                box_e = await page.locator('#map [data-hall="east"]').bounding_box()
+                box_w = await page.locator('#map [data-hall="west"]').bounding_box()
+                assert box_e is not None
+                assert box_w is not None
+                assert box_e["x"] > box_w["x"]
+                assert box_e["y"] < box_w["y"]
+                assert await page.locator('#unplaced [data-hall="north"]').count() == 1
+                live.apply(
+                    HallTopics("west").queue_state("invoice"), queue_msg(2, "invoice", 3, 1.0)
+                )
+                await page.wait_for_selector('#map .hall.quiet[data-hall="west"]')  # pushed
+                assert (
+                    "西区办税服务厅 (1 min, 3 waiting)" in await page.locator("#least").inner_text()
+                )
+                await shots.take(page, "bureau-map")
+            finally:
+                await browser.close()
+    finally:
+        await runner.cleanup()

@@ -427,3 +427,106 @@ def test_the_coordinator_reports_the_city_link_from_the_shippers_mark(tmp_path: 
         assert "not a ship mark" in (broken.error or "")
     finally:
         log.close()
+
+
+def _with_identities(rows: list[LogRow]) -> list[LogRow]:
+    """The replayed day with an ID hash on every issue and on a carried-over ticket, as a
+    real hall's log has where the dispenser read an ID card."""
+    out: list[LogRow] = []
+    for kind, cmd_id, day, at, source, payload, result in rows:
+        body = json.loads(payload)
+        if kind == "day_open":
+            body["carried"] = [{"number": "A001", "service": "tax-filing", "identity": "cd" * 32}]
+        elif body.get("kind") == "issue":
+            body["identity"] = "ab" * 32
+        out.append((kind, cmd_id, day, at, source, json.dumps(body), result))
+    return out
+
+
+def test_identity_hashes_never_reach_the_city_database(city_dsn: str, tmp_path: Path) -> None:
+    from city.ship import Shipper
+
+    psycopg = psycopg_module()
+    log_path = tmp_path / "events-liwan.sqlite"
+    rows = _with_identities(day_rows(volume=100))
+    assert sum('"identity"' in r[5] for r in rows) > 50
+    write_rows(log_path, rows)
+    shipper = Shipper("liwan", log_path, city_dsn, batch=5000)
+    assert shipper.ship_once() == len(rows)
+    shipper.close()
+    with psycopg.connect(city_dsn, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM events WHERE payload::text LIKE %s "
+            "OR payload::text LIKE %s OR payload::text LIKE %s",
+            ("%identity%", "%" + "ab" * 32 + "%", "%" + "cd" * 32 + "%"),
+        ).fetchone()
+        issued = conn.execute("SELECT count(*) FROM events WHERE op = 'issue'").fetchone()
+        carried = conn.execute(
+            "SELECT payload -> 'carried' -> 0 ->> 'number' FROM events WHERE kind = 'day_open'"
+        ).fetchone()
+    assert found == (0,)
+    assert issued[0] > 50  # the rest of each entry is there
+    assert carried == ("A001",)
+
+
+def test_each_halls_login_may_write_only_its_own_rows_and_cursor(
+    city_dsn: str, tmp_path: Path
+) -> None:
+    """``hallq city add-hall``'s roles: hall east's credentials ship east's log, and can
+    neither store a row of west's nor move west's cursor."""
+    import uuid
+
+    from city.migrate import add_hall
+    from city.ship import CityUnavailable, Shipper, city_row
+
+    psycopg = psycopg_module()
+    tag = uuid.uuid4().hex[:8]  # roles are the server's: unique per test run
+    east, west = f"hall_east_{tag}", f"hall_west_{tag}"
+    with psycopg.connect(city_dsn, autocommit=True) as admin:
+        assert add_hall(admin, "east", east, "east-password")
+        assert add_hall(admin, "west", west, "west-password")
+        assert not add_hall(admin, "west", west)  # again: changes nothing
+    try:
+        east_dsn = dsn_with(city_dsn, user=east, password="east-password")
+        west_dsn = dsn_with(city_dsn, user=west, password="west-password")
+        rows = day_rows(volume=100)
+        for hall, dsn in (("east", east_dsn), ("west", west_dsn)):
+            write_rows(tmp_path / f"{hall}.sqlite", rows)
+            shipper = Shipper(hall, tmp_path / f"{hall}.sqlite", dsn, batch=100)
+            assert shipper.ship_once() == 100  # a new day's partition made on the way
+            shipper.close()
+
+        # east's credentials, shipping west's log: refused, nothing stored, cursor unmoved
+        write_rows(tmp_path / "forged.sqlite", rows)
+        forger = Shipper("west", tmp_path / "forged.sqlite", east_dsn, batch=100)
+        with pytest.raises(CityUnavailable, match=r"row-level security|may write only"):
+            forger.ship_once()
+        forger.close()
+        with psycopg.connect(east_dsn, autocommit=True) as conn:
+            r = city_row("west", (101, *rows[100]))
+            with (
+                pytest.raises(psycopg.Error, match="may write only the rows of hall east, not"),
+                conn.cursor().copy(
+                    "COPY events (hall_id, seq, day, at, kind, source, payload) FROM STDIN"
+                ) as copy,
+            ):
+                copy.write_row((r[0], r[1], r[2], r[3], r[4], r[10], r[12]))
+            moved = conn.execute("UPDATE halls SET shipped_seq = 0 WHERE hall_id = 'west'").rowcount
+            assert moved == 0  # west's cursor is not east's to move
+            with pytest.raises(psycopg.Error, match="row-level security"):
+                conn.execute("INSERT INTO halls (hall_id) VALUES ('north')")
+            with pytest.raises(psycopg.Error, match="permission denied"):
+                conn.execute("DELETE FROM events")
+        assert city_state(city_dsn, "west") == {
+            "cursor": 100,
+            "count": 100,
+            "distinct": 100,
+            "min": 1,
+            "max": 100,
+        }
+        assert city_state(city_dsn, "east")["count"] == 100
+    finally:
+        with psycopg.connect(city_dsn, autocommit=True) as admin:
+            for role in (east, west):
+                admin.execute(f'DROP OWNED BY "{role}"')
+                admin.execute(f'DROP ROLE "{role}"')

@@ -410,4 +410,5 @@ async def test_queues_are_republished_with_simulated_wait_ranges(
         assert last.waiting == 6
         assert last.eta_min == last.wait.p50_min > 0
         assert last.wait.low_min <= last.wait.p50_min <= last.wait.high_min
+        assert coordinator.eta is not None
         assert coordinator.eta.refreshes >= 1

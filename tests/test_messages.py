@@ -142,8 +142,17 @@ def test_round_trip_through_the_contract_type(message: Any) -> None:
 
 
 def test_every_contract_payload_has_an_example() -> None:
-    covered = {TYPE_OF.get(type(x), type(x)) for x in EXAMPLES}
+    covered = {TYPE_OF.get(type(x), type(x)) for x in EXAMPLES} | {m.CityLinkState}
     assert {spec.payload for spec in ALL_TOPICS} <= covered
+
+
+def test_the_city_link_state_is_the_bare_number_mosquitto_writes() -> None:
+    """Mosquitto's bridge notification is ``1`` or ``0``, not one of our messages."""
+    assert m.decode(m.CityLinkState, b"1").root == 1
+    assert m.decode(m.CityLinkState, b"0").root == 0
+    for bad in (b'"1"', b"2", b"true", b""):
+        with pytest.raises(PayloadError):
+            m.decode(m.CityLinkState, bad)
 
 
 def _call(**override: Any) -> bytes:

@@ -11,6 +11,7 @@ import math
 import random
 import sqlite3
 import statistics
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,13 @@ from click.testing import CliRunner
 from coordinator.dispatch import load_core
 from coordinator.eventlog import EventLog
 from coordinator.hallqueue import HallQueue
-from coordinator.simulation.learn import LearnError, fit_lognormal, learn_demand
+from coordinator.simulation import learn
+from coordinator.simulation.learn import (
+    LearnError,
+    fit_lognormal,
+    learn_counter_times,
+    learn_demand,
+)
 from coordinator.simulation.profile import SERVICE_SIGMA, Demand
 from hallq import messages as m
 from hallq.config import HallConfig, parse_config
@@ -223,6 +230,58 @@ def test_since_keeps_only_later_days(history: tuple[Path, dict[str, list[float]]
     )
     assert learned.days == 3
     assert learned.issued == sum(PER_DAY.values()) * 3
+
+
+def test_the_coordinator_learns_the_same_counter_times_replaying_each_closed_day_once(
+    history: tuple[Path, dict[str, list[float]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the wait estimates use after a restart: the fits learn_demand gives, from
+    per-day sums kept beside the log; a restart replays only the days not kept yet (and
+    the last, which may still be open)."""
+    path, _ = history
+    full = learn_demand(path, hall(), min_samples=MIN_SAMPLES, core_kind="pure")
+    cache = tmp_path / "counter-times.json"
+    replayed: list[int] = []
+    replay_day = learn._replay_day
+
+    def counting(cfg: HallConfig, core_cls: type, rows: list[tuple[object, ...]]) -> object:
+        replayed.append(len(rows))
+        return replay_day(cfg, core_cls, rows)
+
+    monkeypatch.setattr(learn, "_replay_day", counting)
+    first = learn_counter_times(
+        path, hall(), min_samples=MIN_SAMPLES, core_kind="pure", cache=cache
+    )
+    assert len(replayed) == len(DAYS)
+    again = learn_counter_times(
+        path, hall(), min_samples=MIN_SAMPLES, core_kind="pure", cache=cache
+    )
+    assert len(replayed) == len(DAYS) + 1  # the last day only
+    for code in TRUE:
+        fit = full.services[code]
+        assert first[code] == pytest.approx((fit.mu, fit.sigma), abs=1e-9)
+        assert again[code] == pytest.approx(first[code], abs=1e-12)
+    assert "green" not in first  # too few samples: the estimator keeps today's
+    # another hall file replays differently: its kept sums are not used
+    other = parse_config(hall_text().replace('id = "pi-w1"', 'id = "pi-w9"'), "other.toml")
+    theirs = learn_counter_times(path, other, min_samples=MIN_SAMPLES)
+    assert theirs != again
+    assert learn_counter_times(path, other, min_samples=MIN_SAMPLES, cache=cache) == theirs
+    cache.write_text("{not json")  # damaged: only slower
+    assert learn_counter_times(path, hall(), min_samples=MIN_SAMPLES, cache=cache) == again
+
+
+def test_learning_counter_times_ends_when_the_coordinator_stops(
+    history: tuple[Path, dict[str, list[float]]],
+) -> None:
+    path, _ = history
+    stop = threading.Event()
+    stop.set()
+    assert learn_counter_times(path, hall(), min_samples=MIN_SAMPLES, stop=stop) == {}
+    since = learn_counter_times(path, hall(), min_samples=1, since=dt.date(2026, 12, 3))
+    assert set(since) == {"tax-filing", "invoice", "green"}  # one day is enough for 1
 
 
 def test_replaying_under_another_hall_file_is_flagged(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,12 +39,19 @@ __all__ = [
     "SYNTHETIC_TREND",
     "SYNTHETIC_WEEKDAY",
     "History",
+    "Stopped",
     "arrival_counts",
     "generate_history",
     "open_slots",
 ]
 
 SLOT_MIN = 30
+
+
+class Stopped(RuntimeError):
+    """The caller's stop flag was set while the log was read (a coordinator stopping)."""
+
+
 # Weekday multipliers of the generated history (Mon=0): Monday carries the weekend's
 # backlog, Friday afternoons thin out, Saturday is a skeleton service, Sunday closed.
 SYNTHETIC_WEEKDAY = (1.20, 1.05, 1.00, 1.00, 0.90, 0.15, 0.0)
@@ -118,26 +126,37 @@ class History:
         )
 
 
-def arrival_counts(log_path: str | Path, cfg: HallConfig) -> History:
+def arrival_counts(
+    log_path: str | Path, cfg: HallConfig, *, stop: threading.Event | None = None
+) -> History:
     """Count the tickets issued in the event log at ``log_path`` by (business day, half hour).
 
     The log is opened read-only, so this is safe next to a running coordinator (WAL lets
     readers in while it writes). Tickets issued in a half hour outside the opening hours
     (an offline dispenser catching up, a green channel opened early) get their own column.
+    A long log takes seconds: once ``stop`` is set, the reading ends with :class:`Stopped`.
     """
     slots, open_min = open_slots(cfg)
     uri = f"file:{Path(log_path).resolve()}?mode=ro"
     db = sqlite3.connect(uri, uri=True)
+    if stop is not None:  # SQLite asks every 100k steps; a true answer interrupts the query
+        db.set_progress_handler(stop.is_set, 100_000)
     try:
         rows = db.execute(
             "SELECT at FROM entries WHERE kind = 'ticket' AND json_extract(result, '$.ok') "
             "AND json_extract(result, '$.info') IS NOT NULL ORDER BY at"
         ).fetchall()
+    except sqlite3.OperationalError:
+        if stop is not None and stop.is_set():
+            raise Stopped(f"reading {log_path} stopped") from None
+        raise
     finally:
         db.close()
     tz = cfg.hall.tzinfo
     cells: dict[tuple[dt.date, int], int] = {}
-    for (at,) in rows:
+    for i, (at,) in enumerate(rows):
+        if stop is not None and not i % 10_000 and stop.is_set():
+            raise Stopped(f"counting {log_path} stopped")
         local = dt.datetime.fromtimestamp(float(at), tz)
         key = (
             cfg.hall.business_day(float(at)),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from coordinator.forecast.hall_calendar import Calendar
-from coordinator.forecast.history import History, arrival_counts, generate_history
+from coordinator.forecast.history import History, Stopped, arrival_counts, generate_history
 from coordinator.forecast.levels import (
     LEVEL_BY,
     QUIET,
@@ -322,16 +323,21 @@ def build_forecast(
     start: dt.date | None = None,
     min_weeks: float = MIN_WEEKS,
     level_by: LevelBy = "waits",
+    stop: threading.Event | None = None,
 ) -> Forecast:
     """The hall's comfort forecast for ``days`` days from ``start`` (default today, hall
     time). Uses the event log at ``log_path`` when it holds at least ``min_weeks`` weeks,
     else a generated ``months_synthetic``-month history ending yesterday; ``source`` on
-    the result says which (and why). ``level_by``: see :func:`forecast_from`."""
+    the result says which (and why). ``level_by``: see :func:`forecast_from`. ``stop``
+    set (a coordinator stopping) ends it with :class:`~.history.Stopped` before the
+    simulated days, and while the log is read."""
     if start is None:
         start = dt.datetime.now(cfg.hall.tzinfo).date()
     reason = "no event log given"
     if log_path is not None and Path(log_path).exists():
-        history = arrival_counts(log_path, cfg)
+        history = arrival_counts(log_path, cfg, stop=stop)
+        if stop is not None and stop.is_set():
+            raise Stopped("forecast stopped")
         if history.weeks >= min_weeks:
             return forecast_from(cfg, history, start=start, days=days, level_by=level_by)
         reason = f"event log holds {history.weeks:.1f} weeks, fewer than {min_weeks:g}"

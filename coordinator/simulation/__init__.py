@@ -29,14 +29,14 @@ A command line wires it like this::
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.dispatch import core_kind as kind_of_core
 from coordinator.dispatch import load_core
-from coordinator.simulation.day import DayResult, FastHall, run_day, sim_config
 from coordinator.simulation.policies import POLICIES, POLICY_NAMES, policy_skills
 from coordinator.simulation.profile import (
     CALIBRATED_VOLUME,
@@ -46,9 +46,33 @@ from coordinator.simulation.profile import (
     draw_day,
     open_spans,
 )
-from coordinator.simulation.render import render_report, save_chart
-from coordinator.simulation.report import Estimate, PolicyReport, SimulationReport
 from hallq.config import HallConfig
+
+if TYPE_CHECKING:
+    from coordinator.simulation.day import DayResult, FastHall
+    from coordinator.simulation.render import render_report, save_chart
+    from coordinator.simulation.report import PolicyReport, SimulationReport
+
+# loaded on first use: the day loop brings numpy, the renderer PIL and rich, and the
+# coordinator's start (the appointment book's calendar needs ``profile``) waits for neither
+_HOME = {
+    "FastHall": "day",
+    "render_report": "render",
+    "save_chart": "render",
+    "PolicyReport": "report",
+    "SimulationReport": "report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    # kept, so the next use is a plain attribute
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CALIBRATED_VOLUME",
@@ -127,6 +151,9 @@ def run_simulation(
     booked a slot (``profile.draw_day``). ``engine`` plays every step through ``Engine.apply``
     (the reference path, ~100x slower) instead of the compiled loop.
     """
+    from coordinator.simulation.day import FastHall, run_day, sim_config
+    from coordinator.simulation.report import Estimate, PolicyReport, SimulationReport
+
     if replications < 1:
         raise ValueError("replications must be at least 1")
     if volume < 0:

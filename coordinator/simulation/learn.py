@@ -31,11 +31,14 @@ written under: commands it refuses differently from the log are counted as misma
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import math
+import os
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,7 +56,14 @@ from coordinator.forecast.history import arrival_counts, open_slots
 from coordinator.simulation.profile import PROFILE_START, Demand
 from hallq.config import HallConfig
 
-__all__ = ["LearnError", "LearnedDemand", "ServiceFit", "learn_demand", "render_learned"]
+__all__ = [
+    "LearnError",
+    "LearnedDemand",
+    "ServiceFit",
+    "learn_counter_times",
+    "learn_demand",
+    "render_learned",
+]
 
 MAX_COUNTER_MIN = 180.0
 _COLUMNS = "seq, kind, cmd_id, day, at, source, payload, result"
@@ -199,6 +209,112 @@ def learn_demand(
     )
 
 
+def learn_counter_times(
+    log_path: str | Path,
+    cfg: HallConfig,
+    *,
+    since: dt.date | None = None,
+    min_samples: int = 30,
+    max_counter_min: float = MAX_COUNTER_MIN,
+    core_kind: str = "auto",
+    stop: threading.Event | None = None,
+    cache: Path | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Only the counter times (lognormal ``(mu, sigma)`` on seconds) of the services with
+    at least ``min_samples`` of them from ``since`` on: what the coordinator's wait
+    estimates draw from. It runs beside a serving coordinator, so it costs little there:
+
+    * a closed day's counter times never change, so each is replayed once: its sums (count,
+      sum of logs, sum of squared logs per service: all a lognormal fit needs) are kept in
+      ``cache`` (a JSON file, valid for one hall config and version, like a checkpoint)
+      and only new days and the open one are replayed (a busy day is ~2 s of CPU);
+    * only those days are read, by the log's day index, not the whole log;
+    * it ends between two days once ``stop`` is set (the coordinator stopping).
+
+    Raises :class:`LearnError` as :func:`learn_demand` does for a missing or foreign file."""
+    path = Path(log_path)
+    known = {s.code for s in cfg.services}
+    core_cls = load_core(core_kind)
+    fingerprint = hallqueue.config_fingerprint(cfg)
+    kept = _read_sums(cache, fingerprint)
+    fresh: dict[str, dict[str, list[float]]] = {}
+    total: dict[str, list[float]] = {}
+    db = _open(path)
+    quiet = _ReplayMismatches()
+    hallqueue.log.addFilter(quiet)
+    try:
+        days = [
+            d
+            for (d,) in db.execute(
+                "SELECT DISTINCT day FROM entries WHERE day >= ? ORDER BY day",
+                (since.isoformat() if since else "",),
+            )
+        ]
+        for day in days:
+            if stop is not None and stop.is_set():
+                break
+            sums = kept.get(day) if day != days[-1] else None  # the last may still be open
+            if sums is None:
+                rows = db.execute(
+                    f"SELECT {_COLUMNS} FROM entries WHERE day = ? ORDER BY seq", (day,)
+                ).fetchall()
+                try:
+                    times, _ = _counter_times(_replay_day(cfg, core_cls, rows), max_counter_min)
+                except ValueError:  # a damaged payload or result: that day is left out
+                    continue
+                sums = {
+                    code: [
+                        len(sample),
+                        math.fsum(math.log(x) for x in sample),
+                        math.fsum(math.log(x) ** 2 for x in sample),
+                    ]
+                    for code, sample in times.items()
+                }
+                if day != days[-1]:
+                    fresh[day] = sums
+            for code, (n, s1, s2) in sums.items():
+                acc = total.setdefault(code, [0.0, 0.0, 0.0])
+                acc[0], acc[1], acc[2] = acc[0] + n, acc[1] + s1, acc[2] + s2
+    except sqlite3.DatabaseError as exc:
+        raise LearnError(f"{path}: cannot be read as an event log ({exc})") from None
+    finally:
+        hallqueue.log.removeFilter(quiet)
+        db.close()
+    if cache is not None and fresh:
+        first = since.isoformat() if since else ""
+        _write_sums(cache, fingerprint, {d: v for d, v in {**kept, **fresh}.items() if d >= first})
+    fits = {}
+    for code, (n, s1, s2) in total.items():
+        if code in known and n >= min_samples:
+            mu = s1 / n
+            fits[code] = (mu, math.sqrt(max(0.0, s2 / n - mu * mu)))
+    return fits
+
+
+def _read_sums(cache: Path | None, fingerprint: str) -> dict[str, dict[str, list[float]]]:
+    """The kept per-day sums, or none when missing, damaged or for another config."""
+    if cache is None:
+        return {}
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+        if data.get("fingerprint") != fingerprint:
+            return {}
+        return {
+            str(d): {str(c): [float(x) for x in v] for c, v in s.items()}
+            for d, s in data["days"].items()
+        }
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return {}
+
+
+def _write_sums(cache: Path, fingerprint: str, days: dict[str, dict[str, list[float]]]) -> None:
+    """Replace the kept sums at once (a rename); not written is only slower next time."""
+    tmp = cache.with_name(cache.name + ".tmp")
+    with contextlib.suppress(OSError):
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "days": days}), encoding="utf-8")
+        os.replace(tmp, cache)
+
+
 def fit_lognormal(seconds: list[float]) -> tuple[float, float]:
     """Maximum-likelihood lognormal: the mean and the (divide-by-n) spread of the logs.
 
@@ -235,10 +351,20 @@ def _open(path: Path) -> sqlite3.Connection:
 def _business_days(
     db: sqlite3.Connection, since: dt.date | None
 ) -> Iterator[tuple[str, list[_Row]]]:
-    """Each logged day as its ``day_open`` entry and what follows, one day in memory."""
+    """Each logged day as its ``day_open`` entry and what follows, one day in memory; only
+    the days from ``since`` on are read."""
     day: str | None = None
     rows: list[_Row] = []
-    for row in db.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY seq"):
+    first = 0
+    if since is not None:  # days follow the log's order: start at the first entry of since
+        found = db.execute(  # by the day index: min(seq) would walk the log from its start
+            "SELECT seq FROM entries WHERE day >= ? ORDER BY day, seq LIMIT 1",
+            (since.isoformat(),),
+        ).fetchone()
+        if found is None:
+            return
+        first = found[0]
+    for row in db.execute(f"SELECT {_COLUMNS} FROM entries WHERE seq >= ? ORDER BY seq", (first,)):
         if row[1] == "day_open" and rows:
             if day is not None and (since is None or day >= since.isoformat()):
                 yield day, rows
@@ -278,14 +404,10 @@ def _replay(
             days += 1
             for code, n in day_issued.items():
                 (issued if code in known else unknown)[code] += n
-            for t in engine.tickets:
-                if t.finished_at is None or t.called_at is None:
-                    continue
-                took = t.finished_at - (t.started_at or t.called_at)
-                if 0 < took <= max_s:
-                    times.setdefault(t.service, []).append(took)
-                else:
-                    dropped[t.service] += 1
+            day_times, day_dropped = _counter_times(engine, max_s / 60.0)
+            for code, sample in day_times.items():
+                times.setdefault(code, []).extend(sample)
+            dropped.update(day_dropped)
     finally:
         hallqueue.log.removeFilter(quiet)
     notes = []
@@ -299,6 +421,22 @@ def _replay(
             "is this the hall file the log was written under?"
         )
     return issued, unknown, days, times, dropped, notes
+
+
+def _counter_times(engine: Any, max_min: float) -> tuple[dict[str, list[float]], Counter[str]]:
+    """Seconds at the counter of each finished ticket of a replayed day, by service, and
+    how many were dropped (zero or negative, or over ``max_min``: a window left open)."""
+    times: dict[str, list[float]] = {}
+    dropped: Counter[str] = Counter()
+    for t in engine.tickets:
+        if t.finished_at is None or t.called_at is None:
+            continue
+        took = t.finished_at - (t.started_at or t.called_at)
+        if 0 < took <= max_min * 60.0:
+            times.setdefault(t.service, []).append(took)
+        else:
+            dropped[t.service] += 1
+    return times, dropped
 
 
 def _replay_day(cfg: HallConfig, core_cls: type[Any], rows: list[_Row]) -> Any:

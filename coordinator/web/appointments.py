@@ -15,11 +15,13 @@ import sqlite3
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.forecast.hall_calendar import Calendar
-from coordinator.web import models as api
 from hallq.config import HallConfig
+
+if TYPE_CHECKING:  # the API's models load with the web server, after the first reply
+    from coordinator.web import models as api
 
 OPEN_WEEKDAYS = range(5)  # Monday to Friday, unless the hall calendar says otherwise
 WEEKDAYS_ZH = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
@@ -325,6 +327,8 @@ class AddressLimiter:
 
 
 def booking_json(b: Booking, cfg: HallConfig, now: float, checked_in: set[str]) -> api.Booking:
+    from coordinator.web import models as api
+
     tz = cfg.hall.tzinfo
     start = dt.datetime.fromtimestamp(b.start, tz)
     end = dt.datetime.fromtimestamp(b.end, tz)

@@ -21,11 +21,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from hallq.config import HallConfig
+from hallq.config import HallConfig, WebConfig
 
 from .users import Directory, User, verify_password
 
@@ -202,11 +203,19 @@ class Attempt:
 class Gate:
     """The desk's users, their sessions and the login throttle, for one web server."""
 
-    def __init__(self, cfg: HallConfig, clock: Callable[[], float] = time.time) -> None:
-        settings = cfg.web
+    def __init__(
+        self,
+        cfg: HallConfig | None,
+        clock: Callable[[], float] = time.time,
+        *,
+        users_file: Path | None = None,
+    ) -> None:
+        """``cfg`` None: the bureau's dashboard, with the users of ``users_file`` and the
+        default session and lockout settings."""
+        settings = cfg.web if cfg is not None else WebConfig()
         self.cfg = cfg
         self.clock = clock
-        self.directory = Directory(cfg)
+        self.directory = Directory(cfg, users_file=users_file)
         self.sessions = Sessions(
             settings.session_idle_min * 60, settings.session_max_h * 3600, lambda: self.clock()
         )

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from coordinator.engine import Engine
     from coordinator.eventlog import EventLog
     from coordinator.hallqueue import HallQueue, Submitted
+    from coordinator.nearby import NearbyHalls
     from coordinator.web.appointments import AppointmentBook, Booking
     from coordinator.web.devices import DeviceBook
     from hallq.bus import Session
@@ -47,6 +48,8 @@ class HallService(Protocol):
     def alerts(self) -> deque[tuple[float, m.AlertEvent]]: ...
     @property
     def bookings(self) -> AppointmentBook: ...
+    @property
+    def nearby(self) -> NearbyHalls: ...
     @property
     def forecast(self) -> Any: ...  # coordinator.forecast.Forecast, or None: no history yet
 

@@ -32,6 +32,8 @@ __all__ = [
     "HallHeader",
     "Health",
     "LoginRequest",
+    "Nearby",
+    "NearbyHall",
     "PublicHall",
     "Service",
     "Slot",
@@ -294,6 +296,28 @@ class SupervisorCommand(_Out):
     )
 
 
+class NearbyHall(_Out):
+    hall: str
+    name: str
+    district: str | None = None
+    distance_km: float | None = None
+    eta_min: float = Field(description="its expected wait for a ticket issued now, minutes")
+    waiting: int
+    age_s: float = Field(description="seconds since its summary reached this hall")
+
+
+class Nearby(_Out):
+    """Nearby halls serving the same business with a clearly shorter wait: only while the
+    city link is up (``link``); otherwise ``halls`` is empty and the pages show nothing."""
+
+    service: str
+    wait_min: float | None = Field(
+        description="this hall's expected wait compared: the ticket's own, or a new ticket's"
+    )
+    link: bool = Field(description="the city bridge is connected and nearby halls are listed")
+    halls: list[NearbyHall]
+
+
 RESPONSE_MODELS: list[type[BaseModel]] = [
     Error,
     Service,
@@ -316,5 +340,6 @@ RESPONSE_MODELS: list[type[BaseModel]] = [
     LoginRequest,
     Done,
     AuditEntry,
+    Nearby,
     m.ComfortState,
 ]

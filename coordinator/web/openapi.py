@@ -116,6 +116,23 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                     "responses": {**_ok("the ticket", _ref("Ticket")), **_errors("404")},
                 }
             },
+            "/api/nearby": {
+                "get": {
+                    "summary": "nearby halls with a clearly shorter wait for the same service "
+                    "(empty while the city link is down)",
+                    "parameters": [
+                        _param("service", "query", _STR),
+                        _param(
+                            "ticket",
+                            "query",
+                            _STR,
+                            required=False,
+                            description="compare with this waiting ticket's own wait",
+                        ),
+                    ],
+                    "responses": {**_ok("nearby halls", _ref("Nearby")), **_errors("404")},
+                }
+            },
             "/api/boards": {
                 "get": {
                     "summary": "the hall's LED call boards",

@@ -132,6 +132,16 @@ async def ticket(request: web.Request) -> web.Response:
     return _json(found)
 
 
+async def nearby(request: web.Request) -> web.Response:
+    """Quieter halls for the same business (``coordinator.nearby``), for the ticket and
+    booking pages; empty while the city link is down."""
+    service = request.query.get("service", "")
+    found = views.nearby_json(_c(request), service, request.query.get("ticket") or None)
+    if found is None:
+        return _error(404, "unknown_service", f"no service {service[:40]!r} in this hall")
+    return _json(found)
+
+
 async def internal_hall(request: web.Request) -> web.Response:
     return _json(views.summary_json(_c(request)))
 
@@ -730,6 +740,7 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_get("/api/hall", hall)
     r.add_get("/api/health", health)
     r.add_get("/api/tickets/{number}", ticket)
+    r.add_get("/api/nearby", nearby)
     r.add_get("/api/boards", board_list)
     r.add_get("/api/boards/{board}.png", board_png)
     r.add_get("/api/stream", stream)

@@ -126,20 +126,23 @@ class Directory:
     """The users as of now: the hall file's, the users file's (reloaded on change), and the
     bootstrap supervisor from the environment."""
 
-    def __init__(self, cfg: HallConfig) -> None:
-        self._fixed: dict[str, User] = {
-            u.name: User(u.name, u.role, u.password_hash) for u in cfg.web.users
-        }
-        settings = cfg.coordinator
-        if settings.supervisor_password is not None and (
-            settings.supervisor_user not in self._fixed
-        ):
-            self._fixed[settings.supervisor_user] = User(
-                settings.supervisor_user,
-                "supervisor",
-                hash_password(settings.supervisor_password.get_secret_value()),
-            )
-        self.path = cfg.web.users_file
+    def __init__(self, cfg: HallConfig | None, *, users_file: Path | None = None) -> None:
+        """``cfg`` None: only the users of ``users_file`` (the bureau's dashboard, which
+        has no hall file)."""
+        self._fixed: dict[str, User] = {}
+        self.path = users_file
+        if cfg is not None:
+            self._fixed = {u.name: User(u.name, u.role, u.password_hash) for u in cfg.web.users}
+            settings = cfg.coordinator
+            if settings.supervisor_password is not None and (
+                settings.supervisor_user not in self._fixed
+            ):
+                self._fixed[settings.supervisor_user] = User(
+                    settings.supervisor_user,
+                    "supervisor",
+                    hash_password(settings.supervisor_password.get_secret_value()),
+                )
+            self.path = cfg.web.users_file
         self._stamp: tuple[int, int] | None = None
         self._from_file: dict[str, User] = {}
         self.refresh()

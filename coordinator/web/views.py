@@ -181,3 +181,24 @@ def alerts_json(c: HallService) -> list[dict[str, Any]]:
         item.update(at=_iso(at, tz))
         out.append(item)
     return [api.Alert.model_validate(item).model_dump(mode="json") for item in out]
+
+
+def nearby_json(c: HallService, code: str, number: str | None) -> dict[str, Any] | None:
+    """Nearby halls with a clearly shorter wait for service ``code`` than here: than the
+    ticket ``number``'s remaining wait if it still waits, else than a new ticket's."""
+    if code not in c.engine.services:
+        return None
+    now = c.clock()
+    wait: float | None = None
+    t = c.engine.by_number.get(number) if number else None
+    if t is not None and t.service == code and t.state in AHEAD_STATES:
+        wait = c.engine.ticket_info(t, now).eta_min
+    elif t is None:
+        wait = c.engine.queue_state(code, c.queue.seq, now).eta_min
+    halls = c.nearby.suggest(code, wait)
+    return api.Nearby(
+        service=code,
+        wait_min=None if wait is None else round(wait, 1),
+        link=c.nearby.fresh,
+        halls=[api.NearbyHall(**h) for h in halls],
+    ).model_dump(mode="json")

@@ -14,7 +14,12 @@
                  no_show: ["未到", "Not attended"], cancelled: ["已取消", "Cancelled"]};
   const weekday = (d) => WEEKDAYS[new Date(d + "T12:00:00").getDay()];
 
+  // a hall nearby that is clearly quicker today for the chosen service, if the city says so
+  const nearby = hallq.serial(() =>
+    hallq.nearby($("service").value, null, $("nearby-card"), $("nearby")));
+
   function showMaterials() {
+    nearby();
     const s = services.find((x) => x.code === $("service").value);
     $("materials").replaceChildren(...(s ? s.materials : []).map((m) => el("li", {}, m)));
     $("materials-card").hidden = !(s && s.materials.length);
@@ -104,6 +109,8 @@
       loadSlots(false);
     };
     showMaterials();
+    setInterval(nearby, 30000);
+    hallq.live((change) => { if (change.type === "city") nearby(); });
     await loadSlots(true);
   }
   init().catch((e) => showError($("error"), e));

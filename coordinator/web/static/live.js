@@ -32,6 +32,26 @@ window.hallq = {
     for (const c of children) node.append(c instanceof Node ? c : String(c ?? ""));
     return node;
   },
+  // Quieter halls nearby for the same service (/api/nearby): fills `list` and shows `card`
+  // only while the city link is up and some hall is clearly quicker; else hides it.
+  async nearby(service, ticket, card, list) {
+    let n = null;
+    try {
+      n = await hallq.getJSON("/api/nearby?service=" + encodeURIComponent(service) +
+                              (ticket ? "&ticket=" + encodeURIComponent(ticket) : ""));
+    } catch (e) { /* the hall's own page goes on without it */ }
+    const halls = n && n.link ? n.halls : [];
+    list.replaceChildren(...halls.map((h) => {
+      const where = [h.district, h.distance_km != null ? `${h.distance_km} km` : null]
+        .filter(Boolean).join(" · ");
+      const eta = Math.round(h.eta_min);
+      return hallq.el("li", {"data-hall": h.hall}, hallq.el("b", {}, h.name),
+        where ? hallq.el("span", {class: "muted"}, ` ${where}`) : "",
+        hallq.el("br"), `预计等候约 ${eta} 分钟，${h.waiting} 人排队`,
+        hallq.el("span", {class: "en"}, ` · about ${eta} min, ${h.waiting} waiting`));
+    }));
+    card.hidden = halls.length === 0;
+  },
   minutes(s) { return s == null ? "—" : (s / 60).toFixed(1) + " 分钟"; },
   // one refresh at a time; a change arriving meanwhile triggers one more afterwards
   serial(fn) {

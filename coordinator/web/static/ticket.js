@@ -91,9 +91,23 @@
     $("materials-card").hidden = !materialsShown || finished;
   }
 
+  // quieter halls nearby, while this ticket still waits: on a change in the hall or the
+  // city link, and at least every 30 s (the nearby halls' figures move on their own)
+  let service = null, nearbyAt = 0;
+  const nearby = hallq.serial(async () => {
+    nearbyAt = Date.now();
+    if (service) await hallq.nearby(service, number, $("nearby-card"), $("nearby"));
+    else $("nearby-card").hidden = true;
+  });
+  setInterval(() => { if (Date.now() - nearbyAt > 25000) nearby(); }, 30000);
+
   const refresh = hallq.serial(async () => {
     try {
-      show(await hallq.getJSON("/api/tickets/" + encodeURIComponent(number)));
+      const t = await hallq.getJSON("/api/tickets/" + encodeURIComponent(number));
+      show(t);
+      const was = service;
+      service = t.state === "waiting" ? t.service : null;
+      if (service !== was || Date.now() - nearbyAt > 10000) nearby();
     } catch (e) {
       $("status").textContent = e.status === 404 ? "今天没有这个号码" : "暂时无法查询，稍后自动重试";
       $("status-en").textContent = e.status === 404 ? "No such ticket today" : "Cannot check now, retrying";
@@ -102,6 +116,6 @@
   });
   hallq.getJSON("/api/hall").then((h) => { $("hall-name").textContent = h.hall.name; })
     .catch(() => {});
-  hallq.live(refresh, $("live"));
+  hallq.live((change) => { if (change.type === "city") nearby(); refresh(); }, $("live"));
   refresh();
 })();
