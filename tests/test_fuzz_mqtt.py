@@ -390,7 +390,7 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path) -> None:
     published: list[tuple[str, BaseModel]] = []
 
     async def record(
-        topic: str, message: BaseModel, *, queue: bool = False, expiry_s: float | None = None
+        topic: str, message: BaseModel, *, queue: bool = False, deadline: float | None = None
     ) -> bool:
         m.encode(message)  # what the real publish does first: it must fit the contract
         published.append((topic, message))
