@@ -7,7 +7,9 @@ private Mosquitto, and measures:
 
 - start to online: from spawning the process to its retained presence ``online`` arriving
   at another client (interpreter start, imports, config, serial lines, MQTT connect);
-- idle RSS: VmRSS of the agent process after it has been online and idle for ``--idle`` s;
+- idle RSS: VmRSS of the agent process after it has been online and idle for ``--idle`` s,
+  with its PSS (shared pages split among the processes that map them: what the agent adds
+  to a Pi running it next to others) and USS (its private pages: what stopping it frees);
 - the top imports: time spent in each package's own modules, from a second run under
   ``python -X importtime``.
 
@@ -72,11 +74,15 @@ class PresenceWatch:
         self.client.disconnect()
 
 
-def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    found = re.search(r"VmRSS:\s+(\d+) kB", status)
-    assert found is not None
-    return int(found.group(1)) / 1024
+def memory_mb(pid: int) -> dict[str, float]:
+    """RSS, PSS and USS of a process, in MB (from /proc/PID/smaps_rollup)."""
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    kb = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", rollup, re.M)}
+    return {
+        "rss": kb["Rss"] / 1024,
+        "pss": kb["Pss"] / 1024,
+        "uss": (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024,
+    }
 
 
 def start_sims(agent: str, sim_dir: Path) -> subprocess.Popen[bytes]:
@@ -120,7 +126,8 @@ def run_agent(
     watch: PresenceWatch,
     idle: float,
     importtime: bool = False,
-) -> tuple[float, float, str]:
+    entry: str = "hallqctl.launch",
+) -> tuple[float, dict[str, float], str]:
     env = {
         **os.environ,
         "HALLQ_BROKER_URL": url,
@@ -131,7 +138,7 @@ def run_agent(
         sys.executable,
         *(["-X", "importtime"] if importtime else []),
         "-m",
-        "hallqctl.cli",
+        entry,  # hallqctl.launch: what the `hallq` console script runs
         "agent",
         "--config",
         str(example_hall()),
@@ -152,12 +159,19 @@ def run_agent(
     try:
         online = watch.wait(agent, 30) - started
         time.sleep(idle)
-        rss = rss_mb(proc.pid)
+        rss = memory_mb(proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
         reader.join(10)
     return online, rss, b"".join(errors).decode("utf-8", "replace")
+
+
+def import_total_ms(stderr: str) -> float:
+    """All import time of the process (every module's own time, summed)."""
+    return sum(
+        int(found.group(1)) / 1000 for found in re.finditer(r"import time:\s+(\d+) \|", stderr)
+    )
 
 
 def top_imports(stderr: str, top: int) -> list[tuple[str, float]]:
@@ -178,6 +192,11 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=3.0)
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument(
+        "--entry",
+        default="hallqctl.launch",
+        help="module run as `python -m ENTRY agent ...` (hallqctl.cli: an older tree's CLI)",
+    )
     args = parser.parse_args()
     summary: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="hallq-footprint-") as tmp:
@@ -199,6 +218,7 @@ def main() -> None:
                             broker.url,
                             watch,
                             args.idle,
+                            entry=args.entry,
                         )
                         for i in range(args.runs)
                     ]
@@ -210,27 +230,35 @@ def main() -> None:
                         watch,
                         0.2,
                         importtime=True,
+                        entry=args.entry,
                     )
                 finally:
                     sims.terminate()
                     sims.wait(10)
                 online = [r[0] for r in results]
-                rss = [r[1] for r in results]
+                rss = [r[1]["rss"] for r in results]
+                pss = statistics.median(r[1]["pss"] for r in results)
+                uss = statistics.median(r[1]["uss"] for r in results)
                 heads = top_imports(imports, args.top)
                 runs = ", ".join(f"{x:.2f}" for x in online)
                 print(
                     f"{role} agent {agent}: start to online median "
                     f"{statistics.median(online):.2f} s (runs {runs}), "
-                    f"idle RSS median {statistics.median(rss):.1f} MB"
+                    f"idle RSS median {statistics.median(rss):.1f} MB "
+                    f"(PSS {pss:.1f}, USS {uss:.1f})"
                 )
+                total = import_total_ms(imports)
                 print(
-                    "  top imports (self ms by package): "
+                    f"  imports {total:.0f} ms; top (self ms by package): "
                     + ", ".join(f"{name} {ms:.0f}" for name, ms in heads)
                 )
                 summary[role] = {
                     "agent": agent,
                     "online_s": statistics.median(online),
                     "rss_mb": statistics.median(rss),
+                    "pss_mb": round(pss, 1),
+                    "uss_mb": round(uss, 1),
+                    "imports_total_ms": round(total, 1),
                     "imports_ms": dict(heads),
                 }
         finally:

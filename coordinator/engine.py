@@ -8,7 +8,9 @@ Which ticket a window calls is decided by the dispatch core (``DISPATCH.md``).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import heapq
 import statistics
 import time
 from collections import Counter, deque
@@ -31,6 +33,8 @@ OPEN_STATES = frozenset(
     }
 )
 AT_WINDOW = frozenset({TicketState.CALLED, TicketState.SERVING})
+# states a ticket never leaves (for the KPIs: its figures are final)
+FINAL_STATES = frozenset({TicketState.DONE, TicketState.CANCELLED, TicketState.VOIDED})
 RECENT_SERVICE_TIMES = 20
 
 
@@ -172,6 +176,13 @@ class Engine:
         self.calls: deque[m.BoardCall] = deque(maxlen=self.settings.board_calls)
         self.appointments: dict[str, tuple[str, float, float]] = {}
         self.seq = 0
+        self._heaps: dict[str, list[tuple[float, int, int]]] = {}
+        self._heaps_for: list[Ticket] | None = None  # the ticket list they index
+        # today's KPIs: tickets in a final state folded into running tallies (stats_state)
+        self._kpi_for: list[Ticket] | None = None
+        self._kpi_final: tuple[_Tally, dict[str, _Tally], dict[int, _Tally]]
+        self._kpi_open: list[int] = []
+        self._kpi_seen = 0
 
     def push_skills(self, win: WindowRec) -> None:
         """Give the core the skills the engine holds for ``win`` (also to undo a simulated
@@ -431,6 +442,8 @@ class Engine:
         if cls == CLASS_OF[Priority.APPOINTMENT] and not t.appt_end:
             cls = CLASS_OF[Priority.NORMAL]
         s = self.service_idx[t.service]
+        if t.directed is None:
+            heapq.heappush(self._waiting_heaps()[t.service], (t.issued_at, t.seq, t.idx))
         if t.directed is not None:
             self.core.add_directed(t.idx, self.windows[t.directed].idx, s, cls, t.issued_at, t.seq)
         elif behind_head:
@@ -478,9 +491,36 @@ class Engine:
             return 999.0
         return round(min(999.0, people_ahead * self.avg_service_s(service) / share / 60.0), 1)
 
+    def _waiting_heaps(self) -> dict[str, list[tuple[float, int, int]]]:
+        """Per service, the tickets that entered its queue, oldest first: (issue time, seq,
+        index) in a heap whose stale entries (called, transferred, cancelled since) are
+        dropped when they reach the top. Built from the tickets when the list is not the one
+        they index (a checkpoint restored, a new day), then kept as tickets are queued."""
+        if self._heaps_for is not self.tickets:
+            self._heaps = {code: [] for code in self.services}
+            for t in self.tickets:
+                if t.state is TicketState.WAITING and t.directed is None:
+                    self._heaps[t.service].append((t.issued_at, t.seq, t.idx))
+            for heap in self._heaps.values():
+                heapq.heapify(heap)
+            self._heaps_for = self.tickets
+        return self._heaps
+
+    def oldest_waiting(self, service: str) -> Ticket | None:
+        """The longest-waiting ticket in ``service``'s queue (directed ones excluded), in
+        amortised O(log n): what every queue publish needs, without a pass over the day."""
+        heap = self._waiting_heaps()[service]
+        while heap:
+            t = self.tickets[heap[0][2]]
+            if t.state is TicketState.WAITING and t.directed is None and t.service == service:
+                return t
+            heapq.heappop(heap)
+        return None
+
     def oldest_wait_min(self, service: str, now: float) -> float:
         """Age of the longest-waiting ticket of ``service`` (0 when none waits)."""
-        return max((now - t.issued_at for t in self.waiting_tickets(service)), default=0.0) / 60.0
+        t = self.oldest_waiting(service)
+        return 0.0 if t is None else max(0.0, now - t.issued_at) / 60.0
 
     def eta_range(self, t: Ticket | None, service: str, now: float) -> m.WaitRange:
         """The wait shown for ``t`` (or for a ticket of ``service`` issued now): the wait
@@ -817,10 +857,10 @@ class Engine:
         )
 
     def queue_state(self, service: str, rev: int, now: float) -> m.QueueState:
-        waiting = self.waiting_tickets(service)
         idx = self.service_idx[service]
         ordered = [self.tickets[i] for i in self.core.upcoming(idx, now, 20)]
-        oldest = min((t.issued_at for t in waiting), default=None)
+        first = self.oldest_waiting(service)
+        oldest = first.issued_at if first is not None else None
         wait = self.eta_range(None, service, now)
         return m.QueueState(
             rev=rev,
@@ -837,14 +877,36 @@ class Engine:
         return m.BoardState(rev=rev, calls=list(self.calls), waiting=waiting)
 
     def stats_state(self, rev: int, now: float | None = None) -> m.StatsState:
-        """Today's KPIs, in one pass over the day's tickets (the coordinator publishes this
-        every second while anything changes). Before the first ticket, "today" is the hall's
-        business day, not the machine's calendar date (a UTC Pi at 00:30 in Beijing...)."""
+        """Today's KPIs (the coordinator publishes this every second while anything
+        changes). A ticket that reached a final state (done, cancelled, voided) never
+        changes its figures again: it is folded once into running tallies, and only the
+        open tickets are gone over each time, so the cost follows the queues, not the day.
+        Before the first ticket, "today" is the hall's business day, not the machine's
+        calendar date (a UTC Pi at 00:30 in Beijing...)."""
         day = self.day or self.business_day(time.time() if now is None else now)
-        total = _Tally()
-        by_service = {code: _Tally() for code in self.services}
-        by_window = {n: _Tally() for n in self.windows}
-        for t in self.tickets:
+        if self._kpi_for is not self.tickets:  # a new day, or a restored checkpoint
+            self._kpi_for = self.tickets
+            self._kpi_final = (
+                _Tally(keep_sorted=True),
+                {code: _Tally(keep_sorted=True) for code in self.services},
+                {n: _Tally(keep_sorted=True) for n in self.windows},
+            )
+            self._kpi_open, self._kpi_seen = [], 0
+        self._kpi_open.extend(range(self._kpi_seen, len(self.tickets)))
+        self._kpi_seen = len(self.tickets)
+        live = (
+            _Tally(),
+            {code: _Tally() for code in self.services},
+            {n: _Tally() for n in self.windows},
+        )
+        still_open = []
+        for i in self._kpi_open:
+            t = self.tickets[i]
+            if t.state in FINAL_STATES:
+                total, by_service, by_window = self._kpi_final
+            else:
+                total, by_service, by_window = live
+                still_open.append(i)
             wait = None if t.called_at is None else t.called_at - t.issued_at
             took = (
                 None
@@ -856,24 +918,29 @@ class Engine:
                 kpi.add(t.state, wait, took)
             if t.window is not None and (kpi := by_window.get(t.window)) is not None:
                 kpi.add(t.state, wait, took)
+        self._kpi_open = still_open
+        final_total, final_service, final_window = self._kpi_final
+        total, by_service, by_window = live
         return m.StatsState(
             rev=rev,
             day=day,
-            total=total.kpi(),
-            per_service={code: k.kpi() for code, k in by_service.items()},
-            per_window={str(n): k.kpi() for n, k in by_window.items()},
+            total=final_total.kpi(total),
+            per_service={code: final_service[code].kpi(k) for code, k in by_service.items()},
+            per_window={str(n): final_window[n].kpi(k) for n, k in by_window.items()},
         )
 
 
 class _Tally:
     """One group's tickets as the KPIs need them: counts, waits, counter times."""
 
-    __slots__ = ("issued", "no_show", "served", "took", "waits")
+    __slots__ = ("issued", "keep_sorted", "no_show", "served", "took", "took_sum", "waits")
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_sorted: bool = False) -> None:
         self.issued = self.served = self.no_show = 0
+        self.keep_sorted = keep_sorted  # a running tally: waits stay sorted as they come
         self.waits: list[float] = []
-        self.took: list[float] = []
+        self.took = 0
+        self.took_sum = 0.0
 
     def add(self, state: TicketState, wait: float | None, took: float | None) -> None:
         self.issued += 1
@@ -882,19 +949,38 @@ class _Tally:
         elif state is TicketState.NO_SHOW:
             self.no_show += 1
         if wait is not None:
-            self.waits.append(wait)
+            if self.keep_sorted:
+                bisect.insort(self.waits, wait)
+            else:
+                self.waits.append(wait)
         if took is not None:
-            self.took.append(took)
+            self.took += 1
+            self.took_sum += took
 
-    def kpi(self) -> m.Kpi:
-        waits = sorted(self.waits)
+    def kpi(self, more: _Tally | None = None) -> m.Kpi:
+        """The KPIs of this group, with ``more`` (the same group's open tickets) added."""
+        waits = self.waits
+        took, took_sum = self.took, self.took_sum
+        issued, served, no_show = self.issued, self.served, self.no_show
+        if more is not None:
+            if more.waits:  # two sorted runs: the sort merges them in one pass
+                waits = waits + sorted(more.waits)
+                waits.sort()
+            took, took_sum = took + more.took, took_sum + more.took_sum
+            issued, served, no_show = (
+                issued + more.issued,
+                served + more.served,
+                no_show + more.no_show,
+            )
+        elif not self.keep_sorted:
+            waits = sorted(waits)
         return m.Kpi(
-            issued=self.issued,
-            served=self.served,
-            no_show=self.no_show,
+            issued=issued,
+            served=served,
+            no_show=no_show,
             avg_wait_s=round(statistics.fmean(waits), 1) if waits else None,
             p90_wait_s=round(waits[min(len(waits) - 1, int(0.9 * len(waits)))], 1)
             if waits
             else None,
-            avg_service_s=round(statistics.fmean(self.took), 1) if self.took else None,
+            avg_service_s=round(took_sum / took, 1) if took else None,
         )

@@ -11,6 +11,12 @@ analytics until the retention period ends.
 A write that fails (disk full, read-only file system, I/O error) raises
 :class:`StorageFailed`; the caller must then treat the command as not kept (see
 ``docs/delivery.md``).
+
+Group commit: :meth:`EventLog.stage` numbers an entry and holds it in memory (visible to
+:meth:`lookup` and :meth:`last_seq`), :meth:`commit` writes every staged entry in one
+transaction, so commands that arrive together share one fsync. Nothing staged may be
+answered or published before its commit returned; a failed commit keeps none of them
+(``failures`` counts such losses, so a waiter can tell its group was lost).
 """
 
 from __future__ import annotations
@@ -77,6 +83,9 @@ class EventLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db = open_db(path, _SCHEMA)
+        self._staged: list[tuple[Any, ...]] = []
+        self._staged_ids: dict[str, tuple[Any, ...]] = {}
+        self.failures = 0  # commits that failed: their staged entries were never kept
 
     @classmethod
     def reader(cls, path: Path) -> EventLog:
@@ -87,6 +96,7 @@ class EventLog:
             raise FileNotFoundError(f"no event log at {path}")
         log = cls.__new__(cls)
         log.path = path
+        log._staged, log._staged_ids, log.failures = [], {}, 0
         log._db = sqlite3.connect(
             f"{path.resolve().as_uri()}?mode=ro",
             uri=True,
@@ -99,9 +109,22 @@ class EventLog:
         self._db.close()
 
     def last_seq(self) -> int:
+        """The newest entry's number, staged or committed."""
+        if self._staged:
+            return int(self._staged[-1][0])
+        return self.committed_seq()
+
+    def committed_seq(self) -> int:
         return int(self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0])
 
+    @property
+    def staged(self) -> int:
+        return len(self._staged)
+
     def lookup(self, cmd_id: str) -> Entry | None:
+        staged = self._staged_ids.get(cmd_id)
+        if staged is not None:
+            return _entry(staged)
         row = self._db.execute(
             "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
             "WHERE cmd_id = ?",
@@ -120,24 +143,65 @@ class EventLog:
         payload: str,
         result: dict[str, Any] | None,
     ) -> int:
-        """Append one entry durably and return its sequence number."""
+        """Append one entry durably (with whatever was staged before it, in one
+        transaction) and return its sequence number."""
+        seq = self.stage(
+            kind=kind, cmd_id=cmd_id, day=day, at=at, source=source, payload=payload, result=result
+        )
+        self.commit()
+        return seq
+
+    def stage(
+        self,
+        *,
+        kind: str,
+        cmd_id: str | None,
+        day: str,
+        at: float,
+        source: str,
+        payload: str,
+        result: dict[str, Any] | None,
+    ) -> int:
+        """Number one entry and hold it for the next :meth:`commit` (not durable yet)."""
+        seq = (int(self._staged[-1][0]) if self._staged else self.committed_seq()) + 1
+        row = (
+            seq,
+            kind,
+            cmd_id,
+            day,
+            at,
+            source,
+            payload,
+            json.dumps(result, ensure_ascii=False) if result is not None else None,
+        )
+        self._staged.append(row)
+        if cmd_id is not None:
+            self._staged_ids[cmd_id] = row
+        return seq
+
+    def commit(self) -> int:
+        """Write every staged entry in one transaction (one fsync); returns how many. On
+        failure none of them is kept, the staged ones are dropped and StorageFailed raised."""
+        rows, self._staged, self._staged_ids = self._staged, [], {}
+        if not rows:
+            return 0
         try:
-            cursor = self._db.execute(
-                "INSERT INTO entries (kind, cmd_id, day, at, source, payload, result) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    kind,
-                    cmd_id,
-                    day,
-                    at,
-                    source,
-                    payload,
-                    json.dumps(result, ensure_ascii=False) if result is not None else None,
-                ),
-            )
-        except (sqlite3.OperationalError, OSError) as exc:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO entries (seq, kind, cmd_id, day, at, source, payload, result) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            self.failures += 1
             raise StorageFailed(f"event log {self.path}: {exc}") from exc
-        return int(cursor.lastrowid or 0)
+        return len(rows)
 
     def probe(self, at: float) -> None:
         """One real, synced write: whether an append would be kept now (after a failure).
@@ -173,7 +237,7 @@ class EventLog:
 
         Two index lookups whatever the backlog, so the coordinator can answer it in its
         event loop: the count is by sequence numbers, which the log never skips."""
-        last = self.last_seq()
+        last = self.committed_seq()
         row = self._db.execute(
             "SELECT at FROM entries WHERE seq > ? ORDER BY seq LIMIT 1", (seq,)
         ).fetchone()

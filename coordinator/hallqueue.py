@@ -294,10 +294,20 @@ class HallQueue:
         }
 
     def submit(
-        self, kind: str, role: str, client: str, command: Any, now: float, *, late: bool = False
+        self,
+        kind: str,
+        role: str,
+        client: str,
+        command: Any,
+        now: float,
+        *,
+        late: bool = False,
+        defer: bool = False,
     ) -> Submitted:
         """Apply and log one command; ``late``: it outlived its sender's deadline and is
-        refused unless it was logged already (then the first reply stands)."""
+        refused unless it was logged already (then the first reply stands). ``defer``: the
+        entry is only staged, and durable once :meth:`commit` returns (group commit); the
+        caller answers nothing about it before that."""
         seen = self.log.lookup(command.id)
         if seen is not None and seen.result is not None:
             return Submitted(seen.seq, seen.result, None)
@@ -309,7 +319,7 @@ class HallQueue:
         record = record_of(outcome)
         assert self.engine.day is not None
         try:
-            seq = self.log.append(
+            seq = self.log.stage(
                 kind=kind,
                 cmd_id=command.id,
                 day=self.engine.day.isoformat(),
@@ -318,7 +328,18 @@ class HallQueue:
                 payload=m.encode(command).decode(),
                 result=record,
             )
+            if not defer:
+                self.log.commit()
         except StorageFailed:
             self.rebuild()
             raise
         return Submitted(seq, record, outcome, rollover)
+
+    def commit(self) -> int:
+        """Make every staged entry durable in one transaction. When the log cannot take
+        them, memory is rebuilt from the log, as if none of them had arrived."""
+        try:
+            return self.log.commit()
+        except StorageFailed:
+            self.rebuild()
+            raise

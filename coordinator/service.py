@@ -61,6 +61,10 @@ LINK_LOST = Refusal("link_lost", "the connection this command came on is gone")
 STORAGE_FAILED = "系统存储故障"
 Batch = list[tuple[str, m.Message]]
 ETA_STALE_S = 30.0  # hall seconds: waits are re-simulated at least this often
+# commands in their handlers at once: those that arrive together are applied in arrival
+# order and share one commit of the event log (group commit)
+COMMAND_CONCURRENCY = 256
+GROUP_ROUNDS = 8  # loop rounds a group commit waits at most for commands already received
 # counter times for the wait estimates are learned from this many recent days of the log
 # (a year's log would keep that worker busy for many minutes after every start)
 LEARN_DAYS = 28
@@ -105,6 +109,22 @@ def _reply(command: Any, record: dict[str, Any], day: dt.date | None) -> m.Messa
     )
 
 
+def _not_kept() -> Submitted:
+    """A command the event log could not take: refused, nothing changed."""
+    return Submitted(
+        -1,
+        {
+            "ok": False,
+            "ticket": None,
+            "info": None,
+            "lease": None,
+            "error": {"code": "storage_failed", "message": STORAGE_FAILED},
+        },
+        None,
+        kept=False,
+    )
+
+
 class Coordinator:
     """Owns one hall's queue; the only writer of its state."""
 
@@ -143,7 +163,10 @@ class Coordinator:
         self.session: Session | None = None
         self._stats_dirty = True
         self._lock = asyncio.Lock()  # the engine and the log: never held across a publish
-        self._sending = asyncio.Lock()  # publishes leave in the order they were rendered
+        # retained states changed by commands, rendered once per group commit (coalesced)
+        self._dirty_windows: set[int] = set()
+        self._dirty_services: set[str] = set()
+        self._dirty_board = False
         self.storage_error: str | None = None
         self._reconnect_due = False
         self._refused_at: dict[str, float] = {}  # command id -> first refused (loop time)
@@ -159,6 +182,10 @@ class Coordinator:
         self._refreshing: asyncio.Task[None] | None = None
         self.authz = Authority(cfg)
         self._alerting: set[asyncio.Task[None]] = set()
+        # group commit: commands staged in the log wait here for the one commit that
+        # makes them all durable (see _durable)
+        self._commit_waiters: list[tuple[int, asyncio.Future[bool]]] = []
+        self._committing: asyncio.Task[None] | None = None
         self.nearby = NearbyHalls(cfg.city, clock)
         # set when stopping: a worker thread reading the log ends at its next check
         self.stopping = threading.Event()
@@ -243,6 +270,7 @@ class Coordinator:
             outbox_max=cfg.runtime.outbox_max,
             ack_after_handler=ack_after_handler,
             stall_beat_s=STALL_BEAT_S,
+            concurrency=COMMAND_CONCURRENCY,
         )
 
     async def run(self, session: Session, ready: asyncio.Event | None = None) -> None:
@@ -314,7 +342,7 @@ class Coordinator:
             if rollover is not None:
                 batch += self._outcome_batch(rollover, self.queue.seq)
                 self._refresh_forecast()
-            if self._stats_dirty:
+            if self._stats_dirty and self.eventlog.staged == 0:  # only what the log holds
                 batch.append((self._topics.stats_state(), self.engine.stats_state(self.queue.seq)))
                 self._stats_dirty = False
                 self._notify({"type": "stats", "rev": self.queue.seq})
@@ -416,7 +444,9 @@ class Coordinator:
                     self._eta_shown[code] = shown
                     changed.append(code)
             batch: Batch = []
-            if changed and self.session is not None:
+            if changed and self.eventlog.staged:  # rendered with the group being committed
+                self._dirty_services.update(changed)
+            elif changed and self.session is not None:
                 qrev = self._queue_rev(rev, bump=True)
                 batch = [
                     (self._topics.queue_state(code), self.engine.queue_state(code, qrev, now))
@@ -483,13 +513,19 @@ class Coordinator:
             )
 
     async def _deliver(self, batch: Batch) -> None:
-        """Publish rendered messages in render order, outside the engine's lock."""
+        """Publish rendered messages in render order, outside the engine's lock: handed to
+        paho in this order at once (so batches delivered one after another leave in that
+        order too), then their PUBACKs awaited together. Batches do not wait for each
+        other's PUBACKs: under load they overlap."""
         if batch:
-            async with self._sending:
-                # handed to paho in this order at once (tasks start in creation order),
-                # then their PUBACKs awaited together: one round trip per batch, not one
-                # per message (a reconnect's full republish is about 60 of them)
-                await asyncio.gather(*(self._publish(t, message) for t, message in batch))
+            assert self.session is not None
+            try:
+                await self.session.publish_many(batch)
+            except NotConnected as exc:
+                log.warning(
+                    "not published (the broker is away; state is republished on reconnect): %s",
+                    exc,
+                )
         if self._reconnect_due and self.session is not None:
             self._reconnect_due = False
             self.session.reconnect()
@@ -528,6 +564,9 @@ class Coordinator:
 
     async def publish_all(self) -> None:
         """Every retained state, from the engine (and the calls still on)."""
+        waiting = self._durable(self.queue.seq)  # what is staged now is shown once kept
+        if waiting is not None:
+            await waiting
         async with self._lock:
             batch = self._all_state()
         await self._deliver(batch)
@@ -624,7 +663,11 @@ class Coordinator:
                 ]
             await self._deliver(batch)
 
-    def _outcome_batch(self, outcome: Outcome, rev: int) -> Batch:
+    def _outcome_batch(
+        self, outcome: Outcome, rev: int, later: list[dict[str, Any]] | None = None
+    ) -> Batch:
+        """The outcome's events; the retained states it changed are marked, and rendered
+        once for every command of a group when the group is durable (``_dirty_states``)."""
         t, now = self._topics, self.clock()
         batch: Batch = []
         for event in outcome.events:
@@ -632,29 +675,28 @@ class Coordinator:
                 type(event)
             ]
             batch.append((t.event(kind), event))
-        for number in sorted(outcome.windows):
-            batch.append((t.window_state(number), self.engine.window_state(number, rev)))
-        for code in sorted(outcome.services):
-            batch.append(
-                (t.queue_state(code), self.engine.queue_state(code, self._queue_rev(rev), now))
-            )
-        if outcome.board_changed:
-            batch.append((t.board_state(), self.board_state(rev)))
+        self._dirty_windows |= outcome.windows
+        self._dirty_services |= outcome.services
+        self._dirty_board = self._dirty_board or outcome.board_changed
+        if self.eventlog.staged == 0:  # durable already (a day's roll-over): render now
+            batch += self._dirty_states()
         self._stats_dirty = True
         self._eta_dirty = True
         for event in outcome.events:
             if isinstance(event, m.AlertEvent):
                 self.alerts.appendleft((now, event))
-        self._notify(
-            {
-                "type": "outcome",
-                "rev": rev,
-                "events": [e.model_dump(mode="json", exclude_none=True) for e in outcome.events],
-                "windows": sorted(outcome.windows),
-                "services": sorted(outcome.services),
-                "board": outcome.board_changed,
-            }
-        )
+        notice = {
+            "type": "outcome",
+            "rev": rev,
+            "events": [e.model_dump(mode="json", exclude_none=True) for e in outcome.events],
+            "windows": sorted(outcome.windows),
+            "services": sorted(outcome.services),
+            "board": outcome.board_changed,
+        }
+        if later is not None:  # told once the command is durable
+            later.append(notice)
+        else:
+            self._notify(notice)
         return batch
 
     def deadline_s(self, command: Any) -> float:
@@ -803,6 +845,7 @@ class Coordinator:
         ticket); nothing changed then, and the broker delivers it again if it kept it.
         ``due``: the loop time after which the sender no longer waits (expired if reached)."""
         batch: Batch = []
+        notices: list[dict[str, Any]] = []
         async with self._lock:
             now = self.clock()
             if self.storage_error is not None:
@@ -819,21 +862,12 @@ class Coordinator:
                 elif self.storage_error is not None and not late:
                     raise StorageFailed(self.storage_error)
                 else:
-                    done = self.queue.submit(kind, role, client, command, now, late=late)
+                    done = self.queue.submit(
+                        kind, role, client, command, now, late=late, defer=True
+                    )
             except StorageFailed as exc:
                 batch += self._storage_failed(exc)
-                done = Submitted(
-                    -1,
-                    {
-                        "ok": False,
-                        "ticket": None,
-                        "info": None,
-                        "lease": None,
-                        "error": {"code": "storage_failed", "message": STORAGE_FAILED},
-                    },
-                    None,
-                    kept=False,
-                )
+                done = _not_kept()
             if reply and not unanswerable:
                 batch.insert(
                     0,
@@ -843,12 +877,19 @@ class Coordinator:
                     ),
                 )
             if done.rollover is not None:
-                batch += self._outcome_batch(done.rollover, done.seq)
+                batch += self._outcome_batch(done.rollover, done.seq, notices)
                 self._refresh_forecast()
             if done.outcome is not None and done.outcome.ok:
-                batch += self._outcome_batch(done.outcome, done.seq)
-            if done.seq - self._checkpoint_seq >= CHECKPOINT_EVERY:
-                self._checkpoint(done.seq)
+                batch += self._outcome_batch(done.outcome, done.seq, notices)
+            waiting = self._durable(done.seq) if done.kept else None
+        if waiting is not None and not await waiting:
+            # its group's commit failed: nothing of it happened, and nothing was published
+            done = _not_kept()
+            batch = [(self._topics.reply(role, client), _reply(command, done.record, None))]
+            batch = batch if reply else []
+            notices = []
+        for notice in notices:
+            self._notify(notice)
         await self._deliver(batch)
         if not done.kept:
             log.warning(
@@ -874,6 +915,72 @@ class Coordinator:
                 done.record["error"]["message"],
             )
         return done
+
+    def _dirty_states(self) -> Batch:
+        """Each retained state changed since the last render, rendered (and serialized)
+        once, at the log's current revision. Only where the engine is exactly the log:
+        nothing staged (a state must never show what a failed commit would take back)."""
+        t, rev, now = self._topics, self.queue.seq, self.clock()
+        batch: Batch = [
+            (t.window_state(n), self.engine.window_state(n, rev))
+            for n in sorted(self._dirty_windows)
+        ]
+        if self._dirty_services:
+            qrev = self._queue_rev(rev)
+            batch += [
+                (t.queue_state(code), self.engine.queue_state(code, qrev, now))
+                for code in sorted(self._dirty_services)
+            ]
+        if self._dirty_board:
+            batch.append((t.board_state(), self.board_state(rev)))
+        self._dirty_windows, self._dirty_services, self._dirty_board = set(), set(), False
+        return batch
+
+    def _durable(self, seq: int) -> asyncio.Future[bool] | None:
+        """None if entry ``seq`` is durable already, else a future that the next group
+        commit resolves: True once it is in the log, False if its group was lost."""
+        if self.eventlog.staged == 0 or seq < 0:
+            return None
+        future = asyncio.get_running_loop().create_future()
+        self._commit_waiters.append((self.eventlog.failures, future))
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.create_task(self._group_commit())
+        return future
+
+    async def _group_commit(self) -> None:
+        """Commit what the commands read so far staged: one transaction, one fsync. It
+        runs in the loop (the fsync blocks it; commands arriving meanwhile wait in the
+        socket and form the next, larger group), and again while commands wait. After a
+        failure every waiter staged before it is told so: the log kept none of them, and
+        the engine was rebuilt. The states the group changed are rendered once, here,
+        where the engine is exactly the log, and published after the group's replies."""
+        while self._commit_waiters:
+            await asyncio.sleep(0)  # the commands already read join this group...
+            for _ in range(GROUP_ROUNDS):  # ...and those the broker has handed over
+                if self.session is None or not self.session.backlog:
+                    break
+                await asyncio.sleep(0)
+            batch: Batch = []
+            async with self._lock:
+                waiters, self._commit_waiters = self._commit_waiters, []
+                try:
+                    self.queue.commit()
+                except StorageFailed as exc:
+                    batch += self._storage_failed(exc)
+                failures = self.eventlog.failures
+                seq = self.queue.seq
+                if seq - self._checkpoint_seq >= CHECKPOINT_EVERY and self.storage_error is None:
+                    self._checkpoint(seq)  # the engine is exactly the log here
+                if self.session is not None:
+                    batch += self._dirty_states()
+            for generation, future in waiters:
+                if not future.done():
+                    future.set_result(generation == failures)
+            if batch:
+                await asyncio.sleep(0)  # the group's replies and events go out first
+                task = asyncio.create_task(self._deliver(batch))
+                self._alerting.add(task)
+                task.add_done_callback(self._alerting.discard)
 
     def _checkpoint(self, seq: int) -> None:
         """Every CHECKPOINT_EVERY entries: the state is pickled here, under the lock (~0.1 s
@@ -964,6 +1071,10 @@ class Coordinator:
 
     def close(self) -> None:
         """A clean stop leaves a checkpoint, so the next start replays nothing."""
+        try:
+            self.queue.commit()  # staged, never answered: the broker delivers them again
+        except StorageFailed as exc:
+            log.warning("event log: the last staged commands were not kept: %s", exc)
         seq = self.queue.seq
         if seq > self._checkpoint_seq and self.storage_error is None:
             self.queue.save_checkpoint(seq, self.queue.checkpoint())

@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
-from PIL import Image, ImageChops, ImageDraw
+from PIL import Image, ImageChops
 
 from displays.errors import SinkError
 
@@ -27,6 +27,8 @@ def _dot_mask(width: int, height: int, scale: int) -> Image.Image:
     """Mode "1": a round dot per pixel cell, so the scaled frame looks like an LED matrix."""
     cell = Image.new("1", (scale, scale))
     if scale >= 3:
+        from PIL import ImageDraw  # it loads FreeType: only where panels are emulated
+
         ImageDraw.Draw(cell).ellipse((0, 0, scale - 2, scale - 2), fill=1)
     else:
         cell.paste(1, (0, 0, scale, scale))

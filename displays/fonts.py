@@ -9,7 +9,9 @@ has it, with a visible box (and one log line) for a character none has.
 The bundled subset (``fontfiles/unifont-subset.otf``) comes first: it was cut from the same
 Unifont, so default layouts look the same on every board whether or not the Debian package
 ``fonts-unifont`` is installed; the system Unifont then supplies anything a notice uses
-beyond the subset.
+beyond the subset. The subset's glyphs also ship pre-drawn (``unifont-subset.bits``, the
+same pixels FreeType draws from it), so a window or board Pi that shows only default texts
+and hall names never loads FreeType (~1.5 MB of an agent's memory).
 """
 
 from __future__ import annotations
@@ -23,22 +25,30 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from displays.errors import FontError
 
+if TYPE_CHECKING:
+    from PIL.ImageFont import FreeTypeFont
+
 __all__ = [
+    "BUNDLED_BITS",
     "BUNDLED_FONT",
     "GLYPH_HEIGHT",
     "SYSTEM_UNIFONT_PATHS",
     "UNIFONT_ENV",
     "BitmapFont",
     "Glyph",
+    "bundled_glyphs",
     "cmap_coverage",
     "default_font",
+    "draw_glyph",
     "find_unifont",
     "font_coverage",
+    "glyph_bits",
 ]
 
 log = logging.getLogger("displays.fonts")
@@ -46,6 +56,8 @@ log = logging.getLogger("displays.fonts")
 GLYPH_HEIGHT = 16
 BUNDLED_FONT = Path(__file__).with_name("fontfiles") / "unifont-subset.otf"
 BUNDLED_CHARS = BUNDLED_FONT.with_suffix(".txt")  # its cmap, one line of characters
+BUNDLED_BITS = BUNDLED_FONT.with_suffix(".bits")  # its glyphs as FreeType draws them at 16 px
+_FONT_MAGIC = (b"OTTO", b"\x00\x01\x00\x00", b"true", b"ttcf")
 UNIFONT_ENV = "HALLQ_UNIFONT"
 # Debian/Ubuntu fonts-unifont: OTF since bookworm (15.x), TTF in older releases.
 SYSTEM_UNIFONT_PATHS = (
@@ -109,6 +121,64 @@ def cmap_coverage(path: Path) -> frozenset[int]:
     return frozenset(cmap)
 
 
+def draw_glyph(face: FreeTypeFont, ch: str) -> Image.Image:
+    """``ch`` as FreeType draws it at 16 px, as wide as its advance (before any baseline move)."""
+    from PIL import ImageDraw
+
+    width = round(face.getlength(ch))
+    image = Image.new("1", (width, GLYPH_HEIGHT))
+    if width:
+        ImageDraw.Draw(image).text((0, 0), ch, font=face, fill=1)
+    return image
+
+
+def glyph_bits(image: Image.Image) -> bytes:
+    """One glyph in ``unifont-subset.bits``: its width, then its rows (mode "1" bytes)."""
+    return bytes((image.width,)) + image.tobytes()
+
+
+@cache
+def bundled_glyphs() -> dict[str, Image.Image]:
+    """The bundled subset's glyphs, pre-drawn: ``unifont-subset.bits`` holds them in the
+    order of ``unifont-subset.txt`` (both written by ``python -m displays.subset_font``
+    from the subset itself, and checked against it by a test). Empty when the files are
+    missing or do not match; the glyphs are then drawn with FreeType."""
+    try:
+        chars = BUNDLED_CHARS.read_text(encoding="utf-8").rstrip("\n")
+        data = BUNDLED_BITS.read_bytes()
+    except OSError:
+        return {}
+    glyphs: dict[str, Image.Image] = {}
+    at = 0
+    for ch in chars:
+        if at >= len(data):
+            break
+        width = data[at]
+        end = at + 1 + (width + 7) // 8 * GLYPH_HEIGHT
+        size = (width, GLYPH_HEIGHT)
+        glyphs[ch] = (
+            Image.frombytes("1", size, data[at + 1 : end]) if width else Image.new("1", size)
+        )
+        at = end
+    if at != len(data) or len(glyphs) != len(chars):
+        log.warning(
+            "%s does not match %s; drawing its glyphs with FreeType", BUNDLED_BITS, BUNDLED_CHARS
+        )
+        return {}
+    return glyphs
+
+
+def _check_font_file(path: Path) -> None:
+    """A font file that cannot be one fails here, not at the first glyph it is asked for."""
+    try:
+        with path.open("rb") as file:
+            magic = file.read(4)
+    except OSError as exc:
+        raise FontError(f"cannot load font {path}: {exc}") from exc
+    if magic not in _FONT_MAGIC:
+        raise FontError(f"cannot load font {path}: not an OpenType or TrueType file")
+
+
 class BitmapFont:
     """Fonts tried in order for each character; text comes out as 16-px mode-"1" strips.
 
@@ -121,12 +191,9 @@ class BitmapFont:
         if not paths:
             raise FontError("a BitmapFont needs at least one font file")
         self.paths = tuple(Path(p) for p in paths)
-        self._faces: dict[Path, ImageFont.FreeTypeFont] = {}
+        self._faces: dict[Path, FreeTypeFont] = {}  # loaded when a glyph is not pre-drawn
         for path in self.paths:
-            try:
-                self._faces[path] = ImageFont.truetype(str(path), GLYPH_HEIGHT)
-            except OSError as exc:
-                raise FontError(f"cannot load font {path}: {exc}") from exc
+            _check_font_file(path)
         self._glyphs: dict[str, Glyph] = {}
         self._texts: OrderedDict[str, Image.Image] = OrderedDict()
         self._lock = threading.Lock()
@@ -166,14 +233,22 @@ class BitmapFont:
                 self._texts.popitem(last=False)
         return strip
 
+    def _face(self, path: Path) -> FreeTypeFont:
+        face = self._faces.get(path)
+        if face is None:
+            from PIL import ImageFont
+
+            try:
+                face = self._faces[path] = ImageFont.truetype(str(path), GLYPH_HEIGHT)
+            except OSError as exc:
+                raise FontError(f"cannot load font {path}: {exc}") from exc
+        return face
+
     def _make_glyph(self, ch: str) -> Glyph:
         for path in self.paths:
             if ord(ch) in font_coverage(path):
-                face = self._faces[path]
-                width = round(face.getlength(ch))
-                image = Image.new("1", (width, GLYPH_HEIGHT))
-                if width:
-                    ImageDraw.Draw(image).text((0, 0), ch, font=face, fill=1)
+                drawn = bundled_glyphs().get(ch) if path == BUNDLED_FONT else None
+                image = drawn if drawn is not None else draw_glyph(self._face(path), ch)
                 return Glyph(_on_cjk_baseline(image), path)
         if ch not in self.missing:
             self.missing.add(ch)
@@ -211,7 +286,13 @@ def box_glyph(ch: str) -> Image.Image:
     """The stand-in for a character no font has: an outlined box of the character's width."""
     width = 16 if unicodedata.east_asian_width(ch) in ("W", "F") else 8
     image = Image.new("1", (width, GLYPH_HEIGHT))
-    ImageDraw.Draw(image).rectangle((1, 2, width - 2, 13), outline=1)
+    for box in (
+        (1, 2, width - 1, 3),
+        (1, 13, width - 1, 14),
+        (1, 2, 2, 14),
+        (width - 2, 2, width - 1, 14),
+    ):
+        image.paste(1, box)  # the outline of (1, 2)-(width - 2, 13), without ImageDraw
     return image
 
 

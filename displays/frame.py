@@ -1,8 +1,12 @@
-"""What every layout draws the same way: the blank frame and the offline marker."""
+"""What every layout draws the same way: the blank frame and the offline marker.
+
+Rectangles are filled with ``Image.paste``, not ``ImageDraw``, which loads FreeType
+(~1.5 MB) on a Pi that has no other use for it.
+"""
 
 from __future__ import annotations
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from displays.motion import blink_on
 
@@ -23,10 +27,9 @@ def draw_offline_marker(frame: Image.Image, t: float) -> None:
     confused with a glyph's pixels.
     """
     width = frame.width
-    draw = ImageDraw.Draw(frame)
-    draw.rectangle((width - 3, 0, width - 1, 2), fill=0)
+    frame.paste(0, (width - 3, 0, width, 3))
     if blink_on(t, OFFLINE_BLINK_PERIOD):
-        draw.rectangle((width - 2, 0, width - 1, 1), fill=1)
+        frame.paste(1, (width - 2, 0, width, 2))
 
 
 def paste_clipped(frame: Image.Image, strip: Image.Image, x: int, y: int, width: int) -> None:

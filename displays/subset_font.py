@@ -2,7 +2,8 @@
 
 The subset exists so a board without the Debian package ``fonts-unifont`` still draws
 every string the default layouts and the hall's own names need. Run this after adding a
-string to ``displays/texts.py`` or a name to the hall file, and commit both outputs:
+string to ``displays/texts.py`` or a name to the hall file, and commit all three outputs
+(the font, its character list and its pre-drawn glyphs):
 
     python -m displays.subset_font                      # examples/liwan.toml + texts.py
     python -m displays.subset_font --config hall.toml   # add another hall's names
@@ -22,10 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from displays.errors import FontError
-from displays.fonts import BUNDLED_CHARS, BUNDLED_FONT, characters, cmap_coverage, find_unifont
+from displays.fonts import (
+    BUNDLED_CHARS,
+    BUNDLED_FONT,
+    GLYPH_HEIGHT,
+    characters,
+    cmap_coverage,
+    draw_glyph,
+    find_unifont,
+    glyph_bits,
+)
 from displays.texts import fixed_text
 
-__all__ = ["DEFAULT_CONFIGS", "build_subset", "hall_names", "required_text"]
+__all__ = ["DEFAULT_CONFIGS", "build_subset", "hall_names", "predrawn", "required_text"]
 
 DEFAULT_CONFIGS = (Path(__file__).resolve().parents[1] / "examples" / "liwan.toml",)
 CHARS_FILE = BUNDLED_CHARS
@@ -86,6 +96,14 @@ def build_subset(source: Path, output: Path, text: str) -> None:
         quiet.setLevel(level)
 
 
+def predrawn(font: Path, chars: str) -> bytes:
+    """``chars`` of ``font`` as FreeType draws them, for ``fonts.bundled_glyphs``."""
+    from PIL import ImageFont
+
+    face = ImageFont.truetype(str(font), GLYPH_HEIGHT)
+    return b"".join(glyph_bits(draw_glyph(face, ch)) for ch in chars)
+
+
 def _rename(font: Any) -> None:
     """A subset is a modified version: it gets its own name (OFL-1.1 section 3 courtesy)."""
     name = font["name"]
@@ -121,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the subset's own map, which fonts.font_coverage reads instead of parsing the font
     mapped = "".join(sorted(map(chr, cmap_coverage(args.output))))
     args.output.with_suffix(".txt").write_text(mapped + "\n", encoding="utf-8")
+    args.output.with_suffix(".bits").write_bytes(predrawn(args.output, mapped))
     print(
         f"{args.output}: {len(text)} characters from {source}, {args.output.stat().st_size} bytes"
     )

@@ -60,6 +60,7 @@ class Command(IntEnum):
     NACK = 0x04
     HELLO = 0x05
     STATUS = 0x06
+    ATTENTION = 0x07
     DISPLAY = 0x10
     LED_FRAME = 0x11
     LED_DELTA = 0x12
@@ -73,6 +74,7 @@ _DIRECTIONS: dict[Command, tuple[bool, bool]] = {
     Command.NACK: (False, True),
     Command.HELLO: (True, True),
     Command.STATUS: (True, True),
+    Command.ATTENTION: (True, False),
     Command.DISPLAY: (True, False),
     Command.LED_FRAME: (True, False),
     Command.LED_DELTA: (True, False),
@@ -181,6 +183,11 @@ class FrameDecoder:
     def buffered(self) -> int:
         """Bytes held for an unfinished frame; never more than the largest valid body."""
         return len(self._buf)
+
+    @property
+    def hunting(self) -> bool:
+        """True between frames: the next byte is line noise unless it is a SOF."""
+        return self._state == _HUNT
 
     @property
     def receiving(self) -> bool:

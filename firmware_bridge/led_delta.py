@@ -119,40 +119,51 @@ def _records(new: Bitmap, first: int, end: int, room: int) -> list[_Record]:
     return records
 
 
-def led_deltas(old: Bitmap, new: Bitmap, base_id: int, frame_id: int) -> list[bytes]:
+def led_deltas(
+    old: Bitmap, new: Bitmap, base_id: int, frame_id: int, max_payload: int = MAX_PAYLOAD
+) -> list[bytes]:
     """The LED_DELTA payloads turning ``old`` (shown as ``base_id``) into ``new`` (``frame_id``).
 
-    Empty when nothing changed. Records never span two frames, so each payload is applied
-    on its own and a resent one (its ACK lost) writes the same bytes again.
+    When nothing changed, one payload without records: it shows the base image again under
+    ``frame_id`` (a blinking call going back on, from the controller's previous image).
+    Records never span two frames, so each payload is applied
+    on its own and a resent one (its ACK lost) writes the same bytes again. Payloads are at
+    most ``max_payload`` bytes (shorter frames let a slow line ask its pads in between).
     """
+    limit = min(max_payload, MAX_PAYLOAD)
     if (old.width, old.height) != (new.width, new.height):
         raise FrameError(f"a delta cannot change the size ({old} to {new})")
     if base_id == frame_id or not (0 <= base_id <= 0xFF and 0 <= frame_id <= 0xFF):
         raise FrameError(f"delta ids must differ and be 0..255, got {base_id}, {frame_id}")
-    room = MAX_PAYLOAD - _HEADER
+    room = limit - _HEADER
     payloads: list[bytearray] = []
     for first, end in _changed_ranges(old, new):
         for record in _records(new, first, end, room):
             data = record.encode()
-            if not payloads or len(payloads[-1]) + len(data) > MAX_PAYLOAD:
+            if not payloads or len(payloads[-1]) + len(data) > limit:
                 payloads.append(bytearray((base_id, frame_id, 0)))
             payloads[-1] += data
-    if payloads:
-        payloads[-1][2] |= DELTA_LAST
+    if not payloads:
+        payloads.append(bytearray((base_id, frame_id, 0)))
+    payloads[-1][2] |= DELTA_LAST
     return [bytes(p) for p in payloads]
 
 
 class LedScreen:
     """What an LED controller's firmware keeps and does; the simulator runs it.
 
-    It holds the image it shows and its frame id. LED_FRAME chunks build a whole new image
-    (``LedAssembler``); LED_DELTA frames patch a copy of the shown image and show it on the
-    one flagged last, so the panel never shows half an update.
+    It holds the image it shows and its frame id, and the image it showed before that (so
+    a blink back on is a delta of no rows). LED_FRAME chunks build a whole new image
+    (``LedAssembler``); LED_DELTA frames patch a copy of the shown or the previous image
+    and show it on the one flagged last, so the panel never shows half an update.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_previous: bool = True) -> None:
+        self.keep_previous = keep_previous  # False: firmware that patches only its current image
         self.shown: Bitmap | None = None
         self.shown_id: int | None = None
+        self.previous: Bitmap | None = None
+        self.previous_id: int | None = None
         self._assembler = LedAssembler()
         self._work: bytearray | None = None
         self._work_ids: tuple[int, int] | None = None
@@ -161,8 +172,13 @@ class LedScreen:
         image = self._assembler.feed(payload)
         self._work = self._work_ids = None
         if image is not None:
-            self.shown, self.shown_id = image, LedChunk.decode(payload).frame_id
+            self._show(image, LedChunk.decode(payload).frame_id)
         return image
+
+    def _show(self, image: Bitmap, frame_id: int) -> None:
+        if self.keep_previous:
+            self.previous, self.previous_id = self.shown, self.shown_id
+        self.shown, self.shown_id = image, frame_id
 
     def feed_delta(self, payload: bytes) -> Bitmap | None:
         if len(payload) < _HEADER:
@@ -177,6 +193,13 @@ class LedScreen:
             work = bytearray(shown.rows)
         elif frame_id == self.shown_id and self._work is None:
             return None  # the last delta again: its ACK was lost, the image is up
+        elif (
+            base_id == self.previous_id
+            and self.previous is not None
+            and frame_id not in (base_id, self.shown_id)
+            and (self.previous.width, self.previous.height) == (shown.width, shown.height)
+        ):
+            work = bytearray(self.previous.rows)
         else:
             raise ChunkRejected(
                 NackReason.OUT_OF_ORDER,
@@ -199,8 +222,7 @@ class LedScreen:
             raise ChunkRejected(NackReason.BAD_PAYLOAD, str(exc)) from None
         if flags & DELTA_LAST:
             self._work = self._work_ids = None
-            self.shown = Bitmap(shown.width, shown.height, bytes(patched))
-            self.shown_id = frame_id
+            self._show(Bitmap(shown.width, shown.height, bytes(patched)), frame_id)
             return self.shown
         self._work, self._work_ids = patched, (base_id, frame_id)
         return None

@@ -128,15 +128,22 @@ class LedChunk:
         )
 
 
-def led_chunks(bitmap: Bitmap, frame_id: int) -> list[bytes]:
-    """The LED_FRAME payloads for one image, to be sent in order, each acknowledged."""
+def led_chunks(bitmap: Bitmap, frame_id: int, max_payload: int = MAX_PAYLOAD) -> list[bytes]:
+    """The LED_FRAME payloads for one image, to be sent in order, each acknowledged.
+
+    ``max_payload`` below 200 makes shorter frames, so a slow line can ask its pads for keys
+    between them (``LinkTiming.command_payload``).
+    """
     if not 0 <= frame_id <= 0xFF:
         raise FrameError(f"frame id must be 0..255, got {frame_id}")
+    size = min(max_payload, MAX_PAYLOAD) - _CHUNK_HEADER
+    if size < 1:
+        raise FrameError(f"an LED_FRAME payload of {max_payload} bytes holds no image data")
     return [
         LedChunk(
-            frame_id, bitmap.width, bitmap.height, offset, bitmap.rows[offset : offset + CHUNK_DATA]
+            frame_id, bitmap.width, bitmap.height, offset, bitmap.rows[offset : offset + size]
         ).encode()
-        for offset in range(0, len(bitmap.rows), CHUNK_DATA)
+        for offset in range(0, len(bitmap.rows), size)
     ]
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self
 
+from firmware_bridge.attention import ATTENTION_MAX, AttentionAnswers, AttentionRequest
 from firmware_bridge.errors import (
     BridgeError,
     DeviceRejected,
@@ -28,7 +29,9 @@ from firmware_bridge.errors import (
 from firmware_bridge.frame import (
     BROADCAST,
     MAX_ADDRESS,
+    MAX_PAYLOAD,
     MAX_WIRE_FRAME,
+    SOF,
     Command,
     DropReason,
     Frame,
@@ -83,6 +86,8 @@ class LinkStats:
     open_failures: int = 0
     opened: int = 0
     dropped_updates: int = 0
+    attention_polls: int = 0  # ATTENTION frames sent
+    attention_noise: int = 0  # bytes in an answer window that were no slot answer
 
 
 @dataclass(slots=True)
@@ -97,6 +102,8 @@ class _Device:
     next_poll: float = 0.0
     next_routine: float = 0.0  # a device with a poll_period is not polled before this
     next_status: float = 0.0
+    attention: bool = True  # answers ATTENTION (until it stays silent while answering POLLs)
+    attention_misses: int = 0
 
 
 @dataclass(slots=True)
@@ -155,6 +162,7 @@ class SerialLink:
         self._seq = 0
         self._led_frame_id = 0
         self._pending: tuple[Callable[[Frame], bool], asyncio.Future[Frame]] | None = None
+        self._answers: tuple[AttentionAnswers, asyncio.Future[None]] | None = None
         self._last_rx = float("-inf")
         self._tx_end = float("-inf")
         self._summary_at = 0.0
@@ -219,6 +227,15 @@ class SerialLink:
         """Send to every device at once; nobody answers a broadcast, so nothing is confirmed."""
         Frame(BROADCAST, command, 0, payload)
         await self._submit(BROADCAST, command, payload, 0)
+
+    @property
+    def command_payload(self) -> int:
+        """The payload size a long transfer should split into on this line: short enough for
+        the pads to be asked between frames (LinkTiming.command_payload), or the whole 200
+        bytes on a line without devices that have keys (a zone board's own line)."""
+        if not any(d.source.poll_period < self.timing.routine_poll for d in self._devices.values()):
+            return MAX_PAYLOAD
+        return self.timing.command_payload(self.baudrate)
 
     def next_led_frame_id(self) -> int:
         self._led_frame_id = (self._led_frame_id + 1) & 0xFF
@@ -296,6 +313,7 @@ class SerialLink:
             finally:
                 self._conn = None
                 self._pending = None
+                self._answers = None
                 await conn.close()
                 self._fail_jobs(LinkDown(f"{self.port}: serial port lost"))
             self._set_link(False, reason)
@@ -328,7 +346,8 @@ class SerialLink:
 
     def _on_data(self, data: bytes) -> None:
         self._last_rx = asyncio.get_running_loop().time()
-        for frame in self._decoder.feed(data):
+        frames = self._decoder.feed(data) if self._answers is None else self._take_answers(data)
+        for frame in frames:
             self.stats.frames_received += 1
             pending = self._pending
             if pending is not None and not pending[1].done() and pending[0](frame):
@@ -337,23 +356,141 @@ class SerialLink:
                 self.stats.unexpected_frames += 1
                 log.debug("%s: unexpected %r", self.port, frame)
 
+    def _take_answers(self, data: bytes) -> list[Frame]:
+        """In an ATTENTION's answer window: a byte between frames that is a slot answer is
+        taken as one; everything else goes to the decoder as usual (and counts there)."""
+        assert self._answers is not None
+        answers, done = self._answers
+        frames: list[Frame] = []
+        for byte in data:
+            if self._decoder.hunting and byte != SOF and answers.take(byte):
+                if answers.complete and not done.done():
+                    done.set_result(None)
+                continue
+            frames += self._decoder.feed(bytes((byte,)))
+        return frames
+
     # --- the bus loop --------------------------------------------------------------------
 
     async def _serve(self, conn: PortConnection) -> None:
+        """Cycles of: ask for keys (ATTENTION + the POLLs it calls for), then commands.
+
+        Commands (LED chunks, displays) may hold the line for at most a key cycle before the
+        pads are asked again, so a key waits about one cycle, whatever is being sent.
+        """
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
-            addresses = sorted(self._devices)
-            for address in addresses:
-                await self._run_jobs(conn)
-                dev = self._devices.get(address)
-                if dev is not None and self._due(dev, loop.time()):
-                    await self._poll_turn(conn, address, dev)
-            await self._run_jobs(conn)
+            await self._ask_and_poll(conn)
+            floor_at = started + self.timing.round_s(self.baudrate)
+            cycle_end = started + self.timing.key_cycle_s(self.baudrate)
+            while True:
+                await self._run_jobs(conn, cycle_end)
+                now = loop.time()
+                if now >= cycle_end:
+                    break
+                if self._devices:
+                    # the next chunk of a transfer comes within a loop turn: wait that long
+                    # at least, else the rest of the round floor
+                    woke = await self._idle(conn, max(floor_at - now, 0.001))
+                else:
+                    woke = await self._idle(conn, None)
+                if not woke:
+                    break
             self._log_summary(loop.time())
-            rest = self.timing.round_s(self.baudrate) - (loop.time() - started)
-            if not addresses or rest > 0:
-                await self._idle(conn, rest if addresses else None)
+
+    async def _ask_and_poll(self, conn: PortConnection) -> None:
+        """One ask for keys: devices that answer ATTENTION as a group, the rest by POLL.
+
+        POLLed directly: devices not yet heard from, offline ones when due, firmware
+        without ATTENTION, LED controllers (no keys) when due, and one ATTENTION device
+        per cycle whose routine POLL is due (so a lost slot byte delays a key by at most
+        ``routine_poll``, and STATUS keeps coming).
+        """
+        now = asyncio.get_running_loop().time()
+        direct: list[int] = []
+        listed: list[int] = []
+        routine: _Device | None = None
+        routine_at = 0
+        for address in sorted(self._devices):
+            dev = self._devices[address]
+            grouped = (
+                self.timing.attention
+                and dev.attention
+                and dev.online is True
+                and dev.source.poll_period < self.timing.routine_poll
+            )
+            if not grouped:
+                if self._due(dev, now):
+                    direct.append(address)
+                continue
+            listed.append(address)
+            if now >= dev.next_routine and (
+                routine is None or dev.next_routine < routine.next_routine
+            ):
+                routine, routine_at = dev, address
+        if routine is not None:
+            listed.remove(routine_at)
+            direct.append(routine_at)
+            routine.next_routine = now + max(self.timing.routine_poll, routine.source.poll_period)
+        flagged: list[int] = []
+        silent: set[int] = set()
+        for start in range(0, len(listed), ATTENTION_MAX):
+            answers = await self._attention(conn, listed[start : start + ATTENTION_MAX])
+            flagged += answers.to_poll()
+            silent.update(answers.silent())
+            for address in answers.answers:
+                self._devices[address].attention_misses = 0
+        for address in sorted({*direct, *flagged}):
+            polled = self._devices.get(address)
+            if polled is None:
+                continue
+            await self._poll_turn(conn, address, polled)
+            if address in silent and polled.misses == 0 and polled.online:
+                self._attention_missed(address, polled)
+
+    def _attention_missed(self, address: int, dev: _Device) -> None:
+        """It answers POLL but not ATTENTION: firmware from before ATTENTION, after 3 tries."""
+        dev.attention_misses += 1
+        if dev.attention_misses >= 3:
+            dev.attention = False
+            log.info(
+                "%s: device %d (%s) does not answer ATTENTION (older firmware); "
+                "polling it every round",
+                self.port,
+                address,
+                dev.source.device,
+            )
+
+    async def _attention(self, conn: PortConnection, addresses: list[int]) -> AttentionAnswers:
+        """Send one ATTENTION and collect the slot bytes until all came or time is up."""
+        loop = asyncio.get_running_loop()
+        request = AttentionRequest(self.timing.attention_slot, tuple(addresses))
+        answers = AttentionAnswers(request)
+        done: asyncio.Future[None] = loop.create_future()
+        await self._send(
+            conn, Frame(BROADCAST, Command.ATTENTION, self._next_seq(), request.encode())
+        )
+        self.stats.attention_polls += 1
+        self._answers = (answers, done)  # set right after the write: no reply can come first
+        try:
+            deadline = (
+                self._tx_end
+                + self.timing.wire_time(request.wire_chars(), self.baudrate)
+                + self.timing.reply_timeout
+            )
+            await asyncio.wait(
+                {done, conn.closed},
+                timeout=max(0.0, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if conn.closed.done():
+                raise _PortLost
+        finally:
+            self._answers = None
+            done.cancel()
+        self.stats.attention_noise += answers.noise
+        return answers
 
     @staticmethod
     def _due(dev: _Device, now: float) -> bool:
@@ -369,10 +506,10 @@ class SerialLink:
         dev.next_routine = now + dev.source.poll_period
         return True
 
-    async def _idle(self, conn: PortConnection, timeout: float | None) -> None:  # noqa: ASYNC109  the rest of a polling round, not a deadline
-        """Wait out the rest of a round, but start at once when a command arrives."""
+    async def _idle(self, conn: PortConnection, timeout: float | None) -> bool:  # noqa: ASYNC109  the rest of a polling round, not a deadline
+        """Wait out the rest of a round, but start at once when a command arrives (True)."""
         if self._jobs:
-            return
+            return True
         self._wake = asyncio.get_running_loop().create_future()
         try:
             await asyncio.wait(
@@ -383,12 +520,19 @@ class SerialLink:
             self._wake = None
         if conn.closed.done():
             raise _PortLost
+        return bool(self._jobs)
 
-    async def _run_jobs(self, conn: PortConnection) -> None:
+    async def _run_jobs(self, conn: PortConnection, until: float | None = None) -> None:
+        """Run queued commands; past ``until`` (after at least one), leave the rest for later."""
+        loop = asyncio.get_running_loop()
+        ran = False
         while self._jobs:
+            if ran and until is not None and loop.time() >= until:
+                return
             job = self._jobs.popleft()
             if job.future.done():  # the caller gave up
                 continue
+            ran = True
             try:
                 if job.address == BROADCAST:
                     await self._send(
@@ -473,7 +617,20 @@ class SerialLink:
         event: tuple[EventType, bytes] | None,
         was_online: bool,
     ) -> None:
+        """Deliver the event, then ACK it: the key is on its way while the ACK waits out the
+        line's turnaround. A lost ACK or a port lost before it only makes the device repeat
+        the event, which the SEQ check drops, as before."""
+        self._accept_event(address, dev, reply, event, was_online)
         await self._send(conn, Frame(address, Command.ACK, reply.seq))
+
+    def _accept_event(
+        self,
+        address: int,
+        dev: _Device,
+        reply: Frame,
+        event: tuple[EventType, bytes] | None,
+        was_online: bool,
+    ) -> None:
         if dev.last_event_seq == reply.seq:
             self.stats.duplicate_events += 1
             log.debug(
@@ -488,6 +645,7 @@ class SerialLink:
         kind, data = event
         if kind == EventType.BOOT:
             dev.identity = self._identity(address, data) or dev.identity
+            dev.attention, dev.attention_misses = True, 0  # new firmware may answer it now
             if was_online:
                 self._emit(self._state_of(address, dev, "rebooted"))
             return

@@ -7,6 +7,13 @@ the key press twice -- for a window's CALL key, calling the next taxpayer over t
 just called. The SEQ is written before the event is delivered, so a crash in between
 loses the press (staff press again) rather than doubling it. A device's power-up BOOT
 event (SEQ 0) restarts its count, so a stored SEQ never hides a new press for long.
+
+The write is on the key's path (the bus task, on the agent's event loop), so it is not
+synced to the disk (WAL, ``synchronous=NORMAL``): a committed SEQ survives the agent's
+crash or restart, which is what it is for; only a power cut of the Pi in the same instant
+can lose it, and then the pads usually lose power and restart their count too. A synced
+write took 2 ms at the median and 20 ms at p99 on the project machine (an SD card is
+slower), the unsynced one 0.01 ms.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ class EventSeqStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = open_db(path, SCHEMA)
+        self._db = open_db(path, SCHEMA, synchronous="NORMAL")
 
     def get(self, device: str) -> int | None:
         row = self._db.execute(

@@ -29,6 +29,11 @@ class LinkTiming:
     reopen_max: float = 5.0  # ...up to this
     bits_per_char: int = 10  # 8N1
     print_settle: float = 0.5  # a ticket printer's time to print before its status is asked
+    attention: bool = True  # ask the pads as a group (ATTENTION) instead of one POLL each
+    attention_slot: int = 2  # characters per answer slot of an ATTENTION
+    routine_poll: float = 1.0  # a device that answers ATTENTION is still POLLed this often
+    key_cycle: float | None = None  # longest stretch of commands between two asks for keys;
+    # None: 192 characters, at least 20 ms
 
     def char_time(self, baudrate: int) -> float:
         return self.bits_per_char / baudrate
@@ -45,6 +50,24 @@ class LinkTiming:
         if self.poll_interval is not None:
             return self.poll_interval
         return max(0.005, 48 * self.char_time(baudrate))
+
+    def key_cycle_s(self, baudrate: int) -> float:
+        """How long commands (LED chunks) may hold the line before the pads are asked again.
+
+        A key waits at most about this long plus one ATTENTION and one POLL, whatever is
+        being sent on the line. 192 characters (200 ms at 9600 baud) lets a strip's change
+        go as one frame, not three with an ask between each (a third of the line at 9600
+        went to asks with 96); at 115200 the 20 ms floor rules.
+        """
+        if self.key_cycle is not None:
+            return self.key_cycle
+        return max(0.02, 192 * self.char_time(baudrate))
+
+    def command_payload(self, baudrate: int, limit: int = 200) -> int:
+        """The longest payload a long transfer (LED image, delta) should put in one frame:
+        one that fits the key cycle (176 bytes at 9600 baud, the whole 200 at 115200)."""
+        fits = int(self.key_cycle_s(baudrate) / self.char_time(baudrate)) - 16
+        return max(32, min(limit, fits))
 
     def turnaround_s(self, baudrate: int) -> float:
         if self.turnaround is not None:

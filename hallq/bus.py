@@ -14,6 +14,7 @@ it again from its persistent broker session on the next connect (see ``docs/deli
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import inspect
 import logging
@@ -23,7 +24,7 @@ import socket
 import sqlite3
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hallq.bus")
 
 NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+ROUTE_CACHE = 4096  # topics whose handlers are remembered
 PROTOCOLS = {"5": aiomqtt.ProtocolVersion.V5, "3.1.1": aiomqtt.ProtocolVersion.V311}
 PROBE_EVERY_S = 1.0  # while backing off, how often the broker's port is tried
 
@@ -193,6 +195,12 @@ class Session:
     and the broker delivers it again when this client id reconnects: handlers must be
     idempotent on the message id. Register routes before the first connect: a redelivered
     message with no route is acknowledged and dropped like any other.
+
+    ``concurrency``: how many messages may be in their handlers at once (default 1, one
+    at a time). Above 1 each message's handling is a task, started in arrival order (so a
+    handler's synchronous part runs in arrival order), and acknowledgements still leave in
+    arrival order: a message is acknowledged once it and every one before it are done.
+    The coordinator uses this so that commands arriving together share one fsync.
     """
 
     def __init__(
@@ -210,8 +218,10 @@ class Session:
         ack_after_handler: bool = False,
         drain_per_s: float | None = None,
         stall_beat_s: float | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.broker = broker
+        self.concurrency = max(1, concurrency)
         # a message read after this process stood still (a long step on the event loop,
         # a starved CPU) waited in the socket meanwhile: with a heartbeat this often, its
         # arrival is stamped from when the loop stopped, so a deadline counts that wait
@@ -232,7 +242,9 @@ class Session:
         self._backoff = (backoff_initial, backoff_max)
         self._op_timeout = op_timeout
         self._routes: list[tuple[str, Handler]] = []
+        self._handlers: dict[str, list[Handler]] = {}  # topic -> its routes' handlers
         self._specs: dict[str, TopicSpec] = {}
+        self._expiry: dict[int, Properties] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._revisions = RevisionGate()
         self._presence = PresenceBook()
@@ -384,6 +396,10 @@ class Session:
         )
         # aiomqtt does not expose paho's manual acknowledgement; set it before connecting
         client._client.manual_ack_set(self.ack_after_handler)
+        if self.concurrency > 1:
+            # paho holds back QoS 1 publishes past 20 awaiting their PUBACK: a process
+            # answering many messages at once would wait a round trip per 20 of them
+            client._client.max_inflight_messages_set(0)
         deliver = client._client.on_message
         assert deliver is not None, "aiomqtt routes paho's messages through on_message"
         arrivals = self._arrivals = {}
@@ -512,19 +528,59 @@ class Session:
         self._kick_drain()
         for hook in self._connect_hooks:
             self._spawn(hook())
+        if self.concurrency > 1:
+            await self._serve_concurrently(client)
+            return
         async for message in client.messages:
-            try:
-                kept = await self._dispatch(message)
-            except Exception:
-                # past the handlers' own guard (a bug): acknowledge it and serve on. Raising
-                # would restart the session, and the broker would hand the same message
-                # back after every reconnect: one client could keep us flapping.
-                log.exception("%s: message on %s dropped", self.client_id, message.topic.value)
-                kept = True
+            kept = await self._dispatch_guarded(message)
             if kept:
                 self._ack(client, message)
             else:
                 self.unacked += 1
+
+    async def _dispatch_guarded(self, message: aiomqtt.Message) -> bool:
+        try:
+            return await self._dispatch(message)
+        except Exception:
+            # past the handlers' own guard (a bug): acknowledge it and serve on. Raising
+            # would restart the session, and the broker would hand the same message
+            # back after every reconnect: one client could keep us flapping.
+            log.exception("%s: message on %s dropped", self.client_id, message.topic.value)
+            return True
+
+    async def _serve_concurrently(self, client: aiomqtt.Client) -> None:
+        """Up to ``concurrency`` messages in their handlers at once; acknowledged in
+        arrival order as the oldest ones finish."""
+        inflight: collections.deque[tuple[aiomqtt.Message, asyncio.Task[bool]]] = (
+            collections.deque()
+        )
+
+        def settle(_: object = None) -> None:
+            while inflight and inflight[0][1].done():
+                message, task = inflight.popleft()
+                if task.cancelled() or client is not self._client:
+                    continue  # interrupted, or its connection is gone: delivered again
+                if task.result():
+                    self._ack(client, message)
+                else:
+                    self.unacked += 1
+
+        def start(message: aiomqtt.Message) -> None:
+            task = asyncio.ensure_future(self._dispatch_guarded(message))
+            inflight.append((message, task))
+            task.add_done_callback(settle)
+
+        queued = client._queue  # what paho already handed over: taken at once, in order
+        try:
+            async for message in client.messages:
+                start(message)
+                while not queued.empty() and len(inflight) < self.concurrency:
+                    start(queued.get_nowait())
+                while len(inflight) >= self.concurrency:
+                    await asyncio.wait({inflight[0][1]})
+        finally:
+            for _, task in inflight:
+                task.remove_done_callback(settle)
 
     def _ack(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         """Send the PUBACK (PUBCOMP at QoS 2) paho held back for ``message``. Always on the
@@ -551,6 +607,12 @@ class Session:
         self._client = None
         if self._drainer is not None and not self._drainer.done():
             self._drainer.cancel()
+
+    @property
+    def backlog(self) -> int:
+        """Messages received from the broker and not yet handed to a handler."""
+        client = self._client
+        return 0 if client is None else len(client.messages)
 
     @property
     def _v5(self) -> bool:
@@ -608,6 +670,56 @@ class Session:
                 return False
             raise NotConnected(f"{topic} was not sent: {exc}") from exc
         return True
+
+    async def publish_many(self, items: Sequence[tuple[str, BaseModel]]) -> None:
+        """Publish several messages, each with its contract's QoS/retain/expiry, handed to
+        paho in this order at once and their PUBACKs awaited together: one pass per batch
+        instead of a task, an event and a timeout per message (the coordinator sends
+        several for every command). Never queued offline: raises NotConnected when the
+        broker is away or the connection drops before every PUBACK is in."""
+        client = self._live_client()
+        if client is None:
+            raise NotConnected(
+                f"not connected to {self.broker.url}: {len(items)} message(s) not sent "
+                "(never queued offline)"
+            )
+        paho_client = client._client
+        pending = client._pending_publishes
+        waits: dict[int, asyncio.Event] = {}
+        for topic, message in items:
+            spec = self.spec(topic)
+            if not isinstance(message, _payload_classes(spec.payload)):
+                raise TypeError(
+                    f"{topic} carries {spec.payload_name}, not {type(message).__name__}"
+                )
+            properties = None
+            if spec.expiry_s and self._v5:
+                properties = self._expiry.get(spec.expiry_s)
+                if properties is None:  # read, never changed, by paho: one per expiry
+                    properties = self._expiry[spec.expiry_s] = Properties(PacketTypes.PUBLISH)
+                    properties.MessageExpiryInterval = spec.expiry_s
+            info = paho_client.publish(topic, encode(message), spec.qos, spec.retained, properties)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise NotConnected(f"{topic} was not sent: {info.rc}")
+            if spec.qos and not info.is_published():
+                # aiomqtt's own bookkeeping: its on_publish sets the event on the PUBACK
+                pending[info.mid] = waits[info.mid] = asyncio.Event()
+        if not waits:
+            return
+        acked = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in waits.values())))
+        try:
+            await asyncio.wait(
+                (acked, client._disconnected),
+                timeout=self._op_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            if not acked.done():
+                acked.cancel()
+                for mid in waits:
+                    pending.pop(mid, None)
+        if acked.cancelled():
+            raise NotConnected(f"{len(waits)} message(s) not acknowledged by the broker")
 
     async def _send(
         self,
@@ -726,6 +838,7 @@ class Session:
         """Route messages matching ``topic_filter`` to ``handler`` (now and after every
         reconnect). Payloads are validated against the contract before the handler runs."""
         self._routes.append((check_filter(topic_filter), handler))
+        self._handlers.clear()
         client = self._client
         if client is not None:
             await client.subscribe([self._subscription(topic_filter)])
@@ -752,7 +865,12 @@ class Session:
         if topic == self.reply_topic:
             self._resolve_reply(topic, bytes(raw))
             return True
-        handlers = [h for f, h in self._routes if matches(f, topic)]
+        handlers = self._handlers.get(topic)
+        if handlers is None:  # paho's matcher builds a tree per call: once per topic
+            handlers = [h for f, h in self._routes if matches(f, topic)]
+            if len(self._handlers) >= ROUTE_CACHE:  # topics come from clients: bounded
+                self._handlers.clear()
+            self._handlers[topic] = handlers
         if not handlers:
             log.debug("%s: no route for %s (ignored)", self.client_id, topic)
             return True

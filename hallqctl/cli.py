@@ -500,16 +500,14 @@ def user_list(config_file: Path) -> None:
 )
 def agent(config_file: Path, agent_id: str, sim_dir: Path | None, simulate_all: bool) -> None:
     """Run the agent of one Pi: its devices, wired to the hall's bus."""
-    from edge.agent import run_agent
+    from hallqctl.launch import run_agent_process, skip_pydantic_plugins
 
+    skip_pydantic_plugins()
     cfg = _load(config_file)
     _agent(cfg, agent_id)
     if simulate_all and sim_dir is None:
         raise click.BadParameter("--simulate-all needs --sim-dir", param_hint="--sim-dir")
-    _setup_logging(cfg.runtime.log_level)
-    _run_until_signalled(
-        lambda: run_agent(cfg, agent_id, sim_dir=sim_dir, simulate_all=simulate_all)
-    )
+    run_agent_process(cfg, agent_id, sim_dir, simulate_all)
 
 
 @main.command("sim-devices")

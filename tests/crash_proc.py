@@ -67,11 +67,13 @@ async def run_coordinator(config: str, log_path: str, cmd_id: str, point: str, a
     from coordinator.service import Coordinator, serve
     from hallq.config import load_config
 
-    execute, submit, make_session = (
+    execute, submit, commit, make_session = (
         Coordinator.execute,
         HallQueue.submit,
+        HallQueue.commit,
         Coordinator.make_session,
     )
+    staged: list[str] = []
 
     async def execute_then_die(
         self: Coordinator,
@@ -103,18 +105,29 @@ async def run_coordinator(config: str, log_path: str, cmd_id: str, point: str, a
         now: float,
         *,
         late: bool = False,
+        defer: bool = False,
     ) -> Any:
-        done = submit(self, kind, role, client, command, now, late=late)
+        done = submit(self, kind, role, client, command, now, late=late, defer=defer)
         if command.id == cmd_id and point == "after_log":
+            staged.append(cmd_id)
+            if not defer:
+                commit_then_die(self)
+        return done
+
+    def commit_then_die(self: HallQueue) -> int:
+        """Killed once the group holding the command is durable, before any publish."""
+        kept = commit(self)
+        if staged:
             print(f"logged {cmd_id}", flush=True)
             die()
-        return done
+        return kept
 
     def session_as_asked(self: Coordinator, *, ack_after_handler: bool = True) -> Session:
         return make_session(self, ack_after_handler=ack == "on")
 
     Coordinator.execute = execute_then_die  # type: ignore[method-assign]
     HallQueue.submit = submit_then_die  # type: ignore[method-assign]
+    HallQueue.commit = commit_then_die  # type: ignore[method-assign]
     Coordinator.make_session = session_as_asked  # type: ignore[method-assign]
     ready = asyncio.Event()
 

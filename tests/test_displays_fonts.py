@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,15 @@ from PIL import Image
 
 from displays.errors import FontError
 from displays.fonts import (
+    BUNDLED_CHARS,
     BUNDLED_FONT,
+    GLYPH_HEIGHT,
     UNIFONT_ENV,
     BitmapFont,
+    bundled_glyphs,
     clean_text,
     cmap_coverage,
+    draw_glyph,
     find_unifont,
     font_coverage,
 )
@@ -185,3 +191,28 @@ def test_unreadable_font_is_a_font_error(tmp_path: Path) -> None:
     bad.write_bytes(b"not a font")
     with pytest.raises(FontError):
         BitmapFont([bad])
+
+
+def test_the_pre_drawn_glyphs_are_the_subsets_own() -> None:
+    """Boards draw the bundled glyphs from unifont-subset.bits without FreeType: a stale file
+    would show other pixels than the font (run python -m displays.subset_font)."""
+    from PIL import ImageFont
+
+    face = ImageFont.truetype(str(BUNDLED_FONT), GLYPH_HEIGHT)
+    chars = BUNDLED_CHARS.read_text(encoding="utf-8").rstrip("\n")
+    drawn = bundled_glyphs()
+    assert list(drawn) == list(chars)
+    for ch in chars:
+        image = draw_glyph(face, ch)
+        assert (drawn[ch].size, drawn[ch].tobytes()) == (image.size, image.tobytes()), ch
+
+
+def test_default_texts_are_drawn_without_freetype() -> None:
+    code = (
+        "import sys\n"
+        "from displays.fonts import BUNDLED_FONT, BitmapFont\n"
+        "BitmapFont([BUNDLED_FONT]).render('请A023号到15号窗口 暂停服务')\n"
+        "print('PIL.ImageFont' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

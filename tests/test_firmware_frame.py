@@ -6,6 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from firmware_bridge.attention import (
+    ATTENTION_MAX,
+    AttentionAnswers,
+    AttentionRequest,
+    slot_answer,
+)
 from firmware_bridge.crc import crc16_modbus
 from firmware_bridge.errors import FrameError
 from firmware_bridge.frame import (
@@ -33,6 +39,7 @@ LEGAL = [
     (Command.HELLO, True),
     (Command.STATUS, False),
     (Command.STATUS, True),
+    (Command.ATTENTION, False),
     (Command.DISPLAY, False),
     (Command.LED_FRAME, False),
     (Command.LED_DELTA, False),
@@ -80,6 +87,10 @@ def test_crc16_modbus_check_values() -> None:
         ),
         (Frame(1, Command.ACK, 5), "7e 01 03 05 00 f2 88 7f"),
         (Frame(0x7E, Command.POLL, 0x7D), "7e 7d 5e 01 7d 5d 00 68 9c 7f"),
+        (
+            Frame(0, Command.ATTENTION, 0x21, bytes((2, 1, 2, 3, 11))),
+            "7e 00 07 21 05 02 01 02 03 0b e2 8a 7f",
+        ),
     ],
 )
 def test_wire_bytes_match_protocol_md(frame: Frame, wire: str) -> None:
@@ -330,3 +341,37 @@ def test_fuzz_mutated_streams_lose_only_mutated_frames(
     out = feed_in_chunks(sniffer(), data, sizes)
     it = iter(out)
     assert all(any(frame == got for got in it) for frame in intact), "an intact frame was lost"
+
+
+# --- ATTENTION -----------------------------------------------------------------------------
+
+
+def test_attention_answers_name_who_to_poll_and_ignore_noise() -> None:
+    request = AttentionRequest(2, (1, 2, 3, 11))
+    assert request.encode() == bytes((2, 1, 2, 3, 11))
+    assert AttentionRequest.decode(request.encode()) == request
+    assert [request.slot_end(i) for i in range(4)] == [2, 4, 6, 8]
+    answers = AttentionAnswers(request)
+    # slot 0 nothing, slot 1 pending, slot 3 nothing; then noise: an index past the list,
+    # framing bytes, bit 6 set
+    answers.feed(bytes((0x00, 0x81, 0x03, 0x84, 0x7D, 0x7E, 0x7F, 0x41)))
+    assert answers.noise == 5
+    assert answers.answers == {1: False, 2: True, 11: False}
+    assert answers.to_poll() == [2, 3]  # 3 said nothing at all: poll it directly
+    assert answers.silent() == [3]
+    assert not answers.complete
+
+
+def test_slot_answers_are_never_framing_bytes() -> None:
+    every = {slot_answer(i, p) for i in range(ATTENTION_MAX) for p in (False, True)}
+    assert len(every) == 2 * ATTENTION_MAX
+    assert not every & {SOF, EOF, 0x7D}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"\x02", b"\x01\x01", b"\x02\x00", b"\x02\x01\x01", bytes((2, *range(1, 66)))],
+)
+def test_bad_attention_requests_are_refused(payload: bytes) -> None:
+    with pytest.raises(FrameError):
+        AttentionRequest.decode(payload)

@@ -196,3 +196,44 @@ def test_random_bytes_are_refused_cleanly_and_leave_the_image_up() -> None:
             assert screen.shown == image, n
             continue
         assert shown is None or (shown.width, shown.height) == (256, 32)
+
+
+def test_a_delta_from_the_previous_image_brings_it_back_in_three_bytes() -> None:
+    """A blinking call: on, off, on. Back on is the image the controller showed before."""
+    on, off = board(1), board(1, lines=0)
+    screen = LedScreen()
+    for chunk in led_chunks(on, 1):
+        screen.feed_frame(chunk)
+    for payload in led_deltas(on, off, 1, 2):
+        screen.feed_delta(payload)
+    assert (screen.shown, screen.previous_id) == (off, 1)
+    (back,) = led_deltas(on, on, 1, 3)
+    assert back == bytes((1, 3, DELTA_LAST))
+    assert screen.feed_delta(back) == on
+    assert (screen.shown_id, screen.previous_id) == (3, 2)
+    assert screen.feed_delta(back) is None  # resent after a lost ACK: nothing changes
+    assert screen.shown == on
+    with pytest.raises(ChunkRejected):  # image 1 is gone now
+        screen.feed_delta(bytes((1, 4, DELTA_LAST)))
+
+
+@pytest.mark.parametrize("keeps_previous", [True, False])
+async def test_a_blinking_image_costs_almost_nothing_after_its_first_blink(
+    line: tuple[BusSimulator, LedController], keeps_previous: bool
+) -> None:
+    sim, led = line
+    ctrl = sim.device(21, SimLedController)
+    ctrl.screen.keep_previous = keeps_previous
+    on, off = board(3), board(3, lines=0)
+    sent: list[int] = []
+    for n, image in enumerate([on, off, on, off, on, off]):
+        before = ctrl.received[Command.LED_DELTA] + ctrl.received[Command.LED_FRAME]
+        await led.show(image)
+        assert ctrl.shown == image, n
+        sent.append(ctrl.received[Command.LED_DELTA] + ctrl.received[Command.LED_FRAME] - before)
+    if keeps_previous:
+        assert led.previous_base
+        assert sent[2:] == [1, 1, 1, 1]  # one 3-byte delta each
+    else:
+        assert not led.previous_base  # found out once, then deltas from the current image
+        assert led.whole_images == 1

@@ -514,21 +514,81 @@ async def test_a_master_that_ignores_the_wire_time_collides(tmp_path: Path) -> N
             await sim.wait_for(lambda: sim.collisions > 0)
 
 
-async def test_pads_are_polled_every_round_and_led_controllers_now_and_then(
+async def test_pads_are_asked_every_round_and_led_controllers_polled_now_and_then(
     tmp_path: Path,
 ) -> None:
     """An LED controller has no keys: polling it every round would only lengthen the wait
-    for a pad's key."""
+    for a pad's key. Pads are asked as a group (ATTENTION), and POLLed only now and then
+    when they have nothing to say."""
     async with BusSimulator(tmp_path / "bus", [SimCallPad(1), SimLedController(21)]) as sim:
         link = SerialLink(str(sim.path), baudrate=115200, timing=FAST)
         CallPad(link, 1)
         LedController(link, 21, width=128, height=16)
         async with link:
             await sim.wait_for(lambda: 0 in sim[21].acked)  # online, BOOT taken
-            start_pad, start_led = sim[1].received[Command.POLL], sim[21].received[Command.POLL]
-            await sim.wait_for(lambda: sim[1].received[Command.POLL] >= start_pad + 60)
-            led_polls = sim[21].received[Command.POLL] - start_led
+            pad, led = sim[1].received, sim[21].received
+            start_ask, start_poll, start_led = (
+                pad[Command.ATTENTION],
+                pad[Command.POLL],
+                led[Command.POLL],
+            )
+            await sim.wait_for(lambda: pad[Command.ATTENTION] >= start_ask + 60)
+            led_polls = led[Command.POLL] - start_led
+            pad_polls = pad[Command.POLL] - start_poll
     assert led_polls <= 3  # 60 rounds of >= 10 ms: at most one poll a second, and a margin
+    assert pad_polls <= 3  # the same: a pad with nothing to say is only POLLed routinely
+
+
+async def test_a_key_is_served_between_the_chunks_of_a_long_image(tmp_path: Path) -> None:
+    """At 19200 baud a 128x32 image is a third of a second on the wire; a key pressed as it
+    starts arrives while it is still being sent: the master asks the pads between its frames."""
+    # generous timeouts: a loaded machine's stall must not pass for a silent device, and
+    # they cost nothing while every device answers
+    timing = LinkTiming(reply_timeout=2.0, byte_gap=0.5, status_interval=3600)
+    pads = [SimCallPad(a) for a in range(1, 11)]
+    async with BusSimulator(tmp_path / "bus", [*pads, SimLedController(21)], baudrate=19200) as sim:
+        link = SerialLink(str(sim.path), baudrate=19200, timing=timing)
+        for a in range(1, 11):
+            CallPad(link, a, window=a)
+        board = LedController(link, 21, width=128, height=32)
+        async with link, Watch(link) as watch:
+            await sim.wait_for(lambda: all(0 in d.acked for d in sim.devices.values()))
+            image = Bitmap(128, 32, bytes(range(256)) * 2)
+            showing = asyncio.create_task(board.show(image))
+            await sim.wait_for(lambda: sim[21].received[Command.LED_FRAME] >= 1)
+            sim.press(7, "CALL")
+            press = await watch.first(PadKeyPress)
+            chunks_then = sim[21].received[Command.LED_FRAME]
+            await showing
+            chunks = sim[21].received[Command.LED_FRAME]
+    assert press.window == 7
+    assert chunks_then < chunks  # the key came in mid-image
+    assert chunks > 512 // 193 + 1  # split finer than 200-byte frames on a slow line
+    assert sim.device(21, SimLedController).shown == image
+    assert sim.collisions == 0
+
+
+async def test_firmware_without_attention_is_polled_every_round(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "firmware_bridge.link")
+    old, new = SimCallPad(1), SimCallPad(2)
+    old.attention = False
+    async with BusSimulator(tmp_path / "bus", [old, new]) as sim:
+        link = SerialLink(str(sim.path), baudrate=115200, timing=FAST)
+        CallPad(link, 1, window=1)
+        CallPad(link, 2, window=2)
+        async with link, Watch(link) as watch:
+            await until(lambda: "does not answer ATTENTION" in caplog.text)
+            polls = old.received[Command.POLL]
+            await sim.wait_for(lambda: old.received[Command.POLL] >= polls + 20)
+            sim.press(1, "CALL")
+            sim.press(2, "RECALL")
+            first = await watch.first(PadKeyPress, lambda e: e.address == 1)
+            second = await watch.first(PadKeyPress, lambda e: e.address == 2)
+            keys = {first.key, second.key}
+    assert keys == {PadKey.CALL, PadKey.RECALL}
+    assert new.received[Command.ATTENTION] > 20  # the other pad is still asked as a group
 
 
 def test_the_round_floor_follows_the_baud_rate() -> None:

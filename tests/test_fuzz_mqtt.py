@@ -398,7 +398,12 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path, monkeypatch: pytest.Mon
         published.append((topic, message))
         return True
 
+    async def record_many(items: Any) -> None:
+        for topic, message in items:
+            await record(topic, message)
+
     session.publish = record  # type: ignore[method-assign]
+    session.publish_many = record_many  # type: ignore[method-assign]
     inputs = coordinator_inputs()
     # every topic the contract gives the coordinator is routed to a handler, and only those
     routed = [f for f, _ in session._routes]

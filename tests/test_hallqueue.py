@@ -455,6 +455,43 @@ def test_a_command_the_log_cannot_keep_changes_nothing(
     assert view(q)[:-1] == kept
 
 
+def test_a_group_commit_keeps_all_of_its_commands_or_none(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    """Group commit: staged commands are seen by lookups and numbered in order, one commit
+    makes them all durable; a commit that fails keeps none of them, in memory either, and
+    the next group reuses their numbers (the log never skips a sequence number)."""
+    from coordinator.eventlog import StorageFailed
+
+    path = tmp_path / "log.sqlite"
+    q = make_queue(path, core_cls)
+    first = [q.submit("ticket", "dispenser", "pi-d1", issue(), at(9), defer=True) for _ in range(3)]
+    assert [d.seq for d in first] == [2, 3, 4]  # after the day's opening entry
+    assert q.log.committed_seq() == 1
+    assert q.log.staged == 3
+    assert q.commit() == 3
+    assert q.log.committed_seq() == 4
+    assert q.log.staged == 0
+    lost_cmd = issue()
+    lost = q.submit("ticket", "dispenser", "pi-d1", lost_cmd, at(9, 1), defer=True)
+    assert q.log.lookup(lost_cmd.id) is not None, "a staged command answers a repeat"
+    assert lost.record["info"]["number"] == "A004"
+    q.log._db.execute("PRAGMA query_only = 1")
+    failures = q.log.failures
+    with pytest.raises(StorageFailed):
+        q.commit()
+    assert q.log.failures == failures + 1
+    assert q.log.lookup(lost_cmd.id) is None
+    assert [t.number for t in q.engine.tickets] == ["A001", "A002", "A003"], "memory kept it"
+    q.log._db.execute("PRAGMA query_only = 0")
+    again = q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, 2), defer=True)
+    assert (again.seq, again.record["info"]["number"]) == (5, "A004")
+    q.commit()
+    reopened = make_queue(path, core_cls)
+    reopened.recover()
+    assert [t.number for t in reopened.engine.tickets] == ["A001", "A002", "A003", "A004"]
+
+
 def _views(q: HallQueue, now: float) -> Any:
     e = q.engine
     return (

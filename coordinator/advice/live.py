@@ -96,12 +96,7 @@ def queue_wait_min(engine: Engine, service: str, extra_windows: int = 0) -> floa
 
 def oldest_wait_min(engine: Engine, service: str, now: float) -> float:
     """Age of the longest-waiting ticket of ``service`` (0 when none waits)."""
-    ages = [
-        now - t.issued_at
-        for t in engine.tickets
-        if t.service == service and t.state is TicketState.WAITING and t.directed is None
-    ]
-    return max(ages, default=0.0) / 60.0
+    return engine.oldest_wait_min(service, now)
 
 
 def predicted_wait_min(engine: Engine, service: str, now: float) -> float:

@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Self, TypeVar
 
+from firmware_bridge.attention import AttentionRequest
 from firmware_bridge.devices.call_pad import TransferTarget
+from firmware_bridge.errors import FrameError
 from firmware_bridge.frame import BROADCAST, Command, Frame, FrameDecoder
 from firmware_bridge.payloads import PadKey
 
@@ -242,6 +244,9 @@ class BusSimulator:
             self._drops[key] -= 1
             log.debug("dropped %r on the wire (fault injected)", frame)
             return
+        if frame.address == BROADCAST and frame.command == Command.ATTENTION:
+            self._answer_attention(frame)
+            return
         if frame.address == BROADCAST:
             for each in self.devices.values():
                 if not each.muted:
@@ -263,6 +268,37 @@ class BusSimulator:
                     garble = True
                     break
             self._transmit(reply, garble=garble)
+
+    def _answer_attention(self, frame: Frame) -> None:
+        """Every listed device that is powered sends its slot byte, each in its own slot."""
+        try:
+            request = AttentionRequest.decode(frame.payload)
+        except FrameError:
+            return  # firmware ignores a bad broadcast
+        slots: list[tuple[int, int]] = []
+        for index, address in enumerate(request.addresses):
+            device = self.devices.get(address)
+            if device is None or device.muted:
+                continue
+            answer = device.attention_answer(index)
+            if answer is not None:
+                slots.append((request.slot_end(index), answer))
+        if not slots:
+            return
+        loop = asyncio.get_running_loop()
+        start = loop.time() + self.reply_delay
+        if not self.baudrate:
+            self._busy_until = start
+            data = bytes(answer for _, answer in slots)
+            self._sending.append(loop.call_at(start, self._port.write, data))
+            return
+        # handed over as a USB adapter would: up to ``chunk`` bytes, once the last is in
+        char = 10 / self.baudrate
+        for first in range(0, len(slots), self.chunk):
+            piece = slots[first : first + self.chunk]
+            data = bytes(answer for _, answer in piece)
+            self._sending.append(loop.call_at(start + piece[-1][0] * char, self._port.write, data))
+        self._busy_until = start + slots[-1][0] * char
 
     def _transmit(self, reply: Frame, *, garble: bool) -> None:
         data = bytearray(reply.encode())

@@ -12,6 +12,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 
+from firmware_bridge.attention import slot_answer
 from firmware_bridge.devices.call_pad import TransferTarget
 from firmware_bridge.display_text import DisplayFlag, decode_display
 from firmware_bridge.errors import FrameError
@@ -53,6 +54,7 @@ class SimDevice:
         self.boot_id = 0
         self.flags = StatusFlag(0)
         self.muted = False  # powered off / wire cut: hears nothing, says nothing
+        self.attention = True  # False: firmware from before ATTENTION, silent in its slot
         self.transmissions: Counter[int] = Counter()  # event seq -> times sent
         self.acked: list[int] = []
         self.received: Counter[Command] = Counter()
@@ -89,6 +91,16 @@ class SimDevice:
         self._seq = self._seq % 255 + 1  # 1..255 after the BOOT event's 0
         self._queue.append((seq, payload))
         return seq
+
+    @property
+    def has_event(self) -> bool:
+        """What its ATTENTION slot says: an event the next POLL would get."""
+        return self._pending is not None or bool(self._queue)
+
+    def attention_answer(self, index: int) -> int | None:
+        """The byte it sends in slot ``index`` of an ATTENTION (None: firmware without it)."""
+        self.received[Command.ATTENTION] += 1
+        return slot_answer(index, self.has_event) if self.attention else None
 
     def handle(self, frame: Frame) -> Frame | None:
         """The reply to one frame addressed to this device (None for ACKs and broadcasts)."""

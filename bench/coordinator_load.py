@@ -1,0 +1,458 @@
+"""Coordinator throughput: closed-loop knee and CPU per command, against an echo floor.
+
+A private Mosquitto (TCP_NODELAY, no logging) carries the load of the example hall's
+devices: ``C`` commands are always outstanding, half of them ticket requests from the
+dispensers and half CALLs from the window pads, each answered before the next is sent
+(closed loop). The load generator is raw paho in this process (one connection speaking for
+every device: the private broker has no ACL), so the figures are the coordinator's, not a
+client library's. Two responders take the same load in the same run:
+
+- floor: an aiomqtt echo on the same broker, answering every request with its ``corr`` and
+  nothing else (``python bench/coordinator_load.py --echo URL HALL``);
+- hallq: ``hallq coordinator`` on a fresh event log, every command logged (SQLite
+  synchronous=FULL) and every view published.
+
+For each concurrency it prints commands/s, reply latency p50/p99 and the responder's CPU per
+command (its /proc utime+stime over the step); the knee is the best throughput whose p99 is
+within 50 ms. ``--day N`` then drives N more commands at one concurrency through the same
+day and prints throughput and CPU per slice, to show whether the cost grows with the day.
+``--profile FILE`` runs py-spy (when installed) on the coordinator during the busiest step.
+
+(Named so, not ``coordinator.py``: run as a script, bench/ comes first on the path and
+that name would shadow the ``coordinator`` package.)
+
+Usage: python bench/coordinator_load.py [--steps 1,4,8,16,32,64,128,256] [--seconds 3] [--day 20000]
+       [--profile flame.svg] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from hallq.bus import NODELAY
+from hallq.config import HallConfig, parse_config
+from hallq.topics import HallTopics
+from hallq.ulid import new_ulid
+from hallqctl.mosquitto import Mosquitto, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+P99_BAR_MS = 50.0
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def hall_text(url: str, state: Path) -> str:
+    """The example hall, open around the clock, with room for a long day: every service
+    issues at any hour, to 5 digits, without caps, and the per-client rate limit is out of
+    the way (one generator speaks for every device)."""
+    text = (ROOT / "examples" / "liwan.toml").read_text(encoding="utf-8")
+    text = text.replace("http_port = 8080", "http_port = 0")
+    text = re.sub(r"(?m)^open_hours = .*$", 'open_hours = [["00:01", "23:59"]]', text)
+    text = re.sub(r"(?m)^reset_time = .*$", 'reset_time = "00:00"', text)
+    text = re.sub(r"(?m)^(hours|daily_cap|warn_at|width) = .*$", "", text)
+    text = re.sub(r"(?m)^(prefix = .*)$", r"\1\nwidth = 5", text)
+    return (
+        text
+        + f'\n[broker]\nurl = "{url}"\n\n[runtime]\nstate_dir = "{state}"\nlog_level = "WARNING"\n'
+        + "\n[security]\nclient_rate_per_s = 10000\nclient_burst = 100000\n"
+    )
+
+
+def quiet_broker(work: Path) -> Mosquitto:
+    """Mosquitto as the tests start it, but logging nothing per message."""
+    port = free_port()
+    conf = work / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+        "persistence false\nlog_dest none\nmax_inflight_messages 0\nmax_queued_messages 0\n"
+        "user root\n"
+    )
+    broker = Mosquitto(work, config=conf, port=port)
+    broker.start()
+    return broker
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _nodelay(client: paho.Client, userdata: Any, sock: paho.SocketLike) -> None:
+    assert isinstance(sock, socket.socket)  # plain TCP here
+    sock.setsockopt(*NODELAY[0])
+
+
+@dataclass
+class Step:
+    concurrency: int
+    commands: int
+    seconds: float
+    latencies: list[float] = field(repr=False)
+    cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.commands / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000 if ordered else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu_s / max(1, self.commands) * 1000
+
+    def row(self) -> dict[str, float]:
+        return {
+            "concurrency": self.concurrency,
+            "rate": round(self.rate, 1),
+            "p50_ms": round(self.pct(0.5), 2),
+            "p99_ms": round(self.pct(0.99), 2),
+            "cpu_ms": round(self.cpu_ms, 3),
+        }
+
+
+class Load:
+    """The devices of a hall, as one paho connection: a closed loop of ``concurrency``
+    commands, each replaced by the next when its reply arrives."""
+
+    def __init__(self, cfg: HallConfig, port: int) -> None:
+        t = HallTopics(cfg.hall.id)
+        self.dispensers = [
+            (t.req(a.id), code)
+            for a in cfg.agents
+            if a.role == "dispenser"
+            for code in cfg.services_for_agent(a.id)
+        ]
+        self.pads = [
+            (t.cmd("window", a.id), w)
+            for a in cfg.agents
+            if a.role == "window"
+            for w in cfg.windows_for_agent(a.id)
+        ]
+        self.refused: Counter[str] = Counter()
+        self.rng = random.Random(7)
+        self.pending: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.running = False
+        self.sent = 0
+        self.lock = threading.Lock()
+        self.idle = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"load-{new_ulid()}")
+        self.client.on_message = self._on_reply
+        self.client.on_socket_open = _nodelay
+        self.client.max_inflight_messages_set(0)
+        self.client.max_queued_messages_set(0)
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(f"hallq/v1/{cfg.hall.id}/+/+/reply", qos=1)
+        self.client.loop_start()
+        time.sleep(0.3)  # the SUBACK is in; not part of any measurement
+
+    def _next(self) -> None:
+        ulid = new_ulid()
+        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.sent += 1
+        if self.sent % 2:
+            topic, service = self.rng.choice(self.dispensers)
+            body = f'{{"v":1,"id":"{ulid}","ts":"{ts}","kind":"issue","service":"{service}"}}'
+        else:
+            topic, window = self.rng.choice(self.pads)
+            body = f'{{"v":1,"id":"{ulid}","ts":"{ts}","window":{window},"action":"call"}}'
+        self.pending[ulid] = time.perf_counter()
+        self.client.publish(topic, body.encode(), qos=1)
+
+    def _on_reply(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        data = msg.payload
+        at = data.find(b'"corr":"')
+        if at < 0:
+            return
+        corr = data[at + 8 : at + 34].decode()
+        if b'"ok":false' in data:
+            found = re.search(rb'"code":"(\w+)"', data)
+            self.refused[found.group(1).decode() if found else "?"] += 1
+        with self.lock:
+            started = self.pending.pop(corr, None)
+            if started is None:
+                return
+            self.latencies.append(time.perf_counter() - started)
+            if self.running:
+                self._next()
+            elif not self.pending:
+                self.idle.set()
+
+    def step(self, concurrency: int, seconds: float, pid: int, patience: float = 30) -> Step:
+        with self.lock:
+            self.latencies = []
+            self.idle.clear()
+            self.running = True
+            cpu0, t0 = cpu_s(pid), time.perf_counter()
+            for _ in range(concurrency):
+                self._next()
+        time.sleep(seconds)
+        with self.lock:
+            self.running = False
+            done, elapsed, cpu = len(self.latencies), time.perf_counter() - t0, cpu_s(pid) - cpu0
+            latencies = self.latencies
+        if not self.idle.wait(patience):
+            lost = len(self.pending)
+            self.pending.clear()
+            raise TimeoutError(f"{lost} command(s) never answered")
+        return Step(concurrency, done, elapsed, latencies, cpu)
+
+    def count(self, concurrency: int, commands: int, pid: int) -> Step:
+        """Exactly ``commands`` replies' worth of load (the day's slices)."""
+        with self.lock:
+            self.latencies = []
+            self.idle.clear()
+            self.running = True
+            cpu0, t0 = cpu_s(pid), time.perf_counter()
+            for _ in range(concurrency):
+                self._next()
+        deadline = time.monotonic() + 600
+        while len(self.latencies) < commands and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self.lock:
+            self.running = False
+            done, elapsed, cpu = len(self.latencies), time.perf_counter() - t0, cpu_s(pid) - cpu0
+            latencies = self.latencies
+        if not self.idle.wait(30):
+            raise RuntimeError(f"{len(self.pending)} command(s) never answered")
+        return Step(concurrency, done, elapsed, latencies, cpu)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+async def echo(url: str, hall: str) -> None:
+    """The floor: every request answered with its ``corr`` by aiomqtt, nothing else."""
+    import aiomqtt
+
+    host, port = url.removeprefix("mqtt://").split(":")
+    async with aiomqtt.Client(host, int(port), identifier="echo", socket_options=NODELAY) as c:
+        await c.subscribe(f"hallq/v1/{hall}/+/+/cmd", qos=1)
+        await c.subscribe(f"hallq/v1/{hall}/+/+/req", qos=1)
+        print("ready", flush=True)
+        async for msg in c.messages:
+            request = json.loads(bytes(msg.payload))
+            reply = msg.topic.value.rsplit("/", 1)[0] + "/reply"
+            await c.publish(
+                reply, json.dumps({"corr": request["id"], "ok": True}, separators=(",", ":")), qos=1
+            )
+
+
+def start(argv: list[str], work: Path, name: str, tree: Path = ROOT) -> subprocess.Popen[bytes]:
+    """``tree``: the checkout whose packages ``-m`` runs (the script's directory comes
+    first on the path)."""
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=(work / f"{name}.log").open("ab"), cwd=tree
+    )
+
+
+def wait_answering(load: Load, pid: int, proc: subprocess.Popen[bytes]) -> None:
+    """Until the responder answers one command (the coordinator replays, then subscribes)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the responder exited; see its log in the work directory")
+        try:
+            if load.step(1, 0.2, pid, patience=1).commands:
+                return
+        except TimeoutError:  # sent before it subscribed: lost, as a device's would be
+            continue
+    raise RuntimeError("the responder did not answer within 60 s")
+
+
+def settle(pid: int, timeout: float = 60.0) -> None:
+    """Until the responder is idle (under 5% of a core for half a second): the
+    coordinator's start-up work in threads (comfort forecast, learning counter times)
+    would otherwise be charged to the first step."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = cpu_s(pid)
+        time.sleep(0.5)
+        if cpu_s(pid) - before < 0.025:
+            return
+
+
+def ladder(load: Load, pid: int, steps: list[int], seconds: float, label: str) -> list[Step]:
+    out = []
+    for c in steps:
+        step = load.step(c, seconds, pid)
+        print(
+            f"{label:<12}{c:>6}{step.rate:>10.0f}{step.pct(0.5):>9.2f}{step.pct(0.99):>9.2f}"
+            f"{step.cpu_ms:>10.3f}",
+            flush=True,
+        )
+        out.append(step)
+    return out
+
+
+def knee(steps: list[Step]) -> Step | None:
+    within = [s for s in steps if s.pct(0.99) <= P99_BAR_MS and s.commands]
+    return max(within, key=lambda s: s.rate) if within else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", default="1,4,8,16,32,64,128,256", help="concurrencies to try")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each step")
+    parser.add_argument("--day", type=int, default=0, help="then this many commands more")
+    parser.add_argument("--day-concurrency", type=int, default=32)
+    parser.add_argument("--profile", type=Path, help="py-spy flame graph of the busiest step")
+    parser.add_argument(
+        "--cprofile", type=Path, help="run the coordinator under cProfile, stats to this file"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        help="run the coordinator from this checkout instead (a before/after in one run)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--echo", nargs=2, metavar=("URL", "HALL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.echo:
+        asyncio.run(echo(*args.echo))
+        return 0
+    steps = [int(s) for s in args.steps.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="hallq-bench-coord-"))
+    broker = quiet_broker(work)
+    config = work / "hall.toml"
+    config.write_text(hall_text(broker.url, work / "state"), encoding="utf-8")
+    cfg = parse_config(config.read_text(encoding="utf-8"), str(config))
+    load = Load(cfg, broker.port)
+    results: dict[str, Any] = {}
+    print(f"{'responder':<12}{'conc':>6}{'cmd/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms':>10}")
+    try:
+        proc = start([sys.executable, __file__, "--echo", broker.url, cfg.hall.id], work, "echo")
+        try:
+            assert proc.stdout is not None
+            proc.stdout.readline()  # "ready": subscribed
+            wait_answering(load, proc.pid, proc)
+            floor = ladder(load, proc.pid, steps, args.seconds, "aiomqtt-echo")
+        finally:
+            proc.kill()
+            proc.wait()
+        log = work / "events.sqlite"
+        coord_argv = [sys.executable, "-m", "hallqctl.cli", "coordinator", "--config"]
+        if args.cprofile:
+            coord_argv[1:1] = ["-m", "cProfile", "-o", str(args.cprofile.resolve())]
+        proc = start(
+            [*coord_argv, str(config), "--log", str(log)],
+            work,
+            "coordinator",
+            (args.tree or ROOT).resolve(),
+        )
+        try:
+            wait_answering(load, proc.pid, proc)
+            settle(proc.pid)
+            hallq = ladder(load, proc.pid, steps, args.seconds, "coordinator")
+            best = knee(hallq) or max(hallq, key=lambda s: s.rate)
+            if args.profile:
+                profile(load, proc.pid, best.concurrency, args.seconds, args.profile)
+            day: list[Step] = []
+            if args.day:
+                day = through_the_day(load, proc.pid, args.day, args.day_concurrency)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    finally:
+        load.close()
+        broker.kill()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"work directory kept: {work}", file=sys.stderr)
+    print(f"coordinator refusals (of every command sent): {dict(load.refused) or 'none'}")
+    fk, hk = knee(floor), knee(hallq)
+    print(
+        f"knee (p99 <= {P99_BAR_MS:g} ms): coordinator "
+        f"{hk.rate if hk else 0:.0f} cmd/s at {hk.cpu_ms if hk else 0:.3f} ms CPU/command; "
+        f"aiomqtt echo {fk.rate if fk else 0:.0f} cmd/s at {fk.cpu_ms if fk else 0:.3f} ms"
+    )
+    if hk and fk:
+        print(
+            f"coordinator / echo: throughput {hk.rate / fk.rate:.2f}x, "
+            f"CPU per command {hk.cpu_ms / fk.cpu_ms:.1f}x"
+        )
+    results = {
+        "echo": [s.row() for s in floor],
+        "coordinator": [s.row() for s in hallq],
+        "knee_rate": round(hk.rate, 1) if hk else 0.0,
+        "knee_cpu_ms": round(hk.cpu_ms, 3) if hk else None,
+        "echo_knee_rate": round(fk.rate, 1) if fk else 0.0,
+        "echo_knee_cpu_ms": round(fk.cpu_ms, 3) if fk else None,
+        "ratio_rate": round(hk.rate / fk.rate, 3) if hk and fk else None,
+        "ratio_cpu": round(hk.cpu_ms / fk.cpu_ms, 2) if hk and fk else None,
+        "day": [s.row() for s in day],
+        "refused": dict(load.refused),
+        "loaded_machine": os.getloadavg()[0],
+    }
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+def through_the_day(load: Load, pid: int, commands: int, concurrency: int) -> list[Step]:
+    """The same day carried on for ``commands`` more, in ten slices: flat or growing?"""
+    slices = []
+    per = max(1, commands // 10)
+    print(f"through the day: {commands} commands at concurrency {concurrency}")
+    print(f"{'slice':>12}{'cmd/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms':>10}")
+    for k in range(10):
+        step = load.count(concurrency, per, pid)
+        print(
+            f"{(k + 1) * per:>12}{step.rate:>10.0f}{step.pct(0.5):>9.2f}{step.pct(0.99):>9.2f}"
+            f"{step.cpu_ms:>10.3f}",
+            flush=True,
+        )
+        slices.append(step)
+    rates = [s.rate for s in slices]
+    print(
+        f"last slice / first: throughput {rates[-1] / rates[0]:.2f}x, CPU per command "
+        f"{slices[-1].cpu_ms / slices[0].cpu_ms:.2f}x (mean {statistics.fmean(rates):.0f}/s)"
+    )
+    return slices
+
+
+def profile(load: Load, pid: int, concurrency: int, seconds: float, out: Path) -> None:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        print("py-spy not installed: no profile (pip install py-spy)", file=sys.stderr)
+        return
+    duration = max(2, int(seconds * 2))
+    formats = {".json": "speedscope", ".txt": "raw"}
+    fmt = formats.get(out.suffix, "flamegraph")
+    rec = subprocess.Popen(
+        [spy, "record", "-p", str(pid), "-d", str(duration), "-f", fmt, "-o", str(out), "-n"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    load.step(concurrency, duration + 1, pid)
+    rec.wait(60)
+    print(f"profile of the coordinator at concurrency {concurrency}: {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,246 @@
+"""CALL -> call event -> board state, through the real coordinator, against 2-hop floors.
+
+What a taxpayer waits for when staff press CALL, measured from outside as devices see it:
+a pad's CALL goes to the broker, the coordinator logs it (SQLite, synchronous=FULL) and
+publishes the call event and the retained board state, which a board receives. One aiomqtt
+client in this process plays the pad and the board (TCP_NODELAY), on a private Mosquitto.
+Each sample first issues a ticket (not timed) so that there is someone to call.
+
+The floors, in the same run on the same broker (and the same disk: one durable SQLite
+commit, which every CALL includes): the same two broker hops with nothing but
+an echo between them -- raw paho on both ends (``bus_latency.raw_floor``) and aiomqtt on
+both ends (an aiomqtt echo process, ``coordinator_load.py --echo``). The goal of issue 19
+is CALL -> board state p99 within 2x the aiomqtt floor.
+
+Usage: python bench/e2e.py [--n 300] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from bus_latency import raw_floor
+from coordinator_load import hall_text, quiet_broker
+
+from hallq.bus import NODELAY
+from hallq.config import parse_config
+from hallq.sqlite import open_db
+from hallq.topics import HallTopics
+from hallq.ulid import new_ulid
+
+HERE = Path(__file__).resolve().parent
+COORDINATOR = [sys.executable, "-m", "hallqctl.cli", "coordinator"]
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(statistics.median(samples) * 1000, 3),
+        "p99_ms": round(pct(samples, 0.99), 3),
+        "n": len(samples),
+    }
+
+
+def ts() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Devices:
+    """A pad, a dispenser and a board in one aiomqtt client: every message it gets is
+    stamped on arrival and handed to whoever waits for it."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+        self.arrived: list[tuple[float, str, dict[str, Any]]] = []
+        self.news = asyncio.Event()
+
+    async def listen(self) -> None:
+        async for msg in self.client.messages:
+            at = time.perf_counter()
+            self.arrived.append((at, msg.topic.value, json.loads(bytes(msg.payload))))
+            self.news.set()
+
+    async def until(self, match: Any, since: int = 0, patience: float = 10) -> tuple[float, Any]:
+        async with asyncio.timeout(patience):
+            while True:
+                for at, topic, body in self.arrived[since:]:
+                    if match(topic, body):
+                        return at, body
+                self.news.clear()
+                await self.news.wait()
+
+
+async def aiomqtt_floor(url: str, n: int, work: Path) -> list[float]:
+    """aiomqtt -> broker -> aiomqtt echo -> broker -> aiomqtt."""
+    echo = subprocess.Popen(
+        [sys.executable, str(HERE / "coordinator_load.py"), "--echo", url, "floor"],
+        stdout=subprocess.PIPE,
+        stderr=(work / "echo.log").open("ab"),
+    )
+    try:
+        assert echo.stdout is not None
+        echo.stdout.readline()
+        host, port = url.removeprefix("mqtt://").split(":")
+        async with aiomqtt.Client(host, int(port), socket_options=NODELAY) as c:
+            dev = Devices(c)
+            await c.subscribe("hallq/v1/floor/+/+/reply", qos=1)
+            listener = asyncio.create_task(dev.listen())
+            samples = []
+            for k in range(n + 10):
+                ulid = new_ulid()
+                body = f'{{"v":1,"id":"{ulid}","ts":"{ts()}","window":1,"action":"call"}}'
+                mark = len(dev.arrived)
+                start = time.perf_counter()
+                await c.publish("hallq/v1/floor/window/pad/cmd", body, qos=1)
+                at, _ = await dev.until(lambda t, b, u=ulid: b.get("corr") == u, mark)
+                if k >= 10:  # the first ones warm up connections and caches
+                    samples.append(at - start)
+            listener.cancel()
+            return samples
+    finally:
+        echo.kill()
+        echo.wait()
+
+
+async def coordinator_path(url: str, config: Path, n: int) -> dict[str, list[float]]:
+    cfg = parse_config(config.read_text(encoding="utf-8"), str(config))
+    t = HallTopics(cfg.hall.id)
+    pad_agent = next(a.id for a in cfg.agents if a.role == "window")
+    window = cfg.windows_for_agent(pad_agent)[0]
+    skills = next(w for w in cfg.windows if w.number == window).weights()
+    dispenser, service = next(
+        (a.id, code)
+        for a in cfg.agents
+        if a.role == "dispenser"
+        for code in cfg.services_for_agent(a.id)
+        if code in dict(skills)
+    )
+    host, port = url.removeprefix("mqtt://").split(":")
+    out: dict[str, list[float]] = {"reply": [], "call_event": [], "board_state": []}
+    async with aiomqtt.Client(host, int(port), socket_options=NODELAY) as c:
+        dev = Devices(c)
+        await c.subscribe(f"hallq/v1/{cfg.hall.id}/+/+/reply", qos=1)
+        await c.subscribe(t.event("call"), qos=1)
+        await c.subscribe(t.board_state(), qos=1)
+        listener = asyncio.create_task(dev.listen())
+        deadline = time.monotonic() + 60
+        for k in range(n + 10):
+            ulid = new_ulid()
+            body = f'{{"v":1,"id":"{ulid}","ts":"{ts()}","kind":"issue","service":"{service}"}}'
+            mark = len(dev.arrived)
+            await c.publish(t.req(dispenser), body, qos=1)
+            try:
+                await dev.until(lambda _, b, u=ulid: b.get("corr") == u, mark, patience=2)
+            except TimeoutError:  # the coordinator was not subscribed yet
+                if time.monotonic() > deadline:
+                    raise
+                continue
+            await asyncio.sleep(0.005)  # the issue's own states have gone out
+            ulid = new_ulid()
+            body = f'{{"v":1,"id":"{ulid}","ts":"{ts()}","window":{window},"action":"call"}}'
+            mark = len(dev.arrived)
+            start = time.perf_counter()
+            await c.publish(t.cmd("window", pad_agent), body, qos=1)
+            replied, _ = await dev.until(lambda _, b, u=ulid: b.get("corr") == u, mark)
+            called, event = await dev.until(
+                lambda topic, b: topic == t.event("call") and b.get("window") == window, mark
+            )
+            number = event["ticket"]
+            shown, _ = await dev.until(
+                lambda topic, b, n=number: (
+                    topic == t.board_state()
+                    and bool(b.get("calls"))
+                    and b["calls"][0]["ticket"] == n
+                ),
+                mark,
+            )
+            if k >= 10:
+                out["reply"].append(replied - start)
+                out["call_event"].append(called - start)
+                out["board_state"].append(shown - start)
+        listener.cancel()
+    return out
+
+
+def commit_floor(path: Path, n: int) -> list[float]:
+    """One durable one-row commit as the event log makes it (WAL, synchronous=FULL), on
+    the same disk: the part of every CALL that is the disk's."""
+    db = open_db(path, "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT)")
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        db.execute("INSERT INTO t (v) VALUES (?)", ("x" * 300,))
+        samples.append(time.perf_counter() - start)
+    db.close()
+    return samples
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300, help="samples of each")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hallq-bench-e2e-"))
+    broker = quiet_broker(work)
+    config = work / "hall.toml"
+    config.write_text(hall_text(broker.url, work / "state"), encoding="utf-8")
+    results: dict[str, dict[str, float]] = {}
+    try:
+        results["sqlite_commit"] = summary(commit_floor(work / "floor.sqlite", args.n))
+        print(f"paho 2-hop floor: {args.n} round trips...", file=sys.stderr)
+        results["paho_floor"] = summary(raw_floor(broker.port, args.n))
+        print(f"aiomqtt 2-hop floor: {args.n} round trips...", file=sys.stderr)
+        results["aiomqtt_floor"] = summary(asyncio.run(aiomqtt_floor(broker.url, args.n, work)))
+        proc = subprocess.Popen(
+            [*COORDINATOR, "--config", str(config), "--log", str(work / "events.sqlite")],
+            stdout=subprocess.DEVNULL,
+            stderr=(work / "coordinator.log").open("ab"),
+            cwd=HERE.parent,
+        )
+        try:
+            print(f"coordinator: {args.n} CALLs...", file=sys.stderr)
+            for name, samples in asyncio.run(coordinator_path(broker.url, config, args.n)).items():
+                results[f"call_{name}"] = summary(samples)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    finally:
+        broker.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{'path':<22}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, fig in results.items():
+        print(f"{name:<22}{fig['p50_ms']:>10.3f}{fig['p99_ms']:>10.3f}")
+    board = results["call_board_state"]
+    ratios = {
+        "board_p50_vs_aiomqtt": board["p50_ms"] / results["aiomqtt_floor"]["p50_ms"],
+        "board_p99_vs_aiomqtt": board["p99_ms"] / results["aiomqtt_floor"]["p99_ms"],
+        "board_p50_vs_paho": board["p50_ms"] / results["paho_floor"]["p50_ms"],
+        "board_p99_vs_paho": board["p99_ms"] / results["paho_floor"]["p99_ms"],
+    }
+    print(
+        f"CALL -> board state / aiomqtt 2-hop floor: p50 {ratios['board_p50_vs_aiomqtt']:.2f}x, "
+        f"p99 {ratios['board_p99_vs_aiomqtt']:.2f}x (goal p99 <= 2x); / paho floor: p50 "
+        f"{ratios['board_p50_vs_paho']:.2f}x, p99 {ratios['board_p99_vs_paho']:.2f}x"
+    )
+    if args.json:
+        print(json.dumps({**results, **{k: round(v, 3) for k, v in ratios.items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""The ``hallq`` command's entry point: a Pi's ``hallq agent`` starts without the whole CLI.
+
+Every Pi runs one command line, ``hallq agent --config FILE --device ID`` (systemd's
+``hallq-agent@.service``). Loading the operator CLI for it (click and every command's
+options and help) cost ~2.4 MB of an agent's resident memory and ~15 ms of its start, so
+that one line is read here; anything else (another command, ``--help``, an option this
+reader does not know, a mistake to report) goes to :mod:`hallqctl.cli` as before, which
+reads the same line with the same meaning and reports errors its usual way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hallq.config import HallConfig
+
+__all__ = ["agent_line", "main", "run_agent_process"]
+
+_VALUED = {"--config": "config_file", "--device": "agent_id", "--sim-dir": "sim_dir"}
+
+
+def agent_line(argv: list[str]) -> dict[str, str | bool] | None:
+    """``agent --config F --device ID [--sim-dir D] [--simulate-all]`` as its values, or
+    None for any other command line (the click CLI then handles it)."""
+    if not argv or argv[0] != "agent":
+        return None
+    found: dict[str, str | bool] = {"simulate_all": False}
+    rest = iter(argv[1:])
+    for arg in rest:
+        name, eq, value = arg.partition("=")
+        if name in _VALUED and _VALUED[name] not in found:
+            if not eq:
+                value = next(rest, "")
+            if not value or value.startswith("-"):
+                return None
+            found[_VALUED[name]] = value
+        elif arg == "--simulate-all" and not found["simulate_all"]:
+            found["simulate_all"] = True
+        else:
+            return None
+    if "config_file" not in found or "agent_id" not in found:
+        return None
+    if found["simulate_all"] and "sim_dir" not in found:
+        return None
+    return found
+
+
+def run_agent_process(
+    cfg: HallConfig, agent_id: str, sim_dir: Path | None, simulate_all: bool
+) -> None:
+    """Serve one agent until SIGTERM/SIGINT (``hallq agent``, either way it was read)."""
+    from edge.agent import run_agent
+    from hallq.logsetup import setup_logging
+    from hallqctl.runner import run_bounded
+
+    setup_logging(cfg.runtime.log_level)
+    run_bounded(lambda: run_agent(cfg, agent_id, sim_dir=sim_dir, simulate_all=simulate_all))
+
+
+def skip_pydantic_plugins() -> None:
+    """An agent uses no pydantic plugin; looking for them reads every installed package's
+    metadata before the first model is built (a few ms and ~0.2 MB). An operator's own
+    ``PYDANTIC_DISABLE_PLUGINS`` wins."""
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+
+def _fast_agent(line: dict[str, str | bool]) -> bool:
+    """Run the agent; False when the line has a mistake for the CLI to report."""
+    from hallq.config import load_config
+    from hallq.errors import ConfigError
+
+    skip_pydantic_plugins()
+    try:
+        cfg = load_config(Path(str(line["config_file"])))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(1) from None
+    agent_id = str(line["agent_id"])
+    try:
+        cfg.agent(agent_id)
+    except KeyError:
+        return False
+    sim_dir = line.get("sim_dir")
+    simulate_all = line["simulate_all"] is True
+    run_agent_process(cfg, agent_id, Path(str(sim_dir)) if sim_dir else None, simulate_all)
+    return True
+
+
+def main() -> None:
+    line = agent_line(sys.argv[1:])
+    if line is not None and _fast_agent(line):
+        return
+    from hallqctl.cli import main as cli
+
+    cli()
+
+
+if __name__ == "__main__":
+    main()

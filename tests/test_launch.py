@@ -1,0 +1,64 @@
+"""`hallq agent`, the one command line every Pi runs, starts without the operator CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from hallq.examples import example_hall
+from hallqctl.launch import agent_line, main
+
+
+@pytest.mark.parametrize(
+    ("argv", "wanted"),
+    [
+        (
+            ["agent", "--config", "h.toml", "--device", "pi-w01"],
+            {"config_file": "h.toml", "agent_id": "pi-w01", "simulate_all": False},
+        ),
+        (
+            ["agent", "--device=pi-w01", "--simulate-all", "--config=h.toml", "--sim-dir", "s"],
+            {"config_file": "h.toml", "agent_id": "pi-w01", "simulate_all": True, "sim_dir": "s"},
+        ),
+        (["agent", "--config", "h.toml"], None),  # no device: click says so
+        (["agent", "--config", "h.toml", "--device", "pi-w01", "--simulate-all"], None),
+        (["agent", "--config", "h.toml", "--device", "pi-w01", "--help"], None),
+        (["agent", "--config", "--device", "pi-w01"], None),
+        (["agent", "--config", "a", "--config", "b", "--device", "pi-w01"], None),
+        (["coordinator", "--config", "h.toml"], None),
+        ([], None),
+    ],
+)
+def test_only_a_plain_agent_line_skips_the_cli(
+    argv: list[str], wanted: dict[str, object] | None
+) -> None:
+    assert agent_line(argv) == wanted
+
+
+def test_the_agent_starts_without_click() -> None:
+    hall = str(example_hall())
+    code = (
+        "import sys, hallqctl.launch as launch\n"
+        "launch.run_agent_process = lambda *a: print(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('click', 'hallqctl', 'rich')), a[1:])\n"
+        f"sys.argv = ['hallq', 'agent', '--config', {hall!r}, '--device', 'pi-w01']\n"
+        "launch.main()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == "['hallqctl', 'hallqctl.launch'] ('pi-w01', None, False)"
+
+
+def test_a_mistake_on_the_agent_line_is_reported_by_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(
+        sys, "argv", ["hallq", "agent", "--config", str(example_hall()), "--device", "pi-nope"]
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert "--device" in capsys.readouterr().err
