@@ -55,7 +55,9 @@ ADVICE_REPEAT_S = 600.0
 RECENT_ALERTS = 200
 RECENT_ADVICE = 20
 RECENT_REFUSED = 10_000
-MIN_EXPIRY_LEFT_S = 2  # MQTT 5 expiry left that proves a queued command is still in time
+# MQTT 5 expiry counts whole seconds twice (the sender rounds its wait up, the broker its
+# clock down): a command the broker left L s of it has at least L - this left
+EXPIRY_ROUNDING_S = 2
 REPLY_MARGIN_S = 0.5  # of a sender's wait, left for the reply to reach it (deadline_s)
 STALL_BEAT_S = 0.05  # a command's arrival counts this process's stalls (Session)
 LINK_LOST = Refusal("link_lost", "the connection this command came on is gone")
@@ -170,7 +172,9 @@ class Coordinator:
         self._dirty_board = False
         self.storage_error: str | None = None
         self._reconnect_due = False
-        self._refused_at: dict[str, float] = {}  # command id -> first refused (loop time)
+        # command id -> the earliest its sender may have sent it, when it was not kept
+        # (time.monotonic()): a redelivered copy keeps the first copy's age
+        self._refused_at: dict[str, float] = {}
         self._converged_for = -1
         self.devices = DeviceBook(clock)
         self.alerts: deque[tuple[float, m.AlertEvent]] = deque(maxlen=RECENT_ALERTS)
@@ -724,25 +728,32 @@ class Coordinator:
             isinstance(command, m.IssueRequest) and command.offline is not None
         )
 
-    def late(self, incoming: Incoming) -> bool:
-        """Did this command outlive its sender's deadline? Judged without the sender's clock.
-        One that waited longer than the deadline in this process (behind slow commands) is
-        late. One that came live is fresh. One that waited at the broker for us is fresh if the
-        broker left it at least MIN_EXPIRY_LEFT_S of its MQTT 5 expiry (the broker counts
-        whole seconds, so less proves nothing), else only if we were away for less than
-        the deadline (our own clock; unknown across a restart, so late). Offline replays
-        and voids are never late: they report what already happened."""
+    def due(self, incoming: Incoming, sent: float) -> float:
+        """When (``time.monotonic()``) this command stops being applied, judged without the
+        sender's clock, only from facts fixed when it arrived (``Incoming``): ``sent``, the
+        earliest its sender may have sent it (its arrival, less what it may have waited at
+        the broker for us: our own clock, unknown across a restart), plus its deadline
+        (``deadline_s``). MQTT 5 expiry (whole seconds) adds what the broker proves: a
+        command it left L s of still has L - EXPIRY_ROUNDING_S (a long wait, a restart), and
+        one it left little of has no more than that (a sender that stood still first)."""
         command = incoming.payload
-        if not self.expires(command):
-            return False
-        if incoming.held_s > self.deadline_s(command):  # it queued behind slow work here
-            return True
-        if incoming.waited_s is None:
-            return False
+        arrived = incoming.arrived_at
+        if arrived is None:
+            arrived = time.monotonic() - incoming.held_s
+        due = sent + self.deadline_s(command)
         left = incoming.expiry_left_s
-        if left is not None and left >= MIN_EXPIRY_LEFT_S:
-            return False
-        return incoming.waited_s > self.deadline_s(command)
+        if left is not None:
+            due = max(due, arrived + left - EXPIRY_ROUNDING_S - REPLY_MARGIN_S)
+            due = min(due, arrived + left - min(REPLY_MARGIN_S, left / 3))
+        return due
+
+    def _sent_at(self, incoming: Incoming) -> float:
+        """The earliest its sender may have sent it (see ``due``)."""
+        arrived = incoming.arrived_at
+        if arrived is None:
+            arrived = time.monotonic() - incoming.held_s
+        sent = arrived - (incoming.waited_s or 0.0)
+        return min(sent, self._refused_at.get(incoming.payload.id, sent))
 
     async def submit(self, kind: str, incoming: Incoming) -> Submitted | None:
         """A command from MQTT: checked by :mod:`coordinator.authz` first (a refused one is
@@ -757,17 +768,11 @@ class Coordinator:
         if refusal is not None:
             await self._refuse(role, client, command, refusal)
             return None
-        now = asyncio.get_running_loop().time()
         # its life counts from its arrival here, or from its first arrival when it was not
         # kept then (a full disk, a lost link) and the broker delivered it again
-        first = self._refused_at.get(command.id, now - incoming.held_s)
-        due = first + self.deadline_s(command) if self.expires(command) else None
-        left = incoming.expiry_left_s  # MQTT 5: what its sender had left when it went
-        if due is not None and left is not None:  # (less if the sender stood still first)
-            due = min(due, now - incoming.held_s + left - min(REPLY_MARGIN_S, left / 3))
-        done = await self.execute(
-            kind, role, client, command, late=self.late(incoming), due=due, over_mqtt=True
-        )
+        first = self._sent_at(incoming)
+        due = self.due(incoming, first) if self.expires(command) else None
+        done = await self.execute(kind, role, client, command, due=due, over_mqtt=True)
         if not done.kept:
             self._refused_at[command.id] = first
             while len(self._refused_at) > RECENT_REFUSED:
@@ -849,7 +854,8 @@ class Coordinator:
         ``over_mqtt`` on a connection that is gone by now (its reply could not be sent, and
         a sender with no reply acts as if nothing happened: a dispenser prints an offline
         ticket); nothing changed then, and the broker delivers it again if it kept it.
-        ``due``: the loop time after which the sender no longer waits (expired if reached)."""
+        ``due``: the ``time.monotonic()`` after which the sender no longer waits (expired
+        if reached)."""
         batch: Batch = []
         notices: list[dict[str, Any]] = []
         async with self._lock:
@@ -858,7 +864,7 @@ class Coordinator:
                 batch += self._retry_storage()
             # judged here, under the lock: waiting for it (a storage probe, a slow outcome)
             # spends the sender's deadline too
-            late = late or (due is not None and asyncio.get_running_loop().time() > due)
+            late = late or (due is not None and time.monotonic() > due)
             unanswerable = over_mqtt and not (self.session is not None and self.session.link_up)
             try:
                 if unanswerable:

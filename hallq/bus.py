@@ -20,6 +20,7 @@ import inspect
 import logging
 import math
 import random
+import select
 import socket
 import sqlite3
 import ssl
@@ -75,6 +76,7 @@ NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 ROUTE_CACHE = 4096  # topics whose handlers are remembered
 PROTOCOLS = {"5": aiomqtt.ProtocolVersion.V5, "3.1.1": aiomqtt.ProtocolVersion.V311}
 PROBE_EVERY_S = 1.0  # while backing off, how often the broker's port is tried
+READ_PER_PASS = 1000  # packets read from the socket per wake-up of the event loop, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +95,26 @@ class Incoming:
     """MQTT 5: what the broker left of the sender's message expiry (the broker judged it)."""
     held_s: float = 0.0
     """How long it waited in this process before its handler ran (behind slower ones)."""
+    arrived_at: float | None = None
+    """``time.monotonic()`` when it arrived (at the earliest: the process's own stalls
+    count). Like ``waited_s`` and ``expiry_left_s`` it is fixed in paho's callback, when the
+    message is read, not when its handler runs: under concurrent dispatch, a backlog or a
+    busy loop, a deadline judged from these still counts every wait."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    """A message's age facts, taken in paho's callback (see ``Incoming``)."""
+
+    at: float
+    waited_s: float | None
+    expiry_left_s: int | None
 
 
 Handler = Callable[[Incoming], Awaitable[None] | None]
 
 
-def _expiry_left(message: aiomqtt.Message) -> int | None:
+def _expiry_left(message: Any) -> int | None:  # aiomqtt's or paho's message
     left = getattr(message.properties, "MessageExpiryInterval", None)
     return left if isinstance(left, int) else None
 
@@ -261,11 +277,8 @@ class Session:
         self.connects = 0
         self.attempts = 0
         self.unacked = 0  # messages left unacknowledged (NotKept) on the current connection
-        self._arrivals: dict[int, float] = {}  # mid -> when paho handed it over (monotonic)
-        self._live = False  # our own birth came back: what follows did not wait at the broker
-        self._down_since: float | None = None  # loop time the last connection ended
-        self._away_s = float("inf")  # how long we were away before this connection
-        self._connected_at = 0.0
+        self._arrivals: dict[int, _Arrival] = {}  # mid -> its age facts when paho read it
+        self._down_since: float | None = None  # time.monotonic() the last connection ended
         self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
         # Asked with the topic of each routed message before it is parsed or validated;
         # False drops it unanswered (the coordinator's per-client rate limit).
@@ -406,17 +419,68 @@ class Session:
 
         beat = self._stall_beat_s
         opened = time.monotonic()  # nothing came on this connection before it was made
+        # what the broker held for us while we were away waited at most this long before
+        # this connection (unknown across a restart)
+        away = opened - self._down_since if self._down_since is not None else math.inf
+        live = False  # our own birth came back: what follows did not wait at the broker
 
         def stamped(paho: Any, userdata: Any, message: Any) -> None:
-            if message.mid:  # when it arrived, before it waits in aiomqtt's queue
+            # Everything a deadline is judged by is fixed here, as the message is read:
+            # later it may wait in aiomqtt's queue, for a dispatch slot or for the engine.
+            nonlocal live
+            if message.mid:
                 now = time.monotonic()
                 if beat is not None:  # since the loop last stood still, at the earliest
                     now = max(opened, min(now, self._beat + beat))
-                arrivals[message.mid] = now
+                waited = None if live else away + (now - opened)
+                arrivals[message.mid] = _Arrival(now, waited, _expiry_left(message))
+            if not live and message.topic == self.status_topic:
+                live = self._is_own_birth(message.payload)
             deliver(paho, userdata, message)
 
         client._client.on_message = stamped
+        self._read_whole_backlog(client)
         return client
+
+    def _read_whole_backlog(self, client: aiomqtt.Client) -> None:
+        """Read everything the socket holds at each wake-up, not one packet: paho reads one
+        per call when nothing of ours is in flight, so a backlog (a restart, a burst) sat
+        unread in the socket for a loop pass per message, and a command read late is
+        stamped late and judged younger than it is. Replaces aiomqtt's reader (same
+        error handling) once aiomqtt has registered it."""
+        paho_client = client._client
+        opened_socket = paho_client.on_socket_open
+        assert opened_socket is not None, "aiomqtt registers its reader in on_socket_open"
+        loop = asyncio.get_running_loop()
+
+        def read(sock: Any) -> None:
+            fd = sock.fileno()
+            try:
+                for _ in range(READ_PER_PASS):  # bounded: the loop serves others too
+                    paho_client.loop_read()
+                    if paho_client._sock is not sock:
+                        return  # the connection ended while reading
+                    pending = getattr(sock, "pending", None)
+                    if pending is not None and pending() > 0:
+                        continue  # TLS: decrypted bytes select() cannot see
+                    if not select.select([fd], [], [], 0)[0]:
+                        return
+            except Exception as exc:  # as aiomqtt: the connection broke
+                if not client._disconnected.done():
+                    client._disconnected.set_exception(exc)
+
+        def socket_opened(paho: Any, userdata: Any, sock: Any) -> None:
+            opened_socket(paho, userdata, sock)  # schedules aiomqtt's reader: ours follows
+            loop.call_soon_threadsafe(loop.add_reader, sock.fileno(), read, sock)
+
+        paho_client.on_socket_open = socket_opened
+
+    def _is_own_birth(self, raw: Any) -> bool:
+        try:
+            presence = decode(Presence, bytes(raw))
+        except (PayloadError, TypeError):
+            return False
+        return presence.state == "online" and presence.boot >= self._boot
 
     async def _run(self) -> None:
         failures = 0
@@ -500,10 +564,6 @@ class Session:
     async def _serve(self, client: aiomqtt.Client) -> None:
         self._client = client
         self.connects += 1
-        now = asyncio.get_running_loop().time()
-        self._live = False
-        self._connected_at = now
-        self._away_s = now - self._down_since if self._down_since is not None else float("inf")
         # Filters covering our own status are subscribed only after the birth, so the one
         # retained status we get back is our birth, or a stale will that came after it.
         filters = list(dict.fromkeys(f for f, _ in self._routes))
@@ -602,7 +662,7 @@ class Session:
     def _on_disconnect(self) -> None:
         self.unacked = 0
         if self._client is not None:
-            self._down_since = asyncio.get_running_loop().time()
+            self._down_since = time.monotonic()
         self._connected.clear()
         self._client = None
         if self._drainer is not None and not self._drainer.done():
@@ -892,10 +952,19 @@ class Session:
         if not self._fresh(topic, payload):
             log.debug("%s: stale %s on %s ignored", self.client_id, spec.payload_name, topic)
             return True
-        arrived = self._arrivals.pop(message.mid, None) if message.mid else None
-        held = time.monotonic() - arrived if arrived is not None else 0.0
+        arrival = self._arrivals.pop(message.mid, None) if message.mid else None
+        now = time.monotonic()
+        if arrival is None:  # QoS 0, or paho's hook did not see it: as it is now
+            arrival = _Arrival(now, None, _expiry_left(message))
         incoming = Incoming(
-            topic, parts, payload, bool(message.retain), self._waited(), _expiry_left(message), held
+            topic,
+            parts,
+            payload,
+            bool(message.retain),
+            arrival.waited_s,
+            arrival.expiry_left_s,
+            now - arrival.at,
+            arrival.at,
         )
         kept = True
         for handler in handlers:
@@ -916,11 +985,6 @@ class Session:
                 await self._report(topic, "handler_failed", f"{type(exc).__name__}: {exc}", None)
         return kept
 
-    def _waited(self) -> float | None:
-        if self._live:
-            return None
-        return self._away_s + (asyncio.get_running_loop().time() - self._connected_at)
-
     def _fresh(self, topic: str, payload: Any) -> bool:
         if isinstance(payload, Retained):
             return self._revisions.accept(topic, payload.rev)
@@ -938,8 +1002,7 @@ class Session:
         if self._closing or client is None:
             return
         if presence is not None and presence.state == "online" and presence.boot >= self._boot:
-            self._live = True  # our birth is back: everything queued for us came before it
-            return
+            return  # our birth is back (paho's hook marked what follows as live)
         log.info(
             "%s: own status was replaced by %s; publishing online (boot %d) again",
             self.client_id,
