@@ -446,15 +446,19 @@ class Session:
         """Read everything the socket holds at each wake-up, not one packet: paho reads one
         per call when nothing of ours is in flight, so a backlog (a restart, a burst) sat
         unread in the socket for a loop pass per message, and a command read late is
-        stamped late and judged younger than it is. Replaces aiomqtt's reader (same
-        error handling) once aiomqtt has registered it."""
+        stamped late and judged younger than it is. This replaces aiomqtt's reader and
+        writer registration (same error handling): reading on to the end of a dying
+        connection in one pass, a writer aiomqtt had scheduled for its socket would be
+        added once the socket was closed (EBADF, or another connection's descriptor), so
+        ours is added only while its socket is still the client's."""
         paho_client = client._client
-        opened_socket = paho_client.on_socket_open
-        assert opened_socket is not None, "aiomqtt registers its reader in on_socket_open"
         loop = asyncio.get_running_loop()
 
-        def read(sock: Any) -> None:
-            fd = sock.fileno()
+        def broke(exc: Exception) -> None:  # as aiomqtt: the connection is gone
+            if not client._disconnected.done():
+                client._disconnected.set_exception(exc)
+
+        def read(sock: Any, fd: int) -> None:
             try:
                 for _ in range(READ_PER_PASS):  # bounded: the loop serves others too
                     paho_client.loop_read()
@@ -465,15 +469,36 @@ class Session:
                         continue  # TLS: decrypted bytes select() cannot see
                     if not select.select([fd], [], [], 0)[0]:
                         return
-            except Exception as exc:  # as aiomqtt: the connection broke
-                if not client._disconnected.done():
-                    client._disconnected.set_exception(exc)
+            except Exception as exc:
+                broke(exc)
+
+        def write() -> None:
+            try:
+                paho_client.loop_write()
+            except Exception as exc:
+                broke(exc)
+
+        def when_open(sock: Any, add: Callable[..., Any], *args: Any) -> None:
+            # paho calls from aiomqtt's connecting thread too: the loop adds it later
+            fd = sock.fileno()
+
+            def added() -> None:
+                if paho_client._sock is sock:
+                    add(fd, *args)
+
+            loop.call_soon_threadsafe(added)
+
+        opened = paho_client.on_socket_open
+        assert opened is not None, "aiomqtt starts its misc loop in on_socket_open"
 
         def socket_opened(paho: Any, userdata: Any, sock: Any) -> None:
-            opened_socket(paho, userdata, sock)  # schedules aiomqtt's reader: ours follows
-            loop.call_soon_threadsafe(loop.add_reader, sock.fileno(), read, sock)
+            opened(paho, userdata, sock)  # schedules aiomqtt's reader: ours replaces it
+            when_open(sock, loop.add_reader, read, sock, sock.fileno())
 
         paho_client.on_socket_open = socket_opened
+        paho_client.on_socket_register_write = lambda _p, _u, sock: when_open(
+            sock, loop.add_writer, write
+        )
 
     def _is_own_birth(self, raw: Any) -> bool:
         try:

@@ -415,3 +415,76 @@ async def test_a_call_that_outlived_its_deadline_is_never_applied_and_the_pad_ca
             logged = {row[0] for row in db.execute("SELECT cmd_id FROM entries")}
         assert call.id not in logged
         assert again.id in logged
+
+
+async def test_a_command_whose_dispatch_lagged_its_arrival_is_judged_from_its_arrival(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CALL read in time but dispatched late (queued behind a backlog, a busy loop,
+    concurrent dispatch) is refused as expired: its age is fixed when paho hands it over,
+    not when its handler starts."""
+    text = small_hall_text(mosquitto.url, str(tmp_path / "state"))
+    cfg = parse_config(text + "\n[edge]\ncommand_timeout_s = 0.5\n", "small-hall.toml")
+    replies = inbox()
+    async with (
+        running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        device(cfg, "board", "watch", tmp_path) as watch,
+    ):
+        await coordinator.execute(
+            "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="tax-filing")
+        )
+        session = coordinator.session
+        assert session is not None
+        dispatch, read = session._dispatch, asyncio.Event()
+
+        async def lagging(message: Any) -> bool:  # read now, dispatched past its deadline
+            if message.topic.value == T.cmd("window", "pi-w1"):
+                read.set()
+                await asyncio.sleep(coordinator.deadline_s(call) + 0.1)
+            return await dispatch(message)
+
+        monkeypatch.setattr(session, "_dispatch", lagging)
+        await watch.subscribe(T.reply("window", "pi-w1"), replies)
+        await watch.wait_connected(10)
+        await pad.wait_connected(10)
+        call = m.WindowAction(window=1, action="call")
+        loop = asyncio.get_running_loop()
+        await pad.publish(T.cmd("window", "pi-w1"), call, deadline=loop.time() + 0.5)
+        answered = await replies.wait_for(lambda ps: any(r.corr == call.id for r in ps))
+        assert read.is_set()
+        reply = next(r for r in answered if r.corr == call.id)
+        assert reply.error is not None
+        assert reply.error.code == "expired"
+        assert coordinator.engine.windows[1].current is None, "a stale CALL was applied"
+
+
+async def test_a_request_that_waited_for_a_restarted_coordinator_is_not_taken_as_fresh(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    """A dispenser's request (1.5 s, so 2 s of MQTT 5 expiry) that waited at the broker
+    while the coordinator restarted is refused: whole seconds cannot prove it in time (the
+    broker's "2 s left" allows ~1 s gone), and the dispenser has printed it offline by the
+    time a reply could come. bench/faults.py coordinator-kill found such a request applied,
+    answered after its dispenser's deadline, and the ticket nobody held called."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    replies = inbox()
+    log_path = tmp_path / "log.sqlite"
+    async with (
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "board", "watch", tmp_path) as watch,
+    ):
+        await watch.subscribe(T.reply("dispenser", "pi-d1"), replies)
+        await watch.wait_connected(10)
+        await dispenser.wait_connected(10)
+        async with running(cfg, log_path, FakeClock()):
+            pass  # its session is at the broker now, which keeps what comes meanwhile
+        request = m.IssueRequest(kind="issue", service="tax-filing")
+        deadline = asyncio.get_running_loop().time() + cfg.edge.reply_timeout_s
+        await dispenser.publish(T.req("pi-d1"), request, deadline=deadline)
+        async with running(cfg, log_path, FakeClock()) as coordinator:
+            answered = await replies.wait_for(lambda ps: any(r.corr == request.id for r in ps))
+            reply = next(r for r in answered if r.corr == request.id)
+            assert reply.error is not None, f"applied: {reply}"
+            assert reply.error.code == "expired"
+            assert coordinator.engine.tickets == []
