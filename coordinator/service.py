@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -771,10 +772,17 @@ class Coordinator:
         # its life counts from its arrival here, or from its first arrival when it was not
         # kept then (a full disk, a lost link) and the broker delivered it again
         first = self._sent_at(incoming)
-        due = self.due(incoming, first) if self.expires(command) else None
+        due = None
+        if self.expires(command):  # (-inf: its sender was told it failed, see below)
+            due = -math.inf if first == -math.inf else self.due(incoming, first)
         done = await self.execute(kind, role, client, command, due=due, over_mqtt=True)
         if not done.kept:
-            self._refused_at[command.id] = first
+            # A sender answered "storage_failed" acts on it (a dispenser prints from its
+            # lease, a pad shows the failure): the copy the broker delivers again once the
+            # disk is back is refused as expired, however young. One that got no answer
+            # (its connection was gone) may still be waited for.
+            told = done.record["error"]["code"] == "storage_failed"
+            self._refused_at[command.id] = -math.inf if told else first
             while len(self._refused_at) > RECENT_REFUSED:
                 del self._refused_at[next(iter(self._refused_at))]
             raise NotKept(done.record["error"]["message"])

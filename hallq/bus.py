@@ -279,6 +279,7 @@ class Session:
         self.unacked = 0  # messages left unacknowledged (NotKept) on the current connection
         self._arrivals: dict[int, _Arrival] = {}  # mid -> its age facts when paho read it
         self._down_since: float | None = None  # time.monotonic() the last connection ended
+        self._births: set[str] = set()  # ids of the births published on this connection
         self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
         # Asked with the topic of each routed message before it is parsed or validated;
         # False drops it unanswered (the coordinator's per-client rate limit).
@@ -370,15 +371,16 @@ class Session:
     # --- connection loop ------------------------------------------------------------------
 
     def _presence_payload(self, state: Literal["online", "offline"]) -> bytes:
-        return encode(
-            Presence(
-                state=state,
-                boot=self._boot,
-                role=self.role.value,
-                client=self.client_id,
-                version=__version__,
-            )
+        presence = Presence(
+            state=state,
+            boot=self._boot,
+            role=self.role.value,
+            client=self.client_id,
+            version=__version__,
         )
+        if state == "online":  # a birth of this connection: what follows it came live
+            self._births.add(presence.id)
+        return encode(presence)
 
     def _protocol_candidates(self) -> list[aiomqtt.ProtocolVersion]:
         if self._protocol is not None:
@@ -413,6 +415,7 @@ class Session:
             # paho holds back QoS 1 publishes past 20 awaiting their PUBACK: a process
             # answering many messages at once would wait a round trip per 20 of them
             client._client.max_inflight_messages_set(0)
+        self._births = set()  # (made before connecting: the will is no birth)
         deliver = client._client.on_message
         assert deliver is not None, "aiomqtt routes paho's messages through on_message"
         arrivals = self._arrivals = {}
@@ -501,11 +504,14 @@ class Session:
         )
 
     def _is_own_birth(self, raw: Any) -> bool:
+        """One of this connection's births, by its id: a boot number can repeat (it is kept
+        in memory only on a read-only state directory), and an earlier process's birth
+        still queued for us at the broker must not mark the backlog after it as live."""
         try:
             presence = decode(Presence, bytes(raw))
         except (PayloadError, TypeError):
             return False
-        return presence.state == "online" and presence.boot >= self._boot
+        return presence.id in self._births
 
     async def _run(self) -> None:
         failures = 0

@@ -483,3 +483,33 @@ async def test_a_message_that_came_while_the_loop_stood_still_counts_that_wait(
         assert incoming.held_s < 0.5
     else:
         assert incoming.held_s >= 0.55
+
+
+async def test_a_backlog_behind_an_earlier_process_birth_is_not_taken_as_live(
+    make_session: Callable[..., Session], mosquitto: Mosquitto, inbox: type[Inbox], tmp_path: Path
+) -> None:
+    """Our birth coming back marks what follows as live (it did not wait at the broker).
+    An earlier process's birth still queued for us is not ours, even with a boot number
+    as high as ours (a read-only state directory keeps the counter in memory, from 1): a
+    command queued behind it waited for us, and its deadline must count that wait."""
+    got = inbox()
+    async with make_session("coordinator", "coord", state_dir=tmp_path / "a") as before:
+        await before.subscribe(T.every("status"), lambda _: None)
+        await before.subscribe(T.every("cmd", "window"), got)
+        await before.wait_connected(10)
+    # while it is away: its earlier self's birth, then a command, both queued for it
+    earlier = m.Presence(state="online", boot=99, role="coordinator", client="coord")
+    command = m.WindowAction(window=1, action="call")
+    async with make_session("window", "pi-w1") as pad:
+        await pad.wait_connected(10)
+        raw = pad._live_client()
+        assert raw is not None
+        await raw.publish(T.status("coordinator", "coord"), m.encode(earlier), qos=1)
+        await pad.publish(T.cmd("window", "pi-w1"), command)
+    async with make_session("coordinator", "coord", state_dir=tmp_path / "b") as after:
+        await after.subscribe(T.every("status"), lambda _: None)
+        await after.subscribe(T.every("cmd", "window"), got)
+        await got.wait_for(bool)
+        (incoming,) = got.items
+    assert incoming.payload.id == command.id
+    assert incoming.waited_s is not None, "taken as live"
