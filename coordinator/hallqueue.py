@@ -343,3 +343,12 @@ class HallQueue:
         except StorageFailed:
             self.rebuild()
             raise
+
+    async def commit_off_loop(self) -> int:
+        """:meth:`commit` with the write (and its fsync) in the log's writer thread; the
+        caller stages nothing until it returns."""
+        try:
+            return await self.log.commit_off_loop()
+        except StorageFailed:
+            self.rebuild()
+            raise
