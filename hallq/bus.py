@@ -132,6 +132,38 @@ def _tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
 PENDING_CALLS_WARN = 5000
 
 
+@functools.cache
+def _lean_pubacks() -> None:
+    """paho 2.2 decodes every PUBACK into a new ReasonCode and a new MQTT 5 Properties,
+    each building its name tables first (~50 µs a PUBACK; the coordinator gets one for
+    each of the ~6 messages it sends per command). A PUBACK without properties (what
+    Mosquitto sends) gets shared, never changed ones per reason code instead; anything
+    else, and paho versions without ``_packet.decode_puback``, are left to paho."""
+    try:
+        from paho.mqtt import _packet
+    except ImportError:  # paho 2.1: PUBACKs are decoded inside the client
+        return
+    decode = getattr(_packet, "decode_puback", None)
+    if decode is None:
+        return
+    v5 = aiomqtt.ProtocolVersion.V5.value
+    shared: dict[tuple[int, bytes], tuple[Any, Any]] = {}
+
+    def decode_puback(header: int, packet: bytes | bytearray, protocol: Any) -> Any:
+        size = len(packet)
+        if size != 2 and not (size == 3 and protocol == v5):
+            return decode(header, packet, protocol)  # properties, or malformed: paho's
+        key = (protocol, bytes(packet[2:]))
+        parts = shared.get(key)
+        if parts is None:
+            first = decode(header, packet, protocol)
+            parts = shared[key] = (first.reason, first.properties)
+        return _packet.PubackPacket(int.from_bytes(packet[:2], "big"), *parts)
+
+    # paho's own stays reachable as ``__wrapped__``
+    _packet.decode_puback = functools.update_wrapper(decode_puback, decode)
+
+
 def broker_client(
     broker: BrokerConfig,
     identifier: str,
@@ -144,6 +176,7 @@ def broker_client(
     """Every aiomqtt client hallq makes: the hall file's broker, credentials and TLS (with
     the socket that closes itself on a failed handshake); ``options`` add the session's
     will, clean-start and properties."""
+    _lean_pubacks()
     password = broker.password.get_secret_value() if broker.password is not None else None
     client = aiomqtt.Client(
         broker.host,
