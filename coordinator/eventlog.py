@@ -89,13 +89,19 @@ class EventLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db = open_db(path, _SCHEMA, check_same_thread=False)
-        self._reader = sqlite3.connect(path, isolation_level=None)
+        # an in-memory log is private to its connection: read where it is written
+        memory = str(path) == ":memory:"
+        self._reader = self._db if memory else sqlite3.connect(path, isolation_level=None)
         self._staged: list[tuple[Any, ...]] = []
         self._staged_ids: dict[str, tuple[Any, ...]] = {}
         self.failures = 0  # commits that failed: their staged entries were never kept
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         # the write running in the writer thread, and how many staged entries it takes
         self._job: tuple[concurrent.futures.Future[None], int] | None = None
+        # the newest committed entry, counted here rather than asked of SQLite several
+        # times a command (None: always ask); asked again when a group starts
+        self._committed: int | None = None
+        self._committed = self.committed_seq()
 
     @classmethod
     def reader(cls, path: Path) -> EventLog:
@@ -107,7 +113,7 @@ class EventLog:
         log = cls.__new__(cls)
         log.path = path
         log._staged, log._staged_ids, log.failures = [], {}, 0
-        log._writer, log._job = None, None
+        log._writer, log._job, log._committed = None, None, None
         log._db = log._reader = sqlite3.connect(
             f"{path.resolve().as_uri()}?mode=ro",
             uri=True,
@@ -136,6 +142,8 @@ class EventLog:
         return self.committed_seq()
 
     def committed_seq(self) -> int:
+        if self._committed is not None:
+            return self._committed
         return int(self._reader.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0])
 
     @property
@@ -184,7 +192,12 @@ class EventLog:
         result: dict[str, Any] | None,
     ) -> int:
         """Number one entry and hold it for the next :meth:`commit` (not durable yet)."""
-        seq = (int(self._staged[-1][0]) if self._staged else self.committed_seq()) + 1
+        if self._staged:
+            seq = int(self._staged[-1][0]) + 1
+        else:  # asked of SQLite once a group: the count above serves the reads between
+            self._committed = None
+            self._committed = seq = self.committed_seq()
+            seq += 1
         row = (
             seq,
             kind,
@@ -215,6 +228,7 @@ class EventLog:
         except StorageFailed:
             self.failures += 1
             raise
+        self._committed = int(rows[-1][0])
         return len(rows)
 
     async def commit_off_loop(self) -> int:
@@ -258,6 +272,7 @@ class EventLog:
         concurrent.futures.wait([job])
         exc = job.exception()
         if exc is None:
+            self._committed = int(self._staged[n - 1][0])
             for row in self._staged[:n]:
                 if row[2] is not None:
                     self._staged_ids.pop(row[2], None)
