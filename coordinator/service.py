@@ -959,8 +959,9 @@ class Coordinator:
         parses and checks the next commands (they wait for the lock and form the next,
         larger group) and delivers the last group's messages; it runs again while
         commands wait. After a failure every waiter staged before it is told so: the log
-        kept none of them, and the engine was rebuilt. The states the group changed are rendered once, here,
-        where the engine is exactly the log, and published after the group's replies."""
+        kept none of them, and the engine was rebuilt. The states the group changed are
+        rendered once, here, where the engine is exactly the log, and published after the
+        group's replies."""
         while self._commit_waiters:
             await asyncio.sleep(0)  # the commands already read join this group...
             for _ in range(GROUP_ROUNDS):  # ...and those the broker has handed over
