@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from displays.fonts import GLYPH_HEIGHT, BitmapFont, default_font
-from displays.frame import OFFLINE_BLINK_PERIOD, blank, draw_offline_marker
+from displays.frame import OFFLINE_BLINK_PERIOD, draw_offline_marker
 from displays.motion import (
     FLASH_PERIOD,
     FLASH_TIMES,
@@ -25,6 +24,9 @@ from displays.motion import (
 )
 from displays.texts import IDLE, PAUSED, SERVING
 from hallq.messages import CallEvent, WindowState, WindowStatus
+
+if TYPE_CHECKING:
+    from displays.fonts import Raster
 
 __all__ = ["StripSpec", "WindowStrip"]
 
@@ -116,8 +118,10 @@ class WindowStrip:
 
     # --- output ---------------------------------------------------------------------
 
-    def frame_at(self, t: float) -> Image.Image:
-        frame = blank(self.size)
+    def frame_at(self, t: float) -> Raster:
+        """The frame at ``t``, of the font's kind: a Pillow image, or ``Bits`` from a font
+        made with ``pillow=False`` (the same pixels)."""
+        frame = self.font.new_image(self.size)
         if self._flash_start is None or flash_visible(t - self._flash_start):
             self.main.draw(frame, 0, 0, t)
         if self.message is not None and self.status != WindowStatus.CLOSED:
