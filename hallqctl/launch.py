@@ -109,7 +109,7 @@ def defer_unused_stdlib() -> None:
     stand_in.__spec__ = spec
     stand_in.__getattr__ = load  # type: ignore[method-assign]
     sys.modules[_LAZY_STDLIB] = stand_in
-    urllib.request = stand_in  # type: ignore[attr-defined]  # what `import urllib.request` sets
+    urllib.request = stand_in  # what `import urllib.request` sets
 
 
 _LAZY_STDLIB = "urllib.request"
