@@ -18,15 +18,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from displays.announcer import Announcer
 from displays.brightness import DEFAULT_SCHEDULE
 from displays.errors import VoiceError
 from displays.fonts import default_font
-from displays.players import AplayPlayer, WavFilePlayer
 from displays.serial_led import SerialLedSink
 from displays.sinks import Backend, is_emulator, open_sink
 from displays.strip import WindowStrip
-from displays.voice import make_voice
 from edge.hall_devices import layout_for, panel_spec
 from edge.health import Health
 from hallq import messages as m
@@ -40,7 +37,9 @@ from hallq.config import (
     SpeakerDevice,
 )
 
-if TYPE_CHECKING:  # Pillow's side: boards, MAX7219 panels, the emulator
+if TYPE_CHECKING:  # Pillow's side (boards, MAX7219 panels, the emulator) and the voice:
+    # imported only by an agent that has them (~2.5 MB a window Pi with strips goes without)
+    from displays.announcer import Announcer
     from displays.board import CallBoard
 
 log = logging.getLogger("hallq.edge.panels")
@@ -85,6 +84,10 @@ class Panels:
             if isinstance(dev, LedMax7219Device | LedSerialDevice):
                 await self._add_panel(dev)
             elif isinstance(dev, SpeakerDevice):
+                from displays.announcer import Announcer
+                from displays.players import AplayPlayer, WavFilePlayer
+                from displays.voice import make_voice
+
                 try:
                     voice = make_voice(None)
                 except VoiceError as exc:
