@@ -25,7 +25,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Literal, cast, overload
+
+from typing_extensions import TypeVar
 
 from displays.bits import Bits
 from displays.errors import FontError
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
     from PIL.ImageFont import FreeTypeFont
 
     Raster = Image.Image | Bits
+
+# what a font draws: Pillow images (the default) or ``Bits`` (``pillow=False``)
+R = TypeVar("R", "Image.Image", Bits, default="Image.Image")
 
 __all__ = [
     "BUNDLED_BITS",
@@ -72,8 +77,8 @@ _TEXT_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True, slots=True)
-class Glyph:
-    image: Raster  # mode "1", GLYPH_HEIGHT high, as wide as the advance
+class Glyph(Generic[R]):
+    image: R  # mode "1", GLYPH_HEIGHT high, as wide as the advance
     font: Path | None  # None: no font has the character; ``image`` is a box
 
     @property
@@ -190,7 +195,7 @@ def _check_font_file(path: Path) -> None:
         raise FontError(f"cannot load font {path}: not an OpenType or TrueType file")
 
 
-class BitmapFont:
+class BitmapFont(Generic[R]):
     """Fonts tried in order for each character; text comes out as 16-px mode-"1" strips.
 
     Thread-safe: the emulator may render for the web dashboard while the board agent draws.
@@ -201,6 +206,16 @@ class BitmapFont:
 
     height = GLYPH_HEIGHT
 
+    @overload
+    def __init__(
+        self: BitmapFont[Image.Image], paths: Sequence[Path | str], *, pillow: Literal[True] = True
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: BitmapFont[Bits], paths: Sequence[Path | str], *, pillow: Literal[False]
+    ) -> None: ...
+
     def __init__(self, paths: Sequence[Path | str], *, pillow: bool = True) -> None:
         if not paths:
             raise FontError("a BitmapFont needs at least one font file")
@@ -209,8 +224,8 @@ class BitmapFont:
         self._faces: dict[Path, FreeTypeFont] = {}  # loaded when a glyph is not pre-drawn
         for path in self.paths:
             _check_font_file(path)
-        self._glyphs: dict[str, Glyph] = {}
-        self._texts: OrderedDict[str, Raster] = OrderedDict()
+        self._glyphs: dict[str, Glyph[R]] = {}
+        self._texts: OrderedDict[str, R] = OrderedDict()
         self._lock = threading.Lock()
         self.missing: set[str] = set()  # characters drawn as a box, each logged once
 
@@ -220,7 +235,7 @@ class BitmapFont:
     def covers(self, ch: str) -> bool:
         return any(ord(ch) in font_coverage(p) for p in self.paths)
 
-    def glyph(self, ch: str) -> Glyph:
+    def glyph(self, ch: str) -> Glyph[R]:
         found = self._glyphs.get(ch)
         if found is None:
             with self._lock:
@@ -231,11 +246,11 @@ class BitmapFont:
     def text_width(self, text: str) -> int:
         return sum(self.glyph(ch).width for ch in clean_text(text))
 
-    def new_image(self, size: tuple[int, int]) -> Raster:
+    def new_image(self, size: tuple[int, int]) -> R:
         """A blank frame of the kind this font draws (Pillow's or ``Bits``)."""
-        return new_raster(size, self.pillow)
+        return cast("R", new_raster(size, self.pillow))
 
-    def render(self, text: str) -> Raster:
+    def render(self, text: str) -> R:
         """A strip exactly as wide as ``text``: cached, so do not draw on the result."""
         found = self._texts.get(text)
         if found is not None:
@@ -244,7 +259,7 @@ class BitmapFont:
         strip = self.new_image((max(1, sum(g.width for g in glyphs)), GLYPH_HEIGHT))
         x = 0
         for g in glyphs:
-            strip.paste(g.image, (x, 0))  # type: ignore[arg-type]  # same kind as the strip
+            strip.paste(g.image, (x, 0))
             x += g.width
         with self._lock:
             self._texts[text] = strip
@@ -263,14 +278,14 @@ class BitmapFont:
                 raise FontError(f"cannot load font {path}: {exc}") from exc
         return face
 
-    def _make_glyph(self, ch: str) -> Glyph:
+    def _make_glyph(self, ch: str) -> Glyph[R]:
         for path in self.paths:
             if ord(ch) in font_coverage(path):
                 image = self._bundled(ch) if path == BUNDLED_FONT else None
                 if image is None:
                     drawn = draw_glyph(self._face(path), ch)
                     image = drawn if self.pillow else Bits.frombytes(drawn.size, drawn.tobytes())
-                return Glyph(_on_cjk_baseline(image), path)
+                return Glyph(cast("R", _on_cjk_baseline(image)), path)
         if ch not in self.missing:
             self.missing.add(ch)
             log.warning(
@@ -279,7 +294,7 @@ class BitmapFont:
                 ord(ch),
                 ", ".join(str(p) for p in self.paths),
             )
-        return Glyph(box_glyph(ch, pillow=self.pillow), None)
+        return Glyph(cast("R", box_glyph(ch, pillow=self.pillow)), None)
 
     def _bundled(self, ch: str) -> Raster | None:
         if self.pillow:
@@ -354,10 +369,15 @@ def default_font_paths() -> list[Path]:
 
 
 @cache
-def default_font(*, pillow: bool = True) -> BitmapFont:
-    """The bundled subset, then the system Unifont; one per process (and kind of image),
-    shared by all layouts."""
-    return BitmapFont(default_font_paths(), pillow=pillow)
+def default_font() -> BitmapFont[Image.Image]:
+    """The bundled subset, then the system Unifont; one per process, shared by all layouts."""
+    return BitmapFont(default_font_paths())
+
+
+@cache
+def default_bits_font() -> BitmapFont[Bits]:
+    """``default_font`` drawing ``Bits``: what serial window strips take (no Pillow)."""
+    return BitmapFont(default_font_paths(), pillow=False)
 
 
 def characters(texts: Iterable[str]) -> str:

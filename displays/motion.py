@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from displays.fonts import GLYPH_HEIGHT, BitmapFont
 
@@ -79,7 +79,7 @@ class Marquee:
 
     def __init__(
         self,
-        font: BitmapFont,
+        font: BitmapFont[Any],
         width: int,
         *,
         speed: float = 32.0,

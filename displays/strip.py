@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Generic
 
-from displays.fonts import GLYPH_HEIGHT, BitmapFont, default_font
+from displays.fonts import GLYPH_HEIGHT, BitmapFont, R, default_font
 from displays.frame import OFFLINE_BLINK_PERIOD, draw_offline_marker
 from displays.motion import (
     FLASH_PERIOD,
@@ -24,9 +24,6 @@ from displays.motion import (
 )
 from displays.texts import IDLE, PAUSED, SERVING
 from hallq.messages import CallEvent, WindowState, WindowStatus
-
-if TYPE_CHECKING:
-    from displays.fonts import Raster
 
 __all__ = ["StripSpec", "WindowStrip"]
 
@@ -52,12 +49,12 @@ class StripSpec:
             )
 
 
-class WindowStrip:
+class WindowStrip(Generic[R]):
     """Renders one window's strip from its retained ``WindowState``; same clock rules as boards."""
 
-    def __init__(self, spec: StripSpec, font: BitmapFont | None = None) -> None:
+    def __init__(self, spec: StripSpec, font: BitmapFont[R] | None = None) -> None:
         self.spec = spec
-        self.font = font or default_font()
+        self.font: BitmapFont[R] = font or default_font()  # type: ignore[assignment]
         self.size = (spec.width, spec.height)
         self.online = True
         self.status: WindowStatus | None = None
@@ -118,7 +115,7 @@ class WindowStrip:
 
     # --- output ---------------------------------------------------------------------
 
-    def frame_at(self, t: float) -> Raster:
+    def frame_at(self, t: float) -> R:
         """The frame at ``t``, of the font's kind: a Pillow image, or ``Bits`` from a font
         made with ``pillow=False`` (the same pixels)."""
         frame = self.font.new_image(self.size)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from displays.brightness import DEFAULT_SCHEDULE
 from displays.errors import VoiceError
-from displays.fonts import default_font
+from displays.fonts import default_bits_font
 from displays.serial_led import SerialLedSink
 from displays.sinks import Backend, is_emulator, open_sink
 from displays.strip import WindowStrip
@@ -147,7 +147,7 @@ class Panels:
             sink = await self._stack.enter_async_context(sink)
             if spec.window is not None:
                 # a strip behind a serial controller: the same pixels as bits, no Pillow
-                options["font"] = default_font(pillow=False)
+                options["font"] = default_bits_font()
         self.panels.append(Panel(dev, layout_for(self.cfg, dev, **options), sink))
 
     def _on_board(self, incoming: Incoming) -> None:

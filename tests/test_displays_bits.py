@@ -102,10 +102,11 @@ def test_strips_are_byte_identical_either_way(
 def test_a_window_agent_with_serial_strips_imports_neither_pillow_nor_the_voice() -> None:
     code = (
         "import sys, edge.agent, edge.panels\n"
-        "from displays.fonts import default_font\n"
+        "from displays.fonts import default_bits_font\n"
         "from displays.strip import StripSpec, WindowStrip\n"
-        "WindowStrip(StripSpec(128, 16, 7), default_font(pillow=False)).frame_at(0.0)\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'PIL' or m == 'displays.voice'))\n"
+        "WindowStrip(StripSpec(128, 16, 7), default_bits_font()).frame_at(0.0)\n"
+        "print(sorted(m for m in sys.modules\n"
+        "             if m.split('.')[0] == 'PIL' or m == 'displays.voice'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
