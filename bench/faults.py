@@ -27,10 +27,13 @@ Each run reports, after the load stops and the outboxes are empty:
 - recover_s: for each fault, from its end (process or disk back) to the next ticket issued
   online; max and median.
 
-All of the first five must be 0. Usage (``--json`` prints one line of results last):
+All of the first five must be 0. Usage (``--json`` prints one line of results last;
+``--jobs N`` runs N scenarios at once, each in a process with its own broker, coordinator
+and state directory; ``HALLQ_FAULTS_KEEP=DIR`` keeps each run's files there: the
+coordinator's log, the agents' log ``agents.log``, the event log and the agents' state):
 
     python bench/faults.py --scenario all --faults 20 --every 3 --json   # the long run
-    python bench/faults.py --scenario all --faults 2 --every 2           # CI (short)
+    python bench/faults.py --scenario all --faults 2 --every 2 --hold 1 --jobs 3   # CI
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import random
 import re
@@ -93,6 +97,17 @@ def hall_text(url: str, state: Path) -> str:
     return text + f'\n[broker]\nurl = "{url}"\n\n[runtime]\nstate_dir = "{state}"\n'
 
 
+def fill(path: Path) -> None:
+    """Fill the file system holding ``path`` to the last byte (a real ENOSPC)."""
+    with contextlib.suppress(OSError), path.open("wb") as f:
+        while True:
+            f.write(b"\0" * (1 << 20))
+    with contextlib.suppress(OSError), path.open("ab") as f:
+        while True:
+            f.write(b"\0" * 4096)
+            f.flush()
+
+
 def sh(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
@@ -117,9 +132,17 @@ class Hall:
         self.sent: dict[str, tuple[float, float]] = {}  # command id -> (sent at, deadline)
         self.recoveries: list[float] = []
         self.stopping = False
+        self.stopped = asyncio.Event()  # the load stops at once, not after its next pause
         self.restarts = 0
         self.agents: list[Any] = []
         self.sessions: list[Session] = []
+        self.phases: dict[str, float] = {}  # phase -> seconds it took (where the time goes)
+        self._phase_start = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = round(now - self._phase_start, 2)
+        self._phase_start = now
 
     # --- processes ---------------------------------------------------------------------
 
@@ -156,6 +179,7 @@ class Hall:
             role=role,
             client_id=client,
             state_dir=self.work / "edge" / client,
+            drain_per_s=cfg.security.client_rate_per_s / 2,  # as edge.agent.make_session
         )
         request = session.request
 
@@ -167,14 +191,19 @@ class Hall:
         self.sessions.append(session)
         return session
 
+    async def pause(self, rate: float) -> bool:
+        """A random pause between actions; False when the load stopped meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.rng.expovariate(rate)):
+                await self.stopped.wait()
+        return not self.stopping
+
     async def press_keys(self, agent: DispenserAgent, rate: float) -> None:
-        while not self.stopping:
-            await asyncio.sleep(self.rng.expovariate(rate))
+        while await self.pause(rate):
             self.issued.append(await agent.issue(self.rng.choice(agent.services)))
 
     async def work_window(self, agent: WindowAgent, window: int, rate: float) -> None:
-        while not self.stopping:
-            await asyncio.sleep(self.rng.expovariate(rate))
+        while await self.pause(rate):
             action: Any = (
                 m.Finish(window=window, action="finish")
                 if self.rng.random() < 0.3
@@ -206,13 +235,7 @@ class Hall:
             self.broker.start()
         elif s == "disk-full":
             filler = self.state / "filler"
-            with contextlib.suppress(OSError), filler.open("wb") as f:
-                while True:
-                    f.write(b"\0" * (1 << 20))
-            with contextlib.suppress(OSError), filler.open("ab") as f:
-                while True:
-                    f.write(b"\0" * 4096)
-                    f.flush()
+            await asyncio.to_thread(fill, filler)  # (the agents' loop keeps running)
             await asyncio.sleep(hold)
             filler.unlink()
         elif s == "read-only":
@@ -223,16 +246,35 @@ class Hall:
         await self.probe_online(probe, time.perf_counter())
 
 
+async def coordinator_online(cfg: HallConfig, timeout: float = 60) -> None:  # noqa: ASYNC109  bench helper: its bound
+    """Wait for the coordinator's retained presence "online" (its routes are subscribed
+    before it announces itself), so no lease request is spent on a coordinator starting."""
+    from hallq.messages import decode
+
+    topic = HallTopics(cfg.hall.id).status("coordinator", cfg.coordinator.client_id)
+    async with (
+        asyncio.timeout(timeout),
+        aiomqtt.Client(cfg.broker.host, cfg.broker.port, identifier="fault-starter") as c,
+    ):
+        await c.subscribe(topic, 1)
+        async for message in c.messages:
+            if decode(m.Presence, bytes(message.payload)).state == "online":
+                return
+
+
 async def retained_views(cfg: HallConfig, quiet: float = 1.5) -> dict[str, Any]:
-    """What a board or pad connecting now would be shown (the broker's retained state)."""
+    """What a board or pad connecting now would be shown (the broker's retained state):
+    every window, queue and board topic and 0.3 s more for late changes, or ``quiet``
+    seconds in all if some never come."""
     from hallq.messages import decode
 
     t = HallTopics(cfg.hall.id)
+    wanted = len(cfg.windows) + len(cfg.services) + 1
     seen: dict[str, Any] = {}
     async with aiomqtt.Client(cfg.broker.host, cfg.broker.port, identifier="fault-viewer") as c:
         await c.subscribe([(t.all_state(), 1)])
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(quiet):
+            async with asyncio.timeout(quiet) as window:
                 async for message in c.messages:
                     topic = message.topic.value
                     parts = parse(topic)
@@ -243,6 +285,8 @@ async def retained_views(cfg: HallConfig, quiet: float = 1.5) -> dict[str, Any]:
                             "board": m.BoardState,
                         }[parts.action]
                         seen[topic] = decode(model, bytes(message.payload))
+                        if len(seen) == wanted:  # all there: a short quiet for late changes
+                            window.reschedule(asyncio.get_running_loop().time() + 0.3)
     return seen
 
 
@@ -266,6 +310,10 @@ async def run(
     scenario: str, faults: int, every: float, hold: float, seed: int, work: Path
 ) -> dict[str, Any]:
     hall = Hall(work, scenario, seed)
+    handler = logging.FileHandler(work / "agents.log")  # the agents' side, for tracing
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.getLogger("hallq").addHandler(handler)
+    logging.getLogger("hallq").setLevel(logging.INFO)
     try:
         return await _run(hall, faults, every, hold)
     finally:
@@ -274,6 +322,8 @@ async def run(
             hall.proc.kill()
             hall.proc.wait(10)
         hall.broker.kill()
+        logging.getLogger("hallq").removeHandler(handler)
+        handler.close()
 
 
 async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, Any]:
@@ -282,6 +332,7 @@ async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, 
     hall.config.write_text(hall_text(hall.broker.url, hall.state), encoding="utf-8")
     cfg = parse_config(hall.config.read_text(encoding="utf-8"), str(hall.config))
     hall.start_coordinator()
+    hall.mark("broker")
     keeper = asyncio.create_task(hall.keep_coordinator())
     dispensers = [a for a in cfg.agents if a.role == "dispenser"]
     pads = [a for a in cfg.agents if a.role == "window"]
@@ -304,24 +355,36 @@ async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, 
         windows = windows[:WINDOWS_DRIVEN]
         for s in hall.sessions:
             await s.wait_connected(30)
+        await coordinator_online(cfg)
+        hall.mark("coordinator")
         async with asyncio.timeout(90):  # leases in hand before the first fault
             while not all(
                 d.leases.remaining(d.day().isoformat(), c) for d in d_agents for c in d.services
             ):
-                for d in d_agents:
-                    await d.top_up_leases()
+                await asyncio.gather(*(d.top_up_leases() for d in d_agents))
+        hall.mark("leases")
         tasks += [asyncio.create_task(hall.press_keys(d, 3.0)) for d in d_agents[1:]]
         tasks += [asyncio.create_task(hall.work_window(w, n, 0.5)) for w, n in windows]
         for _ in range(faults):
             await asyncio.sleep(every)
             await hall.fault(d_agents[0], hold)
+        hall.mark("faults")
         hall.stopping = True
+        hall.stopped.set()
         await asyncio.gather(*tasks)
         for s in hall.sessions:
             await s.wait_outbox_empty(120)
+        hall.mark("outboxes")
+        with contextlib.suppress(TimeoutError):  # what is still unanswered then is lost
+            async with asyncio.timeout(60):
+                await asyncio.gather(*(d.replays_answered() for d in d_agents))
+        for d in d_agents:
+            await d.close()
+        hall.mark("replays")
         await hall.probe_online(d_agents[0], time.perf_counter())
         await asyncio.sleep(1.0)  # the last outcome's publishes reach the broker
         shown = await retained_views(cfg)
+        hall.mark("views")
     await asyncio.gather(keeper)
     assert hall.proc is not None
     hall.proc.send_signal(signal.SIGTERM)
@@ -334,6 +397,7 @@ async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, 
     dst.close()
     q = HallQueue(cfg, EventLog(copy), load_core("auto"))
     q.recover()
+    hall.mark("log")
     return verdict(cfg, hall, q, shown)
 
 
@@ -344,7 +408,7 @@ def verdict(cfg: HallConfig, hall: Hall, q: HallQueue, shown: dict[str, Any]) ->
     closed = {m.TicketState.VOIDED, m.TicketState.CANCELLED}
     ghosts = [t.number for t in engine.tickets if t.state not in closed and t.number not in printed]
     calls: Counter[str] = Counter()
-    stale = 0
+    stale: list[str] = []
     with sqlite3.connect(q.log.path) as db:
         rows = db.execute(
             "SELECT cmd_id, kind, at, payload, result FROM entries WHERE kind != 'day_open'"
@@ -360,11 +424,11 @@ def verdict(cfg: HallConfig, hall: Hall, q: HallQueue, shown: dict[str, Any]) ->
             continue
         late_by = at - sent[0] - sent[1]
         if kind == "window" and late_by > 0:
-            stale += 1
+            stale.append(f"{cmd_id} {body.get('action')} +{late_by:.2f}s")
         elif kind == "ticket" and at - sent[0] > -(-sent[1] // 1):
             number = (outcome.get("info") or {}).get("number")
             if number and engine.by_number[number].state is not m.TicketState.VOIDED:
-                stale += 1
+                stale.append(f"{cmd_id} issue {number} +{late_by:.2f}s")
     expected = expected_views(cfg, q)
     not_converged = sorted(
         topic
@@ -372,25 +436,90 @@ def verdict(cfg: HallConfig, hall: Hall, q: HallQueue, shown: dict[str, Any]) ->
         if topic not in shown or not same(shown[topic], view)
     )
     rec = hall.recoveries[:-1] or hall.recoveries
+    lost = sorted(set(printed) - known)
     return {
         "scenario": hall.scenario,
         "faults": len(hall.recoveries) - 1,
         "printed": sum(printed.values()),
         "offline": sum(1 for i in hall.issued if i.number and not i.online),
-        "lost": len(set(printed) - known),
+        "lost": len(lost),
+        "lost_numbers": lost[:10],
         "duplicated": sum(n - 1 for n in printed.values() if n > 1)
         + sum(n - 1 for n in calls.values() if n > 1),
         "ghost": len(ghosts),
-        "stale_applied": stale,
+        "ghost_numbers": ghosts[:10],
+        "stale_applied": len(stale),
+        "stale_commands": stale[:5],
         "not_converged": len(not_converged),
         "not_converged_topics": not_converged[:5],
         "recover_max_s": round(max(rec), 3),
         "recover_median_s": round(statistics.median(rec), 3),
+        "phases_s": hall.phases,
     }
 
 
 def in_namespace() -> bool:
     return os.environ.get("HALLQ_FAULTS_NS") == "1"
+
+
+COUNTS = ("lost", "duplicated", "ghost", "stale_applied", "not_converged")
+
+
+def summary(result: dict[str, Any]) -> str:
+    return (
+        f"{result['scenario']:>16}: {result['faults']} faults, {result['printed']} printed "
+        f"({result['offline']} offline); lost {result['lost']}, duplicated "
+        f"{result['duplicated']}, ghost {result['ghost']}, stale applied "
+        f"{result['stale_applied']}, views not converged {result['not_converged']}; "
+        f"recovery max {result['recover_max_s']} s, median "
+        f"{result['recover_median_s']} s"
+    )
+
+
+def run_one(scenario: str, args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix=f"hallq-faults-{scenario}-") as tmp:
+        if keep := os.environ.get("HALLQ_FAULTS_KEEP"):  # look at the run's files after
+            tmp = tempfile.mkdtemp(prefix=f"{scenario}-", dir=keep)
+        work = Path(tmp)
+        try:
+            return asyncio.run(run(scenario, args.faults, args.every, args.hold, args.seed, work))
+        finally:
+            state = work / "state"
+            if scenario in NEEDS_MOUNTS:
+                subprocess.run(["umount", "-l", str(state)], capture_output=True)
+                subprocess.run(["umount", "-l", str(state)], capture_output=True)
+
+
+def run_apart(chosen: tuple[str, ...], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each scenario in a process of its own (its own broker on a free port, coordinator
+    and state directory), ``args.jobs`` at once; a run that crashed is reported as such."""
+    options = ["--faults", str(args.faults), "--every", str(args.every)]
+    options += ["--hold", str(args.hold), "--seed", str(args.seed), "--json"]
+    results: list[dict[str, Any]] = []
+    todo = list(chosen)
+    running: list[tuple[str, subprocess.Popen[str]]] = []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            scenario = todo.pop(0)
+            command = [sys.executable, __file__, "--scenario", scenario, *options]
+            running.append((scenario, subprocess.Popen(command, stdout=subprocess.PIPE, text=True)))
+        finished = next(((s, p) for s, p in running if p.poll() is not None), None)
+        if finished is None:  # (each writes two lines: the pipe never fills)
+            time.sleep(0.1)
+            continue
+        running.remove(finished)
+        scenario, proc = finished
+        out, _ = proc.communicate()
+        lines = out.strip().splitlines()
+        try:
+            results += json.loads(lines[-1])
+        except (IndexError, json.JSONDecodeError):
+            print(f"{scenario:>16}: crashed (exit {proc.returncode})", flush=True)
+            results.append({"scenario": scenario, "crashed": True})
+            continue
+        print(summary(results[-1]), flush=True)
+    results.sort(key=lambda r: chosen.index(r["scenario"]))
+    return results
 
 
 def main() -> int:
@@ -400,6 +529,9 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=2.0, help="seconds of load between faults")
     parser.add_argument("--hold", type=float, default=2.0, help="seconds an outage lasts")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="scenarios run at once, each in its own process"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
@@ -413,35 +545,15 @@ def main() -> int:
         return subprocess.run(
             ["unshare", "-rm", "--propagation", "private", sys.executable, *sys.argv], env=env
         ).returncode
-    results = []
-    for scenario in chosen:
-        with tempfile.TemporaryDirectory(prefix=f"hallq-faults-{scenario}-") as tmp:
-            if keep := os.environ.get("HALLQ_FAULTS_KEEP"):  # look at the run's files after
-                tmp = tempfile.mkdtemp(prefix=f"{scenario}-", dir=keep)
-            work = Path(tmp)
-            try:
-                result = asyncio.run(
-                    run(scenario, args.faults, args.every, args.hold, args.seed, work)
-                )
-            finally:
-                state = work / "state"
-                if scenario in NEEDS_MOUNTS:
-                    subprocess.run(["umount", "-l", str(state)], capture_output=True)
-                    subprocess.run(["umount", "-l", str(state)], capture_output=True)
-        results.append(result)
-        print(
-            f"{scenario:>16}: {result['faults']} faults, {result['printed']} printed "
-            f"({result['offline']} offline); lost {result['lost']}, duplicated "
-            f"{result['duplicated']}, ghost {result['ghost']}, stale applied "
-            f"{result['stale_applied']}, views not converged {result['not_converged']}; "
-            f"recovery max {result['recover_max_s']} s, median "
-            f"{result['recover_median_s']} s",
-            flush=True,
-        )
-    bad = sum(
-        r[k]
-        for r in results
-        for k in ("lost", "duplicated", "ghost", "stale_applied", "not_converged")
+    if args.jobs > 1 and len(chosen) > 1:
+        results = run_apart(chosen, args)
+    else:
+        results = []
+        for scenario in chosen:
+            results.append(run_one(scenario, args))
+            print(summary(results[-1]), flush=True)
+    bad = sum(1 for r in results if r.get("crashed")) + sum(
+        r[k] for r in results if not r.get("crashed") for k in COUNTS
     )
     if args.json:
         print(json.dumps(results))

@@ -53,8 +53,12 @@ STATS_INTERVAL_S = 1.0
 ADVICE_EVERY_S = 60.0  # hall seconds between checks for express-window advice
 ADVICE_REPEAT_S = 600.0
 RECENT_ALERTS = 200
+RECENT_ADVICE = 20
 RECENT_REFUSED = 10_000
 MIN_EXPIRY_LEFT_S = 2  # MQTT 5 expiry left that proves a queued command is still in time
+REPLY_MARGIN_S = 0.5  # of a sender's wait, left for the reply to reach it (deadline_s)
+STALL_BEAT_S = 0.05  # a command's arrival counts this process's stalls (Session)
+LINK_LOST = Refusal("link_lost", "the connection this command came on is gone")
 STORAGE_FAILED = "系统存储故障"
 Batch = list[tuple[str, m.Message]]
 ETA_STALE_S = 30.0  # hall seconds: waits are re-simulated at least this often
@@ -176,6 +180,8 @@ class Coordinator:
         self.forecast: Any = None
         self._advised_at = float("-inf")
         self._advised: dict[str, float] = {}
+        # advice worth showing, newest first: the desk adopts it to be applied or dismissed
+        self.advice: deque[tuple[float, Any]] = deque(maxlen=RECENT_ADVICE)
         self._refreshing: asyncio.Task[None] | None = None
         self.authz = Authority(cfg)
         self._alerting: set[asyncio.Task[None]] = set()
@@ -266,6 +272,7 @@ class Coordinator:
             state_dir=cfg.runtime.state_dir,
             outbox_max=cfg.runtime.outbox_max,
             ack_after_handler=ack_after_handler,
+            stall_beat_s=STALL_BEAT_S,
             concurrency=COMMAND_CONCURRENCY,
         )
 
@@ -463,7 +470,7 @@ class Coordinator:
             return []
         self._advised_at = now
         batch: Batch = []
-        from coordinator.advice import advice_alert, advise
+        from coordinator.advice import advice_alert, advise, worth_it
         from coordinator.advice.live import with_simulated_effect
 
         try:
@@ -478,7 +485,10 @@ class Coordinator:
                 item = with_simulated_effect(self.engine, now, item)
             except Exception:
                 log.exception("express-window advice: simulating the effect failed")
+            if not worth_it(item):  # looked at again next minute, as the queue grows
+                continue
             self._advised[item.service] = now
+            self.advice.appendleft((now, item))
             alert = advice_alert(item)
             self.alerts.appendleft((now, alert))
             batch.append((self._topics.event("alert"), alert))
@@ -696,13 +706,16 @@ class Coordinator:
         return batch
 
     def deadline_s(self, command: Any) -> float:
-        """How long the sender waits for the reply: the command's whole life."""
+        """How long after its arrival a command is still applied: its sender's wait for the
+        reply, less the time the reply needs to reach it (REPLY_MARGIN_S, at most a third
+        of the wait). One applied later is answered after its sender gave up: a dispenser
+        has then printed an offline ticket for the same key press, and the ticket issued
+        here, which nobody holds, can be called before that replay voids it."""
         edge = self.cfg.edge
-        return (
-            edge.reply_timeout_s
-            if isinstance(command, m.IssueRequest)
-            else (edge.command_timeout_s)
+        wait = (
+            edge.reply_timeout_s if isinstance(command, m.IssueRequest) else edge.command_timeout_s
         )
+        return wait - min(REPLY_MARGIN_S, wait / 3)
 
     @staticmethod
     def expires(command: Any) -> bool:
@@ -745,10 +758,16 @@ class Coordinator:
             await self._refuse(role, client, command, refusal)
             return None
         now = asyncio.get_running_loop().time()
-        # its life counts from its arrival here, or from its first refusal for storage
+        # its life counts from its arrival here, or from its first arrival when it was not
+        # kept then (a full disk, a lost link) and the broker delivered it again
         first = self._refused_at.get(command.id, now - incoming.held_s)
         due = first + self.deadline_s(command) if self.expires(command) else None
-        done = await self.execute(kind, role, client, command, late=self.late(incoming), due=due)
+        left = incoming.expiry_left_s  # MQTT 5: what its sender had left when it went
+        if due is not None and left is not None:  # (less if the sender stood still first)
+            due = min(due, now - incoming.held_s + left - min(REPLY_MARGIN_S, left / 3))
+        done = await self.execute(
+            kind, role, client, command, late=self.late(incoming), due=due, over_mqtt=True
+        )
         if not done.kept:
             self._refused_at[command.id] = first
             while len(self._refused_at) > RECENT_REFUSED:
@@ -822,10 +841,14 @@ class Coordinator:
         reply: bool = True,
         late: bool = False,
         due: float | None = None,
+        over_mqtt: bool = False,
     ) -> Submitted:
         """The one path a command takes, from a device over MQTT or a supervisor on the web:
         logged by the queue, then its reply (unless the caller answers itself) and outcome
-        published. ``kept`` is False when the log could not take it: nothing changed.
+        published. ``kept`` is False when the log could not take it, or when it came
+        ``over_mqtt`` on a connection that is gone by now (its reply could not be sent, and
+        a sender with no reply acts as if nothing happened: a dispenser prints an offline
+        ticket); nothing changed then, and the broker delivers it again if it kept it.
         ``due``: the loop time after which the sender no longer waits (expired if reached)."""
         batch: Batch = []
         notices: list[dict[str, Any]] = []
@@ -836,8 +859,11 @@ class Coordinator:
             # judged here, under the lock: waiting for it (a storage probe, a slow outcome)
             # spends the sender's deadline too
             late = late or (due is not None and asyncio.get_running_loop().time() > due)
+            unanswerable = over_mqtt and not (self.session is not None and self.session.link_up)
             try:
-                if isinstance(command, m.Query):  # read only: answered even on a bad disk
+                if unanswerable:
+                    done = Submitted(-1, LINK_LOST.record(), None, kept=False)
+                elif isinstance(command, m.Query):  # read only: answered even on a bad disk
                     done = Submitted(self.queue.seq, self.queue.answer(role, client, command), None)
                 elif self.storage_error is not None and not late:
                     raise StorageFailed(self.storage_error)
@@ -848,7 +874,7 @@ class Coordinator:
             except StorageFailed as exc:
                 batch += self._storage_failed(exc)
                 done = _not_kept()
-            if reply:
+            if reply and not unanswerable:
                 batch.insert(
                     0,
                     (
@@ -873,9 +899,10 @@ class Coordinator:
         await self._deliver(batch)
         if not done.kept:
             log.warning(
-                "%s from %s refused: the event log cannot be written",
+                "%s from %s not applied: %s",
                 getattr(command, "action", "request"),
                 client,
+                "its connection is gone" if unanswerable else "the event log cannot be written",
             )
         elif isinstance(command, m.Query):
             log.info(

@@ -98,6 +98,7 @@ async def run_agent(
     events: asyncio.Queue[Any] = asyncio.Queue()
     gpio: list[Any] = []  # edge.gpio's Buttons and Indicators (gpiozero, imported if used)
     leases: LeaseBook | None = None
+    dispenser: DispenserAgent | None = None
     worker: DispenserAgent | WindowAgent | BoardWorker
     async with make_session(cfg, agent) as session, wiring:
         try:
@@ -106,7 +107,9 @@ async def run_agent(
                     cfg.runtime.state_dir / f"leases-{cfg.hall.id}-{agent.id}.sqlite"
                 )
                 printer = next(iter(wiring.printers.values()), None)
-                worker = DispenserAgent(cfg, agent, session, leases, printer, clock=clock)
+                worker = dispenser = DispenserAgent(
+                    cfg, agent, session, leases, printer, clock=clock
+                )
             elif agent.role == "window":
                 pads = {
                     d.window: d
@@ -171,6 +174,8 @@ async def run_agent(
                 ):
                     await _dispatch(worker, events)
         finally:
+            if dispenser is not None:
+                await dispenser.close()
             for item in gpio:
                 item.close()
             if leases is not None:

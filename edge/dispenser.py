@@ -5,13 +5,15 @@ so no ghost number waits. When the reply does not come in time (or the broker is
 ticket is issued from a number block the coordinator leased to this dispenser in advance,
 printed like any other, and replayed through the outbox when the link returns; the
 coordinator accepts it with its original time. A coordinator that refuses for storage
-(``storage_failed``: its log cannot be written) is treated as unreachable. The taxpayer
-cannot tell the difference.
+(``storage_failed``: its log cannot be written) or because the request came too late to be
+answered in time (``expired``) is treated as unreachable. The taxpayer cannot tell the
+difference.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -27,6 +29,7 @@ from firmware_bridge.devices.id_reader import IdCard, IdCardRejected
 from firmware_bridge.devices.keypad import ServiceKey
 from firmware_bridge.devices.scanner import Scan
 from hallq import messages as m
+from hallq.aio import backoff_delay, cancel_and_wait
 from hallq.bus import Incoming, Session
 from hallq.config import Agent, HallConfig
 from hallq.errors import NotConnected, RequestTimeout
@@ -35,6 +38,11 @@ log = logging.getLogger("hallq.edge.dispenser")
 
 FAULTS = frozenset({"paper_out", "cover_open", "error", "offline"})
 PENDING_S = 30.0  # a scanned code or a swiped card applies to the next key press only this long
+# refusals that say "not issued, and not because of this request": print from the lease
+# (its log cannot be written; the request reached it too late to be answered in time)
+NOT_DONE = frozenset({"storage_failed", "expired"})
+# an unanswered replay is sent again after this long at first, then less often up to the cap
+REPLAY_RETRY_S = (1.0, 15.0)
 
 
 @dataclass
@@ -73,6 +81,13 @@ class DispenserAgent:
         self._lock = asyncio.Lock()
         self._leasing = asyncio.Lock()
         self.req_topic = session.topics.req(agent.id)
+        self._replaying: asyncio.Task[None] | None = None
+        self._replay_due = asyncio.Event()
+
+    async def close(self) -> None:
+        """Stop delivering replays (they stay on disk for the next start)."""
+        if self._replaying is not None:
+            await cancel_and_wait(self._replaying)
 
     async def start(self) -> None:
         for code in self.services:
@@ -81,27 +96,70 @@ class DispenserAgent:
 
     async def _on_connect(self) -> None:
         await self.health.publish()
-        await self.confirm_replays()
+        self.deliver_replays()
         await self.top_up_leases()
 
-    async def confirm_replays(self) -> None:
+    def deliver_replays(self, *, at_once: bool = True) -> None:
+        """Make sure the offline tickets not yet answered reach the coordinator: one task
+        sends them again and again until each is answered. Neither the outbox nor the
+        broker's acknowledgement proves the coordinator has a ticket: a broker killed
+        before it saved the message loses it, and one that restarts empty drops what
+        arrives before the coordinator has subscribed again. A printed ticket that never
+        reaches the log is a taxpayer nobody calls, so this does not wait for the next key
+        press or reconnect to try again. ``at_once=False``: the first try after the first
+        retry delay (a replay just queued in the outbox usually needs none)."""
+        if at_once:
+            self._replay_due.set()
+        if self._replaying is None or self._replaying.done():
+            self._replaying = asyncio.create_task(
+                self._replay_until_answered(), name=f"{self.agent.id} replays"
+            )
+
+    async def replays_answered(self) -> None:
+        """Return once every offline ticket held has been answered (the fault bench)."""
+        if self.leases.unanswered():
+            self.deliver_replays()
+        while self._replaying is not None and not self._replaying.done():
+            await asyncio.wait({self._replaying})
+
+    async def _replay_until_answered(self) -> None:
+        attempt = 0
+        while True:
+            if self._replay_due.is_set():
+                self._replay_due.clear()
+                try:
+                    if await self.confirm_replays() and not self.leases.unanswered():
+                        return  # (one held while the last reply was awaited is not missed)
+                except Exception:  # a broken state file: keep trying, never end silently
+                    log.exception("%s: replaying offline tickets failed", self.agent.id)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff_delay(attempt, *REPLAY_RETRY_S)):
+                    await self._replay_due.wait()  # a reconnect, or at_once
+            attempt = 0 if self._replay_due.is_set() else attempt + 1
+            self._replay_due.set()
+
+    async def confirm_replays(self) -> bool:
         """Send again every offline ticket the coordinator has not answered (same id: a
-        replay it has logged is answered from its log) until a reply comes for each."""
+        replay it has logged is answered from its log); True once each has its reply. A
+        reply that it could not keep the ticket (``storage_failed``) is no answer: this
+        copy expires at the broker, so the replay stays held and is sent again."""
         for payload in self.leases.unanswered():
             replay = m.decode(m.IssueRequest, payload)
+            number = replay.offline.number if replay.offline else replay.id
             try:
-                await self.session.request(
+                reply = await self.session.request(
                     self.req_topic, replay, timeout=self.cfg.edge.command_timeout_s
                 )
             except (RequestTimeout, NotConnected) as exc:
+                log.info("%s: replay of %s not answered yet: %s", self.agent.id, number, exc)
+                return False
+            if not reply.ok and reply.error is not None and reply.error.code in NOT_DONE:
                 log.info(
-                    "%s: replay of %s not answered yet: %s",
-                    self.agent.id,
-                    replay.offline.number if replay.offline else replay.id,
-                    exc,
+                    "%s: replay of %s not kept yet: %s", self.agent.id, number, reply.error.code
                 )
-                return
+                return False
             self.leases.replayed(replay.id)
+        return True
 
     def _on_queue(self, incoming: Incoming) -> None:
         self.queues[incoming.payload.service] = incoming.payload
@@ -184,22 +242,22 @@ class DispenserAgent:
                 log.info("%s: coordinator not answering (%s): issuing offline", self.agent.id, exc)
                 result = await self._issue_offline(service, supersedes=request.id)
             else:
-                if (
-                    not reply.ok
-                    and reply.error is not None
-                    and (reply.error.code == "storage_failed")
-                ):
+                if not reply.ok and reply.error is not None and reply.error.code in NOT_DONE:
                     log.warning(
-                        "%s: coordinator cannot store tickets: issuing offline", self.agent.id
+                        "%s: coordinator did not issue (%s): issuing offline",
+                        self.agent.id,
+                        reply.error.code,
                     )
                     result = await self._issue_offline(service, supersedes=request.id)
                 else:
                     result = await self._issue_online(reply)
             self.issued.append(result)
         if not result.online:
+            if result.printed:
+                self.deliver_replays(at_once=False)
             await self.top_up_leases()
         elif self.leases.unanswered():  # the coordinator is back: replays it may not have
-            await self.confirm_replays()
+            self.deliver_replays()
         return result
 
     async def _issue_online(self, reply: m.IssueReply) -> Issued:

@@ -217,10 +217,16 @@ class Session:
         op_timeout: float = 5.0,
         ack_after_handler: bool = False,
         drain_per_s: float | None = None,
+        stall_beat_s: float | None = None,
         concurrency: int = 1,
     ) -> None:
         self.broker = broker
         self.concurrency = max(1, concurrency)
+        # a message read after this process stood still (a long step on the event loop,
+        # a starved CPU) waited in the socket meanwhile: with a heartbeat this often, its
+        # arrival is stamped from when the loop stopped, so a deadline counts that wait
+        self._stall_beat_s = stall_beat_s
+        self._beat = time.monotonic()
         # the outbox drains at most this fast: the coordinator drops what a client sends
         # beyond its rate limit, and a dispenser's offline issues must all arrive
         self.drain_per_s = drain_per_s
@@ -275,6 +281,8 @@ class Session:
     async def __aenter__(self) -> Session:
         self._store = SessionStore(self._state_path, max_items=self._outbox_max)
         self._runner = asyncio.create_task(self._run(), name=f"hallq-session-{self.client_id}")
+        if self._stall_beat_s is not None:
+            self._spawn(self._heartbeat(self._stall_beat_s))
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -314,9 +322,20 @@ class Session:
             self._store.close()
             self._store = None
 
+    async def _heartbeat(self, every: float) -> None:
+        while True:
+            self._beat = time.monotonic()
+            await asyncio.sleep(every)
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def link_up(self) -> bool:
+        """The connection is there, even by what paho has seen and this session not yet
+        (``connected`` follows only once the message loop notices)."""
+        return self._live_client() is not None
 
     @property
     def boot(self) -> int:
@@ -385,9 +404,15 @@ class Session:
         assert deliver is not None, "aiomqtt routes paho's messages through on_message"
         arrivals = self._arrivals = {}
 
+        beat = self._stall_beat_s
+        opened = time.monotonic()  # nothing came on this connection before it was made
+
         def stamped(paho: Any, userdata: Any, message: Any) -> None:
             if message.mid:  # when it arrived, before it waits in aiomqtt's queue
-                arrivals[message.mid] = time.monotonic()
+                now = time.monotonic()
+                if beat is not None:  # since the loop last stood still, at the earliest
+                    now = max(opened, min(now, self._beat + beat))
+                arrivals[message.mid] = now
             deliver(paho, userdata, message)
 
         client._client.on_message = stamped
@@ -602,14 +627,16 @@ class Session:
         return found
 
     async def publish(
-        self, topic: str, message: BaseModel, *, queue: bool = False, expiry_s: float | None = None
+        self, topic: str, message: BaseModel, *, queue: bool = False, deadline: float | None = None
     ) -> bool:
         """Publish ``message`` with the QoS/retain/expiry the contract gives ``topic``.
 
         Returns True once the broker has it, False when it was put in the outbox. ``queue``
         lets the message wait in the outbox while the broker is away; it is refused for
         topics whose messages must never arrive late (a button press, a reply).
-        ``expiry_s``: the message's life when the sender's deadline sets it (a request).
+        ``deadline``: the loop time its sender stops waiting (a request). The message lives
+        what is left of it at the broker, and is not sent at all once it has passed (a
+        sender that stood still must not hand on a command it has given up on).
         """
         spec = self.spec(topic)
         if not isinstance(message, _payload_classes(spec.payload)):
@@ -630,7 +657,12 @@ class Session:
                 "(this message is never queued offline)"
             )
         try:
-            life = spec.expiry_s if expiry_s is None else max(1, math.ceil(expiry_s))
+            life = spec.expiry_s
+            if deadline is not None:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise RequestTimeout(f"{topic} not sent: its sender's deadline passed")
+                life = max(1, math.ceil(left))
             await self._send(client, topic, data, spec.qos, spec.retained, life)
         except aiomqtt.MqttError as exc:
             if queue and self._store is not None:
@@ -787,7 +819,7 @@ class Session:
         future: asyncio.Future[Any] = loop.create_future()
         self._pending[message.id] = future
         try:
-            await asyncio.wait_for(self.publish(topic, message, expiry_s=timeout), timeout)
+            await asyncio.wait_for(self.publish(topic, message, deadline=deadline), timeout)
             return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
         except TimeoutError:
             raise RequestTimeout(

@@ -85,13 +85,16 @@ async def run_coordinator(config: str, log_path: str, cmd_id: str, point: str, a
         reply: bool = True,
         late: bool = False,
         due: float | None = None,
+        over_mqtt: bool = False,
     ) -> Any:
         if command.id == cmd_id and point == "before_log":
             print(f"handling {cmd_id}", flush=True)
             assert self.session is not None
             await barrier(self.session)
             die()
-        return await execute(self, kind, role, client, command, reply=reply, late=late, due=due)
+        return await execute(
+            self, kind, role, client, command, reply=reply, late=late, due=due, over_mqtt=over_mqtt
+        )
 
     def submit_then_die(
         self: HallQueue,

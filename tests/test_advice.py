@@ -76,6 +76,27 @@ def test_advice_alert_is_a_valid_alert_event(engine: Engine) -> None:
     assert len(alert.message) <= 200
 
 
+def test_advice_is_shown_only_when_its_gain_is_worth_a_switch(engine: Engine) -> None:
+    """The bar (docs/desk.md, bench/advice_bar.py): 27.7 -> 27.1 is not worth moving a
+    person between desks; 19.1 -> 12.5 is; nor is a gain the other services pay for."""
+    from dataclasses import replace
+
+    from coordinator.advice import worth_it
+
+    _issue(engine, 30)
+    a = advise(engine, at(9, 6), simulate=False)[0]
+    tiny = replace(a, before_min=27.7, after_min=27.1, others_before_min=5, others_after_min=5)
+    assert not worth_it(tiny)
+    real = replace(a, before_min=19.1, after_min=12.5, others_before_min=5, others_after_min=6)
+    assert worth_it(real)
+    small = replace(a, before_min=8.2, after_min=5.0, others_before_min=5, others_after_min=5)
+    assert not worth_it(small)  # 3.2 minutes: under the 5-minute bar
+    paid = replace(a, before_min=20, after_min=10, others_before_min=5, others_after_min=16)
+    assert not worth_it(paid)
+    share = replace(a, before_min=60, after_min=55, others_before_min=5, others_after_min=5)
+    assert not worth_it(share)  # 5 minutes of an hour: under 20 %
+
+
 def test_replay_without_changes_matches_run_day() -> None:
     """The replay is run_day plus changes: with none it serves the same tickets alike."""
     cfg = small_hall()

@@ -7,12 +7,16 @@ import logging
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho_client
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from hallq import messages as m
 from hallq.bus import Incoming, Session
@@ -417,3 +421,65 @@ async def test_mqtt5_commands_carry_a_message_expiry(
             message = await anext(aiter(spy.messages))
     assert 0 < message.properties.MessageExpiryInterval <= 2  # type: ignore[union-attr]
     assert not message.retain
+
+
+async def test_a_command_lives_what_is_left_of_its_deadline_and_is_not_sent_past_it(
+    mosquitto: Mosquitto, make_session: Callable[..., Session]
+) -> None:
+    """A sender that stood still between the key press and the publish (a starved Pi, a
+    slow step on its loop) must not hand on a command it has given up on: past its
+    deadline it is not sent; before it, it lives at the broker only what is left."""
+    topic = T.cmd("window", "win-09")
+    async with (
+        aiomqtt.Client("127.0.0.1", mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5) as spy,
+        make_session("window", "win-09") as pad,
+    ):
+        await spy.subscribe(topic, qos=1)
+        await pad.wait_connected(10)
+        now = asyncio.get_running_loop().time
+        late = m.WindowAction(window=9, action="call")
+        with pytest.raises(RequestTimeout):
+            await pad.publish(topic, late, deadline=now() - 0.01)
+        short = m.WindowAction(window=9, action="call")
+        await pad.publish(topic, short, deadline=now() + 0.8)
+        async with asyncio.timeout(10):
+            message = await anext(aiter(spy.messages))
+    assert m.decode(m.WindowAction, message.payload).id == short.id
+    assert message.properties.MessageExpiryInterval == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("beat", [0.05, None], ids=["stall-aware", "stamped-when-read"])
+async def test_a_message_that_came_while_the_loop_stood_still_counts_that_wait(
+    make_session: Callable[..., Session], mosquitto: Mosquitto, inbox: type[Inbox], beat: Any
+) -> None:
+    """A command that arrives while the process stands still (a long step on its event
+    loop, a starved CPU) waits in the socket meanwhile. With ``stall_beat_s`` (the
+    coordinator's) its ``held_s`` counts that wait, so its deadline is judged from when it
+    came, not from when it was read; stamped when read, the wait is invisible."""
+    got = inbox()
+    command = m.WindowAction(window=1, action="call")
+    async with make_session("coordinator", "coord", stall_beat_s=beat) as coordinator:
+        await coordinator.subscribe(T.every("cmd", "window"), got)
+        await coordinator.wait_connected(10)
+        sent = threading.Event()
+
+        def send() -> None:  # another process's client, while this loop stands still
+            sender = paho_client.Client(CallbackAPIVersion.VERSION2)
+            sender.connect("127.0.0.1", mosquitto.port)
+            sender.loop_start()
+            sender.publish(T.cmd("window", "pi-w1"), m.encode(command), qos=1).wait_for_publish(10)
+            sender.loop_stop()
+            sender.disconnect()
+            sent.set()
+
+        thread = threading.Thread(target=send)
+        thread.start()
+        assert sent.wait(10)
+        time.sleep(0.6)  # noqa: ASYNC251  the point: the event loop stands still
+        thread.join()
+        await got.wait_for(bool)
+        (incoming,) = got.items
+    if beat is None:
+        assert incoming.held_s < 0.5
+    else:
+        assert incoming.held_s >= 0.55

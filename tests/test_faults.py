@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 import hallq.sqlite
+from coordinator.service import REPLY_MARGIN_S
+from edge.dispenser import DispenserAgent
+from edge.leases import LeaseBook
 from hallq import messages as m
 from hallq.config import HallConfig, parse_config
 from hallq.errors import RequestTimeout
@@ -122,6 +125,243 @@ async def test_views_converge_after_the_broker_comes_back_empty(
             heard = await calls.wait_for(lambda ps: bool(ps), timeout=15)
             assert heard[-1].ticket == "A001"
             assert heard[-1].window == 1
+
+
+async def test_an_offline_ticket_a_restarted_broker_dropped_is_replayed_until_answered(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A broker killed and started again empty drops what a dispenser sends before the
+    coordinator has subscribed again: a printed offline ticket's replay among it. The
+    dispenser sends it again until the coordinator answers, without waiting for another
+    key press or reconnect (bench/faults.py broker-kill lost printed tickets so)."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    log_path = tmp_path / "log.sqlite"
+    leases = LeaseBook(tmp_path / "leases.sqlite")
+    day = cfg.hall.business_day(clock()).isoformat()
+    async with device(cfg, "dispenser", "pi-d1", tmp_path) as session:
+        dispenser = DispenserAgent(cfg, cfg.agent("pi-d1"), session, leases, None, clock=clock)
+        try:
+            await dispenser.start()
+            await session.wait_connected(10)
+            async with running(cfg, log_path, clock):
+                await dispenser.top_up_leases()
+            assert leases.remaining(day, "invoice") > 0
+            mosquitto.persistence = False  # nobody's session or subscription survives
+            mosquitto.kill()
+            mosquitto.start()
+            await until(lambda: session.connects == 2 and session.connected, timeout=15)
+            issued = await dispenser.issue("invoice")  # nobody answers: printed from the lease
+            assert issued.number is not None
+            assert issued.printed
+            assert not issued.online
+            await session.wait_outbox_empty(10)  # the replay went to a broker nobody heard
+            async with running(cfg, log_path, clock) as coordinator:
+                await until(lambda: issued.number in coordinator.engine.by_number, timeout=30)
+                await until(lambda: not leases.unanswered(), timeout=10)
+                assert coordinator.engine.by_number[issued.number].offline
+        finally:
+            await dispenser.close()
+            leases.close()
+
+
+async def test_a_command_that_waited_for_the_engine_past_its_deadline_is_refused(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    """A CALL that arrives live but waits for the coordinator's lock (behind a storage
+    probe, a recovery's republish) until the pad has shown "no reply" is refused, not
+    applied: its life counts from its arrival and is judged once it has the lock."""
+    text = small_hall_text(mosquitto.url, str(tmp_path / "state"))
+    cfg = parse_config(text + "\n[edge]\ncommand_timeout_s = 0.5\n", "small-hall.toml")
+    deadline = cfg.edge.command_timeout_s
+    clock = FakeClock()
+    replies = inbox()
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        device(cfg, "board", "watch", tmp_path) as watch,
+    ):
+        await coordinator.execute(
+            "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="tax-filing")
+        )
+        await watch.subscribe(T.reply("window", "pi-w1"), replies)
+        await watch.wait_connected(10)
+        await pad.wait_connected(10)
+        call = m.WindowAction(window=1, action="call")
+        async with coordinator._lock:  # the engine is busy past the pad's deadline
+            with pytest.raises(RequestTimeout):
+                await pad.request(T.cmd("window", "pi-w1"), call, timeout=deadline)
+            await until(lambda: bool(coordinator._lock._waiters), timeout=10)  # it has arrived
+            await asyncio.sleep(deadline)  # and has waited its whole life since
+        answered = await replies.wait_for(lambda ps: any(r.corr == call.id for r in ps))
+        reply = next(r for r in answered if r.corr == call.id)
+        assert not reply.ok
+        assert reply.error is not None
+        assert reply.error.code == "expired"
+        assert coordinator.engine.windows[1].current is None, "a stale CALL was applied"
+        assert coordinator.eventlog.lookup(call.id) is None
+
+
+async def test_a_replay_refused_for_storage_stays_held_until_the_log_keeps_it(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A coordinator that cannot write its log answers an offline ticket's replay with
+    ``storage_failed``: that is no answer. The dispenser keeps the replay and sends it again
+    until the log keeps it, even when the broker has meanwhile lost the copies it held."""
+    from coordinator import eventlog
+    from edge import dispenser as dispenser_module
+
+    monkeypatch.setattr(dispenser_module, "REPLAY_RETRY_S", (0.2, 0.5))
+    disk = {"read_only": False}
+    real_open = hallq.sqlite.open_db
+
+    def open_db(path: Path, schema: str, **kw: Any) -> sqlite3.Connection:
+        db = real_open(path, schema, **kw)
+        if disk["read_only"]:
+            db.execute("PRAGMA query_only = 1")
+        return db
+
+    monkeypatch.setattr(eventlog, "open_db", open_db)
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    leases = LeaseBook(tmp_path / "leases.sqlite")
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as session,
+    ):
+        dispenser = DispenserAgent(cfg, cfg.agent("pi-d1"), session, leases, None, clock=clock)
+        try:
+            await dispenser.start()
+            await session.wait_connected(10)
+            await dispenser.top_up_leases()
+            disk["read_only"] = True
+            coordinator.eventlog._db.execute("PRAGMA query_only = 1")
+            answers: list[Any] = []
+            request = session.request
+
+            async def answered(topic: str, message: m.Message, *, timeout: float) -> Any:  # noqa: ASYNC109  the wrapped request's own bound
+                reply = await request(topic, message, timeout=timeout)
+                answers.append(reply)
+                return reply
+
+            monkeypatch.setattr(session, "request", answered)
+            issued = await dispenser.issue("invoice")  # refused for storage: from the lease
+            assert not issued.online
+            assert issued.number is not None
+            held = {m.decode(m.IssueRequest, p).id for p in leases.unanswered()}
+            await until(  # the replay was answered: storage_failed
+                lambda: any(a.corr in held and not a.ok for a in answers), timeout=15
+            )
+            mosquitto.persistence = False  # the broker forgets the copies it held
+            mosquitto.kill()
+            mosquitto.start()
+            await until(lambda: session.connects == 2 and session.connected, timeout=15)
+            assert leases.unanswered(), "a replay the log did not keep was let go"
+            disk["read_only"] = False
+            await until(lambda: issued.number in coordinator.engine.by_number, timeout=20)
+            await asyncio.wait_for(dispenser.replays_answered(), 15)
+        finally:
+            await dispenser.close()
+            leases.close()
+
+
+async def test_a_request_answered_too_late_for_its_dispenser_is_not_issued(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A key press whose request waits in the coordinator until its reply could no longer
+    reach the dispenser in time is refused, not issued: the dispenser prints from its lease,
+    and the hall holds one ticket for the press, the printed one (an issued ticket nobody
+    holds was called before the replay voided it: bench/faults.py read-only)."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    leases = LeaseBook(tmp_path / "leases.sqlite")
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as session,
+    ):
+        dispenser = DispenserAgent(cfg, cfg.agent("pi-d1"), session, leases, None, clock=clock)
+        try:
+            await dispenser.start()
+            await session.wait_connected(10)
+            await dispenser.top_up_leases()
+            # busy until a reply would no longer reach the dispenser with time to spare
+            async with coordinator._lock:
+                press = asyncio.create_task(dispenser.issue("invoice"))
+                await until(lambda: bool(coordinator._lock._waiters), timeout=10)
+                await asyncio.sleep(cfg.edge.reply_timeout_s - REPLY_MARGIN_S)
+            issued = await press
+            assert not issued.online
+            assert issued.number is not None
+            assert issued.printed
+            await asyncio.wait_for(dispenser.replays_answered(), 15)
+            tickets = [t for t in coordinator.engine.tickets if t.state is m.TicketState.WAITING]
+            assert [t.number for t in tickets] == [issued.number]
+        finally:
+            await dispenser.close()
+            leases.close()
+
+
+async def test_a_command_whose_sender_has_little_left_is_judged_by_that(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    """A sender that stood still before publishing hands on a command with less than its
+    whole deadline left (MQTT 5 expiry: what is left, in whole seconds). The coordinator
+    judges it by that, not by the full deadline from its arrival: here 1 s is left, so a
+    reply later than 2/3 s after arrival would come too late, and the command is refused."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    replies = inbox()
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        device(cfg, "board", "watch", tmp_path) as watch,
+    ):
+        await coordinator.execute(
+            "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="tax-filing")
+        )
+        await watch.subscribe(T.reply("window", "pi-w1"), replies)
+        await watch.wait_connected(10)
+        await pad.wait_connected(10)
+        call = m.WindowAction(window=1, action="call")
+        now = asyncio.get_running_loop().time()
+        async with coordinator._lock:  # its full deadline would allow 2.5 s from arrival
+            await pad.publish(T.cmd("window", "pi-w1"), call, deadline=now + 0.9)
+            await until(lambda: bool(coordinator._lock._waiters), timeout=10)
+            await asyncio.sleep(0.8)  # over 1 s less a third, well under 2.5 s
+        answered = await replies.wait_for(lambda ps: any(r.corr == call.id for r in ps))
+        reply = next(r for r in answered if r.corr == call.id)
+        assert reply.error is not None
+        assert reply.error.code == "expired"
+        assert coordinator.engine.windows[1].current is None
+
+
+async def test_a_request_whose_connection_is_gone_is_not_applied(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A request read just before the broker died waits for the engine; by then its reply
+    cannot be sent, and its dispenser will print from its lease: it is not issued (the
+    broker delivers it again if it kept it). bench/faults.py broker-kill found the ticket
+    issued anyway, which nobody held, called before the replay voided it."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
+        await dispenser.wait_connected(10)
+        session = coordinator.session
+        assert session is not None
+        request = m.IssueRequest(kind="issue", service="tax-filing")
+        mosquitto.persistence = False  # it comes back without the request
+        async with coordinator._lock:
+            await dispenser.publish(T.req("pi-d1"), request)
+            await until(lambda: bool(coordinator._lock._waiters), timeout=10)
+            mosquitto.kill()
+            await until(lambda: not session.link_up, timeout=10)
+        mosquitto.start()  # the coordinator's next connection comes after that handler
+        await until(lambda: session.connects == 2 and session.connected, timeout=15)
+        assert coordinator.engine.tickets == []
+        assert coordinator.eventlog.lookup(request.id) is None
 
 
 def _hall(url: str, tmp_path: Path, protocol: str) -> HallConfig:

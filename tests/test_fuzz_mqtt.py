@@ -378,8 +378,10 @@ def check_report(report_msg: m.ErrorReport, mutant: Mutant, topic: str) -> None:
         assert unclipped(report_msg.field)[:40] in report_msg.message, report_msg
 
 
-async def test_fuzz_coordinator_payloads(tmp_path: Path) -> None:
+async def test_fuzz_coordinator_payloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = rng("mqtt")
+    # messages go straight into the session: the connection they "came on" is taken as up
+    monkeypatch.setattr(Session, "link_up", property(lambda _: True))
     n = count(10_000, 100_000)
     cfg = fuzz_hall(None, tmp_path)
     coordinator = Coordinator(
@@ -390,7 +392,7 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path) -> None:
     published: list[tuple[str, BaseModel]] = []
 
     async def record(
-        topic: str, message: BaseModel, *, queue: bool = False, expiry_s: float | None = None
+        topic: str, message: BaseModel, *, queue: bool = False, deadline: float | None = None
     ) -> bool:
         m.encode(message)  # what the real publish does first: it must fit the contract
         published.append((topic, message))

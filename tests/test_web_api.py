@@ -414,9 +414,57 @@ async def test_real_responses_validate_against_the_openapi_document(
             headers={"Cookie": auth["Cookie"]},
             json={"action": "resume"},
         )
+        refused = await check(
+            "POST",
+            "/api/supervisor/windows/2",
+            "/api/supervisor/windows/{window}",
+            409,
+            headers=auth,
+            json={"action": "pause"},
+        )
+        assert refused["error"]["code"] == "no_change"
+        desk = await check("GET", "/api/supervisor/desk", "/api/supervisor/desk", headers=auth)
+        assert {a["kind"] for a in desk["alerts"]} >= {"device_unhealthy", "wait_over_target"}
+        await check(
+            "POST",
+            "/api/supervisor/windows/1/impact",
+            "/api/supervisor/windows/{window}/impact",
+            headers=auth,
+            json={"action": "set_skills", "skills": {"invoice": 1.0}},
+        )
+        key = desk["alerts"][0]["key"]
+        await check(
+            "POST",
+            "/api/supervisor/alerts/ack",
+            "/api/supervisor/alerts/ack",
+            headers=auth,
+            json={"key": key},
+        )
+        await check(
+            "POST",
+            "/api/supervisor/alerts/ack",
+            "/api/supervisor/alerts/ack",
+            404,
+            headers=auth,
+            json={"key": "nothing:here"},
+        )
+        await check(
+            "POST",
+            "/api/supervisor/advice/a99/apply",
+            "/api/supervisor/advice/{id}/{verb}",
+            404,
+            headers=auth,
+        )
         audit = await check("GET", "/api/supervisor/audit", "/api/supervisor/audit", headers=auth)
-        assert audit[0]["action"] == "denied"
-        assert audit[1]["target"] == "window 99"
+        assert audit[0] == {
+            **audit[0],
+            "action": "ack",
+            "target": "alert nothing:here",
+            "ok": False,
+        }
+        assert audit[1] == {**audit[1], "action": "ack", "target": f"alert {key}", "ok": True}
+        assert audit[2]["action"] == "denied"
+        assert any(a["target"] == "window 99" for a in audit)
         await check("POST", "/api/logout", "/api/logout", headers=auth)
         await check("GET", "/api/session", "/api/session", 401, headers=auth)
-    assert len(checked) == 29
+    assert len(checked) == 35

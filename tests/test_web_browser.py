@@ -8,8 +8,10 @@ when ``HALLQ_ARTIFACTS`` is set, are copied there.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ FLAGS = [
 ]
 WAIT_MS = 20_000
 ID_NUMBER = "11010519491231002X"  # check digit valid
+COMPLEX = hash_id_number("110105194912310037", ID_HASH_KEY)  # a taxpayer with long visits
 
 
 def _playwright() -> Any:
@@ -80,6 +83,17 @@ async def desk_login(page: Any, url: str, user: str, password: str) -> None:
         await page.click("#submit")
         await page.wait_for_url("**/supervisor")
     await page.wait_for_selector("#live.on")
+
+
+async def desk_act(page: Any, window: int, action: str) -> str:
+    """Click a window's action on the desk, read what the hall will feel, confirm it."""
+    row = f'tr[data-window="{window}"]'
+    await page.click(f'{row} button[data-action="{action}"]')
+    confirm = page.locator(f'{row} + tr.panel [data-confirm="{action}"]')
+    await confirm.wait_for()
+    said = str(await confirm.locator(".impact").inner_text())
+    await confirm.locator(f'button[data-confirm-go="{action}"]').click()
+    return said
 
 
 async def test_hall_and_ticket_pages_follow_calls_live(
@@ -207,7 +221,7 @@ async def test_hall_and_ticket_pages_follow_calls_live(
 
                 desk = await browser.new_page()
                 await desk_login(desk, url, "supervisor", PASSWORD)
-                await desk.click('tr[data-window="2"] button[data-action="pause"]')
+                await desk_act(desk, 2, "pause")
                 await desk.wait_for_selector('tr[data-window="2"] [data-status="paused"]')
                 assert c.engine.windows[2].status == "paused"
                 await shots.take(desk, "supervisor")
@@ -362,7 +376,7 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
                 # the demo made its supervisor (no HALLQ_SUPERVISOR_PASSWORD here): log in
                 desk = await browser.new_page()
                 await desk_login(desk, url, "supervisor", DEMO_PASSWORD)
-                await desk.wait_for_selector('#windows tr[data-window="1"]')
+                await desk.wait_for_selector('#wzones tr[data-window="1"]')
             finally:
                 await browser.close()
     finally:
@@ -416,12 +430,12 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
                 await shots.take(desk, "login-refused")
                 await desk_login(desk, url, "supervisor", PASSWORD)
                 assert await desk.inner_text("#role") == "值班长 supervisor"
-                await desk.click('tr[data-window="2"] button[data-action="pause"]')
+                await desk_act(desk, 2, "pause")
                 await desk.wait_for_selector('tr[data-window="2"] [data-status="paused"]')
                 await desk.wait_for_selector('#audit tr[data-action="pause"]')
                 row = await desk.inner_text('#audit tr[data-action="pause"]')
                 assert "supervisor" in row
-                assert "window 2" in row
+                assert "2号窗口" in row
                 assert "127.0.0.1" in row
                 assert "成功" in row
                 await shots.take(desk, "desk-audit")
@@ -484,3 +498,193 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
             finally:
                 await browser.close()
                 await evil_runner.cleanup()
+
+
+def _seed_past_days(cfg: Any, path: Path) -> None:
+    """Yesterday and the same weekday four weeks ago in the event log, as the coordinator
+    would have logged them: four tickets each, three served and rated; the first, COMPLEX's,
+    25 minutes at the counter (the others 5)."""
+    from coordinator.dispatch import load_core
+    from coordinator.eventlog import EventLog
+    from coordinator.hallqueue import HallQueue
+
+    from .halls import at
+
+    log = EventLog(path)
+    queue = HallQueue(cfg, log, load_core("pure"))
+
+    def submit(kind: str, role: str, client: str, command: Any, when: float) -> None:
+        assert queue.submit(kind, role, client, command, when).record["ok"]
+
+    for day in (2, 29):
+        for i in range(4):
+            who = COMPLEX if i == 0 else None
+            issue = m.IssueRequest(kind="issue", service="tax-filing", identity=who)
+            submit("ticket", "dispenser", "pi-d1", issue, at(9, i, day=day))
+        for called, finished in ((20, 45), (45, 50), (50, 55)):
+            call = m.WindowAction(window=1, action="call")
+            submit("window", "window", "pi-w1", call, at(9, called, day=day))
+            done = m.Finish(window=1, action="finish", rating=4)
+            submit("window", "window", "pi-w1", done, at(9, finished, day=day))
+    log.close()
+
+
+@pytest.mark.timeout(120)
+async def test_the_desk_keeps_an_edit_through_live_updates_and_works_alerts_and_advice(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """As a supervisor would: untick a service while the hall keeps changing, and save
+    (the window really gets the set on screen, with its weight); state-aware buttons
+    with a confirmation saying what the hall will feel; feedback beside the row that an
+    error leaves red and the next success clears; an alert acknowledged by name; express
+    advice applied in one click, the hall reacting; KPIs against past days."""
+    async_playwright = _playwright()
+    shots = Shots(tmp_path)
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    log_path = tmp_path / "log.sqlite"
+    _seed_past_days(cfg, log_path)
+    clock = FakeClock()
+    async with (
+        web_running(cfg, log_path, clock) as (c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+    ):
+        await dispenser.wait_connected(10)
+        await pad.wait_connected(10)
+
+        async def issue(n: int = 1, service: str = "tax-filing") -> None:
+            for _ in range(n):
+                reply = await dispenser.request(
+                    T.req("pi-d1"), m.IssueRequest(kind="issue", service=service), timeout=10
+                )
+                assert reply.ok
+
+        await issue(3)
+        await issue(1, "invoice")
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            try:
+                ctx = await browser.new_context(
+                    locale="zh-CN", viewport={"width": 1366, "height": 768}
+                )
+                ctx.set_default_timeout(WAIT_MS)
+                desk = await ctx.new_page()
+                await desk_login(desk, url, "supervisor", PASSWORD)
+                # yesterday's figures at this hour come from the event log
+                await desk.wait_for_selector('[data-kpi="issued"] .kpi-compare:has-text("昨日 4")')
+
+                # 1. edit window 4's services while live updates arrive
+                row4 = 'tr[data-window="4"]'
+                await desk.click(f'{row4} button[data-action="edit"]')
+                editor = desk.locator(f"{row4} + tr.panel")
+                await editor.locator('[data-edit-skill="invoice"] input[type=checkbox]').uncheck()
+                await editor.locator('[data-edit-skill="tax-filing"] input[type=number]').fill("2")
+                await issue(3)  # the desk refreshes on each; the edit must stay as it is
+                await desk.wait_for_selector(
+                    '#services tr[data-service="tax-filing"] [data-col="waiting"]:has-text("6 人")'
+                )
+                invoice_box = editor.locator('[data-edit-skill="invoice"] input[type=checkbox]')
+                assert not await invoice_box.is_checked()
+                await editor.locator('button[data-edit="save"]').click()
+                said = await editor.locator(".impact").inner_text()
+                assert "1 人转到其他窗口" in said, said  # the one invoice ticket waiting
+                await shots.take(desk, "desk-confirm-skills")
+                await editor.locator('button[data-confirm-go="set_skills"]').click()
+                await desk.wait_for_selector(f"{row4} .fb.ok:has-text('业务已保存')")
+                assert c.engine.windows[4].skills == {"tax-filing": 2.0}
+                await desk.wait_for_selector(
+                    f'{row4} .chip[data-skill="tax-filing"]:has-text("×2")'
+                )
+
+                # 2. an empty set is refused beside the row, in Chinese; a success clears it
+                await desk.click(f'{row4} button[data-action="edit"]')
+                await editor.locator(
+                    '[data-edit-skill="tax-filing"] input[type=checkbox]'
+                ).uncheck()
+                await editor.locator('button[data-edit="save"]').click()
+                await desk.wait_for_selector(f'{row4} .fb.error[data-code="no_skills"]')
+                assert "至少要保留一项业务" in await desk.inner_text(f"{row4} .fb")
+                await editor.locator('button[data-edit="cancel"]').click()
+                # state-aware buttons: an open window offers no 开窗
+                row3 = 'tr[data-window="3"]'
+                assert await desk.locator(f'{row3} button[data-action="open"]').count() == 0
+                said = await desk_act(desk, 3, "pause")
+                assert said.startswith("暂停后 6 人转到其他窗口"), said
+                await desk.wait_for_selector(f'{row3} [data-status="paused"]')
+                await desk.wait_for_selector(f'{row3} button[data-action="resume"]')
+                assert await desk.locator(f'{row3} button[data-action="pause"]').count() == 0
+                await desk_act(desk, 4, "pause")
+                await desk.wait_for_selector(f'{row4} .fb.ok:has-text("已暂停")')
+                assert await desk.locator(f"{row4} .fb.error").count() == 0
+                await desk_act(desk, 4, "resume")
+                await desk.wait_for_selector(f'{row4} .fb.ok:has-text("已恢复")')
+
+                # 3. the queue passes its target: an alert, acknowledged by name
+                clock.now += 11 * 60
+                await issue(24)  # tax-filing now has only windows 1 and 4: advice follows
+                alert = desk.locator('#alerts li[data-kind="wait_over_target"]')
+                await alert.wait_for()
+                assert "申报纳税" in await alert.inner_text()
+                assert "等候超时" in await alert.inner_text()
+                await alert.locator("button[data-ack]").click()
+                await desk.wait_for_selector(
+                    '#alerts li[data-kind="wait_over_target"] .ackd:has-text("supervisor")'
+                )
+
+                # 4. express-window advice, applied in one click: window 2 joins tax-filing
+                clock.now += 61  # the coordinator looks for advice once a hall minute
+                await issue(1)
+                apply = desk.locator("button[data-advice-apply]").first
+                await apply.wait_for()
+                assert "申报纳税" in await desk.inner_text("#advice")
+                await shots.take(desk, "desk-advice")
+                await apply.click()
+                await desk.wait_for_selector('#advice [data-state="applied"] [data-effect]')
+                assert c.engine.windows[2].skills == {"tax-filing": 1.0}
+                await until(lambda: c.engine.windows[2].skills == {"tax-filing": 1.0})
+                await desk.wait_for_selector('#audit tr[data-action="advice_apply"]')
+                await desk.wait_for_selector('#audit tr[data-action="ack"]')
+                # 5. invitations: the taxpayer with long visits, offered a slot, then declining
+                await desk.click("#find-candidates")
+                candidate = desk.locator(f'tr[data-candidate="{COMPLEX[:16]}"]')
+                await candidate.wait_for()
+                assert "次办理时间长" in await candidate.inner_text()
+                assert COMPLEX not in await desk.content()  # a short prefix only
+                await candidate.locator("button[data-invite]").click()
+                await candidate.locator(".fb.ok").wait_for()
+                offered = desk.locator('#invited tr[data-state="offered"]')
+                await offered.wait_for()
+                code = (await offered.get_attribute("data-invited")) or ""
+                booking = c.bookings.get(code)
+                assert booking is not None
+                assert booking.person == COMPLEX
+                await shots.take(desk, "desk-invitations")
+                await offered.locator("button[data-decline]").click()
+                await desk.wait_for_selector(
+                    f'#invited tr[data-invited="{code}"][data-state="declined"]'
+                )
+                await shots.take(desk, "desk-1366")
+                # the day report and the month's, as the desk's link opens them
+                report = await ctx.new_page()
+                await report.goto(url + "/supervisor/report")
+                body = await report.inner_text("body")
+                assert "日报 2026-11-30" in body
+                assert "采纳专窗建议" in body  # what was done today
+                assert "等候超时" in body  # and the alert, acknowledged
+                await shots.take(report, "report-day")
+                await report.goto(url + "/supervisor/report?month=2026-11")
+                month = await report.inner_text("body")
+                assert "办税日 3 天" in month  # the two seeded days and today
+                await shots.take(report, "report-month")
+                for width, height in ((1024, 768), (768, 1024)):
+                    await desk.set_viewport_size({"width": width, "height": height})
+                    await shots.take(desk, f"desk-{width}x{height}")
+            finally:
+                await browser.close()
+    with sqlite3.connect(log_path) as db:
+        rows = db.execute(
+            "SELECT source, payload FROM entries"
+            " WHERE kind = 'window' AND source LIKE 'supervisor/%'"
+        ).fetchall()
+    actions = [json.loads(p)["action"] for _, p in rows]
+    assert actions.count("set_skills") == 2  # the edit, and the advice applied

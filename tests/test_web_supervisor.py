@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -712,3 +713,59 @@ def test_a_broken_users_file_keeps_the_last_good_users(
     users_file.unlink()
     directory.refresh()
     assert directory.all() == []
+
+
+async def test_the_desk_refuses_in_chinese_with_a_stable_code_and_says_what_an_action_does(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """开窗 on an open window changes nothing and is refused as such (not logged as a
+    command); refusals carry a machine-readable code and a Chinese message; the impact of
+    closing a window counts the people who will be served elsewhere."""
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    log_path = tmp_path / "log.sqlite"
+    async with (
+        web_running(cfg, log_path, FakeClock()) as (_c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        aiohttp.ClientSession() as http,
+    ):
+        await dispenser.wait_connected(10)
+        for service in ("tax-filing", "tax-filing", "invoice"):
+            reply = await dispenser.request(
+                dispenser.topics.req("pi-d1"),
+                m.IssueRequest(kind="issue", service=service),
+                timeout=10,
+            )
+            assert reply.ok
+        auth = await supervisor_auth(http, url)
+
+        async def post(path: str, body: Any) -> tuple[int, dict[str, Any]]:
+            async with http.post(f"{url}{path}", headers=auth, json=body) as r:
+                return r.status, await r.json()
+
+        cases = [
+            (3, {"action": "open"}, 409, "no_change", "3号窗口已在开放中"),
+            (99, {"action": "open"}, 409, "unknown_window", "没有99号窗口"),
+            (3, {"action": "set_skills", "skills": {}}, 400, "no_skills", "至少要保留一项业务"),
+            (3, {"action": "set_skills", "skills": {"nope": 1}}, 409, "unknown_service", "业务"),
+            (3, {"action": "set_skills", "skills": {"invoice": 99}}, 400, "bad_weight", "权重"),
+            (3, {"action": "call"}, 400, "bad_action", "不支持的操作"),
+        ]
+        for window, body, status, code, words in cases:
+            got, answer = await post(f"/api/supervisor/windows/{window}", body)
+            assert (got, answer["error"]["code"]) == (status, code), (body, answer)
+            assert words in answer["error"]["message"], answer
+            assert not any("a" <= ch <= "z" for ch in answer["error"]["message"].split("(")[0])
+        status, impact = await post("/api/supervisor/windows/4/impact", {"action": "close"})
+        assert status == 200
+        assert impact["text"] == "关闭后 3 人转到其他窗口"  # window 4: tax-filing and invoice
+        assert impact["people"] == 3
+        status, impact = await post(
+            "/api/supervisor/windows/2/impact",
+            {"action": "set_skills", "skills": {"tax-filing": 1.0}},
+        )
+        assert impact["text"].startswith("2号窗口改业务: 1 人转到其他窗口; 新增 申报纳税"), impact
+    with sqlite3.connect(log_path) as db:
+        logged = db.execute(
+            "SELECT count(*) FROM entries WHERE source LIKE 'supervisor/%'"
+        ).fetchone()[0]
+    assert logged == 2  # only the unknown window and service reached the engine (refused there)

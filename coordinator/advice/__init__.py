@@ -20,6 +20,7 @@ from coordinator.advice.live import (
     predicted_wait_min,
     queue_wait_min,
     simulate_switch,
+    worth_it,
 )
 from coordinator.advice.plan import Move, Plan, Staffing, limit_staff, plan_day
 from coordinator.advice.replay import replay_day
@@ -40,4 +41,5 @@ __all__ = [
     "queue_wait_min",
     "replay_day",
     "simulate_switch",
+    "worth_it",
 ]

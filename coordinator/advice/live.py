@@ -29,6 +29,12 @@ from hallq.messages import TicketState, WindowStatus
 MAX_WINDOWS = 3  # never retask more than this many windows for one service at once
 RATE_LOOKBACK_S = 1800.0  # arrival rate from the tickets issued in the last half hour
 MIN_REMAINING_S = 30.0  # a busy window is assumed to need at least this much longer
+# Advice is shown only when it is worth a supervisor's attention and two windows' staff
+# changing desks: the predicted mean wait of the service falls by at least MIN_GAIN_MIN
+# minutes and by MIN_GAIN_SHARE of itself, and the other services together lose less than
+# it gains (docs/desk.md: the thresholds from `bench/advice_bar.py` on the simulator).
+MIN_GAIN_MIN = 5.0
+MIN_GAIN_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,15 @@ class Advice:
             f"预计 {self.before_min:.1f}→{self.after_min:.1f} 分钟, 其他业务 "
             f"{self.others_before_min:.1f}→{self.others_after_min:.1f} ({self.basis})"
         )[:200]
+
+
+def worth_it(
+    a: Advice, *, min_gain_min: float = MIN_GAIN_MIN, min_share: float = MIN_GAIN_SHARE
+) -> bool:
+    """Whether ``a``'s predicted gain justifies asking for it (27.7 -> 27.1 does not)."""
+    gain = a.before_min - a.after_min
+    loss = max(0.0, a.others_after_min - a.others_before_min)
+    return gain >= min_gain_min and gain >= min_share * a.before_min and loss < gain
 
 
 def advice_alert(a: Advice) -> m.AlertEvent:

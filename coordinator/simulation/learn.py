@@ -461,6 +461,31 @@ def _replay_day(cfg: HallConfig, core_cls: type[Any], rows: list[_Row]) -> Any:
     return queue.engine
 
 
+def logged_day_engine(path: Path, cfg: HallConfig, core_cls: type[Any], day: dt.date) -> Any | None:
+    """The engine as it stood at the end of ``day``, replayed from the log at ``path``
+    (None when the log has no such day): the desk's comparisons and day reports read
+    past days this way, through the same recovery code as a restart."""
+    db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            f"SELECT {_COLUMNS} FROM entries WHERE day = ? ORDER BY seq", (day.isoformat(),)
+        ).fetchall()
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        db.close()
+    if not rows or rows[0][1] != "day_open":
+        return None
+    quiet = _ReplayMismatches()
+    hallqueue.log.addFilter(quiet)
+    try:
+        return _replay_day(cfg, core_cls, rows)
+    except ValueError:
+        return None
+    finally:
+        hallqueue.log.removeFilter(quiet)
+
+
 def _issued(rows: list[_Row]) -> Counter[str]:
     """Tickets handed out, by the service asked for (a later transfer does not change why
     the taxpayer came)."""

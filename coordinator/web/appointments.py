@@ -193,6 +193,13 @@ class AppointmentBook:
             f"WHERE person = ? AND service = ? AND day = ? AND {_LIVE}", (person, service, day)
         )
 
+    def noted(self, note: str, since: dt.date) -> list[Booking]:
+        """Bookings carrying ``note`` from ``since`` on, cancelled ones too (the desk's
+        invitations and what came of them)."""
+        return self._rows(
+            "WHERE note = ? AND day >= ? ORDER BY day, start", (note, since.isoformat())
+        )
+
     def taken(self, service: str, slot: Slot, now: float, checked_in: set[str]) -> int:
         """Bookings that still hold a place: a no-show's place is given back."""
         return sum(

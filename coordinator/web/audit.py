@@ -105,6 +105,19 @@ class AuditLog:
             " WHERE id < ? ORDER BY id DESC LIMIT ?",
             (before if before is not None else 2**62, limit),
         ).fetchall()
+        return self._entries(rows)
+
+    def between(self, start: float, end: float, limit: int = 1000) -> list[dict[str, Any]]:
+        """Oldest first, ``start <= at < end`` (the day report's actions)."""
+        rows = self._db.execute(
+            "SELECT id, at, user, role, action, target, ok, result, detail, client FROM audit"
+            " WHERE at >= ? AND at < ? ORDER BY id LIMIT ?",
+            (start, end, limit),
+        ).fetchall()
+        return self._entries(rows)
+
+    @staticmethod
+    def _entries(rows: list[Any]) -> list[dict[str, Any]]:
         return [
             {
                 "id": r[0],

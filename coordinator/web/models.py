@@ -16,6 +16,8 @@ from hallq import messages as m
 
 __all__ = [
     "RESPONSE_MODELS",
+    "AckRequest",
+    "AdviceView",
     "Alert",
     "AuditEntry",
     "BoardItem",
@@ -25,16 +27,30 @@ __all__ = [
     "CancelRequest",
     "CityLink",
     "CommandResult",
+    "Desk",
+    "DeskAlert",
+    "DeskService",
+    "DeskWindow",
+    "DeskZone",
     "Device",
+    "DeviceProblem",
     "Done",
     "Error",
     "Hall",
     "HallHeader",
     "Health",
+    "Impact",
+    "ImpactRequest",
+    "Invitation",
+    "Invitations",
+    "InviteCandidate",
+    "InviteRequest",
+    "KpiCompare",
     "LoginRequest",
     "Nearby",
     "NearbyHall",
     "PublicHall",
+    "QuietSlot",
     "Service",
     "Slot",
     "Slots",
@@ -296,6 +312,190 @@ class SupervisorCommand(_Out):
     )
 
 
+class Impact(_Out):
+    """What an action will do to the hall, as the desk's confirmation says it."""
+
+    window: int
+    action: str
+    text: str = Field(description='one line, e.g. "关闭后 7 人转到其他窗口"')
+    lines: list[str] = Field(description="per service: waiting, windows left, estimate change")
+    people: int = Field(default=0, description="people waiting for the services affected")
+    unserved: list[str] = Field(
+        default_factory=list, description="services no open window would serve afterwards"
+    )
+    blocked: bool = Field(default=False, description="the engine will refuse it as things are")
+
+
+class DeskService(_Out):
+    code: str
+    name: str
+    waiting: int
+    oldest_wait_min: float | None = Field(description="longest wait now")
+    eta_min: float | None = Field(description="estimated wait for a ticket issued now")
+    wait_text: str | None
+    target_min: float
+    windows: int = Field(description="open windows serving it")
+    windows_by_zone: dict[str, int] = Field(description="function hall -> open windows serving it")
+    over_target: bool
+    issued: int
+    served: int
+
+
+class DeskWindow(_Out):
+    window: int
+    zone: str
+    status: m.WindowStatus
+    ticket: str | None
+    service: str | None
+    since: str | None = Field(description="hh:mm of the last status change")
+    skills: dict[str, float]
+    served: int
+    busy_min: float = Field(description="counter time today")
+    actions: list[Literal["open", "close", "pause", "resume"]] = Field(
+        description="what would change something, in the order the desk shows them"
+    )
+
+
+class DeskZone(_Out):
+    id: str
+    name: str
+    open: int
+    paused: int
+    closed: int
+    serving: int = Field(description="windows with a ticket at the counter now")
+    busy_min: float = Field(description="counter time today, all its windows")
+    served: int
+
+
+class KpiCompare(_Out):
+    key: str
+    label: str
+    unit: str
+    better: Literal["higher", "lower"]
+    today: float | None
+    yesterday: float | None
+    last_month: float | None = Field(description="the same weekday four weeks ago")
+
+
+class DeviceProblem(_Out):
+    client: str
+    role: str
+    problem: Literal["offline", "paper_low", "paper_out", "unhealthy"]
+    text: str
+    since: str | None = None
+
+
+class AdviceView(_Out):
+    id: str
+    service: str
+    service_name: str
+    windows: list[int]
+    duration_min: int
+    waiting: int
+    target_min: float
+    before_min: float
+    after_min: float
+    others_before_min: float
+    others_after_min: float
+    gain_min: float
+    basis: str
+    state: Literal["open", "applied", "dismissed", "restored", "expired"]
+    by: str | None
+    at: str = Field(description="hh:mm (hall time) it was advised")
+    acted_at: str | None = Field(description="hh:mm it was applied or dismissed")
+    until: str | None = Field(description="hh:mm the switch is due to end")
+    due_restore: bool = Field(description="its time is up: the windows may be switched back")
+    realised_min: float | None = Field(
+        description="mean wait of its service's tickets called while it ran (min)"
+    )
+    realised_tickets: int
+    text: str
+
+
+class DeskAlert(_Out):
+    key: str
+    severity: Literal["info", "warning", "critical"]
+    severity_zh: str
+    kind: str
+    kind_zh: str
+    text: str = Field(description="with service and window names")
+    count: int
+    first: str | None
+    last: str | None
+    acked_by: str | None
+    acked_at: str | None
+
+
+class Desk(_Out):
+    """Everything the supervisor desk shows, in one answer per live update."""
+
+    hall: HallHeader
+    rev: int
+    now: str | None
+    services: list[DeskService]
+    zones: list[DeskZone]
+    windows: list[DeskWindow]
+    service_names: dict[str, str]
+    kpis: list[KpiCompare]
+    compare_days: dict[str, str | None] = Field(description="yesterday, last_month: their dates")
+    devices: list[DeviceProblem]
+    alerts: list[DeskAlert]
+    advice: list[AdviceView]
+
+
+class QuietSlot(_Out):
+    day: str
+    start: str
+    slot: str
+    comfort: ComfortLevel | None = Field(description="null: no comfort index (earliest free)")
+    free: int
+
+
+class InviteCandidate(_Out):
+    ref: str = Field(description="what the desk sends back to invite (a hash prefix)")
+    label: str = Field(description="the identity as the desk shows it (a short hash prefix)")
+    reason: str
+    service: str
+    service_name: str
+    visits: int
+    last: str | None
+    slots: list[QuietSlot]
+
+
+class Invitation(_Out):
+    code: str
+    label: str
+    service: str
+    service_name: str
+    day: str
+    slot: str
+    state: Literal["offered", "accepted", "declined", "no_show"]
+    by: str
+
+
+class Invitations(_Out):
+    candidates: list[InviteCandidate]
+    invited: list[Invitation]
+    comfort: bool = Field(description="whether the comfort index chose the slots")
+    lookback_days: int
+
+
+class InviteRequest(_Out):
+    ref: str = Field(max_length=64)
+    service: str
+    day: str
+    start: str = Field(pattern="^[0-2][0-9]:[0-5][0-9]$")
+
+
+class AckRequest(_Out):
+    key: str = Field(max_length=200)
+
+
+class ImpactRequest(_Out):
+    action: Literal["open", "close", "pause", "resume", "set_skills"]
+    skills: dict[str, float] | None = None
+
+
 class NearbyHall(_Out):
     hall: str
     name: str
@@ -342,4 +542,11 @@ RESPONSE_MODELS: list[type[BaseModel]] = [
     AuditEntry,
     Nearby,
     m.ComfortState,
+    Impact,
+    Desk,
+    AdviceView,
+    AckRequest,
+    ImpactRequest,
+    Invitations,
+    InviteRequest,
 ]

@@ -254,6 +254,102 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/supervisor/windows/{window}/impact": {
+                "post": {
+                    "summary": "what an action would do to the hall (the desk's confirmation); "
+                    "changes nothing",
+                    "security": _WRITE,
+                    "parameters": [_param("window", "path", {"type": "integer", "minimum": 1})],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("ImpactRequest")}},
+                    },
+                    "responses": {
+                        **_ok("the impact, in Chinese", _ref("Impact")),
+                        **_errors("400", "401", "403"),
+                    },
+                }
+            },
+            "/api/supervisor/desk": {
+                "get": {
+                    "summary": "the supervisor desk in one answer: queues, function halls, "
+                    "windows, KPIs against yesterday and the same weekday last month, "
+                    "device problems, alerts, express-window advice",
+                    "security": _READ,
+                    "responses": {**_ok("the desk", _ref("Desk")), **_errors("401")},
+                }
+            },
+            "/api/supervisor/invitations": {
+                "get": {
+                    "summary": "主动预约: taxpayers whose history shows complex business (by "
+                    "identity hash prefix only) with quiet slots, and the invitations made",
+                    "security": _READ,
+                    "responses": {
+                        **_ok("candidates and invitations", _ref("Invitations")),
+                        **_errors("401"),
+                    },
+                },
+                "post": {
+                    "summary": "invite a candidate: book the slot under their identity hash",
+                    "security": _WRITE,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("InviteRequest")}},
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "booked",
+                            "content": {"application/json": {"schema": _ref("Booked")}},
+                        },
+                        **_errors("400", "401", "403", "404", "409"),
+                    },
+                },
+            },
+            "/api/supervisor/invitations/{code}/decline": {
+                "post": {
+                    "summary": "the taxpayer declined: cancel the invitation's booking",
+                    "security": _WRITE,
+                    "parameters": [code],
+                    "responses": {
+                        **_ok("cancelled", _ref("Booking")),
+                        **_errors("400", "401", "403", "404", "409"),
+                    },
+                }
+            },
+            "/api/supervisor/alerts/ack": {
+                "post": {
+                    "summary": "acknowledge an alert by its key, as the logged-in supervisor "
+                    "(audited)",
+                    "security": _WRITE,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("AckRequest")}},
+                    },
+                    "responses": {
+                        **_ok("acknowledged", _ref("Done")),
+                        **_errors("400", "401", "403", "404"),
+                    },
+                }
+            },
+            "/api/supervisor/advice/{id}/{verb}": {
+                "post": {
+                    "summary": "apply (logged supervisor set_skills commands), dismiss, or "
+                    "restore (switch the windows back) a piece of express-window advice",
+                    "security": _WRITE,
+                    "parameters": [
+                        _param("id", "path", _STR),
+                        _param(
+                            "verb",
+                            "path",
+                            {"type": "string", "enum": ["apply", "dismiss", "restore"]},
+                        ),
+                    ],
+                    "responses": {
+                        **_ok("the advice as it stands now", _ref("AdviceView")),
+                        **_errors("401", "403", "404", "409"),
+                    },
+                }
+            },
             "/api/supervisor/appointments": {
                 "post": {
                     "summary": "invite a taxpayer: book on their behalf",

@@ -13,6 +13,7 @@ import io
 import ipaddress
 import logging
 import ssl
+import time
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -22,8 +23,8 @@ from pydantic import BaseModel, ValidationError
 
 from coordinator.eventlog import EventLog
 from coordinator.shipmark import lag, mark_path, read_mark
+from coordinator.web import desk, views
 from coordinator.web import models as api
-from coordinator.web import views
 from coordinator.web.appointments import AddressLimiter, BookingError, booking_json
 from coordinator.web.audit import AuditLog, default_audit_path
 from coordinator.web.auth import (
@@ -35,6 +36,8 @@ from coordinator.web.auth import (
     same_origin,
 )
 from coordinator.web.boards import boards, render_png
+from coordinator.web.desk import AdviceBook, AlertBook, error_zh, no_change
+from coordinator.web.figures import FigureCache
 from coordinator.web.interface import HallService
 from coordinator.web.openapi import openapi_document
 from coordinator.web.stream import StreamHub, is_close, sse_frame
@@ -64,6 +67,9 @@ SECURITY_HEADERS = {
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 }
 LIMITER: web.AppKey[AddressLimiter] = web.AppKey("limiter", AddressLimiter)
+ALERTS: web.AppKey[AlertBook] = web.AppKey("alerts", AlertBook)
+ADVICE: web.AppKey[AdviceBook] = web.AppKey("advice", AdviceBook)
+FIGURES: web.AppKey[FigureCache] = web.AppKey("figures", FigureCache)
 
 
 def _c(request: web.Request) -> HallService:
@@ -620,26 +626,41 @@ async def audit_log(request: web.Request) -> web.Response:
     return _json([api.AuditEntry(**e) for e in request.app[AUDIT].recent(limit, before)])
 
 
-async def supervisor_command(request: web.Request) -> web.Response:
+def _refusal(status: int, code: str, message: str, command_id: str = "") -> web.Response:
+    """A refused desk command: the machine-readable code, the message in Chinese."""
+    body = api.CommandResult(
+        ok=False, error=m.Rejection(code=code, message=message[:200]), seq=-1, id=command_id
+    )
+    return web.json_response(body.model_dump(mode="json"), status=status)
+
+
+async def _window_command(
+    request: web.Request, window: int, body: dict[str, Any]
+) -> tuple[web.Response, str | None]:
+    """One supervisor command for a window, checked, refused in Chinese or executed through
+    the coordinator (logged and published like a pad's), and audited. Also the path an
+    applied piece of advice takes. The code refused with, None when done."""
     c = _c(request)
-    try:
-        body = await request.json()
-        window = int(request.match_info["window"])
-    except ValueError:
-        return _error(400, "invalid_json", "body must be JSON, window a number")
-    target = f"window {request.match_info['window'][:12]}"
-    action = body.get("action") if isinstance(body, dict) else None
+    target = f"window {window}"
+    action = body.get("action")
     if not isinstance(action, str) or action not in SUPERVISOR_ACTIONS:  # [] is unhashable
         _audit(request, "window", target=target, ok=False, result="bad_action")
-        return _error(
-            400, "bad_action", f"action must be one of {', '.join(sorted(SUPERVISOR_ACTIONS))}"
-        )
+        return _error(400, "bad_action", "不支持的操作 (开窗/暂停/恢复/关窗/改业务)"), "bad_action"
     try:
         command = m.adapter(m.WindowCommand).validate_python({**body, "window": window})
     except ValidationError as exc:
-        field, message = m.describe(exc, tagged=True)
+        field, _message = m.describe(exc, tagged=True)
         _audit(request, action, target=target, ok=False, result="invalid_command")
-        return _error(400, "invalid_command", f"{field}: {message}")
+        code = (
+            "no_skills"
+            if field.startswith("skills") and not body.get("skills")
+            else ("bad_weight" if field.startswith("skills") else "invalid_command")
+        )
+        return _error(400, code, f"{error_zh(code, '', window)} ({field})"), code
+    skills = command.skills if command.action == "set_skills" else None
+    same = no_change(c.engine, window, command.action, skills)
+    if same is not None:
+        return _refusal(409, same[0], same[1], command.id), same[0]
     user = _session(request).user
     done = await c.execute("window", "supervisor", user, command, reply=False)
     ok = bool(done.record["ok"])
@@ -659,8 +680,118 @@ async def supervisor_command(request: web.Request) -> web.Response:
         window,
         "ok" if ok else done.record["error"]["code"],
     )
-    result = api.CommandResult(ok=ok, error=done.record["error"], seq=done.seq, id=command.id)
-    return web.json_response(result.model_dump(mode="json"), status=200 if ok else 409)
+    error = done.record["error"]
+    if error is not None:
+        error = {
+            "code": error["code"],
+            "message": error_zh(error["code"], error["message"], window),
+        }
+    result = api.CommandResult(ok=ok, error=error, seq=done.seq, id=command.id)
+    response = web.json_response(result.model_dump(mode="json"), status=200 if ok else 409)
+    return response, None if error is None else error["code"]
+
+
+async def supervisor_command(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        window = int(request.match_info["window"])
+    except ValueError:
+        return _error(400, "invalid_json", "请求格式错误: 须为 JSON, 窗口号须为数字")
+    if not isinstance(body, dict):
+        return _error(400, "invalid_json", "请求格式错误: 须为 JSON 对象")
+    return (await _window_command(request, window, body))[0]
+
+
+async def supervisor_impact(request: web.Request) -> web.Response:
+    """What an action would do to the hall, for the desk's confirmation; changes nothing."""
+    c = _c(request)
+    try:
+        window = int(request.match_info["window"])
+        body = await request.json()
+        req = api.ImpactRequest.model_validate(body)
+    except (ValueError, ValidationError):
+        return _error(400, "invalid_body", "请求格式错误: action 与 skills")
+    return _json(desk.impact(c.engine, window, req.action, req.skills))
+
+
+async def supervisor_desk(request: web.Request) -> web.Response:
+    c, app = _c(request), request.app
+    return _json(views.desk_json(c, app[ALERTS], app[ADVICE], app[FIGURES]))
+
+
+async def supervisor_ack(request: web.Request) -> web.Response:
+    """A named supervisor acknowledges an alert (audited); it stays acknowledged until it
+    happens again."""
+    c = _c(request)
+    try:
+        req = api.AckRequest.model_validate(await request.json())
+    except (ValueError, ValidationError):
+        return _error(400, "invalid_body", "请求格式错误: 需要告警的 key")
+    user = _session(request).user
+    seen = request.app[ALERTS].ack(req.key, user, c.clock())
+    _audit(
+        request,
+        "ack",
+        target=f"alert {req.key}",
+        ok=seen is not None,
+        result=None if seen else "unknown_alert",
+    )
+    if seen is None:
+        return _error(404, "unknown_alert", "这条告警已不存在 (情况已恢复)")
+    return _json(api.Done())
+
+
+async def supervisor_advice(request: web.Request) -> web.Response:
+    """Apply (the switch as logged supervisor set_skills commands), dismiss, or restore
+    (switch the windows back) a piece of express-window advice."""
+    c, book = _c(request), request.app[ADVICE]
+    book.take(getattr(c, "advice", ()), c.clock())
+    entry = book.entries.get(request.match_info["id"])
+    verb = request.match_info["verb"]
+    if entry is None:
+        return _error(404, "unknown_advice", "没有这条建议")
+    allowed = {"apply": ("open",), "dismiss": ("open",), "restore": ("applied",)}
+    if verb not in allowed:
+        return _error(404, "unknown_advice", "没有这个操作")
+    if entry.state not in allowed[verb]:
+        state = {
+            "applied": "已采纳",
+            "dismissed": "已忽略",
+            "expired": "已过期",
+            "restored": "已恢复",
+            "open": "未处理",
+        }[entry.state]
+        return _error(409, "advice_" + entry.state, f"这条建议{state}")
+    user, a = _session(request).user, entry.advice
+    target = f"advice {entry.id} {a.service}"
+    if verb == "dismiss":
+        entry.state, entry.by, entry.acted_at = "dismissed", user, c.clock()
+        _audit(request, "advice_dismiss", target=target)
+        return _json(book.view(c.engine, entry, c.clock()))
+    bodies = (
+        [(w, {"action": "set_skills", "skills": {a.service: 1.0}}) for w in a.windows]
+        if verb == "apply"
+        else [(w, {"action": "set_skills", "skills": a.restore[w]}) for w in a.windows]
+    )
+    failed = []
+    for w, body in bodies:
+        _response, refused = await _window_command(request, w, body)
+        if refused not in (None, "no_change"):
+            failed.append(w)
+    _audit(
+        request,
+        f"advice_{verb}",
+        target=target,
+        ok=not failed,
+        detail={"windows": list(a.windows), "failed": failed},
+    )
+    if failed and len(failed) == len(bodies):
+        return _error(409, "advice_failed", f"{'、'.join(f'{w}号' for w in failed)}窗口未能切换")
+    if verb == "apply":
+        entry.state, entry.by, entry.acted_at = "applied", user, c.clock()
+    else:
+        entry.state, entry.restored_by = "restored", user
+    return _json(book.view(c.engine, entry, c.clock()))
 
 
 async def supervisor_invite(request: web.Request) -> web.Response:
@@ -694,6 +825,234 @@ async def supervisor_appointments(request: web.Request) -> web.Response:
     )
 
 
+async def report(request: web.Request) -> web.Response:
+    """The day report (``?day=YYYY-MM-DD``, default today) or the month's (``?month=YYYY-MM``),
+    as printable HTML."""
+    from coordinator.web.figures import day_figures
+    from coordinator.web.report import day_report_html, month_report_html
+
+    c, cache = _c(request), request.app[FIGURES]
+    tz, now = c.cfg.hall.tzinfo, c.clock()
+    today = c.engine.day or c.cfg.hall.business_day(now)
+    generated = dt.datetime.fromtimestamp(now, tz).strftime("%Y-%m-%d %H:%M")
+
+    async def figures(day: dt.date) -> Any:
+        if day == today:
+            return day_figures(day, c.engine.tickets, tz)
+        return await cache.figures(day) if day < today else None
+
+    try:
+        if "month" in request.query:
+            first = dt.date.fromisoformat(request.query["month"][:7] + "-01")
+        else:
+            day = dt.date.fromisoformat(request.query.get("day") or today.isoformat())
+    except ValueError:
+        return _error(400, "bad_day", "日期格式应为 YYYY-MM-DD, 月份为 YYYY-MM")
+    if "month" in request.query:
+        days = []
+        d = first
+        while d.month == first.month and d <= today:
+            found = await figures(d)
+            if found is not None and found.issued:
+                days.append(found)
+            d += dt.timedelta(days=1)
+        html = month_report_html(c.cfg, first, days, generated=generated)
+        return web.Response(
+            text=html, content_type="text/html", headers={"Cache-Control": "no-store"}
+        )
+    found = await figures(day)
+    if found is None:
+        from coordinator.web.figures import DayFigures
+
+        found = DayFigures(day=day)
+    # the audit log keeps wall-clock time; the hall's clock is the same in a hall (and
+    # simulated in the demo and the tests): the day's bounds move by the difference
+    start = dt.datetime.combine(day, dt.time(), tz).timestamp() + (time.time() - now)
+    actions = [
+        {
+            **e,
+            "time": dt.datetime.fromtimestamp(e["at"] - (time.time() - now), tz).strftime("%H:%M"),
+        }
+        for e in request.app[AUDIT].between(start, start + 86400)
+    ]
+    alerts = views.desk_alerts(c, request.app[ALERTS]) if day == today else []
+    html = day_report_html(
+        c.cfg, found, actions, [a.model_dump() for a in alerts], generated=generated
+    )
+    return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+INVITED: web.AppKey[dict[str, str]] = web.AppKey("invited", dict)
+
+
+def _quiet_slots(c: HallService, service: str, n: int = 3) -> list[api.QuietSlot]:
+    """Free slots from tomorrow on, the quiet ones (comfort 较少) only when there is an
+    index, one a day, earliest first."""
+    now, checked_in = c.clock(), c.checked_in()
+    capacity = c.cfg.coordinator.appointment_capacity
+    today = c.cfg.hall.business_day(now)
+    out: list[api.QuietSlot] = []
+    for day in c.bookings.bookable_days(now):
+        if day <= today:
+            continue
+        for s in c.bookings.slots(service, day):
+            comfort = _comfort_at(c, day, s.label[:5])
+            if c.forecast is not None and comfort != "较少":
+                continue
+            free = capacity - c.bookings.taken(service, s, now, checked_in)
+            if free > 0:
+                out.append(
+                    api.QuietSlot(
+                        day=day.isoformat(),
+                        start=s.label[:5],
+                        slot=s.label,
+                        comfort=comfort,
+                        free=free,
+                    )
+                )
+                break
+        if len(out) >= n:
+            break
+    return out
+
+
+async def supervisor_invitations(request: web.Request) -> web.Response:
+    """Whom to invite (complex business in the log's last weeks, by identity hash only),
+    on which quiet slots, and the invitations made with what came of them."""
+    from coordinator.web.invite import INVITE_NOTE, LOOKBACK_DAYS, complex_candidates, reason
+
+    c, cache = _c(request), request.app[FIGURES]
+    now = c.clock()
+    today = c.engine.day or c.cfg.hall.business_day(now)
+    names = {code: s.name for code, s in c.engine.services.items()}
+    since = today - dt.timedelta(days=LOOKBACK_DAYS)
+    invited = c.bookings.noted(INVITE_NOTE, since)
+    pending = {
+        b.person
+        for b in invited
+        if b.person and b.cancelled_at is None and b.day >= today.isoformat()
+    }
+    days = []
+    for i in range(1, LOOKBACK_DAYS + 1):
+        day = today - dt.timedelta(days=i)
+        past = await cache.get(day)
+        if past:
+            days.append((day, past))
+    found = complex_candidates(days, exclude={p for p in pending if p})
+    refs = request.app[INVITED]
+    candidates = []
+    for cand in found:
+        if cand.service not in names:
+            continue
+        refs[cand.ref] = cand.person
+        candidates.append(
+            api.InviteCandidate(
+                ref=cand.ref,
+                label=cand.person[:6],
+                reason=reason(cand, names),
+                service=cand.service,
+                service_name=names[cand.service],
+                visits=len(cand.days),
+                last=cand.last.isoformat() if cand.last else None,
+                slots=_quiet_slots(c, cand.service),
+            )
+        )
+    came: dict[str, set[str]] = {}
+    for b in invited:
+        if b.day == today.isoformat():
+            came[b.day] = c.checked_in()
+        elif b.day < today.isoformat() and b.day not in came:
+            past = await cache.get(dt.date.fromisoformat(b.day))
+            came[b.day] = {t.appointment for t in past or [] if t.appointment}
+    rows = []
+    for b in invited:
+        if b.cancelled_at is not None:
+            state = "declined"
+        elif b.code in came.get(b.day, set()):
+            state = "accepted"
+        elif b.end <= now:
+            state = "no_show"
+        else:
+            state = "offered"
+        start = dt.datetime.fromtimestamp(b.start, c.cfg.hall.tzinfo)
+        end = dt.datetime.fromtimestamp(b.end, c.cfg.hall.tzinfo)
+        rows.append(
+            api.Invitation(
+                code=b.code,
+                label=(b.person or "")[:6],
+                service=b.service,
+                service_name=names.get(b.service, b.service),
+                day=b.day,
+                slot=f"{start:%H:%M}-{end:%H:%M}",
+                state=state,  # type: ignore[arg-type]
+                by=b.booked_by.removeprefix("supervisor/"),
+            )
+        )
+    return _json(
+        api.Invitations(
+            candidates=candidates,
+            invited=rows,
+            comfort=c.forecast is not None,
+            lookback_days=LOOKBACK_DAYS,
+        )
+    )
+
+
+async def supervisor_invite_person(request: web.Request) -> web.Response:
+    """Book the slot for a candidate, under their identity hash (note 主动预约)."""
+    from coordinator.web.invite import INVITE_NOTE
+
+    c = _c(request)
+    try:
+        req = api.InviteRequest.model_validate(await request.json())
+        person = request.app[INVITED].get(req.ref)
+        if person is None:
+            raise BookingError("unknown_candidate", "候选人已失效, 请刷新候选名单")
+        day = _day(req.day, c)
+        slot = c.bookings.slot_at(req.service, day, req.start)
+        booking = await c.book_appointment(
+            req.service,
+            day,
+            slot.start,
+            booked_by=f"supervisor/{_session(request).user}",
+            note=INVITE_NOTE,
+            person=person,
+        )
+    except (ValueError, ValidationError) as exc:
+        if isinstance(exc, BookingError):
+            _audit(request, "invite", ok=False, result=exc.code)
+            return _error(
+                404 if exc.code == "unknown_candidate" else _status(exc),
+                exc.code,
+                str(exc).split("\n")[0],
+            )
+        return _error(400, "invalid_body", "请求格式错误: ref, service, day, start")
+    _audit(
+        request,
+        "invite",
+        target=f"appointment {booking.code}",
+        detail={"service": booking.service, "day": booking.day, "invited": person[:6]},
+    )
+    data = booking_json(booking, c.cfg, c.clock(), c.checked_in())
+    return web.json_response(api.Booked(**data.model_dump()).model_dump(mode="json"), status=201)
+
+
+async def supervisor_invite_decline(request: web.Request) -> web.Response:
+    """The taxpayer said no: the invitation's booking is cancelled (its place freed)."""
+    from coordinator.web.invite import INVITE_NOTE
+
+    c = _c(request)
+    found = c.bookings.get(request.match_info["code"].upper())
+    if found is None or found.note != INVITE_NOTE or found.person is None:
+        return _error(404, "unknown_appointment", "没有这条邀约")
+    try:
+        booking = await c.cancel_appointment(found.code, found.person)
+    except BookingError as exc:
+        return _error(_status(exc), exc.code, str(exc).split("\n")[0])
+    _audit(request, "invite_declined", target=f"appointment {booking.code}")
+    return _json(booking_json(booking, c.cfg, c.clock(), c.checked_in()))
+
+
 async def whoami(request: web.Request) -> web.Response:
     return _json(_session_json(request.app[GATE], _session(request)))
 
@@ -725,6 +1084,19 @@ def make_app(coordinator: HallService) -> web.Application:
         retention_days=coordinator.cfg.coordinator.retention_days,
     )
     app[LIMITER] = AddressLimiter(coordinator.cfg.coordinator.appointment_per_address_hour)
+    app[ALERTS] = AlertBook()
+    app[INVITED] = {}
+    app[ADVICE] = AdviceBook()
+    app[FIGURES] = FigureCache(
+        coordinator.cfg,
+        coordinator.eventlog.path,
+        type(coordinator.engine.core),
+        today=lambda: (
+            coordinator.engine.day or coordinator.cfg.hall.business_day(coordinator.clock())
+        ),
+        # a past day replayed: the desks showing "—" for it refresh
+        on_ready=lambda day: hub.notify({"type": "figures", "day": day.isoformat()}),
+    )
     coordinator.add_listener(hub.notify)
 
     async def on_shutdown(app: web.Application) -> None:
@@ -733,6 +1105,7 @@ def make_app(coordinator: HallService) -> web.Application:
 
     async def on_cleanup(app: web.Application) -> None:
         app[AUDIT].close()
+        app[FIGURES].close()
 
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
@@ -753,6 +1126,13 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_get("/api/appointments/{code}/qr.svg", appointment_qr)
     r.add_post("/api/appointments/{code}/cancel", cancel_appointment)
     r.add_post("/api/supervisor/windows/{window}", supervisor_command)
+    r.add_post("/api/supervisor/windows/{window}/impact", supervisor_impact)
+    r.add_get("/api/supervisor/desk", supervisor_desk)
+    r.add_get("/api/supervisor/invitations", supervisor_invitations)
+    r.add_post("/api/supervisor/invitations", supervisor_invite_person)
+    r.add_post("/api/supervisor/invitations/{code}/decline", supervisor_invite_decline)
+    r.add_post("/api/supervisor/alerts/ack", supervisor_ack)
+    r.add_post("/api/supervisor/advice/{id}/{verb}", supervisor_advice)
     r.add_post("/api/supervisor/appointments", supervisor_invite)
     r.add_get("/api/supervisor/appointments", supervisor_appointments)
     r.add_get("/api/supervisor/whoami", whoami)
@@ -768,6 +1148,7 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_get("/book", _page("book.html"))
     r.add_get("/supervisor", _page("supervisor.html"))
     r.add_get("/supervisor/hall", _page("internal.html"))
+    r.add_get("/supervisor/report", report)
     r.add_get("/t/{hall}/{number}", ticket_page)
     r.add_static("/static/", STATIC)
     return app

@@ -12,9 +12,11 @@ import datetime as dt
 from typing import Any
 
 from coordinator.web import models as api
+from coordinator.web.desk import KIND_ZH, SEVERITY_ZH, AdviceBook, AlertBook, busy_s, hhmm
 from coordinator.web.devices import DeviceSeen
+from coordinator.web.figures import DayFigures, FigureCache, day_figures, same_weekday_last_month
 from coordinator.web.interface import HallService
-from hallq.messages import TicketState
+from hallq.messages import TicketState, WindowStatus
 
 AHEAD_STATES = frozenset({TicketState.WAITING})
 
@@ -201,4 +203,239 @@ def nearby_json(c: HallService, code: str, number: str | None) -> dict[str, Any]
         wait_min=None if wait is None else round(wait, 1),
         link=c.nearby.fresh,
         halls=[api.NearbyHall(**h) for h in halls],
+    ).model_dump(mode="json")
+
+
+# --- the supervisor desk ---------------------------------------------------------------------
+
+PAPER = {"paper_near_end": "paper_low", "paper_out": "paper_out"}
+
+
+def _device_problems(c: HallService) -> list[api.DeviceProblem]:
+    """Offline devices and printers short of paper, worst first."""
+    tz = c.cfg.hall.tzinfo
+    out: list[api.DeviceProblem] = []
+    for d in c.devices.all():
+        if d.online is False:
+            out.append(
+                api.DeviceProblem(
+                    client=d.client,
+                    role=d.role,
+                    problem="offline",
+                    text=f"{d.client} 离线",
+                    since=hhmm(d.since, tz),
+                )
+            )
+            continue
+        for x in d.health.components if d.health is not None else []:
+            problem = PAPER.get(x.status)
+            if problem is not None:
+                words = "缺纸" if problem == "paper_out" else "打印纸将尽"
+                out.append(
+                    api.DeviceProblem(
+                        client=d.client,
+                        role=d.role,
+                        problem=problem,  # type: ignore[arg-type]
+                        text=f"{d.client} {x.name} {words}",
+                        since=hhmm(d.health_at, tz),
+                    )
+                )
+            elif not x.ok:
+                out.append(
+                    api.DeviceProblem(
+                        client=d.client,
+                        role=d.role,
+                        problem="unhealthy",
+                        text=f"{d.client} {x.name} 异常: {x.status}",
+                        since=hhmm(d.health_at, tz),
+                    )
+                )
+    order = {"offline": 0, "paper_out": 1, "unhealthy": 2, "paper_low": 3}
+    return sorted(out, key=lambda p: (order[p.problem], p.client))
+
+
+def _alert_text(c: HallService, item: dict[str, Any]) -> str:
+    """The alert's message with names for the codes it carries."""
+    names = {code: s.name for code, s in c.engine.services.items()}
+    text = str(item.get("message", ""))
+    for code, name in names.items():
+        text = text.replace(f"{code} ", f"{name} ")
+    window = item.get("window")
+    if window is not None and f"{window}号" not in text:
+        text = f"{window}号窗口: {text}"
+    return text
+
+
+def desk_alerts(c: HallService, book: AlertBook) -> list[api.DeskAlert]:
+    tz, now = c.cfg.hall.tzinfo, c.clock()
+    standing = [
+        a
+        for a in alerts_json(c)
+        if a["kind"] in ("device_offline", "device_unhealthy", "wait_over_target")
+    ]
+    events = [
+        (at, e.model_dump(mode="json", exclude_none=True))
+        for at, e in c.alerts
+        if e.kind != "express_advice"  # the advice box shows these, with their buttons
+    ]
+    out = []
+    for s in book.update(standing, events, now):
+        item = s.item
+        kind = str(item["kind"])
+        out.append(
+            api.DeskAlert(
+                key=s.key,
+                severity=item["severity"],
+                severity_zh=SEVERITY_ZH.get(item["severity"], item["severity"]),
+                kind=kind,
+                kind_zh=KIND_ZH.get(kind, kind),
+                text=_alert_text(c, item),
+                count=s.count,
+                first=hhmm(s.first, tz),
+                last=hhmm(s.last, tz),
+                acked_by=s.acked_by,
+                acked_at=hhmm(s.acked_at, tz),
+            )
+        )
+    return out
+
+
+KPIS: list[tuple[str, str, str, str]] = [
+    ("issued", "取号", "人", "higher"),
+    ("served", "已办结", "人", "higher"),
+    ("avg_wait", "平均等候", "分钟", "lower"),
+    ("p90_wait", "90% 等候", "分钟", "lower"),
+    ("avg_service", "平均办理", "分钟", "lower"),
+    ("no_show", "过号", "人", "lower"),
+    ("rating", "满意度", "/4", "higher"),
+]
+
+
+def _kpi_value(f: DayFigures | None, key: str) -> float | None:
+    if f is None:
+        return None
+    value: float | None = {
+        "issued": float(f.issued),
+        "served": float(f.served),
+        "no_show": float(f.no_show),
+        "avg_wait": None if f.avg_wait_s is None else round(f.avg_wait_s / 60, 1),
+        "p90_wait": None if f.p90_wait_s is None else round(f.p90_wait_s / 60, 1),
+        "avg_service": None if f.avg_service_s is None else round(f.avg_service_s / 60, 1),
+        "rating": f.rating,
+    }[key]
+    return value
+
+
+def desk_json(
+    c: HallService, alerts: AlertBook, advice: AdviceBook, past: FigureCache
+) -> dict[str, Any]:
+    """The desk in one answer: queues, function halls, windows, KPIs against yesterday and
+    the same weekday last month (at the same hour), device problems, alerts, advice."""
+    now, rev, engine, tz = c.clock(), c.queue.seq, c.engine, c.cfg.hall.tzinfo
+    stats = engine.stats_state(rev, now)
+    busy = busy_s(engine, now)
+    zone_names = {z.id: z.name for z in c.cfg.zones}
+    services = []
+    for code, svc in engine.services.items():
+        q = engine.queue_state(code, rev, now)
+        by_zone: dict[str, int] = {}
+        for w in engine.windows.values():
+            if w.status is WindowStatus.OPEN and code in w.skills:
+                by_zone[w.zone] = by_zone.get(w.zone, 0) + 1
+        k = stats.per_service.get(code)
+        services.append(
+            api.DeskService(
+                code=code,
+                name=svc.name,
+                waiting=q.waiting,
+                oldest_wait_min=None if q.oldest_wait_s is None else round(q.oldest_wait_s / 60, 1),
+                eta_min=q.eta_min,
+                wait_text=q.wait.zh() if q.wait is not None and q.waiting else None,
+                target_min=svc.wait_target_min,
+                windows=sum(by_zone.values()),
+                windows_by_zone=by_zone,
+                over_target=q.oldest_wait_s is not None
+                and q.oldest_wait_s > svc.wait_target_min * 60.0,
+                issued=k.issued if k else 0,
+                served=k.served if k else 0,
+            )
+        )
+    windows = []
+    for n, w in engine.windows.items():
+        k = stats.per_window.get(str(n))
+        status = w.status.value
+        actions: list[Any] = {
+            "open": ["pause", "close"],
+            "paused": ["resume", "close"],
+            "closed": ["open"],
+        }[status]
+        windows.append(
+            api.DeskWindow(
+                window=n,
+                zone=w.zone,
+                status=w.status,
+                ticket=w.current.number if w.current else None,
+                service=w.current.service if w.current else None,
+                since=hhmm(w.since, tz),
+                skills=dict(w.skills),
+                served=k.served if k else 0,
+                busy_min=round(busy.get(n, 0.0) / 60, 1),
+                actions=actions,
+            )
+        )
+    zones = []
+    for zid in [z.id for z in c.cfg.zones] + sorted({w.zone for w in windows} - set(zone_names)):
+        ws = [w for w in windows if w.zone == zid]
+        if not ws:
+            continue
+        zones.append(
+            api.DeskZone(
+                id=zid,
+                name=zone_names.get(zid, zid),
+                open=sum(w.status == "open" for w in ws),
+                paused=sum(w.status == "paused" for w in ws),
+                closed=sum(w.status == "closed" for w in ws),
+                serving=sum(w.ticket is not None for w in ws),
+                busy_min=round(sum(w.busy_min for w in ws), 1),
+                served=sum(w.served for w in ws),
+            )
+        )
+    today = stats.day
+    yesterday, last_month = today - dt.timedelta(days=1), same_weekday_last_month(today)
+    local = dt.datetime.fromtimestamp(now, tz)
+
+    def cutoff(day: dt.date) -> float:
+        return dt.datetime.combine(day, local.timetz()).timestamp()
+
+    figures_today = day_figures(today, engine.tickets, tz)
+    compare = {}
+    for key, day in (("yesterday", yesterday), ("last_month", last_month)):
+        past.warm(day)
+        compare[key] = past.ready(day, cutoff(day))
+    kpis = [
+        api.KpiCompare(
+            key=key,
+            label=label,
+            unit=unit,
+            better=better,  # type: ignore[arg-type]
+            today=_kpi_value(figures_today, key),
+            yesterday=_kpi_value(compare["yesterday"], key),
+            last_month=_kpi_value(compare["last_month"], key),
+        )
+        for key, label, unit, better in KPIS
+    ]
+    advice.take(getattr(c, "advice", ()), now)
+    return api.Desk(
+        hall=_header(c),
+        rev=rev,
+        now=_iso(now, tz),
+        services=services,
+        zones=zones,
+        windows=windows,
+        service_names={code: s.name for code, s in engine.services.items()},
+        kpis=kpis,
+        compare_days={"yesterday": yesterday.isoformat(), "last_month": last_month.isoformat()},
+        devices=_device_problems(c),
+        alerts=desk_alerts(c, alerts),
+        advice=[advice.view(engine, e, now) for e in reversed(advice.entries.values())],
     ).model_dump(mode="json")

@@ -1,104 +1,457 @@
-// Supervisor desk: window controls (same command path as the pads), alerts, invitations,
-// the audit log. The session cookie goes with every same-origin request; changes also
-// carry the session's CSRF token (hallq.csrf, sent by hallq.getJSON). A viewer sees the
-// same desk without its controls; an expired session goes back to the login page.
+// Supervisor desk (值班长): the hall at a glance and every window's controls. Live updates
+// patch what is on screen in place: a window whose services are being edited, or whose
+// action waits for confirmation, keeps what the supervisor sees until they save or cancel,
+// and a save sends exactly what is on screen (services and weights). Commands take the
+// pads' path (logged, published); each answer is shown beside its row, in Chinese.
+// Changes carry the session's CSRF token (hallq.csrf, sent by hallq.getJSON). A viewer
+// sees the same desk without controls; an expired session goes back to the login page.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
   const el = hallq.el;
   const STATUS = {open: "开放", paused: "暂停", closed: "关闭"};
-  let services = [];
-  let me = null;
+  const ACTION = {open: "开窗", pause: "暂停", resume: "恢复", close: "关窗", set_skills: "改业务"};
+  const DONE = {open: "已开窗", pause: "已暂停", resume: "已恢复", close: "已关窗",
+                set_skills: "业务已保存"};
+  let me = null, desk = null, names = {};
+  const rows = new Map();        // window -> {tr, panel, mode, w}
+  const serviceRows = new Map(); // code -> tr
+  const sorts = {services: null, windows: null};  // {key, dir}
   const toLogin = () => location.assign("/login?next=/supervisor");
+  const fmt = (x, unit) => x == null ? "—" : `${Number.isInteger(x) ? x : x.toFixed(1)}${unit || ""}`;
+  // the hall's clock (the server's), not this computer's
+  const hhmm = () => (desk && desk.now ? desk.now.slice(11, 16) : "");
+  const text = (node, value) => { value = String(value ?? ""); if (node.textContent !== value) node.textContent = value; };
 
-  async function command(win, body) {
+  async function post(url, body) {
+    return hallq.getJSON(url, {method: "POST", headers: {"Content-Type": "application/json"},
+                               body: JSON.stringify(body || {})});
+  }
+  function failed(e) {
+    if (e.status === 401) { toLogin(); return null; }
+    const err = (e.body && e.body.error) || {};
+    return {code: err.code || String(e.status || "network"), message: err.message || "网络错误, 请重试"};
+  }
+
+  // --- feedback beside the row ---------------------------------------------------------
+  function feedback(r, ok, message, code) {
+    const fb = r.tr.querySelector(".fb");
+    fb.className = "fb " + (ok ? "ok" : "error");
+    fb.dataset.code = code || "";
+    fb.textContent = ok ? `✓ ${message} ${hhmm()}` : message;
+    fb.title = code ? `代码 ${code}` : "";
+  }
+
+  // --- windows -------------------------------------------------------------------------
+  // a window serving every service says so in one chip; weights other than 1 are shown
+  function chips(w) {
+    const entries = Object.entries(w.skills);
+    const all = entries.length === Object.keys(names).length && entries.length > 2;
+    const shown = all ? entries.filter(([, weight]) => weight !== 1) : entries;
+    return [...(all ? [el("span", {class: "chip all"}, `全部 ${entries.length} 项业务`)] : []),
+      ...shown.map(([c, weight]) => el("span", {class: "chip", "data-skill": c}, names[c] || c,
+        weight !== 1 ? el("small", {}, ` ×${weight}`) : ""))];
+  }
+  function buttons(r) {
+    const box = r.tr.querySelector(".acts");
+    if (!me.may_act) { box.replaceChildren(); return; }
+    const acts = r.w.actions;
+    if (box.dataset.acts === acts.join()) return;
+    box.dataset.acts = acts.join();
+    box.replaceChildren(...acts.map((a) =>
+      el("button", {"data-action": a, class: a === "close" ? "danger" : "",
+                    onclick: () => ask(r, {action: a})}, ACTION[a])),
+      el("button", {"data-action": "edit", onclick: () => edit(r)}, "改业务"));
+  }
+  function patchRow(r, w) {
+    r.w = w;
+    const tr = r.tr;
+    tr.dataset.status = w.status;
+    const pill = tr.querySelector(".status");
+    if (pill.dataset.status !== w.status) {
+      pill.dataset.status = w.status;
+      pill.className = "pill status " + w.status;
+      pill.textContent = STATUS[w.status] || w.status;
+    }
+    text(tr.querySelector(".since"), w.since || "");
+    tr.querySelector(".since").title = w.since ? `${w.since} 起${STATUS[w.status]}` : "";
+    text(tr.querySelector(".ticket"), w.ticket ? `${w.ticket} ${names[w.service] || ""}` : "—");
+    text(tr.querySelector(".served"), `${w.served} 人 · ${fmt(w.busy_min)} 分`);
+    if (r.mode !== "edit") {  // never overwrite what the supervisor is changing
+      const skills = tr.querySelector(".skills");
+      const key = JSON.stringify(w.skills);
+      if (skills.dataset.key !== key) { skills.dataset.key = key; skills.replaceChildren(...chips(w)); }
+    }
+    if (r.mode == null) buttons(r);
+  }
+  function newRow(w) {
+    const tr = el("tr", {"data-window": w.window},
+      el("td", {class: "num"}, `${w.window}号`),
+      el("td", {}, el("span", {class: "pill status"}), el("small", {class: "since muted"})),
+      el("td", {class: "ticket"}), el("td", {class: "served"}),
+      el("td", {class: "skills"}),
+      el("td", {}, el("div", {class: "acts"}), el("div", {class: "fb", role: "status", "aria-live": "polite"})));
+    const panel = el("tr", {class: "panel", hidden: ""}, el("td", {colspan: "6"}));
+    const r = {tr, panel, mode: null, w};
+    rows.set(w.window, r);
+    return r;
+  }
+  function closePanel(r) {
+    r.mode = null;
+    r.panel.hidden = true;
+    r.panel.firstChild.replaceChildren();
+    r.tr.classList.remove("editing");
+    patchRow(r, r.w);
+  }
+  function onScreenSkills(r) {
+    const skills = {};
+    for (const row of r.panel.querySelectorAll("[data-edit-skill]")) {
+      const cb = row.querySelector("input[type=checkbox]");
+      if (cb.checked) skills[row.dataset.editSkill] = Number(row.querySelector("input[type=number]").value) || 1;
+    }
+    return skills;
+  }
+  function edit(r) {
+    if (r.mode === "edit") return closePanel(r);
+    r.mode = "edit";
+    r.tr.classList.add("editing");
+    const box = el("div", {class: "editor"});
+    for (const s of desk.services) {
+      const has = s.code in r.w.skills;
+      const weight = el("input", {type: "number", min: "0.1", max: "10", step: "0.5",
+                                  value: has ? r.w.skills[s.code] : 1, title: "权重: 越高越优先叫号"});
+      const cb = el("input", {type: "checkbox", value: s.code});
+      cb.checked = has; weight.disabled = !has;
+      cb.onchange = () => { weight.disabled = !cb.checked; };
+      box.append(el("label", {class: "skill-edit", "data-edit-skill": s.code}, cb, ` ${s.name} `,
+                    el("span", {class: "muted"}, "权重"), weight));
+    }
+    const note = el("p", {class: "muted"}, "权重越高的业务越优先叫号 (1 为普通)");
+    r.panel.firstChild.replaceChildren(box, note,
+      el("div", {class: "panel-buttons"},
+        el("button", {class: "primary", "data-edit": "save",
+                      onclick: () => ask(r, {action: "set_skills", skills: onScreenSkills(r)})}, "保存业务"),
+        el("button", {"data-edit": "cancel", onclick: () => closePanel(r)}, "取消")));
+    r.panel.hidden = false;
+    buttons(r);
+  }
+  // every action first says what the hall will feel, then waits for a second click
+  async function ask(r, body) {
+    const win = r.w.window;
+    if (body.action === "set_skills" && !Object.keys(body.skills).length) {
+      return feedback(r, false, "至少要保留一项业务", "no_skills");
+    }
+    let impact;
+    try { impact = await post(`/api/supervisor/windows/${win}/impact`, body); }
+    catch (e) { const f = failed(e); if (f) feedback(r, false, f.message, f.code); return; }
+    const editing = r.mode === "edit";
+    const editor = editing ? [...r.panel.firstChild.childNodes] : [];
+    r.mode = editing ? "edit" : "confirm";
+    const back = () => {
+      if (editing) { r.panel.firstChild.replaceChildren(...editor); } else { closePanel(r); }
+    };
+    const confirmBox = el("div", {class: "confirm", "data-confirm": body.action},
+      el("strong", {class: "impact"}, impact.text),
+      impact.lines.length ? el("ul", {}, ...impact.lines.map((l) => el("li", {}, l))) : "",
+      el("div", {class: "panel-buttons"},
+        impact.blocked ? "" : el("button", {class: body.action === "close" ? "danger" : "primary",
+          "data-confirm-go": body.action, onclick: () => run(r, body)},
+          `确认${ACTION[body.action]}`),
+        el("button", {"data-confirm-cancel": "", onclick: back}, editing ? "返回修改" : "取消")));
+    r.panel.firstChild.replaceChildren(confirmBox);
+    r.panel.hidden = false;
+  }
+  async function run(r, body) {
+    const win = r.w.window;
+    for (const b of r.panel.querySelectorAll("button")) b.disabled = true;
     try {
-      const r = await hallq.getJSON(`/api/supervisor/windows/${win}`, {method: "POST",
-        headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
-      $("message").textContent = `${win}号窗口: ${body.action} ✓`;
-      return r;
+      await post(`/api/supervisor/windows/${win}`, body);
+      feedback(r, true, DONE[body.action]);
+      closePanel(r);
+      refresh();
+      audit();
     } catch (e) {
-      if (e.status === 401) return toLogin();
-      $("message").textContent = `${win}号窗口: ${e.message}`;
-      $("message").className = "error";
+      const f = failed(e);
+      if (!f) return;
+      feedback(r, false, f.message, f.code);
+      closePanel(r);
     }
   }
-
-  function skillsEditor(w) {
-    if (!me.may_act) {
-      return el("span", {}, services.filter((s) => s.code in w.skills).map((s) => s.name).join("、"));
+  function sortKey(w, key) {
+    return {window: w.window, status: ["open", "paused", "closed"].indexOf(w.status),
+            ticket: w.ticket || "", served: w.served, busy: w.busy_min}[key];
+  }
+  function showWindows() {
+    const zones = $("wzones");
+    for (const z of desk.zones) {
+      let box = zones.querySelector(`details[data-zone="${z.id}"]`);
+      if (!box) {
+        const head = el("tr", {}, ...[["window", "窗口"], ["status", "状态"], ["ticket", "当前"],
+          ["served", "今日办理"], [null, "业务"], [null, me.may_act ? "操作" : ""]]
+          .map(([k, t]) => el("th", k ? {"data-sort": k, onclick: () => sortBy("windows", k)} : {}, t)));
+        box = el("details", {open: "", "data-zone": z.id}, el("summary", {}),
+                 el("div", {class: "scroll"}, el("table", {class: "windows sortable"}, el("thead", {}, head), el("tbody"))));
+        zones.append(box);
+      }
+      text(box.querySelector("summary"), `${z.name} · 开放 ${z.open} · 暂停 ${z.paused} · 关闭 ${z.closed}` +
+        ` · 办理中 ${z.serving} · 今日 ${z.served} 人 / 忙碌 ${fmt(z.busy_min / 60)} 小时`);
+      const tbody = box.querySelector("tbody");
+      let ws = desk.windows.filter((w) => w.zone === z.id);
+      const s = sorts.windows;
+      if (s) ws = [...ws].sort((a, b) => (sortKey(a, s.key) > sortKey(b, s.key) ? 1 : sortKey(a, s.key) < sortKey(b, s.key) ? -1 : 0) * s.dir);
+      let at = 0;
+      for (const w of ws) {
+        const r = rows.get(w.window) || newRow(w);
+        patchRow(r, w);
+        // reorder by moving nodes (no redraw): only when out of place
+        if (tbody.children[at] !== r.tr) tbody.insertBefore(r.tr, tbody.children[at] || null);
+        if (tbody.children[at + 1] !== r.panel) tbody.insertBefore(r.panel, tbody.children[at + 1] || null);
+        at += 2;
+      }
     }
-    const box = el("span", {});
-    for (const s of services) {
-      const cb = el("input", {type: "checkbox", value: s.code, title: s.name});
-      cb.checked = s.code in w.skills;
-      box.append(el("label", {}, cb, s.name, " "));
+    for (const th of document.querySelectorAll("th[data-sort]")) {
+      const table = th.closest("table").id === "services" ? "services" : "windows";
+      const s = sorts[table];
+      th.dataset.dir = s && s.key === th.dataset.sort ? (s.dir > 0 ? "asc" : "desc") : "";
     }
-    box.append(el("button", {onclick: () => {
-      const skills = {};
-      for (const cb of box.querySelectorAll("input:checked")) skills[cb.value] = w.skills[cb.value] || 1.0;
-      command(w.window, {action: "set_skills", skills});
-    }}, "保存业务"));
-    return box;
+  }
+  function sortBy(table, key) {
+    const s = sorts[table];
+    sorts[table] = s && s.key === key ? {key, dir: -s.dir} : {key, dir: table === "services" && key !== "name" ? -1 : 1};
+    show();
   }
 
-  function show(h, alerts) {
-    $("hall-name").textContent = h.hall.name;
-    services = h.services;
-    $("alerts").replaceChildren(
-      el("tr", {}, el("th", {}, "级别"), el("th", {}, "类型"), el("th", {}, "内容"), el("th", {}, "时间")),
-      ...alerts.map((a) => el("tr", {}, el("td", {}, el("span", {class: "pill " + a.severity}, a.severity)),
-                              el("td", {}, a.kind), el("td", {}, a.message),
-                              el("td", {}, (a.at || "").slice(11, 19)))));
-    $("windows").replaceChildren(
-      el("tr", {}, el("th", {}, "窗口"), el("th", {}, "状态"), el("th", {}, "当前"),
-         el("th", {}, me.may_act ? "操作" : ""), el("th", {}, "业务")),
-      ...h.windows.map((w) => el("tr", {"data-window": w.window},
-        el("td", {}, w.window + "号"),
-        el("td", {}, el("span", {class: "pill " + w.status, "data-status": w.status},
-                        STATUS[w.status] || w.status)),
-        el("td", {}, w.ticket || "—"),
-        el("td", {}, ...(me.may_act ? ["open", "pause", "resume", "close"] : []).map((a) =>
-          el("button", {"data-action": a, onclick: () => command(w.window, {action: a})},
-             {open: "开窗", pause: "暂停", resume: "恢复", close: "关窗"}[a]))),
-        el("td", {}, skillsEditor(w)))));
+  // --- the hall at a glance ------------------------------------------------------------
+  function delta(today, then, better) {
+    if (today == null || then == null) return el("span", {class: "muted"}, "—");
+    const d = today - then;
+    const good = better === "higher" ? d > 0 : d < 0;
+    const arrow = d === 0 ? "＝" : d > 0 ? "↑" : "↓";
+    return el("span", {class: d === 0 ? "muted" : good ? "better" : "worse"},
+      `${fmt(then)} ${arrow}`);
+  }
+  function showKpis() {
+    const cd = desk.compare_days;
+    text($("kpi-note"), `对比昨日 (${cd.yesterday.slice(5)}) 与上月同一星期 (${cd.last_month.slice(5)}) 的同一时刻`);
+    $("kpis").replaceChildren(...desk.kpis.map((k) => el("div", {class: "kpi", "data-kpi": k.key},
+      el("div", {class: "muted"}, k.label),
+      el("div", {class: "kpi-value"}, fmt(k.today), el("small", {}, ` ${k.unit}`)),
+      el("div", {class: "kpi-compare"}, "昨日 ", delta(k.today, k.yesterday, k.better),
+         " · 上月 ", delta(k.today, k.last_month, k.better)))));
+  }
+  const SERVICE_COLS = [["name", "业务"], ["waiting", "等候"], ["oldest_wait_min", "最长等候"],
+    ["eta_min", "预计等候"], ["target_min", "目标"], ["windows", "服务窗口"], ["served", "已办"]];
+  function showServices() {
+    const table = $("services");
+    if (!table.tHead) {
+      table.append(el("thead", {}, el("tr", {}, ...SERVICE_COLS.map(([k, t]) =>
+        el("th", {"data-sort": k, onclick: () => sortBy("services", k)}, t)))), el("tbody"));
+    }
+    let list = desk.services;
+    const s = sorts.services;
+    if (s) list = [...list].sort((a, b) => { const x = a[s.key] ?? -1, y = b[s.key] ?? -1;
+                                             return (x > y ? 1 : x < y ? -1 : 0) * s.dir; });
+    const tbody = table.tBodies[0];
+    list.forEach((svc, i) => {
+      let tr = serviceRows.get(svc.code);
+      if (!tr) {
+        tr = el("tr", {"data-service": svc.code}, ...SERVICE_COLS.map(([k]) => el("td", {"data-col": k})));
+        serviceRows.set(svc.code, tr);
+      }
+      tr.classList.toggle("over", svc.over_target);
+      const cell = (k) => tr.querySelector(`[data-col="${k}"]`);
+      text(cell("name"), svc.name);
+      text(cell("waiting"), `${svc.waiting} 人`);
+      text(cell("oldest_wait_min"), fmt(svc.oldest_wait_min, " 分"));
+      text(cell("eta_min"), svc.waiting ? (svc.wait_text || fmt(svc.eta_min, " 分")) : "—");
+      text(cell("target_min"), `${svc.target_min} 分`);
+      const zones = Object.entries(svc.windows_by_zone).map(([z, n]) => `${(desk.zones.find((x) => x.id === z) || {name: z}).name} ${n}`).join(" · ");
+      text(cell("windows"), svc.windows ? `${svc.windows} 个` : "无窗口");
+      cell("windows").title = zones;
+      cell("windows").classList.toggle("error", svc.windows === 0 && svc.waiting > 0);
+      text(cell("served"), svc.served);
+      if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
+    });
+    const zs = $("zone-summary");
+    zs.replaceChildren(el("tr", {}, ...["办税厅", "开 / 停 / 关", "办理中", "今日", "忙碌"].map((t) => el("th", {class: "nowrap"}, t))),
+      ...desk.zones.map((z) => el("tr", {"data-zone": z.id}, el("td", {}, z.name),
+        el("td", {class: "nowrap"}, el("span", {class: "better"}, z.open), " / ",
+           el("span", {class: z.paused ? "warn" : ""}, z.paused), " / ", z.closed),
+        el("td", {}, z.serving), el("td", {class: "nowrap"}, `${z.served} 人`),
+        el("td", {class: "nowrap"}, `${fmt(z.busy_min / 60)} 时`))));
+  }
+  function showDevices() {
+    $("devices").replaceChildren(...(desk.devices.length ? desk.devices.map((d) =>
+      el("li", {"data-problem": d.problem}, el("span", {class: "pill " + (d.problem === "paper_low" ? "warning" : "critical")},
+        {offline: "离线", paper_low: "纸将尽", paper_out: "缺纸", unhealthy: "异常"}[d.problem]), " ", d.text,
+        d.since ? el("small", {class: "muted"}, ` ${d.since} 起`) : "")) :
+      [el("li", {class: "muted"}, "全部设备在线, 打印纸充足")]));
+  }
+  function showAlerts() {
+    const open = desk.alerts.filter((a) => !a.acked_by).length;
+    text($("alert-count"), open ? `${open} 条待处理` : "");
+    $("alerts").replaceChildren(...(desk.alerts.length ? desk.alerts.map((a) => el("li",
+      {"data-kind": a.kind, "data-key": a.key, class: a.acked_by ? "acked" : ""},
+      el("span", {class: "pill " + a.severity}, a.severity_zh), " ",
+      el("strong", {}, a.kind_zh), " ", a.text,
+      a.count > 1 ? el("small", {class: "muted"}, ` ×${a.count}`) : "",
+      el("small", {class: "muted"}, ` ${a.first === a.last ? a.last : `${a.first}–${a.last}`}`), " ",
+      a.acked_by ? el("small", {class: "ackd"}, `✓ ${a.acked_by} ${a.acked_at} 已知悉`) :
+        me.may_act ? el("button", {"data-ack": a.key, onclick: () => ack(a.key)}, "知悉") : "")) :
+      [el("li", {class: "muted"}, "暂无告警")]));
+  }
+  async function ack(key) {
+    try { await post("/api/supervisor/alerts/ack", {key}); } catch (e) { failed(e); }
+    refresh(); audit();
+  }
+  function showAdvice() {
+    const STATE = {applied: "已采纳", dismissed: "已忽略", restored: "已恢复", expired: "已过期"};
+    // what is open or running, then the two latest of the rest (dismissed, expired)
+    const live = desk.advice.filter((a) => a.state === "open" || a.state === "applied" || a.due_restore);
+    const shown = [...live, ...desk.advice.filter((a) => !live.includes(a)).slice(0, 2)];
+    $("advice").replaceChildren(...(shown.length ? shown.map((a) => {
+      const box = el("div", {class: "advice " + a.state, "data-advice": a.id, "data-state": a.state},
+        el("p", {}, a.text));
+      const wins = a.windows.map((w) => `${w}号`).join("、");
+      if (a.state === "open" && me.may_act) {
+        box.append(el("div", {class: "panel-buttons"},
+          el("button", {class: "primary", "data-advice-apply": a.id, onclick: () => advise(a.id, "apply")},
+             `采纳: ${wins}改为${a.service_name}专窗`),
+          el("button", {"data-advice-dismiss": a.id, onclick: () => advise(a.id, "dismiss")}, "忽略")));
+      } else if (a.state !== "open") {
+        const who = a.by ? `${a.by} ${a.acted_at || ""} ${STATE[a.state]}` : STATE[a.state];
+        box.append(el("p", {class: "muted"}, who));
+      }
+      if (a.state === "applied" || a.state === "restored") {
+        box.append(el("p", {class: "effect", "data-effect": a.id},
+          `预计 ${fmt(a.before_min)} → ${fmt(a.after_min)} 分钟; 实际 ` +
+          (a.realised_min == null ? "尚无叫号" : `${fmt(a.realised_min)} 分钟 (${a.realised_tickets} 人)`) +
+          (a.until ? ` · 至 ${a.until}` : "")));
+        if (a.due_restore && me.may_act) {
+          box.append(el("button", {"data-advice-restore": a.id, onclick: () => advise(a.id, "restore")},
+            `到时了: ${wins}恢复原业务`));
+        }
+      }
+      return box;
+    }) : [el("p", {class: "muted"}, "暂无建议 (预计收益够大时才提出)")]));
+  }
+  async function advise(id, verb) {
+    const box = document.querySelector(`[data-advice="${id}"]`);
+    try { await post(`/api/supervisor/advice/${id}/${verb}`); }
+    catch (e) { const f = failed(e); if (f && box) box.append(el("p", {class: "error", "data-code": f.code}, f.message)); }
+    refresh(); audit();
   }
 
-  const ACTIONS = {login: "登录", logout: "退出", denied: "被拒绝", open: "开窗", close: "关窗",
-                   pause: "暂停", resume: "恢复", set_skills: "改业务", invite: "邀约"};
-  function showAudit(entries) {
-    $("audit").replaceChildren(
-      el("tr", {}, ...["时间", "用户", "操作", "对象", "结果", "来源地址"].map((t) => el("th", {}, t))),
-      ...entries.map((a) => el("tr", {"data-action": a.action, "data-ok": String(a.ok)},
-        el("td", {}, new Date(a.at * 1000).toLocaleString("zh-CN", {hour12: false})),
-        el("td", {}, a.user + (a.role ? ` (${a.role})` : "")),
-        el("td", {}, ACTIONS[a.action] || a.action), el("td", {}, a.target || ""),
-        el("td", {}, el("span", {class: "pill " + (a.ok ? "ok" : "critical")},
-                        a.ok ? "成功" : (a.result || "失败"))),
-        el("td", {}, a.client || ""))));
+  function show() {
+    if (!desk) return;
+    $("hall-name").textContent = desk.hall.name;
+    text($("clock"), (desk.now || "").slice(11, 16));
+    names = desk.service_names;
+    showKpis(); showServices(); showDevices(); showAlerts(); showAdvice(); showWindows();
   }
 
-  const refresh = hallq.serial(async () => {
+  const AUDIT = {login: "登录", logout: "退出", denied: "被拒绝", open: "开窗", close: "关窗",
+                 pause: "暂停", resume: "恢复", set_skills: "改业务", invite: "邀约", invite_declined: "邀约被谢绝", ack: "知悉告警",
+                 advice_apply: "采纳建议", advice_dismiss: "忽略建议", advice_restore: "恢复原业务"};
+  function target(t) {
+    if (!t) return "";
+    let x = /^window (\d+)$/.exec(t);
+    if (x) return `${x[1]}号窗口`;
+    x = /^alert ([a-z_]+):(.*)$/.exec(t);
+    if (x) return `告警: ${{wait_over_target: "等候超时", device_offline: "设备离线", device_unhealthy: "设备异常"}[x[1]] || x[1]} ${names[x[2]] || x[2]}`;
+    x = /^appointment (\S+)$/.exec(t);
+    if (x) return `预约 ${x[1]}`;
+    x = /^advice (\S+) (\S+)$/.exec(t);
+    if (x) return `建议 ${x[1]}: ${names[x[2]] || x[2]}`;
+    return t;
+  }
+  async function audit() {
+    if (!me.may_act) return;
     try {
-      const [h, alerts, audit] = await Promise.all([hallq.getJSON("/api/supervisor/hall"),
-        hallq.getJSON("/api/supervisor/alerts"),
-        me.may_act ? hallq.getJSON("/api/supervisor/audit?limit=50") : null]);
-      show(h, alerts);
-      if (audit) showAudit(audit);
-    } catch (e) { if (e.status === 401) toLogin(); else throw e; }
+      const entries = await hallq.getJSON("/api/supervisor/audit?limit=50");
+      $("audit").replaceChildren(
+        el("tr", {}, ...["时间", "用户", "操作", "对象", "结果", "来源地址"].map((t) => el("th", {}, t))),
+        ...entries.map((a) => el("tr", {"data-action": a.action, "data-ok": String(a.ok)},
+          el("td", {class: "nowrap"}, new Date(a.at * 1000).toLocaleString("zh-CN", {hour12: false,
+            month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit"})),
+          el("td", {}, a.user + (a.role ? ` (${a.role})` : "")),
+          el("td", {}, AUDIT[a.action] || a.action), el("td", {}, target(a.target)),
+          el("td", {}, el("span", {class: "pill " + (a.ok ? "ok" : "critical")},
+                          a.ok ? "成功" : (a.result || "失败"))),
+          el("td", {}, a.client || ""))));
+    } catch (e) { failed(e); }
+  }
+
+  // one desk fetch at a time, at most about two a second: changes arriving meanwhile are
+  // folded into the next (a busy hall changes many times a second; each answer costs the
+  // coordinator a pass over the day's tickets)
+  const refresh = hallq.serial(async () => {
+    try { desk = await hallq.getJSON("/api/supervisor/desk"); show(); }
+    catch (e) { if (e.status === 401) toLogin(); else throw e; }
+    await new Promise((done) => setTimeout(done, 400));
   });
 
   async function slots() {
     const service = $("inv-service").value, day = $("inv-day").value;
     const s = await hallq.getJSON(`/api/appointments/slots?service=${service}&day=${day}`);
     $("inv-start").replaceChildren(...s.slots.filter((x) => x.open).map((x) =>
-      el("option", {value: x.start}, `${x.slot} (余 ${x.free})`)));
+      el("option", {value: x.start}, `${x.slot} (余 ${x.free}${x.comfort ? " · " + x.comfort : ""})`)));
   }
+  const BOOKING = {booked: "已预约", checked_in: "已签到", no_show: "未到", cancelled: "已取消"};
   async function bookings() {
     const list = await hallq.getJSON(`/api/supervisor/appointments?day=${$("inv-day").value}`);
     $("bookings").replaceChildren(...list.map((b) => el("tr", {},
-      el("td", {class: "code"}, b.code), el("td", {}, b.service), el("td", {}, b.slot),
-      el("td", {}, b.state), el("td", {}, b.note || ""))));
+      el("td", {class: "code-small"}, b.code), el("td", {}, names[b.service] || b.service), el("td", {}, b.slot),
+      el("td", {}, BOOKING[b.state] || b.state), el("td", {}, b.note || ""))));
+  }
+
+  // --- invitations (主动预约) ------------------------------------------------------------
+  const INVITED = {offered: "已邀约, 待到", accepted: "已到", declined: "已谢绝", no_show: "未到"};
+  async function invitations(load) {
+    if (!me.may_act) return;
+    let data;
+    try {
+      if (load) $("inv-note").textContent = "正在读取近四周的记录…";
+      data = await hallq.getJSON("/api/supervisor/invitations");
+    } catch (e) { const f = failed(e); if (f) $("inv-note").textContent = f.message; return; }
+    if (load) {
+      $("inv-note").textContent = `近 ${data.lookback_days} 天 ${data.candidates.length} 人` +
+        (data.comfort ? " · 时段按办税舒适度“较少”挑选" : " · 暂无舒适度指数, 列出最早的空闲时段");
+      $("candidates").replaceChildren(
+        el("tr", {}, ...["纳税人", "原因", "业务", "来访", "时段", ""].map((t) => el("th", {}, t))),
+        ...data.candidates.map((cand) => {
+          const pick = el("select", {}, ...cand.slots.map((x) => el("option", {value: `${x.day} ${x.start}`},
+            `${x.day.slice(5)} ${x.slot}${x.comfort ? " · " + x.comfort : ""} (余 ${x.free})`)));
+          const out = el("td", {class: "fb"});
+          const go = el("button", {"data-invite": cand.ref, onclick: async () => {
+            const [day, start] = pick.value.split(" ");
+            go.disabled = true;
+            try {
+              const b = await post("/api/supervisor/invitations", {ref: cand.ref, service: cand.service, day, start});
+              out.className = "fb ok"; out.textContent = `✓ 已约 ${b.day.slice(5)} ${b.slot} · ${b.code}`;
+              invitations(false); audit();
+            } catch (e) { const f = failed(e); if (f) { out.className = "fb error"; out.textContent = f.message; go.disabled = false; } }
+          }}, "邀约");
+          if (!cand.slots.length) go.disabled = true;
+          return el("tr", {"data-candidate": cand.ref}, el("td", {class: "code-small"}, cand.label + "…"),
+            el("td", {}, cand.reason), el("td", {}, cand.service_name),
+            el("td", {class: "nowrap"}, `${cand.visits} 天 · 最近 ${(cand.last || "").slice(5)}`),
+            el("td", {}, cand.slots.length ? pick : el("span", {class: "muted"}, "近期无空闲时段")),
+            el("td", {class: "nowrap"}, go, out));
+        }));
+    }
+    $("invited").replaceChildren(
+      el("tr", {}, ...["预约码", "纳税人", "业务", "日期", "时段", "结果", "邀约人", ""].map((t) => el("th", {}, t))),
+      ...(data.invited.length ? data.invited.map((i) => el("tr", {"data-invited": i.code, "data-state": i.state},
+        el("td", {class: "code-small"}, i.code), el("td", {class: "code-small"}, i.label + "…"),
+        el("td", {}, i.service_name), el("td", {}, i.day.slice(5)), el("td", {}, i.slot),
+        el("td", {}, el("span", {class: "pill " + {offered: "", accepted: "ok", declined: "closed", no_show: "warning"}[i.state]},
+                        INVITED[i.state])),
+        el("td", {}, i.by),
+        el("td", {}, i.state === "offered" ? el("button", {"data-decline": i.code, onclick: async () => {
+          try { await post(`/api/supervisor/invitations/${i.code}/decline`); } catch (e) { failed(e); }
+          invitations(false); audit();
+        }}, "谢绝") : ""))) : [el("tr", {}, el("td", {colspan: "8", class: "muted"}, "还没有邀约"))]));
   }
 
   async function init() {
@@ -109,27 +462,26 @@
     $("role").dataset.role = me.role;
     document.body.classList.toggle("readonly", !me.may_act);
     $("audit-card").hidden = !me.may_act;
-    $("invite").hidden = !me.may_act;
+    $("invite-card").hidden = !me.may_act;
     $("logout").onclick = async () => {
       try { await hallq.getJSON("/api/logout", {method: "POST"}); } finally { toLogin(); }
     };
-    const h = await hallq.getJSON("/api/hall");
-    $("inv-service").replaceChildren(...h.services.map((s) => el("option", {value: s.code}, s.name)));
-    $("inv-day").value = h.hall.day;
+    await refresh();
+    $("inv-service").replaceChildren(...desk.services.map((s) => el("option", {value: s.code}, s.name)));
+    $("inv-day").value = desk.hall.day;
     $("inv-service").onchange = $("inv-day").onchange = () => { slots(); bookings(); };
     $("invite").onsubmit = async (ev) => {
       ev.preventDefault();
       const f = new FormData($("invite"));
       try {
-        const b = await hallq.getJSON("/api/supervisor/appointments", {method: "POST",
-          headers: {"Content-Type": "application/json"}, body: JSON.stringify(Object.fromEntries(f))});
+        const b = await post("/api/supervisor/appointments", Object.fromEntries(f));
         $("invite-result").replaceChildren("预约码 ", el("span", {class: "code"}, b.code), ` ${b.day} ${b.slot}`);
-      } catch (e) { $("invite-result").textContent = e.message; }
-      slots(); bookings();
+      } catch (e) { const x = failed(e); if (x) $("invite-result").textContent = x.message; }
+      slots(); bookings(); audit();
     };
-    slots(); bookings();
+    slots(); bookings(); audit(); invitations(false);
+    $("find-candidates").onclick = () => invitations(true);
     hallq.live(refresh, $("live"));
-    refresh();
   }
   init();
 })();

@@ -1,0 +1,424 @@
+"""The supervisor desk's logic, apart from HTTP: what an action will do to the hall, which
+actions would change nothing, errors in Chinese, alerts a person can work through and
+express-window advice that can be applied or dismissed.
+
+Everything here reads the engine through its public members (windows, services, the
+queues' waiting counts, tickets); commands still go through ``Coordinator.execute``, the
+path a pad's take, so each is logged and published like one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from coordinator.web import models as api
+from hallq.messages import TicketState, WindowStatus
+
+if TYPE_CHECKING:
+    from coordinator.advice.live import Advice
+    from coordinator.engine import Engine
+
+__all__ = [
+    "KIND_ZH",
+    "SEVERITY_ZH",
+    "AdviceBook",
+    "AlertBook",
+    "error_zh",
+    "impact",
+    "no_change",
+]
+
+SEVERITY_ZH = {"info": "提示", "warning": "警告", "critical": "紧急"}
+KIND_ZH = {
+    "wait_over_target": "等候超时",
+    "device_offline": "设备离线",
+    "device_unhealthy": "设备异常",
+    "paper_low": "打印纸将尽",
+    "emergency": "窗口紧急呼叫",
+    "express_advice": "专窗建议",
+    "daily_cap_near": "接近当日限额",
+    "command_refused": "指令被拒",
+    "client_flood": "设备消息过多",
+    "storage_failed": "存储故障",
+    "storage_recovered": "存储恢复",
+}
+ACTION_ZH = {
+    "open": "开窗",
+    "close": "关窗",
+    "pause": "暂停",
+    "resume": "恢复",
+    "set_skills": "改业务",
+}
+DONE_ZH = {
+    "open": "已开窗",
+    "close": "已关窗",
+    "pause": "已暂停",
+    "resume": "已恢复",
+    "set_skills": "业务已保存",
+}
+STATUS_ZH = {"open": "开放", "paused": "暂停", "closed": "关闭"}
+
+
+def error_zh(code: str, message: str, window: int | None = None) -> str:
+    """A refusal as the desk shows it: Chinese, whatever language the engine or the
+    validator used (the ``code`` beside it stays the machine-readable part)."""
+    win = f"{window}号窗口" if window is not None else "该窗口"
+    known = {
+        "unknown_window": f"没有{window}号窗口" if window is not None else "没有这个窗口",
+        "unknown_service": "业务代码不在本厅的业务中",
+        "window_busy": f"{win}正在办理, 请先办结或转移当前号",
+        "window_closed": f"{win}已关闭",
+        "window_paused": f"{win}暂停服务中",
+        "storage_failed": "系统存储故障, 操作未执行, 请稍后重试",
+        "bad_action": "不支持的操作",
+        "invalid_command": "指令内容无效",
+        "invalid_json": "请求格式错误",
+        "no_skills": "至少要保留一项业务",
+        "bad_weight": "业务权重须在 0.1 到 10 之间",
+        "expired": "指令已过期, 未执行",
+        "late": "指令已过期, 未执行",
+        "refused": "指令被拒绝",
+    }
+    if any("\u4e00" <= ch <= "\u9fff" for ch in message) and code not in known:
+        return message
+    if code in ("window_busy",) and any("\u4e00" <= ch <= "\u9fff" for ch in message):
+        return message  # names the ticket being served
+    return known.get(code, f"操作未执行 ({code})")
+
+
+def no_change(
+    engine: Engine, window: int, action: str, skills: dict[str, float] | None
+) -> tuple[str, str] | None:
+    """A code and Chinese message when ``action`` would change nothing (开窗 on an open
+    window): the desk says so instead of logging a command that does nothing."""
+    w = engine.windows.get(window)
+    if w is None:
+        return None  # the engine refuses it, with its own code
+    status = w.status
+    if action in ("open", "resume") and status is WindowStatus.OPEN:
+        return "no_change", f"{window}号窗口已在开放中"
+    if action == "pause" and status is WindowStatus.PAUSED:
+        return "no_change", f"{window}号窗口已暂停"
+    if action == "pause" and status is WindowStatus.CLOSED:
+        return "no_change", f"{window}号窗口已关闭, 无需暂停"
+    if action == "close" and status is WindowStatus.CLOSED:
+        return "no_change", f"{window}号窗口已关闭"
+    if action == "set_skills" and skills is not None and skills == w.skills:
+        return "no_change", f"{window}号窗口的业务没有变化"
+    return None
+
+
+def _names(engine: Engine, codes: Any) -> str:
+    return "、".join(engine.services[c].name for c in codes if c in engine.services)
+
+
+def _fmt(minutes: float) -> str:
+    return "无窗口办理" if not math.isfinite(minutes) else f"{minutes:.0f} 分钟"
+
+
+def impact(
+    engine: Engine, window: int, action: str, skills: dict[str, float] | None = None
+) -> api.Impact:
+    """What the hall will feel if ``action`` is done at ``window`` now, in the words the
+    confirmation shows ("关闭后 7 人转到其他窗口"). Tickets queue by service, not by
+    window, so a closed window's people are not moved: they wait for the other windows
+    serving their service, and the estimate says how much longer."""
+    from coordinator.advice.live import queue_wait_min
+
+    w = engine.windows.get(window)
+    if w is None:
+        return api.Impact(window=window, action=action, text=f"没有{window}号窗口", lines=[])
+    waiting = {c: engine.core.waiting(engine.service_idx[c]) for c in engine.services}
+    lines: list[str] = []
+    affected = 0
+    orphaned: list[str] = []
+    is_open = w.status is WindowStatus.OPEN
+    if action in ("close", "pause"):
+        verb = "关闭后" if action == "close" else "暂停后"
+        if w.current is not None and action == "close":
+            return api.Impact(
+                window=window,
+                action=action,
+                text=f"{window}号窗口正在办理 {w.current.number}, 办结或转移后才能关闭",
+                lines=[],
+                blocked=True,
+            )
+        served = list(w.skills) if is_open else []
+        for c in served:
+            n, left = waiting[c], engine.serving_windows(c) - 1
+            affected += n
+            name = engine.services[c].name
+            if left <= 0:
+                orphaned.append(name)
+                lines.append(f"{name}: 等候 {n} 人, 将无窗口办理")
+            else:
+                lines.append(
+                    f"{name}: 等候 {n} 人, 还有 {left} 个窗口, 预计等候 "
+                    f"{_fmt(queue_wait_min(engine, c))} → {_fmt(queue_wait_min(engine, c, -1))}"
+                )
+        text = f"{verb} {affected} 人转到其他窗口" if served else f"{window}号窗口现在没有在服务"
+        if orphaned:
+            text += f"; {'、'.join(orphaned)}将无窗口办理"
+        if w.current is not None:
+            text += f"; 正在办理的 {w.current.number} 办完后才暂停"
+    elif action in ("open", "resume"):
+        gain = [] if is_open else list(w.skills)
+        for c in gain:
+            n = waiting[c]
+            affected += n
+            lines.append(
+                f"{engine.services[c].name}: 等候 {n} 人, 预计等候 "
+                f"{_fmt(queue_wait_min(engine, c))} → {_fmt(queue_wait_min(engine, c, 1))}"
+            )
+        text = (
+            f"开窗后 {_names(engine, gain)} 多一个窗口 (等候 {affected} 人)"
+            if gain
+            else f"{window}号窗口已在开放中"
+        )
+    elif action == "set_skills":
+        new = dict(skills or {})
+        dropped = [c for c in w.skills if c not in new]
+        added = [c for c in new if c not in w.skills]
+        reweighted = [c for c in new if c in w.skills and new[c] != w.skills[c]]
+        for c in dropped:
+            n = waiting.get(c, 0)
+            left = engine.serving_windows(c) - (1 if is_open else 0)
+            affected += n
+            name = engine.services[c].name
+            if left <= 0:
+                orphaned.append(name)
+                lines.append(f"不再办理 {name}: 等候 {n} 人将无窗口办理")
+            else:
+                lines.append(f"不再办理 {name}: 等候 {n} 人由其他 {left} 个窗口办理")
+        for c in added:
+            if c not in engine.services:
+                continue
+            extra = 1 if is_open else 0
+            lines.append(
+                f"新增 {engine.services[c].name}: 等候 {waiting[c]} 人, 预计等候 "
+                f"{_fmt(queue_wait_min(engine, c))} → {_fmt(queue_wait_min(engine, c, extra))}"
+            )
+        for c in reweighted:
+            lines.append(
+                f"{engine.services[c].name} 权重 {w.skills[c]:g} → {new[c]:g}"
+                " (权重高的业务优先叫号)"
+            )
+        parts = []
+        if dropped:
+            parts.append(f"{affected} 人转到其他窗口")
+        if added:
+            parts.append(f"新增 {_names(engine, added)}")
+        if reweighted and not parts:
+            parts.append("只改权重")
+        text = f"{window}号窗口改业务: " + ("; ".join(parts) or "没有变化")
+        if orphaned:
+            text += f"; {'、'.join(orphaned)}将无窗口办理"
+        if not is_open:
+            text += f" (窗口{STATUS_ZH[w.status.value]}中, 开窗后生效)"
+    else:
+        text = ACTION_ZH.get(action, action)
+    return api.Impact(
+        window=window,
+        action=action,
+        text=text,
+        lines=lines,
+        people=affected,
+        unserved=orphaned,
+    )
+
+
+# --- alerts --------------------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    key: str
+    item: dict[str, Any]
+    first: float
+    last: float
+    count: int = 1
+    standing: bool = False
+    acked_by: str | None = None
+    acked_at: float | None = None
+    acked_last: float = 0.0
+
+
+class AlertBook:
+    """Alerts deduplicated by what they are about (kind + service / window / device): one
+    row each, with how often and since when. An acknowledgement names its supervisor and
+    holds until the alert happens again (an event alert) or its condition clears and
+    comes back (a standing one: a queue over target, a device offline)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, Seen] = {}
+
+    @staticmethod
+    def key_of(item: dict[str, Any]) -> str:
+        about = item.get("service") or item.get("window") or item.get("client") or ""
+        return f"{item['kind']}:{about}"
+
+    def update(
+        self,
+        standing: list[dict[str, Any]],
+        events: list[tuple[float, dict[str, Any]]],
+        now: float,
+    ) -> list[Seen]:
+        """``standing``: conditions true now; ``events``: (when, alert), newest first.
+        Unacknowledged first, newest first."""
+        fresh: dict[str, Seen] = {}
+        for item in standing:
+            k = self.key_of(item)
+            old = self._seen.get(k)
+            if old is not None and old.standing:
+                old.item, old.last = item, now
+                fresh[k] = old
+            else:
+                fresh[k] = Seen(k, item, now, now, standing=True)
+        grouped: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+        for at, item in events:
+            grouped.setdefault(self.key_of(item), []).append((at, item))
+        for k, items in grouped.items():
+            if k in fresh:
+                continue
+            old = self._seen.get(k)
+            s = Seen(k, items[0][1], items[-1][0], items[0][0], len(items))
+            if old is not None and old.acked_by is not None and s.last <= old.acked_last:
+                s.acked_by, s.acked_at, s.acked_last = old.acked_by, old.acked_at, old.acked_last
+            fresh[k] = s
+        self._seen = fresh
+        return sorted(fresh.values(), key=lambda s: (s.acked_by is not None, -s.last))
+
+    def ack(self, key: str, user: str, now: float) -> Seen | None:
+        s = self._seen.get(key)
+        if s is not None:
+            s.acked_by, s.acked_at, s.acked_last = user, now, s.last
+        return s
+
+
+# --- advice --------------------------------------------------------------------------------
+
+
+@dataclass
+class AdviceEntry:
+    id: str
+    at: float
+    advice: Advice
+    state: str = "open"  # open | applied | dismissed | restored | expired
+    by: str | None = None
+    acted_at: float | None = None
+    restored_by: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AdviceBook:
+    """The coordinator's express-window advice as things a supervisor acts on: applied
+    (the switch as logged supervisor commands), dismissed, or left to expire; an applied
+    one shows afterwards the wait its service really had against the prediction."""
+
+    OPEN_FOR_S = 15 * 60.0  # advice not acted on within this is stale: the hall has moved
+
+    def __init__(self) -> None:
+        self.entries: dict[str, AdviceEntry] = {}
+        self._ids = itertools.count(1)
+        self._known: set[int] = set()
+
+    def take(self, made: Any, now: float) -> None:
+        """Adopt the advice the coordinator made since last time (``made``: its deque of
+        (at, Advice), newest first)."""
+        for at, advice in made:
+            if id(advice) in self._known:
+                continue
+            self._known.add(id(advice))
+            entry = AdviceEntry(f"a{next(self._ids)}", at, advice)
+            # a newer one for the same service replaces one still open
+            for e in self.entries.values():
+                if e.advice.service == advice.service and e.state == "open":
+                    e.state = "expired"
+            self.entries[entry.id] = entry
+        for e in self.entries.values():
+            if e.state == "open" and now - e.at > self.OPEN_FOR_S:
+                e.state = "expired"
+        while len(self.entries) > 50:
+            del self.entries[next(iter(self.entries))]
+
+    def view(self, engine: Engine, entry: AdviceEntry, now: float) -> api.AdviceView:
+        a, tz = entry.advice, engine.cfg.hall.tzinfo
+        svc = engine.services.get(a.service)
+        realised = None
+        measured = 0
+        if entry.state in ("applied", "restored") and entry.acted_at is not None:
+            start, end = entry.acted_at, entry.acted_at + a.duration_min * 60.0
+            waits = [
+                t.called_at - t.issued_at
+                for t in engine.tickets
+                if t.service == a.service
+                and t.called_at is not None
+                and start <= t.called_at <= min(end, now)
+            ]
+            measured = len(waits)
+            realised = round(statistics.fmean(waits) / 60.0, 1) if waits else None
+        return api.AdviceView(
+            id=entry.id,
+            service=a.service,
+            service_name=svc.name if svc else a.service,
+            windows=list(a.windows),
+            duration_min=a.duration_min,
+            waiting=a.waiting,
+            target_min=a.target_min,
+            before_min=a.before_min,
+            after_min=a.after_min,
+            others_before_min=a.others_before_min,
+            others_after_min=a.others_after_min,
+            gain_min=round(a.before_min - a.after_min, 1),
+            basis=a.basis,
+            state=entry.state,  # type: ignore[arg-type]
+            by=entry.by,
+            at=hhmm(entry.at, tz) or "",
+            acted_at=hhmm(entry.acted_at, tz),
+            until=hhmm(entry.acted_at + a.duration_min * 60.0, tz)
+            if entry.acted_at is not None and entry.state in ("applied", "restored")
+            else None,
+            due_restore=entry.state == "applied"
+            and entry.acted_at is not None
+            and now >= entry.acted_at + a.duration_min * 60.0,
+            realised_min=realised,
+            realised_tickets=measured,
+            text=advice_text(engine, a),
+        )
+
+
+def advice_text(engine: Engine, a: Advice) -> str:
+    svc = engine.services.get(a.service)
+    name = svc.name if svc else a.service
+    wins = "、".join(f"{w}号" for w in a.windows)
+    return (
+        f"{name}等候 {a.waiting} 人, 预计等候 {a.before_min:.0f} 分钟 (目标 {a.target_min:g}): "
+        f"建议{wins}窗口改为{name}专窗 {a.duration_min} 分钟, 预计降到 {a.after_min:.0f} 分钟; "
+        f"其他业务 {a.others_before_min:.0f} → {a.others_after_min:.0f} 分钟"
+    )
+
+
+def busy_s(engine: Engine, now: float) -> dict[int, float]:
+    """Counter time per window today: finished tickets plus the one being served now."""
+    out: dict[int, float] = {n: 0.0 for n in engine.windows}
+    for t in engine.tickets:
+        if t.window is None or t.window not in out:
+            continue
+        if t.finished_at is not None:
+            out[t.window] += max(
+                0.0, t.finished_at - (t.started_at or t.called_at or t.finished_at)
+            )
+        elif t.state is TicketState.SERVING or t.state is TicketState.CALLED:
+            begun = t.started_at or t.called_at
+            if begun is not None:
+                out[t.window] += max(0.0, now - begun)
+    return out
+
+
+def hhmm(ts: float | None, tz: dt.tzinfo) -> str | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, tz).strftime("%H:%M")
