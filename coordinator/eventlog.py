@@ -17,10 +17,16 @@ Group commit: :meth:`EventLog.stage` numbers an entry and holds it in memory (vi
 transaction, so commands that arrive together share one fsync. Nothing staged may be
 answered or published before its commit returned; a failed commit keeps none of them
 (``failures`` counts such losses, so a waiter can tell its group was lost).
+:meth:`commit_off_loop` does the same in a writer thread, so the event loop keeps reading
+and parsing the next commands while the fsync runs: ``_db`` is the writing connection
+(used by one thread at a time), ``_reader`` a second one for the loop's reads, which in
+WAL mode neither waits for a commit nor sees one before it is done.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import datetime as dt
 import json
 import sqlite3
@@ -82,10 +88,20 @@ class EventLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = open_db(path, _SCHEMA)
+        self._db = open_db(path, _SCHEMA, check_same_thread=False)
+        # an in-memory log is private to its connection: read where it is written
+        memory = str(path) == ":memory:"
+        self._reader = self._db if memory else sqlite3.connect(path, isolation_level=None)
         self._staged: list[tuple[Any, ...]] = []
         self._staged_ids: dict[str, tuple[Any, ...]] = {}
         self.failures = 0  # commits that failed: their staged entries were never kept
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        # the write running in the writer thread, and how many staged entries it takes
+        self._job: tuple[concurrent.futures.Future[None], int] | None = None
+        # the newest committed entry, counted here rather than asked of SQLite several
+        # times a command (None: always ask); asked again when a group starts
+        self._committed: int | None = None
+        self._committed = self.committed_seq()
 
     @classmethod
     def reader(cls, path: Path) -> EventLog:
@@ -97,7 +113,8 @@ class EventLog:
         log = cls.__new__(cls)
         log.path = path
         log._staged, log._staged_ids, log.failures = [], {}, 0
-        log._db = sqlite3.connect(
+        log._writer, log._job, log._committed = None, None, None
+        log._db = log._reader = sqlite3.connect(
             f"{path.resolve().as_uri()}?mode=ro",
             uri=True,
             isolation_level=None,
@@ -106,7 +123,17 @@ class EventLog:
         return log
 
     def close(self) -> None:
+        if self._job is not None:
+            try:
+                self._written(self._job)
+            except StorageFailed:
+                pass  # counted in failures: those commands were never answered
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         self._db.close()
+        if self._reader is not self._db:
+            self._reader.close()
 
     def last_seq(self) -> int:
         """The newest entry's number, staged or committed."""
@@ -115,7 +142,9 @@ class EventLog:
         return self.committed_seq()
 
     def committed_seq(self) -> int:
-        return int(self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0])
+        if self._committed is not None:
+            return self._committed
+        return int(self._reader.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0])
 
     @property
     def staged(self) -> int:
@@ -125,7 +154,7 @@ class EventLog:
         staged = self._staged_ids.get(cmd_id)
         if staged is not None:
             return _entry(staged)
-        row = self._db.execute(
+        row = self._reader.execute(
             "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
             "WHERE cmd_id = ?",
             (cmd_id,),
@@ -163,7 +192,12 @@ class EventLog:
         result: dict[str, Any] | None,
     ) -> int:
         """Number one entry and hold it for the next :meth:`commit` (not durable yet)."""
-        seq = (int(self._staged[-1][0]) if self._staged else self.committed_seq()) + 1
+        if self._staged:
+            seq = int(self._staged[-1][0]) + 1
+        else:  # asked of SQLite once a group: the count above serves the reads between
+            self._committed = None
+            self._committed = seq = self.committed_seq()
+            seq += 1
         row = (
             seq,
             kind,
@@ -181,10 +215,75 @@ class EventLog:
 
     def commit(self) -> int:
         """Write every staged entry in one transaction (one fsync); returns how many. On
-        failure none of them is kept, the staged ones are dropped and StorageFailed raised."""
+        failure none of them is kept, the staged ones are dropped and StorageFailed raised.
+        A write still running in the writer thread (a stop in the middle of
+        :meth:`commit_off_loop`) is waited for and accounted first."""
+        if self._job is not None:
+            self._written(self._job)
         rows, self._staged, self._staged_ids = self._staged, [], {}
         if not rows:
             return 0
+        try:
+            self._write(rows)
+        except StorageFailed:
+            self.failures += 1
+            raise
+        self._committed = int(rows[-1][0])
+        return len(rows)
+
+    async def commit_off_loop(self) -> int:
+        """:meth:`commit` with the write in the writer thread: the event loop runs on
+        meanwhile. The entries stay staged (seen by :meth:`lookup`) until the write is
+        done; the caller stages nothing meanwhile (it holds its lock), so the staged
+        entries are exactly the group written. Cancelled, it still waits for the write
+        (blocking: only at shutdown), so the log and ``staged`` never disagree."""
+        if self._job is not None:  # one write at a time
+            self._written(self._job)
+        rows = list(self._staged)
+        if not rows:
+            return 0
+        if self._writer is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="eventlog-commit"
+            )
+        job = self._writer.submit(self._write, rows)
+        self._job = (job, len(rows))
+        try:
+            await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            if self._job is not None and self._job[0] is job:
+                self._written(self._job)
+            raise
+        except StorageFailed:
+            pass
+        if self._job is None or self._job[0] is not job:  # accounted by commit() meanwhile
+            if job.exception() is not None:
+                raise StorageFailed(f"event log {self.path}: {job.exception()}")
+            return len(rows)
+        self._written(self._job)
+        return len(rows)
+
+    def _written(self, job_n: tuple[concurrent.futures.Future[None], int]) -> None:
+        """Account for a write of the first ``n`` staged entries (waited for, if still
+        running): they are durable and no longer staged, or the log failed and nothing
+        staged is kept (StorageFailed)."""
+        job, n = job_n
+        self._job = None
+        concurrent.futures.wait([job])
+        exc = job.exception()
+        if exc is None:
+            self._committed = int(self._staged[n - 1][0])
+            for row in self._staged[:n]:
+                if row[2] is not None:
+                    self._staged_ids.pop(row[2], None)
+            del self._staged[:n]
+            return
+        self._staged, self._staged_ids = [], {}
+        self.failures += 1
+        raise exc
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        """The one transaction (in whichever thread commits); StorageFailed if not kept."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -199,9 +298,7 @@ class EventLog:
                     self._db.execute("ROLLBACK")
                 raise
         except (sqlite3.Error, OSError) as exc:
-            self.failures += 1
             raise StorageFailed(f"event log {self.path}: {exc}") from exc
-        return len(rows)
 
     def probe(self, at: float) -> None:
         """One real, synced write: whether an append would be kept now (after a failure).
@@ -212,21 +309,21 @@ class EventLog:
         self._db.close()
         db: sqlite3.Connection | None = None
         try:
-            db = open_db(self.path, _SCHEMA)
+            db = open_db(self.path, _SCHEMA, check_same_thread=False)
             db.execute("INSERT OR REPLACE INTO probe (k, at) VALUES (1, ?)", (at,))
         except (sqlite3.OperationalError, OSError) as exc:
             # the failed connection is closed now, not when collected: while it lives, the
             # next probe's connection would share its read-only descriptor
             if db is not None:
                 db.close()
-            self._db = sqlite3.connect(self.path, isolation_level=None)  # reads still work
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             raise StorageFailed(f"event log {self.path}: {exc}") from exc
         self._db = db
 
     def entries_after(self, seq: int, limit: int) -> list[tuple[Any, ...]]:
         """Raw rows (seq, kind, cmd_id, day, at, source, payload, result) after ``seq``, in
         order: the shipper's read, without decoding what it only forwards."""
-        return self._db.execute(
+        return self._reader.execute(
             "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
             "WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit),
@@ -238,7 +335,7 @@ class EventLog:
         Two index lookups whatever the backlog, so the coordinator can answer it in its
         event loop: the count is by sequence numbers, which the log never skips."""
         last = self.committed_seq()
-        row = self._db.execute(
+        row = self._reader.execute(
             "SELECT at FROM entries WHERE seq > ? ORDER BY seq LIMIT 1", (seq,)
         ).fetchone()
         return max(0, last - seq), (row[0] if row else None)
@@ -249,14 +346,14 @@ class EventLog:
         return start, self.entries_since(start.seq if start else 0)
 
     def day_start(self) -> Entry | None:
-        row = self._db.execute(
+        row = self._reader.execute(
             "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
             "WHERE kind = 'day_open' ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         return _entry(row) if row else None
 
     def entries_since(self, seq: int) -> list[Entry]:
-        rows = self._db.execute(
+        rows = self._reader.execute(
             "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
             "WHERE seq > ? ORDER BY seq",
             (seq,),
@@ -265,7 +362,7 @@ class EventLog:
 
     def latest_checkpoint(self) -> tuple[int, str, str, bytes] | None:
         """(seq, day, fingerprint, data) of the newest checkpoint, if any."""
-        row = self._db.execute(
+        row = self._reader.execute(
             "SELECT seq, day, fingerprint, data FROM checkpoints ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         return None if row is None else (int(row[0]), row[1], row[2], bytes(row[3]))

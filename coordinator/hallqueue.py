@@ -96,6 +96,7 @@ class HallQueue:
         self._issued_for: dict[str, str] = {}  # request id -> ticket number (this process)
         self._superseded: set[str] = set()  # online request ids replaced by offline issues
         self._asked: set[str] = set()  # command ids a pad asked about before they arrived
+        self.replay_mismatches = 0  # of the last recover(): replayed results unlike the log's
 
     @property
     def seq(self) -> int:
@@ -170,6 +171,7 @@ class HallQueue:
                     record_of(outcome),
                     entry.result,
                 )
+        self.replay_mismatches = mismatches
         if mismatches:
             log.warning(
                 "%d replayed command(s) differ from the log (was the hall config "
@@ -340,6 +342,15 @@ class HallQueue:
         them, memory is rebuilt from the log, as if none of them had arrived."""
         try:
             return self.log.commit()
+        except StorageFailed:
+            self.rebuild()
+            raise
+
+    async def commit_off_loop(self) -> int:
+        """:meth:`commit` with the write (and its fsync) in the log's writer thread; the
+        caller stages nothing until it returns."""
+        try:
+            return await self.log.commit_off_loop()
         except StorageFailed:
             self.rebuild()
             raise

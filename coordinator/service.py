@@ -968,12 +968,14 @@ class Coordinator:
         return future
 
     async def _group_commit(self) -> None:
-        """Commit what the commands read so far staged: one transaction, one fsync. It
-        runs in the loop (the fsync blocks it; commands arriving meanwhile wait in the
-        socket and form the next, larger group), and again while commands wait. After a
-        failure every waiter staged before it is told so: the log kept none of them, and
-        the engine was rebuilt. The states the group changed are rendered once, here,
-        where the engine is exactly the log, and published after the group's replies."""
+        """Commit what the commands read so far staged: one transaction, one fsync. The
+        write runs in the log's writer thread under the lock: meanwhile the loop reads,
+        parses and checks the next commands (they wait for the lock and form the next,
+        larger group) and delivers the last group's messages; it runs again while
+        commands wait. After a failure every waiter staged before it is told so: the log
+        kept none of them, and the engine was rebuilt. The states the group changed are
+        rendered once, here, where the engine is exactly the log, and published after the
+        group's replies."""
         while self._commit_waiters:
             await asyncio.sleep(0)  # the commands already read join this group...
             for _ in range(GROUP_ROUNDS):  # ...and those the broker has handed over
@@ -984,7 +986,7 @@ class Coordinator:
             async with self._lock:
                 waiters, self._commit_waiters = self._commit_waiters, []
                 try:
-                    self.queue.commit()
+                    await self.queue.commit_off_loop()
                 except StorageFailed as exc:
                     batch += self._storage_failed(exc)
                 failures = self.eventlog.failures

@@ -25,14 +25,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Literal, cast, overload
 
-from PIL import Image
+from typing_extensions import TypeVar
 
+from displays.bits import Bits
 from displays.errors import FontError
 
 if TYPE_CHECKING:
+    from PIL import Image
     from PIL.ImageFont import FreeTypeFont
+
+    Raster = Image.Image | Bits
+
+# what a font draws: Pillow images (the default) or ``Bits`` (``pillow=False``)
+R = TypeVar("R", "Image.Image", Bits, default="Image.Image")
 
 __all__ = [
     "BUNDLED_BITS",
@@ -70,8 +77,8 @@ _TEXT_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True, slots=True)
-class Glyph:
-    image: Image.Image  # mode "1", GLYPH_HEIGHT high, as wide as the advance
+class Glyph(Generic[R]):
+    image: R  # mode "1", GLYPH_HEIGHT high, as wide as the advance
     font: Path | None  # None: no font has the character; ``image`` is a box
 
     @property
@@ -123,7 +130,7 @@ def cmap_coverage(path: Path) -> frozenset[int]:
 
 def draw_glyph(face: FreeTypeFont, ch: str) -> Image.Image:
     """``ch`` as FreeType draws it at 16 px, as wide as its advance (before any baseline move)."""
-    from PIL import ImageDraw
+    from PIL import Image, ImageDraw
 
     width = round(face.getlength(ch))
     image = Image.new("1", (width, GLYPH_HEIGHT))
@@ -139,26 +146,35 @@ def glyph_bits(image: Image.Image) -> bytes:
 
 @cache
 def bundled_glyphs() -> dict[str, Image.Image]:
+    """The bundled subset's glyphs, pre-drawn, as Pillow images (see ``bundled_bits``)."""
+    from PIL import Image
+
+    return {
+        ch: Image.frombytes("1", size, rows) if size[0] else Image.new("1", size)
+        for ch, (size, rows) in bundled_bits().items()
+    }
+
+
+@cache
+def bundled_bits() -> dict[str, tuple[tuple[int, int], bytes]]:
     """The bundled subset's glyphs, pre-drawn: ``unifont-subset.bits`` holds them in the
     order of ``unifont-subset.txt`` (both written by ``python -m displays.subset_font``
-    from the subset itself, and checked against it by a test). Empty when the files are
-    missing or do not match; the glyphs are then drawn with FreeType."""
+    from the subset itself, and checked against it by a test), each as its size and rows.
+    Empty when the files are missing or do not match; the glyphs are then drawn with
+    FreeType."""
     try:
         chars = BUNDLED_CHARS.read_text(encoding="utf-8").rstrip("\n")
         data = BUNDLED_BITS.read_bytes()
     except OSError:
         return {}
-    glyphs: dict[str, Image.Image] = {}
+    glyphs: dict[str, tuple[tuple[int, int], bytes]] = {}
     at = 0
     for ch in chars:
         if at >= len(data):
             break
         width = data[at]
         end = at + 1 + (width + 7) // 8 * GLYPH_HEIGHT
-        size = (width, GLYPH_HEIGHT)
-        glyphs[ch] = (
-            Image.frombytes("1", size, data[at + 1 : end]) if width else Image.new("1", size)
-        )
+        glyphs[ch] = ((width, GLYPH_HEIGHT), data[at + 1 : end])
         at = end
     if at != len(data) or len(glyphs) != len(chars):
         log.warning(
@@ -179,23 +195,37 @@ def _check_font_file(path: Path) -> None:
         raise FontError(f"cannot load font {path}: not an OpenType or TrueType file")
 
 
-class BitmapFont:
+class BitmapFont(Generic[R]):
     """Fonts tried in order for each character; text comes out as 16-px mode-"1" strips.
 
     Thread-safe: the emulator may render for the web dashboard while the board agent draws.
+    With ``pillow=False`` the strips are ``displays.bits.Bits`` (the same pixels, without
+    importing Pillow unless a character must be drawn with FreeType): what a window Pi's
+    serial strips take.
     """
 
     height = GLYPH_HEIGHT
 
-    def __init__(self, paths: Sequence[Path | str]) -> None:
+    @overload
+    def __init__(
+        self: BitmapFont[Image.Image], paths: Sequence[Path | str], *, pillow: Literal[True] = True
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: BitmapFont[Bits], paths: Sequence[Path | str], *, pillow: Literal[False]
+    ) -> None: ...
+
+    def __init__(self, paths: Sequence[Path | str], *, pillow: bool = True) -> None:
         if not paths:
             raise FontError("a BitmapFont needs at least one font file")
+        self.pillow = pillow
         self.paths = tuple(Path(p) for p in paths)
         self._faces: dict[Path, FreeTypeFont] = {}  # loaded when a glyph is not pre-drawn
         for path in self.paths:
             _check_font_file(path)
-        self._glyphs: dict[str, Glyph] = {}
-        self._texts: OrderedDict[str, Image.Image] = OrderedDict()
+        self._glyphs: dict[str, Glyph[R]] = {}
+        self._texts: OrderedDict[str, R] = OrderedDict()
         self._lock = threading.Lock()
         self.missing: set[str] = set()  # characters drawn as a box, each logged once
 
@@ -205,7 +235,7 @@ class BitmapFont:
     def covers(self, ch: str) -> bool:
         return any(ord(ch) in font_coverage(p) for p in self.paths)
 
-    def glyph(self, ch: str) -> Glyph:
+    def glyph(self, ch: str) -> Glyph[R]:
         found = self._glyphs.get(ch)
         if found is None:
             with self._lock:
@@ -216,13 +246,17 @@ class BitmapFont:
     def text_width(self, text: str) -> int:
         return sum(self.glyph(ch).width for ch in clean_text(text))
 
-    def render(self, text: str) -> Image.Image:
+    def new_image(self, size: tuple[int, int]) -> R:
+        """A blank frame of the kind this font draws (Pillow's or ``Bits``)."""
+        return cast("R", new_raster(size, self.pillow))
+
+    def render(self, text: str) -> R:
         """A strip exactly as wide as ``text``: cached, so do not draw on the result."""
         found = self._texts.get(text)
         if found is not None:
             return found
         glyphs = [self.glyph(ch) for ch in clean_text(text)]
-        strip = Image.new("1", (max(1, sum(g.width for g in glyphs)), GLYPH_HEIGHT))
+        strip = self.new_image((max(1, sum(g.width for g in glyphs)), GLYPH_HEIGHT))
         x = 0
         for g in glyphs:
             strip.paste(g.image, (x, 0))
@@ -244,12 +278,14 @@ class BitmapFont:
                 raise FontError(f"cannot load font {path}: {exc}") from exc
         return face
 
-    def _make_glyph(self, ch: str) -> Glyph:
+    def _make_glyph(self, ch: str) -> Glyph[R]:
         for path in self.paths:
             if ord(ch) in font_coverage(path):
-                drawn = bundled_glyphs().get(ch) if path == BUNDLED_FONT else None
-                image = drawn if drawn is not None else draw_glyph(self._face(path), ch)
-                return Glyph(_on_cjk_baseline(image), path)
+                image = self._bundled(ch) if path == BUNDLED_FONT else None
+                if image is None:
+                    drawn = draw_glyph(self._face(path), ch)
+                    image = drawn if self.pillow else Bits.frombytes(drawn.size, drawn.tobytes())
+                return Glyph(cast("R", _on_cjk_baseline(image)), path)
         if ch not in self.missing:
             self.missing.add(ch)
             log.warning(
@@ -258,13 +294,28 @@ class BitmapFont:
                 ord(ch),
                 ", ".join(str(p) for p in self.paths),
             )
-        return Glyph(box_glyph(ch), None)
+        return Glyph(cast("R", box_glyph(ch, pillow=self.pillow)), None)
+
+    def _bundled(self, ch: str) -> Raster | None:
+        if self.pillow:
+            return bundled_glyphs().get(ch)
+        found = bundled_bits().get(ch)
+        return None if found is None else Bits.frombytes(*found)
+
+
+def new_raster(size: tuple[int, int], pillow: bool = True) -> Raster:
+    """A blank mode-"1" frame: a Pillow image, or ``Bits`` where Pillow is not wanted."""
+    if not pillow:
+        return Bits(size)
+    from PIL import Image
+
+    return Image.new("1", size)
 
 
 NARROW_DROP = 2  # Unifont's digits end 2 rows above its ideographs' bottom
 
 
-def _on_cjk_baseline(image: Image.Image) -> Image.Image:
+def _on_cjk_baseline(image: Raster) -> Raster:
     """A half-width glyph moved down onto the ideographs' baseline: Unifont draws digits
     and letters on row 13 and ideographs down to row 15, so "请A023号" would read with the
     number floating above the characters. Glyphs with descenders drop only as far as they
@@ -277,15 +328,15 @@ def _on_cjk_baseline(image: Image.Image) -> Image.Image:
     drop = min(NARROW_DROP, GLYPH_HEIGHT - box[3])
     if drop <= 0:
         return image
-    moved = Image.new("1", image.size)
-    moved.paste(image.crop((0, 0, image.width, GLYPH_HEIGHT - drop)), (0, drop))
+    moved = new_raster(image.size, not isinstance(image, Bits))
+    moved.paste(image.crop((0, 0, image.width, GLYPH_HEIGHT - drop)), (0, drop))  # type: ignore
     return moved
 
 
-def box_glyph(ch: str) -> Image.Image:
+def box_glyph(ch: str, *, pillow: bool = True) -> Raster:
     """The stand-in for a character no font has: an outlined box of the character's width."""
     width = 16 if unicodedata.east_asian_width(ch) in ("W", "F") else 8
-    image = Image.new("1", (width, GLYPH_HEIGHT))
+    image = new_raster((width, GLYPH_HEIGHT), pillow)
     for box in (
         (1, 2, width - 1, 3),
         (1, 13, width - 1, 14),
@@ -318,9 +369,15 @@ def default_font_paths() -> list[Path]:
 
 
 @cache
-def default_font() -> BitmapFont:
+def default_font() -> BitmapFont[Image.Image]:
     """The bundled subset, then the system Unifont; one per process, shared by all layouts."""
     return BitmapFont(default_font_paths())
+
+
+@cache
+def default_bits_font() -> BitmapFont[Bits]:
+    """``default_font`` drawing ``Bits``: what serial window strips take (no Pillow)."""
+    return BitmapFont(default_font_paths(), pillow=False)
 
 
 def characters(texts: Iterable[str]) -> str:

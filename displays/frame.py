@@ -1,14 +1,20 @@
 """What every layout draws the same way: the blank frame and the offline marker.
 
 Rectangles are filled with ``Image.paste``, not ``ImageDraw``, which loads FreeType
-(~1.5 MB) on a Pi that has no other use for it.
+(~1.5 MB) on a Pi that has no other use for it; the marker is drawn the same way on a
+``displays.bits.Bits`` frame (a window Pi's serial strips, without Pillow).
 """
 
 from __future__ import annotations
 
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from displays.motion import blink_on
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from displays.fonts import Raster
 
 __all__ = ["OFFLINE_BLINK_PERIOD", "blank", "draw_offline_marker", "paste_clipped"]
 
@@ -16,10 +22,12 @@ OFFLINE_BLINK_PERIOD = 2.0
 
 
 def blank(size: tuple[int, int]) -> Image.Image:
+    from PIL import Image
+
     return Image.new("1", size)
 
 
-def draw_offline_marker(frame: Image.Image, t: float) -> None:
+def draw_offline_marker(frame: Raster, t: float) -> None:
     """A 2x2 dot blinking in the top-right corner: the board has lost the coordinator.
 
     Small enough not to hide a number, but a supervisor looking at the board sees that the
@@ -32,8 +40,9 @@ def draw_offline_marker(frame: Image.Image, t: float) -> None:
         frame.paste(1, (width - 2, 0, width, 2))
 
 
-def paste_clipped(frame: Image.Image, strip: Image.Image, x: int, y: int, width: int) -> None:
-    """Paste ``strip`` at (x, y), cut to ``width`` pixels so it cannot spill into a neighbour."""
+def paste_clipped(frame: Raster, strip: Raster, x: int, y: int, width: int) -> None:
+    """Paste ``strip`` at (x, y), cut to ``width`` pixels so it cannot spill into a neighbour
+    (both of one kind: Pillow images or ``Bits``)."""
     if strip.width > width:
         strip = strip.crop((0, 0, width, strip.height))
-    frame.paste(strip, (x, y))
+    frame.paste(strip, (x, y))  # type: ignore[arg-type]

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from PIL import Image
-
-from displays.board import BoardSpec, CallBoard, CallStyle
 from displays.fonts import BitmapFont
 from displays.strip import StripSpec, WindowStrip
 from hallq.messages import CallEvent
+
+if TYPE_CHECKING:  # Pillow and the board: not imported by a Pi with only serial strips
+    from PIL import Image
+
+    from displays.board import CallBoard, CallStyle
 
 __all__ = ["HallListing", "Layout", "PanelSpec", "frames", "make_layout", "panel_size"]
 
@@ -119,6 +121,8 @@ def make_layout(
             ),
             font,
         )
+    from displays.board import BoardSpec, CallBoard
+
     windows = [w for w in hall.windows if panel.zone is None or w[1] == panel.zone]
     served: set[str] = set()
     for _, _, codes in windows:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
-
-from PIL import Image
+from typing import TYPE_CHECKING, Any, Literal
 
 from displays.fonts import GLYPH_HEIGHT, BitmapFont
+
+if TYPE_CHECKING:
+    from displays.fonts import Raster
 
 __all__ = [
     "FLASH_PERIOD",
@@ -62,7 +63,7 @@ def blink_next_change(t: float, period: float = 2.0) -> float:
 @dataclass(frozen=True, slots=True)
 class _Run:
     text: str
-    strip: Image.Image
+    strip: Raster
     start: float
 
 
@@ -78,7 +79,7 @@ class Marquee:
 
     def __init__(
         self,
-        font: BitmapFont,
+        font: BitmapFont[Any],
         width: int,
         *,
         speed: float = 32.0,
@@ -129,7 +130,8 @@ class Marquee:
         step = math.floor((t - run.start) * self.speed + 1e-9)
         return self.width - step % (self.width + width)
 
-    def draw(self, frame: Image.Image, x: int, y: int, t: float) -> None:
+    def draw(self, frame: Raster, x: int, y: int, t: float) -> None:
+        """Onto ``frame``, which is of the kind the font draws (Pillow's or ``Bits``)."""
         run = self._run_at(t)
         offset = self.offset_at(t)
         if run is None or offset is None:
@@ -137,7 +139,8 @@ class Marquee:
         left = max(0, -offset)
         right = min(run.strip.width, self.width - offset)
         if right > left:
-            frame.paste(run.strip.crop((left, 0, right, GLYPH_HEIGHT)), (x + offset + left, y))
+            piece = run.strip.crop((left, 0, right, GLYPH_HEIGHT))
+            frame.paste(piece, (x + offset + left, y))  # type: ignore[arg-type]
 
     def next_change(self, t: float) -> float | None:
         """The next time after ``t`` the lane looks different, or None if it never will."""

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
-from PIL import Image
-
+from displays.bits import Bits
 from displays.errors import SinkError
 from firmware_bridge.errors import BridgeError
 from firmware_bridge.led_frames import Bitmap
 from hallq.aio import BackgroundTasks
+
+if TYPE_CHECKING:
+    from displays.fonts import Raster
 
 __all__ = ["LedDriver", "SerialLedSink", "to_bitmap"]
 
@@ -38,12 +40,13 @@ class LedDriver(Protocol):
     async def show(self, image: Bitmap) -> None: ...
 
 
-def to_bitmap(image: Image.Image) -> Bitmap:
-    """A rendered frame in the controller's layout (rows MSB-first, the same as Pillow's).
+def to_bitmap(image: Raster) -> Bitmap:
+    """A rendered frame in the controller's layout (rows MSB-first, the same as Pillow's and
+    ``displays.bits.Bits``).
 
     Non-1-bit images are thresholded at 50 %, without dithering: an LED is on or off.
     """
-    if image.mode != "1":
+    if not isinstance(image, Bits) and image.mode != "1":
         image = image.convert("L").point(lambda v: 255 if v >= 128 else 0).convert("1")
     # Bitmap.from_image does the same, but its _Image1 protocol declares ``mode`` and ``size``
     # as writable attributes, which Pillow's read-only properties do not satisfy for mypy.
@@ -80,7 +83,7 @@ class SerialLedSink:
         self.close()
         await self._background.close()
 
-    def show(self, image: Image.Image) -> None:
+    def show(self, image: Raster) -> None:
         if self._closed:
             raise SinkError(f"{self}: closed")
         if image.size != self.size:
@@ -88,7 +91,7 @@ class SerialLedSink:
                 f"{self} takes {self.size[0]}x{self.size[1]} frames, got "
                 f"{image.size[0]}x{image.size[1]}"
             )
-        self._post(Image.new("1", self.size) if self.brightness == 0 else image)
+        self._post(self._dark() if self.brightness == 0 else to_bitmap(image))
 
     def set_brightness(self, level: int) -> None:
         """Only on/off for now: the LED_FRAME protocol has no brightness command, so 0 blanks."""
@@ -97,7 +100,7 @@ class SerialLedSink:
         was_off = self.brightness == 0
         self.brightness = level
         if level == 0 and not was_off:
-            self._post(Image.new("1", self.size))
+            self._post(self._dark())
 
     def close(self) -> None:
         self._closed = True
@@ -109,8 +112,11 @@ class SerialLedSink:
             raise SinkError(f"{self} is not running: use it as 'async with'")
         await self._idle.wait()
 
-    def _post(self, image: Image.Image) -> None:
-        bitmap = to_bitmap(image)
+    def _dark(self) -> Bitmap:
+        width, height = self.size
+        return Bitmap(width, height, bytes((width + 7) // 8 * height))
+
+    def _post(self, bitmap: Bitmap) -> None:
         if bitmap == self._latest:
             return
         self._latest = bitmap

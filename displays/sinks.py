@@ -8,19 +8,20 @@ for an ``EmulatorSink`` of the same size, so a board agent runs on a laptop unch
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Literal, Protocol
+import sys
+from typing import TYPE_CHECKING, Literal, Protocol, TypeGuard
 
-from PIL import Image
-
-from displays.emulator import EmulatorSink
 from displays.errors import SinkError
 from displays.layouts import PanelSpec, panel_size
 
 if TYPE_CHECKING:
+    from PIL import Image
+
+    from displays.emulator import EmulatorSink
     from displays.max7219 import SpiBus
     from displays.serial_led import LedDriver
 
-__all__ = ["BACKEND_ENV", "Sink", "open_sink"]
+__all__ = ["BACKEND_ENV", "Sink", "is_emulator", "open_sink"]
 
 BACKEND_ENV = "HALLQ_DISPLAY_BACKEND"
 Backend = Literal["hardware", "emulator"]
@@ -57,6 +58,8 @@ def open_sink(
         raise SinkError(f"{BACKEND_ENV} must be 'hardware' or 'emulator', got {chosen!r}")
     width, height = panel_size(panel)
     if chosen == "emulator":
+        from displays.emulator import EmulatorSink
+
         return EmulatorSink(width, height)
     if panel.driver == "max7219":
         from displays.max7219 import Max7219Sink
@@ -80,3 +83,10 @@ def open_sink(
             f"{led_driver.width}x{led_driver.height}"
         )
     return SerialLedSink(led_driver)
+
+
+def is_emulator(sink: object) -> TypeGuard[EmulatorSink]:
+    """Whether ``sink`` is an ``EmulatorSink``, without importing the emulator (and Pillow)
+    into an agent that drives only real panels: no emulator exists unless it was imported."""
+    emulator = sys.modules.get("displays.emulator")
+    return emulator is not None and isinstance(sink, emulator.EmulatorSink)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Generic
 
-from PIL import Image
-
-from displays.fonts import GLYPH_HEIGHT, BitmapFont, default_font
-from displays.frame import OFFLINE_BLINK_PERIOD, blank, draw_offline_marker
+from displays.fonts import GLYPH_HEIGHT, BitmapFont, R, default_font
+from displays.frame import OFFLINE_BLINK_PERIOD, draw_offline_marker
 from displays.motion import (
     FLASH_PERIOD,
     FLASH_TIMES,
@@ -50,12 +49,12 @@ class StripSpec:
             )
 
 
-class WindowStrip:
+class WindowStrip(Generic[R]):
     """Renders one window's strip from its retained ``WindowState``; same clock rules as boards."""
 
-    def __init__(self, spec: StripSpec, font: BitmapFont | None = None) -> None:
+    def __init__(self, spec: StripSpec, font: BitmapFont[R] | None = None) -> None:
         self.spec = spec
-        self.font = font or default_font()
+        self.font: BitmapFont[R] = font or default_font()  # type: ignore[assignment]
         self.size = (spec.width, spec.height)
         self.online = True
         self.status: WindowStatus | None = None
@@ -116,8 +115,10 @@ class WindowStrip:
 
     # --- output ---------------------------------------------------------------------
 
-    def frame_at(self, t: float) -> Image.Image:
-        frame = blank(self.size)
+    def frame_at(self, t: float) -> R:
+        """The frame at ``t``, of the font's kind: a Pillow image, or ``Bits`` from a font
+        made with ``pillow=False`` (the same pixels)."""
+        frame = self.font.new_image(self.size)
         if self._flash_start is None or flash_visible(t - self._flash_start):
             self.main.draw(frame, 0, 0, t)
         if self.message is not None and self.status != WindowStatus.CLOSED:

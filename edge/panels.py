@@ -16,22 +16,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from displays import (
-    DEFAULT_SCHEDULE,
-    Announcer,
-    AplayPlayer,
-    CallBoard,
-    EmulatorSink,
-    SerialLedSink,
-    VoiceError,
-    WavFilePlayer,
-    WindowStrip,
-    make_voice,
-    open_sink,
-)
-from displays.sinks import Backend
+from displays.brightness import DEFAULT_SCHEDULE
+from displays.errors import VoiceError
+from displays.fonts import default_bits_font
+from displays.serial_led import SerialLedSink
+from displays.sinks import Backend, is_emulator, open_sink
+from displays.strip import WindowStrip
 from edge.hall_devices import layout_for, panel_spec
 from edge.health import Health
 from hallq import messages as m
@@ -44,6 +36,11 @@ from hallq.config import (
     LedSerialDevice,
     SpeakerDevice,
 )
+
+if TYPE_CHECKING:  # Pillow's side (boards, MAX7219 panels, the emulator) and the voice:
+    # imported only by an agent that has them (~2.5 MB a window Pi with strips goes without)
+    from displays.announcer import Announcer
+    from displays.board import CallBoard
 
 log = logging.getLogger("hallq.edge.panels")
 
@@ -87,6 +84,10 @@ class Panels:
             if isinstance(dev, LedMax7219Device | LedSerialDevice):
                 await self._add_panel(dev)
             elif isinstance(dev, SpeakerDevice):
+                from displays.announcer import Announcer
+                from displays.players import AplayPlayer, WavFilePlayer
+                from displays.voice import make_voice
+
                 try:
                     voice = make_voice(None)
                 except VoiceError as exc:
@@ -100,7 +101,7 @@ class Panels:
                 announcer = Announcer(voice, player, zone=dev.zone)
                 self.announcers.append(await self._stack.enter_async_context(announcer))
         topics = self.session.topics
-        if any(isinstance(p.layout, CallBoard) for p in self.panels):
+        if any(not isinstance(p.layout, WindowStrip) for p in self.panels):
             await self.session.subscribe(topics.board_state(), self._on_board)
         for window in {
             p.layout.spec.window for p in self.panels if isinstance(p.layout, WindowStrip)
@@ -141,14 +142,18 @@ class Panels:
         backend: Backend | None = "emulator" if self.emulate and dev.kind == "led_max7219" else None
         spec = panel_spec(dev)
         sink = open_sink(spec, backend=backend, led_driver=self.drivers.get(dev.id))
+        options: dict[str, Any] = {}
         if isinstance(sink, SerialLedSink):
             sink = await self._stack.enter_async_context(sink)
-        self.panels.append(Panel(dev, layout_for(self.cfg, dev), sink))
+            if spec.window is not None:
+                # a strip behind a serial controller: the same pixels as bits, no Pillow
+                options["font"] = default_bits_font()
+        self.panels.append(Panel(dev, layout_for(self.cfg, dev, **options), sink))
 
     def _on_board(self, incoming: Incoming) -> None:
         now = time.monotonic()
         for panel in self.panels:
-            if isinstance(panel.layout, CallBoard):
+            if not isinstance(panel.layout, WindowStrip):
                 panel.layout.update(incoming.payload, now)
         self._wake.set()
 
@@ -206,7 +211,7 @@ class Panels:
             await self.health.update(panel.device.id, False, "display_error", str(exc))
             return
         if (
-            isinstance(panel.sink, EmulatorSink)
+            is_emulator(panel.sink)
             and self.output_dir is not None
             and (now - panel.saved_at >= SAVE_EVERY_S)
         ):
@@ -217,6 +222,6 @@ class Panels:
     def png(self, device_id: str) -> bytes | None:
         """The emulated panel as the dashboard shows it."""
         for panel in self.panels:
-            if panel.device.id == device_id and isinstance(panel.sink, EmulatorSink):
+            if panel.device.id == device_id and is_emulator(panel.sink):
                 return panel.sink.png_bytes()
         return None

@@ -148,6 +148,102 @@ def _tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
 PENDING_CALLS_WARN = 5000
 
 
+@functools.cache
+def _lean_pubacks() -> None:
+    """paho 2.2 decodes every PUBACK into a new ReasonCode and a new MQTT 5 Properties,
+    each building its name tables first (~50 µs a PUBACK; the coordinator gets one for
+    each of the ~6 messages it sends per command). A PUBACK without properties (what
+    Mosquitto sends) gets shared, never changed ones per reason code instead; anything
+    else, and paho versions without ``_packet.decode_puback``, are left to paho."""
+    try:
+        from paho.mqtt import _packet
+    except ImportError:  # paho 2.1: PUBACKs are decoded inside the client
+        return
+    decode = getattr(_packet, "decode_puback", None)
+    if decode is None:
+        return
+    v5 = aiomqtt.ProtocolVersion.V5.value
+    shared: dict[tuple[int, bytes], tuple[Any, Any]] = {}
+
+    def decode_puback(header: int, packet: bytes | bytearray, protocol: Any) -> Any:
+        size = len(packet)
+        if size != 2 and not (size == 3 and protocol == v5):
+            return decode(header, packet, protocol)  # properties, or malformed: paho's
+        key = (protocol, bytes(packet[2:]))
+        parts = shared.get(key)
+        if parts is None:
+            first = decode(header, packet, protocol)
+            parts = shared[key] = (first.reason, first.properties)
+        return _packet.PubackPacket(int.from_bytes(packet[:2], "big"), *parts)
+
+    # paho's own stays reachable as ``__wrapped__``
+    _packet.decode_puback = functools.update_wrapper(decode_puback, decode)
+
+
+COALESCE_BYTES = 64 * 1024  # the most one coalesced write joins
+
+
+def _coalesce_writes(paho_client: Any) -> None:
+    """paho writes every queued packet with a send of its own (one TCP segment each with
+    TCP_NODELAY): the coordinator's PUBACKs, replies, events and states of a group then
+    cost a system call apiece here and a read apiece at the broker. Before paho writes,
+    runs of queued packets that need nothing done once written (anything but a QoS 0
+    PUBLISH, whose write completes it, and DISCONNECT) are joined into one; paho's own
+    loop then writes it, partial writes included. A QoS 1/2 PUBLISH is completed by its
+    PUBACK, which paho matches by packet id, not by its queue entry."""
+    write = paho_client._packet_write
+    publish, disconnect = int(PacketTypes.PUBLISH) << 4, int(PacketTypes.DISCONNECT) << 4
+
+    def joinable(packet: Any) -> bool:
+        kind = packet["command"] & 0xF0
+        return kind != disconnect and not (kind == publish and packet["qos"] == 0)
+
+    def packet_write() -> Any:
+        queue = paho_client._out_packet
+        if len(queue) > 1:
+            out: collections.deque[Any] = collections.deque()
+            run: list[Any] = []
+            size = 0
+
+            def flush() -> None:
+                if len(run) == 1:
+                    out.append(run[0])
+                elif run:
+                    data = b"".join(bytes(p["packet"][p["pos"] :]) for p in run)
+                    out.append(
+                        {
+                            "command": run[0]["command"],
+                            "mid": run[0]["mid"],
+                            "qos": run[0]["qos"],
+                            "pos": 0,
+                            "to_process": len(data),
+                            "packet": data,
+                            "info": run[0]["info"],
+                        }
+                    )
+                run.clear()
+
+            for packet in queue:
+                if joinable(packet) and size < COALESCE_BYTES:
+                    run.append(packet)
+                    size += packet["to_process"]
+                    continue
+                flush()
+                size = 0
+                if joinable(packet):
+                    run.append(packet)
+                    size = packet["to_process"]
+                else:
+                    out.append(packet)
+            flush()
+            if len(out) < len(queue):
+                queue.clear()
+                queue.extend(out)
+        return write()
+
+    paho_client._packet_write = packet_write
+
+
 def broker_client(
     broker: BrokerConfig,
     identifier: str,
@@ -160,6 +256,7 @@ def broker_client(
     """Every aiomqtt client hallq makes: the hall file's broker, credentials and TLS (with
     the socket that closes itself on a failed handshake); ``options`` add the session's
     will, clean-start and properties."""
+    _lean_pubacks()
     password = broker.password.get_secret_value() if broker.password is not None else None
     client = aiomqtt.Client(
         broker.host,
@@ -176,6 +273,7 @@ def broker_client(
     # aiomqtt warns on every publish past 10 in flight; a reconnect's republish of the whole
     # hall sends hundreds at once by design, and the outbox bounds what is really pending.
     client.pending_calls_threshold = PENDING_CALLS_WARN
+    _coalesce_writes(client._client)
     return client
 
 

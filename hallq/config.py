@@ -11,7 +11,6 @@ cross-checks between them and loading live here.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
@@ -1222,6 +1221,8 @@ def _message(err: Any, loc: Loc, model: type[BaseModel] | None = None) -> str:
         if model is None:
             return "unknown key"
         allowed = list(model.model_fields)
+        import difflib  # only for a mistake in the file
+
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"unknown key{hint} (allowed: {', '.join(allowed)})"

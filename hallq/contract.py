@@ -7,7 +7,6 @@ test fails when the two disagree, so the document can never drift from the code.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -365,6 +364,8 @@ def splice(document: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # only for this command: every agent imports the contract (~0.4 MB)
+
     parser = argparse.ArgumentParser(description="Regenerate the schema part of mqtt_topics.md")
     parser.add_argument("--write", metavar="FILE", type=Path, required=True)
     args = parser.parse_args(argv)

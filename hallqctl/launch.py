@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -64,16 +65,69 @@ def run_agent_process(
 def skip_pydantic_plugins() -> None:
     """An agent uses no pydantic plugin; looking for them reads every installed package's
     metadata before the first model is built (a few ms and ~0.2 MB). An operator's own
-    ``PYDANTIC_DISABLE_PLUGINS`` wins."""
+    ``PYDANTIC_DISABLE_PLUGINS`` wins. Must run before the first model is built (the
+    hall file's models are built when ``hallq.config`` is imported).
+
+    With every plugin off, pydantic's plugin loader still imports ``importlib.metadata``
+    (and with it ``email``, ``zipfile``, ``csv``...: ~0.8 MB of an agent) only to return
+    no plugins; it is replaced by one that returns none without importing anything."""
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    if (
+        os.environ["PYDANTIC_DISABLE_PLUGINS"] in _ALL_PLUGINS_OFF
+        and _PLUGIN_LOADER not in sys.modules
+    ):
+        loader = ModuleType(_PLUGIN_LOADER, "pydantic's plugin loader with every plugin off")
+        loader.get_plugins = _no_plugins  # type: ignore[attr-defined]
+        sys.modules[_PLUGIN_LOADER] = loader
+
+
+def defer_unused_stdlib() -> None:
+    """paho imports ``urllib.request`` (and with it ``http.client``, ``email``, ``tempfile``:
+    ~2.5 MB of an agent's resident memory) for one thing: reading proxy settings when
+    PySocks is installed, which a Pi does not have. Until then the module is a stand-in
+    that imports the real one at the first attribute asked of it (PEP 562), so whatever
+    does use it gets the whole module, as before. (``importlib.util.LazyLoader`` would
+    not do: the import statement itself reads ``__spec__``, which loads the module.)"""
+    if _LAZY_STDLIB in sys.modules:
+        return
+    import importlib
+    import importlib.util
+    import urllib
+
+    spec = importlib.util.find_spec(_LAZY_STDLIB)
+    if spec is None:
+        return
+    stand_in = ModuleType(_LAZY_STDLIB, "urllib.request, imported on first use")
+
+    def load(name: str) -> object:
+        if sys.modules.get(_LAZY_STDLIB) is stand_in:
+            del sys.modules[_LAZY_STDLIB]
+        real = importlib.import_module(_LAZY_STDLIB)  # and the parent's attribute
+        stand_in.__dict__.update(real.__dict__)
+        return getattr(real, name)
+
+    stand_in.__spec__ = spec
+    stand_in.__getattr__ = load  # type: ignore[method-assign]
+    sys.modules[_LAZY_STDLIB] = stand_in
+    urllib.request = stand_in  # what `import urllib.request` sets
+
+
+_LAZY_STDLIB = "urllib.request"
+_PLUGIN_LOADER = "pydantic.plugin._loader"
+_ALL_PLUGINS_OFF = ("__all__", "1", "true")  # pydantic's own reading of the variable
+
+
+def _no_plugins() -> tuple[()]:
+    return ()
 
 
 def _fast_agent(line: dict[str, str | bool]) -> bool:
     """Run the agent; False when the line has a mistake for the CLI to report."""
+    skip_pydantic_plugins()
+    defer_unused_stdlib()
     from hallq.config import load_config
     from hallq.errors import ConfigError
 
-    skip_pydantic_plugins()
     try:
         cfg = load_config(Path(str(line["config_file"])))
     except ConfigError as exc:

@@ -67,10 +67,11 @@ async def run_coordinator(config: str, log_path: str, cmd_id: str, point: str, a
     from coordinator.service import Coordinator, serve
     from hallq.config import load_config
 
-    execute, submit, commit, make_session = (
+    execute, submit, commit, commit_off_loop, make_session = (
         Coordinator.execute,
         HallQueue.submit,
         HallQueue.commit,
+        HallQueue.commit_off_loop,
         Coordinator.make_session,
     )
     staged: list[str] = []
@@ -122,12 +123,20 @@ async def run_coordinator(config: str, log_path: str, cmd_id: str, point: str, a
             die()
         return kept
 
+    async def commit_off_loop_then_die(self: HallQueue) -> int:
+        kept = await commit_off_loop(self)
+        if staged:
+            print(f"logged {cmd_id}", flush=True)
+            die()
+        return kept
+
     def session_as_asked(self: Coordinator, *, ack_after_handler: bool = True) -> Session:
         return make_session(self, ack_after_handler=ack == "on")
 
     Coordinator.execute = execute_then_die  # type: ignore[method-assign]
     HallQueue.submit = submit_then_die  # type: ignore[method-assign]
     HallQueue.commit = commit_then_die  # type: ignore[method-assign]
+    HallQueue.commit_off_loop = commit_off_loop_then_die  # type: ignore[method-assign]
     Coordinator.make_session = session_as_asked  # type: ignore[method-assign]
     ready = asyncio.Event()
 

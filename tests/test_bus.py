@@ -513,3 +513,31 @@ async def test_a_backlog_behind_an_earlier_process_birth_is_not_taken_as_live(
         (incoming,) = got.items
     assert incoming.payload.id == command.id
     assert incoming.waited_s is not None, "taken as live"
+
+
+def test_pubacks_decode_as_paho_decodes_them_with_shared_parts() -> None:
+    """Every session shares one ReasonCode and Properties per PUBACK kind: what paho's
+    callbacks get is what paho's own decoder gives (packet id, reason code, no
+    properties), and a PUBACK with properties or a malformed one is still paho's."""
+    from paho.mqtt import _packet
+    from paho.mqtt.enums import MQTTProtocolVersion as V
+
+    from hallq.bus import _lean_pubacks
+
+    _lean_pubacks()
+    lean = _packet.decode_puback
+    paho = lean.__wrapped__  # type: ignore[attr-defined]
+    for packet, protocol in [
+        (b"\x00\x05", V.MQTTv5),
+        (b"\x12\x34\x10", V.MQTTv5),  # no matching subscribers
+        (b"\x00\x07", V.MQTTv311),
+        (b"\x00\x08\x00\x03\x1f\x00\x00", V.MQTTv5),  # with an (empty) reason string
+    ]:
+        want, got = paho(0x40, packet, protocol), lean(0x40, packet, protocol)
+        assert (got.mid, got.reason, str(got.properties)) == (
+            want.mid,
+            want.reason,
+            str(want.properties),
+        )
+    with pytest.raises(Exception, match="size"):
+        lean(0x40, b"\x00", V.MQTTv5)

@@ -437,14 +437,14 @@ async def test_commands_arriving_together_share_one_commit_and_are_answered_once
         device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
     ):
         commits: list[int] = []
-        commit = coordinator.eventlog.commit
+        commit = coordinator.eventlog.commit_off_loop
 
-        def counted() -> int:
-            kept = commit()
+        async def counted() -> int:
+            kept = await commit()
             commits.append(kept)
             return kept
 
-        coordinator.eventlog.commit = counted  # type: ignore[method-assign]
+        coordinator.eventlog.commit_off_loop = counted  # type: ignore[method-assign]
         await dispenser.wait_connected(10)
         reader = EventLog.reader(log_path)
 

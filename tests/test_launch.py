@@ -62,3 +62,31 @@ def test_a_mistake_on_the_agent_line_is_reported_by_the_cli(
         main()
     assert exit_.value.code == 2
     assert "--device" in capsys.readouterr().err
+
+
+def test_the_agent_loads_no_package_metadata_and_no_cli_parsers() -> None:
+    """Plugins off, pydantic's plugin loader would import importlib.metadata (and email,
+    zipfile, csv) only to find none; the contract's and the hall file's helpers for other
+    commands and for mistakes load only when used, and so does paho's urllib.request (~2.5
+    MB, for proxies through PySocks). The hall file is still validated."""
+    hall = str(example_hall())
+    code = (
+        "import sys, hallqctl.launch as launch\n"
+        "launch.run_agent_process = lambda cfg, *a: print(sorted(m for m in "
+        "('importlib.metadata', 'argparse', 'difflib', 'PIL', 'http.client', 'email') "
+        "if m in sys.modules), "
+        "len(cfg.windows))\n"
+        f"sys.argv = ['hallq', 'agent', '--config', {hall!r}, '--device', 'pi-w01']\n"
+        "launch.main()\n"
+        "from pydantic import BaseModel\n"
+        "class M(BaseModel):\n    x: int\n"
+        "print(M(x='3').x)\n"
+        "import urllib.request\n"  # whoever uses it gets all of it
+        "from urllib.request import Request\n"
+        "print(urllib.request.getproxies() is not None, Request.__module__, "
+        "sys.modules['urllib.request'] is urllib.request)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.split("\n")[:3] == ["[] 47", "3", "True urllib.request True"]
