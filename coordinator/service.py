@@ -176,6 +176,7 @@ class Coordinator:
         # command id -> the earliest its sender may have sent it, when it was not kept
         # (time.monotonic()): a redelivered copy keeps the first copy's age
         self._refused_at: dict[str, float] = {}
+        self._told: dict[str, None] = {}  # command ids answered storage_failed, in order
         self._converged_for = -1
         self.devices = DeviceBook(clock)
         self.alerts: deque[tuple[float, m.AlertEvent]] = deque(maxlen=RECENT_ALERTS)
@@ -773,18 +774,20 @@ class Coordinator:
         # kept then (a full disk, a lost link) and the broker delivered it again
         first = self._sent_at(incoming)
         due = None
-        if self.expires(command):  # (-inf: its sender was told it failed, see below)
-            due = -math.inf if first == -math.inf else self.due(incoming, first)
+        if self.expires(command):  # (its sender told it failed: at once, see below)
+            due = -math.inf if command.id in self._told else self.due(incoming, first)
         done = await self.execute(kind, role, client, command, due=due, over_mqtt=True)
         if not done.kept:
             # A sender answered "storage_failed" acts on it (a dispenser prints from its
             # lease, a pad shows the failure): the copy the broker delivers again once the
             # disk is back is refused as expired, however young. One that got no answer
             # (its connection was gone) may still be waited for.
-            told = done.record["error"]["code"] == "storage_failed"
-            self._refused_at[command.id] = -math.inf if told else first
-            while len(self._refused_at) > RECENT_REFUSED:
-                del self._refused_at[next(iter(self._refused_at))]
+            self._refused_at[command.id] = first
+            if done.record["error"]["code"] == "storage_failed":
+                self._told[command.id] = None
+            for recent in (self._refused_at, self._told):
+                while len(recent) > RECENT_REFUSED:
+                    del recent[next(iter(recent))]
             raise NotKept(done.record["error"]["message"])
         return done
 
