@@ -304,21 +304,31 @@ class EventLog:
         """One real, synced write: whether an append would be kept now (after a failure).
         The file is opened again first: SQLite opens a file it cannot write read-only and
         keeps it so, even once the file system is writable again."""
-        # the old connection goes first: SQLite shares one file descriptor per file within
-        # a process, so a new connection beside it would inherit its read-only one
+        # the old connections go first, the reader's too: SQLite shares one file descriptor
+        # per file within a process, so a new connection beside either would inherit its
+        # read-only one (a coordinator started on a read-only card never wrote again)
+        separate_reader = self._reader is not self._db
         self._db.close()
+        if separate_reader:
+            self._reader.close()
         db: sqlite3.Connection | None = None
         try:
             db = open_db(self.path, _SCHEMA, check_same_thread=False)
             db.execute("INSERT OR REPLACE INTO probe (k, at) VALUES (1, ?)", (at,))
-        except (sqlite3.OperationalError, OSError) as exc:
+        except (sqlite3.Error, OSError) as exc:
             # the failed connection is closed now, not when collected: while it lives, the
             # next probe's connection would share its read-only descriptor
             if db is not None:
                 db.close()
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._reader = (
+                sqlite3.connect(self.path, isolation_level=None) if separate_reader else self._db
+            )
             raise StorageFailed(f"event log {self.path}: {exc}") from exc
         self._db = db
+        self._reader = (
+            sqlite3.connect(self.path, isolation_level=None) if separate_reader else self._db
+        )
 
     def entries_after(self, seq: int, limit: int) -> list[tuple[Any, ...]]:
         """Raw rows (seq, kind, cmd_id, day, at, source, payload, result) after ``seq``, in
