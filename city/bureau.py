@@ -200,7 +200,8 @@ async def follow(live: LiveCity, links: list[CityBrokerLink], stop: asyncio.Even
             )
             if turn % len(links) == 0:  # every node tried: wait before the next round
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
                 delay = min(delay * 2, 30.0)
 
 
@@ -361,7 +362,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             data = json.dumps(snapshot(live, places), ensure_ascii=False, separators=(",", ":"))
             await response.write(f"event: city\ndata: {data}\n\n".encode())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), STREAM_KEEPALIVE_S)
+                async with asyncio.timeout(STREAM_KEEPALIVE_S):
+                    await changed.wait()
             await asyncio.sleep(STREAM_COALESCE_S)
     except (ConnectionResetError, asyncio.CancelledError):
         pass

@@ -193,7 +193,8 @@ class Panels:
                     wake_at = min(wake_at, nxt)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.01, wake_at - time.monotonic()))
+                async with asyncio.timeout(max(0.01, wake_at - time.monotonic())):
+                    await self._wake.wait()
 
     async def _draw(self, panel: Panel, now: float, local: dt.datetime) -> None:
         level = DEFAULT_SCHEDULE.level_at(local)

@@ -14,16 +14,28 @@ __all__ = ["BackgroundTasks", "backoff_delay", "cancel_and_wait"]
 log = logging.getLogger("hallq.aio")
 
 
-async def cancel_and_wait(task: asyncio.Task[Any], retry_s: float = 0.5) -> None:
-    """Cancel ``task`` and wait until it has really ended.
+async def cancel_and_wait(*tasks: asyncio.Task[Any], retry_s: float = 0.5) -> None:
+    """Cancel ``tasks`` and wait until every one has really ended.
 
     On Python 3.11 ``asyncio.wait_for`` swallows a cancellation that arrives just as the
-    awaited future completes (fixed in 3.12), and aiomqtt awaits every publish that way: a
-    single ``cancel()`` can be lost and a shutdown would hang. So cancel again until done.
+    awaited future completes (fixed in 3.12): a single ``cancel()`` can be lost and a
+    shutdown would hang. So cancel again until done. When the caller is itself cancelled
+    meanwhile (its owner is stopping too), the tasks still end first and the cancellation
+    is raised after: otherwise the caller would leave them running with nobody to cancel
+    them again, and a loop that lost its one cancel would run forever.
     """
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=retry_s)
+    pending = {task for task in tasks if not task.done()}
+    interrupted = False
+    while pending:
+        for task in pending:
+            task.cancel()
+        try:
+            _, pending = await asyncio.wait(pending, timeout=retry_s)
+        except asyncio.CancelledError:
+            interrupted = True
+            pending = {task for task in pending if not task.done()}
+    if interrupted:
+        raise asyncio.CancelledError
 
 
 class BackgroundTasks:
@@ -54,8 +66,10 @@ class BackgroundTasks:
             log.error("%s: task %s failed", self.owner, task.get_name(), exc_info=task.exception())
 
     async def close(self) -> None:
-        while self._tasks:
-            await cancel_and_wait(self._tasks.pop())
+        while self._tasks:  # all at once: each one's stop may wait on a network
+            tasks = list(self._tasks)
+            await cancel_and_wait(*tasks)
+            self._tasks.difference_update(tasks)  # their done callbacks may not have run
 
     async def __aenter__(self) -> Self:
         return self

@@ -454,7 +454,8 @@ class Session:
         return self._boot
 
     async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109  public API: the caller bounds each wait
-        await asyncio.wait_for(self._connected.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._connected.wait()
 
     @property
     def outbox_size(self) -> int:
@@ -1008,8 +1009,9 @@ class Session:
         future: asyncio.Future[Any] = loop.create_future()
         self._pending[message.id] = future
         try:
-            await asyncio.wait_for(self.publish(topic, message, deadline=deadline), timeout)
-            return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+            async with asyncio.timeout_at(deadline):
+                await self.publish(topic, message, deadline=deadline)
+                return await future
         except TimeoutError:
             raise RequestTimeout(
                 f"no reply to {topic} (id {message.id}) within {timeout:g} s"

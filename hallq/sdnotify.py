@@ -171,7 +171,8 @@ async def ready_when(
     condition was met in time. Typical ``condition``: ``session.wait_connected()``.
     """
     try:
-        await asyncio.wait_for(condition, grace)
+        async with asyncio.timeout(grace):
+            await condition
     except TimeoutError:
         notifier.ready(waiting_status)
         return False

@@ -429,9 +429,8 @@ async def check_bus(
         for dev in devices:
             name = f"device {dev.id}"
             try:
-                reply = await asyncio.wait_for(
-                    link.request(dev.serial.address or 1, Command.HELLO, retries=2), timeout
-                )
+                async with asyncio.timeout(timeout):
+                    reply = await link.request(dev.serial.address or 1, Command.HELLO, retries=2)
             except (BridgeError, TimeoutError) as exc:
                 checks.append(
                     Check(

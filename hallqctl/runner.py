@@ -122,6 +122,7 @@ def _join_workers(workers: ThreadPoolExecutor, limit: float) -> None:
 
 async def _bounded(job: Coroutine[Any, Any, None], limit: float, what: str) -> None:
     try:
-        await asyncio.wait_for(job, limit)
+        async with asyncio.timeout(limit):
+            await job
     except TimeoutError:
         _give_up(what, ["still running"])

@@ -118,7 +118,8 @@ async def _read_retained(
                 while (left := deadline - loop.time()) > 0:
                     # Retained messages come at once; stop after a quiet spell.
                     try:
-                        message = await asyncio.wait_for(anext(messages), min(left, quiet))
+                        async with asyncio.timeout(min(left, quiet)):
+                            message = await anext(messages)
                     except TimeoutError:
                         break
                     with contextlib.suppress(PayloadError, TopicError, TypeError):

@@ -381,6 +381,12 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
                 await browser.close()
     finally:
         await cancel_and_wait(demo)
+    # stopped as Ctrl-C stops it, not with "did not stop within 5 s", and nothing it
+    # started runs on: a task left behind with nobody to cancel it again hung this test's
+    # loop shutdown for good
+    assert demo.cancelled(), demo.exception()
+    me = asyncio.current_task()
+    await until(lambda: asyncio.all_tasks() == {me}, timeout=10)
 
 
 EVIL_PAGE = """<!doctype html><html><body><h1>Free tea</h1>

@@ -226,7 +226,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
         await response.write(sse_frame("hello", {"rev": _c(request).queue.seq}))
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                async with asyncio.timeout(KEEPALIVE_S):
+                    item = await queue.get()
             except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue

@@ -167,6 +167,7 @@ class TicketPrinter:
             if remaining <= 0 or not conn.is_open:
                 return None
             try:
-                await asyncio.wait_for(self._rx_event.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._rx_event.wait()
             except TimeoutError:
                 return None
