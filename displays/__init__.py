@@ -19,8 +19,9 @@ MAX7219's driver (~2 MB of its resident memory).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hallq.lazy import lazy_names
 
 if TYPE_CHECKING:
     from displays.announcer import Announcement, Announcer
@@ -112,10 +113,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'displays' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)

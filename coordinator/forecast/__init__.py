@@ -19,8 +19,9 @@ A command line wires it like this::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hallq.lazy import lazy_names
 
 if TYPE_CHECKING:
     from coordinator.forecast.evaluate import Evaluation, evaluate, seasonal_naive
@@ -50,53 +51,44 @@ if TYPE_CHECKING:
     from coordinator.forecast.waits import SimulatedWaits, draw_expected, simulate_waits
 
 _HOME = {
-    "Evaluation": "evaluate",
-    "evaluate": "evaluate",
-    "seasonal_naive": "evaluate",
-    "export_csv": "export",
-    "export_png": "export",
-    "render_forecast": "export",
-    "Calendar": "hall_calendar",
-    "History": "history",
-    "arrival_counts": "history",
-    "generate_history": "history",
-    "MIN_WEEKS": "index",
-    "Forecast": "index",
-    "HourRow": "index",
-    "build_forecast": "index",
-    "forecast_from": "index",
-    "LEVEL_BY": "levels",
-    "LEVELS": "levels",
-    "Level": "levels",
-    "LevelBy": "levels",
-    "Thresholds": "levels",
-    "WaitCurve": "levels",
-    "expected_wait": "levels",
-    "simulated_wait_curve": "levels",
-    "thresholds": "levels",
-    "wait_level": "levels",
-    "Fit": "model",
-    "PoissonFitError": "model",
-    "fit": "model",
-    "SimulatedWaits": "waits",
-    "draw_expected": "waits",
-    "simulate_waits": "waits",
+    "Evaluation": ".evaluate",
+    "evaluate": ".evaluate",
+    "seasonal_naive": ".evaluate",
+    "export_csv": ".export",
+    "export_png": ".export",
+    "render_forecast": ".export",
+    "Calendar": ".hall_calendar",
+    "History": ".history",
+    "arrival_counts": ".history",
+    "generate_history": ".history",
+    "MIN_WEEKS": ".index",
+    "Forecast": ".index",
+    "HourRow": ".index",
+    "build_forecast": ".index",
+    "forecast_from": ".index",
+    "LEVEL_BY": ".levels",
+    "LEVELS": ".levels",
+    "Level": ".levels",
+    "LevelBy": ".levels",
+    "Thresholds": ".levels",
+    "WaitCurve": ".levels",
+    "expected_wait": ".levels",
+    "simulated_wait_curve": ".levels",
+    "thresholds": ".levels",
+    "wait_level": ".levels",
+    "Fit": ".model",
+    "PoissonFitError": ".model",
+    "fit": ".model",
+    "SimulatedWaits": ".waits",
+    "draw_expected": ".waits",
+    "simulate_waits": ".waits",
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Each name from its submodule on first use: importing one submodule (the appointment
-    book needs ``hall_calendar``) must not load numpy, the model and the PNG export, which
-    the coordinator's start does not wait for."""
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    # kept: importing a submodule binds its name here, and ``evaluate`` names both the
-    # submodule and its function
-    globals()[name] = value
-    return value
-
+# Each name from its submodule on first use: importing one submodule (the appointment book
+# needs ``hall_calendar``) must not load numpy, the model and the PNG export, which the
+# coordinator's start does not wait for.
+__getattr__ = lazy_names(__name__, _HOME)
 
 __all__ = [
     "LEVELS",

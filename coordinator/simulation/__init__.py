@@ -29,7 +29,6 @@ A command line wires it like this::
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +46,7 @@ from coordinator.simulation.profile import (
     open_spans,
 )
 from hallq.config import HallConfig
+from hallq.lazy import lazy_names
 
 if TYPE_CHECKING:
     from coordinator.simulation.day import DayResult, FastHall
@@ -56,23 +56,15 @@ if TYPE_CHECKING:
 # loaded on first use: the day loop brings numpy, the renderer PIL and rich, and the
 # coordinator's start (the appointment book's calendar needs ``profile``) waits for neither
 _HOME = {
-    "FastHall": "day",
-    "render_report": "render",
-    "save_chart": "render",
-    "PolicyReport": "report",
-    "SimulationReport": "report",
+    "FastHall": ".day",
+    "render_report": ".render",
+    "save_chart": ".render",
+    "PolicyReport": ".report",
+    "SimulationReport": ".report",
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    # kept, so the next use is a plain attribute
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_names(__name__, _HOME)
 
 __all__ = [
     "CALIBRATED_VOLUME",
