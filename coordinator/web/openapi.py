@@ -32,10 +32,21 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def _answer(
+    status: str, description: str, schema: dict[str, Any], media: str = "application/json"
+) -> dict[str, Any]:
+    return {status: {"description": description, "content": {media: {"schema": schema}}}}
+
+
 def _ok(
     description: str, schema: dict[str, Any], media: str = "application/json"
 ) -> dict[str, Any]:
-    return {"200": {"description": description, "content": {media: {"schema": schema}}}}
+    return _answer("200", description, schema, media)
+
+
+def _body(model: str) -> dict[str, Any]:
+    """A required JSON request body of the named schema."""
+    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
 
 
 def _errors(*codes: str) -> dict[str, Any]:
@@ -50,10 +61,7 @@ def _errors(*codes: str) -> dict[str, Any]:
         "booking attempts from this address",
         "503": "unavailable (board renderer, or real-name booking not set up)",
     }
-    return {
-        c: {"description": text[c], "content": {"application/json": {"schema": _ref("Error")}}}
-        for c in codes
-    }
+    return {c: _answer(c, text[c], _ref("Error"))[c] for c in codes}
 
 
 def _param(
@@ -86,6 +94,7 @@ def _schemas() -> dict[str, Any]:
 
 def openapi_document(cfg: HallConfig) -> dict[str, Any]:
     code = _param("code", "path", _STR)
+    window = _param("window", "path", {"type": "integer", "minimum": 1})
     return {
         "openapi": "3.1.0",
         "info": {"title": f"hallq coordinator API — {cfg.hall.name}", "version": "1"},
@@ -102,10 +111,7 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                     "how far the event log's shipping to the city lags (null: none)",
                     "responses": {
                         **_ok("connected", _ref("Health")),
-                        "503": {
-                            "description": "the broker link is down",
-                            "content": {"application/json": {"schema": _ref("Health")}},
-                        },
+                        **_answer("503", "the broker link is down", _ref("Health")),
                     },
                 }
             },
@@ -188,15 +194,9 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
             "/api/appointments": {
                 "post": {
                     "summary": "book a slot; the answer carries the appointment code",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("BookingRequest")}},
-                    },
+                    "requestBody": _body("BookingRequest"),
                     "responses": {
-                        "201": {
-                            "description": "booked",
-                            "content": {"application/json": {"schema": _ref("Booked")}},
-                        },
+                        **_answer("201", "booked", _ref("Booked")),
                         **_errors("400", "409", "429", "503"),
                     },
                 }
@@ -212,10 +212,7 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                 "post": {
                     "summary": "cancel a booking with the same ID or phone number it was made with",
                     "parameters": [code],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("CancelRequest")}},
-                    },
+                    "requestBody": _body("CancelRequest"),
                     "responses": {
                         **_ok("cancelled", _ref("Booking")),
                         **_errors("400", "404", "409", "429"),
@@ -227,10 +224,7 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                     "summary": "the booking code as a QR code (SVG), for the dispenser's scanner",
                     "parameters": [code],
                     "responses": {
-                        "200": {
-                            "description": "QR code",
-                            "content": {"image/svg+xml": {"schema": {"type": "string"}}},
-                        },
+                        **_ok("QR code", {"type": "string"}, "image/svg+xml"),
                         **_errors("404"),
                     },
                 }
@@ -239,18 +233,12 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                 "post": {
                     "summary": "open/close/pause/resume a window or change its skills",
                     "security": _WRITE,
-                    "parameters": [_param("window", "path", {"type": "integer", "minimum": 1})],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("SupervisorCommand")}},
-                    },
+                    "parameters": [window],
+                    "requestBody": _body("SupervisorCommand"),
                     "responses": {
                         **_ok("applied", _ref("CommandResult")),
                         **_errors("400", "401", "403"),
-                        "409": {
-                            "description": "the engine refused the command",
-                            "content": {"application/json": {"schema": _ref("CommandResult")}},
-                        },
+                        **_answer("409", "the engine refused the command", _ref("CommandResult")),
                     },
                 }
             },
@@ -259,11 +247,8 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                     "summary": "what an action would do to the hall (the desk's confirmation); "
                     "changes nothing",
                     "security": _WRITE,
-                    "parameters": [_param("window", "path", {"type": "integer", "minimum": 1})],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("ImpactRequest")}},
-                    },
+                    "parameters": [window],
+                    "requestBody": _body("ImpactRequest"),
                     "responses": {
                         **_ok("the impact, in Chinese", _ref("Impact")),
                         **_errors("400", "401", "403"),
@@ -292,15 +277,9 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                 "post": {
                     "summary": "invite a candidate: book the slot under their identity hash",
                     "security": _WRITE,
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("InviteRequest")}},
-                    },
+                    "requestBody": _body("InviteRequest"),
                     "responses": {
-                        "201": {
-                            "description": "booked",
-                            "content": {"application/json": {"schema": _ref("Booked")}},
-                        },
+                        **_answer("201", "booked", _ref("Booked")),
                         **_errors("400", "401", "403", "404", "409"),
                     },
                 },
@@ -321,10 +300,7 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                     "summary": "acknowledge an alert by its key, as the logged-in supervisor "
                     "(audited)",
                     "security": _WRITE,
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("AckRequest")}},
-                    },
+                    "requestBody": _body("AckRequest"),
                     "responses": {
                         **_ok("acknowledged", _ref("Done")),
                         **_errors("400", "401", "403", "404"),
@@ -354,15 +330,9 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                 "post": {
                     "summary": "invite a taxpayer: book on their behalf",
                     "security": _WRITE,
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("BookingRequest")}},
-                    },
+                    "requestBody": _body("BookingRequest"),
                     "responses": {
-                        "201": {
-                            "description": "booked",
-                            "content": {"application/json": {"schema": _ref("Booked")}},
-                        },
+                        **_answer("201", "booked", _ref("Booked")),
                         **_errors("400", "401", "403", "409"),
                     },
                 },
@@ -442,10 +412,7 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                 "post": {
                     "summary": "log into the supervisor desk: sets the session cookie "
                     "(HttpOnly, SameSite=Strict, Secure over TLS)",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("LoginRequest")}},
-                    },
+                    "requestBody": _body("LoginRequest"),
                     "responses": {
                         **_ok("logged in", _ref("WhoAmI")),
                         **_errors("400", "401", "403", "415", "429"),
