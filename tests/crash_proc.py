@@ -77,57 +77,39 @@ async def run_coordinator(config: str, log_path: str, cmd_id: str, point: str, a
     staged: list[str] = []
 
     async def execute_then_die(
-        self: Coordinator,
-        kind: str,
-        role: str,
-        client: str,
-        command: Any,
-        *,
-        reply: bool = True,
-        late: bool = False,
-        due: float | None = None,
-        over_mqtt: bool = False,
+        self: Coordinator, kind: str, role: str, client: str, command: Any, **kw: Any
     ) -> Any:
         if command.id == cmd_id and point == "before_log":
             print(f"handling {cmd_id}", flush=True)
             assert self.session is not None
             await barrier(self.session)
             die()
-        return await execute(
-            self, kind, role, client, command, reply=reply, late=late, due=due, over_mqtt=over_mqtt
-        )
+        return await execute(self, kind, role, client, command, **kw)
 
     def submit_then_die(
-        self: HallQueue,
-        kind: str,
-        role: str,
-        client: str,
-        command: Any,
-        now: float,
-        *,
-        late: bool = False,
-        defer: bool = False,
+        self: HallQueue, kind: str, role: str, client: str, command: Any, now: float, **kw: Any
     ) -> Any:
-        done = submit(self, kind, role, client, command, now, late=late, defer=defer)
+        done = submit(self, kind, role, client, command, now, **kw)
         if command.id == cmd_id and point == "after_log":
             staged.append(cmd_id)
-            if not defer:
+            if not kw.get("defer", False):
                 commit_then_die(self)
         return done
 
-    def commit_then_die(self: HallQueue) -> int:
+    def die_once_logged() -> None:
         """Killed once the group holding the command is durable, before any publish."""
-        kept = commit(self)
         if staged:
             print(f"logged {cmd_id}", flush=True)
             die()
+
+    def commit_then_die(self: HallQueue) -> int:
+        kept = commit(self)
+        die_once_logged()
         return kept
 
     async def commit_off_loop_then_die(self: HallQueue) -> int:
         kept = await commit_off_loop(self)
-        if staged:
-            print(f"logged {cmd_id}", flush=True)
-            die()
+        die_once_logged()
         return kept
 
     def session_as_asked(self: Coordinator, *, ack_after_handler: bool = True) -> Session:
