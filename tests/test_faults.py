@@ -4,17 +4,20 @@ real Mosquitto, the real coordinator and simulated devices on ptys."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import hallq.sqlite
-from coordinator.service import REPLY_MARGIN_S
+from coordinator.service import REPLY_MARGIN_S, Coordinator
 from edge.dispenser import DispenserAgent
 from edge.leases import LeaseBook
 from hallq import messages as m
+from hallq.bus import Session
 from hallq.config import HallConfig, parse_config
 from hallq.errors import RequestTimeout
 from hallq.topics import HallTopics
@@ -28,25 +31,79 @@ pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
 
 
+class Disk:
+    """The file system as SQLite sees it (bench/faults.py makes it really read-only): once
+    ``fail`` has been called, the coordinator's log and every connection opened since are
+    read-only, until ``read_only`` is set back (the coordinator's probe then reopens)."""
+
+    def __init__(self) -> None:
+        self.read_only = False
+
+    def fail(self, coordinator: Coordinator) -> None:
+        self.read_only = True
+        coordinator.eventlog._db.execute("PRAGMA query_only = 1")
+
+
+@pytest.fixture
+def disk(monkeypatch: pytest.MonkeyPatch) -> Disk:
+    from coordinator import eventlog
+
+    disk = Disk()
+    real_open = hallq.sqlite.open_db  # what coordinator.eventlog imported
+
+    def open_db(path: Path, schema: str, **kw: Any) -> sqlite3.Connection:
+        db = real_open(path, schema, **kw)
+        if disk.read_only:
+            db.execute("PRAGMA query_only = 1")
+        return db
+
+    monkeypatch.setattr(eventlog, "open_db", open_db)
+    return disk
+
+
+@contextlib.asynccontextmanager
+async def waiting_ticket_and_pad(
+    cfg: HallConfig, tmp_path: Path, replies: Inbox, clock: FakeClock | None = None
+) -> AsyncIterator[tuple[Coordinator, Session, Session]]:
+    """The coordinator with one ticket waiting, window 1's pad, and a watcher that hears
+    the pad's replies (every reply, also those the pad no longer waits for)."""
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock or FakeClock()) as coordinator,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        device(cfg, "board", "watch", tmp_path) as watch,
+    ):
+        await coordinator.execute(
+            "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="tax-filing")
+        )
+        await watch.subscribe(T.reply("window", "pi-w1"), replies)
+        await watch.wait_connected(10)
+        await pad.wait_connected(10)
+        yield coordinator, pad, watch
+
+
+@contextlib.asynccontextmanager
+async def dispenser_agent(
+    cfg: HallConfig, session: Session, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[tuple[DispenserAgent, LeaseBook]]:
+    """pi-d1's dispenser on ``session``, started and connected, with its lease book."""
+    leases = LeaseBook(tmp_path / "leases.sqlite")
+    dispenser = DispenserAgent(cfg, cfg.agent("pi-d1"), session, leases, None, clock=clock)
+    try:
+        await dispenser.start()
+        await session.wait_connected(10)
+        yield dispenser, leases
+    finally:
+        await dispenser.close()
+        leases.close()
+
+
 async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue_offline(
-    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox], monkeypatch: pytest.MonkeyPatch
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox], disk: Disk
 ) -> None:
     """The log turns read-only mid-day: a key press still prints a ticket (from the lease),
     supervisors get an alert, health turns red, nothing changes in memory; once the log
     takes writes again the refused requests come back from the broker and every printed
     number is in the queue exactly once."""
-    from coordinator import eventlog
-
-    disk = {"read_only": False}  # the file system, as SQLite sees it (bench/faults.py: real)
-    real_open = hallq.sqlite.open_db  # what coordinator.eventlog imported
-
-    def open_db(path: Path, schema: str, **kw: Any) -> sqlite3.Connection:
-        db = real_open(path, schema, **kw)
-        if disk["read_only"]:
-            db.execute("PRAGMA query_only = 1")
-        return db
-
-    monkeypatch.setattr(eventlog, "open_db", open_db)
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
     alerts, health = inbox(), inbox()
@@ -64,8 +121,7 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
         keypad_bus.press(keypad, 2)
         await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
 
-        disk["read_only"] = True  # the disk went read-only
-        coordinator.eventlog._db.execute("PRAGMA query_only = 1")
+        disk.fail(coordinator)
         for _ in range(2):
             keypad_bus.press(keypad, 2)
         await printer.wait_for(lambda: len(printer.tickets) == 3, timeout=15)
@@ -78,7 +134,7 @@ async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue
         assert "UNHEALTHY" in coordinator.status_line()
         assert [t.number for t in coordinator.engine.tickets] == ["B001"]
 
-        disk["read_only"] = False  # the disk is back
+        disk.read_only = False  # the disk is back
         await alerts.wait_for(lambda ps: any(a.kind == "storage_recovered" for a in ps))
         await health.wait_for(lambda ps: ps[-1].components[0].ok)
         await until(lambda: {"B950", "B951"} <= set(coordinator.engine.by_number), timeout=20)
@@ -137,32 +193,27 @@ async def test_an_offline_ticket_a_restarted_broker_dropped_is_replayed_until_an
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
     log_path = tmp_path / "log.sqlite"
-    leases = LeaseBook(tmp_path / "leases.sqlite")
     day = cfg.hall.business_day(clock()).isoformat()
-    async with device(cfg, "dispenser", "pi-d1", tmp_path) as session:
-        dispenser = DispenserAgent(cfg, cfg.agent("pi-d1"), session, leases, None, clock=clock)
-        try:
-            await dispenser.start()
-            await session.wait_connected(10)
-            async with running(cfg, log_path, clock):
-                await dispenser.top_up_leases()
-            assert leases.remaining(day, "invoice") > 0
-            mosquitto.persistence = False  # nobody's session or subscription survives
-            mosquitto.kill()
-            mosquitto.start()
-            await until(lambda: session.connects == 2 and session.connected, timeout=15)
-            issued = await dispenser.issue("invoice")  # nobody answers: printed from the lease
-            assert issued.number is not None
-            assert issued.printed
-            assert not issued.online
-            await session.wait_outbox_empty(10)  # the replay went to a broker nobody heard
-            async with running(cfg, log_path, clock) as coordinator:
-                await until(lambda: issued.number in coordinator.engine.by_number, timeout=30)
-                await until(lambda: not leases.unanswered(), timeout=10)
-                assert coordinator.engine.by_number[issued.number].offline
-        finally:
-            await dispenser.close()
-            leases.close()
+    async with (
+        device(cfg, "dispenser", "pi-d1", tmp_path) as session,
+        dispenser_agent(cfg, session, tmp_path, clock) as (dispenser, leases),
+    ):
+        async with running(cfg, log_path, clock):
+            await dispenser.top_up_leases()
+        assert leases.remaining(day, "invoice") > 0
+        mosquitto.persistence = False  # nobody's session or subscription survives
+        mosquitto.kill()
+        mosquitto.start()
+        await until(lambda: session.connects == 2 and session.connected, timeout=15)
+        issued = await dispenser.issue("invoice")  # nobody answers: printed from the lease
+        assert issued.number is not None
+        assert issued.printed
+        assert not issued.online
+        await session.wait_outbox_empty(10)  # the replay went to a broker nobody heard
+        async with running(cfg, log_path, clock) as coordinator:
+            await until(lambda: issued.number in coordinator.engine.by_number, timeout=30)
+            await until(lambda: not leases.unanswered(), timeout=10)
+            assert coordinator.engine.by_number[issued.number].offline
 
 
 async def test_a_command_that_waited_for_the_engine_past_its_deadline_is_refused(
@@ -174,19 +225,8 @@ async def test_a_command_that_waited_for_the_engine_past_its_deadline_is_refused
     text = small_hall_text(mosquitto.url, str(tmp_path / "state"))
     cfg = parse_config(text + "\n[edge]\ncommand_timeout_s = 0.5\n", "small-hall.toml")
     deadline = cfg.edge.command_timeout_s
-    clock = FakeClock()
     replies = inbox()
-    async with (
-        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
-        device(cfg, "window", "pi-w1", tmp_path) as pad,
-        device(cfg, "board", "watch", tmp_path) as watch,
-    ):
-        await coordinator.execute(
-            "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="tax-filing")
-        )
-        await watch.subscribe(T.reply("window", "pi-w1"), replies)
-        await watch.wait_connected(10)
-        await pad.wait_connected(10)
+    async with waiting_ticket_and_pad(cfg, tmp_path, replies) as (coordinator, pad, _):
         call = m.WindowAction(window=1, action="call")
         async with coordinator._lock:  # the engine is busy past the pad's deadline
             with pytest.raises(RequestTimeout):
@@ -203,66 +243,47 @@ async def test_a_command_that_waited_for_the_engine_past_its_deadline_is_refused
 
 
 async def test_a_replay_refused_for_storage_stays_held_until_the_log_keeps_it(
-    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disk: Disk
 ) -> None:
     """A coordinator that cannot write its log answers an offline ticket's replay with
     ``storage_failed``: that is no answer. The dispenser keeps the replay and sends it again
     until the log keeps it, even when the broker has meanwhile lost the copies it held."""
-    from coordinator import eventlog
     from edge import dispenser as dispenser_module
 
     monkeypatch.setattr(dispenser_module, "REPLAY_RETRY_S", (0.2, 0.5))
-    disk = {"read_only": False}
-    real_open = hallq.sqlite.open_db
-
-    def open_db(path: Path, schema: str, **kw: Any) -> sqlite3.Connection:
-        db = real_open(path, schema, **kw)
-        if disk["read_only"]:
-            db.execute("PRAGMA query_only = 1")
-        return db
-
-    monkeypatch.setattr(eventlog, "open_db", open_db)
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    leases = LeaseBook(tmp_path / "leases.sqlite")
     async with (
         running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
         device(cfg, "dispenser", "pi-d1", tmp_path) as session,
+        dispenser_agent(cfg, session, tmp_path, clock) as (dispenser, leases),
     ):
-        dispenser = DispenserAgent(cfg, cfg.agent("pi-d1"), session, leases, None, clock=clock)
-        try:
-            await dispenser.start()
-            await session.wait_connected(10)
-            await dispenser.top_up_leases()
-            disk["read_only"] = True
-            coordinator.eventlog._db.execute("PRAGMA query_only = 1")
-            answers: list[Any] = []
-            request = session.request
+        await dispenser.top_up_leases()
+        disk.fail(coordinator)
+        answers: list[Any] = []
+        request = session.request
 
-            async def answered(topic: str, message: m.Message, *, timeout: float) -> Any:  # noqa: ASYNC109  the wrapped request's own bound
-                reply = await request(topic, message, timeout=timeout)
-                answers.append(reply)
-                return reply
+        async def answered(topic: str, message: m.Message, *, timeout: float) -> Any:  # noqa: ASYNC109  the wrapped request's own bound
+            reply = await request(topic, message, timeout=timeout)
+            answers.append(reply)
+            return reply
 
-            monkeypatch.setattr(session, "request", answered)
-            issued = await dispenser.issue("invoice")  # refused for storage: from the lease
-            assert not issued.online
-            assert issued.number is not None
-            held = {m.decode(m.IssueRequest, p).id for p in leases.unanswered()}
-            await until(  # the replay was answered: storage_failed
-                lambda: any(a.corr in held and not a.ok for a in answers), timeout=15
-            )
-            mosquitto.persistence = False  # the broker forgets the copies it held
-            mosquitto.kill()
-            mosquitto.start()
-            await until(lambda: session.connects == 2 and session.connected, timeout=15)
-            assert leases.unanswered(), "a replay the log did not keep was let go"
-            disk["read_only"] = False
-            await until(lambda: issued.number in coordinator.engine.by_number, timeout=20)
-            await asyncio.wait_for(dispenser.replays_answered(), 15)
-        finally:
-            await dispenser.close()
-            leases.close()
+        monkeypatch.setattr(session, "request", answered)
+        issued = await dispenser.issue("invoice")  # refused for storage: from the lease
+        assert not issued.online
+        assert issued.number is not None
+        held = {m.decode(m.IssueRequest, p).id for p in leases.unanswered()}
+        await until(  # the replay was answered: storage_failed
+            lambda: any(a.corr in held and not a.ok for a in answers), timeout=15
+        )
+        mosquitto.persistence = False  # the broker forgets the copies it held
+        mosquitto.kill()
+        mosquitto.start()
+        await until(lambda: session.connects == 2 and session.connected, timeout=15)
+        assert leases.unanswered(), "a replay the log did not keep was let go"
+        disk.read_only = False
+        await until(lambda: issued.number in coordinator.engine.by_number, timeout=20)
+        await asyncio.wait_for(dispenser.replays_answered(), 15)
 
 
 async def test_a_request_answered_too_late_for_its_dispenser_is_not_issued(
@@ -274,31 +295,24 @@ async def test_a_request_answered_too_late_for_its_dispenser_is_not_issued(
     holds was called before the replay voided it: bench/faults.py read-only)."""
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
-    leases = LeaseBook(tmp_path / "leases.sqlite")
     async with (
         running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
         device(cfg, "dispenser", "pi-d1", tmp_path) as session,
+        dispenser_agent(cfg, session, tmp_path, clock) as (dispenser, _),
     ):
-        dispenser = DispenserAgent(cfg, cfg.agent("pi-d1"), session, leases, None, clock=clock)
-        try:
-            await dispenser.start()
-            await session.wait_connected(10)
-            await dispenser.top_up_leases()
-            # busy until a reply would no longer reach the dispenser with time to spare
-            async with coordinator._lock:
-                press = asyncio.create_task(dispenser.issue("invoice"))
-                await until(lambda: bool(coordinator._lock._waiters), timeout=10)
-                await asyncio.sleep(cfg.edge.reply_timeout_s - REPLY_MARGIN_S)
-            issued = await press
-            assert not issued.online
-            assert issued.number is not None
-            assert issued.printed
-            await asyncio.wait_for(dispenser.replays_answered(), 15)
-            tickets = [t for t in coordinator.engine.tickets if t.state is m.TicketState.WAITING]
-            assert [t.number for t in tickets] == [issued.number]
-        finally:
-            await dispenser.close()
-            leases.close()
+        await dispenser.top_up_leases()
+        # busy until a reply would no longer reach the dispenser with time to spare
+        async with coordinator._lock:
+            press = asyncio.create_task(dispenser.issue("invoice"))
+            await until(lambda: bool(coordinator._lock._waiters), timeout=10)
+            await asyncio.sleep(cfg.edge.reply_timeout_s - REPLY_MARGIN_S)
+        issued = await press
+        assert not issued.online
+        assert issued.number is not None
+        assert issued.printed
+        await asyncio.wait_for(dispenser.replays_answered(), 15)
+        tickets = [t for t in coordinator.engine.tickets if t.state is m.TicketState.WAITING]
+        assert [t.number for t in tickets] == [issued.number]
 
 
 async def test_a_command_whose_sender_has_little_left_is_judged_by_that(
@@ -309,19 +323,8 @@ async def test_a_command_whose_sender_has_little_left_is_judged_by_that(
     judges it by that, not by the full deadline from its arrival: here 1 s is left, so a
     reply later than 2/3 s after arrival would come too late, and the command is refused."""
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
-    clock = FakeClock()
     replies = inbox()
-    async with (
-        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
-        device(cfg, "window", "pi-w1", tmp_path) as pad,
-        device(cfg, "board", "watch", tmp_path) as watch,
-    ):
-        await coordinator.execute(
-            "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="tax-filing")
-        )
-        await watch.subscribe(T.reply("window", "pi-w1"), replies)
-        await watch.wait_connected(10)
-        await pad.wait_connected(10)
+    async with waiting_ticket_and_pad(cfg, tmp_path, replies) as (coordinator, pad, _):
         call = m.WindowAction(window=1, action="call")
         now = asyncio.get_running_loop().time()
         async with coordinator._lock:  # its full deadline would allow 2.5 s from arrival
@@ -426,14 +429,7 @@ async def test_a_command_whose_dispatch_lagged_its_arrival_is_judged_from_its_ar
     text = small_hall_text(mosquitto.url, str(tmp_path / "state"))
     cfg = parse_config(text + "\n[edge]\ncommand_timeout_s = 0.5\n", "small-hall.toml")
     replies = inbox()
-    async with (
-        running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator,
-        device(cfg, "window", "pi-w1", tmp_path) as pad,
-        device(cfg, "board", "watch", tmp_path) as watch,
-    ):
-        await coordinator.execute(
-            "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="tax-filing")
-        )
+    async with waiting_ticket_and_pad(cfg, tmp_path, replies) as (coordinator, pad, _):
         session = coordinator.session
         assert session is not None
         dispatch, read = session._dispatch, asyncio.Event()
@@ -445,9 +441,6 @@ async def test_a_command_whose_dispatch_lagged_its_arrival_is_judged_from_its_ar
             return await dispatch(message)
 
         monkeypatch.setattr(session, "_dispatch", lagging)
-        await watch.subscribe(T.reply("window", "pi-w1"), replies)
-        await watch.wait_connected(10)
-        await pad.wait_connected(10)
         call = m.WindowAction(window=1, action="call")
         loop = asyncio.get_running_loop()
         await pad.publish(T.cmd("window", "pi-w1"), call, deadline=loop.time() + 0.5)
@@ -491,46 +484,23 @@ async def test_a_request_that_waited_for_a_restarted_coordinator_is_not_taken_as
 
 
 async def test_a_call_answered_storage_failed_is_not_applied_when_delivered_again(
-    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox], monkeypatch: pytest.MonkeyPatch
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox], disk: Disk
 ) -> None:
     """The pad was told the CALL failed (系统存储故障), so its operator presses again or the
     dispenser prints from its lease: the copy the broker delivers again once the disk is
     back, well inside the deadline, is refused as expired, not applied. bench/faults.py
     disk-full found such an issue request applied 0.6 s after it was sent, and the
     number, which nobody held, called."""
-    from coordinator import eventlog
-
-    disk = {"read_only": False}
-    real_open = hallq.sqlite.open_db
-
-    def open_db(path: Path, schema: str, **kw: Any) -> sqlite3.Connection:
-        db = real_open(path, schema, **kw)
-        if disk["read_only"]:
-            db.execute("PRAGMA query_only = 1")
-        return db
-
-    monkeypatch.setattr(eventlog, "open_db", open_db)
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     replies, alerts = inbox(), inbox()
-    async with (
-        running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator,
-        device(cfg, "window", "pi-w1", tmp_path) as pad,
-        device(cfg, "board", "watch", tmp_path) as watch,
-    ):
-        await coordinator.execute(
-            "ticket", "dispenser", "pi-d1", m.IssueRequest(kind="issue", service="tax-filing")
-        )
-        await watch.subscribe(T.reply("window", "pi-w1"), replies)
+    async with waiting_ticket_and_pad(cfg, tmp_path, replies) as (coordinator, pad, watch):
         await watch.subscribe(T.event("alert"), alerts)
-        await watch.wait_connected(10)
-        await pad.wait_connected(10)
-        disk["read_only"] = True
-        coordinator.eventlog._db.execute("PRAGMA query_only = 1")
+        disk.fail(coordinator)
         call = m.WindowAction(window=1, action="call")
         told = await pad.request(T.cmd("window", "pi-w1"), call, timeout=cfg.edge.command_timeout_s)
         assert told.error is not None
         assert told.error.code == "storage_failed"
-        disk["read_only"] = False  # back within a second: the copy comes well in time
+        disk.read_only = False  # back within a second: the copy comes well in time
         await alerts.wait_for(lambda ps: any(a.kind == "storage_recovered" for a in ps))
         answered = await replies.wait_for(lambda ps: sum(r.corr == call.id for r in ps) == 2)
         again = [r for r in answered if r.corr == call.id][1]
