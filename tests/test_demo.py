@@ -27,7 +27,7 @@ from hallqctl.demo import (
 )
 from hallqctl.demo import demo_config as make_demo_config
 
-from .conftest import Mosquitto
+from .conftest import Mosquitto, until
 
 # a whole simulated hall each: one worker runs them in turn (--dist loadgroup)
 pytestmark = [pytest.mark.broker, pytest.mark.xdist_group("demo")]
@@ -82,18 +82,25 @@ async def test_on_a_bare_machine_the_demo_embeds_a_broker_goes_without_voice_and
     monkeypatch.setattr(hallqctl.mosquitto, "find_mosquitto", lambda: None)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no espeak-ng
     seen: list[str] = []
+    end_topic = "hallq-test/end"
+    listening, ended = asyncio.Event(), asyncio.Event()
 
     async def watch() -> None:
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
             await client.subscribe("#")
+            listening.set()
             async for message in client.messages:
-                seen.append(str(message.topic))
+                if str(message.topic) == end_topic:
+                    ended.set()
+                else:
+                    seen.append(str(message.topic))
 
     watcher = asyncio.create_task(watch())
-    started = time.monotonic()
     try:
+        await asyncio.wait_for(listening.wait(), 10)
         with caplog.at_level(logging.WARNING):
-            # 12 s at least, so that the hall's broker would have seen a demo writing to it
+            # a demo that wrote to the hall's broker would have from its first connection:
+            # every agent's presence, the coordinator's retained views, the tickets
             lines = await run_demo(
                 DEFAULT_CONFIG,
                 speed=240,
@@ -103,10 +110,13 @@ async def test_on_a_bare_machine_the_demo_embeds_a_broker_goes_without_voice_and
                 volume=4000,
                 http_port=0,
                 after_open_min=30,
-                until=lambda engine: (
-                    engine.stats_state(0).total.issued > 10 and time.monotonic() - started > 12
-                ),
+                until=lambda engine: engine.stats_state(0).total.issued > 10,
             )
+        # the broker hands its messages to the watcher in order: once this one is in,
+        # whatever reached the broker before it is in too
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.publish(end_topic, b"", qos=1)
+        await asyncio.wait_for(ended.wait(), 10)
     finally:
         watcher.cancel()
     counts = re.search(r"issued (\d+), served (\d+)", lines[0])
@@ -242,8 +252,8 @@ async def test_ctrl_c_ends_the_day_with_its_kpis(
             on_ready=ready.set_result,
         )
     )
-    await asyncio.wait_for(asyncio.shield(ready), 60)
-    await asyncio.sleep(2)
+    coordinator = await asyncio.wait_for(asyncio.shield(ready), 60)
+    await until(lambda: bool(coordinator.engine.tickets), timeout=30)  # the day is under way
     demo.cancel()  # what SIGINT does through hallqctl.runner
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(demo, 20)
