@@ -408,7 +408,7 @@ async def test_the_dashboard_page_draws_the_map_and_follows_the_city_live(
     from .test_web_browser import CHROMIUM, FLAGS, WAIT_MS, Shots, _playwright
 
     async_playwright = _playwright()
-    shots = Shots(tmp_path)
+    shots = Shots()
     (tmp_path / "city.toml").write_text(CITY_FILE, encoding="utf-8")
     live = LiveCity()
     live.apply(HallTopics("west").queue_state("invoice"), queue_msg(1, "invoice", 150, 40.0))

@@ -2,15 +2,14 @@
 
 A coordinator with its web server on a private Mosquitto; tickets are issued and called
 over MQTT as the devices do, and the pages must follow live (Server-Sent Events). The test
-waits on page conditions, never on sleeps. Screenshots go to the test's directory and,
-when ``HALLQ_ARTIFACTS`` is set, are copied there.
+waits on page conditions, never on sleeps. Screenshots are taken when ``HALLQ_ARTIFACTS``
+names a directory for them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -61,17 +60,18 @@ def _playwright() -> Any:
 
 
 class Shots:
-    def __init__(self, tmp_path: Path) -> None:
-        self.dir = tmp_path / "artifacts"
-        self.dir.mkdir()
-        self.copy_to = os.environ.get("HALLQ_ARTIFACTS")
+    """Screenshots for a person to look at, taken only when ``HALLQ_ARTIFACTS`` names a
+    directory to keep them in: nothing in the run reads them, and a full-page screenshot
+    costs a loaded CI box about a second."""
+
+    def __init__(self) -> None:
+        copy_to = os.environ.get("HALLQ_ARTIFACTS")
+        self.dir = Path(copy_to) if copy_to else None
 
     async def take(self, page: Any, name: str) -> None:
-        path = self.dir / f"{name}.png"
-        await page.screenshot(path=str(path), full_page=True)
-        if self.copy_to:
-            Path(self.copy_to).mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, Path(self.copy_to) / path.name)
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(self.dir / f"{name}.png"), full_page=True)
 
 
 async def desk_login(page: Any, url: str, user: str, password: str) -> None:
@@ -100,7 +100,7 @@ async def test_hall_and_ticket_pages_follow_calls_live(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     async_playwright = _playwright()
-    shots = Shots(tmp_path)
+    shots = Shots()
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
     async with (
@@ -298,7 +298,7 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
     from hallqctl.demo import DEFAULT_CONFIG, DEMO_PASSWORD, run_demo
 
     async_playwright = _playwright()
-    shots = Shots(tmp_path)
+    shots = Shots()
     started: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     from hallqctl.mosquitto import free_port
 
@@ -403,7 +403,7 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
     from aiohttp import web
 
     async_playwright = _playwright()
-    shots = Shots(tmp_path)
+    shots = Shots()
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     async with web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url):
         evil_app = web.Application()
@@ -545,7 +545,7 @@ async def test_the_desk_keeps_an_edit_through_live_updates_and_works_alerts_and_
     error leaves red and the next success clears; an alert acknowledged by name; express
     advice applied in one click, the hall reacting; KPIs against past days."""
     async_playwright = _playwright()
-    shots = Shots(tmp_path)
+    shots = Shots()
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
     log_path = tmp_path / "log.sqlite"
     _seed_past_days(cfg, log_path)

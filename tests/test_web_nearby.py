@@ -136,7 +136,7 @@ async def test_the_ticket_and_booking_pages_show_a_quieter_hall_while_the_city_i
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     async_playwright = _playwright()
-    shots = Shots(tmp_path)
+    shots = Shots()
     cfg = nearby_hall(mosquitto, tmp_path)
     bridge = Bridge(mosquitto)
     async with (
