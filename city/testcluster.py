@@ -17,6 +17,8 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 NATS_SERVER = "/usr/sbin/nats-server"
@@ -115,6 +117,7 @@ class NatsCityCluster:
         self.client_ports = [free_port() for _ in range(self.nodes)]
         self.route_ports = [free_port() for _ in range(self.nodes)]
         self.mqtt_ports = [free_port() for _ in range(self.nodes)]
+        self.monitor_ports = [free_port() for _ in range(self.nodes)]
 
     def start_all(self, timeout: float = 30.0, attempts: int = 3) -> None:
         """Start every node and wait until each takes an MQTT session. A port picked free
@@ -123,6 +126,8 @@ class NatsCityCluster:
         for attempt in range(attempts):
             self.start()
             try:
+                for i in range(self.nodes):
+                    self.wait_healthy(i, timeout)
                 for i in range(self.nodes):
                     self.wait_mqtt(i, timeout)
                 return
@@ -165,6 +170,7 @@ class NatsCityCluster:
         conf = {
             "server_name": f"city-{i}",
             "listen": f"127.0.0.1:{self.client_ports[i]}",
+            "http": f"127.0.0.1:{self.monitor_ports[i]}",
             "jetstream": {"store_dir": str(store)},
             "cluster": {
                 "name": "hallq-city",
@@ -208,6 +214,25 @@ class NatsCityCluster:
     def log(self, i: int) -> str:
         path = self.workdir / f"city-{i}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_healthy(self, i: int, timeout: float = 30.0) -> None:
+        """Until node ``i``'s monitor says it is healthy, JetStream included: an MQTT session
+        asked for before the cluster has its JetStream leader waits out NATS's own 4 s
+        timeout and fails (``lookup sessions stream``), so probing early costs seconds."""
+        url = f"http://127.0.0.1:{self.monitor_ports[i]}/healthz"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs[i]
+            if proc is None or proc.poll() is not None:
+                raise RuntimeError(f"city node {i} is not running: {self.log(i)[-2000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"city node {i} not healthy in {timeout} s: {self.log(i)[-2000:]}")
 
     def wait_mqtt(self, i: int, timeout: float = 30.0) -> None:
         """Until node ``i`` accepts an MQTT session (JetStream must have its leader)."""
