@@ -15,7 +15,6 @@ Class creation is most of what the models cost a process (~1 MB for all of them)
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args, get_origin, overload
 
@@ -34,6 +33,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from hallq.errors import PayloadError
+from hallq.lazy import lazy_names
 from hallq.logsetup import escape_controls, redact
 from hallq.topics import ID_PATTERN
 from hallq.ulid import ULID_PATTERN, new_ulid
@@ -283,14 +283,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
 _HOME = {name: module for module, names in GROUPS.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
-    """A topic group's model, its group imported on first use (PEP 562)."""
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+# a topic group's model, its group imported on first use (PEP 562)
+__getattr__ = lazy_names(__name__, _HOME)
 
 
 def __dir__() -> list[str]:
