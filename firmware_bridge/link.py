@@ -51,6 +51,7 @@ log = logging.getLogger("firmware_bridge.link")
 
 _SUMMARY_EVERY = 60.0
 _STABLE_AFTER = 5.0  # a port open this long counts as working again
+_STALL_GRANTS = 5  # further reply timeouts a request may get for stalls of this process
 
 
 class EventSource(Protocol):
@@ -489,7 +490,7 @@ class SerialLink:
                 + self.timing.wire_time(request.wire_chars(), self.baudrate)
                 + self.timing.reply_timeout
             )
-            stalled = False
+            since, grants = sent, 0
             while True:
                 await asyncio.wait(
                     {done, conn.closed},
@@ -500,11 +501,12 @@ class SerialLink:
                     raise _PortLost
                 if done.done():
                     break
-                later = self._still_coming(conn, sent, deadline, stalled)
+                later = self._still_coming(conn, sent, since, deadline, grants)
                 if later is None:
                     break
                 deadline, woke_late = later
-                stalled = stalled or woke_late
+                if woke_late:
+                    since, grants = loop.time(), grants + 1
         finally:
             self._answers = None
             done.cancel()
@@ -786,7 +788,7 @@ class SerialLink:
             gap = self.timing.byte_gap
             deadline = self._tx_end + timeout
             limit = deadline + self.timing.wire_time(MAX_WIRE_FRAME, self.baudrate) + gap
-            stalled = False
+            since, grants = sent, 0
             while True:
                 waiting: set[asyncio.Future[Any]] = {future, conn.closed}
                 await asyncio.wait(
@@ -798,12 +800,12 @@ class SerialLink:
                     return future.result()
                 if conn.closed.done():
                     raise _PortLost
-                later = self._still_coming(conn, sent, deadline, stalled)
+                later = self._still_coming(conn, sent, since, deadline, grants)
                 if later is None:
                     return None
                 deadline, woke_late = later
                 if woke_late:
-                    stalled = True
+                    since, grants = loop.time(), grants + 1
                     limit = deadline + self.timing.wire_time(MAX_WIRE_FRAME, self.baudrate)
                 elif loop.time() >= limit:
                     return None
@@ -812,17 +814,18 @@ class SerialLink:
             future.cancel()
 
     def _still_coming(
-        self, conn: PortConnection, sent: float, deadline: float, stalled: bool
+        self, conn: PortConnection, sent: float, since: float, deadline: float, grants: int
     ) -> tuple[float, bool] | None:
         """At a reply deadline: a later one if the answer may still be on its way (and
-        whether it is the one for a stall), else None.
+        whether it is granted for a stall), else None.
 
         Bytes the OS holds mean it answered and this process was slow to read; bytes that
         arrived within ``byte_gap`` mean an answer is still coming in. A process that stood
-        still since it sent (a loaded machine; the demo's one loop running a whole hall and
-        its simulated devices) cannot tell a silent device from one it did not get to hear,
-        so it waits one more reply timeout from now, once per request: otherwise the answer
-        arrives after the master gave up, counts as garbage and collides with its next frame.
+        still since it sent (``since``: or since the last such grant) cannot tell a silent
+        device from one it did not get to hear (a loaded machine; the demo's one loop
+        running a whole hall and its simulated devices), so it waits one more reply timeout
+        from now, at most ``_STALL_GRANTS`` times a request: otherwise the answer arrives
+        after the master gave up, counts as garbage and collides with its next frame.
         """
         now = asyncio.get_running_loop().time()
         gap = self.timing.byte_gap
@@ -830,9 +833,10 @@ class SerialLink:
             return now + gap, False
         if self._last_rx > sent and now - self._last_rx < gap:
             return self._last_rx + gap, False
-        if not stalled and (
-            now - deadline > gap or (self._stalls is not None and self._stalls.stalled_since(sent))
-        ):
+        stalled = now - deadline > gap or (
+            self._stalls is not None and self._stalls.stalled_since(since)
+        )
+        if stalled and grants < _STALL_GRANTS:
             return now + self.timing.reply_timeout, True
         return None
 
