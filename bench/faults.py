@@ -263,7 +263,7 @@ class Hall:
         elif s == "city-link-cut":
             self.city.cut()
             await asyncio.sleep(hold)
-            self.city.restore(self.event_log)
+            await self.city.restore(self.event_log)
         await self.probe_online(probe, time.perf_counter())
 
 

@@ -63,7 +63,6 @@ class CityLink:
         self.dsn = ""
         self.shipper: subprocess.Popen[bytes] | None = None
         self.catchups: list[float] = []  # per cut: restore -> the city has what the hall had
-        self._watchers: list[asyncio.Task[None]] = []
 
     def _psycopg(self) -> Any:
         try:
@@ -127,18 +126,15 @@ class CityLink:
         for link in self.links:
             link.cut()
 
-    def restore(self, log: Path) -> None:
-        """The link is back; a watcher times how long the city takes to have all the hall
-        had at this moment (shipped and bridged), without holding up the load."""
+    async def restore(self, log: Path) -> None:
+        """The link is back; times how long the city takes to have all the hall had at
+        this moment (shipped and bridged; the load goes on meanwhile). The next cut comes
+        only after: a cut during the catch-up would be timed as part of it."""
         for link in self.links:
             link.restore()
-        self._watchers.append(
-            asyncio.create_task(self._catch_up(max_seq(log), time.perf_counter()))
-        )
-
-    async def _catch_up(self, seq: int, since: float) -> None:
+        since = time.perf_counter()
         async with asyncio.timeout(120):
-            await self.shipped_to(seq)
+            await self.shipped_to(max_seq(log))
             await self._bridge_up()
         self.catchups.append(time.perf_counter() - since)
 
@@ -204,7 +200,6 @@ class CityLink:
         """After the run: the city has every entry of the hall's log once, and its view."""
         from hallq import messages as m
 
-        await asyncio.gather(*self._watchers)
         with sqlite3.connect(f"file:{log}?mode=ro", uri=True) as db:
             local = {int(r[0]) for r in db.execute("SELECT seq FROM entries")}
         started = time.perf_counter()
@@ -235,8 +230,6 @@ class CityLink:
         }
 
     async def close(self) -> None:
-        for task in self._watchers:
-            task.cancel()
         if self.shipper is not None and self.shipper.poll() is None:
             self.shipper.send_signal(signal.SIGTERM)
             try:
