@@ -20,7 +20,10 @@ Each run reports, after the load stops and the outboxes are empty:
 
 - lost: printed tickets missing from the coordinator's log;
 - duplicated: a number printed twice, or a ticket called twice;
-- ghost: tickets in the queue that no dispenser printed (not voided);
+- ghost: tickets in the queue that no dispenser printed (not voided); apart from them,
+  called_before_loss_known: such a ticket whose key press the dispenser issued offline
+  instead (its reply was lost) and which a window called before that replay came (the
+  coordinator could not know yet; a called ticket is not voided);
 - stale_applied: commands applied after their sender's deadline (a window command after
   ``edge.command_timeout_s``; an online issue after that deadline rounded up to whole
   seconds -- MQTT 5 expiry counts seconds -- and not voided by the dispenser's replay);

@@ -5,7 +5,8 @@ and restores (``city.testcluster.LinkCut``: every connection dropped, new ones r
 as when the hall's WAN line goes): the hall Mosquitto's bridge to a one-node NATS city
 broker (``hallq bridge``'s configuration) and the shipper (``hallq ship``, its own
 process, as in a hall) to a database of this run's own on the machine's PostgreSQL
-(``HALLQ_FAULTS_PG``, an admin connection string; default the local server as postgres).
+(``HALLQ_FAULTS_PG`` or the tests' ``HALLQ_TEST_PG``, an admin connection string; default
+the local server as postgres).
 
 The hall must not notice (its columns are the other scenarios'); the city must catch up
 once the link is back: every entry of the hall's log shipped exactly once, and the
@@ -34,8 +35,10 @@ from city.bridge import bridge_config, city_broker
 from city.testcluster import LinkCut, NatsCityCluster, find_nats_server
 from hallq.topics import HallTopics
 
-ADMIN_DSN = os.environ.get(
-    "HALLQ_FAULTS_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+ADMIN_DSN = (
+    os.environ.get("HALLQ_FAULTS_PG")
+    or os.environ.get("HALLQ_TEST_PG")  # the city tests' server, where one is set
+    or "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 )
 HALL_PASSWORD = "hall-pw"
 BUREAU_PASSWORD = "bureau-pw"
