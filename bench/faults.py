@@ -81,7 +81,7 @@ from hallq import messages as m
 from hallq.bus import Session
 from hallq.config import HallConfig, parse_config
 from hallq.topics import HallTopics, parse
-from hallqctl.mosquitto import Mosquitto
+from hallqctl.mosquitto import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # city-link-cut first: the longest to set up (a NATS cluster), so it overlaps the others
@@ -362,6 +362,9 @@ async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, 
 
         hall.city = CityLink(work, cfg.hall.id)
         hall.broker.extra = await hall.city.start()
+        hall.broker.port = free_port()  # the one picked seconds ago may be taken by now
+        hall.config.write_text(hall_text(hall.broker.url, hall.state), encoding="utf-8")
+        cfg = parse_config(hall.config.read_text(encoding="utf-8"), str(hall.config))
         hall.city.hall_port = hall.broker.port
         hall.mark("city")
     hall.broker.start()
