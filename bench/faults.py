@@ -14,7 +14,8 @@ meanwhile one fault is injected again and again:
 - ``read-only``: the coordinator dies and comes back on a state directory mounted
   read-only (an SD card the kernel remounted read-only), which becomes writable later;
 - ``city-link-cut``: the hall's link to the city goes (the bridge to the city broker and
-  the shipper to the city's PostgreSQL; ``bench/faults_city.py``) and comes back.
+  the shipper to the city's PostgreSQL; ``bench/faults_city.py``) and comes back. Run on
+  its own (``--scenario city-link-cut``), not in ``all``: see APART below.
 
 Each run reports, after the load stops and the outboxes are empty:
 
@@ -84,15 +85,10 @@ from hallq.topics import HallTopics, parse
 from hallqctl.mosquitto import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-# city-link-cut first: the longest to set up (a NATS cluster), so it overlaps the others
-SCENARIOS = (
-    "city-link-cut",
-    "coordinator-kill",
-    "broker-restart",
-    "broker-kill",
-    "disk-full",
-    "read-only",
-)
+SCENARIOS = ("coordinator-kill", "broker-restart", "broker-kill", "disk-full", "read-only")
+# Not in "all" (so not in CI) while the hall's Mosquitto (2.0.11) can hang for good when
+# its bridge reconnects after a cut: BENCHMARKS.md, "Faults without lies", faults3.
+APART = ("city-link-cut",)
 NEEDS_MOUNTS = {"disk-full", "read-only"}
 WINDOWS_DRIVEN = 12
 TMPFS_SIZE = "48m"
@@ -614,7 +610,7 @@ def run_apart(chosen: tuple[str, ...], args: argparse.Namespace) -> list[dict[st
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default="all", choices=("all", *SCENARIOS))
+    parser.add_argument("--scenario", default="all", choices=("all", *SCENARIOS, *APART))
     parser.add_argument("--faults", type=int, default=3)
     parser.add_argument("--every", type=float, default=2.0, help="seconds of load between faults")
     parser.add_argument("--hold", type=float, default=2.0, help="seconds an outage lasts")
