@@ -99,6 +99,7 @@ async def run_agent(
     gpio: list[Any] = []  # edge.gpio's Buttons and Indicators (gpiozero, imported if used)
     leases: LeaseBook | None = None
     dispenser: DispenserAgent | None = None
+    window_agent: WindowAgent | None = None
     worker: DispenserAgent | WindowAgent | BoardWorker
     async with make_session(cfg, agent) as session, wiring:
         try:
@@ -116,7 +117,7 @@ async def run_agent(
                     for d in wiring.drivers.values()
                     if isinstance(d, CallPad) and d.window is not None
                 }
-                worker = WindowAgent(cfg, agent, session, pads)
+                worker = window_agent = WindowAgent(cfg, agent, session, pads)
             else:
                 worker = BoardWorker(agent, Health(session))
             await worker.start()
@@ -176,6 +177,8 @@ async def run_agent(
         finally:
             if dispenser is not None:
                 await dispenser.close()
+            if window_agent is not None:
+                await window_agent.close()
             for item in gpio:
                 item.close()
             if leases is not None:

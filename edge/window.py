@@ -21,6 +21,7 @@ from firmware_bridge.devices.call_pad import PadKey, PadKeyPress
 from firmware_bridge.devices.rating_pad import Rating
 from firmware_bridge.errors import BridgeError
 from hallq import messages as m
+from hallq.aio import BackgroundTasks
 from hallq.bus import Incoming, Session
 from hallq.config import Agent, HallConfig
 from hallq.errors import NotConnected, RequestTimeout
@@ -63,6 +64,10 @@ class WindowAgent:
         self.last_served: dict[int, str] = {}
         self.cmd_topic = session.topics.cmd("window", agent.id)
         self._busy: dict[int, asyncio.Lock] = {w: asyncio.Lock() for w in self.windows}
+        self._latest: dict[int, str] = {}  # window -> state text not shown yet
+        self._showing: dict[int, asyncio.Task[None]] = {}
+        self._displays = BackgroundTasks(f"{agent.id} displays")
+        self._closed = False
 
     async def start(self) -> None:
         for window in self.windows:
@@ -78,13 +83,30 @@ class WindowAgent:
         except BridgeError as exc:
             log.info("%s: pad of window %d cannot show %r: %s", self.agent.id, window, text, exc)
 
-    async def _on_state(self, incoming: Incoming) -> None:
+    async def close(self) -> None:
+        self._closed = True
+        await self._displays.close()
+
+    def _on_state(self, incoming: Incoming) -> None:
+        """Runs in the session's message loop, so it must not wait for the serial line: a
+        command's reply queued behind a state would wait for a DISPLAY on a busy 9600-baud
+        line (the demo's pads timed out on a third of their commands). The pad shows the
+        newest state when its line is free; states in between are skipped."""
         state: m.WindowState = incoming.payload
         before = self.states.get(state.window)
         if before is not None and before.ticket and before.ticket != state.ticket:
             self.last_served[state.window] = before.ticket
         self.states[state.window] = state
-        await self.show(state.window, display_text(state))
+        self._latest[state.window] = display_text(state)
+        showing = self._showing.get(state.window)
+        if not self._closed and (showing is None or showing.done()):
+            self._showing[state.window] = self._displays.spawn(
+                self._show_latest(state.window), name=f"display {state.window}"
+            )
+
+    async def _show_latest(self, window: int) -> None:
+        while window in self._latest:
+            await self.show(window, self._latest.pop(window))
 
     def command_for(self, press: PadKeyPress) -> Any:
         """The command a key press asks for; None if it asks for none (or names no window)."""

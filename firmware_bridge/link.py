@@ -40,6 +40,7 @@ from firmware_bridge.frame import (
 from firmware_bridge.payloads import DeviceStatus, EventType, Identity, NackReason, split_event
 from firmware_bridge.port import PortConnection, open_port
 from firmware_bridge.seqstore import EventSeqStore
+from firmware_bridge.stall import StallWatch
 from firmware_bridge.timing import LinkTiming
 from firmware_bridge.updates import DeviceEvent, DeviceState, LinkState, Update
 from hallq.aio import backoff_delay, cancel_and_wait
@@ -50,6 +51,7 @@ log = logging.getLogger("firmware_bridge.link")
 
 _SUMMARY_EVERY = 60.0
 _STABLE_AFTER = 5.0  # a port open this long counts as working again
+_STALL_GRANTS = 5  # further reply timeouts a request may get for stalls of this process
 
 
 class EventSource(Protocol):
@@ -165,6 +167,7 @@ class SerialLink:
         self._answers: tuple[AttentionAnswers, asyncio.Future[None]] | None = None
         self._last_rx = float("-inf")
         self._tx_end = float("-inf")
+        self._stalls: StallWatch | None = None
         self._summary_at = 0.0
         self._summary_drops: Counter[DropReason] = Counter()
 
@@ -283,6 +286,14 @@ class SerialLink:
     # --- the port's life ----------------------------------------------------------------
 
     async def _supervise(self) -> None:
+        self._stalls = StallWatch.of(asyncio.get_running_loop())
+        self._stalls.hold()
+        try:
+            await self._reopening()
+        finally:
+            self._stalls.release()
+
+    async def _reopening(self) -> None:
         failures = 0
         while True:
             try:
@@ -468,7 +479,7 @@ class SerialLink:
         request = AttentionRequest(self.timing.attention_slot, tuple(addresses))
         answers = AttentionAnswers(request)
         done: asyncio.Future[None] = loop.create_future()
-        await self._send(
+        sent = await self._send(
             conn, Frame(BROADCAST, Command.ATTENTION, self._next_seq(), request.encode())
         )
         self.stats.attention_polls += 1
@@ -479,13 +490,23 @@ class SerialLink:
                 + self.timing.wire_time(request.wire_chars(), self.baudrate)
                 + self.timing.reply_timeout
             )
-            await asyncio.wait(
-                {done, conn.closed},
-                timeout=max(0.0, deadline - loop.time()),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if conn.closed.done():
-                raise _PortLost
+            since, grants = sent, 0
+            while True:
+                await asyncio.wait(
+                    {done, conn.closed},
+                    timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if conn.closed.done():
+                    raise _PortLost
+                if done.done():
+                    break
+                later = self._still_coming(conn, sent, since, deadline, grants)
+                if later is None:
+                    break
+                deadline, woke_late = later
+                if woke_late:
+                    since, grants = loop.time(), grants + 1
         finally:
             self._answers = None
             done.cancel()
@@ -767,6 +788,7 @@ class SerialLink:
             gap = self.timing.byte_gap
             deadline = self._tx_end + timeout
             limit = deadline + self.timing.wire_time(MAX_WIRE_FRAME, self.baudrate) + gap
+            since, grants = sent, 0
             while True:
                 waiting: set[asyncio.Future[Any]] = {future, conn.closed}
                 await asyncio.wait(
@@ -778,20 +800,45 @@ class SerialLink:
                     return future.result()
                 if conn.closed.done():
                     raise _PortLost
-                now = loop.time()
-                if now >= limit:
+                later = self._still_coming(conn, sent, since, deadline, grants)
+                if later is None:
                     return None
-                if conn.bytes_waiting():  # it answered; this process was slow to read
-                    deadline = now + gap
-                    continue
-                # A reply is still coming in: wait while its bytes keep arriving.
-                if self._last_rx > sent and now - self._last_rx < gap:
-                    deadline = self._last_rx + gap
-                    continue
-                return None
+                deadline, woke_late = later
+                if woke_late:
+                    since, grants = loop.time(), grants + 1
+                    limit = deadline + self.timing.wire_time(MAX_WIRE_FRAME, self.baudrate)
+                elif loop.time() >= limit:
+                    return None
         finally:
             self._pending = None
             future.cancel()
+
+    def _still_coming(
+        self, conn: PortConnection, sent: float, since: float, deadline: float, grants: int
+    ) -> tuple[float, bool] | None:
+        """At a reply deadline: a later one if the answer may still be on its way (and
+        whether it is granted for a stall), else None.
+
+        Bytes the OS holds mean it answered and this process was slow to read; bytes that
+        arrived within ``byte_gap`` mean an answer is still coming in. A process that stood
+        still since it sent (``since``: or since the last such grant) cannot tell a silent
+        device from one it did not get to hear (a loaded machine; the demo's one loop
+        running a whole hall and its simulated devices), so it waits one more reply timeout
+        from now, at most ``_STALL_GRANTS`` times a request: otherwise the answer arrives
+        after the master gave up, counts as garbage and collides with its next frame.
+        """
+        now = asyncio.get_running_loop().time()
+        gap = self.timing.byte_gap
+        if conn.bytes_waiting():
+            return now + gap, False
+        if self._last_rx > sent and now - self._last_rx < gap:
+            return self._last_rx + gap, False
+        stalled = now - deadline > gap or (
+            self._stalls is not None and self._stalls.stalled_since(since)
+        )
+        if stalled and grants < _STALL_GRANTS:
+            return now + self.timing.reply_timeout, True
+        return None
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFF

@@ -606,10 +606,10 @@ def sim_devices(config_file: Path, agent_id: str, sim_dir: Path) -> None:
     "--start",
     "after_open_min",
     type=click.FloatRange(-60, 600),
-    default=40.0,
+    default=60.0,
     show_default=True,
-    help="minutes after the hall opens when the demo's day begins (the morning "
-    "peak follows within a minute at the default speed)",
+    help="minutes after the hall opens when the demo's day begins (10:00 in the example "
+    "hall: its hour runs into the morning peak, whose waits average the seed's ~5 min)",
 )
 def demo(
     config_file: Path | None,

@@ -28,10 +28,11 @@ from pydantic import SecretStr
 
 from coordinator.simulation.profile import (
     CALIBRATED_VOLUME,
-    HALF_HOURS,
-    MIX,
-    SERVICE_MIN,
+    SEED_MEAN_COUNTER_MIN,
+    Demand,
     day_factor,
+    draw_day,
+    open_spans,
 )
 from hallq.config import BrokerConfig, CallPadDevice, HallConfig, RatingPadDevice
 from hallq.examples import example_hall
@@ -169,7 +170,8 @@ def demo_config(
     cfg: HallConfig, broker: BrokerConfig, state: Path, http_port: int | None = None
 ) -> HallConfig:
     """The hall file made a demo: its own broker and state, the mock pin factory, a demo
-    supervisor password and ID key where the file sets none, a dashboard port that is free."""
+    supervisor password and ID key where the file sets none, a dashboard port that is free,
+    serial lines fast enough for hall time at the demo's speed (``_fast_lines``)."""
     security = cfg.security
     if security.id_hash_key is None:
         security = security.model_copy(update={"id_hash_key": SecretStr("hallq-demo-key-0001")})
@@ -191,12 +193,31 @@ def demo_config(
         )
     return cfg.model_copy(
         update={
+            "agents": [_fast_lines(agent) for agent in cfg.agents],
             "broker": broker,
             "security": security,
             "runtime": cfg.runtime.model_copy(update={"state_dir": state, "pin_factory": "mock"}),
             "coordinator": cfg.coordinator.model_copy(update=coordinator),
         }
     )
+
+
+DEMO_BAUD = 115200
+
+
+def _fast_lines(agent: Any) -> Any:
+    """The agent with every serial line at 115200 baud (routine for RS-485): the demo's
+    hall hour passes in a wall minute, so its lines carry 60 times the calls, displays and
+    LED changes of a real hour; at the hall file's 9600 baud a pad's DISPLAY queued behind
+    its line's strips for seconds, minutes of hall time, and the windows served at half
+    speed. The devices' time shrinks with the hall's, as the printer's settle time does."""
+    devices = [
+        dev.model_copy(update={"serial": dev.serial.model_copy(update={"baud": DEMO_BAUD})})
+        if getattr(dev, "serial", None) is not None
+        else dev
+        for dev in agent.devices
+    ]
+    return agent.model_copy(update={"devices": devices})
 
 
 def opening_time(cfg: HallConfig, after_open_min: float = -3.0) -> float:
@@ -229,6 +250,7 @@ class Traffic:
         self.daily_volume = daily_volume
         self.day_of_month = day_of_month  # None: an average filing-period (征期) day
         self.rng = random.Random(seed)
+        self.demand = Demand.for_services([s.code for s in cfg.services])
         self.stats = DemoStats()
         self.keys: dict[str, list[tuple[Any, int, int]]] = {}
         for agent in cfg.agents:
@@ -238,59 +260,71 @@ class Traffic:
                     for index, code in enumerate(dev.services or [], start=1):
                         self.keys.setdefault(code, []).append((bus, address, index))
 
-    def rate_now(self, now: float) -> float:
-        """Arrivals per hall second at ``now`` (non-homogeneous Poisson)."""
-        local = dt.datetime.fromtimestamp(now, self.cfg.hall.tzinfo)
-        slot = (local.hour * 60 + local.minute - 9 * 60) // 30
-        if not 0 <= slot < len(HALF_HOURS):
-            return 0.0
-        share = HALF_HOURS[slot] / sum(HALF_HOURS)
-        return self.daily_volume * day_factor(self.day_of_month) * share / 1800.0
-
-    def _service(self) -> str:
-        codes = [c for c in MIX if c in self.keys]
-        return self.rng.choices(codes, weights=[MIX[c] for c in codes])[0] if codes else ""
+    def day_arrivals(self, day: dt.date) -> list[tuple[float, str]]:
+        """The day's arrivals (hall time, service): the simulator's own draw (``draw_day``
+        on the same demand: profile over the open hours, mix), so a demo day and a
+        simulated day of the calibrated volume are the same hall."""
+        spans = open_spans(self.cfg.hall.open_hours)
+        midnight = dt.datetime.combine(day, dt.time(0), self.cfg.hall.tzinfo).timestamp()
+        volume = self.daily_volume * day_factor(self.day_of_month)
+        drawn = draw_day(self.demand, spans, volume=volume, rng=self.rng)
+        return [(midnight + a.t, a.service) for a in drawn if a.service in self.keys]
 
     async def arrivals(self) -> None:
+        """Each taxpayer presses a key at their arrival time, kept to the hall clock: a
+        sleep that overruns (a busy loop at 60x) delays a press, never drops arrivals."""
         while True:
-            rate = self.rate_now(self.clock())
-            if rate <= 0:
-                await self.clock.sleep(60)
-                continue
-            await self.clock.sleep(self.rng.expovariate(rate))
-            code = self._service()
-            if not code:
-                continue
-            bus, address, key = self.rng.choice(self.keys[code])
-            bus.press(address, key)
-            self.stats.arrivals += 1
+            now = self.clock()
+            day = dt.datetime.fromtimestamp(now, self.cfg.hall.tzinfo).date()
+            for at, code in self.day_arrivals(day):
+                if at < now:
+                    continue
+                await self.clock.sleep(at - self.clock())
+                bus, address, key = self.rng.choice(self.keys[code])
+                bus.press(address, key)
+                self.stats.arrivals += 1
+            tomorrow = dt.datetime.combine(
+                day + dt.timedelta(days=1), dt.time(0), self.cfg.hall.tzinfo
+            )
+            await self.clock.sleep(tomorrow.timestamp() - self.clock())
 
     def _service_s(self, code: str | None) -> float:
-        mean = SERVICE_MIN.get(code or "", 1.63) * 60
-        sigma = 0.5
+        """Counter time, call to finish (the walk to the window included, as the seed's
+        1.63 min average is what the hall's system recorded): the simulator's lognormal."""
+        code = code if code in self.demand.mean_min else None
+        mean = (self.demand.mean_min[code] if code else SEED_MEAN_COUNTER_MIN) * 60
+        sigma = self.demand.sigma_of(code or "")
         return self.rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma)
 
     async def staff(self, window: int, pad_id: str, rating_id: str | None) -> None:
+        """One window's clerk: CALL, serve for the ticket's counter time, FINISH (and the
+        taxpayer rates, while the clerk calls the next). A CALL that finds nobody is
+        pressed again 5-15 s later: the simulator's idle window takes an arrival at once."""
+        from firmware_bridge.frame import Command
         from firmware_bridge.sim import SimCallPad
 
         bus, address = self.sims[pad_id]
         pad = bus.device(address, SimCallPad)
         rating = self.sims.get(rating_id) if rating_id else None
         service_of = {s.prefix: s.code for s in self.cfg.services}
+        loop = asyncio.get_running_loop()
         await self.clock.sleep(self.rng.uniform(0, 120))
         while True:
-            shown = len(pad.displays)
+            # any DISPLAY, even the same text again: a CALL that finds nobody shows the
+            # idle text it already showed, and waiting for a new one cost 5 wall seconds
+            # (5 hall minutes at x60) each time
+            shown = pad.received[Command.DISPLAY]
             pressed = self.clock()
             bus.press(address, "CALL")
             self.stats.presses += 1
             with contextlib.suppress(TimeoutError):
                 await bus.wait_for(
-                    lambda: len(pad.displays) > shown,  # noqa: B023 awaited here
+                    lambda: pad.received[Command.DISPLAY] > shown,  # noqa: B023 awaited here
                     timeout=5,
                 )
             text = pad.display or ""
             if not TICKET.match(text):
-                await self.clock.sleep(self.rng.uniform(15, 45))
+                await self.clock.sleep(self.rng.uniform(5, 15))
                 continue
             self.stats.calls.append(pressed)
             if self.rng.random() < 0.03:
@@ -299,18 +333,17 @@ class Traffic:
                 await self.clock.sleep(40)
                 bus.press(address, "SKIP")
                 continue
-            # the taxpayer walks over, then is served; the devices' own latency (a poll round,
-            # the bus) already took part of that time, which matters at high --speed
-            busy = self.rng.uniform(10, 30) + self._service_s(service_of.get(text[0]))
+            # the devices' own latency (a poll round, the bus) already took part of that
+            # time, which matters at high --speed
+            busy = self._service_s(service_of.get(text[0]))
             await self.clock.sleep(busy - (self.clock() - pressed))
             if self.rng.random() < 0.02:
                 bus.press(address, "TRANSFER", f"S{self.rng.randint(1, len(self.cfg.services))}")
                 continue
             bus.press(address, "FINISH")
             if rating is not None and self.rng.random() < 0.6:
-                await self.clock.sleep(3)
                 score = self.rng.choices([r for r, _ in RATINGS], [w for _, w in RATINGS])[0]
-                rating[0].rate(rating[1], score)
+                loop.call_later(3 / self.clock.speed, rating[0].rate, rating[1], score)
 
 
 def _staffing(cfg: HallConfig) -> list[tuple[int, str, str | None]]:
@@ -360,10 +393,19 @@ def summary_table(engine: Any, clock: HallClock, stats: DemoStats) -> Any:
     return table
 
 
-def kpi_lines(engine: Any) -> list[str]:
+def kpi_lines(engine: Any, traffic: DemoStats | None = None) -> list[str]:
     stats = engine.stats_state(0)
     total = stats.total
     lines = [f"issued {total.issued}, served {total.served}, no-shows {total.no_show}"]
+    behind = (traffic.arrivals - total.issued) if traffic is not None else 0
+    if traffic is not None and behind > max(10, traffic.arrivals // 20):
+        # the kiosks serve one press at a time, in wall time: at x60 the example hall's
+        # peak is ~30 presses a wall second; a loaded machine issues fewer, and the waits
+        # shown are then shorter than the hall's
+        lines.append(
+            f"{behind} of {traffic.arrivals} arrivals still at the kiosks: this machine "
+            "issues tickets slower than the hall clock needs (try a lower --speed)"
+        )
     if total.avg_wait_s is not None:
         lines.append(
             f"average wait {total.avg_wait_s / 60:.2f} min, p90 "
@@ -537,7 +579,7 @@ async def run_demo(
                             stuck = await stop_components(components)
                         finally:
                             logging.disable(logging.NOTSET)
-                    lines = kpi_lines(coordinator.engine)
+                    lines = kpi_lines(coordinator.engine, traffic.stats)
             except BaseException:
                 if stuck:  # said even when another error is on its way out
                     _say(f"did not stop within {STOP_S:g} s: {', '.join(stuck)}")
