@@ -54,6 +54,7 @@ from hallq.messages import (
     decode,
     encode,
 )
+from hallq.paho_lean import FixedProperties, coalesce_writes, lean_properties, lean_pubacks
 from hallq.retained import PresenceBook, RevisionGate
 from hallq.session_store import SessionStore
 from hallq.topics import (
@@ -114,6 +115,23 @@ class _Arrival:
 Handler = Callable[[Incoming], Awaitable[None] | None]
 
 
+class _Acks:
+    """The PUBACKs a batch of publishes waits for, counted down: aiomqtt's on_publish
+    calls ``set()`` on what it holds for a PUBACK's packet id, and every message of the
+    batch holds this one (one future per batch, not an event and a task per message)."""
+
+    __slots__ = ("done", "left")
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+        self.left = 0
+
+    def set(self) -> None:
+        self.left -= 1
+        if self.left == 0 and not self.done.done():
+            self.done.set_result(None)
+
+
 def _expiry_left(message: Any) -> int | None:  # aiomqtt's or paho's message
     left = getattr(message.properties, "MessageExpiryInterval", None)
     return left if isinstance(left, int) else None
@@ -148,102 +166,6 @@ def _tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
 PENDING_CALLS_WARN = 5000
 
 
-@functools.cache
-def _lean_pubacks() -> None:
-    """paho 2.2 decodes every PUBACK into a new ReasonCode and a new MQTT 5 Properties,
-    each building its name tables first (~50 µs a PUBACK; the coordinator gets one for
-    each of the ~6 messages it sends per command). A PUBACK without properties (what
-    Mosquitto sends) gets shared, never changed ones per reason code instead; anything
-    else, and paho versions without ``_packet.decode_puback``, are left to paho."""
-    try:
-        from paho.mqtt import _packet
-    except ImportError:  # paho 2.1: PUBACKs are decoded inside the client
-        return
-    decode = getattr(_packet, "decode_puback", None)
-    if decode is None:
-        return
-    v5 = aiomqtt.ProtocolVersion.V5.value
-    shared: dict[tuple[int, bytes], tuple[Any, Any]] = {}
-
-    def decode_puback(header: int, packet: bytes | bytearray, protocol: Any) -> Any:
-        size = len(packet)
-        if size != 2 and not (size == 3 and protocol == v5):
-            return decode(header, packet, protocol)  # properties, or malformed: paho's
-        key = (protocol, bytes(packet[2:]))
-        parts = shared.get(key)
-        if parts is None:
-            first = decode(header, packet, protocol)
-            parts = shared[key] = (first.reason, first.properties)
-        return _packet.PubackPacket(int.from_bytes(packet[:2], "big"), *parts)
-
-    # paho's own stays reachable as ``__wrapped__``
-    _packet.decode_puback = functools.update_wrapper(decode_puback, decode)
-
-
-COALESCE_BYTES = 64 * 1024  # the most one coalesced write joins
-
-
-def _coalesce_writes(paho_client: Any) -> None:
-    """paho writes every queued packet with a send of its own (one TCP segment each with
-    TCP_NODELAY): the coordinator's PUBACKs, replies, events and states of a group then
-    cost a system call apiece here and a read apiece at the broker. Before paho writes,
-    runs of queued packets that need nothing done once written (anything but a QoS 0
-    PUBLISH, whose write completes it, and DISCONNECT) are joined into one; paho's own
-    loop then writes it, partial writes included. A QoS 1/2 PUBLISH is completed by its
-    PUBACK, which paho matches by packet id, not by its queue entry."""
-    write = paho_client._packet_write
-    publish, disconnect = int(PacketTypes.PUBLISH) << 4, int(PacketTypes.DISCONNECT) << 4
-
-    def joinable(packet: Any) -> bool:
-        kind = packet["command"] & 0xF0
-        return kind != disconnect and not (kind == publish and packet["qos"] == 0)
-
-    def packet_write() -> Any:
-        queue = paho_client._out_packet
-        if len(queue) > 1:
-            out: collections.deque[Any] = collections.deque()
-            run: list[Any] = []
-            size = 0
-
-            def flush() -> None:
-                if len(run) == 1:
-                    out.append(run[0])
-                elif run:
-                    data = b"".join(bytes(p["packet"][p["pos"] :]) for p in run)
-                    out.append(
-                        {
-                            "command": run[0]["command"],
-                            "mid": run[0]["mid"],
-                            "qos": run[0]["qos"],
-                            "pos": 0,
-                            "to_process": len(data),
-                            "packet": data,
-                            "info": run[0]["info"],
-                        }
-                    )
-                run.clear()
-
-            for packet in queue:
-                if joinable(packet) and size < COALESCE_BYTES:
-                    run.append(packet)
-                    size += packet["to_process"]
-                    continue
-                flush()
-                size = 0
-                if joinable(packet):
-                    run.append(packet)
-                    size = packet["to_process"]
-                else:
-                    out.append(packet)
-            flush()
-            if len(out) < len(queue):
-                queue.clear()
-                queue.extend(out)
-        return write()
-
-    paho_client._packet_write = packet_write
-
-
 def broker_client(
     broker: BrokerConfig,
     identifier: str,
@@ -256,7 +178,8 @@ def broker_client(
     """Every aiomqtt client hallq makes: the hall file's broker, credentials and TLS (with
     the socket that closes itself on a failed handshake); ``options`` add the session's
     will, clean-start and properties."""
-    _lean_pubacks()
+    lean_pubacks()
+    lean_properties()
     password = broker.password.get_secret_value() if broker.password is not None else None
     client = aiomqtt.Client(
         broker.host,
@@ -273,7 +196,7 @@ def broker_client(
     # aiomqtt warns on every publish past 10 in flight; a reconnect's republish of the whole
     # hall sends hundreds at once by design, and the outbox bounds what is really pending.
     client.pending_calls_threshold = PENDING_CALLS_WARN
-    _coalesce_writes(client._client)
+    coalesce_writes(client._client)
     return client
 
 
@@ -874,8 +797,9 @@ class Session:
                 "(never queued offline)"
             )
         paho_client = client._client
-        pending = client._pending_publishes
-        waits: dict[int, asyncio.Event] = {}
+        pending: dict[int, Any] = client._pending_publishes
+        acks = _Acks(asyncio.get_running_loop().create_future())
+        mids: list[int] = []
         for topic, message in items:
             spec = self.spec(topic)
             if not isinstance(message, _payload_classes(spec.payload)):
@@ -886,30 +810,32 @@ class Session:
             if spec.expiry_s and self._v5:
                 properties = self._expiry.get(spec.expiry_s)
                 if properties is None:  # read, never changed, by paho: one per expiry
-                    properties = self._expiry[spec.expiry_s] = Properties(PacketTypes.PUBLISH)
+                    properties = FixedProperties(PacketTypes.PUBLISH)
                     properties.MessageExpiryInterval = spec.expiry_s
+                    self._expiry[spec.expiry_s] = properties
             info = paho_client.publish(topic, encode(message), spec.qos, spec.retained, properties)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 raise NotConnected(f"{topic} was not sent: {info.rc}")
             if spec.qos and not info.is_published():
-                # aiomqtt's own bookkeeping: its on_publish sets the event on the PUBACK
-                pending[info.mid] = waits[info.mid] = asyncio.Event()
-        if not waits:
+                # aiomqtt's on_publish calls set() on what it finds for the PUBACK's mid
+                pending[info.mid] = acks
+                acks.left += 1
+                mids.append(info.mid)
+        if not mids:
             return
-        acked = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in waits.values())))
         try:
             await asyncio.wait(
-                (acked, client._disconnected),
+                (acks.done, client._disconnected),
                 timeout=self._op_timeout,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
-            if not acked.done():
-                acked.cancel()
-                for mid in waits:
+            if not acks.done.done():
+                acks.done.cancel()
+                for mid in mids:
                     pending.pop(mid, None)
-        if acked.cancelled():
-            raise NotConnected(f"{len(waits)} message(s) not acknowledged by the broker")
+        if acks.done.cancelled():
+            raise NotConnected(f"{acks.left} message(s) not acknowledged by the broker")
 
     async def _send(
         self,

@@ -522,9 +522,9 @@ def test_pubacks_decode_as_paho_decodes_them_with_shared_parts() -> None:
     from paho.mqtt import _packet
     from paho.mqtt.enums import MQTTProtocolVersion as V
 
-    from hallq.bus import _lean_pubacks
+    from hallq.paho_lean import lean_pubacks
 
-    _lean_pubacks()
+    lean_pubacks()
     lean = _packet.decode_puback
     paho = lean.__wrapped__  # type: ignore[attr-defined]
     for packet, protocol in [
