@@ -41,7 +41,7 @@ from coordinator.web.appointments import AppointmentBook, default_book_path
 from coordinator.web.devices import DeviceBook
 from hallq import messages as m
 from hallq.aio import cancel_and_wait
-from hallq.bus import Incoming, Session
+from hallq.bus import Handed, Incoming, Session
 from hallq.config import HallConfig
 from hallq.errors import NotConnected, NotKept
 from hallq.topics import ID_PATTERN
@@ -195,7 +195,8 @@ class Coordinator:
         self._alerting: set[asyncio.Task[None]] = set()
         # group commit: commands staged in the log wait here for the one commit that
         # makes them all durable (see _durable)
-        self._commit_waiters: list[tuple[int, asyncio.Future[bool]]] = []
+        # (the log's failure count when staged, told whether kept, what it publishes then)
+        self._commit_waiters: list[tuple[int, asyncio.Future[bool], Batch]] = []
         self._committing: asyncio.Task[None] | None = None
         self.nearby = NearbyHalls(cfg.city, clock)
         # set when stopping: a worker thread reading the log ends at its next check
@@ -531,18 +532,41 @@ class Coordinator:
         paho in this order at once (so batches delivered one after another leave in that
         order too), then their PUBACKs awaited together. Batches do not wait for each
         other's PUBACKs: under load they overlap."""
-        if batch:
-            assert self.session is not None
-            try:
-                await self.session.publish_many(batch)
-            except NotConnected as exc:
-                log.warning(
-                    "not published (the broker is away; state is republished on reconnect): %s",
-                    exc,
-                )
+        handed = self._hand_over(batch)
+        if handed is not None:
+            await self._acked(handed)
+        elif self._reconnect_due and self.session is not None:
+            self._reconnect_due = False
+            self.session.reconnect()
+
+    def _hand_over(self, batch: Batch) -> Handed | None:
+        """Hand a batch to paho, in order, now (see :meth:`_deliver`); None if empty or
+        not sent (the broker is away)."""
+        if not batch:
+            return None
+        assert self.session is not None
+        try:
+            return self.session.hand_over(batch)
+        except NotConnected as exc:
+            self._not_published(exc)
+        return None
+
+    async def _acked(self, handed: Handed) -> None:
+        """Wait for a handed batch's PUBACKs; then, after a storage failure is over,
+        connect again so the broker hands back the commands refused meanwhile."""
+        try:
+            await handed.acked()
+        except NotConnected as exc:
+            self._not_published(exc)
         if self._reconnect_due and self.session is not None:
             self._reconnect_due = False
             self.session.reconnect()
+
+    @staticmethod
+    def _not_published(exc: NotConnected) -> None:
+        log.warning(
+            "not published (the broker is away; state is republished on reconnect): %s", exc
+        )
 
     def _all_state(self) -> Batch:
         """Every retained state from the engine, and a call event for every call still on
@@ -908,13 +932,16 @@ class Coordinator:
                 self._refresh_forecast()
             if done.outcome is not None and done.outcome.ok:
                 batch += self._outcome_batch(done.outcome, done.seq, notices)
-            waiting = self._durable(done.seq) if done.kept else None
-        if waiting is not None and not await waiting:
-            # its group's commit failed: nothing of it happened, and nothing was published
-            done = _not_kept()
-            batch = [(self._topics.reply(role, client), _reply(command, done.record, None))]
-            batch = batch if reply else []
-            notices = []
+            waiting = self._durable(done.seq, batch) if done.kept else None
+        if waiting is not None:
+            if await waiting:
+                batch = []  # published with its group, once the group was durable
+            else:
+                # its group's commit failed: nothing of it happened, nothing was published
+                done = _not_kept()
+                batch = [(self._topics.reply(role, client), _reply(command, done.record, None))]
+                batch = batch if reply else []
+                notices = []
         for notice in notices:
             self._notify(notice)
         await self._deliver(batch)
@@ -963,13 +990,15 @@ class Coordinator:
         self._dirty_windows, self._dirty_services, self._dirty_board = set(), set(), False
         return batch
 
-    def _durable(self, seq: int) -> asyncio.Future[bool] | None:
+    def _durable(self, seq: int, batch: Batch | None = None) -> asyncio.Future[bool] | None:
         """None if entry ``seq`` is durable already, else a future that the next group
-        commit resolves: True once it is in the log, False if its group was lost."""
+        commit resolves: True once it is in the log and ``batch`` (the command's reply and
+        events) handed to the broker with the group's, False if its group was lost (then
+        nothing of ``batch`` was sent)."""
         if self.eventlog.staged == 0 or seq < 0:
             return None
         future = asyncio.get_running_loop().create_future()
-        self._commit_waiters.append((self.eventlog.failures, future))
+        self._commit_waiters.append((self.eventlog.failures, future, batch or []))
         if self._committing is None or self._committing.done():
             self._committing = asyncio.create_task(self._group_commit())
         return future
@@ -981,33 +1010,35 @@ class Coordinator:
         larger group) and delivers the last group's messages; it runs again while
         commands wait. After a failure every waiter staged before it is told so: the log
         kept none of them, and the engine was rebuilt. The states the group changed are
-        rendered once, here, where the engine is exactly the log, and published after the
-        group's replies."""
+        rendered once, here, where the engine is exactly the log. The group's replies and
+        events, in arrival order, then its states go to the broker in one batch before
+        any of its commands is told it is kept (so before their PUBACKs)."""
         while self._commit_waiters:
             await asyncio.sleep(0)  # the commands already read join this group...
             for _ in range(GROUP_ROUNDS):  # ...and those the broker has handed over
                 if self.session is None or not self.session.backlog:
                     break
                 await asyncio.sleep(0)
-            batch: Batch = []
+            after: Batch = []  # a storage alert, the states
             async with self._lock:
                 waiters, self._commit_waiters = self._commit_waiters, []
                 try:
                     await self.queue.commit_off_loop()
                 except StorageFailed as exc:
-                    batch += self._storage_failed(exc)
+                    after += self._storage_failed(exc)
                 failures = self.eventlog.failures
                 seq = self.queue.seq
                 if seq - self._checkpoint_seq >= CHECKPOINT_EVERY and self.storage_error is None:
                     self._checkpoint(seq)  # the engine is exactly the log here
                 if self.session is not None:
-                    batch += self._dirty_states()
-            for generation, future in waiters:
+                    after += self._dirty_states()
+            batch = [item for g, _, sent in waiters if g == failures for item in sent] + after
+            handed = self._hand_over(batch)
+            for generation, future, _ in waiters:
                 if not future.done():
                     future.set_result(generation == failures)
-            if batch:
-                await asyncio.sleep(0)  # the group's replies and events go out first
-                task = asyncio.create_task(self._deliver(batch))
+            if handed is not None:
+                task = asyncio.create_task(self._acked(handed))
                 self._alerting.add(task)
                 task.add_done_callback(self._alerting.discard)
 

@@ -115,21 +115,45 @@ class _Arrival:
 Handler = Callable[[Incoming], Awaitable[None] | None]
 
 
-class _Acks:
-    """The PUBACKs a batch of publishes waits for, counted down: aiomqtt's on_publish
-    calls ``set()`` on what it holds for a PUBACK's packet id, and every message of the
-    batch holds this one (one future per batch, not an event and a task per message)."""
+class Handed:
+    """Messages handed to paho together (``Session.hand_over``), and the PUBACKs they
+    wait for, counted down: aiomqtt's on_publish calls ``set()`` on what it holds for a
+    PUBACK's packet id, and every message of the batch holds this one (one future per
+    batch, not an event and a task per message)."""
 
-    __slots__ = ("done", "left")
+    __slots__ = ("client", "done", "left", "mids", "timeout")
 
-    def __init__(self, done: asyncio.Future[None]) -> None:
+    def __init__(self, done: asyncio.Future[None], client: aiomqtt.Client, timeout: float) -> None:
         self.done = done
+        self.client = client
+        self.timeout = timeout
+        self.mids: list[int] = []
         self.left = 0
 
     def set(self) -> None:
         self.left -= 1
         if self.left == 0 and not self.done.done():
             self.done.set_result(None)
+
+    async def acked(self) -> None:
+        """Every PUBACK is in; NotConnected when the connection dropped first or the
+        broker did not answer within the session's operation timeout."""
+        if self.done.done():
+            return
+        try:
+            await asyncio.wait(
+                (self.done, self.client._disconnected),
+                timeout=self.timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            if not self.done.done():
+                self.done.cancel()
+                pending = self.client._pending_publishes
+                for mid in self.mids:
+                    pending.pop(mid, None)
+        if self.done.cancelled():
+            raise NotConnected(f"{self.left} message(s) not acknowledged by the broker")
 
 
 def _expiry_left(message: Any) -> int | None:  # aiomqtt's or paho's message
@@ -790,6 +814,13 @@ class Session:
         instead of a task, an event and a timeout per message (the coordinator sends
         several for every command). Never queued offline: raises NotConnected when the
         broker is away or the connection drops before every PUBACK is in."""
+        await self.hand_over(items).acked()
+
+    def hand_over(self, items: Sequence[tuple[str, BaseModel]]) -> Handed:
+        """The synchronous half of :meth:`publish_many`: every message is in paho's queue,
+        in this order, when it returns (before anything queued after it, a PUBACK of a
+        command included); await ``acked()`` for the broker's PUBACKs. Raises
+        NotConnected when the broker is away."""
         client = self._live_client()
         if client is None:
             raise NotConnected(
@@ -798,8 +829,7 @@ class Session:
             )
         paho_client = client._client
         pending: dict[int, Any] = client._pending_publishes
-        acks = _Acks(asyncio.get_running_loop().create_future())
-        mids: list[int] = []
+        handed = Handed(asyncio.get_running_loop().create_future(), client, self._op_timeout)
         for topic, message in items:
             spec = self.spec(topic)
             if not isinstance(message, _payload_classes(spec.payload)):
@@ -818,24 +848,12 @@ class Session:
                 raise NotConnected(f"{topic} was not sent: {info.rc}")
             if spec.qos and not info.is_published():
                 # aiomqtt's on_publish calls set() on what it finds for the PUBACK's mid
-                pending[info.mid] = acks
-                acks.left += 1
-                mids.append(info.mid)
-        if not mids:
-            return
-        try:
-            await asyncio.wait(
-                (acks.done, client._disconnected),
-                timeout=self._op_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            if not acks.done.done():
-                acks.done.cancel()
-                for mid in mids:
-                    pending.pop(mid, None)
-        if acks.done.cancelled():
-            raise NotConnected(f"{acks.left} message(s) not acknowledged by the broker")
+                pending[info.mid] = handed
+                handed.mids.append(info.mid)
+        handed.left = len(handed.mids)
+        if not handed.left:
+            handed.done.set_result(None)
+        return handed
 
     async def _send(
         self,
