@@ -54,7 +54,13 @@ from hallq.messages import (
     decode,
     encode,
 )
-from hallq.paho_lean import FixedProperties, coalesce_writes, lean_properties, lean_pubacks
+from hallq.paho_lean import (
+    FixedProperties,
+    buffered_reads,
+    coalesce_writes,
+    lean_properties,
+    lean_pubacks,
+)
 from hallq.retained import PresenceBook, RevisionGate
 from hallq.session_store import SessionStore
 from hallq.topics import (
@@ -502,6 +508,7 @@ class Session:
         ours is added only while its socket is still the client's."""
         paho_client = client._client
         loop = asyncio.get_running_loop()
+        held = buffered_reads(paho_client)
 
         def broke(exc: Exception) -> None:  # as aiomqtt: the connection is gone
             if not client._disconnected.done():
@@ -513,11 +520,15 @@ class Session:
                     paho_client.loop_read()
                     if paho_client._sock is not sock:
                         return  # the connection ended while reading
+                    if held():
+                        continue  # read from the socket already, not yet by paho
                     pending = getattr(sock, "pending", None)
                     if pending is not None and pending() > 0:
                         continue  # TLS: decrypted bytes select() cannot see
                     if not select.select([fd], [], [], 0)[0]:
                         return
+                # the rest on the next pass: bytes held here or by TLS wake no selector
+                loop.call_soon(read, sock, fd)
             except Exception as exc:
                 broke(exc)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from paho.mqtt.enums import MQTTProtocolVersion
@@ -143,3 +144,37 @@ class FixedProperties(Properties):
             packed = super().pack()  # type: ignore[no-untyped-call]
             object.__setattr__(self, "_packed", packed)
         return packed
+
+
+READ_CHUNK = 64 * 1024  # bytes asked of the socket at once
+
+
+def buffered_reads(paho_client: Any) -> Callable[[], int]:
+    """paho reads each packet with two or three ``recv`` calls (its type byte, its length
+    byte by byte, then the rest): ~15 system calls for the one command and four PUBACKs
+    the coordinator reads per command. Reads here take what the socket holds, up to
+    READ_CHUNK, and hand paho its bytes from that. Returns how many bytes are held, not
+    yet given to paho: a reader must not wait on the socket while any are."""
+    recv = paho_client._sock_recv
+    held = b""
+    pos = 0
+    sock: Any = None
+
+    def sock_recv(bufsize: int) -> bytes:
+        nonlocal held, pos, sock
+        if paho_client._sock is not sock:  # a new connection: nothing of the old one
+            held, pos, sock = b"", 0, paho_client._sock
+        if pos >= len(held):
+            data: bytes = recv(READ_CHUNK)  # paho's own errors: BlockingIOError, ...
+            if len(data) <= bufsize:
+                return data  # (b"": the connection ended)
+            held, pos = data, 0
+        chunk = held[pos : pos + bufsize]
+        pos += len(chunk)
+        return chunk
+
+    def pending() -> int:
+        return len(held) - pos if paho_client._sock is sock else 0
+
+    paho_client._sock_recv = sock_recv
+    return pending
