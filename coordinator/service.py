@@ -84,10 +84,16 @@ def default_log_path(cfg: HallConfig) -> Path:
     return cfg.coordinator.log_path or cfg.runtime.state_dir / f"events-{cfg.hall.id}.sqlite"
 
 
-def _reply(command: Any, record: dict[str, Any], day: dt.date | None) -> m.Message:
+def _reply(
+    command: Any, record: dict[str, Any], day: dt.date | None, outcome: Outcome | None = None
+) -> m.Message:
+    """The reply to ``command`` from its logged ``record``; ``outcome``: the one it just
+    had (its ticket info is taken as it is, not built again from the record)."""
     error = m.Rejection(**record["error"]) if record["error"] else None
     if isinstance(command, m.IssueRequest):
-        info = m.TicketInfo.model_validate(record["info"]) if record["info"] else None
+        info = outcome.info if outcome is not None else None
+        if info is None and record["info"]:
+            info = m.TicketInfo.model_validate(record["info"])
         return m.IssueReply(
             kind="issue", corr=command.id, ok=record["ok"], error=error, ticket=info
         )
@@ -924,7 +930,7 @@ class Coordinator:
                     0,
                     (
                         self._topics.reply(role, client),
-                        _reply(command, done.record, self.engine.day),
+                        _reply(command, done.record, self.engine.day, done.outcome),
                     ),
                 )
             if done.rollover is not None:

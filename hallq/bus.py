@@ -310,6 +310,7 @@ class Session:
         self._op_timeout = op_timeout
         self._routes: list[tuple[str, Handler]] = []
         self._handlers: dict[str, list[Handler]] = {}  # topic -> its routes' handlers
+        self._parsed: dict[str, tuple[TopicParts, TopicSpec]] = {}  # of routed topics
         self._specs: dict[str, TopicSpec] = {}
         self._expiry: dict[int, Properties] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
@@ -1024,12 +1025,18 @@ class Session:
             return True
         if not raw and message.retain:
             return True
-        try:
-            parts = parse(topic)
-            spec = spec_for(parts)
-        except TopicError as exc:
-            await self._report(topic, "bad_topic", str(exc), None)
-            return True
+        parsed = self._parsed.get(topic)
+        if parsed is None:
+            try:
+                parts = parse(topic)
+                parsed = parts, spec_for(parts)
+            except TopicError as exc:
+                await self._report(topic, "bad_topic", str(exc), None)
+                return True
+            if len(self._parsed) >= ROUTE_CACHE:
+                self._parsed.clear()
+            self._parsed[topic] = parsed
+        parts, spec = parsed
         try:
             payload = decode(spec.payload, bytes(raw))
         except PayloadError as exc:
