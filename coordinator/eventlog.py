@@ -4,7 +4,7 @@ The log is the truth: every command is appended with the time it was applied, it
 and its result before anything is published, and the hall's state is the replay of the
 log. A ``day_open`` entry starts each business day with a snapshot (carried-over tickets,
 window status and skills), so recovery replays only the current day; a checkpoint of the
-whole state (every ``CHECKPOINT_EVERY`` entries, see ``HallQueue``) shortens that to the
+whole state (every ``checkpoint_every`` entries, see ``HallQueue``) shortens that to the
 entries after it. Older days stay for
 analytics until the retention period ends.
 

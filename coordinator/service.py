@@ -35,7 +35,7 @@ from coordinator.authz import Authority, Refusal, flood_alert, refusal_alert
 from coordinator.dispatch import load_core
 from coordinator.engine import Engine, Outcome
 from coordinator.eventlog import EventLog, StorageFailed
-from coordinator.hallqueue import CHECKPOINT_EVERY, HallQueue, Submitted
+from coordinator.hallqueue import HallQueue, Submitted, checkpoint_every
 from coordinator.nearby import NearbyHalls
 from coordinator.web.appointments import AppointmentBook, default_book_path
 from coordinator.web.devices import DeviceBook
@@ -157,7 +157,8 @@ class Coordinator:
         self.queue.engine.day_hooks.append(self.register_bookings)
         self.register_bookings()
         replayed = self.queue.recover()
-        self._checkpoint_seq = self.queue.seq if replayed < CHECKPOINT_EVERY else 0
+        every = checkpoint_every(len(self.queue.engine.tickets))
+        self._checkpoint_seq = self.queue.seq if replayed < every else 0
         self._checkpointing: asyncio.Future[bool] | None = None
         # the wait estimator starts once serving (``_start_estimating``); until then the
         # engine gives its queueing estimate
@@ -1034,7 +1035,8 @@ class Coordinator:
                     after += self._storage_failed(exc)
                 failures = self.eventlog.failures
                 seq = self.queue.seq
-                if seq - self._checkpoint_seq >= CHECKPOINT_EVERY and self.storage_error is None:
+                every = checkpoint_every(len(self.engine.tickets))
+                if seq - self._checkpoint_seq >= every and self.storage_error is None:
                     self._checkpoint(seq)  # the engine is exactly the log here
                 if self.session is not None:
                     after += self._dirty_states()
@@ -1049,8 +1051,8 @@ class Coordinator:
                 task.add_done_callback(self._alerting.discard)
 
     def _checkpoint(self, seq: int) -> None:
-        """Every CHECKPOINT_EVERY entries: the state is pickled here, under the lock (~0.1 s
-        for a 20k-entry day), and written by a worker thread."""
+        """Every ``checkpoint_every`` entries: the state is pickled here, under the lock
+        (~30 ms for a 20k-entry day), and written by a worker thread."""
         if self._checkpointing is not None and not self._checkpointing.done():
             return
         self._checkpoint_seq = seq
