@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from displays.fonts import BitmapFont
 from displays.strip import StripSpec, WindowStrip
-from hallq.messages import CallEvent
 
 if TYPE_CHECKING:  # Pillow and the board: not imported by a Pi with only serial strips
     from PIL import Image
 
     from displays.board import CallBoard, CallStyle
+    from hallq.messages import CallEvent
 
 __all__ = ["HallListing", "Layout", "PanelSpec", "frames", "make_layout", "panel_size"]
 

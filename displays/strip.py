@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Generic
+from typing import TYPE_CHECKING, Generic
 
 from displays.fonts import GLYPH_HEIGHT, BitmapFont, R, default_font
 from displays.frame import OFFLINE_BLINK_PERIOD, draw_offline_marker
@@ -23,7 +23,10 @@ from displays.motion import (
     flash_visible,
 )
 from displays.texts import IDLE, PAUSED, SERVING
-from hallq.messages import CallEvent, WindowState, WindowStatus
+from hallq.messages import WindowStatus
+
+if TYPE_CHECKING:
+    from hallq.messages import CallEvent, WindowState
 
 __all__ = ["StripSpec", "WindowStrip"]
 

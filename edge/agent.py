@@ -205,15 +205,18 @@ class BoardWorker:
 
 async def _build_wire_models(session: Session) -> None:
     """The message models are built on first use (``defer_build``), which keeps ~30 ms of
-    schema building out of start-up; once online the agent builds them all (~0.2 MB), so
-    its first key press or board state does not pay for it."""
+    schema building out of start-up; once online the agent builds those of its own topics
+    (what it publishes as its role, what its subscriptions bring in), so its first key
+    press or board state does not pay for it. Other topic groups' models are never even
+    created in an agent (:mod:`hallq.messages` imports each group on first use)."""
     from pydantic import BaseModel
 
-    from hallq.contract import ALL_TOPICS
+    from hallq.contract import CLIENT_TOPICS, receivable
     from hallq.messages import adapter
 
     await session.wait_connected()
-    for spec in ALL_TOPICS:
+    own = [spec for spec in CLIENT_TOPICS.values() if session.role in spec.roles]
+    for spec in dict.fromkeys([*own, *(s for f in session.filters for s in receivable(f))]):
         if isinstance(spec.payload, type) and issubclass(spec.payload, BaseModel):
             spec.payload.model_rebuild()
         adapter(spec.payload)

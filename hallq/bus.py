@@ -977,6 +977,11 @@ class Session:
 
     # --- receiving -----------------------------------------------------------------------
 
+    @property
+    def filters(self) -> tuple[str, ...]:
+        """The topic filters subscribed to (what this client can receive)."""
+        return tuple(dict.fromkeys(f for f, _ in self._routes))
+
     def on_connect(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run ``hook`` after every (re)connect, once the birth is out (republish state)."""
         self._connect_hooks.append(hook)

@@ -35,7 +35,7 @@ class TopicSpec:
     subscribers: str
     qos: int
     retained: bool
-    payload: Any
+    payload_name: str  # a name in hallq.messages; its group loads on first use of .payload
     queue_offline: bool
     expiry_s: int | None
     summary: str
@@ -53,8 +53,9 @@ class TopicSpec:
     by_coordinator: bool = False
 
     @property
-    def payload_name(self) -> str:
-        return str(getattr(self.payload, "__name__", self.payload))
+    def payload(self) -> Any:
+        """The payload's model or union (its topic group imported now, if not yet)."""
+        return getattr(m, self.payload_name)
 
 
 DEVICE_ROLES = (Role.WINDOW, Role.DISPENSER, Role.BOARD)
@@ -68,7 +69,7 @@ CLIENT_TOPICS: dict[Action, TopicSpec] = {
         "coordinator",
         1,
         False,
-        m.WindowCommand,
+        "WindowCommand",
         False,
         None,
         "A window command. Never queued offline; it lives as long as the pad waits for the "
@@ -83,7 +84,7 @@ CLIENT_TOPICS: dict[Action, TopicSpec] = {
         "coordinator",
         1,
         False,
-        m.TicketRequest,
+        "TicketRequest",
         True,
         None,
         "Ticket issue, number-block lease, or void of a ticket that could not be printed; "
@@ -99,7 +100,7 @@ CLIENT_TOPICS: dict[Action, TopicSpec] = {
         "the client named in the topic",
         1,
         False,
-        m.Reply,
+        "Reply",
         False,
         REPLY_EXPIRY_S,
         "Answer to that client's request or command (`corr` = the request's `id`).",
@@ -112,7 +113,7 @@ CLIENT_TOPICS: dict[Action, TopicSpec] = {
         "coordinator, dashboard, boards (coordinator presence), `hallq status`",
         1,
         True,
-        m.Presence,
+        "Presence",
         False,
         None,
         "Presence. `boot` rises on every connect; an `offline` whose boot is below the "
@@ -125,7 +126,7 @@ CLIENT_TOPICS: dict[Action, TopicSpec] = {
         "coordinator, dashboard, `hallq status`",
         1,
         True,
-        m.DeviceHealth,
+        "DeviceHealth",
         False,
         None,
         "Device health: link, printer paper, last error, one entry per component.",
@@ -137,7 +138,7 @@ CLIENT_TOPICS: dict[Action, TopicSpec] = {
         "dashboard, logs",
         1,
         False,
-        m.ErrorReport,
+        "ErrorReport",
         False,
         None,
         "A payload or topic this client rejected, or a handler that failed, with the field.",
@@ -152,7 +153,7 @@ STATE_TOPICS: dict[StateKind, TopicSpec] = {
         "window agents (pad display), boards, dashboard",
         1,
         True,
-        m.WindowState,
+        "WindowState",
         False,
         None,
         "One window: open/paused/closed, the ticket being served, its skills.",
@@ -164,7 +165,7 @@ STATE_TOPICS: dict[StateKind, TopicSpec] = {
         "dispensers, dashboard, ticket pages",
         1,
         True,
-        m.QueueState,
+        "QueueState",
         False,
         None,
         "One service's queue: waiting count, the next numbers, estimated wait.",
@@ -176,7 +177,7 @@ STATE_TOPICS: dict[StateKind, TopicSpec] = {
         "board agents, dashboard",
         1,
         True,
-        m.BoardState,
+        "BoardState",
         False,
         None,
         "What the call boards show: the last calls (newest first), waiting per service.",
@@ -188,7 +189,7 @@ STATE_TOPICS: dict[StateKind, TopicSpec] = {
         "dashboard, supervisors",
         1,
         True,
-        m.StatsState,
+        "StatsState",
         False,
         None,
         "Today's KPIs for the hall, per service and per window.",
@@ -200,7 +201,7 @@ STATE_TOPICS: dict[StateKind, TopicSpec] = {
         "dashboard, WeChat publisher, boards",
         1,
         True,
-        m.ComfortState,
+        "ComfortState",
         False,
         None,
         "办税舒适度指数: the next 30 days by hour (较少/适中/较多), rebuilt daily.",
@@ -215,7 +216,7 @@ EVENT_TOPICS: dict[EventKind, TopicSpec] = {
         "voice agents, boards (flash), dashboard",
         1,
         False,
-        m.CallEvent,
+        "CallEvent",
         False,
         None,
         "A ticket called (or recalled) to a window.",
@@ -227,7 +228,7 @@ EVENT_TOPICS: dict[EventKind, TopicSpec] = {
         "dashboard, ticket pages",
         1,
         False,
-        m.TicketEvent,
+        "TicketEvent",
         False,
         None,
         "A ticket changed state (issued, served, no-show, transferred...).",
@@ -239,7 +240,7 @@ EVENT_TOPICS: dict[EventKind, TopicSpec] = {
         "dashboard, supervisors",
         1,
         False,
-        m.AlertEvent,
+        "AlertEvent",
         False,
         None,
         "Something a supervisor should see: emergency key, device offline, wait target passed.",
@@ -256,7 +257,7 @@ CITY_TOPICS: dict[str, TopicSpec] = {
         "coordinator (nearby halls on the ticket and booking pages)",
         1,
         True,
-        m.QueueState,
+        "QueueState",
         False,
         None,
         "A nearby hall's queue summary, as that hall published it to the city broker; only "
@@ -268,7 +269,7 @@ CITY_TOPICS: dict[str, TopicSpec] = {
         "coordinator (nearby halls are shown only while it is 1)",
         1,
         True,
-        m.CityLinkState,
+        "CityLinkState",
         False,
         None,
         "Whether the city bridge is connected: `1` or `0`, a bare number (Mosquitto writes "
@@ -299,6 +300,28 @@ def spec_for(parts: TopicParts) -> TopicSpec:
             f"(only {', '.join(r.value for r in spec.roles)})"
         )
     return spec
+
+
+def receivable(topic_filter: str) -> tuple[TopicSpec, ...]:
+    """The specs of every topic a subscription to ``topic_filter`` can bring in."""
+    levels = topic_filter.split("/")
+    return tuple(spec for spec in ALL_TOPICS if _overlap(levels, spec))
+
+
+def _overlap(levels: list[str], spec: TopicSpec) -> bool:
+    pattern = spec.pattern.split("/")
+    roles = {role.value for role in spec.roles}
+    for i, level in enumerate(levels):
+        if level == "#":
+            return True
+        if i >= len(pattern):
+            return False
+        slot = pattern[i]
+        if level in ("+", slot):
+            continue
+        if (slot == "{role}" and level not in roles) or not slot.startswith("{"):
+            return False
+    return len(levels) == len(pattern)
 
 
 # --- the generated part of mqtt_topics.md ---------------------------------------------------

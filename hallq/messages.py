@@ -4,20 +4,26 @@ Every payload carries ``v`` (schema version), ``id`` (a ULID: the idempotency ke
 command, the identity of an event) and ``ts`` (UTC, when it was made). Models forbid
 unknown fields and validate strictly, so a typo or a wrong type on the wire is an error
 naming the field, never a silently ignored value.
+
+This module holds what every client uses (the field types, the bases, presence, health,
+error reports, the codec); the models of each topic group live in :mod:`hallq.payloads`
+and are imported on first use of their name here (``m.WindowState``, ``from
+hallq.messages import Reply``), so an agent creates only the models of its own topics.
+Class creation is most of what the models cost a process (~1 MB for all of them).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args, get_origin, overload
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
-    RootModel,
     StringConstraints,
     TypeAdapter,
     ValidationError,
@@ -26,7 +32,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from typing_extensions import TypeAliasType
 
 from hallq.errors import PayloadError
 from hallq.logsetup import escape_controls, redact
@@ -135,137 +140,6 @@ class Retained(Message):
     rev: int = Field(ge=0, description="monotonic revision of this topic's state")
 
 
-# --- window commands: window agent (or supervisor) -> coordinator ---------------------------
-
-
-class _WindowCommand(Command):
-    window: WindowNo
-
-
-class WindowAction(_WindowCommand):
-    """A key press that needs no argument."""
-
-    action: Literal[
-        "call", "recall", "skip", "start", "pause", "resume", "open", "close", "park", "emergency"
-    ]
-
-
-class TicketAction(_WindowCommand):
-    """An action on a named ticket of today."""
-
-    action: Literal["call_ticket", "reinstate", "unpark", "cancel"]
-    ticket: TicketNo
-
-
-class Transfer(_WindowCommand):
-    """Move a ticket (the one being served when ``ticket`` is omitted) to a service or window."""
-
-    action: Literal["transfer"]
-    ticket: TicketNo | None = None
-    to_service: ServiceCode | None = None
-    to_window: WindowNo | None = Field(default=None, validate_default=True)
-
-    # On a field, not the model: a model validator's error has no location, and the error
-    # report would name no field.
-    @field_validator("to_window")
-    @classmethod
-    def _one_target(cls, to_window: int | None, info: ValidationInfo) -> int | None:
-        if "to_service" not in info.data:  # to_service itself was wrong: that error is enough
-            return to_window
-        if (info.data["to_service"] is None) == (to_window is None):
-            raise ValueError("give exactly one of to_service or to_window")
-        return to_window
-
-
-class Finish(_WindowCommand):
-    action: Literal["finish"]
-    rating: Rating | None = None
-
-
-class Rate(_WindowCommand):
-    """A rating key pressed after service; tied to the ticket just served at that window."""
-
-    action: Literal["rate"]
-    ticket: TicketNo
-    rating: Rating
-
-
-class SetSkills(_WindowCommand):
-    """Change the services a window serves and their weights, live."""
-
-    action: Literal["set_skills"]
-    skills: dict[ServiceCode, Weight] = Field(min_length=1, max_length=64)
-
-
-class Query(_WindowCommand):
-    """ "Did my last command happen?": asked by a pad whose command got no reply within its
-    deadline. Past that deadline the coordinator's answer is final: a command it has not
-    applied by then it never will (see docs/delivery.md)."""
-
-    action: Literal["query"]
-    about: Ulid = Field(description="the id of the command asked about")
-
-
-WindowCommand = TypeAliasType(
-    "WindowCommand",
-    Annotated[
-        WindowAction | TicketAction | Transfer | Finish | Rate | SetSkills | Query,
-        Field(discriminator="action"),
-    ],
-)
-
-
-# --- dispenser requests and replies -----------------------------------------------------
-
-
-class OfflineIssue(Wire):
-    """Set when a dispenser replays a ticket it issued from its leased block while offline."""
-
-    number: TicketNo
-    issued_at: AwareDatetime
-    supersedes: Ulid | None = Field(
-        default=None,
-        description="id of the online request that timed out for this key press: if the "
-        "coordinator issued a ticket for it, that ticket was never printed and is voided",
-    )
-
-
-class IssueRequest(Command):
-    kind: Literal["issue"]
-    service: ServiceCode
-    priority: Priority = Priority.NORMAL
-    appointment: AppointmentCode | None = None
-    identity: IdentityHash | None = None
-    offline: OfflineIssue | None = None
-
-
-class LeaseRequest(Command):
-    """Ask for a block of numbers to issue from while the coordinator cannot be reached."""
-
-    kind: Literal["lease"]
-    service: ServiceCode
-    size: int = Field(ge=1, le=500)
-
-
-class VoidRequest(Command):
-    """Withdraw a ticket the dispenser could not print, so no ghost number waits in the queue."""
-
-    kind: Literal["void"]
-    number: TicketNo
-    reason: ShortText
-
-
-TicketRequest = TypeAliasType(
-    "TicketRequest",
-    Annotated[IssueRequest | LeaseRequest | VoidRequest, Field(discriminator="kind")],
-)
-
-
-class Rejection(Wire):
-    code: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,40}$")]
-    message: ShortText
-
-
 class WaitRange(Wire):
     """A predicted wait until the call, as a taxpayer should read it: a range that holds
     the call 8 times in 10 (``low_min``..``high_min``) around the likeliest wait
@@ -301,186 +175,6 @@ class WaitRange(Wire):
     def en(self) -> str:
         lo, hi = self.bounds()
         return "within 1 min" if self.high_min < 1 else f"about {lo}–{hi} min"
-
-
-class TicketInfo(Wire):
-    number: TicketNo
-    service: ServiceCode
-    priority: Priority
-    issued_at: AwareDatetime
-    people_ahead: int = Field(ge=0)
-    eta_min: float = Field(ge=0, description="the likeliest wait (wait.p50_min), minutes")
-    url: Annotated[str, StringConstraints(max_length=300)] | None = None
-    wait: WaitRange | None = None
-
-
-class _Reply(Message):
-    corr: Ulid = Field(description="the id of the request this answers")
-    ok: bool
-    error: Rejection | None = None
-
-    @model_validator(mode="after")
-    def _error_iff_not_ok(self) -> _Reply:
-        if self.ok == (self.error is not None):
-            raise ValueError("error must be given exactly when ok is false")
-        return self
-
-
-class IssueReply(_Reply):
-    kind: Literal["issue"]
-    ticket: TicketInfo | None = None
-
-
-class LeaseReply(_Reply):
-    kind: Literal["lease"]
-    service: ServiceCode
-    day: dt.date | None = None
-    first: int | None = Field(default=None, ge=1)
-    last: int | None = Field(default=None, ge=1)
-
-
-class CommandReply(_Reply):
-    kind: Literal["command"]
-    ticket: TicketNo | None = Field(default=None, description="the ticket the command acted on")
-    happened: bool | None = Field(
-        default=None,
-        description="answer to a query: whether the command asked about "
-        "changed the hall (then `ticket` is the one it acted on); false is final",
-    )
-    refused: Rejection | None = Field(
-        default=None, description="answer to a query: why the command asked about was refused"
-    )
-
-
-Reply = TypeAliasType(
-    "Reply",
-    Annotated[IssueReply | LeaseReply | CommandReply, Field(discriminator="kind")],
-)
-TAGGED_UNIONS: frozenset[Any] = frozenset({WindowCommand, TicketRequest, Reply})
-
-
-# --- events -----------------------------------------------------------------------------
-
-
-class CallEvent(Message):
-    ticket: TicketNo
-    service: ServiceCode
-    window: WindowNo
-    zone: Ident
-    recall: int = Field(default=0, ge=0, description="0 for the first call, n for the n-th recall")
-
-
-class TicketEvent(Message):
-    ticket: TicketNo
-    service: ServiceCode
-    state: TicketState
-    window: WindowNo | None = None
-    reason: ShortText | None = None
-
-
-class AlertEvent(Message):
-    severity: Literal["info", "warning", "critical"]
-    kind: Ident
-    message: ShortText
-    window: WindowNo | None = None
-    client: Ident | None = None
-
-
-# --- retained state ---------------------------------------------------------------------
-
-
-class WindowState(Retained):
-    window: WindowNo
-    zone: Ident
-    status: WindowStatus
-    ticket: TicketNo | None = None
-    service: ServiceCode | None = None
-    since: AwareDatetime | None = None
-    skills: dict[ServiceCode, Weight] = Field(default_factory=dict)
-
-
-class BoardCall(Wire):
-    ticket: TicketNo
-    window: WindowNo
-    zone: Ident
-    called_at: AwareDatetime
-
-
-class BoardState(Retained):
-    calls: list[BoardCall] = Field(default_factory=list, max_length=50, description="newest first")
-    waiting: dict[ServiceCode, int] = Field(default_factory=dict)
-    notice: ShortText | None = None
-    comfort: ComfortLevel | None = None
-
-
-class ComfortDay(Wire):
-    """One day of the comfort index: its level, and by hour from ``first_hour`` the level
-    (``null``: closed that hour, e.g. lunch) and forecast arrivals -- columns, so a month
-    fits well inside one message."""
-
-    day: dt.date
-    open: bool
-    level: ComfortLevel
-    first_hour: int = Field(default=0, ge=0, le=23)
-    hours: list[ComfortLevel | None] = Field(default_factory=list, max_length=24)
-    expected: list[int] = Field(default_factory=list, max_length=24)
-
-    @model_validator(mode="after")
-    def _columns_agree(self) -> ComfortDay:
-        if len(self.hours) != len(self.expected):
-            raise ValueError(f"{len(self.hours)} hour levels but {len(self.expected)} counts")
-        if self.first_hour + len(self.hours) > 24:
-            raise ValueError("hours run past midnight")
-        return self
-
-
-class ComfortState(Retained):
-    """办税舒适度指数: the forecast's next days by hour, for boards, the dashboard and the
-    bureau's WeChat publisher. Levels are bands of expected wait (by default the mean
-    wait of simulated days at the forecast's arrivals, ``method``); the two rates are the
-    arrivals per hour at which the wait reaches each band edge, for reference."""
-
-    source: ShortText
-    quiet_below_per_hour: float = Field(ge=0)
-    busy_from_per_hour: float = Field(ge=0)
-    method: ShortText
-    days: list[ComfortDay] = Field(default_factory=list, max_length=62)
-
-
-class QueueState(Retained):
-    service: ServiceCode
-    waiting: int = Field(ge=0)
-    next: list[TicketNo] = Field(default_factory=list, max_length=20)
-    eta_min: float | None = Field(
-        default=None,
-        ge=0,
-        description="the likeliest wait for a ticket issued now (wait.p50_min), minutes",
-    )
-    oldest_wait_s: float | None = Field(default=None, ge=0)
-    wait: WaitRange | None = None
-
-
-class CityLinkState(RootModel[Annotated[int, Field(strict=True, ge=0, le=1)]]):
-    """The hall broker's city bridge: 1 connected, 0 not. Mosquitto itself publishes it
-    (bridge notifications, retained, local only), hence a bare number, not a message."""
-
-
-class Kpi(Wire):
-    issued: int = Field(ge=0)
-    served: int = Field(ge=0)
-    no_show: int = Field(default=0, ge=0)
-    avg_wait_s: float | None = None
-    p90_wait_s: float | None = None
-    avg_service_s: float | None = None
-
-
-class StatsState(Retained):
-    day: dt.date
-    total: Kpi
-    per_service: dict[ServiceCode, Kpi] = Field(default_factory=dict)
-    per_window: dict[Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,2}$")], Kpi] = Field(
-        default_factory=dict
-    )
 
 
 # --- every client's own topics -----------------------------------------------------------
@@ -521,6 +215,88 @@ class ErrorReport(Message):
     field: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
+# --- the topic groups' models, imported on first use ---------------------------------------
+
+if TYPE_CHECKING:
+    from hallq.payloads.dispenser import IssueRequest as IssueRequest
+    from hallq.payloads.dispenser import LeaseRequest as LeaseRequest
+    from hallq.payloads.dispenser import OfflineIssue as OfflineIssue
+    from hallq.payloads.dispenser import TicketRequest as TicketRequest
+    from hallq.payloads.dispenser import VoidRequest as VoidRequest
+    from hallq.payloads.events import AlertEvent as AlertEvent
+    from hallq.payloads.events import CallEvent as CallEvent
+    from hallq.payloads.events import TicketEvent as TicketEvent
+    from hallq.payloads.replies import CommandReply as CommandReply
+    from hallq.payloads.replies import IssueReply as IssueReply
+    from hallq.payloads.replies import LeaseReply as LeaseReply
+    from hallq.payloads.replies import Rejection as Rejection
+    from hallq.payloads.replies import Reply as Reply
+    from hallq.payloads.replies import TicketInfo as TicketInfo
+    from hallq.payloads.state import BoardCall as BoardCall
+    from hallq.payloads.state import BoardState as BoardState
+    from hallq.payloads.state import QueueState as QueueState
+    from hallq.payloads.state import WindowState as WindowState
+    from hallq.payloads.stats import CityLinkState as CityLinkState
+    from hallq.payloads.stats import ComfortDay as ComfortDay
+    from hallq.payloads.stats import ComfortState as ComfortState
+    from hallq.payloads.stats import Kpi as Kpi
+    from hallq.payloads.stats import StatsState as StatsState
+    from hallq.payloads.window import Finish as Finish
+    from hallq.payloads.window import Query as Query
+    from hallq.payloads.window import Rate as Rate
+    from hallq.payloads.window import SetSkills as SetSkills
+    from hallq.payloads.window import TicketAction as TicketAction
+    from hallq.payloads.window import Transfer as Transfer
+    from hallq.payloads.window import WindowAction as WindowAction
+    from hallq.payloads.window import WindowCommand as WindowCommand
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "hallq.payloads.window": (
+        "WindowAction",
+        "TicketAction",
+        "Transfer",
+        "Finish",
+        "Rate",
+        "SetSkills",
+        "Query",
+        "WindowCommand",
+    ),
+    "hallq.payloads.dispenser": (
+        "OfflineIssue",
+        "IssueRequest",
+        "LeaseRequest",
+        "VoidRequest",
+        "TicketRequest",
+    ),
+    "hallq.payloads.replies": (
+        "Rejection",
+        "TicketInfo",
+        "IssueReply",
+        "LeaseReply",
+        "CommandReply",
+        "Reply",
+    ),
+    "hallq.payloads.events": ("CallEvent", "TicketEvent", "AlertEvent"),
+    "hallq.payloads.state": ("WindowState", "BoardCall", "BoardState", "QueueState"),
+    "hallq.payloads.stats": ("ComfortDay", "ComfortState", "CityLinkState", "Kpi", "StatsState"),
+}
+_HOME = {name: module for module, names in GROUPS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """A topic group's model, its group imported on first use (PEP 562)."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})
+
+
 # --- encoding and decoding --------------------------------------------------------------
 
 T = TypeVar("T")
@@ -544,6 +320,14 @@ def encode(message: BaseModel) -> bytes:
             model=type(message).__name__,
         )
     return data
+
+
+def _tagged(payload_type: Any) -> bool:
+    """A discriminated union (``WindowCommand``...): its errors start with the tag value."""
+    target = getattr(payload_type, "__value__", None)
+    return get_origin(target) is Annotated and any(
+        getattr(meta, "discriminator", None) for meta in get_args(target)[1:]
+    )
 
 
 def _type_name(payload_type: Any) -> str:
@@ -611,5 +395,5 @@ def decode(payload_type: Any, data: bytes | str) -> Any:
         if exc.errors()[0]["type"] == "json_invalid":
             reason = _quote(exc.errors(include_url=False)[0]["msg"], 200)
             raise PayloadError(f"{name}: {reason}", model=name, code="invalid_json") from None
-        field, message = describe(exc, tagged=payload_type in TAGGED_UNIONS)
+        field, message = describe(exc, tagged=_tagged(payload_type))
         raise PayloadError(f"{name}: field {field}: {message}", field=field, model=name) from None

@@ -361,6 +361,35 @@ def _users_file(cfg: HallConfig) -> Path:
     return path
 
 
+# a hall's users file (--config) or one of its own (the bureau's dashboard has no hall file)
+users_target = _stack(
+    click.option(
+        "--config",
+        "config_file",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="the hall's TOML file: its [web] users_file",
+    ),
+    click.option(
+        "--users-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="a users file of its own instead of a hall's (e.g. `hallq bureau --users`)",
+    ),
+)
+
+
+def _target(config_file: Path | None, users_file: Path | None) -> tuple[Path, list[Any], str]:
+    """The users file, the users the hall file itself defines, and where those live."""
+    if (config_file is None) == (users_file is None):
+        raise click.UsageError("give --config (a hall's desk users) or --users-file")
+    if users_file is not None:
+        return users_file, [], ""
+    assert config_file is not None
+    cfg = _load(config_file)
+    return _users_file(cfg), list(cfg.web.users), str(config_file)
+
+
 def _read_password(stdin: bool) -> str:
     import sys
 
@@ -376,7 +405,7 @@ def _read_password(stdin: bool) -> str:
 
 
 def _save_user(
-    config_file: Path, name: str, role: str | None, stdin: bool, must_exist: bool
+    target: tuple[Path, list[Any], str], name: str, role: str | None, stdin: bool, must_exist: bool
 ) -> None:
     from coordinator.web.users import (
         User,
@@ -392,12 +421,11 @@ def _save_user(
         check_id(name, "user name")
     except TopicError as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from None
-    cfg = _load(config_file)
-    if any(u.name == name for u in cfg.web.users):
+    path, defined, where = target
+    if any(u.name == name for u in defined):
         raise click.UsageError(
-            f"user {name!r} is defined in {config_file} ([[web.users]]); change it there"
+            f"user {name!r} is defined in {where} ([[web.users]]); change it there"
         )
-    path = _users_file(cfg)
     try:
         users = read_users_file(path)
     except UsersFileError as exc:
@@ -414,8 +442,8 @@ def _save_user(
     user = User(name, new_role, hash_password(_read_password(stdin)))
     write_users_file(path, [u for u in users if u.name != name] + [user])
     click.echo(
-        f"{'updated' if old else 'added'} {name} ({new_role}) in {path}; the "
-        "coordinator picks it up at the next login (no restart)"
+        f"{'updated' if old else 'added'} {name} ({new_role}) in {path}; it counts from the "
+        "next login (no restart)"
     )
 
 
@@ -428,7 +456,7 @@ password_stdin = click.option(
 
 
 @user.command("add")
-@config_option
+@users_target
 @click.argument("name")
 @click.option(
     "--role",
@@ -437,31 +465,35 @@ password_stdin = click.option(
     help="supervisor: may act; viewer: may only look",
 )
 @password_stdin
-def user_add(config_file: Path, name: str, role: str, stdin: bool) -> None:
-    """Add user NAME to the hall's users file (asks for the password twice)."""
-    _save_user(config_file, name, role, stdin, must_exist=False)
+def user_add(
+    config_file: Path | None, users_file: Path | None, name: str, role: str, stdin: bool
+) -> None:
+    """Add user NAME to the users file (asks for the password twice)."""
+    _save_user(_target(config_file, users_file), name, role, stdin, must_exist=False)
 
 
 @user.command("passwd")
-@config_option
+@users_target
 @click.argument("name")
 @click.option(
     "--role", type=click.Choice(["supervisor", "viewer"]), default=None, help="change the role too"
 )
 @password_stdin
-def user_passwd(config_file: Path, name: str, role: str | None, stdin: bool) -> None:
+def user_passwd(
+    config_file: Path | None, users_file: Path | None, name: str, role: str | None, stdin: bool
+) -> None:
     """Set a new password for NAME (their open sessions end if the role changes)."""
-    _save_user(config_file, name, role, stdin, must_exist=True)
+    _save_user(_target(config_file, users_file), name, role, stdin, must_exist=True)
 
 
 @user.command("remove")
-@config_option
+@users_target
 @click.argument("name")
-def user_remove(config_file: Path, name: str) -> None:
+def user_remove(config_file: Path | None, users_file: Path | None, name: str) -> None:
     """Remove NAME from the users file; their sessions end at their next request."""
     from coordinator.web.users import UsersFileError, read_users_file, write_users_file
 
-    path = _users_file(_load(config_file))
+    path = _target(config_file, users_file)[0]
     try:
         users = read_users_file(path)
     except UsersFileError as exc:
@@ -473,15 +505,14 @@ def user_remove(config_file: Path, name: str) -> None:
 
 
 @user.command("list")
-@config_option
-def user_list(config_file: Path) -> None:
-    """Every desk user, their role and where they are defined (never a hash)."""
+@users_target
+def user_list(config_file: Path | None, users_file: Path | None) -> None:
+    """Every user, their role and where they are defined (never a hash)."""
     from coordinator.web.users import UsersFileError, read_users_file
 
-    cfg = _load(config_file)
-    for u in cfg.web.users:
-        click.echo(f"{u.name}\t{u.role}\t{config_file}")
-    path = _users_file(cfg)
+    path, defined, where = _target(config_file, users_file)
+    for u in defined:
+        click.echo(f"{u.name}\t{u.role}\t{where}")
     try:
         for fu in read_users_file(path):
             click.echo(f"{fu.name}\t{fu.role}\t{path}")

@@ -356,11 +356,22 @@ def test_a_bad_city_file_names_the_entry(tmp_path: Path) -> None:
 
 
 async def test_with_users_the_dashboard_needs_a_login(tmp_path: Path) -> None:
-    """The supervisor desk's sessions and lockout (coordinator.web.auth), on the bureau."""
-    from coordinator.web.users import User, hash_password, write_users_file
+    """The supervisor desk's sessions and lockout (coordinator.web.auth), on the bureau,
+    whose users file `hallq user add --users-file` writes (there is no hall file)."""
+    from click.testing import CliRunner
+
+    from hallqctl.cli import main as cli
 
     users = tmp_path / "bureau.users.toml"
-    write_users_file(users, [User("analyst", "viewer", hash_password("long enough pw"))])
+    add = ["user", "add", "analyst", "--role", "viewer", "--password-stdin"]
+    runner_cli = CliRunner()
+    done = runner_cli.invoke(cli, [*add, "--users-file", str(users)], input="long enough pw\n")
+    assert done.exit_code == 0, done.output
+    neither = runner_cli.invoke(cli, add, input="long enough pw\n")
+    assert neither.exit_code != 0
+    assert "give --config (a hall's desk users) or --users-file" in neither.output
+    listed = runner_cli.invoke(cli, ["user", "list", "--users-file", str(users)])
+    assert listed.output.split() == ["analyst", "viewer", str(users)]
     live = LiveCity()
     port = free_port()
     runner = web.AppRunner(make_app(live, None, None, users))

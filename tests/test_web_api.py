@@ -155,6 +155,40 @@ async def test_wait_target_and_engine_alerts_are_listed(
         assert "daily_cap_near" in kinds
 
 
+async def test_an_acknowledged_alert_stays_acknowledged_after_a_restart(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Restarted mid-shift (systemd after a crash), the desk does not hand the supervisor
+    the alerts they already worked: today's acknowledgements come back from the audit log."""
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+
+    async def desk_alerts(url: str, http: aiohttp.ClientSession) -> dict[str, Any]:
+        auth = await supervisor_auth(http, url)
+        desk = await _get(http, f"{url}/api/supervisor/desk", headers=auth)
+        return {a["key"]: a for a in desk["alerts"]}
+
+    async with device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+        async with web_running(cfg, tmp_path / "log.sqlite", clock) as (_, url):
+            async with aiohttp.ClientSession() as http:
+                await dispenser.wait_connected(10)
+                await _issue(dispenser)
+                clock.now += 11 * 60  # tax-filing's target is 10 min: a standing alert
+                key = "wait_over_target:tax-filing"
+                assert key in await desk_alerts(url, http)
+                async with http.post(
+                    f"{url}/api/supervisor/alerts/ack",
+                    headers=await supervisor_auth(http, url),
+                    json={"key": key},
+                ) as r:
+                    assert r.status == 200, await r.text()
+        clock.now += 60
+        async with web_running(cfg, tmp_path / "log.sqlite", clock) as (_, url):
+            async with aiohttp.ClientSession() as http:
+                alerts = await desk_alerts(url, http)
+                assert alerts[key]["acked_by"] == "supervisor"
+
+
 async def _events(response: aiohttp.ClientResponse) -> Any:
     """(event, data) pairs of a Server-Sent Events body."""
     event, data = None, []

@@ -13,6 +13,7 @@ import datetime as dt
 import itertools
 import math
 import statistics
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -254,8 +255,10 @@ class AlertBook:
     holds until the alert happens again (an event alert) or its condition clears and
     comes back (a standing one: a queue over target, a device offline)."""
 
-    def __init__(self) -> None:
-        self._seen: dict[str, Seen] = {}
+    def __init__(self, remembered: Iterable[Seen] = ()) -> None:
+        """``remembered``: acknowledgements made before a restart (from the audit log), so
+        a supervisor mid-shift does not work the same alerts twice."""
+        self._seen: dict[str, Seen] = {s.key: s for s in remembered}
 
     @staticmethod
     def key_of(item: dict[str, Any]) -> str:
@@ -292,6 +295,40 @@ class AlertBook:
             fresh[k] = s
         self._seen = fresh
         return sorted(fresh.values(), key=lambda s: (s.acked_by is not None, -s.last))
+
+    @staticmethod
+    def from_audit(
+        entries: Iterable[dict[str, Any]], day: Callable[[float], Any], now: float
+    ) -> list[Seen]:
+        """Today's acknowledgements as the audit log recorded them (``day``: the business
+        day of a hall-clock time), the last one per alert."""
+        today, found = day(now), {}
+        for e in entries:
+            detail = e.get("detail")
+            target = e.get("target") or ""
+            if e.get("action") != "ack" or not e.get("ok") or not isinstance(detail, dict):
+                continue
+            try:
+                at, last, standing = (
+                    float(detail["at"]),
+                    float(detail["last"]),
+                    bool(detail["standing"]),
+                )
+            except (KeyError, TypeError, ValueError):
+                continue  # an entry from before acks were remembered
+            if target.startswith("alert ") and day(at) == today:
+                key = target.removeprefix("alert ")
+                found[key] = Seen(
+                    key,
+                    {},
+                    last,
+                    last,
+                    standing=standing,
+                    acked_by=e["user"],
+                    acked_at=at,
+                    acked_last=last,
+                )
+        return list(found.values())
 
     def ack(self, key: str, user: str, now: float) -> Seen | None:
         s = self._seen.get(key)

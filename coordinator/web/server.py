@@ -736,6 +736,10 @@ async def supervisor_ack(request: web.Request) -> web.Response:
         target=f"alert {req.key}",
         ok=seen is not None,
         result=None if seen else "unknown_alert",
+        # what a restart needs to keep it acknowledged (hall-clock times)
+        detail=None
+        if seen is None
+        else {"at": seen.acked_at, "last": seen.acked_last, "standing": seen.standing},
     )
     if seen is None:
         return _error(404, "unknown_alert", "这条告警已不存在 (情况已恢复)")
@@ -1085,7 +1089,9 @@ def make_app(coordinator: HallService) -> web.Application:
         retention_days=coordinator.cfg.coordinator.retention_days,
     )
     app[LIMITER] = AddressLimiter(coordinator.cfg.coordinator.appointment_per_address_hour)
-    app[ALERTS] = AlertBook()
+    now, day = coordinator.clock(), coordinator.cfg.hall.business_day
+    acks = app[AUDIT].between(time.time() - 86400, time.time() + 1, limit=5000)
+    app[ALERTS] = AlertBook(AlertBook.from_audit(acks, day, now))
     app[INVITED] = {}
     app[ADVICE] = AdviceBook()
     app[FIGURES] = FigureCache(

@@ -458,7 +458,7 @@
     try { me = await hallq.getJSON("/api/session"); } catch (e) { return toLogin(); }
     hallq.csrf = me.csrf;
     $("user").textContent = me.user;
-    $("role").textContent = me.may_act ? "值班长 supervisor" : "只读 viewer";
+    $("role").textContent = me.may_act ? "值班长" : "只读";
     $("role").dataset.role = me.role;
     document.body.classList.toggle("readonly", !me.may_act);
     $("audit-card").hidden = !me.may_act;

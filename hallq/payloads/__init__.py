@@ -1,0 +1,1 @@
+"""The wire contract's models by topic group; use them through :mod:`hallq.messages`."""

@@ -1,0 +1,61 @@
+"""Retained state of windows, queues and call boards.
+
+Imported by :mod:`hallq.messages` on first use of one of its names."""
+
+from __future__ import annotations
+
+from pydantic import (
+    AwareDatetime,
+    Field,
+)
+
+from hallq.messages import (
+    ComfortLevel,
+    Ident,
+    Retained,
+    ServiceCode,
+    ShortText,
+    TicketNo,
+    WaitRange,
+    Weight,
+    WindowNo,
+    WindowStatus,
+    Wire,
+)
+
+
+class WindowState(Retained):
+    window: WindowNo
+    zone: Ident
+    status: WindowStatus
+    ticket: TicketNo | None = None
+    service: ServiceCode | None = None
+    since: AwareDatetime | None = None
+    skills: dict[ServiceCode, Weight] = Field(default_factory=dict)
+
+
+class BoardCall(Wire):
+    ticket: TicketNo
+    window: WindowNo
+    zone: Ident
+    called_at: AwareDatetime
+
+
+class BoardState(Retained):
+    calls: list[BoardCall] = Field(default_factory=list, max_length=50, description="newest first")
+    waiting: dict[ServiceCode, int] = Field(default_factory=dict)
+    notice: ShortText | None = None
+    comfort: ComfortLevel | None = None
+
+
+class QueueState(Retained):
+    service: ServiceCode
+    waiting: int = Field(ge=0)
+    next: list[TicketNo] = Field(default_factory=list, max_length=20)
+    eta_min: float | None = Field(
+        default=None,
+        ge=0,
+        description="the likeliest wait for a ticket issued now (wait.p50_min), minutes",
+    )
+    oldest_wait_s: float | None = Field(default=None, ge=0)
+    wait: WaitRange | None = None
