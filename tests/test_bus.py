@@ -563,7 +563,7 @@ def test_properties_made_lean_pack_and_unpack_as_paho_s_own() -> None:
     assert lean.pack() == own.pack()
     back = Properties(PacketTypes.PUBLISH)
     back.unpack(own.pack())
-    assert (back.MessageExpiryInterval, back.UserProperty) == (30, [("a", "b")])
+    assert (back.MessageExpiryInterval, back.UserProperty) == (30, [("a", "b")])  # type: ignore[attr-defined]
     assert not hasattr(Properties(PacketTypes.PUBLISH), "UserProperty"), "tables, not values"
     fixed = FixedProperties(PacketTypes.PUBLISH)
     fixed.MessageExpiryInterval = 30

@@ -587,7 +587,8 @@ def test_a_command_id_found_absent_is_answered_from_memory_until_staged(
     q.log._reader = q.log._db
     q.submit("ticket", "dispenser", "pi-d1", command, at(9), defer=True)
     found = q.log.lookup(command.id)
-    assert found is not None and found.source == "dispenser/pi-d1"
+    assert found is not None
+    assert found.source == "dispenser/pi-d1"
     q.commit()
     assert q.log.lookup(command.id) is not None, "committed: found in the file"
     lost = issue()
@@ -599,7 +600,8 @@ def test_a_command_id_found_absent_is_answered_from_memory_until_staged(
     q.log._db.execute("PRAGMA query_only = 0")
     assert q.log.lookup(lost.id) is None, "not kept: absent again"
     again = q.submit("ticket", "dispenser", "pi-d1", lost, at(9, 2))
-    assert not again.duplicate and q.log.lookup(lost.id) is not None
+    assert not again.duplicate
+    assert q.log.lookup(lost.id) is not None
 
 
 def test_a_reader_beside_the_coordinator_never_remembers_an_id_as_absent(
