@@ -79,8 +79,9 @@ def checkpoint_every(tickets: int) -> int:
     """Entries between checkpoints with ``tickets`` tickets in the day. A checkpoint
     pickles the whole day on the event loop (~28 ms at 10,000 tickets); every 500 entries
     that cost grew with the day to ~56 µs a command at its end, and stalled the loop as
-    often. Spaced by a share of the day instead, it stays ~1.4 µs per ticket / share a
-    command however long the day; a restart after a kill replays at most that many."""
+    often. Spaced by a share of the day instead (~2.8 µs of pickling per ticket), it stays
+    ~2.8 µs x CHECKPOINT_SHARE (~22 µs) a command however long the day; a restart after a
+    kill replays at most that many entries."""
     return max(CHECKPOINT_EVERY, tickets // CHECKPOINT_SHARE)
 
 
