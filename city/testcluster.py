@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 NATS_SERVER = "/usr/sbin/nats-server"
 
@@ -162,25 +163,26 @@ class NatsCityCluster:
     def _config(self, i: int) -> Path:
         routes = [f"nats-route://127.0.0.1:{p}" for p in self.route_ports]
         store = self.workdir / f"store-{i}"
-        conf = {
+        conf: dict[str, object] = {
             "server_name": f"city-{i}",
             "listen": f"127.0.0.1:{self.client_ports[i]}",
             "jetstream": {"store_dir": str(store)},
-            "cluster": {
-                "name": "hallq-city",
-                "listen": f"127.0.0.1:{self.route_ports[i]}",
-                "routes": routes,
-            },
             "mqtt": {
                 "listen": f"127.0.0.1:{self.mqtt_ports[i]}",
                 "tls": {
                     "cert_file": str(self.workdir / "server.crt"),
                     "key_file": str(self.workdir / "server.key"),
                 },
-                "stream_replicas": 3,
+                "stream_replicas": min(3, self.nodes),
             },
             "authorization": {"users": self._users()},
         }
+        if self.nodes > 1:  # one node (a bench that needs no failover) starts faster alone
+            conf["cluster"] = {
+                "name": "hallq-city",
+                "listen": f"127.0.0.1:{self.route_ports[i]}",
+                "routes": routes,
+            }
         path = self.workdir / f"city-{i}.conf"
         path.write_text(json.dumps(conf, indent=2))  # NATS config accepts JSON
         return path
@@ -259,6 +261,7 @@ class LinkCut:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self._relays: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> LinkCut:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -266,6 +269,10 @@ class LinkCut:
         return self
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        relay = asyncio.current_task()
+        if relay is not None:  # awaited by close(): one cancelled at the loop's end is logged
+            self._relays.add(relay)
+            relay.add_done_callback(self._relays.discard)
         if not self.up:
             writer.close()
             return
@@ -304,3 +311,5 @@ class LinkCut:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._relays:  # each ends once its connections are aborted
+            await asyncio.wait(self._relays, timeout=5)

@@ -24,6 +24,7 @@ import select
 import socket
 import sqlite3
 import ssl
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -194,6 +195,50 @@ def _tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
 
 
 PENDING_CALLS_WARN = 5000
+
+
+def _socket_closer(client: aiomqtt.Client) -> Callable[[], None]:
+    """A function that closes ``client``'s socket, for when a connection attempt ends.
+
+    aiomqtt leaves the socket open (and watched by the event loop) when its connect is
+    cancelled (a session closed while the broker has not answered) or times out waiting
+    for the CONNACK: each such attempt kept a descriptor until the broker hung up, or until
+    the garbage collector found it after the loop had gone. A connect still running in
+    aiomqtt's thread when the attempt is abandoned closes its socket itself, on the loop."""
+    paho_client = client._client
+    connect = client._client_connect
+    loop = asyncio.get_running_loop()
+    lock = threading.Lock()
+    state = {"connecting": False, "abandoned": False}
+
+    def close_on_loop() -> None:
+        try:
+            loop.call_soon_threadsafe(paho_client._sock_close)
+        except RuntimeError:  # the loop is closed: nothing watches the socket any more
+            sock, paho_client._sock = paho_client._sock, None
+            if sock is not None:
+                sock.close()
+
+    def connecting() -> None:
+        with lock:
+            state["connecting"] = True
+        try:
+            connect()
+        finally:
+            with lock:
+                state["connecting"] = False
+                if state["abandoned"]:
+                    close_on_loop()
+
+    def abandon() -> None:
+        with lock:
+            state["abandoned"] = True
+            if state["connecting"]:
+                return  # closed by ``connecting`` when paho's connect returns
+        paho_client._sock_close()
+
+    client._client_connect = connecting  # type: ignore[method-assign]
+    return abandon
 
 
 def broker_client(
@@ -623,6 +668,7 @@ class Session:
             )
         self._rev_counter = 0
         client = self._make_client(protocol)
+        close_socket = _socket_closer(client)
         self.attempts += 1
         try:
             async with client:
@@ -647,6 +693,7 @@ class Session:
             log.exception("%s: session failed; reconnecting", self.client_id)
             return exc
         finally:
+            close_socket()
             self._on_disconnect()
         return None
 
