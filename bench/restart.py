@@ -3,7 +3,7 @@
 The seed hall (``examples/liwan.toml``, 47 windows) on a private Mosquitto. Each log holds
 a current business day of up to 20,000 entries (issues and calls, a busy day) and, for
 bigger sizes, earlier days of the same shape (what retention keeps for analytics). A
-SIGKILL leaves up to ``CHECKPOINT_EVERY`` - 1 entries after the last checkpoint; each
+SIGKILL leaves up to ``checkpoint_every`` - 1 entries after the last checkpoint; each
 log is set up that way (the worst case), and once more with no checkpoint at all
 (``--no-checkpoint``: what a start cost before checkpoints, a full replay of the day).
 
@@ -47,7 +47,7 @@ from pathlib import Path
 
 from coordinator.dispatch import load_core
 from coordinator.eventlog import EventLog
-from coordinator.hallqueue import CHECKPOINT_EVERY, HallQueue
+from coordinator.hallqueue import HallQueue, checkpoint_every
 from hallq import messages as m
 from hallq.bus import Session
 from hallq.config import HallConfig, parse_config
@@ -143,7 +143,9 @@ def build_log(cfg: HallConfig, path: Path, size: int, checkpoint: bool) -> None:
     if history := (size - today) // DAY_EVENTS:
         add_history(path, history)
     if checkpoint:
-        checkpoint_before_tail(cfg, path, min(today - 1, CHECKPOINT_EVERY - 1))
+        # the worst case: a kill just before the next checkpoint (a day's entries are
+        # half issues: one ticket each)
+        checkpoint_before_tail(cfg, path, min(today - 1, checkpoint_every(today // 2) - 1))
 
 
 def floor_s() -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import heapq
+import math
 import statistics
 import time
 from collections import Counter, deque
@@ -152,6 +153,8 @@ class Engine:
         # the wait estimator (``coordinator.eta.WaitEstimator``) when one runs: anything
         # with ``estimate(engine, ticket | None, service, now) -> WaitRange | None``
         self.estimator: Any = None
+        self._day_second: int | None = None  # the second business_day last worked out
+        self._day_of_second = dt.date.min
         self._new_day_state()
 
     # --- day lifecycle -------------------------------------------------------------------
@@ -193,7 +196,14 @@ class Engine:
         )
 
     def business_day(self, now: float) -> dt.date:
-        return self.cfg.hall.business_day(now)
+        """The hall's business day at ``now``, worked out once a second (asked for every
+        command): days change at a whole minute of a whole-minute UTC offset, so every
+        instant of one second is in the same day."""
+        second = math.floor(now)
+        if second != self._day_second:
+            self._day_of_second = self.cfg.hall.business_day(now)
+            self._day_second = second
+        return self._day_of_second
 
     def due(self, now: float) -> bool:
         return self.day != self.business_day(now)

@@ -4,7 +4,7 @@ The log is the truth: every command is appended with the time it was applied, it
 and its result before anything is published, and the hall's state is the replay of the
 log. A ``day_open`` entry starts each business day with a snapshot (carried-over tickets,
 window status and skills), so recovery replays only the current day; a checkpoint of the
-whole state (every ``CHECKPOINT_EVERY`` entries, see ``HallQueue``) shortens that to the
+whole state (every ``checkpoint_every`` entries, see ``HallQueue``) shortens that to the
 entries after it. Older days stay for
 analytics until the retention period ends.
 
@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 """
 KEEP_CHECKPOINTS = 2
+ABSENT_KEPT = 4096  # command ids remembered as not in the log (see EventLog.lookup)
 
 
 class StorageFailed(Exception):
@@ -94,6 +95,10 @@ class EventLog:
         self._reader = self._db if memory else sqlite3.connect(path, isolation_level=None)
         self._staged: list[tuple[Any, ...]] = []
         self._staged_ids: dict[str, tuple[Any, ...]] = {}
+        # command ids just looked up and not in the log: only ``stage`` adds an id, and
+        # this process is the log's one writer, so the answer holds until then (the
+        # coordinator asks twice per command: who owns the id, then whether it is new)
+        self._absent: set[str] | None = set()
         self.failures = 0  # commits that failed: their staged entries were never kept
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         # the write running in the writer thread, and how many staged entries it takes
@@ -113,6 +118,7 @@ class EventLog:
         log = cls.__new__(cls)
         log.path = path
         log._staged, log._staged_ids, log.failures = [], {}, 0
+        log._absent = None  # another process writes: every lookup asks the file
         log._writer, log._job, log._committed = None, None, None
         log._db = log._reader = sqlite3.connect(
             f"{path.resolve().as_uri()}?mode=ro",
@@ -154,12 +160,21 @@ class EventLog:
         staged = self._staged_ids.get(cmd_id)
         if staged is not None:
             return _entry(staged)
+        absent = self._absent
+        if absent is not None and cmd_id in absent:
+            return None
         row = self._reader.execute(
             "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
             "WHERE cmd_id = ?",
             (cmd_id,),
         ).fetchone()
-        return None if row is None else _entry(row)
+        if row is None:
+            if absent is not None:
+                if len(absent) >= ABSENT_KEPT:
+                    absent.clear()
+                absent.add(cmd_id)
+            return None
+        return _entry(row)
 
     def append(
         self,
@@ -211,6 +226,8 @@ class EventLog:
         self._staged.append(row)
         if cmd_id is not None:
             self._staged_ids[cmd_id] = row
+            if self._absent is not None:
+                self._absent.discard(cmd_id)
         return seq
 
     def commit(self) -> int:

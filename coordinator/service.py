@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import logging
 import math
 import threading
@@ -34,13 +35,13 @@ from coordinator.authz import Authority, Refusal, flood_alert, refusal_alert
 from coordinator.dispatch import load_core
 from coordinator.engine import Engine, Outcome
 from coordinator.eventlog import EventLog, StorageFailed
-from coordinator.hallqueue import CHECKPOINT_EVERY, HallQueue, Submitted
+from coordinator.hallqueue import HallQueue, Submitted, checkpoint_every
 from coordinator.nearby import NearbyHalls
 from coordinator.web.appointments import AppointmentBook, default_book_path
 from coordinator.web.devices import DeviceBook
 from hallq import messages as m
 from hallq.aio import cancel_and_wait
-from hallq.bus import Incoming, Session
+from hallq.bus import Handed, Incoming, Session
 from hallq.config import HallConfig
 from hallq.errors import NotConnected, NotKept
 from hallq.topics import ID_PATTERN
@@ -69,6 +70,7 @@ ETA_STALE_S = 30.0  # hall seconds: waits are re-simulated at least this often
 # order and share one commit of the event log (group commit)
 COMMAND_CONCURRENCY = 256
 GROUP_ROUNDS = 8  # loop rounds a group commit waits at most for commands already received
+GC_YOUNG = 20_000  # allocations between young collections (CPython's default: 700)
 # counter times for the wait estimates are learned from this many recent days of the log
 # (a year's log would keep that worker busy for many minutes after every start)
 LEARN_DAYS = 28
@@ -82,10 +84,16 @@ def default_log_path(cfg: HallConfig) -> Path:
     return cfg.coordinator.log_path or cfg.runtime.state_dir / f"events-{cfg.hall.id}.sqlite"
 
 
-def _reply(command: Any, record: dict[str, Any], day: dt.date | None) -> m.Message:
+def _reply(
+    command: Any, record: dict[str, Any], day: dt.date | None, outcome: Outcome | None = None
+) -> m.Message:
+    """The reply to ``command`` from its logged ``record``; ``outcome``: the one it just
+    had (its ticket info is taken as it is, not built again from the record)."""
     error = m.Rejection(**record["error"]) if record["error"] else None
     if isinstance(command, m.IssueRequest):
-        info = m.TicketInfo.model_validate(record["info"]) if record["info"] else None
+        info = outcome.info if outcome is not None else None
+        if info is None and record["info"]:
+            info = m.TicketInfo.model_validate(record["info"])
         return m.IssueReply(
             kind="issue", corr=command.id, ok=record["ok"], error=error, ticket=info
         )
@@ -149,7 +157,8 @@ class Coordinator:
         self.queue.engine.day_hooks.append(self.register_bookings)
         self.register_bookings()
         replayed = self.queue.recover()
-        self._checkpoint_seq = self.queue.seq if replayed < CHECKPOINT_EVERY else 0
+        every = checkpoint_every(len(self.queue.engine.tickets))
+        self._checkpoint_seq = self.queue.seq if replayed < every else 0
         self._checkpointing: asyncio.Future[bool] | None = None
         # the wait estimator starts once serving (``_start_estimating``); until then the
         # engine gives its queueing estimate
@@ -193,7 +202,8 @@ class Coordinator:
         self._alerting: set[asyncio.Task[None]] = set()
         # group commit: commands staged in the log wait here for the one commit that
         # makes them all durable (see _durable)
-        self._commit_waiters: list[tuple[int, asyncio.Future[bool]]] = []
+        # (the log's failure count when staged, told whether kept, what it publishes then)
+        self._commit_waiters: list[tuple[int, asyncio.Future[bool], Batch]] = []
         self._committing: asyncio.Task[None] | None = None
         self.nearby = NearbyHalls(cfg.city, clock)
         # set when stopping: a worker thread reading the log ends at its next check
@@ -529,18 +539,41 @@ class Coordinator:
         paho in this order at once (so batches delivered one after another leave in that
         order too), then their PUBACKs awaited together. Batches do not wait for each
         other's PUBACKs: under load they overlap."""
-        if batch:
-            assert self.session is not None
-            try:
-                await self.session.publish_many(batch)
-            except NotConnected as exc:
-                log.warning(
-                    "not published (the broker is away; state is republished on reconnect): %s",
-                    exc,
-                )
+        handed = self._hand_over(batch)
+        if handed is not None:
+            await self._acked(handed)
+        elif self._reconnect_due and self.session is not None:
+            self._reconnect_due = False
+            self.session.reconnect()
+
+    def _hand_over(self, batch: Batch) -> Handed | None:
+        """Hand a batch to paho, in order, now (see :meth:`_deliver`); None if empty or
+        not sent (the broker is away)."""
+        if not batch:
+            return None
+        assert self.session is not None
+        try:
+            return self.session.hand_over(batch)
+        except NotConnected as exc:
+            self._not_published(exc)
+        return None
+
+    async def _acked(self, handed: Handed) -> None:
+        """Wait for a handed batch's PUBACKs; then, after a storage failure is over,
+        connect again so the broker hands back the commands refused meanwhile."""
+        try:
+            await handed.acked()
+        except NotConnected as exc:
+            self._not_published(exc)
         if self._reconnect_due and self.session is not None:
             self._reconnect_due = False
             self.session.reconnect()
+
+    @staticmethod
+    def _not_published(exc: NotConnected) -> None:
+        log.warning(
+            "not published (the broker is away; state is republished on reconnect): %s", exc
+        )
 
     def _all_state(self) -> Batch:
         """Every retained state from the engine, and a call event for every call still on
@@ -697,6 +730,8 @@ class Coordinator:
         for event in outcome.events:
             if isinstance(event, m.AlertEvent):
                 self.alerts.appendleft((now, event))
+        if not self._listeners:  # (the web's live stream: dumped only when it listens)
+            return batch
         notice = {
             "type": "outcome",
             "rev": rev,
@@ -896,7 +931,7 @@ class Coordinator:
                     0,
                     (
                         self._topics.reply(role, client),
-                        _reply(command, done.record, self.engine.day),
+                        _reply(command, done.record, self.engine.day, done.outcome),
                     ),
                 )
             if done.rollover is not None:
@@ -904,13 +939,16 @@ class Coordinator:
                 self._refresh_forecast()
             if done.outcome is not None and done.outcome.ok:
                 batch += self._outcome_batch(done.outcome, done.seq, notices)
-            waiting = self._durable(done.seq) if done.kept else None
-        if waiting is not None and not await waiting:
-            # its group's commit failed: nothing of it happened, and nothing was published
-            done = _not_kept()
-            batch = [(self._topics.reply(role, client), _reply(command, done.record, None))]
-            batch = batch if reply else []
-            notices = []
+            waiting = self._durable(done.seq, batch) if done.kept else None
+        if waiting is not None:
+            if await waiting:
+                batch = []  # published with its group, once the group was durable
+            else:
+                # its group's commit failed: nothing of it happened, nothing was published
+                done = _not_kept()
+                batch = [(self._topics.reply(role, client), _reply(command, done.record, None))]
+                batch = batch if reply else []
+                notices = []
         for notice in notices:
             self._notify(notice)
         await self._deliver(batch)
@@ -959,13 +997,15 @@ class Coordinator:
         self._dirty_windows, self._dirty_services, self._dirty_board = set(), set(), False
         return batch
 
-    def _durable(self, seq: int) -> asyncio.Future[bool] | None:
+    def _durable(self, seq: int, batch: Batch | None = None) -> asyncio.Future[bool] | None:
         """None if entry ``seq`` is durable already, else a future that the next group
-        commit resolves: True once it is in the log, False if its group was lost."""
+        commit resolves: True once it is in the log and ``batch`` (the command's reply and
+        events) handed to the broker with the group's, False if its group was lost (then
+        nothing of ``batch`` was sent)."""
         if self.eventlog.staged == 0 or seq < 0:
             return None
         future = asyncio.get_running_loop().create_future()
-        self._commit_waiters.append((self.eventlog.failures, future))
+        self._commit_waiters.append((self.eventlog.failures, future, batch or []))
         if self._committing is None or self._committing.done():
             self._committing = asyncio.create_task(self._group_commit())
         return future
@@ -977,39 +1017,42 @@ class Coordinator:
         larger group) and delivers the last group's messages; it runs again while
         commands wait. After a failure every waiter staged before it is told so: the log
         kept none of them, and the engine was rebuilt. The states the group changed are
-        rendered once, here, where the engine is exactly the log, and published after the
-        group's replies."""
+        rendered once, here, where the engine is exactly the log. The group's replies and
+        events, in arrival order, then its states go to the broker in one batch before
+        any of its commands is told it is kept (so before their PUBACKs)."""
         while self._commit_waiters:
             await asyncio.sleep(0)  # the commands already read join this group...
             for _ in range(GROUP_ROUNDS):  # ...and those the broker has handed over
                 if self.session is None or not self.session.backlog:
                     break
                 await asyncio.sleep(0)
-            batch: Batch = []
+            after: Batch = []  # a storage alert, the states
             async with self._lock:
                 waiters, self._commit_waiters = self._commit_waiters, []
                 try:
                     await self.queue.commit_off_loop()
                 except StorageFailed as exc:
-                    batch += self._storage_failed(exc)
+                    after += self._storage_failed(exc)
                 failures = self.eventlog.failures
                 seq = self.queue.seq
-                if seq - self._checkpoint_seq >= CHECKPOINT_EVERY and self.storage_error is None:
+                every = checkpoint_every(len(self.engine.tickets))
+                if seq - self._checkpoint_seq >= every and self.storage_error is None:
                     self._checkpoint(seq)  # the engine is exactly the log here
                 if self.session is not None:
-                    batch += self._dirty_states()
-            for generation, future in waiters:
+                    after += self._dirty_states()
+            batch = [item for g, _, sent in waiters if g == failures for item in sent] + after
+            handed = self._hand_over(batch)
+            for generation, future, _ in waiters:
                 if not future.done():
                     future.set_result(generation == failures)
-            if batch:
-                await asyncio.sleep(0)  # the group's replies and events go out first
-                task = asyncio.create_task(self._deliver(batch))
+            if handed is not None:
+                task = asyncio.create_task(self._acked(handed))
                 self._alerting.add(task)
                 task.add_done_callback(self._alerting.discard)
 
     def _checkpoint(self, seq: int) -> None:
-        """Every CHECKPOINT_EVERY entries: the state is pickled here, under the lock (~0.1 s
-        for a 20k-entry day), and written by a worker thread."""
+        """Every ``checkpoint_every`` entries: the state is pickled here, under the lock
+        (~30 ms for a 20k-entry day), and written by a worker thread."""
         if self._checkpointing is not None and not self._checkpointing.done():
             return
         self._checkpoint_seq = seq
@@ -1139,6 +1182,18 @@ async def web_dashboard(coordinator: Coordinator) -> AsyncIterator[Any]:
         await web.stop()
 
 
+def settle_heap() -> None:
+    """Once started (the modules, the config, the replayed day): what exists now lives as
+    long as the process, so the collector stops walking it (``gc.freeze``), and young
+    collections come every GC_YOUNG allocations instead of 700. Under load ~30 commands
+    are in flight, each holding hundreds of objects for a few milliseconds: with 700 the
+    collector ran several times a command and promoted what was in flight, for full
+    collections over the whole day's heap to walk again."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+
+
 async def serve(
     cfg: HallConfig,
     *,
@@ -1150,6 +1205,7 @@ async def serve(
     from hallq.sdnotify import Notifier, supervised
 
     coordinator = Coordinator(cfg, log_path=log_path, dispatch=dispatch)
+    settle_heap()
     try:
         async with (
             coordinator.make_session() as session,

@@ -55,6 +55,13 @@ from hallq.messages import (
     decode,
     encode,
 )
+from hallq.paho_lean import (
+    FixedProperties,
+    buffered_reads,
+    coalesce_writes,
+    lean_properties,
+    lean_pubacks,
+)
 from hallq.retained import PresenceBook, RevisionGate
 from hallq.session_store import SessionStore
 from hallq.topics import (
@@ -115,6 +122,47 @@ class _Arrival:
 Handler = Callable[[Incoming], Awaitable[None] | None]
 
 
+class Handed:
+    """Messages handed to paho together (``Session.hand_over``), and the PUBACKs they
+    wait for, counted down: aiomqtt's on_publish calls ``set()`` on what it holds for a
+    PUBACK's packet id, and every message of the batch holds this one (one future per
+    batch, not an event and a task per message)."""
+
+    __slots__ = ("client", "done", "left", "mids", "timeout")
+
+    def __init__(self, done: asyncio.Future[None], client: aiomqtt.Client, timeout: float) -> None:
+        self.done = done
+        self.client = client
+        self.timeout = timeout
+        self.mids: list[int] = []
+        self.left = 0
+
+    def set(self) -> None:
+        self.left -= 1
+        if self.left == 0 and not self.done.done():
+            self.done.set_result(None)
+
+    async def acked(self) -> None:
+        """Every PUBACK is in; NotConnected when the connection dropped first or the
+        broker did not answer within the session's operation timeout."""
+        if self.done.done():
+            return
+        try:
+            await asyncio.wait(
+                (self.done, self.client._disconnected),
+                timeout=self.timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            if not self.done.done():
+                self.done.cancel()
+                pending = self.client._pending_publishes
+                for mid in self.mids:
+                    pending.pop(mid, None)
+        if self.done.cancelled():
+            raise NotConnected(f"{self.left} message(s) not acknowledged by the broker")
+
+
 def _expiry_left(message: Any) -> int | None:  # aiomqtt's or paho's message
     left = getattr(message.properties, "MessageExpiryInterval", None)
     return left if isinstance(left, int) else None
@@ -147,102 +195,6 @@ def _tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
 
 
 PENDING_CALLS_WARN = 5000
-
-
-@functools.cache
-def _lean_pubacks() -> None:
-    """paho 2.2 decodes every PUBACK into a new ReasonCode and a new MQTT 5 Properties,
-    each building its name tables first (~50 µs a PUBACK; the coordinator gets one for
-    each of the ~6 messages it sends per command). A PUBACK without properties (what
-    Mosquitto sends) gets shared, never changed ones per reason code instead; anything
-    else, and paho versions without ``_packet.decode_puback``, are left to paho."""
-    try:
-        from paho.mqtt import _packet
-    except ImportError:  # paho 2.1: PUBACKs are decoded inside the client
-        return
-    decode = getattr(_packet, "decode_puback", None)
-    if decode is None:
-        return
-    v5 = aiomqtt.ProtocolVersion.V5.value
-    shared: dict[tuple[int, bytes], tuple[Any, Any]] = {}
-
-    def decode_puback(header: int, packet: bytes | bytearray, protocol: Any) -> Any:
-        size = len(packet)
-        if size != 2 and not (size == 3 and protocol == v5):
-            return decode(header, packet, protocol)  # properties, or malformed: paho's
-        key = (protocol, bytes(packet[2:]))
-        parts = shared.get(key)
-        if parts is None:
-            first = decode(header, packet, protocol)
-            parts = shared[key] = (first.reason, first.properties)
-        return _packet.PubackPacket(int.from_bytes(packet[:2], "big"), *parts)
-
-    # paho's own stays reachable as ``__wrapped__``
-    _packet.decode_puback = functools.update_wrapper(decode_puback, decode)
-
-
-COALESCE_BYTES = 64 * 1024  # the most one coalesced write joins
-
-
-def _coalesce_writes(paho_client: Any) -> None:
-    """paho writes every queued packet with a send of its own (one TCP segment each with
-    TCP_NODELAY): the coordinator's PUBACKs, replies, events and states of a group then
-    cost a system call apiece here and a read apiece at the broker. Before paho writes,
-    runs of queued packets that need nothing done once written (anything but a QoS 0
-    PUBLISH, whose write completes it, and DISCONNECT) are joined into one; paho's own
-    loop then writes it, partial writes included. A QoS 1/2 PUBLISH is completed by its
-    PUBACK, which paho matches by packet id, not by its queue entry."""
-    write = paho_client._packet_write
-    publish, disconnect = int(PacketTypes.PUBLISH) << 4, int(PacketTypes.DISCONNECT) << 4
-
-    def joinable(packet: Any) -> bool:
-        kind = packet["command"] & 0xF0
-        return kind != disconnect and not (kind == publish and packet["qos"] == 0)
-
-    def packet_write() -> Any:
-        queue = paho_client._out_packet
-        if len(queue) > 1:
-            out: collections.deque[Any] = collections.deque()
-            run: list[Any] = []
-            size = 0
-
-            def flush() -> None:
-                if len(run) == 1:
-                    out.append(run[0])
-                elif run:
-                    data = b"".join(bytes(p["packet"][p["pos"] :]) for p in run)
-                    out.append(
-                        {
-                            "command": run[0]["command"],
-                            "mid": run[0]["mid"],
-                            "qos": run[0]["qos"],
-                            "pos": 0,
-                            "to_process": len(data),
-                            "packet": data,
-                            "info": run[0]["info"],
-                        }
-                    )
-                run.clear()
-
-            for packet in queue:
-                if joinable(packet) and size < COALESCE_BYTES:
-                    run.append(packet)
-                    size += packet["to_process"]
-                    continue
-                flush()
-                size = 0
-                if joinable(packet):
-                    run.append(packet)
-                    size = packet["to_process"]
-                else:
-                    out.append(packet)
-            flush()
-            if len(out) < len(queue):
-                queue.clear()
-                queue.extend(out)
-        return write()
-
-    paho_client._packet_write = packet_write
 
 
 def _socket_closer(client: aiomqtt.Client) -> Callable[[], None]:
@@ -301,7 +253,8 @@ def broker_client(
     """Every aiomqtt client hallq makes: the hall file's broker, credentials and TLS (with
     the socket that closes itself on a failed handshake); ``options`` add the session's
     will, clean-start and properties."""
-    _lean_pubacks()
+    lean_pubacks()
+    lean_properties()
     password = broker.password.get_secret_value() if broker.password is not None else None
     client = aiomqtt.Client(
         broker.host,
@@ -318,7 +271,7 @@ def broker_client(
     # aiomqtt warns on every publish past 10 in flight; a reconnect's republish of the whole
     # hall sends hundreds at once by design, and the outbox bounds what is really pending.
     client.pending_calls_threshold = PENDING_CALLS_WARN
-    _coalesce_writes(client._client)
+    coalesce_writes(client._client)
     return client
 
 
@@ -402,6 +355,7 @@ class Session:
         self._op_timeout = op_timeout
         self._routes: list[tuple[str, Handler]] = []
         self._handlers: dict[str, list[Handler]] = {}  # topic -> its routes' handlers
+        self._parsed: dict[str, tuple[TopicParts, TopicSpec]] = {}  # of routed topics
         self._specs: dict[str, TopicSpec] = {}
         self._expiry: dict[int, Properties] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
@@ -600,6 +554,7 @@ class Session:
         ours is added only while its socket is still the client's."""
         paho_client = client._client
         loop = asyncio.get_running_loop()
+        held = buffered_reads(paho_client)
 
         def broke(exc: Exception) -> None:  # as aiomqtt: the connection is gone
             if not client._disconnected.done():
@@ -611,11 +566,15 @@ class Session:
                     paho_client.loop_read()
                     if paho_client._sock is not sock:
                         return  # the connection ended while reading
+                    if held():
+                        continue  # read from the socket already, not yet by paho
                     pending = getattr(sock, "pending", None)
                     if pending is not None and pending() > 0:
                         continue  # TLS: decrypted bytes select() cannot see
                     if not select.select([fd], [], [], 0)[0]:
                         return
+                # the rest on the next pass: bytes held here or by TLS wake no selector
+                loop.call_soon(read, sock, fd)
             except Exception as exc:
                 broke(exc)
 
@@ -914,6 +873,13 @@ class Session:
         instead of a task, an event and a timeout per message (the coordinator sends
         several for every command). Never queued offline: raises NotConnected when the
         broker is away or the connection drops before every PUBACK is in."""
+        await self.hand_over(items).acked()
+
+    def hand_over(self, items: Sequence[tuple[str, BaseModel]]) -> Handed:
+        """The synchronous half of :meth:`publish_many`: every message is in paho's queue,
+        in this order, when it returns (before anything queued after it, a PUBACK of a
+        command included); await ``acked()`` for the broker's PUBACKs. Raises
+        NotConnected when the broker is away."""
         client = self._live_client()
         if client is None:
             raise NotConnected(
@@ -921,8 +887,8 @@ class Session:
                 "(never queued offline)"
             )
         paho_client = client._client
-        pending = client._pending_publishes
-        waits: dict[int, asyncio.Event] = {}
+        pending: dict[int, Any] = client._pending_publishes
+        handed = Handed(asyncio.get_running_loop().create_future(), client, self._op_timeout)
         for topic, message in items:
             spec = self.spec(topic)
             if not isinstance(message, _payload_classes(spec.payload)):
@@ -933,30 +899,20 @@ class Session:
             if spec.expiry_s and self._v5:
                 properties = self._expiry.get(spec.expiry_s)
                 if properties is None:  # read, never changed, by paho: one per expiry
-                    properties = self._expiry[spec.expiry_s] = Properties(PacketTypes.PUBLISH)
+                    properties = FixedProperties(PacketTypes.PUBLISH)
                     properties.MessageExpiryInterval = spec.expiry_s
+                    self._expiry[spec.expiry_s] = properties
             info = paho_client.publish(topic, encode(message), spec.qos, spec.retained, properties)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 raise NotConnected(f"{topic} was not sent: {info.rc}")
             if spec.qos and not info.is_published():
-                # aiomqtt's own bookkeeping: its on_publish sets the event on the PUBACK
-                pending[info.mid] = waits[info.mid] = asyncio.Event()
-        if not waits:
-            return
-        acked = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in waits.values())))
-        try:
-            await asyncio.wait(
-                (acked, client._disconnected),
-                timeout=self._op_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            if not acked.done():
-                acked.cancel()
-                for mid in waits:
-                    pending.pop(mid, None)
-        if acked.cancelled():
-            raise NotConnected(f"{len(waits)} message(s) not acknowledged by the broker")
+                # aiomqtt's on_publish calls set() on what it finds for the PUBACK's mid
+                pending[info.mid] = handed
+                handed.mids.append(info.mid)
+        handed.left = len(handed.mids)
+        if not handed.left:
+            handed.done.set_result(None)
+        return handed
 
     async def _send(
         self,
@@ -1121,12 +1077,18 @@ class Session:
             return True
         if not raw and message.retain:
             return True
-        try:
-            parts = parse(topic)
-            spec = spec_for(parts)
-        except TopicError as exc:
-            await self._report(topic, "bad_topic", str(exc), None)
-            return True
+        parsed = self._parsed.get(topic)
+        if parsed is None:
+            try:
+                parts = parse(topic)
+                parsed = parts, spec_for(parts)
+            except TopicError as exc:
+                await self._report(topic, "bad_topic", str(exc), None)
+                return True
+            if len(self._parsed) >= ROUTE_CACHE:
+                self._parsed.clear()
+            self._parsed[topic] = parsed
+        parts, spec = parsed
         try:
             payload = decode(spec.payload, bytes(raw))
         except PayloadError as exc:

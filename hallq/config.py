@@ -849,6 +849,8 @@ class HallConfig(_Model):
     _windows: dict[int, Window] = PrivateAttr(default_factory=dict)
     _zones: dict[str, Zone] = PrivateAttr(default_factory=dict)
     _agents: dict[str, Agent] = PrivateAttr(default_factory=dict)
+    # agent id -> (its windows, its services): asked for every command the coordinator takes
+    _scope: dict[str, tuple[list[int], list[str]]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_check(self) -> HallConfig:
@@ -988,7 +990,24 @@ class HallConfig(_Model):
 
     def windows_for_agent(self, agent_id: str) -> list[int]:
         """The windows an agent's pads may act for: what the coordinator checks commands against."""
-        agent = self.agent(agent_id)
+        return list(self._agent_scope(agent_id)[0])
+
+    def services_for_agent(self, agent_id: str) -> list[str]:
+        """The services a dispenser issues for: its keys' services, or every service when
+        none of its devices names any (a scanner or ID reader alone)."""
+        return list(self._agent_scope(agent_id)[1])
+
+    def _agent_scope(self, agent_id: str) -> tuple[list[int], list[str]]:
+        scope = self._scope.get(agent_id)
+        if scope is None:
+            agent = self.agent(agent_id)
+            scope = self._scope[agent_id] = (
+                self._windows_of(agent),
+                self._services_of(agent),
+            )
+        return scope
+
+    def _windows_of(self, agent: Agent) -> list[int]:
         if agent.role != "window":
             return []
         return sorted(
@@ -1000,10 +1019,7 @@ class HallConfig(_Model):
             }
         )
 
-    def services_for_agent(self, agent_id: str) -> list[str]:
-        """The services a dispenser issues for: its keys' services, or every service when
-        none of its devices names any (a scanner or ID reader alone)."""
-        agent = self.agent(agent_id)
+    def _services_of(self, agent: Agent) -> list[str]:
         if agent.role != "dispenser":
             return []
         named = {code for d in agent.devices for code in (device_services(d) or [])}

@@ -20,6 +20,7 @@ on ``%c`` can confine each device.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -122,6 +123,17 @@ class TopicParts:
     key: str | None = None
 
 
+# topics are built for every message sent (a reply, events): each once, and checked once
+@functools.lru_cache(maxsize=4096)
+def _client_topic(hall: str, role: str | Role, client: str, action: str | Action) -> str:
+    return f"{PREFIX}/{hall}/{_role(role)}/{check_id(client, 'client id')}/{Action(action)}"
+
+
+@functools.lru_cache(maxsize=64)
+def _event_topic(hall: str, kind: str | EventKind) -> str:
+    return f"{PREFIX}/{hall}/{EVENT}/{EventKind(kind)}"
+
+
 @dataclass(frozen=True, slots=True)
 class HallTopics:
     """Builds every topic and subscription filter of one hall."""
@@ -136,7 +148,7 @@ class HallTopics:
         return f"{PREFIX}/{self.hall}"
 
     def client(self, role: str | Role, client: str, action: str | Action) -> str:
-        return f"{self.base}/{_role(role)}/{check_id(client, 'client id')}/{Action(action)}"
+        return _client_topic(self.hall, role, client, action)
 
     def cmd(self, role: str | Role, client: str) -> str:
         return self.client(role, client, Action.CMD)
@@ -172,7 +184,7 @@ class HallTopics:
         return f"{self.base}/{STATE}/{StateKind.COMFORT}"
 
     def event(self, kind: str | EventKind) -> str:
-        return f"{self.base}/{EVENT}/{EventKind(kind)}"
+        return _event_topic(self.hall, kind)
 
     def every(self, action: str | Action, role: str | Role | None = None) -> str:
         """Filter for one action of all clients (of one role, or of every role)."""

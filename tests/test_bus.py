@@ -522,9 +522,9 @@ def test_pubacks_decode_as_paho_decodes_them_with_shared_parts() -> None:
     from paho.mqtt import _packet
     from paho.mqtt.enums import MQTTProtocolVersion as V
 
-    from hallq.bus import _lean_pubacks
+    from hallq.paho_lean import lean_pubacks
 
-    _lean_pubacks()
+    lean_pubacks()
     lean = _packet.decode_puback
     paho = lean.__wrapped__  # type: ignore[attr-defined]
     for packet, protocol in [
@@ -541,3 +541,74 @@ def test_pubacks_decode_as_paho_decodes_them_with_shared_parts() -> None:
         )
     with pytest.raises(Exception, match="size"):
         lean(0x40, b"\x00", V.MQTTv5)
+
+
+def test_properties_made_lean_pack_and_unpack_as_paho_s_own() -> None:
+    """Properties share paho's name tables once patched, and a fixed one packs once: the
+    bytes are what paho packs, and unpacking gives the same values back."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from hallq.paho_lean import FixedProperties, lean_properties
+
+    lean_properties()
+    paho_init = Properties.__init__.__wrapped__  # type: ignore[attr-defined]
+    own = Properties.__new__(Properties)
+    paho_init(own, PacketTypes.PUBLISH)
+    own.MessageExpiryInterval = 30
+    own.UserProperty = ("a", "b")
+    lean = Properties(PacketTypes.PUBLISH)
+    lean.MessageExpiryInterval = 30
+    lean.UserProperty = ("a", "b")
+    assert lean.pack() == own.pack()
+    back = Properties(PacketTypes.PUBLISH)
+    back.unpack(own.pack())
+    assert (back.MessageExpiryInterval, back.UserProperty) == (30, [("a", "b")])  # type: ignore[attr-defined]
+    assert not hasattr(Properties(PacketTypes.PUBLISH), "UserProperty"), "tables, not values"
+    fixed = FixedProperties(PacketTypes.PUBLISH)
+    fixed.MessageExpiryInterval = 30
+    assert fixed.pack() == fixed.pack() == Properties.pack(fixed)
+    with pytest.raises(Exception, match="does not apply"):
+        Properties(PacketTypes.PUBACK).MessageExpiryInterval = 1
+
+
+def test_buffered_reads_hand_paho_the_socket_s_bytes_in_the_pieces_it_asks_for() -> None:
+    """One recv takes what the socket holds; paho gets its type byte, length and body
+    from it, and ``pending`` says what is held (a reader must not wait on the socket
+    then). A new connection starts with nothing held; the end of one reads as b""."""
+    from hallq.paho_lean import buffered_reads
+
+    a, b = socket.socketpair()
+    a.setblocking(False)
+
+    class Paho:
+        _sock = a
+
+        def _sock_recv(self, bufsize: int) -> bytes:
+            try:
+                return a.recv(bufsize)
+            except BlockingIOError:
+                raise BlockingIOError() from None
+
+    paho = Paho()
+    held = buffered_reads(paho)
+    b.sendall(b"\x40\x02\x00\x05\x40\x02\x00\x06")  # two PUBACKs
+    assert paho._sock_recv(1) == b"\x40"
+    assert held() == 7
+    assert paho._sock_recv(1) == b"\x02"
+    assert paho._sock_recv(2) == b"\x00\x05"
+    assert paho._sock_recv(100) == b"\x40\x02\x00\x06"
+    assert held() == 0
+    with pytest.raises(BlockingIOError):
+        paho._sock_recv(1)
+    b.sendall(b"xyz")
+    assert paho._sock_recv(1) == b"x"
+    paho._sock = c = socket.socket()  # another connection: none of the old one's bytes
+    assert held() == 0
+    c.close()
+    paho._sock = a
+    assert held() == 2
+    b.close()
+    assert paho._sock_recv(5) == b"yz"
+    assert paho._sock_recv(5) == b"", "the connection ended"
+    a.close()

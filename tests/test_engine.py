@@ -592,3 +592,20 @@ def test_the_oldest_waiting_ticket_is_kept_as_the_queue_changes(engine: Engine) 
             kept = engine.stats_state(1).model_dump(exclude={"id", "ts"})
             engine._kpi_for = None
             assert engine.stats_state(1).model_dump(exclude={"id", "ts"}) == kept, k
+
+
+def test_the_business_day_worked_out_once_a_second_changes_exactly_at_the_reset(
+    engine: Engine,
+) -> None:
+    """Asked for every command, the day is worked out once a second: every instant around
+    the daily reset still gets the hall's own answer, in any order."""
+    import datetime as dt
+
+    hall = engine.cfg.hall
+    day = hall.business_day(at(10))
+    reset = dt.datetime.combine(day + dt.timedelta(days=1), hall.reset_time, hall.tzinfo)
+    edge = reset.timestamp()
+    for ts in (edge - 0.5, edge - 1e-4, edge, edge + 0.3, edge - 0.2, edge + 5.0, edge - 86400.5):
+        assert engine.business_day(ts) == hall.business_day(ts), ts
+    assert engine.business_day(edge - 1e-4) == day
+    assert engine.business_day(edge) == day + dt.timedelta(days=1)

@@ -402,8 +402,19 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path, monkeypatch: pytest.Mon
         for topic, message in items:
             await record(topic, message)
 
+    class Handed:  # what Session.hand_over returns: the broker's PUBACKs, here at once
+        async def acked(self) -> None:
+            return None
+
+    def record_handed(items: Any) -> Any:  # (a group's replies, events and states)
+        for topic, message in items:
+            m.encode(message)
+            published.append((topic, message))
+        return Handed()
+
     session.publish = record  # type: ignore[method-assign]
     session.publish_many = record_many  # type: ignore[method-assign]
+    session.hand_over = record_handed  # type: ignore[method-assign]
     inputs = coordinator_inputs()
     # every topic the contract gives the coordinator is routed to a handler, and only those
     routed = [f for f, _ in session._routes]

@@ -569,3 +569,59 @@ def test_a_checkpoint_restores_exactly_what_replaying_the_day_builds(
         "window", "window", "pi-w1", m.WindowAction(window=2, action="call"), now + 70
     ).record
     assert a["ticket"] == b["ticket"]
+
+
+def test_a_command_id_found_absent_is_answered_from_memory_until_staged(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    """The coordinator looks a command id up twice (who owns it, is it new); the second
+    answer comes from memory, and is withdrawn the moment the id is staged: a repeat is
+    then found, staged or committed, and again once a failed commit dropped it."""
+    from coordinator.eventlog import StorageFailed
+
+    q = make_queue(tmp_path / "log.sqlite", core_cls)
+    command = issue()
+    assert q.log.lookup(command.id) is None
+    q.log._reader.close()  # from now on only memory can answer "absent"
+    assert q.log.lookup(command.id) is None
+    q.log._reader = q.log._db
+    q.submit("ticket", "dispenser", "pi-d1", command, at(9), defer=True)
+    found = q.log.lookup(command.id)
+    assert found is not None
+    assert found.source == "dispenser/pi-d1"
+    q.commit()
+    assert q.log.lookup(command.id) is not None, "committed: found in the file"
+    lost = issue()
+    assert q.log.lookup(lost.id) is None
+    q.submit("ticket", "dispenser", "pi-d1", lost, at(9, 1), defer=True)
+    q.log._db.execute("PRAGMA query_only = 1")
+    with pytest.raises(StorageFailed):
+        q.commit()
+    q.log._db.execute("PRAGMA query_only = 0")
+    assert q.log.lookup(lost.id) is None, "not kept: absent again"
+    again = q.submit("ticket", "dispenser", "pi-d1", lost, at(9, 2))
+    assert not again.duplicate
+    assert q.log.lookup(lost.id) is not None
+
+
+def test_a_reader_beside_the_coordinator_never_remembers_an_id_as_absent(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    path = tmp_path / "log.sqlite"
+    q = make_queue(path, core_cls)
+    reader = EventLog.reader(path)
+    command = issue()
+    assert reader.lookup(command.id) is None
+    q.submit("ticket", "dispenser", "pi-d1", command, at(9))
+    assert reader.lookup(command.id) is not None, "written by another connection: seen"
+    reader.close()
+
+
+def test_checkpoints_space_out_with_the_day_so_their_cost_per_command_stays_flat() -> None:
+    """A checkpoint pickles the whole day: spaced by a share of the day's tickets, its cost
+    per command stops growing; never closer than CHECKPOINT_EVERY entries."""
+    from coordinator.hallqueue import CHECKPOINT_EVERY, CHECKPOINT_SHARE, checkpoint_every
+
+    assert checkpoint_every(0) == CHECKPOINT_EVERY
+    assert checkpoint_every(CHECKPOINT_EVERY * CHECKPOINT_SHARE) == CHECKPOINT_EVERY
+    assert checkpoint_every(10_000) == 10_000 // CHECKPOINT_SHARE > CHECKPOINT_EVERY
