@@ -306,7 +306,7 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
     demo = asyncio.create_task(
         run_demo(
             DEFAULT_CONFIG,
-            speed=120,
+            speed=60,
             duration=150,
             broker_url=mosquitto.url,
             state_dir=tmp_path / "demo",
@@ -365,7 +365,7 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
                 await ticket.goto(f"{url}/t/{coordinator.cfg.hall.id}/{mine}")
                 await ticket.wait_for_selector("#status[data-ahead]")
                 ahead = int(await ticket.get_attribute("#status", "data-ahead") or "0")
-                # at ×120 the ticket may already be at the head, called or served by now:
+                # at ×60 the ticket may already be at the head, called or served by now:
                 # any move forward counts
                 await ticket.wait_for_function(
                     "(ahead) => { const s = document.querySelector('#status');"
