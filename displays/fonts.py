@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -335,6 +334,8 @@ def _on_cjk_baseline(image: Raster) -> Raster:
 
 def box_glyph(ch: str, *, pillow: bool = True) -> Raster:
     """The stand-in for a character no font has: an outlined box of the character's width."""
+    import unicodedata
+
     width = 16 if unicodedata.east_asian_width(ch) in ("W", "F") else 8
     image = new_raster((width, GLYPH_HEIGHT), pillow)
     for box in (
@@ -347,15 +348,27 @@ def box_glyph(ch: str, *, pillow: bool = True) -> Raster:
     return image
 
 
+# Printable ASCII, CJK punctuation, ideographs and fullwidth forms hold no control or
+# format character: a hall's texts never need the Unicode tables (unicodedata's ~1 MB
+# library, paid in every window Pi's memory for a filter).
+_PLAIN = ((" ", "~"), ("\u3000", "\u303f"), ("\u4e00", "\u9fff"), ("\uff01", "\uffef"))
+
+
 def clean_text(text: str) -> str:
     """Line breaks and tabs become spaces; other control and format characters are dropped."""
     out = []
     for ch in text:
         if ch in "\t\n\r\v\f":
             out.append(" ")
-        elif unicodedata.category(ch) not in ("Cc", "Cf"):
+        elif any(low <= ch <= high for low, high in _PLAIN) or _visible(ch):
             out.append(ch)
     return "".join(out)
+
+
+def _visible(ch: str) -> bool:
+    import unicodedata
+
+    return unicodedata.category(ch) not in ("Cc", "Cf")
 
 
 def default_font_paths() -> list[Path]:
