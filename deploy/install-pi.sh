@@ -108,6 +108,7 @@ log "systemd units"
 install -m 0644 "$HERE/systemd/hallq-agent@.service" "$UNIT_DIR/hallq-agent@.service"
 if ((server)); then
     install -m 0644 "$HERE/systemd/hallq-coordinator.service" "$UNIT_DIR/hallq-coordinator.service"
+    install -m 0644 "$HERE/systemd/hallq-broker-watch.service" "$UNIT_DIR/hallq-broker-watch.service"
     install -d -m 0755 "$UNIT_DIR/mosquitto.service.d" /etc/mosquitto/conf.d
     install -m 0644 "$HERE/systemd/mosquitto.service.d/hallq.conf" \
         "$UNIT_DIR/mosquitto.service.d/hallq.conf"
@@ -134,7 +135,7 @@ systemctl daemon-reload
 
 log "enable services"
 if ((server)); then
-    systemctl enable mosquitto.service hallq-coordinator.service
+    systemctl enable mosquitto.service hallq-coordinator.service hallq-broker-watch.service
 fi
 for id in "${agents[@]}"; do
     systemctl enable "hallq-agent@$id.service"
@@ -144,7 +145,7 @@ if ((start)) && [[ -f "$ETC/hall.toml" ]]; then
     log "(re)start services"
     if ((server)); then
         systemctl restart mosquitto.service
-        systemctl restart hallq-coordinator.service
+        systemctl restart hallq-coordinator.service hallq-broker-watch.service
     fi
     for id in "${agents[@]}"; do
         systemctl restart "hallq-agent@$id.service"

@@ -180,7 +180,8 @@ class _ClosingSSLSocket(ssl.SSLSocket):
             raise
 
 
-def _tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
+def broker_tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
+    """The TLS a client of the hall broker uses (None: plain MQTT); also the watchdog's."""
     if not broker.use_tls:
         return None
     tls = broker.tls
@@ -264,7 +265,7 @@ def broker_client(
         password=password,
         protocol=protocol,
         keepalive=broker.keepalive if keepalive is None else keepalive,
-        tls_context=_tls_context(broker),
+        tls_context=broker_tls_context(broker),
         timeout=timeout,
         **options,
     )

@@ -977,6 +977,70 @@ def ship(
         shipper.close()
 
 
+@main.command("broker-watch")
+@config_option
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="seconds between probes",
+)
+@click.option(
+    "--timeout",
+    "probe_timeout",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="seconds a probe waits for the CONNACK",
+)
+@click.option(
+    "--misses",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    help="silent probes in a row that make the broker count as hung",
+)
+def broker_watch(config_file: Path, every: float, probe_timeout: float, misses: int) -> None:
+    """Watch the hall's broker for a hang (connections accepted, never answered) and exit
+    with status 3 when it is hung, for systemd to restart it (hallq-broker-watch.service)."""
+    import asyncio
+
+    from hallq.bus import broker_tls_context
+    from hallq.sdnotify import Notifier, watchdog
+    from hallqctl.brokerwatch import HUNG_EXIT, Probe, watch
+
+    cfg = _load(config_file)
+    _setup_logging(cfg.runtime.log_level)
+    notifier = Notifier.from_env()
+
+    def seen(result: Probe) -> None:
+        notifier.status(f"broker {cfg.broker.url}: {result.reason}")
+
+    async def run() -> str:
+        notifier.ready(f"watching {cfg.broker.url}")
+        pings = asyncio.create_task(watchdog(notifier))
+        try:
+            return await watch(
+                cfg.broker,
+                every=every,
+                answer_within=probe_timeout,
+                misses=misses,
+                tls=broker_tls_context(cfg.broker),
+                on_probe=seen,
+            )
+        finally:
+            pings.cancel()
+
+    try:
+        verdict = asyncio.run(run())
+    except KeyboardInterrupt:
+        return
+    notifier.stopping(verdict)
+    click.echo(verdict, err=True)
+    raise SystemExit(HUNG_EXIT)
+
+
 @main.command()
 @config_option
 @click.option(
