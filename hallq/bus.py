@@ -595,11 +595,17 @@ class Session:
 
             loop.call_soon_threadsafe(added)
 
-        opened = paho_client.on_socket_open
-        assert opened is not None, "aiomqtt starts its misc loop in on_socket_open"
+        assert paho_client.on_socket_open is not None, "aiomqtt's misc loop starts there"
 
         def socket_opened(paho: Any, userdata: Any, sock: Any) -> None:
-            opened(paho, userdata, sock)  # schedules aiomqtt's reader: ours replaces it
+            # what aiomqtt's own callback does, minus its reader (ours replaces it) and only
+            # while the socket is still the client's: its unguarded add_reader, run after an
+            # abandoned attempt had closed the socket, failed on the closed descriptor
+            def misc() -> None:
+                if paho_client._sock is sock:
+                    client._misc_task = loop.create_task(client._misc_loop())
+
+            loop.call_soon_threadsafe(misc)
             when_open(sock, loop.add_reader, read, sock, sock.fileno())
 
         paho_client.on_socket_open = socket_opened
