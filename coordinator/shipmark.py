@@ -9,8 +9,10 @@ commit), never run ahead of it, so the lag it gives is never smaller than the tr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,13 +52,21 @@ class Lag:
 
 
 def write_mark(path: Path, mark: ShipMark) -> None:
-    """Replace the mark atomically (a reader sees the old one or the new one, whole)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(asdict(mark), f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Replace the mark atomically (a reader sees the old one or the new one, whole). The
+    temporary file is this writer's own: two shippers of one log (a second one started by
+    mistake) sharing one name renamed each other's file away (FileNotFoundError)."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(asdict(mark), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o640)  # the units' UMask: the coordinator and the hallq group read it
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def read_mark(path: Path) -> ShipMark | None:

@@ -227,14 +227,16 @@ def test_two_shippers_for_one_hall_never_store_an_entry_twice(
             errors.append(exc)
 
     threads = [threading.Thread(target=drain, args=(s,)) for s in (a, b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        a.close()
+        b.close()
     assert errors == []
     assert_exactly(city_dsn, "liwan", len(rows))
-    a.close()
-    b.close()
 
 
 def _ship_process(cfg_path: Path, log_path: Path, dsn: str, *extra: str) -> subprocess.Popen[str]:
