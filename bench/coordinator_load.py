@@ -200,7 +200,8 @@ class Load:
             elif not self.pending:
                 self.idle.set()
 
-    def step(self, concurrency: int, seconds: float, pid: int, patience: float = 30) -> Step:
+    def _begin(self, concurrency: int, pid: int) -> tuple[float, float]:
+        """Start ``concurrency`` closed loops; the CPU and wall time they start at."""
         with self.lock:
             self.latencies = []
             self.idle.clear()
@@ -208,11 +209,19 @@ class Load:
             cpu0, t0 = cpu_s(pid), time.perf_counter()
             for _ in range(concurrency):
                 self._next()
-        time.sleep(seconds)
+        return cpu0, t0
+
+    def _end(self, pid: int, cpu0: float, t0: float) -> tuple[int, float, list[float], float]:
+        """Stop sending; replies so far, elapsed wall time, their latencies, CPU spent."""
         with self.lock:
             self.running = False
             done, elapsed, cpu = len(self.latencies), time.perf_counter() - t0, cpu_s(pid) - cpu0
-            latencies = self.latencies
+            return done, elapsed, self.latencies, cpu
+
+    def step(self, concurrency: int, seconds: float, pid: int, patience: float = 30) -> Step:
+        cpu0, t0 = self._begin(concurrency, pid)
+        time.sleep(seconds)
+        done, elapsed, latencies, cpu = self._end(pid, cpu0, t0)
         if not self.idle.wait(patience):
             lost = len(self.pending)
             self.pending.clear()
@@ -221,20 +230,11 @@ class Load:
 
     def count(self, concurrency: int, commands: int, pid: int) -> Step:
         """Exactly ``commands`` replies' worth of load (the day's slices)."""
-        with self.lock:
-            self.latencies = []
-            self.idle.clear()
-            self.running = True
-            cpu0, t0 = cpu_s(pid), time.perf_counter()
-            for _ in range(concurrency):
-                self._next()
+        cpu0, t0 = self._begin(concurrency, pid)
         deadline = time.monotonic() + 600
         while len(self.latencies) < commands and time.monotonic() < deadline:
             time.sleep(0.01)
-        with self.lock:
-            self.running = False
-            done, elapsed, cpu = len(self.latencies), time.perf_counter() - t0, cpu_s(pid) - cpu0
-            latencies = self.latencies
+        done, elapsed, latencies, cpu = self._end(pid, cpu0, t0)
         if not self.idle.wait(30):
             raise RuntimeError(f"{len(self.pending)} command(s) never answered")
         return Step(concurrency, done, elapsed, latencies, cpu)

@@ -215,41 +215,29 @@ def _device_problems(c: HallService) -> list[api.DeviceProblem]:
     """Offline devices and printers short of paper, worst first."""
     tz = c.cfg.hall.tzinfo
     out: list[api.DeviceProblem] = []
+
+    def problem(d: Any, kind: str, text: str, at: float | None) -> None:
+        out.append(
+            api.DeviceProblem(
+                client=d.client,
+                role=d.role,
+                problem=kind,  # type: ignore[arg-type]
+                text=f"{d.client} {text}",
+                since=hhmm(at, tz),
+            )
+        )
+
     for d in c.devices.all():
         if d.online is False:
-            out.append(
-                api.DeviceProblem(
-                    client=d.client,
-                    role=d.role,
-                    problem="offline",
-                    text=f"{d.client} 离线",
-                    since=hhmm(d.since, tz),
-                )
-            )
+            problem(d, "offline", "离线", d.since)
             continue
         for x in d.health.components if d.health is not None else []:
-            problem = PAPER.get(x.status)
-            if problem is not None:
-                words = "缺纸" if problem == "paper_out" else "打印纸将尽"
-                out.append(
-                    api.DeviceProblem(
-                        client=d.client,
-                        role=d.role,
-                        problem=problem,  # type: ignore[arg-type]
-                        text=f"{d.client} {x.name} {words}",
-                        since=hhmm(d.health_at, tz),
-                    )
-                )
+            paper = PAPER.get(x.status)
+            if paper is not None:
+                words = "缺纸" if paper == "paper_out" else "打印纸将尽"
+                problem(d, paper, f"{x.name} {words}", d.health_at)
             elif not x.ok:
-                out.append(
-                    api.DeviceProblem(
-                        client=d.client,
-                        role=d.role,
-                        problem="unhealthy",
-                        text=f"{d.client} {x.name} 异常: {x.status}",
-                        since=hhmm(d.health_at, tz),
-                    )
-                )
+                problem(d, "unhealthy", f"{x.name} 异常: {x.status}", d.health_at)
     order = {"offline": 0, "paper_out": 1, "unhealthy": 2, "paper_low": 3}
     return sorted(out, key=lambda p: (order[p.problem], p.client))
 
