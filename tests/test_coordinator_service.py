@@ -101,6 +101,7 @@ async def test_a_restarted_coordinator_republishes_state_and_keeps_numbering(
         state = await queue.wait_for(lambda ps: bool(ps))
         assert state[-1].waiting == 3
         assert state[-1].next == ["B001", "B002", "B003"]
+        await dispenser.wait_connected(10)  # a request is never queued offline
         reply = await dispenser.request(
             T.req("pi-d1"), m.IssueRequest(kind="issue", service="invoice"), timeout=10
         )
