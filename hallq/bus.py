@@ -61,6 +61,7 @@ from hallq.paho_lean import (
     coalesce_writes,
     lean_properties,
     lean_pubacks,
+    publish_batch,
 )
 from hallq.retained import PresenceBook, RevisionGate
 from hallq.session_store import SessionStore
@@ -555,7 +556,7 @@ class Session:
         ours is added only while its socket is still the client's."""
         paho_client = client._client
         loop = asyncio.get_running_loop()
-        held = buffered_reads(paho_client)
+        reader = held = buffered_reads(paho_client)
 
         def broke(exc: Exception) -> None:  # as aiomqtt: the connection is gone
             if not client._disconnected.done():
@@ -564,7 +565,7 @@ class Session:
         def read(sock: Any, fd: int) -> None:
             try:
                 for _ in range(READ_PER_PASS):  # bounded: the loop serves others too
-                    paho_client.loop_read()
+                    reader.step()
                     if paho_client._sock is not sock:
                         return  # the connection ended while reading
                     if held():
@@ -896,6 +897,32 @@ class Session:
         paho_client = client._client
         pending: dict[int, Any] = client._pending_publishes
         handed = Handed(asyncio.get_running_loop().create_future(), client, self._op_timeout)
+        run: list[tuple[str, bytes, bool, Properties | None]] = []  # QoS 1, in order
+
+        def held(mid: int) -> None:
+            # aiomqtt's on_publish calls set() on what it finds for the PUBACK's mid
+            pending[mid] = handed
+            handed.mids.append(mid)
+
+        def send(topic: str, data: bytes, qos: int, retain: bool, props: Any) -> None:
+            info = paho_client.publish(topic, data, qos, retain, props)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise NotConnected(f"{topic} was not sent: {info.rc}")
+            if qos and not info.is_published():
+                held(info.mid)
+
+        def flush() -> None:
+            if not run:
+                return
+            mids = publish_batch(paho_client, [(t.encode(), d, r, p) for t, d, r, p in run])
+            if mids is None:  # paho's own path decides (and says why not)
+                for topic, data, retain, props in run:
+                    send(topic, data, 1, retain, props)
+            else:
+                for mid in mids:
+                    held(mid)
+            run.clear()
+
         for topic, message in items:
             spec = self.spec(topic)
             if not isinstance(message, _payload_classes(spec.payload)):
@@ -909,13 +936,12 @@ class Session:
                     properties = FixedProperties(PacketTypes.PUBLISH)
                     properties.MessageExpiryInterval = spec.expiry_s
                     self._expiry[spec.expiry_s] = properties
-            info = paho_client.publish(topic, encode(message), spec.qos, spec.retained, properties)
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                raise NotConnected(f"{topic} was not sent: {info.rc}")
-            if spec.qos and not info.is_published():
-                # aiomqtt's on_publish calls set() on what it finds for the PUBACK's mid
-                pending[info.mid] = handed
-                handed.mids.append(info.mid)
+            if spec.qos == 1:  # its topic checked by the contract (``spec``): no wildcard
+                run.append((topic, encode(message), spec.retained, properties))
+                continue
+            flush()
+            send(topic, encode(message), spec.qos, spec.retained, properties)
+        flush()
         handed.left = len(handed.mids)
         if not handed.left:
             handed.done.set_result(None)
