@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import collections
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from paho.mqtt.client import (
     MQTT_LOG_ERR,
     MQTTMessage,
     MQTTMessageInfo,
+    mqtt_ms_invalid,
     mqtt_ms_wait_for_puback,
     time_func,
 )
@@ -175,8 +176,9 @@ class LeanReader:
     is not UTF-8) is left where it is and paho reads it from the held bytes as before, so
     what a hostile or broken peer sends meets paho's checks unchanged.
 
-    Calling the reader returns how many bytes are held, not yet handled: a reader must
-    not wait on the socket while any are."""
+    Calling the reader returns how many bytes are held, not yet handled (one more when the
+    socket's end or error was read ahead, for paho to hear of): a reader must not wait on
+    the socket while any are."""
 
     def __init__(self, paho_client: Any) -> None:
         from paho.mqtt import _packet
@@ -191,11 +193,14 @@ class LeanReader:
         self._no_info = MQTTMessageInfo(0)  # of received messages: paho never uses it
         self._v5 = MQTTProtocolVersion.MQTTv5
         # only for paho's v2 callbacks (every hallq client): anything else reads as paho
-        self.lean = getattr(paho_client, "_callback_api_version", None) is CallbackAPIVersion.VERSION2
+        version = getattr(paho_client, "_callback_api_version", None)
+        self.lean = version is CallbackAPIVersion.VERSION2
         paho_client._sock_recv = self._sock_recv
 
     def __call__(self) -> int:
-        return len(self._held) - self._pos if self._paho._sock is self._sock else 0
+        if self._paho._sock is not self._sock:
+            return 0
+        return len(self._held) - self._pos + (self._deferred is not None)
 
     def _sock_recv(self, bufsize: int) -> bytes:
         """paho's read: its bytes from what was read from the socket, in the pieces it
@@ -365,9 +370,8 @@ class LeanReader:
                 at += 1
             elif plen == 5 and at + 6 <= len(body) and body[at + 1] == 0x02:
                 # the contract's one property: the expiry (what paho's unpack would set)
-                object.__setattr__(
-                    properties, "MessageExpiryInterval", int.from_bytes(body[at + 2 : at + 6], "big")
-                )
+                expiry = int.from_bytes(body[at + 2 : at + 6], "big")
+                object.__setattr__(properties, "MessageExpiryInterval", expiry)
                 at += 6
             else:
                 try:
@@ -381,7 +385,7 @@ class LeanReader:
         message.mid = mid
         message._topic = topic
         message.info = self._no_info
-        message.state = 0
+        message.state = mqtt_ms_invalid  # (paho's own for a received message)
         message.dup = bool(header & 0x08)
         message.qos = qos
         message.retain = bool(header & 0x01)

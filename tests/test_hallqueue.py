@@ -604,6 +604,49 @@ def test_a_command_id_found_absent_is_answered_from_memory_until_staged(
     assert q.log.lookup(lost.id) is not None
 
 
+def test_an_id_above_the_log_s_largest_and_not_staged_since_is_absent_without_asking(
+    tmp_path: Path, core_cls: type[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new command id sorts above every id the log held when it was opened: answered
+    absent from memory. One below (an old id, a device clock behind) is asked of the file,
+    as is every id staged since, kept or lost; the ids staged since are bounded."""
+    from coordinator import eventlog
+    from coordinator.eventlog import StorageFailed
+
+    path = tmp_path / "log.sqlite"
+    q = make_queue(path, core_cls)
+    old = issue()
+    q.submit("ticket", "dispenser", "pi-d1", old, at(9))
+    q.log.close()
+    q = make_queue(path, core_cls)
+    reader = q.log._reader
+    new, behind = issue(), issue()
+    object.__setattr__(behind, "id", "0000000000" + behind.id[10:])  # a clock far behind
+    q.log._reader = None  # type: ignore[assignment]  # only memory can answer now
+    assert q.log.lookup(new.id) is None
+    for asked in (old, behind):  # these need the file
+        with pytest.raises(AttributeError):
+            q.log.lookup(asked.id)
+    q.log._reader = reader
+    assert q.log.lookup(old.id) is not None, "below the largest: asked, found"
+    assert q.log.lookup(behind.id) is None
+    q.submit("ticket", "dispenser", "pi-d1", new, at(9, 1))
+    assert q.log.lookup(new.id) is not None, "staged since: asked, found"
+    lost = issue()
+    q.submit("ticket", "dispenser", "pi-d1", lost, at(9, 2), defer=True)
+    q.log._db.execute("PRAGMA query_only = 1")
+    with pytest.raises(StorageFailed):
+        q.commit()
+    q.log._db.execute("PRAGMA query_only = 0")
+    assert q.log.lookup(lost.id) is None, "not kept: absent again"
+    monkeypatch.setattr(eventlog, "LOGGED_SINCE_KEPT", 2)
+    more = [issue() for _ in range(3)]
+    for n, command in enumerate(more):
+        q.submit("ticket", "dispenser", "pi-d1", command, at(9, 3 + n))
+    assert len(q.log._logged_since) <= 2, "read the largest id again instead of growing"
+    assert all(q.log.lookup(c.id) is not None for c in [old, new, *more])
+
+
 def test_a_reader_beside_the_coordinator_never_remembers_an_id_as_absent(
     tmp_path: Path, core_cls: type[Any]
 ) -> None:
