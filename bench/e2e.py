@@ -12,7 +12,7 @@ an echo between them -- raw paho on both ends (``bus_latency.raw_floor``) and ai
 both ends (an aiomqtt echo process, ``coordinator_load.py --echo``). The goal of issue 19
 is CALL -> board state p99 within 2x the aiomqtt floor.
 
-Usage: python bench/e2e.py [--n 300] [--json]
+Usage: python bench/e2e.py [--n 300] [--tree CHECKOUT] [--json]
 """
 
 from __future__ import annotations
@@ -194,6 +194,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="samples of each")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        help="run the coordinator from this checkout instead (a before/after in one sitting)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hallq-bench-e2e-"))
     broker = quiet_broker(work)
@@ -210,7 +215,7 @@ def main() -> int:
             [*COORDINATOR, "--config", str(config), "--log", str(work / "events.sqlite")],
             stdout=subprocess.DEVNULL,
             stderr=(work / "coordinator.log").open("ab"),
-            cwd=HERE.parent,
+            cwd=(args.tree or HERE.parent).resolve(),
         )
         try:
             print(f"coordinator: {args.n} CALLs...", file=sys.stderr)

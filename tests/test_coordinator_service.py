@@ -437,15 +437,21 @@ async def test_commands_arriving_together_share_one_commit_and_are_answered_once
         running(cfg, log_path, FakeClock()) as coordinator,
         device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
     ):
-        commits: list[int] = []
-        commit = coordinator.eventlog.commit_off_loop
+        commits: list[int] = []  # on the loop (a lone command) or in the writer thread
+        commit, commit_off_loop = coordinator.eventlog.commit, coordinator.eventlog.commit_off_loop
 
-        async def counted() -> int:
-            kept = await commit()
+        def counted() -> int:
+            kept = commit()
             commits.append(kept)
             return kept
 
-        coordinator.eventlog.commit_off_loop = counted  # type: ignore[method-assign]
+        async def counted_off_loop() -> int:
+            kept = await commit_off_loop()
+            commits.append(kept)
+            return kept
+
+        coordinator.eventlog.commit = counted  # type: ignore[method-assign]
+        coordinator.eventlog.commit_off_loop = counted_off_loop  # type: ignore[method-assign]
         await dispenser.wait_connected(10)
         reader = EventLog.reader(log_path)
 
