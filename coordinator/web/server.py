@@ -1089,7 +1089,10 @@ def make_app(coordinator: HallService) -> web.Application:
     hub = StreamHub()
     app[COORDINATOR] = coordinator
     app[HUB] = hub
-    app[GATE] = Gate(coordinator.cfg)
+    log_path = coordinator.eventlog.path
+    app[GATE] = Gate(
+        coordinator.cfg, sessions_path=log_path.with_name(f"{log_path.stem}-sessions.sqlite")
+    )
     app[AUDIT] = AuditLog(
         default_audit_path(coordinator.eventlog.path),
         retention_days=coordinator.cfg.coordinator.retention_days,
@@ -1119,6 +1122,7 @@ def make_app(coordinator: HallService) -> web.Application:
     async def on_cleanup(app: web.Application) -> None:
         app[AUDIT].close()
         app[FIGURES].close()
+        app[GATE].sessions.shutdown()
 
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
