@@ -586,15 +586,22 @@ class Session:
             except Exception as exc:
                 broke(exc)
 
+        loop_thread = threading.get_ident()  # (made on the loop)
+
         def when_open(sock: Any, add: Callable[..., Any], *args: Any) -> None:
-            # paho calls from aiomqtt's connecting thread too: the loop adds it later
+            # paho calls from aiomqtt's connecting thread too: the loop adds it later.
+            # From the loop itself (every write a batch or an ack queues) without waking
+            # it through its self-pipe: two system calls a write saved
             fd = sock.fileno()
 
             def added() -> None:
                 if paho_client._sock is sock:
                     add(fd, *args)
 
-            loop.call_soon_threadsafe(added)
+            if threading.get_ident() == loop_thread:
+                loop.call_soon(added)
+            else:
+                loop.call_soon_threadsafe(added)
 
         assert paho_client.on_socket_open is not None, "aiomqtt's misc loop starts there"
 
