@@ -166,8 +166,8 @@ class LeanReader:
     byte by byte, then the rest), and decodes each PUBLISH and PUBACK through several
     layers (a struct format built per packet, a ``Properties`` unpacked by name tables, an
     ``MQTTMessageInfo`` with its ``threading.Condition`` per message received, a debug
-    line formatted per packet): ~40% of a busy
-    coordinator's event loop went there. Reads here take what the socket holds, up to
+    line formatted per packet): 19% of a busy coordinator's event loop went there
+    (BENCHMARKS.md, fourth round). Reads here take what the socket holds, up to
     READ_CHUNK, and :meth:`step` handles the packets a busy client gets by the thousand
     itself, from those bytes: a well-formed PUBLISH at QoS 0 or 1 and a PUBACK without
     properties, with paho's own bookkeeping and callbacks (``on_message``, ``on_publish``,
