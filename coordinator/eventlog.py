@@ -30,6 +30,7 @@ import concurrent.futures
 import datetime as dt
 import json
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 KEEP_CHECKPOINTS = 2
 ABSENT_KEPT = 4096  # command ids remembered as not in the log (see EventLog.lookup)
+WRITE_SMOOTHING = 0.2  # weight of the newest write in ``write_s``
 LOGGED_SINCE_KEPT = 100_000  # command ids staged since the log's largest was read
 
 
@@ -108,6 +110,7 @@ class EventLog:
         self._anchor: str | None = None
         self._logged_since: set[str] = set()
         self.failures = 0  # commits that failed: their staged entries were never kept
+        self.write_s = 0.0  # a group's write with its fsync, smoothed (see _write)
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         # the write running in the writer thread, and how many staged entries it takes
         self._job: tuple[concurrent.futures.Future[None], int] | None = None
@@ -133,7 +136,7 @@ class EventLog:
             raise FileNotFoundError(f"no event log at {path}")
         log = cls.__new__(cls)
         log.path = path
-        log._staged, log._staged_ids, log.failures = [], {}, 0
+        log._staged, log._staged_ids, log.failures, log.write_s = [], {}, 0, 0.0
         log._absent = None  # another process writes: every lookup asks the file
         log._anchor, log._logged_since = None, set()
         log._writer, log._job, log._committed = None, None, None
@@ -324,7 +327,17 @@ class EventLog:
         raise exc
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        """The one transaction (in whichever thread commits); StorageFailed if not kept."""
+        """The one transaction (in whichever thread commits); StorageFailed if not kept.
+        Its time, smoothed, is ``write_s`` (how long the disk takes to make a group
+        durable now: a caller may then decide where to wait for it)."""
+        started = time.perf_counter()
+        try:
+            self._transaction(rows)
+        finally:
+            took = time.perf_counter() - started
+            self.write_s += (took - self.write_s) * WRITE_SMOOTHING
+
+    def _transaction(self, rows: list[tuple[Any, ...]]) -> None:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:

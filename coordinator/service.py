@@ -72,9 +72,11 @@ ETA_STALE_S = 30.0  # hall seconds: waits are re-simulated at least this often
 COMMAND_CONCURRENCY = 256
 GROUP_ROUNDS = 8  # loop rounds a group commit waits at most for commands already received
 GC_YOUNG = 20_000  # allocations between young collections (CPython's default: 700)
-# a group this small, with nothing more received, is committed on the loop: a quiet hall's
-# command skips two thread hand-offs (see _group_commit)
+# a group this small, with nothing more received, is committed on the loop while the disk
+# makes a group durable within QUIET_COMMIT_S (smoothed): a quiet hall's command skips two
+# thread hand-offs; a slow disk (an SD card, a busy server) never stalls the loop
 QUIET_GROUP = 1
+QUIET_COMMIT_S = 0.002
 # how long a thread may hold the GIL while another waits for it (CPython's default 5 ms):
 # the loop waited up to that long behind a wait-estimate simulation in its worker thread
 SWITCH_INTERVAL_S = 0.001
@@ -1023,14 +1025,15 @@ class Coordinator:
         parses and checks the next commands (they wait for the lock and form the next,
         larger group) and delivers the last group's messages; it runs again while
         commands wait. A lone command with nothing more received (a quiet hall, most of the
-        day) is committed on the loop instead: the hand-off to the writer thread and back
-        cost ~0.4 ms at p50 and tens of ms at p99 under load (each thread waiting for the
-        GIL), more than the loop could do meanwhile. After a failure every waiter staged
-        before it is told so: the log kept none of them, and the engine was rebuilt. The
-        states the group changed are rendered once, here, where the engine is exactly the
-        log. The group's replies and events, in arrival order, then its states go to the
-        broker in one batch before any of its commands is told it is kept (so before their
-        PUBACKs)."""
+        day) is committed on the loop instead while the disk is quick (QUIET_COMMIT_S): the
+        hand-off to the writer thread and back cost ~0.4 ms at p50 and tens of ms at p99
+        under load (each thread waiting for the GIL), more than the loop could do
+        meanwhile; a slow disk's fsync would stall the loop (web, devices) instead. After a
+        failure every waiter staged before it is told so: the log kept none of them, and
+        the engine was rebuilt. The states the group changed are rendered once, here,
+        where the engine is exactly the log. The group's replies and events, in arrival
+        order, then its states go to the broker in one batch before any of its commands is
+        told it is kept (so before their PUBACKs)."""
         while self._commit_waiters:
             await asyncio.sleep(0)  # the commands already read join this group...
             for _ in range(GROUP_ROUNDS):  # ...and those the broker has handed over
@@ -1040,8 +1043,10 @@ class Coordinator:
             after: Batch = []  # a storage alert, the states
             async with self._lock:
                 waiters, self._commit_waiters = self._commit_waiters, []
-                quiet = len(waiters) <= QUIET_GROUP and not (
-                    self.session is not None and self.session.backlog
+                quiet = (
+                    len(waiters) <= QUIET_GROUP
+                    and self.eventlog.write_s <= QUIET_COMMIT_S
+                    and not (self.session is not None and self.session.backlog)
                 )
                 try:
                     if quiet:  # nothing to read meanwhile: the hand-offs cost more

@@ -421,6 +421,52 @@ async def test_queues_are_republished_with_simulated_wait_ranges(
         assert coordinator.eta.refreshes >= 1
 
 
+async def test_a_lone_command_commits_on_the_loop_only_while_the_disk_is_quick(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One command at a time: committed on the loop (no hand-off to the writer thread)
+    while the log's writes take under QUIET_COMMIT_S; once they take longer (a slow disk),
+    in the writer thread, so the loop never waits for the fsync. Durable before its reply
+    either way."""
+    from coordinator import service
+    from coordinator.eventlog import EventLog
+
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    log_path = tmp_path / "log.sqlite"
+    async with (
+        running(cfg, log_path, FakeClock()) as coordinator,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
+        where: list[str] = []
+        log = coordinator.eventlog
+        commit, commit_off_loop = log.commit, log.commit_off_loop
+
+        def on_loop() -> int:
+            where.append("loop")
+            return commit()
+
+        async def off_loop() -> int:
+            where.append("thread")
+            return await commit_off_loop()
+
+        log.commit = on_loop  # type: ignore[method-assign]
+        log.commit_off_loop = off_loop  # type: ignore[method-assign]
+        await dispenser.wait_connected(10)
+        reader = EventLog.reader(log_path)
+        # this machine's disk may itself be slow: the bound is set around the figure
+        for bound, expected in ((60.0, "loop"), (0.0, "thread"), (60.0, "loop")):
+            monkeypatch.setattr(service, "QUIET_COMMIT_S", bound)
+            log.write_s = 1.0
+            where.clear()
+            request = m.IssueRequest(kind="issue", service="tax-filing")
+            reply = await dispenser.request(T.req("pi-d1"), request, timeout=10)
+            assert reply.ok, reply.error
+            assert reader.lookup(request.id) is not None, "answered before it was durable"
+            assert where, "its group was committed somewhere"
+            assert set(where) == {expected}, (bound, where)
+        reader.close()
+
+
 async def test_commands_arriving_together_share_one_commit_and_are_answered_once_durable(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
