@@ -357,7 +357,7 @@ async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, 
         from faults_city import CityLink
 
         hall.city = CityLink(work, cfg.hall.id)
-        hall.broker.extra = await hall.city.start()
+        await hall.city.start()
         hall.broker.port = free_port()  # the one picked seconds ago may be taken by now
         hall.config.write_text(hall_text(hall.broker.url, hall.state), encoding="utf-8")
         cfg = parse_config(hall.config.read_text(encoding="utf-8"), str(hall.config))
@@ -367,6 +367,7 @@ async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, 
     hall.start_coordinator()
     if hall.city is not None:
         hall.city.start_shipper(hall.config)
+        hall.city.start_bridge(hall.config)
     hall.mark("broker")
     keeper = asyncio.create_task(hall.keep_coordinator())
     dispensers = [a for a in cfg.agents if a.role == "dispenser"]

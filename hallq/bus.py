@@ -242,6 +242,9 @@ def _socket_closer(client: aiomqtt.Client) -> Callable[[], None]:
     return abandon
 
 
+socket_closer = _socket_closer  # for the other long-lived clients (the city bridge)
+
+
 def broker_client(
     broker: BrokerConfig,
     identifier: str,
