@@ -110,10 +110,10 @@ class CityLink:
         """``hallq bridge`` between the hall broker and the city node's relay."""
         assert self.cluster is not None
         city = ",".join(f"127.0.0.1:{link.port}" for link in self.links[1:])
+        command = [sys.executable, "-m", "hallqctl.cli", "bridge", "--config", str(config)]
         with (self.work / "bridge.log").open("ab") as err:
             self.bridge = subprocess.Popen(
-                [sys.executable, "-m", "hallqctl.cli", "bridge", "--config", str(config)]
-                + ["--city", city, "--cafile", str(self.cluster.cafile)],
+                [*command, "--city", city, "--cafile", str(self.cluster.cafile)],
                 env={**os.environ, "HALLQ_CITY_BRIDGE_PASSWORD": HALL_PASSWORD},
                 stdout=subprocess.DEVNULL,
                 stderr=err,

@@ -47,7 +47,7 @@ import aiomqtt
 
 from hallq.acl import CITY_BRIDGE as CITY_BRIDGE_LOGIN
 from hallq.aio import backoff_delay
-from hallq.bus import broker_client, socket_closer
+from hallq.bus import ClosingSSLSocket, broker_client, socket_closer
 from hallq.config import BrokerConfig
 from hallq.topics import HallTopics
 
@@ -243,6 +243,7 @@ class CityBridge:
             context = ssl.create_default_context(cafile=str(self.city.cafile))
             if self.city.certfile is not None:
                 context.load_cert_chain(str(self.city.certfile), str(self.city.keyfile))
+            context.sslsocket_class = ClosingSSLSocket  # a failed handshake leaks no socket
         return aiomqtt.Client(
             host,
             int(port),

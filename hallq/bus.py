@@ -243,6 +243,7 @@ def _socket_closer(client: aiomqtt.Client) -> Callable[[], None]:
 
 
 socket_closer = _socket_closer  # for the other long-lived clients (the city bridge)
+ClosingSSLSocket = _ClosingSSLSocket  # (the city bridge's TLS context uses it too)
 
 
 def broker_client(

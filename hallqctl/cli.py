@@ -1120,12 +1120,27 @@ def bridge(
         raise SystemExit(2) from None
     _setup_logging(cfg.runtime.log_level)
 
+    from hallq.sdnotify import Notifier
+
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await CityBridge(cfg.hall.id, cfg.broker, city, nearby).run(stop)
+        notifier = Notifier.from_env()
+
+        async def watchdog() -> None:  # from the event loop: a stuck loop stops the pings
+            while True:
+                notifier.ping()
+                await asyncio.sleep(20)
+
+        notifier.ready("bridging to the city")  # at once: nothing waits for the city
+        pinging = asyncio.create_task(watchdog())
+        try:
+            await CityBridge(cfg.hall.id, cfg.broker, city, nearby).run(stop)
+        finally:
+            pinging.cancel()
+            notifier.stopping()
 
     asyncio.run(serve())
 

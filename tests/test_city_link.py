@@ -2,7 +2,7 @@
 reach, and both its shipping and its bridge catch up once the link is back.
 
 Real parts: the machine's PostgreSQL (a database of this test's own), a three-node NATS
-city broker, the hall's Mosquitto with the bridge ``hallq bridge`` generates, the
+city broker, the hall's Mosquitto, the city bridge (``hallq bridge``), the
 coordinator, a dispenser session and the shipper. The link is a relay on loopback
 (``city.testcluster.LinkCut``) that the test cuts: every connection to the city drops and
 new ones are refused, as when the hall's WAN line goes.
@@ -21,11 +21,11 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from city.bridge import bridge_config, city_broker
+from city.bridge import CityBridge, city_broker
 from city.testcluster import LinkCut, NatsCityCluster, find_nats_server
 from coordinator.shipmark import mark_path, read_mark
 from hallq import messages as m
-from hallq.config import CityConfig, NearbyHall
+from hallq.config import BrokerConfig, CityConfig, NearbyHall
 from hallq.topics import HallTopics
 from hallqctl.mosquitto import Mosquitto, find_mosquitto
 
@@ -81,13 +81,19 @@ async def test_a_hall_serves_through_a_city_link_cut_and_catches_up_after(
     hall: Mosquitto | None = None
     clients: list[paho.Client] = []
     stop = threading.Event()
+    bridge_stop = asyncio.Event()
+    bridging: asyncio.Future[None] | None = None
     try:
         db_link = await LinkCut(str(pg.get("host", "127.0.0.1")), int(pg.get("port", 5432))).start()
         links.append(db_link)
         for port in city.mqtt_ports:
             links.append(await LinkCut("127.0.0.1", port).start())
-        conf = bridge_config(
+        (tmp_path / "hall").mkdir()
+        hall = Mosquitto(tmp_path / "hall", persistence=False)
+        hall.start()
+        bridge = CityBridge(  # (its own process in a hall: `hallq bridge`)
             "test-hall",
+            BrokerConfig(url=hall.url),
             city_broker(
                 ",".join(f"127.0.0.1:{link.port}" for link in links[1:]),
                 cafile=city.cafile,
@@ -96,9 +102,7 @@ async def test_a_hall_serves_through_a_city_link_cut_and_catches_up_after(
             ),
             ["haizhu"],
         )
-        (tmp_path / "hall").mkdir()
-        hall = Mosquitto(tmp_path / "hall", extra=conf, persistence=False)
-        hall.start()
+        bridging = asyncio.ensure_future(bridge.run(bridge_stop))
 
         # the bureau's view and the neighbour hall, straight on city node 2 (not cut)
         seen: queue.Queue[m.QueueState] = queue.Queue()
@@ -205,6 +209,9 @@ async def test_a_hall_serves_through_a_city_link_cut_and_catches_up_after(
             shipper.close()
     finally:
         stop.set()
+        bridge_stop.set()
+        if bridging is not None:
+            await asyncio.wait_for(bridging, 15)
         for client in clients:
             client.disconnect()
             client.loop_stop()

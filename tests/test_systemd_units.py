@@ -34,6 +34,7 @@ SCORE_BOUNDS = {
     "hallq-coordinator.service": 2.0,
     "hallq-agent@.service": 2.5,
     "hallq-ship.service": 2.0,
+    "hallq-bridge.service": 2.0,
     "hallq-broker-watch.service": 2.0,
 }
 
