@@ -307,6 +307,10 @@ class LinkCut:
         except OSError:
             writer.close()
             return
+        if not self.up:  # cut while connecting upstream: it must not outlive the cut
+            writer.transport.abort()
+            up_writer.transport.abort()
+            return
         self._open |= {writer, up_writer}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import queue
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -220,3 +221,33 @@ async def test_a_hall_serves_through_a_city_link_cut_and_catches_up_after(
         for link in links:
             await link.close()
         city.stop()
+
+
+async def test_the_shipper_knocks_and_retries_as_soon_as_the_database_answers_again(
+    city_dsn: str,
+) -> None:
+    """Between retries the shipper knocks on the database's port (an SSLRequest, which
+    PostgreSQL answers before any login): through a cut link nothing answers (the relay
+    accepts and closes at once), and once the link is back it retries at once instead of
+    sleeping out its backoff."""
+    from city.ship import Shipper, database_answers
+
+    pg = psycopg_module().conninfo.conninfo_to_dict(city_dsn)
+    host, port = str(pg.get("host", "127.0.0.1")), int(str(pg.get("port", 5432)))
+    assert await asyncio.to_thread(database_answers, (host, port), 2.0)
+    link = await LinkCut(host, port).start()
+    try:
+        link.cut()
+        assert not await asyncio.to_thread(database_answers, ("127.0.0.1", link.port), 2.0)
+        shipper = Shipper("h", Path("/nonexistent/log.sqlite"), dsn_with(city_dsn, port=link.port))
+        stop = threading.Event()
+        waiting = asyncio.ensure_future(asyncio.to_thread(shipper._wait_knocking, stop, 30.0))
+        await asyncio.sleep(1.5)
+        assert not waiting.done()  # still cut: it waits
+        link.restore()
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            assert await waiting  # answered: retry now
+        assert time.monotonic() - started < 3
+    finally:
+        await link.close()
