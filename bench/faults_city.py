@@ -142,10 +142,26 @@ class CityLink:
         for link in self.links:
             link.restore()
         since = time.perf_counter()
-        async with asyncio.timeout(120):
-            await self.shipped_to(max_seq(log))
-            await self._bridge_up()
+        target = max_seq(log)
+        try:
+            async with asyncio.timeout(120):
+                await self.shipped_to(target)
+                await self._bridge_up()
+        except TimeoutError:
+            why = self.state(target)
+            raise RuntimeError(f"the city did not catch up in 120 s: {why}") from None
         self.catchups.append(time.perf_counter() - since)
+
+    def state(self, target: int) -> str:
+        """Where the catch-up stands, for a run that failed: the cursor against the hall's
+        log, whether the shipper and the bridge still run, and their last log lines."""
+        cursor = self.shipped()[2]
+        lines = [f"shipped to {cursor} of {target}"]
+        for name, proc in (("shipper", self.shipper), ("bridge", self.bridge)):
+            code = None if proc is None else proc.poll()
+            tail = (self.work / f"{name}.log").read_text(errors="replace").splitlines()[-3:]
+            lines.append(f"{name} {'running' if code is None else f'exited {code}'}: {tail}")
+        return "; ".join(lines)
 
     async def _bridge_up(self) -> None:
         """The bridge's connection is up again (its ``city/link`` notice, read on the hall
