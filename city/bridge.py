@@ -156,6 +156,7 @@ class CityBridge:
         self.connected_to: str | None = None  # the city node, while connected
         self.connections: list[str] = []  # the city nodes connected to, in order
         self.link_changes: list[tuple[float, bool]] = []  # (monotonic time, up), for tests
+        self._link_changed = asyncio.Event()
 
     # --- the hall side -----------------------------------------------------------------
 
@@ -209,8 +210,19 @@ class CityBridge:
                 await self._set_link(local, False)
         raise _Stopped
 
+    @property
+    def link_up(self) -> bool:
+        return bool(self.link_changes) and self.link_changes[-1][1]
+
+    async def wait_link(self, up: bool) -> None:
+        """Until the link notice says ``up`` (for tests and benches; bound it yourself)."""
+        while self.link_up != up:
+            self._link_changed.clear()
+            await self._link_changed.wait()
+
     async def _set_link(self, local: aiomqtt.Client, up: bool) -> None:
         self.link_changes.append((time.monotonic(), up))
+        self._link_changed.set()
         try:
             await local.publish(self.topics.city_link(), b"1" if up else b"0", 1, retain=True)
         except aiomqtt.MqttError as exc:
@@ -292,8 +304,8 @@ class CityBridge:
         await self._set_link(local, True)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._send_out(city))
-            if routes:
-                tasks.create_task(self._bring_in(local, city, routes))
+            # (always: reading is what notices a connection lost while nothing is sent)
+            tasks.create_task(self._bring_in(local, city, routes))
 
     async def _send_out(self, city: aiomqtt.Client) -> None:
         while True:

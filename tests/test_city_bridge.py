@@ -411,3 +411,44 @@ def test_a_nearby_halls_queue_comes_in_and_the_link_state_follows_the_city(
             client.disconnect()
             client.loop_stop()
         hall.kill()
+
+
+@pytest.mark.broker
+async def test_a_cut_with_nothing_to_send_still_sets_the_link_to_0(tmp_path: Path) -> None:
+    """The bridge notices a lost city connection by reading it, not only on its next
+    publish: a quiet hall (at night) shows the link down at once, not at its next change."""
+    import asyncio
+
+    from city.testcluster import LinkCut
+
+    if find_nats_server() is None or shutil.which("openssl") is None or find_mosquitto() is None:
+        missing("nats-server, openssl and mosquitto (.ci/run installs them)")
+    city = NatsCityCluster(tmp_path, {"liwan": "hall-pw"}, "bureau-pw", nodes=1)
+    await asyncio.to_thread(city.start_all)
+    (tmp_path / "hall").mkdir()
+    hall = Mosquitto(tmp_path / "hall", persistence=False)
+    hall.start()
+    link = await LinkCut("127.0.0.1", city.mqtt_ports[0]).start()
+    bridge = CityBridge(
+        "liwan",
+        BrokerConfig(url=hall.url),
+        city_broker(
+            f"127.0.0.1:{link.port}", cafile=city.cafile, username="hall-liwan", password="hall-pw"
+        ),
+    )
+    stop = asyncio.Event()
+    bridging = asyncio.ensure_future(bridge.run(stop))
+    try:
+        async with asyncio.timeout(30):
+            await bridge.wait_link(True)
+        link.cut()
+        cut_at = time.monotonic()
+        async with asyncio.timeout(10):
+            await bridge.wait_link(False)
+        assert bridge.link_changes[-1][0] - cut_at < 5  # not the 22 s keepalive timeout
+    finally:
+        stop.set()
+        await asyncio.wait_for(bridging, 15)
+        await link.close()
+        hall.kill()
+        city.stop()
