@@ -181,6 +181,9 @@ class CityBridge:
                 async with client:
                     failures = 0
                     log.info("city bridge: connected to the hall broker %s", self.hall_broker.url)
+                    # the retained summaries come again on subscribing; one cleared while
+                    # the hall broker was away must not linger here
+                    self.latest.clear()
                     await self._set_link(client, False)
                     await client.subscribe([(f, 1) for f in outbound_filters(self.hall_id)])
                     async with asyncio.TaskGroup() as tasks:
@@ -235,7 +238,7 @@ class CityBridge:
         async for message in local.messages:
             topic = message.topic.value
             if not any(message.topic.matches(f) for f in filters):
-                continue  # (the city's summaries come in on the same client)
+                continue  # (none expected: only these are subscribed)
             payload = bytes(message.payload) if message.payload is not None else b""
             if payload:
                 self.latest[topic] = payload
