@@ -1,0 +1,212 @@
+"""A called ticket whose key press was issued offline instead (issue #15): its call is
+withdrawn, from the log, the same way on every replay.
+
+The dispenser's online request was applied (A001) but the reply never reached it; it
+printed an offline ticket from its lease, whose replay names the request in
+``supersedes``. When a window called A001 before that replay came, nobody holds the number
+the window called: the replay voids it, frees the window, tells the pad, drops it from the
+board, and leaves no wait, service or no-show behind for the KPIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator.hallqueue import HallQueue
+from edge.window import display_text
+from hallq import messages as m
+from hallq.messages import TicketState
+
+from .halls import at
+from .test_hallqueue import issue, make_queue
+
+
+def _lease(q: HallQueue) -> int:
+    lease = q.submit(
+        "ticket",
+        "dispenser",
+        "pi-d1",
+        m.LeaseRequest(kind="lease", service="tax-filing", size=5),
+        at(9),
+    )
+    first: int = lease.record["lease"][0]
+    return first
+
+
+def _offline(number: str, supersedes: str) -> m.IssueRequest:
+    return m.IssueRequest(
+        kind="issue",
+        service="tax-filing",
+        offline=m.OfflineIssue(number=number, issued_at=m._utcnow(), supersedes=supersedes),
+    )
+
+
+def _window(q: HallQueue, action: str, minute: int, **more: Any) -> dict[str, Any]:
+    command: Any
+    if action == "finish":
+        command = m.Finish(window=1, action="finish", **more)
+    else:
+        command = m.WindowAction(window=1, action=action)  # type: ignore[arg-type]
+    record: dict[str, Any] = q.submit("window", "window", "pi-w1", command, at(9, minute)).record
+    return record
+
+
+def _seen(q: HallQueue) -> dict[str, Any]:
+    """What a restart must rebuild the same: tickets, the window, the board, the KPIs."""
+    e = q.engine
+    win = e.windows[1]
+    total = e.stats_state(0, at(9, 30)).total
+    return {
+        "tickets": {
+            t.number: (t.state, t.window, t.withdrawn_from, t.called_at) for t in e.tickets
+        },
+        "window": (win.current.number if win.current else None, win.withdrawn, win.since),
+        "view": e.window_state(1, 0).model_dump(exclude={"ts", "id"}),
+        "board": [c.ticket for c in e.calls],
+        "kpi": total.model_dump(),
+        "recent": list(e.recent["tax-filing"]),
+    }
+
+
+# before the replay: what became of A001 at window 1 (state it had, KPI it would have had)
+PATHS = {
+    "called": ["call"],
+    "serving": ["call", "start"],
+    "skipped": ["call", "skip"],
+    "parked": ["call", "park"],
+    "finished": ["call", "finish"],
+}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_a_called_ticket_superseded_by_an_offline_issue_is_withdrawn(
+    tmp_path: Path, core_cls: type[Any], path: str
+) -> None:
+    log_path = tmp_path / "log.sqlite"
+    q = make_queue(log_path, core_cls)
+    first = _lease(q)
+    online = issue()
+    assert q.submit("ticket", "dispenser", "pi-d1", online, at(9)).record["ok"]  # reply lost
+    for minute, action in enumerate(PATHS[path], start=1):
+        assert _window(q, action, minute)["ok"], action
+    before = q.engine.stats_state(0, at(9, 5)).total  # (a finished A001 folded: final)
+    assert (before.served, before.no_show) == (int(path == "finished"), int(path == "skipped"))
+    was = q.engine.by_number["A001"].state
+
+    replay = _offline(f"A{first}", online.id)
+    done = q.submit("ticket", "dispenser", "pi-d1", replay, at(9, 6))
+    assert done.record["ok"]
+    assert done.outcome is not None
+    at_window = path in ("called", "serving")
+    assert done.record["withdrawn"] == {"ticket": "A001", "was": was.value, "window": 1}
+    voided = [e for e in done.outcome.events if isinstance(e, m.TicketEvent) and e.ticket == "A001"]
+    assert [(e.state, e.window) for e in voided] == [(TicketState.VOIDED, 1)]
+    assert (1 in done.outcome.windows) is at_window
+    assert done.outcome.board_changed
+
+    e = q.engine
+    a001 = e.by_number["A001"]
+    assert (a001.state, a001.window, a001.withdrawn_from) == (TicketState.VOIDED, None, 1)
+    assert a001.called_at is None and a001.finished_at is None
+    win = e.windows[1]
+    assert win.current is None
+    assert win.withdrawn == ("A001" if at_window else None)
+    view = e.window_state(1, 0)
+    assert view.ticket is None
+    assert view.withdrawn == win.withdrawn
+    assert display_text(view) == ("A001 已作废 请叫号" if at_window else "空闲 请叫号")
+    assert "A001" not in [c.ticket for c in e.calls]
+    assert "A001" not in [c.ticket for c in e.board_state(0).calls]
+    assert list(e.recent["tax-filing"]) == []  # no counter time for nobody
+    kpi = e.stats_state(0, at(9, 7))
+    # A001 (voided) and the offline ticket are issued; nobody served, nobody missed,
+    # nobody has waited yet, and window 1 handled nobody
+    assert (kpi.total.served, kpi.total.no_show, kpi.total.avg_wait_s) == (0, 0, None)
+    assert kpi.per_window["1"].issued == 0
+    assert e.windows[1].last_done is None  # the rating keys rate nobody
+
+    # the replay again (QoS 1, the outbox): the first result, nothing changes
+    seen = _seen(q)
+    again = q.submit("ticket", "dispenser", "pi-d1", replay, at(9, 8))
+    assert again.duplicate and again.record == done.record
+    assert _seen(q) == seen
+
+    # a restart rebuilds the same from the log, and replays to the same results
+    restarted = make_queue(log_path, core_cls)
+    restarted.recover()
+    assert restarted.replay_mismatches == 0
+    assert _seen(restarted) == seen
+
+    # the window is free: its next call is the taxpayer's offline ticket, and the pad's
+    # notice goes with that command
+    assert _window(q, "call", 9)["ticket"] == f"A{first}"
+    assert e.windows[1].withdrawn is None
+    assert e.window_state(1, 0).withdrawn is None
+
+
+def test_a_withdrawal_survives_a_checkpoint(tmp_path: Path, core_cls: type[Any]) -> None:
+    log_path = tmp_path / "log.sqlite"
+    q = make_queue(log_path, core_cls)
+    first = _lease(q)
+    online = issue()
+    q.submit("ticket", "dispenser", "pi-d1", online, at(9))
+    _window(q, "call", 1)
+    q.submit("ticket", "dispenser", "pi-d1", _offline(f"A{first}", online.id), at(9, 2))
+    assert q.save_checkpoint(q.seq, q.checkpoint())
+    seen = _seen(q)
+    restored = make_queue(log_path, core_cls)
+    restored.recover()
+    assert _seen(restored) == seen
+
+
+def test_a_ticket_finished_at_another_window_since_is_withdrawn_from_that_one(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    """Window 1 called A001 and, pressing CALL again when nobody came, finished it and
+    called A002: A001 is voided, window 1 keeps A002 and is told nothing."""
+    q = make_queue(tmp_path / "log.sqlite", core_cls)
+    first = _lease(q)
+    online = issue()
+    q.submit("ticket", "dispenser", "pi-d1", online, at(9))
+    q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
+    assert _window(q, "call", 1)["ticket"] == "A001"
+    assert _window(q, "call", 2)["ticket"] == "A002"
+    done = q.submit("ticket", "dispenser", "pi-d1", _offline(f"A{first}", online.id), at(9, 3))
+    assert done.record["withdrawn"] == {"ticket": "A001", "was": "done", "window": 1}
+    e = q.engine
+    assert e.windows[1].current is e.by_number["A002"]
+    assert e.windows[1].withdrawn is None
+    assert [c.ticket for c in e.calls] == ["A002"]
+    assert e.stats_state(0, at(9, 4)).total.served == 0
+
+
+def test_a_waiting_ticket_superseded_is_voided_and_logged_as_before(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    """Nothing was called: the result is the one logs of earlier versions hold."""
+    q = make_queue(tmp_path / "log.sqlite", core_cls)
+    first = _lease(q)
+    online = issue()
+    q.submit("ticket", "dispenser", "pi-d1", online, at(9))
+    done = q.submit("ticket", "dispenser", "pi-d1", _offline(f"A{first}", online.id), at(9, 1))
+    assert "withdrawn" not in done.record
+    assert q.engine.by_number["A001"].state is TicketState.VOIDED
+    assert q.engine.windows[1].withdrawn is None
+
+
+def test_the_pad_does_not_offer_a_withdrawn_ticket_for_rating() -> None:
+    from types import SimpleNamespace
+
+    from edge.window import WindowAgent
+
+    agent = WindowAgent.__new__(WindowAgent)
+    agent.states, agent.last_served, agent._latest, agent._showing = {}, {}, {}, {}
+    agent._closed = True
+    called = m.WindowState(rev=1, window=1, zone="hall-1", status="open", ticket="A001")
+    freed = m.WindowState(rev=2, window=1, zone="hall-1", status="open", withdrawn="A001")
+    for state in (called, freed):
+        agent._on_state(SimpleNamespace(payload=state))  # type: ignore[arg-type]
+    assert agent.last_served == {}
+    assert agent._latest[1] == "A001 已作废 请叫号"
