@@ -109,7 +109,8 @@ def test_a_called_ticket_superseded_by_an_offline_issue_is_withdrawn(
     e = q.engine
     a001 = e.by_number["A001"]
     assert (a001.state, a001.window, a001.withdrawn_from) == (TicketState.VOIDED, None, 1)
-    assert a001.called_at is None and a001.finished_at is None
+    assert a001.called_at is None
+    assert a001.finished_at is None
     win = e.windows[1]
     assert win.current is None
     assert win.withdrawn == ("A001" if at_window else None)
@@ -130,7 +131,8 @@ def test_a_called_ticket_superseded_by_an_offline_issue_is_withdrawn(
     # the replay again (QoS 1, the outbox): the first result, nothing changes
     seen = _seen(q)
     again = q.submit("ticket", "dispenser", "pi-d1", replay, at(9, 8))
-    assert again.duplicate and again.record == done.record
+    assert again.duplicate
+    assert again.record == done.record
     assert _seen(q) == seen
 
     # a restart rebuilds the same from the log, and replays to the same results
@@ -204,8 +206,12 @@ def test_the_pad_does_not_offer_a_withdrawn_ticket_for_rating() -> None:
     agent = WindowAgent.__new__(WindowAgent)
     agent.states, agent.last_served, agent._latest, agent._showing = {}, {}, {}, {}
     agent._closed = True
-    called = m.WindowState(rev=1, window=1, zone="hall-1", status="open", ticket="A001")
-    freed = m.WindowState(rev=2, window=1, zone="hall-1", status="open", withdrawn="A001")
+    called = m.WindowState(
+        rev=1, window=1, zone="hall-1", status=m.WindowStatus.OPEN, ticket="A001"
+    )
+    freed = m.WindowState(
+        rev=2, window=1, zone="hall-1", status=m.WindowStatus.OPEN, withdrawn="A001"
+    )
     for state in (called, freed):
         agent._on_state(SimpleNamespace(payload=state))  # type: ignore[arg-type]
     assert agent.last_served == {}
