@@ -16,10 +16,15 @@ import pytest
 
 from coordinator.hallqueue import HallQueue
 from edge.window import display_text
+from firmware_bridge.sim import SimCallPad
 from hallq import messages as m
 from hallq.messages import TicketState
+from hallq.topics import HallTopics
 
-from .halls import at
+from .conftest import Inbox, Mosquitto
+from .coordinated import FakeClock, device, running
+from .halls import at, small_hall
+from .test_edge_agents import agent
 from .test_hallqueue import issue, make_queue
 
 
@@ -216,3 +221,90 @@ def test_the_pad_does_not_offer_a_withdrawn_ticket_for_rating() -> None:
         agent._on_state(SimpleNamespace(payload=state))  # type: ignore[arg-type]
     assert agent.last_served == {}
     assert agent._latest[1] == "A001 已作废 请叫号"
+
+
+@pytest.mark.broker
+async def test_over_mqtt_a_withdrawn_call_frees_the_window_and_every_view_follows(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    """The whole path on a real Mosquitto: the window agent's simulated pad, the retained
+    window and board states, the ticket event; then a restarted coordinator on a broker
+    that forgot its retained messages publishes the same views from the log."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    log_path = tmp_path / "log.sqlite"
+    T = HallTopics("test-hall")
+    tickets, window1, board = inbox(), inbox(), inbox()
+    async with (
+        running(cfg, log_path, clock) as coordinator,
+        agent(cfg, "pi-w1", tmp_path, clock) as (w_devices, _),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "board", "board-1", tmp_path) as watcher,
+    ):
+        await watcher.subscribe(T.event("ticket"), tickets)
+        await watcher.subscribe(T.window_state(1), window1)
+        await watcher.subscribe(T.board_state(), board)
+        await dispenser.wait_connected(10)
+        await watcher.wait_connected(10)
+        pad_bus, pad = w_devices["pad-1"]
+        sim_pad = pad_bus.device(pad, SimCallPad)
+        await pad_bus.wait_for(lambda: sim_pad.display == "空闲 请叫号", timeout=15)
+
+        lease = await dispenser.request(
+            T.req("pi-d1"), m.LeaseRequest(kind="lease", service="tax-filing", size=5), timeout=10
+        )
+        online = issue()
+        # applied; its reply is the one the dispenser never got (the broker went)
+        assert (await dispenser.request(T.req("pi-d1"), online, timeout=10)).ticket.number == "A001"
+        clock.now += 60
+        pad_bus.press(pad, "CALL")
+        await pad_bus.wait_for(lambda: sim_pad.display == "A001", timeout=15)
+        await board.wait_for(lambda ps: [c.ticket for c in ps[-1].calls] == ["A001"], timeout=15)
+
+        clock.now += 30
+        offline = f"A{lease.first}"
+        replay = _offline(offline, online.id)
+        assert (await dispenser.request(T.req("pi-d1"), replay, timeout=10)).ok
+
+        await pad_bus.wait_for(lambda: sim_pad.display == "A001 已作废 请叫号", timeout=15)
+        freed = await window1.wait_for(lambda ps: ps[-1].withdrawn == "A001", timeout=15)
+        assert freed[-1].ticket is None
+        shown = await board.wait_for(lambda ps: not ps[-1].calls, timeout=15)
+        assert shown[-1].waiting["tax-filing"] == 1  # the taxpayer's offline ticket
+        voided = await tickets.wait_for(
+            lambda ps: any(p.ticket == "A001" and p.state == "voided" for p in ps), timeout=15
+        )
+        assert [(p.window, p.reason) for p in voided if p.state == "voided"] == [
+            (1, "issued offline instead")
+        ]
+        rev = coordinator.queue.seq
+        expected = {
+            "window": coordinator.engine.window_state(1, rev),
+            "board": coordinator.board_state(rev),
+        }
+
+    def same(a: Any, b: Any) -> bool:
+        skip = {"ts", "id", "rev"}
+        return bool(a.model_dump(exclude=skip) == b.model_dump(exclude=skip))
+
+    mosquitto.restart()  # the retained views gone: the restarted coordinator's come from the log
+    window1, board = inbox(), inbox()
+    async with (
+        running(cfg, log_path, clock) as coordinator,
+        agent(cfg, "pi-w1", tmp_path, clock) as (w_devices, _),
+        device(cfg, "board", "board-1", tmp_path) as watcher,
+    ):
+        await watcher.subscribe(T.window_state(1), window1)
+        await watcher.subscribe(T.board_state(), board)
+        again = await window1.wait_for(bool, timeout=15)
+        assert same(again[-1], expected["window"])
+        assert same((await board.wait_for(bool, timeout=15))[-1], expected["board"])
+        pad_bus, pad = w_devices["pad-1"]
+        sim_pad = pad_bus.device(pad, SimCallPad)
+        await pad_bus.wait_for(lambda: sim_pad.display == "A001 已作废 请叫号", timeout=15)
+
+        pad_bus.press(pad, "CALL")  # free to call: the one who holds the offline ticket
+        await pad_bus.wait_for(lambda: sim_pad.display == offline, timeout=15)
+        after = await window1.wait_for(lambda ps: ps[-1].ticket == offline, timeout=15)
+        assert after[-1].withdrawn is None
+        assert coordinator.engine.by_number["A001"].state is TicketState.VOIDED
