@@ -319,8 +319,8 @@ def expected_views(cfg: HallConfig, q: HallQueue) -> dict[str, Any]:
 
 
 def same(a: Any, b: Any) -> bool:
-    if isinstance(a, m.WindowState):
-        return (a.status, a.ticket) == (b.status, b.ticket)
+    if isinstance(a, m.WindowState):  # (withdrawn: what the pad says of a voided call)
+        return (a.status, a.ticket, a.withdrawn) == (b.status, b.ticket, b.withdrawn)
     if isinstance(a, m.QueueState):
         return (a.waiting, a.next) == (b.waiting, b.next)
     return (a.waiting, [c.ticket for c in a.calls]) == (b.waiting, [c.ticket for c in b.calls])

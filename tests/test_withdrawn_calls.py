@@ -308,3 +308,58 @@ async def test_over_mqtt_a_withdrawn_call_frees_the_window_and_every_view_follow
         after = await window1.wait_for(lambda ps: ps[-1].ticket == offline, timeout=15)
         assert after[-1].withdrawn is None
         assert coordinator.engine.by_number["A001"].state is TicketState.VOIDED
+
+
+def _faults_bench() -> Any:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "faults.py"
+    spec = importlib.util.spec_from_file_location("bench_faults", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("withdrawn", [True, False])
+def test_the_fault_suite_counts_a_withdrawn_call_as_fixed_and_any_other_as_a_ghost(
+    tmp_path: Path, core_cls: type[Any], monkeypatch: pytest.MonkeyPatch, withdrawn: bool
+) -> None:
+    """bench/faults.py judges from the log: the offline issue's result must say the call
+    was withdrawn (a log written without it, as before this fix, is a ghost even though
+    today's replay would withdraw it)."""
+    from types import SimpleNamespace
+
+    from edge.dispenser import Issued
+
+    faults = _faults_bench()
+    q = make_queue(tmp_path / "log.sqlite", core_cls)
+    if not withdrawn:  # the engine before the fix: only a waiting ticket was voided
+
+        def void_waiting(number: str, source: str, reason: str, now: float) -> Any:
+            request = m.VoidRequest(kind="void", number=number, reason=reason)
+            return q.engine.void(request, source)
+
+        monkeypatch.setattr(q.engine, "withdraw", void_waiting)
+    first = _lease(q)
+    online = issue()
+    q.submit("ticket", "dispenser", "pi-d1", online, at(9))
+    _window(q, "call", 1)
+    q.submit("ticket", "dispenser", "pi-d1", _offline(f"A{first}", online.id), at(9, 2))
+    monkeypatch.undo()
+
+    judged = make_queue(q.log.path, core_cls)
+    judged.recover()
+    hall = SimpleNamespace(
+        scenario="broker-restart",
+        issued=[Issued(f"A{first}", online=False, printed=True)],
+        sent={},
+        recoveries=[0.5, 0.5],
+        phases={},
+    )
+    shown = faults.expected_views(judged.cfg, judged)
+    result = faults.verdict(judged.cfg, hall, judged, shown)
+    assert (result["withdrawn"], result["ghost"]) == ((1, 0) if withdrawn else (0, 1))
+    assert result["ghost_numbers" if not withdrawn else "withdrawn_numbers"] == ["A001"]
+    assert (result["lost"], result["duplicated"], result["not_converged"]) == (0, 0, 0)
