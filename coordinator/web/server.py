@@ -771,7 +771,7 @@ async def supervisor_advice(request: web.Request) -> web.Response:
     target = f"advice {entry.id} {a.service}"
     if verb == "dismiss":
         entry.state, entry.by, entry.acted_at = "dismissed", user, c.clock()
-        _audit(request, "advice_dismiss", target=target)
+        _audit(request, "advice_dismiss", target=target, detail=book.record(entry))
         return _json(book.view(c.engine, entry, c.clock()))
     bodies = (
         [(w, {"action": "set_skills", "skills": {a.service: 1.0}}) for w in a.windows]
@@ -783,19 +783,20 @@ async def supervisor_advice(request: web.Request) -> web.Response:
         _response, refused = await _window_command(request, w, body)
         if refused not in (None, "no_change"):
             failed.append(w)
+    done = not failed or len(failed) < len(bodies)
+    if done and verb == "apply":
+        entry.state, entry.by, entry.acted_at = "applied", user, c.clock()
+    elif done:
+        entry.state, entry.restored_by = "restored", user
     _audit(
         request,
         f"advice_{verb}",
         target=target,
         ok=not failed,
-        detail={"windows": list(a.windows), "failed": failed},
+        detail={**book.record(entry), "failed": failed, "applied": done},
     )
-    if failed and len(failed) == len(bodies):
+    if not done:
         return _error(409, "advice_failed", f"{'、'.join(f'{w}号' for w in failed)}窗口未能切换")
-    if verb == "apply":
-        entry.state, entry.by, entry.acted_at = "applied", user, c.clock()
-    else:
-        entry.state, entry.restored_by = "restored", user
     return _json(book.view(c.engine, entry, c.clock()))
 
 
@@ -1090,10 +1091,10 @@ def make_app(coordinator: HallService) -> web.Application:
     )
     app[LIMITER] = AddressLimiter(coordinator.cfg.coordinator.appointment_per_address_hour)
     now, day = coordinator.clock(), coordinator.cfg.hall.business_day
-    acks = app[AUDIT].between(time.time() - 86400, time.time() + 1, limit=5000)
-    app[ALERTS] = AlertBook(AlertBook.from_audit(acks, day, now))
+    audited = app[AUDIT].between(time.time() - 86400, time.time() + 1, limit=5000)
+    app[ALERTS] = AlertBook(AlertBook.from_audit(audited, day, now))
     app[INVITED] = {}
-    app[ADVICE] = AdviceBook()
+    app[ADVICE] = AdviceBook(AdviceBook.from_audit(audited, day, now))
     app[FIGURES] = FigureCache(
         coordinator.cfg,
         coordinator.eventlog.path,
