@@ -363,3 +363,23 @@ def test_the_fault_suite_counts_a_withdrawn_call_as_fixed_and_any_other_as_a_gho
     assert (result["withdrawn"], result["ghost"]) == ((1, 0) if withdrawn else (0, 1))
     assert result["ghost_numbers" if not withdrawn else "withdrawn_numbers"] == ["A001"]
     assert (result["lost"], result["duplicated"], result["not_converged"]) == (0, 0, 0)
+
+
+def test_a_board_agents_speakers_are_told_of_a_withdrawn_call() -> None:
+    """Only a voided ticket with a window (a withdrawn call) reaches the speakers."""
+    from types import SimpleNamespace
+
+    from edge.panels import Panels
+
+    told: list[tuple[str, int]] = []
+    speaker = SimpleNamespace(withdraw=lambda ticket, window: told.append((ticket, window)))
+    panels = Panels(cfg=None, devices=[], session=None, drivers={}, health=None)  # type: ignore[arg-type]
+    panels.announcers = [speaker]  # type: ignore[list-item]
+    for state, window in (
+        (TicketState.VOIDED, 3),
+        (TicketState.VOIDED, None),
+        (TicketState.DONE, 3),
+    ):
+        ticket = m.TicketEvent(ticket="A003", service="tax-filing", state=state, window=window)
+        panels._on_ticket(SimpleNamespace(payload=ticket))  # type: ignore[arg-type]
+    assert told == [("A003", 3)]
