@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from coordinator.engine import Engine
 
 __all__ = [
+    "AUDIT_ZH",
     "KIND_ZH",
     "SEVERITY_ZH",
     "AdviceBook",
@@ -54,6 +55,20 @@ ACTION_ZH = {
     "pause": "暂停",
     "resume": "恢复",
     "set_skills": "改业务",
+}
+# every action the audit log records, as the desk and the day report name it
+AUDIT_ZH = {
+    **ACTION_ZH,
+    "window": "窗口操作",
+    "login": "登录",
+    "logout": "退出",
+    "denied": "被拒绝的请求",
+    "invite": "邀约",
+    "invite_declined": "邀约被谢绝",
+    "ack": "知悉告警",
+    "advice_apply": "采纳专窗建议",
+    "advice_dismiss": "忽略专窗建议",
+    "advice_restore": "恢复原业务",
 }
 DONE_ZH = {
     "open": "已开窗",

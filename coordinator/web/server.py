@@ -36,7 +36,7 @@ from coordinator.web.auth import (
     same_origin,
 )
 from coordinator.web.boards import boards, render_png
-from coordinator.web.desk import AdviceBook, AlertBook, error_zh, no_change
+from coordinator.web.desk import AUDIT_ZH, AdviceBook, AlertBook, error_zh, no_change
 from coordinator.web.figures import FigureCache
 from coordinator.web.interface import HallService
 from coordinator.web.openapi import openapi_document
@@ -624,7 +624,12 @@ async def audit_log(request: web.Request) -> web.Response:
         before = int(request.query["before"]) if "before" in request.query else None
     except ValueError:
         return _error(400, "bad_query", "limit and before must be integers")
-    return _json([api.AuditEntry(**e) for e in request.app[AUDIT].recent(limit, before)])
+    return _json(
+        [
+            api.AuditEntry(**e, action_zh=AUDIT_ZH.get(e["action"], e["action"]))
+            for e in request.app[AUDIT].recent(limit, before)
+        ]
+    )
 
 
 def _refusal(status: int, code: str, message: str, command_id: str = "") -> web.Response:
@@ -1084,7 +1089,10 @@ def make_app(coordinator: HallService) -> web.Application:
     hub = StreamHub()
     app[COORDINATOR] = coordinator
     app[HUB] = hub
-    app[GATE] = Gate(coordinator.cfg)
+    log_path = coordinator.eventlog.path
+    app[GATE] = Gate(
+        coordinator.cfg, sessions_path=log_path.with_name(f"{log_path.stem}-sessions.sqlite")
+    )
     app[AUDIT] = AuditLog(
         default_audit_path(coordinator.eventlog.path),
         retention_days=coordinator.cfg.coordinator.retention_days,
@@ -1114,6 +1122,7 @@ def make_app(coordinator: HallService) -> web.Application:
     async def on_cleanup(app: web.Application) -> None:
         app[AUDIT].close()
         app[FIGURES].close()
+        app[GATE].sessions.shutdown()
 
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
