@@ -225,7 +225,7 @@ EVENT_TOPICS: dict[EventKind, TopicSpec] = {
     EventKind.TICKET: TopicSpec(
         f"{PREFIX}/{{hall}}/event/ticket",
         "coordinator",
-        "dashboard, ticket pages",
+        "dashboard, ticket pages, voice agents (a withdrawn call)",
         1,
         False,
         "TicketEvent",
