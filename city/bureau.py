@@ -612,12 +612,27 @@ def make_app(
     app[LIVE] = live
     app[DB] = db
     app[PLACES] = places or {}
-    app[GATE] = Gate(None, users_file=users_file) if users_file is not None else None
+    app[GATE] = (
+        Gate(
+            None,
+            users_file=users_file,
+            # beside the users: a restarted dashboard keeps its logins (token hashes only)
+            sessions_path=users_file.with_name(f"{users_file.stem}-sessions.sqlite"),
+        )
+        if users_file is not None
+        else None
+    )
 
     async def end_streams(app: web.Application) -> None:
         app[LIVE].close()
 
+    async def close_sessions(app: web.Application) -> None:
+        gate = app[GATE]
+        if gate is not None:
+            gate.sessions.shutdown()
+
     app.on_shutdown.append(end_streams)
+    app.on_cleanup.append(close_sessions)
     r = app.router
     r.add_get("/", page)
     r.add_get("/bureau.js", bureau_js)

@@ -189,6 +189,69 @@ async def test_an_acknowledged_alert_stays_acknowledged_after_a_restart(
                 assert alerts[key]["acked_by"] == "supervisor"
 
 
+async def test_an_applied_advice_can_still_be_switched_back_after_a_restart(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A supervisor applied express-window advice, then the coordinator restarted: the desk
+    still shows who applied it and, when its time is up, offers to switch the window back
+    to what it served before (the restore the supervisor would otherwise have to recall)."""
+    from coordinator.advice.live import Advice
+
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+
+    async def desk_advice(url: str, http: aiohttp.ClientSession) -> dict[str, Any]:
+        auth = await supervisor_auth(http, url)
+        desk = await _get(http, f"{url}/api/supervisor/desk", headers=auth)
+        return {a["id"]: a for a in desk["advice"]}
+
+    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url):
+        before = dict(c.engine.windows[2].skills)
+        assert before != {"tax-filing": 1.0}
+        c.advice.appendleft(
+            (
+                clock.now,
+                Advice(
+                    service="tax-filing",
+                    windows=(2,),
+                    restore={2: before},
+                    duration_min=20,
+                    waiting=30,
+                    target_min=10,
+                    predicted_wait_min=25.0,
+                    before_min=25.0,
+                    after_min=14.0,
+                    others_before_min=3.0,
+                    others_after_min=4.0,
+                    basis="simulation",
+                ),
+            )
+        )
+        async with aiohttp.ClientSession() as http:
+            (advice_id,) = await desk_advice(url, http)
+            async with http.post(
+                f"{url}/api/supervisor/advice/{advice_id}/apply",
+                headers=await supervisor_auth(http, url),
+            ) as r:
+                assert r.status == 200, await r.text()
+        await until(lambda: c.engine.windows[2].skills == {"tax-filing": 1.0})
+    clock.now += 25 * 60
+    async with web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url):
+        assert c.engine.windows[2].skills == {"tax-filing": 1.0}  # the switch is in the log
+        async with aiohttp.ClientSession() as http:
+            advice = (await desk_advice(url, http))[advice_id]
+            assert advice["state"] == "applied"
+            assert advice["by"] == "supervisor"
+            assert advice["due_restore"] is True
+            async with http.post(
+                f"{url}/api/supervisor/advice/{advice_id}/restore",
+                headers=await supervisor_auth(http, url),
+            ) as r:
+                assert r.status == 200, await r.text()
+            await until(lambda: c.engine.windows[2].skills == before)
+            assert (await desk_advice(url, http))[advice_id]["state"] == "restored"
+
+
 async def _events(response: aiohttp.ClientResponse) -> Any:
     """(event, data) pairs of a Server-Sent Events body."""
     event, data = None, []

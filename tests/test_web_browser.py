@@ -689,6 +689,13 @@ async def test_the_desk_keeps_an_edit_through_live_updates_and_works_alerts_and_
                     f'#invited tr[data-invited="{code}"][data-state="declined"]'
                 )
                 await shots.take(desk, "desk-1366")
+                # every action in the audit log is named in Chinese, as the day report names it
+                await desk.wait_for_selector('#audit tr[data-action="invite_declined"]')
+                named = await desk.locator(
+                    "#audit tr[data-action] td:nth-child(3)"
+                ).all_inner_texts()
+                assert named
+                assert all(n and not n.isascii() for n in named), named
                 # the day report and the month's, as the desk's link opens them
                 report = await ctx.new_page()
                 await report.goto(url + "/supervisor/report")
@@ -696,6 +703,8 @@ async def test_the_desk_keeps_an_edit_through_live_updates_and_works_alerts_and_
                 assert "日报 2026-11-30" in body
                 assert "采纳专窗建议" in body  # what was done today
                 assert "等候超时" in body  # and the alert, acknowledged
+                assert "邀约被谢绝" in body
+                assert "invite_declined" not in body
                 await shots.take(report, "report-day")
                 await report.goto(url + "/supervisor/report?month=2026-11")
                 month = await report.inner_text("body")

@@ -694,6 +694,40 @@ async def test_a_closed_window_survives_a_restart(mosquitto: Mosquitto, tmp_path
             assert reply.error.code == "window_closed"
 
 
+async def test_a_supervisor_stays_logged_in_across_a_coordinator_restart(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """systemd restarts a crashed coordinator mid-shift: the supervisor's desk keeps
+    working with the same cookie and CSRF token, a session logged out stays out, and what
+    is kept on disk lets nobody in (no token, no CSRF token)."""
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    log_path = tmp_path / "log.sqlite"
+    async with (
+        web_running(cfg, log_path, FakeClock()) as (_c, url),
+        aiohttp.ClientSession() as http,
+    ):
+        auth = await supervisor_auth(http, url)
+        assert await _status(http, "GET", f"{url}/api/session", headers=auth) == 200
+        viewer = await login(http, url, "viewer", VIEWER_PASSWORD)
+        assert await _status(http, "POST", f"{url}/api/logout", headers=viewer) == 200
+    kept = b"".join(p.read_bytes() for p in tmp_path.glob("log-sessions.sqlite*"))
+    assert kept, "sessions are kept beside the event log"
+    token = auth["Cookie"].split("=", 1)[1]
+    assert token.encode() not in kept
+    assert auth["X-CSRF-Token"].encode() not in kept
+    async with (
+        web_running(cfg, log_path, FakeClock()) as (c, url),
+        aiohttp.ClientSession() as http,
+    ):
+        pause = {"action": "pause"}
+        forged = {**auth, "X-CSRF-Token": "x" * 64}
+        window = f"{url}/api/supervisor/windows/1"
+        assert await _status(http, "POST", window, headers=forged, json=pause) == 403
+        assert await _status(http, "POST", window, headers=auth, json=pause) == 200
+        assert c.engine.windows[1].status == "paused"
+        assert await _status(http, "GET", f"{url}/api/session", headers=viewer) == 401
+
+
 def test_a_broken_users_file_keeps_the_last_good_users(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 """
 _MAX_TEXT = 300
+# a detail is JSON the desk reads back (an applied advice after a restart): clipped, it
+# would not parse
+_MAX_DETAIL = 4000
 
 
 _NO_BOUND = 2**62  # past every id the log will ever hand out
@@ -95,7 +98,7 @@ class AuditLog:
                 _clip(target),
                 int(ok),
                 _clip(result),
-                _clip(text),
+                None if text is None else redact(text)[:_MAX_DETAIL],
                 _clip(client),
             ),
         )

@@ -3,20 +3,26 @@
 A login (user name + password, verified against an argon2id hash off the event loop)
 opens a server-side session named by a random token in an HttpOnly, SameSite=Strict
 cookie (Secure when served over TLS). Sessions end on logout, after ``session_idle_min``
-without a request, after ``session_max_h`` in any case, when the coordinator restarts,
-and when their user is removed or demoted. Every state-changing request (any method but
-GET/HEAD/OPTIONS) from a browser must come from this site's own pages (``Origin``, else
-``Referer``); one made under a session must also carry that session's CSRF token in
-``X-CSRF-Token``, which only the desk's own script can read. Failed logins lock the user
-name and the client address for a while, checked before the (costly) hash is verified.
+without a request, after ``session_max_h`` in any case, and when their user is removed or
+demoted; they survive a coordinator restart (systemd after a crash, mid-shift), kept beside
+the event log as a hash of their token, so the file lets nobody in. Every state-changing
+request (any method but GET/HEAD/OPTIONS) from a browser must come from this site's own
+pages (``Origin``, else ``Referer``); one made under a session must also carry that
+session's CSRF token in ``X-CSRF-Token``, which only the desk's own script can read. Failed
+logins lock the user name and the client address for a while, checked before the (costly)
+hash is verified.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import hashlib
 import hmac
+import logging
 import secrets
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -35,6 +41,9 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_SESSIONS = 1000
 MAX_TRACKED = 10_000  # throttle keys kept; the oldest are forgotten past this
+TOUCH_EVERY_S = 60.0  # a session's last request is written down at most this often
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -52,36 +61,105 @@ class Session:
         return self.role == "supervisor"
 
 
-class Sessions:
-    """In memory on purpose: a restart logs everyone out, and no token is ever on disk."""
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
-    def __init__(self, idle_s: float, max_s: float, clock: Callable[[], float]) -> None:
+
+def _csrf_of(token: str) -> str:
+    """Derived from the session token, so it need not be stored: only the page the cookie
+    was set for can ask for it (``/api/session``)."""
+    return hmac.new(token.encode(), b"hallq-csrf", hashlib.sha256).hexdigest()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    digest TEXT PRIMARY KEY, user TEXT NOT NULL, role TEXT NOT NULL,
+    created REAL NOT NULL, last_seen REAL NOT NULL, client TEXT NOT NULL
+)
+"""
+
+
+class Sessions:
+    """Server-side sessions, keyed by a hash of their token. With a ``path`` they are kept
+    in a small SQLite file too, so a restarted coordinator knows them; without one (the
+    bureau's dashboard) they live in memory only."""
+
+    def __init__(
+        self,
+        idle_s: float,
+        max_s: float,
+        clock: Callable[[], float],
+        path: Path | None = None,
+    ) -> None:
         self.idle_s = idle_s
         self.max_s = max_s
         self.clock = clock
-        self._by_token: OrderedDict[str, Session] = OrderedDict()
+        self._by_digest: OrderedDict[str, Session] = OrderedDict()
+        self._written: dict[str, float] = {}  # digest -> last_seen as the file has it
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            self._open_store(path)
+
+    def _open_store(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+            now = self.clock()
+            db.execute(
+                "DELETE FROM sessions WHERE last_seen < ? OR created < ?",
+                (now - self.idle_s, now - self.max_s),
+            )
+            rows = db.execute(
+                "SELECT digest, user, role, created, last_seen, client FROM sessions"
+                " ORDER BY last_seen LIMIT ?",
+                (MAX_SESSIONS,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            # the desk still works, sessions in memory: a restart will log people out
+            log.warning("desk sessions are not kept across restarts: %s: %s", path, exc)
+            return
+        self._db = db
+        for digest, user, role, created, last_seen, client in rows:
+            # the token itself is known again at the session's next request
+            self._by_digest[digest] = Session("", user, role, "", created, last_seen, client)
+            self._written[digest] = last_seen
+
+    def _store(self, sql: str, args: tuple[object, ...]) -> None:
+        if self._db is None:
+            return
+        try:
+            self._db.execute(sql, args)
+        except sqlite3.Error as exc:  # a full disk must not end the request
+            log.warning("desk sessions: could not write: %s", exc)
 
     def open(self, user: User, client: str) -> Session:
         now = self.clock()
-        session = Session(
-            secrets.token_urlsafe(32),
-            user.name,
-            user.role,
-            secrets.token_urlsafe(32),
-            now,
-            now,
-            client,
+        token = secrets.token_urlsafe(32)
+        session = Session(token, user.name, user.role, _csrf_of(token), now, now, client)
+        digest = _digest(token)
+        self._by_digest[digest] = session
+        self._written[digest] = now
+        self._store(
+            "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
+            (digest, user.name, user.role, now, now, client),
         )
-        self._by_token[session.token] = session
-        while len(self._by_token) > MAX_SESSIONS:
-            self._by_token.popitem(last=False)
+        while len(self._by_digest) > MAX_SESSIONS:
+            self._forget(next(iter(self._by_digest)))
         return session
+
+    def _forget(self, digest: str) -> None:
+        self._by_digest.pop(digest, None)
+        self._written.pop(digest, None)
+        self._store("DELETE FROM sessions WHERE digest = ?", (digest,))
 
     def get(self, token: str | None, directory: Directory) -> Session | None:
         """The live session named by ``token``; touching it extends its idle time."""
         if not token:
             return None
-        session = self._by_token.get(token)
+        digest = _digest(token)
+        session = self._by_digest.get(digest)
         if session is None:
             return None
         now = self.clock()
@@ -92,19 +170,30 @@ class Sessions:
             or user is None
             or user.role != session.role
         ):
-            del self._by_token[token]
+            self._forget(digest)
             return None
+        if not session.token:  # known from the file: the cookie names it again
+            session.token, session.csrf = token, _csrf_of(token)
         session.last_seen = now
+        if now - self._written.get(digest, 0.0) >= TOUCH_EVERY_S:
+            self._written[digest] = now
+            self._store("UPDATE sessions SET last_seen = ? WHERE digest = ?", (now, digest))
         return session
 
     def close(self, token: str) -> None:
-        self._by_token.pop(token, None)
+        self._forget(_digest(token))
 
     def expires_at(self, session: Session) -> float:
         return min(session.last_seen + self.idle_s, session.created + self.max_s)
 
+    def shutdown(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
     def __len__(self) -> int:
-        return len(self._by_token)
+        return len(self._by_digest)
 
 
 @dataclass(slots=True)
@@ -209,15 +298,20 @@ class Gate:
         clock: Callable[[], float] = time.time,
         *,
         users_file: Path | None = None,
+        sessions_path: Path | None = None,
     ) -> None:
         """``cfg`` None: the bureau's dashboard, with the users of ``users_file`` and the
-        default session and lockout settings."""
+        default session and lockout settings. ``sessions_path``: where sessions are kept
+        across restarts (None: in memory)."""
         settings = cfg.web if cfg is not None else WebConfig()
         self.cfg = cfg
         self.clock = clock
         self.directory = Directory(cfg, users_file=users_file)
         self.sessions = Sessions(
-            settings.session_idle_min * 60, settings.session_max_h * 3600, lambda: self.clock()
+            settings.session_idle_min * 60,
+            settings.session_max_h * 3600,
+            lambda: self.clock(),
+            sessions_path,
         )
         self.throttle = LoginThrottle(
             settings.login_failures_per_user,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from coordinator.engine import Engine
 
 __all__ = [
+    "AUDIT_ZH",
     "KIND_ZH",
     "SEVERITY_ZH",
     "AdviceBook",
@@ -54,6 +55,20 @@ ACTION_ZH = {
     "pause": "暂停",
     "resume": "恢复",
     "set_skills": "改业务",
+}
+# every action the audit log records, as the desk and the day report name it
+AUDIT_ZH = {
+    **ACTION_ZH,
+    "window": "窗口操作",
+    "login": "登录",
+    "logout": "退出",
+    "denied": "被拒绝的请求",
+    "invite": "邀约",
+    "invite_declined": "邀约被谢绝",
+    "ack": "知悉告警",
+    "advice_apply": "采纳专窗建议",
+    "advice_dismiss": "忽略专窗建议",
+    "advice_restore": "恢复原业务",
 }
 DONE_ZH = {
     "open": "已开窗",
@@ -359,10 +374,92 @@ class AdviceBook:
 
     OPEN_FOR_S = 15 * 60.0  # advice not acted on within this is stale: the hall has moved
 
-    def __init__(self) -> None:
-        self.entries: dict[str, AdviceEntry] = {}
-        self._ids = itertools.count(1)
+    def __init__(self, remembered: Iterable[AdviceEntry] = ()) -> None:
+        """``remembered``: today's advice a supervisor acted on before a restart (from the
+        audit log): an applied switch still needs its "restore" and its measured effect."""
+        self.entries: dict[str, AdviceEntry] = {e.id: e for e in remembered}
+        last = max((int(i[1:]) for i in self.entries if i[1:].isdigit()), default=0)
+        self._ids = itertools.count(last + 1)
         self._known: set[int] = set()
+
+    @staticmethod
+    def record(entry: AdviceEntry) -> dict[str, Any]:
+        """What the audit log keeps of an acted-on advice so ``from_audit`` can rebuild it."""
+        a = entry.advice
+        return {
+            "id": entry.id,
+            "at": entry.at,
+            "acted_at": entry.acted_at,
+            "advice": {
+                "service": a.service,
+                "windows": list(a.windows),
+                "restore": {str(w): skills for w, skills in a.restore.items()},
+                "duration_min": a.duration_min,
+                "waiting": a.waiting,
+                "target_min": a.target_min,
+                "predicted_wait_min": a.predicted_wait_min,
+                "before_min": a.before_min,
+                "after_min": a.after_min,
+                "others_before_min": a.others_before_min,
+                "others_after_min": a.others_after_min,
+                "basis": a.basis,
+                "until": a.until,
+            },
+        }
+
+    @staticmethod
+    def from_audit(
+        entries: Iterable[dict[str, Any]], day: Callable[[float], Any], now: float
+    ) -> list[AdviceEntry]:
+        """Today's advice as the desk's actions on it left it (oldest action first), so a
+        coordinator restarted mid-shift still offers to switch an applied advice back."""
+        from coordinator.advice.live import Advice
+
+        today, found = day(now), dict[str, AdviceEntry]()
+        verbs = {"advice_apply": "applied", "advice_dismiss": "dismissed"}
+        for e in entries:
+            detail = e.get("detail")
+            action = e.get("action")
+            if action not in (*verbs, "advice_restore") or not isinstance(detail, dict):
+                continue
+            try:
+                at, acted_at, a = float(detail["at"]), detail["acted_at"], detail["advice"]
+                advice = Advice(
+                    service=str(a["service"]),
+                    windows=tuple(int(w) for w in a["windows"]),
+                    restore={
+                        int(w): {str(k): float(v) for k, v in skills.items()}
+                        for w, skills in a["restore"].items()
+                    },
+                    duration_min=int(a["duration_min"]),
+                    waiting=int(a["waiting"]),
+                    target_min=float(a["target_min"]),
+                    predicted_wait_min=float(a["predicted_wait_min"]),
+                    before_min=float(a["before_min"]),
+                    after_min=float(a["after_min"]),
+                    others_before_min=float(a["others_before_min"]),
+                    others_after_min=float(a["others_after_min"]),
+                    basis=str(a["basis"]),
+                    until=float(a["until"]),
+                )
+                key = str(detail["id"])
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue  # an entry from before advice was remembered
+            if day(at) != today or detail.get("applied") is False:
+                continue
+            if action == "advice_restore":
+                if key in found:
+                    found[key].state, found[key].restored_by = "restored", e["user"]
+                continue
+            found[key] = AdviceEntry(
+                key,
+                at,
+                advice,
+                state=verbs[action],
+                by=e["user"],
+                acted_at=None if acted_at is None else float(acted_at),
+            )
+        return list(found.values())
 
     def take(self, made: Any, now: float) -> None:
         """Adopt the advice the coordinator made since last time (``made``: its deque of

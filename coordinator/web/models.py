@@ -278,8 +278,10 @@ class AuditEntry(_Out):
     user: str
     role: str | None
     action: str = Field(
-        description="login, logout, denied, open, close, pause, resume, set_skills, invite"
+        description="login, logout, denied, open, close, pause, resume, set_skills, invite,"
+        " invite_declined, ack, advice_apply, advice_dismiss, advice_restore"
     )
+    action_zh: str = Field(description="the action as the desk names it")
     target: str | None
     ok: bool
     result: str | None

@@ -14,26 +14,13 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from coordinator.web.desk import KIND_ZH
+from coordinator.web.desk import AUDIT_ZH, KIND_ZH
 from coordinator.web.figures import DayFigures
 from hallq.config import HallConfig
 
 __all__ = ["day_report_html", "month_report_html", "satisfied_share"]
 
 RATING_ZH = {4: "非常满意", 3: "满意", 2: "基本满意", 1: "不满意"}
-ACTION_ZH = {
-    "open": "开窗",
-    "close": "关窗",
-    "pause": "暂停",
-    "resume": "恢复",
-    "set_skills": "改业务",
-    "invite": "邀约",
-    "ack": "知悉告警",
-    "advice_apply": "采纳专窗建议",
-    "advice_dismiss": "忽略专窗建议",
-    "advice_restore": "恢复原业务",
-    "denied": "被拒绝的请求",
-}
 WEEKDAY_ZH = "一二三四五六日"
 
 _STYLE = """
@@ -203,7 +190,7 @@ def day_report_html(
     ]
     rows += [
         f"<tr><td>{escape(str(e['time']))}</td>"
-        f"<td>{escape(ACTION_ZH.get(str(e['action']), str(e['action'])))}</td>"
+        f"<td>{escape(AUDIT_ZH.get(str(e['action']), str(e['action'])))}</td>"
         f"<td>{escape(target_zh(e.get('target'), names))}</td><td>{escape(str(e['user']))}"
         f"{'' if e['ok'] else ' (未成功)'}</td></tr>"
         for e in actions

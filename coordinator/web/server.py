@@ -36,7 +36,7 @@ from coordinator.web.auth import (
     same_origin,
 )
 from coordinator.web.boards import boards, render_png
-from coordinator.web.desk import AdviceBook, AlertBook, error_zh, no_change
+from coordinator.web.desk import AUDIT_ZH, AdviceBook, AlertBook, error_zh, no_change
 from coordinator.web.figures import FigureCache
 from coordinator.web.interface import HallService
 from coordinator.web.openapi import openapi_document
@@ -624,7 +624,12 @@ async def audit_log(request: web.Request) -> web.Response:
         before = int(request.query["before"]) if "before" in request.query else None
     except ValueError:
         return _error(400, "bad_query", "limit and before must be integers")
-    return _json([api.AuditEntry(**e) for e in request.app[AUDIT].recent(limit, before)])
+    return _json(
+        [
+            api.AuditEntry(**e, action_zh=AUDIT_ZH.get(e["action"], e["action"]))
+            for e in request.app[AUDIT].recent(limit, before)
+        ]
+    )
 
 
 def _refusal(status: int, code: str, message: str, command_id: str = "") -> web.Response:
@@ -771,7 +776,7 @@ async def supervisor_advice(request: web.Request) -> web.Response:
     target = f"advice {entry.id} {a.service}"
     if verb == "dismiss":
         entry.state, entry.by, entry.acted_at = "dismissed", user, c.clock()
-        _audit(request, "advice_dismiss", target=target)
+        _audit(request, "advice_dismiss", target=target, detail=book.record(entry))
         return _json(book.view(c.engine, entry, c.clock()))
     bodies = (
         [(w, {"action": "set_skills", "skills": {a.service: 1.0}}) for w in a.windows]
@@ -783,19 +788,20 @@ async def supervisor_advice(request: web.Request) -> web.Response:
         _response, refused = await _window_command(request, w, body)
         if refused not in (None, "no_change"):
             failed.append(w)
+    done = not failed or len(failed) < len(bodies)
+    if done and verb == "apply":
+        entry.state, entry.by, entry.acted_at = "applied", user, c.clock()
+    elif done:
+        entry.state, entry.restored_by = "restored", user
     _audit(
         request,
         f"advice_{verb}",
         target=target,
         ok=not failed,
-        detail={"windows": list(a.windows), "failed": failed},
+        detail={**book.record(entry), "failed": failed, "applied": done},
     )
-    if failed and len(failed) == len(bodies):
+    if not done:
         return _error(409, "advice_failed", f"{'、'.join(f'{w}号' for w in failed)}窗口未能切换")
-    if verb == "apply":
-        entry.state, entry.by, entry.acted_at = "applied", user, c.clock()
-    else:
-        entry.state, entry.restored_by = "restored", user
     return _json(book.view(c.engine, entry, c.clock()))
 
 
@@ -1083,17 +1089,20 @@ def make_app(coordinator: HallService) -> web.Application:
     hub = StreamHub()
     app[COORDINATOR] = coordinator
     app[HUB] = hub
-    app[GATE] = Gate(coordinator.cfg)
+    log_path = coordinator.eventlog.path
+    app[GATE] = Gate(
+        coordinator.cfg, sessions_path=log_path.with_name(f"{log_path.stem}-sessions.sqlite")
+    )
     app[AUDIT] = AuditLog(
         default_audit_path(coordinator.eventlog.path),
         retention_days=coordinator.cfg.coordinator.retention_days,
     )
     app[LIMITER] = AddressLimiter(coordinator.cfg.coordinator.appointment_per_address_hour)
     now, day = coordinator.clock(), coordinator.cfg.hall.business_day
-    acks = app[AUDIT].between(time.time() - 86400, time.time() + 1, limit=5000)
-    app[ALERTS] = AlertBook(AlertBook.from_audit(acks, day, now))
+    audited = app[AUDIT].between(time.time() - 86400, time.time() + 1, limit=5000)
+    app[ALERTS] = AlertBook(AlertBook.from_audit(audited, day, now))
     app[INVITED] = {}
-    app[ADVICE] = AdviceBook()
+    app[ADVICE] = AdviceBook(AdviceBook.from_audit(audited, day, now))
     app[FIGURES] = FigureCache(
         coordinator.cfg,
         coordinator.eventlog.path,
@@ -1113,6 +1122,7 @@ def make_app(coordinator: HallService) -> web.Application:
     async def on_cleanup(app: web.Application) -> None:
         app[AUDIT].close()
         app[FIGURES].close()
+        app[GATE].sessions.shutdown()
 
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)

@@ -350,9 +350,6 @@
     showKpis(); showServices(); showDevices(); showAlerts(); showAdvice(); showWindows();
   }
 
-  const AUDIT = {login: "登录", logout: "退出", denied: "被拒绝", open: "开窗", close: "关窗",
-                 pause: "暂停", resume: "恢复", set_skills: "改业务", invite: "邀约", invite_declined: "邀约被谢绝", ack: "知悉告警",
-                 advice_apply: "采纳建议", advice_dismiss: "忽略建议", advice_restore: "恢复原业务"};
   function target(t) {
     if (!t) return "";
     let x = /^window (\d+)$/.exec(t);
@@ -375,7 +372,7 @@
           el("td", {class: "nowrap"}, new Date(a.at * 1000).toLocaleString("zh-CN", {hour12: false,
             month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit"})),
           el("td", {}, a.user + (a.role ? ` (${a.role})` : "")),
-          el("td", {}, AUDIT[a.action] || a.action), el("td", {}, target(a.target)),
+          el("td", {}, a.action_zh), el("td", {}, target(a.target)),
           el("td", {}, el("span", {class: "pill " + (a.ok ? "ok" : "critical")},
                           a.ok ? "成功" : (a.result || "失败"))),
           el("td", {}, a.client || ""))));
@@ -422,7 +419,7 @@
         ...data.candidates.map((cand) => {
           const pick = el("select", {}, ...cand.slots.map((x) => el("option", {value: `${x.day} ${x.start}`},
             `${x.day.slice(5)} ${x.slot}${x.comfort ? " · " + x.comfort : ""} (余 ${x.free})`)));
-          const out = el("td", {class: "fb"});
+          const out = el("div", {class: "fb"});
           const go = el("button", {"data-invite": cand.ref, onclick: async () => {
             const [day, start] = pick.value.split(" ");
             go.disabled = true;
@@ -434,10 +431,10 @@
           }}, "邀约");
           if (!cand.slots.length) go.disabled = true;
           return el("tr", {"data-candidate": cand.ref}, el("td", {class: "code-small"}, cand.label + "…"),
-            el("td", {}, cand.reason), el("td", {}, cand.service_name),
+            el("td", {class: "why"}, cand.reason), el("td", {class: "nowrap"}, cand.service_name),
             el("td", {class: "nowrap"}, `${cand.visits} 天 · 最近 ${(cand.last || "").slice(5)}`),
             el("td", {}, cand.slots.length ? pick : el("span", {class: "muted"}, "近期无空闲时段")),
-            el("td", {class: "nowrap"}, go, out));
+            el("td", {class: "act"}, go, out));
         }));
     }
     $("invited").replaceChildren(
