@@ -1,11 +1,12 @@
 """City view delay: a hall's state change to a bureau viewer on the city broker.
 
 A private three-node NATS city cluster (MQTT over TLS, JetStream, retained summaries
-replicated on all three; ``city.testcluster``) and a hall Mosquitto bridged to it with
-the config ``hallq bridge`` generates. The coordinator's stand-in publishes a queue
-summary (QoS 1, retained) on the hall broker; a viewer subscribed on another city node
-takes the time it arrives. Same run, the floor: the same messages published by the hall's
-city user straight to the first city node (no hall broker, no bridge).
+replicated on all three; ``city.testcluster``) and a hall Mosquitto bridged to it by the
+city bridge (``city.bridge.CityBridge``, ``hallq bridge``'s work, here in a thread). The
+coordinator's stand-in publishes a queue summary (QoS 1, retained) on the hall broker; a
+viewer subscribed on another city node takes the time it arrives. Same run, the floor: the
+same messages published by the hall's city user straight to the first city node (no hall
+broker, no bridge).
 
 Usage: python bench/city_bridge.py [--n 500] [--rate 50] [--json]
 """
@@ -25,9 +26,10 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from city.bridge import bridge_config, city_broker
-from city.testcluster import NatsCityCluster
+from city.bridge import CityBridge, city_broker
+from city.testcluster import BridgeThread, NatsCityCluster
 from hallq import messages as m
+from hallq.config import BrokerConfig
 from hallq.topics import HallTopics
 from hallqctl.mosquitto import Mosquitto
 
@@ -111,20 +113,20 @@ def main() -> None:
         hall_dir = work / "hall"
         hall_dir.mkdir()
         hall: Mosquitto | None = None
+        bridge: BridgeThread | None = None
         clients: list[paho.Client] = []
         try:
             city.start_all()  # the ports are final only once every node is up
-            conf = bridge_config(
-                "liwan",
-                city_broker(
-                    ",".join(city.addresses()),
-                    cafile=city.cafile,
-                    username="hall-liwan",
-                    password="hall-pw",
-                ),
-            )
-            hall = Mosquitto(hall_dir, extra=conf, persistence=False)
+            hall = Mosquitto(hall_dir, persistence=False)
             hall.start()
+            city_link = city_broker(
+                ",".join(city.addresses()),
+                cafile=city.cafile,
+                username="hall-liwan",
+                password="hall-pw",
+            )
+            bridge = BridgeThread(CityBridge("liwan", BrokerConfig(url=hall.url), city_link))
+            bridge.start()
             arrivals: queue.Queue[tuple[float, bytes]] = queue.Queue()
             viewer = client(
                 "bureau-view",
@@ -156,6 +158,8 @@ def main() -> None:
             for c in clients:
                 c.disconnect()
                 c.loop_stop()
+            if bridge is not None:
+                bridge.stop()
             if hall is not None:
                 hall.kill()
             city.stop()

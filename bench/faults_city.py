@@ -2,8 +2,8 @@
 
 The hall's two links to the city, each through a relay on loopback that the suite cuts
 and restores (``city.testcluster.LinkCut``: every connection dropped, new ones refused,
-as when the hall's WAN line goes): the hall Mosquitto's bridge to a one-node NATS city
-broker (``hallq bridge``'s configuration) and the shipper (``hallq ship``, its own
+as when the hall's WAN line goes): the city bridge (``hallq bridge``, its own process, as
+in a hall) to a one-node NATS city broker and the shipper (``hallq ship``, its own
 process, as in a hall) to a database of this run's own on the machine's PostgreSQL
 (``HALLQ_FAULTS_PG`` or the tests' ``HALLQ_TEST_PG``, an admin connection string; default
 the local server as postgres).
@@ -31,7 +31,6 @@ from typing import Any
 
 import aiomqtt
 
-from city.bridge import bridge_config, city_broker
 from city.testcluster import LinkCut, NatsCityCluster, find_nats_server
 from hallq.topics import HallTopics
 
@@ -65,6 +64,7 @@ class CityLink:
         self.links: list[LinkCut] = []
         self.dsn = ""
         self.shipper: subprocess.Popen[bytes] | None = None
+        self.bridge: subprocess.Popen[bytes] | None = None
         self.catchups: list[float] = []  # per cut: restore -> the city has what the hall had
 
     def _psycopg(self) -> Any:
@@ -74,8 +74,8 @@ class CityLink:
             raise CityUnavailable("psycopg is not installed (pip install -e '.[city]')") from exc
         return psycopg
 
-    async def start(self) -> str:
-        """Database, city broker and relays up; returns the hall broker's bridge config."""
+    async def start(self) -> None:
+        """Database, city broker and relays up."""
         if find_nats_server() is None or shutil.which("openssl") is None:
             raise CityUnavailable("nats-server and openssl are needed for the city broker")
         psycopg = self._psycopg()
@@ -105,13 +105,19 @@ class CityLink:
             ("127.0.0.1", p) for p in self.cluster.mqtt_ports
         ]:
             self.links.append(await LinkCut(host, port).start())
-        city = city_broker(
-            ",".join(f"127.0.0.1:{link.port}" for link in self.links[1:]),
-            cafile=self.cluster.cafile,
-            username=f"hall-{self.hall_id}",
-            password=HALL_PASSWORD,
-        )
-        return bridge_config(self.hall_id, city)
+
+    def start_bridge(self, config: Path) -> None:
+        """``hallq bridge`` between the hall broker and the city node's relay."""
+        assert self.cluster is not None
+        city = ",".join(f"127.0.0.1:{link.port}" for link in self.links[1:])
+        command = [sys.executable, "-m", "hallqctl.cli", "bridge", "--config", str(config)]
+        with (self.work / "bridge.log").open("ab") as err:
+            self.bridge = subprocess.Popen(
+                [*command, "--city", city, "--cafile", str(self.cluster.cafile)],
+                env={**os.environ, "HALLQ_CITY_BRIDGE_PASSWORD": HALL_PASSWORD},
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
 
     def start_shipper(self, config: Path) -> None:
         from psycopg.conninfo import make_conninfo
@@ -136,14 +142,30 @@ class CityLink:
         for link in self.links:
             link.restore()
         since = time.perf_counter()
-        async with asyncio.timeout(120):
-            await self.shipped_to(max_seq(log))
-            await self._bridge_up()
+        target = max_seq(log)
+        try:
+            async with asyncio.timeout(120):
+                await self.shipped_to(target)
+                await self._bridge_up()
+        except TimeoutError:
+            why = self.state(target)
+            raise RuntimeError(f"the city did not catch up in 120 s: {why}") from None
         self.catchups.append(time.perf_counter() - since)
 
+    def state(self, target: int) -> str:
+        """Where the catch-up stands, for a run that failed: the cursor against the hall's
+        log, whether the shipper and the bridge still run, and their last log lines."""
+        cursor = self.shipped()[2]
+        lines = [f"shipped to {cursor} of {target}"]
+        for name, proc in (("shipper", self.shipper), ("bridge", self.bridge)):
+            code = None if proc is None else proc.poll()
+            tail = (self.work / f"{name}.log").read_text(errors="replace").splitlines()[-3:]
+            lines.append(f"{name} {'running' if code is None else f'exited {code}'}: {tail}")
+        return "; ".join(lines)
+
     async def _bridge_up(self) -> None:
-        """The bridge's connection is up again (Mosquitto's ``city/link`` notification,
-        read on the hall broker, where it is kept retained)."""
+        """The bridge's connection is up again (its ``city/link`` notice, read on the hall
+        broker, where it is kept retained)."""
         topic = HallTopics(self.hall_id).city_link()
         async with aiomqtt.Client(
             "127.0.0.1", self.hall_port, identifier=f"fault-link-{uuid.uuid4().hex[:8]}"
@@ -233,13 +255,14 @@ class CityLink:
         }
 
     async def close(self) -> None:
-        if self.shipper is not None and self.shipper.poll() is None:
-            self.shipper.send_signal(signal.SIGTERM)
-            try:
-                self.shipper.wait(15)
-            except subprocess.TimeoutExpired:
-                self.shipper.kill()
-                self.shipper.wait(10)
+        for proc in (self.shipper, self.bridge):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
         for link in self.links:
             await link.close()
         if self.cluster is not None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -78,6 +80,39 @@ def describe_dsn(dsn: str) -> str:
     except Exception:
         return "?"
     return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+
+
+def knock_address(dsn: str) -> tuple[str, int] | None:
+    """The database's TCP host and port, to knock on between retries; None for a Unix
+    socket, several hosts, or a connection string that does not parse (then only the
+    backoff paces the retries)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(dsn)
+        host = str(parts.get("hostaddr") or parts.get("host") or "localhost")
+        port = int(str(parts.get("port") or 5432))
+    except Exception:
+        return None
+    if host.startswith("/") or "," in host or "," in str(parts.get("port") or ""):
+        return None
+    return host, port
+
+
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # PostgreSQL's SSLRequest: answered 'S' or 'N'
+
+
+def database_answers(address: tuple[str, int], timeout: float) -> bool:
+    """True if a PostgreSQL server answers at ``address``: an SSLRequest, which a server
+    answers with one byte before any login. A TCP connection accepted and then closed (a
+    relay or firewall with nothing behind it) does not count."""
+    try:
+        with socket.create_connection(address, timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(SSL_REQUEST)
+            return sock.recv(1) in (b"S", b"N")
+    except OSError:
+        return False
 
 
 IDENTITY_KEYS = frozenset({"identity"})  # keyed hashes of ID numbers (IssueRequest, day_open)
@@ -169,6 +204,7 @@ class Shipper:
         idle: float = 0.5,
         backoff_max: float = 10.0,
         connect_timeout: float = 5.0,
+        knock_every: float = 0.5,
     ) -> None:
         self.hall_id = hall_id
         self.log_path = log_path
@@ -178,6 +214,7 @@ class Shipper:
         self.idle = idle
         self.backoff_max = backoff_max
         self.connect_timeout = connect_timeout
+        self.knock_every = knock_every
         self.mark_file = mark_path(log_path)
         self.target = describe_dsn(dsn)
         self.stats = ShipStats()
@@ -331,8 +368,10 @@ class Shipper:
                 log.warning("city database unavailable (retrying in %.0f s): %s", delay, exc)
                 self._write_mark(str(exc))
                 yield 0
-                stop.wait(delay)
-                delay = min(delay * 2, self.backoff_max)
+                if self._wait_knocking(stop, delay):
+                    delay = 1.0  # the database answers again: retry now, not a backoff later
+                else:
+                    delay = min(delay * 2, self.backoff_max)
                 continue
             delay = 1.0
             yield n
@@ -340,6 +379,23 @@ class Shipper:
                 stop.wait(self.idle)
             elif self.max_rate:
                 stop.wait(max(0.0, n / self.max_rate - (time.monotonic() - started)))
+
+    def _wait_knocking(self, stop: threading.Event, delay: float) -> bool:
+        """Wait ``delay`` before the next attempt, knocking on the database's port every
+        ``knock_every`` seconds meanwhile; True as soon as it answers, so the city is
+        caught up about a second after the link returns, not a 10 s backoff later."""
+        address = knock_address(self.dsn)
+        timeout = min(1.0, self.connect_timeout)
+        if address is not None and database_answers(address, timeout):
+            address = None  # it answers: the failure is not the link (a login, the schema)
+        end = time.monotonic() + delay
+        while (left := end - time.monotonic()) > 0:
+            if stop.wait(min(left, self.knock_every)):
+                return False
+            if address is not None and time.monotonic() < end:
+                if database_answers(address, timeout):
+                    return True
+        return False
 
     def run(
         self, stop: threading.Event, report_every: float = 60.0, notifier: Notifier | None = None

@@ -16,6 +16,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -306,6 +307,10 @@ class LinkCut:
         except OSError:
             writer.close()
             return
+        if not self.up:  # cut while connecting upstream: it must not outlive the cut
+            writer.transport.abort()
+            up_writer.transport.abort()
+            return
         self._open |= {writer, up_writer}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -338,3 +343,35 @@ class LinkCut:
             await self._server.wait_closed()
         if self._relays:  # each ends once its connections are aborted
             await asyncio.wait(self._relays, timeout=5)
+
+
+class BridgeThread:
+    """A ``city.bridge.CityBridge`` on an event loop of its own in a thread, for tests whose
+    clients are synchronous (in a hall it is its own process, ``hallq bridge``)."""
+
+    def __init__(self, bridge: Any) -> None:
+        self.bridge = bridge
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="city-bridge", daemon=True)
+
+    def _main(self) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self.bridge.run(self._stop)
+
+        asyncio.run(serve())
+
+    def start(self) -> BridgeThread:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        """Stops the bridge (its link notice says 0) and waits for its thread."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(15)

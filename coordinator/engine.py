@@ -9,6 +9,7 @@ Which ticket a window calls is decided by the dispatch core (``DISPATCH.md``).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as dt
 import heapq
 import math
@@ -61,6 +62,7 @@ class Ticket:
     appt_end: float = 0.0
     offline: bool = False
     source: str = ""
+    withdrawn_from: int | None = None  # the window whose call of it was withdrawn
 
     @property
     def wait_s(self) -> float | None:
@@ -83,6 +85,7 @@ class WindowRec:
     current: Ticket | None = None
     last_done: Ticket | None = None
     since: float | None = None
+    withdrawn: str | None = None  # its call withdrawn, shown until the window's next command
 
 
 @dataclass
@@ -94,6 +97,7 @@ class Outcome:
     ticket: Ticket | None = None
     info: m.TicketInfo | None = None
     lease: tuple[int, int] | None = None
+    withdrawn: dict[str, Any] | None = None  # a call withdrawn by it (logged with its result)
     events: list[m.Message] = field(default_factory=list)
     windows: set[int] = field(default_factory=set)
     services: set[str] = field(default_factory=set)
@@ -301,6 +305,7 @@ class Engine:
         handler = getattr(self, f"_do_{command.action}")
         outcome: Outcome = handler(window, command, now)
         if outcome.ok:
+            window.withdrawn = None  # seen: the staff acted after it
             outcome.windows.add(window.number)
         return outcome
 
@@ -340,6 +345,63 @@ class Engine:
         out.events.append(
             m.TicketEvent(
                 ticket=t.number, service=t.service, state=TicketState.VOIDED, reason=req.reason
+            )
+        )
+        return out
+
+    def withdraw(self, number: str, source: str, reason: str, now: float) -> Outcome:
+        """Void ``number``, issued by ``source`` for a key press the dispenser then issued
+        offline instead (its reply was lost): nobody holds it, whatever became of it since.
+
+        Waiting, it is voided as :meth:`void` does. Already called (the coordinator could
+        not know sooner), its call is withdrawn: the window holding it is freed and told
+        (``WindowState.withdrawn`` until its next command), the board forgets the call, and
+        the ticket keeps no wait, window or counter time for the KPIs (nobody waited for it
+        or was served: not a no-show, not served; ``withdrawn_from`` names the window). A
+        ticket skipped, parked or finished since is voided the same way (a window pressing
+        CALL again finishes the one nobody came for). ``outcome.withdrawn`` says what was
+        withdrawn, for the log. Voided or cancelled already: nothing to do."""
+        t = self.by_number.get(number)
+        if t is None:
+            return reject("unknown_ticket", f"今天没有 {number} 号")
+        if t.source != source:
+            return reject("not_your_ticket", f"{number} was not issued by {source}")
+        if t.state in (TicketState.VOIDED, TicketState.CANCELLED):
+            return Outcome(ok=True, ticket=t)
+        if t.state is TicketState.WAITING:
+            return self.void(m.VoidRequest(kind="void", number=number, reason=reason), source)
+        was = t.state
+        out = Outcome(ok=True, ticket=t, services={t.service})
+        window = t.window
+        win = self.windows.get(window) if window is not None else None
+        if win is not None and win.current is t:  # called or being served: free the window
+            win.current = None
+            win.since = now
+            win.withdrawn = number
+            out.windows.add(win.number)
+        if was is TicketState.DONE and t.finished_at is not None:
+            took = t.finished_at - (t.started_at or t.finished_at)
+            with contextlib.suppress(ValueError):  # (the very figure _finish appended)
+                self.recent[t.service].remove(took)
+            self._kpi_for = None  # its figures were folded as final: the KPIs start over
+        for w in self.windows.values():
+            if w.last_done is t:
+                w.last_done = None  # nobody to rate it
+        if any(c.ticket == number for c in self.calls):
+            self.calls = deque((c for c in self.calls if c.ticket != number), self.calls.maxlen)
+        t.state = TicketState.VOIDED
+        t.withdrawn_from = window
+        t.window = None
+        t.called_at = t.started_at = t.finished_at = None
+        t.rating = None
+        out.withdrawn = {"ticket": number, "was": was.value, "window": window}
+        out.events.append(
+            m.TicketEvent(
+                ticket=number,
+                service=t.service,
+                state=TicketState.VOIDED,
+                window=window,
+                reason=reason,
             )
         )
         return out
@@ -864,6 +926,7 @@ class Engine:
             service=t.service if t else None,
             since=_utc(w.since) if w.since is not None else None,
             skills=w.skills,
+            withdrawn=w.withdrawn,
         )
 
     def queue_state(self, service: str, rev: int, now: float) -> m.QueueState:

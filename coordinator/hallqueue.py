@@ -33,7 +33,7 @@ log = logging.getLogger("hallq.coordinator")
 KINDS: dict[str, Any] = {"window": m.WindowCommand, "ticket": m.TicketRequest}
 CHECKPOINT_EVERY = 500  # entries between checkpoints, at least (see checkpoint_every)
 CHECKPOINT_SHARE = 8  # and at least the day's tickets / this
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: a superseded ticket's call withdrawn (older days replayed)
 # the engine's state in a checkpoint (the rest of it comes from the hall config)
 ENGINE_STATE = (
     "windows",
@@ -65,14 +65,15 @@ def config_fingerprint(cfg: HallConfig) -> str:
 
 
 def record_of(outcome: Outcome) -> dict[str, Any]:
-    """The part of an outcome a repeated command must get back unchanged."""
+    """The part of an outcome a repeated command must get back unchanged; ``withdrawn``
+    only when a call was (the log's evidence of it, absent from every other entry)."""
     return {
         "ok": outcome.ok,
         "error": outcome.error.model_dump() if outcome.error else None,
         "ticket": outcome.ticket.number if outcome.ticket else None,
         "info": outcome.info.model_dump(mode="json") if outcome.info else None,
         "lease": list(outcome.lease) if outcome.lease else None,
-    }
+    } | ({"withdrawn": outcome.withdrawn} if outcome.withdrawn else {})
 
 
 def checkpoint_every(tickets: int) -> int:
@@ -232,7 +233,10 @@ class HallQueue:
     def _issue(self, request: m.IssueRequest, now: float, client: str) -> Outcome:
         """One key press, one ticket: an offline replay names the online request that timed
         out for the same press; a ticket issued for that request was never printed, so it is
-        voided, and the request is refused if it only arrives now."""
+        voided, and the request is refused if it only arrives now. Called already (the
+        coordinator could not know sooner), its call is withdrawn (``Engine.withdraw``),
+        and the entry's logged result says so (``withdrawn``): replaying the log does it
+        again, at the same place."""
         if request.id in self._superseded:
             return reject("superseded", "this key press was issued offline instead")
         late = request.offline.supersedes if request.offline else None
@@ -244,11 +248,20 @@ class HallQueue:
         self._superseded.add(late)
         earlier = self._issued_for.get(late)
         if earlier is not None:
-            void = self.engine.void(
-                m.VoidRequest(kind="void", number=earlier, reason="issued offline instead"), client
-            )
+            void = self.engine.withdraw(earlier, client, "issued offline instead", now)
+            if void.withdrawn is not None:
+                log.warning(
+                    "%s was called before its key press was issued offline as %s: call "
+                    "withdrawn (%s, window %s)",
+                    earlier,
+                    request.offline.number if request.offline else "?",
+                    void.withdrawn["was"],
+                    void.withdrawn["window"],
+                )
             outcome.events += void.events
             outcome.services |= void.services
+            outcome.windows |= void.windows
+            outcome.withdrawn = void.withdrawn
         return outcome
 
     def roll_over_if_due(self, now: float) -> Outcome | None:

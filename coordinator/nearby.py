@@ -1,9 +1,9 @@
 """Nearby halls: which hall of the city serves the same business with a clearly shorter
 wait, for the ticket and booking pages.
 
-The hall's broker bridge (``hallq bridge``) brings the queue summaries of the halls the
-hall file lists (``[city] nearby``) into the hall's own broker under ``city/{hall}/...``,
-and Mosquitto keeps ``city/link`` at 1 while the bridge is connected. The coordinator
+The city bridge (``hallq bridge``, its own process) brings the queue summaries of the halls
+the hall file lists (``[city] nearby``) into the hall's own broker under
+``city/{hall}/...``, and keeps ``city/link`` at 1 while it is connected to the city. The coordinator
 only listens: it keeps the latest summary per hall and service with the time it came, and
 answers from them while the link is up. With the city link down nothing is suggested (the
 figures would be old), and the hall itself is untouched: nothing here is on the path of a

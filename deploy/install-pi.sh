@@ -109,6 +109,9 @@ install -m 0644 "$HERE/systemd/hallq-agent@.service" "$UNIT_DIR/hallq-agent@.ser
 if ((server)); then
     install -m 0644 "$HERE/systemd/hallq-coordinator.service" "$UNIT_DIR/hallq-coordinator.service"
     install -m 0644 "$HERE/systemd/hallq-broker-watch.service" "$UNIT_DIR/hallq-broker-watch.service"
+    # the city level (docs/city.md): installed, not enabled; the hall serves without them
+    install -m 0644 "$HERE/systemd/hallq-bridge.service" "$UNIT_DIR/hallq-bridge.service"
+    install -m 0644 "$HERE/systemd/hallq-ship.service" "$UNIT_DIR/hallq-ship.service"
     install -d -m 0755 "$UNIT_DIR/mosquitto.service.d" /etc/mosquitto/conf.d
     install -m 0644 "$HERE/systemd/mosquitto.service.d/hallq.conf" \
         "$UNIT_DIR/mosquitto.service.d/hallq.conf"
@@ -117,8 +120,9 @@ if ((server)); then
         # existing identities and adds new ones (docs/field-guide.md, SECURITY.md)
         "$VENV/bin/hallq" provision --config "$ETC/hall.toml" --out "$PROVISION"
         install -m 0644 "$PROVISION/broker/mosquitto.conf" /etc/mosquitto/conf.d/hallq.conf
-        # this server's own clients: the coordinator, the operator (hallq status), its agents
-        for id in coordinator operator "${agents[@]}"; do
+        # this server's own clients: the coordinator, the operator (hallq status), the city
+        # bridge (its login on the hall broker), its agents
+        for id in coordinator operator city-bridge "${agents[@]}"; do
             [[ -d "$PROVISION/devices/$id" ]] || continue
             install -d -m 0750 -o root -g "$SERVICE_USER" "$ETC/credentials/$id"
             for file in password ca.crt client.crt client.key; do
@@ -155,4 +159,6 @@ fi
 log "done; check with: sudo -u $SERVICE_USER $VENV/bin/hallq doctor --config $ETC/hall.toml"
 if ((server)); then
     log "device credentials: $PROVISION/devices/ID/ -> $ETC/credentials/ID/ on each Pi"
+    log "city level (optional, docs/city.md): edit --city/--cafile in hallq-bridge.service and"
+    log "  the city settings in $ETC/hallq.env, then: systemctl enable --now hallq-bridge hallq-ship"
 fi

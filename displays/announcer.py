@@ -8,9 +8,12 @@ Rules, each pinned by a test in ``tests/test_displays_voice.py``:
   (the window has moved on: "A023 to 15" must not be heard after "A024 to 15");
 - a call event older than ``max_age`` (a backlog delivered after the agent reconnects) is
   dropped rather than announced minutes late;
-- the same event delivered twice (MQTT QoS 1 is at-least-once) is announced once.
+- the same event delivered twice (MQTT QoS 1 is at-least-once) is announced once;
+- a call withdrawn before it was heard (the ticket voided: its key press was issued
+  offline instead, nobody holds it) is dropped.
 
-What happened to each call is kept in ``log`` (played / superseded / too_old / failed), so
+What happened to each call is kept in ``log`` (played / superseded / withdrawn / too_old /
+failed), so
 tests and the demo can see it without timing anything.
 """
 
@@ -34,7 +37,7 @@ __all__ = ["Announcement", "Announcer", "Outcome"]
 
 log = logging.getLogger("displays.announcer")
 
-Outcome = Literal["played", "superseded", "too_old", "failed"]
+Outcome = Literal["played", "superseded", "withdrawn", "too_old", "failed"]
 _REMEMBERED_IDS = 1024
 
 
@@ -74,6 +77,7 @@ class Announcer:
         self._queue: deque[Announcement] = deque()
         self._latest: dict[int, int] = {}  # window -> seq of its newest call
         self._ids: OrderedDict[str, None] = OrderedDict()
+        self._withdrawn: OrderedDict[tuple[str, int], None] = OrderedDict()  # (ticket, window)
         self._seq = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -108,6 +112,13 @@ class Announcer:
         self._wake.set()
         return True
 
+    def withdraw(self, ticket: str, window: int) -> None:
+        """The call of ``ticket`` to ``window`` was withdrawn: not to be heard if it still
+        waits (or is being synthesised); one being played plays out."""
+        self._withdrawn[(ticket, window)] = None
+        if len(self._withdrawn) > _REMEMBERED_IDS:
+            self._withdrawn.popitem(last=False)
+
     async def idle(self) -> None:
         """Wait until everything submitted has been played or dropped."""
         await self._idle.wait()
@@ -119,6 +130,8 @@ class Announcer:
     def _stale(self, item: Announcement) -> Outcome | None:
         if self._latest.get(item.event.window, item.seq) > item.seq:
             return "superseded"
+        if (item.event.ticket, item.event.window) in self._withdrawn:
+            return "withdrawn"
         if self.max_age is not None and self.clock() - item.event.ts > self.max_age:
             return "too_old"
         return None

@@ -1,8 +1,9 @@
 """An agent's LED panels and speakers, driven by the hall's retained state and call events.
 
 Main and zone boards follow the retained board summary, window strips their window's
-retained state; a call event flashes the call and is announced. When the coordinator's
-presence goes offline the panels show it discreetly instead of letting stale calls look live.
+retained state; a call event flashes the call and is announced (unless withdrawn first:
+a voided ticket's event names the window). When the coordinator's presence goes offline
+the panels show it discreetly instead of letting stale calls look live.
 Animation runs on the monotonic clock; a frame goes to the sink only when it changed.
 """
 
@@ -108,6 +109,8 @@ class Panels:
         }:
             await self.session.subscribe(topics.window_state(window), self._on_window)
         await self.session.subscribe(topics.event("call"), self._on_call)
+        if self.announcers:  # a call withdrawn before it was heard is not spoken
+            await self.session.subscribe(topics.event("ticket"), self._on_ticket)
         # only the hall's coordinator: a presence under another id says nothing about it
         await self.session.subscribe(
             topics.status("coordinator", self.cfg.coordinator.client_id), self._on_presence
@@ -173,6 +176,14 @@ class Panels:
         for announcer in self.announcers:
             announcer.submit(event)
         self._wake.set()
+
+    def _on_ticket(self, incoming: Incoming) -> None:
+        """A voided ticket with a window is a withdrawn call (boards and strips drop it
+        with the retained state they follow; the speakers' queues are told here)."""
+        event: m.TicketEvent = incoming.payload
+        if event.state is m.TicketState.VOIDED and event.window is not None:
+            for announcer in self.announcers:
+                announcer.withdraw(event.ticket, event.window)
 
     def _on_presence(self, incoming: Incoming) -> None:
         online = incoming.payload.state == "online"

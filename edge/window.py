@@ -43,10 +43,14 @@ SIMPLE: dict[PadKey, SimpleAction] = {
 
 
 def display_text(state: m.WindowState) -> str:
+    """What the pad shows for its window's state; a call withdrawn (the ticket was issued
+    offline instead, nobody holds it) is said until the staff's next command."""
     if state.status is m.WindowStatus.PAUSED:
         return "暂停服务"
     if state.status is m.WindowStatus.CLOSED:
         return "窗口关闭"
+    if state.ticket is None and state.withdrawn:
+        return f"{state.withdrawn} 已作废 请叫号"
     return state.ticket or "空闲 请叫号"
 
 
@@ -94,7 +98,12 @@ class WindowAgent:
         newest state when its line is free; states in between are skipped."""
         state: m.WindowState = incoming.payload
         before = self.states.get(state.window)
-        if before is not None and before.ticket and before.ticket != state.ticket:
+        if (
+            before is not None
+            and before.ticket
+            and before.ticket != state.ticket
+            and before.ticket != state.withdrawn  # nobody was served: nothing to rate
+        ):
             self.last_served[state.window] = before.ticket
         self.states[state.window] = state
         self._latest[state.window] = display_text(state)

@@ -10,7 +10,10 @@ publishes in :mod:`hallq.contract`, under its own ``{role}/{id}`` level:
 - a supervisor console (``security.supervisor_clients``): its ``cmd`` and presence;
 - the coordinator: what the contract says it publishes (``state/``, ``event/``, every
   client's ``reply``) and its own presence level -- nobody else may write there;
-- operators (``hallq status``/``doctor``): read only.
+- operators (``hallq status``/``doctor``): read only;
+- the city bridge (``hallq bridge``, login ``city-bridge``): reads the public summaries it
+  forwards (``state/queue``, ``state/stats``, ``state/comfort``, ``state/window``) and is
+  the only writer under ``city/`` (nearby halls' queues, the link state).
 
 Devices read the hall's state and events, the coordinator's presence, and their own reply
 and status. Mosquitto refuses anything not listed (for MQTT 5 clients with a "not
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from hallq.config import HallConfig
 
 OPERATOR = "operator"
+CITY_BRIDGE = "city-bridge"  # city.bridge.CITY_BRIDGE (hallq imports no other package)
+PUBLIC_STATE = ("state/queue/+", "state/stats", "state/comfort", "state/window/+")
 
 
 def _topic(spec: TopicSpec, hall: str, role: str = "+", client: str = "+") -> str:
@@ -98,6 +103,12 @@ def hall_acl(cfg: HallConfig, operators: tuple[str, ...] = (OPERATOR,)) -> str:
         )
     for op in operators:
         lines += _block(op, [], [everything])
+    base = f"{PREFIX}/{hall}"
+    lines += _block(
+        CITY_BRIDGE,
+        [f"{base}/city/#"],
+        [*(f"{base}/{t}" for t in PUBLIC_STATE), f"{base}/city/#"],
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -107,4 +118,5 @@ def clients(cfg: HallConfig, operators: tuple[str, ...] = (OPERATOR,)) -> dict[s
     found.update({sup: Role.SUPERVISOR.value for sup in cfg.security.supervisor_clients})
     found.update({a.id: a.role for a in cfg.agents})
     found.update({op: OPERATOR for op in operators})
+    found[CITY_BRIDGE] = "city bridge"
     return found

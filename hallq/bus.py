@@ -242,6 +242,10 @@ def _socket_closer(client: aiomqtt.Client) -> Callable[[], None]:
     return abandon
 
 
+socket_closer = _socket_closer  # for the other long-lived clients (the city bridge)
+ClosingSSLSocket = _ClosingSSLSocket  # (the city bridge's TLS context uses it too)
+
+
 def broker_client(
     broker: BrokerConfig,
     identifier: str,

@@ -225,7 +225,7 @@ EVENT_TOPICS: dict[EventKind, TopicSpec] = {
     EventKind.TICKET: TopicSpec(
         f"{PREFIX}/{{hall}}/event/ticket",
         "coordinator",
-        "dashboard, ticket pages",
+        "dashboard, ticket pages, voice agents (a withdrawn call)",
         1,
         False,
         "TicketEvent",
@@ -248,12 +248,12 @@ EVENT_TOPICS: dict[EventKind, TopicSpec] = {
     ),
 }
 
-# Brought in by the hall broker's city bridge (``hallq bridge``), never published by a
-# hall client: the ACL gives nobody write access, and the bridge is the broker itself.
+# Brought in by the city bridge (``hallq bridge``, its own process), never published by
+# another hall client: the ACL lets only its login (``city-bridge``) write under city/.
 CITY_TOPICS: dict[str, TopicSpec] = {
     CITY_QUEUE: TopicSpec(
         f"{PREFIX}/{{hall}}/city/{{nearby}}/queue/{{service}}",
-        "the hall broker's city bridge (a nearby hall's `state/queue/{service}`)",
+        "the city bridge, `hallq bridge` (a nearby hall's `state/queue/{service}`)",
         "coordinator (nearby halls on the ticket and booking pages)",
         1,
         True,
@@ -265,15 +265,15 @@ CITY_TOPICS: dict[str, TopicSpec] = {
     ),
     CITY_LINK: TopicSpec(
         f"{PREFIX}/{{hall}}/city/link",
-        "the hall broker (Mosquitto's bridge notification, local only)",
+        "the city bridge, `hallq bridge` (its will sets 0 if it dies)",
         "coordinator (nearby halls are shown only while it is 1)",
         1,
         True,
         "CityLinkState",
         False,
         None,
-        "Whether the city bridge is connected: `1` or `0`, a bare number (Mosquitto writes "
-        "it). While it is `0` the nearby halls' summaries may be old and are not shown.",
+        "Whether the city bridge is connected: `1` or `0`, a bare number. While it is `0` "
+        "the nearby halls' summaries may be old and are not shown.",
     ),
 }
 

@@ -1,8 +1,10 @@
 """The hall broker's watchdog: a broker that accepts connections but never answers them.
 
 Mosquitto 2.0.11 (Debian 12's) was seen spinning for good in its keepalive check after
-its city bridge reconnected over a flapping link (BENCHMARKS.md, "Faults without lies").
-A hung broker has neither failed nor exited, so systemd's ``Restart=`` never fires, and
+its own city bridge reconnected over a flapping link (BENCHMARKS.md, "Faults without
+lies"). The city bridge has since moved out of the broker (``hallq bridge``, its own
+process), so that path no longer runs there; this stays the guard against any hang. A hung
+broker has neither failed nor exited, so systemd's ``Restart=`` never fires, and
 every device of the hall is cut off. This probes the broker as any client would meet it:
 TCP (and TLS) up, then an MQTT CONNECT that a live broker answers with a CONNACK, even one
 refusing the login. No credentials are sent or needed, so the probe can take no one's

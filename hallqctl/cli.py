@@ -1071,13 +1071,6 @@ def broker_watch(config_file: Path, every: float, probe_timeout: float, misses: 
 )
 @click.option("--keyfile", type=click.Path(path_type=Path), default=None)
 @click.option(
-    "--out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="write the Mosquitto config here (mode 600: it holds the password), "
-    "e.g. /etc/mosquitto/conf.d/hallq-city.conf; default: print it",
-)
-@click.option(
     "--nats-user",
     "password_hash",
     default=None,
@@ -1092,14 +1085,16 @@ def bridge(
     password_file: Path | None,
     certfile: Path | None,
     keyfile: Path | None,
-    out: Path | None,
     password_hash: str | None,
 ) -> None:
-    """Generate the hall broker's bridge to the city broker: the hall's public summaries
-    (queues, waits, KPIs, comfort, windows) outbound only; never commands or identities."""
+    """Run the hall's bridge to the city broker (its own process, login `city-bridge` on
+    the hall broker): the hall's public summaries (queues, waits, KPIs, comfort, windows)
+    outbound only, never commands or identities; the nearby halls' queues in."""
+    import asyncio
     import os
+    import signal
 
-    from city.bridge import BridgeError, bridge_config, city_broker, nats_user
+    from city.bridge import BridgeError, CityBridge, city_broker, nats_user
 
     cfg = _load(config_file)
     user = username or f"hall-{cfg.hall.id}"
@@ -1123,15 +1118,31 @@ def bridge(
     except BridgeError as exc:
         click.echo(f"hallq bridge: {exc}", err=True)
         raise SystemExit(2) from None
-    text = bridge_config(cfg.hall.id, city, nearby)
-    if out is None:
-        click.echo(text, nl=False)
-        return
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(out, 0o600)
-    click.echo(f"wrote {out}: include it in the hall's mosquitto.conf and restart Mosquitto")
+    _setup_logging(cfg.runtime.log_level)
+
+    from hallq.sdnotify import Notifier
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        notifier = Notifier.from_env()
+
+        async def watchdog() -> None:  # from the event loop: a stuck loop stops the pings
+            while True:
+                notifier.ping()
+                await asyncio.sleep(20)
+
+        notifier.ready("bridging to the city")  # at once: nothing waits for the city
+        pinging = asyncio.create_task(watchdog())
+        try:
+            await CityBridge(cfg.hall.id, cfg.broker, city, nearby).run(stop)
+        finally:
+            pinging.cancel()
+            notifier.stopping()
+
+    asyncio.run(serve())
 
 
 @main.group()

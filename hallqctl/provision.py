@@ -312,9 +312,9 @@ def provision(
             f"--rotate {', '.join(unknown)}: not a client of hall "
             f"{cfg.hall.id} (known: {', '.join(identities)})"
         )
-    if len(identities) < len(cfg.agents) + len(cfg.security.supervisor_clients) + 1 + len(
+    if len(identities) < len(cfg.agents) + len(cfg.security.supervisor_clients) + 2 + len(
         operators
-    ):
+    ):  # (+2: the coordinator and the city bridge)
         raise ProvisionError(
             f"an operator name ({', '.join(operators)}) is also a client id "
             "of the hall: choose another with --operator"

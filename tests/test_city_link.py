@@ -2,7 +2,7 @@
 reach, and both its shipping and its bridge catch up once the link is back.
 
 Real parts: the machine's PostgreSQL (a database of this test's own), a three-node NATS
-city broker, the hall's Mosquitto with the bridge ``hallq bridge`` generates, the
+city broker, the hall's Mosquitto, the city bridge (``hallq bridge``), the
 coordinator, a dispenser session and the shipper. The link is a relay on loopback
 (``city.testcluster.LinkCut``) that the test cuts: every connection to the city drops and
 new ones are refused, as when the hall's WAN line goes.
@@ -14,6 +14,7 @@ import asyncio
 import queue
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,11 +22,11 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from city.bridge import bridge_config, city_broker
+from city.bridge import CityBridge, city_broker
 from city.testcluster import LinkCut, NatsCityCluster, find_nats_server
 from coordinator.shipmark import mark_path, read_mark
 from hallq import messages as m
-from hallq.config import CityConfig, NearbyHall
+from hallq.config import BrokerConfig, CityConfig, NearbyHall
 from hallq.topics import HallTopics
 from hallqctl.mosquitto import Mosquitto, find_mosquitto
 
@@ -81,13 +82,19 @@ async def test_a_hall_serves_through_a_city_link_cut_and_catches_up_after(
     hall: Mosquitto | None = None
     clients: list[paho.Client] = []
     stop = threading.Event()
+    bridge_stop = asyncio.Event()
+    bridging: asyncio.Future[None] | None = None
     try:
         db_link = await LinkCut(str(pg.get("host", "127.0.0.1")), int(pg.get("port", 5432))).start()
         links.append(db_link)
         for port in city.mqtt_ports:
             links.append(await LinkCut("127.0.0.1", port).start())
-        conf = bridge_config(
+        (tmp_path / "hall").mkdir()
+        hall = Mosquitto(tmp_path / "hall", persistence=False)
+        hall.start()
+        bridge = CityBridge(  # (its own process in a hall: `hallq bridge`)
             "test-hall",
+            BrokerConfig(url=hall.url),
             city_broker(
                 ",".join(f"127.0.0.1:{link.port}" for link in links[1:]),
                 cafile=city.cafile,
@@ -96,9 +103,7 @@ async def test_a_hall_serves_through_a_city_link_cut_and_catches_up_after(
             ),
             ["haizhu"],
         )
-        (tmp_path / "hall").mkdir()
-        hall = Mosquitto(tmp_path / "hall", extra=conf, persistence=False)
-        hall.start()
+        bridging = asyncio.ensure_future(bridge.run(bridge_stop))
 
         # the bureau's view and the neighbour hall, straight on city node 2 (not cut)
         seen: queue.Queue[m.QueueState] = queue.Queue()
@@ -205,6 +210,9 @@ async def test_a_hall_serves_through_a_city_link_cut_and_catches_up_after(
             shipper.close()
     finally:
         stop.set()
+        bridge_stop.set()
+        if bridging is not None:
+            await asyncio.wait_for(bridging, 15)
         for client in clients:
             client.disconnect()
             client.loop_stop()
@@ -213,3 +221,33 @@ async def test_a_hall_serves_through_a_city_link_cut_and_catches_up_after(
         for link in links:
             await link.close()
         city.stop()
+
+
+async def test_the_shipper_knocks_and_retries_as_soon_as_the_database_answers_again(
+    city_dsn: str,
+) -> None:
+    """Between retries the shipper knocks on the database's port (an SSLRequest, which
+    PostgreSQL answers before any login): through a cut link nothing answers (the relay
+    accepts and closes at once), and once the link is back it retries at once instead of
+    sleeping out its backoff."""
+    from city.ship import Shipper, database_answers
+
+    pg = psycopg_module().conninfo.conninfo_to_dict(city_dsn)
+    host, port = str(pg.get("host", "127.0.0.1")), int(str(pg.get("port", 5432)))
+    assert await asyncio.to_thread(database_answers, (host, port), 2.0)
+    link = await LinkCut(host, port).start()
+    try:
+        link.cut()
+        assert not await asyncio.to_thread(database_answers, ("127.0.0.1", link.port), 2.0)
+        shipper = Shipper("h", Path("/nonexistent/log.sqlite"), dsn_with(city_dsn, port=link.port))
+        stop = threading.Event()
+        waiting = asyncio.ensure_future(asyncio.to_thread(shipper._wait_knocking, stop, 30.0))
+        await asyncio.sleep(1.5)
+        assert not waiting.done()  # still cut: it waits
+        link.restore()
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            assert await waiting  # answered: retry now
+        assert time.monotonic() - started < 3
+    finally:
+        await link.close()

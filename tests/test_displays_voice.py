@@ -270,6 +270,25 @@ async def test_a_newer_call_at_the_same_window_drops_the_waiting_one() -> None:
     assert [(x.event.ticket, o) for x, o in a.log if o != "played"] == [("A023", "superseded")]
 
 
+async def test_a_call_withdrawn_before_it_was_heard_is_dropped() -> None:
+    """A003 was called at window 3, then voided (its key press was issued offline
+    instead): nobody holds it, so nobody is asked to come for it."""
+    player = GatedPlayer()
+    async with announcer(player) as a:
+        a.submit(event("A001", 1))
+        await player.started(1)  # A001 is playing; the next two wait
+        a.submit(event("A003", 3))
+        a.submit(event("B002", 7))
+        a.withdraw("A003", 3)
+        a.withdraw("A009", 3)  # (another ticket: changes nothing)
+        player.finish(0)
+        await player.started(2)
+        player.finish(1)
+        await asyncio.wait_for(a.idle(), 5)
+    assert a.played() == ["A001@1", "B002@7"]
+    assert [(x.event.ticket, o) for x, o in a.log if o != "played"] == [("A003", "withdrawn")]
+
+
 async def test_a_recall_is_announced_again() -> None:
     player = GatedPlayer()
     async with announcer(player) as a:

@@ -44,7 +44,7 @@ def test_every_client_gets_its_own_hashed_password_and_the_broker_its_config(
 ) -> None:
     cfg = hall()
     done = provision(cfg, tmp_path, port=18883)
-    clients = {"coordinator", "desk-1", "pi-w1", "pi-d1", "pi-b1", "operator"}
+    clients = {"coordinator", "desk-1", "pi-w1", "pi-d1", "pi-b1", "operator", "city-bridge"}
     assert set(done.added) == clients
     assert done.new_ca
     hashes = passwd(tmp_path)
@@ -178,11 +178,11 @@ def test_the_command_line_reports_what_it_did(tmp_path: Path) -> None:
     args = ["provision", "--config", str(tmp_path / "hall.toml"), "--out", str(tmp_path / "o")]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
-    assert "added (6)" in first.output
+    assert "added (7)" in first.output  # with the city bridge's login
     assert "credentials_dir" in first.output
     again = CliRunner().invoke(main, [*args, "--rotate", "pi-d1"])
     assert "rotated (1): pi-d1" in again.output
-    assert "kept (5)" in again.output
+    assert "kept (6)" in again.output
     bad = CliRunner().invoke(main, [*args, "--rotate", "nobody"])
     assert bad.exit_code == 1
     assert "not a client of hall" in bad.output

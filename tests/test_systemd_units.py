@@ -34,6 +34,7 @@ SCORE_BOUNDS = {
     "hallq-coordinator.service": 2.0,
     "hallq-agent@.service": 2.5,
     "hallq-ship.service": 2.0,
+    "hallq-bridge.service": 2.0,
     "hallq-broker-watch.service": 2.0,
 }
 
@@ -217,6 +218,16 @@ def test_install_script_parses() -> None:
     assert result.returncode == 0, result.stderr
     text = script.read_text()
     assert "set -euo pipefail" in text
+
+
+def test_the_installer_installs_every_unit_the_project_ships() -> None:
+    """A unit in systemd/ that the installer leaves out exists only in the docs (the
+    bridge and ship units were missed once)."""
+    text = (ROOT / "deploy" / "install-pi.sh").read_text()
+    units = sorted(p.name for p in (ROOT / "systemd").glob("*.service"))
+    assert units
+    missing = [u for u in units if f'"$HERE/systemd/{u}"' not in text]
+    assert not missing
 
 
 def test_install_script_is_shellcheck_clean() -> None:

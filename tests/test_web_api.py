@@ -56,6 +56,14 @@ async def test_hall_summary_and_ticket_follow_the_engine(
     ):
         await dispenser.wait_connected(10)
         await pad.wait_connected(10)
+        # window 1 alone serves tax-filing: the third ticket has two ahead of it at one
+        # window (with three idle windows it would be called at once, and estimated so)
+        auth = await supervisor_auth(http, url)
+        for n in (3, 4):
+            async with http.post(
+                f"{url}/api/supervisor/windows/{n}", headers=auth, json={"action": "pause"}
+            ) as r:
+                assert r.status == 200, await r.text()
         numbers = [await _issue(dispenser) for _ in range(3)]
         third = await _get(http, f"{url}/api/tickets/{numbers[2]}")
         assert third["state"] == "waiting"

@@ -33,7 +33,9 @@ class OfflineIssue(Wire):
     supersedes: Ulid | None = Field(
         default=None,
         description="id of the online request that timed out for this key press: if the "
-        "coordinator issued a ticket for it, that ticket was never printed and is voided",
+        "coordinator issued a ticket for it, that ticket was never printed and is voided; "
+        "one a window called meanwhile has its call withdrawn (the window's state says "
+        "`withdrawn`)",
     )
 
 

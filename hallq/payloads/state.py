@@ -32,6 +32,12 @@ class WindowState(Retained):
     service: ServiceCode | None = None
     since: AwareDatetime | None = None
     skills: dict[ServiceCode, Weight] = Field(default_factory=dict)
+    withdrawn: TicketNo | None = Field(
+        default=None,
+        description="a ticket this window had called, voided since: its key press was "
+        "issued offline instead, so nobody holds it (the pad says so); cleared by the "
+        "window's next command",
+    )
 
 
 class BoardCall(Wire):

@@ -58,8 +58,8 @@ class ComfortState(Retained):
 
 
 class CityLinkState(RootModel[Annotated[int, Field(strict=True, ge=0, le=1)]]):
-    """The hall broker's city bridge: 1 connected, 0 not. Mosquitto itself publishes it
-    (bridge notifications, retained, local only), hence a bare number, not a message."""
+    """The city bridge (``hallq bridge``): 1 connected, 0 not; retained, its will sets 0. A
+    bare number, not a message, as Mosquitto's bridge notifications wrote it before."""
 
 
 class Kpi(Wire):
