@@ -240,6 +240,15 @@ def test_the_demo_prints_its_own_login_only(
 async def test_ctrl_c_ends_the_day_with_its_kpis(
     mosquitto: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Ctrl-C during the day: the KPIs, and nothing the demo started runs on. The web side is
+    on with a live stream open (as the hall view keeps one): a task left behind with nobody
+    to cancel it again once hung the loop's shutdown for good (this check was the browser
+    demo test's, which now runs the demo in a process of its own)."""
+    import aiohttp
+
+    from hallqctl.mosquitto import free_port
+
+    port = free_port()
     ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     demo = asyncio.create_task(
         run_demo(
@@ -248,15 +257,22 @@ async def test_ctrl_c_ends_the_day_with_its_kpis(
             broker_url=mosquitto.url,
             state_dir=tmp_path,
             live=False,
-            http_port=0,
+            http_port=port,
             on_ready=ready.set_result,
         )
     )
     coordinator = await asyncio.wait_for(asyncio.shield(ready), 60)
-    await until(lambda: bool(coordinator.engine.tickets), timeout=30)  # the day is under way
-    demo.cancel()  # what SIGINT does through hallqctl.runner
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(demo, 20)
+    async with aiohttp.ClientSession() as http:
+        stream = await http.get(f"http://127.0.0.1:{port}/api/stream")
+        assert stream.status == 200
+        await asyncio.wait_for(stream.content.readline(), 10)  # the stream is live
+        await until(lambda: bool(coordinator.engine.tickets), timeout=30)  # the day is under way
+        demo.cancel()  # what SIGINT does through hallqctl.runner
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(demo, 20)
+        stream.close()
     out = capsys.readouterr().out
     assert "today's KPIs" in out, out
     assert re.search(r"issued \d+, served \d+", out), out
+    me = asyncio.current_task()
+    await until(lambda: asyncio.all_tasks() == {me}, timeout=10)

@@ -173,7 +173,7 @@ def check_error(exc: ConfigError, path: Path, context: str) -> None:
 
 def test_fuzz_config_check(tmp_path: Path) -> None:
     r = rng("config")
-    n = count(600, 10_000)
+    n = count(300, 10_000)
     path = tmp_path / "hall.toml"
     valid = invalid = 0
     kinds: dict[str, int] = {}

@@ -382,7 +382,7 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path, monkeypatch: pytest.Mon
     r = rng("mqtt")
     # messages go straight into the session: the connection they "came on" is taken as up
     monkeypatch.setattr(Session, "link_up", property(lambda _: True))
-    n = count(10_000, 100_000)
+    n = count(5_000, 100_000)
     cfg = fuzz_hall(None, tmp_path)
     coordinator = Coordinator(
         cfg, log_path=tmp_path / "log.sqlite", dispatch="auto", clock=FakeClock()

@@ -803,3 +803,19 @@ async def test_the_desk_refuses_in_chinese_with_a_stable_code_and_says_what_an_a
             "SELECT count(*) FROM entries WHERE source LIKE 'supervisor/%'"
         ).fetchone()[0]
     assert logged == 2  # only the unknown window and service reached the engine (refused there)
+
+
+def test_the_audit_log_pages_from_any_integer_without_failing(tmp_path: Path) -> None:
+    """``?before=`` past SQLite's 64-bit integers was a 500 (found by tests/test_fuzz_http.py):
+    any integer pages as the nearest id bound would."""
+    from coordinator.web.audit import AuditLog
+
+    log = AuditLog(tmp_path / "audit.sqlite")
+    first = log.record("supervisor", "login")
+    log.record("supervisor", "pause", target="window 3")
+    newest_first = [e["action"] for e in log.recent(10)]
+    assert newest_first == ["pause", "login"]
+    assert [e["action"] for e in log.recent(10, before=2**63)] == newest_first
+    assert [e["action"] for e in log.recent(10, before=10**30)] == newest_first
+    assert log.recent(10, before=-(2**63) - 1) == []
+    assert [e["action"] for e in log.recent(10, before=first + 1)] == ["login"]

@@ -41,6 +41,9 @@ _MAX_TEXT = 300
 _MAX_DETAIL = 4000
 
 
+_NO_BOUND = 2**62  # past every id the log will ever hand out
+
+
 def default_audit_path(eventlog: Path) -> Path:
     return eventlog.with_name(f"{eventlog.stem}-audit.sqlite")
 
@@ -102,11 +105,14 @@ class AuditLog:
         return int(cur.lastrowid or 0)
 
     def recent(self, limit: int = 100, before: int | None = None) -> list[dict[str, Any]]:
-        """Newest first; ``before`` (an id) pages further back."""
+        """Newest first; ``before`` (an id) pages further back. Any integer will do: ids
+        are positive and far below 2**62, so one past either end is clamped to it (SQLite
+        refuses integers past 64 bits: `?before=2**63` was a 500, found by the HTTP fuzz)."""
+        bound = _NO_BOUND if before is None else max(-_NO_BOUND, min(before, _NO_BOUND))
         rows = self._db.execute(
             "SELECT id, at, user, role, action, target, ok, result, detail, client FROM audit"
             " WHERE id < ? ORDER BY id DESC LIMIT ?",
-            (before if before is not None else 2**62, limit),
+            (bound, limit),
         ).fetchall()
         return self._entries(rows)
 
