@@ -61,7 +61,6 @@ from hallq.paho_lean import (
     coalesce_writes,
     lean_properties,
     lean_pubacks,
-    publish_batch,
 )
 from hallq.retained import PresenceBook, RevisionGate
 from hallq.session_store import SessionStore
@@ -925,6 +924,8 @@ class Session:
         def flush() -> None:
             if not run:
                 return
+            from hallq.paho_batch import publish_batch  # the coordinator's: not an agent's
+
             mids = publish_batch(paho_client, [(t.encode(), d, r, p) for t, d, r, p in run])
             if mids is None:  # paho's own path decides (and says why not)
                 for topic, data, retain, props in run:

@@ -22,7 +22,8 @@ from paho.mqtt.properties import Properties
 
 from hallq import messages as m
 from hallq.bus import Session
-from hallq.paho_lean import LeanReader, lean_properties, lean_pubacks, publish_batch
+from hallq.paho_batch import publish_batch
+from hallq.paho_lean import LeanReader, lean_properties, lean_pubacks
 from hallq.topics import HallTopics
 
 from .conftest import Inbox
