@@ -102,6 +102,39 @@ def test_kpis_by_hall_day_service_and_hour_add_up_to_the_logs(
             kpis(conn, "window", DAYS[0], DAYS[1])  # type: ignore[arg-type]
 
 
+def test_a_withdrawn_call_is_nobodys_wait_in_the_city_kpis(city_dsn: str, tmp_path: Path) -> None:
+    """A001's reply was lost, a window called it, then the dispenser's offline ticket
+    replaced it (issue 15): the city counts both numbers issued, as the hall does, and
+    neither A001's call nor its wait (nobody held it)."""
+    from city.ship import Shipper
+    from coordinator.dispatch import load_core
+
+    from .halls import at
+    from .test_hallqueue import issue, make_queue
+    from .test_withdrawn_calls import _lease, _offline, _window
+
+    log_path = tmp_path / "events-east.sqlite"
+    q = make_queue(log_path, load_core("pure"))
+    first = _lease(q)
+    online = issue()
+    assert q.submit("ticket", "dispenser", "pi-d1", online, at(9)).record["ok"]
+    assert _window(q, "call", 3)["ticket"] == "A001"
+    replay = q.submit("ticket", "dispenser", "pi-d1", _offline(f"A{first}", online.id), at(9, 6))
+    assert replay.record["withdrawn"]["ticket"] == "A001"
+    q.log.close()
+    shipper = Shipper("east", log_path, city_dsn)
+    while shipper.ship_once():
+        pass
+    shipper.close()
+    psycopg = psycopg_module()
+    with psycopg.connect(city_dsn, autocommit=True) as conn:
+        conn.execute("SELECT hallq_rollup_day(%s)", (dt.date(2026, 11, 30),))
+        row = conn.execute(
+            "SELECT issued, called, finished, wait_sum_s FROM kpi_daily WHERE hall_id = 'east'"
+        ).fetchone()
+    assert row == (2, 0, 0, 0.0)
+
+
 def test_the_monthly_comfort_index_per_hall_as_csv_and_png(
     city_dsn: str, shipped: dict[tuple[str, dt.date], list[LogRow]], tmp_path: Path
 ) -> None:
