@@ -57,7 +57,9 @@ ROLES = {
     "pi-b1": Role.BOARD,
     "desk-1": Role.SUPERVISOR,
 }
-ATTACKERS = ("pi-w1", "pi-d1", "pi-b1", "desk-1")
+# the city bridge's login (``hallq bridge``) has no role: it may only read the public
+# summaries and write under city/, so every command, state and event topic is foreign to it
+ATTACKERS = ("pi-w1", "pi-d1", "pi-b1", "desk-1", "city-bridge")
 
 
 def attack_hall(port: int, out: Path, state: Path) -> HallConfig:
@@ -237,7 +239,7 @@ def foreign_topics(attacker: str) -> list[str]:
     """Every topic this identity may not publish: other clients' levels, its own id under
     other roles, its own level's topics its role does not send, the coordinator's state
     and events."""
-    role = ROLES[attacker]
+    role = ROLES.get(attacker)
     topics = []
     for client, client_role in ROLES.items():
         for action, spec in CLIENT_TOPICS.items():
@@ -479,8 +481,12 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
                     payload, retain = forged(topic)
                     tried.append((topic, payload))
                     await old.publish(topic, payload, retain=retain)
-                marker = m.encode(m.DeviceHealth(rev=1, components=[]))
-                own_health = T.health(ROLES[name], name)
+                role = ROLES.get(name)
+                if role is None:  # the city bridge: its own topic says the link is up
+                    own_health, marker = T.city_link(), b"1"
+                else:
+                    marker = m.encode(m.DeviceHealth(rev=1, components=[]))
+                    own_health = T.health(role, name)
                 await old.publish(own_health, marker)
                 expected = (own_health, marker)
 
