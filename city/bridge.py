@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ import aiomqtt
 
 from hallq.acl import CITY_BRIDGE as CITY_BRIDGE_LOGIN
 from hallq.aio import backoff_delay
-from hallq.bus import ClosingSSLSocket, broker_client, socket_closer
+from hallq.bus import broker_client, socket_closer, tls_context
 from hallq.config import BrokerConfig
 from hallq.topics import HallTopics
 
@@ -253,12 +252,11 @@ class CityBridge:
 
     def _city_client(self, address: str) -> aiomqtt.Client:
         host, _, port = address.rpartition(":")
-        context = None
-        if self.city.tls:
-            context = ssl.create_default_context(cafile=str(self.city.cafile))
-            if self.city.certfile is not None:
-                context.load_cert_chain(str(self.city.certfile), str(self.city.keyfile))
-            context.sslsocket_class = ClosingSSLSocket  # a failed handshake leaks no socket
+        context = (
+            tls_context(self.city.cafile, self.city.certfile, self.city.keyfile)
+            if self.city.tls
+            else None
+        )
         return aiomqtt.Client(
             host,
             int(port),

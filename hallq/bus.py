@@ -168,7 +168,7 @@ def _expiry_left(message: Any) -> int | None:  # aiomqtt's or paho's message
     return left if isinstance(left, int) else None
 
 
-class _ClosingSSLSocket(ssl.SSLSocket):
+class ClosingSSLSocket(ssl.SSLSocket):
     """Closes itself when the handshake fails: paho drops such a socket without closing it,
     and a client retrying a misconfigured broker for hours must not pile up descriptors."""
 
@@ -180,25 +180,37 @@ class _ClosingSSLSocket(ssl.SSLSocket):
             raise
 
 
+def tls_context(
+    cafile: Path | None,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
+    *,
+    insecure: bool = False,
+) -> ssl.SSLContext:
+    """Every MQTT client's TLS (the hall broker's, the city's): with the socket that
+    closes itself on a failed handshake."""
+    context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    if certfile:
+        context.load_cert_chain(str(certfile), str(keyfile) if keyfile else None)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.sslsocket_class = ClosingSSLSocket
+    return context
+
+
 def broker_tls_context(broker: BrokerConfig) -> ssl.SSLContext | None:
     """The TLS a client of the hall broker uses (None: plain MQTT); also the watchdog's."""
     if not broker.use_tls:
         return None
     tls = broker.tls
-    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-    if tls.cert_file:
-        context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
-    if tls.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    context.sslsocket_class = _ClosingSSLSocket
-    return context
+    return tls_context(tls.ca_file, tls.cert_file, tls.key_file, insecure=tls.insecure)
 
 
 PENDING_CALLS_WARN = 5000
 
 
-def _socket_closer(client: aiomqtt.Client) -> Callable[[], None]:
+def socket_closer(client: aiomqtt.Client) -> Callable[[], None]:
     """A function that closes ``client``'s socket, for when a connection attempt ends.
 
     aiomqtt leaves the socket open (and watched by the event loop) when its connect is
@@ -240,10 +252,6 @@ def _socket_closer(client: aiomqtt.Client) -> Callable[[], None]:
 
     client._client_connect = connecting  # type: ignore[method-assign]
     return abandon
-
-
-socket_closer = _socket_closer  # for the other long-lived clients (the city bridge)
-ClosingSSLSocket = _ClosingSSLSocket  # (the city bridge's TLS context uses it too)
 
 
 def broker_client(
@@ -686,7 +694,7 @@ class Session:
             )
         self._rev_counter = 0
         client = self._make_client(protocol)
-        close_socket = _socket_closer(client)
+        close_socket = socket_closer(client)
         self.attempts += 1
         try:
             async with client:

@@ -110,16 +110,18 @@ def test_a_withdrawn_call_is_nobodys_wait_in_the_city_kpis(city_dsn: str, tmp_pa
     from coordinator.dispatch import load_core
 
     from .halls import at
-    from .test_hallqueue import issue, make_queue
-    from .test_withdrawn_calls import _lease, _offline, _window
+    from .test_hallqueue import issue, lease, make_queue, offline_issue
+    from .test_withdrawn_calls import _window
 
     log_path = tmp_path / "events-east.sqlite"
     q = make_queue(log_path, load_core("pure"))
-    first = _lease(q)
+    first = lease(q)
     online = issue()
     assert q.submit("ticket", "dispenser", "pi-d1", online, at(9)).record["ok"]
     assert _window(q, "call", 3)["ticket"] == "A001"
-    replay = q.submit("ticket", "dispenser", "pi-d1", _offline(f"A{first}", online.id), at(9, 6))
+    replay = q.submit(
+        "ticket", "dispenser", "pi-d1", offline_issue(f"A{first}", online.id), at(9, 6)
+    )
     assert replay.record["withdrawn"]["ticket"] == "A001"
     q.log.close()
     shipper = Shipper("east", log_path, city_dsn)

@@ -27,6 +27,28 @@ def issue(service: str = "tax-filing") -> m.IssueRequest:
     return m.IssueRequest(kind="issue", service=service)
 
 
+def lease(q: HallQueue) -> int:
+    """pi-d1 leases five tax-filing numbers at 9:00 (its offline reserve); the first."""
+    leased = q.submit(
+        "ticket",
+        "dispenser",
+        "pi-d1",
+        m.LeaseRequest(kind="lease", service="tax-filing", size=5),
+        at(9),
+    )
+    first: int = leased.record["lease"][0]
+    return first
+
+
+def offline_issue(number: str, supersedes: str) -> m.IssueRequest:
+    """The offline issue of ``number`` for the key press whose online request timed out."""
+    return m.IssueRequest(
+        kind="issue",
+        service="tax-filing",
+        offline=m.OfflineIssue(number=number, issued_at=m._utcnow(), supersedes=supersedes),
+    )
+
+
 def test_a_repeated_command_id_gets_the_original_result_and_changes_nothing(
     tmp_path: Path, core_cls: type[Any]
 ) -> None:
@@ -343,30 +365,15 @@ def test_a_call_picks_the_best_score_among_eligible_tickets(
     assert out.ticket is min(eligible, key=key)
 
 
-def _replay(number: str, supersedes: str) -> m.IssueRequest:
-    return m.IssueRequest(
-        kind="issue",
-        service="tax-filing",
-        offline=m.OfflineIssue(number=number, issued_at=m._utcnow(), supersedes=supersedes),
-    )
-
-
 def test_a_late_online_ticket_is_voided_when_its_press_was_issued_offline(
     tmp_path: Path, core_cls: type[Any]
 ) -> None:
     path = tmp_path / "log.sqlite"
     q = make_queue(path, core_cls)
-    lease = q.submit(
-        "ticket",
-        "dispenser",
-        "pi-d1",
-        m.LeaseRequest(kind="lease", service="tax-filing", size=5),
-        at(9),
-    )
-    first, _ = lease.record["lease"]
+    first = lease(q)
     online = issue()
     assert q.submit("ticket", "dispenser", "pi-d1", online, at(9)).record["ok"]  # reply lost
-    done = q.submit("ticket", "dispenser", "pi-d1", _replay(f"A{first}", online.id), at(9, 1))
+    done = q.submit("ticket", "dispenser", "pi-d1", offline_issue(f"A{first}", online.id), at(9, 1))
     assert done.record["ok"]
     states = {t.number: t.state for t in q.engine.tickets}
     assert states == {"A001": TicketState.VOIDED, f"A{first}": TicketState.WAITING}
@@ -379,17 +386,10 @@ def test_an_online_request_arriving_after_its_offline_replay_is_refused(
     tmp_path: Path, core_cls: type[Any]
 ) -> None:
     q = make_queue(tmp_path / "log.sqlite", core_cls)
-    lease = q.submit(
-        "ticket",
-        "dispenser",
-        "pi-d1",
-        m.LeaseRequest(kind="lease", service="tax-filing", size=5),
-        at(9),
-    )
-    first, _ = lease.record["lease"]
+    first = lease(q)
     online = issue()
     assert q.submit(
-        "ticket", "dispenser", "pi-d1", _replay(f"A{first}", online.id), at(9, 1)
+        "ticket", "dispenser", "pi-d1", offline_issue(f"A{first}", online.id), at(9, 1)
     ).record["ok"]
     late = q.submit("ticket", "dispenser", "pi-d1", online, at(9, 2))
     assert late.record["error"]["code"] == "superseded"

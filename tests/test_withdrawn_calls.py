@@ -25,27 +25,7 @@ from .conftest import Inbox, Mosquitto
 from .coordinated import FakeClock, device, running
 from .halls import at, small_hall
 from .test_edge_agents import agent
-from .test_hallqueue import issue, make_queue
-
-
-def _lease(q: HallQueue) -> int:
-    lease = q.submit(
-        "ticket",
-        "dispenser",
-        "pi-d1",
-        m.LeaseRequest(kind="lease", service="tax-filing", size=5),
-        at(9),
-    )
-    first: int = lease.record["lease"][0]
-    return first
-
-
-def _offline(number: str, supersedes: str) -> m.IssueRequest:
-    return m.IssueRequest(
-        kind="issue",
-        service="tax-filing",
-        offline=m.OfflineIssue(number=number, issued_at=m._utcnow(), supersedes=supersedes),
-    )
+from .test_hallqueue import issue, lease, make_queue, offline_issue
 
 
 def _window(q: HallQueue, action: str, minute: int, **more: Any) -> dict[str, Any]:
@@ -91,7 +71,7 @@ def test_a_called_ticket_superseded_by_an_offline_issue_is_withdrawn(
 ) -> None:
     log_path = tmp_path / "log.sqlite"
     q = make_queue(log_path, core_cls)
-    first = _lease(q)
+    first = lease(q)
     online = issue()
     assert q.submit("ticket", "dispenser", "pi-d1", online, at(9)).record["ok"]  # reply lost
     for minute, action in enumerate(PATHS[path], start=1):
@@ -100,7 +80,7 @@ def test_a_called_ticket_superseded_by_an_offline_issue_is_withdrawn(
     assert (before.served, before.no_show) == (int(path == "finished"), int(path == "skipped"))
     was = q.engine.by_number["A001"].state
 
-    replay = _offline(f"A{first}", online.id)
+    replay = offline_issue(f"A{first}", online.id)
     done = q.submit("ticket", "dispenser", "pi-d1", replay, at(9, 6))
     assert done.record["ok"]
     assert done.outcome is not None
@@ -156,11 +136,11 @@ def test_a_called_ticket_superseded_by_an_offline_issue_is_withdrawn(
 def test_a_withdrawal_survives_a_checkpoint(tmp_path: Path, core_cls: type[Any]) -> None:
     log_path = tmp_path / "log.sqlite"
     q = make_queue(log_path, core_cls)
-    first = _lease(q)
+    first = lease(q)
     online = issue()
     q.submit("ticket", "dispenser", "pi-d1", online, at(9))
     _window(q, "call", 1)
-    q.submit("ticket", "dispenser", "pi-d1", _offline(f"A{first}", online.id), at(9, 2))
+    q.submit("ticket", "dispenser", "pi-d1", offline_issue(f"A{first}", online.id), at(9, 2))
     assert q.save_checkpoint(q.seq, q.checkpoint())
     seen = _seen(q)
     restored = make_queue(log_path, core_cls)
@@ -174,13 +154,13 @@ def test_a_ticket_finished_at_another_window_since_is_withdrawn_from_that_one(
     """Window 1 called A001 and, pressing CALL again when nobody came, finished it and
     called A002: A001 is voided, window 1 keeps A002 and is told nothing."""
     q = make_queue(tmp_path / "log.sqlite", core_cls)
-    first = _lease(q)
+    first = lease(q)
     online = issue()
     q.submit("ticket", "dispenser", "pi-d1", online, at(9))
     q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
     assert _window(q, "call", 1)["ticket"] == "A001"
     assert _window(q, "call", 2)["ticket"] == "A002"
-    done = q.submit("ticket", "dispenser", "pi-d1", _offline(f"A{first}", online.id), at(9, 3))
+    done = q.submit("ticket", "dispenser", "pi-d1", offline_issue(f"A{first}", online.id), at(9, 3))
     assert done.record["withdrawn"] == {"ticket": "A001", "was": "done", "window": 1}
     e = q.engine
     assert e.windows[1].current is e.by_number["A002"]
@@ -194,10 +174,10 @@ def test_a_waiting_ticket_superseded_is_voided_and_logged_as_before(
 ) -> None:
     """Nothing was called: the result is the one logs of earlier versions hold."""
     q = make_queue(tmp_path / "log.sqlite", core_cls)
-    first = _lease(q)
+    first = lease(q)
     online = issue()
     q.submit("ticket", "dispenser", "pi-d1", online, at(9))
-    done = q.submit("ticket", "dispenser", "pi-d1", _offline(f"A{first}", online.id), at(9, 1))
+    done = q.submit("ticket", "dispenser", "pi-d1", offline_issue(f"A{first}", online.id), at(9, 1))
     assert "withdrawn" not in done.record
     assert q.engine.by_number["A001"].state is TicketState.VOIDED
     assert q.engine.windows[1].withdrawn is None
@@ -263,7 +243,7 @@ async def test_over_mqtt_a_withdrawn_call_frees_the_window_and_every_view_follow
 
         clock.now += 30
         offline = f"A{lease.first}"
-        replay = _offline(offline, online.id)
+        replay = offline_issue(offline, online.id)
         assert (await dispenser.request(T.req("pi-d1"), replay, timeout=10)).ok
 
         await pad_bus.wait_for(lambda: sim_pad.display == "A001 已作废 请叫号", timeout=15)
@@ -342,11 +322,11 @@ def test_the_fault_suite_counts_a_withdrawn_call_as_fixed_and_any_other_as_a_gho
             return q.engine.void(request, source)
 
         monkeypatch.setattr(q.engine, "withdraw", void_waiting)
-    first = _lease(q)
+    first = lease(q)
     online = issue()
     q.submit("ticket", "dispenser", "pi-d1", online, at(9))
     _window(q, "call", 1)
-    q.submit("ticket", "dispenser", "pi-d1", _offline(f"A{first}", online.id), at(9, 2))
+    q.submit("ticket", "dispenser", "pi-d1", offline_issue(f"A{first}", online.id), at(9, 2))
     monkeypatch.undo()
 
     judged = make_queue(q.log.path, core_cls)
