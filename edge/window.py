@@ -70,6 +70,7 @@ class WindowAgent:
         self._busy: dict[int, asyncio.Lock] = {w: asyncio.Lock() for w in self.windows}
         self._latest: dict[int, str] = {}  # window -> state text not shown yet
         self._showing: dict[int, asyncio.Task[None]] = {}
+        self._link_down: set[int] = set()  # windows whose pad last said LINK_DOWN
         self._displays = BackgroundTasks(f"{agent.id} displays")
         self._closed = False
 
@@ -77,6 +78,7 @@ class WindowAgent:
         for window in self.windows:
             await self.session.subscribe(self.session.topics.window_state(window), self._on_state)
         self.session.on_connect(self.health.publish)
+        self.session.on_connect(self._link_back)
 
     async def show(self, window: int, text: str) -> None:
         pad = self.pads.get(window)
@@ -106,12 +108,30 @@ class WindowAgent:
         ):
             self.last_served[state.window] = before.ticket
         self.states[state.window] = state
-        self._latest[state.window] = display_text(state)
-        showing = self._showing.get(state.window)
+        self._queue_show(state.window, display_text(state))
+
+    def _queue_show(self, window: int, text: str) -> None:
+        self._link_down.discard(window)
+        self._latest[window] = text
+        showing = self._showing.get(window)
         if not self._closed and (showing is None or showing.done()):
-            self._showing[state.window] = self._displays.spawn(
-                self._show_latest(state.window), name=f"display {state.window}"
+            self._showing[window] = self._displays.spawn(
+                self._show_latest(window), name=f"display {window}"
             )
+
+    async def _link_back(self) -> None:
+        """A pad that said the link was down shows its window's state again. When nothing
+        changed during the outage, the state the broker kept comes back with the revision
+        already seen and is dropped as stale, so without this the pad went on saying
+        网络断开 until the window's next change."""
+        for window in sorted(self._link_down):
+            state = self.states.get(window)
+            if state is not None:
+                self._queue_show(window, display_text(state))
+
+    async def _say_link_down(self, window: int) -> None:
+        self._link_down.add(window)
+        await self.show(window, LINK_DOWN)
 
     async def _show_latest(self, window: int) -> None:
         while window in self._latest:
@@ -141,14 +161,14 @@ class WindowAgent:
     async def send(self, window: int, command: Any) -> m.CommandReply | None:
         """Send one command now or not at all; the pad shows what happened."""
         if not self.session.connected:
-            await self.show(window, LINK_DOWN)
+            await self._say_link_down(window)
             return None
         try:
             reply: m.CommandReply = await self.session.request(
                 self.cmd_topic, command, timeout=self.cfg.edge.command_timeout_s
             )
         except NotConnected:
-            await self.show(window, LINK_DOWN)
+            await self._say_link_down(window)
             return None
         except RequestTimeout:
             return await self._ask(window, command)
