@@ -316,7 +316,7 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
         demo = await asyncio.create_subprocess_exec(
             *[sys.executable, "-m", "hallqctl.cli", "demo", "--config", str(DEFAULT_CONFIG)],
             *["--broker", mosquitto.url, "--http-port", str(port), "--speed", "60"],
-            *["--duration", "150", "--volume", "9000", "--start", "-3"],
+            *["--duration", "150", "--volume", "9000", "--start", "60"],
             stdin=asyncio.subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
