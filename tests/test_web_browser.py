@@ -295,7 +295,10 @@ async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_mov
     pages it serves in Chromium. In its own process, not on this test's loop: the whole
     hall saturated the loop Playwright's calls go through, so the test took 40-45 s on an
     idle 2-core box (and ran past the demo's end under load); the loop-level check that
-    nothing is left behind after Ctrl-C is tests/test_demo.py's Ctrl-C test's."""
+    nothing is left behind after Ctrl-C is tests/test_demo.py's Ctrl-C test's. The day
+    starts at 10:00 (``--start 60``, the demo's own default: the morning peak), where three
+    tax-filing taxpayers wait about a second after the hall is up; from 8:57 the queue
+    took 11-30 s to form, a third of the test's time alone and more under load."""
     import asyncio
     import signal
     import sys
