@@ -190,6 +190,7 @@ def test_the_pad_does_not_offer_a_withdrawn_ticket_for_rating() -> None:
 
     agent = WindowAgent.__new__(WindowAgent)
     agent.states, agent.last_served, agent._latest, agent._showing = {}, {}, {}, {}
+    agent._link_down = set()
     agent._closed = True
     called = m.WindowState(
         rev=1, window=1, zone="hall-1", status=m.WindowStatus.OPEN, ticket="A001"
