@@ -218,18 +218,20 @@ class BoardWorker:
 
 async def _build_wire_models(session: Session) -> None:
     """The message models are built on first use (``defer_build``), which keeps ~30 ms of
-    schema building out of start-up; once online the agent builds those of its own topics
-    (what it publishes as its role, what its subscriptions bring in), so its first key
-    press or board state does not pay for it. Other topic groups' models are never even
-    created in an agent (:mod:`hallq.messages` imports each group on first use)."""
+    schema building out of start-up; once online the agent builds the validators of what
+    its subscriptions bring in (every arrival is decoded with them), so its first board
+    state or reply does not pay for it. What it only sends builds its model when first
+    sent (the command of a key press always did: a command union's validator, which
+    sending never uses, was ~0.3 MB of a window agent), and other topic groups' models are
+    never even created in an agent (:mod:`hallq.messages` imports each group on first
+    use)."""
     from pydantic import BaseModel
 
-    from hallq.contract import CLIENT_TOPICS, receivable
+    from hallq.contract import receivable
     from hallq.messages import adapter
 
     await session.wait_connected()
-    own = [spec for spec in CLIENT_TOPICS.values() if session.role in spec.roles]
-    for spec in dict.fromkeys([*own, *(s for f in session.filters for s in receivable(f))]):
+    for spec in dict.fromkeys(s for f in session.filters for s in receivable(f)):
         if isinstance(spec.payload, type) and issubclass(spec.payload, BaseModel):
             spec.payload.model_rebuild()
         adapter(spec.payload)
