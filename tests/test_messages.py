@@ -315,9 +315,11 @@ def test_ids_of_one_millisecond_encode_their_increment_across_carries(
 ) -> None:
     """Within a millisecond only the last two characters are encoded anew, until the
     increment carries past them: every id is still the whole 128-bit value's encoding."""
+    import time
+
     import hallq.ulid as ulid
 
-    monkeypatch.setattr(ulid.time, "time", lambda: 4_000_000_000.0)
+    monkeypatch.setattr(time, "time", lambda: 4_000_000_000.0)
     ids = [ulid.new_ulid() for _ in range(2500)]  # two carries at least
 
     def value(text: str) -> int:
