@@ -556,14 +556,14 @@ class Coordinator:
             self._reconnect_due = False
             self.session.reconnect()
 
-    def _hand_over(self, batch: Batch) -> Handed | None:
+    def _hand_over(self, batch: Batch, *, now: bool = False) -> Handed | None:
         """Hand a batch to paho, in order, now (see :meth:`_deliver`); None if empty or
-        not sent (the broker is away)."""
+        not sent (the broker is away). ``now``: onto the socket before returning."""
         if not batch:
             return None
         assert self.session is not None
         try:
-            return self.session.hand_over(batch)
+            return self.session.hand_over(batch, now=now)
         except NotConnected as exc:
             self._not_published(exc)
         return None
@@ -1064,7 +1064,7 @@ class Coordinator:
                 if self.session is not None:
                     after += self._dirty_states()
             batch = [item for g, _, sent in waiters if g == failures for item in sent] + after
-            handed = self._hand_over(batch)
+            handed = self._hand_over(batch, now=quiet)  # a quiet hall's: no loop pass later
             for generation, future, _ in waiters:
                 if not future.done():
                     future.set_result(generation == failures)
