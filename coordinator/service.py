@@ -79,8 +79,10 @@ GC_YOUNG = 20_000  # allocations between young collections (CPython's default: 7
 QUIET_GROUP = 1
 QUIET_COMMIT_S = 0.002
 # how long a thread may hold the GIL while another waits for it (CPython's default 5 ms):
-# the loop waited up to that long behind a wait-estimate simulation in its worker thread
-SWITCH_INTERVAL_S = 0.001
+# the loop waited up to that long behind a wait-estimate simulation in its worker thread,
+# after every call that let the GIL go (a socket's send, the log's fsync): at 1 ms that was
+# still most of a quiet hall's CALL -> board p99 beyond the broker's own (bench/e2e.py)
+SWITCH_INTERVAL_S = 0.0002
 # counter times for the wait estimates are learned from this many recent days of the log
 # (a year's log would keep that worker busy for many minutes after every start)
 LEARN_DAYS = 28
