@@ -180,6 +180,7 @@ class Engine:
         self.recent: dict[str, deque[float]] = {
             code: deque(maxlen=RECENT_SERVICE_TIMES) for code in self.services
         }
+        self._means: dict[str, tuple[deque[float], float]] = {}  # (of which deque, its mean)
         self.calls: deque[m.BoardCall] = deque(maxlen=self.settings.board_calls)
         self.appointments: dict[str, tuple[str, float, float]] = {}
         self.seq = 0
@@ -383,6 +384,7 @@ class Engine:
             took = t.finished_at - (t.started_at or t.finished_at)
             with contextlib.suppress(ValueError):  # (the very figure _finish appended)
                 self.recent[t.service].remove(took)
+            self._means.pop(t.service, None)
             self._kpi_for = None  # its figures were folded as final: the KPIs start over
         for w in self.windows.values():
             if w.last_done is t:
@@ -526,8 +528,17 @@ class Engine:
     # --- estimates --------------------------------------------------------------------------
 
     def avg_service_s(self, service: str) -> float:
+        """The mean of the service's recent counter times: kept until one is added or
+        taken back (every window's share asks it of every service, several times a
+        command), and only for the deque it was taken of (a restored checkpoint's is
+        another)."""
         recent = self.recent[service]
-        return statistics.fmean(recent) if recent else self.settings.default_service_min * 60
+        kept = self._means.get(service)
+        if kept is not None and kept[0] is recent:
+            return kept[1]
+        mean = statistics.fmean(recent) if recent else self.settings.default_service_min * 60
+        self._means[service] = (recent, mean)
+        return mean
 
     def serving_windows(self, service: str) -> int:
         return sum(
@@ -651,6 +662,7 @@ class Engine:
         t.started_at = t.started_at or t.called_at
         t.rating = rating
         self.recent[t.service].append(now - (t.started_at or now))
+        self._means.pop(t.service, None)
         win.current = None
         win.last_done = t
         win.since = now

@@ -118,16 +118,21 @@ class HallQueue:
     def fingerprint(self) -> str:
         return config_fingerprint(self.cfg)
 
-    def save_checkpoint(self, seq: int, data: bytes) -> bool:
-        """Store ``data`` (from :meth:`checkpoint` after entry ``seq``); safe in a worker
-        thread. False if it could not be written: a checkpoint only saves time."""
-        day = self.engine.day.isoformat() if self.engine.day else ""
+    def save_checkpoint(self, seq: int, data: bytes, day: str | None = None) -> bool:
+        """Store ``data`` (from :meth:`checkpoint` after entry ``seq``, on business ``day``:
+        the engine's now if not given); safe in a worker thread. False if it could not be
+        written: a checkpoint only saves time."""
+        if day is None:
+            day = self.checkpoint_day()
         try:
             EventLog.save_checkpoint(self.log.path, seq, day, self.fingerprint, data)
         except (sqlite3.Error, OSError) as exc:
             log.warning("event log: checkpoint at seq %d not written: %s", seq, exc)
             return False
         return True
+
+    def checkpoint_day(self) -> str:
+        return self.engine.day.isoformat() if self.engine.day else ""
 
     def checkpoint(self) -> bytes:
         """The whole state after the last entry, to restore instead of replaying the day."""

@@ -38,6 +38,7 @@ from coordinator.engine import Engine, Outcome
 from coordinator.eventlog import EventLog, StorageFailed
 from coordinator.hallqueue import HallQueue, Submitted, checkpoint_every
 from coordinator.nearby import NearbyHalls
+from coordinator.snapshot import fork_bytes
 from coordinator.web.appointments import AppointmentBook, default_book_path
 from coordinator.web.devices import DeviceBook
 from hallq import messages as m
@@ -78,8 +79,10 @@ GC_YOUNG = 20_000  # allocations between young collections (CPython's default: 7
 QUIET_GROUP = 1
 QUIET_COMMIT_S = 0.002
 # how long a thread may hold the GIL while another waits for it (CPython's default 5 ms):
-# the loop waited up to that long behind a wait-estimate simulation in its worker thread
-SWITCH_INTERVAL_S = 0.001
+# the loop waited up to that long behind a wait-estimate simulation in its worker thread,
+# after every call that let the GIL go (a socket's send, the log's fsync): at 1 ms that was
+# still most of a quiet hall's CALL -> board p99 beyond the broker's own (bench/e2e.py)
+SWITCH_INTERVAL_S = 0.0002
 # counter times for the wait estimates are learned from this many recent days of the log
 # (a year's log would keep that worker busy for many minutes after every start)
 LEARN_DAYS = 28
@@ -555,14 +558,14 @@ class Coordinator:
             self._reconnect_due = False
             self.session.reconnect()
 
-    def _hand_over(self, batch: Batch) -> Handed | None:
+    def _hand_over(self, batch: Batch, *, now: bool = False) -> Handed | None:
         """Hand a batch to paho, in order, now (see :meth:`_deliver`); None if empty or
-        not sent (the broker is away)."""
+        not sent (the broker is away). ``now``: onto the socket before returning."""
         if not batch:
             return None
         assert self.session is not None
         try:
-            return self.session.hand_over(batch)
+            return self.session.hand_over(batch, now=now)
         except NotConnected as exc:
             self._not_published(exc)
         return None
@@ -1063,7 +1066,7 @@ class Coordinator:
                 if self.session is not None:
                     after += self._dirty_states()
             batch = [item for g, _, sent in waiters if g == failures for item in sent] + after
-            handed = self._hand_over(batch)
+            handed = self._hand_over(batch, now=quiet)  # a quiet hall's: no loop pass later
             for generation, future, _ in waiters:
                 if not future.done():
                     future.set_result(generation == failures)
@@ -1073,15 +1076,27 @@ class Coordinator:
                 task.add_done_callback(self._alerting.discard)
 
     def _checkpoint(self, seq: int) -> None:
-        """Every ``checkpoint_every`` entries: the state is pickled here, under the lock
-        (~30 ms for a 20k-entry day), and written by a worker thread."""
+        """Every ``checkpoint_every`` entries: the state is pickled in a forked child
+        (``coordinator.snapshot``: the loop pauses for the fork, ~1-3 ms, not for the
+        pickling, ~30 ms for a 10,000-ticket day) and written by a worker thread; where
+        the process cannot fork, pickled here, under the lock."""
         if self._checkpointing is not None and not self._checkpointing.done():
             return
         self._checkpoint_seq = seq
-        data = self.queue.checkpoint()
-        self._checkpointing = asyncio.ensure_future(
-            asyncio.to_thread(self.queue.save_checkpoint, seq, data)
-        )
+        day = self.queue.checkpoint_day()
+        child = fork_bytes(self.queue.checkpoint)
+        if child is None:
+            data = self.queue.checkpoint()
+            self._checkpointing = asyncio.ensure_future(
+                asyncio.to_thread(self.queue.save_checkpoint, seq, data, day)
+            )
+            return
+
+        def finish() -> bool:
+            data = child.collect()
+            return data is not None and self.queue.save_checkpoint(seq, data, day)
+
+        self._checkpointing = asyncio.ensure_future(asyncio.to_thread(finish))
 
     async def book_appointment(
         self,

@@ -13,16 +13,10 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edge.dispenser import DispenserAgent
 from edge.hall_devices import serial_devices
 from edge.health import Health, report_link_health
-from edge.leases import LeaseBook
-from edge.window import WindowAgent
-from firmware_bridge.devices import CallPad
-from firmware_bridge.devices.call_pad import PadKey, PadKeyPress
-from firmware_bridge.devices.keypad import ServiceKey
 from firmware_bridge.seqstore import EventSeqStore
 from firmware_bridge.timing import LinkTiming
 from firmware_bridge.wiring import wire_devices
@@ -30,6 +24,11 @@ from hallq.aio import BackgroundTasks
 from hallq.bus import Session
 from hallq.config import Agent, HallConfig, device_services
 from hallq.sdnotify import Notifier, supervised
+
+if TYPE_CHECKING:
+    from edge.dispenser import DispenserAgent
+    from edge.leases import LeaseBook
+    from edge.window import WindowAgent
 
 log = logging.getLogger("hallq.edge")
 
@@ -64,8 +63,12 @@ def make_session(cfg: HallConfig, agent: Agent) -> Session:
 def _gpio_event(agent: Agent, device_id: str, window: int | None, name: str) -> Any:
     """A GPIO key as the same event its serial twin would produce."""
     if agent.role == "window":
+        from firmware_bridge.devices.call_pad import PadKey, PadKeyPress
+
         key = PadKey.__members__.get(name.upper())
         return None if key is None else PadKeyPress(device_id, 0, window, key)
+    from firmware_bridge.devices.keypad import ServiceKey
+
     services = [s for d in agent.devices if d.id == device_id for s in device_services(d) or []]
     if name in services:
         return ServiceKey(device_id, 0, services.index(name) + 1, name)
@@ -103,7 +106,11 @@ async def run_agent(
     worker: DispenserAgent | WindowAgent | BoardWorker
     async with make_session(cfg, agent) as session, wiring:
         try:
+            # each role's worker and drivers are imported by its own agents only
             if agent.role == "dispenser":
+                from edge.dispenser import DispenserAgent
+                from edge.leases import LeaseBook
+
                 leases = LeaseBook(
                     cfg.runtime.state_dir / f"leases-{cfg.hall.id}-{agent.id}.sqlite"
                 )
@@ -112,6 +119,9 @@ async def run_agent(
                     cfg, agent, session, leases, printer, clock=clock
                 )
             elif agent.role == "window":
+                from edge.window import WindowAgent
+                from firmware_bridge.devices.call_pad import CallPad
+
                 pads = {
                     d.window: d
                     for d in wiring.drivers.values()
@@ -161,9 +171,9 @@ async def run_agent(
                     chores.spawn(_feed(link.updates(), events), name=f"feed {link.port}")
                 if panels is not None and panels.wanted:
                     chores.spawn(panels.run(), name="panels")
-                if isinstance(worker, DispenserAgent):
-                    chores.spawn(_every(LEASE_CHECK_S, worker.top_up_leases), name="leases")
-                    chores.spawn(_every(PRINTER_POLL_S, worker.poll_printer), name="printer")
+                if dispenser is not None:
+                    chores.spawn(_every(LEASE_CHECK_S, dispenser.top_up_leases), name="leases")
+                    chores.spawn(_every(PRINTER_POLL_S, dispenser.poll_printer), name="printer")
                 chores.spawn(_build_wire_models(session), name="wire models")
                 if ready is not None:
                     await session.wait_connected()
@@ -173,7 +183,7 @@ async def run_agent(
                     session.wait_connected(),
                     lambda: status_line(session, worker.health),
                 ):
-                    await _dispatch(worker, events)
+                    await _dispatch(worker, events, one_at_a_time=dispenser is not None)
         finally:
             if dispenser is not None:
                 await dispenser.close()
@@ -208,18 +218,20 @@ class BoardWorker:
 
 async def _build_wire_models(session: Session) -> None:
     """The message models are built on first use (``defer_build``), which keeps ~30 ms of
-    schema building out of start-up; once online the agent builds those of its own topics
-    (what it publishes as its role, what its subscriptions bring in), so its first key
-    press or board state does not pay for it. Other topic groups' models are never even
-    created in an agent (:mod:`hallq.messages` imports each group on first use)."""
+    schema building out of start-up; once online the agent builds the validators of what
+    its subscriptions bring in (every arrival is decoded with them), so its first board
+    state or reply does not pay for it. What it only sends builds its model when first
+    sent (the command of a key press always did: a command union's validator, which
+    sending never uses, was ~0.3 MB of a window agent), and other topic groups' models are
+    never even created in an agent (:mod:`hallq.messages` imports each group on first
+    use)."""
     from pydantic import BaseModel
 
-    from hallq.contract import CLIENT_TOPICS, receivable
+    from hallq.contract import receivable
     from hallq.messages import adapter
 
     await session.wait_connected()
-    own = [spec for spec in CLIENT_TOPICS.values() if session.role in spec.roles]
-    for spec in dict.fromkeys([*own, *(s for f in session.filters for s in receivable(f))]):
+    for spec in dict.fromkeys(s for f in session.filters for s in receivable(f)):
         if isinstance(spec.payload, type) and issubclass(spec.payload, BaseModel):
             spec.payload.model_rebuild()
         adapter(spec.payload)
@@ -241,14 +253,17 @@ async def _every(period: float, job: Callable[[], Any]) -> None:
 
 
 async def _dispatch(
-    worker: DispenserAgent | WindowAgent | BoardWorker, events: asyncio.Queue[Any]
+    worker: DispenserAgent | WindowAgent | BoardWorker,
+    events: asyncio.Queue[Any],
+    *,
+    one_at_a_time: bool,
 ) -> None:
     """Dispensers serve one key press at a time; window pads each get their own turn so a
     slow reply at one window never holds up the others."""
     async with BackgroundTasks(f"{worker.agent.id} pads") as running:
         while True:
             update = await events.get()
-            if isinstance(worker, DispenserAgent):
+            if one_at_a_time:
                 await _guarded(worker, update)
             else:
                 running.spawn(_guarded(worker, update))

@@ -83,9 +83,13 @@ class DispenserAgent:
         self.req_topic = session.topics.req(agent.id)
         self._replaying: asyncio.Task[None] | None = None
         self._replay_due = asyncio.Event()
+        self._closed = False
 
     async def close(self) -> None:
-        """Stop delivering replays (they stay on disk for the next start)."""
+        """Stop delivering replays (they stay on disk for the next start). The session
+        outlives this by its own shutdown: a (re)connect meanwhile starts nothing that
+        would use the lease book, which the agent closes next."""
+        self._closed = True
         if self._replaying is not None:
             await cancel_and_wait(self._replaying)
 
@@ -95,6 +99,8 @@ class DispenserAgent:
         self.session.on_connect(self._on_connect)
 
     async def _on_connect(self) -> None:
+        if self._closed:
+            return
         await self.health.publish()
         self.deliver_replays()
         await self.top_up_leases()
@@ -108,6 +114,8 @@ class DispenserAgent:
         reaches the log is a taxpayer nobody calls, so this does not wait for the next key
         press or reconnect to try again. ``at_once=False``: the first try after the first
         retry delay (a replay just queued in the outbox usually needs none)."""
+        if self._closed:
+            return
         if at_once:
             self._replay_due.set()
         if self._replaying is None or self._replaying.done():
@@ -172,6 +180,8 @@ class DispenserAgent:
     async def top_up_leases(self) -> None:
         """Keep at least the low-water mark of leased numbers per service, for the next outage."""
         edge = self.cfg.edge
+        if self._closed:
+            return
         async with self._leasing:
             today = self.day().isoformat()
             self.leases.forget_before(today)

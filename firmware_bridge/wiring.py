@@ -12,22 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, Self
+from typing import TYPE_CHECKING, Literal, Protocol, Self
 
-from firmware_bridge.devices import (
-    CallPad,
-    FramedDevice,
-    IdReader,
-    Keypad,
-    LedController,
-    RatingPad,
-    Scanner,
-    TicketPrinter,
-)
 from firmware_bridge.link import SerialLink
 from firmware_bridge.port import resolve_port
 from firmware_bridge.seqstore import EventSeqStore
 from firmware_bridge.timing import LinkTiming
+
+if TYPE_CHECKING:
+    from firmware_bridge.devices import FramedDevice, TicketPrinter
 
 __all__ = ["FRAMED_KINDS", "SerialDevice", "Wiring", "wire_devices"]
 
@@ -95,6 +88,8 @@ def wire_devices(
     for dev in devices:
         port = resolve_port(dev.port, sim_dir, simulate_all=simulate_all)
         if dev.kind == "printer":
+            from firmware_bridge.devices.printer import TicketPrinter
+
             settle = (timing or LinkTiming()).print_settle
             wiring.printers[dev.id] = TicketPrinter(
                 port, baudrate=dev.baud, device=dev.id, settle=settle
@@ -110,15 +105,24 @@ def wire_devices(
 
 
 def _driver(dev: SerialDevice, link: SerialLink, key: bytes | str | _Secret | None) -> FramedDevice:
+    """Each kind's driver module is imported for the first device of that kind only."""
     address = dev.address
     match dev.kind:
         case "call_pad":
+            from firmware_bridge.devices.call_pad import CallPad
+
             return CallPad(link, address, window=dev.window, device=dev.id)
         case "rating_pad":
+            from firmware_bridge.devices.rating_pad import RatingPad
+
             return RatingPad(link, address, window=dev.window, device=dev.id)
         case "keypad":
+            from firmware_bridge.devices.keypad import Keypad
+
             return Keypad(link, address, services=list(dev.services), device=dev.id)
         case "scanner":
+            from firmware_bridge.devices.scanner import Scanner
+
             return Scanner(link, address, device=dev.id)
         case "id_reader":
             if key is None:
@@ -126,7 +130,11 @@ def _driver(dev: SerialDevice, link: SerialLink, key: bytes | str | _Secret | No
                     f"device {dev.id!r} is an ID reader: set security.id_hash_key "
                     "(HALLQ_ID_HASH_KEY) so card numbers can be hashed"
                 )
+            from firmware_bridge.devices.id_reader import IdReader
+
             return IdReader(link, address, key=key, device=dev.id)
         case "led_serial":
+            from firmware_bridge.devices.led_controller import LedController
+
             return LedController(link, address, width=dev.width, height=dev.height, device=dev.id)
     raise ValueError(f"device {dev.id!r}: {dev.kind} is not a framed serial device")

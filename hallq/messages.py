@@ -306,7 +306,8 @@ def adapter(payload_type: Any) -> TypeAdapter[Any]:
 
 
 def encode(message: BaseModel) -> bytes:
-    data = message.model_dump_json(exclude_none=True).encode()
+    # the model's serializer itself: model_dump_json's bytes made a str, and back
+    data = type(message).__pydantic_serializer__.to_json(message, exclude_none=True)
     if len(data) > MAX_PAYLOAD_BYTES:
         raise PayloadError(
             f"{type(message).__name__} encodes to {len(data)} bytes, over the "

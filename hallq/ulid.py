@@ -22,7 +22,7 @@ _last_rand = 0
 # every two-character string, by the 10 bits it encodes: an id is 13 lookups (Python
 # 3.11's base32 codec is written in Python, ~4 µs an id; ids are made for every message)
 _PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
-_prefix = ""  # the time part of the ids of the current millisecond (_last_ms)
+_stem = ""  # the ids' first 24 characters while only the random part's last 10 bits change
 
 
 def _pairs(value: int, count: int) -> str:
@@ -37,18 +37,21 @@ def _encode(value: int) -> str:
 
 def new_ulid() -> str:
     """A new ULID string (26 Crockford base32 characters): 10 of the millisecond, 16 of
-    the random part."""
-    global _last_ms, _last_rand, _prefix
+    the random part. Ids made in the same millisecond (a coordinator's replies, events and
+    states: several a millisecond under load) differ in the increment: only its last two
+    characters are encoded anew until it carries past them."""
+    global _last_ms, _last_rand, _stem
     ms = int(time.time() * 1000)
     with _lock:
         if ms <= _last_ms:
-            _last_rand = (_last_rand + 1) & ((1 << 80) - 1)
+            rand = _last_rand = (_last_rand + 1) & ((1 << 80) - 1)
+            if rand & 1023 == 0:
+                _stem = _stem[:10] + _pairs(rand >> 10, 7)
         else:
             _last_ms = ms
-            _last_rand = int.from_bytes(os.urandom(10), "big") >> 1
-            _prefix = _pairs(ms, 5)
-        rand, prefix = _last_rand, _prefix
-    return prefix + _pairs(rand, 8)
+            rand = _last_rand = int.from_bytes(os.urandom(10), "big") >> 1
+            _stem = _pairs(ms, 5) + _pairs(rand >> 10, 7)
+        return _stem + _PAIRS[rand & 1023]
 
 
 def ulid_time_ms(value: str) -> int:

@@ -10,11 +10,13 @@ reads the same line with the same meaning and reports errors its usual way.
 
 from __future__ import annotations
 
+import codecs
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hallq.config import HallConfig
@@ -112,6 +114,66 @@ def defer_unused_stdlib() -> None:
     urllib.request = stand_in  # what `import urllib.request` sets
 
 
+def defer_idna_codec() -> None:
+    """Each connection to the broker resolves its host with ``getaddrinfo``, which encodes
+    a ``str`` host with the ``idna`` codec; the codec's module imports ``stringprep`` and
+    ``unicodedata`` with its Unicode 3.2 tables (~0.4 MB of an agent's resident memory) for
+    the internationalised names a hall's broker does not have. Until a name needs them, the
+    ``idna`` codec is found here first: a valid ASCII name (every label 1-63 characters)
+    encodes as the real codec's own fast path does, to the same bytes; anything else
+    (another name, decoding, incremental and stream use, another error handler) goes to
+    ``encodings.idna``, imported then. Importing ``encodings.idna`` itself is untouched."""
+    if "encodings.idna" in sys.modules:
+        return
+    import codecs
+    import encodings
+
+    codecs.unregister(encodings.search_function)  # (3.10+) the encodings' after this one
+    codecs.register(_idna_search)
+    codecs.register(encodings.search_function)
+
+
+def _real_idna() -> ModuleType:
+    import encodings.idna
+
+    return encodings.idna
+
+
+def _idna_encode(text: str, errors: str = "strict") -> tuple[bytes, int]:
+    if errors == "strict" and isinstance(text, str) and text.isascii():
+        *inner, last = text.split(".")
+        if len(last) < 64 and all(0 < len(label) < 64 for label in inner):
+            return text.encode("ascii"), len(text)
+    encoded: tuple[bytes, int] = _real_idna().Codec().encode(text, errors)
+    return encoded
+
+
+def _idna_decode(data: Any, errors: str = "strict") -> tuple[str, int]:
+    decoded: tuple[str, int] = _real_idna().Codec().decode(data, errors)
+    return decoded
+
+
+def _real_idna_factory(name: str) -> Callable[..., Any]:
+    def make(*args: Any, **kwargs: Any) -> Any:
+        return getattr(_real_idna(), name)(*args, **kwargs)
+
+    return make
+
+
+def _idna_search(name: str) -> codecs.CodecInfo | None:
+    if name != "idna":
+        return None
+    return codecs.CodecInfo(
+        name="idna",
+        encode=_idna_encode,
+        decode=_idna_decode,
+        incrementalencoder=_real_idna_factory("IncrementalEncoder"),
+        incrementaldecoder=_real_idna_factory("IncrementalDecoder"),
+        streamwriter=_real_idna_factory("StreamWriter"),
+        streamreader=_real_idna_factory("StreamReader"),
+    )
+
+
 _LAZY_STDLIB = "urllib.request"
 _PLUGIN_LOADER = "pydantic.plugin._loader"
 _ALL_PLUGINS_OFF = ("__all__", "1", "true")  # pydantic's own reading of the variable
@@ -125,6 +187,7 @@ def _fast_agent(line: dict[str, str | bool]) -> bool:
     """Run the agent; False when the line has a mistake for the CLI to report."""
     skip_pydantic_plugins()
     defer_unused_stdlib()
+    defer_idna_codec()
     from hallq.config import load_config
     from hallq.errors import ConfigError
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -512,3 +514,59 @@ async def test_commands_arriving_together_share_one_commit_and_are_answered_once
     assert all(durable), "a reply left before its command was in the log"
     assert sum(commits) >= 30
     assert len([k for k in commits if k]) < 30, "every command had a commit of its own"
+
+
+async def test_checkpoints_are_made_by_a_child_and_restore_what_replaying_builds(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ``checkpoint_every`` entries the day is pickled by a forked child (the loop
+    serves on meanwhile): what it stored restores the day exactly as a full replay does."""
+    import coordinator.hallqueue as hallqueue
+    import coordinator.service as service
+    from coordinator.dispatch import load_core
+    from coordinator.eventlog import EventLog
+    from coordinator.hallqueue import HallQueue
+    from coordinator.snapshot import Forked, fork_bytes
+
+    from .test_hallqueue import _views
+
+    monkeypatch.setattr(hallqueue, "CHECKPOINT_EVERY", 10)
+    children: list[int] = []
+
+    def forking(make: Any) -> Forked | None:
+        child = fork_bytes(make)
+        assert child is not None
+        children.append(child.pid)
+        return child
+
+    monkeypatch.setattr(service, "fork_bytes", forking)
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    log_path, copy = tmp_path / "log.sqlite", tmp_path / "copy.sqlite"
+    clock = FakeClock()
+    async with (
+        running(cfg, log_path, clock) as coordinator,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
+        await dispenser.wait_connected(10)
+        for _ in range(25):
+            reply = await dispenser.request(
+                T.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"), timeout=10
+            )
+            assert reply.ok
+        assert coordinator._checkpointing is not None
+        assert await asyncio.wait_for(coordinator._checkpointing, 30)
+        with sqlite3.connect(log_path) as live, sqlite3.connect(copy) as backup:
+            live.backup(backup)  # before the clean stop adds a checkpoint of its own
+    assert children, "no checkpoint was made in a child"
+    with sqlite3.connect(copy) as db:
+        (seq,) = db.execute("SELECT max(seq) FROM checkpoints").fetchone()
+        (last,) = db.execute("SELECT max(seq) FROM entries").fetchone()
+    assert 10 <= seq <= last
+    core = load_core("pure")
+    restored = HallQueue(cfg, EventLog(copy), core)
+    assert restored.recover() == last - seq
+    expected = _views(restored, clock.now)
+    restored.log._db.execute("DELETE FROM checkpoints")
+    full = HallQueue(cfg, EventLog(copy), core)
+    assert full.recover() >= 25
+    assert _views(full, clock.now) == expected

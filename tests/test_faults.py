@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -95,6 +96,25 @@ async def dispenser_agent(
     finally:
         await dispenser.close()
         leases.close()
+
+
+async def test_a_closed_dispenser_starts_nothing_on_its_closed_lease_book(
+    mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An agent stopping closes its dispenser, then the lease book, while its session
+    still runs: a (re)connect in between starts no replay and no top-up on the closed
+    book (they logged "Cannot operate on a closed database" on every quick stop)."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    async with device(cfg, "dispenser", "pi-d1", tmp_path) as session:
+        async with dispenser_agent(cfg, session, tmp_path, FakeClock()) as (dispenser, _):
+            pass
+        with caplog.at_level(logging.WARNING, logger="hallq"):
+            await dispenser._on_connect()
+            dispenser.deliver_replays()
+            await dispenser.top_up_leases()
+            await asyncio.sleep(0)  # a replay task, had one started, has run by now
+        assert dispenser._replaying is None or dispenser._replaying.done()
+        assert "closed database" not in caplog.text
 
 
 async def test_a_coordinator_that_cannot_log_refuses_loudly_and_dispensers_issue_offline(

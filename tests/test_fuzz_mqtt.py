@@ -406,7 +406,7 @@ async def test_fuzz_coordinator_payloads(tmp_path: Path, monkeypatch: pytest.Mon
         async def acked(self) -> None:
             return None
 
-    def record_handed(items: Any) -> Any:  # (a group's replies, events and states)
+    def record_handed(items: Any, now: bool = False) -> Any:  # (a group's replies, events, states)
         for topic, message in items:
             m.encode(message)
             published.append((topic, message))

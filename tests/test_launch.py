@@ -90,3 +90,50 @@ def test_the_agent_loads_no_package_metadata_and_no_cli_parsers() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.split("\n")[:3] == ["[] 47", "3", "True urllib.request True"]
+
+
+def test_the_agent_resolves_its_broker_without_the_unicode_tables() -> None:
+    """getaddrinfo encodes a str host with the idna codec, whose module loads stringprep
+    and unicodedata's tables (~0.4 MB); an ASCII host needs neither, and every name still
+    encodes (or fails) exactly as Python's own idna codec has it."""
+    hall = str(example_hall())
+    cases = [
+        "127.0.0.1",
+        "broker.hall-1.example",
+        "broker.example.",
+        "",
+        "a" * 63 + ".example",
+        "a" * 64 + ".example",
+        "example." + "a" * 64,
+        "a..b",
+        ".",
+        "bücher.example",
+        "ПРИМЕР.испытание",
+    ]
+    code = (
+        "import codecs, socket, sys, hallqctl.launch as launch\n"
+        "def agent(*a):\n"
+        "    socket.getaddrinfo('localhost', 1883)\n"
+        "    'broker.hall-1.example'.encode('idna')\n"
+        "    print(sorted(m for m in ('encodings.idna', 'stringprep', 'unicodedata') "
+        "if m in sys.modules))\n"
+        "launch.run_agent_process = agent\n"
+        f"sys.argv = ['hallq', 'agent', '--config', {hall!r}, '--device', 'pi-w01']\n"
+        "launch.main()\n"
+        "from encodings.idna import Codec\n"
+        "def outcome(encode, name):\n"
+        "    try:\n"
+        "        return encode(name)\n"
+        "    except UnicodeError as exc:\n"
+        "        return type(exc), str(exc)\n"
+        "mine, real = codecs.lookup('idna').encode, Codec().encode\n"
+        f"print([outcome(mine, n) == outcome(real, n) for n in {cases!r}])\n"
+        "print(b'xn--bcher-kva.example'.decode('idna'), "
+        "codecs.getincrementalencoder('idna')().encode('b\\u00fccher.', final=True))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split("\n")
+    assert out[0] == "[]"
+    assert out[1] == str([True] * len(cases))
+    assert out[2] == "bücher.example b'xn--bcher-kva.'"

@@ -5,14 +5,28 @@ component; drivers and renderers (``firmware_bridge``, ``displays``) take plain 
 never read the hall file or touch the bus; ``edge`` and ``coordinator`` meet only over MQTT;
 ``hallqctl`` (the operator's command line) wires everything and nothing imports it.
 Every import counts, including those inside functions and under ``TYPE_CHECKING``.
+
+A Pi runs one role, so the last test asks a running agent (``hallq agent``, on simulated
+devices and a real broker) what it has imported once online: never the other role's worker
+and drivers, nor what it has no use for yet (each module costs resident memory, issue 13).
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
+import os
+import sys
 from pathlib import Path
 
 import pytest
+
+from edge.hall_devices import serial_devices
+from firmware_bridge.sim.hall import simulate_devices
+from hallq.config import load_config
+from hallq.examples import example_hall
+
+from .conftest import Mosquitto
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("hallq", "hallqctl", "coordinator", "edge", "firmware_bridge", "displays", "city")
@@ -95,3 +109,88 @@ def test_every_python_file_lives_in_a_known_package() -> None:
     assert stray == []
     for package in PACKAGES:
         assert (ROOT / package / "__init__.py").is_file(), package
+
+
+# what an agent of each role must not have imported once online and idle
+NOT_IN_AGENT = {
+    "pi-w01": (  # a window Pi: pads, rating pads, serial strips
+        "edge.dispenser",
+        "edge.leases",
+        "firmware_bridge.devices.escpos",
+        "firmware_bridge.devices.id_reader",
+        "firmware_bridge.devices.keypad",
+        "firmware_bridge.devices.printer",
+        "firmware_bridge.devices.printer_status",
+        "firmware_bridge.devices.scanner",
+        "hallq.id_number",
+        "hallq.payloads.window",  # its commands: created at the first key press
+        "PIL",
+        "encodings.idna",
+        "unicodedata",
+    ),
+    "pi-d01": (  # a dispenser Pi: keypad, scanner, ID reader, printer
+        "edge.window",
+        "edge.panels",
+        "displays",
+        "firmware_bridge.devices.call_pad",
+        "firmware_bridge.devices.rating_pad",
+        "firmware_bridge.devices.led_controller",
+        "hallq.payloads.dispenser",  # its requests: created at the first key press
+        "encodings.idna",
+        "unicodedata",
+    ),
+}
+
+_AGENT_ONLINE = """
+import asyncio, sys, hallqctl.launch as launch
+from edge.agent import run_agent
+async def online(cfg, agent_id, sim_dir):
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        run_agent(cfg, agent_id, sim_dir=sim_dir, simulate_all=True, ready=ready))
+    waiting = asyncio.ensure_future(ready.wait())
+    await asyncio.wait({task, waiting}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    # once online it builds the validators of what it receives: that too (if not done)
+    building = [t for t in asyncio.all_tasks() if t.get_name() == 'wire models']
+    await asyncio.wait_for(asyncio.gather(*building), 20)
+    print(ready.is_set(), sorted(m for m in sys.modules if m.split('.')[0] in (
+        'edge', 'firmware_bridge', 'displays', 'hallq', 'PIL', 'encodings', 'unicodedata')))
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+launch.run_agent_process = lambda cfg, a, d, s: asyncio.run(online(cfg, a, d))
+sys.argv = ['hallq', 'agent', '--config', sys.argv[1], '--device', sys.argv[2],
+            '--sim-dir', sys.argv[3], '--simulate-all']
+launch.main()
+"""
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("agent_id", sorted(NOT_IN_AGENT))
+async def test_an_idle_agent_imports_nothing_of_the_other_role(
+    agent_id: str, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    hall = example_hall()
+    sim_dir = tmp_path / "sim"
+    devices = serial_devices(load_config(hall).agent(agent_id).devices)
+    env = {
+        **os.environ,
+        "HALLQ_BROKER_URL": mosquitto.url,
+        "HALLQ_STATE_DIR": str(tmp_path / "state"),
+        "HALLQ_ID_HASH_KEY": "layers-test-key-0001",
+    }
+    async with simulate_devices(devices, sim_dir):
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-c", _AGENT_ONLINE, str(hall), agent_id, str(sim_dir)),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    online, _, loaded = out.decode().strip().rpartition("\n")[2].partition(" ")
+    assert online == "True", err.decode()[-3000:]
+    modules = set(ast.literal_eval(loaded))
+    assert {"edge.agent", "firmware_bridge.link"} <= modules  # (it did run)
+    assert sorted(m for m in modules for ban in NOT_IN_AGENT[agent_id] if under(m, ban)) == []

@@ -310,6 +310,30 @@ def test_ulids_sort_in_creation_order_even_within_one_millisecond() -> None:
     assert len(set(times)) < len(ids), "expected several ids in the same millisecond"
 
 
+def test_ids_of_one_millisecond_encode_their_increment_across_carries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Within a millisecond only the last two characters are encoded anew, until the
+    increment carries past them: every id is still the whole 128-bit value's encoding."""
+    import time
+
+    import hallq.ulid as ulid
+
+    monkeypatch.setattr(time, "time", lambda: 4_000_000_000.0)
+    ids = [ulid.new_ulid() for _ in range(2500)]  # two carries at least
+
+    def value(text: str) -> int:
+        number = 0
+        for ch in text:
+            number = (number << 5) | ulid._ALPHABET.index(ch)
+        return number
+
+    first = value(ids[0])
+    assert first >> 80 == 4_000_000_000_000
+    assert [value(i) for i in ids] == [first + k for k in range(2500)]
+    assert ids == [ulid._encode(first + k) for k in range(2500)]
+
+
 def test_ulid_encoding_is_crockford_base32_of_the_128_bits() -> None:
     from hallq.ulid import _encode
 

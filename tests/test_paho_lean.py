@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,7 +27,7 @@ from hallq.paho_batch import publish_batch
 from hallq.paho_lean import LeanReader, lean_properties, lean_pubacks
 from hallq.topics import HallTopics
 
-from .conftest import Inbox
+from .conftest import Inbox, Mosquitto
 
 T = HallTopics("liwan")
 V5, V311 = MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311
@@ -272,3 +273,28 @@ async def test_bursts_cut_anywhere_by_the_reads_all_arrive_once_in_order(
         async with asyncio.timeout(30):
             await handed.acked()
         assert handed.left == 0
+
+
+@pytest.mark.broker
+async def test_a_batch_handed_over_now_is_written_before_the_loop_runs_again(
+    make_session: Callable[..., Session], mosquitto: Mosquitto
+) -> None:
+    """A quiet hall's CALL: its group's messages leave as hand_over returns, not two loop
+    passes later. The loop is held here, so only a write made already can arrive."""
+    subscribed, arrived = threading.Event(), threading.Event()
+    board = paho.Client(CallbackAPIVersion.VERSION2, client_id="board", protocol=V5)
+    board.on_subscribe = lambda *_: subscribed.set()
+    board.on_message = lambda *_: arrived.set()
+    board.connect("127.0.0.1", mosquitto.port)
+    board.subscribe(T.event("call"), qos=1)
+    board.loop_start()
+    try:
+        assert subscribed.wait(10)
+        async with make_session("coordinator", "coord") as coord:
+            await coord.wait_connected(10)
+            event = m.CallEvent(ticket="A001", service="s", window=5, zone="z")
+            coord.hand_over([(T.event("call"), event)], now=True)
+            assert arrived.wait(10), "not written until the loop ran again"
+    finally:
+        board.loop_stop()
+        board.disconnect()
