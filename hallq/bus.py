@@ -631,8 +631,16 @@ class Session:
             when_open(sock, loop.add_reader, read, sock, sock.fileno())
 
         paho_client.on_socket_open = socket_opened
+
+        def add_writer(fd: int, callback: Callable[[], None]) -> None:
+            # a write made since paho asked (a batch handed over ``now``) emptied its queue
+            # and took the wish back: a writer added now would find nothing to write, and
+            # paho, having unregistered already, would never remove it (a loop spinning)
+            if paho_client._registered_write:
+                loop.add_writer(fd, callback)
+
         paho_client.on_socket_register_write = lambda _p, _u, sock: when_open(
-            sock, loop.add_writer, write
+            sock, add_writer, write
         )
 
     def _is_own_birth(self, raw: Any) -> bool:

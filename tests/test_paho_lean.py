@@ -10,6 +10,7 @@ against a real Mosquitto: bursts that the reads cut anywhere, and batches publis
 from __future__ import annotations
 
 import asyncio
+import selectors
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -298,3 +299,25 @@ async def test_a_batch_handed_over_now_is_written_before_the_loop_runs_again(
     finally:
         board.loop_stop()
         board.disconnect()
+
+
+@pytest.mark.broker
+async def test_a_batch_written_at_once_leaves_no_writer_behind(
+    make_session: Callable[..., Session],
+) -> None:
+    """paho asks for a writer, the batch is written at once and paho takes the wish back,
+    then the deferred registration runs: it must not leave the loop watching a socket
+    with nothing to write (it spun at ~30,000 passes a second, idle)."""
+    async with make_session("coordinator", "coord") as coord:
+        await coord.wait_connected(10)
+        assert coord._client is not None
+        sock = coord._client._client._sock
+        assert sock is not None
+        event = m.CallEvent(ticket="A001", service="s", window=5, zone="z")
+        handed = coord.hand_over([(T.event("call"), event)], now=True)
+        async with asyncio.timeout(10):
+            await handed.acked()
+        for _ in range(3):  # the deferred registration has run by now
+            await asyncio.sleep(0)
+        key = asyncio.get_running_loop()._selector.get_key(sock.fileno())  # type: ignore[attr-defined]
+        assert not key.events & selectors.EVENT_WRITE
