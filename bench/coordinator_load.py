@@ -3,9 +3,11 @@
 A private Mosquitto (TCP_NODELAY, no logging) carries the load of the example hall's
 devices: ``C`` commands are always outstanding, half of them ticket requests from the
 dispensers and half CALLs from the window pads, each answered before the next is sent
-(closed loop). The load generator is raw paho in this process (one connection speaking for
-every device: the private broker has no ACL), so the figures are the coordinator's, not a
-client library's. Two responders take the same load in the same run:
+(closed loop). The load generator speaks MQTT 3.1.1 by hand on one socket in this process
+(one connection for every device: the private broker has no ACL; ``--load paho`` uses
+paho's threaded client instead), so the figures are the coordinator's, not a client
+library's, and the generator takes as little of the machine's two cores as it can. Two
+responders take the same load in the same run:
 
 - floor: an aiomqtt echo on the same broker, answering every request with its ``corr`` and
   nothing else (``python bench/coordinator_load.py --echo URL HALL``);
@@ -13,16 +15,19 @@ client library's. Two responders take the same load in the same run:
   synchronous=FULL) and every view published.
 
 For each concurrency it prints commands/s, reply latency p50/p99 and the responder's CPU per
-command (its /proc utime+stime over the step); the knee is the best throughput whose p99 is
-within 50 ms. ``--day N`` then drives N more commands at one concurrency through the same
-day and prints throughput and CPU per slice, to show whether the cost grows with the day.
+command (its /proc utime+stime over the step, with the children it waited for: the
+coordinator's forked checkpoints), and beside it the broker's and the load generator's
+CPU per command, so the machine's budget per command is on the line; the knee is the best
+throughput whose p99 is within 50 ms. ``--day N`` then drives N more commands at one
+concurrency through the same day and prints throughput and CPU per slice, to show whether
+the cost grows with the day.
 ``--profile FILE`` runs py-spy (when installed) on the coordinator during the busiest step.
 
 (Named so, not ``coordinator.py``: run as a script, bench/ comes first on the path and
 that name would shadow the ``coordinator`` package.)
 
 Usage: python bench/coordinator_load.py [--steps 1,4,8,16,32,64,128,256] [--seconds 3] [--day 20000]
-       [--profile flame.svg] [--json]
+       [--load raw|paho] [--tree CHECKOUT] [--profile flame.svg] [--json]
 """
 
 from __future__ import annotations
