@@ -113,7 +113,7 @@ def test_the_agent_resolves_its_broker_without_the_unicode_tables() -> None:
     code = (
         "import codecs, socket, sys, hallqctl.launch as launch\n"
         "def agent(*a):\n"
-        "    socket.getaddrinfo('localhost', 1883)\n"
+        "    socket.getaddrinfo('127.0.0.1', 1883)\n"
         "    'broker.hall-1.example'.encode('idna')\n"
         "    print(sorted(m for m in ('encodings.idna', 'stringprep', 'unicodedata') "
         "if m in sys.modules))\n"
