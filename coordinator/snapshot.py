@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
+import time
 import warnings
 from collections.abc import Callable
 
 log = logging.getLogger("hallq.coordinator")
 
 FAILED = 1  # the child's exit status when ``make`` raised
+COLLECT_TIMEOUT_S = 120.0  # a 20,000-ticket day pickles in ~60 ms
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
@@ -36,13 +39,23 @@ class Forked:
         self.pid = pid
         self._read_fd = read_fd
 
-    def collect(self) -> bytes | None:
+    def collect(self, timeout_s: float = COLLECT_TIMEOUT_S) -> bytes | None:
         """The child's bytes once it has exited (blocking: call it in a worker thread);
-        None, with a warning, when it failed."""
+        None, with a warning, when it failed or made nothing within ``timeout_s`` (then it
+        is killed: a child stuck for good would hold every later checkpoint back)."""
         chunks = []
+        deadline = time.monotonic() + timeout_s
         try:
-            with os.fdopen(self._read_fd, "rb") as pipe:
-                while chunk := pipe.read(1 << 20):
+            with os.fdopen(self._read_fd, "rb", buffering=0) as pipe:
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not select.select([pipe], [], [], left)[0]:
+                        os.kill(self.pid, signal.SIGKILL)
+                        log.warning("snapshot: the child made nothing in %g s; killed", timeout_s)
+                        break
+                    chunk = pipe.read(1 << 20)
+                    if not chunk:
+                        break
                     chunks.append(chunk)
         finally:
             _, status = os.waitpid(self.pid, 0)

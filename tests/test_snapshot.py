@@ -122,3 +122,15 @@ async def test_a_signal_to_the_child_is_not_the_services(tmp_path: Path) -> None
 def test_without_fork_the_caller_makes_the_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(os, "fork")
     assert fork_bytes(lambda: pickle.dumps(1)) is None
+
+
+def test_a_child_that_makes_nothing_in_time_is_killed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A child stuck for good would hold every later checkpoint back."""
+    child = fork_bytes(lambda: _released(tmp_path / "never"))
+    assert child is not None
+    with caplog.at_level(logging.WARNING, logger="hallq.coordinator"):
+        assert child.collect(timeout_s=0.2) is None
+    assert "killed" in caplog.text
+    assert "signal 9" in caplog.text
