@@ -56,6 +56,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hallq.bus import NODELAY
 from hallq.config import HallConfig, parse_config
+from hallq.paho_batch import remaining_length
 from hallq.topics import HallTopics
 from hallq.ulid import new_ulid
 from hallqctl.mosquitto import Mosquitto, free_port
@@ -190,9 +191,9 @@ class Load:
         self.mid = 0
         client_id = f"load-{new_ulid()}".encode()
         body = b"\x00\x04MQTT\x04\x02\x00\x00" + _field(client_id)  # clean, no keepalive
-        self.sock.sendall(b"\x10" + _length(len(body)) + body)
+        self.sock.sendall(b"\x10" + remaining_length(len(body)) + body)
         sub = b"\x00\x01" + _field(replies.encode()) + b"\x01"
-        self.sock.sendall(b"\x82" + _length(len(sub)) + sub)
+        self.sock.sendall(b"\x82" + remaining_length(len(sub)) + sub)
         self.buf = b""
         for wanted in (0x20, 0x90):  # CONNACK, SUBACK
             kind, _ = self._packet()
@@ -204,10 +205,11 @@ class Load:
     def _packet(self) -> tuple[int, bytes]:
         """The next whole packet (blocking; before the reader thread runs)."""
         while True:
-            got = _split(self.buf)
-            if got is not None:
-                kind, body, self.buf = got
-                return kind, body
+            found = _packet_at(self.buf, 0)
+            if found is not None:
+                first, start, end = found
+                body, self.buf = self.buf[start:end], self.buf[end:]
+                return first & 0xF0, body
             data = self.sock.recv(65536)
             if not data:
                 raise RuntimeError("the broker closed the connection")
@@ -225,29 +227,15 @@ class Load:
             buf += data
             payloads = []
             acks = []
-            at, end = 0, len(buf)
-            while at + 2 <= end:
-                first = buf[at]
-                size, shift, i = 0, 0, at + 1
-                while i < end:
-                    byte = buf[i]
-                    size |= (byte & 0x7F) << shift
-                    i += 1
-                    if byte < 0x80:
-                        break
-                    shift += 7
-                else:
-                    break
-                if i + size > end or (buf[i - 1] & 0x80):
-                    break
-                if first >> 4 == 3:
-                    tlen = int.from_bytes(buf[i : i + 2], "big")
-                    j = i + 2 + tlen
+            at = 0
+            while (found := _packet_at(buf, at)) is not None:
+                first, start, at = found
+                if first >> 4 == 3:  # PUBLISH: a reply
+                    j = start + 2 + int.from_bytes(buf[start : start + 2], "big")
                     if first & 0x06:
                         acks.append(buf[j : j + 2])
                         j += 2
-                    payloads.append(buf[j : i + size])
-                at = i + size
+                    payloads.append(buf[j:at])
             buf = buf[at:]
             with self.lock:
                 for mid in acks:
@@ -264,7 +252,7 @@ class Load:
     def _send(self, topic: str, body: bytes) -> None:
         self.mid = self.mid % 0xFFFF + 1
         rest = _field(topic.encode()) + self.mid.to_bytes(2, "big") + body
-        self.out += b"\x32" + _length(len(rest)) + rest
+        self.out += b"\x32" + remaining_length(len(rest)) + rest
 
     def _next(self) -> None:
         ulid = new_ulid()
@@ -376,31 +364,20 @@ class PahoLoad(Load):
         self.client.disconnect()
 
 
-def _length(n: int) -> bytes:
-    """MQTT's variable-length remaining length."""
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _field(data: bytes) -> bytes:
     return len(data).to_bytes(2, "big") + data
 
 
-def _split(buf: bytes) -> tuple[int, bytes, bytes] | None:
-    """(packet type byte & 0xF0, body, rest) of the first whole packet in ``buf``."""
-    size, shift, i = 0, 0, 1
+def _packet_at(buf: bytes, at: int) -> tuple[int, int, int] | None:
+    """(first byte, body start, body end) of the packet at ``at`` in ``buf``; None when it
+    is not all there yet."""
+    size, shift, i = 0, 0, at + 1
     while i < len(buf):
         byte = buf[i]
         size |= (byte & 0x7F) << shift
         i += 1
         if byte < 0x80:
-            if i + size > len(buf):
-                return None
-            return buf[0] & 0xF0, buf[i : i + size], buf[i + size :]
+            return (buf[at], i, i + size) if i + size <= len(buf) else None
         shift += 7
     return None
 

@@ -1085,18 +1085,14 @@ class Coordinator:
         self._checkpoint_seq = seq
         day = self.queue.checkpoint_day()
         child = fork_bytes(self.queue.checkpoint)
-        if child is None:
-            data = self.queue.checkpoint()
-            self._checkpointing = asyncio.ensure_future(
-                asyncio.to_thread(self.queue.save_checkpoint, seq, data, day)
-            )
-            return
+        made_here = self.queue.checkpoint() if child is None else b""
+        collect = child.collect if child is not None else lambda: made_here
 
-        def finish() -> bool:
-            data = child.collect()
-            return data is not None and self.queue.save_checkpoint(seq, data, day)
+        def save() -> bool:
+            made = collect()
+            return made is not None and self.queue.save_checkpoint(seq, made, day)
 
-        self._checkpointing = asyncio.ensure_future(asyncio.to_thread(finish))
+        self._checkpointing = asyncio.ensure_future(asyncio.to_thread(save))
 
     async def book_appointment(
         self,

@@ -99,8 +99,6 @@ class DispenserAgent:
         self.session.on_connect(self._on_connect)
 
     async def _on_connect(self) -> None:
-        if self._closed:
-            return
         await self.health.publish()
         self.deliver_replays()
         await self.top_up_leases()
@@ -179,9 +177,9 @@ class DispenserAgent:
 
     async def top_up_leases(self) -> None:
         """Keep at least the low-water mark of leased numbers per service, for the next outage."""
-        edge = self.cfg.edge
         if self._closed:
             return
+        edge = self.cfg.edge
         async with self._leasing:
             today = self.day().isoformat()
             self.leases.forget_before(today)

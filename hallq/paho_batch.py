@@ -39,7 +39,8 @@ class _HandedInfo(MQTTMessageInfo):
         raise RuntimeError("a batch publish is waited for by its Handed, not by paho")
 
 
-def _remaining_length(size: int) -> bytes:
+def remaining_length(size: int) -> bytes:
+    """MQTT's variable-length encoding of a packet's remaining length."""
     out = bytearray()
     while True:
         byte, size = size % 128, size // 128
@@ -82,7 +83,7 @@ def publish_batch(
             (len(topic).to_bytes(2, "big"), topic, mid.to_bytes(2, "big"), props, payload)
         )
         packets.append(bytes((PUBLISH_HEADER | 0x02 | retain,)))
-        packets.append(_remaining_length(len(body)))
+        packets.append(remaining_length(len(body)))
         packets.append(body)
     for mid, (topic, payload, retain, properties) in zip(mids, items, strict=True):
         message = MQTTMessage.__new__(MQTTMessage)
