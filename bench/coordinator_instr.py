@@ -54,6 +54,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--commands", type=int, default=400, help="measured commands")
     parser.add_argument("--warm", type=int, default=100, help="commands before measuring")
+    parser.add_argument("--keep", action="store_true", help="keep the callgrind files")
     parser.add_argument("--tree", type=Path, help="run the coordinator from this checkout")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
@@ -113,7 +114,10 @@ def main() -> int:
     per_thread = [
         instructions(f) / step.commands / 1e6 for f in sorted(work.glob("callgrind.out-*"))
     ]
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep:
+        print(f"callgrind files kept in {work} (callgrind_annotate them)", file=sys.stderr)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     print(
         f"{step.commands} commands at concurrency {args.concurrency}; refused: "
         f"{dict(load.refused) or 'none'}"

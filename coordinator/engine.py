@@ -1016,14 +1016,26 @@ class Engine:
 
 
 class _Tally:
-    """One group's tickets as the KPIs need them: counts, waits, counter times."""
+    """One group's tickets as the KPIs need them: counts, waits, counter times. A running
+    tally (``keep_sorted``) keeps its waits sorted and summed as they come, so a KPI of it
+    with the few open tickets added costs the open tickets, not the day."""
 
-    __slots__ = ("issued", "keep_sorted", "no_show", "served", "took", "took_sum", "waits")
+    __slots__ = (
+        "issued",
+        "keep_sorted",
+        "no_show",
+        "served",
+        "took",
+        "took_sum",
+        "wait_sum",
+        "waits",
+    )
 
     def __init__(self, *, keep_sorted: bool = False) -> None:
         self.issued = self.served = self.no_show = 0
-        self.keep_sorted = keep_sorted  # a running tally: waits stay sorted as they come
+        self.keep_sorted = keep_sorted
         self.waits: list[float] = []
+        self.wait_sum = 0.0
         self.took = 0
         self.took_sum = 0.0
 
@@ -1038,34 +1050,35 @@ class _Tally:
                 bisect.insort(self.waits, wait)
             else:
                 self.waits.append(wait)
+            self.wait_sum += wait
         if took is not None:
             self.took += 1
             self.took_sum += took
 
-    def kpi(self, more: _Tally | None = None) -> m.Kpi:
-        """The KPIs of this group, with ``more`` (the same group's open tickets) added."""
-        waits = self.waits
-        took, took_sum = self.took, self.took_sum
-        issued, served, no_show = self.issued, self.served, self.no_show
-        if more is not None:
-            if more.waits:  # two sorted runs: the sort merges them in one pass
-                waits = waits + sorted(more.waits)
-                waits.sort()
-            took, took_sum = took + more.took, took_sum + more.took_sum
-            issued, served, no_show = (
-                issued + more.issued,
-                served + more.served,
-                no_show + more.no_show,
-            )
-        elif not self.keep_sorted:
-            waits = sorted(waits)
+    def kpi(self, more: _Tally) -> m.Kpi:
+        """The KPIs of this (running) group with ``more``, the same group's open tickets."""
+        extra = sorted(more.waits)
+        n = len(self.waits) + len(extra)
+        took, took_sum = self.took + more.took, self.took_sum + more.took_sum
         return m.Kpi(
-            issued=issued,
-            served=served,
-            no_show=no_show,
-            avg_wait_s=round(statistics.fmean(waits), 1) if waits else None,
-            p90_wait_s=round(waits[min(len(waits) - 1, int(0.9 * len(waits)))], 1)
-            if waits
-            else None,
+            issued=self.issued + more.issued,
+            served=self.served + more.served,
+            no_show=self.no_show + more.no_show,
+            avg_wait_s=round((self.wait_sum + more.wait_sum) / n, 1) if n else None,
+            p90_wait_s=round(_kth(self.waits, extra, min(n - 1, int(0.9 * n))), 1) if n else None,
             avg_service_s=round(took_sum / took, 1) if took else None,
         )
+
+
+def _kth(a: list[float], b: list[float], k: int) -> float:
+    """The ``k``-th smallest (from 0) of two sorted lists together, without merging them:
+    ``b`` (open tickets) is short and ``a`` (the day) long, so the split is looked for
+    over ``b``."""
+    take = k + 1
+    for j in range(max(0, take - len(a)), min(len(b), take) + 1):
+        i = take - j  # i from a and j from b are the first k + 1
+        if (j == 0 or i == len(a) or b[j - 1] <= a[i]) and (
+            i == 0 or j == len(b) or a[i - 1] <= b[j]
+        ):
+            return max(a[i - 1] if i else -math.inf, b[j - 1] if j else -math.inf)
+    raise AssertionError("unreachable: some split of two sorted lists is ordered")
