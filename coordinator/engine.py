@@ -188,7 +188,7 @@ class Engine:
         self._heaps_for: list[Ticket] | None = None  # the ticket list they index
         # today's KPIs: tickets in a final state folded into running tallies (stats_state)
         self._kpi_for: list[Ticket] | None = None
-        self._kpi_final: tuple[_Tally, dict[str, _Tally], dict[int, _Tally]]
+        self._kpi_final: _Groups
         self._kpi_open: list[int] = []
         self._kpi_seen = 0
 
@@ -919,6 +919,22 @@ class Engine:
 
     # --- views for publishing ---------------------------------------------------------------
 
+    def waiting_in_queues(self) -> list[Ticket]:
+        """Every ticket waiting in a service's queue (none directed to a window), in issue
+        order, read off the queues' heaps: the waiting, not the day."""
+        found: dict[int, Ticket] = {}  # a ticket queued again may be in twice
+        for code, heap in self._waiting_heaps().items():
+            live = []
+            for entry in heap:
+                t = self.tickets[entry[2]]
+                if t.state is TicketState.WAITING and t.directed is None and t.service == code:
+                    live.append(entry)
+                    found[t.idx] = t
+            if len(heap) > 2 * len(live) + 64:  # mostly stale: this pass paid for keeping
+                heap[:] = live  # only the live (a call off the top pops; others stay)
+                heapq.heapify(heap)
+        return sorted(found.values(), key=lambda t: (t.issued_at, t.seq))
+
     def waiting_tickets(self, service: str) -> list[Ticket]:
         return [
             t
@@ -969,6 +985,39 @@ class Engine:
         Before the first ticket, "today" is the hall's business day, not the machine's
         calendar date (a UTC Pi at 00:30 in Beijing...)."""
         day = self.day or self.business_day(time.time() if now is None else now)
+        self._fold_final()
+        total, by_service, by_window = (
+            _Tally(),
+            {code: _Tally() for code in self.services},
+            {n: _Tally() for n in self.windows},
+        )
+        for i in self._kpi_open:
+            _count(self.tickets[i], total, by_service, by_window)
+        final_total, final_service, final_window = self._kpi_final
+        return m.StatsState(
+            rev=rev,
+            day=day,
+            total=final_total.kpi(total),
+            per_service={code: final_service[code].kpi(k) for code, k in by_service.items()},
+            per_window={str(n): final_window[n].kpi(k) for n, k in by_window.items()},
+        )
+
+    def called_and_no_shows(self) -> tuple[int, int]:
+        """How many of today's tickets were called, and how many of those did not come (the
+        wait estimates' no-show rate), off the running tallies: the open tickets, not the
+        day."""
+        self._fold_final()
+        final = self._kpi_final[0]
+        called, no_shows = len(final.waits), final.no_show
+        for i in self._kpi_open:
+            t = self.tickets[i]
+            called += t.called_at is not None
+            no_shows += t.state is TicketState.NO_SHOW
+        return called, no_shows
+
+    def _fold_final(self) -> None:
+        """Each ticket that reached a final state is folded into the running tallies once;
+        the open ones stay listed in ``_kpi_open``."""
         if self._kpi_for is not self.tickets:  # a new day, or a restored checkpoint
             self._kpi_for = self.tickets
             self._kpi_final = (
@@ -979,40 +1028,41 @@ class Engine:
             self._kpi_open, self._kpi_seen = [], 0
         self._kpi_open.extend(range(self._kpi_seen, len(self.tickets)))
         self._kpi_seen = len(self.tickets)
-        live = (
-            _Tally(),
-            {code: _Tally() for code in self.services},
-            {n: _Tally() for n in self.windows},
-        )
         still_open = []
         for i in self._kpi_open:
             t = self.tickets[i]
             if t.state in FINAL_STATES:
-                total, by_service, by_window = self._kpi_final
+                _count(t, *self._kpi_final)
             else:
-                total, by_service, by_window = live
                 still_open.append(i)
-            wait = None if t.called_at is None else t.called_at - t.issued_at
-            took = (
-                None
-                if t.finished_at is None
-                else t.finished_at - (t.started_at or t.called_at or t.finished_at)
-            )
-            total.add(t.state, wait, took)
-            if (kpi := by_service.get(t.service)) is not None:
-                kpi.add(t.state, wait, took)
-            if t.window is not None and (kpi := by_window.get(t.window)) is not None:
-                kpi.add(t.state, wait, took)
         self._kpi_open = still_open
-        final_total, final_service, final_window = self._kpi_final
-        total, by_service, by_window = live
-        return m.StatsState(
-            rev=rev,
-            day=day,
-            total=final_total.kpi(total),
-            per_service={code: final_service[code].kpi(k) for code, k in by_service.items()},
-            per_window={str(n): final_window[n].kpi(k) for n, k in by_window.items()},
-        )
+
+
+def _count(
+    t: Ticket, total: _Tally, by_service: dict[str, _Tally], by_window: dict[int, _Tally]
+) -> None:
+    """Add one ticket to a group of tallies: the hall's, its service's, its window's."""
+    if t.called_at is None and t.finished_at is None and t.state is TicketState.WAITING:
+        total.issued += 1  # most open tickets: waiting, never called
+        if (kpi := by_service.get(t.service)) is not None:
+            kpi.issued += 1
+        if t.window is not None and (kpi := by_window.get(t.window)) is not None:
+            kpi.issued += 1
+        return
+    wait = None if t.called_at is None else t.called_at - t.issued_at
+    took = (
+        None
+        if t.finished_at is None
+        else t.finished_at - (t.started_at or t.called_at or t.finished_at)
+    )
+    total.add(t.state, wait, took)
+    if (kpi := by_service.get(t.service)) is not None:
+        kpi.add(t.state, wait, took)
+    if t.window is not None and (kpi := by_window.get(t.window)) is not None:
+        kpi.add(t.state, wait, took)
+
+
+_Groups = tuple["_Tally", dict[str, "_Tally"], dict[int, "_Tally"]]  # all, by service, by window
 
 
 class _Tally:

@@ -123,16 +123,15 @@ class WaitEstimator:
         return math.log(max(1.0, mean)) - sigma * sigma / 2, sigma
 
     def capture(self, now: float) -> dict[str, Any]:
-        """What the simulation needs of the hall now; plain data, cheap (one pass over the
-        day's tickets), so it runs where the engine lives and the simulating elsewhere."""
+        """What the simulation needs of the hall now; plain data, cheap (the waiting, the
+        open tickets and the last half hour's, not the whole day), so it runs where the
+        engine lives and the simulating elsewhere."""
         started = time.thread_time()
         e = self.engine
         day = e.day or e.business_day(now)
         base = epoch_of(self._cfg, day)
-        waiting = [t for t in e.tickets if t.state is TicketState.WAITING and t.directed is None]
-        waiting.sort(key=lambda t: (t.issued_at, t.seq))
-        called = sum(1 for t in e.tickets if t.called_at is not None)
-        no_shows = sum(1 for t in e.tickets if t.state is TicketState.NO_SHOW)
+        waiting = e.waiting_in_queues()
+        called, no_shows = e.called_and_no_shows()
         recent: dict[str, int] = dict.fromkeys(e.services, 0)
         for t in reversed(e.tickets):
             if t.issued_at < now - RATE_LOOKBACK_S:

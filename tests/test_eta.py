@@ -3,6 +3,7 @@ estimate, and the simulation estimator predicting each waiting ticket's call."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -93,3 +94,62 @@ def test_an_open_window_idle_while_people_wait_is_not_counted(engine: Engine) ->
     est = WaitEstimator(engine, fits={"tax-filing": (4.0943, 0.01)}, replications=2)
     assert 3 in est.capture(at(9, 1, 30))["skills"]  # idle 90 s: still counted
     assert est.capture(at(9, 5))["skills"] == {}  # idle 5 min with A001 waiting
+
+
+def test_the_capture_reads_the_queues_and_tallies_as_a_pass_over_the_day_would(
+    engine: Engine,
+) -> None:
+    """The capture runs on the loop every refresh: it reads the waiting off the queues'
+    heaps and the no-show rate off the running tallies, not off every ticket of the day.
+    Against the pass over the day, after a morning of calls, skips, reinstated no-shows,
+    transfers, directed and cancelled tickets."""
+    rng = random.Random(11)
+    services = ["tax-filing", "invoice", "green"]
+    for k in range(300):
+        now = at(9, 0, k * 10)
+        if rng.random() < 0.4:
+            issue(engine, rng.choice(services), now=now)
+            continue
+        w = rng.choice([1, 2, 3, 4])
+        action = rng.choice(["call", "call", "start", "finish", "skip", "park", "transfer"])
+        if action == "transfer":
+            act(engine, w, action, now, to_service=rng.choice(services))
+        else:
+            act(engine, w, action, now)
+    skipped = [t for t in engine.tickets if t.state is m.TicketState.NO_SHOW]
+    assert skipped, "the morning should have no-shows to reinstate"
+    act(engine, 2, "reinstate", at(9, 51), ticket=skipped[0].number)
+    state = WaitEstimator(engine).capture(at(9, 52))
+
+    waiting = sorted(
+        (t for t in engine.tickets if t.state is m.TicketState.WAITING and t.directed is None),
+        key=lambda t: (t.issued_at, t.seq),
+    )
+    assert [row[0] for row in state["backlog"]] == [t.number for t in waiting]
+    assert len(waiting) > 5
+    stale = sum(len(heap) for heap in engine._waiting_heaps().values()) - len(waiting)
+    assert stale > 0, "the heaps should hold entries of tickets called or moved since"
+    called = sum(1 for t in engine.tickets if t.called_at is not None)
+    no_shows = sum(1 for t in engine.tickets if t.state is m.TicketState.NO_SHOW)
+    assert called >= 20
+    assert no_shows > 0
+    assert state["no_show"] == no_shows / called
+
+
+def test_the_queues_heaps_shed_what_was_called_when_read_for_a_capture(engine: Engine) -> None:
+    """Calls leave their entries in the queue's heap below its top; a capture that finds a
+    heap mostly such entries keeps only the waiting ones, so the next reads the waiting,
+    not the day, and the queue still knows its oldest."""
+    for w in (1, 2, 4):
+        assert act(engine, w, "close", now=at(9)).ok
+    numbers = [issue(engine, now=at(9, 0, k)).ticket.number for k in range(300)]  # type: ignore[union-attr]
+    for k in range(290):
+        assert act(engine, 3, "call", now=at(10, 0, k)).ok
+    est = WaitEstimator(engine)
+    first = est.capture(at(11))["backlog"]
+    assert [row[0] for row in first] == numbers[290:]
+    assert len(engine._waiting_heaps()["tax-filing"]) <= 2 * 10 + 64
+    assert [row[0] for row in est.capture(at(11))["backlog"]] == numbers[290:]
+    oldest = engine.oldest_waiting("tax-filing")
+    assert oldest is not None
+    assert oldest.number == numbers[290]
