@@ -49,6 +49,13 @@ class _Bucket:
     dropped: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    role: str
+    windows: frozenset[int]
+    services: frozenset[str]
+
+
 @dataclass
 class Authority:
     """The hall file's answer to "may this sender do that"; one per coordinator."""
@@ -57,6 +64,7 @@ class Authority:
     clock: Callable[[], float] = time.monotonic
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _alerted: dict[tuple[str, str], float] = field(default_factory=dict)
+    _grants: dict[str, _Grant] = field(default_factory=dict)
 
     @property
     def supervisors(self) -> list[str]:
@@ -80,16 +88,15 @@ class Authority:
                     "(security.supervisor_clients)",
                 )
             return None
-        try:
-            agent = self.cfg.agent(client)
-        except KeyError:
+        grant = self._grant(client)
+        if grant is None:
             return Refusal("unknown_device", f"{client} is not an agent of hall {self.cfg.hall.id}")
-        if agent.role != role:
-            return Refusal("wrong_role", f"{client} is configured as a {agent.role}, not a {role}")
+        if grant.role != role:
+            return Refusal("wrong_role", f"{client} is configured as a {grant.role}, not a {role}")
         if kind == "window":
             if role != "window":
                 return Refusal("wrong_role", f"a {role} does not send window commands")
-            if command.window not in self.cfg.windows_for_agent(client):
+            if command.window not in grant.windows:
                 return Refusal(
                     "not_your_window", f"{client} may not act for window {command.window}"
                 )
@@ -97,11 +104,28 @@ class Authority:
         if role != "dispenser":
             return Refusal("wrong_role", f"a {role} does not request tickets")
         service = getattr(command, "service", None)
-        if service is not None and service not in self.cfg.services_for_agent(client):
+        if service is not None and service not in grant.services:
             return Refusal(
                 "not_your_service", f"{client} does not issue tickets for {service[:40]}"
             )
         return None
+
+    def _grant(self, client: str) -> _Grant | None:
+        """What the hall file lets ``client`` do, looked up once per agent (every command
+        asks): None for a name the hall file does not know (not kept, so a flood of made-up
+        names keeps nothing)."""
+        grant = self._grants.get(client)
+        if grant is None:
+            try:
+                agent = self.cfg.agent(client)
+            except KeyError:
+                return None
+            grant = self._grants[client] = _Grant(
+                agent.role,
+                frozenset(self.cfg.windows_for_agent(client)),
+                frozenset(self.cfg.services_for_agent(client)),
+            )
+        return grant
 
     def claim(self, owner: str | None, role: str, client: str) -> Refusal | None:
         """A command id is its sender's: another sender repeating it gets nothing of it."""
