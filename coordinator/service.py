@@ -38,7 +38,7 @@ from coordinator.engine import Engine, Outcome
 from coordinator.eventlog import EventLog, StorageFailed
 from coordinator.hallqueue import HallQueue, Submitted, checkpoint_every
 from coordinator.nearby import NearbyHalls
-from coordinator.snapshot import fork_bytes
+from coordinator.snapshot import ChildFailed, call_forked, fork_bytes
 from coordinator.web.appointments import AppointmentBook, default_book_path
 from coordinator.web.devices import DeviceBook
 from hallq import messages as m
@@ -72,6 +72,9 @@ ETA_STALE_S = 30.0  # hall seconds: waits are re-simulated at least this often
 # order and share one commit of the event log (group commit)
 COMMAND_CONCURRENCY = 256
 GROUP_ROUNDS = 8  # loop rounds a group commit waits at most for commands already received
+# the comfort index's simulated days run in a forked child (seconds of pure Python that a
+# worker thread would run holding the GIL the loop needs): given up after this long
+FORECAST_TIMEOUT_S = 600.0
 GC_YOUNG = 20_000  # allocations between young collections (CPython's default: 700)
 # a group this small, with nothing more received, is committed on the loop while the disk
 # makes a group durable within QUIET_COMMIT_S (smoothed): a quiet hall's command skips two
@@ -225,7 +228,10 @@ class Coordinator:
         """The comfort index for the boards: from the event log's history, or (the demo)
         from a generated one when ``coordinator.comfort_synthetic`` allows it."""
         from coordinator.forecast.history import Stopped
-        from coordinator.forecast.index import build_forecast
+        from coordinator.forecast.index import Forecast, build_forecast
+
+        def forked(make: Callable[[], Forecast]) -> Forecast:
+            return call_forked(make, timeout_s=FORECAST_TIMEOUT_S, stop=self.stopping)
 
         try:
             forecast = build_forecast(
@@ -233,8 +239,13 @@ class Coordinator:
                 log_path=self.eventlog.path,
                 start=self.cfg.hall.business_day(self.clock()),
                 stop=self.stopping,
+                run=forked,
             )
         except Stopped:
+            return None
+        except ChildFailed as exc:
+            if not self.stopping.is_set():
+                log.warning("comfort index: no forecast (boards show none): %s", exc)
             return None
         except Exception:
             log.exception("comfort index: no forecast (boards show none)")

@@ -19,17 +19,22 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import select
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
+from typing import TypeVar
 
 log = logging.getLogger("hallq.coordinator")
 
 FAILED = 1  # the child's exit status when ``make`` raised
 COLLECT_TIMEOUT_S = 120.0  # a 20,000-ticket day pickles in ~60 ms
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+STOP_POLL_S = 0.25  # how often a wait looks at its stop event
+T = TypeVar("T")
 
 
 class Forked:
@@ -43,15 +48,31 @@ class Forked:
         """The child's bytes once it has exited (blocking: call it in a worker thread);
         None, with a warning, when it failed or made nothing within ``timeout_s`` (then it
         is killed: a child stuck for good would hold every later checkpoint back)."""
+        made, why = self.wait(timeout_s)
+        if made is None:
+            log.warning("snapshot: %s; none this time", why)
+        return made
+
+    def wait(
+        self, timeout_s: float, stop: threading.Event | None = None
+    ) -> tuple[bytes | None, str]:
+        """The child's bytes, or None and why not. The child is killed once ``timeout_s``
+        has passed, or ``stop`` is set (its owner is stopping), without its bytes."""
         chunks = []
         deadline = time.monotonic() + timeout_s
+        why = ""
         try:
             with os.fdopen(self._read_fd, "rb", buffering=0) as pipe:
                 while True:
                     left = deadline - time.monotonic()
-                    if left <= 0 or not select.select([pipe], [], [], left)[0]:
+                    if stop is not None and stop.is_set():
+                        why = "the child was stopped (its owner is stopping)"
+                    elif left <= 0:
+                        why = f"the child made nothing in {timeout_s:g} s: killed (signal 9)"
+                    elif not select.select([pipe], [], [], min(left, STOP_POLL_S))[0]:
+                        continue
+                    if why:
                         os.kill(self.pid, signal.SIGKILL)
-                        log.warning("snapshot: the child made nothing in %g s; killed", timeout_s)
                         break
                     chunk = pipe.read(1 << 20)
                     if not chunk:
@@ -59,15 +80,38 @@ class Forked:
                     chunks.append(chunk)
         finally:
             _, status = os.waitpid(self.pid, 0)
+        if why:
+            return None, why
         if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
             how = (
                 f"exit status {os.WEXITSTATUS(status)}"
                 if os.WIFEXITED(status)
                 else f"signal {os.WTERMSIG(status)}"
             )
-            log.warning("snapshot: the child making it failed (%s); none this time", how)
-            return None
-        return b"".join(chunks)
+            return None, f"the child failed ({how})"
+        return b"".join(chunks), ""
+
+
+class ChildFailed(RuntimeError):
+    """A forked call gave no result: the child failed, timed out or was stopped."""
+
+
+def call_forked(
+    make: Callable[[], T], *, timeout_s: float, stop: threading.Event | None = None
+) -> T:
+    """``make()`` run in a forked child and its result pickled back (blocking: call it in
+    a worker thread). For long pure-Python work (simulated days) that a worker thread would
+    run holding the GIL the event loop needs; the child runs on the other core. ``make``
+    must touch no open file, socket or database of the parent (the child closes them).
+    Run here, in this thread, where the process cannot fork."""
+    child = fork_bytes(lambda: pickle.dumps(make(), protocol=pickle.HIGHEST_PROTOCOL))
+    if child is None:
+        return make()
+    made, why = child.wait(timeout_s, stop)
+    if made is None:
+        raise ChildFailed(why)
+    result: T = pickle.loads(made)
+    return result
 
 
 def fork_bytes(make: Callable[[], bytes]) -> Forked | None:

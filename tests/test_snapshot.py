@@ -10,6 +10,7 @@ import os
 import pickle
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 from coordinator.dispatch import load_core
 from coordinator.eventlog import EventLog
 from coordinator.hallqueue import HallQueue
-from coordinator.snapshot import fork_bytes
+from coordinator.snapshot import ChildFailed, call_forked, fork_bytes
 from hallq import messages as m
 from hallq.config import load_config
 from hallq.examples import example_hall
@@ -134,3 +135,30 @@ def test_a_child_that_makes_nothing_in_time_is_killed(
         assert child.collect(timeout_s=0.2) is None
     assert "killed" in caplog.text
     assert "signal 9" in caplog.text
+
+
+def _raise() -> int:
+    raise ValueError("made to fail")
+
+
+def test_a_forked_call_runs_in_another_process_and_brings_its_result_back() -> None:
+    """The comfort index's simulated days run this way: in a child, so no thread of the
+    coordinator holds the GIL for them while the loop serves."""
+    made = call_forked(lambda: (os.getpid(), {"levels": [1.5, 2]}), timeout_s=30)
+    assert made[0] != os.getpid()
+    assert made[1] == {"levels": [1.5, 2]}
+
+
+def test_a_forked_call_that_raises_says_its_child_failed() -> None:
+    with pytest.raises(ChildFailed, match="exit status 1"):
+        call_forked(_raise, timeout_s=30)
+
+
+def test_a_forked_call_stops_when_its_owner_stops(tmp_path: Path) -> None:
+    """A coordinator stopping does not wait for a forecast: its child is killed."""
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(ChildFailed, match="stopped"):
+        call_forked(lambda: _released(tmp_path / "never"), timeout_s=60, stop=stop)
+    assert time.monotonic() - started < 10

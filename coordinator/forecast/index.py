@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -324,13 +325,16 @@ def build_forecast(
     min_weeks: float = MIN_WEEKS,
     level_by: LevelBy = "waits",
     stop: threading.Event | None = None,
+    run: Callable[[Callable[[], Forecast]], Forecast] | None = None,
 ) -> Forecast:
     """The hall's comfort forecast for ``days`` days from ``start`` (default today, hall
     time). Uses the event log at ``log_path`` when it holds at least ``min_weeks`` weeks,
     else a generated ``months_synthetic``-month history ending yesterday; ``source`` on
     the result says which (and why). ``level_by``: see :func:`forecast_from`. ``stop``
     set (a coordinator stopping) ends it with :class:`~.history.Stopped` before the
-    simulated days, and while the log is read."""
+    simulated days, and while the log is read. ``run`` runs the simulated days, given
+    them as a call (the coordinator's: in a forked child); by default here."""
+    run = run or _here
     if start is None:
         start = dt.datetime.now(cfg.hall.tzinfo).date()
     reason = "no event log given"
@@ -339,11 +343,21 @@ def build_forecast(
         if stop is not None and stop.is_set():
             raise Stopped("forecast stopped")
         if history.weeks >= min_weeks:
-            return forecast_from(cfg, history, start=start, days=days, level_by=level_by)
+            return run(
+                lambda: forecast_from(cfg, history, start=start, days=days, level_by=level_by)
+            )
         reason = f"event log holds {history.weeks:.1f} weeks, fewer than {min_weeks:g}"
     elif log_path is not None:
         reason = f"no event log at {log_path}"
-    history = generate_history(cfg, months_synthetic, seed, end=start - dt.timedelta(days=1))
-    out = forecast_from(cfg, history, start=start, days=days, level_by=level_by)
-    object.__setattr__(out, "source", f"{history.source} ({reason})")
-    return out
+
+    def synthetic() -> Forecast:
+        made = generate_history(cfg, months_synthetic, seed, end=start - dt.timedelta(days=1))
+        out = forecast_from(cfg, made, start=start, days=days, level_by=level_by)
+        object.__setattr__(out, "source", f"{made.source} ({reason})")
+        return out
+
+    return run(synthetic)
+
+
+def _here(make: Callable[[], Forecast]) -> Forecast:
+    return make()
