@@ -714,9 +714,10 @@ class Coordinator:
         return batch
 
     def _refresh_forecast(self) -> None:
-        """A new day: yesterday joins the history. The comfort index is rebuilt in a
-        worker thread (its simulated days take a fraction of a second compiled, seconds
-        pure) and published when ready; the queue keeps serving meanwhile."""
+        """A new day: yesterday joins the history. The comfort index is rebuilt off the
+        loop (the log's history read in a worker thread, its simulated days, seconds of
+        pure Python, in a forked child) and published when ready; the queue keeps serving
+        meanwhile."""
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.create_task(self._rebuild_forecast())
 
