@@ -1073,12 +1073,13 @@ class Coordinator:
                 failures = self.eventlog.failures
                 seq = self.queue.seq
                 every = checkpoint_every(len(self.engine.tickets))
-                if seq - self._checkpoint_seq >= every and self.storage_error is None:
-                    self._checkpoint(seq)  # the engine is exactly the log here
+                snapshot = seq - self._checkpoint_seq >= every and self.storage_error is None
                 if self.session is not None:
                     after += self._dirty_states()
             batch = [item for g, _, sent in waiters if g == failures for item in sent] + after
             handed = self._hand_over(batch, now=quiet)  # a quiet hall's: no loop pass later
+            if snapshot:  # after the group's messages left: its fork delays none of them;
+                self._checkpoint(seq)  # nothing awaited since the lock, the engine is the log
             for generation, future, _ in waiters:
                 if not future.done():
                     future.set_result(generation == failures)
