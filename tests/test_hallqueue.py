@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import tempfile
 from pathlib import Path
@@ -668,3 +669,57 @@ def test_checkpoints_space_out_with_the_day_so_their_cost_per_command_stays_flat
     assert checkpoint_every(0) == CHECKPOINT_EVERY
     assert checkpoint_every(CHECKPOINT_EVERY * CHECKPOINT_SHARE) == CHECKPOINT_EVERY
     assert checkpoint_every(10_000) == 10_000 // CHECKPOINT_SHARE > CHECKPOINT_EVERY
+
+
+def test_the_wal_is_checkpointed_when_the_coordinator_asks_not_inside_a_commit(
+    tmp_path: Path,
+) -> None:
+    """SQLite checkpoints its WAL inside the commit that crosses 1,000 pages: a write and
+    an fsync of the database on that command's path. The coordinator asks for it after a
+    group's messages left instead, every WAL_CHECKPOINT_COMMITS commits, so the WAL never
+    reaches SQLite's own mark; a log nobody asks keeps SQLite's as before."""
+    from coordinator import eventlog as el
+
+    def run(path: Path, ask: bool) -> tuple[int, int]:
+        log = EventLog(path)
+        wal, biggest, ran = Path(f"{path}-wal"), 0, 0
+        try:
+            for i in range(3 * el.WAL_CHECKPOINT_COMMITS):
+                log.stage(
+                    kind="window",
+                    cmd_id=f"c{i:06d}",
+                    day="2026-11-30",
+                    at=at(9) + i,
+                    source="window/pi-w1",
+                    payload='{"window": 1, "action": "call"}' * 8,
+                    result={"ok": True},
+                )
+                log.commit()
+                ran += ask and log.checkpoint_wal()
+                biggest = max(biggest, wal.stat().st_size if wal.exists() else 0)
+        finally:
+            log.close()
+        return biggest, ran
+
+    asked, checkpoints = run(tmp_path / "asked.sqlite", True)
+    alone, _ = run(tmp_path / "alone.sqlite", False)
+    assert checkpoints == 3
+    assert asked < alone * 0.75, (asked, alone)
+    assert alone > 3_000_000  # SQLite's own: ~1,000 pages
+
+
+def test_a_wal_checkpoint_waits_for_its_turn() -> None:
+    """Not before WAL_CHECKPOINT_COMMITS, and never while a group's write is running in
+    the writer thread (it would race that write for the last frames)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = EventLog(Path(tmp) / "log.sqlite")
+        try:
+            assert not log.checkpoint_wal()
+            log._wal_commits = 10**6
+            log._job = (concurrent.futures.Future(), 1)
+            assert not log.checkpoint_wal()
+            log._job = None
+            assert log.checkpoint_wal()
+            assert not log.checkpoint_wal()
+        finally:
+            log.close()
