@@ -66,11 +66,11 @@ ABSENT_KEPT = 4096  # command ids remembered as not in the log (see EventLog.loo
 WRITE_SMOOTHING = 0.2  # weight of the newest write in ``write_s``
 LOGGED_SINCE_KEPT = 100_000  # command ids staged since the log's largest was read
 # The WAL is copied back into the database file (checkpointed) when the coordinator asks,
-# after a group's messages have left, every this many commits (or entries): SQLite's own
-# (at 1,000 pages, ~200 of a quiet hall's commits) runs inside the commit that crosses it,
-# a write and an fsync of the database file (1.4-4 ms) on the path of that command's
-# reply. SQLite's stays, past this, for a log nobody asks (a stream of groups leaves no
-# moment between them)
+# after a quiet group's messages have left, every this many commits (or entries): SQLite's
+# own (at 1,000 pages, ~200 of a quiet hall's commits) runs inside the commit that crosses
+# it, a write and an fsync of the database file (1.4-4 ms) on the path of that command's
+# reply. SQLite's stays, past this, for a log nobody asks: a busy hall's, or one on a slow
+# disk, whose groups are committed in the writer thread (and checkpointed there)
 WAL_CHECKPOINT_COMMITS = 100
 WAL_CHECKPOINT_ENTRIES = 2_000
 

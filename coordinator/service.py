@@ -1080,7 +1080,8 @@ class Coordinator:
             handed = self._hand_over(batch, now=quiet)  # a quiet hall's: no loop pass later
             if snapshot:  # after the group's messages left: its fork delays none of them;
                 self._checkpoint(seq)  # nothing awaited since the lock, the engine is the log
-            self.eventlog.checkpoint_wal()  # the WAL's, likewise (WAL_CHECKPOINT_COMMITS)
+            if quiet:  # the WAL's, likewise, where the disk is quick (WAL_CHECKPOINT_COMMITS);
+                self.eventlog.checkpoint_wal()  # else SQLite's, in the writer thread's commits
             for generation, future, _ in waiters:
                 if not future.done():
                     future.set_result(generation == failures)
