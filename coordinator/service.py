@@ -426,9 +426,11 @@ class Coordinator:
         times are learned from the log."""
 
         def build() -> WaitEstimator:
-            # the first tick's express-window advice needs the simulation too: loaded here,
-            # not in the loop
-            import coordinator.advice  # noqa: F401
+            # the first tick's express-window advice needs the simulation too, and learning
+            # the counter times its module (rich's tables with it: ~40 ms): loaded here,
+            # not in the loop, where a restart's first commands wait
+            import coordinator.advice
+            import coordinator.simulation.learn  # noqa: F401
             from coordinator.eta import WaitEstimator
 
             return WaitEstimator(self.queue.engine)
