@@ -72,6 +72,7 @@ from coordinator.simulation.profile import (
     filing_phase,
     open_spans,
 )
+from coordinator.snapshot import call_forked
 from hallq import messages as m
 from hallq.config import HallConfig, load_config, parse_config
 
@@ -606,6 +607,16 @@ def test_a_long_enough_log_is_used(tmp_path: Path, hall: HallConfig) -> None:
     fc = build_forecast(hall, log_path=path, start=dt.date(2026, 11, 1), days=30)
     assert fc.source.startswith("event log")
     assert fc.history_weeks == pytest.approx(10, abs=0.2)
+    # as the coordinator builds it: the log read here, counted and simulated in a child
+    forked = build_forecast(
+        hall,
+        log_path=path,
+        start=dt.date(2026, 11, 1),
+        days=30,
+        run=lambda make: call_forked(make, timeout_s=120),
+    )
+    assert (forked.source, forked.history_weeks) == (fc.source, fc.history_weeks)
+    assert forked.days == fc.days
 
 
 def test_csv_png_and_table_are_written(tmp_path: Path, hall: HallConfig, history: Any) -> None:

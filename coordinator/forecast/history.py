@@ -41,7 +41,9 @@ __all__ = [
     "History",
     "Stopped",
     "arrival_counts",
+    "count_arrivals",
     "generate_history",
+    "issue_times",
     "open_slots",
 ]
 
@@ -136,7 +138,13 @@ def arrival_counts(
     (an offline dispenser catching up, a green channel opened early) get their own column.
     A long log takes seconds: once ``stop`` is set, the reading ends with :class:`Stopped`.
     """
-    slots, open_min = open_slots(cfg)
+    return count_arrivals(issue_times(log_path, stop=stop), cfg, log_path, stop=stop)
+
+
+def issue_times(log_path: str | Path, *, stop: threading.Event | None = None) -> list[tuple[float]]:
+    """When each ticket in the log at ``log_path`` was issued, in order: SQLite's part of
+    :func:`arrival_counts` (the query runs without the GIL; the counting does not, and
+    the coordinator does it in a forked child)."""
     uri = f"file:{Path(log_path).resolve()}?mode=ro"
     db = sqlite3.connect(uri, uri=True)
     if stop is not None:  # SQLite asks every 100k steps; a true answer interrupts the query
@@ -152,6 +160,18 @@ def arrival_counts(
         raise
     finally:
         db.close()
+    return rows
+
+
+def count_arrivals(
+    rows: list[tuple[float]],
+    cfg: HallConfig,
+    log_path: str | Path,
+    *,
+    stop: threading.Event | None = None,
+) -> History:
+    """:func:`arrival_counts` of the issue times :func:`issue_times` read."""
+    slots, open_min = open_slots(cfg)
     tz = cfg.hall.tzinfo
     cells: dict[tuple[dt.date, int], int] = {}
     for i, (at,) in enumerate(rows):

@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from coordinator.forecast.hall_calendar import Calendar
-from coordinator.forecast.history import History, Stopped, arrival_counts, generate_history
+from coordinator.forecast.history import (
+    History,
+    Stopped,
+    count_arrivals,
+    generate_history,
+    issue_times,
+)
 from coordinator.forecast.levels import (
     LEVEL_BY,
     QUIET,
@@ -332,31 +338,33 @@ def build_forecast(
     else a generated ``months_synthetic``-month history ending yesterday; ``source`` on
     the result says which (and why). ``level_by``: see :func:`forecast_from`. ``stop``
     set (a coordinator stopping) ends it with :class:`~.history.Stopped` before the
-    simulated days, and while the log is read. ``run`` runs the simulated days, given
-    them as a call (the coordinator's: in a forked child); by default here."""
-    run = run or _here
-    if start is None:
-        start = dt.datetime.now(cfg.hall.tzinfo).date()
+    simulated days, and while the log is read. ``run`` runs what holds the GIL for
+    seconds (counting the log's tickets, the simulated days), given it as a call (the
+    coordinator's: in a forked child); by default here. The log is read before, where
+    this is called: a forked child must not open a database its parent has open."""
+    first = start or dt.datetime.now(cfg.hall.tzinfo).date()
+    rows: list[tuple[float]] | None = None
     reason = "no event log given"
     if log_path is not None and Path(log_path).exists():
-        history = arrival_counts(log_path, cfg, stop=stop)
+        rows = issue_times(log_path, stop=stop)
         if stop is not None and stop.is_set():
             raise Stopped("forecast stopped")
-        if history.weeks >= min_weeks:
-            return run(
-                lambda: forecast_from(cfg, history, start=start, days=days, level_by=level_by)
-            )
-        reason = f"event log holds {history.weeks:.1f} weeks, fewer than {min_weeks:g}"
     elif log_path is not None:
         reason = f"no event log at {log_path}"
 
-    def synthetic() -> Forecast:
-        made = generate_history(cfg, months_synthetic, seed, end=start - dt.timedelta(days=1))
-        out = forecast_from(cfg, made, start=start, days=days, level_by=level_by)
-        object.__setattr__(out, "source", f"{made.source} ({reason})")
+    def compute() -> Forecast:
+        why = reason
+        if rows is not None and log_path is not None:
+            history = count_arrivals(rows, cfg, log_path)
+            if history.weeks >= min_weeks:
+                return forecast_from(cfg, history, start=first, days=days, level_by=level_by)
+            why = f"event log holds {history.weeks:.1f} weeks, fewer than {min_weeks:g}"
+        made = generate_history(cfg, months_synthetic, seed, end=first - dt.timedelta(days=1))
+        out = forecast_from(cfg, made, start=first, days=days, level_by=level_by)
+        object.__setattr__(out, "source", f"{made.source} ({why})")
         return out
 
-    return run(synthetic)
+    return (run or _here)(compute)
 
 
 def _here(make: Callable[[], Forecast]) -> Forecast:
