@@ -43,7 +43,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Group
 from rich.table import Table
@@ -51,7 +51,7 @@ from rich.text import Text
 
 from coordinator import hallqueue
 from coordinator.dispatch import load_core
-from coordinator.eventlog import EventLog
+from coordinator.eventlog import Entry, EventLog
 from coordinator.forecast.history import arrival_counts, open_slots
 from coordinator.simulation.profile import PROFILE_START, Demand
 from hallq.config import HallConfig
@@ -442,27 +442,40 @@ def _counter_times(engine: Any, max_min: float) -> tuple[dict[str, list[float]],
 def _replay_day(
     cfg: HallConfig, core_cls: type[Any], rows: list[_Row], tally: _ReplayMismatches | None = None
 ) -> Any:
-    """One business day through a scratch in-memory log and ``HallQueue.recover``: the
-    state recovery would rebuild, with no second reading of what commands mean."""
-    scratch = EventLog(Path(":memory:"))  # SQLite's private in-memory database
-    try:
-        for _seq, kind, cmd_id, day, at, source, payload, result in rows:
-            scratch.append(
-                kind=kind,
-                cmd_id=cmd_id,
-                day=day,
-                at=at,
-                source=source,
-                payload=payload,
-                result=json.loads(result) if result else None,
-            )
-        queue = hallqueue.HallQueue(cfg, scratch, core_cls)
-        queue.recover()
-        if tally is not None:
-            tally.count += queue.replay_mismatches
-    finally:
-        scratch.close()
+    """One business day through ``HallQueue.recover``, reading the day's rows as its log:
+    the state recovery would rebuild, with no second reading of what commands mean. No
+    SQLite: the coordinator runs this in a forked child, which must not call into a
+    library another thread of its parent may have been inside at the fork."""
+    queue = hallqueue.HallQueue(cfg, cast(EventLog, _RowsLog(rows)), core_cls)
+    queue.recover()
+    if tally is not None:
+        tally.count += queue.replay_mismatches
     return queue.engine
+
+
+class _RowsLog:
+    """One day's rows, as ``HallQueue.recover`` reads a log (its day's start, the entries
+    after it; no checkpoint): the log's own reads, over a list."""
+
+    def __init__(self, rows: list[_Row]) -> None:
+        self._entries = [
+            Entry(
+                seq, kind, cmd_id, day, at, source, payload, json.loads(result) if result else None
+            )
+            for seq, kind, cmd_id, day, at, source, payload, result in rows
+        ]
+
+    def day_start(self) -> Entry | None:
+        return next((e for e in reversed(self._entries) if e.kind == "day_open"), None)
+
+    def latest_checkpoint(self) -> None:
+        return None
+
+    def entries_since(self, seq: int) -> list[Entry]:
+        return [e for e in self._entries if e.seq > seq]
+
+    def last_seq(self) -> int:
+        return self._entries[-1].seq if self._entries else 0
 
 
 def logged_day_engine(path: Path, cfg: HallConfig, core_cls: type[Any], day: dt.date) -> Any | None:
