@@ -75,6 +75,7 @@ GROUP_ROUNDS = 8  # loop rounds a group commit waits at most for commands alread
 # the comfort index's simulated days run in a forked child (seconds of pure Python that a
 # worker thread would run holding the GIL the loop needs): given up after this long
 FORECAST_TIMEOUT_S = 600.0
+LEARN_DAY_TIMEOUT_S = 300.0  # likewise, replaying one day of the log for its counter times
 GC_YOUNG = 20_000  # allocations between young collections (CPython's default: 700)
 # a group this small, with nothing more received, is committed on the loop while the disk
 # makes a group durable within QUIET_COMMIT_S (smoothed): a quiet hall's command skips two
@@ -447,8 +448,14 @@ class Coordinator:
     async def _learn_counter_times(self, eta: WaitEstimator) -> None:
         """The wait estimates draw each service's counter times from its history in the
         event log's last LEARN_DAYS where there is enough of it, else from today's. Each
-        closed day is replayed once; its sums are kept beside the log."""
-        from coordinator.simulation.learn import LearnError, learn_counter_times
+        closed day is replayed once; its sums are kept beside the log. The days are read
+        in a worker thread and replayed in a forked child: the open day is replayed at
+        every start, ~2 s of pure Python for a busy one, which a thread would run holding
+        the GIL the loop needs while it answers a restart's waiting devices."""
+        from coordinator.simulation.learn import DaySums, LearnError, learn_counter_times
+
+        def forked(make: Callable[[], DaySums | None]) -> DaySums | None:
+            return call_forked(make, timeout_s=LEARN_DAY_TIMEOUT_S, stop=self.stopping)
 
         since = self.cfg.hall.business_day(self.clock()) - dt.timedelta(days=LEARN_DAYS)
         try:
@@ -459,9 +466,14 @@ class Coordinator:
                 since=since,
                 stop=self.stopping,
                 cache=self.eventlog.path.with_name(f"{self.eventlog.path.stem}-counter-times.json"),
+                run=forked,
             )
         except LearnError as exc:
             log.info("wait estimates: counter times from today only (%s)", exc)
+            return
+        except ChildFailed as exc:
+            if not self.stopping.is_set():
+                log.warning("wait estimates: counter times from today only (%s)", exc)
             return
         except Exception:
             log.exception("wait estimates: learning counter times failed")

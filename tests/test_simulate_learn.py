@@ -28,6 +28,7 @@ from coordinator.simulation.learn import (
     learn_demand,
 )
 from coordinator.simulation.profile import SERVICE_SIGMA, Demand
+from coordinator.snapshot import call_forked
 from hallq import messages as m
 from hallq.config import HallConfig, parse_config
 from hallqctl.cli import main
@@ -271,6 +272,25 @@ def test_the_coordinator_learns_the_same_counter_times_replaying_each_closed_day
     assert learn_counter_times(path, other, min_samples=MIN_SAMPLES, cache=cache) == theirs
     cache.write_text("{not json")  # damaged: only slower
     assert learn_counter_times(path, hall(), min_samples=MIN_SAMPLES, cache=cache) == again
+
+
+def test_counter_times_replayed_in_forked_children_are_the_ones_replayed_here(
+    history: tuple[Path, dict[str, list[float]]], tmp_path: Path
+) -> None:
+    """As the coordinator learns them: each day read here, replayed in a child (so its
+    seconds of pure Python hold no GIL of the serving process), and kept the same."""
+    path, _ = history
+    here = learn_counter_times(path, hall(), min_samples=MIN_SAMPLES, core_kind="pure")
+    forked = learn_counter_times(
+        path,
+        hall(),
+        min_samples=MIN_SAMPLES,
+        core_kind="pure",
+        cache=tmp_path / "counter-times.json",
+        run=lambda make: call_forked(make, timeout_s=120),
+    )
+    assert forked == here
+    assert set(here) >= set(TRUE)
 
 
 def test_learning_counter_times_ends_when_the_coordinator_stops(

@@ -40,8 +40,9 @@ import os
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -219,6 +220,7 @@ def learn_counter_times(
     core_kind: str = "auto",
     stop: threading.Event | None = None,
     cache: Path | None = None,
+    run: Callable[[Callable[[], DaySums | None]], DaySums | None] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Only the counter times (lognormal ``(mu, sigma)`` on seconds) of the services with
     at least ``min_samples`` of them from ``since`` on: what the coordinator's wait
@@ -229,7 +231,10 @@ def learn_counter_times(
       ``cache`` (a JSON file, valid for one hall config and version, like a checkpoint)
       and only new days and the open one are replayed (a busy day is ~2 s of CPU);
     * only those days are read, by the log's day index, not the whole log;
-    * it ends between two days once ``stop`` is set (the coordinator stopping).
+    * it ends between two days once ``stop`` is set (the coordinator stopping);
+    * ``run`` runs a day's replay, given it as a call (the coordinator's: in a forked
+      child, as the day's rows are read here: a busy day's ~2 s of pure Python would
+      hold the GIL its event loop needs); by default here.
 
     Raises :class:`LearnError` as :func:`learn_demand` does for a missing or foreign file."""
     path = Path(log_path)
@@ -258,18 +263,9 @@ def learn_counter_times(
                 rows = db.execute(
                     f"SELECT {_COLUMNS} FROM entries WHERE day = ? ORDER BY seq", (day,)
                 ).fetchall()
-                try:
-                    times, _ = _counter_times(_replay_day(cfg, core_cls, rows), max_counter_min)
-                except ValueError:  # a damaged payload or result: that day is left out
+                sums = (run or _here)(partial(_day_sums, cfg, core_cls, rows, max_counter_min))
+                if sums is None:  # a damaged payload or result: that day is left out
                     continue
-                sums = {
-                    code: [
-                        len(sample),
-                        math.fsum(math.log(x) for x in sample),
-                        math.fsum(math.log(x) ** 2 for x in sample),
-                    ]
-                    for code, sample in times.items()
-                }
                 if day != days[-1]:
                     fresh[day] = sums
             for code, (n, s1, s2) in sums.items():
@@ -421,6 +417,31 @@ def _replay(
             "is this the hall file the log was written under?"
         )
     return issued, unknown, days, times, dropped, notes
+
+
+DaySums = dict[str, list[float]]  # service -> [count, sum of logs, sum of squared logs]
+
+
+def _day_sums(
+    cfg: HallConfig, core_cls: type[Any], rows: list[tuple[Any, ...]], max_counter_min: float
+) -> DaySums | None:
+    """One day's counter-time sums, replayed from its rows; None if the day is damaged."""
+    try:
+        times, _ = _counter_times(_replay_day(cfg, core_cls, rows), max_counter_min)
+    except ValueError:
+        return None
+    return {
+        code: [
+            len(sample),
+            math.fsum(math.log(x) for x in sample),
+            math.fsum(math.log(x) ** 2 for x in sample),
+        ]
+        for code, sample in times.items()
+    }
+
+
+def _here(make: Callable[[], DaySums | None]) -> DaySums | None:
+    return make()
 
 
 def _counter_times(engine: Any, max_min: float) -> tuple[dict[str, list[float]], Counter[str]]:
