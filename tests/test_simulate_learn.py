@@ -12,7 +12,9 @@ import random
 import sqlite3
 import statistics
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 from click.testing import CliRunner
@@ -278,16 +280,26 @@ def test_counter_times_replayed_in_forked_children_are_the_ones_replayed_here(
     history: tuple[Path, dict[str, list[float]]], tmp_path: Path
 ) -> None:
     """As the coordinator learns them: each day read here, replayed in a child (so its
-    seconds of pure Python hold no GIL of the serving process), and kept the same."""
+    seconds of pure Python hold no GIL of the serving process), and kept the same. The
+    child opens no SQLite database: one forked while another thread of the coordinator
+    was inside SQLite could inherit its locks taken and hang."""
     path, _ = history
     here = learn_counter_times(path, hall(), min_samples=MIN_SAMPLES, core_kind="pure")
+
+    def without_sqlite(make: Callable[[], Any]) -> Any:
+        def refuse(*args: object, **kwargs: object) -> NoReturn:
+            raise AssertionError("the replay opened an SQLite database")
+
+        sqlite3.connect = refuse  # in the child only
+        return make()
+
     forked = learn_counter_times(
         path,
         hall(),
         min_samples=MIN_SAMPLES,
         core_kind="pure",
         cache=tmp_path / "counter-times.json",
-        run=lambda make: call_forked(make, timeout_s=120),
+        run=lambda make: call_forked(lambda: without_sqlite(make), timeout_s=120),
     )
     assert forked == here
     assert set(here) >= set(TRUE)
