@@ -13,6 +13,12 @@ descriptor (the broker's socket, the log's file), drops the parent's signal plum
 SIGTERM to the whole service must not reach the parent's loop through the wakeup fd it
 inherited) and leaves with ``os._exit``, so no ``atexit`` hook, finalizer or buffered
 output of the parent runs twice.
+
+``call_forked`` runs other long pure-Python work the same way and brings its result back
+pickled: the comfort forecast's counting and simulated days, the counter-time learner's day
+replays. Such a child must call nothing that another thread of the parent may have been
+inside at the fork (SQLite above all: its locks would be inherited taken); numpy, the
+compiled dispatch core and pure Python are what these run.
 """
 
 from __future__ import annotations
