@@ -229,7 +229,7 @@ def learn_counter_times(
     * a closed day's counter times never change, so each is replayed once: its sums (count,
       sum of logs, sum of squared logs per service: all a lognormal fit needs) are kept in
       ``cache`` (a JSON file, valid for one hall config and version, like a checkpoint)
-      and only new days and the open one are replayed (a busy day is ~2 s of CPU);
+      and only new days and the open one are replayed (a busy day is ~1 s of CPU);
     * only those days are read, by the log's day index, not the whole log;
     * it ends between two days once ``stop`` is set (the coordinator stopping);
     * ``run`` runs a day's replay, given it as a call (the coordinator's: in a forked
