@@ -935,13 +935,6 @@ class Engine:
                 heapq.heapify(heap)
         return sorted(found.values(), key=lambda t: (t.issued_at, t.seq))
 
-    def waiting_tickets(self, service: str) -> list[Ticket]:
-        return [
-            t
-            for t in self.tickets
-            if t.service == service and t.state is TicketState.WAITING and t.directed is None
-        ]
-
     def window_state(self, number: int, rev: int) -> m.WindowState:
         w = self.windows[number]
         t = w.current

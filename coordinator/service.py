@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import gc
 import logging
 import math
@@ -229,10 +230,7 @@ class Coordinator:
         """The comfort index for the boards: from the event log's history, or (the demo)
         from a generated one when ``coordinator.comfort_synthetic`` allows it."""
         from coordinator.forecast.history import Stopped
-        from coordinator.forecast.index import Forecast, build_forecast
-
-        def forked(make: Callable[[], Forecast]) -> Forecast:
-            return call_forked(make, timeout_s=FORECAST_TIMEOUT_S, stop=self.stopping)
+        from coordinator.forecast.index import build_forecast
 
         try:
             forecast = build_forecast(
@@ -240,7 +238,9 @@ class Coordinator:
                 log_path=self.eventlog.path,
                 start=self.cfg.hall.business_day(self.clock()),
                 stop=self.stopping,
-                run=forked,
+                run=functools.partial(
+                    call_forked, timeout_s=FORECAST_TIMEOUT_S, stop=self.stopping
+                ),
             )
         except Stopped:
             return None
@@ -450,12 +450,9 @@ class Coordinator:
         event log's last LEARN_DAYS where there is enough of it, else from today's. Each
         closed day is replayed once; its sums are kept beside the log. The days are read
         in a worker thread and replayed in a forked child: the open day is replayed at
-        every start, ~2 s of pure Python for a busy one, which a thread would run holding
+        every start, ~1 s of pure Python for a busy one, which a thread would run holding
         the GIL the loop needs while it answers a restart's waiting devices."""
-        from coordinator.simulation.learn import DaySums, LearnError, learn_counter_times
-
-        def forked(make: Callable[[], DaySums | None]) -> DaySums | None:
-            return call_forked(make, timeout_s=LEARN_DAY_TIMEOUT_S, stop=self.stopping)
+        from coordinator.simulation.learn import LearnError, learn_counter_times
 
         since = self.cfg.hall.business_day(self.clock()) - dt.timedelta(days=LEARN_DAYS)
         try:
@@ -466,7 +463,9 @@ class Coordinator:
                 since=since,
                 stop=self.stopping,
                 cache=self.eventlog.path.with_name(f"{self.eventlog.path.stem}-counter-times.json"),
-                run=forked,
+                run=functools.partial(
+                    call_forked, timeout_s=LEARN_DAY_TIMEOUT_S, stop=self.stopping
+                ),
             )
         except LearnError as exc:
             log.info("wait estimates: counter times from today only (%s)", exc)
@@ -1087,12 +1086,12 @@ class Coordinator:
                 failures = self.eventlog.failures
                 seq = self.queue.seq
                 every = checkpoint_every(len(self.engine.tickets))
-                snapshot = seq - self._checkpoint_seq >= every and self.storage_error is None
+                checkpoint_due = seq - self._checkpoint_seq >= every and self.storage_error is None
                 if self.session is not None:
                     after += self._dirty_states()
             batch = [item for g, _, sent in waiters if g == failures for item in sent] + after
             handed = self._hand_over(batch, now=quiet)  # a quiet hall's: no loop pass later
-            if snapshot:  # after the group's messages left: its fork delays none of them;
+            if checkpoint_due:  # after the group's messages left: its fork delays none of them;
                 self._checkpoint(seq)  # nothing awaited since the lock, the engine is the log
             if quiet:  # the WAL's, likewise, where the disk is quick (WAL_CHECKPOINT_COMMITS);
                 self.eventlog.checkpoint_wal()  # else SQLite's, in the writer thread's commits

@@ -364,8 +364,4 @@ def build_forecast(
         object.__setattr__(out, "source", f"{made.source} ({why})")
         return out
 
-    return (run or _here)(compute)
-
-
-def _here(make: Callable[[], Forecast]) -> Forecast:
-    return make()
+    return compute() if run is None else run(compute)

@@ -233,7 +233,7 @@ def learn_counter_times(
     * only those days are read, by the log's day index, not the whole log;
     * it ends between two days once ``stop`` is set (the coordinator stopping);
     * ``run`` runs a day's replay, given it as a call (the coordinator's: in a forked
-      child, as the day's rows are read here: a busy day's ~2 s of pure Python would
+      child, as the day's rows are read here: a busy day's ~1 s of pure Python would
       hold the GIL its event loop needs); by default here.
 
     Raises :class:`LearnError` as :func:`learn_demand` does for a missing or foreign file."""
@@ -263,7 +263,8 @@ def learn_counter_times(
                 rows = db.execute(
                     f"SELECT {_COLUMNS} FROM entries WHERE day = ? ORDER BY seq", (day,)
                 ).fetchall()
-                sums = (run or _here)(partial(_day_sums, cfg, core_cls, rows, max_counter_min))
+                replay = partial(_day_sums, cfg, core_cls, rows, max_counter_min)
+                sums = replay() if run is None else run(replay)
                 if sums is None:  # a damaged payload or result: that day is left out
                     continue
                 if day != days[-1]:
@@ -438,10 +439,6 @@ def _day_sums(
         ]
         for code, sample in times.items()
     }
-
-
-def _here(make: Callable[[], DaySums | None]) -> DaySums | None:
-    return make()
 
 
 def _counter_times(engine: Any, max_min: float) -> tuple[dict[str, list[float]], Counter[str]]:
