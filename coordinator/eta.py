@@ -19,11 +19,12 @@ refreshes so they take at most ``budget`` of one core (see BENCHMARKS.md).
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import statistics
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +71,9 @@ class WaitEstimator:
     """Predicted waits for a hall's tickets; attach with ``engine.estimator = est``.
 
     ``refresh(now)`` simulates (synchronously; the coordinator runs ``capture`` on its loop
-    and ``simulate`` in a worker thread); ``estimate`` answers from the last refresh, or
-    returns ``None`` where it has nothing better than the engine's queueing estimate.
+    and ``simulate`` in a worker thread, which plays the hall in a forked child);
+    ``estimate`` answers from the last refresh, or returns ``None`` where it has nothing
+    better than the engine's queueing estimate.
     """
 
     def __init__(
@@ -204,21 +206,33 @@ class WaitEstimator:
             self._halls[key] = hall
         return hall
 
-    def simulate(self, state: Mapping[str, Any]) -> Snapshot:
+    def simulate(
+        self,
+        state: Mapping[str, Any],
+        run: Callable[[Callable[[], Snapshot]], Snapshot] | None = None,
+    ) -> Snapshot:
         """Play the captured hall forward ``replications`` times; safe in a worker thread
-        (it reads only ``state`` and its own simulated halls)."""
+        (it reads only ``state`` and its own simulated halls). ``run`` calls the playing
+        elsewhere (the coordinator: in a forked child, ``snapshot.call_forked``): its cost
+        grows with the hall's arrival rate (an hour of arrivals is drawn per replication,
+        ~0.7 s of pure Python at a burst's 3 tickets/s), and a worker thread would hold
+        the GIL the event loop needs for that long."""
+        hall = self._hall(state)  # built and cached here: a child's copy would be lost
+        self._round += 1
+        play = functools.partial(self._play, state, hall, self._round)
+        return play() if run is None else run(play)
+
+    def _play(self, state: Mapping[str, Any], hall: FastHall, round_: int) -> Snapshot:
         started = time.thread_time()  # CPU of this thread: the budget is a core's share
         now, base = state["now"], state["base"]
         start_s = now - base
-        hall = self._hall(state)
         counter = state["counter"]
         backlog = state["backlog"]
         n_back = len(backlog)
         probes = list(counter)
         calls: list[list[float]] = [[] for _ in range(n_back + len(probes))]
-        self._round += 1
         for r in range(self.replications):
-            rng = random.Random(f"hallq-eta:{self.seed}:{self._round}:{r}")
+            rng = random.Random(f"hallq-eta:{self.seed}:{round_}:{r}")
             arrivals = self._draw(state, rng, probes)
             cols = DayArrivals.of(arrivals, hall.codes)
             busy = {

@@ -76,6 +76,7 @@ GROUP_ROUNDS = 8  # loop rounds a group commit waits at most for commands alread
 # the comfort index's simulated days run in a forked child (seconds of pure Python that a
 # worker thread would run holding the GIL the loop needs): given up after this long
 FORECAST_TIMEOUT_S = 600.0
+ETA_TIMEOUT_S = 60.0  # a wait-estimate refresh's simulated hall (ms in a hall, ~1 s in a burst)
 LEARN_DAY_TIMEOUT_S = 300.0  # likewise, replaying one day of the log for its counter times
 GC_YOUNG = 20_000  # allocations between young collections (CPython's default: 700)
 # a group this small, with nothing more received, is committed on the loop while the disk
@@ -485,7 +486,15 @@ class Coordinator:
 
     async def _simulate_waits(self, eta: WaitEstimator, state: dict[str, Any]) -> None:
         try:
-            snapshot = await asyncio.to_thread(eta.simulate, state)
+            snapshot = await asyncio.to_thread(
+                eta.simulate,
+                state,
+                functools.partial(call_forked, timeout_s=ETA_TIMEOUT_S, stop=self.stopping),
+            )
+        except ChildFailed as exc:
+            if not self.stopping.is_set():
+                log.warning("wait estimates: the simulation gave nothing (%s)", exc)
+            return
         except Exception:
             log.exception("wait estimates: the simulation failed (queueing estimate shown)")
             return

@@ -3,13 +3,16 @@ estimate, and the simulation estimator predicting each waiting ticket's call."""
 
 from __future__ import annotations
 
+import os
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from coordinator.engine import Engine
-from coordinator.eta import WaitEstimator
+from coordinator.eta import Snapshot, WaitEstimator
+from coordinator.snapshot import call_forked
 from hallq import messages as m
 
 from .halls import at, small_hall
@@ -73,6 +76,39 @@ def test_the_simulation_predicts_each_waiting_tickets_call(engine: Engine) -> No
     queue = engine.queue_state("tax-filing", 1, now)
     assert queue.wait is not None
     assert queue.wait.p50_min == pytest.approx(9.5, abs=0.3)
+
+
+def test_a_refresh_played_in_a_forked_child_predicts_what_one_played_here_does(
+    engine: Engine,
+) -> None:
+    """The coordinator plays each refresh in a forked child (a burst's refresh is ~1 s of
+    pure Python the loop's GIL would share): the same predictions, refresh after refresh
+    (each refresh's random draws are numbered in the parent), and played elsewhere."""
+    for _ in range(6):
+        issue(engine, "tax-filing", now=at(9))
+        issue(engine, "invoice", now=at(9))
+    assert act(engine, 3, "call", now=at(9)).ok
+    here = WaitEstimator(engine, replications=4)
+    there = WaitEstimator(engine, replications=4)
+    pids = []
+
+    def forked(play: Callable[[], Snapshot]) -> Snapshot:
+        def make() -> tuple[int, Snapshot]:
+            return os.getpid(), play()
+
+        pid, snap = call_forked(make, timeout_s=60)
+        pids.append(pid)
+        return snap
+
+    for minute in (1, 2):
+        state = here.capture(at(9, minute))
+        mine, theirs = here.simulate(state), there.simulate(state, forked)
+        assert theirs.tickets == mine.tickets
+        assert theirs.queue == mine.queue
+        assert theirs.tickets
+        assert theirs.queue
+    assert len(pids) == 2
+    assert os.getpid() not in pids
 
 
 def test_the_estimator_keeps_within_its_budget_between_refreshes(engine: Engine) -> None:

@@ -19,7 +19,7 @@ import pytest
 from coordinator.dispatch import load_core
 from coordinator.eventlog import EventLog
 from coordinator.hallqueue import HallQueue
-from coordinator.snapshot import ChildFailed, call_forked, fork_bytes
+from coordinator.snapshot import CHILD_NICE, ChildFailed, call_forked, fork_bytes
 from hallq import messages as m
 from hallq.config import load_config
 from hallq.examples import example_hall
@@ -147,6 +147,12 @@ def test_a_forked_call_runs_in_another_process_and_brings_its_result_back() -> N
     made = call_forked(lambda: (os.getpid(), {"levels": [1.5, 2]}), timeout_s=30)
     assert made[0] != os.getpid()
     assert made[1] == {"levels": [1.5, 2]}
+
+
+def test_a_forked_child_yields_the_cpu_to_the_service_it_came_from() -> None:
+    """Its work (a wait-estimate refresh, a forecast) waits for the broker's and the
+    devices' on a busy machine's other core, not the other way round."""
+    assert call_forked(lambda: os.nice(0), timeout_s=30) == os.nice(0) + CHILD_NICE
 
 
 def test_a_forked_call_that_raises_says_its_child_failed() -> None:
