@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import aiomqtt
 import paho.mqtt.client as paho_client
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.matcher import MQTTMatcher
 
 from hallq import messages as m
 from hallq.bus import Incoming, Session
@@ -202,6 +204,38 @@ async def test_a_persistent_session_receives_qos1_sent_while_it_was_away(
         await back.subscribe(T.event("call"), got)
         payloads = await got.wait_for(lambda ps: len(ps) == 1)
     assert payloads[0] == call
+
+
+async def test_messages_sent_and_received_leave_no_reference_cycles_to_collect(
+    make_session: Callable[..., Session], inbox: type[Inbox]
+) -> None:
+    """A busy coordinator handles thousands of messages a second: garbage that only the
+    cycle collector frees piles up between its collections, each a pause of the loop that
+    walks it (paho's topic matcher left six objects a message, issue 19)."""
+    got = inbox()
+    calls = 200
+    async with (
+        make_session("board", "board-gc") as board,
+        make_session("coordinator", "coord-gc") as coord,
+    ):
+        await board.subscribe(T.event("call"), got)
+        await board.wait_connected(10)
+        await coord.wait_connected(10)
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for k in range(calls):
+                call = m.CallEvent(ticket=f"A{k:03d}", service="tax-filing", window=1, zone="z")
+                await coord.publish(T.event("call"), call)
+            await got.wait_for(lambda ps: len(ps) == calls)
+            gc.collect()
+            garbage = [type(o).__qualname__ for o in gc.garbage]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert len(garbage) < calls, sorted(set(garbage))
 
 
 async def test_request_reply_correlates_concurrent_requests(
@@ -583,6 +617,7 @@ def test_buffered_reads_hand_paho_the_socket_s_bytes_in_the_pieces_it_asks_for()
 
     class Paho:
         _sock = a
+        _on_message_filtered = MQTTMatcher()  # type: ignore[no-untyped-call]
 
         def _sock_recv(self, bufsize: int) -> bytes:
             try:
