@@ -72,6 +72,12 @@ ETA_STALE_S = 30.0  # hall seconds: waits are re-simulated at least this often
 # commands in their handlers at once: those that arrive together are applied in arrival
 # order and share one commit of the event log (group commit)
 COMMAND_CONCURRENCY = 256
+# a checkpoint (its fork, the child's pickling, its blob written to the log beside the
+# groups' commits) costs by the day's size, not by the entries it saves replaying: in a
+# burst (thousands of commands a second) every checkpoint_every entries was several a
+# second and ~25% of the coordinator's throughput. Spaced at least this far apart, a
+# restart after a kill mid-burst replays at most this long of it (~5,600 entries, ~0.25 s)
+CHECKPOINT_MIN_S = 1.0
 GROUP_ROUNDS = 8  # loop rounds a group commit waits at most for commands already received
 # the comfort index's simulated days run in a forked child (seconds of pure Python that a
 # worker thread would run holding the GIL the loop needs): given up after this long
@@ -178,6 +184,7 @@ class Coordinator:
         every = checkpoint_every(len(self.queue.engine.tickets))
         self._checkpoint_seq = self.queue.seq if replayed < every else 0
         self._checkpointing: asyncio.Future[bool] | None = None
+        self._checkpoint_at = -math.inf  # time.monotonic() of the last one forked
         # the wait estimator starts once serving (``_start_estimating``); until then the
         # engine gives its queueing estimate
         self.eta: WaitEstimator | None = None
@@ -1095,7 +1102,11 @@ class Coordinator:
                 failures = self.eventlog.failures
                 seq = self.queue.seq
                 every = checkpoint_every(len(self.engine.tickets))
-                checkpoint_due = seq - self._checkpoint_seq >= every and self.storage_error is None
+                checkpoint_due = (
+                    seq - self._checkpoint_seq >= every
+                    and time.monotonic() - self._checkpoint_at >= CHECKPOINT_MIN_S
+                    and self.storage_error is None
+                )
                 if self.session is not None:
                     after += self._dirty_states()
             batch = [item for g, _, sent in waiters if g == failures for item in sent] + after
@@ -1113,13 +1124,14 @@ class Coordinator:
                 task.add_done_callback(self._alerting.discard)
 
     def _checkpoint(self, seq: int) -> None:
-        """Every ``checkpoint_every`` entries: the state is pickled in a forked child
-        (``coordinator.snapshot``: the loop pauses for the fork, ~1-3 ms, not for the
-        pickling, ~30 ms for a 10,000-ticket day) and written by a worker thread; where
-        the process cannot fork, pickled here, under the lock."""
+        """Every ``checkpoint_every`` entries, and at most every CHECKPOINT_MIN_S: the
+        state is pickled in a forked child (``coordinator.snapshot``: the loop pauses for
+        the fork, ~1-3 ms, not for the pickling, ~30 ms for a 10,000-ticket day) and
+        written by a worker thread; where the process cannot fork, pickled here, under the
+        lock."""
         if self._checkpointing is not None and not self._checkpointing.done():
             return
-        self._checkpoint_seq = seq
+        self._checkpoint_seq, self._checkpoint_at = seq, time.monotonic()
         day = self.queue.checkpoint_day()
         child = fork_bytes(self.queue.checkpoint)
         made_here = self.queue.checkpoint() if child is None else b""
