@@ -20,6 +20,7 @@ import json
 import logging
 import pickle
 import sqlite3
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,12 @@ log = logging.getLogger("hallq.coordinator")
 KINDS: dict[str, Any] = {"window": m.WindowCommand, "ticket": m.TicketRequest}
 CHECKPOINT_EVERY = 500  # entries between checkpoints, at least (see checkpoint_every)
 CHECKPOINT_SHARE = 8  # and at least the day's tickets / this
-CHECKPOINT_FORMAT = 2  # 2: a superseded ticket's call withdrawn (older days replayed)
+# 2: a superseded ticket's call withdrawn (older days replayed); 3: compressed
+CHECKPOINT_FORMAT = 3
+# zlib's fastest level: a day's pickle ~6x smaller for ~1.2 µs a ticket in the child. The
+# blob is written into the log beside the groups' commits, holding its write lock: at
+# 1.7 MB (6,700 tickets) those commits waited 35-48 ms, once a second under load
+CHECKPOINT_ZLIB_LEVEL = 1
 # the engine's state in a checkpoint (the rest of it comes from the hall config)
 ENGINE_STATE = (
     "windows",
@@ -139,10 +145,11 @@ class HallQueue:
         state: dict[str, Any] = {k: getattr(self.engine, k) for k in ENGINE_STATE}
         state["core"] = self.engine.core.export_state()
         state["queue"] = (self._issued_for, self._superseded, self._asked)
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return zlib.compress(data, CHECKPOINT_ZLIB_LEVEL)
 
     def _restore(self, data: bytes) -> None:
-        state = pickle.loads(data)  # our own file, written by checkpoint()
+        state = pickle.loads(zlib.decompress(data))  # our own file, written by checkpoint()
         self.engine.core.import_state(state.pop("core"))
         self._issued_for, self._superseded, self._asked = state.pop("queue")
         for key, value in state.items():
