@@ -39,6 +39,10 @@ RATE_LOOKBACK_S = 1800.0  # arrivals expected at the rate of the last half hour
 # at it (a clerk at it would have called): it is left out until it calls again.
 UNSTAFFED_S = 120.0
 HORIZON_S = 3600.0  # arrivals are drawn this far ahead (all waiting are called anyway)
+# ...or, for a service arriving faster than this many an hour, as far as that many take:
+# in a burst an hour of arrivals was 72,000 draws a replication at 20 tickets/s (0.7 s of
+# a core a refresh, traced under the load bench), for a future nobody waiting lives to see
+FUTURE_ARRIVALS_MAX = 1000
 # Minutes added on each side of a range: the replications' own spread misses that a
 # refresh is up to seconds old when it is read (set on the average filing day, 0.05;
 # bench/eta.py --spread tries others, BENCHMARKS.md has the table).
@@ -279,8 +283,9 @@ class WaitEstimator:
         for c, rate in state["rates"].items():
             if rate <= 0:
                 continue
+            end = start_s + min(HORIZON_S, FUTURE_ARRIVALS_MAX / rate)
             t = start_s + rng.expovariate(rate)
-            while t < start_s + HORIZON_S:
+            while t < end:
                 future.append(
                     Arrival(t, c, rng.lognormvariate(*counter[c]), rng.random() < no_show)
                 )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from coordinator.engine import Engine
-from coordinator.eta import Snapshot, WaitEstimator
+from coordinator.eta import FUTURE_ARRIVALS_MAX, HORIZON_S, Snapshot, WaitEstimator
 from coordinator.snapshot import call_forked
 from hallq import messages as m
 
@@ -109,6 +109,23 @@ def test_a_refresh_played_in_a_forked_child_predicts_what_one_played_here_does(
         assert theirs.queue
     assert len(pids) == 2
     assert os.getpid() not in pids
+
+
+def test_a_burst_draws_a_bounded_future_and_a_halls_pace_a_full_hour(engine: Engine) -> None:
+    """Arrivals are drawn an hour ahead at the last half hour's rate; in a burst that was
+    tens of thousands of draws a replication. A service arriving faster than
+    FUTURE_ARRIVALS_MAX an hour gets that many, over a shorter horizon."""
+    est = WaitEstimator(engine, replications=1)
+    state = est.capture(at(9))
+    start = state["now"] - state["base"]
+    services = list(state["counter"])
+    for rate, most, reach in ((50.0, 1.2 * FUTURE_ARRIVALS_MAX, 0.0), (0.05, 400, 3000.0)):
+        state["rates"] = dict.fromkeys(services, rate)
+        future = est._draw(state, random.Random(1), [])
+        assert len(future) <= most * len(services)
+        assert len(future) <= rate * HORIZON_S * len(services) / 10 or rate < 1
+        assert max(a.t for a in future) - start >= reach
+    assert max(a.t for a in future) - start < HORIZON_S
 
 
 def test_the_estimator_keeps_within_its_budget_between_refreshes(engine: Engine) -> None:
