@@ -219,8 +219,8 @@ class WaitEstimator:
         (it reads only ``state`` and its own simulated halls). ``run`` calls the playing
         elsewhere (the coordinator: in a forked child, ``snapshot.call_forked``): its cost
         grows with the hall's arrival rate (an hour of arrivals is drawn per replication,
-        ~0.7 s of pure Python at a burst's 3 tickets/s), and a worker thread would hold
-        the GIL the event loop needs for that long."""
+        at most FUTURE_ARRIVALS_MAX a service: ~0.5 s of pure Python in a burst), and a
+        worker thread would hold the GIL the event loop needs for that long."""
         hall = self._hall(state)  # built and cached here: a child's copy would be lost
         self._round += 1
         play = functools.partial(self._play, state, hall, self._round)

@@ -16,10 +16,11 @@ output of the parent runs twice.
 
 ``call_forked`` runs other long pure-Python work the same way and brings its result back
 pickled: the comfort forecast's counting and simulated days, the counter-time learner's day
-replays, the wait estimates' simulated halls. Children run at a lower priority
-(``CHILD_NICE``): on a busy machine their core is the broker's and the devices' too. Such a child must call nothing that another thread of the parent may have been
-inside at the fork (SQLite above all: its locks would be inherited taken); numpy, the
-compiled dispatch core and pure Python are what these run.
+replays, the wait estimates' simulated halls. Such a child must call nothing that another
+thread of the parent may have been inside at the fork (SQLite above all: its locks would be
+inherited taken); numpy, the compiled dispatch core and pure Python are what these run.
+Children run at a lower priority (``CHILD_NICE``): on a busy machine their core is the
+broker's and the devices' too.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ log = logging.getLogger("hallq.coordinator")
 FAILED = 1  # the child's exit status when ``make`` raised
 COLLECT_TIMEOUT_S = 120.0  # a 20,000-ticket day pickles in ~60 ms
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
-STOP_POLL_S = 0.25
+STOP_POLL_S = 0.25  # how often a wait looks at its stop event
 # a child's work waits: on a busy machine the core it runs on is the broker's and the
-# devices' too, and a wait-estimate refresh in a burst is ~1 s of a core
-CHILD_NICE = 10  # how often a wait looks at its stop event
+# devices' too, and a wait-estimate refresh in a burst is ~0.5 s of a core
+CHILD_NICE = 10
 T = TypeVar("T")
 
 
