@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import os
 import random
+from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
-from coordinator.engine import Engine
-from coordinator.eta import FUTURE_ARRIVALS_MAX, HORIZON_S, Snapshot, WaitEstimator
+from coordinator.engine import Engine, Ticket
+from coordinator.eta import (
+    FUTURE_ARRIVALS_MAX,
+    HORIZON_S,
+    RATE_LOOKBACK_S,
+    RecentArrivals,
+    Snapshot,
+    WaitEstimator,
+)
 from coordinator.snapshot import call_forked
 from hallq import messages as m
 
@@ -126,6 +135,29 @@ def test_a_burst_draws_a_bounded_future_and_a_halls_pace_a_full_hour(engine: Eng
         assert len(future) <= rate * HORIZON_S * len(services) / 10 or rate < 1
         assert max(a.t for a in future) - start >= reach
     assert max(a.t for a in future) - start < HORIZON_S
+
+
+def test_the_arrival_rate_counts_the_last_half_hour_as_tickets_come() -> None:
+    """The capture's arrival rate: per service, the tickets issued in the last half hour,
+    kept as tickets are added rather than found by a pass back over the day. Tickets
+    issued offline long before and added late, tickets stamped ahead of the clock and a
+    clock that goes back all count as a pass over every ticket would count them."""
+    rng = random.Random(5)
+    tickets: list[Any] = []
+    recent = RecentArrivals()
+    now = 36_000.0
+    for step in range(500):
+        now += rng.uniform(0, 30) if step % 50 else -900.0
+        for _ in range(rng.randint(0, 3)):
+            late = rng.random() < 0.05
+            issued = now - rng.uniform(0, 5000) if late else now - rng.uniform(0, 5)
+            tickets.append(SimpleNamespace(issued_at=issued, service=rng.choice("abc")))
+        if step % 7 == 0:
+            tickets.append(SimpleNamespace(issued_at=now + 60, service="a"))
+        got = recent.counts(cast(list[Ticket], tickets), now)
+        want = Counter(t.service for t in tickets if now - RATE_LOOKBACK_S <= t.issued_at <= now)
+        assert {c: n for c, n in got.items() if n} == dict(want), step
+    assert sum(want.values()) > 50
 
 
 def test_the_estimator_keeps_within_its_budget_between_refreshes(engine: Engine) -> None:
