@@ -19,6 +19,9 @@ pickled: the comfort forecast's counting and simulated days, the counter-time le
 replays, the wait estimates' simulated halls. Such a child must call nothing that another
 thread of the parent may have been inside at the fork (SQLite above all: its locks would be
 inherited taken); numpy, the compiled dispatch core and pure Python are what these run.
+Nor may it import a module: one another thread was importing at the fork keeps its lock
+taken in the child, which hangs on it. The caller imports first what the work needs
+(``coordinator.forecast.waits.load_simulation``).
 Children run at a lower priority (``CHILD_NICE``): on a busy machine their core is the
 broker's and the devices' too.
 """

@@ -12,6 +12,8 @@ import datetime as dt
 import logging
 import math
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -617,6 +619,33 @@ def test_a_long_enough_log_is_used(tmp_path: Path, hall: HallConfig) -> None:
     )
     assert (forked.source, forked.history_weeks) == (fc.source, fc.history_weeks)
     assert forked.days == fc.days
+
+
+def test_the_forecast_child_imports_nothing_its_parent_had_not() -> None:
+    """The simulated days run in a forked child, which must import nothing: a module
+    another thread of the coordinator was importing at the fork (its wait estimates load
+    the same simulation modules at start) keeps its lock taken in the child, and the
+    child hangs. In a fresh interpreter loaded as a coordinator is, what the child's work
+    imports is imported before the fork."""
+    code = """
+import sys, datetime as dt
+import coordinator.service
+from coordinator.forecast.index import build_forecast
+from hallq.config import load_config
+from hallq.examples import example_hall
+new = []
+def run(make):
+    before = set(sys.modules)
+    out = make()
+    new.extend(sorted(set(sys.modules) - before))
+    return out
+build_forecast(load_config(example_hall()), start=dt.date(2026, 12, 7), days=7, run=run)
+print(new)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 def test_csv_png_and_table_are_written(tmp_path: Path, hall: HallConfig, history: Any) -> None:

@@ -46,7 +46,12 @@ from coordinator.forecast.levels import (
     wait_level,
 )
 from coordinator.forecast.model import Fit, fit
-from coordinator.forecast.waits import REPLICATIONS, SimulatedWaits, simulate_waits
+from coordinator.forecast.waits import (
+    REPLICATIONS,
+    SimulatedWaits,
+    load_simulation,
+    simulate_waits,
+)
 from hallq import messages as m
 from hallq.config import HallConfig
 
@@ -364,4 +369,7 @@ def build_forecast(
         object.__setattr__(out, "source", f"{made.source} ({why})")
         return out
 
-    return compute() if run is None else run(compute)
+    if run is None:
+        return compute()
+    load_simulation()  # here: the child must import nothing (see load_simulation)
+    return run(compute)

@@ -145,6 +145,23 @@ class SimulatedWaits:
         }
 
 
+def load_simulation() -> None:
+    """Import now what the simulated days import on first use (the dispatch core, the day
+    loop, numpy's random module). They run in a forked child, which must import nothing:
+    a module another thread of the parent was importing at the fork has its lock taken
+    for good in the child, and a coordinator's start imports these very modules for its
+    wait estimates, in a thread of its own, while its forecast forks (a child hung that
+    way for twenty minutes, orphaned by a test's SIGKILL)."""
+    import numpy.random  # noqa: F401
+
+    from coordinator.dispatch import load_core
+    from coordinator.simulation import FastHall, sim_day  # noqa: F401
+    from coordinator.simulation.day import loop_module, sim_config  # noqa: F401
+    from coordinator.simulation.policies import POLICIES, policy_skills  # noqa: F401
+
+    loop_module(load_core("auto"))
+
+
 class _Hall:
     """A hall set up once for simulating forecast days: FastHall, demand, slot pieces."""
 
