@@ -1220,7 +1220,12 @@ class Coordinator:
         return f"{link}, {waiting} waiting, {open_}/{len(engine.windows)} windows open"
 
     def close(self) -> None:
-        """A clean stop leaves a checkpoint, so the next start replays nothing."""
+        """A clean stop leaves a checkpoint, so the next start replays nothing. Work in
+        worker threads and their forked children (the comfort forecast started by a day's
+        first command, say) is told to stop: a closed coordinator whose loop shuts down
+        its executor must not wait for a child still simulating days, at a low priority on
+        a busy machine, for minutes."""
+        self.stopping.set()
         try:
             self.queue.commit()  # staged, never answered: the broker delivers them again
         except StorageFailed as exc:

@@ -592,6 +592,38 @@ async def test_a_burst_of_commands_makes_one_checkpoint_per_interval_not_one_per
     assert len(children) == 1
 
 
+async def test_a_closed_coordinator_stops_the_forecast_child_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day's first command starts the comfort forecast: simulated days in a forked
+    child, at a low priority, that on a busy machine take minutes. A coordinator closed
+    meanwhile tells it to stop, so whoever shuts its loop's executor down does not wait
+    for those days (a loaded CI box's teardown waited out its 180 s timeout)."""
+    import threading
+    import time
+
+    import coordinator.forecast.index as index
+    from coordinator.service import Coordinator
+
+    forked = threading.Event()
+
+    def slow_forecast(*_: Any, run: Any, **__: Any) -> Any:
+        forked.set()
+        return run(lambda: time.sleep(120))
+
+    monkeypatch.setattr(index, "build_forecast", slow_forecast)
+    cfg = small_hall("mqtt://127.0.0.1:1", str(tmp_path / "state"))
+    coordinator = Coordinator(cfg, log_path=tmp_path / "log.sqlite", clock=FakeClock())
+    coordinator._refresh_forecast()
+    assert coordinator._refreshing is not None
+    await asyncio.to_thread(forked.wait, 30)
+    started = time.monotonic()
+    coordinator.close()
+    await asyncio.wait_for(coordinator._refreshing, 30)
+    assert coordinator.forecast is None
+    assert time.monotonic() - started < 10
+
+
 async def test_checkpoints_are_made_by_a_child_and_restore_what_replaying_builds(
     mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
