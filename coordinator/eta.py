@@ -185,8 +185,8 @@ class WaitEstimator:
 
     def capture(self, now: float) -> dict[str, Any]:
         """What the simulation needs of the hall now; plain data, cheap (the waiting, the
-        open tickets and the last half hour's, not the whole day), so it runs where the
-        engine lives and the simulating elsewhere."""
+        open tickets and the tickets added since the last capture, not the whole day), so
+        it runs where the engine lives and the simulating elsewhere."""
         started = time.thread_time()
         e = self.engine
         day = e.day or e.business_day(now)

@@ -93,7 +93,8 @@ class Entry:
     result: dict[str, Any] | None
 
 
-def _entry(row: tuple[Any, ...]) -> Entry:
+def entry_of(row: tuple[Any, ...]) -> Entry:
+    """An entry from its row as stored (its result's JSON read)."""
     seq, kind, cmd_id, day, at, source, payload, result = row
     return Entry(
         seq, kind, cmd_id, day, at, source, payload, json.loads(result) if result else None
@@ -195,7 +196,7 @@ class EventLog:
     def lookup(self, cmd_id: str) -> Entry | None:
         staged = self._staged_ids.get(cmd_id)
         if staged is not None:
-            return _entry(staged)
+            return entry_of(staged)
         absent = self._absent
         if absent is not None and cmd_id in absent:
             return None
@@ -213,7 +214,7 @@ class EventLog:
                     absent.clear()
                 absent.add(cmd_id)
             return None
-        return _entry(row)
+        return entry_of(row)
 
     def append(
         self,
@@ -454,7 +455,7 @@ class EventLog:
             "SELECT seq, kind, cmd_id, day, at, source, payload, result FROM entries "
             "WHERE kind = 'day_open' ORDER BY seq DESC LIMIT 1"
         ).fetchone()
-        return _entry(row) if row else None
+        return entry_of(row) if row else None
 
     def entries_since(self, seq: int) -> list[Entry]:
         rows = self._reader.execute(
@@ -462,7 +463,7 @@ class EventLog:
             "WHERE seq > ? ORDER BY seq",
             (seq,),
         ).fetchall()
-        return [_entry(r) for r in rows]
+        return [entry_of(r) for r in rows]
 
     def latest_checkpoint(self) -> tuple[int, str, str, bytes] | None:
         """(seq, day, fingerprint, data) of the newest checkpoint, if any."""

@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from coordinator.authz import Authority, Refusal, flood_alert, refusal_alert
 from coordinator.dispatch import load_core
@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # imported once serving: the simulation brings numpy
     from coordinator.eta import WaitEstimator
 
 log = logging.getLogger("hallq.coordinator")
+_T = TypeVar("_T")
 
 STATS_INTERVAL_S = 1.0
 ADVICE_EVERY_S = 60.0  # hall seconds between checks for express-window advice
@@ -234,6 +235,11 @@ class Coordinator:
         # set when stopping: a worker thread reading the log ends at its next check
         self.stopping = threading.Event()
 
+    def _in_child(self, timeout_s: float) -> Callable[[Callable[[], _T]], _T]:
+        """A runner for a worker thread's long pure-Python work: in a forked child
+        (``snapshot.call_forked``), given up after ``timeout_s`` or once stopping."""
+        return functools.partial(call_forked, timeout_s=timeout_s, stop=self.stopping)
+
     def _forecast(self) -> Any:
         """The comfort index for the boards: from the event log's history, or (the demo)
         from a generated one when ``coordinator.comfort_synthetic`` allows it."""
@@ -246,9 +252,7 @@ class Coordinator:
                 log_path=self.eventlog.path,
                 start=self.cfg.hall.business_day(self.clock()),
                 stop=self.stopping,
-                run=functools.partial(
-                    call_forked, timeout_s=FORECAST_TIMEOUT_S, stop=self.stopping
-                ),
+                run=self._in_child(FORECAST_TIMEOUT_S),
             )
         except Stopped:
             return None
@@ -471,9 +475,7 @@ class Coordinator:
                 since=since,
                 stop=self.stopping,
                 cache=self.eventlog.path.with_name(f"{self.eventlog.path.stem}-counter-times.json"),
-                run=functools.partial(
-                    call_forked, timeout_s=LEARN_DAY_TIMEOUT_S, stop=self.stopping
-                ),
+                run=self._in_child(LEARN_DAY_TIMEOUT_S),
             )
         except LearnError as exc:
             log.info("wait estimates: counter times from today only (%s)", exc)
@@ -496,7 +498,7 @@ class Coordinator:
             snapshot = await asyncio.to_thread(
                 eta.simulate,
                 state,
-                functools.partial(call_forked, timeout_s=ETA_TIMEOUT_S, stop=self.stopping),
+                self._in_child(ETA_TIMEOUT_S),
             )
         except ChildFailed as exc:
             if not self.stopping.is_set():

@@ -21,9 +21,8 @@ thread of the parent may have been inside at the fork (SQLite above all: its loc
 inherited taken); numpy, the compiled dispatch core and pure Python are what these run.
 Nor may it import a module: one another thread was importing at the fork keeps its lock
 taken in the child, which hangs on it. The caller imports first what the work needs
-(``coordinator.forecast.waits.load_simulation``).
-Children run at a lower priority (``CHILD_NICE``): on a busy machine their core is the
-broker's and the devices' too.
+(``coordinator.forecast.waits.load_simulation``). Children run at a lower priority
+(``CHILD_NICE``): on a busy machine their core is the broker's and the devices' too.
 """
 
 from __future__ import annotations

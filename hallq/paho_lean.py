@@ -410,9 +410,9 @@ class LeanReader:
 
 
 def _aiomqtt_on_publish() -> Any:
-    """aiomqtt's PUBACK callback (a function: never None's ``__func__``), or a marker
-    nothing is where aiomqtt is not loaded (a bare paho client's callbacks are called as
-    paho would)."""
+    """aiomqtt's PUBACK callback, the function its clients' bound ``on_publish`` wraps;
+    where aiomqtt is not loaded, a marker no callback's ``__func__`` is (a bare paho
+    client's callbacks are then called as paho calls them)."""
     aiomqtt = sys.modules.get("aiomqtt")
     return _NOT_LOADED if aiomqtt is None else aiomqtt.Client._on_publish
 

@@ -553,19 +553,11 @@ async def test_commands_arriving_together_share_one_commit_and_are_answered_once
     assert len([k for k in commits if k]) < 30, "every command had a commit of its own"
 
 
-async def test_a_burst_of_commands_makes_one_checkpoint_per_interval_not_one_per_few_entries(
-    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A checkpoint costs by the day's size (fork, pickling, the blob written beside the
-    commits): in a burst, one every ``checkpoint_every`` entries was several a second and
-    a quarter of the coordinator's throughput. Within CHECKPOINT_MIN_S of the last one,
-    however many entries came, there is no other."""
-    import coordinator.hallqueue as hallqueue
+def _record_checkpoint_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The coordinator's checkpoints forked from now on: their children's pids."""
     import coordinator.service as service
     from coordinator.snapshot import Forked, fork_bytes
 
-    monkeypatch.setattr(hallqueue, "CHECKPOINT_EVERY", 5)
-    monkeypatch.setattr(service, "CHECKPOINT_MIN_S", 3600.0)
     children: list[int] = []
 
     def forking(make: Any) -> Forked | None:
@@ -575,17 +567,37 @@ async def test_a_burst_of_commands_makes_one_checkpoint_per_interval_not_one_per
         return child
 
     monkeypatch.setattr(service, "fork_bytes", forking)
+    return children
+
+
+async def _issue_tickets(dispenser: Any, count: int) -> None:
+    for _ in range(count):
+        reply = await dispenser.request(
+            T.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"), timeout=10
+        )
+        assert reply.ok
+
+
+async def test_a_burst_of_commands_makes_one_checkpoint_per_interval_not_one_per_few_entries(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint costs by the day's size (fork, pickling, the blob written beside the
+    commits): in a burst, one every ``checkpoint_every`` entries was several a second and
+    a quarter of the coordinator's throughput. Within CHECKPOINT_MIN_S of the last one,
+    however many entries came, there is no other."""
+    import coordinator.hallqueue as hallqueue
+    import coordinator.service as service
+
+    monkeypatch.setattr(hallqueue, "CHECKPOINT_EVERY", 5)
+    monkeypatch.setattr(service, "CHECKPOINT_MIN_S", 3600.0)
+    children = _record_checkpoint_forks(monkeypatch)
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     async with (
         running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator,
         device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
     ):
         await dispenser.wait_connected(10)
-        for _ in range(30):
-            reply = await dispenser.request(
-                T.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"), timeout=10
-            )
-            assert reply.ok
+        await _issue_tickets(dispenser, 30)
         assert coordinator._checkpointing is not None
         assert await asyncio.wait_for(coordinator._checkpointing, 30)
         assert coordinator.queue.seq - coordinator._checkpoint_seq >= 20, "entries left over"
@@ -630,24 +642,14 @@ async def test_checkpoints_are_made_by_a_child_and_restore_what_replaying_builds
     """Every ``checkpoint_every`` entries the day is pickled by a forked child (the loop
     serves on meanwhile): what it stored restores the day exactly as a full replay does."""
     import coordinator.hallqueue as hallqueue
-    import coordinator.service as service
     from coordinator.dispatch import load_core
     from coordinator.eventlog import EventLog
     from coordinator.hallqueue import HallQueue
-    from coordinator.snapshot import Forked, fork_bytes
 
     from .test_hallqueue import _views
 
     monkeypatch.setattr(hallqueue, "CHECKPOINT_EVERY", 10)
-    children: list[int] = []
-
-    def forking(make: Any) -> Forked | None:
-        child = fork_bytes(make)
-        assert child is not None
-        children.append(child.pid)
-        return child
-
-    monkeypatch.setattr(service, "fork_bytes", forking)
+    children = _record_checkpoint_forks(monkeypatch)
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     log_path, copy = tmp_path / "log.sqlite", tmp_path / "copy.sqlite"
     clock = FakeClock()
@@ -656,11 +658,7 @@ async def test_checkpoints_are_made_by_a_child_and_restore_what_replaying_builds
         device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
     ):
         await dispenser.wait_connected(10)
-        for _ in range(25):
-            reply = await dispenser.request(
-                T.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"), timeout=10
-            )
-            assert reply.ok
+        await _issue_tickets(dispenser, 25)
         assert coordinator._checkpointing is not None
         assert await asyncio.wait_for(coordinator._checkpointing, 30)
         with sqlite3.connect(log_path) as live, sqlite3.connect(copy) as backup:

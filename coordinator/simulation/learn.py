@@ -52,7 +52,7 @@ from rich.text import Text
 
 from coordinator import hallqueue
 from coordinator.dispatch import load_core
-from coordinator.eventlog import Entry, EventLog
+from coordinator.eventlog import Entry, EventLog, entry_of
 from coordinator.forecast.history import arrival_counts, open_slots
 from coordinator.simulation.profile import PROFILE_START, Demand
 from hallq.config import HallConfig
@@ -476,12 +476,7 @@ class _RowsLog:
     after it; no checkpoint): the log's own reads, over a list."""
 
     def __init__(self, rows: list[_Row]) -> None:
-        self._entries = [
-            Entry(
-                seq, kind, cmd_id, day, at, source, payload, json.loads(result) if result else None
-            )
-            for seq, kind, cmd_id, day, at, source, payload, result in rows
-        ]
+        self._entries = [entry_of(row) for row in rows]
 
     def day_start(self) -> Entry | None:
         return next((e for e in reversed(self._entries) if e.kind == "day_open"), None)
