@@ -24,6 +24,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.authz import Grant, grant_of
 from coordinator.engine import Engine, Outcome, reject
 from coordinator.eventlog import EventLog, StorageFailed
 from hallq import messages as m
@@ -115,6 +116,7 @@ class HallQueue:
         self._superseded: set[str] = set()  # online request ids replaced by offline issues
         self._asked: set[str] = set()  # command ids a pad asked about before they arrived
         self.replay_mismatches = 0  # of the last recover(): replayed results unlike the log's
+        self._grants: dict[str, Grant] = {}
 
     @property
     def seq(self) -> int:
@@ -224,13 +226,17 @@ class HallQueue:
         """A device acts only for what the hall config gives it; supervisors for any window."""
         if role == "supervisor":
             return None
-        try:
-            agent = self.cfg.agent(client)
-        except KeyError:
-            return reject("unknown_device", f"{client} is not an agent of hall {self.cfg.hall.id}")
-        if agent.role != role:
-            return reject("wrong_role", f"{client} is configured as a {agent.role}, not a {role}")
-        if role == "window" and command.window not in self.cfg.windows_for_agent(client):
+        grant = self._grants.get(client)
+        if grant is None:
+            grant = grant_of(self.cfg, client)
+            if grant is None:
+                return reject(
+                    "unknown_device", f"{client} is not an agent of hall {self.cfg.hall.id}"
+                )
+            self._grants[client] = grant
+        if grant.role != role:
+            return reject("wrong_role", f"{client} is configured as a {grant.role}, not a {role}")
+        if role == "window" and command.window not in grant.windows:
             return reject("not_your_window", f"{client} may not act for window {command.window}")
         return None
 
