@@ -23,15 +23,23 @@ Nor may it import a module: one another thread was importing at the fork keeps i
 taken in the child, which hangs on it. The caller imports first what the work needs
 (``coordinator.forecast.waits.load_simulation``). Children run at a lower priority
 (``CHILD_NICE``): on a busy machine their core is the broker's and the devices' too.
+
+A child dies with the thread that forked it (Linux's parent-death signal): a coordinator
+killed outright (SIGKILL, the OOM killer) leaves no child behind to finish a checkpoint or
+a simulated day nobody will read. The threads that fork live as long as the process: the
+event loop's (checkpoints) and its default executor's (``asyncio.to_thread``: the forked
+calls).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import pickle
 import select
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -47,6 +55,9 @@ STOP_POLL_S = 0.25  # how often a wait looks at its stop event
 # a child's work waits: on a busy machine the core it runs on is the broker's and the
 # devices' too, and a wait-estimate refresh in a burst is ~0.5 s of a core
 CHILD_NICE = 10
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# loaded here, in the parent: a child imports nothing (see above)
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 T = TypeVar("T")
 
 
@@ -156,16 +167,24 @@ def fork_bytes(make: Callable[[], bytes]) -> Forked | None:
         if os.getpid() == parent:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
     if pid == 0:  # the child: never returns
-        _child(make, read_fd, write_fd, held)
+        _child(make, read_fd, write_fd, held, parent)
     os.close(write_fd)
     return Forked(pid, read_fd)
 
 
 def _child(
-    make: Callable[[], bytes], read_fd: int, write_fd: int, mask: set[int | signal.Signals]
+    make: Callable[[], bytes],
+    read_fd: int,
+    write_fd: int,
+    mask: set[int | signal.Signals],
+    parent: int,
 ) -> None:
     code = FAILED
     try:
+        if _LIBC is not None:
+            _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # it was gone before the line above took effect
+            return
         signal.set_wakeup_fd(-1)
         for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)

@@ -4,12 +4,15 @@ bytes, the loop free meanwhile, and a child that cannot hurt the service it came
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
 import pickle
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -169,3 +172,59 @@ def test_a_forked_call_stops_when_its_owner_stops(tmp_path: Path) -> None:
     with pytest.raises(ChildFailed, match="stopped"):
         call_forked(lambda: _released(tmp_path / "never"), timeout_s=60, stop=stop)
     assert time.monotonic() - started < 10
+
+
+_ORPHANING_PARENT = """
+import asyncio, sys, time
+from coordinator.snapshot import fork_bytes
+
+def make():
+    time.sleep(300)
+    return b""
+
+async def main():
+    on_loop = fork_bytes(make)  # as a checkpoint is forked
+    in_executor = await asyncio.to_thread(fork_bytes, make)  # as a forked call is
+    print(on_loop.pid, in_executor.pid, flush=True)
+    await asyncio.sleep(300)
+
+asyncio.run(main())
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for whoever adopted it to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_children_die_with_a_coordinator_killed_outright() -> None:
+    """A SIGKILLed coordinator (or one the OOM killer took) leaves no child behind working
+    on a checkpoint or a simulated day nobody will read; they used to run on, orphaned."""
+    children: list[int] = []
+    with subprocess.Popen(
+        [sys.executable, "-c", _ORPHANING_PARENT],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    ) as parent:
+        try:
+            assert parent.stdout is not None
+            children = [int(pid) for pid in parent.stdout.readline().split()]
+            assert len(children) == 2
+            assert all(_alive(pid) for pid in children)
+            parent.kill()
+            parent.wait(30)
+            deadline = time.monotonic() + 30
+            while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not [pid for pid in children if _alive(pid)]
+        finally:
+            parent.kill()
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
