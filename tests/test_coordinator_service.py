@@ -553,6 +553,47 @@ async def test_commands_arriving_together_share_one_commit_and_are_answered_once
     assert len([k for k in commits if k]) < 30, "every command had a commit of its own"
 
 
+async def test_kpis_reach_supervisors_every_second_of_a_burst(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inbox: type[Inbox]
+) -> None:
+    """The KPIs show only what the log holds, so the per-second tick publishes them only
+    with nothing staged; in a burst the log is in the middle of a group at almost every
+    tick, and they went unpublished for seconds. Here the tick never finds the log between
+    groups (as in a burst), and they still come about every second, from the group
+    commits, as the tickets are issued."""
+    from coordinator.service import Coordinator
+
+    async def tick_mid_group(self: Coordinator) -> None:
+        return None
+
+    monkeypatch.setattr(Coordinator, "_tick", tick_mid_group)
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    stats = inbox()
+    async with (
+        running(cfg, tmp_path / "log.sqlite", FakeClock()),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
+        await dispenser.subscribe(T.stats_state(), stats)
+        await dispenser.wait_connected(10)
+        await stats.wait_for(lambda ps: bool(ps))  # retained, published at the start
+        at_start = len(stats.payloads)
+
+        async def burst() -> None:  # paced under the hall's per-client limit (20/s)
+            while True:
+                await _issue_tickets(dispenser, 1)
+                await asyncio.sleep(0.1)
+
+        issuing = asyncio.create_task(burst())
+        try:
+            shown = await stats.wait_for(lambda ps: len(ps) >= at_start + 3, timeout=20)
+        finally:
+            issuing.cancel()
+    issued = [s.total.issued for s in shown[at_start:]]
+    assert issued == sorted(issued)
+    assert issued[0] >= 1
+    assert issued[-1] > issued[0]
+
+
 def _record_checkpoint_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The coordinator's checkpoints forked from now on: their children's pids."""
     import coordinator.service as service
