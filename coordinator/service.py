@@ -426,6 +426,7 @@ class Coordinator:
         eta, now = self.eta, self.clock()
         if eta is None:
             return
+        eta.keep_up(now)
         snap = eta.snapshot
         stale = snap is None or now - snap.at > ETA_STALE_S
         if not (self._eta_dirty or stale) or not eta.due():

@@ -160,6 +160,20 @@ def test_the_arrival_rate_counts_the_last_half_hour_as_tickets_come() -> None:
     assert sum(want.values()) > 50
 
 
+def test_keeping_up_each_second_changes_no_captured_rate(engine: Engine) -> None:
+    """The coordinator's tick takes new tickets in every second (``keep_up``), so a
+    capture after a burst's seconds does not take them all in at once on the loop; the
+    rates it reads are those of an estimator that never kept up."""
+    kept, lazy = WaitEstimator(engine), WaitEstimator(engine)
+    rng = random.Random(3)
+    for k in range(120):
+        issue(engine, rng.choice(["tax-filing", "invoice", "green"]), now=at(9, k // 4))
+        if k % 3 == 0:
+            kept.keep_up(at(9, k // 4, 30))
+    assert kept.capture(at(9, 31))["rates"] == lazy.capture(at(9, 31))["rates"]
+    assert sum(lazy.capture(at(9, 31))["rates"].values()) > 0
+
+
 def test_the_estimator_keeps_within_its_budget_between_refreshes(engine: Engine) -> None:
     est = WaitEstimator(engine, budget=0.05, min_interval_s=0.0)
     est.refresh(at(9), wall=100.0)
