@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime as dt
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -493,6 +495,48 @@ def test_a_group_commit_keeps_all_of_its_commands_or_none(
     assert [t.number for t in reopened.engine.tickets] == ["A001", "A002", "A003", "A004"]
 
 
+def test_after_a_failed_write_the_next_group_numbers_after_what_the_log_holds(
+    tmp_path: Path,
+) -> None:
+    """The log counts its newest entry in memory (it is the one writer) and asks SQLite
+    again only after a failure: a COMMIT reported failed may have landed all the same
+    (here, the entry a failed write numbered 3 is in the file, put there by another
+    connection), and numbering on from memory would collide with it at every group."""
+    from coordinator.eventlog import StorageFailed
+
+    path = tmp_path / "log.sqlite"
+    log = EventLog(path)
+
+    def entry(cmd: str) -> int:
+        return log.stage(
+            kind="window",
+            cmd_id=cmd,
+            day="2026-12-07",
+            at=1.0,
+            source="s",
+            payload="{}",
+            result=None,
+        )
+
+    assert entry("a") == 1
+    log.commit()
+    assert entry("b") == 2
+    log.commit()
+    with contextlib.closing(sqlite3.connect(path)) as landed:
+        landed.execute(
+            "INSERT INTO entries (seq, kind, cmd_id, day, at, source, payload) "
+            "VALUES (3, 'window', 'c', '2026-12-07', 1.0, 's', '{}')"
+        )
+        landed.commit()
+    assert entry("d") == 3  # counted in memory: no read transaction a group
+    with pytest.raises(StorageFailed):
+        log.commit()
+    assert entry("d") == 4
+    assert log.commit() == 1
+    assert log.committed_seq() == 4
+    log.close()
+
+
 def _views(q: HallQueue, now: float) -> Any:
     e = q.engine
     return (
@@ -561,7 +605,11 @@ def test_a_checkpoint_restores_exactly_what_replaying_the_day_builds(
     assert replayed < 200, "the checkpoint was not used"
     assert _views(restored, now + 60) == expected
     restored.log._db.execute("DELETE FROM checkpoints")
-    full = make_queue(path, core_cls)
+    copy = tmp_path / "full.sqlite"  # its own log: one writer a log, as a coordinator is
+    with contextlib.closing(sqlite3.connect(path)) as src:
+        with contextlib.closing(sqlite3.connect(copy)) as dst:
+            src.backup(dst)
+    full = make_queue(copy, core_cls)
     assert full.recover() > 400
     assert _views(full, now + 60) == expected
     call = m.WindowAction(window=2, action="call")
