@@ -28,8 +28,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import fcntl
 import json
 import logging
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -81,6 +83,47 @@ class StorageFailed(Exception):
     """The event log could not be written: nothing may change that the log does not keep."""
 
 
+class LogInUse(Exception):
+    """Another process writes this event log: a second coordinator of the same hall."""
+
+
+def _hold_writer_lock(path: Path) -> int | None:
+    """Take ``<log>.lock`` for this process (flock: the kernel lets go when the process
+    ends, however it ends), so a second coordinator on the same log stops at its start
+    instead of numbering entries over the first one's: each would serve the hall from its
+    own memory. None where the lock file can be neither made nor opened (a read-only
+    card): the log's own writes report that."""
+    lock = Path(f"{path}.lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            log.warning("event log %s: no writer lock (%s)", path, exc)
+            return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if holder == str(os.getpid()):
+            raise LogInUse(
+                f"event log {path} is open for writing in this process already"
+            ) from None
+        raise LogInUse(
+            f"event log {path} is written by another process (pid {holder}): one "
+            "coordinator per hall log; stop the other one first (systemctl status "
+            "hallq-coordinator)"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass  # opened read-only: the lock holds all the same, without the pid
+    return fd
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     seq: int
@@ -106,9 +149,10 @@ class EventLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = open_db(path, _SCHEMA, check_same_thread=False)
         # an in-memory log is private to its connection: read where it is written
         memory = str(path) == ":memory:"
+        self._lock_fd = None if memory else _hold_writer_lock(path)
+        self._db = open_db(path, _SCHEMA, check_same_thread=False)
         self._wal = not memory  # an in-memory log has no WAL
         self._wal_commits = self._wal_entries = 0  # since the last checkpoint
         self._reader = self._db if memory else sqlite3.connect(path, isolation_level=None)
@@ -156,7 +200,7 @@ class EventLog:
         log._staged, log._staged_ids, log.failures, log.write_s = [], {}, 0, 0.0
         log._absent = None  # another process writes: every lookup asks the file
         log._anchor, log._logged_since = None, set()
-        log._writer, log._job, log._committed = None, None, None
+        log._writer, log._job, log._committed, log._lock_fd = None, None, None, None
         log._wal, log._wal_commits, log._wal_entries = False, 0, 0
         log._db = log._reader = sqlite3.connect(
             f"{path.resolve().as_uri()}?mode=ro",
@@ -178,6 +222,9 @@ class EventLog:
         self._db.close()
         if self._reader is not self._db:
             self._reader.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # the lock goes with it
+            self._lock_fd = None
 
     def last_seq(self) -> int:
         """The newest entry's number, staged or committed."""

@@ -341,12 +341,16 @@ def coordinator(config_file: Path, log_path: Path | None, dispatch: str | None) 
     import os
 
     _need_role("coordinator", "coordinator.service", installed=("aiohttp",))
+    from coordinator.eventlog import LogInUse
     from coordinator.service import serve
 
     cfg = _load(config_file)
     _setup_logging(cfg.runtime.log_level)
     kind = dispatch or os.environ.get("HALLQ_DISPATCH", "auto")
-    _run_until_signalled(lambda: serve(cfg, log_path=log_path, dispatch=kind))
+    try:
+        _run_until_signalled(lambda: serve(cfg, log_path=log_path, dispatch=kind))
+    except LogInUse as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.group()

@@ -26,6 +26,12 @@ def make_queue(path: Path, core_cls: type[Any], **coordinator: Any) -> HallQueue
     return HallQueue(small_hall(**coordinator), EventLog(path), core_cls)
 
 
+def peek_queue(path: Path, core_cls: type[Any]) -> HallQueue:
+    """What a restart would rebuild from the log at ``path`` (call ``recover``), read
+    beside the queue that writes it: a log takes one writer at a time."""
+    return HallQueue(small_hall(), EventLog.reader(path), core_cls)
+
+
 def issue(service: str = "tax-filing") -> m.IssueRequest:
     return m.IssueRequest(kind="issue", service=service)
 
@@ -109,7 +115,7 @@ def test_the_first_command_of_a_day_opens_it_and_recovery_starts_there(
     assert start is not None
     assert start.day == "2026-12-01"
     assert len(entries) == 1
-    again = make_queue(path, core_cls)
+    again = peek_queue(path, core_cls)
     assert again.recover() == 1
     assert [t.number for t in again.engine.tickets] == ["A001"]
 
@@ -305,7 +311,7 @@ def test_random_days_keep_every_ticket_once_and_replay_to_the_same_state(
                 accepted += 1
             check_invariants(q)
         assert len(q.engine.tickets) == accepted, "an accepted ticket was lost"
-        replayed = make_queue(path, core_cls)
+        replayed = peek_queue(path, core_cls)
         replayed.recover()
         assert fingerprint(replayed, now + 60) == fingerprint(q, now + 60)
         q.log.close()
@@ -380,7 +386,7 @@ def test_a_late_online_ticket_is_voided_when_its_press_was_issued_offline(
     assert done.record["ok"]
     states = {t.number: t.state for t in q.engine.tickets}
     assert states == {"A001": TicketState.VOIDED, f"A{first}": TicketState.WAITING}
-    again = make_queue(path, core_cls)
+    again = peek_queue(path, core_cls)
     again.recover()
     assert {t.number: t.state for t in again.engine.tickets} == states
 
@@ -448,7 +454,7 @@ def test_a_command_the_log_cannot_keep_changes_nothing(
 
     kept = view(q)
     assert refused == 6
-    again = make_queue(path, core_cls)
+    again = peek_queue(path, core_cls)
     again.recover()
     assert view(again) == kept, "memory and log disagree"
     q.log._db.execute("PRAGMA query_only = 0")
@@ -490,7 +496,7 @@ def test_a_group_commit_keeps_all_of_its_commands_or_none(
     again = q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, 2), defer=True)
     assert (again.seq, again.record["info"]["number"]) == (5, "A004")
     q.commit()
-    reopened = make_queue(path, core_cls)
+    reopened = peek_queue(path, core_cls)
     reopened.recover()
     assert [t.number for t in reopened.engine.tickets] == ["A001", "A002", "A003", "A004"]
 
@@ -599,6 +605,7 @@ def test_a_checkpoint_restores_exactly_what_replaying_the_day_builds(
         now + 5,
     )
     expected = _views(q, now + 60)
+    q.log.close()  # a restart: the next writer of the log
 
     restored = make_queue(path, core_cls)
     replayed = restored.recover()

@@ -25,7 +25,7 @@ from .conftest import Inbox, Mosquitto
 from .coordinated import FakeClock, device, running
 from .halls import at, small_hall
 from .test_edge_agents import agent
-from .test_hallqueue import issue, lease, make_queue, offline_issue
+from .test_hallqueue import issue, lease, make_queue, offline_issue, peek_queue
 
 
 def _window(q: HallQueue, action: str, minute: int, **more: Any) -> dict[str, Any]:
@@ -121,7 +121,7 @@ def test_a_called_ticket_superseded_by_an_offline_issue_is_withdrawn(
     assert _seen(q) == seen
 
     # a restart rebuilds the same from the log, and replays to the same results
-    restarted = make_queue(log_path, core_cls)
+    restarted = peek_queue(log_path, core_cls)
     restarted.recover()
     assert restarted.replay_mismatches == 0
     assert _seen(restarted) == seen
@@ -143,7 +143,7 @@ def test_a_withdrawal_survives_a_checkpoint(tmp_path: Path, core_cls: type[Any])
     q.submit("ticket", "dispenser", "pi-d1", offline_issue(f"A{first}", online.id), at(9, 2))
     assert q.save_checkpoint(q.seq, q.checkpoint())
     seen = _seen(q)
-    restored = make_queue(log_path, core_cls)
+    restored = peek_queue(log_path, core_cls)
     restored.recover()
     assert _seen(restored) == seen
 
@@ -330,7 +330,7 @@ def test_the_fault_suite_counts_a_withdrawn_call_as_fixed_and_any_other_as_a_gho
     q.submit("ticket", "dispenser", "pi-d1", offline_issue(f"A{first}", online.id), at(9, 2))
     monkeypatch.undo()
 
-    judged = make_queue(q.log.path, core_cls)
+    judged = peek_queue(q.log.path, core_cls)
     judged.recover()
     hall = SimpleNamespace(
         scenario="broker-restart",

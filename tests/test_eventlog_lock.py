@@ -1,0 +1,82 @@
+"""One writer per event log: a second coordinator of the same hall stops at its start.
+
+The log numbers its entries in memory and answers "is this command id new?" from memory,
+as its one writer; two writers on one file would number entries over each other and each
+serve the hall from its own state.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coordinator.eventlog import EventLog, LogInUse
+
+from .halls import small_hall_text
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HOLDER = """
+import sys
+from pathlib import Path
+from coordinator.eventlog import EventLog
+
+log = EventLog(Path(sys.argv[1]))
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_second_writer_of_a_log_is_stopped_until_the_first_is_gone(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite"
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    ) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "open"
+            with pytest.raises(LogInUse, match=rf"written by another process \(pid {holder.pid}\)"):
+                EventLog(path)
+            reader = EventLog.reader(path)  # readers beside the writer: the shipper, status
+            assert reader.last_seq() == 0
+            reader.close()
+        finally:
+            holder.kill()  # as SIGKILL or the OOM killer would: the kernel lets the lock go
+            holder.wait(30)
+    log = EventLog(path)
+    with pytest.raises(LogInUse, match="open for writing in this process already"):
+        EventLog(path)
+    log.close()
+    EventLog(path).close()
+
+
+def test_a_second_coordinator_says_why_it_will_not_start(tmp_path: Path) -> None:
+    """As the operator who starts one by hand beside the service sees it: one line naming
+    the log and the process that has it, not a traceback, and nothing written."""
+    path = tmp_path / "events.sqlite"
+    config = tmp_path / "hall.toml"
+    config.write_text(small_hall_text("mqtt://127.0.0.1:9", str(tmp_path / "state")))
+    log = EventLog(path)
+    try:
+        command = ["coordinator", "--config", str(config), "--log", str(path)]
+        run = subprocess.run(
+            [sys.executable, "-m", "hallqctl.cli", *command],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert run.returncode == 1
+        assert f"event log {path} is written by another process (pid {os.getpid()})" in run.stderr
+        assert "Traceback" not in run.stderr
+        assert log.last_seq() == 0
+    finally:
+        log.close()
