@@ -95,6 +95,7 @@ def _hold_writer_lock(path: Path) -> int | None:
     card): the log's own writes report that."""
     lock = Path(f"{path}.lock")
     try:
+        lock.parent.mkdir(parents=True, exist_ok=True)  # a new hall's state dir, as open_db
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError:
         try:

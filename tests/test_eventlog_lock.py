@@ -32,7 +32,9 @@ sys.stdin.read()
 
 
 def test_a_second_writer_of_a_log_is_stopped_until_the_first_is_gone(tmp_path: Path) -> None:
-    path = tmp_path / "events.sqlite"
+    """From the first start of a new hall on: its state dir does not exist yet (the first
+    coordinator of a fresh hall once ran without the lock, and the second took it)."""
+    path = tmp_path / "state" / "events.sqlite"
     with subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(path)],
         stdin=subprocess.PIPE,
