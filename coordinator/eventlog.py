@@ -153,7 +153,12 @@ class EventLog:
         # an in-memory log is private to its connection: read where it is written
         memory = str(path) == ":memory:"
         self._lock_fd = None if memory else _hold_writer_lock(path)
-        self._db = open_db(path, _SCHEMA, check_same_thread=False)
+        try:
+            self._db = open_db(path, _SCHEMA, check_same_thread=False)
+        except BaseException:
+            if self._lock_fd is not None:  # not opened: nobody writes it
+                os.close(self._lock_fd)
+            raise
         self._wal = not memory  # an in-memory log has no WAL
         self._wal_commits = self._wal_entries = 0  # since the last checkpoint
         self._reader = self._db if memory else sqlite3.connect(path, isolation_level=None)

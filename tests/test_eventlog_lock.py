@@ -8,6 +8,7 @@ serve the hall from its own state.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,13 @@ def test_a_second_coordinator_says_why_it_will_not_start(tmp_path: Path) -> None
         assert log.last_seq() == 0
     finally:
         log.close()
+
+
+def test_a_log_that_cannot_be_opened_leaves_no_lock_behind(tmp_path: Path) -> None:
+    """A file that is no database: the open fails, and says so again the next time, not
+    that the log is taken (by the attempt before, in this same process)."""
+    path = tmp_path / "events.sqlite"
+    path.write_bytes(b"not a database, " * 512)
+    for _ in range(2):
+        with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+            EventLog(path)
