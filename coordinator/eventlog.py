@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -36,7 +37,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic_core import to_json
 
@@ -87,42 +88,49 @@ class LogInUse(Exception):
     """Another process writes this event log: a second coordinator of the same hall."""
 
 
-def _hold_writer_lock(path: Path) -> int | None:
-    """Take ``<log>.lock`` for this process (flock: the kernel lets go when the process
-    ends, however it ends), so a second coordinator on the same log stops at its start
-    instead of numbering entries over the first one's: each would serve the hall from its
-    own memory. None where the lock file can be neither made nor opened (a read-only
-    card): the log's own writes report that."""
-    lock = Path(f"{path}.lock")
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)  # a new hall's state dir, as open_db
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError:
+class _WriterLock:
+    """``<log>.lock``, held by this process while it writes the log, so a second
+    coordinator on the same log stops at its start instead of numbering entries over the
+    first one's (each would serve the hall from its own memory). A POSIX record lock: the
+    kernel lets go when the process ends, however it ends, and a forked child (a
+    checkpoint, a simulated day) does not inherit it, so a restart right after a fork
+    is not refused for the child's sake, as an flock shared with the child was."""
+
+    held: ClassVar[set[Path]] = set()  # POSIX locks are the process's: one per file here
+
+    def __init__(self, path: Path) -> None:
+        self.file = Path(f"{path}.lock")
+        self.fd: int | None = None
         try:
-            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
+            self.file.parent.mkdir(parents=True, exist_ok=True)  # a new hall's state dir
+            self.file = self.file.resolve()
+            if self.file in self.held:
+                raise LogInUse(f"event log {path} is open for writing in this process already")
+            fd = os.open(self.file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:  # a read-only card: the log's own writes report it
             log.warning("event log %s: no writer lock (%s)", path, exc)
-            return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        if holder == str(os.getpid()):
+            return
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
             raise LogInUse(
-                f"event log {path} is open for writing in this process already"
+                f"event log {path} is written by another process (pid {holder}): one "
+                "coordinator per hall log; stop the other one first (systemctl status "
+                "hallq-coordinator)"
             ) from None
-        raise LogInUse(
-            f"event log {path} is written by another process (pid {holder}): one "
-            "coordinator per hall log; stop the other one first (systemctl status "
-            "hallq-coordinator)"
-        ) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    except OSError:
-        pass  # opened read-only: the lock holds all the same, without the pid
-    return fd
+        self.fd = fd
+        self.held.add(self.file)
+        with contextlib.suppress(OSError):  # the pid only names the holder to the next one
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # the lock goes with it
+            self.fd = None
+            self.held.discard(self.file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +160,12 @@ class EventLog:
         self.path = path
         # an in-memory log is private to its connection: read where it is written
         memory = str(path) == ":memory:"
-        self._lock_fd = None if memory else _hold_writer_lock(path)
+        self._lock = None if memory else _WriterLock(path)
         try:
             self._db = open_db(path, _SCHEMA, check_same_thread=False)
         except BaseException:
-            if self._lock_fd is not None:  # not opened: nobody writes it
-                os.close(self._lock_fd)
+            if self._lock is not None:  # not opened: nobody writes it
+                self._lock.release()
             raise
         self._wal = not memory  # an in-memory log has no WAL
         self._wal_commits = self._wal_entries = 0  # since the last checkpoint
@@ -206,7 +214,7 @@ class EventLog:
         log._staged, log._staged_ids, log.failures, log.write_s = [], {}, 0, 0.0
         log._absent = None  # another process writes: every lookup asks the file
         log._anchor, log._logged_since = None, set()
-        log._writer, log._job, log._committed, log._lock_fd = None, None, None, None
+        log._writer, log._job, log._committed, log._lock = None, None, None, None
         log._wal, log._wal_commits, log._wal_entries = False, 0, 0
         log._db = log._reader = sqlite3.connect(
             f"{path.resolve().as_uri()}?mode=ro",
@@ -228,9 +236,8 @@ class EventLog:
         self._db.close()
         if self._reader is not self._db:
             self._reader.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # the lock goes with it
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.release()
 
     def last_seq(self) -> int:
         """The newest entry's number, staged or committed."""

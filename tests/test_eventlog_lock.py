@@ -8,9 +8,11 @@ serve the hall from its own state.
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,22 @@ def test_a_log_that_cannot_be_opened_leaves_no_lock_behind(tmp_path: Path) -> No
     for _ in range(2):
         with pytest.raises(sqlite3.DatabaseError, match="not a database"):
             EventLog(path)
+
+
+def test_a_child_forked_while_the_log_is_open_does_not_keep_it_from_the_next_writer(
+    tmp_path: Path,
+) -> None:
+    """The coordinator forks (checkpoints, simulated days) with the log open; a child that
+    has not yet closed what it inherited must not hold the log against a restart."""
+    path = tmp_path / "events.sqlite"
+    log = EventLog(path)
+    child = os.fork()
+    if child == 0:  # holds every descriptor it inherited until it is killed
+        time.sleep(60)
+        os._exit(0)
+    try:
+        log.close()
+        EventLog(path).close()
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
