@@ -58,18 +58,28 @@ class Grant:
     services: frozenset[str]
 
 
-def grant_of(cfg: HallConfig, client: str) -> Grant | None:
-    """``client``'s grant in ``cfg``; None for a name it does not know. Callers keep it:
-    the config's own lookups build lists, ~4 µs a command."""
-    try:
-        agent = cfg.agent(client)
-    except KeyError:
-        return None
-    return Grant(
-        agent.role,
-        frozenset(cfg.windows_for_agent(client)),
-        frozenset(cfg.services_for_agent(client)),
-    )
+class Grants:
+    """Each agent's grant, looked up in the hall file once (every command asks: the
+    config's own lookups go through pydantic's private attributes and build lists, ~4 µs);
+    a name it does not know is not kept, so a flood of made-up names keeps nothing."""
+
+    def __init__(self, cfg: HallConfig) -> None:
+        self.cfg = cfg
+        self._known: dict[str, Grant] = {}
+
+    def get(self, client: str) -> Grant | None:
+        grant = self._known.get(client)
+        if grant is None:
+            try:
+                agent = self.cfg.agent(client)
+            except KeyError:
+                return None
+            grant = self._known[client] = Grant(
+                agent.role,
+                frozenset(self.cfg.windows_for_agent(client)),
+                frozenset(self.cfg.services_for_agent(client)),
+            )
+        return grant
 
 
 @dataclass
@@ -80,7 +90,10 @@ class Authority:
     clock: Callable[[], float] = time.monotonic
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _alerted: dict[tuple[str, str], float] = field(default_factory=dict)
-    _grants: dict[str, Grant] = field(default_factory=dict)
+    _grants: Grants = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._grants = Grants(self.cfg)
 
     @property
     def supervisors(self) -> list[str]:
@@ -104,7 +117,7 @@ class Authority:
                     "(security.supervisor_clients)",
                 )
             return None
-        grant = self._grant(client)
+        grant = self._grants.get(client)
         if grant is None:
             return Refusal("unknown_device", f"{client} is not an agent of hall {self.cfg.hall.id}")
         if grant.role != role:
@@ -125,16 +138,6 @@ class Authority:
                 "not_your_service", f"{client} does not issue tickets for {service[:40]}"
             )
         return None
-
-    def _grant(self, client: str) -> Grant | None:
-        """Looked up once per agent (every command asks); a name the hall file does not
-        know is not kept, so a flood of made-up names keeps nothing."""
-        grant = self._grants.get(client)
-        if grant is None:
-            grant = grant_of(self.cfg, client)
-            if grant is not None:
-                self._grants[client] = grant
-        return grant
 
     def claim(self, owner: str | None, role: str, client: str) -> Refusal | None:
         """A command id is its sender's: another sender repeating it gets nothing of it."""

@@ -348,8 +348,7 @@ class EventLog:
         try:
             self._write(rows)
         except StorageFailed:
-            self.failures += 1
-            self._committed = None  # a failed COMMIT may have landed all the same
+            self._failed()
             raise
         self._committed = int(rows[-1][0])
         self._wal_commits += 1
@@ -406,9 +405,12 @@ class EventLog:
             self._wal_entries += n
             return
         self._staged, self._staged_ids = [], {}
-        self.failures += 1
-        self._committed = None  # a failed COMMIT may have landed all the same
+        self._failed()
         raise exc
+
+    def _failed(self) -> None:
+        self.failures += 1
+        self._committed = None  # a failed COMMIT may have landed all the same: ask again
 
     def checkpoint_wal(self) -> bool:
         """Checkpoint the WAL here and now if WAL_CHECKPOINT_COMMITS or _ENTRIES have been

@@ -24,7 +24,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator.authz import Grant, grant_of
+from coordinator.authz import Grants
 from coordinator.engine import Engine, Outcome, reject
 from coordinator.eventlog import EventLog, StorageFailed
 from hallq import messages as m
@@ -116,7 +116,7 @@ class HallQueue:
         self._superseded: set[str] = set()  # online request ids replaced by offline issues
         self._asked: set[str] = set()  # command ids a pad asked about before they arrived
         self.replay_mismatches = 0  # of the last recover(): replayed results unlike the log's
-        self._grants: dict[str, Grant] = {}
+        self._grants = Grants(cfg)
 
     @property
     def seq(self) -> int:
@@ -228,12 +228,7 @@ class HallQueue:
             return None
         grant = self._grants.get(client)
         if grant is None:
-            grant = grant_of(self.cfg, client)
-            if grant is None:
-                return reject(
-                    "unknown_device", f"{client} is not an agent of hall {self.cfg.hall.id}"
-                )
-            self._grants[client] = grant
+            return reject("unknown_device", f"{client} is not an agent of hall {self.cfg.hall.id}")
         if grant.role != role:
             return reject("wrong_role", f"{client} is configured as a {grant.role}, not a {role}")
         if role == "window" and command.window not in grant.windows:
