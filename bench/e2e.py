@@ -2,16 +2,23 @@
 
 What a taxpayer waits for when staff press CALL, measured from outside as devices see it:
 a pad's CALL goes to the broker, the coordinator logs it (SQLite, synchronous=FULL) and
-publishes the call event and the retained board state, which a board receives. One aiomqtt
-client in this process plays the pad and the board (TCP_NODELAY), on a private Mosquitto.
-Each sample first issues a ticket (not timed) so that there is someone to call.
+publishes the call event and the retained board state, which a board receives. Two aiomqtt
+clients in this process (TCP_NODELAY, on a private Mosquitto) play the devices, each
+subscribed as its agent is: the pad (and the dispenser) to its replies, the zone board to
+the board state and the call events. Each sample first issues a ticket (not timed) so that
+there is someone to call, then waits SAMPLE_GAP_S (the issue's own states have gone out).
 
 The floors, in the same run on the same broker (and the same disk: the event log's commit
 of one entry, which every CALL includes, back-to-back and, as the CALLs come, after a pause):
 the same two broker hops with nothing but an echo between them -- raw paho on both ends
 (``bus_latency.raw_floor``) and aiomqtt on both ends (an aiomqtt echo process,
-``coordinator_load.py --echo``). The goal of issue 19 is CALL -> board state p99 within
-2x the aiomqtt floor.
+``coordinator_load.py --echo``). The aiomqtt floor is measured twice: back to back, and
+paced as the CALLs are (each round trip after the same SAMPLE_GAP_S of quiet). The pause
+is not free: on this project's VMs a round trip after 5 ms of quiet took ~3x one right
+after the last (0.97 against 0.3 ms at p50: each process, the broker too, is woken from
+idle), and so does the log's commit (~1 ms against 0.07). A CALL always comes after such
+a pause, so the goal of issue 19 (CALL -> board state p99 within 2x the aiomqtt floor) is
+judged against the paced floor; the ratio to the back-to-back one is printed beside it.
 
 Usage: python bench/e2e.py [--n 300] [--tree CHECKOUT] [--json]
 """
@@ -87,8 +94,9 @@ class Devices:
                 await self.news.wait()
 
 
-async def aiomqtt_floor(url: str, n: int, work: Path) -> list[float]:
-    """aiomqtt -> broker -> aiomqtt echo -> broker -> aiomqtt."""
+async def aiomqtt_floor(url: str, n: int, work: Path, gap_s: float = 0.0) -> list[float]:
+    """aiomqtt -> broker -> aiomqtt echo -> broker -> aiomqtt, each round trip ``gap_s``
+    after the last one's answer."""
     echo = subprocess.Popen(
         [sys.executable, str(HERE / "coordinator_load.py"), "--echo", url, "floor"],
         stdout=subprocess.PIPE,
@@ -106,6 +114,8 @@ async def aiomqtt_floor(url: str, n: int, work: Path) -> list[float]:
             for k in range(n + 10):
                 ulid = new_ulid()
                 body = f'{{"v":1,"id":"{ulid}","ts":"{ts()}","window":1,"action":"call"}}'
+                if gap_s:
+                    await asyncio.sleep(gap_s)
                 mark = len(dev.arrived)
                 start = time.perf_counter()
                 await c.publish("hallq/v1/floor/window/pad/cmd", body, qos=1)
@@ -134,12 +144,16 @@ async def coordinator_path(url: str, config: Path, n: int) -> dict[str, list[flo
     )
     host, port = url.removeprefix("mqtt://").split(":")
     out: dict[str, list[float]] = {"reply": [], "call_event": [], "board_state": []}
-    async with aiomqtt.Client(host, int(port), socket_options=NODELAY) as c:
-        dev = Devices(c)
-        await c.subscribe(f"hallq/v1/{cfg.hall.id}/+/+/reply", qos=1)
-        await c.subscribe(t.event("call"), qos=1)
-        await c.subscribe(t.board_state(), qos=1)
-        listener = asyncio.create_task(dev.listen())
+    async with (
+        aiomqtt.Client(host, int(port), socket_options=NODELAY) as c,
+        aiomqtt.Client(host, int(port), socket_options=NODELAY) as b,
+    ):
+        dev, board = Devices(c), Devices(b)
+        await c.subscribe(t.reply("dispenser", dispenser), qos=1)
+        await c.subscribe(t.reply("window", pad_agent), qos=1)
+        await b.subscribe(t.event("call"), qos=1)
+        await b.subscribe(t.board_state(), qos=1)
+        listeners = [asyncio.create_task(d.listen()) for d in (dev, board)]
         deadline = time.monotonic() + 60
         for k in range(n + 10):
             ulid = new_ulid()
@@ -155,27 +169,28 @@ async def coordinator_path(url: str, config: Path, n: int) -> dict[str, list[flo
             await asyncio.sleep(SAMPLE_GAP_S)  # the issue's own states have gone out
             ulid = new_ulid()
             body = f'{{"v":1,"id":"{ulid}","ts":"{ts()}","window":{window},"action":"call"}}'
-            mark = len(dev.arrived)
+            mark, seen = len(dev.arrived), len(board.arrived)
             start = time.perf_counter()
             await c.publish(t.cmd("window", pad_agent), body, qos=1)
             replied, _ = await dev.until(lambda _, b, u=ulid: b.get("corr") == u, mark)
-            called, event = await dev.until(
-                lambda topic, b: topic == t.event("call") and b.get("window") == window, mark
+            called, event = await board.until(
+                lambda topic, b: topic == t.event("call") and b.get("window") == window, seen
             )
             number = event["ticket"]
-            shown, _ = await dev.until(
+            shown, _ = await board.until(
                 lambda topic, b, n=number: (
                     topic == t.board_state()
                     and bool(b.get("calls"))
                     and b["calls"][0]["ticket"] == n
                 ),
-                mark,
+                seen,
             )
             if k >= 10:
                 out["reply"].append(replied - start)
                 out["call_event"].append(called - start)
                 out["board_state"].append(shown - start)
-        listener.cancel()
+        for listener in listeners:
+            listener.cancel()
     return out
 
 
@@ -231,6 +246,10 @@ def main() -> int:
         results["paho_floor"] = summary(raw_floor(broker.port, args.n))
         print(f"aiomqtt 2-hop floor: {args.n} round trips...", file=sys.stderr)
         results["aiomqtt_floor"] = summary(asyncio.run(aiomqtt_floor(broker.url, args.n, work)))
+        print(f"aiomqtt 2-hop floor, paced as the CALLs: {args.n} round trips...", file=sys.stderr)
+        results["aiomqtt_floor_paced"] = summary(
+            asyncio.run(aiomqtt_floor(broker.url, args.n, work, gap_s=SAMPLE_GAP_S))
+        )
         proc = subprocess.Popen(
             [*COORDINATOR, "--config", str(config), "--log", str(work / "events.sqlite")],
             stdout=subprocess.DEVNULL,
@@ -251,16 +270,23 @@ def main() -> int:
     for name, fig in results.items():
         print(f"{name:<22}{fig['p50_ms']:>10.3f}{fig['p99_ms']:>10.3f}")
     board = results["call_board_state"]
+    floors = {
+        "aiomqtt_paced": "aiomqtt_floor_paced",
+        "aiomqtt": "aiomqtt_floor",
+        "paho": "paho_floor",
+    }
     ratios = {
-        "board_p50_vs_aiomqtt": board["p50_ms"] / results["aiomqtt_floor"]["p50_ms"],
-        "board_p99_vs_aiomqtt": board["p99_ms"] / results["aiomqtt_floor"]["p99_ms"],
-        "board_p50_vs_paho": board["p50_ms"] / results["paho_floor"]["p50_ms"],
-        "board_p99_vs_paho": board["p99_ms"] / results["paho_floor"]["p99_ms"],
+        f"board_{q}_vs_{name}": board[f"{q}_ms"] / results[floor][f"{q}_ms"]
+        for name, floor in floors.items()
+        for q in ("p50", "p99")
+    }
+    shown = {
+        name: ", ".join(f"{q} {ratios[f'board_{q}_vs_{name}']:.2f}x" for q in ("p50", "p99"))
+        for name in floors
     }
     print(
-        f"CALL -> board state / aiomqtt 2-hop floor: p50 {ratios['board_p50_vs_aiomqtt']:.2f}x, "
-        f"p99 {ratios['board_p99_vs_aiomqtt']:.2f}x (goal p99 <= 2x); / paho floor: p50 "
-        f"{ratios['board_p50_vs_paho']:.2f}x, p99 {ratios['board_p99_vs_paho']:.2f}x"
+        f"CALL -> board state / aiomqtt 2-hop floor paced as the CALLs: {shown['aiomqtt_paced']} "
+        f"(goal p99 <= 2x); / back to back: {shown['aiomqtt']}; / paho floor: {shown['paho']}"
     )
     if args.json:
         print(json.dumps({**results, **{k: round(v, 3) for k, v in ratios.items()}}))
