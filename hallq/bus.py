@@ -391,6 +391,7 @@ class Session:
         self._arrivals: dict[int, _Arrival] = {}  # mid -> its age facts when paho read it
         self._down_since: float | None = None  # time.monotonic() the last connection ended
         self._births: set[str] = set()  # ids of the births published on this connection
+        self._birth = b""  # this connection's birth, as published
         self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
         # Asked with the topic of each routed message before it is parsed or validated;
         # False drops it unanswered (the coordinator's per-client rate limit).
@@ -746,9 +747,8 @@ class Session:
             early.insert(0, self.reply_topic)
         if early:
             await client.subscribe([self._subscription(f) for f in early])
-        await client.publish(
-            self.status_topic, self._presence_payload("online"), qos=1, retain=True
-        )
+        self._birth = self._presence_payload("online")
+        await client.publish(self.status_topic, self._birth, qos=1, retain=True)
         await client.subscribe([self._subscription(f) for f in dict.fromkeys(late)])
         log.info(
             "%s: connected to %s (MQTT %s, boot %d)",
@@ -1223,9 +1223,9 @@ class Session:
             f"a will from boot {presence.boot}" if presence else "an unreadable payload",
             self._boot,
         )
-        self._spawn(
-            client.publish(self.status_topic, self._presence_payload("online"), qos=1, retain=True)
-        )
+        # the same birth again, not a new one: to whoever watches presence a birth with a
+        # new id and no higher boot is another client using this id (DeviceBook)
+        self._spawn(client.publish(self.status_topic, self._birth, qos=1, retain=True))
 
     def _resolve_reply(self, topic: str, raw: bytes) -> None:
         try:

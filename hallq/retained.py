@@ -35,7 +35,13 @@ class Seen:
 
 
 class PresenceBook:
-    """Latest presence per client; stale wills (lower boot) are refused."""
+    """Latest presence per client; stale wills (lower boot) are refused.
+
+    A birth (``online``) is always taken, whatever its boot: only a client connected at
+    that moment publishes one, so it is never stale. A lower boot there means a device
+    that starts counting again (a new SD card, a lost state directory) or a second device
+    with the same id; refused, the first would look offline until its count passed the
+    old one, and the second would be invisible."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str], Seen] = {}
@@ -43,7 +49,7 @@ class PresenceBook:
     def accept(self, presence: Presence) -> bool:
         key = (presence.role, presence.client)
         last = self._seen.get(key)
-        if last is not None and presence.boot < last.boot:
+        if last is not None and presence.boot < last.boot and presence.state == "offline":
             return False
         self._seen[key] = Seen(presence.boot, presence.state == "online")
         return True

@@ -65,6 +65,18 @@ def test_presence_book_ignores_a_will_from_an_earlier_boot() -> None:
     assert book.online("window", "w1") is False
 
 
+def test_presence_book_takes_a_birth_that_counts_its_boots_again() -> None:
+    """A device on a new SD card starts again from boot 1: its birth is live, not stale,
+    and must not leave it looking offline until its count passes the old one."""
+    book = PresenceBook()
+    old = m.Presence(state="offline", boot=57, role="window", client="w1")
+    assert book.accept(old)
+    assert book.accept(m.Presence(state="online", boot=1, role="window", client="w1"))
+    assert book.online("window", "w1") is True
+    assert not book.accept(m.Presence(state="offline", boot=0, role="window", client="w1"))
+    assert book.online("window", "w1") is True
+
+
 def test_backoff_grows_is_capped_and_jittered() -> None:
     delays = [backoff_delay(n, 0.25, 30.0) for n in range(12)]
     assert 0.125 <= delays[0] <= 0.25

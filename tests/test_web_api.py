@@ -139,6 +139,31 @@ async def test_devices_presence_and_health_and_alerts(mosquitto: Mosquitto, tmp_
         assert {"device_offline", "device_unhealthy"} <= kinds
 
 
+async def test_two_devices_with_one_id_are_shown_to_the_supervisor(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A Pi set up from a copy of another's card keeps its agent id: the broker drops one
+    of the two whenever the other connects, and each device only logs that it lost the
+    broker. The supervisor is told which id is in use twice."""
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        aiohttp.ClientSession() as http,
+        device(cfg, "dispenser", "pi-d1", tmp_path / "first"),
+        device(cfg, "dispenser", "pi-d1", tmp_path / "clone"),
+    ):
+        await until(lambda: bool(c.devices.shared_ids()), 30)
+        alerts = await _get(
+            http, f"{url}/api/supervisor/alerts", headers=await supervisor_auth(http, url)
+        )
+        shared = [a for a in alerts if a["kind"] == "device_shared_id"]
+        assert [(a["client"], a["role"]) for a in shared] == [("pi-d1", "dispenser")]
+        desk = await _get(
+            http, f"{url}/api/supervisor/desk", headers=await supervisor_auth(http, url)
+        )
+        assert "device_shared_id" in {a["kind"] for a in desk["alerts"]}
+
+
 async def test_wait_target_and_engine_alerts_are_listed(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:

@@ -40,6 +40,7 @@ KIND_ZH = {
     "wait_over_target": "等候超时",
     "device_offline": "设备离线",
     "device_unhealthy": "设备异常",
+    "device_shared_id": "设备编号重复",
     "paper_low": "打印纸将尽",
     "emergency": "窗口紧急呼叫",
     "express_advice": "专窗建议",

@@ -7,11 +7,18 @@ from an earlier boot must not mark a device offline that is back already, hence 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hallq import messages as m
 from hallq.retained import PresenceBook
+
+log = logging.getLogger("hallq.coordinator.devices")
+
+# two births within this long, each counting boots from no more than the will before it,
+# and a client id is taken to be in use twice; it stays flagged this long after the last
+SHARED_ID_WINDOW_S = 600.0
 
 
 @dataclass
@@ -24,6 +31,8 @@ class DeviceSeen:
     since: float | None = None
     health: m.DeviceHealth | None = None
     health_at: float | None = None
+    birth_id: str | None = None  # the id of the last birth seen (the same birth may repeat)
+    restarts: list[float] = field(default_factory=list)  # births that counted boots again
 
 
 class DeviceBook:
@@ -47,10 +56,55 @@ class DeviceBook:
             return False
         entry = self._entry(presence.role, presence.client)
         online = presence.state == "online"
+        if online:
+            last = entry.boot if entry.birth_id not in (None, presence.id) else None
+            if last is not None and presence.boot <= last:
+                self._counted_again(entry, presence.boot)
+            entry.birth_id = presence.id
         if entry.online != online or entry.boot != presence.boot:
             entry.since = self._clock()
         entry.online, entry.boot, entry.version = online, presence.boot, presence.version
         return True
+
+    def _counted_again(self, entry: DeviceSeen, boot: int) -> None:
+        """A new birth whose boot is no higher than the last presence's: not the
+        successor of that connection (a client's next connection counts on). Once, a
+        device counting afresh (a new SD card, a wiped state directory); again and again,
+        two devices or processes with one client id (a cloned card, one hall file's id
+        on two Pis): the broker drops whichever was connected each time the other
+        connects (Mosquitto publishes no will then), so both keep reconnecting, and each
+        only logs that it lost the broker."""
+        now = self._clock()
+        entry.restarts = [t for t in entry.restarts if now - t < SHARED_ID_WINDOW_S] + [now]
+        if len(entry.restarts) == 2:
+            log.warning(
+                "%s/%s is connected twice: a birth from boot %d after boot %s, again; two "
+                "devices or processes use this id (a cloned SD card keeps its agent's id), "
+                "and the broker drops one whenever the other connects. Give each device "
+                "its own agent id in the hall file",
+                entry.role,
+                entry.client,
+                boot,
+                entry.boot,
+            )
+        elif len(entry.restarts) == 1:
+            log.info(
+                "%s/%s counts its boots again (boot %d after boot %s): a new card or "
+                "state directory",
+                entry.role,
+                entry.client,
+                boot,
+                entry.boot,
+            )
+
+    def shared_ids(self) -> list[DeviceSeen]:
+        """Devices whose id more than one client has been using lately."""
+        now = self._clock()
+        return [
+            d
+            for d in self.all()
+            if len([t for t in d.restarts if now - t < SHARED_ID_WINDOW_S]) >= 2
+        ]
 
     def note_health(self, role: str, client: str, health: m.DeviceHealth) -> None:
         entry = self._entry(role, client)

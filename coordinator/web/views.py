@@ -150,6 +150,17 @@ def alerts_json(c: HallService) -> list[dict[str, Any]]:
                 "message": f"{d.client} ({d.role}) 离线",
             }
         )
+    for d in c.devices.shared_ids():
+        out.append(
+            {
+                "severity": "warning",
+                "kind": "device_shared_id",
+                "client": d.client,
+                "role": d.role,
+                "at": _iso(d.restarts[-1], tz),
+                "message": f"{d.client} ({d.role}) 有两台设备使用同一编号, 轮流掉线",
+            }
+        )
     for d in c.devices.unhealthy():
         components = d.health.components if d.health is not None else []
         bad = ", ".join(f"{x.name}:{x.status}" for x in components if not x.ok)
@@ -259,7 +270,8 @@ def desk_alerts(c: HallService, book: AlertBook) -> list[api.DeskAlert]:
     standing = [
         a
         for a in alerts_json(c)
-        if a["kind"] in ("device_offline", "device_unhealthy", "wait_over_target")
+        if a["kind"]
+        in ("device_offline", "device_unhealthy", "device_shared_id", "wait_over_target")
     ]
     events = [
         (at, e.model_dump(mode="json", exclude_none=True))

@@ -355,7 +355,7 @@
     let x = /^window (\d+)$/.exec(t);
     if (x) return `${x[1]}号窗口`;
     x = /^alert ([a-z_]+):(.*)$/.exec(t);
-    if (x) return `告警: ${{wait_over_target: "等候超时", device_offline: "设备离线", device_unhealthy: "设备异常"}[x[1]] || x[1]} ${names[x[2]] || x[2]}`;
+    if (x) return `告警: ${{wait_over_target: "等候超时", device_offline: "设备离线", device_unhealthy: "设备异常", device_shared_id: "设备编号重复"}[x[1]] || x[1]} ${names[x[2]] || x[2]}`;
     x = /^appointment (\S+)$/.exec(t);
     if (x) return `预约 ${x[1]}`;
     x = /^advice (\S+) (\S+)$/.exec(t);
