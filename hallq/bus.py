@@ -1201,7 +1201,7 @@ class Session:
 
     def _fresh(self, topic: str, payload: Any) -> bool:
         if isinstance(payload, Retained):
-            return self._revisions.accept(topic, payload.rev)
+            return self._revisions.accept(topic, payload.rev, payload.ts)
         if isinstance(payload, Presence):
             return self._presence.accept(payload)
         return True

@@ -135,7 +135,8 @@ class Command(Message):
 
 
 class Retained(Message):
-    """Retained state; receivers apply a revision only if it is above the last one applied."""
+    """Retained state; receivers apply a revision only if it is above the last one applied,
+    or below it and made later (its publisher counts again: a new event log)."""
 
     rev: int = Field(ge=0, description="monotonic revision of this topic's state")
 

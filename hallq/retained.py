@@ -1,27 +1,39 @@
 """Freshness rules for retained topics, so a late or replayed message never rolls state back.
 
-State topics carry ``rev``: apply only a revision above the last one applied. Presence
-carries ``boot``: an ``offline`` will from an earlier boot must not hide a newer ``online``.
+State topics carry ``rev``: apply only a revision above the last one applied, or one below
+it made later (its publisher counts from the start again). Presence carries ``boot``: an
+``offline`` will from an earlier boot must not hide a newer ``online``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from hallq.messages import Presence
 
 
 class RevisionGate:
-    """Remembers the last revision applied per topic."""
+    """Remembers the last revision applied per topic, and when its message was made.
+
+    A lower revision made after the last one applied is taken too: its publisher started
+    counting again (the coordinator's revision is its event log's sequence, and a hall
+    whose log was wiped after a trial day, or that moved to a new server without it,
+    starts from 1 while the Pis run on). A late or replayed message was made before the
+    one applied, and is still refused."""
 
     def __init__(self) -> None:
-        self._last: dict[str, int] = {}
+        self._last: dict[str, tuple[int, datetime | None]] = {}
 
-    def accept(self, topic: str, rev: int) -> bool:
+    def accept(self, topic: str, rev: int, made: datetime | None = None) -> bool:
         last = self._last.get(topic)
-        if last is not None and rev <= last:
-            return False
-        self._last[topic] = rev
+        if last is not None and rev <= last[0]:
+            counts_again = (
+                rev < last[0] and made is not None and last[1] is not None and made > last[1]
+            )
+            if not counts_again:
+                return False
+        self._last[topic] = (rev, made)
         return True
 
     def forget(self, topic: str) -> None:

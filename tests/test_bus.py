@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -344,9 +345,16 @@ async def test_stale_revisions_of_retained_state_are_ignored(
     make_session: Callable[..., Session], inbox: type[Inbox]
 ) -> None:
     got = inbox()
+    t0 = m._utcnow()
 
-    def state(rev: int) -> m.WindowState:
-        return m.WindowState(rev=rev, window=15, zone="hall-1", status=m.WindowStatus.OPEN)
+    def state(rev: int, made_s: float) -> m.WindowState:
+        return m.WindowState(
+            rev=rev,
+            ts=t0 + timedelta(seconds=made_s),
+            window=15,
+            zone="hall-1",
+            status=m.WindowStatus.OPEN,
+        )
 
     async with (
         make_session("coordinator", "coord") as coord,
@@ -355,10 +363,15 @@ async def test_stale_revisions_of_retained_state_are_ignored(
         await pad.subscribe(T.window_state(15), got)
         await coord.wait_connected(10)
         await pad.wait_connected(10)
-        for rev in (5, 3, 5, 6):
-            await coord.publish(T.window_state(15), state(rev))
+        # 3 was made before 5 and arrives late; 5 again is a replay
+        for rev, made_s in ((5, 1), (3, 0), (5, 1), (6, 2)):
+            await coord.publish(T.window_state(15), state(rev, made_s))
         await got.wait_for(lambda ps: bool(ps) and ps[-1].rev == 6)
-    assert [p.rev for p in got.payloads] == [5, 6]
+        assert [p.rev for p in got.payloads] == [5, 6]
+        # a coordinator on a new event log counts from 1 again, later
+        await coord.publish(T.window_state(15), state(1, 60))
+        await got.wait_for(lambda ps: ps[-1].rev == 1)
+    assert [p.rev for p in got.payloads] == [5, 6, 1]
 
 
 async def test_retained_state_reaches_a_client_that_connects_later(

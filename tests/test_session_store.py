@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +50,17 @@ def test_revision_gate_applies_only_newer_revisions() -> None:
     gate = RevisionGate()
     assert [gate.accept("t", r) for r in (3, 2, 3, 4)] == [True, False, False, True]
     assert gate.accept("other", 1)
+
+
+def test_revision_gate_follows_a_publisher_that_counts_again_but_not_a_replay() -> None:
+    t0 = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    gate = RevisionGate()
+    assert gate.accept("board", 5000, t0)
+    assert not gate.accept("board", 4999, t0 - timedelta(seconds=1)), "a late message"
+    assert not gate.accept("board", 5000, t0 + timedelta(seconds=1)), "the same revision"
+    assert gate.accept("board", 3, t0 + timedelta(minutes=5)), "a new log, made later"
+    assert not gate.accept("board", 2, t0 + timedelta(minutes=4)), "the new log's, late"
+    assert gate.accept("board", 4), "and on from there"
 
 
 def test_presence_book_ignores_a_will_from_an_earlier_boot() -> None:

@@ -14,7 +14,7 @@ from hallq import messages as m
 from hallq.topics import HallTopics
 
 from .conftest import Mosquitto, until
-from .coordinated import FakeClock, device
+from .coordinated import FakeClock, device, running
 from .test_web_helpers import MATERIALS, PASSWORD, supervisor_auth, web_hall, web_running
 
 pytestmark = pytest.mark.broker
@@ -162,6 +162,37 @@ async def test_two_devices_with_one_id_are_shown_to_the_supervisor(
             http, f"{url}/api/supervisor/desk", headers=await supervisor_auth(http, url)
         )
         assert "device_shared_id" in {a["kind"] for a in desk["alerts"]}
+
+
+async def test_boards_follow_a_coordinator_that_starts_a_new_event_log(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: Any
+) -> None:
+    """A hall's log wiped after a trial day (or a coordinator moved to a new server
+    without it) counts its revisions from the start again, while the Pis run on: each
+    device's session remembers the old log's higher revision, and a board that dropped
+    every state below it showed the trial day until someone restarted it."""
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    board = inbox()
+    async with (
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        device(cfg, "board", "pi-b1", tmp_path) as watcher,
+    ):
+        await watcher.subscribe(T.board_state(), board)
+        for log in ("trial.sqlite", "opening.sqlite"):
+            async with running(cfg, tmp_path / log, FakeClock()):
+                for _ in range(2 if log == "opening.sqlite" else 6):
+                    await _issue(dispenser)
+                number = await _call(pad)
+                if log == "opening.sqlite":  # a number the trial day's board never led with
+                    number = await _call(pad)
+                await board.wait_for(
+                    lambda states, n=number: (
+                        bool(states[-1].calls) and states[-1].calls[0].ticket == n
+                    )
+                )
+    revs = [state.rev for state in board.payloads]
+    assert revs[-1] < max(revs), "the opening day's log counts from its start again"
 
 
 async def test_wait_target_and_engine_alerts_are_listed(
