@@ -85,6 +85,12 @@ ROUTE_CACHE = 4096  # topics whose handlers are remembered
 PROTOCOLS = {"5": aiomqtt.ProtocolVersion.V5, "3.1.1": aiomqtt.ProtocolVersion.V311}
 PROBE_EVERY_S = 1.0  # while backing off, how often the broker's port is tried
 READ_PER_PASS = 1000  # packets read from the socket per wake-up of the event loop, at most
+# connections lost this soon after they were made, this many times within the window: said
+# once (then at most every SHARED_ID_REPEAT_S) to be what two clients with one id look like
+SHORT_LIVED_S = 10.0
+SHARED_ID_LOSSES = 3
+SHARED_ID_WINDOW_S = 60.0
+SHARED_ID_REPEAT_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +396,9 @@ class Session:
         self.unacked = 0  # messages left unacknowledged (NotKept) on the current connection
         self._arrivals: dict[int, _Arrival] = {}  # mid -> its age facts when paho read it
         self._down_since: float | None = None  # time.monotonic() the last connection ended
+        self._up_since = 0.0  # time.monotonic() the current connection came up
+        self._short_lived: list[float] = []  # when connections that lasted < SHORT_LIVED_S ended
+        self._shared_id_said = -math.inf
         self._births: set[str] = set()  # ids of the births published on this connection
         self._birth = b""  # this connection's birth, as published
         self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
@@ -727,6 +736,7 @@ class Session:
                 )
                 return exc
             log.warning("%s: lost the broker: %s", self.client_id, exc)
+            self._lost_soon_after_connecting()
         except Exception as exc:
             log.exception("%s: session failed; reconnecting", self.client_id)
             return exc
@@ -735,9 +745,38 @@ class Session:
             self._on_disconnect()
         return None
 
+    def _lost_soon_after_connecting(self) -> None:
+        """Two clients with one id (a cloned SD card, one hall file's id on two Pis) take
+        turns on the broker: each connection is dropped, with no reason given, as soon as
+        the other connects. Each side sees only that it lost the broker, so say what it
+        looks like. (The coordinator sees both clients' births and flags the id too.)"""
+        now = time.monotonic()
+        if now - self._up_since > SHORT_LIVED_S:
+            return
+        window = [t for t in self._short_lived if now - t < SHARED_ID_WINDOW_S]
+        self._short_lived = [*window, now]
+        if (
+            len(self._short_lived) < SHARED_ID_LOSSES
+            or now - self._shared_id_said < SHARED_ID_REPEAT_S
+        ):
+            return
+        self._shared_id_said = now
+        log.warning(
+            "%s: the broker dropped %d connections within %g s of making them, in %g s: is "
+            "another device or process connected as %s? The broker drops one of two "
+            "clients with the same id whenever the other connects (a Pi set up from a copy "
+            "of another's card keeps its agent id)",
+            self.client_id,
+            len(self._short_lived),
+            SHORT_LIVED_S,
+            SHARED_ID_WINDOW_S,
+            self.client_id,
+        )
+
     async def _serve(self, client: aiomqtt.Client) -> None:
         self._client = client
         self.connects += 1
+        self._up_since = time.monotonic()
         # Filters covering our own status are subscribed only after the birth, so the one
         # retained status we get back is our birth, or a stale will that came after it.
         filters = list(dict.fromkeys(f for f, _ in self._routes))

@@ -27,7 +27,7 @@ from hallq.errors import NotConnected, RequestTimeout
 from hallq.topics import HallTopics
 from hallq.ulid import new_ulid
 
-from .conftest import Inbox, Mosquitto
+from .conftest import Inbox, Mosquitto, until
 
 pytestmark = pytest.mark.broker
 
@@ -660,3 +660,31 @@ def test_buffered_reads_hand_paho_the_socket_s_bytes_in_the_pieces_it_asks_for()
     assert paho._sock_recv(5) == b"yz"
     assert paho._sock_recv(5) == b"", "the connection ended"
     a.close()
+
+
+async def test_a_client_whose_id_is_in_use_twice_says_so(
+    make_session: Callable[..., Session], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Pi set up from a copy of another's card: the broker drops one of the two each
+    time the other connects. Each used to log only that it lost the broker."""
+    caplog.set_level(logging.WARNING, "hallq.bus")
+    said = "is another device or process connected as win-04?"
+    async with (
+        make_session("window", "win-04", state_dir=tmp_path / "first"),
+        make_session("window", "win-04", state_dir=tmp_path / "clone"),
+    ):
+        await until(lambda: any(said in r.getMessage() for r in caplog.records), 30)
+    hints = [r for r in caplog.records if said in r.getMessage()]
+    assert len(hints) <= 2, "said once by each, not at every loss"
+
+
+async def test_a_broker_restart_is_not_taken_for_a_shared_id(
+    mosquitto: Mosquitto, make_session: Callable[..., Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "hallq.bus")
+    async with make_session("window", "win-05") as device:
+        await device.wait_connected(10)
+        mosquitto.restart()
+        await until(lambda: device.connects >= 2, 30)
+    assert device.connects == 2
+    assert not [r for r in caplog.records if "another device or process" in r.getMessage()]
