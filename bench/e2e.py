@@ -13,7 +13,9 @@ of one entry, which every CALL includes, back-to-back and, as the CALLs come, af
 the same two broker hops with nothing but an echo between them -- raw paho on both ends
 (``bus_latency.raw_floor``) and aiomqtt on both ends (an aiomqtt echo process,
 ``coordinator_load.py --echo``). The aiomqtt floor is measured twice: back to back, and
-paced as the CALLs are (each round trip after the same SAMPLE_GAP_S of quiet). The pause
+paced as the CALLs are: one round trip after each CALL, after the same SAMPLE_GAP_S of
+quiet, so that both see the machine as it was at that moment (a neighbour on the VM's
+host moves both alike). The pause
 is not free: on this project's VMs a round trip after 5 ms of quiet took ~3x one right
 after the last (0.97 against 0.3 ms at p50: each process, the broker too, is woken from
 idle), and so does the log's commit (~1 ms against 0.07). A CALL always comes after such
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import statistics
@@ -34,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,7 @@ from hallq.ulid import new_ulid
 
 HERE = Path(__file__).resolve().parent
 SAMPLE_GAP_S = 0.005  # each CALL waits this long after its ticket's issue was answered
+ECHO_REPLIES = "hallq/v1/floor/+/+/reply"
 COORDINATOR = [sys.executable, "-m", "hallqctl.cli", "coordinator"]
 
 
@@ -94,9 +99,9 @@ class Devices:
                 await self.news.wait()
 
 
-async def aiomqtt_floor(url: str, n: int, work: Path, gap_s: float = 0.0) -> list[float]:
-    """aiomqtt -> broker -> aiomqtt echo -> broker -> aiomqtt, each round trip ``gap_s``
-    after the last one's answer."""
+@contextlib.contextmanager
+def echo_responder(url: str, work: Path) -> Iterator[None]:
+    """The aiomqtt echo (``coordinator_load.py --echo``) on the broker, for the floor."""
     echo = subprocess.Popen(
         [sys.executable, str(HERE / "coordinator_load.py"), "--echo", url, "floor"],
         stdout=subprocess.PIPE,
@@ -105,28 +110,35 @@ async def aiomqtt_floor(url: str, n: int, work: Path, gap_s: float = 0.0) -> lis
     try:
         assert echo.stdout is not None
         echo.stdout.readline()
-        host, port = url.removeprefix("mqtt://").split(":")
-        async with aiomqtt.Client(host, int(port), socket_options=NODELAY) as c:
-            dev = Devices(c)
-            await c.subscribe("hallq/v1/floor/+/+/reply", qos=1)
-            listener = asyncio.create_task(dev.listen())
-            samples = []
-            for k in range(n + 10):
-                ulid = new_ulid()
-                body = f'{{"v":1,"id":"{ulid}","ts":"{ts()}","window":1,"action":"call"}}'
-                if gap_s:
-                    await asyncio.sleep(gap_s)
-                mark = len(dev.arrived)
-                start = time.perf_counter()
-                await c.publish("hallq/v1/floor/window/pad/cmd", body, qos=1)
-                at, _ = await dev.until(lambda t, b, u=ulid: b.get("corr") == u, mark)
-                if k >= 10:  # the first ones warm up connections and caches
-                    samples.append(at - start)
-            listener.cancel()
-            return samples
+        yield
     finally:
         echo.kill()
         echo.wait()
+
+
+async def echo_round_trip(c: aiomqtt.Client, dev: Devices) -> float:
+    """aiomqtt -> broker -> aiomqtt echo -> broker -> aiomqtt; ``c`` subscribed to
+    ``ECHO_REPLIES``."""
+    ulid = new_ulid()
+    body = f'{{"v":1,"id":"{ulid}","ts":"{ts()}","window":1,"action":"call"}}'
+    mark = len(dev.arrived)
+    start = time.perf_counter()
+    await c.publish("hallq/v1/floor/window/pad/cmd", body, qos=1)
+    at, _ = await dev.until(lambda t, b, u=ulid: b.get("corr") == u, mark)
+    return at - start
+
+
+async def aiomqtt_floor(url: str, n: int, work: Path) -> list[float]:
+    """The echo's round trips back to back."""
+    with echo_responder(url, work):
+        host, port = url.removeprefix("mqtt://").split(":")
+        async with aiomqtt.Client(host, int(port), socket_options=NODELAY) as c:
+            dev = Devices(c)
+            await c.subscribe(ECHO_REPLIES, qos=1)
+            listener = asyncio.create_task(dev.listen())
+            samples = [await echo_round_trip(c, dev) for _ in range(n + 10)]
+            listener.cancel()
+            return samples[10:]  # the first ones warm up connections and caches
 
 
 async def coordinator_path(url: str, config: Path, n: int) -> dict[str, list[float]]:
@@ -143,7 +155,7 @@ async def coordinator_path(url: str, config: Path, n: int) -> dict[str, list[flo
         if code in dict(skills)
     )
     host, port = url.removeprefix("mqtt://").split(":")
-    out: dict[str, list[float]] = {"reply": [], "call_event": [], "board_state": []}
+    out: dict[str, list[float]] = {"reply": [], "call_event": [], "board_state": [], "floor": []}
     async with (
         aiomqtt.Client(host, int(port), socket_options=NODELAY) as c,
         aiomqtt.Client(host, int(port), socket_options=NODELAY) as b,
@@ -151,6 +163,7 @@ async def coordinator_path(url: str, config: Path, n: int) -> dict[str, list[flo
         dev, board = Devices(c), Devices(b)
         await c.subscribe(t.reply("dispenser", dispenser), qos=1)
         await c.subscribe(t.reply("window", pad_agent), qos=1)
+        await c.subscribe(ECHO_REPLIES, qos=1)
         await b.subscribe(t.event("call"), qos=1)
         await b.subscribe(t.board_state(), qos=1)
         listeners = [asyncio.create_task(d.listen()) for d in (dev, board)]
@@ -185,10 +198,13 @@ async def coordinator_path(url: str, config: Path, n: int) -> dict[str, list[flo
                 ),
                 seen,
             )
+            await asyncio.sleep(SAMPLE_GAP_S)  # and the floor, paced the same, between CALLs
+            floor = await echo_round_trip(c, dev)
             if k >= 10:
                 out["reply"].append(replied - start)
                 out["call_event"].append(called - start)
                 out["board_state"].append(shown - start)
+                out["floor"].append(floor)
         for listener in listeners:
             listener.cancel()
     return out
@@ -246,10 +262,6 @@ def main() -> int:
         results["paho_floor"] = summary(raw_floor(broker.port, args.n))
         print(f"aiomqtt 2-hop floor: {args.n} round trips...", file=sys.stderr)
         results["aiomqtt_floor"] = summary(asyncio.run(aiomqtt_floor(broker.url, args.n, work)))
-        print(f"aiomqtt 2-hop floor, paced as the CALLs: {args.n} round trips...", file=sys.stderr)
-        results["aiomqtt_floor_paced"] = summary(
-            asyncio.run(aiomqtt_floor(broker.url, args.n, work, gap_s=SAMPLE_GAP_S))
-        )
         proc = subprocess.Popen(
             [*COORDINATOR, "--config", str(config), "--log", str(work / "events.sqlite")],
             stdout=subprocess.DEVNULL,
@@ -257,8 +269,11 @@ def main() -> int:
             cwd=(args.tree or HERE.parent).resolve(),
         )
         try:
-            print(f"coordinator: {args.n} CALLs...", file=sys.stderr)
-            for name, samples in asyncio.run(coordinator_path(broker.url, config, args.n)).items():
+            print(f"coordinator: {args.n} CALLs, each and an echo round trip...", file=sys.stderr)
+            with echo_responder(broker.url, work):
+                got = asyncio.run(coordinator_path(broker.url, config, args.n))
+            results["aiomqtt_floor_paced"] = summary(got.pop("floor"))
+            for name, samples in got.items():
                 results[f"call_{name}"] = summary(samples)
         finally:
             proc.terminate()
