@@ -1264,7 +1264,8 @@ class Session:
         )
         # the same birth again, not a new one: to whoever watches presence a birth with a
         # new id and no higher boot is another client using this id (DeviceBook)
-        self._spawn(client.publish(self.status_topic, self._birth, qos=1, retain=True))
+        birth = self._birth or self._presence_payload("online")  # (set before any dispatch)
+        self._spawn(client.publish(self.status_topic, birth, qos=1, retain=True))
 
     def _resolve_reply(self, topic: str, raw: bytes) -> None:
         try:

@@ -688,3 +688,22 @@ async def test_a_broker_restart_is_not_taken_for_a_shared_id(
         await until(lambda: device.connects >= 2, 30)
     assert device.connects == 2
     assert not [r for r in caplog.records if "another device or process" in r.getMessage()]
+
+
+async def test_a_stale_will_is_answered_with_the_same_birth(
+    mosquitto: Mosquitto, make_session: Callable[..., Session], inbox: type[Inbox]
+) -> None:
+    """Not a new one: to the coordinator a second birth with a new id and no higher boot
+    is a second client using the id (two devices with one id are flagged on the desk)."""
+    seen = inbox()
+    async with make_session("coordinator", "observer") as observer:
+        await observer.subscribe(T.status("window", "win-06"), seen)
+        await observer.wait_connected(10)
+        async with make_session("window", "win-06") as device:
+            await device.wait_connected(10)
+            await seen.wait_for(lambda ps: any(p.state == "online" for p in ps))
+            stale = m.Presence(state="offline", boot=device.boot, role="window", client="win-06")
+            await raw_publish(mosquitto, device.status_topic, m.encode(stale), retain=True)
+            await seen.wait_for(lambda ps: ps[-1].state == "online" and len(ps) >= 3)
+    births = {p.id for p in seen.payloads if p.state == "online"}
+    assert len(births) == 1, seen.payloads
