@@ -763,6 +763,51 @@ def test_the_wal_is_checkpointed_when_the_coordinator_asks_not_inside_a_commit(
     assert alone > 3_000_000  # SQLite's own: ~1,000 pages
 
 
+def test_the_wal_starts_over_at_the_checkpoint_not_in_the_next_commands_commit(
+    tmp_path: Path,
+) -> None:
+    """The first write after a complete checkpoint starts the WAL over: a new header,
+    synced before that write's own frames, two fsyncs where a commit has one. Done by the
+    checkpoint itself, that second fsync is off every command's path; left to the next
+    commit, it made one commit in WAL_CHECKPOINT_COMMITS the slowest, ~1% of the CALLs
+    (bench/e2e.py, five runs each: CALL -> board p99 1.78-3.16x the paced floor before,
+    1.85-1.98x after)."""
+    from coordinator import eventlog as el
+
+    path = tmp_path / "log.sqlite"
+    wal = Path(f"{path}-wal")
+
+    def header() -> bytes:  # the WAL's checkpoint sequence and salts: new at every start
+        with wal.open("rb") as f:
+            return f.read(24)[12:24]
+
+    def commit(i: int) -> None:
+        log.stage(
+            kind="window",
+            cmd_id=f"c{i:06d}",
+            day="2026-11-30",
+            at=at(9) + i,
+            source="window/pi-w1",
+            payload='{"window": 1, "action": "call"}',
+            result={"ok": True},
+        )
+        log.commit()
+
+    log = EventLog(path)
+    try:
+        for i in range(el.WAL_CHECKPOINT_COMMITS):
+            commit(i)
+        before = header()
+        assert log.checkpoint_wal()
+        after = header()
+        assert after != before, "the checkpoint began the WAL again with a write of its own"
+        commit(el.WAL_CHECKPOINT_COMMITS)
+        assert header() == after, "so the next command's commit only appends"
+    finally:
+        log.close()
+    assert EventLog.reader(path).lookup(f"c{el.WAL_CHECKPOINT_COMMITS:06d}") is not None
+
+
 def test_a_wal_checkpoint_waits_for_its_turn() -> None:
     """Not before WAL_CHECKPOINT_COMMITS, and never while a group's write is running in
     the writer thread (it would race that write for the last frames)."""
