@@ -133,6 +133,22 @@ def sh(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
+def remount(state: Path, mode: str, patience_s: float = 5.0) -> None:
+    """``mount -o remount,bind,MODE``, tried again while the mount is busy: a child the
+    killed coordinator had forked (a checkpoint, a wait estimate) still holds the log
+    open for writing until the kernel has ended it too, just after its parent (once, in
+    CI, with three scenarios at once after the test suite, the first try failed so)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        cmd = ("mount", "-o", f"remount,bind,{mode}", str(state))
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{' '.join(cmd)}: {done.stderr.strip() or done.returncode}")
+        time.sleep(0.05)
+
+
 class Hall:
     """Broker, coordinator process and agents of one run."""
 
@@ -263,9 +279,9 @@ class Hall:
             filler.unlink()
         elif s == "read-only":
             self.kill_coordinator()
-            sh("mount", "-o", "remount,bind,ro", str(self.state))
+            remount(self.state, "ro")
             await asyncio.sleep(hold)
-            sh("mount", "-o", "remount,bind,rw", str(self.state))
+            remount(self.state, "rw")
         elif s == "city-link-cut":
             self.city.cut()
             await asyncio.sleep(hold)
