@@ -16,8 +16,8 @@ from hallq.retained import PresenceBook
 
 log = logging.getLogger("hallq.coordinator.devices")
 
-# two births within this long, each counting boots from no more than the will before it,
-# and a client id is taken to be in use twice; it stays flagged this long after the last
+# two births within this long, each with a new id and a boot no higher than the presence
+# before it, and a client id is taken to be in use twice; flagged this long after the last
 SHARED_ID_WINDOW_S = 600.0
 
 

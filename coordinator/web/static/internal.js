@@ -9,9 +9,9 @@
   const m = hallq.minutes;
   const SEVERITY = {info: "提示", warning: "警告", critical: "紧急"};
   const KIND = {wait_over_target: "等候超时", device_offline: "设备离线", device_unhealthy: "设备异常",
-                device_shared_id: "设备编号重复", emergency: "窗口紧急呼叫", express_advice: "专窗建议", daily_cap_near: "接近当日限额",
-                command_refused: "指令被拒", client_flood: "设备消息过多", storage_failed: "存储故障",
-                storage_recovered: "存储恢复"};
+                device_shared_id: "设备编号重复", emergency: "窗口紧急呼叫", express_advice: "专窗建议",
+                daily_cap_near: "接近当日限额", command_refused: "指令被拒", client_flood: "设备消息过多",
+                storage_failed: "存储故障", storage_recovered: "存储恢复"};
 
   function row(cells, head) {
     return el("tr", {}, ...cells.map((c) => el(head ? "th" : "td", {}, c)));
