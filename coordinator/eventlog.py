@@ -133,6 +133,25 @@ class _WriterLock:
             self.held.discard(self.file)
 
 
+def writer_of(path: Path) -> int | None:
+    """The pid of the process holding ``path``'s writer lock (a running coordinator), or
+    None. Asked of the kernel (/proc/locks), not the pid written in the lock file, which
+    outlives its process; and without taking the lock, which would refuse a coordinator
+    starting at that moment."""
+    try:
+        st = os.stat(f"{path}.lock")
+        held = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in held.splitlines():
+        # "1: POSIX  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; a waiter's has "->" after "1:"
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "POSIX" and fields[5] == inode:
+            return int(fields[4])
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     seq: int

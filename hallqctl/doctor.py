@@ -358,6 +358,25 @@ def check_calendar(cfg: HallConfig, today: date | None = None) -> Check:
     )
 
 
+def check_event_log(path: Path) -> Check | None:
+    """On the coordinator's machine (its event log is here): whether a coordinator writes
+    the log now. None elsewhere."""
+    from coordinator.eventlog import writer_of
+
+    if not path.exists():
+        return None
+    pid = writer_of(path)
+    if pid is None:
+        return Check(
+            "event log",
+            Result.WARN,
+            f"{path}: no coordinator writes it now",
+            "sudo systemctl start hallq-coordinator "
+            "(journalctl -u hallq-coordinator -n 50 says why it stopped)",
+        )
+    return Check("event log", Result.OK, f"{path}: written by the coordinator (pid {pid})")
+
+
 def check_disk(state_dir: Path, *, min_free_mb: int = 100, warn_free_mb: int = 500) -> Check:
     """The outbox and the event log live in the state dir; a full disk loses them."""
     probe = state_dir
@@ -749,6 +768,11 @@ async def run_doctor(
         checks += await check_broker(cfg, timeout=timeout, agents=agents)
     checks.append(check_clock(clock_command) if clock_command else check_clock())
     checks.append(check_disk(cfg.runtime.state_dir))
+    from coordinator.service import default_log_path
+
+    writer = check_event_log(default_log_path(cfg))
+    if writer is not None:
+        checks.append(writer)
     checks.append(check_calendar(cfg))
     return checks
 

@@ -114,3 +114,35 @@ def test_a_child_forked_while_the_log_is_open_does_not_keep_it_from_the_next_wri
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+
+
+def test_doctor_says_whether_a_coordinator_writes_the_log(tmp_path: Path) -> None:
+    """On the coordinator's machine: the process that holds the log, from the kernel's
+    locks; once it is gone, the pid it left in the lock file is not taken for a writer."""
+    from hallqctl.doctor import Result, check_event_log
+
+    path = tmp_path / "state" / "events.sqlite"
+    assert check_event_log(path) is None, "no log here: not the coordinator's machine"
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    ) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "open"
+            running = check_event_log(path)
+            assert running is not None
+            assert running.result is Result.OK
+            assert f"pid {holder.pid}" in running.detail
+        finally:
+            holder.kill()
+            holder.wait(30)
+    assert Path(f"{path}.lock").read_text().strip() == str(holder.pid)  # left behind
+    stopped = check_event_log(path)
+    assert stopped is not None
+    assert stopped.result is Result.WARN
+    assert "no coordinator writes it now" in stopped.detail
+    assert "systemctl start hallq-coordinator" in stopped.fix
