@@ -80,6 +80,9 @@ WAL_CHECKPOINT_COMMITS = 100
 WAL_CHECKPOINT_ENTRIES = 2_000
 
 
+_PROBE_WRITE = "INSERT OR REPLACE INTO probe (k, at) VALUES (1, ?)"  # one row, rewritten
+
+
 class StorageFailed(Exception):
     """The event log could not be written: nothing may change that the log does not keep."""
 
@@ -450,9 +453,7 @@ class EventLog:
         try:
             busy, frames, copied = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if not busy and frames == copied:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO probe (k, at) VALUES (1, ?)", (time.time(),)
-                )
+                self._db.execute(_PROBE_WRITE, (time.time(),))
         except sqlite3.Error as exc:
             log.warning(
                 "event log %s: the WAL was not checkpointed (or begun again): %s", self.path, exc
@@ -501,7 +502,7 @@ class EventLog:
         db: sqlite3.Connection | None = None
         try:
             db = open_db(self.path, _SCHEMA, check_same_thread=False)
-            db.execute("INSERT OR REPLACE INTO probe (k, at) VALUES (1, ?)", (at,))
+            db.execute(_PROBE_WRITE, (at,))
         except (sqlite3.Error, OSError) as exc:
             # the failed connection is closed now, not when collected: while it lives, the
             # next probe's connection would share its read-only descriptor

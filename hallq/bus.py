@@ -399,8 +399,7 @@ class Session:
         self._up_since = 0.0  # time.monotonic() the current connection came up
         self._short_lived: list[float] = []  # when connections that lasted < SHORT_LIVED_S ended
         self._shared_id_said = -math.inf
-        self._births: set[str] = set()  # ids of the births published on this connection
-        self._birth = b""  # this connection's birth, as published
+        self._birth, self._birth_id = b"", ""  # this connection's birth, as published
         self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
         # Asked with the topic of each routed message before it is parsed or validated;
         # False drops it unanswered (the coordinator's per-client rate limit).
@@ -500,9 +499,10 @@ class Session:
             client=self.client_id,
             version=__version__,
         )
-        if state == "online":  # a birth of this connection: what follows it came live
-            self._births.add(presence.id)
-        return encode(presence)
+        data = encode(presence)
+        if state == "online":  # this connection's birth: what follows it came live
+            self._birth, self._birth_id = data, presence.id
+        return data
 
     def _protocol_candidates(self) -> list[aiomqtt.ProtocolVersion]:
         if self._protocol is not None:
@@ -537,7 +537,7 @@ class Session:
             # paho holds back QoS 1 publishes past 20 awaiting their PUBACK: a process
             # answering many messages at once would wait a round trip per 20 of them
             client._client.max_inflight_messages_set(0)
-        self._births = set()  # (made before connecting: the will is no birth)
+        self._birth, self._birth_id = b"", ""  # (made before connecting: the will is no birth)
         deliver = client._client.on_message
         assert deliver is not None, "aiomqtt routes paho's messages through on_message"
         arrivals = self._arrivals = {}
@@ -654,14 +654,14 @@ class Session:
         )
 
     def _is_own_birth(self, raw: Any) -> bool:
-        """One of this connection's births, by its id: a boot number can repeat (it is kept
+        """This connection's birth, by its id: a boot number can repeat (it is kept
         in memory only on a read-only state directory), and an earlier process's birth
         still queued for us at the broker must not mark the backlog after it as live."""
         try:
             presence = decode(Presence, bytes(raw))
         except (PayloadError, TypeError):
             return False
-        return presence.id in self._births
+        return presence.id == self._birth_id
 
     async def _run(self) -> None:
         failures = 0
@@ -786,8 +786,9 @@ class Session:
             early.insert(0, self.reply_topic)
         if early:
             await client.subscribe([self._subscription(f) for f in early])
-        self._birth = self._presence_payload("online")
-        await client.publish(self.status_topic, self._birth, qos=1, retain=True)
+        await client.publish(
+            self.status_topic, self._presence_payload("online"), qos=1, retain=True
+        )
         await client.subscribe([self._subscription(f) for f in dict.fromkeys(late)])
         log.info(
             "%s: connected to %s (MQTT %s, boot %d)",

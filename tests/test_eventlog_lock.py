@@ -7,12 +7,14 @@ serve the hall from its own state.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,10 +36,11 @@ sys.stdin.read()
 """
 
 
-def test_a_second_writer_of_a_log_is_stopped_until_the_first_is_gone(tmp_path: Path) -> None:
-    """From the first start of a new hall on: its state dir does not exist yet (the first
-    coordinator of a fresh hall once ran without the lock, and the second took it)."""
-    path = tmp_path / "state" / "events.sqlite"
+@contextlib.contextmanager
+def held_by_another_process(path: Path) -> Iterator[int]:
+    """Another process with the log open for writing, as a running coordinator; killed
+    at the end as SIGKILL or the OOM killer would (the kernel lets the lock go). Yields
+    its pid."""
     with subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(path)],
         stdin=subprocess.PIPE,
@@ -48,14 +51,22 @@ def test_a_second_writer_of_a_log_is_stopped_until_the_first_is_gone(tmp_path: P
         try:
             assert holder.stdout is not None
             assert holder.stdout.readline().strip() == "open"
-            with pytest.raises(LogInUse, match=rf"written by another process \(pid {holder.pid}\)"):
-                EventLog(path)
-            reader = EventLog.reader(path)  # readers beside the writer: the shipper, status
-            assert reader.last_seq() == 0
-            reader.close()
+            yield holder.pid
         finally:
-            holder.kill()  # as SIGKILL or the OOM killer would: the kernel lets the lock go
+            holder.kill()
             holder.wait(30)
+
+
+def test_a_second_writer_of_a_log_is_stopped_until_the_first_is_gone(tmp_path: Path) -> None:
+    """From the first start of a new hall on: its state dir does not exist yet (the first
+    coordinator of a fresh hall once ran without the lock, and the second took it)."""
+    path = tmp_path / "state" / "events.sqlite"
+    with held_by_another_process(path) as pid:
+        with pytest.raises(LogInUse, match=rf"written by another process \(pid {pid}\)"):
+            EventLog(path)
+        reader = EventLog.reader(path)  # readers beside the writer: the shipper, status
+        assert reader.last_seq() == 0
+        reader.close()
     log = EventLog(path)
     with pytest.raises(LogInUse, match="open for writing in this process already"):
         EventLog(path)
@@ -123,24 +134,12 @@ def test_doctor_says_whether_a_coordinator_writes_the_log(tmp_path: Path) -> Non
 
     path = tmp_path / "state" / "events.sqlite"
     assert check_event_log(path) is None, "no log here: not the coordinator's machine"
-    with subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    ) as holder:
-        try:
-            assert holder.stdout is not None
-            assert holder.stdout.readline().strip() == "open"
-            running = check_event_log(path)
-            assert running is not None
-            assert running.result is Result.OK
-            assert f"pid {holder.pid}" in running.detail
-        finally:
-            holder.kill()
-            holder.wait(30)
-    assert Path(f"{path}.lock").read_text().strip() == str(holder.pid)  # left behind
+    with held_by_another_process(path) as pid:
+        running = check_event_log(path)
+        assert running is not None
+        assert running.result is Result.OK
+        assert f"pid {pid}" in running.detail
+    assert Path(f"{path}.lock").read_text().strip() == str(pid)  # left behind
     stopped = check_event_log(path)
     assert stopped is not None
     assert stopped.result is Result.WARN

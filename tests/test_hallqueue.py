@@ -726,6 +726,20 @@ def test_checkpoints_space_out_with_the_day_so_their_cost_per_command_stays_flat
     assert checkpoint_every(10_000) == 10_000 // CHECKPOINT_SHARE > CHECKPOINT_EVERY
 
 
+def commit_call(log: EventLog, i: int, payload: str = '{"window": 1, "action": "call"}') -> None:
+    """Entry ``i``, a CALL, committed alone (a quiet hall's)."""
+    log.stage(
+        kind="window",
+        cmd_id=f"c{i:06d}",
+        day="2026-11-30",
+        at=at(9) + i,
+        source="window/pi-w1",
+        payload=payload,
+        result={"ok": True},
+    )
+    log.commit()
+
+
 def test_the_wal_is_checkpointed_when_the_coordinator_asks_not_inside_a_commit(
     tmp_path: Path,
 ) -> None:
@@ -740,16 +754,7 @@ def test_the_wal_is_checkpointed_when_the_coordinator_asks_not_inside_a_commit(
         wal, biggest, ran = Path(f"{path}-wal"), 0, 0
         try:
             for i in range(3 * el.WAL_CHECKPOINT_COMMITS):
-                log.stage(
-                    kind="window",
-                    cmd_id=f"c{i:06d}",
-                    day="2026-11-30",
-                    at=at(9) + i,
-                    source="window/pi-w1",
-                    payload='{"window": 1, "action": "call"}' * 8,
-                    result={"ok": True},
-                )
-                log.commit()
+                commit_call(log, i, '{"window": 1, "action": "call"}' * 8)
                 ran += ask and log.checkpoint_wal()
                 biggest = max(biggest, wal.stat().st_size if wal.exists() else 0)
         finally:
@@ -781,27 +786,15 @@ def test_the_wal_starts_over_at_the_checkpoint_not_in_the_next_commands_commit(
         with wal.open("rb") as f:
             return f.read(24)[12:24]
 
-    def commit(i: int) -> None:
-        log.stage(
-            kind="window",
-            cmd_id=f"c{i:06d}",
-            day="2026-11-30",
-            at=at(9) + i,
-            source="window/pi-w1",
-            payload='{"window": 1, "action": "call"}',
-            result={"ok": True},
-        )
-        log.commit()
-
     log = EventLog(path)
     try:
         for i in range(el.WAL_CHECKPOINT_COMMITS):
-            commit(i)
+            commit_call(log, i)
         before = header()
         assert log.checkpoint_wal()
         after = header()
         assert after != before, "the checkpoint began the WAL again with a write of its own"
-        commit(el.WAL_CHECKPOINT_COMMITS)
+        commit_call(log, el.WAL_CHECKPOINT_COMMITS)
         assert header() == after, "so the next command's commit only appends"
     finally:
         log.close()
