@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -357,6 +357,7 @@ class Coordinator:
         session.admit = self._admit
         topics = session.topics
         session.on_connect(self._converge)
+        session.on_shared_id(self._shared_id)
         await session.subscribe(topics.every("cmd", "window"), self._on_window_command)
         await session.subscribe(topics.every("cmd", "supervisor"), self._on_window_command)
         await session.subscribe(topics.every("req", "dispenser"), self._on_ticket_request)
@@ -697,17 +698,38 @@ class Coordinator:
     def _health(self) -> m.DeviceHealth:
         assert self.session is not None
         ok = self.storage_error is None
-        return m.DeviceHealth(
-            rev=self.session.next_rev(),
-            components=[
+        components = [
+            m.ComponentHealth(
+                name="eventlog",
+                ok=ok,
+                status="ok" if ok else "storage_failed",
+                detail=None if ok else (self.storage_error or "")[:200],
+            )
+        ]
+        if self.session.shared_id_suspected:
+            components.append(
                 m.ComponentHealth(
-                    name="eventlog",
-                    ok=ok,
-                    status="ok" if ok else "storage_failed",
-                    detail=None if ok else (self.storage_error or "")[:200],
+                    name="mqtt",
+                    ok=False,
+                    status=m.SHARED_ID,
+                    detail="another coordinator is connected with this one's client id",
                 )
-            ],
-        )
+            )
+        return m.DeviceHealth(rev=self.session.next_rev(), components=components)
+
+    def _shared_id(self, suspected: bool) -> Awaitable[None] | None:
+        """A second coordinator of this hall on another machine (the hall file copied to
+        a spare server, a test run against the hall's broker) takes turns with this one
+        on the broker, each serving some of the commands into its own log. Its desk shows
+        it at once, whatever reaches the broker: with its own health, as a device's."""
+        assert self.session is not None
+        client = self.cfg.coordinator.client_id
+        health = self._health()
+        self.devices.note_health("coordinator", client, health)
+        self._notify({"type": "device", "client": client})
+        if not self.session.connected:
+            return None  # (published with every state on the next connect: _converge)
+        return self._deliver([(self._topics.health("coordinator", client), health)])
 
     def _storage_failed(self, exc: StorageFailed) -> Batch:
         """The log cannot be written: say so once, loudly (alert, health, systemd status)."""

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable
 
 from hallq import messages as m
 from hallq.bus import Session
 from hallq.errors import NotConnected
 
 log = logging.getLogger("hallq.edge")
+
+MQTT_COMPONENT = "mqtt"
+SHARED_ID_DETAIL = (
+    "the broker keeps dropping this device's connection as soon as it is made: another "
+    "client is connected with its id (a copied SD card, or its password in other hands)"
+)
 
 
 def component_name(raw: str) -> str:
@@ -26,6 +33,21 @@ class Health:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._components: dict[str, m.ComponentHealth] = {}
+        session.on_shared_id(self._shared_id)
+
+    def _shared_id(self, suspected: bool) -> Awaitable[None] | None:
+        """The broker keeps pushing this device off (Session.on_shared_id): the client
+        that does it may announce nothing, so the device says it in its health, which the
+        desk shows (published on the next connect, or now when it clears)."""
+        if not self.set(
+            MQTT_COMPONENT,
+            not suspected,
+            m.SHARED_ID if suspected else "ok",
+            SHARED_ID_DETAIL if suspected else None,
+            quiet=True,  # the session has said it in the log, once
+        ):
+            return None
+        return self.publish()
 
     def components(self) -> list[m.ComponentHealth]:
         return list(self._components.values())

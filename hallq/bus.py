@@ -91,6 +91,7 @@ SHORT_LIVED_S = 10.0
 SHARED_ID_LOSSES = 3
 SHARED_ID_WINDOW_S = 60.0
 SHARED_ID_REPEAT_S = 600.0
+SHARED_ID_CLEAR_S = 60.0  # a connection kept this long since: no other client uses the id now
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +400,10 @@ class Session:
         self._up_since = 0.0  # time.monotonic() the current connection came up
         self._short_lived: list[float] = []  # when connections that lasted < SHORT_LIVED_S ended
         self._shared_id_said = -math.inf
+        self._shared_id = False  # connections keep being taken over (another client, our id)
+        self._attempt_failed = False  # an attempt to connect failed since the last connection
+        self._broker_was_away = False  # ... before the current one
+        self._shared_id_hooks: list[Callable[[bool], Awaitable[None] | None]] = []
         self._birth, self._birth_id = b"", ""  # this connection's birth, as published
         self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
         # Asked with the topic of each routed message before it is parsed or validated;
@@ -723,6 +728,7 @@ class Session:
                 await self._serve(client)
         except aiomqtt.MqttError as exc:
             if self._client is None:
+                self._attempt_failed = True
                 loud = failures in (0, 5) or failures % 20 == 0
                 level = logging.WARNING if loud else logging.DEBUG
                 log.log(
@@ -749,12 +755,19 @@ class Session:
         """Two clients with one id (a cloned SD card, one hall file's id on two Pis) take
         turns on the broker: each connection is dropped, with no reason given, as soon as
         the other connects. Each side sees only that it lost the broker, so say what it
-        looks like. (The coordinator sees both clients' births and flags the id too.)"""
+        looks like, and tell the hooks (``on_shared_id``: a device's health, so the desk
+        shows it whatever the other client announces). A connection made only after
+        attempts failed ended with a broker going down again, not with another client."""
         now = time.monotonic()
         if now - self._up_since > SHORT_LIVED_S:
             return
+        if self._broker_was_away:  # a broker going down again and again, not pushing us off
+            self._short_lived = []
+            return
         window = [t for t in self._short_lived if now - t < SHARED_ID_WINDOW_S]
         self._short_lived = [*window, now]
+        if len(self._short_lived) >= SHARED_ID_LOSSES and not self._shared_id:
+            self._shared_id_changed(True)
         if (
             len(self._short_lived) < SHARED_ID_LOSSES
             or now - self._shared_id_said < SHARED_ID_REPEAT_S
@@ -777,6 +790,7 @@ class Session:
         self._client = client
         self.connects += 1
         self._up_since = time.monotonic()
+        self._broker_was_away, self._attempt_failed = self._attempt_failed, False
         # Filters covering our own status are subscribed only after the birth, so the one
         # retained status we get back is our birth, or a stale will that came after it.
         filters = list(dict.fromkeys(f for f, _ in self._routes))
@@ -799,6 +813,8 @@ class Session:
         )
         self._connected.set()
         self._kick_drain()
+        if self._shared_id:
+            self._spawn(self._shared_id_cleared(self.connects))
         for hook in self._connect_hooks:
             self._spawn(hook())
         if self.concurrency > 1:
@@ -1141,6 +1157,36 @@ class Session:
     def on_connect(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run ``hook`` after every (re)connect, once the birth is out (republish state)."""
         self._connect_hooks.append(hook)
+
+    def on_shared_id(self, hook: Callable[[bool], Awaitable[None] | None]) -> None:
+        """Call ``hook(True)`` when the broker keeps dropping this client's connections as
+        soon as they are made (another client connected with its id: a copied card, a
+        stolen password), ``hook(False)`` once a connection has lasted SHARED_ID_CLEAR_S
+        since. The device says so in its health: the other client may well announce
+        nothing, and only the device itself can tell it is being pushed off."""
+        self._shared_id_hooks.append(hook)
+
+    @property
+    def shared_id_suspected(self) -> bool:
+        return self._shared_id
+
+    def _shared_id_changed(self, suspected: bool) -> None:
+        self._shared_id = suspected
+        for hook in self._shared_id_hooks:
+            result = hook(suspected)
+            if result is not None:
+                self._spawn(result)
+
+    async def _shared_id_cleared(self, connection: int) -> None:
+        await asyncio.sleep(SHARED_ID_CLEAR_S)
+        if self._shared_id and self.connects == connection and self.connected:
+            log.info(
+                "%s: connected for %g s without being dropped: no other client uses this id now",
+                self.client_id,
+                SHARED_ID_CLEAR_S,
+            )
+            self._short_lived = []
+            self._shared_id_changed(False)
 
     async def subscribe(self, topic_filter: str, handler: Handler) -> None:
         """Route messages matching ``topic_filter`` to ``handler`` (now and after every

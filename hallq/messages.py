@@ -191,10 +191,18 @@ class Presence(Message):
     version: Annotated[str, StringConstraints(max_length=40)] | None = None
 
 
+# a component's status when the broker keeps dropping the client's connections as soon as
+# they are made: another client connected with the same id (a copied card, a stolen password)
+SHARED_ID = "shared_id"
+
+
 class ComponentHealth(Wire):
     name: Ident
     ok: bool
-    status: Ident = Field(description="e.g. ok, link_down, paper_near_end, paper_out, cover_open")
+    status: Ident = Field(
+        description="e.g. ok, link_down, paper_near_end, paper_out, cover_open; "
+        f"{SHARED_ID} (component mqtt: another client is connected with this one's id)"
+    )
     detail: ShortText | None = None
 
 

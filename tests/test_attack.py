@@ -33,7 +33,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from coordinator.web.desk import AlertBook
+from coordinator.web.views import alerts_json, desk_alerts
+from edge.agent import make_session
+from edge.health import Health
+from hallq import bus
 from hallq import messages as m
+from hallq.bus import Session
 from hallq.config import HallConfig, parse_config
 from hallq.contract import CLIENT_TOPICS
 from hallq.topics import HallTopics, Role
@@ -41,6 +47,7 @@ from hallq.ulid import new_ulid
 from hallqctl.mosquitto import Mosquitto, free_port
 from hallqctl.provision import provision
 
+from .conftest import until
 from .coordinated import FakeClock, running
 from .halls import small_hall_text
 
@@ -610,3 +617,65 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
     assert before[1:] == after[1:], (before, after)
     assert after[0] == before[0] + 1, (before, after)
     assert report.attempts == report.denied_by_broker + report.rejected_by_coordinator
+
+
+async def test_a_stolen_password_in_use_is_named_on_the_desk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone logs in with pi-w1's password while pi-w1 runs, and with the coordinator's:
+    the broker lets one connection per login in, so each time the thief connects it drops
+    the one who was there, and the thief announces nothing (no birth, no health). Before,
+    only the victim's log said it; the desk showed nothing. Now the desk names both ids,
+    and lets go of them once the thief is gone."""
+    monkeypatch.setattr(bus, "SHARED_ID_CLEAR_S", 2.0)  # 60 s in service
+    port, out = free_port(), tmp_path / "provision"
+    cfg = attack_hall(port, out, tmp_path / "state")
+    provision(cfg, out, port=port, bind="127.0.0.1", run_as="root")
+    ca = out / "devices" / "coordinator" / "ca.crt"
+    (tmp_path / "broker").mkdir()
+    broker = Mosquitto(tmp_path / "broker", config=out / "broker" / "mosquitto.conf", port=port)
+    broker.start()
+
+    def named(coordinator: Any) -> set[tuple[str, str]]:
+        return {
+            (a["role"], a["client"])
+            for a in alerts_json(coordinator)
+            if a["kind"] == "device_shared_id"
+        }
+
+    def back(victim: Session, connects: int) -> Callable[[], bool]:
+        return lambda: victim.connects > connects and victim.connected
+
+    async def push_off(victim: Session, login: str) -> None:
+        """The thief connects, and again each time the victim is back."""
+        password = (out / "devices" / login / "password").read_text().strip()
+        for _ in range(bus.SHARED_ID_LOSSES):
+            connects = victim.connects
+            thief = Client(port, ca, login, password)
+            try:
+                assert await thief.connect() == 0
+                await until(back(victim, connects), 20)
+            finally:
+                thief.close()
+
+    try:
+        async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator:
+            agent = next(a for a in cfg.agents if a.id == "pi-w1")
+            async with make_session(cfg, agent) as pad:
+                health = Health(pad)
+                pad.on_connect(health.publish)
+                await pad.wait_connected(10)
+                await push_off(pad, "pi-w1")
+                await until(lambda: ("window", "pi-w1") in named(coordinator), 20)
+                desk = desk_alerts(coordinator, AlertBook())
+                assert "device_shared_id" in {a.kind for a in desk}
+                await until(lambda: not named(coordinator), 20)  # the thief gave up
+
+                session = coordinator.session
+                assert session is not None
+                await push_off(session, "coordinator")
+                await until(lambda: ("coordinator", "coordinator") in named(coordinator), 20)
+                assert ("window", "pi-w1") not in named(coordinator)
+                await until(lambda: not named(coordinator), 20)
+    finally:
+        broker.kill()

@@ -69,3 +69,23 @@ def test_two_devices_with_one_id_are_flagged_while_they_take_turns(
     assert "window/pi-w03 is connected twice" in warnings[0]
     now[0] += SHARED_ID_WINDOW_S
     assert book.shared_ids() == [], "no longer flagged once they stopped taking turns"
+
+
+def test_a_device_that_says_it_is_pushed_off_is_flagged_not_called_faulty() -> None:
+    """A thief with the device's password announces nothing: only the device's health
+    tells. Its other components still count as faults of their own."""
+    book = DeviceBook(lambda: 1000.0)
+    pushed = m.ComponentHealth(name="mqtt", ok=False, status=m.SHARED_ID)
+    book.note_health("window", "pi-w03", m.DeviceHealth(rev=1, components=[pushed]))
+    assert [d.client for d in book.shared_ids()] == ["pi-w03"]
+    assert book.unhealthy() == [], "one alert for it, not a second as a fault"
+    paper = m.ComponentHealth(name="printer-1", ok=False, status="paper_out")
+    book.note_health("window", "pi-w03", m.DeviceHealth(rev=2, components=[pushed, paper]))
+    assert [d.client for d in book.unhealthy()] == ["pi-w03"]
+    book.note_health(
+        "window",
+        "pi-w03",
+        m.DeviceHealth(rev=3, components=[m.ComponentHealth(name="mqtt", ok=True, status="ok")]),
+    )
+    assert book.shared_ids() == []
+    assert book.unhealthy() == []

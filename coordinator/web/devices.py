@@ -98,12 +98,15 @@ class DeviceBook:
             )
 
     def shared_ids(self) -> list[DeviceSeen]:
-        """Devices whose id more than one client has been using lately."""
+        """Devices whose id more than one client has been using lately: seen here (births
+        from both), or said by the device itself (its health: the broker keeps pushing it
+        off, whoever does it announcing nothing, as a client with a stolen password)."""
         now = self._clock()
         return [
             d
             for d in self.all()
             if len([t for t in d.restarts if now - t < SHARED_ID_WINDOW_S]) >= 2
+            or says_shared_id(d.health)
         ]
 
     def note_health(self, role: str, client: str, health: m.DeviceHealth) -> None:
@@ -117,8 +120,18 @@ class DeviceBook:
         return [d for d in self.all() if d.online is False]
 
     def unhealthy(self) -> list[DeviceSeen]:
-        return [
-            d
-            for d in self.all()
-            if d.health is not None and not all(c.ok for c in d.health.components)
-        ]
+        """Devices with a component at fault, but for a shared id (see shared_ids)."""
+        return [d for d in self.all() if faults(d.health)]
+
+
+def faults(health: m.DeviceHealth | None) -> list[m.ComponentHealth]:
+    """The components at fault, but for a shared id (shown as such, see shared_ids)."""
+    if health is None:
+        return []
+    return [c for c in health.components if not c.ok and c.status != m.SHARED_ID]
+
+
+def says_shared_id(health: m.DeviceHealth | None) -> bool:
+    return health is not None and any(
+        not c.ok and c.status == m.SHARED_ID for c in health.components
+    )

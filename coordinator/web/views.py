@@ -9,14 +9,15 @@ a ticket's place in line).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from coordinator.web import models as api
 from coordinator.web.desk import KIND_ZH, SEVERITY_ZH, AdviceBook, AlertBook, busy_s, hhmm
-from coordinator.web.devices import DeviceSeen
+from coordinator.web.devices import DeviceSeen, faults
 from coordinator.web.figures import DayFigures, FigureCache, day_figures, same_weekday_last_month
 from coordinator.web.interface import HallService
-from hallq.messages import TicketState, WindowStatus
+from hallq.messages import SHARED_ID, TicketState, WindowStatus
 
 AHEAD_STATES = frozenset({TicketState.WAITING})
 
@@ -157,13 +158,12 @@ def alerts_json(c: HallService) -> list[dict[str, Any]]:
                 "kind": "device_shared_id",
                 "client": d.client,
                 "role": d.role,
-                "at": _iso(d.restarts[-1], tz),
+                "at": _iso(max([*d.restarts[-1:], d.health_at or -math.inf]), tz),
                 "message": f"{d.client} ({d.role}) 有两台设备使用同一编号, 轮流掉线",
             }
         )
     for d in c.devices.unhealthy():
-        components = d.health.components if d.health is not None else []
-        bad = ", ".join(f"{x.name}:{x.status}" for x in components if not x.ok)
+        bad = ", ".join(f"{x.name}:{x.status}" for x in faults(d.health))
         out.append(
             {
                 "severity": "warning",
@@ -247,6 +247,8 @@ def _device_problems(c: HallService) -> list[api.DeviceProblem]:
             if paper is not None:
                 words = "缺纸" if paper == "paper_out" else "打印纸将尽"
                 problem(d, paper, f"{x.name} {words}", d.health_at)
+            elif not x.ok and x.status == SHARED_ID:
+                problem(d, "unhealthy", "设备编号重复: 另有客户端使用此编号连接", d.health_at)
             elif not x.ok:
                 problem(d, "unhealthy", f"{x.name} 异常: {x.status}", d.health_at)
     order = {"offline": 0, "paper_out": 1, "unhealthy": 2, "paper_low": 3}
