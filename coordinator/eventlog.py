@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 from pydantic_core import to_json
 
-from hallq.sqlite import open_db
+from hallq.sqlite import open_db, unwritable_reason
 
 log = logging.getLogger("hallq.coordinator")
 
@@ -89,6 +89,11 @@ class StorageFailed(Exception):
 
 class LogInUse(Exception):
     """Another process writes this event log: a second coordinator of the same hall."""
+
+
+class LogUnwritable(Exception):
+    """The event log cannot be opened for writing at start (a read-only or full disk, the
+    wrong owner): the coordinator serves nothing without it."""
 
 
 class _WriterLock:
@@ -185,9 +190,17 @@ class EventLog:
         self._lock = None if memory else _WriterLock(path)
         try:
             self._db = open_db(path, _SCHEMA, check_same_thread=False)
-        except BaseException:
+        except BaseException as exc:
             if self._lock is not None:  # not opened: nobody writes it
                 self._lock.release()
+            if isinstance(exc, OSError) or getattr(exc, "sqlite_errorname", "").startswith(
+                ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_FULL", "SQLITE_PERM")
+            ):
+                raise LogUnwritable(
+                    f"event log cannot be opened for writing: {unwritable_reason(path, exc)}. "
+                    "The coordinator serves nothing without it: free the disk or give the "
+                    "service user the folder (hallq doctor on this machine says which)"
+                ) from exc
             raise
         self._wal = not memory  # an in-memory log has no WAL
         self._wal_commits = self._wal_entries = 0  # since the last checkpoint

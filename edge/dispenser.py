@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.health import Health, report_link_health
-from edge.leases import LeaseBook
+from edge.leases import LeaseBook, NotDurable
 from firmware_bridge.devices import TicketPrinter
 from firmware_bridge.devices.escpos import CHINESE_OFF, CHINESE_ON, CUT, INIT, Ticket, text
 from firmware_bridge.devices.id_reader import IdCard, IdCardRejected
@@ -84,6 +84,8 @@ class DispenserAgent:
         self._replaying: asyncio.Task[None] | None = None
         self._replay_due = asyncio.Event()
         self._closed = False
+        if leases.unwritable is not None:  # said in the log by the book
+            self.health.set("leases", False, m.NOT_WRITABLE, leases.unwritable, quiet=True)
 
     async def close(self) -> None:
         """Stop delivering replays (they stay on disk for the next start). The session
@@ -180,6 +182,8 @@ class DispenserAgent:
         if self._closed:
             return
         edge = self.cfg.edge
+        if self.leases.unwritable is not None:
+            return  # numbers it could not hand out (NotDurable): left to the others
         async with self._leasing:
             today = self.day().isoformat()
             self.leases.forget_before(today)
@@ -290,7 +294,12 @@ class DispenserAgent:
     async def _issue_offline(self, service_code: str, *, supersedes: str) -> Issued:
         service = self.cfg.service(service_code)
         now = self.clock()
-        n = self.leases.take(self.day().isoformat(), service_code)
+        try:
+            n = self.leases.take(self.day().isoformat(), service_code)
+        except NotDurable as exc:
+            await self.health.update("leases", False, m.NOT_WRITABLE, str(exc), quiet=True)
+            await self._print_notice("本机暂停取号，请到其他取号机取号")
+            return Issued(None, False, False, "leases_not_writable")
         if n is None:
             await self.health.update("leases", False, "exhausted", f"no leased {service_code}")
             await self._print_notice("系统忙，请稍后再取号")

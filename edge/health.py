@@ -17,6 +17,7 @@ from hallq.errors import NotConnected
 log = logging.getLogger("hallq.edge")
 
 MQTT_COMPONENT = "mqtt"
+STATE_COMPONENT = "state"  # the session's file: boots and the outbox
 SHARED_ID_DETAIL = (
     "the broker keeps dropping this device's connection as soon as it is made: another "
     "client is connected with its id (a copied SD card, or its password in other hands)"
@@ -80,6 +81,10 @@ class Health:
         return True
 
     def message(self) -> m.DeviceHealth:
+        error = self.session.state_error  # (logged by the session)
+        if error is not None or STATE_COMPONENT in self._components:
+            ok = error is None
+            self.set(STATE_COMPONENT, ok, "ok" if ok else m.NOT_WRITABLE, error, quiet=True)
         return m.DeviceHealth(
             rev=self.session.next_rev(), components=list(self._components.values())[:32]
         )
@@ -91,8 +96,10 @@ class Health:
         except NotConnected:
             pass  # republished on every connect
 
-    async def update(self, name: str, ok: bool, status: str, detail: str | None = None) -> None:
-        if self.set(name, ok, status, detail):
+    async def update(
+        self, name: str, ok: bool, status: str, detail: str | None = None, *, quiet: bool = False
+    ) -> None:
+        if self.set(name, ok, status, detail, quiet=quiet):
             await self.publish()
 
 

@@ -11,9 +11,14 @@ message loses it), so the replay is sent again after every reconnect until a rep
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from pathlib import Path
+from typing import Any
 
-from hallq.sqlite import open_db
+from hallq.sqlite import open_db_or_copy, unwritable_reason
+
+log = logging.getLogger("hallq.edge")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -30,17 +35,59 @@ CREATE TABLE IF NOT EXISTS replays (
 """
 
 
+class NotDurable(Exception):
+    """The book cannot be written: a number taken now could be handed out again after a
+    restart, so none is."""
+
+
 class LeaseBook:
+    """Where its file cannot be written (a Pi's SD card gone read-only, at start or since)
+    the book carries on in memory from what the file held: the offline tickets it holds
+    are still replayed, but no leased number is handed out (``take`` raises NotDurable),
+    since one that is not on disk could be handed out twice."""
+
     def __init__(self, path: Path) -> None:
-        self._db = open_db(path, _SCHEMA)
+        self.path = path
+        self._db, self.unwritable = open_db_or_copy(path, _SCHEMA)
+        if self.unwritable is not None:
+            log.error(
+                "lease book cannot be written: %s. No ticket is issued offline until it "
+                "can (a number not on disk could be handed out twice after a restart); "
+                "check the SD card or disk (hallq doctor)",
+                self.unwritable,
+            )
 
     def close(self) -> None:
         self._db.close()
 
-    def add_block(self, day: str, service: str, first: int, last: int) -> None:
-        self._db.execute(
-            "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?)", (day, service, first, last)
+    def _to_memory(self, exc: sqlite3.Error) -> None:
+        """A write failed: on from a copy in memory of what the file holds."""
+        self.unwritable = unwritable_reason(self.path, exc)
+        log.error(
+            "lease book cannot be written any more: %s. Issuing offline stops; the offline "
+            "tickets it holds are still replayed (until the agent restarts)",
+            self.unwritable,
         )
+        memory = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            self._db.backup(memory)
+        except sqlite3.Error as lost:
+            log.error("lease book could not be read either (%s): its replays are lost", lost)
+            memory.executescript(_SCHEMA)
+        self._db.close()
+        self._db = memory
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        try:
+            self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            if self.unwritable is not None:
+                raise
+            self._to_memory(exc)
+            self._db.execute(sql, args)
+
+    def add_block(self, day: str, service: str, first: int, last: int) -> None:
+        self._write("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?)", (day, service, first, last))
 
     def remaining(self, day: str, service: str) -> int:
         total = self._db.execute(
@@ -53,39 +100,46 @@ class LeaseBook:
         return int(total) - int(used)
 
     def take(self, day: str, service: str) -> int | None:
-        """The lowest unused leased number, marked used before it is returned; None if the
-        blocks for today are used up."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            for first, last in self._db.execute(
-                "SELECT first, last FROM blocks WHERE day = ? AND service = ? ORDER BY first",
-                (day, service),
-            ).fetchall():
-                row = self._db.execute(
-                    "SELECT coalesce(max(number), ?) FROM used WHERE day = ? AND service = ? "
-                    "AND number BETWEEN ? AND ?",
-                    (first - 1, day, service, first, last),
-                ).fetchone()
-                number = int(row[0]) + 1
-                if number <= last:
-                    self._db.execute("INSERT INTO used VALUES (?, ?, ?)", (day, service, number))
-                    return number
+        """The lowest unused leased number, marked used on disk before it is returned;
+        None if the blocks for today are used up; NotDurable if the book cannot be
+        written."""
+        if self.unwritable is not None:
+            raise NotDurable(self.unwritable)
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                for first, last in self._db.execute(
+                    "SELECT first, last FROM blocks WHERE day = ? AND service = ? ORDER BY first",
+                    (day, service),
+                ).fetchall():
+                    row = self._db.execute(
+                        "SELECT coalesce(max(number), ?) FROM used WHERE day = ? "
+                        "AND service = ? AND number BETWEEN ? AND ?",
+                        (first - 1, day, service, first, last),
+                    ).fetchone()
+                    number = int(row[0]) + 1
+                    if number <= last:
+                        self._db.execute(
+                            "INSERT INTO used VALUES (?, ?, ?)", (day, service, number)
+                        )
+                        return number
+        except sqlite3.Error as exc:
+            self._to_memory(exc)
+            raise NotDurable(self.unwritable or str(exc)) from exc
         return None
 
     def forget_before(self, day: str) -> None:
         """Blocks end with their business day."""
-        self._db.execute("DELETE FROM blocks WHERE day < ?", (day,))
-        self._db.execute("DELETE FROM used WHERE day < ?", (day,))
-        self._db.execute("DELETE FROM replays WHERE day < ?", (day,))
+        self._write("DELETE FROM blocks WHERE day < ?", (day,))
+        self._write("DELETE FROM used WHERE day < ?", (day,))
+        self._write("DELETE FROM replays WHERE day < ?", (day,))
 
     def hold_replay(self, replay_id: str, day: str, payload: str) -> None:
         """Keep an offline ticket's replay until the coordinator answers it."""
-        self._db.execute(
-            "INSERT OR IGNORE INTO replays VALUES (?, ?, ?)", (replay_id, day, payload)
-        )
+        self._write("INSERT OR IGNORE INTO replays VALUES (?, ?, ?)", (replay_id, day, payload))
 
     def replayed(self, replay_id: str) -> None:
-        self._db.execute("DELETE FROM replays WHERE id = ?", (replay_id,))
+        self._write("DELETE FROM replays WHERE id = ?", (replay_id,))
 
     def unanswered(self) -> list[str]:
         """Payloads of the replays the coordinator has not answered yet, oldest first."""

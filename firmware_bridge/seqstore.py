@@ -22,7 +22,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from hallq.sqlite import open_db
+from hallq.sqlite import open_db_or_copy
 
 __all__ = ["EventSeqStore"]
 
@@ -41,7 +41,13 @@ class EventSeqStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = open_db(path, SCHEMA, synchronous="NORMAL")
+        self._db, self.unwritable = open_db_or_copy(path, SCHEMA, synchronous="NORMAL")
+        if self.unwritable is not None:
+            log.warning(
+                "event seq file cannot be written: %s. Kept in memory: a key press a device "
+                "repeats across the next restart may be delivered twice",
+                self.unwritable,
+            )
 
     def get(self, device: str) -> int | None:
         row = self._db.execute(

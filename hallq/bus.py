@@ -64,6 +64,7 @@ from hallq.paho_lean import (
 )
 from hallq.retained import PresenceBook, RevisionGate
 from hallq.session_store import SessionStore
+from hallq.sqlite import unwritable_reason
 from hallq.topics import (
     Action,
     HallTopics,
@@ -401,6 +402,9 @@ class Session:
         self._short_lived: list[float] = []  # when connections that lasted < SHORT_LIVED_S ended
         self._shared_id_said = -math.inf
         self._shared_id = False  # connections keep being taken over (another client, our id)
+        # why the state file (boots, outbox) cannot be written, if it cannot: a device says
+        # it in its health (a Pi's SD card gone read-only is its commonest death)
+        self.state_error: str | None = None
         self._attempt_failed = False  # an attempt to connect failed since the last connection
         self._broker_was_away = False  # ... before the current one
         self._shared_id_hooks: list[Callable[[bool], Awaitable[None] | None]] = []
@@ -419,6 +423,7 @@ class Session:
 
     async def __aenter__(self) -> Session:
         self._store = SessionStore(self._state_path, max_items=self._outbox_max)
+        self.state_error = self._store.unwritable
         self._runner = asyncio.create_task(self._run(), name=f"hallq-session-{self.client_id}")
         if self._stall_beat_s is not None:
             self._spawn(self._heartbeat(self._stall_beat_s))
@@ -710,12 +715,14 @@ class Session:
         assert self._store is not None
         try:
             self._boot = self._store.next_boot()
+            self.state_error = self._store.unwritable
         except sqlite3.Error as exc:  # a full or read-only disk must not end the session
             self._boot += 1
+            self.state_error = unwritable_reason(self._state_path, exc)
             log.warning(
                 "%s: state file not writable (%s); boot %d kept in memory",
                 self.client_id,
-                exc,
+                self.state_error,
                 self._boot,
             )
         self._rev_counter = 0

@@ -194,6 +194,9 @@ class Presence(Message):
 # a component's status when the broker keeps dropping the client's connections as soon as
 # they are made: another client connected with the same id (a copied card, a stolen password)
 SHARED_ID = "shared_id"
+# a component's status when its file cannot be written (a Pi's SD card gone read-only);
+# for component ``state`` (the session's file) its boots are counted in memory since
+NOT_WRITABLE = "not_writable"
 
 
 class ComponentHealth(Wire):
@@ -201,7 +204,8 @@ class ComponentHealth(Wire):
     ok: bool
     status: Ident = Field(
         description="e.g. ok, link_down, paper_near_end, paper_out, cover_open; "
-        f"{SHARED_ID} (component mqtt: another client is connected with this one's id)"
+        f"{SHARED_ID} (component mqtt: another client is connected with this one's id), "
+        f"{NOT_WRITABLE} (its file cannot be written)"
     )
     detail: ShortText | None = None
 

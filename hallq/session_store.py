@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from hallq.sqlite import open_db
+from hallq.sqlite import open_db_or_copy
 
 log = logging.getLogger("hallq.outbox")
 
@@ -44,7 +44,14 @@ class SessionStore:
             raise ValueError("outbox max_items must be at least 1")
         self.path = path
         self.max_items = max_items
-        self._db = open_db(path, _SCHEMA, synchronous="NORMAL")
+        self._db, self.unwritable = open_db_or_copy(path, _SCHEMA, synchronous="NORMAL")
+        if self.unwritable is not None:
+            log.warning(
+                "state file cannot be written: %s. Boots are counted and messages queued "
+                "offline kept in memory, lost at the next restart; check the SD card or "
+                "disk (hallq doctor)",
+                self.unwritable,
+            )
         self._count: int = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
     def _meta(self, key: str) -> int:

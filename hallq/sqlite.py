@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from pathlib import Path
 from typing import Literal
@@ -33,3 +35,49 @@ def open_db(
         db.close()
         raise
     return db
+
+
+def open_db_or_copy(
+    path: Path,
+    schema: str,
+    *,
+    synchronous: Literal["FULL", "NORMAL"] = "FULL",
+) -> tuple[sqlite3.Connection, str | None]:
+    """:func:`open_db`; where the file cannot be written (a Pi's SD card gone read-only,
+    a full disk, the wrong owner), a copy in memory of what it holds and why, so a device
+    starts and serves online instead of failing at every start until someone comes. What
+    it writes then is lost at the next restart: its owner says what that costs."""
+    try:
+        return open_db(path, schema, synchronous=synchronous), None
+    except (sqlite3.Error, OSError) as exc:  # (OSError: its folder could not be made)
+        why = unwritable_reason(path, exc)
+    memory = sqlite3.connect(":memory:", isolation_level=None)
+    if path.exists():
+        try:  # immutable: read as it lies, with no -shm or lock to create
+            with contextlib.closing(
+                sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+            ) as held:
+                held.backup(memory)
+        except sqlite3.Error as exc:
+            why += f"; what it held could not be read either ({exc})"
+    memory.executescript(schema)
+    return memory, why
+
+
+def unwritable_reason(path: Path, exc: BaseException) -> str:
+    """Why ``path`` cannot be written, in words a field engineer acts on (SQLite says
+    "unable to open database file" for most of them)."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return f"{path}: {exc}"
+    if fs.f_flag & os.ST_RDONLY:
+        return f"{path}: the file system is read-only ({exc})"
+    if fs.f_bavail == 0:
+        return f"{path}: the disk is full ({exc})"
+    if not os.access(folder, os.W_OK):
+        return f"{path}: no permission to write in {folder} ({exc})"
+    return f"{path}: {exc}"

@@ -341,7 +341,7 @@ def coordinator(config_file: Path, log_path: Path | None, dispatch: str | None) 
     import os
 
     _need_role("coordinator", "coordinator.service", installed=("aiohttp",))
-    from coordinator.eventlog import LogInUse
+    from coordinator.eventlog import LogInUse, LogUnwritable
     from coordinator.service import serve
 
     cfg = _load(config_file)
@@ -349,7 +349,7 @@ def coordinator(config_file: Path, log_path: Path | None, dispatch: str | None) 
     kind = dispatch or os.environ.get("HALLQ_DISPATCH", "auto")
     try:
         _run_until_signalled(lambda: serve(cfg, log_path=log_path, dispatch=kind))
-    except LogInUse as exc:
+    except (LogInUse, LogUnwritable) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -388,6 +388,15 @@ def check_disk(state_dir: Path, *, min_free_mb: int = 100, warn_free_mb: int = 5
         return Check("disk", Result.UNKNOWN, f"{state_dir}: {exc.strerror}", "")
     free_mb = usage.free // (1024 * 1024)
     detail = f"{free_mb} MB free for {state_dir}"
+    if os.statvfs(probe).f_flag & os.ST_RDONLY:
+        return Check(
+            "disk",
+            Result.FAIL,
+            f"{state_dir} is on a read-only file system",
+            "a failing SD card is remounted read-only by the kernel (dmesg | grep -iE "
+            "'mmc|remount|EXT4-fs error'): replace the card. Meanwhile the agent serves "
+            "online but issues no ticket offline",
+        )
     fix = "free space: sudo journalctl --vacuum-size=100M; remove old files under /var/log"
     if free_mb < min_free_mb:
         return Check("disk", Result.FAIL, detail, fix)

@@ -89,3 +89,15 @@ def test_a_device_that_says_it_is_pushed_off_is_flagged_not_called_faulty() -> N
     )
     assert book.shared_ids() == []
     assert book.unhealthy() == []
+
+
+def test_a_device_counting_boots_in_memory_is_not_taken_for_two() -> None:
+    """A Pi whose card went read-only counts each start on from what its file last held:
+    restarts repeat a boot, as a twin's births would; its health says why."""
+    book = DeviceBook(lambda: 1000.0)
+    state = m.ComponentHealth(name="state", ok=False, status=m.NOT_WRITABLE)
+    feed(book, [("online", 41)])
+    book.note_health("window", "pi-w03", m.DeviceHealth(rev=1, components=[state]))
+    feed(book, [("online", 42), ("online", 42), ("online", 42)])  # restarts, new births
+    assert book.shared_ids() == []
+    assert [d.client for d in book.unhealthy()] == ["pi-w03"]

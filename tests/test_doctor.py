@@ -271,6 +271,18 @@ def test_disk_space(tmp_path: Path) -> None:
     assert "MB free" in full.detail
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="a read-only bind mount needs root")
+def test_a_read_only_card_fails_the_disk_check(tmp_path: Path) -> None:
+    from .test_read_only_card import read_only
+
+    (tmp_path / "state").mkdir()
+    with read_only(tmp_path / "state"):
+        check = check_disk(tmp_path / "state", min_free_mb=0, warn_free_mb=0)
+    assert check.result is Result.FAIL
+    assert "read-only file system" in check.detail
+    assert "replace the card" in check.fix
+
+
 def test_render_shows_the_fix() -> None:
     console = Console(record=True, width=200)
     render_checks(

@@ -145,3 +145,27 @@ def test_doctor_says_whether_a_coordinator_writes_the_log(tmp_path: Path) -> Non
     assert stopped.result is Result.WARN
     assert "no coordinator writes it now" in stopped.detail
     assert "systemctl start hallq-coordinator" in stopped.fix
+
+
+def test_a_log_on_a_read_only_disk_stops_the_coordinator_with_the_reason(tmp_path: Path) -> None:
+    """Not SQLite's "unable to open database file" in a traceback, at every restart."""
+    from .test_read_only_card import read_only
+
+    state = tmp_path / "state"
+    state.mkdir()
+    config = tmp_path / "hall.toml"
+    config.write_text(small_hall_text("mqtt://127.0.0.1:9", str(state)))
+    with read_only(state):
+        run = subprocess.run(
+            [sys.executable, "-m", "hallqctl.cli", "coordinator", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+    assert run.returncode == 1
+    assert "event log cannot be opened for writing" in run.stderr
+    assert str(state) in run.stderr
+    if os.geteuid() == 0:
+        assert "read-only" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -58,7 +58,7 @@ class DeviceBook:
         online = presence.state == "online"
         if online:
             last = entry.boot if entry.birth_id not in (None, presence.id) else None
-            if last is not None and presence.boot <= last:
+            if last is not None and presence.boot <= last and not boots_in_memory(entry.health):
                 self._counted_again(entry, presence.boot)
             entry.birth_id = presence.id
         if entry.online != online or entry.boot != presence.boot:
@@ -134,4 +134,12 @@ def faults(health: m.DeviceHealth | None) -> list[m.ComponentHealth]:
 def says_shared_id(health: m.DeviceHealth | None) -> bool:
     return health is not None and any(
         not c.ok and c.status == m.SHARED_ID for c in health.components
+    )
+
+
+def boots_in_memory(health: m.DeviceHealth | None) -> bool:
+    """Its state file cannot be written (a card gone read-only): each start counts on from
+    what the file last held, so a restart's birth repeats a boot, as a twin's would."""
+    return health is not None and any(
+        c.name == "state" and c.status == m.NOT_WRITABLE for c in health.components
     )

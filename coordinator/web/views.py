@@ -17,7 +17,7 @@ from coordinator.web.desk import KIND_ZH, SEVERITY_ZH, AdviceBook, AlertBook, bu
 from coordinator.web.devices import DeviceSeen, faults
 from coordinator.web.figures import DayFigures, FigureCache, day_figures, same_weekday_last_month
 from coordinator.web.interface import HallService
-from hallq.messages import SHARED_ID, TicketState, WindowStatus
+from hallq.messages import NOT_WRITABLE, SHARED_ID, TicketState, WindowStatus
 
 AHEAD_STATES = frozenset({TicketState.WAITING})
 
@@ -249,6 +249,8 @@ def _device_problems(c: HallService) -> list[api.DeviceProblem]:
                 problem(d, paper, f"{x.name} {words}", d.health_at)
             elif not x.ok and x.status == SHARED_ID:
                 problem(d, "unhealthy", "设备编号重复: 另有客户端使用此编号连接", d.health_at)
+            elif not x.ok and x.status == NOT_WRITABLE:
+                problem(d, "unhealthy", f"{x.name} 无法写入存储 (SD 卡只读或已满)", d.health_at)
             elif not x.ok:
                 problem(d, "unhealthy", f"{x.name} 异常: {x.status}", d.health_at)
     order = {"offline": 0, "paper_out": 1, "unhealthy": 2, "paper_low": 3}
