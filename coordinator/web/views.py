@@ -19,6 +19,8 @@ from coordinator.web.figures import DayFigures, FigureCache, day_figures, same_w
 from coordinator.web.interface import HallService
 from hallq.messages import NOT_WRITABLE, SHARED_ID, TicketState, WindowStatus
 
+NOT_WRITABLE_ZH = "无法写入存储 (SD 卡只读或已满)"
+
 AHEAD_STATES = frozenset({TicketState.WAITING})
 
 
@@ -163,7 +165,12 @@ def alerts_json(c: HallService) -> list[dict[str, Any]]:
             }
         )
     for d in c.devices.unhealthy():
-        bad = ", ".join(f"{x.name}:{x.status}" for x in faults(d.health))
+        bad = ", ".join(
+            f"{x.name} {NOT_WRITABLE_ZH}"
+            if x.status == NOT_WRITABLE
+            else f"{x.name}:{x.status}"
+            for x in faults(d.health)
+        )
         out.append(
             {
                 "severity": "warning",
@@ -250,7 +257,7 @@ def _device_problems(c: HallService) -> list[api.DeviceProblem]:
             elif not x.ok and x.status == SHARED_ID:
                 problem(d, "unhealthy", "设备编号重复: 另有客户端使用此编号连接", d.health_at)
             elif not x.ok and x.status == NOT_WRITABLE:
-                problem(d, "unhealthy", f"{x.name} 无法写入存储 (SD 卡只读或已满)", d.health_at)
+                problem(d, "unhealthy", f"{x.name} {NOT_WRITABLE_ZH}", d.health_at)
             elif not x.ok:
                 problem(d, "unhealthy", f"{x.name} 异常: {x.status}", d.health_at)
     order = {"offline": 0, "paper_out": 1, "unhealthy": 2, "paper_low": 3}
