@@ -166,9 +166,7 @@ def alerts_json(c: HallService) -> list[dict[str, Any]]:
         )
     for d in c.devices.unhealthy():
         bad = ", ".join(
-            f"{x.name} {NOT_WRITABLE_ZH}"
-            if x.status == NOT_WRITABLE
-            else f"{x.name}:{x.status}"
+            f"{x.name} {NOT_WRITABLE_ZH}" if x.status == NOT_WRITABLE else f"{x.name}:{x.status}"
             for x in faults(d.health)
         )
         out.append(
