@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from hallq.sqlite import open_db_or_copy, unwritable_reason
+from hallq.sqlite import memory_copy, open_db_or_copy, unwritable_reason
 
 log = logging.getLogger("hallq.edge")
 
@@ -68,12 +68,9 @@ class LeaseBook:
             "tickets it holds are still replayed (until the agent restarts)",
             self.unwritable,
         )
-        memory = sqlite3.connect(":memory:", isolation_level=None)
-        try:
-            self._db.backup(memory)
-        except sqlite3.Error as lost:
+        memory, lost = memory_copy(self._db, _SCHEMA)
+        if lost is not None:
             log.error("lease book could not be read either (%s): its replays are lost", lost)
-            memory.executescript(_SCHEMA)
         self._db.close()
         self._db = memory
 

@@ -402,9 +402,7 @@ class Session:
         self._short_lived: list[float] = []  # when connections that lasted < SHORT_LIVED_S ended
         self._shared_id_said = -math.inf
         self._shared_id = False  # connections keep being taken over (another client, our id)
-        # why the state file (boots, outbox) cannot be written, if it cannot: a device says
-        # it in its health (a Pi's SD card gone read-only is its commonest death)
-        self.state_error: str | None = None
+        self._state_error: str | None = None  # even its copy in memory failed (see state_error)
         self._attempt_failed = False  # an attempt to connect failed since the last connection
         self._broker_was_away = False  # ... before the current one
         self._shared_id_hooks: list[Callable[[bool], Awaitable[None] | None]] = []
@@ -423,7 +421,6 @@ class Session:
 
     async def __aenter__(self) -> Session:
         self._store = SessionStore(self._state_path, max_items=self._outbox_max)
-        self.state_error = self._store.unwritable
         self._runner = asyncio.create_task(self._run(), name=f"hallq-session-{self.client_id}")
         if self._stall_beat_s is not None:
             self._spawn(self._heartbeat(self._stall_beat_s))
@@ -715,14 +712,13 @@ class Session:
         assert self._store is not None
         try:
             self._boot = self._store.next_boot()
-            self.state_error = self._store.unwritable
-        except sqlite3.Error as exc:  # a full or read-only disk must not end the session
+        except sqlite3.Error as exc:  # must not end the session (the store says why)
             self._boot += 1
-            self.state_error = unwritable_reason(self._state_path, exc)
+            self._state_error = unwritable_reason(self._state_path, exc)
             log.warning(
                 "%s: state file not writable (%s); boot %d kept in memory",
                 self.client_id,
-                self.state_error,
+                self._state_error,
                 self._boot,
             )
         self._rev_counter = 0
@@ -1177,10 +1173,21 @@ class Session:
     def shared_id_suspected(self) -> bool:
         return self._shared_id
 
+    @property
+    def state_error(self) -> str | None:
+        """Why the state file (boots, outbox) cannot be written, if it cannot: a device
+        says it in its health (a Pi's SD card gone read-only is its commonest death)."""
+        store = self._store
+        return self._state_error or (store.unwritable if store is not None else None)
+
     def _shared_id_changed(self, suspected: bool) -> None:
         self._shared_id = suspected
         for hook in self._shared_id_hooks:
-            result = hook(suspected)
+            try:  # (called where the session reconnects: a hook's bug must not end it)
+                result = hook(suspected)
+            except Exception:
+                log.exception("%s: shared id hook %s failed", self.client_id, hook)
+                continue
             if result is not None:
                 self._spawn(result)
 

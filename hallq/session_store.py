@@ -7,12 +7,16 @@ offline still has the tickets it must replay, and its next boot number is still 
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from hallq.sqlite import open_db_or_copy
+from hallq.sqlite import memory_copy, open_db_or_copy, unwritable_reason
 
 log = logging.getLogger("hallq.outbox")
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -58,13 +62,41 @@ class SessionStore:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return 0 if row is None else int(row[0])
 
+    def _to_memory(self, exc: sqlite3.Error) -> None:
+        """A write failed (the disk went read-only or full since the start): on from a copy
+        in memory, as if it had been so at the start."""
+        self.unwritable = unwritable_reason(self.path, exc)
+        log.warning(
+            "state file cannot be written any more: %s. Boots are counted and messages "
+            "queued offline kept in memory, lost at the next restart",
+            self.unwritable,
+        )
+        memory, lost = memory_copy(self._db, _SCHEMA)
+        if lost is not None:
+            log.error("state file could not be read either (%s): its outbox is lost", lost)
+        self._db.close()
+        self._db = memory
+        self._count = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def _written(self, write: Callable[[], T]) -> T:
+        try:
+            return write()
+        except sqlite3.Error as exc:
+            if self.unwritable is not None:
+                raise
+            self._to_memory(exc)
+            return write()
+
     def _bump(self, key: str) -> int:
-        row = self._db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, 1) "
-            "ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value",
-            (key,),
-        ).fetchone()
-        return int(row[0])
+        def bump() -> int:
+            row = self._db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, 1) "
+                "ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value",
+                (key,),
+            ).fetchone()
+            return int(row[0])
+
+        return self._written(bump)
 
     def next_boot(self) -> int:
         """A number higher than any handed out before from this file."""
@@ -79,6 +111,9 @@ class SessionStore:
         return self._count
 
     def push(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        self._written(lambda: self._push(topic, payload, qos, retain))
+
+    def _push(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             while self._count >= self.max_items:
@@ -108,7 +143,8 @@ class SessionStore:
         return [OutboxItem(s, t, bytes(p), q, bool(r)) for s, t, p, q, r in rows]
 
     def remove(self, seq: int) -> None:
-        if self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount:
+        gone = self._written(lambda: self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)))
+        if gone.rowcount:
             self._count -= 1
 
     def close(self) -> None:

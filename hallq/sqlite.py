@@ -81,3 +81,16 @@ def unwritable_reason(path: Path, exc: BaseException) -> str:
     if not os.access(folder, os.W_OK):
         return f"{path}: no permission to write in {folder} ({exc})"
     return f"{path}: {exc}"
+
+
+def memory_copy(db: sqlite3.Connection, schema: str) -> tuple[sqlite3.Connection, str | None]:
+    """What ``db`` holds, in a database in memory (its file has stopped taking writes: a
+    card gone read-only), and, if it could not be read either, why (then it is empty)."""
+    memory = sqlite3.connect(":memory:", isolation_level=None)
+    lost = None
+    try:
+        db.backup(memory)
+    except sqlite3.Error as exc:
+        lost = str(exc)
+    memory.executescript(schema)
+    return memory, lost

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge.leases import LeaseBook, NotDurable
+from hallq.session_store import SessionStore
 from hallq.sqlite import open_db_or_copy
 
 from .conftest import Mosquitto, until
@@ -133,3 +134,19 @@ async def test_a_dispenser_on_a_read_only_card_serves_online_and_says_so(
                 assert "本机暂停取号" in printer.tickets[1].text
                 mosquitto.start()
     assert [t.number for t in coordinator.engine.tickets] == ["B001"]
+
+
+def test_a_session_store_gone_read_only_carries_on_in_memory(tmp_path: Path) -> None:
+    """The outbox and the boot count, once the card stops taking writes mid-run: what is
+    queued is still sent (an offline ticket's replay among it), the count goes on."""
+    store = SessionStore(tmp_path / "session.sqlite")
+    assert store.next_boot() == 1
+    store.push("t/1", b"one", 1, False)
+    store._db.execute("PRAGMA query_only = 1")
+    store.push("t/2", b"two", 1, False)  # fails on disk: carried on in memory
+    assert store.unwritable is not None
+    assert store.next_boot() == 2
+    assert [(i.topic, i.payload) for i in store.head()] == [("t/1", b"one"), ("t/2", b"two")]
+    store.remove(store.head()[0].seq)
+    assert len(store) == 1
+    store.close()
