@@ -137,6 +137,11 @@ def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
+def lease_cap(lease_size: int, low_water: int) -> int:
+    """Leased numbers a dispenser may hold unused for a service (see Engine.lease)."""
+    return 2 * lease_size + low_water
+
+
 class Engine:
     """One hall's queue state; the single writer of it."""
 
@@ -319,17 +324,45 @@ class Engine:
 
         Blocks are taken from the top of the number space (A999 downwards), so the day's
         online numbers run on undisturbed from A001 and never reach a leased one.
-        """
+
+        A block is at most the hall's ``edge.lease_size``, and a dispenser holds at most
+        two blocks and its low water unused (``lease_cap``): a dispenser asks again only
+        when it is down to its low water, and the second block is room for offline
+        tickets not replayed yet, or a book lost with its card. Without a bound, anyone
+        with one dispenser's password (or a dispenser asking in a loop) reserved a
+        service's whole number space in two requests, and nobody could take a ticket for
+        it all day (``numbers_exhausted``)."""
         service = self.services.get(req.service)
         if service is None:
             return reject("unknown_service", f"unknown service {req.service!r}")
+        edge = self.cfg.edge
+        size = min(req.size, edge.lease_size)
+        unused = self.unused_leased(source, service)
+        cap = lease_cap(edge.lease_size, edge.lease_low_water)
+        if unused + size > cap:
+            return reject(
+                "lease_not_needed",
+                f"{source} still holds {unused} unused {service.name} numbers (at most "
+                f"{cap}): it asks again once it is down to its low water and its offline "
+                "tickets are in",
+            )
         last = self.lease_floor.get(service.code, 10**service.width) - 1
-        first = last - req.size + 1
+        first = last - size + 1
         if first <= self.counters[service.code]:
-            return reject("numbers_exhausted", f"{service.name} 号码不足以预留 {req.size} 个")
+            return reject("numbers_exhausted", f"{service.name} 号码不足以预留 {size} 个")
         self.lease_floor[service.code] = first
         self.leases.setdefault((source, service.code), []).append((first, last))
         return Outcome(ok=True, lease=(first, last))
+
+    def unused_leased(self, source: str, service: Service) -> int:
+        """Numbers leased to ``source`` today that no ticket has (one issued offline is
+        known once its replay is in)."""
+        return sum(
+            1
+            for first, last in self.leases.get((source, service.code), [])
+            for n in range(first, last + 1)
+            if f"{service.prefix}{n:0{service.width}d}" not in self.by_number
+        )
 
     def void(self, req: m.VoidRequest, source: str) -> Outcome:
         t = self.by_number.get(req.number)

@@ -209,8 +209,15 @@ class DispenserAgent:
                         reply.day,
                     )
                 elif reply.error is not None:
-                    log.warning(
-                        "%s: lease for %s refused: %s", self.agent.id, code, reply.error.message
+                    # (lease_not_needed: it holds enough by the coordinator's count, which
+                    # knows an offline ticket once its replay is in; asked again next check)
+                    quiet = reply.error.code == "lease_not_needed"
+                    log.log(
+                        logging.INFO if quiet else logging.WARNING,
+                        "%s: lease for %s refused: %s",
+                        self.agent.id,
+                        code,
+                        reply.error.message,
                     )
 
     # --- device events ---------------------------------------------------------------------

@@ -619,6 +619,51 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
     assert report.attempts == report.denied_by_broker + report.rejected_by_coordinator
 
 
+def provisioned(tmp_path: Path) -> tuple[HallConfig, int, Path, Mosquitto]:
+    """The attack hall as `hallq provision` configures it, its broker started."""
+    port, out = free_port(), tmp_path / "provision"
+    cfg = attack_hall(port, out, tmp_path / "state")
+    provision(cfg, out, port=port, bind="127.0.0.1", run_as="root")
+    (tmp_path / "broker").mkdir()
+    broker = Mosquitto(tmp_path / "broker", config=out / "broker" / "mosquitto.conf", port=port)
+    broker.start()
+    return cfg, port, out, broker
+
+
+async def test_one_dispenser_s_password_cannot_starve_the_hall_of_numbers(tmp_path: Path) -> None:
+    """Leases are what a dispenser may ask for with its own password: two of 500 took
+    every invoice number of the day, and no dispenser could issue one (numbers_exhausted)
+    until midnight. Now the thief gets two blocks of the hall's lease size, and the hall
+    issues on."""
+    cfg, port, out, broker = provisioned(tmp_path)
+    ca = out / "devices" / "coordinator" / "ca.crt"
+    password = (out / "devices" / "pi-d1" / "password").read_text().strip()
+    thief = Client(port, ca, "pi-d1", password)
+    try:
+        async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator:
+            assert await thief.connect() == 0
+            await thief.subscribe(T.reply("dispenser", "pi-d1"))
+            asked = []
+            for _ in range(10):
+                lease = m.LeaseRequest(kind="lease", service="invoice", size=500)
+                assert await thief.publish(T.req("pi-d1"), m.encode(lease)) == 0
+                asked.append(lease.id)
+            reply_topic = T.reply("dispenser", "pi-d1")
+            assert await thief.wait(lambda: all(reply_to(thief, reply_topic, i) for i in asked))
+            granted = [r for i in asked if (r := reply_to(thief, reply_topic, i)).ok]
+            assert len(granted) == 2
+            assert all(r.last - r.first + 1 == cfg.edge.lease_size for r in granted)
+            issue = m.IssueRequest(kind="issue", service="invoice")
+            assert await thief.publish(T.req("pi-d1"), m.encode(issue)) == 0
+            assert await thief.wait(lambda: reply_to(thief, reply_topic, issue.id) is not None)
+            reply = reply_to(thief, reply_topic, issue.id)
+            assert reply.ok, reply
+            assert coordinator.engine.lease_floor["invoice"] == 1000 - 2 * cfg.edge.lease_size
+    finally:
+        thief.close()
+        broker.kill()
+
+
 async def test_a_stolen_password_in_use_is_named_on_the_desk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -628,13 +673,8 @@ async def test_a_stolen_password_in_use_is_named_on_the_desk(
     only the victim's log said it; the desk showed nothing. Now the desk names both ids,
     and lets go of them once the thief is gone."""
     monkeypatch.setattr(bus, "SHARED_ID_CLEAR_S", 2.0)  # 60 s in service
-    port, out = free_port(), tmp_path / "provision"
-    cfg = attack_hall(port, out, tmp_path / "state")
-    provision(cfg, out, port=port, bind="127.0.0.1", run_as="root")
+    cfg, port, out, broker = provisioned(tmp_path)
     ca = out / "devices" / "coordinator" / "ca.crt"
-    (tmp_path / "broker").mkdir()
-    broker = Mosquitto(tmp_path / "broker", config=out / "broker" / "mosquitto.conf", port=port)
-    broker.start()
 
     def named(coordinator: Any) -> set[tuple[str, str]]:
         return {

@@ -517,13 +517,44 @@ def test_online_numbers_stop_below_the_leased_blocks(engine: Engine) -> None:
     engine.services["invoice"] = engine.services["invoice"].model_copy(
         update={"width": 2, "daily_cap": None}
     )
-    assert lease(engine, "invoice", 90) == (10, 99)
+    assert lease(engine, "invoice", 50) == (50, 99)
+    assert lease(engine, "invoice", 40, source="pi-d2") == (10, 49)
     outs = [issue(engine, "invoice") for _ in range(10)]
     assert outs[-2].ticket.number == "B09"  # type: ignore[union-attr]
     assert code(outs[-1]) == "numbers_exhausted"
     assert (
         code(engine.apply(m.LeaseRequest(kind="lease", service="invoice", size=1), at(9), "pi-d1"))
         == "numbers_exhausted"
+    )
+
+
+def test_one_dispenser_cannot_reserve_a_service_s_numbers(engine: Engine) -> None:
+    """With one dispenser's password (or a dispenser asking in a loop) two leases of 500
+    took all of A001-A999, and nobody could take a ticket for the service all day. A
+    block is at most edge.lease_size (50), and a dispenser holds at most two blocks and
+    its low water (10) unused."""
+    asked = [
+        engine.apply(m.LeaseRequest(kind="lease", service="tax-filing", size=500), at(9), "pi-d1")
+        for _ in range(20)
+    ]
+    granted = [o.lease for o in asked if o.ok]
+    assert granted == [(950, 999), (900, 949)], "clamped to the lease size; two blocks"
+    assert {code(o) for o in asked if not o.ok} == {"lease_not_needed"}
+    assert "still holds 100 unused" in asked[-1].error.message  # type: ignore[union-attr]
+    assert issue(engine).ticket.number == "A001"  # type: ignore[union-attr]
+    # the other dispenser is not held back by the first one's blocks
+    assert lease(engine, "tax-filing", 50, source="pi-d2") == (850, 899)
+    # offline tickets replayed from the blocks make room again, as a real top-up needs
+    for n in range(900, 945):
+        assert offline(engine, f"A{n}", at(9, 30)).ok
+    assert lease(engine, "tax-filing", 50) == (800, 849)
+    assert (
+        code(
+            engine.apply(
+                m.LeaseRequest(kind="lease", service="tax-filing", size=50), at(9), "pi-d1"
+            )
+        )
+        == "lease_not_needed"
     )
 
 
