@@ -76,6 +76,8 @@ def hall_text(url: str, state: Path) -> str:
     text = re.sub(r"(?m)^reset_time = .*$", 'reset_time = "00:00"', text)
     text = re.sub(r"(?m)^(hours|daily_cap|warn_at|width) = .*$", "", text)
     text = re.sub(r"(?m)^(prefix = .*)$", r"\1\nwidth = 5", text)
+    # one generator plays every clerk, faster than any: no call is held for its holder
+    text = re.sub(r"(?m)^call_hold_s = .*$", "call_hold_s = 0", text)
     return (
         text
         + f'\n[broker]\nurl = "{url}"\n\n[runtime]\nstate_dir = "{state}"\nlog_level = "WARNING"\n'

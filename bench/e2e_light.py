@@ -61,6 +61,7 @@ open_hours = [["00:00", "23:59"]]
 
 [coordinator]
 board_calls = 5
+call_hold_s = 0  # the bench FINISHes as soon as the call is on the LEDs
 
 [[zones]]
 id = "hall-1"

@@ -115,6 +115,8 @@ def hall_text(url: str, state: Path) -> str:
     text = re.sub(r"^open_hours = .*$", 'open_hours = [["00:00", "23:59"]]', text, flags=re.M)
     text = re.sub(r"^hours = .*$", "", text, flags=re.M)
     text = re.sub(r"^daily_cap = .*$", "", text, flags=re.M)
+    # one generator plays every clerk, faster than any: no call is held for its holder
+    text = re.sub(r"(?m)^call_hold_s = .*$", "call_hold_s = 0", text)
     return text + f'\n[broker]\nurl = "{url}"\n\n[runtime]\nstate_dir = "{state}"\n'
 
 

@@ -35,6 +35,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import shutil
 import sqlite3
 import statistics
@@ -61,6 +62,8 @@ DAY_EVENTS = 20_000
 def hall_text(url: str, state: Path) -> str:
     text = (ROOT / "examples" / "liwan.toml").read_text(encoding="utf-8")
     text = text.replace("http_port = 8080", "http_port = 0")
+    # the day is made by one loop calling at random windows: no call is held for its holder
+    text = re.sub(r"(?m)^call_hold_s = .*$", "call_hold_s = 0", text)
     return text + f'\n[broker]\nurl = "{url}"\n\n[runtime]\nstate_dir = "{state}"\n'
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from hallq import messages as m
 from hallq.config import HallConfig
+from hallq.payloads.window import pad_may_send
 from hallq.topics import PREFIX
 
 ALERT_EVERY_S = 60.0
@@ -128,6 +129,13 @@ class Authority:
             if command.window not in grant.windows:
                 return Refusal(
                     "not_your_window", f"{client} may not act for window {command.window}"
+                )
+            if not pad_may_send(command):
+                return Refusal(
+                    "not_a_pad_action",
+                    f"{client} is a window Pi: {command.action}"
+                    f"{' of a named ticket' if command.action == 'transfer' else ''} is a "
+                    "supervisor's (the desk, or a console in security.supervisor_clients)",
                 )
             return None
         if role != "dispenser":

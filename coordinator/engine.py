@@ -137,6 +137,10 @@ def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
+# window actions that take the ticket at the window away from it (see Engine.held)
+TAKES_CURRENT = frozenset({"call", "call_ticket", "skip", "finish", "park", "transfer"})
+
+
 def lease_cap(lease_size: int, low_water: int) -> int:
     """Leased numbers a dispenser may hold unused for a service (see Engine.lease)."""
     return 2 * lease_size + low_water
@@ -679,6 +683,23 @@ class Engine:
         if win.current is None:
             return reject("no_current_ticket", f"{win.number}号窗口没有正在办理的号")
         return win.current
+
+    def held(self, command: Any, now: float) -> Outcome | None:
+        """Refused if ``command`` would take the ticket at its window away (finish it, skip
+        it, call past it, park or transfer it) less than ``call_hold_s`` after its call:
+        its holder has had no time to come. Asked for a pad's commands (HallQueue), so a
+        pad's login cannot call the queue away in seconds, each call finishing the last;
+        a supervisor, and the simulations, are not held."""
+        if getattr(command, "action", None) not in TAKES_CURRENT:
+            return None
+        if getattr(command, "ticket", None) is not None and command.action == "transfer":
+            return None  # a named ticket, not the one at the window
+        win = self.windows.get(command.window)
+        t, hold = (win.current if win else None), self.settings.call_hold_s
+        if t is None or t.called_at is None or now - t.called_at >= hold:
+            return None
+        left = math.ceil(hold - (now - t.called_at))
+        return reject("called_just_now", f"{t.number} 刚叫号, {left} 秒后才能办结、过号或叫下一位")
 
     def _ticket(self, number: str) -> Ticket | Outcome:
         t = self.by_number.get(number)

@@ -237,6 +237,8 @@ class HallQueue:
 
     def _decide(self, role: str, client: str, command: Any, now: float) -> Outcome:
         refused = self.authorize(role, client, command)
+        if refused is None and role == "window":
+            refused = self.engine.held(command, now)
         if refused is not None:
             return refused
         if not isinstance(command, m.IssueRequest):

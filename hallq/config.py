@@ -364,6 +364,12 @@ class CoordinatorConfig(_Model):
     carry_over: StrictBool = False
     person_daily_limit: Annotated[int, BeforeValidator(int_range(1, 50))] | None = None
     max_recalls: Annotated[int, BeforeValidator(int_range(0, 10))] = 3
+    # a ticket called from a pad stays at its window at least this long before the pad
+    # finishes, skips (过号), transfers or calls past it: its holder has heard the call and
+    # had time to come, and a pad (or its password in other hands) cannot call the queue
+    # away in seconds, each call finishing the last; 0 lets it go at once. The desk is
+    # not held.
+    call_hold_s: Annotated[int, BeforeValidator(int_range(0, 600))] = 10
     board_calls: Annotated[int, BeforeValidator(int_range(1, 50))] = 10
     overdue_boost: Annotated[float, BeforeValidator(positive_number(10)), Field(ge=1.0)] = 2.0
     default_service_min: Annotated[float, BeforeValidator(positive_number(120))] = 1.63

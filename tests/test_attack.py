@@ -664,6 +664,62 @@ async def test_one_dispenser_s_password_cannot_starve_the_hall_of_numbers(tmp_pa
         broker.kill()
 
 
+async def test_one_window_s_password_cannot_empty_the_queue(tmp_path: Path) -> None:
+    """What a window Pi's login may ask for, it asked for every ticket: cancel by number
+    (any waiting ticket of the hall), call a named ticket to its window, and call again
+    and again (each call finished the last) or call and skip (no-shows), at 50 a
+    second. Now a pad's login gets the pad's actions only, and a called ticket stays at
+    its window call_hold_s (10 s): at most one ticket is touched here."""
+    cfg, port, out, broker = provisioned(tmp_path)
+    ca = out / "devices" / "coordinator" / "ca.crt"
+
+    def login(name: str) -> Client:
+        return Client(port, ca, name, (out / "devices" / name / "password").read_text().strip())
+
+    dispenser, thief = login("pi-d1"), login("pi-w1")
+    try:
+        async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator:
+            for client in (dispenser, thief):
+                assert await client.connect() == 0
+            await dispenser.subscribe(T.reply("dispenser", "pi-d1"))
+            await thief.subscribe(T.reply("window", "pi-w1"))
+            issued = []
+            for _ in range(10):
+                issue = m.IssueRequest(kind="issue", service="tax-filing")
+                assert await dispenser.publish(T.req("pi-d1"), m.encode(issue)) == 0
+                issued.append(issue.id)
+            mine = T.reply("dispenser", "pi-d1")
+            assert await dispenser.wait(lambda: all(reply_to(dispenser, mine, i) for i in issued))
+            numbers = [reply_to(dispenser, mine, i).ticket.number for i in issued]
+            commands: list[m.Message] = []
+            for number in numbers:
+                commands += [
+                    m.TicketAction(window=1, action="cancel", ticket=number),
+                    m.TicketAction(window=1, action="call_ticket", ticket=number),
+                    m.Transfer(window=1, action="transfer", ticket=number, to_service="invoice"),
+                    m.WindowAction(window=1, action="call"),
+                    m.WindowAction(window=1, action="skip"),
+                    m.Finish(window=1, action="finish"),
+                ]
+            for command in commands:
+                assert await thief.publish(T.cmd("window", "pi-w1"), m.encode(command)) == 0
+            theirs = T.reply("window", "pi-w1")
+            assert await thief.wait(
+                lambda: all(reply_to(thief, theirs, c.id) for c in commands), 20
+            )
+            replies = [reply_to(thief, theirs, c.id) for c in commands]
+            accepted = [c.action for c, r in zip(commands, replies, strict=True) if r.ok]
+            assert accepted == ["call"], accepted
+            refused = Counter(r.error.code for r in replies if not r.ok)
+            assert set(refused) == {"not_a_pad_action", "called_just_now"}, refused
+            states = Counter(t.state for t in coordinator.engine.tickets)
+            assert states == {m.TicketState.CALLED: 1, m.TicketState.WAITING: 9}, states
+    finally:
+        dispenser.close()
+        thief.close()
+        broker.kill()
+
+
 async def test_a_stolen_password_in_use_is_named_on_the_desk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

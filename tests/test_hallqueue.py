@@ -95,6 +95,41 @@ def test_a_device_acts_only_for_its_own_windows(
     assert q.engine.by_number["A001"].state is TicketState.WAITING
 
 
+def test_a_ticket_called_from_a_pad_stays_until_its_holder_had_time_to_come(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    """A pad (or its password in other hands) calling again and again finished every
+    ticket of the queue in seconds, each call the last one's; call and skip made them
+    all no-shows. A clerk waits for the taxpayer anyway (call_hold_s, 10 s); the desk
+    is not held, and a restart decides alike from the log."""
+    q = make_queue(tmp_path / "log.sqlite", core_cls)
+    for _ in range(3):
+        q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
+
+    def pad(action: str, when: float, **kw: Any) -> Any:
+        model = m.Finish if action == "finish" else m.WindowAction
+        if action == "transfer":
+            model, kw = m.Transfer, {"to_service": "invoice", **kw}
+        return q.submit("window", "window", "pi-w1", model(window=1, action=action, **kw), when)
+
+    t0 = at(9, 5)
+    assert pad("call", t0).record["ok"]
+    for action in ("skip", "call", "finish", "transfer"):
+        refused = pad(action, t0 + 4).record
+        assert refused["error"]["code"] == "called_just_now", action
+        assert "6 秒后" in refused["error"]["message"]
+    assert pad("recall", t0 + 5).record["ok"]  # a recall does not start it over
+    assert [t.state for t in q.engine.tickets] == [TicketState.CALLED] + [TicketState.WAITING] * 2
+    assert pad("call", t0 + 10).record["ok"]
+    assert q.engine.tickets[0].state is TicketState.DONE
+    desk = m.WindowAction(window=1, action="skip")
+    assert q.submit("window", "supervisor", "desk-1", desk, t0 + 11).record["ok"], "not held"
+    again = peek_queue(tmp_path / "log.sqlite", core_cls)
+    again.recover()
+    assert [t.state for t in again.engine.tickets] == [t.state for t in q.engine.tickets]
+    assert again.replay_mismatches == 0
+
+
 def test_supervisors_may_act_for_any_window(tmp_path: Path, core_cls: type[Any]) -> None:
     q = make_queue(tmp_path / "log.sqlite", core_cls)
     done = q.submit("window", "supervisor", "desk", m.WindowAction(window=3, action="pause"), at(9))

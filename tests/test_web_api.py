@@ -180,11 +180,13 @@ async def test_boards_follow_a_coordinator_that_starts_a_new_event_log(
     ):
         await watcher.subscribe(T.board_state(), board)
         for log in ("trial.sqlite", "opening.sqlite"):
-            async with running(cfg, tmp_path / log, FakeClock()):
+            clock = FakeClock()
+            async with running(cfg, tmp_path / log, clock):
                 for _ in range(2 if log == "opening.sqlite" else 6):
                     await _issue(dispenser)
                 number = await _call(pad)
                 if log == "opening.sqlite":  # a number the trial day's board never led with
+                    clock.now += 60  # (its holder came and was served)
                     number = await _call(pad)
                 await board.wait_for(
                     lambda states, n=number: (

@@ -210,6 +210,7 @@ async def test_hall_and_ticket_pages_follow_calls_live(
                 await ticket.goto(f"{url}/t/test-hall/{missed}")
                 await ticket.wait_for_selector('#status[data-state="waiting"]')
                 assert [await call() for _ in range(2)][-1] == missed  # B001 waited longer
+                clock.now += 30  # nobody came
                 skipped = await pad.request(
                     T.cmd("window", "pi-w1"), m.WindowAction(window=1, action="skip"), timeout=10
                 )

@@ -92,6 +92,26 @@ class Query(_WindowCommand):
     about: Ulid = Field(description="the id of the command asked about")
 
 
+# What a window Pi's login may ask for: what its pads send (keys CALL RECALL SKIP TRANSFER
+# PAUSE RESUME FINISH EMERGENCY, a rating pad, a pad asking about its last command), and
+# start, open and close, which take nobody's ticket. Calling or transferring a named
+# ticket, cancelling, reinstating, parking and unparking and changing skills are a
+# supervisor's: with a pad's password they let anyone cancel every ticket of the hall by
+# number, or pull any of them to its window.
+PAD_ACTIONS = frozenset(
+    {"call", "recall", "skip", "transfer", "pause", "resume", "finish", "emergency"}
+    | {"rate", "query", "start", "open", "close"}
+)
+
+
+def pad_may_send(command: object) -> bool:
+    """Whether a window Pi may send ``command`` (PAD_ACTIONS; a transfer of the ticket
+    at its window, not of one named)."""
+    if getattr(command, "action", None) not in PAD_ACTIONS:
+        return False
+    return not (isinstance(command, Transfer) and command.ticket is not None)
+
+
 WindowCommand = TypeAliasType(
     "WindowCommand",
     Annotated[
