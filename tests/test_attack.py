@@ -691,7 +691,7 @@ async def test_one_window_s_password_cannot_empty_the_queue(tmp_path: Path) -> N
             mine = T.reply("dispenser", "pi-d1")
             assert await dispenser.wait(lambda: all(reply_to(dispenser, mine, i) for i in issued))
             numbers = [reply_to(dispenser, mine, i).ticket.number for i in issued]
-            commands: list[m.Message] = []
+            commands: list[m.WindowCommand] = []
             for number in numbers:
                 commands += [
                     m.TicketAction(window=1, action="cancel", ticket=number),

@@ -106,11 +106,15 @@ def test_a_ticket_called_from_a_pad_stays_until_its_holder_had_time_to_come(
     for _ in range(3):
         q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
 
-    def pad(action: str, when: float, **kw: Any) -> Any:
-        model = m.Finish if action == "finish" else m.WindowAction
-        if action == "transfer":
-            model, kw = m.Transfer, {"to_service": "invoice", **kw}
-        return q.submit("window", "window", "pi-w1", model(window=1, action=action, **kw), when)
+    def pad(action: str, when: float) -> Any:
+        command: m.WindowCommand
+        if action == "finish":
+            command = m.Finish(window=1, action="finish")
+        elif action == "transfer":
+            command = m.Transfer(window=1, action="transfer", to_service="invoice")
+        else:
+            command = m.WindowAction(window=1, action=action)  # type: ignore[arg-type]
+        return q.submit("window", "window", "pi-w1", command, when)
 
     t0 = at(9, 5)
     assert pad("call", t0).record["ok"]
