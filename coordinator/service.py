@@ -61,6 +61,11 @@ ADVICE_REPEAT_S = 600.0
 RECENT_ALERTS = 200
 RECENT_ADVICE = 20
 RECENT_REFUSED = 10_000
+# more tickets than this issued online by one dispenser within ISSUE_BURST_S: a person takes
+# one every few seconds at most (the key, the print), so a stuck key or a script using the
+# dispenser's password; the supervisors are told (an alert, nothing refused)
+ISSUE_BURST = 30
+ISSUE_BURST_S = 60.0
 # MQTT 5 expiry counts whole seconds twice (the sender rounds its wait up, the broker its
 # clock down): a command the broker left L s of it has at least L - this left
 EXPIRY_ROUNDING_S = 2
@@ -212,6 +217,7 @@ class Coordinator:
         # command id -> the earliest its sender may have sent it, when it was not kept
         # (time.monotonic()): a redelivered copy keeps the first copy's age
         self._refused_at: dict[str, float] = {}
+        self._issues: dict[str, deque[float]] = {}  # a dispenser's last online issues' times
         self._told: dict[str, None] = {}  # command ids answered storage_failed, in order
         self._converged_for = -1
         self.devices = DeviceBook(clock)
@@ -904,6 +910,8 @@ class Coordinator:
         if self.expires(command):  # (its sender told it failed: at once, see below)
             due = -math.inf if command.id in self._told else self.due(incoming, first)
         done = await self.execute(kind, role, client, command, due=due, over_mqtt=True)
+        if done.kept and isinstance(command, m.IssueRequest) and command.offline is None:
+            await self._watch_issues(client, done)
         if not done.kept:
             # A sender answered "storage_failed" acts on it (a dispenser prints from its
             # lease, a pad shows the failure): the copy the broker delivers again once the
@@ -917,6 +925,40 @@ class Coordinator:
                     del recent[next(iter(recent))]
             raise NotKept(done.record["error"]["message"])
         return done
+
+    async def _watch_issues(self, client: str, done: Submitted) -> None:
+        """Tell the supervisors when one dispenser issues faster than people can take
+        tickets (ISSUE_BURST): the queue fills with tickets nobody holds, and a service's
+        daily cap runs out. Nothing is refused: a burst of people is possible, a few
+        seconds each."""
+        if not done.record.get("ok") or done.duplicate:
+            return
+        times = self._issues.get(client)
+        if times is None:
+            if len(self._issues) > 1_000:  # only configured dispensers get this far
+                self._issues.clear()
+            times = self._issues[client] = deque(maxlen=ISSUE_BURST + 1)
+        now = self.clock()
+        times.append(now)
+        if len(times) <= ISSUE_BURST or now - times[0] > ISSUE_BURST_S:
+            return
+        if self.authz.should_alert(f"dispenser/{client}", "issue_burst"):
+            log.warning(
+                "dispenser %s issued %d tickets online within %.0f s: a stuck key, or its "
+                "password in other hands",
+                client,
+                len(times),
+                now - times[0],
+            )
+            await self._raise_alert(
+                m.AlertEvent(
+                    severity="warning",
+                    kind="issue_burst",
+                    client=client,
+                    message=f"{client} {now - times[0]:.0f} 秒内取号 {len(times)} 张: "
+                    "按键卡住, 或设备密码被他人使用",
+                )
+            )
 
     async def _refuse(self, role: str, client: str, command: Any, refusal: Refusal) -> None:
         log.warning(

@@ -634,7 +634,7 @@ async def test_one_dispenser_s_password_cannot_starve_the_hall_of_numbers(tmp_pa
     """Leases are what a dispenser may ask for with its own password: two of 500 took
     every invoice number of the day, and no dispenser could issue one (numbers_exhausted)
     until midnight. Now the thief gets two blocks of the hall's lease size, and the hall
-    issues on."""
+    issues on. Issuing as fast as it may then brings an issue_burst alert naming it."""
     cfg, port, out, broker = provisioned(tmp_path)
     ca = out / "devices" / "coordinator" / "ca.crt"
     password = (out / "devices" / "pi-d1" / "password").read_text().strip()
@@ -659,6 +659,18 @@ async def test_one_dispenser_s_password_cannot_starve_the_hall_of_numbers(tmp_pa
             reply = reply_to(thief, reply_topic, issue.id)
             assert reply.ok, reply
             assert coordinator.engine.lease_floor["invoice"] == 1000 - 2 * cfg.edge.lease_size
+
+            # issuing as fast as it may (its rate limit) fills the queue with tickets
+            # nobody holds: not refused (a crowd is possible), but named on the desk
+            burst = [m.IssueRequest(kind="issue", service="tax-filing") for _ in range(40)]
+            for request in burst:
+                assert await thief.publish(T.req("pi-d1"), m.encode(request)) == 0
+            assert await thief.wait(
+                lambda: all(reply_to(thief, reply_topic, r.id) for r in burst), 20
+            )
+            named = [a for a in alerts_json(coordinator) if a["kind"] == "issue_burst"]
+            assert [a["client"] for a in named] == ["pi-d1"], named
+            assert "按键卡住" in named[0]["message"]
     finally:
         thief.close()
         broker.kill()

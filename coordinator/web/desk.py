@@ -47,6 +47,7 @@ KIND_ZH = {
     "daily_cap_near": "接近当日限额",
     "command_refused": "指令被拒",
     "client_flood": "设备消息过多",
+    "issue_burst": "取号过快",
     "storage_failed": "存储故障",
     "storage_recovered": "存储恢复",
 }
