@@ -699,7 +699,8 @@ class Engine:
         if t is None or t.called_at is None or now - t.called_at >= hold:
             return None
         left = math.ceil(hold - (now - t.called_at))
-        return reject("called_just_now", f"{t.number} 刚叫号, {left} 秒后才能办结、过号或叫下一位")
+        # (on the pad's 32-column display: "A00001 刚叫号 600秒后再操作" is 27)
+        return reject("called_just_now", f"{t.number} 刚叫号 {left}秒后再操作")
 
     def _ticket(self, number: str) -> Ticket | Outcome:
         t = self.by_number.get(number)

@@ -79,6 +79,9 @@ async def test_a_key_press_prints_the_ticket_a_pad_calls_it_and_a_rating_is_logg
         await pad_bus.wait_for(lambda: sim_pad.display == "A001", timeout=15)
         assert coordinator.engine.by_number["A001"].state is TicketState.CALLED
 
+        pad_bus.press(pad, "FINISH")  # at once: its holder has not even come yet
+        await pad_bus.wait_for(lambda: sim_pad.display == "A001 刚叫号 10秒后再操作", timeout=15)
+        assert coordinator.engine.by_number["A001"].state is TicketState.CALLED
         clock.now += 60  # the taxpayer came and was served
         pad_bus.press(pad, "FINISH")
         await pad_bus.wait_for(lambda: sim_pad.display == "空闲 请叫号", timeout=15)

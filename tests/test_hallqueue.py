@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from coordinator.eventlog import EventLog
 from coordinator.hallqueue import HallQueue
+from firmware_bridge.display_text import encode_display
 from hallq import messages as m
 from hallq.messages import TicketState
 
@@ -121,7 +122,8 @@ def test_a_ticket_called_from_a_pad_stays_until_its_holder_had_time_to_come(
     for action in ("skip", "call", "finish", "transfer"):
         refused = pad(action, t0 + 4).record
         assert refused["error"]["code"] == "called_just_now", action
-        assert "6 秒后" in refused["error"]["message"]
+        assert "6秒后再操作" in refused["error"]["message"]
+        encode_display(refused["error"]["message"])  # the pad can show it (32 columns)
     assert pad("recall", t0 + 5).record["ok"]  # a recall does not start it over
     assert [t.state for t in q.engine.tickets] == [TicketState.CALLED] + [TicketState.WAITING] * 2
     assert pad("call", t0 + 10).record["ok"]
