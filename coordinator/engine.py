@@ -141,11 +141,6 @@ def _utc(ts: float) -> dt.datetime:
 TAKES_CURRENT = frozenset({"call", "call_ticket", "skip", "finish", "park", "transfer"})
 
 
-def lease_cap(lease_size: int, low_water: int) -> int:
-    """Leased numbers a dispenser may hold unused for a service (see Engine.lease)."""
-    return 2 * lease_size + low_water
-
-
 class Engine:
     """One hall's queue state; the single writer of it."""
 
@@ -330,7 +325,7 @@ class Engine:
         online numbers run on undisturbed from A001 and never reach a leased one.
 
         A block is at most the hall's ``edge.lease_size``, and a dispenser holds at most
-        two blocks and its low water unused (``lease_cap``): a dispenser asks again only
+        two blocks and its low water unused (``edge.lease_cap``): a dispenser asks again only
         when it is down to its low water, and the second block is room for offline
         tickets not replayed yet, or a book lost with its card. Without a bound, anyone
         with one dispenser's password (or a dispenser asking in a loop) reserved a
@@ -342,7 +337,7 @@ class Engine:
         edge = self.cfg.edge
         size = min(req.size, edge.lease_size)
         unused = self.unused_leased(source, service)
-        cap = lease_cap(edge.lease_size, edge.lease_low_water)
+        cap = edge.lease_cap
         if unused + size > cap:
             return reject(
                 "lease_not_needed",

@@ -353,6 +353,13 @@ class EdgeConfig(_Model):
     lease_size: Annotated[int, BeforeValidator(int_range(1, 500))] = 50
     lease_low_water: Annotated[int, BeforeValidator(int_range(0, 500))] = 10
 
+    @property
+    def lease_cap(self) -> int:
+        """Leased numbers one dispenser may hold unused for a service: it asks again only
+        when down to its low water, and a second block is room for offline tickets whose
+        replays are not in yet, or a book lost with its card (coordinator: Engine.lease)."""
+        return 2 * self.lease_size + self.lease_low_water
+
 
 class CoordinatorConfig(_Model):
     """How the coordinator runs the hall's queues."""

@@ -72,6 +72,28 @@ def _web_line(cfg: HallConfig) -> str:
     )
 
 
+def lease_warnings(cfg: HallConfig) -> list[str]:
+    """Services whose numbers the dispensers' leases may take (edge.lease_cap each, from
+    the top down) together with the daily cap, so that online issuing ends early with
+    numbers_exhausted."""
+    out = []
+    dispensers = [a.id for a in cfg.agents if a.role == "dispenser"]
+    for s in cfg.services:
+        issuing = [d for d in dispensers if s.code in cfg.services_for_agent(d)]
+        leased = len(issuing) * cfg.edge.lease_cap
+        numbers = 10**s.width - 1
+        online = s.daily_cap if s.daily_cap is not None else 0
+        if issuing and leased + online > numbers:
+            out.append(
+                f"service {s.code}: {len(issuing)} dispenser(s) may hold {leased} leased "
+                f"numbers (edge.lease_cap {cfg.edge.lease_cap} each)"
+                + (f" and its daily cap is {s.daily_cap}" if s.daily_cap else "")
+                + f", more than {s.width} digits give ({numbers}): raise width or lower "
+                "edge.lease_size"
+            )
+    return out
+
+
 def render_summary(cfg: HallConfig) -> RenderableType:
     """What a field engineer checks before deploying: layout, coverage, whether secrets are set."""
     from rich.console import Group
@@ -106,6 +128,9 @@ def render_summary(cfg: HallConfig) -> RenderableType:
             "appointments (real-name booking hashes their ID or phone with it)",
             style="yellow",
         )
+
+    for warning in lease_warnings(cfg):
+        head.append(f"\nwarning: {warning}", style="yellow")
 
     serving = Counter(code for w in cfg.windows for code in w.weights())
     services = Table(title=f"Services ({len(cfg.services)})", title_justify="left")

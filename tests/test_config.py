@@ -789,3 +789,22 @@ def test_summary_warns_that_booking_needs_the_id_hash_key() -> None:
 
     assert "taxpayers cannot book appointments" in summary({})
     assert "cannot book appointments" not in summary({"HALLQ_ID_HASH_KEY": HASH_KEY})
+
+
+def test_summary_warns_when_leases_can_take_a_service_s_numbers() -> None:
+    """Each dispenser may hold edge.lease_cap leased numbers of a service (110 by default):
+    at two digits, or with a daily cap close to the width, online issuing would end early
+    with numbers_exhausted."""
+
+    def summary(services: str) -> str:
+        console = Console(file=io.StringIO(), width=300, record=True)
+        console.print(render_summary(parse_config(hall_toml(services=services), environ={})))
+        return console.export_text()
+
+    assert "leased numbers" not in summary(SERVICES)
+    narrow = SERVICES.replace('prefix = "B"', 'prefix = "B"\nwidth = 2')
+    said = summary(narrow)
+    assert "service invoice: 1 dispenser(s) may hold 110 leased numbers" in said, said
+    assert "more than 2 digits give (99)" in said
+    capped = SERVICES.replace('prefix = "B"', 'prefix = "B"\ndaily_cap = 900')
+    assert "and its daily cap is 900" in summary(capped)
