@@ -136,6 +136,65 @@ def test_a_ticket_called_from_a_pad_stays_until_its_holder_had_time_to_come(
     assert again.replay_mismatches == 0
 
 
+def test_every_refusal_a_clerk_can_meet_fits_the_pad_s_display(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    """A pad shows a refused command's reason on its 32-column display, and refuses text
+    it cannot show (the clerk then sees nothing): the hold's first wording was 43. Each
+    refusal a pad's keys can bring, with six-character ticket numbers."""
+    q = make_queue(tmp_path / "log.sqlite", core_cls)
+    for code in list(q.engine.services):
+        q.engine.services[code] = q.engine.services[code].model_copy(
+            update={"width": 5, "daily_cap": None}
+        )
+    t = at(9)
+    said: dict[str, str] = {}
+
+    def pad(command: m.WindowCommand) -> None:
+        nonlocal t
+        t += 1
+        record = q.submit("window", "window", "pi-w1", command, t).record
+        if not record["ok"]:
+            said[record["error"]["code"]] = record["error"]["message"]
+
+    def key(action: str) -> None:
+        pad(m.WindowAction(window=1, action=action))  # type: ignore[arg-type]
+
+    key("call")  # nobody waiting
+    pad(m.Finish(window=1, action="finish"))  # nothing at the window
+    q.submit("ticket", "dispenser", "pi-d1", issue(), t)
+    key("call")
+    key("skip")  # called just now
+    for _ in range(q.cfg.coordinator.max_recalls + 1):
+        key("recall")
+    t += 60
+    key("start")
+    key("skip")  # being served: not a no-show
+    key("close")  # a ticket still at the window
+    pad(m.Rate(window=1, action="rate", ticket="A99999", rating=4))
+    pad(m.Finish(window=1, action="finish"))
+    key("pause")
+    key("call")
+    key("close")
+    key("call")
+    assert set(said) == {
+        "no_one_waiting",
+        "no_current_ticket",
+        "called_just_now",
+        "recall_limit",
+        "ticket_not_called",
+        "window_busy",
+        "not_served_here",
+        "window_paused",
+        "window_closed",
+    }, said
+    for code, text in said.items():
+        try:
+            encode_display(text)
+        except Exception as exc:
+            raise AssertionError(f"{code}: {text!r}: {exc}") from None
+
+
 def test_supervisors_may_act_for_any_window(tmp_path: Path, core_cls: type[Any]) -> None:
     q = make_queue(tmp_path / "log.sqlite", core_cls)
     done = q.submit("window", "supervisor", "desk", m.WindowAction(window=3, action="pause"), at(9))
