@@ -22,7 +22,7 @@ idle), and so does the log's commit (~1 ms against 0.07). A CALL always comes af
 a pause, so the goal of issue 19 (CALL -> board state p99 within 2x the aiomqtt floor) is
 judged against the paced floor; the ratio to the back-to-back one is printed beside it.
 
-Usage: python bench/e2e.py [--n 300] [--tree CHECKOUT] [--json]
+Usage: python bench/e2e.py [--n 300] [--gap-ms 5] [--tree CHECKOUT] [--json]
 """
 
 from __future__ import annotations
@@ -141,7 +141,9 @@ async def aiomqtt_floor(url: str, n: int, work: Path) -> list[float]:
             return samples[10:]  # the first ones warm up connections and caches
 
 
-async def coordinator_path(url: str, config: Path, n: int) -> dict[str, list[float]]:
+async def coordinator_path(
+    url: str, config: Path, n: int, gap_s: float = SAMPLE_GAP_S
+) -> dict[str, list[float]]:
     cfg = parse_config(config.read_text(encoding="utf-8"), str(config))
     t = HallTopics(cfg.hall.id)
     pad_agent = next(a.id for a in cfg.agents if a.role == "window")
@@ -179,7 +181,7 @@ async def coordinator_path(url: str, config: Path, n: int) -> dict[str, list[flo
                 if time.monotonic() > deadline:
                     raise
                 continue
-            await asyncio.sleep(SAMPLE_GAP_S)  # the issue's own states have gone out
+            await asyncio.sleep(gap_s)  # the issue's own states have gone out
             ulid = new_ulid()
             body = f'{{"v":1,"id":"{ulid}","ts":"{ts()}","window":{window},"action":"call"}}'
             mark, seen = len(dev.arrived), len(board.arrived)
@@ -198,7 +200,7 @@ async def coordinator_path(url: str, config: Path, n: int) -> dict[str, list[flo
                 ),
                 seen,
             )
-            await asyncio.sleep(SAMPLE_GAP_S)  # and the floor, paced the same, between CALLs
+            await asyncio.sleep(gap_s)  # and the floor, paced the same, between CALLs
             floor = await echo_round_trip(c, dev)
             if k >= 10:
                 out["reply"].append(replied - start)
@@ -243,6 +245,13 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=300, help="samples of each")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=SAMPLE_GAP_S * 1000,
+        help="quiet before each CALL and its paced floor (0: back to back; a CALL then meets "
+        "a warm disk, and a checkpoint's fork every 500 entries)",
+    )
+    parser.add_argument(
         "--tree",
         type=Path,
         help="run the coordinator from this checkout instead (a before/after in one sitting)",
@@ -256,7 +265,7 @@ def main() -> int:
     try:
         results["sqlite_commit"] = summary(commit_floor(work / "floor.sqlite", args.n))
         results["sqlite_commit_idle"] = summary(
-            commit_floor(work / "idle.sqlite", args.n, gap_s=SAMPLE_GAP_S)
+            commit_floor(work / "idle.sqlite", args.n, gap_s=args.gap_ms / 1000)
         )
         print(f"paho 2-hop floor: {args.n} round trips...", file=sys.stderr)
         results["paho_floor"] = summary(raw_floor(broker.port, args.n))
@@ -271,7 +280,9 @@ def main() -> int:
         try:
             print(f"coordinator: {args.n} CALLs, each and an echo round trip...", file=sys.stderr)
             with echo_responder(broker.url, work):
-                got = asyncio.run(coordinator_path(broker.url, config, args.n))
+                got = asyncio.run(
+                    coordinator_path(broker.url, config, args.n, gap_s=args.gap_ms / 1000)
+                )
             results["aiomqtt_floor_paced"] = summary(got.pop("floor"))
             for name, samples in got.items():
                 results[f"call_{name}"] = summary(samples)
