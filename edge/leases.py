@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from hallq.sqlite import memory_copy, open_db_or_copy, unwritable_reason
+from hallq.sqlite import CarriesOn
 
 log = logging.getLogger("hallq.edge")
 
@@ -40,15 +40,14 @@ class NotDurable(Exception):
     restart, so none is."""
 
 
-class LeaseBook:
+class LeaseBook(CarriesOn):
     """Where its file cannot be written (a Pi's SD card gone read-only, at start or since)
     the book carries on in memory from what the file held: the offline tickets it holds
     are still replayed, but no leased number is handed out (``take`` raises NotDurable),
     since one that is not on disk could be handed out twice."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db, self.unwritable = open_db_or_copy(path, _SCHEMA)
+        self._open(path, _SCHEMA)
         if self.unwritable is not None:
             log.error(
                 "lease book cannot be written: %s. No ticket is issued offline until it "
@@ -60,28 +59,17 @@ class LeaseBook:
     def close(self) -> None:
         self._db.close()
 
-    def _to_memory(self, exc: sqlite3.Error) -> None:
-        """A write failed: on from a copy in memory of what the file holds."""
-        self.unwritable = unwritable_reason(self.path, exc)
+    def _went_to_memory(self, lost: str | None) -> None:
         log.error(
             "lease book cannot be written any more: %s. Issuing offline stops; the offline "
             "tickets it holds are still replayed (until the agent restarts)",
             self.unwritable,
         )
-        memory, lost = memory_copy(self._db, _SCHEMA)
         if lost is not None:
             log.error("lease book could not be read either (%s): its replays are lost", lost)
-        self._db.close()
-        self._db = memory
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
-        try:
-            self._db.execute(sql, args)
-        except sqlite3.Error as exc:
-            if self.unwritable is not None:
-                raise
-            self._to_memory(exc)
-            self._db.execute(sql, args)
+        self._written(lambda: self._db.execute(sql, args))
 
     def add_block(self, day: str, service: str, first: int, last: int) -> None:
         self._write("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?)", (day, service, first, last))

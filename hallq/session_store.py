@@ -7,16 +7,12 @@ offline still has the tickets it must replay, and its next boot number is still 
 from __future__ import annotations
 
 import logging
-import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-from hallq.sqlite import memory_copy, open_db_or_copy, unwritable_reason
+from hallq.sqlite import CarriesOn
 
 log = logging.getLogger("hallq.outbox")
-T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -40,15 +36,14 @@ class OutboxItem:
     retain: bool
 
 
-class SessionStore:
+class SessionStore(CarriesOn):
     """Boot counter and bounded FIFO outbox; the oldest entry is dropped (and counted) when full."""
 
     def __init__(self, path: Path, *, max_items: int = 10_000) -> None:
         if max_items < 1:
             raise ValueError("outbox max_items must be at least 1")
-        self.path = path
         self.max_items = max_items
-        self._db, self.unwritable = open_db_or_copy(path, _SCHEMA, synchronous="NORMAL")
+        self._open(path, _SCHEMA, synchronous="NORMAL")
         if self.unwritable is not None:
             log.warning(
                 "state file cannot be written: %s. Boots are counted and messages queued "
@@ -62,30 +57,15 @@ class SessionStore:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return 0 if row is None else int(row[0])
 
-    def _to_memory(self, exc: sqlite3.Error) -> None:
-        """A write failed (the disk went read-only or full since the start): on from a copy
-        in memory, as if it had been so at the start."""
-        self.unwritable = unwritable_reason(self.path, exc)
+    def _went_to_memory(self, lost: str | None) -> None:
         log.warning(
             "state file cannot be written any more: %s. Boots are counted and messages "
             "queued offline kept in memory, lost at the next restart",
             self.unwritable,
         )
-        memory, lost = memory_copy(self._db, _SCHEMA)
         if lost is not None:
             log.error("state file could not be read either (%s): its outbox is lost", lost)
-        self._db.close()
-        self._db = memory
         self._count = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
-
-    def _written(self, write: Callable[[], T]) -> T:
-        try:
-            return write()
-        except sqlite3.Error as exc:
-            if self.unwritable is not None:
-                raise
-            self._to_memory(exc)
-            return write()
 
     def _bump(self, key: str) -> int:
         def bump() -> int:

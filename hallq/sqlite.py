@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
+
+T = TypeVar("T")
 
 
 def open_db(
@@ -94,3 +97,43 @@ def memory_copy(db: sqlite3.Connection, schema: str) -> tuple[sqlite3.Connection
         lost = str(exc)
     memory.executescript(schema)
     return memory, lost
+
+
+class CarriesOn:
+    """A store on one SQLite file that carries on as a copy in memory once the file cannot
+    be written (a Pi's SD card gone read-only, a full disk): from the start
+    (:func:`open_db_or_copy`), or from its first failed write (:meth:`_written`).
+    ``unwritable`` says why, None while the file takes writes; the store says in its log
+    what carrying on costs it (:meth:`_went_to_memory`)."""
+
+    path: Path
+    unwritable: str | None
+    _db: sqlite3.Connection
+    _schema: str
+
+    def _open(
+        self, path: Path, schema: str, *, synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    ) -> None:
+        self.path, self._schema = path, schema
+        self._db, self.unwritable = open_db_or_copy(path, schema, synchronous=synchronous)
+
+    def _written(self, write: Callable[[], T]) -> T:
+        """``write()``, again on the copy in memory if the file refused it."""
+        try:
+            return write()
+        except sqlite3.Error as exc:
+            if self.unwritable is not None:
+                raise
+            self._to_memory(exc)
+            return write()
+
+    def _to_memory(self, exc: sqlite3.Error) -> None:
+        self.unwritable = unwritable_reason(self.path, exc)
+        memory, lost = memory_copy(self._db, self._schema)
+        self._db.close()
+        self._db = memory
+        self._went_to_memory(lost)
+
+    def _went_to_memory(self, lost: str | None) -> None:
+        """Said once the store has switched (``lost``: why what the file held could not be
+        read either, and the copy is empty)."""
