@@ -157,6 +157,9 @@ class Engine:
         }
         self.day: dt.date | None = None
         self.day_hooks: list[Callable[[], None]] = []
+        # client id -> when a supervisor suspended it (coordinator.suspension): kept
+        # across business days, like the windows' status
+        self.suspended: dict[str, float] = {}
         # the wait estimator (``coordinator.eta.WaitEstimator``) when one runs: anything
         # with ``estimate(engine, ticket | None, service, now) -> WaitRange | None``
         self.estimator: Any = None
@@ -248,6 +251,7 @@ class Engine:
                 str(n): {"status": w.status.value, "skills": w.skills}
                 for n, w in self.windows.items()
             },
+            "suspended": dict(self.suspended),
         }
         self.start_day(snapshot)
         outcome.windows = set(self.windows)
@@ -268,6 +272,7 @@ class Engine:
     def start_day(self, snapshot: dict[str, Any]) -> None:
         """Begin a business day from a snapshot made by :meth:`roll_over`."""
         self.day = dt.date.fromisoformat(snapshot["day"])
+        self.suspended = {str(c): float(at) for c, at in snapshot.get("suspended", {}).items()}
         for number, state in snapshot.get("windows", {}).items():
             win = self.windows.get(int(number))
             if win is not None:

@@ -48,7 +48,7 @@ log = logging.getLogger("hallq.coordinator")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL CHECK (kind IN ('day_open', 'window', 'ticket')),
+    kind TEXT NOT NULL CHECK (kind IN ('day_open', 'window', 'ticket', 'device')),
     cmd_id TEXT UNIQUE,
     day TEXT NOT NULL,
     at REAL NOT NULL,
@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     data BLOB NOT NULL
 );
 """
+# the kinds a log of an earlier version allows (before supervisors suspended devices)
+_OLD_KINDS = "CHECK (kind IN ('day_open', 'window', 'ticket'))"
+_KINDS = "CHECK (kind IN ('day_open', 'window', 'ticket', 'device'))"
 KEEP_CHECKPOINTS = 2
 ABSENT_KEPT = 4096  # command ids remembered as not in the log (see EventLog.lookup)
 WRITE_SMOOTHING = 0.2  # weight of the newest write in ``write_s``
@@ -180,6 +183,32 @@ def entry_of(row: tuple[Any, ...]) -> Entry:
     )
 
 
+def _widen_kinds(db: sqlite3.Connection) -> None:
+    """Let a log of an earlier version take the kinds this one writes. Its CHECK is
+    rewritten in place, SQLite's documented way to change a constraint every stored row
+    already meets (https://sqlite.org/lang_altertable.html, "making other kinds of table
+    schema changes"): no row is copied, so a year's log opens as fast as before."""
+    row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'entries'")
+    sql = row.fetchone()[0]
+    if _OLD_KINDS not in sql:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA schema_version").fetchone()[0]
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute(
+            "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'entries'",
+            (sql.replace(_OLD_KINDS, _KINDS),),
+        )
+        db.execute(f"PRAGMA schema_version = {int(version) + 1}")
+        db.execute("PRAGMA writable_schema = OFF")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    log.info("event log: now also takes supervisors' device commands (schema widened)")
+
+
 class EventLog:
     """Append-only command log; one per hall (the hall is the unit of partitioning)."""
 
@@ -190,6 +219,7 @@ class EventLog:
         self._lock = None if memory else _WriterLock(path)
         try:
             self._db = open_db(path, _SCHEMA, check_same_thread=False)
+            _widen_kinds(self._db)
         except BaseException as exc:
             if self._lock is not None:  # not opened: nobody writes it
                 self._lock.release()

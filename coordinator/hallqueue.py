@@ -24,6 +24,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator import suspension
 from coordinator.authz import Grants
 from coordinator.engine import Engine, Outcome, reject
 from coordinator.eventlog import EventLog, StorageFailed
@@ -32,11 +33,16 @@ from hallq.config import HallConfig
 
 log = logging.getLogger("hallq.coordinator")
 
-KINDS: dict[str, Any] = {"window": m.WindowCommand, "ticket": m.TicketRequest}
+KINDS: dict[str, Any] = {
+    "window": m.WindowCommand,
+    "ticket": m.TicketRequest,
+    "device": suspension.DeviceCommand,
+}
 CHECKPOINT_EVERY = 500  # entries between checkpoints, at least (see checkpoint_every)
 CHECKPOINT_SHARE = 8  # and at least the day's tickets / this
-# 2: a superseded ticket's call withdrawn (older days replayed); 3: compressed
-CHECKPOINT_FORMAT = 3
+# 2: a superseded ticket's call withdrawn (older days replayed); 3: compressed;
+# 4: suspended devices
+CHECKPOINT_FORMAT = 4
 # zlib's fastest level: a day's pickle ~6x smaller for ~1.2 µs a ticket in the child. The
 # blob is written into the log beside the groups' commits, holding its write lock: at
 # 1.7 MB (6,700 tickets) those commits waited 35-48 ms, once a second under load
@@ -56,6 +62,7 @@ ENGINE_STATE = (
     "calls",
     "appointments",
     "seq",
+    "suspended",
 )
 
 
@@ -117,6 +124,7 @@ class HallQueue:
         self._asked: set[str] = set()  # command ids a pad asked about before they arrived
         self.replay_mismatches = 0  # of the last recover(): replayed results unlike the log's
         self._grants = Grants(cfg)
+        self._agents = {a.id for a in cfg.agents}
 
     @property
     def seq(self) -> int:
@@ -236,7 +244,13 @@ class HallQueue:
         return None
 
     def _decide(self, role: str, client: str, command: Any, now: float) -> Outcome:
-        refused = self.authorize(role, client, command)
+        if isinstance(command, suspension.DeviceCommand):
+            if role != "supervisor":
+                return reject("wrong_role", f"{client} is a {role}: only a supervisor may")
+            return suspension.apply(self.engine, self._agents, command, now)
+        refused = self.authorize(role, client, command) or suspension.refused(
+            self.engine, role, client, command
+        )
         if refused is None and role == "window":
             refused = self.engine.held(command, now)
         if refused is not None:
@@ -358,6 +372,10 @@ class HallQueue:
         rollover = self.roll_over_if_due(now)
         outcome = self._decide(role, client, command, now)
         record = record_of(outcome)
+        if outcome.error is not None and outcome.error.code == suspension.REFUSED:
+            # not logged, so not its answer for good: an offline ticket's replay refused
+            # now is kept once the device is resumed; nor do a thief's commands fill the log
+            return Submitted(self.seq, record, outcome, rollover)
         assert self.engine.day is not None
         try:
             seq = self.log.stage(

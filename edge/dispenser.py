@@ -41,6 +41,10 @@ PENDING_S = 30.0  # a scanned code or a swiped card applies to the next key pres
 # refusals that say "not issued, and not because of this request": print from the lease
 # (its log cannot be written; the request reached it too late to be answered in time)
 NOT_DONE = frozenset({"storage_failed", "expired"})
+# a replay refused for one of these is held and sent again: a supervisor suspended this
+# dispenser's login (coordinator.suspension) after it printed the ticket offline, and the
+# person holding it joins the queue once the dispenser is resumed
+REPLAY_HELD = NOT_DONE | {"device_suspended"}
 # an unanswered replay is sent again after this long at first, then less often up to the cap
 REPLAY_RETRY_S = (1.0, 15.0)
 
@@ -161,7 +165,7 @@ class DispenserAgent:
             except (RequestTimeout, NotConnected) as exc:
                 log.info("%s: replay of %s not answered yet: %s", self.agent.id, number, exc)
                 return False
-            if not reply.ok and reply.error is not None and reply.error.code in NOT_DONE:
+            if not reply.ok and reply.error is not None and reply.error.code in REPLAY_HELD:
                 log.info(
                     "%s: replay of %s not kept yet: %s", self.agent.id, number, reply.error.code
                 )

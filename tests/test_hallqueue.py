@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from coordinator.eventlog import EventLog
 from coordinator.hallqueue import HallQueue
+from coordinator.suspension import DeviceCommand
 from firmware_bridge.display_text import encode_display
 from hallq import messages as m
 from hallq.messages import TicketState
@@ -177,6 +178,9 @@ def test_every_refusal_a_clerk_can_meet_fits_the_pad_s_display(
     key("call")
     key("close")
     key("call")
+    suspend = DeviceCommand(kind="device", action="suspend", client="pi-w1")
+    q.submit("device", "supervisor", "desk", suspend, t)
+    key("open")  # its login suspended by a supervisor
     assert set(said) == {
         "no_one_waiting",
         "no_current_ticket",
@@ -187,6 +191,7 @@ def test_every_refusal_a_clerk_can_meet_fits_the_pad_s_display(
         "not_served_here",
         "window_paused",
         "window_closed",
+        "device_suspended",
     }, said
     for code, text in said.items():
         try:

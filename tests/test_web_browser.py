@@ -8,9 +8,11 @@ names a directory for them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -726,3 +728,68 @@ async def test_the_desk_keeps_an_edit_through_live_updates_and_works_alerts_and_
         ).fetchall()
     actions = [json.loads(p)["action"] for _, p in rows]
     assert actions.count("set_skills") == 2  # the edit, and the advice applied
+
+
+@contextlib.asynccontextmanager
+async def supervisor_desk(async_playwright: Any, url: str) -> AsyncIterator[Any]:
+    """Chromium at 1366x768 with the desk open, logged in as the supervisor: its page."""
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            ctx = await browser.new_context(locale="zh-CN", viewport={"width": 1366, "height": 768})
+            ctx.set_default_timeout(WAIT_MS)
+            desk = await ctx.new_page()
+            await desk_login(desk, url, "supervisor", PASSWORD)
+            yield desk
+        finally:
+            await browser.close()
+
+
+async def test_the_desk_suspends_a_flooding_dispenser_in_two_clicks_and_resumes_it(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """取号过快 names a dispenser whose password a script is using: 停用 on the alert, a
+    confirmation that says what happens (its recent tickets voided, ticked for a flood),
+    then the desk lists it as suspended, its requests are refused, and 恢复 ends it."""
+    async_playwright = _playwright()
+    shots = Shots()
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as thief,
+    ):
+        await thief.wait_connected(10)
+
+        async def issue() -> Any:
+            request = m.IssueRequest(kind="issue", service="tax-filing")
+            return await thief.request(T.req("pi-d1"), request, timeout=10)
+
+        flood = [await issue() for _ in range(35)]
+        async with supervisor_desk(async_playwright, url) as desk:
+            alert = desk.locator('#alerts li[data-kind="issue_burst"]')
+            await alert.locator('button[data-suspend="pi-d1"]').click()
+            confirm = alert.locator('[data-confirm-suspend="pi-d1"]')
+            assert "此后它的一切请求都将被拒绝" in await confirm.inner_text()
+            assert await confirm.locator("input[data-void]").is_checked()
+            await issue()  # a live update while the confirmation is open keeps it
+            await desk.wait_for_selector(
+                '#services tr[data-service="tax-filing"] [data-col="waiting"]:has-text("36 人")'
+            )
+            assert await confirm.count() == 1
+            await shots.take(desk, "desk-suspend-confirm")
+            await confirm.locator("button[data-suspend-go]").click()
+            await desk.wait_for_selector(
+                '#devices [data-device-note="pi-d1"]:has-text("已停用 pi-d1, 作废 36 个号")'
+            )
+            row = desk.locator('#devices li[data-problem="suspended"][data-client="pi-d1"]')
+            await row.wait_for()
+            assert all(c.engine.by_number[r.ticket.number].state == "voided" for r in flood)
+            refused = await issue()
+            assert refused.error.code == "device_suspended"
+            await desk.wait_for_selector('#audit tr[data-action="suspend_device"]')
+            await shots.take(desk, "desk-suspended")
+            await row.locator('button[data-resume="pi-d1"]').click()
+            note = '#devices [data-device-note="pi-d1"]'
+            await desk.wait_for_selector(f'{note}:has-text("已恢复")')
+            assert await desk.locator('#devices li[data-problem="suspended"]').count() == 0
+            assert (await issue()).ok

@@ -71,6 +71,9 @@ AUDIT_ZH = {
     "advice_apply": "采纳专窗建议",
     "advice_dismiss": "忽略专窗建议",
     "advice_restore": "恢复原业务",
+    "device": "设备操作",
+    "suspend_device": "停用设备",
+    "resume_device": "恢复设备",
 }
 DONE_ZH = {
     "open": "已开窗",

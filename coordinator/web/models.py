@@ -382,9 +382,12 @@ class KpiCompare(_Out):
 class DeviceProblem(_Out):
     client: str
     role: str
-    problem: Literal["offline", "paper_low", "paper_out", "unhealthy"]
+    problem: Literal["suspended", "offline", "paper_low", "paper_out", "unhealthy"]
     text: str
     since: str | None = None
+    suspendable: bool = Field(
+        default=False, description="its login may be in the wrong hands: the desk offers 停用"
+    )
 
 
 class AdviceView(_Out):
@@ -426,6 +429,11 @@ class DeskAlert(_Out):
     last: str | None
     acked_by: str | None
     acked_at: str | None
+    suspend: str | None = Field(
+        default=None,
+        description="the device this alert names, whose login the desk offers to suspend "
+        "(a flood of tickets, its id in use twice); none once it is suspended",
+    )
 
 
 class Desk(_Out):
@@ -493,6 +501,22 @@ class AckRequest(_Out):
     key: str = Field(max_length=200)
 
 
+class DeviceRequest(_Out):
+    """Suspend or resume one device's login (``/api/supervisor/devices/{client}``)."""
+
+    action: Literal["suspend", "resume"]
+    void_minutes: int = Field(
+        default=0,
+        ge=0,
+        le=1440,
+        description="with suspend: void the still-waiting tickets it issued in these last minutes",
+    )
+
+
+class DeviceResult(CommandResult):
+    voided: int = Field(default=0, description="tickets voided with the suspension")
+
+
 class ImpactRequest(_Out):
     action: Literal["open", "close", "pause", "resume", "set_skills"]
     skills: dict[str, float] | None = None
@@ -549,6 +573,8 @@ RESPONSE_MODELS: list[type[BaseModel]] = [
     AdviceView,
     AckRequest,
     ImpactRequest,
+    DeviceRequest,
+    DeviceResult,
     Invitations,
     InviteRequest,
 ]

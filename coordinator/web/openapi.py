@@ -255,6 +255,23 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/supervisor/devices/{client}": {
+                "post": {
+                    "summary": "suspend a device's login (every command it sends refused "
+                    "until resumed; with void_minutes, the tickets it issued in those minutes "
+                    "that still wait are voided) or resume it",
+                    "security": _WRITE,
+                    "parameters": [_param("client", "path", _STR, description="its agent id")],
+                    "requestBody": _body("DeviceRequest"),
+                    "responses": {
+                        **_ok("applied", _ref("DeviceResult")),
+                        **_errors("400", "401", "403"),
+                        **_answer(
+                            "409", "refused (unknown device, no change)", _ref("DeviceResult")
+                        ),
+                    },
+                }
+            },
             "/api/supervisor/desk": {
                 "get": {
                     "summary": "the supervisor desk in one answer: queues, function halls, "

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
+from coordinator import suspension
 from coordinator.eventlog import EventLog
 from coordinator.shipmark import lag, mark_path, read_mark
 from coordinator.web import desk, views
@@ -708,6 +709,48 @@ async def supervisor_command(request: web.Request) -> web.Response:
     return (await _window_command(request, window, body))[0]
 
 
+async def supervisor_device(request: web.Request) -> web.Response:
+    """Suspend a device whose password is in the wrong hands (every command of its login
+    refused until resumed; a stolen dispenser's recent fake tickets voided with it), or
+    resume it. Logged in the event log like a window command, and audited."""
+    c, client = _c(request), request.match_info["client"]
+    target = f"device {client}"
+    try:
+        req = api.DeviceRequest.model_validate(await request.json())
+    except (ValueError, ValidationError):
+        _audit(request, "device", target=target, ok=False, result="invalid_body")
+        return _error(400, "invalid_body", "请求格式错误: action 为 suspend 或 resume")
+    since = c.clock() - req.void_minutes * 60 if req.void_minutes else None
+    command = suspension.DeviceCommand(
+        kind="device",
+        action=req.action,
+        client=client[:64],
+        void_since=None if since is None else dt.datetime.fromtimestamp(since, dt.UTC),
+    )
+    user = _session(request).user
+    done = await c.execute("device", "supervisor", user, command, reply=False)
+    ok, error = bool(done.record["ok"]), done.record["error"]
+    voided = len(done.outcome.events) if ok and done.outcome is not None else 0
+    _audit(
+        request,
+        f"{req.action}_device",
+        target=target,
+        ok=ok,
+        result=None if ok else error["code"],
+        detail={"void_minutes": req.void_minutes, "voided": voided} if voided else None,
+    )
+    log.warning(
+        "supervisor %s: %s device %s -> %s%s",
+        user,
+        req.action,
+        client,
+        "ok" if ok else error["code"],
+        f" ({voided} waiting ticket(s) voided)" if voided else "",
+    )
+    result = api.DeviceResult(ok=ok, error=error, seq=done.seq, id=command.id, voided=voided)
+    return web.json_response(result.model_dump(mode="json"), status=200 if ok else 409)
+
+
 async def supervisor_impact(request: web.Request) -> web.Response:
     """What an action would do to the hall, for the desk's confirmation; changes nothing."""
     c = _c(request)
@@ -1144,6 +1187,7 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_post("/api/appointments/{code}/cancel", cancel_appointment)
     r.add_post("/api/supervisor/windows/{window}", supervisor_command)
     r.add_post("/api/supervisor/windows/{window}/impact", supervisor_impact)
+    r.add_post("/api/supervisor/devices/{client}", supervisor_device)
     r.add_get("/api/supervisor/desk", supervisor_desk)
     r.add_get("/api/supervisor/invitations", supervisor_invitations)
     r.add_post("/api/supervisor/invitations", supervisor_invite_person)

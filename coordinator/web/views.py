@@ -228,11 +228,11 @@ PAPER = {"paper_near_end": "paper_low", "paper_out": "paper_out"}
 
 
 def _device_problems(c: HallService) -> list[api.DeviceProblem]:
-    """Offline devices and printers short of paper, worst first."""
+    """Suspended devices, offline ones and printers short of paper, worst first."""
     tz = c.cfg.hall.tzinfo
     out: list[api.DeviceProblem] = []
 
-    def problem(d: Any, kind: str, text: str, at: float | None) -> None:
+    def problem(d: Any, kind: str, text: str, at: float | None, suspendable: bool = False) -> None:
         out.append(
             api.DeviceProblem(
                 client=d.client,
@@ -240,10 +240,19 @@ def _device_problems(c: HallService) -> list[api.DeviceProblem]:
                 problem=kind,  # type: ignore[arg-type]
                 text=f"{d.client} {text}",
                 since=hhmm(at, tz),
+                suspendable=suspendable and d.client in agents,
             )
         )
 
+    suspended = c.engine.suspended
+    agents = {a.id for a in c.cfg.agents}
+    roles = {a.id: a.role for a in c.cfg.agents}
+    for client, at in suspended.items():
+        seen = DeviceSeen(roles.get(client, ""), client)
+        problem(seen, "suspended", "已停用: 其请求一律拒绝, 直到恢复", at)
     for d in c.devices.all():
+        if d.client in suspended:
+            continue
         if d.online is False:
             problem(d, "offline", "离线", d.since)
             continue
@@ -253,12 +262,13 @@ def _device_problems(c: HallService) -> list[api.DeviceProblem]:
                 words = "缺纸" if paper == "paper_out" else "打印纸将尽"
                 problem(d, paper, f"{x.name} {words}", d.health_at)
             elif not x.ok and x.status == SHARED_ID:
-                problem(d, "unhealthy", "设备编号重复: 另有客户端使用此编号连接", d.health_at)
+                text = "设备编号重复: 另有客户端使用此编号连接"
+                problem(d, "unhealthy", text, d.health_at, suspendable=True)
             elif not x.ok and x.status == NOT_WRITABLE:
                 problem(d, "unhealthy", f"{x.name} {NOT_WRITABLE_ZH}", d.health_at)
             elif not x.ok:
                 problem(d, "unhealthy", f"{x.name} 异常: {x.status}", d.health_at)
-    order = {"offline": 0, "paper_out": 1, "unhealthy": 2, "paper_low": 3}
+    order = {"suspended": 0, "offline": 1, "paper_out": 2, "unhealthy": 3, "paper_low": 4}
     return sorted(out, key=lambda p: (order[p.problem], p.client))
 
 
@@ -272,6 +282,10 @@ def _alert_text(c: HallService, item: dict[str, Any]) -> str:
     if window is not None and f"{window}号" not in text:
         text = f"{window}号窗口: {text}"
     return text
+
+
+# alerts that may mean a device's password is in the wrong hands: the desk offers 停用
+SUSPEND_FOR = frozenset({"issue_burst", "device_shared_id"})
 
 
 def desk_alerts(c: HallService, book: AlertBook) -> list[api.DeskAlert]:
@@ -288,9 +302,11 @@ def desk_alerts(c: HallService, book: AlertBook) -> list[api.DeskAlert]:
         if e.kind != "express_advice"  # the advice box shows these, with their buttons
     ]
     out = []
+    agents = {a.id for a in c.cfg.agents} - set(c.engine.suspended)
     for s in book.update(standing, events, now):
         item = s.item
         kind = str(item["kind"])
+        named = item.get("client") if kind in SUSPEND_FOR else None
         out.append(
             api.DeskAlert(
                 key=s.key,
@@ -304,6 +320,7 @@ def desk_alerts(c: HallService, book: AlertBook) -> list[api.DeskAlert]:
                 last=hhmm(s.last, tz),
                 acked_by=s.acked_by,
                 acked_at=hhmm(s.acked_at, tz),
+                suspend=named if named in agents else None,
             )
         )
     return out

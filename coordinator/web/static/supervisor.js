@@ -280,11 +280,52 @@
         el("td", {}, z.serving), el("td", {class: "nowrap"}, `${z.served} 人`),
         el("td", {class: "nowrap"}, `${fmt(z.busy_min / 60)} 时`))));
   }
+  // --- devices: a login in the wrong hands is suspended from the row that names it ------
+  let suspending = null;  // {client, from, dispenser} while its confirmation is open
+  let deviceNote = null;  // {client, ok, text}: what the last suspend or resume did
+  // offer: "" (no tickets to void), "dispenser" (offered, unticked: a shared id need not
+  // have issued anything), "burst" (ticked: the flood's tickets are nobody's)
+  function suspendBox(client, offer) {
+    const dispenser = offer !== "";
+    const voids = el("input", {type: "checkbox", "data-void": client});
+    voids.checked = offer === "burst";
+    const close = () => { suspending = null; showDevices(); showAlerts(); };
+    return el("div", {class: "confirm", "data-confirm-suspend": client},
+      el("strong", {class: "impact"}, `停用 ${client}? 此后它的一切请求都将被拒绝, 直到恢复。`),
+      dispenser ? el("label", {}, voids, " 同时作废它最近 10 分钟取的、仍在等候的号") : "",
+      el("div", {class: "panel-buttons"},
+        el("button", {class: "danger", "data-suspend-go": client,
+                      onclick: () => device(client, "suspend", dispenser && voids.checked ? 10 : 0)}, "确认停用"),
+        el("button", {"data-suspend-cancel": client, onclick: close}, "取消")));
+  }
+  function suspendButton(client, from, offer) {
+    if (!me.may_act) return "";
+    if (suspending && suspending.client === client && suspending.from === from) return suspendBox(client, offer);
+    return el("button", {class: "danger", "data-suspend": client,
+      onclick: () => { suspending = {client, from}; showDevices(); showAlerts(); }}, "停用");
+  }
+  async function device(client, action, minutes) {
+    suspending = null;
+    try {
+      const r = await post(`/api/supervisor/devices/${encodeURIComponent(client)}`, {action, void_minutes: minutes || 0});
+      deviceNote = {client, ok: true, text: action === "resume" ? `✓ 已恢复 ${client} ${hhmm()}` :
+        `✓ 已停用 ${client}${r.voided ? `, 作废 ${r.voided} 个号` : ""} ${hhmm()}`};
+    } catch (e) {
+      const f = failed(e);
+      if (!f) return;
+      deviceNote = {client, ok: false, text: f.message};
+    }
+    refresh(); audit();
+  }
   function showDevices() {
-    $("devices").replaceChildren(...(desk.devices.length ? desk.devices.map((d) =>
-      el("li", {"data-problem": d.problem}, el("span", {class: "pill " + (d.problem === "paper_low" ? "warning" : "critical")},
-        {offline: "离线", paper_low: "纸将尽", paper_out: "缺纸", unhealthy: "异常"}[d.problem]), " ", d.text,
-        d.since ? el("small", {class: "muted"}, ` ${d.since} 起`) : "")) :
+    const note = deviceNote ? [el("li", {class: "fb " + (deviceNote.ok ? "ok" : "error"), "data-device-note": deviceNote.client}, deviceNote.text)] : [];
+    $("devices").replaceChildren(...note, ...(desk.devices.length ? desk.devices.map((d) =>
+      el("li", {"data-problem": d.problem, "data-client": d.client},
+        el("span", {class: "pill " + (d.problem === "paper_low" ? "warning" : "critical")},
+        {suspended: "停用", offline: "离线", paper_low: "纸将尽", paper_out: "缺纸", unhealthy: "异常"}[d.problem]), " ", d.text,
+        d.since ? el("small", {class: "muted"}, ` ${d.since} 起`) : "", " ",
+        d.problem === "suspended" && me.may_act ? el("button", {"data-resume": d.client, onclick: () => device(d.client, "resume")}, "恢复") :
+          d.suspendable ? suspendButton(d.client, "device", d.role === "dispenser" ? "dispenser" : "") : "")) :
       [el("li", {class: "muted"}, "全部设备在线, 打印纸充足")]));
   }
   function showAlerts() {
@@ -297,7 +338,8 @@
       a.count > 1 ? el("small", {class: "muted"}, ` ×${a.count}`) : "",
       el("small", {class: "muted"}, ` ${a.first === a.last ? a.last : `${a.first}–${a.last}`}`), " ",
       a.acked_by ? el("small", {class: "ackd"}, `✓ ${a.acked_by} ${a.acked_at} 已知悉`) :
-        me.may_act ? el("button", {"data-ack": a.key, onclick: () => ack(a.key)}, "知悉") : "")) :
+        me.may_act ? el("button", {"data-ack": a.key, onclick: () => ack(a.key)}, "知悉") : "",
+      a.suspend ? " " : "", a.suspend ? suspendButton(a.suspend, a.key, a.kind === "issue_burst" ? "burst" : "") : "")) :
       [el("li", {class: "muted"}, "暂无告警")]));
   }
   async function ack(key) {

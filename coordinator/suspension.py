@@ -1,0 +1,88 @@
+"""A supervisor's stop on one device's login, for when its password is in the wrong hands
+(the desk shows 设备编号重复 or 取号过快) and a field engineer is an hour away.
+
+Every command from a suspended client is refused (``device_suspended``) until a supervisor
+resumes it, whatever the broker lets through; the suspension is a command in the event log,
+so a replay refuses alike, and it outlives the business day. Suspending can also void the
+tickets the device issued since a given time that still wait: the fake ones of a flood.
+
+Not on the wire: the desk submits it over HTTP, as a named supervisor.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, Field
+
+from coordinator.engine import Engine, Outcome, reject
+from hallq import messages as m
+from hallq.messages import TicketState
+
+REFUSED = "device_suspended"  # the code of every refusal (not logged: HallQueue.submit)
+# what a suspended device may still do: ask whether a command of its happened (read only)
+READ_ONLY = (m.Query,)
+# what its dispenser prints and its pad shows (a pad's display is 32 columns)
+REFUSED_ZH = {
+    "dispenser": "本机已停用，请到其他取号机取号",
+    "window": "本机已停用 请联系主管",
+}
+
+
+class DeviceCommand(m.Command):
+    kind: Literal["device"]
+    action: Literal["suspend", "resume"]
+    client: str = Field(min_length=1, max_length=64, description="the agent id (its login)")
+    void_since: AwareDatetime | None = Field(
+        default=None,
+        description="with suspend: void the still-waiting tickets the device issued at or "
+        "after this time",
+    )
+
+
+def refused(engine: Engine, role: str, client: str, command: Any) -> Outcome | None:
+    """Refused when ``client`` is suspended. A ticket its dispenser printed offline before
+    the suspension still joins the queue: somebody may hold it; leases are refused, so no
+    number it could print later was handed out after."""
+    at = engine.suspended.get(client)
+    if at is None or role == "supervisor" or isinstance(command, READ_ONLY):
+        return None
+    offline = getattr(command, "offline", None) if isinstance(command, m.IssueRequest) else None
+    if offline is not None and offline.issued_at.timestamp() <= at:
+        return None
+    return reject(REFUSED, REFUSED_ZH.get(role, "本机已停用"))
+
+
+def apply(engine: Engine, agents: set[str], command: DeviceCommand, now: float) -> Outcome:
+    """Suspend or resume ``command.client`` (a supervisor's command: the caller checked)."""
+    client = command.client
+    if client not in agents:
+        return reject("unknown_device", f"{client} 不是本厅的设备")
+    if command.action == "resume":
+        if engine.suspended.pop(client, None) is None:
+            return reject("not_suspended", f"{client} 未停用")
+        return Outcome(ok=True)
+    if client in engine.suspended:
+        return reject("already_suspended", f"{client} 已停用")
+    engine.suspended[client] = now
+    outcome = Outcome(ok=True)
+    if command.void_since is None:
+        return outcome
+    since = command.void_since.timestamp()
+    for t in list(engine.tickets):
+        if t.source == client and t.state is TicketState.WAITING and t.issued_at >= since:
+            voided = engine.void(
+                m.VoidRequest(kind="void", number=t.number, reason="设备停用: 作废其取号"), client
+            )
+            outcome.events += voided.events
+            outcome.services |= voided.services
+    return outcome
+
+
+def voidable(engine: Engine, client: str, since: float) -> int:
+    """How many waiting tickets suspending ``client`` with ``void_since`` would void."""
+    return sum(
+        1
+        for t in engine.tickets
+        if t.source == client and t.state is TicketState.WAITING and t.issued_at >= since
+    )

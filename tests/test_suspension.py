@@ -1,0 +1,306 @@
+"""A supervisor suspends one device's login (its password in the wrong hands): refused from
+then on, whatever the broker lets through, until resumed; the flood's tickets voided; and the
+log remembers it across a restart, a checkpoint and the next business day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from coordinator.eventlog import _KINDS, _OLD_KINDS
+from coordinator.suspension import DeviceCommand
+from hallq import messages as m
+from hallq.messages import TicketState
+from hallq.topics import HallTopics
+
+from .conftest import Mosquitto, until
+from .coordinated import FakeClock, running
+from .coordinated import device as coordinated_device
+from .halls import at, small_hall
+from .test_edge_agents import agent
+from .test_hallqueue import issue, lease, make_queue, peek_queue
+from .test_web_helpers import VIEWER_PASSWORD, login, supervisor_auth, web_hall, web_running
+
+T = HallTopics("test-hall")
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+def device(action: str, client: str = "pi-d1", since: float | None = None) -> DeviceCommand:
+    return DeviceCommand(
+        kind="device",
+        action=action,  # type: ignore[arg-type]
+        client=client,
+        void_since=None if since is None else _utc(since),
+    )
+
+
+def offline(number: str, issued_at: float) -> m.IssueRequest:
+    return m.IssueRequest(
+        kind="issue",
+        service="tax-filing",
+        offline=m.OfflineIssue(number=number, issued_at=_utc(issued_at)),
+    )
+
+
+def code(done: Any) -> str | None:
+    error = done.record["error"]
+    return None if error is None else str(error["code"])
+
+
+def test_a_suspended_login_is_refused_until_resumed_and_its_flood_is_voided(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    path = tmp_path / "log.sqlite"
+    q = make_queue(path, core_cls)
+    real = [q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, 0, i)) for i in range(3)]
+    first = lease(q)
+    flood = [q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, 5, i)) for i in range(4)]
+    assert all(d.record["ok"] for d in real + flood)
+
+    # a window's login may not suspend anyone, nor may anyone suspend what is not a device
+    refused = q.submit("device", "window", "pi-w1", device("suspend"), at(9, 6))
+    assert code(refused) == "wrong_role"
+    assert code(q.submit("device", "supervisor", "alice", device("suspend", "x"), at(9, 6))) == (
+        "unknown_device"
+    )
+    assert q.engine.suspended == {}
+
+    done = q.submit("device", "supervisor", "alice", device("suspend", since=at(9, 5)), at(9, 6))
+    assert done.record["ok"]
+    assert {t.number for t in q.engine.tickets if t.state is TicketState.VOIDED} == {
+        d.record["ticket"] for d in flood
+    }
+    assert [t.state for t in q.engine.tickets[:3]] == [TicketState.WAITING] * 3
+    again = q.submit("device", "supervisor", "alice", device("suspend"), at(9, 6, 1))
+    assert code(again) == "already_suspended"
+
+    online = q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, 7))
+    assert code(online) == "device_suspended"
+    assert online.record["error"]["message"] == "本机已停用，请到其他取号机取号"
+    late = offline(f"A{first + 1:03d}", at(9, 6, 30))  # printed after the suspension
+    for command in (
+        m.LeaseRequest(kind="lease", service="tax-filing", size=5),
+        m.VoidRequest(kind="void", number="A001", reason="not printed"),
+        late,
+    ):
+        assert code(q.submit("ticket", "dispenser", "pi-d1", command, at(9, 7))) == (
+            "device_suspended"
+        ), command
+    # a ticket it printed offline before the suspension has a holder: it joins the queue
+    printed = offline(f"A{first:03d}", at(9, 5, 30))
+    held = q.submit("ticket", "dispenser", "pi-d1", printed, at(9, 7))
+    assert held.record["ok"]
+    assert q.engine.by_number[f"A{first:03d}"].state is TicketState.WAITING
+    # other devices go on
+    call = q.submit("window", "window", "pi-w1", m.WindowAction(window=1, action="call"), at(9, 8))
+    assert call.record["ticket"] == "A001"
+
+    # a restart (the log replayed) and a checkpoint both remember it
+    replayed = peek_queue(path, core_cls)
+    replayed.recover()
+    assert replayed.engine.suspended == {"pi-d1": at(9, 6)}
+    q.save_checkpoint(q.seq, q.checkpoint())
+    restored = peek_queue(path, core_cls)
+    assert restored.recover() == 0
+    assert restored.engine.suspended == {"pi-d1": at(9, 6)}
+
+    resumed = q.submit("device", "supervisor", "alice", device("resume"), at(9, 10))
+    assert resumed.record["ok"]
+    assert code(q.submit("device", "supervisor", "alice", device("resume"), at(9, 11))) == (
+        "not_suspended"
+    )
+    assert q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, 12)).record["ok"]
+    # its refusals were not logged (a thief's flood does not fill the log): the replay of
+    # the ticket it printed while suspended, sent again, is taken now
+    assert q.submit("ticket", "dispenser", "pi-d1", late, at(9, 13)).record["ok"]
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT source FROM entries WHERE seq > ?", (done.seq,)).fetchall()
+    assert [s for (s,) in rows if s == "dispenser/pi-d1"] == ["dispenser/pi-d1"] * 3, rows
+
+    # a suspension outlives the business day
+    q.submit("device", "supervisor", "alice", device("suspend"), at(17))
+    tomorrow = q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, day=31))
+    assert code(tomorrow) == "device_suspended"
+    assert q.engine.day == dt.date(2026, 12, 1)
+    assert q.engine.suspended == {"pi-d1": at(17)}
+
+
+def _schema_of(path: Path, old: str, new: str) -> str:
+    """Rewrite the entries table's constraint as an earlier version created it (the CHECK
+    is not in the file's rows, so this is that version's file); the old text."""
+    with sqlite3.connect(path) as db:
+        sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'entries'").fetchone()[0]
+        if old != new:
+            version = db.execute("PRAGMA schema_version").fetchone()[0]
+            db.execute("PRAGMA writable_schema = ON")
+            db.execute(
+                "UPDATE sqlite_master SET sql = ? WHERE name = 'entries'", (sql.replace(old, new),)
+            )
+            db.execute(f"PRAGMA schema_version = {version + 1}")
+    return str(sql)
+
+
+def test_a_log_of_the_last_version_takes_a_suspension_and_keeps_every_entry(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    """A hall upgraded mid-day: its log's table allowed only the older kinds, and SQLite
+    refused the first suspension. The constraint is widened in place when the log opens;
+    the day it holds replays as before."""
+    path = tmp_path / "log.sqlite"
+    q = make_queue(path, core_cls)
+    issued = [q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, 0, i)) for i in range(3)]
+    q.log.close()
+    _schema_of(path, _KINDS, _OLD_KINDS)
+    assert _OLD_KINDS in _schema_of(path, "", "")
+
+    q = make_queue(path, core_cls)
+    q.recover()
+    assert q.submit("device", "supervisor", "alice", device("suspend"), at(9, 1)).record["ok"]
+    q.log.close()
+    assert _KINDS in _schema_of(path, "", "")
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        kinds = [k for (k,) in db.execute("SELECT kind FROM entries ORDER BY seq")]
+    assert kinds == ["day_open", "ticket", "ticket", "ticket", "device"]
+    again = peek_queue(path, core_cls)
+    again.recover()
+    assert [t.number for t in again.engine.tickets] == [d.record["ticket"] for d in issued]
+    assert again.engine.suspended == {"pi-d1": at(9, 1)}
+
+
+@pytest.mark.broker
+async def test_a_suspended_dispenser_prints_why_and_keeps_what_it_printed_offline(
+    mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real dispenser agent on its simulated keypad and printer: suspended, a key press
+    prints a notice, not an offline ticket; a ticket it printed offline meanwhile (its
+    coordinator out of reach) is held, not dropped, and joins the queue once resumed."""
+    caplog.set_level(logging.INFO, logger="hallq")
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator:
+        async with agent(cfg, "pi-d1", tmp_path, clock) as (devices, printers):
+            keypad_bus, keypad = devices["keys-1"]
+            printer = printers["printer-1"]
+            await until(lambda: ("pi-d1", "invoice") in coordinator.engine.leases, 15)
+            keypad_bus.press(keypad, 2)  # invoice
+            await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
+            assert "B001" in printer.tickets[0].text
+
+            done = await coordinator.execute(
+                "device", "supervisor", "alice", device("suspend"), reply=False
+            )
+            assert done.record["ok"]
+            keypad_bus.press(keypad, 2)
+            await printer.wait_for(lambda: len(printer.tickets) == 2, timeout=15)
+            assert "本机已停用，请到其他取号机取号" in printer.tickets[1].text
+
+            mosquitto.stop()  # out of reach: it prints from its lease, after the suspension
+            clock.now += 60
+            keypad_bus.press(keypad, 2)
+            await printer.wait_for(lambda: len(printer.tickets) == 3, timeout=30)
+            found = re.search(r"B\d{3}", printer.tickets[2].text)
+            assert found is not None, printer.tickets[2].text
+            number = found.group()
+            mosquitto.start()
+            held = f"replay of {number} not kept yet: device_suspended"
+            await until(lambda: held in caplog.text, 30)
+            assert number not in coordinator.engine.by_number
+
+            done = await coordinator.execute(
+                "device", "supervisor", "alice", device("resume"), reply=False
+            )
+            assert done.record["ok"]
+            keypad_bus.press(keypad, 2)  # online again, and its held replay goes with it
+            await printer.wait_for(lambda: len(printer.tickets) == 4, timeout=15)
+            await until(lambda: number in coordinator.engine.by_number, 15)
+    issued = [t.number for t in coordinator.engine.tickets]
+    assert sorted(issued) == ["B001", "B002", number], issued
+
+
+@pytest.mark.broker
+async def test_the_desk_suspends_a_flooding_dispenser_from_its_alert_and_voids_the_flood(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """What a supervisor does mid-shift when 取号过快 names a dispenser: 停用 on the alert,
+    the flood's tickets voided with it, the device's requests refused over MQTT from then
+    on, every step audited, and 恢复 brings it back."""
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        coordinated_device(cfg, "dispenser", "pi-d1", tmp_path) as thief,
+        aiohttp.ClientSession() as http,
+    ):
+        await thief.wait_connected(10)
+        req = T.req("pi-d1")
+
+        async def issue_one() -> Any:
+            return await thief.request(req, issue(), timeout=10)
+
+        flood = [await issue_one() for _ in range(40)]
+        assert all(r.ok for r in flood)
+        auth = await supervisor_auth(http, url)
+
+        async def desk() -> Any:
+            async with http.get(f"{url}/api/supervisor/desk", headers=auth) as r:
+                assert r.status == 200
+                return await r.json()
+
+        burst = [a for a in (await desk())["alerts"] if a["kind"] == "issue_burst"]
+        assert [a["suspend"] for a in burst] == ["pi-d1"], burst
+
+        viewer = await login(http, url, "viewer", VIEWER_PASSWORD)
+        path = f"{url}/api/supervisor/devices/pi-d1"
+        async with http.post(path, headers=viewer, json={"action": "suspend"}) as r:
+            assert r.status == 403
+        async with http.post(
+            f"{url}/api/supervisor/devices/pi-x", headers=auth, json={"action": "suspend"}
+        ) as r:
+            assert r.status == 409
+            assert (await r.json())["error"]["code"] == "unknown_device"
+        async with http.post(path, headers=auth, json={"action": "halt"}) as r:
+            assert r.status == 400
+        suspend = {"action": "suspend", "void_minutes": 10}
+        async with http.post(path, headers=auth, json=suspend) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["voided"] == 40
+        assert all(c.engine.by_number[r.ticket.number].state == "voided" for r in flood)
+
+        refused = await issue_one()
+        assert not refused.ok
+        assert refused.error.code == "device_suspended"
+        seen = await desk()
+        assert [(d["client"], d["role"], d["problem"]) for d in seen["devices"]][:1] == [
+            ("pi-d1", "dispenser", "suspended")
+        ]
+        assert all(a["suspend"] is None for a in seen["alerts"])
+
+        async with http.post(path, headers=auth, json={"action": "resume"}) as r:
+            assert r.status == 200
+        assert (await issue_one()).ok
+        async with http.get(f"{url}/api/supervisor/audit", headers=auth) as r:
+            entries = await r.json()
+        done = [
+            (e["action"], e["target"], e["ok"], e.get("detail"))
+            for e in entries
+            if e["target"] in ("device pi-d1", "device pi-x")
+        ]
+        assert sorted(done, key=str) == sorted(
+            [
+                ("suspend_device", "device pi-x", False, None),
+                ("device", "device pi-d1", False, None),  # the body it could not read
+                ("suspend_device", "device pi-d1", True, {"void_minutes": 10, "voided": 40}),
+                ("resume_device", "device pi-d1", True, None),
+            ],
+            key=str,
+        ), done
