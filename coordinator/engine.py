@@ -690,9 +690,12 @@ class Engine:
         its holder has had no time to come. Asked for a pad's commands (HallQueue), so a
         pad's login cannot call the queue away in seconds, each call finishing the last;
         a supervisor, and the simulations, are not held."""
-        if getattr(command, "action", None) not in TAKES_CURRENT:
+        action = getattr(command, "action", None)
+        if action not in TAKES_CURRENT:
             return None
-        if getattr(command, "ticket", None) is not None and command.action == "transfer":
+        # (only a Transfer has a ticket field: asked of another model, pydantic's
+        # __getattr__ raised and caught an AttributeError on every pad command)
+        if action == "transfer" and command.ticket is not None:
             return None  # a named ticket, not the one at the window
         win = self.windows.get(command.window)
         t, hold = (win.current if win else None), self.settings.call_hold_s
