@@ -378,6 +378,7 @@ class Engine:
             return reject("ticket_not_waiting", f"{t.number} 当前状态为 {t.state.value}")
         self.core.remove(t.idx)
         t.state = TicketState.VOIDED
+        self._unissue(t)
         out = Outcome(ok=True, ticket=t, services={t.service})
         out.events.append(
             m.TicketEvent(
@@ -385,6 +386,15 @@ class Engine:
             )
         )
         return out
+
+    def _unissue(self, t: Ticket) -> None:
+        """A voided ticket was in nobody's hands: it takes no place under the service's
+        daily cap or its holder's daily limit (a flood voided by a supervisor, a ticket
+        that did not print and was pressed for again), nor counts as issued in the KPIs."""
+        if self.issued[t.service] > 0:
+            self.issued[t.service] -= 1
+        if t.identity and self.per_person[t.identity] > 0:
+            self.per_person[t.identity] -= 1
 
     def withdraw(self, number: str, source: str, reason: str, now: float) -> Outcome:
         """Void ``number``, issued by ``source`` for a key press the dispenser then issued
@@ -428,6 +438,7 @@ class Engine:
         if any(c.ticket == number for c in self.calls):
             self.calls = deque((c for c in self.calls if c.ticket != number), self.calls.maxlen)
         t.state = TicketState.VOIDED
+        self._unissue(t)
         t.withdrawn_from = window
         t.window = None
         t.called_at = t.started_at = t.finished_at = None
@@ -1092,6 +1103,8 @@ def _count(
     t: Ticket, total: _Tally, by_service: dict[str, _Tally], by_window: dict[int, _Tally]
 ) -> None:
     """Add one ticket to a group of tallies: the hall's, its service's, its window's."""
+    if t.state is TicketState.VOIDED:
+        return  # nobody held it (Engine._unissue)
     if t.called_at is None and t.finished_at is None and t.state is TicketState.WAITING:
         total.issued += 1  # most open tickets: waiting, never called
         if (kpi := by_service.get(t.service)) is not None:

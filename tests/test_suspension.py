@@ -135,6 +135,30 @@ def test_a_suspended_login_is_refused_until_resumed_and_its_flood_is_voided(
     assert q.engine.suspended == {"pi-d1": at(17)}
 
 
+def test_a_voided_flood_gives_back_the_daily_cap_and_is_not_counted_as_issued(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    """The small hall's invoice service takes 5 tickets a day. A thief took them all; once
+    they are voided with the suspension, the hall's people can have them again, and the
+    day's figures do not count them as issued."""
+    q = make_queue(tmp_path / "log.sqlite", core_cls)
+    flood = [
+        q.submit("ticket", "dispenser", "pi-d1", issue("invoice"), at(9, 0, i)) for i in range(5)
+    ]
+    assert all(d.record["ok"] for d in flood)
+    assert code(q.submit("ticket", "dispenser", "pi-d1", issue("invoice"), at(9, 1))) == (
+        "daily_cap_reached"
+    )
+    q.submit("device", "supervisor", "alice", device("suspend", since=at(9)), at(9, 2))
+    assert q.engine.stats_state(q.seq, at(9, 2)).per_service["invoice"].issued == 0
+    q.submit("device", "supervisor", "alice", device("resume"), at(9, 3))
+    again = [
+        q.submit("ticket", "dispenser", "pi-d1", issue("invoice"), at(9, 4, i)) for i in range(5)
+    ]
+    assert all(d.record["ok"] for d in again), [code(d) for d in again]
+    assert q.engine.stats_state(q.seq, at(9, 5)).per_service["invoice"].issued == 5
+
+
 def _schema_of(path: Path, old: str, new: str) -> str:
     """Rewrite the entries table's constraint as an earlier version created it (the CHECK
     is not in the file's rows, so this is that version's file); the old text."""

@@ -63,7 +63,9 @@ class CityLinkState(RootModel[Annotated[int, Field(strict=True, ge=0, le=1)]]):
 
 
 class Kpi(Wire):
-    issued: int = Field(ge=0)
+    issued: int = Field(
+        ge=0, description="tickets somebody holds: a voided one (nobody held it) is not counted"
+    )
     served: int = Field(ge=0)
     no_show: int = Field(default=0, ge=0)
     avg_wait_s: float | None = None
