@@ -40,6 +40,7 @@ from coordinator.eventlog import EventLog, StorageFailed
 from coordinator.hallqueue import HallQueue, Submitted, checkpoint_every
 from coordinator.nearby import NearbyHalls
 from coordinator.snapshot import ChildFailed, call_forked, fork_bytes
+from coordinator.suspension import REFUSED
 from coordinator.web.appointments import AppointmentBook, default_book_path
 from coordinator.web.devices import DeviceBook
 from hallq import messages as m
@@ -912,6 +913,19 @@ class Coordinator:
         done = await self.execute(kind, role, client, command, due=due, over_mqtt=True)
         if done.kept and isinstance(command, m.IssueRequest) and command.offline is None:
             await self._watch_issues(client, done)
+        error = done.record["error"]
+        if (
+            error
+            and error["code"] == REFUSED
+            and self.authz.should_alert(f"{role}/{client}", REFUSED)
+        ):
+            # (once a minute: not logged in the event log, and a thief may keep sending)
+            log.warning(
+                "%s/%s is suspended by a supervisor: its commands are refused (still "
+                "sending: is its password in other hands? rotate it, then resume it)",
+                role,
+                client,
+            )
         if not done.kept:
             # A sender answered "storage_failed" acts on it (a dispenser prints from its
             # lease, a pad shows the failure): the copy the broker delivers again once the
