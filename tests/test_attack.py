@@ -33,6 +33,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from coordinator.suspension import DeviceCommand
 from coordinator.web.desk import AlertBook
 from coordinator.web.views import alerts_json, desk_alerts
 from edge.agent import make_session
@@ -786,4 +787,68 @@ async def test_a_stolen_password_in_use_is_named_on_the_desk(
                 assert ("window", "pi-w1") not in named(coordinator)
                 await until(lambda: not named(coordinator), 20)
     finally:
+        broker.kill()
+
+
+async def test_a_suspended_login_gets_nothing_and_cannot_lift_its_suspension(
+    tmp_path: Path,
+) -> None:
+    """A supervisor suspended pi-d1 (its password in other hands). Through the provisioned
+    broker that login then gets no ticket, lease or void, and nothing it or a window's
+    login can send lifts the suspension: a device command is not on the wire, and the
+    look-alikes are refused as malformed."""
+    cfg, port, out, broker = provisioned(tmp_path)
+    ca = out / "devices" / "coordinator" / "ca.crt"
+
+    def login(name: str) -> Client:
+        return Client(port, ca, name, (out / "devices" / name / "password").read_text().strip())
+
+    thief, pad, watch = login("pi-d1"), login("pi-w1"), login("operator")
+    mine = T.reply("dispenser", "pi-d1")
+    try:
+        async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator:
+            for client in (thief, pad, watch):
+                assert await client.connect() == 0
+            await thief.subscribe(mine)
+            await watch.subscribe(T.error("coordinator", "coordinator"))
+            first = m.IssueRequest(kind="issue", service="invoice")
+            assert await thief.publish(T.req("pi-d1"), m.encode(first)) == 0
+            assert await thief.wait(lambda: reply_to(thief, mine, first.id))
+            number = reply_to(thief, mine, first.id).ticket.number
+            suspend = DeviceCommand(kind="device", action="suspend", client="pi-d1")
+            done = await coordinator.execute("device", "supervisor", "alice", suspend, reply=False)
+            assert done.record["ok"]
+
+            asked = [
+                m.IssueRequest(kind="issue", service="invoice"),
+                m.LeaseRequest(kind="lease", service="invoice", size=5),
+                m.VoidRequest(kind="void", number=number, reason="x"),
+            ]
+            for request in asked:
+                assert await thief.publish(T.req("pi-d1"), m.encode(request)) == 0
+            assert await thief.wait(lambda: all(reply_to(thief, mine, r.id) for r in asked), 10)
+            codes = [reply_to(thief, mine, r.id).error.code for r in asked]
+            assert codes == ["device_suspended"] * 3
+
+            lift = {"v": 1, "kind": "device", "action": "resume", "client": "pi-d1"}
+            forged = [
+                (thief, T.req("pi-d1"), {**lift, "id": new_ulid()}),
+                (pad, T.cmd("window", "pi-w1"), {**lift, "id": new_ulid(), "window": 1}),
+            ]
+            for client, topic, payload in forged:
+                assert await client.publish(topic, json.dumps(payload).encode()) == 0
+
+            def reported() -> set[str]:
+                return {
+                    m.decode(m.ErrorReport, p).topic
+                    for t, p, _ in watch.got
+                    if t == T.error("coordinator", "coordinator")
+                }
+
+            assert await watch.wait(lambda: {t for _, t, _ in forged} <= reported(), 10)
+            assert coordinator.engine.suspended.keys() == {"pi-d1"}
+            assert [t.number for t in coordinator.engine.tickets] == [number]
+    finally:
+        for client in (thief, pad, watch):
+            client.close()
         broker.kill()
