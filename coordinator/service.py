@@ -722,6 +722,15 @@ class Coordinator:
                     detail="another coordinator is connected with this one's client id",
                 )
             )
+        if self.engine.suspended:
+            components.append(
+                m.ComponentHealth(
+                    name=m.SUSPENDED,
+                    ok=True,
+                    status="by_supervisor",
+                    detail=" ".join(sorted(self.engine.suspended))[:200],
+                )
+            )
         return m.DeviceHealth(rev=self.session.next_rev(), components=components)
 
     def _shared_id(self, suspected: bool) -> Awaitable[None] | None:
@@ -1087,6 +1096,9 @@ class Coordinator:
                 self._refresh_forecast()
             if done.outcome is not None and done.outcome.ok:
                 batch += self._outcome_batch(done.outcome, done.seq, notices)
+                if kind == "device":  # `hallq status` reads the suspended from its health
+                    me = self.cfg.coordinator.client_id
+                    batch.append((self._topics.health("coordinator", me), self._health()))
             waiting = self._durable(done.seq, batch) if done.kept else None
         if waiting is not None:
             if await waiting:

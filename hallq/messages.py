@@ -197,6 +197,9 @@ SHARED_ID = "shared_id"
 # a component's status when its file cannot be written (a Pi's SD card gone read-only);
 # for component ``state`` (the session's file) its boots are counted in memory since
 NOT_WRITABLE = "not_writable"
+# the coordinator's component listing the logins a supervisor suspended (ok: no fault of
+# its own), space-separated in its detail; `hallq status` marks their rows
+SUSPENDED = "suspended"
 
 
 class ComponentHealth(Wire):

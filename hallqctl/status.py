@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -148,7 +149,25 @@ async def collect_status(cfg: HallConfig, *, timeout: float = 2.0, quiet: float 
     for key in sorted(set(presence) | set(health)):
         if key not in expected:
             rows.append(_row(key, presence, health, configured=False))
-    return rows
+    suspended = _suspended(health.get(expected[0]))
+    return [
+        dataclasses.replace(
+            r, health=f"suspended by a supervisor; {r.health or '-'}", health_ok=False
+        )
+        if r.client in suspended and r.role != "coordinator"
+        else r
+        for r in rows
+    ]
+
+
+def _suspended(coordinator: DeviceHealth | None) -> set[str]:
+    """The logins a supervisor suspended, as the coordinator's health lists them."""
+    from hallq.messages import SUSPENDED
+
+    for c in coordinator.components if coordinator is not None else []:
+        if c.name == SUSPENDED and c.detail:
+            return set(c.detail.split())
+    return set()
 
 
 def _row(

@@ -4,10 +4,12 @@ log remembers it across a restart, a checkpoint and the next business day."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import re
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from coordinator.suspension import DeviceCommand
 from hallq import messages as m
 from hallq.messages import TicketState
 from hallq.topics import HallTopics
+from hallqctl.status import collect_status
 
 from .conftest import Mosquitto, until
 from .coordinated import FakeClock, running
@@ -252,6 +255,15 @@ async def test_a_suspended_dispenser_prints_why_and_keeps_what_it_printed_offlin
     assert sorted(issued) == ["B001", "B002", number], issued
 
 
+async def until_status(cfg: Any, pi_d1: Callable[[Any], bool]) -> None:
+    """Until pi-d1's row of `hallq status` (read from the broker) meets ``pi_d1``."""
+    async with asyncio.timeout(15):
+        while True:
+            rows = {r.client: r for r in await collect_status(cfg, timeout=1, quiet=0.1)}
+            if pi_d1(rows["pi-d1"]):
+                return
+
+
 @pytest.mark.broker
 async def test_the_desk_suspends_a_flooding_dispenser_from_its_alert_and_voids_the_flood(
     mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -310,9 +322,12 @@ async def test_the_desk_suspends_a_flooding_dispenser_from_its_alert_and_voids_t
             ("pi-d1", "dispenser", "suspended")
         ]
         assert all(a["suspend"] is None for a in seen["alerts"])
+        # and the field engineer's `hallq status` marks it
+        await until_status(cfg, lambda row: row.health.startswith("suspended by a supervisor"))
 
         async with http.post(path, headers=auth, json={"action": "resume"}) as r:
             assert r.status == 200
+        await until_status(cfg, lambda row: "suspended" not in row.health)
         assert (await issue_one()).ok
         async with http.get(f"{url}/api/supervisor/audit", headers=auth) as r:
             entries = await r.json()
