@@ -25,6 +25,8 @@ from hallq.payloads.window import pad_may_send
 from hallq.topics import PREFIX
 
 ALERT_EVERY_S = 60.0
+# ticket priorities only a guide decides (Agent.priorities); appointment goes by its code
+GUIDED = frozenset({m.Priority.GREEN, m.Priority.ASSISTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class Grant:
     role: str
     windows: frozenset[int]
     services: frozenset[str]
+    priorities: frozenset[str] = frozenset()
 
 
 class Grants:
@@ -79,6 +82,7 @@ class Grants:
                 agent.role,
                 frozenset(self.cfg.windows_for_agent(client)),
                 frozenset(self.cfg.services_for_agent(client)),
+                frozenset(agent.priorities),
             )
         return grant
 
@@ -144,6 +148,13 @@ class Authority:
         if service is not None and service not in grant.services:
             return Refusal(
                 "not_your_service", f"{client} does not issue tickets for {service[:40]}"
+            )
+        priority = getattr(command, "priority", None)
+        if priority in GUIDED and priority not in grant.priorities:
+            return Refusal(
+                "priority_not_allowed",
+                f"{client} may not issue {priority} tickets (its agents.priorities in the hall "
+                "file: a 导税 guide's kiosk)",
             )
         return None
 

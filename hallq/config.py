@@ -778,10 +778,17 @@ class Agent(_Model):
     # default: broker.credentials_dir/ID when that exists
     credentials: PathT | None = None
     devices: list[Device] = Field(min_length=1)
+    # priority classes a dispenser may issue beyond normal: the kiosk a 导税 guide works at,
+    # who decides who is assisted (elderly, disabled, pregnant) or green-channel. Empty: its
+    # tickets are normal (appointments go by their booked code), so a dispenser's login in
+    # other hands cannot hand out places at the head of every queue
+    priorities: list[Literal["green", "assisted"]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _fits_role(self) -> Agent:
         problems = Collector()
+        if self.priorities and self.role != "dispenser":
+            problems.add("only a dispenser issues tickets; remove it", "priorities")
         allowed = _ROLE_KINDS[self.role]
         pins: dict[int, str] = {}
         spi_used: dict[tuple[int, int], str] = {}

@@ -458,6 +458,9 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
             await own("pi-d1", d1_req, m.encode(green), green.id, "service not its")
             lease = m.LeaseRequest(kind="lease", service="green", size=50)
             await own("pi-d1", d1_req, m.encode(lease), lease.id, "lease not its")
+            for priority in (m.Priority.GREEN, m.Priority.ASSISTED):
+                ahead = m.IssueRequest(kind="issue", service="invoice", priority=priority)
+                await own("pi-d1", d1_req, m.encode(ahead), ahead.id, f"a {priority} ticket")
             await own(
                 "pi-d1",
                 d1_req,

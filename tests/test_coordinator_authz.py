@@ -10,6 +10,7 @@ import pytest
 
 from hallq import messages as m
 from hallq.config import HallConfig, parse_config
+from hallq.errors import ConfigError
 from hallq.topics import HallTopics
 
 from .conftest import Inbox, Mosquitto
@@ -176,3 +177,40 @@ async def test_a_dispensers_outbox_drains_within_the_rate_limit_and_loses_nothin
         await dispenser.wait_outbox_empty(60)  # generous: CI machines are shared
         await asyncio.wait_for(issued.wait(), 40)
         assert coordinator.authz.dropped("dispenser/pi-d1") == 0
+
+
+async def test_only_a_guide_s_kiosk_issues_tickets_ahead_of_the_queue(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A green or assisted ticket goes ahead of every normal one. The dispenser agent never
+    asks for one, yet any dispenser's login could: one password in other hands sold places
+    at the head of every queue. Now only a kiosk whose agent lists the priority (a 导税
+    guide's, agents.priorities) may issue it."""
+    text = small_hall_text(mosquitto.url, str(tmp_path / "state"))
+    kiosk = text.replace('role = "dispenser"\n', 'role = "dispenser"\npriorities = ["assisted"]\n')
+    for cfg, allowed in (
+        (parse_config(text, "hall.toml"), set()),
+        (parse_config(kiosk, "k.toml"), {"assisted"}),
+    ):
+        async with (
+            running(cfg, tmp_path / f"log-{len(allowed)}.sqlite", FakeClock()) as coordinator,
+            device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        ):
+            await dispenser.wait_connected(10)
+            for priority in (m.Priority.GREEN, m.Priority.ASSISTED, m.Priority.NORMAL):
+                request = m.IssueRequest(kind="issue", service="tax-filing", priority=priority)
+                reply = await dispenser.request(T.req("pi-d1"), request, timeout=10)
+                if priority is m.Priority.NORMAL or priority in allowed:
+                    assert reply.ok, (priority, reply)
+                else:
+                    assert reply.error.code == "priority_not_allowed", (priority, reply)
+            kept = {t.priority for t in coordinator.engine.tickets}
+            assert kept == {m.Priority.NORMAL, *allowed}
+
+
+def test_a_priority_grant_is_only_for_a_dispenser() -> None:
+    text = small_hall_text()
+    wrong = text.replace('role = "window"\n', 'role = "window"\npriorities = ["green"]\n')
+    with pytest.raises(ConfigError) as err:
+        parse_config(wrong, "hall.toml")
+    assert "agents[0].priorities (agent pi-w1): only a dispenser issues tickets" in str(err.value)
