@@ -189,6 +189,10 @@ class Engine:
         self._means: dict[str, tuple[deque[float], float]] = {}  # (of which deque, its mean)
         self.calls: deque[m.BoardCall] = deque(maxlen=self.settings.board_calls)
         self.appointments: dict[str, tuple[str, float, float]] = {}
+        # appointment code -> the ticket its holder checked in with today: one booking, one
+        # ticket ahead of the queue (a code scanned again, by its holder or a login in other
+        # hands, is refused unless that ticket was voided)
+        self.checked_in: dict[str, Ticket] = {}
         self.seq = 0
         self._heaps: dict[str, list[tuple[float, int, int]]] = {}
         self._heaps_for: list[Ticket] | None = None  # the ticket list they index
@@ -491,6 +495,9 @@ class Engine:
             limit = self.settings.person_daily_limit
             if req.identity and limit is not None and self.per_person[req.identity] >= limit:
                 return reject("person_limit_reached", f"每人每天最多取号 {limit} 次")
+            used = self.checked_in.get(req.appointment or "")
+            if used is not None and used.state is not TicketState.VOIDED:
+                return reject("appointment_used", f"此预约今日已取号 {used.number}")
             ceiling = self.lease_floor.get(service.code, 10**service.width)
             if self.counters[service.code] + 1 >= ceiling:
                 return reject("numbers_exhausted", f"{service.name} 号码已用完")
@@ -509,6 +516,7 @@ class Engine:
         )
         if priority is Priority.APPOINTMENT and slot is not None:
             t.appt_start, t.appt_end = slot[1], slot[2]
+            self.checked_in[str(req.appointment)] = t
         t.offline = req.offline is not None
         t.source = source
         if req.identity:

@@ -1295,8 +1295,10 @@ class Coordinator:
         return booking
 
     def checked_in(self) -> set[str]:
-        """Appointment codes a ticket was issued under today."""
-        return {t.appointment for t in self.engine.tickets if t.appointment}
+        """Appointment codes its holder checked in with today (a voided ticket's may check
+        in again)."""
+        voided = m.TicketState.VOIDED
+        return {code for code, t in self.engine.checked_in.items() if t.state is not voided}
 
     async def _on_presence(self, incoming: Incoming) -> None:
         parts, presence = incoming.parts, incoming.payload

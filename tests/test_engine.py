@@ -335,6 +335,23 @@ def test_appointments_take_precedence_only_within_their_slot(engine: Engine) -> 
     assert called(act(engine, 3, "call", at(10, 1))) == "A002", "within its slot: first"
 
 
+def test_a_booking_checks_in_once_unless_its_ticket_was_voided(engine: Engine) -> None:
+    """Scanned again (its holder for a friend, or a dispenser's login in other hands with
+    a code booked on the public page), one booking gave ticket after ticket ahead of the
+    queue. A ticket that did not print is voided, and its holder may scan again."""
+    engine.register_appointment("APPT1234", "tax-filing", at(10), at(10, 30))
+    first = issue(engine, now=at(9, 50), appointment="APPT1234").ticket
+    assert first is not None
+    again = issue(engine, now=at(9, 51), appointment="APPT1234")
+    assert again.error is not None
+    assert (again.error.code, again.error.message) == ("appointment_used", "此预约今日已取号 A001")
+    assert [t.number for t in engine.tickets] == ["A001"]
+    engine.void(m.VoidRequest(kind="void", number="A001", reason="paper out"), "")
+    reissued = issue(engine, now=at(9, 52), appointment="APPT1234").ticket
+    assert reissued is not None
+    assert reissued.priority is Priority.APPOINTMENT
+
+
 # --- the day ---------------------------------------------------------------------------------
 
 

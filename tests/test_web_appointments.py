@@ -244,6 +244,14 @@ async def test_bookings_survive_a_restart_and_reach_the_engine(
             assert (await r.json())["state"] == "booked"
         assert (await _slots(http, url, "invoice", TODAY))["11:00"]["free"] == 0
         await dispenser.wait_connected(10)
+        # and that its code was used: one booking, one ticket ahead of the queue
+        again = await dispenser.request(
+            T.req("pi-d1"),
+            m.IssueRequest(kind="issue", service="invoice", appointment=checked["code"]),
+            timeout=10,
+        )
+        assert again.error.code == "appointment_used"
+        assert again.error.message == f"此预约今日已取号 {first.ticket.number}"
         reply = await dispenser.request(
             T.req("pi-d1"),
             m.IssueRequest(kind="issue", service="invoice", appointment=today["code"]),
