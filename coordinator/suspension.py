@@ -41,14 +41,12 @@ class DeviceCommand(m.Command):
 
 
 def refused(engine: Engine, role: str, client: str, command: Any) -> Outcome | None:
-    """Refused when ``client`` is suspended. A ticket its dispenser printed offline before
-    the suspension still joins the queue: somebody may hold it; leases are refused, so no
-    number it could print later was handed out after."""
-    at = engine.suspended.get(client)
-    if at is None or role == "supervisor" or isinstance(command, READ_ONLY):
-        return None
-    offline = getattr(command, "offline", None) if isinstance(command, m.IssueRequest) else None
-    if offline is not None and offline.issued_at.timestamp() <= at:
+    """Refused when ``client`` is suspended, the replay of a ticket printed offline too:
+    its print time is the sender's word, and a login in other hands backdates its tickets
+    to the head of the queue. The real dispenser holds such a replay (REPLAY_HELD) until
+    the supervisor resumes it, once the password is rotated; its holder then takes the
+    place the ticket was printed for."""
+    if client not in engine.suspended or role == "supervisor" or isinstance(command, READ_ONLY):
         return None
     return reject(REFUSED, REFUSED_ZH.get(role, "本机已停用"))
 
