@@ -220,6 +220,7 @@ class Coordinator:
         self._refused_at: dict[str, float] = {}
         self._issues: dict[str, deque[float]] = {}  # a dispenser's last online issues' times
         self._told: dict[str, None] = {}  # command ids answered storage_failed, in order
+        self._heard: dict[str, None] = {}  # online issue requests received, in order
         self._converged_for = -1
         self.devices = DeviceBook(clock)
         self.alerts: deque[tuple[float, m.AlertEvent]] = deque(maxlen=RECENT_ALERTS)
@@ -700,6 +701,7 @@ class Coordinator:
         if session is None or self._converged_for == session.connects:
             return
         self._converged_for = session.connects
+        self.devices.watch_afresh()  # what the devices did while this was cut off is unknown
         await self.publish_all()
 
     def _health(self) -> m.DeviceHealth:
@@ -919,9 +921,15 @@ class Coordinator:
         due = None
         if self.expires(command):  # (its sender told it failed: at once, see below)
             due = -math.inf if command.id in self._told else self.due(incoming, first)
+        if isinstance(command, m.IssueRequest) and command.offline is None:
+            self._heard[command.id] = None
+            if len(self._heard) > RECENT_REFUSED:
+                del self._heard[next(iter(self._heard))]
         done = await self.execute(kind, role, client, command, due=due, over_mqtt=True)
         if done.kept and isinstance(command, m.IssueRequest) and command.offline is None:
             await self._watch_issues(client, done)
+        elif done.kept and isinstance(command, m.IssueRequest) and done.record["ok"]:
+            await self._watch_replay(client, command)
         error = done.record["error"]
         if (
             error
@@ -973,15 +981,51 @@ class Coordinator:
                 len(times),
                 now - times[0],
             )
-            await self._raise_alert(
-                m.AlertEvent(
-                    severity="warning",
-                    kind="issue_burst",
-                    client=client,
-                    message=f"{client} {now - times[0]:.0f} 秒内取号 {len(times)} 张: "
-                    "按键卡住, 或设备密码被他人使用",
-                )
+            await self._name_device(
+                "issue_burst",
+                client,
+                f"{client} {now - times[0]:.0f} 秒内取号 {len(times)} 张: "
+                "按键卡住, 或设备密码被他人使用",
             )
+
+    async def _watch_replay(self, client: str, command: m.IssueRequest) -> None:
+        """A dispenser prints offline when its request got no answer: its link was down
+        (presence shows a gap then: DeviceBook.link_gap) or it was answered too late or
+        refused (that request was heard here). A ticket printed while this dispenser was
+        connected all along, for a request never heard, has a print time somebody made up:
+        a login in other hands backdating tickets to the head of the queue (the print time
+        places it). Named to the supervisors, who may suspend it; nothing is refused."""
+        offline = command.offline
+        assert offline is not None
+        printed = offline.issued_at.timestamp()
+        if self.devices.link_gap("dispenser", client, printed):
+            return
+        asked = offline.supersedes
+        if asked is not None and (asked in self._heard or self.queue.log.lookup(asked)):
+            return
+        if not self.authz.should_alert(f"dispenser/{client}", "offline_while_connected"):
+            return
+        at = dt.datetime.fromtimestamp(printed, self.cfg.hall.tzinfo)
+        log.warning(
+            "dispenser %s replayed %s as printed offline at %s, while connected since before "
+            "then and with no request of it heard: a made-up print time?",
+            client,
+            offline.number,
+            f"{at:%H:%M:%S}",
+        )
+        await self._name_device(
+            "offline_while_connected",
+            client,
+            f"{client} 交来离线票 {offline.number}, 称 {at:%H:%M} 打印, 但它当时"
+            "一直在线: 时间可能是伪造的, 设备密码被他人使用?",
+        )
+
+    async def _name_device(self, kind: str, client: str, message: str) -> None:
+        """A warning to the supervisors naming a device that may be in other hands (the
+        desk offers to suspend it: coordinator.web.views.SUSPEND_FOR)."""
+        await self._raise_alert(
+            m.AlertEvent(severity="warning", kind=kind, client=client, message=message)
+        )
 
     async def _refuse(self, role: str, client: str, command: Any, refusal: Refusal) -> None:
         log.warning(

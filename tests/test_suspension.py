@@ -16,12 +16,15 @@ from typing import Any
 import aiohttp
 import pytest
 
+from coordinator import authz
 from coordinator.eventlog import _KINDS, _OLD_KINDS
 from coordinator.suspension import DeviceCommand
-from coordinator.web.views import alerts_json
+from coordinator.web.desk import AlertBook
+from coordinator.web.views import alerts_json, desk_alerts
 from hallq import messages as m
 from hallq.messages import TicketState
 from hallq.topics import HallTopics
+from hallq.ulid import new_ulid
 from hallqctl.status import collect_status
 
 from .conftest import Mosquitto, until
@@ -351,3 +354,78 @@ async def test_the_desk_suspends_a_flooding_dispenser_from_its_alert_and_voids_t
             ],
             key=str,
         ), done
+
+
+@pytest.mark.broker
+async def test_an_offline_ticket_printed_while_its_dispenser_was_connected_is_named(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An offline ticket takes the place its print time says, and that time is the sender's
+    word: a login in other hands backdates them to the head of the queue. A dispenser
+    prints offline only when cut off (presence shows it) or answered late (its request
+    was heard). One claimed printed while its dispenser was connected all along, for a
+    request never heard, is named to the supervisors; those with an explanation are not."""
+    monkeypatch.setattr(authz, "ALERT_EVERY_S", 0.0)  # each replay's alert, if any
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    numbers = iter(range(1000))
+
+    def replay(printed: float, supersedes: str | None = None) -> m.IssueRequest:
+        return m.IssueRequest(
+            kind="issue",
+            service="invoice",
+            offline=m.OfflineIssue(
+                number=f"B{first + next(numbers):03d}",
+                issued_at=_utc(printed),
+                supersedes=supersedes or new_ulid(),
+            ),
+        )
+
+    async def named(d1: Any, explained: m.IssueRequest | None) -> str:
+        """Send ``explained`` (no alert), then one made up (its alert): the alerts' text."""
+        if explained is not None:
+            assert (await d1.request(T.req("pi-d1"), explained, timeout=10)).ok
+        made_up = replay(clock.now - 300)  # 5 minutes ago, connected all along
+        assert (await d1.request(T.req("pi-d1"), made_up, timeout=10)).ok
+        assert made_up.offline is not None
+        made_up_number = made_up.offline.number
+
+        def said() -> str:
+            found = [e for _, e in coordinator.alerts if e.kind == "offline_while_connected"]
+            return "\n".join(e.message for e in found)
+
+        await until(lambda: made_up_number in said(), 10)
+        return said()
+
+    async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator:
+        async with coordinated_device(cfg, "dispenser", "pi-d1", tmp_path) as d1:
+            await d1.wait_connected(10)
+            await until(
+                lambda: bool((d := coordinator.devices.seen("dispenser", "pi-d1")) and d.online)
+            )
+            lease = m.LeaseRequest(kind="lease", service="invoice", size=10)
+            first = (await d1.request(T.req("pi-d1"), lease, timeout=10)).first
+            heard = m.IssueRequest(kind="issue", service="invoice")
+            assert (await d1.request(T.req("pi-d1"), heard, timeout=10)).ok
+            clock.now += 600
+            # answered late, or refused: its request was heard here
+            late = replay(clock.now - 300, supersedes=heard.id)
+            said = await named(d1, late)
+            assert late.offline is not None
+            assert late.offline.number not in said
+            assert "pi-d1" in said
+            offered = {a.kind: a.suspend for a in desk_alerts(coordinator, AlertBook())}
+            assert offered["offline_while_connected"] == "pi-d1"
+        cut_off_at = clock.now  # its goodbye: offline
+        clock.now += 600
+        async with coordinated_device(cfg, "dispenser", "pi-d1", tmp_path) as d1:
+            await d1.wait_connected(10)
+            await until(
+                lambda: bool((d := coordinator.devices.seen("dispenser", "pi-d1")) and d.online)
+            )
+            clock.now += 600
+            # printed while it was away: what offline tickets are for
+            away = replay(cut_off_at + 300)
+            said = await named(d1, away)
+            assert away.offline is not None
+            assert away.offline.number not in said

@@ -48,6 +48,7 @@ KIND_ZH = {
     "command_refused": "指令被拒",
     "client_flood": "设备消息过多",
     "issue_burst": "取号过快",
+    "offline_while_connected": "离线票可疑",
     "storage_failed": "存储故障",
     "storage_recovered": "存储恢复",
 }

@@ -8,6 +8,7 @@ from an earlier boot must not mark a device offline that is back already, hence 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,6 +20,9 @@ log = logging.getLogger("hallq.coordinator.devices")
 # two births within this long, each with a new id and a boot no higher than the presence
 # before it, and a client id is taken to be in use twice; flagged this long after the last
 SHARED_ID_WINDOW_S = 600.0
+# a device may print offline this long before the broker publishes its will (keepalive
+# x 1.5), or before it reconnects; also the clock difference between a Pi and the server
+LINK_GRACE_S = 60.0
 
 
 @dataclass
@@ -33,6 +37,10 @@ class DeviceSeen:
     health_at: float | None = None
     birth_id: str | None = None  # the id of the last birth seen (the same birth may repeat)
     restarts: list[float] = field(default_factory=list)  # births that counted boots again
+    first_seen: float | None = None  # this process's first presence of it
+    down_at: float | None = None  # its will, while it is offline
+    # (from, to): when it may have been cut off, each ending at a birth (see link_gap)
+    gaps: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=64))
 
 
 class DeviceBook:
@@ -56,6 +64,7 @@ class DeviceBook:
             return False
         entry = self._entry(presence.role, presence.client)
         online = presence.state == "online"
+        self._note_gap(entry, online, presence.boot)
         if online:
             last = entry.boot if entry.birth_id not in (None, presence.id) else None
             if last is not None and presence.boot <= last and not boots_in_memory(entry.health):
@@ -65,6 +74,46 @@ class DeviceBook:
             entry.since = self._clock()
         entry.online, entry.boot, entry.version = online, presence.boot, presence.version
         return True
+
+    def _note_gap(self, entry: DeviceSeen, online: bool, boot: int) -> None:
+        """A new connection ends a time it may have been cut off: from its will, or (taken
+        over by its own next connection, the broker publishes no will) from a little before
+        this birth."""
+        now = self._clock()
+        if entry.first_seen is None:
+            entry.first_seen = now
+        if not online:
+            if entry.online is not False:
+                entry.down_at = now
+            return
+        if entry.online is True and entry.boot == boot:
+            return  # the same connection's birth, again
+        start = entry.down_at if entry.online is False and entry.down_at is not None else now
+        entry.gaps.append((start - LINK_GRACE_S, now))
+        entry.down_at = None
+
+    def watch_afresh(self) -> None:
+        """This process was cut off from the broker (or just connected): it cannot say
+        who was connected meanwhile, so no earlier time counts as watched."""
+        now = self._clock()
+        for entry in self._seen.values():
+            entry.first_seen = now
+            entry.gaps.clear()
+
+    def link_gap(self, role: str, client: str, at: float) -> bool:
+        """Whether ``client`` may have been cut off from the broker at ``at`` (its clock,
+        give or take LINK_GRACE_S): offline then, or reconnecting soon after, or before
+        this process knew of it. False: connected all along, as far as presence says."""
+        entry = self._seen.get((role, client))
+        if entry is None or entry.first_seen is None or at < entry.first_seen + LINK_GRACE_S:
+            return True
+        if (
+            entry.online is False
+            and entry.down_at is not None
+            and at >= entry.down_at - LINK_GRACE_S
+        ):
+            return True
+        return any(start <= at <= end + LINK_GRACE_S for start, end in entry.gaps)
 
     def _counted_again(self, entry: DeviceSeen, boot: int) -> None:
         """A new birth whose boot is no higher than the last presence's: not the
@@ -112,6 +161,9 @@ class DeviceBook:
     def note_health(self, role: str, client: str, health: m.DeviceHealth) -> None:
         entry = self._entry(role, client)
         entry.health, entry.health_at = health, self._clock()
+
+    def seen(self, role: str, client: str) -> DeviceSeen | None:
+        return self._seen.get((role, client))
 
     def all(self) -> list[DeviceSeen]:
         return [self._seen[k] for k in sorted(self._seen)]

@@ -287,7 +287,15 @@ def _alert_text(c: HallService, item: dict[str, Any]) -> str:
 # alerts that may mean a device's password is in the wrong hands: the desk offers 停用. A
 # device's own software never floods, nor sends what its role may not (command_refused is
 # raised for those, not for a clerk's key pressed too soon)
-SUSPEND_FOR = frozenset({"issue_burst", "device_shared_id", "command_refused", "client_flood"})
+SUSPEND_FOR = frozenset(
+    {
+        "issue_burst",
+        "device_shared_id",
+        "command_refused",
+        "client_flood",
+        "offline_while_connected",
+    }
+)
 
 
 def desk_alerts(c: HallService, book: AlertBook) -> list[api.DeskAlert]:
