@@ -507,6 +507,9 @@ class Engine:
         self.issued[service.code] += 1
         priority = Priority.GREEN if service.priority == "green" else req.priority
         slot = self.appointments.get(req.appointment or "")
+        used = self.checked_in.get(req.appointment or "")
+        if used is not None and used.state is not TicketState.VOIDED:
+            slot = None  # (an offline replay, printed already: it queues as a normal ticket)
         if slot is not None and slot[0] == service.code and priority is not Priority.GREEN:
             priority = Priority.APPOINTMENT
         elif priority is Priority.APPOINTMENT:

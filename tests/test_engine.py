@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from typing import Any
 
@@ -346,6 +347,12 @@ def test_a_booking_checks_in_once_unless_its_ticket_was_voided(engine: Engine) -
     assert again.error is not None
     assert (again.error.code, again.error.message) == ("appointment_used", "此预约今日已取号 A001")
     assert [t.number for t in engine.tickets] == ["A001"]
+    # nor does a replay of a ticket "printed offline" with it (printed: it queues, as normal)
+    engine.leases[("", "tax-filing")] = [(990, 999)]
+    printed = m.OfflineIssue(number="A990", issued_at=dt.datetime.fromtimestamp(at(9, 51), dt.UTC))
+    replayed = issue(engine, now=at(9, 51), appointment="APPT1234", offline=printed).ticket
+    assert replayed is not None
+    assert replayed.priority is Priority.NORMAL
     engine.void(m.VoidRequest(kind="void", number="A001", reason="paper out"), "")
     reissued = issue(engine, now=at(9, 52), appointment="APPT1234").ticket
     assert reissued is not None
