@@ -477,6 +477,9 @@ class Engine:
         service = self.services.get(req.service)
         if service is None:
             return reject("unknown_service", f"unknown service {req.service!r}")
+        used = self.checked_in.get(req.appointment or "")  # its booking's ticket today
+        if used is not None and used.state is TicketState.VOIDED:
+            used = None  # (it did not print: its holder scans again)
         if req.offline is not None:
             # Issued and printed already: only the lease decides; hours and caps were the
             # dispenser's to apply when it handed the ticket out.
@@ -495,8 +498,7 @@ class Engine:
             limit = self.settings.person_daily_limit
             if req.identity and limit is not None and self.per_person[req.identity] >= limit:
                 return reject("person_limit_reached", f"每人每天最多取号 {limit} 次")
-            used = self.checked_in.get(req.appointment or "")
-            if used is not None and used.state is not TicketState.VOIDED:
+            if used is not None:
                 return reject("appointment_used", f"此预约今日已取号 {used.number}")
             ceiling = self.lease_floor.get(service.code, 10**service.width)
             if self.counters[service.code] + 1 >= ceiling:
@@ -506,10 +508,8 @@ class Engine:
             issued_at = now
         self.issued[service.code] += 1
         priority = Priority.GREEN if service.priority == "green" else req.priority
-        slot = self.appointments.get(req.appointment or "")
-        used = self.checked_in.get(req.appointment or "")
-        if used is not None and used.state is not TicketState.VOIDED:
-            slot = None  # (an offline replay, printed already: it queues as a normal ticket)
+        # a booking used already: an offline replay (printed: it queues as a normal ticket)
+        slot = self.appointments.get(req.appointment or "") if used is None else None
         if slot is not None and slot[0] == service.code and priority is not Priority.GREEN:
             priority = Priority.APPOINTMENT
         elif priority is Priority.APPOINTMENT:

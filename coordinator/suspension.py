@@ -1,5 +1,6 @@
 """A supervisor's stop on one device's login, for when its password is in the wrong hands
-(the desk shows 设备编号重复 or 取号过快) and a field engineer is an hour away.
+(an alert on the desk names the device: 取号过快, 设备编号重复...) and a field engineer is an
+hour away.
 
 Every command from a suspended client is refused (``device_suspended``) until a supervisor
 resumes it, whatever the broker lets through; the suspension is a command in the event log,
@@ -75,12 +76,3 @@ def apply(engine: Engine, agents: set[str], command: DeviceCommand, now: float) 
             outcome.events += voided.events
             outcome.services |= voided.services
     return outcome
-
-
-def voidable(engine: Engine, client: str, since: float) -> int:
-    """How many waiting tickets suspending ``client`` with ``void_since`` would void."""
-    return sum(
-        1
-        for t in engine.tickets
-        if t.source == client and t.state is TicketState.WAITING and t.issued_at >= since
-    )
