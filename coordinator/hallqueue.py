@@ -125,7 +125,10 @@ class HallQueue:
         self._asked: set[str] = set()  # command ids a pad asked about before they arrived
         self.replay_mismatches = 0  # of the last recover(): replayed results unlike the log's
         self._grants = Grants(cfg)
-        self._agents = {a.id for a in cfg.agents}
+        # the logins a supervisor may suspend: the agents, and the supervisor consoles (not
+        # the desk's users, who act as "supervisor" too and must be able to resume them)
+        self._consoles = set(cfg.security.supervisor_clients)
+        self._devices = {a.id for a in cfg.agents} | self._consoles
 
     @property
     def seq(self) -> int:
@@ -248,10 +251,10 @@ class HallQueue:
         if isinstance(command, suspension.DeviceCommand):
             if role != "supervisor":
                 return reject("wrong_role", f"{client} is a {role}: only a supervisor may")
-            return suspension.apply(self.engine, self._agents, command, now)
-        refused = self.authorize(role, client, command) or suspension.refused(
-            self.engine, role, client, command
-        )
+            return suspension.apply(self.engine, self._devices, command, now)
+        refused = self.authorize(role, client, command)
+        if refused is None and (role != "supervisor" or client in self._consoles):
+            refused = suspension.refused(self.engine, role, client, command)
         if refused is None and role == "window":
             refused = self.engine.held(command, now)
         if refused is not None:

@@ -27,6 +27,7 @@ READ_ONLY = (m.Query,)
 REFUSED_ZH = {
     "dispenser": "本机已停用，请到其他取号机取号",
     "window": "本机已停用 请联系主管",
+    "supervisor": "本机已停用",
 }
 
 
@@ -47,15 +48,17 @@ def refused(engine: Engine, role: str, client: str, command: Any) -> Outcome | N
     to the head of the queue. The real dispenser holds such a replay (REPLAY_HELD) until
     the supervisor resumes it, once the password is rotated; its holder then takes the
     place the ticket was printed for."""
-    if client not in engine.suspended or role == "supervisor" or isinstance(command, READ_ONLY):
+    if client not in engine.suspended or isinstance(command, READ_ONLY):
         return None
     return reject(REFUSED, REFUSED_ZH.get(role, "本机已停用"))
 
 
-def apply(engine: Engine, agents: set[str], command: DeviceCommand, now: float) -> Outcome:
-    """Suspend or resume ``command.client`` (a supervisor's command: the caller checked)."""
+def apply(engine: Engine, devices: set[str], command: DeviceCommand, now: float) -> Outcome:
+    """Suspend or resume ``command.client``, one of ``devices`` (the agents and supervisor
+    consoles: logins with a password that may be stolen); a supervisor's command, the
+    caller checked."""
     client = command.client
-    if client not in agents:
+    if client not in devices:
         return reject("unknown_device", f"{client} 不是本厅的设备")
     if command.action == "resume":
         if engine.suspended.pop(client, None) is None:

@@ -17,11 +17,13 @@ import aiohttp
 import pytest
 
 from coordinator import authz
-from coordinator.eventlog import _KINDS, _OLD_KINDS
-from coordinator.suspension import DeviceCommand
+from coordinator.eventlog import _KINDS, _OLD_KINDS, EventLog
+from coordinator.hallqueue import HallQueue
+from coordinator.suspension import REFUSED, DeviceCommand
 from coordinator.web.desk import AlertBook
 from coordinator.web.views import alerts_json, desk_alerts
 from hallq import messages as m
+from hallq.config import parse_config
 from hallq.messages import TicketState
 from hallq.topics import HallTopics
 from hallq.ulid import new_ulid
@@ -30,7 +32,7 @@ from hallqctl.status import collect_status
 from .conftest import Mosquitto, until
 from .coordinated import FakeClock, running
 from .coordinated import device as coordinated_device
-from .halls import at, small_hall
+from .halls import at, small_hall, small_hall_text
 from .test_edge_agents import agent
 from .test_hallqueue import issue, lease, make_queue, peek_queue
 from .test_web_helpers import VIEWER_PASSWORD, login, supervisor_auth, web_hall, web_running
@@ -429,3 +431,25 @@ async def test_an_offline_ticket_printed_while_its_dispenser_was_connected_is_na
             said = await named(d1, away)
             assert away.offline is not None
             assert away.offline.number not in said
+
+
+def test_a_supervisor_console_s_login_is_suspended_like_a_device_s(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    """A console (security.supervisor_clients) sends any window command over MQTT: its
+    password in other hands cancels tickets by the dozen. It is suspended like a device;
+    the desk's own users, also supervisors, are not (they resume it)."""
+    text = small_hall_text() + '\n[security]\nsupervisor_clients = ["desk-1"]\n'
+    q = HallQueue(parse_config(text, "hall.toml"), EventLog(tmp_path / "log.sqlite"), core_cls)
+    q.submit("ticket", "dispenser", "pi-d1", issue(), at(9))
+    cancel = m.TicketAction(window=1, action="cancel", ticket="A001")
+    done = q.submit("device", "supervisor", "alice", device("suspend", "desk-1"), at(9, 1))
+    assert done.record["ok"]
+    assert code(q.submit("window", "supervisor", "desk-1", cancel, at(9, 2))) == REFUSED
+    pause = m.WindowAction(window=2, action="pause")
+    assert q.submit("window", "supervisor", "alice", pause, at(9, 3)).record["ok"]
+    assert q.submit("device", "supervisor", "alice", device("resume", "desk-1"), at(9, 4)).record[
+        "ok"
+    ]
+    again = m.TicketAction(window=1, action="cancel", ticket="A001")
+    assert q.submit("window", "supervisor", "desk-1", again, at(9, 5)).record["ok"]

@@ -227,6 +227,13 @@ def nearby_json(c: HallService, code: str, number: str | None) -> dict[str, Any]
 PAPER = {"paper_near_end": "paper_low", "paper_out": "paper_out"}
 
 
+def suspendable_roles(c: HallService) -> dict[str, str]:
+    """The logins a supervisor may suspend, with their roles: the agents, and the
+    supervisor consoles (coordinator.suspension)."""
+    roles = {client: "supervisor" for client in c.cfg.security.supervisor_clients}
+    return roles | {a.id: a.role for a in c.cfg.agents}
+
+
 def _device_problems(c: HallService) -> list[api.DeviceProblem]:
     """Suspended devices, offline ones and printers short of paper, worst first."""
     tz = c.cfg.hall.tzinfo
@@ -245,8 +252,8 @@ def _device_problems(c: HallService) -> list[api.DeviceProblem]:
         )
 
     suspended = c.engine.suspended
-    agents = {a.id for a in c.cfg.agents}
-    roles = {a.id: a.role for a in c.cfg.agents}
+    roles = suspendable_roles(c)
+    agents = set(roles)
     for client, at in suspended.items():
         seen = DeviceSeen(roles.get(client, ""), client)
         problem(seen, "suspended", "已停用: 其请求一律拒绝, 直到恢复", at)
@@ -312,7 +319,7 @@ def desk_alerts(c: HallService, book: AlertBook) -> list[api.DeskAlert]:
         if e.kind != "express_advice"  # the advice box shows these, with their buttons
     ]
     out = []
-    agents = {a.id for a in c.cfg.agents} - set(c.engine.suspended)
+    agents = set(suspendable_roles(c)) - set(c.engine.suspended)
     for s in book.update(standing, events, now):
         item = s.item
         kind = str(item["kind"])
