@@ -42,7 +42,7 @@ from coordinator.nearby import NearbyHalls
 from coordinator.snapshot import ChildFailed, call_forked, fork_bytes
 from coordinator.suspension import REFUSED
 from coordinator.web.appointments import AppointmentBook, default_book_path
-from coordinator.web.devices import DeviceBook
+from coordinator.web.devices import LINK_GRACE_S, DeviceBook
 from hallq import messages as m
 from hallq.aio import cancel_and_wait
 from hallq.bus import Handed, Incoming, Session
@@ -222,7 +222,10 @@ class Coordinator:
         self._told: dict[str, None] = {}  # command ids answered storage_failed, in order
         self._heard: dict[str, None] = {}  # online issue requests received, in order
         self._converged_for = -1
-        self.devices = DeviceBook(clock)
+        # a device cut off prints offline for up to a keepalive and a half before the broker
+        # publishes its will, and a reply timeout before that (DeviceBook.link_gap)
+        grace = 1.5 * cfg.broker.keepalive + cfg.edge.reply_timeout_s
+        self.devices = DeviceBook(clock, max(LINK_GRACE_S, grace + 15.0))
         self.alerts: deque[tuple[float, m.AlertEvent]] = deque(maxlen=RECENT_ALERTS)
         self._listeners: list[Listener] = []
         self.web: Any = None  # coordinator.web.server.WebServer once started

@@ -21,7 +21,8 @@ log = logging.getLogger("hallq.coordinator.devices")
 # before it, and a client id is taken to be in use twice; flagged this long after the last
 SHARED_ID_WINDOW_S = 600.0
 # a device may print offline this long before the broker publishes its will (keepalive
-# x 1.5), or before it reconnects; also the clock difference between a Pi and the server
+# x 1.5), or before it reconnects; also the clock difference between a Pi and the server.
+# At least this; the coordinator gives more for a long keepalive
 LINK_GRACE_S = 60.0
 
 
@@ -46,8 +47,9 @@ class DeviceSeen:
 class DeviceBook:
     """Latest presence and health per (role, client); fed by the coordinator's routes."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], link_grace_s: float = LINK_GRACE_S) -> None:
         self._clock = clock
+        self._grace = link_grace_s  # see LINK_GRACE_S; the broker's keepalive may need more
         self._presence = PresenceBook()
         self._seen: dict[tuple[str, str], DeviceSeen] = {}
 
@@ -89,7 +91,7 @@ class DeviceBook:
         if entry.online is True and entry.boot == boot:
             return  # the same connection's birth, again
         start = entry.down_at if entry.online is False and entry.down_at is not None else now
-        entry.gaps.append((start - LINK_GRACE_S, now))
+        entry.gaps.append((start - self._grace, now))
         entry.down_at = None
 
     def watch_afresh(self) -> None:
@@ -102,18 +104,18 @@ class DeviceBook:
 
     def link_gap(self, role: str, client: str, at: float) -> bool:
         """Whether ``client`` may have been cut off from the broker at ``at`` (its clock,
-        give or take LINK_GRACE_S): offline then, or reconnecting soon after, or before
+        give or take the grace): offline then, or reconnecting soon after, or before
         this process knew of it. False: connected all along, as far as presence says."""
         entry = self._seen.get((role, client))
-        if entry is None or entry.first_seen is None or at < entry.first_seen + LINK_GRACE_S:
+        if entry is None or entry.first_seen is None or at < entry.first_seen + self._grace:
             return True
         if (
             entry.online is False
             and entry.down_at is not None
-            and at >= entry.down_at - LINK_GRACE_S
+            and at >= entry.down_at - self._grace
         ):
             return True
-        return any(start <= at <= end + LINK_GRACE_S for start, end in entry.gaps)
+        return any(start <= at <= end + self._grace for start, end in entry.gaps)
 
     def _counted_again(self, entry: DeviceSeen, boot: int) -> None:
         """A new birth whose boot is no higher than the last presence's: not the
