@@ -713,7 +713,7 @@ async def supervisor_device(request: web.Request) -> web.Response:
     """Suspend a device whose password is in the wrong hands (every command of its login
     refused until resumed; a stolen dispenser's recent fake tickets voided with it), or
     resume it. Logged in the event log like a window command, and audited."""
-    c, client = _c(request), request.match_info["client"]
+    c, client = _c(request), request.match_info["client"][:64]  # (an id is shorter)
     target = f"device {client}"
     try:
         req = api.DeviceRequest.model_validate(await request.json())
@@ -724,7 +724,7 @@ async def supervisor_device(request: web.Request) -> web.Response:
     command = suspension.DeviceCommand(
         kind="device",
         action=req.action,
-        client=client[:64],
+        client=client,
         void_since=None if since is None else dt.datetime.fromtimestamp(since, dt.UTC),
     )
     user = _session(request).user
