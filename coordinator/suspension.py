@@ -20,6 +20,8 @@ from coordinator.engine import Engine, Outcome, reject
 from hallq import messages as m
 from hallq.messages import TicketState
 
+# the desk offers to void what a device issued in these last minutes, with its suspension
+VOID_MINUTES = 10
 REFUSED = "device_suspended"  # the code of every refusal (not logged: HallQueue.submit)
 # what a suspended device may still do: ask whether a command of its happened (read only)
 READ_ONLY = (m.Query,)
@@ -71,11 +73,20 @@ def apply(engine: Engine, devices: set[str], command: DeviceCommand, now: float)
     if command.void_since is None:
         return outcome
     since = command.void_since.timestamp()
-    for t in list(engine.tickets):
-        if t.source == client and t.state is TicketState.WAITING and t.issued_at >= since:
-            voided = engine.void(
-                m.VoidRequest(kind="void", number=t.number, reason="设备停用: 作废其取号"), client
-            )
-            outcome.events += voided.events
-            outcome.services |= voided.services
+    for t in [t for t in engine.tickets if _voids(t, client, since)]:
+        voided = engine.void(
+            m.VoidRequest(kind="void", number=t.number, reason="设备停用: 作废其取号"), client
+        )
+        outcome.events += voided.events
+        outcome.services |= voided.services
     return outcome
+
+
+def voidable(engine: Engine, client: str, since: float) -> int:
+    """How many tickets suspending ``client`` with ``void_since`` would void (the desk's
+    confirmation says it)."""
+    return sum(1 for t in engine.tickets if _voids(t, client, since))
+
+
+def _voids(t: Any, client: str, since: float) -> bool:
+    return t.source == client and t.state is TicketState.WAITING and t.issued_at >= since

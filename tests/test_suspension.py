@@ -303,8 +303,11 @@ async def test_the_desk_suspends_a_flooding_dispenser_from_its_alert_and_voids_t
                 assert r.status == 200
                 return await r.json()
 
-        offered = {a["kind"]: a["suspend"] for a in (await desk())["alerts"]}
-        assert offered == {"command_refused": "pi-d1", "issue_burst": "pi-d1"}, offered
+        seen = await desk()
+        offered = {a["kind"]: (a["suspend"], a["voids"]) for a in seen["alerts"]}
+        # what the confirmation says suspending it would void (its last void_minutes)
+        assert seen["void_minutes"] == 10
+        assert offered == {"command_refused": ("pi-d1", 40), "issue_burst": ("pi-d1", 40)}
 
         viewer = await login(http, url, "viewer", VIEWER_PASSWORD)
         path = f"{url}/api/supervisor/devices/pi-d1"

@@ -769,13 +769,19 @@ async def test_the_desk_suspends_a_flooding_dispenser_in_two_clicks_and_resumes_
             alert = desk.locator('#alerts li[data-kind="issue_burst"]')
             await alert.locator('button[data-suspend="pi-d1"]').click()
             confirm = alert.locator('[data-confirm-suspend="pi-d1"]')
-            assert "此后它的一切请求都将被拒绝" in await confirm.inner_text()
-            assert await confirm.locator("input[data-void]").is_checked()
-            await issue()  # a live update while the confirmation is open keeps it
+            said = await confirm.inner_text()
+            assert "此后它的一切请求都将被拒绝" in said
+            assert "仍在等候的 35 个号" in said, said
+            ticked = confirm.locator("input[data-void]")
+            assert await ticked.is_checked()
+            await ticked.uncheck()
+            await issue()  # a live update while the confirmation is open keeps it, as set
             await desk.wait_for_selector(
                 '#services tr[data-service="tax-filing"] [data-col="waiting"]:has-text("36 人")'
             )
-            assert await confirm.count() == 1
+            assert "仍在等候的 36 个号" in await confirm.inner_text()
+            assert not await ticked.is_checked()
+            await ticked.check()
             await shots.take(desk, "desk-suspend-confirm")
             await confirm.locator("button[data-suspend-go]").click()
             await desk.wait_for_selector(

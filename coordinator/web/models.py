@@ -388,6 +388,11 @@ class DeviceProblem(_Out):
     suspendable: bool = Field(
         default=False, description="its login may be in the wrong hands: the desk offers 停用"
     )
+    voids: int | None = Field(
+        default=None,
+        description="a dispenser offered 停用: its waiting tickets of the last "
+        "Desk.void_minutes, which suspending it may void",
+    )
 
 
 class AdviceView(_Out):
@@ -434,6 +439,11 @@ class DeskAlert(_Out):
         description="the device this alert names, whose login the desk offers to suspend "
         "(a flood of tickets, its id in use twice); none once it is suspended",
     )
+    voids: int | None = Field(
+        default=None,
+        description="that device a dispenser: its waiting tickets of the last "
+        "Desk.void_minutes, which suspending it may void",
+    )
 
 
 class Desk(_Out):
@@ -451,6 +461,7 @@ class Desk(_Out):
     devices: list[DeviceProblem]
     alerts: list[DeskAlert]
     advice: list[AdviceView]
+    void_minutes: int = Field(description="how far back a suspension offers to void tickets")
 
 
 class QuietSlot(_Out):

@@ -12,6 +12,7 @@ import datetime as dt
 import math
 from typing import Any
 
+from coordinator import suspension
 from coordinator.web import models as api
 from coordinator.web.desk import KIND_ZH, SEVERITY_ZH, AdviceBook, AlertBook, busy_s, hhmm
 from coordinator.web.devices import DeviceSeen, faults
@@ -227,6 +228,11 @@ def nearby_json(c: HallService, code: str, number: str | None) -> dict[str, Any]
 PAPER = {"paper_near_end": "paper_low", "paper_out": "paper_out"}
 
 
+def _voids(c: HallService, client: str) -> int:
+    since = c.clock() - suspension.VOID_MINUTES * 60
+    return suspension.voidable(c.engine, client, since)
+
+
 def suspendable_roles(c: HallService) -> dict[str, str]:
     """The logins a supervisor may suspend, with their roles: the agents, and the
     supervisor consoles (coordinator.suspension)."""
@@ -248,6 +254,7 @@ def _device_problems(c: HallService) -> list[api.DeviceProblem]:
                 text=f"{d.client} {text}",
                 since=hhmm(at, tz),
                 suspendable=suspendable and d.client in agents,
+                voids=_voids(c, d.client) if suspendable and d.role == "dispenser" else None,
             )
         )
 
@@ -319,7 +326,8 @@ def desk_alerts(c: HallService, book: AlertBook) -> list[api.DeskAlert]:
         if e.kind != "express_advice"  # the advice box shows these, with their buttons
     ]
     out = []
-    agents = set(suspendable_roles(c)) - set(c.engine.suspended)
+    roles = suspendable_roles(c)
+    agents = set(roles) - set(c.engine.suspended)
     for s in book.update(standing, events, now):
         item = s.item
         kind = str(item["kind"])
@@ -338,6 +346,7 @@ def desk_alerts(c: HallService, book: AlertBook) -> list[api.DeskAlert]:
                 acked_by=s.acked_by,
                 acked_at=hhmm(s.acked_at, tz),
                 suspend=named if named in agents else None,
+                voids=_voids(c, named) if named in agents and roles[named] == "dispenser" else None,
             )
         )
     return out
@@ -481,4 +490,5 @@ def desk_json(
         devices=_device_problems(c),
         alerts=desk_alerts(c, alerts),
         advice=[advice.view(engine, e, now) for e in reversed(advice.entries.values())],
+        void_minutes=suspension.VOID_MINUTES,
     ).model_dump(mode="json")

@@ -285,24 +285,28 @@
   let deviceNote = null;  // {client, ok, text}: what the last suspend or resume did
   // offer: "" (no tickets to void), "dispenser" (offered, unticked: a shared id need not
   // have issued anything), "burst" (ticked: the flood's tickets are nobody's)
-  function suspendBox(client, offer) {
-    const dispenser = offer !== "";
-    const voids = el("input", {type: "checkbox", "data-void": client});
-    voids.checked = offer === "burst";
+  // count: the tickets it issued in the last desk.void_minutes that still wait (null: not
+  // a dispenser); the box is drawn again on every live update, keeping the tick as set
+  function suspendBox(client, count) {
+    const minutes = desk.void_minutes;
+    const voids = el("input", {type: "checkbox", "data-void": client,
+                               onchange: () => { suspending.voids = voids.checked; }});
+    voids.checked = suspending.voids;
     const close = () => { suspending = null; showDevices(); showAlerts(); };
     return el("div", {class: "confirm", "data-confirm-suspend": client},
       el("strong", {class: "impact"}, `停用 ${client}? 此后它的一切请求都将被拒绝, 直到恢复。`),
-      dispenser ? el("label", {}, voids, " 同时作废它最近 10 分钟取的、仍在等候的号") : "",
+      count !== null ? el("label", {}, voids, ` 同时作废它最近 ${minutes} 分钟取的、仍在等候的 ${count} 个号`) : "",
       el("div", {class: "panel-buttons"},
         el("button", {class: "danger", "data-suspend-go": client,
-                      onclick: () => device(client, "suspend", dispenser && voids.checked ? 10 : 0)}, "确认停用"),
+                      onclick: () => device(client, "suspend", count !== null && voids.checked ? minutes : 0)}, "确认停用"),
         el("button", {"data-suspend-cancel": client, onclick: close}, "取消")));
   }
-  function suspendButton(client, from, offer) {
+  // burst: ticked at first (a flood's tickets are nobody's); otherwise offered unticked
+  function suspendButton(client, from, count, burst) {
     if (!me.may_act) return "";
-    if (suspending && suspending.client === client && suspending.from === from) return suspendBox(client, offer);
+    if (suspending && suspending.client === client && suspending.from === from) return suspendBox(client, count);
     return el("button", {class: "danger", "data-suspend": client,
-      onclick: () => { suspending = {client, from}; showDevices(); showAlerts(); }}, "停用");
+      onclick: () => { suspending = {client, from, voids: burst && count !== null}; showDevices(); showAlerts(); }}, "停用");
   }
   async function device(client, action, minutes) {
     suspending = null;
@@ -325,7 +329,7 @@
         {suspended: "停用", offline: "离线", paper_low: "纸将尽", paper_out: "缺纸", unhealthy: "异常"}[d.problem]), " ", d.text,
         d.since ? el("small", {class: "muted"}, ` ${d.since} 起`) : "", " ",
         d.problem === "suspended" && me.may_act ? el("button", {"data-resume": d.client, onclick: () => device(d.client, "resume")}, "恢复") :
-          d.suspendable ? suspendButton(d.client, "device", d.role === "dispenser" ? "dispenser" : "") : "")) :
+          d.suspendable ? suspendButton(d.client, "device", d.voids ?? null, false) : "")) :
       [el("li", {class: "muted"}, "全部设备在线, 打印纸充足")]));
   }
   function showAlerts() {
@@ -339,7 +343,7 @@
       el("small", {class: "muted"}, ` ${a.first === a.last ? a.last : `${a.first}–${a.last}`}`), " ",
       a.acked_by ? el("small", {class: "ackd"}, `✓ ${a.acked_by} ${a.acked_at} 已知悉`) :
         me.may_act ? el("button", {"data-ack": a.key, onclick: () => ack(a.key)}, "知悉") : "",
-      a.suspend ? " " : "", a.suspend ? suspendButton(a.suspend, a.key, a.kind === "issue_burst" ? "burst" : "") : "")) :
+      a.suspend ? " " : "", a.suspend ? suspendButton(a.suspend, a.key, a.voids ?? null, a.kind === "issue_burst") : "")) :
       [el("li", {class: "muted"}, "暂无告警")]));
   }
   async function ack(key) {
