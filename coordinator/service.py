@@ -67,6 +67,7 @@ RECENT_REFUSED = 10_000
 # dispenser's password; the supervisors are told (an alert, nothing refused)
 ISSUE_BURST = 30
 ISSUE_BURST_S = 60.0
+CONSOLE_BURST = 30  # commands from one supervisor console within ISSUE_BURST_S, likewise
 # MQTT 5 expiry counts whole seconds twice (the sender rounds its wait up, the broker its
 # clock down): a command the broker left L s of it has at least L - this left
 EXPIRY_ROUNDING_S = 2
@@ -933,6 +934,8 @@ class Coordinator:
             await self._watch_issues(client, done)
         elif done.kept and isinstance(command, m.IssueRequest) and done.record["ok"]:
             await self._watch_replay(client, command)
+        elif done.kept and role == "supervisor" and not isinstance(command, m.Query):
+            await self._watch_console(client, done)
         error = done.record["error"]
         if (
             error
@@ -960,36 +963,62 @@ class Coordinator:
             raise NotKept(done.record["error"]["message"])
         return done
 
+    def _burst(self, key: str, limit: int, window_s: float) -> tuple[int, float] | None:
+        """Count one more act of ``key``: (how many, over how long) once more than ``limit``
+        came within ``window_s``, else None."""
+        times = self._issues.get(key)
+        if times is None:
+            if len(self._issues) > 1_000:  # only configured senders get this far
+                self._issues.clear()
+            times = self._issues[key] = deque(maxlen=limit + 1)
+        now = self.clock()
+        times.append(now)
+        if len(times) <= limit or now - times[0] > window_s:
+            return None
+        return len(times), now - times[0]
+
     async def _watch_issues(self, client: str, done: Submitted) -> None:
         """Tell the supervisors when one dispenser issues faster than people can take
         tickets (ISSUE_BURST): the queue fills with tickets nobody holds, and a service's
         daily cap runs out. Nothing is refused: a burst of people is possible, a few
         seconds each."""
+        await self._watch_burst(
+            "dispenser",
+            client,
+            done,
+            "issue_burst",
+            ISSUE_BURST,
+            "tickets issued online: a stuck key, or its password in other hands",
+            "{client} {span:.0f} 秒内取号 {n} 张: 按键卡住, 或设备密码被他人使用",
+        )
+
+    async def _watch_console(self, client: str, done: Submitted) -> None:
+        """A supervisor console (MQTT) may cancel, call or move any ticket: a person at one
+        does a few a minute. Faster is a script with its password: named to the desk,
+        which may suspend it (nothing is refused)."""
+        await self._watch_burst(
+            "supervisor",
+            client,
+            done,
+            "console_burst",
+            CONSOLE_BURST,
+            "commands from a supervisor console: its password in other hands?",
+            "{client} {span:.0f} 秒内操作 {n} 次: 主管台密码被他人使用?",
+        )
+
+    async def _watch_burst(
+        self, role: str, client: str, done: Submitted, kind: str, limit: int, said: str, zh: str
+    ) -> None:
+        """More than ``limit`` of ``client``'s commands done within ISSUE_BURST_S: a warning
+        in the log and an alert ``kind`` naming it (at most once a minute)."""
         if not done.record.get("ok") or done.duplicate:
             return
-        times = self._issues.get(client)
-        if times is None:
-            if len(self._issues) > 1_000:  # only configured dispensers get this far
-                self._issues.clear()
-            times = self._issues[client] = deque(maxlen=ISSUE_BURST + 1)
-        now = self.clock()
-        times.append(now)
-        if len(times) <= ISSUE_BURST or now - times[0] > ISSUE_BURST_S:
+        burst = self._burst(f"{role}/{client}", limit, ISSUE_BURST_S)
+        if burst is None or not self.authz.should_alert(f"{role}/{client}", kind):
             return
-        if self.authz.should_alert(f"dispenser/{client}", "issue_burst"):
-            log.warning(
-                "dispenser %s issued %d tickets online within %.0f s: a stuck key, or its "
-                "password in other hands",
-                client,
-                len(times),
-                now - times[0],
-            )
-            await self._name_device(
-                "issue_burst",
-                client,
-                f"{client} {now - times[0]:.0f} 秒内取号 {len(times)} 张: "
-                "按键卡住, 或设备密码被他人使用",
-            )
+        n, span = burst
+        log.warning("%s %s: %d %s within %.0f s", role, client, n, said, span)
+        await self._name_device(kind, client, zh.format(client=client, span=span, n=n))
 
     async def _watch_replay(self, client: str, command: m.IssueRequest) -> None:
         """A dispenser prints offline when its request got no answer: its link was down

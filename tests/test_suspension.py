@@ -456,3 +456,34 @@ def test_a_supervisor_console_s_login_is_suspended_like_a_device_s(
     ]
     again = m.TicketAction(window=1, action="cancel", ticket="A001")
     assert q.submit("window", "supervisor", "desk-1", again, at(9, 5)).record["ok"]
+
+
+@pytest.mark.broker
+async def test_a_console_acting_faster_than_a_person_is_named_with_an_offer_to_suspend(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A person at a supervisor console does a few commands a minute; its password in a
+    script does dozens a second (cancelling tickets by number). More than 30 within a
+    minute are named to the desk (主管台操作过快), which offers 停用."""
+    text = small_hall_text(mosquitto.url, str(tmp_path / "state"))
+    cfg = parse_config(text + '\n[security]\nsupervisor_clients = ["desk-1"]\n', "hall.toml")
+    async with (
+        running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator,
+        coordinated_device(cfg, "supervisor", "desk-1", tmp_path) as console,
+    ):
+        await console.wait_connected(10)
+        topic = T.cmd("supervisor", "desk-1")
+        for i in range(31):
+            # (a new command each time: pausing twice would be refused)
+            if i % 2 == 0:
+                command = m.WindowAction(window=2, action="pause")
+            else:
+                command = m.WindowAction(window=2, action="resume")
+            reply = await console.request(topic, command, timeout=10)
+            assert reply.ok, reply
+
+        def offered() -> dict[str, str | None]:
+            return {a.kind: a.suspend for a in desk_alerts(coordinator, AlertBook())}
+
+        await until(lambda: "console_burst" in offered(), 10)
+        assert offered()["console_burst"] == "desk-1"

@@ -49,6 +49,7 @@ KIND_ZH = {
     "client_flood": "设备消息过多",
     "issue_burst": "取号过快",
     "offline_while_connected": "离线票可疑",
+    "console_burst": "主管台操作过快",
     "storage_failed": "存储故障",
     "storage_recovered": "存储恢复",
 }

@@ -308,6 +308,7 @@ SUSPEND_FOR = frozenset(
         "command_refused",
         "client_flood",
         "offline_while_connected",
+        "console_burst",
     }
 )
 
