@@ -219,7 +219,7 @@ class Coordinator:
         # command id -> the earliest its sender may have sent it, when it was not kept
         # (time.monotonic()): a redelivered copy keeps the first copy's age
         self._refused_at: dict[str, float] = {}
-        self._issues: dict[str, deque[float]] = {}  # a dispenser's last online issues' times
+        self._issues: dict[str, deque[float]] = {}  # role/client -> its last acts (_burst)
         self._told: dict[str, None] = {}  # command ids answered storage_failed, in order
         self._heard: dict[str, None] = {}  # online issue requests received, in order
         self._converged_for = -1

@@ -46,6 +46,13 @@ class LeaseBook(CarriesOn):
     are still replayed, but no leased number is handed out (``take`` raises NotDurable),
     since one that is not on disk could be handed out twice."""
 
+    _NAME, _LOG, _LEVEL = "lease book", log, logging.ERROR
+    _COST = (
+        "Issuing offline stops; the offline tickets it holds are still replayed (until the "
+        "agent restarts)"
+    )
+    _HELD = "its replays are"
+
     def __init__(self, path: Path) -> None:
         self._open(path, _SCHEMA)
         if self.unwritable is not None:
@@ -58,15 +65,6 @@ class LeaseBook(CarriesOn):
 
     def close(self) -> None:
         self._db.close()
-
-    def _went_to_memory(self, lost: str | None) -> None:
-        log.error(
-            "lease book cannot be written any more: %s. Issuing offline stops; the offline "
-            "tickets it holds are still replayed (until the agent restarts)",
-            self.unwritable,
-        )
-        if lost is not None:
-            log.error("lease book could not be read either (%s): its replays are lost", lost)
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
         self._written(lambda: self._db.execute(sql, args))

@@ -39,6 +39,10 @@ class OutboxItem:
 class SessionStore(CarriesOn):
     """Boot counter and bounded FIFO outbox; the oldest entry is dropped (and counted) when full."""
 
+    _NAME, _LOG = "state file", log
+    _COST = "Boots are counted and messages queued offline kept in memory, lost at the next restart"
+    _HELD = "its outbox is"
+
     def __init__(self, path: Path, *, max_items: int = 10_000) -> None:
         if max_items < 1:
             raise ValueError("outbox max_items must be at least 1")
@@ -58,13 +62,7 @@ class SessionStore(CarriesOn):
         return 0 if row is None else int(row[0])
 
     def _went_to_memory(self, lost: str | None) -> None:
-        log.warning(
-            "state file cannot be written any more: %s. Boots are counted and messages "
-            "queued offline kept in memory, lost at the next restart",
-            self.unwritable,
-        )
-        if lost is not None:
-            log.error("state file could not be read either (%s): its outbox is lost", lost)
+        super()._went_to_memory(lost)
         self._count = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
     def _bump(self, key: str) -> int:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -110,6 +111,13 @@ class CarriesOn:
     unwritable: str | None
     _db: sqlite3.Connection
     _schema: str
+    # what the store says once switched: its name, where, at what level, what carrying on
+    # costs it, and what of it is lost when the file could not be read either
+    _NAME: ClassVar[str]
+    _LOG: ClassVar[logging.Logger]
+    _LEVEL: ClassVar[int] = logging.WARNING
+    _COST: ClassVar[str]
+    _HELD: ClassVar[str]
 
     def _open(
         self, path: Path, schema: str, *, synchronous: Literal["FULL", "NORMAL"] = "FULL"
@@ -137,3 +145,14 @@ class CarriesOn:
     def _went_to_memory(self, lost: str | None) -> None:
         """Said once the store has switched (``lost``: why what the file held could not be
         read either, and the copy is empty)."""
+        self._LOG.log(
+            self._LEVEL,
+            "%s cannot be written any more: %s. %s",
+            self._NAME,
+            self.unwritable,
+            self._COST,
+        )
+        if lost is not None:
+            self._LOG.error(
+                "%s could not be read either (%s): %s lost", self._NAME, lost, self._HELD
+            )
