@@ -126,6 +126,13 @@ kind = "speaker"
 TZ = dt.timezone(dt.timedelta(hours=8))
 
 
+def midday_zone() -> str:
+    """An Etc/GMT zone where it is about noon now: a real-time test run at any hour of
+    the day meets neither the closed minute nor the end of a hall day."""
+    hours_east = (12 - dt.datetime.now(dt.UTC).hour + 12) % 24 - 12
+    return "UTC" if hours_east == 0 else f"Etc/GMT{'-' if hours_east > 0 else '+'}{abs(hours_east)}"
+
+
 def small_hall_text(
     broker_url: str | None = None,
     state_dir: str | None = None,
@@ -138,11 +145,13 @@ def small_hall_text(
         for k, v in coordinator.items()
     )
     text = SMALL_HALL.format(coordinator_extra=extra) + BOARD_AGENT.format()
-    if all_day:  # closed only in the minute of the reset, 23:59-24:00 hall time
+    if all_day:  # closed only in the minute of the reset, half a day away in midday_zone()
         text = text.replace(
-            'reset_time = "03:00"\nopen_hours = [["08:00", "18:00"]]',
-            'reset_time = "23:59"\nopen_hours = [["00:00", "23:59"]]',
+            'timezone = "Asia/Shanghai"\nreset_time = "03:00"\nopen_hours = [["08:00", "18:00"]]',
+            f'timezone = "{midday_zone()}"\nreset_time = "23:59"\n'
+            'open_hours = [["00:00", "23:59"]]',
         )
+        assert "23:59" in text, "SMALL_HALL's [hall] no longer reads as all_day expects"
     if broker_url:
         text += f'\n[broker]\nurl = "{broker_url}"\nkeepalive = 5\n'
     if state_dir:
