@@ -82,7 +82,7 @@ from hallq import messages as m
 from hallq.bus import Session
 from hallq.config import HallConfig, parse_config
 from hallq.topics import HallTopics, parse
-from hallqctl.mosquitto import Mosquitto, free_port
+from hallqctl.mosquitto import Mosquitto
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = (
@@ -375,6 +375,7 @@ async def run(
 
 async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, Any]:
     work = hall.work
+    hall.broker.start()  # first: it may move off a port taken since it was picked
     hall.config.write_text(hall_text(hall.broker.url, hall.state), encoding="utf-8")
     cfg = parse_config(hall.config.read_text(encoding="utf-8"), str(hall.config))
     hall.event_log = hall.state / f"events-{cfg.hall.id}.sqlite"
@@ -383,12 +384,8 @@ async def _run(hall: Hall, faults: int, every: float, hold: float) -> dict[str, 
 
         hall.city = CityLink(work, cfg.hall.id)
         await hall.city.start()
-        hall.broker.port = free_port()  # the one picked seconds ago may be taken by now
-        hall.config.write_text(hall_text(hall.broker.url, hall.state), encoding="utf-8")
-        cfg = parse_config(hall.config.read_text(encoding="utf-8"), str(hall.config))
         hall.city.hall_port = hall.broker.port
         hall.mark("city")
-    hall.broker.start()
     hall.start_coordinator()
     if hall.city is not None:
         hall.city.start_shipper(hall.config)
