@@ -904,6 +904,15 @@ class HallConfig(_Model):
                     "supervisor_clients",
                     i,
                 )
+        desk: list[tuple[str, tuple[str | int, ...]]] = [
+            (u.name, ("web", "users", i, "name")) for i, u in enumerate(self.web.users)
+        ]
+        if self.coordinator.supervisor_password is not None:
+            desk.append((self.coordinator.supervisor_user, ("coordinator", "supervisor_user")))
+        for name, where in desk:
+            taken = self.device_login(name)
+            if taken is not None:
+                problems.add(f"desk user {name!r} {taken}", *where)
         zones = {z.id: z for z in self.zones}
         services = {s.code: s for s in self.services}
         windows = {w.number: w for w in self.windows}
@@ -998,6 +1007,17 @@ class HallConfig(_Model):
             raise KeyError(
                 f"window {number!r} is not configured in hall {self.hall.id!r}"
             ) from None
+
+    def device_login(self, name: str) -> str | None:
+        """Why a desk user may not be called ``name``, or None. A supervisor can suspend
+        the broker login of an agent or a console (coordinator.suspension), and the desk's
+        commands carry their user's name where a console's carry its client id: a user
+        named like a suspended console would be refused with it, and could not resume it."""
+        if name in self.security.supervisor_clients:
+            return "is also a supervisor console's client id (security.supervisor_clients)"
+        if any(a.id == name for a in self.agents) or name == self.coordinator.client_id:
+            return "is also a device's client id: the event log would not tell them apart"
+        return None
 
     def agent(self, agent_id: str) -> Agent:
         try:

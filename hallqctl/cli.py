@@ -383,15 +383,16 @@ users_target = _stack(
 )
 
 
-def _target(config_file: Path | None, users_file: Path | None) -> tuple[Path, list[Any], str]:
-    """The users file, the users the hall file itself defines, and where those live."""
+def _target(config_file: Path | None, users_file: Path | None) -> tuple[Path, list[Any], str, Any]:
+    """The users file, the users the hall file itself defines, where those live, and the
+    hall (None with --users-file)."""
     if (config_file is None) == (users_file is None):
         raise click.UsageError("give --config (a hall's desk users) or --users-file")
     if users_file is not None:
-        return users_file, [], ""
+        return users_file, [], "", None
     assert config_file is not None
     cfg = _load(config_file)
-    return _users_file(cfg), list(cfg.web.users), str(config_file)
+    return _users_file(cfg), list(cfg.web.users), str(config_file), cfg
 
 
 def _read_password(stdin: bool) -> str:
@@ -409,7 +410,11 @@ def _read_password(stdin: bool) -> str:
 
 
 def _save_user(
-    target: tuple[Path, list[Any], str], name: str, role: str | None, stdin: bool, must_exist: bool
+    target: tuple[Path, list[Any], str, Any],
+    name: str,
+    role: str | None,
+    stdin: bool,
+    must_exist: bool,
 ) -> None:
     from coordinator.web.users import (
         User,
@@ -425,7 +430,10 @@ def _save_user(
         check_id(name, "user name")
     except TopicError as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from None
-    path, defined, where = target
+    path, defined, where, cfg = target
+    taken = cfg.device_login(name) if cfg is not None and not must_exist else None
+    if taken is not None:
+        raise click.BadParameter(f"{name!r} {taken}; choose another name", param_hint="NAME")
     if any(u.name == name for u in defined):
         raise click.UsageError(
             f"user {name!r} is defined in {where} ([[web.users]]); change it there"
@@ -514,7 +522,7 @@ def user_list(config_file: Path | None, users_file: Path | None) -> None:
     """Every user, their role and where they are defined (never a hash)."""
     from coordinator.web.users import UsersFileError, read_users_file
 
-    path, defined, where = _target(config_file, users_file)
+    path, defined, where, _ = _target(config_file, users_file)
     for u in defined:
         click.echo(f"{u.name}\t{u.role}\t{where}")
     try:

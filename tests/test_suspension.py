@@ -458,6 +458,51 @@ def test_a_supervisor_console_s_login_is_suspended_like_a_device_s(
     assert q.submit("window", "supervisor", "desk-1", again, at(9, 5)).record["ok"]
 
 
+def test_no_desk_user_is_named_like_a_login_a_supervisor_can_suspend(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The desk's commands carry their user's name where a console's carry its client id:
+    a desk user "desk-1" beside a console "desk-1" would be locked out of the desk when the
+    console is suspended, and could not resume it. The hall file, `hallq user add` and the
+    users file each refuse the name."""
+    from click.testing import CliRunner
+
+    from coordinator.web.users import Directory
+    from hallq.config import load_config
+    from hallq.errors import ConfigError
+    from hallqctl.cli import main as cli
+
+    from .test_web_helpers import users_toml
+
+    consoles = '\n[security]\nsupervisor_clients = ["desk-1"]\n'
+    for name, why in (("desk-1", "supervisor console"), ("pi-w1", "device's client id")):
+        with pytest.raises(ConfigError) as refused:
+            parse_config(
+                small_hall_text() + consoles + "\n[web]\n" + users_toml({name: ("viewer", "x")}),
+                "hall.toml",
+            )
+        assert f"web.users[0].name: desk user {name!r} is also a {why}" in str(refused.value)
+
+    hall_file = tmp_path / "hall.toml"
+    hall_file.write_text(small_hall_text() + consoles + "\n[web]\n", encoding="utf-8")
+    add = ["user", "add", "desk-1", "--role", "supervisor", "--password-stdin"]
+    added = CliRunner().invoke(
+        cli, [*add, "--config", str(hall_file)], input="a long enough password\n"
+    )
+    assert added.exit_code != 0
+    assert "'desk-1' is also a supervisor console's client id" in added.output
+    users_file = tmp_path / "hall.users.toml"
+    assert not users_file.exists()
+
+    users_file.write_text(
+        users_toml({"desk-1": ("supervisor", "p"), "wang": ("viewer", "q")}, table="users"),
+        encoding="utf-8",
+    )
+    directory = Directory(load_config(hall_file, environ={}))
+    assert [u.name for u in directory.all()] == ["wang"]
+    assert "user 'desk-1' is also a supervisor console's client id" in caplog.text
+
+
 @pytest.mark.broker
 async def test_a_console_acting_faster_than_a_person_is_named_with_an_offer_to_suspend(
     mosquitto: Mosquitto, tmp_path: Path

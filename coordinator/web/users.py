@@ -130,6 +130,7 @@ class Directory:
         """``cfg`` None: only the users of ``users_file`` (the bureau's dashboard, which
         has no hall file)."""
         self._fixed: dict[str, User] = {}
+        self._cfg = cfg
         self.path = users_file
         if cfg is not None:
             self._fixed = {u.name: User(u.name, u.role, u.password_hash) for u in cfg.web.users}
@@ -179,7 +180,16 @@ class Directory:
         self._stamp = stamp
         loaded: dict[str, User] = {}
         for u in users:
-            if u.name in self._fixed:
+            taken = self._cfg.device_login(u.name) if self._cfg is not None else None
+            if taken is not None:
+                log.error(
+                    "users file %s: user %r %s; not loaded: rename it "
+                    "(`hallq user remove`, then `hallq user add`)",
+                    self.path,
+                    u.name,
+                    taken,
+                )
+            elif u.name in self._fixed:
                 log.warning(
                     "users file %s: user %r is also defined in the hall file; the "
                     "hall file's entry is used",
