@@ -362,6 +362,65 @@ async def test_the_desk_suspends_a_flooding_dispenser_from_its_alert_and_voids_t
 
 
 @pytest.mark.broker
+async def test_the_desk_finishes_the_ticket_at_a_suspended_window_pi_s_counter(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Window 1's Pi is suspended with a taxpayer at its counter: its pad cannot press 办结,
+    and a window with someone at it cannot be closed. The desk offers 办结 on a window with
+    someone at it, says whom it ends, and then the window can close."""
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        coordinated_device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        coordinated_device(cfg, "window", "pi-w1", tmp_path) as pad,
+        aiohttp.ClientSession() as http,
+    ):
+        await dispenser.wait_connected(10)
+        await pad.wait_connected(10)
+        assert (await dispenser.request(T.req("pi-d1"), issue(), timeout=10)).ok
+        call = m.WindowAction(window=1, action="call")
+        assert (await pad.request(T.cmd("window", "pi-w1"), call, timeout=10)).ok
+        auth = await supervisor_auth(http, url)
+
+        async def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
+            async with http.post(f"{url}/api/supervisor/{path}", headers=auth, json=body) as r:
+                return r.status, await r.json()
+
+        async def window_1() -> Any:
+            async with http.get(f"{url}/api/supervisor/desk", headers=auth) as r:
+                return next(w for w in (await r.json())["windows"] if w["window"] == 1)
+
+        assert (await post("devices/pi-w1", {"action": "suspend"}))[0] == 200
+        finish = m.Finish(window=1, action="finish")
+        reply = await pad.request(T.cmd("window", "pi-w1"), finish, timeout=10)
+        assert reply.error is not None
+        assert reply.error.code == REFUSED
+        seen = await window_1()
+        assert (seen["ticket"], seen["actions"]) == ("A001", ["finish", "pause", "close"])
+        status, said = await post("windows/1/impact", {"action": "close"})
+        assert (status, said["blocked"]) == (200, True)
+        status, said = await post("windows/1/impact", {"action": "finish"})
+        assert (status, said["blocked"]) == (200, False)
+        assert said["text"].startswith("结束 A001 (申报纳税) 的办理"), said
+
+        status, done = await post("windows/1", {"action": "finish"})
+        assert (status, done["ok"]) == (200, True), done
+        assert c.engine.by_number["A001"].state == TicketState.DONE
+        seen = await window_1()
+        assert (seen["ticket"], seen["actions"]) == (None, ["pause", "close"])
+        status, again = await post("windows/1", {"action": "finish"})
+        assert (status, again["error"]["code"]) == (409, "no_current_ticket")
+        assert "1号窗口现在没有人在办理" in again["error"]["message"]
+        assert (await post("windows/1", {"action": "close"}))[0] == 200
+        async with http.get(f"{url}/api/supervisor/audit", headers=auth) as r:
+            entries = await r.json()
+        assert [(e["action"], e["ok"]) for e in entries if e["target"] == "window 1"][-2:] in (
+            [("finish", True), ("close", True)],
+            [("close", True), ("finish", True)],
+        )
+
+
+@pytest.mark.broker
 async def test_an_offline_ticket_printed_while_its_dispenser_was_connected_is_named(
     mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -89,8 +89,13 @@ async def desk_login(page: Any, url: str, user: str, password: str) -> None:
 
 async def desk_act(page: Any, window: int, action: str) -> str:
     """Click a window's action on the desk, read what the hall will feel, confirm it."""
+    await page.click(f'tr[data-window="{window}"] button[data-action="{action}"]')
+    return await desk_act_confirm(page, window, action)
+
+
+async def desk_act_confirm(page: Any, window: int, action: str) -> str:
+    """Read the open confirmation of a window's action, and confirm it."""
     row = f'tr[data-window="{window}"]'
-    await page.click(f'{row} button[data-action="{action}"]')
     confirm = page.locator(f'{row} + tr.panel [data-confirm="{action}"]')
     await confirm.wait_for()
     said = str(await confirm.locator(".impact").inner_text())
@@ -812,3 +817,43 @@ async def test_the_desk_suspends_a_flooding_dispenser_in_two_clicks_and_resumes_
             await desk.wait_for_selector(f'{note}:has-text("已恢复")')
             assert await desk.locator('#devices li[data-problem="suspended"]').count() == 0
             assert (await issue()).ok
+
+
+async def test_the_desk_finishes_the_ticket_at_a_counter_whose_pad_cannot(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A window with someone at it cannot be closed, and its pad may be suspended or
+    broken: the desk's 办结 says whom it ends, ends it, and then 关窗 is offered."""
+    async_playwright = _playwright()
+    shots = Shots()
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+    ):
+        await dispenser.wait_connected(10)
+        await pad.wait_connected(10)
+        issue = m.IssueRequest(kind="issue", service="tax-filing")
+        assert (await dispenser.request(T.req("pi-d1"), issue, timeout=10)).ok
+        call = m.WindowAction(window=1, action="call")
+        assert (await pad.request(T.cmd("window", "pi-w1"), call, timeout=10)).ok
+        async with supervisor_desk(async_playwright, url) as desk:
+            row = 'tr[data-window="1"]'
+            await desk.wait_for_selector(f'{row} .ticket:has-text("A001")')
+            await desk.click(f'{row} button[data-action="close"]')
+            blocked = desk.locator(f'{row} + tr.panel [data-confirm="close"]')
+            assert "办结或转移后才能关闭" in await blocked.inner_text()
+            assert await blocked.locator("button[data-confirm-go]").count() == 0
+            await blocked.locator("button[data-confirm-cancel]").click()
+            await desk.click(f'{row} button[data-action="finish"]')
+            await desk.locator(f'{row} + tr.panel [data-confirm="finish"]').wait_for()
+            await shots.take(desk, "desk-finish-confirm")
+            said = await desk_act_confirm(desk, 1, "finish")
+            assert said.startswith("结束 A001 (申报纳税) 的办理"), said
+            await desk.wait_for_selector(f'{row} .fb.ok:has-text("已办结")')
+            await desk.wait_for_selector(f'{row} .ticket:has-text("—")')
+            assert await desk.locator(f'{row} button[data-action="finish"]').count() == 0
+            assert c.engine.by_number["A001"].state == "done"
+            await desk.wait_for_selector('#audit tr[data-action="finish"]')
+            await shots.take(desk, "desk-finished")

@@ -59,6 +59,7 @@ ACTION_ZH = {
     "pause": "暂停",
     "resume": "恢复",
     "set_skills": "改业务",
+    "finish": "办结",
 }
 # every action the audit log records, as the desk and the day report name it
 AUDIT_ZH = {
@@ -83,6 +84,7 @@ DONE_ZH = {
     "pause": "已暂停",
     "resume": "已恢复",
     "set_skills": "业务已保存",
+    "finish": "已办结",
 }
 STATUS_ZH = {"open": "开放", "paused": "暂停", "closed": "关闭"}
 
@@ -95,6 +97,7 @@ def error_zh(code: str, message: str, window: int | None = None) -> str:
         "unknown_window": f"没有{window}号窗口" if window is not None else "没有这个窗口",
         "unknown_service": "业务代码不在本厅的业务中",
         "window_busy": f"{win}正在办理, 请先办结或转移当前号",
+        "no_current_ticket": f"{win}现在没有人在办理",
         "window_closed": f"{win}已关闭",
         "window_paused": f"{win}暂停服务中",
         "storage_failed": "系统存储故障, 操作未执行, 请稍后重试",
@@ -133,6 +136,8 @@ def no_change(
         return "no_change", f"{window}号窗口已关闭"
     if action == "set_skills" and skills is not None and skills == w.skills:
         return "no_change", f"{window}号窗口的业务没有变化"
+    if action == "finish" and w.current is None:
+        return "no_current_ticket", f"{window}号窗口现在没有人在办理"
     return None
 
 
@@ -144,8 +149,32 @@ def _fmt(minutes: float) -> str:
     return "无窗口办理" if not math.isfinite(minutes) else f"{minutes:.0f} 分钟"
 
 
+def _finish_impact(engine: Engine, window: int, t: Any, now: float | None) -> api.Impact:
+    """办结 from the desk: for a counter whose pad cannot (its login suspended, the pad
+    broken, a clerk gone without pressing it). A window with someone at it cannot be
+    closed, and nothing else ends that ticket."""
+    if t is None:
+        text = f"{window}号窗口现在没有人在办理"
+        return api.Impact(window=window, action="finish", text=text, lines=[], blocked=True)
+    svc = engine.services.get(t.service)
+    lines = []
+    since = t.started_at or t.called_at
+    if since is not None and now is not None:
+        lines.append(f"{t.number} 叫号已 {max(0.0, now - since) / 60:.0f} 分钟")
+    return api.Impact(
+        window=window,
+        action="finish",
+        text=f"结束 {t.number} ({svc.name if svc else t.service}) 的办理, {window}号窗口可叫下一位",
+        lines=lines,
+    )
+
+
 def impact(
-    engine: Engine, window: int, action: str, skills: dict[str, float] | None = None
+    engine: Engine,
+    window: int,
+    action: str,
+    skills: dict[str, float] | None = None,
+    now: float | None = None,
 ) -> api.Impact:
     """What the hall will feel if ``action`` is done at ``window`` now, in the words the
     confirmation shows ("关闭后 7 人转到其他窗口"). Tickets queue by service, not by
@@ -161,6 +190,8 @@ def impact(
     affected = 0
     orphaned: list[str] = []
     is_open = w.status is WindowStatus.OPEN
+    if action == "finish":
+        return _finish_impact(engine, window, w.current, now)
     if action in ("close", "pause"):
         verb = "关闭后" if action == "close" else "暂停后"
         if w.current is not None and action == "close":

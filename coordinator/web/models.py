@@ -308,7 +308,7 @@ class CancelRequest(_Out):
 
 
 class SupervisorCommand(_Out):
-    action: Literal["open", "close", "pause", "resume", "set_skills"]
+    action: Literal["open", "close", "pause", "resume", "set_skills", "finish"]
     skills: dict[str, float] | None = Field(
         default=None, description="set_skills only: service code -> weight"
     )
@@ -353,7 +353,7 @@ class DeskWindow(_Out):
     skills: dict[str, float]
     served: int
     busy_min: float = Field(description="counter time today")
-    actions: list[Literal["open", "close", "pause", "resume"]] = Field(
+    actions: list[Literal["open", "close", "pause", "resume", "finish"]] = Field(
         description="what would change something, in the order the desk shows them"
     )
 
@@ -529,7 +529,7 @@ class DeviceResult(CommandResult):
 
 
 class ImpactRequest(_Out):
-    action: Literal["open", "close", "pause", "resume", "set_skills"]
+    action: Literal["open", "close", "pause", "resume", "set_skills", "finish"]
     skills: dict[str, float] | None = None
 
 

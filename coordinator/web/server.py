@@ -50,7 +50,7 @@ log = logging.getLogger("hallq.web")
 
 STATIC = Path(__file__).parent / "static"
 KEEPALIVE_S = 15.0
-SUPERVISOR_ACTIONS = frozenset({"open", "close", "pause", "resume", "set_skills"})
+SUPERVISOR_ACTIONS = frozenset({"open", "close", "pause", "resume", "set_skills", "finish"})
 
 COORDINATOR: web.AppKey[HallService] = web.AppKey("coordinator", object)  # type: ignore[arg-type]
 HUB: web.AppKey[StreamHub] = web.AppKey("hub", StreamHub)
@@ -652,7 +652,8 @@ async def _window_command(
     action = body.get("action")
     if not isinstance(action, str) or action not in SUPERVISOR_ACTIONS:  # [] is unhashable
         _audit(request, "window", target=target, ok=False, result="bad_action")
-        return _error(400, "bad_action", "不支持的操作 (开窗/暂停/恢复/关窗/改业务)"), "bad_action"
+        refusal = "不支持的操作 (开窗/暂停/恢复/关窗/改业务/办结)"
+        return _error(400, "bad_action", refusal), "bad_action"
     try:
         command = m.adapter(m.WindowCommand).validate_python({**body, "window": window})
     except ValidationError as exc:
@@ -760,7 +761,7 @@ async def supervisor_impact(request: web.Request) -> web.Response:
         req = api.ImpactRequest.model_validate(body)
     except (ValueError, ValidationError):
         return _error(400, "invalid_body", "请求格式错误: action 与 skills")
-    return _json(desk.impact(c.engine, window, req.action, req.skills))
+    return _json(desk.impact(c.engine, window, req.action, req.skills, c.clock()))
 
 
 async def supervisor_desk(request: web.Request) -> web.Response:

@@ -422,6 +422,8 @@ def desk_json(
             "paused": ["resume", "close"],
             "closed": ["open"],
         }[status]
+        if w.current is not None:  # nothing else ends it if its pad cannot
+            actions = ["finish", *actions]
         windows.append(
             api.DeskWindow(
                 window=n,

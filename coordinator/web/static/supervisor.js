@@ -10,9 +10,10 @@
   const $ = (id) => document.getElementById(id);
   const el = hallq.el;
   const STATUS = {open: "开放", paused: "暂停", closed: "关闭"};
-  const ACTION = {open: "开窗", pause: "暂停", resume: "恢复", close: "关窗", set_skills: "改业务"};
+  const ACTION = {open: "开窗", pause: "暂停", resume: "恢复", close: "关窗", set_skills: "改业务",
+                  finish: "办结"};
   const DONE = {open: "已开窗", pause: "已暂停", resume: "已恢复", close: "已关窗",
-                set_skills: "业务已保存"};
+                set_skills: "业务已保存", finish: "已办结"};
   let me = null, desk = null, names = {};
   const rows = new Map();        // window -> {tr, panel, mode, w}
   const serviceRows = new Map(); // code -> tr
