@@ -47,6 +47,8 @@ NOT_DONE = frozenset({"storage_failed", "expired"})
 REPLAY_HELD = NOT_DONE | {"device_suspended"}
 # an unanswered replay is sent again after this long at first, then less often up to the cap
 REPLAY_RETRY_S = (1.0, 15.0)
+# printed beside the service on a guide's ticket: the holder shows it at the window
+PRIORITY_ZH = {m.Priority.GREEN: "绿色通道", m.Priority.ASSISTED: "导税"}
 
 
 @dataclass
@@ -78,6 +80,10 @@ class DispenserAgent:
         self.clock = clock
         self.health = Health(session)
         self.services = cfg.services_for_agent(agent.id)
+        # a guide's keypad issues its class of ticket (the coordinator checks the agent may)
+        self.key_priority = {
+            dev.id: m.Priority(p) for dev in agent.devices if (p := getattr(dev, "priority", None))
+        }
         self.queues: dict[str, m.QueueState] = {}
         self.issued: list[Issued] = []
         self._appointment: tuple[str, float] | None = None
@@ -228,7 +234,7 @@ class DispenserAgent:
 
     async def handle(self, update: Any) -> None:
         if isinstance(update, ServiceKey):
-            await self.issue(update.service)
+            await self.issue(update.service, self.key_priority.get(update.device))
         elif isinstance(update, Scan):
             self._appointment = (update.text.strip().upper(), self.clock())
         elif isinstance(update, IdCard):
@@ -243,7 +249,7 @@ class DispenserAgent:
             return None
         return slot[0]
 
-    async def issue(self, service: str) -> Issued:
+    async def issue(self, service: str, priority: m.Priority | None = None) -> Issued:
         """One key press: exactly one printed ticket, or a printed notice saying why not."""
         async with self._lock:
             appointment = self._pending(self._appointment)
@@ -252,6 +258,7 @@ class DispenserAgent:
             request = m.IssueRequest(
                 kind="issue",
                 service=service,
+                priority=priority or m.Priority.NORMAL,
                 identity=identity,
                 appointment=appointment
                 if appointment and 4 <= len(appointment) <= 16 and appointment.isalnum()
@@ -263,7 +270,7 @@ class DispenserAgent:
                 )
             except (RequestTimeout, NotConnected) as exc:
                 log.info("%s: coordinator not answering (%s): issuing offline", self.agent.id, exc)
-                result = await self._issue_offline(service, supersedes=request.id)
+                result = await self._issue_offline(service, request)
             else:
                 if not reply.ok and reply.error is not None and reply.error.code in NOT_DONE:
                     log.warning(
@@ -271,7 +278,7 @@ class DispenserAgent:
                         self.agent.id,
                         reply.error.code,
                     )
-                    result = await self._issue_offline(service, supersedes=request.id)
+                    result = await self._issue_offline(service, request)
                 else:
                     result = await self._issue_online(reply)
             self.issued.append(result)
@@ -296,13 +303,15 @@ class DispenserAgent:
             round(info.eta_min),
             info.issued_at,
             info.wait.zh(dash="-") if info.wait else None,
+            info.priority,
         )
         if not printed:
             void = m.VoidRequest(kind="void", number=info.number, reason="ticket not printed")
             await self.session.publish(self.req_topic, void, queue=True)
         return Issued(info.number, True, printed)
 
-    async def _issue_offline(self, service_code: str, *, supersedes: str) -> Issued:
+    async def _issue_offline(self, service_code: str, online: m.IssueRequest) -> Issued:
+        """The ticket ``online`` asked for, from a leased number; its replay supersedes it."""
         service = self.cfg.service(service_code)
         now = self.clock()
         try:
@@ -321,12 +330,14 @@ class DispenserAgent:
         eta = round(queue.eta_min) if queue and queue.eta_min is not None else None
         wait = queue.wait.zh(dash="-") if queue and queue.wait else None
         issued_at = dt.datetime.fromtimestamp(now, dt.UTC)
-        printed = await self._print(service_code, number, ahead, eta, issued_at, wait)
+        priority = online.priority
+        printed = await self._print(service_code, number, ahead, eta, issued_at, wait, priority)
         if printed:
             replay = m.IssueRequest(
                 kind="issue",
                 service=service_code,
-                offline=m.OfflineIssue(number=number, issued_at=issued_at, supersedes=supersedes),
+                priority=priority,
+                offline=m.OfflineIssue(number=number, issued_at=issued_at, supersedes=online.id),
             )
             self.leases.hold_replay(replay.id, self.day().isoformat(), m.encode(replay).decode())
             await self.session.publish(self.req_topic, replay, queue=True)
@@ -341,12 +352,14 @@ class DispenserAgent:
         eta: int | None,
         issued_at: dt.datetime,
         wait: str | None = None,
+        priority: m.Priority = m.Priority.NORMAL,
     ) -> bool:
         if self.printer is None:
             return True
         ticket = Ticket(
             hall=self.cfg.hall.name,
             service=self.cfg.service(service_code).name,
+            badge=PRIORITY_ZH.get(priority),
             number=number,
             people_ahead=ahead,
             wait_minutes=eta,

@@ -666,9 +666,14 @@ class RatingPadDevice(_Framed):
     window: WindowNumber
 
 
+GuidedPriority = Literal["green", "assisted"]
+
+
 class KeypadDevice(_Framed):
     kind: Literal["keypad"]
     services: list[Text]
+    # the guide's keypad: its keys issue tickets of this class (its agent's priorities)
+    priority: GuidedPriority | None = None
 
 
 class ScannerDevice(_Framed):
@@ -688,6 +693,7 @@ class GpioButtonsDevice(_DeviceBase):
     gpio: dict[str, Pin]
     window: WindowNumber | None = None
     services: list[Text] | None = None
+    priority: GuidedPriority | None = None  # a dispenser's, as a keypad's
 
 
 class LedMax7219Device(_DeviceBase):
@@ -782,7 +788,7 @@ class Agent(_Model):
     # who decides who is assisted (elderly, disabled, pregnant) or green-channel. Empty: its
     # tickets are normal (appointments go by their booked code), so a dispenser's login in
     # other hands cannot hand out places at the head of every queue
-    priorities: list[Literal["green", "assisted"]] = Field(default_factory=list)
+    priorities: list[GuidedPriority] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _fits_role(self) -> Agent:
@@ -815,6 +821,17 @@ class Agent(_Model):
             elif self.role == "dispenser" and window is not None:
                 problems.add(
                     "a dispenser's device does not act for a window", "devices", i, "window"
+                )
+            priority = getattr(dev, "priority", None)
+            if priority is not None and self.role != "dispenser":
+                problems.add("only a dispenser's keys issue tickets", "devices", i, "priority")
+            elif priority is not None and priority not in self.priorities:
+                problems.add(
+                    f"its keys would issue {priority} tickets, which this agent may not: add "
+                    f'"{priority}" to its priorities (a guide\'s kiosk only)',
+                    "devices",
+                    i,
+                    "priority",
                 )
             if isinstance(dev, LedMax7219Device):
                 key = (dev.spi.port, dev.spi.device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,13 @@ from edge.hall_devices import serial_devices
 from firmware_bridge.sim import BusSimulator, PrinterSimulator, SimCallPad
 from firmware_bridge.sim.hall import simulate_devices
 from hallq.aio import cancel_and_wait
-from hallq.config import HallConfig
+from hallq.config import HallConfig, parse_config
+from hallq.errors import ConfigError
 from hallq.messages import IssueRequest, TicketState, WindowAction
 
 from .conftest import Inbox, Mosquitto, until
 from .coordinated import FakeClock, device, running
-from .halls import small_hall
+from .halls import small_hall, small_hall_text
 
 pytestmark = pytest.mark.broker
 
@@ -132,6 +134,75 @@ async def test_an_offline_dispenser_issues_from_its_lease_and_replays_on_return(
         assert all(t.offline for t in tickets[1:])
         assert not tickets[0].offline
         assert len({t.number for t in tickets}) == len(tickets)
+
+
+GUIDE_KEYPAD = """
+[[agents.devices]]
+id = "guide-keys"
+kind = "keypad"
+services = ["tax-filing"]
+priority = "assisted"
+serial = { port = "/dev/ttyUSB0", address = 2 }
+"""
+
+
+def guide_hall(url: str, state: str, priorities: str = '["assisted"]') -> HallConfig:
+    """The small hall whose dispenser pi-d1 also has the 导税 guide's keypad."""
+    text = small_hall_text(url, state)
+    head = 'id = "pi-d1"\nrole = "dispenser"\n'
+    text = text.replace(head, f"{head}priorities = {priorities}\n", 1)
+    keypad = re.search(r'id = "keys-1"\n(.+\n)+?serial = .*\n', text)
+    assert keypad is not None
+    text = text.replace(keypad.group(), keypad.group() + GUIDE_KEYPAD, 1)
+    return parse_config(text, "guide-hall.toml")
+
+
+async def test_the_guide_s_keypad_issues_assisted_tickets_online_and_offline(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """The 导税 guide decides who is assisted: their keypad's tickets are assisted ones,
+    printed 【导税】 and called ahead of normal ones, printed offline the same way and
+    replayed as such. A keypad may issue them only where its agent's priorities allow."""
+    with pytest.raises(
+        ConfigError, match=r'devices\[1\]\.priority .*device guide-keys.*add "assisted" to its'
+    ):
+        guide_hall(mosquitto.url, str(tmp_path / "state"), priorities="[]")
+    cfg = guide_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        agent(cfg, "pi-d1", tmp_path, clock) as (devices, printers),
+    ):
+        keypad_bus, keypad = devices["keys-1"]
+        _, guide = devices["guide-keys"]
+        printer = printers["printer-1"]
+        await until(lambda: ("pi-d1", "tax-filing") in coordinator.engine.leases, timeout=15)
+        keypad_bus.press(keypad, 1)
+        await printer.wait_for(lambda: len(printer.tickets) == 1, timeout=15)
+        keypad_bus.press(guide, 1)
+        await printer.wait_for(lambda: len(printer.tickets) == 2, timeout=15)
+        assert "【导税】" not in printer.tickets[0].text
+        assert "A002" in printer.tickets[1].text
+        assert "【导税】" in printer.tickets[1].text
+        by_number = coordinator.engine.by_number
+        assert (by_number["A001"].priority, by_number["A002"].priority) == ("normal", "assisted")
+        done = await coordinator.execute(
+            "window", "window", "pi-w1", WindowAction(window=1, action="call"), reply=False
+        )
+        assert done.record["ok"]
+        assert by_number["A002"].state is TicketState.CALLED  # ahead of A001
+
+        mosquitto.stop()
+        keypad_bus.press(guide, 1)
+        await printer.wait_for(lambda: len(printer.tickets) == 3, timeout=30)
+        offline = printer.tickets[2].text
+        assert "【导税】" in offline
+        found = re.search(r"A9\d\d", offline)
+        assert found is not None, offline
+        mosquitto.start()
+        await until(lambda: found.group() in by_number, timeout=30)
+        assert by_number[found.group()].priority == "assisted"
+        assert by_number[found.group()].offline
 
 
 async def test_a_pad_never_queues_a_call_while_the_link_is_down(

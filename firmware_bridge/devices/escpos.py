@@ -108,6 +108,7 @@ class Ticket:
     status_url: str
     note: str | None = "请留意叫号，过号请重新取号"
     wait_text: str | None = None  # the range as the coordinator gives it ("约 8-12 分钟")
+    badge: str | None = None  # a guide's ticket class ("导税"), under the service
 
 
 def ticket_bytes(ticket: Ticket, *, number_scale: int = 4, qr_module: int = 6) -> bytes:
@@ -115,6 +116,7 @@ def ticket_bytes(ticket: Ticket, *, number_scale: int = 4, qr_module: int = 6) -
     wait = ticket.wait_text or (
         "暂无" if ticket.wait_minutes is None else f"约 {ticket.wait_minutes} 分钟"
     )
+    badge = [size(1, 1), bold(True), text(f"【{ticket.badge}】"), bold(False)]
     out = [
         INIT,
         CHINESE_ON,
@@ -124,6 +126,7 @@ def ticket_bytes(ticket: Ticket, *, number_scale: int = 4, qr_module: int = 6) -
         bold(False),
         size(2, 2),
         text(ticket.service),
+        *(badge if ticket.badge else []),
         size(number_scale, number_scale),
         text(ticket.number),
         size(1, 1),
