@@ -158,9 +158,11 @@ def _finish_impact(engine: Engine, window: int, t: Any, now: float | None) -> ap
         return api.Impact(window=window, action="finish", text=text, lines=[], blocked=True)
     svc = engine.services.get(t.service)
     lines = []
-    since = t.started_at or t.called_at
-    if since is not None and now is not None:
-        lines.append(f"{t.number} 叫号已 {max(0.0, now - since) / 60:.0f} 分钟")
+    if now is not None and t.started_at is not None:
+        lines.append(f"{t.number} 办理已 {max(0.0, now - t.started_at) / 60:.0f} 分钟")
+    elif now is not None and t.called_at is not None:
+        minutes = max(0.0, now - t.called_at) / 60
+        lines.append(f"{t.number} 叫号已 {minutes:.0f} 分钟, 尚未开始办理")
     return api.Impact(
         window=window,
         action="finish",
