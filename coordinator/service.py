@@ -229,6 +229,8 @@ class Coordinator:
         self.devices = DeviceBook(clock, max(LINK_GRACE_S, grace + 15.0))
         self.alerts: deque[tuple[float, m.AlertEvent]] = deque(maxlen=RECENT_ALERTS)
         self._listeners: list[Listener] = []
+        # the desk's audit log of a console's commands over MQTT (set by the web server)
+        self.on_console: Callable[[str, Any, dict[str, Any]], None] | None = None
         self.web: Any = None  # coordinator.web.server.WebServer once started
         # built in a worker once serving (seconds over a long log; nothing waits for it)
         self.forecast: Any = None
@@ -935,6 +937,11 @@ class Coordinator:
         elif done.kept and isinstance(command, m.IssueRequest) and done.record["ok"]:
             await self._watch_replay(client, command)
         elif done.kept and role == "supervisor" and not isinstance(command, m.Query):
+            if self.on_console is not None:
+                try:
+                    self.on_console(client, command, done.record)
+                except Exception:  # the audit's disk must not stop the hall
+                    log.exception("console command of %s not audited", client)
             await self._watch_console(client, done)
         error = done.record["error"]
         if (

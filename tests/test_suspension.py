@@ -563,6 +563,55 @@ def test_no_desk_user_is_named_like_a_login_a_supervisor_can_suspend(
     assert "user 'desk-1' is also a supervisor console's client id" in caplog.text
 
 
+def console_hall(url: str, state: str) -> Any:
+    """The web test hall with a supervisor console, desk-1, beside the desk's users."""
+    cfg = web_hall(url, state)
+    security = cfg.security.model_copy(update={"supervisor_clients": ["desk-1"]})
+    return cfg.model_copy(update={"security": security})
+
+
+@pytest.mark.broker
+async def test_a_console_s_commands_are_in_the_desk_s_audit_log(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Who cancelled A001? A console's commands over MQTT are in the event log; the desk's
+    audit log, where a supervisor looks, has them too (role console, from mqtt), refused
+    ones included, and the desk's answer says when it has something new to read."""
+    cfg = console_hall(mosquitto.url, str(tmp_path / "state"))
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url),
+        coordinated_device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        coordinated_device(cfg, "supervisor", "desk-1", tmp_path) as console,
+        aiohttp.ClientSession() as http,
+    ):
+        await dispenser.wait_connected(10)
+        await console.wait_connected(10)
+        auth = await supervisor_auth(http, url)
+
+        async def get(path: str) -> Any:
+            async with http.get(f"{url}/api/supervisor/{path}", headers=auth) as r:
+                assert r.status == 200
+                return await r.json()
+
+        before = (await get("desk"))["audit_last"]
+        assert (await dispenser.request(T.req("pi-d1"), issue(), timeout=10)).ok
+        topic = T.cmd("supervisor", "desk-1")
+        cancel = m.TicketAction(window=1, action="cancel", ticket="A001")
+        assert (await console.request(topic, cancel, timeout=10)).ok
+        again = m.TicketAction(window=1, action="cancel", ticket="A001")
+        refused = await console.request(topic, again, timeout=10)
+        assert refused.error is not None
+        assert (await get("desk"))["audit_last"] == before + 2
+        entries = await get("audit")
+        keys = ("user", "role", "action", "action_zh", "target", "ok", "result", "detail")
+        mine = [[e[k] for k in keys] for e in entries if e["client"] == "mqtt"]
+        who = ["desk-1", "console", "cancel", "取消号", "window 1"]
+        assert mine == [
+            [*who, False, refused.error.code, {"ticket": "A001"}],
+            [*who, True, None, {"ticket": "A001"}],
+        ]
+
+
 @pytest.mark.broker
 async def test_a_console_acting_faster_than_a_person_is_named_with_an_offer_to_suspend(
     mosquitto: Mosquitto, tmp_path: Path

@@ -857,3 +857,29 @@ async def test_the_desk_finishes_the_ticket_at_a_counter_whose_pad_cannot(
             assert c.engine.by_number["A001"].state == "done"
             await desk.wait_for_selector('#audit tr[data-action="finish"]')
             await shots.take(desk, "desk-finished")
+
+
+async def test_a_console_s_command_shows_in_the_open_desk_s_audit_log(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A supervisor watching the desk sees a console's command over MQTT arrive in the
+    audit log as it happens, without reloading."""
+    from .test_suspension import console_hall
+
+    async_playwright = _playwright()
+    cfg = console_hall(mosquitto.url, str(tmp_path / "state"))
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url),
+        device(cfg, "supervisor", "desk-1", tmp_path) as console,
+    ):
+        await console.wait_connected(10)
+        async with supervisor_desk(async_playwright, url) as desk:
+            await desk.wait_for_selector('#audit tr[data-action="login"]')
+            pause = m.WindowAction(window=2, action="pause")
+            assert (await console.request(T.cmd("supervisor", "desk-1"), pause, timeout=10)).ok
+            row = desk.locator('#audit tr[data-action="pause"]')
+            await row.wait_for()
+            said = await row.inner_text()
+            assert "desk-1 (console)" in said, said
+            assert "2号窗口" in said
+            assert "mqtt" in said

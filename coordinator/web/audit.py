@@ -1,7 +1,10 @@
 """The audit log of the supervisor desk: who did what, when, from which address.
 
 Every login (and refused login), logout and supervisor action lands here, in its own
-SQLite file next to the event log, committed before the answer goes out. The event log
+SQLite file next to the event log, committed before the answer goes out. A supervisor
+console's commands over MQTT land here too (role ``console``, from ``mqtt``), without a
+sync of their own: the event log has them durably already, and a console's password in
+other hands must not buy an fsync on the event loop per command it sends. The event log
 already says *what* changed the queue (``supervisor/<user>`` as source); this says who
 was behind the desk, from where, including attempts the engine refused or the desk
 denied. Times are wall-clock (the hall clock of the demo runs faster). Texts are
@@ -72,6 +75,8 @@ class AuditLog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._quick = sqlite3.connect(path, isolation_level=None)  # (see the module's doc)
+        self._quick.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("DELETE FROM audit WHERE at < ?", (clock() - retention_days * 86400,))
 
     def record(
@@ -85,9 +90,10 @@ class AuditLog:
         result: str | None = None,
         detail: dict[str, Any] | None = None,
         client: str | None = None,
+        synced: bool = True,
     ) -> int:
         text = None if detail is None else json.dumps(detail, ensure_ascii=False, sort_keys=True)
-        cur = self._db.execute(
+        cur = (self._db if synced else self._quick).execute(
             "INSERT INTO audit (at, user, role, action, target, ok, result, detail, client)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -143,5 +149,10 @@ class AuditLog:
             for r in rows
         ]
 
+    def last_id(self) -> int:
+        """The newest entry's id: the desk reads the log again when it changes."""
+        return int(self._db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
+
     def close(self) -> None:
+        self._quick.close()
         self._db.close()

@@ -77,6 +77,19 @@ AUDIT_ZH = {
     "device": "设备操作",
     "suspend_device": "停用设备",
     "resume_device": "恢复设备",
+    # a supervisor console's commands over MQTT (role "console")
+    "call": "叫号",
+    "recall": "重呼",
+    "skip": "过号",
+    "start": "开始办理",
+    "park": "挂起",
+    "emergency": "紧急呼叫",
+    "call_ticket": "指定叫号",
+    "reinstate": "恢复排队",
+    "unpark": "取消挂起",
+    "cancel": "取消号",
+    "transfer": "转移",
+    "rate": "评价",
 }
 DONE_ZH = {
     "open": "已开窗",

@@ -56,6 +56,8 @@ class HallService(Protocol):
     def forecast(self) -> Any: ...  # coordinator.forecast.Forecast, or None: no history yet
 
     web: Any  # the running WebServer, set by start_web
+    # the desk's audit of a console's command over MQTT: (client, command, its record)
+    on_console: Callable[[str, Any, dict[str, Any]], None] | None
 
     def board_state(self, rev: int) -> m.BoardState: ...
 

@@ -278,8 +278,9 @@ class AuditEntry(_Out):
     user: str
     role: str | None
     action: str = Field(
-        description="login, logout, denied, open, close, pause, resume, set_skills, invite,"
-        " invite_declined, ack, advice_apply, advice_dismiss, advice_restore"
+        description="login, logout, denied, open, close, pause, resume, set_skills, finish,"
+        " invite, invite_declined, ack, advice_apply, advice_dismiss, advice_restore,"
+        " suspend_device, resume_device; a console's (role console): its window action"
     )
     action_zh: str = Field(description="the action as the desk names it")
     target: str | None
@@ -462,6 +463,7 @@ class Desk(_Out):
     alerts: list[DeskAlert]
     advice: list[AdviceView]
     void_minutes: int = Field(description="how far back a suspension offers to void tickets")
+    audit_last: int = Field(default=0, description="the audit log's newest id (it changed: read)")
 
 
 class QuietSlot(_Out):

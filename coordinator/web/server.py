@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import io
 import ipaddress
 import logging
@@ -766,7 +767,31 @@ async def supervisor_impact(request: web.Request) -> web.Response:
 
 async def supervisor_desk(request: web.Request) -> web.Response:
     c, app = _c(request), request.app
-    return _json(views.desk_json(c, app[ALERTS], app[ADVICE], app[FIGURES]))
+    view = views.desk_json(c, app[ALERTS], app[ADVICE], app[FIGURES])
+    return _json({**view, "audit_last": app[AUDIT].last_id()})
+
+
+def _audit_console(audit: AuditLog, client: str, command: Any, record: dict[str, Any]) -> None:
+    """A supervisor console's command over MQTT, kept in the event log: in the desk's audit
+    log too, where the desk's own actions are (whose hands a console's password is in is
+    a question asked there)."""
+    detail = {
+        key: value
+        for key in ("ticket", "to_service", "to_window", "skills")
+        if (value := getattr(command, key, None)) is not None
+    }
+    ok = bool(record["ok"])
+    audit.record(
+        client,
+        command.action,
+        role="console",
+        target=f"window {command.window}",
+        ok=ok,
+        result=None if ok else record["error"]["code"],
+        detail=detail or None,
+        client="mqtt",
+        synced=False,
+    )
 
 
 async def supervisor_ack(request: web.Request) -> web.Response:
@@ -1158,9 +1183,11 @@ def make_app(coordinator: HallService) -> web.Application:
         on_ready=lambda day: hub.notify({"type": "figures", "day": day.isoformat()}),
     )
     coordinator.add_listener(hub.notify)
+    coordinator.on_console = functools.partial(_audit_console, app[AUDIT])
 
     async def on_shutdown(app: web.Application) -> None:
         coordinator.remove_listener(hub.notify)
+        coordinator.on_console = None
         hub.shutdown()
 
     async def on_cleanup(app: web.Application) -> None:

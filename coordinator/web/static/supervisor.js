@@ -14,7 +14,7 @@
                   finish: "办结"};
   const DONE = {open: "已开窗", pause: "已暂停", resume: "已恢复", close: "已关窗",
                 set_skills: "业务已保存", finish: "已办结"};
-  let me = null, desk = null, names = {};
+  let me = null, desk = null, names = {}, auditSeen = null;
   const rows = new Map();        // window -> {tr, panel, mode, w}
   const serviceRows = new Map(); // code -> tr
   const sorts = {services: null, windows: null};  // {key, dir}
@@ -395,6 +395,7 @@
     text($("clock"), (desk.now || "").slice(11, 16));
     names = desk.service_names;
     showKpis(); showServices(); showDevices(); showAlerts(); showAdvice(); showWindows();
+    if (desk.audit_last !== auditSeen) audit();  // a console's command over MQTT, say
   }
 
   function target(t) {
@@ -412,7 +413,9 @@
   async function audit() {
     if (!me.may_act) return;
     try {
+      const newest = desk ? desk.audit_last : null;
       const entries = await hallq.getJSON("/api/supervisor/audit?limit=50");
+      auditSeen = newest;
       $("audit").replaceChildren(
         el("tr", {}, ...["时间", "用户", "操作", "对象", "结果", "来源地址"].map((t) => el("th", {}, t))),
         ...entries.map((a) => el("tr", {"data-action": a.action, "data-ok": String(a.ok)},
