@@ -526,7 +526,7 @@
       } catch (e) { const x = failed(e); if (x) $("invite-result").textContent = x.message; }
       slots(); bookings(); audit();
     };
-    slots(); bookings(); audit(); invitations(false);
+    slots(); bookings(); invitations(false);  // (the audit log: read by show())
     $("find-candidates").onclick = () => invitations(true);
     hallq.live(refresh, $("live"));
   }
