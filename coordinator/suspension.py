@@ -18,7 +18,7 @@ from pydantic import AwareDatetime, Field
 
 from coordinator.engine import Engine, Outcome, reject
 from hallq import messages as m
-from hallq.messages import TicketState
+from hallq.messages import TicketState, WindowStatus
 
 # the desk offers to void what a device issued in these last minutes, with its suspension
 VOID_MINUTES = 10
@@ -70,6 +70,10 @@ def apply(engine: Engine, devices: set[str], command: DeviceCommand, now: float)
         return reject("already_suspended", f"{client} 已停用")
     engine.suspended[client] = now
     outcome = Outcome(ok=True)
+    for n in pauses(engine, client):
+        paused = engine.apply(m.WindowAction(window=n, action="pause"), now, client)
+        outcome.windows |= paused.windows
+        outcome.services |= paused.services
     if command.void_since is None:
         return outcome
     since = command.void_since.timestamp()
@@ -80,6 +84,21 @@ def apply(engine: Engine, devices: set[str], command: DeviceCommand, now: float)
         outcome.events += voided.events
         outcome.services |= voided.services
     return outcome
+
+
+def pauses(engine: Engine, client: str) -> list[int]:
+    """The open windows suspending ``client`` pauses: a window agent's. Its pads cannot
+    call any more, and an open window that cannot call would count in every wait estimate
+    and on the boards as serving. Resuming the login leaves them paused: the window's own
+    恢复 key (or the desk) opens each when someone is there to call."""
+    agent = next((a for a in engine.cfg.agents if a.id == client), None)
+    if agent is None or agent.role != "window":
+        return []
+    return [
+        n
+        for n in engine.cfg.windows_for_agent(client)
+        if n in engine.windows and engine.windows[n].status is WindowStatus.OPEN
+    ]
 
 
 def voidable(engine: Engine, client: str, since: float) -> int:

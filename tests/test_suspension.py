@@ -145,6 +145,32 @@ def test_a_suspended_login_is_refused_until_resumed_and_its_flood_is_voided(
     assert q.engine.suspended == {"pi-d1": at(17)}
 
 
+def test_suspending_a_window_pi_pauses_its_open_windows_and_a_replay_does_alike(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    """Its pads cannot call any more: an open window of it would count in every wait
+    estimate as serving. Its closed windows stay closed; resuming it opens nothing (the
+    window's 恢复 key does, once someone is there)."""
+    path = tmp_path / "log.sqlite"
+    q = make_queue(path, core_cls)
+    close_2 = m.WindowAction(window=2, action="close")
+    assert q.submit("window", "window", "pi-w1", close_2, at(9)).record["ok"]
+    assert q.submit("device", "supervisor", "alice", device("suspend", "pi-w1"), at(9, 1)).record[
+        "ok"
+    ]
+    statuses = {n: w.status.value for n, w in q.engine.windows.items()}
+    assert statuses == {1: "paused", 2: "closed", 3: "open", 4: "open"}
+    assert q.submit("device", "supervisor", "alice", device("resume", "pi-w1"), at(9, 2)).record[
+        "ok"
+    ]
+    assert q.engine.windows[1].status.value == "paused"
+    replayed = peek_queue(path, core_cls)
+    replayed.recover()
+    assert {n: w.status.value for n, w in replayed.engine.windows.items()} == statuses
+    resume = m.WindowAction(window=1, action="resume")
+    assert q.submit("window", "window", "pi-w1", resume, at(9, 3)).record["ok"]
+
+
 def test_a_voided_flood_gives_back_the_daily_cap_and_is_not_counted_as_issued(
     tmp_path: Path, core_cls: type[Any]
 ) -> None:
@@ -390,13 +416,26 @@ async def test_the_desk_finishes_the_ticket_at_a_suspended_window_pi_s_counter(
             async with http.get(f"{url}/api/supervisor/desk", headers=auth) as r:
                 return next(w for w in (await r.json())["windows"] if w["window"] == 1)
 
-        assert (await post("devices/pi-w1", {"action": "suspend"}))[0] == 200
+        # what its own software never sends: a ticket request under the window Pi's login
+        await pad.publish(T.req("pi-w1"), issue())
+
+        async def offered() -> dict[str, Any]:
+            async with http.get(f"{url}/api/supervisor/desk", headers=auth) as r:
+                alerts = (await r.json())["alerts"]
+            return {a["suspend"]: a["pauses"] for a in alerts if a["kind"] == "command_refused"}
+
+        await until(lambda: any(a["kind"] == "command_refused" for a in alerts_json(c)), 10)
+        assert await offered() == {"pi-w1": [1, 2]}  # what the confirmation says it pauses
+        status, done = await post("devices/pi-w1", {"action": "suspend"})
+        # its pads cannot call any more: an open window would count in every estimate
+        assert (status, done["paused"]) == (200, [1, 2])
+        assert c.engine.windows[1].status == "paused"
         finish = m.Finish(window=1, action="finish")
         reply = await pad.request(T.cmd("window", "pi-w1"), finish, timeout=10)
         assert reply.error is not None
         assert reply.error.code == REFUSED
         seen = await window_1()
-        assert (seen["ticket"], seen["actions"]) == ("A001", ["finish", "pause", "close"])
+        assert (seen["ticket"], seen["actions"]) == ("A001", ["finish", "resume", "close"])
         status, said = await post("windows/1/impact", {"action": "close"})
         assert (status, said["blocked"]) == (200, True)
         status, said = await post("windows/1/impact", {"action": "finish"})
@@ -408,7 +447,7 @@ async def test_the_desk_finishes_the_ticket_at_a_suspended_window_pi_s_counter(
         assert (status, done["ok"]) == (200, True), done
         assert c.engine.by_number["A001"].state == TicketState.DONE
         seen = await window_1()
-        assert (seen["ticket"], seen["actions"]) == (None, ["pause", "close"])
+        assert (seen["ticket"], seen["actions"]) == (None, ["resume", "close"])
         status, again = await post("windows/1", {"action": "finish"})
         assert (status, again["error"]["code"]) == (409, "no_current_ticket")
         assert "1号窗口现在没有人在办理" in again["error"]["message"]

@@ -822,8 +822,9 @@ async def test_the_desk_suspends_a_flooding_dispenser_in_two_clicks_and_resumes_
 async def test_the_desk_finishes_the_ticket_at_a_counter_whose_pad_cannot(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    """A window with someone at it cannot be closed, and its pad may be suspended or
-    broken: the desk's 办结 says whom it ends, ends it, and then 关窗 is offered."""
+    """Window 1's Pi sends what its software never does: 停用 on the alert says its windows
+    will pause (its pads cannot call), and does. Someone is still at window 1's counter,
+    so it cannot be closed: the desk's 办结 says whom it ends, ends it, then 关窗 goes."""
     async_playwright = _playwright()
     shots = Shots()
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
@@ -838,8 +839,19 @@ async def test_the_desk_finishes_the_ticket_at_a_counter_whose_pad_cannot(
         assert (await dispenser.request(T.req("pi-d1"), issue, timeout=10)).ok
         call = m.WindowAction(window=1, action="call")
         assert (await pad.request(T.cmd("window", "pi-w1"), call, timeout=10)).ok
+        await pad.publish(T.req("pi-w1"), issue)  # a ticket request under its login
         async with supervisor_desk(async_playwright, url) as desk:
+            alert = desk.locator('#alerts li[data-kind="command_refused"]')
+            await alert.locator('button[data-suspend="pi-w1"]').click()
+            confirm = alert.locator('[data-confirm-suspend="pi-w1"]')
+            assert "1号、2号窗口将暂停" in await confirm.inner_text()
+            await shots.take(desk, "desk-suspend-window-pi")
+            await confirm.locator("button[data-suspend-go]").click()
+            await desk.wait_for_selector(
+                '#devices [data-device-note="pi-w1"]:has-text("1号、2号窗口已暂停")'
+            )
             row = 'tr[data-window="1"]'
+            await desk.wait_for_selector(f'{row} .status:has-text("暂停")')
             await desk.wait_for_selector(f'{row} .ticket:has-text("A001")')
             await desk.click(f'{row} button[data-action="close"]')
             blocked = desk.locator(f'{row} + tr.panel [data-confirm="close"]')

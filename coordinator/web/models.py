@@ -394,6 +394,9 @@ class DeviceProblem(_Out):
         description="a dispenser offered 停用: its waiting tickets of the last "
         "Desk.void_minutes, which suspending it may void",
     )
+    pauses: list[int] = Field(
+        default_factory=list, description="a window agent offered 停用: the open windows it pauses"
+    )
 
 
 class AdviceView(_Out):
@@ -444,6 +447,9 @@ class DeskAlert(_Out):
         default=None,
         description="that device a dispenser: its waiting tickets of the last "
         "Desk.void_minutes, which suspending it may void",
+    )
+    pauses: list[int] = Field(
+        default_factory=list, description="that device a window agent: the open windows it pauses"
     )
 
 
@@ -528,6 +534,7 @@ class DeviceRequest(_Out):
 
 class DeviceResult(CommandResult):
     voided: int = Field(default=0, description="tickets voided with the suspension")
+    paused: list[int] = Field(default_factory=list, description="windows paused with it")
 
 
 class ImpactRequest(_Out):

@@ -733,13 +733,17 @@ async def supervisor_device(request: web.Request) -> web.Response:
     done = await c.execute("device", "supervisor", user, command, reply=False)
     ok, error = bool(done.record["ok"]), done.record["error"]
     voided = len(done.outcome.events) if ok and done.outcome is not None else 0
+    paused = sorted(done.outcome.windows) if ok and done.outcome is not None else []
+    detail: dict[str, Any] = {"void_minutes": req.void_minutes, "voided": voided} if voided else {}
+    if paused:
+        detail["paused"] = paused
     _audit(
         request,
         f"{req.action}_device",
         target=target,
         ok=ok,
         result=None if ok else error["code"],
-        detail={"void_minutes": req.void_minutes, "voided": voided} if voided else None,
+        detail=detail or None,
     )
     log.warning(
         "supervisor %s: %s device %s -> %s%s",
@@ -749,7 +753,9 @@ async def supervisor_device(request: web.Request) -> web.Response:
         "ok" if ok else error["code"],
         f" ({voided} waiting ticket(s) voided)" if voided else "",
     )
-    result = api.DeviceResult(ok=ok, error=error, seq=done.seq, id=command.id, voided=voided)
+    result = api.DeviceResult(
+        ok=ok, error=error, seq=done.seq, id=command.id, voided=voided, paused=paused
+    )
     return web.json_response(result.model_dump(mode="json"), status=200 if ok else 409)
 
 

@@ -255,6 +255,7 @@ def _device_problems(c: HallService) -> list[api.DeviceProblem]:
                 since=hhmm(at, tz),
                 suspendable=suspendable and d.client in agents,
                 voids=_voids(c, d.client) if suspendable and d.role == "dispenser" else None,
+                pauses=suspension.pauses(c.engine, d.client) if suspendable else [],
             )
         )
 
@@ -348,6 +349,7 @@ def desk_alerts(c: HallService, book: AlertBook) -> list[api.DeskAlert]:
                 acked_at=hhmm(s.acked_at, tz),
                 suspend=named if named in agents else None,
                 voids=_voids(c, named) if named in agents and roles[named] == "dispenser" else None,
+                pauses=suspension.pauses(c.engine, named) if named in agents else [],
             )
         )
     return out

@@ -288,7 +288,7 @@
   // have issued anything), "burst" (ticked: the flood's tickets are nobody's)
   // count: the tickets it issued in the last desk.void_minutes that still wait (null: not
   // a dispenser); the box is drawn again on every live update, keeping the tick as set
-  function suspendBox(client, count) {
+  function suspendBox(client, count, pauses) {
     const minutes = desk.void_minutes;
     const voids = el("input", {type: "checkbox", "data-void": client,
                                onchange: () => { suspending.voids = voids.checked; }});
@@ -297,15 +297,17 @@
     return el("div", {class: "confirm", "data-confirm-suspend": client},
       el("strong", {class: "impact"}, `停用 ${client}? 此后它的一切请求都将被拒绝, 直到恢复。`),
       count !== null ? el("label", {}, voids, ` 同时作废它最近 ${minutes} 分钟取的、仍在等候的 ${count} 个号`) : "",
+      pauses.length ? el("p", {"data-pauses": pauses.join()},
+        `${pauses.map((n) => `${n}号`).join("、")}窗口将暂停 (它的叫号器不能再叫号); 恢复后在窗口按「恢复」键或在此开窗`) : "",
       el("div", {class: "panel-buttons"},
         el("button", {class: "danger", "data-suspend-go": client,
                       onclick: () => device(client, "suspend", count !== null && voids.checked ? minutes : 0)}, "确认停用"),
         el("button", {"data-suspend-cancel": client, onclick: close}, "取消")));
   }
   // burst: ticked at first (a flood's tickets are nobody's); otherwise offered unticked
-  function suspendButton(client, from, count, burst) {
+  function suspendButton(client, from, count, burst, pauses) {
     if (!me.may_act) return "";
-    if (suspending && suspending.client === client && suspending.from === from) return suspendBox(client, count);
+    if (suspending && suspending.client === client && suspending.from === from) return suspendBox(client, count, pauses || []);
     return el("button", {class: "danger", "data-suspend": client,
       onclick: () => { suspending = {client, from, voids: burst && count !== null}; showDevices(); showAlerts(); }}, "停用");
   }
@@ -314,7 +316,8 @@
     try {
       const r = await post(`/api/supervisor/devices/${encodeURIComponent(client)}`, {action, void_minutes: minutes || 0});
       deviceNote = {client, ok: true, text: action === "resume" ? `✓ 已恢复 ${client} ${hhmm()}` :
-        `✓ 已停用 ${client}${r.voided ? `, 作废 ${r.voided} 个号` : ""} ${hhmm()}`};
+        `✓ 已停用 ${client}${r.voided ? `, 作废 ${r.voided} 个号` : ""}` +
+        `${r.paused && r.paused.length ? `, ${r.paused.map((n) => `${n}号`).join("、")}窗口已暂停` : ""} ${hhmm()}`};
     } catch (e) {
       const f = failed(e);
       if (!f) return;
@@ -330,7 +333,7 @@
         {suspended: "停用", offline: "离线", paper_low: "纸将尽", paper_out: "缺纸", unhealthy: "异常"}[d.problem]), " ", d.text,
         d.since ? el("small", {class: "muted"}, ` ${d.since} 起`) : "", " ",
         d.problem === "suspended" && me.may_act ? el("button", {"data-resume": d.client, onclick: () => device(d.client, "resume")}, "恢复") :
-          d.suspendable ? suspendButton(d.client, "device", d.voids ?? null, false) : "")) :
+          d.suspendable ? suspendButton(d.client, "device", d.voids ?? null, false, d.pauses) : "")) :
       [el("li", {class: "muted"}, "全部设备在线, 打印纸充足")]));
   }
   function showAlerts() {
@@ -344,7 +347,7 @@
       el("small", {class: "muted"}, ` ${a.first === a.last ? a.last : `${a.first}–${a.last}`}`), " ",
       a.acked_by ? el("small", {class: "ackd"}, `✓ ${a.acked_by} ${a.acked_at} 已知悉`) :
         me.may_act ? el("button", {"data-ack": a.key, onclick: () => ack(a.key)}, "知悉") : "",
-      a.suspend ? " " : "", a.suspend ? suspendButton(a.suspend, a.key, a.voids ?? null, a.kind === "issue_burst") : "")) :
+      a.suspend ? " " : "", a.suspend ? suspendButton(a.suspend, a.key, a.voids ?? null, a.kind === "issue_burst", a.pauses) : "")) :
       [el("li", {class: "muted"}, "暂无告警")]));
   }
   async function ack(key) {
