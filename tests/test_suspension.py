@@ -171,6 +171,35 @@ def test_suspending_a_window_pi_pauses_its_open_windows_and_a_replay_does_alike(
     assert q.submit("window", "window", "pi-w1", resume, at(9, 3)).record["ok"]
 
 
+def test_the_desk_says_in_chinese_what_the_wire_s_english_alerts_mean(
+    tmp_path: Path, core_cls: type[Any]
+) -> None:
+    """A refused command's and a flood's alert carry the coordinator's English on the
+    wire (authz builds them); the supervisor reads them in Chinese, with the device's
+    configured role, and the code kept for the engineer."""
+    import types
+
+    from coordinator.web.views import _alert_text
+
+    q = make_queue(tmp_path / "log.sqlite", core_cls)
+    hall = types.SimpleNamespace(engine=q.engine, cfg=q.cfg)
+
+    def text(alert: m.AlertEvent) -> str:
+        return _alert_text(hall, alert.model_dump())
+
+    refusal = authz.Refusal("not_your_window", "pi-w1 may not act for window 3")
+    assert text(authz.refusal_alert("window", "pi-w1", refusal)) == (
+        "pi-w1 (窗口机) 发来别的窗口的指令, 已拒绝 (not_your_window): 它自己的软件不会这样发"
+    )
+    stranger = authz.Refusal("unknown_device", "pi-x is not an agent of hall test-hall")
+    assert text(authz.refusal_alert("dispenser", "pi-x", stranger)).startswith(
+        "pi-x (未登记) 发来本厅未登记设备的指令, 已拒绝 (unknown_device)"
+    )
+    assert text(authz.flood_alert("board", "pi-b1", 20.0)) == (
+        "pi-b1 (显示屏) 每秒发送超过 20 条消息, 多余的已丢弃"
+    )
+
+
 def test_a_voided_flood_gives_back_the_daily_cap_and_is_not_counted_as_issued(
     tmp_path: Path, core_cls: type[Any]
 ) -> None:
@@ -334,6 +363,11 @@ async def test_the_desk_suspends_a_flooding_dispenser_from_its_alert_and_voids_t
         # what the confirmation says suspending it would void (its last void_minutes)
         assert seen["void_minutes"] == 10
         assert offered == {"command_refused": ("pi-d1", 40), "issue_burst": ("pi-d1", 40)}
+        texts = {a["kind"]: a["text"] for a in seen["alerts"]}
+        assert texts["command_refused"] == (
+            "pi-d1 (取号机) 以窗口机身份发来不属于它角色的指令, 已拒绝 (wrong_role): "
+            "它自己的软件不会这样发"
+        )
 
         viewer = await login(http, url, "viewer", VIEWER_PASSWORD)
         path = f"{url}/api/supervisor/devices/pi-d1"

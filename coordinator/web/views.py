@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from typing import Any
 
 from coordinator import suspension
@@ -287,10 +288,41 @@ def _device_problems(c: HallService) -> list[api.DeviceProblem]:
     return sorted(out, key=lambda p: (order[p.problem], p.client))
 
 
+ROLE_ZH = {"dispenser": "取号机", "window": "窗口机", "board": "显示屏", "supervisor": "主管台"}
+# what a refused command was, as the supervisor reads it (coordinator.authz's codes)
+REFUSAL_ZH = {
+    "wrong_role": "不属于它角色的指令",
+    "not_your_window": "别的窗口的指令",
+    "not_a_pad_action": "叫号器不会发的主管操作",
+    "not_your_service": "不归它发号的业务",
+    "priority_not_allowed": "它无权发放的优先号",
+    "unknown_device": "本厅未登记设备的指令",
+    "not_a_supervisor": "未登记主管台的指令",
+    "retained_command": "保留(retained)指令",
+    "id_taken": "重复使用别人指令号的指令",
+}
+# the wire's English (coordinator.authz.refusal_alert, flood_alert): role, client, the rest
+_REFUSED = re.compile(r"(\w+) (\S+): (\w+): ")
+_FLOOD = re.compile(r"(\w+) (\S+) sends more than ([\d.]+) messages a second")
+
+
 def _alert_text(c: HallService, item: dict[str, Any]) -> str:
-    """The alert's message with names for the codes it carries."""
+    """The alert's message with names for the codes it carries, in Chinese where the wire
+    carries the coordinator's English (a refused command, a flood)."""
     names = {code: s.name for code, s in c.engine.services.items()}
     text = str(item.get("message", ""))
+    said = _REFUSED.match(text) if item.get("kind") == "command_refused" else None
+    if said is not None:
+        role, client, code = said.groups()
+        what = REFUSAL_ZH.get(code, "被拒绝的指令")
+        known = suspendable_roles(c).get(client)
+        who = f"{client} ({ROLE_ZH.get(known, known) if known else '未登记'})"
+        claimed = f"以{ROLE_ZH.get(role, role)}身份" if known and role != known else ""
+        return f"{who} {claimed}发来{what}, 已拒绝 ({code}): 它自己的软件不会这样发"
+    said = _FLOOD.match(text) if item.get("kind") == "client_flood" else None
+    if said is not None:
+        role, client, rate = said.groups()
+        return f"{client} ({ROLE_ZH.get(role, role)}) 每秒发送超过 {rate} 条消息, 多余的已丢弃"
     for code, name in names.items():
         text = text.replace(f"{code} ", f"{name} ")
     window = item.get("window")
