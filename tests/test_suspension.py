@@ -469,7 +469,7 @@ async def test_the_desk_finishes_the_ticket_at_a_suspended_window_pi_s_counter(
         assert reply.error is not None
         assert reply.error.code == REFUSED
         seen = await window_1()
-        assert (seen["ticket"], seen["actions"]) == ("A001", ["finish", "resume", "close"])
+        assert (seen["ticket"], seen["actions"]) == ("A001", ["resume", "close", "finish"])
         status, said = await post("windows/1/impact", {"action": "close"})
         assert (status, said["blocked"]) == (200, True)
         status, said = await post("windows/1/impact", {"action": "finish"})

@@ -457,7 +457,7 @@ def desk_json(
             "closed": ["open"],
         }[status]
         if w.current is not None:  # nothing else ends it if its pad cannot
-            actions = ["finish", *actions]
+            actions = [*actions, "finish"]
         windows.append(
             api.DeskWindow(
                 window=n,
