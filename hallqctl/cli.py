@@ -621,7 +621,7 @@ def sim_devices(config_file: Path, agent_id: str, sim_dir: Path) -> None:
     default=60.0,
     show_default=True,
     help="minutes after the hall opens when the demo's day begins (10:00 in the example "
-    "hall: its hour runs into the morning peak, whose waits average the seed's ~5 min)",
+    "hall: its hour runs into the morning peak of a filing-period day)",
 )
 def demo(
     config_file: Path | None,
