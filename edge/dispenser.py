@@ -280,7 +280,7 @@ class DispenserAgent:
                     )
                     result = await self._issue_offline(service, request)
                 else:
-                    result = await self._issue_online(reply)
+                    result = await self._issue_online(reply, request.priority)
             self.issued.append(result)
         if not result.online:
             if result.printed:
@@ -290,7 +290,9 @@ class DispenserAgent:
             self.deliver_replays()
         return result
 
-    async def _issue_online(self, reply: m.IssueReply) -> Issued:
+    async def _issue_online(self, reply: m.IssueReply, asked: m.Priority) -> Issued:
+        """Print the ticket the coordinator issued; a guide's key's class is printed as
+        asked (a green-channel service's own tickets need no badge: its name says so)."""
         if not reply.ok or reply.ticket is None:
             message = reply.error.message if reply.error else "无法取号"
             await self._print_notice(message)
@@ -303,7 +305,7 @@ class DispenserAgent:
             round(info.eta_min),
             info.issued_at,
             info.wait.zh(dash="-") if info.wait else None,
-            info.priority,
+            asked,
         )
         if not printed:
             void = m.VoidRequest(kind="void", number=info.number, reason="ticket not printed")

@@ -191,11 +191,15 @@ async def test_the_guide_s_keypad_issues_assisted_tickets_online_and_offline(
         )
         assert done.record["ok"]
         assert by_number["A002"].state is TicketState.CALLED  # ahead of A001
+        keypad_bus.press(keypad, 3)  # the green-channel service: its name says so, no badge
+        await printer.wait_for(lambda: len(printer.tickets) == 3, timeout=15)
+        assert "G001" in printer.tickets[2].text
+        assert "【" not in printer.tickets[2].text
 
         mosquitto.stop()
         keypad_bus.press(guide, 1)
-        await printer.wait_for(lambda: len(printer.tickets) == 3, timeout=30)
-        offline = printer.tickets[2].text
+        await printer.wait_for(lambda: len(printer.tickets) == 4, timeout=30)
+        offline = printer.tickets[3].text
         assert "【导税】" in offline
         found = re.search(r"A9\d\d", offline)
         assert found is not None, offline
