@@ -895,3 +895,40 @@ async def test_a_console_s_command_shows_in_the_open_desk_s_audit_log(
             assert "desk-1 (console)" in said, said
             assert "2号窗口" in said
             assert "mqtt" in said
+
+
+async def test_the_desk_suspends_a_login_no_alert_names_from_its_device_list(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """An engineer on the phone: pi-w1's password leaked. No alert names it, so the desk's
+    停用其他设备 list does: the choice holds through live updates, the confirmation says
+    which windows it pauses, and the device is then listed as suspended, with 恢复."""
+    async_playwright = _playwright()
+    shots = Shots()
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
+        await dispenser.wait_connected(10)
+        async with supervisor_desk(async_playwright, url) as desk:
+            picker = desk.locator("#login-picker select[data-pick-login]")
+            options = await picker.locator("option").all_inner_texts()
+            assert options == ["pi-b1 (显示屏)", "pi-d1 (取号机)", "pi-w1 (窗口机)"], options
+            await picker.select_option("pi-w1")
+            issue = m.IssueRequest(kind="issue", service="tax-filing")
+            assert (await dispenser.request(T.req("pi-d1"), issue, timeout=10)).ok
+            await desk.wait_for_selector(
+                '#services tr[data-service="tax-filing"] [data-col="waiting"]:has-text("1 人")'
+            )
+            assert await picker.input_value() == "pi-w1"  # a live update kept the choice
+            await desk.click('#login-picker button[data-suspend="pi-w1"]')
+            confirm = desk.locator('#login-picker [data-confirm-suspend="pi-w1"]')
+            assert "1号、2号窗口将暂停" in await confirm.inner_text()
+            await shots.take(desk, "desk-suspend-picked")
+            await confirm.locator("button[data-suspend-go]").click()
+            await desk.wait_for_selector(
+                '#devices li[data-problem="suspended"][data-client="pi-w1"] button[data-resume]'
+            )
+            assert "pi-w1" in c.engine.suspended
+            assert "pi-w1 (窗口机)" not in await picker.locator("option").all_inner_texts()

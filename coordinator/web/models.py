@@ -380,6 +380,21 @@ class KpiCompare(_Out):
     last_month: float | None = Field(description="the same weekday four weeks ago")
 
 
+class Login(_Out):
+    """A login the desk may suspend (an agent's or a console's), not suspended now."""
+
+    client: str
+    role: str
+    voids: int | None = Field(
+        default=None,
+        description="a dispenser: its waiting tickets of the last Desk.void_minutes, "
+        "which suspending it may void",
+    )
+    pauses: list[int] = Field(
+        default_factory=list, description="a window agent: the open windows it pauses"
+    )
+
+
 class DeviceProblem(_Out):
     client: str
     role: str
@@ -469,6 +484,10 @@ class Desk(_Out):
     alerts: list[DeskAlert]
     advice: list[AdviceView]
     void_minutes: int = Field(description="how far back a suspension offers to void tickets")
+    logins: list[Login] = Field(
+        default_factory=list,
+        description="every login the desk may suspend (停用其他设备), for one no alert names",
+    )
     audit_last: int = Field(default=0, description="the audit log's newest id (it changed: read)")
 
 

@@ -241,6 +241,23 @@ def suspendable_roles(c: HallService) -> dict[str, str]:
     return roles | {a.id: a.role for a in c.cfg.agents}
 
 
+def _logins(c: HallService) -> list[api.Login]:
+    """Every login a supervisor may suspend and has not: for the one an engineer names on
+    the phone, which no alert may name (its password leaked, the Pi stolen)."""
+    since = c.clock() - suspension.VOID_MINUTES * 60
+    recent = suspension.voidable_by_device(c.engine, since)
+    return [
+        api.Login(
+            client=client,
+            role=role,
+            voids=recent.get(client, 0) if role == "dispenser" else None,
+            pauses=suspension.pauses(c.engine, client),
+        )
+        for client, role in sorted(suspendable_roles(c).items())
+        if client not in c.engine.suspended
+    ]
+
+
 def _device_problems(c: HallService) -> list[api.DeviceProblem]:
     """Suspended devices, offline ones and printers short of paper, worst first."""
     tz = c.cfg.hall.tzinfo
@@ -528,4 +545,5 @@ def desk_json(
         alerts=desk_alerts(c, alerts),
         advice=[advice.view(engine, e, now) for e in reversed(advice.entries.values())],
         void_minutes=suspension.VOID_MINUTES,
+        logins=_logins(c),
     ).model_dump(mode="json")

@@ -14,7 +14,7 @@
                   finish: "办结"};
   const DONE = {open: "已开窗", pause: "已暂停", resume: "已恢复", close: "已关窗",
                 set_skills: "业务已保存", finish: "已办结"};
-  let me = null, desk = null, names = {}, auditSeen = null;
+  let me = null, desk = null, names = {}, auditSeen = null, picked = null;
   const rows = new Map();        // window -> {tr, panel, mode, w}
   const serviceRows = new Map(); // code -> tr
   const sorts = {services: null, windows: null};  // {key, dir}
@@ -335,6 +335,26 @@
         d.problem === "suspended" && me.may_act ? el("button", {"data-resume": d.client, onclick: () => device(d.client, "resume")}, "恢复") :
           d.suspendable ? suspendButton(d.client, "device", d.voids ?? null, false, d.pauses) : "")) :
       [el("li", {class: "muted"}, "全部设备在线, 打印纸充足")]));
+    showPicker();
+  }
+  // any login, for the one no alert names (an engineer on the phone: its password leaked).
+  // Redrawn only when what it shows changes: a live update must not close an open list.
+  const ROLE = {dispenser: "取号机", window: "窗口机", board: "显示屏", supervisor: "主管台"};
+  function showPicker() {
+    const box = $("login-picker");
+    const logins = me.may_act ? desk.logins : [];
+    if (!logins.some((l) => l.client === picked)) picked = logins.length ? logins[0].client : null;
+    const login = logins.find((l) => l.client === picked);
+    const open = suspending && suspending.from === "picker";
+    const key = JSON.stringify([logins.map((l) => l.client), picked, open && login, open && suspending.voids]);
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
+    if (!login) { box.replaceChildren(); return; }
+    const select = el("select", {"data-pick-login": "", onchange: () => { picked = select.value; suspending = null; showPicker(); }},
+      ...logins.map((l) => el("option", {value: l.client}, `${l.client} (${ROLE[l.role] || l.role})`)));
+    select.value = picked;
+    box.replaceChildren(el("span", {class: "muted"}, "停用其他设备: "), select, " ",
+      suspendButton(login.client, "picker", login.voids ?? null, false, login.pauses));
   }
   function showAlerts() {
     const open = desk.alerts.filter((a) => !a.acked_by).length;
