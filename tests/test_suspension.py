@@ -676,6 +676,10 @@ async def test_a_console_s_commands_are_in_the_desk_s_audit_log(
         assert refused.error is not None
         assert (await get("desk"))["audit_last"] == before + 2
         entries = await get("audit")
+        assert [e["client"] for e in await get("audit?console=1")] == ["mqtt", "mqtt"]
+        assert "mqtt" not in [e["client"] for e in await get("audit?console=0")]
+        async with http.get(f"{url}/api/supervisor/audit?console=2", headers=auth) as r:
+            assert r.status == 400
         keys = ("user", "role", "action", "action_zh", "target", "ok", "result", "detail")
         mine = [[e[k] for k in keys] for e in entries if e["client"] == "mqtt"]
         who = ["desk-1", "console", "cancel", "取消号", "window 1"]

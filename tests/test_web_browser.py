@@ -875,10 +875,12 @@ async def test_a_console_s_command_shows_in_the_open_desk_s_audit_log(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     """A supervisor watching the desk sees a console's command over MQTT arrive in the
-    audit log as it happens, without reloading."""
+    audit log as it happens, without reloading, in a table of its own: a script with a
+    console's password must not push the desk's own actions out of sight."""
     from .test_suspension import console_hall
 
     async_playwright = _playwright()
+    shots = Shots()
     cfg = console_hall(mosquitto.url, str(tmp_path / "state"))
     async with (
         web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url),
@@ -888,13 +890,17 @@ async def test_a_console_s_command_shows_in_the_open_desk_s_audit_log(
         async with supervisor_desk(async_playwright, url) as desk:
             await desk.wait_for_selector('#audit tr[data-action="login"]')
             pause = m.WindowAction(window=2, action="pause")
+            assert not await desk.is_visible("#console-audit-box")
             assert (await console.request(T.cmd("supervisor", "desk-1"), pause, timeout=10)).ok
-            row = desk.locator('#audit tr[data-action="pause"]')
+            row = desk.locator('#console-audit tr[data-action="pause"]')
             await row.wait_for()
             said = await row.inner_text()
             assert "desk-1 (console)" in said, said
             assert "2号窗口" in said
             assert "mqtt" in said
+            assert await desk.locator('#audit tr[data-action="login"]').count() == 1
+            assert await desk.locator('#audit tr[data-action="pause"]').count() == 0
+            await shots.take(desk, "desk-console-audit")
 
 
 async def test_the_desk_suspends_a_login_no_alert_names_from_its_device_list(

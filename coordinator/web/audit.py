@@ -110,14 +110,19 @@ class AuditLog:
         )
         return int(cur.lastrowid or 0)
 
-    def recent(self, limit: int = 100, before: int | None = None) -> list[dict[str, Any]]:
+    def recent(
+        self, limit: int = 100, before: int | None = None, console: bool | None = None
+    ) -> list[dict[str, Any]]:
         """Newest first; ``before`` (an id) pages further back. Any integer will do: ids
         are positive and far below 2**62, so one past either end is clamped to it (SQLite
-        refuses integers past 64 bits: `?before=2**63` was a 500, found by the HTTP fuzz)."""
+        refuses integers past 64 bits: `?before=2**63` was a 500, found by the HTTP fuzz).
+        ``console``: only a console's commands over MQTT (True), or all but those (False):
+        a script with a console's password must not push the desk's own out of sight."""
         bound = _NO_BOUND if before is None else max(-_NO_BOUND, min(before, _NO_BOUND))
+        which = {None: "", True: " AND role IS 'console'", False: " AND role IS NOT 'console'"}
         rows = self._db.execute(
             "SELECT id, at, user, role, action, target, ok, result, detail, client FROM audit"
-            " WHERE id < ? ORDER BY id DESC LIMIT ?",
+            f" WHERE id < ?{which[console]} ORDER BY id DESC LIMIT ?",
             (bound, limit),
         ).fetchall()
         return self._entries(rows)

@@ -418,6 +418,14 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                             required=False,
                             description="an entry id: page further back",
                         ),
+                        _param(
+                            "console",
+                            "query",
+                            {"type": "integer", "enum": [0, 1]},
+                            required=False,
+                            description="1: only the consoles' commands over MQTT (role "
+                            "console); 0: all but those (the desk's own)",
+                        ),
                     ],
                     "responses": {
                         **_ok("entries", {"type": "array", "items": _ref("AuditEntry")}),

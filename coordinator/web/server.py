@@ -624,12 +624,13 @@ async def audit_log(request: web.Request) -> web.Response:
     try:
         limit = min(500, max(1, int(request.query.get("limit", "100"))))
         before = int(request.query["before"]) if "before" in request.query else None
-    except ValueError:
-        return _error(400, "bad_query", "limit and before must be integers")
+        console = {None: None, "0": False, "1": True}[request.query.get("console")]
+    except (ValueError, KeyError):
+        return _error(400, "bad_query", "limit and before must be integers, console 0 or 1")
     return _json(
         [
             api.AuditEntry(**e, action_zh=AUDIT_ZH.get(e["action"], e["action"]))
-            for e in request.app[AUDIT].recent(limit, before)
+            for e in request.app[AUDIT].recent(limit, before, console)
         ]
     )
 

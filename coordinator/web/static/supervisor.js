@@ -437,18 +437,24 @@
     if (!me.may_act) return;
     try {
       const newest = desk ? desk.audit_last : null;
-      const entries = await hallq.getJSON("/api/supervisor/audit?limit=50");
+      // a console's commands apart: a script with its password must not push the desk's out
+      const [entries, consoles] = await Promise.all([
+        hallq.getJSON("/api/supervisor/audit?limit=50&console=0"),
+        hallq.getJSON("/api/supervisor/audit?limit=20&console=1")]);
       auditSeen = newest;
-      $("audit").replaceChildren(
+      const rows = (list) => [
         el("tr", {}, ...["时间", "用户", "操作", "对象", "结果", "来源地址"].map((t) => el("th", {}, t))),
-        ...entries.map((a) => el("tr", {"data-action": a.action, "data-ok": String(a.ok)},
+        ...list.map((a) => el("tr", {"data-action": a.action, "data-ok": String(a.ok)},
           el("td", {class: "nowrap"}, new Date(a.at * 1000).toLocaleString("zh-CN", {hour12: false,
             month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit"})),
           el("td", {}, a.user + (a.role ? ` (${a.role})` : "")),
           el("td", {}, a.action_zh), el("td", {}, target(a.target)),
           el("td", {}, el("span", {class: "pill " + (a.ok ? "ok" : "critical")},
                           a.ok ? "成功" : (a.result || "失败"))),
-          el("td", {}, a.client || ""))));
+          el("td", {}, a.client || "")))];
+      $("audit").replaceChildren(...rows(entries));
+      $("console-audit").replaceChildren(...rows(consoles));
+      $("console-audit-box").hidden = !consoles.length;
     } catch (e) { failed(e); }
   }
 
