@@ -433,8 +433,10 @@
     if (x) return `建议 ${x[1]}: ${names[x[2]] || x[2]}`;
     return t;
   }
+  let auditing = false;  // one read at a time: the desk refreshes twice a second
   async function audit() {
-    if (!me.may_act) return;
+    if (!me.may_act || auditing) return;
+    auditing = true;
     try {
       const newest = desk ? desk.audit_last : null;
       // a console's commands apart: a script with its password must not push the desk's out
@@ -455,7 +457,7 @@
       $("audit").replaceChildren(...rows(entries));
       $("console-audit").replaceChildren(...rows(consoles));
       $("console-audit-box").hidden = !consoles.length;
-    } catch (e) { failed(e); }
+    } catch (e) { failed(e); } finally { auditing = false; }
   }
 
   // one desk fetch at a time, at most about two a second: changes arriving meanwhile are
