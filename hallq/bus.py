@@ -171,6 +171,24 @@ class Handed:
             raise NotConnected(f"{self.left} message(s) not acknowledged by the broker")
 
 
+def _settled(gone: asyncio.Future[None]) -> None:
+    """A client's disconnect marked seen now or whenever it comes: the session logs the
+    loss from the error that ends the connection, and awaits the future where it needs to
+    (awaiting it still raises). Unseen, asyncio logs "Future exception was never
+    retrieved" at some later garbage collection, an ERROR in whatever runs then (a
+    connection taken over by a clone; a loss between the CONNACK and the end of aiomqtt's
+    ``__aenter__``, which replaces the future with a fresh one)."""
+
+    def seen(future: asyncio.Future[None]) -> None:
+        if not future.cancelled():
+            future.exception()
+
+    if gone.done():
+        seen(gone)
+    else:
+        gone.add_done_callback(seen)
+
+
 def _expiry_left(message: Any) -> int | None:  # aiomqtt's or paho's message
     left = getattr(message.properties, "MessageExpiryInterval", None)
     return left if isinstance(left, int) else None
@@ -723,6 +741,7 @@ class Session:
             )
         self._rev_counter = 0
         client = self._make_client(protocol)
+        _settled(client._disconnected)  # aiomqtt drops it unseen if the loss comes mid-connect
         close_socket = socket_closer(client)
         self.attempts += 1
         try:
@@ -751,6 +770,7 @@ class Session:
             return exc
         finally:
             close_socket()
+            _settled(client._disconnected)
             self._on_disconnect()
         return None
 
