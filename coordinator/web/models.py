@@ -380,22 +380,27 @@ class KpiCompare(_Out):
     last_month: float | None = Field(description="the same weekday four weeks ago")
 
 
-class Login(_Out):
-    """A login the desk may suspend (an agent's or a console's), not suspended now."""
+class SuspendOffer(_Out):
+    """What suspending a login the desk offers 停用 for would do, as its confirmation says."""
 
-    client: str
-    role: str
     voids: int | None = Field(
         default=None,
         description="a dispenser: its waiting tickets of the last Desk.void_minutes, "
         "which suspending it may void",
     )
     pauses: list[int] = Field(
-        default_factory=list, description="a window agent: the open windows it pauses"
+        default_factory=list, description="a window agent: the open windows suspending it pauses"
     )
 
 
-class DeviceProblem(_Out):
+class Login(SuspendOffer):
+    """A login the desk may suspend (an agent's or a console's), not suspended now."""
+
+    client: str
+    role: str
+
+
+class DeviceProblem(SuspendOffer):
     client: str
     role: str
     problem: Literal["suspended", "offline", "paper_low", "paper_out", "unhealthy"]
@@ -403,14 +408,6 @@ class DeviceProblem(_Out):
     since: str | None = None
     suspendable: bool = Field(
         default=False, description="its login may be in the wrong hands: the desk offers 停用"
-    )
-    voids: int | None = Field(
-        default=None,
-        description="a dispenser offered 停用: its waiting tickets of the last "
-        "Desk.void_minutes, which suspending it may void",
-    )
-    pauses: list[int] = Field(
-        default_factory=list, description="a window agent offered 停用: the open windows it pauses"
     )
 
 
@@ -441,7 +438,7 @@ class AdviceView(_Out):
     text: str
 
 
-class DeskAlert(_Out):
+class DeskAlert(SuspendOffer):
     key: str
     severity: Literal["info", "warning", "critical"]
     severity_zh: str
@@ -457,14 +454,6 @@ class DeskAlert(_Out):
         default=None,
         description="the device this alert names, whose login the desk offers to suspend "
         "(a flood of tickets, its id in use twice); none once it is suspended",
-    )
-    voids: int | None = Field(
-        default=None,
-        description="that device a dispenser: its waiting tickets of the last "
-        "Desk.void_minutes, which suspending it may void",
-    )
-    pauses: list[int] = Field(
-        default_factory=list, description="that device a window agent: the open windows it pauses"
     )
 
 

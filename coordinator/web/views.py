@@ -229,9 +229,21 @@ def nearby_json(c: HallService, code: str, number: str | None) -> dict[str, Any]
 PAPER = {"paper_near_end": "paper_low", "paper_out": "paper_out"}
 
 
-def _voids(c: HallService, client: str) -> int:
-    since = c.clock() - suspension.VOID_MINUTES * 60
-    return suspension.voidable(c.engine, client, since)
+def _offer(
+    c: HallService, client: str, role: str, recent: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """api.SuspendOffer's fields for ``client``: the tickets of a dispenser's last
+    VOID_MINUTES suspending it may void (``recent``: counted for every device at once), and
+    the windows of a window agent it pauses."""
+    voids = None
+    if role == "dispenser":
+        since = c.clock() - suspension.VOID_MINUTES * 60
+        voids = (
+            recent.get(client, 0)
+            if recent is not None
+            else suspension.voidable(c.engine, client, since)
+        )
+    return {"voids": voids, "pauses": suspension.pauses(c.engine, client)}
 
 
 def suspendable_roles(c: HallService) -> dict[str, str]:
@@ -247,12 +259,7 @@ def _logins(c: HallService) -> list[api.Login]:
     since = c.clock() - suspension.VOID_MINUTES * 60
     recent = suspension.voidable_by_device(c.engine, since)
     return [
-        api.Login(
-            client=client,
-            role=role,
-            voids=recent.get(client, 0) if role == "dispenser" else None,
-            pauses=suspension.pauses(c.engine, client),
-        )
+        api.Login(client=client, role=role, **_offer(c, client, role, recent))
         for client, role in sorted(suspendable_roles(c).items())
         if client not in c.engine.suspended
     ]
@@ -272,8 +279,7 @@ def _device_problems(c: HallService) -> list[api.DeviceProblem]:
                 text=f"{d.client} {text}",
                 since=hhmm(at, tz),
                 suspendable=suspendable and d.client in agents,
-                voids=_voids(c, d.client) if suspendable and d.role == "dispenser" else None,
-                pauses=suspension.pauses(c.engine, d.client) if suspendable else [],
+                **(_offer(c, d.client, d.role) if suspendable else {}),
             )
         )
 
@@ -397,8 +403,7 @@ def desk_alerts(c: HallService, book: AlertBook) -> list[api.DeskAlert]:
                 acked_by=s.acked_by,
                 acked_at=hhmm(s.acked_at, tz),
                 suspend=named if named in agents else None,
-                voids=_voids(c, named) if named in agents and roles[named] == "dispenser" else None,
-                pauses=suspension.pauses(c.engine, named) if named in agents else [],
+                **(_offer(c, named, roles[named]) if named in agents else {}),
             )
         )
     return out
