@@ -431,9 +431,15 @@ def _save_user(
     except TopicError as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from None
     path, defined, where, cfg = target
-    taken = cfg.device_login(name) if cfg is not None and not must_exist else None
-    if taken is not None:
-        raise click.BadParameter(f"{name!r} {taken}; choose another name", param_hint="NAME")
+    taken = cfg.device_login(name) if cfg is not None else None
+    if taken is not None:  # such a user is not loaded (Directory): a new password is no use
+        then = (
+            f"the desk ignores this user: `hallq user remove {name}`, then add them under "
+            "another name"
+            if must_exist
+            else "choose another name"
+        )
+        raise click.BadParameter(f"{name!r} {taken}; {then}", param_hint="NAME")
     if any(u.name == name for u in defined):
         raise click.UsageError(
             f"user {name!r} is defined in {where} ([[web.users]]); change it there"

@@ -634,6 +634,15 @@ def test_no_desk_user_is_named_like_a_login_a_supervisor_can_suspend(
     directory = Directory(load_config(hall_file, environ={}))
     assert [u.name for u in directory.all()] == ["wang"]
     assert "user 'desk-1' is also a supervisor console's client id" in caplog.text
+    before = users_file.read_bytes()
+    passwd = ["user", "passwd", "desk-1", "--password-stdin", "--config", str(hall_file)]
+    renewed = CliRunner().invoke(cli, passwd, input="another long password\n")
+    assert renewed.exit_code != 0
+    assert "the desk ignores this user: `hallq user remove desk-1`" in renewed.output
+    assert users_file.read_bytes() == before
+    removed = CliRunner().invoke(cli, ["user", "remove", "desk-1", "--config", str(hall_file)])
+    assert removed.exit_code == 0, removed.output
+    assert [u.name for u in Directory(load_config(hall_file, environ={})).all()] == ["wang"]
 
 
 def console_hall(url: str, state: str) -> Any:
