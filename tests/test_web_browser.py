@@ -903,6 +903,52 @@ async def test_a_console_s_command_shows_in_the_open_desk_s_audit_log(
             await shots.take(desk, "desk-console-audit")
 
 
+async def test_a_supervisor_pages_back_through_a_busy_morning_s_audit_log(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Who paused window 2 first thing? The desk shows the newest 50 entries; 更早的记录
+    shows the older ones, and a live update keeps them shown (it does not fold the table
+    back to 50 while the supervisor reads)."""
+    import aiohttp
+
+    from .test_web_helpers import supervisor_auth
+
+    async_playwright = _playwright()
+    shots = Shots()
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url),
+        aiohttp.ClientSession() as http,
+    ):
+        auth = await supervisor_auth(http, url)  # one login entry
+
+        async def act(action: str) -> None:
+            async with http.post(
+                f"{url}/api/supervisor/windows/2", headers=auth, json={"action": action}
+            ) as r:
+                assert r.status == 200, await r.text()
+
+        for _ in range(30):  # 60 entries, the first a pause
+            await act("pause")
+            await act("resume")
+        async with supervisor_desk(async_playwright, url) as desk:  # and the desk's login
+            rows = desk.locator("#audit tr[data-action]")
+            await desk.wait_for_selector('#audit tr[data-action="login"]')
+            assert await rows.count() == 50
+            assert await desk.is_visible("#audit-more")
+            await desk.click("#audit-more")
+            rows_are = "(n) => document.querySelectorAll('#audit tr[data-action]').length === n"
+            await desk.wait_for_function(rows_are, arg=62)
+            assert not await desk.is_visible("#audit-more")
+            assert not await desk.is_visible("#audit-end")
+            assert await rows.last.get_attribute("data-action") == "login"  # the script's
+            assert await rows.nth(60).get_attribute("data-action") == "pause"
+            await act("pause")  # a live update: the table keeps its depth
+            await desk.wait_for_function(rows_are, arg=63)
+            assert await rows.first.get_attribute("data-action") == "pause"
+            await shots.take(desk, "desk-audit-older")
+
+
 async def test_the_desk_suspends_a_login_no_alert_names_from_its_device_list(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:

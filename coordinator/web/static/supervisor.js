@@ -433,16 +433,21 @@
     if (x) return `建议 ${x[1]}: ${names[x[2]] || x[2]}`;
     return t;
   }
-  let auditing = false;  // one read at a time: the desk refreshes twice a second
+  // each table shows its newest rows, more on request up to what one read gives (the API's
+  // 500): older ones are in the day report. A refresh keeps the depth the supervisor chose.
+  const AUDIT_MAX = 500;
+  const auditTables = {audit: {query: "console=0", page: 50}, "console-audit": {query: "console=1", page: 20}};
+  for (const t of Object.values(auditTables)) t.want = t.page;
+  let auditing = false, auditAgain = false;  // one read at a time: the desk refreshes twice a second
   async function audit() {
-    if (!me.may_act || auditing) return;
+    if (!me.may_act) return;
+    if (auditing) { auditAgain = true; return; }
     auditing = true;
     try {
       const newest = desk ? desk.audit_last : null;
       // a console's commands apart: a script with its password must not push the desk's out
-      const [entries, consoles] = await Promise.all([
-        hallq.getJSON("/api/supervisor/audit?limit=50&console=0"),
-        hallq.getJSON("/api/supervisor/audit?limit=20&console=1")]);
+      const [entries, consoles] = await Promise.all(Object.values(auditTables).map((t) =>
+        hallq.getJSON(`/api/supervisor/audit?limit=${t.want}&${t.query}`)));
       auditSeen = newest;
       const rows = (list) => [
         el("tr", {}, ...["时间", "用户", "操作", "对象", "结果", "来源地址"].map((t) => el("th", {}, t))),
@@ -454,10 +459,21 @@
           el("td", {}, el("span", {class: "pill " + (a.ok ? "ok" : "critical")},
                           a.ok ? "成功" : (a.result || "失败"))),
           el("td", {}, a.client || "")))];
-      $("audit").replaceChildren(...rows(entries));
-      $("console-audit").replaceChildren(...rows(consoles));
+      for (const [id, list] of [["audit", entries], ["console-audit", consoles]]) {
+        const full = list.length >= auditTables[id].want;  // there may be older ones
+        $(id).replaceChildren(...rows(list));
+        $(id + "-more").hidden = !full || auditTables[id].want >= AUDIT_MAX;
+        $(id + "-end").hidden = !full || auditTables[id].want < AUDIT_MAX;
+      }
       $("console-audit-box").hidden = !consoles.length;
     } catch (e) { failed(e); } finally { auditing = false; }
+    if (auditAgain) { auditAgain = false; audit(); }
+  }
+  for (const [id, t] of Object.entries(auditTables)) {
+    $(id + "-more").addEventListener("click", () => {
+      t.want = Math.min(AUDIT_MAX, t.want + t.page * 2);
+      audit();
+    });
   }
 
   // one desk fetch at a time, at most about two a second: changes arriving meanwhile are
