@@ -159,8 +159,14 @@ class Client:
         return int(self.acks[info.mid].value)
 
     def close(self) -> None:
+        """Also unhooks our callbacks: bound methods make a cycle of this and paho's
+        client, and the collector finalizes a cycle in no set order, so paho's wake-up
+        sockets could be finalized before paho closed them (a ResourceWarning, an error
+        here, in whichever test is running then). Without the cycle paho's client is
+        freed as the test drops it, closing them first."""
         self.c.disconnect()
         self.c.loop_stop()
+        self.c.on_connect = self.c.on_publish = self.c.on_message = None
 
 
 @dataclass
