@@ -193,6 +193,7 @@ class Engine:
         # ticket ahead of the queue (a code scanned again, by its holder or a login in other
         # hands, is refused unless that ticket was voided)
         self.checked_in: dict[str, Ticket] = {}
+        self.called_last: dict[str, float] = {}  # service -> its last ticket's call
         self.seq = 0
         self._heaps: dict[str, list[tuple[float, int, int]]] = {}
         self._heaps_for: list[Ticket] | None = None  # the ticket list they index
@@ -663,11 +664,24 @@ class Engine:
         t = self.oldest_waiting(service)
         return 0.0 if t is None else max(0.0, now - t.issued_at) / 60.0
 
+    def stalled_min(self, service: str, now: float) -> float:
+        """How long ``service``'s queue has stood still with someone in it: since its last
+        call, or its oldest ticket's issue if later (0 when none waits). Windows that call
+        nobody (staff away, a pad broken) are no part of any estimate, and this shows
+        them: a ticket issued now waits at least as long again. The oldest ticket's own
+        wait would not do: after a stall, or for a ticket transferred in with its first
+        issue time, it is history, while the queue moves at the pace estimated."""
+        t = self.oldest_waiting(service)
+        if t is None:
+            return 0.0
+        since = max(t.issued_at, self.called_last.get(service, t.issued_at))
+        return max(0.0, now - since) / 60.0
+
     def eta_range(self, t: Ticket | None, service: str, now: float) -> m.WaitRange:
         """The wait shown for ``t`` (or for a ticket of ``service`` issued now): the wait
         estimator's when one is attached, else the queueing estimate widened by its
-        typical error. A ticket issued now never reads less than the longest-waiting
-        ticket of its queue has already waited."""
+        typical error. A ticket issued now never reads less than its queue has stood
+        still (``stalled_min``)."""
         if self.estimator is not None:
             est: m.WaitRange | None = self.estimator.estimate(self, t, service, now)
             if est is not None:
@@ -676,7 +690,7 @@ class Engine:
             ahead = self.core.waiting(self.service_idx[service])
         else:
             ahead = self.core.position(t.idx, now) if self.core.queued(t.idx) else 0
-        floor = self.oldest_wait_min(service, now) if t is None else 0.0
+        floor = self.stalled_min(service, now) if t is None else 0.0
         return widened(self.eta_min(service, ahead), basis="queueing", floor_min=floor)
 
     def ticket_info(self, t: Ticket, now: float) -> m.TicketInfo:
@@ -756,6 +770,7 @@ class Engine:
         t.window = win.number
         t.directed = None
         t.called_at = now
+        self.called_last[t.service] = now
         t.started_at = None  # a transferred ticket's start belongs to its first window
         t.recalls = 0
         win.current = t

@@ -373,7 +373,7 @@ class WaitEstimator:
         snap = self.snapshot
         if snap is None or now - snap.at > 2 * HORIZON_S:
             return None
-        floor = engine.oldest_wait_min(service, now) if t is None else 0.0
+        floor = engine.stalled_min(service, now) if t is None else 0.0
         pred = snap.tickets.get(t.number) if t is not None else None
         if pred is not None:
             if pred.p50 < now:  # its predicted call has passed: nothing better known

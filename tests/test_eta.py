@@ -45,13 +45,40 @@ def test_a_window_serving_several_busy_services_counts_once_in_all(engine: Engin
     assert engine.eta_min("tax-filing", 3) == round(3 * 1.63 / 2.0, 1)
 
 
-def test_a_new_tickets_range_never_reads_below_the_oldest_tickets_wait(engine: Engine) -> None:
+def test_a_queue_that_stood_still_reads_at_least_that_long(engine: Engine) -> None:
+    """Nobody called for half an hour: the estimate, which assumes open windows call, is
+    not what the hall does, and a ticket issued now is told at least that long."""
     issue(engine, "tax-filing", now=at(9))
     queue = engine.queue_state("tax-filing", 1, at(9, 30))
     assert queue.wait is not None
     assert queue.wait.low_min >= 30.0
     assert queue.eta_min == queue.wait.p50_min >= 30.0
     assert queue.wait.zh().startswith("约 30–")
+
+
+def test_once_the_queue_moves_its_range_is_the_estimate_not_its_oldest_s_history(
+    engine: Engine,
+) -> None:
+    """Found on the desk of the demo: after windows were paused and resumed, the hall page
+    read "约 27–44 分钟" for a queue whose last ticket was told 0-2 minutes: its oldest
+    ticket's half hour, which is history once windows call again, was the queue's floor.
+    A ticket transferred in keeps its first issue time (its place), not a floor either."""
+    for _ in range(3):
+        issue(engine, "tax-filing", now=at(9))
+    moved = issue(engine, "invoice", now=at(8, 30)).ticket
+    assert moved is not None
+    assert act(engine, 3, "call", now=at(9, 30)).ok  # the queue moves again
+    assert act(engine, 2, "call", now=at(9, 30)).ok  # invoice's, then sent to tax-filing
+    assert act(engine, 2, "transfer", to_service="tax-filing", now=at(9, 30)).ok
+    assert engine.oldest_waiting("tax-filing") is engine.by_number[moved.number]
+    queue = engine.queue_state("tax-filing", 1, at(9, 30, 10))
+    assert queue.oldest_wait_s is not None
+    assert queue.oldest_wait_s >= 3600
+    assert queue.wait is not None
+    assert queue.wait.high_min < 10.0, queue.wait
+    later = engine.queue_state("tax-filing", 2, at(9, 50))  # and if nobody calls again...
+    assert later.wait is not None
+    assert later.wait.low_min >= 20.0
 
 
 def test_wait_range_reads_as_whole_minutes() -> None:
