@@ -296,6 +296,43 @@ async def test_hall_and_ticket_pages_follow_calls_live(
 
 @pytest.mark.timeout(180)
 @pytest.mark.xdist_group("demo")  # a whole simulated hall: in turn with the demo tests
+async def test_a_moved_ticket_s_page_lists_its_new_service_s_documents(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Found walking the demo: G198's page, moved to 社保费征缴, still listed the documents
+    of the service it was issued for. Moved to one that asks for none, it lists none."""
+    async_playwright = _playwright()
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+    ):
+        await dispenser.wait_connected(10)
+        await pad.wait_connected(10)
+        issued = m.IssueRequest(kind="issue", service="tax-filing")
+        number = str((await dispenser.request(T.req("pi-d1"), issued, timeout=10)).ticket.number)
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            try:
+                page = await browser.new_page(locale="zh-CN")
+                page.set_default_timeout(WAIT_MS)
+                await page.goto(f"{url}/t/test-hall/{number}")
+                await page.wait_for_selector("#materials li")
+                call = m.WindowAction(window=1, action="call")
+                assert (await pad.request(T.cmd("window", "pi-w1"), call, timeout=10)).ok
+                await page.wait_for_selector('#status[data-state="called"]')
+                clock.now += 60  # past the call's hold
+                moved = m.Transfer(window=1, action="transfer", to_service="invoice")
+                assert (await pad.request(T.cmd("window", "pi-w1"), moved, timeout=10)).ok
+                await page.wait_for_selector('#status[data-state="waiting"]')
+                await page.wait_for_selector("#materials-card", state="hidden")
+                assert await page.locator("#materials li").count() == 0
+            finally:
+                await browser.close()
+
+
 async def test_during_the_demo_a_new_call_reaches_the_hall_view_and_a_ticket_moves_up(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:

@@ -7,7 +7,7 @@
   const $ = (id) => document.getElementById(id);
   $("number").textContent = number;
   document.title = number + " 排队进度";
-  let materialsShown = false;
+  let materialsShown = null;  // the list drawn, so a refresh redraws it only when it changed
   let lastState = null;
   let audio = null;
 
@@ -84,11 +84,12 @@
     const finished = ["done", "cancelled", "voided"].includes(t.state);
     $("thanks-card").hidden = t.state !== "done";
     $("alert-on").hidden = finished || atWindow;
-    if (!materialsShown && t.materials.length && !finished) {
-      materialsShown = true;
-      for (const m of t.materials) $("materials").append(hallq.el("li", {}, m));
+    const materials = JSON.stringify(t.materials);  // a transfer brings its new service's
+    if (materials !== materialsShown) {
+      materialsShown = materials;
+      $("materials").replaceChildren(...t.materials.map((m) => hallq.el("li", {}, m)));
     }
-    $("materials-card").hidden = !materialsShown || finished;
+    $("materials-card").hidden = !t.materials.length || finished;
   }
 
   // quieter halls nearby, while this ticket still waits: on a change in the hall or the
