@@ -475,7 +475,10 @@ async def test_the_desk_finishes_the_ticket_at_a_suspended_window_pi_s_counter(
         status, said = await post("windows/1/impact", {"action": "finish"})
         assert (status, said["blocked"]) == (200, False)
         assert said["text"].startswith("结束 A001 (申报纳税) 的办理"), said
-        assert said["lines"] == ["A001 叫号已 0 分钟, 尚未开始办理"]
+        assert said["lines"] == [
+            "A001 叫号已 0 分钟, 尚未开始办理",
+            "办结后计为已办理; 纳税人未到请在窗口过号",
+        ]
 
         status, done = await post("windows/1", {"action": "finish"})
         assert (status, done["ok"]) == (200, True), done

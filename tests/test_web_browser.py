@@ -892,11 +892,14 @@ async def test_the_desk_finishes_the_ticket_at_a_counter_whose_pad_cannot(
             await desk.wait_for_selector(f'{row} .ticket:has-text("A001")')
             await desk.click(f'{row} button[data-action="close"]')
             blocked = desk.locator(f'{row} + tr.panel [data-confirm="close"]')
-            assert "办结或转移后才能关闭" in await blocked.inner_text()
+            said = await blocked.inner_text()  # called, never started: not "正在办理"
+            assert "1号窗口已叫号 A001 (尚未开始办理), 办结或转移后才能关闭" in said, said
             assert await blocked.locator("button[data-confirm-go]").count() == 0
             await blocked.locator("button[data-confirm-cancel]").click()
             await desk.click(f'{row} button[data-action="finish"]')
-            await desk.locator(f'{row} + tr.panel [data-confirm="finish"]').wait_for()
+            finish = desk.locator(f'{row} + tr.panel [data-confirm="finish"]')
+            await finish.wait_for()
+            assert "办结后计为已办理; 纳税人未到请在窗口过号" in await finish.inner_text()
             await shots.take(desk, "desk-finish-confirm")
             said = await desk_act_confirm(desk, 1, "finish")
             assert said.startswith("结束 A001 (申报纳税) 的办理"), said

@@ -162,6 +162,14 @@ def _fmt(minutes: float) -> str:
     return "无窗口办理" if not math.isfinite(minutes) else f"{minutes:.0f} 分钟"
 
 
+def _at_counter(t: Any) -> str:
+    """Who is at a window, as the desk says it: being served, or only called (the
+    taxpayer may not have come)."""
+    if t.started_at is not None:
+        return f"正在办理 {t.number}"
+    return f"已叫号 {t.number} (尚未开始办理)"
+
+
 def _finish_impact(engine: Engine, window: int, t: Any, now: float | None) -> api.Impact:
     """办结 from the desk: for a counter whose pad cannot (its login suspended, the pad
     broken, a clerk gone without pressing it). A window with someone at it cannot be
@@ -176,6 +184,7 @@ def _finish_impact(engine: Engine, window: int, t: Any, now: float | None) -> ap
     elif now is not None and t.called_at is not None:
         minutes = max(0.0, now - t.called_at) / 60
         lines.append(f"{t.number} 叫号已 {minutes:.0f} 分钟, 尚未开始办理")
+        lines.append("办结后计为已办理; 纳税人未到请在窗口过号")
     return api.Impact(
         window=window,
         action="finish",
@@ -213,7 +222,7 @@ def impact(
             return api.Impact(
                 window=window,
                 action=action,
-                text=f"{window}号窗口正在办理 {w.current.number}, 办结或转移后才能关闭",
+                text=f"{window}号窗口{_at_counter(w.current)}, 办结或转移后才能关闭",
                 lines=[],
                 blocked=True,
             )
@@ -234,7 +243,7 @@ def impact(
         if orphaned:
             text += f"; {'、'.join(orphaned)}将无窗口办理"
         if w.current is not None:
-            text += f"; 正在办理的 {w.current.number} 办完后才暂停"
+            text += f"; {_at_counter(w.current)}, 办完后才暂停"
     elif action in ("open", "resume"):
         gain = [] if is_open else list(w.skills)
         for c in gain:
