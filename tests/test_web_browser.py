@@ -149,6 +149,12 @@ async def test_hall_and_ticket_pages_follow_calls_live(
             browser.set_default_timeout(WAIT_MS)
             try:
                 hall = await browser.new_page()
+                errors: list[str] = []  # a CSP violation, say: the console is where it shows
+                hall.on(
+                    "console", lambda msg: errors.append(msg.text) if msg.type == "error" else 0
+                )
+                missing: list[str] = []
+                hall.on("response", lambda r: missing.append(r.url) if r.status == 404 else 0)
                 await hall.goto(url + "/")
                 await hall.wait_for_selector("#live.on")
                 await hall.wait_for_selector(f'#calls[data-first="{numbers[0]}"]')
@@ -156,6 +162,11 @@ async def test_hall_and_ticket_pages_follow_calls_live(
                     "() => [...document.querySelectorAll('.boards img')]"
                     ".every(i => i.complete && i.naturalWidth > 0)"
                 )
+                # too little history for a comfort index: no card with a broken image
+                assert c.forecast is None
+                await hall.wait_for_selector("#comfort", state="hidden")
+                assert missing == [f"{url}/api/comfort.png"], missing  # no /favicon.ico
+                assert not [e for e in errors if "Content Security Policy" in e], errors
                 await shots.take(hall, "hall-before")
                 # the public view: no staff matters, Chinese with English under it
                 text = await hall.locator("main").inner_text()

@@ -635,6 +635,11 @@ async def audit_log(request: web.Request) -> web.Response:
     )
 
 
+async def _no_icon(_request: web.Request) -> web.Response:
+    """Browsers ask every page's /favicon.ico: no content, rather than a 404 a log shows."""
+    return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
+
+
 def _refusal(status: int, code: str, message: str, command_id: str = "") -> web.Response:
     """A refused desk command: the machine-readable code, the message in Chinese."""
     body = api.CommandResult(
@@ -1241,6 +1246,7 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_get("/api/supervisor/devices", devices)
     r.add_get("/api/supervisor/alerts", alerts)
     r.add_get("/", _page("hall.html"))
+    r.add_get("/favicon.ico", _no_icon)
     r.add_get("/book", _page("book.html"))
     r.add_get("/supervisor", _page("supervisor.html"))
     r.add_get("/supervisor/hall", _page("internal.html"))

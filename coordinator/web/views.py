@@ -184,15 +184,20 @@ def alerts_json(c: HallService) -> list[dict[str, Any]]:
     for code in c.engine.services:
         svc = service_json(c, code, now)
         if svc["over_target"]:
-            minutes = svc["queue"]["oldest_wait_s"] / 60.0
+            minutes, target = svc["queue"]["oldest_wait_s"] / 60.0, svc["wait_target_min"]
+            # "最长等候 15 分钟, 超过目标 15 分钟" read as a contradiction: a tenth then
+            shown = (
+                f"{minutes:.0f}"
+                if round(minutes) > target
+                else f"{math.ceil(minutes * 10) / 10:.1f}"
+            )
             out.append(
                 {
                     "severity": "warning",
                     "kind": "wait_over_target",
                     "service": code,
                     "at": _iso(now, tz),
-                    "message": f"{svc['name']} 最长等候 {minutes:.0f} 分钟, "
-                    f"超过目标 {svc['wait_target_min']:g} 分钟",
+                    "message": f"{svc['name']} 最长等候 {shown} 分钟, 超过目标 {target:g} 分钟",
                 }
             )
     for at, event in c.alerts:

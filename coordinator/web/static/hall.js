@@ -12,6 +12,12 @@
   let hallId = null;
 
   const two = (zh, en) => [zh, el("span", {class: "en2"}, en)];
+  // no forecast (the coordinator could not draw it): no empty box. Here, not in an
+  // onerror attribute, which the Content-Security-Policy blocks (script-src 'self')
+  const comfortImg = $("comfort-img");
+  const noComfort = () => { $("comfort").hidden = true; };
+  comfortImg.addEventListener("error", noComfort);
+  if (comfortImg.complete && !comfortImg.naturalWidth) noComfort();  // failed before this ran
   function row(cells, head) {
     return el("tr", {}, ...cells.map((c) =>
       el(head ? "th" : "td", {}, ...(Array.isArray(c) ? c : [c]))));

@@ -119,7 +119,7 @@
     const box = el("div", {class: "editor"});
     for (const s of desk.services) {
       const has = s.code in r.w.skills;
-      const weight = el("input", {type: "number", min: "0.1", max: "10", step: "0.5",
+      const weight = el("input", {type: "number", min: "0.1", max: "10", step: "0.1",
                                   value: has ? r.w.skills[s.code] : 1, title: "权重: 越高越优先叫号"});
       const cb = el("input", {type: "checkbox", value: s.code});
       cb.checked = has; weight.disabled = !has;
