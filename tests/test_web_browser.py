@@ -165,7 +165,7 @@ async def test_hall_and_ticket_pages_follow_calls_live(
                 # too little history for a comfort index: no card with a broken image
                 assert c.forecast is None
                 await hall.wait_for_selector("#comfort", state="hidden")
-                assert missing == [f"{url}/api/comfort.png"], missing  # no /favicon.ico
+                assert missing == [f"{url}/api/comfort.png"], missing
                 assert not [e for e in errors if "Content Security Policy" in e], errors
                 await shots.take(hall, "hall-before")
                 # the public view: no staff matters, Chinese with English under it

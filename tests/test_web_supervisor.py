@@ -106,6 +106,8 @@ async def test_desk_routes_need_a_session_and_a_right_password(
             assert len(body["csrf"]) > 30
             assert r.headers["X-Frame-Options"] == "DENY"
             assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+        async with http.get(f"{url}/favicon.ico") as r:  # every browser asks: not a 404
+            assert r.status == 204
         auth = {"Cookie": f"hallq_session={cookie.value}"}
         async with http.get(f"{url}/api/supervisor/whoami", headers=auth) as r:
             assert r.status == 200
