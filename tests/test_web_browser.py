@@ -552,7 +552,7 @@ async def test_desk_login_acts_audits_and_refuses_viewers_and_forged_requests(
                 await desk.reload()
                 await desk.wait_for_selector('#audit tr[data-action="denied"]')
                 denied = await desk.inner_text('#audit tr[data-action="denied"]')
-                assert "csrf" in denied
+                assert "请求缺少页面令牌 (CSRF), 未执行" in denied, denied  # not the code
 
                 await desk.click("#logout")
                 await desk.wait_for_url("**/login?next=/supervisor")

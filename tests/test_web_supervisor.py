@@ -575,6 +575,15 @@ async def test_every_supervisor_action_is_audited_with_who_what_when_where(
             headers=auth,
             json={"service": "tax-filing", "start": "11:00", "note": "张三 110101199003074258"},
         )
+        async with http.get(f"{url}/api/supervisor/audit", headers=auth) as r:
+            shown = {e["action"]: e for e in await r.json()}
+        # the desk's words: the hall's time zone, whatever the browser's; a refusal in Chinese
+        for e in shown.values():
+            assert (
+                e["when"] == f"{dt.datetime.fromtimestamp(e['at'], cfg.hall.tzinfo):%m-%d %H:%M:%S}"
+            )
+        assert shown["open"]["result_zh"] == "没有这个窗口"
+        assert shown["pause"]["result_zh"] is None
         await _status(http, "POST", f"{url}/api/logout", headers=auth)
     with sqlite3.connect(tmp_path / "log-audit.sqlite") as db:
         rows = db.execute(

@@ -122,6 +122,12 @@ def error_zh(code: str, message: str, window: int | None = None) -> str:
         "expired": "指令已过期, 未执行",
         "late": "指令已过期, 未执行",
         "refused": "指令被拒绝",
+        "csrf": "请求缺少页面令牌 (CSRF), 未执行",
+        "viewer": "只读用户不能操作",
+        "locked": "多次密码错误, 登录已锁定",
+        "bad_credentials": "用户名或密码错误",
+        "invalid_body": "请求内容无效",
+        "unknown_alert": "没有这条告警",
     }
     if any("\u4e00" <= ch <= "\u9fff" for ch in message) and code not in known:
         return message

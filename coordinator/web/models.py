@@ -275,6 +275,7 @@ class Done(_Out):
 class AuditEntry(_Out):
     id: int
     at: float = Field(description="epoch seconds (wall clock)")
+    when: str = Field(description="at, in the hall's time zone: MM-DD HH:MM:SS")
     user: str
     role: str | None
     action: str = Field(
@@ -286,6 +287,7 @@ class AuditEntry(_Out):
     target: str | None
     ok: bool
     result: str | None
+    result_zh: str | None = Field(description="a refusal's code as the desk says it")
     detail: dict[str, object] | str | None
     client: str | None = Field(description="the client's address")
 

@@ -452,12 +452,11 @@
       const rows = (list) => [
         el("tr", {}, ...["时间", "用户", "操作", "对象", "结果", "来源地址"].map((t) => el("th", {}, t))),
         ...list.map((a) => el("tr", {"data-action": a.action, "data-ok": String(a.ok)},
-          el("td", {class: "nowrap"}, new Date(a.at * 1000).toLocaleString("zh-CN", {hour12: false,
-            month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit"})),
+          el("td", {class: "nowrap"}, a.when),
           el("td", {}, a.user + (a.role ? ` (${a.role})` : "")),
           el("td", {}, a.action_zh), el("td", {}, target(a.target)),
           el("td", {}, el("span", {class: "pill " + (a.ok ? "ok" : "critical")},
-                          a.ok ? "成功" : (a.result || "失败"))),
+                          a.ok ? "成功" : (a.result_zh || "失败"))),
           el("td", {}, a.client || "")))];
       for (const [id, list] of [["audit", entries], ["console-audit", consoles]]) {
         const full = list.length >= auditTables[id].want;  // there may be older ones
