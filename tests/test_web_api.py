@@ -379,6 +379,8 @@ async def test_board_png_is_rendered_by_the_displays_package(
         boards = await _get(http, f"{url}/api/boards")
         assert boards
         assert all(b["png"].endswith(".png") for b in boards)
+        zones = {z.id: z.name for z in cfg.zones}  # a taxpayer reads a hall, not "board-1"
+        assert [b["caption"] for b in boards] == [zones.get(b["zone"], "全厅") for b in boards]
         async with http.get(url + boards[0]["png"]) as r:
             assert r.status == 200
             assert r.content_type == "image/png"

@@ -205,6 +205,8 @@ class Health(_Out):
 class BoardItem(_Out):
     id: str
     zone: str | None
+    caption: str = Field(description="what the public page writes under it: its hall's name")
+    caption_en: str
     width: int
     height: int
     png: str

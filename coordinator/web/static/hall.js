@@ -75,8 +75,8 @@
     if (!boards.length) {
       boards = await hallq.getJSON("/api/boards");
       $("boards").replaceChildren(...boards.map((b) =>
-        el("figure", {}, el("img", {"data-src": b.png, alt: "LED " + b.id}),
-           el("figcaption", {class: "muted"}, b.zone ? `${b.id} (${b.zone})` : b.id))));
+        el("figure", {}, el("img", {"data-src": b.png, alt: "LED " + b.id, title: b.id}),
+           el("figcaption", {class: "muted"}, ...two(b.caption, b.caption_en)))));
     }
     show(await hallq.getJSON("/api/hall"));
   });
