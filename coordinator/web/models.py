@@ -276,7 +276,7 @@ class Done(_Out):
 
 class AuditEntry(_Out):
     id: int
-    at: float = Field(description="epoch seconds (wall clock)")
+    at: float = Field(description="epoch seconds, the hall's clock (in a hall, the wall clock)")
     when: str = Field(description="at, in the hall's time zone: MM-DD HH:MM:SS")
     user: str
     role: str | None

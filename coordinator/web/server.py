@@ -14,7 +14,6 @@ import io
 import ipaddress
 import logging
 import ssl
-import time
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -979,14 +978,11 @@ async def report(request: web.Request) -> web.Response:
         from coordinator.web.figures import DayFigures
 
         found = DayFigures(day=day)
-    # the audit log keeps wall-clock time; the hall's clock is the same in a hall (and
-    # simulated in the demo and the tests): the day's bounds move by the difference
-    start = dt.datetime.combine(day, dt.time(), tz).timestamp() + (time.time() - now)
+    start = dt.datetime.combine(
+        day, dt.time(), tz
+    ).timestamp()  # the audit log's clock is the hall's
     actions = [
-        {
-            **e,
-            "time": dt.datetime.fromtimestamp(e["at"] - (time.time() - now), tz).strftime("%H:%M"),
-        }
+        {**e, "time": dt.datetime.fromtimestamp(e["at"], tz).strftime("%H:%M")}
         for e in request.app[AUDIT].between(start, start + 86400)
     ]
     alerts = views.desk_alerts(c, request.app[ALERTS]) if day == today else []
@@ -1196,13 +1192,14 @@ def make_app(coordinator: HallService) -> web.Application:
     app[GATE] = Gate(
         coordinator.cfg, sessions_path=log_path.with_name(f"{log_path.stem}-sessions.sqlite")
     )
-    app[AUDIT] = AuditLog(
-        default_audit_path(coordinator.eventlog.path),
+    app[AUDIT] = AuditLog(  # on the hall's clock (the wall clock in a hall; the demo's runs
+        default_audit_path(coordinator.eventlog.path),  # faster): read by the hall's day
         retention_days=coordinator.cfg.coordinator.retention_days,
+        clock=coordinator.clock,
     )
     app[LIMITER] = AddressLimiter(coordinator.cfg.coordinator.appointment_per_address_hour)
     now, day = coordinator.clock(), coordinator.cfg.hall.business_day
-    audited = app[AUDIT].between(time.time() - 86400, time.time() + 1, limit=5000)
+    audited = app[AUDIT].between(now - 86400, now + 1, limit=5000)
     app[ALERTS] = AlertBook(AlertBook.from_audit(audited, day, now))
     app[INVITED] = {}
     app[ADVICE] = AdviceBook(AdviceBook.from_audit(audited, day, now))
