@@ -43,6 +43,7 @@ DEMO_PASSWORD = "hallq-demo"  # only when the hall file sets none; printed with 
 DEFAULT_CONFIG = example_hall()
 TICKET = re.compile(r"^[A-Z][0-9]{2,5}$")
 RATINGS = [(4, 0.70), (3, 0.20), (2, 0.07), (1, 0.03)]
+WORKDAYS = (0, 1, 2, 3, 4)  # Monday to Friday: what the seed hall's history opens
 
 
 class HallClock:
@@ -220,15 +221,27 @@ def _fast_lines(agent: Any) -> Any:
     return agent.model_copy(update={"devices": devices})
 
 
+def demo_day(cfg: HallConfig, today: dt.date) -> dt.date:
+    """Today where the hall opens, else the next day it does: Monday to Friday, less the
+    hall calendar's closed days, plus its 调休 working weekends. A demo run on a Sunday
+    played a full hall on the day its own comfort index called 休息."""
+    from coordinator.forecast.hall_calendar import Calendar
+
+    calendar = Calendar.of(cfg)
+    for ahead in range(60):
+        day = today + dt.timedelta(days=ahead)
+        if calendar.is_open(day, WORKDAYS):
+            return day
+    return today  # a calendar closed for two months: the demo plays today all the same
+
+
 def opening_time(cfg: HallConfig, after_open_min: float = -3.0) -> float:
-    """Today, ``after_open_min`` minutes after the hall opens (a few before, by default),
-    in hall time."""
+    """The demo's day (``demo_day``), ``after_open_min`` minutes after the hall opens (a
+    few before, by default), in hall time."""
     tz = cfg.hall.tzinfo
-    today = dt.datetime.now(tz).date()
+    day = demo_day(cfg, dt.datetime.now(tz).date())
     first = cfg.hall.open_hours[0][0]
-    return (
-        dt.datetime.combine(today, first, tz) + dt.timedelta(minutes=after_open_min)
-    ).timestamp()
+    return (dt.datetime.combine(day, first, tz) + dt.timedelta(minutes=after_open_min)).timestamp()
 
 
 class Traffic:
@@ -369,7 +382,8 @@ def summary_table(engine: Any, clock: HallClock, stats: DemoStats) -> Any:
     per_min = sum(1 for t in stats.calls if now - t <= 300) / 5  # the last 5 hall minutes
     avg = stats_state.total.avg_wait_s
     table = Table(
-        title=f"{engine.cfg.hall.name}  {local:%H:%M:%S}  ×{clock.speed:g}", show_header=True
+        title=f"{engine.cfg.hall.name}\n{local:%Y-%m-%d %a  %H:%M:%S}  ×{clock.speed:g}",
+        show_header=True,
     )
     table.add_column("service")
     table.add_column("waiting", justify="right")

@@ -5,6 +5,7 @@ fails, one that will not stop)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import re
 import subprocess
@@ -21,7 +22,9 @@ from hallqctl.demo import (
     DEFAULT_CONFIG,
     DEMO_PASSWORD,
     DemoError,
+    demo_day,
     login_hint,
+    opening_time,
     run_demo,
     stop_components,
 )
@@ -276,3 +279,18 @@ async def test_ctrl_c_ends_the_day_with_its_kpis(
     assert re.search(r"issued \d+, served \d+", out), out
     me = asyncio.current_task()
     await until(lambda: asyncio.all_tasks() == {me}, timeout=10)
+
+
+def test_the_demo_plays_a_day_the_hall_opens() -> None:
+    """Run on a Sunday, the demo played a full hall on the day its own comfort index
+    called 休息. It plays the next day the hall opens, by the hall file's calendar."""
+    cfg = load_config(DEFAULT_CONFIG, environ={})
+    d = dt.date
+    assert demo_day(cfg, d(2026, 12, 7)) == d(2026, 12, 7)  # a Monday: today
+    assert demo_day(cfg, d(2026, 12, 5)) == d(2026, 12, 7)  # Saturday, Sunday: Monday
+    assert demo_day(cfg, d(2026, 9, 30)) == d(2026, 9, 30)  # the eve of 国庆节
+    assert demo_day(cfg, d(2026, 10, 1)) == d(2026, 10, 8)  # its seven days closed
+    assert demo_day(cfg, d(2026, 9, 19)) == d(2026, 9, 20)  # a 调休 Sunday opens
+    assert dt.datetime.fromtimestamp(opening_time(cfg, 3.0), cfg.hall.tzinfo).date() == (
+        demo_day(cfg, dt.datetime.now(cfg.hall.tzinfo).date())
+    )
