@@ -1018,6 +1018,12 @@ async def test_the_desk_suspends_a_login_no_alert_names_from_its_device_list(
             picker = desk.locator("#login-picker select[data-pick-login]")
             options = await picker.locator("option").all_inner_texts()
             assert options == ["pi-b1 (显示屏)", "pi-d1 (取号机)", "pi-w1 (窗口机)"], options
+            await picker.select_option("pi-d1")  # nothing it issued waits: nothing to void
+            await desk.click('#login-picker button[data-suspend="pi-d1"]')
+            quiet = desk.locator('#login-picker [data-confirm-suspend="pi-d1"]')
+            assert "无号可作废" in await quiet.inner_text()
+            assert await quiet.locator("input[data-void]").count() == 0  # not "的 0 个号"
+            await quiet.locator("button[data-suspend-cancel]").click()
             await picker.select_option("pi-w1")
             issue = m.IssueRequest(kind="issue", service="tax-filing")
             assert (await dispenser.request(T.req("pi-d1"), issue, timeout=10)).ok

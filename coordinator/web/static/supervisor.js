@@ -296,12 +296,13 @@
     const close = () => { suspending = null; showDevices(); showAlerts(); };
     return el("div", {class: "confirm", "data-confirm-suspend": client},
       el("strong", {class: "impact"}, `停用 ${client}? 此后它的一切请求都将被拒绝, 直到恢复。`),
-      count !== null ? el("label", {}, voids, ` 同时作废它最近 ${minutes} 分钟取的、仍在等候的 ${count} 个号`) : "",
+      count ? el("label", {}, voids, ` 同时作废它最近 ${minutes} 分钟取的、仍在等候的 ${count} 个号`)
+        : count === 0 ? el("p", {class: "muted", "data-no-voids": client}, `它最近 ${minutes} 分钟取的号都已不在等候, 无号可作废`) : "",
       pauses.length ? el("p", {"data-pauses": pauses.join()},
         `${pauses.map((n) => `${n}号`).join("、")}窗口将暂停 (它的叫号器不能再叫号); 恢复后在窗口按「恢复」键或在此开窗`) : "",
       el("div", {class: "panel-buttons"},
         el("button", {class: "danger", "data-suspend-go": client,
-                      onclick: () => device(client, "suspend", count !== null && voids.checked ? minutes : 0)}, "确认停用"),
+                      onclick: () => device(client, "suspend", count && voids.checked ? minutes : 0)}, "确认停用"),
         el("button", {"data-suspend-cancel": client, onclick: close}, "取消")));
   }
   // burst: ticked at first (a flood's tickets are nobody's); otherwise offered unticked
