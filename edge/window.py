@@ -20,6 +20,7 @@ from firmware_bridge.devices import CallPad
 from firmware_bridge.devices.call_pad import PadKey, PadKeyPress
 from firmware_bridge.devices.rating_pad import Rating
 from firmware_bridge.errors import BridgeError
+from firmware_bridge.updates import DeviceState
 from hallq import messages as m
 from hallq.aio import BackgroundTasks
 from hallq.bus import Incoming, Session
@@ -216,5 +217,18 @@ class WindowAgent:
             await self.send(
                 window, m.Rate(window=window, action="rate", ticket=ticket, rating=update.score)
             )
+        elif isinstance(update, DeviceState):
+            await report_link_health(self.health, update)
+            if update.online:
+                self._repaint(update.device)
         else:
             await report_link_health(self.health, update)
+
+    def _repaint(self, device: str) -> None:
+        """A pad back online (power-cycled, its line replugged) shows nothing, or what it
+        showed before: its window's state goes to it again. A state comes only when the
+        window changes, so without this a rebooted pad stayed blank until then."""
+        for window, pad in self.pads.items():
+            state = self.states.get(window)
+            if pad.device == device and state is not None:
+                self._queue_show(window, display_text(state))

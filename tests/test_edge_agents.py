@@ -236,6 +236,30 @@ async def test_a_pad_never_queues_a_call_while_the_link_is_down(
         assert calls == 0, "a CALL pressed while offline must not arrive later"
 
 
+async def test_a_power_cycled_pad_shows_its_window_again_at_once(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Found by a field engineer power-cycling the pads' cabinet: the pads came back blank
+    and stayed so until their window next changed (a state comes only on a change)."""
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock),
+        agent(cfg, "pi-w1", tmp_path, clock) as (devices, _),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
+        pad_bus, pad = devices["pad-1"]
+        sim_pad = pad_bus.device(pad, SimCallPad)
+        await dispenser.wait_connected(10)
+        issue = IssueRequest(kind="issue", service="tax-filing")
+        assert (await dispenser.request(dispenser.topics.req("pi-d1"), issue, timeout=10)).ok
+        pad_bus.press(pad, "CALL")  # the window's last change: no state follows it
+        await pad_bus.wait_for(lambda: sim_pad.display == "A001", timeout=30)
+        sim_pad.reboot()
+        assert sim_pad.display is None  # a power-cycled pad is dark
+        await pad_bus.wait_for(lambda: sim_pad.display == "A001", timeout=15)
+
+
 async def test_an_unplugged_pad_line_recovers_without_a_restart_and_health_says_so(
     mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
 ) -> None:

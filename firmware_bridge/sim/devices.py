@@ -164,7 +164,12 @@ class SimCallPad(SimDevice):
 
     @property
     def display(self) -> str | None:
-        return self.displays[-1][0] if self.displays else None
+        """What the pad shows now: nothing after a power-cycle until it is told again."""
+        return None if self.blank or not self.displays else self.displays[-1][0]
+
+    def reboot(self) -> None:
+        super().reboot()
+        self.blank = True
 
     def press(self, key: PadKey | str, target: TransferTarget | str | None = None) -> int:
         code = key if isinstance(key, PadKey) else PadKey[key.upper()]
@@ -176,8 +181,9 @@ class SimCallPad(SimDevice):
             text, flags = decode_display(frame.payload)
         except FrameError:
             return self._nack(frame.seq, NackReason.BAD_PAYLOAD)
-        if not self.displays or self.displays[-1] != (text, flags):  # a resend shows nothing new
-            self.displays.append((text, flags))
+        if self.blank or not self.displays or self.displays[-1] != (text, flags):
+            self.displays.append((text, flags))  # (a resend to a lit pad shows nothing new)
+        self.blank = False
         return self._answer(Command.ACK, frame.seq)
 
 
