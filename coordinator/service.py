@@ -1389,9 +1389,18 @@ class Coordinator:
             log.warning(
                 "presence on %s claims to be %s/%s: ignored",
                 incoming.topic,
-                presence.role,
-                presence.client,
+                presence.role[:32],
+                presence.client[:32],
             )
+            # its own software never does this: a login in other hands hiding a device
+            # that goes offline (the session does not count it towards that one's boots)
+            if parts.client and self.authz.should_alert(f"{parts.role}/{parts.client}", "forged"):
+                await self._name_device(
+                    "presence_forged",
+                    parts.client,
+                    f"{parts.client} 发布的在线状态冒充 {presence.client[:32]}: "
+                    "设备密码被他人使用?",
+                )
             return
         if self.devices.note_presence(incoming.payload):
             self._notify({"type": "device", "client": incoming.payload.client})

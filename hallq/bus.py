@@ -1283,7 +1283,7 @@ class Session:
         except PayloadError as exc:
             await self._report(topic, exc.code, str(exc), exc.field)
             return True
-        if not self._fresh(topic, payload):
+        if not self._fresh(topic, parts, payload):
             log.debug("%s: stale %s on %s ignored", self.client_id, spec.payload_name, topic)
             return True
         arrival = self._arrivals.pop(message.mid, None) if message.mid else None
@@ -1319,10 +1319,14 @@ class Session:
                 await self._report(topic, "handler_failed", f"{type(exc).__name__}: {exc}", None)
         return kept
 
-    def _fresh(self, topic: str, payload: Any) -> bool:
+    def _fresh(self, topic: str, parts: TopicParts, payload: Any) -> bool:
         if isinstance(payload, Retained):
             return self._revisions.accept(topic, payload.rev, payload.ts)
         if isinstance(payload, Presence):
+            if (payload.role, payload.client) != (parts.role, parts.client):
+                # one login's presence naming another: its boot must not make that one's
+                # real will look stale (it would stay online when gone); the handler says so
+                return True
             return self._presence.accept(payload)
         return True
 

@@ -24,7 +24,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from hallq import messages as m
 from hallq.bus import Incoming, Session
 from hallq.config import BrokerConfig
-from hallq.topics import HallTopics
+from hallq.topics import HallTopics, TopicParts
 
 from .conftest import Inbox, Mosquitto
 from .coordinated import device
@@ -413,10 +413,10 @@ async def test_a_message_that_hits_a_bug_in_the_session_is_acked_and_dropped(
     ):
         fresh = coord._fresh
 
-        def broken(topic: str, payload: Any) -> bool:
+        def broken(topic: str, parts: TopicParts, payload: Any) -> bool:
             if getattr(payload, "id", None) == poison.id:
                 raise RuntimeError("session bug")
-            return fresh(topic, payload)
+            return fresh(topic, parts, payload)
 
         coord._fresh = broken  # type: ignore[method-assign]
         await coord.subscribe(T.every("cmd", "window"), got)

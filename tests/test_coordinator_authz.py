@@ -13,7 +13,7 @@ from hallq.config import HallConfig, parse_config
 from hallq.errors import ConfigError
 from hallq.topics import HallTopics
 
-from .conftest import Inbox, Mosquitto
+from .conftest import Inbox, Mosquitto, until
 from .coordinated import FakeClock, device, running
 from .halls import small_hall_text
 
@@ -146,6 +146,37 @@ async def test_a_flooding_device_is_cut_to_its_rate_and_named_in_an_alert(
         assert ticket.ok, "the others are still served"
         assert coordinator.authz.dropped("window/pi-w1") > 0
         assert coordinator.authz.dropped("dispenser/pi-d1") == 0
+
+
+async def test_a_presence_naming_another_device_cannot_keep_that_one_online(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    """Found attacking a provisioned hall with a window Pi's password: a retained presence
+    on its own status topic naming pi-d1, with a huge boot, made pi-d1's real will look
+    stale, so pi-d1 stayed online on the desk when it went (and after a restart, as the
+    message is retained). It counts for nobody now, and the desk is told who sent it."""
+    cfg = hall(mosquitto.url, tmp_path)
+    alerts = inbox()
+    async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator:
+        assert coordinator.session is not None
+        await coordinator.session.subscribe(T.event("alert"), alerts)
+        async with device(cfg, "window", "pi-w1", tmp_path) as thief:
+            await thief.wait_connected(10)
+            async with device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser:
+                await dispenser.wait_connected(10)
+                lie = m.Presence(state="online", boot=10**15, role="dispenser", client="pi-d1")
+                await thief.publish(T.status("window", "pi-w1"), lie)  # retained, as status is
+                found = await alerts.wait_for(
+                    lambda ps: any(p.kind == "presence_forged" for p in ps)
+                )
+                forged = next(p for p in found if p.kind == "presence_forged")
+                assert forged.client == "pi-w1"
+                assert "冒充 pi-d1" in forged.message
+            await until(
+                lambda: any(
+                    d.client == "pi-d1" and d.online is False for d in coordinator.devices.all()
+                )
+            )
 
 
 @pytest.mark.timeout(120)

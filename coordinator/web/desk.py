@@ -50,6 +50,7 @@ KIND_ZH = {
     "issue_burst": "取号过快",
     "offline_while_connected": "离线票可疑",
     "console_burst": "主管台操作过快",
+    "presence_forged": "冒充其他设备",
     "storage_failed": "存储故障",
     "storage_recovered": "存储恢复",
 }

@@ -370,6 +370,7 @@ SUSPEND_FOR = frozenset(
         "client_flood",
         "offline_while_connected",
         "console_burst",
+        "presence_forged",
     }
 )
 
