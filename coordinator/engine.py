@@ -474,6 +474,15 @@ class Engine:
             return reject("number_used", f"{number} was already issued")
         return None
 
+    def offline_time(self, offline: m.OfflineIssue, now: float) -> float:
+        """An offline ticket's place: its print time, the dispenser's word, held between
+        today's opening and its replay's arrival. Outside that it is a clock gone wrong or
+        made up (a login in other hands): printed "0001-01-01" it headed its queue, and the
+        day's average wait read 16 billion seconds on the hall page and the city's."""
+        assert self.day is not None
+        opening = dt.datetime.combine(self.day, self.cfg.hall.open_hours[0][0], self.tz)
+        return min(max(offline.issued_at.timestamp(), opening.timestamp()), now)
+
     def issue(self, req: m.IssueRequest, now: float, source: str = "") -> Outcome:
         service = self.services.get(req.service)
         if service is None:
@@ -487,7 +496,7 @@ class Engine:
             if (refused := self._check_offline(service, req.offline, source)) is not None:
                 return refused
             number = req.offline.number
-            issued_at = req.offline.issued_at.timestamp()
+            issued_at = self.offline_time(req.offline, now)
         else:
             local = dt.datetime.fromtimestamp(now, self.tz).time()
             hours = self.hours_of(service)

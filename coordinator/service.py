@@ -76,6 +76,7 @@ STALL_BEAT_S = 0.05  # a command's arrival counts this process's stalls (Session
 LINK_LOST = Refusal("link_lost", "the connection this command came on is gone")
 STORAGE_FAILED = "系统存储故障"
 Batch = list[tuple[str, m.Message]]
+CLOCK_SKEW_S = 120.0  # an offline print time this far outside its bounds is only a clock
 ETA_STALE_S = 30.0  # hall seconds: waits are re-simulated at least this often
 # commands in their handlers at once: those that arrive together are applied in arrival
 # order and share one commit of the event log (group commit)
@@ -1037,6 +1038,26 @@ class Coordinator:
         offline = command.offline
         assert offline is not None
         printed = offline.issued_at.timestamp()
+        placed = self.engine.by_number.get(offline.number)
+        if placed is not None and placed.offline and abs(placed.issued_at - printed) > CLOCK_SKEW_S:
+            if self.authz.should_alert(f"dispenser/{client}", "offline_time_impossible"):
+                at = dt.datetime.fromtimestamp(placed.issued_at, self.cfg.hall.tzinfo)
+                said = offline.issued_at.isoformat(timespec="minutes")
+                log.warning(
+                    "dispenser %s replayed %s as printed offline at %s, before today's opening "
+                    "or after its arrival: queued as of %s",
+                    client,
+                    offline.number,
+                    said,
+                    f"{at:%H:%M:%S}",
+                )
+                await self._name_device(
+                    "offline_while_connected",
+                    client,
+                    f"{client} 交来离线票 {offline.number}, 称 {said} 打印, 不在今天开门之后、"
+                    f"交来之前: 已按 {at:%H:%M} 排队。设备时钟错误, 或密码被他人使用?",
+                )
+            return
         if self.devices.link_gap("dispenser", client, printed):
             return
         asked = offline.supersedes

@@ -522,6 +522,28 @@ def test_leased_blocks_come_from_the_top_and_are_accepted_offline_with_their_tim
     assert code(offline(engine, "B991", at(9, 31))) == "not_leased"
 
 
+def test_an_offline_print_time_is_held_between_the_opening_and_its_replay(
+    engine: Engine,
+) -> None:
+    """Found attacking with a dispenser's password: printed "0001-01-01" a ticket headed
+    its queue and the day's average wait read 16 billion seconds; printed "9999-12-31" it
+    would never be reached. Its place is now between today's opening and its arrival."""
+    lease(engine, "tax-filing", 10)
+    assert engine.day is not None
+    opening = dt.datetime.combine(
+        engine.day, engine.cfg.hall.open_hours[0][0], engine.tz
+    ).timestamp()
+    ancient = offline(engine, "A990", dt.datetime(1, 1, 1, tzinfo=dt.UTC).timestamp())
+    assert ancient.ticket is not None
+    assert ancient.ticket.issued_at == opening
+    future = offline(engine, "A991", at(23, 59))  # replayed at 11:00 (see offline())
+    assert future.ticket is not None
+    assert future.ticket.issued_at == at(11)
+    fair = offline(engine, "A992", at(10, 15))
+    assert fair.ticket is not None
+    assert fair.ticket.issued_at == at(10, 15)
+
+
 def test_a_ticket_issued_offline_is_called_in_its_issue_time_order(engine: Engine) -> None:
     """A dispenser cut off at 9:30 prints A990 from its lease; others keep issuing online;
     replayed at 11:00, A990 is still called before the tickets issued after 9:30."""

@@ -570,6 +570,23 @@ async def test_an_offline_ticket_printed_while_its_dispenser_was_connected_is_na
             said = await named(d1, away)
             assert away.offline is not None
             assert away.offline.number not in said
+            # printed before anyone could take a ticket today: queued as of the opening
+            ancient = replay(dt.datetime(1970, 1, 1, tzinfo=dt.UTC).timestamp())
+            assert (await d1.request(T.req("pi-d1"), ancient, timeout=10)).ok
+            assert ancient.offline is not None
+            number = ancient.offline.number
+
+            def alerts_text() -> str:
+                found = [e for _, e in coordinator.alerts if e.kind == "offline_while_connected"]
+                return "\n".join(e.message for e in found)
+
+            await until(lambda: number in alerts_text(), 10)
+            assert f"{number}, 称 1970-01-01T00:00+00:00 打印, 不在今天开门之后" in alerts_text()
+            opening = cfg.hall.open_hours[0][0]
+            placed = dt.datetime.fromtimestamp(
+                coordinator.engine.by_number[number].issued_at, cfg.hall.tzinfo
+            )
+            assert placed.time() == opening
 
 
 def test_a_supervisor_console_s_login_is_suspended_like_a_device_s(
