@@ -111,13 +111,20 @@ class Client:
         self.connack: ReasonCode | None = None
         self.acks: dict[int, ReasonCode] = {}
         self.got: list[tuple[str, bytes, bool]] = []
+        self.cut_off: list[ReasonCode] = []  # why the broker disconnected it
         self.c.on_connect = self._on_connect
+        self.c.on_disconnect = self._on_disconnect
         self.c.on_publish = self._on_publish
         self.c.on_message = self._on_message
 
     def _on_connect(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         with self.cond:
             self.connack = rc
+            self.cond.notify_all()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        with self.cond:
+            self.cut_off.append(rc)
             self.cond.notify_all()
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
@@ -167,6 +174,7 @@ class Client:
         self.c.disconnect()
         self.c.loop_stop()
         self.c.on_connect = self.c.on_publish = self.c.on_message = None
+        self.c.on_disconnect = None
 
 
 @dataclass
@@ -683,6 +691,37 @@ async def test_one_dispenser_s_password_cannot_starve_the_hall_of_numbers(tmp_pa
             assert "按键卡住" in named[0]["message"]
     finally:
         thief.close()
+        broker.kill()
+
+
+async def test_one_login_s_huge_payloads_are_cut_off_at_the_broker(tmp_path: Path) -> None:
+    """Found attacking a provisioned hall: a window Pi's login sent 200 MB payloads on its
+    own command topic, each PUBACKed; the coordinator grew to 633 MB reading them, and a
+    dispenser's key presses timed out meanwhile. Nothing of ours is over 16 KiB, and the
+    broker now disconnects a client whose packet is over 64 KiB; the hall serves on."""
+    cfg, port, out, broker = provisioned(tmp_path)
+    ca = out / "devices" / "coordinator" / "ca.crt"
+
+    def login(name: str) -> Client:
+        return Client(port, ca, name, (out / "devices" / name / "password").read_text().strip())
+
+    thief, dispenser = login("pi-w1"), login("pi-d1")
+    try:
+        async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator:
+            for client in (thief, dispenser):
+                assert await client.connect() == 0
+            await dispenser.subscribe(T.reply("dispenser", "pi-d1"))
+            thief.c.publish(T.cmd("window", "pi-w1"), b"x" * 1_000_000, qos=1)
+            assert await thief.wait(lambda: bool(thief.cut_off), 10), "not cut off"
+            issue = m.IssueRequest(kind="issue", service="tax-filing")
+            assert await dispenser.publish(T.req("pi-d1"), m.encode(issue)) == 0
+            mine = T.reply("dispenser", "pi-d1")
+            assert await dispenser.wait(lambda: reply_to(dispenser, mine, issue.id))
+            assert reply_to(dispenser, mine, issue.id).ok
+            assert [t.source for t in coordinator.engine.tickets] == ["pi-d1"]
+    finally:
+        thief.close()
+        dispenser.close()
         broker.kill()
 
 
