@@ -34,6 +34,20 @@ def test_repeated_alerts_are_one_row_and_an_ack_holds_until_it_happens_again() -
     assert rows[0].count == 3
 
 
+def test_an_alert_nobody_worked_stays_when_a_flood_pushes_its_events_out() -> None:
+    """Found attacking a hall: one window Pi's login sent 210 emergencies, the
+    coordinator's recent list (200) lost the 取号过快 alert naming the dispenser in other
+    hands, and the desk with it, 停用 and all. An acknowledged one may go."""
+    book = AlertBook()
+    burst = (at(10), _alert("issue_burst", client="pi-d3"))
+    handled = (at(10), _alert("emergency", window=1))
+    book.update([], [burst, handled], at(10))
+    assert book.ack("emergency:1", "王班长", at(10, 1)) is not None
+    flood = [(at(10, 2), _alert("emergency", window=2))] * 200  # the recent list, full
+    rows = book.update([], flood, at(10, 2))
+    assert {r.key: r.count for r in rows} == {"emergency:2": 200, "issue_burst:pi-d3": 1}
+
+
 def test_a_standing_alert_stays_acknowledged_until_it_clears_and_comes_back() -> None:
     book = AlertBook()
     over = _alert("wait_over_target", service="tax-filing")

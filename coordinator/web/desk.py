@@ -333,6 +333,9 @@ class Seen:
     acked_last: float = 0.0
 
 
+KEPT_UNSEEN = 100  # unacknowledged alerts kept after their events left the recent list
+
+
 class AlertBook:
     """Alerts deduplicated by what they are about (kind + service / window / device): one
     row each, with how often and since when. An acknowledgement names its supervisor and
@@ -377,6 +380,16 @@ class AlertBook:
             if old is not None and old.acked_by is not None and s.last <= old.acked_last:
                 s.acked_by, s.acked_at, s.acked_last = old.acked_by, old.acked_at, old.acked_last
             fresh[k] = s
+        # an event alert nobody acknowledged stays when its events leave the coordinator's
+        # recent list: one login's 210 emergencies in 11 s pushed out the 取号过快 alert
+        # that named a dispenser in other hands, and its 停用 with it
+        kept = [
+            old
+            for k, old in self._seen.items()
+            if k not in fresh and not old.standing and old.acked_by is None
+        ]
+        for old in sorted(kept, key=lambda s: -s.last)[:KEPT_UNSEEN]:
+            fresh[old.key] = old
         self._seen = fresh
         return sorted(fresh.values(), key=lambda s: (s.acked_by is not None, -s.last))
 
