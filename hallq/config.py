@@ -680,6 +680,9 @@ class ScannerDevice(_Framed):
     kind: Literal["scanner"]
 
 
+ID_KEY_FIX = "put HALLQ_ID_HASH_KEY=... in /etc/hallq/hallq.env on this Pi (the coordinator's key)"
+
+
 class IdReaderDevice(_Framed):
     kind: Literal["id_reader"]
 
@@ -1035,6 +1038,21 @@ class HallConfig(_Model):
         if any(a.id == name for a in self.agents) or name == self.coordinator.client_id:
             return "is also a device's client id: the event log would not tell them apart"
         return None
+
+    def missing_id_key(self, agent_id: str) -> str | None:
+        """Why ``agent_id`` cannot start without ``security.id_hash_key``: it reads ID
+        cards, and a card number is hashed with that key at the edge, never sent. The
+        hall file is valid without it (a window Pi has no key), so this is asked of the
+        agent that starts, and of its doctor."""
+        if self.security.id_hash_key is not None:
+            return None
+        readers = [d.id for d in self.agent(agent_id).devices if d.kind == "id_reader"]
+        if not readers:
+            return None
+        return (
+            f"{', '.join(readers)} of agent {agent_id!r} reads ID cards, and "
+            "security.id_hash_key is not set"
+        )
 
     def agent(self, agent_id: str) -> Agent:
         try:

@@ -554,6 +554,10 @@ def agent(config_file: Path, agent_id: str, sim_dir: Path | None, simulate_all: 
     skip_pydantic_plugins()
     cfg = _load(config_file)
     _agent(cfg, agent_id)
+    from hallq.config import ID_KEY_FIX
+
+    if (missing := cfg.missing_id_key(agent_id)) is not None:
+        raise click.ClickException(f"{missing}: {ID_KEY_FIX}")  # not ten tracebacks
     if simulate_all and sim_dir is None:
         raise click.BadParameter("--simulate-all needs --sim-dir", param_hint="--sim-dir")
     run_agent_process(cfg, agent_id, sim_dir, simulate_all)

@@ -747,11 +747,26 @@ async def run_doctor(
     broker and coordinator, clock and disk. The serial ports are opened briefly, so stop
     the agent first (the check says so when the port is locked).
     """
-    agents = _agents_for(cfg, agent_id, hostname or socket.gethostname())
+    host = hostname or socket.gethostname()
+    agents = _agents_for(cfg, agent_id, host)
     if isinstance(agents, Check):
         return [agents]
     checks: list[Check] = []
+    if agent_id is None and not agents and cfg.agents:
+        checks.append(
+            Check(
+                "agents",
+                Result.UNKNOWN,
+                f"no agent's host in the hall file is this machine ({host}): no device checked",
+                "on a Pi: --device ID (or set that agent's host to this hostname)",
+            )
+        )
+    from hallq.config import ID_KEY_FIX
+
     for agent in agents:
+        missing = cfg.missing_id_key(agent.id)
+        if missing is not None:
+            checks.append(Check("id key", Result.FAIL, missing, ID_KEY_FIX))
         checks += _serial_checks(agent, sim_dir)
         for (url, baud), devices in _bus_groups(agent, sim_dir).items():
             if "://" not in url and not await asyncio.to_thread(Path(url).exists):

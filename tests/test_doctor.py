@@ -26,7 +26,7 @@ from hallqctl.doctor import (
 )
 from hallqctl.mosquitto import Mosquitto, free_port
 
-from .halls import one_window_hall
+from .halls import ONE_WINDOW_HALL, one_window_hall
 
 AGENTS = """
 [[agents]]
@@ -144,12 +144,47 @@ async def test_without_an_agent_id_the_agents_of_this_host_are_checked(tmp_path:
     assert "spi led-1" in by_name(here)
     assert "device pad-1" not in by_name(here)
     server = await run_doctor(cfg, None, hostname="server", check_network=False)
-    # no device of this host: only what any machine of the hall is asked
+    # no device of this host: only what any machine of the hall is asked, and that no
+    # device was checked (a field engineer on a Pi whose host is free text saw "all ok")
     assert [c.name for c in server if c.name not in ("dispatch core", "mosquitto")] == [
+        "agents",
         "clock",
         "disk",
         "hall calendar",
     ]
+    assert by_name(server)["agents"].result is Result.UNKNOWN
+    assert "this machine (server): no device checked" in by_name(server)["agents"].detail
+    assert "--device" in by_name(server)["agents"].fix
+
+
+async def test_an_id_reader_without_the_hash_key_fails_and_so_does_its_agent(
+    tmp_path: Path,
+) -> None:
+    """Found following the field guide, which put the ID hash key on the server only: the
+    dispenser's agent died with a traceback, ten times under systemd, and doctor said
+    nothing. Doctor fails it, and the agent says what to put where."""
+    from click.testing import CliRunner
+
+    from hallqctl.cli import main as cli
+
+    reader = 'id = "disp-01"\nrole = "dispenser"\n[[agents.devices]]\nid = "card"\n'
+    reader += 'kind = "id_reader"\nserial = {{ port = "/dev/ttyNOPE", address = 3 }}\n'
+    agents = AGENTS.replace('id = "disp-01"\nrole = "dispenser"\n', reader)
+    cfg = one_window_hall("doc-hall", agents.format(port="sim:rs485"), "mqtt://127.0.0.1:1")
+    checks = by_name(await run_doctor(cfg, "disp-01", check_network=False))
+    assert checks["id key"].result is Result.FAIL
+    assert "card of agent 'disp-01' reads ID cards" in checks["id key"].detail
+    assert "HALLQ_ID_HASH_KEY" in checks["id key"].fix
+    assert "id key" not in by_name(await run_doctor(cfg, "win-01", check_network=False))
+    text = ONE_WINDOW_HALL.format(hall_id="doc-hall", broker_url="mqtt://127.0.0.1:1")
+    hall_file = tmp_path / "hall.toml"
+    hall_file.write_text(text + agents.format(port="sim:rs485"), encoding="utf-8")
+    started = CliRunner().invoke(
+        cli, ["agent", "--config", str(hall_file), "--device", "disp-01"], env={}
+    )
+    assert started.exit_code == 1, started.output
+    assert "reads ID cards, and security.id_hash_key is not set" in started.output
+    assert "Traceback" not in started.output
 
 
 def test_no_permission_names_the_group_to_join(tmp_path: Path) -> None:
