@@ -213,10 +213,10 @@ def acl(config_file: Path, operators: tuple[str, ...]) -> None:
 @click.option(
     "--listen",
     "port",
-    default=8883,
-    show_default=True,
+    default=None,
     type=int,
-    help="the broker's TLS port on the hall LAN",
+    help="the broker's TLS port on the hall LAN [default: broker.url's port where it is "
+    "mqtts://, else 8883]",
 )
 @click.option("--bind", default=None, help="the address the broker listens on (default: all)")
 @click.option(
@@ -246,7 +246,7 @@ def provision(
     config_file: Path,
     out: Path,
     rotate: tuple[str, ...],
-    port: int,
+    port: int | None,
     bind: str | None,
     hosts: tuple[str, ...],
     run_as: str | None,
@@ -259,6 +259,8 @@ def provision(
     from hallqctl.provision import provision as run
 
     cfg = _load(config_file)
+    if port is None:  # the hall file's port, where it names a TLS one: a rerun keeps it
+        port = cfg.broker.port if cfg.broker.url.startswith("mqtts://") else 8883
     try:
         done = run(
             cfg,
@@ -277,7 +279,8 @@ def provision(
     click.echo(done.summary())
     click.echo(
         f"next: broker  -> install {out}/broker/mosquitto.conf as "
-        "/etc/mosquitto/conf.d/hallq.conf, then `systemctl reload mosquitto`\n"
+        "/etc/mosquitto/conf.d/hallq.conf, then `systemctl restart mosquitto` (a new "
+        "listener needs a restart; after --rotate alone, `reload` will do)\n"
         f"      each Pi -> copy {out}/devices/<id>/ to /etc/hallq/credentials/<id>/ and set "
         f'broker.url = "mqtts://{cfg.broker.host}:{port}", '
         'broker.credentials_dir = "/etc/hallq/credentials" in the hall file'

@@ -188,6 +188,25 @@ def test_the_command_line_reports_what_it_did(tmp_path: Path) -> None:
     assert "not a client of hall" in bad.output
 
 
+def test_the_broker_listens_on_the_hall_file_s_port_and_a_rerun_keeps_it(tmp_path: Path) -> None:
+    """Found following the field guide: with broker.url on port 28883, provision wrote
+    `listener 8883` and told every Pi to change its hall file to 8883; the guide's
+    --rotate rerun then reset a hand-set port. Both take the hall file's port now."""
+    hall_file = tmp_path / "hall.toml"
+    hall_file.write_text(
+        small_hall_text() + SUPERVISORS + '\n[broker]\nurl = "mqtts://hall-server:28883"\n'
+    )
+    args = ["provision", "--config", str(hall_file), "--out", str(tmp_path / "o")]
+    conf = tmp_path / "o" / "broker" / "mosquitto.conf"
+    for extra in ([], ["--rotate", "pi-d1"]):
+        done = CliRunner().invoke(main, [*args, *extra])
+        assert done.exit_code == 0, done.output
+        assert "listener 28883\n" in conf.read_text()
+        assert 'broker.url = "mqtts://hall-server:28883"' in done.output
+    done = CliRunner().invoke(main, [*args, "--listen", "8884"])  # said: it wins
+    assert "listener 8884\n" in conf.read_text()
+
+
 @pytest.mark.broker
 async def test_with_client_certs_the_broker_wants_the_certificate_and_the_password(
     tmp_path: Path,
