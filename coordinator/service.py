@@ -342,6 +342,9 @@ class Coordinator:
             ack_after_handler=ack_after_handler,
             stall_beat_s=STALL_BEAT_S,
             concurrency=COMMAND_CONCURRENCY,
+            credentials=lambda: cfg.broker.for_client(
+                cfg.coordinator.client_id, cfg.coordinator.credentials
+            ),
         )
 
     async def run(self, session: Session, ready: asyncio.Event | None = None) -> None:

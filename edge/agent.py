@@ -57,6 +57,7 @@ def make_session(cfg: HallConfig, agent: Agent) -> Session:
         state_dir=cfg.runtime.state_dir,
         outbox_max=cfg.runtime.outbox_max,
         drain_per_s=cfg.security.client_rate_per_s / 2,
+        credentials=lambda: cfg.broker.for_client(agent.id, agent.credentials),
     )
 
 

@@ -43,7 +43,14 @@ from pydantic import BaseModel
 from hallq import __version__
 from hallq.aio import backoff_delay, cancel_and_wait
 from hallq.contract import TopicSpec, spec_for
-from hallq.errors import NotConnected, NotKept, PayloadError, RequestTimeout, TopicError
+from hallq.errors import (
+    ConfigError,
+    NotConnected,
+    NotKept,
+    PayloadError,
+    RequestTimeout,
+    TopicError,
+)
 from hallq.logsetup import escape_controls, redact
 from hallq.messages import (
     ErrorReport,
@@ -334,6 +341,15 @@ def _may_be_protocol_refusal(error: BaseException) -> bool:
     return isinstance(error, aiomqtt.MqttError)
 
 
+def _login_refused(error: BaseException | None) -> bool:
+    """The broker answered and refused this login (bad user name or password, not
+    authorised): MQTT 5 reason 134/135, MQTT 3.1.1 return code 4/5."""
+    if not isinstance(error, MqttConnectError):
+        return False
+    rc = getattr(error, "rc", None)
+    return getattr(rc, "value", rc) in (4, 5, 134, 135)
+
+
 class Session:
     """One client's connection to the hall broker. Use as ``async with Session(...)``.
 
@@ -370,8 +386,12 @@ class Session:
         drain_per_s: float | None = None,
         stall_beat_s: float | None = None,
         concurrency: int = 1,
+        credentials: Callable[[], BrokerConfig] | None = None,
     ) -> None:
         self.broker = broker
+        # how the login is read again (its provisioned password file) when the broker
+        # refuses it: a fixed or rotated password counts without a restart
+        self._credentials = credentials
         self.concurrency = max(1, concurrency)
         # a message read after this process stood still (a long step on the event loop,
         # a starved CPU) waited in the socket meanwhile: with a heartbeat this often, its
@@ -701,10 +721,25 @@ class Session:
                     break
             if error is not None:
                 failures += 1
-            if await self._wait_or_probe(backoff_delay(failures, *self._backoff)):
+            # a broker that said no to this login is up: knocking on its port would only
+            # start the backoff over, a refused attempt and a log line every second
+            refused = _login_refused(error)
+            if refused:
+                self._read_credentials_again()
+            if await self._wait_or_probe(
+                backoff_delay(failures, *self._backoff), probe=not refused
+            ):
                 failures = 0
 
-    async def _wait_or_probe(self, delay: float) -> bool:
+    def _read_credentials_again(self) -> None:
+        if self._credentials is None:
+            return
+        try:
+            self.broker = self._credentials()
+        except ConfigError as exc:
+            log.warning("%s: %s", self.client_id, exc)
+
+    async def _wait_or_probe(self, delay: float, *, probe: bool = True) -> bool:
         """Sleep ``delay`` before the next attempt, but knock on the broker's port every
         second meanwhile: True (start over from the short delay) as soon as it answers, so
         a hall is back within about a second of its broker, not a 30 s backoff later."""
@@ -714,6 +749,8 @@ class Session:
             await asyncio.sleep(min(left, PROBE_EVERY_S * random.uniform(0.5, 1.0)))
             if loop.time() >= end or self._closing:
                 return False
+            if not probe:
+                continue
             try:
                 async with asyncio.timeout(PROBE_EVERY_S):
                     _, writer = await asyncio.open_connection(self.broker.host, self.broker.port)
@@ -755,12 +792,18 @@ class Session:
                 level = logging.WARNING if loud else logging.DEBUG
                 log.log(
                     level,
-                    "%s: cannot connect to %s (MQTT %s, attempt %d): %s",
+                    "%s: cannot connect to %s (MQTT %s, attempt %d): %s%s",
                     self.client_id,
                     self.broker.url,
                     protocol.name,
                     failures + 1,
                     exc,
+                    (
+                        f" (the broker refused login {self.broker.username!r}: its password "
+                        "file is read again before each attempt)"
+                        if _login_refused(exc)
+                        else ""
+                    ),
                 )
                 return exc
             log.warning("%s: lost the broker: %s", self.client_id, exc)

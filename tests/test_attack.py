@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -691,6 +693,37 @@ async def test_one_dispenser_s_password_cannot_starve_the_hall_of_numbers(tmp_pa
             assert "按键卡住" in named[0]["message"]
     finally:
         thief.close()
+        broker.kill()
+
+
+async def test_a_refused_login_backs_off_and_takes_a_fixed_password_without_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a field engineer with a wrong password on a Pi: its agent tried and logged
+    once a second forever ("attempt 1" each time: the port answering restarted the
+    backoff), and the right password copied in counted only after a restart. A broker
+    that refuses the login is up: the backoff grows, and the password file is read again
+    before each attempt."""
+    cfg, _port, out, broker = provisioned(tmp_path)
+    secret = out / "devices" / "pi-w1" / "password"
+    right = secret.read_text()
+    secret.write_text("not-the-password\n")
+    agent = next(a for a in cfg.agents if a.id == "pi-w1")
+    caplog.set_level(logging.DEBUG, logger="hallq.bus")
+    try:
+        async with make_session(cfg, agent) as pad:
+
+            def attempts() -> list[int]:
+                said = re.findall(r"pi-w1: cannot connect .* attempt (\d+)\)", caplog.text)
+                return [int(n) for n in said]
+
+            await until(lambda: len(attempts()) >= 4, 30)
+            assert attempts()[:4] == [1, 2, 3, 4], attempts()
+            assert "the broker refused login 'pi-w1'" in caplog.text
+            assert not pad.connected
+            secret.write_text(right)
+            await pad.wait_connected(30)
+    finally:
         broker.kill()
 
 
