@@ -67,6 +67,7 @@ RECENT_REFUSED = 10_000
 # dispenser's password; the supervisors are told (an alert, nothing refused)
 ISSUE_BURST = 30
 ISSUE_BURST_S = 60.0
+SERVE_BURST = 4  # tickets ended at one window within ISSUE_BURST_S, likewise (minutes each)
 CONSOLE_BURST = 30  # commands from one supervisor console within ISSUE_BURST_S, likewise
 # MQTT 5 expiry counts whole seconds twice (the sender rounds its wait up, the broker its
 # clock down): a command the broker left L s of it has at least L - this left
@@ -947,6 +948,8 @@ class Coordinator:
                 except Exception:  # the audit's disk must not stop the hall
                     log.exception("console command of %s not audited", client)
             await self._watch_console(client, done)
+        elif done.kept and role == "window":
+            await self._watch_serving(client, command, done)
         error = done.record["error"]
         if (
             error
@@ -1015,6 +1018,32 @@ class Coordinator:
             CONSOLE_BURST,
             "commands from a supervisor console: its password in other hands?",
             "{client} {span:.0f} 秒内操作 {n} 次: 主管台密码被他人使用?",
+        )
+
+    async def _watch_serving(self, client: str, command: Any, done: Submitted) -> None:
+        """A counter takes minutes a taxpayer. A window Pi's login that ends one at a window
+        every few seconds (each CALL finishing the last once call_hold_s has passed) marks
+        the queue served while nobody was, and no supervisor can bring them back: more than
+        SERVE_BURST at one window within ISSUE_BURST_S is named to them. Nothing is
+        refused."""
+        if done.outcome is None or not done.record.get("ok"):
+            return
+        done_state = m.TicketState.DONE
+        if not any(
+            isinstance(e, m.TicketEvent) and e.state is done_state for e in done.outcome.events
+        ):
+            return
+        window = getattr(command, "window", None)
+        burst = self._burst(f"served/{client}/{window}", SERVE_BURST, ISSUE_BURST_S)
+        if burst is None or not self.authz.should_alert(f"window/{client}", "serve_burst"):
+            return
+        n, span = burst
+        log.warning("window %s: %d served at window %s within %.0f s", client, n, window, span)
+        await self._name_device(
+            "serve_burst",
+            client,
+            f"{client} 的 {window}号窗口 {span:.0f} 秒内办结 {n} 人, 快于任何人能办完: "
+            "叫号器密码被他人使用?",
         )
 
     async def _watch_burst(

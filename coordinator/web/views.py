@@ -371,6 +371,7 @@ SUSPEND_FOR = frozenset(
         "offline_while_connected",
         "console_burst",
         "presence_forged",
+        "serve_burst",
     }
 )
 
