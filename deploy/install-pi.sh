@@ -100,7 +100,7 @@ log "config directory $ETC"
 install -d -m 0750 -o root -g "$SERVICE_USER" "$ETC"
 if [[ ! -e "$ETC/hallq.env" ]]; then
     install -m 0640 -o root -g "$SERVICE_USER" /dev/null "$ETC/hallq.env"
-    printf '# HALLQ_BROKER_PASSWORD=\n# HALLQ_ID_HASH_KEY=\n' >"$ETC/hallq.env"
+    printf '# HALLQ_ID_HASH_KEY= (the server, and a Pi with an ID card reader)\n' >"$ETC/hallq.env"
 fi
 [[ -f "$ETC/hall.toml" ]] || log "NOTE: copy the hall file to $ETC/hall.toml before starting"
 
