@@ -32,6 +32,9 @@ log = logging.getLogger("hallq.edge.window")
 LINK_DOWN = "网络断开 请稍候"
 NO_REPLY = "无响应 请重试"
 NOT_DONE = "未执行 请重试"
+# a refusal or "no reply" stays this long, then the window's state again: the coordinator
+# back, nothing changed, no new state comes to replace it (the pad said 无响应 for minutes)
+NOTICE_S = 8.0
 SimpleAction = Literal["call", "recall", "skip", "pause", "resume", "emergency"]
 SIMPLE: dict[PadKey, SimpleAction] = {
     PadKey.CALL: "call",
@@ -72,6 +75,7 @@ class WindowAgent:
         self._latest: dict[int, str] = {}  # window -> state text not shown yet
         self._showing: dict[int, asyncio.Task[None]] = {}
         self._link_down: set[int] = set()  # windows whose pad last said LINK_DOWN
+        self._told: dict[int, int] = {}  # window -> texts sent to its pad (a notice's mark)
         self._displays = BackgroundTasks(f"{agent.id} displays")
         self._closed = False
 
@@ -85,6 +89,7 @@ class WindowAgent:
         pad = self.pads.get(window)
         if pad is None:
             return
+        self._told[window] = self._told.get(window, 0) + 1
         try:
             await pad.show(text)
         except BridgeError as exc:
@@ -134,6 +139,20 @@ class WindowAgent:
         self._link_down.add(window)
         await self.show(window, LINK_DOWN)
 
+    async def _say(self, window: int, notice: str) -> None:
+        """``notice`` on the pad for NOTICE_S, then its window's state, unless the pad was
+        told anything else meanwhile."""
+        await self.show(window, notice)
+        mark = self._told.get(window)
+        if not self._closed:
+            self._displays.spawn(self._notice_ends(window, mark), name=f"notice {window}")
+
+    async def _notice_ends(self, window: int, mark: int | None) -> None:
+        await asyncio.sleep(NOTICE_S)
+        state = self.states.get(window)
+        if self._told.get(window) == mark and window not in self._link_down and state:
+            self._queue_show(window, display_text(state))
+
     async def _show_latest(self, window: int) -> None:
         while window in self._latest:
             await self.show(window, self._latest.pop(window))
@@ -174,7 +193,7 @@ class WindowAgent:
         except RequestTimeout:
             return await self._ask(window, command)
         if not reply.ok and reply.error is not None:
-            await self.show(window, reply.error.message)
+            await self._say(window, reply.error.message)
         return reply
 
     async def _ask(self, window: int, command: Any) -> m.CommandReply | None:
@@ -185,11 +204,11 @@ class WindowAgent:
                 self.cmd_topic, query, timeout=self.cfg.edge.command_timeout_s
             )
         except (NotConnected, RequestTimeout):
-            await self.show(window, NO_REPLY)
+            await self._say(window, NO_REPLY)
             return None
         if not answer.ok or not answer.happened:
             text = answer.refused.message if answer.refused else NOT_DONE
-            await self.show(window, text)
+            await self._say(window, text)
             return answer
         state = self.states.get(window)
         await self.show(window, display_text(state) if state else answer.ticket or "")
@@ -199,7 +218,7 @@ class WindowAgent:
         if isinstance(update, PadKeyPress) and update.window in self.windows:
             command = self.command_for(update)
             if command is None:
-                await self.show(update.window, "无效的转移目标")
+                await self._say(update.window, "无效的转移目标")
                 return
             async with self._busy[update.window]:  # one window's keys stay in order
                 await self.send(update.window, command)
