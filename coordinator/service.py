@@ -1026,34 +1026,41 @@ class Coordinator:
         the queue served while nobody was, and no supervisor can bring them back: more than
         SERVE_BURST at one window within ISSUE_BURST_S is named to them. Nothing is
         refused."""
-        if done.outcome is None or not done.record.get("ok"):
-            return
         done_state = m.TicketState.DONE
-        if not any(
+        if done.outcome is None or not any(
             isinstance(e, m.TicketEvent) and e.state is done_state for e in done.outcome.events
         ):
             return
-        window = getattr(command, "window", None)
-        burst = self._burst(f"served/{client}/{window}", SERVE_BURST, ISSUE_BURST_S)
-        if burst is None or not self.authz.should_alert(f"window/{client}", "serve_burst"):
-            return
-        n, span = burst
-        log.warning("window %s: %d served at window %s within %.0f s", client, n, window, span)
-        await self._name_device(
-            "serve_burst",
+        window = command.window
+        await self._watch_burst(
+            "window",
             client,
-            f"{client} 的 {window}号窗口 {span:.0f} 秒内办结 {n} 人, 快于任何人能办完: "
+            done,
+            "serve_burst",
+            SERVE_BURST,
+            f"tickets served at window {window}",
+            f"{{client}} 的 {window}号窗口 {{span:.0f}} 秒内办结 {{n}} 人, 快于任何人能办完: "
             "叫号器密码被他人使用?",
+            about=str(window),
         )
 
     async def _watch_burst(
-        self, role: str, client: str, done: Submitted, kind: str, limit: int, said: str, zh: str
+        self,
+        role: str,
+        client: str,
+        done: Submitted,
+        kind: str,
+        limit: int,
+        said: str,
+        zh: str,
+        about: str = "",
     ) -> None:
-        """More than ``limit`` of ``client``'s commands done within ISSUE_BURST_S: a warning
-        in the log and an alert ``kind`` naming it (at most once a minute)."""
+        """More than ``limit`` of ``client``'s commands done within ISSUE_BURST_S (counted
+        apart for each ``about``, a window say): a warning in the log and an alert ``kind``
+        naming it (at most once a minute)."""
         if not done.record.get("ok") or done.duplicate:
             return
-        burst = self._burst(f"{role}/{client}", limit, ISSUE_BURST_S)
+        burst = self._burst(f"{role}/{client}/{about}", limit, ISSUE_BURST_S)
         if burst is None or not self.authz.should_alert(f"{role}/{client}", kind):
             return
         n, span = burst

@@ -131,9 +131,13 @@ class WindowAgent:
         already seen and is dropped as stale, so without this the pad went on saying
         网络断开 until the window's next change."""
         for window in sorted(self._link_down):
-            state = self.states.get(window)
-            if state is not None:
-                self._queue_show(window, display_text(state))
+            self._show_state(window)
+
+    def _show_state(self, window: int) -> None:
+        """The window's state on its pad again (when its line is free), once one came."""
+        state = self.states.get(window)
+        if state is not None:
+            self._queue_show(window, display_text(state))
 
     async def _say_link_down(self, window: int) -> None:
         self._link_down.add(window)
@@ -149,9 +153,8 @@ class WindowAgent:
 
     async def _notice_ends(self, window: int, mark: int | None) -> None:
         await asyncio.sleep(NOTICE_S)
-        state = self.states.get(window)
-        if self._told.get(window) == mark and window not in self._link_down and state:
-            self._queue_show(window, display_text(state))
+        if self._told.get(window) == mark and window not in self._link_down:
+            self._show_state(window)
 
     async def _show_latest(self, window: int) -> None:
         while window in self._latest:
@@ -248,6 +251,5 @@ class WindowAgent:
         showed before: its window's state goes to it again. A state comes only when the
         window changes, so without this a rebooted pad stayed blank until then."""
         for window, pad in self.pads.items():
-            state = self.states.get(window)
-            if pad.device == device and state is not None:
-                self._queue_show(window, display_text(state))
+            if pad.device == device:
+                self._show_state(window)

@@ -639,6 +639,13 @@ async def test_the_provisioned_hall_gives_nothing_to_an_attacker(tmp_path: Path)
     assert report.attempts == report.denied_by_broker + report.rejected_by_coordinator
 
 
+def login(port: int, out: Path, name: str) -> Client:
+    """A client of the provisioned hall with ``name``'s own password (``out``: where
+    `hallq provision` wrote the credentials)."""
+    secret = (out / "devices" / name / "password").read_text().strip()
+    return Client(port, out / "devices" / "coordinator" / "ca.crt", name, secret)
+
+
 def provisioned(tmp_path: Path) -> tuple[HallConfig, int, Path, Mosquitto]:
     """The attack hall as `hallq provision` configures it, its broker started."""
     port, out = free_port(), tmp_path / "provision"
@@ -733,12 +740,7 @@ async def test_one_login_s_huge_payloads_are_cut_off_at_the_broker(tmp_path: Pat
     dispenser's key presses timed out meanwhile. Nothing of ours is over 16 KiB, and the
     broker now disconnects a client whose packet is over 64 KiB; the hall serves on."""
     cfg, port, out, broker = provisioned(tmp_path)
-    ca = out / "devices" / "coordinator" / "ca.crt"
-
-    def login(name: str) -> Client:
-        return Client(port, ca, name, (out / "devices" / name / "password").read_text().strip())
-
-    thief, dispenser = login("pi-w1"), login("pi-d1")
+    thief, dispenser = login(port, out, "pi-w1"), login(port, out, "pi-d1")
     try:
         async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator:
             for client in (thief, dispenser):
@@ -765,12 +767,7 @@ async def test_one_window_s_password_cannot_empty_the_queue(tmp_path: Path) -> N
     second. Now a pad's login gets the pad's actions only, and a called ticket stays at
     its window call_hold_s (10 s): at most one ticket is touched here."""
     cfg, port, out, broker = provisioned(tmp_path)
-    ca = out / "devices" / "coordinator" / "ca.crt"
-
-    def login(name: str) -> Client:
-        return Client(port, ca, name, (out / "devices" / name / "password").read_text().strip())
-
-    dispenser, thief = login("pi-d1"), login("pi-w1")
+    dispenser, thief = login(port, out, "pi-d1"), login(port, out, "pi-w1")
     try:
         async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator:
             for client in (dispenser, thief):
@@ -879,12 +876,7 @@ async def test_a_suspended_login_gets_nothing_and_cannot_lift_its_suspension(
     login can send lifts the suspension: a device command is not on the wire, and the
     look-alikes are refused as malformed."""
     cfg, port, out, broker = provisioned(tmp_path)
-    ca = out / "devices" / "coordinator" / "ca.crt"
-
-    def login(name: str) -> Client:
-        return Client(port, ca, name, (out / "devices" / name / "password").read_text().strip())
-
-    thief, pad, watch = login("pi-d1"), login("pi-w1"), login("operator")
+    thief, pad, watch = (login(port, out, name) for name in ("pi-d1", "pi-w1", "operator"))
     mine = T.reply("dispenser", "pi-d1")
     try:
         async with running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator:

@@ -236,15 +236,12 @@ async def test_a_pad_never_queues_a_call_while_the_link_is_down(
         assert calls == 0, "a CALL pressed while offline must not arrive later"
 
 
-async def test_a_refusal_on_the_pad_gives_way_to_its_window_s_state(
-    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Found by a field engineer: 无响应 请重试 stayed on a pad for minutes after the
-    coordinator was back (nothing changed, so no state came to replace it). A notice now
-    stays NOTICE_S, then the window's state shows again."""
-    import edge.window
-
-    monkeypatch.setattr(edge.window, "NOTICE_S", 0.3)
+@contextlib.asynccontextmanager
+async def pad_showing_a001(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> AsyncIterator[tuple[BusSimulator, int, SimCallPad]]:
+    """pi-w1's agent on simulated devices, window 1's pad showing A001 after its CALL: the
+    window's last change, so no state follows it (a second ticket waits behind)."""
     cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
     clock = FakeClock()
     async with (
@@ -258,8 +255,21 @@ async def test_a_refusal_on_the_pad_gives_way_to_its_window_s_state(
         for _ in range(2):
             issue = IssueRequest(kind="issue", service="tax-filing")
             assert (await dispenser.request(dispenser.topics.req("pi-d1"), issue, timeout=10)).ok
-        pad_bus.press(pad, "CALL")  # the window's last change: no state follows it
+        pad_bus.press(pad, "CALL")
         await pad_bus.wait_for(lambda: sim_pad.display == "A001", timeout=30)
+        yield pad_bus, pad, sim_pad
+
+
+async def test_a_refusal_on_the_pad_gives_way_to_its_window_s_state(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a field engineer: 无响应 请重试 stayed on a pad for minutes after the
+    coordinator was back (nothing changed, so no state came to replace it). A notice now
+    stays NOTICE_S, then the window's state shows again."""
+    import edge.window
+
+    monkeypatch.setattr(edge.window, "NOTICE_S", 0.3)
+    async with pad_showing_a001(mosquitto, tmp_path) as (pad_bus, pad, sim_pad):
         pad_bus.press(pad, "CALL")  # too soon after the last: refused, nothing changes
         await pad_bus.wait_for(
             lambda: any(text.startswith("A001 刚叫号") for text, _ in sim_pad.displays), timeout=15
@@ -272,20 +282,7 @@ async def test_a_power_cycled_pad_shows_its_window_again_at_once(
 ) -> None:
     """Found by a field engineer power-cycling the pads' cabinet: the pads came back blank
     and stayed so until their window next changed (a state comes only on a change)."""
-    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
-    clock = FakeClock()
-    async with (
-        running(cfg, tmp_path / "log.sqlite", clock),
-        agent(cfg, "pi-w1", tmp_path, clock) as (devices, _),
-        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
-    ):
-        pad_bus, pad = devices["pad-1"]
-        sim_pad = pad_bus.device(pad, SimCallPad)
-        await dispenser.wait_connected(10)
-        issue = IssueRequest(kind="issue", service="tax-filing")
-        assert (await dispenser.request(dispenser.topics.req("pi-d1"), issue, timeout=10)).ok
-        pad_bus.press(pad, "CALL")  # the window's last change: no state follows it
-        await pad_bus.wait_for(lambda: sim_pad.display == "A001", timeout=30)
+    async with pad_showing_a001(mosquitto, tmp_path) as (pad_bus, _pad, sim_pad):
         sim_pad.reboot()
         assert sim_pad.display is None  # a power-cycled pad is dark
         await pad_bus.wait_for(lambda: sim_pad.display == "A001", timeout=15)

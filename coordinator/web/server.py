@@ -164,28 +164,21 @@ async def alerts(request: web.Request) -> web.Response:
 async def board_list(request: web.Request) -> web.Response:
     cfg = _c(request).cfg
     zones = {z.id: z for z in cfg.zones}
-
-    def caption(zone: str | None) -> tuple[str, str]:
-        """A taxpayer reads the hall a board stands in, not its device id."""
-        z = zones.get(zone) if zone is not None else None
-        if z is None:
-            return "全厅", "Whole hall"
-        return z.name, z.name_en or z.name
-
-    return _json(
-        [
+    items = []
+    for b in boards(cfg):
+        z = zones.get(b.zone) if b.zone is not None else None  # a taxpayer reads its hall,
+        items.append(  # not its device id
             api.BoardItem(
                 id=b.id,
                 zone=b.zone,
-                caption=caption(b.zone)[0],
-                caption_en=caption(b.zone)[1],
+                caption=z.name if z is not None else "全厅",
+                caption_en=(z.name_en or z.name) if z is not None else "Whole hall",
                 width=b.width,
                 height=b.height,
                 png=f"/api/boards/{b.id}.png",
             )
-            for b in boards(cfg)
-        ]
-    )
+        )
+    return _json(items)
 
 
 async def board_png(request: web.Request) -> web.Response:
