@@ -82,6 +82,7 @@ def hall_text(url: str, state: Path) -> str:
         text
         + f'\n[broker]\nurl = "{url}"\n\n[runtime]\nstate_dir = "{state}"\nlog_level = "WARNING"\n'
         + "\n[security]\nclient_rate_per_s = 10000\nclient_burst = 100000\n"
+        + "issue_rate_per_min = 100000\nissue_burst = 100000\n"  # a crowd per kiosk, likewise
     )
 
 

@@ -45,6 +45,10 @@ class Refusal:
         }
 
 
+# printed for the person at the kiosk (edge.dispenser prints a refusal's message)
+ISSUE_PACED = Refusal("issue_paced", "本机取号过于频繁, 请稍候再取")
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -95,6 +99,7 @@ class Authority:
     clock: Callable[[], float] = time.monotonic
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _alerted: dict[tuple[str, str], float] = field(default_factory=dict)
+    _issued: dict[str, _Bucket] = field(default_factory=dict)  # per dispenser (configured)
     _grants: Grants = field(init=False)
 
     def __post_init__(self) -> None:
@@ -192,6 +197,25 @@ class Authority:
             return True
         bucket.dropped += 1
         return False
+
+    def pace_issue(self, client: str, now: float) -> Refusal | None:
+        """One more ticket issued online by dispenser ``client`` at hall time ``now``:
+        refused past ``security.issue_rate_per_min`` (and its burst). A kiosk prints one
+        ticket every few seconds; a script with its password issues hundreds a second,
+        and a service's numbers (its daily cap, its digits) run out before anybody can
+        suspend it. Offline replays are never paced: those tickets are in people's hands."""
+        sec = self.cfg.security
+        bucket = self._issued.get(client)
+        if bucket is None:
+            bucket = self._issued[client] = _Bucket(float(sec.issue_burst), now)
+        gained = max(0.0, now - bucket.at) * sec.issue_rate_per_min / 60.0
+        bucket.tokens = min(float(sec.issue_burst), bucket.tokens + gained)
+        bucket.at = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return None
+        bucket.dropped += 1
+        return ISSUE_PACED
 
     def dropped(self, sender: str) -> int:
         bucket = self._buckets.get(sender)

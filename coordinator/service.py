@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from coordinator.authz import Authority, Refusal, flood_alert, refusal_alert
+from coordinator.authz import ISSUE_PACED, Authority, Refusal, flood_alert, refusal_alert
 from coordinator.dispatch import load_core
 from coordinator.engine import Engine, Outcome
 from coordinator.eventlog import EventLog, StorageFailed
@@ -923,6 +923,14 @@ class Coordinator:
         if refusal is None:
             owner = self.queue.log.lookup(command.id)
             refusal = self.authz.claim(owner.source if owner else None, role, client)
+            if (
+                refusal is None
+                and owner is None  # a copy delivered again is answered as the first was
+                and isinstance(command, m.IssueRequest)
+                and command.offline is None
+                and client not in self.engine.suspended  # refused as that, and said so
+            ):
+                refusal = self.authz.pace_issue(client, self.clock())
         if refusal is not None:
             await self._refuse(role, client, command, refusal)
             return None
@@ -1127,6 +1135,28 @@ class Coordinator:
         )
 
     async def _refuse(self, role: str, client: str, command: Any, refusal: Refusal) -> None:
+        """Answer the sender with the reason; tell the log and the supervisors once a
+        minute per sender and reason (a script keeps sending)."""
+        await self._publish(
+            self._topics.reply(role, client), _reply(command, refusal.record(), self.engine.day)
+        )
+        if not self.authz.should_alert(f"{role}/{client}", refusal.code):
+            return
+        if refusal is ISSUE_PACED:
+            rate = self.cfg.security.issue_rate_per_min
+            log.warning(
+                "dispenser %s issues more than %g tickets a minute: refused until it slows "
+                "(security.issue_rate_per_min; a stuck key, or its password in other hands)",
+                client,
+                rate,
+            )
+            await self._name_device(
+                "issue_burst",
+                client,
+                f"{client} 取号超过每分钟 {rate:g} 张, 多出的已拒绝: "
+                "按键卡住, 或设备密码被他人使用",
+            )
+            return
         log.warning(
             "%s %s/%s refused: %s: %s",
             getattr(command, "action", "request"),
@@ -1135,11 +1165,7 @@ class Coordinator:
             refusal.code,
             refusal.message,
         )
-        await self._publish(
-            self._topics.reply(role, client), _reply(command, refusal.record(), self.engine.day)
-        )
-        if self.authz.should_alert(f"{role}/{client}", refusal.code):
-            await self._raise_alert(refusal_alert(role, client, refusal))
+        await self._raise_alert(refusal_alert(role, client, refusal))
 
     def _admit(self, topic: str) -> bool:
         """The per-client rate limit, before a message is parsed (see Authority.admit)."""

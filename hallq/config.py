@@ -343,6 +343,11 @@ class SecurityConfig(_Model):
     # per client: messages a second it may send the coordinator, and the burst above that
     client_rate_per_s: Annotated[float, BeforeValidator(positive_number(10_000))] = 20.0
     client_burst: Annotated[int, BeforeValidator(int_range(1, 100_000))] = 60
+    # per dispenser: tickets a minute (hall time) it may issue online, and the burst above
+    # that. A person at a kiosk takes one every few seconds at most (a key, a print, a cut):
+    # more is a stuck key or a script with its password, emptying a service's numbers
+    issue_rate_per_min: Annotated[float, BeforeValidator(positive_number(100_000))] = 30.0
+    issue_burst: Annotated[int, BeforeValidator(int_range(1, 100_000))] = 20
 
 
 class EdgeConfig(_Model):

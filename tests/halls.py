@@ -133,13 +133,20 @@ def midday_zone() -> str:
     return "UTC" if hours_east == 0 else f"Etc/GMT{'-' if hours_east > 0 else '+'}{abs(hours_east)}"
 
 
+# its ``security`` for a test whose one dispenser stands for a crowd: it issues tickets as
+# fast as it can (at a clock standing still), past what one kiosk may (issue_rate_per_min)
+UNPACED = "issue_rate_per_min = 100000\nissue_burst = 100000\n"
+
+
 def small_hall_text(
     broker_url: str | None = None,
     state_dir: str | None = None,
     all_day: bool = False,
+    security: str = "",
     **coordinator: Any,
 ) -> str:
-    """The small hall as TOML; ``all_day`` opens it round the clock for real-time tests."""
+    """The small hall as TOML; ``all_day`` opens it round the clock for real-time tests;
+    ``security`` is its ``[security]`` table's body."""
     extra = "\n".join(
         f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}"
         for k, v in coordinator.items()
@@ -156,6 +163,8 @@ def small_hall_text(
         text += f'\n[broker]\nurl = "{broker_url}"\nkeepalive = 5\n'
     if state_dir:
         text += f'\n[runtime]\nstate_dir = "{state_dir}"\n'
+    if security:
+        text += f"\n[security]\n{security}"
     return text
 
 
@@ -163,9 +172,10 @@ def small_hall(
     broker_url: str | None = None,
     state_dir: str | None = None,
     all_day: bool = False,
+    security: str = "",
     **coordinator: Any,
 ) -> HallConfig:
-    text = small_hall_text(broker_url, state_dir, all_day, **coordinator)
+    text = small_hall_text(broker_url, state_dir, all_day, security, **coordinator)
     return parse_config(text, "small-hall.toml")
 
 

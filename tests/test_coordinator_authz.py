@@ -15,7 +15,7 @@ from hallq.topics import HallTopics
 
 from .conftest import Inbox, Mosquitto, until
 from .coordinated import FakeClock, device, running
-from .halls import small_hall_text
+from .halls import UNPACED, small_hall_text
 
 pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
@@ -222,7 +222,7 @@ async def test_a_dispensers_outbox_drains_within_the_rate_limit_and_loses_nothin
     coordinator's per-client limit (edge.agent.make_session), so none is dropped."""
     from edge.agent import make_session
 
-    cfg = hall(mosquitto.url, tmp_path, "client_rate_per_s = 80\nclient_burst = 30\n")
+    cfg = hall(mosquitto.url, tmp_path, "client_rate_per_s = 80\nclient_burst = 30\n" + UNPACED)
     async with (
         running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator,
         make_session(cfg, cfg.agent("pi-d1")) as dispenser,
@@ -280,3 +280,68 @@ def test_a_priority_grant_is_only_for_a_dispenser() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(wrong, "hall.toml")
     assert "agents[0].priorities (agent pi-w1): only a dispenser issues tickets" in str(err.value)
+
+
+async def test_a_dispenser_issues_online_at_a_kiosks_pace_and_its_replays_are_never_paced(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox], caplog: pytest.LogCaptureFixture
+) -> None:
+    """One dispenser's password used by a script issued 949 tickets at 19 a second, a
+    service's daily cap within 16 s. Past a kiosk's pace (issue_rate_per_min, burst
+    issue_burst) it is refused, the desk is told once, and a person's offline tickets,
+    already printed, still join the queue."""
+    import datetime as dt
+
+    cfg = hall(mosquitto.url, tmp_path, "issue_rate_per_min = 6\nissue_burst = 3\n")
+    clock = FakeClock()
+    alerts = inbox()
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "supervisor", "desk-1", tmp_path) as desk,
+    ):
+        await desk.subscribe(T.event("alert"), alerts)
+        await dispenser.wait_connected(10)
+        lease = await dispenser.request(
+            T.req("pi-d1"), m.LeaseRequest(kind="lease", service="tax-filing", size=5), timeout=10
+        )
+        assert lease.ok
+
+        async def issue(command: m.IssueRequest | None = None) -> m.IssueReply:
+            command = command or m.IssueRequest(kind="issue", service="tax-filing")
+            reply = await dispenser.request(T.req("pi-d1"), command, timeout=10)
+            assert isinstance(reply, m.IssueReply)
+            return reply
+
+        first = m.IssueRequest(kind="issue", service="tax-filing")
+        burst = [await issue(first), await issue(), await issue()]
+        assert all(r.ok for r in burst)
+        refused = [await issue() for _ in range(5)]
+        assert {r.error.code for r in refused if r.error} == {"issue_paced"}
+        assert refused[0].error is not None
+        assert "过于频繁" in refused[0].error.message
+        again = await issue(first)  # the broker's copy of an issued request: its ticket
+        assert again.ok
+        assert again.ticket == burst[0].ticket
+        printed = dt.datetime.fromtimestamp(clock.now - 60, dt.UTC)
+        replays = [
+            await issue(
+                m.IssueRequest(
+                    kind="issue",
+                    service="tax-filing",
+                    offline=m.OfflineIssue(number=f"A{n:03d}", issued_at=printed),
+                )
+            )
+            for n in range(lease.first, lease.first + 4)
+        ]
+        assert all(r.ok for r in replays), replays
+        assert len(coordinator.engine.tickets) == 3 + 4
+        clock.now += 10.0  # a person's pace: one ticket each 10 s
+        assert (await issue()).ok
+        assert (await issue()).error.code == "issue_paced"  # type: ignore[union-attr]
+
+        found = await alerts.wait_for(lambda ps: any(p.kind == "issue_burst" for p in ps))
+        named = [a for a in found if a.kind == "issue_burst"]
+        assert [a.client for a in named] == ["pi-d1"]
+        assert "每分钟 6 张" in named[0].message
+        told = [r for r in caplog.records if "tickets a minute" in r.getMessage()]
+        assert len(told) == 1, [r.getMessage() for r in told]

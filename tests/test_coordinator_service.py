@@ -18,7 +18,7 @@ from hallq.topics import HallTopics
 
 from .conftest import Inbox, Mosquitto
 from .coordinated import FakeClock, device, running
-from .halls import at, small_hall, small_hall_text
+from .halls import UNPACED, at, small_hall, small_hall_text
 
 pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
@@ -115,10 +115,12 @@ async def test_sigkill_while_issuing_loses_no_acknowledged_ticket(
 ) -> None:
     config = tmp_path / "hall.toml"
     config.write_text(
-        small_hall_text(mosquitto.url, str(tmp_path / "state"), all_day=True, http_port=0)
+        small_hall_text(
+            mosquitto.url, str(tmp_path / "state"), security=UNPACED, all_day=True, http_port=0
+        )
     )
     log_path = tmp_path / "log.sqlite"
-    cfg = small_hall(mosquitto.url, str(tmp_path / "state"), all_day=True)
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"), security=UNPACED, all_day=True)
 
     def start() -> subprocess.Popen[bytes]:
         with (tmp_path / "coordinator.log").open("ab") as out:
@@ -352,7 +354,7 @@ async def test_the_dashboard_serves_the_comfort_heat_map(tmp_path: Path) -> None
 async def test_a_queue_past_its_target_raises_express_window_advice(
     mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
 ) -> None:
-    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"), security=UNPACED)
     alerts = inbox()
     clock = FakeClock()
     async with (
@@ -516,7 +518,7 @@ async def test_commands_arriving_together_share_one_commit_and_are_answered_once
 
     from coordinator.eventlog import EventLog
 
-    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"), security=UNPACED)
     log_path = tmp_path / "log.sqlite"
     async with (
         running(cfg, log_path, FakeClock()) as coordinator,
@@ -567,7 +569,7 @@ async def test_kpis_reach_supervisors_every_second_of_a_burst(
         return None
 
     monkeypatch.setattr(Coordinator, "_tick", tick_mid_group)
-    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"), security=UNPACED)
     stats = inbox()
     async with (
         running(cfg, tmp_path / "log.sqlite", FakeClock()),
@@ -632,7 +634,7 @@ async def test_a_burst_of_commands_makes_one_checkpoint_per_interval_not_one_per
     monkeypatch.setattr(hallqueue, "CHECKPOINT_EVERY", 5)
     monkeypatch.setattr(service, "CHECKPOINT_MIN_S", 3600.0)
     children = _record_checkpoint_forks(monkeypatch)
-    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"), security=UNPACED)
     async with (
         running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator,
         device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
@@ -691,7 +693,7 @@ async def test_checkpoints_are_made_by_a_child_and_restore_what_replaying_builds
 
     monkeypatch.setattr(hallqueue, "CHECKPOINT_EVERY", 10)
     children = _record_checkpoint_forks(monkeypatch)
-    cfg = small_hall(mosquitto.url, str(tmp_path / "state"))
+    cfg = small_hall(mosquitto.url, str(tmp_path / "state"), security=UNPACED)
     log_path, copy = tmp_path / "log.sqlite", tmp_path / "copy.sqlite"
     clock = FakeClock()
     async with (

@@ -25,6 +25,7 @@ from hallq.topics import HallTopics
 from .ci import missing
 from .conftest import Mosquitto, until
 from .coordinated import FakeClock, device
+from .halls import UNPACED
 from .test_web_helpers import ID_HASH_KEY, PASSWORD, VIEWER_PASSWORD, web_hall, web_running
 
 pytestmark = pytest.mark.broker
@@ -637,7 +638,7 @@ async def test_the_desk_keeps_an_edit_through_live_updates_and_works_alerts_and_
     advice applied in one click, the hall reacting; KPIs against past days."""
     async_playwright = _playwright()
     shots = Shots()
-    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"), security=UNPACED)
     log_path = tmp_path / "log.sqlite"
     _seed_past_days(cfg, log_path)
     clock = FakeClock()
@@ -820,8 +821,9 @@ async def test_the_desk_suspends_a_flooding_dispenser_in_two_clicks_and_resumes_
     async_playwright = _playwright()
     shots = Shots()
     cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
     async with (
-        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url),
         device(cfg, "dispenser", "pi-d1", tmp_path) as thief,
     ):
         await thief.wait_connected(10)
@@ -831,27 +833,35 @@ async def test_the_desk_suspends_a_flooding_dispenser_in_two_clicks_and_resumes_
             return await thief.request(T.req("pi-d1"), request, timeout=10)
 
         flood = [await issue() for _ in range(35)]
+        # a kiosk's burst (issue_burst), then refused until it slows to a person's pace
+        paced = [r.error.code for r in flood[20:]]
+        assert [r.ok for r in flood[:20]] == [True] * 20
+        assert paced == ["issue_paced"] * 15
+        flood = flood[:20]
         async with supervisor_desk(async_playwright, url) as desk:
             alert = desk.locator('#alerts li[data-kind="issue_burst"]')
+            assert "多出的已拒绝" in await alert.inner_text()
             await alert.locator('button[data-suspend="pi-d1"]').click()
             confirm = alert.locator('[data-confirm-suspend="pi-d1"]')
             said = await confirm.inner_text()
             assert "此后它的一切请求都将被拒绝" in said
-            assert "仍在等候的 35 个号" in said, said
+            assert "仍在等候的 20 个号" in said, said
             ticked = confirm.locator("input[data-void]")
             assert await ticked.is_checked()
             await ticked.uncheck()
-            await issue()  # a live update while the confirmation is open keeps it, as set
+            clock.now += 2.0  # one ticket's worth at 30 a minute
+            # a live update while the confirmation is open keeps it, as set
+            assert (await issue()).ok
             await desk.wait_for_selector(
-                '#services tr[data-service="tax-filing"] [data-col="waiting"]:has-text("36 人")'
+                '#services tr[data-service="tax-filing"] [data-col="waiting"]:has-text("21 人")'
             )
-            assert "仍在等候的 36 个号" in await confirm.inner_text()
+            assert "仍在等候的 21 个号" in await confirm.inner_text()
             assert not await ticked.is_checked()
             await ticked.check()
             await shots.take(desk, "desk-suspend-confirm")
             await confirm.locator("button[data-suspend-go]").click()
             await desk.wait_for_selector(
-                '#devices [data-device-note="pi-d1"]:has-text("已停用 pi-d1, 作废 36 个号")'
+                '#devices [data-device-note="pi-d1"]:has-text("已停用 pi-d1, 作废 21 个号")'
             )
             row = desk.locator('#devices li[data-problem="suspended"][data-client="pi-d1"]')
             await row.wait_for()
@@ -864,6 +874,7 @@ async def test_the_desk_suspends_a_flooding_dispenser_in_two_clicks_and_resumes_
             note = '#devices [data-device-note="pi-d1"]'
             await desk.wait_for_selector(f'{note}:has-text("已恢复")')
             assert await desk.locator('#devices li[data-problem="suspended"]').count() == 0
+            clock.now += 2.0
             assert (await issue()).ok
 
 
