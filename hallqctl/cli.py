@@ -571,7 +571,7 @@ def agent(config_file: Path, agent_id: str, sim_dir: Path | None, simulate_all: 
 @click.option("--device", "agent_id", required=True, help="the agent id from the hall file")
 @click.option(
     "--sim-dir",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, file_okay=False),
     required=True,
     help="where the pty links are made (the agent's --sim-dir)",
 )
@@ -585,10 +585,17 @@ def sim_devices(config_file: Path, agent_id: str, sim_dir: Path) -> None:
 
     cfg = _load(config_file)
     agent = _agent(cfg, agent_id)
-    hall = simulate_devices(serial_devices(agent.devices), sim_dir)
+    try:
+        hall = simulate_devices(serial_devices(agent.devices), sim_dir)
+    except OSError as exc:
+        raise click.ClickException(f"--sim-dir {sim_dir}: {exc.strerror or exc}") from None
+    if not hall.buses and not hall.printers:
+        kinds = ", ".join(sorted({d.kind for d in agent.devices})) or "none"
+        click.echo(f"{agent_id} has no serial device to simulate (its devices: {kinds})")
+        return
     try:
         asyncio.run(serve(hall))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
 
 

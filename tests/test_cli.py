@@ -110,7 +110,12 @@ def test_forecast_prints_levels_scores_held_out_months_and_exports(tmp_path: Pat
 def test_sim_devices_serves_an_agents_serial_devices_on_ptys(tmp_path: Path) -> None:
     """``hallq sim-devices`` is how a field engineer simulates one agent of a hall file
     (firmware_bridge itself no longer reads it): the window agent's RS-485 line appears
-    as a pty where that agent, run with the same --sim-dir, looks for it."""
+    as a pty where that agent, run with the same --sim-dir, looks for it. Ctrl-C at its
+    prompt ends it (it waited for Enter), and so does SIGTERM, each taking its links away
+    (SIGTERM left them pointing at dead ptys)."""
+    import os
+    import pty
+    import signal
     import subprocess
     import sys
 
@@ -119,31 +124,46 @@ def test_sim_devices_serves_an_agents_serial_devices_on_ptys(tmp_path: Path) -> 
     hall_file = tmp_path / "hall.toml"
     hall_file.write_text(small_hall_text().replace("/dev/ttyUSB0", "sim:rs485"), encoding="utf-8")
     sim_dir = tmp_path / "sim"
-    with subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from hallqctl.cli import main; main()",
-            "sim-devices",
-            "--config",
-            str(hall_file),
-            "--device",
-            "pi-w1",
-            "--sim-dir",
-            str(sim_dir),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()  # printed once the simulators serve
-            assert line.startswith(f"bus {sim_dir}"), line
-            assert "addresses [1, 2, 11]" in line, line
-            assert any(p.name.startswith("rs485") for p in sim_dir.iterdir())
-        finally:
-            proc.terminate()
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        terminal, stdin = pty.openpty()  # a person at a prompt
+        with subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from hallqctl.cli import main; main()",
+                "sim-devices",
+                "--config",
+                str(hall_file),
+                "--device",
+                "pi-w1",
+                "--sim-dir",
+                str(sim_dir),
+            ],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as proc:
+            try:
+                assert proc.stdout is not None
+                line = proc.stdout.readline()  # printed once the simulators serve
+                assert line.startswith(f"bus {sim_dir}"), line
+                assert "addresses [1, 2, 11]" in line, line
+                assert any(p.name.startswith("rs485") for p in sim_dir.iterdir())
+                proc.send_signal(stop)
+                assert proc.wait(timeout=20) == 0, stop
+            finally:
+                proc.kill()
+                os.close(terminal)
+                os.close(stdin)
+        assert not any(p.name.startswith("rs485") for p in sim_dir.iterdir()), stop
+    board = CliRunner().invoke(
+        main,
+        ["sim-devices", "--config", str(hall_file), "--device", "pi-b1", "--sim-dir", str(sim_dir)],
+    )
+    assert board.exit_code == 0, board.output
+    assert "pi-b1 has no serial device to simulate (its devices: led_max7219, speaker)" in (
+        board.output
+    )
     bad = CliRunner().invoke(
         main,
         ["sim-devices", "--config", str(hall_file), "--device", "pi-x", "--sim-dir", str(sim_dir)],

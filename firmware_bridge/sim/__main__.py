@@ -13,7 +13,9 @@ import argparse
 import asyncio
 import logging
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from firmware_bridge.devices.call_pad import TransferTarget
@@ -117,8 +119,30 @@ def _command(hall: SimulatedHall, words: list[str]) -> bool:
     return True
 
 
+def _lines() -> asyncio.Queue[str]:
+    """stdin's lines ('' at its end), read by a daemon thread: a worker thread of the loop
+    blocked in readline kept Ctrl-C from ending the program until Enter was pressed."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str] = asyncio.Queue()
+
+    def read() -> None:
+        while True:
+            line = sys.stdin.readline()
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+            if not line:
+                return
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
+    return lines
+
+
 async def serve(hall: SimulatedHall) -> None:
-    """Start the simulators, print where they are, then take commands from stdin."""
+    """Start the simulators, print where they are, then take commands from stdin; SIGTERM
+    ends it as Ctrl-C does, taking the pty links away (an agent would open a dead one)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
     async with hall:
         for bus in hall.buses.values():
             print(f"bus {bus.path}: addresses {sorted(bus.devices)}", flush=True)
@@ -126,15 +150,14 @@ async def serve(hall: SimulatedHall) -> None:
             print(f"printer {name}: {printer.path}", flush=True)
         if not sys.stdin.isatty():
             await asyncio.Event().wait()  # serve until killed
+        lines = _lines()
         while True:
-            line = await asyncio.to_thread(sys.stdin.readline)
+            line = await lines.get()
             if not line:
                 await asyncio.Event().wait()
-            words = shlex.split(line)
-            if not words:
-                continue
             try:
-                if not _command(hall, words):
+                words = shlex.split(line)
+                if words and not _command(hall, words):
                     return
             except (KeyError, ValueError, IndexError, TypeError) as exc:
                 print(f"error: {exc}")
@@ -148,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
     try:
         asyncio.run(serve(_default_hall(Path(args.dir))))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
 
 
