@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import contextlib
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +95,20 @@ sim_dir_option = click.option(
     help="directory of simulated serial ports (ports named sim or sim:NAME)",
 )
 seed_option = click.option("--seed", type=int, default=1, show_default=True)
+OUT_FILE = click.Path(path_type=Path, dir_okay=False)  # a file a command writes
+
+
+@contextlib.contextmanager
+def _writing(option: str) -> Iterator[None]:
+    """An output the command cannot write (no such directory, no permission) is one line
+    naming it, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise click.BadParameter(
+            f"cannot write {where}{exc.strerror or exc}", param_hint=option
+        ) from None
 
 
 def _stack(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -201,7 +216,9 @@ def acl(config_file: Path, operators: tuple[str, ...]) -> None:
     "--out",
     "out",
     required=True,
-    type=click.Path(path_type=Path),
+    # absolute: openssl runs in the directories it fills, and was given paths relative
+    # to where the command started
+    type=click.Path(path_type=Path, file_okay=False, resolve_path=True),
     help="directory for the CA, the broker's files and each device's credentials",
 )
 @click.option(
@@ -262,17 +279,18 @@ def provision(
     if port is None:  # the hall file's port, where it names a TLS one: a rerun keeps it
         port = cfg.broker.port if cfg.broker.url.startswith("mqtts://") else 8883
     try:
-        done = run(
-            cfg,
-            out,
-            rotate=rotate,
-            port=port,
-            bind=bind,
-            hosts=hosts,
-            run_as=run_as,
-            client_certs=client_certs,
-            operators=operators,
-        )
+        with _writing("--out"):
+            done = run(
+                cfg,
+                out,
+                rotate=rotate,
+                port=port,
+                bind=bind,
+                hosts=hosts,
+                run_as=run_as,
+                client_certs=client_certs,
+                operators=operators,
+            )
     except ProvisionError as exc:
         click.echo(f"hallq provision: {exc}", err=True)
         raise SystemExit(1) from None
@@ -790,7 +808,7 @@ def status(config_file: Path, timeout: float) -> None:
 )
 @click.option(
     "--chart",
-    type=click.Path(path_type=Path),
+    type=OUT_FILE,
     default=None,
     help="write a PNG of queue length and wait over the day here",
 )
@@ -849,7 +867,8 @@ def simulate(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if chart is not None:
-        save_chart(report, chart)
+        with _writing("--chart"):
+            save_chart(report, chart)
         console.print(f"chart: {chart}")
     if as_json:
         click.echo(report.to_json())
@@ -862,9 +881,9 @@ def simulate(
 @click.option(
     "--log",
     "log_path",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
     default=None,
-    help="the coordinator's event log; a generated history when absent or short",
+    help="the coordinator's event log; a generated history when not given or short",
 )
 @click.option(
     "--months",
@@ -888,8 +907,8 @@ def simulate(
     default=0,
     help="score the last N months of the history against seasonal-naive",
 )
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None)
-@click.option("--png", "png_path", type=click.Path(path_type=Path), default=None)
+@click.option("--csv", "csv_path", type=OUT_FILE, default=None)
+@click.option("--png", "png_path", type=OUT_FILE, default=None)
 def forecast(
     config_file: Path | None,
     log_path: Path | None,
@@ -903,6 +922,7 @@ def forecast(
 ) -> None:
     """办税舒适度指数: forecast arrivals by hour and class them 较少 / 适中 / 较多."""
     import datetime as dt
+    import sqlite3
 
     from rich.console import Console
 
@@ -919,27 +939,36 @@ def forecast(
 
     cfg = _load(config_file or example_hall())
     console = Console()
-    fc = build_forecast(
-        cfg,
-        log_path=log_path,
-        months_synthetic=months,
-        seed=seed,
-        days=days,
-        start=start.date() if start else None,
-    )
-    console.print(render_forecast(fc))
-    if holdout:
+    try:
+        fc = build_forecast(
+            cfg,
+            log_path=log_path,
+            months_synthetic=months,
+            seed=seed,
+            days=days,
+            start=start.date() if start else None,
+        )
         history = (
             arrival_counts(log_path, cfg)
-            if log_path is not None and fc.source.startswith("event log")
-            else generate_history(cfg, months, seed, end=fc.start - dt.timedelta(days=1))
+            if holdout and log_path is not None and fc.source.startswith("event log")
+            else None
         )
+    except sqlite3.DatabaseError as exc:  # as simulate --history says it
+        raise click.BadParameter(
+            f"{log_path}: not a hallq event log ({exc})", param_hint="--log"
+        ) from None
+    console.print(render_forecast(fc))
+    if holdout:
+        if history is None:
+            history = generate_history(cfg, months, seed, end=fc.start - dt.timedelta(days=1))
         for line in evaluate(cfg, history, holdout_months=holdout).lines():
             console.print(line)
     if csv_path is not None:
-        console.print(f"wrote {export_csv(fc, csv_path)}")
+        with _writing("--csv"):
+            console.print(f"wrote {export_csv(fc, csv_path)}")
     if png_path is not None:
-        console.print(f"wrote {export_png(fc, png_path)}")
+        with _writing("--png"):
+            console.print(f"wrote {export_png(fc, png_path)}")
 
 
 dsn_option = click.option(
@@ -1363,7 +1392,8 @@ def bureau(
 
 
 @main.command()
-@click.argument("config_file", metavar="CONFIG", type=click.Path(path_type=Path))
+@click.argument("config_arg", metavar="[CONFIG]", required=False, type=click.Path(path_type=Path))
+@example_config_option
 @day_options
 @click.option(
     "--staff-limit",
@@ -1394,7 +1424,8 @@ def bureau(
 @click.option("--json", "as_json", is_flag=True, help="print the plan and bar as JSON")
 @click.option("--verbose", is_flag=True, help="log the search's steps to stderr")
 def advise(
-    config_file: Path,
+    config_arg: Path | None,
+    config_file: Path | None,
     volume: float | None,
     day_of_month: int | None,
     staff_limit: int | None,
@@ -1409,8 +1440,9 @@ def advise(
     as_json: bool,
     verbose: bool,
 ) -> None:
-    """快速办理专窗: plan express-window staffing for a day of CONFIG's hall, and measure it
-    (with live advice) against per-service FIFO on the same simulated days."""
+    """快速办理专窗: plan express-window staffing for a day of CONFIG's hall (or --config's;
+    default the example Liwan hall), and measure it (with live advice) against per-service
+    FIFO on the same simulated days."""
     import json
     import time
     from dataclasses import asdict
@@ -1420,26 +1452,33 @@ def advise(
     from coordinator.advice.bar import bar_rows
     from coordinator.advice.plan import SEARCH_DAYS, plan_day
     from coordinator.simulation.profile import CALIBRATED_VOLUME
+    from hallq.examples import example_hall
 
     started = time.perf_counter()
-    cfg = _load(config_file)
+    if config_arg is not None and config_file is not None and config_arg != config_file:
+        raise click.UsageError("give the hall file once: CONFIG or --config")
+    cfg = _load(config_arg or config_file or example_hall())
     if history_since is not None and history is None:
         raise click.BadParameter("needs --history", param_hint="--history-since")
-    demand = _learned_demand(cfg, history, history_since, core, Console(stderr=True))
-    plan = plan_day(
-        cfg,
-        volume=volume or CALIBRATED_VOLUME,
-        day_of_month=day_of_month,
-        staff_limit=staff_limit,
-        replications=replications,
-        seed=seed,
-        core_kind=core,
-        rounds=rounds,
-        search_days=search_days or SEARCH_DAYS,
-        live=not no_live,
-        demand=demand,
-        log=(lambda line: click.echo(line, err=True)) if verbose else None,
-    )
+    console = Console(stderr=True)
+    demand = _learned_demand(cfg, history, history_since, core, console)
+    # a spinner where nobody reads the steps (they scroll past under --verbose)
+    planning = contextlib.nullcontext() if verbose else console.status("planning the day…")
+    with planning:
+        plan = plan_day(
+            cfg,
+            volume=volume or CALIBRATED_VOLUME,
+            day_of_month=day_of_month,
+            staff_limit=staff_limit,
+            replications=replications,
+            seed=seed,
+            core_kind=core,
+            rounds=rounds,
+            search_days=search_days or SEARCH_DAYS,
+            live=not no_live,
+            demand=demand,
+            log=(lambda line: click.echo(line, err=True)) if verbose else None,
+        )
     rows = bar_rows(plan)
     judged = rows[-1]  # the last variant: "advised" when live, else "planned"
     if as_json:

@@ -78,6 +78,27 @@ def test_simulate_prints_a_json_report_and_writes_the_chart(tmp_path: Path) -> N
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_wrong_input_or_output_path_is_one_line_naming_it(tmp_path: Path) -> None:
+    """Found by a new user: a directory or an unwritable place for --chart or --png, a
+    hall file given as forecast's --log, were tracebacks (``simulate --history`` already
+    said it in one line); a mistyped --log quietly forecast from made-up history."""
+    runner = CliRunner()
+    cases = [
+        (["simulate", "-r", "1", "--volume", "300", "--chart", str(tmp_path)], "is a directory"),
+        (
+            ["simulate", "-r", "1", "--volume", "300", "--chart", "/proc/hallq/c.png"],
+            "cannot write /proc/hallq",
+        ),
+        (["forecast", "--log", str(LIWAN)], "liwan.toml: not a hallq event log"),
+        (["forecast", "--log", str(tmp_path / "events.sqlite")], "does not exist"),
+        (["forecast", "--png", str(tmp_path)], "is a directory"),
+    ]
+    for args, said in cases:
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert said in result.output, (args, result.output)
+
+
 # ~10 s with the compiled day loop; a machine without a C compiler runs it pure (~40 s of CPU)
 @pytest.mark.timeout(300)
 def test_forecast_prints_levels_scores_held_out_months_and_exports(tmp_path: Path) -> None:

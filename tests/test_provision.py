@@ -188,6 +188,28 @@ def test_the_command_line_reports_what_it_did(tmp_path: Path) -> None:
     assert "not a client of hall" in bad.output
 
 
+def test_provision_takes_a_relative_out_and_names_one_it_cannot_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a new user: `--out prov/out1` failed in openssl (run in the directory it
+    fills, given paths relative to where the command started) and left half a CA behind;
+    a file or an unwritable place for --out was a traceback."""
+    (tmp_path / "hall.toml").write_text(small_hall_text() + SUPERVISORS)
+    monkeypatch.chdir(tmp_path)
+    args = ["provision", "--config", "hall.toml", "--out"]
+    first = CliRunner().invoke(main, [*args, "prov/out1", "--client-certs"])
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "prov/out1/devices/pi-d1/client.crt").exists()
+    assert f"install {tmp_path}/prov/out1/broker/mosquitto.conf" in first.output
+    onto_a_file = CliRunner().invoke(main, [*args, "hall.toml"])
+    assert onto_a_file.exit_code == 2
+    assert "Directory" in onto_a_file.output
+    assert "is a file" in onto_a_file.output
+    nowhere = CliRunner().invoke(main, [*args, "/proc/nope"])
+    assert nowhere.exit_code == 2, nowhere.output
+    assert "cannot write /proc/nope" in nowhere.output
+
+
 def test_the_broker_listens_on_the_hall_file_s_port_and_a_rerun_keeps_it(tmp_path: Path) -> None:
     """Found following the field guide: with broker.url on port 28883, provision wrote
     `listener 8883` and told every Pi to change its hall file to 8883; the guide's
