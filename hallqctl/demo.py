@@ -179,8 +179,14 @@ def demo_config(
     coordinator: dict[str, Any] = {"log_path": state / "events.sqlite", "comfort_synthetic": True}
     if cfg.coordinator.supervisor_password is None:
         coordinator["supervisor_password"] = SecretStr(DEMO_PASSWORD)
-    if http_port is not None:
+    if http_port:  # asked for: taken is the cause to stop on, not a demo without a page
+        if free_http_port(cfg.coordinator.http_host, http_port) is None:
+            raise DemoError(
+                f"port {http_port} is in use (another demo?): choose another --http-port"
+            )
         coordinator["http_port"] = http_port
+    elif http_port == 0:
+        coordinator["http_port"] = 0
     elif (
         cfg.coordinator.http_port
         and free_http_port(cfg.coordinator.http_host, cfg.coordinator.http_port) is None

@@ -239,6 +239,37 @@ def test_the_demo_prints_its_own_login_only(
     assert cfg.coordinator.supervisor_password.get_secret_value() == "the-real-one"
 
 
+def test_a_dashboard_port_asked_for_and_taken_stops_the_demo_saying_so() -> None:
+    """Found by a new user: `--http-port 8092` with 8092 in use (another demo) ran a demo
+    with no dashboard, its one hint naming a hall-file key."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hallqctl.cli",
+                "demo",
+                "--duration",
+                "5",
+                "--http-port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1, proc
+    first = proc.stderr.splitlines()[0]
+    assert first == (
+        f"hallq demo: error: port {port} is in use (another demo?): choose another --http-port"
+    ), proc.stderr
+
+
 @pytest.mark.timeout(120)
 async def test_ctrl_c_ends_the_day_with_its_kpis(
     mosquitto: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
