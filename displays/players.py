@@ -7,6 +7,7 @@ the announcer guarantee that two calls never overlap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Protocol
 
@@ -39,13 +40,15 @@ class AplayPlayer:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
+                process_group=0,  # a terminal's Ctrl-C is the agent's: it kills us on cancel
             )
         except FileNotFoundError as exc:
             raise VoiceError(f"{self.executable} not found: apt-get install alsa-utils") from exc
         try:
             _, err = await proc.communicate(wav)
         except asyncio.CancelledError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):  # (it may be done)
+                proc.kill()
             await proc.wait()
             raise
         if proc.returncode != 0:

@@ -23,6 +23,7 @@ as English ("请" comes out as "qing three"); the pinyin voice reads the same te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import re
@@ -219,6 +220,7 @@ class EspeakVoice:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                process_group=0,  # a terminal's Ctrl-C is the agent's (see players)
             )
         except FileNotFoundError as exc:
             raise VoiceError(
@@ -235,7 +237,13 @@ class EspeakVoice:
             proc = await self._run(
                 "-v", self.voice, "-s", str(self.speed), "-w", str(out), "--stdin"
             )
-            _, err = await proc.communicate(text.encode("utf-8"))
+            try:
+                _, err = await proc.communicate(text.encode("utf-8"))
+            except asyncio.CancelledError:  # in its own process group: nobody else ends it
+                with contextlib.suppress(ProcessLookupError):  # (it may be done)
+                    proc.kill()
+                await proc.wait()
+                raise
             if proc.returncode != 0 or not out.is_file():
                 detail = err.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
                 raise VoiceError(f"{self.executable} failed on {text!r}: {detail}")

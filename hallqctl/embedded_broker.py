@@ -38,6 +38,7 @@ def embedded_broker(port: int) -> Iterator[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        process_group=0,  # a terminal's Ctrl-C is for the demo, which stops it last
     )
     try:
         assert proc.stdout is not None

@@ -106,7 +106,11 @@ class Mosquitto:
         conf = self.config if self.config is not None else self._write_config()
         mark = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
+            # its own process group: a terminal's Ctrl-C is for us, who stop it last (it
+            # went first, and every client of the demo logged losing it)
+            self.proc = subprocess.Popen(
+                [self.binary, "-c", str(conf)], stdout=log, stderr=log, process_group=0
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:

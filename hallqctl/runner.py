@@ -68,7 +68,7 @@ async def _cancel_within(
 def run_bounded(
     main: Callable[[], Coroutine[Any, Any, object]], *, stop_s: float = STOP_S, signals: bool = True
 ) -> None:
-    """Run ``main()`` until it returns or SIGTERM/SIGINT arrives, then shut down within
+    """Run ``main()`` until it returns or SIGTERM/SIGINT/SIGHUP arrives, then shut down within
     ``stop_s`` per stage. Exceptions from ``main`` propagate once the loop is closed."""
     loop = asyncio.new_event_loop()
     workers = ThreadPoolExecutor(thread_name_prefix="hallq-worker")
@@ -78,7 +78,7 @@ def run_bounded(
         task = asyncio.ensure_future(main())
         stop = asyncio.Event()
         if signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # (a closed terminal)
                 loop.add_signal_handler(sig, stop.set)
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -270,6 +270,51 @@ def test_a_dashboard_port_asked_for_and_taken_stops_the_demo_saying_so() -> None
     ), proc.stderr
 
 
+@pytest.mark.timeout(240)
+def test_ctrl_c_at_a_terminal_stops_the_demo_quietly_with_its_kpis() -> None:
+    """Found by a new user: a terminal's Ctrl-C signals its whole foreground group, so the
+    private Mosquitto and espeak-ng got it too. The broker went first, and the demo's
+    stop printed ~40 lines of its clients losing it and announcements failing."""
+    import json
+    import os
+    import signal
+    import urllib.request
+
+    from hallqctl.mosquitto import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hallqctl.cli", "demo", "--http-port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group, as a shell makes for a command
+    )
+    try:
+        deadline = time.monotonic() + 120
+        calls: list[Any] = []
+        while not calls:  # the hall is calling: every part has started
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the demo made no call in 120 s"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/hall", timeout=5) as r:
+                    calls = json.load(r)["board"]["calls"]
+            except OSError:
+                pass
+            time.sleep(0.2)  # (polling a page from another process: nothing to wait on)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "average wait" in out, out
+    assert "lost the broker" not in err, err
+    assert "failed on" not in err, err  # an announcement's espeak-ng killed under it
+    assert " ERROR " not in err, err
+
+
 @pytest.mark.timeout(120)
 async def test_ctrl_c_ends_the_day_with_its_kpis(
     mosquitto: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
