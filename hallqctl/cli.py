@@ -742,6 +742,7 @@ def status(config_file: Path, timeout: float) -> None:
         city_link_line,
         collect_status,
         render_status,
+        status_advice,
         status_caveat,
         status_exit_code,
     )
@@ -758,6 +759,8 @@ def status(config_file: Path, timeout: float) -> None:
     if note := status_caveat(cfg):
         click.echo(note, err=True)
     render_status(rows, tz=cfg.hall.tzinfo)
+    for line in status_advice(rows):
+        click.echo(line, err=True)
     if city:
         click.echo(city)
     raise SystemExit(status_exit_code(rows))

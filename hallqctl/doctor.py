@@ -661,35 +661,9 @@ async def check_broker(
 
 
 def _broker_failure(broker: BrokerConfig, where: str, exc: BaseException) -> Check:
-    text = str(exc) or type(exc).__name__
-    low = text.lower()
-    if any(
-        word in low
-        for word in (
-            "not authori",
-            "bad user",
-            "password",
-            "code:5",
-            "code:4",
-            "code:135",
-            "code:134",
-        )
-    ):
-        fix = (
-            f"{broker.username or 'this client'} logs in with its `hallq provision` password: "
-            "copy its devices/ID/ from the server to broker.credentials_dir/ID/ again; on the "
-            "server run hallq provision (adds new devices) and systemctl reload mosquitto"
-        )
-    elif any(word in low for word in ("ssl", "certificate", "tls")):
-        fix = (
-            "check the CA (credentials ca.crt or broker.tls.ca_file) and that the broker "
-            "certificate names the host in broker.url (hallq provision --host)"
-        )
-    else:
-        fix = (
-            f"start the broker (sudo systemctl status mosquitto) or correct broker.url "
-            f"({broker.url}); check the network to {where}"
-        )
+    from hallqctl.status import broker_fix
+
+    text, fix = broker_fix(broker, where, exc)
     return Check("broker", Result.FAIL, f"cannot connect to {where}: {text}", fix)
 
 

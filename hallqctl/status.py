@@ -31,9 +31,11 @@ __all__ = [
     "Row",
     "Seen",
     "StatusUnavailable",
+    "broker_fix",
     "city_link_line",
     "collect_status",
     "render_status",
+    "status_advice",
     "status_caveat",
     "status_exit_code",
 ]
@@ -75,6 +77,31 @@ def _health_summary(health: DeviceHealth) -> tuple[str, bool]:
     return "; ".join(f"{c.name}: {c.status}" for c in bad), False
 
 
+def broker_fix(broker: BrokerConfig, where: str, exc: BaseException) -> tuple[str, str]:
+    """What went wrong reaching the broker, and what to do about it (doctor and status)."""
+    text = str(exc) or type(exc).__name__
+    low = text.lower()
+    login = broker.username or "this client"
+    refused = ("not authori", "bad user", "password", "code:4", "code:5", "code:134", "code:135")
+    if any(word in low for word in refused):
+        fix = (
+            f"{login} logs in with its `hallq provision` password: copy devices/{login}/ "
+            f"from the server to broker.credentials_dir/{login}/ again; on the server run "
+            "hallq provision (adds new clients) and systemctl reload mosquitto"
+        )
+    elif any(word in low for word in ("ssl", "certificate", "tls")):
+        fix = (
+            "check the CA (credentials ca.crt or broker.tls.ca_file) and that the broker "
+            "certificate names the host in broker.url (hallq provision --host)"
+        )
+    else:
+        fix = (
+            f"start the broker (sudo systemctl status mosquitto) or correct broker.url "
+            f"({broker.url}); check the network to {where}"
+        )
+    return text, fix
+
+
 def probe_client(broker: BrokerConfig, name: str, timeout: float) -> aiomqtt.Client:
     """A short-lived client for a look at the broker, under its own id (``NAME-PID``): never
     an agent's id, which would take over (and disconnect) that agent's session."""
@@ -100,11 +127,21 @@ async def _read_retained(
     import aiomqtt
 
     from hallq.acl import OPERATOR
-    from hallq.errors import PayloadError, TopicError
+    from hallq.errors import ConfigError, PayloadError, TopicError
     from hallq.messages import DeviceHealth, Presence, decode
     from hallq.topics import HallTopics, parse
 
-    broker = cfg.broker.for_client(OPERATOR)  # provisioned read-only login, when present
+    try:
+        broker = cfg.broker.for_client(OPERATOR)  # provisioned read-only login, when present
+    except ConfigError as exc:
+        raise StatusUnavailable(str(exc).splitlines()[-1].strip(" -")) from None
+    if cfg.broker.credentials_dir is not None and broker is cfg.broker:
+        raise StatusUnavailable(
+            f"no read-only login on this machine: {cfg.broker.credentials_dir / OPERATOR} is "
+            f"missing\n  fix: copy devices/{OPERATOR}/ from `hallq provision --out DIR` on the "
+            f"server to {cfg.broker.credentials_dir / OPERATOR}/ (status never logs in as a "
+            "device or the coordinator: the broker would drop that client for it)"
+        )
     topics = HallTopics(cfg.hall.id)
     presence: dict[tuple[str, str], Presence] = {}
     health: dict[tuple[str, str], DeviceHealth] = {}
@@ -134,8 +171,10 @@ async def _read_retained(
                         elif parts.action == "health":
                             health[key] = decode(DeviceHealth, raw)
     except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+        where = f"{broker.host}:{broker.port}"
+        text, fix = broker_fix(broker, where, exc if str(exc) else TimeoutError("timeout"))
         raise StatusUnavailable(
-            f"cannot read the hall's status from {broker.host}:{broker.port}: {exc or 'timeout'}"
+            f"cannot read the hall's status from {where}: {text}\n  fix: {fix}"
         ) from exc
     return presence, health
 
@@ -197,14 +236,49 @@ def status_caveat(cfg: HallConfig) -> str | None:
     """
     from hallq.acl import OPERATOR
 
-    user = cfg.broker.for_client(OPERATOR).username
+    broker = cfg.broker.for_client(OPERATOR)
+    user = broker.username
     if user is not None and user in {a.id for a in cfg.agents}:
         return (
             f"broker user {user!r} is an agent's: the hall ACL lets it see only its own and "
-            "the coordinator's status. Run on the server with the coordinator's credentials "
-            "(HALLQ_BROKER_USERNAME / HALLQ_BROKER_PASSWORD)."
+            f"the coordinator's status. Run on the server, where `hallq provision` made the "
+            f"read-only {OPERATOR!r} login (broker.credentials_dir/{OPERATOR}/)."
+        )
+    if "url" not in broker.model_fields_set:
+        return (
+            f"broker.url is not set (hall file or HALLQ_BROKER_URL): this is the default "
+            f"{broker.host}:{broker.port}, which may not be the hall's broker."
         )
     return None
+
+
+def status_advice(rows: Sequence[Row]) -> list[str]:
+    """What the person reading the table does next about who is missing."""
+    out = []
+    coordinator = next((r for r in rows if r.role == "coordinator" and r.configured), None)
+    if coordinator is not None and not coordinator.online:
+        out.append(
+            f"the coordinator is {coordinator.presence.value}: the hall issues and calls "
+            "nothing online. On its host: sudo systemctl start hallq-coordinator; "
+            "journalctl -u hallq-coordinator"
+        )
+    never = [r.client for r in rows if r.configured and r.presence is Seen.NEVER_SEEN]
+    never = [c for c in never if coordinator is None or c != coordinator.client]
+    if never:
+        some = ", ".join(never[:5]) + (f" and {len(never) - 5} more" if len(never) > 5 else "")
+        out.append(
+            f"never seen: {some}. Not installed yet, or its hall file names another broker: "
+            "`hallq doctor` on that Pi says which"
+        )
+    gone = [r.client for r in rows if r.configured and r.presence is Seen.OFFLINE]
+    gone = [c for c in gone if coordinator is None or c != coordinator.client]
+    if gone:
+        some = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+        out.append(
+            f"offline: {some}. On that Pi: systemctl status 'hallq-agent@*'; "
+            "journalctl -u hallq-agent@ID"
+        )
+    return out
 
 
 def status_exit_code(rows: Sequence[Row]) -> int:
@@ -232,7 +306,9 @@ def render_status(
     for row in rows:
         name = row.client if row.configured else f"{row.client} [dim](not in hall file)[/]"
         health = row.health or "-"
-        if row.health_ok is True:
+        if row.health and not row.online:  # what it said before it went, not how it is
+            health = f"[dim]last: {health}[/]"
+        elif row.health_ok is True:
             health = f"[green]{health}[/]"
         elif row.health_ok is False:
             health = f"[red]{health}[/]"

@@ -16,6 +16,7 @@ from hallqctl.status import (
     StatusUnavailable,
     collect_status,
     render_status,
+    status_advice,
     status_caveat,
     status_exit_code,
 )
@@ -104,6 +105,15 @@ async def test_status_of_a_hall_in_every_state(mosquitto: Mosquitto, tmp_path: P
     assert rows["coordinator"].presence is Seen.OFFLINE
     assert rows["win-01"].presence is Seen.OFFLINE  # clean goodbye
     assert rows["win-01"].health_ok is False  # last health stays retained
+    # a field engineer read "offline │ all ok" for a killed coordinator, and no next step
+    console = Console(record=True, width=160)
+    render_status(list(rows.values()), console)
+    assert "last: link: link_down" in console.export_text()
+    advice = status_advice(list(rows.values()))
+    assert advice[0].startswith("the coordinator is offline: the hall issues and calls nothing")
+    assert "sudo systemctl start hallq-coordinator" in advice[0]
+    assert advice[1].startswith("never seen: disp-01. Not installed yet")
+    assert advice[2].startswith("offline: win-01. On that Pi: systemctl status")
 
 
 async def test_all_online_exits_zero(mosquitto: Mosquitto, tmp_path: Path) -> None:
@@ -127,12 +137,41 @@ def test_caveat_for_an_agents_credentials() -> None:
     cfg.broker.username = "win-01"
     caveat = status_caveat(cfg)
     assert caveat is not None
-    assert "coordinator's credentials" in caveat
+    assert "read-only 'operator' login (broker.credentials_dir/operator/)" in caveat
 
 
-def test_an_unreachable_broker_raises_a_clear_error() -> None:
+def test_an_unreachable_broker_raises_a_clear_error_with_its_fix(tmp_path: Path) -> None:
+    """Found by a new user and a field engineer: "Connection refused" with no next step;
+    without the operator's credentials on the machine, CERTIFICATE_VERIFY_FAILED."""
     import asyncio
 
-    cfg = hall(f"mqtt://127.0.0.1:{free_port()}")
-    with pytest.raises(StatusUnavailable, match="cannot read the hall's status"):
+    port = free_port()
+    cfg = hall(f"mqtt://127.0.0.1:{port}")
+    with pytest.raises(StatusUnavailable) as refused:
         asyncio.run(collect_status(cfg, timeout=1))
+    said = str(refused.value)
+    assert said.startswith(f"cannot read the hall's status from 127.0.0.1:{port}: ")
+    assert "fix: start the broker (sudo systemctl status mosquitto)" in said
+    (tmp_path / "creds" / "pi-w01").mkdir(parents=True)
+    cfg.broker.credentials_dir = tmp_path / "creds"
+    with pytest.raises(StatusUnavailable) as no_login:
+        asyncio.run(collect_status(cfg, timeout=1))
+    assert str(no_login.value).startswith(
+        f"no read-only login on this machine: {tmp_path}/creds/operator is missing"
+    )
+    assert "copy devices/operator/ from `hallq provision --out DIR`" in str(no_login.value)
+
+
+def test_the_default_broker_is_said_to_be_a_guess() -> None:
+    from hallq.config import parse_config
+
+    cfg = parse_config(  # a hall file naming no broker at all
+        '[hall]\nid = "st-hall"\nname = "x"\ntimezone = "Asia/Shanghai"\n'
+        '[[zones]]\nid = "z1"\nname = "z"\nsite = "main"\n'
+        '[[services]]\ncode = "tax"\nname = "t"\nprefix = "A"\n'
+        '[[windows]]\nnumber = 1\nzone = "z1"\nall_services = true\n',
+        "hall.toml",
+    )
+    caveat = status_caveat(cfg)
+    assert caveat is not None
+    assert "broker.url is not set" in caveat
