@@ -787,7 +787,7 @@ class Agent(_Model):
 
     id: Annotated[str, BeforeValidator(id_check("agent id"))]
     role: AgentRole
-    host: Text | None = None
+    host: Text | None = None  # the Pi's hostname: `hallq doctor` there checks this agent
     # this agent's broker credentials (a `hallq provision` device directory) on its Pi;
     # default: broker.credentials_dir/ID when that exists
     credentials: PathT | None = None
