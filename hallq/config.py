@@ -234,7 +234,7 @@ class BrokerConfig(_Model):
     keepalive: Annotated[int, BeforeValidator(int_range(5, 600))] = 30
     session_expiry_s: Annotated[int, BeforeValidator(int_range(0, 7 * 86400))] = 3600
     # `hallq provision` output as copied to this machine: one directory per client id
-    # (CREDENTIALS/win-01/password, ca.crt); a client with one logs in as its own id
+    # (CREDENTIALS/pi-w01/password, ca.crt); a client with one logs in as its own id
     credentials_dir: PathT | None = None
 
     @model_validator(mode="before")
