@@ -8,7 +8,7 @@ it made later (its publisher counts from the start again). Presence carries ``bo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from hallq.messages import Presence
 
@@ -20,7 +20,9 @@ class RevisionGate:
     counting again (the coordinator's revision is its event log's sequence, and a hall
     whose log was wiped after a trial day, or that moved to a new server without it,
     starts from 1 while the Pis run on). A late or replayed message was made before the
-    one applied, and is still refused."""
+    one applied, and is still refused. A message "made" after its arrival counts as made
+    on arrival: a login's health at revision 2^62 stamped in 9999 froze that device's
+    health (its real agent's were all refused) until the coordinator restarted."""
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[int, datetime | None]] = {}
@@ -33,6 +35,8 @@ class RevisionGate:
             )
             if not counts_again:
                 return False
+        if made is not None:
+            made = min(made, datetime.now(UTC))
         self._last[topic] = (rev, made)
         return True
 

@@ -53,7 +53,7 @@ def test_revision_gate_applies_only_newer_revisions() -> None:
 
 
 def test_revision_gate_follows_a_publisher_that_counts_again_but_not_a_replay() -> None:
-    t0 = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    t0 = datetime.now(UTC) - timedelta(hours=1)
     gate = RevisionGate()
     assert gate.accept("board", 5000, t0)
     assert not gate.accept("board", 4999, t0 - timedelta(seconds=1)), "a late message"
@@ -61,6 +61,15 @@ def test_revision_gate_follows_a_publisher_that_counts_again_but_not_a_replay() 
     assert gate.accept("board", 3, t0 + timedelta(minutes=5)), "a new log, made later"
     assert not gate.accept("board", 2, t0 + timedelta(minutes=4)), "the new log's, late"
     assert gate.accept("board", 4), "and on from there"
+
+
+def test_revision_gate_is_not_frozen_by_a_message_stamped_in_the_future() -> None:
+    """Found by an attacker with one device's password: its health at revision 2^62,
+    stamped in 9999, kept the real agent's health out until the coordinator restarted."""
+    gate = RevisionGate()
+    assert gate.accept("health", (7 << 32) | 3, datetime.now(UTC) - timedelta(seconds=5))
+    assert gate.accept("health", 2**62, datetime(9999, 1, 1, tzinfo=UTC))
+    assert gate.accept("health", (7 << 32) | 4, datetime.now(UTC) + timedelta(seconds=1))
 
 
 def test_presence_book_ignores_a_will_from_an_earlier_boot() -> None:
