@@ -198,8 +198,16 @@ def demo_config(
             f"port {cfg.coordinator.http_port} is taken: the dashboard uses "
             f"{coordinator['http_port']} (--http-port to choose)"
         )
+    hall = cfg.hall
+    if port := coordinator.get("http_port", cfg.coordinator.http_port):
+        # the printed tickets' QR codes lead to this dashboard, not to the hall's own server
+        # (the example's queue.liwan.hall.lan)
+        host = cfg.coordinator.http_host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        hall = hall.model_copy(update={"public_url": f"http://{shown}:{port}"})
     return cfg.model_copy(
         update={
+            "hall": hall,
             "agents": [_fast_lines(agent) for agent in cfg.agents],
             "broker": broker,
             "security": security,

@@ -239,6 +239,18 @@ def test_the_demo_prints_its_own_login_only(
     assert cfg.coordinator.supervisor_password.get_secret_value() == "the-real-one"
 
 
+def test_the_demo_s_tickets_lead_to_its_own_dashboard(tmp_path: Path) -> None:
+    """Found by a taxpayer: the demo's printed QR codes led to the example hall's own
+    server (http://queue.liwan.hall.lan:8080), which no phone reaches."""
+    from hallq.config import BrokerConfig
+    from hallqctl.mosquitto import free_port
+
+    base = load_config(DEFAULT_CONFIG)
+    port = free_port()
+    cfg = make_demo_config(base, BrokerConfig(url="mqtt://127.0.0.1:1"), tmp_path, port)
+    assert cfg.hall.ticket_url("A0001").startswith(f"http://127.0.0.1:{port}/t/")
+
+
 def test_a_dashboard_port_asked_for_and_taken_stops_the_demo_saying_so() -> None:
     """Found by a new user: `--http-port 8092` with 8092 in use (another demo) ran a demo
     with no dashboard, its one hint naming a hall-file key."""

@@ -99,6 +99,11 @@ async def test_hall_summary_and_ticket_follow_the_engine(
 
         async with http.get(f"{url}/api/tickets/Z999") as r:
             assert r.status == 404
+        # as a taxpayer types it: A1 and a001 are A001 (the page's example once had a
+        # digit too few for four-digit services, and every lookup said "not today")
+        assert numbers[0] == "A001"
+        for typed in ("A1", "a01", "A0001"):
+            assert (await _get(http, f"{url}/api/tickets/{typed}"))["number"] == "A001"
 
 
 async def test_devices_presence_and_health_and_alerts(mosquitto: Mosquitto, tmp_path: Path) -> None:

@@ -111,8 +111,25 @@ def summary_json(c: HallService) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
+_TYPED = re.compile(r"([A-Z]+)0*(\d{1,5})")
+
+
+def typed_number(c: HallService, number: str) -> str:
+    """A number as a taxpayer types it, as the hall prints it: A23 or A023 is A0023 where
+    that service's numbers have four digits (the page's example, A023, was "not today"
+    for every four-digit service)."""
+    typed = _TYPED.fullmatch(number.strip().upper())
+    if typed is None:
+        return number
+    prefix, digits = typed.groups()
+    for service in c.cfg.services:
+        if service.prefix == prefix and len(str(int(digits))) <= service.width:
+            return f"{prefix}{int(digits):0{service.width}d}"
+    return number
+
+
 def ticket_json(c: HallService, number: str) -> dict[str, Any] | None:
-    t = c.engine.by_number.get(number)
+    t = c.engine.by_number.get(number) or c.engine.by_number.get(typed_number(c, number))
     if t is None:
         return None
     now, tz = c.clock(), c.cfg.hall.tzinfo

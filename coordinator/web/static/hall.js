@@ -63,8 +63,8 @@
     $("find-error").textContent = "";
     if (!number || !hallId) return;
     try {
-      await hallq.getJSON(`/api/tickets/${encodeURIComponent(number)}`);
-      location.href = `/t/${encodeURIComponent(hallId)}/${encodeURIComponent(number)}`;
+      const found = await hallq.getJSON(`/api/tickets/${encodeURIComponent(number)}`);
+      location.href = `/t/${encodeURIComponent(hallId)}/${encodeURIComponent(found.number)}`;
     } catch (e) {
       $("find-error").textContent = e.status === 404
         ? `今天没有 ${number} 号, 请核对号码\nNo ticket ${number} today; check the number` : e.message;
