@@ -71,6 +71,7 @@ class Snapshot:
     tickets: dict[str, _Pred]
     queue: dict[str, tuple[float, float, float]]
     cost_s: float = 0.0
+    paused: frozenset[str] = frozenset()  # services a paused window may come back to
 
 
 class RecentArrivals:
@@ -203,9 +204,12 @@ class WaitEstimator:
         recent = self._recent.counts(e.tickets, now)
         lookback = min(RATE_LOOKBACK_S, max(300.0, now - self._opened(base)))
         skills: dict[int, dict[str, float]] = {}
+        paused: dict[int, dict[str, float]] = {}
         busy: dict[int, tuple[str, float]] = {}
         queued = {t.service for t in waiting}
         for w in e.windows.values():
+            if w.status is WindowStatus.PAUSED and w.skills:
+                paused[w.number] = dict(w.skills)
             if w.status is not WindowStatus.OPEN or not w.skills:
                 continue
             if (
@@ -236,6 +240,7 @@ class WaitEstimator:
             "rates": {c: recent.get(c, 0) / lookback for c in e.services},
             "no_show": no_shows / called if called >= 20 else 0.0,
             "skills": skills,
+            "paused": paused,
             "busy": busy,
             "counter": {c: self._counter(c) for c in e.services},
         }
@@ -279,12 +284,44 @@ class WaitEstimator:
         at most FUTURE_ARRIVALS_MAX a service: ~0.5 s of pure Python in a burst), and a
         worker thread would hold the GIL the event loop needs for that long."""
         hall = self._hall(state)  # built and cached here: a child's copy would be lost
+        resumed = None
+        if state.get("paused"):  # ...as is the hall with its paused windows back
+            resumed = self._hall({**state, "skills": {**state["skills"], **state["paused"]}})
         self._round += 1
-        play = functools.partial(self._play, state, hall, self._round)
+        play = functools.partial(self._play, state, hall, self._round, resumed)
         return play() if run is None else run(play)
 
-    def _play(self, state: Mapping[str, Any], hall: FastHall, round_: int) -> Snapshot:
+    def _play(
+        self,
+        state: Mapping[str, Any],
+        hall: FastHall,
+        round_: int,
+        resumed: FastHall | None = None,
+    ) -> Snapshot:
+        """Each ticket's call as the hall plays on with the windows open now. With windows
+        paused, nobody knows when their staff come back: the earliest of a range is then
+        that of the same hall with them back at once (``resumed``), so a taxpayer told
+        "38-45 min" during a break is not called after 15."""
         started = time.thread_time()  # CPU of this thread: the budget is a core's share
+        snap = self._calls(state, hall, round_)
+        if resumed is not None:
+            soon = self._calls(state, resumed, round_)
+            now = state["now"]  # (one the resumed hall did not call: called as soon as now)
+            snap.tickets = {
+                n: _Pred(
+                    p.p50, min(p.low, soon.tickets[n].low if n in soon.tickets else now), p.high
+                )
+                for n, p in snap.tickets.items()
+            }
+            snap.queue = {  # (these are from now on)
+                c: (q[0], min(q[1], soon.queue[c][1] if c in soon.queue else 0.0), q[2])
+                for c, q in snap.queue.items()
+            }
+            snap.paused = frozenset(c for sk in state["paused"].values() for c in sk)
+        snap.cost_s = time.thread_time() - started + state.get("capture_s", 0.0)
+        return snap
+
+    def _calls(self, state: Mapping[str, Any], hall: FastHall, round_: int) -> Snapshot:
         now, base = state["now"], state["base"]
         start_s = now - base
         counter = state["counter"]
@@ -314,8 +351,7 @@ class WaitEstimator:
         for (number, *_), times in zip(backlog, calls, strict=False):
             if len(times) >= max(1, self.replications // 2):
                 tickets[number] = _Pred(*_quantiles(times))
-        cost = time.thread_time() - started + state.get("capture_s", 0.0)
-        return Snapshot(at=now, tickets=tickets, queue=queue, cost_s=cost)
+        return Snapshot(at=now, tickets=tickets, queue=queue)
 
     def _draw(
         self, state: Mapping[str, Any], rng: random.Random, probes: list[str]
@@ -374,15 +410,16 @@ class WaitEstimator:
         if snap is None or now - snap.at > 2 * HORIZON_S:
             return None
         floor = engine.stalled_min(service, now) if t is None else 0.0
+        soon = service in snap.paused  # its queue stands still for a break that may end now
         pred = snap.tickets.get(t.number) if t is not None else None
         if pred is not None:
             if pred.p50 < now:  # its predicted call has passed: nothing better known
                 return None
-            return self._range(pred.p50 - now, pred.low - now, pred.high - now, floor)
+            return self._range(pred.p50 - now, pred.low - now, pred.high - now, floor, soon)
         q = snap.queue.get(service)
         if q is None:
             return None
-        return self._range(q[0], q[1], q[2], floor)
+        return self._range(q[0], q[1], q[2], floor, soon)
 
     def _range(
         self,
@@ -390,6 +427,7 @@ class WaitEstimator:
         low_s: float,
         high_s: float,
         floor_min: float,
+        soon: bool = False,
         spread: float | None = None,
     ) -> m.WaitRange:
         widen = self.spread if spread is None else spread
@@ -399,7 +437,7 @@ class WaitEstimator:
         floor = min(floor_min, 999.0)
         return m.WaitRange(
             p50_min=round(min(999.0, max(p50, floor)), 1),
-            low_min=round(min(999.0, max(low, floor)), 1),
+            low_min=round(min(999.0, low if soon else max(low, floor)), 1),
             high_min=round(min(999.0, max(high, floor)), 1),
             basis="simulation",
         )

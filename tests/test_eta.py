@@ -114,6 +114,30 @@ def test_the_simulation_predicts_each_waiting_tickets_call(engine: Engine) -> No
     assert queue.wait.p50_min == pytest.approx(9.5, abs=0.3)
 
 
+def test_a_break_s_end_is_unknown_so_a_range_starts_where_it_could_end_now(
+    engine: Engine,
+) -> None:
+    """Found by a taxpayer timing the page: during a staff break a ticket promised
+    "38-45 min" was called after 15, and one with 2 ahead, told 14-22, after 7. The
+    estimate had the paused windows never back; now they may be back at once, which the
+    range's start says (its end still holds if the break goes on)."""
+    for w in (1, 2):
+        assert act(engine, w, "close", now=at(9)).ok
+    assert act(engine, 4, "pause", now=at(9)).ok  # tax-filing and invoice, on a break
+    numbers = [issue(engine, now=at(9)).ticket.number for _ in range(10)]  # type: ignore[union-attr]
+    assert act(engine, 3, "call", now=at(9)).ok
+    est = WaitEstimator(engine, fits={"tax-filing": (4.0943, 0.01)}, replications=4)  # ~60 s
+    engine.estimator = est
+    now = at(9, 0, 30)
+    est.refresh(now)
+    last = engine.eta_range(engine.by_number[numbers[-1]], "tax-filing", now)
+    assert last.high_min >= 8.5, last  # window 3 alone: ~9.5 minutes
+    assert last.low_min <= 5.5, last  # with window 4 back now: ~4.5
+    queue = engine.queue_state("tax-filing", 1, now)
+    assert queue.wait is not None
+    assert queue.wait.low_min <= 5.5 < 8.5 <= queue.wait.high_min, queue.wait
+
+
 def test_a_refresh_played_in_a_forked_child_predicts_what_one_played_here_does(
     engine: Engine,
 ) -> None:
