@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -221,6 +222,11 @@ async def test_hall_and_ticket_pages_follow_calls_live(
                 )
                 assert done.ok
                 await ticket.wait_for_selector('#status[data-state="done"]')
+                # where and when, as its holder would say it at the help desk (a taxpayer
+                # found the page said neither: nothing to name but the number)
+                assert await status.inner_text() == "已在1号窗口办结"
+                times = await ticket.locator("#times").inner_text()
+                assert re.fullmatch(r"取号 \d\d:\d\d · 叫号 \d\d:\d\d", times), times
                 assert await ticket.locator("#thanks-card").is_visible()
                 assert not await ticket.locator("#materials-card").is_visible()
                 await shots.take(ticket, "ticket-done")
@@ -235,6 +241,9 @@ async def test_hall_and_ticket_pages_follow_calls_live(
                 )
                 assert skipped.ok
                 await ticket.wait_for_selector('#status[data-state="no_show"]')
+                detail = await ticket.locator("#detail").inner_text()
+                assert re.match(r"1号窗口 \d\d:\d\d 叫号未到。请到导税台说明", detail), detail
+                assert not await ticket.locator("#alert-on").is_visible()
                 assert "导税台" in await ticket.locator("#detail").inner_text()
                 assert "help desk" in await ticket.locator("#detail-en").inner_text()
                 await shots.take(ticket, "ticket-missed")

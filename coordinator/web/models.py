@@ -162,7 +162,10 @@ class Ticket(_Out):
     eta_min: float | None
     wait: m.WaitRange | None = None
     wait_text: WaitText | None = Field(default=None, description="wait in words")
-    window: int | None = Field(description="set once called")
+    window: int | None = Field(
+        description="the window that called it: while called or served, and after (done, "
+        "no-show), so its holder can say where"
+    )
     directed_window: int | None = Field(description="a transfer sent it to this window")
     issued_at: str | None
     called_at: str | None

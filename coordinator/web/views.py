@@ -128,6 +128,13 @@ def typed_number(c: HallService, number: str) -> str:
     return number
 
 
+# a ticket's window is its holder's to know from its call on (a missed call's, a served
+# one's: what they would name at the help desk, or rate)
+CALLED_AT_WINDOW = frozenset(
+    {TicketState.CALLED, TicketState.SERVING, TicketState.DONE, TicketState.NO_SHOW}
+)
+
+
 def ticket_json(c: HallService, number: str) -> dict[str, Any] | None:
     t = c.engine.by_number.get(number) or c.engine.by_number.get(typed_number(c, number))
     if t is None:
@@ -147,7 +154,7 @@ def ticket_json(c: HallService, number: str) -> dict[str, Any] | None:
         eta_min=info.eta_min if info else None,
         wait=info.wait if info else None,
         wait_text=api.WaitText.of(info.wait) if info else None,
-        window=t.window if t.state in (TicketState.CALLED, TicketState.SERVING) else None,
+        window=t.window if t.state in CALLED_AT_WINDOW else None,
         directed_window=t.directed,
         issued_at=_iso(t.issued_at, tz),
         called_at=_iso(t.called_at, tz),

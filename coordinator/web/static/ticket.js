@@ -14,7 +14,7 @@
   const TEXT = {
     called: (t) => [`请到${t.window}号窗口办理`, `Please go to window ${t.window}`],
     serving: (t) => [`正在${t.window}号窗口办理`, `Being served at window ${t.window}`],
-    done: () => ["已办结", "Done"],
+    done: (t) => t.window ? [`已在${t.window}号窗口办结`, `Done at window ${t.window}`] : ["已办结", "Done"],
     no_show: () => ["已过号", "Your number was called and missed"],
     parked: () => ["暂缓办理，请留意叫号", "On hold, please listen for your number"],
     cancelled: () => ["号码已取消", "Ticket cancelled"],
@@ -22,11 +22,17 @@
     transferred: () => ["已转办，请留意叫号", "Transferred, please listen for your number"],
   };
   const DETAIL = {
-    no_show: () => ["请到导税台说明，恢复排队；本号当天有效，闭厅前均可恢复。",
-                    "Ask at the help desk to rejoin the queue; the number is kept until the hall closes today."],
+    no_show: (t) => [
+      (t.window ? `${t.window}号窗口 ${clock(t.called_at)} 叫号未到。` : "") +
+        "请到导税台说明，恢复排队；本号当天有效，闭厅前均可恢复。",
+      (t.window ? `Called to window ${t.window} at ${clock(t.called_at)}. ` : "") +
+        "Ask at the help desk to rejoin the queue; the number is kept until the hall closes today."],
     called: (t) => [t.recalls ? `第 ${t.recalls} 次重呼，请尽快前往` : "请尽快前往，过号需到导税台恢复",
                     t.recalls ? `Called again (${t.recalls}), please hurry` : "Please go now; a missed call must be reinstated at the help desk"],
   };
+
+  // "HH:MM" of a time the API gives in the hall's own zone (ISO 8601 with its offset)
+  const clock = (iso) => (iso ? iso.slice(11, 16) : "—");
 
   function chime() {
     try {
@@ -83,7 +89,10 @@
     $("status").dataset.ahead = t.people_ahead ?? "";
     const finished = ["done", "cancelled", "voided"].includes(t.state);
     $("thanks-card").hidden = t.state !== "done";
-    $("alert-on").hidden = finished || atWindow;
+    $("alert-on").hidden = finished || atWindow || t.state === "no_show";
+    // when it was issued and called (the hall's clock), to be named at the help desk
+    $("times").textContent = `取号 ${clock(t.issued_at)}` +
+      (t.called_at ? ` · 叫号 ${clock(t.called_at)}` : "");
     const materials = JSON.stringify(t.materials);  // a transfer brings its new service's
     if (materials !== materialsShown) {
       materialsShown = materials;
