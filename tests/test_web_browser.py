@@ -26,7 +26,7 @@ from hallq.topics import HallTopics
 from .ci import missing
 from .conftest import Mosquitto, until
 from .coordinated import FakeClock, device
-from .halls import UNPACED
+from .halls import UNPACED, at
 from .test_web_helpers import ID_HASH_KEY, PASSWORD, VIEWER_PASSWORD, web_hall, web_running
 
 pytestmark = pytest.mark.broker
@@ -313,6 +313,41 @@ async def test_hall_and_ticket_pages_follow_calls_live(
                 await shots.take(book, "booking-cancelled")
             finally:
                 await browser.close()
+
+
+async def test_the_hall_page_says_when_the_hall_is_closed(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Found by a taxpayer: at lunch and after hours every queue read "1 分钟内" under
+    "人数较多 Busy", as a hall at work. Closed, it says until when; the waits and the
+    forecast level go."""
+    async_playwright = _playwright()
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    clock.now = at(7, 30)  # the small hall opens at 08:00, closes at 18:00
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url),
+        async_playwright() as p,
+    ):
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = await browser.new_page(locale="zh-CN")
+            page.set_default_timeout(WAIT_MS)
+            await page.goto(f"{url}/")
+            closed = page.locator("#closed")
+            await closed.wait_for()
+            assert (await closed.inner_text()).startswith("暂停办理，08:00 恢复")
+            assert not await page.locator("#comfort-now").is_visible()
+            clock.now = at(10)
+            await page.reload()
+            await page.wait_for_selector("#queues td")
+            assert not await closed.is_visible()
+            clock.now = at(18, 30)
+            await page.reload()
+            await closed.wait_for()
+            assert (await closed.inner_text()).startswith("今日已闭厅")
+        finally:
+            await browser.close()
 
 
 @pytest.mark.timeout(180)
@@ -614,8 +649,6 @@ def _seed_past_days(cfg: Any, path: Path) -> None:
     from coordinator.dispatch import load_core
     from coordinator.eventlog import EventLog
     from coordinator.hallqueue import HallQueue
-
-    from .halls import at
 
     log = EventLog(path)
     queue = HallQueue(cfg, log, load_core("pure"))

@@ -118,6 +118,10 @@ class HallHeader(_Out):
     name: str
     name_en: str | None = None
     day: str | None = Field(description="the business day the engine is on")
+    open: bool = Field(default=True, description="within the hall's open hours now")
+    opens: str | None = Field(
+        default=None, description="closed now: when it opens again today (HH:MM), else null"
+    )
 
 
 class PublicHall(_Out):

@@ -71,12 +71,20 @@ def devices_json(c: HallService) -> list[dict[str, Any]]:
 
 
 def _header(c: HallService) -> api.HallHeader:
+    """The hall, and whether it is open now: at lunch and after hours the queues' "within
+    1 min" and the last calls read as a hall at work (found by a taxpayer)."""
     day = c.engine.day
+    local = dt.datetime.fromtimestamp(c.clock(), c.cfg.hall.tzinfo).time()
+    hours = c.cfg.hall.open_hours
+    is_open = any(start <= local < end for start, end in hours)
+    later = [start for start, _ in hours if start > local]
     return api.HallHeader(
         id=c.cfg.hall.id,
         name=c.cfg.hall.name,
         name_en=c.cfg.hall.name_en,
         day=day.isoformat() if day else None,
+        open=is_open,
+        opens=None if is_open or not later else f"{min(later):%H:%M}",
     )
 
 

@@ -28,6 +28,13 @@
     $("hall-name").textContent = h.hall.name;
     $("hall-name-en").textContent = h.hall.name_en || "";
     $("day").textContent = h.hall.day || "";
+    const closed = !h.hall.open;
+    $("closed").hidden = !closed;
+    if (closed) {
+      $("closed").replaceChildren(...(h.hall.opens
+        ? two(`暂停办理，${h.hall.opens} 恢复`, `Closed now, open again at ${h.hall.opens}`)
+        : two("今日已闭厅", "Closed for today")));
+    }
     const calls = h.board.calls.slice(0, 5);
     $("calls").replaceChildren(...(calls.length ? calls.map((c) =>
       el("li", {"data-ticket": c.ticket}, `请${c.ticket}号到${c.window}号窗口`,
@@ -42,11 +49,11 @@
         el("span", {class: "pill " + (s.over_target ? "warning" : ""), "data-service": s.code},
            s.queue.waiting),
         el("span", {class: "next"}, (s.queue.next || []).slice(0, 3).join(" ") || "—"),
-        s.wait_text ? two(s.wait_text.zh, s.wait_text.en) : "—",
+        s.wait_text && !closed ? two(s.wait_text.zh, s.wait_text.en) : "—",
         s.queue.oldest_wait_s == null ? "—"
           : two(`${Math.round(s.queue.oldest_wait_s / 60)} 分钟`,
                 `${Math.round(s.queue.oldest_wait_s / 60)} min`)])));
-    const level = COMFORT[h.comfort];
+    const level = closed ? null : COMFORT[h.comfort];  // a forecast of a hall at work
     $("comfort-now").hidden = !level;
     if (level) {
       $("comfort-level").className = `big-level comfort comfort-${h.comfort}`;
