@@ -315,6 +315,42 @@ async def test_hall_and_ticket_pages_follow_calls_live(
                 await browser.close()
 
 
+async def test_a_seventh_page_in_one_browser_still_goes_live(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Found by a taxpayer: a browser keeps six connections to a host, and each page held
+    one for its live stream, so a seventh page (a QR scanned again, several tickets open)
+    stayed on 连接中 for good. A page streams only while shown; hidden, it polls."""
+    async_playwright = _playwright()
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (_c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        async_playwright() as p,
+    ):
+        await dispenser.wait_connected(10)
+        issued = m.IssueRequest(kind="issue", service="tax-filing")
+        number = str((await dispenser.request(T.req("pi-d1"), issued, timeout=10)).ticket.number)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            context = await browser.new_context(locale="zh-CN")
+            context.set_default_timeout(WAIT_MS)
+            for _ in range(6):  # tabs behind the one in front (headless pages are all shown)
+                page = await context.new_page()
+                await page.add_init_script(
+                    "Object.defineProperty(document, 'hidden', {get: () => true});"
+                    "Object.defineProperty(document, 'visibilityState', {get: () => 'hidden'});"
+                )
+                await page.goto(f"{url}/t/test-hall/{number}")
+                await page.wait_for_selector('#status[data-state="waiting"]')
+            front = await context.new_page()
+            await front.goto(f"{url}/t/test-hall/{number}")
+            await front.wait_for_selector('#status[data-state="waiting"]')
+            await front.wait_for_selector("#live.on")
+        finally:
+            await browser.close()
+
+
 async def test_the_hall_page_says_when_the_hall_is_closed(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:

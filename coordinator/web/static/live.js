@@ -14,14 +14,30 @@ window.hallq = {
                  e.status = r.status; e.body = body; throw e; }
     return body;
   },
+  // A stream holds one of the six connections a browser keeps to a host: a seventh page
+  // (a QR scanned again and again, several tickets open) waited for ever on "连接中". So a
+  // page streams only while it is shown; hidden, it lets go and asks every POLL_MS (a
+  // called ticket's page still chimes, a little later), and streams again when shown.
+  POLL_MS: 15000,
   live(onChange, indicator) {
-    const es = new EventSource("/api/stream");
     const mark = (on) => { if (indicator) { indicator.className = "live " + (on ? "on" : "off");
                                             indicator.textContent = on ? "实时" : "连接中断"; } };
-    es.addEventListener("hello", () => { mark(true); onChange({type: "hello"}); });
-    es.addEventListener("change", (ev) => onChange(JSON.parse(ev.data)));
-    es.onerror = () => mark(false);
-    return es;
+    let es = null, poll = null;
+    const stream = () => {
+      if (es) return;
+      clearInterval(poll);
+      es = new EventSource("/api/stream");
+      es.addEventListener("hello", () => { mark(true); onChange({type: "hello"}); });
+      es.addEventListener("change", (ev) => onChange(JSON.parse(ev.data)));
+      es.onerror = () => mark(false);
+    };
+    const letGo = () => {
+      if (es) { es.close(); es = null; }
+      clearInterval(poll);
+      poll = setInterval(() => onChange({type: "poll"}), hallq.POLL_MS);
+    };
+    document.addEventListener("visibilitychange", () => (document.hidden ? letGo() : stream()));
+    if (document.hidden) { letGo(); onChange({type: "poll"}); } else stream();
   },
   el(tag, attrs, ...children) {
     const node = document.createElement(tag);
