@@ -385,6 +385,25 @@ def _staffing(cfg: HallConfig) -> list[tuple[int, str, str | None]]:
     return [(w, pads[w], ratings.get(w)) for w in sorted(pads)]
 
 
+PROGRESS_EVERY_S = 30.0  # wall seconds between progress lines where no screen is redrawn
+
+
+def progress_line(engine: Any, clock: HallClock, stats: DemoStats) -> str:
+    """The hall in one line, for a log or a pipe (a terminal gets the redrawn table): a
+    run there said nothing between its banner and its KPIs."""
+    now = clock()
+    total = engine.stats_state(0).total
+    waiting = sum(engine.core.waiting(i) for i in engine.service_idx.values())
+    busy = sum(1 for w in engine.windows.values() if w.current is not None)
+    behind = stats.arrivals - total.issued
+    avg = "-" if total.avg_wait_s is None else f"{total.avg_wait_s / 60:.1f} min"
+    return (
+        f"{dt.datetime.fromtimestamp(now, engine.tz):%H:%M} hall time: issued {total.issued}, "
+        f"waiting {waiting}, windows busy {busy}, served {total.served}, avg wait {avg}"
+        + (f", {behind} at the kiosks" if behind > 10 else "")
+    )
+
+
 def summary_table(engine: Any, clock: HallClock, stats: DemoStats) -> Any:
     from rich.table import Table
 
@@ -509,7 +528,7 @@ async def run_demo(
     volume: int = int(CALIBRATED_VOLUME),
     broker_url: str | None = None,
     state_dir: Path | None = None,
-    live: bool = True,
+    live: bool | None = None,
     on_ready: Callable[[Any], None] | None = None,
     seed: int = 7,
     http_port: int | None = None,
@@ -520,8 +539,8 @@ async def run_demo(
     the dashboard's port (0 turns it off; by default the hall file's, or a free one when
     that is taken). The hall clock starts ``after_open_min`` minutes after opening.
     ``until(engine)``, checked twice a second, ends it early (a test waits for what it
-    checks, with ``duration`` as the limit). Raises :class:`DemoError` with the root cause
-    when a component fails."""
+    checks, with ``duration`` as the limit). ``live``: redraw a table (default: on a
+    terminal). Raises :class:`DemoError` with the root cause when a component fails."""
     from rich.console import Console
     from rich.live import Live
 
@@ -529,6 +548,8 @@ async def run_demo(
     from hallq.config import load_config
 
     console = Console()
+    if live is None:  # a redrawn table on a terminal; a line now and then into a pipe
+        live = console.is_terminal
     base = load_config(config or DEFAULT_CONFIG)
     for note in machine_notes():
         _say(note)
@@ -587,10 +608,20 @@ async def run_demo(
                                         ),
                                     )
                             else:
+                                said = [-PROGRESS_EVERY_S]  # (the first at once)
+
+                                def tick() -> None:
+                                    if time.monotonic() - said[0] >= PROGRESS_EVERY_S:
+                                        said[0] = time.monotonic()
+                                        console.print(
+                                            progress_line(coordinator.engine, clock, traffic.stats),
+                                            soft_wrap=True,
+                                        )
+
                                 await _wait(
                                     duration,
                                     components,
-                                    lambda: None,
+                                    tick,
                                     None if until is None else lambda: until(coordinator.engine),
                                 )
                         except asyncio.CancelledError:  # Ctrl-C: the end of the day, as

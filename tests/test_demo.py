@@ -322,6 +322,8 @@ def test_ctrl_c_at_a_terminal_stops_the_demo_quietly_with_its_kpis() -> None:
             proc.communicate()
     assert proc.returncode == 0, err
     assert "average wait" in out, out
+    # into a pipe, progress lines instead of a redrawn table (nothing came until the end)
+    assert re.search(r"^\d\d:\d\d hall time: issued \d+, waiting \d+", out, re.M), out
     assert "lost the broker" not in err, err
     assert "failed on" not in err, err  # an announcement's espeak-ng killed under it
     assert " ERROR " not in err, err
