@@ -47,6 +47,8 @@ class Refusal:
 
 # printed for the person at the kiosk (edge.dispenser prints a refusal's message)
 ISSUE_PACED = Refusal("issue_paced", "本机取号过于频繁, 请稍候再取")
+# an offline replay past its pace: the dispenser holds it and sends it again later
+REPLAY_PACED = Refusal("replay_paced", "offline tickets replayed faster than a kiosk prints")
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Authority:
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _alerted: dict[tuple[str, str], float] = field(default_factory=dict)
     _issued: dict[str, _Bucket] = field(default_factory=dict)  # per dispenser (configured)
+    _replayed: dict[str, _Bucket] = field(default_factory=dict)  # ...and its offline replays
     _grants: Grants = field(init=False)
 
     def __post_init__(self) -> None:
@@ -198,24 +201,33 @@ class Authority:
         bucket.dropped += 1
         return False
 
-    def pace_issue(self, client: str, now: float) -> Refusal | None:
-        """One more ticket issued online by dispenser ``client`` at hall time ``now``:
-        refused past ``security.issue_rate_per_min`` (and its burst). A kiosk prints one
-        ticket every few seconds; a script with its password issues hundreds a second,
-        and a service's numbers (its daily cap, its digits) run out before anybody can
-        suspend it. Offline replays are never paced: those tickets are in people's hands."""
+    def pace_issue(self, client: str, now: float, *, replay: bool = False) -> Refusal | None:
+        """One more ticket issued by dispenser ``client`` at hall time ``now``: refused
+        past ``security.issue_rate_per_min`` (and its burst). A kiosk prints one ticket
+        every few seconds; a script with its password issues hundreds a second, and a
+        service's numbers (its daily cap, its digits) run out before anybody can suspend
+        it. Offline replays (``replay``) have a bucket of their own, as deep as the
+        numbers a dispenser may hold leased (``edge.lease_cap``: what one outage can
+        print), refilled at the same pace: after an outage they all come at once, and
+        its online issuing goes on; a script leasing and "replaying" block after block
+        (18 a second) is held to a kiosk's pace, its replays sent again later."""
         sec = self.cfg.security
-        bucket = self._issued.get(client)
+        book, depth = (
+            (self._replayed, self.cfg.edge.lease_cap + sec.issue_burst)
+            if replay
+            else (self._issued, sec.issue_burst)
+        )
+        bucket = book.get(client)
         if bucket is None:
-            bucket = self._issued[client] = _Bucket(float(sec.issue_burst), now)
+            bucket = book[client] = _Bucket(float(depth), now)
         gained = max(0.0, now - bucket.at) * sec.issue_rate_per_min / 60.0
-        bucket.tokens = min(float(sec.issue_burst), bucket.tokens + gained)
+        bucket.tokens = min(float(depth), bucket.tokens + gained)
         bucket.at = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return None
         bucket.dropped += 1
-        return ISSUE_PACED
+        return REPLAY_PACED if replay else ISSUE_PACED
 
     def dropped(self, sender: str) -> int:
         bucket = self._buckets.get(sender)

@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import functools
 import gc
+import json
 import logging
 import math
 import sys
@@ -33,7 +34,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from coordinator.authz import ISSUE_PACED, Authority, Refusal, flood_alert, refusal_alert
+from coordinator.authz import (
+    ISSUE_PACED,
+    REPLAY_PACED,
+    Authority,
+    Refusal,
+    flood_alert,
+    refusal_alert,
+)
 from coordinator.dispatch import load_core
 from coordinator.engine import Engine, Outcome
 from coordinator.eventlog import EventLog, StorageFailed
@@ -223,7 +231,7 @@ class Coordinator:
         self._refused_at: dict[str, float] = {}
         self._issues: dict[str, deque[float]] = {}  # role/client -> its last acts (_burst)
         self._told: dict[str, None] = {}  # command ids answered storage_failed, in order
-        self._heard: dict[str, None] = {}  # online issue requests received, in order
+        self._heard: dict[str, str] = {}  # online issue requests received: their sender
         self._converged_for = -1
         # a device cut off prints offline for up to a keepalive and a half before the broker
         # publishes its will, and a reply timeout before that (DeviceBook.link_gap)
@@ -927,10 +935,11 @@ class Coordinator:
                 refusal is None
                 and owner is None  # a copy delivered again is answered as the first was
                 and isinstance(command, m.IssueRequest)
-                and command.offline is None
                 and client not in self.engine.suspended  # refused as that, and said so
+                and (command.offline is None or command.offline.number not in self.engine.by_number)
             ):
-                refusal = self.authz.pace_issue(client, self.clock())
+                replay = command.offline is not None
+                refusal = self.authz.pace_issue(client, self.clock(), replay=replay)
         if refusal is not None:
             await self._refuse(role, client, command, refusal)
             return None
@@ -941,7 +950,7 @@ class Coordinator:
         if self.expires(command):  # (its sender told it failed: at once, see below)
             due = -math.inf if command.id in self._told else self.due(incoming, first)
         if isinstance(command, m.IssueRequest) and command.offline is None:
-            self._heard[command.id] = None
+            self._heard[command.id] = client
             if len(self._heard) > RECENT_REFUSED:
                 del self._heard[next(iter(self._heard))]
         done = await self.execute(kind, role, client, command, due=due, over_mqtt=True)
@@ -1107,8 +1116,7 @@ class Coordinator:
             return
         if self.devices.link_gap("dispenser", client, printed):
             return
-        asked = offline.supersedes
-        if asked is not None and (asked in self._heard or self.queue.log.lookup(asked)):
+        if self._asked_online(client, offline.supersedes):
             return
         if not self.authz.should_alert(f"dispenser/{client}", "offline_while_connected"):
             return
@@ -1127,6 +1135,23 @@ class Coordinator:
             "一直在线: 时间可能是伪造的, 设备密码被他人使用?",
         )
 
+    def _asked_online(self, client: str, asked: str | None) -> bool:
+        """Was ``asked`` an online issue request of this same dispenser (one it may print
+        offline for, its answer late or lost)? Any id in the log once passed, so naming
+        its own lease request hid a made-up replay from the supervisors."""
+        if asked is None:
+            return False
+        if self._heard.get(asked) == client:
+            return True
+        entry = self.queue.log.lookup(asked)
+        if entry is None or entry.source != f"dispenser/{client}":
+            return False
+        try:
+            body = json.loads(entry.payload)
+        except ValueError:
+            return False
+        return isinstance(body, dict) and body.get("kind") == "issue" and not body.get("offline")
+
     async def _name_device(self, kind: str, client: str, message: str) -> None:
         """A warning to the supervisors naming a device that may be in other hands (the
         desk offers to suspend it: coordinator.web.views.SUSPEND_FOR)."""
@@ -1142,7 +1167,7 @@ class Coordinator:
         )
         if not self.authz.should_alert(f"{role}/{client}", refusal.code):
             return
-        if refusal is ISSUE_PACED:
+        if refusal is ISSUE_PACED or refusal is REPLAY_PACED:
             rate = self.cfg.security.issue_rate_per_min
             log.warning(
                 "dispenser %s issues more than %g tickets a minute: refused until it slows "

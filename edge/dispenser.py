@@ -43,8 +43,9 @@ PENDING_S = 30.0  # a scanned code or a swiped card applies to the next key pres
 NOT_DONE = frozenset({"storage_failed", "expired"})
 # a replay refused for one of these is held and sent again: a supervisor suspended this
 # dispenser's login (coordinator.suspension) after it printed the ticket offline, and the
-# person holding it joins the queue once the dispenser is resumed
-REPLAY_HELD = NOT_DONE | {"device_suspended"}
+# person holding it joins the queue once the dispenser is resumed; or more came at once
+# than a kiosk prints (coordinator.authz: replay_paced), and they go in at that pace
+REPLAY_HELD = NOT_DONE | {"device_suspended", "replay_paced"}
 # an unanswered replay is sent again after this long at first, then less often up to the cap
 REPLAY_RETRY_S = (1.0, 15.0)
 # printed beside the service on a guide's ticket: the holder shows it at the window

@@ -345,3 +345,60 @@ async def test_a_dispenser_issues_online_at_a_kiosks_pace_and_its_replays_are_ne
         assert "每分钟 6 张" in named[0].message
         told = [r for r in caplog.records if "tickets a minute" in r.getMessage()]
         assert len(told) == 1, [r.getMessage() for r in told]
+
+
+async def test_leasing_and_replaying_block_after_block_is_held_to_a_kiosk_s_pace(
+    mosquitto: Mosquitto, tmp_path: Path, inbox: type[Inbox]
+) -> None:
+    """Found by an attacker with one dispenser's password: offline replays were never
+    paced, so "lease 50, replay all 50 as printed offline, lease again" put 1,050 tickets
+    into one queue in a minute, and naming its own lease request as the ticket's
+    ``supersedes`` kept the desk from hearing of it. Replays now have a bucket as deep as
+    one outage can print (the lease cap), refilled at a kiosk's pace; a replay past it is
+    refused for the dispenser to send again later, and only an online issue request of
+    the same dispenser excuses a print time while connected."""
+    import datetime as dt
+
+    cfg = hall(
+        mosquitto.url,
+        tmp_path,
+        "issue_rate_per_min = 6\nissue_burst = 3\n\n[edge]\nlease_size = 5\nlease_low_water = 1\n",
+    )
+    assert cfg.edge.lease_cap == 11  # the replay bucket: 11 + issue_burst 3
+    clock = FakeClock()
+    alerts = inbox()
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        device(cfg, "supervisor", "desk-1", tmp_path) as desk,
+    ):
+        await desk.subscribe(T.event("alert"), alerts)
+        await dispenser.wait_connected(10)
+        await until(lambda: coordinator.devices.seen("dispenser", "pi-d1") is not None, 10)
+        clock.now += 600  # connected all along since: no print time in a gap
+
+        replies: list[m.IssueReply] = []
+        while not replies or replies[-1].ok:
+            asked = m.LeaseRequest(kind="lease", service="invoice", size=5)
+            lease = await dispenser.request(T.req("pi-d1"), asked, timeout=10)
+            assert lease.ok, lease
+            for n in range(lease.first, lease.last + 1):
+                printed = m.OfflineIssue(
+                    number=f"B{n:03d}",
+                    issued_at=dt.datetime.fromtimestamp(clock.now - 10, dt.UTC),
+                    supersedes=asked.id,  # its own lease request: no excuse
+                )
+                replay = m.IssueRequest(kind="issue", service="invoice", offline=printed)
+                reply = await dispenser.request(T.req("pi-d1"), replay, timeout=10)
+                replies.append(reply)
+                if not reply.ok:
+                    break
+        assert len(replies) == 14 + 1, [r.error for r in replies]
+        assert replies[-1].error is not None
+        assert replies[-1].error.code == "replay_paced"
+        kinds = {"offline_while_connected", "issue_burst"}
+        found = await alerts.wait_for(lambda ps: kinds <= {p.kind for p in ps})
+        assert {a.client for a in found if a.kind in kinds} == {"pi-d1"}
+        clock.now += 10  # a kiosk's pace again: the held replay goes in
+        again = await dispenser.request(T.req("pi-d1"), replay, timeout=10)
+        assert again.ok, again
