@@ -62,6 +62,9 @@ class Ticket:
     offline: bool = False
     source: str = ""
     withdrawn_from: int | None = None  # the window whose call of it was withdrawn
+    # when it reached the coordinator: an offline ticket's issued_at is its print time,
+    # the dispenser's word (coordinator.suspension voids what a device sent lately by this)
+    arrived_at: float = 0.0
 
     @property
     def wait_s(self) -> float | None:
@@ -532,6 +535,7 @@ class Engine:
             self.checked_in[str(req.appointment)] = t
         t.offline = req.offline is not None
         t.source = source
+        t.arrived_at = now
         if req.identity:
             self.per_person[req.identity] += 1
         self._enqueue(t)

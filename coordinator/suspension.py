@@ -117,4 +117,10 @@ def voidable_by_device(engine: Engine, since: float) -> dict[str, int]:
 
 
 def _voids(t: Any, client: str, since: float) -> bool:
-    return t.source == client and t.state is TicketState.WAITING and t.issued_at >= since
+    """Sent by ``client`` since then: an offline replay by its arrival, not its print time
+    (a thief backdated 2,400 replays to the opening, and suspending it voided 41)."""
+    return (
+        t.source == client
+        and t.state is TicketState.WAITING
+        and max(t.issued_at, t.arrived_at) >= since
+    )

@@ -74,6 +74,10 @@ def test_a_suspended_login_is_refused_until_resumed_and_its_flood_is_voided(
     real = [q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, 0, i)) for i in range(3)]
     first = lease(q)
     flood = [q.submit("ticket", "dispenser", "pi-d1", issue(), at(9, 5, i)) for i in range(4)]
+    # a replay that came in the flood, "printed" at the opening: voided by its arrival (a
+    # thief backdated 2,400 replays, and suspending it voided the 41 issued online)
+    backdated = offline(f"A{first + 2:03d}", at(8, 0, 5))
+    flood.append(q.submit("ticket", "dispenser", "pi-d1", backdated, at(9, 5, 30)))
     assert all(d.record["ok"] for d in real + flood)
 
     # a window's login may not suspend anyone, nor may anyone suspend what is not a device
