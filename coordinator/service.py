@@ -29,8 +29,8 @@ import math
 import sys
 import threading
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -76,6 +76,9 @@ RECENT_REFUSED = 10_000
 ISSUE_BURST = 30
 ISSUE_BURST_S = 60.0
 SERVE_BURST = 4  # tickets ended at one window within ISSUE_BURST_S, likewise (minutes each)
+EMERGENCY_BURST = 5  # emergency calls from one window Pi's login within ISSUE_BURST_S
+ENDED = frozenset({m.TicketState.DONE, m.TicketState.NO_SHOW, m.TicketState.TRANSFERRED})
+PER_ALERT = 5  # the recent alerts keep this many of one kind about one thing (RecentAlerts)
 CONSOLE_BURST = 30  # commands from one supervisor console within ISSUE_BURST_S, likewise
 # MQTT 5 expiry counts whole seconds twice (the sender rounds its wait up, the broker its
 # clock down): a command the broker left L s of it has at least L - this left
@@ -237,7 +240,7 @@ class Coordinator:
         # publishes its will, and a reply timeout before that (DeviceBook.link_gap)
         grace = 1.5 * cfg.broker.keepalive + cfg.edge.reply_timeout_s
         self.devices = DeviceBook(clock, max(LINK_GRACE_S, grace + 15.0))
-        self.alerts: deque[tuple[float, m.AlertEvent]] = deque(maxlen=RECENT_ALERTS)
+        self.alerts = RecentAlerts(RECENT_ALERTS)
         self._listeners: list[Listener] = []
         # the desk's audit log of a console's commands over MQTT (set by the web server)
         self.on_console: Callable[[str, Any, dict[str, Any]], None] | None = None
@@ -1039,14 +1042,25 @@ class Coordinator:
 
     async def _watch_serving(self, client: str, command: Any, done: Submitted) -> None:
         """A counter takes minutes a taxpayer. A window Pi's login that ends one at a window
-        every few seconds (each CALL finishing the last once call_hold_s has passed) marks
-        the queue served while nobody was, and no supervisor can bring them back: more than
-        SERVE_BURST at one window within ISSUE_BURST_S is named to them. Nothing is
-        refused."""
-        done_state = m.TicketState.DONE
-        if done.outcome is None or not any(
-            isinstance(e, m.TicketEvent) and e.state is done_state for e in done.outcome.events
-        ):
+        every few seconds (each CALL finishing, skipping or moving the last once
+        call_hold_s has passed) takes the queue away while nobody was served, and no
+        supervisor can bring a served one back: more than SERVE_BURST ended at one window
+        within ISSUE_BURST_S is named to them; so are more than EMERGENCY_BURST emergency
+        calls from one login (they buried the other alerts). Nothing is refused."""
+        if done.outcome is None:
+            return
+        events = done.outcome.events
+        if any(isinstance(e, m.AlertEvent) and e.kind == "emergency" for e in events):
+            await self._watch_burst(
+                "window",
+                client,
+                done,
+                "emergency_burst",
+                EMERGENCY_BURST,
+                "emergency calls",
+                "{client} {span:.0f} 秒内紧急呼叫 {n} 次: 按键卡住, 或叫号器密码被他人使用?",
+            )
+        if not any(isinstance(e, m.TicketEvent) and e.state in ENDED for e in events):
             return
         window = command.window
         await self._watch_burst(
@@ -1055,9 +1069,9 @@ class Coordinator:
             done,
             "serve_burst",
             SERVE_BURST,
-            f"tickets served at window {window}",
-            f"{{client}} 的 {window}号窗口 {{span:.0f}} 秒内办结 {{n}} 人, 快于任何人能办完: "
-            "叫号器密码被他人使用?",
+            f"tickets ended (served, missed or moved on) at window {window}",
+            f"{{client}} 的 {window}号窗口 {{span:.0f}} 秒内结束 {{n}} 个号 (办结、过号或转出), "
+            "快于任何人能办完: 叫号器密码被他人使用?",
             about=str(window),
         )
 
@@ -1585,6 +1599,43 @@ async def web_dashboard(coordinator: Coordinator) -> AsyncIterator[Any]:
         yield web
     finally:
         await web.stop()
+
+
+class RecentAlerts:
+    """The coordinator's recent alerts, newest first, at most ``size``, and at most
+    PER_ALERT of one kind about one thing (a window, a device, else its text): one login's
+    220 emergency calls in 14 s pushed the 取号过快 alert naming a stolen dispenser out of
+    the list, and no desk open then ever saw it (coordinator.web.desk.AlertBook keeps
+    what a desk has seen)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: deque[tuple[float, m.AlertEvent]] = deque()
+        self._per: Counter[tuple[str, object]] = Counter()
+
+    @staticmethod
+    def _key(alert: m.AlertEvent) -> tuple[str, object]:
+        return alert.kind, alert.window or alert.client or alert.message
+
+    def appendleft(self, item: tuple[float, m.AlertEvent]) -> None:
+        key = self._key(item[1])
+        if self._per[key] >= PER_ALERT:  # its own oldest goes, not somebody else's
+            for k in range(len(self._items) - 1, -1, -1):
+                if self._key(self._items[k][1]) == key:
+                    del self._items[k]
+                    self._per[key] -= 1
+                    break
+        self._items.appendleft(item)
+        self._per[key] += 1
+        while len(self._items) > self._size:
+            _, gone = self._items.pop()
+            self._per[self._key(gone)] -= 1
+
+    def __iter__(self) -> Iterator[tuple[float, m.AlertEvent]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def settle_heap() -> None:

@@ -180,7 +180,49 @@ async def test_a_pad_that_serves_faster_than_anyone_can_is_named(
         alert = named()[0]
         assert alert.client == "pi-w1"
         assert "1号窗口" in alert.message
-        assert "办结 5 人" in alert.message
+        assert "结束 5 个号 (办结、过号或转出)" in alert.message
+
+
+async def test_a_pad_skipping_the_queue_away_or_calling_emergencies_all_day_is_named(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Found by an attacker with a window Pi's password: call, wait out the hold, skip
+    (or transfer), 36 tickets a minute taken out of the queue and no alert, as only served
+    ones were counted; and 220 emergency calls in 14 s pushed every other alert, the
+    取号过快 naming a stolen dispenser among them, out of the coordinator's list."""
+    cfg = hall(mosquitto.url, tmp_path)
+    clock = FakeClock()
+    async with (
+        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+    ):
+        await pad.wait_connected(10)
+        await dispenser.wait_connected(10)
+        for _ in range(6):
+            issue = m.IssueRequest(kind="issue", service="tax-filing")
+            assert (await dispenser.request(T.req("pi-d1"), issue, timeout=10)).ok
+
+        def named(kind: str) -> list[m.AlertEvent]:
+            return [e for _, e in coordinator.alerts if e.kind == kind]
+
+        await coordinator._name_device("issue_burst", "pi-d1", "pi-d1 取号过快")
+        for _ in range(5):
+            call = m.WindowAction(window=1, action="call")
+            assert (await pad.request(T.cmd("window", "pi-w1"), call, timeout=10)).ok
+            clock.now += 10.5
+            skip = m.WindowAction(window=1, action="skip")
+            assert (await pad.request(T.cmd("window", "pi-w1"), skip, timeout=10)).ok
+        await until(lambda: bool(named("serve_burst")))
+        assert "过号" in named("serve_burst")[0].message
+        for _ in range(220):  # each a command of its own (a repeated id is answered once)
+            await pad.publish(
+                T.cmd("window", "pi-w1"), m.WindowAction(window=1, action="emergency")
+            )
+        await until(lambda: bool(named("emergency_burst")), 20)
+        assert named("emergency_burst")[0].client == "pi-w1"
+        await until(lambda: len(named("emergency")) == 5, 20)
+        assert [a.client for a in named("issue_burst")] == ["pi-d1"]  # still there
 
 
 async def test_a_presence_naming_another_device_cannot_keep_that_one_online(

@@ -51,7 +51,8 @@ KIND_ZH = {
     "offline_while_connected": "离线票可疑",
     "console_burst": "主管台操作过快",
     "presence_forged": "冒充其他设备",
-    "serve_burst": "办结过快",
+    "serve_burst": "结束号过快",
+    "emergency_burst": "紧急呼叫过多",
     "storage_failed": "存储故障",
     "storage_recovered": "存储恢复",
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hallq import messages as m
@@ -45,7 +45,7 @@ class HallService(Protocol):
     @property
     def devices(self) -> DeviceBook: ...
     @property
-    def alerts(self) -> deque[tuple[float, m.AlertEvent]]: ...
+    def alerts(self) -> Iterable[tuple[float, m.AlertEvent]]: ...  # newest first
     @property
     def advice(self) -> deque[tuple[float, Any]]: ...  # (at, advice.Advice), newest first
     @property

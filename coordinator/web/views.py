@@ -404,6 +404,7 @@ SUSPEND_FOR = frozenset(
         "console_burst",
         "presence_forged",
         "serve_burst",
+        "emergency_burst",
     }
 )
 
