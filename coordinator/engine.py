@@ -928,6 +928,9 @@ class Engine:
             return reject("unknown_service", f"unknown service {cmd.to_service!r}")
         if cmd.to_window is not None and cmd.to_window not in self.windows:
             return reject("unknown_window", f"window {cmd.to_window} is not configured")
+        if cmd.to_window is not None and self.windows[cmd.to_window].status is WindowStatus.CLOSED:
+            # nobody calls there today: its holder read "next, within 1 min" for good
+            return reject("window_closed", f"{cmd.to_window}号窗口已关闭, 不能转入")
         out = Outcome(ok=True, ticket=t, services={t.service})
         if t.state in AT_WINDOW:
             win.current = None

@@ -281,6 +281,11 @@ def test_transfer_rejections(engine: Engine) -> None:
     )
     assert code(act(engine, 1, "transfer", to_window=42)) == "unknown_window"
     assert code(act(engine, 1, "transfer", to_service="passport")) == "unknown_service"
+    # found by an attacker with a pad's password: sent to a closed window, a ticket's page
+    # read "next, within 1 min" for good
+    assert act(engine, 4, "close").ok
+    assert code(act(engine, 1, "transfer", to_window=4)) == "window_closed"
+    assert engine.by_number["A001"].window == 1
     act(engine, 1, "finish")
     assert code(act(engine, 1, "transfer", ticket="A001", to_service="invoice")) == (
         "ticket_finished"
