@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,8 @@ async def test_hall_and_ticket_pages_follow_calls_live(
                 )
                 missing: list[str] = []
                 hall.on("response", lambda r: missing.append(r.url) if r.status == 404 else 0)
+                drawn: list[str] = []  # the LED images fetched
+                hall.on("request", lambda r: drawn.append(r.url) if ".png?rev=" in r.url else 0)
                 await hall.goto(url + "/")
                 await hall.wait_for_selector("#live.on")
                 await hall.wait_for_selector(f'#calls[data-first="{numbers[0]}"]')
@@ -311,6 +314,24 @@ async def test_hall_and_ticket_pages_follow_calls_live(
                 assert stored is not None
                 assert stored.cancelled_at is not None
                 await shots.take(book, "booking-cancelled")
+
+                # three changes in a row redraw the LED images once at most: redrawn on
+                # every change, a phone left on the hall page fetched ~75 MB an hour
+                await hall.goto(url + "/")
+                await hall.wait_for_selector("#live.on")
+                await hall.wait_for_function(
+                    "() => [...document.querySelectorAll('.boards img')]"
+                    ".every(i => i.complete && i.naturalWidth > 0)"
+                )
+                boards = await hall.locator(".boards img").count()
+                waiting = int(await hall.locator('[data-service="invoice"]').inner_text())
+                before, started = len(drawn), time.monotonic()
+                for k in range(1, 4):  # each change shown on the page before the next
+                    await issue("invoice")
+                    pill = f'[data-service="invoice"]:text-is("{waiting + k}")'
+                    await hall.wait_for_selector(pill)
+                spells = 1 + int((time.monotonic() - started) / 5)  # (a slow machine's)
+                assert len(drawn) - before <= boards * spells, drawn[before:]
             finally:
                 await browser.close()
 
