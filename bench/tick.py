@@ -53,7 +53,7 @@ def main() -> int:
     args = parser.parse_args()
 
     cfg = parse_config(hall_text("mqtt://127.0.0.1:1883", Path("/nonexistent")), "bench")
-    engine = Engine(cfg, load_core("compiled"))
+    engine = Engine(cfg, load_core("compiled"), by_site=False)  # (issues name no dispenser)
     now = 1_796_400_000.0
     engine.roll_over(now)
     estimator = WaitEstimator(engine)

@@ -62,6 +62,7 @@ class Ticket:
     offline: bool = False
     source: str = ""
     withdrawn_from: int | None = None  # the window whose call of it was withdrawn
+    site: int = 0  # the 办税点 it is called in (Engine.sites): its dispenser's
     # when it reached the coordinator: an offline ticket's issued_at is its print time,
     # the dispenser's word (coordinator.suspension voids what a device sent lately by this)
     arrived_at: float = 0.0
@@ -147,17 +148,30 @@ TAKES_CURRENT = frozenset({"call", "call_ticket", "skip", "finish", "park", "tra
 class Engine:
     """One hall's queue state; the single writer of it."""
 
-    def __init__(self, cfg: HallConfig, core_cls: type[Any]) -> None:
+    def __init__(self, cfg: HallConfig, core_cls: type[Any], *, by_site: bool = True) -> None:
+        """``by_site=False``: one hall-wide queue per service whatever the sites (the
+        simulator's days, which play services, not lanes)."""
         self.cfg = cfg
         self.tz = cfg.hall.tzinfo
         self.settings = cfg.coordinator
         self.services: dict[str, Service] = {s.code: s for s in cfg.services}
         self.service_idx = {s.code: i for i, s in enumerate(cfg.services)}
+        # A queue per service and 办税点 (building): a ticket is called only to a window of
+        # the site it was issued in (a taxpayer at the branch was called to the main
+        # building's windows). The core's queues are these lanes: service i at site k is
+        # lane i * len(sites) + k, so a one-site hall's lanes are its services.
+        self.sites = cfg.sites if by_site else cfg.sites[:1]
+        self.site_idx = {site: k if by_site else 0 for k, site in enumerate(cfg.sites)}
+        self.lanes = {
+            code: [i * len(self.sites) + k for k in range(len(self.sites))]
+            for code, i in self.service_idx.items()
+        }
         self._core_cls = core_cls
         self.windows: dict[int, WindowRec] = {
             w.number: WindowRec(w.number, i, w.zone, dict(w.weights()))
             for i, w in enumerate(cfg.windows)
         }
+        self.window_site = {w.number: self.site_idx[cfg.zone(w.zone).site] for w in cfg.windows}
         self.day: dt.date | None = None
         self.day_hooks: list[Callable[[], None]] = []
         # client id -> when a supervisor suspended it (coordinator.suspension): kept
@@ -173,10 +187,11 @@ class Engine:
     # --- day lifecycle -------------------------------------------------------------------
 
     def _new_day_state(self) -> None:
-        self.core = self._core_cls(len(self.services), len(self.windows), 1024)
+        self.core = self._core_cls(len(self.services) * len(self.sites), len(self.windows), 1024)
         self.core.set_boost(self.settings.overdue_boost)
-        for code, i in self.service_idx.items():
-            self.core.set_service(i, self.services[code].wait_target_min * 60.0)
+        for code, lanes in self.lanes.items():
+            for lane in lanes:
+                self.core.set_service(lane, self.services[code].wait_target_min * 60.0)
         for win in self.windows.values():
             self.push_skills(win)
         self.tickets: list[Ticket] = []
@@ -210,9 +225,14 @@ class Engine:
         """Give the core the skills the engine holds for ``win`` (also to undo a simulated
         day's changes)."""
         codes = [c for c in win.skills if c in self.service_idx]
+        site = self.window_site[win.number]
         self.core.set_skills(
-            win.idx, [self.service_idx[c] for c in codes], [float(win.skills[c]) for c in codes]
+            win.idx, [self.lanes[c][site] for c in codes], [float(win.skills[c]) for c in codes]
         )
+
+    def waiting(self, service: str) -> int:
+        """Tickets of ``service`` waiting, at every site."""
+        return sum(self.core.waiting(lane) for lane in self.lanes[service])
 
     def business_day(self, now: float) -> dt.date:
         """The hall's business day at ``now``, worked out once a second (asked for every
@@ -266,8 +286,7 @@ class Engine:
         outcome.services = set(self.services)
         return snapshot, outcome
 
-    @staticmethod
-    def _ticket_snapshot(t: Ticket) -> dict[str, Any]:
+    def _ticket_snapshot(self, t: Ticket) -> dict[str, Any]:
         return {
             "number": t.number,
             "service": t.service,
@@ -275,6 +294,7 @@ class Engine:
             "issued_at": t.issued_at,
             "identity": t.identity,
             "appointment": t.appointment,
+            "site": self.sites[t.site],
         }
 
     def start_day(self, snapshot: dict[str, Any]) -> None:
@@ -300,6 +320,7 @@ class Engine:
                 item.get("identity"),
                 item.get("appointment"),
             )
+            t.site = self.site_idx.get(item.get("site") or "", 0)
             digits = int(t.number[1:])
             self.counters[t.service] = max(self.counters[t.service], digits)
             self._enqueue(t)
@@ -536,6 +557,7 @@ class Engine:
         t.offline = req.offline is not None
         t.source = source
         t.arrived_at = now
+        t.site = self.site_idx[self.cfg.site_of_source(source)]
         if req.identity:
             self.per_person[req.identity] += 1
         self._enqueue(t)
@@ -587,7 +609,7 @@ class Engine:
         cls = CLASS_OF[t.priority]
         if cls == CLASS_OF[Priority.APPOINTMENT] and not t.appt_end:
             cls = CLASS_OF[Priority.NORMAL]
-        s = self.service_idx[t.service]
+        s = self.lanes[t.service][t.site]
         if t.directed is None:
             heapq.heappush(self._waiting_heaps()[t.service], (t.issued_at, t.seq, t.idx))
         if t.directed is not None:
@@ -624,9 +646,7 @@ class Engine:
         serving it counts for the part of its queued work that is this service's (a window
         serving three busy services gives each about a third, not all of itself). With
         nothing queued at a window, its services share it equally."""
-        work = {
-            c: self.core.waiting(i) * self.avg_service_s(c) for c, i in self.service_idx.items()
-        }
+        work = {c: self.waiting(c) * self.avg_service_s(c) for c in self.service_idx}
         share = 0.0
         for w in self.windows.values():
             if w.status is not WindowStatus.OPEN or service not in w.skills:
@@ -700,7 +720,7 @@ class Engine:
             if est is not None:
                 return est
         if t is None:
-            ahead = self.core.waiting(self.service_idx[service])
+            ahead = self.waiting(service)
         else:
             ahead = self.core.position(t.idx, now) if self.core.queued(t.idx) else 0
         floor = self.stalled_min(service, now) if t is None else 0.0
@@ -942,9 +962,11 @@ class Engine:
             t.directed = None
             target = f"to {cmd.to_service}"
         else:
+            assert cmd.to_window is not None  # (m.Transfer names one or the other)
             t.directed = cmd.to_window
+            t.site = self.window_site[cmd.to_window]  # (its holder walks there)
             target = f"to window {cmd.to_window}"
-            out.windows.add(cmd.to_window)  # type: ignore[arg-type]
+            out.windows.add(cmd.to_window)
         t.window = None
         self._enqueue(t)
         out.services.add(t.service)
@@ -1061,15 +1083,18 @@ class Engine:
         )
 
     def queue_state(self, service: str, rev: int, now: float) -> m.QueueState:
-        idx = self.service_idx[service]
-        ordered = [self.tickets[i] for i in self.core.upcoming(idx, now, 20)]
+        ordered = [
+            self.tickets[i]
+            for lane in self.lanes[service]
+            for i in self.core.upcoming(lane, now, 20)
+        ][:20]
         first = self.oldest_waiting(service)
         oldest = first.issued_at if first is not None else None
         wait = self.eta_range(None, service, now)
         return m.QueueState(
             rev=rev,
             service=service,
-            waiting=self.core.waiting(idx),
+            waiting=self.waiting(service),
             next=[t.number for t in ordered],
             eta_min=wait.p50_min,
             wait=wait,
@@ -1077,7 +1102,7 @@ class Engine:
         )
 
     def board_state(self, rev: int) -> m.BoardState:
-        waiting = {code: self.core.waiting(i) for code, i in self.service_idx.items()}
+        waiting = {code: self.waiting(code) for code in self.service_idx}
         return m.BoardState(rev=rev, calls=list(self.calls), waiting=waiting)
 
     def stats_state(self, rev: int, now: float | None = None) -> m.StatsState:

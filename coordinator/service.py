@@ -1547,7 +1547,7 @@ class Coordinator:
         if self.storage_error is not None:
             return f"UNHEALTHY: {STORAGE_FAILED}, refusing commands ({self.storage_error})"
         link = "online" if self.session is not None and self.session.connected else "broker lost"
-        waiting = sum(engine.core.waiting(i) for i in engine.service_idx.values())
+        waiting = sum(engine.waiting(c) for c in engine.service_idx)
         open_ = sum(1 for w in engine.windows.values() if w.status.value == "open")
         return f"{link}, {waiting} waiting, {open_}/{len(engine.windows)} windows open"
 

@@ -797,6 +797,9 @@ class Agent(_Model):
     # tickets are normal (appointments go by their booked code), so a dispenser's login in
     # other hands cannot hand out places at the head of every queue
     priorities: list[GuidedPriority] = Field(default_factory=list)
+    # the 办税点 (building: its zones' ``site``) a dispenser stands in: its tickets are
+    # called only to windows there. Needed where the hall has more than one site
+    site: Annotated[str, BeforeValidator(id_check("site id"))] | None = None
 
     @model_validator(mode="after")
     def _fits_role(self) -> Agent:
@@ -948,6 +951,27 @@ class HallConfig(_Model):
                 if code not in services:
                     problems.add(_unknown("service", code, services), "windows", i, "skills", code)
         self._check_devices(problems, zones, services, windows)
+        sites = list(dict.fromkeys(z.site for z in self.zones))
+        for i, agent in enumerate(self.agents):
+            if agent.site is not None and agent.role != "dispenser":
+                problems.add(
+                    "only a dispenser's tickets have a site; remove it", "agents", i, "site"
+                )
+            elif agent.site is not None and agent.site not in sites:
+                problems.add(
+                    f"no zone is in site {agent.site!r} (sites: {', '.join(sites)})",
+                    "agents",
+                    i,
+                    "site",
+                )
+            elif agent.role == "dispenser" and agent.site is None and len(sites) > 1:
+                problems.add(
+                    f"this hall has {len(sites)} sites ({', '.join(sites)}): say which this "
+                    "dispenser stands in, as its tickets are called only to windows there",
+                    "agents",
+                    i,
+                    "site",
+                )
         problems.raise_any()
 
         codes = tuple(services)
@@ -957,6 +981,19 @@ class HallConfig(_Model):
         self._windows = windows
         self._zones = zones
         self._agents = {a.id: a for a in self.agents}
+        if len(sites) > 1:  # a site's tickets are called only there: somebody must serve them
+            served = {(c, zones[w.zone].site) for w in self.windows for c in w.weights()}
+            for i, agent in enumerate(self.agents):
+                lost = [c for c in self._services_of(agent) if (c, agent.site) not in served]
+                if lost:
+                    problems.add(
+                        f"no window of site {agent.site!r} serves {', '.join(lost)}: the "
+                        "tickets this dispenser issues there would never be called",
+                        "agents",
+                        i,
+                        "site",
+                    )
+            problems.raise_any()
         return self
 
     def _check_devices(
@@ -1015,6 +1052,20 @@ class HallConfig(_Model):
                 f"unknown service {code!r} in hall {self.hall.id!r} "
                 f"(known: {', '.join(self._services)})"
             ) from None
+
+    @property
+    def sites(self) -> list[str]:
+        """The hall's 办税点 (buildings), in the order their zones come."""
+        return list(dict.fromkeys(z.site for z in self.zones))
+
+    def site_of_source(self, source: str) -> str:
+        """Where a ticket from ``source`` (``role/client``) is called: its dispenser's
+        site; the hall's first site for any other source (the desk, a console)."""
+        client = source.partition("/")[2]
+        agent = self._agents.get(client)
+        if agent is not None and agent.site is not None:
+            return agent.site
+        return self.zones[0].site
 
     def zone(self, zone_id: str) -> Zone:
         try:

@@ -393,7 +393,7 @@ def progress_line(engine: Any, clock: HallClock, stats: DemoStats) -> str:
     run there said nothing between its banner and its KPIs."""
     now = clock()
     total = engine.stats_state(0).total
-    waiting = sum(engine.core.waiting(i) for i in engine.service_idx.values())
+    waiting = sum(engine.waiting(c) for c in engine.service_idx)
     busy = sum(1 for w in engine.windows.values() if w.current is not None)
     behind = stats.arrivals - total.issued
     avg = "-" if total.avg_wait_s is None else f"{total.avg_wait_s / 60:.1f} min"
@@ -426,7 +426,7 @@ def summary_table(engine: Any, clock: HallClock, stats: DemoStats) -> Any:
         kpi = stats_state.per_service[code]
         table.add_row(
             service.name,
-            str(engine.core.waiting(engine.service_idx[code])),
+            str(engine.waiting(code)),
             str(kpi.issued),
             f"{kpi.avg_wait_s / 60:.1f} min" if kpi.avg_wait_s is not None else "-",
         )

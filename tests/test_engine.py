@@ -10,9 +10,11 @@ import pytest
 
 from coordinator.engine import Engine, Outcome, _kth, _utc
 from hallq import messages as m
+from hallq.config import HallConfig, parse_config
+from hallq.errors import ConfigError
 from hallq.messages import Priority, TicketState, WindowStatus
 
-from .halls import at, small_hall
+from .halls import at, small_hall, small_hall_text
 
 H = "ab" * 32
 
@@ -712,3 +714,72 @@ def test_the_business_day_worked_out_once_a_second_changes_exactly_at_the_reset(
         assert engine.business_day(ts) == hall.business_day(ts), ts
     assert engine.business_day(edge - 1e-4) == day
     assert engine.business_day(edge) == day + dt.timedelta(days=1)
+
+
+def two_site_hall() -> HallConfig:
+    """The small hall with window 4 in a branch building and a dispenser at each site."""
+    text = small_hall_text().replace(
+        '[[windows]]\nnumber = 4\nzone = "hall-1"',
+        '[[zones]]\nid = "branch-1"\nname = "分办税点"\nsite = "branch"\n\n'
+        '[[windows]]\nnumber = 4\nzone = "branch-1"',
+    )
+    text = text.replace(
+        'id = "pi-d1"\nrole = "dispenser"', 'id = "pi-d1"\nrole = "dispenser"\nsite = "main"'
+    )
+    text += (
+        '\n[[agents]]\nid = "pi-d2"\nrole = "dispenser"\nsite = "branch"\n\n'
+        '[[agents.devices]]\nid = "keys-2"\nkind = "keypad"\nservices = ["tax-filing"]\n'
+        'serial = { port = "/dev/ttyUSB3", address = 1 }\n'
+    )
+    return parse_config(text, "two-sites.toml")
+
+
+def test_a_ticket_is_called_only_to_a_window_of_the_site_it_was_issued_in(
+    core_cls: type[Any],
+) -> None:
+    """Found by a taxpayer following tickets in the demo: the example hall has two 办税点
+    (buildings), and tickets from the branch's kiosk were called to the main building's
+    windows (151 of them), main-site ones to the branch (76). A queue is now kept per
+    service and site: a window calls from its own building only."""
+    e = Engine(two_site_hall(), core_cls)
+    e.roll_over(at(8))
+    branch = e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(9), "dispenser/pi-d2")
+    main = e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(9, 5), "dispenser/pi-d1")
+    assert (branch.ticket.number, main.ticket.number) == ("A001", "A002")  # type: ignore[union-attr]
+    assert e.queue_state("tax-filing", 0, at(9, 6)).waiting == 2
+    assert e.ticket_info(e.by_number["A002"], at(9, 6)).people_ahead == 0  # none ahead there
+    assert called(act(e, 3, "call", now=at(9, 10))) == "A002"  # main: A001 is not its
+    assert called(act(e, 4, "call", now=at(9, 10))) == "A001"  # branch
+    # sent to a window in the other building, its holder walks there: called there
+    later = e.apply(
+        m.IssueRequest(kind="issue", service="tax-filing"), at(9, 11), "dispenser/pi-d1"
+    )
+    assert later.ok
+    assert act(e, 3, "transfer", to_window=4, now=at(9, 20)).ok
+    assert called(act(e, 4, "call", now=at(9, 21))) == "A002"
+    assert called(act(e, 3, "call", now=at(9, 22))) == "A003"
+    # a day's carried tickets keep their site
+    e.settings = e.settings.model_copy(update={"carry_over": True})
+    e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(17), "dispenser/pi-d2")
+    e.roll_over(at(8, day=31))
+    assert e.tickets[0].site == e.site_idx["branch"]
+
+
+def test_a_hall_of_two_sites_says_where_each_dispenser_stands() -> None:
+    text = small_hall_text().replace(
+        '[[windows]]\nnumber = 4\nzone = "hall-1"',
+        '[[zones]]\nid = "branch-1"\nname = "分办税点"\nsite = "branch"\n\n'
+        '[[windows]]\nnumber = 4\nzone = "branch-1"',
+    )
+    with pytest.raises(
+        ConfigError, match=r"agents\[1\]\.site .*this hall has 2 sites \(main, branch\)"
+    ):
+        parse_config(text, "two-sites.toml")
+    with pytest.raises(ConfigError, match="no zone is in site 'annex'"):
+        parse_config(
+            text.replace('role = "dispenser"', 'role = "dispenser"\nsite = "annex"'), "x.toml"
+        )
+    # the branch's one window serves no green channel, which its kiosk issues
+    branch = text.replace('role = "dispenser"', 'role = "dispenser"\nsite = "branch"')
+    with pytest.raises(ConfigError, match="no window of site 'branch' serves green: the"):
+        parse_config(branch, "x.toml")

@@ -100,7 +100,7 @@ def advice_alert(a: Advice) -> m.AlertEvent:
 
 def queue_wait_min(engine: Engine, service: str, extra_windows: int = 0) -> float:
     """Waiting x mean counter time / open windows serving it; inf when none serves it."""
-    waiting = engine.core.waiting(engine.service_idx[service])
+    waiting = engine.waiting(service)
     n = engine.serving_windows(service) + extra_windows
     if waiting == 0:
         return 0.0
@@ -199,7 +199,7 @@ def advise(
             k += 1
         chosen = tuple(donors[:k])
         taken.update(chosen)
-        waiting = engine.core.waiting(engine.service_idx[c])
+        waiting = engine.waiting(c)
         n = engine.serving_windows(c) + k
         drain_min = waiting * engine.avg_service_s(c) / n / 60.0
         duration = int(min(horizon_min, max(10.0, 5 * math.ceil(drain_min / 5))))
@@ -272,11 +272,7 @@ def _others_queue(engine: Engine, service: str) -> tuple[float, float]:
     the donors leave them -- approximated as unchanged: the donors were picked among the
     windows whose services are least pressed, and the estimate cannot say which of a
     donor's services loses its capacity."""
-    rows = [
-        (engine.core.waiting(engine.service_idx[x]), queue_wait_min(engine, x))
-        for x in engine.services
-        if x != service
-    ]
+    rows = [(engine.waiting(x), queue_wait_min(engine, x)) for x in engine.services if x != service]
     total = sum(n for n, _ in rows)
     mean = sum(n * w for n, w in rows if math.isfinite(w)) / total if total else 0.0
     return round(mean, 2), round(mean, 2)

@@ -61,7 +61,7 @@ def replay_day(
     tickets are counted from their issue time.
     """
     base = epoch_of(cfg, day)
-    engine = Engine(cfg, core_cls)
+    engine = Engine(cfg, core_cls, by_site=False)  # (simulated: hall-wide queues)
     engine.start_day({"day": day.isoformat()})
     t0 = base + start_s
     current: Skills = {}

@@ -84,7 +84,7 @@ def _engine_for(
     cfg: HallConfig, core_cls: type[Any], skills: Skills, day: dt.date, t0: float
 ) -> Engine:
     """A fresh engine on ``day`` whose windows were given ``skills`` as a supervisor would."""
-    engine = Engine(cfg, core_cls)
+    engine = Engine(cfg, core_cls, by_site=False)  # (its loop plays services, not lanes)
     engine.start_day({"day": day.isoformat()})
     for number, sk in skills.items():
         out = engine.apply(m.SetSkills(window=number, action="set_skills", skills=sk), t0)

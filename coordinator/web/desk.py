@@ -218,7 +218,7 @@ def impact(
     w = engine.windows.get(window)
     if w is None:
         return api.Impact(window=window, action=action, text=f"没有{window}号窗口", lines=[])
-    waiting = {c: engine.core.waiting(engine.service_idx[c]) for c in engine.services}
+    waiting = {c: engine.waiting(c) for c in engine.services}
     lines: list[str] = []
     affected = 0
     orphaned: list[str] = []
