@@ -217,6 +217,7 @@ async def test_hall_and_ticket_pages_follow_calls_live(
                 await ticket.wait_for_selector('#status[data-state="called"]')
                 assert await status.inner_text() == "请到1号窗口办理"
                 assert await ticket.locator("#window").inner_text() == "1号窗口"
+                assert await ticket.locator("#place").inner_text() == "第一办税厅"
                 assert await ticket.title() == f"请到1号窗口 · {last}"
                 await shots.take(ticket, "ticket-called")
                 clock.now += 60

@@ -170,6 +170,9 @@ class Ticket(_Out):
         description="the window that called it: while called or served, and after (done, "
         "no-show), so its holder can say where"
     )
+    window_place: str | None = Field(
+        default=None, description="where that window is: its function hall (zone) by name"
+    )
     directed_window: int | None = Field(description="a transfer sent it to this window")
     issued_at: str | None
     called_at: str | None

@@ -143,6 +143,14 @@ CALLED_AT_WINDOW = frozenset(
 )
 
 
+def _place(c: HallService, window: int | None) -> str | None:
+    """The function hall a window is in, named: a hall of several floors or buildings has
+    its windows numbered across them."""
+    if window is None or window not in c.engine.windows:
+        return None
+    return c.cfg.zone(c.engine.windows[window].zone).name
+
+
 def ticket_json(c: HallService, number: str) -> dict[str, Any] | None:
     t = c.engine.by_number.get(number) or c.engine.by_number.get(typed_number(c, number))
     if t is None:
@@ -163,6 +171,7 @@ def ticket_json(c: HallService, number: str) -> dict[str, Any] | None:
         wait=info.wait if info else None,
         wait_text=api.WaitText.of(info.wait) if info else None,
         window=t.window if t.state in CALLED_AT_WINDOW else None,
+        window_place=_place(c, t.window) if t.state in CALLED_AT_WINDOW else None,
         directed_window=t.directed,
         issued_at=_iso(t.issued_at, tz),
         called_at=_iso(t.called_at, tz),

@@ -78,6 +78,8 @@
     const atWindow = t.state === "called" || t.state === "serving";
     $("window").hidden = !atWindow;
     if (atWindow) $("window").textContent = `${t.window}号窗口`;
+    $("place").hidden = !atWindow || !t.window_place;  // (windows are numbered across halls)
+    $("place").textContent = t.window_place || "";
     document.title = t.state === "called" ? `请到${t.window}号窗口 · ${number}` :
       t.state === "done" ? `已办结 · ${number}` : `${number} 排队进度`;
     if (t.state === "called" && (lastState !== "called" || t.recalls)) chime();
