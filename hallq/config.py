@@ -1059,9 +1059,10 @@ class HallConfig(_Model):
         return list(dict.fromkeys(z.site for z in self.zones))
 
     def site_of_source(self, source: str) -> str:
-        """Where a ticket from ``source`` (``role/client``) is called: its dispenser's
-        site; the hall's first site for any other source (the desk, a console)."""
-        client = source.partition("/")[2]
+        """Where a ticket from ``source`` (a client id, as the engine's commands name their
+        sender) is called: its dispenser's site; the hall's first site for any other
+        source (the desk, a console)."""
+        client = source.rpartition("/")[2]
         agent = self._agents.get(client)
         if agent is not None and agent.site is not None:
             return agent.site

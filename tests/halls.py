@@ -168,6 +168,23 @@ def small_hall_text(
     return text
 
 
+def two_site_hall_text(broker_url: str | None = None, state_dir: str | None = None) -> str:
+    """The small hall with window 4 in a branch building, and a dispenser at each site:
+    pi-d1 (every service) in the main one, pi-d2 (tax filing) at the branch."""
+    text = small_hall_text(broker_url, state_dir).replace(
+        '[[windows]]\nnumber = 4\nzone = "hall-1"',
+        '[[zones]]\nid = "branch-1"\nname = "分办税点"\nsite = "branch"\n\n'
+        '[[windows]]\nnumber = 4\nzone = "branch-1"',
+    )
+    dispenser = 'id = "pi-d1"\nrole = "dispenser"'
+    text = text.replace(dispenser, dispenser + '\nsite = "main"')
+    return text + (
+        '\n[[agents]]\nid = "pi-d2"\nrole = "dispenser"\nsite = "branch"\n\n'
+        '[[agents.devices]]\nid = "keys-2"\nkind = "keypad"\nservices = ["tax-filing"]\n'
+        'serial = { port = "/dev/ttyUSB3", address = 1 }\n'
+    )
+
+
 def small_hall(
     broker_url: str | None = None,
     state_dir: str | None = None,

@@ -18,7 +18,7 @@ from hallq.topics import HallTopics
 
 from .conftest import Inbox, Mosquitto
 from .coordinated import FakeClock, device, running
-from .halls import UNPACED, at, small_hall, small_hall_text
+from .halls import UNPACED, at, small_hall, small_hall_text, two_site_hall_text
 
 pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
@@ -720,3 +720,28 @@ async def test_checkpoints_are_made_by_a_child_and_restore_what_replaying_builds
     full = HallQueue(cfg, EventLog(copy), core)
     assert full.recover() >= 25
     assert _views(full, clock.now) == expected
+
+
+async def test_a_branch_kiosk_s_ticket_is_never_called_to_the_main_building(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Over MQTT, as the agents send them: the engine's unit test passed while the demo
+    called every one of the branch kiosk's 922 tickets to the main building, as the
+    commands name their sender by client id and the site was read from "role/client"."""
+    from hallq.config import parse_config
+
+    cfg = parse_config(two_site_hall_text(mosquitto.url, str(tmp_path / "state")), "h.toml")
+    async with (
+        running(cfg, tmp_path / "log.sqlite", FakeClock()) as coordinator,
+        device(cfg, "dispenser", "pi-d2", tmp_path) as branch,
+        device(cfg, "window", "pi-w1", tmp_path) as pad,
+    ):
+        await branch.wait_connected(10)
+        await pad.wait_connected(10)
+        issue = m.IssueRequest(kind="issue", service="tax-filing")
+        number = (await branch.request(T.req("pi-d2"), issue, timeout=10)).ticket.number
+        assert coordinator.engine.by_number[number].site == coordinator.engine.site_idx["branch"]
+        call = m.WindowAction(window=1, action="call")  # window 1 is in the main building
+        called = await pad.request(T.cmd("window", "pi-w1"), call, timeout=10)
+        assert called.error is not None
+        assert called.error.code == "no_one_waiting", called

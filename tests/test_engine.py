@@ -14,7 +14,7 @@ from hallq.config import HallConfig, parse_config
 from hallq.errors import ConfigError
 from hallq.messages import Priority, TicketState, WindowStatus
 
-from .halls import at, small_hall, small_hall_text
+from .halls import at, small_hall, small_hall_text, two_site_hall_text
 
 H = "ab" * 32
 
@@ -717,21 +717,7 @@ def test_the_business_day_worked_out_once_a_second_changes_exactly_at_the_reset(
 
 
 def two_site_hall() -> HallConfig:
-    """The small hall with window 4 in a branch building and a dispenser at each site."""
-    text = small_hall_text().replace(
-        '[[windows]]\nnumber = 4\nzone = "hall-1"',
-        '[[zones]]\nid = "branch-1"\nname = "分办税点"\nsite = "branch"\n\n'
-        '[[windows]]\nnumber = 4\nzone = "branch-1"',
-    )
-    text = text.replace(
-        'id = "pi-d1"\nrole = "dispenser"', 'id = "pi-d1"\nrole = "dispenser"\nsite = "main"'
-    )
-    text += (
-        '\n[[agents]]\nid = "pi-d2"\nrole = "dispenser"\nsite = "branch"\n\n'
-        '[[agents.devices]]\nid = "keys-2"\nkind = "keypad"\nservices = ["tax-filing"]\n'
-        'serial = { port = "/dev/ttyUSB3", address = 1 }\n'
-    )
-    return parse_config(text, "two-sites.toml")
+    return parse_config(two_site_hall_text(), "two-sites.toml")
 
 
 def test_a_ticket_is_called_only_to_a_window_of_the_site_it_was_issued_in(
@@ -743,24 +729,22 @@ def test_a_ticket_is_called_only_to_a_window_of_the_site_it_was_issued_in(
     service and site: a window calls from its own building only."""
     e = Engine(two_site_hall(), core_cls)
     e.roll_over(at(8))
-    branch = e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(9), "dispenser/pi-d2")
-    main = e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(9, 5), "dispenser/pi-d1")
+    branch = e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(9), "pi-d2")
+    main = e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(9, 5), "pi-d1")
     assert (branch.ticket.number, main.ticket.number) == ("A001", "A002")  # type: ignore[union-attr]
     assert e.queue_state("tax-filing", 0, at(9, 6)).waiting == 2
     assert e.ticket_info(e.by_number["A002"], at(9, 6)).people_ahead == 0  # none ahead there
     assert called(act(e, 3, "call", now=at(9, 10))) == "A002"  # main: A001 is not its
     assert called(act(e, 4, "call", now=at(9, 10))) == "A001"  # branch
     # sent to a window in the other building, its holder walks there: called there
-    later = e.apply(
-        m.IssueRequest(kind="issue", service="tax-filing"), at(9, 11), "dispenser/pi-d1"
-    )
+    later = e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(9, 11), "pi-d1")
     assert later.ok
     assert act(e, 3, "transfer", to_window=4, now=at(9, 20)).ok
     assert called(act(e, 4, "call", now=at(9, 21))) == "A002"
     assert called(act(e, 3, "call", now=at(9, 22))) == "A003"
     # a day's carried tickets keep their site
     e.settings = e.settings.model_copy(update={"carry_over": True})
-    e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(17), "dispenser/pi-d2")
+    e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(17), "pi-d2")
     e.roll_over(at(8, day=31))
     assert e.tickets[0].site == e.site_idx["branch"]
 
