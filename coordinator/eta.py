@@ -82,7 +82,8 @@ class RecentArrivals:
     hour), and cost the whole day at every refresh in a burst (9.6 ms at 37,000 tickets).
     Here each ticket costs once: taken in as it comes, let go as it ages out."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: Callable[[Ticket], str] = lambda t: t.service) -> None:
+        self._key = key  # what a ticket counts for: its service, or its service's lane
         self._for: list[Ticket] | None = None
         self._seen = 0  # tickets of ``_for`` taken in
         self._in_order: collections.deque[tuple[float, str]] = collections.deque()
@@ -102,17 +103,18 @@ class RecentArrivals:
         self._now = now
         cutoff = now - RATE_LOOKBACK_S
         in_order, late, ahead, counts = self._in_order, self._late, self._ahead, self._counts
+        key = self._key
         for k in range(self._seen, len(tickets)):
             t = tickets[k]
-            at = t.issued_at
+            at, code = t.issued_at, key(t)
             if at > now:
-                heapq.heappush(ahead, (at, k, t.service))
+                heapq.heappush(ahead, (at, k, code))
             elif at >= cutoff:
                 if not in_order or at >= in_order[-1][0]:
-                    in_order.append((at, t.service))
+                    in_order.append((at, code))
                 else:
-                    heapq.heappush(late, (at, k, t.service))
-                counts[t.service] = counts.get(t.service, 0) + 1
+                    heapq.heappush(late, (at, k, code))
+                counts[code] = counts.get(code, 0) + 1
         self._seen = len(tickets)
         while ahead and ahead[0][0] <= now:
             at, k, service = heapq.heappop(ahead)
@@ -159,9 +161,19 @@ class WaitEstimator:
         self._last_wall = -math.inf
         self._last_cost = 0.0
         self._halls: dict[Any, FastHall] = {}
-        self._cfg = sim_config(engine.cfg)
+        # a hall of several sites is played as its lanes: each service at each site a
+        # service of its own, served by that site's windows only (Engine.lanes)
+        self._by_site = len(engine.sites) > 1
+        self._cfg = lanes_config(sim_config(engine.cfg), len(engine.sites))
         self._round = 0
-        self._recent = RecentArrivals()
+        self._recent = RecentArrivals(lambda t: self._lane(t.service, t.site))
+
+    def _lane(self, service: str, site: int) -> str:
+        """The simulated service a ticket of ``service`` at ``site`` is (lanes_config)."""
+        return lane_code(self.engine.service_idx[service], site) if self._by_site else service
+
+    def _lanes(self, service: str) -> list[str]:
+        return [self._lane(service, k) for k in range(len(self.engine.sites))]
 
     # --- when ------------------------------------------------------------------------------
 
@@ -208,8 +220,9 @@ class WaitEstimator:
         busy: dict[int, tuple[str, float]] = {}
         queued = {t.service for t in waiting}
         for w in e.windows.values():
+            site = e.window_site[w.number]
             if w.status is WindowStatus.PAUSED and w.skills:
-                paused[w.number] = dict(w.skills)
+                paused[w.number] = {self._lane(c, site): x for c, x in w.skills.items()}
             if w.status is not WindowStatus.OPEN or not w.skills:
                 continue
             if (
@@ -219,10 +232,11 @@ class WaitEstimator:
                 and queued.intersection(w.skills)
             ):
                 continue
-            skills[w.number] = dict(w.skills)
+            skills[w.number] = {self._lane(c, site): x for c, x in w.skills.items()}
             cur = w.current
             if cur is not None and cur.state in (TicketState.CALLED, TicketState.SERVING):
-                busy[w.number] = (cur.service, now - (cur.started_at or cur.called_at or now))
+                at_counter = now - (cur.started_at or cur.called_at or now)
+                busy[w.number] = (self._lane(cur.service, site), at_counter)
         state = {
             "now": now,
             "day": day,
@@ -230,19 +244,19 @@ class WaitEstimator:
             "backlog": [
                 (
                     t.number,
-                    t.service,
+                    self._lane(t.service, t.site),
                     t.issued_at - base,
                     t.appt_start - base if t.appt_end else 0.0,
                     t.appt_end - base if t.appt_end else 0.0,
                 )
                 for t in waiting
             ],
-            "rates": {c: recent.get(c, 0) / lookback for c in e.services},
+            "rates": {k: recent.get(k, 0) / lookback for c in e.services for k in self._lanes(c)},
             "no_show": no_shows / called if called >= 20 else 0.0,
             "skills": skills,
             "paused": paused,
             "busy": busy,
-            "counter": {c: self._counter(c) for c in e.services},
+            "counter": {k: self._counter(c) for c in e.services for k in self._lanes(c)},
         }
         state["capture_s"] = time.thread_time() - started
         return state
@@ -317,7 +331,7 @@ class WaitEstimator:
                 c: (q[0], min(q[1], soon.queue[c][1] if c in soon.queue else 0.0), q[2])
                 for c, q in snap.queue.items()
             }
-            snap.paused = frozenset(c for sk in state["paused"].values() for c in sk)
+            snap.paused = frozenset(c for sk in state["paused"].values() for c in sk)  # (lanes)
         snap.cost_s = time.thread_time() - started + state.get("capture_s", 0.0)
         return snap
 
@@ -410,16 +424,18 @@ class WaitEstimator:
         if snap is None or now - snap.at > 2 * HORIZON_S:
             return None
         floor = engine.stalled_min(service, now) if t is None else 0.0
-        soon = service in snap.paused  # its queue stands still for a break that may end now
+        lanes = [self._lane(service, t.site)] if t is not None else self._lanes(service)
+        soon = not snap.paused.isdisjoint(lanes)  # a break that may end now stalls it
         pred = snap.tickets.get(t.number) if t is not None else None
         if pred is not None:
             if pred.p50 < now:  # its predicted call has passed: nothing better known
                 return None
             return self._range(pred.p50 - now, pred.low - now, pred.high - now, floor, soon)
-        q = snap.queue.get(service)
-        if q is None:
+        qs = [q for q in (snap.queue.get(k) for k in lanes) if q is not None]
+        if not qs:
             return None
-        return self._range(q[0], q[1], q[2], floor, soon)
+        # a ticket issued now, at any site: from the quickest site's start to the slowest's end
+        return self._range(qs[0][0], min(q[1] for q in qs), max(q[2] for q in qs), floor, soon)
 
     def _range(
         self,
@@ -441,6 +457,25 @@ class WaitEstimator:
             high_min=round(min(999.0, max(high, floor)), 1),
             basis="simulation",
         )
+
+
+def lane_code(service_idx: int, site: int) -> str:
+    """A lane's code as a service of the simulated hall (a wire-valid id: the simulator
+    gives windows their skills as the desk would)."""
+    return f"s{service_idx}-{site}"
+
+
+def lanes_config(cfg: Any, sites: int) -> Any:
+    """``cfg`` with each service once per site (``lane_code``), for playing a hall of
+    several sites as its lanes; ``cfg`` itself where there is one."""
+    if sites == 1:
+        return cfg
+    services = [
+        s.model_copy(update={"code": lane_code(i, k)})
+        for i, s in enumerate(cfg.services)
+        for k in range(sites)
+    ]
+    return cfg.model_copy(update={"services": services})
 
 
 def fits_of(demand: Demand, codes: Iterable[str] | None = None) -> dict[str, tuple[float, float]]:

@@ -303,3 +303,28 @@ def test_the_queues_heaps_shed_what_was_called_when_read_for_a_capture(engine: E
     oldest = engine.oldest_waiting("tax-filing")
     assert oldest is not None
     assert oldest.number == numbers[290]
+
+
+def test_a_hall_of_two_sites_is_played_as_its_sites_queues(core_cls: type[Any]) -> None:
+    """A ticket is called only in its own building (Engine.lanes), so its wait is its
+    site's: played hall-wide, the main building's idle window served the branch's queue
+    in the simulation, and the branch's tickets were told half their wait."""
+    from hallq.config import parse_config
+
+    from .halls import two_site_hall_text
+
+    engine = Engine(parse_config(two_site_hall_text(), "two.toml"), core_cls)
+    engine.roll_over(at(8))
+    for w in (1, 2):  # the main building: window 3 (tax filing); the branch: window 4
+        assert act(engine, w, "close", now=at(9)).ok
+    ask = m.IssueRequest(kind="issue", service="tax-filing")
+    branch = [engine.apply(ask, at(9), "pi-d2").ticket for _ in range(6)]
+    main = engine.apply(ask, at(9), "pi-d1").ticket
+    assert main is not None
+    est = WaitEstimator(engine, fits={"tax-filing": (4.0943, 0.01)}, replications=4)  # ~60 s
+    engine.estimator = est
+    now = at(9, 0, 10)
+    est.refresh(now)
+    last = engine.eta_range(branch[-1], "tax-filing", now)
+    assert last.p50_min == pytest.approx(5.0, abs=0.6), last  # window 4 alone: 5 ahead
+    assert engine.eta_range(main, "tax-filing", now).p50_min < 0.5  # window 3 is free
