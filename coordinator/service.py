@@ -211,6 +211,7 @@ class Coordinator:
         self.eta: WaitEstimator | None = None
         self._eta_task: asyncio.Task[None] | None = None
         self._eta_dirty = True
+        self._eta_shape: tuple[m.WindowStatus, ...] = ()  # the windows' status at a refresh
         self._eta_shown: dict[str, tuple[int, int]] = {}
         self._rev_seq = self._rev_sub = 0
         log.info(
@@ -460,11 +461,14 @@ class Coordinator:
         eta.keep_up(now)
         snap = eta.snapshot
         stale = snap is None or now - snap.at > ETA_STALE_S
-        if not (self._eta_dirty or stale) or not eta.due():
+        # windows paused, resumed, opened or closed: every estimate is off at once (a
+        # break's first minute read "within 1 min" with 17 waiting), so not put off
+        shape = tuple(w.status for w in self.engine.windows.values())
+        if not (self._eta_dirty or stale) or not (eta.due() or shape != self._eta_shape):
             return
         if self._eta_task is not None and not self._eta_task.done():
             return
-        self._eta_dirty = False
+        self._eta_dirty, self._eta_shape = False, shape
         state = eta.capture(now)
         self._eta_task = asyncio.create_task(self._simulate_waits(eta, state))
 

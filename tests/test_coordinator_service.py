@@ -16,7 +16,7 @@ from hallq import messages as m
 from hallq.errors import RequestTimeout
 from hallq.topics import HallTopics
 
-from .conftest import Inbox, Mosquitto
+from .conftest import Inbox, Mosquitto, until
 from .coordinated import FakeClock, device, running
 from .halls import UNPACED, at, small_hall, small_hall_text, two_site_hall_text
 
@@ -423,6 +423,17 @@ async def test_queues_are_republished_with_simulated_wait_ranges(
         assert last.wait.low_min <= last.wait.p50_min <= last.wait.high_min
         assert coordinator.eta is not None
         assert coordinator.eta.refreshes >= 1
+
+        # a window paused: the estimates are played again at the next tick, whatever the
+        # budget says (a break's first minute read "within 1 min" with 17 waiting)
+        eta = coordinator.eta
+        await until(lambda: coordinator._eta_task is None or coordinator._eta_task.done())
+        eta._last_cost = 1e6  # the budget would put the next refresh off for hours
+        done = eta.refreshes
+        await coordinator.execute(
+            "window", "supervisor", "desk", m.WindowAction(window=3, action="pause"), reply=False
+        )
+        await until(lambda: eta.refreshes > done, 10)
 
 
 async def test_a_lone_command_commits_on_the_loop_only_while_the_disk_is_quick(
