@@ -272,6 +272,9 @@ async def test_hall_and_ticket_pages_follow_calls_live(
                 await hall.fill("#find-number", "Z999")
                 await hall.click("#find button")
                 await hall.wait_for_selector("#find-error:has-text('No ticket Z999')")
+                await hall.fill("#find-number", "23")  # the letter left out
+                await hall.click("#find button")
+                await hall.wait_for_selector("#find-error:has-text('Type the letter too')")
                 await hall.fill("#find-number", last.lower())
                 await hall.click("#find button")
                 await hall.wait_for_url(f"**/t/test-hall/{last}")

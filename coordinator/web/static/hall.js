@@ -93,8 +93,10 @@
       const found = await hallq.getJSON(`/api/tickets/${encodeURIComponent(number)}`);
       location.href = `/t/${encodeURIComponent(hallId)}/${encodeURIComponent(found.number)}`;
     } catch (e) {
-      $("find-error").textContent = e.status === 404
-        ? `今天没有 ${number} 号, 请核对号码\nNo ticket ${number} today; check the number` : e.message;
+      const bare = /^\d+$/.test(number);  // the letter left out: it names the service
+      $("find-error").textContent = e.status !== 404 ? e.message : bare
+        ? `请连同字母输入, 如 A${number}\nType the letter too, e.g. A${number}`
+        : `今天没有 ${number} 号, 请核对号码\nNo ticket ${number} today; check the number`;
     }
   };
 
