@@ -407,6 +407,7 @@ async def test_the_hall_page_says_when_the_hall_is_closed(
             await page.reload()
             await closed.wait_for()
             assert (await closed.inner_text()).startswith("今日已闭厅")
+            assert await page.locator("#calls.closed").count() == 1  # shown as past
         finally:
             await browser.close()
 

@@ -41,6 +41,7 @@
          el("span", {class: "en2"}, `${c.ticket}, please go to window ${c.window}`)))
       : [el("li", {class: "muted"}, "暂无叫号", el("span", {class: "en2"}, "No calls yet"))]));
     $("calls").dataset.first = calls.length ? calls[0].ticket : "";
+    $("calls").classList.toggle("closed", !h.hall.open);  // last calls, not ones to answer
     $("queues").replaceChildren(
       row([two("业务", "Service"), two("等候", "Waiting"), two("下一位", "Next"),
            two("预计等候", "Expected wait"), two("最久已等", "Longest so far")], true),
