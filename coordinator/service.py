@@ -973,7 +973,7 @@ class Coordinator:
                     log.exception("console command of %s not audited", client)
             await self._watch_console(client, done)
         elif done.kept and role == "window":
-            await self._watch_serving(client, command, done)
+            await self._watch_window(client, command, done)
         error = done.record["error"]
         if (
             error
@@ -1044,7 +1044,7 @@ class Coordinator:
             "{client} {span:.0f} 秒内操作 {n} 次: 主管台密码被他人使用?",
         )
 
-    async def _watch_serving(self, client: str, command: Any, done: Submitted) -> None:
+    async def _watch_window(self, client: str, command: Any, done: Submitted) -> None:
         """A counter takes minutes a taxpayer. A window Pi's login that ends one at a window
         every few seconds (each CALL finishing, skipping or moving the last once
         call_hold_s has passed) takes the queue away while nobody was served, and no

@@ -262,22 +262,23 @@ def status_advice(rows: Sequence[Row]) -> list[str]:
             "nothing online. On its host: sudo systemctl start hallq-coordinator; "
             "journalctl -u hallq-coordinator"
         )
-    never = [r.client for r in rows if r.configured and r.presence is Seen.NEVER_SEEN]
-    never = [c for c in never if coordinator is None or c != coordinator.client]
-    if never:
-        some = ", ".join(never[:5]) + (f" and {len(never) - 5} more" if len(never) > 5 else "")
-        out.append(
-            f"never seen: {some}. Not installed yet, or its hall file names another broker: "
-            "`hallq doctor` on that Pi says which"
-        )
-    gone = [r.client for r in rows if r.configured and r.presence is Seen.OFFLINE]
-    gone = [c for c in gone if coordinator is None or c != coordinator.client]
-    if gone:
-        some = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
-        out.append(
-            f"offline: {some}. On that Pi: systemctl status 'hallq-agent@*'; "
-            "journalctl -u hallq-agent@ID"
-        )
+    for seen, fix in (
+        (
+            Seen.NEVER_SEEN,
+            "Not installed yet, or its hall file names another broker: `hallq doctor` on that "
+            "Pi says which",
+        ),
+        (
+            Seen.OFFLINE,
+            "On that Pi: systemctl status 'hallq-agent@*'; journalctl -u hallq-agent@ID",
+        ),
+    ):
+        agents = [
+            r.client for r in rows if r.configured and r.presence is seen and r is not coordinator
+        ]
+        if agents:
+            more = f" and {len(agents) - 5} more" if len(agents) > 5 else ""
+            out.append(f"{seen.value}: {', '.join(agents[:5])}{more}. {fix}")
     return out
 
 

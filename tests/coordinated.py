@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.service import Coordinator
+from hallq import messages as m
 from hallq.aio import cancel_and_wait
 from hallq.bus import Session
 
@@ -51,3 +52,8 @@ def device(cfg: Any, role: str, client: str, tmp_path: Path) -> Session:
         backoff_initial=0.05,
         backoff_max=0.5,
     )
+
+
+def alerts_of(coordinator: Coordinator, kind: str) -> list[m.AlertEvent]:
+    """The coordinator's recent alerts of ``kind``, newest first."""
+    return [e for _, e in coordinator.alerts if e.kind == kind]

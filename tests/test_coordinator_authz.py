@@ -4,17 +4,21 @@ what a mis-configured broker would let through must still change nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from coordinator.service import Coordinator
 from hallq import messages as m
+from hallq.bus import Session
 from hallq.config import HallConfig, parse_config
 from hallq.errors import ConfigError
 from hallq.topics import HallTopics
 
 from .conftest import Inbox, Mosquitto, until
-from .coordinated import FakeClock, device, running
+from .coordinated import FakeClock, alerts_of, device, running
 from .halls import UNPACED, small_hall_text
 
 pytestmark = pytest.mark.broker
@@ -148,13 +152,11 @@ async def test_a_flooding_device_is_cut_to_its_rate_and_named_in_an_alert(
         assert coordinator.authz.dropped("dispenser/pi-d1") == 0
 
 
-async def test_a_pad_that_serves_faster_than_anyone_can_is_named(
-    mosquitto: Mosquitto, tmp_path: Path
-) -> None:
-    """Found attacking a hall with a window Pi's password: a CALL every 10.2 s, each
-    finishing the last once its hold had passed, marked 18 tickets served in 33 s, and no
-    supervisor can bring a served ticket back. The fifth at one window within a minute is
-    named to the desk, which offers to suspend that login."""
+@contextlib.asynccontextmanager
+async def tickets_and_a_pad(
+    mosquitto: Mosquitto, tmp_path: Path, tickets: int
+) -> AsyncIterator[tuple[Coordinator, Session, FakeClock]]:
+    """The hall with ``tickets`` of tax filing waiting, and window 1's pad (pi-w1)."""
     cfg = hall(mosquitto.url, tmp_path)
     clock = FakeClock()
     async with (
@@ -164,20 +166,27 @@ async def test_a_pad_that_serves_faster_than_anyone_can_is_named(
     ):
         await pad.wait_connected(10)
         await dispenser.wait_connected(10)
-        for _ in range(7):
+        for _ in range(tickets):
             issue = m.IssueRequest(kind="issue", service="tax-filing")
             assert (await dispenser.request(T.req("pi-d1"), issue, timeout=10)).ok
+        yield coordinator, pad, clock
 
-        def named() -> list[m.AlertEvent]:
-            return [e for _, e in coordinator.alerts if e.kind == "serve_burst"]
 
+async def test_a_pad_that_serves_faster_than_anyone_can_is_named(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Found attacking a hall with a window Pi's password: a CALL every 10.2 s, each
+    finishing the last once its hold had passed, marked 18 tickets served in 33 s, and no
+    supervisor can bring a served ticket back. The fifth at one window within a minute is
+    named to the desk, which offers to suspend that login."""
+    async with tickets_and_a_pad(mosquitto, tmp_path, 7) as (coordinator, pad, clock):
         for _ in range(6):  # the first calls; the next five each end one
             call = m.WindowAction(window=1, action="call")
             assert (await pad.request(T.cmd("window", "pi-w1"), call, timeout=10)).ok
             clock.now += 10.5
-        await until(lambda: bool(named()))
-        assert len(named()) == 1
-        alert = named()[0]
+        await until(lambda: bool(alerts_of(coordinator, "serve_burst")))
+        assert len(alerts_of(coordinator, "serve_burst")) == 1
+        alert = alerts_of(coordinator, "serve_burst")[0]
         assert alert.client == "pi-w1"
         assert "1号窗口" in alert.message
         assert "结束 5 个号 (办结、过号或转出)" in alert.message
@@ -190,22 +199,7 @@ async def test_a_pad_skipping_the_queue_away_or_calling_emergencies_all_day_is_n
     (or transfer), 36 tickets a minute taken out of the queue and no alert, as only served
     ones were counted; and 220 emergency calls in 14 s pushed every other alert, the
     取号过快 naming a stolen dispenser among them, out of the coordinator's list."""
-    cfg = hall(mosquitto.url, tmp_path)
-    clock = FakeClock()
-    async with (
-        running(cfg, tmp_path / "log.sqlite", clock) as coordinator,
-        device(cfg, "window", "pi-w1", tmp_path) as pad,
-        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
-    ):
-        await pad.wait_connected(10)
-        await dispenser.wait_connected(10)
-        for _ in range(6):
-            issue = m.IssueRequest(kind="issue", service="tax-filing")
-            assert (await dispenser.request(T.req("pi-d1"), issue, timeout=10)).ok
-
-        def named(kind: str) -> list[m.AlertEvent]:
-            return [e for _, e in coordinator.alerts if e.kind == kind]
-
+    async with tickets_and_a_pad(mosquitto, tmp_path, 6) as (coordinator, pad, clock):
         await coordinator._name_device("issue_burst", "pi-d1", "pi-d1 取号过快")
         for _ in range(5):
             call = m.WindowAction(window=1, action="call")
@@ -213,16 +207,16 @@ async def test_a_pad_skipping_the_queue_away_or_calling_emergencies_all_day_is_n
             clock.now += 10.5
             skip = m.WindowAction(window=1, action="skip")
             assert (await pad.request(T.cmd("window", "pi-w1"), skip, timeout=10)).ok
-        await until(lambda: bool(named("serve_burst")))
-        assert "过号" in named("serve_burst")[0].message
+        await until(lambda: bool(alerts_of(coordinator, "serve_burst")))
+        assert "过号" in alerts_of(coordinator, "serve_burst")[0].message
         for _ in range(220):  # each a command of its own (a repeated id is answered once)
             await pad.publish(
                 T.cmd("window", "pi-w1"), m.WindowAction(window=1, action="emergency")
             )
-        await until(lambda: bool(named("emergency_burst")), 20)
-        assert named("emergency_burst")[0].client == "pi-w1"
-        await until(lambda: len(named("emergency")) == 5, 20)
-        assert [a.client for a in named("issue_burst")] == ["pi-d1"]  # still there
+        await until(lambda: bool(alerts_of(coordinator, "emergency_burst")), 20)
+        assert alerts_of(coordinator, "emergency_burst")[0].client == "pi-w1"
+        await until(lambda: len(alerts_of(coordinator, "emergency")) == 5, 20)
+        assert [a.client for a in alerts_of(coordinator, "issue_burst")] == ["pi-d1"]  # still there
 
 
 async def test_a_presence_naming_another_device_cannot_keep_that_one_online(

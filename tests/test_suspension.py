@@ -30,7 +30,7 @@ from hallq.ulid import new_ulid
 from hallqctl.status import collect_status
 
 from .conftest import Mosquitto, until
-from .coordinated import FakeClock, running
+from .coordinated import FakeClock, alerts_of, running
 from .coordinated import device as coordinated_device
 from .halls import at, small_hall, small_hall_text
 from .test_edge_agents import agent
@@ -540,12 +540,11 @@ async def test_an_offline_ticket_printed_while_its_dispenser_was_connected_is_na
         assert made_up.offline is not None
         made_up_number = made_up.offline.number
 
-        def said() -> str:
-            found = [e for _, e in coordinator.alerts if e.kind == "offline_while_connected"]
-            return "\n".join(e.message for e in found)
+        await until(lambda: made_up_number in alerted(), 10)
+        return alerted()
 
-        await until(lambda: made_up_number in said(), 10)
-        return said()
+    def alerted() -> str:
+        return "\n".join(e.message for e in alerts_of(coordinator, "offline_while_connected"))
 
     async with running(cfg, tmp_path / "log.sqlite", clock) as coordinator:
         async with coordinated_device(cfg, "dispenser", "pi-d1", tmp_path) as d1:
@@ -584,13 +583,8 @@ async def test_an_offline_ticket_printed_while_its_dispenser_was_connected_is_na
             assert (await d1.request(T.req("pi-d1"), ancient, timeout=10)).ok
             assert ancient.offline is not None
             number = ancient.offline.number
-
-            def alerts_text() -> str:
-                found = [e for _, e in coordinator.alerts if e.kind == "offline_while_connected"]
-                return "\n".join(e.message for e in found)
-
-            await until(lambda: number in alerts_text(), 10)
-            assert f"{number}, 称 1970-01-01T00:00+00:00 打印, 不在今天开门之后" in alerts_text()
+            await until(lambda: number in alerted(), 10)
+            assert f"{number}, 称 1970-01-01T00:00+00:00 打印, 不在今天开门之后" in alerted()
             opening = cfg.hall.open_hours[0][0]
             placed = dt.datetime.fromtimestamp(
                 coordinator.engine.by_number[number].issued_at, cfg.hall.tzinfo
