@@ -47,6 +47,7 @@ class BoardSpec:
     width: int
     height: int
     zone: str | None = None
+    site: str | None = None  # its zone's 办税点, where the hall has several
     services: tuple[tuple[str, str], ...] = ()
     call_style: CallStyle = "auto"
     ticket_chars: int = 4
@@ -124,13 +125,14 @@ class CallBoard:
             items.append(COMFORT.format(level=state.comfort))
         names = dict(self.spec.services)
         codes = list(names)
+        waiting = state.waiting
+        if self.spec.site is not None and self.spec.site in state.site_waiting:
+            waiting = state.site_waiting[self.spec.site]  # its tickets are called only here
         if self.spec.zone is None:
-            codes += [code for code in state.waiting if code not in names]
+            codes += [code for code in waiting if code not in names]
         for code in codes:
-            if code in state.waiting:
-                items.append(
-                    WAITING.format(service=names.get(code, code), count=state.waiting[code])
-                )
+            if code in waiting:
+                items.append(WAITING.format(service=names.get(code, code), count=waiting[code]))
         return SEPARATOR.join(item for item in items if item)
 
     # --- output ---------------------------------------------------------------------

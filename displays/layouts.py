@@ -59,20 +59,36 @@ class _WindowLike(Protocol):
     def weights(self) -> dict[str, float]: ...
 
 
+class _ZoneLike(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def site(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class HallListing:
-    """What a call board lists: services as (code, name, digits in a ticket number) and
-    windows as (number, zone, codes of the services it serves)."""
+    """What a call board lists: services as (code, name, digits in a ticket number),
+    windows as (number, zone, codes of the services it serves) and, where the hall has
+    several 办税点, zones as (zone, site): a zone board counts its own site's waiting."""
 
     services: tuple[tuple[str, str, int], ...]
     windows: tuple[tuple[int, str, frozenset[str]], ...]
+    zone_sites: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(cls, services: Iterable[_ServiceLike], windows: Iterable[_WindowLike]) -> HallListing:
-        """From anything shaped like services and windows (the hall file's, a test's)."""
+    def of(
+        cls,
+        services: Iterable[_ServiceLike],
+        windows: Iterable[_WindowLike],
+        zones: Iterable[_ZoneLike] = (),
+    ) -> HallListing:
+        """From anything shaped like services, windows and zones (the hall file's, a
+        test's)."""
         return cls(
             services=tuple((s.code, s.name, s.width) for s in services),
             windows=tuple((w.number, w.zone, frozenset(w.weights())) for w in windows),
+            zone_sites=tuple((z.id, z.site) for z in zones),
         )
 
 
@@ -134,6 +150,7 @@ def make_layout(
         width,
         height,
         zone=panel.zone,
+        site=dict(hall.zone_sites).get(panel.zone or ""),
         services=services,
         call_style=call_style,
         ticket_chars=ticket_chars,

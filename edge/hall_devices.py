@@ -84,7 +84,7 @@ def panel_spec(dev: Device) -> PanelSpec:
 def hall_listing(cfg: HallConfig) -> HallListing:
     from displays.layouts import HallListing
 
-    return HallListing.of(cfg.services, cfg.windows)
+    return HallListing.of(cfg.services, cfg.windows, cfg.zones)
 
 
 def layout_for(cfg: HallConfig, dev: Device, **options: Any) -> CallBoard | WindowStrip:

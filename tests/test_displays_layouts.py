@@ -163,6 +163,26 @@ def test_ticker_lists_notice_comfort_and_waiting(font: BitmapFont) -> None:
     assert zone_board.ticker_text(state).endswith("发票办理 等候3人")  # only its own queues
 
 
+def test_a_branch_board_counts_its_own_buildings_waiting(
+    hall: HallConfig, font: BitmapFont
+) -> None:
+    """The example hall's branch building keeps its own queues (its tickets are called
+    only there), and its board said the whole hall's count: 等候30人 where 3 waited."""
+    state = board_state(
+        1,
+        [],
+        waiting={"tax-filing": 30},
+        site_waiting={"main": {"tax-filing": 27}, "branch": {"tax-filing": 3}},
+    )
+    branch = layout_for(hall, device(hall, "board-branch"), font=font)
+    assert isinstance(branch, CallBoard)
+    assert "等候3人" in branch.ticker_text(state)
+    assert "等候30人" not in branch.ticker_text(state)
+    main = layout_for(hall, device(hall, "board-main"), font=font)
+    assert isinstance(main, CallBoard)
+    assert "等候30人" in main.ticker_text(state)  # the whole hall's board: the whole hall
+
+
 def test_no_calls_shows_welcome(font: BitmapFont) -> None:
     board = CallBoard(BoardSpec(128, 16), font)
     board.update(board_state(1, []), 0.0)

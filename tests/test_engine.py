@@ -733,6 +733,10 @@ def test_a_ticket_is_called_only_to_a_window_of_the_site_it_was_issued_in(
     main = e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(9, 5), "pi-d1")
     assert (branch.ticket.number, main.ticket.number) == ("A001", "A002")  # type: ignore[union-attr]
     assert e.queue_state("tax-filing", 0, at(9, 6)).waiting == 2
+    board = e.board_state(0)
+    assert board.waiting["tax-filing"] == 2
+    assert board.site_waiting["main"]["tax-filing"] == 1  # each building's board: its own
+    assert board.site_waiting["branch"]["tax-filing"] == 1
     assert e.ticket_info(e.by_number["A002"], at(9, 6)).people_ahead == 0  # none ahead there
     assert called(act(e, 3, "call", now=at(9, 10))) == "A002"  # main: A001 is not its
     assert called(act(e, 4, "call", now=at(9, 10))) == "A001"  # branch

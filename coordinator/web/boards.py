@@ -50,7 +50,7 @@ def render_png(cfg: HallConfig, board_id: str, state: Any) -> bytes | None:
         return None
     # drawn as the panel's own pixels, unturned: the picture is of the board, not its wiring
     panel = PanelSpec(board.id, board.width, board.height, "serial", zone=board.zone)
-    layout: Any = make_layout(panel, HallListing.of(cfg.services, cfg.windows))
+    layout: Any = make_layout(panel, HallListing.of(cfg.services, cfg.windows, cfg.zones))
     layout.update(state, 0.0)
     picture = led_look(layout.frame_at(0.0), scale=SCALE)
     out = io.BytesIO()

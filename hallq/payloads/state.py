@@ -50,6 +50,12 @@ class BoardCall(Wire):
 class BoardState(Retained):
     calls: list[BoardCall] = Field(default_factory=list, max_length=50, description="newest first")
     waiting: dict[ServiceCode, int] = Field(default_factory=dict)
+    site_waiting: dict[Ident, dict[ServiceCode, int]] = Field(
+        default_factory=dict,
+        description="waiting per service at each 办税点 (site), only where the hall has "
+        "more than one: its tickets are called only there, so a zone board shows its "
+        "own site's counts, not the hall's",
+    )
     notice: ShortText | None = None
     comfort: ComfortLevel | None = None
 
