@@ -16,6 +16,7 @@ for minutes. A thread cannot be cancelled: workers that may run long check a sto
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -28,6 +29,8 @@ __all__ = ["STOP_S", "describe_task", "run_bounded"]
 
 STOP_S = 5.0
 STUCK_EXIT = 70  # EX_SOFTWARE: the shutdown itself failed
+
+log = logging.getLogger("hallq.runner")
 
 
 def describe_task(task: asyncio.Task[Any]) -> str:
@@ -77,16 +80,31 @@ def run_bounded(
     async def runner() -> None:
         task = asyncio.ensure_future(main())
         stop = asyncio.Event()
+        received: list[str] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            # a field engineer reading the journal sees why it stopped and that it did
+            if not received:
+                received.append(sig.name)
+                log.info("stopping: %s received (pid %d)", sig.name, os.getpid())
+            stop.set()
+
         if signals:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # (a closed terminal)
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal, sig)
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if not task.done():  # cancelled once: a second cancel would cut its own orderly
             # stop short (which may take a stage per part: 3 x stop_s in all)
+            began = loop.time()
             if await _cancel_within({task}, 3 * stop_s, every=3 * stop_s):
                 _give_up("the service", [describe_task(task)])
+            log.info(
+                "stopped on %s in %.1f s",
+                received[0] if received else "request",
+                loop.time() - began,
+            )
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
 

@@ -57,3 +57,28 @@ def test_workers_that_end_let_the_process_exit_cleanly(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
     assert proc.returncode == 0, proc
     assert proc.stderr == ""
+
+
+@pytest.mark.timeout(60)
+def test_a_signalled_service_says_why_it_stops_and_that_it_did(tmp_path: Path) -> None:
+    """Under systemd, ``systemctl stop`` left nothing in the journal: a field engineer could
+    not tell a stop from a crash that logged nothing."""
+    script = tmp_path / "service.py"
+    script.write_text(
+        textwrap.dedent("""
+        import asyncio, os, signal
+        from hallq.logsetup import setup_logging
+        from hallqctl.runner import run_bounded
+
+        async def serving() -> None:
+            asyncio.get_running_loop().call_later(0.3, os.kill, os.getpid(), signal.SIGTERM)
+            await asyncio.Event().wait()
+
+        setup_logging("INFO")
+        run_bounded(serving, stop_s=5)
+    """)
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 0, proc
+    assert "stopping: SIGTERM received" in proc.stderr, proc.stderr
+    assert "stopped on SIGTERM in" in proc.stderr, proc.stderr
