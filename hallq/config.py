@@ -1273,7 +1273,9 @@ def _parse(
     try:
         cfg = HallConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        problems = early + _problems_from(exc, data, env_locs)
+        from hallq.config_lines import key_lines
+
+        problems = early + _problems_from(exc, data, env_locs, key_lines(text))
     else:
         if not early:
             if cfg.web.users_file is None:
@@ -1318,7 +1320,10 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[Loc, st
 
 
 def _problems_from(
-    exc: ValidationError, data: dict[str, Any], env_locs: dict[Loc, str]
+    exc: ValidationError,
+    data: dict[str, Any],
+    env_locs: dict[Loc, str],
+    lines: dict[Loc, int] | None = None,
 ) -> list[str]:
     out: list[str] = []
     for err in exc.errors():
@@ -1333,7 +1338,7 @@ def _problems_from(
         else:
             items = [(loc, _message(err, loc, DEVICE_CLASSES.get(kind or "")))]
         for at, msg in items:
-            line = f"{_label(at, data, env_locs)}: {msg}"
+            line = f"{_label(at, data, env_locs, lines or {})}: {msg}"
             if line not in out:
                 out.append(line)
     return out
@@ -1435,8 +1440,9 @@ _ENTRY_LABELS = {
 }
 
 
-def _label(loc: Loc, data: Any, env_locs: dict[Loc, str]) -> str:
-    """The key path, plus whichever entry it is in, since nobody counts [[windows]] by hand."""
+def _label(loc: Loc, data: Any, env_locs: dict[Loc, str], lines: dict[Loc, int]) -> str:
+    """The key path, plus whichever entry it is in and the file's line, since nobody counts
+    [[windows]] by hand."""
     path = toml_path(loc) or "(top level)"
     for env_loc, var in env_locs.items():
         if loc[: len(env_loc)] == env_loc:
@@ -1456,6 +1462,11 @@ def _label(loc: Loc, data: Any, env_locs: dict[Loc, str]) -> str:
                     names.append(f"{word} {ident}")
         else:
             break
+    from hallq.config_lines import line_of
+
+    line = line_of(lines, loc)
+    if line is not None:
+        names.append(f"line {line}")
     return f"{path} ({', '.join(names)})" if names else path
 
 

@@ -304,7 +304,7 @@ def test_lookup_helpers_raise_keyerror_naming_the_unknown_thing() -> None:
 
 def test_typo_in_a_key_is_rejected_with_a_suggestion() -> None:
     problems = problems_of(hall_toml(broker="[broker]\nkepalive = 30\n"))
-    assert_problem(problems, "broker.kepalive: unknown key", "did you mean 'keepalive'?")
+    assert_problem(problems, "broker.kepalive (line 8): unknown key", "did you mean 'keepalive'?")
 
 
 def test_typo_in_an_array_of_tables_entry() -> None:
@@ -316,12 +316,12 @@ def test_typo_in_an_array_of_tables_entry() -> None:
 
 def test_wrong_type_says_what_was_expected_and_found() -> None:
     problems = problems_of(hall_toml(broker='[broker]\nkeepalive = "abc"\n'))
-    assert "broker.keepalive: expected an integer between 5 and 600, got 'abc'" in problems
+    assert "broker.keepalive (line 8): expected an integer between 5 and 600, got 'abc'" in problems
 
 
 def test_out_of_range_integer() -> None:
     problems = problems_of(hall_toml(broker="[broker]\nkeepalive = 3\n"))
-    assert "broker.keepalive: expected an integer between 5 and 600, got 3" in problems
+    assert "broker.keepalive (line 8): expected an integer between 5 and 600, got 3" in problems
 
 
 def test_boolean_is_not_coerced_from_a_string() -> None:
@@ -355,7 +355,7 @@ def test_duplicate_window_number_names_the_window() -> None:
     windows = WINDOWS.replace("number = 2", "number = 1")
     assert_problem(
         problems_of(hall_toml(windows=windows)),
-        "windows[1].number (window 1)",
+        "windows[1].number (window 1, line 32)",
         "duplicate window number 1",
     )
 
@@ -432,7 +432,7 @@ def test_device_missing_serial() -> None:
     agents = WINDOW_AGENT.replace('serial = { port = "/dev/ttyUSB0", address = 1 }\n', "")
     assert_problem(
         problems_of(hall_toml(agents=agents)),
-        "agents[0].devices[0].serial (agent pi-w1, device pad-1)",
+        "agents[0].devices[0].serial (agent pi-w1, device pad-1, line 41)",
         "required for a call_pad device",
     )
 

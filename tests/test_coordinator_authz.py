@@ -315,7 +315,8 @@ def test_a_priority_grant_is_only_for_a_dispenser() -> None:
     wrong = text.replace('role = "window"\n', 'role = "window"\npriorities = ["green"]\n')
     with pytest.raises(ConfigError) as err:
         parse_config(wrong, "hall.toml")
-    assert "agents[0].priorities (agent pi-w1): only a dispenser issues tickets" in str(err.value)
+    assert "agents[0].priorities (agent pi-w1, line " in str(err.value)
+    assert "): only a dispenser issues tickets" in str(err.value)
 
 
 async def test_a_dispenser_issues_online_at_a_kiosks_pace_and_its_replays_are_never_paced(

@@ -637,7 +637,8 @@ def test_no_desk_user_is_named_like_a_login_a_supervisor_can_suspend(
                 small_hall_text() + consoles + "\n[web]\n" + users_toml({name: ("viewer", "x")}),
                 "hall.toml",
             )
-        assert f"web.users[0].name: desk user {name!r} is also a {why}" in str(refused.value)
+        assert "web.users[0].name (line " in str(refused.value)
+        assert f"): desk user {name!r} is also a {why}" in str(refused.value)
 
     hall_file = tmp_path / "hall.toml"
     hall_file.write_text(small_hall_text() + consoles + "\n[web]\n", encoding="utf-8")
