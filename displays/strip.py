@@ -1,7 +1,8 @@
 """The LED strip above one window (LED条屏): the number being served there.
 
 Open with a ticket: "请A023号", blinking off three times when the number changes (or is
-recalled). Open with no ticket: the window's own number. Paused: "暂停服务". Closed: dark.
+recalled). Open with no ticket: the window's own number. Paused: "暂停服务", once the
+ticket called there is done (its holder is still on the way). Closed: dark.
 A configured message (e.g. "一窗通办") scrolls beside the number on a one-row strip, or
 under it on a two-row one; it is hidden while the window is closed.
 """
@@ -94,7 +95,7 @@ class WindowStrip(Generic[R]):
             raise ValueError(
                 f"the strip of window {self.spec.window} was given window {state.window}'s state"
             )
-        ticket = state.ticket if state.status == WindowStatus.OPEN else None
+        ticket = state.ticket if state.status != WindowStatus.CLOSED else None
         if self.status is not None and ticket is not None and ticket != self.ticket:
             self._start_flash(now)
         self.status, self.ticket = state.status, ticket
@@ -110,7 +111,7 @@ class WindowStrip(Generic[R]):
     def main_text(self) -> str:
         if self.status == WindowStatus.CLOSED:
             return ""
-        if self.status == WindowStatus.PAUSED:
+        if self.status == WindowStatus.PAUSED and not self.ticket:
             return PAUSED
         if self.ticket:
             return SERVING.format(ticket=self.ticket)

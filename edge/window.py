@@ -35,6 +35,7 @@ NOT_DONE = "未执行 请重试"
 # a refusal or "no reply" stays this long, then the window's state again: the coordinator
 # back, nothing changed, no new state comes to replace it (the pad said 无响应 for minutes)
 NOTICE_S = 8.0
+PAUSE_AFTER = "办完后暂停"
 SimpleAction = Literal["call", "recall", "skip", "pause", "resume", "emergency"]
 SIMPLE: dict[PadKey, SimpleAction] = {
     PadKey.CALL: "call",
@@ -50,7 +51,9 @@ def display_text(state: m.WindowState) -> str:
     """What the pad shows for its window's state; a call withdrawn (the ticket was issued
     offline instead, nobody holds it) is said until the staff's next command."""
     if state.status is m.WindowStatus.PAUSED:
-        return "暂停服务"
+        # paused with a taxpayer called: the clerk still serves them (a bare 暂停服务 hid
+        # the ticket, and a CALL that crossed the pause left it called for good)
+        return f"{state.ticket} {PAUSE_AFTER}" if state.ticket else "暂停服务"
     if state.status is m.WindowStatus.CLOSED:
         return "窗口关闭"
     if state.ticket is None and state.withdrawn:

@@ -131,7 +131,7 @@ WINDOW_STATES: list[tuple[str, Callable[[int], WindowState]]] = [
                                       ticket="A0023", service="tax-filing")),
     ("idle", lambda r: WindowState(rev=r, window=15, zone="hall-1", status=WindowStatus.OPEN)),
     ("paused", lambda r: WindowState(rev=r, window=15, zone="hall-1",
-                                     status=WindowStatus.PAUSED, ticket="A0023")),
+                                     status=WindowStatus.PAUSED)),  # (its last served)
     ("closed", lambda r: WindowState(rev=r, window=15, zone="hall-1",
                                      status=WindowStatus.CLOSED)),
 ]  # fmt: skip

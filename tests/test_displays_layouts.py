@@ -229,15 +229,18 @@ def test_strip_texts_follow_the_window(font: BitmapFont) -> None:
     assert strip.main_text() == "15号窗口"
     strip.update(window_state(1, WindowStatus.OPEN, "A023"), 0.0)
     assert strip.main_text() == "请A023号"
+    # paused while A023 walks up: the strip still calls them until they are served
     strip.update(window_state(2, WindowStatus.PAUSED, "A023"), 1.0)
+    assert strip.main_text() == "请A023号"
+    strip.update(window_state(3, WindowStatus.PAUSED), 1.5)
     assert strip.main_text() == "暂停服务"
-    strip.update(window_state(3, WindowStatus.CLOSED), 2.0)
+    strip.update(window_state(4, WindowStatus.CLOSED), 2.0)
     assert strip.main_text() == ""
     assert strip.frame_at(2.0).getbbox() is None
-    strip.update(window_state(4, WindowStatus.OPEN), 3.0)
+    strip.update(window_state(5, WindowStatus.OPEN), 3.0)
     assert strip.main_text() == "15号窗口"
     with pytest.raises(ValueError, match="window 16"):
-        strip.update(WindowState(rev=5, window=16, zone="hall-1", status=WindowStatus.OPEN), 4.0)
+        strip.update(WindowState(rev=6, window=16, zone="hall-1", status=WindowStatus.OPEN), 4.0)
 
 
 def test_strip_flashes_a_new_number_not_the_one_at_boot(font: BitmapFont) -> None:

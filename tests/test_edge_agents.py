@@ -354,3 +354,18 @@ async def test_a_board_agent_draws_the_call_and_announces_it(
             timeout=30,
         )
     assert (out / "voice-1" / "0001.wav").stat().st_size > 1000
+
+
+def test_a_paused_window_pad_still_shows_the_ticket_to_serve() -> None:
+    """Found by a supervisor: a CALL that crossed a pause left E091 called at a paused
+    window whose pad said only 暂停服务, so nobody served E091 until the window resumed."""
+    from edge.window import display_text
+    from hallq.messages import WindowState, WindowStatus
+
+    def state(ticket: str | None) -> WindowState:
+        return WindowState(
+            rev=1, window=5, zone="hall-1", status=WindowStatus.PAUSED, ticket=ticket
+        )
+
+    assert display_text(state("E091")) == "E091 办完后暂停"
+    assert display_text(state(None)) == "暂停服务"
