@@ -230,6 +230,15 @@ class Engine:
             win.idx, [self.lanes[c][site] for c in codes], [float(win.skills[c]) for c in codes]
         )
 
+    def serving(self, service: str, site: int | None = None) -> bool:
+        """Whether an open window (of ``site``; None: any) serves ``service`` now."""
+        return any(
+            w.status is WindowStatus.OPEN
+            and service in w.skills
+            and (site is None or self.window_site[n] == site)
+            for n, w in self.windows.items()
+        )
+
     def waiting(self, service: str) -> int:
         """Tickets of ``service`` waiting, at every site."""
         return sum(self.core.waiting(lane) for lane in self.lanes[service])
@@ -714,7 +723,20 @@ class Engine:
         """The wait shown for ``t`` (or for a ticket of ``service`` issued now): the wait
         estimator's when one is attached, else the queueing estimate widened by its
         typical error. A ticket issued now never reads less than its queue has stood
-        still (``stalled_min``)."""
+        still (``stalled_min``). Where no open window of its site serves it (a break, the
+        branch's only windows for it closed), no time is promised: a ticket at the head of
+        such a queue read "within 1 min" for 42 minutes (found by a supervisor)."""
+        if t is None:
+            open_ = self.serving(service)
+        elif t.state is not TicketState.WAITING:
+            open_ = True
+        elif t.directed is not None:  # sent to one window: that one
+            open_ = self.windows[t.directed].status is WindowStatus.OPEN
+        else:
+            open_ = self.serving(service, t.site)
+        if not open_:
+            stood = round(min(999.0, self.stalled_min(service, now)), 1)
+            return m.WaitRange(p50_min=stood, low_min=stood, high_min=stood, basis="no_window")
         if self.estimator is not None:
             est: m.WaitRange | None = self.estimator.estimate(self, t, service, now)
             if est is not None:

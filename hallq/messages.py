@@ -145,13 +145,15 @@ class WaitRange(Wire):
     """A predicted wait until the call, as a taxpayer should read it: a range that holds
     the call 8 times in 10 (``low_min``..``high_min``) around the likeliest wait
     (``p50_min``). ``basis``: ``simulation`` (the hall played forward from now with its
-    real dispatch policy) or ``queueing`` (people ahead x counter time / windows' worth,
-    between simulations or where none runs)."""
+    real dispatch policy), ``queueing`` (people ahead x counter time / windows' worth,
+    between simulations or where none runs) or ``no_window`` (no open window of its site
+    serves it now, every one paused or closed: no time can be promised, and the minutes
+    are only how long its queue has stood still)."""
 
     p50_min: float = Field(ge=0)
     low_min: float = Field(ge=0)
     high_min: float = Field(ge=0)
-    basis: Literal["simulation", "queueing"] = "queueing"
+    basis: Literal["simulation", "queueing", "no_window"] = "queueing"
 
     @model_validator(mode="after")
     def _ordered(self) -> WaitRange:
@@ -170,10 +172,14 @@ class WaitRange(Wire):
 
     def zh(self, dash: str = "–") -> str:
         """``dash="-"`` for printers whose font is GB2312 only (no en dash)."""
+        if self.basis == "no_window":
+            return "暂无窗口办理, 开窗后叫号"
         lo, hi = self.bounds()
         return "1 分钟内" if self.high_min < 1 else f"约 {lo}{dash}{hi} 分钟"
 
     def en(self) -> str:
+        if self.basis == "no_window":
+            return "no window open for it now; called once one opens"
         lo, hi = self.bounds()
         return "within 1 min" if self.high_min < 1 else f"about {lo}–{hi} min"
 

@@ -771,3 +771,27 @@ def test_a_hall_of_two_sites_says_where_each_dispenser_stands() -> None:
     branch = text.replace('role = "dispenser"', 'role = "dispenser"\nsite = "branch"')
     with pytest.raises(ConfigError, match="no window of site 'branch' serves green: the"):
         parse_config(branch, "x.toml")
+
+
+def test_a_ticket_no_open_window_serves_is_promised_no_time(core_cls: type[Any]) -> None:
+    """Found by a supervisor: with the branch's windows for a service paused, a branch
+    ticket at the head of its queue read "下一位就是您, 1 分钟内" for 42 minutes. Where no
+    open window of its site serves it, its page and the kiosk say so instead of a time."""
+    e = Engine(two_site_hall(), core_cls)
+    e.roll_over(at(8))
+    for n in e.windows:
+        assert act(e, n, "open", now=at(8, 30)).ok
+    branch = e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(9), "pi-d2").ticket
+    assert branch is not None
+    assert act(e, 4, "pause", now=at(9, 1)).ok  # the branch's one window
+    wait = e.ticket_info(branch, at(9, 20)).wait
+    assert wait is not None
+    assert wait.basis == "no_window"
+    assert wait.zh() == "暂无窗口办理, 开窗后叫号"
+    assert wait.p50_min == pytest.approx(20.0)  # how long its queue has stood still
+    # the main building still serves it: a ticket issued now has a time there
+    assert e.queue_state("tax-filing", 0, at(9, 20)).wait.basis != "no_window"  # type: ignore[union-attr]
+    assert act(e, 4, "resume", now=at(9, 21)).ok
+    wait = e.ticket_info(branch, at(9, 21)).wait
+    assert wait is not None
+    assert wait.basis != "no_window"
