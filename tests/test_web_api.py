@@ -646,3 +646,40 @@ async def test_real_responses_validate_against_the_openapi_document(
         await check("POST", "/api/logout", "/api/logout", headers=auth)
         await check("GET", "/api/session", "/api/session", 401, headers=auth)
     assert len(checked) == 35
+
+
+async def test_people_no_open_window_serves_raise_an_alert_naming_the_windows(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A supervisor paused every window of a service and the desk looked fine: the hall's
+    average wait, no alert. Those waiting are called nowhere else; the desk says so and
+    which windows would take them, and their page promises no time."""
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        aiohttp.ClientSession() as http,
+    ):
+        await dispenser.wait_connected(10)
+        auth = await supervisor_auth(http, url)
+
+        async def window(n: int, action: str) -> None:
+            async with http.post(
+                f"{url}/api/supervisor/windows/{n}", headers=auth, json={"action": action}
+            ) as r:
+                assert r.status == 200, await r.text()
+
+        for n in (1, 3, 4):  # every window serving tax-filing
+            await window(n, "pause")
+        number = await _issue(dispenser)
+        ticket = await _get(http, f"{url}/api/tickets/{number}")
+        assert ticket["wait_text"]["zh"] == "暂无窗口办理, 开窗后叫号"
+        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=auth)
+        (alert,) = [a for a in alerts if a["kind"] == "no_window"]
+        assert alert["message"] == "申报纳税 1 人等候, 无开放窗口办理, 可恢复或开 1、3、4号窗口"
+        await window(3, "resume")
+        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=auth)
+        assert not [a for a in alerts if a["kind"] == "no_window"]
+        ticket = await _get(http, f"{url}/api/tickets/{number}")
+        assert ticket["wait_text"]["zh"] != "暂无窗口办理, 开窗后叫号"

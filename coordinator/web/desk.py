@@ -38,6 +38,7 @@ __all__ = [
 SEVERITY_ZH = {"info": "提示", "warning": "警告", "critical": "紧急"}
 KIND_ZH = {
     "wait_over_target": "等候超时",
+    "no_window": "无窗口办理",
     "device_offline": "设备离线",
     "device_unhealthy": "设备异常",
     "device_shared_id": "设备编号重复",

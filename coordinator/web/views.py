@@ -70,13 +70,18 @@ def devices_json(c: HallService) -> list[dict[str, Any]]:
     return [_device(d).model_dump(mode="json") for d in c.devices.all()]
 
 
+def _open_at(c: HallService, now: float) -> bool:
+    local = dt.datetime.fromtimestamp(now, c.cfg.hall.tzinfo).time()
+    return any(start <= local < end for start, end in c.cfg.hall.open_hours)
+
+
 def _header(c: HallService) -> api.HallHeader:
     """The hall, and whether it is open now: at lunch and after hours the queues' "within
     1 min" and the last calls read as a hall at work (found by a taxpayer)."""
     day = c.engine.day
     local = dt.datetime.fromtimestamp(c.clock(), c.cfg.hall.tzinfo).time()
     hours = c.cfg.hall.open_hours
-    is_open = any(start <= local < end for start, end in hours)
+    is_open = _open_at(c, c.clock())
     later = [start for start, _ in hours if start > local]
     return api.HallHeader(
         id=c.cfg.hall.id,
@@ -241,12 +246,50 @@ def alerts_json(c: HallService) -> list[dict[str, Any]]:
                     "message": f"{svc['name']} 最长等候 {shown} 分钟, 超过目标 {target:g} 分钟",
                 }
             )
+    out += no_window_alerts(c, now)
     for at, event in c.alerts:
         item = event.model_dump(mode="json", exclude_none=True)
         item.pop("v", None)
         item.update(at=_iso(at, tz))
         out.append(item)
     return [api.Alert.model_validate(item).model_dump(mode="json") for item in out]
+
+
+def no_window_alerts(c: HallService, now: float) -> list[dict[str, Any]]:
+    """People waiting where no open window of their building serves them (every one paused
+    or closed): they are called nowhere else, and the desk showed the hall's figures,
+    which looked fine (found by a supervisor who paused the branch's windows). Names the
+    windows that could take them."""
+    engine, tz = c.engine, c.cfg.hall.tzinfo
+    several = len(engine.sites) > 1
+    out: list[dict[str, Any]] = []
+    if not _open_at(c, now):  # lunch, after hours: every window is meant to be shut
+        return out
+    for code, lanes in engine.lanes.items():
+        for k, lane in enumerate(lanes):
+            waiting = engine.core.waiting(lane)
+            if not waiting or engine.serving(code, k):
+                continue
+            could = [
+                n
+                for n, w in engine.windows.items()
+                if code in w.skills and engine.window_site[n] == k
+            ]
+            where = f"{engine.sites[k]} " if several else ""
+            fix = (
+                f", 可恢复或开 {'、'.join(map(str, could[:8]))}号窗口" if could else ", 无窗口可办"
+            )
+            out.append(
+                {
+                    "severity": "warning",
+                    "kind": "no_window",
+                    "service": code,
+                    "at": _iso(now, tz),
+                    "message": f"{where}{engine.services[code].name} {waiting} 人等候, "
+                    f"无开放窗口办理{fix}",
+                }
+            )
+    return out
 
 
 def nearby_json(c: HallService, code: str, number: str | None) -> dict[str, Any] | None:
@@ -424,7 +467,13 @@ def desk_alerts(c: HallService, book: AlertBook) -> list[api.DeskAlert]:
         a
         for a in alerts_json(c)
         if a["kind"]
-        in ("device_offline", "device_unhealthy", "device_shared_id", "wait_over_target")
+        in (
+            "device_offline",
+            "device_unhealthy",
+            "device_shared_id",
+            "wait_over_target",
+            "no_window",
+        )
     ]
     events = [
         (at, e.model_dump(mode="json", exclude_none=True))
