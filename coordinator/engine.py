@@ -239,8 +239,10 @@ class Engine:
             for n, w in self.windows.items()
         )
 
-    def waiting(self, service: str) -> int:
-        """Tickets of ``service`` waiting, at every site."""
+    def waiting(self, service: str, site: int | None = None) -> int:
+        """Tickets of ``service`` waiting, at ``site`` (None: at every site)."""
+        if site is not None:
+            return int(self.core.waiting(self.lanes[service][site]))
         return sum(self.core.waiting(lane) for lane in self.lanes[service])
 
     def business_day(self, now: float) -> dt.date:
@@ -643,11 +645,14 @@ class Engine:
         self._means[service] = (recent, mean)
         return mean
 
-    def serving_windows(self, service: str) -> int:
+    def serving_windows(self, service: str, site: int | None = None) -> int:
+        """Open windows serving ``service`` (at ``site``; None: anywhere)."""
         return sum(
             1
-            for w in self.windows.values()
-            if w.status is WindowStatus.OPEN and service in w.skills
+            for n, w in self.windows.items()
+            if w.status is WindowStatus.OPEN
+            and service in w.skills
+            and (site is None or self.window_site[n] == site)
         )
 
     def window_share(self, service: str) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from coordinator.web.desk import AlertBook
 from coordinator.web.figures import day_figures
@@ -118,3 +119,28 @@ async def test_a_past_day_is_replayed_once_and_kept_beside_the_log(tmp_path: Pat
         assert kept[0].identity is not None  # what the invitations read
     finally:
         again.close()
+
+
+def test_a_branch_windows_pause_is_weighed_by_its_own_buildings_queue(
+    core_cls: type[Any],
+) -> None:
+    """Pausing a branch window said "申报纳税 还有 37 个窗口" and "110 人转到其他窗口",
+    the whole hall's figures, where the branch had 8 windows (found by a supervisor)."""
+    from coordinator.engine import Engine
+    from coordinator.web.desk import impact
+    from hallq import messages as m
+    from hallq.config import parse_config
+
+    from .halls import two_site_hall_text
+
+    e = Engine(parse_config(two_site_hall_text(), "two-sites.toml"), core_cls)
+    e.roll_over(at(8))
+    for n in e.windows:
+        e.apply(m.WindowAction(window=n, action="open"), at(8, 30))
+    for source in ("pi-d2", "pi-d2", "pi-d1", "pi-d1", "pi-d1"):
+        e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(9), source)
+    said = impact(e, 4, "pause", now=at(9, 1))  # the branch's one window
+    assert said.text == "暂停后 2 人转到其他窗口; 申报纳税、发票办理将无窗口办理"
+    assert said.unserved == ["申报纳税", "发票办理"]  # (the branch's one window for both)
+    said = impact(e, 3, "pause", now=at(9, 1))  # in the main building
+    assert said.text.startswith("暂停后 3 人转到其他窗口"), said.text

@@ -98,10 +98,13 @@ def advice_alert(a: Advice) -> m.AlertEvent:
     )
 
 
-def queue_wait_min(engine: Engine, service: str, extra_windows: int = 0) -> float:
-    """Waiting x mean counter time / open windows serving it; inf when none serves it."""
-    waiting = engine.waiting(service)
-    n = engine.serving_windows(service) + extra_windows
+def queue_wait_min(
+    engine: Engine, service: str, extra_windows: int = 0, site: int | None = None
+) -> float:
+    """Waiting x mean counter time / open windows serving it (at ``site``: its queue and
+    windows only); inf when none serves it."""
+    waiting = engine.waiting(service, site)
+    n = engine.serving_windows(service, site) + extra_windows
     if waiting == 0:
         return 0.0
     if n <= 0:

@@ -219,7 +219,14 @@ def impact(
     w = engine.windows.get(window)
     if w is None:
         return api.Impact(window=window, action=action, text=f"没有{window}号窗口", lines=[])
-    waiting = {c: engine.waiting(c) for c in engine.services}
+    # its building's queues and windows: a branch window takes only the branch's people
+    # (a pause there said "还有 37 个窗口", the whole hall's, where the branch had 8)
+    site = engine.window_site[window] if len(engine.sites) > 1 else None
+    waiting = {c: engine.waiting(c, site) for c in engine.services}
+
+    def wait_min(c: str, extra: int = 0) -> float:
+        return queue_wait_min(engine, c, extra, site)
+
     lines: list[str] = []
     affected = 0
     orphaned: list[str] = []
@@ -238,7 +245,7 @@ def impact(
             )
         served = list(w.skills) if is_open else []
         for c in served:
-            n, left = waiting[c], engine.serving_windows(c) - 1
+            n, left = waiting[c], engine.serving_windows(c, site) - 1
             affected += n
             name = engine.services[c].name
             if left <= 0:
@@ -247,7 +254,7 @@ def impact(
             else:
                 lines.append(
                     f"{name}: 等候 {n} 人, 还有 {left} 个窗口, 预计等候 "
-                    f"{_fmt(queue_wait_min(engine, c))} → {_fmt(queue_wait_min(engine, c, -1))}"
+                    f"{_fmt(wait_min(c))} → {_fmt(wait_min(c, -1))}"
                 )
         text = f"{verb} {affected} 人转到其他窗口" if served else f"{window}号窗口现在没有在服务"
         if orphaned:
@@ -261,7 +268,7 @@ def impact(
             affected += n
             lines.append(
                 f"{engine.services[c].name}: 等候 {n} 人, 预计等候 "
-                f"{_fmt(queue_wait_min(engine, c))} → {_fmt(queue_wait_min(engine, c, 1))}"
+                f"{_fmt(wait_min(c))} → {_fmt(wait_min(c, 1))}"
             )
         text = (
             f"开窗后 {_names(engine, gain)} 多一个窗口 (等候 {affected} 人)"
@@ -275,7 +282,7 @@ def impact(
         reweighted = [c for c in new if c in w.skills and new[c] != w.skills[c]]
         for c in dropped:
             n = waiting.get(c, 0)
-            left = engine.serving_windows(c) - (1 if is_open else 0)
+            left = engine.serving_windows(c, site) - (1 if is_open else 0)
             affected += n
             name = engine.services[c].name
             if left <= 0:
@@ -289,7 +296,7 @@ def impact(
             extra = 1 if is_open else 0
             lines.append(
                 f"新增 {engine.services[c].name}: 等候 {waiting[c]} 人, 预计等候 "
-                f"{_fmt(queue_wait_min(engine, c))} → {_fmt(queue_wait_min(engine, c, extra))}"
+                f"{_fmt(wait_min(c))} → {_fmt(wait_min(c, extra))}"
             )
         for c in reweighted:
             lines.append(
