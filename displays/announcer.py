@@ -64,12 +64,16 @@ class Announcer:
         player: Player,
         *,
         zone: str | None = None,
+        zones: frozenset[str] | None = None,
         max_age: dt.timedelta | None = dt.timedelta(minutes=2),
         clock: Callable[[], dt.datetime] = _utcnow,
     ) -> None:
+        """``zones``: with no ``zone``, the zones it speaks for (its building's, in a
+        hall of several); None: every zone."""
         self.voice = voice
         self.player = player
         self.zone = zone
+        self.zones = zones if zone is None else None
         self.max_age = max_age
         self.clock = clock
         self.log: list[tuple[Announcement, Outcome]] = []
@@ -97,7 +101,9 @@ class Announcer:
 
     def submit(self, event: CallEvent) -> bool:
         """Queue a call or recall; False when it is not for this speaker or already seen."""
-        if self.zone is not None and event.zone != self.zone:
+        if (self.zone is not None and event.zone != self.zone) or (
+            self.zones is not None and event.zone not in self.zones
+        ):
             return False
         if event.id in self._ids:
             return False

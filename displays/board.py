@@ -48,6 +48,7 @@ class BoardSpec:
     height: int
     zone: str | None = None
     site: str | None = None  # its zone's 办税点, where the hall has several
+    zones: frozenset[str] | None = None  # no zone: the zones it shows (None: every one)
     services: tuple[tuple[str, str], ...] = ()
     call_style: CallStyle = "auto"
     ticket_chars: int = 4
@@ -87,7 +88,13 @@ class CallBoard:
         self._flash: dict[tuple[str, int], float] = {}
 
     def __repr__(self) -> str:
-        where = f"zone {self.spec.zone}" if self.spec.zone else "whole hall"
+        where = (
+            f"zone {self.spec.zone}"
+            if self.spec.zone
+            else f"zones {','.join(sorted(self.spec.zones))}"
+            if self.spec.zones
+            else "whole hall"
+        )
         return (
             f"CallBoard({self.spec.width}x{self.spec.height}, {where}, "
             f"{self.style} x{self.columns})"
@@ -95,9 +102,13 @@ class CallBoard:
 
     # --- input ----------------------------------------------------------------------
 
+    def shows(self, zone: str) -> bool:
+        if self.spec.zone is not None:
+            return zone == self.spec.zone
+        return self.spec.zones is None or zone in self.spec.zones
+
     def update(self, state: BoardState, now: float) -> None:
-        zone = self.spec.zone
-        calls = [c for c in state.calls if zone is None or c.zone == zone]
+        calls = [c for c in state.calls if self.shows(c.zone)]
         keys = {_call_key(c) for c in calls}
         if self._seen is not None:
             for call in calls:
@@ -111,7 +122,7 @@ class CallBoard:
 
     def note_call(self, event: CallEvent, now: float) -> None:
         """A call event (a recall above all, which may leave BoardState unchanged) flashes."""
-        if self.spec.zone is None or event.zone == self.spec.zone:
+        if self.shows(event.zone):
             self._start_flash((event.ticket, event.window), now)
 
     def set_online(self, online: bool) -> None:
@@ -128,7 +139,7 @@ class CallBoard:
         waiting = state.waiting
         if self.spec.site is not None and self.spec.site in state.site_waiting:
             waiting = state.site_waiting[self.spec.site]  # its tickets are called only here
-        if self.spec.zone is None:
+        if self.spec.zone is None and self.spec.zones is None:
             codes += [code for code in waiting if code not in names]
         for code in codes:
             if code in waiting:

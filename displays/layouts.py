@@ -35,6 +35,8 @@ class PanelSpec:
     driver: Literal["max7219", "serial"]
     window: int | None = None
     zone: str | None = None
+    # a board with no zone, in a hall of several 办税点: the zones of the one it stands in
+    zones: frozenset[str] | None = None
     # MAX7219 chains only: the SPI bus and how the modules are turned
     spi_port: int = 0
     spi_device: int = 0
@@ -139,18 +141,28 @@ def make_layout(
         )
     from displays.board import BoardSpec, CallBoard
 
-    windows = [w for w in hall.windows if panel.zone is None or w[1] == panel.zone]
+    def covers(zone: str) -> bool:
+        if panel.zone is not None:
+            return zone == panel.zone
+        return panel.zones is None or zone in panel.zones
+
+    windows = [w for w in hall.windows if covers(w[1])]
+    sites = dict(hall.zone_sites)
+    site = sites.get(panel.zone or next(iter(panel.zones or ()), ""))
     served: set[str] = set()
     for _, _, codes in windows:
         served.update(codes)
     services = tuple(
-        (code, name) for code, name, _ in hall.services if panel.zone is None or code in served
+        (code, name)
+        for code, name, _ in hall.services
+        if (panel.zone is None and panel.zones is None) or code in served
     )
     spec = BoardSpec(
         width,
         height,
         zone=panel.zone,
-        site=dict(hall.zone_sites).get(panel.zone or ""),
+        site=site,
+        zones=panel.zones if panel.zone is None else None,
         services=services,
         call_style=call_style,
         ticket_chars=ticket_chars,

@@ -57,8 +57,9 @@ def _serial_device(dev: FramedDevice) -> SerialDevice:
     )
 
 
-def panel_spec(dev: Device) -> PanelSpec:
-    """An LED device as its panel; any other kind is a ValueError naming it."""
+def panel_spec(dev: Device, zones: frozenset[str] | None = None) -> PanelSpec:
+    """An LED device as its panel (``zones``: ``HallConfig.scope_zones``); any other kind
+    is a ValueError naming it."""
     from displays.layouts import PanelSpec
 
     if isinstance(dev, LedMax7219Device):
@@ -69,6 +70,7 @@ def panel_spec(dev: Device) -> PanelSpec:
             "max7219",
             window=dev.window,
             zone=dev.zone,
+            zones=zones,
             spi_port=dev.spi.port,
             spi_device=dev.spi.device,
             block_orientation=dev.spi.block_orientation,
@@ -76,7 +78,13 @@ def panel_spec(dev: Device) -> PanelSpec:
         )
     if isinstance(dev, LedSerialDevice):
         return PanelSpec(
-            dev.id, dev.led.width, dev.led.height, "serial", window=dev.window, zone=dev.zone
+            dev.id,
+            dev.led.width,
+            dev.led.height,
+            "serial",
+            window=dev.window,
+            zone=dev.zone,
+            zones=zones,
         )
     raise ValueError(f"device {dev.id!r} ({dev.kind}) is not an LED panel")
 
@@ -91,4 +99,4 @@ def layout_for(cfg: HallConfig, dev: Device, **options: Any) -> CallBoard | Wind
     """The layout an LED device of the hall file shows (``options``: make_layout's)."""
     from displays.layouts import make_layout
 
-    return make_layout(panel_spec(dev), hall_listing(cfg), **options)
+    return make_layout(panel_spec(dev, cfg.scope_zones(dev.id)), hall_listing(cfg), **options)

@@ -99,7 +99,8 @@ class Panels:
                     if self.emulate and self.output_dir
                     else AplayPlayer()
                 )
-                announcer = Announcer(voice, player, zone=dev.zone)
+                zones = self.cfg.scope_zones(dev.id)
+                announcer = Announcer(voice, player, zone=dev.zone, zones=zones)
                 self.announcers.append(await self._stack.enter_async_context(announcer))
         topics = self.session.topics
         if any(not isinstance(p.layout, WindowStrip) for p in self.panels):

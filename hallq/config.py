@@ -797,8 +797,9 @@ class Agent(_Model):
     # tickets are normal (appointments go by their booked code), so a dispenser's login in
     # other hands cannot hand out places at the head of every queue
     priorities: list[GuidedPriority] = Field(default_factory=list)
-    # the 办税点 (building: its zones' ``site``) a dispenser stands in: its tickets are
-    # called only to windows there. Needed where the hall has more than one site
+    # the 办税点 (building: its zones' ``site``) a dispenser or a board agent stands in: a
+    # dispenser's tickets are called only to windows there, and a board or speaker with no
+    # zone shows and says that building's calls. Needed for both where the hall has several
     site: Annotated[str, BeforeValidator(id_check("site id"))] | None = None
 
     @model_validator(mode="after")
@@ -953,9 +954,19 @@ class HallConfig(_Model):
         self._check_devices(problems, zones, services, windows)
         sites = list(dict.fromkeys(z.site for z in self.zones))
         for i, agent in enumerate(self.agents):
-            if agent.site is not None and agent.role != "dispenser":
+            whole_hall = [
+                d.id
+                for d in agent.devices
+                if getattr(d, "zone", None) is None
+                and getattr(d, "window", None) is None
+                and d.kind in ("led_max7219", "led_serial", "speaker")
+            ]
+            if agent.site is not None and agent.role not in ("dispenser", "board"):
                 problems.add(
-                    "only a dispenser's tickets have a site; remove it", "agents", i, "site"
+                    "only a dispenser's tickets and a board agent's boards have a site; remove it",
+                    "agents",
+                    i,
+                    "site",
                 )
             elif agent.site is not None and agent.site not in sites:
                 problems.add(
@@ -968,6 +979,15 @@ class HallConfig(_Model):
                 problems.add(
                     f"this hall has {len(sites)} sites ({', '.join(sites)}): say which this "
                     "dispenser stands in, as its tickets are called only to windows there",
+                    "agents",
+                    i,
+                    "site",
+                )
+            elif agent.site is None and whole_hall and len(sites) > 1:
+                problems.add(
+                    f"this hall has {len(sites)} sites ({', '.join(sites)}): say which this "
+                    f"agent stands in, or give {', '.join(whole_hall)} a zone; a board with "
+                    "neither would show and call the other building's tickets",
                     "agents",
                     i,
                     "site",
@@ -1057,6 +1077,15 @@ class HallConfig(_Model):
     def sites(self) -> list[str]:
         """The hall's 办税点 (buildings), in the order their zones come."""
         return list(dict.fromkeys(z.site for z in self.zones))
+
+    def scope_zones(self, device_id: str) -> frozenset[str] | None:
+        """The zones a board or speaker with no zone of its own covers: those of its
+        agent's site, where the hall has several; None for the whole hall."""
+        for agent in self.agents:
+            if agent.site is not None and any(d.id == device_id for d in agent.devices):
+                if len(self.sites) > 1:
+                    return frozenset(z.id for z in self.zones if z.site == agent.site)
+        return None
 
     def site_of_source(self, source: str) -> str:
         """Where a ticket from ``source`` (a client id, as the engine's commands name their

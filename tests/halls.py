@@ -178,6 +178,8 @@ def two_site_hall_text(broker_url: str | None = None, state_dir: str | None = No
     )
     dispenser = 'id = "pi-d1"\nrole = "dispenser"'
     text = text.replace(dispenser, dispenser + '\nsite = "main"')
+    board = 'id = "pi-b1"\nrole = "board"'  # (its boards have no zone: they show main's)
+    text = text.replace(board, board + '\nsite = "main"')
     return text + (
         '\n[[agents]]\nid = "pi-d2"\nrole = "dispenser"\nsite = "branch"\n\n'
         '[[agents.devices]]\nid = "keys-2"\nkind = "keypad"\nservices = ["tax-filing"]\n'

@@ -808,3 +808,19 @@ def test_summary_warns_when_leases_can_take_a_service_s_numbers() -> None:
     assert "more than 2 digits give (99)" in said
     capped = SERVICES.replace('prefix = "B"', 'prefix = "B"\ndaily_cap = 900')
     assert "and its daily cap is 900" in summary(capped)
+
+
+def test_a_whole_hall_board_in_a_hall_of_two_buildings_says_which_it_stands_in() -> None:
+    """The main building's zone-less board showed the branch's calls (found by a
+    supervisor): where a hall has several sites, its agent names its own."""
+    liwan = Path(__file__).parents[1] / "examples" / "liwan.toml"
+    text = liwan.read_text(encoding="utf-8")
+    line = 'site = "main"  # its whole-hall board shows this 办税点\'s calls and waiting only\n'
+    assert line in text
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text.replace(line, ""), "liwan.toml")
+    (problem,) = caught.value.problems
+    assert problem.startswith("agents[14].site (agent pi-b01, line ")
+    assert "give board-main a zone" in problem
+    with pytest.raises(ConfigError, match="only a dispenser's tickets and a board agent's"):
+        parse_config(text.replace('role = "window"\n', 'role = "window"\nsite = "main"\n', 1), "x")

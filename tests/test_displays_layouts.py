@@ -178,9 +178,16 @@ def test_a_branch_board_counts_its_own_buildings_waiting(
     assert isinstance(branch, CallBoard)
     assert "等候3人" in branch.ticker_text(state)
     assert "等候30人" not in branch.ticker_text(state)
+    # the zone-less board above hall 1 shows its own building (its agent's site) too...
     main = layout_for(hall, device(hall, "board-main"), font=font)
     assert isinstance(main, CallBoard)
-    assert "等候30人" in main.ticker_text(state)  # the whole hall's board: the whole hall
+    assert "等候27人" in main.ticker_text(state)
+    # ...and none of the branch's calls (请D219号到42号窗口 was shown in the main hall,
+    # found by a supervisor)
+    main.update(board_state(2, [call("D219", 42, zone="branch"), call("A001", 1)]), 0.0)
+    assert [c.ticket for c in main.calls] == ["A001"]
+    main.note_call(CallEvent(ticket="D220", service="x", window=40, zone="branch"), 1.0)
+    assert main.next_change(1.0) is None
 
 
 def test_no_calls_shows_welcome(font: BitmapFont) -> None:

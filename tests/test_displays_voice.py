@@ -333,6 +333,20 @@ async def test_other_zones_are_ignored() -> None:
     assert a.submit(event("G001", 31, zone="vat"))
 
 
+async def test_a_speaker_with_no_zone_speaks_for_its_own_building_only() -> None:
+    """In a hall of two 办税点, a zone-less speaker in the main building called the
+    branch's tickets too: it speaks for its agent's site's zones."""
+    from hallq.config import load_config
+
+    hall = load_config(Path(__file__).parents[1] / "examples" / "liwan.toml")
+    zones = hall.scope_zones("board-main")
+    assert zones == frozenset({"hall-1", "hall-2", "vat"})
+    a = Announcer(TextVoice(), GatedPlayer(), zones=zones, clock=lambda: T0)
+    assert not a.submit(event("D219", 42, zone="branch"))
+    assert a.submit(event("A023", 15))
+    assert hall.scope_zones("board-branch") is None  # (its agent names no site: a zone does)
+
+
 async def test_a_failed_announcement_does_not_stop_the_queue() -> None:
     class Flaky(TextVoice):
         async def synthesize(self, words: Sequence[str]) -> bytes:

@@ -759,6 +759,7 @@ def test_a_hall_of_two_sites_says_where_each_dispenser_stands() -> None:
         '[[zones]]\nid = "branch-1"\nname = "分办税点"\nsite = "branch"\n\n'
         '[[windows]]\nnumber = 4\nzone = "branch-1"',
     )
+    text = text.replace('role = "board"', 'role = "board"\nsite = "main"')
     with pytest.raises(
         ConfigError, match=r"agents\[1\]\.site .*this hall has 2 sites \(main, branch\)"
     ):

@@ -49,7 +49,14 @@ def render_png(cfg: HallConfig, board_id: str, state: Any) -> bytes | None:
     if board is None:
         return None
     # drawn as the panel's own pixels, unturned: the picture is of the board, not its wiring
-    panel = PanelSpec(board.id, board.width, board.height, "serial", zone=board.zone)
+    panel = PanelSpec(
+        board.id,
+        board.width,
+        board.height,
+        "serial",
+        zone=board.zone,
+        zones=cfg.scope_zones(board.id) if board.zone is None else None,
+    )
     layout: Any = make_layout(panel, HallListing.of(cfg.services, cfg.windows, cfg.zones))
     layout.update(state, 0.0)
     picture = led_look(layout.frame_at(0.0), scale=SCALE)
