@@ -950,6 +950,7 @@ async def test_the_desk_suspends_a_flooding_dispenser_in_two_clicks_and_resumes_
             said = await confirm.inner_text()
             assert "此后它的一切请求都将被拒绝" in said
             assert "仍在等候的 20 个号" in said, said
+            assert "作废后不能恢复" in said  # (restoring the login brings none back)
             ticked = confirm.locator("input[data-void]")
             assert await ticked.is_checked()
             await ticked.uncheck()
@@ -970,6 +971,11 @@ async def test_the_desk_suspends_a_flooding_dispenser_in_two_clicks_and_resumes_
             row = desk.locator('#devices li[data-problem="suspended"][data-client="pi-d1"]')
             await row.wait_for()
             assert all(c.engine.by_number[r.ticket.number].state == "voided" for r in flood)
+            page = await desk.context.new_page()  # what its holder, if any, reads
+            await page.goto(f"{url}/t/test-hall/{flood[0].ticket.number}")
+            await page.wait_for_selector('#card[data-state="voided"]')
+            assert "请到导税台说明或重新取号" in await page.inner_text("#detail")
+            await page.close()
             refused = await issue()
             assert refused.error.code == "device_suspended"
             await desk.wait_for_selector('#audit tr[data-action="suspend_device"]')

@@ -296,7 +296,7 @@
     const close = () => { suspending = null; showDevices(); showAlerts(); };
     return el("div", {class: "confirm", "data-confirm-suspend": client},
       el("strong", {class: "impact"}, `停用 ${client}? 此后它的一切请求都将被拒绝, 直到恢复。`),
-      count ? el("label", {}, voids, ` 同时作废它最近 ${minutes} 分钟取的、仍在等候的 ${count} 个号`)
+      count ? el("label", {}, voids, ` 同时作废它最近 ${minutes} 分钟取的、仍在等候的 ${count} 个号 (作废后不能恢复, 持号人需重新取号)`)
         : count === 0 ? el("p", {class: "muted", "data-no-voids": client}, `它最近 ${minutes} 分钟取的号都已不在等候, 无号可作废`) : "",
       pauses.length ? el("p", {"data-pauses": pauses.join()},
         `${pauses.map((n) => `${n}号`).join("、")}窗口将暂停 (它的叫号器不能再叫号); 恢复后在窗口按「恢复」键或在此开窗`) : "",

@@ -27,6 +27,10 @@
         "请到导税台说明，恢复排队；本号当天有效，闭厅前均可恢复。",
       (t.window ? `Called to window ${t.window} at ${clock(t.called_at)}. ` : "") +
         "Ask at the help desk to rejoin the queue; the number is kept until the hall closes today."],
+    // a kiosk printed it and went wrong (a stolen login, a flood), or it was never printed:
+    // its holder, if any, needs to know what to do (found by a supervisor)
+    voided: () => ["此号不会被叫到。如您持有此号，请到导税台说明或重新取号。",
+                   "This number will not be called. If you hold it, ask at the help desk or take a new ticket."],
     called: (t) => [t.recalls ? `第 ${t.recalls} 次重呼，请尽快前往` : "请尽快前往，过号需到导税台恢复",
                     t.recalls ? `Called again (${t.recalls}), please hurry` : "Please go now; a missed call must be reinstated at the help desk"],
   };
