@@ -683,3 +683,40 @@ async def test_people_no_open_window_serves_raise_an_alert_naming_the_windows(
         assert not [a for a in alerts if a["kind"] == "no_window"]
         ticket = await _get(http, f"{url}/api/tickets/{number}")
         assert ticket["wait_text"]["zh"] != "暂无窗口办理, 开窗后叫号"
+
+
+async def test_the_help_desk_acts_on_one_ticket_and_refuses_what_makes_no_sense(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"))
+    clock = FakeClock()
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
+        aiohttp.ClientSession() as http,
+    ):
+        await dispenser.wait_connected(10)
+        auth = await supervisor_auth(http, url)
+        number = await _issue(dispenser)
+
+        async def act(body: dict[str, Any], who: str = number) -> tuple[int, Any]:
+            async with http.post(
+                f"{url}/api/supervisor/tickets/{who}", headers=auth, json=body
+            ) as r:
+                return r.status, await r.json()
+
+        status, said = await act({"action": "reinstate"})  # it waits: nothing to reinstate
+        assert (status, said["error"]["code"]) == (409, "ticket_not_skipped")
+        assert (await act({"action": "call"}))[0] == 400  # a window's work, not the desk's
+        assert (await act({"action": "cancel"}, "Z999"))[0] == 404
+        status, said = await act({"action": "transfer", "to_service": "invoice"})
+        assert status == 200, said
+        assert c.engine.by_number[number].service == "invoice"
+        assert (await act({"action": "cancel"}))[0] == 200
+        assert c.engine.by_number[number].state == "cancelled"
+        async with http.get(f"{url}/api/supervisor/audit", headers=auth) as r:
+            rows = await r.json()
+        assert {(row["action"], row["target"]) for row in rows} >= {
+            ("transfer", f"ticket {number}"),
+            ("cancel", f"ticket {number}"),
+        }

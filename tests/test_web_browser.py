@@ -258,6 +258,22 @@ async def test_hall_and_ticket_pages_follow_calls_live(
                 await desk.wait_for_selector('tr[data-window="2"] [data-status="paused"]')
                 assert c.engine.windows[2].status == "paused"
                 await shots.take(desk, "supervisor")
+                # the help desk puts the missed ticket back in line, as its page promised
+                # (the desk had no way to: found by a supervisor)
+                found = desk.locator("#ticket-found")
+                await desk.fill("#ticket-number", missed.lower())
+                await desk.click("#ticket-find button")
+                await found.locator(f'[data-ticket="{missed}"][data-state="no_show"]').wait_for()
+                await found.locator('[data-ticket-action="reinstate"]').click()
+                await found.locator(f'[data-ticket="{missed}"][data-state="waiting"]').wait_for()
+                assert "已恢复排队" in await found.locator("[data-ticket-note]").inner_text()
+                await ticket.wait_for_selector('#status[data-state="waiting"]')
+                # ...and sends it on to a window
+                await found.locator("select[data-to-window]").select_option("1")
+                await found.locator('[data-ticket-action="transfer-window"]').click()
+                await found.locator('[data-ticket-note]:has-text("转到1号窗口")').wait_for()
+                assert c.engine.by_number[missed].directed == 1
+                await shots.take(desk, "desk-ticket")
                 inside = await browser.new_page()
                 await desk_login(inside, url, "supervisor", PASSWORD)
                 await inside.goto(url + "/supervisor/hall")

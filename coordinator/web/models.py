@@ -57,6 +57,7 @@ __all__ = [
     "SupervisorBooking",
     "SupervisorCommand",
     "Ticket",
+    "TicketCommand",
     "WhoAmI",
 ]
 
@@ -327,6 +328,14 @@ class SupervisorCommand(_Out):
     skills: dict[str, float] | None = Field(
         default=None, description="set_skills only: service code -> weight"
     )
+
+
+class TicketCommand(_Out):
+    """The help desk's work on one ticket (``POST /api/supervisor/tickets/{number}``)."""
+
+    action: Literal["reinstate", "cancel", "transfer"]
+    to_window: int | None = Field(default=None, description="transfer: to this window")
+    to_service: str | None = Field(default=None, description="transfer: or to this service")
 
 
 class Impact(_Out):
@@ -604,6 +613,7 @@ RESPONSE_MODELS: list[type[BaseModel]] = [
     WhoAmI,
     BookingRequest,
     SupervisorCommand,
+    TicketCommand,
     CancelRequest,
     LoginRequest,
     Done,

@@ -242,6 +242,21 @@ def openapi_document(cfg: HallConfig) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/supervisor/tickets/{number}": {
+                "post": {
+                    "summary": "the help desk's work on one ticket: a missed one back in "
+                    "line, a waiting one sent to a window or service, or cancelled",
+                    "security": _WRITE,
+                    "parameters": [_param("number", "path", _STR)],
+                    "requestBody": _body("TicketCommand"),
+                    "responses": {
+                        **_ok("applied", _ref("CommandResult")),
+                        **_errors("400", "401", "403"),
+                        **_answer("404", "no such ticket today", _ref("CommandResult")),
+                        **_answer("409", "the engine refused the command", _ref("CommandResult")),
+                    },
+                }
+            },
             "/api/supervisor/windows/{window}/impact": {
                 "post": {
                     "summary": "what an action would do to the hall (the desk's confirmation); "

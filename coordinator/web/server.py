@@ -731,6 +731,57 @@ async def supervisor_command(request: web.Request) -> web.Response:
     return (await _window_command(request, window, body))[0]
 
 
+async def supervisor_ticket(request: web.Request) -> web.Response:
+    """The help desk's work on one ticket: a missed one back in its queue (its page sends
+    its holder "to the help desk to rejoin", and the desk could not), a waiting one sent to
+    another window or service, or cancelled. Executed as the window command a console
+    would send, through the coordinator, and audited."""
+    c = _c(request)
+    number = views.typed_number(c, request.match_info["number"][:16])
+    target = f"ticket {number}"
+    try:
+        req = api.TicketCommand.model_validate(await request.json())
+    except (ValueError, ValidationError):
+        _audit(request, "ticket", target=target, ok=False, result="bad_action")
+        return _error(400, "bad_action", "不支持的操作 (恢复排队/转移/取消)")
+    t = c.engine.by_number.get(number)
+    if t is None:
+        return _refusal(404, "unknown_ticket", f"今天没有 {number} 号")
+    # a command names a window; for a named ticket it only says where it was acted on
+    window = req.to_window or t.window or min(c.engine.windows)
+    fields = req.model_dump(exclude_none=True, exclude={"action"})
+    action = req.action
+    try:
+        command = m.adapter(m.WindowCommand).validate_python(
+            {"action": action, "window": window, "ticket": number, **fields}
+        )
+    except ValidationError as exc:
+        field, _message = m.describe(exc, tagged=True)
+        _audit(request, action, target=target, ok=False, result="invalid_command")
+        return _error(400, "invalid_command", f"请求格式错误 ({field})")
+    user = _session(request).user
+    done = await c.execute("window", "supervisor", user, command, reply=False)
+    ok, error = bool(done.record["ok"]), done.record["error"]
+    _audit(
+        request,
+        action,
+        target=target,
+        ok=ok,
+        result=None if ok else error["code"],
+        detail=fields or None,
+    )
+    log.info(
+        "supervisor %s: %s ticket %s -> %s", user, action, number, "ok" if ok else error["code"]
+    )
+    if error is not None:
+        error = {
+            "code": error["code"],
+            "message": error_zh(error["code"], error["message"], window),
+        }
+    result = api.CommandResult(ok=ok, error=error, seq=done.seq, id=command.id)
+    return web.json_response(result.model_dump(mode="json"), status=200 if ok else 409)
+
+
 async def supervisor_device(request: web.Request) -> web.Response:
     """Suspend a device whose password is in the wrong hands (every command of its login
     refused until resumed; a stolen dispenser's recent fake tickets voided with it), or
@@ -1238,6 +1289,7 @@ def make_app(coordinator: HallService) -> web.Application:
     r.add_get("/api/appointments/{code}/qr.svg", appointment_qr)
     r.add_post("/api/appointments/{code}/cancel", cancel_appointment)
     r.add_post("/api/supervisor/windows/{window}", supervisor_command)
+    r.add_post("/api/supervisor/tickets/{number}", supervisor_ticket)
     r.add_post("/api/supervisor/windows/{window}/impact", supervisor_impact)
     r.add_post("/api/supervisor/devices/{client}", supervisor_device)
     r.add_get("/api/supervisor/desk", supervisor_desk)

@@ -312,6 +312,51 @@
     return el("button", {class: "danger", "data-suspend": client,
       onclick: () => { suspending = {client, from, voids: burst && count !== null}; showDevices(); showAlerts(); }}, "停用");
   }
+  // --- one ticket at the help desk: a missed call back in line, a move, a cancel -------
+  const TICKET_STATE = {waiting: "等候中", called: "已叫号", serving: "办理中", done: "已办结",
+                        no_show: "过号", parked: "挂起", cancelled: "已取消", voided: "已作废",
+                        transferred: "已转办"};
+  let ticketNote = null;  // {ok, text}: what the last action on it did
+  async function findTicket(number) {
+    const out = $("ticket-found");
+    let t;
+    try { t = await hallq.getJSON(`/api/tickets/${encodeURIComponent(number)}`); } catch (e) {
+      out.replaceChildren(el("p", {class: "fb error"}, e.status === 404 ? `今天没有 ${number} 号` : (failed(e) || {}).message || ""));
+      return;
+    }
+    const at = t.window ? ` · ${t.window}号窗口` : t.directed_window ? ` · 转给${t.directed_window}号窗口` : "";
+    const when = t.called_at && t.state !== "waiting" ? ` ${t.called_at.slice(11, 16)} 叫号`
+      : t.issued_at ? ` ${t.issued_at.slice(11, 16)} 取号` : "";
+    async function send(label, body) {
+      try {
+        await post(`/api/supervisor/tickets/${encodeURIComponent(t.number)}`, body);
+        ticketNote = {ok: true, text: `✓ ${t.number} 已${label} ${hhmm()}`};
+      } catch (e) { const f = failed(e); if (!f) return; ticketNote = {ok: false, text: f.message}; }
+      findTicket(t.number);
+    }
+    const act = (label, body, cls) => el("button", {class: cls || "", "data-ticket-action": body.action,
+                                                    onclick: () => send(label, body)}, label);
+    const buttons = [];
+    if (me.may_act && t.state === "no_show") buttons.push(act("恢复排队", {action: "reinstate"}, "primary"));
+    if (me.may_act && t.state === "waiting") {
+      const win = el("select", {"data-to-window": ""}, ...desk.windows.filter((w) => w.status !== "closed")
+        .map((w) => el("option", {value: w.window}, `${w.window}号${w.status === "paused" ? " (暂停)" : ""}`)));
+      const svc = el("select", {"data-to-service": ""}, ...desk.services.filter((s) => s.code !== t.service)
+        .map((s) => el("option", {value: s.code}, s.name)));
+      buttons.push(el("span", {}, win, " ", el("button", {"data-ticket-action": "transfer-window", onclick: () =>
+        send(`转到${win.value}号窗口`, {action: "transfer", to_window: Number(win.value)})}, "转到窗口")));
+      buttons.push(el("span", {}, svc, " ", el("button", {"data-ticket-action": "transfer-service", onclick: () =>
+        send(`转为${svc.options[svc.selectedIndex].text}`, {action: "transfer", to_service: svc.value})}, "转业务")));
+    }
+    if (me.may_act && ["waiting", "no_show", "parked"].includes(t.state)) buttons.push(act("取消", {action: "cancel"}, "danger"));
+    out.replaceChildren(
+      el("p", {"data-ticket": t.number, "data-state": t.state},
+         el("strong", {}, t.number), ` · ${t.service_name} · ${TICKET_STATE[t.state] || t.state}${at}${when}`,
+         t.state === "waiting" && t.people_ahead != null ? ` · 前面 ${t.people_ahead} 人` : ""),
+      buttons.length ? el("div", {class: "panel-buttons"}, ...buttons) : "",
+      ticketNote ? el("p", {class: "fb " + (ticketNote.ok ? "ok" : "error"), "data-ticket-note": ""}, ticketNote.text) : "");
+    ticketNote = null;
+  }
   async function device(client, action, minutes) {
     suspending = null;
     try {
@@ -575,6 +620,11 @@
     };
     slots(); bookings(); invitations(false);  // (the audit log: read by show())
     $("find-candidates").onclick = () => invitations(true);
+    $("ticket-find").onsubmit = (ev) => {
+      ev.preventDefault();
+      const number = $("ticket-number").value.trim().toUpperCase();
+      if (number) { ticketNote = null; findTicket(number); }
+    };
     hallq.live(refresh, $("live"));
   }
   init();
