@@ -23,7 +23,7 @@ policy, same people -- here they are identical day by day).
 ``--calibrate`` instead bisects the average filing-period volume at which this policy's
 mean wait is the seed's 5.04 min.
 
-Usage: python bench/simulate.py [--days 5] [--repeat 3] [--volume 9000] [--json] [--calibrate]
+Usage: python bench/simulate.py [--days 5] [--repeat 3] [--volume 8440] [--json] [--calibrate]
 """
 
 from __future__ import annotations

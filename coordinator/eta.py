@@ -33,6 +33,7 @@ from typing import Any
 from coordinator.engine import Engine, Ticket
 from coordinator.simulation.day import NO_SHOW_WAIT_S, FastHall, epoch_of, sim_config
 from coordinator.simulation.profile import SERVICE_SIGMA, Arrival, DayArrivals, Demand, open_spans
+from coordinator.simulation.sites import lane_code, lanes_config
 from hallq import messages as m
 from hallq.messages import TicketState, WindowStatus
 
@@ -457,25 +458,6 @@ class WaitEstimator:
             high_min=round(min(999.0, max(high, floor)), 1),
             basis="simulation",
         )
-
-
-def lane_code(service_idx: int, site: int) -> str:
-    """A lane's code as a service of the simulated hall (a wire-valid id: the simulator
-    gives windows their skills as the desk would)."""
-    return f"s{service_idx}-{site}"
-
-
-def lanes_config(cfg: Any, sites: int) -> Any:
-    """``cfg`` with each service once per site (``lane_code``), for playing a hall of
-    several sites as its lanes; ``cfg`` itself where there is one."""
-    if sites == 1:
-        return cfg
-    services = [
-        s.model_copy(update={"code": lane_code(i, k)})
-        for i, s in enumerate(cfg.services)
-        for k in range(sites)
-    ]
-    return cfg.model_copy(update={"services": services})
 
 
 def fits_of(demand: Demand, codes: Iterable[str] | None = None) -> dict[str, tuple[float, float]]:

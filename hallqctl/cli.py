@@ -125,7 +125,7 @@ day_options = _stack(
         "--volume",
         type=click.FloatRange(min=1),
         default=None,
-        help="arrivals on an average filing-period day (default: the calibrated 9000)",
+        help="arrivals on an average filing-period day (default: the calibrated volume)",
     ),
     click.option(
         "--day",
@@ -636,7 +636,7 @@ def sim_devices(config_file: Path, agent_id: str, sim_dir: Path) -> None:
     "--volume",
     type=click.IntRange(min=1, max=100_000),
     default=None,
-    help="taxpayers arriving over the day (default: the calibrated filing-period day, 9000)",
+    help="taxpayers arriving over the day (default: the calibrated filing-period day)",
 )
 @click.option(
     "--broker",

@@ -380,3 +380,56 @@ def test_bad_arguments(tiny: HallConfig) -> None:
         run_simulation(tiny, volume=10, policies=["lifo"], core_kind="pure")
     with pytest.raises(ValueError, match="replications"):
         run_simulation(tiny, volume=10, replications=0, core_kind="pure")
+
+
+def test_a_hall_of_two_sites_is_simulated_as_each_buildings_queues() -> None:
+    """``hallq simulate`` played the example hall's two buildings as one queue per service:
+    the main building's idle windows served the branch's taxpayers, and it said 2.4
+    minutes where the branch waited 12.7. Each site's taxpayers are served by its own
+    windows now, and a service's arrivals are shared by the kiosks issuing it there."""
+    from coordinator.simulation.sites import SitesHall, SiteSplit
+
+    from .halls import two_site_hall_text
+
+    liwan = parse_config(Path("examples/liwan.toml").read_text(encoding="utf-8"), "liwan.toml")
+    split = SiteSplit(liwan)
+    assert split.share["tax-filing"] == [0.75, 0.25]  # keys at 3 main kiosks, 1 branch
+    assert split.share["vat-green"] == [1.0, 0.0]  # issued only in the main building
+    demand = Demand.for_services([s.code for s in liwan.services])
+    day = draw_day(demand, open_spans(liwan.hall.open_hours), volume=2000, rng=random.Random(3))
+    lanes = split.arrivals(day)
+    filing = [j for j, s in enumerate(day.svc) if day.codes[s] == "tax-filing"]
+    at_branch = sum(lanes.codes[lanes.svc[j]].endswith("-1") for j in filing)
+    assert abs(at_branch - len(filing) / 4) <= 1  # dealt exactly, not drawn
+    moved = [j for j in range(len(day)) if day.xfer[j] >= 0]
+    for j in moved:  # a transfer stays in the building
+        assert lanes.codes[lanes.svc[j]][-2:] == lanes.codes[lanes.xfer[j]][-2:]
+
+    # every taxpayer at the branch: the main building's windows serve none of them
+    cfg = sim_config(parse_config(two_site_hall_text(), "two-sites.toml"))
+    skills = {w.number: dict(w.weights()) for w in cfg.windows}
+    spans = open_spans(cfg.hall.open_hours)
+    hall = SitesHall(cfg, load_core("compiled"), skills, day=sim_day(None), spans=spans)
+    assert hall.split is not None
+    hall.split.share = {c: [0.0, 1.0] for c in hall.split.share}
+    small = draw_day(Demand.for_services(["tax-filing"]), spans, volume=150, rng=random.Random(1))
+    played = hall.play(small)
+    assert played.served > 0
+    assert played.busy_s[4] > 0  # the branch's one window
+    assert all(played.busy_s.get(w, 0.0) == 0.0 for w in (1, 2, 3))
+    assert set(played.waits) == {s.code for s in cfg.services}  # told by service
+    hall_wide = FastHall(cfg, load_core("compiled"), skills, day=sim_day(None), spans=spans)
+    assert any(hall_wide.play(small).busy_s.get(w, 0.0) > 0 for w in (1, 3))  # (as before)
+
+    # the report tells each building's wait: the example's branch, a quarter of the
+    # kiosks and ten of the 47 windows, waits far longer than the main building
+    report = run_simulation(liwan, volume=9000, replications=2, policies=("hallq",))
+    sites = report.policies["hallq"].sites
+    assert set(sites) == {"main", "branch"}
+    assert sites["branch"]["mean"].mean > 3 * sites["main"]["mean"].mean
+    from rich.console import Console
+
+    console = Console(record=True, width=160)
+    console.print(render_report(report))
+    assert "mean wait per building" in console.export_text()
+    assert report.to_json()  # (its sites too)

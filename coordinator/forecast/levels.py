@@ -367,9 +367,10 @@ def _simulate_curve(
         open_slots,
         synthetic_volume,
     )
-    from coordinator.simulation import FastHall, sim_day
+    from coordinator.simulation import sim_day
     from coordinator.simulation.day import sim_config
     from coordinator.simulation.profile import FILING_MEAN, draw_day, open_spans
+    from coordinator.simulation.sites import SitesHall
 
     started = time.perf_counter()
     demand = demand or Demand.for_services([s.code for s in cfg.services])
@@ -399,7 +400,7 @@ def _simulate_curve(
     ]
     index = {s: j for j, s in enumerate(slots)}
     try:
-        hall = FastHall(sim_config(cfg), load_core(), skills, day=sim_day(None), spans=spans)
+        hall = SitesHall(sim_config(cfg), load_core(), skills, day=sim_day(None), spans=spans)
     except Exception as exc:  # a hall file the engine refuses (e.g. skills): say why
         raise SimulationUnavailable(f"{type(exc).__name__}: {exc}") from exc
     # one row per (day, half hour): rate, day weight, wait sum (min), tickets

@@ -6,9 +6,10 @@ arrivals/h, but the tickets issued at 09:30 wait ~2 min and those at 11:30 ~57 m
 by 11:30 the morning's queue is still there. This module levels a day the direct way:
 ``replications`` days whose arrivals follow the day's own expected counts per half hour
 are played by the real dispatch core on the simulator's compiled day loop
-(``coordinator.simulation.FastHall``), and each hour is classed by the mean wait of the
-tickets issued in it (the day: of all its tickets), with the same band edges as the rate
-thresholds: under 1 min 较少, from 5.04 min 较多. Liwan's deadline of May 2026 (Friday the
+(``coordinator.simulation.FastHall``; a hall of several sites as their queues,
+``sites.SitesHall``), and each hour is classed by the mean wait of the tickets issued in it
+(the day: of all its tickets), with the same band edges as the rate thresholds: under 1 min
+较少, from 5.04 min 较多. Liwan's deadline of May 2026 (Friday the
 22nd, forecast from March and April): 11:30 sees 1,542 arrivals/h, under the busy edge
 (1,635/h), but its tickets wait ~24 min.
 
@@ -155,15 +156,16 @@ def load_simulation() -> None:
     import numpy.random  # noqa: F401
 
     from coordinator.dispatch import load_core
-    from coordinator.simulation import FastHall, sim_day  # noqa: F401
+    from coordinator.simulation import sim_day  # noqa: F401
     from coordinator.simulation.day import loop_module, sim_config  # noqa: F401
     from coordinator.simulation.policies import POLICIES, policy_skills  # noqa: F401
+    from coordinator.simulation.sites import SitesHall  # noqa: F401
 
     loop_module(load_core("auto"))
 
 
 class _Hall:
-    """A hall set up once for simulating forecast days: FastHall, demand, slot pieces."""
+    """A hall set up once for simulating forecast days: SitesHall, demand, slot pieces."""
 
     def __init__(
         self,
@@ -174,9 +176,10 @@ class _Hall:
         core_cls: type[Any] | None,
     ) -> None:
         from coordinator.dispatch import core_kind, load_core
-        from coordinator.simulation import FastHall, sim_day
+        from coordinator.simulation import sim_day
         from coordinator.simulation.day import sim_config
         from coordinator.simulation.policies import POLICIES, policy_skills
+        from coordinator.simulation.sites import SitesHall
 
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)}")
@@ -194,7 +197,7 @@ class _Hall:
         self.core_cls = core_cls or load_core("auto")
         self.core = core_kind(self.core_cls)
         try:
-            self.fast = FastHall(
+            self.fast = SitesHall(
                 sim_config(cfg), self.core_cls, skills, day=sim_day(None), spans=spans
             )
         except Exception as exc:  # a hall file the engine refuses (e.g. skills): say why

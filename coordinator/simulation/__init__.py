@@ -45,6 +45,7 @@ from coordinator.simulation.profile import (
     draw_day,
     open_spans,
 )
+from coordinator.simulation.sites import SitesHall, SiteSplit
 from hallq.config import HallConfig
 from hallq.lazy import lazy_names
 
@@ -143,7 +144,7 @@ def run_simulation(
     booked a slot (``profile.draw_day``). ``engine`` plays every step through ``Engine.apply``
     (the reference path, ~100x slower) instead of the compiled loop.
     """
-    from coordinator.simulation.day import FastHall, run_day, sim_config
+    from coordinator.simulation.day import run_day, sim_config
     from coordinator.simulation.report import Estimate, PolicyReport, SimulationReport
 
     if replications < 1:
@@ -181,14 +182,27 @@ def run_simulation(
     skills = {p: policy_skills(cfg, demand, p) for p in policies}
     results: dict[str, list[DayResult]] = {p: [] for p in policies}
     total, done = replications * len(policies), 0
+    # several 办税点: a queue per service and site, as the engine keeps them
     halls = (
         {}
         if engine
-        else {p: FastHall(sim_cfg, core_cls, skills[p], day=date, spans=spans) for p in policies}
+        else {p: SitesHall(sim_cfg, core_cls, skills[p], day=date, spans=spans) for p in policies}
     )
+    split = SiteSplit.of(sim_cfg) if engine else None
     for arrivals in days:
         for p in policies:
-            if engine:
+            if split is not None:
+                lanes = split.arrivals(DayArrivals.of(arrivals))
+                played = run_day(
+                    split.config(sim_cfg),
+                    core_cls,
+                    split.skills(skills[p]),
+                    lanes,
+                    day=date,
+                    spans=spans,
+                )
+                results[p].append(split.fold(played))
+            elif engine:
                 results[p].append(
                     run_day(sim_cfg, core_cls, skills[p], arrivals, day=date, spans=spans)
                 )

@@ -60,6 +60,8 @@ class DayResult:
     transferred: int = 0  # first services that ended in a transfer
     # appointment holders' waits counted from the start of their slot (when they came early)
     booked_waits: list[float] = field(default_factory=list)
+    # a hall of several 办税点: wait seconds of served tickets per site (sites.SiteSplit)
+    site_waits: dict[str, list[float]] = field(default_factory=dict)
 
 
 def sim_config(cfg: HallConfig) -> HallConfig:

@@ -69,6 +69,18 @@ def dedicated_skills(cfg: HallConfig, demand: Demand) -> Skills:
 
 def policy_skills(cfg: HallConfig, demand: Demand, policy: str) -> Skills:
     if policy == "fifo":
+        if len(cfg.sites) > 1:  # each building's windows dedicated to its own workload
+            from coordinator.simulation.sites import SiteSplit
+
+            split = SiteSplit(cfg)
+            out: Skills = {}
+            for k, site in enumerate(split.sites):
+                zones = {z.id for z in cfg.zones if z.site == site}
+                here = cfg.model_copy(
+                    update={"windows": [w for w in cfg.windows if w.zone in zones]}
+                )
+                out.update(dedicated_skills(here, split.demand_at(demand, k)))
+            return dict(sorted(out.items()))
         return dedicated_skills(cfg, demand)
     if policy == "hallq":
         return configured_skills(cfg)

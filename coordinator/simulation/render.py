@@ -63,6 +63,21 @@ def render_report(report: SimulationReport) -> Group:
             ),
         )
     parts: list[Text | Table] = [head, overall, per_service]
+    sites = list(next(iter(report.policies.values())).sites)
+    if sites:  # each building's own queues: a hall-wide mean hides the busy one
+        per_site = Table(title="mean wait per building (办税点, min)")
+        per_site.add_column("site")
+        for p in report.policies.values():
+            per_site.add_column(p.policy, justify="right")
+        for site in sites:
+            per_site.add_row(
+                site,
+                *(
+                    _cell(p.sites[site]["mean"].mean, p.sites[site]["mean"].half)
+                    for p in report.policies.values()
+                ),
+            )
+        parts.append(per_site)
     for p in report.policies.values():
         notes = []
         if p.transferred.mean > 0:

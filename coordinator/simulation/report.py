@@ -134,6 +134,7 @@ class PolicyReport:
     skills: dict[int, dict[str, float]] = field(default_factory=dict)
     transferred: Estimate = Estimate(0.0, 0.0)
     booked: dict[str, Estimate] = field(default_factory=dict)  # stat -> min from slot start
+    sites: dict[str, dict[str, Estimate]] = field(default_factory=dict)  # site -> stat -> min
 
     @classmethod
     def from_days(
@@ -175,6 +176,11 @@ class PolicyReport:
             skills=skills,
             transferred=Estimate.of([float(d.transferred) for d in days]),
             booked=_booked(days),
+            sites={
+                site: {s: Estimate.of([x[s] for x in rows if not math.isnan(x[s])]) for s in STATS}
+                for site in days[0].site_waits
+                if (rows := [wait_stats(d.site_waits[site]) for d in days])
+            },
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -197,6 +203,9 @@ class PolicyReport:
             "skills": {str(w): s for w, s in self.skills.items()},
             "transferred": self.transferred.to_dict(1),
             "booked_wait_from_slot_min": {s: e.to_dict() for s, e in self.booked.items()},
+            "wait_min_by_site": {
+                k: {s: e.to_dict() for s, e in v.items()} for k, v in self.sites.items()
+            },
         }
 
 
