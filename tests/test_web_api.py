@@ -21,9 +21,9 @@ pytestmark = pytest.mark.broker
 T = HallTopics("test-hall")
 
 
-async def _issue(dispenser: Any, service: str = "tax-filing") -> str:
+async def _issue(dispenser: Any, service: str = "tax-filing", client: str = "pi-d1") -> str:
     reply = await dispenser.request(
-        T.req("pi-d1"), m.IssueRequest(kind="issue", service=service), timeout=10
+        T.req(client), m.IssueRequest(kind="issue", service=service), timeout=10
     )
     assert reply.ok
     return str(reply.ticket.number)
@@ -720,3 +720,32 @@ async def test_the_help_desk_acts_on_one_ticket_and_refuses_what_makes_no_sense(
             ("transfer", f"ticket {number}"),
             ("cancel", f"ticket {number}"),
         }
+
+
+async def test_the_desk_counts_each_buildings_queue_and_names_it_in_an_alert(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A supervisor saw 申报纳税 72 人 while the branch's own queue, served by its windows
+    alone, stood still: the desk splits the count by building, and the alert names it."""
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"), two_sites=True)
+    clock = FakeClock()
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url),
+        device(cfg, "dispenser", "pi-d2", tmp_path) as branch_kiosk,
+        aiohttp.ClientSession() as http,
+    ):
+        await branch_kiosk.wait_connected(10)
+        auth = await supervisor_auth(http, url)
+        async with http.post(
+            f"{url}/api/supervisor/windows/4", headers=auth, json={"action": "pause"}
+        ) as r:
+            assert r.status == 200, await r.text()  # the branch's one window
+        for _ in range(2):
+            await _issue(branch_kiosk, client="pi-d2")
+        desk = await _get(http, f"{url}/api/supervisor/desk", headers=auth)
+        filing = next(s for s in desk["services"] if s["code"] == "tax-filing")
+        assert filing["waiting"] == 2
+        assert filing["waiting_by_site"] == {"main": 0, "branch": 2}
+        alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=auth)
+        (alert,) = [a for a in alerts if a["kind"] == "no_window"]
+        assert alert["message"] == "branch 申报纳税 2 人等候, 无开放窗口办理, 可恢复或开 4号窗口"

@@ -16,7 +16,7 @@ from coordinator.web.server import start_web
 from hallq.config import HallConfig, parse_config
 
 from .coordinated import running
-from .halls import small_hall_text
+from .halls import small_hall_text, two_site_hall_text
 
 PASSWORD = "correct horse battery"
 VIEWER_PASSWORD = "just looking 12345"
@@ -37,11 +37,17 @@ def users_toml(users: dict[str, tuple[str, str]] = USERS, table: str = "web.user
     )
 
 
-def web_hall(broker_url: str, state_dir: str, *, web: str = "", **coordinator: Any) -> HallConfig:
+def web_hall(
+    broker_url: str, state_dir: str, *, web: str = "", two_sites: bool = False, **coordinator: Any
+) -> HallConfig:
     """The small hall with a supervisor and a viewer, and materials for tax filing;
-    ``web`` adds keys to its ``[web]`` table."""
+    ``web`` adds keys to its ``[web]`` table; ``two_sites``: window 4 and dispenser pi-d2
+    in a branch building (``two_site_hall_text``)."""
     coordinator.setdefault("appointment_capacity", 2)
-    text = small_hall_text(broker_url, state_dir, **coordinator)
+    if two_sites:  # (with the small hall's own coordinator settings)
+        text = two_site_hall_text(broker_url, state_dir)
+    else:
+        text = small_hall_text(broker_url, state_dir, **coordinator)
     text = text.replace(
         "wait_target_min = 10\n",
         'wait_target_min = 10\nmaterials = ["居民身份证原件", "财务报表"]\n',

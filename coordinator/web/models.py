@@ -362,6 +362,11 @@ class DeskService(_Out):
     target_min: float
     windows: int = Field(description="open windows serving it")
     windows_by_zone: dict[str, int] = Field(description="function hall -> open windows serving it")
+    waiting_by_site: dict[str, int] = Field(
+        default_factory=dict,
+        description="办税点 -> people waiting there, where the hall has several: each is "
+        "served only by its own building's windows",
+    )
     over_target: bool
     issued: int
     served: int

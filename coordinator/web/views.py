@@ -561,6 +561,11 @@ def desk_json(
                 target_min=svc.wait_target_min,
                 windows=sum(by_zone.values()),
                 windows_by_zone=by_zone,
+                waiting_by_site=(
+                    {site: engine.waiting(code, k) for k, site in enumerate(engine.sites)}
+                    if len(engine.sites) > 1
+                    else {}
+                ),
                 over_target=q.oldest_wait_s is not None
                 and q.oldest_wait_s > svc.wait_target_min * 60.0,
                 issued=k.issued if k else 0,

@@ -262,7 +262,9 @@
       tr.classList.toggle("over", svc.over_target);
       const cell = (k) => tr.querySelector(`[data-col="${k}"]`);
       text(cell("name"), svc.name);
-      text(cell("waiting"), `${svc.waiting} 人`);
+      const sites = Object.entries(svc.waiting_by_site || {});  // each building's own queue
+      text(cell("waiting"), `${svc.waiting} 人` + (sites.length && svc.waiting
+        ? ` (${sites.map(([site, n]) => `${site} ${n}`).join(" · ")})` : ""));
       text(cell("oldest_wait_min"), fmt(svc.oldest_wait_min, " 分"));
       text(cell("eta_min"), svc.waiting ? (svc.wait_text || fmt(svc.eta_min, " 分")) : "—");
       text(cell("target_min"), `${svc.target_min} 分`);
