@@ -1508,6 +1508,13 @@ def advise(
         f"\nbar (mean -25%, p95 -35%, green < 1 min) for {judged.name}: "
         f"{'met' if judged.passes else 'NOT met'}; {time.perf_counter() - started:.0f} s"
     )
+    if len(cfg.sites) > 1:  # (hallq simulate and the forecast play each building apart)
+        click.echo(
+            f"note: this hall has {len(cfg.sites)} 办税点 ({', '.join(cfg.sites)}); the plan "
+            "plays them as one hall's queues, so its waits are those of a hall whose windows "
+            "serve either building: `hallq simulate` gives each building's own",
+            err=True,
+        )
 
 
 def _learned_demand(
