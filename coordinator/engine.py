@@ -89,6 +89,7 @@ class WindowRec:
     last_done: Ticket | None = None
     since: float | None = None
     withdrawn: str | None = None  # its call withdrawn, shown until the window's next command
+    closing: bool = False  # closed with someone at the counter: paused, closed once freed
 
 
 @dataclass
@@ -356,7 +357,17 @@ class Engine:
         if outcome.ok:
             window.withdrawn = None  # seen: the staff acted after it
             outcome.windows.add(window.number)
+            self._close_if_freed(window, now, outcome)
         return outcome
+
+    def _close_if_freed(self, win: WindowRec, now: float, out: Outcome) -> None:
+        """A window closed while serving closes once its counter is free."""
+        if win.closing and win.current is None:
+            win.closing = False
+            win.status = WindowStatus.CLOSED
+            win.since = now
+            out.windows.add(win.number)
+            out.services |= set(win.skills)
 
     # --- issuing ----------------------------------------------------------------------------
 
@@ -466,6 +477,7 @@ class Engine:
             win.since = now
             win.withdrawn = number
             out.windows.add(win.number)
+            self._close_if_freed(win, now, out)
         if was is TicketState.DONE and t.finished_at is not None:
             took = t.finished_at - (t.started_at or t.finished_at)
             with contextlib.suppress(ValueError):  # (the very figure _finish appended)
@@ -1038,9 +1050,10 @@ class Engine:
         return out
 
     def _set_status(self, win: WindowRec, status: WindowStatus, now: float) -> Outcome:
-        if status is WindowStatus.CLOSED and win.current is not None:
-            return reject("window_busy", f"请先办结或转移 {win.current.number}")
-        win.status = status
+        # closed at the end of a shift with someone at the counter: they are served first
+        # (the desk refused it, and the supervisor had to pause, wait and come back)
+        win.closing = status is WindowStatus.CLOSED and win.current is not None
+        win.status = WindowStatus.PAUSED if win.closing else status
         win.since = now
         return Outcome(ok=True, services={c for c in win.skills})
 
@@ -1107,6 +1120,7 @@ class Engine:
             since=_utc(w.since) if w.since is not None else None,
             skills=w.skills,
             withdrawn=w.withdrawn,
+            closing=w.closing,
         )
 
     def queue_state(self, service: str, rev: int, now: float) -> m.QueueState:

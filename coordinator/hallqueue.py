@@ -42,8 +42,9 @@ CHECKPOINT_EVERY = 500  # entries between checkpoints, at least (see checkpoint_
 CHECKPOINT_SHARE = 8  # and at least the day's tickets / this
 # 2: a superseded ticket's call withdrawn (older days replayed); 3: compressed;
 # 4: suspended devices; 5: appointments checked in; 6: each queue's last call;
-# 7: an offline ticket's arrival beside its print time; 8: a queue per service and site
-CHECKPOINT_FORMAT = 8
+# 7: an offline ticket's arrival beside its print time; 8: a queue per service and site;
+# 9: a window closing once its counter is free
+CHECKPOINT_FORMAT = 9
 # zlib's fastest level: a day's pickle ~6x smaller for ~1.2 µs a ticket in the child. The
 # blob is written into the log beside the groups' commits, holding its write lock: at
 # 1.7 MB (6,700 tickets) those commits waited 35-48 ms, once a second under load

@@ -36,6 +36,7 @@ NOT_DONE = "未执行 请重试"
 # back, nothing changed, no new state comes to replace it (the pad said 无响应 for minutes)
 NOTICE_S = 8.0
 PAUSE_AFTER = "办完后暂停"
+CLOSE_AFTER = "办完后关窗"
 SimpleAction = Literal["call", "recall", "skip", "pause", "resume", "emergency"]
 SIMPLE: dict[PadKey, SimpleAction] = {
     PadKey.CALL: "call",
@@ -53,7 +54,9 @@ def display_text(state: m.WindowState) -> str:
     if state.status is m.WindowStatus.PAUSED:
         # paused with a taxpayer called: the clerk still serves them (a bare 暂停服务 hid
         # the ticket, and a CALL that crossed the pause left it called for good)
-        return f"{state.ticket} {PAUSE_AFTER}" if state.ticket else "暂停服务"
+        if not state.ticket:
+            return "暂停服务"
+        return f"{state.ticket} {CLOSE_AFTER if state.closing else PAUSE_AFTER}"
     if state.status is m.WindowStatus.CLOSED:
         return "窗口关闭"
     if state.ticket is None and state.withdrawn:

@@ -42,8 +42,8 @@ log = logging.getLogger("hallqctl.demo")
 DEMO_PASSWORD = "hallq-demo"  # only when the hall file sets none; printed with the URL
 DEFAULT_CONFIG = example_hall()
 # what a pad shows when its window has a ticket to serve: the number, and while the window
-# is paused, the number with edge.window.PAUSE_AFTER
-TICKET = re.compile(r"^[A-Z][0-9]{2,5}( 办完后暂停)?$")
+# is paused, the number with edge.window.PAUSE_AFTER (or CLOSE_AFTER)
+TICKET = re.compile(r"^[A-Z][0-9]{2,5}( 办完后(暂停|关窗))?$")
 RATINGS = [(4, 0.70), (3, 0.20), (2, 0.07), (1, 0.03)]
 WORKDAYS = (0, 1, 2, 3, 4)  # Monday to Friday: what the seed hall's history opens
 

@@ -369,3 +369,5 @@ def test_a_paused_window_pad_still_shows_the_ticket_to_serve() -> None:
 
     assert display_text(state("E091")) == "E091 办完后暂停"
     assert display_text(state(None)) == "暂停服务"
+    closing = state("E091").model_copy(update={"closing": True})  # closed at the shift's end
+    assert display_text(closing) == "E091 办完后关窗"

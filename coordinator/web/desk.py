@@ -113,7 +113,6 @@ def error_zh(code: str, message: str, window: int | None = None) -> str:
     known = {
         "unknown_window": f"没有{window}号窗口" if window is not None else "没有这个窗口",
         "unknown_service": "业务代码不在本厅的业务中",
-        "window_busy": f"{win}正在办理, 请先办结或转移当前号",
         "no_current_ticket": f"{win}现在没有人在办理",
         "window_closed": f"{win}已关闭",
         "window_paused": f"{win}暂停服务中",
@@ -135,8 +134,6 @@ def error_zh(code: str, message: str, window: int | None = None) -> str:
     }
     if any("\u4e00" <= ch <= "\u9fff" for ch in message) and code not in known:
         return message
-    if code in ("window_busy",) and any("\u4e00" <= ch <= "\u9fff" for ch in message):
-        return message  # names the ticket being served
     return known.get(code, f"操作未执行 ({code})")
 
 
@@ -235,14 +232,6 @@ def impact(
         return _finish_impact(engine, window, w.current, now)
     if action in ("close", "pause"):
         verb = "关闭后" if action == "close" else "暂停后"
-        if w.current is not None and action == "close":
-            return api.Impact(
-                window=window,
-                action=action,
-                text=f"{window}号窗口{_at_counter(w.current)}, 办结或转移后才能关闭",
-                lines=[],
-                blocked=True,
-            )
         served = list(w.skills) if is_open else []
         for c in served:
             n, left = waiting[c], engine.serving_windows(c, site) - 1
@@ -260,7 +249,8 @@ def impact(
         if orphaned:
             text += f"; {'、'.join(orphaned)}将无窗口办理"
         if w.current is not None:
-            text += f"; {_at_counter(w.current)}, 办完后才暂停"
+            then = "关窗" if action == "close" else "暂停"
+            text += f"; {_at_counter(w.current)}, 办完后{then}"
     elif action in ("open", "resume"):
         gain = [] if is_open else list(w.skills)
         for c in gain:

@@ -38,6 +38,11 @@ class WindowState(Retained):
         "issued offline instead, so nobody holds it (the pad says so); cleared by the "
         "window's next command",
     )
+    closing: bool = Field(
+        default=False,
+        description="closed with a ticket at the counter: paused until that ticket is "
+        "done (or moved on), then closed",
+    )
 
 
 class BoardCall(Wire):
