@@ -1042,7 +1042,9 @@ async def test_the_desk_finishes_the_ticket_at_a_counter_whose_pad_cannot(
             closing = desk.locator(f'{row} + tr.panel [data-confirm="close"]')
             said = await closing.inner_text()  # called, never started: not "正在办理"
             assert "已叫号 A001 (尚未开始办理), 办完后关窗" in said, said
-            await closing.locator("button[data-confirm-cancel]").click()
+            await closing.locator("button[data-confirm-go]").click()
+            await desk.wait_for_selector(f'{row} [data-status="closing"]:has-text("办完后关窗")')
+            assert c.engine.windows[1].closing
             await desk.click(f'{row} button[data-action="finish"]')
             finish = desk.locator(f'{row} + tr.panel [data-confirm="finish"]')
             await finish.wait_for()
@@ -1054,6 +1056,7 @@ async def test_the_desk_finishes_the_ticket_at_a_counter_whose_pad_cannot(
             await desk.wait_for_selector(f'{row} .ticket:has-text("—")')
             assert await desk.locator(f'{row} button[data-action="finish"]').count() == 0
             assert c.engine.by_number["A001"].state == "done"
+            await desk.wait_for_selector(f'{row} [data-status="closed"]')  # (closed once free)
             await desk.wait_for_selector('#audit tr[data-action="finish"]')
             await shots.take(desk, "desk-finished")
 

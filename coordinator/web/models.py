@@ -379,6 +379,7 @@ class DeskWindow(_Out):
     ticket: str | None
     service: str | None
     since: str | None = Field(description="hh:mm of the last status change")
+    closing: bool = Field(default=False, description="paused until its ticket is done, then closed")
     skills: dict[str, float]
     served: int
     busy_min: float = Field(description="counter time today")

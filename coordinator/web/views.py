@@ -591,6 +591,7 @@ def desk_json(
                 ticket=w.current.number if w.current else None,
                 service=w.current.service if w.current else None,
                 since=hhmm(w.since, tz),
+                closing=w.closing,
                 skills=dict(w.skills),
                 served=k.served if k else 0,
                 busy_min=round(busy.get(n, 0.0) / 60, 1),

@@ -69,10 +69,11 @@
     const tr = r.tr;
     tr.dataset.status = w.status;
     const pill = tr.querySelector(".status");
-    if (pill.dataset.status !== w.status) {
-      pill.dataset.status = w.status;
+    const shown = w.closing ? "closing" : w.status;  // paused until its ticket is done
+    if (pill.dataset.status !== shown) {
+      pill.dataset.status = shown;
       pill.className = "pill status " + w.status;
-      pill.textContent = STATUS[w.status] || w.status;
+      pill.textContent = w.closing ? "办完后关窗" : STATUS[w.status] || w.status;
     }
     text(tr.querySelector(".since"), w.since || "");
     tr.querySelector(".since").title = w.since ? `${w.since} 起${STATUS[w.status]}` : "";
