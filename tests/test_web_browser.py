@@ -271,8 +271,13 @@ async def test_hall_and_ticket_pages_follow_calls_live(
                 # ...and sends it on to a window
                 await found.locator("select[data-to-window]").select_option("1")
                 await found.locator('[data-ticket-action="transfer-window"]').click()
+                confirm = found.locator('[data-confirm-ticket="transfer"]')
+                assert "不能撤销" in await confirm.inner_text()
+                await confirm.locator("[data-ticket-go]").click()
                 await found.locator('[data-ticket-note]:has-text("转到1号窗口")').wait_for()
                 assert c.engine.by_number[missed].directed == 1
+                # its holder reads where to wait
+                await ticket.wait_for_selector('#detail:has-text("已转到1号窗口（第一办税厅）")')
                 await shots.take(desk, "desk-ticket")
                 inside = await browser.new_page()
                 await desk_login(inside, url, "supervisor", PASSWORD)
@@ -1180,3 +1185,39 @@ async def test_the_desk_suspends_a_login_no_alert_names_from_its_device_list(
             )
             assert "pi-w1" in c.engine.suspended
             assert "pi-w1 (窗口机)" not in await picker.locator("option").all_inner_texts()
+
+
+async def test_the_help_desk_is_told_a_window_is_in_the_other_building(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A branch ticket sent to a main-building window is called only on the main
+    building's boards: the desk moved it in one silent click (found by a supervisor).
+    The confirmation now says so, and the ticket's page says where to wait."""
+    async_playwright = _playwright()
+    cfg = web_hall(mosquitto.url, str(tmp_path / "state"), two_sites=True)
+    T = HallTopics(cfg.hall.id)
+    async with (
+        web_running(cfg, tmp_path / "log.sqlite", FakeClock()) as (c, url),
+        device(cfg, "dispenser", "pi-d2", tmp_path) as kiosk,
+    ):
+        await kiosk.wait_connected(10)
+        reply = await kiosk.request(
+            T.req("pi-d2"), m.IssueRequest(kind="issue", service="tax-filing"), timeout=10
+        )
+        number = reply.ticket.number
+        async with supervisor_desk(async_playwright, url) as desk:
+            found = desk.locator("#ticket-found")
+            await desk.fill("#ticket-number", number)
+            await desk.click("#ticket-find button")
+            await found.locator(f'[data-ticket="{number}"][data-state="waiting"]').wait_for()
+            await found.locator("select[data-to-window]").select_option("3")
+            await found.locator('[data-ticket-action="transfer-window"]').click()
+            confirm = found.locator('[data-confirm-ticket="transfer"]')
+            warning = confirm.locator('[data-other-site="main"]')
+            assert "请告知纳税人前往" in await warning.inner_text()
+            await confirm.locator("[data-ticket-go]").click()
+            await found.locator('[data-ticket-note]:has-text("转到3号窗口")').wait_for()
+            assert c.engine.by_number[number].directed == 3
+            page = await desk.context.new_page()
+            await page.goto(f"{url}/t/test-hall/{number}")
+            await page.wait_for_selector('#detail:has-text("已转到3号窗口（第一办税厅）")')

@@ -172,9 +172,15 @@ class Ticket(_Out):
         "no-show), so its holder can say where"
     )
     window_place: str | None = Field(
-        default=None, description="where that window is: its function hall (zone) by name"
+        default=None,
+        description="where that window (or, while it waits, the window it was sent to) "
+        "is: its function hall (zone) by name",
     )
     directed_window: int | None = Field(description="a transfer sent it to this window")
+    site: str | None = Field(
+        default=None,
+        description="the 办税点 (building) it is called in, where the hall has several",
+    )
     issued_at: str | None
     called_at: str | None
     recalls: int
@@ -391,6 +397,7 @@ class DeskWindow(_Out):
 class DeskZone(_Out):
     id: str
     name: str
+    site: str | None = Field(default=None, description="its 办税点 (building)")
     open: int
     paused: int
     closed: int

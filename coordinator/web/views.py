@@ -176,8 +176,15 @@ def ticket_json(c: HallService, number: str) -> dict[str, Any] | None:
         wait=info.wait if info else None,
         wait_text=api.WaitText.of(info.wait) if info else None,
         window=t.window if t.state in CALLED_AT_WINDOW else None,
-        window_place=_place(c, t.window) if t.state in CALLED_AT_WINDOW else None,
+        window_place=(
+            _place(c, t.window)
+            if t.state in CALLED_AT_WINDOW
+            else _place(c, t.directed)
+            if waiting
+            else None
+        ),
         directed_window=t.directed,
+        site=c.engine.sites[t.site] if len(c.engine.sites) > 1 else None,
         issued_at=_iso(t.issued_at, tz),
         called_at=_iso(t.called_at, tz),
         recalls=t.recalls,
@@ -607,6 +614,7 @@ def desk_json(
             api.DeskZone(
                 id=zid,
                 name=zone_names.get(zid, zid),
+                site=next((z.site for z in c.cfg.zones if z.id == zid), None),
                 open=sum(w.status == "open" for w in ws),
                 paused=sum(w.status == "paused" for w in ws),
                 closed=sum(w.status == "closed" for w in ws),

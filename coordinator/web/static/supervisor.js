@@ -330,7 +330,23 @@
     const at = t.window ? ` · ${t.window}号窗口` : t.directed_window ? ` · 转给${t.directed_window}号窗口` : "";
     const when = t.called_at && t.state !== "waiting" ? ` ${t.called_at.slice(11, 16)} 叫号`
       : t.issued_at ? ` ${t.issued_at.slice(11, 16)} 取号` : "";
-    async function send(label, body) {
+    // a cancel or a move cannot be taken back: said first, with where the window is
+    function send(label, body) {
+      const w = body.to_window && desk.windows.find((x) => x.window === body.to_window);
+      const zone = w && desk.zones.find((z) => z.id === w.zone);
+      const away = zone && t.site && zone.site && zone.site !== t.site;
+      const confirmBox = el("div", {class: "confirm", "data-confirm-ticket": body.action},
+        el("strong", {class: "impact"}, `${t.number} ${label}? 不能撤销。`),
+        away ? el("p", {class: "warn", "data-other-site": zone.site},
+                  `${body.to_window}号窗口在另一办税点 (${zone.site}, ${zone.name}): 请告知纳税人前往, 叫号只在那里的显示屏和广播`) : "",
+        w && w.status === "paused" ? el("p", {class: "warn"}, `${body.to_window}号窗口暂停中, 恢复后才会叫号`) : "",
+        el("div", {class: "panel-buttons"},
+          el("button", {class: body.action === "cancel" ? "danger" : "primary", "data-ticket-go": body.action,
+                        onclick: () => go(label, body)}, "确认"),
+          el("button", {"data-ticket-back": "", onclick: () => findTicket(t.number)}, "返回")));
+      out.replaceChildren(out.firstChild, confirmBox);
+    }
+    async function go(label, body) {
       try {
         await post(`/api/supervisor/tickets/${encodeURIComponent(t.number)}`, body);
         ticketNote = {ok: true, text: `✓ ${t.number} 已${label} ${hhmm()}`};
@@ -338,7 +354,7 @@
       findTicket(t.number);
     }
     const act = (label, body, cls) => el("button", {class: cls || "", "data-ticket-action": body.action,
-                                                    onclick: () => send(label, body)}, label);
+                                                    onclick: () => (body.action === "reinstate" ? go : send)(label, body)}, label);
     const buttons = [];
     if (me.may_act && t.state === "no_show") buttons.push(act("恢复排队", {action: "reinstate"}, "primary"));
     if (me.may_act && t.state === "waiting") {

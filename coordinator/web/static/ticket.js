@@ -74,7 +74,17 @@
       zh = t.people_ahead === 0 ? "下一位就是您，请留意叫号" : `前面还有 ${t.people_ahead} 人`;
       en = t.people_ahead === 0 ? "You are next, please listen for your number" :
         `${t.people_ahead} ${t.people_ahead === 1 ? "person" : "people"} ahead of you`;
-      if (t.wait_text) { dzh = `预计等候 ${t.wait_text.zh}`; den = `Expected wait ${t.wait_text.en}`; }
+      if (t.wait && t.wait.basis === "no_window") {
+        // "you are next" read as a promise for hours while no window served it
+        [zh, en] = ["暂无窗口办理，开窗后叫号", "No window is open for this service now"];
+        dzh = `前面还有 ${t.people_ahead} 人`;
+        den = `${t.people_ahead} ahead of you`;
+      } else if (t.wait_text) { dzh = `预计等候 ${t.wait_text.zh}`; den = `Expected wait ${t.wait_text.en}`; }
+      if (t.directed_window) {  // sent on by a clerk or the help desk, perhaps to another building
+        const where = t.window_place ? `（${t.window_place}）` : "";
+        dzh = `已转到${t.directed_window}号窗口${where}，请到该处等候叫号` + (dzh ? ` · ${dzh}` : "");
+        den = `Sent to window ${t.directed_window}${t.window_place ? ` (${t.window_place})` : ""}; wait for your call there` + (den ? ` · ${den}` : "");
+      }
     } else {
       [zh, en] = (TEXT[t.state] || (() => [t.state, t.state]))(t);
       if (DETAIL[t.state]) [dzh, den] = DETAIL[t.state](t);
