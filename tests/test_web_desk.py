@@ -80,8 +80,11 @@ def test_a_past_day_counts_only_what_had_happened_by_the_same_hour() -> None:
         ticket(at(9, 30), at(10, 30), at(10, 40)),
         ticket(at(11), None, None),
     ]
+    voided = ticket(at(9, 40), None, None)  # a stolen kiosk's: nobody held it
+    voided.state = TicketState.VOIDED
+    tickets.append(voided)
     whole = day_figures(day, tickets, TZ)
-    assert (whole.issued, whole.served, whole.rated) == (3, 2, 2)
+    assert (whole.issued, whole.served, whole.rated) == (3, 2, 2)  # as the hall page says
     by_ten = day_figures(day, tickets, TZ, cutoff=at(10))
     assert (by_ten.issued, by_ten.served, by_ten.rated) == (2, 1, 1)
     assert by_ten.avg_wait_s == 600.0  # the second ticket had not been called by 10:00
