@@ -678,6 +678,7 @@ async def test_people_no_open_window_serves_raise_an_alert_naming_the_windows(
         alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=auth)
         (alert,) = [a for a in alerts if a["kind"] == "no_window"]
         assert alert["message"] == "申报纳税 1 人等候, 无开放窗口办理, 可恢复或开 1、3、4号窗口"
+        assert alert["kind_zh"] == "无窗口办理"  # (the hall page showed "no_window")
         await window(3, "resume")
         alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=auth)
         assert not [a for a in alerts if a["kind"] == "no_window"]

@@ -196,6 +196,8 @@ class Alert(BaseModel):
     kind: str
     message: str
     at: str | None
+    kind_zh: str | None = Field(default=None, description="the kind as the desk names it")
+    severity_zh: str | None = None
 
 
 class CityLink(_Out):

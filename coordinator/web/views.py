@@ -259,6 +259,9 @@ def alerts_json(c: HallService) -> list[dict[str, Any]]:
         item.pop("v", None)
         item.update(at=_iso(at, tz))
         out.append(item)
+    for item in out:  # named once, here: the pages kept their own lists, and fell behind
+        item["kind_zh"] = KIND_ZH.get(item["kind"], item["kind"])
+        item["severity_zh"] = SEVERITY_ZH.get(item["severity"], item["severity"])
     return [api.Alert.model_validate(item).model_dump(mode="json") for item in out]
 
 

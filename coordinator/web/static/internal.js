@@ -7,11 +7,6 @@
   const el = hallq.el;
   const STATUS = {open: "开放", paused: "暂停", closed: "关闭"};
   const m = hallq.minutes;
-  const SEVERITY = {info: "提示", warning: "警告", critical: "紧急"};
-  const KIND = {wait_over_target: "等候超时", device_offline: "设备离线", device_unhealthy: "设备异常",
-                device_shared_id: "设备编号重复", emergency: "窗口紧急呼叫", express_advice: "专窗建议",
-                daily_cap_near: "接近当日限额", command_refused: "指令被拒", client_flood: "设备消息过多",
-                storage_failed: "存储故障", storage_recovered: "存储恢复"};
 
   function row(cells, head) {
     return el("tr", {}, ...cells.map((c) => el(head ? "th" : "td", {}, c)));
@@ -29,8 +24,8 @@
       `取号 ${t.issued} · 已办 ${t.served} · 过号 ${t.no_show} · 平均等候 ${m(t.avg_wait_s)}` +
       ` · 90%等候 ${m(t.p90_wait_s)} · 平均办理 ${m(t.avg_service_s)} · 告警 ${h.alerts}`));
     fill($("alerts"), ["级别", "类型", "内容", "时间"], alerts.length ? alerts.map((a) => [
-      el("span", {class: "pill " + a.severity}, SEVERITY[a.severity] || a.severity),
-      KIND[a.kind] || a.kind, a.message,
+      el("span", {class: "pill " + a.severity}, a.severity_zh || a.severity),
+      a.kind_zh || a.kind, a.message,
       (a.at || "").slice(11, 19)]) : [["—", "暂无告警", "", ""]]);
     fill($("services"), ["业务", "等候", "预计", "最长等候", "取号", "已办", "过号", "平均等候"],
       h.services.map((s) => {
