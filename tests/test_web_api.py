@@ -750,3 +750,6 @@ async def test_the_desk_counts_each_buildings_queue_and_names_it_in_an_alert(
         alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=auth)
         (alert,) = [a for a in alerts if a["kind"] == "no_window"]
         assert alert["message"] == "branch 申报纳税 2 人等候, 无开放窗口办理, 可恢复或开 4号窗口"
+        # the public page's calls say which building their window is in
+        hall = await _get(http, f"{url}/api/hall")
+        assert hall["hall"]["places"] == {"hall-1": "第一办税厅", "branch-1": "分办税点"}

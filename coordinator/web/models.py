@@ -123,6 +123,11 @@ class HallHeader(_Out):
     opens: str | None = Field(
         default=None, description="closed now: when it opens again today (HH:MM), else null"
     )
+    places: dict[str, str] = Field(
+        default_factory=dict,
+        description="zone -> its name, where the hall has several 办税点 (buildings): a call "
+        "says which one its window is in",
+    )
 
 
 class PublicHall(_Out):

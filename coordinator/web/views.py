@@ -90,6 +90,7 @@ def _header(c: HallService) -> api.HallHeader:
         day=day.isoformat() if day else None,
         open=is_open,
         opens=None if is_open or not later else f"{min(later):%H:%M}",
+        places={z.id: z.name for z in c.cfg.zones} if len(c.cfg.sites) > 1 else {},
     )
 
 

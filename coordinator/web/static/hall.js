@@ -36,8 +36,10 @@
         : two("今日已闭厅", "Closed for today")));
     }
     const calls = h.board.calls.slice(0, 5);
+    const places = h.hall.places || {};  // a hall of several buildings: which one
     $("calls").replaceChildren(...(calls.length ? calls.map((c) =>
       el("li", {"data-ticket": c.ticket}, `请${c.ticket}号到${c.window}号窗口`,
+         places[c.zone] ? el("span", {class: "muted", "data-place": c.zone}, ` · ${places[c.zone]}`) : "",
          el("span", {class: "en2"}, `${c.ticket}, please go to window ${c.window}`)))
       : [el("li", {class: "muted"}, "暂无叫号", el("span", {class: "en2"}, "No calls yet"))]));
     $("calls").dataset.first = calls.length ? calls[0].ticket : "";
