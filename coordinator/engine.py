@@ -736,7 +736,9 @@ class Engine:
         since = max(t.issued_at, self.called_last.get(service, t.issued_at))
         return max(0.0, now - since) / 60.0
 
-    def eta_range(self, t: Ticket | None, service: str, now: float) -> m.WaitRange:
+    def eta_range(
+        self, t: Ticket | None, service: str, now: float, site: int | None = None
+    ) -> m.WaitRange:
         """The wait shown for ``t`` (or for a ticket of ``service`` issued now): the wait
         estimator's when one is attached, else the queueing estimate widened by its
         typical error. A ticket issued now never reads less than its queue has stood
@@ -744,7 +746,7 @@ class Engine:
         branch's only windows for it closed), no time is promised: a ticket at the head of
         such a queue read "within 1 min" for 42 minutes (found by a supervisor)."""
         if t is None:
-            open_ = self.serving(service)
+            open_ = self.serving(service, site)
         elif t.state is not TicketState.WAITING:
             open_ = True
         elif t.directed is not None:  # sent to one window: that one
@@ -755,11 +757,11 @@ class Engine:
             stood = round(min(999.0, self.stalled_min(service, now)), 1)
             return m.WaitRange(p50_min=stood, low_min=stood, high_min=stood, basis="no_window")
         if self.estimator is not None:
-            est: m.WaitRange | None = self.estimator.estimate(self, t, service, now)
+            est: m.WaitRange | None = self.estimator.estimate(self, t, service, now, site)
             if est is not None:
                 return est
         if t is None:
-            ahead = self.waiting(service)
+            ahead = self.waiting(service, site)
         else:
             ahead = self.core.position(t.idx, now) if self.core.queued(t.idx) else 0
         floor = self.stalled_min(service, now) if t is None else 0.0

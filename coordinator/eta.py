@@ -417,15 +417,17 @@ class WaitEstimator:
     # --- answers ---------------------------------------------------------------------------
 
     def estimate(
-        self, engine: Engine, t: Ticket | None, service: str, now: float
+        self, engine: Engine, t: Ticket | None, service: str, now: float, site: int | None = None
     ) -> m.WaitRange | None:
-        """The wait of ``t`` from now (or of a ticket of ``service`` issued now), minutes;
-        ``None`` where the last refresh says nothing about it."""
+        """The wait of ``t`` from now (or of a ticket of ``service`` issued now, at ``site``
+        or any), minutes; ``None`` where the last refresh says nothing about it."""
         snap = self.snapshot
         if snap is None or now - snap.at > 2 * HORIZON_S:
             return None
         floor = engine.stalled_min(service, now) if t is None else 0.0
-        lanes = [self._lane(service, t.site)] if t is not None else self._lanes(service)
+        if t is not None:
+            site = t.site
+        lanes = [self._lane(service, site)] if site is not None else self._lanes(service)
         soon = not snap.paused.isdisjoint(lanes)  # a break that may end now stalls it
         pred = snap.tickets.get(t.number) if t is not None else None
         if pred is not None:

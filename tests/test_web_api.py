@@ -747,6 +747,8 @@ async def test_the_desk_counts_each_buildings_queue_and_names_it_in_an_alert(
         filing = next(s for s in desk["services"] if s["code"] == "tax-filing")
         assert filing["waiting"] == 2
         assert filing["waiting_by_site"] == {"main": 0, "branch": 2}
+        assert filing["wait_by_site"]["branch"] == "暂无窗口办理, 开窗后叫号"
+        assert filing["wait_by_site"]["main"] != filing["wait_by_site"]["branch"]
         alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=auth)
         (alert,) = [a for a in alerts if a["kind"] == "no_window"]
         assert alert["message"] == "branch 申报纳税 2 人等候, 无开放窗口办理, 可恢复或开 4号窗口"

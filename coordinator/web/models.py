@@ -380,6 +380,10 @@ class DeskService(_Out):
         description="办税点 -> people waiting there, where the hall has several: each is "
         "served only by its own building's windows",
     )
+    wait_by_site: dict[str, str] = Field(
+        default_factory=dict,
+        description="办税点 -> the wait of a ticket issued there now, in words (several only)",
+    )
     over_target: bool
     issued: int
     served: int

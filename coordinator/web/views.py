@@ -577,6 +577,17 @@ def desk_json(
                     if len(engine.sites) > 1
                     else {}
                 ),
+                # one hall-wide range read "1 分钟内" while the branch, no window open,
+                # had 225 waiting (found by a supervisor): each building's own
+                wait_by_site=(
+                    {
+                        site: engine.eta_range(None, code, now, k).zh()
+                        for k, site in enumerate(engine.sites)
+                        if engine.waiting(code, k) or engine.serving(code, k)
+                    }
+                    if len(engine.sites) > 1
+                    else {}
+                ),
                 over_target=q.oldest_wait_s is not None
                 and q.oldest_wait_s > svc.wait_target_min * 60.0,
                 issued=k.issued if k else 0,

@@ -267,7 +267,9 @@
       text(cell("waiting"), `${svc.waiting} 人` + (sites.length && svc.waiting
         ? ` (${sites.map(([site, n]) => `${site} ${n}`).join(" · ")})` : ""));
       text(cell("oldest_wait_min"), fmt(svc.oldest_wait_min, " 分"));
-      text(cell("eta_min"), svc.waiting ? (svc.wait_text || fmt(svc.eta_min, " 分")) : "—");
+      const waits = Object.entries(svc.wait_by_site || {});  // each building's own
+      text(cell("eta_min"), !svc.waiting ? "—" : waits.length
+        ? waits.map(([site, w]) => `${site} ${w}`).join(" · ") : (svc.wait_text || fmt(svc.eta_min, " 分")));
       text(cell("target_min"), `${svc.target_min} 分`);
       const zones = Object.entries(svc.windows_by_zone).map(([z, n]) => `${(desk.zones.find((x) => x.id === z) || {name: z}).name} ${n}`).join(" · ");
       text(cell("windows"), svc.windows ? `${svc.windows} 个` : "无窗口");
