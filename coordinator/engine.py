@@ -92,6 +92,34 @@ class WindowRec:
     closing: bool = False  # closed with someone at the counter: paused, closed once freed
 
 
+@dataclass(frozen=True)
+class Unserved:
+    """A queue no open window serves: its service, site, people waiting, and the windows
+    of its site that could take them."""
+
+    service: str
+    site: int
+    waiting: int
+    could: list[int]
+
+
+def no_window_alert(engine: Engine, gap: Unserved) -> m.AlertEvent:
+    """无窗口办理, as the desk lists it and the log keeps it."""
+    several = len(engine.sites) > 1
+    where = f"{engine.sites[gap.site]} " if several else ""
+    fix = (
+        f", 可恢复或开 {'、'.join(map(str, gap.could[:8]))}号窗口" if gap.could else ", 无窗口可办"
+    )
+    return m.AlertEvent(
+        severity="warning",
+        kind="no_window",
+        service=gap.service,
+        site=engine.sites[gap.site] if several else None,
+        message=f"{where}{engine.services[gap.service].name} {gap.waiting} 人等候, "
+        f"无开放窗口办理{fix}",
+    )
+
+
 @dataclass
 class Outcome:
     """What a command did: the reply, the events to publish, the state that changed."""
@@ -239,6 +267,22 @@ class Engine:
             and (site is None or self.window_site[n] == site)
             for n, w in self.windows.items()
         )
+
+    def unserved(self) -> list[Unserved]:
+        """The queues with people waiting and no open window of their site serving them
+        (all paused or closed): nobody else calls them."""
+        out = []
+        for code, lanes in self.lanes.items():
+            for k, lane in enumerate(lanes):
+                waiting = int(self.core.waiting(lane))
+                if waiting and not self.serving(code, k):
+                    could = [
+                        n
+                        for n, w in self.windows.items()
+                        if code in w.skills and self.window_site[n] == k
+                    ]
+                    out.append(Unserved(code, k, waiting, could))
+        return out
 
     def waiting(self, service: str, site: int | None = None) -> int:
         """Tickets of ``service`` waiting, at ``site`` (None: at every site)."""

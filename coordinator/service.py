@@ -43,7 +43,7 @@ from coordinator.authz import (
     refusal_alert,
 )
 from coordinator.dispatch import load_core
-from coordinator.engine import Engine, Outcome
+from coordinator.engine import Engine, Outcome, no_window_alert
 from coordinator.eventlog import EventLog, StorageFailed
 from coordinator.hallqueue import HallQueue, Submitted, checkpoint_every
 from coordinator.nearby import NearbyHalls
@@ -242,6 +242,7 @@ class Coordinator:
         grace = 1.5 * cfg.broker.keepalive + cfg.edge.reply_timeout_s
         self.devices = DeviceBook(clock, max(LINK_GRACE_S, grace + 15.0))
         self.alerts = RecentAlerts(RECENT_ALERTS)
+        self._unserved_seen: set[tuple[str, int]] = set()  # queues told 无窗口办理
         self._listeners: list[Listener] = []
         # the desk's audit log of a console's commands over MQTT (set by the web server)
         self.on_console: Callable[[str, Any, dict[str, Any]], None] | None = None
@@ -432,8 +433,26 @@ class Coordinator:
                 self._refresh_forecast()
             batch += self._stats()
             batch += self._advise()
+            batch += self._unserved()
             self._estimate_waits()
         await self._deliver(batch)
+
+    def _unserved(self) -> Batch:
+        """无窗口办理 once when a queue is left with no open window of its building, so the
+        day keeps it (the desk's standing alert is gone once a window opens, and the day
+        report showed nothing of a branch left without one for an hour)."""
+        now = self.clock()
+        gaps = self.engine.unserved() if self.cfg.hall.open_at(now) else []
+        keys = {(g.service, g.site) for g in gaps}
+        batch: Batch = []
+        for gap in gaps:
+            if (gap.service, gap.site) in self._unserved_seen:
+                continue
+            alert = no_window_alert(self.engine, gap)
+            self.alerts.appendleft((now, alert))
+            batch.append((self._topics.event("alert"), alert))
+        self._unserved_seen = keys
+        return batch
 
     def _stats(self) -> Batch:
         """Today's KPIs, at most every STATS_INTERVAL_S while anything changes; only where

@@ -173,6 +173,11 @@ class HallInfo(_Model):
         reset = self.reset_time
         return (local - timedelta(hours=reset.hour, minutes=reset.minute)).date()
 
+    def open_at(self, ts: float) -> bool:
+        """Within the open hours at ``ts`` (not at lunch, not after hours)."""
+        local = datetime.fromtimestamp(ts, self.tzinfo).time()
+        return any(start <= local < end for start, end in self.open_hours)
+
     def ticket_url(self, number: str) -> str:
         """Where a ticket's QR code leads: the live status page of that ticket."""
         return f"{self.public_url.rstrip('/')}/t/{self.id}/{number}"

@@ -350,7 +350,8 @@ class AlertBook:
     @staticmethod
     def key_of(item: dict[str, Any]) -> str:
         about = item.get("service") or item.get("window") or item.get("client") or ""
-        return f"{item['kind']}:{about}"
+        site = f"@{item['site']}" if item.get("site") else ""  # (a queue per building)
+        return f"{item['kind']}:{about}{site}"
 
     def update(
         self,

@@ -1030,8 +1030,9 @@ async def report(request: web.Request) -> web.Response:
         for e in request.app[AUDIT].between(start, start + 86400)
     ]
     alerts = views.desk_alerts(c, request.app[ALERTS]) if day == today else []
+    episodes = views.no_window_episodes(c) if day == today else []
     html = day_report_html(
-        c.cfg, found, actions, [a.model_dump() for a in alerts], generated=generated
+        c.cfg, found, actions, [a.model_dump() for a in alerts] + episodes, generated=generated
     )
     return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
 

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from coordinator import suspension
+from coordinator.engine import no_window_alert
 from coordinator.web import models as api
 from coordinator.web.desk import KIND_ZH, SEVERITY_ZH, AdviceBook, AlertBook, busy_s, hhmm
 from coordinator.web.devices import DeviceSeen, faults
@@ -70,18 +71,13 @@ def devices_json(c: HallService) -> list[dict[str, Any]]:
     return [_device(d).model_dump(mode="json") for d in c.devices.all()]
 
 
-def _open_at(c: HallService, now: float) -> bool:
-    local = dt.datetime.fromtimestamp(now, c.cfg.hall.tzinfo).time()
-    return any(start <= local < end for start, end in c.cfg.hall.open_hours)
-
-
 def _header(c: HallService) -> api.HallHeader:
     """The hall, and whether it is open now: at lunch and after hours the queues' "within
     1 min" and the last calls read as a hall at work (found by a taxpayer)."""
     day = c.engine.day
     local = dt.datetime.fromtimestamp(c.clock(), c.cfg.hall.tzinfo).time()
     hours = c.cfg.hall.open_hours
-    is_open = _open_at(c, c.clock())
+    is_open = c.cfg.hall.open_at(c.clock())
     later = [start for start, _ in hours if start > local]
     return api.HallHeader(
         id=c.cfg.hall.id,
@@ -256,6 +252,8 @@ def alerts_json(c: HallService) -> list[dict[str, Any]]:
             )
     out += no_window_alerts(c, now)
     for at, event in c.alerts:
+        if event.kind == "no_window":  # (standing, above, while it lasts)
+            continue
         item = event.model_dump(mode="json", exclude_none=True)
         item.pop("v", None)
         item.update(at=_iso(at, tz))
@@ -270,36 +268,40 @@ def no_window_alerts(c: HallService, now: float) -> list[dict[str, Any]]:
     """People waiting where no open window of their building serves them (every one paused
     or closed): they are called nowhere else, and the desk showed the hall's figures,
     which looked fine (found by a supervisor who paused the branch's windows). Names the
-    windows that could take them."""
-    engine, tz = c.engine, c.cfg.hall.tzinfo
-    several = len(engine.sites) > 1
-    out: list[dict[str, Any]] = []
-    if not _open_at(c, now):  # lunch, after hours: every window is meant to be shut
-        return out
-    for code, lanes in engine.lanes.items():
-        for k, lane in enumerate(lanes):
-            waiting = engine.core.waiting(lane)
-            if not waiting or engine.serving(code, k):
-                continue
-            could = [
-                n
-                for n, w in engine.windows.items()
-                if code in w.skills and engine.window_site[n] == k
-            ]
-            where = f"{engine.sites[k]} " if several else ""
-            fix = (
-                f", 可恢复或开 {'、'.join(map(str, could[:8]))}号窗口" if could else ", 无窗口可办"
-            )
-            out.append(
-                {
-                    "severity": "warning",
-                    "kind": "no_window",
-                    "service": code,
-                    "at": _iso(now, tz),
-                    "message": f"{where}{engine.services[code].name} {waiting} 人等候, "
-                    f"无开放窗口办理{fix}",
-                }
-            )
+    windows that could take them. Not at lunch or after hours, when all are meant shut."""
+    if not c.cfg.hall.open_at(now):
+        return []
+    tz = c.cfg.hall.tzinfo
+    return [
+        no_window_alert(c.engine, gap).model_dump(
+            mode="json", exclude_none=True, exclude={"v", "id", "ts"}
+        )
+        | {"at": _iso(now, tz)}
+        for gap in c.engine.unserved()
+    ]
+
+
+def no_window_episodes(c: HallService) -> list[dict[str, Any]]:
+    """Today's queues left without an open window, as the day report lists them: the
+    desk's standing alert is gone once a window opens, and the report showed nothing of
+    a branch left without one for an hour (found by a supervisor)."""
+    tz, now = c.cfg.hall.tzinfo, c.clock()
+    today = c.cfg.hall.business_day(now)
+    still = {(g.service, c.engine.sites[g.site]) for g in c.engine.unserved()}
+    out = []
+    for at, e in c.alerts:
+        if e.kind != "no_window" or c.cfg.hall.business_day(at) != today:
+            continue
+        open_now = (e.service, e.site or c.engine.sites[0]) in still
+        out.append(
+            {
+                "first": hhmm(at, tz),
+                "last": hhmm(now if open_now else at, tz),
+                "kind_zh": KIND_ZH["no_window"],
+                "text": e.message,
+                "acked_by": "仍无窗口" if open_now else "已开窗",
+            }
+        )
     return out
 
 
@@ -489,7 +491,9 @@ def desk_alerts(c: HallService, book: AlertBook) -> list[api.DeskAlert]:
     events = [
         (at, e.model_dump(mode="json", exclude_none=True))
         for at, e in c.alerts
-        if e.kind != "express_advice"  # the advice box shows these, with their buttons
+        # the advice box shows these, with their buttons; a queue left without a window
+        # is the standing alert while it lasts, and the day report's episode after
+        if e.kind not in ("express_advice", "no_window")
     ]
     out = []
     roles = suspendable_roles(c)

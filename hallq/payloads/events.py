@@ -43,3 +43,7 @@ class AlertEvent(Message):
     message: ShortText
     window: WindowNo | None = None
     client: Ident | None = None
+    service: ServiceCode | None = Field(default=None, description="the queue it is about")
+    site: Ident | None = Field(
+        default=None, description="the 办税点 (building) of that queue, where the hall has several"
+    )
