@@ -748,6 +748,10 @@ async def test_the_desk_counts_each_buildings_queue_and_names_it_in_an_alert(
         assert filing["waiting"] == 2
         assert filing["waiting_by_site"] == {"main": 0, "branch": 2}
         assert filing["wait_by_site"]["branch"] == "暂无窗口办理, 开窗后叫号"
+        # the branch's one kiosk: its 停用 says nobody there could take a ticket
+        offers = {login["client"]: login for login in desk["logins"]}
+        assert offers["pi-d2"]["last_kiosk"] == "branch"
+        assert offers["pi-w1"]["last_kiosk"] is None
         assert filing["wait_by_site"]["main"] != filing["wait_by_site"]["branch"]
         alerts = await _get(http, f"{url}/api/supervisor/alerts", headers=auth)
         (alert,) = [a for a in alerts if a["kind"] == "no_window"]

@@ -972,6 +972,7 @@ async def test_the_desk_suspends_a_flooding_dispenser_in_two_clicks_and_resumes_
             assert "此后它的一切请求都将被拒绝" in said
             assert "仍在等候的 20 个号" in said, said
             assert "作废后不能恢复" in said  # (restoring the login brings none back)
+            assert "最后一台在用的取号机" in said  # the hall's only kiosk
             ticked = confirm.locator("input[data-void]")
             assert await ticked.is_checked()
             await ticked.uncheck()

@@ -261,7 +261,8 @@ def impact(
                 f"{_fmt(wait_min(c))} → {_fmt(wait_min(c, 1))}"
             )
         text = (
-            f"开窗后 {_names(engine, gain)} 多一个窗口 (等候 {affected} 人)"
+            f"{'恢复后' if action == 'resume' else '开窗后'} {_names(engine, gain)} 多一个窗口 "
+            f"(等候 {affected} 人)"
             if gain
             else f"{window}号窗口已在开放中"
         )

@@ -438,6 +438,11 @@ class SuspendOffer(_Out):
     pauses: list[int] = Field(
         default_factory=list, description="a window agent: the open windows suspending it pauses"
     )
+    last_kiosk: str | None = Field(
+        default=None,
+        description="a dispenser that is the last one not suspended in its 办税点 (building): "
+        "that building, where nobody could take a ticket while it is suspended",
+    )
 
 
 class Login(SuspendOffer):

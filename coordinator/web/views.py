@@ -345,7 +345,29 @@ def _offer(
             if recent is not None
             else suspension.voidable(c.engine, client, since)
         )
-    return {"voids": voids, "pauses": suspension.pauses(c.engine, client)}
+    return {
+        "voids": voids,
+        "pauses": suspension.pauses(c.engine, client),
+        "last_kiosk": _last_kiosk(c, client) if role == "dispenser" else None,
+    }
+
+
+def _last_kiosk(c: HallService, client: str) -> str | None:
+    """The building ``client`` is the last working kiosk of, if it is: suspending the
+    branch's only one left its taxpayers, told to take a new ticket, no kiosk at all."""
+    agents = {a.id: a for a in c.cfg.agents}
+    site = agents[client].site if client in agents else None
+    if site is None and len(c.cfg.sites) > 1:
+        return None
+    others = [
+        a.id
+        for a in c.cfg.agents
+        if a.role == "dispenser"
+        and a.id != client
+        and a.site == site
+        and a.id not in c.engine.suspended
+    ]
+    return None if others else (site or c.cfg.hall.name)
 
 
 def suspendable_roles(c: HallService) -> dict[str, str]:

@@ -293,7 +293,7 @@
   // have issued anything), "burst" (ticked: the flood's tickets are nobody's)
   // count: the tickets it issued in the last desk.void_minutes that still wait (null: not
   // a dispenser); the box is drawn again on every live update, keeping the tick as set
-  function suspendBox(client, count, pauses) {
+  function suspendBox(client, count, pauses, lastKiosk) {
     const minutes = desk.void_minutes;
     const voids = el("input", {type: "checkbox", "data-void": client,
                                onchange: () => { suspending.voids = voids.checked; }});
@@ -301,6 +301,8 @@
     const close = () => { suspending = null; showDevices(); showAlerts(); };
     return el("div", {class: "confirm", "data-confirm-suspend": client},
       el("strong", {class: "impact"}, `停用 ${client}? 此后它的一切请求都将被拒绝, 直到恢复。`),
+      lastKiosk ? el("p", {class: "warn", "data-last-kiosk": lastKiosk},
+                     `它是 ${lastKiosk} 最后一台在用的取号机: 停用后那里无法取号, 请安排人工取号或引导到其他办税点`) : "",
       count ? el("label", {}, voids, ` 同时作废它最近 ${minutes} 分钟取的、仍在等候的 ${count} 个号 (作废后不能恢复, 持号人需重新取号)`)
         : count === 0 ? el("p", {class: "muted", "data-no-voids": client}, `它最近 ${minutes} 分钟取的号都已不在等候, 无号可作废`) : "",
       pauses.length ? el("p", {"data-pauses": pauses.join()},
@@ -311,9 +313,9 @@
         el("button", {"data-suspend-cancel": client, onclick: close}, "取消")));
   }
   // burst: ticked at first (a flood's tickets are nobody's); otherwise offered unticked
-  function suspendButton(client, from, count, burst, pauses) {
+  function suspendButton(client, from, count, burst, pauses, lastKiosk) {
     if (!me.may_act) return "";
-    if (suspending && suspending.client === client && suspending.from === from) return suspendBox(client, count, pauses || []);
+    if (suspending && suspending.client === client && suspending.from === from) return suspendBox(client, count, pauses || [], lastKiosk);
     return el("button", {class: "danger", "data-suspend": client,
       onclick: () => { suspending = {client, from, voids: burst && count !== null}; showDevices(); showAlerts(); }}, "停用");
   }
@@ -400,7 +402,7 @@
         {suspended: "停用", offline: "离线", paper_low: "纸将尽", paper_out: "缺纸", unhealthy: "异常"}[d.problem]), " ", d.text,
         d.since ? el("small", {class: "muted"}, ` ${d.since} 起`) : "", " ",
         d.problem === "suspended" && me.may_act ? el("button", {"data-resume": d.client, onclick: () => device(d.client, "resume")}, "恢复") :
-          d.suspendable ? suspendButton(d.client, "device", d.voids ?? null, false, d.pauses) : "")) :
+          d.suspendable ? suspendButton(d.client, "device", d.voids ?? null, false, d.pauses, d.last_kiosk) : "")) :
       [el("li", {class: "muted"}, "全部设备在线, 打印纸充足")]));
     showPicker();
   }
@@ -421,7 +423,7 @@
       ...logins.map((l) => el("option", {value: l.client}, `${l.client} (${ROLE[l.role] || l.role})`)));
     select.value = picked;
     box.replaceChildren(el("span", {class: "muted"}, "停用其他设备: "), select, " ",
-      suspendButton(login.client, "picker", login.voids ?? null, false, login.pauses));
+      suspendButton(login.client, "picker", login.voids ?? null, false, login.pauses, login.last_kiosk));
   }
   function showAlerts() {
     const open = desk.alerts.filter((a) => !a.acked_by).length;
@@ -434,7 +436,7 @@
       el("small", {class: "muted"}, ` ${a.first === a.last ? a.last : `${a.first}–${a.last}`}`), " ",
       a.acked_by ? el("small", {class: "ackd"}, `✓ ${a.acked_by} ${a.acked_at} 已知悉`) :
         me.may_act ? el("button", {"data-ack": a.key, onclick: () => ack(a.key)}, "知悉") : "",
-      a.suspend ? " " : "", a.suspend ? suspendButton(a.suspend, a.key, a.voids ?? null, a.kind === "issue_burst", a.pauses) : "")) :
+      a.suspend ? " " : "", a.suspend ? suspendButton(a.suspend, a.key, a.voids ?? null, a.kind === "issue_burst", a.pauses, a.last_kiosk) : "")) :
       [el("li", {class: "muted"}, "暂无告警")]));
   }
   async function ack(key) {
