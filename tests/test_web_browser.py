@@ -409,6 +409,7 @@ async def test_the_hall_page_says_when_the_hall_is_closed(
     clock.now = at(7, 30)  # the small hall opens at 08:00, closes at 18:00
     async with (
         web_running(cfg, tmp_path / "log.sqlite", clock) as (_c, url),
+        device(cfg, "dispenser", "pi-d1", tmp_path) as dispenser,
         async_playwright() as p,
     ):
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
@@ -429,6 +430,19 @@ async def test_the_hall_page_says_when_the_hall_is_closed(
             await closed.wait_for()
             assert (await closed.inner_text()).startswith("今日已闭厅")
             assert await page.locator("#calls.closed").count() == 1  # shown as past
+            # a ticket taken just before closing is still called: the page says so (it
+            # said only 暂停办理 while windows called the morning's queue past 12:00)
+            clock.now = at(17, 59)
+            await dispenser.wait_connected(10)
+            T = HallTopics(cfg.hall.id)
+            reply = await dispenser.request(
+                T.req("pi-d1"), m.IssueRequest(kind="issue", service="tax-filing"), timeout=10
+            )
+            assert reply.ok
+            clock.now = at(18, 30)
+            await page.reload()
+            await page.wait_for_selector("#closed:has-text('已取号的请留意叫号')")
+            assert await page.locator("#calls.closed").count() == 0  # calls to answer
         finally:
             await browser.close()
 

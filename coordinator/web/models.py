@@ -123,6 +123,11 @@ class HallHeader(_Out):
     opens: str | None = Field(
         default=None, description="closed now: when it opens again today (HH:MM), else null"
     )
+    calling: bool = Field(
+        default=False,
+        description="closed now, but windows are still calling those who took a ticket "
+        "before it closed",
+    )
     places: dict[str, str] = Field(
         default_factory=dict,
         description="zone -> its name, where the hall has several 办税点 (buildings): a call "

@@ -86,6 +86,14 @@ def _header(c: HallService) -> api.HallHeader:
         day=day.isoformat() if day else None,
         open=is_open,
         opens=None if is_open or not later else f"{min(later):%H:%M}",
+        # past 12:00 the morning's queue is still called: the page said only 暂停办理
+        # while window 46 called B0800 (found by a supervisor)
+        calling=not is_open
+        and any(
+            w.status is WindowStatus.OPEN
+            and (w.current is not None or any(c.engine.waiting(s) for s in w.skills))
+            for w in c.engine.windows.values()
+        ),
         places={z.id: z.name for z in c.cfg.zones} if len(c.cfg.sites) > 1 else {},
     )
 

@@ -30,7 +30,13 @@
     $("day").textContent = h.hall.day || "";
     const closed = !h.hall.open;
     $("closed").hidden = !closed;
-    if (closed) {
+    if (closed && h.hall.calling) {  // no new tickets, but those who took one are called
+      $("closed").replaceChildren(...two(
+        h.hall.opens ? `已停止取号，${h.hall.opens} 恢复；已取号的请留意叫号`
+                     : "今日已停止取号；已取号的请留意叫号",
+        h.hall.opens ? `No new tickets until ${h.hall.opens}; if you have one, listen for your number`
+                     : "No new tickets today; if you have one, listen for your number"));
+    } else if (closed) {
       $("closed").replaceChildren(...(h.hall.opens
         ? two(`暂停办理，${h.hall.opens} 恢复`, `Closed now, open again at ${h.hall.opens}`)
         : two("今日已闭厅", "Closed for today")));
@@ -43,7 +49,7 @@
          el("span", {class: "en2"}, `${c.ticket}, please go to window ${c.window}`)))
       : [el("li", {class: "muted"}, "暂无叫号", el("span", {class: "en2"}, "No calls yet"))]));
     $("calls").dataset.first = calls.length ? calls[0].ticket : "";
-    $("calls").classList.toggle("closed", !h.hall.open);  // last calls, not ones to answer
+    $("calls").classList.toggle("closed", closed && !h.hall.calling);  // past, not to answer
     $("queues").replaceChildren(
       row([two("业务", "Service"), two("等候", "Waiting"), two("下一位", "Next"),
            two("预计等候", "Expected wait"), two("最久已等", "Longest so far")], true),
