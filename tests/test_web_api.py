@@ -721,6 +721,8 @@ async def test_the_help_desk_acts_on_one_ticket_and_refuses_what_makes_no_sense(
             ("transfer", f"ticket {number}"),
             ("cancel", f"ticket {number}"),
         }
+        moved = next(row for row in rows if row["action"] == "transfer")
+        assert moved["target_zh"] == f"号码 {number} → 发票办理"  # where to, not just which
 
 
 async def test_the_desk_counts_each_buildings_queue_and_names_it_in_an_alert(

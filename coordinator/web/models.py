@@ -316,6 +316,7 @@ class AuditEntry(_Out):
     )
     action_zh: str = Field(description="the action as the desk names it")
     target: str | None
+    target_zh: str | None = Field(default=None, description="the target (and its detail) in words")
     ok: bool
     result: str | None
     result_zh: str | None = Field(description="a refusal's code as the desk says it")

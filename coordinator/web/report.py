@@ -54,15 +54,27 @@ def satisfied_share(f: DayFigures) -> float | None:
     return sum(n for r, n in f.ratings.items() if r >= 3) / f.rated
 
 
-def target_zh(target: object, names: Mapping[str, str]) -> str:
-    """An audit entry's target in words: "window 4" -> "4号窗口"."""
+def target_zh(target: object, names: Mapping[str, str], detail: object = None) -> str:
+    """An audit entry's target in words ("window 4" -> "4号窗口"), with what its detail
+    says a supervisor needs: where a ticket was sent, how many tickets a 停用 voided (the
+    desk's log said "转移 ticket A0244" and no more)."""
     text = str(target or "")
     kind, _, rest = text.partition(" ")
+    more = detail if isinstance(detail, dict) else {}
     if kind == "window":
         return f"{rest}号窗口"
+    if kind == "ticket":
+        to = more.get("to_window")
+        to = f"{to}号窗口" if to is not None else names.get(str(more.get("to_service")), "")
+        return f"号码 {rest}" + (f" → {to}" if to else "")
+    if kind == "device":
+        voided = more.get("voided")
+        return f"设备 {rest}" + (f", 作废 {voided} 个号" if voided else "")
     if kind == "alert":
         what, _, about = rest.partition(":")
-        return f"告警 {KIND_ZH.get(what, what)} {names.get(about, about)}".strip()
+        about, _, site = about.partition("@")
+        named = f"{names.get(about, about)} {site}".strip()
+        return f"告警 {KIND_ZH.get(what, what)} {named}".strip()
     if kind == "advice":
         ident, _, service = rest.partition(" ")
         return f"专窗建议 {ident} {names.get(service, service)}"
@@ -191,7 +203,8 @@ def day_report_html(
     rows += [
         f"<tr><td>{escape(str(e['time']))}</td>"
         f"<td>{escape(AUDIT_ZH.get(str(e['action']), str(e['action'])))}</td>"
-        f"<td>{escape(target_zh(e.get('target'), names))}</td><td>{escape(str(e['user']))}"
+        f"<td>{escape(target_zh(e.get('target'), names, e.get('detail')))}</td>"
+        f"<td>{escape(str(e['user']))}"
         f"{'' if e['ok'] else ' (未成功)'}</td></tr>"
         for e in actions
         if e["action"] not in ("login", "logout")

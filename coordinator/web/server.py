@@ -635,12 +635,17 @@ async def audit_log(request: web.Request) -> web.Response:
         console = {None: None, "0": False, "1": True}[request.query.get("console")]
     except (ValueError, KeyError):
         return _error(400, "bad_query", "limit and before must be integers, console 0 or 1")
-    tz = _c(request).cfg.hall.tzinfo  # the hall's, not the browser's: a remote desk too
+    from coordinator.web.report import target_zh
+
+    cfg = _c(request).cfg
+    tz = cfg.hall.tzinfo  # the hall's, not the browser's: a remote desk too
+    names = {s.code: s.name for s in cfg.services}
     return _json(
         [
             api.AuditEntry(
                 **e,
                 action_zh=AUDIT_ZH.get(e["action"], e["action"]),
+                target_zh=target_zh(e["target"], names, e.get("detail")),
                 when=f"{dt.datetime.fromtimestamp(e['at'], tz):%m-%d %H:%M:%S}",
                 result_zh=None if e["ok"] or not e["result"] else error_zh(e["result"], ""),
             )

@@ -490,18 +490,6 @@
     if (desk.audit_last !== auditSeen) audit();  // a console's command over MQTT, say
   }
 
-  function target(t) {
-    if (!t) return "";
-    let x = /^window (\d+)$/.exec(t);
-    if (x) return `${x[1]}号窗口`;
-    x = /^alert ([a-z_]+):(.*)$/.exec(t);
-    if (x) return `告警: ${{wait_over_target: "等候超时", device_offline: "设备离线", device_unhealthy: "设备异常", device_shared_id: "设备编号重复"}[x[1]] || x[1]} ${names[x[2]] || x[2]}`;
-    x = /^appointment (\S+)$/.exec(t);
-    if (x) return `预约 ${x[1]}`;
-    x = /^advice (\S+) (\S+)$/.exec(t);
-    if (x) return `建议 ${x[1]}: ${names[x[2]] || x[2]}`;
-    return t;
-  }
   // each table shows its newest rows, more on request up to what one read gives (the API's
   // 500): older ones are in the day report. A refresh keeps the depth the supervisor chose.
   const AUDIT_MAX = 500;
@@ -523,7 +511,7 @@
         ...list.map((a) => el("tr", {"data-action": a.action, "data-ok": String(a.ok)},
           el("td", {class: "nowrap"}, a.when),
           el("td", {}, a.user + (a.role ? ` (${a.role})` : "")),
-          el("td", {}, a.action_zh), el("td", {}, target(a.target)),
+          el("td", {}, a.action_zh), el("td", {}, a.target_zh || a.target || ""),
           el("td", {}, el("span", {class: "pill " + (a.ok ? "ok" : "critical")},
                           a.ok ? "成功" : (a.result_zh || "失败"))),
           el("td", {}, a.client || "")))];
