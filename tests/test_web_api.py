@@ -773,6 +773,9 @@ async def test_the_desk_counts_each_buildings_queue_and_names_it_in_an_alert(
         assert "已开窗" in report
         desk = await _get(http, f"{url}/api/supervisor/desk", headers=auth)
         assert "no_window" not in [a["kind"] for a in desk["alerts"]]
+        # the main building's zone-less board is captioned as what it shows
+        boards = {b["id"]: b for b in await _get(http, f"{url}/api/boards")}
+        assert boards["main-board"]["caption"] == "第一办税厅"
         # the public page's calls say which building their window is in
         hall = await _get(http, f"{url}/api/hall")
         assert hall["hall"]["places"] == {"hall-1": "第一办税厅", "branch-1": "分办税点"}

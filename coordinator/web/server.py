@@ -167,12 +167,17 @@ async def board_list(request: web.Request) -> web.Response:
     items = []
     for b in boards(cfg):
         z = zones.get(b.zone) if b.zone is not None else None  # a taxpayer reads its hall,
-        items.append(  # not its device id
+        # not its device id; a zone-less board of a building shows that building's halls
+        scope = cfg.scope_zones(b.id) if z is None else None
+        covers = [zones[i] for i in zones if scope and i in scope]
+        caption = "全厅" if not covers else "、".join(x.name for x in covers)
+        caption_en = "Whole hall" if not covers else ", ".join(x.name_en or x.name for x in covers)
+        items.append(
             api.BoardItem(
                 id=b.id,
                 zone=b.zone,
-                caption=z.name if z is not None else "全厅",
-                caption_en=(z.name_en or z.name) if z is not None else "Whole hall",
+                caption=z.name if z is not None else caption,
+                caption_en=(z.name_en or z.name) if z is not None else caption_en,
                 width=b.width,
                 height=b.height,
                 png=f"/api/boards/{b.id}.png",
