@@ -762,10 +762,22 @@ class Engine:
             heapq.heappop(heap)
         return None
 
-    def oldest_wait_min(self, service: str, now: float) -> float:
-        """Age of the longest-waiting ticket of ``service`` (0 when none waits)."""
-        t = self.oldest_waiting(service)
-        return 0.0 if t is None else max(0.0, now - t.issued_at) / 60.0
+    def oldest_wait_min(self, service: str, now: float, site: int | None = None) -> float:
+        """Age of the longest-waiting ticket of ``service`` (at ``site``), 0 when none
+        waits. A site's is a pass over the service's queue (the express-window advice's,
+        once a minute), not the amortised heap."""
+        if site is None:
+            t = self.oldest_waiting(service)
+            return 0.0 if t is None else max(0.0, now - t.issued_at) / 60.0
+        issued = [
+            self.tickets[i].issued_at
+            for _, _, i in self._waiting_heaps()[service]
+            if (t := self.tickets[i]).state is TicketState.WAITING
+            and t.directed is None
+            and t.service == service
+            and t.site == site
+        ]
+        return max(0.0, now - min(issued)) / 60.0 if issued else 0.0
 
     def stalled_min(self, service: str, now: float) -> float:
         """How long ``service``'s queue has stood still with someone in it: since its last

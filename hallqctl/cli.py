@@ -1510,9 +1510,10 @@ def advise(
     )
     if len(cfg.sites) > 1:  # (hallq simulate and the forecast play each building apart)
         click.echo(
-            f"note: this hall has {len(cfg.sites)} 办税点 ({', '.join(cfg.sites)}); the plan "
-            "plays them as one hall's queues, so its waits are those of a hall whose windows "
-            "serve either building: `hallq simulate` gives each building's own",
+            f"note: this hall has {len(cfg.sites)} 办税点 ({', '.join(cfg.sites)}); the day "
+            "plan plays them as one hall's queues, so its waits are those of a hall whose "
+            "windows serve either building: `hallq simulate` gives each building's own (the "
+            "live advice on the desk weighs each building's queue by its own windows)",
             err=True,
         )
 

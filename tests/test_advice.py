@@ -239,3 +239,29 @@ def test_a_queue_no_window_serves_gets_a_window(engine: Engine) -> None:
     assert green.windows
     assert math.isfinite(green.predicted_wait_min)
     assert green.after_min < green.before_min
+
+
+def test_a_branch_queue_is_helped_by_the_branch_s_own_windows(core_cls: type[Any]) -> None:
+    """In a hall of two buildings the advice switched any idle window to a long queue:
+    a main-building window switched to a service serves only the main building's queue of
+    it, so the branch's people gained nothing. It picks windows of the queue's building."""
+    from coordinator.engine import Engine
+    from hallq import messages as m
+    from hallq.config import parse_config
+
+    from .halls import at, two_site_hall_text
+
+    text = two_site_hall_text() + (  # the branch gets a window 5 for invoices only
+        '\n[[windows]]\nnumber = 5\nzone = "branch-1"\nskills = { invoice = 1.0 }\n'
+    )
+    e = Engine(parse_config(text, "two-sites.toml"), core_cls)
+    e.roll_over(at(8))
+    for n in e.windows:
+        e.apply(m.WindowAction(window=n, action="open"), at(8, 30))
+    for i in range(40):  # the branch's filing queue grows
+        e.apply(m.IssueRequest(kind="issue", service="tax-filing"), at(9, 0, i), "pi-d2")
+    advice = advise(e, at(9, 30), simulate=False)
+    assert advice, "a branch queue with 40 waiting and no filing window needs help"
+    filing = [a for a in advice if a.service == "tax-filing"]
+    assert [a.windows for a in filing] == [(5,)]  # not main's idle invoice window 2
+    assert filing[0].waiting == 40

@@ -117,31 +117,34 @@ def oldest_wait_min(engine: Engine, service: str, now: float) -> float:
     return engine.oldest_wait_min(service, now)
 
 
-def predicted_wait_min(engine: Engine, service: str, now: float) -> float:
+def predicted_wait_min(engine: Engine, service: str, now: float, site: int | None = None) -> float:
     """The wait a ticket issued now is predicted to have: the queueing estimate, or the
     oldest waiting ticket's age if that is larger. Windows serving several services give
     each only part of their time, so the queueing estimate alone is optimistic exactly
     where hallq's shared windows are; the oldest age is what the queue already proved."""
-    return max(queue_wait_min(engine, service), oldest_wait_min(engine, service, now))
+    return max(queue_wait_min(engine, service, 0, site), engine.oldest_wait_min(service, now, site))
 
 
-def _pressure(engine: Engine, service: str) -> float:
-    return queue_wait_min(engine, service) / engine.services[service].wait_target_min
+def _pressure(engine: Engine, service: str, site: int | None = None) -> float:
+    return queue_wait_min(engine, service, 0, site) / engine.services[service].wait_target_min
 
 
-def _donors(engine: Engine, service: str) -> list[int]:
-    """Open windows not serving ``service``, least pressed first, idle ones before busy."""
+def _donors(engine: Engine, service: str, site: int | None = None) -> list[int]:
+    """Open windows (of ``site``) not serving ``service``, least pressed first, idle ones
+    before busy."""
     wins = [
         w
         for w in engine.windows.values()
-        if w.status is WindowStatus.OPEN and service not in w.skills
+        if w.status is WindowStatus.OPEN
+        and service not in w.skills
+        and (site is None or engine.window_site[w.number] == site)
     ]
     return [
         w.number
         for w in sorted(
             wins,
             key=lambda w: (
-                max((_pressure(engine, c) for c in w.skills), default=0.0),
+                max((_pressure(engine, c, site) for c in w.skills), default=0.0),
                 w.current is not None,
                 w.number,
             ),
@@ -170,40 +173,48 @@ def advise(
     """
     out: list[Advice] = []
     taken: set[int] = set()
-    pressed = sorted(engine.services, key=lambda c: -_pressure(engine, c))
-    for c in pressed:
+    # a hall of several 办税点: each building's queue, helped by its own windows only (a
+    # branch window switched to a service serves the branch's queue of it, nobody else's)
+    sites: list[int | None] = [None] if len(engine.sites) == 1 else list(range(len(engine.sites)))
+    pressed = sorted(
+        ((c, site) for c in engine.services for site in sites),
+        key=lambda cs: -_pressure(engine, *cs),
+    )
+    for c, site in pressed:
         target = engine.services[c].wait_target_min
-        wait = predicted_wait_min(engine, c, now)
+        wait = predicted_wait_min(engine, c, now, site)
         if wait <= target:
             continue
-        donors = [w for w in _donors(engine, c) if w not in taken]
+        donors = [w for w in _donors(engine, c, site) if w not in taken]
         # a donor must not push its own services over their targets
         donors = [
             w
             for w in donors
             if all(
-                queue_wait_min(engine, x, -1) <= engine.services[x].wait_target_min
+                queue_wait_min(engine, x, -1, site) <= engine.services[x].wait_target_min
                 for x in engine.windows[w].skills
             )
         ]
         if not donors:
             continue
         k = 1
-        n_now = engine.serving_windows(c)
-        oldest = oldest_wait_min(engine, c, now)
+        n_now = engine.serving_windows(c, site)
+        oldest = engine.oldest_wait_min(c, now, site)
 
-        def wait_with(k: int, c: str = c, n_now: int = n_now, oldest: float = oldest) -> float:
+        def wait_with(
+            k: int, c: str = c, n_now: int = n_now, oldest: float = oldest, site: int | None = site
+        ) -> float:
             """Queueing estimate with ``k`` more windows; the oldest ticket's age shrinks
             by the same capacity ratio (nothing served it before if no window did)."""
             aged = oldest * n_now / (n_now + k) if n_now else 0.0
-            return max(queue_wait_min(engine, c, k), aged)
+            return max(queue_wait_min(engine, c, k, site), aged)
 
         while k < min(MAX_WINDOWS, len(donors)) and wait_with(k) > target:
             k += 1
         chosen = tuple(donors[:k])
         taken.update(chosen)
-        waiting = engine.waiting(c)
-        n = engine.serving_windows(c) + k
+        waiting = engine.waiting(c, site)
+        n = engine.serving_windows(c, site) + k
         drain_min = waiting * engine.avg_service_s(c) / n / 60.0
         duration = int(min(horizon_min, max(10.0, 5 * math.ceil(drain_min / 5))))
         after_q = wait_with(k)
@@ -246,7 +257,10 @@ def with_simulated_effect(
     """``advice`` with its effect from a short simulation (``simulate_switch``) instead of
     the queueing estimate; unchanged if the state cannot be simulated. Separate from
     ``advise`` so a caller can pick the advice it will publish first and simulate only that
-    (the windows chosen do not depend on the effect)."""
+    (the windows chosen do not depend on the effect). A hall of several 办税点 keeps the
+    queueing estimate: the switch's simulation plays one hall's queues."""
+    if len(engine.sites) > 1:
+        return advice
     try:
         effect = simulate_switch(
             engine,
