@@ -250,7 +250,7 @@ class Coordinator:
         # built in a worker once serving (seconds over a long log; nothing waits for it)
         self.forecast: Any = None
         self._advised_at = float("-inf")
-        self._advised: dict[str, float] = {}
+        self._advised: dict[tuple[str, int], float] = {}  # (service, its windows' site)
         # advice worth showing, newest first: the desk adopts it to be applied or dismissed
         self.advice: deque[tuple[float, Any]] = deque(maxlen=RECENT_ADVICE)
         self._refreshing: asyncio.Task[None] | None = None
@@ -618,7 +618,8 @@ class Coordinator:
             log.exception("express-window advice failed")
             return []
         for item in advice:
-            if now - self._advised.get(item.service, -ADVICE_REPEAT_S) < ADVICE_REPEAT_S:
+            key = (item.service, self.engine.window_site[item.windows[0]])  # (a building's)
+            if now - self._advised.get(key, -ADVICE_REPEAT_S) < ADVICE_REPEAT_S:
                 continue
             try:
                 item = with_simulated_effect(self.engine, now, item)
@@ -626,7 +627,7 @@ class Coordinator:
                 log.exception("express-window advice: simulating the effect failed")
             if not worth_it(item):  # looked at again next minute, as the queue grows
                 continue
-            self._advised[item.service] = now
+            self._advised[key] = now
             self.advice.appendleft((now, item))
             alert = advice_alert(item)
             self.alerts.appendleft((now, alert))
