@@ -1202,16 +1202,15 @@ class Engine:
 
     def board_state(self, rev: int) -> m.BoardState:
         waiting = {code: self.waiting(code) for code in self.service_idx}
-        by_site = {
-            site: {code: self.core.waiting(lanes[k]) for code, lanes in self.lanes.items()}
-            for k, site in enumerate(self.sites)
-        }
-        return m.BoardState(
-            rev=rev,
-            calls=list(self.calls),
-            waiting=waiting,
-            site_waiting=by_site if len(by_site) > 1 else {},
+        by_site = (
+            {
+                site: {code: self.core.waiting(lanes[k]) for code, lanes in self.lanes.items()}
+                for k, site in enumerate(self.sites)
+            }
+            if len(self.sites) > 1
+            else {}
         )
+        return m.BoardState(rev=rev, calls=list(self.calls), waiting=waiting, site_waiting=by_site)
 
     def stats_state(self, rev: int, now: float | None = None) -> m.StatsState:
         """Today's KPIs (the coordinator publishes this every second while anything
