@@ -409,7 +409,7 @@ def test_a_hall_of_two_sites_is_simulated_as_each_buildings_queues() -> None:
     cfg = sim_config(parse_config(two_site_hall_text(), "two-sites.toml"))
     skills = {w.number: dict(w.weights()) for w in cfg.windows}
     spans = open_spans(cfg.hall.open_hours)
-    hall = SitesHall(cfg, load_core("compiled"), skills, day=sim_day(None), spans=spans)
+    hall = SitesHall(cfg, load_core(), skills, day=sim_day(None), spans=spans)
     assert hall.split is not None
     hall.split.share = {c: [0.0, 1.0] for c in hall.split.share}
     small = draw_day(Demand.for_services(["tax-filing"]), spans, volume=150, rng=random.Random(1))
@@ -418,7 +418,7 @@ def test_a_hall_of_two_sites_is_simulated_as_each_buildings_queues() -> None:
     assert played.busy_s[4] > 0  # the branch's one window
     assert all(played.busy_s.get(w, 0.0) == 0.0 for w in (1, 2, 3))
     assert set(played.waits) == {s.code for s in cfg.services}  # told by service
-    hall_wide = FastHall(cfg, load_core("compiled"), skills, day=sim_day(None), spans=spans)
+    hall_wide = FastHall(cfg, load_core(), skills, day=sim_day(None), spans=spans)
     assert any(hall_wide.play(small).busy_s.get(w, 0.0) > 0 for w in (1, 3))  # (as before)
 
     # the report tells each building's wait: the example's branch, a quarter of the
