@@ -700,26 +700,26 @@ async def _window_command(
     same = no_change(c.engine, window, command.action, skills)
     if same is not None:
         return _refusal(409, same[0], same[1], command.id), same[0]
-    user = _session(request).user
-    done = await c.execute("window", "supervisor", user, command, reply=False)
-    ok = bool(done.record["ok"])
     detail = {"skills": command.skills} if command.action == "set_skills" else None
-    _audit(
-        request,
-        command.action,
-        target=target,
-        ok=ok,
-        result=None if ok else done.record["error"]["code"],
-        detail=detail,
-    )
-    log.info(
-        "supervisor %s: %s window %d -> %s",
-        user,
-        command.action,
-        window,
-        "ok" if ok else done.record["error"]["code"],
-    )
-    error = done.record["error"]
+    return await _desk_execute(request, command, target, window, detail)
+
+
+async def _desk_execute(
+    request: web.Request,
+    command: Any,
+    target: str,
+    window: int,
+    detail: dict[str, Any] | None,
+) -> tuple[web.Response, str | None]:
+    """A desk's window command through the coordinator (logged and published like a
+    pad's), audited against ``target``, answered with the engine's refusal in Chinese.
+    The code refused with, None when done."""
+    user = _session(request).user
+    done = await _c(request).execute("window", "supervisor", user, command, reply=False)
+    ok, error = bool(done.record["ok"]), done.record["error"]
+    result_code = None if error is None else error["code"]
+    _audit(request, command.action, target=target, ok=ok, result=result_code, detail=detail)
+    log.info("supervisor %s: %s %s -> %s", user, command.action, target, result_code or "ok")
     if error is not None:
         error = {
             "code": error["code"],
@@ -727,7 +727,7 @@ async def _window_command(
         }
     result = api.CommandResult(ok=ok, error=error, seq=done.seq, id=command.id)
     response = web.json_response(result.model_dump(mode="json"), status=200 if ok else 409)
-    return response, None if error is None else error["code"]
+    return response, result_code
 
 
 async def supervisor_command(request: web.Request) -> web.Response:
@@ -769,27 +769,7 @@ async def supervisor_ticket(request: web.Request) -> web.Response:
         field, _message = m.describe(exc, tagged=True)
         _audit(request, action, target=target, ok=False, result="invalid_command")
         return _error(400, "invalid_command", f"请求格式错误 ({field})")
-    user = _session(request).user
-    done = await c.execute("window", "supervisor", user, command, reply=False)
-    ok, error = bool(done.record["ok"]), done.record["error"]
-    _audit(
-        request,
-        action,
-        target=target,
-        ok=ok,
-        result=None if ok else error["code"],
-        detail=fields or None,
-    )
-    log.info(
-        "supervisor %s: %s ticket %s -> %s", user, action, number, "ok" if ok else error["code"]
-    )
-    if error is not None:
-        error = {
-            "code": error["code"],
-            "message": error_zh(error["code"], error["message"], window),
-        }
-    result = api.CommandResult(ok=ok, error=error, seq=done.seq, id=command.id)
-    return web.json_response(result.model_dump(mode="json"), status=200 if ok else 409)
+    return (await _desk_execute(request, command, target, window, fields or None))[0]
 
 
 async def supervisor_device(request: web.Request) -> web.Response:
